@@ -1,0 +1,211 @@
+"""Profiles: a named, documented record of every arithmetic choice an engine makes.
+
+The ops never branch on a profile's *name*; they read its fields.  A vendor
+profile is one point in this policy space; a user builds a custom one with
+``Profile(name="mine", q_scale_op="multiply_reciprocal", ...)`` or
+``get_profile("onnx").replace(rounding="half_away")``.
+
+Fields (the value in brackets is the ``onnx`` specification profile):
+
+Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
+    q_scale_op ["divide"]            "divide": x / s;  "multiply_reciprocal": x * fl(1/s), the
+                                     reciprocal rounded to the division precision.
+    q_fma [False]                    with multiply_reciprocal and zero point before rounding:
+                                     fl(fma(x, 1/s, zp)), one rounding (torch.quantize_per_tensor).
+    q_rounding ["half_even"]         rounding of x/s to an integer: "half_even" (RNE),
+                                     "half_away" (std::round), "half_up" (toward +inf).
+    q_zero_point ["after_rounding"]  "after_rounding": round(x/s) + zp;
+                                     "before_rounding": round(x/s + zp) (sum in division precision).
+    q_nan ["qmin"]                   integer code a NaN input produces: "qmin", "qmax", "zero_point",
+                                     or "int32_wrap" (onnx.reference: NaN -> INT32_MIN, + zp, clip).
+    q_overflow ["saturate"]          |x/s| beyond int32: "saturate" (clamp to [qmin, qmax]) or
+                                     "int32_wrap" (onnx.reference casts to int32 before clipping).
+    q_inf ["saturate"]               "saturate" (+inf -> qmax, -inf -> qmin), "qmin" or "qmax" (both).
+    q_fp16_division ["spec"]         precision of x/s for float16/bfloat16 inputs: "spec" (the scale
+                                     type, or ``precision``) or "float32" (ORT before opset 23).
+    q_float_zero_point ["add"]       float8/4/6 targets: "add" the zero point before the cast (spec
+                                     formula), or "ignore" it (onnx.reference for float8).
+
+Dequantize
+    dq_subtract ["exact"]            "exact": (x - zp) in int64, then converted to the compute type;
+                                     "float32": fl32(x) - fl32(zp) (onnx.reference; rounds int32 x
+                                     above 2^24).
+
+DynamicQuantizeLinear
+    dql_zero_range_scale [1.0]       y_scale when max == min (all-zero input): 1.0 (ORT) or 1/255
+                                     (onnx.reference).
+
+Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(acc * M) + zp)
+    rq_multiplier ["fp32"]           how M = a_s*b_s/y_s is formed: "fp32": fl32(fl32(a_s*b_s)/y_s);
+                                     "fp32_reciprocal": fl32(fl32(a_s*b_s)*fl32(1/y_s)) (QNNPACK);
+                                     "fp64": (double)a_s*(double)b_s/(double)y_s (TFLite).
+    rq_method ["float"]              "float": round(acc_f * M_f) in rq_precision;
+                                     "fixed_point": gemmlowp Q31 multiplier (see rq_fixed_rounding).
+    rq_precision ["float32"]         precision of the float product: "float32" or "float64".
+    rq_acc_to_float ["float32"]      conversion of the int32 accumulator (+ bias): "float32" (cvtdq2ps,
+                                     rounds above 2^24) or "float64" (exact).
+    rq_rounding ["half_even"]        rounding rule for the float method.
+    rq_zero_point ["after_rounding"] "after_rounding" or "before_rounding" (onnx.reference).
+    rq_fixed_rounding ["double"]     fixed point: "double" (SRDHM half-up then RDPOT half-away,
+                                     gemmlowp/TFLite reference), "single" (TFLITE_SINGLE_ROUNDING,
+                                     half-up once), "double_half_up" (ruy x86: half-up twice).
+    rq_bias ["int32"]                "int32": bias added to acc before conversion; "float": fbgemm's
+                                     fl32(acc) + fl32(b / (a_s*b_s)) with a float bias;
+                                     "float_after_scaling": acc*M + b/y_s (a TensorRT option).
+    rq_epilogue_dtype ["float32"]    "float32" or "float16" epilogue (TensorRT option).
+
+Integer GEMM
+    int16_pair_saturation [False]    u8 x s8 products summed pairwise (k, k+1) into a saturating
+                                     int16 before int32 accumulation (x86 vpmaddubsw, AVX2 MLAS/fbgemm).
+    accumulator ["int32_wrap"]       "int32_wrap": exact sum, two's-complement wrap at 32 bits.
+
+Restrictions (an op a profile cannot express raises ``ProfileError``)
+    ops [None]                       op names the profile models (None = all).
+    symmetric_only [False]           non-zero zero points rejected (TensorRT).
+    symmetric_error [""]             the engine's own error message for that rejection.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["Profile", "ProfileError", "get_profile", "profiles", "register_profile"]
+
+
+class ProfileError(ValueError):
+    """An op or argument a profile cannot express."""
+
+
+_CHOICES = {
+    "q_scale_op": ("divide", "multiply_reciprocal"),
+    "q_rounding": ("half_even", "half_away", "half_up"),
+    "q_zero_point": ("after_rounding", "before_rounding"),
+    "q_nan": ("qmin", "qmax", "zero_point", "int32_wrap"),
+    "q_overflow": ("saturate", "int32_wrap"),
+    "q_inf": ("saturate", "qmin", "qmax"),
+    "q_fp16_division": ("spec", "float32"),
+    "q_float_zero_point": ("add", "ignore"),
+    "dq_subtract": ("exact", "float32"),
+    "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
+    "rq_method": ("float", "fixed_point"),
+    "rq_precision": ("float32", "float64"),
+    "rq_acc_to_float": ("float32", "float64"),
+    "rq_rounding": ("half_even", "half_away", "half_up"),
+    "rq_zero_point": ("after_rounding", "before_rounding"),
+    "rq_fixed_rounding": ("double", "single", "double_half_up"),
+    "rq_bias": ("int32", "float", "float_after_scaling"),
+    "rq_epilogue_dtype": ("float32", "float16"),
+    "accumulator": ("int32_wrap",),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A record of arithmetic choices; see the module docstring for every field."""
+
+    name: str = "custom"
+    description: str = ""
+    sources: tuple = ()
+    # quantize
+    q_scale_op: str = "divide"
+    q_fma: bool = False
+    q_rounding: str = "half_even"
+    q_zero_point: str = "after_rounding"
+    q_nan: str = "qmin"
+    q_overflow: str = "saturate"
+    q_inf: str = "saturate"
+    q_fp16_division: str = "spec"
+    q_float_zero_point: str = "add"
+    # dequantize
+    dq_subtract: str = "exact"
+    # dynamic quantize
+    dql_zero_range_scale: float = 1.0
+    # requantize
+    rq_multiplier: str = "fp32"
+    rq_method: str = "float"
+    rq_precision: str = "float32"
+    rq_acc_to_float: str = "float32"
+    rq_rounding: str = "half_even"
+    rq_zero_point: str = "after_rounding"
+    rq_fixed_rounding: str = "double"
+    rq_bias: str = "int32"
+    rq_epilogue_dtype: str = "float32"
+    # integer GEMM
+    int16_pair_saturation: bool = False
+    accumulator: str = "int32_wrap"
+    # restrictions
+    ops: tuple | None = None
+    symmetric_only: bool = False
+    symmetric_error: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        for fname, allowed in _CHOICES.items():
+            val = getattr(self, fname)
+            if val not in allowed:
+                raise ValueError(f"Profile field {fname}={val!r}: expected one of {allowed}")
+        if self.ops is not None and not isinstance(self.ops, tuple):
+            object.__setattr__(self, "ops", tuple(self.ops))
+        if not isinstance(self.sources, tuple):
+            object.__setattr__(self, "sources", tuple(self.sources))
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some fields changed (name becomes '<name>+custom' unless given)."""
+        if "name" not in changes:
+            changes["name"] = self.name + "+custom"
+        return dataclasses.replace(self, **changes)
+
+    def arithmetic(self) -> dict:
+        """The arithmetic fields only (no name/description/sources), as a dict."""
+        skip = {"name", "description", "sources", "extra"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+
+    def diff(self, other: "Profile") -> dict:
+        """{field: (self value, other value)} for every arithmetic field that differs."""
+        a, b = self.arithmetic(), other.arithmetic()
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+    def check_op(self, op: str) -> None:
+        """Raise ProfileError if this profile does not model ``op``."""
+        if self.ops is not None and op not in self.ops:
+            raise ProfileError(f"profile {self.name!r} does not model {op} "
+                               f"(it models: {', '.join(self.ops)})")
+
+    def __str__(self):
+        return f"Profile({self.name!r})"
+
+
+_REGISTRY: dict[str, Profile] = {}
+
+
+def register_profile(profile: Profile) -> Profile:
+    """Add a profile to the registry under ``profile.name`` (replacing one of that name)."""
+    _REGISTRY[profile.name] = profile
+    return profile
+
+
+def get_profile(profile) -> Profile:
+    """Resolve a profile argument: a ``Profile`` or a registered name."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile is None:
+        profile = "onnx"
+    if isinstance(profile, str):
+        _ensure_builtin()
+        try:
+            return _REGISTRY[profile]
+        except KeyError:
+            raise ValueError(f"profile: unknown profile {profile!r}; known: "
+                             f"{', '.join(sorted(_REGISTRY))}") from None
+    raise TypeError(f"profile: expected a profile name or refquant.Profile, got {type(profile).__name__}")
+
+
+def profiles() -> dict:
+    """{name: one-line description} of every registered profile."""
+    _ensure_builtin()
+    return {n: p.description for n, p in _REGISTRY.items()}
+
+
+def _ensure_builtin():
+    if "onnx" not in _REGISTRY:
+        from . import _builtin_profiles  # noqa: F401  (registers on import)
