@@ -22,7 +22,10 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
                                      "int32_wrap" (onnx.reference casts to int32 before clipping).
     q_inf ["saturate"]               "saturate" (+inf -> qmax, -inf -> qmin), "qmin" or "qmax" (both).
     q_fp16_division ["spec"]         precision of x/s for float16/bfloat16 inputs: "spec" (the scale
-                                     type, or ``precision``) or "float32" (ORT before opset 23).
+                                     type, or ``precision``), "float32" (always float32), or
+                                     "float32_below_opset23" (ORT: float32 at opset < 23, spec after).
+    q_int_division ["spec"]          precision of x/s for int32 inputs: "spec" (the scale type) or
+                                     "float64" (onnx.reference's numpy promotion).
     q_float_zero_point ["add"]       float8/4/6 targets: "add" the zero point before the cast (spec
                                      formula), or "ignore" it (onnx.reference for float8).
 
@@ -83,7 +86,8 @@ _CHOICES = {
     "q_nan": ("qmin", "qmax", "zero_point", "int32_wrap"),
     "q_overflow": ("saturate", "int32_wrap"),
     "q_inf": ("saturate", "qmin", "qmax"),
-    "q_fp16_division": ("spec", "float32"),
+    "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
+    "q_int_division": ("spec", "float64"),
     "q_float_zero_point": ("add", "ignore"),
     "dq_subtract": ("exact", "float32"),
     "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
@@ -115,6 +119,7 @@ class Profile:
     q_overflow: str = "saturate"
     q_inf: str = "saturate"
     q_fp16_division: str = "spec"
+    q_int_division: str = "spec"
     q_float_zero_point: str = "add"
     # dequantize
     dq_subtract: str = "exact"
