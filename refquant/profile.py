@@ -24,8 +24,11 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
     q_fp16_division ["spec"]         precision of x/s for float16/bfloat16 inputs: "spec" (the scale
                                      type, or ``precision``), "float32" (always float32), or
                                      "float32_below_opset23" (ORT: float32 at opset < 23, spec after).
-    q_int_division ["spec"]          precision of x/s for int32 inputs: "spec" (the scale type) or
-                                     "float64" (onnx.reference's numpy promotion).
+    q_division_precision ["spec"]    "spec": the ``precision`` attribute, else the scale type (opset >= 23)
+                                     / the common x-and-scale type (opset < 23; int32 x -> scale type);
+                                     "numpy_promotion": numpy's result type of x / scale (onnx.reference:
+                                     int32 x with a float32 scale divides in float64, a float32 x with a
+                                     float16 scale in float32).
     q_float_zero_point ["add"]       float8/4/6 targets: "add" the zero point before the cast (spec
                                      formula), or "ignore" it (onnx.reference for float8).
 
@@ -87,7 +90,7 @@ _CHOICES = {
     "q_overflow": ("saturate", "int32_wrap"),
     "q_inf": ("saturate", "qmin", "qmax"),
     "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
-    "q_int_division": ("spec", "float64"),
+    "q_division_precision": ("spec", "numpy_promotion"),
     "q_float_zero_point": ("add", "ignore"),
     "dq_subtract": ("exact", "float32"),
     "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
@@ -119,7 +122,7 @@ class Profile:
     q_overflow: str = "saturate"
     q_inf: str = "saturate"
     q_fp16_division: str = "spec"
-    q_int_division: str = "spec"
+    q_division_precision: str = "spec"
     q_float_zero_point: str = "add"
     # dequantize
     dq_subtract: str = "exact"
