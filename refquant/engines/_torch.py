@@ -1,0 +1,273 @@
+"""PyTorch CPU quantized ops (torch 2.x): quantize/dequantize, fake-quantize, and the
+quantized linear/conv2d kernels of each quantized engine (fbgemm, x86, qnnpack, onednn).
+
+ONNX mapping
+------------
+* QuantizeLinear -> ``torch.quantize_per_tensor`` (scalar scale) / ``torch.quantize_per_channel``
+  (1-D scale, ``axis``); result ``int_repr()``.  uint8 -> quint8, int8 -> qint8, int32 -> qint32.
+* DequantizeLinear -> ``_make_per_tensor_quantized_tensor`` / ``_make_per_channel_quantized_tensor``
+  then ``dequantize()``.
+* pytorch-fakequant QuantizeLinear -> ``fake_quantize_per_tensor_affine`` /
+  ``fake_quantize_per_channel_affine`` with (qmin, qmax) of the output type; the float result
+  (q - zp)*s is mapped back to the code q through the table fl32(fl32(q - zp) * s) over every code
+  (exact; refused as unsupported when that table is not one-to-one, e.g. zero/denormal scales).
+* QLinearMatMul (a: uint8 [.., M, K], b: int8 [K, N]) -> ``quantized.linear`` with
+  W = b^T (qint8, per-tensor or per-channel on axis 0 when b_scale is 1-D).
+* QGemm (com.microsoft; alpha = 1, y_scale given) -> ``quantized.linear`` with float bias
+  bias_f = fl32(fl32(C) * fl32(a_scale * b_scale[n])) (a torch user holds a float bias; this is the
+  float whose torch quantization is C).
+* QLinearConv (2-D, NCHW, symmetric pads, auto_pad NOTSET) -> ``quantized.conv2d`` with
+  ``conv2d_prepack``; the int32 bias B maps to a float bias as for QGemm.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._dtypes import qrange, resolve_dtype
+from ._errors import EngineUnsupported
+
+PACKAGE = "torch"
+QENGINES = ("fbgemm", "x86", "qnnpack", "onednn")
+
+
+def version():
+    import torch
+    return torch.__version__
+
+
+def _qdtype(dt):
+    import torch
+    dt = np.dtype(dt)
+    m = {np.dtype(np.uint8): torch.quint8, np.dtype(np.int8): torch.qint8,
+         np.dtype(np.int32): torch.qint32}
+    if dt not in m:
+        raise EngineUnsupported(f"torch has no quantized dtype for {dt}")
+    return m[dt]
+
+
+def _scalar(a):
+    return np.asarray(a).ndim == 0 or np.asarray(a).size == 1 and np.asarray(a).ndim <= 1 and False
+
+
+def _is_per_tensor(scale):
+    return np.asarray(scale).ndim == 0
+
+
+def _f32(x):
+    return np.asarray(x, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- quantize / dequantize
+def quantize(inputs, attributes):
+    import torch
+    x = inputs["x"]
+    s = inputs["y_scale"]
+    zp = inputs.get("y_zero_point")
+    odt = np.dtype(zp.dtype) if zp is not None else resolve_dtype(attributes.get("output_dtype") or "uint8")
+    if attributes.get("block_size"):
+        raise EngineUnsupported("torch has no blocked quantize")
+    if x.dtype != np.float32 or s.dtype != np.float32:
+        raise EngineUnsupported("torch quantize here: float32 x and scale only")
+    zpa = np.zeros(np.shape(s), np.int64) if zp is None else np.asarray(zp, np.int64)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if _is_per_tensor(s):
+        q = torch.quantize_per_tensor(xt, float(s), int(zpa), _qdtype(odt))
+    else:
+        axis = int(attributes.get("axis", 1)) % x.ndim
+        q = torch.quantize_per_channel(xt, torch.from_numpy(s.astype(np.float64)),
+                                       torch.from_numpy(zpa.reshape(-1)), axis, _qdtype(odt))
+    return q.int_repr().numpy().astype(odt)
+
+
+def dequantize(inputs, attributes):
+    import torch
+    x = inputs["x"]
+    s = inputs["x_scale"]
+    zp = inputs.get("x_zero_point")
+    if attributes.get("block_size"):
+        raise EngineUnsupported("torch has no blocked dequantize")
+    if s.dtype != np.float32:
+        raise EngineUnsupported("torch dequantize here: float32 scale only")
+    _qdtype(x.dtype)
+    zpa = np.zeros(np.shape(s), np.int64) if zp is None else np.asarray(zp, np.int64)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if _is_per_tensor(s):
+        q = torch._make_per_tensor_quantized_tensor(xt, float(s), int(zpa))
+    else:
+        axis = int(attributes.get("axis", 1)) % x.ndim
+        q = torch._make_per_channel_quantized_tensor(xt, torch.from_numpy(s.astype(np.float64)),
+                                                     torch.from_numpy(zpa.reshape(-1)), axis)
+    return q.dequantize().numpy()
+
+
+def fake_quantize(inputs, attributes):
+    import torch
+    x = inputs["x"]
+    s = inputs["y_scale"]
+    zp = inputs.get("y_zero_point")
+    odt = np.dtype(zp.dtype) if zp is not None else resolve_dtype(attributes.get("output_dtype") or "uint8")
+    if attributes.get("block_size"):
+        raise EngineUnsupported("torch has no blocked fake-quantize")
+    if x.dtype != np.float32 or s.dtype != np.float32:
+        raise EngineUnsupported("torch fake-quantize here: float32 x and scale only")
+    try:
+        qmin, qmax = qrange(odt)
+    except Exception:
+        raise EngineUnsupported(f"fake-quantize: {odt} is not an integer type") from None
+    zpa = np.zeros(np.shape(s), np.int64) if zp is None else np.asarray(zp, np.int64)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if _is_per_tensor(s):
+        y = torch.fake_quantize_per_tensor_affine(
+            xt, torch.tensor(float(s), dtype=torch.float32), torch.tensor(int(zpa), dtype=torch.int32),
+            qmin, qmax).numpy()
+        return _codes_from_fake(y, s.reshape(1), zpa.reshape(1), 0, qmin, qmax, odt)
+    axis = int(attributes.get("axis", 1)) % x.ndim
+    y = torch.fake_quantize_per_channel_affine(
+        xt, torch.from_numpy(s.reshape(-1).copy()), torch.from_numpy(zpa.reshape(-1).astype(np.int32)),
+        axis, qmin, qmax).numpy()
+    return _codes_from_fake(y, s.reshape(-1), zpa.reshape(-1), axis, qmin, qmax, odt)
+
+
+def _codes_from_fake(y, s, zp, axis, qmin, qmax, odt):
+    """Invert y = fl32(fl32(q - zp) * s) per channel by table look-up."""
+    codes = np.arange(qmin, qmax + 1, dtype=np.int64)
+    out = np.empty(y.shape, np.int64)
+    ym = np.moveaxis(y, axis, 0) if y.ndim else y.reshape(1)
+    om = np.moveaxis(out, axis, 0) if y.ndim else out.reshape(1)
+    for c in range(len(s)):
+        table = (np.float32(1) * (codes - zp[c]).astype(np.float32) * np.float32(s[c])).astype(np.float32)
+        keys = table.view(np.uint32)
+        if len(np.unique(table)) != len(table):
+            raise EngineUnsupported(f"fake-quantize output cannot be mapped back to codes for scale "
+                                    f"{s[c]!r} (distinct codes give the same float)")
+        order = np.argsort(keys)
+        yc = (ym[c] if len(s) > 1 else ym).astype(np.float32).view(np.uint32)
+        pos = np.searchsorted(keys[order], yc)
+        pos = np.clip(pos, 0, len(order) - 1)
+        if not np.all(keys[order][pos] == yc):
+            raise EngineUnsupported("fake-quantize output is not (q - zp) * s for any code q")
+        if len(s) > 1:
+            om[c] = codes[order][pos]
+        else:
+            om[...] = codes[order][pos]
+    return out.astype(odt)
+
+
+# --------------------------------------------------------------------------- quantized linear / conv
+class _engine:
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        import torch
+        if self.name not in torch.backends.quantized.supported_engines:
+            raise EngineUnsupported(f"torch quantized engine {self.name!r} is not built in")
+        self.old = torch.backends.quantized.engine
+        torch.backends.quantized.engine = self.name
+
+    def __exit__(self, *a):
+        import torch
+        torch.backends.quantized.engine = self.old
+
+
+def _weight(w, scale, zp, axis):
+    import torch
+    wt = torch.from_numpy(np.ascontiguousarray(w.astype(np.int8)))
+    if _is_per_tensor(scale):
+        return torch._make_per_tensor_quantized_tensor(wt, float(scale), int(zp))
+    return torch._make_per_channel_quantized_tensor(
+        wt, torch.from_numpy(np.asarray(scale, np.float64).reshape(-1)),
+        torch.from_numpy(np.asarray(zp, np.int64).reshape(-1) * np.ones(np.size(scale), np.int64)), axis)
+
+
+def _float_bias(C, a_s, b_s, n):
+    """The float bias whose torch quantization is the int32 bias C: fl32(fl32(C)*fl32(a_s*b_s))."""
+    import torch
+    if C is None:
+        return None
+    C = np.broadcast_to(np.asarray(C, np.int32).reshape(-1) if np.ndim(C) else np.asarray(C, np.int32), (n,))
+    act_w = (np.float32(a_s) * np.broadcast_to(_f32(b_s).reshape(-1) if np.ndim(b_s) else _f32(b_s), (n,))
+             ).astype(np.float32)
+    return torch.from_numpy((C.astype(np.float32) * act_w).astype(np.float32))
+
+
+def _act(a, s, zp):
+    import torch
+    if a.dtype != np.uint8 or np.asarray(zp).dtype != np.uint8:
+        raise EngineUnsupported("torch quantized linear/conv: activations must be uint8 (quint8)")
+    return torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(a)),
+                                                   float(s), int(zp))
+
+
+def _check_scalar(name, v):
+    if np.ndim(v) != 0:
+        raise EngineUnsupported(f"torch quantized ops: {name} must be a scalar")
+
+
+def linear(engine, a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp, C=None):
+    import torch
+    for n, v in (("a_scale", a_s), ("a_zero_point", a_zp), ("y_scale", y_s), ("y_zero_point", y_zp)):
+        _check_scalar(n, v)
+    if b.dtype != np.int8 or b.ndim != 2:
+        raise EngineUnsupported("torch quantized linear: b must be a 2-D int8 weight")
+    if y_zp.dtype != np.uint8:
+        raise EngineUnsupported("torch quantized linear: output must be uint8")
+    K, N = b.shape
+    b_zp = np.zeros((), np.int8) if b_zp is None else b_zp
+    with _engine(engine):
+        xq = _act(a, a_s, a_zp)
+        wq = _weight(b.T, b_s, b_zp, 0)
+        packed = torch.ops.quantized.linear_prepack(wq, _float_bias(C, a_s, b_s, N))
+        y = torch.ops.quantized.linear(xq, packed, float(y_s), int(y_zp))
+    return y.int_repr().numpy().astype(np.uint8)
+
+
+def qlinear_matmul(engine, inputs, attributes):
+    i = inputs
+    return linear(engine, i["a"], i["a_scale"], i["a_zero_point"], i["b"], i["b_scale"],
+                  i.get("b_zero_point"), i["y_scale"], i["y_zero_point"])
+
+
+def qgemm(engine, inputs, attributes):
+    i = inputs
+    if float(attributes.get("alpha", 1.0)) != 1.0:
+        raise EngineUnsupported("torch quantized linear has no alpha")
+    if i.get("y_scale") is None:
+        raise EngineUnsupported("torch quantized linear: QGemm with float output")
+    A, B = i["A"], i["B"]
+    if attributes.get("transA", 0):
+        A = A.T
+    if attributes.get("transB", 0):
+        B = B.T
+    return linear(engine, A, i["a_scale"], i["a_zero_point"], B, i["b_scale"], i.get("b_zero_point"),
+                  i["y_scale"], i.get("y_zero_point", np.zeros((), np.uint8)), i.get("C"))
+
+
+def qlinear_conv(engine, inputs, attributes):
+    import torch
+    i = inputs
+    x, w = i["x"], i["w"]
+    for n in ("x_scale", "x_zero_point", "y_scale", "y_zero_point"):
+        _check_scalar(n, i[n])
+    if x.ndim != 4 or w.dtype != np.int8:
+        raise EngineUnsupported("torch quantized conv2d: 4-D x and int8 w only")
+    if i["y_zero_point"].dtype != np.uint8:
+        raise EngineUnsupported("torch quantized conv2d: output must be uint8")
+    if attributes.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+        raise EngineUnsupported("torch quantized conv2d: auto_pad must be NOTSET")
+    pads = list(attributes.get("pads") or [0, 0, 0, 0])
+    if pads[:2] != pads[2:]:
+        raise EngineUnsupported("torch quantized conv2d: asymmetric pads")
+    strides = list(attributes.get("strides") or [1, 1])
+    dil = list(attributes.get("dilations") or [1, 1])
+    group = int(attributes.get("group", 1))
+    M = w.shape[0]
+    w_zp = i.get("w_zero_point")
+    w_zp = np.zeros((), np.int8) if w_zp is None else w_zp
+    with _engine(engine):
+        xq = _act(x, i["x_scale"], i["x_zero_point"])
+        wq = _weight(w, i["w_scale"], w_zp, 0)
+        packed = torch.ops.quantized.conv2d_prepack(wq, _float_bias(i.get("B"), i["x_scale"], i["w_scale"], M),
+                                                    strides, pads[:2], dil, group)
+        y = torch.ops.quantized.conv2d(xq, packed, float(i["y_scale"]), int(i["y_zero_point"]))
+    return y.int_repr().numpy().astype(np.uint8)
