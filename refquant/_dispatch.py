@@ -1,17 +1,44 @@
 """Top-level ops: run a fast kernel when one covers the call, else the numpy reference.
 
 Both paths return identical bits.  ``refquant.last_path()`` tells which ran.
-(Initial version: every op runs the reference.)
+
+How an op is dispatched
+    1. REFQUANT_DISABLE_FAST=1 (read at every call) -> reference.
+    2. The profile argument is resolved to a ``Profile``; if that fails, or the profile does
+       not model the op, or it is ``symmetric_only`` -> reference (which raises the error).
+    3. The fast glue module is imported lazily (``refquant._quant_fast`` for
+       Quantize/Dequantize/DynamicQuantizeLinear, ``refquant._gemm_fast`` for the integer
+       GEMM/conv ops).  ImportError (extension not built, module absent) -> reference.
+    4. The glue function gets the same arguments as the reference op, with ``profile=`` the
+       resolved Profile, and returns ``(result, kernel_name)`` or ``None`` when no kernel covers
+       the call (dtype, layout, profile field, opset ...) -> reference.
+Exceptions raised by a glue function propagate: a glue function declines with ``None``, so
+unusual input reaches the reference and gets the reference's error message.
 """
 from __future__ import annotations
 
+import importlib
+import os
+
 from . import reference as _ref
+from ._packed import pack_weights as _ref_pack_weights
+from .profile import get_profile
+
+__all__ = [
+    "quantize_linear", "dequantize_linear", "dynamic_quantize_linear",
+    "matmul_integer", "qlinear_matmul", "qgemm", "conv_integer", "qlinear_conv",
+    "requantize", "pack_weights", "last_path", "kernel_info", "fast_enabled",
+]
 
 _LAST = {"op": None, "path": None}
 
+_MODULES = {}      # glue module name -> module or None (import failed)
+_QUANT = "_quant_fast"
+_GEMM = "_gemm_fast"
+
 
 def last_path():
-    """{'op': name, 'path': 'reference' | kernel name} of the most recent top-level op call."""
+    """{'op': ONNX op name, 'path': 'reference' | kernel name} of the most recent top-level call."""
     return dict(_LAST)
 
 
@@ -20,46 +47,109 @@ def _ran(op, path):
     _LAST["path"] = path
 
 
-def quantize_linear(*args, **kwargs):
-    _ran("QuantizeLinear", "reference")
-    return _ref.quantize_linear(*args, **kwargs)
+def fast_enabled():
+    """False when REFQUANT_DISABLE_FAST is set (to anything but '' or '0')."""
+    return os.environ.get("REFQUANT_DISABLE_FAST", "").strip() in ("", "0")
 
 
-def dequantize_linear(*args, **kwargs):
-    _ran("DequantizeLinear", "reference")
-    return _ref.dequantize_linear(*args, **kwargs)
+def _glue(name):
+    if name not in _MODULES:
+        try:
+            _MODULES[name] = importlib.import_module(f"{__package__}.{name}")
+        except ImportError:
+            _MODULES[name] = None
+    return _MODULES[name]
 
 
-def dynamic_quantize_linear(*args, **kwargs):
-    _ran("DynamicQuantizeLinear", "reference")
-    return _ref.dynamic_quantize_linear(*args, **kwargs)
+def _dispatch(op, module, func, ref_func, args, kwargs):
+    if fast_enabled():
+        mod = _glue(module)
+        fast = getattr(mod, func, None) if mod is not None else None
+        if fast is not None:
+            try:
+                prof = get_profile(kwargs.get("profile", "onnx"))
+            except Exception:
+                prof = None
+            if prof is not None and not prof.symmetric_only and (prof.ops is None or op in prof.ops):
+                kw = dict(kwargs)
+                kw["profile"] = prof
+                res = fast(*args, **kw)
+                if res is not None:
+                    out, kernel = res
+                    _ran(op, kernel)
+                    return out
+    _ran(op, "reference")
+    return ref_func(*args, **kwargs)
+
+
+def quantize_linear(x, y_scale, y_zero_point=None, **kwargs):
+    return _dispatch("QuantizeLinear", _QUANT, "quantize_linear", _ref.quantize_linear,
+                     (x, y_scale, y_zero_point), kwargs)
+
+
+def dequantize_linear(x, x_scale, x_zero_point=None, **kwargs):
+    return _dispatch("DequantizeLinear", _QUANT, "dequantize_linear", _ref.dequantize_linear,
+                     (x, x_scale, x_zero_point), kwargs)
+
+
+def dynamic_quantize_linear(x, **kwargs):
+    return _dispatch("DynamicQuantizeLinear", _QUANT, "dynamic_quantize_linear",
+                     _ref.dynamic_quantize_linear, (x,), kwargs)
 
 
 def matmul_integer(*args, **kwargs):
-    _ran("MatMulInteger", "reference")
-    return _ref.matmul_integer(*args, **kwargs)
+    return _dispatch("MatMulInteger", _GEMM, "matmul_integer", _ref.matmul_integer, args, kwargs)
 
 
 def qlinear_matmul(*args, **kwargs):
-    _ran("QLinearMatMul", "reference")
-    return _ref.qlinear_matmul(*args, **kwargs)
+    return _dispatch("QLinearMatMul", _GEMM, "qlinear_matmul", _ref.qlinear_matmul, args, kwargs)
 
 
 def qgemm(*args, **kwargs):
-    _ran("QGemm", "reference")
-    return _ref.qgemm(*args, **kwargs)
+    return _dispatch("QGemm", _GEMM, "qgemm", _ref.qgemm, args, kwargs)
 
 
 def conv_integer(*args, **kwargs):
-    _ran("ConvInteger", "reference")
-    return _ref.conv_integer(*args, **kwargs)
+    return _dispatch("ConvInteger", _GEMM, "conv_integer", _ref.conv_integer, args, kwargs)
 
 
 def qlinear_conv(*args, **kwargs):
-    _ran("QLinearConv", "reference")
-    return _ref.qlinear_conv(*args, **kwargs)
+    return _dispatch("QLinearConv", _GEMM, "qlinear_conv", _ref.qlinear_conv, args, kwargs)
 
 
 def requantize(*args, **kwargs):
     _ran("Requantize", "reference")
     return _ref.requantize(*args, **kwargs)
+
+
+def pack_weights(B, *args, **kwargs):
+    """Pack constant weights once (``refquant._gemm_fast.pack_weights`` when available)."""
+    mod = _glue(_GEMM) if fast_enabled() else None
+    fn = getattr(mod, "pack_weights", None) if mod is not None else None
+    return (fn or _ref_pack_weights)(B, *args, **kwargs)
+
+
+_OPS = (
+    ("QuantizeLinear", _QUANT), ("DequantizeLinear", _QUANT), ("DynamicQuantizeLinear", _QUANT),
+    ("MatMulInteger", _GEMM), ("QLinearMatMul", _GEMM), ("QGemm", _GEMM),
+    ("ConvInteger", _GEMM), ("QLinearConv", _GEMM),
+)
+
+
+def kernel_info():
+    """{ONNX op name: kernel a typical call runs at the current ISA level, or 'reference'}.
+
+    Each glue module may provide ``kernel_info() -> {op name: kernel name}``."""
+    out = {}
+    infos = {}
+    for op, module in _OPS:
+        if not fast_enabled():
+            out[op] = "reference (REFQUANT_DISABLE_FAST)"
+            continue
+        if module not in infos:
+            mod = _glue(module)
+            fn = getattr(mod, "kernel_info", None) if mod is not None else None
+            infos[module] = fn() if fn is not None else {}
+        out[op] = infos[module].get(op, "reference")
+    out["Requantize"] = "reference"
+    return out
