@@ -22,7 +22,7 @@ ONNX_REFERENCE = register_profile(Profile(
              "onnx/reference/ops/op_qlinear_matmul.py", "onnx/reference/ops/op_qlinear_conv.py",
              "onnx/reference/ops/op_dynamic_quantize_linear.py"),
     q_nan="int32_wrap", q_overflow="int32_wrap", q_inf="saturate",
-    q_float_zero_point="ignore", q_division_precision="numpy_promotion",
+    q_float_zero_point="ignore_float8", q_division_precision="numpy_promotion",
     dq_subtract="float32",
     dql_zero_range_scale=1.0 / 255.0,
     rq_multiplier="fp32", rq_precision="float64", rq_acc_to_float="float64",

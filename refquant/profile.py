@@ -29,8 +29,10 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
                                      "numpy_promotion": numpy's result type of x / scale (onnx.reference:
                                      int32 x with a float32 scale divides in float64, a float32 x with a
                                      float16 scale in float32).
-    q_float_zero_point ["add"]       float8/4/6 targets: "add" the zero point before the cast (spec
-                                     formula), or "ignore" it (onnx.reference for float8).
+    q_float_zero_point ["add_nonzero"] float8/4/6 targets: "add_nonzero": v + zp, a zero zp leaving v
+                                     (so -0.0 stays -0.0, as ORT float8); "add": IEEE v + zp always;
+                                     "ignore" the zero point; "ignore_float8": ignore it for float8,
+                                     IEEE-add it for float4/float6 (onnx.reference).
 
 Dequantize
     dq_subtract ["exact"]            "exact": (x - zp) in int64, then converted to the compute type;
@@ -91,7 +93,7 @@ _CHOICES = {
     "q_inf": ("saturate", "qmin", "qmax"),
     "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
     "q_division_precision": ("spec", "numpy_promotion"),
-    "q_float_zero_point": ("add", "ignore"),
+    "q_float_zero_point": ("add_nonzero", "add", "ignore", "ignore_float8"),
     "dq_subtract": ("exact", "float32"),
     "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
     "rq_method": ("float", "fixed_point"),
@@ -123,7 +125,7 @@ class Profile:
     q_inf: str = "saturate"
     q_fp16_division: str = "spec"
     q_division_precision: str = "spec"
-    q_float_zero_point: str = "add"
+    q_float_zero_point: str = "add_nonzero"
     # dequantize
     dq_subtract: str = "exact"
     # dynamic quantize
