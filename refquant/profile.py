@@ -17,6 +17,7 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
     q_zero_point ["after_rounding"]  "after_rounding": round(x/s) + zp;
                                      "before_rounding": round(x/s + zp) (sum in division precision).
     q_nan ["qmin"]                   integer code a NaN input produces: "qmin", "qmax", "zero_point",
+                                     "zero" (the code 0 whatever the zero point: torch.quantize_per_channel),
                                      or "int32_wrap" (onnx.reference: NaN -> INT32_MIN, + zp, clip).
     q_overflow ["saturate"]          |x/s| beyond int32: "saturate" (clamp to [qmin, qmax]) or
                                      "int32_wrap" (onnx.reference casts to int32 before clipping).
@@ -71,6 +72,22 @@ Restrictions (an op a profile cannot express raises ``ProfileError``)
     ops [None]                       op names the profile models (None = all).
     symmetric_only [False]           non-zero zero points rejected (TensorRT).
     symmetric_error [""]             the engine's own error message for that rejection.
+
+Variants inside one engine
+    overrides [()]                   field changes that apply only to some calls, as a tuple of
+                                     (selector, {field: value}) pairs, applied in order by
+                                     ``Profile.for_op(op, per_axis=...)``.  Selectors: an ONNX op
+                                     name ("QLinearMatMul", "QGemm", "QLinearConv", "QuantizeLinear",
+                                     ...), "per_axis" (Q/DQ with a 1-D scale) or "per_tensor" (Q/DQ with
+                                     a scalar scale).  Example: torch.quantize_per_channel rounds twice
+                                     where quantize_per_tensor fuses (pytorch: per_axis -> q_fma=False),
+                                     LiteRT's reference FULLY_CONNECTED requantizes in double where its
+                                     CONV_2D uses fixed point.  Ops call ``for_op`` before reading fields;
+                                     a profile without overrides is returned unchanged.
+
+Documentation (not arithmetic)
+    name, description (one line), sources (vendor files modelled), doc (long text: what is verified
+    live against which engine version, what is not), extra (free-form metadata).
 """
 from __future__ import annotations
 
@@ -88,7 +105,7 @@ _CHOICES = {
     "q_scale_op": ("divide", "multiply_reciprocal"),
     "q_rounding": ("half_even", "half_away", "half_up"),
     "q_zero_point": ("after_rounding", "before_rounding"),
-    "q_nan": ("qmin", "qmax", "zero_point", "int32_wrap"),
+    "q_nan": ("qmin", "qmax", "zero_point", "zero", "int32_wrap"),
     "q_overflow": ("saturate", "int32_wrap"),
     "q_inf": ("saturate", "qmin", "qmax"),
     "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
@@ -147,6 +164,9 @@ class Profile:
     ops: tuple | None = None
     symmetric_only: bool = False
     symmetric_error: str = ""
+    # variants
+    overrides: tuple = ()
+    doc: str = field(default="", compare=False)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
@@ -158,6 +178,29 @@ class Profile:
             object.__setattr__(self, "ops", tuple(self.ops))
         if not isinstance(self.sources, tuple):
             object.__setattr__(self, "sources", tuple(self.sources))
+        if not isinstance(self.q_fma, bool) or not isinstance(self.int16_pair_saturation, bool):
+            raise TypeError("Profile fields q_fma and int16_pair_saturation must be bool")
+        try:
+            zr = float(self.dql_zero_range_scale)
+        except (TypeError, ValueError):
+            raise TypeError("Profile field dql_zero_range_scale must be a float") from None
+        if not zr > 0 or zr != zr or zr == float("inf"):
+            raise ValueError(f"Profile field dql_zero_range_scale={self.dql_zero_range_scale!r}: must be "
+                             "finite and > 0")
+        object.__setattr__(self, "overrides", _normalize_overrides(self.overrides))
+
+    def for_op(self, op: str, *, per_axis: bool | None = None) -> "Profile":
+        """The profile as it applies to one call: ``overrides`` whose selector is ``op``, or
+        "per_axis"/"per_tensor" when ``per_axis`` is True/False, applied in order.  Returns
+        ``self`` when nothing applies (so identity and equality are kept)."""
+        changes = {}
+        for sel, fields in self.overrides:
+            if sel == op or (per_axis is True and sel == "per_axis") or \
+                    (per_axis is False and sel == "per_tensor"):
+                changes.update(fields)
+        if not changes:
+            return self
+        return dataclasses.replace(self, name=self.name, overrides=(), **changes)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (name becomes '<name>+custom' unless given)."""
@@ -166,8 +209,8 @@ class Profile:
         return dataclasses.replace(self, **changes)
 
     def arithmetic(self) -> dict:
-        """The arithmetic fields only (no name/description/sources), as a dict."""
-        skip = {"name", "description", "sources", "extra"}
+        """The arithmetic fields only (no name/description/sources/doc), as a dict."""
+        skip = {"name", "description", "sources", "extra", "doc"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
     def diff(self, other: "Profile") -> dict:
@@ -183,6 +226,39 @@ class Profile:
 
     def __str__(self):
         return f"Profile({self.name!r})"
+
+
+_SELECTORS_EXTRA = ("per_axis", "per_tensor")
+_OP_NAMES = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+             "QLinearMatMul", "ConvInteger", "QLinearConv", "QGemm")
+
+
+def _normalize_overrides(ov) -> tuple:
+    """Validate ``overrides`` and return it as a hashable tuple of (selector, ((field, value), ...))."""
+    if ov is None:
+        return ()
+    if isinstance(ov, dict):
+        ov = tuple(ov.items())
+    out = []
+    names = {f.name for f in dataclasses.fields(Profile)} - {
+        "name", "description", "sources", "doc", "extra", "overrides", "ops"}
+    for item in ov:
+        try:
+            sel, fields = item
+        except (TypeError, ValueError):
+            raise TypeError("Profile field overrides: expected (selector, {field: value}) pairs") from None
+        if sel not in _OP_NAMES and sel not in _SELECTORS_EXTRA:
+            raise ValueError(f"Profile field overrides: unknown selector {sel!r}; expected an op name "
+                             f"({', '.join(_OP_NAMES)}) or one of {_SELECTORS_EXTRA}")
+        items = tuple(sorted(dict(fields).items()))
+        for k, v in items:
+            if k not in names:
+                raise ValueError(f"Profile field overrides[{sel!r}]: {k!r} is not an arithmetic field")
+            if k in _CHOICES and v not in _CHOICES[k]:
+                raise ValueError(f"Profile field overrides[{sel!r}]: {k}={v!r}: expected one of "
+                                 f"{_CHOICES[k]}")
+        out.append((sel, items))
+    return tuple(out)
 
 
 _REGISTRY: dict[str, Profile] = {}

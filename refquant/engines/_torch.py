@@ -13,9 +13,10 @@ ONNX mapping
   (exact; refused as unsupported when that table is not one-to-one, e.g. zero/denormal scales).
 * QLinearMatMul (a: uint8 [.., M, K], b: int8 [K, N]) -> ``quantized.linear`` with
   W = b^T (qint8, per-tensor or per-channel on axis 0 when b_scale is 1-D).
-* QGemm (com.microsoft; alpha = 1, y_scale given) -> ``quantized.linear`` with float bias
-  bias_f = fl32(fl32(C) * fl32(a_scale * b_scale[n])) (a torch user holds a float bias; this is the
-  float whose torch quantization is C).
+* QGemm (com.microsoft; alpha = 1, y_scale given) -> ``quantized.linear`` with a float bias
+  that stands for C exactly: b[n] = the float32 near C[n]*S[n] (S = fl32(a_scale*b_scale[n]))
+  with fl32(b/S) == fl32(C) and RNE(b*fl32(1/S)) == C (see ``_float_bias``), so every torch
+  engine sees the int32 bias C, in its own bias domain.
 * QLinearConv (2-D, NCHW, symmetric pads, auto_pad NOTSET) -> ``quantized.conv2d`` with
   ``conv2d_prepack``; the int32 bias B maps to a float bias as for QGemm.
 """
@@ -181,14 +182,36 @@ def _weight(w, scale, zp, axis):
 
 
 def _float_bias(C, a_s, b_s, n):
-    """The float bias whose torch quantization is the int32 bias C: fl32(fl32(C)*fl32(a_s*b_s))."""
+    """The float bias b[n] that stands for the int32 bias C[n] in accumulator units: the float32
+    nearest C*S (S = fl32(a_s*b_s[n]), torch's act_times_w_scale), nudged by a few ulps until
+    fl32(b / S) == fl32(C) (what fbgemm/x86/onednn add to fl32(acc)) and
+    RNE(fl32(b * fl32(1/S))) == C (what qnnpack's int32 bias quantization gives)."""
     import torch
     if C is None:
         return None
     C = np.broadcast_to(np.asarray(C, np.int32).reshape(-1) if np.ndim(C) else np.asarray(C, np.int32), (n,))
-    act_w = (np.float32(a_s) * np.broadcast_to(_f32(b_s).reshape(-1) if np.ndim(b_s) else _f32(b_s), (n,))
-             ).astype(np.float32)
-    return torch.from_numpy((C.astype(np.float32) * act_w).astype(np.float32))
+    S = (np.float32(a_s) * np.broadcast_to(_f32(b_s).reshape(-1) if np.ndim(b_s) else _f32(b_s), (n,))
+         ).astype(np.float32)
+    out = np.empty(n, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for j in range(n):
+            target = np.float32(C[j])
+            b0 = np.float32(np.float64(C[j]) * np.float64(S[j]))
+            cands = [b0]
+            up = dn = b0
+            for _ in range(8):
+                up = np.nextafter(up, np.float32(np.inf))
+                dn = np.nextafter(dn, np.float32(-np.inf))
+                cands += [up, dn]
+            inv = np.float32(1) / S[j]
+            for b in cands:
+                if np.float32(b / S[j]) == target and np.rint(np.float32(b * inv)) == C[j]:
+                    out[j] = b
+                    break
+            else:
+                raise EngineUnsupported(f"no float bias represents int32 bias {int(C[j])} exactly "
+                                        f"at scale {S[j]!r}")
+    return torch.from_numpy(out)
 
 
 def _act(a, s, zp):

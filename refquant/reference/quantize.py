@@ -368,6 +368,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
         raise ProfileError(prof.symmetric_error or
                            f"profile {prof.name!r}: non-zero zero points are not supported")
     axis = _granularity(x.shape, s, zp, axis, block_size, opset, "y_scale", "y_zero_point")
+    prof = prof.for_op("QuantizeLinear", per_axis=bool(s.ndim == 1 and not block_size))
 
     P = _division_dtype(x.dtype, s.dtype, precision, opset, prof)
     sb = expand_qparam(s, x.shape, axis, block_size, argname="y_scale")
@@ -448,6 +449,8 @@ def _to_integer(xs, inv, v, zb, out_dt, prof, P):
             q[nan] = qmin
         elif prof.q_nan == "qmax":
             q[nan] = qmax
+        elif prof.q_nan == "zero":  # the code 0 whatever the zero point
+            q[nan] = min(max(0, qmin), qmax)
         else:  # zero_point
             q[nan] = np.broadcast_to(np.clip(z, qmin, qmax), shape)[nan]
     return q.astype(out_dt)
