@@ -164,7 +164,10 @@ def _col_param(v, b_shape, argname):
 def _same_shape(s, z, sname, zname):
     if z is None:
         return
-    if np.shape(s) != np.shape(z) and not (np.size(s) == 1 and np.size(z) == 1):
+    # the spec asks for equal shapes; a per-tensor zero point with per-channel scales (what
+    # quantization tools emit, and onnxruntime accepts) is allowed, two different
+    # non-scalar shapes are not.
+    if np.size(s) > 1 and np.size(z) > 1 and np.shape(s) != np.shape(z):
         raise ValueError(f"{sname} and {zname} must have the same shape, got {np.shape(s)} and "
                          f"{np.shape(z)}")
 
@@ -488,7 +491,8 @@ def _qlinear_matmul_f8(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp, p):
     v = (af * M.astype(P)).astype(P)
     yz = _f8_value(y_zp, out_dt, "y_zero_point").astype(P)
     v = (v + yz).astype(P)
-    fmax = float(np.finfo(out_dt).max)
+    import ml_dtypes
+    fmax = float(ml_dtypes.finfo(out_dt).max)
     v = np.where(np.isnan(v), v, np.clip(v, -fmax, fmax))
     return v.astype(out_dt)
 
@@ -554,16 +558,22 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     _symmetric_check(p, a_zero_point=azp, b_zero_point=bzp, y_zero_point=yzp)
     acc = _int_gemm(At, Bt, None if azp is None else azp.reshape(()),
                     None if bzp is None else bzp.reshape(-1) if bzp.size > 1 else bzp.reshape(()), p)
+    bias = None
     if C is not None:
         Cc = np.asarray(C)
-        if Cc.dtype != np.int32:
-            raise TypeError(f"C: QGemm bias must be int32, got {Cc.dtype}")
         ok = Cc.ndim <= 2 and (Cc.size == 1 or
                                (Cc.ndim == 1 and Cc.shape[0] == N) or
                                (Cc.ndim == 2 and Cc.shape[0] in (1, Mr) and Cc.shape[1] in (1, N)))
         if not ok:
             raise ValueError(f"C: shape {Cc.shape} is not unidirectionally broadcastable to (M, N)=({Mr}, {N})")
-        acc = wrap_int32(acc.astype(np.int64) + Cc.astype(np.int64).reshape(Cc.shape if Cc.size > 1 else ()))
+        Cc = Cc.reshape(Cc.shape if Cc.size > 1 else ())
+        if Cc.dtype == np.int32:
+            acc = wrap_int32(acc.astype(np.int64) + Cc.astype(np.int64))
+        elif Cc.dtype.kind == "f" and p.rq_bias != "int32" and yzp is not None:
+            bias = Cc.astype(np.float32)
+        else:
+            raise TypeError(f"C: QGemm bias must be int32 (float32 only with a float-bias profile and a "
+                            f"quantized output), got {Cc.dtype}")
     bs = np.asarray(b_scale).reshape(-1) if np.size(b_scale) > 1 else np.asarray(b_scale).reshape(())
     a_s = np.asarray(a_scale).reshape(())
     if yzp is None:
@@ -572,4 +582,12 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
         S32 = S.astype(np.float32)
         return (acc.astype(np.float32) * S32).astype(np.float32)
     M = form_multiplier(a_s, bs, np.asarray(y_scale).reshape(()), profile=p, alpha=alpha)
-    return requantize(acc, M, yzp.reshape(()), output_dtype=out_dt, profile=p, axis=-1)
+    bias_scale = None
+    if bias is not None:
+        if p.rq_bias == "float":     # fbgemm: b / fl32(act_scale * w_scale)
+            bias_scale = form_multiplier(a_s, bs, None, profile=p.replace(rq_multiplier="fp32"),
+                                         alpha=alpha)
+        else:                        # float_after_scaling: b / y_scale
+            bias_scale = check_scale(y_scale, "y_scale").reshape(())
+    return requantize(acc, M, yzp.reshape(()), output_dtype=out_dt, profile=p, axis=-1, bias=bias,
+                      bias_scale=bias_scale)
