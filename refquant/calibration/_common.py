@@ -1,0 +1,184 @@
+"""Shared pieces of the calibration package: the result record, data preparation, errors."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .._dtypes import resolve_dtype, onnx_name
+
+TOOLS = ("onnxruntime", "pytorch", "tensorrt", "modelopt")
+METHODS = ("minmax", "moving_average_minmax", "percentile", "entropy", "mse", "distribution",
+           "histogram")
+
+
+class CalibrationError(ValueError):
+    """Bad calibration input or an unsupported (tool, method, option) combination."""
+
+
+@dataclasses.dataclass
+class CalibrationResult:
+    """What a tool's calibrator chose for one tensor.
+
+    ``rmin``/``rmax``: the range the tool's calibrator reports (float32; arrays when per-channel).
+    ``scale`` (float32) and ``zero_point`` (of ``dtype``): what the tool then derives from that
+    range, via :func:`refquant.calibration.compute_scale_zero_point` with the same tool.
+    ``amax`` is set for the symmetric NVIDIA tools (TensorRT, ModelOpt): the dynamic range.
+    ``details`` carries method-specific internals (histogram, chosen bin, candidates ...).
+    """
+    tool: str
+    method: str
+    dtype: str
+    symmetric: bool
+    reduce_range: bool
+    axis: Any
+    rmin: Any
+    rmax: Any
+    scale: Any
+    zero_point: Any
+    amax: Any = None
+    params: dict = dataclasses.field(default_factory=dict)
+    details: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (floats as Python floats, plus the float32 bit patterns of the scale)."""
+        def conv(v):
+            if isinstance(v, np.ndarray):
+                if v.dtype.kind == "f" or v.dtype.kind == "V" or v.dtype.itemsize == 1 and v.dtype.kind not in "iu":
+                    return np.asarray(v, np.float64).tolist() if v.dtype.kind == "f" else v.astype(np.int64).tolist()
+                return v.tolist()
+            if isinstance(v, np.generic):
+                return v.item()
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [conv(x) for x in v]
+            return v
+        scale32 = np.asarray(self.scale, np.float32)
+        d = {
+            "tool": self.tool, "method": self.method, "dtype": self.dtype,
+            "symmetric": self.symmetric, "reduce_range": self.reduce_range, "axis": self.axis,
+            "rmin": conv(np.asarray(self.rmin, np.float32)),
+            "rmax": conv(np.asarray(self.rmax, np.float32)),
+            "scale": conv(scale32),
+            "scale_bits": conv(scale32.view(np.uint32).astype(np.int64)),
+            "zero_point": conv(np.asarray(self.zero_point).astype(np.int64)) if _is_int(self.dtype)
+            else conv(np.asarray(self.zero_point).astype(np.float32)),
+            "amax": None if self.amax is None else conv(np.asarray(self.amax, np.float32)),
+            "params": conv(self.params),
+            "notes": list(self.notes),
+        }
+        return d
+
+    def __str__(self) -> str:
+        def fmt(v):
+            a = np.asarray(v)
+            if a.ndim == 0:
+                return repr(a.item()) if a.dtype.kind in "iub" else f"{float(a):.9g}"
+            if a.size > 8:
+                return "[" + ", ".join(fmt(x) for x in a[:8]) + f", ... ({a.size})]"
+            return "[" + ", ".join(fmt(x) for x in a) + "]"
+        zp = np.asarray(self.zero_point)
+        zp = zp.astype(np.int64) if _is_int(self.dtype) else zp.astype(np.float32)
+        lines = [f"{self.tool} {self.method} ({self.dtype}{', symmetric' if self.symmetric else ''}"
+                 f"{', reduce_range' if self.reduce_range else ''}"
+                 f"{'' if self.axis is None else f', axis={self.axis}'})",
+                 f"  range      [{fmt(self.rmin)}, {fmt(self.rmax)}]",
+                 f"  scale      {fmt(self.scale)}",
+                 f"  zero_point {fmt(zp)}"]
+        if self.amax is not None:
+            lines.append(f"  amax       {fmt(self.amax)}")
+        for n in self.notes:
+            lines.append(f"  note: {n}")
+        return "\n".join(lines)
+
+
+def _is_int(dtype_name: str) -> bool:
+    from .._dtypes import is_integer
+    return is_integer(dtype_name)
+
+
+def dtype_name(dtype) -> str:
+    dt = resolve_dtype(dtype, argname="dtype")
+    try:
+        return onnx_name(dt)
+    except TypeError:
+        return dt.name
+
+
+def prepare_batches(data, *, tool: str, axis=None) -> list[np.ndarray]:
+    """data (one array, or a list/tuple of arrays = successive batches) -> list of float32 arrays.
+
+    Empty batches are skipped (every tool's observer ignores them); no batch at all, NaN or Inf
+    raise :class:`CalibrationError`.
+    """
+    if isinstance(data, np.ndarray) or np.isscalar(data):
+        batches = [data]
+    elif isinstance(data, (list, tuple)):
+        batches = list(data)
+    else:
+        try:
+            batches = [np.asarray(data)]
+        except Exception as exc:  # noqa: BLE001
+            raise TypeError(f"data: expected an array or a list of arrays, got {type(data).__name__}") from exc
+    out = []
+    for i, b in enumerate(batches):
+        a = np.asarray(b)
+        if a.dtype.kind not in "fiub" and a.dtype.kind != "V":
+            raise TypeError(f"data: batch {i} has dtype {a.dtype}; expected a float array")
+        a = np.ascontiguousarray(a.astype(np.float32))
+        if a.size == 0:
+            continue
+        if not np.all(np.isfinite(a)):
+            n_nan = int(np.isnan(a).sum())
+            n_inf = int(np.isinf(a).sum())
+            raise CalibrationError(
+                f"data: batch {i} holds {n_nan} NaN and {n_inf} Inf values; refquant refuses them "
+                f"because the tools disagree: onnxruntime's histogram calibrators skip NaN "
+                f"(nanmin/nanmax, np.histogram range) but its MinMax ReduceMin/ReduceMax propagate it; "
+                f"torch MinMax observers propagate NaN into the scale and HistogramObserver drops "
+                f"+-Inf with a warning; ModelOpt's MaxCalibrator asserts on NaN/Inf. Remove or "
+                f"clip them first ({tool!r} requested).")
+        if axis is not None:
+            if a.ndim == 0:
+                raise CalibrationError("axis: per-channel calibration needs arrays with at least 1 dimension")
+            ax = int(axis)
+            if not -a.ndim <= ax < a.ndim:
+                raise CalibrationError(f"axis: {axis} is out of range for a batch of rank {a.ndim}")
+        out.append(a)
+    if not out:
+        raise CalibrationError("data: no values to calibrate on (empty data or only empty batches)")
+    if axis is not None:
+        ax = int(axis)
+        chans = {b.shape[ax % b.ndim] for b in out}
+        if len(chans) != 1:
+            raise CalibrationError(f"axis: batches disagree on the number of channels along axis {axis}: "
+                                   f"{sorted(chans)}")
+    return out
+
+
+def per_channel_view(a: np.ndarray, axis: int) -> np.ndarray:
+    """(C, -1) view with the channel axis first (the PerChannelMinMaxObserver layout)."""
+    ax = axis % a.ndim
+    perm = list(range(a.ndim))
+    perm[ax], perm[0] = perm[0], perm[ax]
+    return np.ascontiguousarray(np.transpose(a, perm)).reshape(a.shape[ax], -1)
+
+
+def check_positive_int(name, v, *, minimum=1):
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < minimum:
+        raise CalibrationError(f"{name}: expected an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def check_percentile(p):
+    if p is None:
+        return None
+    p = float(p)
+    if not (0.0 <= p <= 100.0) or not np.isfinite(p):
+        raise CalibrationError(f"percentile: must lie in [0, 100], got {p!r}")
+    return p

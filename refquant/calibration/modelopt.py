@@ -1,0 +1,243 @@
+"""NVIDIA ModelOpt calibrators (modelopt/torch/quantization/calib/{max,histogram}.py, 0.47.0), replayed.
+
+Semantics
+---------
+ModelOpt quantizes symmetrically: a calibrator returns ``amax``; export writes scale =
+f32(amax) / maxbound (maxbound = 2**(bits-1+unsigned) - 1; scale 0 -> 1) and zero point 0.
+``dtype`` int8 (num_bits 8), uint8 (num_bits 8, unsigned=True), int4 (num_bits 4).
+Every batch is one ``collect(x)``; ``compute_amax`` runs at the end.
+
+- minmax (``MaxCalibrator``): per batch ``reduce_amax`` = max(|max(x)|, |min(x)|) (over every axis
+  but ``axis`` when given), running ``torch.max``.  Exact.
+- entropy / mse / percentile (``HistogramCalibrator(num_bins=2048, torch_hist=True)``, per tensor):
+  * collect: x -> |x| if min(x) < 0; first batch ``hist = histc(x, num_bins, 0, max)``,
+    ``edges = linspace(0, max, num_bins + 1)``; a later batch with a larger max grows the bins:
+    ``width = edges[1] - edges[0]``, ``num_bins = int(ceil(max / width))``,
+    ``edges = arange(0, max + width, width)`` (may hold one edge more than num_bins + 1), then
+    ``hist = histc(x, num_bins, 0, edges[-1])`` and the old counts are added to its first bins;
+    counts are float32 and become int32 (``.int()``) for compute_amax;
+  * entropy (``_compute_amax_entropy``, stride 1, start_bin 128): bins[0] := bins[1]; for
+    i = 128 .. len(bins): P = bins[:i] with sum(bins[i:]) added to P[i-1]; Q = bins[:i] grouped by
+    ``digitize(range(i), linspace(0, i, nbins + 1)) - 1`` (nbins = 128, 256 unsigned), each group's
+    sum spread evenly over its nonzero bins; ``scipy.stats.entropy(P, Q)``; the **last** argmin i;
+    amax = edges[i] (a left edge);
+  * mse (``_compute_amax_mse``): centers = (e[1:] + e[:-1]) / 2 (float32); for i = 128 ..
+    len(centers) - 1: fake-quantize every center with amax = centers[i]
+    (``clamp(round(c * (bound / amax)), -bound, bound) / (bound / amax)``, float32), error =
+    mean(((q - c) ** 2) * counts) (float32, torch's summation order); first argmin; amax = centers[i];
+  * percentile (``_compute_amax_percentile``, default 99.99): cdf = cumsum(hist / total) (float64),
+    amax = edges[searchsorted(cdf, p / 100)].
+"""
+from __future__ import annotations
+
+import numpy as np
+import ml_dtypes
+
+from . import _torchops as T
+from ._common import CalibrationError, CalibrationResult, per_channel_view
+from .qparams import nvidia_maxbound, nvidia_scale
+
+F32 = np.float32
+METHODS = ("minmax", "entropy", "mse", "percentile")
+DEFAULT_METHOD = "minmax"
+
+
+def num_bits_unsigned(dt):
+    dt = np.dtype(dt)
+    if dt == np.dtype(np.int8):
+        return 8, False
+    if dt == np.dtype(np.uint8):
+        return 8, True
+    if dt == np.dtype(ml_dtypes.int4):
+        return 4, False
+    raise CalibrationError(f"dtype: refquant replays ModelOpt's integer calibrators for int8, uint8 "
+                           f"(unsigned) and int4, not {dt}")
+
+
+class HistogramState:
+    """ModelOpt ``HistogramCalibrator`` with ``torch_hist=True`` (the default)."""
+
+    def __init__(self, num_bins=2048, width=None):
+        self.num_bins = int(num_bins)
+        self.width = width
+        self.hist = None
+        self.edges = None
+
+    def collect(self, x):
+        x = np.asarray(x, np.float32).ravel()
+        if x.min() < 0.0:
+            x = np.abs(x)
+        x_max = F32(x.max())
+        if self.hist is None:
+            self.hist = T.histc(x, self.num_bins, 0.0, x_max)
+            self.edges = T.linspace(0.0, x_max, self.num_bins + 1)
+            return
+        if x_max > self.edges[-1]:
+            width = F32(self.edges[1] - self.edges[0])
+            if width == 0:
+                raise CalibrationError(
+                    "data: ModelOpt's histogram calibrator cannot grow a histogram whose first batch "
+                    "was all zeros (bin width 0: int(ceil(max / 0)) fails); put a nonzero batch first")
+            self.num_bins = int(np.ceil(F32(x_max / width)))
+            self.edges = T.arange(0.0, float(F32(x_max + width)), float(width), width=self.width)
+        h = T.histc(x, self.num_bins, 0.0, self.edges[-1])
+        n = self.hist.size
+        h[:n] = (h[:n] + self.hist).astype(np.float32)
+        self.hist = h
+
+    def int_hist(self):
+        return self.hist.astype(np.int32)
+
+
+def _entropy_kl(pk, qk):
+    try:
+        from scipy.stats import entropy
+        return float(entropy(pk, qk))
+    except ImportError:  # pragma: no cover - scipy is a ModelOpt dependency
+        pk = 1.0 * np.asarray(pk) / np.sum(pk, axis=0, keepdims=True)
+        qk = 1.0 * np.asarray(qk) / np.sum(qk, axis=0, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where((pk > 0) & (qk > 0), pk * np.log(pk / qk),
+                         np.where((pk == 0) & (qk >= 0), 0.0, np.inf))
+        return float(np.sum(v, axis=0))
+
+
+def amax_entropy(calib_hist, calib_bin_edges, num_bits, unsigned, stride=1, start_bin=128):
+    """``_compute_amax_entropy`` (vectorised per candidate; integer sums are exact)."""
+    bins = np.array(calib_hist[:])
+    bins[0] = bins[1]
+    total = np.sum(bins)
+    nbins = 1 << (num_bits - 1 + int(unsigned))
+    stop = len(bins)
+    divs, args = [], []
+    tail = np.concatenate([np.cumsum(bins[::-1].astype(np.int64))[::-1], [0]])  # tail[i] = sum(bins[i:])
+    for i in range(start_bin, stop + 1, stride):
+        space = np.linspace(0, i, num=nbins + 1)
+        dig = np.digitize(range(i), space) - 1
+        dig[bins[:i] == 0] = -1
+        ok = dig != -1
+        counts = np.zeros(nbins, np.float64)
+        np.add.at(counts, dig[ok], bins[:i][ok].astype(np.float64))
+        cnt = np.bincount(dig[ok], minlength=nbins)
+        present = cnt > 0
+        counts[present] = counts[present] / cnt[present]
+        new_density = np.zeros(i, np.float64)
+        new_density[ok] = counts[dig[ok]]
+        ref = np.array(bins[:i])
+        ref[-1] += tail[i] if i < stop else 0
+        tcn = np.sum(new_density) + tail[i] if i <= stop else 0
+        if round(tcn) != total or round(np.sum(ref)) != total:
+            raise CalibrationError(f"modelopt entropy: Count mismatch! total_counts_new={tcn}, "
+                                   f"total_counts_old={np.sum(ref)}, total_data={total}")
+        divs.append(_entropy_kl(ref, new_density))
+        args.append(i)
+    divs = np.array(divs)
+    last = len(divs) - 1 - int(np.argmin(divs[::-1]))
+    return F32(calib_bin_edges[last * stride + start_bin]), divs, last * stride + start_bin
+
+
+def amax_mse(calib_hist, calib_bin_edges, num_bits, unsigned, stride=1, start_bin=128, width=None):
+    """``_compute_amax_mse`` with ModelOpt's CPU fake quant (``_tensor_quant``, narrow range)."""
+    counts = np.asarray(calib_hist).astype(np.float32)
+    edges = np.asarray(calib_bin_edges, np.float32)
+    centers = ((edges[1:] + edges[:-1]).astype(np.float32) / F32(2)).astype(np.float32)
+    cand = np.arange(start_bin, len(centers), stride)
+    if cand.size == 0:
+        raise CalibrationError(f"modelopt mse: no candidate (start_bin {start_bin} >= {len(centers)} centers)")
+    max_bound = F32(2.0 ** (num_bits - 1 + int(unsigned)) - 1.0)
+    min_bound = F32(0) if unsigned else -max_bound
+    errs = np.empty(cand.size, np.float32)
+    chunk = 256
+    n = centers.size
+    for s in range(0, cand.size, chunk):
+        amax = centers[cand[s:s + chunk]][:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = (max_bound / amax).astype(np.float32)
+        small = amax <= F32(1.0 / (1 << 24))
+        scale_q = np.where(small, F32(0), scale).astype(np.float32)
+        q = np.clip(np.rint((centers[None, :] * scale_q).astype(np.float32)), min_bound, max_bound).astype(np.float32)
+        scale_d = np.where(small, F32(1), scale).astype(np.float32)
+        qc = (q / scale_d).astype(np.float32)
+        d = (qc - centers[None, :]).astype(np.float32)
+        e = ((d * d).astype(np.float32) * counts[None, :]).astype(np.float32)
+        errs[s:s + chunk] = (T.sum_f32_rows(e, width=width) / F32(n)).astype(np.float32)
+    best = int(np.argmin(errs))
+    return F32(centers[cand[best]]), errs, int(cand[best])
+
+
+def amax_percentile(calib_hist, calib_bin_edges, percentile):
+    total = calib_hist.sum()
+    cdf = np.cumsum(calib_hist / total)
+    idx = np.searchsorted(cdf, percentile / 100)
+    return F32(calib_bin_edges[idx]), int(idx)
+
+
+def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_bins,
+              num_quantized_bins, percentile, averaging_constant, torch_simd_width=None,
+              start_bin=None, **_):
+    if method not in METHODS:
+        raise CalibrationError(f"method: ModelOpt has no {method!r} calibrator")
+    nbits, unsigned = num_bits_unsigned(dt)
+    nvidia_maxbound(dt, "modelopt")
+    if reduce_range:
+        raise CalibrationError("reduce_range: ModelOpt has no reduce_range option")
+    if averaging_constant is not None:
+        raise CalibrationError("averaging_constant: ModelOpt's calibrators have no moving average")
+    if num_quantized_bins is not None:
+        raise CalibrationError("num_quantized_bins: ModelOpt derives the quantized bins from the dtype "
+                               "(128 for int8, 256 unsigned)")
+    params, details, notes = {"num_bits": nbits, "unsigned": unsigned}, {}, []
+    if not symmetric:
+        notes.append("ModelOpt quantization is symmetric (amax); zero point 0")
+    if unsigned and any(float(b.min()) < 0 for b in batches):
+        notes.append("unsigned ModelOpt quantization of negative values: fake quant raises "
+                     "'Negative values encountered in unsigned quantization'")
+    if method == "minmax":
+        if num_bins is not None or percentile is not None:
+            raise CalibrationError("num_bins/percentile: not used by ModelOpt's MaxCalibrator")
+        amax = None
+        for b in batches:
+            if axis is None:
+                a = np.maximum(np.abs(F32(b.max())), np.abs(F32(b.min())))
+            else:
+                v = per_channel_view(b, axis)
+                a = np.maximum(np.abs(v.max(axis=1)), np.abs(v.min(axis=1))).astype(np.float32)
+            amax = a if amax is None else np.maximum(amax, a)
+        amax = np.asarray(amax, np.float32)
+        params["calibrator"] = "MaxCalibrator"
+    else:
+        if axis is not None:
+            raise CalibrationError("axis: ModelOpt's HistogramCalibrator only supports per tensor scaling")
+        nb = 2048 if num_bins is None else num_bins
+        sb = 128 if start_bin is None else int(start_bin)
+        if method != "percentile" and percentile is not None:
+            raise CalibrationError("percentile: only for method='percentile'")
+        st = HistogramState(nb, width=torch_simd_width)
+        for b in batches:
+            st.collect(b)
+        hist = st.int_hist()
+        edges = st.edges
+        details.update(hist=hist, hist_edges=edges)
+        params.update(num_bins=nb, calibrator="HistogramCalibrator")
+        if method == "entropy":
+            if len(hist) < sb:
+                raise CalibrationError(f"num_bins: ModelOpt's entropy search starts at bin {sb}; the "
+                                       f"histogram has only {len(hist)} bins")
+            amax, divs, i = amax_entropy(hist, edges, nbits, unsigned, 1, sb)
+            details.update(divergences=divs, best=i)
+            params["start_bin"] = sb
+        elif method == "mse":
+            amax, errs, i = amax_mse(hist, edges, nbits, unsigned, 1, sb, width=torch_simd_width)
+            details.update(errors=errs, best=i)
+            params["start_bin"] = sb
+        else:
+            p = 99.99 if percentile is None else percentile
+            amax, i = amax_percentile(hist, edges, p)
+            details.update(best=i)
+            params["percentile"] = p
+        amax = np.asarray(amax, np.float32)
+    scale, zp = nvidia_scale(amax, dt, "modelopt")
+    rmin = np.zeros_like(amax) if unsigned else (-amax).astype(np.float32)
+    return CalibrationResult("modelopt", method, dtype, symmetric, reduce_range, axis, rmin,
+                             amax.copy(), scale, zp, amax=amax, params=params, details=details,
+                             notes=notes)
