@@ -1,0 +1,292 @@
+"""``refquant conformance``: compare engine outputs on the golden cases with the reference.
+
+For every case and every engine output (recorded in the case file, or produced now with
+``--live``), two questions are answered:
+
+1. **Spec conformance** — does the engine equal the reference under ``--profile``
+   (default ``onnx``, the ONNX specification)?  If not: how many elements differ, by how many
+   output steps, and (via ``refquant.explain`` when available) which arithmetic choice explains it.
+2. **Model check** — does refquant's profile for that engine reproduce its output bit for bit?
+   A failure here means refquant mis-models the engine; the command then exits with status 1.
+
+``--strict`` also fails on spec deviations (for testing an engine that must conform).
+``--json FILE`` writes ``{"n_cases", "engines", "results": [...], "summary": {...}}``;
+``--html FILE`` a table.
+"""
+from __future__ import annotations
+
+import html
+import json
+import sys
+import time
+
+import numpy as np
+
+from ._oprun import diff_steps, run_reference
+from .golden import default_cases_dir, load_cases
+from .profile import get_profile
+
+__all__ = ["check_case", "run_conformance", "add_parser", "run"]
+
+
+def _engine_profile(engine):
+    try:
+        from .engines import ENGINES
+        name = ENGINES[engine].profile if engine in ENGINES else engine
+    except ImportError:  # pragma: no cover
+        name = engine
+    try:
+        return get_profile(name)
+    except ValueError:
+        return None
+
+
+def _compare(op, expected, observed, inputs, attributes):
+    """(n_diff, max_steps, n_elements) comparing expected with observed (tuples allowed)."""
+    if isinstance(expected, tuple):
+        tot, mx, n = 0, 0.0, 0
+        for e, o in zip(expected, observed):
+            d, m, k = _compare(op if e is expected[0] else "DequantizeLinear_param", e, o, inputs,
+                               attributes)
+            tot, mx, n = tot + d, max(mx, m), n + k
+        return tot, mx, n
+    e = np.asarray(expected)
+    o = np.asarray(observed)
+    if e.shape != o.shape:
+        return int(e.size), float("inf"), int(e.size)
+    if op == "DequantizeLinear_param":
+        same = (e.astype(np.float64) == o.astype(np.float64)) | (np.isnan(e.astype(np.float64))
+                                                                 & np.isnan(o.astype(np.float64)))
+        nd = int((~same).sum())
+        return nd, (float("inf") if nd else 0.0), int(e.size)
+    d = diff_steps(op, e, o.astype(e.dtype) if o.dtype != e.dtype else o, inputs, attributes)
+    nd = int((d != 0).sum())
+    return nd, float(d.max()) if d.size else 0.0, int(e.size)
+
+
+def _explain(case, observed):
+    try:
+        from .explain import explain
+    except ImportError:
+        return None
+    try:
+        r = explain(case.op, case.inputs, observed, attributes=case.attributes, opset=case.opset)
+    except Exception as exc:  # explanation is best effort; the comparison stands on its own
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        d = r.to_dict()
+    except Exception:
+        d = {}
+    return {"matches": list(getattr(r, "matches", []) or []),
+            "summary": d.get("summary") or d.get("cause") or str(r).splitlines()[0]}
+
+
+def check_case(case, engine, observed, *, profile="onnx", explain=True):
+    """Compare one engine output with the reference; returns a JSON-ready dict."""
+    res = {"case": case.name, "op": case.op, "engine": engine, "opset": case.opset,
+           "tags": list(case.tags)}
+    try:
+        spec = run_reference(case.op, case.inputs, case.attributes, profile=profile,
+                             opset=case.opset)
+    except Exception as exc:
+        res.update(status="spec-error", error=f"{type(exc).__name__}: {exc}")
+        return res
+    nd, mx, n = _compare(case.op, spec, observed, case.inputs, case.attributes)
+    res.update(n_elements=n, spec_match=(nd == 0), n_diff=nd, max_steps=mx)
+    prof = _engine_profile(engine)
+    if prof is None:
+        res["profile"] = None
+        res["profile_match"] = None
+    else:
+        res["profile"] = prof.name
+        try:
+            own = run_reference(case.op, case.inputs, case.attributes, profile=prof,
+                                opset=case.opset)
+            pd, pm, _ = _compare(case.op, own, observed, case.inputs, case.attributes)
+            res["profile_match"] = pd == 0
+            res["profile_n_diff"] = pd
+            res["profile_max_steps"] = pm
+        except Exception as exc:  # the profile cannot express this op/input: say so
+            res["profile_match"] = None
+            res["profile_error"] = f"{type(exc).__name__}: {exc}"
+    if nd and explain:
+        res["explanation"] = _explain(case, observed)
+    return res
+
+
+def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", live=False,
+                    explain=True, progress=None):
+    """Run the comparison over a case directory; returns the JSON-ready report dict."""
+    cases = load_cases(cases_dir, op=op)
+    get_profile(profile)  # validate early
+    results, versions = [], {}
+    t0 = time.time()
+    for i, c in enumerate(cases):
+        if progress:
+            progress(i, len(cases), c)
+        if live:
+            from . import engines as _eng
+            for e in engines or []:
+                try:
+                    out = _eng.run(e, c.op, c.inputs, c.attributes,
+                                   opset=c.opset if c.op != "QGemm" else None)
+                except _eng.EngineUnsupported:
+                    continue
+                except _eng.EngineUnavailable as exc:
+                    raise RuntimeError(str(exc)) from None
+                except Exception as exc:
+                    results.append({"case": c.name, "op": c.op, "engine": e, "status": "engine-error",
+                                    "error": f"{type(exc).__name__}: {exc}"})
+                    continue
+                versions[e] = _eng.available().get(e)
+                results.append(check_case(c, e, out, profile=profile, explain=explain))
+        else:
+            for e, out in sorted(c.outputs.items()):
+                if engines and e not in engines:
+                    continue
+                versions[e] = c.output_meta.get(e, {}).get("version")
+                results.append(check_case(c, e, out, profile=profile, explain=explain))
+    summary = {}
+    for r in results:
+        key = f"{r['op']}|{r['engine']}"
+        s = summary.setdefault(key, {"op": r["op"], "engine": r["engine"], "cases": 0,
+                                     "spec_match": 0, "profile_match": 0, "profile_checked": 0,
+                                     "max_steps": 0.0, "errors": 0})
+        s["cases"] += 1
+        if "status" in r:
+            s["errors"] += 1
+            continue
+        s["spec_match"] += bool(r["spec_match"])
+        s["max_steps"] = max(s["max_steps"], r["max_steps"])
+        if r.get("profile_match") is not None:
+            s["profile_checked"] += 1
+            s["profile_match"] += bool(r["profile_match"])
+    return {"n_cases": len(cases), "n_results": len(results), "profile": profile,
+            "cases_dir": str(cases_dir or default_cases_dir()), "engines": versions,
+            "seconds": round(time.time() - t0, 2), "results": results,
+            "summary": list(summary.values())}
+
+
+def _fmt_steps(x):
+    if x == 0:
+        return "0"
+    if x == float("inf"):
+        return "inf"
+    return f"{x:.3g}"
+
+
+def format_report(rep, *, quiet=False):
+    lines = [f"refquant conformance: {rep['n_cases']} golden cases, {rep['n_results']} engine "
+             f"outputs, compared with profile {rep['profile']!r}"]
+    if rep["engines"]:
+        lines.append("engines: " + ", ".join(f"{e} {v or '?'}" for e, v in
+                                             sorted(rep["engines"].items())))
+    hdr = f"{'op':<22} {'engine':<18} {'cases':>5}  {'= spec':>7}  {'max steps':>9}  {'own profile':>12}"
+    lines += ["", hdr, "-" * len(hdr)]
+    for s in sorted(rep["summary"], key=lambda s: (s["op"], s["engine"])):
+        own = (f"{s['profile_match']}/{s['profile_checked']}" if s["profile_checked"] else "n/a")
+        lines.append(f"{s['op']:<22} {s['engine']:<18} {s['cases']:>5}  "
+                     f"{s['spec_match']:>3}/{s['cases']:<3}  {_fmt_steps(s['max_steps']):>9}  "
+                     f"{own:>12}" + (f"  ({s['errors']} errors)" if s["errors"] else ""))
+    if not quiet:
+        dev = [r for r in rep["results"] if "status" not in r and not r["spec_match"]]
+        if dev:
+            lines += ["", f"spec deviations ({len(dev)}):"]
+            for r in dev:
+                why = ""
+                ex = r.get("explanation") or {}
+                if ex.get("matches"):
+                    why = " -- reproduced by " + ", ".join(ex["matches"][:4])
+                elif ex.get("summary"):
+                    why = " -- " + str(ex["summary"])[:100]
+                lines.append(f"  {r['engine']:<18} {r['case']:<44} {r['n_diff']:>5}/"
+                             f"{r['n_elements']:<5} max {_fmt_steps(r['max_steps'])} steps{why}")
+    bad = [r for r in rep["results"] if r.get("profile_match") is False or "status" in r]
+    if bad:
+        lines += ["", f"NOT REPRODUCED by refquant's own profile ({len(bad)}):"]
+        for r in bad:
+            lines.append(f"  {r['engine']:<18} {r['case']:<44} "
+                         + (r.get("error") or f"{r.get('profile_n_diff')} elements differ, max "
+                            f"{_fmt_steps(r.get('profile_max_steps', 0))} steps"))
+    return "\n".join(lines)
+
+
+def _html(rep):
+    rows = "".join(
+        f"<tr><td>{html.escape(s['op'])}</td><td>{html.escape(s['engine'])}</td>"
+        f"<td>{s['cases']}</td><td>{s['spec_match']}</td><td>{_fmt_steps(s['max_steps'])}</td>"
+        f"<td>{s['profile_match']}/{s['profile_checked']}</td></tr>"
+        for s in sorted(rep["summary"], key=lambda s: (s["op"], s["engine"])))
+    det = "".join(
+        f"<tr class='{'ok' if r.get('spec_match') else 'dev'}'><td>{html.escape(r['case'])}</td>"
+        f"<td>{html.escape(r['engine'])}</td><td>{r.get('n_diff', '')}</td>"
+        f"<td>{_fmt_steps(r.get('max_steps', 0))}</td>"
+        f"<td>{html.escape(str(r.get('profile_match')))}</td>"
+        f"<td>{html.escape(json.dumps(r.get('explanation')) if r.get('explanation') else '')}</td></tr>"
+        for r in rep["results"])
+    return (f"<!doctype html><meta charset='utf-8'><title>refquant conformance</title>"
+            f"<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px}}tr.dev{{background:#fee}}"
+            f"</style><h1>refquant conformance</h1><p>{rep['n_cases']} cases, profile "
+            f"{html.escape(rep['profile'])}; engines: "
+            f"{html.escape(', '.join(f'{k} {v}' for k, v in rep['engines'].items()))}</p>"
+            f"<table border=1><tr><th>op</th><th>engine</th><th>cases</th><th>= spec</th>"
+            f"<th>max steps</th><th>own profile</th></tr>{rows}</table><h2>cases</h2>"
+            f"<table border=1><tr><th>case</th><th>engine</th><th>n diff</th><th>max steps</th>"
+            f"<th>own profile</th><th>explanation</th></tr>{det}</table>")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "conformance", help="compare engine outputs on the golden cases with the reference",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--engine", action="append", default=None,
+                   help="only this engine's outputs (repeatable); with --live, run it now")
+    p.add_argument("--op", default=None, help="only cases of this ONNX op (e.g. QLinearConv)")
+    p.add_argument("--profile", default="onnx", help="reference profile (default: onnx = the spec)")
+    p.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
+    p.add_argument("--live", action="store_true",
+                   help="run the --engine engines now instead of reading recorded outputs")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
+    p.add_argument("--html", default=None, metavar="FILE", help="write the report as HTML")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on any spec deviation too (for an engine that must conform)")
+    p.add_argument("--no-explain", action="store_true", help="skip explaining deviations")
+    p.add_argument("--quiet", action="store_true", help="print the summary table only")
+    p.set_defaults(_run=run)
+    return p
+
+
+def run(args):
+    if args.live and not args.engine:
+        print("refquant conformance: --live needs --engine", file=sys.stderr)
+        return 2
+
+    def progress(i, n, c):
+        if not args.quiet and sys.stderr.isatty():
+            print(f"\r[{i + 1}/{n}] {c.name:<50}", end="", file=sys.stderr, flush=True)
+
+    try:
+        rep = run_conformance(args.cases, engines=args.engine, op=args.op, profile=args.profile,
+                              live=args.live, explain=not args.no_explain, progress=progress)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"refquant conformance: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet and sys.stderr.isatty():
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    print(format_report(rep, quiet=args.quiet))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rep, f, indent=1, default=float)
+    if args.html:
+        with open(args.html, "w") as f:
+            f.write(_html(rep))
+    if rep["n_cases"] == 0:
+        print("refquant conformance: no cases found", file=sys.stderr)
+        return 2
+    bad = [r for r in rep["results"] if r.get("profile_match") is False or "status" in r]
+    if bad:
+        return 1
+    if args.strict and any(not r.get("spec_match", True) for r in rep["results"]):
+        return 1
+    return 0

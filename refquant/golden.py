@@ -1,0 +1,510 @@
+"""Golden cases: op inputs with the outputs real engines recorded for them.
+
+A case is one ``.npz`` file::
+
+    meta                 JSON: {"name", "op", "opset", "attributes", "tags", "description",
+                                "arrays": {key: {"dtype", "shape"}},
+                                "outputs": {engine: {"version", "recorded", "note"}}}
+    in.<input name>      an input, stored as raw bytes (uint8/uint16 view for ml_dtypes types)
+    out.<engine>         the output that engine produced (out.<engine>.<i> for multi-output ops)
+
+``refquant golden generate`` writes the standard case set (deterministic, no outputs);
+``refquant golden record --engine E`` runs engine E on every case and stores its output;
+``refquant conformance`` compares the recorded outputs with the reference.
+
+TensorRT cannot be installed on machines without an NVIDIA GPU; on a machine with one,
+``refquant golden record --engine tensorrt`` builds each Q/DQ case into a TensorRT network
+(explicit quantization) and records its output the same way, so the outputs enter refquant's
+golden suite without refquant needing TensorRT anywhere else.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+import ml_dtypes
+
+from ._dtypes import resolve_dtype
+
+__all__ = ["Case", "standard_cases", "save_case", "load_case", "load_cases", "record",
+           "default_cases_dir", "add_parser", "run"]
+
+F32 = np.float32
+
+
+class Case:
+    """One golden case: op, opset, attributes, inputs and recorded outputs."""
+
+    def __init__(self, name, op, inputs, attributes=None, *, opset=21, tags=(), description="",
+                 outputs=None, output_meta=None, path=None):
+        self.name = name
+        self.op = op
+        self.inputs = {k: np.asarray(v) for k, v in inputs.items() if v is not None}
+        self.attributes = dict(attributes or {})
+        self.opset = int(opset)
+        self.tags = tuple(tags)
+        self.description = description
+        self.outputs = dict(outputs or {})          # engine -> array or tuple of arrays
+        self.output_meta = dict(output_meta or {})  # engine -> {"version", "recorded", "note"}
+        self.path = path
+
+    def __repr__(self):
+        return f"Case({self.name!r}, {self.op}, engines={sorted(self.outputs)})"
+
+
+# ------------------------------------------------------------------------------------------
+# storage
+# ------------------------------------------------------------------------------------------
+def _enc(a):
+    a = np.asarray(a)
+    if a.dtype.type.__module__ == "numpy":
+        return a, a.dtype.name
+    raw = np.ascontiguousarray(a).reshape(-1).view(np.uint8 if a.dtype.itemsize == 1 else np.uint16)
+    return raw, a.dtype.name
+
+
+def _dec(raw, dtype_name, shape):
+    dt = resolve_dtype(dtype_name)
+    raw = np.asarray(raw)
+    if raw.dtype == dt:
+        return raw.reshape(shape)
+    return raw.view(dt).reshape(shape)
+
+
+def save_case(path, case: Case):
+    """Write ``case`` to ``path`` (.npz)."""
+    arrays, meta_arrays = {}, {}
+
+    def put(key, value):
+        raw, dname = _enc(value)
+        arrays[key] = raw
+        meta_arrays[key] = {"dtype": dname, "shape": list(np.shape(value))}
+
+    for k, v in case.inputs.items():
+        put(f"in.{k}", v)
+    for eng, out in case.outputs.items():
+        if isinstance(out, (tuple, list)):
+            for i, o in enumerate(out):
+                put(f"out.{eng}.{i}", o)
+        else:
+            put(f"out.{eng}", out)
+    meta = {"name": case.name, "op": case.op, "opset": case.opset, "attributes": case.attributes,
+            "tags": list(case.tags), "description": case.description, "arrays": meta_arrays,
+            "outputs": case.output_meta}
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    os.replace(tmp, path)
+
+
+def load_case(path) -> Case:
+    """Read a case written by :func:`save_case`."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        arrs = {k: _dec(z[k], m["dtype"], tuple(m["shape"])) for k, m in meta["arrays"].items()}
+    inputs = {k[3:]: v for k, v in arrs.items() if k.startswith("in.")}
+    outputs = {}
+    for k, v in sorted(arrs.items()):
+        if not k.startswith("out."):
+            continue
+        parts = k[4:].rsplit(".", 1)
+        if len(parts) == 2 and parts[1].isdigit():
+            outputs.setdefault(parts[0], []).append(v)
+        else:
+            outputs[k[4:]] = v
+    outputs = {k: tuple(v) if isinstance(v, list) else v for k, v in outputs.items()}
+    return Case(meta["name"], meta["op"], inputs, meta["attributes"], opset=meta["opset"],
+                tags=meta.get("tags", ()), description=meta.get("description", ""),
+                outputs=outputs, output_meta=meta.get("outputs", {}), path=str(path))
+
+
+def default_cases_dir() -> pathlib.Path:
+    """The bundled golden cases: $REFQUANT_GOLDEN, the installed ``refquant/_golden`` copy,
+    ``<source checkout>/golden``, or ``./golden`` (running from a checkout after ``pip install .``).
+    """
+    here = pathlib.Path(__file__).resolve().parent
+    env = os.environ.get("REFQUANT_GOLDEN")
+    cands = ([pathlib.Path(env)] if env else []) + [here / "_golden", here.parent / "golden",
+                                                    pathlib.Path.cwd() / "golden"]
+    for cand in cands:
+        if cand.is_dir() and any(cand.rglob("*.npz")):
+            return cand
+    return here.parent / "golden"
+
+
+def load_cases(cases_dir=None, *, op=None):
+    """All cases under ``cases_dir`` (recursively), sorted by path; optionally one op only."""
+    d = pathlib.Path(cases_dir) if cases_dir else default_cases_dir()
+    if not d.is_dir():
+        raise FileNotFoundError(f"--cases: {d} is not a directory")
+    out = []
+    for p in sorted(d.rglob("*.npz")):
+        if p.name.endswith(".tmp.npz"):
+            continue
+        c = load_case(p)
+        if op is None or c.op == op:
+            out.append(c)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# the standard case set
+# ------------------------------------------------------------------------------------------
+def _ties(rng, s, zp, qmin, qmax, n, dtype=F32):
+    s = dtype(s)
+    k = rng.integers(qmin - int(zp) - 2, qmax - int(zp) + 3, n).astype(dtype)
+    t = ((k + dtype(0.5)) * s).astype(dtype)
+    sel = rng.integers(0, 4, n)
+    x = t.copy()
+    x[sel == 1] = np.nextafter(t[sel == 1], dtype(np.inf))
+    x[sel == 2] = np.nextafter(t[sel == 2], dtype(-np.inf))
+    x[sel == 3] = (k[sel == 3] * s).astype(dtype)
+    return x
+
+
+def standard_cases(seed=20261125):
+    """The standard golden case set (deterministic)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+
+    def add(name, op, inputs, attrs=None, opset=21, tags=(), desc=""):
+        cases.append(Case(name, op, inputs, attrs, opset=opset, tags=tags, description=desc))
+
+    # ---- QuantizeLinear ----------------------------------------------------------------
+    for dt, zp in ((np.int8, 1), (np.uint8, 128), (np.int8, -1), (np.uint8, 0)):
+        s = F32(0.1)
+        add(f"q_{np.dtype(dt).name}_ties_zp{zp}", "QuantizeLinear",
+            {"x": _ties(rng, s, zp, int(np.iinfo(dt).min), int(np.iinfo(dt).max), 512),
+             "y_scale": s, "y_zero_point": np.array(zp, dt)},
+            tags=("ties",), desc="exact ties (k+0.5)*s, their float32 neighbours and k*s")
+    add("q_int8_ones_ties", "QuantizeLinear",
+        {"x": np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, -3.5], F32), "y_scale": F32(1),
+         "y_zero_point": np.int8(1)}, tags=("ties",), desc="half-even vs half-away vs zp order")
+    add("q_int8_reciprocal", "QuantizeLinear",
+        {"x": np.array([0.273939937, -12.466922, 0.34249556], F32),
+         "y_scale": F32(0.00214854861), "y_zero_point": np.int8(0)},
+        tags=("reciprocal",), desc="x/s vs x*(1/s): 127.49999 vs 127.5")
+    s = F32(0.10260841)
+    xr = _ties(rng, s, 0, -128, 127, 1000)
+    add("q_int8_reciprocal_sweep", "QuantizeLinear", {"x": xr, "y_scale": s,
+                                                      "y_zero_point": np.int8(0)},
+        tags=("reciprocal", "ties"))
+    for dt, zp in ((np.int8, 0), (np.int8, -1), (np.uint8, 0), (np.uint8, 3)):
+        add(f"q_{np.dtype(dt).name}_special_zp{zp}", "QuantizeLinear",
+            {"x": np.array([np.nan, np.inf, -np.inf, 3e9, -3e9, 1e38, -1e38, 0.0, -0.0,
+                            127.5, -128.5, 255.5], F32),
+             "y_scale": F32(1), "y_zero_point": np.array(zp, dt)},
+            tags=("nan", "inf", "saturation"), desc="NaN, +-Inf, beyond int32, boundaries")
+    for n in (1, 15, 17, 63, 65, 1023):
+        add(f"q_int8_size{n}", "QuantizeLinear",
+            {"x": _ties(rng, F32(0.05), 2, -128, 127, n), "y_scale": F32(0.05),
+             "y_zero_point": np.int8(2)}, tags=("tail",),
+            desc="sizes that are not multiples of SIMD widths")
+    w = (rng.standard_normal((8, 20)) * 3).astype(F32)
+    sc = (np.abs(rng.standard_normal(8)) * 0.05 + 0.01).astype(F32)
+    add("q_int8_per_axis0", "QuantizeLinear",
+        {"x": w, "y_scale": sc, "y_zero_point": np.zeros(8, np.int8)}, {"axis": 0},
+        tags=("per-axis",))
+    add("q_uint8_per_axis1", "QuantizeLinear",
+        {"x": w.T.copy(), "y_scale": sc, "y_zero_point": rng.integers(0, 256, 8).astype(np.uint8)},
+        {"axis": 1}, tags=("per-axis",))
+    for dt in (np.int16, np.uint16):
+        zp = 7 if dt == np.uint16 else -3
+        add(f"q_{np.dtype(dt).name}_ties", "QuantizeLinear",
+            {"x": _ties(rng, F32(0.003), zp, int(np.iinfo(dt).min), int(np.iinfo(dt).max), 512),
+             "y_scale": F32(0.003), "y_zero_point": np.array(zp, dt)}, tags=("ties",))
+    for dtn, lo, hi in (("int4", -8, 7), ("uint4", 0, 15)):
+        dt = resolve_dtype(dtn)
+        x = _ties(rng, F32(0.25), 1, lo, hi, 64).reshape(4, 16)
+        scl = np.array([[0.25] * 4, [0.5] * 4, [0.125] * 4, [1.0] * 4], F32)[:, :4]
+        add(f"q_{dtn}_blocked", "QuantizeLinear",
+            {"x": x, "y_scale": scl, "y_zero_point": np.full((4, 4), 1, np.int64).astype(dt)},
+            {"axis": 1, "block_size": 4}, tags=("blocked", "ties"))
+        add(f"q_{dtn}_per_tensor", "QuantizeLinear",
+            {"x": x.reshape(-1), "y_scale": F32(0.25), "y_zero_point": np.array(1, dt)},
+            tags=("ties",))
+    for dtn, lo, hi in (("int2", -2, 1), ("uint2", 0, 3)):
+        dt = resolve_dtype(dtn)
+        add(f"q_{dtn}", "QuantizeLinear",
+            {"x": _ties(rng, F32(0.5), 0, lo, hi, 40), "y_scale": F32(0.5),
+             "y_zero_point": np.array(0, dt)}, opset=25, tags=("ties",))
+    for dtn in ("float8e4m3fn", "float8e5m2"):
+        dt = resolve_dtype(dtn)
+        fmax = float(ml_dtypes.finfo(dt).max)
+        x = np.concatenate([(rng.standard_normal(200) * fmax / 8).astype(F32),
+                            np.array([np.nan, np.inf, -np.inf, fmax * 1.01, fmax * 1.2, -fmax * 3,
+                                      0.0, -0.0, 1e-30], F32)])
+        for sat in (1, 0):
+            add(f"q_{dtn}_sat{sat}", "QuantizeLinear",
+                {"x": x, "y_scale": F32(0.5), "y_zero_point": np.array(0, dt)},
+                {"saturate": sat}, tags=("float8", "saturation"))
+    s16 = np.float16(0.0999)
+    k = rng.integers(-120, 120, 400).astype(np.float16)
+    x16 = ((k + np.float16(0.5)) * s16).astype(np.float16)
+    for ops in (21, 23):
+        add(f"q_fp16_input_opset{ops}", "QuantizeLinear",
+            {"x": x16, "y_scale": s16, "y_zero_point": np.int8(0)}, opset=ops,
+            tags=("fp16", "ties"), desc="fp16 division precision by opset")
+
+    # ---- DequantizeLinear --------------------------------------------------------------
+    add("dq_int8", "DequantizeLinear",
+        {"x": np.arange(-128, 128, dtype=np.int32).astype(np.int8), "x_scale": F32(0.0173),
+         "x_zero_point": np.int8(-5)})
+    add("dq_uint8_per_axis", "DequantizeLinear",
+        {"x": rng.integers(0, 256, (6, 10)).astype(np.uint8),
+         "x_scale": (rng.random(6) + 0.01).astype(F32),
+         "x_zero_point": rng.integers(0, 256, 6).astype(np.uint8)}, {"axis": 0},
+        tags=("per-axis",))
+    add("dq_int32", "DequantizeLinear",
+        {"x": np.array([16777217, -16777219, 2**31 - 1, -2**31, 5], np.int32),
+         "x_scale": F32(0.5)}, tags=("large",), desc="int32 beyond 2^24")
+    add("dq_int4_blocked", "DequantizeLinear",
+        {"x": rng.integers(-8, 8, (4, 16)).astype(ml_dtypes.int4),
+         "x_scale": (rng.random((4, 2)) + 0.1).astype(F32),
+         "x_zero_point": rng.integers(-8, 8, (4, 2)).astype(ml_dtypes.int4)},
+        {"axis": 1, "block_size": 8}, tags=("blocked",))
+
+    # ---- DynamicQuantizeLinear ----------------------------------------------------------
+    add("dql_gaussian", "DynamicQuantizeLinear", {"x": rng.standard_normal(777).astype(F32)})
+    add("dql_positive", "DynamicQuantizeLinear",
+        {"x": (np.abs(rng.standard_normal(100)) + 1).astype(F32)})
+    add("dql_zeros", "DynamicQuantizeLinear", {"x": np.zeros(16, F32)},
+        tags=("zero-range",), desc="all-zero input: the scale is unspecified")
+
+    # ---- MatMulInteger ------------------------------------------------------------------
+    for (ad, bd) in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8),
+                     (np.int8, np.uint8)):
+        for (m, kk, n) in ((1, 7, 5), (17, 33, 9)):
+            A = rng.integers(np.iinfo(ad).min, int(np.iinfo(ad).max) + 1, (m, kk)).astype(ad)
+            B = rng.integers(np.iinfo(bd).min, int(np.iinfo(bd).max) + 1, (kk, n)).astype(bd)
+            add(f"mmi_{np.dtype(ad).name}_{np.dtype(bd).name}_{m}x{kk}x{n}", "MatMulInteger",
+                {"A": A, "B": B, "a_zero_point": np.array(np.iinfo(ad).max // 2 + 1, ad)
+                 if ad == np.uint8 else np.array(-3, ad),
+                 "b_zero_point": np.array(0, bd)}, opset=10)
+    add("mmi_u8s8_pair_saturation", "MatMulInteger",
+        {"A": np.array([[210, 198, 234, 0]], np.uint8),
+         "B": np.array([[-81], [-80], [127], [0]], np.int8),
+         "a_zero_point": np.uint8(0), "b_zero_point": np.int8(0)}, opset=10,
+        tags=("int16-saturation",), desc="onnxruntime#16105: 210*-81 + 198*-80 = -32850")
+
+    # ---- QLinearMatMul ------------------------------------------------------------------
+    add("qlmm_u8s8_ties", "QLinearMatMul",
+        {"a": rng.integers(0, 7, (8, 16)).astype(np.uint8), "a_scale": F32(1.0),
+         "a_zero_point": np.uint8(3), "b": rng.integers(-3, 4, (16, 12)).astype(np.int8),
+         "b_scale": F32(1.0), "b_zero_point": np.int8(0), "y_scale": F32(2.0),
+         "y_zero_point": np.uint8(101)},
+        tags=("ties",), desc="multiplier 0.5 on small accumulators: half the outputs are exact "
+                             "ties; odd zero point")
+    add("qlmm_s8s8_ties_zp_neg", "QLinearMatMul",
+        {"a": rng.integers(-4, 5, (7, 9)).astype(np.int8), "a_scale": F32(0.5),
+         "a_zero_point": np.int8(0), "b": rng.integers(-4, 5, (9, 5)).astype(np.int8),
+         "b_scale": F32(0.5), "b_zero_point": np.int8(1), "y_scale": F32(1.0),
+         "y_zero_point": np.int8(-1)}, tags=("ties",), desc="multiplier 0.25, zero point -1")
+    add("qlmm_s8s8_per_column", "QLinearMatMul",
+        {"a": rng.integers(-128, 128, (5, 31)).astype(np.int8), "a_scale": F32(0.02),
+         "a_zero_point": np.int8(-1), "b": rng.integers(-128, 128, (31, 7)).astype(np.int8),
+         "b_scale": (rng.random(7) * 0.01 + 0.001).astype(F32),
+         "b_zero_point": np.zeros(7, np.int8), "y_scale": F32(0.07),
+         "y_zero_point": np.int8(-3)}, tags=("per-column",))
+    kk = 2048
+    A = np.full((1, kk), 255, np.uint8)
+    B = np.full((kk, 1), 127, np.int8)
+    B[0, 0] = 126
+    add("qlmm_large_acc", "QLinearMatMul",
+        {"a": A, "a_scale": F32(0.01), "a_zero_point": np.uint8(0), "b": B,
+         "b_scale": F32(0.003), "b_zero_point": np.int8(0), "y_scale": F32(9924.0),
+         "y_zero_point": np.uint8(0)}, tags=("large-accumulator",),
+        desc="acc = 66,324,225 > 2^24: float32 conversion rounds")
+
+    # ---- QLinearConv / ConvInteger ------------------------------------------------------
+    x = rng.integers(0, 256, (1, 4, 9, 9)).astype(np.uint8)
+    wq = rng.integers(-128, 128, (6, 4, 3, 3)).astype(np.int8)
+    add("qlconv_u8s8_3x3_pad1_per_channel_bias", "QLinearConv",
+        {"x": x, "x_scale": F32(0.02), "x_zero_point": np.uint8(128), "w": wq,
+         "w_scale": (rng.random(6) * 0.01 + 0.002).astype(F32), "w_zero_point": np.zeros(6, np.int8),
+         "y_scale": F32(0.15), "y_zero_point": np.uint8(120),
+         "B": rng.integers(-2000, 2000, 6).astype(np.int32)},
+        {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}, opset=10, tags=("per-channel", "bias"))
+    add("qlconv_s8_depthwise_stride2", "QLinearConv",
+        {"x": rng.integers(-128, 128, (1, 8, 10, 10)).astype(np.int8), "x_scale": F32(0.05),
+         "x_zero_point": np.int8(-2), "w": rng.integers(-127, 128, (8, 1, 3, 3)).astype(np.int8),
+         "w_scale": F32(0.01), "w_zero_point": np.int8(0), "y_scale": F32(0.08),
+         "y_zero_point": np.int8(5)},
+        {"group": 8, "strides": [2, 2], "pads": [1, 1, 1, 1]}, opset=10, tags=("depthwise",))
+    add("qlconv_u8s8_ties", "QLinearConv",
+        {"x": rng.integers(0, 5, (1, 2, 6, 6)).astype(np.uint8), "x_scale": F32(0.5),
+         "x_zero_point": np.uint8(2), "w": rng.integers(-3, 4, (3, 2, 2, 2)).astype(np.int8),
+         "w_scale": F32(0.5), "w_zero_point": np.int8(0), "y_scale": F32(0.5),
+         "y_zero_point": np.uint8(101)}, opset=10, tags=("ties",),
+        desc="multiplier 0.5 on small accumulators, odd zero point")
+    add("convint_u8s8_dilation2", "ConvInteger",
+        {"x": rng.integers(0, 256, (1, 3, 11, 11)).astype(np.uint8),
+         "w": rng.integers(-128, 128, (4, 3, 3, 3)).astype(np.int8),
+         "x_zero_point": np.uint8(7), "w_zero_point": np.int8(0)},
+        {"dilations": [2, 2], "pads": [2, 2, 2, 2]}, opset=10)
+    add("convint_u8u8_1d", "ConvInteger",
+        {"x": rng.integers(0, 256, (2, 3, 17)).astype(np.uint8),
+         "w": rng.integers(0, 256, (5, 3, 4)).astype(np.uint8),
+         "x_zero_point": np.uint8(100), "w_zero_point": np.uint8(128)},
+        {"strides": [2], "auto_pad": "SAME_UPPER"}, opset=10)
+
+    # ---- QGemm (com.microsoft) ----------------------------------------------------------
+    A = rng.integers(0, 256, (6, 20)).astype(np.uint8)
+    Bm = rng.integers(-128, 128, (20, 9)).astype(np.int8)
+    add("qgemm_u8s8_bias_alpha", "QGemm",
+        {"A": A, "a_scale": F32(0.03), "a_zero_point": np.uint8(12), "B": Bm,
+         "b_scale": F32(0.02), "b_zero_point": np.int8(0),
+         "C": rng.integers(-5000, 5000, 9).astype(np.int32), "y_scale": F32(0.4),
+         "y_zero_point": np.uint8(128)}, {"alpha": 0.5}, opset=1)
+    add("qgemm_u8s8_float_out_transB", "QGemm",
+        {"A": A, "a_scale": F32(0.03), "a_zero_point": np.uint8(12), "B": Bm.T.copy(),
+         "b_scale": F32(0.02), "b_zero_point": np.int8(0)}, {"transB": 1}, opset=1)
+    return cases
+
+
+# ------------------------------------------------------------------------------------------
+# recording
+# ------------------------------------------------------------------------------------------
+def _record_tensorrt(case):  # pragma: no cover - needs an NVIDIA GPU and TensorRT
+    from . import _tensorrt_recorder
+    return _tensorrt_recorder.run_case(case)
+
+
+def record(engine, cases_dir=None, *, op=None, progress=None, opset_policy="case"):
+    """Run ``engine`` on every case in ``cases_dir`` and store its outputs in the case files.
+
+    Returns (n_recorded, n_not_applicable, errors: list of (case, message)).
+    """
+    from . import engines as _engines
+    cases = load_cases(cases_dir, op=op)
+    n_ok, n_na, errors = 0, 0, []
+    if engine == "tensorrt":
+        version = _tensorrt_version()
+    else:
+        version = _engines.available().get(engine)
+        if version is None:
+            if engine not in _engines.ENGINES:
+                raise ValueError(f"--engine: unknown engine {engine!r}; known: "
+                                 f"{', '.join(list(_engines.ENGINES) + ['tensorrt'])}")
+            raise RuntimeError(f"--engine {engine}: its Python package is not installed here")
+    for i, c in enumerate(cases):
+        if progress:
+            progress(i, len(cases), c)
+        try:
+            if engine == "tensorrt":
+                out = _record_tensorrt(c)
+            else:
+                out = _engines.run(engine, c.op, c.inputs, c.attributes,
+                                   opset=c.opset if c.op != "QGemm" else None)
+        except _engines.EngineUnsupported as exc:
+            n_na += 1
+            c.outputs.pop(engine, None)
+            c.output_meta[engine] = {"version": version, "note": f"not applicable: {exc}",
+                                     "recorded": _now()}
+            save_case(c.path, c)
+            continue
+        except Exception as exc:  # an engine error is a finding, not a crash
+            errors.append((c.name, f"{type(exc).__name__}: {exc}"))
+            c.outputs.pop(engine, None)
+            c.output_meta[engine] = {"version": version, "recorded": _now(),
+                                     "note": f"error: {type(exc).__name__}: {str(exc)[:300]}"}
+            save_case(c.path, c)
+            continue
+        c.outputs[engine] = tuple(np.asarray(o) for o in out) if isinstance(out, (tuple, list)) \
+            else np.asarray(out)
+        c.output_meta[engine] = {"version": version, "recorded": _now(), "note": ""}
+        save_case(c.path, c)
+        n_ok += 1
+    return n_ok, n_na, errors
+
+
+def _tensorrt_version():
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise RuntimeError("--engine tensorrt: the tensorrt package is not installed (it needs an "
+                           "NVIDIA GPU host; record there and copy the case files back)") from None
+    return tensorrt.__version__
+
+
+def _now():
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generate(cases_dir, *, overwrite=False):
+    """Write the standard case set into ``cases_dir`` (one sub-folder per op)."""
+    d = pathlib.Path(cases_dir)
+    n = 0
+    for c in standard_cases():
+        p = d / c.op / f"{c.name}.npz"
+        if p.exists() and not overwrite:
+            old = load_case(p)
+            c.outputs, c.output_meta = old.outputs, old.output_meta
+        save_case(p, c)
+        n += 1
+    return n
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "golden", help="generate golden cases and record engine outputs into them",
+        description="Golden cases are .npz files holding an op's inputs and the outputs real "
+                    "engines produced. 'generate' writes the standard case set; 'record' runs "
+                    "one engine on every case and stores its output.")
+    sub = p.add_subparsers(dest="golden_command", metavar="ACTION")
+    g = sub.add_parser("generate", help="write the standard case set (keeps recorded outputs)")
+    g.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
+    g.add_argument("--overwrite", action="store_true", help="drop previously recorded outputs")
+    r = sub.add_parser("record", help="run an engine on every case and store its outputs")
+    r.add_argument("--engine", required=True,
+                   help="onnxruntime, onnx-reference, openvino, pytorch[-fakequant|-fbgemm|-x86|"
+                        "-qnnpack|-onednn], tflite-reference|-optimized|-xnnpack, tensorrt")
+    r.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
+    r.add_argument("--op", default=None, help="only cases of this ONNX op")
+    r.add_argument("--quiet", action="store_true")
+    ls = sub.add_parser("list", help="list the cases and which engines were recorded")
+    ls.add_argument("--cases", default=None)
+    p.set_defaults(_run=run, _golden_parser=p)
+    return p
+
+
+def run(args):
+    cmd = getattr(args, "golden_command", None)
+    if cmd is None:
+        args._golden_parser.print_help()
+        return 0
+    if cmd == "generate":
+        d = args.cases or default_cases_dir()
+        n = generate(d, overwrite=args.overwrite)
+        print(f"wrote {n} cases to {d}")
+        return 0
+    if cmd == "list":
+        for c in load_cases(args.cases):
+            print(f"{c.op:<22} {c.name:<44} {', '.join(sorted(c.outputs)) or '-'}")
+        return 0
+    if cmd == "record":
+        def progress(i, n, c):
+            if not args.quiet:
+                print(f"\r[{i + 1}/{n}] {args.engine}: {c.name:<50}", end="", file=sys.stderr,
+                      flush=True)
+        try:
+            ok, na, errors = record(args.engine, args.cases, op=args.op, progress=progress)
+        except (ValueError, RuntimeError, FileNotFoundError) as exc:
+            print(f"refquant golden record: {exc}", file=sys.stderr)
+            return 2
+        if not args.quiet:
+            print(file=sys.stderr)
+        print(f"{args.engine}: recorded {ok} cases, {na} not applicable, {len(errors)} errors")
+        for name, msg in errors:
+            print(f"  error in {name}: {msg}")
+        return 0
+    return 2

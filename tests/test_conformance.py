@@ -1,0 +1,124 @@
+"""Golden cases and the conformance report.
+
+The bundled golden/ cases hold outputs recorded from real engines; every one of them must be
+reproduced bit for bit by refquant's profile for that engine (that is what the main job,
+``refquant conformance``, checks).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import ml_dtypes
+import pytest
+
+from refquant import golden
+from refquant.conformance import run_conformance, check_case
+from refquant._oprun import diff_steps, run_reference
+
+
+def test_case_roundtrip_all_dtypes(tmp_path):
+    arrays = {
+        "x": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "y_scale": np.float32(0.5),
+        "y_zero_point": np.array([1, -2], ml_dtypes.int4),
+    }
+    outs = {"e1": np.array([1.5, np.nan], ml_dtypes.float8_e4m3fn),
+            "e2": (np.array([1, 2], np.uint8), np.array(0.25, np.float32), np.uint8(3)),
+            "e3": np.array([1, 2], ml_dtypes.bfloat16)}
+    c = golden.Case("c", "QuantizeLinear", arrays, {"axis": 0}, opset=23, tags=("t",),
+                    outputs=outs, output_meta={"e1": {"version": "1"}})
+    p = tmp_path / "c.npz"
+    golden.save_case(p, c)
+    d = golden.load_case(p)
+    assert d.op == "QuantizeLinear" and d.opset == 23 and d.attributes == {"axis": 0}
+    for k, v in arrays.items():
+        assert d.inputs[k].dtype == np.asarray(v).dtype
+        np.testing.assert_array_equal(d.inputs[k].view(np.uint8), np.asarray(v).view(np.uint8))
+    assert d.outputs["e1"].dtype == np.dtype(ml_dtypes.float8_e4m3fn)
+    assert isinstance(d.outputs["e2"], tuple) and len(d.outputs["e2"]) == 3
+    assert d.outputs["e3"].dtype == np.dtype(ml_dtypes.bfloat16)
+
+
+def test_standard_cases_run_on_the_reference():
+    cases = golden.standard_cases()
+    assert len(cases) >= 50
+    ops = {c.op for c in cases}
+    assert ops == {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+                   "QLinearMatMul", "ConvInteger", "QLinearConv", "QGemm"}
+    for c in cases:
+        run_reference(c.op, c.inputs, c.attributes, opset=c.opset)
+
+
+def test_diff_steps():
+    a = np.array([1, 2, 3], np.int8)
+    b = np.array([1, 4, 2], np.int8)
+    np.testing.assert_array_equal(diff_steps("QuantizeLinear", a, b), [0, 2, 1])
+    f = np.array([1.0, 1.5, np.nan], ml_dtypes.float8_e4m3fn)
+    g = np.array([1.125, 1.5, np.nan], ml_dtypes.float8_e4m3fn)
+    np.testing.assert_array_equal(diff_steps("QuantizeLinear", f, g), [1, 0, 0])
+    dq = diff_steps("DequantizeLinear", np.array([0.5, 1.0], np.float32),
+                    np.array([0.75, 1.0], np.float32), {"x_scale": np.float32(0.25)}, {})
+    np.testing.assert_array_equal(dq, [1, 0])
+
+
+def test_check_case_reports_deviation_in_steps():
+    c = golden.Case("t", "QuantizeLinear", {"x": np.array([0.5, 1.5, 2.5], np.float32),
+                                            "y_scale": np.float32(1), "y_zero_point": np.int8(0)})
+    half_away = np.array([1, 2, 3], np.int8)
+    r = check_case(c, "some-engine", half_away, explain=False)
+    assert r["spec_match"] is False and r["n_diff"] == 2 and r["max_steps"] == 1
+    assert r["profile_match"] is None
+
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+
+
+def test_record_and_conformance_live(tmp_path):
+    d = tmp_path / "cases"
+    golden.generate(d)
+    ok, na, errors = golden.record("onnx-reference", d, op="QLinearMatMul")
+    assert ok >= 3
+    rep = run_conformance(d, op="QLinearMatMul", explain=False)
+    assert rep["n_cases"] >= 3
+    # onnx.reference adds the zero point before rounding: a named deviation on the tie cases
+    dev = {r["case"] for r in rep["results"] if not r["spec_match"]}
+    assert "qlmm_u8s8_ties" in dev
+    # ...and refquant's onnx-reference profile reproduces it exactly
+    assert all(r["profile_match"] for r in rep["results"])
+    live = run_conformance(d, op="QLinearMatMul", engines=["onnxruntime"], live=True,
+                           explain=False)
+    assert live["n_results"] >= 3 and all(r["spec_match"] for r in live["results"])
+
+
+def test_bundled_golden_cases_are_reproduced_by_their_profiles():
+    rep = run_conformance(explain=False)
+    assert rep["n_cases"] >= 50
+    assert len(rep["engines"]) >= 2
+    bad = [(r["engine"], r["case"], r.get("profile_n_diff"), r.get("error"))
+           for r in rep["results"] if r.get("profile_match") is False or "status" in r]
+    assert not bad, bad
+
+
+def test_cli_conformance_json(tmp_path):
+    out = tmp_path / "rep.json"
+    html = tmp_path / "rep.html"
+    r = subprocess.run([sys.executable, "-m", "refquant.cli", "conformance", "--quiet",
+                        "--op", "MatMulInteger", "--json", str(out), "--html", str(html)],
+                       capture_output=True, text=True)
+    assert r.returncode in (0, 1), r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["n_cases"] >= 5 and rep["results"]
+    assert "<table" in html.read_text()
+    assert "MatMulInteger" in r.stdout
+
+
+def test_cli_help():
+    r = subprocess.run([sys.executable, "-m", "refquant.cli", "--help"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "conformance" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "refquant.cli", "golden", "record", "--help"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "--engine" in r.stdout
