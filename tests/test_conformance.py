@@ -36,7 +36,8 @@ def test_case_roundtrip_all_dtypes(tmp_path):
     assert d.op == "QuantizeLinear" and d.opset == 23 and d.attributes == {"axis": 0}
     for k, v in arrays.items():
         assert d.inputs[k].dtype == np.asarray(v).dtype
-        np.testing.assert_array_equal(d.inputs[k].view(np.uint8), np.asarray(v).view(np.uint8))
+        np.testing.assert_array_equal(d.inputs[k].reshape(-1).view(np.uint8),
+                                      np.asarray(v).reshape(-1).view(np.uint8))
     assert d.outputs["e1"].dtype == np.dtype(ml_dtypes.float8_e4m3fn)
     assert isinstance(d.outputs["e2"], tuple) and len(d.outputs["e2"]) == 3
     assert d.outputs["e3"].dtype == np.dtype(ml_dtypes.bfloat16)
