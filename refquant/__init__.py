@@ -17,10 +17,41 @@ from .reference.gemm import accumulator_range
 from ._config import show_config
 from . import reference
 
+# Names whose modules load on first use (heavier imports, optional engines).
+_LAZY = {
+    "explain": ("refquant.explain", "explain"),
+    "compute_scale_zero_point": ("refquant.calibration", "compute_scale_zero_point"),
+    "calibrate": ("refquant.calibration", "calibrate"),
+    "pack_weights": ("refquant._packed", "pack_weights"),
+    "PackedWeights": ("refquant._packed", "PackedWeights"),
+    "set_num_threads": ("refquant._config", "set_num_threads"),
+    "get_num_threads": ("refquant._config", "get_num_threads"),
+    "config_dict": ("refquant._config", "config_dict"),
+    "run_conformance": ("refquant.conformance", "run_conformance"),
+    "engines": ("refquant.engines", None),
+    "golden": ("refquant.golden", None),
+}
+
+
+def __getattr__(name):
+    try:
+        modname, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'refquant' has no attribute {name!r}") from None
+    import importlib
+    mod = importlib.import_module(modname)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = [
     "__version__", "Profile", "ProfileError", "get_profile", "profiles", "register_profile",
     "resolve_dtype", "qrange", "pack", "unpack",
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear",
     "matmul_integer", "qlinear_matmul", "qgemm", "requantize", "accumulator_range",
     "conv_integer", "qlinear_conv", "last_path", "show_config", "reference",
-]
+] + sorted(_LAZY)
