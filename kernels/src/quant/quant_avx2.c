@@ -1,0 +1,240 @@
+/* quant_avx2.c -- AVX2 + F16C QuantizeLinear / DequantizeLinear / min-max runs.
+ * Same steps as rq_quant_core.h, 8 lanes at a time; remainders use the scalar core. */
+#include <immintrin.h>
+#include "rq_quant_core.h"
+
+#define AI static inline __attribute__((always_inline))
+#define RNE_PH (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+AI __m256 q_load8(const void *x, int64_t i, int in_f16)
+{
+    if (in_f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)x + i)));
+    return _mm256_loadu_ps((const float *)x + i);
+}
+
+AI __m256 round_f16(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, RNE_PH)); }
+
+AI __m256i q_core(__m256 xf, __m256 s, __m256 lo, __m256 hi, __m256i zp, int div_f16, int in_f16)
+{
+    if (div_f16 && !in_f16) xf = round_f16(xf);
+    __m256 v = _mm256_div_ps(xf, s);
+    if (div_f16) v = round_f16(v);
+    v = _mm256_max_ps(v, lo);     /* vmaxps: NaN in the first operand -> second operand */
+    v = _mm256_min_ps(v, hi);
+    return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
+}
+
+AI void q_params(const rq_qrun_args *a, int64_t i, int ps, int32_t qmin, int32_t qmax,
+                 __m256 *s, __m256 *lo, __m256 *hi, __m256i *zp)
+{
+    if (!ps) return;
+    *s = _mm256_loadu_ps(a->s + i);
+    *zp = _mm256_loadu_si256((const __m256i *)(a->zp + i));
+    *lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_set1_epi32(qmin), *zp));
+    *hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_set1_epi32(qmax), *zp));
+}
+
+AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const int ps, const int div_f16)
+{
+    int32_t qmin, qmax;
+    rq_qrange(out_type, &qmin, &qmax);
+    const int is16 = (out_type == RQ_Q_U16 || out_type == RQ_Q_I16);
+    const int is4 = (out_type == RQ_Q_U4 || out_type == RQ_Q_I4);
+    __m256 s = _mm256_set1_ps(a->s[0]);
+    __m256i zp = _mm256_set1_epi32(a->zp[0]);
+    __m256 lo = _mm256_set1_ps((float)(qmin - a->zp[0]));
+    __m256 hi = _mm256_set1_ps((float)(qmax - a->zp[0]));
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const int64_t n = a->n;
+    int64_t i = 0;
+    const int osz = is16 ? 2 : 1;
+    int nt = 0;
+    if (a->nontemporal && n >= 256 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+        int64_t pre = (int64_t)(((32 - ((uintptr_t)a->y & 31)) & 31) / (uintptr_t)osz);
+        for (; i < pre; i++) {
+            int64_t j = ps ? i : 0;
+            rq_store_q(a->y, i, rq_quantize1(rq_load_xf(a->x, i, a->in_type), a->s[j], a->zp[j], qmin, qmax, div_f16), out_type);
+        }
+        nt = 1;
+    }
+    for (; i + 32 <= n; i += 32) {
+        __m256i q[4];
+        for (int u = 0; u < 4; u++) {
+            q_params(a, i + 8 * u, ps, qmin, qmax, &s, &lo, &hi, &zp);
+            q[u] = q_core(q_load8(a->x, i + 8 * u, in_f16), s, lo, hi, zp, div_f16, in_f16);
+            if (is4) q[u] = _mm256_and_si256(q[u], _mm256_set1_epi32(0xF));
+        }
+        if (is16) {
+            __m256i w0, w1;
+            if (out_type == RQ_Q_U16) {
+                w0 = _mm256_packus_epi32(q[0], q[1]);
+                w1 = _mm256_packus_epi32(q[2], q[3]);
+            } else {
+                w0 = _mm256_packs_epi32(q[0], q[1]);
+                w1 = _mm256_packs_epi32(q[2], q[3]);
+            }
+            w0 = _mm256_permute4x64_epi64(w0, 0xD8);
+            w1 = _mm256_permute4x64_epi64(w1, 0xD8);
+            __m256i *dst = (__m256i *)((uint16_t *)a->y + i);
+            if (nt) { _mm256_stream_si256(dst, w0); _mm256_stream_si256(dst + 1, w1); }
+            else { _mm256_storeu_si256(dst, w0); _mm256_storeu_si256(dst + 1, w1); }
+        } else {
+            __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+            __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+            __m256i b = (out_type == RQ_Q_I8) ? _mm256_packs_epi16(p01, p23) : _mm256_packus_epi16(p01, p23);
+            b = _mm256_permutevar8x32_epi32(b, perm);
+            __m256i *dst = (__m256i *)((uint8_t *)a->y + i);
+            if (nt) _mm256_stream_si256(dst, b);
+            else _mm256_storeu_si256(dst, b);
+        }
+    }
+    if (nt) _mm_sfence();
+    for (; i < n; i++) {
+        int64_t j = ps ? i : 0;
+        rq_store_q(a->y, i, rq_quantize1(rq_load_xf(a->x, i, a->in_type), a->s[j], a->zp[j], qmin, qmax, div_f16), out_type);
+    }
+}
+
+#define Q_OUTS(IN, PS, DV)                                           \
+    switch (a->out_type) {                                           \
+    case RQ_Q_U8: qrun(a, IN, RQ_Q_U8, PS, DV); break;               \
+    case RQ_Q_I8: qrun(a, IN, RQ_Q_I8, PS, DV); break;               \
+    case RQ_Q_U16: qrun(a, IN, RQ_Q_U16, PS, DV); break;             \
+    case RQ_Q_I16: qrun(a, IN, RQ_Q_I16, PS, DV); break;             \
+    case RQ_Q_U4: qrun(a, IN, RQ_Q_U4, PS, DV); break;               \
+    case RQ_Q_I4: qrun(a, IN, RQ_Q_I4, PS, DV); break;               \
+    default: break;                                                  \
+    }
+#define Q_DIVS(IN, PS) if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
+#define Q_PSS(IN) if (a->pstride) { Q_DIVS(IN, 1) } else { Q_DIVS(IN, 0) }
+
+void rq_quantize_run__avx2(const rq_qrun_args *a)
+{
+    if (a->in_type == RQ_F_F16) { Q_PSS(1) } else { Q_PSS(0) }
+}
+
+/* ---- dequantize ------------------------------------------------------------------------- */
+
+AI __m256i dq_load8(const void *x, int64_t i, int in_type)
+{
+    switch (in_type) {
+    case RQ_Q_U8: case RQ_Q_I8: case RQ_Q_U4: case RQ_Q_I4: {
+        __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)x + i));
+        if (in_type == RQ_Q_I8) return _mm256_cvtepi8_epi32(b);
+        __m256i v = _mm256_cvtepu8_epi32(b);
+        if (in_type == RQ_Q_U8) return v;
+        if (in_type == RQ_Q_U4) return _mm256_and_si256(v, _mm256_set1_epi32(0xF));
+        return _mm256_srai_epi32(_mm256_slli_epi32(v, 28), 28);
+    }
+    case RQ_Q_U16: return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)x + i)));
+    case RQ_Q_I16: return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)x + i)));
+    default: return _mm256_loadu_si256((const __m256i *)((const int32_t *)x + i));
+    }
+}
+
+AI __m256 dq_core(__m256i q, __m256i zp, __m256 s, int out_f16)
+{
+    __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(q, zp));
+    if (out_f16) return round_f16(_mm256_mul_ps(round_f16(d), s));
+    return _mm256_mul_ps(d, s);
+}
+
+AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, const int ps)
+{
+    __m256 s = _mm256_set1_ps(a->s[0]);
+    __m256i zp = _mm256_set1_epi32(a->zp[0]);
+    const int64_t n = a->n;
+    const int osz = out_f16 ? 2 : 4;
+    int64_t i = 0;
+    int nt = 0;
+    if (a->nontemporal && n >= 256 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+        int64_t pre = (int64_t)(((32 - ((uintptr_t)a->y & 31)) & 31) / (uintptr_t)osz);
+        for (; i < pre; i++) {
+            int64_t j = ps ? i : 0;
+            float v = rq_dequantize1(rq_load_q(a->x, i, in_type), a->zp[j], a->s[j], out_f16);
+            if (out_f16) ((uint16_t *)a->y)[i] = rq_f32_to_f16(v);
+            else ((float *)a->y)[i] = v;
+        }
+        nt = 1;
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m256 v[2];
+        for (int u = 0; u < 2; u++) {
+            if (ps) {
+                s = _mm256_loadu_ps(a->s + i + 8 * u);
+                zp = _mm256_loadu_si256((const __m256i *)(a->zp + i + 8 * u));
+            }
+            v[u] = dq_core(dq_load8(a->x, i + 8 * u, in_type), zp, s, out_f16);
+        }
+        if (out_f16) {
+            __m256i h = _mm256_set_m128i(_mm256_cvtps_ph(v[1], RNE_PH), _mm256_cvtps_ph(v[0], RNE_PH));
+            if (nt) _mm256_stream_si256((__m256i *)((uint16_t *)a->y + i), h);
+            else _mm256_storeu_si256((__m256i *)((uint16_t *)a->y + i), h);
+        } else if (nt) {
+            _mm256_stream_ps((float *)a->y + i, v[0]);
+            _mm256_stream_ps((float *)a->y + i + 8, v[1]);
+        } else {
+            _mm256_storeu_ps((float *)a->y + i, v[0]);
+            _mm256_storeu_ps((float *)a->y + i + 8, v[1]);
+        }
+    }
+    if (nt) _mm_sfence();
+    for (; i < n; i++) {
+        int64_t j = ps ? i : 0;
+        float v = rq_dequantize1(rq_load_q(a->x, i, in_type), a->zp[j], a->s[j], out_f16);
+        if (out_f16) ((uint16_t *)a->y)[i] = rq_f32_to_f16(v);
+        else ((float *)a->y)[i] = v;
+    }
+}
+
+#define DQ_INS(F16, PS)                                              \
+    switch (a->in_type) {                                            \
+    case RQ_Q_U8: dqrun(a, RQ_Q_U8, F16, PS); break;                 \
+    case RQ_Q_I8: dqrun(a, RQ_Q_I8, F16, PS); break;                 \
+    case RQ_Q_U16: dqrun(a, RQ_Q_U16, F16, PS); break;               \
+    case RQ_Q_I16: dqrun(a, RQ_Q_I16, F16, PS); break;               \
+    case RQ_Q_U4: dqrun(a, RQ_Q_U4, F16, PS); break;                 \
+    case RQ_Q_I4: dqrun(a, RQ_Q_I4, F16, PS); break;                 \
+    case RQ_Q_I32: dqrun(a, RQ_Q_I32, F16, PS); break;               \
+    default: break;                                                  \
+    }
+#define DQ_PSS(F16) if (a->pstride) { DQ_INS(F16, 1) } else { DQ_INS(F16, 0) }
+
+void rq_dequantize_run__avx2(const rq_dqrun_args *a)
+{
+    if (a->out_type == RQ_F_F16) { DQ_PSS(1) } else { DQ_PSS(0) }
+}
+
+/* ---- min / max -------------------------------------------------------------------------- */
+
+int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx)
+{
+    __m256 lo = _mm256_set1_ps(x[0]), hi = lo;
+    const __m256i expmask = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), expmask), expmask));
+        lo = _mm256_min_ps(lo, v);
+        hi = _mm256_max_ps(hi, v);
+    }
+    float l8[8], h8[8];
+    _mm256_storeu_ps(l8, lo);
+    _mm256_storeu_ps(h8, hi);
+    float l = l8[0], h = h8[0];
+    for (int k = 1; k < 8; k++) {
+        l = l8[k] < l ? l8[k] : l;
+        h = h8[k] > h ? h8[k] : h;
+    }
+    int b = !_mm256_testz_si256(bad, bad);
+    for (; i < n; i++) {
+        float v = x[i];
+        b |= (rq_f32_bits(v) & 0x7f800000u) == 0x7f800000u;
+        l = v < l ? v : l;
+        h = v > h ? v : h;
+    }
+    *mn = l;
+    *mx = h;
+    return b;
+}

@@ -1,0 +1,281 @@
+/* quant_avx512.c -- AVX-512 (F+BW+DQ+VL) QuantizeLinear / DequantizeLinear / min-max runs.
+ * Same steps as rq_quant_core.h, 16 lanes at a time; remainders use masked loads/stores. */
+#include <immintrin.h>
+#include "rq_quant_core.h"
+
+#define AI static inline __attribute__((always_inline))
+
+/* ---- quantize --------------------------------------------------------------------------- */
+
+AI __m512 q_load(const void *x, int64_t i, int in_f16, __mmask16 m, int full)
+{
+    if (in_f16) {
+        __m256i h = full ? _mm256_loadu_si256((const __m256i *)((const uint16_t *)x + i))
+                         : _mm256_maskz_loadu_epi16(m, (const uint16_t *)x + i);
+        return _mm512_cvtph_ps(h);
+    }
+    return full ? _mm512_loadu_ps((const float *)x + i) : _mm512_maskz_loadu_ps(m, (const float *)x + i);
+}
+
+AI __m512 round_f16(__m512 v)
+{
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* v = x / s (f32 or f16 precision), clamp to [lo, hi] (NaN -> lo), RNE convert, + zp */
+AI __m512i q_core(__m512 xf, __m512 s, __m512 lo, __m512 hi, __m512i zp, int div_f16, int in_f16)
+{
+    if (div_f16 && !in_f16) xf = round_f16(xf);
+    __m512 v = _mm512_div_ps(xf, s);
+    if (div_f16) v = round_f16(v);
+    v = _mm512_max_ps(v, lo);     /* vmaxps: NaN in the first operand -> second operand */
+    v = _mm512_min_ps(v, hi);
+    return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);   /* cvtps2dq: RNE (default MXCSR) */
+}
+
+AI void q_store(void *y, int64_t i, __m512i q, int out_type, __mmask16 m, int full)
+{
+    if (out_type == RQ_Q_U4 || out_type == RQ_Q_I4) q = _mm512_and_si512(q, _mm512_set1_epi32(0xF));
+    if (out_type == RQ_Q_U16 || out_type == RQ_Q_I16) {
+        __m256i w = _mm512_cvtepi32_epi16(q);
+        if (full) _mm256_storeu_si256((__m256i *)((uint16_t *)y + i), w);
+        else _mm256_mask_storeu_epi16((uint16_t *)y + i, m, w);
+    } else {
+        __m128i b = _mm512_cvtepi32_epi8(q);
+        if (full) _mm_storeu_si128((__m128i *)((uint8_t *)y + i), b);
+        else _mm_mask_storeu_epi8((uint8_t *)y + i, m, b);
+    }
+}
+
+AI void q_params(const rq_qrun_args *a, int64_t i, int ps, int32_t qmin, int32_t qmax,
+                 __mmask16 m, int full, __m512 *s, __m512 *lo, __m512 *hi, __m512i *zp)
+{
+    if (!ps) return;
+    *s = full ? _mm512_loadu_ps(a->s + i) : _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, a->s + i);
+    *zp = full ? _mm512_loadu_si512(a->zp + i) : _mm512_maskz_loadu_epi32(m, a->zp + i);
+    *lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmin), *zp));
+    *hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmax), *zp));
+}
+
+AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const int ps, const int div_f16)
+{
+    int32_t qmin, qmax;
+    rq_qrange(out_type, &qmin, &qmax);
+    const int osz = (out_type == RQ_Q_U16 || out_type == RQ_Q_I16) ? 2 : 1;
+    __m512 s = _mm512_set1_ps(a->s[0]);
+    __m512i zp = _mm512_set1_epi32(a->zp[0]);
+    __m512 lo = _mm512_set1_ps((float)(qmin - a->zp[0]));
+    __m512 hi = _mm512_set1_ps((float)(qmax - a->zp[0]));
+    const int64_t n = a->n;
+    int64_t i = 0;
+    if (a->nontemporal && n >= 256) {
+        /* reach a 64-byte aligned output address, then stream whole cache lines */
+        uintptr_t addr = (uintptr_t)a->y;
+        int64_t pre = (int64_t)(((64 - (addr & 63)) & 63) / (uintptr_t)osz);
+        if ((addr & (uintptr_t)(osz - 1)) == 0) {
+            while (i < pre) {
+                int64_t k = pre - i < 16 ? pre - i : 16;
+                __mmask16 m = (__mmask16)((1u << k) - 1u);
+                q_params(a, i, ps, qmin, qmax, m, 0, &s, &lo, &hi, &zp);
+                q_store(a->y, i, q_core(q_load(a->x, i, in_f16, m, 0), s, lo, hi, zp, div_f16, in_f16),
+                        out_type, m, 0);
+                i += k;
+            }
+            const int64_t step = 64 / osz;   /* elements per 64-byte line: 64 (8-bit) or 32 (16-bit) */
+            for (; i + step <= n; i += step) {
+                __m512i q[4];
+                for (int u = 0; u < step / 16; u++) {
+                    q_params(a, i + 16 * u, ps, qmin, qmax, 0xFFFF, 1, &s, &lo, &hi, &zp);
+                    q[u] = q_core(q_load(a->x, i + 16 * u, in_f16, 0xFFFF, 1), s, lo, hi, zp, div_f16, in_f16);
+                    if (out_type == RQ_Q_U4 || out_type == RQ_Q_I4)
+                        q[u] = _mm512_and_si512(q[u], _mm512_set1_epi32(0xF));
+                }
+                __m512i line;
+                if (osz == 1) {
+                    line = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(q[0]));
+                    line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[1]), 1);
+                    line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[2]), 2);
+                    line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[3]), 3);
+                } else {
+                    line = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(q[0]));
+                    line = _mm512_inserti64x4(line, _mm512_cvtepi32_epi16(q[1]), 1);
+                }
+                _mm512_stream_si512((__m512i *)((uint8_t *)a->y + i * osz), line);
+            }
+            _mm_sfence();
+        }
+    }
+    for (; i + 64 <= n; i += 64) {
+        for (int u = 0; u < 4; u++) {
+            q_params(a, i + 16 * u, ps, qmin, qmax, 0xFFFF, 1, &s, &lo, &hi, &zp);
+            q_store(a->y, i + 16 * u,
+                    q_core(q_load(a->x, i + 16 * u, in_f16, 0xFFFF, 1), s, lo, hi, zp, div_f16, in_f16),
+                    out_type, 0xFFFF, 1);
+        }
+    }
+    for (; i < n; i += 16) {
+        int64_t k = n - i < 16 ? n - i : 16;
+        __mmask16 m = (__mmask16)((1u << k) - 1u);
+        q_params(a, i, ps, qmin, qmax, m, 0, &s, &lo, &hi, &zp);
+        q_store(a->y, i, q_core(q_load(a->x, i, in_f16, m, 0), s, lo, hi, zp, div_f16, in_f16), out_type, m, 0);
+    }
+}
+
+#define Q_OUTS(IN, PS, DV)                                           \
+    switch (a->out_type) {                                           \
+    case RQ_Q_U8: qrun(a, IN, RQ_Q_U8, PS, DV); break;               \
+    case RQ_Q_I8: qrun(a, IN, RQ_Q_I8, PS, DV); break;               \
+    case RQ_Q_U16: qrun(a, IN, RQ_Q_U16, PS, DV); break;             \
+    case RQ_Q_I16: qrun(a, IN, RQ_Q_I16, PS, DV); break;             \
+    case RQ_Q_U4: qrun(a, IN, RQ_Q_U4, PS, DV); break;               \
+    case RQ_Q_I4: qrun(a, IN, RQ_Q_I4, PS, DV); break;               \
+    default: break;                                                  \
+    }
+#define Q_DIVS(IN, PS) if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
+#define Q_PSS(IN) if (a->pstride) { Q_DIVS(IN, 1) } else { Q_DIVS(IN, 0) }
+
+void rq_quantize_run__avx512(const rq_qrun_args *a)
+{
+    if (a->in_type == RQ_F_F16) { Q_PSS(1) } else { Q_PSS(0) }
+}
+
+/* ---- dequantize ------------------------------------------------------------------------- */
+
+AI __m512i dq_load(const void *x, int64_t i, int in_type, __mmask16 m, int full)
+{
+    switch (in_type) {
+    case RQ_Q_U8: case RQ_Q_I8: case RQ_Q_U4: case RQ_Q_I4: {
+        __m128i b = full ? _mm_loadu_si128((const __m128i *)((const uint8_t *)x + i))
+                         : _mm_maskz_loadu_epi8(m, (const uint8_t *)x + i);
+        if (in_type == RQ_Q_U8) return _mm512_cvtepu8_epi32(b);
+        if (in_type == RQ_Q_I8) return _mm512_cvtepi8_epi32(b);
+        __m512i v = _mm512_cvtepu8_epi32(b);
+        if (in_type == RQ_Q_U4) return _mm512_and_si512(v, _mm512_set1_epi32(0xF));
+        return _mm512_srai_epi32(_mm512_slli_epi32(v, 28), 28);
+    }
+    case RQ_Q_U16: case RQ_Q_I16: {
+        __m256i w = full ? _mm256_loadu_si256((const __m256i *)((const uint16_t *)x + i))
+                         : _mm256_maskz_loadu_epi16(m, (const uint16_t *)x + i);
+        return in_type == RQ_Q_U16 ? _mm512_cvtepu16_epi32(w) : _mm512_cvtepi16_epi32(w);
+    }
+    default:
+        return full ? _mm512_loadu_si512((const int32_t *)x + i) : _mm512_maskz_loadu_epi32(m, (const int32_t *)x + i);
+    }
+}
+
+AI __m512 dq_core(__m512i q, __m512i zp, __m512 s, int out_f16)
+{
+    __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(q, zp));     /* cvtdq2ps: RNE */
+    if (out_f16) return round_f16(_mm512_mul_ps(round_f16(d), s));
+    return _mm512_mul_ps(d, s);
+}
+
+AI void dq_store(void *y, int64_t i, __m512 v, int out_f16, __mmask16 m, int full)
+{
+    if (out_f16) {
+        __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        if (full) _mm256_storeu_si256((__m256i *)((uint16_t *)y + i), h);
+        else _mm256_mask_storeu_epi16((uint16_t *)y + i, m, h);
+    } else {
+        if (full) _mm512_storeu_ps((float *)y + i, v);
+        else _mm512_mask_storeu_ps((float *)y + i, m, v);
+    }
+}
+
+AI void dq_params(const rq_dqrun_args *a, int64_t i, int ps, __mmask16 m, int full, __m512 *s, __m512i *zp)
+{
+    if (!ps) return;
+    *s = full ? _mm512_loadu_ps(a->s + i) : _mm512_maskz_loadu_ps(m, a->s + i);
+    *zp = full ? _mm512_loadu_si512(a->zp + i) : _mm512_maskz_loadu_epi32(m, a->zp + i);
+}
+
+AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, const int ps)
+{
+    __m512 s = _mm512_set1_ps(a->s[0]);
+    __m512i zp = _mm512_set1_epi32(a->zp[0]);
+    const int64_t n = a->n;
+    const int osz = out_f16 ? 2 : 4;
+    int64_t i = 0;
+    if (a->nontemporal && n >= 256 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+        int64_t pre = (int64_t)(((64 - ((uintptr_t)a->y & 63)) & 63) / (uintptr_t)osz);
+        while (i < pre) {
+            int64_t k = pre - i < 16 ? pre - i : 16;
+            __mmask16 m = (__mmask16)((1u << k) - 1u);
+            dq_params(a, i, ps, m, 0, &s, &zp);
+            dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, m, 0), zp, s, out_f16), out_f16, m, 0);
+            i += k;
+        }
+        for (; i + 32 <= n; i += 32) {
+            dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);
+            __m512 v0 = dq_core(dq_load(a->x, i, in_type, 0xFFFF, 1), zp, s, out_f16);
+            dq_params(a, i + 16, ps, 0xFFFF, 1, &s, &zp);
+            __m512 v1 = dq_core(dq_load(a->x, i + 16, in_type, 0xFFFF, 1), zp, s, out_f16);
+            if (out_f16) {
+                __m512i line = _mm512_castsi256_si512(_mm512_cvtps_ph(v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                line = _mm512_inserti64x4(line, _mm512_cvtps_ph(v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 1);
+                _mm512_stream_si512((__m512i *)((uint16_t *)a->y + i), line);
+            } else {
+                _mm512_stream_ps((float *)a->y + i, v0);
+                _mm512_stream_ps((float *)a->y + i + 16, v1);
+            }
+        }
+        _mm_sfence();
+    }
+    for (; i + 32 <= n; i += 32) {
+        dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);
+        dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, 0xFFFF, 1), zp, s, out_f16), out_f16, 0xFFFF, 1);
+        dq_params(a, i + 16, ps, 0xFFFF, 1, &s, &zp);
+        dq_store(a->y, i + 16, dq_core(dq_load(a->x, i + 16, in_type, 0xFFFF, 1), zp, s, out_f16), out_f16, 0xFFFF, 1);
+    }
+    for (; i < n; i += 16) {
+        int64_t k = n - i < 16 ? n - i : 16;
+        __mmask16 m = (__mmask16)((1u << k) - 1u);
+        dq_params(a, i, ps, m, 0, &s, &zp);
+        dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, m, 0), zp, s, out_f16), out_f16, m, 0);
+    }
+}
+
+#define DQ_INS(F16, PS)                                              \
+    switch (a->in_type) {                                            \
+    case RQ_Q_U8: dqrun(a, RQ_Q_U8, F16, PS); break;                 \
+    case RQ_Q_I8: dqrun(a, RQ_Q_I8, F16, PS); break;                 \
+    case RQ_Q_U16: dqrun(a, RQ_Q_U16, F16, PS); break;               \
+    case RQ_Q_I16: dqrun(a, RQ_Q_I16, F16, PS); break;               \
+    case RQ_Q_U4: dqrun(a, RQ_Q_U4, F16, PS); break;                 \
+    case RQ_Q_I4: dqrun(a, RQ_Q_I4, F16, PS); break;                 \
+    case RQ_Q_I32: dqrun(a, RQ_Q_I32, F16, PS); break;               \
+    default: break;                                                  \
+    }
+#define DQ_PSS(F16) if (a->pstride) { DQ_INS(F16, 1) } else { DQ_INS(F16, 0) }
+
+void rq_dequantize_run__avx512(const rq_dqrun_args *a)
+{
+    if (a->out_type == RQ_F_F16) { DQ_PSS(1) } else { DQ_PSS(0) }
+}
+
+/* ---- min / max -------------------------------------------------------------------------- */
+
+int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx)
+{
+    __m512 lo = _mm512_set1_ps(x[0]), hi = lo;
+    const __m512i expmask = _mm512_set1_epi32(0x7f800000);
+    __mmask16 bad = 0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(v), expmask), expmask);
+        lo = _mm512_min_ps(lo, v);
+        hi = _mm512_max_ps(hi, v);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 v = _mm512_mask_loadu_ps(lo, m, x + i);   /* inactive lanes repeat lo: neutral */
+        bad |= _mm512_mask_cmpeq_epi32_mask(m, _mm512_and_si512(_mm512_castps_si512(v), expmask), expmask);
+        lo = _mm512_min_ps(lo, v);
+        v = _mm512_mask_loadu_ps(hi, m, x + i);
+        hi = _mm512_max_ps(hi, v);
+    }
+    *mn = _mm512_reduce_min_ps(lo);
+    *mx = _mm512_reduce_max_ps(hi);
+    return bad != 0;
+}

@@ -1,0 +1,115 @@
+/* rq_quant.h -- QuantizeLinear / DequantizeLinear / min-max kernels (scalar, AVX2, AVX-512).
+ *
+ * Semantics (the numpy reference, refquant/reference/quantize.py, is the definition):
+ *
+ * QuantizeLinear, integer target T with range [qmin, qmax], zero point zp (int32), scale s:
+ *   xf = (float)x                      f32 input, or f16 input widened (exact)
+ *   if div_f16: xf = fl16(xf)          division precision float16: x converted to f16 (RNE)
+ *   v  = fl32(xf / s)                  IEEE true division (divss / vdivps), never x * (1/s)
+ *   if div_f16: v = fl16(v)            == the correctly rounded f16 quotient (24 >= 2*11 + 2)
+ *   v  = max(v, qmin - zp)             NaN -> qmin - zp   (maxps returns the 2nd operand on NaN)
+ *   v  = min(v, qmax - zp)             +Inf and overflow -> qmax - zp
+ *   q  = cvt_rne(v) + zp               round half to even (cvtps2dq, default MXCSR), exact int add
+ * which equals saturate(round_half_even(v) + zp) with NaN -> qmin, +-Inf -> qmax/qmin, because
+ * the clamp bounds are integers (clamping commutes with rounding).  4-bit results are stored
+ * one per byte as the low nibble (ml_dtypes int4/uint4 storage: q & 0xF).
+ *
+ * DequantizeLinear, integer x, zero point zp, scale s, output precision P (f32 or f16):
+ *   d = x - zp                         exact in int32
+ *   P = f32: y = fl32((float)d * s)    (float)d exact for |d| < 2^24; int32 x rounds like cvtdq2ps
+ *   P = f16: y = fl16(fl32(fl16(d)) * s)   s already f16-representable; product exact in f32
+ *   int4/uint4 inputs are decoded from the low nibble (sign-extended for int4).
+ *
+ * Layout: the data is viewed as [outer, D, inner] (C order); scale/zp have D entries
+ * (D = 1: per tensor).  Work is split into fixed chunks; every element is computed
+ * independently, so results never depend on the thread count or the ISA.
+ *
+ * Dispatch: rq_quantize / rq_dequantize / rq_minmax pick the best compiled + available level
+ * (<= isa_cap when isa_cap >= 0) and return the level used.
+ */
+#ifndef RQ_QUANT_H
+#define RQ_QUANT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* quantized element types */
+enum { RQ_Q_U8 = 0, RQ_Q_I8 = 1, RQ_Q_U16 = 2, RQ_Q_I16 = 3, RQ_Q_U4 = 4, RQ_Q_I4 = 5,
+       RQ_Q_I32 = 6 /* dequantize input only */, RQ_Q_COUNT = 7 };
+/* float element types */
+enum { RQ_F_F32 = 0, RQ_F_F16 = 1 };
+
+/* One contiguous run: n elements, parameters either one scalar (pstride 0) or one per
+ * element (pstride 1). Output type / input type fixed per call. */
+typedef struct rq_qrun_args {
+    const void *x;        /* input (float32 or float16 bits) */
+    void *y;              /* output (1 or 2 bytes per element) */
+    const float *s;       /* scale(s), as float32 values (already rounded to the division precision) */
+    const int32_t *zp;    /* zero point(s) */
+    int64_t n;
+    int pstride;          /* 0: s[0], zp[0] for all; 1: s[i], zp[i] */
+    int in_type;          /* RQ_F_F32 / RQ_F_F16 */
+    int out_type;         /* RQ_Q_* (not I32) */
+    int div_f16;          /* division precision float16 */
+    int nontemporal;      /* use streaming stores where possible */
+} rq_qrun_args;
+
+typedef struct rq_dqrun_args {
+    const void *x;        /* quantized input */
+    void *y;              /* float32 or float16 output */
+    const float *s;
+    const int32_t *zp;
+    int64_t n;
+    int pstride;
+    int in_type;          /* RQ_Q_* */
+    int out_type;         /* RQ_F_F32 / RQ_F_F16 */
+    int nontemporal;
+} rq_dqrun_args;
+
+void rq_quantize_run__scalar(const rq_qrun_args *a);
+void rq_quantize_run__avx2(const rq_qrun_args *a);
+void rq_quantize_run__avx512(const rq_qrun_args *a);
+void rq_dequantize_run__scalar(const rq_dqrun_args *a);
+void rq_dequantize_run__avx2(const rq_dqrun_args *a);
+void rq_dequantize_run__avx512(const rq_dqrun_args *a);
+/* min/max of n float32; returns 1 if any NaN or Inf was seen (min/max then unspecified) */
+int rq_minmax_f32__scalar(const float *x, int64_t n, float *mn, float *mx);
+int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx);
+int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx);
+
+/* Whole-array entry points: [outer, D, inner] layout, contiguous input and output.
+ * Return the ISA level used (RQ_ISA_*), or -1 on bad arguments. Release-GIL safe. */
+int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
+                const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int div_f16,
+                int isa_cap, int nthreads);
+int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
+                  const int32_t *zp, int64_t outer, int64_t D, int64_t inner,
+                  int isa_cap, int nthreads);
+int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
+                  int isa_cap, int nthreads);
+/* The level rq_quantize would use (for kernel names). */
+int rq_quant_level(int isa_cap);
+
+/* ---- scalar semantic core (shared by every ISA's tails) ---------------------------------- */
+
+static inline void rq_qrange(int t, int32_t *qmin, int32_t *qmax)
+{
+    switch (t) {
+    case RQ_Q_U8: *qmin = 0; *qmax = 255; break;
+    case RQ_Q_I8: *qmin = -128; *qmax = 127; break;
+    case RQ_Q_U16: *qmin = 0; *qmax = 65535; break;
+    case RQ_Q_I16: *qmin = -32768; *qmax = 32767; break;
+    case RQ_Q_U4: *qmin = 0; *qmax = 15; break;
+    case RQ_Q_I4: *qmin = -8; *qmax = 7; break;
+    default: *qmin = INT32_MIN; *qmax = INT32_MAX; break;
+    }
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,113 @@
+/* rq_quant_core.h -- the scalar semantic core of the quantize kernels (static inline).
+ *
+ * Used by quant_scalar.c for whole runs and by the SIMD files for their remainders, so
+ * every ISA computes each element with exactly these steps (see rq_quant.h).
+ * Portable C: no ISA flags, no libm (the rounding uses the 2^23 trick, exact for the
+ * clamped range |v| <= 131070 under the default round-to-nearest-even mode).
+ */
+#ifndef RQ_QUANT_CORE_H
+#define RQ_QUANT_CORE_H
+
+#include <stdint.h>
+#include <string.h>
+#include "rq_quant.h"
+
+#define RQ_INLINE static inline
+
+RQ_INLINE uint32_t rq_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+RQ_INLINE float rq_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* float32 -> float16 bits, round to nearest even (IEEE; same as vcvtps2ph imm 0). */
+RQ_INLINE uint16_t rq_f32_to_f16(float f)
+{
+    uint32_t x = rq_f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u)                       /* Inf / NaN (quiet, payload kept) */
+        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? (0x200u | ((ax >> 13) & 0x3ffu)) : 0u));
+    if (ax >= 0x477ff000u)                       /* >= 65520 rounds to Inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (ax < 0x38800000u) {                      /* below 2^-14: half subnormal or zero */
+        if (ax < 0x33000000u) return sign;       /* < 2^-25 (2^-25 itself ties to 0) */
+        float t = rq_bits_f32(ax) * 16777216.0f; /* * 2^24, exact */
+        const float big = 8388608.0f;            /* RNE to an integer in [0, 1024] */
+        float r = (t + big) - big;
+        return (uint16_t)(sign | (uint16_t)r);
+    }
+    ax += 0x0fffu + ((ax >> 13) & 1u);           /* round to nearest even at bit 13 */
+    ax -= 0x38000000u;                           /* rebias 127 -> 15 */
+    return (uint16_t)(sign | (ax >> 13));
+}
+
+RQ_INLINE float rq_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) {
+        float v = (float)m * 5.9604644775390625e-08f;   /* m * 2^-24, exact */
+        return rq_bits_f32(rq_f32_bits(v) | sign);
+    }
+    if (e == 31) return rq_bits_f32(sign | 0x7f800000u | (m << 13));
+    return rq_bits_f32(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+RQ_INLINE float rq_round_f16(float f) { return rq_f16_to_f32(rq_f32_to_f16(f)); }
+
+/* Round half to even for |v| < 2^23 (finite). */
+RQ_INLINE float rq_rne_small(float v)
+{
+    const float big = 8388608.0f;   /* no -ffast-math: the compiler keeps both adds */
+    float a = v < 0 ? -v : v;
+    float r = (a + big) - big;
+    return v < 0 ? -r : r;
+}
+
+/* One QuantizeLinear element (integer target). */
+RQ_INLINE int32_t rq_quantize1(float xf, float s, int32_t zp, int32_t qmin, int32_t qmax, int div_f16)
+{
+    if (div_f16) xf = rq_round_f16(xf);
+    float v = xf / s;
+    if (div_f16) v = rq_round_f16(v);
+    float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+    v = v > lo ? v : lo;    /* NaN -> lo (like maxps(v, lo)) */
+    v = v < hi ? v : hi;
+    return (int32_t)rq_rne_small(v) + zp;
+}
+
+RQ_INLINE float rq_load_xf(const void *x, int64_t i, int in_type)
+{
+    return in_type == RQ_F_F16 ? rq_f16_to_f32(((const uint16_t *)x)[i]) : ((const float *)x)[i];
+}
+
+RQ_INLINE void rq_store_q(void *y, int64_t i, int32_t q, int out_type)
+{
+    switch (out_type) {
+    case RQ_Q_U8: case RQ_Q_I8: ((uint8_t *)y)[i] = (uint8_t)q; break;
+    case RQ_Q_U16: case RQ_Q_I16: ((uint16_t *)y)[i] = (uint16_t)q; break;
+    default: ((uint8_t *)y)[i] = (uint8_t)(q & 0xF); break;     /* 4-bit: low nibble */
+    }
+}
+
+RQ_INLINE int32_t rq_load_q(const void *x, int64_t i, int in_type)
+{
+    switch (in_type) {
+    case RQ_Q_U8: return ((const uint8_t *)x)[i];
+    case RQ_Q_I8: return ((const int8_t *)x)[i];
+    case RQ_Q_U16: return ((const uint16_t *)x)[i];
+    case RQ_Q_I16: return ((const int16_t *)x)[i];
+    case RQ_Q_U4: return ((const uint8_t *)x)[i] & 0xF;
+    case RQ_Q_I4: return (int32_t)((((const uint8_t *)x)[i] & 0xF) ^ 8) - 8;   /* sign-extend nibble */
+    default: return ((const int32_t *)x)[i];
+    }
+}
+
+/* One DequantizeLinear element; returns the float32 value of the result (f16 results are
+ * f16-representable) -- the caller stores f32 or f16 bits. */
+RQ_INLINE float rq_dequantize1(int32_t q, int32_t zp, float s, int out_f16)
+{
+    float d = (float)(q - zp);
+    if (out_f16) return rq_round_f16(rq_round_f16(d) * s);
+    return d * s;
+}
+
+#endif

@@ -1,0 +1,261 @@
+"""Fast QuantizeLinear / DequantizeLinear / DynamicQuantizeLinear: glue over refquant._quant.
+
+Each function takes the reference op's arguments (``profile`` already a ``Profile``) and
+returns ``(result, kernel_name)``, or ``None`` when no kernel covers the call -- then
+``refquant._dispatch`` runs the numpy reference, which also raises every validation error.
+
+Covered (everything else -> None -> reference):
+  QuantizeLinear   x float32/float16 (C-contiguous or copied), per-tensor or per-axis (a
+                   blocked call whose scale is a scalar is per-tensor), integer targets
+                   uint8/int8/uint16/int16/uint4/int4, division precision float32 or float16,
+                   profile fields q_scale_op="divide", q_rounding="half_even",
+                   q_zero_point="after_rounding", q_nan="qmin", q_inf="saturate",
+                   q_overflow="saturate" (the ``onnx`` and ``onnxruntime`` profiles and others
+                   sharing these quantize fields).
+  DequantizeLinear x uint8/int8/uint16/int16/uint4/int4 (any zero point of x's type) or int32
+                   (no zero point), per-tensor or per-axis, output float32/float16,
+                   dq_subtract="exact".
+  DynamicQuantizeLinear  float32 x; min/max in C (NaN/Inf -> reference, which raises), the
+                   scale/zero-point formula in numpy exactly as the reference, then the
+                   QuantizeLinear kernel.
+
+Kernel names follow ``rq_<op>_<in><out>__<isa>`` (e.g. ``rq_quantize_f32u8__avx512``).
+Validation reuses the reference's own helpers, so both paths accept the same inputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import ml_dtypes
+
+from . import _quant as _k          # ImportError when the extension is not built
+from . import _cpu
+from .reference import quantize as _rq
+
+__all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear",
+           "quantize_linear_packed", "kernel_info", "kernel_name"]
+
+_F32 = np.dtype(np.float32)
+_F16 = np.dtype(np.float16)
+_E8M0 = np.dtype(ml_dtypes.float8_e8m0fnu)
+_Q_OUT = {
+    np.dtype(np.uint8): "uint8", np.dtype(np.int8): "int8",
+    np.dtype(np.uint16): "uint16", np.dtype(np.int16): "int16",
+    np.dtype(ml_dtypes.uint4): "uint4", np.dtype(ml_dtypes.int4): "int4",
+}
+_DQ_IN = dict(_Q_OUT)
+_DQ_IN[np.dtype(np.int32)] = "int32"
+_F_NAMES = {_F32: "float32", _F16: "float16"}
+_SHORT = {"float32": "f32", "float16": "f16", "uint8": "u8", "int8": "s8", "uint16": "u16",
+          "int16": "s16", "uint4": "u4", "int4": "s4", "int32": "s32"}
+
+_ISA = {0: "scalar", 1: "avx2", 2: "avx512", 3: "avx512vnni", 4: "amx"}
+
+
+def kernel_name(op, in_name, out_name, level):
+    return f"rq_{op}_{_SHORT[in_name]}{_SHORT[out_name]}__{_ISA.get(level, level)}"
+
+
+def kernel_info():
+    """{op: kernel a float32 -> uint8 (and back) call runs at the current ISA level}."""
+    lvl = _k.level()
+    return {
+        "QuantizeLinear": kernel_name("quantize", "float32", "uint8", lvl),
+        "DequantizeLinear": kernel_name("dequantize", "uint8", "float32", lvl),
+        "DynamicQuantizeLinear": kernel_name("dynamic_quantize", "float32", "uint8", lvl),
+    }
+
+
+def _q_profile_ok(p):
+    return (p.q_scale_op == "divide" and p.q_rounding == "half_even"
+            and p.q_zero_point == "after_rounding" and p.q_nan == "qmin"
+            and p.q_inf == "saturate" and p.q_overflow == "saturate")
+
+
+def _layout(shape, axis, per_tensor):
+    n = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    if per_tensor:
+        return 1, 1, n
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return outer, int(shape[axis]), inner
+
+
+def _plain(a):
+    return isinstance(a, np.ndarray) or isinstance(a, np.generic)
+
+
+def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
+                      precision, prof, opset):
+    """Everything the kernel needs, or None when the call is not covered (or invalid)."""
+    if not _q_profile_ok(prof):
+        return None
+    if not isinstance(x, np.ndarray) or x.dtype not in (_F32, _F16):
+        return None
+    try:
+        opset = _rq._opset(opset)
+        if x.dtype not in _rq._q_input_types(opset):
+            return None
+        s = _rq._convert_scale(y_scale, x.dtype, opset, "y_scale", quantize=True)
+        if 19 <= opset < 23 and s.dtype != x.dtype:
+            return None
+        if opset < 19 and s.ndim > 1:
+            return None
+        zp, out_dt = _rq._resolve_zero_point(y_zero_point, output_dtype, "y_zero_point", opset)
+        if out_dt not in _Q_OUT or out_dt not in _rq._q_output_types(opset):
+            return None
+        if saturate not in (0, 1, True, False):
+            return None
+        if prof.symmetric_only:
+            return None
+        ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "y_scale", "y_zero_point")
+        P = _rq._division_dtype(x.dtype, s.dtype, precision, opset, prof)
+    except Exception:
+        return None
+    if P not in (_F32, _F16):
+        return None
+    per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
+    if not per_tensor and (block_size or s.ndim != 1):
+        return None
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        sf = np.ascontiguousarray(s.reshape(-1).astype(P).astype(_F32))
+    if zp is None:
+        zf = np.zeros(sf.shape, np.int32)
+    else:
+        zf = np.ascontiguousarray(zp.reshape(-1).astype(np.int64).astype(np.int32))
+    if per_tensor:
+        sf, zf = sf[:1].copy() if sf.size else sf, zf[:1].copy() if zf.size else zf
+    outer, D, inner = _layout(x.shape, ax, per_tensor)
+    return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16), outer=outer, D=D, inner=inner)
+
+
+def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
+                    saturate=1, precision=None, profile, opset=None, out=None, isa=None):
+    """Fast QuantizeLinear; ``(y, kernel_name)`` or None.  ``out``: optional preallocated
+    C-contiguous output of the right dtype and shape (benchmarks); ``isa``: cap (tests)."""
+    prep = _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype,
+                             saturate, precision, profile, opset)
+    if prep is None:
+        return None
+    xc = np.ascontiguousarray(x)
+    out_dt = prep["out_dt"]
+    if out is None:
+        y = np.empty(x.shape, out_dt)
+    else:
+        if out.dtype != out_dt or out.shape != x.shape or not out.flags.c_contiguous:
+            raise ValueError(f"out: must be a C-contiguous {out_dt} array of shape {x.shape}")
+        y = out
+    cap = -1 if isa is None else _cpu._level(isa)
+    lvl = _k.quantize(xc.reshape(-1), _F_NAMES[x.dtype], y.reshape(-1).view(np.uint8)
+                      if y.dtype.itemsize == 1 else y.reshape(-1).view(np.uint16),
+                      _Q_OUT[out_dt], prep["s"], prep["zp"], prep["outer"], prep["D"],
+                      prep["inner"], prep["div_f16"], cap)
+    return y, kernel_name("quantize", _F_NAMES[x.dtype], _Q_OUT[out_dt], lvl)
+
+
+def quantize_linear_packed(x, y_scale, y_zero_point=None, *, profile="onnx", **kwargs):
+    """QuantizeLinear with the result in ONNX's packed byte layout (``refquant.pack``):
+    4-bit types two per byte (element 0 in the low nibble), 8/16-bit types their raw bytes.
+    Same bits as ``refquant.pack(refquant.quantize_linear(...))``."""
+    from . import _dispatch
+    from .packing import pack
+    y = _dispatch.quantize_linear(x, y_scale, y_zero_point, profile=profile, **kwargs)
+    return pack(y)
+
+
+def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
+                      profile, opset=None, out=None, isa=None):
+    """Fast DequantizeLinear; ``(y, kernel_name)`` or None."""
+    prof = profile
+    if prof.dq_subtract != "exact" or prof.symmetric_only:
+        return None
+    if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN:
+        return None
+    try:
+        opset = _rq._opset(opset)
+        if x.dtype not in _rq._dq_input_types(opset):
+            return None
+        s = _rq._convert_scale(x_scale, x.dtype, opset, "x_scale", quantize=False)
+        if opset < 21 and s.ndim > 1:
+            return None
+        zp = None
+        if x_zero_point is not None:
+            if not _plain(x_zero_point):
+                return None
+            zp = np.asarray(x_zero_point)
+            if zp.dtype != x.dtype or x.dtype == np.int32:
+                return None
+        if output_dtype is not None:
+            if opset < 23:
+                return None
+            out_dt = _rq.resolve_dtype(output_dtype, argname="output_dtype")
+        else:
+            out_dt = _F32 if s.dtype == _E8M0 else s.dtype
+        if out_dt not in (_F32, _F16):
+            return None
+        ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "x_scale", "x_zero_point")
+    except Exception:
+        return None
+    per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
+    if not per_tensor and (block_size or s.ndim != 1):
+        return None
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        sf = np.ascontiguousarray(s.reshape(-1).astype(out_dt).astype(_F32))
+    zf = (np.zeros(sf.shape, np.int32) if zp is None
+          else np.ascontiguousarray(zp.reshape(-1).astype(np.int64).astype(np.int32)))
+    if per_tensor:
+        sf, zf = sf[:1].copy(), zf[:1].copy()
+    outer, D, inner = _layout(x.shape, ax, per_tensor)
+    xc = np.ascontiguousarray(x)
+    if out is None:
+        y = np.empty(x.shape, out_dt)
+    else:
+        if out.dtype != out_dt or out.shape != x.shape or not out.flags.c_contiguous:
+            raise ValueError(f"out: must be a C-contiguous {out_dt} array of shape {x.shape}")
+        y = out
+    cap = -1 if isa is None else _cpu._level(isa)
+    xin = xc.reshape(-1)
+    xin = xin.view(np.uint8) if x.dtype.itemsize == 1 else xin.view(
+        np.uint16 if x.dtype.itemsize == 2 else np.int32)
+    lvl = _k.dequantize(xin, _DQ_IN[x.dtype], y.reshape(-1), _F_NAMES[out_dt], sf, zf,
+                        outer, D, inner, cap)
+    return y, kernel_name("dequantize", _DQ_IN[x.dtype], _F_NAMES[out_dt], lvl)
+
+
+def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
+    """Fast DynamicQuantizeLinear; ``((y, y_scale, y_zero_point), kernel_name)`` or None."""
+    prof = profile
+    if not _q_profile_ok(prof) or prof.symmetric_only:
+        return None
+    if not isinstance(x, np.ndarray) or x.dtype != _F32:
+        return None
+    try:
+        opset = _rq._opset(opset)
+    except Exception:
+        return None
+    if opset < 11 or x.size == 0:
+        return None
+    cap = -1 if isa is None else _cpu._level(isa)
+    xc = np.ascontiguousarray(x)
+    mn, mx, bad, _ = _k.minmax(xc.reshape(-1), cap)
+    if bad:
+        return None     # the reference raises for NaN/Inf input
+    # --- the reference's formula, step for step (refquant/reference/quantize.py) ---
+    qmin, qmax = 0, 255
+    hi = np.float32(max(0.0, float(mx)))
+    lo = np.float32(min(0.0, float(mn)))
+    if hi == lo:
+        scale = np.float32(prof.dql_zero_range_scale)
+    else:
+        scale = np.float32(np.float32(hi - lo) / np.float32(qmax - qmin))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        izp = np.float32(np.float32(qmin) - np.float32(lo / scale))
+    zp = np.uint8(np.rint(np.clip(izp, np.float32(qmin), np.float32(qmax))))
+    # ------------------------------------------------------------------------------
+    if not (np.isfinite(scale) and scale > 0):
+        return None
+    y = np.empty(x.shape, np.uint8)
+    lvl = _k.quantize(xc.reshape(-1), "float32", y.reshape(-1), "uint8",
+                      np.array([scale], np.float32), np.array([int(zp)], np.int32),
+                      1, 1, x.size, False, cap)
+    return ((y, np.asarray(scale, _F32), np.asarray(zp, np.uint8)),
+            kernel_name("dynamic_quantize", "float32", "uint8", lvl))
