@@ -1,0 +1,276 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""refquant._gemm: thin wrappers over kernels/src/gemm (integer GEMM / convolution).
+
+Validation of ONNX semantics lives in refquant/_gemm_fast.py; this layer checks only what
+the C code needs (dtypes, shapes, memory) and releases the GIL around the kernels.
+"""
+include "_rq_common.pxi"
+
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport uint8_t, int32_t, int64_t
+
+cnp.import_array()
+
+cdef extern from "rq_gemm.h" nogil:
+    enum:
+        RQ_OUT_S32
+        RQ_OUT_U8
+        RQ_OUT_S8
+        RQ_K_COUNT
+    ctypedef struct rq_packed_b:
+        uint8_t *data
+        int32_t *csum
+        int K, N, Kp, Np
+        int b_signed
+    rq_packed_b *rq_pack_b(const uint8_t *B, Py_ssize_t b_rs, Py_ssize_t b_cs, int K, int N,
+                           int b_signed, int isa, int nthreads)
+    rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
+                                int isa, int nthreads)
+    void rq_packed_b_free(rq_packed_b *pb)
+    size_t rq_packed_b_nbytes(const rq_packed_b *pb)
+    ctypedef struct rq_gemm_args:
+        int M, N, K
+        const uint8_t *A
+        Py_ssize_t a_rs, a_cs
+        int a_signed
+        const uint8_t *B
+        Py_ssize_t b_rs, b_cs
+        int b_signed
+        const rq_packed_b *packed
+        const int32_t *a_zp
+        int a_zp_n
+        const int32_t *b_zp
+        int b_zp_n
+        int out_type
+        void *C
+        Py_ssize_t c_rs, c_cs
+        const int32_t *bias
+        Py_ssize_t bias_rs, bias_cs
+        const float *mult
+        int mult_n
+        int32_t y_zp
+        int sat16
+        int isa
+        int nthreads
+    int rq_gemm_run(const rq_gemm_args *args, int *kernel_used)
+    int rq_gemm_choose(const rq_gemm_args *args)
+    const char *rq_gemm_kernel_name(int k)
+    ctypedef struct rq_conv_args:
+        int C, H, W
+        int Cout, group
+        int KH, KW, sh, sw, dh, dw
+        int pt, pl, pb, pr
+        int OH, OW
+        const uint8_t *x
+        int x_signed
+        const uint8_t *w
+        int w_signed
+        const rq_packed_b *packed
+        int32_t x_zp
+        const int32_t *w_zp
+        int w_zp_n
+        int out_type
+        void *y
+        const int32_t *bias
+        const float *mult
+        int mult_n
+        int32_t y_zp
+        int isa, nthreads
+    int rq_conv_run(const rq_conv_args *args, int *kernel_used)
+
+
+cdef class PackedB:
+    """Opaque packed B (VNNI-4 panels, int8 B_used, column sums); owned C memory."""
+    cdef rq_packed_b *pb
+    cdef readonly int K, N, b_signed
+    cdef readonly str kind
+
+    def __dealloc__(self):
+        if self.pb != NULL:
+            rq_packed_b_free(self.pb)
+            self.pb = NULL
+
+    @property
+    def nbytes(self):
+        return rq_packed_b_nbytes(self.pb)
+
+
+def pack_b(B, int isa=-1, int nthreads=0):
+    """Pack a 2-D uint8/int8 B (K, N) (any strides)."""
+    cdef cnp.ndarray b = <cnp.ndarray?>B
+    if b.ndim != 2 or b.dtype.itemsize != 1 or b.dtype.kind not in "iu":
+        raise TypeError("B: 2-D uint8/int8 expected")
+    cdef PackedB p = PackedB.__new__(PackedB)
+    cdef const uint8_t *ptr = <const uint8_t *>cnp.PyArray_DATA(b)
+    cdef Py_ssize_t rs = b.strides[0], cs = b.strides[1]
+    cdef int K = <int>b.shape[0], N = <int>b.shape[1], sg = b.dtype.kind == "i"
+    with nogil:
+        p.pb = rq_pack_b(ptr, rs, cs, K, N, sg, isa, nthreads)
+    if p.pb == NULL:
+        raise MemoryError("pack_b")
+    p.K, p.N, p.b_signed, p.kind = K, N, sg, "gemm"
+    return p
+
+
+def pack_conv_w(w, int isa=-1, int nthreads=0):
+    """Pack conv weights (Cout, Cin, KH, KW), contiguous uint8/int8, group 1."""
+    cdef cnp.ndarray a = np.ascontiguousarray(w)
+    if a.ndim != 4 or a.dtype.itemsize != 1 or a.dtype.kind not in "iu":
+        raise TypeError("w: 4-D uint8/int8 expected")
+    cdef PackedB p = PackedB.__new__(PackedB)
+    cdef int co = <int>a.shape[0], ci = <int>a.shape[1], kh = <int>a.shape[2], kw = <int>a.shape[3]
+    cdef int sg = a.dtype.kind == "i"
+    cdef const uint8_t *ptr = <const uint8_t *>cnp.PyArray_DATA(a)
+    with nogil:
+        p.pb = rq_pack_conv_w(ptr, co, ci, kh, kw, sg, isa, nthreads)
+    if p.pb == NULL:
+        raise MemoryError("pack_conv_w")
+    p.K, p.N, p.b_signed, p.kind = ci * kh * kw, co, sg, "conv"
+    return p
+
+
+cdef int _out_type(cnp.ndarray out) except -1:
+    if out.dtype == np.int32:
+        return RQ_OUT_S32
+    if out.dtype == np.uint8:
+        return RQ_OUT_U8
+    if out.dtype == np.int8:
+        return RQ_OUT_S8
+    raise TypeError("out: int32, uint8 or int8 expected")
+
+
+def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, int y_zp=0,
+         bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False):
+    """out[i, j] = epilogue(sum_k (A[i,k]-a_zp)(B[k,j]-b_zp)); returns the kernel name.
+
+    A (M, K), B (K, N) uint8/int8 with any strides; a_zp int32 (1 or M), b_zp int32 (1 or N);
+    out (M, N) int32 / uint8 / int8 (any strides); bias int32 broadcast to (M, N) or None;
+    mult float32 (1 or N) for 8-bit outputs.
+    """
+    cdef cnp.ndarray a = <cnp.ndarray?>A
+    cdef cnp.ndarray b = <cnp.ndarray?>B
+    cdef cnp.ndarray o = <cnp.ndarray?>out
+    cdef cnp.ndarray za = np.ascontiguousarray(a_zp, dtype=np.int32).reshape(-1)
+    cdef cnp.ndarray zb = np.ascontiguousarray(b_zp, dtype=np.int32).reshape(-1)
+    cdef cnp.ndarray bi, mu
+    cdef rq_gemm_args g
+    cdef int kern = -1, rc
+    if a.ndim != 2 or b.ndim != 2 or o.ndim != 2:
+        raise ValueError("A, B, out: 2-D expected")
+    for t in (a, b):
+        if t.dtype.itemsize != 1 or t.dtype.kind not in "iu":
+            raise TypeError("A, B: uint8/int8 expected")
+    if a.shape[1] != b.shape[0] or o.shape[0] != a.shape[0] or o.shape[1] != b.shape[1]:
+        raise ValueError("A, B, out: shape mismatch")
+    g.M = <int>a.shape[0]; g.K = <int>a.shape[1]; g.N = <int>b.shape[1]
+    g.A = <const uint8_t *>cnp.PyArray_DATA(a); g.a_rs = a.strides[0]; g.a_cs = a.strides[1]
+    g.a_signed = a.dtype.kind == "i"
+    g.B = <const uint8_t *>cnp.PyArray_DATA(b); g.b_rs = b.strides[0]; g.b_cs = b.strides[1]
+    g.b_signed = b.dtype.kind == "i"
+    g.packed = NULL
+    if packed is not None:
+        if packed.K != g.K or packed.N != g.N or packed.b_signed != g.b_signed or packed.kind != "gemm":
+            raise ValueError("packed: does not match B")
+        g.packed = packed.pb
+    if za.shape[0] not in (1, g.M) or zb.shape[0] not in (1, g.N):
+        raise ValueError("a_zp / b_zp: size 1 or M / N expected")
+    g.a_zp = <const int32_t *>cnp.PyArray_DATA(za); g.a_zp_n = <int>za.shape[0]
+    g.b_zp = <const int32_t *>cnp.PyArray_DATA(zb); g.b_zp_n = <int>zb.shape[0]
+    g.out_type = _out_type(o)
+    if not o.flags.writeable:
+        raise ValueError("out: not writeable")
+    g.C = cnp.PyArray_DATA(o)
+    g.c_rs = o.strides[0] // o.dtype.itemsize; g.c_cs = o.strides[1] // o.dtype.itemsize
+    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0
+    if bias is not None:
+        bi = <cnp.ndarray?>bias
+        if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
+            raise ValueError("bias: int32 (M, N) view expected")
+        g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
+        g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
+    g.mult = NULL; g.mult_n = 0
+    if g.out_type != RQ_OUT_S32:
+        if mult is None:
+            raise ValueError("mult: required for 8-bit outputs")
+        mu = np.ascontiguousarray(mult, dtype=np.float32).reshape(-1)
+        if mu.shape[0] not in (1, g.N):
+            raise ValueError("mult: size 1 or N expected")
+        g.mult = <const float *>cnp.PyArray_DATA(mu); g.mult_n = <int>mu.shape[0]
+    g.y_zp = y_zp
+    g.sat16 = sat16
+    g.isa = isa
+    g.nthreads = nthreads
+    if choose_only:
+        return rq_gemm_kernel_name(rq_gemm_choose(&g)).decode()
+    with nogil:
+        rc = rq_gemm_run(&g, &kern)
+    if rc == -1:
+        raise MemoryError("gemm: out of memory")
+    if rc != 0:
+        raise RuntimeError(f"gemm: kernel error {rc}")
+    return rq_gemm_kernel_name(kern).decode()
+
+
+def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, pads,
+           PackedB packed=None, bias=None, mult=None, int y_zp=0, int isa=-1, int nthreads=0):
+    """One image: x (C, H, W) contiguous, w (Cout, C/group, KH, KW) contiguous,
+    out (Cout, OH, OW) contiguous int32/uint8/int8.  Returns the kernel name."""
+    cdef cnp.ndarray xa = <cnp.ndarray?>x
+    cdef cnp.ndarray wa = <cnp.ndarray?>w
+    cdef cnp.ndarray o = <cnp.ndarray?>out
+    cdef cnp.ndarray zw = np.ascontiguousarray(w_zp, dtype=np.int32).reshape(-1)
+    cdef cnp.ndarray bi, mu
+    cdef rq_conv_args c
+    cdef int kern = -1, rc
+    if not (xa.flags.c_contiguous and wa.flags.c_contiguous and o.flags.c_contiguous):
+        raise ValueError("x, w, out: C-contiguous expected")
+    if xa.ndim != 3 or wa.ndim != 4 or o.ndim != 3:
+        raise ValueError("x (C,H,W), w (Cout,Cin/g,KH,KW), out (Cout,OH,OW) expected")
+    c.C = <int>xa.shape[0]; c.H = <int>xa.shape[1]; c.W = <int>xa.shape[2]
+    c.Cout = <int>wa.shape[0]; c.group = group
+    c.KH = <int>kernel[0]; c.KW = <int>kernel[1]
+    c.sh = <int>strides[0]; c.sw = <int>strides[1]; c.dh = <int>dilations[0]; c.dw = <int>dilations[1]
+    c.pt = <int>pads[0]; c.pl = <int>pads[1]; c.pb = <int>pads[2]; c.pr = <int>pads[3]
+    c.OH = <int>o.shape[1]; c.OW = <int>o.shape[2]
+    if o.shape[0] != c.Cout or wa.shape[1] * group != c.C or wa.shape[2] != c.KH or wa.shape[3] != c.KW:
+        raise ValueError("conv2d: shape mismatch")
+    c.x = <const uint8_t *>cnp.PyArray_DATA(xa); c.x_signed = xa.dtype.kind == "i"
+    c.w = <const uint8_t *>cnp.PyArray_DATA(wa); c.w_signed = wa.dtype.kind == "i"
+    c.packed = NULL
+    if packed is not None:
+        if packed.kind != "conv" or packed.N != c.Cout or packed.K != wa.shape[1] * c.KH * c.KW or packed.b_signed != c.w_signed:
+            raise ValueError("packed: does not match w")
+        c.packed = packed.pb
+    c.x_zp = x_zp
+    if zw.shape[0] not in (1, c.Cout):
+        raise ValueError("w_zp: size 1 or Cout expected")
+    c.w_zp = <const int32_t *>cnp.PyArray_DATA(zw); c.w_zp_n = <int>zw.shape[0]
+    c.out_type = _out_type(o)
+    c.y = cnp.PyArray_DATA(o)
+    c.bias = NULL
+    if bias is not None:
+        bi = np.ascontiguousarray(bias, dtype=np.int32).reshape(-1)
+        if bi.shape[0] != c.Cout:
+            raise ValueError("bias: Cout elements expected")
+        c.bias = <const int32_t *>cnp.PyArray_DATA(bi)
+    c.mult = NULL; c.mult_n = 0
+    if c.out_type != RQ_OUT_S32:
+        mu = np.ascontiguousarray(mult, dtype=np.float32).reshape(-1)
+        if mu.shape[0] not in (1, c.Cout):
+            raise ValueError("mult: size 1 or Cout expected")
+        c.mult = <const float *>cnp.PyArray_DATA(mu); c.mult_n = <int>mu.shape[0]
+    c.y_zp = y_zp
+    c.isa = isa
+    c.nthreads = nthreads
+    with nogil:
+        rc = rq_conv_run(&c, &kern)
+    if rc == -1:
+        raise MemoryError("conv2d: out of memory")
+    if rc != 0:
+        raise RuntimeError(f"conv2d: kernel error {rc}")
+    return rq_gemm_kernel_name(kern).decode()
+
+
+def kernel_name(int k):
+    return rq_gemm_kernel_name(k).decode()

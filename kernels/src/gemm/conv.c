@@ -1,0 +1,224 @@
+/* conv.c -- 2-D integer convolution (one NCHW image) on the GEMM machinery.  Portable unit.
+ *
+ * acc[co, oh, ow] = sum_{ci,kh,kw} (x[g*Cg+ci, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw] - x_zp)
+ *                                  * (w[co, ci, kh, kw] - w_zp[co])        (int32, wraps)
+ * where padded positions hold x_zp (so they contribute 0), then the epilogue of rq_gemm.h.
+ *
+ * Paths:
+ *   implicit AMX  group 1, stride 1, Cin % 64 == 0, int8 w with zero w_zp: x is copied once to a
+ *                 padded NHWC buffer filled with x_zp; output pixel q = oh*Wp + ow (Wp = padded
+ *                 width) reads its k-chunk (kh, kw, 64 channels) at q*C + (kh*dh*Wp + kw*dw)*C,
+ *                 so A tiles load straight from that buffer (rows C bytes apart); virtual pixels
+ *                 with ow >= OW are computed and dropped.
+ *   depthwise     group == C == Cout: direct loops (AVX-512 for stride 1 where available).
+ *   generic       per group: im2col (k ordered kh, kw, ci) + rq_gemm_run.
+ */
+#include "rq_gemm.h"
+#include "../common/rq_cpu.h"
+#include <stdlib.h>
+#include <string.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline size_t osize(int t) { return t == RQ_OUT_S32 ? 4 : 1; }
+
+static void epi_conv_base(rq_epi *e, const rq_conv_args *c) {
+    memset(e, 0, sizeof(*e));
+    e->bias = c->bias; e->bias_rs = 0; e->bias_cs = 1;
+    e->mult = c->mult; e->mult_n = c->mult_n; e->y_zp = c->y_zp;
+    e->out_type = c->out_type; e->C = c->y;
+    e->qmin = c->out_type == RQ_OUT_U8 ? 0 : -128;
+    e->qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
+}
+
+static rq_epi_fn pick_epi(int isa) {
+    if (isa >= RQ_ISA_AVX512 && rq_epi_rows__avx512) return rq_epi_rows__avx512;
+    return rq_epi_rows__scalar;
+}
+
+/* ---------------------------------------------------------------- depthwise (scalar) */
+static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
+    const int P = c->OH * c->OW, KK = c->KH * c->KW;
+    rq_epi e; epi_conv_base(&e, c);
+    e.M = P; e.N = c->Cout; e.K = KK; e.c_rs = 1; e.c_cs = P;
+    rq_epi_fn epi = pick_epi(isa);
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nt) if (nt > 1 && (size_t)P * c->Cout * KK > 100000)
+#endif
+    {
+        int32_t *row = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(P + 16));
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (int co = 0; co < c->Cout; co++) {
+            if (!row) continue;
+            const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : co], xz = c->x_zp;
+            const uint8_t *xp = c->x + (size_t)co * c->H * c->W;
+            const uint8_t *wp = c->w + (size_t)co * KK;
+            int32_t wv[64];
+            int big = KK > 64;
+            if (!big) for (int k = 0; k < KK; k++) wv[k] = (c->w_signed ? (int32_t)(int8_t)wp[k] : (int32_t)wp[k]) - wz;
+            for (int oh = 0; oh < c->OH; oh++)
+                for (int ow = 0; ow < c->OW; ow++) {
+                    uint32_t acc = 0;
+                    for (int kh = 0; kh < c->KH; kh++) {
+                        int ih = oh * c->sh - c->pt + kh * c->dh;
+                        if (ih < 0 || ih >= c->H) continue;
+                        for (int kw = 0; kw < c->KW; kw++) {
+                            int iw = ow * c->sw - c->pl + kw * c->dw;
+                            if (iw < 0 || iw >= c->W) continue;
+                            int32_t xv = (c->x_signed ? (int32_t)(int8_t)xp[ih * c->W + iw] : (int32_t)xp[ih * c->W + iw]) - xz;
+                            int k = kh * c->KW + kw;
+                            int32_t w_ = big ? (c->w_signed ? (int32_t)(int8_t)wp[k] : (int32_t)wp[k]) - wz : wv[k];
+                            acc += (uint32_t)(xv * w_);
+                        }
+                    }
+                    row[oh * c->OW + ow] = (int32_t)acc;
+                }
+            epi(&e, 0, P, co, 1, row, 1);
+        }
+        rq_aligned_free(row);
+    }
+    return RQ_OK;
+}
+
+/* ---------------------------------------------------------------- generic: im2col + GEMM */
+static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
+    const int G = c->group, Cg = c->C / G, Cog = c->Cout / G;
+    const int KK = c->KH * c->KW, Kc = KK * Cg, P = c->OH * c->OW;
+    uint8_t *acol = (uint8_t *)rq_aligned_alloc((size_t)P * Kc);
+    uint8_t *bmat = (uint8_t *)rq_aligned_alloc((size_t)Kc * Cog);
+    if (!acol || !bmat) { rq_aligned_free(acol); rq_aligned_free(bmat); return RQ_ENOMEM; }
+    const uint8_t xz = (uint8_t)c->x_zp;
+    int rc = RQ_OK;
+    for (int g = 0; g < G && rc == RQ_OK; g++) {
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)P * Kc > 262144)
+#endif
+        for (int oh = 0; oh < c->OH; oh++) {
+            for (int ow = 0; ow < c->OW; ow++) {
+                uint8_t *d = acol + (size_t)(oh * c->OW + ow) * Kc;
+                for (int kh = 0; kh < c->KH; kh++) {
+                    int ih = oh * c->sh - c->pt + kh * c->dh;
+                    for (int kw = 0; kw < c->KW; kw++) {
+                        int iw = ow * c->sw - c->pl + kw * c->dw;
+                        uint8_t *dd = d + (kh * c->KW + kw) * Cg;
+                        if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) { memset(dd, xz, Cg); continue; }
+                        const uint8_t *s = c->x + ((size_t)g * Cg * c->H + ih) * c->W + iw;
+                        for (int ci = 0; ci < Cg; ci++) dd[ci] = s[(size_t)ci * c->H * c->W];
+                    }
+                }
+            }
+        }
+        const rq_packed_b *pk = (G == 1) ? c->packed : NULL;
+        if (!pk) {
+            for (int co = 0; co < Cog; co++)
+                for (int ci = 0; ci < Cg; ci++)
+                    for (int k = 0; k < KK; k++)
+                        bmat[(size_t)(k * Cg + ci) * Cog + co] = c->w[(((size_t)(g * Cog + co)) * Cg + ci) * KK + k];
+        }
+        rq_gemm_args a;
+        memset(&a, 0, sizeof(a));
+        a.M = P; a.N = Cog; a.K = Kc;
+        a.A = acol; a.a_rs = Kc; a.a_cs = 1; a.a_signed = c->x_signed;
+        a.B = bmat; a.b_rs = Cog; a.b_cs = 1; a.b_signed = c->w_signed;
+        a.packed = pk;
+        a.a_zp = &c->x_zp; a.a_zp_n = 1;
+        a.b_zp = c->w_zp + (c->w_zp_n == 1 ? 0 : g * Cog); a.b_zp_n = c->w_zp_n == 1 ? 1 : Cog;
+        a.out_type = c->out_type;
+        a.C = (char *)c->y + (size_t)g * Cog * P * osize(c->out_type);
+        a.c_rs = 1; a.c_cs = P;
+        if (c->bias) { a.bias = c->bias + g * Cog; a.bias_rs = 0; a.bias_cs = 1; }
+        a.mult = c->mult ? c->mult + (c->mult_n == 1 ? 0 : g * Cog) : NULL;
+        a.mult_n = c->mult_n == 1 ? 1 : Cog;
+        a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
+        rc = rq_gemm_run(&a, kern);
+    }
+    rq_aligned_free(acol); rq_aligned_free(bmat);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- implicit AMX */
+static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
+    const int C = c->C, Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
+    const int Mv = c->OH * Wp, nib = (Mv + 15) / 16, nc = C / 64;
+    const int Kc = c->KH * c->KW * C, nkc = Kc / 64;
+    size_t npix = (size_t)nib * 16 + (size_t)(c->KH - 1) * c->dh * Wp + (size_t)(c->KW - 1) * c->dw + 1;
+    if (npix < (size_t)Hp * Wp) npix = (size_t)Hp * Wp;
+    uint8_t *xp = (uint8_t *)rq_aligned_alloc(npix * C + 64);
+    int64_t *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
+    int32_t *colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(c->Cout + 32));
+    rq_packed_b *own = NULL;
+    const rq_packed_b *pb = c->packed;
+    int rc = RQ_OK;
+    if (!xp || !koff || !colfix) rc = RQ_ENOMEM;
+    if (rc == RQ_OK && !pb) {
+        own = rq_pack_conv_w(c->w, c->Cout, C, c->KH, c->KW, c->w_signed, isa, nt);
+        if (!own) rc = RQ_ENOMEM;
+        pb = own;
+    }
+    if (rc == RQ_OK) {
+        const uint8_t xz = (uint8_t)c->x_zp;
+        /* padded NHWC copy */
+        memset(xp, xz, npix * C + 64);
+        const int HW = c->H * c->W;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)C * HW > 65536)
+#endif
+        for (int h = 0; h < c->H; h++) {
+            uint8_t *drow = xp + ((size_t)(h + c->pt) * Wp + c->pl) * C;
+            for (int c0 = 0; c0 < C; c0 += 16) {
+                for (int w = 0; w < c->W; w++) {
+                    uint8_t *d = drow + (size_t)w * C + c0;
+                    const uint8_t *s = c->x + (size_t)c0 * HW + (size_t)h * c->W + w;
+                    for (int q = 0; q < 16; q++) d[q] = s[(size_t)q * HW];
+                }
+            }
+        }
+        for (int kh = 0; kh < c->KH; kh++)
+            for (int kw = 0; kw < c->KW; kw++)
+                for (int cc = 0; cc < nc; cc++)
+                    koff[(kh * c->KW + kw) * nc + cc] = ((int64_t)kh * c->dh * Wp + (int64_t)kw * c->dw) * C + cc * 64;
+        rq_epi e; epi_conv_base(&e, c);
+        e.M = Mv; e.N = c->Cout; e.K = Kc;
+        uint32_t xzu = (uint32_t)c->x_zp;
+        if (xzu) {
+            for (int j = 0; j < c->Cout; j++) colfix[j] = (int32_t)(xzu * (uint32_t)pb->csum[j]);
+            e.colfix = colfix;
+        }
+        e.conv_wp = Wp; e.conv_ow = c->OW; e.conv_oh = c->OH; e.conv_p = c->OH * c->OW;
+        rq_amx_a A = {xp, (ptrdiff_t)16 * C, koff, C, c->x_signed, nib};
+        rc = rq_gemm_amx__amx(&A, pb, &e, nt);
+    }
+    rq_aligned_free(xp); rq_aligned_free(koff); rq_aligned_free(colfix);
+    rq_packed_b_free(own);
+    return rc;
+}
+
+int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
+    if (!c || c->C <= 0 || c->group <= 0 || c->C % c->group || c->Cout % c->group) return RQ_EARG;
+    int isa = c->isa < 0 ? rq_isa_level() : imin(c->isa, rq_isa_level());
+    int nt = c->nthreads > 0 ? c->nthreads : rq_num_threads();
+    if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
+    const int Cg = c->C / c->group;
+    if (Cg == 1 && c->Cout == c->C) {
+        if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && c->sw == 1) {
+            if (kernel_used) *kernel_used = RQ_K_DW_AVX512;
+            return rq_dwconv__avx512(c, nt);
+        }
+        if (kernel_used) *kernel_used = RQ_K_DW_SCALAR;
+        return dw_scalar(c, isa, nt);
+    }
+    if (c->group == 1 && c->sh == 1 && c->sw == 1 && c->C % 64 == 0 && c->w_signed &&
+        isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable()) {
+        int zero = 1;
+        for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
+        if (zero && (!c->packed || c->packed->Kp == c->KH * c->KW * c->C)) {
+            if (kernel_used) *kernel_used = RQ_K_CONV_AMX_IMPLICIT;
+            return conv_implicit_amx(c, isa, nt);
+        }
+    }
+    return conv_generic(c, isa, nt, kernel_used);
+}

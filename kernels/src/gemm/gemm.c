@@ -1,0 +1,524 @@
+/* gemm.c -- portable part of the integer GEMM: driver, packing, scalar kernels and epilogue.
+ * Compiled without ISA flags; the per-ISA units are reached through weak symbols and only when
+ * rq_isa_level() allows.  See rq_gemm.h for the semantics. */
+#include "rq_gemm.h"
+#include "../common/rq_cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+static const char *const KNAMES[RQ_K_COUNT] = {
+    "gemm_s32__scalar", "gemm_u8s8_sat16__scalar", "gemm_i16__avx2", "gemm_vnni4__avx512vnni",
+    "gemv_vnni4__avx512vnni", "gemm_tdp__amx", "dwconv__scalar", "dwconv__avx512",
+    "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2",
+};
+
+const char *rq_gemm_kernel_name(int k) { return (k >= 0 && k < RQ_K_COUNT) ? KNAMES[k] : "none"; }
+
+void *rq_aligned_alloc(size_t n) {
+    void *p = NULL;
+    if (n == 0) n = 64;
+    if (posix_memalign(&p, 64, (n + 63) & ~(size_t)63) != 0) return NULL;
+    return p;
+}
+void rq_aligned_free(void *p) { free(p); }
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+static inline int rup(int x, int m) { return (x + m - 1) / m * m; }
+
+/* ------------------------------------------------------------------ packing */
+
+size_t rq_packed_b_nbytes(const rq_packed_b *pb) {
+    return pb ? (size_t)pb->Kp * pb->Np + sizeof(int32_t) * (size_t)pb->Np : 0;
+}
+
+void rq_packed_b_free(rq_packed_b *pb) {
+    if (!pb) return;
+    rq_aligned_free(pb->data);
+    rq_aligned_free(pb->csum);
+    free(pb);
+}
+
+static rq_packed_b *pb_alloc(int K, int N, int b_signed) {
+    rq_packed_b *pb = (rq_packed_b *)calloc(1, sizeof(rq_packed_b));
+    if (!pb) return NULL;
+    pb->K = K; pb->N = N; pb->Kp = rup(K > 0 ? K : 1, 64); pb->Np = rup(N > 0 ? N : 1, 16);
+    pb->b_signed = b_signed;
+    pb->data = (uint8_t *)rq_aligned_alloc((size_t)pb->Kp * pb->Np);
+    pb->csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)pb->Np);
+    if (!pb->data || !pb->csum) { rq_packed_b_free(pb); return NULL; }
+    return pb;
+}
+
+/* generic packing: B_used[k, n] = B[k, n] ^ (b_signed ? 0 : 0x80), zero padding */
+static void pack_b_generic(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs) {
+    const int K = pb->K, N = pb->N, Kp = pb->Kp, Np = pb->Np;
+    const uint8_t x = pb->b_signed ? 0 : 0x80;
+    memset(pb->data, 0, (size_t)Kp * Np);
+    for (int n = 0; n < Np; n++) pb->csum[n] = 0;
+    for (int n = 0; n < N; n++) {
+        uint8_t *panel = pb->data + (size_t)(n / 16) * Kp * 16 + (n % 16) * 4;
+        uint32_t s = 0;
+        for (int k = 0; k < K; k++) {
+            uint8_t v = B[k * b_rs + n * b_cs] ^ x;
+            panel[(k / 4) * 64 + (k % 4)] = v;
+            s += (uint32_t)(int32_t)(int8_t)v;
+        }
+        pb->csum[n] = (int32_t)s;
+    }
+}
+
+rq_packed_b *rq_pack_b(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, int N, int b_signed,
+                       int isa, int nthreads) {
+    rq_packed_b *pb = pb_alloc(K, N, b_signed);
+    if (!pb) return NULL;
+    if (isa < 0) isa = rq_isa_level();
+    if (nthreads <= 0) nthreads = rq_num_threads();
+    if (b_cs == 1 && isa >= RQ_ISA_AVX512VNNI && rq_pack_b_rows__avx512vnni)
+        rq_pack_b_rows__avx512vnni(pb, B, b_rs, nthreads);
+    else
+        pack_b_generic(pb, B, b_rs, b_cs);
+    return pb;
+}
+
+rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
+                            int isa, int nthreads) {
+    (void)isa; (void)nthreads;
+    /* B[k, co] with k = (kh*KW + kw)*Cin + ci  ->  w[co, ci, kh, kw] */
+    const int K = Cin * KH * KW;
+    rq_packed_b *pb = pb_alloc(K, Cout, w_signed);
+    if (!pb) return NULL;
+    const uint8_t x = w_signed ? 0 : 0x80;
+    memset(pb->data, 0, (size_t)pb->Kp * pb->Np);
+    for (int n = 0; n < pb->Np; n++) pb->csum[n] = 0;
+    for (int co = 0; co < Cout; co++) {
+        uint8_t *panel = pb->data + (size_t)(co / 16) * pb->Kp * 16 + (co % 16) * 4;
+        uint32_t s = 0;
+        for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++)
+                for (int ci = 0; ci < Cin; ci++) {
+                    int k = (kh * KW + kw) * Cin + ci;
+                    uint8_t v = w[(((size_t)co * Cin + ci) * KH + kh) * KW + kw] ^ x;
+                    panel[(k / 4) * 64 + (k % 4)] = v;
+                    s += (uint32_t)(int32_t)(int8_t)v;
+                }
+        pb->csum[co] = (int32_t)s;
+    }
+    return pb;
+}
+
+/* ------------------------------------------------------------------ epilogue */
+
+static inline int32_t epi_acc(const rq_epi *e, int i, int j, int32_t raw) {
+    uint32_t a = (uint32_t)raw;
+    if (e->colfix) a -= (uint32_t)e->colfix[j];
+    if (e->rowfix) a -= (uint32_t)e->rowfix[i];
+    if (e->za_row) a -= (uint32_t)e->za_row[i] * (uint32_t)e->colterm[j];
+    if (e->zb_col) a -= (uint32_t)e->zb_col[j] * (uint32_t)e->rsum[i];
+    if (e->bias) a += (uint32_t)e->bias[i * e->bias_rs + j * e->bias_cs];
+    return (int32_t)a;
+}
+
+/* the scalar definition of the float epilogue (RNE via nearbyintf in the default mode) */
+static inline int32_t epi_requant(const rq_epi *e, int j, int32_t acc) {
+    float m = e->mult[e->mult_n == 1 ? 0 : j];
+    float v = (float)acc * m;
+    float lo = (float)(e->qmin - e->y_zp), hi = (float)(e->qmax - e->y_zp);
+    v = v < lo ? lo : v;   /* NaN never reaches here (multipliers checked finite) */
+    v = v > hi ? hi : v;
+    return (int32_t)nearbyintf(v) + e->y_zp;
+}
+
+void rq_epi_rows__scalar(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
+                         ptrdiff_t ldr) {
+    if (e->conv_wp) {
+        int32_t t32[32 * 32]; uint8_t t8[32 * 32];
+        for (int r = 0; r < mi; r++)
+            for (int c = 0; c < nj; c++) {
+                int32_t acc = epi_acc(e, i0 + r, j0 + c, raw[r * ldr + c]);
+                if (e->out_type == RQ_OUT_S32) t32[r * 32 + c] = acc;
+                else t8[r * 32 + c] = (uint8_t)epi_requant(e, j0 + c, acc);
+            }
+        rq_epi_conv_scatter(e, i0, mi, j0, nj, e->out_type == RQ_OUT_S32 ? (void *)t32 : (void *)t8);
+        return;
+    }
+    for (int r = 0; r < mi; r++) {
+        int i = i0 + r;
+        for (int c = 0; c < nj; c++) {
+            int j = j0 + c;
+            int32_t acc = epi_acc(e, i, j, raw[r * ldr + c]);
+            ptrdiff_t o = i * e->c_rs + j * e->c_cs;
+            if (e->out_type == RQ_OUT_S32) {
+                ((int32_t *)e->C)[o] = acc;
+            } else {
+                int32_t q = epi_requant(e, j, acc);
+                if (e->out_type == RQ_OUT_U8) ((uint8_t *)e->C)[o] = (uint8_t)q;
+                else ((int8_t *)e->C)[o] = (int8_t)q;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ scalar kernels */
+
+static inline int32_t ld(const uint8_t *p, int sgn) { return sgn ? (int32_t)(int8_t)*p : (int32_t)*p; }
+
+/* raw sums with zero points folded per product; rows [i0, i1) -> epilogue */
+static void gemm_scalar_rows(const rq_gemm_args *a, const rq_epi *e, int i0, int i1, int32_t *row,
+                             int32_t *bz) {
+    const int N = a->N, K = a->K;
+    for (int i = i0; i < i1; i++) {
+        int32_t za = a->a_zp[a->a_zp_n == 1 ? 0 : i];
+        uint32_t *acc = (uint32_t *)row;
+        for (int j = 0; j < N; j++) acc[j] = 0;
+        for (int k = 0; k < K; k++) {
+            int32_t av = ld(a->A + i * a->a_rs + k * a->a_cs, a->a_signed) - za;
+            if (av == 0) continue;
+            const uint8_t *bp = a->B + k * a->b_rs;
+            if (a->b_signed) {
+                for (int j = 0; j < N; j++)
+                    acc[j] += (uint32_t)(av * ((int32_t)(int8_t)bp[j * a->b_cs] - bz[j]));
+            } else {
+                for (int j = 0; j < N; j++)
+                    acc[j] += (uint32_t)(av * ((int32_t)bp[j * a->b_cs] - bz[j]));
+            }
+        }
+        rq_epi_rows__scalar(e, i, 1, 0, N, row, N);
+    }
+}
+
+/* uint8 A x int8 B with vpmaddubsw's int16 pair saturation on the raw values; zero points through
+ * row/column sums (e must carry them). */
+static void gemm_sat16_rows(const rq_gemm_args *a, const rq_epi *e, int i0, int i1, int32_t *row) {
+    const int N = a->N, K = a->K;
+    for (int i = i0; i < i1; i++) {
+        for (int j = 0; j < N; j++) {
+            uint32_t s = 0;
+            for (int k = 0; k < K; k += 2) {
+                int32_t p = (int32_t)a->A[i * a->a_rs + k * a->a_cs] *
+                            (int32_t)(int8_t)a->B[k * a->b_rs + j * a->b_cs];
+                if (k + 1 < K)
+                    p += (int32_t)a->A[i * a->a_rs + (k + 1) * a->a_cs] *
+                         (int32_t)(int8_t)a->B[(k + 1) * a->b_rs + j * a->b_cs];
+                p = p > 32767 ? 32767 : (p < -32768 ? -32768 : p);
+                s += (uint32_t)p;
+            }
+            row[j] = (int32_t)s;
+        }
+        rq_epi_rows__scalar(e, i, 1, 0, N, row, N);
+    }
+}
+
+/* ------------------------------------------------------------------ driver */
+
+typedef struct {
+    int32_t *colfix, *rowfix, *colterm, *rsum, *za_row, *zb_col;
+} epi_bufs;
+
+static void epi_free(epi_bufs *b) {
+    rq_aligned_free(b->colfix); rq_aligned_free(b->rowfix); rq_aligned_free(b->colterm);
+    rq_aligned_free(b->rsum); rq_aligned_free(b->za_row); rq_aligned_free(b->zb_col);
+    memset(b, 0, sizeof(*b));
+}
+
+static void epi_base(rq_epi *e, const rq_gemm_args *a) {
+    memset(e, 0, sizeof(*e));
+    e->M = a->M; e->N = a->N; e->K = a->K;
+    e->bias = a->bias; e->bias_rs = a->bias_rs; e->bias_cs = a->bias_cs;
+    e->mult = a->mult; e->mult_n = a->mult_n; e->y_zp = a->y_zp;
+    e->out_type = a->out_type; e->C = a->C; e->c_rs = a->c_rs; e->c_cs = a->c_cs;
+    e->qmin = a->out_type == RQ_OUT_U8 ? 0 : -128;
+    e->qmax = a->out_type == RQ_OUT_U8 ? 255 : 127;
+}
+
+/* Fill the correction terms for raw sums of (A + da) x (B + db) with the given rsum / csum.
+ * za_u = za + da, zb_u = zb + db. rsum may be NULL when every zb_u is 0. */
+static int epi_corrections(rq_epi *e, epi_bufs *bf, const rq_gemm_args *a, int da, int db,
+                           const int32_t *rsum, const int32_t *csum) {
+    const int M = a->M, N = a->N;
+    const uint32_t K = (uint32_t)a->K;
+    int za_any = 0, zb_any = 0;
+    for (int i = 0; i < a->a_zp_n; i++) za_any |= (a->a_zp[i] + da) != 0;
+    for (int j = 0; j < a->b_zp_n; j++) zb_any |= (a->b_zp[j] + db) != 0;
+    if (za_any) {
+        bf->colterm = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 16));
+        if (!bf->colterm) return RQ_ENOMEM;
+        for (int j = 0; j < N; j++) {
+            uint32_t zb = (uint32_t)(a->b_zp[a->b_zp_n == 1 ? 0 : j] + db);
+            bf->colterm[j] = (int32_t)((uint32_t)csum[j] - K * zb);
+        }
+        if (a->a_zp_n == 1) {
+            bf->colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 16));
+            if (!bf->colfix) return RQ_ENOMEM;
+            uint32_t za = (uint32_t)(a->a_zp[0] + da);
+            for (int j = 0; j < N; j++) bf->colfix[j] = (int32_t)(za * (uint32_t)bf->colterm[j]);
+            e->colfix = bf->colfix;
+        } else {
+            bf->za_row = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
+            if (!bf->za_row) return RQ_ENOMEM;
+            for (int i = 0; i < M; i++) bf->za_row[i] = a->a_zp[i] + da;
+            e->za_row = bf->za_row; e->colterm = bf->colterm;
+        }
+    }
+    if (zb_any) {
+        if (a->b_zp_n == 1) {
+            bf->rowfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
+            if (!bf->rowfix) return RQ_ENOMEM;
+            uint32_t zb = (uint32_t)(a->b_zp[0] + db);
+            for (int i = 0; i < M; i++) bf->rowfix[i] = (int32_t)(zb * (uint32_t)rsum[i]);
+            e->rowfix = bf->rowfix;
+        } else {
+            bf->zb_col = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 16));
+            if (!bf->zb_col) return RQ_ENOMEM;
+            for (int j = 0; j < N; j++) bf->zb_col[j] = a->b_zp[j] + db;
+            e->zb_col = bf->zb_col; e->rsum = rsum;
+        }
+    }
+    return RQ_OK;
+}
+
+/* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
+#define RQ_GEMV_MAX_M 4
+#define RQ_AMX_MIN_M 5
+
+int rq_gemm_choose(const rq_gemm_args *a) {
+    int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
+    if (a->sat16) {
+        if (isa >= RQ_ISA_AVX2 && rq_gemm_i16__avx2 && 0) return RQ_K_AVX2_SAT16;
+        return RQ_K_SCALAR_SAT16;
+    }
+    if (isa >= RQ_ISA_AMX && rq_gemm_amx__amx && a->M >= RQ_AMX_MIN_M && rq_amx_enable())
+        return RQ_K_AMX;
+    if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni) {
+        if (a->M <= RQ_GEMV_MAX_M && !a->packed && a->b_cs == 1 && rq_gemv_vnni__avx512vnni)
+            return RQ_K_VNNI_GEMV;
+        return RQ_K_VNNI;
+    }
+    if (isa >= RQ_ISA_AVX2 && rq_gemm_i16__avx2) return RQ_K_AVX2_I16;
+    return RQ_K_SCALAR;
+}
+
+static rq_epi_fn pick_epi(int isa) {
+    if (isa >= RQ_ISA_AVX512 && rq_epi_rows__avx512) return rq_epi_rows__avx512;
+    if (isa >= RQ_ISA_AVX2 && rq_epi_rows__avx2) return rq_epi_rows__avx2;
+    return rq_epi_rows__scalar;
+}
+
+/* A packed for AMX tiles: [ib][kc][16][64]; A_used = A (native signedness); rsum over true K */
+static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int Kp, int nt) {
+    const int M = a->M, K = a->K, nkc = Kp / 64, nib = (M + 15) / 16;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)M * K > 65536)
+#endif
+    for (int ib = 0; ib < nib; ib++) {
+        uint8_t *blk = ap + (size_t)ib * nkc * 1024;
+        for (int r = 0; r < 16; r++) {
+            int i = ib * 16 + r;
+            if (i >= M) {
+                for (int kc = 0; kc < nkc; kc++) memset(blk + kc * 1024 + r * 64, 0, 64);
+                continue;
+            }
+            const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+            uint32_t s = 0;
+            if (a->a_cs == 1) {
+                for (int kc = 0; kc < nkc; kc++) {
+                    int k0 = kc * 64, n = imin(64, K - k0);
+                    uint8_t *d = blk + kc * 1024 + r * 64;
+                    memcpy(d, src + k0, n);
+                    if (n < 64) memset(d + n, 0, 64 - n);
+                }
+                if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)src[k];
+                else for (int k = 0; k < K; k++) s += src[k];
+            } else {
+                for (int kc = 0; kc < nkc; kc++) {
+                    uint8_t *d = blk + kc * 1024 + r * 64;
+                    for (int c = 0; c < 64; c++) {
+                        int k = kc * 64 + c;
+                        uint8_t v = k < K ? src[k * a->a_cs] : 0;
+                        d[c] = v;
+                        s += a->a_signed ? (uint32_t)(int32_t)(int8_t)v : v;
+                    }
+                }
+            }
+            rsum[i] = (int32_t)s;
+        }
+    }
+}
+
+int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
+    if (!a || a->M < 0 || a->N < 0 || a->K < 0) return RQ_EARG;
+    const int M = a->M, N = a->N, K = a->K;
+    int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
+    int nt = a->nthreads > 0 ? a->nthreads : rq_num_threads();
+    int kern = rq_gemm_choose(a);
+    if (kernel_used) *kernel_used = kern;
+    if (M == 0 || N == 0) return RQ_OK;
+    rq_epi e; epi_base(&e, a);
+    epi_bufs bf; memset(&bf, 0, sizeof(bf));
+    rq_epi_fn epi = pick_epi(isa);
+    int rc = RQ_OK;
+
+    if (kern == RQ_K_SCALAR || kern == RQ_K_AVX2_I16) {
+        if (kern == RQ_K_AVX2_I16) return rq_gemm_i16__avx2(a, &e, epi, nt);
+        /* scalar: zero points folded per product, no corrections */
+        int32_t *bz = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)N);
+        if (!bz) return RQ_ENOMEM;
+        for (int j = 0; j < N; j++) bz[j] = a->b_zp[a->b_zp_n == 1 ? 0 : j];
+        int nchunk = imin(nt, M);
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nchunk > 1 && (double)M * N * K > 1e6)
+#endif
+        for (int t = 0; t < nchunk; t++) {
+            int32_t *row = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)N);
+            if (row) {
+                gemm_scalar_rows(a, &e, (int)((long)M * t / nchunk), (int)((long)M * (t + 1) / nchunk),
+                                 row, bz);
+                rq_aligned_free(row);
+            }
+        }
+        rq_aligned_free(bz);
+        return RQ_OK;
+    }
+
+    if (kern == RQ_K_SCALAR_SAT16) {
+        int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)M);
+        int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)N);
+        int32_t *row = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)N);
+        if (!rsum || !csum || !row) rc = RQ_ENOMEM;
+        if (rc == RQ_OK) {
+            for (int i = 0; i < M; i++) {
+                uint32_t s = 0;
+                for (int k = 0; k < K; k++) s += ld(a->A + i * a->a_rs + k * a->a_cs, a->a_signed);
+                rsum[i] = (int32_t)s;
+            }
+            for (int j = 0; j < N; j++) {
+                uint32_t s = 0;
+                for (int k = 0; k < K; k++) s += ld(a->B + k * a->b_rs + j * a->b_cs, a->b_signed);
+                csum[j] = (int32_t)s;
+            }
+            rc = epi_corrections(&e, &bf, a, 0, 0, rsum, csum);
+            if (rc == RQ_OK) gemm_sat16_rows(a, &e, 0, M, row);
+        }
+        rq_aligned_free(rsum); rq_aligned_free(csum); rq_aligned_free(row);
+        epi_free(&bf);
+        return rc;
+    }
+
+    /* VNNI / AMX: B packed as B_used = B ^ (b unsigned ? 0x80 : 0) (int8) */
+    const int db = a->b_signed ? 0 : -128;
+    rq_packed_b *own = NULL;
+    const rq_packed_b *pb = a->packed;
+
+    if (kern == RQ_K_VNNI_GEMV) {
+        /* A_used = A ^ 0x80 when A is int8; the gemv kernel computes csum itself */
+        const int da = a->a_signed ? 128 : 0;
+        int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
+        int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 64));
+        if (!rsum || !csum) { rq_aligned_free(rsum); rq_aligned_free(csum); return RQ_ENOMEM; }
+        for (int i = 0; i < M; i++) {
+            uint32_t s = 0;
+            for (int k = 0; k < K; k++) s += (uint32_t)(a->A[i * a->a_rs + k * a->a_cs] ^ (a->a_signed ? 0x80 : 0));
+            rsum[i] = (int32_t)s;
+        }
+        /* pass 1 computes csum only if needed: the kernel fills csum and calls the epilogue after
+         * the corrections are known, so corrections are set up through a callback-free 2-phase:
+         * the kernel writes raw sums into C-sized scratch, then we correct. */
+        int32_t *raw = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)M * (N + 64));
+        if (!raw) { rq_aligned_free(rsum); rq_aligned_free(csum); return RQ_ENOMEM; }
+        rq_epi e0; memset(&e0, 0, sizeof(e0));
+        e0.C = raw; e0.c_rs = N + 64; e0.c_cs = 1; e0.M = M; e0.N = N; e0.K = K;
+        int za_any = 0;
+        for (int i = 0; i < a->a_zp_n; i++) za_any |= (a->a_zp[i] + da) != 0;
+        rc = rq_gemv_vnni__avx512vnni(a, &e0, za_any ? csum : NULL, nt);
+        if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, da, db, rsum, csum);
+        if (rc == RQ_OK) epi(&e, 0, M, 0, N, raw, N + 64);
+        rq_aligned_free(raw); rq_aligned_free(rsum); rq_aligned_free(csum);
+        epi_free(&bf);
+        return rc;
+    }
+
+    if (!pb || pb->K != K || pb->N != N || pb->b_signed != a->b_signed) {
+        own = rq_pack_b(a->B, a->b_rs, a->b_cs, K, N, a->b_signed, isa, nt);
+        if (!own) return RQ_ENOMEM;
+        pb = own;
+    }
+    const int Kp = pb->Kp;
+
+    if (kern == RQ_K_AMX) {
+        const int nib = (M + 15) / 16, nkc = Kp / 64;
+        uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)nib * 16 * Kp);
+        int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
+        int64_t *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
+        if (!ap || !rsum || !koff) rc = RQ_ENOMEM;
+        if (rc == RQ_OK) {
+            pack_a_amx(a, ap, rsum, Kp, nt);
+            for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 1024;
+            rc = epi_corrections(&e, &bf, a, 0, db, rsum, pb->csum);
+        }
+        if (rc == RQ_OK) {
+            rq_amx_a A = {ap, (ptrdiff_t)nkc * 1024, koff, 64, a->a_signed, nib};
+            rc = rq_gemm_amx__amx(&A, pb, &e, nt);
+        }
+        rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
+        epi_free(&bf);
+        rq_packed_b_free(own);
+        return rc;
+    }
+
+    /* RQ_K_VNNI: the kernel packs A itself and fills rsum; corrections need rsum first, so
+     * compute rsum here (cheap, O(MK)). */
+    {
+        const int da = a->a_signed ? 128 : 0;
+        int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
+        if (!rsum) rc = RQ_ENOMEM;
+        if (rc == RQ_OK) {
+            for (int i = 0; i < M; i++) {
+                uint32_t s = 0;
+                const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+                if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(src[k * a->a_cs] ^ 0x80);
+                else for (int k = 0; k < K; k++) s += src[k * a->a_cs];
+                rsum[i] = (int32_t)s;
+            }
+            rc = epi_corrections(&e, &bf, a, da, db, rsum, pb->csum);
+        }
+        if (rc == RQ_OK) rc = rq_gemm_vnni__avx512vnni(a, pb, &e, nt);
+        rq_aligned_free(rsum);
+        epi_free(&bf);
+        rq_packed_b_free(own);
+        return rc;
+    }
+}
+
+/* ------------------------------------------------------------------ conv epilogue scatter */
+
+void rq_epi_conv_scatter(const rq_epi *e, int i0, int mi, int j0, int nj, const void *t) {
+    const int wp = e->conv_wp, ow_n = e->conv_ow, oh_n = e->conv_oh;
+    const ptrdiff_t P = e->conv_p;
+    int r = 0;
+    while (r < mi) {
+        int i = i0 + r, oh = i / wp, ow = i % wp;
+        if (oh >= oh_n) break;
+        if (ow >= ow_n) { r += wp - ow; continue; }
+        int run = ow_n - ow; if (run > mi - r) run = mi - r;
+        ptrdiff_t base = (ptrdiff_t)oh * ow_n + ow;
+        if (e->out_type == RQ_OUT_S32) {
+            const int32_t *s = (const int32_t *)t;
+            for (int c = 0; c < nj; c++) {
+                int32_t *d = (int32_t *)e->C + (ptrdiff_t)(j0 + c) * P + base;
+                for (int q = 0; q < run; q++) d[q] = s[(r + q) * 32 + c];
+            }
+        } else {
+            const uint8_t *s = (const uint8_t *)t;
+            for (int c = 0; c < nj; c++) {
+                uint8_t *d = (uint8_t *)e->C + (ptrdiff_t)(j0 + c) * P + base;
+                for (int q = 0; q < run; q++) d[q] = s[(r + q) * 32 + c];
+            }
+        }
+        r += run;
+    }
+}

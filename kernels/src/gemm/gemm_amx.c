@@ -1,0 +1,142 @@
+/* gemm_amx.c -- AMX-INT8 integer GEMM: tdpbusd (uint8 A) / tdpbssd (int8 A) on B_used (int8).
+ *
+ * Tiles: C 0..3 (2x2 blocks of 16x16 int32), A 4..5 (16 rows x 64 bytes), B 6..7 (16 k-groups x
+ * 16 columns x 4 bytes, the VNNI-4 panel layout of rq_packed_b).  tdp* accumulate into int32 with
+ * wraparound, so raw sums are exact modulo 2^32; gemm.c applies the zero-point correction.
+ * Tile permission: rq_amx_enable() (arch_prctl) is requested by the caller before dispatch. */
+#include "rq_gemm.h"
+#include "../common/rq_cpu.h"
+#include <immintrin.h>
+#include <string.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+typedef struct {
+    uint8_t palette, start_row, res[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg_t;
+
+static void amx_config(void) {
+    tilecfg_t c __attribute__((aligned(64)));
+    memset(&c, 0, sizeof(c));
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) { c.colsb[t] = 64; c.rows[t] = 16; }
+    _tile_loadconfig(&c);
+}
+
+#define DEF_KERNELS(SFX, OP)                                                                        \
+static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
+                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out) {              \
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);                                   \
+    for (int kc = 0; kc < nkc; kc++) {                                                            \
+        _tile_loadd(4, a0 + koff[kc], as);                                                        \
+        _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
+        OP(0, 4, 6);                                                                              \
+        _tile_loadd(7, b1 + (size_t)kc * 1024, 64);                                               \
+        OP(1, 4, 7);                                                                              \
+        _tile_loadd(5, a1 + koff[kc], as);                                                        \
+        OP(2, 5, 6);                                                                              \
+        OP(3, 5, 7);                                                                              \
+    }                                                                                             \
+    _tile_stored(0, out, 128); _tile_stored(1, out + 16, 128);                                    \
+    _tile_stored(2, out + 512, 128); _tile_stored(3, out + 528, 128);                             \
+}                                                                                                 \
+static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
+                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out) {              \
+    _tile_zero(0); _tile_zero(1);                                                                 \
+    for (int kc = 0; kc < nkc; kc++) {                                                            \
+        _tile_loadd(4, a0 + koff[kc], as);                                                        \
+        _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
+        _tile_loadd(7, b1 + (size_t)kc * 1024, 64);                                               \
+        OP(0, 4, 6);                                                                              \
+        OP(1, 4, 7);                                                                              \
+    }                                                                                             \
+    _tile_stored(0, out, 128); _tile_stored(1, out + 16, 128);                                    \
+}                                                                                                 \
+static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
+                      const uint8_t *b0, int nkc, int32_t *out) {                                 \
+    _tile_zero(0); _tile_zero(2);                                                                 \
+    for (int kc = 0; kc < nkc; kc++) {                                                            \
+        _tile_loadd(4, a0 + koff[kc], as);                                                        \
+        _tile_loadd(5, a1 + koff[kc], as);                                                        \
+        _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
+        OP(0, 4, 6);                                                                              \
+        OP(2, 5, 6);                                                                              \
+    }                                                                                             \
+    _tile_stored(0, out, 128); _tile_stored(2, out + 512, 128);                                   \
+}                                                                                                 \
+static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
+                      const uint8_t *b0, int nkc, int32_t *out) {                                 \
+    _tile_zero(0);                                                                                \
+    for (int kc = 0; kc < nkc; kc++) {                                                            \
+        _tile_loadd(4, a0 + koff[kc], as);                                                        \
+        _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
+        OP(0, 4, 6);                                                                              \
+    }                                                                                             \
+    _tile_stored(0, out, 128);                                                                    \
+}
+
+DEF_KERNELS(us, _tile_dpbusd)
+DEF_KERNELS(ss, _tile_dpbssd)
+
+int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, int nthreads) {
+    const int M = e->M, N = e->N, Kp = pb->Kp, nkc = Kp / 64;
+    const int nib = A->nib, npan = pb->Np / 16;
+    const int nib2 = (nib + 1) / 2, npp = (npan + 1) / 2;
+    if (!rq_amx_enable()) return RQ_ENOISA;
+    rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
+    /* column blocks (panel pairs) sized so a block of packed B stays in L2 */
+    int jbw = (int)((1024 * 1024) / ((size_t)Kp * 32));
+    if (jbw < 1) jbw = 1;
+    if (jbw > npp) jbw = npp;
+    int rchunk = nthreads > 1 ? (nib2 + nthreads - 1) / nthreads : nib2;
+    int nrc = (nib2 + rchunk - 1) / rchunk;
+    if (nrc < nthreads) {
+        int w = (npp + (nthreads / nrc) - 1) / (nthreads / nrc);
+        if (w < jbw) jbw = w < 1 ? 1 : w;
+    }
+    const int njb = (npp + jbw - 1) / jbw;
+    const int ntask = njb * nrc;
+    const int sgn = A->a_signed;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && ntask > 1)
+#endif
+    {
+        int32_t out[32 * 32] __attribute__((aligned(64)));
+        amx_config();
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (int t = 0; t < ntask; t++) {
+            const int jb = t / nrc, rc = t % nrc;
+            for (int ib2 = rc * rchunk; ib2 < imin(nib2, (rc + 1) * rchunk); ib2++) {
+                const int ib = 2 * ib2, two_i = ib + 1 < nib;
+                const uint8_t *a0 = A->abase + (ptrdiff_t)ib * A->a_ib_stride;
+                const uint8_t *a1 = a0 + A->a_ib_stride;
+                const int i0 = ib * 16, mi = imin(32, M - i0);
+                for (int pp = jb * jbw; pp < imin(npp, (jb + 1) * jbw); pp++) {
+                    const int p = 2 * pp, two_j = p + 1 < npan;
+                    const uint8_t *b0 = pb->data + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
+                    if (sgn) {
+                        if (two_i && two_j) k22_ss(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out);
+                        else if (two_j) k12_ss(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out);
+                        else if (two_i) k21_ss(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out);
+                        else k11_ss(a0, A->koff, A->a_tile_stride, b0, nkc, out);
+                    } else {
+                        if (two_i && two_j) k22_us(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out);
+                        else if (two_j) k12_us(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out);
+                        else if (two_i) k21_us(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out);
+                        else k11_us(a0, A->koff, A->a_tile_stride, b0, nkc, out);
+                    }
+                    epi(e, i0, mi, p * 16, imin(32, N - p * 16), out, 32);
+                }
+            }
+        }
+        _tile_release();
+    }
+    return RQ_OK;
+}

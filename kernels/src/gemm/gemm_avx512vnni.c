@@ -1,0 +1,259 @@
+/* gemm_avx512vnni.c -- AVX-512 VNNI (vpdpbusd) integer GEMM: B packing, packed GEMM, GEMV.
+ *
+ * vpdpbusd multiplies uint8 (first operand) by int8 (second) in groups of 4 and adds into int32
+ * lanes with wraparound, so raw sums are exact modulo 2^32.  A_used = A ^ 0x80 for int8 A and
+ * B_used = B ^ 0x80 for uint8 B; gemm.c applies the row/column-sum correction (rq_gemm.h). */
+#include "rq_gemm.h"
+#include "../common/rq_cpu.h"
+#include <immintrin.h>
+#include <string.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+/* 4x4 transpose of 128-bit lanes: out_P = (v0.lP, v1.lP, v2.lP, v3.lP) */
+static inline void lane_transpose(__m512i *v0, __m512i *v1, __m512i *v2, __m512i *v3) {
+    __m512i t0 = _mm512_shuffle_i32x4(*v0, *v1, 0x44), t1 = _mm512_shuffle_i32x4(*v0, *v1, 0xEE);
+    __m512i t2 = _mm512_shuffle_i32x4(*v2, *v3, 0x44), t3 = _mm512_shuffle_i32x4(*v2, *v3, 0xEE);
+    *v0 = _mm512_shuffle_i32x4(t0, t2, 0x88); *v1 = _mm512_shuffle_i32x4(t0, t2, 0xDD);
+    *v2 = _mm512_shuffle_i32x4(t1, t3, 0x88); *v3 = _mm512_shuffle_i32x4(t1, t3, 0xDD);
+}
+
+/* interleave rows r0..r3 (64 columns each) into 4 VNNI vectors (lane-scrambled: v_q lane L holds
+ * columns 16L + 4q .. 16L + 4q + 3, 4 bytes each) */
+static inline void interleave4(__m512i r0, __m512i r1, __m512i r2, __m512i r3, __m512i *v) {
+    __m512i t0 = _mm512_unpacklo_epi8(r0, r1), t1 = _mm512_unpackhi_epi8(r0, r1);
+    __m512i t2 = _mm512_unpacklo_epi8(r2, r3), t3 = _mm512_unpackhi_epi8(r2, r3);
+    v[0] = _mm512_unpacklo_epi16(t0, t2); v[1] = _mm512_unpackhi_epi16(t0, t2);
+    v[2] = _mm512_unpacklo_epi16(t1, t3); v[3] = _mm512_unpackhi_epi16(t1, t3);
+}
+
+static inline __m512i load_row(const uint8_t *p, __mmask64 m, __m512i x) {
+    __m512i r = _mm512_maskz_loadu_epi8(m, p);
+    return _mm512_mask_xor_epi32(r, (__mmask16)0xFFFF, r, x); /* x is 0 or 0x80.. (pads fixed below) */
+}
+
+int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads) {
+    const int K = pb->K, N = pb->N, Kp = pb->Kp, Np = pb->Np;
+    const int ncg = (Np + 63) / 64;  /* 64-column groups */
+    const __m512i x = _mm512_set1_epi8(pb->b_signed ? 0 : (char)0x80);
+    const __m512i ones = _mm512_set1_epi8(1);
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && (size_t)K * N > 65536)
+#endif
+    for (int cg = 0; cg < ncg; cg++) {
+        const int c0 = cg * 64;
+        const int nvalid = N - c0 >= 64 ? 64 : (N - c0 > 0 ? N - c0 : 0);
+        const __mmask64 m = nvalid == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nvalid) - 1);
+        const int npan = imin(4, (Np - c0) / 16);
+        __m512i cs[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                         _mm512_setzero_si512()};
+        for (int g = 0; g < Kp / 4; g++) {
+            __m512i r[4];
+            for (int q = 0; q < 4; q++) {
+                int k = 4 * g + q;
+                if (k < K) {
+                    __m512i v = _mm512_maskz_loadu_epi8(m, B + (ptrdiff_t)k * b_rs + c0);
+                    r[q] = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(v, x));
+                } else r[q] = _mm512_setzero_si512();
+            }
+            __m512i v[4];
+            interleave4(r[0], r[1], r[2], r[3], v);
+            lane_transpose(&v[0], &v[1], &v[2], &v[3]);
+            for (int p = 0; p < npan; p++) {
+                _mm512_store_si512((void *)(pb->data + (size_t)(cg * 4 + p) * Kp * 16 + (size_t)g * 64), v[p]);
+                cs[p] = _mm512_dpbusd_epi32(cs[p], ones, v[p]);
+            }
+        }
+        for (int p = 0; p < npan; p++) _mm512_storeu_si512(pb->csum + c0 + 16 * p, cs[p]);
+    }
+    (void)load_row;
+    return RQ_OK;
+}
+
+/* ---------------------------------------------------------------- packed GEMM, 8 x 32 tiles */
+
+#define MR 8
+
+static inline void kern_8x32(const uint8_t *ap, int Kp, const uint8_t *b0, const uint8_t *b1,
+                             int32_t *out /* [8][32] */) {
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00,
+            c70 = c00, c71 = c00;
+    const int ng = Kp / 4;
+    for (int g = 0; g < ng; g++) {
+        __m512i B0 = _mm512_load_si512((const void *)(b0 + g * 64));
+        __m512i B1 = _mm512_load_si512((const void *)(b1 + g * 64));
+        const uint8_t *a = ap + 4 * g;
+        __m512i a0 = _mm512_set1_epi32(*(const int32_t *)(a));
+        c00 = _mm512_dpbusd_epi32(c00, a0, B0); c01 = _mm512_dpbusd_epi32(c01, a0, B1);
+        __m512i a1 = _mm512_set1_epi32(*(const int32_t *)(a + Kp));
+        c10 = _mm512_dpbusd_epi32(c10, a1, B0); c11 = _mm512_dpbusd_epi32(c11, a1, B1);
+        __m512i a2 = _mm512_set1_epi32(*(const int32_t *)(a + 2 * Kp));
+        c20 = _mm512_dpbusd_epi32(c20, a2, B0); c21 = _mm512_dpbusd_epi32(c21, a2, B1);
+        __m512i a3 = _mm512_set1_epi32(*(const int32_t *)(a + 3 * Kp));
+        c30 = _mm512_dpbusd_epi32(c30, a3, B0); c31 = _mm512_dpbusd_epi32(c31, a3, B1);
+        __m512i a4 = _mm512_set1_epi32(*(const int32_t *)(a + 4 * Kp));
+        c40 = _mm512_dpbusd_epi32(c40, a4, B0); c41 = _mm512_dpbusd_epi32(c41, a4, B1);
+        __m512i a5 = _mm512_set1_epi32(*(const int32_t *)(a + 5 * Kp));
+        c50 = _mm512_dpbusd_epi32(c50, a5, B0); c51 = _mm512_dpbusd_epi32(c51, a5, B1);
+        __m512i a6 = _mm512_set1_epi32(*(const int32_t *)(a + 6 * Kp));
+        c60 = _mm512_dpbusd_epi32(c60, a6, B0); c61 = _mm512_dpbusd_epi32(c61, a6, B1);
+        __m512i a7 = _mm512_set1_epi32(*(const int32_t *)(a + 7 * Kp));
+        c70 = _mm512_dpbusd_epi32(c70, a7, B0); c71 = _mm512_dpbusd_epi32(c71, a7, B1);
+    }
+    _mm512_storeu_si512(out + 0, c00); _mm512_storeu_si512(out + 16, c01);
+    _mm512_storeu_si512(out + 32, c10); _mm512_storeu_si512(out + 48, c11);
+    _mm512_storeu_si512(out + 64, c20); _mm512_storeu_si512(out + 80, c21);
+    _mm512_storeu_si512(out + 96, c30); _mm512_storeu_si512(out + 112, c31);
+    _mm512_storeu_si512(out + 128, c40); _mm512_storeu_si512(out + 144, c41);
+    _mm512_storeu_si512(out + 160, c50); _mm512_storeu_si512(out + 176, c51);
+    _mm512_storeu_si512(out + 192, c60); _mm512_storeu_si512(out + 208, c61);
+    _mm512_storeu_si512(out + 224, c70); _mm512_storeu_si512(out + 240, c71);
+}
+
+static inline void kern_8x16(const uint8_t *ap, int Kp, const uint8_t *b0, int32_t *out) {
+    __m512i c[MR];
+    for (int r = 0; r < MR; r++) c[r] = _mm512_setzero_si512();
+    for (int g = 0; g < Kp / 4; g++) {
+        __m512i B0 = _mm512_load_si512((const void *)(b0 + g * 64));
+        for (int r = 0; r < MR; r++)
+            c[r] = _mm512_dpbusd_epi32(c[r], _mm512_set1_epi32(*(const int32_t *)(ap + r * Kp + 4 * g)), B0);
+    }
+    for (int r = 0; r < MR; r++) _mm512_storeu_si512(out + 32 * r, c[r]);
+}
+
+int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e,
+                             int nthreads) {
+    const int M = a->M, N = a->N, K = a->K, Kp = pb->Kp, Np = pb->Np;
+    const int nrb = (M + MR - 1) / MR;
+    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)nrb * MR * Kp);
+    if (!ap) return RQ_ENOMEM;
+    const uint8_t ax = a->a_signed ? 0x80 : 0;
+    rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
+    /* pack A_used rows, zero padded */
+    for (int i = 0; i < nrb * MR; i++) {
+        uint8_t *d = ap + (size_t)i * Kp;
+        if (i >= M) { memset(d, 0, Kp); continue; }
+        const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
+        if (a->a_cs == 1) for (int k = 0; k < K; k++) d[k] = s[k] ^ ax;
+        else for (int k = 0; k < K; k++) d[k] = s[k * a->a_cs] ^ ax;
+        memset(d + K, 0, Kp - K);
+    }
+    const int npp = (Np / 16 + 1) / 2;  /* panel pairs */
+    /* column blocks of panel pairs sized for L2, row blocks in between */
+    int jbw = (int)((512 * 1024) / ((size_t)Kp * 32));
+    if (jbw < 1) jbw = 1;
+    if (jbw > npp) jbw = npp;
+    const int njb = (npp + jbw - 1) / jbw;
+    int ntask = njb * nrb;
+    const int rchunk = nthreads > 1 ? (nrb + nthreads - 1) / nthreads : nrb;
+    const int nrc = (nrb + rchunk - 1) / rchunk;
+    ntask = njb * nrc;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && ntask > 1)
+#endif
+    for (int t = 0; t < ntask; t++) {
+        const int jb = t / nrc, rc = t % nrc;
+        int32_t out[MR * 32] __attribute__((aligned(64)));
+        for (int rb = rc * rchunk; rb < imin(nrb, (rc + 1) * rchunk); rb++) {
+            const uint8_t *arow = ap + (size_t)rb * MR * Kp;
+            const int i0 = rb * MR, mi = imin(MR, M - i0);
+            for (int pp = jb * jbw; pp < imin(npp, (jb + 1) * jbw); pp++) {
+                const int p0 = 2 * pp, j0 = p0 * 16;
+                const uint8_t *b0 = pb->data + (size_t)p0 * Kp * 16;
+                if (p0 + 1 < Np / 16) kern_8x32(arow, Kp, b0, b0 + (size_t)Kp * 16, out);
+                else kern_8x16(arow, Kp, b0, out);
+                epi(e, i0, mi, j0, imin(32, N - j0), out, 32);
+            }
+        }
+    }
+    rq_aligned_free(ap);
+    return RQ_OK;
+}
+
+/* ---------------------------------------------------------------- GEMV (M <= 4), B unpacked */
+
+int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, int nthreads) {
+    const int M = a->M, N = a->N, K = a->K;
+    const int Kp = (K + 7) / 8 * 8, N64 = (N + 63) / 64 * 64;
+    const int R = M + (csum_out ? 1 : 0);  /* extra row of ones computes the column sums */
+    uint8_t abuf[5 * 8] __attribute__((aligned(64)));
+    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)R * Kp + 64);
+    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)R * N64);
+    (void)abuf;
+    if (!ap || !acc) { rq_aligned_free(ap); rq_aligned_free(acc); return RQ_ENOMEM; }
+    const uint8_t ax = a->a_signed ? 0x80 : 0;
+    for (int i = 0; i < M; i++) {
+        for (int k = 0; k < Kp; k++)
+            ap[(size_t)i * Kp + k] = k < K ? (uint8_t)(a->A[(ptrdiff_t)i * a->a_rs + (ptrdiff_t)k * a->a_cs] ^ ax) : 0;
+    }
+    if (csum_out) for (int k = 0; k < Kp; k++) ap[(size_t)M * Kp + k] = k < K ? 1 : 0;
+    const __m512i x = _mm512_set1_epi8(a->b_signed ? 0 : (char)0x80);
+    const int nchunk = N64 / 64;
+    const int nt = nthreads > nchunk ? nchunk : nthreads;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nt) if (nt > 1 && (size_t)K * N > 262144)
+#endif
+    {
+        int tid = 0, nth = 1;
+#if defined(_OPENMP)
+        tid = omp_get_thread_num(); nth = omp_get_num_threads();
+#endif
+        const int ch0 = (int)((long)nchunk * tid / nth), ch1 = (int)((long)nchunk * (tid + 1) / nth);
+        for (int r = 0; r < R; r++) memset(acc + (size_t)r * N64 + ch0 * 64, 0, sizeof(int32_t) * 64 * (ch1 - ch0));
+        for (int g2 = 0; g2 < Kp / 8; g2++) {
+            /* 8 rows of B: two k-groups */
+            const uint8_t *rows[8];
+            int valid[8];
+            for (int q = 0; q < 8; q++) {
+                int k = 8 * g2 + q;
+                valid[q] = k < K;
+                rows[q] = a->B + (ptrdiff_t)(valid[q] ? k : 0) * a->b_rs;
+            }
+            __m512i A0[5], A1[5];
+            for (int r = 0; r < R; r++) {
+                A0[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
+                A1[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
+            }
+            for (int ch = ch0; ch < ch1; ch++) {
+                const int c0 = ch * 64;
+                const int nv = N - c0 >= 64 ? 64 : N - c0;
+                const __mmask64 m = nv == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
+                __m512i rr[8];
+                for (int q = 0; q < 8; q++)
+                    rr[q] = valid[q] ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rows[q] + c0), x)
+                                     : _mm512_setzero_si512();
+                __m512i v0[4], v1[4];
+                interleave4(rr[0], rr[1], rr[2], rr[3], v0);
+                interleave4(rr[4], rr[5], rr[6], rr[7], v1);
+                for (int r = 0; r < R; r++) {
+                    int32_t *ac = acc + (size_t)r * N64 + c0;
+                    for (int q = 0; q < 4; q++) {
+                        __m512i s = _mm512_load_si512((void *)(ac + 16 * q));
+                        s = _mm512_dpbusd_epi32(s, A0[r], v0[q]);
+                        s = _mm512_dpbusd_epi32(s, A1[r], v1[q]);
+                        _mm512_store_si512((void *)(ac + 16 * q), s);
+                    }
+                }
+            }
+        }
+        /* unscramble into raw output / csum */
+        for (int ch = ch0; ch < ch1; ch++) {
+            const int c0 = ch * 64;
+            for (int r = 0; r < R; r++) {
+                int32_t *ac = acc + (size_t)r * N64 + c0;
+                __m512i v0 = _mm512_load_si512((void *)ac), v1 = _mm512_load_si512((void *)(ac + 16)),
+                        v2 = _mm512_load_si512((void *)(ac + 32)), v3 = _mm512_load_si512((void *)(ac + 48));
+                lane_transpose(&v0, &v1, &v2, &v3);
+                int32_t *dst = r < M ? (int32_t *)e->C + (ptrdiff_t)r * e->c_rs + c0 : csum_out + c0;
+                _mm512_storeu_si512(dst, v0); _mm512_storeu_si512(dst + 16, v1);
+                _mm512_storeu_si512(dst + 32, v2); _mm512_storeu_si512(dst + 48, v3);
+            }
+        }
+    }
+    rq_aligned_free(ap); rq_aligned_free(acc);
+    return RQ_OK;
+}

@@ -1,0 +1,88 @@
+/* gemm_epi_avx512.c -- AVX-512 epilogue: raw int32 sums -> corrected int32 or requantized u8/s8.
+ * Lane-wise the same operations as rq_epi_rows__scalar (gemm.c): uint32 wrap corrections, bias,
+ * cvtdq2ps (RNE), float32 multiply, clamp to [qmin-zp, qmax-zp], cvtps2dq (RNE, MXCSR default),
+ * + zp. */
+#include "rq_gemm.h"
+#include <immintrin.h>
+
+static inline __m512i epi_acc16(const rq_epi *e, int i, int j, __m512i raw, __mmask16 m) {
+    __m512i a = raw;
+    if (e->colfix) a = _mm512_sub_epi32(a, _mm512_maskz_loadu_epi32(m, e->colfix + j));
+    if (e->rowfix) a = _mm512_sub_epi32(a, _mm512_set1_epi32(e->rowfix[i]));
+    if (e->za_row)
+        a = _mm512_sub_epi32(a, _mm512_mullo_epi32(_mm512_set1_epi32(e->za_row[i]),
+                                                   _mm512_maskz_loadu_epi32(m, e->colterm + j)));
+    if (e->zb_col)
+        a = _mm512_sub_epi32(a, _mm512_mullo_epi32(_mm512_set1_epi32(e->rsum[i]),
+                                                   _mm512_maskz_loadu_epi32(m, e->zb_col + j)));
+    if (e->bias) {
+        if (e->bias_cs == 1)
+            a = _mm512_add_epi32(a, _mm512_maskz_loadu_epi32(m, e->bias + i * e->bias_rs + j));
+        else if (e->bias_cs == 0)
+            a = _mm512_add_epi32(a, _mm512_set1_epi32(e->bias[i * e->bias_rs]));
+        else {
+            int32_t t[16];
+            for (int c = 0; c < 16; c++)
+                t[c] = (m >> c) & 1 ? e->bias[i * e->bias_rs + (j + c) * e->bias_cs] : 0;
+            a = _mm512_add_epi32(a, _mm512_loadu_si512(t));
+        }
+    }
+    return a;
+}
+
+void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
+                         ptrdiff_t ldr) {
+    const __m512 lo = _mm512_set1_ps((float)(e->qmin - e->y_zp));
+    const __m512 hi = _mm512_set1_ps((float)(e->qmax - e->y_zp));
+    const __m512i zp = _mm512_set1_epi32(e->y_zp);
+    const int per_col = e->mult_n != 1;
+    const __m512 m1 = _mm512_set1_ps(e->mult ? e->mult[0] : 0.0f);
+    if (e->conv_wp) {
+        /* rows are virtual pixels: convert into a [mi][32] block, then scatter (transpose) */
+        int32_t t32[32 * 32] __attribute__((aligned(64)));
+        uint8_t t8[32 * 32] __attribute__((aligned(64)));
+        for (int r = 0; r < mi; r++) {
+            for (int c = 0; c < nj; c += 16) {
+                const int n = nj - c < 16 ? nj - c : 16;
+                const __mmask16 m = (__mmask16)((1u << n) - 1u);
+                __m512i a = epi_acc16(e, i0 + r, j0 + c, _mm512_maskz_loadu_epi32(m, raw + r * ldr + c), m);
+                if (e->out_type == RQ_OUT_S32) { _mm512_storeu_si512(t32 + r * 32 + c, a); continue; }
+                __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, e->mult + j0 + c) : m1;
+                __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), mm), lo), hi);
+                _mm_storeu_si128((__m128i *)(t8 + r * 32 + c),
+                                 _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp)));
+            }
+        }
+        rq_epi_conv_scatter(e, i0, mi, j0, nj, e->out_type == RQ_OUT_S32 ? (void *)t32 : (void *)t8);
+        return;
+    }
+    for (int r = 0; r < mi; r++) {
+        const int i = i0 + r;
+        for (int c = 0; c < nj; c += 16) {
+            const int n = nj - c < 16 ? nj - c : 16;
+            const __mmask16 m = (__mmask16)((1u << n) - 1u);
+            const int j = j0 + c;
+            __m512i a = epi_acc16(e, i, j, _mm512_maskz_loadu_epi32(m, raw + r * ldr + c), m);
+            if (e->out_type == RQ_OUT_S32) {
+                int32_t *dst = (int32_t *)e->C + i * e->c_rs;
+                if (e->c_cs == 1) _mm512_mask_storeu_epi32(dst + j, m, a);
+                else {
+                    int32_t t[16]; _mm512_storeu_si512(t, a);
+                    for (int q = 0; q < n; q++) dst[(j + q) * e->c_cs] = t[q];
+                }
+                continue;
+            }
+            __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, e->mult + j) : m1;
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), mm);
+            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+            __m128i b = _mm512_cvtepi32_epi8(q);  /* values are in range: truncation is exact */
+            uint8_t *dst = (uint8_t *)e->C + i * e->c_rs;
+            if (e->c_cs == 1) _mm_mask_storeu_epi8(dst + j, m, b);
+            else {
+                uint8_t t[16]; _mm_storeu_si128((__m128i *)t, b);
+                for (int qq = 0; qq < n; qq++) dst[(j + qq) * e->c_cs] = t[qq];
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+/* rq_gemm.h -- integer GEMM and convolution kernels (refquant._gemm).
+ *
+ * Semantics (matches refquant.reference.gemm / requant / conv, profiles onnx and onnxruntime):
+ *
+ *   acc[i,j] = sum_k (A[i,k] - za[i]) * (B[k,j] - zb[j])      exact, int32 two's-complement wrap
+ *   y[i,j]   = acc[i,j] + bias[i,j]                             int32 wrap        (out = S32: stop here)
+ *   v        = fl32(y) * M[j]                                   cvtdq2ps (RNE), float32 product
+ *   out      = clamp(RNE(v) + y_zp, qmin, qmax)                 (computed as ORT does: clamp v in
+ *                                                                float to [qmin-zp, qmax-zp], cvtps2dq,
+ *                                                                add zp -- identical for finite v)
+ *
+ * How each ISA computes acc exactly:
+ *   scalar      (a - za) * (b - zb) in int32 per product, uint32 sum.
+ *   avx2        A' = A - za and B' = B - zb as int16 ([-255, 255]); vpmaddwd sums two products
+ *               (|.| <= 130050, no overflow), vpaddd wraps.  No correction terms.
+ *   avx512vnni  vpdpbusd needs u8 x s8: A_used = A ^ 0x80 when A is int8 (= A + 128),
+ *               B_used = B ^ 0x80 when B is uint8 (= B - 128); zero points shifted the same way
+ *               (za_u = za + 128, zb_u = zb - 128); then
+ *               acc = raw - za_u[i]*(csum[j] - K*zb_u[j]) - zb_u[j]*rsum[i]   (all mod 2^32)
+ *               with raw = sum A_used*B_used, csum/rsum the column/row sums of B_used/A_used.
+ *               The identity holds over the integers, hence modulo 2^32.
+ *   amx         tdpbusd (A uint8) / tdpbssd (A int8) on B_used (int8, as above), same correction.
+ *   sat16       (profile int16_pair_saturation, uint8 x int8 only) raw = sum over pairs (k, k+1)
+ *               of sat16(A[k]B[k] + A[k+1]B[k+1]) on the raw values (what vpmaddubsw computes),
+ *               then the same zero-point correction with za, zb unshifted.
+ *
+ * C code here never touches the Python API.  Every function returns 0 or a negative RQ_E* code.
+ */
+#ifndef RQ_GEMM_H
+#define RQ_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { RQ_OUT_S32 = 0, RQ_OUT_U8 = 1, RQ_OUT_S8 = 2 };
+enum { RQ_OK = 0, RQ_ENOMEM = -1, RQ_EARG = -2, RQ_ENOISA = -3 };
+
+/* Kernel identifiers (returned by rq_gemm_run in *kernel_used). */
+enum {
+    RQ_K_SCALAR = 0, RQ_K_SCALAR_SAT16 = 1, RQ_K_AVX2_I16 = 2, RQ_K_VNNI = 3, RQ_K_VNNI_GEMV = 4,
+    RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
+    RQ_K_AVX2_SAT16 = 9, RQ_K_COUNT
+};
+const char *rq_gemm_kernel_name(int k);
+
+/* Packed B ("VNNI-4"): B_used (int8, = B ^ 0x80 when B is uint8), K padded with zeros to Kp (a
+ * multiple of 64), N padded to Np (a multiple of 16).  Panel p (columns 16p..16p+15) starts at
+ * data + p*Kp*16; inside it, k-group g (rows 4g..4g+3) is 64 bytes: column n's four bytes at 4n.
+ * An AMX B tile is 16 consecutive k-groups of a panel (stride 64). */
+typedef struct rq_packed_b {
+    uint8_t *data;
+    int32_t *csum;     /* Np column sums of B_used over the true K */
+    int K, N, Kp, Np;
+    int b_signed;      /* signedness of the original B */
+} rq_packed_b;
+
+/* Allocate and pack.  B[k, n] is at B + k*b_rs + n*b_cs (bytes).  Returns NULL on OOM. */
+rq_packed_b *rq_pack_b(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, int N, int b_signed,
+                       int isa, int nthreads);
+void rq_packed_b_free(rq_packed_b *pb);
+size_t rq_packed_b_nbytes(const rq_packed_b *pb);
+
+typedef struct rq_gemm_args {
+    int M, N, K;
+    /* A[i, k] at A + i*a_rs + k*a_cs (bytes); B[k, n] at B + k*b_rs + n*b_cs. */
+    const uint8_t *A; ptrdiff_t a_rs, a_cs; int a_signed;
+    const uint8_t *B; ptrdiff_t b_rs, b_cs; int b_signed;
+    const rq_packed_b *packed;      /* optional: use instead of B (must match K, N, b_signed) */
+    const int32_t *a_zp; int a_zp_n;   /* 1 (per tensor) or M (per row) */
+    const int32_t *b_zp; int b_zp_n;   /* 1 or N (per column) */
+    /* output C[i, j] at C + i*c_rs + j*c_cs (elements of out_type) */
+    int out_type; void *C; ptrdiff_t c_rs, c_cs;
+    /* epilogue: int32 bias[i, j] at bias + i*bias_rs + j*bias_cs (elements; 0 = broadcast) */
+    const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
+    const float *mult; int mult_n;     /* 1 or N; used for RQ_OUT_U8 / RQ_OUT_S8 */
+    int32_t y_zp;
+    int sat16;                          /* int16 pair saturation (uint8 A x int8 B only) */
+    int isa;                            /* max ISA level to use (-1: rq_isa_level()) */
+    int nthreads;                       /* <= 0: rq_num_threads() */
+} rq_gemm_args;
+
+int rq_gemm_run(const rq_gemm_args *args, int *kernel_used);
+/* The kernel rq_gemm_run would pick (without running). */
+int rq_gemm_choose(const rq_gemm_args *args);
+
+/* ---- 2-D convolution, one image, NCHW, through the GEMM machinery ---- */
+typedef struct rq_conv_args {
+    int C, H, W;                 /* input channels, height, width */
+    int Cout, group;
+    int KH, KW, sh, sw, dh, dw;
+    int pt, pl, pb, pr;          /* pads top, left, bottom, right */
+    int OH, OW;
+    const uint8_t *x; int x_signed;      /* x[c, h, w] contiguous NCHW (one image) */
+    const uint8_t *w; int w_signed;      /* w[co, ci, kh, kw] contiguous */
+    const rq_packed_b *packed;           /* optional packed weights (group == 1 only) */
+    int32_t x_zp;
+    const int32_t *w_zp; int w_zp_n;     /* 1 or Cout */
+    int out_type; void *y;               /* y[co, oh, ow] contiguous */
+    const int32_t *bias;                 /* Cout or NULL */
+    const float *mult; int mult_n;
+    int32_t y_zp;
+    int isa, nthreads;
+} rq_conv_args;
+
+int rq_conv_run(const rq_conv_args *args, int *kernel_used);
+/* Pack conv weights [Cout, Cin, KH, KW] (group 1) as the GEMM B operand with K ordered
+ * (kh, kw, ci): B[k, co]. */
+rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
+                            int isa, int nthreads);
+
+/* ---------------- internal (shared between the per-ISA compile units) ---------------- */
+
+/* Epilogue context: turns raw int32 sums into outputs. */
+typedef struct rq_epi {
+    int M, N, K;
+    const int32_t *colfix;   /* N or NULL: za_u * (csum[j] - K*zb_u[j]) (za per tensor) */
+    const int32_t *rowfix;   /* M or NULL: zb_u * rsum[i] (zb per tensor) */
+    const int32_t *za_row;   /* M or NULL (za per row): subtract za_row[i]*colterm[j] */
+    const int32_t *colterm;  /* N: csum[j] - K*zb_u[j] */
+    const int32_t *zb_col;   /* N or NULL (zb per column): subtract zb_col[j]*rsum[i] */
+    const int32_t *rsum;     /* M */
+    const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
+    const float *mult; int mult_n;
+    int32_t y_zp; int qmin, qmax;
+    int out_type; void *C; ptrdiff_t c_rs, c_cs;
+    /* implicit convolution: row i is the virtual pixel q = oh*conv_wp + ow (ow < conv_ow valid,
+     * oh < conv_oh); output element (q, j) goes to C[j*conv_p + oh*conv_ow + ow] */
+    int conv_wp, conv_ow, conv_oh, conv_p;
+} rq_epi;
+/* conv epilogue helper (portable): converted block t[mi][32] -> scattered output */
+void rq_epi_conv_scatter(const rq_epi *e, int i0, int mi, int j0, int nj, const void *t);
+
+typedef void (*rq_epi_fn)(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
+                          ptrdiff_t ldr);
+void rq_epi_rows__scalar(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
+                         ptrdiff_t ldr);
+void rq_epi_rows__avx2(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
+                       ptrdiff_t ldr) __attribute__((weak));
+void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
+                         ptrdiff_t ldr) __attribute__((weak));
+
+void *rq_aligned_alloc(size_t n);
+void rq_aligned_free(void *p);
+
+/* per-ISA entry points (weak: absent when the compile unit was not built) */
+int rq_gemm_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int nthreads)
+    __attribute__((weak));
+int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
+    __attribute__((weak));
+/* VNNI: A packed as rows of Kp bytes (A_used), raw sums for rows [0, M), all columns. */
+int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e,
+                             int nthreads) __attribute__((weak));
+int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out,
+                             int nthreads) __attribute__((weak));
+/* AMX: A operand described by tiles: row block ib (16 rows) and k chunk kc start at
+ * abase + ib*a_ib_stride + koff[kc], rows a_tile_stride bytes apart. */
+typedef struct rq_amx_a {
+    const uint8_t *abase; ptrdiff_t a_ib_stride; const int64_t *koff; ptrdiff_t a_tile_stride;
+    int a_signed; int nib;  /* number of 16-row blocks */
+} rq_amx_a;
+int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, int nthreads)
+    __attribute__((weak));
+int rq_dwconv__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
+
+#ifdef __cplusplus
+}
+#endif
+#endif
