@@ -312,6 +312,11 @@ def standard_cases(seed=20261125):
          "b_scale": (rng.random(7) * 0.01 + 0.001).astype(F32),
          "b_zero_point": np.zeros(7, np.int8), "y_scale": F32(0.07),
          "y_zero_point": np.int8(-3)}, tags=("per-column",))
+    add("qlmm_s8s8_symmetric", "QLinearMatMul",
+        {"a": rng.integers(-128, 128, (9, 24)).astype(np.int8), "a_scale": F32(0.05),
+         "a_zero_point": np.int8(0), "b": rng.integers(-127, 128, (24, 6)).astype(np.int8),
+         "b_scale": F32(0.01), "b_zero_point": np.int8(0), "y_scale": F32(0.3),
+         "y_zero_point": np.int8(0)}, tags=("symmetric",), desc="symmetric int8, as TensorRT requires")
     kk = 2048
     A = np.full((1, kk), 255, np.uint8)
     B = np.full((kk, 1), 127, np.int8)
@@ -343,6 +348,14 @@ def standard_cases(seed=20261125):
          "w_scale": F32(0.5), "w_zero_point": np.int8(0), "y_scale": F32(0.5),
          "y_zero_point": np.uint8(101)}, opset=10, tags=("ties",),
         desc="multiplier 0.5 on small accumulators, odd zero point")
+    add("qlconv_s8s8_symmetric_bias", "QLinearConv",
+        {"x": rng.integers(-128, 128, (1, 3, 7, 7)).astype(np.int8), "x_scale": F32(0.03),
+         "x_zero_point": np.int8(0), "w": rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8),
+         "w_scale": (rng.random(4) * 0.01 + 0.002).astype(F32), "w_zero_point": np.zeros(4, np.int8),
+         "y_scale": F32(0.2), "y_zero_point": np.int8(0),
+         "B": rng.integers(-3000, 3000, 4).astype(np.int32)},
+        {"pads": [1, 1, 1, 1]}, opset=10, tags=("symmetric", "per-channel", "bias"),
+        desc="symmetric int8 throughout, as TensorRT requires")
     add("convint_u8s8_dilation2", "ConvInteger",
         {"x": rng.integers(0, 256, (1, 3, 11, 11)).astype(np.uint8),
          "w": rng.integers(-128, 128, (4, 3, 3, 3)).astype(np.int8),
