@@ -158,10 +158,13 @@ PYTORCH_FAKEQUANT = register_profile(Profile(
              "aten/src/ATen/native/quantized/FakeQuantPerTensorAffine.cpp",
              "aten/src/ATen/native/quantized/FakeQuantPerChannelAffine.cpp"),
     q_scale_op="multiply_reciprocal", q_zero_point="after_rounding", q_nan="qmin",
+    overrides=(("per_axis", {"q_overflow": "int64_min"}),),
     ops=_QDQ,
     doc="""torch.fake_quantize_per_tensor_affine and fake_quantize_per_channel_affine (torch
 2.13 CPU): inv = fl32(1/s); q = zp + nearbyint(x * inv) (RNE, zero point after rounding);
-clamp with fmin/fmax, so NaN -> qmin; the op returns (q - zp) * s, refquant returns the code q
+clamp with fmin/fmax, so NaN -> qmin; +-Inf and huge values saturate per-tensor, but the
+per-channel kernel converts zp + nearbyint(x*inv) to int64 first, so |v| >= 2^63 and +-Inf give
+qmin (override per_axis: q_overflow="int64_min"; 9.2e18 -> qmax, 9.3e18 -> qmin); the op returns (q - zp) * s, refquant returns the code q
 (as quantize_linear does; the engine adapter inverts the float exactly).  Any integer range
 (int8, uint8, int16, uint16, int4 ...) works through quant_min/quant_max.  Verified live against
 torch 2.13.0+cpu: QuantizeLinear per-tensor and per-axis (tests/test_profiles_pytorch.py).""",
@@ -281,19 +284,26 @@ QLinearMatMul, QGemm, QLinearConv (tests/test_profiles_tflite.py).""",
 
 TFLITE_OPTIMIZED = register_profile(Profile(
     name="tflite-optimized",
-    description="LiteRT optimized built-in kernels (no delegate, ruy): QUANTIZE RNE(fl32(x*fl32(1/s))) "
-                "(NaN/Inf/huge -> INT32_MIN wrap); FC/CONV_2D fixed point, both steps round half up",
+    description="LiteRT optimized built-in kernels (no delegate, ruy): QUANTIZE blocks of 8 "
+                "RNE(fl32(x*fl32(1/s))), tail std::round(double x/s) (NaN/Inf/huge -> INT32_MIN wrap); "
+                "FC/CONV_2D fixed point, both steps round half up",
     sources=_TFL_SOURCES + (
         "tensorflow/lite/kernels/internal/optimized/optimized_ops.h (AffineQuantize)",
         "tensorflow/lite/kernels/internal/optimized/integer_ops/fully_connected.h, conv.h",
         "ruy/kernel_x86.h, ruy/kernel_avx512.cc (multiplier application)"),
     q_scale_op="multiply_reciprocal", q_rounding="half_even", q_nan="int32_wrap",
-    q_overflow="int32_wrap",
+    q_overflow="int32_wrap", q_vector_width=8,
     rq_multiplier="fp64", rq_method="fixed_point", rq_fixed_rounding="double_half_up",
+    overrides=(("tail", {"q_scale_op": "divide", "q_rounding": "half_away",
+                         "q_division_precision": "float64"}),),
     ops=_QDQ + _QLIN,
     doc="""LiteRT 2.3.0 with OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES on x86-64 (AVX-512):
-QUANTIZE: RNE(fl32(x * fl32(1/s))) + zp with the same int32 conversion artefacts as the
-reference kernel (NaN, +-Inf, huge -> INT32_MIN, + zp wraps).  FULLY_CONNECTED and CONV_2D run
+QUANTIZE: the flattened tensor is processed in blocks of 8 with RNE(fl32(x * fl32(1/s))) + zp;
+the last n mod 8 elements go through a scalar loop computing std::round(double(x) / double(s))
++ zp (half away from zero, true division in double; the reference kernel divides in float) -- measured: a tie x*(1/s) = 96.5 gives 96 at index 0..7 and 97
+at index 8 of a 9-element tensor (q_vector_width=8 with a "tail" override).  Both loops share
+the int32 conversion artefacts of the reference kernel (NaN, +-Inf, huge -> INT32_MIN, + zp
+wraps).  FULLY_CONNECTED and CONV_2D run
 through ruy: Q31 multiplier of the double M as in QuantizeMultiplier, then
 RHU(RHU(acc*qm / 2^31) / 2^-shift) -- both roundings half up (like SQRDMULH then SRSHL); the
 source of this exact sequence on x86 was not located (ruy's portable path rounds once), the

@@ -20,7 +20,10 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
                                      "zero" (the code 0 whatever the zero point: torch.quantize_per_channel),
                                      or "int32_wrap" (onnx.reference: NaN -> INT32_MIN, + zp, clip).
     q_overflow ["saturate"]          |x/s| beyond int32: "saturate" (clamp to [qmin, qmax]) or
-                                     "int32_wrap" (onnx.reference casts to int32 before clipping).
+                                     "int32_wrap" (onnx.reference casts to int32 before clipping), or
+                                     "int64_min" (a float -> int64 conversion: |v| >= 2^63 and +-Inf give
+                                     INT64_MIN, hence qmin; smaller values saturate:
+                                     torch.fake_quantize_per_channel_affine).
     q_inf ["saturate"]               "saturate" (+inf -> qmax, -inf -> qmin), "qmin" or "qmax" (both).
     q_fp16_division ["spec"]         precision of x/s for float16/bfloat16 inputs: "spec" (the scale
                                      type, or ``precision``), "float32" (always float32), or
@@ -29,7 +32,15 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
                                      / the common x-and-scale type (opset < 23; int32 x -> scale type);
                                      "numpy_promotion": numpy's result type of x / scale (onnx.reference:
                                      int32 x with a float32 scale divides in float64, a float32 x with a
-                                     float16 scale in float32).
+                                     float16 scale in float32); "float64": x and the scale widened
+                                     exactly to double and divided there (LiteRT optimized QUANTIZE's
+                                     scalar tail: std::round(double(x) / double(s))).
+    q_vector_width [0]               0: every element follows the fields above.  w > 0: the engine
+                                     quantizes full blocks of w elements with a vector loop and the
+                                     last (n mod w) elements of the flattened (C-order) tensor with a
+                                     scalar loop whose arithmetic is given by the "tail" override
+                                     (LiteRT's optimized QUANTIZE: w = 8, vector RNE(x*fl32(1/s)),
+                                     tail std::round(x/s)).
     q_float_zero_point ["add_nonzero"] float8/4/6 targets: "add_nonzero": v + zp, a zero zp leaving v
                                      (so -0.0 stays -0.0, as ORT float8); "add": IEEE v + zp always;
                                      "ignore" the zero point; "ignore_float8": ignore it for float8,
@@ -78,8 +89,9 @@ Variants inside one engine
                                      (selector, {field: value}) pairs, applied in order by
                                      ``Profile.for_op(op, per_axis=...)``.  Selectors: an ONNX op
                                      name ("QLinearMatMul", "QGemm", "QLinearConv", "QuantizeLinear",
-                                     ...), "per_axis" (Q/DQ with a 1-D scale) or "per_tensor" (Q/DQ with
-                                     a scalar scale).  Example: torch.quantize_per_channel rounds twice
+                                     ...), "per_axis" (Q/DQ with a 1-D scale), "per_tensor" (Q/DQ with
+                                     a scalar scale) or "tail" (the scalar remainder loop, see
+                                     q_vector_width).  Example: torch.quantize_per_channel rounds twice
                                      where quantize_per_tensor fuses (pytorch: per_axis -> q_fma=False),
                                      LiteRT's reference FULLY_CONNECTED requantizes in double where its
                                      CONV_2D uses fixed point.  Ops call ``for_op`` before reading fields;
@@ -106,10 +118,10 @@ _CHOICES = {
     "q_rounding": ("half_even", "half_away", "half_up"),
     "q_zero_point": ("after_rounding", "before_rounding"),
     "q_nan": ("qmin", "qmax", "zero_point", "zero", "int32_wrap"),
-    "q_overflow": ("saturate", "int32_wrap"),
+    "q_overflow": ("saturate", "int32_wrap", "int64_min"),
     "q_inf": ("saturate", "qmin", "qmax"),
     "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
-    "q_division_precision": ("spec", "numpy_promotion"),
+    "q_division_precision": ("spec", "numpy_promotion", "float64"),
     "q_float_zero_point": ("add_nonzero", "add", "ignore", "ignore_float8"),
     "dq_subtract": ("exact", "float32"),
     "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
@@ -143,6 +155,7 @@ class Profile:
     q_fp16_division: str = "spec"
     q_division_precision: str = "spec"
     q_float_zero_point: str = "add_nonzero"
+    q_vector_width: int = 0
     # dequantize
     dq_subtract: str = "exact"
     # dynamic quantize
@@ -178,6 +191,9 @@ class Profile:
             object.__setattr__(self, "ops", tuple(self.ops))
         if not isinstance(self.sources, tuple):
             object.__setattr__(self, "sources", tuple(self.sources))
+        if not isinstance(self.q_vector_width, int) or isinstance(self.q_vector_width, bool) or \
+                self.q_vector_width < 0:
+            raise ValueError(f"Profile field q_vector_width={self.q_vector_width!r}: expected an int >= 0")
         if not isinstance(self.q_fma, bool) or not isinstance(self.int16_pair_saturation, bool):
             raise TypeError("Profile fields q_fma and int16_pair_saturation must be bool")
         try:
@@ -189,18 +205,21 @@ class Profile:
                              "finite and > 0")
         object.__setattr__(self, "overrides", _normalize_overrides(self.overrides))
 
-    def for_op(self, op: str, *, per_axis: bool | None = None) -> "Profile":
+    def for_op(self, op: str, *, per_axis: bool | None = None, tail: bool = False) -> "Profile":
         """The profile as it applies to one call: ``overrides`` whose selector is ``op``, or
-        "per_axis"/"per_tensor" when ``per_axis`` is True/False, applied in order.  Returns
-        ``self`` when nothing applies (so identity and equality are kept)."""
-        changes = {}
+        "per_axis"/"per_tensor" when ``per_axis`` is True/False, or "tail" when ``tail``,
+        applied in order.  Returns ``self`` when nothing applies (so identity and equality are
+        kept); otherwise a profile of the same name keeping only the overrides not applied."""
+        changes, rest = {}, []
         for sel, fields in self.overrides:
             if sel == op or (per_axis is True and sel == "per_axis") or \
-                    (per_axis is False and sel == "per_tensor"):
+                    (per_axis is False and sel == "per_tensor") or (tail and sel == "tail"):
                 changes.update(fields)
+            else:
+                rest.append((sel, fields))
         if not changes:
             return self
-        return dataclasses.replace(self, name=self.name, overrides=(), **changes)
+        return dataclasses.replace(self, name=self.name, overrides=tuple(rest), **changes)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (name becomes '<name>+custom' unless given)."""
@@ -228,7 +247,7 @@ class Profile:
         return f"Profile({self.name!r})"
 
 
-_SELECTORS_EXTRA = ("per_axis", "per_tensor")
+_SELECTORS_EXTRA = ("per_axis", "per_tensor", "tail")
 _OP_NAMES = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
              "QLinearMatMul", "ConvInteger", "QLinearConv", "QGemm")
 

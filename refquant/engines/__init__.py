@@ -31,6 +31,9 @@ tflite-xnnpack     LiteRT default XNNPACK delegate
 openvino           OpenVINO CPU plugin, f32 inference precision             Q, DQ (see _openvino)
 =================  ======================================================  =====================
 
+``run_reference(op, inputs, attributes, profile=..., opset=...)`` runs refquant's numpy
+reference with the same calling convention (the comparison side of every live test).
+
 A missing package raises :class:`EngineUnavailable` (``available()`` leaves it out; tests skip);
 an op/input combination the engine or its mapping cannot run raises :class:`EngineUnsupported`.
 """
@@ -44,9 +47,10 @@ import numpy as np
 
 from ._errors import EngineUnavailable, EngineUnsupported
 from ._onnx_model import OP_INPUTS, check_inputs
+from ._reference import run_reference, resolve_profile
 
 __all__ = ["available", "run", "engines", "ENGINES", "Engine", "EngineUnavailable",
-           "EngineUnsupported", "OP_INPUTS", "versions"]
+           "EngineUnsupported", "OP_INPUTS", "versions", "run_reference", "resolve_profile"]
 
 
 @dataclass(frozen=True)

@@ -113,11 +113,31 @@ class _Builder:
         return bytes(b.Output())
 
 
+_FLT_MIN = np.float32(2.0 ** -126)
+
+
+def _guard_scales(engine, builder):
+    """XNNPACK (LiteRT 2.3.0) dies with SIGSEGV on a QUANTIZE whose scale is denormal
+    (measured: 1e-38, 1e-40, 3e-45) and refuses denormal scales elsewhere; refuse them here."""
+    if engine != "tflite-xnnpack":
+        return
+    for t in builder.tensors:
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale):
+            sc = np.asarray(q.scale, np.float32)
+            if np.any(np.abs(sc) < _FLT_MIN):
+                raise EngineUnsupported("tflite-xnnpack: denormal scales crash (SIGSEGV) or are "
+                                        "rejected by the XNNPACK delegate in LiteRT 2.3.0")
+
+
 def _interpret(engine, model, feed):
     from ai_edge_litert import interpreter as I
     rtype = getattr(I.OpResolverType, RESOLVERS[engine])
     it = I.Interpreter(model_content=model, experimental_op_resolver_type=rtype, num_threads=1)
-    it.allocate_tensors()   # the default (XNNPACK) delegate is applied lazily here
+    try:
+        it.allocate_tensors()   # the default (XNNPACK) delegate is applied lazily here
+    except RuntimeError as e:
+        raise EngineUnsupported(f"{engine}: the interpreter refused the model: {e}") from e
     if engine == "tflite-xnnpack":
         names = {d["op_name"] for d in it._get_ops_details()}
         if "DELEGATE" not in names:
@@ -148,6 +168,7 @@ def quantize(engine, inputs, attributes):
     to = b.tensor("y", x.shape, zp.dtype, s, zp)
     b.op(S.BuiltinOperator.QUANTIZE, 2 if zp.dtype != np.int16 else 4, [ti], [to],
          S.BuiltinOptions.QuantizeOptions, S.QuantizeOptionsT())
+    _guard_scales(engine, b)
     return _interpret(engine, b.finish([ti], [to]), np.ascontiguousarray(x))
 
 
@@ -165,6 +186,7 @@ def dequantize(engine, inputs, attributes):
     to = b.tensor("y", x.shape, np.float32)
     b.op(S.BuiltinOperator.DEQUANTIZE, 2 if x.dtype != np.int16 else 4, [ti], [to],
          S.BuiltinOptions.DequantizeOptions, S.DequantizeOptionsT())
+    _guard_scales(engine, b)
     return _interpret(engine, b.finish([ti], [to]), np.ascontiguousarray(x))
 
 
@@ -199,6 +221,7 @@ def _fc(engine, a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp, C=None):
     opts.fusedActivationFunction = S.ActivationFunctionType.NONE
     bld.op(S.BuiltinOperator.FULLY_CONNECTED, 12 if per_ch else 4, ins, [to],
            S.BuiltinOptions.FullyConnectedOptions, opts)
+    _guard_scales(engine, bld)
     return _interpret(engine, bld.finish([ti], [to]), np.ascontiguousarray(a))
 
 
@@ -275,5 +298,6 @@ def qlinear_conv(engine, inputs, attributes):
     opts.dilationHFactor, opts.dilationWFactor = int(dil[0]), int(dil[1])
     opts.fusedActivationFunction = S.ActivationFunctionType.NONE
     bld.op(S.BuiltinOperator.CONV_2D, 3, [ti, tw, tb], [to], S.BuiltinOptions.Conv2DOptions, opts)
+    _guard_scales(engine, bld)
     y = _interpret(engine, bld.finish([ti], [to]), np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     return y.transpose(0, 3, 1, 2).copy()

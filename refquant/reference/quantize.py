@@ -290,6 +290,8 @@ def _division_dtype(x_dt, s_dt, precision, opset, prof):
         if p not in (_F32, _F16, _BF16, _F64):
             raise TypeError(f"precision: must be a float type (float32, float16, bfloat16), got {p}")
         return p
+    if prof.q_division_precision == "float64":  # x and the scale widened exactly to double
+        return _F64
     if prof.q_division_precision == "numpy_promotion":
         return np.result_type(x_dt, _F32 if s_dt == _E8M0 else s_dt)
     if x_dt in (_F16, _BF16):
@@ -369,6 +371,10 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
                            f"profile {prof.name!r}: non-zero zero points are not supported")
     axis = _granularity(x.shape, s, zp, axis, block_size, opset, "y_scale", "y_zero_point")
     prof = prof.for_op("QuantizeLinear", per_axis=bool(s.ndim == 1 and not block_size))
+    if prof.q_vector_width:
+        return _vector_and_tail(prof, x, y_scale, y_zero_point, dict(
+            axis=axis, block_size=block_size, output_dtype=output_dtype, saturate=saturate,
+            precision=precision, opset=opset))
 
     P = _division_dtype(x.dtype, s.dtype, precision, opset, prof)
     sb = expand_qparam(s, x.shape, axis, block_size, argname="y_scale")
@@ -443,6 +449,9 @@ def _to_integer(xs, inv, v, zb, out_dt, prof, P):
         q = np.broadcast_to(q, shape).copy()
         if prof.q_inf != "saturate":
             q[np.broadcast_to(np.isinf(r64), shape)] = qmin if prof.q_inf == "qmin" else qmax
+        if prof.q_overflow == "int64_min":  # float -> int64: |v| >= 2^63 and +-Inf -> INT64_MIN
+            big = ~((r64 >= -2.0 ** 63) & (r64 < 2.0 ** 63)) & ~np.isnan(r64)
+            q[np.broadcast_to(big, shape)] = qmin
     nan = np.broadcast_to(np.isnan(r64), shape)
     if nan.any() and prof.q_nan != "int32_wrap":
         if prof.q_nan == "qmin":
@@ -454,6 +463,25 @@ def _to_integer(xs, inv, v, zb, out_dt, prof, P):
         else:  # zero_point
             q[nan] = np.broadcast_to(np.clip(z, qmin, qmax), shape)[nan]
     return q.astype(out_dt)
+
+
+def _vector_and_tail(prof, x, y_scale, y_zero_point, kw):
+    """q_vector_width = w > 0: full blocks of w elements (flattened, C order) follow the profile's
+    fields; the last n mod w elements follow its "tail" override (an engine's scalar remainder
+    loop).  Both halves are the ordinary quantize_linear with q_vector_width = 0."""
+    import dataclasses
+    w = prof.q_vector_width
+    main = dataclasses.replace(prof, q_vector_width=0)
+    tail = dataclasses.replace(prof.for_op("QuantizeLinear", tail=True), q_vector_width=0)
+    y = quantize_linear(x, y_scale, y_zero_point, profile=main, **kw)
+    n = y.size
+    cut = n - n % w
+    if cut < n:
+        yt = quantize_linear(x, y_scale, y_zero_point, profile=tail, **kw)
+        flat = y.reshape(-1).copy()
+        flat[cut:] = yt.reshape(-1)[cut:]
+        y = flat.reshape(y.shape)
+    return y
 
 
 # --------------------------------------------------------------------------------------------
