@@ -28,6 +28,7 @@ _LAZY = {
     "get_num_threads": ("refquant._config", "get_num_threads"),
     "config_dict": ("refquant._config", "config_dict"),
     "run_conformance": ("refquant.conformance", "run_conformance"),
+    "run_model": ("refquant.model", "run_model"),
     "engines": ("refquant.engines", None),
     "golden": ("refquant.golden", None),
 }

@@ -6,6 +6,8 @@ Subcommands::
     refquant golden        record golden cases (engine outputs) into a case directory
     refquant explain       which profile reproduces an observed output, and why others differ
     refquant calibrate     scale / zero point as each tool computes them
+    refquant compare       whole model: first tensor where an engine leaves the reference
+    refquant lint          quantization-parameter hazards in a model, for a target engine
     refquant profiles      list the named arithmetic profiles
     refquant info          build configuration: compiled ISAs, CPU features, kernels chosen
     refquant demo          a short worked example of a vendor mismatch
@@ -24,6 +26,8 @@ _PLUGINS = [
     ("golden", "refquant.golden"),
     ("explain", "refquant.explain_cli"),
     ("calibrate", "refquant.calibration.cli"),
+    ("compare", "refquant.compare"),
+    ("lint", "refquant.lint"),
 ]
 
 
