@@ -487,18 +487,12 @@ def test_torch_fbgemm_linear_float_bias():
     everything else as the onnx profile.  The int32-bias reading differs (by name: rq_bias)."""
     torch = _torch()
     fb = get_profile("onnx").replace(name="fbgemm-like", rq_bias="float")
-    n_int_dev = 0
     for X, xs, xz, W, ws, b, ys, yz in _torch_linear_cases(40):
         y = _torch_linear(torch, "fbgemm", X, xs, xz, W, ws, b, ys, yz)
         ours = qgemm(X, np.float32(xs), np.uint8(xz), W, ws, np.int8(0), b, np.float32(ys), np.uint8(yz),
                      transB=1, profile=fb)
         assert np.array_equal(y, ours)
-        s = (np.float32(xs) * ws).astype(np.float32)
-        bq = np.rint(b.astype(np.float64) / s.astype(np.float64)).astype(np.int32)
-        as_int = qgemm(X, np.float32(xs), np.uint8(xz), W, ws, np.int8(0), bq, np.float32(ys), np.uint8(yz),
-                       transB=1)
-        n_int_dev += int(np.count_nonzero(as_int != y))
-    assert n_int_dev >= 0   # reported below in the slow sweep; float vs int32 bias differ on ~1e-3 of outputs
+    # the int32-bias reading is counted in the slow test_torch_bias_and_multiplier_deviations_counted
 
 
 def test_torch_qnnpack_linear_reciprocal_multiplier():
