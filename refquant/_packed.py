@@ -2,7 +2,10 @@
 that matmul_integer / qlinear_matmul / qgemm / qlinear_conv accept in place of B / w.
 
 The reference ops call :func:`unwrap` to get the original array back; fast kernels
-use the packed layout.  (Owned by the GEMM-kernel work; minimal version.)
+use the packed layout (``refquant._gemm.PackedB``: int8 "VNNI-4" panels of 16 columns,
+K padded to 64, B ^ 0x80 for uint8 B, plus column sums -- see kernels/src/gemm/rq_gemm.h),
+as inference engines pre-pack constant weight initializers.  ``original`` is a read-only
+copy, so later changes to the caller's array cannot make the two disagree.
 """
 from __future__ import annotations
 
@@ -38,5 +41,28 @@ def unwrap(x):
 
 
 def pack_weights(B, **kwargs):
-    """Pack constant weights for repeated calls (reference version: keeps the array)."""
-    return PackedWeights(B, None, {"layout": "plain"})
+    """Pack constant weights once for repeated calls.
+
+    ``B``: a 2-D uint8/int8 GEMM operand (K, N) (MatMulInteger / QLinearMatMul / QGemm with
+    transB=0) or 4-D convolution weights (M, C, kH, kW) (QLinearConv / ConvInteger, group 1).
+    Returns a ``PackedWeights``: pass it wherever B / w goes.  Without the compiled kernels
+    (or for other shapes / dtypes) the weights are kept plain; every op still accepts them.
+    """
+    if kwargs:
+        raise TypeError(f"pack_weights: unexpected keyword arguments {sorted(kwargs)}")
+    if isinstance(B, PackedWeights):
+        return B
+    orig = np.array(B, copy=True)
+    orig.setflags(write=False)
+    packed, layout = None, "plain"
+    if orig.dtype in (np.dtype(np.uint8), np.dtype(np.int8)) and orig.ndim in (2, 4) and orig.size:
+        try:
+            from . import _gemm
+        except ImportError:
+            _gemm = None
+        if _gemm is not None:
+            if orig.ndim == 2:
+                packed, layout = _gemm.pack_b(orig), "vnni4_gemm"
+            else:
+                packed, layout = _gemm.pack_conv_w(orig), "vnni4_conv"
+    return PackedWeights(orig, packed, {"layout": layout})

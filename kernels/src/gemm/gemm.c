@@ -192,7 +192,7 @@ static void gemm_scalar_rows(const rq_gemm_args *a, const rq_epi *e, int i0, int
     }
 }
 
-/* uint8 A x int8 B with vpmaddubsw's int16 pair saturation on the raw values; zero points through
+/* uint8 x int8 (either order) with vpmaddubsw's int16 pair saturation on the raw values; zero points through
  * row/column sums (e must carry them). */
 static void gemm_sat16_rows(const rq_gemm_args *a, const rq_epi *e, int i0, int i1, int32_t *row) {
     const int N = a->N, K = a->K;
@@ -200,11 +200,11 @@ static void gemm_sat16_rows(const rq_gemm_args *a, const rq_epi *e, int i0, int 
         for (int j = 0; j < N; j++) {
             uint32_t s = 0;
             for (int k = 0; k < K; k += 2) {
-                int32_t p = (int32_t)a->A[i * a->a_rs + k * a->a_cs] *
-                            (int32_t)(int8_t)a->B[k * a->b_rs + j * a->b_cs];
+                int32_t p = ld(a->A + i * a->a_rs + k * a->a_cs, a->a_signed) *
+                            ld(a->B + k * a->b_rs + j * a->b_cs, a->b_signed);
                 if (k + 1 < K)
-                    p += (int32_t)a->A[i * a->a_rs + (k + 1) * a->a_cs] *
-                         (int32_t)(int8_t)a->B[(k + 1) * a->b_rs + j * a->b_cs];
+                    p += ld(a->A + i * a->a_rs + (k + 1) * a->a_cs, a->a_signed) *
+                         ld(a->B + (k + 1) * a->b_rs + j * a->b_cs, a->b_signed);
                 p = p > 32767 ? 32767 : (p < -32768 ? -32768 : p);
                 s += (uint32_t)p;
             }
@@ -288,10 +288,7 @@ static int epi_corrections(rq_epi *e, epi_bufs *bf, const rq_gemm_args *a, int d
 
 int rq_gemm_choose(const rq_gemm_args *a) {
     int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
-    if (a->sat16) {
-        if (isa >= RQ_ISA_AVX2 && rq_gemm_i16__avx2 && 0) return RQ_K_AVX2_SAT16;
-        return RQ_K_SCALAR_SAT16;
-    }
+    if (a->sat16 && a->a_signed != a->b_signed) return RQ_K_SCALAR_SAT16;
     if (isa >= RQ_ISA_AMX && rq_gemm_amx__amx && a->M >= RQ_AMX_MIN_M && rq_amx_enable())
         return RQ_K_AMX;
     if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni) {

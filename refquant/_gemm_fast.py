@@ -1,0 +1,456 @@
+"""Fast integer GEMM / convolution glue: refquant.<op> -> refquant._gemm (C kernels).
+
+Every function here returns ``(result, kernel_name)`` when a kernel covers the call, or
+``None`` so that ``refquant._dispatch`` runs the numpy reference (which also raises the
+proper error for invalid input).  The results are bit-identical to ``refquant.reference``:
+
+    acc = wrap32(sum_k (A - a_zp)(B - b_zp))            exact in every kernel (see
+                                                        kernels/src/gemm/rq_gemm.h)
+    y   = clamp(RNE(fl32(wrap32(acc + bias)) * M) + y_zp, qmin, qmax)
+          M = form_multiplier(...) of the reference, as float32
+
+Covered profiles: those with rq_method="float", rq_precision="float32",
+rq_rounding="half_even", rq_zero_point="after_rounding", rq_bias="int32",
+rq_epilogue_dtype="float32" (any rq_multiplier: M comes from the reference's
+``form_multiplier``), accumulator="int32_wrap"; int16_pair_saturation for GEMM through a
+dedicated scalar kernel (conv with it declines).  Validation reuses the reference's own
+checks; anything unusual declines.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _gemm as _k
+from ._packed import PackedWeights, unwrap
+from .reference import gemm as _rg
+from .reference import conv as _rc
+from .reference.requant import form_multiplier, check_scale
+
+__all__ = ["matmul_integer", "qlinear_matmul", "qgemm", "conv_integer", "qlinear_conv",
+           "pack_weights", "kernel_info", "kernel_names"]
+
+_I8 = (np.dtype(np.int8), np.dtype(np.uint8))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _rq_ok(p):
+    return (p.rq_method == "float" and p.rq_precision == "float32" and p.rq_rounding == "half_even"
+            and p.rq_zero_point == "after_rounding" and p.rq_bias == "int32"
+            and p.rq_epilogue_dtype == "float32" and p.accumulator == "int32_wrap")
+
+
+def _arr(x):
+    """(array, PackedB or None) for an int8/uint8 operand, or (None, None)."""
+    pk = None
+    if isinstance(x, PackedWeights):
+        pk = x.packed
+        x = x.original
+    if not isinstance(x, np.ndarray):
+        return None, None
+    if x.dtype not in _I8:
+        return None, None
+    return x, pk
+
+
+def _zp_vec(z, dtype, n):
+    """Zero point -> int32 vector of size 1 or n; None if not such a shape / invalid."""
+    if z is None:
+        return np.zeros(1, np.int32)
+    if isinstance(z, PackedWeights):
+        return None
+    za = np.asarray(z)
+    if isinstance(z, (np.ndarray, np.generic)) and za.dtype != dtype:
+        return None
+    if za.dtype.kind not in "iu":
+        return None
+    lo, hi = (-128, 127) if dtype == np.int8 else (0, 255)
+    if za.size and (za.min() < lo or za.max() > hi):
+        return None
+    if za.size == 1 and za.ndim <= 1:
+        return za.reshape(1).astype(np.int32)
+    if za.ndim == 1 and za.shape[0] == n:
+        return za.astype(np.int32)
+    return None
+
+
+def _mult32(m):
+    m = np.asarray(m)
+    if m.dtype != np.float32:
+        m = m.astype(np.float32)
+    if not np.all(np.isfinite(m)) or np.any(m < 0):
+        return None
+    return np.ascontiguousarray(m.reshape(-1))
+
+
+def _packed_for(pk, B2, kind="gemm"):
+    if pk is None or pk.kind != kind:
+        return None
+    if kind == "gemm" and (pk.K != B2.shape[0] or pk.N != B2.shape[1] or
+                           pk.b_signed != (B2.dtype == np.int8)):
+        return None
+    return pk
+
+
+def _gemm2d(A2, B2, za, zb, out, **kw):
+    return _k.gemm(A2, B2, za, zb, out, **kw)
+
+
+def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bias=None,
+                 sat16=False):
+    """numpy-matmul shapes with per-tensor / per-row (2-D A) / per-column zero points."""
+    a1, b1 = A.ndim == 1, B.ndim == 1
+    Aa = A[None, :] if a1 else A
+    Bb = B[:, None] if b1 else B
+    M, K = Aa.shape[-2:]
+    N = Bb.shape[-1]
+    if za.size not in (1, M) or zb.size not in (1, N):
+        return None
+    if (za.size > 1 and Aa.ndim > 2) or (mult is not None and mult.size not in (1, N)):
+        return None
+    kern = None
+    if Aa.ndim == 2 and Bb.ndim == 2:
+        out = np.empty((M, N), out_dtype)
+        kern = _gemm2d(Aa, Bb, za, zb, out, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
+                       bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16)
+    elif Bb.ndim == 2 and za.size == 1:
+        # fold A's batch dimensions into M (a copy only when the rows are not uniform)
+        batch = Aa.shape[:-2]
+        A2 = Aa.reshape(-1, K)
+        out = np.empty(batch + (M, N), out_dtype)
+        o2 = out.reshape(-1, N)
+        kern = _gemm2d(A2, Bb, za, zb, o2, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
+                       bias=None if bias is None else np.broadcast_to(bias, o2.shape), sat16=sat16)
+    else:
+        batch = np.broadcast_shapes(Aa.shape[:-2], Bb.shape[:-2])
+        Ab = np.broadcast_to(Aa, batch + (M, K))
+        Bbb = np.broadcast_to(Bb, batch + (K, N))
+        out = np.empty(batch + (M, N), out_dtype)
+        for idx in np.ndindex(*batch):
+            kern = _gemm2d(Ab[idx], Bbb[idx], za, zb, out[idx], mult=mult, y_zp=y_zp,
+                           bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16)
+        if kern is None:      # empty batch
+            kern = "gemm"
+    if a1:
+        out = out[..., 0, :]
+    if b1:
+        out = out[..., 0]
+    return out, kern
+
+
+def _sat16(p, A, B):
+    return bool(p.int16_pair_saturation and A.dtype != B.dtype)
+
+
+# ----------------------------------------------------------------------------- GEMM ops
+
+def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, profile, opset=None):
+    if profile.accumulator != "int32_wrap":
+        return None
+    A, _ = _arr(unwrap(A) if not isinstance(A, PackedWeights) else None)
+    B, pk = _arr(B)
+    if A is None or B is None or A.ndim == 0 or B.ndim == 0:
+        return None
+    try:
+        _rg._check_opset("MatMulInteger", opset, 10)
+        _rg._matmul_shapes(A.shape, B.shape)
+    except (TypeError, ValueError):
+        return None
+    if min(A.shape[-1:] + A.shape[-2:]) < 0:
+        return None
+    M = A.shape[-2] if A.ndim >= 2 else 1
+    N = B.shape[-1] if B.ndim >= 2 else 1
+    za = _zp_vec(a_zero_point, A.dtype, M if A.ndim == 2 else -1)
+    zb = _zp_vec(b_zero_point, B.dtype, N if B.ndim >= 2 else -1)
+    if za is None or zb is None:
+        return None
+    return _matmul_core(A, B, za, zb, np.int32, packed=pk, sat16=_sat16(profile, A, B))
+
+
+def _out_dtype(y_zero_point, default):
+    if isinstance(y_zero_point, (np.ndarray, np.generic)):
+        dt = np.asarray(y_zero_point).dtype
+        return dt if dt in _I8 else None
+    return default
+
+
+def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *,
+                   profile, opset=None):
+    p = profile
+    if not _rq_ok(p):
+        return None
+    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
+    B, pk = _arr(b)
+    if A is None or B is None or A.ndim == 0 or B.ndim == 0:
+        return None
+    try:
+        _rg._check_opset("QLinearMatMul", opset, 10, 21)
+        _rg._matmul_shapes(A.shape, B.shape, "a", "b")
+        for s, n in ((a_scale, "a_scale"), (b_scale, "b_scale"), (y_scale, "y_scale")):
+            check_scale(s, n)
+            _rg._check_scale_dtype(s, n, 21 if opset is None else int(opset))
+        _rg._same_shape(a_scale, a_zero_point, "a_scale", "a_zero_point")
+        _rg._same_shape(b_scale, b_zero_point, "b_scale", "b_zero_point")
+    except (TypeError, ValueError):
+        return None
+    if np.size(a_scale) != 1 or np.size(y_scale) != 1:
+        return None
+    if y_zero_point is not None and np.size(y_zero_point) != 1:
+        return None
+    out_dt = _out_dtype(y_zero_point, A.dtype)
+    if out_dt is None:
+        return None
+    N = B.shape[-1] if B.ndim >= 2 else 1
+    bs = np.asarray(b_scale)
+    if not (bs.size == 1 or (bs.ndim == 1 and bs.shape[0] == N and B.ndim >= 2)):
+        return None
+    za = _zp_vec(a_zero_point, A.dtype, -1)
+    zb = _zp_vec(b_zero_point, B.dtype, N if B.ndim >= 2 else -1)
+    yz = _zp_vec(y_zero_point, out_dt, -1)
+    if za is None or zb is None or yz is None:
+        return None
+    try:
+        Mul = form_multiplier(np.asarray(a_scale).reshape(()),
+                              bs.reshape(-1) if bs.size > 1 else bs.reshape(()),
+                              np.asarray(y_scale).reshape(()), profile=p)
+    except (TypeError, ValueError):
+        return None
+    m = _mult32(Mul)
+    if m is None:
+        return None
+    return _matmul_core(A, B, za, zb, out_dt, packed=pk, mult=m, y_zp=int(yz[0]),
+                        sat16=_sat16(p, A, B))
+
+
+def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
+          y_zero_point=None, *, alpha=1.0, transA=0, transB=0, profile, opset=None):
+    p = profile
+    if not _rq_ok(p):
+        return None
+    A, _ = _arr(A if not isinstance(A, PackedWeights) else None)
+    B, pk = _arr(B)
+    if A is None or B is None or A.ndim != 2 or B.ndim != 2:
+        return None
+    if A.dtype == np.int8 and B.dtype != np.int8:
+        return None
+    At = A.T if transA else A
+    Bt = B.T if transB else B
+    if transB:
+        pk = None
+    if At.shape[1] != Bt.shape[0]:
+        return None
+    Mr, N = At.shape[0], Bt.shape[1]
+    try:
+        _rg._check_opset("QGemm", opset, 1)
+        check_scale(a_scale, "a_scale")
+        check_scale(b_scale, "b_scale")
+        if y_scale is not None:
+            check_scale(y_scale, "y_scale")
+        _rg._same_shape(b_scale, b_zero_point, "b_scale", "b_zero_point")
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(alpha):
+        return None
+    if np.size(a_scale) != 1 or (a_zero_point is not None and np.size(a_zero_point) != 1):
+        return None
+    bs = np.asarray(b_scale)
+    if not (bs.size == 1 or (bs.ndim == 1 and bs.shape[0] == N)):
+        return None
+    if y_zero_point is not None and (y_scale is None or np.size(y_zero_point) != 1):
+        return None
+    if y_scale is not None and np.size(y_scale) != 1:
+        return None
+    za = _zp_vec(a_zero_point, A.dtype, -1)
+    zb = _zp_vec(b_zero_point, B.dtype, N)
+    if za is None or zb is None:
+        return None
+    bias = None
+    if C is not None:
+        Cc = np.asarray(C)
+        if Cc.dtype != np.int32:
+            return None
+        ok = Cc.ndim <= 2 and (Cc.size == 1 or (Cc.ndim == 1 and Cc.shape[0] == N) or
+                               (Cc.ndim == 2 and Cc.shape[0] in (1, Mr) and Cc.shape[1] in (1, N)))
+        if not ok:
+            return None
+        bias = np.broadcast_to(Cc.reshape(Cc.shape if Cc.size > 1 else ()), (Mr, N))
+    sat = _sat16(p, At, Bt)
+    a_s = np.asarray(a_scale).reshape(())
+    bsv = bs.reshape(-1) if bs.size > 1 else bs.reshape(())
+    if y_zero_point is None:
+        try:
+            S = form_multiplier(a_s, bsv, None if y_scale is None else np.asarray(y_scale).reshape(()),
+                                profile=p, alpha=alpha)
+        except (TypeError, ValueError):
+            return None
+        out = np.empty((Mr, N), np.int32)
+        kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, sat16=sat)
+        return (out.astype(np.float32) * S.astype(np.float32)).astype(np.float32), kern
+    out_dt = _out_dtype(y_zero_point, A.dtype)
+    if out_dt is None:
+        return None
+    yz = _zp_vec(y_zero_point, out_dt, -1)
+    if yz is None:
+        return None
+    try:
+        Mul = form_multiplier(a_s, bsv, np.asarray(y_scale).reshape(()), profile=p, alpha=alpha)
+    except (TypeError, ValueError):
+        return None
+    m = _mult32(Mul)
+    if m is None:
+        return None
+    out = np.empty((Mr, N), out_dt)
+    kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, mult=m,
+                   y_zp=int(yz[0]), sat16=sat)
+    return out, kern
+
+
+# ----------------------------------------------------------------------------- convolution
+
+def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
+    """Validate; return (x4, w4, xz, wz, geometry dict, packed) for a 2-D (or 1-D) conv, or None."""
+    if profile.accumulator != "int32_wrap":
+        return None
+    X, _ = _arr(x if not isinstance(x, PackedWeights) else None)
+    W, pk = _arr(w)
+    if X is None or W is None:
+        return None
+    if profile.int16_pair_saturation and X.dtype != W.dtype:
+        return None
+    try:
+        pb, pe, strides, dil, out = _rc._conv_geometry(X.shape, W.shape, attrs.get("auto_pad", "NOTSET"),
+                                                      attrs.get("dilations"), attrs.get("group", 1),
+                                                      attrs.get("kernel_shape"), attrs.get("pads"),
+                                                      attrs.get("strides"))
+        group = int(attrs.get("group", 1))
+    except (TypeError, ValueError):
+        return None
+    nd = X.ndim - 2
+    if nd == 1:
+        X4 = X[:, :, None, :]
+        W4 = W[:, :, None, :]
+        pads = (0, pb[0], 0, pe[0])
+        st, dl, o2 = (1, strides[0]), (1, dil[0]), (1, out[0])
+        pk = None
+    elif nd == 2:
+        X4, W4 = X, W
+        pads = (pb[0], pb[1], pe[0], pe[1])
+        st, dl, o2 = tuple(strides), tuple(dil), tuple(out)
+    else:
+        return None
+    Mc = W.shape[0]
+    xz = _zp_vec(x_zero_point, X.dtype, -1)
+    wz = _zp_vec(w_zero_point, W.dtype, Mc)
+    if xz is None or wz is None:
+        return None
+    if pk is not None and (pk.kind != "conv" or group != 1):
+        pk = None
+    geo = dict(group=group, kernel=(W4.shape[2], W4.shape[3]), strides=st, dilations=dl, pads=pads)
+    return X4, np.ascontiguousarray(W4), int(xz[0]), wz, geo, o2, nd, pk
+
+
+def _conv_run(X4, W4, xz, wz, geo, o2, out_dtype, pk, **kw):
+    Nb = X4.shape[0]
+    Mc = W4.shape[0]
+    out = np.empty((Nb, Mc) + tuple(o2), out_dtype)
+    kern = "conv"
+    for n in range(Nb):
+        xi = np.ascontiguousarray(X4[n])
+        kern = _k.conv2d(xi, W4, xz, wz, out[n], packed=pk, **geo, **kw)
+    return out, kern
+
+
+def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
+                 group=1, kernel_shape=None, pads=None, strides=None, profile, opset=None):
+    try:
+        _rg._check_opset("ConvInteger", opset, 10)
+    except (TypeError, ValueError):
+        return None
+    r = _conv_common(x, w, x_zero_point, w_zero_point,
+                     dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                          pads=pads, strides=strides), profile)
+    if r is None:
+        return None
+    X4, W4, xz, wz, geo, o2, nd, pk = r
+    out, kern = _conv_run(X4, W4, xz, wz, geo, o2, np.int32, pk)
+    if nd == 1:
+        out = out[:, :, 0, :]
+    return out, kern
+
+
+def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
+                 auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
+                 profile, opset=None):
+    p = profile
+    if not _rq_ok(p):
+        return None
+    try:
+        _rg._check_opset("QLinearConv", opset, 10)
+        xs = check_scale(x_scale, "x_scale")
+        ws = check_scale(w_scale, "w_scale")
+        ys = check_scale(y_scale, "y_scale")
+    except (TypeError, ValueError):
+        return None
+    r = _conv_common(x, w, x_zero_point, w_zero_point,
+                     dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                          pads=pads, strides=strides), p)
+    if r is None:
+        return None
+    X4, W4, xz, wz, geo, o2, nd, pk = r
+    Mc = W4.shape[0]
+    if xs.size != 1 or ys.size != 1 or not (ws.size == 1 or (ws.ndim == 1 and ws.shape[0] == Mc)):
+        return None
+    if y_zero_point is not None and np.size(y_zero_point) != 1:
+        return None
+    out_dt = _out_dtype(y_zero_point, X4.dtype)
+    if out_dt is None:
+        return None
+    yz = _zp_vec(y_zero_point, out_dt, -1)
+    if yz is None:
+        return None
+    bias = None
+    if B is not None:
+        b = np.asarray(B)
+        if b.dtype != np.int32 or b.ndim != 1 or b.shape[0] != Mc:
+            return None
+        bias = b
+    try:
+        Mul = form_multiplier(xs.reshape(()), ws.reshape(-1) if ws.size > 1 else ws.reshape(()),
+                              ys.reshape(()), profile=p, names=("x_scale", "w_scale", "y_scale"))
+    except (TypeError, ValueError):
+        return None
+    m = _mult32(Mul)
+    if m is None:
+        return None
+    out, kern = _conv_run(X4, W4, xz, wz, geo, o2, out_dt, pk, bias=bias, mult=m, y_zp=int(yz[0]))
+    if nd == 1:
+        out = out[:, :, 0, :]
+    return out, kern
+
+
+# ----------------------------------------------------------------------------- packing, info
+
+def pack_weights(B, *args, **kwargs):
+    """Packed weights for repeated calls (see ``refquant._packed.pack_weights``)."""
+    from ._packed import pack_weights as _pw
+    return _pw(B, *args, **kwargs)
+
+
+def kernel_names():
+    """{op: kernel a typical call (u8 x s8, M >= 16; depthwise conv for QLinearConv dw) picks}."""
+    A = np.zeros((32, 64), np.uint8)
+    B = np.zeros((64, 32), np.int8)
+    out = np.zeros((32, 32), np.int32)
+    g = _k.gemm(A, B, np.zeros(1, np.int32), np.zeros(1, np.int32), out, choose_only=True)
+    g1 = _k.gemm(A[:1], B, np.zeros(1, np.int32), np.zeros(1, np.int32), out[:1], choose_only=True)
+    info = {"MatMulInteger": g, "QLinearMatMul": g, "QGemm": g, "MatMulInteger(M=1)": g1}
+    lvl = _k._kernel_isa_level()
+    conv = "conv_implicit_tdp__amx" if g == "gemm_tdp__amx" else g
+    info["ConvInteger"] = conv
+    info["QLinearConv"] = conv
+    info["QLinearConv(depthwise)"] = "dwconv__avx512" if lvl >= 2 else "dwconv__scalar"
+    return info
+
+
+kernel_info = kernel_names
