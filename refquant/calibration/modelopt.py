@@ -22,9 +22,11 @@ Every batch is one ``collect(x)``; ``compute_amax`` runs at the end.
     sum spread evenly over its nonzero bins; ``scipy.stats.entropy(P, Q)``; the **last** argmin i;
     amax = edges[i] (a left edge);
   * mse (``_compute_amax_mse``): centers = (e[1:] + e[:-1]) / 2 (float32); for i = 128 ..
-    len(centers) - 1: fake-quantize every center with amax = centers[i]
-    (``clamp(round(c * (bound / amax)), -bound, bound) / (bound / amax)``, float32), error =
-    mean(((q - c) ** 2) * counts) (float32, torch's summation order); first argmin; amax = centers[i];
+    len(centers) - 1: fake-quantize every center with amax = centers[i], error =
+    mean(((q - c) ** 2) * counts) (float32, torch's summation order); first argmin; amax = centers[i].
+    NOTE ModelOpt 0.47.0 passes num_bits/unsigned into fake_tensor_quant's ``bias``/``num_bits``
+    parameters (see :func:`amax_mse`), so its "MSE" amax is in practice centers[start_bin];
+    refquant reproduces that;
   * percentile (``_compute_amax_percentile``, default 99.99): cdf = cumsum(hist / total) (float64),
     amax = edges[searchsorted(cdf, p / 100)].
 """
@@ -137,30 +139,46 @@ def amax_entropy(calib_hist, calib_bin_edges, num_bits, unsigned, stride=1, star
 
 
 def amax_mse(calib_hist, calib_bin_edges, num_bits, unsigned, stride=1, start_bin=128, width=None):
-    """``_compute_amax_mse`` with ModelOpt's CPU fake quant (``_tensor_quant``, narrow range)."""
+    """``_compute_amax_mse`` exactly as ModelOpt 0.47.0 runs it on CPU.
+
+    ModelOpt calls ``fake_tensor_quant(centers, amax, num_bits, unsigned)``, but the function's
+    third positional parameter is ``bias`` (signature ``inputs, amax, bias=None, num_bits=8,
+    unsigned=False, narrow_range=True``).  So the centers are shifted by ``bias = num_bits`` and
+    quantized with ``num_bits = int(unsigned)``: max_bound = 2**(int(unsigned) - 1) - 1 (-0.5 signed,
+    0 unsigned), min_bound = -max_bound, and ``clamp(v, 0.5, -0.5)`` gives -0.5 everywhere.  Every
+    fake-quantized center is then ``-0.5 / (-0.5 / amax) + bias`` (about amax + num_bits), the error
+    is mean((amax + num_bits - c)^2 * count), and the search returns (almost always) the FIRST
+    candidate, centers[start_bin] (for unsigned, 0/0 = NaN errors and ``np.argmin`` returns the
+    first candidate as well).  refquant
+    reproduces this (it is what ModelOpt computes); the intended MSE search is NOT what runs.
+    """
     counts = np.asarray(calib_hist).astype(np.float32)
     edges = np.asarray(calib_bin_edges, np.float32)
     centers = ((edges[1:] + edges[:-1]).astype(np.float32) / F32(2)).astype(np.float32)
     cand = np.arange(start_bin, len(centers), stride)
     if cand.size == 0:
         raise CalibrationError(f"modelopt mse: no candidate (start_bin {start_bin} >= {len(centers)} centers)")
-    max_bound = F32(2.0 ** (num_bits - 1 + int(unsigned)) - 1.0)
-    min_bound = F32(0) if unsigned else -max_bound
+    bias = F32(num_bits)                  # shifted argument: bias = num_bits
+    eff_bits = int(unsigned)              # num_bits = unsigned
+    inputs = (centers - bias).astype(np.float32)
+    max_bound = F32(2.0 ** (eff_bits - 1 + 0) - 1.0)
+    min_bound = -max_bound                # narrow_range=True, unsigned=False
     errs = np.empty(cand.size, np.float32)
     chunk = 256
     n = centers.size
     for s in range(0, cand.size, chunk):
         amax = centers[cand[s:s + chunk]][:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             scale = (max_bound / amax).astype(np.float32)
-        small = amax <= F32(1.0 / (1 << 24))
-        scale_q = np.where(small, F32(0), scale).astype(np.float32)
-        q = np.clip(np.rint((centers[None, :] * scale_q).astype(np.float32)), min_bound, max_bound).astype(np.float32)
-        scale_d = np.where(small, F32(1), scale).astype(np.float32)
-        qc = (q / scale_d).astype(np.float32)
-        d = (qc - centers[None, :]).astype(np.float32)
-        e = ((d * d).astype(np.float32) * counts[None, :]).astype(np.float32)
-        errs[s:s + chunk] = (T.sum_f32_rows(e, width=width) / F32(n)).astype(np.float32)
+            small = amax <= F32(1.0 / (1 << 24))
+            scale_q = np.where(small, F32(0), scale).astype(np.float32)
+            r = np.rint((inputs[None, :] * scale_q).astype(np.float32)).astype(np.float32)
+            q = np.minimum(np.maximum(r, min_bound), max_bound).astype(np.float32)   # torch.clamp
+            scale_d = np.where(small, F32(1), scale).astype(np.float32)
+            qc = ((q / scale_d).astype(np.float32) + bias).astype(np.float32)   # outputs + bias
+            d = (qc - centers[None, :]).astype(np.float32)
+            e = ((d * d).astype(np.float32) * counts[None, :]).astype(np.float32)
+            errs[s:s + chunk] = (T.sum_f32_rows(e, width=width) / F32(n)).astype(np.float32)
     best = int(np.argmin(errs))
     return F32(centers[cand[best]]), errs, int(cand[best])
 
