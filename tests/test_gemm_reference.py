@@ -631,3 +631,23 @@ def test_qlinear_matmul_big_sweep_vs_onnxruntime(combo):
         args, attrs, odt = _qgemm_case(rng, trial)
         y = run_ort("QGemm", args, attrs, domain="com.microsoft", output_dtype=odt)
         assert np.array_equal(qgemm(*args, **attrs).view(np.uint8), y.view(np.uint8))
+
+
+def test_torch_qnnpack_reciprocal_multiplier_deviation_named():
+    """Constructed near-tie: the QNNPACK multiplier fl32(fl32(x_s*w_s)*fl32(1/y_s)) and ORT's
+    fl32(fl32(x_s*w_s)/y_s) differ by an ulp and flip an output; torch qnnpack follows
+    rq_multiplier='fp32_reciprocal', the onnx profile does not."""
+    torch = _torch()
+    if "qnnpack" not in torch.backends.quantized.supported_engines:
+        pytest.skip("torch built without qnnpack")
+    qn = get_profile("onnx").replace(name="qnnpack-like", rq_multiplier="fp32_reciprocal")
+    # found by a search over random scales and all acc = x*w (x in [0,255], w in [1,127])
+    xs, ws, ys = np.float32(0.016182978), np.float32(0.016452959), np.float32(0.17570421)
+    assert form_multiplier(xs, ws, ys) != form_multiplier(xs, ws, ys, profile=qn)     # one ulp apart
+    X = np.array([[152]], np.uint8)
+    W = np.array([[89]], np.int8)                                                     # acc = 13528
+    b = np.zeros(1, np.float32)
+    y = _torch_linear(torch, "qnnpack", X, float(xs), 0, W, ws, b, float(ys), 0)
+    args = (X, xs, np.uint8(0), W, ws, np.int8(0), np.zeros(1, np.int32), ys, np.uint8(0))
+    assert np.array_equal(y, qgemm(*args, transB=1, profile=qn))
+    assert not np.array_equal(y, qgemm(*args, transB=1))

@@ -301,7 +301,7 @@ class AccumulatorRange:
 
 
 def accumulator_range(A, B=None, a_zero_point=None, b_zero_point=None, *, bias=None, conv=None,
-                      warn=False, **conv_attributes) -> AccumulatorRange:
+                      warn=False, count_pairs=True, **conv_attributes) -> AccumulatorRange:
     """Exact range of an integer accumulation, and whether int32 / float32 lose information.
 
     Forms:
@@ -312,7 +312,9 @@ def accumulator_range(A, B=None, a_zero_point=None, b_zero_point=None, *, bias=N
                                                        keyword also implies conv=True)
     ``bias`` (int32, broadcastable; per output channel for conv) is added to the exact sum
     first, as the QLinear epilogues do.  With ``warn=True`` an ``AccumulatorWarning`` is
-    issued when int32 overflows or |acc| exceeds 2^24.
+    issued when int32 overflows or |acc| exceeds 2^24 (or an int16 pair saturates).
+    ``count_pairs=False`` skips the u8 x s8 int16-pair count (it costs about as much as
+    the GEMM itself in numpy); ``n_pair_saturated`` is then None.
 
     Returns ``AccumulatorRange(min, max, int32_overflow, n_int32_overflow,
     exceeds_float32_exact, n_exceeds_float32_exact, float32_rounded, n_pair_saturated, size)``.
@@ -328,7 +330,7 @@ def accumulator_range(A, B=None, a_zero_point=None, b_zero_point=None, *, bias=N
     elif conv or conv_attributes:
         from .conv import _conv_accumulate
         acc, npair = _conv_accumulate(A, B, a_zero_point, b_zero_point, exact=True,
-                                      count_pairs=True, **conv_attributes)
+                                      count_pairs=count_pairs, **conv_attributes)
     else:
         A_ = _int_tensor(A, "A")
         B_ = _int_tensor(B, "B")
@@ -338,7 +340,7 @@ def accumulator_range(A, B=None, a_zero_point=None, b_zero_point=None, *, bias=N
         azp = None if azp is None else _row_param(azp, A_.shape, "a_zero_point")
         bzp = None if bzp is None else _col_param(bzp, B_.shape, "b_zero_point")
         acc = _exact_matmul_f64(A_, B_, azp, bzp).astype(np.int64)
-        if {A_.dtype, B_.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)}:
+        if count_pairs and {A_.dtype, B_.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)}:
             _, npair = _pair_terms(A_, B_, count_only=True)
     if bias is not None:
         b = np.asarray(bias)
