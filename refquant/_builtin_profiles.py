@@ -199,12 +199,17 @@ PYTORCH_FBGEMM = register_profile(Profile(
 
 PYTORCH_X86 = register_profile(PYTORCH_FBGEMM.replace(
     name="pytorch-x86",
-    description="torch quantized linear/conv2d on the 'x86' engine (FBGEMM kernels for these "
-                "shapes): same arithmetic as 'pytorch-fbgemm'",
+    description="torch quantized linear/conv2d on the 'x86' engine: linear as 'pytorch-fbgemm'; "
+                "conv2d with symmetric weights runs oneDNN (zp added before rounding)",
+    overrides=PYTORCH_FBGEMM.overrides + (("QLinearConv", {"rq_zero_point": "before_rounding"}),),
     doc=_TORCH_LINEAR_DOC.format(
         engine="x86",
-        arith="The x86 engine dispatches to FBGEMM (or oneDNN for some conv shapes); both use the "
-              "float-bias requantization of 'pytorch-fbgemm'.",
+        arith="The x86 engine runs quantized.linear on FBGEMM ('pytorch-fbgemm' arithmetic) and, on a "
+              "VNNI CPU with symmetric (zero) weight zero points, quantized.conv2d on oneDNN, whose "
+              "epilogue adds the output zero point before rounding: y = RNE(fl32(v*M) + zp) "
+              "(override QLinearConv: rq_zero_point='before_rounding'; measured at exact ties, e.g. "
+              "v = -16.5 with zp 111 gives 94, FBGEMM 95).  Asymmetric-weight convs fall back to "
+              "FBGEMM (not modelled by the override).",
         verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm, QLinearConv "
                  "(tests/test_profiles_pytorch.py)."),
 ))
@@ -212,14 +217,19 @@ PYTORCH_X86 = register_profile(PYTORCH_FBGEMM.replace(
 PYTORCH_ONEDNN = register_profile(PYTORCH_FBGEMM.replace(
     name="pytorch-onednn",
     description="torch quantized linear/conv2d on oneDNN: float bias, M = fl32(fl32(sx*sw)/sy), "
-                "RNE, zp after rounding (symmetric weights only)",
+                "zp added before rounding: RNE(fl32(v*M) + zp) (symmetric weights only)",
+    rq_zero_point="before_rounding",
     sources=("aten/src/ATen/native/quantized/cpu/qlinear.cpp (PackedLinearWeightsOnednn)",
              "aten/src/ATen/native/quantized/cpu/qconv.cpp (PackedConvWeightsOnednn)",
              "aten/src/ATen/native/quantized/cpu/qlinear_prepack.cpp") + _TORCH_Q_SOURCES,
     doc=_TORCH_LINEAR_DOC.format(
         engine="onednn",
         arith="oneDNN requires a zero weight zero point ('ONEDNN only supports symmetric "
-              "quantization of weight'); the output arithmetic measured equals 'pytorch-fbgemm'.",
+              "quantization of weight').  Measured: the float-bias epilogue of 'pytorch-fbgemm' except "
+              "that the output zero point is added in float before rounding, y = RNE(fl32(v*M) + zp) "
+              "(exact ties v = -16.5, zp 111 -> 94 where FBGEMM gives 95).  The order of the float "
+              "multiplies inside oneDNN (bias before/after the scales) was not distinguishable on "
+              "the sweeps (all candidate orders agree on them).",
         verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm, QLinearConv "
                  "with symmetric weights (tests/test_profiles_pytorch.py)."),
 ))

@@ -13,12 +13,10 @@ ONNX mapping
   (exact; refused as unsupported when that table is not one-to-one, e.g. zero/denormal scales).
 * QLinearMatMul (a: uint8 [.., M, K], b: int8 [K, N]) -> ``quantized.linear`` with
   W = b^T (qint8, per-tensor or per-channel on axis 0 when b_scale is 1-D).
-* QGemm (com.microsoft; alpha = 1, y_scale given) -> ``quantized.linear`` with a float bias
-  that stands for C exactly: b[n] = the float32 near C[n]*S[n] (S = fl32(a_scale*b_scale[n]))
-  with fl32(b/S) == fl32(C) and RNE(b*fl32(1/S)) == C (see ``_float_bias``), so every torch
-  engine sees the int32 bias C, in its own bias domain.
+* QGemm (com.microsoft; alpha = 1, y_scale given) -> ``quantized.linear`` with bias C: a float32
+  C is torch's float bias as is; an int32 C is accepted on qnnpack only (see ``_torch_bias``).
 * QLinearConv (2-D, NCHW, symmetric pads, auto_pad NOTSET) -> ``quantized.conv2d`` with
-  ``conv2d_prepack``; the int32 bias B maps to a float bias as for QGemm.
+  ``conv2d_prepack``; the bias B maps as for QGemm.
 """
 from __future__ import annotations
 
@@ -181,37 +179,42 @@ def _weight(w, scale, zp, axis):
         torch.from_numpy(np.asarray(zp, np.int64).reshape(-1) * np.ones(np.size(scale), np.int64)), axis)
 
 
-def _float_bias(C, a_s, b_s, n):
-    """The float bias b[n] that stands for the int32 bias C[n] in accumulator units: the float32
-    nearest C*S (S = fl32(a_s*b_s[n]), torch's act_times_w_scale), nudged by a few ulps until
-    fl32(b / S) == fl32(C) (what fbgemm/x86/onednn add to fl32(acc)) and
-    RNE(fl32(b * fl32(1/S))) == C (what qnnpack's int32 bias quantization gives)."""
+def _torch_bias(engine, C, a_s, b_s, n):
+    """The float bias torch takes, from the ONNX bias input.
+
+    * float32 C/B: passed unchanged (the float bias a torch user holds; refquant's float-bias
+      profiles take the same float input).
+    * int32 C/B on qnnpack: b = fl32(C * S) (S = fl32(a_s*b_s[n])); qnnpack quantizes it back with
+      RNE(fl32(b * fl32(1/S))), which is C again (checked).
+    * int32 C/B on fbgemm/x86/onednn: refused -- their bias stays float and enters as
+      fl32(b / S), which cannot equal every int32 C (the float32 grid of b maps onto every other
+      value near C); pass the float bias instead.
+    """
     import torch
     if C is None:
         return None
-    C = np.broadcast_to(np.asarray(C, np.int32).reshape(-1) if np.ndim(C) else np.asarray(C, np.int32), (n,))
+    C = np.asarray(C)
+    if np.ndim(C) == 0:
+        C = np.full(n, C, C.dtype)
+    C = C.reshape(-1)
+    if C.size != n:
+        raise EngineUnsupported(f"torch quantized ops: the bias must have {n} elements")
+    if C.dtype.kind == "f":
+        return torch.from_numpy(C.astype(np.float32))
+    if C.dtype != np.int32:
+        raise EngineUnsupported(f"torch quantized ops: bias must be int32 or float32, got {C.dtype}")
+    if engine != "qnnpack":
+        raise EngineUnsupported(f"torch engine {engine!r} keeps the bias in float (fl32(b / (a_s*b_s)) is "
+                                "added to the accumulator), which cannot represent every int32 bias; "
+                                "pass the float32 bias")
     S = (np.float32(a_s) * np.broadcast_to(_f32(b_s).reshape(-1) if np.ndim(b_s) else _f32(b_s), (n,))
          ).astype(np.float32)
-    out = np.empty(n, np.float32)
+    b = (C.astype(np.float64) * S.astype(np.float64)).astype(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        for j in range(n):
-            target = np.float32(C[j])
-            b0 = np.float32(np.float64(C[j]) * np.float64(S[j]))
-            cands = [b0]
-            up = dn = b0
-            for _ in range(8):
-                up = np.nextafter(up, np.float32(np.inf))
-                dn = np.nextafter(dn, np.float32(-np.inf))
-                cands += [up, dn]
-            inv = np.float32(1) / S[j]
-            for b in cands:
-                if np.float32(b / S[j]) == target and np.rint(np.float32(b * inv)) == C[j]:
-                    out[j] = b
-                    break
-            else:
-                raise EngineUnsupported(f"no float bias represents int32 bias {int(C[j])} exactly "
-                                        f"at scale {S[j]!r}")
-    return torch.from_numpy(out)
+        back = np.rint((b * (np.float32(1) / S).astype(np.float32)).astype(np.float32))
+    if not np.array_equal(back, C.astype(np.float64)):
+        raise EngineUnsupported("qnnpack: this int32 bias does not survive the float round trip")
+    return torch.from_numpy(b)
 
 
 def _act(a, s, zp):
@@ -240,7 +243,7 @@ def linear(engine, a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp, C=None):
     with _engine(engine):
         xq = _act(a, a_s, a_zp)
         wq = _weight(b.T, b_s, b_zp, 0)
-        packed = torch.ops.quantized.linear_prepack(wq, _float_bias(C, a_s, b_s, N))
+        packed = torch.ops.quantized.linear_prepack(wq, _torch_bias(engine, C, a_s, b_s, N))
         y = torch.ops.quantized.linear(xq, packed, float(y_s), int(y_zp))
     return y.int_repr().numpy().astype(np.uint8)
 
@@ -290,7 +293,7 @@ def qlinear_conv(engine, inputs, attributes):
     with _engine(engine):
         xq = _act(x, i["x_scale"], i["x_zero_point"])
         wq = _weight(w, i["w_scale"], w_zp, 0)
-        packed = torch.ops.quantized.conv2d_prepack(wq, _float_bias(i.get("B"), i["x_scale"], i["w_scale"], M),
+        packed = torch.ops.quantized.conv2d_prepack(wq, _torch_bias(engine, i.get("B"), i["x_scale"], i["w_scale"], M),
                                                     strides, pads[:2], dil, group)
         y = torch.ops.quantized.conv2d(xq, packed, float(i["y_scale"]), int(i["y_zero_point"]))
     return y.int_repr().numpy().astype(np.uint8)

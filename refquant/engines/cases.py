@@ -102,9 +102,16 @@ def _multiplier_scales(rng, acc_absmax, tie, per_col=None):
     return a_s, b_s, y_s
 
 
+def _float_bias(C, a_s, b_s):
+    """A float32 bias near C * fl32(a_s*b_s) (what a float-bias engine such as fbgemm receives)."""
+    S = (np.float32(a_s) * np.asarray(b_s, np.float32)).astype(np.float32)
+    return (C.astype(np.float64) * S.astype(np.float64)).astype(np.float32)
+
+
 def matmul_case(rng, M, K, N, *, a_dtype="uint8", b_dtype="int8", y_dtype=None, per_column=False,
-                tie=True, b_symmetric=True, bias=False, large=False, a_zp=None):
-    """QLinearMatMul inputs (add ``C`` for QGemm with ``bias=True``).  ``large``: operands near
+                tie=True, b_symmetric=True, bias=False, large=False, a_zp=None, bias_dtype="int32"):
+    """QLinearMatMul inputs (add ``C`` for QGemm with ``bias=True``; ``bias_dtype="float32"``
+    gives a float bias near C*a_s*b_s for the float-bias engines).  ``large``: operands near
     their extremes so that |acc| exceeds 2^24 for K >= 1100."""
     adt, bdt = np.dtype(a_dtype), np.dtype(b_dtype)
     ydt = np.dtype(y_dtype or a_dtype)
@@ -132,7 +139,7 @@ def matmul_case(rng, M, K, N, *, a_dtype="uint8", b_dtype="int8", y_dtype=None, 
          "y_scale": y_s,
          "y_zero_point": np.asarray(rng.integers(100, 156) if ymin == 0 else rng.integers(-20, 21)).astype(ydt)}
     if bias:
-        d["C"] = C
+        d["C"] = C if np.dtype(bias_dtype) == np.int32 else _float_bias(C, a_s, b_s)
     return d
 
 
@@ -147,7 +154,7 @@ def to_qgemm(d):
 
 
 def conv_case(rng, N, C, H, W, M, kh, kw, *, x_dtype="uint8", w_dtype="int8", per_channel=True,
-              tie=True, bias=True, pads=(0, 0, 0, 0), strides=(1, 1), group=1):
+              tie=True, bias=True, pads=(0, 0, 0, 0), strides=(1, 1), group=1, bias_dtype="int32"):
     """QLinearConv inputs and attributes."""
     xdt, wdt = np.dtype(x_dtype), np.dtype(w_dtype)
     xmin, xmax = qrange(xdt)
@@ -162,7 +169,7 @@ def conv_case(rng, N, C, H, W, M, kh, kw, *, x_dtype="uint8", w_dtype="int8", pe
     d = {"x": x, "x_scale": x_s, "x_zero_point": x_zp, "w": w, "w_scale": w_s, "w_zero_point": w_zp,
          "y_scale": y_s, "y_zero_point": y_zp}
     if B is not None:
-        d["B"] = B
+        d["B"] = B if np.dtype(bias_dtype) == np.int32 else _float_bias(B, x_s, w_s)
     attrs = {"pads": list(pads), "strides": list(strides), "group": group,
              "kernel_shape": [kh, kw], "dilations": [1, 1]}
     return d, attrs
