@@ -451,19 +451,26 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     azp = None if azp is None else _row_param(azp, a.shape, "a_zero_point")
     bzp = None if bzp is None else _col_param(bzp, b.shape, "b_zero_point")
     acc = _int_gemm(a, b, azp, bzp, p)
-    a_s = _row_param(a_scale, a.shape, "a_scale")
-    b_s = _col_param(b_scale, b.shape, "b_scale")
-    if a.ndim == 1:
-        a_s = a_s.reshape(a_s.shape[:-2] + a_s.shape[-1:]) if a_s.ndim >= 2 else a_s
-    if b.ndim == 1 and b_s.ndim >= 1:
-        b_s = b_s.reshape(b_s.shape[:-1]) if b_s.ndim >= 2 else b_s.reshape(())
+    M = _matmul_multiplier(a_scale, b_scale, y_scale, a.shape, b.shape, acc.shape, p)
+    return requantize(acc, M, None if yzp is None else yzp.reshape(()), output_dtype=out_dt, profile=p)
+
+
+def _matmul_multiplier(a_scale, b_scale, y_scale, a_shape, b_shape, acc_shape, p):
+    """M per output element: a's scale per row (..., M, 1), b's per column (..., 1, N)."""
+    a_s = _row_param(a_scale, a_shape, "a_scale")
+    b_s = _col_param(b_scale, b_shape, "b_scale")
     M = form_multiplier(a_s, b_s, np.asarray(y_scale).reshape(()), profile=p)
-    if M.ndim > acc.ndim:
-        raise ValueError("a_scale, b_scale: per-row/per-column scales need 2-D operands")
-    return requantize(acc, M, None if yzp is None else yzp.reshape(()), output_dtype=out_dt,
-                      profile=p, axis=-1) if M.ndim <= 1 else \
-        requantize(acc, np.broadcast_to(M, np.broadcast_shapes(M.shape, acc.shape)),
-                   None if yzp is None else yzp.reshape(()), output_dtype=out_dt, profile=p)
+    if M.ndim == 0:
+        return M
+    if len(b_shape) == 1 and M.ndim >= 2:       # matmul drops the column axis
+        M = M[..., 0]
+    if len(a_shape) == 1 and M.ndim >= 2:       # matmul drops the row axis
+        M = M[..., 0, :]
+    try:
+        return np.broadcast_to(M, np.broadcast_shapes(M.shape, acc_shape))
+    except ValueError:
+        raise ValueError(f"a_scale, b_scale: shapes {np.shape(a_scale)}, {np.shape(b_scale)} do not broadcast "
+                         f"to the output shape {tuple(acc_shape)}") from None
 
 
 def _f8_value(z, dt, argname):
@@ -482,9 +489,7 @@ def _qlinear_matmul_f8(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp, p):
     az = _row_param(_f8_value(a_zp, a.dtype, "a_zero_point"), a.shape, "a_zero_point")
     bz = _col_param(_f8_value(b_zp, b.dtype, "b_zero_point"), b.shape, "b_zero_point")
     acc = np.matmul(a.astype(np.float64) - az, b.astype(np.float64) - bz)
-    a_s = _row_param(a_scale, a.shape, "a_scale")
-    b_s = _col_param(b_scale, b.shape, "b_scale")
-    M = form_multiplier(a_s, b_s, np.asarray(y_scale).reshape(()), profile=p)
+    M = _matmul_multiplier(a_scale, b_scale, y_scale, a.shape, b.shape, acc.shape, p)
     P = np.float64 if p.rq_precision == "float64" else np.float32
     if p.rq_acc_to_float == "float64" and P is np.float64:
         af = acc
