@@ -651,3 +651,29 @@ def test_torch_qnnpack_reciprocal_multiplier_deviation_named():
     args = (X, xs, np.uint8(0), W, ws, np.int8(0), np.zeros(1, np.int32), ys, np.uint8(0))
     assert np.array_equal(y, qgemm(*args, transB=1, profile=qn))
     assert not np.array_equal(y, qgemm(*args, transB=1))
+
+
+def test_qgemm_alpha_multiplier_order_vs_onnxruntime():
+    """With acc = 1 the float output *is* the scale: ORT forms fl32(fl32(alpha*a_s)*b_s) [/ y_s],
+    left to right (QGemm::ComputeOutputScale); other orderings differ in the last bit."""
+    run_ort = ort()
+    rng = np.random.default_rng(44)
+    n = 64
+    A = np.ones((1, 1), U8)
+    B = np.ones((1, n), S8)
+    n_alt = 0
+    for _ in range(4):
+        alpha = float(np.float32(rng.uniform(0.1, 3)))
+        a_s = np.float32(rng.uniform(0.001, 0.1))
+        b_s = rng.uniform(0.001, 0.1, n).astype(np.float32)
+        y_s = np.float32(rng.uniform(0.01, 1))
+        for ys in (None, y_s):
+            args = [A, a_s, np.uint8(0), B, b_s, np.zeros(n, S8), None, ys, None]
+            y = run_ort("QGemm", args, {"alpha": alpha}, domain="com.microsoft", output_dtype=np.float32)
+            ours = qgemm(*args, alpha=alpha)
+            assert np.array_equal(y.view(np.uint32), ours.view(np.uint32))
+            alt = (np.float32(alpha) * (a_s * b_s).astype(np.float32)).astype(np.float32)
+            if ys is not None:
+                alt = (alt / ys).astype(np.float32)
+            n_alt += int(np.count_nonzero(alt != y[0]))
+    assert n_alt > 0
