@@ -282,6 +282,12 @@ def test_qlinear_matmul_batched_and_per_row_scale():
     B = rnd(rng, S8, (3, 9, 4))
     args = [A, np.float32(0.03), np.int8(-2), B, np.float32(0.01), np.int8(1), np.float32(0.2), np.int8(4)]
     assert np.array_equal(run_ort("QLinearMatMul", args), qlinear_matmul(*args))
+    # batched per-column b scale / zero point of shape (D, 1, N)
+    bs = rng.uniform(0.001, 0.01, (3, 1, 4)).astype(np.float32)
+    bz = rng.integers(-3, 3, (3, 1, 4)).astype(S8)
+    args = [A, np.float32(0.03), np.int8(-2), B, bs, bz, np.float32(0.2), np.int8(4)]
+    assert np.array_equal(run_ort("QLinearMatMul", args), qlinear_matmul(*args))
+    assert np.array_equal(onnx_ref()("QLinearMatMul", args), qlinear_matmul(*args, profile="onnx-reference"))
     # per-row a (spec allows; onnxruntime rejects a non-scalar a zero point)
     A2 = rnd(rng, U8, (4, 9))
     a_s = rng.uniform(0.01, 0.05, 4).astype(np.float32)
