@@ -303,9 +303,10 @@ TFLITE_OPTIMIZED = register_profile(Profile(
         "ruy/kernel_x86.h, ruy/kernel_avx512.cc (multiplier application)"),
     q_scale_op="multiply_reciprocal", q_rounding="half_even", q_nan="int32_wrap",
     q_overflow="int32_wrap", q_vector_width=8,
+    dq_subtract="scale_then_subtract", dq_vector_width=8,
     rq_multiplier="fp64", rq_method="fixed_point", rq_fixed_rounding="double_half_up",
     overrides=(("tail", {"q_scale_op": "divide", "q_rounding": "half_away",
-                         "q_division_precision": "float64"}),),
+                         "q_division_precision": "float64", "dq_subtract": "exact"}),),
     ops=_QDQ + _QLIN,
     doc="""LiteRT 2.3.0 with OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES on x86-64 (AVX-512):
 QUANTIZE: the flattened tensor is processed in blocks of 8 with RNE(fl32(x * fl32(1/s))) + zp;
@@ -313,7 +314,8 @@ the last n mod 8 elements go through a scalar loop computing std::round(double(x
 + zp (half away from zero, true division in double; the reference kernel divides in float) -- measured: a tie x*(1/s) = 96.5 gives 96 at index 0..7 and 97
 at index 8 of a 9-element tensor (q_vector_width=8 with a "tail" override).  Both loops share
 the int32 conversion artefacts of the reference kernel (NaN, +-Inf, huge -> INT32_MIN, + zp
-wraps).  FULLY_CONNECTED and CONV_2D run
+wraps).  DEQUANTIZE: blocks of 8 compute fl32(fl32(q*s) - fl32(zp*s)), the tail (q - zp)*s
+exactly (measured bit patterns: 0 of ~10,000 differ).  FULLY_CONNECTED and CONV_2D run
 through ruy: Q31 multiplier of the double M as in QuantizeMultiplier, then
 RHU(RHU(acc*qm / 2^31) / 2^-shift) -- both roundings half up (like SQRDMULH then SRSHL); the
 source of this exact sequence on x86 was not located (ruy's portable path rounds once), the

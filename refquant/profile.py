@@ -49,7 +49,10 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
 Dequantize
     dq_subtract ["exact"]            "exact": (x - zp) in int64, then converted to the compute type;
                                      "float32": fl32(x) - fl32(zp) (onnx.reference; rounds int32 x
-                                     above 2^24).
+                                     above 2^24).  "scale_then_subtract": fl(fl(x*s) - fl(zp*s))
+                                     (LiteRT optimized DEQUANTIZE's vector loop).
+    dq_vector_width [0]              as q_vector_width, for DequantizeLinear (LiteRT optimized: 8; the
+                                     "tail" override gives the remainder loop's fields).
 
 DynamicQuantizeLinear
     dql_zero_range_scale [1.0]       y_scale when max == min (all-zero input): 1.0 (ORT) or 1/255
@@ -123,7 +126,7 @@ _CHOICES = {
     "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
     "q_division_precision": ("spec", "numpy_promotion", "float64"),
     "q_float_zero_point": ("add_nonzero", "add", "ignore", "ignore_float8"),
-    "dq_subtract": ("exact", "float32"),
+    "dq_subtract": ("exact", "float32", "scale_then_subtract"),
     "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
     "rq_method": ("float", "fixed_point"),
     "rq_precision": ("float32", "float64"),
@@ -158,6 +161,7 @@ class Profile:
     q_vector_width: int = 0
     # dequantize
     dq_subtract: str = "exact"
+    dq_vector_width: int = 0
     # dynamic quantize
     dql_zero_range_scale: float = 1.0
     # requantize
@@ -191,9 +195,10 @@ class Profile:
             object.__setattr__(self, "ops", tuple(self.ops))
         if not isinstance(self.sources, tuple):
             object.__setattr__(self, "sources", tuple(self.sources))
-        if not isinstance(self.q_vector_width, int) or isinstance(self.q_vector_width, bool) or \
-                self.q_vector_width < 0:
-            raise ValueError(f"Profile field q_vector_width={self.q_vector_width!r}: expected an int >= 0")
+        for fname in ("q_vector_width", "dq_vector_width"):
+            v = getattr(self, fname)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"Profile field {fname}={v!r}: expected an int >= 0")
         if not isinstance(self.q_fma, bool) or not isinstance(self.int16_pair_saturation, bool):
             raise TypeError("Profile fields q_fma and int16_pair_saturation must be bool")
         try:

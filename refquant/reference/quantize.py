@@ -484,6 +484,23 @@ def _vector_and_tail(prof, x, y_scale, y_zero_point, kw):
     return y
 
 
+def _dq_vector_and_tail(prof, x, x_scale, x_zero_point, kw):
+    """dq_vector_width = w > 0: as ``_vector_and_tail`` for DequantizeLinear."""
+    import dataclasses
+    w = prof.dq_vector_width
+    main = dataclasses.replace(prof, dq_vector_width=0)
+    tail = dataclasses.replace(prof.for_op("DequantizeLinear", tail=True), dq_vector_width=0)
+    y = dequantize_linear(x, x_scale, x_zero_point, profile=main, **kw)
+    n = y.size
+    cut = n - n % w
+    if cut < n:
+        yt = dequantize_linear(x, x_scale, x_zero_point, profile=tail, **kw)
+        flat = y.reshape(-1).copy()
+        flat[cut:] = yt.reshape(-1)[cut:]
+        y = flat.reshape(y.shape)
+    return y
+
+
 # --------------------------------------------------------------------------------------------
 # DequantizeLinear
 # --------------------------------------------------------------------------------------------
@@ -496,6 +513,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     """
     prof = get_profile(profile)
     prof.check_op("DequantizeLinear")
+    if prof.dq_vector_width:
+        return _dq_vector_and_tail(prof, x, x_scale, x_zero_point, dict(
+            axis=axis, block_size=block_size, output_dtype=output_dtype, opset=opset))
     opset = _opset(opset)
     x = _as_array(x, "x")
     if x.dtype not in _dq_input_types(opset):
@@ -546,7 +566,12 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
                 dx = dx - zb.astype(_F32)
             y = np.asarray(dx * sb.astype(_F32) if sb.dtype != _F64 else dx * sb)
             return np.asarray(y.astype(out_dt), out_dt)
-        if is_integer(x.dtype):
+        if is_integer(x.dtype) and prof.dq_subtract == "scale_then_subtract":
+            # fl(fl(x * s) - fl(zp * s)): the zero point's product is precomputed
+            y = np.asarray(np.asarray(x, out_dt) * sb.astype(out_dt), out_dt)
+            if zb is not None:
+                y = np.asarray(y - np.asarray(np.asarray(zb, out_dt) * sb.astype(out_dt), out_dt), out_dt)
+        elif is_integer(x.dtype):
             d = x.astype(np.int64)
             if zb is not None:
                 d = d - zb.astype(np.int64)
