@@ -24,7 +24,11 @@ Shapes: x (N, C, D1..Dn), w (M, C/group, k1..kn), n = 1, 2 or 3 (any n >= 1 work
   fastest -- the NHWC im2col order of ORT's QLinearConv and fbgemm; it only matters
   for ``Profile.int16_pair_saturation``, where pairs (k, k+1) of that order of the raw
   (x, w) values are summed into a saturating int16 when one operand is uint8 and the
-  other int8 (the padded taps hold the raw x_zp).
+  other int8 (the padded taps hold the raw x_zp).  Applied to every convolution,
+  depthwise included.  Not modelled (UNCONFIRMED, no AVX2-only machine to measure on):
+  ORT routes depthwise QLinearConv (C/group == M/group == 1) to MlasConvDepthwise, a
+  separate kernel that may not saturate, and ORT's ConvInteger uses an NCHW im2col
+  (reduction order (channel, kernel position), W as the GEMM's A operand).
 
 ConvInteger: Y = acc (int32).  x_zero_point scalar; w_zero_point scalar or per output
 channel (M,).  uint8/int8 for x and w in any combination.
