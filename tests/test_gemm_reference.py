@@ -156,6 +156,12 @@ def test_matmul_integer_int32_overflow_vs_onnxruntime_and_reference():
     assert exact_int64(A, B).max() > 2 ** 31
     assert np.array_equal(ours, run_ort("MatMulInteger", [A, B], opset=10))
     assert np.array_equal(ours, run_ref("MatMulInteger", [A, B], opset=10))
+    # the wrapped accumulator then goes through the epilogue (QLinearMatMul)
+    args = [A, np.float32(0.01), np.uint8(0), B, np.float32(0.01), np.uint8(0), np.float32(1e5), np.uint8(128)]
+    y = qlinear_matmul(*args)
+    assert np.array_equal(y, run_ort("QLinearMatMul", args))
+    assert np.array_equal(qlinear_matmul(*args, profile="onnx-reference"), run_ref("QLinearMatMul", args))
+    assert y.min() < 128      # negative after the wrap
 
 
 def test_matmul_integer_per_row_zero_point_deviations():
