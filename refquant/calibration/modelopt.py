@@ -155,6 +155,12 @@ def amax_mse(calib_hist, calib_bin_edges, num_bits, unsigned, stride=1, start_bi
     counts = np.asarray(calib_hist).astype(np.float32)
     edges = np.asarray(calib_bin_edges, np.float32)
     centers = ((edges[1:] + edges[:-1]).astype(np.float32) / F32(2)).astype(np.float32)
+    if centers.size != counts.size:
+        raise CalibrationError(
+            f"data: ModelOpt 0.47's mse calibration fails on this data: the grown histogram has "
+            f"{edges.size} edges for {counts.size} bins (torch.arange made an extra edge), and "
+            f"'(quant_centers - centers) ** 2 * counts' raises 'The size of tensor a ({centers.size}) "
+            f"must match the size of tensor b ({counts.size})'")
     cand = np.arange(start_bin, len(centers), stride)
     if cand.size == 0:
         raise CalibrationError(f"modelopt mse: no candidate (start_bin {start_bin} >= {len(centers)} centers)")

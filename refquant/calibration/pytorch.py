@@ -173,7 +173,8 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
     if method not in METHODS:
         raise CalibrationError(f"method: torch.ao.quantization has no {method!r} observer")
     torch_qrange(dt, reduce_range=reduce_range)  # validates dtype
-    if symmetric and reduce_range and dt == np.dtype(np.uint8):
+    if symmetric and reduce_range and dt in (np.dtype(np.uint8), np.dtype(ml_dtypes.uint4),
+                                               np.dtype(ml_dtypes.uint2)):
         raise CalibrationError("reduce_range: torch refuses symmetric quantization with reduce_range "
                                "for quint8 ('Cannot reduce range for symmetric quantization for quint8')")
     if num_quantized_bins is not None or percentile is not None:

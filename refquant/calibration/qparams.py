@@ -146,7 +146,7 @@ def _ort(rmin, rmax, dt, symmetric, reduce_range, min_real_range):
 
 def _torch(rmin, rmax, dt, symmetric, reduce_range):
     qmin, qmax, custom = torch_qrange(dt, reduce_range=reduce_range)
-    if symmetric and reduce_range and dt == _U8:
+    if symmetric and reduce_range and dt in (_U8, _U4, _U2):
         raise CalibrationError("reduce_range: torch refuses symmetric quantization with reduce_range for "
                                "quint8 ('Cannot reduce range for symmetric quantization for quint8')")
     eps = F32(np.finfo(np.float32).eps)

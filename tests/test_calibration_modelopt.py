@@ -1,0 +1,78 @@
+"""refquant.calibration vs NVIDIA ModelOpt's calibrators (MaxCalibrator, HistogramCalibrator), live.
+
+ModelOpt's own entropy search is pure-Python loops (seconds per call at 2048 bins), so the default
+set uses 256/512 bins and one 2048-bin case; the slow sweep covers the rest.
+"""
+import numpy as np
+import pytest
+
+pytest.importorskip("modelopt.torch.quantization.calib", reason="nvidia-modelopt is the peer "
+                    "(pip install nvidia-modelopt==0.47.0 requests huggingface_hub)")
+
+from refquant.calibration import calibrate  # noqa: E402
+from _calib_data import datasets, bits, ints  # noqa: E402
+from _calib_peers import modelopt_amax  # noqa: E402
+
+DATA = datasets(shape=(2, 3, 8, 8))
+
+
+def _check(bs, meth, dt="int8", axis=None, num_bins=None, percentile=None):
+    try:
+        a = modelopt_amax(bs, method=meth, dtype=dt, axis=axis, num_bins=num_bins, percentile=percentile)
+    except RuntimeError as exc:          # ModelOpt itself fails: refquant must refuse the same data
+        with pytest.raises(ValueError, match="ModelOpt"):
+            calibrate(bs, tool="modelopt", method=meth, dtype=dt, axis=axis, num_bins=num_bins,
+                      percentile=percentile)
+        return str(exc)
+    r = calibrate(bs, tool="modelopt", method=meth, dtype=dt, axis=axis, num_bins=num_bins,
+                  percentile=percentile)
+    assert bits(a) == bits(r.amax), (meth, dt, a, r.amax)
+    # export rule: scale = amax / maxbound, 0 -> 1, zp 0
+    import torch
+    bound = {"int8": 127, "uint8": 255, "int4": 7}[dt]
+    sc = (torch.from_numpy(np.asarray(a, np.float32)) / bound)
+    sc.masked_fill_(sc == 0, 1.0)
+    assert bits(sc.numpy()) == bits(r.scale)
+    assert set(ints(r.zero_point)) == {0}
+
+
+@pytest.mark.parametrize("name", sorted(DATA))
+def test_max_calibrator(name):
+    for dt in ("int8", "uint8", "int4"):
+        _check(DATA[name], "minmax", dt)
+    _check(DATA[name], "minmax", "int8", axis=1)
+    _check(DATA[name], "minmax", "int8", axis=0)
+
+
+@pytest.mark.parametrize("name", sorted(set(DATA) - {"all_zero"}))
+@pytest.mark.parametrize("meth", ["entropy", "mse", "percentile"])
+def test_histogram_calibrator(name, meth):
+    for dt in ("int8", "uint8"):
+        _check(DATA[name], meth, dt, num_bins=256)
+
+
+def test_histogram_calibrator_2048_bins():
+    bs = DATA["multi_batch_growing"][:2]
+    for meth in ("entropy", "mse", "percentile"):
+        _check(bs, meth, "int8", num_bins=2048 if meth != "entropy" else 512)
+    _check(bs, "percentile", "int8", percentile=99.0)
+
+
+def test_all_zero_histogram():
+    for meth in ("mse", "percentile"):
+        _check(DATA["all_zero"], meth, "int8", num_bins=256)
+
+
+def test_mse_reproduces_argument_shift():
+    """ModelOpt 0.47 passes (num_bits, unsigned) into fake_tensor_quant's (bias, num_bits): the MSE
+    search returns the first candidate, centers[128]."""
+    r = calibrate(DATA["gaussian"], tool="modelopt", method="mse", num_bins=2048)
+    e = r.details["hist_edges"]
+    assert float(r.amax) == float(np.float32((e[128] + e[129]) / np.float32(2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(DATA) - {"all_zero"}))
+def test_modelopt_2048_sweep(name):
+    for meth in ("entropy", "mse", "percentile"):
+        _check(DATA[name], meth, "int8")

@@ -1,0 +1,106 @@
+"""refquant.calibration vs onnxruntime.quantization's calibrators, live and bit-exact.
+
+The peer runs as quantize_static runs it: create_calibrator on a one-node model (Mul by 1, so the
+calibrated tensor equals the data), one collect_data over a CalibrationDataReader, compute_data,
+then quant_utils.compute_scale_zp with get_qmin_qmax_for_qType.
+"""
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime.quantization", reason="onnxruntime's quantization tool is the peer")
+
+from refquant.calibration import calibrate, compute_scale_zero_point  # noqa: E402
+from _calib_data import datasets, bits, ints  # noqa: E402
+from _calib_peers import ort_ranges, ort_qparams  # noqa: E402
+
+DATA = datasets()
+CASES = [
+    ("minmax", {}), ("moving_average_minmax", {}), ("entropy", {}), ("entropy", {"num_bins": 2048}),
+    ("entropy", {"num_bins": 512, "num_quantized_bins": 64}), ("percentile", {}),
+    ("percentile", {"calib_symmetric": False}), ("percentile", {"percentile": 99.0, "num_bins": 256}),
+    ("minmax", {"calib_symmetric": True}),
+]
+
+
+def _peer(bs, meth, kw):
+    pk = dict(method="minmax" if "minmax" in meth else meth, moving_average=meth == "moving_average_minmax")
+    for k in ("num_bins", "num_quantized_bins", "calib_symmetric", "percentile", "averaging_constant"):
+        if k in kw:
+            pk[k] = kw[k]
+    if "axis" in kw:
+        pk["per_channel"] = True
+    if "strides" in kw:
+        pk["strides"] = kw["strides"]
+    return ort_ranges(bs, **pk)
+
+
+def _check(bs, meth, kw):
+    td = _peer(bs, meth, kw)
+    r = calibrate(bs, tool="onnxruntime", method=meth, **kw)
+    lo, hi = td.range_value
+    assert bits(lo) == bits(r.rmin) and bits(hi) == bits(r.rmax), (meth, kw, lo, hi, r.rmin, r.rmax)
+    n = 0
+    for dt in ("int8", "uint8", "int16", "uint16", "int4", "uint4"):
+        for sym in (False, True):
+            for rr in (False, True):
+                if np.ndim(lo) and np.size(lo) > 1:     # ORT computes per channel one channel at a time
+                    s = [ort_qparams(a, b, dt, sym, rr) for a, b in zip(lo, hi)]
+                    s, z = np.array([v[0] for v in s], np.float32), np.array([int(v[1]) for v in s])
+                else:
+                    s, z = ort_qparams(lo, hi, dt, sym, rr)
+                rs, rz = compute_scale_zero_point(r.rmin, r.rmax, dtype=dt, symmetric=sym, reduce_range=rr)
+                assert bits(s) == bits(rs) and ints(z) == ints(rz), (meth, kw, dt, sym, rr, s, z, rs, rz)
+                n += 1
+    # the scale/zp on the result is compute_scale_zero_point of its range
+    return n
+
+
+@pytest.mark.parametrize("name", sorted(DATA))
+@pytest.mark.parametrize("meth,kw", CASES, ids=[f"{m}-{'-'.join(f'{k}{v}' for k, v in kw.items())}" for m, kw in CASES])
+def test_ort_calibrators_bit_exact(name, meth, kw):
+    _check(DATA[name], meth, kw)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "multi_batch_growing", "outliers", "all_zero"])
+@pytest.mark.parametrize("meth", ["minmax", "moving_average_minmax"])
+def test_ort_per_channel_minmax(name, meth):
+    _check(DATA[name], meth, {"axis": 1})
+
+
+@pytest.mark.parametrize("meth", ["minmax", "moving_average_minmax"])
+def test_ort_strided_collect_data(meth):
+    bs = DATA["multi_batch_growing"]
+    kw = {"strides": 2}
+    if meth == "moving_average_minmax":
+        kw["averaging_constant"] = 0.25
+    _check(bs, meth, kw)
+
+
+def test_ort_distribution_float8():
+    bs = DATA["multi_batch_growing"]
+    td = ort_ranges(bs, method="distribution")
+    r = calibrate(bs, tool="onnxruntime", method="distribution", dtype="float8e4m3fn")
+    from onnxruntime.quantization.quant_utils import compute_scale_zp_float8
+    from onnx import TensorProto
+    z, s = compute_scale_zp_float8(TensorProto.FLOAT8E4M3FN, td.avg_std[1])
+    assert bits(s) == bits(r.scale)
+    assert bits(td.range_value[0]) == bits(r.rmin) and bits(td.range_value[1]) == bits(r.rmax)
+
+
+def test_ort_entropy_default_equals_minmax():
+    """SEMANTICS 6.4: with the defaults (128/128) there is one candidate -> the min/max range."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.standard_normal(5000), [40.0]]).astype(np.float32)
+    e = calibrate(x, tool="onnxruntime", method="entropy")
+    m = calibrate(x, tool="onnxruntime", method="minmax")
+    assert bits(e.rmin) == bits(m.rmin) and bits(e.rmax) == bits(m.rmax)
+    e2 = calibrate(x, tool="onnxruntime", method="entropy", num_bins=2048)
+    assert float(e2.rmax) < 10.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(8))
+def test_ort_sweep(seed):
+    for name, bs in datasets(seed=seed + 10, shape=(2, 4, 6, 5)).items():
+        for meth, kw in CASES:
+            _check(bs, meth, kw)

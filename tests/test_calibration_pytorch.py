@@ -1,0 +1,79 @@
+"""refquant.calibration vs torch.ao.quantization observers' calculate_qparams, live and bit-exact."""
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="torch.ao observers are the peer")
+
+from refquant.calibration import calibrate, compute_scale_zero_point  # noqa: E402
+from _calib_data import datasets, bits, ints  # noqa: E402
+from _calib_peers import torch_observer  # noqa: E402
+
+DATA = datasets()
+SMALL = datasets(seed=5, shape=(2, 3, 6, 6))
+
+
+def _check(bs, meth, dt, sym, rr, axis=None, **kw):
+    s, z, lo, hi = torch_observer(bs, method=meth, dtype=dt, symmetric=sym, reduce_range=rr, axis=axis, **kw)
+    ac = kw.get("averaging_constant")
+    r = calibrate(bs, tool="pytorch", method=meth, dtype=dt, symmetric=sym, reduce_range=rr, axis=axis,
+                  averaging_constant=ac, num_bins=kw.get("bins"))
+    assert bits(lo) == bits(r.rmin) and bits(hi) == bits(r.rmax), (lo, hi, r.rmin, r.rmax)
+    assert bits(s) == bits(r.scale), (s, r.scale)
+    assert ints(z) == ints(r.zero_point), (z, r.zero_point)
+
+
+COMBOS = [(dt, sym, rr) for dt in ("int8", "uint8", "int16", "uint16", "int4", "uint4")
+          for sym in (False, True) for rr in (False, True) if not (sym and rr and dt in ("uint8", "uint4"))]
+
+
+@pytest.mark.parametrize("name", sorted(DATA))
+@pytest.mark.parametrize("meth", ["minmax", "moving_average_minmax"])
+def test_minmax_observers(name, meth):
+    for dt, sym, rr in COMBOS:
+        _check(DATA[name], meth, dt, sym, rr)
+
+
+@pytest.mark.parametrize("name", sorted(DATA))
+@pytest.mark.parametrize("meth", ["minmax", "moving_average_minmax"])
+def test_per_channel_observers(name, meth):
+    for dt, sym, rr in COMBOS[::3]:
+        _check(DATA[name], meth, dt, sym, rr, axis=1)
+    _check(DATA[name], meth, "int8", True, False, axis=0)
+
+
+def test_moving_average_constant():
+    _check(DATA["multi_batch_growing"], "moving_average_minmax", "uint8", False, False, averaging_constant=0.3)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_histogram_observer(name):
+    for dt, sym, rr in [("uint8", False, True), ("int8", True, False), ("uint8", False, False),
+                        ("int4", False, False)]:
+        _check(SMALL[name], "histogram", dt, sym, rr)
+
+
+def test_histogram_observer_small_bins_growing():
+    rng = np.random.default_rng(11)
+    bs = [rng.standard_normal(300).astype(np.float32) * np.float32(s) + np.float32(o)
+          for s, o in ((1, 0), (3, 1), (0.5, -4), (6, 2))]
+    for bins in (64, 256):
+        _check(bs, "histogram", "uint8", False, False, bins=bins)
+
+
+def test_symmetric_scale_is_absmax_over_127_5():
+    """SEMANTICS 4.4/7.10: torch symmetric qint8 scale = absmax / 127.5."""
+    s, z = compute_scale_zero_point(-1.0, 0.5, dtype="int8", symmetric=True, tool="pytorch")
+    assert float(s) == float(np.float32(0.0078431377)) and int(z) == 0
+    s, z = compute_scale_zero_point(-1.0, 0.5, dtype="uint8", symmetric=True, tool="pytorch")
+    assert int(z) == 128
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+def test_torch_sweep(seed):
+    for name, bs in datasets(seed=seed + 20, shape=(3, 4, 5, 5)).items():
+        for meth in ("minmax", "moving_average_minmax", "histogram"):
+            for dt, sym, rr in COMBOS:
+                if meth == "histogram" and dt in ("int16", "uint16"):
+                    continue
+                _check(bs, meth, dt, sym, rr)
