@@ -24,6 +24,25 @@ AI __m256i q_core(__m256 xf, __m256 s, __m256 lo, __m256 hi, __m256i zp, int div
     return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
 }
 
+/* Division-free variant, exact; see quant_avx512.c (q_core_recip) and rq_quant.h. */
+AI __m256i q_core_recip(__m256 xf, __m256 s, __m256 r, __m256 lo, __m256 hi, __m256i zp)
+{
+    __m256 q = _mm256_mul_ps(xf, r);
+    q = _mm256_max_ps(q, lo);     /* NaN -> lo */
+    q = _mm256_min_ps(q, hi);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 e = _mm256_mul_ps(_mm256_and_ps(q, absmask), _mm256_set1_ps(3.814697265625e-06f));   /* 2^-18 */
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_sub_ps(q, e));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_add_ps(q, e));
+    if (__builtin_expect(_mm256_movemask_epi8(_mm256_cmpeq_epi32(i1, i2)) != -1, 0)) {
+        __m256 v = _mm256_div_ps(xf, s);
+        v = _mm256_max_ps(v, lo);
+        v = _mm256_min_ps(v, hi);
+        i1 = _mm256_cvtps_epi32(v);
+    }
+    return _mm256_add_epi32(i1, zp);
+}
+
 AI void q_params(const rq_qrun_args *a, int64_t i, int ps, int32_t qmin, int32_t qmax,
                  __m256 *s, __m256 *lo, __m256 *hi, __m256i *zp)
 {
@@ -46,22 +65,27 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
     __m256 hi = _mm256_set1_ps((float)(qmax - a->zp[0]));
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     const int64_t n = a->n;
+    const float r1 = 1.0f / a->s[0];
+    const int recip = !ps && !div_f16 && r1 >= 1.17549435e-38f && r1 <= 3.40282347e+38f;
+    const __m256 r = _mm256_set1_ps(r1);
     int64_t i = 0;
     const int osz = is16 ? 2 : 1;
     int nt = 0;
-    if (a->nontemporal && n >= 256 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+    if (n >= 64 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+        /* 32-byte aligned output (no store splits a cache line); stream large outputs */
         int64_t pre = (int64_t)(((32 - ((uintptr_t)a->y & 31)) & 31) / (uintptr_t)osz);
         for (; i < pre; i++) {
             int64_t j = ps ? i : 0;
             rq_store_q(a->y, i, rq_quantize1(rq_load_xf(a->x, i, a->in_type), a->s[j], a->zp[j], qmin, qmax, div_f16), out_type);
         }
-        nt = 1;
+        nt = a->nontemporal ? 1 : 2;    /* 1: stream, 2: aligned store */
     }
     for (; i + 32 <= n; i += 32) {
         __m256i q[4];
         for (int u = 0; u < 4; u++) {
             q_params(a, i + 8 * u, ps, qmin, qmax, &s, &lo, &hi, &zp);
-            q[u] = q_core(q_load8(a->x, i + 8 * u, in_f16), s, lo, hi, zp, div_f16, in_f16);
+            __m256 xv = q_load8(a->x, i + 8 * u, in_f16);
+            q[u] = recip ? q_core_recip(xv, s, r, lo, hi, zp) : q_core(xv, s, lo, hi, zp, div_f16, in_f16);
             if (is4) q[u] = _mm256_and_si256(q[u], _mm256_set1_epi32(0xF));
         }
         if (is16) {
@@ -76,7 +100,7 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
             w0 = _mm256_permute4x64_epi64(w0, 0xD8);
             w1 = _mm256_permute4x64_epi64(w1, 0xD8);
             __m256i *dst = (__m256i *)((uint16_t *)a->y + i);
-            if (nt) { _mm256_stream_si256(dst, w0); _mm256_stream_si256(dst + 1, w1); }
+            if (nt == 1) { _mm256_stream_si256(dst, w0); _mm256_stream_si256(dst + 1, w1); }
             else { _mm256_storeu_si256(dst, w0); _mm256_storeu_si256(dst + 1, w1); }
         } else {
             __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
@@ -84,11 +108,11 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
             __m256i b = (out_type == RQ_Q_I8) ? _mm256_packs_epi16(p01, p23) : _mm256_packus_epi16(p01, p23);
             b = _mm256_permutevar8x32_epi32(b, perm);
             __m256i *dst = (__m256i *)((uint8_t *)a->y + i);
-            if (nt) _mm256_stream_si256(dst, b);
+            if (nt == 1) _mm256_stream_si256(dst, b);
             else _mm256_storeu_si256(dst, b);
         }
     }
-    if (nt) _mm_sfence();
+    if (nt == 1) _mm_sfence();
     for (; i < n; i++) {
         int64_t j = ps ? i : 0;
         rq_store_q(a->y, i, rq_quantize1(rq_load_xf(a->x, i, a->in_type), a->s[j], a->zp[j], qmin, qmax, div_f16), out_type);
@@ -147,7 +171,7 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
     const int osz = out_f16 ? 2 : 4;
     int64_t i = 0;
     int nt = 0;
-    if (a->nontemporal && n >= 256 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+    if (n >= 64 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
         int64_t pre = (int64_t)(((32 - ((uintptr_t)a->y & 31)) & 31) / (uintptr_t)osz);
         for (; i < pre; i++) {
             int64_t j = ps ? i : 0;
@@ -155,7 +179,7 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
             if (out_f16) ((uint16_t *)a->y)[i] = rq_f32_to_f16(v);
             else ((float *)a->y)[i] = v;
         }
-        nt = 1;
+        nt = a->nontemporal ? 1 : 2;
     }
     for (; i + 16 <= n; i += 16) {
         __m256 v[2];
@@ -168,9 +192,9 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
         }
         if (out_f16) {
             __m256i h = _mm256_set_m128i(_mm256_cvtps_ph(v[1], RNE_PH), _mm256_cvtps_ph(v[0], RNE_PH));
-            if (nt) _mm256_stream_si256((__m256i *)((uint16_t *)a->y + i), h);
+            if (nt == 1) _mm256_stream_si256((__m256i *)((uint16_t *)a->y + i), h);
             else _mm256_storeu_si256((__m256i *)((uint16_t *)a->y + i), h);
-        } else if (nt) {
+        } else if (nt == 1) {
             _mm256_stream_ps((float *)a->y + i, v[0]);
             _mm256_stream_ps((float *)a->y + i + 8, v[1]);
         } else {
@@ -178,7 +202,7 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
             _mm256_storeu_ps((float *)a->y + i + 8, v[1]);
         }
     }
-    if (nt) _mm_sfence();
+    if (nt == 1) _mm_sfence();
     for (; i < n; i++) {
         int64_t j = ps ? i : 0;
         float v = rq_dequantize1(rq_load_q(a->x, i, in_type), a->zp[j], a->s[j], out_f16);

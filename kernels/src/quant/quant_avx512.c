@@ -33,6 +33,28 @@ AI __m512i q_core(__m512 xf, __m512 s, __m512 lo, __m512 hi, __m512i zp, int div
     return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);   /* cvtps2dq: RNE (default MXCSR) */
 }
 
+/* Division-free variant, exact.  q = fl(x * r) with r = fl(1/s) normal, so
+ * |q - fl(x/s)| <= 2^-22.3 |q|.  qc = clamp(q) (NaN -> lo); with e = |qc| * 2^-18 the
+ * computed interval [qc - e, qc + e] contains clamp(fl(x/s)) (see tests/test_quant_kernels.py
+ * and the proof in rq_quant.h).  If round(qc - e) == round(qc + e), that integer is
+ * round(clamp(fl(x/s))); otherwise (a near-tie) the vector is redone with the true division. */
+AI __m512i q_core_recip(__m512 xf, __m512 s, __m512 r, __m512 lo, __m512 hi, __m512i zp)
+{
+    __m512 q = _mm512_mul_ps(xf, r);
+    q = _mm512_max_ps(q, lo);     /* NaN -> lo */
+    q = _mm512_min_ps(q, hi);
+    __m512 e = _mm512_mul_ps(_mm512_abs_ps(q), _mm512_set1_ps(3.814697265625e-06f));   /* 2^-18 */
+    __m512i i1 = _mm512_cvtps_epi32(_mm512_sub_ps(q, e));
+    __m512i i2 = _mm512_cvtps_epi32(_mm512_add_ps(q, e));
+    if (__builtin_expect(_mm512_cmpneq_epi32_mask(i1, i2) != 0, 0)) {
+        __m512 v = _mm512_div_ps(xf, s);
+        v = _mm512_max_ps(v, lo);
+        v = _mm512_min_ps(v, hi);
+        i1 = _mm512_cvtps_epi32(v);
+    }
+    return _mm512_add_epi32(i1, zp);
+}
+
 AI void q_store(void *y, int64_t i, __m512i q, int out_type, __mmask16 m, int full)
 {
     if (out_type == RQ_Q_U4 || out_type == RQ_Q_I4) q = _mm512_and_si512(q, _mm512_set1_epi32(0xF));
@@ -67,58 +89,62 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
     __m512 lo = _mm512_set1_ps((float)(qmin - a->zp[0]));
     __m512 hi = _mm512_set1_ps((float)(qmax - a->zp[0]));
     const int64_t n = a->n;
+    const float r1 = 1.0f / a->s[0];
+    const int recip = !ps && !div_f16 && r1 >= 1.17549435e-38f && r1 <= 3.40282347e+38f;
+    const __m512 r = _mm512_set1_ps(r1);
+#define QCORE(X) (recip ? q_core_recip((X), s, r, lo, hi, zp) : q_core((X), s, lo, hi, zp, div_f16, in_f16))
     int64_t i = 0;
-    if (a->nontemporal && n >= 256) {
-        /* reach a 64-byte aligned output address, then stream whole cache lines */
-        uintptr_t addr = (uintptr_t)a->y;
+    uintptr_t addr = (uintptr_t)a->y;
+    if (n >= 256 && (addr & (uintptr_t)(osz - 1)) == 0) {
+        /* reach a 64-byte aligned output address, then write whole cache lines
+         * (streaming stores for large outputs) */
         int64_t pre = (int64_t)(((64 - (addr & 63)) & 63) / (uintptr_t)osz);
-        if ((addr & (uintptr_t)(osz - 1)) == 0) {
-            while (i < pre) {
-                int64_t k = pre - i < 16 ? pre - i : 16;
-                __mmask16 m = (__mmask16)((1u << k) - 1u);
-                q_params(a, i, ps, qmin, qmax, m, 0, &s, &lo, &hi, &zp);
-                q_store(a->y, i, q_core(q_load(a->x, i, in_f16, m, 0), s, lo, hi, zp, div_f16, in_f16),
-                        out_type, m, 0);
-                i += k;
-            }
-            const int64_t step = 64 / osz;   /* elements per 64-byte line: 64 (8-bit) or 32 (16-bit) */
-            for (; i + step <= n; i += step) {
-                __m512i q[4];
-                for (int u = 0; u < step / 16; u++) {
-                    q_params(a, i + 16 * u, ps, qmin, qmax, 0xFFFF, 1, &s, &lo, &hi, &zp);
-                    q[u] = q_core(q_load(a->x, i + 16 * u, in_f16, 0xFFFF, 1), s, lo, hi, zp, div_f16, in_f16);
-                    if (out_type == RQ_Q_U4 || out_type == RQ_Q_I4)
-                        q[u] = _mm512_and_si512(q[u], _mm512_set1_epi32(0xF));
-                }
-                __m512i line;
-                if (osz == 1) {
-                    line = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(q[0]));
-                    line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[1]), 1);
-                    line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[2]), 2);
-                    line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[3]), 3);
-                } else {
-                    line = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(q[0]));
-                    line = _mm512_inserti64x4(line, _mm512_cvtepi32_epi16(q[1]), 1);
-                }
-                _mm512_stream_si512((__m512i *)((uint8_t *)a->y + i * osz), line);
-            }
-            _mm_sfence();
+        while (i < pre) {
+            int64_t k = pre - i < 16 ? pre - i : 16;
+            __mmask16 m = (__mmask16)((1u << k) - 1u);
+            q_params(a, i, ps, qmin, qmax, m, 0, &s, &lo, &hi, &zp);
+            q_store(a->y, i, QCORE(q_load(a->x, i, in_f16, m, 0)), out_type, m, 0);
+            i += k;
         }
+        const int64_t step = 64 / osz;   /* elements per 64-byte line: 64 (8-bit) or 32 (16-bit) */
+        const int nt = a->nontemporal;
+        for (; i + step <= n; i += step) {
+            __m512i q[4];
+            for (int u = 0; u < step / 16; u++) {
+                q_params(a, i + 16 * u, ps, qmin, qmax, 0xFFFF, 1, &s, &lo, &hi, &zp);
+                q[u] = QCORE(q_load(a->x, i + 16 * u, in_f16, 0xFFFF, 1));
+                if (out_type == RQ_Q_U4 || out_type == RQ_Q_I4)
+                    q[u] = _mm512_and_si512(q[u], _mm512_set1_epi32(0xF));
+            }
+            __m512i line;
+            if (osz == 1) {
+                line = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(q[0]));
+                line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[1]), 1);
+                line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[2]), 2);
+                line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[3]), 3);
+            } else {
+                line = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(q[0]));
+                line = _mm512_inserti64x4(line, _mm512_cvtepi32_epi16(q[1]), 1);
+            }
+            if (nt) _mm512_stream_si512((__m512i *)((uint8_t *)a->y + i * osz), line);
+            else _mm512_store_si512((__m512i *)((uint8_t *)a->y + i * osz), line);
+        }
+        if (nt) _mm_sfence();
     }
     for (; i + 64 <= n; i += 64) {
         for (int u = 0; u < 4; u++) {
             q_params(a, i + 16 * u, ps, qmin, qmax, 0xFFFF, 1, &s, &lo, &hi, &zp);
             q_store(a->y, i + 16 * u,
-                    q_core(q_load(a->x, i + 16 * u, in_f16, 0xFFFF, 1), s, lo, hi, zp, div_f16, in_f16),
-                    out_type, 0xFFFF, 1);
+                    QCORE(q_load(a->x, i + 16 * u, in_f16, 0xFFFF, 1)), out_type, 0xFFFF, 1);
         }
     }
     for (; i < n; i += 16) {
         int64_t k = n - i < 16 ? n - i : 16;
         __mmask16 m = (__mmask16)((1u << k) - 1u);
         q_params(a, i, ps, qmin, qmax, m, 0, &s, &lo, &hi, &zp);
-        q_store(a->y, i, q_core(q_load(a->x, i, in_f16, m, 0), s, lo, hi, zp, div_f16, in_f16), out_type, m, 0);
+        q_store(a->y, i, QCORE(q_load(a->x, i, in_f16, m, 0)), out_type, m, 0);
     }
+#undef QCORE
 }
 
 #define Q_OUTS(IN, PS, DV)                                           \
@@ -196,7 +222,8 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
     const int64_t n = a->n;
     const int osz = out_f16 ? 2 : 4;
     int64_t i = 0;
-    if (a->nontemporal && n >= 256 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+    if (n >= 64 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+        /* 64-byte aligned output: no store splits a cache line; stream large outputs */
         int64_t pre = (int64_t)(((64 - ((uintptr_t)a->y & 63)) & 63) / (uintptr_t)osz);
         while (i < pre) {
             int64_t k = pre - i < 16 ? pre - i : 16;
@@ -205,6 +232,7 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
             dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, m, 0), zp, s, out_f16), out_f16, m, 0);
             i += k;
         }
+        const int nt = a->nontemporal;
         for (; i + 32 <= n; i += 32) {
             dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);
             __m512 v0 = dq_core(dq_load(a->x, i, in_type, 0xFFFF, 1), zp, s, out_f16);
@@ -213,13 +241,17 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
             if (out_f16) {
                 __m512i line = _mm512_castsi256_si512(_mm512_cvtps_ph(v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
                 line = _mm512_inserti64x4(line, _mm512_cvtps_ph(v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 1);
-                _mm512_stream_si512((__m512i *)((uint16_t *)a->y + i), line);
-            } else {
+                if (nt) _mm512_stream_si512((__m512i *)((uint16_t *)a->y + i), line);
+                else _mm512_store_si512((__m512i *)((uint16_t *)a->y + i), line);
+            } else if (nt) {
                 _mm512_stream_ps((float *)a->y + i, v0);
                 _mm512_stream_ps((float *)a->y + i + 16, v1);
+            } else {
+                _mm512_store_ps((float *)a->y + i, v0);
+                _mm512_store_ps((float *)a->y + i + 16, v1);
             }
         }
-        _mm_sfence();
+        if (nt) _mm_sfence();
     }
     for (; i + 32 <= n; i += 32) {
         dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);

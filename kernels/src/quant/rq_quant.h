@@ -14,6 +14,17 @@
  * the clamp bounds are integers (clamping commutes with rounding).  4-bit results are stored
  * one per byte as the low nibble (ml_dtypes int4/uint4 storage: q & 0xF).
  *
+ * Division-free fast path (SIMD, per-tensor, float32 division precision, r = fl(1/s) a normal
+ * float): q = fl(x * r), qc = clamp(q) (NaN -> qmin - zp), e = |qc| * 2^-18,
+ * i1 = cvt_rne(fl(qc - e)), i2 = cvt_rne(fl(qc + e)); if i1 == i2 the result is i1 + zp,
+ * else the vector is recomputed with the true division.  Exact because
+ *   |q - x/s| <= |x/s| (2u + u^2) and |fl(x/s) - x/s| <= u |x/s|  (u = 2^-24, normal range),
+ * so clamp(fl(x/s)) lies within |q| 2^-22.3 of qc (or both saturate to the same bound, as
+ * every bound is an integer with |bound| < 2^17), strictly inside [fl(qc - e), fl(qc + e)]
+ * (each endpoint is off by at most |q| 2^-24 from qc -+ e); round-half-even is monotone, so
+ * i1 == i2 forces round(clamp(fl(x/s))) == i1.  Tiny |q| (subnormal range) means |x/s| < 0.5:
+ * both give 0.  q = +-Inf means |x/s| >= FLT_MAX (1 - 2^-23): both saturate.
+ *
  * DequantizeLinear, integer x, zero point zp, scale s, output precision P (f32 or f16):
  *   d = x - zp                         exact in int32
  *   P = f32: y = fl32((float)d * s)    (float)d exact for |d| < 2^24; int32 x rounds like cvtdq2ps
