@@ -117,7 +117,7 @@ else is the 'onnxruntime' profile.  u8 x u8 and s8 x s8 go through other kernels
 saturation is modelled for them by the GEMM reference).  NOT verified live: this machine has
 VNNI/AMX, where MLAS never saturates.  Tested on hand-derived cases instead: ORT #16105
 (x = [210, 198, 234] u8, w = [-81, -80, 127] s8: the first pair is 210*-81 + 198*-80 = -32850,
-saturated to -32768, so acc = -32768 + 234*127 = -2050 instead of -2082) and the worst case
+saturated to -32768, so acc = -32768 + 234*127 = -3050 instead of -3132) and the worst case
 255*127*2 = 64770 (tests/test_profiles_onnxruntime.py).""",
 ))
 

@@ -1,0 +1,148 @@
+"""Live bit-exactness of the PyTorch profiles against torch 2.13 CPU: 'pytorch' (quantize_per_tensor
+/ quantize_per_channel / dequantize), 'pytorch-fakequant', and the quantized linear/conv2d
+engines 'pytorch-fbgemm', 'pytorch-x86', 'pytorch-qnnpack', 'pytorch-onednn'."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from refquant import reference as R
+from _profiles_live import need, assert_exact, engine_differs, CS
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*quantized tensor creation functions:UserWarning")
+SEEDS = st.integers(0, 2 ** 32 - 1)
+LINEAR = ["pytorch-fbgemm", "pytorch-x86", "pytorch-qnnpack", "pytorch-onednn"]
+FLOAT_BIAS = {"pytorch-fbgemm", "pytorch-x86", "pytorch-onednn"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=SEEDS, n=st.sampled_from(CS.sizes()), dtype=st.sampled_from(["int8", "uint8"]), per_axis=st.booleans())
+def test_quantize_per_tensor_and_per_channel(seed, n, dtype, per_axis):
+    need("pytorch")
+    inp = CS.quantize_case(np.random.default_rng(seed), n, dtype, per_axis=per_axis)
+    assert_exact("pytorch", "pytorch", "QuantizeLinear", inp, {"axis": 1} if per_axis else {})
+
+
+def test_quantize_known_examples():
+    """SEMANTICS 4.1: x*(1/s) with the zero point before rounding, per_tensor fused (FMA),
+    per_channel not; NaN -> qmax per tensor, code 0 per channel."""
+    need("pytorch")
+    cases = [(0.273939937, 0.00214854861, np.uint8(0), 128), (-12.466922, 0.10260841, np.int8(0), -121)]
+    for x, s, zp, want in cases:
+        assert int(R.quantize_linear(np.float32([x]), np.float32(s), zp, profile="pytorch")[0]) == want
+        assert int(R.quantize_linear(np.float32([x]), np.float32(s), zp, profile="onnxruntime")[0]) == want - 1
+        assert_exact("pytorch", "pytorch", "QuantizeLinear", {"x": np.float32([x]), "y_scale": np.float32(s),
+                                                               "y_zero_point": zp})
+    x = np.float32([0.34249556])
+    assert int(R.quantize_linear(x, np.float32(0.05269162), np.uint8(6), profile="pytorch")[0]) == 13
+    assert int(R.quantize_linear(x[:, None], np.float32([0.05269162]), np.uint8([6]), axis=1,
+                                 profile="pytorch")[0, 0]) == 12
+    nan = np.float32([[np.nan]])
+    assert int(R.quantize_linear(nan[0], np.float32(1), np.int8(5), profile="pytorch")[0]) == 127
+    assert int(R.quantize_linear(nan, np.float32([1]), np.int8([5]), axis=1, profile="pytorch")[0, 0]) == 0
+    for inp, attrs in [({"x": x, "y_scale": np.float32(0.05269162), "y_zero_point": np.uint8(6)}, {}),
+                       ({"x": x[:, None], "y_scale": np.float32([0.05269162]), "y_zero_point": np.uint8([6])},
+                        {"axis": 1}),
+                       ({"x": np.float32([np.nan, 0.5, 1.5, 2.5]), "y_scale": np.float32(1), "y_zero_point": np.uint8(1)},
+                        {})]:
+        assert_exact("pytorch", "pytorch", "QuantizeLinear", inp, attrs)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=SEEDS, dtype=st.sampled_from(["int8", "uint8", "int32"]), per_axis=st.booleans())
+def test_dequantize(seed, dtype, per_axis):
+    need("pytorch")
+    rng = np.random.default_rng(seed)
+    inp = CS.dequantize_case(rng, int(rng.choice(CS.sizes())), dtype, per_axis=per_axis)
+    if dtype == "int32":   # ONNX: an int32 x takes no zero point (torch would subtract it with int32 wrap)
+        inp.pop("x_zero_point")
+    assert_exact("pytorch", "pytorch", "DequantizeLinear", inp, {"axis": 1} if per_axis else {})
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=SEEDS, n=st.sampled_from(CS.sizes()), dtype=st.sampled_from(["int8", "uint8", "int16", "uint16"]),
+       per_axis=st.booleans())
+def test_fake_quantize(seed, n, dtype, per_axis):
+    need("pytorch-fakequant")
+    rng = np.random.default_rng(seed)
+    inp = CS.quantize_case(rng, n, dtype, per_axis=per_axis)
+    if not per_axis and float(inp["y_scale"]) < 1e-30:
+        inp["y_scale"] = np.float32(0.01)   # codes cannot be recovered from (q - zp)*s at denormal s
+    assert_exact("pytorch-fakequant", "pytorch-fakequant", "QuantizeLinear", inp, {"axis": 1} if per_axis else {})
+
+
+def test_fake_quantize_per_channel_int64_overflow():
+    """Per-channel fake-quant converts to int64 first: 9.2e18 saturates, 9.3e18 and +Inf give qmin."""
+    need("pytorch-fakequant")
+    x = np.float32([[9.2e18], [9.3e18], [np.inf], [-np.inf], [np.nan]])
+    y = R.quantize_linear(x, np.float32([1]), np.int8([0]), axis=1, profile="pytorch-fakequant")
+    assert y[:, 0].tolist() == [127, -128, -128, -128, -128]
+    assert_exact("pytorch-fakequant", "pytorch-fakequant", "QuantizeLinear",
+                 {"x": x, "y_scale": np.float32([1]), "y_zero_point": np.int8([0])}, {"axis": 1})
+
+
+def _linear_case(rng, engine, op, K, per_column, tie):
+    bias_dtype = "float32" if engine in FLOAT_BIAS else "int32"
+    d = CS.matmul_case(rng, int(rng.integers(1, 9)), K, int(rng.integers(1, 17)), per_column=per_column, tie=tie,
+                       bias=(op == "QGemm"), bias_dtype=bias_dtype,
+                       b_symmetric=engine == "pytorch-onednn" or bool(rng.integers(0, 2)))
+    return CS.to_qgemm(d) if op == "QGemm" else d
+
+
+@pytest.mark.parametrize("engine", LINEAR)
+@pytest.mark.parametrize("op", ["QLinearMatMul", "QGemm"])
+@settings(max_examples=20, deadline=None)
+@given(seed=SEEDS, K=st.sampled_from(CS.sizes()), per_column=st.booleans(), tie=st.booleans())
+def test_quantized_linear(engine, op, seed, K, per_column, tie):
+    need(engine)
+    d = _linear_case(np.random.default_rng(seed), engine, op, K, per_column, tie)
+    assert_exact(engine, engine, op, d)
+
+
+@pytest.mark.parametrize("engine", LINEAR)
+@settings(max_examples=15, deadline=None)
+@given(seed=SEEDS, per_channel=st.booleans(), tie=st.booleans(), k=st.sampled_from([1, 3]), pad=st.booleans())
+def test_quantized_conv2d(engine, seed, per_channel, tie, k, pad):
+    need(engine)
+    rng = np.random.default_rng(seed)
+    d, attrs = CS.conv_case(rng, 1, int(rng.integers(1, 5)), int(rng.integers(k, 9)), int(rng.integers(k, 9)),
+                            int(rng.integers(1, 6)), k, k, per_channel=per_channel, tie=tie,
+                            pads=(k // 2,) * 4 if pad else (0, 0, 0, 0),
+                            bias_dtype="float32" if engine in FLOAT_BIAS else "int32")
+    assert_exact(engine, engine, "QLinearConv", d, attrs)
+
+
+def test_onednn_zero_point_before_rounding_at_ties():
+    """oneDNN rounds v + zp (v = -16.5, zp = 111 -> 94); FBGEMM rounds v then adds zp (95)."""
+    need("pytorch-onednn")
+    a = np.array([[2, 0]], np.uint8)
+    b = np.array([[-33], [0]], np.int8)
+    inp = {"a": a, "a_scale": np.float32(1), "a_zero_point": np.uint8(0), "b": b, "b_scale": np.float32(0.25),
+           "b_zero_point": np.int8(0), "y_scale": np.float32(1), "y_zero_point": np.uint8(111)}
+    assert_exact("pytorch-onednn", "pytorch-onednn", "QLinearMatMul", inp)
+    assert_exact("pytorch-fbgemm", "pytorch-fbgemm", "QLinearMatMul", inp)
+    y_one = R.qlinear_matmul(a, np.float32(1), np.uint8(0), b, np.float32(0.25), np.int8(0), np.float32(1),
+                             np.uint8(111), profile="pytorch-onednn")
+    y_fb = R.qlinear_matmul(a, np.float32(1), np.uint8(0), b, np.float32(0.25), np.int8(0), np.float32(1),
+                            np.uint8(111), profile="pytorch-fbgemm")
+    assert (int(y_one[0, 0]), int(y_fb[0, 0])) == (94, 95)
+
+
+def test_fbgemm_and_qnnpack_differ_in_multiplier_and_bias():
+    """SEMANTICS 7.8: float bias (fbgemm) vs int32 bias (qnnpack); the profiles name the fields."""
+    from refquant import get_profile
+    assert get_profile("pytorch-fbgemm").diff(get_profile("pytorch-qnnpack")) == {
+        "rq_multiplier": ("fp32", "fp32_reciprocal"), "rq_bias": ("float", "int32")}
+
+
+def test_fbgemm_no_int16_saturation_on_this_cpu():
+    """pytorch#44939's pair (211*71 + 171*107 = 33278) is exact on this AVX512-VNNI CPU."""
+    need("pytorch-fbgemm")
+    rng = np.random.default_rng(0)
+    a = np.tile(np.array([211, 171], np.uint8), (16, 32))
+    b = np.tile(np.array([[71], [107]], np.int8), (32, 16))
+    inp = {"a": a, "a_scale": np.float32(1), "a_zero_point": np.uint8(0), "b": b, "b_scale": np.float32(1),
+           "b_zero_point": np.int8(0), "y_scale": np.float32(8192), "y_zero_point": np.uint8(0)}
+    assert rng is not None
+    assert_exact("pytorch-fbgemm", "pytorch-fbgemm", "QLinearMatMul", inp)
