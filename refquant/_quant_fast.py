@@ -132,6 +132,8 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
                     saturate=1, precision=None, profile, opset=None, out=None, isa=None):
     """Fast QuantizeLinear; ``(y, kernel_name)`` or None.  ``out``: optional preallocated
     C-contiguous output of the right dtype and shape (benchmarks); ``isa``: cap (tests)."""
+    if isinstance(x, np.generic):
+        x = np.asarray(x)
     prep = _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype,
                              saturate, precision, profile, opset)
     if prep is None:
@@ -168,6 +170,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     prof = profile
     if prof.dq_subtract != "exact" or prof.symmetric_only:
         return None
+    if isinstance(x, np.generic):
+        x = np.asarray(x)
     if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN:
         return None
     try:
@@ -226,6 +230,8 @@ def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
     prof = profile
     if not _q_profile_ok(prof) or prof.symmetric_only:
         return None
+    if isinstance(x, np.generic):
+        x = np.asarray(x)
     if not isinstance(x, np.ndarray) or x.dtype != _F32:
         return None
     try:

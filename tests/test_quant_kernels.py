@@ -1,0 +1,473 @@
+"""Fast QuantizeLinear / DequantizeLinear / DynamicQuantizeLinear kernels == the numpy reference,
+bit for bit, at every ISA level this machine has (scalar, AVX2, AVX-512; a missing level is a
+skip).  Kernels are capped per call with the glue's ``isa=`` argument (the same cap as
+``refquant._cpu.set_isa_cap`` / ``REFQUANT_DISABLE_ISA``, see tests/test_dispatch.py).
+
+Inputs concentrate on the hard places: exact ties (k + 1/2) * s and their float32 neighbours,
+q-range boundaries, every zero point, NaN/Inf/huge/denormal values, tiny and huge scales
+(including scales whose reciprocal is not a normal float, which disables the division-free
+path), shapes around the vector widths (1, 15, 16, 17, 63, 64, 65, 1000+), strided /
+Fortran-ordered / offset views, and guard bytes around outputs that must stay untouched.
+
+Memory safety (AddressSanitizer): ``pytest -m asan tests/test_build.py`` rebuilds the
+extensions with ``REFQUANT_SANITIZE=address`` in a scratch copy and runs a sample of these
+kernels under ASan (see that file's docstring).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+hyp = pytest.importorskip("hypothesis", reason="hypothesis drives the sweeps")
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+import refquant  # noqa: E402
+from refquant import reference as R  # noqa: E402
+from refquant.profile import get_profile  # noqa: E402
+
+_k = pytest.importorskip("refquant._quant", reason="compiled kernels not built (pip install -e .)")
+from refquant import _cpu, _quant_fast as F  # noqa: E402
+
+ONNX = get_profile("onnx")
+ORT = get_profile("onnxruntime")
+
+# Quantize kernels exist for these levels; higher levels (avx512vnni, amx) run the avx512 ones.
+KERNEL_ISAS = ("scalar", "avx2", "avx512")
+AVAILABLE = [i for i in KERNEL_ISAS if i in _cpu.available_isas()]
+ISA_PARAMS = [pytest.param(i, marks=pytest.mark.skipif(i not in AVAILABLE,
+                                                       reason=f"{i} not compiled/supported here"))
+              for i in KERNEL_ISAS]
+
+Q_TYPES = [np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, ml_dtypes.uint4,
+                                 ml_dtypes.int4)]
+DQ_TYPES = Q_TYPES + [np.dtype(np.int32)]
+SIZES = [0, 1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 4099]
+
+SCALES = [1.0, 0.5, 0.1, 0.0235, 3.0517578125e-05, 7.0, 1e-3, 1e-8, 1e-30, 1e-38, 1e-40,
+          1e-45, 3.4e38, 1e30, 2.0 ** -126, 2.0 ** 126, 2.0 ** 127, 0.3333333]
+
+
+def _bits(a):
+    a = np.asarray(a)
+    if a.dtype.itemsize == 1:
+        return a.view(np.uint8)
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+def assert_bitexact(got, want, what=""):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    if want.dtype.kind in "iu" or want.dtype in Q_TYPES:
+        a, b = got.astype(np.int64), want.astype(np.int64)
+        bad = a != b
+    else:
+        bad = _bits(got) != _bits(want)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} differ; first at {idx}: "
+                             f"got {got[idx]!r}, want {want[idx]!r}")
+    # the raw storage too (int4 nibbles, -0.0 vs 0.0)
+    assert np.array_equal(_bits(np.ascontiguousarray(got)), _bits(np.ascontiguousarray(want))), what
+
+
+def _qrange(dt):
+    return refquant.qrange(dt)
+
+
+def hard_values(rng, n, scale, zp, dt, xdtype=np.float32):
+    """float32 (or float16) values concentrated on ties, their neighbours, range edges, specials."""
+    qmin, qmax = _qrange(dt)
+    s = np.float32(scale)
+    k = rng.integers(qmin - int(zp) - 3, qmax - int(zp) + 4, n).astype(np.float64)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        ties = ((k + 0.5) * np.float64(s)).astype(xdtype)
+        exact = (k * np.float64(s)).astype(xdtype)
+        up = np.nextafter(ties, np.array(np.inf, xdtype))
+        dn = np.nextafter(ties, np.array(-np.inf, xdtype))
+        rnd = (rng.standard_normal(n) * float(s) * (qmax - qmin) / 3).astype(xdtype)
+    specials = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 1e-40,
+                         3e38, -3e38, 65504, -65504, 2.0 ** 31, -2.0 ** 31, 5e9, 1.5, 2.5, -2.5],
+                        np.float64).astype(xdtype)
+    pool = np.concatenate([ties, exact, up, dn, rnd, specials])
+    return pool[rng.integers(0, pool.size, n)].astype(xdtype)
+
+
+def _zp_for(rng, dt):
+    qmin, qmax = _qrange(dt)
+    z = int(rng.choice([qmin, qmax, 0 if qmin <= 0 else qmin, rng.integers(qmin, qmax + 1)]))
+    return np.array(z, dt)
+
+
+def _run_both(fn_fast, fn_ref, *args, isa, **kw):
+    """(fast result, kernel name, reference result); warnings of the reference silenced."""
+    res = fn_fast(*args, isa=isa, **kw)
+    with np.errstate(all="ignore"):
+        ref = fn_ref(*args, **{k: v for k, v in kw.items() if k != "profile"},
+                     profile=kw.get("profile", "onnx"))
+    return res, ref
+
+
+# --------------------------------------------------------------------------------------------
+# QuantizeLinear
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.sampled_from(SIZES),
+       dt=st.sampled_from(Q_TYPES), scale=st.sampled_from(SCALES + [None]),
+       prof=st.sampled_from(["onnx", "onnxruntime"]))
+def test_quantize_per_tensor(isa, seed, n, dt, scale, prof):
+    rng = np.random.default_rng(seed)
+    s = np.float32(scale if scale is not None else rng.uniform(1e-4, 10))
+    zp = _zp_for(rng, dt)
+    x = hard_values(rng, n, s, zp, dt)
+    res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, zp, isa=isa,
+                         profile=get_profile(prof))
+    assert res is not None, "kernel declined a covered call"
+    y, name = res
+    assert name.endswith("__" + isa), name
+    assert_bitexact(y, ref, f"{name} s={s!r} zp={zp!r} n={n}")
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), dt=st.sampled_from(Q_TYPES),
+       shape=st.sampled_from([(3, 17), (5, 64, 3), (2, 3, 65), (17,), (4, 1, 33), (1, 70),
+                              (65, 2), (2, 5, 7, 3)]),
+       axis_pick=st.integers(0, 10), neg=st.booleans())
+def test_quantize_per_axis(isa, seed, dt, shape, axis_pick, neg):
+    rng = np.random.default_rng(seed)
+    axis = axis_pick % len(shape)
+    D = shape[axis]
+    s = rng.choice(np.array(SCALES + [0.02, 0.7, 13.0], np.float32), D).astype(np.float32)
+    qmin, qmax = _qrange(dt)
+    zp = rng.integers(qmin, qmax + 1, D).astype(np.int64).astype(dt)
+    x = hard_values(rng, int(np.prod(shape)), float(np.median(s)), 0, dt).reshape(shape)
+    ax = axis - len(shape) if neg else axis
+    res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, zp, isa=isa, axis=ax,
+                         profile=ONNX)
+    assert res is not None
+    assert_bitexact(res[0], ref, f"{res[1]} per-axis axis={ax} shape={shape}")
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.sampled_from(SIZES), dt=st.sampled_from(Q_TYPES),
+       case=st.sampled_from(["f16_opset21", "f16_opset23", "f16_ort_opset21", "f32x_f16s_opset23",
+                             "f16x_f32s_opset23", "precision_f16", "precision_f32"]))
+def test_quantize_float16_precision(isa, seed, n, dt, case):
+    """float16 inputs/scales: division in float16 or float32 as the opset, profile and
+    ``precision`` decide (the reference's _division_dtype)."""
+    rng = np.random.default_rng(seed)
+    zp = _zp_for(rng, dt)
+    s32 = np.float32(rng.choice([0.0235, 0.1, 1.0, 3.0, 1e-3, 6e-5, 0.007]))
+    kw = {}
+    if case in ("f16_opset21", "f16_ort_opset21"):
+        x, s, kw["opset"] = hard_values(rng, n, s32, zp, dt, np.float16), np.float16(s32), 21
+    elif case == "f16_opset23":
+        x, s, kw["opset"] = hard_values(rng, n, s32, zp, dt, np.float16), np.float16(s32), 23
+    elif case == "f32x_f16s_opset23":
+        x, s, kw["opset"] = hard_values(rng, n, s32, zp, dt), np.float16(s32), 23
+    elif case == "f16x_f32s_opset23":
+        x, s, kw["opset"] = hard_values(rng, n, s32, zp, dt, np.float16), s32, 23
+    else:
+        x, s = hard_values(rng, n, s32, zp, dt), s32
+        kw["precision"] = "float16" if case == "precision_f16" else "float32"
+    prof = ORT if case == "f16_ort_opset21" else ONNX
+    res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, zp, isa=isa, profile=prof, **kw)
+    assert res is not None, case
+    assert_bitexact(res[0], ref, f"{res[1]} {case}")
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("dt", Q_TYPES, ids=str)
+def test_quantize_every_tie(isa, dt):
+    """Every code's tie (k + 1/2) * s and both float32 neighbours, for scales with exact and
+    inexact reciprocals, every zero-point extreme: the division-free path must redo ties."""
+    qmin, qmax = _qrange(dt)
+    rng = np.random.default_rng(7)
+    for s in (np.float32(0.1), np.float32(0.0235), np.float32(0.5), np.float32(3.0),
+              np.float32(1.0 / 3.0), np.float32(1e-20)):
+        for z in {qmin, qmax, (qmin + qmax) // 2}:
+            ks = np.arange(qmin - z - 2, qmax - z + 2, dtype=np.float64)
+            if ks.size > 4000:
+                ks = np.unique(np.concatenate([ks[:1000], ks[-1000:], rng.choice(ks, 2000)]))
+            t = ((ks + 0.5) * np.float64(s)).astype(np.float32)
+            x = np.concatenate([t, np.nextafter(t, np.float32(np.inf)),
+                                np.nextafter(t, np.float32(-np.inf))])
+            zp = np.array(z, dt)
+            res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, zp, isa=isa,
+                                 profile=ONNX)
+            assert_bitexact(res[0], ref, f"{res[1]} ties s={s} zp={z}")
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_quantize_layouts(isa):
+    """Strided, Fortran-ordered, offset, negative-stride, 0-d and empty inputs."""
+    rng = np.random.default_rng(3)
+    base = hard_values(rng, 4 * 67 * 33, 0.05, 128, np.uint8).reshape(4, 67, 33)
+    s, zp = np.float32(0.05), np.uint8(128)
+    sv = rng.uniform(0.01, 0.2, 67).astype(np.float32)
+    zv = rng.integers(0, 256, 67).astype(np.uint8)
+    views = {
+        "strided": base[:, ::2, :], "fortran": np.asfortranarray(base),
+        "offset": base.reshape(-1)[3:3 + 1000], "reversed": base[::-1, :, ::-1],
+        "transposed": base.transpose(2, 0, 1), "zero_d": np.array(base.flat[5]), "scalar": np.float32(base.flat[6]),
+        "empty": base[:, :0, :],
+    }
+    for name, v in views.items():
+        res, ref = _run_both(F.quantize_linear, R.quantize_linear, v, s, zp, isa=isa, profile=ONNX)
+        assert res is not None, name
+        assert_bitexact(res[0], ref, name)
+    for name, v in {"fortran": np.asfortranarray(base), "strided": base[::-1, :, ::3]}.items():
+        res, ref = _run_both(F.quantize_linear, R.quantize_linear, v, sv, zv, isa=isa, axis=1,
+                             profile=ONNX)
+        assert_bitexact(res[0], ref, "per-axis " + name)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 64, 65, 100, 257, 1000, 4099])
+@pytest.mark.parametrize("offset", [0, 1, 3, 17])
+def test_guard_bytes(isa, n, offset):
+    """The kernels write exactly n outputs: sentinel bytes before and after stay untouched
+    (1- and 2-byte quantize outputs, float32/float16 dequantize outputs), at every alignment."""
+    lvl = _cpu._level(isa)
+    rng = np.random.default_rng(n + offset)
+    x = (rng.standard_normal(n) * 100).astype(np.float32)
+    s, z = np.array([0.37], np.float32), np.array([3], np.int32)
+    for out_type, itemsize in (("uint8", 1), ("int16", 2), ("int4", 1)):
+        buf = np.full((n + 2 * 64 + offset) * itemsize, 0xA5, np.uint8)
+        start = (64 + offset) * itemsize
+        view = buf[start:start + n * itemsize]
+        y = view.view(np.uint8 if itemsize == 1 else np.uint16)
+        _k.quantize(x, "float32", y, out_type, s, z, 1, 1, n, False, lvl)
+        assert (buf[:start] == 0xA5).all() and (buf[start + n * itemsize:] == 0xA5).all(), out_type
+    q = rng.integers(-128, 128, n).astype(np.int8)
+    for out_type, itemsize in (("float32", 4), ("float16", 2)):
+        buf = np.full((n + 128) * itemsize + 4 * offset, 0x5A, np.uint8)
+        start = 64 * itemsize + 2 * offset
+        y = buf[start:start + n * itemsize].view(np.float32 if itemsize == 4 else np.float16)
+        _k.dequantize(q, "int8", y, out_type, s, z, 1, 1, n, lvl)
+        assert (buf[:start] == 0x5A).all() and (buf[start + n * itemsize:] == 0x5A).all(), out_type
+
+
+def test_same_bits_any_thread_count():
+    """Large input (many parallel chunks): 1 and 2 threads give identical results."""
+    rng = np.random.default_rng(11)
+    x = hard_values(rng, 300_001, 0.02, 0, np.int8)
+    s, z = np.float32(0.02), np.int8(-5)
+    q = R.quantize_linear(x, s, z)
+    outs = []
+    try:
+        for th in (1, 2, 3):
+            refquant.set_num_threads(th)
+            y, _ = F.quantize_linear(x, s, z, profile=ONNX)
+            d, _ = F.dequantize_linear(q, s, z, profile=ONNX)
+            dq = F.dynamic_quantize_linear(np.nan_to_num(x, nan=1.0, posinf=7.0, neginf=-9.0),
+                                           profile=ONNX)[0]
+            outs.append((y, d, dq[0]))
+    finally:
+        refquant.set_num_threads(None)
+    for o in outs[1:]:
+        for a, b in zip(outs[0], o):
+            assert_bitexact(a, b, "threads")
+    assert_bitexact(outs[0][0], q, "vs reference")
+
+
+# --------------------------------------------------------------------------------------------
+# DequantizeLinear
+# --------------------------------------------------------------------------------------------
+def _random_q(rng, dt, n):
+    if dt == np.int32:
+        v = rng.choice(np.array([0, 1, -1, 2 ** 31 - 1, -2 ** 31, 2 ** 24 + 1, -(2 ** 24) - 3,
+                                 16777217, 65519, 65520, 65535, -65536], np.int64), n)
+        v = np.where(rng.random(n) < 0.5, rng.integers(-2 ** 31, 2 ** 31, n), v)
+        return v.astype(np.int32)
+    qmin, qmax = _qrange(dt)
+    return rng.integers(qmin, qmax + 1, n).astype(np.int64).astype(dt)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.sampled_from(SIZES), dt=st.sampled_from(DQ_TYPES),
+       scale=st.sampled_from(SCALES + [None]),
+       out=st.sampled_from(["f32", "f16_scale", "output_dtype_f16", "output_dtype_f32"]),
+       with_zp=st.booleans())
+def test_dequantize_per_tensor(isa, seed, n, dt, scale, out, with_zp):
+    rng = np.random.default_rng(seed)
+    x = _random_q(rng, dt, n)
+    s = np.float32(scale if scale is not None else rng.uniform(1e-4, 10))
+    kw = {}
+    if out == "f16_scale":
+        with np.errstate(over="ignore", under="ignore"):
+            s = np.float16(s)
+        if not (np.isfinite(s) and s > 0):
+            s = np.float16(0.0123)
+    elif out.startswith("output_dtype"):
+        kw = {"output_dtype": "float16" if out.endswith("f16") else "float32", "opset": 23}
+    zp = _zp_for(rng, dt) if (with_zp and dt != np.int32) else None
+    res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, x, s, zp, isa=isa,
+                         profile=ONNX, **kw)
+    assert res is not None
+    assert_bitexact(res[0], ref, f"{res[1]} s={s!r} zp={zp!r}")
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), dt=st.sampled_from(Q_TYPES),
+       shape=st.sampled_from([(3, 17), (5, 64, 3), (2, 3, 65), (17,), (65, 2), (2, 5, 7, 3)]),
+       axis_pick=st.integers(0, 10), f16=st.booleans())
+def test_dequantize_per_axis(isa, seed, dt, shape, axis_pick, f16):
+    rng = np.random.default_rng(seed)
+    axis = axis_pick % len(shape)
+    D = shape[axis]
+    s = rng.uniform(1e-3, 3, D).astype(np.float16 if f16 else np.float32)
+    qmin, qmax = _qrange(dt)
+    zp = rng.integers(qmin, qmax + 1, D).astype(np.int64).astype(dt)
+    x = _random_q(rng, dt, int(np.prod(shape))).reshape(shape)
+    res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, x, s, zp, isa=isa, axis=axis,
+                         profile=ONNX)
+    assert res is not None
+    assert_bitexact(res[0], ref, f"{res[1]} axis={axis}")
+    # non-contiguous view of the same data
+    xv = np.asfortranarray(x)[..., ::-1] if axis != len(shape) - 1 else np.asfortranarray(x)
+    res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, xv, s, zp, isa=isa, axis=axis,
+                         profile=ONNX)
+    assert_bitexact(res[0], ref, "view")
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("dt", Q_TYPES, ids=str)
+def test_dequantize_every_code(isa, dt):
+    """Every code of the type, every zero-point extreme, float32 and float16 outputs."""
+    qmin, qmax = _qrange(dt)
+    x = np.arange(qmin, qmax + 1, dtype=np.int64).astype(dt)
+    for z in (qmin, qmax, 0 if qmin <= 0 <= qmax else qmin):
+        for s in (np.float32(0.0235), np.float32(1e-38), np.float16(0.0123), np.float16(6e-5),
+                  np.float16(300.0)):
+            res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, x, s, np.array(z, dt),
+                                 isa=isa, profile=ONNX)
+            assert_bitexact(res[0], ref, f"{res[1]} zp={z} s={s!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# DynamicQuantizeLinear
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.sampled_from(SIZES[1:]),
+       kind=st.sampled_from(["normal", "positive", "negative", "zeros", "tiny", "huge", "one"]),
+       prof=st.sampled_from(["onnx", "onnxruntime"]))
+def test_dynamic_quantize(isa, seed, n, kind, prof):
+    rng = np.random.default_rng(seed)
+    x = {
+        "normal": lambda: rng.standard_normal(n) * 10,
+        "positive": lambda: rng.random(n) * 3 + 1,
+        "negative": lambda: -rng.random(n) * 3 - 1,
+        "zeros": lambda: np.zeros(n),
+        "tiny": lambda: rng.standard_normal(n) * 1e-40,
+        "huge": lambda: rng.standard_normal(n) * 1e37,
+        "one": lambda: np.full(n, 0.5),
+    }[kind]().astype(np.float32)
+    p = get_profile(prof)
+    res = F.dynamic_quantize_linear(x, profile=p, isa=isa)
+    with np.errstate(all="ignore"):
+        ref = R.dynamic_quantize_linear(x, profile=p)
+    if res is None:   # only an unusable scale (e.g. all-denormal input) may decline
+        assert kind in ("tiny",), kind
+        return
+    (y, ys, yz), name = res
+    assert_bitexact(y, ref[0], name)
+    assert_bitexact(ys, ref[1], "y_scale")
+    assert_bitexact(yz, ref[2], "y_zero_point")
+
+
+def test_dynamic_quantize_nonfinite_goes_to_reference():
+    x = np.array([1.0, np.nan, 2.0], np.float32)
+    assert F.dynamic_quantize_linear(x, profile=ONNX) is None
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        refquant.dynamic_quantize_linear(x)
+    assert refquant.last_path()["path"] == "reference"
+
+
+# --------------------------------------------------------------------------------------------
+# Coverage boundaries: what the kernels decline goes to the reference (same errors)
+# --------------------------------------------------------------------------------------------
+def test_declined_calls_run_the_reference():
+    x = np.linspace(-3, 3, 100, dtype=np.float32)
+    cases = [
+        dict(args=(x, np.float32(0.1), np.uint8(3)), kw=dict(profile="onnx-reference")),
+        dict(args=(x.astype(ml_dtypes.bfloat16), np.array(0.1, ml_dtypes.bfloat16), np.uint8(3)),
+             kw={}),
+        dict(args=(x.reshape(10, 10), np.full((10, 5), 0.1, np.float32),
+                   np.zeros((10, 5), np.uint8)), kw=dict(axis=1, block_size=2)),
+        dict(args=(x, np.float32(0.1), np.array(3, ml_dtypes.float8_e4m3fn)), kw={}),
+        dict(args=(x.astype(np.int32), np.float32(0.1), np.uint8(3)), kw={}),
+        dict(args=(x, np.float32(0.1), np.array(1, ml_dtypes.uint2)), kw={}),
+    ]
+    for c in cases:
+        y = refquant.quantize_linear(*c["args"], **c["kw"])
+        assert refquant.last_path()["path"] == "reference", c
+        with np.errstate(all="ignore"):
+            assert_bitexact(y, R.quantize_linear(*c["args"], **c["kw"]))
+    # the reference's validation errors surface unchanged
+    for bad in (np.float32(0), np.float32(-1), np.float32(np.nan), np.float32(np.inf)):
+        with pytest.raises(ValueError, match="y_scale"):
+            refquant.quantize_linear(x, bad, np.uint8(0))
+    with pytest.raises(ValueError, match="axis"):
+        refquant.quantize_linear(x.reshape(10, 10), np.ones(10, np.float32), np.zeros(10, np.uint8),
+                                 axis=5)
+    with pytest.raises(TypeError):
+        refquant.quantize_linear(x.astype(np.float64), np.float32(0.1), np.uint8(0))
+    with pytest.raises(ValueError, match="x_scale"):
+        refquant.dequantize_linear(np.zeros(3, np.uint8), np.float32(0), np.uint8(0))
+
+
+def test_covered_calls_take_the_kernel():
+    x = np.linspace(-3, 3, 100, dtype=np.float32)
+    refquant.quantize_linear(x, np.float32(0.1), np.int8(3))
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32s8__")
+    refquant.quantize_linear(x, 0.1, output_dtype="int4")     # Python float scale
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32s4__")
+    refquant.dequantize_linear(np.arange(10, dtype=np.uint16), np.float32(0.5), np.uint16(7))
+    assert refquant.last_path()["path"].startswith("rq_dequantize_u16f32__")
+    refquant.dynamic_quantize_linear(x)
+    assert refquant.last_path()["path"].startswith("rq_dynamic_quantize_f32u8__")
+
+
+def test_packed_output():
+    rng = np.random.default_rng(5)
+    x = hard_values(rng, 1001, 0.3, 0, ml_dtypes.int4)
+    for z in (np.array(-2, ml_dtypes.int4), np.array(9, ml_dtypes.uint4), np.uint8(7)):
+        p = F.quantize_linear_packed(x, np.float32(0.3), z)
+        want = refquant.pack(R.quantize_linear(x, np.float32(0.3), z))
+        assert p.dtype == np.uint8 and np.array_equal(p, want)
+
+
+def test_disable_fast_env():
+    code = ("import numpy as np, refquant; "
+            "refquant.quantize_linear(np.ones(4, np.float32), np.float32(1), np.uint8(0)); "
+            "print(refquant.last_path()['path'])")
+    env = dict(os.environ, REFQUANT_DISABLE_FAST="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "reference"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=400, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.sampled_from(SIZES + [10007, 65537, 131075]),
+       dt=st.sampled_from(Q_TYPES), scale=st.sampled_from(SCALES + [None]))
+def test_quantize_per_tensor_long(isa, seed, n, dt, scale):
+    rng = np.random.default_rng(seed)
+    s = np.float32(scale if scale is not None else rng.uniform(1e-6, 1e3))
+    zp = _zp_for(rng, dt)
+    x = hard_values(rng, n, s, zp, dt)
+    res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, zp, isa=isa, profile=ONNX)
+    assert_bitexact(res[0], ref, res[1])
