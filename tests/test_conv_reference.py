@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from refquant import get_profile
 from refquant._packed import PackedWeights
-from refquant.reference import conv_integer, qlinear_conv, accumulator_range
+from refquant.reference import conv_integer, qlinear_conv, qgemm, accumulator_range
 from refquant.reference.conv import conv_output_shape
 
 U8, S8 = np.uint8, np.int8
@@ -490,3 +490,97 @@ def test_conv_big_sweep_vs_onnxruntime():
         if nd == 2 or np.size(args[4]) == 1:
             assert np.array_equal(qlinear_conv(*args, **at, profile="onnx-reference"),
                                   run_ref("QLinearConv", args, at))
+
+
+_FBGEMM_SCRIPT = r'''
+import sys, warnings, numpy as np
+warnings.filterwarnings("ignore")
+import torch
+torch.backends.quantized.engine = "fbgemm"
+d = dict(np.load(sys.argv[1]))
+out = {}
+i = 0
+while f"X{i}" in d:
+    X, W, b = d[f"X{i}"], d[f"W{i}"], d[f"b{i}"]
+    xs, xz, ws, ys, yz = (float(v) for v in d[f"q{i}"])
+    x = torch._make_per_tensor_quantized_tensor(torch.from_numpy(X), xs, int(xz))
+    w = torch._make_per_tensor_quantized_tensor(torch.from_numpy(W), ws, 0)
+    if X.ndim == 2:
+        pk = torch.ops.quantized.linear_prepack(w, torch.from_numpy(b))
+        y = torch.ops.quantized.linear(x, pk, ys, int(yz))
+    else:
+        st, pd, dl, g = (int(v) for v in d[f"c{i}"])
+        pk = torch.ops.quantized.conv2d_prepack(w, torch.from_numpy(b), [st, st], [pd, pd], [dl, dl], g)
+        y = torch.ops.quantized.conv2d(x, pk, ys, int(yz))
+    out[f"y{i}"] = y.int_repr().numpy()
+    i += 1
+np.savez(sys.argv[2], **out)
+'''
+
+
+def _fbgemm_depthwise_fast_path(x_shape, w_shape, stride, pad, dilation, group):
+    """fbgemm takeDepthWiseFastPath (src/FbgemmConv.cc), for a square 2-D kernel."""
+    k = w_shape[2]
+    return (group == x_shape[1] == w_shape[0] and group % 8 == 0 and stride in (1, 2) and
+            w_shape[2] == w_shape[3] and k in (3, 5) and dilation == 1 and pad == (k - 1) // 2)
+
+
+def test_torch_fbgemm_avx2_int16_pair_saturation(tmp_path):
+    """Live check of Profile.int16_pair_saturation: fbgemm forced to its AVX2 kernels
+    (FBGEMM_ENABLE_INSTRUCTIONS=AVX2, vpmaddubsw) equals the reference with
+    int16_pair_saturation=True and rq_bias='float' -- linear, conv, grouped and depthwise
+    (pairs of consecutive (kernel position, channel) taps, channel fastest).  With the VNNI
+    kernels (AVX512_E1, this machine's default) GEMM, im2col and groupwise paths do not saturate,
+    but fbgemm's depthwise fast path (G == C == M, G % 8 == 0, stride 1/2, 3x3/5x5, dilation 1,
+    pads (k-1)/2) is AVX2 code and saturates on every x86 CPU."""
+    pytest.importorskip("torch", reason="PyTorch fbgemm is the peer")
+    import os
+    import subprocess
+    import sys
+    rng = np.random.default_rng(16)
+    d = {}
+    for i in range(18):
+        if i % 3 == 0:
+            M, K, N = int(rng.integers(1, 20)), int(rng.integers(1, 70)), int(rng.integers(1, 20))
+            X = rng.integers(100, 256, (M, K)).astype(U8)
+            W = rng.choice([-128, -127, -100, 100, 127], (N, K)).astype(S8)
+        else:
+            if i % 3 == 1:
+                C, g, k = int(rng.integers(1, 5)) * 2, [1, 2][i % 2], int(rng.integers(1, 4))
+                Mo = int(rng.integers(1, 4)) * 2
+            else:                                    # depthwise 3x3 / 5x5, C = 4 or 16
+                C = [4, 16][(i // 3) % 2]
+                g, k, Mo = C, [3, 5][i % 2], C
+            X = rng.integers(100, 256, (1, C, 8, 9)).astype(U8)
+            W = rng.choice([-128, -127, -100, 100, 127], (Mo, C // g, k, k)).astype(S8)
+            d[f"c{i}"] = np.array([int(rng.integers(1, 3)), k // 2, 1 if g > 1 else int(rng.integers(1, 3)), g])
+        d[f"X{i}"], d[f"W{i}"] = X, W
+        d[f"b{i}"] = rng.normal(size=W.shape[0]).astype(np.float32)
+        d[f"q{i}"] = np.array([np.float32(rng.uniform(0.01, 0.1)), int(rng.integers(0, 256)),
+                               np.float32(rng.uniform(0.001, 0.02)), np.float32(rng.uniform(1, 10)),
+                               int(rng.integers(0, 256))], np.float64)
+    np.savez(tmp_path / "in.npz", **d)
+    (tmp_path / "run.py").write_text(_FBGEMM_SCRIPT)
+    fb = get_profile("onnx").replace(name="fbgemm-like", rq_bias="float")
+    for isa, sat_all in (("AVX2", True), ("AVX512_E1", False)):
+        env = dict(os.environ, FBGEMM_ENABLE_INSTRUCTIONS=isa)
+        subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "in.npz"),
+                        str(tmp_path / f"{isa}.npz")], env=env, check=True, capture_output=True)
+        res = np.load(tmp_path / f"{isa}.npz")
+        n_sat_effect = 0
+        for i in range(18):
+            X, W, b, q = d[f"X{i}"], d[f"W{i}"], d[f"b{i}"], d[f"q{i}"]
+            # fbgemm's depthwise fast path is AVX2 code (vpmaddubsw) on every x86 CPU
+            sat = sat_all or (X.ndim == 4 and _fbgemm_depthwise_fast_path(X.shape, W.shape, *d[f"c{i}"]))
+            p = fb.replace(int16_pair_saturation=bool(sat))
+            xs, xz, ws, ys, yz = np.float32(q[0]), np.uint8(q[1]), np.float32(q[2]), np.float32(q[3]), np.uint8(q[4])
+            if X.ndim == 2:
+                f = lambda prof: qgemm(X, xs, xz, W, ws, np.int8(0), b, ys, yz, transB=1, profile=prof)  # noqa: E731
+            else:
+                st_, pd, dl, g = (int(v) for v in d[f"c{i}"])
+                at = dict(strides=[st_, st_], pads=[pd] * 4, dilations=[dl, dl], group=g)
+                f = lambda prof: qlinear_conv(X, xs, xz, W, ws, np.int8(0), ys, yz, b, profile=prof, **at)  # noqa: E731
+            ours = f(p)
+            assert np.array_equal(res[f"y{i}"], ours), (isa, i)
+            n_sat_effect += int(np.count_nonzero(ours != f(fb.replace(int16_pair_saturation=not sat))))
+        assert n_sat_effect > 0     # the data does exercise the saturation
