@@ -1,0 +1,1031 @@
+"""Whole ONNX models on the reference: every intermediate tensor, as written or as an engine fuses it.
+
+    run_model(model, inputs, *, profile="onnx", fuse=None) -> {tensor name: value}
+    plan_fusions(model, fuse) -> [Fusion, ...]            what a fusion mode rewrites (and which
+                                                          tensors disappear inside the fused kernels)
+
+Semantics block
+===============
+
+Execution.  The graph runs node by node in topological order on ``onnx.reference``'s
+``ReferenceEvaluator`` with the quantized ops replaced by refquant's numpy reference under
+``profile``:
+
+- QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger, QLinearMatMul,
+  ConvInteger, QLinearConv, com.microsoft QGemm, com.microsoft MatMulIntegerToFloat and the
+  fused kernels below: ``refquant.reference.*`` (``refquant._oprun.run_reference``) with the
+  node's explicit attributes and the model's opset (the profile's arithmetic: rounding, division,
+  requantization, int16 pair saturation, symmetric-only rejection with the engine's message).
+- every other op (Conv, MatMul, Gemm, Add, Relu, Clip, pools, Reshape, Softmax, ...):
+  ``onnx.reference``'s numpy implementation, in the tensor's dtype (float32 stays float32).  A
+  float Conv/MatMul sums in numpy's order, not an engine's: float tensors can differ from an
+  engine by a few ulps ("float accumulation order"), and a QuantizeLinear fed by such a tensor
+  can flip by one step where its input sits within those ulps of a rounding boundary.
+
+``fuse`` chooses the graph an engine actually executes:
+
+``None``
+    the graph as written: every Q and DQ is materialized and the ops between them run in float
+    (float simulation; ORT with ``ORT_DISABLE_ALL``).
+``"onnxruntime-basic"``  (ORT ``ORT_ENABLE_BASIC``, onnxruntime 1.32)
+    ORT's ``BiasQuantization`` level-1 rewrite only: a Conv/Gemm whose inputs 0 and 1 come from
+    DequantizeLinear (input scale per tensor; weight scale per tensor or 1-D on axis 0 for Conv,
+    on ``1 - transB`` for Gemm; no ``block_size`` attribute) and whose bias is a 1-D constant gets
+    the bias replaced by ``DQ(b_q, s_b)`` with ``s_b = fl32(s_x * s_w)``,
+    ``b_q = int32(RNE(fl32(b / s_b)))`` (out-of-range casts give INT32_MIN, x86 cvttss2si), so
+    the float Conv adds ``fl32(b_q * s_b)`` instead of ``b``.  New tensor: ``<node>_bias_dq``.
+    (ORT's QDQ propagation also moves Q/DQ pairs across Reshape/Transpose/MaxPool/...; those
+    pairs re-quantize an already-quantized value with its own scale, which is exact, so they are
+    not emulated; their new tensors simply do not appear here.)
+``"onnxruntime"``  (``ORT_ENABLE_EXTENDED`` / ``ORT_ENABLE_ALL``)
+    the bias rewrite, then ORT's QDQ node-unit fusions (``QDQSelectorActionTransformer``):
+
+    - DQ(x), DQ(w)[, DQ(b int32)] -> Conv [-> Relu/Clip made redundant by Q] -> Q
+      => ``QLinearConv`` (8-bit only; x and y of the same type; int8 x needs int8 w;
+      w per tensor or per channel on axis 0);
+    - DQ(a), DQ(b) -> MatMul [-> redundant Relu/Clip] -> Q => ``QLinearMatMul``;
+    - DQ(a), DQ(b) -> MatMul (no Q) => com.microsoft ``MatMulIntegerToFloat``:
+      ``fl32(fl32(acc) * fl32(s_a * s_b))``;
+    - DQ(A), DQ(B)[, DQ(C int32)] -> Gemm [-> redundant Relu/Clip] [-> Q] => com.microsoft
+      ``QGemm`` (quantized or float output; beta must be 1).
+
+    A Relu is redundant when Q's zero point is the type's minimum; a Clip when
+    ``rint(fl32(lo / s)) + zp <= qmin`` and ``rint(fl32(hi / s)) + zp >= qmax`` (ORT
+    ``IsClipMadeRedundantByQ``).  A non-redundant Relu/Clip blocks the fusion (ORT then runs a
+    float FusedConv, numerically Conv then the activation).  Inside a fused unit the float
+    tensors (the DQ outputs used only by it, the Conv/MatMul/Gemm output, the Relu/Clip output)
+    disappear; the unit's output keeps the Q's output name.  The requantization is then the
+    profile's QLinear arithmetic (acc + int32 bias, one fp32 multiplier): it differs from the
+    float simulation by one step on near-ties (onnxruntime#32132).  ORT_ENABLE_ALL additionally
+    changes layouts (NHWC QLinearConv, NhwcMaxPool, Transposes): the same arithmetic, but the
+    tensors between the layout changes get new names.
+``"tensorrt"``
+    TensorRT explicit-quantization fusion (TENSORRT.md 2.2): DQ(x), DQ(w) -> Conv / MatMul /
+    Gemm (+ float bias: the Conv/Gemm bias input, or an Add of a constant after a MatMul)
+    [-> Relu | Clip] -> Q becomes one int8 kernel: int32 accumulation, then the profile's
+    epilogue (``tensorrt`` profile: ``v = fl32(fl32(acc) * M[c]) + fl32(b[c] / s_y)`` with
+    ``M[c] = fl32(fl32(s_x*s_w[c]) * fl32(1/s_y))``, RNE, saturation to int8), the activation
+    applied in that epilogue (Relu: ``max(q, zp)``; Clip: clamp to ``RNE(fl32(lo/s_y))+zp``,
+    ``RNE(fl32(hi/s_y))+zp``, the same integers as clamping v before rounding because RNE is
+    monotone).  Without a trailing Q the kernel writes float:
+    ``act(fl32(fl32(fl32(acc) * fl32(s_x*s_w[c])) + b[c]))`` (multiply then add; TensorRT's FMA
+    is not modelled).  Use it with ``profile="tensorrt"`` (or a ``tensorrt_profile(...)``): the
+    standalone Q/DQ then follow TensorRT's rules too (reciprocal multiply, zero points must be
+    zero -- rejected with the parser's own message).  Unfused layers run as written in float32
+    (TF32 not modelled).
+
+Returned values: numpy arrays (integer codes for quantized tensors, unpacked ml_dtypes for
+4-bit and float8 types), one per node output of the executed graph, keyed by tensor name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["run_model", "plan_fusions", "Fusion", "FUSE_MODES", "load_model", "topological_tensors"]
+
+FUSE_MODES = (None, "onnxruntime-basic", "onnxruntime", "tensorrt")
+_FUSE_ALIASES = {"onnxruntime-extended": "onnxruntime", "onnxruntime-all": "onnxruntime",
+                 "ort": "onnxruntime", "onnxruntime-disabled": None, "none": None}
+
+# ops refquant runs (domain, op_type) -> refquant op name
+_QOPS = {
+    ("", "QuantizeLinear"): "QuantizeLinear",
+    ("", "DequantizeLinear"): "DequantizeLinear",
+    ("", "DynamicQuantizeLinear"): "DynamicQuantizeLinear",
+    ("", "MatMulInteger"): "MatMulInteger",
+    ("", "QLinearMatMul"): "QLinearMatMul",
+    ("", "ConvInteger"): "ConvInteger",
+    ("", "QLinearConv"): "QLinearConv",
+    ("com.microsoft", "QGemm"): "QGemm",
+    ("com.microsoft", "QuantizeLinear"): "QuantizeLinear",
+    ("com.microsoft", "DequantizeLinear"): "DequantizeLinear",
+}
+_DOMAIN = "refquant.fused"
+_EIGHT_BIT = (np.dtype(np.int8), np.dtype(np.uint8))
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """One rewrite a fusion mode applies.
+
+    kind     "bias_quantization", "QLinearConv", "QLinearMatMul", "QGemm",
+             "MatMulIntegerToFloat", "tensorrt_conv", "tensorrt_gemm", "tensorrt_matmul"
+    nodes    labels of the original nodes the rewrite replaces or changes (name, or
+             ``<op_type>_<index>`` for unnamed nodes)
+    output   the tensor the fused kernel writes (for bias_quantization: the new bias tensor)
+    removed  tensors of the original graph that no longer exist
+    detail   a one-line human description
+    """
+    kind: str
+    nodes: tuple
+    output: str
+    removed: tuple = ()
+    detail: str = ""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_model(model):
+    """A ModelProto from a ModelProto, a path, or serialized bytes."""
+    import onnx
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(model))
+    if isinstance(model, (str, os.PathLike)):
+        if not os.path.exists(model):
+            raise ValueError(f"model: file {os.fspath(model)!r} does not exist")
+        return onnx.load(os.fspath(model))
+    raise TypeError(f"model: expected an onnx.ModelProto, a path or bytes, got {type(model).__name__}")
+
+
+def _normalize_fuse(fuse):
+    if isinstance(fuse, str) and fuse.lower() in _FUSE_ALIASES:
+        return _FUSE_ALIASES[fuse.lower()]
+    if fuse not in FUSE_MODES:
+        raise ValueError(f"fuse: expected one of {FUSE_MODES} (aliases {sorted(_FUSE_ALIASES)}), "
+                         f"got {fuse!r}")
+    return fuse
+
+
+def _opsets(model):
+    return {o.domain if o.domain != "ai.onnx" else "": o.version for o in model.opset_import}
+
+
+def _label(node, i):
+    return node.name or f"{node.op_type}_{i}"
+
+
+def _attrs(node):
+    from onnx import helper
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        out[a.name] = v
+    return out
+
+
+def _const_value(node):
+    """Value of a Constant node (None for the forms not handled)."""
+    from onnx import numpy_helper
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name == "value_float":
+            return np.array(a.f, np.float32)
+        if a.name == "value_floats":
+            return np.array(list(a.floats), np.float32)
+        if a.name == "value_int":
+            return np.array(a.i, np.int64)
+        if a.name == "value_ints":
+            return np.array(list(a.ints), np.int64)
+    return None
+
+
+class _Graph:
+    """Producer/consumer maps and constants of a graph (a working copy of its nodes)."""
+
+    def __init__(self, model):
+        from onnx import numpy_helper
+        self.model = model
+        g = model.graph
+        self.nodes = list(g.node)
+        self.labels = [_label(n, i) for i, n in enumerate(self.nodes)]
+        self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        for n in self.nodes:
+            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1:
+                v = _const_value(n)
+                if v is not None:
+                    self.consts[n.output[0]] = v
+        self.graph_outputs = {o.name for o in g.output}
+        self.producer = {}
+        self.consumers = {}
+        for i, n in enumerate(self.nodes):
+            for o in n.output:
+                if o:
+                    self.producer[o] = i
+            for t in n.input:
+                if t:
+                    self.consumers.setdefault(t, []).append(i)
+
+    def prod(self, tensor, op_type=None):
+        i = self.producer.get(tensor)
+        if i is None:
+            return None
+        n = self.nodes[i]
+        if op_type is not None and (n.op_type != op_type or n.domain not in ("", "ai.onnx")):
+            return None
+        return i
+
+    def const(self, tensor):
+        return self.consts.get(tensor) if tensor else None
+
+    def single_consumer(self, tensor):
+        c = self.consumers.get(tensor, [])
+        if len(c) != 1 or tensor in self.graph_outputs:
+            return None
+        return c[0]
+
+
+def topological_tensors(model):
+    """Names of every node output, in the model's (topological) node order."""
+    model = load_model(model)
+    out = []
+    for n in model.graph.node:
+        out.extend(o for o in n.output if o)
+    return out
+
+
+# --------------------------------------------------------------------------- fusion planning
+
+def _dq_info(G, tensor):
+    """(node index, q tensor, scale, zp, axis, has_block_size) of a DQ producing ``tensor``
+    with constant scale (and zp), else None."""
+    i = G.prod(tensor, "DequantizeLinear")
+    if i is None:
+        return None
+    n = G.nodes[i]
+    s = G.const(n.input[1]) if len(n.input) > 1 else None
+    if s is None:
+        return None
+    zp_name = n.input[2] if len(n.input) > 2 else ""
+    z = G.const(zp_name) if zp_name else None
+    if zp_name and z is None:
+        return None
+    a = _attrs(n)
+    return dict(index=i, q=n.input[0], scale=s, zp=z, scale_name=n.input[1], zp_name=zp_name,
+                axis=a.get("axis", 1), block=("block_size" in a and a["block_size"] != 0),
+                has_block_attr="block_size" in a, qdtype=_tensor_dtype(G, n.input[0]))
+
+
+def _q_info(G, i):
+    n = G.nodes[i]
+    if n.op_type != "QuantizeLinear" or n.domain not in ("", "ai.onnx"):
+        return None
+    s = G.const(n.input[1]) if len(n.input) > 1 else None
+    if s is None or np.size(s) != 1:
+        return None
+    zp_name = n.input[2] if len(n.input) > 2 else ""
+    z = G.const(zp_name) if zp_name else None
+    if zp_name and z is None:
+        return None
+    a = _attrs(n)
+    if a.get("output_dtype"):
+        from ._dtypes import resolve_dtype
+        odt = resolve_dtype(int(a["output_dtype"]))
+    else:
+        odt = np.asarray(z).dtype if z is not None else np.dtype(np.uint8)
+    return dict(index=i, scale=s, zp=z, scale_name=n.input[1], zp_name=zp_name, dtype=odt,
+                output=n.output[0])
+
+
+_TYPE_CACHE = {}
+
+
+def _tensor_dtype(G, tensor):
+    """numpy dtype of a tensor when known statically (initializer / graph input / value_info)."""
+    if tensor in G.consts:
+        return np.asarray(G.consts[tensor]).dtype
+    from onnx import helper
+    i = G.producer.get(tensor)
+    if i is not None:
+        n = G.nodes[i]
+        if n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx"):
+            q = _q_info(G, i)
+            if q is not None:
+                return q["dtype"]
+        if n.op_type == "DynamicQuantizeLinear" and tensor == n.output[0]:
+            return np.dtype(np.uint8)
+        if n.op_type in ("QLinearConv", "QLinearMatMul") and len(n.input) > 7:
+            z = G.const(n.input[7])
+            if z is not None:
+                return np.asarray(z).dtype
+    for vi in list(G.model.graph.input) + list(G.model.graph.value_info) + list(G.model.graph.output):
+        if vi.name == tensor and vi.type.tensor_type.elem_type:
+            try:
+                return np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+            except Exception:  # noqa: BLE001
+                return None
+    return None
+
+
+def _clip_bounds(G, n):
+    """Constant (lo, hi) of a Clip node (-inf/inf when absent), None if not constant."""
+    a = _attrs(n)
+    if "min" in a or "max" in a:   # Clip-1/6
+        return float(a.get("min", -np.inf)), float(a.get("max", np.inf))
+    lo, hi = -np.inf, np.inf
+    if len(n.input) > 1 and n.input[1]:
+        v = G.const(n.input[1])
+        if v is None:
+            return None
+        lo = v
+    if len(n.input) > 2 and n.input[2]:
+        v = G.const(n.input[2])
+        if v is None:
+            return None
+        hi = v
+    return lo, hi
+
+
+def _clip_redundant(G, act_i, q):
+    """ORT IsClipMadeRedundantByQ."""
+    from ._dtypes import qrange
+    n = G.nodes[act_i]
+    lo_q, hi_q = qrange(q["dtype"])
+    zp = int(np.asarray(q["zp"]).reshape(())) if q["zp"] is not None else 0
+    if n.op_type == "Relu":
+        return zp == lo_q
+    b = _clip_bounds(G, n)
+    if b is None:
+        return False
+    s = np.float32(np.asarray(q["scale"]).reshape(()))
+    with np.errstate(all="ignore"):
+        cmin = np.rint(np.float32(b[0]) / s)
+        cmax = np.rint(np.float32(b[1]) / s)
+    qmin = (int(cmin) if np.isfinite(cmin) else (-2 ** 31 if cmin < 0 else 2 ** 31 - 1)) + zp
+    qmax = (int(cmax) if np.isfinite(cmax) else (-2 ** 31 if cmax < 0 else 2 ** 31 - 1)) + zp
+    return qmin <= lo_q and qmax >= hi_q
+
+
+def _is_scalar(a):
+    return np.ndim(a) == 0 or (np.ndim(a) == 1 and np.size(a) == 1)
+
+
+def _ort_bias_quantization(G, i, new_nodes, new_inits, fusions):
+    """ORT BiasQuantization on node i (Conv/Gemm); modifies the node's bias input."""
+    from onnx import helper
+    n = G.nodes[i]
+    if n.domain not in ("", "ai.onnx") or n.op_type not in ("Conv", "Gemm") or len(n.input) < 3 \
+            or not n.input[2]:
+        return
+    b = G.const(n.input[2])
+    if b is None or np.ndim(b) != 1 or np.asarray(b).dtype.kind != "f":
+        return
+    dx = _dq_info(G, n.input[0])
+    dw = _dq_info(G, n.input[1])
+    if dx is None or dw is None or not _is_scalar(dx["scale"]):
+        return
+    per_tensor = _is_scalar(dw["scale"])
+    if not per_tensor:
+        if np.ndim(dw["scale"]) != 1 or np.size(dw["scale"]) != np.size(b) or dw["has_block_attr"]:
+            return
+        expected = 0
+        if n.op_type == "Gemm":
+            expected = 0 if _attrs(n).get("transB", 0) else 1
+        if dw["axis"] != expected:
+            return
+    sdt = np.asarray(dx["scale"]).dtype
+    sx = np.asarray(dx["scale"]).astype(sdt)
+    sw = np.asarray(dw["scale"]).astype(sdt)
+    scale = (sx * sw).astype(sdt)                      # Mul (float32)
+    with np.errstate(all="ignore"):
+        q = (np.asarray(b).astype(sdt) / scale).astype(sdt)   # Div
+        q = np.rint(q)                                        # Round (half to even)
+    qi = np.full(q.shape, -2 ** 31, np.int64)          # Cast: cvttss2si, out of range -> INT32_MIN
+    ok = np.isfinite(q) & (q >= -2.0 ** 31) & (q < 2.0 ** 31)
+    qi[ok] = q[ok].astype(np.int64)
+    qi = qi.astype(np.int32)
+    lab = G.labels[i]
+    base = n.name or ""
+    names = {k: _unique(G, new_inits, f"{base}_bias_{k}") for k in ("int32", "scale", "dq")}
+    new_inits[names["int32"]] = qi
+    new_inits[names["scale"]] = scale.reshape(np.shape(sw) if not per_tensor else np.shape(scale))
+    dq = helper.make_node("DequantizeLinear", [names["int32"], names["scale"]], [names["dq"]],
+                          name=names["dq"], **({} if per_tensor else {"axis": 0}))
+    new_nodes.append((i, dq))
+    fusions.append(Fusion("bias_quantization", (lab,), names["dq"], (),
+                          f"{lab}: float bias {n.input[2]!r} -> DQ(int32 RNE(b / fl32(sx*sw))) "
+                          f"(ORT BiasQuantization, level 1)"))
+    return names["dq"], names["int32"]
+
+
+def _unique(G, extra, name):
+    used = set(G.producer) | set(G.consts) | set(extra) | {i.name for i in G.model.graph.input}
+    if name not in used:
+        return name
+    k = 1
+    while f"{name}_{k}" in used:
+        k += 1
+    return f"{name}_{k}"
+
+
+def _rewrite(model, fuse):
+    """(rewritten ModelProto, [Fusion]) for a fuse mode (None: the model unchanged)."""
+    if fuse is None:
+        return model, []
+    import onnx
+    from onnx import helper, numpy_helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    fusions = []
+    new_inits = {}
+    if fuse in ("onnxruntime-basic", "onnxruntime"):
+        G = _Graph(m)
+        inserts = []
+        for i in range(len(G.nodes)):
+            r = _ort_bias_quantization(G, i, inserts, new_inits, fusions)
+            if r is not None:
+                G.nodes[i].input[2] = r[0]
+        # insert the bias DQ nodes before their consumers
+        nodes = []
+        ins = {}
+        for i, dq in inserts:
+            ins.setdefault(i, []).append(dq)
+        for i, n in enumerate(G.nodes):
+            nodes.extend(ins.get(i, []))
+            nodes.append(n)
+        del m.graph.node[:]
+        m.graph.node.extend(nodes)
+        for k, v in new_inits.items():
+            m.graph.initializer.append(numpy_helper.from_array(np.asarray(v), k))
+        new_inits = {}
+    if fuse == "onnxruntime":
+        m, f1 = _propagate_dq(m)
+        fusions += f1
+        m, f2 = _fuse_units(m, "onnxruntime")
+        fusions += f2
+    elif fuse == "tensorrt":
+        m, f2 = _fuse_units(m, "tensorrt")
+        fusions += f2
+    domains = {o.domain for o in m.opset_import}
+    for d in ("com.microsoft", _DOMAIN):
+        if d not in domains:
+            m.opset_import.append(helper.make_opsetid(d, 1))
+    return m, fusions
+
+
+_PROPAGATE = ("MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice")
+
+
+def _propagate_dq(m):
+    """ORT QDQPropagation, DQ forward: DQ(q) -> Reshape/Transpose/... (not followed by a Q)
+    gets a Q/DQ pair with the DQ's scale and zero point after the op (exact: it re-quantizes a
+    dequantized value with its own grid).  The op's output is renamed ``<t>_pre_q``; the pair
+    writes ``<t>_q_to_dq`` (codes) and ``<t>_post_dq`` (float), as ORT names them."""
+    from onnx import helper
+    fusions = []
+    for _ in range(64):
+        G = _Graph(m)
+        hit = None
+        for j, n in enumerate(G.nodes):
+            if n.domain not in ("", "ai.onnx") or n.op_type not in _PROPAGATE or not n.input:
+                continue
+            d = _dq_info(G, n.input[0])
+            if d is None or not _is_scalar(d["scale"]) or (d["zp_name"] and not _is_scalar(d["zp"])):
+                continue
+            if G.single_consumer(n.input[0]) != j:
+                continue
+            out = n.output[0]
+            cons = G.consumers.get(out, [])
+            if not cons or out in G.graph_outputs:
+                continue
+            if len(cons) == 1 and G.nodes[cons[0]].op_type == "QuantizeLinear":
+                continue
+            hit = (j, n, d)
+            break
+        if hit is None:
+            break
+        j, n, d = hit
+        out = n.output[0]
+        pre, qo, post = out + "_pre_q", out + "_q_to_dq", out + "_post_dq"
+        dqn = G.nodes[d["index"]]
+        zin = [d["zp_name"]] if d["zp_name"] else []
+        qn = helper.make_node("QuantizeLinear", [pre, d["scale_name"]] + zin, [qo], name=out + "_q")
+        dn = helper.make_node("DequantizeLinear", [qo, d["scale_name"]] + zin, [post], name=out + "_dq")
+        del dqn  # noqa: F841
+        new_nodes = []
+        for k, nn in enumerate(G.nodes):
+            if k == j:
+                nn.output[0] = pre
+                new_nodes += [nn, qn, dn]
+                continue
+            for t in range(len(nn.input)):
+                if nn.input[t] == out:
+                    nn.input[t] = post
+            new_nodes.append(nn)
+        del m.graph.node[:]
+        m.graph.node.extend(new_nodes)
+        fusions.append(Fusion("qdq_propagation", (G.labels[j],), post, (out,),
+                              f"DQ forward across {n.op_type}: {out!r} -> {qo!r} (codes) / {post!r}"))
+    return m, fusions
+
+
+def _fuse_units(m, mode):
+    """Replace DQ -> op [-> act] -> Q units by one node (ORT QDQ fusions or TensorRT kernels)."""
+    from onnx import helper, numpy_helper
+    G = _Graph(m)
+    replaced = {}      # node index -> new node (placed at the target's position)
+    dropped = set()    # node indices removed
+    fusions = []
+    extra_inits = {}
+    for i, n in enumerate(G.nodes):
+        if n.domain not in ("", "ai.onnx") or n.op_type not in ("Conv", "MatMul", "Gemm"):
+            continue
+        if i in dropped or i in replaced:
+            continue
+        unit = (_match_ort if mode == "onnxruntime" else _match_trt)(G, i)
+        if unit is None:
+            continue
+        node, consumed, removed_tensors, kind, detail, inits = unit
+        if any(j in dropped or j in replaced for j in consumed):
+            continue
+        extra_inits.update(inits)
+        replaced[i] = node
+        for j in consumed:
+            if j != i:
+                dropped.add(j)
+        fusions.append(Fusion(kind, tuple(G.labels[j] for j in sorted(consumed)), node.output[0],
+                              tuple(removed_tensors), detail))
+    if not replaced:
+        return m, []
+    # DQ nodes whose every consumer was fused away disappear too
+    live_inputs = set()
+    for j, n in enumerate(G.nodes):
+        if j in dropped:
+            continue
+        nn = replaced.get(j, n)
+        live_inputs.update(t for t in nn.input if t)
+    live_inputs |= G.graph_outputs
+    changed = True
+    removed_dq = set()
+    while changed:
+        changed = False
+        for j, n in enumerate(G.nodes):
+            if j in dropped or j in replaced:
+                continue
+            if n.op_type == "DequantizeLinear" and not any(o in live_inputs for o in n.output):
+                consumers = G.consumers.get(n.output[0], [])
+                if consumers and all((c in dropped) or (c in replaced) for c in consumers):
+                    dropped.add(j)
+                    removed_dq.add(n.output[0])
+                    changed = True
+    if removed_dq:
+        fusions = [dataclasses.replace(f, removed=tuple(sorted(set(f.removed) | (
+            removed_dq & set(_unit_inputs(G, f)))))) for f in fusions]
+    nodes = []
+    for j, n in enumerate(G.nodes):
+        if j in dropped:
+            continue
+        nodes.append(replaced.get(j, n))
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    for k, v in extra_inits.items():
+        m.graph.initializer.append(numpy_helper.from_array(np.asarray(v), k))
+    return m, fusions
+
+
+def _unit_inputs(G, f):
+    labs = set(f.nodes)
+    out = set()
+    for j, lab in enumerate(G.labels):
+        if lab in labs:
+            out.update(G.nodes[j].input)
+    return out
+
+
+def _act_and_q(G, out_tensor):
+    """(activation node index or None, Q node index or None, tensor feeding Q) after a target."""
+    c = G.single_consumer(out_tensor)
+    act = None
+    t = out_tensor
+    if c is not None and G.nodes[c].op_type in ("Relu", "Clip") and G.nodes[c].domain in ("", "ai.onnx"):
+        c2 = G.single_consumer(G.nodes[c].output[0])
+        act = c
+        t = G.nodes[c].output[0]
+        c = c2
+    if c is not None and G.nodes[c].op_type == "QuantizeLinear" and G.nodes[c].domain in ("", "ai.onnx"):
+        return act, c, t
+    return act, None, t
+
+
+def _match_ort(G, i):
+    n = G.nodes[i]
+    op = n.op_type
+    a = _attrs(n)
+    dx = _dq_info(G, n.input[0])
+    dw = _dq_info(G, n.input[1]) if len(n.input) > 1 else None
+    if dx is None or dw is None or dx["block"] or dw["block"]:
+        return None
+    xdt, wdt = dx["qdtype"], dw["qdtype"]
+    if xdt not in _EIGHT_BIT or wdt not in _EIGHT_BIT:
+        return None
+    bias_q = None
+    db = None
+    if op in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2]:
+        db = _dq_info(G, n.input[2])
+        if db is None or db["qdtype"] != np.dtype(np.int32):
+            return None
+        bias_q = db["q"]
+    act, qi, _ = _act_and_q(G, n.output[0])
+    if act is not None and qi is None:
+        return None
+    q = _q_info(G, qi) if qi is not None else None
+    if qi is not None and q is None:
+        return None
+    if act is not None and not _clip_redundant(G, act, q):
+        return None
+    if q is not None and q["dtype"] not in _EIGHT_BIT:
+        return None
+    if not _is_scalar(dx["scale"]):
+        return None
+    consumed = {i}
+    removed = [n.output[0]]
+    if act is not None:
+        consumed.add(act)
+        removed.append(G.nodes[act].output[0])
+    if q is not None:
+        consumed.add(qi)
+    zx = dx["zp_name"]
+    zw = dw["zp_name"]
+    inits = {}
+    if op == "Conv":
+        if q is None or xdt != q["dtype"] or (xdt == np.int8 and wdt != np.int8):
+            return None
+        if not _is_scalar(dw["scale"]) and dw["axis"] != 0:
+            return None
+        ins = [dx["q"], dx["scale_name"], zx, dw["q"], dw["scale_name"], zw, q["scale_name"],
+               q["zp_name"]]
+        if bias_q:
+            ins.append(bias_q)
+        node = _mk("QLinearConv", ins, q["output"], n, a, "")
+        removed += [n.input[0], n.input[1]] + ([n.input[2]] if bias_q else [])
+        return (node, consumed, _dedupe(removed, q["output"]), "QLinearConv",
+                f"DQ -> Conv{' -> ' + G.nodes[act].op_type if act is not None else ''} -> Q => "
+                "QLinearConv (ORT QDQ fusion)", inits)
+    if op == "MatMul":
+        if (xdt == np.int8 and wdt != np.int8):
+            return None
+        if not _is_scalar(dw["scale"]) and dw["axis"] not in (-1, 1):
+            return None
+        if q is not None:
+            if xdt != q["dtype"]:
+                return None
+            ins = [dx["q"], dx["scale_name"], zx, dw["q"], dw["scale_name"], zw, q["scale_name"],
+                   q["zp_name"]]
+            node = _mk("QLinearMatMul", ins, q["output"], n, {}, "")
+            return (node, consumed, _dedupe(removed + [n.input[0], n.input[1]], q["output"]),
+                    "QLinearMatMul", "DQ -> MatMul -> Q => QLinearMatMul (ORT QDQ fusion)", inits)
+        if act is not None:
+            return None
+        ins = [dx["q"], dw["q"], dx["scale_name"], dw["scale_name"], zx, zw]
+        node = _mk("MatMulIntegerToFloat", ins, n.output[0], n, {}, "com.microsoft")
+        return (node, consumed, _dedupe([n.input[0], n.input[1]], n.output[0]),
+                "MatMulIntegerToFloat", "DQ -> MatMul (float out) => com.microsoft "
+                "MatMulIntegerToFloat (ORT QDQ fusion)", inits)
+    if op == "Gemm":
+        if (xdt == np.int8 and wdt != np.int8) or a.get("transA", 0) not in (0,) and False:
+            return None
+        if bias_q and float(a.get("beta", 1.0)) != 1.0:
+            return None
+        if q is not None and xdt != q["dtype"]:
+            return None
+        ga = {k: a[k] for k in ("alpha", "transA", "transB") if k in a}
+        ins = [dx["q"], dx["scale_name"], zx, dw["q"], dw["scale_name"], zw, bias_q or ""]
+        if q is not None:
+            ins += [q["scale_name"], q["zp_name"]]
+            out = q["output"]
+        else:
+            if act is not None:
+                return None
+            out = n.output[0]
+        while ins and ins[-1] == "":
+            ins.pop()
+        node = _mk("QGemm", ins, out, n, ga, "com.microsoft")
+        removed += [n.input[0], n.input[1]] + ([n.input[2]] if bias_q else [])
+        return (node, consumed, _dedupe(removed, out), "QGemm",
+                "DQ -> Gemm [-> Q] => com.microsoft QGemm (ORT QDQ fusion)", inits)
+    return None
+
+
+def _dedupe(names, keep):
+    out = []
+    for t in names:
+        if t and t != keep and t not in out:
+            out.append(t)
+    return out
+
+
+def _mk(op, ins, out, target, attrs, domain):
+    from onnx import helper
+    return helper.make_node(op, list(ins), [out], name=(target.name or out) + "_fused", domain=domain,
+                            **{k: v for k, v in attrs.items()})
+
+
+def _match_trt(G, i):
+    n = G.nodes[i]
+    op = n.op_type
+    a = _attrs(n)
+    dx = _dq_info(G, n.input[0])
+    dw = _dq_info(G, n.input[1]) if len(n.input) > 1 else None
+    if dx is None or dw is None or dx["block"] or dw["block"]:
+        return None
+    if G.const(dw["q"]) is None or not _is_scalar(dx["scale"]):
+        return None
+    consumed = {i}
+    removed = [n.input[0], n.input[1], n.output[0]]
+    bias_name = ""
+    bias_val = None
+    out = n.output[0]
+    if op in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2]:
+        bias_val = _const_float(G, n.input[2])
+        if bias_val is None:
+            return None
+        bias_name = n.input[2]
+    elif op == "MatMul":
+        c = G.single_consumer(out)
+        if c is not None and G.nodes[c].op_type == "Add":
+            other = [t for t in G.nodes[c].input if t != out]
+            if len(other) == 1:
+                bv = _const_float(G, other[0])
+                if bv is not None and np.ndim(bv) <= 1:
+                    bias_val = bv
+                    bias_name = other[0]
+                    consumed.add(c)
+                    out = G.nodes[c].output[0]
+                    removed.append(out)
+    act, qi, _ = _act_and_q(G, out)
+    if act is not None:
+        consumed.add(act)
+        removed.append(G.nodes[act].output[0])
+    q = _q_info(G, qi) if qi is not None else None
+    if qi is not None and q is None:
+        return None
+    if q is not None:
+        consumed.add(qi)
+        final = q["output"]
+    else:
+        final = G.nodes[act].output[0] if act is not None else out
+    kind = {"Conv": "tensorrt_conv", "Gemm": "tensorrt_gemm", "MatMul": "tensorrt_matmul"}[op]
+    ins = [dx["q"], dx["scale_name"], dx["zp_name"], dw["q"], dw["scale_name"], dw["zp_name"],
+           bias_name, q["scale_name"] if q else "", q["zp_name"] if q else ""]
+    fa = {"target": op}
+    if op in ("Conv", "Gemm"):
+        fa.update({k: v for k, v in a.items()})
+    if dw["axis"] != 1:
+        fa["w_axis"] = int(dw["axis"])
+    if act is not None:
+        an = G.nodes[act]
+        fa["activation"] = an.op_type
+        if an.op_type == "Clip":
+            b = _clip_bounds(G, an)
+            if b is None:
+                return None
+            fa["clip_min"] = float(np.asarray(b[0]).reshape(()))
+            fa["clip_max"] = float(np.asarray(b[1]).reshape(()))
+    while ins and ins[-1] == "":
+        ins.pop()
+    from onnx import helper
+    node = helper.make_node("TensorRTFused", ins, [final], name=(n.name or final) + "_trt",
+                            domain=_DOMAIN, **fa)
+    what = "DQ -> " + op + (" + bias" if bias_name else "") + \
+           (f" -> {G.nodes[act].op_type}" if act is not None else "") + (" -> Q" if q else "")
+    return (node, consumed, _dedupe(removed, final), kind,
+            f"{what} => one TensorRT int8 kernel ({'int8' if q else 'float'} output)", {})
+
+
+def _const_float(G, tensor):
+    v = G.const(tensor)
+    if v is not None:
+        return np.asarray(v) if np.asarray(v).dtype.kind == "f" else None
+    d = _dq_info(G, tensor)
+    if d is not None and G.const(d["q"]) is not None:
+        from .reference import dequantize_linear
+        return dequantize_linear(G.const(d["q"]), d["scale"], d["zp"], axis=d["axis"])
+    return None
+
+
+def plan_fusions(model, fuse):
+    """The rewrites ``fuse`` applies to ``model``: a list of :class:`Fusion` (empty for None)."""
+    model = load_model(model)
+    fuse = _normalize_fuse(fuse)
+    return _rewrite(model, fuse)[1]
+
+
+# --------------------------------------------------------------------------- execution
+
+def _check_inputs(model, inputs):
+    from onnx import helper
+    if not isinstance(inputs, dict):
+        raise TypeError(f"inputs: expected a dict {{input name: array}}, got {type(inputs).__name__}")
+    inits = {i.name for i in model.graph.initializer}
+    declared = [vi for vi in model.graph.input if vi.name not in inits]
+    names = [vi.name for vi in declared]
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise ValueError(f"inputs: missing graph input(s) {missing}; the model's inputs are {names}")
+    extra = [n for n in inputs if n not in names and n not in inits]
+    if extra:
+        raise ValueError(f"inputs: {extra} are not inputs of the model; its inputs are {names}")
+    feeds = {}
+    for vi in declared:
+        arr = np.asarray(inputs[vi.name])
+        tt = vi.type.tensor_type
+        if tt.elem_type:
+            want = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+            if arr.dtype != want:
+                raise TypeError(f"inputs[{vi.name!r}]: the model declares {want}, got {arr.dtype}")
+        if tt.HasField("shape"):
+            dims = tt.shape.dim
+            if len(dims) != arr.ndim:
+                raise ValueError(f"inputs[{vi.name!r}]: the model declares rank {len(dims)}, got "
+                                 f"shape {arr.shape}")
+            for k, d in enumerate(dims):
+                if d.HasField("dim_value") and d.dim_value != arr.shape[k]:
+                    raise ValueError(f"inputs[{vi.name!r}]: dimension {k} must be {d.dim_value}, "
+                                     f"got shape {arr.shape}")
+        feeds[vi.name] = arr
+    for n in inputs:     # overriding initializers is allowed (ONNX semantics of graph inputs)
+        if n in inits and n in names:
+            pass
+    return feeds
+
+
+def _opt(v):
+    return None if v is None or (isinstance(v, np.ndarray) and v.size == 0 and v.dtype == object) else v
+
+
+def _make_ops(profile, fusions_by_output):
+    from onnx.reference.op_run import OpRun
+    from ._oprun import run_reference, OP_INPUTS
+
+    def node_attrs(self):
+        return _attrs(self.onnx_node)
+
+    def opset(self, domain=""):
+        return self.run_params.get("opsets", {}).get(domain)
+
+    def make_q(opname, domain):
+        names = OP_INPUTS[opname]
+
+        def _run(self, *args, **kwargs):
+            ins = {}
+            for nm, v in zip(names, args):
+                if v is not None:
+                    ins[nm] = v
+            at = node_attrs(self)
+            if opname == "QuantizeLinear" and at.get("output_dtype", 0) == 0:
+                at.pop("output_dtype", None)
+            if opname == "DequantizeLinear" and at.get("output_dtype", 0) == 0:
+                at.pop("output_dtype", None)
+            if opname == "QuantizeLinear" and at.get("precision", 0) == 0:
+                at.pop("precision", None)
+            op_ver = opset(self, domain) if domain == "" else None
+            if domain == "com.microsoft" and opname in ("QuantizeLinear", "DequantizeLinear"):
+                op_ver = None
+            if opname == "MatMulInteger":
+                from .reference import matmul_integer
+                return (matmul_integer(*[ins.get(k) for k in names], profile=profile),)
+            r = run_reference(opname, ins, at, profile=profile,
+                              opset=None if opname == "QGemm" else op_ver)
+            return tuple(r) if isinstance(r, tuple) else (r,)
+
+        return type(opname, (OpRun,), {"op_domain": domain, "_run": _run})
+
+    classes = [make_q(op, dom) for (dom, op) in _QOPS]
+
+    def _mitf(self, A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None, **kw):
+        from .reference import matmul_integer
+        from ._dtypes import resolve_dtype  # noqa: F401
+        acc = matmul_integer(A, B, a_zero_point, b_zero_point, profile=profile)
+        s = (np.asarray(a_scale, np.float32) * np.asarray(b_scale, np.float32)).astype(np.float32)
+        y = (acc.astype(np.float32) * s).astype(np.float32)
+        if bias is not None:
+            y = (y + np.asarray(bias, np.float32)).astype(np.float32)
+        return (y,)
+
+    classes.append(type("MatMulIntegerToFloat", (OpRun,), {"op_domain": "com.microsoft", "_run": _mitf}))
+
+    def _trt(self, *args, **kw):
+        return (_run_trt_fused(args, node_attrs(self), profile),)
+
+    classes.append(type("TensorRTFused", (OpRun,), {"op_domain": _DOMAIN, "_run": _trt}))
+    return classes
+
+
+def _run_trt_fused(args, at, profile):
+    """TensorRT fused kernel: see the module docstring."""
+    from .reference import qlinear_conv, qgemm, conv_integer, matmul_integer
+    from .reference.requant import round_to_int
+    from ._dtypes import qrange
+    args = list(args) + [None] * (9 - len(args))
+    xq, sx, zx, wq, sw, zw, b, sy, zy = args
+    target = at.pop("target")
+    act = at.pop("activation", None)
+    cmin = at.pop("clip_min", None)
+    cmax = at.pop("clip_max", None)
+    w_axis = at.pop("w_axis", 1)
+    sx = np.asarray(sx)
+    sw = np.asarray(sw)
+    if target == "Conv":
+        conv_at = {k: at[k] for k in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+                   if k in at}
+        if isinstance(conv_at.get("auto_pad"), bytes):
+            conv_at["auto_pad"] = conv_at["auto_pad"].decode()
+        if sy is not None:
+            y = qlinear_conv(xq, sx, zx, wq, sw, zw, sy, zy,
+                             None if b is None else np.asarray(b, np.float32).reshape(-1),
+                             profile=profile, **conv_at)
+        else:
+            acc = conv_integer(xq, wq, zx, zw, **conv_at)
+            S = (sx.astype(np.float32) * sw.astype(np.float32).reshape(-1)).astype(np.float32)
+            S = S.reshape((1, -1) + (1,) * (acc.ndim - 2)) if S.size > 1 else S.reshape(())
+            y = (acc.astype(np.float32) * S).astype(np.float32)
+            if b is not None:
+                y = (y + np.asarray(b, np.float32).reshape((1, -1) + (1,) * (acc.ndim - 2))).astype(np.float32)
+    else:
+        xq = np.asarray(xq)
+        wq = np.asarray(wq)
+        transA = int(at.get("transA", 0)) if target == "Gemm" else 0
+        transB = int(at.get("transB", 0)) if target == "Gemm" else 0
+        alpha = float(at.get("alpha", 1.0)) if target == "Gemm" else 1.0
+        lead = None
+        if target == "MatMul" and xq.ndim != 2:
+            lead = xq.shape[:-1]
+            xq = xq.reshape(-1, xq.shape[-1])
+        if sw.size > 1 and w_axis not in ((0,) if transB else (1, -1)):
+            raise ValueError(f"TensorRT fused {target}: weight scale axis {w_axis} is not the output "
+                             "channel axis")
+        bias = None if b is None else np.asarray(b, np.float32)
+        if sy is not None:
+            y = qgemm(xq, sx, zx, wq, sw.reshape(-1) if sw.size > 1 else sw, zw, bias, sy, zy,
+                      alpha=alpha, transA=transA, transB=transB, profile=profile)
+        else:
+            A = xq.T if transA else xq
+            B = wq.T if transB else wq
+            acc = matmul_integer(A, B, zx, zw)
+            S = (np.float32(alpha) * sx.astype(np.float32) * sw.astype(np.float32).reshape(-1)).astype(np.float32)
+            y = (acc.astype(np.float32) * (S if S.size > 1 else S.reshape(()))).astype(np.float32)
+            if bias is not None:
+                y = (y + bias).astype(np.float32)
+        if lead is not None:
+            y = y.reshape(lead + y.shape[-1:])
+    if act is None:
+        return y
+    if sy is None:      # float output: the activation in float
+        if act == "Relu":
+            return np.maximum(y, np.float32(0)).astype(y.dtype)
+        return np.clip(y, np.float32(cmin), np.float32(cmax)).astype(y.dtype)
+    lo, hi = qrange(y.dtype)
+    z = int(np.asarray(zy).reshape(())) if zy is not None else 0
+    yi = y.astype(np.int64)
+    if act == "Relu":
+        yi = np.maximum(yi, z)
+    else:
+        s = np.float32(np.asarray(sy).reshape(()))
+        with np.errstate(all="ignore"):
+            qlo = round_to_int(np.array(np.float32(cmin) / s, np.float32), "half_even") if np.isfinite(cmin) else lo - z
+            qhi = round_to_int(np.array(np.float32(cmax) / s, np.float32), "half_even") if np.isfinite(cmax) else hi - z
+        yi = np.clip(yi, max(lo, int(qlo) + z), min(hi, int(qhi) + z))
+    return yi.astype(y.dtype)
+
+
+def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False):
+    """Run an ONNX model on the reference and return every intermediate and output tensor.
+
+    model    onnx.ModelProto, a path to a .onnx file, or serialized bytes.
+    inputs   dict {graph input name: numpy array} (dtype and static dimensions are checked).
+    profile  profile name or refquant.Profile: the arithmetic of every quantized op.
+    fuse     None (the graph as written, float simulation between Q and DQ), "onnxruntime-basic",
+             "onnxruntime" (ORT's QDQ -> QLinear fusions, ORT_ENABLE_EXTENDED/ALL) or "tensorrt"
+             (DQ -> Conv/MatMul/Gemm [-> act] -> Q as one int8 kernel).  See the module docstring
+             for the exact rewrites and which tensors disappear.
+    return_fusions  also return the list of :class:`Fusion` applied: ``(values, fusions)``.
+
+    Returns {tensor name: numpy array} for every node output of the executed graph, in
+    topological order (a Python dict keeps insertion order).
+    """
+    from onnx.reference import ReferenceEvaluator
+    from .profile import get_profile
+    model = load_model(model)
+    fuse = _normalize_fuse(fuse)
+    prof = get_profile(profile)
+    feeds = _check_inputs(model, inputs)
+    m, fusions = _rewrite(model, fuse)
+    classes = _make_ops(prof, {f.output: f for f in fusions})
+    try:
+        ev = ReferenceEvaluator(m, new_ops=classes)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"model: onnx.reference cannot load the model: {exc}") from exc
+    res = ev.run(None, feeds, intermediate=True)
+    out = {}
+    for n in m.graph.node:
+        for o in n.output:
+            if o and o in res:
+                v = res[o]
+                out[o] = np.asarray(v) if not isinstance(v, (list, tuple)) else v
+    for o in m.graph.output:
+        if o.name in res and o.name not in out:
+            out[o.name] = np.asarray(res[o.name])
+    if return_fusions:
+        return out, fusions
+    return out
