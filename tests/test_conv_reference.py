@@ -584,3 +584,20 @@ def test_torch_fbgemm_avx2_int16_pair_saturation(tmp_path):
             assert np.array_equal(res[f"y{i}"], ours), (isa, i)
             n_sat_effect += int(np.count_nonzero(ours != f(fb.replace(int16_pair_saturation=not sat))))
         assert n_sat_effect > 0     # the data does exercise the saturation
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3),
+       st.integers(1, 2), st.sampled_from(["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]),
+       st.sampled_from([(U8, S8), (U8, U8), (S8, S8)]), st.booleans(), st.booleans(), st.integers(0, 2 ** 31))
+def test_qlinear_conv_hypothesis_vs_onnxruntime(nd, g, cg, mg, k, s, auto_pad, combo, per_channel, ties, seed):
+    run_ort = ort()
+    rng = np.random.default_rng(seed)
+    d = int(rng.integers(1, 3)) if auto_pad in ("NOTSET", "VALID") else 1   # ORT: no dilation with SAME
+    spatial = [int(v) for v in rng.integers((k - 1) * d + 1, (k - 1) * d + 7, nd)]
+    xs, ws = (int(rng.integers(1, 3)), g * cg, *spatial), (g * mg, cg, *[k] * nd)
+    at = dict(group=g, strides=[s] * nd, dilations=[d] * nd, auto_pad=auto_pad)
+    if auto_pad == "NOTSET":
+        at["pads"] = [int(v) for v in rng.integers(0, 3, 2 * nd)]
+    args = _qconv_args(rng, xs, ws, *combo, per_channel=per_channel, ties=ties)
+    assert np.array_equal(qlinear_conv(*args, **at), run_ort("QLinearConv", args, at))

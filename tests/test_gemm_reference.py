@@ -704,3 +704,16 @@ def test_empty_inner_dimension():
     yf = qgemm(A, np.float32(0.02), np.uint8(3), B, np.float32(0.01), np.int8(0), C, alpha=2.0)
     S = np.float32(np.float32(np.float32(2.0) * np.float32(0.02)) * np.float32(0.01))
     assert np.array_equal(yf, np.broadcast_to((C.astype(np.float32) * S).astype(np.float32), (2, 3)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 40), st.integers(1, 300), st.integers(1, 40), st.sampled_from([(U8, U8), (U8, S8), (S8, S8)]),
+       st.booleans(), st.booleans(), st.integers(0, 2), st.integers(0, 2 ** 31))
+def test_qlinear_matmul_hypothesis_vs_onnxruntime(m, k, n, combo, per_col, ties, nbatch, seed):
+    run_ort = ort()
+    rng = np.random.default_rng(seed)
+    at, bt = combo
+    args = _qlm_args(rng, m, k, n, at, bt, at, per_col=per_col, ties=ties)
+    if nbatch:
+        args[0] = np.stack([args[0]] + [rnd(rng, at, (m, k)) for _ in range(nbatch)])
+    assert np.array_equal(qlinear_matmul(*args), run_ort("QLinearMatMul", args))
