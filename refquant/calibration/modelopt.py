@@ -92,16 +92,20 @@ class HistogramState:
 
 
 def _entropy_kl(pk, qk):
-    try:
-        from scipy.stats import entropy
-        return float(entropy(pk, qk))
-    except ImportError:  # pragma: no cover - scipy is a ModelOpt dependency
-        pk = 1.0 * np.asarray(pk) / np.sum(pk, axis=0, keepdims=True)
-        qk = 1.0 * np.asarray(qk) / np.sum(qk, axis=0, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            v = np.where((pk > 0) & (qk > 0), pk * np.log(pk / qk),
-                         np.where((pk == 0) & (qk >= 0), 0.0, np.inf))
-        return float(np.sum(v, axis=0))
+    """``scipy.stats.entropy(pk, qk)`` (scipy 1.17 body without its array-API wrapper overhead):
+    promote to float64, q /= sum(q), p /= sum(p), sum(special.rel_entr(p, q))."""
+    pk = np.asarray(pk, np.float64)
+    qk = np.asarray(qk, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        qk = qk / np.sum(qk, axis=0, keepdims=True)
+        pk = pk / np.sum(pk, axis=0, keepdims=True)
+        try:
+            from scipy.special import rel_entr
+            vec = rel_entr(pk, qk)
+        except ImportError:  # pragma: no cover - scipy is a ModelOpt dependency
+            vec = np.where((pk > 0) & (qk > 0), pk * np.log(pk / qk),
+                           np.where((pk == 0) & (qk >= 0), 0.0, np.inf))
+    return float(np.sum(vec, axis=0))
 
 
 def amax_entropy(calib_hist, calib_bin_edges, num_bits, unsigned, stride=1, start_bin=128):
@@ -115,12 +119,12 @@ def amax_entropy(calib_hist, calib_bin_edges, num_bits, unsigned, stride=1, star
     tail = np.concatenate([np.cumsum(bins[::-1].astype(np.int64))[::-1], [0]])  # tail[i] = sum(bins[i:])
     for i in range(start_bin, stop + 1, stride):
         space = np.linspace(0, i, num=nbins + 1)
-        dig = np.digitize(range(i), space) - 1
+        dig = np.digitize(np.arange(i), space) - 1     # == digitize(range(i), ...)
         dig[bins[:i] == 0] = -1
         ok = dig != -1
-        counts = np.zeros(nbins, np.float64)
-        np.add.at(counts, dig[ok], bins[:i][ok].astype(np.float64))
-        cnt = np.bincount(dig[ok], minlength=nbins)
+        d_ok = dig[ok]
+        counts = np.bincount(d_ok, weights=bins[:i][ok].astype(np.float64), minlength=nbins)
+        cnt = np.bincount(d_ok, minlength=nbins)
         present = cnt > 0
         counts[present] = counts[present] / cnt[present]
         new_density = np.zeros(i, np.float64)

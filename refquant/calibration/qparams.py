@@ -168,9 +168,13 @@ def _torch(rmin, rmax, dt, symmetric, reduce_range):
     else:
         scale = ((max_pos - min_neg).astype(np.float32) / F32(float(qmax - qmin))).astype(np.float32)
         scale = np.maximum(scale, eps)
-        q = np.rint((min_neg / scale).astype(np.float32)).astype(np.int64)
-        # torch: .to(torch.int) (int32) then qmin - that, clamped
-        zp = np.clip(qmin - q.astype(np.int32).astype(np.int64), qmin, qmax)
+        qf = np.rint((min_neg / scale).astype(np.float32)).astype(np.float64)
+        # torch: .to(torch.int) -- int32; an out-of-range float converts to INT_MIN on x86
+        # (cvttss2si) -- then qmin - that in int32 (wrapping), then clamp
+        oob = (qf < -2.0**31) | (qf >= 2.0**31)
+        q = np.where(oob, -2**31, qf).astype(np.int64)
+        d = (np.int64(qmin) - q + 2**31) % 2**32 - 2**31
+        zp = np.clip(d, qmin, qmax)
     return scale.astype(np.float32), _cast_zp(zp, dt)
 
 

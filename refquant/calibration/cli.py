@@ -1,0 +1,110 @@
+"""``refquant calibrate``: each tool's calibration of the same data, side by side.
+
+    refquant calibrate DATA.npz [--tool T] [--method M] [--per-channel AXIS] [--dtype int8]
+                       [--symmetric] [--reduce-range] [--num-bins N] [--num-quantized-bins N]
+                       [--percentile P] [--averaging-constant C] [--compare-tools]
+                       [--html FILE] [--json [FILE]]
+
+DATA: an ``.npz`` whose arrays are the calibration batches, taken in **sorted key order**
+(``np.savez(f, b000=..., b001=...)``); or an ``.npy`` holding one batch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from . import calibrate, compare_tools, supported, CalibrationError, TOOLS, METHODS
+from .report import table, html_page
+
+
+def load_batches(path: str) -> list:
+    if path.endswith(".npy"):
+        return [np.load(path)]
+    with np.load(path) as z:
+        keys = sorted(z.files)
+        if not keys:
+            raise CalibrationError(f"{path}: the archive holds no arrays")
+        return [z[k] for k in keys]
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("calibrate", help="tool-exact calibration: ranges, scales, zero points",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _add_arguments(p):
+    p.add_argument("data", help=".npz (batches in sorted key order) or .npy")
+    p.add_argument("--tool", default="onnxruntime", choices=TOOLS)
+    p.add_argument("--method", default=None, choices=METHODS, help="default: the tool's own default")
+    p.add_argument("--per-channel", dest="axis", type=int, default=None, metavar="AXIS")
+    p.add_argument("--dtype", default="int8")
+    p.add_argument("--symmetric", action="store_true")
+    p.add_argument("--reduce-range", action="store_true")
+    p.add_argument("--num-bins", type=int, default=None)
+    p.add_argument("--num-quantized-bins", type=int, default=None)
+    p.add_argument("--percentile", type=float, default=None)
+    p.add_argument("--averaging-constant", type=float, default=None)
+    p.add_argument("--compare-tools", action="store_true",
+                   help="run every supported (tool, method) pair and show them side by side")
+    p.add_argument("--html", default=None, metavar="FILE", help="write a page with a histogram plot")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="JSON output to FILE (or stdout without FILE)")
+
+
+def run(args) -> int:
+    try:
+        batches = load_batches(args.data)
+        kw = dict(dtype=args.dtype, symmetric=args.symmetric, reduce_range=args.reduce_range, axis=args.axis)
+        opt = dict(num_bins=args.num_bins, num_quantized_bins=args.num_quantized_bins,
+                   percentile=args.percentile, averaging_constant=args.averaging_constant)
+        if args.compare_tools:
+            results = []
+            for tool, methods in supported().items():
+                for m in methods:
+                    o = {k: v for k, v in opt.items() if v is not None}
+                    try:
+                        results.append(calibrate(batches, tool=tool, method=m, **kw, **o))
+                    except (CalibrationError, TypeError) as exc:
+                        results.append((tool, m, str(exc)))
+            text = table(results)
+        else:
+            r = calibrate(batches, tool=args.tool, method=args.method, **kw, **opt)
+            results = [r]
+            text = str(r)
+    except (CalibrationError, TypeError, OSError) as exc:
+        print(f"refquant calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json is not None:
+        doc = {"data": args.data, "n_batches": len(batches),
+               "results": [r.to_dict() for r in results if not isinstance(r, tuple)],
+               "not_applicable": [{"tool": t, "method": m, "reason": e}
+                                  for t, m, e in (r for r in results if isinstance(r, tuple))]}
+        s = json.dumps(doc, indent=1)
+        if args.json == "-":
+            print(s)
+        else:
+            with open(args.json, "w") as f:
+                f.write(s)
+    if args.json != "-":
+        print(text)
+    if args.html:
+        with open(args.html, "w") as f:
+            f.write(html_page(batches, results, title=f"refquant calibrate {args.data}"))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="refquant calibrate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

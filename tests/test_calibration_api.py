@@ -1,0 +1,251 @@
+"""compute_scale_zero_point vs the tools' own functions, properties, bad input, the CLI."""
+import json
+import subprocess
+import sys
+import xml.dom.minidom
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import refquant.calibration as C
+from refquant.calibration import calibrate, compute_scale_zero_point, CalibrationError
+from _calib_data import bits, ints, datasets
+
+F32 = np.float32
+
+
+# ---------------------------------------------------------------- SEMANTICS.md examples
+@pytest.mark.parametrize("rmin,rmax,dt,sym,rr,scale,zp", [
+    (-1.0, 0.5, "int8", True, False, F32(1.0 / 127), 0),
+    (-1.0, 0.5, "uint8", True, False, F32(2.0 / 255), 128),
+    (-1.0, 2.0, "uint8", False, False, F32(3.0 / 255), 85),
+    (-1.0, 0.5, "int8", False, True, F32(1.5 / 128), 21),
+])
+def test_ort_examples(rmin, rmax, dt, sym, rr, scale, zp):
+    s, z = compute_scale_zero_point(rmin, rmax, dtype=dt, symmetric=sym, reduce_range=rr)
+    assert bits(s) == bits(scale) and int(z) == zp and z.dtype == np.dtype(dt)
+
+
+def test_torch_reduce_range_example():
+    s, z = compute_scale_zero_point(-1.0, 0.5, dtype="int8", reduce_range=True, tool="pytorch")
+    assert bits(s) == bits(F32(F32(1.5) / F32(127))) and int(z) == 21
+
+
+def test_nvidia_tools():
+    for tool in ("tensorrt", "modelopt"):
+        s, z = compute_scale_zero_point(-2.0, 1.0, tool=tool)
+        assert bits(s) == bits(F32(2.0) / F32(127)) and int(z) == 0
+    s, z = compute_scale_zero_point(0.0, 1.0, dtype="uint8", tool="modelopt")
+    assert bits(s) == bits(F32(1.0) / F32(255)) and int(z) == 0 and z.dtype == np.uint8
+    with pytest.raises(ValueError, match="tensorrt"):
+        compute_scale_zero_point(0.0, 1.0, dtype="uint8", tool="tensorrt")
+
+
+# ---------------------------------------------------------------- live qparams vs the tools
+RANGES = [(-1.0, 0.5), (0.0, 0.0), (1.5, 1.5), (-3.0, -3.0), (0.25, 7.0), (-7.0, -0.25), (-1e-39, 1e-39),
+          (-1e-36, 2e-36), (0.0, 1e-45), (-3e38, 3e38), (-65504.0, 1e-3), (-0.1, 0.1000001)]
+
+
+def test_ort_compute_scale_zp_live():
+    pytest.importorskip("onnxruntime.quantization", reason="ORT quant_utils is the peer")
+    from _calib_peers import ort_qparams
+    rng = np.random.default_rng(0)
+    rs = RANGES + [tuple(sorted(rng.standard_normal(2) * 10 ** rng.uniform(-8, 8))) for _ in range(60)]
+    n = 0
+    for a, b in rs:
+        for dt in ("int8", "uint8", "int16", "uint16", "int4", "uint4"):
+            for sym in (False, True):
+                for rr in (False, True):
+                    s, z = ort_qparams(a, b, dt, sym, rr)
+                    s2, z2 = compute_scale_zero_point(a, b, dtype=dt, symmetric=sym, reduce_range=rr)
+                    assert bits(s) == bits(s2) and ints(z) == ints(z2), (a, b, dt, sym, rr, s, z, s2, z2)
+                    n += 1
+    assert n > 1500
+
+
+def test_torch_calculate_qparams_live():
+    torch = pytest.importorskip("torch", reason="torch observers are the peer")
+    import warnings
+    from torch.ao.quantization.observer import MinMaxObserver
+    from _calib_peers import torch_dtype_kwargs
+    rng = np.random.default_rng(1)
+    rs = [r for r in RANGES if abs(r[0]) < 1e38] + \
+        [tuple(sorted(rng.standard_normal(2) * 10 ** rng.uniform(-8, 8))) for _ in range(60)]
+    for a, b in rs:
+        for dt in ("int8", "uint8", "int16", "uint16", "int4", "uint4", "int32"):
+            for sym in (False, True):
+                for rr in (False, True):
+                    if sym and rr and dt in ("uint8", "uint4"):
+                        continue
+                    kw = torch_dtype_kwargs(dt)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        ob = MinMaxObserver(qscheme=torch.per_tensor_symmetric if sym else torch.per_tensor_affine,
+                                            reduce_range=rr, **kw)
+                    ob.min_val.copy_(torch.tensor(F32(a)))
+                    ob.max_val.copy_(torch.tensor(F32(b)))
+                    s, z = ob.calculate_qparams()
+                    s2, z2 = compute_scale_zero_point(a, b, dtype=dt, symmetric=sym, reduce_range=rr, tool="pytorch")
+                    assert bits(s.numpy()) == bits(s2) and ints(z.numpy()) == ints(z2), (a, b, dt, sym, rr)
+
+
+# ---------------------------------------------------------------- properties
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=32)
+QR = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),
+      "int4": (-8, 7), "uint4": (0, 15)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=finite, b=finite, tool=st.sampled_from(["onnxruntime", "pytorch"]),
+       dt=st.sampled_from(sorted(QR)), sym=st.booleans(), rr=st.booleans())
+def test_zero_exactly_representable(a, b, tool, dt, sym, rr):
+    lo, hi = min(a, b), max(a, b)
+    if tool == "pytorch" and sym and rr and dt in ("uint8", "uint4"):
+        with pytest.raises(ValueError):
+            compute_scale_zero_point(lo, hi, dtype=dt, symmetric=sym, reduce_range=rr, tool=tool)
+        return
+    s, z = compute_scale_zero_point(lo, hi, dtype=dt, symmetric=sym, reduce_range=rr, tool=tool)
+    qmin, qmax = QR[dt]
+    z = int(np.asarray(z).astype(np.int64))
+    assert qmin <= z <= qmax and float(s) > 0
+    # the represented range [(qmin - z) s, (qmax - z) s] contains 0, and 0 quantizes to z exactly
+    assert (qmin - z) * float(s) <= 0.0 <= (qmax - z) * float(s)
+    assert np.rint(F32(0) / s) + z == z
+    if sym and not (tool == "onnxruntime" and lo == 0 == hi):   # ORT: empty range -> scale 1, zp 0
+        if tool == "onnxruntime":
+            from refquant.calibration.qparams import ort_qrange
+            q0, q1 = ort_qrange(np.dtype(z_dt(dt)), symmetric=True, reduce_range=rr)
+            expect = int(np.round((q0 + q1) / 2.0))          # 0 int8, 128 uint8, 32768 uint16
+        else:
+            expect = {"uint8": 128, "uint16": 32768, "uint4": 7 if not rr else 3}.get(dt, 0)
+        assert z == expect
+
+
+def z_dt(dt):
+    from refquant._dtypes import resolve_dtype
+    return resolve_dtype(dt)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), tool=st.sampled_from(["onnxruntime", "pytorch", "tensorrt", "modelopt"]),
+       meth=st.sampled_from(["minmax", "moving_average_minmax"]), sym=st.booleans())
+def test_per_channel_equals_per_tensor_per_channel(seed, tool, meth, sym):
+    if meth not in C.supported()[tool]:
+        return
+    rng = np.random.default_rng(seed)
+    bs = [rng.standard_normal((3, 4, 5)).astype(np.float32) * F32(k + 1) for k in range(3)]
+    pc = calibrate(bs, tool=tool, method=meth, axis=1, symmetric=sym)
+    for c in range(4):
+        one = calibrate([b[:, c] for b in bs], tool=tool, method=meth, symmetric=sym)
+        assert bits(pc.rmin[c]) == bits(one.rmin) and bits(pc.rmax[c]) == bits(one.rmax)
+        assert bits(pc.scale[c]) == bits(one.scale)
+        assert ints(np.asarray(pc.zero_point)[c]) == ints(one.zero_point)
+
+
+def test_range_contains_zero_for_all_tools():
+    pairs = dict(C.supported())
+    pairs["modelopt"] = ("minmax", "percentile")      # entropy/mse: covered live, slow here
+    for name, bs in datasets(shape=(2, 3, 4)).items():
+        for r in C.compare_tools(bs, methods=pairs):
+            if isinstance(r, tuple):
+                continue
+            lo = np.asarray(r.rmin, np.float64)
+            hi = np.asarray(r.rmax, np.float64)
+            s = np.asarray(r.scale, np.float64)
+            assert np.all(s > 0), (name, r.tool, r.method)
+            if r.tool in ("tensorrt", "modelopt"):
+                assert np.all(lo <= 0) and np.all(hi >= 0)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("data", [[], np.zeros((0,), np.float32), [np.zeros((0, 3), np.float32)]])
+def test_empty_data(data):
+    with pytest.raises(ValueError, match="no values"):
+        calibrate(data)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("tool", ["onnxruntime", "pytorch", "tensorrt", "modelopt"])
+def test_nan_inf_refused(bad, tool):
+    x = np.ones(10, np.float32)
+    x[3] = bad
+    with pytest.raises(ValueError, match="NaN"):
+        calibrate(x, tool=tool, method=None)
+
+
+def test_option_errors():
+    x = np.linspace(-1, 1, 100, dtype=np.float32)
+    with pytest.raises(ValueError, match="percentile"):
+        calibrate(x, method="percentile", percentile=-1)
+    with pytest.raises(ValueError, match="percentile"):
+        calibrate(x, tool="modelopt", method="percentile", percentile=100.5)
+    with pytest.raises(ValueError, match="num_bins"):
+        calibrate(x, method="entropy", num_bins=64, num_quantized_bins=128)
+    with pytest.raises(ValueError, match="supported"):
+        calibrate(x, tool="tensorrt", method="mse")
+    with pytest.raises(ValueError, match="onnxruntime: minmax"):
+        calibrate(x, tool="pytorch", method="entropy")
+    with pytest.raises(ValueError, match="tool"):
+        calibrate(x, tool="tflite")
+    with pytest.raises(TypeError, match="dtype"):
+        calibrate(x, dtype="int7")
+    with pytest.raises(ValueError, match="axis"):
+        calibrate(x.reshape(10, 10), tool="pytorch", method="histogram", axis=0)
+    with pytest.raises(ValueError, match="axis"):
+        calibrate(x, method="minmax", axis=3)
+    with pytest.raises(ValueError, match="averaging_constant"):
+        calibrate(x, method="moving_average_minmax", averaging_constant=1.5)
+    with pytest.raises(ValueError, match="reduce_range"):
+        calibrate(x, tool="tensorrt", method="minmax", reduce_range=True)
+    with pytest.raises(ValueError, match="quint8"):
+        calibrate(x, tool="pytorch", method="minmax", dtype="uint8", symmetric=True, reduce_range=True)
+    with pytest.raises(TypeError, match="unexpected"):
+        calibrate(x, bins=3)
+
+
+def test_defaults_and_supported():
+    sup = C.supported()
+    assert sup["onnxruntime"][0] == "minmax" and sup["pytorch"][0] == "histogram"
+    assert sup["tensorrt"][0] == "entropy" and sup["modelopt"][0] == "minmax"
+    r = calibrate(np.linspace(-1, 2, 50, dtype=np.float32), tool="pytorch", method=None)
+    assert r.method == "histogram"
+    d = r.to_dict()
+    json.dumps(d)
+    assert d["scale_bits"] == bits(r.scale)[0]
+
+
+def test_dtype_spellings():
+    x = np.linspace(-1, 2, 50, dtype=np.float32)
+    a = calibrate(x, dtype="int8")
+    for spelling in (np.int8, 3, "INT8", np.dtype("int8")):
+        b = calibrate(x, dtype=spelling)
+        assert bits(a.scale) == bits(b.scale) and ints(a.zero_point) == ints(b.zero_point)
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli(tmp_path):
+    from refquant.calibration import cli
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 32)).astype(np.float32)
+    p = tmp_path / "d.npz"
+    np.savez(p, b1=x * 2, b0=x)                        # sorted key order: b0 then b1
+    out = tmp_path / "o.json"
+    page = tmp_path / "o.html"
+    assert cli.main([str(p), "--tool", "pytorch", "--method", "moving_average_minmax",
+                     "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    ref = calibrate([x, x * 2], tool="pytorch", method="moving_average_minmax")
+    assert doc["results"][0]["scale_bits"] == bits(ref.scale)[0]
+    assert cli.main([str(p), "--compare-tools", "--html", str(page), "--per-channel", "1"]) == 0
+    xml.dom.minidom.parseString(page.read_text().split("<body>", 1)[1].split("<h2>")[0].split("</p>", 1)[1])
+    assert "<svg" in page.read_text()
+    assert cli.main([str(tmp_path / "missing.npz")]) == 2
+
+
+def test_cli_subprocess_prints_table(tmp_path):
+    p = tmp_path / "d.npy"
+    np.save(p, np.linspace(-1, 3, 200, dtype=np.float32))
+    r = subprocess.run([sys.executable, "-m", "refquant.calibration.cli", str(p), "--method", "entropy",
+                        "--tool", "tensorrt"], capture_output=True, text=True)
+    assert r.returncode == 0 and "scale" in r.stdout and "tensorrt entropy" in r.stdout
