@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 from refquant import get_profile
 from refquant._packed import PackedWeights
 from refquant.reference import conv_integer, qlinear_conv, qgemm, accumulator_range
-from refquant.reference.conv import conv_output_shape
+from refquant.reference.conv import conv_output_shape, fbgemm_depthwise_fast_path
 
 U8, S8 = np.uint8, np.int8
 
@@ -518,11 +518,18 @@ np.savez(sys.argv[2], **out)
 '''
 
 
-def _fbgemm_depthwise_fast_path(x_shape, w_shape, stride, pad, dilation, group):
-    """fbgemm takeDepthWiseFastPath (src/FbgemmConv.cc), for a square 2-D kernel."""
-    k = w_shape[2]
-    return (group == x_shape[1] == w_shape[0] and group % 8 == 0 and stride in (1, 2) and
-            w_shape[2] == w_shape[3] and k in (3, 5) and dilation == 1 and pad == (k - 1) // 2)
+def _with_pair_saturation(profile, mode):
+    """profile.replace(int16_pair_saturation=mode), admitting the string scope
+    "fbgemm_depthwise" that conv.py implements even where Profile's validation does not
+    accept it yet."""
+    if isinstance(mode, bool):
+        return profile.replace(int16_pair_saturation=mode)
+    try:
+        return profile.replace(int16_pair_saturation=mode)
+    except (TypeError, ValueError):
+        p = profile.replace(int16_pair_saturation=False)
+        object.__setattr__(p, "int16_pair_saturation", mode)
+        return p
 
 
 def test_torch_fbgemm_avx2_int16_pair_saturation(tmp_path):
@@ -568,11 +575,14 @@ def test_torch_fbgemm_avx2_int16_pair_saturation(tmp_path):
                         str(tmp_path / f"{isa}.npz")], env=env, check=True, capture_output=True)
         res = np.load(tmp_path / f"{isa}.npz")
         n_sat_effect = 0
+        # fbgemm's depthwise fast path is AVX2 code (vpmaddubsw) on every x86 CPU
+        p = _with_pair_saturation(fb, True if sat_all else "fbgemm_depthwise")
         for i in range(18):
             X, W, b, q = d[f"X{i}"], d[f"W{i}"], d[f"b{i}"], d[f"q{i}"]
-            # fbgemm's depthwise fast path is AVX2 code (vpmaddubsw) on every x86 CPU
-            sat = sat_all or (X.ndim == 4 and _fbgemm_depthwise_fast_path(X.shape, W.shape, *d[f"c{i}"]))
-            p = fb.replace(int16_pair_saturation=bool(sat))
+            sat = sat_all or (X.ndim == 4 and fbgemm_depthwise_fast_path(
+                X.shape, W.shape, group=int(d[f"c{i}"][3]), strides=[int(d[f"c{i}"][0])] * 2,
+                dilations=[int(d[f"c{i}"][2])] * 2, pads_begin=[int(d[f"c{i}"][1])] * 2,
+                pads_end=[int(d[f"c{i}"][1])] * 2))
             xs, xz, ws, ys, yz = np.float32(q[0]), np.uint8(q[1]), np.float32(q[2]), np.float32(q[3]), np.uint8(q[4])
             if X.ndim == 2:
                 f = lambda prof: qgemm(X, xs, xz, W, ws, np.int8(0), b, ys, yz, transB=1, profile=prof)  # noqa: E731
@@ -583,6 +593,7 @@ def test_torch_fbgemm_avx2_int16_pair_saturation(tmp_path):
             ours = f(p)
             assert np.array_equal(res[f"y{i}"], ours), (isa, i)
             n_sat_effect += int(np.count_nonzero(ours != f(fb.replace(int16_pair_saturation=not sat))))
+            assert np.array_equal(ours, f(fb.replace(int16_pair_saturation=bool(sat))))
         assert n_sat_effect > 0     # the data does exercise the saturation
 
 
@@ -601,3 +612,30 @@ def test_qlinear_conv_hypothesis_vs_onnxruntime(nd, g, cg, mg, k, s, auto_pad, c
         at["pads"] = [int(v) for v in rng.integers(0, 3, 2 * nd)]
     args = _qconv_args(rng, xs, ws, *combo, per_channel=per_channel, ties=ties)
     assert np.array_equal(qlinear_conv(*args, **at), run_ort("QLinearConv", args, at))
+
+
+def test_fbgemm_depthwise_fast_path_predicate():
+    f = fbgemm_depthwise_fast_path
+    kw = dict(strides=[1, 1], dilations=[1, 1], pads_begin=[1, 1], pads_end=[1, 1])
+    assert f((1, 8, 9, 9), (8, 1, 3, 3), group=8, **kw)
+    assert f((1, 8, 9, 9), (16, 1, 3, 3), group=8, **kw)                 # channel multiplier 2
+    assert not f((1, 4, 9, 9), (4, 1, 3, 3), group=4, **kw)              # G % 8
+    assert not f((1, 12, 9, 9), (12, 1, 3, 3), group=12, **kw)
+    assert not f((1, 8, 9, 9), (8, 1, 3, 3), group=8, **dict(kw, strides=[3, 3]))
+    assert not f((1, 8, 9, 9), (8, 1, 3, 3), group=8, **dict(kw, dilations=[2, 2]))
+    assert not f((1, 8, 9, 9), (8, 1, 3, 3), group=8, **dict(kw, pads_begin=[0, 0], pads_end=[0, 0]))
+    assert f((1, 8, 13, 13), (8, 1, 7, 7), group=8, **dict(kw, pads_begin=[3, 3], pads_end=[3, 3]))
+    assert not f((1, 8, 13, 13), (8, 1, 9, 9), group=8, **dict(kw, pads_begin=[4, 4], pads_end=[4, 4]))
+    # the scope only affects those convolutions
+    p = _with_pair_saturation(get_profile("onnx"), "fbgemm_depthwise")
+    x = np.array([210, 198] * 8, U8).reshape(1, 8, 1, 2)
+    w = np.tile(np.array([-81, -80], S8), 8).reshape(8, 1, 1, 2)
+    assert np.array_equal(conv_integer(x, w, group=8, profile=p), conv_integer(x, w, group=8))
+    x3 = np.full((1, 8, 3, 3), 210, U8)
+    w3 = np.full((8, 1, 3, 3), -81, S8)
+    sat = conv_integer(x3, w3, group=8, pads=[1, 1, 1, 1], profile=p)
+    assert not np.array_equal(sat, conv_integer(x3, w3, group=8, pads=[1, 1, 1, 1]))
+    assert np.array_equal(sat, conv_integer(x3, w3, group=8, pads=[1, 1, 1, 1],
+                                            profile=get_profile("onnx").replace(int16_pair_saturation=True)))
+    from refquant.reference import matmul_integer
+    assert matmul_integer(np.array([[210, 198]], U8), np.array([[-81], [-80]], S8), profile=p).item() == -32850

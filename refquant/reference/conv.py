@@ -29,6 +29,11 @@ Shapes: x (N, C, D1..Dn), w (M, C/group, k1..kn), n = 1, 2 or 3 (any n >= 1 work
   ORT routes depthwise QLinearConv (C/group == M/group == 1) to MlasConvDepthwise, a
   separate kernel that may not saturate, and ORT's ConvInteger uses an NCHW im2col
   (reduction order (channel, kernel position), W as the GEMM's A operand).
+  ``int16_pair_saturation="fbgemm_depthwise"`` (when the Profile field admits it)
+  saturates only convolutions that take fbgemm's depthwise fast path, see
+  :func:`fbgemm_depthwise_fast_path`: that kernel is AVX2 code (vpmaddubsw) even on VNNI /
+  AVX-512 CPUs, where fbgemm's GEMM, im2col and groupwise paths do not saturate
+  (measured on torch 2.13 engine "fbgemm", bit-exact).
 
 ConvInteger: Y = acc (int32).  x_zero_point scalar; w_zero_point scalar or per output
 channel (M,).  uint8/int8 for x and w in any combination.
@@ -53,7 +58,7 @@ from .gemm import (_int_tensor, _zp, _symmetric_check, _check_opset, _pair_terms
                    _MAX_EXACT_K)
 from .requant import requantize, form_multiplier, wrap_int32, check_scale
 
-__all__ = ["conv_integer", "qlinear_conv", "conv_output_shape"]
+__all__ = ["conv_integer", "qlinear_conv", "conv_output_shape", "fbgemm_depthwise_fast_path"]
 
 _AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -171,6 +176,35 @@ def _weights_T(wv, group):
     return w.reshape(group, M // group, -1).transpose(0, 2, 1)
 
 
+def fbgemm_depthwise_fast_path(x_shape, w_shape, *, group, strides, dilations, pads_begin, pads_end) -> bool:
+    """Whether fbgemm (PyTorch engine "fbgemm") runs this conv on its depthwise fast path.
+
+    fbgemm ``takeDepthWiseFastPath`` (src/FbgemmConv.cc) as measured with torch 2.13: 2-D or
+    3-D, G == C_in, C_out in {G, 2G}, G % 8 == 0, every stride 1 or 2, a cubic kernel of size 3,
+    5 or 7 (7 measured on 2-D; the source read says 3 or 5), dilation 1, pads (k - 1) / 2 at
+    both ends.  That kernel sums u8 x s8 pairs with int16 saturation on every x86 CPU.
+    """
+    nd = len(x_shape) - 2
+    k = list(w_shape[2:])
+    C, M = x_shape[1], w_shape[0]
+    return (nd in (2, 3) and group == C and M in (group, 2 * group) and group % 8 == 0 and
+            all(s in (1, 2) for s in strides) and len(set(k)) == 1 and k[0] in (3, 5, 7) and
+            all(d == 1 for d in dilations) and
+            all(pb == pe == (k[0] - 1) // 2 for pb, pe in zip(pads_begin, pads_end)))
+
+
+def _pair_saturation_applies(p, xdt, wdt, x_shape, w_shape, group, strides, dilations, pb, pe) -> bool:
+    if p is None or {xdt, wdt} != {np.dtype(np.uint8), np.dtype(np.int8)}:
+        return False
+    mode = p.int16_pair_saturation
+    if mode is True:
+        return True
+    if mode == "fbgemm_depthwise":
+        return fbgemm_depthwise_fast_path(x_shape, w_shape, group=group, strides=strides, dilations=dilations,
+                                          pads_begin=pb, pads_end=pe)
+    return False
+
+
 def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
                      group=1, kernel_shape=None, pads=None, strides=None, profile=None, exact=False,
                      count_pairs=False):
@@ -207,8 +241,8 @@ def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
     acc = np.empty((N, M, L), dtype=np.int64)
     # batch chunks keep the column buffer around <= 64 MiB
     per = max(1, (1 << 23) // max(1, L * Kd * group))
-    pair_sat = (p is not None and p.int16_pair_saturation and
-                {x.dtype, w.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)})
+    pair_sat = _pair_saturation_applies(p, x.dtype, w.dtype, x.shape, w.shape, int(group), strides, dilations,
+                                        pb, pe)
     want_count = count_pairs and {x.dtype, w.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)}
     npair = 0 if want_count else None
     wT_raw = _weights_T(w, group) if (pair_sat or want_count) else None

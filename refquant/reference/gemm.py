@@ -258,7 +258,9 @@ def _pair_terms(A, B, count_only=False):
 
 
 def _use_pair_saturation(p, A, B):
-    if not p.int16_pair_saturation:
+    # True = every u8 x s8 GEMM; other (string) values name kernel-specific scopes that only
+    # convolutions use (see conv._pair_saturation_applies)
+    if p.int16_pair_saturation is not True:
         return False
     return {A.dtype, B.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)}
 
@@ -592,8 +594,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     bias_scale = None
     if bias is not None:
         if p.rq_bias == "float":     # fbgemm: b / fl32(act_scale * w_scale)
-            bias_scale = form_multiplier(a_s, bs, None, profile=p.replace(rq_multiplier="fp32"),
-                                         alpha=alpha)
+            bias_scale = form_multiplier(a_s, bs, None, profile="onnx", alpha=alpha)   # fl32(fl32(alpha*a_s)*b_s)
         else:                        # float_after_scaling: b / y_scale
             bias_scale = check_scale(y_scale, "y_scale").reshape(())
     return requantize(acc, M, yzp.reshape(()), output_dtype=out_dt, profile=p, axis=-1, bias=bias,
