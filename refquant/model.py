@@ -1004,6 +1004,14 @@ def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False)
     Returns {tensor name: numpy array} for every node output of the executed graph, in
     topological order (a Python dict keeps insertion order).
     """
+    values, _m, fusions = _execute(model, inputs, profile, fuse)
+    if return_fusions:
+        return values, fusions
+    return values
+
+
+def _execute(model, inputs, profile, fuse):
+    """(values, executed ModelProto, fusions): run_model's work, with the rewritten graph."""
     from onnx.reference import ReferenceEvaluator
     from .profile import get_profile
     model = load_model(model)
@@ -1026,6 +1034,4 @@ def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False)
     for o in m.graph.output:
         if o.name in res and o.name not in out:
             out[o.name] = np.asarray(res[o.name])
-    if return_fusions:
-        return out, fusions
-    return out
+    return out, m, fusions

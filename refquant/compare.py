@@ -1,0 +1,707 @@
+"""``refquant compare``: the first tensor where an engine leaves the reference, in output steps.
+
+    refquant compare MODEL.onnx --inputs INPUTS.npz [--engine onnxruntime | --observed OBSERVED.npz]
+                     [--profile P] [--ort-optimization {disabled,basic,extended,all}] [--fuse F]
+                     [--tolerance STEPS] [--json FILE] [--html FILE]
+
+Python: ``compare_model(model, inputs, engine="onnxruntime" | observed={...}, ...)`` returns a
+:class:`CompareResult` (``.first_divergence``, ``.tensors``, ``str(result)``, ``.to_dict()``,
+``.to_html()``).
+
+How the engine is observed without changing what is measured
+-------------------------------------------------------------
+``--engine onnxruntime`` runs ONNX Runtime (CPU EP, 1 thread) ONCE at the requested optimization
+level with ``SessionOptions.optimized_model_filepath``: the graph ORT really executes (its QDQ ->
+QLinear fusions, layout changes) is saved.  Every tensor of that optimized graph that the
+reference also has is then marked as a graph output, and the *saved optimized model* runs with
+optimizations disabled -- so marking outputs cannot un-fuse anything: the kernels and their
+inputs are the ones the optimized session runs.  Tensors that exist only inside a fusion
+(the float Conv output between a DQ and a Q that became one QLinearConv) are simply not
+observable, and are not compared.  The reference runs ``run_model(profile, fuse)`` with the fuse
+mode matching the level: disabled -> None, basic -> "onnxruntime-basic", extended/all ->
+"onnxruntime" (see ``refquant.model``).
+
+``--observed OBSERVED.npz`` compares arrays recorded from any engine (TensorRT with the layer
+outputs that exist in the engine, a debugger dump, ...), keyed by tensor name, with
+``run_model(profile, fuse)`` (``--fuse`` default: none).
+
+Differences, in steps
+---------------------
+- integer (quantized) tensors: codes (|a - b| as integers); float8/4: code positions;
+- float tensors written by a DequantizeLinear with a constant scale: steps of that scale
+  (|a - b| / scale, per channel for per-axis scales);
+- other float tensors: ``max_steps`` is null; ``max_abs``, ``max_rel`` and ``max_ulps`` (in
+  units of the reference value's float spacing) are reported.  Such a tensor counts as diverged
+  only when ``max_abs > float_rtol * max|reference|`` (default 1e-5): a float Conv summed in
+  another order differs by ulps, which is not a divergence but can flip a later Q (see below).
+A tensor diverges when its ``max_steps > tolerance`` (default 0).  ``first_divergence`` is the
+first diverged tensor in topological order.
+
+Causes (``cause`` of each diverged tensor; ``detail`` says more)
+----------------------------------------------------------------
+- ``propagated from an earlier divergence``: an ancestor tensor (through the executed graph)
+  already diverged.
+- ``int16 pair saturation``: a u8 x s8 integer op whose vpmaddubsw pair sums leave int16, and the
+  reference with ``int16_pair_saturation=True`` reproduces the observed codes.
+- ``saturation``: the differing outputs sit at qmin/qmax with the exact value beyond the range.
+- ``float accumulation order``: a QuantizeLinear whose float input differs between the two
+  runs by a few ulps (both within float_rtol) and sits within them of a rounding boundary; or a
+  float tensor within float_rtol.
+- ``tie``: the exact value at the differing outputs is a rounding tie (x.5 steps) or within
+  1e-3 steps of one: rounding rule, x/s vs x*(1/s), or the fp32 requantization multiplier of a
+  fused QLinear kernel vs the float simulation (onnxruntime#32132).
+- ``unknown``: none of the above (``refquant.explain``, where installed, adds which profile
+  reproduces the observed output of a single quantized op).
+
+Exit status of the command: 0 no divergence, 1 divergence found, 2 usage or run error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html as _html
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .model import load_model, _execute, _attrs, _normalize_fuse
+
+__all__ = ["compare_model", "CompareResult", "TensorDiff", "observe_onnxruntime",
+           "ORT_LEVELS", "add_parser", "run", "CAUSES"]
+
+ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+              "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_LEVEL_FUSE = {"disabled": None, "basic": "onnxruntime-basic", "extended": "onnxruntime",
+               "all": "onnxruntime"}
+CAUSES = ("tie", "saturation", "int16 pair saturation", "float accumulation order",
+          "propagated from an earlier divergence", "unknown")
+_QLIN = ("QLinearConv", "QLinearMatMul", "QGemm", "TensorRTFused", "MatMulInteger", "ConvInteger")
+_NEAR_TIE = 1e-3
+
+
+@dataclass
+class TensorDiff:
+    """One compared tensor.  ``max_steps`` is None for float tensors off a quantization grid."""
+    name: str
+    op: str
+    dtype: str
+    shape: tuple
+    size: int
+    n_diff: int
+    max_steps: float | None
+    unit: str                      # "code", "scale step", "float"
+    diverged: bool
+    cause: str | None = None
+    detail: str = ""
+    max_abs: float | None = None
+    max_rel: float | None = None
+    max_ulps: float | None = None
+    first_index: tuple | None = None
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["shape"] = list(self.shape)
+        d["first_index"] = None if self.first_index is None else list(self.first_index)
+        for k in ("max_steps", "max_abs", "max_rel", "max_ulps"):
+            if d[k] is not None and not np.isfinite(d[k]):
+                d[k] = str(d[k])
+        return d
+
+
+@dataclass
+class CompareResult:
+    """Result of :func:`compare_model`."""
+    first_divergence: str | None
+    tensors: list
+    engine: str
+    profile: str
+    fuse: str | None
+    only_reference: list = field(default_factory=list)   # tensors the engine side lacks
+    only_observed: list = field(default_factory=list)    # observed names the reference lacks
+    fusions: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def diverged(self):
+        return [t for t in self.tensors if t.diverged]
+
+    def to_dict(self):
+        return {"first_divergence": self.first_divergence,
+                "tensors": [t.to_dict() for t in self.tensors],
+                "engine": self.engine, "profile": self.profile, "fuse": self.fuse,
+                "n_compared": len(self.tensors), "n_diverged": len(self.diverged),
+                "only_reference": list(self.only_reference),
+                "only_observed": list(self.only_observed),
+                "fusions": [f.to_dict() for f in self.fusions], "notes": list(self.notes)}
+
+    def __str__(self):
+        lines = [f"refquant compare: {self.engine} vs reference (profile {self.profile}, "
+                 f"fuse {self.fuse})"]
+        lines.append(f"{len(self.tensors)} tensors compared, {len(self.diverged)} diverged; "
+                     f"first divergence: {self.first_divergence or 'none'}")
+        w = max([len(t.name) for t in self.tensors] + [6])
+        lines.append(f"  {'tensor':<{w}}  {'op':<22} {'n_diff':>12}  {'max diff':>14}  cause")
+        for t in self.tensors:
+            if t.max_steps is not None:
+                md = f"{t.max_steps:g} {'codes' if t.unit == 'code' else 'steps'}"
+            elif t.n_diff:
+                md = f"{t.max_ulps:g} ulps" if t.max_ulps is not None else "?"
+            else:
+                md = "0"
+            mark = "*" if t.name == self.first_divergence else " "
+            cause = t.cause or ""
+            lines.append(f"{mark} {t.name:<{w}}  {t.op:<22} {f'{t.n_diff}/{t.size}':>12}  {md:>14}  "
+                         f"{cause}")
+            if t.diverged and t.detail:
+                lines.append(f"  {'':<{w}}    {t.detail}")
+        if self.only_reference:
+            lines.append(f"not observable on the engine side (inside fusions or renamed): "
+                         f"{', '.join(self.only_reference[:20])}"
+                         + (" ..." if len(self.only_reference) > 20 else ""))
+        for n in self.notes:
+            lines.append(f"note: {n}")
+        return "\n".join(lines)
+
+    def to_html(self):
+        e = _html.escape
+        rows = []
+        for t in self.tensors:
+            color = "#fdd" if t.diverged and t.name == self.first_divergence else \
+                ("#fee" if t.diverged else ("#ffd" if t.n_diff else "#fff"))
+            md = "" if t.max_steps is None else f"{t.max_steps:g}"
+            rows.append(f"<tr style='background:{color}'><td>{e(t.name)}</td><td>{e(t.op)}</td>"
+                        f"<td>{e(t.dtype)}{list(t.shape)}</td><td>{t.n_diff}/{t.size}</td><td>{md}</td>"
+                        f"<td>{e(t.unit)}</td><td>{'' if t.max_ulps is None else f'{t.max_ulps:g}'}</td>"
+                        f"<td>{e(t.cause or '')}</td><td>{e(t.detail)}</td></tr>")
+        fus = "".join(f"<li>{e(f.kind)}: {e(', '.join(f.nodes))} &rarr; {e(f.output)}"
+                      f"{' (removed: ' + e(', '.join(f.removed)) + ')' if f.removed else ''}</li>"
+                      for f in self.fusions)
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>refquant compare</title>"
+                f"<style>body{{font-family:sans-serif}}td,th{{border:1px solid #ccc;padding:2px 6px;"
+                f"font-size:13px}}table{{border-collapse:collapse}}</style></head><body>"
+                f"<h2>refquant compare: {e(self.engine)} vs reference</h2>"
+                f"<p>profile <b>{e(self.profile)}</b>, fuse <b>{e(str(self.fuse))}</b>; "
+                f"{len(self.tensors)} tensors compared, {len(self.diverged)} diverged; first "
+                f"divergence: <b>{e(self.first_divergence or 'none')}</b></p>"
+                f"<table><tr><th>tensor</th><th>op</th><th>type</th><th>n_diff</th><th>max steps</th>"
+                f"<th>unit</th><th>max ulps</th><th>cause</th><th>detail</th></tr>{''.join(rows)}</table>"
+                f"<h3>Fusions emulated by the reference</h3><ul>{fus or '<li>none</li>'}</ul>"
+                f"<p>Not observable on the engine side: {e(', '.join(self.only_reference)) or 'none'}</p>"
+                f"</body></html>")
+
+
+# --------------------------------------------------------------------------- engines
+
+def default_ort_profile():
+    """'onnxruntime' on a CPU with VNNI/AMX (MLAS never saturates there), else 'onnxruntime-avx2'."""
+    try:
+        from ._config import cpu_features
+        f = cpu_features() or {}
+    except Exception:  # noqa: BLE001
+        return "onnxruntime"
+    if not f:
+        return "onnxruntime"
+    if f.get("avx512vnni") or f.get("avxvnni") or f.get("amx_int8") or not f.get("avx2"):
+        return "onnxruntime"
+    return "onnxruntime-avx2"
+
+
+def observe_onnxruntime(model, inputs, optimization="disabled", *, names=None, threads=1):
+    """Run ONNX Runtime (CPU EP) at an optimization level and return (values, optimized model).
+
+    The session is created once with ``optimized_model_filepath``; the saved optimized graph then
+    runs with optimizations disabled and every tensor of it named in ``names`` (default: all
+    node outputs) marked as a graph output, so the fused kernels are the ones the optimized session
+    runs.  Returns ({tensor name: array}, optimized ModelProto)."""
+    import onnx
+    import onnxruntime as ort
+    if optimization not in ORT_LEVELS:
+        raise ValueError(f"optimization: expected one of {tuple(ORT_LEVELS)}, got {optimization!r}")
+    model = load_model(model)
+    with tempfile.TemporaryDirectory(prefix="refquant_cmp_") as d:
+        src = os.path.join(d, "model.onnx")
+        opt = os.path.join(d, "optimized.onnx")
+        onnx.save(model, src)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[optimization])
+        so.optimized_model_filepath = opt
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        om = onnx.load(opt)
+    produced = [o for n in om.graph.node for o in n.output if o]
+    want = produced if names is None else [t for t in produced if t in set(names)]
+    existing = {o.name for o in om.graph.output}
+    for t in want:
+        if t not in existing:
+            om.graph.output.append(onnx.ValueInfoProto(name=t))
+    so2 = ort.SessionOptions()
+    so2.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so2.intra_op_num_threads = threads
+    so2.inter_op_num_threads = 1
+    so2.log_severity_level = 3
+    sess = ort.InferenceSession(om.SerializeToString(), so2, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    feeds = {k: np.asarray(v) for k, v in inputs.items()}
+    vals = sess.run(outs, feeds)
+    return dict(zip(outs, vals)), om
+
+
+# --------------------------------------------------------------------------- differences
+
+def _ulps(ref, d):
+    with np.errstate(all="ignore"):
+        sp = np.spacing(np.abs(ref).astype(ref.dtype if ref.dtype.kind == "f" else np.float32))
+        return d / sp.astype(np.float64)
+
+
+def _dq_step(node, consts, shape):
+    """Per-element step (the DQ scale) of a DequantizeLinear output, or None."""
+    from .reference.quantize import expand_qparam
+    if node is None or node.op_type != "DequantizeLinear" or len(node.input) < 2:
+        return None
+    s = consts.get(node.input[1])
+    if s is None:
+        return None
+    a = _attrs(node)
+    ax = a.get("axis", 1)
+    nd = len(shape)
+    try:
+        return expand_qparam(np.asarray(s).astype(np.float64), shape, ax % nd if nd else 0,
+                             a.get("block_size", 0), argname="x_scale")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _measure(name, op, ref, obs, node, consts, float_rtol, tolerance):
+    ref = np.asarray(ref)
+    obs = np.asarray(obs)
+    base = dict(name=name, op=op, dtype=str(ref.dtype), shape=tuple(ref.shape), size=int(ref.size))
+    if ref.shape != obs.shape:
+        return TensorDiff(**base, n_diff=int(ref.size), max_steps=float("inf"), unit="code",
+                          diverged=True, cause="unknown",
+                          detail=f"shape differs: reference {ref.shape}, observed {obs.shape}")
+    from ._dtypes import is_integer, is_low_float
+    from ._oprun import diff_steps
+    if is_integer(ref.dtype) or is_low_float(ref.dtype):
+        o = obs if obs.dtype == ref.dtype else obs.astype(ref.dtype)
+        d = diff_steps("QuantizeLinear", ref, o)
+        nd = int(np.count_nonzero(d))
+        ms = float(d.max()) if d.size else 0.0
+        fi = tuple(int(i) for i in np.unravel_index(int(np.argmax(d != 0)), d.shape)) if nd else None
+        return TensorDiff(**base, n_diff=nd, max_steps=ms, unit="code", diverged=ms > tolerance,
+                          first_index=fi)
+    rf = ref.astype(np.float64)
+    of = obs.astype(np.float64)
+    with np.errstate(all="ignore"):
+        ad = np.abs(rf - of)
+    nan_r, nan_o = np.isnan(rf), np.isnan(of)
+    ad = np.where(nan_r & nan_o, 0.0, np.where(nan_r ^ nan_o, np.inf, ad))
+    ad = np.where(np.isinf(rf) & (rf == of), 0.0, ad)
+    nd = int(np.count_nonzero(ad))
+    fi = tuple(int(i) for i in np.unravel_index(int(np.argmax(ad != 0)), ad.shape)) if nd else None
+    mabs = float(ad.max()) if ad.size else 0.0
+    with np.errstate(all="ignore"):
+        rel = np.where(ad == 0, 0.0, ad / np.maximum(np.abs(rf), np.finfo(np.float64).tiny))
+        ul = _ulps(ref, ad) if ref.dtype.kind == "f" else ad
+    mrel = float(rel.max()) if rel.size else 0.0
+    mul = float(np.nanmax(np.where(ad == 0, 0.0, ul))) if ul.size else 0.0
+    step = _dq_step(node, consts, ref.shape)
+    if step is not None:
+        with np.errstate(all="ignore"):
+            st = np.where(ad == 0, 0.0, ad / step)
+        ms = float(st.max()) if st.size else 0.0
+        return TensorDiff(**base, n_diff=nd, max_steps=ms, unit="scale step",
+                          diverged=bool(ms > tolerance and ms >= 0.5),
+                          max_abs=mabs, max_rel=mrel, max_ulps=mul, first_index=fi)
+    scale = float(np.nanmax(np.abs(rf[np.isfinite(rf)]))) if np.isfinite(rf).any() else 0.0
+    div = bool(np.isinf(mabs) or mabs > float_rtol * max(scale, np.finfo(np.float32).tiny))
+    return TensorDiff(**base, n_diff=nd, max_steps=None, unit="float", diverged=div,
+                      max_abs=mabs, max_rel=mrel, max_ulps=mul, first_index=fi,
+                      cause=("float accumulation order" if nd and not div else None))
+
+
+# --------------------------------------------------------------------------- causes
+
+def _frac_dist(v):
+    """Distance of v (float64) to the nearest rounding boundary k + 0.5."""
+    f = v - np.floor(v)
+    return np.abs(f - 0.5)
+
+
+class _Ctx:
+    def __init__(self, m, ref, obs, profile, consts):
+        self.m = m
+        self.ref = ref
+        self.obs = obs
+        self.profile = profile
+        self.consts = consts
+        self.producer = {}
+        for n in m.graph.node:
+            for o in n.output:
+                if o:
+                    self.producer[o] = n
+
+    def value(self, t, side="ref"):
+        if not t:
+            return None
+        if t in self.consts:
+            return self.consts[t]
+        src = self.ref if side == "ref" else self.obs
+        return src.get(t)
+
+
+def _ancestors(ctx, name, limit=100000):
+    seen = set()
+    stack = [name]
+    while stack and len(seen) < limit:
+        t = stack.pop()
+        n = ctx.producer.get(t)
+        if n is None:
+            continue
+        for i in n.input:
+            if i and i not in seen:
+                seen.add(i)
+                stack.append(i)
+    return seen
+
+
+def _mask(ref, obs):
+    r = np.asarray(ref)
+    o = np.asarray(obs).astype(r.dtype) if np.asarray(obs).dtype != r.dtype else np.asarray(obs)
+    if r.dtype.kind == "f":
+        return ~((r == o) | (np.isnan(r) & np.isnan(o)))
+    return r.astype(np.int64) != o.astype(np.int64)
+
+
+def _cause_quantize(ctx, node, td):
+    from ._dtypes import qrange
+    x = ctx.value(node.input[0])
+    s = ctx.value(node.input[1])
+    if x is None or s is None:
+        return "unknown", "the QuantizeLinear input is not available"
+    zp = ctx.value(node.input[2]) if len(node.input) > 2 else None
+    ref = ctx.ref[td.name]
+    obs = ctx.obs[td.name]
+    mk = _mask(ref, obs)
+    a = _attrs(node)
+    from .reference.quantize import expand_qparam
+    xf = np.asarray(x).astype(np.float64)
+    try:
+        ax = a.get("axis", 1)
+        sf = expand_qparam(np.asarray(s).astype(np.float64), xf.shape, ax % xf.ndim if xf.ndim else 0,
+                           a.get("block_size", 0), argname="y_scale")
+    except Exception:  # noqa: BLE001
+        sf = np.asarray(s).astype(np.float64)
+    with np.errstate(all="ignore"):
+        v = np.broadcast_to(xf / sf, mk.shape)[mk]
+    try:
+        lo, hi = qrange(np.asarray(ref).dtype)
+        z = 0 if zp is None else np.broadcast_to(np.asarray(zp).astype(np.int64), mk.shape)[mk] \
+            if np.ndim(zp) else int(np.asarray(zp))
+        r_m = np.asarray(ref).astype(np.int64)[mk]
+        o_m = np.asarray(obs).astype(np.int64)[mk]
+        at_edge = ((r_m == lo) | (r_m == hi) | (o_m == lo) | (o_m == hi))
+        beyond = (v + z < lo - 0.5) | (v + z > hi + 0.5) | ~np.isfinite(v)
+        if at_edge.size and np.all(at_edge & beyond):
+            return "saturation", "the differing codes sit at qmin/qmax with the input beyond the range"
+    except Exception:  # noqa: BLE001
+        pass
+    xo = ctx.obs.get(node.input[0])
+    if xo is not None and np.shape(xo) == np.shape(x):
+        xd = np.broadcast_to(np.asarray(xo).astype(np.float64) != xf, mk.shape)[mk]
+        if xd.size and np.all(xd):
+            dist = _frac_dist(v)
+            return ("float accumulation order",
+                    f"the float input {node.input[0]!r} differs between the runs at every differing "
+                    f"code (within float tolerance) and sits {float(dist.max()):.2g} steps or less "
+                    f"from a rounding boundary")
+    dist = _frac_dist(v)
+    if dist.size and np.all(dist == 0):
+        return "tie", (f"{int(mk.sum())} input(s) are exact ties (x/s = k + 0.5): the rounding rule "
+                       "decides")
+    if dist.size and np.all(dist < _NEAR_TIE):
+        return "tie", (f"every differing input is within {float(dist.max()):.2g} steps of a tie: "
+                       "division vs reciprocal multiply / float precision decides")
+    return "unknown", ""
+
+
+def _qlin_inputs(ctx, node):
+    """Reference-side inputs of a QLinear-family node as ONNX-named dict, with the op name."""
+    from ._oprun import OP_INPUTS
+    op = node.op_type
+    if op not in OP_INPUTS:
+        return None, None
+    ins = {}
+    for nm, t in zip(OP_INPUTS[op], node.input):
+        v = ctx.value(t)
+        if v is not None:
+            ins[nm] = np.asarray(v)
+    return op, ins
+
+
+def _cause_integer_op(ctx, node, td):
+    from ._dtypes import qrange
+    op, ins = _qlin_inputs(ctx, node)
+    ref = np.asarray(ctx.ref[td.name])
+    obs = np.asarray(ctx.obs[td.name])
+    mk = _mask(ref, obs)
+    if op is None:
+        return "unknown", ""
+    at = _attrs(node)
+    # int16 pair saturation
+    try:
+        A = ins.get("x", ins.get("a", ins.get("A")))
+        B = ins.get("w", ins.get("b", ins.get("B")))
+        if A is not None and B is not None and {A.dtype, B.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)}:
+            from .profile import get_profile
+            from ._oprun import run_reference
+            p2 = get_profile(ctx.profile)
+            if not p2.int16_pair_saturation:
+                alt = run_reference(op, ins, at, profile=p2.replace(int16_pair_saturation=True))
+                alt = np.asarray(alt[0] if isinstance(alt, tuple) else alt)
+                if alt.shape == obs.shape and np.array_equal(alt[mk].astype(np.int64),
+                                                             obs[mk].astype(np.int64)):
+                    return "int16 pair saturation", ("the reference with int16_pair_saturation=True "
+                                                     "(AVX2 vpmaddubsw, no VNNI) reproduces the "
+                                                     "observed values")
+    except Exception:  # noqa: BLE001
+        pass
+    if ref.dtype.kind in "iu" and op not in ("MatMulInteger", "ConvInteger"):
+        lo, hi = qrange(ref.dtype)
+        r_m, o_m = ref.astype(np.int64)[mk], obs.astype(np.int64)[mk]
+        edge = (r_m == lo) | (r_m == hi) | (o_m == lo) | (o_m == hi)
+        if edge.size and np.all(edge):
+            return "saturation", "every differing code sits at qmin/qmax"
+        v = _exact_requant_value(op, ins, at)
+        if v is not None and v.shape == mk.shape:
+            dist = _frac_dist(v[mk])
+            if dist.size and np.all(dist == 0):
+                return "tie", "the exact value (acc + bias) * sx*sw/sy is a tie k + 0.5 at every differing code"
+            if dist.size and np.all(dist < _NEAR_TIE):
+                return "tie", (f"the exact value (acc + bias) * sx*sw/sy is within {float(dist.max()):.2g} "
+                               "steps of a tie at every differing code: the fp32 multiplier / float "
+                               "simulation decides (onnxruntime#32132)")
+    ex = _explain(op, ins, obs, at)
+    if ex:
+        return "unknown", ex
+    return "unknown", ""
+
+
+def _exact_requant_value(op, ins, at):
+    """(acc + bias) * sx * sw / sy - y_zp in float64 (steps before rounding), or None."""
+    from .reference import conv_integer, matmul_integer
+    try:
+        if op == "QLinearConv":
+            conv_at = {k: at[k] for k in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+                       if k in at}
+            acc = conv_integer(ins["x"], ins["w"], ins.get("x_zero_point"), ins.get("w_zero_point"),
+                               **conv_at).astype(np.float64)
+            ws = np.asarray(ins["w_scale"]).astype(np.float64).reshape(-1)
+            shp = (1, -1) + (1,) * (acc.ndim - 2)
+            if "B" in ins:
+                acc = acc + np.asarray(ins["B"]).astype(np.float64).reshape(shp)
+            return acc * float(np.asarray(ins["x_scale"]).reshape(())) * (ws.reshape(shp) if ws.size > 1 else ws[0]) \
+                / float(np.asarray(ins["y_scale"]).reshape(()))
+        if op == "QLinearMatMul":
+            acc = matmul_integer(ins["a"], ins["b"], ins.get("a_zero_point"), ins.get("b_zero_point")
+                                 ).astype(np.float64)
+            return acc * np.asarray(ins["a_scale"]).astype(np.float64) * \
+                np.asarray(ins["b_scale"]).astype(np.float64) / float(np.asarray(ins["y_scale"]).reshape(()))
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
+def _explain(op, ins, obs, at):
+    try:
+        from .explain import explain
+    except ImportError:
+        return ""
+    try:
+        r = explain(op, ins, obs, attributes=at)
+        m = list(getattr(r, "matches", []) or [])
+        return ("refquant.explain: reproduced by " + ", ".join(m)) if m else \
+            ("refquant.explain: " + str(r).splitlines()[0] if str(r) else "")
+    except Exception as exc:  # noqa: BLE001
+        return f"refquant.explain failed: {type(exc).__name__}"
+
+
+def _assign_causes(ctx, tensors):
+    diverged = set()
+    for td in tensors:
+        if not td.diverged:
+            continue
+        anc = _ancestors(ctx, td.name)
+        earlier = [t for t in diverged if t in anc]
+        if earlier:
+            td.cause = "propagated from an earlier divergence"
+            td.detail = f"upstream: {', '.join(sorted(earlier)[:3])}"
+        else:
+            node = ctx.producer.get(td.name)
+            op = node.op_type if node is not None else ""
+            try:
+                if op == "QuantizeLinear":
+                    td.cause, td.detail = _cause_quantize(ctx, node, td)
+                elif op in _QLIN or op == "QGemm":
+                    td.cause, td.detail = _cause_integer_op(ctx, node, td)
+                elif td.unit == "float":
+                    td.cause = "float accumulation order" if (td.max_rel or 0) < 1e-3 else "unknown"
+                    td.detail = f"max {td.max_ulps:g} ulps, max rel {td.max_rel:.2g}"
+                else:
+                    td.cause, td.detail = "unknown", ""
+            except Exception as exc:  # noqa: BLE001  (analysis is best effort)
+                td.cause, td.detail = "unknown", f"analysis failed: {type(exc).__name__}: {exc}"
+        diverged.add(td.name)
+
+
+# --------------------------------------------------------------------------- main API
+
+def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
+                  ort_optimization="disabled", fuse="auto", tolerance=0, float_rtol=1e-5):
+    """Compare every observable tensor of an engine run with the reference.
+
+    model            ModelProto or path.
+    inputs           {graph input name: array}.
+    engine           "onnxruntime" (run now, see the module docstring) -- or give ``observed``.
+    observed         {tensor name: array} recorded from any engine.
+    profile          reference profile (default: "onnxruntime" / "onnxruntime-avx2" for the ORT
+                     engine by this CPU's features, else "onnx").
+    ort_optimization "disabled" | "basic" | "extended" | "all" (engine="onnxruntime").
+    fuse             reference fuse mode; "auto" = the one matching ``ort_optimization`` for the ORT
+                     engine, None for ``observed``.
+    tolerance        steps a quantized tensor may differ before it counts as diverged (default 0).
+    float_rtol       relative tolerance (to max|reference|) for float tensors off a grid.
+
+    Returns a :class:`CompareResult`.
+    """
+    from .profile import get_profile
+    if (engine is None) == (observed is None):
+        raise ValueError("engine, observed: give exactly one (an engine to run, or observed arrays)")
+    model = load_model(model)
+    notes = []
+    if engine is not None:
+        if engine != "onnxruntime":
+            raise ValueError(f"engine: only 'onnxruntime' can be run live; got {engine!r} (record the "
+                             "other engine's tensors and pass them as observed)")
+        if ort_optimization not in ORT_LEVELS:
+            raise ValueError(f"ort_optimization: expected one of {tuple(ORT_LEVELS)}, got "
+                             f"{ort_optimization!r}")
+        prof = get_profile(profile if profile is not None else default_ort_profile())
+        fz = _LEVEL_FUSE[ort_optimization] if fuse == "auto" else _normalize_fuse(fuse)
+        ref, m, fusions = _execute(model, inputs, prof, fz)
+        obs, om = observe_onnxruntime(model, inputs, ort_optimization, names=set(ref))
+        import onnxruntime
+        engine_name = f"onnxruntime {onnxruntime.__version__} ({ort_optimization})"
+        if ort_optimization == "all":
+            notes.append("ORT_ENABLE_ALL changes layouts (NHWC QLinearConv, NhwcMaxPool): tensors "
+                         "between layout changes are renamed and not compared")
+    else:
+        if not isinstance(observed, dict):
+            raise TypeError(f"observed: expected a dict {{tensor name: array}}, got {type(observed).__name__}")
+        prof = get_profile(profile if profile is not None else "onnx")
+        fz = None if fuse == "auto" else _normalize_fuse(fuse)
+        ref, m, fusions = _execute(model, inputs, prof, fz)
+        obs = {k: np.asarray(v) for k, v in observed.items()}
+        engine_name = "observed"
+    from onnx import numpy_helper
+    consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "Constant":
+            from .model import _const_value
+            v = _const_value(n)
+            if v is not None:
+                consts[n.output[0]] = v
+    ctx = _Ctx(m, ref, obs, prof, consts)
+    tensors = []
+    for name, rv in ref.items():
+        if name not in obs or name in consts:
+            continue
+        node = ctx.producer.get(name)
+        op = node.op_type if node is not None else "?"
+        if node is not None and node.domain not in ("", "ai.onnx"):
+            op = f"{node.op_type}"
+        if isinstance(rv, (list, tuple)):
+            continue
+        tensors.append(_measure(name, op, rv, obs[name], node, consts, float_rtol, tolerance))
+    _assign_causes(ctx, tensors)
+    first = next((t.name for t in tensors if t.diverged), None)
+    only_ref = [n for n in ref if n not in obs and n not in consts]
+    graph_in = {i.name for i in model.graph.input}
+    only_obs = [n for n in obs if n not in ref and n not in graph_in]
+    return CompareResult(first, tensors, engine_name, prof.name, fz, only_ref, only_obs, fusions, notes)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _load_npz(path, argname):
+    if not os.path.exists(path):
+        raise ValueError(f"{argname}: file {path!r} does not exist")
+    if path.endswith(".npy"):
+        raise ValueError(f"{argname}: expected an .npz archive keyed by tensor names, got {path!r}")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def add_parser(subparsers):
+    import argparse
+    p = subparsers.add_parser(
+        "compare", help="whole model: first tensor where an engine leaves the reference",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
+    p.add_argument("--inputs", required=True, metavar="INPUTS.npz",
+                   help="graph inputs, keyed by input name")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--engine", choices=["onnxruntime"], help="run this engine now")
+    g.add_argument("--observed", metavar="OBSERVED.npz",
+                   help="tensors recorded from an engine, keyed by tensor name")
+    p.add_argument("--profile", default=None,
+                   help="reference profile (default: onnxruntime[-avx2] for --engine onnxruntime, "
+                        "onnx for --observed)")
+    p.add_argument("--ort-optimization", default="disabled", choices=list(ORT_LEVELS),
+                   help="ONNX Runtime graph optimization level (default: disabled)")
+    p.add_argument("--fuse", default="auto",
+                   choices=["auto", "none", "onnxruntime-basic", "onnxruntime", "tensorrt"],
+                   help="reference fusion mode (default auto: matches --ort-optimization; none "
+                        "for --observed)")
+    p.add_argument("--tolerance", type=float, default=0, metavar="STEPS",
+                   help="steps a quantized tensor may differ before it counts (default 0)")
+    p.add_argument("--float-rtol", type=float, default=1e-5,
+                   help="relative tolerance for float tensors off a quantization grid (default 1e-5)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON ('-': stdout)")
+    p.add_argument("--html", default=None, metavar="FILE", help="write the report as HTML")
+    p.add_argument("--quiet", action="store_true", help="print only the first divergence line")
+    p.set_defaults(_run=run)
+    return p
+
+
+def run(args):
+    try:
+        inputs = _load_npz(args.inputs, "--inputs")
+        observed = _load_npz(args.observed, "--observed") if args.observed else None
+        fuse = None if args.fuse == "none" else args.fuse
+        res = compare_model(args.model, inputs, engine=args.engine, observed=observed,
+                            profile=args.profile, ort_optimization=args.ort_optimization, fuse=fuse,
+                            tolerance=args.tolerance, float_rtol=args.float_rtol)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"refquant compare: {exc}", file=sys.stderr)
+        return 2
+    if args.json == "-":
+        print(json.dumps(res.to_dict(), indent=1))
+    else:
+        if args.quiet:
+            print(f"first divergence: {res.first_divergence or 'none'}")
+        else:
+            print(res)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res.to_dict(), f, indent=1)
+    if args.html:
+        with open(args.html, "w") as f:
+            f.write(res.to_html())
+    return 1 if res.first_divergence else 0

@@ -1,0 +1,388 @@
+"""refquant.run_model: whole ONNX models on the reference, as written and with engine fusions.
+
+The model builders here are shared with tests/test_compare.py and tests/test_lint.py.
+Checks against onnxruntime 1.32 (CPU EP, 1 thread):
+- ORT_DISABLE_ALL vs run_model(fuse=None): bit-exact on every quantized tensor (codes and DQ
+  outputs); float Conv/MatMul outputs may differ by ulps (numpy vs MLAS summation order) and are
+  not asserted bit-exact.
+- ORT_ENABLE_BASIC vs fuse="onnxruntime-basic", ORT_ENABLE_EXTENDED / ALL vs fuse="onnxruntime":
+  bit-exact on every quantized tensor both graphs have.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="run_model needs onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import refquant  # noqa: E402
+from refquant.model import run_model, plan_fusions, topological_tensors  # noqa: E402
+
+
+# --------------------------------------------------------------------------- model builders
+
+def _init(name, arr):
+    return numpy_helper.from_array(np.asarray(arr), name)
+
+
+def _model(nodes, inputs, outputs, inits, opset=21, ms=False):
+    g = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
+    ops = [helper.make_opsetid("", opset)]
+    if ms:
+        ops.append(helper.make_opsetid("com.microsoft", 1))
+    m = helper.make_model(g, opset_imports=ops)
+    m.ir_version = 10
+    return m
+
+
+def qdq_conv_chain(seed=0, C=4, M=8, H=8, act=np.uint8, zx=128, zy=0, relu=True, per_channel=True,
+                   bias=True, scales=None):
+    """x -> Q/DQ -> Conv(DQ(w int8 per-channel), float bias) [-> Relu] -> Q/DQ -> MaxPool -> Q/DQ
+    -> Reshape -> MatMul(DQ(w2)) -> Q -> DQ -> out.  Returns (model, input shape)."""
+    rng = np.random.default_rng(seed)
+    sx, sy, sz = scales or (0.0213, 0.0517, 0.0931)
+    sw = (rng.random(M) * 0.01 + 0.002).astype(np.float32) if per_channel else np.float32(0.006)
+    zw = np.zeros(M, np.int8) if per_channel else np.int8(0)
+    inits = [_init("sx", np.float32(sx)), _init("zx", act(zx)),
+             _init("w_q", rng.integers(-127, 128, (M, C, 3, 3)).astype(np.int8)),
+             _init("sw", sw), _init("zw", zw),
+             _init("b", rng.standard_normal(M).astype(np.float32)),
+             _init("sy", np.float32(sy)), _init("zy", act(zy)),
+             _init("w2_q", rng.integers(-127, 128, (M * (H // 2) ** 2, 10)).astype(np.int8)),
+             _init("sw2", np.float32(0.0031)), _init("zw2", np.int8(0)),
+             _init("shape", np.array([1, -1], np.int64)),
+             _init("sz", np.float32(sz)), _init("zz", act(zx))]
+    conv_in = ["xdq", "w", "b"] if bias else ["xdq", "w"]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dq_in"),
+             helper.make_node("DequantizeLinear", ["w_q", "sw", "zw"], ["w"], name="dq_w",
+                              **({"axis": 0} if per_channel else {})),
+             helper.make_node("Conv", conv_in, ["conv"], name="conv", pads=[1, 1, 1, 1])]
+    last = "conv"
+    if relu:
+        nodes.append(helper.make_node("Relu", ["conv"], ["relu"], name="relu"))
+        last = "relu"
+    nodes += [helper.make_node("QuantizeLinear", [last, "sy", "zy"], ["yq"], name="q_y"),
+              helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["ydq"], name="dq_y"),
+              helper.make_node("MaxPool", ["ydq"], ["pool"], name="pool", kernel_shape=[2, 2],
+                               strides=[2, 2]),
+              helper.make_node("QuantizeLinear", ["pool", "sy", "zy"], ["pq"], name="q_pool"),
+              helper.make_node("DequantizeLinear", ["pq", "sy", "zy"], ["pdq"], name="dq_pool"),
+              helper.make_node("Reshape", ["pdq", "shape"], ["flat"], name="flat"),
+              helper.make_node("DequantizeLinear", ["w2_q", "sw2", "zw2"], ["w2"], name="dq_w2"),
+              helper.make_node("MatMul", ["flat", "w2"], ["mm"], name="mm"),
+              helper.make_node("QuantizeLinear", ["mm", "sz", "zz"], ["zq"], name="q_z"),
+              helper.make_node("DequantizeLinear", ["zq", "sz", "zz"], ["out"], name="dq_z")]
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])
+    yo = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 10])
+    return _model(nodes, [xi], [yo], inits), (1, C, H, H)
+
+
+def qdq_gemm_chain(seed=0, K=64, N=32, N2=16, batch=8):
+    """x -> Q/DQ -> Gemm(DQ(w) transB, float bias) -> Q/DQ -> MatMul(DQ(w2)) (float out)."""
+    rng = np.random.default_rng(seed)
+    inits = [_init("sx", np.float32(0.0173)), _init("zx", np.uint8(120)),
+             _init("w_q", rng.integers(-127, 128, (N, K)).astype(np.int8)),
+             _init("sw", (rng.random(N) * 0.004 + 0.001).astype(np.float32)),
+             _init("zw", np.zeros(N, np.int8)),
+             _init("b", rng.standard_normal(N).astype(np.float32)),
+             _init("sy", np.float32(0.0441)), _init("zy", np.uint8(128)),
+             _init("w2_q", rng.integers(-127, 128, (N, N2)).astype(np.int8)),
+             _init("sw2", np.float32(0.0077)), _init("zw2", np.int8(0))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dq_in"),
+             helper.make_node("DequantizeLinear", ["w_q", "sw", "zw"], ["w"], name="dq_w", axis=0),
+             helper.make_node("Gemm", ["xdq", "w", "b"], ["gemm"], name="gemm", transB=1),
+             helper.make_node("QuantizeLinear", ["gemm", "sy", "zy"], ["gq"], name="q_g"),
+             helper.make_node("DequantizeLinear", ["gq", "sy", "zy"], ["gdq"], name="dq_g"),
+             helper.make_node("DequantizeLinear", ["w2_q", "sw2", "zw2"], ["w2"], name="dq_w2"),
+             helper.make_node("MatMul", ["gdq", "w2"], ["out"], name="mm")]
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, K])
+    yo = helper.make_tensor_value_info("out", TensorProto.FLOAT, [batch, N2])
+    return _model(nodes, [xi], [yo], inits), (batch, K)
+
+
+def qlinear_chain(seed=0, C=3, M=6, H=6):
+    """A QOperator model: QuantizeLinear -> QLinearConv -> QLinearConv -> DequantizeLinear."""
+    rng = np.random.default_rng(seed)
+    inits = [_init("sx", np.float32(0.02)), _init("zx", np.uint8(128)),
+             _init("w1", rng.integers(-127, 128, (M, C, 3, 3)).astype(np.int8)),
+             _init("sw1", (rng.random(M) * 0.01 + 0.001).astype(np.float32)),
+             _init("zw1", np.zeros(M, np.int8)),
+             _init("b1", rng.integers(-2000, 2000, M).astype(np.int32)),
+             _init("sy1", np.float32(0.037)), _init("zy1", np.uint8(100)),
+             _init("w2", rng.integers(-127, 128, (M, M, 1, 1)).astype(np.int8)),
+             _init("sw2", np.float32(0.011)), _init("zw2", np.int8(0)),
+             _init("sy2", np.float32(0.05)), _init("zy2", np.uint8(128))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("QLinearConv", ["xq", "sx", "zx", "w1", "sw1", "zw1", "sy1", "zy1", "b1"],
+                              ["c1"], name="qconv1", pads=[1, 1, 1, 1]),
+             helper.make_node("QLinearConv", ["c1", "sy1", "zy1", "w2", "sw2", "zw2", "sy2", "zy2"],
+                              ["c2"], name="qconv2"),
+             helper.make_node("DequantizeLinear", ["c2", "sy2", "zy2"], ["out"], name="dq_out")]
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])
+    yo = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, M, H, H])
+    return _model(nodes, [xi], [yo], inits), (1, C, H, H)
+
+
+def tie_model():
+    """DQ(x) -> Mul(by 0.5) -> Q with scale 1: exact ties x.5 in the float simulation.
+
+    x codes are small integers with scale 1, so Mul gives exact k + 0.5 values; Q rounds half to
+    even (onnx/ORT) or half away (tflite-reference)."""
+    inits = [_init("s1", np.float32(1.0)), _init("z0", np.int8(0)), _init("half", np.float32(0.5))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s1", "z0"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "s1", "z0"], ["xdq"], name="dq_in"),
+             helper.make_node("Mul", ["xdq", "half"], ["h"], name="mul"),
+             helper.make_node("QuantizeLinear", ["h", "s1", "z0"], ["hq"], name="q_h"),
+             helper.make_node("DequantizeLinear", ["hq", "s1", "z0"], ["out"], name="dq_out")]
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [16])
+    yo = helper.make_tensor_value_info("out", TensorProto.FLOAT, [16])
+    return _model(nodes, [xi], [yo], inits), (16,)
+
+
+def trt_conv_model(seed=0, C=4, M=8, H=6, clip=(0.0, 6.0)):
+    """Symmetric int8 DQ(x), DQ(w) -> Conv(+bias) -> Clip -> Q -> DQ (TensorRT-importable)."""
+    rng = np.random.default_rng(seed)
+    inits = [_init("sx", np.float32(0.031)), _init("zx", np.int8(0)),
+             _init("w_q", rng.integers(-127, 128, (M, C, 3, 3)).astype(np.int8)),
+             _init("sw", (rng.random(M) * 0.01 + 0.002).astype(np.float32)),
+             _init("zw", np.zeros(M, np.int8)),
+             _init("b", rng.standard_normal(M).astype(np.float32)),
+             _init("lo", np.float32(clip[0])), _init("hi", np.float32(clip[1])),
+             _init("sy", np.float32(0.043)), _init("zy", np.int8(0))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dq_in"),
+             helper.make_node("DequantizeLinear", ["w_q", "sw", "zw"], ["w"], name="dq_w", axis=0),
+             helper.make_node("Conv", ["xdq", "w", "b"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["conv", "lo", "hi"], ["clip"], name="clip"),
+             helper.make_node("QuantizeLinear", ["clip", "sy", "zy"], ["yq"], name="q_y"),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"], name="dq_out")]
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])
+    yo = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, M, H, H])
+    return _model(nodes, [xi], [yo], inits), (1, C, H, H)
+
+
+def random_input(shape, seed=1, scale=2.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- ORT helpers
+
+def ort_tensors(model, feeds, level="disabled"):
+    from refquant.compare import observe_onnxruntime
+    return observe_onnxruntime(model, feeds, level)[0]
+
+
+def _quantized_names(model_values, ort_values, exclude_float=True):
+    out = []
+    for k, v in model_values.items():
+        if k in ort_values and (not exclude_float or np.asarray(v).dtype.kind in "iu"):
+            out.append(k)
+    return out
+
+
+def _assert_quantized_equal(ref, obs, names=None, dq_names=()):
+    names = names if names is not None else [k for k in ref if k in obs]
+    checked = 0
+    for k in names:
+        r, o = np.asarray(ref[k]), np.asarray(obs[k])
+        if r.dtype.kind in "iu" or k in dq_names:
+            assert r.shape == o.shape, k
+            assert np.array_equal(r, o), f"{k}: {int(np.count_nonzero(r != o))} of {r.size} differ"
+            checked += 1
+    assert checked > 0
+    return checked
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_run_model_returns_every_tensor_in_order():
+    m, shp = qdq_conv_chain()
+    vals = run_model(m, {"x": random_input(shp)})
+    assert list(vals) == topological_tensors(m)
+    assert vals["xq"].dtype == np.uint8 and vals["yq"].dtype == np.uint8
+    assert vals["out"].shape == (1, 10) and vals["out"].dtype == np.float32
+
+
+def test_lazy_export_and_path_input(tmp_path):
+    m, shp = qdq_conv_chain()
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    a = refquant.run_model(str(p), {"x": random_input(shp)})
+    b = run_model(m, {"x": random_input(shp)})
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_input_validation():
+    m, shp = qdq_conv_chain()
+    with pytest.raises(ValueError, match="missing graph input"):
+        run_model(m, {})
+    with pytest.raises(ValueError, match="not inputs of the model"):
+        run_model(m, {"x": random_input(shp), "y": np.zeros(1)})
+    with pytest.raises(TypeError, match="declares float32"):
+        run_model(m, {"x": random_input(shp).astype(np.float64)})
+    with pytest.raises(ValueError, match="dimension 2"):
+        run_model(m, {"x": np.zeros((1, 4, 9, 8), np.float32)})
+    with pytest.raises(ValueError, match="fuse"):
+        run_model(m, {"x": random_input(shp)}, fuse="tvm")
+    with pytest.raises(TypeError, match="model"):
+        run_model(42, {})
+    with pytest.raises(ValueError, match="does not exist"):
+        run_model("/nonexistent/model.onnx", {})
+
+
+def test_quantized_ops_follow_the_profile():
+    m, shp = tie_model()
+    x = np.arange(-8, 8).astype(np.float32)
+    a = run_model(m, {"x": x}, profile="onnx")
+    b = run_model(m, {"x": x}, profile="tflite-reference")
+    # h = x/2 = k + 0.5 for odd x: half-to-even vs half-away
+    odd = (np.arange(-8, 8) % 2) != 0
+    assert np.array_equal(a["hq"], np.round(x / 2).astype(np.int8))          # numpy: half to even
+    assert np.array_equal(b["hq"][odd], (np.sign(x) * np.floor(np.abs(x / 2) + 0.5)).astype(np.int8)[odd])
+    assert np.count_nonzero(a["hq"] != b["hq"]) == 4   # -7/2, -3/2, 1/2, 5/2 ... ties away vs even
+
+
+def test_plan_fusions_onnxruntime_removes_inner_tensors():
+    m, shp = qdq_conv_chain()
+    f = plan_fusions(m, "onnxruntime")
+    kinds = [x.kind for x in f]
+    assert kinds.count("bias_quantization") == 1
+    assert "QLinearConv" in kinds and "QLinearMatMul" in kinds
+    conv = next(x for x in f if x.kind == "QLinearConv")
+    assert conv.output == "yq"
+    assert {"conv", "relu", "xdq", "w"} <= set(conv.removed)
+    vals = run_model(m, {"x": random_input(shp)}, fuse="onnxruntime")
+    assert "conv" not in vals and "relu" not in vals and "yq" in vals
+    assert plan_fusions(m, None) == []
+
+
+def test_relu_not_redundant_blocks_fusion():
+    # int8 activations with zero point 0: Relu is not made redundant by Q -> no QLinearConv
+    m, shp = qdq_conv_chain(act=np.int8, zx=0, zy=0)
+    kinds = [x.kind for x in plan_fusions(m, "onnxruntime")]
+    assert "QLinearConv" not in kinds
+
+
+def test_bias_quantization_formula():
+    m, shp = qdq_conv_chain()
+    vals = run_model(m, {"x": random_input(shp)}, fuse="onnxruntime-basic")
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    s = (inits["sx"] * inits["sw"]).astype(np.float32)
+    q = np.rint((inits["b"] / s).astype(np.float32)).astype(np.int32)
+    assert np.array_equal(vals["conv_bias_dq"], (q.astype(np.float32) * s).astype(np.float32))
+
+
+def test_tensorrt_fusion_symmetric_only():
+    m, shp = qdq_conv_chain()      # uint8, zp 128: TensorRT rejects it with its parser message
+    with pytest.raises(refquant.ProfileError, match="symmetric"):
+        run_model(m, {"x": random_input(shp)}, profile="tensorrt", fuse="tensorrt")
+
+
+def test_tensorrt_fused_conv_clip():
+    m, shp = trt_conv_model()
+    x = random_input(shp)
+    f = plan_fusions(m, "tensorrt")
+    assert [k.kind for k in f] == ["tensorrt_conv"]
+    assert set(f[0].removed) >= {"conv", "clip", "xdq", "w"}
+    fused = run_model(m, {"x": x}, profile="tensorrt", fuse="tensorrt")
+    # hand computation of the documented epilogue
+    from refquant.reference import conv_integer, quantize_linear
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    xq = quantize_linear(x, inits["sx"], inits["zx"], profile="tensorrt")
+    assert np.array_equal(fused["xq"], xq)
+    acc = conv_integer(xq, inits["w_q"], pads=[1, 1, 1, 1]).astype(np.float32)
+    sy = inits["sy"]
+    M = ((inits["sx"] * inits["sw"]).astype(np.float32) * np.float32(1 / sy)).astype(np.float32)
+    v = (acc * M.reshape(1, -1, 1, 1)).astype(np.float32)
+    v = (v + (inits["b"] / sy).astype(np.float32).reshape(1, -1, 1, 1)).astype(np.float32)
+    q = np.clip(np.rint(v), -128, 127)
+    hi = np.rint(np.float32(6.0) / sy)
+    q = np.clip(q, 0, hi).astype(np.int8)
+    assert np.array_equal(fused["yq"], q)
+    # the float simulation differs from the fused kernel somewhere (different rounding points)
+    unfused = run_model(m, {"x": x}, profile="tensorrt", fuse=None)
+    assert "conv" in unfused and "conv" not in fused
+
+
+def test_qlinear_model_runs_integer_ops():
+    m, shp = qlinear_chain()
+    x = random_input(shp)
+    vals = run_model(m, {"x": x}, profile="onnxruntime")
+    from refquant.reference import qlinear_conv
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    c1 = qlinear_conv(vals["xq"], inits["sx"], inits["zx"], inits["w1"], inits["sw1"], inits["zw1"],
+                      inits["sy1"], inits["zy1"], inits["b1"], pads=[1, 1, 1, 1], profile="onnxruntime")
+    assert np.array_equal(vals["c1"], c1)
+
+
+# ----------------------------------------------------------------------- against onnxruntime
+
+ort = pytest.importorskip("onnxruntime", reason="checks against onnxruntime")
+
+
+@pytest.mark.parametrize("builder", [qdq_conv_chain, qdq_gemm_chain, qlinear_chain, tie_model])
+def test_ort_disabled_matches_unfused(builder):
+    m, shp = builder()
+    x = random_input(shp, scale=3.0) if builder is not tie_model else np.arange(-8, 8).astype(np.float32)
+    ref = run_model(m, {"x": x}, profile="onnxruntime")
+    obs = ort_tensors(m, {"x": x}, "disabled")
+    _assert_quantized_equal(ref, obs)
+
+
+@pytest.mark.parametrize("level,fuse", [("basic", "onnxruntime-basic"), ("extended", "onnxruntime"),
+                                        ("all", "onnxruntime")])
+@pytest.mark.parametrize("builder", [qdq_conv_chain, qdq_gemm_chain])
+def test_ort_optimized_matches_fused(builder, level, fuse):
+    m, shp = builder()
+    x = random_input(shp, scale=3.0)
+    ref = run_model(m, {"x": x}, profile="onnxruntime", fuse=fuse)
+    obs = ort_tensors(m, {"x": x}, level)
+    n = _assert_quantized_equal(ref, obs)
+    assert n >= 2
+
+
+def test_ort_fusion_emulated_ops_appear_in_ort_graph():
+    """The fused ops the emulation predicts are the ones ORT's saved optimized graph has."""
+    from refquant.compare import observe_onnxruntime
+    for builder, expect in ((qdq_conv_chain, {"QLinearConv", "QLinearMatMul"}),
+                            (qdq_gemm_chain, {"QGemm", "MatMulIntegerToFloat"})):
+        m, shp = builder()
+        _, om = observe_onnxruntime(m, {"x": random_input(shp)}, "extended")
+        ort_ops = {n.op_type for n in om.graph.node}
+        planned = {f.kind for f in plan_fusions(m, "onnxruntime")}
+        assert expect <= ort_ops
+        assert expect <= planned
+
+
+def test_ort_gemm_chain_float_output_exact():
+    """MatMulIntegerToFloat (DQ -> MatMul without Q) is fl32(fl32(acc) * fl32(sa*sb)): bit-exact."""
+    m, shp = qdq_gemm_chain()
+    x = random_input(shp, scale=3.0)
+    ref = run_model(m, {"x": x}, profile="onnxruntime", fuse="onnxruntime")
+    obs = ort_tensors(m, {"x": x}, "extended")
+    assert np.array_equal(ref["out"], obs["out"])
+
+
+@pytest.mark.slow
+def test_ort_fused_vs_unfused_tie_counts():
+    """Measure how often ORT's own QDQ fusion changes results (onnxruntime#32132) and check that
+    the reference reproduces both sides exactly on the quantized tensors."""
+    tot = {"ort_fused_vs_unfused": 0, "ref_vs_ort_disabled": 0, "ref_vs_ort_all": 0, "n": 0}
+    for seed in range(6):
+        m, shp = qdq_conv_chain(seed=seed, H=16, C=8, M=16)
+        x = random_input((1, 8, 16, 16), seed=seed + 100, scale=3.0)
+        d = ort_tensors(m, {"x": x}, "disabled")
+        e = ort_tensors(m, {"x": x}, "extended")
+        tot["n"] += d["yq"].size
+        tot["ort_fused_vs_unfused"] += int(np.count_nonzero(d["yq"] != e["yq"]))
+        r0 = run_model(m, {"x": x}, profile="onnxruntime")
+        r1 = run_model(m, {"x": x}, profile="onnxruntime", fuse="onnxruntime")
+        tot["ref_vs_ort_disabled"] += int(np.count_nonzero(r0["yq"] != d["yq"]))
+        tot["ref_vs_ort_all"] += int(np.count_nonzero(r1["yq"] != e["yq"]))
+    print(tot)
+    assert tot["ref_vs_ort_all"] == 0
