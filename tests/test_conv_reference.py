@@ -508,10 +508,14 @@ while f"X{i}" in d:
     if X.ndim == 2:
         pk = torch.ops.quantized.linear_prepack(w, torch.from_numpy(b))
         y = torch.ops.quantized.linear(x, pk, ys, int(yz))
-    else:
+    elif X.ndim == 4:
         st, pd, dl, g = (int(v) for v in d[f"c{i}"])
         pk = torch.ops.quantized.conv2d_prepack(w, torch.from_numpy(b), [st, st], [pd, pd], [dl, dl], g)
         y = torch.ops.quantized.conv2d(x, pk, ys, int(yz))
+    else:
+        st, pd, dl, g = (int(v) for v in d[f"c{i}"])
+        pk = torch.ops.quantized.conv3d_prepack(w, torch.from_numpy(b), [st] * 3, [pd] * 3, [dl] * 3, g)
+        y = torch.ops.quantized.conv3d(x, pk, ys, int(yz))
     out[f"y{i}"] = y.int_repr().numpy()
     i += 1
 np.savez(sys.argv[2], **out)
@@ -538,16 +542,23 @@ def test_torch_fbgemm_avx2_int16_pair_saturation(tmp_path):
     int16_pair_saturation=True and rq_bias='float' -- linear, conv, grouped and depthwise
     (pairs of consecutive (kernel position, channel) taps, channel fastest).  With the VNNI
     kernels (AVX512_E1, this machine's default) GEMM, im2col and groupwise paths do not saturate,
-    but fbgemm's depthwise fast path (G == C == M, G % 8 == 0, stride 1/2, 3x3/5x5, dilation 1,
-    pads (k-1)/2) is AVX2 code and saturates on every x86 CPU."""
+    but fbgemm's depthwise fast path (conv.fbgemm_depthwise_fast_path: G == C, M in {G, 2G},
+    G % 8 == 0, stride 1/2, cubic kernel 3/5/7, dilation 1, pads (k-1)/2; 2-D and 3-D) is AVX2
+    code and saturates on every x86 CPU."""
     pytest.importorskip("torch", reason="PyTorch fbgemm is the peer")
     import os
     import subprocess
     import sys
     rng = np.random.default_rng(16)
     d = {}
-    for i in range(18):
-        if i % 3 == 0:
+    n_cases = 20
+    for i in range(n_cases):
+        if i >= 18:                                  # 3-D depthwise 3x3x3 (C = 8) and 5x5x5 (C = 4)
+            C, k = (8, 3) if i == 18 else (4, 5)
+            X = rng.integers(100, 256, (1, C, 6, 7, 6)).astype(U8)
+            W = rng.choice([-128, -127, -100, 100, 127], (C, 1, k, k, k)).astype(S8)
+            d[f"c{i}"] = np.array([1, k // 2, 1, C])
+        elif i % 3 == 0:
             M, K, N = int(rng.integers(1, 20)), int(rng.integers(1, 70)), int(rng.integers(1, 20))
             X = rng.integers(100, 256, (M, K)).astype(U8)
             W = rng.choice([-128, -127, -100, 100, 127], (N, K)).astype(S8)
@@ -569,7 +580,14 @@ def test_torch_fbgemm_avx2_int16_pair_saturation(tmp_path):
     np.savez(tmp_path / "in.npz", **d)
     (tmp_path / "run.py").write_text(_FBGEMM_SCRIPT)
     fb = get_profile("onnx").replace(name="fbgemm-like", rq_bias="float")
-    for isa, sat_all in (("AVX2", True), ("AVX512_E1", False)):
+    isas = [("AVX2", True)]
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        flags = ""
+    if "avx512_vnni" in flags:
+        isas.append(("AVX512_E1", False))
+    for isa, sat_all in isas:
         env = dict(os.environ, FBGEMM_ENABLE_INSTRUCTIONS=isa)
         subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "in.npz"),
                         str(tmp_path / f"{isa}.npz")], env=env, check=True, capture_output=True)
@@ -577,18 +595,19 @@ def test_torch_fbgemm_avx2_int16_pair_saturation(tmp_path):
         n_sat_effect = 0
         # fbgemm's depthwise fast path is AVX2 code (vpmaddubsw) on every x86 CPU
         p = _with_pair_saturation(fb, True if sat_all else "fbgemm_depthwise")
-        for i in range(18):
+        for i in range(n_cases):
             X, W, b, q = d[f"X{i}"], d[f"W{i}"], d[f"b{i}"], d[f"q{i}"]
-            sat = sat_all or (X.ndim == 4 and fbgemm_depthwise_fast_path(
-                X.shape, W.shape, group=int(d[f"c{i}"][3]), strides=[int(d[f"c{i}"][0])] * 2,
-                dilations=[int(d[f"c{i}"][2])] * 2, pads_begin=[int(d[f"c{i}"][1])] * 2,
-                pads_end=[int(d[f"c{i}"][1])] * 2))
+            nd = X.ndim - 2
+            sat = sat_all or (X.ndim >= 4 and fbgemm_depthwise_fast_path(
+                X.shape, W.shape, group=int(d[f"c{i}"][3]), strides=[int(d[f"c{i}"][0])] * nd,
+                dilations=[int(d[f"c{i}"][2])] * nd, pads_begin=[int(d[f"c{i}"][1])] * nd,
+                pads_end=[int(d[f"c{i}"][1])] * nd))
             xs, xz, ws, ys, yz = np.float32(q[0]), np.uint8(q[1]), np.float32(q[2]), np.float32(q[3]), np.uint8(q[4])
             if X.ndim == 2:
                 f = lambda prof: qgemm(X, xs, xz, W, ws, np.int8(0), b, ys, yz, transB=1, profile=prof)  # noqa: E731
             else:
                 st_, pd, dl, g = (int(v) for v in d[f"c{i}"])
-                at = dict(strides=[st_, st_], pads=[pd] * 4, dilations=[dl, dl], group=g)
+                at = dict(strides=[st_] * nd, pads=[pd] * (2 * nd), dilations=[dl] * nd, group=g)
                 f = lambda prof: qlinear_conv(X, xs, xz, W, ws, np.int8(0), ys, yz, b, profile=prof, **at)  # noqa: E731
             ours = f(p)
             assert np.array_equal(res[f"y{i}"], ours), (isa, i)

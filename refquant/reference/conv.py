@@ -181,7 +181,7 @@ def fbgemm_depthwise_fast_path(x_shape, w_shape, *, group, strides, dilations, p
 
     fbgemm ``takeDepthWiseFastPath`` (src/FbgemmConv.cc) as measured with torch 2.13: 2-D or
     3-D, G == C_in, C_out in {G, 2G}, G % 8 == 0, every stride 1 or 2, a cubic kernel of size 3,
-    5 or 7 (7 measured on 2-D; the source read says 3 or 5), dilation 1, pads (k - 1) / 2 at
+    5 or 7 (7 measured on 2-D and 3-D; the FBGEMM source read says 3 or 5), dilation 1, pads (k - 1) / 2 at
     both ends.  That kernel sums u8 x s8 pairs with int16 saturation on every x86 CPU.
     """
     nd = len(x_shape) - 2
