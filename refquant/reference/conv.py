@@ -51,8 +51,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .._dtypes import qrange
-from .._packed import unwrap
 from ..profile import get_profile
 from .gemm import (_int_tensor, _zp, _symmetric_check, _check_opset, _pair_terms, _INT8,
                    _MAX_EXACT_K)

@@ -50,11 +50,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._dtypes import resolve_dtype, qrange, is_integer
+from .._dtypes import resolve_dtype, qrange
 from .._packed import unwrap
 from ..profile import get_profile, ProfileError
-from .requant import (requantize, form_multiplier, wrap_int32, check_scale,
-                      round_to_int)  # noqa: F401  (requantize re-exported)
+from .requant import requantize, form_multiplier, wrap_int32, check_scale  # noqa: F401  (requantize re-exported)
 
 __all__ = ["matmul_integer", "qlinear_matmul", "qgemm", "requantize", "accumulator_range",
            "AccumulatorRange", "AccumulatorWarning"]
