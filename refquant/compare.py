@@ -340,6 +340,7 @@ class _Ctx:
         self.obs = obs
         self.profile = profile
         self.consts = consts
+        self.feeds = {}
         self.producer = {}
         for n in m.graph.node:
             for o in n.output:
@@ -351,6 +352,8 @@ class _Ctx:
             return None
         if t in self.consts:
             return self.consts[t]
+        if t in self.feeds:
+            return self.feeds[t]
         src = self.ref if side == "ref" else self.obs
         return src.get(t)
 
@@ -427,7 +430,37 @@ def _cause_quantize(ctx, node, td):
     if dist.size and np.all(dist < _NEAR_TIE):
         return "tie", (f"every differing input is within {float(dist.max()):.2g} steps of a tie: "
                        "division vs reciprocal multiply / float precision decides")
+    bb = _bias_rounding_bound(ctx, node)
+    if bb and xo is None and dist.size and np.all(dist < _NEAR_TIE + bb):
+        return "tie", (f"every differing input is within {float(dist.max()):.2g} steps of a tie, inside "
+                       f"the {bb:.2g}-step error of an int32 bias round(b/(sx*sw)): a fused QLinear "
+                       "kernel (int32 bias, one fp32 multiplier) and the float simulation round "
+                       "differently there (onnxruntime#32132)")
     return "unknown", ""
+
+
+def _bias_rounding_bound(ctx, qnode):
+    """0.5 * sx * max(sw) / sy: how far (in output steps) quantizing the float bias of the
+    Conv/Gemm feeding this Q (through Relu/Clip) moves the value; 0 if not applicable."""
+    t = qnode.input[0]
+    n = ctx.producer.get(t)
+    if n is not None and n.op_type in ("Relu", "Clip"):
+        n = ctx.producer.get(n.input[0])
+    if n is None or n.op_type not in ("Conv", "Gemm", "MatMul"):
+        return 0.0
+    scales = []
+    for inp in n.input[:2]:
+        d = ctx.producer.get(inp)
+        if d is None or d.op_type != "DequantizeLinear" or len(d.input) < 2:
+            return 0.0
+        s = ctx.consts.get(d.input[1])
+        if s is None:
+            return 0.0
+        scales.append(float(np.max(np.asarray(s, np.float64))))
+    sy = ctx.consts.get(qnode.input[1])
+    if sy is None or np.size(sy) != 1:
+        return 0.0
+    return 0.5 * scales[0] * scales[1] / float(np.asarray(sy, np.float64).reshape(()))
 
 
 def _qlin_inputs(ctx, node):
@@ -617,6 +650,7 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
             if v is not None:
                 consts[n.output[0]] = v
     ctx = _Ctx(m, ref, obs, prof, consts)
+    ctx.feeds = {k: np.asarray(v) for k, v in inputs.items()}
     tensors = []
     for name, rv in ref.items():
         if name not in obs or name in consts:

@@ -1,0 +1,224 @@
+"""refquant compare: first divergence between an engine's tensors and the reference, with causes."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx", reason="compare needs onnx")
+sys.path.insert(0, os.path.dirname(__file__))
+from test_model import (qdq_conv_chain, qdq_gemm_chain, qlinear_chain, tie_model,  # noqa: E402
+                        random_input, _init, _model)
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from refquant.compare import compare_model, CAUSES  # noqa: E402
+from refquant.model import run_model  # noqa: E402
+
+
+def _planted(seed=0):
+    """Reference tensors of qdq_conv_chain with yq perturbed by one code at an element far from
+    a tie, and the later tensors changed as a consequence."""
+    m, shp = qdq_conv_chain(seed=seed)
+    x = random_input(shp)
+    ref = run_model(m, {"x": x})
+    obs = {k: v.copy() for k, v in ref.items()}
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    v = ref["relu"].astype(np.float64) / float(inits["sy"])
+    dist = np.abs(v - np.floor(v) - 0.5)
+    dist[ref["yq"] >= 254] = -1
+    idx = np.unravel_index(int(np.argmax(dist)), v.shape)
+    obs["yq"][idx] += 1
+    obs["ydq"] = ((obs["yq"].astype(np.int32) - int(inits["zy"])) * inits["sy"]).astype(np.float32)
+    obs["zq"] = obs["zq"].copy()
+    obs["zq"][0, 3] += 2
+    obs["out"] = ((obs["zq"].astype(np.int32) - int(inits["zz"])) * inits["sz"]).astype(np.float32)
+    return m, x, obs, idx
+
+
+def test_planted_first_divergence():
+    m, x, obs, idx = _planted()
+    r = compare_model(m, {"x": x}, observed=obs)
+    assert r.first_divergence == "yq"
+    by = {t.name: t for t in r.tensors}
+    assert by["yq"].n_diff == 1 and by["yq"].max_steps == 1 and by["yq"].unit == "code"
+    assert by["yq"].first_index == tuple(int(i) for i in idx)
+    assert by["yq"].cause == "unknown"      # a planted error is no tie, no saturation
+    assert by["ydq"].max_steps == pytest.approx(1.0) and by["ydq"].unit == "scale step"
+    assert by["ydq"].cause == "propagated from an earlier divergence"
+    assert by["zq"].max_steps == 2 and by["zq"].cause == "propagated from an earlier divergence"
+    assert not by["xq"].diverged and not by["conv"].diverged
+    names = [t.name for t in r.tensors]
+    assert names.index("xq") < names.index("yq") < names.index("zq") < names.index("out")
+    d = r.to_dict()
+    assert d["first_divergence"] == "yq"
+    assert all(set(t) >= {"name", "n_diff", "max_steps", "cause"} for t in d["tensors"])
+    json.dumps(d)
+    assert "yq" in str(r) and "<table>" in r.to_html()
+
+
+def test_identical_run_has_no_divergence():
+    m, shp = qdq_conv_chain()
+    x = random_input(shp)
+    ref = run_model(m, {"x": x})
+    r = compare_model(m, {"x": x}, observed=ref)
+    assert r.first_divergence is None and all(t.n_diff == 0 for t in r.tensors)
+    assert all(t.cause is None for t in r.tensors)
+
+
+def test_tie_cause():
+    m, shp = tie_model()
+    x = np.arange(-8, 8).astype(np.float32)
+    obs = run_model(m, {"x": x}, profile="tflite-reference")     # ties away from zero
+    r = compare_model(m, {"x": x}, observed=obs, profile="onnx")
+    assert r.first_divergence == "hq"
+    hq = next(t for t in r.tensors if t.name == "hq")
+    assert hq.cause == "tie" and hq.n_diff == 4 and hq.max_steps == 1
+    assert "exact ties" in hq.detail
+    out = next(t for t in r.tensors if t.name == "out")
+    assert out.cause == "propagated from an earlier divergence"
+
+
+def test_saturation_cause():
+    m, shp = tie_model()
+    x = np.array([np.inf, 1e9, -1e9] + [0.0] * 13, np.float32)
+    obs = run_model(m, {"x": x}, profile="onnx-reference")      # +inf -> INT32_MIN wrap -> -128
+    r = compare_model(m, {"x": x}, observed=obs, profile="onnx")
+    assert r.first_divergence == "xq"
+    xq = next(t for t in r.tensors if t.name == "xq")
+    assert xq.cause == "saturation"
+
+
+def _pair_model():
+    """Q(u8, s=1) -> QLinearMatMul with s8 weights: ORT #16105's saturating pair."""
+    inits = [_init("s1", np.float32(1.0)), _init("zx", np.uint8(0)),
+             _init("w", np.array([[-81], [-80], [127]], np.int8)), _init("sw", np.float32(1.0)),
+             _init("zw", np.int8(0)), _init("sy", np.float32(32.0)), _init("zy", np.uint8(128))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s1", "zx"], ["xq"], name="q_in"),
+             helper.make_node("QLinearMatMul", ["xq", "s1", "zx", "w", "sw", "zw", "sy", "zy"], ["y"],
+                              name="qmm"),
+             helper.make_node("DequantizeLinear", ["y", "sy", "zy"], ["out"], name="dq")]
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
+    yo = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1])
+    return _model(nodes, [xi], [yo], inits)
+
+
+def test_int16_pair_saturation_cause():
+    m = _pair_model()
+    x = np.array([[210, 198, 234]], np.float32)
+    obs = run_model(m, {"x": x}, profile="onnxruntime-avx2")
+    ref = run_model(m, {"x": x}, profile="onnxruntime")
+    assert int(obs["y"][0, 0]) != int(ref["y"][0, 0])    # -2050/32 vs -2082/32 around -64.5
+    r = compare_model(m, {"x": x}, observed=obs, profile="onnxruntime")
+    assert r.first_divergence == "y"
+    y = next(t for t in r.tensors if t.name == "y")
+    assert y.cause == "int16 pair saturation"
+
+
+def test_observed_validation():
+    m, shp = qdq_conv_chain()
+    x = random_input(shp)
+    with pytest.raises(ValueError, match="exactly one"):
+        compare_model(m, {"x": x})
+    with pytest.raises(ValueError, match="engine"):
+        compare_model(m, {"x": x}, engine="tensorrt")
+    with pytest.raises(TypeError, match="observed"):
+        compare_model(m, {"x": x}, observed=[1, 2])
+    r = compare_model(m, {"x": x}, observed={"xq": run_model(m, {"x": x})["xq"][..., :2]})
+    assert r.first_divergence == "xq" and "shape" in r.tensors[0].detail
+
+
+def test_causes_vocabulary():
+    m, x, obs, _ = _planted()
+    r = compare_model(m, {"x": x}, observed=obs)
+    assert all(t.cause in CAUSES for t in r.tensors if t.diverged)
+
+
+# ----------------------------------------------------------------------- live onnxruntime
+
+ort = pytest.importorskip("onnxruntime", reason="live compare runs onnxruntime")
+
+
+@pytest.mark.parametrize("level", ["disabled", "basic", "extended", "all"])
+@pytest.mark.parametrize("builder", [qdq_conv_chain, qdq_gemm_chain, qlinear_chain])
+def test_engine_onnxruntime_matches_reference(builder, level):
+    m, shp = builder()
+    x = random_input(shp, scale=3.0)
+    r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization=level)
+    assert r.first_divergence is None, str(r)
+    assert any(t.unit == "code" for t in r.tensors)
+
+
+def test_engine_sees_fused_graph_without_refusing():
+    """With ORT_ENABLE_EXTENDED the Conv output is not observable (fused), the QLinearConv output is."""
+    m, shp = qdq_conv_chain()
+    r = compare_model(m, {"x": random_input(shp)}, engine="onnxruntime", ort_optimization="extended")
+    names = {t.name for t in r.tensors}
+    assert "yq" in names and "conv" not in names and "relu" not in names
+    assert next(t for t in r.tensors if t.name == "yq").op == "QLinearConv"
+
+
+def test_ort_fusion_tie_found_against_unfused_reference():
+    """ORT's own QDQ fusion changes yq by one code (onnxruntime#32132); comparing ORT_ENABLE_EXTENDED
+    with the unfused reference finds it and calls it a tie; with the matching fuse it vanishes."""
+    m, _ = qdq_conv_chain(seed=3, H=16, C=8, M=16)
+    x = random_input((1, 8, 16, 16), seed=103, scale=3.0)
+    r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization="extended", fuse=None)
+    assert r.first_divergence == "yq"
+    yq = next(t for t in r.tensors if t.name == "yq")
+    assert yq.cause == "tie" and yq.n_diff == 1 and yq.max_steps == 1
+    r2 = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization="extended")
+    assert r2.first_divergence is None
+
+
+# ----------------------------------------------------------------------- CLI
+
+def test_cli_help(capsys):
+    from refquant.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["compare", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--observed" in out and "--ort-optimization" in out
+
+
+def test_cli_observed_json(tmp_path, capsys):
+    import onnx
+    from refquant.cli import main
+    m, x, obs, _ = _planted()
+    mp = tmp_path / "m.onnx"
+    onnx.save(m, str(mp))
+    np.savez(tmp_path / "in.npz", x=x)
+    np.savez(tmp_path / "obs.npz", **obs)
+    js = tmp_path / "r.json"
+    html = tmp_path / "r.html"
+    rc = main(["compare", str(mp), "--inputs", str(tmp_path / "in.npz"), "--observed",
+               str(tmp_path / "obs.npz"), "--json", str(js), "--html", str(html)])
+    assert rc == 1
+    d = json.loads(js.read_text())
+    assert d["first_divergence"] == "yq"
+    assert "first divergence: yq" in capsys.readouterr().out
+    assert html.read_text().startswith("<!doctype html>")
+    np.savez(tmp_path / "same.npz", **run_model(m, {"x": x}))
+    rc = main(["compare", str(mp), "--inputs", str(tmp_path / "in.npz"), "--observed",
+               str(tmp_path / "same.npz"), "--quiet"])
+    assert rc == 0
+    rc = main(["compare", str(tmp_path / "nope.onnx"), "--inputs", str(tmp_path / "in.npz"),
+               "--observed", str(tmp_path / "same.npz")])
+    assert rc == 2
+
+
+def test_cli_engine(tmp_path, capsys):
+    import onnx
+    from refquant.cli import main
+    m, shp = qdq_gemm_chain()
+    mp = tmp_path / "m.onnx"
+    onnx.save(m, str(mp))
+    np.savez(tmp_path / "in.npz", x=random_input(shp))
+    rc = main(["compare", str(mp), "--inputs", str(tmp_path / "in.npz"), "--engine", "onnxruntime",
+               "--ort-optimization", "all", "--json", "-"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["first_divergence"] is None and d["n_compared"] >= 2
