@@ -19,8 +19,9 @@ Method
    ``nan_inf_input`` (x is NaN or +-Inf), ``overflow`` (|x/s| >= 2^31),
    ``saturation_boundary`` (either value sits on qmin/qmax, or the exact value lies beyond the
    range), ``large_accumulator`` (|acc| > 2^24, float32 conversion rounds),
-   ``rounding_tie`` (the exact value is within 2^-20 relative of k + 0.5), ``int16_pair`` (a
-   u8 x s8 k-pair sum leaves int16, as vpmaddubsw saturates), ``float_rounding`` (float
+   ``rounding_tie`` (the exact value is within 2^-20 relative of k + 0.5), ``int16_pair`` (u8 x
+   s8 k-pair sums leave int16 and saturating them, as vpmaddubsw does, accounts for the
+   difference), ``float_rounding`` (float
    outputs within 2 ulps), otherwise ``other``.
 4. Without a match, single-field variations of the nearest candidates are searched: each
    arithmetic field the op reads (rounding, division, zero-point order, requantization method,
@@ -238,7 +239,7 @@ def _exact_values(op, inputs, attributes, opset):
                 pb = B[..., :K2, :].astype(np.int64)
                 prod = pa[..., :, :, None] * pb[..., None, :, :]
                 pairs = prod[..., 0::2, :] + prod[..., 1::2, :]
-                info["pair"] = ((pairs > 32767) | (pairs < -32768)).any(axis=-2)
+                info["pair_loss"] = (pairs - np.clip(pairs, -32768, 32767)).sum(axis=-2)
             if op == "QGemm" and inputs.get("C") is not None and np.asarray(inputs["C"]).dtype.kind in "iu":
                 acc = acc + np.asarray(inputs["C"], np.int64)
             info["acc"] = acc
@@ -247,6 +248,7 @@ def _exact_values(op, inputs, attributes, opset):
                 b_s = np.asarray(inputs["b_scale"], np.float64)
                 y_s = np.float64(np.asarray(inputs["y_scale"]).reshape(()))
                 alpha = float(attributes.get("alpha", 1.0)) if op == "QGemm" else 1.0
+                info["m"] = np.broadcast_to(np.abs(alpha * a_s * b_s / y_s), acc.shape)
                 v = acc * (alpha * a_s * b_s / y_s)
                 if op == "QGemm" and inputs.get("C") is not None and np.asarray(inputs["C"]).dtype.kind == "f":
                     v = v + np.asarray(inputs["C"], np.float64) / y_s
@@ -294,9 +296,14 @@ def _classify(op, idx, e, o, info, qrange, out_is_float):
         lo, hi = qrange
         if e in (lo, hi) or o in (lo, hi) or (vv is not None and (vv < lo - 0.5 or vv > hi + 0.5)):
             return "saturation_boundary"
-    pair = info.get("pair")
-    if pair is not None and np.size(pair) > idx and bool(np.asarray(pair).reshape(-1)[idx]):
-        return "int16_pair"
+    loss = info.get("pair_loss")
+    if loss is not None and np.size(loss) > idx:
+        m = info.get("m")
+        effect = abs(float(np.asarray(loss).reshape(-1)[idx])) * (
+            float(np.asarray(m).reshape(-1)[idx]) if m is not None else 1.0)
+        d = abs(float(e) - float(o))
+        if effect >= 0.5 and max(1.0, 0.5 * effect - 1) <= d <= effect + 1:   # pairs account for it
+            return "int16_pair"
     acc = info.get("acc")
     if acc is not None and np.size(acc) > idx and abs(int(np.asarray(acc).reshape(-1)[idx])) > 2 ** 24:
         return "large_accumulator"

@@ -138,6 +138,8 @@ def _get(engine):
 def run(engine: str, op: str, inputs: dict, attributes: dict | None = None, *, opset: int | None = None):
     """Run ``op`` (ONNX name) on ``engine`` and return its output (a tuple for multi-output ops)."""
     e = _get(engine)
+    if op not in OP_INPUTS:
+        raise ValueError(f"op: unknown op {op!r}; known: {', '.join(OP_INPUTS)}")
     attributes = dict(attributes or {})
     if op not in e.ops:
         raise EngineUnsupported(f"engine {engine!r} does not run {op} (it runs: {', '.join(e.ops)})")

@@ -1,0 +1,116 @@
+"""refquant.engines: the registry, the adapters' contracts, and their error behaviour."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refquant import engines as E
+from refquant import reference as R
+from refquant.engines import cases as CS
+from _profiles_live import need
+
+pytestmark = [pytest.mark.filterwarnings("ignore:.*quantized tensor creation functions:UserWarning"),
+              pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+Q = {"x": np.float32([0.5, 1.5, -2.5, 7.0]), "y_scale": np.float32(0.5), "y_zero_point": np.int8(1)}
+
+
+def test_registry():
+    names = set(E.engines())
+    assert {"onnxruntime", "onnx-reference", "pytorch", "pytorch-fakequant", "pytorch-fbgemm", "pytorch-x86",
+            "pytorch-qnnpack", "pytorch-onednn", "tflite-reference", "tflite-optimized", "tflite-xnnpack",
+            "openvino"} <= names
+    av = E.available()
+    assert set(av) <= names and all(isinstance(v, str) and v for v in av.values())
+    for n, e in E.ENGINES.items():
+        assert set(e.ops) <= set(E.OP_INPUTS), n
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="unknown engine"):
+        E.run("tensorrt", "QuantizeLinear", Q)
+    with pytest.raises(ValueError, match="unknown op"):
+        E.run("onnxruntime", "Conv", {})
+    with pytest.raises(E.EngineUnsupported, match="does not run"):
+        E.run("pytorch-fakequant", "QLinearMatMul", {"a": np.zeros((1, 1), np.uint8)})
+    fake = E.Engine("ghost", "no_such_package_xyz", "._ort", ("QuantizeLinear",), "onnx", "missing")
+    assert not fake.importable()
+    with pytest.raises(E.EngineUnavailable, match="no_such_package_xyz"):
+        fake.version()
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "onnx-reference", "pytorch", "pytorch-fakequant",
+                                    "tflite-reference", "tflite-optimized", "tflite-xnnpack", "openvino"])
+def test_quantize_smoke(engine):
+    need(engine)
+    y = E.run(engine, "QuantizeLinear", Q)
+    assert y.dtype == np.int8 and y.shape == (4,)
+    assert y[-1] == 15
+
+
+def test_run_reference_same_as_reference():
+    y = E.run_reference("QuantizeLinear", Q, {}, profile="pytorch")
+    assert np.array_equal(y, R.quantize_linear(Q["x"], Q["y_scale"], Q["y_zero_point"], profile="pytorch"))
+    with pytest.raises(ValueError, match="attribute"):
+        E.run_reference("QuantizeLinear", Q, {"pads": [0]})
+    out = E.run_reference("DynamicQuantizeLinear", {"x": np.float32([0, 1, 2])})
+    assert isinstance(out, tuple) and len(out) == 3
+
+
+def test_tflite_model_is_a_flatbuffer():
+    need("tflite-reference")
+    from refquant.engines import _tflite as T
+    b = T._Builder()
+    ti = b.tensor("x", (3,), np.float32)
+    to = b.tensor("y", (3,), np.int8, np.float32(0.5), np.int8(0))
+    S = T._schema()
+    b.op(S.BuiltinOperator.QUANTIZE, 2, [ti], [to], S.BuiltinOptions.QuantizeOptions, S.QuantizeOptionsT())
+    model = b.finish([ti], [to])
+    assert model[4:8] == b"TFL3"
+    m = S.Model.GetRootAsModel(model, 0)
+    assert m.SubgraphsLength() == 1 and m.OperatorCodesLength() == 1
+
+
+def test_xnnpack_denormal_scale_refused_not_crashing():
+    need("tflite-xnnpack")
+    with pytest.raises(E.EngineUnsupported, match="denormal"):
+        E.run("tflite-xnnpack", "QuantizeLinear", {"x": np.float32([1e-39]), "y_scale": np.float32(1e-40),
+                                                   "y_zero_point": np.int8(0)})
+
+
+def test_fakequant_codes_recovered_exactly_or_refused():
+    need("pytorch-fakequant")
+    y = E.run("pytorch-fakequant", "QuantizeLinear", {"x": np.float32([0.5, 1.5, 2.5, 1e9]),
+                                                      "y_scale": np.float32(1), "y_zero_point": np.uint8(3)})
+    assert y.tolist() == [3, 5, 5, 255]
+    with pytest.raises(E.EngineUnsupported, match="codes"):
+        E.run("pytorch-fakequant", "QuantizeLinear", {"x": np.float32([1e38]), "y_scale": np.float32(1e38),
+                                                      "y_zero_point": np.int8(0)})   # (q - zp)*s overflows
+
+
+def test_torch_int32_bias_policy():
+    need("pytorch-qnnpack")
+    d = CS.to_qgemm(CS.matmul_case(np.random.default_rng(0), 2, 5, 3, bias=True))
+    E.run("pytorch-qnnpack", "QGemm", d)          # int32 bias: exact on qnnpack
+    with pytest.raises(E.EngineUnsupported, match="float32 bias"):
+        E.run("pytorch-fbgemm", "QGemm", d)
+
+
+def test_tflite_refuses_what_it_cannot_express():
+    need("tflite-reference")
+    with pytest.raises(E.EngineUnsupported):
+        E.run("tflite-reference", "QuantizeLinear", {"x": np.float32([[1.0]]), "y_scale": np.float32([1.0]),
+                                                     "y_zero_point": np.int8([0])}, {"axis": 1})
+    d, attrs = CS.conv_case(np.random.default_rng(0), 1, 2, 5, 5, 2, 3, 3, x_dtype="int8", pads=(1, 0, 1, 0))
+    with pytest.raises(E.EngineUnsupported, match="VALID nor SAME"):
+        E.run("tflite-reference", "QLinearConv", d, attrs)
+
+
+def test_cases_generators_hit_ties_and_specials():
+    rng = np.random.default_rng(0)
+    x = CS.tie_values(rng, 4000, np.float32(0.1), specials=True)
+    v = x.astype(np.float64) / np.float64(np.float32(0.1))
+    assert np.isnan(x).any() and np.isinf(x).any()
+    fin = np.isfinite(v) & (np.abs(v) < 1e6)
+    assert (np.abs(v[fin] - np.floor(v[fin]) - 0.5) < 1e-5).mean() > 0.3
+    assert CS.sizes()[:3] == [1, 2, 3] and 67 in CS.sizes() and 4099 in CS.sizes(large=True)
+    assert CS.compare(np.int8([1, 2]), np.int8([1, 4])) == (1, 2)

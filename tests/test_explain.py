@@ -1,0 +1,186 @@
+"""refquant.explain and the `refquant explain` CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import refquant as rq
+from refquant import reference as R
+from refquant import engines as E
+from refquant.engines import cases as CS
+from refquant.explain import explain, Explanation
+from _profiles_live import need
+
+pytestmark = [pytest.mark.filterwarnings("ignore:.*quantized tensor creation functions:UserWarning"),
+              pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+TIES = np.float32([0.5, 1.5, 2.5, -0.5, -1.5, -2.5])
+
+
+def _q(x=TIES, s=1.0, zp=np.int8(1)):
+    return {"x": np.asarray(x, np.float32), "y_scale": np.float32(s), "y_zero_point": zp}
+
+
+def test_matches_and_report():
+    inp = _q()
+    obs = R.quantize_linear(inp["x"], inp["y_scale"], inp["y_zero_point"], profile="tflite-reference")
+    r = explain("QuantizeLinear", inp, obs)
+    assert isinstance(r, Explanation)
+    assert "tflite-reference" in r.matches and "onnx" not in r.matches
+    c = r.comparison("onnx")
+    assert c.status == "differs" and c.n_diff == 4 and c.max_steps == 1
+    assert c.classes == {"rounding_tie": 4}
+    assert r.comparison("tensorrt").status == "cannot_express"
+    assert "TensorRT only supports symmetric quantization" in r.comparison("tensorrt").error
+    text = str(r)
+    assert "Reproduced exactly by" in text and "tflite-reference" in text and "rounding tie" in text
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["matches"] == r.matches and d["n"] == 6
+
+
+def test_single_field_suggestion_quantize():
+    inp = _q()
+    mine = rq.get_profile("onnx").replace(name="engine-x", q_rounding="half_away", q_zero_point="before_rounding")
+    obs = R.quantize_linear(inp["x"], inp["y_scale"], inp["y_zero_point"], profile=mine)
+    r = explain("QuantizeLinear", inp, obs, candidates=["onnx", "pytorch"])
+    assert r.matches == []
+    assert r.nearest in ("onnx", "pytorch")
+    sugg = {(s["profile"], s["field"], s["to"]) for s in r.suggestions}
+    assert ("pytorch", "q_rounding", "half_away") in sugg or ("onnx", "q_zero_point", "before_rounding") in sugg \
+        or sugg, sugg
+    assert "A single arithmetic change" in str(r) or "No single-field change" in str(r)
+
+
+def test_single_field_suggestion_requant():
+    a = np.array([[1], [3], [5], [7]], np.uint8)
+    inp = {"a": a, "a_scale": np.float32(0.5), "a_zero_point": np.uint8(0), "b": np.ones((1, 1), np.uint8),
+           "b_scale": np.float32(1.0), "b_zero_point": np.uint8(0), "y_scale": np.float32(1.0),
+           "y_zero_point": np.uint8(1)}
+    obs = np.array([[2], [2], [4], [4]], np.uint8)        # round(acc*M + zp): zero point before rounding
+    r = explain("QLinearMatMul", inp, obs, candidates=["onnxruntime"])
+    assert r.matches == []
+    assert {"profile": "onnxruntime", "field": "rq_zero_point", "from": "after_rounding", "to": "before_rounding",
+            "topic": "zero-point order"} in r.suggestions
+    assert set(explain("QLinearMatMul", inp, obs).matches) == {"onnx-reference", "pytorch-onednn"}
+
+
+def test_int16_pair_saturation_explained():
+    A = np.array([[210, 198, 234]], np.uint8)
+    B = np.array([[-81], [-80], [127]], np.int8)
+    inp = {"A": A, "B": B, "a_zero_point": np.uint8(0), "b_zero_point": np.int8(0)}
+    obs = np.array([[-32768 + 234 * 127]], np.int32)
+    r = explain("MatMulInteger", inp, obs)
+    assert "onnxruntime-avx2" in r.matches and "onnxruntime" not in r.matches
+    assert r.comparison("onnxruntime").classes == {"int16_pair": 1}
+    r = explain("MatMulInteger", inp, obs, candidates=["onnxruntime"])
+    assert r.suggestions == [{"profile": "onnxruntime", "field": "int16_pair_saturation", "from": False,
+                              "to": True, "topic": "saturation"}]
+
+
+def test_large_accumulator_and_nan_classes():
+    a = np.full((1, 2048), 255, np.uint8)
+    b = np.full((2048, 1), 127, np.int8)
+    b[0, 0] = 126
+    inp = {"a": a, "a_scale": np.float32(1.0), "a_zero_point": np.uint8(0), "b": b, "b_scale": np.float32(1.0),
+           "b_zero_point": np.int8(0), "y_scale": np.float32(1 / 3.0230283e-06), "y_zero_point": np.uint8(0)}
+    obs = np.array([[200]], np.uint8)
+    r = explain("QLinearMatMul", inp, obs, candidates=["onnxruntime", "onnx-reference"])
+    assert r.matches == ["onnxruntime"]
+    assert r.comparison("onnx-reference").classes == {"large_accumulator": 1}
+    inp = _q([np.nan, np.inf, 1.0], zp=np.int8(0))
+    obs = np.array([127, 127, 1], np.int8)
+    r = explain("QuantizeLinear", inp, obs)
+    assert "pytorch" in r.matches
+    assert r.comparison("onnxruntime").classes == {"nan_inf_input": 1}
+
+
+def test_dequantize_steps_and_dynamic_tuple():
+    inp = {"x": np.int8([1, 2, 3]), "x_scale": np.float32(0.1), "x_zero_point": np.int8(0)}
+    obs = R.dequantize_linear(inp["x"], inp["x_scale"], inp["x_zero_point"]).copy()
+    obs[1] = np.nextafter(obs[1], np.float32(1))
+    r = explain("DequantizeLinear", inp, obs)
+    assert r.matches == []
+    c = r.comparison("onnx")
+    assert c.n_diff == 1 and c.classes == {"float_rounding": 1} and 0 < c.max_steps < 1e-5
+    x = np.zeros(4, np.float32)
+    y, s, zp = R.dynamic_quantize_linear(x, profile="onnx-reference")
+    r = explain("DynamicQuantizeLinear", {"x": x}, (y, s, zp))
+    assert r.matches == ["onnx-reference"]
+    r = explain("DynamicQuantizeLinear", {"x": x}, (y, s, zp), candidates=["onnxruntime"])
+    assert r.suggestions and r.suggestions[0]["field"] == "dql_zero_range_scale"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown op"):
+        explain("Conv", {}, np.zeros(1))
+    with pytest.raises(ValueError, match="has no input"):
+        explain("QuantizeLinear", {"x": TIES, "scale": np.float32(1)}, np.zeros(6, np.int8))
+    with pytest.raises(TypeError, match="inputs"):
+        explain("QuantizeLinear", [TIES], np.zeros(6, np.int8))
+    with pytest.raises(ValueError, match="shape"):
+        explain("QuantizeLinear", _q(), np.zeros(5, np.int8))
+    with pytest.raises(ValueError, match="unknown profile"):
+        explain("QuantizeLinear", _q(), np.zeros(6, np.int8), candidates=["nope"])
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "onnx-reference", "pytorch", "pytorch-fakequant",
+                                    "tflite-reference", "tflite-optimized", "tflite-xnnpack"])
+def test_live_engine_output_is_matched_by_its_profile(engine):
+    need(engine)
+    rng = np.random.default_rng(11)
+    inp = CS.quantize_case(rng, 37, "int8", scale=np.float32(0.05269162), zp=np.int8(3))
+    obs = E.run(engine, "QuantizeLinear", inp)
+    assert E.ENGINES[engine].profile in explain("QuantizeLinear", inp, obs).matches
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "pytorch-qnnpack", "tflite-reference", "tflite-optimized",
+                                    "tflite-xnnpack"])
+def test_live_qlinear_matched(engine):
+    need(engine)
+    rng = np.random.default_rng(12)
+    dt = "int8" if engine.startswith("tflite") else "uint8"
+    d = CS.matmul_case(rng, 4, 37, 5, a_dtype=dt, tie=True)
+    obs = E.run(engine, "QLinearMatMul", d)
+    assert E.ENGINES[engine].profile in explain("QLinearMatMul", d, obs).matches
+
+
+# ------------------------------------------------------------------------------------- CLI
+def _cli(argv):
+    from refquant.cli import main
+    return main(argv)
+
+
+def test_cli_report_json_and_exit_codes(tmp_path, capsys):
+    inp = _q()
+    np.savez(tmp_path / "in.npz", **inp)
+    obs = R.quantize_linear(inp["x"], inp["y_scale"], inp["y_zero_point"], profile="pytorch")
+    np.save(tmp_path / "obs.npy", obs)
+    assert _cli(["explain", "QuantizeLinear", "--inputs", str(tmp_path / "in.npz"),
+                 "--observed", str(tmp_path / "obs.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "Reproduced exactly by" in out and "pytorch" in out
+    assert _cli(["explain", "QuantizeLinear", "--inputs", str(tmp_path / "in.npz"), "--observed",
+                 str(tmp_path / "obs.npy"), "--json", "--profiles", "onnx,onnxruntime"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["matches"] == [] and d["profiles"][0]["profile"] == "onnx"
+    np.savez(tmp_path / "both.npz", observed=obs, **inp)
+    assert _cli(["explain", "QuantizeLinear", "--inputs", str(tmp_path / "both.npz")]) == 0
+    capsys.readouterr()
+    assert _cli(["explain", "QuantizeLinear", "--inputs", str(tmp_path / "in.npz")]) == 2
+    assert "no observed output" in capsys.readouterr().err
+
+
+def test_cli_attributes(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    d, attrs = CS.conv_case(rng, 1, 2, 5, 5, 3, 3, 3, pads=(1, 1, 1, 1))
+    obs = E.run_reference("QLinearConv", d, attrs, profile="onnxruntime")
+    np.savez(tmp_path / "c.npz", **d)
+    np.savez(tmp_path / "o.npz", y=obs)
+    rc = _cli(["explain", "QLinearConv", "--inputs", str(tmp_path / "c.npz"), "--observed", str(tmp_path / "o.npz"),
+               "--attr", "pads=1,1,1,1", "--attr", "kernel_shape=3,3", "--attributes", '{"strides": [1, 1]}'])
+    assert rc == 0 and "onnxruntime" in capsys.readouterr().out
+    from refquant.explain_cli import parse_attr
+    assert parse_attr("alpha=0.5") == ("alpha", 0.5) and parse_attr("auto_pad=SAME_UPPER") == ("auto_pad", "SAME_UPPER")
+    with pytest.raises(ValueError):
+        parse_attr("novalue")
