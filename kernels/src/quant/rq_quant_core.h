@@ -56,7 +56,7 @@ RQ_INLINE float rq_round_f16(float f) { return rq_f16_to_f32(rq_f32_to_f16(f)); 
 /* Round half to even for |v| < 2^23 (finite). */
 RQ_INLINE float rq_rne_small(float v)
 {
-    const float big = 8388608.0f;   /* no -ffast-math: the compiler keeps both adds */
+    const float big = 8388608.0f;   /* IEEE semantics (no reassociation): both adds stay */
     float a = v < 0 ? -v : v;
     float r = (a + big) - big;
     return v < 0 ? -r : r;

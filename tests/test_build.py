@@ -1,0 +1,173 @@
+"""The build conventions (setup.py) and the compiled extensions, plus the AddressSanitizer run.
+
+Conventions checked here: per-ISA compile units chosen by file-name suffix with their own
+flags (never global -m flags), -O3 -ffp-contract=off and never -ffast-math, OpenMP when
+available, one extension ``refquant._<family>`` per ``kernels/_<family>.pyx``.
+
+AddressSanitizer (opt-in, marker ``asan``; about a minute):
+
+    pytest -m asan tests/test_build.py
+
+copies setup.py, pyproject.toml, kernels/ and refquant/ into a scratch folder, rebuilds the
+extensions there with ``REFQUANT_SANITIZE=address`` (adds ``-fsanitize=address
+-fno-omit-frame-pointer`` to every compile and link), and runs a sample of the quantize kernels
+(every ISA level, every output type, sizes and offsets around the vector widths, per-axis) and,
+when built, the GEMM kernels, in a child Python started with
+``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0``.
+Any out-of-bounds access aborts the child and fails the test.  The same by hand:
+
+    REFQUANT_SANITIZE=address python setup.py build_ext --inplace
+    LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \\
+        python -m pytest -q -p no:cacheprovider tests/test_quant_kernels.py
+    python setup.py build_ext --inplace --force      # back to the normal build
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _setup_module():
+    """Import setup.py's helpers without running setup()."""
+    spec = importlib.util.spec_from_file_location("_rq_setup", os.path.join(ROOT, "setup.py"))
+    src = open(os.path.join(ROOT, "setup.py")).read()
+    head = src.split("\nsetup(")[0]          # everything before the setup() call
+    mod = importlib.util.module_from_spec(spec)
+    exec(compile(head, "setup.py", "exec"), mod.__dict__)
+    return mod
+
+
+def test_isa_suffixes_and_flags():
+    s = _setup_module()
+    assert s.isa_of("kernels/src/gemm/gemm_avx2.c") == "avx2"
+    assert s.isa_of("kernels/src/gemm/gemm_avx512.c") == "avx512"
+    assert s.isa_of("kernels/src/gemm/gemm_avx512vnni.c") == "avx512vnni"
+    assert s.isa_of("kernels/src/gemm/gemm_amx.c") == "amx"
+    assert s.isa_of("kernels/src/gemm/gemm.c") is None
+    assert s.isa_of("kernels/src/quant/quant_scalar.c") is None
+    f = s.ISA_FLAGS
+    assert f["avx2"] == ["-mavx2", "-mfma", "-mf16c", "-mbmi2"]
+    assert f["avx512"] == f["avx2"] + ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl"]
+    assert f["avx512vnni"] == f["avx512"] + ["-mavx512vnni"]
+    assert f["amx"] == f["avx512vnni"] + ["-mamx-tile", "-mamx-int8"]
+
+
+def test_one_extension_per_pyx():
+    pyx = sorted(os.path.basename(p)[1:-4] for p in glob.glob(os.path.join(ROOT, "kernels", "_*.pyx")))
+    assert "cpu" in pyx and "quant" in pyx
+    import refquant
+    for fam in pyx:
+        mod = pytest.importorskip(f"refquant._{fam}", reason="extensions not built")
+        assert mod.__file__.endswith((".so", ".pyd")), mod.__file__
+
+
+def test_build_flags_recorded():
+    cpu = pytest.importorskip("refquant._cpu", reason="extensions not built")
+    info = cpu.build_info()
+    flags = info["cflags"].split()
+    assert "-ffp-contract=off" in flags or "/fp:precise" in flags
+    assert "-ffast-math" not in flags and "-Ofast" not in flags
+    assert not any(f.startswith("-m") for f in flags), "ISA flags must not be global"
+    for isa in cpu.compiled_isas()[1:]:
+        assert info["isa_flags"][isa], isa
+    if info["openmp"]:
+        assert "-fopenmp" in flags or "/openmp" in flags
+    assert cpu.compiled_isas()[0] == "scalar"
+
+
+def test_c_sources_follow_layout():
+    """No per-file optimisation overrides (fast-math pragmas/attributes) in the kernel sources."""
+    for path in glob.glob(os.path.join(ROOT, "kernels", "src", "**", "*.[ch]"), recursive=True):
+        for line in open(path, errors="replace"):
+            code = line.split("/*")[0].split("//")[0]
+            assert "#pragma GCC optimize" not in code, (path, line)
+            assert "__attribute__((optimize" not in code.replace(" ", ""), (path, line)
+            assert "fast-math" not in code and "fast_math" not in code, (path, line)
+
+
+_ASAN_SAMPLE = textwrap.dedent(r"""
+    import sys, numpy as np
+    sys.path.insert(0, sys.argv[1])
+    import refquant
+    assert refquant.__file__.startswith(sys.argv[1]), refquant.__file__
+    from refquant import _quant as K, _cpu, reference as R, _quant_fast as F
+    from refquant.profile import get_profile
+    P = get_profile("onnx")
+    rng = np.random.default_rng(0)
+    lvls = [l for l in range(_cpu.isa_level() + 1)]
+    for lvl in lvls:
+        for n in (1, 15, 16, 17, 31, 33, 63, 64, 65, 255, 257, 1000, 70001):
+            for off in (0, 1, 3):
+                xb = (rng.standard_normal(n + off) * 50).astype(np.float32)
+                x = xb[off:]
+                x = x.copy() if off == 0 else x      # offset views are copied by the glue
+                for t, isz in (("uint8", 1), ("int8", 1), ("uint16", 2), ("int16", 2), ("uint4", 1), ("int4", 1)):
+                    yb = np.zeros(n * isz + off, np.uint8)[off:]
+                    y = yb.view(np.uint8) if isz == 1 else yb[: n * 2].view(np.uint16) if off % 2 == 0 else None
+                    if y is None:
+                        continue
+                    K.quantize(np.ascontiguousarray(x), "float32", y, t, np.array([0.3], np.float32),
+                               np.array([1], np.int32), 1, 1, n, False, lvl)
+                q = rng.integers(0, 256, n).astype(np.uint8)
+                for t, isz in (("float32", 4), ("float16", 2)):
+                    yb = np.zeros(n * isz + 2 * off, np.uint8)[2 * off:]
+                    y = yb.view(np.float32) if isz == 4 and off % 2 == 0 else (yb.view(np.float16) if isz == 2 else None)
+                    if y is not None:
+                        K.dequantize(q, "uint8", y, t, np.array([0.3], np.float32), np.array([1], np.int32), 1, 1, n, lvl)
+                K.minmax(np.ascontiguousarray(x), lvl)
+        x = (rng.standard_normal((7, 33, 5)) * 9).astype(np.float32)
+        s = rng.uniform(0.01, 1, 33).astype(np.float32); z = rng.integers(0, 255, 33).astype(np.uint8)
+        y, _ = F.quantize_linear(x, s, z, axis=1, profile=P, isa=lvl)
+        assert np.array_equal(y, R.quantize_linear(x, s, z, axis=1))
+    try:
+        import refquant._gemm  # noqa: F401
+        for M, K_, N in ((1, 1, 1), (3, 17, 5), (33, 65, 17), (64, 128, 64)):
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+            B = rng.integers(-128, 128, (K_, N)).astype(np.int8)
+            assert np.array_equal(refquant.matmul_integer(A, B), R.matmul_integer(A, B))
+    except ImportError:
+        pass
+    print("ASAN-SAMPLE-OK")
+""")
+
+
+@pytest.mark.asan
+def test_kernels_under_address_sanitizer(tmp_path):
+    if sys.platform != "linux" or shutil.which("gcc") is None:
+        pytest.skip("needs Linux and gcc")
+    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip()
+    if not os.path.isabs(libasan) or not os.path.exists(libasan):
+        pytest.skip("libasan not installed")
+    work = tmp_path / "src"
+    work.mkdir()
+    for f in ("setup.py", "pyproject.toml"):
+        shutil.copy(os.path.join(ROOT, f), work / f)
+    ignore = shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "_*.c")
+    kroot = os.path.join(ROOT, "kernels")
+
+    def kignore(d, names):      # generated Cython output kernels/_<family>.c is rebuilt
+        return [n for n in names if n.endswith((".so", ".pyd")) or
+                (os.path.abspath(d) == kroot and n.startswith("_") and n.endswith(".c"))]
+    shutil.copytree(kroot, work / "kernels", ignore=kignore)
+    shutil.copytree(os.path.join(ROOT, "refquant"), work / "refquant", ignore=ignore)
+    env = dict(os.environ, REFQUANT_SANITIZE="address")
+    b = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=work, env=env,
+                       capture_output=True, text=True)
+    assert b.returncode == 0, b.stdout[-3000:] + b.stderr[-3000:]
+    script = tmp_path / "sample.py"
+    script.write_text(_ASAN_SAMPLE)
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0")
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run([sys.executable, str(script), str(work)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "ASAN-SAMPLE-OK" in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])

@@ -1,0 +1,176 @@
+"""Runtime CPU dispatch: the dispatcher picks the best ISA the build and the CPU allow, and
+REFQUANT_DISABLE_ISA / REFQUANT_MAX_ISA / refquant._cpu.set_isa_cap demote it (numpy's
+test_cpu_dispatcher idea).  Also the fast/reference switch, threads and show_config.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import refquant
+
+_cpu = pytest.importorskip("refquant._cpu", reason="compiled extension not built (pip install -e .)")
+from refquant import _config  # noqa: E402
+
+LEVELS = ("scalar", "avx2", "avx512", "avx512vnni", "amx")
+
+
+def _expected_hw_level(f):
+    """The level the CPU/OS support, computed independently from the feature bits."""
+    lvl = "scalar"
+    if all(f[k] for k in ("avx", "avx2", "fma", "f16c", "bmi2", "os_ymm")):
+        lvl = "avx2"
+        if all(f[k] for k in ("avx512f", "avx512bw", "avx512dq", "avx512vl", "os_zmm")):
+            lvl = "avx512"
+            if f["avx512vnni"]:
+                lvl = "avx512vnni"
+                if f["amx_tile"] and f["amx_int8"] and f["os_tile"] and f["amx_permitted"]:
+                    lvl = "amx"
+    return lvl
+
+
+def _run(code, **env):
+    e = dict(os.environ)
+    for k in ("REFQUANT_DISABLE_ISA", "REFQUANT_MAX_ISA", "REFQUANT_DISABLE_FAST", "OMP_NUM_THREADS"):
+        e.pop(k, None)
+    e.update(env)
+    r = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip(), r.stderr
+
+
+def _quant_isa(level):
+    """The quantize kernels exist at scalar/avx2/avx512; higher levels use avx512."""
+    i = LEVELS.index(level)
+    return LEVELS[min(i, 2)]
+
+
+@pytest.fixture(autouse=True)
+def _no_cap():
+    _cpu.set_isa_cap(None)
+    yield
+    _cpu.set_isa_cap(None)
+
+
+def test_picks_best_available():
+    if os.environ.get("REFQUANT_DISABLE_ISA") or os.environ.get("REFQUANT_MAX_ISA"):
+        pytest.skip("environment caps the ISA")
+    f = _cpu.features()
+    hw = _expected_hw_level(f)
+    assert _cpu.supported_isas() == list(LEVELS[:LEVELS.index(hw) + 1])
+    compiled = _cpu.compiled_isas()
+    assert compiled[0] == "scalar" and compiled == list(LEVELS[:len(compiled)])
+    best = min(LEVELS.index(hw), len(compiled) - 1)
+    assert _cpu.isa_name() == LEVELS[best]
+    assert _cpu.isa_level() == best
+    assert _config.isa_level() == LEVELS[best]
+    info = refquant._dispatch.kernel_info()
+    assert info["QuantizeLinear"].endswith("__" + _quant_isa(LEVELS[best]))
+    assert info["DequantizeLinear"].endswith("__" + _quant_isa(LEVELS[best]))
+
+
+def test_features_consistent():
+    f = _cpu.features()
+    assert set(f) >= {"avx2", "avx512f", "avx512bw", "avx512vnni", "amx_tile", "amx_int8"}
+    if f["avx512bw"]:
+        assert f["avx512f"]
+    if _cpu.cpu_has("amx"):
+        assert f["amx_permitted"] and _cpu.amx_enable()
+
+
+@pytest.mark.parametrize("cap", LEVELS)
+def test_cap_demotes(cap):
+    top = _cpu.isa_level()
+    got = _cpu.set_isa_cap(cap)
+    assert got == min(top, LEVELS.index(cap))
+    assert _cpu.get_isa_cap() == cap
+    x = np.linspace(-2, 2, 333, dtype=np.float32)
+    refquant.quantize_linear(x, np.float32(0.01), np.int8(0))
+    assert refquant.last_path()["path"].endswith("__" + _quant_isa(LEVELS[got]))
+    _cpu.set_isa_cap(None)
+    assert _cpu.isa_level() == top
+
+
+@pytest.mark.parametrize("env, expect", [
+    ({"REFQUANT_DISABLE_ISA": "avx2"}, "scalar"),
+    ({"REFQUANT_DISABLE_ISA": "avx512"}, "avx2"),
+    ({"REFQUANT_DISABLE_ISA": "amx,avx512vnni"}, "avx512"),
+    ({"REFQUANT_DISABLE_ISA": "AMX"}, "avx512vnni"),
+    ({"REFQUANT_MAX_ISA": "avx2"}, "avx2"),
+    ({"REFQUANT_MAX_ISA": "scalar"}, "scalar"),
+])
+def test_environment_demotes(env, expect):
+    top = _cpu.isa_level()
+    want = LEVELS[min(top, LEVELS.index(expect))]
+    code = ("import numpy as np, refquant, refquant._cpu as c; "
+            "refquant.quantize_linear(np.ones(40, np.float32), np.float32(0.5), np.uint8(1)); "
+            "print(c.isa_name(), refquant.last_path()['path'])")
+    out, _ = _run(code, **env)
+    name, path = out.split()
+    assert name == want
+    assert path.endswith("__" + _quant_isa(want))
+
+
+def test_unknown_isa_name_is_reported():
+    code = ("import warnings, refquant, refquant._cpu as c; warnings.simplefilter('always'); "
+            "print(c.env_error()); refquant._config.config_dict()")
+    out, err = _run(code, REFQUANT_DISABLE_ISA="avx9000")
+    assert "avx9000" in out and "avx9000" in err
+
+
+def test_disable_fast():
+    out, _ = _run("import numpy as np, refquant; "
+                  "refquant.dequantize_linear(np.ones(4, np.uint8), np.float32(1)); "
+                  "print(refquant.last_path()['path'], refquant._dispatch.kernel_info()['QuantizeLinear'])",
+                  REFQUANT_DISABLE_FAST="1")
+    assert out.startswith("reference reference")
+
+
+def test_threads():
+    n0 = refquant._config.get_num_threads()
+    assert n0 >= 1
+    try:
+        assert refquant._config.set_num_threads(1) == 1
+        assert _cpu.get_num_threads() == 1
+        with pytest.raises(ValueError, match="num_threads"):
+            refquant._config.set_num_threads(0)
+        with pytest.raises(TypeError, match="num_threads"):
+            refquant._config.set_num_threads(1.5)
+    finally:
+        refquant._config.set_num_threads(None)
+    assert refquant._config.get_num_threads() == n0
+    out, _ = _run("import refquant._config as c; print(c.get_num_threads())", OMP_NUM_THREADS="3")
+    assert out == ("3" if _cpu.have_openmp() else "1")
+
+
+def test_state_shared_between_extensions():
+    """A cap set through refquant._cpu reaches the quantize extension's copy of rq_cpu.c."""
+    from refquant import _quant
+    top = _cpu.isa_level()
+    _cpu.set_isa_cap("scalar")
+    assert _quant._kernel_isa_level() == 0 and _quant.level() == 0
+    _cpu.set_isa_cap(None)
+    assert _quant._kernel_isa_level() == top
+
+
+def test_show_config():
+    buf = io.StringIO()
+    refquant.show_config(file=buf)
+    text = buf.getvalue()
+    for word in ("compiled ISAs", "CPU features", "ISA level", "threads", "QuantizeLinear",
+                 "-ffp-contract=off"):
+        assert word in text, word
+    assert "-ffast-math" not in text
+    cfg = _config.config_dict()
+    json.dumps(cfg)
+    assert cfg["compiled_isas"] == _cpu.compiled_isas()
+    assert cfg["kernels"]["QuantizeLinear"].startswith("rq_quantize_")
+    buf = io.StringIO()
+    _config.show_config(file=buf, as_json=True)
+    assert json.loads(buf.getvalue())["version"] == refquant.__version__
