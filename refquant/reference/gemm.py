@@ -231,29 +231,63 @@ def _pair_terms(A, B, count_only=False):
             b[:K] = Bb[idx]
             a0, a1 = a[:, 0::2], a[:, 1::2]
             b0, b1 = b[0::2], b[1::2]
-            # pairs whose largest possible |P| exceeds int16 are the only candidates
-            bound = (np.abs(a0).max(0) * np.abs(b0).max(1) + np.abs(a1).max(0) * np.abs(b1).max(1))
-            cand = np.nonzero(bound > 32767)[0]
-            if cand.size == 0:
-                continue
             c = corr[idx]
-            step = max(1, (1 << 22) // max(1, M * N))
-            for s in range(0, cand.size, step):
-                j = cand[s:s + step]
-                P = (a0[:, None, j] * b0[j].T[None, :, :] + a1[:, None, j] * b1[j].T[None, :, :])
-                # P shape (M, N, len(j))
-                hi = P > 32767
-                lo = P < -32768
-                nsat += int(hi.sum() + lo.sum())
-                if not count_only:
-                    d = np.where(hi, 32767 - P, 0) + np.where(lo, -32768 - P, 0)
-                    c += d.sum(axis=-1, dtype=np.int64)
+            if M * N * Kp <= (1 << 20):
+                nsat += _pair_block(a0, a1, b0, b1, c, count_only)
+            else:
+                nsat += _pair_filtered(a0, a1, b0, b1, c, count_only)
         out = corr
     if a2:
         out = out[..., 0, :]
     if b2:
         out = out[..., 0]
     return out, nsat
+
+
+def _pair_block(a0, a1, b0, b1, c, count_only):
+    """Small problems: every pair j at once, in chunks of M*N*j <= 4M elements."""
+    M, N = a0.shape[0], b0.shape[1]
+    # pairs whose largest possible |P| exceeds int16 are the only candidates
+    bound = (np.abs(a0).max(0) * np.abs(b0).max(1) + np.abs(a1).max(0) * np.abs(b1).max(1))
+    cand = np.nonzero(bound > 32767)[0]
+    nsat = 0
+    step = max(1, (1 << 22) // max(1, M * N))
+    for s in range(0, cand.size, step):
+        j = cand[s:s + step]
+        P = a0[:, None, j] * b0[j].T[None, :, :] + a1[:, None, j] * b1[j].T[None, :, :]   # (M, N, len(j))
+        hi = P > 32767
+        lo = P < -32768
+        nsat += int(hi.sum() + lo.sum())
+        if not count_only:
+            d = np.where(hi, 32767 - P, 0) + np.where(lo, -32768 - P, 0)
+            c += d.sum(axis=-1, dtype=np.int64)
+    return nsat
+
+
+def _pair_filtered(a0, a1, b0, b1, c, count_only):
+    """Large problems: per pair j, only the rows / columns that can reach |P| > 32767
+    (|P| <= (|a0|+|a1|) * max|b| and <= (|b0|+|b1|) * max|a|)."""
+    aa0, aa1, ab0, ab1 = np.abs(a0), np.abs(a1), np.abs(b0), np.abs(b1)
+    rowsum = aa0 + aa1
+    colsum = ab0 + ab1
+    maxA = np.maximum(aa0, aa1).max(0)
+    maxB = np.maximum(ab0, ab1).max(1)
+    nsat = 0
+    for j in range(a0.shape[1]):
+        rows = np.nonzero(rowsum[:, j] * maxB[j] > 32767)[0]
+        if rows.size == 0:
+            continue
+        cols = np.nonzero(colsum[j] * maxA[j] > 32767)[0]
+        if cols.size == 0:
+            continue
+        P = a0[rows, j][:, None] * b0[j, cols][None, :] + a1[rows, j][:, None] * b1[j, cols][None, :]
+        d = (np.minimum(P, 32767) - P) + (np.maximum(P, -32768) - P)
+        nz = d != 0
+        if nz.any():
+            nsat += int(np.count_nonzero(nz))
+            if not count_only:
+                c[np.ix_(rows, cols)] += d
+    return nsat
 
 
 def _use_pair_saturation(p, A, B):
