@@ -1,0 +1,562 @@
+"""``refquant lint``: quantization-parameter hazards in an ONNX model, for a target engine.
+
+    refquant lint MODEL.onnx [--target PROFILE] [--json] [--fail-on {error,warning,info}]
+
+Python: ``lint_model(model, target=None) -> [Finding]``; each finding has ``severity``
+("error": the target rejects the model or computes garbage; "warning": results silently differ
+from what the graph means or between machines; "info"), ``code``, ``node``, ``message``,
+``hint`` and ``to_dict()``.
+
+Rules (code: what is checked)
+-----------------------------
+- RQ101 scale validity: every constant scale of QuantizeLinear / DequantizeLinear / QLinear* must
+  be finite and > 0 (zero, negative, NaN, Inf are errors); a float32-denormal scale (< 2^-126) is an
+  error (x/s overflows, engines that flush denormals divide by zero).
+- RQ102 fp16-unrepresentable scale: a scale below fp16's smallest normal (6.1e-5) loses precision
+  in an fp16 network (TensorRT FP16/strongly typed fp16, ORT fp16 models), below 2^-24 it becomes
+  0, above 65504 Inf (warning; error where the scale itself is float16).
+- RQ103 zero point: its type must be the quantized tensor's type (DequantizeLinear x vs zp),
+  scalar where the op needs it (QLinearConv x/y, QLinearMatMul a/y); uint4 without a zero
+  point gets the implicit 0 while MatMulNBits-style kernels default to 8 (onnxruntime#31692).
+- RQ104 symmetric-only target (``Profile.symmetric_only``, TensorRT): a non-zero zero point is an
+  error with the target's own message.
+- RQ105 TensorRT types and ops: uint8 DQ input rejected; uint8 Q with zp 0 silently becomes int8
+  (range [-128, 127] instead of [0, 255]); int16/uint16/2-bit/e5m2 Q/DQ rejected; QLinearConv,
+  QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear rejected by the parser;
+  scales/zero points must be build-time constants; per-channel only on constant inputs; a 1-D
+  scale without an ``axis`` attribute means axis 0 to the parser (ONNX says 1).
+- RQ201 per-channel axis vs op: the weight scale of Conv must run along axis 0 (output
+  channels), of ConvTranspose along axis 1, of Gemm along 1 - transB, of MatMul along the last
+  axis; the scale length must equal that dimension.  Depthwise Conv with a per-tensor weight scale
+  is reported as info.
+- RQ202 narrow vs full range: int8 weights using -128 (full range) where the target expects
+  [-127, 127] (TFLite weights, TensorRT's absmax/127 convention) -- warning for those targets,
+  info when a model mixes both conventions.
+- RQ301 int32 bias: a float bias feeding a DQ'd Conv/Gemm becomes round(b / (sx*sw)) in ORT
+  (BiasQuantization, ORT_ENABLE_BASIC) and in quantization tools: beyond int32 it wraps/clamps
+  (error), beyond 2^30 is near overflow with the accumulator added (warning), beyond 2^24 the
+  float32 epilogue (cvtdq2ps) starts rounding (info).  Integer biases of QLinearConv/QGemm: the
+  same limits on |bias| + the worst-case accumulator.  A bias DQ whose scale differs from
+  sx*sw blocks ORT's QLinear fusion (warning).
+- RQ401 int16 pair saturation (AVX2 without VNNI, vpmaddubsw): for every u8 x s8 integer GEMM
+  or convolution (QLinear*, *Integer, or a QDQ unit ORT fuses into one), the number of weight
+  pairs (k, k+1) in the kernel's reduction order for which an activation in [0, 255] can push
+  w[k]*a + w[k+1]*a' outside int16 -- the "will this model give other results on an AVX2 CPU"
+  check (warning; the hint names reduce_range / 7-bit weights / VNNI).
+- RQ501 int4 / blocked quantization: the scale shape must match x with the blocked axis divided
+  by block_size (rounded up); a MatMul weight should be blocked along K; TensorRT needs an even
+  last dimension for int4 weights and takes int4 for weights only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import _Graph, _attrs, load_model
+
+__all__ = ["lint_model", "Finding", "add_parser", "run", "SEVERITIES"]
+
+SEVERITIES = ("error", "warning", "info")
+_FP16_MIN_NORMAL = 6.103515625e-05
+_FP16_MIN_SUB = 5.960464477539063e-08
+_F32_TINY = float(np.finfo(np.float32).tiny)
+_INT_OPS_TRT_REJECTS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+                        "DynamicQuantizeLinear")
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    code: str
+    node: str
+    message: str
+    hint: str = ""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def __str__(self):
+        s = f"{self.severity:<7} {self.code} [{self.node}] {self.message}"
+        if self.hint:
+            s += f"\n        hint: {self.hint}"
+        return s
+
+
+# scale / zp input positions: op -> [(scale index, zp index, quantized-tensor index)]
+_QPARAMS = {
+    "QuantizeLinear": [(1, 2, None)],
+    "DequantizeLinear": [(1, 2, 0)],
+    "QLinearConv": [(1, 2, 0), (4, 5, 3), (6, 7, None)],
+    "QLinearMatMul": [(1, 2, 0), (4, 5, 3), (6, 7, None)],
+    "QGemm": [(1, 2, 0), (4, 5, 3), (7, 8, None)],
+}
+
+
+_MOVES = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "MaxPool", "Slice")
+
+
+def _dq_through(G, tensor):
+    """The DequantizeLinear feeding ``tensor``, looking through data-movement ops (ORT moves the
+    DQ forward across them before fusing)."""
+    from .model import _dq_info
+    for _ in range(16):
+        d = _dq_info(G, tensor)
+        if d is not None:
+            return d
+        i = G.producer.get(tensor)
+        if i is None or G.nodes[i].op_type not in _MOVES:
+            return None
+        tensor = G.nodes[i].input[0]
+    return None
+
+
+class _Linter:
+    def __init__(self, model, target):
+        from .profile import get_profile
+        self.model = load_model(model)
+        self.G = _Graph(self.model)
+        self.prof = get_profile(target) if target is not None else None
+        self.trt = bool(self.prof is not None and (self.prof.symmetric_only or
+                                                    self.prof.name.startswith("tensorrt")))
+        self.tflite = bool(self.prof is not None and self.prof.name.startswith("tflite"))
+        self.findings = []
+        self.opset = {o.domain or "": o.version for o in self.model.opset_import}.get("", 21)
+
+    def add(self, severity, code, node_i, message, hint=""):
+        lab = self.G.labels[node_i] if isinstance(node_i, int) else str(node_i)
+        self.findings.append(Finding(severity, code, lab, message, hint))
+
+    def const(self, t):
+        return self.G.const(t)
+
+    # ----------------------------------------------------------------- scales and zero points
+    def check_qparams(self, i, n):
+        op = n.op_type
+        for si, zi, xi in _QPARAMS.get(op, ()):
+            sname = n.input[si] if len(n.input) > si else ""
+            zname = n.input[zi] if len(n.input) > zi else ""
+            if not sname:
+                continue
+            s = self.const(sname)
+            if s is None:
+                if self.trt and op in ("QuantizeLinear", "DequantizeLinear"):
+                    self.add("error", "RQ105", i, f"scale {sname!r} is not a constant",
+                             "TensorRT needs scales and zero points as build-time constants "
+                             "(initializers)")
+                continue
+            self.check_scale(i, sname, np.asarray(s))
+            z = self.const(zname) if zname else None
+            x_dt = None
+            if xi is not None and len(n.input) > xi:
+                from .model import _tensor_dtype
+                x_dt = _tensor_dtype(self.G, n.input[xi])
+            if z is not None:
+                z = np.asarray(z)
+                if x_dt is not None and z.dtype != x_dt:
+                    self.add("error", "RQ103", i, f"zero point {zname!r} is {z.dtype} but the "
+                             f"quantized input {n.input[xi]!r} is {x_dt}",
+                             "the zero point must have the quantized tensor's type")
+                if z.dtype.kind in "iu" and np.any(z != 0) and self.prof is not None \
+                        and self.prof.symmetric_only:
+                    self.add("error", "RQ104", i, f"non-zero zero point {zname!r} "
+                             f"(values {np.unique(z)[:4].tolist()}): {self.prof.symmetric_error or 'symmetric only'}",
+                             f"target {self.prof.name!r} accepts only symmetric quantization: "
+                             "re-quantize with zero point 0 (int8 symmetric scale absmax/127)")
+                if op in ("QLinearConv", "QLinearMatMul") and si in (1, 6) and np.size(z) != 1:
+                    self.add("error", "RQ103", i, f"zero point {zname!r} must be a scalar for {op}")
+            elif x_dt is not None and str(x_dt) == "uint4" and op == "DequantizeLinear":
+                self.add("warning", "RQ103", i, f"uint4 input {n.input[0]!r} has no zero point: the "
+                         "implicit zero point is 0",
+                         "ORT's MatMulNBits/CUDA kernels default uint4 to 8 (onnxruntime#31692); "
+                         "store the zero point explicitly")
+            if zname and z is None and self.trt and op in ("QuantizeLinear", "DequantizeLinear"):
+                self.add("error", "RQ105", i, f"zero point {zname!r} is not a constant",
+                         "TensorRT needs build-time constant zero points")
+
+    def check_scale(self, i, name, s):
+        sf = s.astype(np.float64)
+        bad = ~np.isfinite(sf) | (sf <= 0)
+        if bad.any():
+            vals = np.unique(sf[bad])[:4].tolist()
+            self.add("error", "RQ101", i, f"scale {name!r} has {int(bad.sum())} zero/negative/NaN/Inf "
+                     f"value(s) {vals}", "every scale must be finite and > 0; a zero scale usually "
+                     "comes from a constant (all-equal) calibration range")
+        ok = sf[~bad]
+        den = ok < _F32_TINY
+        if den.any():
+            self.add("error", "RQ101", i, f"scale {name!r} has {int(den.sum())} float32-denormal "
+                     f"value(s) (min {ok.min():.3g})", "x/s overflows to Inf and engines that flush "
+                     "denormals (XNNPACK, GPUs with FTZ) divide by zero; widen the range or clamp "
+                     "the scale to >= 2^-126")
+        rest = ok[~den]
+        if rest.size:
+            sev = "error" if s.dtype == np.float16 else "warning"
+            if (rest < _FP16_MIN_SUB / 2).any():
+                self.add(sev, "RQ102", i, f"scale {name!r} becomes 0 in float16 (min {rest.min():.3g})",
+                         "an fp16 network (TensorRT FP16, fp16 ONNX models) loses this scale entirely")
+            elif (rest < _FP16_MIN_NORMAL).any():
+                self.add(sev if s.dtype == np.float16 else "warning", "RQ102", i,
+                         f"scale {name!r} is subnormal in float16 (min {rest.min():.3g} < 6.1e-5)",
+                         "in fp16 the scale keeps fewer than 11 significant bits: quantized values "
+                         "change in fp16 networks (TensorRT-Incubator#392)")
+            if (rest > 65504).any():
+                self.add(sev, "RQ102", i, f"scale {name!r} overflows float16 (max {rest.max():.3g})",
+                         "Inf in an fp16 network")
+
+    # ----------------------------------------------------------------- TensorRT type rules
+    def check_trt(self, i, n):
+        if not self.trt:
+            return
+        op = n.op_type
+        if op in _INT_OPS_TRT_REJECTS:
+            self.add("error", "RQ105", i, f"{op} is rejected by the TensorRT ONNX parser",
+                     "export Q/DQ (QDQ format) instead of QOperator ops; TensorRT fuses "
+                     "DQ -> Conv/MatMul -> Q itself")
+            return
+        if op not in ("QuantizeLinear", "DequantizeLinear"):
+            return
+        from .model import _tensor_dtype, _q_info
+        if op == "DequantizeLinear":
+            dt = _tensor_dtype(self.G, n.input[0])
+        else:
+            q = _q_info(self.G, i)
+            dt = q["dtype"] if q else None
+        a = _attrs(n)
+        if dt is not None:
+            name = str(dt)
+            if name == "uint8":
+                if op == "DequantizeLinear":
+                    self.add("error", "RQ105", i, "uint8 DequantizeLinear input is rejected by TensorRT",
+                             "use int8 (symmetric) quantization")
+                else:
+                    self.add("warning", "RQ105", i, "uint8 QuantizeLinear becomes int8 in TensorRT "
+                             "(with a parser warning): the output range is [-128, 127], not [0, 255]",
+                             "use int8 with zero point 0")
+            elif name not in ("int8", "int4", "float8_e4m3fn", "float4_e2m1fn"):
+                self.add("error", "RQ105", i, f"{name} Q/DQ is not supported by TensorRT",
+                         "TensorRT takes INT8, INT4 (weights), FP8 E4M3 and FP4 E2M1")
+        s = self.const(n.input[1]) if len(n.input) > 1 else None
+        if s is not None and np.size(s) > 1:
+            if "axis" not in a:
+                self.add("warning", "RQ105", i, "per-channel scale without an 'axis' attribute: "
+                         "ONNX means axis 1, the TensorRT parser uses axis 0",
+                         "write the axis explicitly")
+            if self.const(n.input[0]) is None and op == "DequantizeLinear" \
+                    and self.G.prod(n.input[0], "QuantizeLinear") is None:
+                self.add("error", "RQ105", i, "per-channel quantization of a non-constant tensor",
+                         "TensorRT quantizes activations per tensor only")
+
+    # ----------------------------------------------------------------- per-channel axis
+    def check_axes(self):
+        G = self.G
+        for i, n in enumerate(G.nodes):
+            if n.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or len(n.input) < 2:
+                continue
+            d = G.prod(n.input[1], "DequantizeLinear")
+            if d is None:
+                continue
+            dq = G.nodes[d]
+            s = self.const(dq.input[1]) if len(dq.input) > 1 else None
+            w = self.const(dq.input[0])
+            if s is None:
+                continue
+            a = _attrs(dq)
+            if a.get("block_size", 0):
+                continue
+            na = _attrs(n)
+            wshape = None if w is None else np.shape(w)
+            if n.op_type == "Conv":
+                want = 0
+            elif n.op_type == "ConvTranspose":
+                want = 1
+            elif n.op_type == "Gemm":
+                want = 0 if na.get("transB", 0) else 1
+            else:
+                want = (len(wshape) - 1) if wshape is not None else 1
+            if np.size(s) <= 1:
+                if n.op_type == "Conv" and wshape is not None and len(wshape) >= 2 and \
+                        na.get("group", 1) > 1 and wshape[1] == 1:
+                    self.add("info", "RQ201", d, f"depthwise Conv {G.labels[i]!r} has a per-tensor "
+                             "weight scale", "depthwise filters differ widely in range: per-channel "
+                             "(axis 0) scales are usually much more accurate")
+                continue
+            axis = a.get("axis", 1)
+            nd = len(wshape) if wshape is not None else None
+            ax = axis % nd if nd else axis
+            wn = want % nd if nd else want
+            if ax != wn:
+                self.add("error", "RQ201", d, f"per-channel weight scale of {n.op_type} "
+                         f"{G.labels[i]!r} runs along axis {axis}; the output channels are axis {want}",
+                         {"Conv": "Conv weights (M, C/g, k...) are per output channel: axis 0",
+                          "ConvTranspose": "ConvTranspose weights are (C_in, C_out/g, k...): the "
+                                           "output channels are axis 1 (TensorRT #1694)",
+                          "Gemm": f"Gemm with transB={na.get('transB', 0)}: B's output columns are "
+                                  f"axis {want} (onnxruntime PR #21793)",
+                          "MatMul": "MatMul weights (K, N): per output column is the last axis"}[n.op_type])
+            elif wshape is not None and np.size(s) != wshape[ax]:
+                self.add("error", "RQ201", d, f"per-channel scale has {np.size(s)} values, axis "
+                         f"{axis} of the weight has {wshape[ax]}")
+
+    # ----------------------------------------------------------------- narrow vs full range
+    def check_ranges(self):
+        G = self.G
+        full, narrow = [], []
+        for i, n in enumerate(G.nodes):
+            if n.op_type != "DequantizeLinear":
+                continue
+            w = self.const(n.input[0])
+            if w is None or np.asarray(w).dtype != np.int8 or np.size(w) < 16:
+                continue
+            cons = G.consumers.get(n.output[0], [])
+            if not any(G.nodes[c].op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") for c in cons):
+                continue
+            (full if np.any(np.asarray(w) == -128) else narrow).append(i)
+        if full and (self.tflite or self.trt):
+            for i in full:
+                self.add("warning", "RQ202", i, "int8 weights use -128 (full range [-128, 127])",
+                         "TFLite's int8 weight spec and TensorRT's absmax/127 scales assume the "
+                         "narrow range [-127, 127] (onnxruntime#3442, TensorRT #1796); -128 cannot "
+                         "be negated exactly")
+        elif full and narrow:
+            self.add("info", "RQ202", full[0], f"{len(full)} weight tensor(s) use the full int8 range, "
+                     f"{len(narrow)} the narrow one [-127, 127]",
+                     "mixed conventions usually mean two quantizers: check that the scales match the "
+                     "range each assumed")
+
+    # ----------------------------------------------------------------- bias
+    def check_bias(self):
+        G = self.G
+        for i, n in enumerate(G.nodes):
+            op = n.op_type
+            if op in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2]:
+                self._bias_qdq(i, n)
+            elif op == "QLinearConv" and len(n.input) > 8 and n.input[8]:
+                self._bias_int(i, n, self.const(n.input[8]), n.input[3])
+            elif op == "QGemm" and len(n.input) > 6 and n.input[6]:
+                self._bias_int(i, n, self.const(n.input[6]), n.input[3])
+
+    def _bias_qdq(self, i, n):
+        from .model import _dq_info
+        G = self.G
+        dx = _dq_info(G, n.input[0])
+        dw = _dq_info(G, n.input[1])
+        if dx is None or dw is None:
+            return
+        sx = np.asarray(dx["scale"], np.float64).reshape(-1)
+        sw = np.asarray(dw["scale"], np.float64).reshape(-1)
+        db = _dq_info(G, n.input[2])
+        if db is not None:
+            bq = self.const(db["q"])
+            if bq is None:
+                return
+            want = (np.asarray(dx["scale"], np.float32) * np.asarray(dw["scale"], np.float32)).astype(np.float32)
+            got = np.asarray(db["scale"], np.float32)
+            if got.size == want.size:
+                if not np.array_equal(got.reshape(want.shape), want):
+                    self.add("warning", "RQ301", db["index"], "bias scale differs from "
+                             "x_scale * w_scale", "ORT's QDQ selectors then do not fuse the Conv into "
+                             "QLinearConv; the engine and the float simulation diverge")
+            self._bias_int(i, n, np.asarray(bq), n.input[1], qdq=True)
+            return
+        b = self.const(n.input[2])
+        if b is None or np.asarray(b).dtype.kind != "f":
+            return
+        b = np.asarray(b, np.float64).reshape(-1)
+        s = sx[0] * sw if sw.size == b.size else sx[0] * sw[0]
+        with np.errstate(all="ignore"):
+            q = np.abs(b / s)
+        mx = float(np.nanmax(q)) if q.size else 0.0
+        where = int(np.nanargmax(q)) if q.size else 0
+        msg = (f"float bias {n.input[2]!r} in units of x_scale*w_scale reaches {mx:.4g} "
+               f"(channel {where}: b={b[where]:.4g}, sx*sw={float(np.broadcast_to(s, b.shape)[where]):.3g})")
+        if not np.isfinite(mx) or mx > 2 ** 31 - 1:
+            self.add("error", "RQ301", i, msg + ": beyond int32",
+                     "ORT quantizes this bias to int32 at ORT_ENABLE_BASIC and above (out of range -> "
+                     "INT32_MIN) and quantization tools clamp it (onnxruntime PR #22020): tiny weight "
+                     "scales are the usual cause; raise the weight scale floor or keep this layer float")
+        elif mx > 2 ** 30:
+            self.add("warning", "RQ301", i, msg + ": near the int32 limit",
+                     "acc + bias may overflow int32; raise the weight scale floor")
+        elif mx > 2 ** 24:
+            self.add("info", "RQ301", i, msg + ": beyond 2^24",
+                     "the int32 bias is exact, but acc + bias above 2^24 rounds in the float32 "
+                     "epilogue (cvtdq2ps)")
+
+    def _bias_int(self, i, n, b, wname, qdq=False):
+        if b is None:
+            return
+        b = np.asarray(b).astype(np.int64).reshape(-1)
+        w = self.const(wname) if not qdq else None
+        if qdq:
+            from .model import _dq_info
+            d = _dq_info(self.G, wname)
+            w = self.const(d["q"]) if d else None
+        K = int(np.size(w)) // max(int(b.size), 1) if w is not None else 0
+        worst = int(np.abs(b).max()) + K * 255 * 128 if b.size else 0
+        if b.size and int(np.abs(b).max()) > 2 ** 31 - 1:
+            self.add("error", "RQ301", i, "int32 bias out of range")
+        elif worst > 2 ** 31 - 1:
+            self.add("warning", "RQ301", i, f"|bias| + worst-case accumulator reaches {worst} > 2^31 - 1",
+                     "acc + bias can wrap in int32")
+
+    # ----------------------------------------------------------------- int16 pairs
+    def check_pairs(self):
+        from .model import _dq_info, _tensor_dtype
+        G = self.G
+        for i, n in enumerate(G.nodes):
+            op = n.op_type
+            site = None
+            if op in ("QLinearConv", "ConvInteger"):
+                xw = (n.input[0], n.input[3] if op == "QLinearConv" else n.input[1])
+                site = ("conv",) + xw
+            elif op in ("QLinearMatMul",):
+                site = ("matmul", n.input[0], n.input[3])
+            elif op == "MatMulInteger":
+                site = ("matmul", n.input[0], n.input[1])
+            elif op == "QGemm":
+                site = ("gemm", n.input[0], n.input[3])
+            elif op in ("Conv", "MatMul", "Gemm") and len(n.input) > 1:
+                dx, dw = _dq_through(G, n.input[0]), _dq_info(G, n.input[1])
+                if dx is None or dw is None:
+                    continue
+                site = ({"Conv": "conv", "MatMul": "matmul", "Gemm": "gemm"}[op], dx["q"], dw["q"])
+            if site is None:
+                continue
+            kind, xn, wn = site
+            xdt = _tensor_dtype(G, xn)
+            w = self.const(wn)
+            if xdt != np.dtype(np.uint8) or w is None or np.asarray(w).dtype != np.int8:
+                continue
+            w = np.asarray(w).astype(np.int64)
+            if kind == "conv":
+                if w.ndim < 3:
+                    continue
+                M, Cg = w.shape[:2]
+                cols = np.moveaxis(w.reshape(M, Cg, -1), 1, 2).reshape(M, -1)   # (kpos, c), c fastest
+            elif kind == "gemm":
+                tb = _attrs(n).get("transB", 0)
+                cols = w if tb else w.T          # (N, K)
+            else:
+                if w.ndim != 2:
+                    cols = np.moveaxis(w, -1, -2).reshape(-1, w.shape[-2])
+                else:
+                    cols = w.T
+            K = cols.shape[1]
+            if K < 2:
+                continue
+            if K % 2:
+                cols = np.concatenate([cols, np.zeros((cols.shape[0], 1), np.int64)], axis=1)
+            w0, w1 = cols[:, 0::2], cols[:, 1::2]
+            hi = 255 * (np.maximum(w0, 0) + np.maximum(w1, 0))
+            lo = 255 * (np.minimum(w0, 0) + np.minimum(w1, 0))
+            bad = (hi > 32767) | (lo < -32768)
+            nb = int(bad.sum())
+            if nb:
+                worst = int(max(hi.max(), -lo.min()))
+                self.add("warning", "RQ401", i, f"u8 x s8 {op}: {nb} of {bad.size} weight pairs "
+                         f"(k, k+1) can leave int16 for activations in [0, 255] (worst |pair sum| "
+                         f"{worst} > 32767): results differ on x86 AVX2/AVX-512BW CPUs without VNNI "
+                         "(vpmaddubsw saturates)",
+                         "quantize weights to 7 bits (reduce_range, [-64, 64]), use u8 x u8 or s8 "
+                         "activations, or deploy only on VNNI/AMX/ARM CPUs; profile "
+                         "'onnxruntime-avx2' computes the saturated result")
+
+    # ----------------------------------------------------------------- int4 / blocked
+    def check_blocked(self):
+        from .model import _tensor_dtype
+        G = self.G
+        for i, n in enumerate(G.nodes):
+            if n.op_type not in ("DequantizeLinear", "QuantizeLinear"):
+                continue
+            a = _attrs(n)
+            bs = int(a.get("block_size", 0) or 0)
+            x = self.const(n.input[0]) if n.op_type == "DequantizeLinear" else None
+            s = self.const(n.input[1]) if len(n.input) > 1 else None
+            dt = _tensor_dtype(G, n.input[0]) if n.op_type == "DequantizeLinear" else None
+            is4 = dt is not None and str(dt) in ("int4", "uint4")
+            if bs and x is not None and s is not None:
+                ax = a.get("axis", 1) % max(np.ndim(x), 1)
+                want = list(np.shape(x))
+                want[ax] = -(-want[ax] // bs)
+                if list(np.shape(s)) != want:
+                    self.add("error", "RQ501", i, f"blocked scale shape {list(np.shape(s))} does not "
+                             f"match x {list(np.shape(x))} with block_size {bs} on axis {ax} "
+                             f"(expected {want})")
+                cons = G.consumers.get(n.output[0], [])
+                for c in cons:
+                    cn = G.nodes[c]
+                    if cn.op_type == "MatMul" and len(cn.input) > 1 and cn.input[1] == n.output[0] \
+                            and np.ndim(x) == 2 and ax != 0:
+                        self.add("warning", "RQ501", i, f"MatMul weight blocked along axis {ax}, not "
+                                 "along K (axis 0)", "block quantization of GEMM weights is meant "
+                                 "along the reduction axis; kernels (MatMulNBits, TensorRT) assume it")
+            if self.trt and is4:
+                if x is None:
+                    self.add("error", "RQ501", i, "int4 on a non-constant tensor",
+                             "TensorRT takes INT4 for weights only")
+                elif np.shape(x)[-1] % 2:
+                    self.add("error", "RQ501", i, f"int4 weight with odd last dimension {np.shape(x)[-1]}",
+                             "the TensorRT parser needs an even last dimension for packed INT4")
+
+    def run(self):
+        for i, n in enumerate(self.G.nodes):
+            if n.domain not in ("", "ai.onnx", "com.microsoft"):
+                continue
+            self.check_qparams(i, n)
+            self.check_trt(i, n)
+        self.check_axes()
+        self.check_ranges()
+        self.check_bias()
+        self.check_pairs()
+        self.check_blocked()
+        order = {s: k for k, s in enumerate(SEVERITIES)}
+        return sorted(self.findings, key=lambda f: order[f.severity])
+
+
+def lint_model(model, target=None):
+    """Quantization-parameter hazards of ``model`` (ModelProto or path) for ``target`` (a profile
+    name or Profile; None = generic checks only).  Returns a list of :class:`Finding`, errors
+    first.  See the module docstring for the rules."""
+    return _Linter(model, target).run()
+
+
+def add_parser(subparsers):
+    import argparse
+    p = subparsers.add_parser(
+        "lint", help="quantization-parameter hazards in a model, for a target engine",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--target", default=None, metavar="PROFILE",
+                   help="target profile (e.g. tensorrt, onnxruntime-avx2, tflite-reference); "
+                        "default: generic checks")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.add_argument("--fail-on", default="error", choices=list(SEVERITIES),
+                   help="exit 1 when a finding of this severity or worse exists (default: error)")
+    p.set_defaults(_run=run)
+    return p
+
+
+def run(args):
+    try:
+        findings = lint_model(args.model, args.target)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"refquant lint: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"model": str(args.model), "target": args.target,
+                          "findings": [f.to_dict() for f in findings]}, indent=1))
+    else:
+        if not findings:
+            print(f"refquant lint: no findings ({args.model}, target {args.target or 'generic'})")
+        for f in findings:
+            print(f)
+        counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
+        if findings:
+            print(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info")
+    limit = SEVERITIES.index(args.fail_on)
+    return 1 if any(SEVERITIES.index(f.severity) <= limit for f in findings) else 0

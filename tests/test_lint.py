@@ -1,0 +1,216 @@
+"""refquant lint: each planted quantization-parameter hazard is flagged, a clean model is not."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx", reason="lint needs onnx")
+sys.path.insert(0, os.path.dirname(__file__))
+from test_model import qdq_conv_chain, qlinear_chain, trt_conv_model, _init, _model  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+from refquant.lint import lint_model  # noqa: E402
+
+
+def layer(op="Conv", *, x_dt=np.int8, zx=0, sx=0.02, w=None, sw=None, zw=None, axis=0, bias=None,
+          attrs=None, sy=0.05, zy=None, w_dt=np.int8, block_size=None, no_zw=False, no_axis=False):
+    """x -> Q -> DQ -> op(DQ(w) [, bias]) -> Q -> DQ: one quantized layer with chosen parameters."""
+    rng = np.random.default_rng(0)
+    if w is None:
+        w = rng.integers(-127, 128, (8, 4, 3, 3) if op in ("Conv", "ConvTranspose") else (16, 8)).astype(w_dt)
+    M = w.shape[0]
+    if sw is None:
+        sw = (rng.random(M) * 0.01 + 0.002).astype(np.float32)
+    if zw is None and not no_zw:
+        zw = np.zeros(np.shape(sw), w.dtype) if np.ndim(sw) else np.zeros((), w.dtype)
+    zy = x_dt(zx) if zy is None else zy
+    inits = [_init("sx", np.asarray(sx, np.float32)), _init("zx", x_dt(zx)), _init("w_q", w),
+             _init("sw", np.asarray(sw)), _init("sy", np.float32(sy)), _init("zy", zy)]
+    dq_w_in = ["w_q", "sw"]
+    if not no_zw:
+        inits.append(_init("zw", np.asarray(zw)))
+        dq_w_in.append("zw")
+    dqa = {} if (no_axis or np.ndim(sw) == 0) else {"axis": axis}
+    if block_size:
+        dqa = {"axis": axis, "block_size": block_size}
+    op_in = ["xdq", "w"]
+    if bias is not None:
+        inits.append(_init("b", np.asarray(bias)))
+        op_in.append("b")
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dq_in"),
+             helper.make_node("DequantizeLinear", dq_w_in, ["w"], name="dq_w", **dqa),
+             helper.make_node(op, op_in, ["y"], name="layer", **(attrs or {})),
+             helper.make_node("QuantizeLinear", ["y", "sy", "zy"], ["yq"], name="q_y"),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"], name="dq_out")]
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+    yo = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
+    return _model(nodes, [xi], [yo], inits)
+
+
+def codes(findings):
+    return sorted({(f.code, f.severity) for f in findings})
+
+
+def test_clean_model_has_no_findings():
+    m = layer(bias=np.full(8, 0.1, np.float32))
+    assert lint_model(m) == []
+    assert lint_model(m, "onnxruntime-avx2") == []      # s8 activations: no vpmaddubsw pairs
+    m2, _ = trt_conv_model()
+    assert lint_model(m2, "tensorrt") == []
+    # 7-bit weights with u8 activations: AVX2-safe
+    w7 = np.random.default_rng(1).integers(-64, 65, (8, 4, 3, 3)).astype(np.int8)
+    assert lint_model(layer(x_dt=np.uint8, zx=128, w=w7)) == []
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, np.nan, np.inf, 1e-40])
+def test_bad_scales(bad):
+    f = lint_model(layer(sx=bad))
+    assert ("RQ101", "error") in codes(f)
+    assert all(x.node in ("q_in", "dq_in") for x in f if x.code == "RQ101")
+
+
+def test_fp16_unrepresentable_scale():
+    f = lint_model(layer(sy=1e-5))
+    assert ("RQ102", "warning") in codes(f)
+    f = lint_model(layer(sy=1e-9))
+    assert any(x.code == "RQ102" and "becomes 0" in x.message for x in f)
+    f = lint_model(layer(sy=1e6))
+    assert any(x.code == "RQ102" and "overflows" in x.message for x in f)
+
+
+def test_zero_point_type_mismatch():
+    m = layer(zw=np.zeros(8, np.uint8))
+    f = lint_model(m)
+    assert ("RQ103", "error") in codes(f)
+
+
+def test_symmetric_only_target_uses_tensorrt_message():
+    m, _ = qdq_conv_chain()       # uint8, zp 128
+    f = lint_model(m, "tensorrt")
+    sym = [x for x in f if x.code == "RQ104"]
+    assert sym and all(x.severity == "error" for x in sym)
+    assert "TensorRT only supports symmetric quantization" in sym[0].message
+    assert any(x.code == "RQ105" and "uint8" in x.message for x in f)
+    assert not [x for x in lint_model(m) if x.code == "RQ104"]     # generic: asymmetric is fine
+
+
+def test_tensorrt_rejects_qoperator_ops():
+    m, _ = qlinear_chain()
+    f = lint_model(m, "tensorrt")
+    assert sum(x.code == "RQ105" and "QLinearConv" in x.message for x in f) == 2
+
+
+def test_tensorrt_axis_attribute_missing():
+    f = lint_model(layer(no_axis=True), "tensorrt")
+    assert any(x.code == "RQ105" and "axis" in x.message for x in f)
+
+
+@pytest.mark.parametrize("op,axis,attrs,shape", [
+    ("Conv", 1, None, (8, 8, 3, 3)),
+    ("ConvTranspose", 0, None, (8, 8, 3, 3)),
+    ("Gemm", 1, {"transB": 1}, (16, 16)),
+    ("Gemm", 0, {"transB": 0}, (16, 16)),
+    ("MatMul", 0, None, (16, 16)),
+])
+def test_per_channel_axis_vs_op(op, axis, attrs, shape):
+    w = np.random.default_rng(0).integers(-127, 128, shape).astype(np.int8)
+    sw = np.full(shape[axis], 0.01, np.float32)
+    f = lint_model(layer(op, w=w, sw=sw, axis=axis, attrs=attrs))
+    ax = [x for x in f if x.code == "RQ201"]
+    assert ax and ax[0].severity == "error" and ax[0].node == "dq_w"
+
+
+def test_per_channel_axis_correct_is_clean():
+    w = np.random.default_rng(0).integers(-127, 128, (8, 8, 3, 3)).astype(np.int8)
+    assert not [x for x in lint_model(layer("ConvTranspose", w=w, sw=np.full(8, 0.01, np.float32),
+                                            axis=1)) if x.code == "RQ201"]
+    assert not [x for x in lint_model(layer("Gemm", w=w[:, :, 0, 0].copy(), sw=np.full(8, 0.01, np.float32),
+                                            axis=0, attrs={"transB": 1})) if x.code == "RQ201"]
+
+
+def test_depthwise_per_tensor_is_info():
+    w = np.random.default_rng(0).integers(-127, 128, (4, 1, 3, 3)).astype(np.int8)
+    f = lint_model(layer(w=w, sw=np.float32(0.01), attrs={"group": 4}))
+    assert codes(f) == [("RQ201", "info")]
+
+
+def test_full_range_weights_for_tflite():
+    w = np.random.default_rng(0).integers(-128, 128, (8, 4, 3, 3)).astype(np.int8)
+    w[0, 0, 0, 0] = -128
+    assert ("RQ202", "warning") in codes(lint_model(layer(w=w), "tflite-reference"))
+    assert not [x for x in lint_model(layer(w=w)) if x.code == "RQ202"]
+
+
+def test_int32_bias_overflow():
+    # tiny weight scales: b / (sx*sw) = 1 / (0.02 * 1e-11) = 5e12 -> beyond int32 (ORT PR #22020)
+    sw = np.full(8, 1e-11, np.float32)
+    f = lint_model(layer(sw=sw, bias=np.ones(8, np.float32)))
+    assert ("RQ301", "error") in codes(f)
+    near = np.full(8, 0.02 * 0.01 * 1.5e9, np.float32)
+    f = lint_model(layer(sw=np.full(8, 0.01, np.float32), bias=near))
+    assert ("RQ301", "warning") in codes(f)
+
+
+def test_int16_pair_saturation_portability():
+    m, _ = qdq_conv_chain()      # u8 activations, s8 weights in [-127, 127]
+    f = [x for x in lint_model(m) if x.code == "RQ401"]
+    assert {x.node for x in f} == {"conv", "mm"}
+    assert all(x.severity == "warning" and "AVX2" in x.message for x in f)
+    # the count is the number of weight pairs whose worst case leaves int16
+    from onnx import numpy_helper
+    w = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}["w_q"].astype(np.int64)
+    cols = np.moveaxis(w.reshape(8, 4, -1), 1, 2).reshape(8, -1)
+    w0, w1 = cols[:, 0::2], cols[:, 1::2]
+    n = int(((255 * (np.maximum(w0, 0) + np.maximum(w1, 0)) > 32767) |
+             (255 * (np.minimum(w0, 0) + np.minimum(w1, 0)) < -32768)).sum())
+    conv = next(x for x in f if x.node == "conv")
+    assert f"{n} of {w0.size} weight pairs" in conv.message
+    m2, _ = qlinear_chain()
+    assert any(x.code == "RQ401" for x in lint_model(m2))
+
+
+def test_int4_block_metadata():
+    w = np.random.default_rng(0).integers(-8, 8, (64, 16)).astype(np.int8)
+    import ml_dtypes
+    w4 = w.astype(ml_dtypes.int4)
+    good = np.full((2, 16), 0.01, np.float32)        # K=64 blocked by 32 along axis 0
+    ok = layer("MatMul", w=w4, sw=good, zw=np.zeros((2, 16), ml_dtypes.int4), axis=0, block_size=32)
+    assert not [x for x in lint_model(ok) if x.code == "RQ501"]
+    bad = layer("MatMul", w=w4, sw=np.full((2, 8), 0.01, np.float32), zw=np.zeros((2, 8), ml_dtypes.int4),
+                axis=0, block_size=32)
+    assert ("RQ501", "error") in codes(lint_model(bad))
+    along_n = layer("MatMul", w=w4, sw=np.full((64, 1), 0.01, np.float32),
+                    zw=np.zeros((64, 1), ml_dtypes.int4), axis=1, block_size=16)
+    assert ("RQ501", "warning") in codes(lint_model(along_n))
+    u4 = layer("MatMul", w=np.abs(w).astype(ml_dtypes.uint4), sw=good, axis=0, block_size=32, no_zw=True)
+    assert any(x.code == "RQ103" and "uint4" in x.message for x in lint_model(u4))
+    odd = layer("MatMul", w=w4[:, :15].copy(), sw=np.full((2, 15), 0.01, np.float32),
+                zw=np.zeros((2, 15), ml_dtypes.int4), axis=0, block_size=32)
+    assert any(x.code == "RQ501" and "odd" in x.message for x in lint_model(odd, "tensorrt"))
+
+
+def test_cli(tmp_path, capsys):
+    import onnx
+    from refquant.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["lint", "--help"])
+    assert e.value.code == 0
+    capsys.readouterr()
+    m, _ = qdq_conv_chain()
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    assert main(["lint", str(p), "--target", "tensorrt", "--json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["target"] == "tensorrt" and any(f["code"] == "RQ104" for f in d["findings"])
+    assert set(d["findings"][0]) == {"severity", "code", "node", "message", "hint"}
+    assert main(["lint", str(p)]) == 0          # warnings only
+    assert main(["lint", str(p), "--fail-on", "warning"]) == 1
+    clean = layer()
+    onnx.save(clean, str(tmp_path / "c.onnx"))
+    assert main(["lint", str(tmp_path / "c.onnx")]) == 0
+    assert "no findings" in capsys.readouterr().out
