@@ -657,7 +657,7 @@ def _match_ort(G, i):
                q["zp_name"]]
         if bias_q:
             ins.append(bias_q)
-        node = _mk("QLinearConv", ins, q["output"], n, a, "")
+        node = _mk("QLinearConv", ins, q["output"], n, a, "", xdt == np.int8)
         removed += [n.input[0], n.input[1]] + ([n.input[2]] if bias_q else [])
         return (node, consumed, _dedupe(removed, q["output"]), "QLinearConv",
                 f"DQ -> Conv{' -> ' + G.nodes[act].op_type if act is not None else ''} -> Q => "
@@ -672,13 +672,13 @@ def _match_ort(G, i):
                 return None
             ins = [dx["q"], dx["scale_name"], zx, dw["q"], dw["scale_name"], zw, q["scale_name"],
                    q["zp_name"]]
-            node = _mk("QLinearMatMul", ins, q["output"], n, {}, "")
+            node = _mk("QLinearMatMul", ins, q["output"], n, {}, "", xdt == np.int8)
             return (node, consumed, _dedupe(removed + [n.input[0], n.input[1]], q["output"]),
                     "QLinearMatMul", "DQ -> MatMul -> Q => QLinearMatMul (ORT QDQ fusion)", inits)
         if act is not None:
             return None
         ins = [dx["q"], dw["q"], dx["scale_name"], dw["scale_name"], zx, zw]
-        node = _mk("MatMulIntegerToFloat", ins, n.output[0], n, {}, "com.microsoft")
+        node = _mk("MatMulIntegerToFloat", ins, n.output[0], n, {}, "com.microsoft", xdt == np.int8)
         return (node, consumed, _dedupe([n.input[0], n.input[1]], n.output[0]),
                 "MatMulIntegerToFloat", "DQ -> MatMul (float out) => com.microsoft "
                 "MatMulIntegerToFloat (ORT QDQ fusion)", inits)
@@ -700,7 +700,7 @@ def _match_ort(G, i):
             out = n.output[0]
         while ins and ins[-1] == "":
             ins.pop()
-        node = _mk("QGemm", ins, out, n, ga, "com.microsoft")
+        node = _mk("QGemm", ins, out, n, ga, "com.microsoft", xdt == np.int8)
         removed += [n.input[0], n.input[1]] + ([n.input[2]] if bias_q else [])
         return (node, consumed, _dedupe(removed, out), "QGemm",
                 "DQ -> Gemm [-> Q] => com.microsoft QGemm (ORT QDQ fusion)", inits)
@@ -715,10 +715,10 @@ def _dedupe(names, keep):
     return out
 
 
-def _mk(op, ins, out, target, attrs, domain):
+def _mk(op, ins, out, target, attrs, domain, s8u8=False):
     from onnx import helper
-    return helper.make_node(op, list(ins), [out], name=(target.name or out) + "_fused", domain=domain,
-                            **{k: v for k, v in attrs.items()})
+    return helper.make_node(op, list(ins), [out], name=(target.name or out) + "_fused" +
+                            (_S8U8 if s8u8 else ""), domain=domain, **{k: v for k, v in attrs.items()})
 
 
 def _match_trt(G, i):
@@ -882,6 +882,8 @@ def _make_ops(profile, fusions_by_output):
             op_ver = opset(self, domain) if domain == "" else None
             if domain == "com.microsoft" and opname in ("QuantizeLinear", "DequantizeLinear"):
                 op_ver = None
+            if self.onnx_node.name.endswith(_S8U8) and opname in ("QLinearConv", "QLinearMatMul", "QGemm"):
+                return (_s8_to_u8_run(opname, ins, at, profile),)
             if opname == "MatMulInteger":
                 from .reference import matmul_integer
                 return (matmul_integer(*[ins.get(k) for k in names], profile=profile),)
@@ -895,7 +897,9 @@ def _make_ops(profile, fusions_by_output):
 
     def _mitf(self, A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None, **kw):
         from .reference import matmul_integer
-        from ._dtypes import resolve_dtype  # noqa: F401
+        if np.asarray(A).dtype == np.int8 and self.onnx_node.name.endswith(_S8U8):
+            A = _shift_u8(A)
+            a_zero_point = _shift_u8(np.int8(0) if a_zero_point is None else a_zero_point)
         acc = matmul_integer(A, B, a_zero_point, b_zero_point, profile=profile)
         s = (np.asarray(a_scale, np.float32) * np.asarray(b_scale, np.float32)).astype(np.float32)
         y = (acc.astype(np.float32) * s).astype(np.float32)
@@ -910,6 +914,35 @@ def _make_ops(profile, fusions_by_output):
 
     classes.append(type("TensorRTFused", (OpRun,), {"op_domain": _DOMAIN, "_run": _trt}))
     return classes
+
+
+_S8U8 = "__s8_to_u8"
+_X_INPUTS = {"QLinearConv": ("x", "x_zero_point", "y_zero_point"),
+             "QLinearMatMul": ("a", "a_zero_point", "y_zero_point"),
+             "QGemm": ("A", "a_zero_point", "y_zero_point")}
+
+
+def _shift_u8(v):
+    return (np.asarray(v).astype(np.int16) + 128).astype(np.uint8)
+
+
+def _s8_to_u8_run(opname, ins, at, profile):
+    """ORT's QDQS8ToU8Transformer (level 2, x86): int8 activations become uint8 (codes and zero
+    point + 128) before the fused kernel, so the integer GEMM is u8 x s8 (exactly the same
+    accumulator, but subject to int16 pair saturation on AVX2).  The int8 output is
+    recovered by shifting back (the uint8 saturation range is the int8 one shifted)."""
+    from ._oprun import run_reference
+    x, xz, yz = _X_INPUTS[opname]
+    ins = dict(ins)
+    ins[x] = _shift_u8(ins[x])
+    ins[xz] = _shift_u8(ins.get(xz, np.int8(0)))
+    out_i8 = yz in ins and np.asarray(ins[yz]).dtype == np.int8
+    if out_i8:
+        ins[yz] = _shift_u8(ins[yz])
+    r = run_reference(opname, ins, at, profile=profile)
+    if out_i8:
+        r = (np.asarray(r).astype(np.int16) - 128).astype(np.int8)
+    return r
 
 
 def _run_trt_fused(args, at, profile):
