@@ -42,7 +42,11 @@ Rules (code: what is checked)
   or convolution (QLinear*, *Integer, or a QDQ unit ORT fuses into one), the number of weight
   pairs (k, k+1) in the kernel's reduction order for which an activation in [0, 255] can push
   w[k]*a + w[k+1]*a' outside int16 -- the "will this model give other results on an AVX2 CPU"
-  check (warning; the hint names reduce_range / 7-bit weights / VNNI).
+  check (warning; the hint names reduce_range / 7-bit weights / VNNI).  int8 activations of a
+  QDQ unit count too for ONNX Runtime (generic target or an onnxruntime* target): its
+  QDQS8ToU8Transformer (ORT_ENABLE_EXTENDED and above, x86) shifts them to uint8 before the fused
+  kernel, which is then u8 x s8 (observed in ORT 1.32's optimized graphs; the saturation itself
+  cannot be reproduced on a VNNI/AMX CPU).
 - RQ501 int4 / blocked quantization: the scale shape must match x with the blocked axis divided
   by block_size (rounded up); a MatMul weight should be blocked along K; TensorRT needs an even
   last dimension for int4 weights and takes int4 for weights only.
@@ -429,7 +433,13 @@ class _Linter:
             kind, xn, wn = site
             xdt = _tensor_dtype(G, xn)
             w = self.const(wn)
-            if xdt != np.dtype(np.uint8) or w is None or np.asarray(w).dtype != np.int8:
+            if w is None or np.asarray(w).dtype != np.int8:
+                continue
+            converted = False
+            if xdt == np.dtype(np.int8) and op in ("Conv", "MatMul", "Gemm") and \
+                    (self.prof is None or self.prof.name.startswith("onnxruntime")):
+                converted = True      # ORT QDQS8ToU8Transformer: s8 activations run as u8 on x86
+            elif xdt != np.dtype(np.uint8):
                 continue
             w = np.asarray(w).astype(np.int64)
             if kind == "conv":
@@ -457,13 +467,15 @@ class _Linter:
             nb = int(bad.sum())
             if nb:
                 worst = int(max(hi.max(), -lo.min()))
-                self.add("warning", "RQ401", i, f"u8 x s8 {op}: {nb} of {bad.size} weight pairs "
+                pre = (f"s8 activations (ORT converts them to u8 = x + 128 on x86, "
+                       f"QDQS8ToU8Transformer) x s8 weights, {op}" if converted else f"u8 x s8 {op}")
+                self.add("warning", "RQ401", i, f"{pre}: {nb} of {bad.size} weight pairs "
                          f"(k, k+1) can leave int16 for activations in [0, 255] (worst |pair sum| "
                          f"{worst} > 32767): results differ on x86 AVX2/AVX-512BW CPUs without VNNI "
                          "(vpmaddubsw saturates)",
-                         "quantize weights to 7 bits (reduce_range, [-64, 64]), use u8 x u8 or s8 "
-                         "activations, or deploy only on VNNI/AMX/ARM CPUs; profile "
-                         "'onnxruntime-avx2' computes the saturated result")
+                         "quantize weights to 7 bits (reduce_range, [-64, 64]) or deploy only on "
+                         "VNNI/AMX/ARM CPUs; 'refquant compare --profile onnxruntime-avx2' (or "
+                         "run_model(profile='onnxruntime-avx2')) computes the saturated result")
 
     # ----------------------------------------------------------------- int4 / blocked
     def check_blocked(self):
