@@ -11,8 +11,22 @@
 #  include <omp.h>
 #endif
 
+#include <stdlib.h>
+
 #define RQ_QCHUNK ((int64_t)1 << 16)          /* elements per parallel work item */
-#define RQ_NT_BYTES ((int64_t)8 << 20)        /* streaming stores above this output size */
+#define RQ_NT_BYTES_DEFAULT ((int64_t)8 << 20) /* streaming stores from this output size on */
+
+/* Output size (bytes) from which stores bypass the cache; REFQUANT_STREAM_BYTES overrides
+ * (a tuning knob: -1 never streams).  Never changes results. */
+static int64_t nt_bytes(void)
+{
+    const char *e = getenv("REFQUANT_STREAM_BYTES");
+    if (e && *e) {
+        long long v = atoll(e);
+        return v < 0 ? INT64_MAX : (int64_t)v;
+    }
+    return RQ_NT_BYTES_DEFAULT;
+}
 
 typedef void (*qrun_fn)(const rq_qrun_args *);
 typedef void (*dqrun_fn)(const rq_dqrun_args *);
@@ -98,7 +112,7 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
     if (N == 0) return lvl;
     const int isz = f_size(in_type), osz = q_size(out_type);
     const int nt = threads_for(N, nthreads);
-    const int ntemp = N * osz >= RQ_NT_BYTES;
+    const int ntemp = N * osz >= nt_bytes();
     const int64_t nchunks = (N + RQ_QCHUNK - 1) / RQ_QCHUNK;
     (void)nt;
 #if defined(_OPENMP)
@@ -144,7 +158,7 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     if (N == 0) return lvl;
     const int isz = q_size(in_type), osz = f_size(out_type);
     const int nt = threads_for(N, nthreads);
-    const int ntemp = N * osz >= RQ_NT_BYTES;
+    const int ntemp = N * osz >= nt_bytes();
     const int64_t nchunks = (N + RQ_QCHUNK - 1) / RQ_QCHUNK;
     (void)nt;
 #if defined(_OPENMP)

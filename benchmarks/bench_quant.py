@@ -1,0 +1,203 @@
+"""Benchmark refquant QuantizeLinear / DequantizeLinear against onnxruntime (and numpy).
+
+    python benchmarks/bench_quant.py [--n 16777216] [--threads 1 2] [--reps 9] [--json FILE]
+
+Measures, per thread count (refquant.set_num_threads / ORT intra_op_num_threads, graph
+optimizations at ORT's default), input GB/s (bytes of the input read per second; for
+DequantizeLinear the input is 1 byte per element, so GB/s = Gelem/s) and the ratio
+refquant / ORT (median of per-repetition ratios; refquant and ORT calls interleave).  Two variants each:
+  * "prealloc": the output buffer is allocated once (refquant: the internal ``out=`` of
+    refquant._quant_fast; ORT: io_binding to a preallocated OrtValue) -- kernel speed;
+  * "api": refquant.quantize_linear(...) allocating its result every call; ORT run() with
+    its arena-allocated output.
+Ratios quoted as goals are prealloc/prealloc at 1 thread.  Each result is the median of
+``--reps`` timed calls after a warm-up; the machine is shared, so compare ratios measured in
+one run.  Also checks that the outputs are bit-identical to ORT's and to the reference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _median_time(fn, reps):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def _ort_session(op, x_dtype, y_dtype, scale, zp, shape, axis, threads):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    import onnxruntime as ort
+
+    elem = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.uint8): TensorProto.UINT8,
+            np.dtype(np.int8): TensorProto.INT8}
+    inits = [numpy_helper.from_array(np.asarray(scale, np.float32), "s"),
+             numpy_helper.from_array(np.asarray(zp), "z")]
+    node = helper.make_node(op, ["x", "s", "z"], ["y"], axis=axis)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", elem[x_dtype], shape)],
+                              [helper.make_tensor_value_info("y", elem[y_dtype], shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _ort_runners(sess, x, y_dtype):
+    import onnxruntime as ort
+
+    def plain():
+        return sess.run(None, {"x": x})[0]
+
+    binding = sess.io_binding()
+    binding.bind_cpu_input("x", x)
+    out = np.empty(x.shape, y_dtype)
+    binding.bind_output("y", "cpu", 0, y_dtype, out.shape, out.ctypes.data)
+
+    def prealloc():
+        sess.run_with_iobinding(binding)
+        return out
+
+    return plain, prealloc
+
+
+def bench(n, threads_list, reps, per_axis=False):
+    import refquant
+    from refquant import _quant_fast as F
+    from refquant.profile import get_profile
+
+    prof = get_profile("onnx")
+    rng = np.random.default_rng(0)
+    rows = 4096 if per_axis else 1
+    shape = (rows, n // rows) if per_axis else (n,)
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    if per_axis:
+        scale = (rng.random(rows).astype(np.float32) * 0.05 + 0.01).astype(np.float32)
+        zp = rng.integers(0, 256, rows).astype(np.uint8)
+        axis = 0
+    else:
+        scale, zp, axis = np.float32(0.0235), np.uint8(131), 1
+    q_ref = refquant.reference.quantize_linear(x, scale, zp, axis=axis)
+    results = []
+    for th in threads_list:
+        refquant.set_num_threads(th)
+        out_q = np.empty(shape, np.uint8)
+        out_d = np.empty(shape, np.float32)
+        rq_q_pre = lambda: F.quantize_linear(x, scale, zp, axis=axis, profile=prof, out=out_q)  # noqa: E731
+        rq_q_api = lambda: refquant.quantize_linear(x, scale, zp, axis=axis)  # noqa: E731
+        rq_d_pre = lambda: F.dequantize_linear(q_ref, scale, zp, axis=axis, profile=prof, out=out_d)  # noqa: E731
+        rq_d_api = lambda: refquant.dequantize_linear(q_ref, scale, zp, axis=axis)  # noqa: E731
+        kq = rq_q_pre()[1]
+        kd = rq_d_pre()[1]
+        assert np.array_equal(out_q, q_ref), "refquant quantize differs from the reference"
+        d_ref = refquant.reference.dequantize_linear(q_ref, scale, zp, axis=axis)
+        assert np.array_equal(out_d.view(np.uint32), d_ref.view(np.uint32)), "dequantize differs"
+        row = {"threads": th, "n": int(x.size), "per_axis": per_axis,
+               "kernel_quantize": kq, "kernel_dequantize": kd}
+        t = {}
+        fns = {"rq_q_pre": rq_q_pre, "rq_q_api": rq_q_api, "rq_d_pre": rq_d_pre, "rq_d_api": rq_d_api}
+        try:
+            import onnxruntime as ort
+            sq = _ort_session("QuantizeLinear", np.dtype(np.float32), np.dtype(np.uint8), scale, zp,
+                              list(shape), axis, th)
+            sd = _ort_session("DequantizeLinear", np.dtype(np.uint8), np.dtype(np.float32), scale, zp,
+                              list(shape), axis, th)
+            oq_plain, oq_pre = _ort_runners(sq, x, np.uint8)
+            od_plain, od_pre = _ort_runners(sd, q_ref, np.float32)
+            row["ort_version"] = ort.__version__
+            row["ort_quantize_bitexact"] = bool(np.array_equal(oq_pre(), q_ref))
+            row["ort_dequantize_bitexact"] = bool(np.array_equal(od_pre().view(np.uint32),
+                                                                 d_ref.view(np.uint32)))
+            fns.update({"ort_q_pre": oq_pre, "ort_q_api": oq_plain, "ort_d_pre": od_pre,
+                        "ort_d_api": od_plain})
+        except ImportError:
+            row["ort_version"] = None
+        # Interleaved: every repetition times each variant once, so refquant and ORT see the
+        # same machine load; ratios are medians of per-repetition ratios.
+        samples = {k: [] for k in fns}
+        for f in fns.values():
+            f()
+        for _ in range(reps):
+            for k, f in fns.items():
+                t0 = time.perf_counter()
+                f()
+                samples[k].append(time.perf_counter() - t0)
+        t = {k: float(np.median(v)) for k, v in samples.items()}
+        pair_ratio = {}
+        for a, b in (("rq_q_pre", "ort_q_pre"), ("rq_q_api", "ort_q_api"),
+                     ("rq_d_pre", "ort_d_pre"), ("rq_d_api", "ort_d_api")):
+            if a in samples and b in samples:
+                pair_ratio[f"ratio_{a}_vs_{b}"] = float(np.median(np.array(samples[b]) / np.array(samples[a])))
+        if th == 1:
+            sc = np.float32(scale) if not per_axis else scale.reshape(-1, 1)
+            zz = np.float32(zp) if not per_axis else zp.reshape(-1, 1).astype(np.float32)
+            t["numpy_q"] = _median_time(lambda: np.clip(np.rint(x / sc) + zz, 0, 255).astype(np.uint8),
+                                        max(3, reps // 3))
+        qbytes, dbytes = x.size * 4, x.size * 1
+        for k, v in t.items():
+            row[f"{k}_s"] = v
+            row[f"{k}_GBps"] = (qbytes if "_q" in k else dbytes) / v / 1e9
+        row.update(pair_ratio)
+        if "numpy_q" in t:
+            row["ratio_rq_q_pre_vs_numpy_q"] = t["numpy_q"] / t["rq_q_pre"]
+        results.append(row)
+    refquant.set_num_threads(None)
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=16 * 1024 * 1024)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1])
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--per-axis", action="store_true", help="also run per-axis (axis 0, 4096 rows)")
+    ap.add_argument("--json", metavar="FILE", help="write results as JSON ('-' = stdout)")
+    args = ap.parse_args(argv)
+    import refquant
+    res = bench(args.n, args.threads, args.reps)
+    if args.per_axis:
+        res += bench(args.n, args.threads, args.reps, per_axis=True)
+    for r in res:
+        gran = "per-axis" if r["per_axis"] else "per-tensor"
+        print(f"\n== {r['n']} elements, {gran}, {r['threads']} thread(s); kernels "
+              f"{r['kernel_quantize']}, {r['kernel_dequantize']}; ORT {r.get('ort_version')}")
+        for op, key in (("QuantizeLinear f32->u8", "q"), ("DequantizeLinear u8->f32", "d")):
+            for var in ("pre", "api"):
+                rq, ort_ = r.get(f"rq_{key}_{var}_GBps"), r.get(f"ort_{key}_{var}_GBps")
+                ratio = r.get(f"ratio_rq_{key}_{var}_vs_ort_{key}_{var}")
+                line = f"  {op:<26} {var:<8} refquant {rq:7.2f} GB/s"
+                if ort_ is not None:
+                    line += f"   ORT {ort_:7.2f} GB/s   ratio {ratio:5.2f}x"
+                print(line)
+        if "numpy_q_GBps" in r:
+            print(f"  numpy naive quantize            {r['numpy_q_GBps']:7.2f} GB/s  "
+                  f"(refquant {r['ratio_rq_q_pre_vs_numpy_q']:.1f}x)")
+        if r.get("ort_version"):
+            print(f"  ORT bit-exact vs reference: quantize {r['ort_quantize_bitexact']}, "
+                  f"dequantize {r['ort_dequantize_bitexact']}")
+    if args.json:
+        out = {"refquant": refquant.__version__, "config": refquant._config.config_dict(),
+               "results": res}
+        text = json.dumps(out, indent=2, default=str)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
