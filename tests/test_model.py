@@ -370,19 +370,35 @@ def test_ort_gemm_chain_float_output_exact():
 
 @pytest.mark.slow
 def test_ort_fused_vs_unfused_tie_counts():
-    """Measure how often ORT's own QDQ fusion changes results (onnxruntime#32132) and check that
-    the reference reproduces both sides exactly on the quantized tensors."""
-    tot = {"ort_fused_vs_unfused": 0, "ref_vs_ort_disabled": 0, "ref_vs_ort_all": 0, "n": 0}
-    for seed in range(6):
-        m, shp = qdq_conv_chain(seed=seed, H=16, C=8, M=16)
-        x = random_input((1, 8, 16, 16), seed=seed + 100, scale=3.0)
-        d = ort_tensors(m, {"x": x}, "disabled")
-        e = ort_tensors(m, {"x": x}, "extended")
-        tot["n"] += d["yq"].size
-        tot["ort_fused_vs_unfused"] += int(np.count_nonzero(d["yq"] != e["yq"]))
-        r0 = run_model(m, {"x": x}, profile="onnxruntime")
-        r1 = run_model(m, {"x": x}, profile="onnxruntime", fuse="onnxruntime")
-        tot["ref_vs_ort_disabled"] += int(np.count_nonzero(r0["yq"] != d["yq"]))
-        tot["ref_vs_ort_all"] += int(np.count_nonzero(r1["yq"] != e["yq"]))
+    """How often ORT's own graph rewrites change quantized results (onnxruntime#32132), and the
+    reference reproducing every level exactly on the quantized tensors.
+
+    Measured with onnxruntime 1.32.0 (20 seeds): conv chain yq 81,920 codes -- 24 differ between
+    ORT_DISABLE_ALL and ORT_ENABLE_EXTENDED, the same 24 already at ORT_ENABLE_BASIC (the
+    level-1 BiasQuantization rewrite, not the QLinear requantization, causes them); zq 2 of 200;
+    gemm chain gq 5 of 40,960.  Reference vs ORT: 0 differences at every level."""
+    tot = {}
+
+    def add(k, v):
+        tot[k] = tot.get(k, 0) + v
+
+    for seed in range(20):
+        for name, (m, shp), names in (
+                ("conv", qdq_conv_chain(seed=seed, H=16, C=8, M=16), ("yq", "zq")),
+                ("gemm", qdq_gemm_chain(seed=seed, K=256, N=64, batch=32), ("gq",))):
+            x = random_input(shp, seed=seed + 100, scale=3.0)
+            obs = {lvl: ort_tensors(m, {"x": x}, lvl) for lvl in ("disabled", "basic", "extended")}
+            ref = {"disabled": run_model(m, {"x": x}, profile="onnxruntime"),
+                   "basic": run_model(m, {"x": x}, profile="onnxruntime", fuse="onnxruntime-basic"),
+                   "extended": run_model(m, {"x": x}, profile="onnxruntime", fuse="onnxruntime")}
+            for t in names:
+                add(f"{name}.{t}.n", obs["disabled"][t].size)
+                add(f"{name}.{t}.ort_disabled_vs_extended",
+                    int(np.count_nonzero(obs["disabled"][t] != obs["extended"][t])))
+                add(f"{name}.{t}.ort_disabled_vs_basic",
+                    int(np.count_nonzero(obs["disabled"][t] != obs["basic"][t])))
+                for lvl in obs:
+                    add(f"{name}.{t}.ref_vs_ort_{lvl}", int(np.count_nonzero(ref[lvl][t] != obs[lvl][t])))
     print(tot)
-    assert tot["ref_vs_ort_all"] == 0
+    assert all(v == 0 for k, v in tot.items() if ".ref_vs_ort_" in k)
+    assert tot["conv.yq.ort_disabled_vs_extended"] > 0
