@@ -84,11 +84,52 @@ def _plain(a):
     return isinstance(a, np.ndarray) or isinstance(a, np.generic)
 
 
+def _scalar_f32(v):
+    """float value of a float32 scale given as np.float32 / 0-d / (1,) array, else None."""
+    if isinstance(v, (np.ndarray, np.generic)) and v.dtype == _F32 and v.size == 1 and v.ndim <= 1:
+        return float(v.reshape(-1)[0]) if v.ndim else float(v)
+    return None
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
+                    precision, opset):
+    """The common call (float32 x, float32 scalar scale, typed scalar zero point or none,
+    newest opset, no attributes) validated in a few microseconds; None = use the full
+    validation.  Accepts exactly what the reference accepts for these argument kinds."""
+    if (opset is not None or output_dtype is not None or precision is not None
+            or x.dtype != _F32 or not _is_int(axis) or not _is_int(block_size) or block_size != 0
+            or saturate not in (0, 1)):
+        return None
+    sv = _scalar_f32(y_scale)
+    if sv is None or not (sv > 0.0 and sv != float("inf")):
+        return None
+    if y_zero_point is None:
+        out_dt = np.dtype(np.uint8)
+        z = 0
+    else:
+        if not isinstance(y_zero_point, (np.ndarray, np.generic)) or y_zero_point.dtype not in _Q_OUT \
+                or np.shape(y_zero_point) != np.shape(y_scale):
+            return None
+        out_dt = y_zero_point.dtype
+        z = int(np.asarray(y_zero_point).reshape(-1)[0].astype(np.int64))
+    return dict(s=np.array([sv], _F32), zp=np.array([z], np.int32), out_dt=out_dt, div_f16=False,
+                outer=1, D=1, inner=int(x.size))
+
+
 def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
                       precision, prof, opset):
     """Everything the kernel needs, or None when the call is not covered (or invalid)."""
     if not _q_profile_ok(prof):
         return None
+    if isinstance(x, np.ndarray) and not prof.symmetric_only:
+        quick = _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype,
+                                saturate, precision, opset)
+        if quick is not None:
+            return quick
     if not isinstance(x, np.ndarray) or x.dtype not in (_F32, _F16):
         return None
     try:
@@ -174,6 +215,16 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         x = np.asarray(x)
     if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN:
         return None
+    sv = _scalar_f32(x_scale)
+    if (sv is not None and sv > 0.0 and sv != float("inf") and opset is None and output_dtype is None
+            and _is_int(axis) and _is_int(block_size) and block_size == 0
+            and (x_zero_point is None or (isinstance(x_zero_point, (np.ndarray, np.generic))
+                                          and x_zero_point.dtype == x.dtype and x.dtype != np.int32
+                                          and np.shape(x_zero_point) == np.shape(x_scale)))):
+        # the common call, validated in a few microseconds (same acceptance as the reference)
+        z = 0 if x_zero_point is None else int(np.asarray(x_zero_point).reshape(-1)[0].astype(np.int64))
+        return _dq_run(x, np.array([sv], _F32), np.array([z], np.int32), _F32, 1, 1, int(x.size),
+                       out, isa)
     try:
         opset = _rq._opset(opset)
         if x.dtype not in _rq._dq_input_types(opset):
@@ -209,6 +260,10 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     if per_tensor:
         sf, zf = sf[:1].copy(), zf[:1].copy()
     outer, D, inner = _layout(x.shape, ax, per_tensor)
+    return _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa)
+
+
+def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa):
     xc = np.ascontiguousarray(x)
     if out is None:
         y = np.empty(x.shape, out_dt)

@@ -424,6 +424,17 @@ def test_declined_calls_run_the_reference():
                                  axis=5)
     with pytest.raises(TypeError):
         refquant.quantize_linear(x.astype(np.float64), np.float32(0.1), np.uint8(0))
+    # near the quick path's acceptance boundary: the reference decides (and raises)
+    with pytest.raises(ValueError, match="y_zero_point"):
+        refquant.quantize_linear(x, np.float32(0.1), np.array([3], np.uint8))
+    with pytest.raises(ValueError, match="x_zero_point"):
+        refquant.dequantize_linear(np.zeros(3, np.uint8), np.array([0.1], np.float32), np.uint8(1))
+    with pytest.raises(TypeError, match="block_size"):
+        refquant.quantize_linear(x, np.float32(0.1), np.uint8(3), block_size=True)
+    with pytest.raises(TypeError, match="axis"):
+        refquant.dequantize_linear(np.zeros(3, np.uint8), np.float32(0.1), axis=1.0)
+    with pytest.raises(TypeError, match="x_zero_point"):
+        refquant.dequantize_linear(np.zeros(3, np.uint8), np.float32(0.1), np.int8(1))
     with pytest.raises(ValueError, match="x_scale"):
         refquant.dequantize_linear(np.zeros(3, np.uint8), np.float32(0), np.uint8(0))
 
