@@ -448,17 +448,40 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
 
     if (kern == RQ_K_AMX) {
         const int nib = (M + 15) / 16, nkc = Kp / 64;
-        uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)nib * 16 * Kp);
+        /* A tiles straight from the caller's rows when they are whole (rows of 64-byte chunks,
+         * 16-row blocks); otherwise a zero-padded tile-packed copy */
+        const int direct = a->a_cs == 1 && K % 64 == 0 && M % 16 == 0 && K > 0 &&
+                           a->a_rs >= K && a->a_rs <= 960;  /* longer rows: L1 set conflicts (measured) */
+        uint8_t *ap = direct ? NULL : (uint8_t *)rq_aligned_alloc((size_t)nib * 16 * Kp);
         int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
         int64_t *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
-        if (!ap || !rsum || !koff) rc = RQ_ENOMEM;
+        if ((!direct && !ap) || !rsum || !koff) rc = RQ_ENOMEM;
         if (rc == RQ_OK) {
-            pack_a_amx(a, ap, rsum, Kp, nt);
-            for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 1024;
+            if (direct) {
+                int need = 0;
+                for (int j = 0; j < a->b_zp_n; j++) need |= (a->b_zp[j] + db) != 0;
+                for (int i = 0; i < M && need; i++) {
+                    const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+                    uint32_t s = 0;
+                    if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)src[k];
+                    else for (int k = 0; k < K; k++) s += src[k];
+                    rsum[i] = (int32_t)s;
+                }
+                for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 64;
+            } else {
+                pack_a_amx(a, ap, rsum, Kp, nt);
+                for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 1024;
+            }
             rc = epi_corrections(&e, &bf, a, 0, db, rsum, pb->csum);
         }
         if (rc == RQ_OK) {
-            rq_amx_a A = {ap, (ptrdiff_t)nkc * 1024, koff, 64, a->a_signed, nib};
+            rq_amx_a A;
+            if (direct) {
+                A.abase = a->A; A.a_ib_stride = 16 * a->a_rs; A.koff = koff; A.a_tile_stride = a->a_rs;
+            } else {
+                A.abase = ap; A.a_ib_stride = (ptrdiff_t)nkc * 1024; A.koff = koff; A.a_tile_stride = 64;
+            }
+            A.a_signed = a->a_signed; A.nib = nib;
             rc = rq_gemm_amx__amx(&A, pb, &e, nt);
         }
         rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);

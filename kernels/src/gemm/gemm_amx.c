@@ -8,10 +8,17 @@
 #include "../common/rq_cpu.h"
 #include <immintrin.h>
 #include <string.h>
+#include <stdlib.h>
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
 
+#ifndef RQ_PFA
+#define RQ_PFA 1
+#endif
+#ifndef RQ_PF
+#define RQ_PF 1
+#endif
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
 typedef struct {
@@ -30,23 +37,40 @@ static void amx_config(void) {
 
 #define DEF_KERNELS(SFX, OP)                                                                        \
 static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
-                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out) {              \
+                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo) {              \
     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);                                   \
-    for (int kc = 0; kc < nkc; kc++) {                                                            \
-        _tile_loadd(4, a0 + koff[kc], as);                                                        \
-        _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
+    /* each operand tile is reloaded right after its last use in the step (no tile renaming) */   \
+    _tile_loadd(4, a0 + koff[0], as);                                                             \
+    _tile_loadd(6, b0, 64);                                                                       \
+    _tile_loadd(7, b1, 64);                                                                       \
+    _tile_loadd(5, a1 + koff[0], as);                                                             \
+    for (int kc = 0; kc < nkc - 1; kc++) {                                                        \
+        const size_t nb = (size_t)(kc + 1) * 1024;                                                \
+        if (RQ_PF) {                                                                              \
+            const char *pf0 = (const char *)b0 + nb + 1024, *pf1 = (const char *)b1 + nb + 1024;  \
+            const char *pa0 = (const char *)a0 + koff[kc + 1], *pa1 = (const char *)a1 + koff[kc + 1]; \
+            for (int l = 0; l < 16; l++) {                                                        \
+                _mm_prefetch(pf0 + l * 64, _MM_HINT_T0); _mm_prefetch(pf1 + l * 64, _MM_HINT_T0); \
+            }                                                                                     \
+            if (RQ_PFA) for (int l = 0; l < 16; l++) {                                            \
+                _mm_prefetch(pa0 + l * as, _MM_HINT_T0); _mm_prefetch(pa1 + l * as, _MM_HINT_T0); \
+            }                                                                                     \
+        }                                                                                         \
         OP(0, 4, 6);                                                                              \
-        _tile_loadd(7, b1 + (size_t)kc * 1024, 64);                                               \
         OP(1, 4, 7);                                                                              \
-        _tile_loadd(5, a1 + koff[kc], as);                                                        \
+        _tile_loadd(4, a0 + koff[kc + 1], as);                                                    \
         OP(2, 5, 6);                                                                              \
+        _tile_loadd(6, b0 + nb, 64);                                                              \
         OP(3, 5, 7);                                                                              \
+        _tile_loadd(7, b1 + nb, 64);                                                              \
+        _tile_loadd(5, a1 + koff[kc + 1], as);                                                    \
     }                                                                                             \
-    _tile_stored(0, out, 128); _tile_stored(1, out + 16, 128);                                    \
-    _tile_stored(2, out + 512, 128); _tile_stored(3, out + 528, 128);                             \
+    OP(0, 4, 6); OP(1, 4, 7); OP(2, 5, 6); OP(3, 5, 7);                                           \
+    _tile_stored(0, out, ldo * 4); _tile_stored(1, out + 16, ldo * 4);                                    \
+    _tile_stored(2, out + 16 * ldo, ldo * 4); _tile_stored(3, out + 16 * ldo + 16, ldo * 4);                             \
 }                                                                                                 \
 static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
-                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out) {              \
+                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo) {              \
     _tile_zero(0); _tile_zero(1);                                                                 \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
@@ -55,10 +79,10 @@ static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
         OP(0, 4, 6);                                                                              \
         OP(1, 4, 7);                                                                              \
     }                                                                                             \
-    _tile_stored(0, out, 128); _tile_stored(1, out + 16, 128);                                    \
+    _tile_stored(0, out, ldo * 4); _tile_stored(1, out + 16, ldo * 4);                                    \
 }                                                                                                 \
 static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
-                      const uint8_t *b0, int nkc, int32_t *out) {                                 \
+                      const uint8_t *b0, int nkc, int32_t *out, int ldo) {                                 \
     _tile_zero(0); _tile_zero(2);                                                                 \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
@@ -67,17 +91,17 @@ static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
         OP(0, 4, 6);                                                                              \
         OP(2, 5, 6);                                                                              \
     }                                                                                             \
-    _tile_stored(0, out, 128); _tile_stored(2, out + 512, 128);                                   \
+    _tile_stored(0, out, ldo * 4); _tile_stored(2, out + 16 * ldo, ldo * 4);                                   \
 }                                                                                                 \
 static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
-                      const uint8_t *b0, int nkc, int32_t *out) {                                 \
+                      const uint8_t *b0, int nkc, int32_t *out, int ldo) {                                 \
     _tile_zero(0);                                                                                \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
         OP(0, 4, 6);                                                                              \
     }                                                                                             \
-    _tile_stored(0, out, 128);                                                                    \
+    _tile_stored(0, out, ldo * 4);                                                                \
 }
 
 DEF_KERNELS(us, _tile_dpbusd)
@@ -90,7 +114,9 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     if (!rq_amx_enable()) return RQ_ENOISA;
     rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
     /* column blocks (panel pairs) sized so a block of packed B stays in L2 */
-    int jbw = (int)((1024 * 1024) / ((size_t)Kp * 32));
+    static long l2b = -1;
+    if (l2b < 0) { const char *ev = getenv("RQ_AMX_L2B"); l2b = ev ? atol(ev) : 512 * 1024; }
+    int jbw = (int)(l2b / ((size_t)Kp * 32));
     if (jbw < 1) jbw = 1;
     if (jbw > npp) jbw = npp;
     int rchunk = nthreads > 1 ? (nib2 + nthreads - 1) / nthreads : nib2;
@@ -102,40 +128,52 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     const int njb = (npp + jbw - 1) / jbw;
     const int ntask = njb * nrc;
     const int sgn = A->a_signed;
+    static int noepi = -1;
+    if (noepi < 0) noepi = getenv("RQ_AMX_NOEPI") != NULL;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && ntask > 1)
 #endif
     {
-        int32_t out[32 * 32] __attribute__((aligned(64)));
+        /* raw sums of a 32-row strip of one column block are stored straight into a strip
+         * buffer; the epilogue then runs over long rows (fewer, longer store streams) */
+        const int ldo = jbw * 32 + 16;   /* +64 bytes: avoid 4K aliasing with the output rows */
+        int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
         amx_config();
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
         for (int t = 0; t < ntask; t++) {
+            if (!strip) continue;
             const int jb = t / nrc, rc = t % nrc;
+            const int pp0 = jb * jbw, pp1 = imin(npp, (jb + 1) * jbw);
             for (int ib2 = rc * rchunk; ib2 < imin(nib2, (rc + 1) * rchunk); ib2++) {
                 const int ib = 2 * ib2, two_i = ib + 1 < nib;
                 const uint8_t *a0 = A->abase + (ptrdiff_t)ib * A->a_ib_stride;
                 const uint8_t *a1 = a0 + A->a_ib_stride;
                 const int i0 = ib * 16, mi = imin(32, M - i0);
-                for (int pp = jb * jbw; pp < imin(npp, (jb + 1) * jbw); pp++) {
+                for (int pp = pp0; pp < pp1; pp++) {
                     const int p = 2 * pp, two_j = p + 1 < npan;
                     const uint8_t *b0 = pb->data + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
+                    int32_t *out = strip + (pp - pp0) * 32;
                     if (sgn) {
-                        if (two_i && two_j) k22_ss(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out);
-                        else if (two_j) k12_ss(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out);
-                        else if (two_i) k21_ss(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out);
-                        else k11_ss(a0, A->koff, A->a_tile_stride, b0, nkc, out);
+                        if (two_i && two_j) k22_ss(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
+                        else if (two_j) k12_ss(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
+                        else if (two_i) k21_ss(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
+                        else k11_ss(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
                     } else {
-                        if (two_i && two_j) k22_us(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out);
-                        else if (two_j) k12_us(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out);
-                        else if (two_i) k21_us(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out);
-                        else k11_us(a0, A->koff, A->a_tile_stride, b0, nkc, out);
+                        if (two_i && two_j) k22_us(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
+                        else if (two_j) k12_us(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
+                        else if (two_i) k21_us(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
+                        else k11_us(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
                     }
-                    epi(e, i0, mi, p * 16, imin(32, N - p * 16), out, 32);
+                }
+                if (!noepi) {
+                    const int j0 = pp0 * 32;
+                    epi(e, i0, mi, j0, imin(N, pp1 * 32) - j0, strip, ldo);
                 }
             }
         }
+        rq_aligned_free(strip);
         _tile_release();
     }
     return RQ_OK;

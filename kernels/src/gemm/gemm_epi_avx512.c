@@ -56,6 +56,46 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
         rq_epi_conv_scatter(e, i0, mi, j0, nj, e->out_type == RQ_OUT_S32 ? (void *)t32 : (void *)t8);
         return;
     }
+    /* fast path: row-contiguous output, corrections at most colfix/rowfix, bias per column or
+     * none: everything hoisted into locals, full vectors unmasked */
+    if (e->c_cs == 1 && !e->za_row && !e->zb_col && (!e->bias || e->bias_cs == 1 || e->bias_cs == 0)) {
+        const int32_t *colfix = e->colfix, *rowfix = e->rowfix, *bias = e->bias;
+        const ptrdiff_t bias_rs = e->bias_rs, bias_cs = e->bias_cs, c_rs = e->c_rs;
+        const float *mult = e->mult;
+        const int s32 = e->out_type == RQ_OUT_S32;
+        const int nfull = nj & ~15;
+        for (int r = 0; r < mi; r++) {
+            const int i = i0 + r;
+            const int32_t *rr = raw + r * ldr;
+            const __m512i rf = _mm512_set1_epi32(rowfix ? rowfix[i] : 0);
+            const int32_t *bp = bias ? bias + i * bias_rs : NULL;
+            const __m512i bb = (bias && bias_cs == 0) ? _mm512_set1_epi32(bp[0]) : _mm512_setzero_si512();
+            for (int c = 0; c < nj; c += 16) {
+                const int j = j0 + c;
+                __mmask16 m = 0xFFFF;
+                __m512i a;
+                if (c < nfull) a = _mm512_loadu_si512(rr + c);
+                else { m = (__mmask16)((1u << (nj - c)) - 1u); a = _mm512_maskz_loadu_epi32(m, rr + c); }
+                if (colfix) a = _mm512_sub_epi32(a, _mm512_maskz_loadu_epi32(m, colfix + j));
+                a = _mm512_sub_epi32(a, rf);
+                if (bp) a = _mm512_add_epi32(a, bias_cs ? _mm512_maskz_loadu_epi32(m, bp + j) : bb);
+                if (s32) {
+                    int32_t *dst = (int32_t *)e->C + i * c_rs + j;
+                    if (m == 0xFFFF) _mm512_storeu_si512(dst, a);
+                    else _mm512_mask_storeu_epi32(dst, m, a);
+                    continue;
+                }
+                __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, mult + j) : m1;
+                __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), mm);
+                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                __m128i b = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
+                uint8_t *dst = (uint8_t *)e->C + i * c_rs + j;
+                if (m == 0xFFFF) _mm_storeu_si128((__m128i *)dst, b);
+                else _mm_mask_storeu_epi8(dst, m, b);
+            }
+        }
+        return;
+    }
     for (int r = 0; r < mi; r++) {
         const int i = i0 + r;
         for (int c = 0; c < nj; c += 16) {
