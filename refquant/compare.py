@@ -428,6 +428,11 @@ def _cause_quantize(ctx, node, td):
         return "tie", (f"{int(mk.sum())} input(s) are exact ties (x/s = k + 0.5): the rounding rule "
                        "decides")
     if dist.size and np.all(dist < _NEAR_TIE):
+        if xo is None:
+            return "tie", (f"every differing input is within {float(dist.max()):.2g} steps of a tie; "
+                           f"the engine side has no {node.input[0]!r} (computed inside a fused kernel), "
+                           "which rounds differently from the float simulation near ties "
+                           "(onnxruntime#32132)")
         return "tie", (f"every differing input is within {float(dist.max()):.2g} steps of a tie: "
                        "division vs reciprocal multiply / float precision decides")
     bb = _bias_rounding_bound(ctx, node)

@@ -236,7 +236,7 @@ class _Linter:
                 if op == "DequantizeLinear":
                     self.add("error", "RQ105", i, "uint8 DequantizeLinear input is rejected by TensorRT",
                              "use int8 (symmetric) quantization")
-                else:
+                elif q is not None and (q["zp"] is None or not np.any(np.asarray(q["zp"]) != 0)):
                     self.add("warning", "RQ105", i, "uint8 QuantizeLinear becomes int8 in TensorRT "
                              "(with a parser warning): the output range is [-128, 127], not [0, 255]",
                              "use int8 with zero point 0")

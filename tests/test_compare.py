@@ -222,3 +222,26 @@ def test_cli_engine(tmp_path, capsys):
     assert rc == 0
     d = json.loads(capsys.readouterr().out)
     assert d["first_divergence"] is None and d["n_compared"] >= 2
+
+
+def test_tensorrt_observed_workflow():
+    """TensorRT tensors recorded at fused-layer boundaries: compare with --fuse tensorrt.
+    A one-code error planted in the fused layer's output is the first divergence; the float
+    tensors inside the fusion are not expected from the engine."""
+    from test_model import trt_conv_model
+    m, shp = trt_conv_model()
+    x = random_input(shp)
+    eng = run_model(m, {"x": x}, profile="tensorrt", fuse="tensorrt")
+    assert set(eng) == {"xq", "yq", "out"}
+    obs = {k: v.copy() for k, v in eng.items()}
+    r = compare_model(m, {"x": x}, observed=obs, profile="tensorrt", fuse="tensorrt")
+    assert r.first_divergence is None and r.only_reference == []
+    obs["yq"].reshape(-1)[5] = np.int8(min(int(obs["yq"].reshape(-1)[5]) + 1, 127))
+    if np.array_equal(obs["yq"], eng["yq"]):
+        obs["yq"].reshape(-1)[5] -= 2
+    r = compare_model(m, {"x": x}, observed=obs, profile="tensorrt", fuse="tensorrt")
+    assert r.first_divergence == "yq"
+    assert next(t for t in r.tensors if t.name == "yq").op == "TensorRTFused"
+    # the same observation against the float simulation: more differences, at the fused layer
+    r2 = compare_model(m, {"x": x}, observed=eng, profile="tensorrt", fuse=None)
+    assert {t.name for t in r2.tensors} == {"xq", "yq", "out"}

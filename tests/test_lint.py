@@ -101,6 +101,12 @@ def test_symmetric_only_target_uses_tensorrt_message():
     assert not [x for x in lint_model(m) if x.code == "RQ104"]     # generic: asymmetric is fine
 
 
+def test_tensorrt_uint8_zero_point_zero_becomes_int8():
+    f = lint_model(layer(x_dt=np.uint8, zx=0, w=np.zeros((8, 4, 3, 3), np.int8)), "tensorrt")
+    assert any(x.code == "RQ105" and "becomes int8" in x.message and x.node == "q_in" for x in f)
+    assert any(x.code == "RQ105" and x.severity == "error" and x.node == "dq_in" for x in f)
+
+
 def test_tensorrt_rejects_qoperator_ops():
     m, _ = qlinear_chain()
     f = lint_model(m, "tensorrt")

@@ -402,3 +402,48 @@ def test_ort_fused_vs_unfused_tie_counts():
     print(tot)
     assert all(v == 0 for k, v in tot.items() if ".ref_vs_ort_" in k)
     assert tot["conv.yq.ort_disabled_vs_extended"] > 0
+
+
+def test_ort_int8_activations_run_as_u8_in_fused_kernels():
+    """QDQS8ToU8 emulation: the same codes on a VNNI profile, u8 x s8 pair saturation on AVX2."""
+    m, shp = trt_conv_model(clip=(-100.0, 100.0))      # Clip made redundant by Q -> QLinearConv
+    x = random_input(shp, scale=3.0)
+    assert [f.kind for f in plan_fusions(m, "onnxruntime")] == ["bias_quantization", "QLinearConv"]
+    fused = run_model(m, {"x": x}, profile="onnxruntime", fuse="onnxruntime")
+    avx2 = run_model(m, {"x": x}, profile="onnxruntime-avx2", fuse="onnxruntime")
+    from refquant.reference import qlinear_conv
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    b = fused  # int32 bias as ORT computes it
+    s = (inits["sx"] * inits["sw"]).astype(np.float32)
+    bq = np.rint((inits["b"] / s).astype(np.float32)).astype(np.int32)
+    u8 = (fused["xq"].astype(np.int16) + 128).astype(np.uint8)
+    want = qlinear_conv(u8, inits["sx"], np.uint8(128), inits["w_q"], inits["sw"], inits["zw"],
+                        inits["sy"], np.uint8(128), bq, pads=[1, 1, 1, 1], profile="onnxruntime-avx2")
+    assert np.array_equal(avx2["yq"], (want.astype(np.int16) - 128).astype(np.int8))
+    assert np.count_nonzero(avx2["yq"] != b["yq"]) > 0
+    obs = ort_tensors(m, {"x": x}, "extended")
+    assert np.array_equal(fused["out"], obs["out"])
+
+
+def test_dynamic_quantization_model_vs_ort():
+    """ORT quantize_dynamic's pattern: DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul -> Add."""
+    rng = np.random.default_rng(0)
+    K, N = 32, 16
+    inits = [_init("w_q", rng.integers(-127, 128, (K, N)).astype(np.int8)),
+             _init("w_s", np.float32(0.01)), _init("w_z", np.int8(0)),
+             _init("b", rng.standard_normal(N).astype(np.float32))]
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"], name="dql"),
+             helper.make_node("MatMulInteger", ["xq", "w_q", "xz", "w_z"], ["acc"], name="mmi"),
+             helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT, name="cast"),
+             helper.make_node("Mul", ["xs", "w_s"], ["s"], name="mul_s"),
+             helper.make_node("Mul", ["accf", "s"], ["y0"], name="mul"),
+             helper.make_node("Add", ["y0", "b"], ["out"], name="add")]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, K])],
+               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [4, N])], inits)
+    x = random_input((4, K))
+    ref = run_model(m, {"x": x}, profile="onnxruntime")
+    for level in ("disabled", "all"):
+        obs = ort_tensors(m, {"x": x}, level)
+        for k in obs:
+            if k in ref:
+                assert np.array_equal(ref[k], obs[k]), (level, k)
