@@ -2,7 +2,9 @@
  * [outer, D, inner] walking, OpenMP over fixed chunks.  Portable (no ISA flags).
  *
  * Chunks have a fixed size (RQ_QCHUNK elements) independent of the thread count, and each
- * element is computed on its own, so the bits never depend on threads or ISA. */
+ * element is computed on its own, so the bits never depend on threads or ISA.  Chunks are
+ * handed out dynamically: on a shared machine a preempted thread then delays only its own
+ * chunk instead of half the array. */
 #include "rq_cpu.h"
 #include "rq_build.h"
 #include "rq_quant.h"
@@ -116,7 +118,7 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
     const int64_t nchunks = (N + RQ_QCHUNK - 1) / RQ_QCHUNK;
     (void)nt;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
 #endif
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t a0 = c * RQ_QCHUNK, b0 = a0 + RQ_QCHUNK < N ? a0 + RQ_QCHUNK : N;
@@ -162,7 +164,7 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     const int64_t nchunks = (N + RQ_QCHUNK - 1) / RQ_QCHUNK;
     (void)nt;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
 #endif
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t a0 = c * RQ_QCHUNK, b0 = a0 + RQ_QCHUNK < N ? a0 + RQ_QCHUNK : N;
@@ -210,7 +212,7 @@ int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinit
         float tlo = x[0], thi = x[0];
         int tbad = 0;
 #if defined(_OPENMP)
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t a0 = c * RQ_QCHUNK, len = a0 + RQ_QCHUNK < n ? RQ_QCHUNK : n - a0;
