@@ -100,6 +100,7 @@ class TensorDiff:
     max_rel: float | None = None
     max_ulps: float | None = None
     first_index: tuple | None = None
+    observed_as: str | None = None   # how the engine stored it (e.g. an NHWC tensor of ORT_ENABLE_ALL)
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -157,6 +158,8 @@ class CompareResult:
                          f"{cause}")
             if t.diverged and t.detail:
                 lines.append(f"  {'':<{w}}    {t.detail}")
+            if t.observed_as:
+                lines.append(f"  {'':<{w}}    ({t.observed_as})")
         if self.only_reference:
             lines.append(f"not observable on the engine side (inside fusions or renamed): "
                          f"{', '.join(self.only_reference[:20])}"
@@ -249,6 +252,77 @@ def observe_onnxruntime(model, inputs, optimization="disabled", *, names=None, t
     feeds = {k: np.asarray(v) for k, v in inputs.items()}
     vals = sess.run(outs, feeds)
     return dict(zip(outs, vals)), om
+
+
+def _ort_optimized_graph(model, optimization):
+    """The graph ORT executes at ``optimization`` (saved, not run)."""
+    import onnx
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory(prefix="refquant_cmp_") as d:
+        src = os.path.join(d, "model.onnx")
+        opt = os.path.join(d, "optimized.onnx")
+        onnx.save(load_model(model), src)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[optimization])
+        so.optimized_model_filepath = opt
+        so.log_severity_level = 3
+        ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        return onnx.load(opt)
+
+
+_LAYOUT_FREE = ("Add", "Mul", "Sub", "Div", "Relu", "Clip", "Sigmoid", "LeakyRelu", "Identity", "Cast",
+                "QuantizeLinear", "DequantizeLinear", "MaxPool", "AveragePool", "Tanh", "Erf")
+
+
+def layout_aliases(om_all, om_ext, observed):
+    """Align ORT_ENABLE_ALL tensors that the layout transformer renamed and stored channels-last
+    with the ORT_ENABLE_EXTENDED (= reference) names.
+
+    Each tensor of the ALL graph gets the permutation from logical (NCHW) to stored layout,
+    composed through its Transposes and carried by layout-free and com.microsoft ops.  A
+    permuted output of node ``<name>[_token_<k>]`` is the output of the EXTENDED graph's node
+    ``<name>`` (ORT keeps node names through the layout change); it is transposed back.
+    Returns {extended tensor name: (array, note)}."""
+    import re
+    from onnx import helper
+    perm = {}
+    for n in om_all.graph.node:
+        if not n.input:
+            continue
+        src = perm.get(n.input[0])
+        if n.op_type == "Transpose" and n.domain in ("", "ai.onnx"):
+            p = None
+            for a in n.attribute:
+                if a.name == "perm":
+                    p = tuple(helper.get_attribute_value(a))
+            if p is None:
+                continue
+            q = src if src is not None else tuple(range(len(p)))
+            if len(q) != len(p):
+                continue
+            comp = tuple(q[i] for i in p)
+            if comp != tuple(range(len(comp))):
+                perm[n.output[0]] = comp
+        elif src is not None and (n.domain.startswith("com.microsoft") or n.op_type in _LAYOUT_FREE):
+            for o in n.output:
+                if o:
+                    perm[o] = src
+    ext_out = {n.name: [o for o in n.output if o] for n in om_ext.graph.node if n.name}
+    out = {}
+    for n in om_all.graph.node:
+        if n.op_type == "Transpose" or not n.output or n.output[0] not in perm:
+            continue
+        o = n.output[0]
+        base = re.sub(r"_token_\d+$", "", n.name)
+        if o not in observed or base not in ext_out or not ext_out[base]:
+            continue
+        p = perm[o]
+        v = np.asarray(observed[o])
+        if v.ndim != len(p):
+            continue
+        out[ext_out[base][0]] = (np.transpose(v, np.argsort(p)),
+                                 f"observed as {o!r} ({n.op_type}, stored with axes {list(p)})")
+    return out
 
 
 # --------------------------------------------------------------------------- differences
@@ -622,6 +696,7 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
         raise ValueError("engine, observed: give exactly one (an engine to run, or observed arrays)")
     model = load_model(model)
     notes = []
+    aliases = {}
     if engine is not None:
         if engine != "onnxruntime":
             raise ValueError(f"engine: only 'onnxruntime' can be run live; got {engine!r} (record the "
@@ -632,13 +707,24 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
         prof = get_profile(profile if profile is not None else default_ort_profile())
         fz = _LEVEL_FUSE[ort_optimization] if fuse == "auto" else _normalize_fuse(fuse)
         ref, m, fusions = _execute(model, inputs, prof, fz)
-        obs, om = observe_onnxruntime(model, inputs, ort_optimization, names=set(ref))
+        obs, om = observe_onnxruntime(model, inputs, ort_optimization)
+        if ort_optimization == "all":
+            try:
+                al = layout_aliases(om, _ort_optimized_graph(model, "extended"), obs)
+            except Exception as exc:  # noqa: BLE001  (alignment is best effort)
+                al = {}
+                notes.append(f"layout alignment failed: {type(exc).__name__}: {exc}")
+            for k, (v, note) in al.items():
+                if k in ref and k not in obs and np.shape(ref[k]) == v.shape:
+                    obs[k] = v
+                    aliases[k] = note
         import onnxruntime
         engine_name = f"onnxruntime {onnxruntime.__version__} ({ort_optimization})"
         if any(n.op_type.startswith("Nhwc") or n.domain == "com.microsoft.nchwc" or
                (n.op_type == "QLinearConv" and n.domain == "com.microsoft") for n in om.graph.node):
             notes.append("ORT_ENABLE_ALL changes layouts (NHWC QLinearConv, NhwcMaxPool): tensors "
-                         "between layout changes are renamed and not compared")
+                         "between layout changes are renamed; those whose node ORT kept are aligned "
+                         "by node name, the others are not compared")
     else:
         if not isinstance(observed, dict):
             raise TypeError(f"observed: expected a dict {{tensor name: array}}, got {type(observed).__name__}")
@@ -667,12 +753,18 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
             op = f"{node.op_type}"
         if isinstance(rv, (list, tuple)):
             continue
-        tensors.append(_measure(name, op, rv, obs[name], node, consts, float_rtol, tolerance))
+        td = _measure(name, op, rv, obs[name], node, consts, float_rtol, tolerance)
+        if name in aliases:
+            td.observed_as = aliases[name]
+        tensors.append(td)
     _assign_causes(ctx, tensors)
     first = next((t.name for t in tensors if t.diverged), None)
     only_ref = [n for n in ref if n not in obs and n not in consts]
     graph_in = {i.name for i in model.graph.input}
     only_obs = [n for n in obs if n not in ref and n not in graph_in]
+    if aliases:
+        notes.append(f"{len(aliases)} tensor(s) aligned through ORT's NHWC layout transform by node "
+                     "name (observed_as)")
     return CompareResult(first, tensors, engine_name, prof.name, fz, only_ref, only_obs, fusions, notes)
 
 

@@ -245,3 +245,13 @@ def test_tensorrt_observed_workflow():
     # the same observation against the float simulation: more differences, at the fused layer
     r2 = compare_model(m, {"x": x}, observed=eng, profile="tensorrt", fuse=None)
     assert {t.name for t in r2.tensors} == {"xq", "yq", "out"}
+
+
+def test_ort_all_layout_alignment():
+    """ORT_ENABLE_ALL stores the fused QLinearConv output channels-last under a new name; compare
+    aligns it with the reference tensor through ORT's node name and transposes it back."""
+    m, shp = qdq_conv_chain()
+    r = compare_model(m, {"x": random_input(shp)}, engine="onnxruntime", ort_optimization="all")
+    yq = next(t for t in r.tensors if t.name == "yq")
+    assert yq.observed_as and "[0, 2, 3, 1]" in yq.observed_as and yq.n_diff == 0
+    assert r.first_divergence is None
