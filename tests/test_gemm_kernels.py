@@ -1,0 +1,330 @@
+"""Fast integer GEMM kernels (refquant._gemm via refquant._gemm_fast) == the numpy reference, bit
+for bit, at every ISA level this machine has: scalar, avx2 (int16 vpmaddwd), avx512 (runs the
+avx2 kernels with the AVX-512 epilogue), avx512vnni (vpdpbusd packed GEMM and GEMV), amx
+(tdpbusd/tdpbssd).  A level the machine lacks is a skip.  Levels are capped with
+``refquant._cpu.set_isa_cap`` (the same cap as REFQUANT_DISABLE_ISA).
+
+Shapes come from the kernels' tiles: AMX 16x16 tiles in 32x32 blocks with K chunks of 64, VNNI
+8x32 register tiles with k-groups of 4, GEMV 64-column chunks and k-groups of 8, AVX2 6x16
+with k pairs -- so M, N, K run over 1, tile-1, tile, tile+1, multiples, primes.  Operands are
+C-ordered, Fortran-ordered, strided and offset views; zero points scalar / per row / per column
+at their extremes; values at 0/255 and -128/127; outputs are written into views of a larger
+buffer whose guard bytes must stay untouched; accumulators that overflow int32 must wrap.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+hyp = pytest.importorskip("hypothesis", reason="hypothesis drives the sweeps")
+from hypothesis import given, settings, strategies as st, HealthCheck  # noqa: E402
+
+import refquant  # noqa: E402
+from refquant import reference as R  # noqa: E402
+
+_k = pytest.importorskip("refquant._gemm", reason="compiled kernels not built (pip install -e .)")
+from refquant import _cpu, _gemm_fast as F  # noqa: E402
+from refquant.profile import get_profile  # noqa: E402
+
+ISAS = ("scalar", "avx2", "avx512", "avx512vnni", "amx")
+AVAILABLE = [i for i in ISAS if i in _cpu.available_isas()]
+ISA_PARAMS = [pytest.param(i, marks=pytest.mark.skipif(i not in AVAILABLE,
+                                                       reason=f"{i} not compiled/supported here"))
+              for i in ISAS]
+ONNX = get_profile("onnx")
+DIMS = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 97, 128, 129]
+KDIMS = [1, 2, 3, 4, 5, 7, 8, 9, 63, 64, 65, 127, 128, 129, 191, 256, 257]
+
+
+@pytest.fixture
+def isa_cap(request):
+    _cpu.set_isa_cap(request.param)
+    yield request.param
+    _cpu.set_isa_cap(None)
+
+
+def _rand(rng, dt, shape, extreme=0.2):
+    lo, hi = (0, 255) if dt == np.uint8 else (-128, 127)
+    a = rng.integers(lo, hi + 1, shape).astype(dt)
+    if extreme:
+        m = rng.random(shape) < extreme
+        a[m] = rng.choice(np.array([lo, hi], dtype=dt), size=int(m.sum()))
+    return a
+
+
+def _layout(rng, a, kind):
+    """The same values as a C / Fortran / strided / offset view."""
+    if kind == "C":
+        return np.ascontiguousarray(a)
+    if kind == "F":
+        return np.asfortranarray(a)
+    if kind == "strided":
+        big = np.zeros((a.shape[0] * 2, a.shape[1] * 3), a.dtype)
+        big[::2, ::3] = a
+        return big[::2, ::3]
+    big = np.zeros((a.shape[0] + 3, a.shape[1] + 5), a.dtype)   # offset view
+    big[2:2 + a.shape[0], 1:1 + a.shape[1]] = a
+    return big[2:2 + a.shape[0], 1:1 + a.shape[1]]
+
+
+def _check(got, want, what):
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, (f"{what}: {len(bad)} mismatches, first at {tuple(bad[0])}: "
+                           f"got {got[tuple(bad[0])]}, want {want[tuple(bad[0])]}")
+
+
+# ------------------------------------------------------------------ hypothesis sweeps, every ISA
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(M=st.sampled_from(DIMS), N=st.sampled_from(DIMS), K=st.sampled_from(KDIMS),
+       at=st.sampled_from(["u8", "s8"]), bt=st.sampled_from(["u8", "s8"]),
+       la=st.sampled_from(["C", "F", "strided", "offset"]), lb=st.sampled_from(["C", "F", "strided", "offset"]),
+       zpa=st.sampled_from(["none", "scalar", "row", "extreme"]), zpb=st.sampled_from(["none", "scalar", "col", "extreme"]),
+       seed=st.integers(0, 2 ** 31 - 1))
+def test_matmul_integer_sweep(isa_cap, M, N, K, at, bt, la, lb, zpa, zpb, seed):
+    rng = np.random.default_rng(seed)
+    adt = np.uint8 if at == "u8" else np.int8
+    bdt = np.uint8 if bt == "u8" else np.int8
+    A = _layout(rng, _rand(rng, adt, (M, K)), la)
+    B = _layout(rng, _rand(rng, bdt, (K, N)), lb)
+
+    def zp(kind, dt, n):
+        lo, hi = (0, 255) if dt == np.uint8 else (-128, 127)
+        if kind == "none":
+            return None
+        if kind == "extreme":
+            return dt(rng.choice([lo, hi]))
+        if kind == "scalar":
+            return dt(rng.integers(lo, hi + 1))
+        return rng.integers(lo, hi + 1, n).astype(dt)
+    za, zb = zp(zpa, adt, M), zp(zpb, bdt, N)
+    got = F.matmul_integer(A, B, za, zb, profile=ONNX)
+    assert got is not None
+    want = R.matmul_integer(A, B, za, zb)
+    _check(got[0], want, f"matmul_integer {at}{bt} M={M} N={N} K={K} isa={isa_cap} kernel={got[1]}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(M=st.sampled_from(DIMS), N=st.sampled_from(DIMS), K=st.sampled_from(KDIMS),
+       at=st.sampled_from(["u8", "s8"]), bt=st.sampled_from(["u8", "s8"]), per_col=st.booleans(),
+       out=st.sampled_from(["u8", "s8"]), tie=st.booleans(), seed=st.integers(0, 2 ** 31 - 1))
+def test_qlinear_matmul_sweep(isa_cap, M, N, K, at, bt, per_col, out, tie, seed):
+    rng = np.random.default_rng(seed)
+    adt = np.uint8 if at == "u8" else np.int8
+    bdt = np.uint8 if bt == "u8" else np.int8
+    odt = np.uint8 if out == "u8" else np.int8
+    A = _rand(rng, adt, (M, K))
+    B = _rand(rng, bdt, (K, N))
+    a_s = np.float32(0.5 if tie else rng.uniform(1e-3, 0.1))
+    b_s = (rng.uniform(1e-3, 0.05, N).astype(np.float32) if per_col else np.float32(rng.uniform(1e-3, 0.05)))
+    if tie:   # multiplier 0.5: many outputs land exactly on .5
+        b_s = np.ones(N, np.float32) if per_col else np.float32(1.0)
+    y_s = np.float32(1.0 if tie else rng.uniform(0.01, 2.0))
+    lo, hi = (0, 255) if adt == np.uint8 else (-128, 127)
+    za = adt(rng.integers(lo, hi + 1))
+    blo, bhi = (0, 255) if bdt == np.uint8 else (-128, 127)
+    zb = rng.integers(blo, bhi + 1, N).astype(bdt) if per_col else bdt(rng.integers(blo, bhi + 1))
+    olo, ohi = (0, 255) if odt == np.uint8 else (-128, 127)
+    yz = odt(rng.integers(olo, ohi + 1))
+    args = (A, a_s, za, B, b_s, zb, y_s, yz)
+    for prof in ("onnx", "onnxruntime"):
+        p = get_profile(prof)
+        got = F.qlinear_matmul(*args, profile=p)
+        assert got is not None
+        _check(got[0], R.qlinear_matmul(*args, profile=prof), f"qlinear_matmul {prof} isa={isa_cap} {got[1]}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(M=st.sampled_from(DIMS), N=st.sampled_from(DIMS), K=st.sampled_from(KDIMS),
+       ta=st.booleans(), tb=st.booleans(), bias=st.sampled_from(["none", "scalar", "N", "1N", "M1", "MN"]),
+       quant=st.booleans(), signed=st.booleans(), seed=st.integers(0, 2 ** 31 - 1))
+def test_qgemm_sweep(isa_cap, M, N, K, ta, tb, bias, quant, signed, seed):
+    rng = np.random.default_rng(seed)
+    adt = np.int8 if signed else np.uint8
+    A = _rand(rng, adt, (K, M) if ta else (M, K))
+    B = _rand(rng, np.int8, (N, K) if tb else (K, N))
+    C = {"none": None, "scalar": np.int32(rng.integers(-2 ** 31, 2 ** 31)),
+         "N": rng.integers(-2 ** 31, 2 ** 31, N).astype(np.int32),
+         "1N": rng.integers(-5000, 5000, (1, N)).astype(np.int32),
+         "M1": rng.integers(-5000, 5000, (M, 1)).astype(np.int32),
+         "MN": rng.integers(-5000, 5000, (M, N)).astype(np.int32)}[bias]
+    lo, hi = (0, 255) if adt == np.uint8 else (-128, 127)
+    args = (A, np.float32(0.03), adt(rng.integers(lo, hi + 1)), B, rng.uniform(0.001, 0.01, N).astype(np.float32),
+            rng.integers(-128, 128, N).astype(np.int8), C)
+    kw = dict(alpha=float(rng.choice([1.0, 0.5, 2.5])), transA=int(ta), transB=int(tb))
+    if quant:
+        extra = (np.float32(0.7), adt(rng.integers(lo, hi + 1)))
+    else:
+        extra = (None, None)
+    got = F.qgemm(*args, *extra, profile=ONNX, **kw)
+    assert got is not None
+    want = R.qgemm(*args, *extra, **kw)
+    _check(got[0].view(np.uint32) if got[0].dtype == np.float32 else got[0],
+           want.view(np.uint32) if want.dtype == np.float32 else want, f"qgemm isa={isa_cap} {got[1]}")
+
+
+# ------------------------------------------------------------------ targeted cases
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_int32_overflow_wraps(isa_cap):
+    """K large enough that the exact sum leaves int32: every kernel must wrap like the reference."""
+    K = 70000
+    A = np.full((3, K), 255, np.uint8)
+    B = np.full((K, 34), 127, np.int8)
+    B[::7, 1] = -128
+    exact = (255 * B.astype(np.int64)).sum(0)
+    assert exact.max() > 2 ** 31
+    for za, zb in ((None, None), (np.uint8(0), np.int8(-128))):
+        got = F.matmul_integer(A, B, za, zb, profile=ONNX)[0]
+        _check(got, R.matmul_integer(A, B, za, zb), f"overflow isa={isa_cap}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@pytest.mark.parametrize("odt", [np.int32, np.uint8, np.int8])
+def test_guard_bytes(isa_cap, odt):
+    """Kernels write exactly the output view: a sentinel frame around it stays untouched."""
+    rng = np.random.default_rng(1)
+    for M, N, K in ((1, 1, 1), (5, 17, 3), (33, 47, 65), (16, 32, 64), (2, 100, 300)):
+        A = _rand(rng, np.uint8, (M, K))
+        B = _rand(rng, np.int8, (K, N))
+        big = np.full((M + 4, N + 40), 0x5A if odt != np.int32 else 0x5A5A5A5A, odt)
+        view = big[2:2 + M, 16:16 + N]
+        if odt == np.int32:
+            _k.gemm(A, B, np.array([7], np.int32), np.array([0], np.int32), view)
+            want = R.matmul_integer(A, B, np.uint8(7), np.int8(0))
+        else:
+            _k.gemm(A, B, np.array([7], np.int32), np.array([0], np.int32), view,
+                    mult=np.float32([0.01]), y_zp=3)
+            want = R.requantize(R.matmul_integer(A, B, np.uint8(7), np.int8(0)), np.float32(0.01), odt(3),
+                                output_dtype=odt)
+        _check(view.copy(), want, f"view M={M} N={N} K={K}")
+        frame = big.copy()
+        frame[2:2 + M, 16:16 + N] = frame[0, 0]
+        assert (frame == frame[0, 0]).all(), f"guard bytes overwritten (M={M} N={N} K={K} isa={isa_cap})"
+
+
+def test_threads_same_bits():
+    rng = np.random.default_rng(2)
+    for M, N, K in ((1, 300, 4096), (37, 129, 200), (130, 70, 129), (256, 256, 256)):
+        A = _rand(rng, np.uint8, (M, K))
+        B = _rand(rng, np.int8, (K, N))
+        outs = []
+        for t in (1, 2, 3):
+            refquant.set_num_threads(t)
+            outs.append(F.matmul_integer(A, B, np.uint8(9), np.int8(-1), profile=ONNX)[0])
+        refquant.set_num_threads(None)
+        for o in outs[1:]:
+            _check(o, outs[0], f"threads M={M}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_packed_weights(isa_cap):
+    rng = np.random.default_rng(3)
+    for (M, N, K), bdt in (((40, 70, 130), np.int8), ((1, 200, 64), np.uint8), ((64, 64, 64), np.int8)):
+        A = _rand(rng, np.uint8, (M, K))
+        B = _rand(rng, bdt, (K, N))
+        pw = refquant.pack_weights(B)
+        assert pw.info["layout"] == "vnni4_gemm"
+        zb = bdt(3)
+        _check(refquant.matmul_integer(A, pw, np.uint8(5), zb), R.matmul_integer(A, B, np.uint8(5), zb), "packed")
+        assert refquant.last_path()["path"] != "reference"
+        args = (A, np.float32(0.02), np.uint8(128), pw, np.float32(0.01), zb, np.float32(0.3), np.uint8(7))
+        _check(refquant.qlinear_matmul(*args), R.qlinear_matmul(*args[:3], B, *args[4:]), "packed qlinear")
+        # the reference accepts the packed object too
+        _check(R.matmul_integer(A, pw, np.uint8(5), zb), R.matmul_integer(A, B, np.uint8(5), zb), "ref packed")
+
+
+def test_packed_weights_are_a_copy():
+    B = np.arange(12, dtype=np.int8).reshape(3, 4)
+    pw = refquant.pack_weights(B)
+    B[:] = 0
+    A = np.ones((2, 3), np.uint8)
+    _check(refquant.matmul_integer(A, pw), R.matmul_integer(A, np.arange(12, dtype=np.int8).reshape(3, 4)), "copy")
+    with pytest.raises(ValueError):
+        pw.original[0, 0] = 1
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_pair_saturation_profile(isa_cap):
+    """onnxruntime-avx2 (int16_pair_saturation): u8 x s8 pairs saturate like vpmaddubsw
+    (microsoft/onnxruntime#16105: 210*-81 + 198*-80 = -32850 -> -32768)."""
+    p = get_profile("onnxruntime-avx2")
+    rng = np.random.default_rng(4)
+    A = np.array([[210, 198, 234]], np.uint8)
+    W = np.array([[-81], [-80], [127]], np.int8)
+    got = F.matmul_integer(A, W, None, None, profile=p)[0]
+    _check(got, R.matmul_integer(A, W, profile="onnxruntime-avx2"), "16105")
+    assert got[0, 0] == -32768 + 234 * 127
+    for at, bt in ((np.uint8, np.int8), (np.int8, np.uint8), (np.uint8, np.uint8)):
+        A = _rand(rng, at, (9, 33), extreme=0.6)
+        B = _rand(rng, bt, (33, 21), extreme=0.6)
+        za, zb = at(3), bt(2)
+        _check(F.matmul_integer(A, B, za, zb, profile=p)[0],
+               R.matmul_integer(A, B, za, zb, profile="onnxruntime-avx2"), f"sat16 {at} {bt}")
+
+
+def test_batched_and_1d_shapes():
+    rng = np.random.default_rng(5)
+    cases = [((3, 5, 17), (17, 9)), ((2, 1, 4, 8), (3, 8, 5)), ((17,), (17, 4)), ((4, 17), (17,)),
+             ((17,), (17,)), ((2, 3, 7), (2, 7, 6)), ((0, 5), (5, 3)), ((4, 0), (0, 3))]
+    for sa, sb in cases:
+        A = _rand(rng, np.uint8, sa)
+        B = _rand(rng, np.int8, sb)
+        want = R.matmul_integer(A, B, np.uint8(3), np.int8(1))
+        got = refquant.matmul_integer(A, B, np.uint8(3), np.int8(1))
+        _check(np.asarray(got), np.asarray(want), f"shapes {sa} {sb}")
+
+
+def test_declines_reach_reference():
+    """Calls no kernel covers go to the reference (same bits or the reference's error)."""
+    A = np.ones((2, 3), np.uint8)
+    B = np.ones((3, 4), np.int8)
+    refquant.qlinear_matmul(A, np.float32(1), np.uint8(0), B, np.float32(1), np.int8(0), np.float32(1),
+                            np.uint8(0), profile="onnx-reference")
+    assert refquant.last_path()["path"] == "reference"
+    with pytest.raises(ValueError):
+        refquant.matmul_integer(A, np.ones((4, 4), np.int8))
+    with pytest.raises(ValueError):
+        refquant.matmul_integer(A, B, np.array([1, 2, 3], np.uint8))   # per-row zp of the wrong size
+    with pytest.raises(TypeError):
+        refquant.matmul_integer(A.astype(np.int16), B)
+
+
+def test_dispatch_picks_best_and_demotes():
+    names = {}
+    for cap in AVAILABLE:
+        _cpu.set_isa_cap(cap)
+        try:
+            A = np.ones((64, 64), np.uint8)
+            B = np.ones((64, 64), np.int8)
+            names[cap] = _k.gemm(A, B, np.zeros(1, np.int32), np.zeros(1, np.int32),
+                                 np.empty((64, 64), np.int32), choose_only=True)
+        finally:
+            _cpu.set_isa_cap(None)
+    expect = {"scalar": "gemm_s32__scalar", "avx2": "gemm_i16__avx2", "avx512": "gemm_i16__avx2",
+              "avx512vnni": "gemm_vnni4__avx512vnni", "amx": "gemm_tdp__amx"}
+    for cap, n in names.items():
+        assert n == expect[cap], (cap, n)
+    best = AVAILABLE[-1]
+    assert F.kernel_names()["MatMulInteger"] == expect[best]
+
+
+# ------------------------------------------------------------------ slow: bigger shapes
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@pytest.mark.parametrize("shape", [(1, 4096, 4096), (128, 768, 768), (257, 515, 1031), (512, 512, 512)])
+def test_big_shapes(isa_cap, shape):
+    M, N, K = shape
+    if isa_cap == "scalar" and M * N * K > 2 ** 27:
+        pytest.skip("scalar kernel too slow for this size")
+    rng = np.random.default_rng(6)
+    for at, bt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)):
+        A = _rand(rng, at, (M, K))
+        B = _rand(rng, bt, (K, N))
+        za, zb = at(1), bt(-1 if bt == np.int8 else 200)
+        _check(F.matmul_integer(A, B, za, zb, profile=ONNX)[0], R.matmul_integer(A, B, za, zb), f"big {shape}")
