@@ -15,6 +15,7 @@ def datasets(seed=0, shape=(4, 3, 8, 8)):
         "multi_batch_growing": [x * np.float32(0.5), x, x * np.float32(2.0), x * np.float32(3.0)],
         "multi_batch_shifting": [x + np.float32(3), x - np.float32(2), x * np.float32(4) + np.float32(1)],
         "negative_only": [-np.abs(x) - np.float32(0.25)],
+        "constant_then_varied": [np.full(shape, 1.5, np.float32), x],
     }
     return out
 
