@@ -249,3 +249,25 @@ def test_cli_subprocess_prints_table(tmp_path):
     r = subprocess.run([sys.executable, "-m", "refquant.calibration.cli", str(p), "--method", "entropy",
                         "--tool", "tensorrt"], capture_output=True, text=True)
     assert r.returncode == 0 and "scale" in r.stdout and "tensorrt entropy" in r.stdout
+
+
+def test_data_forms():
+    x = np.array([1.0, -2.0, 3.0], np.float32)
+    assert bits(calibrate([1.0, -2.0, 3.0]).rmin) == bits(calibrate(x).rmin)
+    it = calibrate(iter([x, 2 * x]), tool="pytorch", method="minmax")
+    assert bits(it.rmin) == bits(F32(-4.0))
+
+
+def test_batching_semantics():
+    """ORT gathers every batch before its histogram (order-free); torch observers update per batch."""
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(500).astype(np.float32)
+    b = (rng.standard_normal(500) * 4).astype(np.float32)
+    for meth in ("entropy", "percentile"):
+        r1 = calibrate([a, b], method=meth, num_bins=1024)
+        r2 = calibrate([b, a], method=meth, num_bins=1024)
+        r3 = calibrate(np.concatenate([a, b]), method=meth, num_bins=1024)
+        assert bits(r1.rmin) == bits(r2.rmin) == bits(r3.rmin) and bits(r1.rmax) == bits(r2.rmax) == bits(r3.rmax)
+    m1 = calibrate([a, b], tool="pytorch", method="moving_average_minmax")
+    m2 = calibrate([b, a], tool="pytorch", method="moving_average_minmax")
+    assert bits(m1.rmax) != bits(m2.rmax)

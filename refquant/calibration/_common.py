@@ -121,15 +121,18 @@ def dtype_name(dtype) -> str:
 
 
 def prepare_batches(data, *, tool: str, axis=None) -> list[np.ndarray]:
-    """data (one array, or a list/tuple of arrays = successive batches) -> list of float32 arrays.
+    """data (one array, or a list/tuple/iterator of arrays = successive batches) -> float32 arrays.
 
+    A flat list of numbers is one batch.
     Empty batches are skipped (every tool's observer ignores them); no batch at all, NaN or Inf
     raise :class:`CalibrationError`.
     """
     if isinstance(data, np.ndarray) or np.isscalar(data):
         batches = [data]
-    elif isinstance(data, (list, tuple)):
+    elif isinstance(data, (list, tuple)) or (hasattr(data, "__iter__") and hasattr(data, "__next__")):
         batches = list(data)
+        if batches and all(np.isscalar(b) or (isinstance(b, np.ndarray) and b.ndim == 0) for b in batches):
+            batches = [np.asarray(batches)]          # a flat list of numbers is one batch
     else:
         try:
             batches = [np.asarray(data)]
