@@ -34,7 +34,7 @@ from ._common import (CalibrationError, CalibrationResult, TOOLS, METHODS, check
 from .qparams import compute_scale_zero_point
 from . import onnxruntime as _ort, pytorch as _pt, tensorrt as _trt, modelopt as _mo
 
-__all__ = ["compute_scale_zero_point", "calibrate", "CalibrationResult", "CalibrationError",
+__all__ = ["compute_scale_zero_point", "calibrate", "compare_tools", "CalibrationResult", "CalibrationError",
            "supported", "TOOLS", "METHODS", "default_method"]
 
 _MODULES = {"onnxruntime": _ort, "pytorch": _pt, "tensorrt": _trt, "modelopt": _mo}
