@@ -18,7 +18,7 @@ CASES = [
     ("minmax", {}), ("moving_average_minmax", {}), ("entropy", {}), ("entropy", {"num_bins": 2048}),
     ("entropy", {"num_bins": 512, "num_quantized_bins": 64}), ("percentile", {}),
     ("percentile", {"calib_symmetric": False}), ("percentile", {"percentile": 99.0, "num_bins": 256}),
-    ("minmax", {"calib_symmetric": True}),
+    ("minmax", {"calib_symmetric": True}), ("moving_average_minmax", {"calib_symmetric": True}),
 ]
 
 
@@ -104,3 +104,12 @@ def test_ort_sweep(seed):
     for name, bs in datasets(seed=seed + 10, shape=(2, 4, 6, 5)).items():
         for meth, kw in CASES:
             _check(bs, meth, kw)
+
+
+def test_min_real_range_live():
+    for rmin, rmax, mrr in [(-1e-6, 1e-6, 1e-3), (0.0, 0.0, 0.5), (-1.0, 2.0, 0.1), (0.5, 0.5, 2.0)]:
+        for dt in ("int8", "uint8"):
+            for sym in (False, True):
+                s, z = ort_qparams(rmin, rmax, dt, sym, False, min_real_range=mrr)
+                rs, rz = compute_scale_zero_point(rmin, rmax, dtype=dt, symmetric=sym, min_real_range=mrr)
+                assert bits(s) == bits(rs) and ints(z) == ints(rz), (rmin, rmax, mrr, dt, sym)
