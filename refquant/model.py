@@ -529,11 +529,17 @@ def _fuse_units(m, mode):
     fusions = []
     extra_inits = {}
     for i, n in enumerate(G.nodes):
-        if n.domain not in ("", "ai.onnx") or n.op_type not in ("Conv", "MatMul", "Gemm"):
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        if n.op_type in ("Conv", "MatMul", "Gemm"):
+            matcher = _match_ort if mode == "onnxruntime" else _match_trt
+        elif mode == "onnxruntime" and n.op_type in _ORT_UNIT_OPS:
+            matcher = _match_ort_qlinear
+        else:
             continue
         if i in dropped or i in replaced:
             continue
-        unit = (_match_ort if mode == "onnxruntime" else _match_trt)(G, i)
+        unit = matcher(G, i)
         if unit is None:
             continue
         node, consumed, removed_tensors, kind, detail, inits = unit
@@ -619,6 +625,12 @@ def _match_ort(G, i):
     xdt, wdt = dx["qdtype"], dw["qdtype"]
     if xdt not in _EIGHT_BIT or wdt not in _EIGHT_BIT:
         return None
+    s8u8 = False
+    if xdt == np.int8 and G.const(dx["q"]) is None:
+        # x86: int8 activations are fused only once QDQS8ToU8 made them uint8
+        if _eff_dtype(G, dx["q"]) != np.dtype(np.uint8):
+            return None
+        s8u8 = True
     bias_q = None
     db = None
     if op in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2]:
@@ -635,6 +647,8 @@ def _match_ort(G, i):
     if act is not None and not _clip_redundant(G, act, q):
         return None
     if q is not None and q["dtype"] not in _EIGHT_BIT:
+        return None
+    if q is not None and q["dtype"] == np.int8 and s8u8 != _s8_convertible(G, qi):
         return None
     if not _is_scalar(dx["scale"]):
         return None
@@ -657,7 +671,7 @@ def _match_ort(G, i):
                q["zp_name"]]
         if bias_q:
             ins.append(bias_q)
-        node = _mk("QLinearConv", ins, q["output"], n, a, "", xdt == np.int8)
+        node = _mk("QLinearConv", ins, q["output"], n, a, "", s8u8)
         removed += [n.input[0], n.input[1]] + ([n.input[2]] if bias_q else [])
         return (node, consumed, _dedupe(removed, q["output"]), "QLinearConv",
                 f"DQ -> Conv{' -> ' + G.nodes[act].op_type if act is not None else ''} -> Q => "
@@ -672,13 +686,13 @@ def _match_ort(G, i):
                 return None
             ins = [dx["q"], dx["scale_name"], zx, dw["q"], dw["scale_name"], zw, q["scale_name"],
                    q["zp_name"]]
-            node = _mk("QLinearMatMul", ins, q["output"], n, {}, "", xdt == np.int8)
+            node = _mk("QLinearMatMul", ins, q["output"], n, {}, "", s8u8)
             return (node, consumed, _dedupe(removed + [n.input[0], n.input[1]], q["output"]),
                     "QLinearMatMul", "DQ -> MatMul -> Q => QLinearMatMul (ORT QDQ fusion)", inits)
         if act is not None:
             return None
         ins = [dx["q"], dw["q"], dx["scale_name"], dw["scale_name"], zx, zw]
-        node = _mk("MatMulIntegerToFloat", ins, n.output[0], n, {}, "com.microsoft", xdt == np.int8)
+        node = _mk("MatMulIntegerToFloat", ins, n.output[0], n, {}, "com.microsoft", s8u8)
         return (node, consumed, _dedupe([n.input[0], n.input[1]], n.output[0]),
                 "MatMulIntegerToFloat", "DQ -> MatMul (float out) => com.microsoft "
                 "MatMulIntegerToFloat (ORT QDQ fusion)", inits)
@@ -700,11 +714,92 @@ def _match_ort(G, i):
             out = n.output[0]
         while ins and ins[-1] == "":
             ins.pop()
-        node = _mk("QGemm", ins, out, n, ga, "com.microsoft", xdt == np.int8)
+        node = _mk("QGemm", ins, out, n, ga, "com.microsoft", s8u8)
         removed += [n.input[0], n.input[1]] + ([n.input[2]] if bias_q else [])
         return (node, consumed, _dedupe(removed, out), "QGemm",
                 "DQ -> Gemm [-> Q] => com.microsoft QGemm (ORT QDQ fusion)", inits)
     return None
+
+
+def _s8_convertible(G, qi):
+    """ORT QDQS8ToU8Transformer (level 2, x86): an int8 Q whose only consumer is a DQ with the
+    same constant scalar scale/zero point (and that DQ feeds at most one node, else ORT first
+    duplicates it) is turned into a uint8 pair (zero point + 128)."""
+    q = _q_info(G, qi)
+    if q is None or q["dtype"] != np.int8 or (q["zp"] is not None and not _is_scalar(q["zp"])):
+        return False
+    c = G.consumers.get(q["output"], [])
+    if len(c) != 1 or q["output"] in G.graph_outputs:
+        return False
+    d = G.nodes[c[0]]
+    if d.op_type != "DequantizeLinear" or d.domain not in ("", "ai.onnx"):
+        return False
+    s2 = G.const(d.input[1]) if len(d.input) > 1 else None
+    z2 = G.const(d.input[2]) if len(d.input) > 2 and d.input[2] else None
+    if s2 is None or not np.array_equal(np.asarray(s2), np.asarray(q["scale"])):
+        return False
+    if (z2 is None) != (q["zp"] is None) or (z2 is not None and not np.array_equal(z2, q["zp"])):
+        return False
+    return len(G.consumers.get(d.output[0], [])) <= 1
+
+
+def _eff_dtype(G, qtensor):
+    """Type of a quantized activation as ORT's fusions see it on x86 (int8 pairs become uint8)."""
+    dt = _tensor_dtype(G, qtensor)
+    if dt == np.dtype(np.int8):
+        i = G.producer.get(qtensor)
+        if i is not None and G.nodes[i].op_type == "QuantizeLinear" and _s8_convertible(G, i):
+            return np.dtype(np.uint8)
+    return dt
+
+
+_ORT_UNIT_OPS = {"Add": "QLinearAdd", "Mul": "QLinearMul", "GlobalAveragePool": "QLinearGlobalAveragePool",
+                 "AveragePool": "QLinearAveragePool", "Sigmoid": "QLinearSigmoid",
+                 "LeakyRelu": "QLinearLeakyRelu", "Concat": "QLinearConcat"}
+
+
+def _scalar_qparams(d):
+    return d is not None and _is_scalar(d["scale"]) and (d["zp"] is None or _is_scalar(d["zp"]))
+
+
+def _match_ort_qlinear(G, i):
+    """ORT's binary / unary / variadic QDQ units: DQ inputs -> op -> Q => com.microsoft QLinear<op>
+    (8-bit, every input and the output of one type, per-tensor constant scales)."""
+    n = G.nodes[i]
+    op = n.op_type
+    ins = [t for t in n.input if t]
+    dqs = [_dq_info(G, t) for t in ins]
+    if not dqs or not all(_scalar_qparams(d) and not d["block"] for d in dqs):
+        return None
+    qi = G.single_consumer(n.output[0])
+    if qi is None:
+        return None
+    q = _q_info(G, qi)
+    if q is None or q["zp"] is not None and not _is_scalar(q["zp"]):
+        return None
+    dt = np.dtype(np.uint8) if q["dtype"] == np.int8 and _s8_convertible(G, qi) else q["dtype"]
+    if dt not in _EIGHT_BIT or any(_eff_dtype(G, d["q"]) != dt for d in dqs):
+        return None
+    s8u8 = q["dtype"] == np.int8 and dt == np.uint8
+    if op in ("Add", "Mul") and len(dqs) != 2:
+        return None
+    a = _attrs(n)
+    if op == "Concat":
+        args = [q["scale_name"], q["zp_name"]]
+        for d in dqs:
+            args += [d["q"], d["scale_name"], d["zp_name"]]
+        attrs = {"axis": a.get("axis", 0)}
+    else:
+        args = []
+        for d in dqs:
+            args += [d["q"], d["scale_name"], d["zp_name"]]
+        args += [q["scale_name"], q["zp_name"]]
+        attrs = {k: v for k, v in a.items()}
+        if op in ("GlobalAveragePool", "AveragePool"):
+            attrs["channels_last"] = 0
+    node = _mk(_ORT_UNIT_OPS[op], args, q["output"], n, attrs, "com.microsoft", s8u8)
+    return (node, {i, qi}, _dedupe(list(ins) + [n.output[0]], q["output"]), _ORT_UNIT_OPS[op],
+            f"DQ -> {op} -> Q => com.microsoft {_ORT_UNIT_OPS[op]} (ORT QDQ fusion)", {})
 
 
 def _dedupe(names, keep):
@@ -913,7 +1008,182 @@ def _make_ops(profile, fusions_by_output):
         return (_run_trt_fused(args, node_attrs(self), profile),)
 
     classes.append(type("TensorRTFused", (OpRun,), {"op_domain": _DOMAIN, "_run": _trt}))
+    for name, fn in _ORT_CONTRIB.items():
+        def _c(self, *args, _fn=fn, _name=name, **kw):
+            args = list(args)
+            if self.onnx_node.name.endswith(_S8U8):
+                return (_contrib_s8_to_u8(_name, _fn, args, node_attrs(self), profile),)
+            return (_fn(args, node_attrs(self), profile),)
+        classes.append(type(name, (OpRun,), {"op_domain": "com.microsoft", "_run": _c}))
     return classes
+
+
+# --------------------------------------------------------------------------- ORT contrib QLinear ops
+
+def _fma32(x, y, z):
+    """fl32(x*y + z) with one rounding (an FMA): x*y exact in float64 (x small integers or
+    float32, y float32), the sum rounded to odd in float64, then to float32 (exact)."""
+    p = np.asarray(x, np.float64) * np.asarray(y, np.float64)
+    zz = np.asarray(z, np.float64)
+    s = p + zz
+    bp = s - zz                                   # TwoSum error term
+    e = (p - bp) + (zz - (s - bp))
+    bits = s.view(np.int64) if s.ndim else np.array(s).view(np.int64)
+    odd = (bits & 1) == 1
+    fix = (e != 0) & ~odd & np.isfinite(s)
+    s = np.where(fix, np.nextafter(s, np.where(e > 0, np.inf, -np.inf)), s)
+    return s.astype(np.float32)
+
+
+def _sat_cvt(v, dt):
+    """cvtps2dq (RNE; NaN/out of range -> INT32_MIN), packs to int16, pack to the 8-bit type."""
+    from ._dtypes import qrange
+    v = np.asarray(v, np.float32)
+    with np.errstate(invalid="ignore"):
+        r = np.rint(v.astype(np.float64))
+    r = np.where(np.isfinite(r) & (r >= -2.0 ** 31) & (r < 2.0 ** 31), r, -2.0 ** 31).astype(np.int64)
+    r = np.clip(r, -32768, 32767)
+    lo, hi = qrange(dt)
+    return np.clip(r, lo, hi).astype(dt)
+
+
+def _ort_qlinear_add(args, at, profile):
+    """com.microsoft QLinearAdd as MLAS's AVX2 kernel computes it (qladd_avx2.cpp, FMA):
+    rAC = fl32(sa/sc), rBC = fl32(sb/sc), F = fl32(zc - fma(rAC, za, fl32(rBC*zb))),
+    c = sat(cvt(fma(a, rAC, fma(b, rBC, F)))).  Verified: 0 of 58,179 tie-heavy outputs differ
+    from onnxruntime 1.32 (uint8 and int8, scalar and vector B)."""
+    a, sa, za, b, sb, zb, sc, zc = (list(args) + [None] * 8)[:8]
+    a, b = np.asarray(a), np.asarray(b)
+    dt = a.dtype
+    za = 0 if za is None else int(np.asarray(za).reshape(()))
+    zb = 0 if zb is None else int(np.asarray(zb).reshape(()))
+    zc = 0 if zc is None else int(np.asarray(zc).reshape(()))
+    sa, sb, sc = (np.float32(np.asarray(v).reshape(())) for v in (sa, sb, sc))
+    if a.size == 1 and b.size > 1:          # ORT passes the scalar as B
+        a, b, sa, sb, za, zb = b, a, sb, sa, zb, za
+    rAC = np.float32(sa / sc)
+    rBC = np.float32(sb / sc)
+    F = np.float32(np.float32(zc) - _fma32(rAC, np.float32(za), np.float32(rBC * np.float32(zb))))
+    bf = b.astype(np.float32)
+    af = a.astype(np.float32)
+    v = _fma32(af, rAC, _fma32(bf, rBC, F))
+    return _sat_cvt(v, dt)
+
+
+def _ort_qlinear_mul(args, at, profile):
+    """com.microsoft QLinearMul, MLAS SSE2 formula: sat(cvt(fl32((a-za)(b-zb)) * fl32(fl32(sa*sb)/sc)) + zc).
+    NOT bit-exact with onnxruntime 1.32 on this CPU: 40 of 20,329 tie-heavy outputs differ (its
+    x86 kernel rounds ties as a fixed-point multiplier would)."""
+    a, sa, za, b, sb, zb, sc, zc = (list(args) + [None] * 8)[:8]
+    a, b = np.asarray(a), np.asarray(b)
+    z = [0 if v is None else int(np.asarray(v).reshape(())) for v in (za, zb, zc)]
+    ratio = np.float32(np.float32(np.float32(sa) * np.float32(sb)) / np.float32(sc))
+    prod = ((a.astype(np.int64) - z[0]) * (b.astype(np.int64) - z[1])).astype(np.float32)
+    v = (prod * ratio).astype(np.float32)
+    from ._dtypes import qrange
+    lo, hi = qrange(a.dtype)
+    with np.errstate(invalid="ignore"):
+        r = np.rint(v.astype(np.float64))
+    return np.clip(np.clip(r, -2 ** 31, 2 ** 31 - 1) + z[2], lo, hi).astype(a.dtype)
+
+
+def _ort_qlinear_gap(args, at, profile):
+    """com.microsoft QLinearGlobalAveragePool (MLAS qlgavgpool.cpp, x86): acc = sum(x) - zx*N in
+    int32, M = fl32(sx / fl32(sy * fl32(N))), then MlasRequantizeOutput (fl32(acc)*M, RNE, + zy,
+    saturate).  Verified: 0 of 597 outputs differ from onnxruntime 1.32."""
+    from .reference.requant import requantize
+    x, sx, zx, sy, zy = (list(args) + [None] * 5)[:5]
+    x = np.asarray(x)
+    cl = int(at.get("channels_last", 0))
+    axes = tuple(range(1, x.ndim - 1)) if cl else tuple(range(2, x.ndim))
+    N = int(np.prod([x.shape[k] for k in axes]))
+    zxi = 0 if zx is None else int(np.asarray(zx).reshape(()))
+    acc = x.astype(np.int64).sum(axis=axes, keepdims=True) - zxi * N
+    M = np.float32(np.float32(np.asarray(sx).reshape(())) /
+                   np.float32(np.float32(np.asarray(sy).reshape(())) * np.float32(N)))
+    return requantize(acc.astype(np.int32), M, None if zy is None else np.asarray(zy).reshape(()),
+                      output_dtype=x.dtype, profile="onnxruntime")
+
+
+def _float_sim(args, at, profile, f, n_in=1):
+    """Q(f(DQ(x))) in float32: ORT's table-based / dequantizing contrib kernels."""
+    from .reference import quantize_linear, dequantize_linear
+    x, sx, zx, sy, zy = (list(args) + [None] * 5)[:5]
+    xf = dequantize_linear(np.asarray(x), sx, zx, profile="onnxruntime")
+    y = np.asarray(f(xf), np.float32)
+    zz = zy if zy is not None else np.zeros((), np.asarray(x).dtype)
+    return quantize_linear(y, sy, zz, profile="onnxruntime")
+
+
+def _ort_sigmoid(args, at, profile):
+    """QLinearSigmoid: ORT's lookup table Q(sigmoid(DQ(code))) (0 of 7,840 differ, ORT 1.32)."""
+    return _float_sim(args, at, profile,
+                      lambda v: (1.0 / (1.0 + np.exp(-v.astype(np.float64)))).astype(np.float32))
+
+
+def _ort_leaky_relu(args, at, profile):
+    """QLinearLeakyRelu: Q(leaky_relu(DQ(code))) (0 of 7,840 differ, ORT 1.32)."""
+    al = np.float32(at.get("alpha", 0.01))
+    return _float_sim(args, at, profile, lambda v: np.where(v >= 0, v, (v * al).astype(np.float32)))
+
+
+def _ort_avgpool(args, at, profile):
+    """QLinearAveragePool: Q(AveragePool(DQ(x))) in float32 (approximate: 8 of 1,440 outputs
+    differ from ORT 1.32, its float summation order)."""
+    from onnx.reference.ops.op_average_pool import AveragePool_19 as _AP
+    kw = {k: at[k] for k in ("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape",
+                             "pads", "strides") if k in at}
+    cl = int(at.get("channels_last", 0))
+
+    def f(v):
+        from onnx import helper
+        node = helper.make_node("AveragePool", ["x"], ["y"], **kw)
+        op = _AP(node, {"log": lambda *a: None, "opsets": {"": 19}, "new_ops": {}})
+        if cl:
+            v = np.moveaxis(v, -1, 1)
+        r = op.run(v.astype(np.float32))[0]
+        return np.moveaxis(r, 1, -1) if cl else r
+    return _float_sim(args, at, profile, f)
+
+
+def _ort_concat(args, at, profile):
+    """QLinearConcat: Q(concat(DQ(x_i))) (requantizes inputs whose scale/zero point differ)."""
+    from .reference import quantize_linear, dequantize_linear
+    sy, zy = args[0], args[1]
+    xs = []
+    for k in range(2, len(args), 3):
+        x, s, z = args[k], args[k + 1], args[k + 2] if k + 2 < len(args) else None
+        xs.append(dequantize_linear(np.asarray(x), s, z, profile="onnxruntime"))
+    y = np.concatenate(xs, axis=int(at.get("axis", 0)))
+    return quantize_linear(y, sy, zy, profile="onnxruntime")
+
+
+def _contrib_s8_to_u8(name, fn, args, at, profile):
+    """Run a contrib QLinear op the way ORT does after QDQS8ToU8: int8 codes and zero points + 128
+    (uint8), the kernel in uint8, the result shifted back to int8."""
+    if name == "QLinearConcat":
+        pos = [1] + [k for j in range(2, len(args), 3) for k in (j, j + 2)]
+    elif name in ("QLinearAdd", "QLinearMul"):
+        pos = [0, 2, 3, 5, 7]
+    else:
+        pos = [0, 2, 4]
+    args = list(args)
+    for k in pos:
+        if k < len(args) and args[k] is not None and np.asarray(args[k]).dtype == np.int8:
+            args[k] = _shift_u8(args[k])
+    r = np.asarray(fn(args, at, profile))
+    return (r.astype(np.int16) - 128).astype(np.int8) if r.dtype == np.uint8 else r
+
+
+_ORT_CONTRIB = {
+    "QLinearAdd": _ort_qlinear_add,
+    "QLinearMul": _ort_qlinear_mul,
+    "QLinearGlobalAveragePool": _ort_qlinear_gap,
+    "QLinearAveragePool": _ort_avgpool,
+    "QLinearSigmoid": _ort_sigmoid,
+    "QLinearLeakyRelu": _ort_leaky_relu,
+    "QLinearConcat": _ort_concat,
+}
 
 
 _S8U8 = "__s8_to_u8"
