@@ -447,3 +447,93 @@ def test_dynamic_quantization_model_vs_ort():
         for k in obs:
             if k in ref:
                 assert np.array_equal(ref[k], obs[k]), (level, k)
+
+
+# ----------------------------------------------------------------------- ORT quantizer models
+
+def _ort_quantized(tmp_path, fmt, act):
+    """A small float net (Conv-Relu-Conv-Add-MaxPool-GlobalAveragePool-Flatten-Gemm) quantized by
+    onnxruntime.quantization.quantize_static (per-channel weights)."""
+    q = pytest.importorskip("onnxruntime.quantization", reason="needs ORT's quantization tool")
+    rng = np.random.default_rng(0)
+    C = 8
+    inits = [_init("w1", (rng.standard_normal((C, 3, 3, 3)) * 0.3).astype(np.float32)),
+             _init("b1", (rng.standard_normal(C) * 0.1).astype(np.float32)),
+             _init("w2", (rng.standard_normal((C, C, 3, 3)) * 0.1).astype(np.float32)),
+             _init("b2", (rng.standard_normal(C) * 0.1).astype(np.float32)),
+             _init("wg", (rng.standard_normal((10, C)) * 0.3).astype(np.float32)),
+             _init("bg", (rng.standard_normal(10) * 0.1).astype(np.float32))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Add", ["c2", "r1"], ["a"], name="add"),
+             helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+             helper.make_node("GlobalAveragePool", ["p"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "wg", "bg"], ["y"], transB=1, name="fc")]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits, opset=17)
+    src = tmp_path / "float.onnx"
+    dst = tmp_path / f"q_{fmt}_{act}.onnx"
+    onnx.save(m, str(src))
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.d = iter([{"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.d, None)
+
+    at = q.QuantType.QUInt8 if act == "u8" else q.QuantType.QInt8
+    q.quantize_static(str(src), str(dst), Reader(), quant_format=getattr(q.QuantFormat, fmt),
+                      activation_type=at, weight_type=q.QuantType.QInt8, per_channel=True)
+    return onnx.load(str(dst))
+
+
+@pytest.mark.parametrize("fmt,act", [("QDQ", "u8"), ("QDQ", "s8"), ("QOperator", "u8")])
+def test_ort_quantize_static_models(tmp_path, fmt, act):
+    from refquant.compare import compare_model, observe_onnxruntime
+    m = _ort_quantized(tmp_path, fmt, act)
+    x = random_input((1, 3, 16, 16), seed=5, scale=1.0)
+    for level in ("disabled", "extended", "all"):
+        r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization=level)
+        assert r.first_divergence is None, str(r)
+        assert len(r.tensors) >= 2
+    if fmt == "QDQ":
+        _, om = observe_onnxruntime(m, {"x": x}, "extended")
+        ort_ops = sorted(n.op_type for n in om.graph.node
+                         if n.op_type.startswith(("QLinear", "QGemm", "MatMulInteger")))
+        planned = sorted(f.kind for f in plan_fusions(m, "onnxruntime")
+                         if f.kind not in ("bias_quantization", "qdq_propagation"))
+        assert planned == ort_ops
+
+
+def test_qlinear_add_matches_ort_on_ties():
+    """com.microsoft QLinearAdd: MLAS's AVX2 FMA formula, bit-exact on tie-heavy scale ratios."""
+    from refquant.model import _ort_qlinear_add
+    rng = np.random.default_rng(0)
+    n_diff = n = 0
+    for t in range(60):
+        dt = np.uint8 if t % 2 else np.int8
+        lo, hi = (0, 256) if dt == np.uint8 else (-128, 128)
+        k = int(rng.integers(1, 100))
+        a = rng.integers(lo, hi, k).astype(dt)
+        b = rng.integers(lo, hi, k if t % 5 else 1).astype(dt)
+        sc = np.float32(rng.choice([0.1, 0.3, 0.05, 0.07]))
+        sa = np.float32(sc * np.float32(rng.choice([0.5, 0.25, 1.5, 0.75, 0.3])))
+        sb = np.float32(sc * np.float32(rng.choice([0.5, 0.25, 1.5, 0.7])))
+        za, zb, zc = (dt(rng.integers(lo, hi)) for _ in range(3))
+        nodes = [helper.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"],
+                                  domain="com.microsoft", name="qadd")]
+        inits = [_init(nm, v) for nm, v in (("sa", sa), ("za", za), ("sb", sb), ("zb", zb), ("sc", sc),
+                                            ("zc", zc))]
+        tp = helper.np_dtype_to_tensor_dtype(np.dtype(dt))
+        m = _model(nodes, [helper.make_tensor_value_info("a", tp, a.shape),
+                           helper.make_tensor_value_info("b", tp, b.shape)],
+                   [helper.make_tensor_value_info("c", tp, None)], inits, opset=17, ms=True)
+        obs = ort_tensors(m, {"a": a, "b": b})["c"]
+        ref = run_model(m, {"a": a, "b": b})["c"]
+        n += k
+        n_diff += int(np.count_nonzero(obs != ref))
+        assert np.array_equal(ref, _ort_qlinear_add([a, sa, za, b, sb, zb, sc, zc], {}, None))
+    assert n_diff == 0, f"{n_diff} of {n}"
