@@ -438,7 +438,12 @@ class _Linter:
             converted = False
             if xdt == np.dtype(np.int8) and op in ("Conv", "MatMul", "Gemm") and \
                     (self.prof is None or self.prof.name.startswith("onnxruntime")):
-                converted = True      # ORT QDQS8ToU8Transformer: s8 activations run as u8 on x86
+                # ORT QDQS8ToU8Transformer: s8 activation pairs run as u8 on x86 (and only then
+                # is the unit fused into an integer kernel)
+                from .model import _eff_dtype
+                if _eff_dtype(G, xn) != np.dtype(np.uint8):
+                    continue
+                converted = True
             elif xdt != np.dtype(np.uint8):
                 continue
             w = np.asarray(w).astype(np.int64)
