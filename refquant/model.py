@@ -49,6 +49,14 @@ Execution.  The graph runs node by node in topological order on ``onnx.reference
     - DQ(A), DQ(B)[, DQ(C int32)] -> Gemm [-> redundant Relu/Clip] [-> Q] => com.microsoft
       ``QGemm`` (quantized or float output; beta must be 1).
 
+    - DQ inputs -> Add / Mul / GlobalAveragePool / AveragePool / Sigmoid / LeakyRelu / Concat -> Q
+      => com.microsoft ``QLinear<op>`` (every input and the output of one 8-bit type, per-tensor
+      constant scales), computed with ORT's own kernels' arithmetic (see the contrib ops below);
+    - x86 ``QDQS8ToU8Transformer``: an int8 Q -> DQ pair (the Q feeding one DQ that feeds at most
+      one node) runs as uint8 with zero point + 128; int8 Conv/MatMul/Gemm units fuse only once
+      converted, and the fused kernels compute in uint8 (same accumulator; it matters for int16
+      pair saturation and QLinearAdd's rounding).  Tensor names and types stay those of the model.
+
     A Relu is redundant when Q's zero point is the type's minimum; a Clip when
     ``rint(fl32(lo / s)) + zp <= qmin`` and ``rint(fl32(hi / s)) + zp >= qmax`` (ORT
     ``IsClipMadeRedundantByQ``).  A non-redundant Relu/Clip blocks the fusion (ORT then runs a
@@ -73,6 +81,13 @@ Execution.  The graph runs node by node in topological order on ``onnx.reference
     standalone Q/DQ then follow TensorRT's rules too (reciprocal multiply, zero points must be
     zero -- rejected with the parser's own message).  Unfused layers run as written in float32
     (TF32 not modelled).
+
+ONNX Runtime contrib ops (com.microsoft; in QOperator models and produced by the fusions):
+QGemm and MatMulIntegerToFloat on the reference (profile); QLinearAdd with MLAS's AVX2 FMA formula
+and QLinearGlobalAveragePool with its integer-sum requantization (both bit-exact against
+onnxruntime 1.32 on this CPU); QLinearSigmoid / QLinearLeakyRelu as ORT's lookup tables
+Q(f(DQ(code))) (exact); QLinearAveragePool and QLinearConcat as Q(op(DQ(x))) in float32 and
+QLinearMul with MLAS's SSE2 formula (approximate: see docs/debugging.md for the measured counts).
 
 Returned values: numpy arrays (integer codes for quantized tensors, unpacked ml_dtypes for
 4-bit and float8 types), one per node output of the executed graph, keyed by tensor name.
