@@ -78,7 +78,8 @@ _LEVEL_FUSE = {"disabled": None, "basic": "onnxruntime-basic", "extended": "onnx
                "all": "onnxruntime"}
 CAUSES = ("tie", "saturation", "int16 pair saturation", "float accumulation order",
           "propagated from an earlier divergence", "unknown")
-_QLIN = ("QLinearConv", "QLinearMatMul", "QGemm", "TensorRTFused", "MatMulInteger", "ConvInteger")
+_QLIN = ("QLinearConv", "QLinearMatMul", "QGemm", "TensorRTFused", "MatMulInteger", "ConvInteger",
+         "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool")
 _NEAR_TIE = 1e-3
 
 
@@ -542,10 +543,21 @@ def _bias_rounding_bound(ctx, qnode):
     return 0.5 * scales[0] * scales[1] / float(np.asarray(sy, np.float64).reshape(()))
 
 
+_CONTRIB_INPUTS = {"QLinearAdd": ("A", "A_scale", "A_zero_point", "B", "B_scale", "B_zero_point",
+                                  "C_scale", "C_zero_point"),
+                   "QLinearMul": ("A", "A_scale", "A_zero_point", "B", "B_scale", "B_zero_point",
+                                  "C_scale", "C_zero_point"),
+                   "QLinearGlobalAveragePool": ("X", "x_scale", "x_zero_point", "y_scale", "y_zero_point")}
+
+
 def _qlin_inputs(ctx, node):
     """Reference-side inputs of a QLinear-family node as ONNX-named dict, with the op name."""
     from ._oprun import OP_INPUTS
     op = node.op_type
+    if op in _CONTRIB_INPUTS:
+        ins = {nm: np.asarray(ctx.value(t)) for nm, t in zip(_CONTRIB_INPUTS[op], node.input)
+               if t and ctx.value(t) is not None}
+        return op, ins
     if op not in OP_INPUTS:
         return None, None
     ins = {}
@@ -598,7 +610,7 @@ def _cause_integer_op(ctx, node, td):
                 return "tie", (f"the exact value (acc + bias) * sx*sw/sy is within {float(dist.max()):.2g} "
                                "steps of a tie at every differing code: the fp32 multiplier / float "
                                "simulation decides (onnxruntime#32132)")
-    ex = _explain(op, ins, obs, at)
+    ex = _explain(op, ins, obs, at) if op not in _CONTRIB_INPUTS else ""
     if ex:
         return "unknown", ex
     return "unknown", ""
@@ -624,6 +636,21 @@ def _exact_requant_value(op, ins, at):
                                  ).astype(np.float64)
             return acc * np.asarray(ins["a_scale"]).astype(np.float64) * \
                 np.asarray(ins["b_scale"]).astype(np.float64) / float(np.asarray(ins["y_scale"]).reshape(()))
+        if op in ("QLinearAdd", "QLinearMul"):
+            def deq(k):
+                z = ins.get(f"{k}_zero_point")
+                return (ins[k].astype(np.float64) - (0 if z is None else float(np.asarray(z).reshape(())))) \
+                    * float(np.asarray(ins[f"{k}_scale"]).reshape(()))
+            a, b = deq("A"), deq("B")
+            v = (a + b) if op == "QLinearAdd" else (a * b)
+            return v / float(np.asarray(ins["C_scale"]).reshape(()))
+        if op == "QLinearGlobalAveragePool":
+            x = ins["X"].astype(np.float64)
+            cl = int(at.get("channels_last", 0))
+            axes = tuple(range(1, x.ndim - 1)) if cl else tuple(range(2, x.ndim))
+            z = ins.get("x_zero_point")
+            m = x.mean(axis=axes, keepdims=True) - (0 if z is None else float(np.asarray(z).reshape(())))
+            return m * float(np.asarray(ins["x_scale"]).reshape(())) / float(np.asarray(ins["y_scale"]).reshape(()))
     except Exception:  # noqa: BLE001
         return None
     return None
