@@ -99,7 +99,7 @@ def env_error():
 
 
 def get_num_threads():
-    """Threads kernels use (1 when built without OpenMP)."""
+    """Threads kernels use (the rq_parallel pool works without OpenMP too)."""
     return rq_num_threads()
 
 

@@ -64,7 +64,7 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads the fast kernels use (1 when the extension is absent or built without OpenMP)."""
+    """Threads the fast kernels use (1 when the extension is absent)."""
     mod = _cpu()
     return 1 if mod is None else mod.get_num_threads()
 
@@ -164,7 +164,8 @@ def show_config(file=None, *, as_json=False):
             p(f"  WARNING: unknown names in environment: {cfg['env_error']}")
         feats = [k for k, v in cfg["cpu_features"].items() if v]
         p(f"  CPU features:    {' '.join(feats) if feats else '(none detected)'}")
-        p(f"  threads:         {cfg['num_threads']} (OpenMP {'on' if cfg['openmp'] else 'off'})")
+        p(f"  threads:         {cfg['num_threads']} (quantize kernels: rq_parallel pool; "
+          f"OpenMP {'on' if cfg['openmp'] else 'off'} for kernels that use it)")
         p(f"  compiler:        {b.get('compiler', '?')}")
         p(f"  kernel cflags:   {b.get('cflags', '?')}")
         for isa, flags in b.get("isa_flags", {}).items():

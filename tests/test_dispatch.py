@@ -146,7 +146,7 @@ def test_threads():
         refquant._config.set_num_threads(None)
     assert refquant._config.get_num_threads() == n0
     out, _ = _run("import refquant._config as c; print(c.get_num_threads())", OMP_NUM_THREADS="3")
-    assert out == ("3" if _cpu.have_openmp() else "1")
+    assert out == "3"
 
 
 def test_state_shared_between_extensions():

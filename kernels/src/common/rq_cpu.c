@@ -326,13 +326,9 @@ static int default_threads(void)
 
 int rq_num_threads(void)
 {
-#if defined(_OPENMP)
     int n = g->nthreads;
     if (n <= 0) { n = default_threads(); g->nthreads = n; }
     return n;
-#else
-    return 1;
-#endif
 }
 
 void rq_set_num_threads(int n)

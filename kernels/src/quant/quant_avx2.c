@@ -81,6 +81,9 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
         nt = a->nontemporal ? 1 : 2;    /* 1: stream, 2: aligned store */
     }
     for (; i + 32 <= n; i += 32) {
+        /* software prefetch ~2 KiB ahead (see quant_avx512.c); never affects results */
+        _mm_prefetch((const char *)a->x + (i + 512) * (in_f16 ? 2 : 4), _MM_HINT_T0);
+        if (!in_f16) _mm_prefetch((const char *)a->x + (i + 512) * 4 + 64, _MM_HINT_T0);
         __m256i q[4];
         for (int u = 0; u < 4; u++) {
             q_params(a, i + 8 * u, ps, qmin, qmax, &s, &lo, &hi, &zp);
@@ -181,7 +184,10 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
         }
         nt = a->nontemporal ? 1 : 2;
     }
+    const int isz = (in_type == RQ_Q_I32) ? 4 : (in_type == RQ_Q_U16 || in_type == RQ_Q_I16) ? 2 : 1;
     for (; i + 16 <= n; i += 16) {
+        if (((i * isz) & 63) == 0)
+            _mm_prefetch((const char *)a->x + i * isz + 2048, _MM_HINT_T0);
         __m256 v[2];
         for (int u = 0; u < 2; u++) {
             if (ps) {

@@ -3,15 +3,14 @@
  *
  * Chunks have a fixed size (RQ_QCHUNK elements) independent of the thread count, and each
  * element is computed on its own, so the bits never depend on threads or ISA.  Chunks are
- * handed out dynamically: on a shared machine a preempted thread then delays only its own
- * chunk instead of half the array. */
+ * claimed dynamically through rq_parallel (kernels/src/common/rq_pool.h): the caller takes
+ * part and never waits for a worker that has not started, which matters on a shared machine
+ * (an OpenMP region's join waits a whole scheduler slice for a preempted thread). */
 #include "rq_cpu.h"
 #include "rq_build.h"
 #include "rq_quant.h"
 
-#if defined(_OPENMP)
-#  include <omp.h>
-#endif
+#include "rq_pool.h"
 
 #include <stdlib.h>
 
@@ -101,6 +100,49 @@ static int threads_for(int64_t n, int nthreads)
     return nthreads < 1 ? 1 : nthreads;
 }
 
+typedef struct {
+    const void *x; void *y; const float *s; const int32_t *zp;
+    int64_t N, D, inner; int in_type, out_type, div_f16, ntemp, isz, osz;
+    qrun_fn qfn; dqrun_fn dqfn;
+} qjob;
+
+/* One chunk [c * RQ_QCHUNK, ...): split into runs that share parameters. */
+static void q_chunk(void *ctx, int64_t c)
+{
+    const qjob *j = (const qjob *)ctx;
+    int64_t a0 = c * RQ_QCHUNK, b0 = a0 + RQ_QCHUNK < j->N ? a0 + RQ_QCHUNK : j->N;
+    rq_qrun_args r;
+    rq_dqrun_args dr;
+    int64_t pos = a0;
+    while (pos < b0) {
+        int64_t len, d;
+        int ps;
+        if (j->D == 1) {
+            d = 0; len = b0 - pos; ps = 0;
+        } else if (j->inner == 1) {
+            d = pos % j->D; len = j->D - d; ps = 1;
+        } else {
+            d = (pos / j->inner) % j->D; len = j->inner - pos % j->inner; ps = 0;
+        }
+        if (len > b0 - pos) len = b0 - pos;
+        if (j->qfn) {
+            r.x = (const char *)j->x + pos * j->isz;
+            r.y = (char *)j->y + pos * j->osz;
+            r.s = j->s + d; r.zp = j->zp + d; r.n = len; r.pstride = ps;
+            r.in_type = j->in_type; r.out_type = j->out_type; r.div_f16 = j->div_f16;
+            r.nontemporal = j->ntemp;
+            j->qfn(&r);
+        } else {
+            dr.x = (const char *)j->x + pos * j->isz;
+            dr.y = (char *)j->y + pos * j->osz;
+            dr.s = j->s + d; dr.zp = j->zp + d; dr.n = len; dr.pstride = ps;
+            dr.in_type = j->in_type; dr.out_type = j->out_type; dr.nontemporal = j->ntemp;
+            j->dqfn(&dr);
+        }
+        pos += len;
+    }
+}
+
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                 const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int div_f16,
                 int isa_cap, int nthreads)
@@ -109,41 +151,12 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
         (in_type != RQ_F_F32 && in_type != RQ_F_F16))
         return -1;
     int lvl = rq_quant_level(isa_cap);
-    qrun_fn fn = pick_q(lvl);
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
-    const int isz = f_size(in_type), osz = q_size(out_type);
-    const int nt = threads_for(N, nthreads);
-    const int ntemp = N * osz >= nt_bytes();
-    const int64_t nchunks = (N + RQ_QCHUNK - 1) / RQ_QCHUNK;
-    (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t c = 0; c < nchunks; c++) {
-        int64_t a0 = c * RQ_QCHUNK, b0 = a0 + RQ_QCHUNK < N ? a0 + RQ_QCHUNK : N;
-        rq_qrun_args r;
-        r.in_type = in_type; r.out_type = out_type; r.div_f16 = div_f16; r.nontemporal = ntemp;
-        int64_t pos = a0;
-        while (pos < b0) {
-            int64_t len, d;
-            if (D == 1) {
-                d = 0; len = b0 - pos; r.pstride = 0;
-            } else if (inner == 1) {
-                d = pos % D; len = D - d; r.pstride = 1;
-            } else {
-                d = (pos / inner) % D; len = inner - pos % inner; r.pstride = 0;
-            }
-            if (len > b0 - pos) len = b0 - pos;
-            r.x = (const char *)x + pos * isz;
-            r.y = (char *)y + pos * osz;
-            r.s = s + d;
-            r.zp = zp + d;
-            r.n = len;
-            fn(&r);
-            pos += len;
-        }
-    }
+    qjob j = {x, y, s, zp, N, D, inner, in_type, out_type, div_f16, 0, f_size(in_type),
+              q_size(out_type), pick_q(lvl), 0};
+    j.ntemp = N * j.osz >= nt_bytes();
+    rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
     return lvl;
 }
 
@@ -155,42 +168,25 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
         (out_type != RQ_F_F32 && out_type != RQ_F_F16))
         return -1;
     int lvl = rq_quant_level(isa_cap);
-    dqrun_fn fn = pick_dq(lvl);
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
-    const int isz = q_size(in_type), osz = f_size(out_type);
-    const int nt = threads_for(N, nthreads);
-    const int ntemp = N * osz >= nt_bytes();
-    const int64_t nchunks = (N + RQ_QCHUNK - 1) / RQ_QCHUNK;
-    (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t c = 0; c < nchunks; c++) {
-        int64_t a0 = c * RQ_QCHUNK, b0 = a0 + RQ_QCHUNK < N ? a0 + RQ_QCHUNK : N;
-        rq_dqrun_args r;
-        r.in_type = in_type; r.out_type = out_type; r.nontemporal = ntemp;
-        int64_t pos = a0;
-        while (pos < b0) {
-            int64_t len, d;
-            if (D == 1) {
-                d = 0; len = b0 - pos; r.pstride = 0;
-            } else if (inner == 1) {
-                d = pos % D; len = D - d; r.pstride = 1;
-            } else {
-                d = (pos / inner) % D; len = inner - pos % inner; r.pstride = 0;
-            }
-            if (len > b0 - pos) len = b0 - pos;
-            r.x = (const char *)x + pos * isz;
-            r.y = (char *)y + pos * osz;
-            r.s = s + d;
-            r.zp = zp + d;
-            r.n = len;
-            fn(&r);
-            pos += len;
-        }
-    }
+    qjob j = {x, y, s, zp, N, D, inner, in_type, out_type, 0, 0, q_size(in_type),
+              f_size(out_type), 0, pick_dq(lvl)};
+    j.ntemp = N * j.osz >= nt_bytes();
+    rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
     return lvl;
+}
+
+typedef struct {
+    const float *x; int64_t n; minmax_fn fn;
+    float *lo, *hi; int *bad;      /* per chunk */
+} mmjob;
+
+static void mm_chunk(void *ctx, int64_t c)
+{
+    const mmjob *j = (const mmjob *)ctx;
+    int64_t a0 = c * RQ_QCHUNK, len = a0 + RQ_QCHUNK < j->n ? RQ_QCHUNK : j->n - a0;
+    j->bad[c] = j->fn(j->x + a0, len, &j->lo[c], &j->hi[c]);
 }
 
 int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
@@ -201,35 +197,31 @@ int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinit
     *nonfinite = 0;
     if (n <= 0) return lvl;
     const int64_t nchunks = (n + RQ_QCHUNK - 1) / RQ_QCHUNK;
-    const int nt = threads_for(n, nthreads);
-    float lo = x[0], hi = x[0];
-    int bad = 0;
-    (void)nt;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        float tlo = x[0], thi = x[0];
-        int tbad = 0;
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (int64_t c = 0; c < nchunks; c++) {
-            int64_t a0 = c * RQ_QCHUNK, len = a0 + RQ_QCHUNK < n ? RQ_QCHUNK : n - a0;
-            float clo, chi;
-            tbad |= fn(x + a0, len, &clo, &chi);
-            tlo = clo < tlo ? clo : tlo;
-            thi = chi > thi ? chi : thi;
-        }
-#if defined(_OPENMP)
-#pragma omp critical(rq_minmax)
-#endif
-        {
-            lo = tlo < lo ? tlo : lo;
-            hi = thi > hi ? thi : hi;
-            bad |= tbad;
-        }
+    float lo1, hi1;
+    int bad1;
+    mmjob j = {x, n, fn, &lo1, &hi1, &bad1};
+    float *buf = 0;
+    if (nchunks > 1) {
+        buf = (float *)malloc((size_t)nchunks * (2 * sizeof(float) + sizeof(int)));
+        if (!buf) { nthreads = 1; }
     }
+    if (buf) {
+        j.lo = buf; j.hi = buf + nchunks; j.bad = (int *)(buf + 2 * nchunks);
+        rq_parallel(nchunks, threads_for(n, nthreads), mm_chunk, &j);
+    } else {
+        /* single chunk, or no memory for per-chunk results: one pass */
+        bad1 = fn(x, n, &lo1, &hi1);
+        *mn = lo1; *mx = hi1; *nonfinite = bad1;
+        return lvl;
+    }
+    float lo = j.lo[0], hi = j.hi[0];
+    int bad = 0;
+    for (int64_t c = 0; c < nchunks; c++) {
+        lo = j.lo[c] < lo ? j.lo[c] : lo;
+        hi = j.hi[c] > hi ? j.hi[c] : hi;
+        bad |= j.bad[c];
+    }
+    free(buf);
     *mn = lo;
     *mx = hi;
     *nonfinite = bad;

@@ -1,0 +1,138 @@
+/* rq_pool.c -- see rq_pool.h.  Portable (pthreads; serial elsewhere). */
+#include "rq_pool.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#  include <xmmintrin.h>
+/* Kernels compute in the default floating-point environment (round to nearest even, no
+ * flush-to-zero / denormals-are-zero) on every thread, whatever the caller's MXCSR. */
+#  define RQ_FPENV_SAVE_DEFAULT(saved) do { (saved) = _mm_getcsr(); _mm_setcsr(0x1F80u); } while (0)
+#  define RQ_FPENV_RESTORE(saved) _mm_setcsr(saved)
+#else
+#  define RQ_FPENV_SAVE_DEFAULT(saved) do { (saved) = 0; } while (0)
+#  define RQ_FPENV_RESTORE(saved) do { (void)(saved); } while (0)
+#endif
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+
+#define RQ_POOL_MAX 256
+
+typedef struct rq_job {
+    rq_chunk_fn fn;
+    void *ctx;
+    int64_t nchunks;
+    int64_t next;          /* atomic: next chunk to claim */
+} rq_job;
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_work = PTHREAD_COND_INITIALIZER;    /* workers wait for a job */
+static pthread_cond_t g_idle = PTHREAD_COND_INITIALIZER;    /* caller waits for active == 0 */
+static rq_job *g_job = 0;       /* current job (NULL: none open for joining) */
+static unsigned long g_gen = 0; /* job generation */
+static int g_want = 0;          /* workers allowed to join the current job */
+static int g_joined = 0;        /* workers that joined it */
+static int g_active = 0;        /* workers inside a job */
+static int g_busy = 0;          /* a caller owns the pool */
+static int g_started = 0;       /* worker threads created */
+static int g_atfork = 0;
+
+static void run_chunks(rq_job *job)
+{
+    for (;;) {
+        int64_t c = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+        if (c >= job->nchunks) break;
+        job->fn(job->ctx, c);
+    }
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    unsigned long seen = 0;
+    unsigned int csr;
+    RQ_FPENV_SAVE_DEFAULT(csr);
+    (void)csr;
+    pthread_mutex_lock(&g_mu);
+    for (;;) {
+        while (!(g_job && g_gen != seen && g_joined < g_want))
+            pthread_cond_wait(&g_work, &g_mu);
+        rq_job *job = g_job;
+        seen = g_gen;
+        g_joined++;
+        g_active++;
+        pthread_mutex_unlock(&g_mu);
+        run_chunks(job);
+        pthread_mutex_lock(&g_mu);
+        if (--g_active == 0) pthread_cond_broadcast(&g_idle);
+    }
+    return 0;
+}
+
+static void atfork_child(void)
+{
+    pthread_mutex_init(&g_mu, 0);
+    pthread_cond_init(&g_work, 0);
+    pthread_cond_init(&g_idle, 0);
+    g_job = 0; g_want = g_joined = g_active = g_busy = g_started = 0;
+}
+
+void rq_parallel(int64_t nchunks, int nthreads, rq_chunk_fn fn, void *ctx)
+{
+    unsigned int csr;
+    if (nthreads > RQ_POOL_MAX) nthreads = RQ_POOL_MAX;
+    RQ_FPENV_SAVE_DEFAULT(csr);
+    if (nchunks <= 1 || nthreads <= 1) {
+        for (int64_t c = 0; c < nchunks; c++) fn(ctx, c);
+        RQ_FPENV_RESTORE(csr);
+        return;
+    }
+    rq_job job = {fn, ctx, nchunks, 0};
+    int helpers = nthreads - 1;
+    if ((int64_t)helpers > nchunks - 1) helpers = (int)(nchunks - 1);
+    pthread_mutex_lock(&g_mu);
+    if (g_busy) {                       /* another caller owns the pool: run serially */
+        pthread_mutex_unlock(&g_mu);
+        run_chunks(&job);
+        RQ_FPENV_RESTORE(csr);
+        return;
+    }
+    g_busy = 1;
+    if (!g_atfork) { pthread_atfork(0, 0, atfork_child); g_atfork = 1; }
+    while (g_started < helpers) {
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &at, worker, 0);
+        pthread_attr_destroy(&at);
+        if (rc != 0) break;
+        g_started++;
+    }
+    if (helpers > g_started) helpers = g_started;
+    g_job = &job;
+    g_gen++;
+    g_want = helpers;
+    g_joined = 0;
+    if (helpers > 0) pthread_cond_broadcast(&g_work);
+    pthread_mutex_unlock(&g_mu);
+
+    run_chunks(&job);                   /* the caller claims chunks too */
+
+    pthread_mutex_lock(&g_mu);
+    g_job = 0;                          /* no new joins; wait only for workers inside */
+    while (g_active > 0) pthread_cond_wait(&g_idle, &g_mu);
+    g_busy = 0;
+    pthread_mutex_unlock(&g_mu);
+    RQ_FPENV_RESTORE(csr);
+}
+
+#else  /* no pthreads: serial */
+void rq_parallel(int64_t nchunks, int nthreads, rq_chunk_fn fn, void *ctx)
+{
+    unsigned int csr;
+    (void)nthreads;
+    RQ_FPENV_SAVE_DEFAULT(csr);
+    for (int64_t c = 0; c < nchunks; c++) fn(ctx, c);
+    RQ_FPENV_RESTORE(csr);
+}
+#endif
