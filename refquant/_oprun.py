@@ -19,19 +19,8 @@ from . import reference as R
 from ._dtypes import is_integer, is_low_float
 from .reference.quantize import expand_qparam
 
-OP_INPUTS = {
-    "QuantizeLinear": ("x", "y_scale", "y_zero_point"),
-    "DequantizeLinear": ("x", "x_scale", "x_zero_point"),
-    "DynamicQuantizeLinear": ("x",),
-    "MatMulInteger": ("A", "B", "a_zero_point", "b_zero_point"),
-    "QLinearMatMul": ("a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point",
-                      "y_scale", "y_zero_point"),
-    "ConvInteger": ("x", "w", "x_zero_point", "w_zero_point"),
-    "QLinearConv": ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point",
-                    "y_scale", "y_zero_point", "B"),
-    "QGemm": ("A", "a_scale", "a_zero_point", "B", "b_scale", "b_zero_point", "C",
-              "y_scale", "y_zero_point"),
-}
+from .engines._onnx_model import OP_INPUTS  # noqa: E402  (ONNX input names, node order)
+
 _FUNCS = {
     "QuantizeLinear": R.quantize_linear, "DequantizeLinear": R.dequantize_linear,
     "DynamicQuantizeLinear": R.dynamic_quantize_linear, "MatMulInteger": R.matmul_integer,
