@@ -22,6 +22,8 @@ _LAZY = {
     "explain": ("refquant.explain", "explain"),
     "compute_scale_zero_point": ("refquant.calibration", "compute_scale_zero_point"),
     "calibrate": ("refquant.calibration", "calibrate"),
+    "compare_tools": ("refquant.calibration", "compare_tools"),
+    "CalibrationResult": ("refquant.calibration", "CalibrationResult"),
     "pack_weights": ("refquant._packed", "pack_weights"),
     "PackedWeights": ("refquant._packed", "PackedWeights"),
     "set_num_threads": ("refquant._config", "set_num_threads"),
