@@ -209,8 +209,10 @@ PYTORCH_X86 = register_profile(PYTORCH_FBGEMM.replace(
               "epilogue adds the output zero point before rounding: y = RNE(fl32(v*M) + zp) "
               "(override QLinearConv: rq_zero_point='before_rounding'; measured at exact ties, e.g. "
               "v = -16.5 with zp 111 gives 94, FBGEMM 95).  Asymmetric-weight convs fall back to "
-              "FBGEMM (not modelled by the override).",
-        verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm, QLinearConv "
+              "FBGEMM (not modelled by the override).  The oneDNN conv epilogue carries the residual "
+              "deviation documented for 'pytorch-onednn' (1 in ~10^5 outputs with arbitrary scales).",
+        verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm (any scales), "
+                 "QLinearConv (power-of-two scales; oneDNN conv: residual deviation above) "
                  "(tests/test_profiles_pytorch.py)."),
 ))
 
@@ -227,11 +229,16 @@ PYTORCH_ONEDNN = register_profile(PYTORCH_FBGEMM.replace(
         arith="oneDNN requires a zero weight zero point ('ONEDNN only supports symmetric "
               "quantization of weight').  Measured: the float-bias epilogue of 'pytorch-fbgemm' except "
               "that the output zero point is added in float before rounding, y = RNE(fl32(v*M) + zp) "
-              "(exact ties v = -16.5, zp 111 -> 94 where FBGEMM gives 95).  The order of the float "
-              "multiplies inside oneDNN (bias before/after the scales) was not distinguishable on "
-              "the sweeps (all candidate orders agree on them).",
+              "(exact ties v = -16.5, zp 111 -> 94 where FBGEMM gives 95).  KNOWN RESIDUAL DEVIATION: "
+              "oneDNN's epilogue is v = fl32(fl32(fl32(fl32(acc)*xs')*ws') + b) * fl32(1/ys) with "
+              "s' = fl32(1/fl32(1/s)) (torch hands ideep reciprocal scales), which this profile "
+              "approximates by the fbgemm form; with non-power-of-two scales about 1 output in "
+              "10^5 (near ties) differs by one step (tests/test_profiles_pytorch.py::"
+              "test_onednn_residual_epilogue_order asserts the exact formula against the engine).  "
+              "Exact for power-of-two scales.",
         verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm, QLinearConv "
-                 "with symmetric weights (tests/test_profiles_pytorch.py)."),
+                 "with symmetric weights, bit-exact with power-of-two scales; with arbitrary scales "
+                 "the residual deviation above (tests/test_profiles_pytorch.py)."),
 ))
 
 PYTORCH_QNNPACK = register_profile(Profile(
