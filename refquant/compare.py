@@ -102,12 +102,15 @@ class TensorDiff:
     max_ulps: float | None = None
     first_index: tuple | None = None
     observed_as: str | None = None   # how the engine stored it (e.g. an NHWC tensor of ORT_ENABLE_ALL)
+    local_n_diff: int | None = None  # differences when the layer runs on the engine's own inputs
+    local_max_steps: float | None = None
+    local_diverged: bool | None = None
 
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["shape"] = list(self.shape)
         d["first_index"] = None if self.first_index is None else list(self.first_index)
-        for k in ("max_steps", "max_abs", "max_rel", "max_ulps"):
+        for k in ("max_steps", "max_abs", "max_rel", "max_ulps", "local_max_steps"):
             if d[k] is not None and not np.isfinite(d[k]):
                 d[k] = str(d[k])
         return d
@@ -130,11 +133,19 @@ class CompareResult:
     def diverged(self):
         return [t for t in self.tensors if t.diverged]
 
+    @property
+    def independent(self):
+        """Diverged tensors that still differ when their layer runs on the engine's own inputs
+        (each one is a divergence of its own, not a consequence of an earlier one)."""
+        return [t.name for t in self.tensors if t.diverged and t.local_diverged is not False
+                and t.cause != "propagated from an earlier divergence"]
+
     def to_dict(self):
         return {"first_divergence": self.first_divergence,
                 "tensors": [t.to_dict() for t in self.tensors],
                 "engine": self.engine, "profile": self.profile, "fuse": self.fuse,
                 "n_compared": len(self.tensors), "n_diverged": len(self.diverged),
+                "independent": self.independent,
                 "only_reference": list(self.only_reference),
                 "only_observed": list(self.only_observed),
                 "fusions": [f.to_dict() for f in self.fusions], "notes": list(self.notes)}
@@ -144,6 +155,9 @@ class CompareResult:
                  f"fuse {self.fuse})"]
         lines.append(f"{len(self.tensors)} tensors compared, {len(self.diverged)} diverged; "
                      f"first divergence: {self.first_divergence or 'none'}")
+        if len(self.independent) > 1:
+            lines.append(f"independent divergences (each differs on the engine's own inputs): "
+                         f"{', '.join(self.independent)}")
         w = max([len(t.name) for t in self.tensors] + [6])
         lines.append(f"  {'tensor':<{w}}  {'op':<22} {'n_diff':>12}  {'max diff':>14}  cause")
         for t in self.tensors:
@@ -670,38 +684,84 @@ def _explain(op, ins, obs, at):
         return f"refquant.explain failed: {type(exc).__name__}"
 
 
-def _assign_causes(ctx, tensors):
+def _analyze(ctx, td):
+    node = ctx.producer.get(td.name)
+    op = node.op_type if node is not None else ""
+    try:
+        if op == "QuantizeLinear":
+            return _cause_quantize(ctx, node, td)
+        if op in _QLIN:
+            return _cause_integer_op(ctx, node, td)
+        if td.unit == "float":
+            return ("float accumulation order" if (td.max_rel or 0) < 1e-3 else "unknown",
+                    f"max {td.max_ulps:g} ulps, max rel {td.max_rel:.2g}")
+        return "unknown", ""
+    except Exception as exc:  # noqa: BLE001  (analysis is best effort)
+        return "unknown", f"analysis failed: {type(exc).__name__}: {exc}"
+
+
+def _assign_causes(ctx, tensors, local=None):
+    """Cause of every diverged tensor.  With ``local`` (the reference replayed on the engine's
+    own tensors), a tensor the replay reproduces is 'propagated'; one it does not has its own
+    cause, analyzed on the engine's inputs.  Without it, any diverged ancestor means 'propagated'."""
     diverged = set()
+    lctx = None
+    if local is not None:
+        lctx = _Ctx(ctx.m, local, ctx.obs, ctx.profile, ctx.consts)
+        lctx.feeds = ctx.feeds
     for td in tensors:
         if not td.diverged:
             continue
         anc = _ancestors(ctx, td.name)
-        earlier = [t for t in diverged if t in anc]
-        if earlier:
+        earlier = sorted(t for t in diverged if t in anc)
+        if lctx is not None and td.local_diverged is not None:
+            if not td.local_diverged:
+                td.cause = "propagated from an earlier divergence"
+                td.detail = ("replaying this layer on the engine's own input tensors reproduces it"
+                             + (f" (upstream: {', '.join(earlier[:3])})" if earlier else ""))
+            else:
+                td.cause, td.detail = _analyze(lctx if earlier else ctx, td)
+                if earlier:
+                    td.detail = (f"independent of the upstream divergence ({', '.join(earlier[:3])}): "
+                                 f"{td.local_n_diff} value(s) differ even on the engine's own inputs; "
+                                 + td.detail)
+        elif earlier:
             td.cause = "propagated from an earlier divergence"
-            td.detail = f"upstream: {', '.join(sorted(earlier)[:3])}"
+            td.detail = f"upstream: {', '.join(earlier[:3])}"
         else:
-            node = ctx.producer.get(td.name)
-            op = node.op_type if node is not None else ""
-            try:
-                if op == "QuantizeLinear":
-                    td.cause, td.detail = _cause_quantize(ctx, node, td)
-                elif op in _QLIN or op == "QGemm":
-                    td.cause, td.detail = _cause_integer_op(ctx, node, td)
-                elif td.unit == "float":
-                    td.cause = "float accumulation order" if (td.max_rel or 0) < 1e-3 else "unknown"
-                    td.detail = f"max {td.max_ulps:g} ulps, max rel {td.max_rel:.2g}"
-                else:
-                    td.cause, td.detail = "unknown", ""
-            except Exception as exc:  # noqa: BLE001  (analysis is best effort)
-                td.cause, td.detail = "unknown", f"analysis failed: {type(exc).__name__}: {exc}"
+            td.cause, td.detail = _analyze(ctx, td)
         diverged.add(td.name)
+
+
+def _replay(model, inputs, prof, fz, ref, obs, ctx, tensors, float_rtol, tolerance, notes):
+    """Run the reference once more with every observed tensor overriding the computed one, so
+    each layer sees the engine's inputs; fill td.local_* from it.  Returns the local values."""
+    over = {}
+    for td in tensors:
+        o = np.asarray(obs[td.name])
+        r = np.asarray(ref[td.name])
+        if o.shape == r.shape and o.dtype.kind == r.dtype.kind:
+            over[td.name] = o.astype(r.dtype, copy=False)
+    try:
+        local, _, _ = _execute(model, inputs, prof, fz, overrides=over)
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"layer replay on the engine's tensors failed: {type(exc).__name__}: {exc}")
+        return None
+    for td in tensors:
+        if td.name not in local or td.name not in over:
+            continue
+        lt = _measure(td.name, td.op, local[td.name], obs[td.name], ctx.producer.get(td.name),
+                      ctx.consts, float_rtol, tolerance)
+        td.local_n_diff = lt.n_diff
+        td.local_max_steps = lt.max_steps
+        td.local_diverged = lt.diverged
+    return local
 
 
 # --------------------------------------------------------------------------- main API
 
 def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
-                  ort_optimization="disabled", fuse="auto", tolerance=0, float_rtol=1e-5):
+                  ort_optimization="disabled", fuse="auto", tolerance=0, float_rtol=1e-5, replay=True):
     """Compare every observable tensor of an engine run with the reference.
 
     model            ModelProto or path.
@@ -715,6 +775,10 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
                      engine, None for ``observed``.
     tolerance        steps a quantized tensor may differ before it counts as diverged (default 0).
     float_rtol       relative tolerance (to max|reference|) for float tensors off a grid.
+    replay           also replay every layer on the engine's own input tensors (one more reference
+                     run with the observed tensors as overrides): a diverged tensor the replay
+                     reproduces is "propagated", one it does not is an independent divergence
+                     (``local_n_diff`` / ``local_max_steps``; listed in ``independent``).
 
     Returns a :class:`CompareResult`.
     """
@@ -784,7 +848,10 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
         if name in aliases:
             td.observed_as = aliases[name]
         tensors.append(td)
-    _assign_causes(ctx, tensors)
+    local = None
+    if replay and any(t.diverged for t in tensors):
+        local = _replay(model, inputs, prof, fz, ref, obs, ctx, tensors, float_rtol, tolerance, notes)
+    _assign_causes(ctx, tensors, local)
     first = next((t.name for t in tensors if t.diverged), None)
     only_ref = [n for n in ref if n not in obs and n not in consts]
     graph_in = {i.name for i in model.graph.input}

@@ -96,7 +96,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -1307,7 +1307,7 @@ def _run_trt_fused(args, at, profile):
     return yi.astype(y.dtype)
 
 
-def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False):
+def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False, overrides=None):
     """Run an ONNX model on the reference and return every intermediate and output tensor.
 
     model    onnx.ModelProto, a path to a .onnx file, or serialized bytes.
@@ -1318,17 +1318,43 @@ def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False)
              (DQ -> Conv/MatMul/Gemm [-> act] -> Q as one int8 kernel).  See the module docstring
              for the exact rewrites and which tensors disappear.
     return_fusions  also return the list of :class:`Fusion` applied: ``(values, fusions)``.
+    overrides  {tensor name: array}: the consumers of these tensors read the given values
+             instead of the computed ones (e.g. an engine's observed tensors, to replay each
+             layer on the engine's inputs).  The returned value of an overridden tensor is still
+             the one its producer computes.  Names that do not exist in the executed graph
+             (inside a fusion) are ignored.
 
     Returns {tensor name: numpy array} for every node output of the executed graph, in
     topological order (a Python dict keeps insertion order).
     """
-    values, _m, fusions = _execute(model, inputs, profile, fuse)
+    values, _m, fusions = _execute(model, inputs, profile, fuse, overrides=overrides)
     if return_fusions:
         return values, fusions
     return values
 
 
-def _execute(model, inputs, profile, fuse):
+_COMPUTED = "__refquant_computed"
+
+
+def _apply_overrides(m, overrides):
+    """Rename each overridden tensor's producer output to <t>__refquant_computed and feed <t>."""
+    import onnx
+    produced = {o for n in m.graph.node for o in n.output if o}
+    todo = {t for t in overrides if t in produced}
+    if not todo:
+        return m, {}
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(m)
+    for n in m2.graph.node:
+        for k, o in enumerate(n.output):
+            if o in todo:
+                n.output[k] = o + _COMPUTED
+    for t in sorted(todo):
+        m2.graph.input.append(onnx.ValueInfoProto(name=t))
+    return m2, {t: np.asarray(overrides[t]) for t in todo}
+
+
+def _execute(model, inputs, profile, fuse, overrides=None):
     """(values, executed ModelProto, fusions): run_model's work, with the rewritten graph."""
     from onnx.reference import ReferenceEvaluator
     from .profile import get_profile
@@ -1337,17 +1363,28 @@ def _execute(model, inputs, profile, fuse):
     prof = get_profile(profile)
     feeds = _check_inputs(model, inputs)
     m, fusions = _rewrite(model, fuse)
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise TypeError(f"overrides: expected a dict {{tensor name: array}}, got "
+                            f"{type(overrides).__name__}")
+        run_m, extra = _apply_overrides(m, overrides)
+        feeds = dict(feeds, **extra)
+    else:
+        run_m = m
     classes = _make_ops(prof, {f.output: f for f in fusions})
     try:
-        ev = ReferenceEvaluator(m, new_ops=classes)
+        ev = ReferenceEvaluator(run_m, new_ops=classes)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"model: onnx.reference cannot load the model: {exc}") from exc
     res = ev.run(None, feeds, intermediate=True)
     out = {}
     for n in m.graph.node:
         for o in n.output:
-            if o and o in res:
-                v = res[o]
+            if not o:
+                continue
+            key = o + _COMPUTED if o + _COMPUTED in res else o
+            if key in res:
+                v = res[key]
                 out[o] = np.asarray(v) if not isinstance(v, (list, tuple)) else v
     for o in m.graph.output:
         if o.name in res and o.name not in out:

@@ -18,23 +18,27 @@ from refquant.compare import compare_model, CAUSES  # noqa: E402
 from refquant.model import run_model  # noqa: E402
 
 
-def _planted(seed=0):
+def _planted(seed=0, independent=False):
     """Reference tensors of qdq_conv_chain with yq perturbed by one code at an element far from
-    a tie, and the later tensors changed as a consequence."""
+    a tie and every later tensor recomputed from it (run_model overrides); with
+    ``independent`` also a second, unrelated error of two codes planted in zq."""
     m, shp = qdq_conv_chain(seed=seed)
     x = random_input(shp)
     ref = run_model(m, {"x": x})
-    obs = {k: v.copy() for k, v in ref.items()}
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     v = ref["relu"].astype(np.float64) / float(inits["sy"])
     dist = np.abs(v - np.floor(v) - 0.5)
-    dist[ref["yq"] >= 254] = -1
+    dist[ref["yq"] >= 250] = -1
     idx = np.unravel_index(int(np.argmax(dist)), v.shape)
-    obs["yq"][idx] += 1
-    obs["ydq"] = ((obs["yq"].astype(np.int32) - int(inits["zy"])) * inits["sy"]).astype(np.float32)
-    obs["zq"] = obs["zq"].copy()
-    obs["zq"][0, 3] += 2
-    obs["out"] = ((obs["zq"].astype(np.int32) - int(inits["zz"])) * inits["sz"]).astype(np.float32)
+    yq = ref["yq"].copy()
+    yq[idx] += 1
+    obs = run_model(m, {"x": x}, overrides={"yq": yq})
+    obs["yq"] = yq
+    if independent:
+        zq = obs["zq"].copy()
+        zq[0, 3] = zq[0, 3] + 2 if zq[0, 3] < 250 else zq[0, 3] - 2
+        obs = run_model(m, {"x": x}, overrides={"yq": yq, "zq": zq})
+        obs["yq"], obs["zq"] = yq, zq
     return m, x, obs, idx
 
 
@@ -47,16 +51,36 @@ def test_planted_first_divergence():
     assert by["yq"].first_index == tuple(int(i) for i in idx)
     assert by["yq"].cause == "unknown"      # a planted error is no tie, no saturation
     assert by["ydq"].max_steps == pytest.approx(1.0) and by["ydq"].unit == "scale step"
-    assert by["ydq"].cause == "propagated from an earlier divergence"
-    assert by["zq"].max_steps == 2 and by["zq"].cause == "propagated from an earlier divergence"
+    for t in r.tensors:
+        if t.diverged and t.name != "yq":
+            assert t.cause == "propagated from an earlier divergence", t
+            assert t.local_n_diff == 0
+    assert r.independent == ["yq"]
     assert not by["xq"].diverged and not by["conv"].diverged
     names = [t.name for t in r.tensors]
-    assert names.index("xq") < names.index("yq") < names.index("zq") < names.index("out")
+    assert names.index("xq") < names.index("yq") < names.index("ydq")
     d = r.to_dict()
-    assert d["first_divergence"] == "yq"
+    assert d["first_divergence"] == "yq" and d["independent"] == ["yq"]
     assert all(set(t) >= {"name", "n_diff", "max_steps", "cause"} for t in d["tensors"])
     json.dumps(d)
     assert "yq" in str(r) and "<table>" in r.to_html()
+
+
+def test_planted_independent_second_divergence():
+    """Two planted errors: the second (in zq) is not a consequence of the first; replaying each
+    layer on the engine's own inputs separates them."""
+    m, x, obs, _ = _planted(independent=True)
+    r = compare_model(m, {"x": x}, observed=obs)
+    assert r.first_divergence == "yq"
+    assert r.independent == ["yq", "zq"]
+    zq = next(t for t in r.tensors if t.name == "zq")
+    assert zq.local_n_diff == 1 and zq.local_max_steps == 2
+    assert "independent of the upstream divergence" in zq.detail
+    out = next(t for t in r.tensors if t.name == "out")
+    assert out.cause == "propagated from an earlier divergence"
+    # without the replay, everything after the first divergence is called propagated
+    r0 = compare_model(m, {"x": x}, observed=obs, replay=False)
+    assert next(t for t in r0.tensors if t.name == "zq").cause == "propagated from an earlier divergence"
 
 
 def test_identical_run_has_no_divergence():
