@@ -128,6 +128,7 @@ class CompareResult:
     only_observed: list = field(default_factory=list)    # observed names the reference lacks
     fusions: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    profile_obj: object = field(default=None, repr=False, compare=False)
 
     @property
     def diverged(self):
@@ -859,7 +860,8 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     if aliases:
         notes.append(f"{len(aliases)} tensor(s) aligned through ORT's NHWC layout transform by node "
                      "name (observed_as)")
-    return CompareResult(first, tensors, engine_name, prof.name, fz, only_ref, only_obs, fusions, notes)
+    return CompareResult(first, tensors, engine_name, prof.name, fz, only_ref, only_obs, fusions, notes,
+                         profile_obj=prof)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -902,6 +904,11 @@ def add_parser(subparsers):
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON ('-': stdout)")
     p.add_argument("--html", default=None, metavar="FILE", help="write the report as HTML")
     p.add_argument("--quiet", action="store_true", help="print only the first divergence line")
+    p.add_argument("--no-replay", action="store_true",
+                   help="skip replaying each layer on the engine's own tensors (then every "
+                        "divergence after the first counts as propagated)")
+    p.add_argument("--save-reference", default=None, metavar="FILE.npz",
+                   help="also write the reference's tensors (the fuse mode used) to an .npz")
     p.set_defaults(_run=run)
     return p
 
@@ -913,7 +920,13 @@ def run(args):
         fuse = None if args.fuse == "none" else args.fuse
         res = compare_model(args.model, inputs, engine=args.engine, observed=observed,
                             profile=args.profile, ort_optimization=args.ort_optimization, fuse=fuse,
-                            tolerance=args.tolerance, float_rtol=args.float_rtol)
+                            tolerance=args.tolerance, float_rtol=args.float_rtol,
+                            replay=not args.no_replay)
+        if args.save_reference:
+            from .model import run_model
+            vals = run_model(args.model, inputs, profile=res.profile_obj, fuse=res.fuse)
+            np.savez(args.save_reference, **{k: v for k, v in vals.items()
+                                             if isinstance(v, np.ndarray)})
     except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"refquant compare: {exc}", file=sys.stderr)
         return 2

@@ -227,8 +227,10 @@ def test_cli_observed_json(tmp_path, capsys):
     assert html.read_text().startswith("<!doctype html>")
     np.savez(tmp_path / "same.npz", **run_model(m, {"x": x}))
     rc = main(["compare", str(mp), "--inputs", str(tmp_path / "in.npz"), "--observed",
-               str(tmp_path / "same.npz"), "--quiet"])
+               str(tmp_path / "same.npz"), "--quiet", "--save-reference", str(tmp_path / "ref.npz")])
     assert rc == 0
+    with np.load(tmp_path / "ref.npz") as z:
+        assert "yq" in z.files and np.array_equal(z["yq"], run_model(m, {"x": x})["yq"])
     rc = main(["compare", str(tmp_path / "nope.onnx"), "--inputs", str(tmp_path / "in.npz"),
                "--observed", str(tmp_path / "same.npz")])
     assert rc == 2
