@@ -184,3 +184,17 @@ def test_cli_attributes(tmp_path, capsys):
     assert parse_attr("alpha=0.5") == ("alpha", 0.5) and parse_attr("auto_pad=SAME_UPPER") == ("auto_pad", "SAME_UPPER")
     with pytest.raises(ValueError):
         parse_attr("novalue")
+
+
+def test_zero_scale_is_invalid_for_every_profile():
+    """A zero scale is outside ONNX's domain: every profile refuses it (ValueError naming the
+    argument), and explain lists them all as unable to express the call."""
+    need("onnxruntime")
+    inp = _q([1.0, 0.0, -1.0], s=0.0, zp=np.int8(0))
+    with pytest.raises(ValueError, match="y_scale"):
+        R.quantize_linear(inp["x"], inp["y_scale"], inp["y_zero_point"], profile="onnxruntime")
+    obs = E.run("onnxruntime", "QuantizeLinear", inp)          # ORT: x/0 -> +-inf -> saturate, 0/0 -> qmin
+    assert obs.tolist() == [127, -128, -128]
+    r = explain("QuantizeLinear", inp, obs)
+    assert r.matches == [] and all(c.status == "cannot_express" for c in r.comparisons)
+    assert r.nearest is None and "Cannot express" in str(r)
