@@ -10,8 +10,6 @@ Checks against onnxruntime 1.32 (CPU EP, 1 thread):
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
