@@ -25,6 +25,7 @@ Rules (code: what is checked)
   QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear rejected by the parser;
   scales/zero points must be build-time constants; per-channel only on constant inputs; a 1-D
   scale without an ``axis`` attribute means axis 0 to the parser (ONNX says 1).
+- RQ106 Q -> DQ pair whose scale or zero point differ (every value silently rescaled).
 - RQ201 per-channel axis vs op: the weight scale of Conv must run along axis 0 (output
   channels), of ConvTranspose along axis 1, of Gemm along 1 - transB, of MatMul along the last
   axis; the scale length must equal that dimension.  Depthwise Conv with a per-tensor weight scale
@@ -519,7 +520,37 @@ class _Linter:
                     self.add("error", "RQ501", i, f"int4 weight with odd last dimension {np.shape(x)[-1]}",
                              "the TensorRT parser needs an even last dimension for packed INT4")
 
+    # ----------------------------------------------------------------- Q -> DQ pairs
+    def check_pairs_qdq(self):
+        """A Q whose DQ consumer uses another scale / zero point re-scales the tensor silently."""
+        G = self.G
+        for i, n in enumerate(G.nodes):
+            if n.op_type != "QuantizeLinear" or n.domain not in ("", "ai.onnx"):
+                continue
+            s = self.const(n.input[1]) if len(n.input) > 1 else None
+            z = self.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+            for c in G.consumers.get(n.output[0], []):
+                d = G.nodes[c]
+                if d.op_type != "DequantizeLinear":
+                    continue
+                s2 = self.const(d.input[1]) if len(d.input) > 1 else None
+                z2 = self.const(d.input[2]) if len(d.input) > 2 and d.input[2] else None
+                if s is None or s2 is None:
+                    continue
+                zs = np.zeros(()) if z is None else np.asarray(z).astype(np.int64)
+                zs2 = np.zeros(()) if z2 is None else np.asarray(z2).astype(np.int64)
+                same_s = np.shape(s) == np.shape(s2) and np.array_equal(np.asarray(s), np.asarray(s2))
+                same_z = np.array_equal(np.broadcast_to(zs, np.shape(zs2)) if np.ndim(zs2) else zs, zs2) \
+                    if np.ndim(zs) <= np.ndim(zs2) else False
+                if not (same_s and same_z):
+                    what = "scale" if not same_s else "zero point"
+                    self.add("error", "RQ106", c, f"DequantizeLinear reads {n.input[0]!r}'s codes "
+                             f"from Q {G.labels[i]!r} with a different {what}",
+                             "a Q/DQ pair must share scale and zero point; otherwise every value is "
+                             "silently rescaled (usually a calibration/export bug)")
+
     def run(self):
+        self.check_pairs_qdq()
         for i, n in enumerate(self.G.nodes):
             if n.domain not in ("", "ai.onnx", "com.microsoft"):
                 continue

@@ -107,6 +107,19 @@ def test_tensorrt_uint8_zero_point_zero_becomes_int8():
     assert any(x.code == "RQ105" and x.severity == "error" and x.node == "dq_in" for x in f)
 
 
+def test_qdq_pair_mismatch():
+    m = layer()
+    for init in m.graph.initializer:
+        if init.name == "sy":
+            init.CopyFrom(_init("sy", np.float32(0.05)))
+    nodes = list(m.graph.node)
+    m.graph.initializer.append(_init("sy2", np.float32(0.06)))
+    nodes[-1].input[1] = "sy2"
+    f = lint_model(m)
+    assert ("RQ106", "error") in codes(f) and any(x.node == "dq_out" for x in f if x.code == "RQ106")
+    assert not [x for x in lint_model(layer()) if x.code == "RQ106"]
+
+
 def test_tensorrt_rejects_qoperator_ops():
     m, _ = qlinear_chain()
     f = lint_model(m, "tensorrt")
