@@ -153,12 +153,13 @@ class _Linter:
                              "TensorRT needs scales and zero points as build-time constants "
                              "(initializers)")
                 continue
-            self.check_scale(i, sname, np.asarray(s))
             z = self.const(zname) if zname else None
             x_dt = None
             if xi is not None and len(n.input) > xi:
                 from .model import _tensor_dtype
                 x_dt = _tensor_dtype(self.G, n.input[xi])
+            # an int32 bias DQ's scale is sx*sw, tiny by construction: no fp16 check
+            self.check_scale(i, sname, np.asarray(s), fp16=(x_dt != np.dtype(np.int32)))
             if z is not None:
                 z = np.asarray(z)
                 if x_dt is not None and z.dtype != x_dt:
@@ -182,7 +183,7 @@ class _Linter:
                 self.add("error", "RQ105", i, f"zero point {zname!r} is not a constant",
                          "TensorRT needs build-time constant zero points")
 
-    def check_scale(self, i, name, s):
+    def check_scale(self, i, name, s, fp16=True):
         sf = s.astype(np.float64)
         bad = ~np.isfinite(sf) | (sf <= 0)
         if bad.any():
@@ -198,7 +199,7 @@ class _Linter:
                      "denormals (XNNPACK, GPUs with FTZ) divide by zero; widen the range or clamp "
                      "the scale to >= 2^-126")
         rest = ok[~den]
-        if rest.size:
+        if rest.size and fp16:
             sev = "error" if s.dtype == np.float16 else "warning"
             if (rest < _FP16_MIN_SUB / 2).any():
                 self.add(sev, "RQ102", i, f"scale {name!r} becomes 0 in float16 (min {rest.min():.3g})",
