@@ -242,6 +242,10 @@ class _Linter:
                     self.add("warning", "RQ105", i, "uint8 QuantizeLinear becomes int8 in TensorRT "
                              "(with a parser warning): the output range is [-128, 127], not [0, 255]",
                              "use int8 with zero point 0")
+            elif name == "int32":
+                self.add("error", "RQ105", i, "int32 (bias) DequantizeLinear is not supported by TensorRT",
+                         "keep the Conv/Gemm bias in float: TensorRT applies it in the fused "
+                         "kernel's float epilogue")
             elif name not in ("int8", "int4", "float8_e4m3fn", "float4_e2m1fn"):
                 self.add("error", "RQ105", i, f"{name} Q/DQ is not supported by TensorRT",
                          "TensorRT takes INT8, INT4 (weights), FP8 E4M3 and FP4 E2M1")
