@@ -22,6 +22,20 @@
 #endif
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
+
+void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
+                             int cols) __attribute__((weak));
+
+/* dst[c*ds + r] = src[r*ss + c] (bytes) */
+static void transpose_u8(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows, int cols,
+                         int isa) {
+    if (isa >= RQ_ISA_AVX512 && rq_transpose_u8__avx512) {
+        rq_transpose_u8__avx512(src, ss, dst, ds, rows, cols);
+        return;
+    }
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[c * ds + r] = src[r * ss + c];
+}
 static inline size_t osize(int t) { return t == RQ_OUT_S32 ? 4 : 1; }
 
 static void epi_conv_base(rq_epi *e, const rq_conv_args *c) {
@@ -161,22 +175,15 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     }
     if (rc == RQ_OK) {
         const uint8_t xz = (uint8_t)c->x_zp;
-        /* padded NHWC copy */
+        /* padded NHWC copy: per input row, a (C x W) -> (W x C) byte transpose */
         memset(xp, xz, npix * C + 64);
         const int HW = c->H * c->W;
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)C * HW > 65536)
 #endif
-        for (int h = 0; h < c->H; h++) {
-            uint8_t *drow = xp + ((size_t)(h + c->pt) * Wp + c->pl) * C;
-            for (int c0 = 0; c0 < C; c0 += 16) {
-                for (int w = 0; w < c->W; w++) {
-                    uint8_t *d = drow + (size_t)w * C + c0;
-                    const uint8_t *s = c->x + (size_t)c0 * HW + (size_t)h * c->W + w;
-                    for (int q = 0; q < 16; q++) d[q] = s[(size_t)q * HW];
-                }
-            }
-        }
+        for (int h = 0; h < c->H; h++)
+            transpose_u8(c->x + (size_t)h * c->W, HW, xp + ((size_t)(h + c->pt) * Wp + c->pl) * C, C, C,
+                         c->W, isa);
         for (int kh = 0; kh < c->KH; kh++)
             for (int kw = 0; kw < c->KW; kw++)
                 for (int cc = 0; cc < nc; cc++)
@@ -188,9 +195,33 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
             for (int j = 0; j < c->Cout; j++) colfix[j] = (int32_t)(xzu * (uint32_t)pb->csum[j]);
             e.colfix = colfix;
         }
-        e.conv_wp = Wp; e.conv_ow = c->OW; e.conv_oh = c->OH; e.conv_p = c->OH * c->OW;
-        rq_amx_a A = {xp, (ptrdiff_t)16 * C, koff, C, c->x_signed, nib};
-        rc = rq_gemm_amx__amx(&A, pb, &e, nt);
+        /* outputs of the virtual pixels in NHWC order, then one transpose to NCHW */
+        const size_t es = osize(c->out_type);
+        void *yv = rq_aligned_alloc((size_t)nib * 16 * c->Cout * es + 64);
+        if (!yv) rc = RQ_ENOMEM;
+        if (rc == RQ_OK) {
+            e.C = yv; e.c_rs = c->Cout; e.c_cs = 1;
+            rq_amx_a A = {xp, (ptrdiff_t)16 * C, koff, C, c->x_signed, nib};
+            rc = rq_gemm_amx__amx(&A, pb, &e, nt);
+        }
+        if (rc == RQ_OK) {
+            const size_t P = (size_t)c->OH * c->OW;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && P * c->Cout > 65536)
+#endif
+            for (int oh = 0; oh < c->OH; oh++) {
+                if (es == 1) {
+                    transpose_u8((const uint8_t *)yv + (size_t)oh * Wp * c->Cout, c->Cout,
+                                 (uint8_t *)c->y + (size_t)oh * c->OW, (ptrdiff_t)P, c->OW, c->Cout, isa);
+                } else {
+                    const int32_t *s = (const int32_t *)yv + (size_t)oh * Wp * c->Cout;
+                    int32_t *d = (int32_t *)c->y + (size_t)oh * c->OW;
+                    for (int co = 0; co < c->Cout; co++)
+                        for (int ow = 0; ow < c->OW; ow++) d[co * P + ow] = s[(size_t)ow * c->Cout + co];
+                }
+            }
+        }
+        rq_aligned_free(yv);
     }
     rq_aligned_free(xp); rq_aligned_free(koff); rq_aligned_free(colfix);
     rq_packed_b_free(own);
@@ -204,6 +235,15 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
     if (Cg == 1 && c->Cout == c->C) {
+        if (isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw == 1 && c->dw == 1 &&
+            c->KW <= 4 && c->KH <= 16 && c->w_signed) {
+            int zero = 1;
+            for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
+            if (zero) {
+                if (kernel_used) *kernel_used = RQ_K_DW_VNNI;
+                return rq_dwconv_dp__avx512vnni(c, nt);
+            }
+        }
         if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && c->sw == 1) {
             if (kernel_used) *kernel_used = RQ_K_DW_AVX512;
             return rq_dwconv__avx512(c, nt);

@@ -14,7 +14,7 @@
 static const char *const KNAMES[RQ_K_COUNT] = {
     "gemm_s32__scalar", "gemm_u8s8_sat16__scalar", "gemm_i16__avx2", "gemm_vnni4__avx512vnni",
     "gemv_vnni4__avx512vnni", "gemm_tdp__amx", "dwconv__scalar", "dwconv__avx512",
-    "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2",
+    "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2", "dwconv_dpbusd__avx512vnni",
 };
 
 const char *rq_gemm_kernel_name(int k) { return (k >= 0 && k < RQ_K_COUNT) ? KNAMES[k] : "none"; }
@@ -136,6 +136,11 @@ static inline int32_t epi_requant(const rq_epi *e, int j, int32_t acc) {
 
 void rq_epi_rows__scalar(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
                          ptrdiff_t ldr) {
+    if (e->conv_wp && nj > 32) {
+        for (int c = 0; c < nj; c += 32)
+            rq_epi_rows__scalar(e, i0, mi, j0 + c, nj - c < 32 ? nj - c : 32, raw + c, ldr);
+        return;
+    }
     if (e->conv_wp) {
         int32_t t32[32 * 32]; uint8_t t8[32 * 32];
         for (int r = 0; r < mi; r++)

@@ -37,6 +37,11 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
     const __m512i zp = _mm512_set1_epi32(e->y_zp);
     const int per_col = e->mult_n != 1;
     const __m512 m1 = _mm512_set1_ps(e->mult ? e->mult[0] : 0.0f);
+    if (e->conv_wp && nj > 32) {
+        for (int c = 0; c < nj; c += 32)
+            rq_epi_rows__avx512(e, i0, mi, j0 + c, nj - c < 32 ? nj - c : 32, raw + c, ldr);
+        return;
+    }
     if (e->conv_wp) {
         /* rows are virtual pixels: convert into a [mi][32] block, then scatter (transpose) */
         int32_t t32[32 * 32] __attribute__((aligned(64)));

@@ -1,0 +1,197 @@
+"""Benchmark refquant's integer convolution against onnxruntime and PyTorch quantized conv.
+
+    python benchmarks/bench_conv.py [--layers 3x3 1x1 dw] [--threads 1 2] [--budget 0.6]
+                                    [--json FILE] [--no-torch]
+
+Layers (ResNet-50 / MobileNet shapes, N=1, NCHW, uint8 activations, int8 weights, int32 bias):
+  3x3  C=64 -> 64, 56x56, pad 1           (231 MOPs)
+  1x1  C=256 -> 64, 56x56                  (103 MOPs)
+  dw   C=128, group 128, 3x3, 56x56, pad 1 (7.2 MOPs)
+
+Peers at the same thread count, in the same run: refquant.qlinear_conv (weights as a plain array
+every call, and pre-packed with pack_weights), refquant.conv_integer; ORT QLinearConv and
+ConvInteger with the weights as initializers; torch quantized Conv2d on the fbgemm, x86 and
+onednn engines with NCHW and channels-last (NHWC) input.  GOPS = 2*MACs / median time;
+ratios are against ORT QLinearConv.  refquant's outputs are checked bit-identical to ORT's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+LAYERS = {
+    "3x3": dict(C=64, M=64, H=56, W=56, k=3, pad=1, group=1),
+    "1x1": dict(C=256, M=64, H=56, W=56, k=1, pad=0, group=1),
+    "dw": dict(C=128, M=128, H=56, W=56, k=3, pad=1, group=128),
+}
+
+
+def timeit(fn, budget, min_reps=3, max_reps=500):
+    fn()
+    ts = []
+    t_end = time.perf_counter() + budget
+    while len(ts) < min_reps or (time.perf_counter() < t_end and len(ts) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts)), float(np.min(ts))
+
+
+def ort_conv(op, x, w, bias, qp, L, threads):
+    from onnx import TensorProto, helper, numpy_helper
+    import onnxruntime as ort
+
+    pads = [L["pad"]] * 4
+    attrs = dict(kernel_shape=[L["k"], L["k"]], pads=pads, group=L["group"])
+    if op == "QLinearConv":
+        inits = [numpy_helper.from_array(np.array(qp["x_s"], np.float32), "xs"),
+                 numpy_helper.from_array(np.array(qp["x_zp"], np.uint8), "xz"),
+                 numpy_helper.from_array(w, "w"),
+                 numpy_helper.from_array(np.array(qp["w_s"], np.float32), "ws"),
+                 numpy_helper.from_array(np.array(0, np.int8), "wz"),
+                 numpy_helper.from_array(np.array(qp["y_s"], np.float32), "ys"),
+                 numpy_helper.from_array(np.array(qp["y_zp"], np.uint8), "yz"),
+                 numpy_helper.from_array(bias, "b")]
+        node = helper.make_node(op, ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], **attrs)
+        yt = TensorProto.UINT8
+    else:
+        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(qp["x_zp"], np.uint8), "xz")]
+        node = helper.make_node(op, ["x", "w", "xz"], ["y"], **attrs)
+        yt = TensorProto.INT32
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x.shape))],
+                              [helper.make_tensor_value_info("y", yt, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def torch_conv(engine, x, w, bias, qp, L, threads, channels_last):
+    import torch
+    if engine not in torch.backends.quantized.supported_engines:
+        return None
+    torch.backends.quantized.engine = engine
+    torch.set_num_threads(threads)
+    conv = torch.ao.nn.quantized.Conv2d(L["C"], L["M"], L["k"], padding=L["pad"], groups=L["group"])
+    wq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(w), qp["w_s"], 0)
+    conv.set_weight_bias(wq, torch.from_numpy(bias.astype(np.float32) * qp["x_s"] * qp["w_s"]))
+    conv.scale, conv.zero_point = qp["y_s"], qp["y_zp"]
+    xq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), qp["x_s"], qp["x_zp"])
+    if channels_last:
+        xq = xq.contiguous(memory_format=torch.channels_last)
+
+    def run():
+        with torch.no_grad():
+            return conv(xq)
+    return run
+
+
+def bench_layer(name, threads, budget, use_torch, rng):
+    import refquant
+    L = LAYERS[name]
+    refquant.set_num_threads(threads)
+    x = rng.integers(0, 256, (1, L["C"], L["H"], L["W"]), dtype=np.uint8)
+    w = rng.integers(-128, 128, (L["M"], L["C"] // L["group"], L["k"], L["k"])).astype(np.int8)
+    bias = rng.integers(-2000, 2000, L["M"]).astype(np.int32)
+    qp = dict(x_s=0.02, x_zp=119, w_s=0.005, y_s=0.3, y_zp=127)
+    ops = 2.0 * L["M"] * L["H"] * L["W"] * (L["C"] // L["group"]) * L["k"] ** 2
+    res = {}
+
+    def rec(key, t, check=None, kernel=None):
+        med, best = t
+        res[key] = {"gops": ops / med / 1e9, "gops_best": ops / best / 1e9, "median_s": med}
+        if check is not None:
+            res[key]["bitexact_vs_ort"] = bool(check)
+        if kernel:
+            res[key]["kernel"] = kernel
+
+    kw = dict(pads=[L["pad"]] * 4, group=L["group"])
+    args = (x, np.float32(qp["x_s"]), np.uint8(qp["x_zp"]), w, np.float32(qp["w_s"]), np.int8(0),
+            np.float32(qp["y_s"]), np.uint8(qp["y_zp"]), bias)
+    y_rq = refquant.qlinear_conv(*args, **kw)
+    kern = refquant.last_path()["path"]
+    t_rq = timeit(lambda: refquant.qlinear_conv(*args, **kw), budget)
+    pw = refquant.pack_weights(w) if L["group"] == 1 else w
+    args_p = args[:3] + (pw,) + args[4:]
+    t_rqp = timeit(lambda: refquant.qlinear_conv(*args_p, **kw), budget)
+    ci = refquant.conv_integer(x, w, np.uint8(qp["x_zp"]), **kw)
+    t_ci = timeit(lambda: refquant.conv_integer(x, w, np.uint8(qp["x_zp"]), **kw), budget)
+    try:
+        s = ort_conv("QLinearConv", x, w, bias, qp, L, threads)
+        y_ort = s.run(None, {"x": x})[0]
+        rec("rq QLinearConv", t_rq, check=np.array_equal(y_ort, y_rq), kernel=kern)
+        rec("ort QLinearConv", timeit(lambda: s.run(None, {"x": x}), budget))
+        s2 = ort_conv("ConvInteger", x, w, bias, qp, L, threads)
+        ci_ort = s2.run(None, {"x": x})[0]
+        rec("rq ConvInteger", t_ci, check=np.array_equal(ci_ort, ci))
+        rec("ort ConvInteger", timeit(lambda: s2.run(None, {"x": x}), budget))
+    except ImportError:
+        rec("rq QLinearConv", t_rq, kernel=kern)
+        rec("rq ConvInteger", t_ci)
+    rec("rq QLinearConv packed", t_rqp)
+    if use_torch:
+        for eng in ("fbgemm", "x86", "onednn"):
+            for cl in (False, True):
+                key = f"torch {eng} {'nhwc' if cl else 'nchw'}"
+                try:
+                    f = torch_conv(eng, x, w, bias, qp, L, threads, cl)
+                    if f is not None:
+                        rec(key, timeit(f, budget))
+                except Exception as e:  # noqa: BLE001
+                    res[key] = {"error": str(e)[:200]}
+    o = res.get("ort QLinearConv", {}).get("gops")
+    if o:
+        for v in res.values():
+            if "gops" in v:
+                v["ratio_vs_ort_qlinearconv"] = v["gops"] / o
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", nargs="+", default=list(LAYERS))
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--budget", type=float, default=0.6)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    import refquant
+    rng = np.random.default_rng(args.seed)
+    out = {"config": vars(args), "versions": {"numpy": np.__version__}, "results": {}}
+    for mod in ("onnxruntime", "torch"):
+        try:
+            out["versions"][mod] = __import__(mod).__version__
+        except ImportError:
+            if mod == "torch":
+                args.no_torch = True
+    for t in args.threads:
+        for name in args.layers:
+            r = bench_layer(name, t, args.budget, not args.no_torch, rng)
+            out["results"][f"{name} t{t}"] = r
+            print(f"\n== {name} threads={t}")
+            for k, v in r.items():
+                if "gops" not in v:
+                    print(f"  {k:26s} {v}")
+                    continue
+                ratio = v.get("ratio_vs_ort_qlinearconv")
+                ex = "" if "bitexact_vs_ort" not in v else ("  exact" if v["bitexact_vs_ort"] else "  MISMATCH")
+                kern = f"  [{v['kernel']}]" if "kernel" in v else ""
+                print(f"  {k:26s} {v['gops']:9.1f} GOPS (best {v['gops_best']:9.1f})"
+                      f"{'' if ratio is None else f'  vs ORT QLinearConv {ratio:.2f}x'}{ex}{kern}")
+            sys.stdout.flush()
+    refquant.set_num_threads(None)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+/* conv_avx512.c -- AVX-512 pieces of the convolution: byte/int32 block transposes (NCHW <-> NHWC)
+ * and the depthwise kernel (stride 1 along W).
+ *
+ * Depthwise: per channel c, with w'[t] = w[c, t] - w_zp[c] (int32) and x padded with x_zp,
+ *   acc = sum_t x[..] * w'[t] - x_zp * sum_t w'[t]   == sum_t (x - x_zp) * w'[t]   (mod 2^32)
+ * 16 output pixels per vector (vpmovzxbd / vpmovsxbd, vpmulld, vpaddd: int32 wraparound), then
+ * the epilogue of rq_gemm.h inline (cvtdq2ps, float32 multiply, clamp, cvtps2dq, + zp). */
+#include "rq_gemm.h"
+#include "../common/rq_cpu.h"
+#include <immintrin.h>
+#include <string.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+/* 16x16 byte transpose: dst[c*ds + r] = src[r*ss + c] */
+static inline void tr16(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds) {
+    __m128i r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(src + i * ss));
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+    }
+    /* t[2i] : rows 2i,2i+1 interleaved cols 0..7 ; t[2i+1]: cols 8..15 */
+    for (int i = 0; i < 4; i++) {
+        r[4 * i + 0] = _mm_unpacklo_epi16(t[4 * i + 0], t[4 * i + 2]);
+        r[4 * i + 1] = _mm_unpackhi_epi16(t[4 * i + 0], t[4 * i + 2]);
+        r[4 * i + 2] = _mm_unpacklo_epi16(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm_unpackhi_epi16(t[4 * i + 1], t[4 * i + 3]);
+    }
+    /* r[4i+q]: rows 4i..4i+3, cols 4q'..: q=0 cols 0-3, 1: 4-7, 2: 8-11, 3: 12-15 */
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < 4; q++) {
+            t[8 * i + 2 * q] = _mm_unpacklo_epi32(r[8 * i + q], r[8 * i + 4 + q]);
+            t[8 * i + 2 * q + 1] = _mm_unpackhi_epi32(r[8 * i + q], r[8 * i + 4 + q]);
+        }
+    /* t[8i+2q+h]: rows 8i..8i+7, cols 4q+2h, 4q+2h+1 */
+    for (int c2 = 0; c2 < 8; c2++) {
+        __m128i lo = _mm_unpacklo_epi64(t[c2], t[8 + c2]);
+        __m128i hi = _mm_unpackhi_epi64(t[c2], t[8 + c2]);
+        _mm_storeu_si128((__m128i *)(dst + (2 * c2) * ds), lo);
+        _mm_storeu_si128((__m128i *)(dst + (2 * c2 + 1) * ds), hi);
+    }
+}
+
+void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
+                             int cols) {
+    int r = 0;
+    for (; r + 16 <= rows; r += 16) {
+        int c = 0;
+        for (; c + 16 <= cols; c += 16) tr16(src + r * ss + c, ss, dst + c * ds + r, ds);
+        for (; c < cols; c++)
+            for (int q = 0; q < 16; q++) dst[c * ds + r + q] = src[(r + q) * ss + c];
+    }
+    for (; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[c * ds + r] = src[r * ss + c];
+}
+
+int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
+    const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
+    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW + 63) / 64 * 64 + (KW - 1) * c->dw + 16;
+    const int KK = KH * KW;
+    const size_t P = (size_t)OH * OW;
+    const uint8_t xz = (uint8_t)c->x_zp;
+    const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
+    int rc = RQ_OK;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && (size_t)C * P * KK > 100000)
+#endif
+    {
+        uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp + 64);
+        int32_t *wv = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)KK);
+        if (!xp || !wv) rc = RQ_ENOMEM;
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (int ch = 0; ch < C; ch++) {
+            if (!xp || !wv) continue;
+            /* padded plane (rows of the padded input the outputs read) */
+            memset(xp, xz, (size_t)Hp * Wp + 64);
+            const uint8_t *xs = c->x + (size_t)ch * H * W;
+            for (int h = 0; h < Hp; h++) {
+                int ih = h - c->pt;
+                if (ih < 0 || ih >= H) continue;
+                int w0 = c->pl > 0 ? 0 : -c->pl;            /* first source column */
+                int d0 = c->pl > 0 ? c->pl : 0;             /* its destination */
+                int n = W - w0; if (d0 + n > Wp - 16) n = Wp - 16 - d0;
+                if (n > 0) memcpy(xp + (size_t)h * Wp + d0, xs + (size_t)ih * W + w0, n);
+            }
+            const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : ch];
+            uint32_t wsum = 0;
+            for (int t = 0; t < KK; t++) {
+                int32_t v = c->w_signed ? (int32_t)(int8_t)c->w[(size_t)ch * KK + t] : (int32_t)c->w[(size_t)ch * KK + t];
+                wv[t] = v - wz;
+                wsum += (uint32_t)wv[t];
+            }
+            uint32_t fix = (uint32_t)c->x_zp * wsum;   /* x_zp * sum w' */
+            if (c->bias) fix -= (uint32_t)c->bias[ch];
+            const __m512i vfix = _mm512_set1_epi32((int32_t)fix);
+            const __m512 mul = _mm512_set1_ps(c->mult ? c->mult[c->mult_n == 1 ? 0 : ch] : 0.0f);
+            const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
+            const __m512i zp = _mm512_set1_epi32(c->y_zp);
+            for (int oh = 0; oh < OH; oh++) {
+                for (int ow0 = 0; ow0 < OW; ow0 += 64) {
+                    /* 64 output pixels in 4 independent accumulators */
+                    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                    for (int kh = 0; kh < KH; kh++) {
+                        const uint8_t *row = xp + (size_t)(oh * c->sh + kh * c->dh) * Wp + ow0;
+                        for (int kw = 0; kw < KW; kw++) {
+                            const uint8_t *q = row + kw * c->dw;
+                            const __m512i wt = _mm512_set1_epi32(wv[kh * KW + kw]);
+                            __m512i x0, x1, x2, x3;
+                            if (c->x_signed) {
+                                x0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q));
+                                x1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)));
+                                x2 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 32)));
+                                x3 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 48)));
+                            } else {
+                                x0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q));
+                                x1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)));
+                                x2 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 32)));
+                                x3 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 48)));
+                            }
+                            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(x0, wt));
+                            a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(x1, wt));
+                            a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(x2, wt));
+                            a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(x3, wt));
+                        }
+                    }
+                    __m512i av[4] = {a0, a1, a2, a3};
+                    for (int v = 0; v < 4; v++) {
+                        const int ow = ow0 + 16 * v;
+                        if (ow >= OW) break;
+                        const int n = OW - ow < 16 ? OW - ow : 16;
+                        const __mmask16 m = (__mmask16)((1u << n) - 1u);
+                        __m512i acc = _mm512_sub_epi32(av[v], vfix);
+                        size_t o = (size_t)ch * P + (size_t)oh * OW + ow;
+                        if (c->out_type == RQ_OUT_S32) {
+                            _mm512_mask_storeu_epi32((int32_t *)c->y + o, m, acc);
+                        } else {
+                            __m512 vv = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mul), lo), hi);
+                            __m128i qq = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(vv), zp));
+                            _mm_mask_storeu_epi8((uint8_t *)c->y + o, m, qq);
+                        }
+                    }
+                }
+            }
+        }
+        rq_aligned_free(xp); rq_aligned_free(wv);
+    }
+    return rc;
+}
