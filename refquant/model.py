@@ -712,7 +712,7 @@ def _match_ort(G, i):
                 "MatMulIntegerToFloat", "DQ -> MatMul (float out) => com.microsoft "
                 "MatMulIntegerToFloat (ORT QDQ fusion)", inits)
     if op == "Gemm":
-        if (xdt == np.int8 and wdt != np.int8) or a.get("transA", 0) not in (0,) and False:
+        if xdt == np.int8 and wdt != np.int8:
             return None
         if bias_q and float(a.get("beta", 1.0)) != 1.0:
             return None
