@@ -22,10 +22,10 @@ cdef extern from "rq_quant.h" nogil:
         RQ_F_F32
         RQ_F_F16
     int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
-                    const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int div_f16,
-                    int isa_cap, int nthreads)
+                    const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
+                    int div_f16, int isa_cap, int nthreads)
     int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
-                      const int32_t *zp, int64_t outer, int64_t D, int64_t inner,
+                      const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
                       int isa_cap, int nthreads)
     int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
                       int isa_cap, int nthreads)
@@ -55,23 +55,25 @@ def level(int isa_cap=-1):
 
 def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarray s,
              cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner, bint div_f16,
-             int isa_cap=-1, int nthreads=0):
-    """y[o, d, i] = Q(x[o, d, i] / s[d]) + zp[d]; s float32[D], zp int32[D]. Returns the level."""
+             int isa_cap=-1, int nthreads=0, Py_ssize_t block=0):
+    """y[o, d, i] = Q(x[o, d, i] / s[d]) + zp[d]; s float32[D], zp int32[D] (blocked:
+    [outer, ceil(D / block), inner]). Returns the level."""
     cdef int it = F_TYPES[in_type], ot = Q_TYPES[out_type]
     if ot == RQ_Q_I32:
         raise ValueError("out_type: int32 is not a quantize target")
     cdef Py_ssize_t n = outer * D * inner
-    if outer < 0 or D < 1 or inner < 0:
+    if outer < 0 or D < 1 or inner < 0 or block < 0:
         raise ValueError("bad layout")
     cdef const void *px = _ptr(x, "x", n * _FSIZE[it])
     cdef void *py = _ptr(y, "y", n * _QSIZE[ot])
     if s.dtype != np.float32 or zp.dtype != np.int32:
         raise TypeError("s must be float32 and zp int32")
-    cdef const float *ps = <const float *>_ptr(s, "s", D * 4)
-    cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", D * 4)
+    cdef Py_ssize_t np_ = D if block == 0 else outer * ((D + block - 1) // block) * inner
+    cdef const float *ps = <const float *>_ptr(s, "s", np_ * 4)
+    cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", np_ * 4)
     cdef int lvl
     with nogil:
-        lvl = rq_quantize(px, it, py, ot, ps, pz, outer, D, inner, div_f16, isa_cap, nthreads)
+        lvl = rq_quantize(px, it, py, ot, ps, pz, outer, D, inner, block, div_f16, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_quantize: bad arguments")
     return lvl
@@ -79,21 +81,22 @@ def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarra
 
 def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarray s,
                cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner,
-               int isa_cap=-1, int nthreads=0):
+               int isa_cap=-1, int nthreads=0, Py_ssize_t block=0):
     """y[o, d, i] = (x[o, d, i] - zp[d]) * s[d] in the output precision. Returns the level."""
     cdef int it = Q_TYPES[in_type], ot = F_TYPES[out_type]
     cdef Py_ssize_t n = outer * D * inner
-    if outer < 0 or D < 1 or inner < 0:
+    if outer < 0 or D < 1 or inner < 0 or block < 0:
         raise ValueError("bad layout")
     cdef const void *px = _ptr(x, "x", n * _QSIZE[it])
     cdef void *py = _ptr(y, "y", n * _FSIZE[ot])
     if s.dtype != np.float32 or zp.dtype != np.int32:
         raise TypeError("s must be float32 and zp int32")
-    cdef const float *ps = <const float *>_ptr(s, "s", D * 4)
-    cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", D * 4)
+    cdef Py_ssize_t np_ = D if block == 0 else outer * ((D + block - 1) // block) * inner
+    cdef const float *ps = <const float *>_ptr(s, "s", np_ * 4)
+    cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", np_ * 4)
     cdef int lvl
     with nogil:
-        lvl = rq_dequantize(px, it, py, ot, ps, pz, outer, D, inner, isa_cap, nthreads)
+        lvl = rq_dequantize(px, it, py, ot, ps, pz, outer, D, inner, block, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")
     return lvl

@@ -5,15 +5,15 @@ returns ``(result, kernel_name)``, or ``None`` when no kernel covers the call --
 ``refquant._dispatch`` runs the numpy reference, which also raises every validation error.
 
 Covered (everything else -> None -> reference):
-  QuantizeLinear   x float32/float16 (C-contiguous or copied), per-tensor or per-axis (a
-                   blocked call whose scale is a scalar is per-tensor), integer targets
+  QuantizeLinear   x float32/float16 (C-contiguous or copied), per-tensor, per-axis or blocked
+                   (``block_size``, partial last block), integer targets
                    uint8/int8/uint16/int16/uint4/int4, division precision float32 or float16,
                    profile fields q_scale_op="divide", q_rounding="half_even",
                    q_zero_point="after_rounding", q_nan="qmin", q_inf="saturate",
                    q_overflow="saturate" (the ``onnx`` and ``onnxruntime`` profiles and others
                    sharing these quantize fields).
   DequantizeLinear x uint8/int8/uint16/int16/uint4/int4 (any zero point of x's type) or int32
-                   (no zero point), per-tensor or per-axis, output float32/float16,
+                   (no zero point), per-tensor, per-axis or blocked, output float32/float16,
                    dq_subtract="exact".
   DynamicQuantizeLinear  float32 x; min/max in C (NaN/Inf -> reference, which raises), the
                    scale/zero-point formula in numpy exactly as the reference, then the
@@ -117,7 +117,7 @@ def _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, sa
         out_dt = y_zero_point.dtype
         z = int(np.asarray(y_zero_point).reshape(-1)[0].astype(np.int64))
     return dict(s=np.array([sv], _F32), zp=np.array([z], np.int32), out_dt=out_dt, div_f16=False,
-                outer=1, D=1, inner=int(x.size))
+                outer=1, D=1, inner=int(x.size), block=0)
 
 
 def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
@@ -155,7 +155,8 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
     if P not in (_F32, _F16):
         return None
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
-    if not per_tensor and (block_size or s.ndim != 1):
+    blocked = bool(block_size) and not per_tensor
+    if not per_tensor and not blocked and s.ndim != 1:
         return None
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         sf = np.ascontiguousarray(s.reshape(-1).astype(P).astype(_F32))
@@ -166,7 +167,10 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
     if per_tensor:
         sf, zf = sf[:1].copy() if sf.size else sf, zf[:1].copy() if zf.size else zf
     outer, D, inner = _layout(x.shape, ax, per_tensor)
-    return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16), outer=outer, D=D, inner=inner)
+    if D == 0:
+        outer, D, inner = 0, 1, 0      # empty input: nothing to compute
+    return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16), outer=outer, D=D, inner=inner,
+                block=int(block_size) if blocked else 0)
 
 
 def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
@@ -191,7 +195,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     lvl = _k.quantize(xc.reshape(-1), _F_NAMES[x.dtype], y.reshape(-1).view(np.uint8)
                       if y.dtype.itemsize == 1 else y.reshape(-1).view(np.uint16),
                       _Q_OUT[out_dt], prep["s"], prep["zp"], prep["outer"], prep["D"],
-                      prep["inner"], prep["div_f16"], cap)
+                      prep["inner"], prep["div_f16"], cap, 0, prep["block"])
     return y, kernel_name("quantize", _F_NAMES[x.dtype], _Q_OUT[out_dt], lvl)
 
 
@@ -251,7 +255,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     except Exception:
         return None
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
-    if not per_tensor and (block_size or s.ndim != 1):
+    blocked = bool(block_size) and not per_tensor
+    if not per_tensor and not blocked and s.ndim != 1:
         return None
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         sf = np.ascontiguousarray(s.reshape(-1).astype(out_dt).astype(_F32))
@@ -260,10 +265,13 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     if per_tensor:
         sf, zf = sf[:1].copy(), zf[:1].copy()
     outer, D, inner = _layout(x.shape, ax, per_tensor)
-    return _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa)
+    if D == 0:
+        outer, D, inner = 0, 1, 0
+    return _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa,
+                   int(block_size) if blocked else 0)
 
 
-def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa):
+def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):
     xc = np.ascontiguousarray(x)
     if out is None:
         y = np.empty(x.shape, out_dt)
@@ -276,7 +284,7 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa):
     xin = xin.view(np.uint8) if x.dtype.itemsize == 1 else xin.view(
         np.uint16 if x.dtype.itemsize == 2 else np.int32)
     lvl = _k.dequantize(xin, _DQ_IN[x.dtype], y.reshape(-1), _F_NAMES[out_dt], sf, zf,
-                        outer, D, inner, cap)
+                        outer, D, inner, cap, 0, block)
     return y, kernel_name("dequantize", _DQ_IN[x.dtype], _F_NAMES[out_dt], lvl)
 
 

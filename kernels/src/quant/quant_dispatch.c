@@ -102,7 +102,7 @@ static int threads_for(int64_t n, int nthreads)
 
 typedef struct {
     const void *x; void *y; const float *s; const int32_t *zp;
-    int64_t N, D, inner; int in_type, out_type, div_f16, ntemp, isz, osz;
+    int64_t N, D, inner, block; int in_type, out_type, div_f16, ntemp, isz, osz;
     qrun_fn qfn; dqrun_fn dqfn;
 } qjob;
 
@@ -117,7 +117,20 @@ static void q_chunk(void *ctx, int64_t c)
     while (pos < b0) {
         int64_t len, d;
         int ps;
-        if (j->D == 1) {
+        if (j->block > 0) {
+            /* blocked: parameters [outer, ceil(D / block), inner] */
+            const int64_t Db = (j->D + j->block - 1) / j->block;
+            int64_t o = pos / (j->D * j->inner), rem = pos % (j->D * j->inner);
+            int64_t ax = rem / j->inner, in = rem % j->inner;
+            int64_t base = (o * Db + ax / j->block) * j->inner;
+            if (j->inner == 1) {
+                int64_t end = (ax / j->block + 1) * j->block;
+                if (end > j->D) end = j->D;
+                d = base; len = end - ax; ps = 0;
+            } else {
+                d = base + in; len = j->inner - in; ps = 1;
+            }
+        } else if (j->D == 1) {
             d = 0; len = b0 - pos; ps = 0;
         } else if (j->inner == 1) {
             d = pos % j->D; len = j->D - d; ps = 1;
@@ -144,16 +157,16 @@ static void q_chunk(void *ctx, int64_t c)
 }
 
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
-                const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int div_f16,
-                int isa_cap, int nthreads)
+                const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
+                int div_f16, int isa_cap, int nthreads)
 {
-    if (outer < 0 || D < 1 || inner < 0 || out_type < 0 || out_type >= RQ_Q_I32 ||
+    if (outer < 0 || D < 1 || inner < 0 || block < 0 || out_type < 0 || out_type >= RQ_Q_I32 ||
         (in_type != RQ_F_F32 && in_type != RQ_F_F16))
         return -1;
     int lvl = rq_quant_level(isa_cap);
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
-    qjob j = {x, y, s, zp, N, D, inner, in_type, out_type, div_f16, 0, f_size(in_type),
+    qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, div_f16, 0, f_size(in_type),
               q_size(out_type), pick_q(lvl), 0};
     j.ntemp = N * j.osz >= nt_bytes();
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
@@ -161,16 +174,16 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
 }
 
 int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
-                  const int32_t *zp, int64_t outer, int64_t D, int64_t inner,
+                  const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
                   int isa_cap, int nthreads)
 {
-    if (outer < 0 || D < 1 || inner < 0 || in_type < 0 || in_type >= RQ_Q_COUNT ||
+    if (outer < 0 || D < 1 || inner < 0 || block < 0 || in_type < 0 || in_type >= RQ_Q_COUNT ||
         (out_type != RQ_F_F32 && out_type != RQ_F_F16))
         return -1;
     int lvl = rq_quant_level(isa_cap);
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
-    qjob j = {x, y, s, zp, N, D, inner, in_type, out_type, 0, 0, q_size(in_type),
+    qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, 0, 0, q_size(in_type),
               f_size(out_type), 0, pick_dq(lvl)};
     j.ntemp = N * j.osz >= nt_bytes();
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);

@@ -32,7 +32,8 @@
  *   int4/uint4 inputs are decoded from the low nibble (sign-extended for int4).
  *
  * Layout: the data is viewed as [outer, D, inner] (C order); scale/zp have D entries
- * (D = 1: per tensor).  Work is split into fixed chunks; every element is computed
+ * (D = 1: per tensor), or, blocked (block > 0), shape [outer, ceil(D / block), inner] with
+ * element (o, a, i) using entry (o, a / block, i).  Work is split into fixed chunks; every element is computed
  * independently, so results never depend on the thread count or the ISA.
  *
  * Dispatch: rq_quantize / rq_dequantize / rq_minmax pick the best compiled + available level
@@ -95,10 +96,10 @@ int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx);
 /* Whole-array entry points: [outer, D, inner] layout, contiguous input and output.
  * Return the ISA level used (RQ_ISA_*), or -1 on bad arguments. Release-GIL safe. */
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
-                const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int div_f16,
-                int isa_cap, int nthreads);
+                const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
+                int div_f16, int isa_cap, int nthreads);
 int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
-                  const int32_t *zp, int64_t outer, int64_t D, int64_t inner,
+                  const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
                   int isa_cap, int nthreads);
 int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
                   int isa_cap, int nthreads);
