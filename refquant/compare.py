@@ -767,7 +767,9 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
 
     model            ModelProto or path.
     inputs           {graph input name: array}.
-    engine           "onnxruntime" (run now, see the module docstring) -- or give ``observed``.
+    engine           "onnxruntime" (run now, see the module docstring), or "reference:<profile>"
+                     (the whole model under another profile, e.g. "reference:onnxruntime-avx2":
+                     what an AVX2-only CPU computes, per layer) -- or give ``observed``.
     observed         {tensor name: array} recorded from any engine.
     profile          reference profile (default: "onnxruntime" / "onnxruntime-avx2" for the ORT
                      engine by this CPU's features, else "onnx").
@@ -789,10 +791,27 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     model = load_model(model)
     notes = []
     aliases = {}
-    if engine is not None:
+    if isinstance(engine, str) and engine.startswith("reference:"):
+        # another machine / engine emulated by a profile: e.g. "reference:onnxruntime-avx2"
+        other = get_profile(engine.split(":", 1)[1])
+        prof = get_profile(profile if profile is not None else "onnxruntime")
+        fz = (_LEVEL_FUSE[ort_optimization] if ort_optimization in ORT_LEVELS else None) \
+            if fuse == "auto" else _normalize_fuse(fuse)
+        ref, m, fusions = _execute(model, inputs, prof, fz)
+        obs, _, _ = _execute(model, inputs, other, fz)
+        engine_name = f"reference profile {other.name}"
+        engine = None
+        observed = obs
+        emulated = True
+    else:
+        emulated = False
+    if emulated:
+        pass
+    elif engine is not None:
         if engine != "onnxruntime":
-            raise ValueError(f"engine: only 'onnxruntime' can be run live; got {engine!r} (record the "
-                             "other engine's tensors and pass them as observed)")
+            raise ValueError(f"engine: 'onnxruntime' (run live) or 'reference:<profile>' (another "
+                             f"machine's arithmetic); got {engine!r} (record the other engine's "
+                             "tensors and pass them as observed)")
         if ort_optimization not in ORT_LEVELS:
             raise ValueError(f"ort_optimization: expected one of {tuple(ORT_LEVELS)}, got "
                              f"{ort_optimization!r}")
@@ -885,7 +904,9 @@ def add_parser(subparsers):
     p.add_argument("--inputs", required=True, metavar="INPUTS.npz",
                    help="graph inputs, keyed by input name")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--engine", choices=["onnxruntime"], help="run this engine now")
+    g.add_argument("--engine", metavar="ENGINE",
+                   help="'onnxruntime' (run it now) or 'reference:PROFILE' (the model under another "
+                        "profile, e.g. reference:onnxruntime-avx2 = an AVX2 CPU without VNNI)")
     g.add_argument("--observed", metavar="OBSERVED.npz",
                    help="tensors recorded from an engine, keyed by tensor name")
     p.add_argument("--profile", default=None,

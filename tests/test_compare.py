@@ -311,3 +311,22 @@ def test_ort_qlinear_add_fusion_ties():
     r2 = compare_model(m, {"a": a, "b": b}, engine="onnxruntime", ort_optimization="extended")
     assert r2.first_divergence is None
     assert next(t for t in r2.tensors if t.name == "sq").op == "QLinearAdd"
+
+
+def test_reference_engine_avx2_portability():
+    """--engine reference:onnxruntime-avx2: what an AVX2 CPU without VNNI computes, layer by layer;
+    both integer kernels saturate on their own, the rest is propagated."""
+    m, shp = qdq_conv_chain()
+    x = random_input(shp, scale=3.0)
+    r = compare_model(m, {"x": x}, engine="reference:onnxruntime-avx2", ort_optimization="all")
+    by = {t.name: t for t in r.tensors}
+    assert r.first_divergence == "yq" and by["yq"].cause == "int16 pair saturation"
+    assert by["zq"].cause == "int16 pair saturation"
+    assert r.independent == ["yq", "zq"]
+    assert all(t.cause == "propagated from an earlier divergence" for t in r.diverged
+               if t.name not in ("yq", "zq"))
+    # int8 activations with 7-bit weights would not differ; the unfused float simulation neither
+    r0 = compare_model(m, {"x": x}, engine="reference:onnxruntime-avx2")
+    assert r0.first_divergence is None
+    with pytest.raises(ValueError, match="engine"):
+        compare_model(m, {"x": x}, engine="trt")
