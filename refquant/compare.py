@@ -1,6 +1,7 @@
 """``refquant compare``: the first tensor where an engine leaves the reference, in output steps.
 
-    refquant compare MODEL.onnx --inputs INPUTS.npz [--engine onnxruntime | --observed OBSERVED.npz]
+    refquant compare MODEL.onnx --inputs INPUTS.npz
+                     [--engine onnxruntime | --engine reference:PROFILE | --observed OBSERVED.npz]
                      [--profile P] [--ort-optimization {disabled,basic,extended,all}] [--fuse F]
                      [--tolerance STEPS] [--json FILE] [--html FILE]
 
@@ -20,6 +21,10 @@ inputs are the ones the optimized session runs.  Tensors that exist only inside 
 observable, and are not compared.  The reference runs ``run_model(profile, fuse)`` with the fuse
 mode matching the level: disabled -> None, basic -> "onnxruntime-basic", extended/all ->
 "onnxruntime" (see ``refquant.model``).
+
+``--engine reference:PROFILE`` runs the whole model under another profile (e.g.
+``reference:onnxruntime-avx2``: ONNX Runtime on an AVX2 CPU without VNNI) as the "engine": the
+layer-by-layer answer to "will this model give other results on that machine?".
 
 ``--observed OBSERVED.npz`` compares arrays recorded from any engine (TensorRT with the layer
 outputs that exist in the engine, a debugger dump, ...), keyed by tensor name, with
