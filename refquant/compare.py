@@ -37,7 +37,8 @@ Differences, in steps
   (|a - b| / scale, per channel for per-axis scales);
 - other float tensors: ``max_steps`` is null; ``max_abs``, ``max_rel`` and ``max_ulps`` (in
   units of the reference value's float spacing) are reported.  Such a tensor counts as diverged
-  only when ``max_abs > float_rtol * max|reference|`` (default 1e-5): a float Conv summed in
+  only when ``max_abs > float_rtol * max|reference|`` (default by dtype: 1e-5 for float32,
+  5e-3 for float16, 4e-2 for bfloat16, 1e-12 for float64): a float Conv summed in
   another order differs by ulps, which is not a divergence but can flip a later Q (see below).
 A tensor diverges when its ``max_steps > tolerance`` (default 0).  ``first_divergence`` is the
 first diverged tensor in topological order.
@@ -372,6 +373,12 @@ def _dq_step(node, consts, shape):
         return None
 
 
+def _default_rtol(dt):
+    """Relative tolerance (to max|reference|) for float tensors off a quantization grid."""
+    name = str(np.dtype(dt))
+    return {"float16": 5e-3, "bfloat16": 4e-2, "float64": 1e-12}.get(name, 1e-5)
+
+
 def _measure(name, op, ref, obs, node, consts, float_rtol, tolerance):
     ref = np.asarray(ref)
     obs = np.asarray(obs)
@@ -414,7 +421,8 @@ def _measure(name, op, ref, obs, node, consts, float_rtol, tolerance):
                           diverged=bool(ms > tolerance and ms >= 0.5),
                           max_abs=mabs, max_rel=mrel, max_ulps=mul, first_index=fi)
     scale = float(np.nanmax(np.abs(rf[np.isfinite(rf)]))) if np.isfinite(rf).any() else 0.0
-    div = bool(np.isinf(mabs) or mabs > float_rtol * max(scale, np.finfo(np.float32).tiny))
+    rtol = _default_rtol(ref.dtype) if float_rtol is None else float_rtol
+    div = bool(np.isinf(mabs) or mabs > rtol * max(scale, np.finfo(np.float32).tiny))
     return TensorDiff(**base, n_diff=nd, max_steps=None, unit="float", diverged=div,
                       max_abs=mabs, max_rel=mrel, max_ulps=mul, first_index=fi,
                       cause=("float accumulation order" if nd and not div else None))
@@ -699,8 +707,12 @@ def _analyze(ctx, td):
         if op in _QLIN:
             return _cause_integer_op(ctx, node, td)
         if td.unit == "float":
-            return ("float accumulation order" if (td.max_rel or 0) < 1e-3 else "unknown",
-                    f"max {td.max_ulps:g} ulps, max rel {td.max_rel:.2g}")
+            r = ctx.ref.get(td.name)
+            scale = float(np.nanmax(np.abs(np.asarray(r, np.float64)))) if r is not None and np.size(r) else 0.0
+            rel = (td.max_abs or 0.0) / scale if scale else float("inf")
+            small = rel < 100 * _default_rtol(np.asarray(r).dtype) if r is not None else False
+            return ("float accumulation order" if small else "unknown",
+                    f"max {td.max_ulps:g} ulps; max |diff| = {rel:.2g} of max|reference|")
         return "unknown", ""
     except Exception as exc:  # noqa: BLE001  (analysis is best effort)
         return "unknown", f"analysis failed: {type(exc).__name__}: {exc}"
@@ -721,7 +733,13 @@ def _assign_causes(ctx, tensors, local=None):
         anc = _ancestors(ctx, td.name)
         earlier = sorted(t for t in diverged if t in anc)
         if lctx is not None and td.local_diverged is not None:
-            if not td.local_diverged:
+            if not td.local_diverged and not earlier:
+                fl = sorted(t.name for t in tensors if t.name in anc and t.unit == "float" and t.n_diff)
+                td.cause = "float accumulation order"
+                td.detail = ("replaying this layer on the engine's own inputs reproduces it: its float "
+                             f"input(s) {', '.join(fl[:3]) or '(inside a fusion)'} differ by a few ulps "
+                             "(within tolerance) and sit at a rounding boundary")
+            elif not td.local_diverged:
                 td.cause = "propagated from an earlier divergence"
                 td.detail = ("replaying this layer on the engine's own input tensors reproduces it"
                              + (f" (upstream: {', '.join(earlier[:3])})" if earlier else ""))
@@ -767,7 +785,7 @@ def _replay(model, inputs, prof, fz, ref, obs, ctx, tensors, float_rtol, toleran
 # --------------------------------------------------------------------------- main API
 
 def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
-                  ort_optimization="disabled", fuse="auto", tolerance=0, float_rtol=1e-5, replay=True):
+                  ort_optimization="disabled", fuse="auto", tolerance=0, float_rtol=None, replay=True):
     """Compare every observable tensor of an engine run with the reference.
 
     model            ModelProto or path.
@@ -782,7 +800,8 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     fuse             reference fuse mode; "auto" = the one matching ``ort_optimization`` for the ORT
                      engine, None for ``observed``.
     tolerance        steps a quantized tensor may differ before it counts as diverged (default 0).
-    float_rtol       relative tolerance (to max|reference|) for float tensors off a grid.
+    float_rtol       relative tolerance (to max|reference|) for float tensors off a grid (None:
+                     by dtype, see the module docstring).
     replay           also replay every layer on the engine's own input tensors (one more reference
                      run with the observed tensors as overrides): a diverged tensor the replay
                      reproduces is "propagated", one it does not is an independent divergence
@@ -925,8 +944,9 @@ def add_parser(subparsers):
                         "for --observed)")
     p.add_argument("--tolerance", type=float, default=0, metavar="STEPS",
                    help="steps a quantized tensor may differ before it counts (default 0)")
-    p.add_argument("--float-rtol", type=float, default=1e-5,
-                   help="relative tolerance for float tensors off a quantization grid (default 1e-5)")
+    p.add_argument("--float-rtol", type=float, default=None,
+                   help="relative tolerance (to max|reference|) for float tensors off a quantization "
+                        "grid (default by dtype: 1e-5 float32, 5e-3 float16, 4e-2 bfloat16)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON ('-': stdout)")
     p.add_argument("--html", default=None, metavar="FILE", help="write the report as HTML")
     p.add_argument("--quiet", action="store_true", help="print only the first divergence line")
