@@ -79,7 +79,10 @@ Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(ac
 
 Integer GEMM
     int16_pair_saturation [False]    u8 x s8 products summed pairwise (k, k+1) into a saturating
-                                     int16 before int32 accumulation (x86 vpmaddubsw, AVX2 MLAS/fbgemm).
+                                     int16 before int32 accumulation (x86 vpmaddubsw, AVX2 MLAS/fbgemm):
+                                     False, True (every GEMM/conv), or "fbgemm_depthwise" (only the
+                                     convolutions that take fbgemm's depthwise fast path, AVX2 code
+                                     that saturates even on VNNI CPUs; see reference/conv.py).
     accumulator ["int32_wrap"]       "int32_wrap": exact sum, two's-complement wrap at 32 bits.
 
 Restrictions (an op a profile cannot express raises ``ProfileError``)
@@ -199,8 +202,13 @@ class Profile:
             v = getattr(self, fname)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"Profile field {fname}={v!r}: expected an int >= 0")
-        if not isinstance(self.q_fma, bool) or not isinstance(self.int16_pair_saturation, bool):
-            raise TypeError("Profile fields q_fma and int16_pair_saturation must be bool")
+        if not isinstance(self.q_fma, bool):
+            raise TypeError("Profile field q_fma must be bool")
+        if self.int16_pair_saturation not in (False, True, "fbgemm_depthwise") or \
+                isinstance(self.int16_pair_saturation, (int, float)) and \
+                not isinstance(self.int16_pair_saturation, bool):
+            raise ValueError(f"Profile field int16_pair_saturation={self.int16_pair_saturation!r}: "
+                             "expected False, True or 'fbgemm_depthwise'")
         try:
             zr = float(self.dql_zero_range_scale)
         except (TypeError, ValueError):

@@ -143,7 +143,25 @@ def test_fbgemm_and_qnnpack_differ_in_multiplier_and_bias():
     """SEMANTICS 7.8: float bias (fbgemm) vs int32 bias (qnnpack); the profiles name the fields."""
     from refquant import get_profile
     assert get_profile("pytorch-fbgemm").diff(get_profile("pytorch-qnnpack")) == {
-        "rq_multiplier": ("fp32", "fp32_reciprocal"), "rq_bias": ("float", "int32")}
+        "rq_multiplier": ("fp32", "fp32_reciprocal"), "rq_bias": ("float", "int32"),
+        "int16_pair_saturation": ("fbgemm_depthwise", False)}
+
+
+@pytest.mark.parametrize("engine", LINEAR)
+@settings(max_examples=8, deadline=None)
+@given(seed=SEEDS, C=st.sampled_from([8, 16, 32]))
+def test_depthwise_conv_extreme_values(engine, seed, C):
+    """fbgemm's depthwise fast path saturates u8 x s8 pairs in int16 even on VNNI CPUs; the other
+    engines do not.  Extreme operands (x in {0, 255}, w in {-128, -127, 127}) make it visible."""
+    need(engine)
+    rng = np.random.default_rng(seed)
+    H = W = int(rng.integers(5, 12))
+    d, attrs = CS.conv_case(rng, 1, C, H, W, C, 3, 3, group=C, pads=(1, 1, 1, 1),
+                            tie=_onednn_tie(engine, "QLinearConv", True),
+                            bias_dtype="float32" if engine in FLOAT_BIAS else "int32")
+    d["x"][:] = rng.choice([0, 255], d["x"].shape).astype(np.uint8)
+    d["w"][:] = rng.choice([-128, 127, -127], d["w"].shape).astype(np.int8)
+    assert_exact(engine, engine, "QLinearConv", d, attrs)
 
 
 def test_fbgemm_no_int16_saturation_on_this_cpu():
