@@ -224,3 +224,23 @@ def test_vnni_machine_does_not_saturate_live():
     B = np.array([[-81], [-80], [127]], np.int8)
     y = E.run(ENG, "MatMulInteger", {"A": A, "B": B, "a_zero_point": np.uint8(0), "b_zero_point": np.int8(0)})
     assert int(y[0, 0]) == -3132
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=SEEDS, depthwise=st.booleans())
+def test_extreme_operands_no_pair_saturation_on_this_cpu(seed, depthwise):
+    """x in {0, 255}, w in {-128, 127}: every u8 x s8 pair leaves int16, yet ORT on this VNNI/AMX
+    CPU (GEMM and the depthwise QLinearConv kernel) matches the non-saturating 'onnxruntime'."""
+    need(ENG)
+    rng = np.random.default_rng(seed)
+    if depthwise:
+        C = int(rng.choice([8, 16, 32]))
+        d, attrs = CS.conv_case(rng, 1, C, 7, 7, C, 3, 3, group=C, pads=(1, 1, 1, 1))
+        d["x"][:] = rng.choice([0, 255], d["x"].shape).astype(np.uint8)
+        d["w"][:] = rng.choice([-128, 127], d["w"].shape).astype(np.int8)
+        assert_exact(ENG, "onnxruntime", "QLinearConv", d, attrs)
+    else:
+        d = CS.matmul_case(rng, 16, int(rng.integers(64, 300)), 16, tie=False)
+        d["a"][:] = rng.choice([0, 255], d["a"].shape).astype(np.uint8)
+        d["b"][:] = rng.choice([-128, 127], d["b"].shape).astype(np.int8)
+        assert_exact(ENG, "onnxruntime", "QLinearMatMul", d)
