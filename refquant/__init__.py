@@ -31,6 +31,10 @@ _LAZY = {
     "config_dict": ("refquant._config", "config_dict"),
     "run_conformance": ("refquant.conformance", "run_conformance"),
     "run_model": ("refquant.model", "run_model"),
+    "plan_fusions": ("refquant.model", "plan_fusions"),
+    "compare_model": ("refquant.compare", "compare_model"),
+    "CompareResult": ("refquant.compare", "CompareResult"),
+    "lint_model": ("refquant.lint", "lint_model"),
     "engines": ("refquant.engines", None),
     "golden": ("refquant.golden", None),
 }

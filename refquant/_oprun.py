@@ -27,7 +27,6 @@ _FUNCS = {
     "QLinearMatMul": R.qlinear_matmul, "ConvInteger": R.conv_integer,
     "QLinearConv": R.qlinear_conv, "QGemm": R.qgemm,
 }
-_NO_PROFILE = {"MatMulInteger"}
 
 
 def run_reference(op, inputs, attributes=None, *, profile="onnx", opset=None):
@@ -42,9 +41,8 @@ def run_reference(op, inputs, attributes=None, *, profile="onnx", opset=None):
     while args and args[-1] is None:
         args.pop()
     kwargs = dict(attributes or {})
-    if op not in _NO_PROFILE:
-        kwargs["profile"] = profile
-        kwargs["opset"] = opset
+    kwargs["profile"] = profile
+    kwargs["opset"] = opset
     return _FUNCS[op](*args, **kwargs)
 
 
