@@ -114,3 +114,15 @@ def test_cases_generators_hit_ties_and_specials():
     assert (np.abs(v[fin] - np.floor(v[fin]) - 0.5) < 1e-5).mean() > 0.3
     assert CS.sizes()[:3] == [1, 2, 3] and 67 in CS.sizes() and 4099 in CS.sizes(large=True)
     assert CS.compare(np.int8([1, 2]), np.int8([1, 4])) == (1, 2)
+
+
+def test_onnxruntime_float8_output_comes_back_typed():
+    """ORT's Python binding returns float8 outputs as raw uint8; the adapter views them as float8."""
+    need("onnxruntime")
+    import ml_dtypes
+    inp = {"x": np.float32([1.0, 500.0, -3.25]), "y_scale": np.float32(1.0),
+           "y_zero_point": np.zeros((), ml_dtypes.float8_e4m3fn)}
+    y = E.run("onnxruntime", "QuantizeLinear", inp)
+    assert y.dtype == np.dtype(ml_dtypes.float8_e4m3fn)
+    assert y.astype(np.float32).tolist() == [1.0, 448.0, -3.25]
+    assert np.array_equal(y.view(np.uint8), E.run_reference("QuantizeLinear", inp, profile="onnxruntime").view(np.uint8))
