@@ -128,6 +128,18 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
         s = rng.uniform(0.01, 1, 33).astype(np.float32); z = rng.integers(0, 255, 33).astype(np.uint8)
         y, _ = F.quantize_linear(x, s, z, axis=1, profile=P, isa=lvl)
         assert np.array_equal(y, R.quantize_linear(x, s, z, axis=1))
+        xl = np.ascontiguousarray(x.transpose(0, 2, 1))          # per-axis on the last axis
+        y, _ = F.quantize_linear(xl, s, z, axis=2, profile=P, isa=lvl)
+        assert np.array_equal(y, R.quantize_linear(xl, s, z, axis=2))
+        sb = rng.uniform(0.01, 1, (7, 5, 5)).astype(np.float16)  # blocked, partial last block
+        zb = rng.integers(-8, 8, (7, 5, 5)).astype(np.int8)
+        xb = xl.astype(np.float16).transpose(0, 2, 1).copy()      # (7, 33, 5), blocks of 7 on axis 1
+        y, _ = F.quantize_linear(xb, sb, zb, axis=1, block_size=7, profile=P, isa=lvl)
+        assert np.array_equal(y, R.quantize_linear(xb, sb, zb, axis=1, block_size=7))
+        d, _ = F.dequantize_linear(y, sb, zb, axis=1, block_size=7, profile=P, isa=lvl)
+        assert np.array_equal(d, R.dequantize_linear(y, sb, zb, axis=1, block_size=7))
+        r = F.dynamic_quantize_linear(x, profile=P, isa=lvl)[0]
+        assert all(np.array_equal(a, b) for a, b in zip(r, R.dynamic_quantize_linear(x)))
     try:
         import refquant._gemm  # noqa: F401
         for M, K_, N in ((1, 1, 1), (3, 17, 5), (33, 65, 17), (64, 128, 64)):
