@@ -49,6 +49,7 @@ cdef extern from "rq_gemm.h" nogil:
         Py_ssize_t bias_rs, bias_cs
         const float *mult
         int mult_n
+        int mult_rows
         int32_t y_zp
         int sat16
         int isa
@@ -189,7 +190,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
             raise ValueError("bias: int32 (M, N) view expected")
         g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
         g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
-    g.mult = NULL; g.mult_n = 0
+    g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
     if g.out_type != RQ_OUT_S32:
         if mult is None:
             raise ValueError("mult: required for 8-bit outputs")

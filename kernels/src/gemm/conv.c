@@ -176,8 +176,17 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     if (rc == RQ_OK) {
         const uint8_t xz = (uint8_t)c->x_zp;
         /* padded NHWC copy: per input row, a (C x W) -> (W x C) byte transpose */
-        memset(xp, xz, npix * C + 64);
+        /* x_zp everywhere the copy below does not write: top rows, left/right pads, the rest */
         const int HW = c->H * c->W;
+        memset(xp, xz, (size_t)c->pt * Wp * C + (size_t)c->pl * C);
+        for (int h = 0; h < c->H; h++) {
+            uint8_t *rowend = xp + ((size_t)(h + c->pt) * Wp + c->pl + c->W) * C;
+            memset(rowend, xz, (size_t)(c->pr + c->pl) * C);   /* right pad + next row's left pad */
+        }
+        {
+            size_t done = ((size_t)(c->H + c->pt) * Wp + c->pl) * C;
+            memset(xp + done, xz, npix * C + 64 - done);
+        }
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)C * HW > 65536)
 #endif
@@ -250,6 +259,23 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         }
         if (kernel_used) *kernel_used = RQ_K_DW_SCALAR;
         return dw_scalar(c, isa, nt);
+    }
+    if (c->group == 1 && c->KH == 1 && c->KW == 1 && c->sh == 1 && c->sw == 1 && !c->pt && !c->pl &&
+        !c->pb && !c->pr && isa >= RQ_ISA_AVX512VNNI) {
+        /* 1x1, stride 1, no padding: Y (Cout x HW) = W (Cout x C) . X (C x HW), straight NCHW */
+        rq_gemm_args a;
+        memset(&a, 0, sizeof(a));
+        const int P = c->H * c->W;
+        a.M = c->Cout; a.N = P; a.K = c->C;
+        a.A = c->w; a.a_rs = c->C; a.a_cs = 1; a.a_signed = c->w_signed;
+        a.B = c->x; a.b_rs = P; a.b_cs = 1; a.b_signed = c->x_signed;
+        a.a_zp = c->w_zp; a.a_zp_n = c->w_zp_n;
+        a.b_zp = &c->x_zp; a.b_zp_n = 1;
+        a.out_type = c->out_type; a.C = c->y; a.c_rs = P; a.c_cs = 1;
+        if (c->bias) { a.bias = c->bias; a.bias_rs = 1; a.bias_cs = 0; }
+        a.mult = c->mult; a.mult_n = c->mult_n; a.mult_rows = c->mult && c->mult_n != 1;
+        a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
+        return rq_gemm_run(&a, kernel_used);
     }
     if (c->group == 1 && c->sh == 1 && c->sw == 1 && c->C % 64 == 0 && c->w_signed &&
         isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable()) {

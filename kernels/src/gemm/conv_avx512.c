@@ -45,15 +45,19 @@ static inline void tr16(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_
 
 void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
                              int cols) {
-    int r = 0;
-    for (; r + 16 <= rows; r += 16) {
-        int c = 0;
-        for (; c + 16 <= cols; c += 16) tr16(src + r * ss + c, ss, dst + c * ds + r, ds);
-        for (; c < cols; c++)
-            for (int q = 0; q < 16; q++) dst[c * ds + r + q] = src[(r + q) * ss + c];
+    uint8_t ti[256] __attribute__((aligned(64))), to[256] __attribute__((aligned(64)));
+    for (int r = 0; r < rows; r += 16) {
+        const int nr = rows - r < 16 ? rows - r : 16;
+        for (int c = 0; c < cols; c += 16) {
+            const int nc = cols - c < 16 ? cols - c : 16;
+            if (nr == 16 && nc == 16) { tr16(src + r * ss + c, ss, dst + c * ds + r, ds); continue; }
+            /* partial block through a zero-padded 16x16 scratch */
+            memset(ti, 0, sizeof(ti));
+            for (int q = 0; q < nr; q++) memcpy(ti + 16 * q, src + (r + q) * ss + c, nc);
+            tr16(ti, 16, to, 16);
+            for (int q = 0; q < nc; q++) memcpy(dst + (c + q) * ds + r, to + 16 * q, nr);
+        }
     }
-    for (; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[c * ds + r] = src[r * ss + c];
 }
 
 int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {

@@ -125,8 +125,8 @@ static inline int32_t epi_acc(const rq_epi *e, int i, int j, int32_t raw) {
 }
 
 /* the scalar definition of the float epilogue (RNE via nearbyintf in the default mode) */
-static inline int32_t epi_requant(const rq_epi *e, int j, int32_t acc) {
-    float m = e->mult[e->mult_n == 1 ? 0 : j];
+static inline int32_t epi_requant(const rq_epi *e, int i, int j, int32_t acc) {
+    float m = e->mult_rows ? e->mult[i] : e->mult[e->mult_n == 1 ? 0 : j];
     float v = (float)acc * m;
     float lo = (float)(e->qmin - e->y_zp), hi = (float)(e->qmax - e->y_zp);
     v = v < lo ? lo : v;   /* NaN never reaches here (multipliers checked finite) */
@@ -147,7 +147,7 @@ void rq_epi_rows__scalar(const rq_epi *e, int i0, int mi, int j0, int nj, const 
             for (int c = 0; c < nj; c++) {
                 int32_t acc = epi_acc(e, i0 + r, j0 + c, raw[r * ldr + c]);
                 if (e->out_type == RQ_OUT_S32) t32[r * 32 + c] = acc;
-                else t8[r * 32 + c] = (uint8_t)epi_requant(e, j0 + c, acc);
+                else t8[r * 32 + c] = (uint8_t)epi_requant(e, i0 + r, j0 + c, acc);
             }
         rq_epi_conv_scatter(e, i0, mi, j0, nj, e->out_type == RQ_OUT_S32 ? (void *)t32 : (void *)t8);
         return;
@@ -161,7 +161,7 @@ void rq_epi_rows__scalar(const rq_epi *e, int i0, int mi, int j0, int nj, const 
             if (e->out_type == RQ_OUT_S32) {
                 ((int32_t *)e->C)[o] = acc;
             } else {
-                int32_t q = epi_requant(e, j, acc);
+                int32_t q = epi_requant(e, i, j, acc);
                 if (e->out_type == RQ_OUT_U8) ((uint8_t *)e->C)[o] = (uint8_t)q;
                 else ((int8_t *)e->C)[o] = (int8_t)q;
             }
@@ -235,7 +235,7 @@ static void epi_base(rq_epi *e, const rq_gemm_args *a) {
     memset(e, 0, sizeof(*e));
     e->M = a->M; e->N = a->N; e->K = a->K;
     e->bias = a->bias; e->bias_rs = a->bias_rs; e->bias_cs = a->bias_cs;
-    e->mult = a->mult; e->mult_n = a->mult_n; e->y_zp = a->y_zp;
+    e->mult = a->mult; e->mult_n = a->mult_n; e->mult_rows = a->mult_rows; e->y_zp = a->y_zp;
     e->out_type = a->out_type; e->C = a->C; e->c_rs = a->c_rs; e->c_cs = a->c_cs;
     e->qmin = a->out_type == RQ_OUT_U8 ? 0 : -128;
     e->qmax = a->out_type == RQ_OUT_U8 ? 255 : 127;

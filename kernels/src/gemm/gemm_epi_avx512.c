@@ -35,7 +35,7 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
     const __m512 lo = _mm512_set1_ps((float)(e->qmin - e->y_zp));
     const __m512 hi = _mm512_set1_ps((float)(e->qmax - e->y_zp));
     const __m512i zp = _mm512_set1_epi32(e->y_zp);
-    const int per_col = e->mult_n != 1;
+    const int per_col = e->mult_n != 1 && !e->mult_rows;
     const __m512 m1 = _mm512_set1_ps(e->mult ? e->mult[0] : 0.0f);
     if (e->conv_wp && nj > 32) {
         for (int c = 0; c < nj; c += 32)
@@ -75,6 +75,7 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
             const __m512i rf = _mm512_set1_epi32(rowfix ? rowfix[i] : 0);
             const int32_t *bp = bias ? bias + i * bias_rs : NULL;
             const __m512i bb = (bias && bias_cs == 0) ? _mm512_set1_epi32(bp[0]) : _mm512_setzero_si512();
+            const __m512 mrow = (e->mult_rows && mult) ? _mm512_set1_ps(mult[i]) : m1;
             for (int c = 0; c < nj; c += 16) {
                 const int j = j0 + c;
                 __mmask16 m = 0xFFFF;
@@ -90,7 +91,7 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                     else _mm512_mask_storeu_epi32(dst, m, a);
                     continue;
                 }
-                __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, mult + j) : m1;
+                __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, mult + j) : mrow;
                 __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), mm);
                 v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
                 __m128i b = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
@@ -117,7 +118,7 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 }
                 continue;
             }
-            __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, e->mult + j) : m1;
+            __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, e->mult + j) : (e->mult_rows ? _mm512_set1_ps(e->mult[i]) : m1);
             __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), mm);
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);

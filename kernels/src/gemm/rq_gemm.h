@@ -77,6 +77,7 @@ typedef struct rq_gemm_args {
     /* epilogue: int32 bias[i, j] at bias + i*bias_rs + j*bias_cs (elements; 0 = broadcast) */
     const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
     const float *mult; int mult_n;     /* 1 or N; used for RQ_OUT_U8 / RQ_OUT_S8 */
+    int mult_rows;                      /* 1: mult has M entries, one per row (conv as W.X) */
     int32_t y_zp;
     int sat16;                          /* int16 pair saturation (uint8 A x int8 B only) */
     int isa;                            /* max ISA level to use (-1: rq_isa_level()) */
@@ -124,7 +125,7 @@ typedef struct rq_epi {
     const int32_t *zb_col;   /* N or NULL (zb per column): subtract zb_col[j]*rsum[i] */
     const int32_t *rsum;     /* M */
     const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
-    const float *mult; int mult_n;
+    const float *mult; int mult_n; int mult_rows;
     int32_t y_zp; int qmin, qmax;
     int out_type; void *C; ptrdiff_t c_rs, c_cs;
     /* implicit convolution: row i is the virtual pixel q = oh*conv_wp + ow (ow < conv_ow valid,
