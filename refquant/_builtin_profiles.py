@@ -89,11 +89,15 @@ ONNXRUNTIME = register_profile(Profile(
     description="ONNX Runtime CPU (MLAS) on a VNNI/AMX CPU: x/s, clamp in float, RNE, NaN->qmin; "
                 "requant cvtdq2ps(acc+bias) * fl32(fl32(a_s*b_s)/y_s), RNE, zp after rounding",
     sources=_ORT_SOURCES,
-    q_nan="qmin", q_fp16_division="float32_below_opset23",
+    q_nan="qmin", q_fp16_division="float32_below_opset23", q_float8_saturate0="onnxruntime",
     doc="""ONNX Runtime's CPU execution provider (MLAS) on a CPU with AVX512-VNNI / AMX-INT8 (no
 int16 intermediate saturation).  QuantizeLinear: true float32 division x/s, clamp in float to
 [qmin - zp, qmax - zp] (MAXPS sends NaN to the lower bound), cvtps2dq (RNE), + zp: NaN -> qmin,
 +-Inf -> qmax/qmin.  float16 inputs divide in float32 below opset 23 and in float16 from 23.
+float8 outputs (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz; verified live through an exact Cast): round to
+nearest even, except with saturate=0 where ORT's converter maps e4m3fn |v| in [480, 496) to
++-448 and e5m2 |v| in [61440, 65536) to NaN (q_float8_saturate0="onnxruntime"; the Cast table
+gives NaN and +-Inf).  int4/uint4 outputs verified live.
 DynamicQuantizeLinear: scale (max - min)/255 in float32, 1.0 for an all-zero input.
 QLinearMatMul/QLinearConv/QGemm: exact int32 accumulation, + int32 bias, cvtdq2ps (rounds above
 2^24), times the float32 multiplier fl32(fl32(a_s*b_s)/y_s) (QGemm: alpha folded in), clamp,

@@ -43,7 +43,8 @@ __all__ = ["explain", "Explanation", "ProfileComparison", "FIELDS_READ"]
 
 # arithmetic fields each op reads (the single-field search space)
 _Q = ("q_scale_op", "q_fma", "q_rounding", "q_zero_point", "q_nan", "q_overflow", "q_inf",
-      "q_fp16_division", "q_division_precision", "q_float_zero_point", "q_vector_width")
+      "q_fp16_division", "q_division_precision", "q_float_zero_point", "q_float8_saturate0",
+      "q_vector_width")
 _RQ = ("rq_multiplier", "rq_method", "rq_precision", "rq_acc_to_float", "rq_rounding", "rq_zero_point",
        "rq_fixed_rounding", "rq_bias", "rq_epilogue_dtype", "int16_pair_saturation")
 FIELDS_READ = {
@@ -64,7 +65,7 @@ _TOPIC = {
     "q_zero_point": "zero-point order", "q_nan": "NaN handling", "q_overflow": "overflow/saturation",
     "q_inf": "Inf handling", "q_fp16_division": "division precision",
     "q_division_precision": "division precision", "q_float_zero_point": "float zero point",
-    "q_vector_width": "vector/tail split", "dq_subtract": "dequantize subtraction",
+    "q_vector_width": "vector/tail split", "q_float8_saturate0": "float8 overflow", "dq_subtract": "dequantize subtraction",
     "dq_vector_width": "vector/tail split", "dql_zero_range_scale": "all-zero range scale",
     "rq_multiplier": "requantization multiplier", "rq_method": "requantization method",
     "rq_precision": "requantization precision", "rq_acc_to_float": "accumulator conversion",

@@ -35,6 +35,10 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
                                      float16 scale in float32); "float64": x and the scale widened
                                      exactly to double and divided there (LiteRT optimized QUANTIZE's
                                      scalar tail: std::round(double(x) / double(s))).
+    q_float8_saturate0 ["cast"]      float8 outputs with saturate=0: "cast" (round to nearest even, the
+                                     Cast table: overflow -> NaN / Inf) or "onnxruntime" (ORT's
+                                     conversion: e4m3fn |v| in [480, 496) -> +-448, e5m2 |v| in
+                                     [61440, 65536) -> NaN).
     q_vector_width [0]               0: every element follows the fields above.  w > 0: the engine
                                      quantizes full blocks of w elements with a vector loop and the
                                      last (n mod w) elements of the flattened (C-order) tensor with a
@@ -129,6 +133,7 @@ _CHOICES = {
     "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
     "q_division_precision": ("spec", "numpy_promotion", "float64"),
     "q_float_zero_point": ("add_nonzero", "add", "ignore", "ignore_float8"),
+    "q_float8_saturate0": ("cast", "onnxruntime"),
     "dq_subtract": ("exact", "float32", "scale_then_subtract"),
     "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
     "rq_method": ("float", "fixed_point"),
@@ -161,6 +166,7 @@ class Profile:
     q_fp16_division: str = "spec"
     q_division_precision: str = "spec"
     q_float_zero_point: str = "add_nonzero"
+    q_float8_saturate0: str = "cast"
     q_vector_width: int = 0
     # dequantize
     dq_subtract: str = "exact"

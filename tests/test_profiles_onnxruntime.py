@@ -244,3 +244,57 @@ def test_extreme_operands_no_pair_saturation_on_this_cpu(seed, depthwise):
         d["a"][:] = rng.choice([0, 255], d["a"].shape).astype(np.uint8)
         d["b"][:] = rng.choice([-128, 127], d["b"].shape).astype(np.int8)
         assert_exact(ENG, "onnxruntime", "QLinearMatMul", d)
+
+
+def _float8_values(dt, rng, n_random=200):
+    import ml_dtypes  # noqa: F401
+    codes = np.arange(256, dtype=np.uint8).view(dt).astype(np.float32)
+    grid = np.unique(codes[np.isfinite(codes)])
+    mids = ((grid[:-1].astype(np.float64) + grid[1:]) / 2).astype(np.float32)
+    fmax = float(grid.max())
+    edges = np.float32([fmax, fmax * 1.03, fmax * 1.07, fmax * 1.1, 480, 488, 495.99997, 496, 464, 61440, 63000,
+                        65535.996, 65536, 1e9, np.nan, np.inf, -np.inf, -0.0, 0.0])
+    x = np.concatenate([grid, mids, np.nextafter(mids, np.float32(np.inf)), np.nextafter(mids, np.float32(-np.inf)),
+                        edges, -edges, (rng.standard_normal(n_random) * fmax / 4).astype(np.float32)])
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("dt", ["float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz"])
+@pytest.mark.parametrize("saturate", [0, 1])
+@pytest.mark.parametrize("opset", [21, 23])
+def test_quantize_float8(dt, saturate, opset):
+    """ORT's float8 outputs (read back through an exact Cast): RNE on the float8 grid, ties,
+    overflow; with saturate=0 ORT's own edge rule (e4m3fn [480, 496) -> 448, e5m2 [61440, 65536)
+    -> NaN), which the Cast table (the 'onnx' profile) does not have."""
+    need(ENG)
+    fdt = rq.resolve_dtype(dt)
+    x = _float8_values(fdt, np.random.default_rng(0))
+    for s in (np.float32(1.0), np.float32(0.37)):
+        inp = {"x": (x * s).astype(np.float32), "y_scale": s, "y_zero_point": np.zeros((), fdt)}
+        assert_exact(ENG, "onnxruntime", "QuantizeLinear", inp, {"saturate": saturate}, opset=opset)
+    if saturate == 0 and dt in ("float8e4m3fn", "float8e5m2"):
+        inp = {"x": np.float32([488.0, 62000.0]), "y_scale": np.float32(1), "y_zero_point": np.zeros((), fdt)}
+        n_diff, _ = engine_differs(ENG, "onnx", "QuantizeLinear", inp, {"saturate": 0}, opset=opset)
+        assert n_diff >= 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=SEEDS, dt=st.sampled_from(["int4", "uint4"]), mode=st.sampled_from(["tensor", "axis", "block"]))
+def test_quantize_dequantize_int4(seed, dt, mode):
+    """4-bit outputs (read back through an exact Cast) and inputs (fed as initializers)."""
+    need(ENG)
+    rng = np.random.default_rng(seed)
+    qdt = rq.resolve_dtype(dt)
+    qmin, qmax = rq.qrange(qdt)
+    x = CS.tie_values(rng, 8 * 6, np.float32(0.25), qmin, qmax, 0, specials=True).reshape(8, 6)
+    if mode == "tensor":
+        s, zp, attrs = np.float32(0.25), np.asarray(rng.integers(qmin, qmax + 1)).astype(qdt), {}
+    elif mode == "axis":
+        s = np.float32([0.25, 0.5, 0.125, 1.0, 0.25, 0.3])
+        zp, attrs = rng.integers(qmin, qmax + 1, 6).astype(qdt), {"axis": 1}
+    else:
+        s = rng.choice(np.float32([0.25, 0.5, 0.3]), (8, 2)).astype(np.float32)
+        zp, attrs = rng.integers(qmin, qmax + 1, (8, 2)).astype(qdt), {"axis": 1, "block_size": 3}
+    assert_exact(ENG, "onnxruntime", "QuantizeLinear", {"x": x, "y_scale": s, "y_zero_point": zp}, attrs)
+    q = rng.integers(qmin, qmax + 1, (8, 6)).astype(qdt)
+    assert_exact(ENG, "onnxruntime", "DequantizeLinear", {"x": q, "x_scale": s, "x_zero_point": zp}, attrs)

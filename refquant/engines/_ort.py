@@ -1,9 +1,16 @@
-"""ONNX Runtime CPU execution provider (MLAS), graph optimizations disabled, one thread."""
+"""ONNX Runtime CPU execution provider (MLAS), graph optimizations disabled, one thread.
+
+ORT's Python binding cannot exchange float8e5m2/fnuz, float4 or 4-/2-bit integer tensors with
+numpy: such inputs become initializers of the model, and such outputs are followed by an exact
+Cast (to float32, or to int8/uint8) whose result is converted back to the op's type; float8e4m3fn
+outputs come back as raw bytes and are viewed as float8.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from .._dtypes import is_low_float
+from .._dtypes import is_low_float, onnx_enum
+from ._errors import EngineUnsupported
 from ._onnx_model import build_model, OP_INPUTS, output_dtypes, check_inputs
 
 NAME = "onnxruntime"
@@ -18,18 +25,47 @@ def version():
     return onnxruntime.__version__
 
 
+def _is_low(dt):
+    dt = np.dtype(dt)
+    return is_low_float(dt) or str(dt) in ("int4", "uint4", "int2", "uint2")
+
+
+def _cast_target(dt):
+    """(numpy dtype, ONNX enum) an ORT-unfriendly output type is exactly cast to."""
+    if is_low_float(dt):
+        return np.dtype(np.float32), 1
+    return (np.dtype(np.int8), 3) if str(dt).startswith("int") else (np.dtype(np.uint8), 2)
+
+
 def run(op, inputs, attributes, opset=None):
     import onnxruntime as ort
-    model, feeds = build_model(op, inputs, attributes, opset)
+    from onnx import helper
+    attributes = attributes or {}
+    ins = check_inputs(op, inputs)
+    lowfeed = any(_is_low(a.dtype) for a in ins.values())
+    model, feeds = build_model(op, inputs, attributes, opset, dynamic=() if lowfeed else ("x", "A", "a"))
+    want = output_dtypes(op, ins, attributes)
+    g = model.graph
+    cast = {}
+    for i, w in enumerate(want):
+        if _is_low(w):
+            tgt, enum = _cast_target(w)
+            name = g.output[i].name
+            g.node[0].output[i] = name + "_raw"
+            g.node.append(helper.make_node("Cast", [name + "_raw"], [name], to=enum))
+            g.output[i].type.tensor_type.elem_type = enum
+            cast[i] = w
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    outs = sess.run(None, feeds)
-    # ORT's Python binding hands float8 outputs back as raw uint8 bytes: view them as the type
-    want = output_dtypes(op, check_inputs(op, inputs), attributes or {})
-    outs = [o.view(w) if o.dtype == np.uint8 and w != o.dtype and w.itemsize == 1 and is_low_float(w)
-            else o for o, w in zip(outs, want)]
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        outs = sess.run(None, feeds)
+    except Exception as e:   # onnxruntime's own exception types (NotImplemented, Fail, InvalidGraph)
+        if "NOT_IMPLEMENTED" in str(e) or "Could not find an implementation" in str(e):
+            raise EngineUnsupported(f"onnxruntime has no CPU kernel for this {op}: {e}") from e
+        raise
+    outs = [o.astype(cast[i]) if i in cast else o for i, o in enumerate(outs)]
     return tuple(outs) if len(outs) > 1 else outs[0]

@@ -411,9 +411,27 @@ def _to_low_float(v, zb, out_dt, saturate, prof, P):
             if saturate:
                 v = np.clip(v.astype(_F32) if P == _BF16 else v, -fmax, fmax)
             y = np.asarray(v).astype(out_dt)
+            if not saturate and prof.q_float8_saturate0 == "onnxruntime":
+                y = _ort_float8_saturate0(np.asarray(v), y, out_dt)
         else:  # float4 / float6: no Inf/NaN encoding, ml_dtypes saturates (NaN -> -0.0)
             y = np.asarray(v).astype(out_dt)
     return np.asarray(y, out_dt)
+
+
+def _ort_float8_saturate0(v, y, out_dt):
+    """ONNX Runtime's float -> float8 conversion with saturate=0 (measured, ORT 1.32): e4m3fn maps
+    |v| in [480, 496) to +-448 (the cast's round-to-nearest would give NaN); e5m2 maps |v| in
+    [61440, 65536) to NaN (0x7E, sign kept) where the cast gives +-Inf.  Other types: the cast."""
+    a = np.abs(v.astype(_F32))
+    sign = np.signbit(v.astype(_F32)).astype(np.uint8) << 7
+    b = np.array(y, copy=True).view(np.uint8)
+    if out_dt == np.dtype(ml_dtypes.float8_e4m3fn):
+        m = (a >= 480.0) & (a < 496.0)
+        b[m] = (0x7E | sign)[m] if sign.ndim else 0x7E | sign
+    elif out_dt == np.dtype(ml_dtypes.float8_e5m2):
+        m = (a >= 61440.0) & (a < 65536.0)
+        b[m] = (0x7E | sign)[m] if sign.ndim else 0x7E | sign
+    return b.view(out_dt)
 
 
 def _to_integer(xs, inv, v, zb, out_dt, prof, P):
