@@ -145,3 +145,22 @@ def test_openvino_dequantize_matches_spec_per_tensor_int8():
     assert_exact("openvino", "onnx", "DequantizeLinear", inp)
     q = {"x": np.float32([0.5, 1.5, 2.5, -0.5, -1.5, -2.5]), "y_scale": np.float32(1), "y_zero_point": np.int8(1)}
     assert E.run("openvino", "QuantizeLinear", q).tolist() == [2, 2, 4, 0, 0, -2]
+
+
+@pytest.mark.parametrize("dt", ["float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz", "float4e2m1"])
+@pytest.mark.parametrize("saturate", [0, 1])
+def test_quantize_low_float(dt, saturate):
+    """float8 (zero point ignored by the evaluator) and float4e2m1 (zero point added, NaN -> -0)."""
+    need(ENG)
+    import refquant as rq
+    from test_profiles_onnxruntime import _float8_values
+    rng = np.random.default_rng(0)
+    fdt = rq.resolve_dtype(dt)
+    if dt.startswith("float8"):
+        x = _float8_values(fdt, rng)
+    else:
+        x = np.concatenate([np.float32([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5, 7, 6.5, -6.5, np.nan, np.inf, -np.inf,
+                                        -0.0]), (rng.standard_normal(50) * 4).astype(np.float32)])
+    for zp in (0.0, 1.0):
+        inp = {"x": x, "y_scale": np.float32(0.5), "y_zero_point": np.array(zp, fdt)}
+        assert_exact(ENG, "onnx-reference", "QuantizeLinear", inp, {"saturate": saturate}, opset=25)
