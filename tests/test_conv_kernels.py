@@ -1,0 +1,203 @@
+"""Fast integer convolution (refquant._gemm conv paths via refquant._gemm_fast) == the numpy
+reference, bit for bit, at every ISA level this machine has.
+
+Paths exercised (see kernels/src/gemm/conv.c): implicit AMX conv (group 1, stride 1, Cin % 64 == 0,
+int8 w with zero w_zp; padded NHWC copy, virtual pixels across row ends), 1x1 stride-1 GEMM
+straight on NCHW (per-row multiplier), depthwise vpdpbusd (KW <= 4), depthwise AVX-512 and scalar
+direct loops, and im2col + GEMM for everything else (groups, strides, dilations, pads, auto_pad,
+1-D).  Zero points at the extremes, per-channel w zero points / scales, int32 bias with large
+values, uint8/int8 for x and w in every combination.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+hyp = pytest.importorskip("hypothesis", reason="hypothesis drives the sweeps")
+from hypothesis import given, settings, strategies as st, HealthCheck  # noqa: E402
+
+import refquant  # noqa: E402
+from refquant import reference as R  # noqa: E402
+
+_k = pytest.importorskip("refquant._gemm", reason="compiled kernels not built (pip install -e .)")
+from refquant import _cpu, _gemm_fast as F  # noqa: E402
+from refquant.profile import get_profile  # noqa: E402
+
+ISAS = ("scalar", "avx2", "avx512", "avx512vnni", "amx")
+AVAILABLE = [i for i in ISAS if i in _cpu.available_isas()]
+ISA_PARAMS = [pytest.param(i, marks=pytest.mark.skipif(i not in AVAILABLE,
+                                                       reason=f"{i} not compiled/supported here"))
+              for i in ISAS]
+ONNX = get_profile("onnx")
+
+
+@pytest.fixture
+def isa_cap(request):
+    _cpu.set_isa_cap(request.param)
+    yield request.param
+    _cpu.set_isa_cap(None)
+
+
+def _rand(rng, dt, shape, extreme=0.15):
+    lo, hi = (0, 255) if dt == np.uint8 else (-128, 127)
+    a = rng.integers(lo, hi + 1, shape).astype(dt)
+    m = rng.random(shape) < extreme
+    a[m] = rng.choice(np.array([lo, hi], dtype=dt), size=int(m.sum()))
+    return a
+
+
+def _zp(rng, dt, n=None):
+    lo, hi = (0, 255) if dt == np.uint8 else (-128, 127)
+    if n is None:
+        return dt(rng.choice([lo, hi, rng.integers(lo, hi + 1)]))
+    return rng.integers(lo, hi + 1, n).astype(dt)
+
+
+def _check(got, want, what):
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, (f"{what}: {len(bad)} mismatches, first at {tuple(bad[0])}: "
+                           f"got {got[tuple(bad[0])]}, want {want[tuple(bad[0])]}")
+
+
+def _run_both(rng, x, w, xz, wz, attrs, what):
+    M = w.shape[0]
+    got = F.conv_integer(x, w, xz, wz, profile=ONNX, **attrs)
+    assert got is not None, what
+    _check(got[0], R.conv_integer(x, w, xz, wz, **attrs), f"conv_integer {what} [{got[1]}]")
+    ws = rng.uniform(1e-3, 2e-2, M).astype(np.float32) if rng.random() < 0.5 else np.float32(0.01)
+    odt = np.uint8 if rng.random() < 0.5 else np.int8
+    B = rng.integers(-2 ** 20, 2 ** 20, M).astype(np.int32) if rng.random() < 0.7 else None
+    args = (x, np.float32(rng.uniform(0.005, 0.05)), xz, w, ws, wz, np.float32(rng.uniform(0.05, 2.0)),
+            _zp(rng, odt), B)
+    got = F.qlinear_conv(*args, profile=ONNX, **attrs)
+    assert got is not None, what
+    _check(got[0], R.qlinear_conv(*args, **attrs), f"qlinear_conv {what} [{got[1]}]")
+
+
+# ------------------------------------------------------------------ sweeps
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(C=st.sampled_from([1, 2, 3, 4, 8, 16, 17, 64]), M=st.sampled_from([1, 2, 4, 16, 17, 32]),
+       H=st.integers(1, 12), W=st.integers(1, 20), k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       s=st.tuples(st.integers(1, 3), st.integers(1, 3)), d=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       p=st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+       g=st.sampled_from([1, 2, "dw"]), xt=st.sampled_from(["u8", "s8"]), wt=st.sampled_from(["u8", "s8"]),
+       wzk=st.sampled_from(["zero", "scalar", "channel"]), seed=st.integers(0, 2 ** 31 - 1))
+def test_conv2d_sweep(isa_cap, C, M, H, W, k, s, d, p, g, xt, wt, wzk, seed):
+    rng = np.random.default_rng(seed)
+    group = C if g == "dw" else g
+    if g == "dw":
+        M = C * (1 if rng.random() < 0.8 else 2)
+    if C % group or M % group:
+        return
+    xdt = np.uint8 if xt == "u8" else np.int8
+    wdt = np.uint8 if wt == "u8" else np.int8
+    eff = [(k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1]
+    if H + p[0] + p[2] < eff[0] or W + p[1] + p[3] < eff[1]:
+        return
+    x = _rand(rng, xdt, (int(rng.integers(1, 3)), C, H, W))
+    w = _rand(rng, wdt, (M, C // group, k[0], k[1]))
+    wz = {"zero": wdt(0), "scalar": _zp(rng, wdt), "channel": _zp(rng, wdt, M)}[wzk]
+    attrs = dict(group=group, strides=list(s), dilations=list(d), pads=[p[0], p[1], p[2], p[3]])
+    _run_both(rng, x, w, _zp(rng, xdt), wz, attrs, f"C={C} M={M} HxW={H}x{W} k={k} s={s} d={d} p={p} g={group}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(C=st.sampled_from([64, 128]), M=st.sampled_from([1, 16, 31, 64]), H=st.integers(1, 14),
+       W=st.integers(1, 20), k=st.sampled_from([(1, 1), (3, 3), (1, 3), (2, 2)]),
+       d=st.sampled_from([(1, 1), (2, 1)]), pad=st.integers(0, 2), xt=st.sampled_from(["u8", "s8"]),
+       seed=st.integers(0, 2 ** 31 - 1))
+def test_conv2d_implicit_amx_shapes(isa_cap, C, M, H, W, k, d, pad, xt, seed):
+    """Shapes the implicit AMX conv and the 1x1 GEMM path take (stride 1, Cin % 64 == 0, int8 w)."""
+    rng = np.random.default_rng(seed)
+    xdt = np.uint8 if xt == "u8" else np.int8
+    eff = [(k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1]
+    if H + 2 * pad < eff[0] or W + 2 * pad < eff[1]:
+        return
+    x = _rand(rng, xdt, (1, C, H, W))
+    w = _rand(rng, np.int8, (M, C, k[0], k[1]))
+    attrs = dict(dilations=list(d), pads=[pad] * 4)
+    _run_both(rng, x, w, _zp(rng, xdt), np.int8(0), attrs, f"implicit C={C} M={M} {H}x{W} k={k}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad_and_1d(isa_cap, auto_pad):
+    rng = np.random.default_rng(11)
+    x = _rand(rng, np.uint8, (2, 8, 11, 13))
+    w = _rand(rng, np.int8, (6, 8, 3, 2))
+    _run_both(rng, x, w, np.uint8(17), np.int8(0), dict(auto_pad=auto_pad, strides=[2, 1]), f"2-D {auto_pad}")
+    x1 = _rand(rng, np.int8, (2, 5, 29))
+    w1 = _rand(rng, np.int8, (4, 5, 3))
+    _run_both(rng, x1, w1, np.int8(-3), np.int8(0), dict(auto_pad=auto_pad, strides=[2]), f"1-D {auto_pad}")
+    _run_both(rng, x1, w1, np.int8(-3), np.int8(0), dict(pads=[2, 1], dilations=[3]), "1-D dilated")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_resnet_like_layers(isa_cap):
+    """The benchmark layers, scaled down in H/W: 3x3 64->64, 1x1 256->64, depthwise 3x3 128."""
+    rng = np.random.default_rng(12)
+    for C, M, k, g in ((64, 64, 3, 1), (256, 64, 1, 1), (128, 128, 3, 128)):
+        x = _rand(rng, np.uint8, (1, C, 9, 14))
+        w = _rand(rng, np.int8, (M, C // g, k, k))
+        _run_both(rng, x, w, np.uint8(119), np.int8(0), dict(group=g, pads=[k // 2] * 4), f"layer C={C} k={k} g={g}")
+
+
+def test_accumulator_overflow_conv():
+    """A 1x1 conv with many channels at the extremes overflows int32: every path must wrap."""
+    C = 70000
+    x = np.full((1, C, 1, 2), 255, np.uint8)
+    w = np.full((2, C, 1, 1), 127, np.int8)
+    w[1, ::3] = -128
+    for cap in AVAILABLE:
+        _cpu.set_isa_cap(cap)
+        try:
+            got = F.conv_integer(x, w, np.uint8(0), np.int8(0), profile=ONNX)[0]
+        finally:
+            _cpu.set_isa_cap(None)
+        _check(got, R.conv_integer(x, w, np.uint8(0), np.int8(0)), f"overflow {cap}")
+
+
+def test_packed_conv_weights():
+    rng = np.random.default_rng(13)
+    for C, M, k in ((64, 32, 3), (16, 8, 3), (128, 64, 1)):
+        x = _rand(rng, np.uint8, (1, C, 10, 12))
+        w = _rand(rng, np.int8, (M, C, k, k))
+        pw = refquant.pack_weights(w)
+        assert pw.info["layout"] == "vnni4_conv"
+        args = (x, np.float32(0.02), np.uint8(100), pw, np.float32(0.01), np.int8(0), np.float32(0.4),
+                np.uint8(120), rng.integers(-999, 999, M).astype(np.int32))
+        got = refquant.qlinear_conv(*args, pads=[k // 2] * 4)
+        assert refquant.last_path()["path"] != "reference"
+        _check(got, R.qlinear_conv(*args[:3], w, *args[4:], pads=[k // 2] * 4), f"packed conv C={C} k={k}")
+
+
+def test_conv_threads_same_bits():
+    rng = np.random.default_rng(14)
+    cases = [((1, 64, 20, 20), (64, 64, 3, 3), 1), ((2, 32, 15, 9), (32, 1, 3, 3), 32),
+             ((1, 256, 8, 8), (64, 256, 1, 1), 1), ((1, 12, 17, 17), (8, 6, 3, 3), 2)]
+    for xs, wsh, g in cases:
+        x = _rand(rng, np.uint8, xs)
+        w = _rand(rng, np.int8, wsh)
+        outs = []
+        for t in (1, 2):
+            refquant.set_num_threads(t)
+            outs.append(refquant.conv_integer(x, w, np.uint8(5), group=g, pads=[1] * 4))
+        refquant.set_num_threads(None)
+        _check(outs[1], outs[0], f"threads {xs}")
+
+
+def test_conv_declines():
+    """3-D conv and pair-saturation profiles go to the reference."""
+    rng = np.random.default_rng(15)
+    x = _rand(rng, np.uint8, (1, 2, 4, 4, 4))
+    w = _rand(rng, np.int8, (3, 2, 2, 2, 2))
+    assert F.conv_integer(x, w, np.uint8(1), np.int8(0), profile=ONNX) is None
+    x2 = _rand(rng, np.uint8, (1, 2, 5, 5))
+    w2 = _rand(rng, np.int8, (3, 2, 3, 3))
+    assert F.conv_integer(x2, w2, np.uint8(1), None, profile=get_profile("onnxruntime-avx2")) is None
+    got = refquant.conv_integer(x2, w2, np.uint8(1), profile="onnxruntime-avx2")
+    _check(got, R.conv_integer(x2, w2, np.uint8(1), profile="onnxruntime-avx2"), "sat16 via reference")
