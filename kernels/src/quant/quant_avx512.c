@@ -241,25 +241,27 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
         }
         const int nt = a->nontemporal;
         const int isz = (in_type == RQ_Q_I32) ? 4 : (in_type == RQ_Q_U16 || in_type == RQ_Q_I16) ? 2 : 1;
-        for (; i + 32 <= n; i += 32) {
-            if (((i * isz) & 63) == 0)   /* one prefetch per input cache line, ~2 KiB ahead */
-                _mm_prefetch((const char *)a->x + i * isz + 2048, _MM_HINT_T0);
-            if (isz == 4) _mm_prefetch((const char *)a->x + i * isz + 2048 + 64, _MM_HINT_T0);
-            dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);
-            __m512 v0 = dq_core(dq_load(a->x, i, in_type, 0xFFFF, 1), zp, s, out_f16);
-            dq_params(a, i + 16, ps, 0xFFFF, 1, &s, &zp);
-            __m512 v1 = dq_core(dq_load(a->x, i + 16, in_type, 0xFFFF, 1), zp, s, out_f16);
+        /* 64 elements per iteration: 4 (float32) or 2 (float16) whole output cache lines */
+        for (; i + 64 <= n; i += 64) {
+            for (int l = 0; l < 64 * isz; l += 64)   /* prefetch the input ~2 KiB ahead */
+                _mm_prefetch((const char *)a->x + i * isz + 2048 + l, _MM_HINT_T0);
+            __m512 v[4];
+            for (int u = 0; u < 4; u++) {
+                dq_params(a, i + 16 * u, ps, 0xFFFF, 1, &s, &zp);
+                v[u] = dq_core(dq_load(a->x, i + 16 * u, in_type, 0xFFFF, 1), zp, s, out_f16);
+            }
             if (out_f16) {
-                __m512i line = _mm512_castsi256_si512(_mm512_cvtps_ph(v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-                line = _mm512_inserti64x4(line, _mm512_cvtps_ph(v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 1);
-                if (nt) _mm512_stream_si512((__m512i *)((uint16_t *)a->y + i), line);
-                else _mm512_store_si512((__m512i *)((uint16_t *)a->y + i), line);
-            } else if (nt) {
-                _mm512_stream_ps((float *)a->y + i, v0);
-                _mm512_stream_ps((float *)a->y + i + 16, v1);
+                for (int u = 0; u < 4; u += 2) {
+                    __m512i line = _mm512_castsi256_si512(_mm512_cvtps_ph(v[u], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                    line = _mm512_inserti64x4(line, _mm512_cvtps_ph(v[u + 1], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 1);
+                    if (nt) _mm512_stream_si512((__m512i *)((uint16_t *)a->y + i + 16 * u), line);
+                    else _mm512_store_si512((__m512i *)((uint16_t *)a->y + i + 16 * u), line);
+                }
             } else {
-                _mm512_store_ps((float *)a->y + i, v0);
-                _mm512_store_ps((float *)a->y + i + 16, v1);
+                for (int u = 0; u < 4; u++) {
+                    if (nt) _mm512_stream_ps((float *)a->y + i + 16 * u, v[u]);
+                    else _mm512_store_ps((float *)a->y + i + 16 * u, v[u]);
+                }
             }
         }
         if (nt) _mm_sfence();
