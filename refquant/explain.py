@@ -260,6 +260,11 @@ def _exact_values(op, inputs, attributes, opset):
                           if k in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")}
             acc = R.conv_integer(inputs["x"], inputs["w"], inputs.get("x_zero_point"),
                                  inputs.get("w_zero_point"), **conv_attrs).astype(np.int64)
+            if inputs["x"].dtype != inputs["w"].dtype:     # u8 x s8: what vpmaddubsw would lose
+                sat = get_profile("onnx").replace(name="pairs", int16_pair_saturation=True)
+                acc_sat = R.conv_integer(inputs["x"], inputs["w"], inputs.get("x_zero_point"),
+                                         inputs.get("w_zero_point"), profile=sat, **conv_attrs)
+                info["pair_loss"] = acc - acc_sat.astype(np.int64)
             B = inputs.get("B")
             if op == "QLinearConv":
                 if B is not None and np.asarray(B).dtype.kind in "iu":
@@ -270,6 +275,7 @@ def _exact_values(op, inputs, attributes, opset):
                     np.float64(inputs["w_scale"])
                 ys = np.float64(np.asarray(inputs["y_scale"]).reshape(()))
                 v = acc * (xs * ws / ys)
+                info["m"] = np.broadcast_to(np.abs(xs * ws / ys), acc.shape)
                 if B is not None and np.asarray(B).dtype.kind == "f":
                     v = v + np.asarray(B, np.float64).reshape(1, -1, *([1] * (acc.ndim - 2))) / ys
                 info["v"] = v + np.float64(np.asarray(inputs["y_zero_point"]).reshape(()))

@@ -198,3 +198,17 @@ def test_zero_scale_is_invalid_for_every_profile():
     r = explain("QuantizeLinear", inp, obs)
     assert r.matches == [] and all(c.status == "cannot_express" for c in r.comparisons)
     assert r.nearest is None and "Cannot express" in str(r)
+
+
+def test_int16_pair_saturation_in_convolution():
+    rng = np.random.default_rng(0)
+    d, a = CS.conv_case(rng, 1, 8, 8, 8, 8, 3, 3, pads=(1, 1, 1, 1), tie=True)
+    d["x"][:] = rng.choice([0, 255], d["x"].shape).astype(np.uint8)
+    d["w"][:] = rng.choice([-128, 127], d["w"].shape).astype(np.int8)
+    obs = E.run_reference("QLinearConv", d, a, profile="onnxruntime-avx2")
+    r = explain("QLinearConv", d, obs, attributes=a)
+    assert r.matches == ["onnxruntime-avx2"]
+    cl = r.comparison("onnxruntime").classes
+    assert max(cl, key=cl.get) == "int16_pair"
+    r = explain("QLinearConv", d, obs, attributes=a, candidates=["onnxruntime"])
+    assert r.suggestions[0]["field"] == "int16_pair_saturation" and r.suggestions[0]["to"] is True
