@@ -3,6 +3,7 @@
     refquant explain QuantizeLinear --inputs inputs.npz --observed y.npy
     refquant explain QLinearConv --inputs in.npz --observed y.npz --attr pads=1,1,1,1 --json
     refquant explain QuantizeLinear --inputs in.npz            # in.npz holds "observed" too
+    refquant explain QLinearMatMul --inputs in.npz --engine tflite-optimized   # run it live
 
 ``--inputs`` is an .npz keyed by the op's ONNX input names (x, y_scale, y_zero_point ...); the
 observed output comes from ``--observed`` (.npy, or .npz: the array named "observed", "y" or
@@ -29,6 +30,9 @@ def add_parser(subparsers):
                               "MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv, QGemm")
     p.add_argument("--inputs", required=True, metavar="FILE.npz", help="inputs keyed by ONNX input names")
     p.add_argument("--observed", metavar="FILE", help="observed output (.npy or .npz)")
+    p.add_argument("--engine", metavar="ENGINE",
+                   help="instead of --observed, run OP on this live engine (refquant.engines names: "
+                        "onnxruntime, pytorch, tflite-reference, ...)")
     p.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
                    help="an ONNX attribute (repeatable), e.g. axis=0, pads=1,1,1,1, alpha=0.5")
     p.add_argument("--attributes", metavar="JSON", help="attributes as a JSON object")
@@ -85,7 +89,21 @@ def _observed(args, inputs):
                          "'observed' (or 'y')")
     if "observed" in inputs:
         return inputs.pop("observed")
-    raise ValueError("no observed output: give --observed FILE or an 'observed' array in --inputs")
+    if getattr(args, "engine", None):
+        from . import engines
+        return engines.run(args.engine, args.op, inputs, _attrs(args), opset=args.opset)
+    raise ValueError("no observed output: give --observed FILE, --engine ENGINE or an 'observed' "
+                     "array in --inputs")
+
+
+def _attrs(args):
+    attrs = json.loads(args.attributes) if args.attributes else {}
+    if not isinstance(attrs, dict):
+        raise ValueError("--attributes: expected a JSON object")
+    for a in args.attr:
+        k, v = parse_attr(a)
+        attrs[k] = v
+    return attrs
 
 
 def run(args):
@@ -94,15 +112,10 @@ def run(args):
         inputs = load_arrays(args.inputs)
         observed = _observed(args, inputs)
         inputs.pop("observed", None)
-        attrs = json.loads(args.attributes) if args.attributes else {}
-        if not isinstance(attrs, dict):
-            raise ValueError("--attributes: expected a JSON object")
-        for a in args.attr:
-            k, v = parse_attr(a)
-            attrs[k] = v
+        attrs = _attrs(args)
         cands = [c.strip() for c in args.profiles.split(",") if c.strip()] if args.profiles else None
         result = explain(args.op, inputs, observed, attributes=attrs, candidates=cands, opset=args.opset)
-    except (OSError, ValueError, TypeError, KeyError) as e:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         print(f"refquant explain: {e}", file=sys.stderr)
         return 2
     if args.json:

@@ -212,3 +212,13 @@ def test_int16_pair_saturation_in_convolution():
     assert max(cl, key=cl.get) == "int16_pair"
     r = explain("QLinearConv", d, obs, attributes=a, candidates=["onnxruntime"])
     assert r.suggestions[0]["field"] == "int16_pair_saturation" and r.suggestions[0]["to"] is True
+
+
+def test_cli_live_engine(tmp_path, capsys):
+    need("tflite-reference")
+    inp = _q()
+    np.savez(tmp_path / "in.npz", **inp)
+    assert _cli(["explain", "QuantizeLinear", "--inputs", str(tmp_path / "in.npz"), "--engine", "tflite-reference",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert "tflite-reference" in d["matches"]
