@@ -3,7 +3,8 @@
 The ops never branch on a profile's *name*; they read its fields.  A vendor
 profile is one point in this policy space; a user builds a custom one with
 ``Profile(name="mine", q_scale_op="multiply_reciprocal", ...)`` or
-``get_profile("onnx").replace(rounding="half_away")``.
+``get_profile("onnx").replace(q_rounding="half_away")``.  ``refquant.profiles()`` lists the named
+profiles (``refquant/_builtin_profiles.py``; ``docs/profiles.md`` compares them).
 
 Fields (the value in brackets is the ``onnx`` specification profile):
 
@@ -202,6 +203,11 @@ class Profile:
                 raise ValueError(f"Profile field {fname}={val!r}: expected one of {allowed}")
         if self.ops is not None and not isinstance(self.ops, tuple):
             object.__setattr__(self, "ops", tuple(self.ops))
+        if self.ops is not None:
+            bad = [o for o in self.ops if o not in _OP_NAMES]
+            if bad:
+                raise ValueError(f"Profile field ops: unknown op name(s) {bad}; expected ONNX names "
+                                 f"from {_OP_NAMES}")
         if not isinstance(self.sources, tuple):
             object.__setattr__(self, "sources", tuple(self.sources))
         for fname in ("q_vector_width", "dq_vector_width"):

@@ -63,6 +63,8 @@ def test_other_field_validation():
         Profile(overrides=(("QLinearConv", {"rq_rounding": "sideways"}),))
     with pytest.raises(ValueError, match="not an arithmetic field"):
         Profile(overrides=(("QLinearConv", {"name": "x"}),))
+    with pytest.raises(ValueError, match="ops"):
+        Profile(ops=("Conv",))
     with pytest.raises(ValueError, match="unknown profile"):
         rq.get_profile("tflite")
     with pytest.raises(TypeError):
