@@ -422,17 +422,23 @@ def tensorrt_profile(*, scale_op: str = "multiply_reciprocal", bias: str = "afte
                     "epilogue fl32(acc)*fl32(fl32(sx*sw)*fl32(1/sy)) + b/sy, RNE",
         sources=_TRT_SOURCES,
         q_rounding="half_even", q_zero_point="after_rounding", q_nan="zero",
-        q_overflow="saturate", q_inf="saturate",
+        q_overflow="saturate", q_inf="saturate", q_float8_saturate0="saturate",
         rq_method="float", rq_rounding="half_even", rq_precision="float32",
         rq_acc_to_float="float32",
         symmetric_only=True, symmetric_error=TENSORRT_SYMMETRIC_ERROR,
+        qtypes=("int8", "int4", "float8e4m3fn", "float4e2m1"),
+        qtypes_error="TensorRT quantizes to INT8, FP8 E4M3, INT4 (weights) and FP4 E2M1 only; its "
+                     "ONNX parser turns a uint8 Q with zero point 0 into INT8 (warning) and rejects "
+                     "uint8 DQ inputs, int16/uint16/int2/uint2, E5M2 and FP6",
         ops=_QDQ + _QLIN,
         extra={"options": dict(chosen)},
         doc=f"""TensorRT 8.6-11.x explicit (Q/DQ) quantization, from NVIDIA's documentation and
 open-source code (TensorRT cannot run here: NOT verified live; the tests check hand-derived
 cases of the documented arithmetic).  Rules: zero points must be all zero -- a non-zero one is
 rejected with the ONNX parser's own message: "{TENSORRT_SYMMETRIC_ERROR}"; int8 range
-[-128, 127], round half to even (GPU), NaN -> 0 (PTX cvt.rni.sat), +-Inf saturate.
+[-128, 127], round half to even (GPU), NaN -> 0 (PTX cvt.rni.sat), +-Inf saturate.  Types:
+INT8, FP8 E4M3 (always saturating to +-448: the parser ignores the ONNX saturate attribute; NaN
+stays NaN), INT4, FP4 E2M1; uint8, int16, E5M2 and the rest raise ProfileError.
 QuantizeLinear/DequantizeLinear model the Q/DQ layers; QLinearMatMul/QGemm/QLinearConv model the
 fused DQ(x), DQ(w) -> MatMul/Gemm/Conv -> Q kernel: int32 accumulation, fl32(acc) times a
 per-channel fp32 multiplier, bias, RNE, saturation.  Open choices (options of

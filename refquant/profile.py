@@ -39,7 +39,8 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
     q_float8_saturate0 ["cast"]      float8 outputs with saturate=0: "cast" (round to nearest even, the
                                      Cast table: overflow -> NaN / Inf) or "onnxruntime" (ORT's
                                      conversion: e4m3fn |v| in [480, 496) -> +-448, e5m2 |v| in
-                                     [61440, 65536) -> NaN).
+                                     [61440, 65536) -> NaN), or "saturate" (the attribute is ignored and
+                                     float8 always saturates: TensorRT's parser).
     q_vector_width [0]               0: every element follows the fields above.  w > 0: the engine
                                      quantizes full blocks of w elements with a vector loop and the
                                      last (n mod w) elements of the flattened (C-order) tensor with a
@@ -94,6 +95,10 @@ Restrictions (an op a profile cannot express raises ``ProfileError``)
     ops [None]                       op names the profile models (None = all).
     symmetric_only [False]           non-zero zero points rejected (TensorRT).
     symmetric_error [""]             the engine's own error message for that rejection.
+    qtypes [None]                    quantized element types (ONNX names) the engine supports, None =
+                                     all; QuantizeLinear outputs / DequantizeLinear inputs of another
+                                     type raise ProfileError with ``qtypes_error``.
+    qtypes_error [""]                the message for that rejection (the engine's rule).
 
 Variants inside one engine
     overrides [()]                   field changes that apply only to some calls, as a tuple of
@@ -134,7 +139,7 @@ _CHOICES = {
     "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
     "q_division_precision": ("spec", "numpy_promotion", "float64"),
     "q_float_zero_point": ("add_nonzero", "add", "ignore", "ignore_float8"),
-    "q_float8_saturate0": ("cast", "onnxruntime"),
+    "q_float8_saturate0": ("cast", "onnxruntime", "saturate"),
     "dq_subtract": ("exact", "float32", "scale_then_subtract"),
     "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
     "rq_method": ("float", "fixed_point"),
@@ -191,6 +196,8 @@ class Profile:
     ops: tuple | None = None
     symmetric_only: bool = False
     symmetric_error: str = ""
+    qtypes: tuple | None = None
+    qtypes_error: str = ""
     # variants
     overrides: tuple = ()
     doc: str = field(default="", compare=False)
@@ -203,6 +210,10 @@ class Profile:
                 raise ValueError(f"Profile field {fname}={val!r}: expected one of {allowed}")
         if self.ops is not None and not isinstance(self.ops, tuple):
             object.__setattr__(self, "ops", tuple(self.ops))
+        if self.qtypes is not None:
+            from ._dtypes import onnx_name, resolve_dtype
+            object.__setattr__(self, "qtypes", tuple(onnx_name(resolve_dtype(t, argname="qtypes"))
+                                                     for t in self.qtypes))
         if self.ops is not None:
             bad = [o for o in self.ops if o not in _OP_NAMES]
             if bad:
@@ -254,7 +265,7 @@ class Profile:
 
     def arithmetic(self) -> dict:
         """The arithmetic fields only (no name/description/sources/doc), as a dict."""
-        skip = {"name", "description", "sources", "extra", "doc"}
+        skip = {"name", "description", "sources", "extra", "doc", "qtypes_error", "symmetric_error"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
     def diff(self, other: "Profile") -> dict:
@@ -267,6 +278,17 @@ class Profile:
         if self.ops is not None and op not in self.ops:
             raise ProfileError(f"profile {self.name!r} does not model {op} "
                                f"(it models: {', '.join(self.ops)})")
+
+    def check_qtype(self, dtype, op: str) -> None:
+        """Raise ProfileError if ``dtype`` is not among ``qtypes`` (when set)."""
+        if self.qtypes is None:
+            return
+        from ._dtypes import onnx_name
+        name = onnx_name(dtype)
+        if name not in self.qtypes:
+            raise ProfileError(f"profile {self.name!r}: {op} with {name} is not supported "
+                               f"(supported: {', '.join(self.qtypes)})"
+                               + (f"; {self.qtypes_error}" if self.qtypes_error else ""))
 
     def __str__(self):
         return f"Profile({self.name!r})"

@@ -95,3 +95,18 @@ def test_options_and_names():
         tensorrt_profile(scale_op="truncate")
     doc = rq.get_profile("tensorrt").doc
     assert "NOT verified live" in doc and TENSORRT_SYMMETRIC_ERROR in doc
+
+
+def test_types_and_float8_always_saturates():
+    import ml_dtypes
+    with pytest.raises(rq.ProfileError, match="uint8"):
+        R.quantize_linear(np.float32([1.0]), np.float32(1.0), np.uint8(0), profile=TRT)
+    with pytest.raises(rq.ProfileError, match="int16"):
+        R.dequantize_linear(np.int16([1]), np.float32(1.0), np.int16(0), profile=TRT)
+    e4 = np.zeros((), ml_dtypes.float8_e4m3fn)
+    x = np.float32([500.0, -1e9, np.inf, np.nan, 1.0])
+    for sat in (0, 1):        # the parser ignores `saturate`: +-448, Inf -> 448, NaN stays NaN
+        y = R.quantize_linear(x, np.float32(1.0), e4, saturate=sat, profile=TRT).astype(np.float32)
+        assert y[:3].tolist() == [448.0, -448.0, 448.0] and np.isnan(y[3]) and y[4] == 1.0
+    with pytest.raises(rq.ProfileError, match="float8e5m2"):
+        R.quantize_linear(x, np.float32(1.0), np.zeros((), ml_dtypes.float8_e5m2), profile=TRT)

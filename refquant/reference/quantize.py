@@ -369,6 +369,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
         from ..profile import ProfileError
         raise ProfileError(prof.symmetric_error or
                            f"profile {prof.name!r}: non-zero zero points are not supported")
+    prof.check_qtype(out_dt, "QuantizeLinear")
     axis = _granularity(x.shape, s, zp, axis, block_size, opset, "y_scale", "y_zero_point")
     prof = prof.for_op("QuantizeLinear", per_axis=bool(s.ndim == 1 and not block_size))
     if prof.q_vector_width:
@@ -408,7 +409,7 @@ def _to_low_float(v, zb, out_dt, saturate, prof, P):
                 v = np.asarray(np.where(zf == 0, v, v + zf), P)   # a zero zp keeps -0.0
         if out_dt in _FLOAT8:
             fmax = float(ml_dtypes.finfo(out_dt).max)
-            if saturate:
+            if saturate or prof.q_float8_saturate0 == "saturate":   # "saturate": attribute ignored
                 v = np.clip(v.astype(_F32) if P == _BF16 else v, -fmax, fmax)
             y = np.asarray(v).astype(out_dt)
             if not saturate and prof.q_float8_saturate0 == "onnxruntime":
@@ -567,6 +568,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         from ..profile import ProfileError
         raise ProfileError(prof.symmetric_error or
                            f"profile {prof.name!r}: non-zero zero points are not supported")
+    if x.dtype != _I32:
+        prof.check_qtype(x.dtype, "DequantizeLinear")
     axis = _granularity(x.shape, s, zp, axis, block_size, opset, "x_scale", "x_zero_point")
     sb = expand_qparam(s, x.shape, axis, block_size, argname="x_scale")
     zb = None if zp is None else expand_qparam(zp, x.shape, axis, block_size,
