@@ -321,7 +321,7 @@ def _classify(op, idx, e, o, info, qrange, out_is_float):
     return "other"
 
 
-def _compare(op, inputs, expected, observed, info):
+def _compare(op, inputs, expected, observed, info, attributes=None):
     """(n_diff, max_steps, classes, examples) of expected vs observed outputs."""
     from ._dtypes import qrange as _qr
     n_diff, max_steps, classes, examples = 0, 0.0, {}, []
@@ -345,7 +345,9 @@ def _compare(op, inputs, expected, observed, info):
                 sc = np.asarray(inputs["x_scale"], np.float64)
                 try:
                     from .reference.quantize import expand_qparam
-                    sc = expand_qparam(inputs["x_scale"], e.shape, int(1 if e.ndim > 1 else 0), 0,
+                    ax = int((attributes or {}).get("axis", 1)) % max(e.ndim, 1)
+                    bs = int((attributes or {}).get("block_size", 0) or 0)
+                    sc = expand_qparam(inputs["x_scale"], e.shape, ax, bs,
                                        argname="x_scale").astype(np.float64) if sc.ndim else sc
                 except Exception:
                     sc = np.float64(np.max(sc))
@@ -467,7 +469,7 @@ def explain(op, inputs, observed, *, attributes=None, candidates=None, opset=Non
             continue
         exp = exp[:len(obs)]
         n = int(sum(np.size(e) for e in exp)) if n is None else n
-        nd, ms, cl, ex = _compare(op, inputs, exp, obs, info)
+        nd, ms, cl, ex = _compare(op, inputs, exp, obs, info, attributes)
         comps.append(ProfileComparison(p.name, "match" if nd == 0 else "differs", nd, ms, cl, ex))
         outputs[p.name] = p
     matches = [c.profile for c in comps if c.status == "match"]
@@ -486,7 +488,7 @@ def explain(op, inputs, observed, *, attributes=None, candidates=None, opset=Non
                 seen.add(key)
                 try:
                     exp = _run(op, inputs, attributes, variant, opset)[:len(obs)]
-                    nd, _, _, _ = _compare(op, inputs, exp, obs, {})
+                    nd, _, _, _ = _compare(op, inputs, exp, obs, {}, attributes)
                 except (ProfileError, ValueError, TypeError, NotImplementedError):
                     continue
                 if nd == 0:
