@@ -23,10 +23,10 @@ cdef extern from "rq_quant.h" nogil:
         RQ_F_F16
     int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                     const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                    int div_f16, int isa_cap, int nthreads)
+                    int div_f16, int isa_cap, int nthreads, int stream)
     int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
                       const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                      int isa_cap, int nthreads)
+                      int isa_cap, int nthreads, int stream)
     int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
                       int isa_cap, int nthreads)
     int rq_quant_level(int isa_cap)
@@ -55,9 +55,10 @@ def level(int isa_cap=-1):
 
 def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarray s,
              cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner, bint div_f16,
-             int isa_cap=-1, int nthreads=0, Py_ssize_t block=0):
+             int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1):
     """y[o, d, i] = Q(x[o, d, i] / s[d]) + zp[d]; s float32[D], zp int32[D] (blocked:
-    [outer, ceil(D / block), inner]). Returns the level."""
+    [outer, ceil(D / block), inner]). stream: 1/0/-1 (auto) non-temporal stores.
+    Returns the level."""
     cdef int it = F_TYPES[in_type], ot = Q_TYPES[out_type]
     if ot == RQ_Q_I32:
         raise ValueError("out_type: int32 is not a quantize target")
@@ -73,7 +74,8 @@ def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarra
     cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", np_ * 4)
     cdef int lvl
     with nogil:
-        lvl = rq_quantize(px, it, py, ot, ps, pz, outer, D, inner, block, div_f16, isa_cap, nthreads)
+        lvl = rq_quantize(px, it, py, ot, ps, pz, outer, D, inner, block, div_f16, isa_cap, nthreads,
+                          stream)
     if lvl < 0:
         raise ValueError("rq_quantize: bad arguments")
     return lvl
@@ -81,7 +83,7 @@ def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarra
 
 def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarray s,
                cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner,
-               int isa_cap=-1, int nthreads=0, Py_ssize_t block=0):
+               int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1):
     """y[o, d, i] = (x[o, d, i] - zp[d]) * s[d] in the output precision. Returns the level."""
     cdef int it = Q_TYPES[in_type], ot = F_TYPES[out_type]
     cdef Py_ssize_t n = outer * D * inner
@@ -96,7 +98,7 @@ def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndar
     cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", np_ * 4)
     cdef int lvl
     with nogil:
-        lvl = rq_dequantize(px, it, py, ot, ps, pz, outer, D, inner, block, isa_cap, nthreads)
+        lvl = rq_dequantize(px, it, py, ot, ps, pz, outer, D, inner, block, isa_cap, nthreads, stream)
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")
     return lvl

@@ -195,7 +195,8 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     lvl = _k.quantize(xc.reshape(-1), _F_NAMES[x.dtype], y.reshape(-1).view(np.uint8)
                       if y.dtype.itemsize == 1 else y.reshape(-1).view(np.uint16),
                       _Q_OUT[out_dt], prep["s"], prep["zp"], prep["outer"], prep["D"],
-                      prep["inner"], prep["div_f16"], cap, 0, prep["block"])
+                      prep["inner"], prep["div_f16"], cap, 0, prep["block"],
+                      0 if out is None else -1)    # fresh output: cached stores (see rq_quant.h)
     return y, kernel_name("quantize", _F_NAMES[x.dtype], _Q_OUT[out_dt], lvl)
 
 
@@ -284,7 +285,7 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):
     xin = xin.view(np.uint8) if x.dtype.itemsize == 1 else xin.view(
         np.uint16 if x.dtype.itemsize == 2 else np.int32)
     lvl = _k.dequantize(xin, _DQ_IN[x.dtype], y.reshape(-1), _F_NAMES[out_dt], sf, zf,
-                        outer, D, inner, cap, 0, block)
+                        outer, D, inner, cap, 0, block, 0 if out is None else -1)
     return y, kernel_name("dequantize", _DQ_IN[x.dtype], _F_NAMES[out_dt], lvl)
 
 
@@ -325,6 +326,6 @@ def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
     y = np.empty(x.shape, np.uint8)
     lvl = _k.quantize(xc.reshape(-1), "float32", y.reshape(-1), "uint8",
                       np.array([scale], np.float32), np.array([int(zp)], np.int32),
-                      1, 1, x.size, False, cap)
+                      1, 1, x.size, False, cap, 0, 0, 0)
     return ((y, np.asarray(scale, _F32), np.asarray(zp, np.uint8)),
             kernel_name("dynamic_quantize", "float32", "uint8", lvl))

@@ -233,27 +233,37 @@ def test_quantize_layouts(isa):
 @pytest.mark.parametrize("isa", ISA_PARAMS)
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 64, 65, 100, 257, 1000, 4099])
 @pytest.mark.parametrize("offset", [0, 1, 3, 17])
-def test_guard_bytes(isa, n, offset):
+@pytest.mark.parametrize("stream", [0, 1], ids=["cached", "streaming"])
+def test_guard_bytes(isa, n, offset, stream):
     """The kernels write exactly n outputs: sentinel bytes before and after stay untouched
-    (1- and 2-byte quantize outputs, float32/float16 dequantize outputs), at every alignment."""
+    (1- and 2-byte quantize outputs, float32/float16 dequantize outputs), at every alignment,
+    with cached and with streaming (non-temporal) stores; the values equal the reference."""
     lvl = _cpu._level(isa)
     rng = np.random.default_rng(n + offset)
     x = (rng.standard_normal(n) * 100).astype(np.float32)
     s, z = np.array([0.37], np.float32), np.array([3], np.int32)
-    for out_type, itemsize in (("uint8", 1), ("int16", 2), ("int4", 1)):
+    for out_type, itemsize, dt in (("uint8", 1, np.uint8), ("int16", 2, np.int16),
+                                   ("int4", 1, ml_dtypes.int4)):
         buf = np.full((n + 2 * 64 + offset) * itemsize, 0xA5, np.uint8)
         start = (64 + offset) * itemsize
         view = buf[start:start + n * itemsize]
         y = view.view(np.uint8 if itemsize == 1 else np.uint16)
-        _k.quantize(x, "float32", y, out_type, s, z, 1, 1, n, False, lvl)
+        _k.quantize(x, "float32", y, out_type, s, z, 1, 1, n, False, lvl, 0, 0, stream)
         assert (buf[:start] == 0xA5).all() and (buf[start + n * itemsize:] == 0xA5).all(), out_type
+        want = R.quantize_linear(x, np.float32(0.37), np.array(3, dt))
+        assert_bitexact(view.view(np.uint8 if itemsize == 1 else np.int16).view(dt) if itemsize == 1
+                        else view.view(np.int16), want, out_type)
     q = rng.integers(-128, 128, n).astype(np.int8)
     for out_type, itemsize in (("float32", 4), ("float16", 2)):
         buf = np.full((n + 128) * itemsize + 4 * offset, 0x5A, np.uint8)
         start = 64 * itemsize + 2 * offset
         y = buf[start:start + n * itemsize].view(np.float32 if itemsize == 4 else np.float16)
-        _k.dequantize(q, "int8", y, out_type, s, z, 1, 1, n, lvl)
+        sc = np.float32(0.37) if itemsize == 4 else np.float16(np.float32(0.37))
+        # the kernel takes the scale already rounded to the output precision (the glue does it)
+        _k.dequantize(q, "int8", y, out_type, np.array([sc], np.float32), z, 1, 1, n, lvl, 0, 0,
+                      stream)
         assert (buf[:start] == 0x5A).all() and (buf[start + n * itemsize:] == 0x5A).all(), out_type
+        assert_bitexact(y, R.dequantize_linear(q, sc, np.int8(3)), out_type)
 
 
 def test_same_bits_any_thread_count():

@@ -158,7 +158,7 @@ static void q_chunk(void *ctx, int64_t c)
 
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                 const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                int div_f16, int isa_cap, int nthreads)
+                int div_f16, int isa_cap, int nthreads, int stream)
 {
     if (outer < 0 || D < 1 || inner < 0 || block < 0 || out_type < 0 || out_type >= RQ_Q_I32 ||
         (in_type != RQ_F_F32 && in_type != RQ_F_F16))
@@ -168,14 +168,14 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
     if (N == 0) return lvl;
     qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, div_f16, 0, f_size(in_type),
               q_size(out_type), pick_q(lvl), 0};
-    j.ntemp = N * j.osz >= nt_bytes();
+    j.ntemp = stream > 0 || (stream < 0 && N * j.osz >= nt_bytes());
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
     return lvl;
 }
 
 int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
                   const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                  int isa_cap, int nthreads)
+                  int isa_cap, int nthreads, int stream)
 {
     if (outer < 0 || D < 1 || inner < 0 || block < 0 || in_type < 0 || in_type >= RQ_Q_COUNT ||
         (out_type != RQ_F_F32 && out_type != RQ_F_F16))
@@ -185,7 +185,7 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     if (N == 0) return lvl;
     qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, 0, 0, q_size(in_type),
               f_size(out_type), 0, pick_dq(lvl)};
-    j.ntemp = N * j.osz >= nt_bytes();
+    j.ntemp = stream > 0 || (stream < 0 && N * j.osz >= nt_bytes());
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
     return lvl;
 }

@@ -97,10 +97,10 @@ int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx);
  * Return the ISA level used (RQ_ISA_*), or -1 on bad arguments. Release-GIL safe. */
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                 const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                int div_f16, int isa_cap, int nthreads);
+                int div_f16, int isa_cap, int nthreads, int stream);
 int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
                   const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                  int isa_cap, int nthreads);
+                  int isa_cap, int nthreads, int stream);
 int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
                   int isa_cap, int nthreads);
 /* The level rq_quantize would use (for kernel names). */
