@@ -57,14 +57,19 @@ def _zp_vec(z, dtype, n):
     """Zero point -> int32 vector of size 1 or n; None if not such a shape / invalid."""
     if z is None:
         return np.zeros(1, np.int32)
+    lo, hi = (-128, 127) if dtype == np.int8 else (0, 255)
+    if isinstance(z, np.generic):                      # fast path: numpy scalar
+        if z.dtype != dtype:
+            return None
+        v = int(z)
+        return np.array([v], np.int32) if lo <= v <= hi else None
     if isinstance(z, PackedWeights):
         return None
     za = np.asarray(z)
-    if isinstance(z, (np.ndarray, np.generic)) and za.dtype != dtype:
+    if isinstance(z, np.ndarray) and za.dtype != dtype:
         return None
     if za.dtype.kind not in "iu":
         return None
-    lo, hi = (-128, 127) if dtype == np.int8 else (0, 255)
     if za.size and (za.min() < lo or za.max() > hi):
         return None
     if za.size == 1 and za.ndim <= 1:
@@ -72,6 +77,50 @@ def _zp_vec(z, dtype, n):
     if za.ndim == 1 and za.shape[0] == n:
         return za.astype(np.int32)
     return None
+
+
+class _Slow(Exception):
+    """The fast multiplier path does not apply; use the reference's form_multiplier."""
+
+
+def _f32_scale(s, allow_vector=False):
+    """A float32 scale as a numpy float32 scalar (or 1-D float32 array), validated like
+    requant.check_scale (finite, > 0); raises _Slow for anything else."""
+    if isinstance(s, np.float32):
+        v = s
+    elif isinstance(s, np.ndarray) and s.dtype == np.float32:
+        if s.size == 1 and s.ndim <= 1:
+            v = s.reshape(())[()]
+        elif allow_vector and s.ndim == 1:
+            if not (np.isfinite(s).all() and (s > 0).all()):
+                raise _Slow
+            return s
+        else:
+            raise _Slow
+    else:
+        raise _Slow
+    if not (v > 0 and v < np.inf):
+        raise _Slow
+    return v
+
+
+def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
+    """form_multiplier for rq_multiplier="fp32" on float32 scales, without the generic
+    validation overhead: M = fl32(fl32([fl32(alpha) *] a_s * b_s) / y_s), same operations and
+    order as requant.form_multiplier.  Raises _Slow when it does not apply."""
+    if p.rq_multiplier != "fp32":
+        raise _Slow
+    a = _f32_scale(a_s)
+    b = _f32_scale(b_s, allow_vector=True)
+    y = None if y_s is None else _f32_scale(y_s)
+    with np.errstate(over="ignore", under="ignore"):
+        m = a
+        if alpha is not None:
+            m = np.float32(alpha) * m
+        m = np.asarray(m * b, dtype=np.float32)
+        if y is not None:
+            m = np.asarray(m / y, dtype=np.float32)
+    return m
 
 
 def _mult32(m):
@@ -152,7 +201,8 @@ def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, profile, opset
     if A is None or B is None or A.ndim == 0 or B.ndim == 0:
         return None
     try:
-        _rg._check_opset("MatMulInteger", opset, 10)
+        if opset is not None:
+            _rg._check_opset("MatMulInteger", opset, 10)
         _rg._matmul_shapes(A.shape, B.shape)
     except (TypeError, ValueError):
         return None
@@ -183,12 +233,18 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     B, pk = _arr(b)
     if A is None or B is None or A.ndim == 0 or B.ndim == 0:
         return None
+    N = B.shape[-1] if B.ndim >= 2 else 1
     try:
-        _rg._check_opset("QLinearMatMul", opset, 10, 21)
+        if opset is not None:
+            _rg._check_opset("QLinearMatMul", opset, 10, 21)
         _rg._matmul_shapes(A.shape, B.shape, "a", "b")
-        for s, n in ((a_scale, "a_scale"), (b_scale, "b_scale"), (y_scale, "y_scale")):
-            check_scale(s, n)
-            _rg._check_scale_dtype(s, n, 21 if opset is None else int(opset))
+        try:
+            Mul = _fast_multiplier(a_scale, b_scale, y_scale, p)
+        except _Slow:
+            for s_, n in ((a_scale, "a_scale"), (b_scale, "b_scale"), (y_scale, "y_scale")):
+                check_scale(s_, n)
+                _rg._check_scale_dtype(s_, n, 21 if opset is None else int(opset))
+            Mul = None
         _rg._same_shape(a_scale, a_zero_point, "a_scale", "a_zero_point")
         _rg._same_shape(b_scale, b_zero_point, "b_scale", "b_zero_point")
     except (TypeError, ValueError):
@@ -200,7 +256,6 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     out_dt = _out_dtype(y_zero_point, A.dtype)
     if out_dt is None:
         return None
-    N = B.shape[-1] if B.ndim >= 2 else 1
     bs = np.asarray(b_scale)
     if not (bs.size == 1 or (bs.ndim == 1 and bs.shape[0] == N and B.ndim >= 2)):
         return None
@@ -209,12 +264,13 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     yz = _zp_vec(y_zero_point, out_dt, -1)
     if za is None or zb is None or yz is None:
         return None
-    try:
-        Mul = form_multiplier(np.asarray(a_scale).reshape(()),
-                              bs.reshape(-1) if bs.size > 1 else bs.reshape(()),
-                              np.asarray(y_scale).reshape(()), profile=p)
-    except (TypeError, ValueError):
-        return None
+    if Mul is None:
+        try:
+            Mul = form_multiplier(np.asarray(a_scale).reshape(()),
+                                  bs.reshape(-1) if bs.size > 1 else bs.reshape(()),
+                                  np.asarray(y_scale).reshape(()), profile=p)
+        except (TypeError, ValueError):
+            return None
     m = _mult32(Mul)
     if m is None:
         return None
@@ -364,7 +420,8 @@ def _conv_run(X4, W4, xz, wz, geo, o2, out_dtype, pk, **kw):
 def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
                  group=1, kernel_shape=None, pads=None, strides=None, profile, opset=None):
     try:
-        _rg._check_opset("ConvInteger", opset, 10)
+        if opset is not None:
+            _rg._check_opset("ConvInteger", opset, 10)
     except (TypeError, ValueError):
         return None
     r = _conv_common(x, w, x_zero_point, w_zero_point,
@@ -386,10 +443,16 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     if not _rq_ok(p):
         return None
     try:
-        _rg._check_opset("QLinearConv", opset, 10)
-        xs = check_scale(x_scale, "x_scale")
-        ws = check_scale(w_scale, "w_scale")
-        ys = check_scale(y_scale, "y_scale")
+        if opset is not None:
+            _rg._check_opset("QLinearConv", opset, 10)
+        try:
+            Mul = _fast_multiplier(x_scale, w_scale, y_scale, p)
+            xs, ws, ys = np.asarray(x_scale), np.asarray(w_scale), np.asarray(y_scale)
+        except _Slow:
+            Mul = None
+            xs = check_scale(x_scale, "x_scale")
+            ws = check_scale(w_scale, "w_scale")
+            ys = check_scale(y_scale, "y_scale")
     except (TypeError, ValueError):
         return None
     r = _conv_common(x, w, x_zero_point, w_zero_point,
@@ -415,11 +478,12 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
         if b.dtype != np.int32 or b.ndim != 1 or b.shape[0] != Mc:
             return None
         bias = b
-    try:
-        Mul = form_multiplier(xs.reshape(()), ws.reshape(-1) if ws.size > 1 else ws.reshape(()),
-                              ys.reshape(()), profile=p, names=("x_scale", "w_scale", "y_scale"))
-    except (TypeError, ValueError):
-        return None
+    if Mul is None:
+        try:
+            Mul = form_multiplier(xs.reshape(()), ws.reshape(-1) if ws.size > 1 else ws.reshape(()),
+                                  ys.reshape(()), profile=p, names=("x_scale", "w_scale", "y_scale"))
+        except (TypeError, ValueError):
+            return None
     m = _mult32(Mul)
     if m is None:
         return None
@@ -438,18 +502,21 @@ def pack_weights(B, *args, **kwargs):
 
 
 def kernel_names():
-    """{op: kernel a typical call (u8 x s8, M >= 16; depthwise conv for QLinearConv dw) picks}."""
+    """{op: kernel a typical call picks at the current ISA level}: u8 x s8 GEMM with M >= 16
+    (and M = 1), a 3x3 64->64 stride-1 conv, a 1x1 conv and a depthwise 3x3 conv."""
+    z = np.zeros(1, np.int32)
     A = np.zeros((32, 64), np.uint8)
     B = np.zeros((64, 32), np.int8)
     out = np.zeros((32, 32), np.int32)
-    g = _k.gemm(A, B, np.zeros(1, np.int32), np.zeros(1, np.int32), out, choose_only=True)
-    g1 = _k.gemm(A[:1], B, np.zeros(1, np.int32), np.zeros(1, np.int32), out[:1], choose_only=True)
-    info = {"MatMulInteger": g, "QLinearMatMul": g, "QGemm": g, "MatMulInteger(M=1)": g1}
+    g = _k.gemm(A, B, z, z, out, choose_only=True)
+    g1 = _k.gemm(A[:1], B, z, z, out[:1], choose_only=True)
     lvl = _k._kernel_isa_level()
+    info = {"MatMulInteger": g, "QLinearMatMul": g, "QGemm": g, "MatMulInteger(M=1)": g1}
     conv = "conv_implicit_tdp__amx" if g == "gemm_tdp__amx" else g
-    info["ConvInteger"] = conv
-    info["QLinearConv"] = conv
-    info["QLinearConv(depthwise)"] = "dwconv__avx512" if lvl >= 2 else "dwconv__scalar"
+    info["ConvInteger"] = info["QLinearConv"] = conv
+    info["QLinearConv(1x1)"] = g if lvl >= 3 else conv
+    info["QLinearConv(depthwise)"] = ("dwconv_dpbusd__avx512vnni" if lvl >= 3 else
+                                      "dwconv__avx512" if lvl >= 2 else "dwconv__scalar")
     return info
 
 

@@ -279,6 +279,20 @@ def test_batched_and_1d_shapes():
         _check(np.asarray(got), np.asarray(want), f"shapes {sa} {sb}")
 
 
+def test_scale_types_generic_path():
+    """Python-float / float64 / float16 scales take the generic (form_multiplier) path: same bits."""
+    rng = np.random.default_rng(7)
+    A = _rand(rng, np.uint8, (9, 70))
+    B = _rand(rng, np.int8, (70, 33))
+    for a_s, b_s, y_s in ((0.02, 0.005, 0.3), (np.float64(0.02), np.full(33, 0.004), np.float64(0.7)),
+                          (np.float16(0.02), np.float16(0.01), np.float16(0.5)),
+                          (np.float32(0.5), np.float32(1.0), np.float32(1.0))):
+        args = (A, a_s, np.uint8(3), B, b_s, np.int8(0), y_s, np.uint8(128))
+        for prof in ("onnx", "onnxruntime", get_profile("onnx").replace(rq_multiplier="fp32_reciprocal")):
+            got = refquant.qlinear_matmul(*args, profile=prof)
+            _check(got, R.qlinear_matmul(*args, profile=prof), f"scales {type(a_s)} {prof}")
+
+
 def test_declines_reach_reference():
     """Calls no kernel covers go to the reference (same bits or the reference's error)."""
     A = np.ones((2, 3), np.uint8)

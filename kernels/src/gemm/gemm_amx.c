@@ -114,8 +114,7 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     if (!rq_amx_enable()) return RQ_ENOISA;
     rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
     /* column blocks (panel pairs) sized so a block of packed B stays in L2 */
-    static long l2b = -1;
-    if (l2b < 0) { const char *ev = getenv("RQ_AMX_L2B"); l2b = ev ? atol(ev) : 512 * 1024; }
+    const long l2b = 512 * 1024;   /* bytes of packed B per column block (tuned on SPR) */
     int jbw = (int)(l2b / ((size_t)Kp * 32));
     if (jbw < 1) jbw = 1;
     if (jbw > npp) jbw = npp;
@@ -128,8 +127,6 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     const int njb = (npp + jbw - 1) / jbw;
     const int ntask = njb * nrc;
     const int sgn = A->a_signed;
-    static int noepi = -1;
-    if (noepi < 0) noepi = getenv("RQ_AMX_NOEPI") != NULL;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && ntask > 1)
 #endif
@@ -167,7 +164,7 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
                         else k11_us(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
                     }
                 }
-                if (!noepi) {
+                {
                     const int j0 = pp0 * 32;
                     epi(e, i0, mi, j0, imin(N, pp1 * 32) - j0, strip, ldo);
                 }
