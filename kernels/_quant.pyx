@@ -31,6 +31,10 @@ cdef extern from "rq_quant.h" nogil:
                       int isa_cap, int nthreads)
     int rq_quant_level(int isa_cap)
 
+# Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
+# numpy reference) a stale build whose ABI differs, instead of failing at call time.
+ABI_VERSION = 3
+
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
 F_TYPES = {"float32": RQ_F_F32, "float16": RQ_F_F16}

@@ -29,6 +29,12 @@ import ml_dtypes
 
 from . import _quant as _k          # ImportError when the extension is not built
 from . import _cpu
+
+_ABI = 3
+if getattr(_k, "ABI_VERSION", None) != _ABI:
+    # a stale build (sources changed since `pip install -e .`): use the reference until rebuilt
+    raise ImportError(f"refquant._quant ABI {getattr(_k, 'ABI_VERSION', None)} != {_ABI}; "
+                      f"rebuild with `pip install -e .`")
 from .reference import quantize as _rq
 
 __all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear",
