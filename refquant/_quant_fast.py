@@ -48,6 +48,7 @@ _Q_OUT = {
     np.dtype(np.uint16): "uint16", np.dtype(np.int16): "int16",
     np.dtype(ml_dtypes.uint4): "uint4", np.dtype(ml_dtypes.int4): "int4",
 }
+_NIBBLE = (np.dtype(ml_dtypes.uint4), np.dtype(ml_dtypes.int4))
 _DQ_IN = dict(_Q_OUT)
 _DQ_IN[np.dtype(np.int32)] = "int32"
 _F_NAMES = {_F32: "float32", _F16: "float16"}
@@ -213,6 +214,12 @@ def quantize_linear_packed(x, y_scale, y_zero_point=None, *, profile="onnx", **k
     from . import _dispatch
     from .packing import pack
     y = _dispatch.quantize_linear(x, y_scale, y_zero_point, profile=profile, **kwargs)
+    if y.dtype in _NIBBLE and _dispatch.last_path()["path"].startswith("rq_quantize_"):
+        # kernel output stores each 4-bit code in the low nibble of its byte (upper bits 0)
+        c = np.ascontiguousarray(y).reshape(-1).view(np.uint8)
+        if c.size % 2:
+            c = np.concatenate([c, np.zeros(1, np.uint8)])
+        return c[0::2] | (c[1::2] << np.uint8(4))
     return pack(y)
 
 

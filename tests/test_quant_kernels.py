@@ -462,10 +462,12 @@ def test_covered_calls_take_the_kernel():
 def test_packed_output():
     rng = np.random.default_rng(5)
     x = hard_values(rng, 1001, 0.3, 0, ml_dtypes.int4)
-    for z in (np.array(-2, ml_dtypes.int4), np.array(9, ml_dtypes.uint4), np.uint8(7)):
-        p = F.quantize_linear_packed(x, np.float32(0.3), z)
-        want = refquant.pack(R.quantize_linear(x, np.float32(0.3), z))
-        assert p.dtype == np.uint8 and np.array_equal(p, want)
+    for xx in (x, x[:1000], x[:1], x[:0], x.reshape(7, 11, 13)):
+        for z in (np.array(-2, ml_dtypes.int4), np.array(9, ml_dtypes.uint4), np.uint8(7),
+                  np.array(-300, np.int16)):
+            p = F.quantize_linear_packed(xx, np.float32(0.3), z)
+            want = refquant.pack(R.quantize_linear(xx, np.float32(0.3), z))
+            assert p.dtype == np.uint8 and np.array_equal(p, want), (xx.shape, z)
 
 
 def test_disable_fast_env():
