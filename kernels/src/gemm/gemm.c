@@ -5,6 +5,7 @@
 #include "../common/rq_cpu.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(_OPENMP)
@@ -19,13 +20,81 @@ static const char *const KNAMES[RQ_K_COUNT] = {
 
 const char *rq_gemm_kernel_name(int k) { return (k >= 0 && k < RQ_K_COUNT) ? KNAMES[k] : "none"; }
 
-void *rq_aligned_alloc(size_t n) {
-    void *p = NULL;
-    if (n == 0) n = 64;
-    if (posix_memalign(&p, 64, (n + 63) & ~(size_t)63) != 0) return NULL;
-    return p;
+/* ---- scratch allocation with a small per-thread cache of large blocks ----
+ * Kernels allocate their packing / output scratch per call.  Large blocks (>= 64 KiB) freed by
+ * a thread are kept (up to 8 blocks, 128 MiB) and handed back to the next allocation of that
+ * thread that fits, so repeated calls do not pay mmap/munmap and first-touch page faults.  The
+ * cache dies with its thread (pthread key destructor).  Contents are never assumed zero. */
+#define RQ_HDR 64
+#define RQ_CACHE_MIN ((size_t)65536)
+#define RQ_CACHE_MAX_TOTAL ((size_t)128 << 20)
+typedef struct { void *blk[8]; size_t cap[8]; int n; size_t total; } rq_cache;
+static pthread_key_t rq_cache_key;
+static pthread_once_t rq_cache_once = PTHREAD_ONCE_INIT;
+static void rq_cache_destroy(void *p) {
+    rq_cache *c = (rq_cache *)p;
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) free(c->blk[i]);
+    free(c);
 }
-void rq_aligned_free(void *p) { free(p); }
+static void rq_cache_init(void) { pthread_key_create(&rq_cache_key, rq_cache_destroy); }
+static rq_cache *rq_cache_get(void) {
+    pthread_once(&rq_cache_once, rq_cache_init);
+    rq_cache *c = (rq_cache *)pthread_getspecific(rq_cache_key);
+    if (!c) {
+        c = (rq_cache *)calloc(1, sizeof(rq_cache));
+        if (c && pthread_setspecific(rq_cache_key, c) != 0) { free(c); c = NULL; }
+    }
+    return c;
+}
+
+void *rq_aligned_alloc(size_t n) {
+    void *raw = NULL;
+    n = (n + 63) & ~(size_t)63;
+    if (n == 0) n = 64;
+    if (n >= RQ_CACHE_MIN) {
+        rq_cache *c = rq_cache_get();
+        if (c) {
+            int best = -1;
+            for (int i = 0; i < c->n; i++)
+                if (c->cap[i] >= n && (best < 0 || c->cap[i] < c->cap[best])) best = i;
+            if (best >= 0) {
+                raw = c->blk[best];
+                c->total -= c->cap[best];
+                c->n--;
+                c->blk[best] = c->blk[c->n]; c->cap[best] = c->cap[c->n];
+                return (char *)raw + RQ_HDR;
+            }
+        }
+    }
+    if (posix_memalign(&raw, 64, n + RQ_HDR) != 0) return NULL;
+    *(size_t *)raw = n;
+    return (char *)raw + RQ_HDR;
+}
+
+void rq_aligned_free(void *p) {
+    if (!p) return;
+    void *raw = (char *)p - RQ_HDR;
+    size_t cap = *(size_t *)raw;
+    if (cap >= RQ_CACHE_MIN && cap <= RQ_CACHE_MAX_TOTAL) {
+        rq_cache *c = rq_cache_get();
+        if (c) {
+            if (c->n == 8 || c->total + cap > RQ_CACHE_MAX_TOTAL) {   /* evict the smallest */
+                int sm = -1;
+                for (int i = 0; i < c->n; i++) if (sm < 0 || c->cap[i] < c->cap[sm]) sm = i;
+                if (sm >= 0 && c->cap[sm] < cap) {
+                    free(c->blk[sm]); c->total -= c->cap[sm];
+                    c->n--; c->blk[sm] = c->blk[c->n]; c->cap[sm] = c->cap[c->n];
+                }
+            }
+            if (c->n < 8 && c->total + cap <= RQ_CACHE_MAX_TOTAL) {
+                c->blk[c->n] = raw; c->cap[c->n] = cap; c->n++; c->total += cap;
+                return;
+            }
+        }
+    }
+    free(raw);
+}
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
