@@ -131,7 +131,8 @@ def bench(n, threads_list, reps, per_axis=False):
             f()
         for _ in range(reps):
             for k, f in fns.items():
-                time.sleep(0.005)   # let the other engine's spinning threads go idle
+                if th > 1:
+                    time.sleep(0.005)   # let the other engine's spinning pool threads go idle
                 t0 = time.perf_counter()
                 f()
                 samples[k].append(time.perf_counter() - t0)
