@@ -20,6 +20,8 @@ from . import reference
 # Names whose modules load on first use (heavier imports, optional engines).
 _LAZY = {
     "explain": ("refquant.explain", "explain"),
+    "Explanation": ("refquant.explain", "Explanation"),
+    "tensorrt_profile": ("refquant._builtin_profiles", "tensorrt_profile"),
     "compute_scale_zero_point": ("refquant.calibration", "compute_scale_zero_point"),
     "calibrate": ("refquant.calibration", "calibrate"),
     "compare_tools": ("refquant.calibration", "compare_tools"),

@@ -270,6 +270,7 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
     """
     p = get_profile(profile)
     p.check_op("ConvInteger")
+    p = p.for_op("ConvInteger")
     _check_opset("ConvInteger", opset, 10)
     acc, _ = _conv_accumulate(x, w, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
                               group=group, kernel_shape=kernel_shape, pads=pads, strides=strides, profile=p)
@@ -288,6 +289,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     """
     p = get_profile(profile)
     p.check_op("QLinearConv")
+    p = p.for_op("QLinearConv")
     _check_opset("QLinearConv", opset, 10)
     x_ = _int_tensor(x, "x")
     w_ = _int_tensor(w, "w")

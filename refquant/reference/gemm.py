@@ -81,9 +81,10 @@ def _check_opset(op, opset, first, last=None):
 
 
 def _profile_for(profile, op):
+    """The profile as it applies to ``op`` (its op-specific overrides applied)."""
     p = get_profile(profile)
     p.check_op(op)
-    return p
+    return p.for_op(op)
 
 
 def _int_tensor(x, argname, allowed=_INT8):
