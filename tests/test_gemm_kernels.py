@@ -1,7 +1,6 @@
 """Fast integer GEMM kernels (refquant._gemm via refquant._gemm_fast) == the numpy reference, bit
-for bit, at every ISA level this machine has: scalar, avx2 (int16 vpmaddwd), avx512 (runs the
-avx2 kernels with the AVX-512 epilogue), avx512vnni (vpdpbusd packed GEMM and GEMV), amx
-(tdpbusd/tdpbssd).  A level the machine lacks is a skip.  Levels are capped with
+for bit, at every ISA level this machine has: scalar, avx2 (int16 vpmaddwd, ymm), avx512 (the same
+on zmm), avx512vnni (vpdpbusd packed GEMM and GEMV), amx (tdpbusd/tdpbssd).  A level the machine lacks is a skip.  Levels are capped with
 ``refquant._cpu.set_isa_cap`` (the same cap as REFQUANT_DISABLE_ISA).
 
 Shapes come from the kernels' tiles: AMX 16x16 tiles in 32x32 blocks with K chunks of 64, VNNI
@@ -319,7 +318,7 @@ def test_dispatch_picks_best_and_demotes():
                                  np.empty((64, 64), np.int32), choose_only=True)
         finally:
             _cpu.set_isa_cap(None)
-    expect = {"scalar": "gemm_s32__scalar", "avx2": "gemm_i16__avx2", "avx512": "gemm_i16__avx2",
+    expect = {"scalar": "gemm_s32__scalar", "avx2": "gemm_i16__avx2", "avx512": "gemm_i16__avx512",
               "avx512vnni": "gemm_vnni4__avx512vnni", "amx": "gemm_tdp__amx"}
     for cap, n in names.items():
         assert n == expect[cap], (cap, n)

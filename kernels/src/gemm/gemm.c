@@ -15,7 +15,7 @@
 static const char *const KNAMES[RQ_K_COUNT] = {
     "gemm_s32__scalar", "gemm_u8s8_sat16__scalar", "gemm_i16__avx2", "gemm_vnni4__avx512vnni",
     "gemv_vnni4__avx512vnni", "gemm_tdp__amx", "dwconv__scalar", "dwconv__avx512",
-    "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2", "dwconv_dpbusd__avx512vnni",
+    "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2", "dwconv_dpbusd__avx512vnni", "gemm_i16__avx512",
 };
 
 const char *rq_gemm_kernel_name(int k) { return (k >= 0 && k < RQ_K_COUNT) ? KNAMES[k] : "none"; }
@@ -370,6 +370,7 @@ int rq_gemm_choose(const rq_gemm_args *a) {
             return RQ_K_VNNI_GEMV;
         return RQ_K_VNNI;
     }
+    if (isa >= RQ_ISA_AVX512 && rq_gemm_i16__avx512) return RQ_K_AVX512_I16;
     if (isa >= RQ_ISA_AVX2 && rq_gemm_i16__avx2) return RQ_K_AVX2_I16;
     return RQ_K_SCALAR;
 }
@@ -434,8 +435,9 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     rq_epi_fn epi = pick_epi(isa);
     int rc = RQ_OK;
 
-    if (kern == RQ_K_SCALAR || kern == RQ_K_AVX2_I16) {
+    if (kern == RQ_K_SCALAR || kern == RQ_K_AVX2_I16 || kern == RQ_K_AVX512_I16) {
         if (kern == RQ_K_AVX2_I16) return rq_gemm_i16__avx2(a, &e, epi, nt);
+        if (kern == RQ_K_AVX512_I16) return rq_gemm_i16__avx512(a, &e, epi, nt);
         /* scalar: zero points folded per product, no corrections */
         int32_t *bz = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)N);
         if (!bz) return RQ_ENOMEM;

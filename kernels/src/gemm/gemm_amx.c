@@ -118,10 +118,14 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     int jbw = (int)(l2b / ((size_t)Kp * 32));
     if (jbw < 1) jbw = 1;
     if (jbw > npp) jbw = npp;
-    int rchunk = nthreads > 1 ? (nib2 + nthreads - 1) / nthreads : nib2;
+    /* with threads: small row chunks handed out dynamically (a descheduled thread on a shared
+     * machine does not hold the others up; every chunk sweeps the same B block, so the chunk
+     * size does not change the memory traffic).  Bits never depend on the split. */
+    int rchunk = nthreads > 1 ? (nib2 + 4 * nthreads - 1) / (4 * nthreads) : nib2;
     int nrc = (nib2 + rchunk - 1) / rchunk;
-    if (nrc < nthreads) {
-        int w = (npp + (nthreads / nrc) - 1) / (nthreads / nrc);
+    if (nrc < 4 * nthreads && nthreads > 1) {
+        int want = (4 * nthreads + nrc - 1) / nrc;
+        int w = (npp + want - 1) / want;
         if (w < jbw) jbw = w < 1 ? 1 : w;
     }
     const int njb = (npp + jbw - 1) / jbw;
@@ -137,7 +141,7 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
         int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
         amx_config();
 #if defined(_OPENMP)
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (int t = 0; t < ntask; t++) {
             if (!strip) continue;
