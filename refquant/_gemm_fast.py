@@ -117,13 +117,15 @@ def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
         m = a
         if alpha is not None:
             m = np.float32(alpha) * m
-        m = np.asarray(m * b, dtype=np.float32)
+        m = m * b                    # float32 scalar or float32 array
         if y is not None:
-            m = np.asarray(m / y, dtype=np.float32)
-    return m
+            m = m / y
+    return m if isinstance(m, np.float32) else np.asarray(m, dtype=np.float32)
 
 
 def _mult32(m):
+    if isinstance(m, np.float32):                       # fast path: scalar multiplier
+        return np.array([m], np.float32) if (m >= 0 and m < np.inf) else None
     m = np.asarray(m)
     if m.dtype != np.float32:
         m = m.astype(np.float32)
