@@ -124,15 +124,16 @@ def bench(n, threads_list, reps, per_axis=False):
                         "ort_d_api": od_plain})
         except ImportError:
             row["ort_version"] = None
-        # Interleaved: every repetition times each variant once, so refquant and ORT see the
-        # same machine load; ratios are medians of per-repetition ratios.
+        # Interleaved: every repetition times each variant once (after one untimed warm-up
+        # call of that same variant, so each is measured in its own steady state: caches and
+        # allocator warm, as an inference loop would see it), so refquant and ORT see the same
+        # machine load; ratios are medians of per-repetition ratios.
         samples = {k: [] for k in fns}
-        for f in fns.values():
-            f()
         for _ in range(reps):
             for k, f in fns.items():
                 if th > 1:
                     time.sleep(0.005)   # let the other engine's spinning pool threads go idle
+                f()
                 t0 = time.perf_counter()
                 f()
                 samples[k].append(time.perf_counter() - t0)
