@@ -523,3 +523,62 @@ def test_blocked(isa, seed, dt, shape, axis_pick, bs_pick, f16):
                          block_size=bs, profile=ONNX)
     assert res is not None
     assert_bitexact(res[0], ref, f"{res[1]} blocked dequantize axis={axis} bs={bs}")
+
+
+def test_concurrent_python_threads():
+    """Kernels release the GIL; several Python threads calling at once get correct bits (the
+    pool runs one job at a time, the others run serially on their own thread)."""
+    import threading
+    rng = np.random.default_rng(21)
+    xs = [hard_values(rng, 200_003, 0.05, 0, np.int8) for _ in range(4)]
+    want = [R.quantize_linear(x, np.float32(0.05), np.int8(1)) for x in xs]
+    got, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                got[i] = F.quantize_linear(xs[i], np.float32(0.05), np.int8(1), profile=ONNX)[0]
+        except Exception as exc:   # pragma: no cover
+            errors.append(exc)
+
+    refquant.set_num_threads(2)
+    try:
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        refquant.set_num_threads(None)
+    assert not errors
+    for g, w in zip(got, want):
+        assert_bitexact(g, w, "threads")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_after_fork():
+    """The worker pool is rebuilt in a forked child (pthread_atfork)."""
+    code = textwrap_dedent("""
+        import os, numpy as np, refquant
+        from refquant import _quant_fast as F
+        from refquant.profile import get_profile
+        P = get_profile("onnx")
+        refquant.set_num_threads(2)
+        x = np.linspace(-5, 5, 300_001, dtype=np.float32)
+        want = refquant.reference.quantize_linear(x, np.float32(0.01), np.int16(3))
+        assert np.array_equal(F.quantize_linear(x, np.float32(0.01), np.int16(3), profile=P)[0], want)
+        pid = os.fork()
+        if pid == 0:
+            ok = np.array_equal(F.quantize_linear(x, np.float32(0.01), np.int16(3), profile=P)[0], want)
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "child 0"
+
+
+def textwrap_dedent(s):
+    import textwrap
+    return textwrap.dedent(s)
