@@ -55,6 +55,24 @@ def _ort_session(op, x_dtype, y_dtype, scale, zp, shape, axis, threads):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
+def _ort_dynamic_session(shape, threads):
+    from onnx import TensorProto, helper
+    import onnxruntime as ort
+
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "ys", "yz"])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, shape),
+         helper.make_tensor_value_info("ys", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("yz", TensorProto.UINT8, [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
 def _ort_runners(sess, x, y_dtype):
     import onnxruntime as ort
 
@@ -108,6 +126,8 @@ def bench(n, threads_list, reps, per_axis=False):
                "kernel_quantize": kq, "kernel_dequantize": kd}
         t = {}
         fns = {"rq_q_pre": rq_q_pre, "rq_q_api": rq_q_api, "rq_d_pre": rq_d_pre, "rq_d_api": rq_d_api}
+        if not per_axis:
+            fns["rq_dyn_api"] = lambda: refquant.dynamic_quantize_linear(x)  # noqa: E731
         try:
             import onnxruntime as ort
             sq = _ort_session("QuantizeLinear", np.dtype(np.float32), np.dtype(np.uint8), scale, zp,
@@ -122,6 +142,13 @@ def bench(n, threads_list, reps, per_axis=False):
                                                                  d_ref.view(np.uint32)))
             fns.update({"ort_q_pre": oq_pre, "ort_q_api": oq_plain, "ort_d_pre": od_pre,
                         "ort_d_api": od_plain})
+            if not per_axis:
+                sdyn = _ort_dynamic_session(list(shape), th)
+                fns["ort_dyn_api"] = lambda: sdyn.run(None, {"x": x})  # noqa: E731
+                o = sdyn.run(None, {"x": x})
+                r = refquant.reference.dynamic_quantize_linear(x)
+                row["ort_dynamic_bitexact"] = bool(all(np.array_equal(np.asarray(a), b)
+                                                       for a, b in zip(o, r)))
         except ImportError:
             row["ort_version"] = None
         # Interleaved: every repetition times each variant once (after one untimed warm-up
@@ -140,7 +167,8 @@ def bench(n, threads_list, reps, per_axis=False):
         t = {k: float(np.median(v)) for k, v in samples.items()}
         pair_ratio = {}
         for a, b in (("rq_q_pre", "ort_q_pre"), ("rq_q_api", "ort_q_api"),
-                     ("rq_d_pre", "ort_d_pre"), ("rq_d_api", "ort_d_api")):
+                     ("rq_d_pre", "ort_d_pre"), ("rq_d_api", "ort_d_api"),
+                     ("rq_dyn_api", "ort_dyn_api")):
             if a in samples and b in samples:
                 pair_ratio[f"ratio_{a}_vs_{b}"] = float(np.median(np.array(samples[b]) / np.array(samples[a])))
         if th == 1:
@@ -151,7 +179,7 @@ def bench(n, threads_list, reps, per_axis=False):
         qbytes, dbytes = x.size * 4, x.size * 1
         for k, v in t.items():
             row[f"{k}_s"] = v
-            row[f"{k}_GBps"] = (qbytes if "_q" in k else dbytes) / v / 1e9
+            row[f"{k}_GBps"] = (qbytes if ("_q" in k or "_dyn" in k) else dbytes) / v / 1e9
         row.update(pair_ratio)
         if "numpy_q" in t:
             row["ratio_rq_q_pre_vs_numpy_q"] = t["numpy_q"] / t["rq_q_pre"]
@@ -184,12 +212,19 @@ def main(argv=None):
                 if ort_ is not None:
                     line += f"   ORT {ort_:7.2f} GB/s   ratio {ratio:5.2f}x"
                 print(line)
+        if "rq_dyn_api_GBps" in r:
+            line = f"  {'DynamicQuantizeLinear f32':<26} {'api':<8} refquant {r['rq_dyn_api_GBps']:7.2f} GB/s"
+            if "ort_dyn_api_GBps" in r:
+                line += (f"   ORT {r['ort_dyn_api_GBps']:7.2f} GB/s   ratio "
+                         f"{r['ratio_rq_dyn_api_vs_ort_dyn_api']:5.2f}x")
+            print(line)
         if "numpy_q_GBps" in r:
             print(f"  numpy naive quantize            {r['numpy_q_GBps']:7.2f} GB/s  "
                   f"(refquant {r['ratio_rq_q_pre_vs_numpy_q']:.1f}x)")
         if r.get("ort_version"):
             print(f"  ORT bit-exact vs reference: quantize {r['ort_quantize_bitexact']}, "
-                  f"dequantize {r['ort_dequantize_bitexact']}")
+                  f"dequantize {r['ort_dequantize_bitexact']}, "
+                  f"dynamic {r.get('ort_dynamic_bitexact', 'n/a')}")
     if args.json:
         out = {"refquant": refquant.__version__, "config": refquant._config.config_dict(),
                "results": res}
