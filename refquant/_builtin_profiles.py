@@ -211,45 +211,43 @@ PYTORCH_X86 = register_profile(PYTORCH_FBGEMM.replace(
     int16_pair_saturation=False,
     description="torch quantized linear/conv2d on the 'x86' engine: linear as 'pytorch-fbgemm'; "
                 "conv2d with symmetric weights runs oneDNN (zp added before rounding)",
-    overrides=PYTORCH_FBGEMM.overrides + (("QLinearConv", {"rq_zero_point": "before_rounding"}),),
+    overrides=PYTORCH_FBGEMM.overrides + (("QLinearConv", {"rq_zero_point": "before_rounding",
+                                                           "rq_multiplier": "onednn"}),),
     doc=_TORCH_LINEAR_DOC.format(
         engine="x86",
         arith="The x86 engine runs quantized.linear on FBGEMM ('pytorch-fbgemm' arithmetic) and, on a "
               "VNNI CPU with symmetric (zero) weight zero points, quantized.conv2d on oneDNN, whose "
-              "epilogue adds the output zero point before rounding: y = RNE(fl32(v*M) + zp) "
-              "(override QLinearConv: rq_zero_point='before_rounding'; measured at exact ties, e.g. "
-              "v = -16.5 with zp 111 gives 94, FBGEMM 95).  Asymmetric-weight convs fall back to "
-              "FBGEMM (not modelled by the override).  The oneDNN conv epilogue carries the residual "
-              "deviation documented for 'pytorch-onednn' (1 in ~10^5 outputs with arbitrary scales).",
-        verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm (any scales), "
-                 "QLinearConv (power-of-two scales; oneDNN conv: residual deviation above) "
-                 "(tests/test_profiles_pytorch.py)."),
+              "epilogue is the one of 'pytorch-onednn' (override QLinearConv: rq_multiplier='onednn', "
+              "rq_zero_point='before_rounding': the scales one by one after a reciprocal round trip, "
+              "float bias after them, times fl32(1/ys), zp added before rounding; measured at exact "
+              "ties, e.g. v = -16.5 with zp 111 gives 94, FBGEMM 95).  Asymmetric-weight convs fall "
+              "back to FBGEMM (not modelled by the override).",
+        verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm, QLinearConv "
+                 "(symmetric weights), any scales (tests/test_profiles_pytorch.py)."),
 ))
 
 PYTORCH_ONEDNN = register_profile(PYTORCH_FBGEMM.replace(
     name="pytorch-onednn",
     int16_pair_saturation=False,
-    description="torch quantized linear/conv2d on oneDNN: float bias, M = fl32(fl32(sx*sw)/sy), "
-                "zp added before rounding: RNE(fl32(v*M) + zp) (symmetric weights only)",
-    rq_zero_point="before_rounding",
+    description="torch quantized linear/conv2d on oneDNN: scales applied one by one after a "
+                "reciprocal round trip, float bias after them, * fl32(1/sy), zp added before "
+                "rounding (symmetric weights only)",
+    rq_zero_point="before_rounding", rq_multiplier="onednn",
     sources=("aten/src/ATen/native/quantized/cpu/qlinear.cpp (PackedLinearWeightsOnednn)",
              "aten/src/ATen/native/quantized/cpu/qconv.cpp (PackedConvWeightsOnednn)",
              "aten/src/ATen/native/quantized/cpu/qlinear_prepack.cpp") + _TORCH_Q_SOURCES,
     doc=_TORCH_LINEAR_DOC.format(
         engine="onednn",
         arith="oneDNN requires a zero weight zero point ('ONEDNN only supports symmetric "
-              "quantization of weight').  Measured: the float-bias epilogue of 'pytorch-fbgemm' except "
-              "that the output zero point is added in float before rounding, y = RNE(fl32(v*M) + zp) "
-              "(exact ties v = -16.5, zp 111 -> 94 where FBGEMM gives 95).  KNOWN RESIDUAL DEVIATION: "
-              "oneDNN's epilogue is v = fl32(fl32(fl32(fl32(acc)*xs')*ws') + b) * fl32(1/ys) with "
-              "s' = fl32(1/fl32(1/s)) (torch hands ideep reciprocal scales), which this profile "
-              "approximates by the fbgemm form; with non-power-of-two scales about 1 output in "
-              "10^5 (near ties) differs by one step (tests/test_profiles_pytorch.py::"
-              "test_onednn_residual_epilogue_order asserts the exact formula against the engine).  "
-              "Exact for power-of-two scales.",
+              "quantization of weight').  Measured epilogue (rq_multiplier='onednn'): the scales are "
+              "applied one after the other, each after a reciprocal round trip (torch hands ideep "
+              "1/s), the float bias after them, then times fl32(1/ys), and the output zero point is "
+              "added in float before rounding: v = fl32(fl32(fl32(fl32(acc)*xs')*ws') + b) * "
+              "fl32(1/ys), s' = fl32(1/fl32(1/s)), y = RNE(fl32(v + zp)) (exact ties v = -16.5, "
+              "zp 111 -> 94 where FBGEMM gives 95).",
         verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm, QLinearConv "
-                 "with symmetric weights, bit-exact with power-of-two scales; with arbitrary scales "
-                 "the residual deviation above (tests/test_profiles_pytorch.py)."),
+                 "with symmetric weights and arbitrary scales, bit-exact "
+                 "(tests/test_profiles_pytorch.py)."),
 ))
 
 PYTORCH_QNNPACK = register_profile(Profile(

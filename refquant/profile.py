@@ -67,7 +67,11 @@ DynamicQuantizeLinear
 Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(acc * M) + zp)
     rq_multiplier ["fp32"]           how M = a_s*b_s/y_s is formed: "fp32": fl32(fl32(a_s*b_s)/y_s);
                                      "fp32_reciprocal": fl32(fl32(a_s*b_s)*fl32(1/y_s)) (QNNPACK);
-                                     "fp64": (double)a_s*(double)b_s/(double)y_s (TFLite).
+                                     "fp64": (double)a_s*(double)b_s/(double)y_s (TFLite);
+                                     "onednn": no single M -- the scales are applied one after the
+                                     other, each through a reciprocal round trip, the float bias
+                                     after them: v = fl32(fl32(fl32(fl32(acc)*a_s')*b_s') + b) *
+                                     fl32(1/y_s), s' = fl32(1/fl32(1/s)) (oneDNN via torch/ideep).
     rq_method ["float"]              "float": round(acc_f * M_f) in rq_precision;
                                      "fixed_point": gemmlowp Q31 multiplier (see rq_fixed_rounding).
     rq_precision ["float32"]         precision of the float product: "float32" or "float64".
@@ -141,7 +145,7 @@ _CHOICES = {
     "q_float_zero_point": ("add_nonzero", "add", "ignore", "ignore_float8"),
     "q_float8_saturate0": ("cast", "onnxruntime", "saturate"),
     "dq_subtract": ("exact", "float32", "scale_then_subtract"),
-    "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64"),
+    "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64", "onednn"),
     "rq_method": ("float", "fixed_point"),
     "rq_precision": ("float32", "float64"),
     "rq_acc_to_float": ("float32", "float64"),

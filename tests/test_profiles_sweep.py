@@ -57,10 +57,8 @@ def test_requantizing_ops_sweep(engine):
     need(engine)
     ad, bias_dtype = LIN[engine]
     rng = np.random.default_rng(zlib.crc32(engine.encode()))
-    onednn = engine == "pytorch-onednn"
     for i in range(N_CASES):
         tie, pc = i % 2 == 0, i % 3 == 1
-        tie = tie or onednn      # oneDNN: power-of-two scales (see test_onednn_residual_epilogue_order)
         large = i % 20 == 19
         K = 2048 if large else int(rng.choice(CS.sizes(large=(i % 15 == 0))))
         M, N = int(rng.integers(1, 9)), int(rng.integers(1, 17))
@@ -74,7 +72,7 @@ def test_requantizing_ops_sweep(engine):
         k = int(rng.choice([1, 3]))
         H, W = int(rng.integers(k + 1, 10)), int(rng.integers(k + 1, 10))
         c, attrs = CS.conv_case(rng, 1, int(rng.integers(1, 6)), H, W, int(rng.integers(1, 8)), k, k, x_dtype=ad,
-                                per_channel=pc, tie=tie or engine == "pytorch-x86", pads=(1, 1, 1, 1) if (k == 3 and i % 2 == 0) else (0,) * 4,
+                                per_channel=pc, tie=tie, pads=(1, 1, 1, 1) if (k == 3 and i % 2 == 0) else (0,) * 4,
                                 bias_dtype=bias_dtype)
         assert_exact(engine, engine, "QLinearConv", c, attrs, what=f"case {i}")
 

@@ -338,5 +338,6 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     ws1 = ws.reshape(-1) if ws.size > 1 else ws.reshape(())
     Mul = form_multiplier(xs.reshape(()), ws1, ys.reshape(()), profile=p,
                           names=("x_scale", "w_scale", "y_scale"))
+    scales = (xs.reshape(()), ws1, ys.reshape(())) if p.rq_multiplier == "onednn" else None
     return requantize(acc, Mul, None if yz is None else yz.reshape(()), output_dtype=out_dt, bias=bias,
-                      profile=p, axis=1, bias_scale=bias_scale)
+                      profile=p, axis=1, bias_scale=bias_scale, scales=scales)

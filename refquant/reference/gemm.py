@@ -52,7 +52,7 @@ import numpy as np
 
 from .._dtypes import resolve_dtype, qrange
 from .._packed import unwrap
-from ..profile import get_profile, ProfileError
+from ..profile import Profile, get_profile, ProfileError
 from .requant import requantize, form_multiplier, wrap_int32, check_scale  # noqa: F401  (requantize re-exported)
 
 __all__ = ["matmul_integer", "qlinear_matmul", "qgemm", "requantize", "accumulator_range",
@@ -78,6 +78,9 @@ def _check_opset(op, opset, first, last=None):
     if o < first:
         raise ValueError(f"opset: {op} exists from opset {first}, got opset {o}")
     return o
+
+
+_FP32 = Profile(name="fp32-multiplier")   # forms plain float32 scale products
 
 
 def _profile_for(profile, op):
@@ -488,7 +491,14 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     bzp = None if bzp is None else _col_param(bzp, b.shape, "b_zero_point")
     acc = _int_gemm(a, b, azp, bzp, p)
     M = _matmul_multiplier(a_scale, b_scale, y_scale, a.shape, b.shape, acc.shape, p)
-    return requantize(acc, M, None if yzp is None else yzp.reshape(()), output_dtype=out_dt, profile=p)
+    scales = None
+    if p.rq_multiplier == "onednn":   # the scales one by one (requant.py), shaped like M
+        one = np.ones((), np.float32)
+        scales = (_matmul_multiplier(a_scale, one, one, a.shape, b.shape, acc.shape, _FP32),
+                  _matmul_multiplier(one, b_scale, one, a.shape, b.shape, acc.shape, _FP32),
+                  check_scale(y_scale, "y_scale").reshape(()))
+    return requantize(acc, M, None if yzp is None else yzp.reshape(()), output_dtype=out_dt, profile=p,
+                      scales=scales)
 
 
 def _matmul_multiplier(a_scale, b_scale, y_scale, a_shape, b_shape, acc_shape, p):
@@ -631,5 +641,9 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
             bias_scale = form_multiplier(a_s, bs, None, profile="onnx", alpha=alpha)   # fl32(fl32(alpha*a_s)*b_s)
         else:                        # float_after_scaling: b / y_scale
             bias_scale = check_scale(y_scale, "y_scale").reshape(())
+    scales = None
+    if p.rq_multiplier == "onednn":   # alpha folds into the activation scale
+        scales = (form_multiplier(a_s, np.float32(1), None, profile=_FP32, alpha=alpha), bs,
+                  check_scale(y_scale, "y_scale").reshape(()))
     return requantize(acc, M, yzp.reshape(()), output_dtype=out_dt, profile=p, axis=-1, bias=bias,
-                      bias_scale=bias_scale)
+                      bias_scale=bias_scale, scales=scales)

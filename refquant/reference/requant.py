@@ -20,6 +20,11 @@ each one.  The steps, in order, and the fields that choose them:
    - ``"fp32_reciprocal"``: ``fl32(fl32(a_s * b_s) * fl32(1 / y_s))`` (PyTorch QNNPACK).
    - ``"fp64"``: ``double(a_s) * double(b_s) / double(y_s)`` (TFLite; with alpha,
      ``double(alpha) * double(a_s) * ...``).  Float16/bfloat16 scales are widened exactly.
+   - ``"onednn"`` (oneDNN through torch/ideep): no single multiplier; ``requantize`` gets the
+     scales (``scales=(a_s, b_s, y_s)``) and computes
+     ``v = fl32(fl32(fl32(fl32(acc') * a_s') * b_s') + b) * fl32(1 / y_s)`` with
+     ``s' = fl32(1 / fl32(1 / s))`` (torch hands ideep reciprocal scales) and the float bias
+     ``b`` in real units added after the scales.  ``form_multiplier`` returns the "fp32" M.
 
 2. Bias (field ``rq_bias``)
    - ``"int32"`` [onnx]: ``acc' = wrap32(acc + bias)``; an int32 add that wraps like
@@ -294,7 +299,7 @@ def _zero_point_value(y_zero_point, out_dt, argname="y_zero_point"):
 # --------------------------------------------------------------------------- requantize
 
 def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profile="onnx",
-               axis=-1, bias_scale=None):
+               axis=-1, bias_scale=None, scales=None):
     """Requantize an int32 accumulator: ``y = saturate(round((acc + bias) * M) + y_zero_point)``.
 
     Parameters
@@ -313,6 +318,8 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
         along (default: last, the GEMM column axis; QLinearConv uses 1).
     bias_scale : for ``rq_bias="float"``, the float32 a_s*w_s a float bias is divided by;
         for ``"float_after_scaling"``, y_s.  None: a float bias is already in the target units.
+    scales : ``(a_s, b_s, y_s)``, each scalar, per-channel along ``axis`` or broadcastable;
+        needed by ``rq_multiplier="onednn"``, which applies them one by one (module doc).
 
     Returns an array of ``output_dtype`` with the shape of ``acc`` (broadcast).
     """
@@ -375,7 +382,10 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
         af = a.astype(np.float32).astype(P)      # cvtdq2ps: RNE to float32
     mP = m.astype(P)
     with np.errstate(over="ignore", invalid="ignore"):
-        if p.rq_bias == "float":
+        if p.rq_multiplier == "onednn":
+            v = _onednn_scale(af, scales, bias_int, bias_float, ndim, axis, shape, p)
+            bias_int = bias_float = None
+        elif p.rq_bias == "float":
             if bias_int is not None:
                 bf = bias_int.astype(np.float32)
             elif bias_float is not None:
@@ -386,7 +396,8 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
                 bf = None
             if bf is not None:
                 af = (af + bf.astype(P)).astype(P)
-        v = (af * mP).astype(P)
+        if p.rq_multiplier != "onednn":
+            v = (af * mP).astype(P)
         if p.rq_epilogue_dtype == "float16":
             v = v.astype(np.float16)
         if p.rq_bias == "float_after_scaling":
@@ -408,6 +419,27 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
             r = np.clip(r, (lo - zp).astype(np.float64), (hi - zp).astype(np.float64)) + zp
     r = np.broadcast_to(r, np.broadcast_shapes(r.shape, shape))
     return _cast_out(r, out_dt)
+
+
+def _onednn_scale(af, scales, bias_int, bias_float, ndim, axis, shape, p):
+    """oneDNN: v = fl32(fl32(fl32(fl32(acc)*a_s')*b_s') + b) * fl32(1/y_s), s' = fl32(1/fl32(1/s))."""
+    if scales is None:
+        raise ProfileError(f"profile {p.name!r} (rq_multiplier='onednn') applies the scales one by "
+                           f"one: requantize needs scales=(a_s, b_s, y_s)")
+    f = np.float32
+    a_s, b_s, y_s = (_per_axis(_as_f32(s), ndim, axis, n, shape)
+                     for s, n in zip(scales, ("a_s", "b_s", "y_s")))
+
+    def rt(s):   # the reciprocal round trip torch -> ideep
+        return (f(1) / (f(1) / s).astype(f)).astype(f)
+
+    t = af.astype(f)
+    if bias_int is not None:                     # an integer bias is in accumulator units
+        t = (t + bias_int.astype(f)).astype(f)
+    t = ((t * rt(a_s)).astype(f) * rt(b_s)).astype(f)
+    if bias_float is not None:                   # a float bias is in real units
+        t = (t + bias_float.astype(f)).astype(f)
+    return (t * (f(1) / y_s).astype(f)).astype(f)
 
 
 def _cast_out(r, out_dt):
