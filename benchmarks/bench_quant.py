@@ -6,8 +6,9 @@ Measures, per thread count (refquant.set_num_threads / ORT intra_op_num_threads,
 optimizations at ORT's default), input GB/s (bytes of the input read per second; for
 DequantizeLinear the input is 1 byte per element, so GB/s = Gelem/s) and the ratio
 refquant / ORT (median of per-repetition ratios; refquant and ORT calls interleave).  Two variants each:
-  * "prealloc": the output buffer is allocated once (refquant: the internal ``out=`` of
-    refquant._quant_fast; ORT: io_binding to a preallocated OrtValue) -- kernel speed;
+  * "prealloc": the output buffer is allocated once (refquant: ``out=`` of
+    refquant.quantize_linear / dequantize_linear; ORT: io_binding to a preallocated
+    OrtValue) -- kernel speed;
   * "api": refquant.quantize_linear(...) allocating its result every call; ORT run() with
     its arena-allocated output.
 Ratios quoted as goals are prealloc/prealloc at 1 thread.  Each result is the median of
@@ -93,10 +94,6 @@ def _ort_runners(sess, x, y_dtype):
 
 def bench(n, threads_list, reps, per_axis=False):
     import refquant
-    from refquant import _quant_fast as F
-    from refquant.profile import get_profile
-
-    prof = get_profile("onnx")
     rng = np.random.default_rng(0)
     rows = 4096 if per_axis else 1
     shape = (rows, n // rows) if per_axis else (n,)
@@ -113,12 +110,14 @@ def bench(n, threads_list, reps, per_axis=False):
         refquant.set_num_threads(th)
         out_q = np.empty(shape, np.uint8)
         out_d = np.empty(shape, np.float32)
-        rq_q_pre = lambda: F.quantize_linear(x, scale, zp, axis=axis, profile=prof, out=out_q)  # noqa: E731
+        rq_q_pre = lambda: refquant.quantize_linear(x, scale, zp, axis=axis, out=out_q)  # noqa: E731
         rq_q_api = lambda: refquant.quantize_linear(x, scale, zp, axis=axis)  # noqa: E731
-        rq_d_pre = lambda: F.dequantize_linear(q_ref, scale, zp, axis=axis, profile=prof, out=out_d)  # noqa: E731
+        rq_d_pre = lambda: refquant.dequantize_linear(q_ref, scale, zp, axis=axis, out=out_d)  # noqa: E731
         rq_d_api = lambda: refquant.dequantize_linear(q_ref, scale, zp, axis=axis)  # noqa: E731
-        kq = rq_q_pre()[1]
-        kd = rq_d_pre()[1]
+        rq_q_pre()
+        kq = refquant.last_path()["path"]
+        rq_d_pre()
+        kd = refquant.last_path()["path"]
         assert np.array_equal(out_q, q_ref), "refquant quantize differs from the reference"
         d_ref = refquant.reference.dequantize_linear(q_ref, scale, zp, axis=axis)
         assert np.array_equal(out_d.view(np.uint32), d_ref.view(np.uint32)), "dequantize differs"

@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib
 import os
 
+import numpy as np
+
 from . import reference as _ref
 from ._packed import pack_weights as _ref_pack_weights
 from .profile import get_profile
@@ -82,12 +84,53 @@ def _dispatch(op, module, func, ref_func, args, kwargs):
     return ref_func(*args, **kwargs)
 
 
-def quantize_linear(x, y_scale, y_zero_point=None, **kwargs):
+def _with_out(op, func, ref_func, args, kwargs, out):
+    """Run with a caller-provided output array (refquant extension, not an ONNX attribute):
+    the kernel writes into ``out`` directly; the reference's result is copied into it."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
+    if fast_enabled():
+        mod = _glue(_QUANT)
+        fast = getattr(mod, func, None) if mod is not None else None
+        if fast is not None:
+            try:
+                prof = get_profile(kwargs.get("profile", "onnx"))
+            except Exception:
+                prof = None
+            if prof is not None and not prof.symmetric_only and (prof.ops is None or op in prof.ops):
+                kw = dict(kwargs, profile=prof, out=out)
+                res = fast(*args, **kw)
+                if res is not None:
+                    _ran(op, res[1])
+                    return res[0]
+    _ran(op, "reference")
+    y = ref_func(*args, **kwargs)
+    if out.shape != y.shape or out.dtype != y.dtype:
+        raise ValueError(f"out: must have the result's shape {y.shape} and dtype {y.dtype}, "
+                         f"got {out.shape} {out.dtype}")
+    np.copyto(out, y)
+    return out
+
+
+def quantize_linear(x, y_scale, y_zero_point=None, *, out=None, **kwargs):
+    """refquant.reference.quantize_linear, run by a fast kernel where one covers the call.
+
+    ``out`` (refquant extension): a preallocated C-contiguous array of the result's shape
+    and dtype to write into (as inference engines reuse buffers); it is returned."""
+    if out is not None:
+        return _with_out("QuantizeLinear", "quantize_linear", _ref.quantize_linear,
+                         (x, y_scale, y_zero_point), kwargs, out)
     return _dispatch("QuantizeLinear", _QUANT, "quantize_linear", _ref.quantize_linear,
                      (x, y_scale, y_zero_point), kwargs)
 
 
-def dequantize_linear(x, x_scale, x_zero_point=None, **kwargs):
+def dequantize_linear(x, x_scale, x_zero_point=None, *, out=None, **kwargs):
+    """refquant.reference.dequantize_linear, run by a fast kernel where one covers the call.
+
+    ``out``: as for quantize_linear."""
+    if out is not None:
+        return _with_out("DequantizeLinear", "dequantize_linear", _ref.dequantize_linear,
+                         (x, x_scale, x_zero_point), kwargs, out)
     return _dispatch("DequantizeLinear", _QUANT, "dequantize_linear", _ref.dequantize_linear,
                      (x, x_scale, x_zero_point), kwargs)
 

@@ -195,8 +195,9 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     if out is None:
         y = np.empty(x.shape, out_dt)
     else:
-        if out.dtype != out_dt or out.shape != x.shape or not out.flags.c_contiguous:
-            raise ValueError(f"out: must be a C-contiguous {out_dt} array of shape {x.shape}")
+        if (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
+                or not out.flags.c_contiguous or not out.flags.writeable):
+            return None     # the dispatcher's reference path copies into it or raises
         y = out
     cap = -1 if isa is None else _cpu._level(isa)
     lvl = _k.quantize(xc.reshape(-1), _F_NAMES[x.dtype], y.reshape(-1).view(np.uint8)
@@ -290,8 +291,9 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):
     if out is None:
         y = np.empty(x.shape, out_dt)
     else:
-        if out.dtype != out_dt or out.shape != x.shape or not out.flags.c_contiguous:
-            raise ValueError(f"out: must be a C-contiguous {out_dt} array of shape {x.shape}")
+        if (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
+                or not out.flags.c_contiguous or not out.flags.writeable):
+            return None     # the dispatcher's reference path copies into it or raises
         y = out
     cap = -1 if isa is None else _cpu._level(isa)
     xin = xc.reshape(-1)

@@ -582,3 +582,32 @@ def test_after_fork():
 def textwrap_dedent(s):
     import textwrap
     return textwrap.dedent(s)
+
+
+def test_out_argument():
+    """refquant.quantize_linear / dequantize_linear(..., out=buf): written in place, same bits,
+    on the kernel path and on the reference path; a wrong buffer is a clear error."""
+    rng = np.random.default_rng(4)
+    x = hard_values(rng, 5000, 0.1, 0, np.int8).reshape(50, 100)
+    want = R.quantize_linear(x, np.float32(0.1), np.int8(2))
+    buf = np.empty((50, 100), np.int8)
+    y = refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=buf)
+    assert y is buf and refquant.last_path()["path"].startswith("rq_quantize_")
+    assert_bitexact(buf, want)
+    buf2 = np.empty((50, 100), np.int8)
+    y = refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=buf2, profile="onnx-reference")
+    assert y is buf2 and refquant.last_path()["path"] == "reference"
+    with np.errstate(all="ignore"):
+        assert_bitexact(buf2, R.quantize_linear(x, np.float32(0.1), np.int8(2), profile="onnx-reference"))
+    d = np.empty((50, 100), np.float32)
+    assert refquant.dequantize_linear(want, np.float32(0.1), np.int8(2), out=d) is d
+    assert_bitexact(d, R.dequantize_linear(want, np.float32(0.1), np.int8(2)))
+    with pytest.raises(ValueError, match="out"):
+        refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=np.empty((50, 100), np.uint8))
+    with pytest.raises(ValueError, match="out"):
+        refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=np.empty((100, 50), np.int8))
+    with pytest.raises(TypeError, match="out"):
+        refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=[0] * 5000)
+    fbuf = np.empty((50, 100), np.int8, order="F")      # any layout: the reference path copies
+    assert refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=fbuf) is fbuf
+    assert_bitexact(fbuf, want)
