@@ -16,10 +16,11 @@ def _python_blocks():
 def test_readme_examples_run_and_print_their_comments():
     blocks = _python_blocks()
     assert blocks, "README has no python example"
+    namespace = {"__name__": "__readme__"}      # one session: later blocks build on earlier ones
     for code in blocks:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+            exec(compile(code, str(README), "exec"), namespace)
         printed = [ln.strip() for ln in buf.getvalue().splitlines()]
         expected = [m.group(1).strip() for m in re.finditer(r"print\(.*\)\s+#\s*(.*)$", code, re.M)]
         assert len(printed) >= len(expected)
