@@ -6,6 +6,7 @@
  * Tile permission: rq_amx_enable() (arch_prctl) is requested by the caller before dispatch. */
 #include "rq_gemm.h"
 #include "../common/rq_cpu.h"
+#include "../common/rq_pool.h"
 #include <immintrin.h>
 #include <string.h>
 #include <stdlib.h>
@@ -107,6 +108,55 @@ static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
 DEF_KERNELS(us, _tile_dpbusd)
 DEF_KERNELS(ss, _tile_dpbssd)
 
+typedef struct {
+    const rq_amx_a *A; const rq_packed_b *pb; const rq_epi *e; rq_epi_fn epi;
+    int M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn;
+} amx_job;
+
+/* one task: row chunk rc x column block jb.  Tiles are configured and released per task, so a
+ * pool worker never keeps tile state between calls. */
+static void amx_task(void *ctx, int64_t t) {
+    const amx_job *J = (const amx_job *)ctx;
+    const rq_amx_a *A = J->A;
+    const rq_packed_b *pb = J->pb;
+    const int M = J->M, N = J->N, Kp = J->Kp, nkc = J->nkc, nib = J->nib, npan = J->npan;
+    const int jbw = J->jbw, rchunk = J->rchunk, nrc = J->nrc, sgn = J->sgn;
+    const int jb = (int)(t / nrc), rc = (int)(t % nrc);
+    const int pp0 = jb * jbw, pp1 = imin(J->npp, (jb + 1) * jbw);
+    /* raw sums of a 32-row strip of one column block are stored straight into a strip buffer;
+     * the epilogue then runs over long rows (fewer, longer store streams) */
+    const int ldo = jbw * 32 + 16;   /* +64 bytes: avoid 4K aliasing with the output rows */
+    int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
+    if (!strip) return;
+    amx_config();
+    for (int ib2 = rc * rchunk; ib2 < imin(J->nib2, (rc + 1) * rchunk); ib2++) {
+        const int ib = 2 * ib2, two_i = ib + 1 < nib;
+        const uint8_t *a0 = A->abase + (ptrdiff_t)ib * A->a_ib_stride;
+        const uint8_t *a1 = a0 + A->a_ib_stride;
+        const int i0 = ib * 16, mi = imin(32, M - i0);
+        for (int pp = pp0; pp < pp1; pp++) {
+            const int p = 2 * pp, two_j = p + 1 < npan;
+            const uint8_t *b0 = pb->data + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
+            int32_t *out = strip + (pp - pp0) * 32;
+            if (sgn) {
+                if (two_i && two_j) k22_ss(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
+                else if (two_j) k12_ss(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
+                else if (two_i) k21_ss(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
+                else k11_ss(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
+            } else {
+                if (two_i && two_j) k22_us(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
+                else if (two_j) k12_us(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
+                else if (two_i) k21_us(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
+                else k11_us(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
+            }
+        }
+        const int j0 = pp0 * 32;
+        J->epi(J->e, i0, mi, j0, imin(N, pp1 * 32) - j0, strip, ldo);
+    }
+    _tile_release();
+    rq_aligned_free(strip);
+}
+
 int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, int nthreads) {
     const int M = e->M, N = e->N, Kp = pb->Kp, nkc = Kp / 64;
     const int nib = A->nib, npan = pb->Np / 16;
@@ -131,51 +181,9 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     const int njb = (npp + jbw - 1) / jbw;
     const int ntask = njb * nrc;
     const int sgn = A->a_signed;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && ntask > 1)
-#endif
-    {
-        /* raw sums of a 32-row strip of one column block are stored straight into a strip
-         * buffer; the epilogue then runs over long rows (fewer, longer store streams) */
-        const int ldo = jbw * 32 + 16;   /* +64 bytes: avoid 4K aliasing with the output rows */
-        int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
-        amx_config();
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (int t = 0; t < ntask; t++) {
-            if (!strip) continue;
-            const int jb = t / nrc, rc = t % nrc;
-            const int pp0 = jb * jbw, pp1 = imin(npp, (jb + 1) * jbw);
-            for (int ib2 = rc * rchunk; ib2 < imin(nib2, (rc + 1) * rchunk); ib2++) {
-                const int ib = 2 * ib2, two_i = ib + 1 < nib;
-                const uint8_t *a0 = A->abase + (ptrdiff_t)ib * A->a_ib_stride;
-                const uint8_t *a1 = a0 + A->a_ib_stride;
-                const int i0 = ib * 16, mi = imin(32, M - i0);
-                for (int pp = pp0; pp < pp1; pp++) {
-                    const int p = 2 * pp, two_j = p + 1 < npan;
-                    const uint8_t *b0 = pb->data + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
-                    int32_t *out = strip + (pp - pp0) * 32;
-                    if (sgn) {
-                        if (two_i && two_j) k22_ss(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
-                        else if (two_j) k12_ss(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
-                        else if (two_i) k21_ss(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
-                        else k11_ss(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
-                    } else {
-                        if (two_i && two_j) k22_us(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
-                        else if (two_j) k12_us(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
-                        else if (two_i) k21_us(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
-                        else k11_us(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
-                    }
-                }
-                {
-                    const int j0 = pp0 * 32;
-                    epi(e, i0, mi, j0, imin(N, pp1 * 32) - j0, strip, ldo);
-                }
-            }
-        }
-        rq_aligned_free(strip);
-        _tile_release();
-    }
+    amx_job J = {A, pb, e, epi, M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn};
+    /* tasks claimed dynamically by the caller plus pool workers (rq_pool.h): no join waits on
+     * a worker the scheduler has not started */
+    rq_parallel(ntask, ntask > 1 ? nthreads : 1, amx_task, &J);
     return RQ_OK;
 }

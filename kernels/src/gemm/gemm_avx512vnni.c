@@ -5,6 +5,7 @@
  * B_used = B ^ 0x80 for uint8 B; gemm.c applies the row/column-sum correction (rq_gemm.h). */
 #include "rq_gemm.h"
 #include "../common/rq_cpu.h"
+#include "../common/rq_pool.h"
 #include <immintrin.h>
 #include <string.h>
 #if defined(_OPENMP)
@@ -35,15 +36,17 @@ static inline __m512i load_row(const uint8_t *p, __mmask64 m, __m512i x) {
     return _mm512_mask_xor_epi32(r, (__mmask16)0xFFFF, r, x); /* x is 0 or 0x80.. (pads fixed below) */
 }
 
-int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads) {
-    const int K = pb->K, N = pb->N, Kp = pb->Kp, Np = pb->Np;
-    const int ncg = (Np + 63) / 64;  /* 64-column groups */
+typedef struct { rq_packed_b *pb; const uint8_t *B; ptrdiff_t b_rs; } packb_job;
+
+/* one 64-column group: all k-groups, 4 panels, their column sums */
+static void packb_cg(void *ctx, int64_t cgi) {
+    const packb_job *J = (const packb_job *)ctx;
+    rq_packed_b *pb = J->pb;
+    const uint8_t *B = J->B;
+    const ptrdiff_t b_rs = J->b_rs;
+    const int K = pb->K, N = pb->N, Kp = pb->Kp, Np = pb->Np, cg = (int)cgi;
     const __m512i x = _mm512_set1_epi8(pb->b_signed ? 0 : (char)0x80);
     const __m512i ones = _mm512_set1_epi8(1);
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && (size_t)K * N > 65536)
-#endif
-    for (int cg = 0; cg < ncg; cg++) {
         const int c0 = cg * 64;
         const int nvalid = N - c0 >= 64 ? 64 : (N - c0 > 0 ? N - c0 : 0);
         const __mmask64 m = nvalid == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nvalid) - 1);
@@ -69,6 +72,11 @@ int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs
         }
         for (int p = 0; p < npan; p++) _mm512_storeu_si512(pb->csum + c0 + 16 * p, cs[p]);
     }
+
+int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads) {
+    const int ncg = (pb->Np + 63) / 64;  /* 64-column groups */
+    packb_job J = {pb, B, b_rs};
+    rq_parallel(ncg, ((size_t)pb->K * pb->N > 65536) ? nthreads : 1, packb_cg, &J);
     (void)load_row;
     return RQ_OK;
 }
@@ -176,32 +184,23 @@ int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const
 
 /* ---------------------------------------------------------------- GEMV (M <= 4), B unpacked */
 
-int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, int nthreads) {
-    const int M = a->M, N = a->N, K = a->K;
-    const int Kp = (K + 7) / 8 * 8, N64 = (N + 63) / 64 * 64;
-    const int R = M + (csum_out ? 1 : 0);  /* extra row of ones computes the column sums */
-    uint8_t abuf[5 * 8] __attribute__((aligned(64)));
-    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)R * Kp + 64);
-    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)R * N64);
-    (void)abuf;
-    if (!ap || !acc) { rq_aligned_free(ap); rq_aligned_free(acc); return RQ_ENOMEM; }
-    const uint8_t ax = a->a_signed ? 0x80 : 0;
-    for (int i = 0; i < M; i++) {
-        for (int k = 0; k < Kp; k++)
-            ap[(size_t)i * Kp + k] = k < K ? (uint8_t)(a->A[(ptrdiff_t)i * a->a_rs + (ptrdiff_t)k * a->a_cs] ^ ax) : 0;
-    }
-    if (csum_out) for (int k = 0; k < Kp; k++) ap[(size_t)M * Kp + k] = k < K ? 1 : 0;
+typedef struct {
+    const rq_gemm_args *a; const rq_epi *e; int32_t *csum_out; const uint8_t *ap; int32_t *acc;
+    int M, N, K, Kp, N64, R, nchunk, nth;
+} gemv_job;
+
+/* one slice of 64-column chunks (slice tid of nth): all K rows streamed for these columns */
+static void gemv_slice(void *ctx, int64_t tid_) {
+    const gemv_job *J = (const gemv_job *)ctx;
+    const rq_gemm_args *a = J->a;
+    const rq_epi *e = J->e;
+    int32_t *csum_out = J->csum_out;
+    const uint8_t *ap = J->ap;
+    int32_t *acc = J->acc;
+    const int M = J->M, N = J->N, K = J->K, Kp = J->Kp, N64 = J->N64, R = J->R, nchunk = J->nchunk;
+    const int tid = (int)tid_, nth = J->nth;
     const __m512i x = _mm512_set1_epi8(a->b_signed ? 0 : (char)0x80);
-    const int nchunk = N64 / 64;
-    const int nt = nthreads > nchunk ? nchunk : nthreads;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nt) if (nt > 1 && (size_t)K * N > 262144)
-#endif
     {
-        int tid = 0, nth = 1;
-#if defined(_OPENMP)
-        tid = omp_get_thread_num(); nth = omp_get_num_threads();
-#endif
         const int ch0 = (int)((long)nchunk * tid / nth), ch1 = (int)((long)nchunk * (tid + 1) / nth);
         for (int r = 0; r < R; r++) memset(acc + (size_t)r * N64 + ch0 * 64, 0, sizeof(int32_t) * 64 * (ch1 - ch0));
         for (int g2 = 0; g2 < Kp / 8; g2++) {
@@ -254,6 +253,32 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
             }
         }
     }
+}
+
+int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, int nthreads) {
+    const int M = a->M, N = a->N, K = a->K;
+    const int Kp = (K + 7) / 8 * 8, N64 = (N + 63) / 64 * 64;
+    const int R = M + (csum_out ? 1 : 0);  /* extra row of ones computes the column sums */
+    uint8_t abuf[5 * 8] __attribute__((aligned(64)));
+    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)R * Kp + 64);
+    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)R * N64);
+    (void)abuf;
+    if (!ap || !acc) { rq_aligned_free(ap); rq_aligned_free(acc); return RQ_ENOMEM; }
+    const uint8_t ax = a->a_signed ? 0x80 : 0;
+    for (int i = 0; i < M; i++) {
+        for (int k = 0; k < Kp; k++)
+            ap[(size_t)i * Kp + k] = k < K ? (uint8_t)(a->A[(ptrdiff_t)i * a->a_rs + (ptrdiff_t)k * a->a_cs] ^ ax) : 0;
+    }
+    if (csum_out) for (int k = 0; k < Kp; k++) ap[(size_t)M * Kp + k] = k < K ? 1 : 0;
+    const __m512i x = _mm512_set1_epi8(a->b_signed ? 0 : (char)0x80);
+    const int nchunk = N64 / 64;
+    /* one column slice per thread (long contiguous row segments keep the prefetchers streaming),
+     * claimed dynamically (rq_pool.h): an absent worker's slice is run by the caller */
+    int nth = 1;
+    if (nthreads > 1 && (size_t)K * N > 262144) nth = nchunk < nthreads ? nchunk : nthreads;
+    gemv_job J = {a, e, csum_out, ap, acc, M, N, K, Kp, N64, R, nchunk, nth};
+    rq_parallel(nth, nthreads, gemv_slice, &J);
+    (void)x;
     rq_aligned_free(ap); rq_aligned_free(acc);
     return RQ_OK;
 }
