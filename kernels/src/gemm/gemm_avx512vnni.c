@@ -47,31 +47,31 @@ static void packb_cg(void *ctx, int64_t cgi) {
     const int K = pb->K, N = pb->N, Kp = pb->Kp, Np = pb->Np, cg = (int)cgi;
     const __m512i x = _mm512_set1_epi8(pb->b_signed ? 0 : (char)0x80);
     const __m512i ones = _mm512_set1_epi8(1);
-        const int c0 = cg * 64;
-        const int nvalid = N - c0 >= 64 ? 64 : (N - c0 > 0 ? N - c0 : 0);
-        const __mmask64 m = nvalid == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nvalid) - 1);
-        const int npan = imin(4, (Np - c0) / 16);
-        __m512i cs[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
-                         _mm512_setzero_si512()};
-        for (int g = 0; g < Kp / 4; g++) {
-            __m512i r[4];
-            for (int q = 0; q < 4; q++) {
-                int k = 4 * g + q;
-                if (k < K) {
-                    __m512i v = _mm512_maskz_loadu_epi8(m, B + (ptrdiff_t)k * b_rs + c0);
-                    r[q] = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(v, x));
-                } else r[q] = _mm512_setzero_si512();
-            }
-            __m512i v[4];
-            interleave4(r[0], r[1], r[2], r[3], v);
-            lane_transpose(&v[0], &v[1], &v[2], &v[3]);
-            for (int p = 0; p < npan; p++) {
-                _mm512_store_si512((void *)(pb->data + (size_t)(cg * 4 + p) * Kp * 16 + (size_t)g * 64), v[p]);
-                cs[p] = _mm512_dpbusd_epi32(cs[p], ones, v[p]);
-            }
+    const int c0 = cg * 64;
+    const int nvalid = N - c0 >= 64 ? 64 : (N - c0 > 0 ? N - c0 : 0);
+    const __mmask64 m = nvalid == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nvalid) - 1);
+    const int npan = imin(4, (Np - c0) / 16);
+    __m512i cs[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                     _mm512_setzero_si512()};
+    for (int g = 0; g < Kp / 4; g++) {
+        __m512i r[4];
+        for (int q = 0; q < 4; q++) {
+            int k = 4 * g + q;
+            if (k < K) {
+                __m512i v = _mm512_maskz_loadu_epi8(m, B + (ptrdiff_t)k * b_rs + c0);
+                r[q] = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(v, x));
+            } else r[q] = _mm512_setzero_si512();
         }
-        for (int p = 0; p < npan; p++) _mm512_storeu_si512(pb->csum + c0 + 16 * p, cs[p]);
+        __m512i v[4];
+        interleave4(r[0], r[1], r[2], r[3], v);
+        lane_transpose(&v[0], &v[1], &v[2], &v[3]);
+        for (int p = 0; p < npan; p++) {
+            _mm512_store_si512((void *)(pb->data + (size_t)(cg * 4 + p) * Kp * 16 + (size_t)g * 64), v[p]);
+            cs[p] = _mm512_dpbusd_epi32(cs[p], ones, v[p]);
+        }
     }
+    for (int p = 0; p < npan; p++) _mm512_storeu_si512(pb->csum + c0 + 16 * p, cs[p]);
+}
 
 int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads) {
     const int ncg = (pb->Np + 63) / 64;  /* 64-column groups */
