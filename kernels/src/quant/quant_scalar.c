@@ -2,11 +2,35 @@
  * Compiled without ISA flags: the runtime fallback and the bridge to the numpy reference. */
 #include "rq_quant_core.h"
 
+/* The common case (float32 input, one scale, float32 division), written so that compilers
+ * vectorise it on any target (SSE2, NEON ...) with exactly the scalar core's steps. */
+#define RQ_Q_F32_LOOP(T, MASK)                                                        \
+    do {                                                                              \
+        const float *x = (const float *)a->x;                                         \
+        T *y = (T *)a->y;                                                             \
+        for (int64_t i = 0; i < a->n; i++) {                                          \
+            float v = x[i] / s;                                                       \
+            v = v > lo ? v : lo;                                                      \
+            v = v < hi ? v : hi;                                                      \
+            y[i] = (T)(((int32_t)rq_rne_small(v) + zp) & (MASK));                     \
+        }                                                                             \
+    } while (0)
+
 void rq_quantize_run__scalar(const rq_qrun_args *a)
 {
     int32_t qmin, qmax;
     rq_qrange(a->out_type, &qmin, &qmax);
     const int ps = a->pstride;
+    if (a->in_type == RQ_F_F32 && !ps && !a->div_f16) {
+        const float s = a->s[0];
+        const int32_t zp = a->zp[0];
+        const float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+        switch (a->out_type) {
+        case RQ_Q_U8: case RQ_Q_I8: RQ_Q_F32_LOOP(uint8_t, 0xFF); return;
+        case RQ_Q_U16: case RQ_Q_I16: RQ_Q_F32_LOOP(uint16_t, 0xFFFF); return;
+        default: RQ_Q_F32_LOOP(uint8_t, 0xF); return;
+        }
+    }
     for (int64_t i = 0; i < a->n; i++) {
         float xf = rq_load_xf(a->x, i, a->in_type);
         int32_t q = rq_quantize1(xf, a->s[ps ? i : 0], a->zp[ps ? i : 0], qmin, qmax, a->div_f16);
@@ -14,10 +38,28 @@ void rq_quantize_run__scalar(const rq_qrun_args *a)
     }
 }
 
+#define RQ_DQ_F32_LOOP(T)                                                             \
+    do {                                                                              \
+        const T *x = (const T *)a->x;                                                 \
+        float *y = (float *)a->y;                                                     \
+        for (int64_t i = 0; i < a->n; i++) y[i] = (float)((int32_t)x[i] - zp) * s;     \
+    } while (0)
+
 void rq_dequantize_run__scalar(const rq_dqrun_args *a)
 {
     const int ps = a->pstride;
     const int f16 = a->out_type == RQ_F_F16;
+    if (!ps && !f16) {      /* common case, vectorisable on any target */
+        const float s = a->s[0];
+        const int32_t zp = a->zp[0];
+        switch (a->in_type) {
+        case RQ_Q_U8: RQ_DQ_F32_LOOP(uint8_t); return;
+        case RQ_Q_I8: RQ_DQ_F32_LOOP(int8_t); return;
+        case RQ_Q_U16: RQ_DQ_F32_LOOP(uint16_t); return;
+        case RQ_Q_I16: RQ_DQ_F32_LOOP(int16_t); return;
+        default: break;
+        }
+    }
     for (int64_t i = 0; i < a->n; i++) {
         float v = rq_dequantize1(rq_load_q(a->x, i, a->in_type), a->zp[ps ? i : 0], a->s[ps ? i : 0], f16);
         if (f16) ((uint16_t *)a->y)[i] = rq_f32_to_f16(v);
