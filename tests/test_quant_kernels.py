@@ -488,7 +488,7 @@ def test_disable_fast_env():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("isa", ISA_PARAMS)
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=4000, deadline=None)
 @given(seed=st.integers(0, 2 ** 32 - 1), n=st.sampled_from(SIZES + [10007, 65537, 131075]),
        dt=st.sampled_from(Q_TYPES), scale=st.sampled_from(SCALES + [None]))
 def test_quantize_per_tensor_long(isa, seed, n, dt, scale):
@@ -617,3 +617,40 @@ def test_out_argument():
     fbuf = np.empty((50, 100), np.int8, order="F")      # any layout: the reference path copies
     assert refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=fbuf) is fbuf
     assert_bitexact(fbuf, want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=2000, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.sampled_from(SIZES + [10007, 65537, 131075]),
+       dt=st.sampled_from(Q_TYPES), f16=st.booleans(),
+       shape_kind=st.sampled_from(["flat", "per_axis_last", "per_axis_first", "blocked"]))
+def test_quantize_dequantize_long(isa, seed, n, dt, f16, shape_kind):
+    """Long random sweep over granularities, float16/float32, every type (``-m slow``)."""
+    rng = np.random.default_rng(seed)
+    fdt = np.float16 if f16 else np.float32
+    rows = 7
+    x = hard_values(rng, rows * max(n // rows, 1), 0.05, 0, dt, fdt).reshape(rows, -1)
+    qmin, qmax = _qrange(dt)
+    kw = {}
+    if shape_kind == "flat":
+        s, zshape = fdt(rng.uniform(1e-3, 1)), ()
+    elif shape_kind == "per_axis_last":
+        s, kw = rng.uniform(1e-3, 1, x.shape[1]).astype(fdt), {"axis": 1}
+        zshape = s.shape
+    elif shape_kind == "per_axis_first":
+        s, kw = rng.uniform(1e-3, 1, rows).astype(fdt), {"axis": 0}
+        zshape = s.shape
+    else:
+        bs = max(1, x.shape[1] // 3)
+        nb = -(-x.shape[1] // bs)
+        s, kw = rng.uniform(1e-3, 1, (rows, nb)).astype(fdt), {"axis": 1, "block_size": bs}
+        zshape = s.shape
+    zp = np.asarray(rng.integers(qmin, qmax + 1, zshape)).astype(np.int64).astype(dt)
+    res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, zp, isa=isa, profile=ONNX, **kw)
+    assert res is not None
+    assert_bitexact(res[0], ref, res[1])
+    res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, ref, s, zp, isa=isa,
+                         profile=ONNX, **kw)
+    assert res is not None
+    assert_bitexact(res[0], ref, res[1])
