@@ -244,6 +244,7 @@ int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx)
     __m256i bad = _mm256_setzero_si256();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
+        if ((i & 15) == 0) _mm_prefetch((const char *)(x + i) + 2048, _MM_HINT_T0);
         __m256 v = _mm256_loadu_ps(x + i);
         bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), expmask), expmask));
         lo = _mm256_min_ps(lo, v);

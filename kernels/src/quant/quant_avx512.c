@@ -306,6 +306,20 @@ int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx)
     const __m512i expmask = _mm512_set1_epi32(0x7f800000);
     __mmask16 bad = 0;
     int64_t i = 0;
+    __m512 lo2 = lo, hi2 = hi;
+    for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(x + i) + 2048, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + 2048 + 64, _MM_HINT_T0);
+        __m512 v = _mm512_loadu_ps(x + i), w = _mm512_loadu_ps(x + i + 16);
+        bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(v), expmask), expmask);
+        bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(w), expmask), expmask);
+        lo = _mm512_min_ps(lo, v);
+        hi = _mm512_max_ps(hi, v);
+        lo2 = _mm512_min_ps(lo2, w);
+        hi2 = _mm512_max_ps(hi2, w);
+    }
+    lo = _mm512_min_ps(lo, lo2);
+    hi = _mm512_max_ps(hi, hi2);
     for (; i + 16 <= n; i += 16) {
         __m512 v = _mm512_loadu_ps(x + i);
         bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(v), expmask), expmask);
