@@ -14,6 +14,11 @@ How an op is dispatched
        the call (dtype, layout, profile field, opset ...) -> reference.
 Exceptions raised by a glue function propagate: a glue function declines with ``None``, so
 unusual input reaches the reference and gets the reference's error message.
+
+``quantize_linear`` / ``dequantize_linear`` also take ``out=`` (a refquant extension, not an
+ONNX attribute): a preallocated array of the result's shape and dtype; the kernel writes into
+it (C-contiguous), or the reference's result is copied into it.  Repeated calls then skip the
+allocation and page faults of a fresh output, as inference engines' arenas do.
 """
 from __future__ import annotations
 
