@@ -35,6 +35,7 @@ __all__ = [
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear",
     "matmul_integer", "qlinear_matmul", "qgemm", "conv_integer", "qlinear_conv",
     "requantize", "pack_weights", "last_path", "kernel_info", "fast_enabled",
+    "quantize_linear_packed",
 ]
 
 _LAST = {"op": None, "path": None}
@@ -138,6 +139,28 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, out=None, **kwargs):
                          (x, x_scale, x_zero_point), kwargs, out)
     return _dispatch("DequantizeLinear", _QUANT, "dequantize_linear", _ref.dequantize_linear,
                      (x, x_scale, x_zero_point), kwargs)
+
+
+_NIBBLE = None
+
+
+def quantize_linear_packed(x, y_scale, y_zero_point=None, **kwargs):
+    """QuantizeLinear with the result in ONNX's packed byte layout (``refquant.pack``): 4-bit
+    and 2-bit types packed into bytes (element 0 in the low bits), 8/16-bit types as their raw
+    bytes.  Same bits as ``refquant.pack(refquant.quantize_linear(...))``; returns 1-D uint8."""
+    global _NIBBLE
+    from .packing import pack
+    y = quantize_linear(x, y_scale, y_zero_point, **kwargs)
+    if _NIBBLE is None:
+        import ml_dtypes
+        _NIBBLE = (np.dtype(ml_dtypes.uint4), np.dtype(ml_dtypes.int4))
+    if y.dtype in _NIBBLE and str(_LAST["path"]).startswith("rq_quantize_"):
+        # the kernel stores each 4-bit code in the low nibble of its byte (upper bits zero)
+        c = np.ascontiguousarray(y).reshape(-1).view(np.uint8)
+        if c.size % 2:
+            c = np.concatenate([c, np.zeros(1, np.uint8)])
+        return c[0::2] | (c[1::2] << np.uint8(4))
+    return pack(y)
 
 
 def dynamic_quantize_linear(x, **kwargs):

@@ -209,19 +209,9 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
 
 
 def quantize_linear_packed(x, y_scale, y_zero_point=None, *, profile="onnx", **kwargs):
-    """QuantizeLinear with the result in ONNX's packed byte layout (``refquant.pack``):
-    4-bit types two per byte (element 0 in the low nibble), 8/16-bit types their raw bytes.
-    Same bits as ``refquant.pack(refquant.quantize_linear(...))``."""
-    from . import _dispatch
-    from .packing import pack
-    y = _dispatch.quantize_linear(x, y_scale, y_zero_point, profile=profile, **kwargs)
-    if y.dtype in _NIBBLE and _dispatch.last_path()["path"].startswith("rq_quantize_"):
-        # kernel output stores each 4-bit code in the low nibble of its byte (upper bits 0)
-        c = np.ascontiguousarray(y).reshape(-1).view(np.uint8)
-        if c.size % 2:
-            c = np.concatenate([c, np.zeros(1, np.uint8)])
-        return c[0::2] | (c[1::2] << np.uint8(4))
-    return pack(y)
+    """Alias of ``refquant._dispatch.quantize_linear_packed`` (kept for callers of this module)."""
+    from ._dispatch import quantize_linear_packed as _qlp
+    return _qlp(x, y_scale, y_zero_point, profile=profile, **kwargs)
 
 
 def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=None,

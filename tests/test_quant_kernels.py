@@ -471,9 +471,17 @@ def test_packed_output():
     for xx in (x, x[:1000], x[:1], x[:0], x.reshape(7, 11, 13)):
         for z in (np.array(-2, ml_dtypes.int4), np.array(9, ml_dtypes.uint4), np.uint8(7),
                   np.array(-300, np.int16)):
-            p = F.quantize_linear_packed(xx, np.float32(0.3), z)
+            p = refquant._dispatch.quantize_linear_packed(xx, np.float32(0.3), z)
             want = refquant.pack(R.quantize_linear(xx, np.float32(0.3), z))
             assert p.dtype == np.uint8 and np.array_equal(p, want), (xx.shape, z)
+            assert np.array_equal(F.quantize_linear_packed(xx, np.float32(0.3), z), want)
+    # reference path (profile the kernels do not cover) and 2-bit types pack the same way
+    for z, kw in ((np.array(-2, ml_dtypes.int4), {"profile": "onnx-reference"}),
+                  (np.array(1, ml_dtypes.uint2), {})):
+        with np.errstate(all="ignore"):
+            p = refquant._dispatch.quantize_linear_packed(x, np.float32(0.3), z, **kw)
+            want = refquant.pack(R.quantize_linear(x, np.float32(0.3), z, **kw))
+        assert np.array_equal(p, want)
 
 
 def test_disable_fast_env():
