@@ -45,25 +45,46 @@ static void run_chunks(rq_job *job)
     }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#  define RQ_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#  define RQ_RELAX() __asm__ volatile("yield")
+#else
+#  define RQ_RELAX() do { } while (0)
+#endif
+/* After a job, a worker polls for the next one this many times (~0.05-0.2 ms) before it
+ * sleeps, so back-to-back kernel calls find it running instead of waiting for a wake-up. */
+#define RQ_SPIN (1 << 14)
+
 static void *worker(void *arg)
 {
     (void)arg;
-    unsigned long seen = 0;
+    unsigned long joined_gen = 0;
     unsigned int csr;
     RQ_FPENV_SAVE_DEFAULT(csr);
     (void)csr;
     pthread_mutex_lock(&g_mu);
     for (;;) {
-        while (!(g_job && g_gen != seen && g_joined < g_want))
-            pthread_cond_wait(&g_work, &g_mu);
-        rq_job *job = g_job;
-        seen = g_gen;
-        g_joined++;
-        g_active++;
+        if (g_job && g_gen != joined_gen && g_joined < g_want) {
+            rq_job *job = g_job;
+            joined_gen = g_gen;
+            g_joined++;
+            g_active++;
+            pthread_mutex_unlock(&g_mu);
+            run_chunks(job);
+            pthread_mutex_lock(&g_mu);
+            if (--g_active == 0) pthread_cond_broadcast(&g_idle);
+            continue;
+        }
+        /* nothing to join: spin briefly for a newer generation, then sleep */
+        unsigned long wait_gen = g_gen;
         pthread_mutex_unlock(&g_mu);
-        run_chunks(job);
+        for (int k = 0; k < RQ_SPIN; k++) {
+            if (__atomic_load_n(&g_gen, __ATOMIC_ACQUIRE) != wait_gen) break;
+            RQ_RELAX();
+        }
         pthread_mutex_lock(&g_mu);
-        if (--g_active == 0) pthread_cond_broadcast(&g_idle);
+        if (g_gen == wait_gen) pthread_cond_wait(&g_work, &g_mu);
     }
     return 0;
 }
@@ -110,9 +131,9 @@ void rq_parallel(int64_t nchunks, int nthreads, rq_chunk_fn fn, void *ctx)
     }
     if (helpers > g_started) helpers = g_started;
     g_job = &job;
-    g_gen++;
     g_want = helpers;
     g_joined = 0;
+    __atomic_store_n(&g_gen, g_gen + 1, __ATOMIC_RELEASE);   /* spinning workers see this */
     if (helpers > 0) pthread_cond_broadcast(&g_work);
     pthread_mutex_unlock(&g_mu);
 
