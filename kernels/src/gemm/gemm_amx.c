@@ -38,8 +38,11 @@ static void amx_config(void) {
 
 #define DEF_KERNELS(SFX, OP)                                                                        \
 static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
-                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo) {              \
-    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);                                   \
+                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc) {              \
+    if (acc) {                                                                                    \
+        _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4);                          \
+        _tile_loadd(2, out + 16 * ldo, ldo * 4); _tile_loadd(3, out + 16 * ldo + 16, ldo * 4);    \
+    } else { _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); }                        \
     /* each operand tile is reloaded right after its last use in the step (no tile renaming) */   \
     _tile_loadd(4, a0 + koff[0], as);                                                             \
     _tile_loadd(6, b0, 64);                                                                       \
@@ -71,8 +74,9 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     _tile_stored(2, out + 16 * ldo, ldo * 4); _tile_stored(3, out + 16 * ldo + 16, ldo * 4);                             \
 }                                                                                                 \
 static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
-                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo) {              \
-    _tile_zero(0); _tile_zero(1);                                                                 \
+                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc) {              \
+    if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4); }                \
+    else { _tile_zero(0); _tile_zero(1); }                                                        \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
@@ -83,8 +87,9 @@ static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
     _tile_stored(0, out, ldo * 4); _tile_stored(1, out + 16, ldo * 4);                                    \
 }                                                                                                 \
 static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
-                      const uint8_t *b0, int nkc, int32_t *out, int ldo) {                                 \
-    _tile_zero(0); _tile_zero(2);                                                                 \
+                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc) {                                 \
+    if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(2, out + 16 * ldo, ldo * 4); }          \
+    else { _tile_zero(0); _tile_zero(2); }                                                        \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(5, a1 + koff[kc], as);                                                        \
@@ -95,8 +100,8 @@ static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     _tile_stored(0, out, ldo * 4); _tile_stored(2, out + 16 * ldo, ldo * 4);                                   \
 }                                                                                                 \
 static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
-                      const uint8_t *b0, int nkc, int32_t *out, int ldo) {                                 \
-    _tile_zero(0);                                                                                \
+                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc) {                                 \
+    if (acc) _tile_loadd(0, out, ldo * 4); else _tile_zero(0);                                   \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
@@ -129,25 +134,33 @@ static void amx_task(void *ctx, int64_t t) {
     int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
     if (!strip) return;
     amx_config();
+    /* K blocks of at most 8 chunks (512 bytes of K) when K is long: the A rows of a block stay
+     * in L1 over the column sweep; partial sums round-trip through the strip (tiles loaded back) */
+    const int kcb = nkc > 16 ? 16 : nkc;
     for (int ib2 = rc * rchunk; ib2 < imin(J->nib2, (rc + 1) * rchunk); ib2++) {
         const int ib = 2 * ib2, two_i = ib + 1 < nib;
         const uint8_t *a0 = A->abase + (ptrdiff_t)ib * A->a_ib_stride;
         const uint8_t *a1 = a0 + A->a_ib_stride;
         const int i0 = ib * 16, mi = imin(32, M - i0);
-        for (int pp = pp0; pp < pp1; pp++) {
-            const int p = 2 * pp, two_j = p + 1 < npan;
-            const uint8_t *b0 = pb->data + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
-            int32_t *out = strip + (pp - pp0) * 32;
-            if (sgn) {
-                if (two_i && two_j) k22_ss(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
-                else if (two_j) k12_ss(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
-                else if (two_i) k21_ss(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
-                else k11_ss(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
-            } else {
-                if (two_i && two_j) k22_us(a0, a1, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
-                else if (two_j) k12_us(a0, A->koff, A->a_tile_stride, b0, b1, nkc, out, ldo);
-                else if (two_i) k21_us(a0, a1, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
-                else k11_us(a0, A->koff, A->a_tile_stride, b0, nkc, out, ldo);
+        for (int kc0 = 0; kc0 < nkc; kc0 += kcb) {
+            const int nk = imin(kcb, nkc - kc0), acc = kc0 > 0;
+            const int64_t *koff = A->koff + kc0;
+            for (int pp = pp0; pp < pp1; pp++) {
+                const int p = 2 * pp, two_j = p + 1 < npan;
+                const uint8_t *b0 = pb->data + (size_t)p * Kp * 16 + (size_t)kc0 * 1024;
+                const uint8_t *b1 = b0 + (size_t)Kp * 16;
+                int32_t *out = strip + (pp - pp0) * 32;
+                if (sgn) {
+                    if (two_i && two_j) k22_ss(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
+                    else if (two_j) k12_ss(a0, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
+                    else if (two_i) k21_ss(a0, a1, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
+                    else k11_ss(a0, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
+                } else {
+                    if (two_i && two_j) k22_us(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
+                    else if (two_j) k12_us(a0, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
+                    else if (two_i) k21_us(a0, a1, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
+                    else k11_us(a0, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
+                }
             }
         }
         const int j0 = pp0 * 32;
