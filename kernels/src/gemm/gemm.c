@@ -205,22 +205,6 @@ static inline int32_t epi_requant(const rq_epi *e, int i, int j, int32_t acc) {
 
 void rq_epi_rows__scalar(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
                          ptrdiff_t ldr) {
-    if (e->conv_wp && nj > 32) {
-        for (int c = 0; c < nj; c += 32)
-            rq_epi_rows__scalar(e, i0, mi, j0 + c, nj - c < 32 ? nj - c : 32, raw + c, ldr);
-        return;
-    }
-    if (e->conv_wp) {
-        int32_t t32[32 * 32]; uint8_t t8[32 * 32];
-        for (int r = 0; r < mi; r++)
-            for (int c = 0; c < nj; c++) {
-                int32_t acc = epi_acc(e, i0 + r, j0 + c, raw[r * ldr + c]);
-                if (e->out_type == RQ_OUT_S32) t32[r * 32 + c] = acc;
-                else t8[r * 32 + c] = (uint8_t)epi_requant(e, i0 + r, j0 + c, acc);
-            }
-        rq_epi_conv_scatter(e, i0, mi, j0, nj, e->out_type == RQ_OUT_S32 ? (void *)t32 : (void *)t8);
-        return;
-    }
     for (int r = 0; r < mi; r++) {
         int i = i0 + r;
         for (int c = 0; c < nj; c++) {
@@ -590,31 +574,3 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     }
 }
 
-/* ------------------------------------------------------------------ conv epilogue scatter */
-
-void rq_epi_conv_scatter(const rq_epi *e, int i0, int mi, int j0, int nj, const void *t) {
-    const int wp = e->conv_wp, ow_n = e->conv_ow, oh_n = e->conv_oh;
-    const ptrdiff_t P = e->conv_p;
-    int r = 0;
-    while (r < mi) {
-        int i = i0 + r, oh = i / wp, ow = i % wp;
-        if (oh >= oh_n) break;
-        if (ow >= ow_n) { r += wp - ow; continue; }
-        int run = ow_n - ow; if (run > mi - r) run = mi - r;
-        ptrdiff_t base = (ptrdiff_t)oh * ow_n + ow;
-        if (e->out_type == RQ_OUT_S32) {
-            const int32_t *s = (const int32_t *)t;
-            for (int c = 0; c < nj; c++) {
-                int32_t *d = (int32_t *)e->C + (ptrdiff_t)(j0 + c) * P + base;
-                for (int q = 0; q < run; q++) d[q] = s[(r + q) * 32 + c];
-            }
-        } else {
-            const uint8_t *s = (const uint8_t *)t;
-            for (int c = 0; c < nj; c++) {
-                uint8_t *d = (uint8_t *)e->C + (ptrdiff_t)(j0 + c) * P + base;
-                for (int q = 0; q < run; q++) d[q] = s[(r + q) * 32 + c];
-            }
-        }
-        r += run;
-    }
-}

@@ -37,30 +37,6 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
     const __m512i zp = _mm512_set1_epi32(e->y_zp);
     const int per_col = e->mult_n != 1 && !e->mult_rows;
     const __m512 m1 = _mm512_set1_ps(e->mult ? e->mult[0] : 0.0f);
-    if (e->conv_wp && nj > 32) {
-        for (int c = 0; c < nj; c += 32)
-            rq_epi_rows__avx512(e, i0, mi, j0 + c, nj - c < 32 ? nj - c : 32, raw + c, ldr);
-        return;
-    }
-    if (e->conv_wp) {
-        /* rows are virtual pixels: convert into a [mi][32] block, then scatter (transpose) */
-        int32_t t32[32 * 32] __attribute__((aligned(64)));
-        uint8_t t8[32 * 32] __attribute__((aligned(64)));
-        for (int r = 0; r < mi; r++) {
-            for (int c = 0; c < nj; c += 16) {
-                const int n = nj - c < 16 ? nj - c : 16;
-                const __mmask16 m = (__mmask16)((1u << n) - 1u);
-                __m512i a = epi_acc16(e, i0 + r, j0 + c, _mm512_maskz_loadu_epi32(m, raw + r * ldr + c), m);
-                if (e->out_type == RQ_OUT_S32) { _mm512_storeu_si512(t32 + r * 32 + c, a); continue; }
-                __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, e->mult + j0 + c) : m1;
-                __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), mm), lo), hi);
-                _mm_storeu_si128((__m128i *)(t8 + r * 32 + c),
-                                 _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp)));
-            }
-        }
-        rq_epi_conv_scatter(e, i0, mi, j0, nj, e->out_type == RQ_OUT_S32 ? (void *)t32 : (void *)t8);
-        return;
-    }
     /* fast path: row-contiguous output, corrections at most colfix/rowfix, bias per column or
      * none: everything hoisted into locals, full vectors unmasked */
     if (e->c_cs == 1 && !e->za_row && !e->zb_col && (!e->bias || e->bias_cs == 1 || e->bias_cs == 0)) {

@@ -12,7 +12,8 @@
  * How each ISA computes acc exactly:
  *   scalar      (a - za) * (b - zb) in int32 per product, uint32 sum.
  *   avx2        A' = A - za and B' = B - zb as int16 ([-255, 255]); vpmaddwd sums two products
- *               (|.| <= 130050, no overflow), vpaddd wraps.  No correction terms.
+ *   avx512      (|.| <= 130050, no overflow), vpaddd wraps.  No correction terms.  (ymm 6x16 /
+ *               zmm 6x32 register tiles: gemm_avx2.c, gemm_avx512.c)
  *   avx512vnni  vpdpbusd needs u8 x s8: A_used = A ^ 0x80 when A is int8 (= A + 128),
  *               B_used = B ^ 0x80 when B is uint8 (= B - 128); zero points shifted the same way
  *               (za_u = za + 128, zb_u = zb - 128); then
@@ -23,6 +24,23 @@
  *   sat16       (profile int16_pair_saturation, uint8 x int8 only) raw = sum over pairs (k, k+1)
  *               of sat16(A[k]B[k] + A[k+1]B[k+1]) on the raw values (what vpmaddubsw computes),
  *               then the same zero-point correction with za, zb unshifted.
+ *
+ * Kernels and files (the scalar sibling of every SIMD path is gemm.c):
+ *   gemm.c               driver (rq_gemm_run / rq_gemm_choose), correction terms, packing (portable),
+ *                        scalar GEMM, scalar int16-pair-saturation GEMM, scalar epilogue, scratch cache
+ *   gemm_avx2.c / gemm_avx512.c      int16 vpmaddwd GEMM
+ *   gemm_avx512vnni.c    VNNI-4 B packing, 8x32 vpdpbusd GEMM on packed B, GEMV (M <= 4) on plain B
+ *   gemm_amx.c           2x2-tile tdpbusd/tdpbssd GEMM: 32x32 C blocks, column blocks of packed B
+ *                        sized for L2, K blocks of 1 KiB, raw sums stored into a row strip and the
+ *                        epilogue run over it
+ *   gemm_epi_avx512.c    vector epilogue (same lane-wise operations as the scalar one)
+ *   conv.c               conv driver: implicit AMX conv, 1x1 as W.X GEMM, depthwise, im2col + GEMM
+ *   conv_avx512.c        byte transposes (NCHW <-> NHWC), depthwise direct kernel
+ *   conv_avx512vnni.c    depthwise vpdpbusd kernel (KW <= 4)
+ * Threads: the AMX GEMM, B packing and GEMV hand out tasks through rq_parallel (rq_pool.h, the
+ * caller takes part, no join on workers that never started); the other paths use OpenMP
+ * parallel-for.  Every task writes disjoint outputs from the same integer sums, so the bits never
+ * depend on the thread count.
  *
  * C code here never touches the Python API.  Every function returns 0 or a negative RQ_E* code.
  */
@@ -128,12 +146,7 @@ typedef struct rq_epi {
     const float *mult; int mult_n; int mult_rows;
     int32_t y_zp; int qmin, qmax;
     int out_type; void *C; ptrdiff_t c_rs, c_cs;
-    /* implicit convolution: row i is the virtual pixel q = oh*conv_wp + ow (ow < conv_ow valid,
-     * oh < conv_oh); output element (q, j) goes to C[j*conv_p + oh*conv_ow + ow] */
-    int conv_wp, conv_ow, conv_oh, conv_p;
 } rq_epi;
-/* conv epilogue helper (portable): converted block t[mi][32] -> scattered output */
-void rq_epi_conv_scatter(const rq_epi *e, int i0, int mi, int j0, int nj, const void *t);
 
 typedef void (*rq_epi_fn)(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
                           ptrdiff_t ldr);
