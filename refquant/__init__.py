@@ -16,17 +16,22 @@ from ._dispatch import (
 from .reference.gemm import accumulator_range
 from ._config import show_config
 from . import reference
+# imported eagerly: the function shares its name with the submodule refquant.explain, and a
+# later ``import refquant.explain`` must not rebind refquant.explain to the module
+from .explain import explain, Explanation
 
 # Names whose modules load on first use (heavier imports, optional engines).
 _LAZY = {
-    "explain": ("refquant.explain", "explain"),
-    "Explanation": ("refquant.explain", "Explanation"),
     "tensorrt_profile": ("refquant._builtin_profiles", "tensorrt_profile"),
     "compute_scale_zero_point": ("refquant.calibration", "compute_scale_zero_point"),
     "calibrate": ("refquant.calibration", "calibrate"),
     "compare_tools": ("refquant.calibration", "compare_tools"),
     "CalibrationResult": ("refquant.calibration", "CalibrationResult"),
-    "pack_weights": ("refquant._packed", "pack_weights"),
+    "pack_weights": ("refquant._dispatch", "pack_weights"),
+    "quantize_linear_packed": ("refquant._dispatch", "quantize_linear_packed"),
+    "kernel_info": ("refquant._dispatch", "kernel_info"),
+    "compiled_isas": ("refquant._config", "compiled_isas"),
+    "cpu_features": ("refquant._config", "cpu_features"),
     "PackedWeights": ("refquant._packed", "PackedWeights"),
     "set_num_threads": ("refquant._config", "set_num_threads"),
     "get_num_threads": ("refquant._config", "get_num_threads"),
@@ -62,5 +67,6 @@ __all__ = [
     "resolve_dtype", "qrange", "pack", "unpack",
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear",
     "matmul_integer", "qlinear_matmul", "qgemm", "requantize", "accumulator_range",
-    "conv_integer", "qlinear_conv", "last_path", "show_config", "reference",
+    "conv_integer", "qlinear_conv", "last_path", "show_config", "reference", "explain",
+    "Explanation",
 ] + sorted(_LAZY)
