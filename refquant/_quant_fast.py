@@ -72,10 +72,21 @@ def kernel_info():
     }
 
 
+# Quantize fields the kernels implement only at the ``onnx`` value (q_fp16_division is read).
+_Q_FIELDS = ("q_scale_op", "q_fma", "q_rounding", "q_zero_point", "q_nan", "q_inf", "q_overflow",
+             "q_division_precision", "q_vector_width")
+
+
+def _no_variants(p):
+    """No op/granularity/tail overrides and no type restriction: the fields say it all."""
+    return not getattr(p, "overrides", ()) and getattr(p, "qtypes", None) is None
+
+
 def _q_profile_ok(p):
-    return (p.q_scale_op == "divide" and p.q_rounding == "half_even"
-            and p.q_zero_point == "after_rounding" and p.q_nan == "qmin"
-            and p.q_inf == "saturate" and p.q_overflow == "saturate")
+    from .profile import get_profile
+    ref = get_profile("onnx")
+    return _no_variants(p) and all(getattr(p, f, getattr(ref, f)) == getattr(ref, f)
+                                   for f in _Q_FIELDS)
 
 
 def _layout(shape, axis, per_tensor):
@@ -218,7 +229,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
                       profile, opset=None, out=None, isa=None):
     """Fast DequantizeLinear; ``(y, kernel_name)`` or None."""
     prof = profile
-    if prof.dq_subtract != "exact" or prof.symmetric_only:
+    if (prof.dq_subtract != "exact" or prof.symmetric_only or not _no_variants(prof)
+            or getattr(prof, "dq_vector_width", 0) != 0):
         return None
     if isinstance(x, np.generic):
         x = np.asarray(x)
