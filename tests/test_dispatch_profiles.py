@@ -1,0 +1,108 @@
+"""Safety net for the dispatcher: for EVERY registered profile and every op, the top-level
+``refquant.<op>`` (which may run a fast kernel) returns the same bits as
+``refquant.reference.<op>`` -- or raises the same exception type.  A fast path that claims a
+profile whose fields it does not implement exactly fails here, whatever the profile is."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import refquant
+from refquant import reference as R
+from refquant.engines import cases as CS
+
+PROFILES = sorted(refquant.profiles())
+
+
+def _same(fast_call, ref_call):
+    try:
+        want = ref_call()
+    except Exception as exc:  # the dispatcher must raise the same kind of error
+        with pytest.raises(type(exc)):
+            fast_call()
+        return
+    got = fast_call()
+    if isinstance(want, tuple):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(g).reshape(-1).view(np.uint8),
+                                          np.asarray(w).reshape(-1).view(np.uint8))
+    else:
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.reshape(-1).view(np.uint8), want.reshape(-1).view(np.uint8))
+
+
+def _call(fn, d, keys, **kw):
+    return lambda: fn(*[d.get(k) for k in keys], **kw)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_quantize_dequantize_every_profile(profile):
+    rng = np.random.default_rng(abs(hash(profile)) % 2**32)
+    for dt in ("int8", "uint8", "int16", "uint4"):
+        for n in (1, 7, 16, 33, 1000):
+            for per_axis in (False, True):
+                d = CS.quantize_case(rng, n if not per_axis else max(n // 3, 1) * 3, dt,
+                                     per_axis=per_axis)
+                x = d["x"] if not per_axis else d["x"].reshape(-1, 3)
+                args = (x, d["y_scale"], d["y_zero_point"])
+                _same(lambda: refquant.quantize_linear(*args, profile=profile),
+                      lambda: R.quantize_linear(*args, profile=profile))
+                q = R.quantize_linear(*args, profile="onnx")
+                _same(lambda: refquant.dequantize_linear(q, d["y_scale"], d["y_zero_point"],
+                                                         profile=profile),
+                      lambda: R.dequantize_linear(q, d["y_scale"], d["y_zero_point"],
+                                                  profile=profile))
+    x = (rng.standard_normal(257) * 3).astype(np.float32)
+    _same(lambda: refquant.dynamic_quantize_linear(x, profile=profile),
+          lambda: R.dynamic_quantize_linear(x, profile=profile))
+    x16 = x.astype(np.float16)
+    for opset in (21, 23):
+        _same(lambda: refquant.quantize_linear(x16, np.float16(0.0999), np.int8(1), profile=profile,
+                                               opset=opset),
+              lambda: R.quantize_linear(x16, np.float16(0.0999), np.int8(1), profile=profile,
+                                        opset=opset))
+
+
+QL = ("a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point")
+QG = ("A", "a_scale", "a_zero_point", "B", "b_scale", "b_zero_point", "C", "y_scale", "y_zero_point")
+QC = ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point", "B")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_gemm_conv_every_profile(profile):
+    rng = np.random.default_rng(abs(hash(profile + "g")) % 2**32)
+    for i in range(6):
+        M, K, N = int(rng.integers(1, 20)), int(rng.choice([1, 3, 16, 31, 64, 100])), \
+            int(rng.integers(1, 40))
+        ad = ("uint8", "int8")[i % 2]
+        d = CS.matmul_case(rng, M, K, N, a_dtype=ad, per_column=i % 3 == 1, tie=i % 2 == 0,
+                           b_symmetric=True)
+        _same(_call(refquant.qlinear_matmul, d, QL, profile=profile),
+              _call(R.qlinear_matmul, d, QL, profile=profile))
+        _same(lambda: refquant.matmul_integer(d["a"], d["b"], d["a_zero_point"], d["b_zero_point"],
+                                              profile=profile),
+              lambda: R.matmul_integer(d["a"], d["b"], d["a_zero_point"], d["b_zero_point"],
+                                       profile=profile))
+        for bias_dtype in ("int32", "float32"):
+            g = CS.to_qgemm(CS.matmul_case(rng, M, K, N, a_dtype=ad, per_column=i % 3 == 1,
+                                           tie=i % 2 == 0, bias=True, bias_dtype=bias_dtype,
+                                           b_symmetric=True))
+            _same(_call(refquant.qgemm, g, QG, profile=profile),
+                  _call(R.qgemm, g, QG, profile=profile))
+        c, attrs = CS.conv_case(rng, 1, int(rng.integers(1, 9)), int(rng.integers(3, 12)),
+                                int(rng.integers(3, 12)), int(rng.integers(1, 9)), 3, 3,
+                                x_dtype=ad, per_channel=i % 2 == 0, tie=i % 2 == 1,
+                                pads=(1, 1, 1, 1), bias_dtype="int32")
+        _same(_call(refquant.qlinear_conv, c, QC, profile=profile, **attrs),
+              _call(R.qlinear_conv, c, QC, profile=profile, **attrs))
+        _same(lambda: refquant.conv_integer(c["x"], c["w"], c["x_zero_point"], c["w_zero_point"],
+                                            profile=profile, **attrs),
+              lambda: R.conv_integer(c["x"], c["w"], c["x_zero_point"], c["w_zero_point"],
+                                     profile=profile, **attrs))
+        # depthwise (fbgemm saturates int16 pairs there)
+        C = 8 * int(rng.integers(1, 3))
+        x = rng.integers(0, 256, (1, C, 9, 9)).astype(np.uint8)
+        w = rng.integers(-128, 128, (C, 1, 3, 3)).astype(np.int8)
+        dw = dict(group=C, pads=[1, 1, 1, 1])
+        _same(lambda: refquant.conv_integer(x, w, np.uint8(0), np.int8(0), profile=profile, **dw),
+              lambda: R.conv_integer(x, w, np.uint8(0), np.int8(0), profile=profile, **dw))
