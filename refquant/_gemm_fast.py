@@ -35,7 +35,8 @@ _I8 = (np.dtype(np.int8), np.dtype(np.uint8))
 # ----------------------------------------------------------------------------- helpers
 
 def _rq_ok(p):
-    return (p.rq_method == "float" and p.rq_precision == "float32" and p.rq_rounding == "half_even"
+    return (p.rq_method == "float" and p.rq_multiplier != "onednn"
+            and p.rq_precision == "float32" and p.rq_rounding == "half_even"
             and p.rq_zero_point == "after_rounding" and p.rq_bias == "int32"
             and p.rq_epilogue_dtype == "float32" and p.accumulator == "int32_wrap")
 
@@ -190,12 +191,15 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
 
 
 def _sat16(p, A, B):
-    return bool(p.int16_pair_saturation and A.dtype != B.dtype)
+    """int16 pair saturation for a GEMM: only ``int16_pair_saturation is True`` (the string
+    scopes such as "fbgemm_depthwise" name convolution kernels; see reference/gemm.py)."""
+    return bool(p.int16_pair_saturation is True and A.dtype != B.dtype)
 
 
 # ----------------------------------------------------------------------------- GEMM ops
 
 def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, profile, opset=None):
+    profile = profile.for_op("MatMulInteger")     # op-specific overrides, as the reference applies
     if profile.accumulator != "int32_wrap":
         return None
     A, _ = _arr(unwrap(A) if not isinstance(A, PackedWeights) else None)
@@ -228,6 +232,7 @@ def _out_dtype(y_zero_point, default):
 
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *,
                    profile, opset=None):
+    profile = profile.for_op("QLinearMatMul")     # op-specific overrides, as the reference applies
     p = profile
     if not _rq_ok(p):
         return None
@@ -282,6 +287,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
 
 def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0, profile, opset=None):
+    profile = profile.for_op("QGemm")     # op-specific overrides, as the reference applies
     p = profile
     if not _rq_ok(p):
         return None
@@ -374,8 +380,6 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
     W, pk = _arr(w)
     if X is None or W is None:
         return None
-    if profile.int16_pair_saturation and X.dtype != W.dtype:
-        return None
     try:
         pb, pe, strides, dil, out = _rc._conv_geometry(X.shape, W.shape, attrs.get("auto_pad", "NOTSET"),
                                                       attrs.get("dilations"), attrs.get("group", 1),
@@ -384,6 +388,11 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
         group = int(attrs.get("group", 1))
     except (TypeError, ValueError):
         return None
+    if profile.int16_pair_saturation and X.dtype != W.dtype:
+        # saturating int16 pairs (vpmaddubsw): the reference decides where they apply
+        if profile.int16_pair_saturation is True or _rc._pair_saturation_applies(
+                profile, X.dtype, W.dtype, X.shape, W.shape, group, strides, dil, pb, pe):
+            return None
     nd = X.ndim - 2
     if nd == 1:
         X4 = X[:, :, None, :]
@@ -421,6 +430,7 @@ def _conv_run(X4, W4, xz, wz, geo, o2, out_dtype, pk, **kw):
 
 def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
                  group=1, kernel_shape=None, pads=None, strides=None, profile, opset=None):
+    profile = profile.for_op("ConvInteger")     # op-specific overrides, as the reference applies
     try:
         if opset is not None:
             _rg._check_opset("ConvInteger", opset, 10)
@@ -441,6 +451,7 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
 def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  profile, opset=None):
+    profile = profile.for_op("QLinearConv")     # op-specific overrides, as the reference applies
     p = profile
     if not _rq_ok(p):
         return None

@@ -341,3 +341,38 @@ def test_big_shapes(isa_cap, shape):
         B = _rand(rng, bt, (K, N))
         za, zb = at(1), bt(-1 if bt == np.int8 else 200)
         _check(F.matmul_integer(A, B, za, zb, profile=ONNX)[0], R.matmul_integer(A, B, za, zb), f"big {shape}")
+
+
+def test_every_registered_profile_matches_reference():
+    """For every registered profile, the top-level op (fast path where covered, reference where the
+    glue declines) gives the reference's bits or raises the reference's exception type."""
+    from refquant import profiles
+    rng = np.random.default_rng(8)
+    A = _rand(rng, np.uint8, (33, 70))
+    B = _rand(rng, np.int8, (70, 40))
+    x = _rand(rng, np.uint8, (1, 16, 9, 9))
+    wd = _rand(rng, np.int8, (16, 1, 3, 3))
+    w2 = _rand(rng, np.int8, (8, 16, 3, 3))
+    s = (np.float32(0.02), np.uint8(3))
+    cases = [
+        (refquant.matmul_integer, R.matmul_integer, (A, B, np.uint8(3), np.int8(0)), {}),
+        (refquant.qlinear_matmul, R.qlinear_matmul, (A, *s, B, np.float32(0.01), np.int8(0), np.float32(0.3),
+                                                     np.uint8(9)), {}),
+        (refquant.qgemm, R.qgemm, (A, *s, B, np.float32(0.01), np.int8(0), None, np.float32(0.3), np.uint8(9)), {}),
+        (refquant.qlinear_conv, R.qlinear_conv, (x, *s, wd, np.float32(0.01), np.int8(0), np.float32(0.3),
+                                                 np.uint8(9)), dict(group=16, pads=[1] * 4)),
+        (refquant.qlinear_conv, R.qlinear_conv, (x, *s, w2, np.float32(0.01), np.int8(0), np.float32(0.3),
+                                                 np.uint8(9)), dict(pads=[1] * 4)),
+        (refquant.conv_integer, R.conv_integer, (x, w2, np.uint8(3)), dict(pads=[1] * 4)),
+    ]
+    for name in profiles():
+        for fast, ref, args, kw in cases:
+            try:
+                want = ref(*args, profile=name, **kw)
+            except Exception as e:  # noqa: BLE001
+                with pytest.raises(type(e)):
+                    fast(*args, profile=name, **kw)
+                continue
+            got = fast(*args, profile=name, **kw)
+            _check(np.asarray(got), np.asarray(want), f"{fast.__name__} profile={name} "
+                                                      f"path={refquant.last_path()['path']}")
