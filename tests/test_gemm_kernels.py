@@ -266,6 +266,34 @@ def test_pair_saturation_profile(isa_cap):
                R.matmul_integer(A, B, za, zb, profile="onnxruntime-avx2"), f"sat16 {at} {bt}")
 
 
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(M=st.sampled_from(DIMS), N=st.sampled_from(DIMS), K=st.sampled_from(KDIMS), a_u8=st.booleans(),
+       zpa=st.sampled_from(["none", "scalar", "row"]), zpb=st.sampled_from(["none", "scalar", "col"]),
+       out=st.sampled_from(["s32", "u8"]), seed=st.integers(0, 2 ** 31 - 1))
+def test_pair_saturation_sweep(isa_cap, M, N, K, a_u8, zpa, zpb, out, seed):
+    """int16 pair saturation (onnxruntime-avx2): scalar kernel and the AVX2 vpmaddubsw kernel."""
+    p = get_profile("onnxruntime-avx2")
+    rng = np.random.default_rng(seed)
+    adt, bdt = (np.uint8, np.int8) if a_u8 else (np.int8, np.uint8)
+    A = _rand(rng, adt, (M, K), extreme=0.7)
+    B = _rand(rng, bdt, (K, N), extreme=0.7)
+
+    def zp(kind, dt, n):
+        lo, hi = (0, 255) if dt == np.uint8 else (-128, 127)
+        return None if kind == "none" else dt(rng.integers(lo, hi + 1)) if kind == "scalar" else \
+            rng.integers(lo, hi + 1, n).astype(dt)
+    za, zb = zp(zpa, adt, M), zp(zpb, bdt, N)
+    if out == "s32":
+        got = F.matmul_integer(A, B, za, zb, profile=p)
+        _check(got[0], R.matmul_integer(A, B, za, zb, profile=p), f"sat16 isa={isa_cap} {got[1]}")
+    elif za is None or np.ndim(za) == 0:
+        args = (A, np.float32(0.05), za, B, np.float32(0.01) if np.ndim(zb) == 0 else
+                np.full(N, 0.01, np.float32), zb, np.float32(0.7), np.uint8(128))
+        got = F.qlinear_matmul(*args, profile=p)
+        _check(got[0], R.qlinear_matmul(*args, profile=p), f"sat16 qlinear isa={isa_cap} {got[1]}")
+
+
 def test_batched_and_1d_shapes():
     rng = np.random.default_rng(5)
     cases = [((3, 5, 17), (17, 9)), ((2, 1, 4, 8), (3, 8, 5)), ((17,), (17, 4)), ((4, 17), (17,)),

@@ -346,7 +346,8 @@ static int epi_corrections(rq_epi *e, epi_bufs *bf, const rq_gemm_args *a, int d
 
 int rq_gemm_choose(const rq_gemm_args *a) {
     int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
-    if (a->sat16 && a->a_signed != a->b_signed) return RQ_K_SCALAR_SAT16;
+    if (a->sat16 && a->a_signed != a->b_signed)
+        return (isa >= RQ_ISA_AVX2 && rq_gemm_sat16__avx2) ? RQ_K_AVX2_SAT16 : RQ_K_SCALAR_SAT16;
     if (isa >= RQ_ISA_AMX && rq_gemm_amx__amx && a->M >= RQ_AMX_MIN_M && rq_amx_enable())
         return RQ_K_AMX;
     if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni) {
@@ -462,6 +463,29 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
             if (rc == RQ_OK) gemm_sat16_rows(a, &e, 0, M, row);
         }
         rq_aligned_free(rsum); rq_aligned_free(csum); rq_aligned_free(row);
+        epi_free(&bf);
+        return rc;
+    }
+
+    if (kern == RQ_K_AVX2_SAT16) {
+        /* raw-value row / column sums; B packed (VNNI-4), the kernel restores raw uint8 B */
+        rq_packed_b *pk = rq_pack_b(a->B, a->b_rs, a->b_cs, K, N, a->b_signed, isa, nt);
+        int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
+        int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 16));
+        if (!pk || !rsum || !csum) rc = RQ_ENOMEM;
+        if (rc == RQ_OK) {
+            for (int i = 0; i < M; i++) {
+                uint32_t s = 0;
+                for (int k = 0; k < K; k++) s += (uint32_t)ld(a->A + i * a->a_rs + k * a->a_cs, a->a_signed);
+                rsum[i] = (int32_t)s;
+            }
+            /* csum of B_used; raw uint8 B = B_used + 128 */
+            for (int j = 0; j < N; j++)
+                csum[j] = (int32_t)((uint32_t)pk->csum[j] + (a->b_signed ? 0u : 128u * (uint32_t)K));
+            rc = epi_corrections(&e, &bf, a, 0, 0, rsum, csum);
+        }
+        if (rc == RQ_OK) rc = rq_gemm_sat16__avx2(a, pk, &e, epi, nt);
+        rq_packed_b_free(pk); rq_aligned_free(rsum); rq_aligned_free(csum);
         epi_free(&bf);
         return rc;
     }

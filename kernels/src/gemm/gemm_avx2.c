@@ -102,3 +102,60 @@ int rq_gemm_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int
     rq_aligned_free(bp); rq_aligned_free(ap);
     return RQ_OK;
 }
+
+/* ---------------------------------------------------------------- int16 pair saturation
+ * Profile int16_pair_saturation (ORT's AVX2 MLAS kernel, fbgemm): the raw uint8 x int8 products
+ * of k-pairs (2j, 2j+1) are summed with int16 saturation before the int32 sum.  vpmaddubsw does
+ * exactly that; vpmaddwd with ones then adds the two pair sums of a 4-byte group in int32 (exact).
+ * B comes in the VNNI-4 packed layout (B_used; uint8 B is XORed back to its raw values here);
+ * when A is the int8 operand the roles swap (B is vpmaddubsw's unsigned operand): the pair sums
+ * are the same.  Zero points: row/column sums of the raw values (gemm.c). */
+#define MRS 4
+int rq_gemm_sat16__avx2(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, rq_epi_fn epi,
+                        int nthreads) {
+    const int M = a->M, N = a->N, K = a->K, Kp = pb->Kp, npan = pb->Np / 16;
+    const int nrb = (M + MRS - 1) / MRS;
+    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)nrb * MRS * Kp);
+    if (!ap) return RQ_ENOMEM;
+    for (int i = 0; i < nrb * MRS; i++) {
+        uint8_t *d = ap + (size_t)i * Kp;
+        memset(d, 0, Kp);
+        if (i >= M) continue;
+        const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
+        for (int k = 0; k < K; k++) d[k] = s[(ptrdiff_t)k * a->a_cs];
+    }
+    const int a_unsigned = !a->a_signed;
+    const __m256i bx = _mm256_set1_epi8(a->b_signed ? 0 : (char)0x80);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int ntask = nrb * npan;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 4) if (nthreads > 1 && ntask > 1)
+#endif
+    for (int t = 0; t < ntask; t++) {
+        const int rb = t / npan, p = t % npan;
+        int32_t out[MRS * 16] __attribute__((aligned(32)));
+        __m256i c[MRS][2];
+        for (int r = 0; r < MRS; r++) c[r][0] = c[r][1] = _mm256_setzero_si256();
+        const uint8_t *panel = pb->data + (size_t)p * Kp * 16;
+        const uint8_t *arow = ap + (size_t)rb * MRS * Kp;
+        for (int g = 0; g < Kp / 4; g++) {
+            __m256i B0 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(panel + g * 64)), bx);
+            __m256i B1 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(panel + g * 64 + 32)), bx);
+            for (int r = 0; r < MRS; r++) {
+                __m256i x = _mm256_set1_epi32(*(const int32_t *)(arow + (size_t)r * Kp + 4 * g));
+                __m256i t0 = a_unsigned ? _mm256_maddubs_epi16(x, B0) : _mm256_maddubs_epi16(B0, x);
+                __m256i t1 = a_unsigned ? _mm256_maddubs_epi16(x, B1) : _mm256_maddubs_epi16(B1, x);
+                c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(t0, ones));
+                c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(t1, ones));
+            }
+        }
+        for (int r = 0; r < MRS; r++) {
+            _mm256_store_si256((__m256i *)(out + 16 * r), c[r][0]);
+            _mm256_store_si256((__m256i *)(out + 16 * r + 8), c[r][1]);
+        }
+        const int i0 = rb * MRS, j0 = p * 16;
+        if (j0 < N) epi(e, i0, imin(MRS, M - i0), j0, imin(16, N - j0), out, 16);
+    }
+    rq_aligned_free(ap);
+    return RQ_OK;
+}

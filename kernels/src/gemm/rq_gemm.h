@@ -165,6 +165,8 @@ int rq_gemm_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int
     __attribute__((weak));
 int rq_gemm_i16__avx512(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int nthreads)
     __attribute__((weak));
+int rq_gemm_sat16__avx2(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, rq_epi_fn epi,
+                        int nthreads) __attribute__((weak));
 int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
     __attribute__((weak));
 /* VNNI: A packed as rows of Kp bytes (A_used), raw sums for rows [0, M), all columns. */
