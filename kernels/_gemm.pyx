@@ -77,6 +77,7 @@ cdef extern from "rq_gemm.h" nogil:
         const float *mult
         int mult_n
         int32_t y_zp
+        int sat16
         int isa, nthreads
     int rq_conv_run(const rq_conv_args *args, int *kernel_used)
 
@@ -214,7 +215,8 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
 
 
 def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, pads,
-           PackedB packed=None, bias=None, mult=None, int y_zp=0, int isa=-1, int nthreads=0):
+           PackedB packed=None, bias=None, mult=None, int y_zp=0, bint sat16=False, int isa=-1,
+           int nthreads=0):
     """One image: x (C, H, W) contiguous, w (Cout, C/group, KH, KW) contiguous,
     out (Cout, OH, OW) contiguous int32/uint8/int8.  Returns the kernel name."""
     cdef cnp.ndarray xa = <cnp.ndarray?>x
@@ -262,6 +264,7 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
             raise ValueError("mult: size 1 or Cout expected")
         c.mult = <const float *>cnp.PyArray_DATA(mu); c.mult_n = <int>mu.shape[0]
     c.y_zp = y_zp
+    c.sat16 = sat16
     c.isa = isa
     c.nthreads = nthreads
     with nogil:

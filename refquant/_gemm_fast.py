@@ -388,10 +388,15 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
         group = int(attrs.get("group", 1))
     except (TypeError, ValueError):
         return None
+    sat16 = False
     if profile.int16_pair_saturation and X.dtype != W.dtype:
-        # saturating int16 pairs (vpmaddubsw): the reference decides where they apply
-        if profile.int16_pair_saturation is True or _rc._pair_saturation_applies(
-                profile, X.dtype, W.dtype, X.shape, W.shape, group, strides, dil, pb, pe):
+        # saturating int16 pairs (vpmaddubsw): True = every conv, over the im2col reduction order
+        # (kernel position, channel) -- the GEMM path reproduces it; other scopes (fbgemm's
+        # depthwise kernel) go to the reference where they apply
+        if profile.int16_pair_saturation is True:
+            sat16 = True
+        elif _rc._pair_saturation_applies(profile, X.dtype, W.dtype, X.shape, W.shape, group, strides,
+                                          dil, pb, pe):
             return None
     nd = X.ndim - 2
     if nd == 1:
@@ -413,7 +418,8 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
         return None
     if pk is not None and (pk.kind != "conv" or group != 1):
         pk = None
-    geo = dict(group=group, kernel=(W4.shape[2], W4.shape[3]), strides=st, dilations=dl, pads=pads)
+    geo = dict(group=group, kernel=(W4.shape[2], W4.shape[3]), strides=st, dilations=dl, pads=pads,
+               sat16=sat16)
     return X4, np.ascontiguousarray(W4), int(xz[0]), wz, geo, o2, nd, pk
 
 

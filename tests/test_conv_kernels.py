@@ -191,13 +191,33 @@ def test_conv_threads_same_bits():
 
 
 def test_conv_declines():
-    """3-D conv and pair-saturation profiles go to the reference."""
+    """3-D conv goes to the reference."""
     rng = np.random.default_rng(15)
     x = _rand(rng, np.uint8, (1, 2, 4, 4, 4))
     w = _rand(rng, np.int8, (3, 2, 2, 2, 2))
     assert F.conv_integer(x, w, np.uint8(1), np.int8(0), profile=ONNX) is None
-    x2 = _rand(rng, np.uint8, (1, 2, 5, 5))
-    w2 = _rand(rng, np.int8, (3, 2, 3, 3))
-    assert F.conv_integer(x2, w2, np.uint8(1), None, profile=get_profile("onnxruntime-avx2")) is None
-    got = refquant.conv_integer(x2, w2, np.uint8(1), profile="onnxruntime-avx2")
-    _check(got, R.conv_integer(x2, w2, np.uint8(1), profile="onnxruntime-avx2"), "sat16 via reference")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(C=st.sampled_from([1, 3, 8, 64]), M=st.sampled_from([1, 8, 16]), H=st.integers(1, 9), W=st.integers(1, 12),
+       k=st.sampled_from([(1, 1), (3, 3), (2, 3)]), g=st.sampled_from([1, "dw"]), x_u8=st.booleans(),
+       pad=st.integers(0, 1), seed=st.integers(0, 2 ** 31 - 1))
+def test_conv_pair_saturation(isa_cap, C, M, H, W, k, g, x_u8, pad, seed):
+    """onnxruntime-avx2 (int16_pair_saturation=True): pairs of the (kernel position, channel)
+    reduction order saturate; the conv runs as im2col + the saturating GEMM."""
+    p = get_profile("onnxruntime-avx2")
+    rng = np.random.default_rng(seed)
+    group = C if g == "dw" else 1
+    if g == "dw":
+        M = C
+    if H + 2 * pad < k[0] or W + 2 * pad < k[1]:
+        return
+    xdt, wdt = (np.uint8, np.int8) if x_u8 else (np.int8, np.uint8)
+    x = _rand(rng, xdt, (1, C, H, W), extreme=0.7)
+    w = _rand(rng, wdt, (M, C // group, *k), extreme=0.7)
+    attrs = dict(group=group, pads=[pad] * 4)
+    xz = _zp(rng, xdt)
+    got = F.conv_integer(x, w, xz, None, profile=p, **attrs)
+    assert got is not None
+    _check(got[0], R.conv_integer(x, w, xz, None, profile=p, **attrs), f"sat16 conv {got[1]}")

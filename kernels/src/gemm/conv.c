@@ -148,6 +148,7 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         a.mult = c->mult ? c->mult + (c->mult_n == 1 ? 0 : g * Cog) : NULL;
         a.mult_n = c->mult_n == 1 ? 1 : Cog;
         a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
+        a.sat16 = c->sat16;
         rc = rq_gemm_run(&a, kern);
     }
     rq_aligned_free(acol); rq_aligned_free(bmat);
@@ -243,6 +244,8 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     int nt = c->nthreads > 0 ? c->nthreads : rq_num_threads();
     if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
+    if (c->sat16 && c->x_signed != c->w_signed)   /* pairs of the im2col order: the GEMM path */
+        return conv_generic(c, isa, nt, kernel_used);
     if (Cg == 1 && c->Cout == c->C) {
         if (isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw == 1 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && c->w_signed) {

@@ -122,6 +122,7 @@ typedef struct rq_conv_args {
     const int32_t *bias;                 /* Cout or NULL */
     const float *mult; int mult_n;
     int32_t y_zp;
+    int sat16;                           /* int16 pair saturation over k = (kh, kw, ci), ci fastest */
     int isa, nthreads;
 } rq_conv_args;
 
