@@ -366,8 +366,9 @@ static rq_epi_fn pick_epi(int isa) {
     return rq_epi_rows__scalar;
 }
 
-/* A packed for AMX tiles: [ib][kc][16][64]; A_used = A (native signedness); rsum over true K */
-static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int Kp, int nt) {
+/* A packed for AMX tiles: [ib][kc][16][64]; A_used = A (native signedness); rsum (over the true
+ * K) only when need_rsum */
+static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int need_rsum, int Kp, int nt) {
     const int M = a->M, K = a->K, nkc = Kp / 64, nib = (M + 15) / 16;
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)M * K > 65536)
@@ -383,14 +384,18 @@ static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int Kp
             const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
             uint32_t s = 0;
             if (a->a_cs == 1) {
-                for (int kc = 0; kc < nkc; kc++) {
-                    int k0 = kc * 64, n = imin(64, K - k0);
+                const int kfull = K / 64;
+                for (int kc = 0; kc < kfull; kc++) memcpy(blk + kc * 1024 + r * 64, src + kc * 64, 64);
+                for (int kc = kfull; kc < nkc; kc++) {
+                    int k0 = kc * 64, n = K - k0 > 0 ? (K - k0 < 64 ? K - k0 : 64) : 0;
                     uint8_t *d = blk + kc * 1024 + r * 64;
-                    memcpy(d, src + k0, n);
-                    if (n < 64) memset(d + n, 0, 64 - n);
+                    if (n > 0) memcpy(d, src + k0, n);
+                    memset(d + n, 0, 64 - n);
                 }
-                if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)src[k];
-                else for (int k = 0; k < K; k++) s += src[k];
+                if (need_rsum) {
+                    if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)src[k];
+                    else for (int k = 0; k < K; k++) s += src[k];
+                }
             } else {
                 for (int kc = 0; kc < nkc; kc++) {
                     uint8_t *d = blk + kc * 1024 + r * 64;
@@ -553,7 +558,9 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
                 }
                 for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 64;
             } else {
-                pack_a_amx(a, ap, rsum, Kp, nt);
+                int need = 0;
+                for (int j = 0; j < a->b_zp_n; j++) need |= (a->b_zp[j] + db) != 0;
+                pack_a_amx(a, ap, rsum, need, Kp, nt);
                 for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 1024;
             }
             rc = epi_corrections(&e, &bf, a, 0, db, rsum, pb->csum);
