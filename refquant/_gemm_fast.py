@@ -114,6 +114,12 @@ def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
     a = _f32_scale(a_s)
     b = _f32_scale(b_s, allow_vector=True)
     y = None if y_s is None else _f32_scale(y_s)
+    if alpha is None and isinstance(b, np.float32):
+        # scalar case: when nothing can overflow float32 (checked in double) skip np.errstate
+        fa, fb = float(a), float(b)
+        if fa * fb < 1e37 and (y is None or fa * fb / float(y) < 1e37):
+            m = a * b
+            return m if y is None else m / y
     with np.errstate(over="ignore", under="ignore"):
         m = a
         if alpha is not None:
@@ -252,8 +258,10 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                 check_scale(s_, n)
                 _rg._check_scale_dtype(s_, n, 21 if opset is None else int(opset))
             Mul = None
-        _rg._same_shape(a_scale, a_zero_point, "a_scale", "a_zero_point")
-        _rg._same_shape(b_scale, b_zero_point, "b_scale", "b_zero_point")
+        if not (isinstance(a_scale, np.generic) and isinstance(a_zero_point, (np.generic, type(None)))):
+            _rg._same_shape(a_scale, a_zero_point, "a_scale", "a_zero_point")
+        if not (isinstance(b_scale, np.generic) and isinstance(b_zero_point, (np.generic, type(None)))):
+            _rg._same_shape(b_scale, b_zero_point, "b_scale", "b_zero_point")
     except (TypeError, ValueError):
         return None
     if np.size(a_scale) != 1 or np.size(y_scale) != 1:
