@@ -237,6 +237,31 @@ def test_packed_weights(isa_cap):
         _check(R.matmul_integer(A, pw, np.uint8(5), zb), R.matmul_integer(A, B, np.uint8(5), zb), "ref packed")
 
 
+def test_amx_blocked_b_packing():
+    """Plain B large enough to be packed just in time, column block by column block (AMX path:
+    packed B > 768 KiB): several blocks, a partial last block, every dtype pair, per-column zero
+    points and multipliers, bias, and 1 / 2 threads give the reference's bits."""
+    rng = np.random.default_rng(11)
+    p = get_profile("onnxruntime")
+    for (M, N, K) in ((37, 900, 1000), (32, 1100, 768)):
+        for at, bt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)):
+            A = _rand(rng, at, (M, K))
+            B = _rand(rng, bt, (K, N))
+            za, zb = at(7), _rand(rng, bt, (N,), extreme=0)
+            want = R.matmul_integer(A, B, za, zb)
+            for t in (1, 2):
+                refquant.set_num_threads(t)
+                try:
+                    got = F.matmul_integer(A, B, za, zb, profile=ONNX)
+                finally:
+                    refquant.set_num_threads(None)
+                _check(got[0], want, f"blocked B {at.__name__}{bt.__name__} M={M} N={N} K={K} t={t} {got[1]}")
+        bs = (rng.random(N).astype(np.float32) + 0.5) * np.float32(0.01)
+        args = (A, np.float32(0.02), at(3), B, bs, zb, np.float32(0.7), np.int8(-5))
+        got = F.qlinear_matmul(*args, profile=p)
+        _check(got[0], R.qlinear_matmul(*args, profile=p), f"blocked B qlinear {got[1]}")
+
+
 def test_packed_weights_are_a_copy():
     B = np.arange(12, dtype=np.int8).reshape(3, 4)
     pw = refquant.pack_weights(B)

@@ -306,7 +306,7 @@ static int epi_corrections(rq_epi *e, epi_bufs *bf, const rq_gemm_args *a, int d
     if (za_any) {
         bf->colterm = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 16));
         if (!bf->colterm) return RQ_ENOMEM;
-        for (int j = 0; j < N; j++) {
+        for (int j = 0; j < N && csum; j++) {
             uint32_t zb = (uint32_t)(a->b_zp[a->b_zp_n == 1 ? 0 : j] + db);
             bf->colterm[j] = (int32_t)((uint32_t)csum[j] - K * zb);
         }
@@ -314,7 +314,7 @@ static int epi_corrections(rq_epi *e, epi_bufs *bf, const rq_gemm_args *a, int d
             bf->colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 16));
             if (!bf->colfix) return RQ_ENOMEM;
             uint32_t za = (uint32_t)(a->a_zp[0] + da);
-            for (int j = 0; j < N; j++) bf->colfix[j] = (int32_t)(za * (uint32_t)bf->colterm[j]);
+            for (int j = 0; j < N && csum; j++) bf->colfix[j] = (int32_t)(za * (uint32_t)bf->colterm[j]);
             e->colfix = bf->colfix;
         } else {
             bf->za_row = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
@@ -339,6 +339,41 @@ static int epi_corrections(rq_epi *e, epi_bufs *bf, const rq_gemm_args *a, int d
     }
     return RQ_OK;
 }
+
+/* the column terms of epi_corrections (called with csum NULL) for columns [j0, j1) */
+static void epi_fill_cols(epi_bufs *bf, const rq_gemm_args *a, int da, int db, const int32_t *csum,
+                          int j0, int j1) {
+    const uint32_t K = (uint32_t)a->K;
+    if (!bf->colterm) return;
+    for (int j = j0; j < j1; j++) {
+        uint32_t zb = (uint32_t)(a->b_zp[a->b_zp_n == 1 ? 0 : j] + db);
+        bf->colterm[j] = (int32_t)((uint32_t)csum[j] - K * zb);
+    }
+    if (bf->colfix) {
+        uint32_t za = (uint32_t)(a->a_zp[0] + da);
+        for (int j = j0; j < j1; j++) bf->colfix[j] = (int32_t)(za * (uint32_t)bf->colterm[j]);
+    }
+}
+
+/* e restricted to columns [c0, c0 + n): pointers shifted so that column c0 is column 0 */
+static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
+    *d = *e;
+    d->N = n;
+    if (e->colfix) d->colfix = e->colfix + c0;
+    if (e->colterm) d->colterm = e->colterm + c0;
+    if (e->zb_col) d->zb_col = e->zb_col + c0;
+    if (e->bias) d->bias = e->bias + (ptrdiff_t)c0 * e->bias_cs;
+    if (e->mult && e->mult_n != 1 && !e->mult_rows) d->mult = e->mult + c0;
+    d->C = (char *)e->C + (ptrdiff_t)c0 * e->c_cs *
+           (e->out_type == RQ_OUT_S32 ? (ptrdiff_t)sizeof(int32_t) : (ptrdiff_t)1);
+}
+
+/* B packed just in time, one column block at a time, when it is larger than this (bytes of
+ * packed B): the block (<= RQ_AMX_BLOCK_BYTES) stays in L2 between its packing and its use */
+#ifndef RQ_JIT_MIN_BYTES
+#define RQ_JIT_MIN_BYTES (768 * 1024)
+#endif
+#define RQ_AMX_BLOCK_BYTES (512 * 1024)
 
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
 #define RQ_GEMV_MAX_M 4
@@ -410,6 +445,75 @@ static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int ne
             rsum[i] = (int32_t)s;
         }
     }
+}
+
+/* The AMX A operand: tiles straight from the caller's rows when they are whole (rows of
+ * 64-byte chunks, 16-row blocks), otherwise a zero-padded tile-packed copy (*ap); rsum over the
+ * true K when a B zero point (shifted by db) is nonzero.  *ap, *rsum, *koff: caller frees. */
+static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, rq_amx_a *A, uint8_t **ap,
+                      int32_t **rsum, int64_t **koff) {
+    const int M = a->M, K = a->K, nib = (M + 15) / 16, nkc = Kp / 64;
+    const int direct = a->a_cs == 1 && K % 64 == 0 && M % 16 == 0 && K > 0 &&
+                       a->a_rs >= K && a->a_rs <= 960;  /* longer rows: L1 set conflicts (measured) */
+    *ap = direct ? NULL : (uint8_t *)rq_aligned_alloc((size_t)nib * 16 * Kp);
+    *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
+    *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
+    if ((!direct && !*ap) || !*rsum || !*koff) return RQ_ENOMEM;
+    int need = 0;
+    for (int j = 0; j < a->b_zp_n; j++) need |= (a->b_zp[j] + db) != 0;
+    if (direct) {
+        for (int i = 0; i < M && need; i++) {
+            const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+            uint32_t s = 0;
+            if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)src[k];
+            else for (int k = 0; k < K; k++) s += src[k];
+            (*rsum)[i] = (int32_t)s;
+        }
+        for (int kc = 0; kc < nkc; kc++) (*koff)[kc] = (int64_t)kc * 64;
+        A->abase = a->A; A->a_ib_stride = 16 * a->a_rs; A->a_tile_stride = a->a_rs;
+    } else {
+        pack_a_amx(a, *ap, *rsum, need, Kp, nt);
+        for (int kc = 0; kc < nkc; kc++) (*koff)[kc] = (int64_t)kc * 1024;
+        A->abase = *ap; A->a_ib_stride = (ptrdiff_t)nkc * 1024; A->a_tile_stride = 64;
+    }
+    A->koff = *koff; A->a_signed = a->a_signed; A->nib = nib;
+    return RQ_OK;
+}
+
+
+/* AMX GEMM on a plain row-major B packed just in time: column blocks of at most
+ * RQ_AMX_BLOCK_BYTES of packed B, each packed (VNNI-4, its column sums) into one reused buffer
+ * and consumed while it is in L2, instead of the whole packed B making a round trip through
+ * L3 / DRAM.  Same integer sums and epilogue as the whole-B path, so the same bits. */
+static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) {
+    const int N = a->N, K = a->K;
+    const int Kp = rup(K > 0 ? K : 1, 64), Np = rup(N, 16);
+    const int db = a->b_signed ? 0 : -128;
+    int bw = (int)(RQ_AMX_BLOCK_BYTES / ((size_t)Kp * 64)) * 64;   /* whole 64-column groups */
+    if (bw < 64) bw = 64;
+    if (bw > Np) bw = Np;
+    rq_amx_a A;
+    uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
+    int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(Np + 64));
+    uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)Kp * rup(bw, 64));
+    int rc = (csum && buf) ? RQ_OK : RQ_ENOMEM;
+    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, db, nt, &A, &ap, &rsum, &koff);
+    if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, db, rsum, NULL);
+    for (int c0 = 0; rc == RQ_OK && c0 < N; c0 += bw) {
+        const int n = imin(bw, N - c0);
+        rq_packed_b blk;
+        blk.data = buf; blk.csum = csum + c0; blk.K = K; blk.N = n; blk.Kp = Kp;
+        blk.Np = rup(n, 16); blk.b_signed = a->b_signed;
+        rc = rq_pack_b_rows__avx512vnni(&blk, a->B + c0, a->b_rs, nt);
+        if (rc != RQ_OK) break;
+        epi_fill_cols(bf, a, 0, db, csum, c0, c0 + n);
+        rq_epi eb; epi_shift_cols(&eb, e, c0, n);
+        rc = rq_gemm_amx__amx(&A, &blk, &eb, nt);
+    }
+    rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
+    rq_aligned_free(csum); rq_aligned_free(buf);
+    epi_free(bf);
+    return rc;
 }
 
 int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
@@ -528,7 +632,13 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         return rc;
     }
 
-    if (!pb || pb->K != K || pb->N != N || pb->b_signed != a->b_signed) {
+    if (pb && (pb->K != K || pb->N != N || pb->b_signed != a->b_signed)) pb = NULL;
+    if (!pb && kern == RQ_K_AMX && a->b_cs == 1 && isa >= RQ_ISA_AVX512VNNI &&
+        rq_pack_b_rows__avx512vnni) {
+        const size_t Kp0 = (size_t)rup(K > 0 ? K : 1, 64), Np0 = (size_t)rup(N, 16);
+        if (Kp0 * Np0 > (size_t)RQ_JIT_MIN_BYTES) return gemm_amx_jit(a, &e, &bf, nt);
+    }
+    if (!pb) {
         own = rq_pack_b(a->B, a->b_rs, a->b_cs, K, N, a->b_signed, isa, nt);
         if (!own) return RQ_ENOMEM;
         pb = own;
@@ -536,45 +646,11 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     const int Kp = pb->Kp;
 
     if (kern == RQ_K_AMX) {
-        const int nib = (M + 15) / 16, nkc = Kp / 64;
-        /* A tiles straight from the caller's rows when they are whole (rows of 64-byte chunks,
-         * 16-row blocks); otherwise a zero-padded tile-packed copy */
-        const int direct = a->a_cs == 1 && K % 64 == 0 && M % 16 == 0 && K > 0 &&
-                           a->a_rs >= K && a->a_rs <= 960;  /* longer rows: L1 set conflicts (measured) */
-        uint8_t *ap = direct ? NULL : (uint8_t *)rq_aligned_alloc((size_t)nib * 16 * Kp);
-        int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
-        int64_t *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
-        if ((!direct && !ap) || !rsum || !koff) rc = RQ_ENOMEM;
-        if (rc == RQ_OK) {
-            if (direct) {
-                int need = 0;
-                for (int j = 0; j < a->b_zp_n; j++) need |= (a->b_zp[j] + db) != 0;
-                for (int i = 0; i < M && need; i++) {
-                    const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
-                    uint32_t s = 0;
-                    if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)src[k];
-                    else for (int k = 0; k < K; k++) s += src[k];
-                    rsum[i] = (int32_t)s;
-                }
-                for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 64;
-            } else {
-                int need = 0;
-                for (int j = 0; j < a->b_zp_n; j++) need |= (a->b_zp[j] + db) != 0;
-                pack_a_amx(a, ap, rsum, need, Kp, nt);
-                for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 1024;
-            }
-            rc = epi_corrections(&e, &bf, a, 0, db, rsum, pb->csum);
-        }
-        if (rc == RQ_OK) {
-            rq_amx_a A;
-            if (direct) {
-                A.abase = a->A; A.a_ib_stride = 16 * a->a_rs; A.koff = koff; A.a_tile_stride = a->a_rs;
-            } else {
-                A.abase = ap; A.a_ib_stride = (ptrdiff_t)nkc * 1024; A.koff = koff; A.a_tile_stride = 64;
-            }
-            A.a_signed = a->a_signed; A.nib = nib;
-            rc = rq_gemm_amx__amx(&A, pb, &e, nt);
-        }
+        rq_amx_a A;
+        uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
+        rc = amx_prep_a(a, Kp, db, nt, &A, &ap, &rsum, &koff);
+        if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, 0, db, rsum, pb->csum);
+        if (rc == RQ_OK) rc = rq_gemm_amx__amx(&A, pb, &e, nt);
         rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
         epi_free(&bf);
         rq_packed_b_free(own);
