@@ -33,7 +33,7 @@ _PLUGINS = [
 
 def _cmd_info(args):
     from ._config import show_config
-    show_config()
+    show_config(as_json=args.json)
     return 0
 
 
@@ -98,6 +98,7 @@ def build_parser():
     p = sub.add_parser("profiles", help="list the named arithmetic profiles")
     p.set_defaults(_run=_cmd_profiles)
     p = sub.add_parser("info", help="build configuration: ISAs, CPU features, kernels chosen")
+    p.add_argument("--json", action="store_true", help="print the configuration as JSON")
     p.set_defaults(_run=_cmd_info)
     p = sub.add_parser("demo", help="a short worked example of a vendor mismatch")
     p.set_defaults(_run=_cmd_demo)
