@@ -64,11 +64,11 @@ def _cmd_demo(args):
             continue
         print(f"  {prof:<18} {y.tolist()}")
     s = np.float32(0.00214854861)
-    print(f"\nx = {x[6]!r}, scale = {s!r}: x/s = {np.float32(x[6] / s)!r}, "
+    print(f"\nuint8, x = {x[6]!r}, scale = {s!r}: x/s = {np.float32(x[6] / s)!r}, "
           f"x*(1/s) = {np.float32(x[6] * np.float32(1 / s))!r}")
     for prof in ("onnx", "pytorch"):
         try:
-            y = refquant.reference.quantize_linear(x[6:], s, np.int8(0), profile=prof)
+            y = refquant.reference.quantize_linear(x[6:], s, np.uint8(0), profile=prof)
             print(f"  {prof:<18} {int(y[0])}")
         except (ValueError, KeyError) as exc:
             print(f"  {prof:<18} unavailable: {exc}")
