@@ -70,15 +70,24 @@ def _explain(case, observed):
     except ImportError:
         return None
     try:
-        r = explain(case.op, case.inputs, observed, attributes=case.attributes, opset=case.opset)
+        with np.errstate(all="ignore"):
+            r = explain(case.op, case.inputs, observed, attributes=case.attributes, opset=case.opset)
+        d = r.to_dict()
     except Exception as exc:  # explanation is best effort; the comparison stands on its own
         return {"error": f"{type(exc).__name__}: {exc}"}
-    try:
-        d = r.to_dict()
-    except Exception:
-        d = {}
-    return {"matches": list(getattr(r, "matches", []) or []),
-            "summary": d.get("summary") or d.get("cause") or str(r).splitlines()[0]}
+    summary = ""
+    if d.get("suggestions"):
+        s0 = d["suggestions"][0]
+        summary = ("one change reproduces it: " + (f"{s0.get('profile')} with {s0.get('field')}="
+                                                   f"{s0.get('to')!r}" if isinstance(s0, dict) else str(s0)))
+    elif d.get("nearest"):
+        near = next((p for p in d.get("profiles", []) if p.get("profile") == d["nearest"]), {})
+        classes = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in
+                            sorted((near.get("classes") or {}).items(), key=lambda kv: -kv[1]))
+        summary = (f"nearest {d['nearest']}: {near.get('n_diff', '?')} differ"
+                   + (f" ({classes})" if classes else ""))
+    return {"matches": list(d.get("matches") or []), "nearest": d.get("nearest"),
+            "suggestions": d.get("suggestions") or [], "summary": summary}
 
 
 def check_case(case, engine, observed, *, profile="onnx", explain=True):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import tempfile
 
-from ._onnx_model import build_model
+import numpy as np
+
+from ._onnx_model import build_model, output_dtypes
 
 PACKAGE = "openvino"
 
@@ -32,5 +34,20 @@ def run(op, inputs, attributes, opset=None):
         m = core.read_model(p)
         cm = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
     res = cm(list(feeds.values()))
-    outs = [res[o] for o in cm.outputs]
+    shape = np.shape(inputs["x"]) if op == "QuantizeLinear" else None
+    outs = [_as_dtype(np.asarray(res[o]), dt, shape)
+            for o, dt in zip(cm.outputs, output_dtypes(op, inputs, attributes))]
     return tuple(outs) if len(outs) > 1 else outs[0]
+
+
+def _as_dtype(a, dt, shape):
+    """OpenVINO hands sub-byte outputs back packed (ONNX layout) and float8 as raw bytes."""
+    from .._dtypes import bits
+    from ..packing import unpack
+    if a.dtype == dt:
+        return a
+    if bits(dt) < 8 and shape is not None:
+        return unpack(np.ascontiguousarray(a).reshape(-1).view(np.uint8), dt, shape)
+    if a.dtype.itemsize == dt.itemsize and a.dtype.kind in "iu":
+        return a.view(dt)
+    return a
