@@ -214,6 +214,57 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     return rq_gemm_kernel_name(kern).decode()
 
 
+def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=None,
+               bint sat16=False):
+    """Lean int32 GEMM for the common MatMulInteger call: a (M, K), b (K, N) uint8/int8 2-D
+    arrays (any strides), per-tensor zero points as ints (the caller has range-checked them),
+    optional packed B (must match b).  Returns (out int32 (M, N), kernel name).  Same kernel,
+    same bits as gemm(); the caller does the ONNX validation."""
+    cdef rq_gemm_args g
+    cdef int kern = -1, rc
+    cdef int32_t za = a_zp, zb = b_zp
+    cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError("a, b: 2-D arrays expected")
+    if (ta != cnp.NPY_UINT8 and ta != cnp.NPY_INT8) or (tb != cnp.NPY_UINT8 and tb != cnp.NPY_INT8):
+        raise TypeError("a, b: uint8/int8 expected")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError("a, b: shape mismatch")
+    cdef cnp.npy_intp dims[2]
+    dims[0] = a.shape[0]; dims[1] = b.shape[1]
+    cdef cnp.ndarray o = cnp.PyArray_EMPTY(2, dims, cnp.NPY_INT32, 0)
+    g.M = <int>a.shape[0]; g.K = <int>a.shape[1]; g.N = <int>b.shape[1]
+    g.A = <const uint8_t *>cnp.PyArray_DATA(a); g.a_rs = a.strides[0]; g.a_cs = a.strides[1]
+    g.a_signed = ta == cnp.NPY_INT8
+    g.B = <const uint8_t *>cnp.PyArray_DATA(b); g.b_rs = b.strides[0]; g.b_cs = b.strides[1]
+    g.b_signed = tb == cnp.NPY_INT8
+    g.packed = NULL
+    if packed is not None:
+        if packed.K != g.K or packed.N != g.N or packed.b_signed != g.b_signed or packed.kind != "gemm":
+            raise ValueError("packed: does not match B")
+        g.packed = packed.pb
+    g.a_zp = &za; g.a_zp_n = 1
+    g.b_zp = &zb; g.b_zp_n = 1
+    g.out_type = RQ_OUT_S32
+    g.C = cnp.PyArray_DATA(o); g.c_rs = g.N; g.c_cs = 1
+    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0
+    g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
+    g.y_zp = 0
+    g.sat16 = sat16
+    g.isa = -1
+    g.nthreads = 0
+    with nogil:
+        rc = rq_gemm_run(&g, &kern)
+    if rc == -1:
+        raise MemoryError("gemm: out of memory")
+    if rc != 0:
+        raise RuntimeError(f"gemm: kernel error {rc}")
+    return o, _KNAMES[kern]
+
+
+_KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
+
+
 def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, pads,
            PackedB packed=None, bias=None, mult=None, int y_zp=0, bint sat16=False, int isa=-1,
            int nthreads=0):

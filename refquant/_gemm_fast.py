@@ -204,7 +204,53 @@ def _sat16(p, A, B):
 
 # ----------------------------------------------------------------------------- GEMM ops
 
+_MI_PROF = {}      # id(profile) -> (profile, for_op("MatMulInteger") accumulator ok, sat16 flag)
+_U8, _S8 = np.dtype(np.uint8), np.dtype(np.int8)
+
+
+def _mi_prof(profile):
+    ent = _MI_PROF.get(id(profile))
+    if ent is None or ent[0] is not profile:
+        p = profile.for_op("MatMulInteger")
+        ent = (profile, p.accumulator == "int32_wrap", p.int16_pair_saturation is True)
+        if len(_MI_PROF) > 64:
+            _MI_PROF.clear()
+        _MI_PROF[id(profile)] = ent       # the entry keeps the profile alive: its id stays unique
+    return ent
+
+
+def _lean_zp(z, dt):
+    """A per-tensor zero point the lean path takes: None or a numpy scalar of exactly the
+    operand's dtype (uint8 / int8: always in range).  Anything else -> None (generic path)."""
+    if z is None:
+        return 0
+    if isinstance(z, np.generic) and z.dtype == dt:
+        return int(z)
+    return None
+
+
 def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, profile, opset=None):
+    # lean path for the common call: 2-D uint8/int8 arrays (B plain or packed), scalar zero
+    # points of the operands' dtypes, no opset.  It checks exactly what the generic path below
+    # checks for such a call and runs the same kernel; anything else takes the generic path.
+    if opset is None and type(A) is np.ndarray and A.ndim == 2:
+        pk = None
+        Bo = B
+        if type(B) is PackedWeights:
+            pk, Bo = B.packed, B.original
+        if type(Bo) is np.ndarray and Bo.ndim == 2:
+            adt, bdt = A.dtype, Bo.dtype
+            if ((adt is _U8 or adt is _S8 or adt in _I8) and (bdt is _U8 or bdt is _S8 or bdt in _I8)
+                    and A.shape[1] == Bo.shape[0] and A.shape[0] > 0 and A.shape[1] > 0
+                    and Bo.shape[1] > 0):
+                za = _lean_zp(a_zero_point, adt)
+                zb = _lean_zp(b_zero_point, bdt)
+                if za is not None and zb is not None:
+                    _, acc_ok, sat = _mi_prof(profile)
+                    if not acc_ok:
+                        return None
+                    return _k.matmul_s32(A, Bo, za, zb, _packed_for(pk, Bo),
+                                         bool(sat and adt != bdt))
     profile = profile.for_op("MatMulInteger")     # op-specific overrides, as the reference applies
     if profile.accumulator != "int32_wrap":
         return None

@@ -262,6 +262,30 @@ def test_amx_blocked_b_packing():
         _check(got[0], R.qlinear_matmul(*args, profile=p), f"blocked B qlinear {got[1]}")
 
 
+def test_matmul_integer_lean_path_same_semantics():
+    """The lean 2-D / scalar-zero-point path and the generic path agree with the reference
+    (bits, or the reference's exception type) for every zero-point form and operand kind."""
+    rng = np.random.default_rng(12)
+    for at, bt in ((np.uint8, np.int8), (np.int8, np.uint8), (np.uint8, np.uint8), (np.int8, np.int8)):
+        A = _rand(rng, at, (21, 70))
+        B = _rand(rng, bt, (70, 33))
+        for Bx in (B, refquant.pack_weights(B), np.asfortranarray(B), B[:, ::-1]):
+            Bp = Bx.original if hasattr(Bx, "original") else Bx
+            for za, zb in ((None, None), (at(5), bt(3)), (5, 3), (np.array(5, at), np.array(3, bt)),
+                           (bt(5), at(3)), (np.int32(5), None), (at(0), bt(0))):
+                try:
+                    want = R.matmul_integer(A, Bp, za, zb)
+                except Exception as e:  # noqa: BLE001
+                    with pytest.raises(type(e)):
+                        refquant.matmul_integer(A, Bx, za, zb)
+                    continue
+                got = refquant.matmul_integer(A, Bx, za, zb)
+                _check(got, want, f"lean {at.__name__}{bt.__name__} za={za!r} zb={zb!r}")
+    # shape mismatch and an opset still raise the reference's errors
+    with pytest.raises(ValueError):
+        refquant.matmul_integer(_rand(rng, np.uint8, (4, 5)), _rand(rng, np.int8, (6, 7)))
+
+
 def test_packed_weights_are_a_copy():
     B = np.arange(12, dtype=np.int8).reshape(3, 4)
     pw = refquant.pack_weights(B)
