@@ -276,7 +276,9 @@ def run(args):
             print(f"\r[{i + 1}/{n}] {c.name:<50}", end="", file=sys.stderr, flush=True)
 
     try:
-        rep = run_conformance(args.cases, engines=args.engine, op=args.op, profile=args.profile,
+        from .golden import expand_engines
+        engines = expand_engines(args.engine) if args.engine else None
+        rep = run_conformance(args.cases, engines=engines, op=args.op, profile=args.profile,
                               live=args.live, explain=not args.no_explain, progress=progress)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"refquant conformance: {exc}", file=sys.stderr)

@@ -437,6 +437,27 @@ def record(engine, cases_dir=None, *, op=None, progress=None, opset_policy="case
     return n_ok, n_na, errors
 
 
+#: ``--engine`` group names (CONTRACT: onnxruntime, openvino, torch, tflite, tensorrt)
+ENGINE_GROUPS = {
+    "torch": ("pytorch", "pytorch-fakequant", "pytorch-fbgemm", "pytorch-x86", "pytorch-qnnpack",
+              "pytorch-onednn"),
+    "pytorch-all": ("pytorch", "pytorch-fakequant", "pytorch-fbgemm", "pytorch-x86",
+                    "pytorch-qnnpack", "pytorch-onednn"),
+    "tflite": ("tflite-reference", "tflite-optimized", "tflite-xnnpack"),
+    "litert": ("tflite-reference", "tflite-optimized", "tflite-xnnpack"),
+}
+
+
+def expand_engines(names):
+    """Engine names with the group names (torch, tflite) expanded, order kept, no repeats."""
+    out = []
+    for n in names:
+        for e in ENGINE_GROUPS.get(n, (n,)):
+            if e not in out:
+                out.append(e)
+    return out
+
+
 def _tensorrt_version():
     try:
         import tensorrt  # noqa: F401
@@ -478,9 +499,10 @@ def add_parser(subparsers):
     g.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
     g.add_argument("--overwrite", action="store_true", help="drop previously recorded outputs")
     r = sub.add_parser("record", help="run an engine on every case and store its outputs")
-    r.add_argument("--engine", required=True,
-                   help="onnxruntime, onnx-reference, openvino, pytorch[-fakequant|-fbgemm|-x86|"
-                        "-qnnpack|-onednn], tflite-reference|-optimized|-xnnpack, tensorrt")
+    r.add_argument("--engine", required=True, action="append",
+                   help="onnxruntime, onnx-reference, openvino, torch (= every pytorch-* engine), "
+                        "pytorch[-fakequant|-fbgemm|-x86|-qnnpack|-onednn], tflite (= the three "
+                        "LiteRT kernels), tflite-reference|-optimized|-xnnpack, tensorrt; repeatable")
     r.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
     r.add_argument("--op", default=None, help="only cases of this ONNX op")
     r.add_argument("--quiet", action="store_true")
@@ -505,19 +527,22 @@ def run(args):
             print(f"{c.op:<22} {c.name:<44} {', '.join(sorted(c.outputs)) or '-'}")
         return 0
     if cmd == "record":
-        def progress(i, n, c):
+        rc = 0
+        for engine in expand_engines(args.engine):
+            def progress(i, n, c, _e=engine):
+                if not args.quiet:
+                    print(f"\r[{i + 1}/{n}] {_e}: {c.name:<50}", end="", file=sys.stderr,
+                          flush=True)
+            try:
+                ok, na, errors = record(engine, args.cases, op=args.op, progress=progress)
+            except (ValueError, RuntimeError, FileNotFoundError) as exc:
+                print(f"refquant golden record: {exc}", file=sys.stderr)
+                rc = 2
+                continue
             if not args.quiet:
-                print(f"\r[{i + 1}/{n}] {args.engine}: {c.name:<50}", end="", file=sys.stderr,
-                      flush=True)
-        try:
-            ok, na, errors = record(args.engine, args.cases, op=args.op, progress=progress)
-        except (ValueError, RuntimeError, FileNotFoundError) as exc:
-            print(f"refquant golden record: {exc}", file=sys.stderr)
-            return 2
-        if not args.quiet:
-            print(file=sys.stderr)
-        print(f"{args.engine}: recorded {ok} cases, {na} not applicable, {len(errors)} errors")
-        for name, msg in errors:
-            print(f"  error in {name}: {msg}")
-        return 0
+                print(file=sys.stderr)
+            print(f"{engine}: recorded {ok} cases, {na} not applicable, {len(errors)} errors")
+            for name, msg in errors:
+                print(f"  error in {name}: {msg}")
+        return rc
     return 2

@@ -123,3 +123,9 @@ def test_cli_help():
     r = subprocess.run([sys.executable, "-m", "refquant.cli", "golden", "record", "--help"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "--engine" in r.stdout
+
+
+def test_engine_group_names():
+    assert golden.expand_engines(["tflite", "onnxruntime", "tflite-reference"]) == [
+        "tflite-reference", "tflite-optimized", "tflite-xnnpack", "onnxruntime"]
+    assert "pytorch-fbgemm" in golden.expand_engines(["torch"])
