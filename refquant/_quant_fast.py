@@ -98,6 +98,54 @@ def _layout(shape, axis, per_tensor):
     return outer, int(shape[axis]), inner
 
 
+# ------------------------------------------------------------------------------------------
+# output buffer pool
+# ------------------------------------------------------------------------------------------
+# A fresh multi-megabyte numpy array costs a page fault per 4 KiB page on first write, which
+# for DequantizeLinear on 16M elements is slower than the kernel itself; engines such as ONNX
+# Runtime reuse outputs from an arena.  Large outputs here come from a small pool of recycled
+# buffers: a buffer is handed out again only when nothing but the pool references it (every
+# array returned from it, and every view of those, holds a reference to it), so a result still
+# in use is never overwritten.  At most _POOL_MAX buffers / _POOL_BYTES bytes are kept (LRU);
+# REFQUANT_NO_BUFFER_POOL=1 disables the pool, release_buffers() empties it.
+import os as _os
+import sys as _sys
+import threading as _threading
+
+_POOL_MIN = 1 << 20
+_POOL_MAX = 4
+_POOL_BYTES = 512 << 20
+_POOL = []                     # flat uint8 buffers, most recently used last
+_POOL_LOCK = _threading.Lock()
+_POOL_OFF = _os.environ.get("REFQUANT_NO_BUFFER_POOL", "").strip() not in ("", "0")
+
+
+def release_buffers():
+    """Drop the recycled output buffers (their memory goes back once no result uses them)."""
+    with _POOL_LOCK:
+        _POOL.clear()
+
+
+def _new_output(shape, dtype):
+    """(array, recycled) -- np.empty, or a view of an unreferenced pooled buffer."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if _POOL_OFF or n < _POOL_MIN:
+        return np.empty(shape, dtype), False
+    with _POOL_LOCK:
+        for i in range(len(_POOL)):
+            buf = _POOL[i]
+            # references: the pool list, ``buf``, getrefcount's argument -- nothing else
+            if buf.nbytes == n and _sys.getrefcount(buf) <= 3:
+                _POOL.append(_POOL.pop(i))
+                return buf.view(dtype).reshape(shape), True
+        buf = np.empty(n, np.uint8)
+        _POOL.append(buf)
+        while len(_POOL) > _POOL_MAX or sum(b.nbytes for b in _POOL) > _POOL_BYTES:
+            _POOL.pop(0)
+        return buf.view(dtype).reshape(shape), False
+
+
 def _plain(a):
     return isinstance(a, np.ndarray) or isinstance(a, np.generic)
 
@@ -203,8 +251,9 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
         return None
     xc = np.ascontiguousarray(x)
     out_dt = prep["out_dt"]
+    recycled = False
     if out is None:
-        y = np.empty(x.shape, out_dt)
+        y, recycled = _new_output(x.shape, out_dt)
     else:
         if (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
                 or not out.flags.c_contiguous or not out.flags.writeable):
@@ -215,7 +264,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
                       if y.dtype.itemsize == 1 else y.reshape(-1).view(np.uint16),
                       _Q_OUT[out_dt], prep["s"], prep["zp"], prep["outer"], prep["D"],
                       prep["inner"], prep["div_f16"], cap, 0, prep["block"],
-                      0 if out is None else -1)    # fresh output: cached stores (see rq_quant.h)
+                      0 if (out is None and not recycled) else -1)   # fresh output: cached stores
     return y, kernel_name("quantize", _F_NAMES[x.dtype], _Q_OUT[out_dt], lvl)
 
 
@@ -290,8 +339,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
 
 def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):
     xc = np.ascontiguousarray(x)
+    recycled = False
     if out is None:
-        y = np.empty(x.shape, out_dt)
+        y, recycled = _new_output(x.shape, out_dt)
     else:
         if (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
                 or not out.flags.c_contiguous or not out.flags.writeable):
@@ -302,7 +352,7 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):
     xin = xin.view(np.uint8) if x.dtype.itemsize == 1 else xin.view(
         np.uint16 if x.dtype.itemsize == 2 else np.int32)
     lvl = _k.dequantize(xin, _DQ_IN[x.dtype], y.reshape(-1), _F_NAMES[out_dt], sf, zf,
-                        outer, D, inner, cap, 0, block, 0 if out is None else -1)
+                        outer, D, inner, cap, 0, block, 0 if (out is None and not recycled) else -1)
     return y, kernel_name("dequantize", _DQ_IN[x.dtype], _F_NAMES[out_dt], lvl)
 
 
@@ -340,9 +390,9 @@ def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
     # ------------------------------------------------------------------------------
     if not (np.isfinite(scale) and scale > 0):
         return None
-    y = np.empty(x.shape, np.uint8)
+    y, recycled = _new_output(x.shape, np.uint8)
     lvl = _k.quantize(xc.reshape(-1), "float32", y.reshape(-1), "uint8",
                       np.array([scale], np.float32), np.array([int(zp)], np.int32),
-                      1, 1, x.size, False, cap, 0, 0, 0)
+                      1, 1, x.size, False, cap, 0, 0, -1 if recycled else 0)
     return ((y, np.asarray(scale, _F32), np.asarray(zp, np.uint8)),
             kernel_name("dynamic_quantize", "float32", "uint8", lvl))

@@ -174,3 +174,34 @@ def test_show_config():
     buf = io.StringIO()
     _config.show_config(file=buf, as_json=True)
     assert json.loads(buf.getvalue())["version"] == refquant.__version__
+
+
+def test_output_buffer_pool_never_overwrites_a_live_result():
+    """Large outputs come from recycled buffers; a result (or a view of it) still referenced is
+    never handed out again, and recycled results equal the reference."""
+    import refquant
+    from refquant import _quant_fast as qf
+    rng = np.random.default_rng(0)
+    n = (1 << 20) + 17
+    xs = [(rng.standard_normal(n) * 50).astype(np.float32) for _ in range(3)]
+    qs = [refquant.quantize_linear(x, np.float32(0.3), np.int8(1)) for x in xs]   # all alive
+    view = qs[0][5:9]
+    for x, q in zip(xs, qs):
+        np.testing.assert_array_equal(q, refquant.reference.quantize_linear(x, np.float32(0.3),
+                                                                            np.int8(1)))
+    assert len({q.__array_interface__["data"][0] for q in qs}) == 3
+    keep = view.copy()
+    freed = {q.__array_interface__["data"][0] for q in qs[1:]}
+    del qs
+    q2 = refquant.quantize_linear(xs[1], np.float32(0.3), np.int8(1))   # reuses qs[1] or qs[2]
+    assert q2.__array_interface__["data"][0] in freed
+    np.testing.assert_array_equal(view, keep)          # the buffer behind `view` is untouched
+    np.testing.assert_array_equal(q2, refquant.reference.quantize_linear(xs[1], np.float32(0.3),
+                                                                         np.int8(1)))
+    qi = refquant.quantize_linear(xs[2], np.float32(0.3), np.int8(1))
+    d = refquant.dequantize_linear(qi, np.float32(0.3), np.int8(1))
+    d2 = refquant.dequantize_linear(q2, np.float32(0.3), np.int8(1))
+    assert d.__array_interface__["data"][0] != d2.__array_interface__["data"][0]
+    np.testing.assert_array_equal(d, refquant.reference.dequantize_linear(qi, np.float32(0.3),
+                                                                          np.int8(1)))
+    qf.release_buffers()
