@@ -38,7 +38,8 @@ static void amx_config(void) {
 
 #define DEF_KERNELS(SFX, OP)                                                                        \
 static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
-                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc) {              \
+                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc,  \
+                      ptrdiff_t bnext) {                                                          \
     if (acc) {                                                                                    \
         _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4);                          \
         _tile_loadd(2, out + 16 * ldo, ldo * 4); _tile_loadd(3, out + 16 * ldo + 16, ldo * 4);    \
@@ -51,7 +52,11 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     for (int kc = 0; kc < nkc - 1; kc++) {                                                        \
         const size_t nb = (size_t)(kc + 1) * 1024;                                                \
         if (RQ_PF) {                                                                              \
-            const char *pf0 = (const char *)b0 + nb + 1024, *pf1 = (const char *)b1 + nb + 1024;  \
+            /* B two chunks ahead; past the end of this K range, the next panel pair's first  \
+             * chunks (prefetch never faults) */                                                  \
+            const ptrdiff_t pfo = kc + 2 < nkc ? (ptrdiff_t)(kc + 2) * 1024                       \
+                                               : bnext + (ptrdiff_t)(kc + 2 - nkc) * 1024;        \
+            const char *pf0 = (const char *)b0 + pfo, *pf1 = (const char *)b1 + pfo;              \
             const char *pa0 = (const char *)a0 + koff[kc + 1], *pa1 = (const char *)a1 + koff[kc + 1]; \
             for (int l = 0; l < 16; l++) {                                                        \
                 _mm_prefetch(pf0 + l * 64, _MM_HINT_T0); _mm_prefetch(pf1 + l * 64, _MM_HINT_T0); \
@@ -150,13 +155,14 @@ static void amx_task(void *ctx, int64_t t) {
                 const uint8_t *b0 = pb->data + (size_t)p * Kp * 16 + (size_t)kc0 * 1024;
                 const uint8_t *b1 = b0 + (size_t)Kp * 16;
                 int32_t *out = strip + (pp - pp0) * 32;
+                const ptrdiff_t bnext = (ptrdiff_t)Kp * 32;   /* the next panel pair */
                 if (sgn) {
-                    if (two_i && two_j) k22_ss(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
+                    if (two_i && two_j) k22_ss(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc, bnext);
                     else if (two_j) k12_ss(a0, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
                     else if (two_i) k21_ss(a0, a1, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
                     else k11_ss(a0, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
                 } else {
-                    if (two_i && two_j) k22_us(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
+                    if (two_i && two_j) k22_us(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc, bnext);
                     else if (two_j) k12_us(a0, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
                     else if (two_i) k21_us(a0, a1, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
                     else k11_us(a0, koff, A->a_tile_stride, b0, nk, out, ldo, acc);

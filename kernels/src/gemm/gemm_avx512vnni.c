@@ -53,8 +53,13 @@ static void packb_cg(void *ctx, int64_t cgi) {
     const int npan = imin(4, (Np - c0) / 16);
     __m512i cs[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                      _mm512_setzero_si512()};
+    const int pfd = 2;   /* k-groups ahead (measured: 2 beats 0, 4, 8 slightly) */
     for (int g = 0; g < Kp / 4; g++) {
         __m512i r[4];
+        if (pfd > 0) for (int q = 0; q < 4; q++) {   /* the strided rows pfd groups ahead */
+            int k = 4 * (g + pfd) + q;
+            if (k < K) _mm_prefetch((const char *)(B + (ptrdiff_t)k * b_rs + c0), _MM_HINT_T0);
+        }
         for (int q = 0; q < 4; q++) {
             int k = 4 * g + q;
             if (k < K) {
