@@ -39,6 +39,7 @@ import tempfile
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = "kernels"
@@ -242,4 +243,18 @@ def _extensions():
     )
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": RQBuildExt})
+class RQBuildPy(build_py):
+    """Also ship the golden cases (``golden/**/*.npz``) as ``refquant/_golden`` in the wheel, so
+    ``refquant conformance`` finds them after a plain ``pip install .`` from any directory."""
+
+    def run(self):
+        super().run()
+        src = os.path.join(HERE, "golden")
+        dst = os.path.join(self.build_lib, "refquant", "_golden")
+        for f in sorted(glob.glob(os.path.join(src, "**", "*.npz"), recursive=True)):
+            rel = os.path.relpath(f, src)
+            os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
+            shutil.copyfile(f, os.path.join(dst, rel))
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": RQBuildExt, "build_py": RQBuildPy})

@@ -117,7 +117,12 @@ def main(argv=None):
     if run is None:
         parser.print_help()
         return 0
-    rc = run(args)
+    try:
+        rc = run(args)
+    except BrokenPipeError:              # e.g. `refquant conformance | head`: stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0 if rc is None else int(rc)
 
 
