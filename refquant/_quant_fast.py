@@ -376,18 +376,7 @@ def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
     mn, mx, bad, _ = _k.minmax(xc.reshape(-1), cap)
     if bad:
         return None     # the reference raises for NaN/Inf input
-    # --- the reference's formula, step for step (refquant/reference/quantize.py) ---
-    qmin, qmax = 0, 255
-    hi = np.float32(max(0.0, float(mx)))
-    lo = np.float32(min(0.0, float(mn)))
-    if hi == lo:
-        scale = np.float32(prof.dql_zero_range_scale)
-    else:
-        scale = np.float32(np.float32(hi - lo) / np.float32(qmax - qmin))
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        izp = np.float32(np.float32(qmin) - np.float32(lo / scale))
-    zp = np.uint8(np.rint(np.clip(izp, np.float32(qmin), np.float32(qmax))))
-    # ------------------------------------------------------------------------------
+    scale, zp = _rq.dynamic_qparams(mn, mx, prof)       # the reference's own formula
     if not (np.isfinite(scale) and scale > 0):
         return None
     y, recycled = _new_output(x.shape, np.uint8)

@@ -484,40 +484,35 @@ def _to_integer(xs, inv, v, zb, out_dt, prof, P):
     return q.astype(out_dt)
 
 
-def _vector_and_tail(prof, x, y_scale, y_zero_point, kw):
-    """q_vector_width = w > 0: full blocks of w elements (flattened, C order) follow the profile's
-    fields; the last n mod w elements follow its "tail" override (an engine's scalar remainder
-    loop).  Both halves are the ordinary quantize_linear with q_vector_width = 0."""
+def _blocks_and_tail(op, func, width_field, prof, x, scale, zero_point, kw):
+    """``<width_field>`` = w > 0: full blocks of w elements (flattened, C order) follow the
+    profile's fields; the last n mod w elements follow its "tail" override (an engine's scalar
+    remainder loop).  Both halves are the ordinary op with the width set to 0."""
     import dataclasses
-    w = prof.q_vector_width
-    main = dataclasses.replace(prof, q_vector_width=0)
-    tail = dataclasses.replace(prof.for_op("QuantizeLinear", tail=True), q_vector_width=0)
-    y = quantize_linear(x, y_scale, y_zero_point, profile=main, **kw)
+    w = getattr(prof, width_field)
+    main = dataclasses.replace(prof, **{width_field: 0})
+    tail = dataclasses.replace(prof.for_op(op, tail=True), **{width_field: 0})
+    y = func(x, scale, zero_point, profile=main, **kw)
     n = y.size
     cut = n - n % w
     if cut < n:
-        yt = quantize_linear(x, y_scale, y_zero_point, profile=tail, **kw)
+        yt = func(x, scale, zero_point, profile=tail, **kw)
         flat = y.reshape(-1).copy()
         flat[cut:] = yt.reshape(-1)[cut:]
         y = flat.reshape(y.shape)
     return y
+
+
+def _vector_and_tail(prof, x, y_scale, y_zero_point, kw):
+    """q_vector_width = w > 0 (see ``_blocks_and_tail``)."""
+    return _blocks_and_tail("QuantizeLinear", quantize_linear, "q_vector_width", prof, x, y_scale,
+                            y_zero_point, kw)
 
 
 def _dq_vector_and_tail(prof, x, x_scale, x_zero_point, kw):
-    """dq_vector_width = w > 0: as ``_vector_and_tail`` for DequantizeLinear."""
-    import dataclasses
-    w = prof.dq_vector_width
-    main = dataclasses.replace(prof, dq_vector_width=0)
-    tail = dataclasses.replace(prof.for_op("DequantizeLinear", tail=True), dq_vector_width=0)
-    y = dequantize_linear(x, x_scale, x_zero_point, profile=main, **kw)
-    n = y.size
-    cut = n - n % w
-    if cut < n:
-        yt = dequantize_linear(x, x_scale, x_zero_point, profile=tail, **kw)
-        flat = y.reshape(-1).copy()
-        flat[cut:] = yt.reshape(-1)[cut:]
-        y = flat.reshape(y.shape)
-    return y
+    """dq_vector_width = w > 0 (see ``_blocks_and_tail``)."""
+    return _blocks_and_tail("DequantizeLinear", dequantize_linear, "dq_vector_width", prof, x,
+                            x_scale, x_zero_point, kw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -608,6 +603,22 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
 # --------------------------------------------------------------------------------------------
 # DynamicQuantizeLinear
 # --------------------------------------------------------------------------------------------
+def dynamic_qparams(xmin, xmax, prof):
+    """DynamicQuantizeLinear's (y_scale float32, y_zero_point uint8) from the input's min/max,
+    every step in float32 (shared by the reference and the fast kernels' glue)."""
+    qmin, qmax = 0, 255
+    hi = np.float32(max(0.0, float(xmax)))
+    lo = np.float32(min(0.0, float(xmin)))
+    if hi == lo:
+        scale = np.float32(prof.dql_zero_range_scale)
+    else:
+        scale = np.float32(np.float32(hi - lo) / np.float32(qmax - qmin))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        izp = np.float32(np.float32(qmin) - np.float32(lo / scale))
+    zp = np.uint8(np.rint(np.clip(izp, np.float32(qmin), np.float32(qmax))))
+    return scale, zp
+
+
 def dynamic_quantize_linear(x, *, profile="onnx", opset=None):
     """ONNX DynamicQuantizeLinear (uint8): returns ``(y, y_scale, y_zero_point)``.
 
@@ -626,16 +637,7 @@ def dynamic_quantize_linear(x, *, profile="onnx", opset=None):
     if x.size and not np.isfinite(x).all():
         raise ValueError("x: DynamicQuantizeLinear of an input holding NaN or Inf is undefined "
                          "(the range, hence the scale, would not be finite)")
-    qmin, qmax = 0, 255
-    hi = np.float32(max(0.0, float(x.max()))) if x.size else np.float32(0)
-    lo = np.float32(min(0.0, float(x.min()))) if x.size else np.float32(0)
-    if hi == lo:
-        scale = np.float32(prof.dql_zero_range_scale)
-    else:
-        scale = np.float32(np.float32(hi - lo) / np.float32(qmax - qmin))
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        izp = np.float32(np.float32(qmin) - np.float32(lo / scale))
-    zp = np.uint8(np.rint(np.clip(izp, np.float32(qmin), np.float32(qmax))))
+    scale, zp = dynamic_qparams(x.min() if x.size else 0.0, x.max() if x.size else 0.0, prof)
     y = quantize_linear(x, np.asarray(scale, _F32), np.asarray(zp, np.uint8), profile=prof,
                         opset=opset)
     return y, np.asarray(scale, _F32), np.asarray(zp, np.uint8)
