@@ -286,6 +286,24 @@ def test_matmul_integer_lean_path_same_semantics():
         refquant.matmul_integer(_rand(rng, np.uint8, (4, 5)), _rand(rng, np.int8, (6, 7)))
 
 
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_int32_direct_blocks(isa_cap):
+    """int32 output with at most a per-column correction (int8 B with zero point 0): the AMX path
+    stores whole 32x32 blocks straight into the output with -colfix folded into the accumulator
+    start; edge blocks, several K passes (K > 1024), int8 / uint8 A, packed or plain B."""
+    rng = np.random.default_rng(13)
+    for (M, N, K) in ((64, 96, 1100), (48, 80, 2048), (33, 50, 1030), (32, 32, 64), (96, 64, 200)):
+        for at in (np.uint8, np.int8):
+            A = _rand(rng, at, (M, K))
+            B = _rand(rng, np.int8, (K, N))
+            for za in (at(0), at(5), at(255 if at == np.uint8 else -128)):
+                want = R.matmul_integer(A, B, za, np.int8(0))
+                got = F.matmul_integer(A, B, za, np.int8(0), profile=ONNX)
+                _check(got[0], want, f"direct {at.__name__} M={M} N={N} K={K} za={za} {got[1]}")
+                got = refquant.matmul_integer(A, refquant.pack_weights(B), za, np.int8(0))
+                _check(got, want, f"direct packed {at.__name__} M={M} N={N} K={K} za={za}")
+
+
 def test_packed_weights_are_a_copy():
     B = np.arange(12, dtype=np.int8).reshape(3, 4)
     pw = refquant.pack_weights(B)

@@ -36,14 +36,18 @@ static void amx_config(void) {
     _tile_loadconfig(&c);
 }
 
+/* accumulator start: zero, or (ci) one row of 16 int32 column constants in every row (a
+ * stride-0 tile load): sums then start from -colfix[j], folded in exactly (wraparound) */
+#define CINIT(t, cp) do { if (ci) _tile_loadd(t, (cp), 0); else _tile_zero(t); } while (0)
+
 #define DEF_KERNELS(SFX, OP)                                                                        \
 static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
                       const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc,  \
-                      ptrdiff_t bnext) {                                                          \
+                      ptrdiff_t bnext, const int32_t *ci) {                                       \
     if (acc) {                                                                                    \
         _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4);                          \
         _tile_loadd(2, out + 16 * ldo, ldo * 4); _tile_loadd(3, out + 16 * ldo + 16, ldo * 4);    \
-    } else { _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); }                        \
+    } else { CINIT(0, ci); CINIT(1, ci + 16); CINIT(2, ci); CINIT(3, ci + 16); }                  \
     /* each operand tile is reloaded right after its last use in the step (no tile renaming) */   \
     _tile_loadd(4, a0 + koff[0], as);                                                             \
     _tile_loadd(6, b0, 64);                                                                       \
@@ -79,9 +83,10 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     _tile_stored(2, out + 16 * ldo, ldo * 4); _tile_stored(3, out + 16 * ldo + 16, ldo * 4);                             \
 }                                                                                                 \
 static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
-                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc) {              \
+                      const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc,  \
+                      const int32_t *ci) {                                                        \
     if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4); }                \
-    else { _tile_zero(0); _tile_zero(1); }                                                        \
+    else { CINIT(0, ci); CINIT(1, ci + 16); }                                                     \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
@@ -92,9 +97,9 @@ static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
     _tile_stored(0, out, ldo * 4); _tile_stored(1, out + 16, ldo * 4);                                    \
 }                                                                                                 \
 static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
-                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc) {                                 \
+                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc, const int32_t *ci) { \
     if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(2, out + 16 * ldo, ldo * 4); }          \
-    else { _tile_zero(0); _tile_zero(2); }                                                        \
+    else { CINIT(0, ci); CINIT(2, ci); }                                                          \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(5, a1 + koff[kc], as);                                                        \
@@ -105,8 +110,8 @@ static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     _tile_stored(0, out, ldo * 4); _tile_stored(2, out + 16 * ldo, ldo * 4);                                   \
 }                                                                                                 \
 static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
-                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc) {                                 \
-    if (acc) _tile_loadd(0, out, ldo * 4); else _tile_zero(0);                                   \
+                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc, const int32_t *ci) { \
+    if (acc) _tile_loadd(0, out, ldo * 4); else { CINIT(0, ci); }                                 \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
         _tile_loadd(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
@@ -121,6 +126,9 @@ DEF_KERNELS(ss, _tile_dpbssd)
 typedef struct {
     const rq_amx_a *A; const rq_packed_b *pb; const rq_epi *e; rq_epi_fn epi;
     int M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn;
+    int dc;                  /* direct mode: int32 output, corrections at most colfix */
+    const int32_t *cinit;    /* direct mode: -colfix[j] (Np + 32 entries) or NULL */
+    rq_epi e2;               /* direct mode: e without colfix (edge blocks: a plain copy) */
 } amx_job;
 
 /* one task: row chunk rc x column block jb.  Tiles are configured and released per task, so a
@@ -154,23 +162,33 @@ static void amx_task(void *ctx, int64_t t) {
                 const int p = 2 * pp, two_j = p + 1 < npan;
                 const uint8_t *b0 = pb->data + (size_t)p * Kp * 16 + (size_t)kc0 * 1024;
                 const uint8_t *b1 = b0 + (size_t)Kp * 16;
-                int32_t *out = strip + (pp - pp0) * 32;
+                const int j = p * 16;
+                /* direct mode: whole 32x32 blocks go straight into C (no strip, no epilogue) */
+                const int full = J->dc && two_i && two_j && i0 + 32 <= M && j + 32 <= N;
+                int32_t *out = full ? (int32_t *)J->e->C + (ptrdiff_t)i0 * J->e->c_rs + j
+                                    : strip + (pp - pp0) * 32;
+                const int ld = full ? (int)J->e->c_rs : ldo;
+                const int32_t *ci = J->cinit ? J->cinit + j : NULL;
                 const ptrdiff_t bnext = (ptrdiff_t)Kp * 32;   /* the next panel pair */
                 if (sgn) {
-                    if (two_i && two_j) k22_ss(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc, bnext);
-                    else if (two_j) k12_ss(a0, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
-                    else if (two_i) k21_ss(a0, a1, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
-                    else k11_ss(a0, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
+                    if (two_i && two_j) k22_ss(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, bnext, ci);
+                    else if (two_j) k12_ss(a0, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, ci);
+                    else if (two_i) k21_ss(a0, a1, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);
+                    else k11_ss(a0, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);
                 } else {
-                    if (two_i && two_j) k22_us(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc, bnext);
-                    else if (two_j) k12_us(a0, koff, A->a_tile_stride, b0, b1, nk, out, ldo, acc);
-                    else if (two_i) k21_us(a0, a1, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
-                    else k11_us(a0, koff, A->a_tile_stride, b0, nk, out, ldo, acc);
+                    if (two_i && two_j) k22_us(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, bnext, ci);
+                    else if (two_j) k12_us(a0, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, ci);
+                    else if (two_i) k21_us(a0, a1, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);
+                    else k11_us(a0, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);
                 }
+                if (J->dc && !full && kc0 + kcb >= nkc)   /* an edge block: copy out its part */
+                    J->epi(&J->e2, i0, mi, j, imin(32, N - j), out, ldo);
             }
         }
-        const int j0 = pp0 * 32;
-        J->epi(J->e, i0, mi, j0, imin(N, pp1 * 32) - j0, strip, ldo);
+        if (!J->dc) {
+            const int j0 = pp0 * 32;
+            J->epi(J->e, i0, mi, j0, imin(N, pp1 * 32) - j0, strip, ldo);
+        }
     }
     _tile_release();
     rq_aligned_free(strip);
@@ -200,9 +218,24 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     const int njb = (npp + jbw - 1) / jbw;
     const int ntask = njb * nrc;
     const int sgn = A->a_signed;
-    amx_job J = {A, pb, e, epi, M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn};
+    amx_job J = {A, pb, e, epi, M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn, 0, NULL};
+    /* direct mode: raw sums need at most the per-column term colfix, which is folded into the
+     * accumulators' start (sum - colfix == (-colfix) + sum modulo 2^32), so whole blocks are
+     * the final int32 outputs */
+    int32_t *cinit = NULL;
+    if (e->out_type == RQ_OUT_S32 && e->c_cs == 1 && !e->rowfix && !e->za_row && !e->zb_col &&
+        !e->bias && e->c_rs >= N && e->c_rs <= (1 << 26) ) {
+        if (e->colfix) {
+            cinit = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(npan * 16 + 32));
+            if (!cinit) return RQ_ENOMEM;
+            for (int j = 0; j < npan * 16 + 32; j++)
+                cinit[j] = j < N ? (int32_t)(0u - (uint32_t)e->colfix[j]) : 0;
+        }
+        J.dc = 1; J.cinit = cinit; J.e2 = *e; J.e2.colfix = NULL;
+    }
     /* tasks claimed dynamically by the caller plus pool workers (rq_pool.h): no join waits on
      * a worker the scheduler has not started */
     rq_parallel(ntask, ntask > 1 ? nthreads : 1, amx_task, &J);
+    rq_aligned_free(cinit);
     return RQ_OK;
 }
