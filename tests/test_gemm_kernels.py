@@ -292,7 +292,8 @@ def test_int32_direct_blocks(isa_cap):
     stores whole 32x32 blocks straight into the output with -colfix folded into the accumulator
     start; edge blocks, several K passes (K > 1024), int8 / uint8 A, packed or plain B."""
     rng = np.random.default_rng(13)
-    for (M, N, K) in ((64, 96, 1100), (48, 80, 2048), (33, 50, 1030), (32, 32, 64), (96, 64, 200)):
+    for (M, N, K) in ((64, 96, 1100), (48, 80, 2048), (33, 50, 1030), (32, 32, 64), (96, 64, 200),
+                      (40, 48, 4200)):
         for at in (np.uint8, np.int8):
             A = _rand(rng, at, (M, K))
             B = _rand(rng, np.int8, (K, N))
@@ -302,6 +303,11 @@ def test_int32_direct_blocks(isa_cap):
                 _check(got[0], want, f"direct {at.__name__} M={M} N={N} K={K} za={za} {got[1]}")
                 got = refquant.matmul_integer(A, refquant.pack_weights(B), za, np.int8(0))
                 _check(got, want, f"direct packed {at.__name__} M={M} N={N} K={K} za={za}")
+    # several K passes (K > 4096) with the strip path: uint8 B (row corrections)
+    A = _rand(rng, np.uint8, (40, 4200))
+    B = _rand(rng, np.uint8, (4200, 48))
+    _check(F.matmul_integer(A, B, np.uint8(3), np.uint8(200), profile=ONNX)[0],
+           R.matmul_integer(A, B, np.uint8(3), np.uint8(200)), "K passes u8u8")
 
 
 def test_packed_weights_are_a_copy():

@@ -126,6 +126,7 @@ DEF_KERNELS(ss, _tile_dpbssd)
 typedef struct {
     const rq_amx_a *A; const rq_packed_b *pb; const rq_epi *e; rq_epi_fn epi;
     int M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn;
+    int kcmax;
     int dc;                  /* direct mode: int32 output, corrections at most colfix */
     const int32_t *cinit;    /* direct mode: -colfix[j] (Np + 32 entries) or NULL */
     rq_epi e2;               /* direct mode: e without colfix (edge blocks: a plain copy) */
@@ -147,9 +148,9 @@ static void amx_task(void *ctx, int64_t t) {
     int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
     if (!strip) return;
     amx_config();
-    /* K blocks of at most 8 chunks (512 bytes of K) when K is long: the A rows of a block stay
-     * in L1 over the column sweep; partial sums round-trip through the strip (tiles loaded back) */
-    const int kcb = nkc > 16 ? 16 : nkc;
+    /* K passes of at most kcmax chunks (K > 4096 only): partial sums round-trip through the
+     * strip (tiles loaded back) */
+    const int kcb = nkc > J->kcmax ? J->kcmax : nkc;
     for (int ib2 = rc * rchunk; ib2 < imin(J->nib2, (rc + 1) * rchunk); ib2++) {
         const int ib = 2 * ib2, two_i = ib + 1 < nib;
         const uint8_t *a0 = A->abase + (ptrdiff_t)ib * A->a_ib_stride;
@@ -199,6 +200,9 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     const int nib = A->nib, npan = pb->Np / 16;
     const int nib2 = (nib + 1) / 2, npp = (npan + 1) / 2;
     if (!rq_amx_enable()) return RQ_ENOISA;
+    /* K chunks per pass: one pass up to K = 4096 (measured at K = 2048 / 4096: single pass with
+     * direct int32 blocks beats 1 KiB K blocks with partial sums round-tripping) */
+    const int kcmax = 64;
     rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
     /* column blocks (panel pairs) sized so a block of packed B stays in L2 */
     const long l2b = 512 * 1024;   /* bytes of packed B per column block (tuned on SPR) */
@@ -218,14 +222,14 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     const int njb = (npp + jbw - 1) / jbw;
     const int ntask = njb * nrc;
     const int sgn = A->a_signed;
-    amx_job J = {A, pb, e, epi, M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn, 0, NULL};
+    amx_job J = {A, pb, e, epi, M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn, kcmax, 0, NULL};
     /* direct mode: raw sums need at most the per-column term colfix, which is folded into the
      * accumulators' start (sum - colfix == (-colfix) + sum modulo 2^32), so whole blocks are
      * the final int32 outputs */
     int32_t *cinit = NULL;
     if (e->out_type == RQ_OUT_S32 && e->c_cs == 1 && !e->rowfix && !e->za_row && !e->zb_col &&
         !e->bias && e->c_rs >= N && e->c_rs <= (1 << 26) &&
-        nkc <= 16 /* one K pass (measured: partial sums through C lose at K = 2048) */) {
+        nkc <= kcmax /* one K pass (measured: partial sums through C lose at K = 2048) */) {
         if (e->colfix) {
             cinit = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(npan * 16 + 32));
             if (!cinit) return RQ_ENOMEM;
