@@ -31,8 +31,15 @@
  *   gemm_avx2.c / gemm_avx512.c      int16 vpmaddwd GEMM
  *   gemm_avx512vnni.c    VNNI-4 B packing, 8x32 vpdpbusd GEMM on packed B, GEMV (M <= 4) on plain B
  *   gemm_amx.c           2x2-tile tdpbusd/tdpbssd GEMM: 32x32 C blocks, column blocks of packed B
- *                        sized for L2, K blocks of 1 KiB, raw sums stored into a row strip and the
- *                        epilogue run over it
+ *                        sized for L2, one K pass up to K = 4096 (longer K: passes of 4 KiB);
+ *                        int32 output with at most the per-column correction (za * colterm, e.g.
+ *                        u8 x s8 with b_zp = 0): accumulators start from -colfix (stride-0 tile
+ *                        load; exact mod 2^32) and whole blocks are stored straight into C;
+ *                        otherwise raw sums go into a row strip and the epilogue runs over it
+ *                        (measured: an epilogue per block or interleaved with the tile
+ *                        instructions is slower than the strip)
+ *   plain B, AMX         packed whole when packed B <= 768 KiB, else just in time per L2-sized
+ *                        column block (gemm.c gemm_amx_jit) so packed B never leaves L2
  *   gemm_epi_avx512.c    vector epilogue (same lane-wise operations as the scalar one)
  *   conv.c               conv driver: implicit AMX conv, 1x1 as W.X GEMM, depthwise, im2col + GEMM
  *   conv_avx512.c        byte transposes (NCHW <-> NHWC), depthwise direct kernel
