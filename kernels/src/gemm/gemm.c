@@ -3,6 +3,7 @@
  * rq_isa_level() allows.  See rq_gemm.h for the semantics. */
 #include "rq_gemm.h"
 #include "../common/rq_cpu.h"
+#include "../common/rq_pool.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -485,6 +486,32 @@ static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, rq_amx_a *A
  * RQ_AMX_BLOCK_BYTES of packed B, each packed (VNNI-4, its column sums) into one reused buffer
  * and consumed while it is in L2, instead of the whole packed B making a round trip through
  * L3 / DRAM.  Same integer sums and epilogue as the whole-B path, so the same bits. */
+/* with threads: column slices claimed dynamically, each packed and computed (all rows) by
+ * the thread that claims it, so packed B never crosses cores */
+typedef struct {
+    const rq_gemm_args *a; const rq_amx_a *A; const rq_epi *e; epi_bufs *bf; int32_t *csum;
+    int Kp, bw, db; volatile int err;
+} jit_job;
+
+static void jit_slice(void *ctx, int64_t t) {
+    jit_job *J = (jit_job *)ctx;
+    const rq_gemm_args *a = J->a;
+    const int c0 = (int)t * J->bw, n = imin(J->bw, a->N - c0);
+    uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)J->Kp * rup(n, 64));
+    if (!buf) { J->err = RQ_ENOMEM; return; }
+    rq_packed_b blk;
+    blk.data = buf; blk.csum = J->csum + c0; blk.K = a->K; blk.N = n; blk.Kp = J->Kp;
+    blk.Np = rup(n, 16); blk.b_signed = a->b_signed;
+    int rc = rq_pack_b_rows__avx512vnni(&blk, a->B + c0, a->b_rs, 1);
+    if (rc == RQ_OK) {
+        epi_fill_cols(J->bf, a, 0, J->db, J->csum, c0, c0 + n);
+        rq_epi eb; epi_shift_cols(&eb, J->e, c0, n);
+        rc = rq_gemm_amx__amx(J->A, &blk, &eb, 1);
+    }
+    if (rc != RQ_OK) J->err = rc;
+    rq_aligned_free(buf);
+}
+
 static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) {
     const int N = a->N, K = a->K;
     const int Kp = rup(K > 0 ? K : 1, 64), Np = rup(N, 16);
@@ -499,7 +526,15 @@ static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) 
     int rc = (csum && buf) ? RQ_OK : RQ_ENOMEM;
     if (rc == RQ_OK) rc = amx_prep_a(a, Kp, db, nt, &A, &ap, &rsum, &koff);
     if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, db, rsum, NULL);
-    for (int c0 = 0; rc == RQ_OK && c0 < N; c0 += bw) {
+    if (rc == RQ_OK && nt > 1) {
+        /* slices: at least 2 per thread, at most bw columns, whole 64-column groups */
+        int sw = rup((N + 2 * nt - 1) / (2 * nt), 64);
+        if (sw > bw) sw = bw;
+        jit_job J = {a, &A, e, bf, csum, Kp, sw, db, RQ_OK};
+        rq_parallel((N + sw - 1) / sw, nt, jit_slice, &J);
+        rc = J.err;
+    }
+    for (int c0 = 0; rc == RQ_OK && nt <= 1 && c0 < N; c0 += bw) {
         const int n = imin(bw, N - c0);
         rq_packed_b blk;
         blk.data = buf; blk.csum = csum + c0; blk.K = K; blk.N = n; blk.Kp = Kp;
@@ -636,7 +671,10 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     if (!pb && kern == RQ_K_AMX && a->b_cs == 1 && isa >= RQ_ISA_AVX512VNNI &&
         rq_pack_b_rows__avx512vnni) {
         const size_t Kp0 = (size_t)rup(K > 0 ? K : 1, 64), Np0 = (size_t)rup(N, 16);
-        if (Kp0 * Np0 > (size_t)RQ_JIT_MIN_BYTES) return gemm_amx_jit(a, &e, &bf, nt);
+        /* one thread: just in time when packed B is large; threads: column slices when there
+         * are at least two 64-column slices per thread */
+        if ((nt <= 1 && Kp0 * Np0 > (size_t)RQ_JIT_MIN_BYTES) || (nt > 1 && N >= 128 * nt))
+            return gemm_amx_jit(a, &e, &bf, nt);
     }
     if (!pb) {
         own = rq_pack_b(a->B, a->b_rs, a->b_cs, K, N, a->b_signed, isa, nt);
