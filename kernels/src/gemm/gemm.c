@@ -128,7 +128,7 @@ static rq_packed_b *pb_alloc(int K, int N, int b_signed) {
 /* generic packing: B_used[k, n] = B[k, n] ^ (b_signed ? 0 : 0x80), zero padding */
 static void pack_b_generic(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs) {
     const int K = pb->K, N = pb->N, Kp = pb->Kp, Np = pb->Np;
-    const uint8_t x = pb->b_signed ? 0 : 0x80;
+    const uint8_t x = (pb->b_signed || pb->b_raw) ? 0 : 0x80;
     memset(pb->data, 0, (size_t)Kp * Np);
     for (int n = 0; n < Np; n++) pb->csum[n] = 0;
     for (int n = 0; n < N; n++) {
@@ -137,16 +137,17 @@ static void pack_b_generic(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, pt
         for (int k = 0; k < K; k++) {
             uint8_t v = B[k * b_rs + n * b_cs] ^ x;
             panel[(k / 4) * 64 + (k % 4)] = v;
-            s += (uint32_t)(int32_t)(int8_t)v;
+            s += pb->b_raw ? (uint32_t)v : (uint32_t)(int32_t)(int8_t)v;
         }
         pb->csum[n] = (int32_t)s;
     }
 }
 
-rq_packed_b *rq_pack_b(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, int N, int b_signed,
-                       int isa, int nthreads) {
+static rq_packed_b *pack_b_mode(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, int N,
+                                int b_signed, int raw, int isa, int nthreads) {
     rq_packed_b *pb = pb_alloc(K, N, b_signed);
     if (!pb) return NULL;
+    pb->b_raw = raw && !b_signed;
     if (isa < 0) isa = rq_isa_level();
     if (nthreads <= 0) nthreads = rq_num_threads();
     if (b_cs == 1 && isa >= RQ_ISA_AVX512VNNI && rq_pack_b_rows__avx512vnni)
@@ -154,6 +155,11 @@ rq_packed_b *rq_pack_b(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, 
     else
         pack_b_generic(pb, B, b_rs, b_cs);
     return pb;
+}
+
+rq_packed_b *rq_pack_b(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, int N, int b_signed,
+                       int isa, int nthreads) {
+    return pack_b_mode(B, b_rs, b_cs, K, N, b_signed, 0, isa, nthreads);
 }
 
 rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
@@ -374,7 +380,9 @@ static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
 #ifndef RQ_JIT_MIN_BYTES
 #define RQ_JIT_MIN_BYTES (768 * 1024)
 #endif
+#ifndef RQ_AMX_BLOCK_BYTES
 #define RQ_AMX_BLOCK_BYTES (512 * 1024)
+#endif
 
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
 #define RQ_GEMV_MAX_M 4
@@ -454,7 +462,11 @@ static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int ne
 static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, rq_amx_a *A, uint8_t **ap,
                       int32_t **rsum, int64_t **koff) {
     const int M = a->M, K = a->K, nib = (M + 15) / 16, nkc = Kp / 64;
+    /* tiles straight from the caller's rows only when every tile row is one whole cache line
+     * (measured: a 16- or 1-byte offset costs 25-35% of the AMX kernel at 128x768x768 and
+     * 512^3; the copy costs a few microseconds) */
     const int direct = a->a_cs == 1 && K % 64 == 0 && M % 16 == 0 && K > 0 &&
+                       ((uintptr_t)a->A % 64) == 0 && a->a_rs % 64 == 0 &&
                        a->a_rs >= K && a->a_rs <= 960;  /* longer rows: L1 set conflicts (measured) */
     *ap = direct ? NULL : (uint8_t *)rq_aligned_alloc((size_t)nib * 16 * Kp);
     *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
@@ -501,7 +513,7 @@ static void jit_slice(void *ctx, int64_t t) {
     if (!buf) { J->err = RQ_ENOMEM; return; }
     rq_packed_b blk;
     blk.data = buf; blk.csum = J->csum + c0; blk.K = a->K; blk.N = n; blk.Kp = J->Kp;
-    blk.Np = rup(n, 16); blk.b_signed = a->b_signed;
+    blk.Np = rup(n, 16); blk.b_signed = a->b_signed; blk.b_raw = !a->b_signed;
     int rc = rq_pack_b_rows__avx512vnni(&blk, a->B + c0, a->b_rs, 1);
     if (rc == RQ_OK) {
         epi_fill_cols(J->bf, a, 0, J->db, J->csum, c0, c0 + n);
@@ -515,7 +527,7 @@ static void jit_slice(void *ctx, int64_t t) {
 static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) {
     const int N = a->N, K = a->K;
     const int Kp = rup(K > 0 ? K : 1, 64), Np = rup(N, 16);
-    const int db = a->b_signed ? 0 : -128;
+    const int db = 0;   /* uint8 B packed raw (tdpbuud / tdpbsud): zb_u = zb */
     int bw = (int)(RQ_AMX_BLOCK_BYTES / ((size_t)Kp * 64)) * 64;   /* whole 64-column groups */
     if (bw < 64) bw = 64;
     if (bw > Np) bw = Np;
@@ -538,7 +550,7 @@ static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) 
         const int n = imin(bw, N - c0);
         rq_packed_b blk;
         blk.data = buf; blk.csum = csum + c0; blk.K = K; blk.N = n; blk.Kp = Kp;
-        blk.Np = rup(n, 16); blk.b_signed = a->b_signed;
+        blk.Np = rup(n, 16); blk.b_signed = a->b_signed; blk.b_raw = !a->b_signed;
         rc = rq_pack_b_rows__avx512vnni(&blk, a->B + c0, a->b_rs, nt);
         if (rc != RQ_OK) break;
         epi_fill_cols(bf, a, 0, db, csum, c0, c0 + n);
@@ -677,7 +689,8 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
             return gemm_amx_jit(a, &e, &bf, nt);
     }
     if (!pb) {
-        own = rq_pack_b(a->B, a->b_rs, a->b_cs, K, N, a->b_signed, isa, nt);
+        /* AMX packs a uint8 B raw (tdpbuud / tdpbsud, no row-sum term for b_zp = 0) */
+        own = pack_b_mode(a->B, a->b_rs, a->b_cs, K, N, a->b_signed, kern == RQ_K_AMX, isa, nt);
         if (!own) return RQ_ENOMEM;
         pb = own;
     }
@@ -686,8 +699,9 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     if (kern == RQ_K_AMX) {
         rq_amx_a A;
         uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
-        rc = amx_prep_a(a, Kp, db, nt, &A, &ap, &rsum, &koff);
-        if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, 0, db, rsum, pb->csum);
+        const int dbp = pb->b_raw ? 0 : db;
+        rc = amx_prep_a(a, Kp, dbp, nt, &A, &ap, &rsum, &koff);
+        if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, 0, dbp, rsum, pb->csum);
         if (rc == RQ_OK) rc = rq_gemm_amx__amx(&A, pb, &e, nt);
         rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
         epi_free(&bf);

@@ -1,4 +1,5 @@
-/* gemm_amx.c -- AMX-INT8 integer GEMM: tdpbusd (uint8 A) / tdpbssd (int8 A) on B_used (int8).
+/* gemm_amx.c -- AMX-INT8 integer GEMM: tdpbusd (uint8 A) / tdpbssd (int8 A) on B_used (int8),
+ * tdpbuud / tdpbsud on a raw uint8 B (rq_packed_b.b_raw).
  *
  * Tiles: C 0..3 (2x2 blocks of 16x16 int32), A 4..5 (16 rows x 64 bytes), B 6..7 (16 k-groups x
  * 16 columns x 4 bytes, the VNNI-4 panel layout of rq_packed_b).  tdp* accumulate into int32 with
@@ -122,6 +123,8 @@ static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
 
 DEF_KERNELS(us, _tile_dpbusd)
 DEF_KERNELS(ss, _tile_dpbssd)
+DEF_KERNELS(uu, _tile_dpbuud)   /* raw uint8 B (rq_packed_b.b_raw) */
+DEF_KERNELS(su, _tile_dpbsud)
 
 typedef struct {
     const rq_amx_a *A; const rq_packed_b *pb; const rq_epi *e; rq_epi_fn epi;
@@ -171,17 +174,20 @@ static void amx_task(void *ctx, int64_t t) {
                 const int ld = full ? (int)J->e->c_rs : ldo;
                 const int32_t *ci = J->cinit ? J->cinit + j : NULL;
                 const ptrdiff_t bnext = (ptrdiff_t)Kp * 32;   /* the next panel pair */
-                if (sgn) {
-                    if (two_i && two_j) k22_ss(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, bnext, ci);
-                    else if (two_j) k12_ss(a0, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, ci);
-                    else if (two_i) k21_ss(a0, a1, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);
-                    else k11_ss(a0, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);
-                } else {
-                    if (two_i && two_j) k22_us(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, bnext, ci);
-                    else if (two_j) k12_us(a0, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, ci);
-                    else if (two_i) k21_us(a0, a1, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);
-                    else k11_us(a0, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);
+#define RQ_AMX_CALL(S)                                                                            \
+                do {                                                                              \
+                    if (two_i && two_j) k22_##S(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, bnext, ci); \
+                    else if (two_j) k12_##S(a0, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, ci); \
+                    else if (two_i) k21_##S(a0, a1, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci); \
+                    else k11_##S(a0, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);            \
+                } while (0)
+                switch (sgn) {   /* A int8: +1; B raw uint8: +2 */
+                case 0: RQ_AMX_CALL(us); break;
+                case 1: RQ_AMX_CALL(ss); break;
+                case 2: RQ_AMX_CALL(uu); break;
+                default: RQ_AMX_CALL(su); break;
                 }
+#undef RQ_AMX_CALL
                 if (J->dc && !full && kc0 + kcb >= nkc)   /* an edge block: copy out its part */
                     J->epi(&J->e2, i0, mi, j, imin(32, N - j), out, ldo);
             }
@@ -221,7 +227,7 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     }
     const int njb = (npp + jbw - 1) / jbw;
     const int ntask = njb * nrc;
-    const int sgn = A->a_signed;
+    const int sgn = (A->a_signed ? 1 : 0) + (pb->b_raw ? 2 : 0);
     amx_job J = {A, pb, e, epi, M, N, Kp, nkc, nib, npan, nib2, npp, jbw, rchunk, nrc, sgn, kcmax, 0, NULL};
     /* direct mode: raw sums need at most the per-column term colfix, which is folded into the
      * accumulators' start (sum - colfix == (-colfix) + sum modulo 2^32), so whole blocks are

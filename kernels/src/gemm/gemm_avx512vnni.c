@@ -14,6 +14,10 @@
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
+#ifndef RQ_PACK_PFG
+#define RQ_PACK_PFG 2   /* B packing: software prefetch this many k-groups (4 rows each) ahead */
+#endif
+
 /* 4x4 transpose of 128-bit lanes: out_P = (v0.lP, v1.lP, v2.lP, v3.lP) */
 static inline void lane_transpose(__m512i *v0, __m512i *v1, __m512i *v2, __m512i *v3) {
     __m512i t0 = _mm512_shuffle_i32x4(*v0, *v1, 0x44), t1 = _mm512_shuffle_i32x4(*v0, *v1, 0xEE);
@@ -45,7 +49,8 @@ static void packb_cg_range(const packb_job *J, int cg, int g0, int g1, __m512i *
     const uint8_t *B = J->B;
     const ptrdiff_t b_rs = J->b_rs;
     const int K = pb->K, N = pb->N, Kp = pb->Kp, Np = pb->Np;
-    const __m512i x = _mm512_set1_epi8(pb->b_signed ? 0 : (char)0x80);
+    const __m512i x = _mm512_set1_epi8((pb->b_signed || pb->b_raw) ? 0 : (char)0x80);
+    const int raw = pb->b_raw;
     const __m512i ones = _mm512_set1_epi8(1);
     const int c0 = cg * 64;
     const int nvalid = N - c0 >= 64 ? 64 : (N - c0 > 0 ? N - c0 : 0);
@@ -70,7 +75,7 @@ static void packb_cg_range(const packb_job *J, int cg, int g0, int g1, __m512i *
         lane_transpose(&v[0], &v[1], &v[2], &v[3]);
         for (int p = 0; p < npan; p++) {
             _mm512_store_si512((void *)(pb->data + (size_t)(cg * 4 + p) * Kp * 16 + (size_t)g * 64), v[p]);
-            cs[p] = _mm512_dpbusd_epi32(cs[p], ones, v[p]);
+            cs[p] = raw ? _mm512_dpbusd_epi32(cs[p], v[p], ones) : _mm512_dpbusd_epi32(cs[p], ones, v[p]);
         }
     }
 }
@@ -91,14 +96,15 @@ static void packb_cg(void *ctx, int64_t t) {
         const int gf = K / 4;   /* k-groups with 4 valid rows */
         const int c0 = cga * 64;
         const __m512i ones = _mm512_set1_epi8(1);
-        const __m512i x = _mm512_set1_epi8(pb->b_signed ? 0 : (char)0x80);
+        const __m512i x = _mm512_set1_epi8((pb->b_signed || pb->b_raw) ? 0 : (char)0x80);
+    const int raw = pb->b_raw;
         uint8_t *da = pb->data + (size_t)(cga * 4) * Kp * 16, *db = pb->data + (size_t)(cgb * 4) * Kp * 16;
         const size_t ps = (size_t)Kp * 16;
         for (int g = 0; g < gf; g++) {
             const uint8_t *rp = B + (ptrdiff_t)(4 * g) * b_rs + c0;
-            if (g + 2 < gf) for (int q = 0; q < 4; q++) {
-                _mm_prefetch((const char *)(rp + (8 + q) * b_rs), _MM_HINT_T0);
-                _mm_prefetch((const char *)(rp + (8 + q) * b_rs + 64), _MM_HINT_T0);
+            if (g + RQ_PACK_PFG < gf) for (int q = 0; q < 4; q++) {
+                _mm_prefetch((const char *)(rp + (4 * RQ_PACK_PFG + q) * b_rs), _MM_HINT_T0);
+                _mm_prefetch((const char *)(rp + (4 * RQ_PACK_PFG + q) * b_rs + 64), _MM_HINT_T0);
             }
             __m512i ra[4], rb[4], va[4], vb[4];
             for (int q = 0; q < 4; q++) {
@@ -112,8 +118,13 @@ static void packb_cg(void *ctx, int64_t t) {
             for (int p = 0; p < 4; p++) {
                 _mm512_store_si512((void *)(da + p * ps + (size_t)g * 64), va[p]);
                 _mm512_store_si512((void *)(db + p * ps + (size_t)g * 64), vb[p]);
-                cs[0][p] = _mm512_dpbusd_epi32(cs[0][p], ones, va[p]);
-                cs[1][p] = _mm512_dpbusd_epi32(cs[1][p], ones, vb[p]);
+                if (raw) {   /* unsigned column sums: the bytes as the uint8 operand */
+                    cs[0][p] = _mm512_dpbusd_epi32(cs[0][p], va[p], ones);
+                    cs[1][p] = _mm512_dpbusd_epi32(cs[1][p], vb[p], ones);
+                } else {
+                    cs[0][p] = _mm512_dpbusd_epi32(cs[0][p], ones, va[p]);
+                    cs[1][p] = _mm512_dpbusd_epi32(cs[1][p], ones, vb[p]);
+                }
             }
         }
         gdone = gf;

@@ -20,7 +20,10 @@
  *               acc = raw - za_u[i]*(csum[j] - K*zb_u[j]) - zb_u[j]*rsum[i]   (all mod 2^32)
  *               with raw = sum A_used*B_used, csum/rsum the column/row sums of B_used/A_used.
  *               The identity holds over the integers, hence modulo 2^32.
- *   amx         tdpbusd (A uint8) / tdpbssd (A int8) on B_used (int8, as above), same correction.
+ *   amx         tdpbusd (A uint8) / tdpbssd (A int8) on B_used (int8, as above), same correction;
+ *               a plain uint8 B is packed raw instead (rq_packed_b.b_raw: no shift, zb_u = zb)
+ *               and multiplied with tdpbuud (A uint8) / tdpbsud (A int8), so u8 x u8 with
+ *               b_zp = 0 needs no row-sum correction (the direct int32 path, as u8 x s8).
  *   sat16       (profile int16_pair_saturation, uint8 x int8 only) raw = sum over pairs (k, k+1)
  *               of sat16(A[k]B[k] + A[k+1]B[k+1]) on the raw values (what vpmaddubsw computes),
  *               then the same zero-point correction with za, zb unshifted.
@@ -81,6 +84,8 @@ typedef struct rq_packed_b {
     int32_t *csum;     /* Np column sums of B_used over the true K */
     int K, N, Kp, Np;
     int b_signed;      /* signedness of the original B */
+    int b_raw;         /* 1: uint8 B stored as is (no ^ 0x80; csum = unsigned column sums), for
+                        * AMX tdpbuud / tdpbsud only (plain-B AMX paths); 0: B_used as above */
 } rq_packed_b;
 
 /* Allocate and pack.  B[k, n] is at B + k*b_rs + n*b_cs (bytes).  Returns NULL on OOM. */
