@@ -1,5 +1,11 @@
 /* quant_avx512.c -- AVX-512 (F+BW+DQ+VL) QuantizeLinear / DequantizeLinear / min-max runs.
  * Same steps as rq_quant_core.h, 16 lanes at a time; remainders use masked loads/stores. */
+#ifndef RQ_QPF
+#define RQ_QPF 512
+#endif
+#ifndef RQ_QPF2
+#define RQ_QPF2 4096   /* and into L2 16 KiB (f32) ahead: measured 14-15 -> 21 GB/s at 16M elements, 1 thread */
+#endif
 #include <immintrin.h>
 #include "rq_quant_core.h"
 
@@ -113,8 +119,12 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
              * saturate DRAM bandwidth (+30% at 16M elements); never affects results */
             {
                 const int xsz = in_f16 ? 2 : 4;
-                const char *pf = (const char *)a->x + (i + 512) * xsz;
+                const char *pf = (const char *)a->x + (i + RQ_QPF) * xsz;
                 for (int l = 0; l < (int)step * xsz; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+#if RQ_QPF2 > 0
+                const char *pf2 = (const char *)a->x + (i + RQ_QPF2) * xsz;
+                for (int l = 0; l < (int)step * xsz; l += 64) _mm_prefetch(pf2 + l, _MM_HINT_T1);
+#endif
             }
             __m512i q[4];
             for (int u = 0; u < step / 16; u++) {
@@ -310,6 +320,10 @@ int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx)
     for (; i + 32 <= n; i += 32) {
         _mm_prefetch((const char *)(x + i) + 2048, _MM_HINT_T0);
         _mm_prefetch((const char *)(x + i) + 2048 + 64, _MM_HINT_T0);
+#if RQ_QPF2 > 0
+        _mm_prefetch((const char *)(x + i + RQ_QPF2), _MM_HINT_T1);
+        _mm_prefetch((const char *)(x + i + RQ_QPF2) + 64, _MM_HINT_T1);
+#endif
         __m512 v = _mm512_loadu_ps(x + i), w = _mm512_loadu_ps(x + i + 16);
         bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(v), expmask), expmask);
         bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(w), expmask), expmask);
