@@ -84,6 +84,9 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
         /* software prefetch ~2 KiB ahead (see quant_avx512.c); never affects results */
         _mm_prefetch((const char *)a->x + (i + 512) * (in_f16 ? 2 : 4), _MM_HINT_T0);
         if (!in_f16) _mm_prefetch((const char *)a->x + (i + 512) * 4 + 64, _MM_HINT_T0);
+        /* and into L2 16 KiB (float32) ahead, as quant_avx512.c */
+        _mm_prefetch((const char *)a->x + (i + 4096) * (in_f16 ? 2 : 4), _MM_HINT_T1);
+        if (!in_f16) _mm_prefetch((const char *)a->x + (i + 4096) * 4 + 64, _MM_HINT_T1);
         __m256i q[4];
         for (int u = 0; u < 4; u++) {
             q_params(a, i + 8 * u, ps, qmin, qmax, &s, &lo, &hi, &zp);
@@ -244,7 +247,10 @@ int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx)
     __m256i bad = _mm256_setzero_si256();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        if ((i & 15) == 0) _mm_prefetch((const char *)(x + i) + 2048, _MM_HINT_T0);
+        if ((i & 15) == 0) {
+            _mm_prefetch((const char *)(x + i) + 2048, _MM_HINT_T0);
+            _mm_prefetch((const char *)(x + i + 4096), _MM_HINT_T1);
+        }
         __m256 v = _mm256_loadu_ps(x + i);
         bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), expmask), expmask));
         lo = _mm256_min_ps(lo, v);
