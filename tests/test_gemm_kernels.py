@@ -477,3 +477,29 @@ def test_every_registered_profile_matches_reference():
             got = fast(*args, profile=name, **kw)
             _check(np.asarray(got), np.asarray(want), f"{fast.__name__} profile={name} "
                                                       f"path={refquant.last_path()['path']}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_uint8_b_raw_amx(isa_cap):
+    """A plain uint8 B on AMX is packed raw (tdpbuud / tdpbsud, unsigned column sums): with
+    b_zp = 0 the int32 path needs no row sums.  u8u8 and s8u8, zero points 0 / mid / extreme,
+    scalar and per-column b_zp, small (packed whole) and large (just in time) B, 1 and 2
+    threads, int32 and requantized outputs, all equal the reference."""
+    rng = np.random.default_rng(21)
+    for (M, N, K) in ((32, 64, 128), (33, 47, 130), (128, 768, 768), (20, 1100, 800)):
+        for at in (np.uint8, np.int8):
+            A = _rand(rng, at, (M, K))
+            B = _rand(rng, np.uint8, (K, N))
+            for za, zb in ((at(0), np.uint8(0)), (at(5), np.uint8(0)), (at(-128 if at == np.int8 else 255), np.uint8(255)),
+                           (at(3), _rand(rng, np.uint8, (N,), extreme=0))):
+                want = R.matmul_integer(A, B, za, zb)
+                for t in (1, 2):
+                    refquant.set_num_threads(t)
+                    try:
+                        got = F.matmul_integer(A, B, za, zb, profile=ONNX)
+                    finally:
+                        refquant.set_num_threads(None)
+                    _check(got[0], want, f"raw u8 B {at.__name__} M={M} N={N} K={K} t={t} {got[1]}")
+            args = (A, np.float32(0.02), at(3), B, np.float32(0.01), np.uint8(9), np.float32(0.4), np.uint8(100))
+            got = F.qlinear_matmul(*args, profile=ONNX)
+            _check(got[0], R.qlinear_matmul(*args), f"raw u8 B qlinear {at.__name__} {got[1]}")
