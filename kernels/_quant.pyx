@@ -23,7 +23,7 @@ cdef extern from "rq_quant.h" nogil:
         RQ_F_F16
     int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                     const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                    int div_f16, int isa_cap, int nthreads, int stream)
+                    int div_f16, int isa_cap, int nthreads, int stream, int variant)
     int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
                       const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
                       int isa_cap, int nthreads, int stream)
@@ -59,10 +59,10 @@ def level(int isa_cap=-1):
 
 def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarray s,
              cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner, bint div_f16,
-             int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1):
+             int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1, int variant=0):
     """y[o, d, i] = Q(x[o, d, i] / s[d]) + zp[d]; s float32[D], zp int32[D] (blocked:
     [outer, ceil(D / block), inner]). stream: 1/0/-1 (auto) non-temporal stores.
-    Returns the level."""
+    variant: RQ_QV_* flags (rq_quant.h), 0 = the ONNX formula. Returns the level."""
     cdef int it = F_TYPES[in_type], ot = Q_TYPES[out_type]
     if ot == RQ_Q_I32:
         raise ValueError("out_type: int32 is not a quantize target")
@@ -79,7 +79,7 @@ def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarra
     cdef int lvl
     with nogil:
         lvl = rq_quantize(px, it, py, ot, ps, pz, outer, D, inner, block, div_f16, isa_cap, nthreads,
-                          stream)
+                          stream, variant)
     if lvl < 0:
         raise ValueError("rq_quantize: bad arguments")
     return lvl

@@ -60,6 +60,13 @@ def fast_enabled():
     return os.environ.get("REFQUANT_DISABLE_FAST", "").strip() in ("", "0")
 
 
+def _fast_profile_ok(prof, op):
+    """Whether a fast kernel may be asked at all.  Symmetric-only profiles (tensorrt) reach
+    only the QuantizeLinear glue, which checks the zero points itself (the reference raises the
+    profile's error on non-zero ones)."""
+    return (prof.ops is None or op in prof.ops) and (not prof.symmetric_only or op == "QuantizeLinear")
+
+
 def _glue(name):
     if name not in _MODULES:
         try:
@@ -78,7 +85,7 @@ def _dispatch(op, module, func, ref_func, args, kwargs):
                 prof = get_profile(kwargs.get("profile", "onnx"))
             except Exception:
                 prof = None
-            if prof is not None and not prof.symmetric_only and (prof.ops is None or op in prof.ops):
+            if prof is not None and _fast_profile_ok(prof, op):
                 kw = dict(kwargs)
                 kw["profile"] = prof
                 res = fast(*args, **kw)
@@ -103,7 +110,7 @@ def _with_out(op, func, ref_func, args, kwargs, out):
                 prof = get_profile(kwargs.get("profile", "onnx"))
             except Exception:
                 prof = None
-            if prof is not None and not prof.symmetric_only and (prof.ops is None or op in prof.ops):
+            if prof is not None and _fast_profile_ok(prof, op):
                 kw = dict(kwargs, profile=prof, out=out)
                 res = fast(*args, **kw)
                 if res is not None:

@@ -89,6 +89,52 @@ def _q_profile_ok(p):
                                    for f in _Q_FIELDS)
 
 
+# Quantize variants (kernels/src/quant/rq_quant.h, RQ_QV_*): the vendor formulas the kernels
+# also implement, float32 division precision, integer targets.
+_QV_RECIP, _QV_ZPB, _QV_FMA, _QV_RAWAY, _QV_RUP, _QV_NAN_SHIFT = 1, 2, 4, 8, 16, 5
+_QV_NAN = {"qmin": 0, "qmax": 1, "zero_point": 2, "zero": 3}
+_QV_ROUND = {"half_even": 0, "half_away": _QV_RAWAY, "half_up": _QV_RUP}
+
+
+def _q_variant(prof, per_axis, out_dt, zp_nonzero):
+    """RQ_QV_* flags for QuantizeLinear under ``prof`` (0 = the onnx formula), or None when the
+    kernels do not implement the profile's formula or the reference would refuse the call."""
+    try:
+        prof.check_op("QuantizeLinear")
+        if getattr(prof, "qtypes", None) is not None:
+            prof.check_qtype(out_dt, "QuantizeLinear")
+    except Exception:
+        return None
+    if prof.symmetric_only and zp_nonzero:
+        return None
+    p = prof.for_op("QuantizeLinear", per_axis=bool(per_axis))
+    if (p.q_vector_width or p.q_inf != "saturate" or p.q_overflow != "saturate"
+            or p.q_division_precision != "spec" or p.q_nan not in _QV_NAN
+            or p.q_rounding not in _QV_ROUND or p.q_scale_op not in ("divide", "multiply_reciprocal")
+            or p.q_zero_point not in ("after_rounding", "before_rounding")):
+        return None
+    v = _QV_ROUND[p.q_rounding] | (_QV_NAN[p.q_nan] << _QV_NAN_SHIFT)
+    if p.q_scale_op == "multiply_reciprocal":
+        v |= _QV_RECIP
+    if p.q_zero_point == "before_rounding":
+        v |= _QV_ZPB
+        if p.q_fma and v & _QV_RECIP:      # fma(x, 1/s, zp), one rounding
+            v |= _QV_FMA
+    return v
+
+
+def _variant_tag(v):
+    """'' for the onnx formula, else e.g. '_recip_zpb_fma_nanqmax' (kernel names)."""
+    if not v:
+        return ""
+    parts = [n for f, n in ((_QV_RECIP, "recip"), (_QV_ZPB, "zpb"), (_QV_FMA, "fma"),
+                            (_QV_RAWAY, "away"), (_QV_RUP, "up")) if v & f]
+    nan = (v >> _QV_NAN_SHIFT) & 3
+    if nan:
+        parts.append("nan" + ("qmax", "zp", "zero")[nan - 1])
+    return "_" + "_".join(parts)
+
+
 def _layout(shape, axis, per_tensor):
     n = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
     if per_tensor:
@@ -189,12 +235,15 @@ def _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, sa
 def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
                       precision, prof, opset):
     """Everything the kernel needs, or None when the call is not covered (or invalid)."""
-    if not _q_profile_ok(prof):
-        return None
-    if isinstance(x, np.ndarray) and not prof.symmetric_only:
+    if isinstance(x, np.ndarray):
         quick = _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype,
                                 saturate, precision, opset)
         if quick is not None:
+            # the reference's granularity flag for profile overrides: a 1-D scale is "per axis"
+            v = _q_variant(prof, np.ndim(y_scale) == 1, quick["out_dt"], bool(quick["zp"][0] != 0))
+            if v is None:
+                return None
+            quick["variant"] = v
             return quick
     if not isinstance(x, np.ndarray) or x.dtype not in (_F32, _F16):
         return None
@@ -212,13 +261,16 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
             return None
         if saturate not in (0, 1, True, False):
             return None
-        if prof.symmetric_only:
-            return None
         ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "y_scale", "y_zero_point")
+        variant = _q_variant(prof, s.ndim == 1 and not block_size, out_dt,
+                             zp is not None and bool(np.any(zp.astype(np.int64) != 0)))
+        if variant is None:
+            return None
+        prof = prof.for_op("QuantizeLinear", per_axis=bool(s.ndim == 1 and not block_size))
         P = _rq._division_dtype(x.dtype, s.dtype, precision, opset, prof)
     except Exception:
         return None
-    if P not in (_F32, _F16):
+    if P not in (_F32, _F16) or (variant and P != _F32):
         return None
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
     blocked = bool(block_size) and not per_tensor
@@ -236,7 +288,7 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
     if D == 0:
         outer, D, inner = 0, 1, 0      # empty input: nothing to compute
     return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16), outer=outer, D=D, inner=inner,
-                block=int(block_size) if blocked else 0)
+                block=int(block_size) if blocked else 0, variant=variant)
 
 
 def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
@@ -264,8 +316,12 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
                       if y.dtype.itemsize == 1 else y.reshape(-1).view(np.uint16),
                       _Q_OUT[out_dt], prep["s"], prep["zp"], prep["outer"], prep["D"],
                       prep["inner"], prep["div_f16"], cap, 0, prep["block"],
-                      0 if (out is None and not recycled) else -1)   # fresh output: cached stores
-    return y, kernel_name("quantize", _F_NAMES[x.dtype], _Q_OUT[out_dt], lvl)
+                      0 if (out is None and not recycled) else -1,   # fresh output: cached stores
+                      prep["variant"])
+    name = kernel_name("quantize", _F_NAMES[x.dtype], _Q_OUT[out_dt], lvl)
+    if prep["variant"]:
+        name = name.replace("__", _variant_tag(prep["variant"]) + "__", 1)
+    return y, name
 
 
 def quantize_linear_packed(x, y_scale, y_zero_point=None, *, profile="onnx", **kwargs):

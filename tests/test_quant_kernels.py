@@ -662,3 +662,97 @@ def test_quantize_dequantize_long(isa, seed, n, dt, f16, shape_kind):
                          profile=ONNX, **kw)
     assert res is not None
     assert_bitexact(res[0], ref, res[1])
+
+
+# --------------------------------------------------------------------------------------------
+# QuantizeLinear variants: the vendor profiles' formulas (x * fl(1/s), zero point before
+# rounding, fma, half-away / half-up rounding, NaN codes) in the kernels
+# --------------------------------------------------------------------------------------------
+_VARIANT_PROFILES = [get_profile(p) for p in ("pytorch", "pytorch-fbgemm", "pytorch-fakequant",
+                                               "tflite-xnnpack", "tensorrt")] + [
+    ONNX.replace(name="div-away", q_rounding="half_away"),
+    ONNX.replace(name="div-up", q_rounding="half_up", q_nan="zero_point"),
+    ONNX.replace(name="div-zpb", q_zero_point="before_rounding", q_nan="qmax"),
+    ONNX.replace(name="recip-away", q_scale_op="multiply_reciprocal", q_rounding="half_away",
+                 q_nan="zero"),
+    ONNX.replace(name="recip-fma-up", q_scale_op="multiply_reciprocal", q_fma=True,
+                 q_zero_point="before_rounding", q_rounding="half_up"),
+    ONNX.replace(name="recip-f16-as-f32", q_scale_op="multiply_reciprocal", q_fp16_division="float32"),
+]
+
+
+def _recip_ties(rng, n, s, zp, dt):
+    """x with x * fl(1/s) (and + zp) at or next to k + 1/2: the reciprocal formulas' ties."""
+    qmin, qmax = _qrange(dt)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        r = np.float32(1) / np.float32(s)
+        k = rng.integers(qmin - int(zp) - 3, qmax - int(zp) + 4, n).astype(np.float64)
+        t = ((k + 0.5) / np.float64(r)).astype(np.float32)
+        pool = np.concatenate([t, np.nextafter(t, np.float32(np.inf)), np.nextafter(t, np.float32(-np.inf))])
+    return pool[rng.integers(0, pool.size, n)]
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.sampled_from(SIZES), dt=st.sampled_from(Q_TYPES),
+       scale=st.sampled_from(SCALES + [None]), pi=st.integers(0, len(_VARIANT_PROFILES) - 1),
+       per_axis=st.booleans(), f16=st.booleans())
+def test_quantize_variants(isa, seed, n, dt, scale, pi, per_axis, f16):
+    """Every kernel-covered vendor formula equals the reference bit for bit: per tensor and per
+    axis (where torch's per-channel path drops the fma and maps NaN to 0), float32 and float16
+    input, ties of x / s and of x * fl(1/s), specials, tiny and huge scales."""
+    prof = _VARIANT_PROFILES[pi]
+    rng = np.random.default_rng(seed)
+    if prof.symmetric_only and dt not in (np.dtype(np.int8), np.dtype(ml_dtypes.int4)):
+        dt = np.dtype(np.int8)          # TensorRT quantizes to int8 / int4 only
+    s = np.float32(scale if scale is not None else rng.uniform(1e-4, 10))
+    zp = np.array(0, dt) if prof.symmetric_only else _zp_for(rng, dt)
+    x = np.concatenate([hard_values(rng, n, s, zp, dt), _recip_ties(rng, n, s, zp, dt)])
+    x = x[rng.permutation(2 * n)][:n]
+    if f16:
+        with np.errstate(over="ignore"):
+            x = x.astype(np.float16)
+    if per_axis and n:
+        rows = 3
+        x = np.resize(x, rows * n).reshape(rows, n)
+        with np.errstate(over="ignore", under="ignore"):
+            sv = (np.array([1.0, 0.37, 3.0], np.float32) * s).astype(np.float32)
+        if not np.all(np.isfinite(sv) & (sv > 0)):
+            sv = np.full(rows, s, np.float32)
+        args, kw = (x, sv, np.full(rows, zp, dt)), dict(axis=0)
+    else:
+        per_axis = False
+        args, kw = (x, s, zp), {}
+    res, ref = _run_both(F.quantize_linear, R.quantize_linear, *args, isa=isa, profile=prof, **kw)
+    if res is None:
+        # declined: float16 division precision, or a formula the kernels do not implement
+        # (torch's per-channel fake-quant casts through int64)
+        assert (f16 and prof.q_fp16_division == "spec") or \
+            F._q_variant(prof, per_axis, dt, bool(zp != 0)) is None, \
+            f"kernel declined {prof.name} per_axis={per_axis} f16={f16}"
+        return
+    y, name = res
+    assert name.endswith("__" + isa), name
+    assert_bitexact(y, ref, f"{prof.name} {name} s={s!r} zp={zp!r} n={n} per_axis={per_axis}")
+
+
+def test_variant_kernel_names_and_declines():
+    x = np.linspace(-3, 3, 100, dtype=np.float32)
+    refquant.quantize_linear(x, np.float32(0.1), np.uint8(3), profile="pytorch")
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32u8_recip_zpb_fma_nanqmax__")
+    refquant.quantize_linear(x.reshape(2, 50), np.array([0.1, 0.2], np.float32),
+                             np.array([3, 4], np.uint8), axis=0, profile="pytorch")
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32u8_recip_zpb_nanzero__")
+    refquant.quantize_linear(x, np.float32(0.1), np.int8(0), profile="tensorrt")
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32s8_recip_nanzero__")
+    # not covered: int32 wraparound (tflite-reference, onnx-reference), the 8-lane split
+    # (tflite-optimized), torch's per-channel fake-quant int64 cast
+    for p in ("tflite-reference", "onnx-reference", "tflite-optimized"):
+        refquant.quantize_linear(x, np.float32(0.1), np.int8(3), profile=p)
+        assert refquant.last_path()["path"] == "reference", p
+    refquant.quantize_linear(x.reshape(2, 50), np.array([0.1, 0.2], np.float32),
+                             np.array([3, 4], np.uint8), axis=0, profile="pytorch-fakequant")
+    assert refquant.last_path()["path"] == "reference"
+    # the reference's errors are kept: tensorrt refuses non-zero zero points
+    with pytest.raises(Exception, match="shiftIsAllZeros"):
+        refquant.quantize_linear(x, np.float32(0.1), np.int8(3), profile="tensorrt")

@@ -138,8 +138,117 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
 #define Q_DIVS(IN, PS) if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
 #define Q_PSS(IN) if (a->pstride) { Q_DIVS(IN, 1) } else { Q_DIVS(IN, 0) }
 
+/* ---- quantize variants (rq_quant.h: RQ_QV_*), the same steps as rq_quantize1v ----------- */
+
+AI __m256i qv_core8(__m256 xf, __m256 s, __m256 r, __m256 zpf, __m256i zp, __m256 lo, __m256 hi,
+                    __m256i nanq, const int V)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 v = (V & RQ_QV_RECIP) ? _mm256_mul_ps(xf, r) : _mm256_div_ps(xf, s);
+    __m256 w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm256_fmadd_ps(xf, r, zpf) : _mm256_add_ps(v, zpf)) : v;
+    const __m256 nan = _mm256_cmp_ps(w, w, _CMP_UNORD_Q);
+    w = _mm256_max_ps(w, lo);
+    w = _mm256_min_ps(w, hi);
+    __m256i q;
+    if (V & RQ_QV_RAWAY) {
+        __m256 t = _mm256_round_ps(w, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m256 d = _mm256_sub_ps(w, t);                                   /* exact */
+        t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+        t = _mm256_sub_ps(t, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_set1_ps(-0.5f), _CMP_LE_OQ), one));
+        q = _mm256_cvttps_epi32(t);
+    } else if (V & RQ_QV_RUP) {
+        __m256 f = _mm256_round_ps(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        __m256 d = _mm256_sub_ps(w, f);                                   /* exact */
+        f = _mm256_add_ps(f, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+        q = _mm256_cvttps_epi32(f);
+    } else {
+        q = _mm256_cvtps_epi32(w);                                        /* RNE */
+    }
+    if (!(V & RQ_QV_ZPB)) q = _mm256_add_epi32(q, zp);
+    return _mm256_blendv_epi8(q, nanq, _mm256_castps_si256(nan));
+}
+
+/* 8 results (in range) stored as 8 bytes / 8 shorts / 8 low nibbles */
+AI void qv_store8(void *y, int64_t i, __m256i q, int out_type)
+{
+    if (out_type == RQ_Q_U16 || out_type == RQ_Q_I16) {
+        __m256i w = out_type == RQ_Q_U16 ? _mm256_packus_epi32(q, q) : _mm256_packs_epi32(q, q);
+        w = _mm256_permute4x64_epi64(w, 0x08);
+        _mm_storeu_si128((__m128i *)((uint16_t *)y + i), _mm256_castsi256_si128(w));
+    } else {
+        if (out_type == RQ_Q_U4 || out_type == RQ_Q_I4) q = _mm256_and_si256(q, _mm256_set1_epi32(0xF));
+        __m256i h = _mm256_packs_epi32(q, q);
+        __m256i b = out_type == RQ_Q_I8 ? _mm256_packs_epi16(h, h) : _mm256_packus_epi16(h, h);
+        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+        _mm_storel_epi64((__m128i *)((uint8_t *)y + i), _mm256_castsi256_si128(b));
+    }
+}
+
+AI void qvrun8(const rq_qrun_args *a, const int in_f16, const int ps, const int V)
+{
+    const int out_type = a->out_type;
+    int32_t qmin, qmax;
+    rq_qrange(out_type, &qmin, &qmax);
+    const __m256i vqmin = _mm256_set1_epi32(qmin), vqmax = _mm256_set1_epi32(qmax);
+    const int nanc = (a->variant >> RQ_QV_NAN_SHIFT) & 3;
+    __m256 s = _mm256_set1_ps(a->s[0]), r = _mm256_set1_ps(1.0f / a->s[0]);
+    __m256i zp = _mm256_set1_epi32(a->zp[0]);
+    __m256 zpf = _mm256_cvtepi32_ps(zp), lo = zpf, hi = zpf;
+    __m256i nanq = zp;
+    const int64_t n = a->n;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (ps || i == 0) {
+            if (ps) {
+                s = _mm256_loadu_ps(a->s + i);
+                zp = _mm256_loadu_si256((const __m256i *)(a->zp + i));
+                zpf = _mm256_cvtepi32_ps(zp);
+                if (V & RQ_QV_RECIP) r = _mm256_div_ps(_mm256_set1_ps(1.0f), s);
+            }
+            if (V & RQ_QV_ZPB) { lo = _mm256_cvtepi32_ps(vqmin); hi = _mm256_cvtepi32_ps(vqmax); }
+            else {
+                lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(vqmin, zp));
+                hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(vqmax, zp));
+            }
+            nanq = nanc == 1 ? vqmax
+                 : nanc == 2 ? _mm256_min_epi32(_mm256_max_epi32(zp, vqmin), vqmax)
+                 : nanc == 3 ? _mm256_min_epi32(_mm256_max_epi32(_mm256_setzero_si256(), vqmin), vqmax)
+                 : vqmin;
+        }
+        _mm_prefetch((const char *)a->x + (i + 512) * (in_f16 ? 2 : 4), _MM_HINT_T0);
+        _mm_prefetch((const char *)a->x + (i + 4096) * (in_f16 ? 2 : 4), _MM_HINT_T1);
+        qv_store8(a->y, i, qv_core8(q_load8(a->x, i, in_f16), s, r, zpf, zp, lo, hi, nanq, V), out_type);
+    }
+    for (; i < n; i++) {
+        const int64_t j = ps ? i : 0;
+        rq_store_q(a->y, i, rq_quantize1v(rq_load_xf(a->x, i, a->in_type), a->s[j], a->zp[j], qmin, qmax,
+                                          a->variant), out_type);
+    }
+}
+
+#define QV_V8(F16, PS)                                                                          \
+    switch (a->variant & ((1 << RQ_QV_NAN_SHIFT) - 1)) {                                         \
+    case 0: qvrun8(a, F16, PS, 0); break;                                                        \
+    case RQ_QV_RECIP: qvrun8(a, F16, PS, RQ_QV_RECIP); break;                                    \
+    case RQ_QV_RECIP | RQ_QV_ZPB: qvrun8(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB); break;             \
+    case RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA:                                                    \
+        qvrun8(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA); break;                           \
+    case RQ_QV_ZPB: qvrun8(a, F16, PS, RQ_QV_ZPB); break;                                        \
+    case RQ_QV_RAWAY: qvrun8(a, F16, PS, RQ_QV_RAWAY); break;                                    \
+    case RQ_QV_RUP: qvrun8(a, F16, PS, RQ_QV_RUP); break;                                        \
+    default: rq_quantize_run__scalar(a); break;   /* rarer combinations: the scalar core */      \
+    }
+
 void rq_quantize_run__avx2(const rq_qrun_args *a)
 {
+    if (a->variant) {
+        if (a->in_type == RQ_F_F16) {
+            if (a->pstride) { QV_V8(1, 1) } else { QV_V8(1, 0) }
+        } else {
+            if (a->pstride) { QV_V8(0, 1) } else { QV_V8(0, 0) }
+        }
+        return;
+    }
     if (a->in_type == RQ_F_F16) { Q_PSS(1) } else { Q_PSS(0) }
 }
 

@@ -177,8 +177,104 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
 #define Q_DIVS(IN, PS) if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
 #define Q_PSS(IN) if (a->pstride) { Q_DIVS(IN, 1) } else { Q_DIVS(IN, 0) }
 
+/* ---- quantize variants (rq_quant.h: RQ_QV_*), the same steps as rq_quantize1v ----------- */
+
+AI __m512i qv_core(__m512 xf, __m512 s, __m512 r, __m512 zpf, __m512i zp, __m512 lo, __m512 hi,
+                   __m512i nanq, const int V)
+{
+    __m512 v = (V & RQ_QV_RECIP) ? _mm512_mul_ps(xf, r) : _mm512_div_ps(xf, s);
+    __m512 w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm512_fmadd_ps(xf, r, zpf) : _mm512_add_ps(v, zpf)) : v;
+    const __mmask16 nan = _mm512_cmp_ps_mask(w, w, _CMP_UNORD_Q);
+    w = _mm512_max_ps(w, lo);
+    w = _mm512_min_ps(w, hi);
+    __m512i q;
+    if (V & RQ_QV_RAWAY) {
+        __m512 t = _mm512_roundscale_ps(w, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m512 d = _mm512_sub_ps(w, t);                                   /* exact */
+        t = _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(d, _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, _mm512_set1_ps(1.0f));
+        t = _mm512_mask_sub_ps(t, _mm512_cmp_ps_mask(d, _mm512_set1_ps(-0.5f), _CMP_LE_OQ), t, _mm512_set1_ps(1.0f));
+        q = _mm512_cvttps_epi32(t);
+    } else if (V & RQ_QV_RUP) {
+        __m512 f = _mm512_roundscale_ps(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        __m512 d = _mm512_sub_ps(w, f);                                   /* exact */
+        f = _mm512_mask_add_ps(f, _mm512_cmp_ps_mask(d, _mm512_set1_ps(0.5f), _CMP_GE_OQ), f, _mm512_set1_ps(1.0f));
+        q = _mm512_cvttps_epi32(f);
+    } else {
+        q = _mm512_cvtps_epi32(w);                                        /* RNE */
+    }
+    if (!(V & RQ_QV_ZPB)) q = _mm512_add_epi32(q, zp);
+    return _mm512_mask_mov_epi32(q, nan, nanq);
+}
+
+AI void qvrun(const rq_qrun_args *a, const int in_f16, const int ps, const int V)
+{
+    const int out_type = a->out_type;
+    int32_t qmin, qmax;
+    rq_qrange(out_type, &qmin, &qmax);
+    const __m512i vqmin = _mm512_set1_epi32(qmin), vqmax = _mm512_set1_epi32(qmax);
+    const int nanc = (a->variant >> RQ_QV_NAN_SHIFT) & 3;
+    __m512 s = _mm512_set1_ps(a->s[0]), r = _mm512_set1_ps(1.0f / a->s[0]);
+    __m512i zp = _mm512_set1_epi32(a->zp[0]);
+    __m512 zpf = _mm512_cvtepi32_ps(zp);
+    __m512 lo, hi;
+    __m512i nanq;
+    const int64_t n = a->n;
+    for (int64_t i = 0; i < n; i += 16) {
+        const int full = i + 16 <= n;
+        const __mmask16 m = full ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        if (ps || i == 0) {
+            if (ps) {
+                s = full ? _mm512_loadu_ps(a->s + i) : _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, a->s + i);
+                zp = full ? _mm512_loadu_si512(a->zp + i) : _mm512_maskz_loadu_epi32(m, a->zp + i);
+                zpf = _mm512_cvtepi32_ps(zp);
+                if (V & RQ_QV_RECIP) r = _mm512_div_ps(_mm512_set1_ps(1.0f), s);
+            }
+            if (V & RQ_QV_ZPB) { lo = _mm512_cvtepi32_ps(vqmin); hi = _mm512_cvtepi32_ps(vqmax); }
+            else {
+                lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmin, zp));
+                hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(vqmax, zp));
+            }
+            nanq = nanc == 1 ? vqmax
+                 : nanc == 2 ? _mm512_min_epi32(_mm512_max_epi32(zp, vqmin), vqmax)
+                 : nanc == 3 ? _mm512_min_epi32(_mm512_max_epi32(_mm512_setzero_si512(), vqmin), vqmax)
+                 : vqmin;
+        }
+        if (full) {
+            const int xsz = in_f16 ? 2 : 4;
+            _mm_prefetch((const char *)a->x + (i + RQ_QPF) * xsz, _MM_HINT_T0);
+            _mm_prefetch((const char *)a->x + (i + RQ_QPF2) * xsz, _MM_HINT_T1);
+        }
+        q_store(a->y, i, qv_core(q_load(a->x, i, in_f16, m, full), s, r, zpf, zp, lo, hi, nanq, V),
+                out_type, m, full);
+    }
+}
+
+#define QV_V(F16, PS)                                                                           \
+    switch (a->variant & ((1 << RQ_QV_NAN_SHIFT) - 1)) {                                         \
+    case 0: qvrun(a, F16, PS, 0); break;                                               \
+    case RQ_QV_RECIP: qvrun(a, F16, PS, RQ_QV_RECIP); break;                           \
+    case RQ_QV_RECIP | RQ_QV_ZPB: qvrun(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB); break;   \
+    case RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA:                                                    \
+        qvrun(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA); break;                  \
+    case RQ_QV_ZPB: qvrun(a, F16, PS, RQ_QV_ZPB); break;                               \
+    case RQ_QV_RAWAY: qvrun(a, F16, PS, RQ_QV_RAWAY); break;                           \
+    case RQ_QV_RUP: qvrun(a, F16, PS, RQ_QV_RUP); break;                               \
+    default: rq_quantize_run__scalar(a); break;   /* rarer combinations: the scalar core */      \
+    }
+
+static void qv_dispatch(const rq_qrun_args *a)
+{
+    /* the arithmetic flags are compiled in; the NaN code is a constant chosen at run time */
+    if (a->in_type == RQ_F_F16) {
+        if (a->pstride) { QV_V(1, 1) } else { QV_V(1, 0) }
+    } else {
+        if (a->pstride) { QV_V(0, 1) } else { QV_V(0, 0) }
+    }
+}
+
 void rq_quantize_run__avx512(const rq_qrun_args *a)
 {
+    if (a->variant) { qv_dispatch(a); return; }
     if (a->in_type == RQ_F_F16) { Q_PSS(1) } else { Q_PSS(0) }
 }
 

@@ -102,7 +102,7 @@ static int threads_for(int64_t n, int nthreads)
 
 typedef struct {
     const void *x; void *y; const float *s; const int32_t *zp;
-    int64_t N, D, inner, block; int in_type, out_type, div_f16, ntemp, isz, osz;
+    int64_t N, D, inner, block; int in_type, out_type, div_f16, ntemp, isz, osz, variant;
     qrun_fn qfn; dqrun_fn dqfn;
 } qjob;
 
@@ -143,7 +143,7 @@ static void q_chunk(void *ctx, int64_t c)
             r.y = (char *)j->y + pos * j->osz;
             r.s = j->s + d; r.zp = j->zp + d; r.n = len; r.pstride = ps;
             r.in_type = j->in_type; r.out_type = j->out_type; r.div_f16 = j->div_f16;
-            r.nontemporal = j->ntemp;
+            r.nontemporal = j->ntemp; r.variant = j->variant;
             j->qfn(&r);
         } else {
             dr.x = (const char *)j->x + pos * j->isz;
@@ -158,16 +158,18 @@ static void q_chunk(void *ctx, int64_t c)
 
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                 const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                int div_f16, int isa_cap, int nthreads, int stream)
+                int div_f16, int isa_cap, int nthreads, int stream, int variant)
 {
     if (outer < 0 || D < 1 || inner < 0 || block < 0 || out_type < 0 || out_type >= RQ_Q_I32 ||
-        (in_type != RQ_F_F32 && in_type != RQ_F_F16))
+        (in_type != RQ_F_F32 && in_type != RQ_F_F16) || (variant && div_f16) ||
+        (variant & ~((4 << RQ_QV_NAN_SHIFT) - 1)) ||
+        ((variant & RQ_QV_RAWAY) && (variant & RQ_QV_RUP)))
         return -1;
     int lvl = rq_quant_level(isa_cap);
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
     qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, div_f16, 0, f_size(in_type),
-              q_size(out_type), pick_q(lvl), 0};
+              q_size(out_type), variant, pick_q(lvl), 0};
     j.ntemp = stream > 0 || (stream < 0 && N * j.osz >= nt_bytes());
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
     return lvl;
@@ -184,7 +186,7 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
     qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, 0, 0, q_size(in_type),
-              f_size(out_type), 0, pick_dq(lvl)};
+              f_size(out_type), 0, 0, pick_dq(lvl)};
     j.ntemp = stream > 0 || (stream < 0 && N * j.osz >= nt_bytes());
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
     return lvl;

@@ -21,6 +21,14 @@ void rq_quantize_run__scalar(const rq_qrun_args *a)
     int32_t qmin, qmax;
     rq_qrange(a->out_type, &qmin, &qmax);
     const int ps = a->pstride;
+    if (a->variant) {
+        for (int64_t i = 0; i < a->n; i++) {
+            float xf = rq_load_xf(a->x, i, a->in_type);
+            rq_store_q(a->y, i, rq_quantize1v(xf, a->s[ps ? i : 0], a->zp[ps ? i : 0], qmin, qmax,
+                                              a->variant), a->out_type);
+        }
+        return;
+    }
     if (a->in_type == RQ_F_F32 && !ps && !a->div_f16) {
         const float s = a->s[0];
         const int32_t zp = a->zp[0];

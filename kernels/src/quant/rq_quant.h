@@ -25,6 +25,18 @@
  * i1 == i2 forces round(clamp(fl(x/s))) == i1.  Tiny |q| (subnormal range) means |x/s| < 0.5:
  * both give 0.  q = +-Inf means |x/s| >= FLT_MAX (1 - 2^-23): both saturate.
  *
+ * Variants (rq_qrun_args.variant, float32 division precision only): the vendor profiles'
+ * quantize formulas (refquant.profile fields q_scale_op, q_fma, q_zero_point, q_rounding, q_nan):
+ *   RQ_QV_RECIP   v = fl32(x * r), r = fl32(1 / s)           (q_scale_op "multiply_reciprocal")
+ *   RQ_QV_ZPB     w = fl32(v + zp), clamp to [qmin, qmax], round; no zp after rounding
+ *                                                             (q_zero_point "before_rounding")
+ *   RQ_QV_FMA     with RECIP | ZPB: w = fma(x, r, zp), one rounding   (q_fma)
+ *   rounding      half to even (default), RQ_QV_RAWAY half away from zero, RQ_QV_RUP half up;
+ *                 applied to the clamped value (exact: |w| < 2^17, bounds are integers)
+ *   NaN code      (variant >> RQ_QV_NAN_SHIFT) & 3: 0 qmin, 1 qmax, 2 the zero point (clamped to
+ *                 [qmin, qmax]), 3 zero (clamped); NaN is tested on w before clamping
+ * +-Inf and out-of-range values saturate (q_inf / q_overflow "saturate").
+ *
  * DequantizeLinear, integer x, zero point zp, scale s, output precision P (f32 or f16):
  *   d = x - zp                         exact in int32
  *   P = f32: y = fl32((float)d * s)    (float)d exact for |d| < 2^24; int32 x rounds like cvtdq2ps
@@ -68,7 +80,11 @@ typedef struct rq_qrun_args {
     int out_type;         /* RQ_Q_* (not I32) */
     int div_f16;          /* division precision float16 */
     int nontemporal;      /* use streaming stores where possible */
+    int variant;          /* 0: the ONNX formula above; else RQ_QV_* flags (div_f16 must be 0) */
 } rq_qrun_args;
+
+enum { RQ_QV_RECIP = 1, RQ_QV_ZPB = 2, RQ_QV_FMA = 4, RQ_QV_RAWAY = 8, RQ_QV_RUP = 16,
+       RQ_QV_NAN_SHIFT = 5 /* 2 bits: 0 qmin, 1 qmax, 2 zero point, 3 zero */ };
 
 typedef struct rq_dqrun_args {
     const void *x;        /* quantized input */
@@ -97,7 +113,7 @@ int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx);
  * Return the ISA level used (RQ_ISA_*), or -1 on bad arguments. Release-GIL safe. */
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                 const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                int div_f16, int isa_cap, int nthreads, int stream);
+                int div_f16, int isa_cap, int nthreads, int stream, int variant);
 int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
                   const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
                   int isa_cap, int nthreads, int stream);
@@ -107,6 +123,19 @@ int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinit
 int rq_quant_level(int isa_cap);
 
 /* ---- scalar semantic core (shared by every ISA's tails) ---------------------------------- */
+
+static inline void rq_qrange(int t, int32_t *qmin, int32_t *qmax);
+
+/* The code a NaN input gets under a variant (zp: the element's zero point). */
+static inline int32_t rq_qv_nan(int variant, int32_t zp, int32_t qmin, int32_t qmax)
+{
+    switch ((variant >> RQ_QV_NAN_SHIFT) & 3) {
+    case 1: return qmax;
+    case 2: return zp < qmin ? qmin : (zp > qmax ? qmax : zp);
+    case 3: return 0 < qmin ? qmin : (0 > qmax ? qmax : 0);
+    default: return qmin;
+    }
+}
 
 static inline void rq_qrange(int t, int32_t *qmin, int32_t *qmax)
 {

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <math.h>   /* fmaf (variants with RQ_QV_FMA) */
 #include "rq_quant.h"
 
 #define RQ_INLINE static inline
@@ -72,6 +73,41 @@ RQ_INLINE int32_t rq_quantize1(float xf, float s, int32_t zp, int32_t qmin, int3
     v = v > lo ? v : lo;    /* NaN -> lo (like maxps(v, lo)) */
     v = v < hi ? v : hi;
     return (int32_t)rq_rne_small(v) + zp;
+}
+
+/* Round an integral-range float (|v| < 2^22, finite) by a variant's rule. */
+RQ_INLINE float rq_round_rule(float v, int variant)
+{
+    if (variant & (RQ_QV_RAWAY | RQ_QV_RUP)) {
+        float t = (float)(int32_t)v;              /* trunc, exact */
+        if (variant & RQ_QV_RUP) {
+            if (t > v) t -= 1.0f;                 /* floor */
+            return v - t >= 0.5f ? t + 1.0f : t;
+        }
+        float d = v - t;                          /* exact */
+        return d >= 0.5f ? t + 1.0f : (d <= -0.5f ? t - 1.0f : t);
+    }
+    return rq_rne_small(v);
+}
+
+/* One QuantizeLinear element under a variant (rq_quant.h), float32 division precision. */
+RQ_INLINE int32_t rq_quantize1v(float xf, float s, int32_t zp, int32_t qmin, int32_t qmax, int variant)
+{
+    const float r = (variant & RQ_QV_RECIP) ? 1.0f / s : 0.0f;
+    float w, lo, hi;
+    int32_t add;
+    if (variant & RQ_QV_ZPB) {
+        w = (variant & RQ_QV_FMA) ? fmaf(xf, r, (float)zp)
+                                  : ((variant & RQ_QV_RECIP) ? xf * r : xf / s) + (float)zp;
+        lo = (float)qmin; hi = (float)qmax; add = 0;
+    } else {
+        w = (variant & RQ_QV_RECIP) ? xf * r : xf / s;
+        lo = (float)(qmin - zp); hi = (float)(qmax - zp); add = zp;
+    }
+    if (w != w) return rq_qv_nan(variant, zp, qmin, qmax);
+    w = w > lo ? w : lo;
+    w = w < hi ? w : hi;
+    return (int32_t)rq_round_rule(w, variant) + add;
 }
 
 RQ_INLINE float rq_load_xf(const void *x, int64_t i, int in_type)
