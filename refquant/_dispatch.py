@@ -62,9 +62,10 @@ def fast_enabled():
 
 def _fast_profile_ok(prof, op):
     """Whether a fast kernel may be asked at all.  Symmetric-only profiles (tensorrt) reach
-    only the QuantizeLinear glue, which checks the zero points itself (the reference raises the
-    profile's error on non-zero ones)."""
-    return (prof.ops is None or op in prof.ops) and (not prof.symmetric_only or op == "QuantizeLinear")
+    only the QuantizeLinear / DequantizeLinear glue, which checks the zero points itself (the
+    reference raises the profile's error on non-zero ones)."""
+    return (prof.ops is None or op in prof.ops) and (
+        not prof.symmetric_only or op in ("QuantizeLinear", "DequantizeLinear"))
 
 
 def _glue(name):

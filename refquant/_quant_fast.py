@@ -334,12 +334,21 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
                       profile, opset=None, out=None, isa=None):
     """Fast DequantizeLinear; ``(y, kernel_name)`` or None."""
     prof = profile
-    if (prof.dq_subtract != "exact" or prof.symmetric_only or not _no_variants(prof)
-            or getattr(prof, "dq_vector_width", 0) != 0):
+    # DequantizeLinear reads the profile's own dq fields (no op / granularity overrides apply)
+    if prof.dq_subtract != "exact" or getattr(prof, "dq_vector_width", 0) != 0:
         return None
     if isinstance(x, np.generic):
         x = np.asarray(x)
     if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN:
+        return None
+    try:
+        prof.check_op("DequantizeLinear")
+        if getattr(prof, "qtypes", None) is not None and x.dtype != np.int32:
+            prof.check_qtype(x.dtype, "DequantizeLinear")
+    except Exception:
+        return None         # the reference raises the profile's error
+    if prof.symmetric_only and x_zero_point is not None and (
+            not _plain(x_zero_point) or np.any(np.asarray(x_zero_point).astype(np.int64) != 0)):
         return None
     sv = _scalar_f32(x_scale)
     if (sv is not None and sv > 0.0 and sv != float("inf") and opset is None and output_dtype is None

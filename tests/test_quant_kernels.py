@@ -756,3 +756,21 @@ def test_variant_kernel_names_and_declines():
     # the reference's errors are kept: tensorrt refuses non-zero zero points
     with pytest.raises(Exception, match="shiftIsAllZeros"):
         refquant.quantize_linear(x, np.float32(0.1), np.int8(3), profile="tensorrt")
+
+
+def test_dequantize_profiles_with_overrides_take_the_kernel():
+    """DequantizeLinear reads a profile's own dq fields (its per-axis / op overrides concern
+    other ops), so pytorch*, tflite-reference and tensorrt (zero zero points) run the kernel;
+    tensorrt's error on a non-zero zero point is the reference's."""
+    q = np.arange(-50, 50, dtype=np.int8)
+    for p in ("pytorch", "pytorch-x86", "tflite-reference", "tensorrt"):
+        for args, kw in (((q, np.float32(0.02), np.int8(0)), {}),
+                         ((q.reshape(2, 50), np.array([0.02, 0.5], np.float32), np.zeros(2, np.int8)),
+                          dict(axis=0))):
+            y = refquant.dequantize_linear(*args, profile=p, **kw)
+            assert refquant.last_path()["path"].startswith("rq_dequantize_s8f32__"), p
+            assert_bitexact(y, R.dequantize_linear(*args, profile=p, **kw), p)
+    with pytest.raises(Exception, match="shiftIsAllZeros"):
+        refquant.dequantize_linear(q, np.float32(0.02), np.int8(3), profile="tensorrt")
+    with pytest.raises(Exception, match="uint8"):
+        refquant.dequantize_linear(q.view(np.uint8), np.float32(0.02), profile="tensorrt")
