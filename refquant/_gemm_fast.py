@@ -34,10 +34,12 @@ _I8 = (np.dtype(np.int8), np.dtype(np.uint8))
 
 # ----------------------------------------------------------------------------- helpers
 
-def _rq_ok(p):
+def _rq_ok(p, bias=True):
+    """The epilogue the kernels implement; ``rq_bias`` matters only when there is a bias
+    (QLinearMatMul has none, QGemm's C and QLinearConv's B are optional)."""
     return (p.rq_method == "float" and p.rq_multiplier != "onednn"
             and p.rq_precision == "float32" and p.rq_rounding == "half_even"
-            and p.rq_zero_point == "after_rounding" and p.rq_bias == "int32"
+            and p.rq_zero_point == "after_rounding" and (p.rq_bias == "int32" or not bias)
             and p.rq_epilogue_dtype == "float32" and p.accumulator == "int32_wrap")
 
 
@@ -286,7 +288,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                    profile, opset=None):
     profile = profile.for_op("QLinearMatMul")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p):
+    if not _rq_ok(p, bias=False):
         return None
     A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
     B, pk = _arr(b)
@@ -343,7 +345,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0, profile, opset=None):
     profile = profile.for_op("QGemm")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p):
+    if not _rq_ok(p, bias=C is not None):
         return None
     A, _ = _arr(A if not isinstance(A, PackedWeights) else None)
     B, pk = _arr(B)
@@ -513,7 +515,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                  profile, opset=None):
     profile = profile.for_op("QLinearConv")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p):
+    if not _rq_ok(p, bias=B is not None):
         return None
     try:
         if opset is not None:

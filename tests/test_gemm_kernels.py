@@ -503,3 +503,27 @@ def test_uint8_b_raw_amx(isa_cap):
             args = (A, np.float32(0.02), at(3), B, np.float32(0.01), np.uint8(9), np.float32(0.4), np.uint8(100))
             got = F.qlinear_matmul(*args, profile=ONNX)
             _check(got[0], R.qlinear_matmul(*args), f"raw u8 B qlinear {at.__name__} {got[1]}")
+
+
+def test_float_bias_profiles_without_bias_take_the_kernel():
+    """rq_bias matters only when there is a bias: pytorch-fbgemm / pytorch-x86 (float bias)
+    QLinearMatMul, and QLinearConv without B, run the kernels with the reference's bits; with a
+    bias they stay on the reference."""
+    rng = np.random.default_rng(22)
+    A = _rand(rng, np.uint8, (40, 72))
+    B = _rand(rng, np.int8, (72, 24))
+    x = _rand(rng, np.uint8, (1, 8, 9, 9))
+    w = _rand(rng, np.int8, (16, 8, 3, 3))
+    for p in ("pytorch-fbgemm", "pytorch-x86"):
+        args = (A, np.float32(0.02), np.uint8(3), B, np.float32(0.01), np.int8(0), np.float32(0.4), np.uint8(100))
+        _check(refquant.qlinear_matmul(*args, profile=p), R.qlinear_matmul(*args, profile=p), p)
+        assert refquant.last_path()["path"] != "reference", p
+        cargs = (x, np.float32(0.02), np.uint8(3), w, np.float32(0.01), np.int8(0), np.float32(0.4), np.uint8(100))
+        want = R.qlinear_conv(*cargs, profile=p, pads=[1, 1, 1, 1])
+        _check(refquant.qlinear_conv(*cargs, profile=p, pads=[1, 1, 1, 1]), want, p)
+        if p == "pytorch-fbgemm":       # pytorch-x86's QLinearConv is oneDNN's epilogue
+            assert refquant.last_path()["path"] != "reference", p
+        bias = rng.integers(-1000, 1000, 16).astype(np.int32)
+        _check(refquant.qlinear_conv(*cargs, bias, profile=p, pads=[1, 1, 1, 1]),
+               R.qlinear_conv(*cargs, bias, profile=p, pads=[1, 1, 1, 1]), p + " bias")
+        assert refquant.last_path()["path"] == "reference", p
