@@ -412,12 +412,16 @@ static rq_epi_fn pick_epi(int isa) {
 
 /* A packed for AMX tiles: [ib][kc][16][64]; A_used = A (native signedness); rsum (over the true
  * K) only when need_rsum */
-static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int need_rsum, int Kp, int nt) {
-    const int M = a->M, K = a->K, nkc = Kp / 64, nib = (M + 15) / 16;
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)M * K > 65536)
-#endif
-    for (int ib = 0; ib < nib; ib++) {
+typedef struct { const rq_gemm_args *a; uint8_t *ap; int32_t *rsum; int need_rsum, Kp; } packa_job;
+
+static void pack_a_block(void *ctx, int64_t t) {
+    const packa_job *J = (const packa_job *)ctx;
+    const rq_gemm_args *a = J->a;
+    uint8_t *ap = J->ap; int32_t *rsum = J->rsum;
+    const int need_rsum = J->need_rsum, Kp = J->Kp;
+    const int M = a->M, K = a->K, nkc = Kp / 64;
+    {
+        const int ib = (int)t;
         uint8_t *blk = ap + (size_t)ib * nkc * 1024;
         for (int r = 0; r < 16; r++) {
             int i = ib * 16 + r;
@@ -454,6 +458,14 @@ static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int ne
             rsum[i] = (int32_t)s;
         }
     }
+}
+
+/* through the kernels' own pool (rq_parallel), not OpenMP: mixing the two puts a spinning
+ * OpenMP thread and a pool worker on the same core (measured: 2 threads slower than 1) */
+static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int need_rsum, int Kp, int nt) {
+    const int nib = (a->M + 15) / 16;
+    packa_job J = {a, ap, rsum, need_rsum, Kp};
+    rq_parallel(nib, ((size_t)a->M * a->K > ((size_t)1 << 20)) ? nt : 1, pack_a_block, &J);   /* a copy: threads only for big A */
 }
 
 /* The AMX A operand: tiles straight from the caller's rows when they are whole (rows of
