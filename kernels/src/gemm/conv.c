@@ -15,6 +15,7 @@
  */
 #include "rq_gemm.h"
 #include "../common/rq_cpu.h"
+#include "../common/rq_pool.h"
 #include <stdlib.h>
 #include <string.h>
 #if defined(_OPENMP)
@@ -156,6 +157,49 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
 }
 
 /* ---------------------------------------------------------------- implicit AMX */
+/* the implicit conv's layout changes run through the kernels' pool (rq_parallel), like the
+ * AMX GEMM between them: OpenMP threads spinning beside pool workers cost more than the
+ * transposes (measured at 2 threads) */
+/* each task takes a contiguous range of rows (rows * t / n ..): neighbouring output rows share
+ * cache lines in every NCHW plane, so an interleaved split would have the threads fight over
+ * them (false sharing) */
+typedef struct { const rq_conv_args *c; uint8_t *xp; const void *yv; int Wp, isa; size_t es; int ntask; } conv_tjob;
+
+static void conv_tin_row(const conv_tjob *J, int h) {     /* input row h: (C x W) -> (W x C) */
+    const rq_conv_args *c = J->c;
+    const int C = c->C, HW = c->H * c->W;
+    transpose_u8(c->x + (size_t)h * c->W, HW, J->xp + ((size_t)(h + c->pt) * J->Wp + c->pl) * C, C, C,
+                 c->W, J->isa);
+}
+
+static void conv_tin_rows(void *ctx, int64_t t) {
+    const conv_tjob *J = (const conv_tjob *)ctx;
+    const int H = J->c->H;
+    for (int h = (int)((int64_t)H * t / J->ntask); h < (int)((int64_t)H * (t + 1) / J->ntask); h++)
+        conv_tin_row(J, h);
+}
+
+static void conv_tout_row(const conv_tjob *J, int oh) {   /* output row oh: NHWC -> NCHW */
+    const rq_conv_args *c = J->c;
+    const size_t P = (size_t)c->OH * c->OW;
+    if (J->es == 1) {
+        transpose_u8((const uint8_t *)J->yv + (size_t)oh * J->Wp * c->Cout, c->Cout,
+                     (uint8_t *)c->y + (size_t)oh * c->OW, (ptrdiff_t)P, c->OW, c->Cout, J->isa);
+    } else {
+        const int32_t *s = (const int32_t *)J->yv + (size_t)oh * J->Wp * c->Cout;
+        int32_t *d = (int32_t *)c->y + (size_t)oh * c->OW;
+        for (int co = 0; co < c->Cout; co++)
+            for (int ow = 0; ow < c->OW; ow++) d[co * P + ow] = s[(size_t)ow * c->Cout + co];
+    }
+}
+
+static void conv_tout_rows(void *ctx, int64_t t) {
+    const conv_tjob *J = (const conv_tjob *)ctx;
+    const int OH = J->c->OH;
+    for (int oh = (int)((int64_t)OH * t / J->ntask); oh < (int)((int64_t)OH * (t + 1) / J->ntask); oh++)
+        conv_tout_row(J, oh);
+}
+
 static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     const int C = c->C, Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
     const int Mv = c->OH * Wp, nib = (Mv + 15) / 16, nc = C / 64;
@@ -188,12 +232,11 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
             size_t done = ((size_t)(c->H + c->pt) * Wp + c->pl) * C;
             memset(xp + done, xz, npix * C + 64 - done);
         }
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)C * HW > 65536)
-#endif
-        for (int h = 0; h < c->H; h++)
-            transpose_u8(c->x + (size_t)h * c->W, HW, xp + ((size_t)(h + c->pt) * Wp + c->pl) * C, C, C,
-                         c->W, isa);
+        {
+            const int ntk = ((size_t)C * HW > 65536) ? nt : 1;
+            conv_tjob J = {c, xp, NULL, Wp, isa, 0, ntk};
+            rq_parallel(ntk, ntk, conv_tin_rows, &J);
+        }
         for (int kh = 0; kh < c->KH; kh++)
             for (int kw = 0; kw < c->KW; kw++)
                 for (int cc = 0; cc < nc; cc++)
@@ -216,20 +259,9 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
         }
         if (rc == RQ_OK) {
             const size_t P = (size_t)c->OH * c->OW;
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && P * c->Cout > 65536)
-#endif
-            for (int oh = 0; oh < c->OH; oh++) {
-                if (es == 1) {
-                    transpose_u8((const uint8_t *)yv + (size_t)oh * Wp * c->Cout, c->Cout,
-                                 (uint8_t *)c->y + (size_t)oh * c->OW, (ptrdiff_t)P, c->OW, c->Cout, isa);
-                } else {
-                    const int32_t *s = (const int32_t *)yv + (size_t)oh * Wp * c->Cout;
-                    int32_t *d = (int32_t *)c->y + (size_t)oh * c->OW;
-                    for (int co = 0; co < c->Cout; co++)
-                        for (int ow = 0; ow < c->OW; ow++) d[co * P + ow] = s[(size_t)ow * c->Cout + co];
-                }
-            }
+            const int ntk = (P * c->Cout > 65536) ? nt : 1;
+            conv_tjob J = {c, xp, yv, Wp, isa, es, ntk};
+            rq_parallel(ntk, ntk, conv_tout_rows, &J);
         }
         rq_aligned_free(yv);
     }

