@@ -237,6 +237,18 @@ def test_packed_weights(isa_cap):
         _check(R.matmul_integer(A, pw, np.uint8(5), zb), R.matmul_integer(A, B, np.uint8(5), zb), "ref packed")
 
 
+def _check_threads(A, B, za, zb, what):
+    """matmul_integer through the kernels at 1 and 2 threads == the reference."""
+    want = R.matmul_integer(A, B, za, zb)
+    for t in (1, 2):
+        refquant.set_num_threads(t)
+        try:
+            got = F.matmul_integer(A, B, za, zb, profile=ONNX)
+        finally:
+            refquant.set_num_threads(None)
+        _check(got[0], want, f"{what} t={t} {got[1]}")
+
+
 def test_amx_blocked_b_packing():
     """Plain B large enough to be packed just in time, column block by column block (AMX path:
     packed B > 768 KiB): several blocks, a partial last block, every dtype pair, per-column zero
@@ -248,14 +260,7 @@ def test_amx_blocked_b_packing():
             A = _rand(rng, at, (M, K))
             B = _rand(rng, bt, (K, N))
             za, zb = at(7), _rand(rng, bt, (N,), extreme=0)
-            want = R.matmul_integer(A, B, za, zb)
-            for t in (1, 2):
-                refquant.set_num_threads(t)
-                try:
-                    got = F.matmul_integer(A, B, za, zb, profile=ONNX)
-                finally:
-                    refquant.set_num_threads(None)
-                _check(got[0], want, f"blocked B {at.__name__}{bt.__name__} M={M} N={N} K={K} t={t} {got[1]}")
+            _check_threads(A, B, za, zb, f"blocked B {at.__name__}{bt.__name__} M={M} N={N} K={K}")
         bs = (rng.random(N).astype(np.float32) + 0.5) * np.float32(0.01)
         args = (A, np.float32(0.02), at(3), B, bs, zb, np.float32(0.7), np.int8(-5))
         got = F.qlinear_matmul(*args, profile=p)
@@ -492,14 +497,7 @@ def test_uint8_b_raw_amx(isa_cap):
             B = _rand(rng, np.uint8, (K, N))
             for za, zb in ((at(0), np.uint8(0)), (at(5), np.uint8(0)), (at(-128 if at == np.int8 else 255), np.uint8(255)),
                            (at(3), _rand(rng, np.uint8, (N,), extreme=0))):
-                want = R.matmul_integer(A, B, za, zb)
-                for t in (1, 2):
-                    refquant.set_num_threads(t)
-                    try:
-                        got = F.matmul_integer(A, B, za, zb, profile=ONNX)
-                    finally:
-                        refquant.set_num_threads(None)
-                    _check(got[0], want, f"raw u8 B {at.__name__} M={M} N={N} K={K} t={t} {got[1]}")
+                _check_threads(A, B, za, zb, f"raw u8 B {at.__name__} M={M} N={N} K={K}")
             args = (A, np.float32(0.02), at(3), B, np.float32(0.01), np.uint8(9), np.float32(0.4), np.uint8(100))
             got = F.qlinear_matmul(*args, profile=ONNX)
             _check(got[0], R.qlinear_matmul(*args), f"raw u8 B qlinear {at.__name__} {got[1]}")
