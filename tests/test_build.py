@@ -140,12 +140,29 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
         assert np.array_equal(d, R.dequantize_linear(y, sb, zb, axis=1, block_size=7))
         r = F.dynamic_quantize_linear(x, profile=P, isa=lvl)[0]
         assert all(np.array_equal(a, b) for a, b in zip(r, R.dynamic_quantize_linear(x)))
+        # the vendor-formula quantize kernels (RQ_QV_*): every length around the vector widths
+        for prof in ("pytorch", "tflite-xnnpack", "pytorch-fakequant"):
+            for n in (1, 7, 8, 9, 15, 16, 17, 33, 257):
+                xv = (rng.standard_normal(n) * 40).astype(np.float32)
+                for zt in (np.uint8, np.int16):
+                    y, _ = F.quantize_linear(xv, np.float32(0.3), zt(3), profile=get_profile(prof), isa=lvl)
+                    assert np.array_equal(y, R.quantize_linear(xv, np.float32(0.3), zt(3), profile=prof))
+            res = F.quantize_linear(x, s, z, axis=1, profile=get_profile(prof), isa=lvl)   # per axis
+            assert res is None or np.array_equal(res[0], R.quantize_linear(x, s, z, axis=1, profile=prof))
     try:
         import refquant._gemm  # noqa: F401
         for M, K_, N in ((1, 1, 1), (3, 17, 5), (33, 65, 17), (64, 128, 64)):
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
             B = rng.integers(-128, 128, (K_, N)).astype(np.int8)
             assert np.array_equal(refquant.matmul_integer(A, B), R.matmul_integer(A, B))
+            Bu = rng.integers(0, 256, (K_, N)).astype(np.uint8)    # raw uint8 B (tdpbuud)
+            assert np.array_equal(refquant.matmul_integer(A, Bu), R.matmul_integer(A, Bu))
+        for C, Co, k, H in ((3, 5, 3, 7), (64, 16, 3, 9), (17, 70, 1, 5)):   # weight packing, transposes
+            xc = rng.integers(0, 256, (1, C, H, H + 2)).astype(np.uint8)
+            wc = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)
+            ca = (xc, np.float32(0.02), np.uint8(3), wc, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
+            pads = [k // 2] * 4
+            assert np.array_equal(refquant.qlinear_conv(*ca, pads=pads), R.qlinear_conv(*ca, pads=pads))
     except ImportError:
         pass
     print("ASAN-SAMPLE-OK")
