@@ -525,3 +525,16 @@ def test_float_bias_profiles_without_bias_take_the_kernel():
         _check(refquant.qlinear_conv(*cargs, bias, profile=p, pads=[1, 1, 1, 1]),
                R.qlinear_conv(*cargs, bias, profile=p, pads=[1, 1, 1, 1]), p + " bias")
         assert refquant.last_path()["path"] == "reference", p
+
+
+def test_gemv_k_slices():
+    """GEMV (M <= 4) with threads splits K (each thread streams its own part of B, partial int32
+    sums added afterwards): the same bits as one thread, every dtype pair, zero points, K not a
+    multiple of 8, N not a multiple of 64."""
+    rng = np.random.default_rng(23)
+    for (M, N, K) in ((1, 300, 2049), (4, 1000, 1500), (2, 64, 4100)):
+        for at, bt in ((np.uint8, np.int8), (np.int8, np.uint8), (np.uint8, np.uint8), (np.int8, np.int8)):
+            A = _rand(rng, at, (M, K))
+            B = _rand(rng, bt, (K, N))
+            for za, zb in ((at(0), bt(0)), (at(7), _rand(rng, bt, (N,), extreme=0))):
+                _check_threads(A, B, za, zb, f"gemv {at.__name__}{bt.__name__} M={M} N={N} K={K}")
