@@ -345,7 +345,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0, profile, opset=None):
     profile = profile.for_op("QGemm")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p, bias=C is not None):
+    if not _rq_ok(p, bias=False):    # an int32 C is added to the accumulator under every rq_bias
         return None
     A, _ = _arr(A if not isinstance(A, PackedWeights) else None)
     B, pk = _arr(B)

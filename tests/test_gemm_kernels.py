@@ -521,6 +521,11 @@ def test_float_bias_profiles_without_bias_take_the_kernel():
         _check(refquant.qlinear_conv(*cargs, profile=p, pads=[1, 1, 1, 1]), want, p)
         if p == "pytorch-fbgemm":       # pytorch-x86's QLinearConv is oneDNN's epilogue
             assert refquant.last_path()["path"] != "reference", p
+        C = rng.integers(-5000, 5000, 24).astype(np.int32)      # QGemm's int32 C: an int32 add
+        gargs = (A, np.float32(0.02), np.uint8(3), B, np.float32(0.01), np.int8(0), C, np.float32(0.4),
+                 np.uint8(100))
+        _check(refquant.qgemm(*gargs, profile=p), R.qgemm(*gargs, profile=p), p + " qgemm C")
+        assert refquant.last_path()["path"] != "reference", p
         bias = rng.integers(-1000, 1000, 16).astype(np.int32)
         _check(refquant.qlinear_conv(*cargs, bias, profile=p, pads=[1, 1, 1, 1]),
                R.qlinear_conv(*cargs, bias, profile=p, pads=[1, 1, 1, 1]), p + " bias")
