@@ -47,6 +47,7 @@ cdef extern from "rq_gemm.h" nogil:
         Py_ssize_t c_rs, c_cs
         const int32_t *bias
         Py_ssize_t bias_rs, bias_cs
+        const float *fbias
         const float *mult
         int mult_n
         int mult_rows
@@ -74,6 +75,7 @@ cdef extern from "rq_gemm.h" nogil:
         int out_type
         void *y
         const int32_t *bias
+        const float *fbias
         const float *mult
         int mult_n
         int32_t y_zp
@@ -184,7 +186,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
         raise ValueError("out: not writeable")
     g.C = cnp.PyArray_DATA(o)
     g.c_rs = o.strides[0] // o.dtype.itemsize; g.c_cs = o.strides[1] // o.dtype.itemsize
-    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0
+    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
     if bias is not None:
         bi = <cnp.ndarray?>bias
         if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
@@ -247,7 +249,7 @@ def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=
     g.b_zp = &zb; g.b_zp_n = 1
     g.out_type = RQ_OUT_S32
     g.C = cnp.PyArray_DATA(o); g.c_rs = g.N; g.c_cs = 1
-    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0
+    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
     g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
     g.y_zp = 0
     g.sat16 = sat16
@@ -267,14 +269,16 @@ _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
 
 def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, pads,
            PackedB packed=None, bias=None, mult=None, int y_zp=0, bint sat16=False, int isa=-1,
-           int nthreads=0):
+           int nthreads=0, fbias=None):
     """One image: x (C, H, W) contiguous, w (Cout, C/group, KH, KW) contiguous,
-    out (Cout, OH, OW) contiguous int32/uint8/int8.  Returns the kernel name."""
+    out (Cout, OH, OW) contiguous int32/uint8/int8.  fbias: float32 (Cout,) bias added after the
+    int32 -> float32 conversion (fbgemm's rq_bias="float"; 8-bit outputs, no int bias).
+    Returns the kernel name."""
     cdef cnp.ndarray xa = <cnp.ndarray?>x
     cdef cnp.ndarray wa = <cnp.ndarray?>w
     cdef cnp.ndarray o = <cnp.ndarray?>out
     cdef cnp.ndarray zw = np.ascontiguousarray(w_zp, dtype=np.int32).reshape(-1)
-    cdef cnp.ndarray bi, mu
+    cdef cnp.ndarray bi, mu, fb
     cdef rq_conv_args c
     cdef int kern = -1, rc
     if not (xa.flags.c_contiguous and wa.flags.c_contiguous and o.flags.c_contiguous):
@@ -308,6 +312,14 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
         if bi.shape[0] != c.Cout:
             raise ValueError("bias: Cout elements expected")
         c.bias = <const int32_t *>cnp.PyArray_DATA(bi)
+    c.fbias = NULL
+    if fbias is not None:
+        if bias is not None or o.dtype.itemsize != 1:
+            raise ValueError("fbias: 8-bit outputs and no int32 bias only")
+        fb = np.ascontiguousarray(fbias, dtype=np.float32).reshape(-1)
+        if fb.shape[0] != c.Cout:
+            raise ValueError("fbias: Cout elements expected")
+        c.fbias = <const float *>cnp.PyArray_DATA(fb)
     c.mult = NULL; c.mult_n = 0
     if c.out_type != RQ_OUT_S32:
         mu = np.ascontiguousarray(mult, dtype=np.float32).reshape(-1)

@@ -34,12 +34,15 @@ _I8 = (np.dtype(np.int8), np.dtype(np.uint8))
 
 # ----------------------------------------------------------------------------- helpers
 
-def _rq_ok(p, bias=True):
+def _rq_ok(p, bias=True, float_bias=False):
     """The epilogue the kernels implement; ``rq_bias`` matters only when there is a bias
-    (QLinearMatMul has none, QGemm's C and QLinearConv's B are optional)."""
+    (QLinearMatMul has none, QGemm's C and QLinearConv's B are optional); ``float_bias``: the
+    caller also implements rq_bias="float" (fbgemm: the bias added in float32 after the
+    conversion, conv only)."""
     return (p.rq_method == "float" and p.rq_multiplier != "onednn"
             and p.rq_precision == "float32" and p.rq_rounding == "half_even"
-            and p.rq_zero_point == "after_rounding" and (p.rq_bias == "int32" or not bias)
+            and p.rq_zero_point == "after_rounding"
+            and (p.rq_bias == "int32" or not bias or (float_bias and p.rq_bias == "float"))
             and p.rq_epilogue_dtype == "float32" and p.accumulator == "int32_wrap")
 
 
@@ -515,7 +518,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                  profile, opset=None):
     profile = profile.for_op("QLinearConv")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p, bias=B is not None):
+    if not _rq_ok(p, bias=B is not None, float_bias=True):
         return None
     try:
         if opset is not None:
@@ -547,12 +550,29 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     yz = _zp_vec(y_zero_point, out_dt, -1)
     if yz is None:
         return None
-    bias = None
+    bias = fbias = None
     if B is not None:
         b = np.asarray(B)
-        if b.dtype != np.int32 or b.ndim != 1 or b.shape[0] != Mc:
+        if b.ndim != 1 or b.shape[0] != Mc:
             return None
-        bias = b
+        if p.rq_bias == "float":
+            # fbgemm (requant module doc): an int32 bias in accumulator units -> fl32(b); a float
+            # bias -> fl32(b / fl32(x_s * w_s[m])); added in float32 after fl32(acc)
+            if b.dtype == np.int32:
+                fbias = b.astype(np.float32)
+            elif b.dtype.kind == "f":
+                with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+                    bsc = (np.asarray(xs, np.float32).reshape(()) * np.asarray(ws, np.float32).reshape(-1)
+                           ).astype(np.float32)
+                    fbias = np.ascontiguousarray((b.astype(np.float32) / bsc).astype(np.float32))
+                if fbias.shape[0] != Mc:
+                    fbias = np.broadcast_to(fbias, (Mc,)).copy()
+            else:
+                return None
+        else:
+            if b.dtype != np.int32:
+                return None
+            bias = b
     if Mul is None:
         try:
             Mul = form_multiplier(xs.reshape(()), ws.reshape(-1) if ws.size > 1 else ws.reshape(()),
@@ -562,7 +582,10 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     m = _mult32(Mul)
     if m is None:
         return None
-    out, kern = _conv_run(X4, W4, xz, wz, geo, o2, out_dt, pk, bias=bias, mult=m, y_zp=int(yz[0]))
+    kw = dict(bias=bias, mult=m, y_zp=int(yz[0]))
+    if fbias is not None:
+        kw = dict(kw, bias=None, fbias=fbias)
+    out, kern = _conv_run(X4, W4, xz, wz, geo, o2, out_dt, pk, **kw)
     if nd == 1:
         out = out[:, :, 0, :]
     return out, kern

@@ -221,3 +221,55 @@ def test_conv_pair_saturation(isa_cap, C, M, H, W, k, g, x_u8, pad, seed):
     got = F.conv_integer(x, w, xz, None, profile=p, **attrs)
     assert got is not None
     _check(got[0], R.conv_integer(x, w, xz, None, profile=p, **attrs), f"sat16 conv {got[1]}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_float_bias_epilogue(isa_cap):
+    """fbgemm's float bias (pytorch-fbgemm, rq_bias="float"): an int32 B in accumulator units
+    or a float32 B divided by fl32(x_s * w_s[m]), added in float32 after fl32(acc), before the
+    multiplier -- in every conv path (implicit AMX, 1x1 GEMM, im2col per group; a depthwise conv
+    with a float bias would take the GEMM path, but fbgemm's depthwise int16 pair saturation keeps
+    it on the reference), packed or plain weights, per-tensor and per-channel scales."""
+    p = get_profile("pytorch-fbgemm")
+    rng = np.random.default_rng(31)
+    cases = ((64, 64, 3, 9, 1, 1), (256, 64, 1, 7, 1, 1), (16, 16, 3, 8, 16, 1), (8, 24, 3, 11, 2, 2),
+             (3, 5, 5, 9, 1, 1))
+    for C, Co, k, H, G, s in cases:
+        x = _rand(rng, np.uint8, (1, C, H, H))
+        w = _rand(rng, np.int8, (Co, C // G, k, k))
+        for ws in (np.float32(0.004), (rng.random(Co).astype(np.float32) * 0.02 + 0.001)):
+            wz = np.int8(0) if np.ndim(ws) == 0 else np.zeros(Co, np.int8)
+            for B in (rng.integers(-30000, 30000, Co).astype(np.int32),
+                      (rng.standard_normal(Co) * 4).astype(np.float32)):
+                args = (x, np.float32(0.03), np.uint8(7), w, ws, wz, np.float32(0.25), np.uint8(120), B)
+                kw = dict(group=G, pads=[k // 2] * 4, strides=[s, s])
+                want = R.qlinear_conv(*args, profile=p, **kw)
+                got = F.qlinear_conv(*args, profile=p, **kw)
+                # fbgemm's depthwise kernel saturates int16 pairs: that conv stays on the reference
+                assert got is not None or G == C, (C, Co, k, G, B.dtype)
+                if got is not None:
+                    _check(got[0], want, f"float bias {got[1]} C={C} Co={Co} k={k} G={G} {B.dtype}")
+                pa = list(args)
+                pa[3] = refquant.pack_weights(w) if G == 1 else w
+                _check(refquant.qlinear_conv(*pa, profile=p, **kw), want, f"float bias packed C={C}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_packed_weights_below_vnni(isa_cap):
+    """Weights packed once and used at every ISA level: below VNNI (an ISA cap, or a CPU
+    without it) and with int16 pair saturation the GEMM reads the unpacked weights, so the
+    conv must hand it them (regression: the im2col path used to pass an unfilled matrix)."""
+    rng = np.random.default_rng(32)
+    for C, Co, k in ((64, 64, 3), (3, 16, 3), (16, 8, 1)):
+        x = _rand(rng, np.uint8, (1, C, 9, 9))
+        w = _rand(rng, np.int8, (Co, C, k, k))
+        pw = refquant.pack_weights(w)
+        b = rng.integers(-5000, 5000, Co).astype(np.int32)
+        for prof in ("onnx", "onnxruntime-avx2"):
+            args = (x, np.float32(0.03), np.uint8(7), pw, np.float32(0.004), np.int8(0), np.float32(0.25),
+                    np.uint8(120), b)
+            want = R.qlinear_conv(x, *args[1:3], w, *args[4:], pads=[k // 2] * 4, profile=prof)
+            _check(refquant.qlinear_conv(*args, pads=[k // 2] * 4, profile=prof), want,
+                   f"packed {prof} C={C} Co={Co} k={k} {refquant.last_path()['path']}")
+        _check(refquant.conv_integer(x, pw, np.uint8(7), pads=[k // 2] * 4),
+               R.conv_integer(x, w, np.uint8(7), pads=[k // 2] * 4), f"packed ConvInteger C={C}")

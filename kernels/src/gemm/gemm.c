@@ -228,7 +228,9 @@ static inline int32_t epi_acc(const rq_epi *e, int i, int j, int32_t raw) {
 /* the scalar definition of the float epilogue (RNE via nearbyintf in the default mode) */
 static inline int32_t epi_requant(const rq_epi *e, int i, int j, int32_t acc) {
     float m = e->mult_rows ? e->mult[i] : e->mult[e->mult_n == 1 ? 0 : j];
-    float v = (float)acc * m;
+    float af = (float)acc;
+    if (e->fbias) af = af + e->fbias[i * e->bias_rs + j * e->bias_cs];   /* float32 add */
+    float v = af * m;
     float lo = (float)(e->qmin - e->y_zp), hi = (float)(e->qmax - e->y_zp);
     v = v < lo ? lo : v;   /* NaN never reaches here (multipliers checked finite) */
     v = v > hi ? hi : v;
@@ -319,7 +321,7 @@ static void epi_free(epi_bufs *b) {
 static void epi_base(rq_epi *e, const rq_gemm_args *a) {
     memset(e, 0, sizeof(*e));
     e->M = a->M; e->N = a->N; e->K = a->K;
-    e->bias = a->bias; e->bias_rs = a->bias_rs; e->bias_cs = a->bias_cs;
+    e->bias = a->bias; e->bias_rs = a->bias_rs; e->bias_cs = a->bias_cs; e->fbias = a->fbias;
     e->mult = a->mult; e->mult_n = a->mult_n; e->mult_rows = a->mult_rows; e->y_zp = a->y_zp;
     e->out_type = a->out_type; e->C = a->C; e->c_rs = a->c_rs; e->c_cs = a->c_cs;
     e->qmin = a->out_type == RQ_OUT_U8 ? 0 : -128;
@@ -395,6 +397,7 @@ static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
     if (e->colterm) d->colterm = e->colterm + c0;
     if (e->zb_col) d->zb_col = e->zb_col + c0;
     if (e->bias) d->bias = e->bias + (ptrdiff_t)c0 * e->bias_cs;
+    if (e->fbias) d->fbias = e->fbias + (ptrdiff_t)c0 * e->bias_cs;
     if (e->mult && e->mult_n != 1 && !e->mult_rows) d->mult = e->mult + c0;
     d->C = (char *)e->C + (ptrdiff_t)c0 * e->c_cs *
            (e->out_type == RQ_OUT_S32 ? (ptrdiff_t)sizeof(int32_t) : (ptrdiff_t)1);

@@ -39,8 +39,10 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
     const __m512 m1 = _mm512_set1_ps(e->mult ? e->mult[0] : 0.0f);
     /* fast path: row-contiguous output, corrections at most colfix/rowfix, bias per column or
      * none: everything hoisted into locals, full vectors unmasked */
-    if (e->c_cs == 1 && !e->za_row && !e->zb_col && (!e->bias || e->bias_cs == 1 || e->bias_cs == 0)) {
+    if (e->c_cs == 1 && !e->za_row && !e->zb_col &&
+        ((!e->bias && !e->fbias) || e->bias_cs == 1 || e->bias_cs == 0)) {
         const int32_t *colfix = e->colfix, *rowfix = e->rowfix, *bias = e->bias;
+        const float *fbias = e->fbias;
         const ptrdiff_t bias_rs = e->bias_rs, bias_cs = e->bias_cs, c_rs = e->c_rs;
         const float *mult = e->mult;
         const int s32 = e->out_type == RQ_OUT_S32;
@@ -51,6 +53,8 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
             const __m512i rf = _mm512_set1_epi32(rowfix ? rowfix[i] : 0);
             const int32_t *bp = bias ? bias + i * bias_rs : NULL;
             const __m512i bb = (bias && bias_cs == 0) ? _mm512_set1_epi32(bp[0]) : _mm512_setzero_si512();
+            const float *fp = fbias ? fbias + i * bias_rs : NULL;
+            const __m512 fb = (fbias && bias_cs == 0) ? _mm512_set1_ps(fp[0]) : _mm512_setzero_ps();
             const __m512 mrow = (e->mult_rows && mult) ? _mm512_set1_ps(mult[i]) : m1;
             for (int c = 0; c < nj; c += 16) {
                 const int j = j0 + c;
@@ -68,7 +72,9 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                     continue;
                 }
                 __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, mult + j) : mrow;
-                __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), mm);
+                __m512 af = _mm512_cvtepi32_ps(a);
+                if (fp) af = _mm512_add_ps(af, bias_cs ? _mm512_maskz_loadu_ps(m, fp + j) : fb);
+                __m512 v = _mm512_mul_ps(af, mm);
                 v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
                 __m128i b = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
                 uint8_t *dst = (uint8_t *)e->C + i * c_rs + j;
@@ -95,7 +101,14 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 continue;
             }
             __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, e->mult + j) : (e->mult_rows ? _mm512_set1_ps(e->mult[i]) : m1);
-            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), mm);
+            __m512 af = _mm512_cvtepi32_ps(a);
+            if (e->fbias) {
+                float t[16];
+                for (int q = 0; q < 16; q++)
+                    t[q] = (m >> q) & 1 ? e->fbias[i * e->bias_rs + (j + q) * e->bias_cs] : 0.0f;
+                af = _mm512_add_ps(af, _mm512_loadu_ps(t));
+            }
+            __m512 v = _mm512_mul_ps(af, mm);
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
             __m128i b = _mm512_cvtepi32_epi8(q);  /* values are in range: truncation is exact */

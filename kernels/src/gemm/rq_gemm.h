@@ -106,6 +106,9 @@ typedef struct rq_gemm_args {
     int out_type; void *C; ptrdiff_t c_rs, c_cs;
     /* epilogue: int32 bias[i, j] at bias + i*bias_rs + j*bias_cs (elements; 0 = broadcast) */
     const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
+    /* or a float32 bias (fbgemm's rq_bias="float", 8-bit outputs only), same indexing, added
+     * after the conversion: v = fl32(fl32(fl32(acc) + fbias[i, j]) * M); bias must be NULL */
+    const float *fbias;
     const float *mult; int mult_n;     /* 1 or N; used for RQ_OUT_U8 / RQ_OUT_S8 */
     int mult_rows;                      /* 1: mult has M entries, one per row (conv as W.X) */
     int32_t y_zp;
@@ -132,6 +135,7 @@ typedef struct rq_conv_args {
     const int32_t *w_zp; int w_zp_n;     /* 1 or Cout */
     int out_type; void *y;               /* y[co, oh, ow] contiguous */
     const int32_t *bias;                 /* Cout or NULL */
+    const float *fbias;                  /* Cout or NULL: float bias (rq_gemm_args.fbias) */
     const float *mult; int mult_n;
     int32_t y_zp;
     int sat16;                           /* int16 pair saturation over k = (kh, kw, ci), ci fastest */
@@ -156,6 +160,7 @@ typedef struct rq_epi {
     const int32_t *zb_col;   /* N or NULL (zb per column): subtract zb_col[j]*rsum[i] */
     const int32_t *rsum;     /* M */
     const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
+    const float *fbias;      /* float bias (rq_gemm_args.fbias), indexed like bias */
     const float *mult; int mult_n; int mult_rows;
     int32_t y_zp; int qmin, qmax;
     int out_type; void *C; ptrdiff_t c_rs, c_cs;
