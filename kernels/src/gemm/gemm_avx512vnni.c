@@ -14,6 +14,9 @@
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
+#ifndef RQ_PACK_MT_MIN
+#define RQ_PACK_MT_MIN 65536   /* B elements above which packing uses the threads (measured at 2 threads: 512^3 103 -> 95 us, 384x768x768 178 -> 150 us) */
+#endif
 #ifndef RQ_PACK_PFG
 #define RQ_PACK_PFG 2   /* B packing: software prefetch this many k-groups (4 rows each) ahead */
 #endif
@@ -141,9 +144,10 @@ static void packb_cg(void *ctx, int64_t t) {
 int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads) {
     const int ncg = (pb->Np + 63) / 64;  /* 64-column groups */
     packb_job J = {pb, B, b_rs};
-    /* threads only for large B (measured at 2 threads: 768 x 768 packs faster on one, 1024 x 1024
-     * on two; a small pack split across cores also leaves half of packed B in the other L2) */
-    rq_parallel((ncg + 1) / 2, ((size_t)pb->K * pb->N > 786432) ? nthreads : 1, packb_cg, &J);
+    /* threads above RQ_PACK_MT_MIN elements (the pool's workers poll for work, so a split pays
+     * off from small B on; the packed halves end in both cores' L2, which the threaded AMX GEMM
+     * that follows reads anyway) */
+    rq_parallel((ncg + 1) / 2, ((size_t)pb->K * pb->N > RQ_PACK_MT_MIN) ? nthreads : 1, packb_cg, &J);
     (void)load_row;
     return RQ_OK;
 }
