@@ -334,8 +334,11 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
                       profile, opset=None, out=None, isa=None):
     """Fast DequantizeLinear; ``(y, kernel_name)`` or None."""
     prof = profile
-    # DequantizeLinear reads the profile's own dq fields (no op / granularity overrides apply)
-    if prof.dq_subtract != "exact" or getattr(prof, "dq_vector_width", 0) != 0:
+    # DequantizeLinear reads the profile's own dq fields (no op / granularity overrides apply).
+    # dq_subtract "float32" (onnx.reference: fl32(x) - fl32(zp), then * s in float32) equals the
+    # exact subtraction for a float32 output: |x - zp| < 2^17 is exact in float32, and an int32
+    # x (no zero point) converts the same way in both
+    if prof.dq_subtract not in ("exact", "float32") or getattr(prof, "dq_vector_width", 0) != 0:
         return None
     if isinstance(x, np.generic):
         x = np.asarray(x)
@@ -380,7 +383,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             out_dt = _rq.resolve_dtype(output_dtype, argname="output_dtype")
         else:
             out_dt = _F32 if s.dtype == _E8M0 else s.dtype
-        if out_dt not in (_F32, _F16):
+        if out_dt not in (_F32, _F16) or (prof.dq_subtract == "float32" and out_dt != _F32):
             return None
         ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "x_scale", "x_zero_point")
     except Exception:

@@ -774,3 +774,18 @@ def test_dequantize_profiles_with_overrides_take_the_kernel():
         refquant.dequantize_linear(q, np.float32(0.02), np.int8(3), profile="tensorrt")
     with pytest.raises(Exception, match="uint8"):
         refquant.dequantize_linear(q.view(np.uint8), np.float32(0.02), profile="tensorrt")
+
+
+def test_dequantize_float32_subtraction_profile():
+    """onnx-reference's DequantizeLinear (fl32(x) - fl32(zp), float32 product) equals the exact
+    subtraction for float32 outputs, so it runs the kernel there; float16 outputs (where a 16-bit
+    difference is not exact) stay on the reference."""
+    rng = np.random.default_rng(41)
+    for dt in (np.uint8, np.int8, np.uint16, np.int16, ml_dtypes.int4, np.int32):
+        x = _random_q(rng, np.dtype(dt), 1000)
+        z = None if dt == np.int32 else _random_q(rng, np.dtype(dt), 1).reshape(())
+        for s in (np.float32(0.0123), np.float16(0.0123)):
+            want = R.dequantize_linear(x, s, z, profile="onnx-reference")
+            got = refquant.dequantize_linear(x, s, z, profile="onnx-reference")
+            assert_bitexact(got, want, f"onnx-reference {np.dtype(dt)} {np.asarray(s).dtype}")
+            assert (refquant.last_path()["path"] == "reference") == (np.asarray(s).dtype == np.float16)
