@@ -48,6 +48,9 @@ cdef extern from "rq_gemm.h" nogil:
         const int32_t *bias
         Py_ssize_t bias_rs, bias_cs
         const float *fbias
+        int od
+        float od_s1, od_s3
+        const float *fbias2
         const float *mult
         int mult_n
         int mult_rows
@@ -76,6 +79,9 @@ cdef extern from "rq_gemm.h" nogil:
         void *y
         const int32_t *bias
         const float *fbias
+        int od
+        float od_s1, od_s3
+        const float *fbias2
         const float *mult
         int mult_n
         int32_t y_zp
@@ -145,7 +151,7 @@ cdef int _out_type(cnp.ndarray out) except -1:
 
 
 def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, int y_zp=0,
-         bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False):
+         bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False, od=None):
     """out[i, j] = epilogue(sum_k (A[i,k]-a_zp)(B[k,j]-b_zp)); returns the kernel name.
 
     A (M, K), B (K, N) uint8/int8 with any strides; a_zp int32 (1 or M), b_zp int32 (1 or N);
@@ -187,6 +193,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     g.C = cnp.PyArray_DATA(o)
     g.c_rs = o.strides[0] // o.dtype.itemsize; g.c_cs = o.strides[1] // o.dtype.itemsize
     g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
+    g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
     if bias is not None:
         bi = <cnp.ndarray?>bias
         if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
@@ -194,6 +201,10 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
         g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
         g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
     g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
+    if od is not None:      # oneDNN's epilogue: (a_s', fl32(1/y_s)); mult holds b_s'
+        if g.out_type == RQ_OUT_S32:
+            raise ValueError("od: 8-bit outputs only")
+        g.od = 1; g.od_s1 = <float>od[0]; g.od_s3 = <float>od[1]
     if g.out_type != RQ_OUT_S32:
         if mult is None:
             raise ValueError("mult: required for 8-bit outputs")
@@ -250,6 +261,7 @@ def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=
     g.out_type = RQ_OUT_S32
     g.C = cnp.PyArray_DATA(o); g.c_rs = g.N; g.c_cs = 1
     g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
+    g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
     g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
     g.y_zp = 0
     g.sat16 = sat16
@@ -269,7 +281,7 @@ _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
 
 def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, pads,
            PackedB packed=None, bias=None, mult=None, int y_zp=0, bint sat16=False, int isa=-1,
-           int nthreads=0, fbias=None):
+           int nthreads=0, fbias=None, od=None):
     """One image: x (C, H, W) contiguous, w (Cout, C/group, KH, KW) contiguous,
     out (Cout, OH, OW) contiguous int32/uint8/int8.  fbias: float32 (Cout,) bias added after the
     int32 -> float32 conversion (fbgemm's rq_bias="float"; 8-bit outputs, no int bias).
@@ -278,7 +290,7 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
     cdef cnp.ndarray wa = <cnp.ndarray?>w
     cdef cnp.ndarray o = <cnp.ndarray?>out
     cdef cnp.ndarray zw = np.ascontiguousarray(w_zp, dtype=np.int32).reshape(-1)
-    cdef cnp.ndarray bi, mu, fb
+    cdef cnp.ndarray bi, mu, fb, fb2
     cdef rq_conv_args c
     cdef int kern = -1, rc
     if not (xa.flags.c_contiguous and wa.flags.c_contiguous and o.flags.c_contiguous):
@@ -312,6 +324,16 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
         if bi.shape[0] != c.Cout:
             raise ValueError("bias: Cout elements expected")
         c.bias = <const int32_t *>cnp.PyArray_DATA(bi)
+    c.od = 0; c.od_s1 = 1; c.od_s3 = 1; c.fbias2 = NULL
+    if od is not None:      # oneDNN's epilogue: (a_s', fl32(1/y_s), float bias in real units or None)
+        if o.dtype.itemsize != 1:
+            raise ValueError("od: 8-bit outputs only")
+        c.od = 1; c.od_s1 = <float>od[0]; c.od_s3 = <float>od[1]
+        if od[2] is not None:
+            fb2 = np.ascontiguousarray(od[2], dtype=np.float32).reshape(-1)
+            if fb2.shape[0] != c.Cout:
+                raise ValueError("od bias: Cout elements expected")
+            c.fbias2 = <const float *>cnp.PyArray_DATA(fb2)
     c.fbias = NULL
     if fbias is not None:
         if bias is not None or o.dtype.itemsize != 1:

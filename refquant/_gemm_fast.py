@@ -34,15 +34,20 @@ _I8 = (np.dtype(np.int8), np.dtype(np.uint8))
 
 # ----------------------------------------------------------------------------- helpers
 
-def _rq_ok(p, bias=True, float_bias=False):
+def _rq_ok(p, bias=True, float_bias=False, onednn=False):
     """The epilogue the kernels implement; ``rq_bias`` matters only when there is a bias
     (QLinearMatMul has none, QGemm's C and QLinearConv's B are optional); ``float_bias``: the
     caller also implements rq_bias="float" (fbgemm: the bias added in float32 after the
-    conversion, conv only)."""
-    return (p.rq_method == "float" and p.rq_multiplier != "onednn"
+    conversion, conv only); ``onednn``: the caller implements oneDNN's epilogue
+    (rq_multiplier "onednn" with the zero point before rounding, see _onednn_params)."""
+    if p.rq_multiplier == "onednn":
+        form = onednn and p.rq_zero_point == "before_rounding"
+    else:
+        form = p.rq_zero_point == "after_rounding"
+    return (p.rq_method == "float" and form
             and p.rq_precision == "float32" and p.rq_rounding == "half_even"
-            and p.rq_zero_point == "after_rounding"
-            and (p.rq_bias == "int32" or not bias or (float_bias and p.rq_bias == "float"))
+            and (p.rq_bias == "int32" or not bias or (float_bias and p.rq_bias == "float")
+                 or (onednn and p.rq_multiplier == "onednn"))
             and p.rq_epilogue_dtype == "float32" and p.accumulator == "int32_wrap")
 
 
@@ -110,6 +115,20 @@ def _f32_scale(s, allow_vector=False):
     return v
 
 
+def _onednn_params(a_s, b_s, y_s):
+    """oneDNN's epilogue constants (requant._onednn_scale): (a_s', b_s' (float32 scalar or
+    per-channel array), fl32(1/y_s)) with s' = fl32(1/fl32(1/s)), the same float32 numpy
+    operations as the reference; raises _Slow for scales the fast path does not take."""
+    a = _f32_scale(a_s)
+    b = _f32_scale(b_s, allow_vector=True)
+    y = _f32_scale(y_s)
+    f = np.float32
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        def rt(s):
+            return (f(1) / (f(1) / np.asarray(s, f)).astype(f)).astype(f)
+        return rt(a).reshape(()), rt(b), (f(1) / np.asarray(y, f)).astype(f).reshape(())
+
+
 def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
     """form_multiplier for rq_multiplier="fp32" on float32 scales, without the generic
     validation overhead: M = fl32(fl32([fl32(alpha) *] a_s * b_s) / y_s), same operations and
@@ -160,7 +179,7 @@ def _gemm2d(A2, B2, za, zb, out, **kw):
 
 
 def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bias=None,
-                 sat16=False):
+                 sat16=False, od=None):
     """numpy-matmul shapes with per-tensor / per-row (2-D A) / per-column zero points."""
     a1, b1 = A.ndim == 1, B.ndim == 1
     Aa = A[None, :] if a1 else A
@@ -175,7 +194,7 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
     if Aa.ndim == 2 and Bb.ndim == 2:
         out = np.empty((M, N), out_dtype)
         kern = _gemm2d(Aa, Bb, za, zb, out, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
-                       bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16)
+                       bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16, od=od)
     elif Bb.ndim == 2 and za.size == 1:
         # fold A's batch dimensions into M (a copy only when the rows are not uniform)
         batch = Aa.shape[:-2]
@@ -183,7 +202,7 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
         out = np.empty(batch + (M, N), out_dtype)
         o2 = out.reshape(-1, N)
         kern = _gemm2d(A2, Bb, za, zb, o2, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
-                       bias=None if bias is None else np.broadcast_to(bias, o2.shape), sat16=sat16)
+                       bias=None if bias is None else np.broadcast_to(bias, o2.shape), sat16=sat16, od=od)
     else:
         batch = np.broadcast_shapes(Aa.shape[:-2], Bb.shape[:-2])
         Ab = np.broadcast_to(Aa, batch + (M, K))
@@ -191,7 +210,7 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
         out = np.empty(batch + (M, N), out_dtype)
         for idx in np.ndindex(*batch):
             kern = _gemm2d(Ab[idx], Bbb[idx], za, zb, out[idx], mult=mult, y_zp=y_zp,
-                           bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16)
+                           bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16, od=od)
         if kern is None:      # empty batch
             kern = "gemm"
     if a1:
@@ -291,8 +310,17 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                    profile, opset=None):
     profile = profile.for_op("QLinearMatMul")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p, bias=False):
+    if not _rq_ok(p, bias=False, onednn=True):
         return None
+    od = None
+    if p.rq_multiplier == "onednn":
+        try:
+            s1, bprime, s3 = _onednn_params(a_scale, b_scale, y_scale)
+        except _Slow:
+            return None
+        if not (np.isfinite(s1) and np.isfinite(s3) and np.all(np.isfinite(bprime))):
+            return None
+        od = (float(s1), float(s3))
     A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
     B, pk = _arr(b)
     if A is None or B is None or A.ndim == 0 or B.ndim == 0:
@@ -337,11 +365,11 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                                   np.asarray(y_scale).reshape(()), profile=p)
         except (TypeError, ValueError):
             return None
-    m = _mult32(Mul)
+    m = _mult32(Mul) if od is None else np.ascontiguousarray(bprime.reshape(-1), np.float32)
     if m is None:
         return None
     return _matmul_core(A, B, za, zb, out_dt, packed=pk, mult=m, y_zp=int(yz[0]),
-                        sat16=_sat16(p, A, B))
+                        sat16=_sat16(p, A, B), od=od)
 
 
 def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
@@ -518,7 +546,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                  profile, opset=None):
     profile = profile.for_op("QLinearConv")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p, bias=B is not None, float_bias=True):
+    if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True):
         return None
     try:
         if opset is not None:
@@ -550,12 +578,32 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     yz = _zp_vec(y_zero_point, out_dt, -1)
     if yz is None:
         return None
-    bias = fbias = None
+    bias = fbias = fbias2 = od = None
+    if p.rq_multiplier == "onednn":
+        try:
+            s1, wprime, s3 = _onednn_params(x_scale, w_scale, y_scale)
+        except _Slow:
+            return None
+        if not (np.isfinite(s1) and np.isfinite(s3) and np.all(np.isfinite(wprime))):
+            return None
     if B is not None:
         b = np.asarray(B)
         if b.ndim != 1 or b.shape[0] != Mc:
             return None
-        if p.rq_bias == "float":
+        if p.rq_multiplier == "onednn":
+            # oneDNN (requant._onednn_scale): an int32 bias is in accumulator units (added to
+            # fl32(acc) in float32, or to acc in int32 under rq_bias "int32"); a float bias is in
+            # real units, added after the two scales
+            if b.dtype == np.int32:
+                if p.rq_bias == "int32":
+                    bias = b
+                else:
+                    fbias = b.astype(np.float32)
+            elif b.dtype.kind == "f" and p.rq_bias != "int32":
+                fbias2 = np.ascontiguousarray(b.astype(np.float32))
+            else:
+                return None
+        elif p.rq_bias == "float":
             # fbgemm (requant module doc): an int32 bias in accumulator units -> fl32(b); a float
             # bias -> fl32(b / fl32(x_s * w_s[m])); added in float32 after fl32(acc)
             if b.dtype == np.int32:
@@ -585,6 +633,10 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     kw = dict(bias=bias, mult=m, y_zp=int(yz[0]))
     if fbias is not None:
         kw = dict(kw, bias=None, fbias=fbias)
+    if p.rq_multiplier == "onednn":
+        kw["mult"] = np.ascontiguousarray(np.broadcast_to(wprime.reshape(-1), (Mc,)) if wprime.size > 1
+                                          else wprime.reshape(1), np.float32)
+        kw["od"] = (float(s1), float(s3), fbias2)
     out, kern = _conv_run(X4, W4, xz, wz, geo, o2, out_dt, pk, **kw)
     if nd == 1:
         out = out[:, :, 0, :]

@@ -273,3 +273,36 @@ def test_packed_weights_below_vnni(isa_cap):
                    f"packed {prof} C={C} Co={Co} k={k} {refquant.last_path()['path']}")
         _check(refquant.conv_integer(x, pw, np.uint8(7), pads=[k // 2] * 4),
                R.conv_integer(x, w, np.uint8(7), pads=[k // 2] * 4), f"packed ConvInteger C={C}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_onednn_epilogue(isa_cap):
+    """oneDNN's epilogue (pytorch-onednn everywhere, pytorch-x86's QLinearConv): the scales one by
+    one after their reciprocal round trip, fl32(fl32(fl32(fl32(acc) [+ b]) * a_s') * w_s'[m])
+    [+ b_real] * fl32(1/y_s), the zero point added before rounding -- int32 and float32 biases,
+    per-tensor and per-channel weight scales, every conv path and QLinearMatMul."""
+    rng = np.random.default_rng(33)
+    cases = ((64, 64, 3, 9, 1), (256, 64, 1, 7, 1), (16, 16, 3, 8, 16), (3, 5, 5, 9, 1))
+    for prof in ("pytorch-onednn", "pytorch-x86"):
+        p = get_profile(prof)
+        for C, Co, k, H, G in cases:
+            x = _rand(rng, np.uint8, (1, C, H, H))
+            w = _rand(rng, np.int8, (Co, C // G, k, k))
+            for ws in (np.float32(0.004), (rng.random(Co).astype(np.float32) * 0.02 + 0.001)):
+                wz = np.int8(0) if np.ndim(ws) == 0 else np.zeros(Co, np.int8)
+                for B in (None, rng.integers(-30000, 30000, Co).astype(np.int32),
+                          (rng.standard_normal(Co) * 4).astype(np.float32)):
+                    args = (x, np.float32(0.03), np.uint8(7), w, ws, wz, np.float32(0.25), np.uint8(120), B)
+                    kw = dict(group=G, pads=[k // 2] * 4)
+                    want = R.qlinear_conv(*args, profile=p, **kw)
+                    got = F.qlinear_conv(*args, profile=p, **kw)
+                    assert got is not None, (prof, C, Co, k, G)
+                    _check(got[0], want, f"{prof} {got[1]} C={C} Co={Co} k={k} G={G}")
+        A = _rand(rng, np.uint8, (37, 70))
+        Bm = _rand(rng, np.int8, (70, 45))
+        for bs in (np.float32(0.01), rng.random(45).astype(np.float32) * 0.02 + 0.001):
+            bz = np.int8(0) if np.ndim(bs) == 0 else np.zeros(45, np.int8)
+            args = (A, np.float32(0.02), np.uint8(3), Bm, bs, bz, np.float32(0.3), np.uint8(100))
+            got = F.qlinear_matmul(*args, profile=get_profile("pytorch-onednn"))
+            assert got is not None
+            _check(got[0], R.qlinear_matmul(*args, profile="pytorch-onednn"), f"onednn qlinear_matmul {got[1]}")

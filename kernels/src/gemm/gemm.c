@@ -230,6 +230,16 @@ static inline int32_t epi_requant(const rq_epi *e, int i, int j, int32_t acc) {
     float m = e->mult_rows ? e->mult[i] : e->mult[e->mult_n == 1 ? 0 : j];
     float af = (float)acc;
     if (e->fbias) af = af + e->fbias[i * e->bias_rs + j * e->bias_cs];   /* float32 add */
+    if (e->od) {   /* oneDNN: the scales one by one, the zero point before rounding */
+        float t = af * e->od_s1;
+        t = t * m;
+        if (e->fbias2) t = t + e->fbias2[i * e->bias_rs + j * e->bias_cs];
+        t = t * e->od_s3;
+        t = t + (float)e->y_zp;
+        t = t < (float)e->qmin ? (float)e->qmin : t;
+        t = t > (float)e->qmax ? (float)e->qmax : t;
+        return (int32_t)nearbyintf(t);
+    }
     float v = af * m;
     float lo = (float)(e->qmin - e->y_zp), hi = (float)(e->qmax - e->y_zp);
     v = v < lo ? lo : v;   /* NaN never reaches here (multipliers checked finite) */
@@ -322,6 +332,7 @@ static void epi_base(rq_epi *e, const rq_gemm_args *a) {
     memset(e, 0, sizeof(*e));
     e->M = a->M; e->N = a->N; e->K = a->K;
     e->bias = a->bias; e->bias_rs = a->bias_rs; e->bias_cs = a->bias_cs; e->fbias = a->fbias;
+    e->od = a->od; e->od_s1 = a->od_s1; e->od_s3 = a->od_s3; e->fbias2 = a->fbias2;
     e->mult = a->mult; e->mult_n = a->mult_n; e->mult_rows = a->mult_rows; e->y_zp = a->y_zp;
     e->out_type = a->out_type; e->C = a->C; e->c_rs = a->c_rs; e->c_cs = a->c_cs;
     e->qmin = a->out_type == RQ_OUT_U8 ? 0 : -128;
@@ -398,6 +409,7 @@ static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
     if (e->zb_col) d->zb_col = e->zb_col + c0;
     if (e->bias) d->bias = e->bias + (ptrdiff_t)c0 * e->bias_cs;
     if (e->fbias) d->fbias = e->fbias + (ptrdiff_t)c0 * e->bias_cs;
+    if (e->fbias2) d->fbias2 = e->fbias2 + (ptrdiff_t)c0 * e->bias_cs;
     if (e->mult && e->mult_n != 1 && !e->mult_rows) d->mult = e->mult + c0;
     d->C = (char *)e->C + (ptrdiff_t)c0 * e->c_cs *
            (e->out_type == RQ_OUT_S32 ? (ptrdiff_t)sizeof(int32_t) : (ptrdiff_t)1);

@@ -30,6 +30,17 @@ static inline __m512i epi_acc16(const rq_epi *e, int i, int j, __m512i raw, __mm
     return a;
 }
 
+/* oneDNN's order (rq_gemm.h, rq_gemm_args.od): the scales one by one, zero point before rounding */
+static inline __m128i epi_od16(const rq_epi *e, __m512 af, __m512 mm, __m512 fb2) {
+    __m512 t = _mm512_mul_ps(af, _mm512_set1_ps(e->od_s1));
+    t = _mm512_mul_ps(t, mm);
+    if (e->fbias2) t = _mm512_add_ps(t, fb2);
+    t = _mm512_mul_ps(t, _mm512_set1_ps(e->od_s3));
+    t = _mm512_add_ps(t, _mm512_set1_ps((float)e->y_zp));
+    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps((float)e->qmin)), _mm512_set1_ps((float)e->qmax));
+    return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t));   /* RNE; in range, truncation exact */
+}
+
 void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
                          ptrdiff_t ldr) {
     const __m512 lo = _mm512_set1_ps((float)(e->qmin - e->y_zp));
@@ -40,7 +51,7 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
     /* fast path: row-contiguous output, corrections at most colfix/rowfix, bias per column or
      * none: everything hoisted into locals, full vectors unmasked */
     if (e->c_cs == 1 && !e->za_row && !e->zb_col &&
-        ((!e->bias && !e->fbias) || e->bias_cs == 1 || e->bias_cs == 0)) {
+        ((!e->bias && !e->fbias && !e->fbias2) || e->bias_cs == 1 || e->bias_cs == 0)) {
         const int32_t *colfix = e->colfix, *rowfix = e->rowfix, *bias = e->bias;
         const float *fbias = e->fbias;
         const ptrdiff_t bias_rs = e->bias_rs, bias_cs = e->bias_cs, c_rs = e->c_rs;
@@ -74,6 +85,16 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, mult + j) : mrow;
                 __m512 af = _mm512_cvtepi32_ps(a);
                 if (fp) af = _mm512_add_ps(af, bias_cs ? _mm512_maskz_loadu_ps(m, fp + j) : fb);
+                if (e->od) {
+                    const float *f2 = e->fbias2 ? e->fbias2 + i * bias_rs : NULL;
+                    __m512 fb2 = !f2 ? _mm512_setzero_ps()
+                               : bias_cs ? _mm512_maskz_loadu_ps(m, f2 + j) : _mm512_set1_ps(f2[0]);
+                    __m128i b = epi_od16(e, af, mm, fb2);
+                    uint8_t *dst = (uint8_t *)e->C + i * c_rs + j;
+                    if (m == 0xFFFF) _mm_storeu_si128((__m128i *)dst, b);
+                    else _mm_mask_storeu_epi8(dst, m, b);
+                    continue;
+                }
                 __m512 v = _mm512_mul_ps(af, mm);
                 v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
                 __m128i b = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
@@ -109,6 +130,19 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 af = _mm512_add_ps(af, _mm512_loadu_ps(t));
             }
             __m512 v = _mm512_mul_ps(af, mm);
+            if (e->od) {
+                float t2[16];
+                for (int q = 0; q < 16; q++)
+                    t2[q] = (e->fbias2 && ((m >> q) & 1)) ? e->fbias2[i * e->bias_rs + (j + q) * e->bias_cs] : 0.0f;
+                __m128i b = epi_od16(e, af, mm, _mm512_loadu_ps(t2));
+                uint8_t *dst = (uint8_t *)e->C + i * e->c_rs;
+                if (e->c_cs == 1) _mm_mask_storeu_epi8(dst + j, m, b);
+                else {
+                    uint8_t t[16]; _mm_storeu_si128((__m128i *)t, b);
+                    for (int qq = 0; qq < n; qq++) dst[(j + qq) * e->c_cs] = t[qq];
+                }
+                continue;
+            }
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
             __m128i b = _mm512_cvtepi32_epi8(q);  /* values are in range: truncation is exact */

@@ -109,6 +109,10 @@ typedef struct rq_gemm_args {
     /* or a float32 bias (fbgemm's rq_bias="float", 8-bit outputs only), same indexing, added
      * after the conversion: v = fl32(fl32(fl32(acc) + fbias[i, j]) * M); bias must be NULL */
     const float *fbias;
+    /* oneDNN's epilogue (od = 1; rq_multiplier "onednn", zero point before rounding):
+     * t = fl32(acc) [+ fbias]; t = fl32(t * od_s1); t = fl32(t * M[j]); [t = fl32(t + fbias2)];
+     * t = fl32(t * od_s3); q = clamp(RNE(fl32(t + y_zp)), qmin, qmax).  fbias2 indexed like bias. */
+    int od; float od_s1, od_s3; const float *fbias2;
     const float *mult; int mult_n;     /* 1 or N; used for RQ_OUT_U8 / RQ_OUT_S8 */
     int mult_rows;                      /* 1: mult has M entries, one per row (conv as W.X) */
     int32_t y_zp;
@@ -136,6 +140,7 @@ typedef struct rq_conv_args {
     int out_type; void *y;               /* y[co, oh, ow] contiguous */
     const int32_t *bias;                 /* Cout or NULL */
     const float *fbias;                  /* Cout or NULL: float bias (rq_gemm_args.fbias) */
+    int od; float od_s1, od_s3; const float *fbias2;   /* oneDNN epilogue (rq_gemm_args) */
     const float *mult; int mult_n;
     int32_t y_zp;
     int sat16;                           /* int16 pair saturation over k = (kh, kw, ci), ci fastest */
@@ -161,6 +166,7 @@ typedef struct rq_epi {
     const int32_t *rsum;     /* M */
     const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
     const float *fbias;      /* float bias (rq_gemm_args.fbias), indexed like bias */
+    int od; float od_s1, od_s3; const float *fbias2;   /* oneDNN epilogue (rq_gemm_args) */
     const float *mult; int mult_n; int mult_rows;
     int32_t y_zp; int qmin, qmax;
     int out_type; void *C; ptrdiff_t c_rs, c_cs;
