@@ -163,6 +163,10 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             ca = (xc, np.float32(0.02), np.uint8(3), wc, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
             pads = [k // 2] * 4
             assert np.array_equal(refquant.qlinear_conv(*ca, pads=pads), R.qlinear_conv(*ca, pads=pads))
+            bf = (rng.standard_normal(Co) * 3).astype(np.float32)       # fbgemm / oneDNN epilogues
+            for prof in ("pytorch-fbgemm", "pytorch-onednn"):
+                assert np.array_equal(refquant.qlinear_conv(*ca, bf, pads=pads, profile=prof),
+                                      R.qlinear_conv(*ca, bf, pads=pads, profile=prof))
     except ImportError:
         pass
     print("ASAN-SAMPLE-OK")
