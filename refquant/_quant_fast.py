@@ -92,6 +92,7 @@ def _q_profile_ok(p):
 # Quantize variants (kernels/src/quant/rq_quant.h, RQ_QV_*): the vendor formulas the kernels
 # also implement, float32 division precision, integer targets.
 _QV_RECIP, _QV_ZPB, _QV_FMA, _QV_RAWAY, _QV_RUP, _QV_NAN_SHIFT = 1, 2, 4, 8, 16, 5
+_QV_WRAP, _QV_NANWRAP = 128, 256
 _QV_NAN = {"qmin": 0, "qmax": 1, "zero_point": 2, "zero": 3}
 _QV_ROUND = {"half_even": 0, "half_away": _QV_RAWAY, "half_up": _QV_RUP}
 
@@ -108,12 +109,19 @@ def _q_variant(prof, per_axis, out_dt, zp_nonzero):
     if prof.symmetric_only and zp_nonzero:
         return None
     p = prof.for_op("QuantizeLinear", per_axis=bool(per_axis))
-    if (p.q_vector_width or p.q_inf != "saturate" or p.q_overflow != "saturate"
-            or p.q_division_precision != "spec" or p.q_nan not in _QV_NAN
+    wrap = p.q_overflow == "int32_wrap"      # onnx.reference / tflite reference (rq_quant.h)
+    if (p.q_vector_width or (p.q_inf != "saturate" and not wrap)
+            or p.q_overflow not in ("saturate", "int32_wrap")
+            or p.q_division_precision not in ("spec", "numpy_promotion")   # P is checked by the caller
+            or (p.q_nan not in _QV_NAN and not (wrap and p.q_nan == "int32_wrap"))
             or p.q_rounding not in _QV_ROUND or p.q_scale_op not in ("divide", "multiply_reciprocal")
             or p.q_zero_point not in ("after_rounding", "before_rounding")):
         return None
-    v = _QV_ROUND[p.q_rounding] | (_QV_NAN[p.q_nan] << _QV_NAN_SHIFT)
+    if wrap:
+        v = _QV_ROUND[p.q_rounding] | _QV_WRAP
+        v |= _QV_NANWRAP if p.q_nan == "int32_wrap" else (_QV_NAN[p.q_nan] << _QV_NAN_SHIFT)
+    else:
+        v = _QV_ROUND[p.q_rounding] | (_QV_NAN[p.q_nan] << _QV_NAN_SHIFT)
     if p.q_scale_op == "multiply_reciprocal":
         v |= _QV_RECIP
     if p.q_zero_point == "before_rounding":
@@ -128,9 +136,9 @@ def _variant_tag(v):
     if not v:
         return ""
     parts = [n for f, n in ((_QV_RECIP, "recip"), (_QV_ZPB, "zpb"), (_QV_FMA, "fma"),
-                            (_QV_RAWAY, "away"), (_QV_RUP, "up")) if v & f]
+                            (_QV_RAWAY, "away"), (_QV_RUP, "up"), (_QV_WRAP, "wrap32")) if v & f]
     nan = (v >> _QV_NAN_SHIFT) & 3
-    if nan:
+    if nan and not v & _QV_NANWRAP:
         parts.append("nan" + ("qmax", "zp", "zero")[nan - 1])
     return "_" + "_".join(parts)
 

@@ -141,7 +141,7 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
         r = F.dynamic_quantize_linear(x, profile=P, isa=lvl)[0]
         assert all(np.array_equal(a, b) for a, b in zip(r, R.dynamic_quantize_linear(x)))
         # the vendor-formula quantize kernels (RQ_QV_*): every length around the vector widths
-        for prof in ("pytorch", "tflite-xnnpack", "pytorch-fakequant"):
+        for prof in ("pytorch", "tflite-xnnpack", "pytorch-fakequant", "tflite-reference", "onnx-reference"):
             for n in (1, 7, 8, 9, 15, 16, 17, 33, 257):
                 xv = (rng.standard_normal(n) * 40).astype(np.float32)
                 for zt in (np.uint8, np.int16):

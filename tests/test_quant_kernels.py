@@ -417,7 +417,7 @@ def test_dynamic_quantize_nonfinite_goes_to_reference():
 def test_declined_calls_run_the_reference():
     x = np.linspace(-3, 3, 100, dtype=np.float32)
     cases = [
-        dict(args=(x, np.float32(0.1), np.uint8(3)), kw=dict(profile="onnx-reference")),
+        dict(args=(x, np.float32(0.1), np.uint8(3)), kw=dict(profile="tflite-optimized")),
         dict(args=(x.astype(ml_dtypes.bfloat16), np.array(0.1, ml_dtypes.bfloat16), np.uint8(3)),
              kw={}),
         dict(args=(x, np.float32(0.1), np.array(3, ml_dtypes.float8_e4m3fn)), kw={}),
@@ -609,10 +609,10 @@ def test_out_argument():
     assert y is buf and refquant.last_path()["path"].startswith("rq_quantize_")
     assert_bitexact(buf, want)
     buf2 = np.empty((50, 100), np.int8)
-    y = refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=buf2, profile="onnx-reference")
+    y = refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=buf2, profile="tflite-optimized")
     assert y is buf2 and refquant.last_path()["path"] == "reference"
     with np.errstate(all="ignore"):
-        assert_bitexact(buf2, R.quantize_linear(x, np.float32(0.1), np.int8(2), profile="onnx-reference"))
+        assert_bitexact(buf2, R.quantize_linear(x, np.float32(0.1), np.int8(2), profile="tflite-optimized"))
     d = np.empty((50, 100), np.float32)
     assert refquant.dequantize_linear(want, np.float32(0.1), np.int8(2), out=d) is d
     assert_bitexact(d, R.dequantize_linear(want, np.float32(0.1), np.int8(2)))
@@ -678,6 +678,10 @@ _VARIANT_PROFILES = [get_profile(p) for p in ("pytorch", "pytorch-fbgemm", "pyto
     ONNX.replace(name="recip-fma-up", q_scale_op="multiply_reciprocal", q_fma=True,
                  q_zero_point="before_rounding", q_rounding="half_up"),
     ONNX.replace(name="recip-f16-as-f32", q_scale_op="multiply_reciprocal", q_fp16_division="float32"),
+    get_profile("onnx-reference"), get_profile("tflite-reference"),          # int32 wraparound
+    ONNX.replace(name="wrap-nanqmax", q_overflow="int32_wrap", q_nan="qmax"),
+    ONNX.replace(name="wrap-recip-zpb", q_overflow="int32_wrap", q_nan="int32_wrap",
+                 q_scale_op="multiply_reciprocal", q_zero_point="before_rounding"),
 ]
 
 
@@ -745,11 +749,14 @@ def test_variant_kernel_names_and_declines():
     assert refquant.last_path()["path"].startswith("rq_quantize_f32u8_recip_zpb_nanzero__")
     refquant.quantize_linear(x, np.float32(0.1), np.int8(0), profile="tensorrt")
     assert refquant.last_path()["path"].startswith("rq_quantize_f32s8_recip_nanzero__")
-    # not covered: int32 wraparound (tflite-reference, onnx-reference), the 8-lane split
-    # (tflite-optimized), torch's per-channel fake-quant int64 cast
-    for p in ("tflite-reference", "onnx-reference", "tflite-optimized"):
-        refquant.quantize_linear(x, np.float32(0.1), np.int8(3), profile=p)
-        assert refquant.last_path()["path"] == "reference", p
+    # int32 wraparound (onnx.reference, tflite reference): x86's cvttps2dq and an int32 add
+    refquant.quantize_linear(x, np.float32(0.1), np.int8(3), profile="tflite-reference")
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32s8_away_wrap32__")
+    refquant.quantize_linear(x, np.float32(0.1), np.int8(3), profile="onnx-reference")
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32s8_wrap32__")
+    # not covered: the 8-lane split (tflite-optimized), torch's per-channel fake-quant int64 cast
+    refquant.quantize_linear(x, np.float32(0.1), np.int8(3), profile="tflite-optimized")
+    assert refquant.last_path()["path"] == "reference"
     refquant.quantize_linear(x.reshape(2, 50), np.array([0.1, 0.2], np.float32),
                              np.array([3, 4], np.uint8), axis=0, profile="pytorch-fakequant")
     assert refquant.last_path()["path"] == "reference"

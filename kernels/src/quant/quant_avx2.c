@@ -147,6 +147,27 @@ AI __m256i qv_core8(__m256 xf, __m256 s, __m256 r, __m256 zpf, __m256i zp, __m25
     __m256 v = (V & RQ_QV_RECIP) ? _mm256_mul_ps(xf, r) : _mm256_div_ps(xf, s);
     __m256 w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm256_fmadd_ps(xf, r, zpf) : _mm256_add_ps(v, zpf)) : v;
     const __m256 nan = _mm256_cmp_ps(w, w, _CMP_UNORD_Q);
+    if (V & RQ_QV_WRAP) {   /* see quant_avx512.c qv_core */
+        __m256 t;
+        if (V & RQ_QV_RAWAY) {
+            t = _mm256_round_ps(w, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 d = _mm256_sub_ps(w, t);
+            t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+            t = _mm256_sub_ps(t, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_set1_ps(-0.5f), _CMP_LE_OQ), one));
+        } else if (V & RQ_QV_RUP) {
+            t = _mm256_round_ps(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+            __m256 d = _mm256_sub_ps(w, t);
+            t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+        } else {
+            t = _mm256_round_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        }
+        __m256i q = _mm256_cvttps_epi32(t);
+        const __m256 z0 = (V & RQ_QV_ZPB) ? _mm256_setzero_ps() : zpf;
+        if (!(V & RQ_QV_ZPB)) q = _mm256_add_epi32(q, zp);
+        q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_cvtps_epi32(_mm256_add_ps(lo, z0))),
+                             _mm256_cvtps_epi32(_mm256_add_ps(hi, z0)));
+        return (V & RQ_QV_NANWRAP) ? q : _mm256_blendv_epi8(q, nanq, _mm256_castps_si256(nan));
+    }
     w = _mm256_max_ps(w, lo);
     w = _mm256_min_ps(w, hi);
     __m256i q;
@@ -227,7 +248,10 @@ AI void qvrun8(const rq_qrun_args *a, const int in_f16, const int ps, const int 
 }
 
 #define QV_V8(F16, PS)                                                                          \
-    switch (a->variant & ((1 << RQ_QV_NAN_SHIFT) - 1)) {                                         \
+    switch (a->variant & ~(3 << RQ_QV_NAN_SHIFT)) {                                              \
+    case RQ_QV_WRAP | RQ_QV_NANWRAP: qvrun8(a, F16, PS, RQ_QV_WRAP | RQ_QV_NANWRAP); break;     \
+    case RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY:                                              \
+        qvrun8(a, F16, PS, RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY); break;                     \
     case 0: qvrun8(a, F16, PS, 0); break;                                                        \
     case RQ_QV_RECIP: qvrun8(a, F16, PS, RQ_QV_RECIP); break;                                    \
     case RQ_QV_RECIP | RQ_QV_ZPB: qvrun8(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB); break;             \

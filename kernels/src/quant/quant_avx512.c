@@ -185,6 +185,28 @@ AI __m512i qv_core(__m512 xf, __m512 s, __m512 r, __m512 zpf, __m512i zp, __m512
     __m512 v = (V & RQ_QV_RECIP) ? _mm512_mul_ps(xf, r) : _mm512_div_ps(xf, s);
     __m512 w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm512_fmadd_ps(xf, r, zpf) : _mm512_add_ps(v, zpf)) : v;
     const __mmask16 nan = _mm512_cmp_ps_mask(w, w, _CMP_UNORD_Q);
+    if (V & RQ_QV_WRAP) {
+        /* rounded unclamped (roundscale keeps huge, infinite and NaN values); cvttps2dq gives
+         * INT32_MIN for NaN, +-Inf and values outside int32; zero point added with wraparound */
+        __m512 t;
+        if (V & RQ_QV_RAWAY) {
+            t = _mm512_roundscale_ps(w, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m512 d = _mm512_sub_ps(w, t);
+            t = _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(d, _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, _mm512_set1_ps(1.0f));
+            t = _mm512_mask_sub_ps(t, _mm512_cmp_ps_mask(d, _mm512_set1_ps(-0.5f), _CMP_LE_OQ), t, _mm512_set1_ps(1.0f));
+        } else if (V & RQ_QV_RUP) {
+            t = _mm512_roundscale_ps(w, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+            __m512 d = _mm512_sub_ps(w, t);
+            t = _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(d, _mm512_set1_ps(0.5f), _CMP_GE_OQ), t, _mm512_set1_ps(1.0f));
+        } else {
+            t = _mm512_roundscale_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        }
+        __m512i q = _mm512_cvttps_epi32(t);
+        if (!(V & RQ_QV_ZPB)) q = _mm512_add_epi32(q, zp);
+        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_cvtps_epi32(_mm512_add_ps(lo, (V & RQ_QV_ZPB) ? _mm512_setzero_ps() : zpf))),
+                             _mm512_cvtps_epi32(_mm512_add_ps(hi, (V & RQ_QV_ZPB) ? _mm512_setzero_ps() : zpf)));
+        return (V & RQ_QV_NANWRAP) ? q : _mm512_mask_mov_epi32(q, nan, nanq);
+    }
     w = _mm512_max_ps(w, lo);
     w = _mm512_min_ps(w, hi);
     __m512i q;
@@ -250,7 +272,10 @@ AI void qvrun(const rq_qrun_args *a, const int in_f16, const int ps, const int V
 }
 
 #define QV_V(F16, PS)                                                                           \
-    switch (a->variant & ((1 << RQ_QV_NAN_SHIFT) - 1)) {                                         \
+    switch (a->variant & ~(3 << RQ_QV_NAN_SHIFT)) {                                              \
+    case RQ_QV_WRAP | RQ_QV_NANWRAP: qvrun(a, F16, PS, RQ_QV_WRAP | RQ_QV_NANWRAP); break;      \
+    case RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY:                                               \
+        qvrun(a, F16, PS, RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY); break;                      \
     case 0: qvrun(a, F16, PS, 0); break;                                               \
     case RQ_QV_RECIP: qvrun(a, F16, PS, RQ_QV_RECIP); break;                           \
     case RQ_QV_RECIP | RQ_QV_ZPB: qvrun(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB); break;   \

@@ -35,7 +35,11 @@
  *                 applied to the clamped value (exact: |w| < 2^17, bounds are integers)
  *   NaN code      (variant >> RQ_QV_NAN_SHIFT) & 3: 0 qmin, 1 qmax, 2 the zero point (clamped to
  *                 [qmin, qmax]), 3 zero (clamped); NaN is tested on w before clamping
- * +-Inf and out-of-range values saturate (q_inf / q_overflow "saturate").
+ * +-Inf and out-of-range values saturate (q_inf / q_overflow "saturate"), except under
+ *   RQ_QV_WRAP    (q_overflow "int32_wrap"): w is rounded unclamped, i = (int32)round(w) when
+ *                 -2^31 <= round(w) < 2^31, else INT32_MIN (NaN, +-Inf and overflow: x86's
+ *                 cvttps2dq), q = clamp(i + zp in int32 two's complement, qmin, qmax); NaN
+ *                 then takes the NaN code unless RQ_QV_NANWRAP (q_nan "int32_wrap").
  *
  * DequantizeLinear, integer x, zero point zp, scale s, output precision P (f32 or f16):
  *   d = x - zp                         exact in int32
@@ -84,7 +88,9 @@ typedef struct rq_qrun_args {
 } rq_qrun_args;
 
 enum { RQ_QV_RECIP = 1, RQ_QV_ZPB = 2, RQ_QV_FMA = 4, RQ_QV_RAWAY = 8, RQ_QV_RUP = 16,
-       RQ_QV_NAN_SHIFT = 5 /* 2 bits: 0 qmin, 1 qmax, 2 zero point, 3 zero */ };
+       RQ_QV_NAN_SHIFT = 5 /* 2 bits: 0 qmin, 1 qmax, 2 zero point, 3 zero */,
+       RQ_QV_WRAP = 128,   /* int32 wraparound (onnx.reference / tflite reference) */
+       RQ_QV_NANWRAP = 256 /* with WRAP: NaN keeps the wrapped code (no NaN override) */ };
 
 typedef struct rq_dqrun_args {
     const void *x;        /* quantized input */

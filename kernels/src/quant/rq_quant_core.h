@@ -104,6 +104,16 @@ RQ_INLINE int32_t rq_quantize1v(float xf, float s, int32_t zp, int32_t qmin, int
         w = (variant & RQ_QV_RECIP) ? xf * r : xf / s;
         lo = (float)(qmin - zp); hi = (float)(qmax - zp); add = zp;
     }
+    if (variant & RQ_QV_WRAP) {
+        /* round unclamped (|w| >= 2^23 is already integral), INT32_MIN when not an int32,
+         * the zero point added with int32 wraparound, then clamped */
+        const float a = w < 0 ? -w : w;
+        const float r = a < 8388608.0f ? rq_round_rule(w, variant) : w;
+        const int32_t i = (r >= -2147483648.0f && r < 2147483648.0f) ? (int32_t)r : INT32_MIN;
+        const int32_t q = (int32_t)((uint32_t)i + (uint32_t)add);
+        if (w != w && !(variant & RQ_QV_NANWRAP)) return rq_qv_nan(variant, zp, qmin, qmax);
+        return q < qmin ? qmin : (q > qmax ? qmax : q);
+    }
     if (w != w) return rq_qv_nan(variant, zp, qmin, qmax);
     w = w > lo ? w : lo;
     w = w < hi ? w : hi;
