@@ -51,6 +51,9 @@ cdef extern from "rq_gemm.h" nogil:
         int od
         float od_s1, od_s3
         const float *fbias2
+        int fx_mode
+        const int32_t *fx_qm
+        const int32_t *fx_sh
         const float *mult
         int mult_n
         int mult_rows
@@ -82,6 +85,9 @@ cdef extern from "rq_gemm.h" nogil:
         int od
         float od_s1, od_s3
         const float *fbias2
+        int fx_mode
+        const int32_t *fx_qm
+        const int32_t *fx_sh
         const float *mult
         int mult_n
         int32_t y_zp
@@ -151,7 +157,7 @@ cdef int _out_type(cnp.ndarray out) except -1:
 
 
 def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, int y_zp=0,
-         bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False, od=None):
+         bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False, od=None, fx=None):
     """out[i, j] = epilogue(sum_k (A[i,k]-a_zp)(B[k,j]-b_zp)); returns the kernel name.
 
     A (M, K), B (K, N) uint8/int8 with any strides; a_zp int32 (1 or M), b_zp int32 (1 or N);
@@ -163,7 +169,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     cdef cnp.ndarray o = <cnp.ndarray?>out
     cdef cnp.ndarray za = np.ascontiguousarray(a_zp, dtype=np.int32).reshape(-1)
     cdef cnp.ndarray zb = np.ascontiguousarray(b_zp, dtype=np.int32).reshape(-1)
-    cdef cnp.ndarray bi, mu
+    cdef cnp.ndarray bi, mu, fq, fs
     cdef rq_gemm_args g
     cdef int kern = -1, rc
     if a.ndim != 2 or b.ndim != 2 or o.ndim != 2:
@@ -194,6 +200,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     g.c_rs = o.strides[0] // o.dtype.itemsize; g.c_cs = o.strides[1] // o.dtype.itemsize
     g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
     g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
+    g.fx_mode = 0; g.fx_qm = NULL; g.fx_sh = NULL
     if bias is not None:
         bi = <cnp.ndarray?>bias
         if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
@@ -205,6 +212,17 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
         if g.out_type == RQ_OUT_S32:
             raise ValueError("od: 8-bit outputs only")
         g.od = 1; g.od_s1 = <float>od[0]; g.od_s3 = <float>od[1]
+    if fx is not None:      # fixed point: (qm int32, shift int32, mode), sized like mult
+        if g.out_type == RQ_OUT_S32 or int(fx[2]) not in (1, 2, 3):
+            raise ValueError("fx: 8-bit outputs and mode 1..3 only")
+        fq = np.ascontiguousarray(fx[0], dtype=np.int32).reshape(-1)
+        fs = np.ascontiguousarray(fx[1], dtype=np.int32).reshape(-1)
+        if fq.shape[0] not in (1, g.N) or fs.shape[0] != fq.shape[0]:
+            raise ValueError("fx: 1 or N multipliers expected")
+        g.fx_mode = int(fx[2])
+        g.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); g.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
+        if mult is None:
+            mult = np.ones(fq.shape[0], np.float32)
     if g.out_type != RQ_OUT_S32:
         if mult is None:
             raise ValueError("mult: required for 8-bit outputs")
@@ -262,6 +280,7 @@ def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=
     g.C = cnp.PyArray_DATA(o); g.c_rs = g.N; g.c_cs = 1
     g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
     g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
+    g.fx_mode = 0; g.fx_qm = NULL; g.fx_sh = NULL
     g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
     g.y_zp = 0
     g.sat16 = sat16
@@ -281,7 +300,7 @@ _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
 
 def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, pads,
            PackedB packed=None, bias=None, mult=None, int y_zp=0, bint sat16=False, int isa=-1,
-           int nthreads=0, fbias=None, od=None):
+           int nthreads=0, fbias=None, od=None, fx=None):
     """One image: x (C, H, W) contiguous, w (Cout, C/group, KH, KW) contiguous,
     out (Cout, OH, OW) contiguous int32/uint8/int8.  fbias: float32 (Cout,) bias added after the
     int32 -> float32 conversion (fbgemm's rq_bias="float"; 8-bit outputs, no int bias).
@@ -290,7 +309,7 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
     cdef cnp.ndarray wa = <cnp.ndarray?>w
     cdef cnp.ndarray o = <cnp.ndarray?>out
     cdef cnp.ndarray zw = np.ascontiguousarray(w_zp, dtype=np.int32).reshape(-1)
-    cdef cnp.ndarray bi, mu, fb, fb2
+    cdef cnp.ndarray bi, mu, fb, fb2, fq, fs
     cdef rq_conv_args c
     cdef int kern = -1, rc
     if not (xa.flags.c_contiguous and wa.flags.c_contiguous and o.flags.c_contiguous):
@@ -325,6 +344,18 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
             raise ValueError("bias: Cout elements expected")
         c.bias = <const int32_t *>cnp.PyArray_DATA(bi)
     c.od = 0; c.od_s1 = 1; c.od_s3 = 1; c.fbias2 = NULL
+    c.fx_mode = 0; c.fx_qm = NULL; c.fx_sh = NULL
+    if fx is not None:      # fixed point: (qm int32, shift int32, mode), 1 or Cout entries
+        if o.dtype.itemsize != 1 or int(fx[2]) not in (1, 2, 3):
+            raise ValueError("fx: 8-bit outputs and mode 1..3 only")
+        fq = np.ascontiguousarray(fx[0], dtype=np.int32).reshape(-1)
+        fs = np.ascontiguousarray(fx[1], dtype=np.int32).reshape(-1)
+        if fq.shape[0] not in (1, c.Cout) or fs.shape[0] != fq.shape[0]:
+            raise ValueError("fx: 1 or Cout multipliers expected")
+        c.fx_mode = int(fx[2])
+        c.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); c.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
+        if mult is None:
+            mult = np.ones(fq.shape[0], np.float32)
     if od is not None:      # oneDNN's epilogue: (a_s', fl32(1/y_s), float bias in real units or None)
         if o.dtype.itemsize != 1:
             raise ValueError("od: 8-bit outputs only")

@@ -34,12 +34,15 @@ _I8 = (np.dtype(np.int8), np.dtype(np.uint8))
 
 # ----------------------------------------------------------------------------- helpers
 
-def _rq_ok(p, bias=True, float_bias=False, onednn=False):
+def _rq_ok(p, bias=True, float_bias=False, onednn=False, fixed=False):
     """The epilogue the kernels implement; ``rq_bias`` matters only when there is a bias
     (QLinearMatMul has none, QGemm's C and QLinearConv's B are optional); ``float_bias``: the
     caller also implements rq_bias="float" (fbgemm: the bias added in float32 after the
     conversion, conv only); ``onednn``: the caller implements oneDNN's epilogue
     (rq_multiplier "onednn" with the zero point before rounding, see _onednn_params)."""
+    if p.rq_method == "fixed_point":    # TFLite / gemmlowp integer requantization (_fixed_params)
+        return (fixed and p.rq_bias == "int32" and p.accumulator == "int32_wrap"
+                and p.rq_fixed_rounding in _FX_MODES and p.rq_multiplier != "onednn")
     if p.rq_multiplier == "onednn":
         form = onednn and p.rq_zero_point == "before_rounding"
     else:
@@ -115,6 +118,22 @@ def _f32_scale(s, allow_vector=False):
     return v
 
 
+_FX_MODES = {"double": 1, "double_half_up": 2, "single": 3}
+
+
+def _fixed_params(p, Mul):
+    """(qm int32, shift int32, mode) of TFLite's QuantizeMultiplier for the (float64)
+    multiplier(s), as refquant.reference.requant computes them; None when it refuses them."""
+    from .reference.requant import quantize_multiplier
+    try:
+        qm, sh = quantize_multiplier(np.asarray(Mul, np.float64).reshape(-1),
+                                     single_rounding=(p.rq_fixed_rounding == "single"))
+    except (TypeError, ValueError):
+        return None
+    return (np.ascontiguousarray(qm, np.int32), np.ascontiguousarray(sh, np.int32),
+            _FX_MODES[p.rq_fixed_rounding])
+
+
 def _onednn_params(a_s, b_s, y_s):
     """oneDNN's epilogue constants (requant._onednn_scale): (a_s', b_s' (float32 scalar or
     per-channel array), fl32(1/y_s)) with s' = fl32(1/fl32(1/s)), the same float32 numpy
@@ -179,7 +198,7 @@ def _gemm2d(A2, B2, za, zb, out, **kw):
 
 
 def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bias=None,
-                 sat16=False, od=None):
+                 sat16=False, od=None, fx=None):
     """numpy-matmul shapes with per-tensor / per-row (2-D A) / per-column zero points."""
     a1, b1 = A.ndim == 1, B.ndim == 1
     Aa = A[None, :] if a1 else A
@@ -194,7 +213,7 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
     if Aa.ndim == 2 and Bb.ndim == 2:
         out = np.empty((M, N), out_dtype)
         kern = _gemm2d(Aa, Bb, za, zb, out, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
-                       bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16, od=od)
+                       bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16, od=od, fx=fx)
     elif Bb.ndim == 2 and za.size == 1:
         # fold A's batch dimensions into M (a copy only when the rows are not uniform)
         batch = Aa.shape[:-2]
@@ -202,7 +221,7 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
         out = np.empty(batch + (M, N), out_dtype)
         o2 = out.reshape(-1, N)
         kern = _gemm2d(A2, Bb, za, zb, o2, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
-                       bias=None if bias is None else np.broadcast_to(bias, o2.shape), sat16=sat16, od=od)
+                       bias=None if bias is None else np.broadcast_to(bias, o2.shape), sat16=sat16, od=od, fx=fx)
     else:
         batch = np.broadcast_shapes(Aa.shape[:-2], Bb.shape[:-2])
         Ab = np.broadcast_to(Aa, batch + (M, K))
@@ -210,7 +229,7 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
         out = np.empty(batch + (M, N), out_dtype)
         for idx in np.ndindex(*batch):
             kern = _gemm2d(Ab[idx], Bbb[idx], za, zb, out[idx], mult=mult, y_zp=y_zp,
-                           bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16, od=od)
+                           bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16, od=od, fx=fx)
         if kern is None:      # empty batch
             kern = "gemm"
     if a1:
@@ -310,7 +329,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                    profile, opset=None):
     profile = profile.for_op("QLinearMatMul")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p, bias=False, onednn=True):
+    if not _rq_ok(p, bias=False, onednn=True, fixed=True):
         return None
     od = None
     if p.rq_multiplier == "onednn":
@@ -365,11 +384,18 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                                   np.asarray(y_scale).reshape(()), profile=p)
         except (TypeError, ValueError):
             return None
-    m = _mult32(Mul) if od is None else np.ascontiguousarray(bprime.reshape(-1), np.float32)
+    fx = None
+    if p.rq_method == "fixed_point":
+        fx = _fixed_params(p, Mul)
+        if fx is None:
+            return None
+        m = np.ones(fx[0].size, np.float32)      # unused by the fixed-point epilogue
+    else:
+        m = _mult32(Mul) if od is None else np.ascontiguousarray(bprime.reshape(-1), np.float32)
     if m is None:
         return None
     return _matmul_core(A, B, za, zb, out_dt, packed=pk, mult=m, y_zp=int(yz[0]),
-                        sat16=_sat16(p, A, B), od=od)
+                        sat16=_sat16(p, A, B), od=od, fx=fx)
 
 
 def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
@@ -546,7 +572,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                  profile, opset=None):
     profile = profile.for_op("QLinearConv")     # op-specific overrides, as the reference applies
     p = profile
-    if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True):
+    if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True):
         return None
     try:
         if opset is not None:
@@ -637,6 +663,12 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
         kw["mult"] = np.ascontiguousarray(np.broadcast_to(wprime.reshape(-1), (Mc,)) if wprime.size > 1
                                           else wprime.reshape(1), np.float32)
         kw["od"] = (float(s1), float(s3), fbias2)
+    if p.rq_method == "fixed_point":
+        fx = _fixed_params(p, Mul)
+        if fx is None:
+            return None
+        kw["fx"] = fx
+        kw["mult"] = np.ones(fx[0].size, np.float32)
     out, kern = _conv_run(X4, W4, xz, wz, geo, o2, out_dt, pk, **kw)
     if nd == 1:
         out = out[:, :, 0, :]

@@ -306,3 +306,40 @@ def test_onednn_epilogue(isa_cap):
             got = F.qlinear_matmul(*args, profile=get_profile("pytorch-onednn"))
             assert got is not None
             _check(got[0], R.qlinear_matmul(*args, profile="pytorch-onednn"), f"onednn qlinear_matmul {got[1]}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_fixed_point_epilogue(isa_cap):
+    """TFLite / gemmlowp fixed-point requantization (rq_method "fixed_point"): QuantizeMultiplier,
+    then SRDHM + RoundingDivideByPOT (tflite-reference), ruy's double half-up (tflite-optimized)
+    or single rounding; multipliers above 1 (left shifts), tiny ones (shift below -31: zero),
+    per-channel, int32 bias, every conv path and QLinearMatMul."""
+    rng = np.random.default_rng(34)
+    profs = [get_profile("tflite-reference"), get_profile("tflite-optimized"),
+             get_profile("tflite-optimized").replace(name="fx-single", rq_fixed_rounding="single")]
+    cases = ((64, 64, 3, 9, 1), (32, 16, 1, 7, 1), (8, 8, 3, 8, 8), (3, 5, 5, 9, 1))
+    for p in profs:
+        for C, Co, k, H, G in cases:
+            x = _rand(rng, np.int8, (1, C, H, H))
+            w = _rand(rng, np.int8, (Co, C // G, k, k))
+            w[w == -128] = -127
+            for ys in (np.float32(0.3), np.float32(2e-5), np.float32(1e-9)):
+                ws = rng.random(Co).astype(np.float32) * 0.02 + 0.001
+                B = rng.integers(-30000, 30000, Co).astype(np.int32)
+                args = (x, np.float32(0.03), np.int8(-7), w, ws, np.zeros(Co, np.int8), ys, np.int8(5), B)
+                kw = dict(group=G, pads=[k // 2] * 4)
+                want = R.qlinear_conv(*args, profile=p, **kw)
+                got = F.qlinear_conv(*args, profile=p, **kw)
+                assert got is not None, (p.name, C, Co, k, G)
+                _check(got[0], want, f"{p.name} {got[1]} C={C} Co={Co} k={k} G={G} ys={ys}")
+        A = _rand(rng, np.int8, (37, 70))
+        Bm = _rand(rng, np.int8, (70, 45))
+        Bm[Bm == -128] = -127
+        for ys in (np.float32(0.3), np.float32(2e-5)):
+            args = (A, np.float32(0.02), np.int8(3), Bm, np.float32(0.01), np.int8(0), ys, np.int8(-100))
+            want = R.qlinear_matmul(*args, profile=p)
+            got = F.qlinear_matmul(*args, profile=p.for_op("QLinearMatMul"))
+            if p.for_op("QLinearMatMul").rq_method == "fixed_point":
+                assert got is not None, p.name
+            if got is not None:
+                _check(got[0], want, f"{p.name} qlinear_matmul {got[1]} ys={ys}")

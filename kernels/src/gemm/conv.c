@@ -43,6 +43,7 @@ static void epi_conv_base(rq_epi *e, const rq_conv_args *c) {
     memset(e, 0, sizeof(*e));
     e->bias = c->bias; e->bias_rs = 0; e->bias_cs = 1; e->fbias = c->fbias;
     e->od = c->od; e->od_s1 = c->od_s1; e->od_s3 = c->od_s3; e->fbias2 = c->fbias2;
+    e->fx_mode = c->fx_mode; e->fx_qm = c->fx_qm; e->fx_sh = c->fx_sh;
     e->mult = c->mult; e->mult_n = c->mult_n; e->y_zp = c->y_zp;
     e->out_type = c->out_type; e->C = c->y;
     e->qmin = c->out_type == RQ_OUT_U8 ? 0 : -128;
@@ -153,6 +154,11 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         if (c->fbias) { a.fbias = c->fbias + g * Cog; a.bias_rs = 0; a.bias_cs = 1; }
         if (c->fbias2) { a.fbias2 = c->fbias2 + g * Cog; a.bias_rs = 0; a.bias_cs = 1; }
         a.od = c->od; a.od_s1 = c->od_s1; a.od_s3 = c->od_s3;
+        a.fx_mode = c->fx_mode;
+        if (c->fx_mode) {
+            a.fx_qm = c->fx_qm + (c->mult_n == 1 ? 0 : g * Cog);
+            a.fx_sh = c->fx_sh + (c->mult_n == 1 ? 0 : g * Cog);
+        }
         a.mult = c->mult ? c->mult + (c->mult_n == 1 ? 0 : g * Cog) : NULL;
         a.mult_n = c->mult_n == 1 ? 1 : Cog;
         a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
@@ -285,7 +291,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     const int Cg = c->C / c->group;
     if (c->sat16 && c->x_signed != c->w_signed)   /* pairs of the im2col order: the GEMM path */
         return conv_generic(c, isa, nt, kernel_used);
-    if (Cg == 1 && c->Cout == c->C && !c->fbias && !c->od) {   /* the depthwise kernels fold an int32 bias only */
+    if (Cg == 1 && c->Cout == c->C && !c->fbias && !c->od && !c->fx_mode) {   /* the depthwise kernels fold an int32 bias only */
         if (isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw == 1 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && c->w_signed) {
             int zero = 1;
@@ -318,6 +324,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         if (c->fbias) { a.fbias = c->fbias; a.bias_rs = 1; a.bias_cs = 0; }
         if (c->fbias2) { a.fbias2 = c->fbias2; a.bias_rs = 1; a.bias_cs = 0; }
         a.od = c->od; a.od_s1 = c->od_s1; a.od_s3 = c->od_s3;
+        a.fx_mode = c->fx_mode; a.fx_qm = c->fx_qm; a.fx_sh = c->fx_sh;
         a.mult = c->mult; a.mult_n = c->mult_n; a.mult_rows = c->mult && c->mult_n != 1;
         a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
         return rq_gemm_run(&a, kernel_used);

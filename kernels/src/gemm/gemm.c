@@ -225,8 +225,37 @@ static inline int32_t epi_acc(const rq_epi *e, int i, int j, int32_t raw) {
     return (int32_t)a;
 }
 
+/* TFLite / gemmlowp MultiplyByQuantizedMultiplier (refquant.reference.requant), int64 result */
+static inline int64_t mbqm(int32_t x, int32_t qm, int shift, int mode) {
+    const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    if (mode == 3) {   /* single rounding: (x*qm + 2^(total-1)) >> total, wrapped to int32 */
+        const int total = 31 - shift;
+        const int64_t r = ((int64_t)x * qm + ((int64_t)1 << (total - 1))) >> total;
+        return (int64_t)(int32_t)(uint32_t)(uint64_t)r;
+    }
+    const int32_t xs = left >= 32 ? 0 : (int32_t)((uint32_t)x << left);   /* wrap_int32(x << left) */
+    if (mode == 1) {   /* SRDHM, then RoundingDivideByPOT (half away from zero) */
+        const int64_t ab = (int64_t)xs * qm;
+        const int64_t num = ab + (ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30));
+        int64_t q = num >= 0 ? (num >> 31) : -((-num) >> 31);
+        if (xs == INT32_MIN && qm == INT32_MIN) q = INT32_MAX;
+        const int64_t mask = ((int64_t)1 << right) - 1;
+        const int64_t rem = q & mask, thr = (mask >> 1) + (q < 0);
+        return (q >> right) + (rem > thr);
+    }
+    /* double half-up (ruy x86) */
+    const int64_t hh = ((int64_t)xs * qm + ((int64_t)1 << 30)) >> 31;
+    const int64_t rnd = right > 0 ? ((int64_t)1 << (right - 1)) : 0;
+    return (hh + rnd) >> right;
+}
+
 /* the scalar definition of the float epilogue (RNE via nearbyintf in the default mode) */
 static inline int32_t epi_requant(const rq_epi *e, int i, int j, int32_t acc) {
+    if (e->fx_mode) {
+        const int k = e->mult_rows ? i : (e->mult_n == 1 ? 0 : j);
+        int64_t r = mbqm(acc, e->fx_qm[k], e->fx_sh[k], e->fx_mode) + e->y_zp;
+        return (int32_t)(r < e->qmin ? e->qmin : (r > e->qmax ? e->qmax : r));
+    }
     float m = e->mult_rows ? e->mult[i] : e->mult[e->mult_n == 1 ? 0 : j];
     float af = (float)acc;
     if (e->fbias) af = af + e->fbias[i * e->bias_rs + j * e->bias_cs];   /* float32 add */
@@ -333,6 +362,7 @@ static void epi_base(rq_epi *e, const rq_gemm_args *a) {
     e->M = a->M; e->N = a->N; e->K = a->K;
     e->bias = a->bias; e->bias_rs = a->bias_rs; e->bias_cs = a->bias_cs; e->fbias = a->fbias;
     e->od = a->od; e->od_s1 = a->od_s1; e->od_s3 = a->od_s3; e->fbias2 = a->fbias2;
+    e->fx_mode = a->fx_mode; e->fx_qm = a->fx_qm; e->fx_sh = a->fx_sh;
     e->mult = a->mult; e->mult_n = a->mult_n; e->mult_rows = a->mult_rows; e->y_zp = a->y_zp;
     e->out_type = a->out_type; e->C = a->C; e->c_rs = a->c_rs; e->c_cs = a->c_cs;
     e->qmin = a->out_type == RQ_OUT_U8 ? 0 : -128;

@@ -234,7 +234,7 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
      * the final int32 outputs */
     int32_t *cinit = NULL;
     if (e->out_type == RQ_OUT_S32 && e->c_cs == 1 && !e->rowfix && !e->za_row && !e->zb_col &&
-        !e->bias && !e->fbias && !e->od && e->c_rs >= N && e->c_rs <= (1 << 26) &&
+        !e->bias && !e->fbias && !e->od && !e->fx_mode && e->c_rs >= N && e->c_rs <= (1 << 26) &&
         nkc <= kcmax /* one K pass (measured: partial sums through C lose at K = 2048) */) {
         if (e->colfix) {
             cinit = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(npan * 16 + 32));

@@ -43,6 +43,10 @@ static inline __m128i epi_od16(const rq_epi *e, __m512 af, __m512 mm, __m512 fb2
 
 void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
                          ptrdiff_t ldr) {
+    if (e->fx_mode && e->out_type != RQ_OUT_S32) {   /* fixed point: the scalar definition */
+        rq_epi_rows__scalar(e, i0, mi, j0, nj, raw, ldr);
+        return;
+    }
     const __m512 lo = _mm512_set1_ps((float)(e->qmin - e->y_zp));
     const __m512 hi = _mm512_set1_ps((float)(e->qmax - e->y_zp));
     const __m512i zp = _mm512_set1_epi32(e->y_zp);

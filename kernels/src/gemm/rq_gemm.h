@@ -113,6 +113,10 @@ typedef struct rq_gemm_args {
      * t = fl32(acc) [+ fbias]; t = fl32(t * od_s1); t = fl32(t * M[j]); [t = fl32(t + fbias2)];
      * t = fl32(t * od_s3); q = clamp(RNE(fl32(t + y_zp)), qmin, qmax).  fbias2 indexed like bias. */
     int od; float od_s1, od_s3; const float *fbias2;
+    /* fixed-point requantization (TFLite / gemmlowp, rq_method "fixed_point"): fx_mode 1 double
+     * rounding (SRDHM + RoundingDivideByPOT), 2 double half-up (ruy x86), 3 single rounding;
+     * fx_qm / fx_sh indexed like mult (1 or N, or M with mult_rows); q = clamp(r + y_zp) */
+    int fx_mode; const int32_t *fx_qm, *fx_sh;
     const float *mult; int mult_n;     /* 1 or N; used for RQ_OUT_U8 / RQ_OUT_S8 */
     int mult_rows;                      /* 1: mult has M entries, one per row (conv as W.X) */
     int32_t y_zp;
@@ -141,6 +145,7 @@ typedef struct rq_conv_args {
     const int32_t *bias;                 /* Cout or NULL */
     const float *fbias;                  /* Cout or NULL: float bias (rq_gemm_args.fbias) */
     int od; float od_s1, od_s3; const float *fbias2;   /* oneDNN epilogue (rq_gemm_args) */
+    int fx_mode; const int32_t *fx_qm, *fx_sh;           /* fixed point (rq_gemm_args) */
     const float *mult; int mult_n;
     int32_t y_zp;
     int sat16;                           /* int16 pair saturation over k = (kh, kw, ci), ci fastest */
@@ -167,6 +172,7 @@ typedef struct rq_epi {
     const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
     const float *fbias;      /* float bias (rq_gemm_args.fbias), indexed like bias */
     int od; float od_s1, od_s3; const float *fbias2;   /* oneDNN epilogue (rq_gemm_args) */
+    int fx_mode; const int32_t *fx_qm, *fx_sh;           /* fixed point (rq_gemm_args) */
     const float *mult; int mult_n; int mult_rows;
     int32_t y_zp; int qmin, qmax;
     int out_type; void *C; ptrdiff_t c_rs, c_cs;
