@@ -167,6 +167,13 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             for prof in ("pytorch-fbgemm", "pytorch-onednn"):
                 assert np.array_equal(refquant.qlinear_conv(*ca, bf, pads=pads, profile=prof),
                                       R.qlinear_conv(*ca, bf, pads=pads, profile=prof))
+            xs8 = rng.integers(-128, 128, (1, C, H, H + 2)).astype(np.int8)     # fixed point (tflite)
+            bi = rng.integers(-9999, 9999, Co).astype(np.int32)
+            cs = (xs8, np.float32(0.02), np.int8(3), np.maximum(wc, -127), np.float32(0.01), np.int8(0),
+                  np.float32(0.3), np.int8(-9), bi)
+            for prof in ("tflite-reference", "tflite-optimized"):
+                assert np.array_equal(refquant.qlinear_conv(*cs, pads=pads, profile=prof),
+                                      R.qlinear_conv(*cs, pads=pads, profile=prof))
     except ImportError:
         pass
     print("ASAN-SAMPLE-OK")
