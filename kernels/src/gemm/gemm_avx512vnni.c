@@ -264,50 +264,55 @@ typedef struct {
  * own accumulators (acc + t * R * N64).  Each thread streams one contiguous part of B (measured
  * at 2 threads, 1 x 4096 x 4096: column slices 66 GOPS, K slices see rq_gemv_vnni__avx512vnni);
  * the partial sums are added afterwards in int32 (wraparound: the same bits as one slice). */
-static void gemv_kslice(void *ctx, int64_t t) {
-    const gemv_job *J = (const gemv_job *)ctx;
+/* one group of 8 B rows (two k-groups, g2) over 64-column chunks [ch0, ch1): the R rows of
+ * A_used (row M: ones, for the column sums) accumulate into acc[r][N64] (lane-scrambled) */
+static inline void gemv_rows8(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc) {
     const rq_gemm_args *a = J->a;
     const uint8_t *ap = J->ap;
-    const int N = J->N, K = J->K, Kp = J->Kp, N64 = J->N64, R = J->R, nchunk = J->nchunk;
-    int32_t *acc = J->acc + (size_t)t * R * N64;
-    const int G = Kp / 8, g0 = (int)((long)G * t / J->nth), g1 = (int)((long)G * (t + 1) / J->nth);
+    const int N = J->N, K = J->K, Kp = J->Kp, N64 = J->N64, R = J->R;
     const __m512i x = _mm512_set1_epi8(a->b_signed ? 0 : (char)0x80);
-    memset(acc, 0, sizeof(int32_t) * (size_t)R * N64);
-    for (int g2 = g0; g2 < g1; g2++) {
-        const uint8_t *rows[8];
-        int valid[8];
-        for (int q = 0; q < 8; q++) {
-            int k = 8 * g2 + q;
-            valid[q] = k < K;
-            rows[q] = a->B + (ptrdiff_t)(valid[q] ? k : 0) * a->b_rs;
-        }
-        __m512i A0[5], A1[5];
+    const uint8_t *rows[8];
+    int valid[8];
+    for (int q = 0; q < 8; q++) {
+        int k = 8 * g2 + q;
+        valid[q] = k < K;
+        rows[q] = a->B + (ptrdiff_t)(valid[q] ? k : 0) * a->b_rs;
+    }
+    __m512i A0[5], A1[5];
+    for (int r = 0; r < R; r++) {
+        A0[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
+        A1[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
+    }
+    for (int ch = ch0; ch < ch1; ch++) {
+        const int c0 = ch * 64;
+        const int nv = N - c0 >= 64 ? 64 : N - c0;
+        const __mmask64 m = nv == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
+        __m512i rr[8];
+        for (int q = 0; q < 8; q++)
+            rr[q] = valid[q] ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rows[q] + c0), x)
+                             : _mm512_setzero_si512();
+        __m512i v0[4], v1[4];
+        interleave4(rr[0], rr[1], rr[2], rr[3], v0);
+        interleave4(rr[4], rr[5], rr[6], rr[7], v1);
         for (int r = 0; r < R; r++) {
-            A0[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
-            A1[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
-        }
-        for (int ch = 0; ch < nchunk; ch++) {
-            const int c0 = ch * 64;
-            const int nv = N - c0 >= 64 ? 64 : N - c0;
-            const __mmask64 m = nv == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
-            __m512i rr[8];
-            for (int q = 0; q < 8; q++)
-                rr[q] = valid[q] ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rows[q] + c0), x)
-                                 : _mm512_setzero_si512();
-            __m512i v0[4], v1[4];
-            interleave4(rr[0], rr[1], rr[2], rr[3], v0);
-            interleave4(rr[4], rr[5], rr[6], rr[7], v1);
-            for (int r = 0; r < R; r++) {
-                int32_t *ac = acc + (size_t)r * N64 + c0;
-                for (int q = 0; q < 4; q++) {
-                    __m512i s = _mm512_load_si512((void *)(ac + 16 * q));
-                    s = _mm512_dpbusd_epi32(s, A0[r], v0[q]);
-                    s = _mm512_dpbusd_epi32(s, A1[r], v1[q]);
-                    _mm512_store_si512((void *)(ac + 16 * q), s);
-                }
+            int32_t *ac = acc + (size_t)r * N64 + c0;
+            for (int q = 0; q < 4; q++) {
+                __m512i sv = _mm512_load_si512((void *)(ac + 16 * q));
+                sv = _mm512_dpbusd_epi32(sv, A0[r], v0[q]);
+                sv = _mm512_dpbusd_epi32(sv, A1[r], v1[q]);
+                _mm512_store_si512((void *)(ac + 16 * q), sv);
             }
         }
     }
+}
+
+static void gemv_kslice(void *ctx, int64_t t) {
+    const gemv_job *J = (const gemv_job *)ctx;
+    const int N64 = J->N64, R = J->R;
+    int32_t *acc = J->acc + (size_t)t * R * N64;
+    const int G = J->Kp / 8, g0 = (int)((long)G * t / J->nth), g1 = (int)((long)G * (t + 1) / J->nth);
+    memset(acc, 0, sizeof(int32_t) * (size_t)R * N64);
+    for (int g2 = g0; g2 < g1; g2++) gemv_rows8(J, g2, 0, J->nchunk, acc);
 }
 
 /* K-sliced GEMV epilogue: chunk ch of the partial sums added over the slices, unscrambled */
@@ -331,53 +336,15 @@ static void gemv_ksum(void *ctx, int64_t ch) {
 /* one slice of 64-column chunks (slice tid of nth): all K rows streamed for these columns */
 static void gemv_slice(void *ctx, int64_t tid_) {
     const gemv_job *J = (const gemv_job *)ctx;
-    const rq_gemm_args *a = J->a;
     const rq_epi *e = J->e;
     int32_t *csum_out = J->csum_out;
-    const uint8_t *ap = J->ap;
     int32_t *acc = J->acc;
-    const int M = J->M, N = J->N, K = J->K, Kp = J->Kp, N64 = J->N64, R = J->R, nchunk = J->nchunk;
+    const int M = J->M, Kp = J->Kp, N64 = J->N64, R = J->R, nchunk = J->nchunk;
     const int tid = (int)tid_, nth = J->nth;
-    const __m512i x = _mm512_set1_epi8(a->b_signed ? 0 : (char)0x80);
     {
         const int ch0 = (int)((long)nchunk * tid / nth), ch1 = (int)((long)nchunk * (tid + 1) / nth);
         for (int r = 0; r < R; r++) memset(acc + (size_t)r * N64 + ch0 * 64, 0, sizeof(int32_t) * 64 * (ch1 - ch0));
-        for (int g2 = 0; g2 < Kp / 8; g2++) {
-            /* 8 rows of B: two k-groups */
-            const uint8_t *rows[8];
-            int valid[8];
-            for (int q = 0; q < 8; q++) {
-                int k = 8 * g2 + q;
-                valid[q] = k < K;
-                rows[q] = a->B + (ptrdiff_t)(valid[q] ? k : 0) * a->b_rs;
-            }
-            __m512i A0[5], A1[5];
-            for (int r = 0; r < R; r++) {
-                A0[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
-                A1[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
-            }
-            for (int ch = ch0; ch < ch1; ch++) {
-                const int c0 = ch * 64;
-                const int nv = N - c0 >= 64 ? 64 : N - c0;
-                const __mmask64 m = nv == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
-                __m512i rr[8];
-                for (int q = 0; q < 8; q++)
-                    rr[q] = valid[q] ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rows[q] + c0), x)
-                                     : _mm512_setzero_si512();
-                __m512i v0[4], v1[4];
-                interleave4(rr[0], rr[1], rr[2], rr[3], v0);
-                interleave4(rr[4], rr[5], rr[6], rr[7], v1);
-                for (int r = 0; r < R; r++) {
-                    int32_t *ac = acc + (size_t)r * N64 + c0;
-                    for (int q = 0; q < 4; q++) {
-                        __m512i s = _mm512_load_si512((void *)(ac + 16 * q));
-                        s = _mm512_dpbusd_epi32(s, A0[r], v0[q]);
-                        s = _mm512_dpbusd_epi32(s, A1[r], v1[q]);
-                        _mm512_store_si512((void *)(ac + 16 * q), s);
-                    }
-                }
-            }
-        }
+        for (int g2 = 0; g2 < Kp / 8; g2++) gemv_rows8(J, g2, ch0, ch1, acc);
         /* unscramble into raw output / csum */
         for (int ch = ch0; ch < ch1; ch++) {
             const int c0 = ch * 64;
