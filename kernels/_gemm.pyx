@@ -156,6 +156,17 @@ cdef int _out_type(cnp.ndarray out) except -1:
     raise TypeError("out: int32, uint8 or int8 expected")
 
 
+def _fx_arrays(fx, bint s32_out, Py_ssize_t n):
+    """The fixed-point multipliers (qm, shift) as int32 arrays of 1 or n entries."""
+    if s32_out or int(fx[2]) not in (1, 2, 3):
+        raise ValueError("fx: 8-bit outputs and mode 1..3 only")
+    fq = np.ascontiguousarray(fx[0], dtype=np.int32).reshape(-1)
+    fs = np.ascontiguousarray(fx[1], dtype=np.int32).reshape(-1)
+    if fq.shape[0] not in (1, n) or fs.shape[0] != fq.shape[0]:
+        raise ValueError(f"fx: 1 or {n} multipliers expected")
+    return fq, fs
+
+
 def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, int y_zp=0,
          bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False, od=None, fx=None):
     """out[i, j] = epilogue(sum_k (A[i,k]-a_zp)(B[k,j]-b_zp)); returns the kernel name.
@@ -213,12 +224,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
             raise ValueError("od: 8-bit outputs only")
         g.od = 1; g.od_s1 = <float>od[0]; g.od_s3 = <float>od[1]
     if fx is not None:      # fixed point: (qm int32, shift int32, mode), sized like mult
-        if g.out_type == RQ_OUT_S32 or int(fx[2]) not in (1, 2, 3):
-            raise ValueError("fx: 8-bit outputs and mode 1..3 only")
-        fq = np.ascontiguousarray(fx[0], dtype=np.int32).reshape(-1)
-        fs = np.ascontiguousarray(fx[1], dtype=np.int32).reshape(-1)
-        if fq.shape[0] not in (1, g.N) or fs.shape[0] != fq.shape[0]:
-            raise ValueError("fx: 1 or N multipliers expected")
+        fq, fs = _fx_arrays(fx, g.out_type == RQ_OUT_S32, g.N)
         g.fx_mode = int(fx[2])
         g.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); g.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
         if mult is None:
@@ -346,12 +352,7 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
     c.od = 0; c.od_s1 = 1; c.od_s3 = 1; c.fbias2 = NULL
     c.fx_mode = 0; c.fx_qm = NULL; c.fx_sh = NULL
     if fx is not None:      # fixed point: (qm int32, shift int32, mode), 1 or Cout entries
-        if o.dtype.itemsize != 1 or int(fx[2]) not in (1, 2, 3):
-            raise ValueError("fx: 8-bit outputs and mode 1..3 only")
-        fq = np.ascontiguousarray(fx[0], dtype=np.int32).reshape(-1)
-        fs = np.ascontiguousarray(fx[1], dtype=np.int32).reshape(-1)
-        if fq.shape[0] not in (1, c.Cout) or fs.shape[0] != fq.shape[0]:
-            raise ValueError("fx: 1 or Cout multipliers expected")
+        fq, fs = _fx_arrays(fx, o.dtype.itemsize != 1, c.Cout)
         c.fx_mode = int(fx[2])
         c.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); c.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
         if mult is None:

@@ -145,7 +145,10 @@ def _onednn_params(a_s, b_s, y_s):
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
         def rt(s):
             return (f(1) / (f(1) / np.asarray(s, f)).astype(f)).astype(f)
-        return rt(a).reshape(()), rt(b), (f(1) / np.asarray(y, f)).astype(f).reshape(())
+        s1, bp, s3 = rt(a).reshape(()), rt(b), (f(1) / np.asarray(y, f)).astype(f).reshape(())
+    if not (np.isfinite(s1) and np.isfinite(s3) and np.all(np.isfinite(bp))):
+        raise _Slow
+    return s1, bp, s3
 
 
 def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
@@ -336,8 +339,6 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
         try:
             s1, bprime, s3 = _onednn_params(a_scale, b_scale, y_scale)
         except _Slow:
-            return None
-        if not (np.isfinite(s1) and np.isfinite(s3) and np.all(np.isfinite(bprime))):
             return None
         od = (float(s1), float(s3))
     A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
@@ -609,8 +610,6 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
         try:
             s1, wprime, s3 = _onednn_params(x_scale, w_scale, y_scale)
         except _Slow:
-            return None
-        if not (np.isfinite(s1) and np.isfinite(s3) and np.all(np.isfinite(wprime))):
             return None
     if B is not None:
         b = np.asarray(B)
