@@ -77,23 +77,33 @@ def _glue(name):
     return _MODULES[name]
 
 
+def _try_fast(op, module, func, args, kwargs, **extra):
+    """The fast kernel's result (its output, after recording the kernel as the path taken), or
+    None when fast kernels are off, the glue lacks ``func``, the profile does not resolve or is
+    not for kernels, or the glue declines the call."""
+    if not fast_enabled():
+        return None
+    mod = _glue(module)
+    fast = getattr(mod, func, None) if mod is not None else None
+    if fast is None:
+        return None
+    try:
+        prof = get_profile(kwargs.get("profile", "onnx"))
+    except Exception:
+        return None
+    if not _fast_profile_ok(prof, op):
+        return None
+    res = fast(*args, **dict(kwargs, profile=prof, **extra))
+    if res is None:
+        return None
+    _ran(op, res[1])
+    return res
+
+
 def _dispatch(op, module, func, ref_func, args, kwargs):
-    if fast_enabled():
-        mod = _glue(module)
-        fast = getattr(mod, func, None) if mod is not None else None
-        if fast is not None:
-            try:
-                prof = get_profile(kwargs.get("profile", "onnx"))
-            except Exception:
-                prof = None
-            if prof is not None and _fast_profile_ok(prof, op):
-                kw = dict(kwargs)
-                kw["profile"] = prof
-                res = fast(*args, **kw)
-                if res is not None:
-                    out, kernel = res
-                    _ran(op, kernel)
-                    return out
+    res = _try_fast(op, module, func, args, kwargs)
+    if res is not None:
+        return res[0]
     _ran(op, "reference")
     return ref_func(*args, **kwargs)
 
@@ -103,20 +113,9 @@ def _with_out(op, func, ref_func, args, kwargs, out):
     the kernel writes into ``out`` directly; the reference's result is copied into it."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
-    if fast_enabled():
-        mod = _glue(_QUANT)
-        fast = getattr(mod, func, None) if mod is not None else None
-        if fast is not None:
-            try:
-                prof = get_profile(kwargs.get("profile", "onnx"))
-            except Exception:
-                prof = None
-            if prof is not None and _fast_profile_ok(prof, op):
-                kw = dict(kwargs, profile=prof, out=out)
-                res = fast(*args, **kw)
-                if res is not None:
-                    _ran(op, res[1])
-                    return res[0]
+    res = _try_fast(op, _QUANT, func, args, kwargs, out=out)
+    if res is not None:
+        return res[0]
     _ran(op, "reference")
     y = ref_func(*args, **kwargs)
     if out.shape != y.shape or out.dtype != y.dtype:
