@@ -157,6 +157,11 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             assert np.array_equal(refquant.matmul_integer(A, B), R.matmul_integer(A, B))
             Bu = rng.integers(0, 256, (K_, N)).astype(np.uint8)    # raw uint8 B (tdpbuud)
             assert np.array_equal(refquant.matmul_integer(A, Bu), R.matmul_integer(A, Bu))
+        for M, K_, off in ((33, 65, 1), (40, 130, 16), (17, 64, 48)):   # lazy A strips (AMX)
+            A = rng.integers(0, 256, M * K_ + off).astype(np.uint8)[off:].reshape(M, K_)
+            B = rng.integers(-128, 128, (K_, 40)).astype(np.int8)
+            assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(3), np.int8(2)),
+                                  R.matmul_integer(A, B, np.uint8(3), np.int8(2)))
         for C, Co, k, H in ((3, 5, 3, 7), (64, 16, 3, 9), (17, 70, 1, 5)):   # weight packing, transposes
             xc = rng.integers(0, 256, (1, C, H, H + 2)).astype(np.uint8)
             wc = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)

@@ -315,6 +315,43 @@ def test_int32_direct_blocks(isa_cap):
            R.matmul_integer(A, B, np.uint8(3), np.uint8(200)), "K passes u8u8")
 
 
+def _offset_rows(rng, a, off, pad):
+    """The values of a as a view whose first row starts `off` bytes past a 64-byte boundary and
+    whose rows are len + pad bytes apart."""
+    M, K = a.shape
+    buf = np.zeros(M * (K + pad) + 128, a.dtype)
+    s = (-buf.ctypes.data) % 64 + off
+    v = buf[s:s + M * (K + pad)].reshape(M, K + pad)[:, :K]
+    v[...] = a
+    return v
+
+
+def test_amx_lazy_a_strips():
+    """A whose rows are not whole cache lines (offset start, K not a multiple of 64, odd row
+    stride): the AMX tasks copy it 32 rows at a time into a tile buffer (rq_amx_a.lazy).  Partial
+    last strips, K tails, several K passes (K > 4096), just-in-time column blocks (large plain
+    B), row zero points (row sums), plain and packed B, 1 and 2 threads: the reference's bits."""
+    rng = np.random.default_rng(17)
+    cases = ((1, 40, 100, 16, 0), (5, 33, 64, 1, 0), (17, 70, 65, 32, 3), (33, 64, 130, 48, 1),
+             (100, 96, 700, 16, 0), (64, 50, 4200, 8, 5), (40, 2100, 520, 16, 0))
+    for (M, N, K, off, pad) in cases:
+        for at, bt in ((np.uint8, np.int8), (np.int8, np.uint8)):
+            A = _offset_rows(rng, _rand(rng, at, (M, K)), off, pad)
+            assert A.ctypes.data % 64 == off
+            B = _rand(rng, bt, (K, N))
+            for za, zb in ((at(0), bt(0)), (at(7), bt(-3 if bt == np.int8 else 200))):
+                _check_threads(A, B, za, zb, f"lazy A {at.__name__}{bt.__name__} M={M} N={N} K={K} off={off}")
+                want = R.matmul_integer(A, B, za, zb)
+                got = refquant.matmul_integer(A, refquant.pack_weights(B), za, zb)
+                _check(got, want, f"lazy A packed {at.__name__}{bt.__name__} M={M} N={N} K={K}")
+    A = _offset_rows(rng, _rand(rng, np.uint8, (45, 200)), 16, 0)
+    B = _rand(rng, np.int8, (200, 70))
+    args = (A, np.float32(0.02), np.uint8(3), B, np.float32(0.01), np.int8(0), np.float32(0.7), np.int8(-5))
+    p = get_profile("onnxruntime")
+    got = F.qlinear_matmul(*args, profile=p)
+    _check(got[0], R.qlinear_matmul(*args, profile=p), f"lazy A qlinear {got[1]}")
+
+
 def test_packed_weights_are_a_copy():
     B = np.arange(12, dtype=np.int8).reshape(3, 4)
     pw = refquant.pack_weights(B)

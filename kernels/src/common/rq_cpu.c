@@ -242,6 +242,31 @@ static int env_cap(char *err, size_t errlen)
     return cap;
 }
 
+long rq_l2_bytes(void)
+{
+    static long cached = 0;
+    long v = RQ_LOAD_ACQ(&cached);
+    if (v > 0) return v;
+    v = 0;
+#if RQ_X86_GNU
+    if (__get_cpuid_max(0, 0) >= 4) {
+        for (unsigned i = 0; i < 16; i++) {   /* deterministic cache parameters */
+            unsigned a, b, c, d;
+            __cpuid_count(4, i, a, b, c, d);
+            if ((a & 31) == 0) break;          /* no more caches */
+            if (((a >> 5) & 7) == 2 && (a & 31) != 1) {   /* level 2, data or unified */
+                v = (long)(((b >> 22) & 1023) + 1) * (long)(((b >> 12) & 1023) + 1) *
+                    (long)((b & 4095) + 1) * (long)(c + 1);
+                break;
+            }
+        }
+    }
+#endif
+    if (v < 256 * 1024 || v > 64L * 1024 * 1024) v = 1024 * 1024;
+    RQ_STORE_REL(&cached, v);
+    return v;
+}
+
 static void detect(void)
 {
     rq_cpu_state *s = g;

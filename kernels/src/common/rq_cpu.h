@@ -66,6 +66,10 @@ const char *rq_cpu_feature_name(int feat);
 /* Request the AMX tile-data permission (Linux); returns 1 if granted (cached). */
 int rq_amx_enable(void);
 
+/* Bytes of this core's L2 cache (CPUID leaf 4), 1 MiB when unknown; cached.  The AMX GEMM sizes
+ * its column blocks of packed B from it. */
+long rq_l2_bytes(void);
+
 /* Threads used by kernels (>= 1). Default: OMP_NUM_THREADS if set, else CPUs available. */
 int rq_num_threads(void);
 void rq_set_num_threads(int n);   /* n <= 0 restores the default */

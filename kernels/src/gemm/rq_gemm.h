@@ -41,8 +41,10 @@
  *                        otherwise raw sums go into a row strip and the epilogue runs over it
  *                        (measured: an epilogue per block or interleaved with the tile
  *                        instructions is slower than the strip)
- *   plain B, AMX         packed whole when packed B <= 768 KiB, else just in time per L2-sized
- *                        column block (gemm.c gemm_amx_jit) so packed B never leaves L2
+ *   plain B, AMX         packed whole when packed B <= half the L2, else just in time per
+ *                        column block of half the L2 (gemm.c gemm_amx_jit) so packed B never
+ *                        leaves L2; an A whose rows are not whole cache lines is copied 32 rows
+ *                        at a time inside the tasks (rq_amx_a.lazy) into an L1 buffer
  *   gemm_epi_avx512.c    vector epilogue (same lane-wise operations as the scalar one)
  *   conv.c               conv driver: implicit AMX conv, 1x1 as W.X GEMM, depthwise, im2col + GEMM
  *   conv_avx512.c        byte transposes (NCHW <-> NHWC), depthwise direct kernel
@@ -209,6 +211,10 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
 typedef struct rq_amx_a {
     const uint8_t *abase; ptrdiff_t a_ib_stride; const int64_t *koff; ptrdiff_t a_tile_stride;
     int a_signed; int nib;  /* number of 16-row blocks */
+    /* lazy copy (row-major A whose rows are not whole cache lines): rows lazy + i*lazy_rs, true
+     * M x K; each task copies its 32-row strip into a tile-packed L1 buffer ([2][nkc][16][64],
+     * koff = kc*1024) right before using it, instead of a whole-A copy through L2 */
+    const uint8_t *lazy; ptrdiff_t lazy_rs; int lazy_M, lazy_K;
 } rq_amx_a;
 int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, int nthreads)
     __attribute__((weak));
