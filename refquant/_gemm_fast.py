@@ -214,14 +214,14 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
         return None
     kern = None
     if Aa.ndim == 2 and Bb.ndim == 2:
-        out = np.empty((M, N), out_dtype)
+        out = _k.empty_aligned((M, N), out_dtype)
         kern = _gemm2d(Aa, Bb, za, zb, out, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
                        bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16, od=od, fx=fx)
     elif Bb.ndim == 2 and za.size == 1:
         # fold A's batch dimensions into M (a copy only when the rows are not uniform)
         batch = Aa.shape[:-2]
         A2 = Aa.reshape(-1, K)
-        out = np.empty(batch + (M, N), out_dtype)
+        out = _k.empty_aligned(batch + (M, N), out_dtype)
         o2 = out.reshape(-1, N)
         kern = _gemm2d(A2, Bb, za, zb, o2, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
                        bias=None if bias is None else np.broadcast_to(bias, o2.shape), sat16=sat16, od=od, fx=fx)
@@ -229,7 +229,7 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
         batch = np.broadcast_shapes(Aa.shape[:-2], Bb.shape[:-2])
         Ab = np.broadcast_to(Aa, batch + (M, K))
         Bbb = np.broadcast_to(Bb, batch + (K, N))
-        out = np.empty(batch + (M, N), out_dtype)
+        out = _k.empty_aligned(batch + (M, N), out_dtype)
         for idx in np.ndindex(*batch):
             kern = _gemm2d(Ab[idx], Bbb[idx], za, zb, out[idx], mult=mult, y_zp=y_zp,
                            bias=None if bias is None else np.broadcast_to(bias, (M, N)), sat16=sat16, od=od, fx=fx)
@@ -462,7 +462,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
                                 profile=p, alpha=alpha)
         except (TypeError, ValueError):
             return None
-        out = np.empty((Mr, N), np.int32)
+        out = _k.empty_aligned((Mr, N), np.int32)
         kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, sat16=sat)
         return (out.astype(np.float32) * S.astype(np.float32)).astype(np.float32), kern
     out_dt = _out_dtype(y_zero_point, A.dtype)
@@ -478,7 +478,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     m = _mult32(Mul)
     if m is None:
         return None
-    out = np.empty((Mr, N), out_dt)
+    out = _k.empty_aligned((Mr, N), out_dt)
     kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, mult=m,
                    y_zp=int(yz[0]), sat16=sat)
     return out, kern
@@ -540,7 +540,7 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
 def _conv_run(X4, W4, xz, wz, geo, o2, out_dtype, pk, **kw):
     Nb = X4.shape[0]
     Mc = W4.shape[0]
-    out = np.empty((Nb, Mc) + tuple(o2), out_dtype)
+    out = _k.empty_aligned((Nb, Mc) + tuple(o2), out_dtype)
     kern = "conv"
     for n in range(Nb):
         xi = np.ascontiguousarray(X4[n])

@@ -580,3 +580,27 @@ def test_gemv_k_slices():
             B = _rand(rng, bt, (K, N))
             for za, zb in ((at(0), bt(0)), (at(7), _rand(rng, bt, (N,), extreme=0))):
                 _check_threads(A, B, za, zb, f"gemv {at.__name__}{bt.__name__} M={M} N={N} K={K}")
+
+
+def test_outputs_start_on_a_cache_line():
+    """Outputs of 16 KiB or more that the kernels allocate start on a 64-byte boundary (AMX tile
+    rows stored straight into them must not straddle two lines), and are ordinary writable
+    C-ordered arrays of the right dtype and shape, for MatMulInteger (lean and generic paths),
+    QLinearMatMul and QLinearConv."""
+    rng = np.random.default_rng(23)
+    A = _rand(rng, np.uint8, (70, 96))
+    B = _rand(rng, np.int8, (96, 130))
+    outs = [refquant.matmul_integer(A, B), refquant.matmul_integer(A, B, np.uint8(3), np.int8(-2)),
+            refquant.matmul_integer(A[None].repeat(2, 0), B),
+            refquant.qlinear_matmul(A, np.float32(0.1), np.uint8(3), np.concatenate([B] * 2, 1),
+                                    np.float32(0.01), np.int8(0), np.float32(0.5), np.uint8(7))]
+    x = _rand(rng, np.uint8, (1, 8, 40, 40))
+    w = _rand(rng, np.int8, (16, 8, 3, 3))
+    outs.append(refquant.qlinear_conv(x, np.float32(0.1), np.uint8(3), w, np.float32(0.01), np.int8(0),
+                                      np.float32(0.5), np.uint8(7), pads=[1, 1, 1, 1]))
+    for o in outs:
+        assert o.nbytes >= 16384 and o.ctypes.data % 64 == 0, (o.shape, o.ctypes.data % 64)
+        assert o.flags["C_CONTIGUOUS"] and o.flags["WRITEABLE"]
+    _check(outs[0], R.matmul_integer(A, B), "aligned output")
+    small = refquant.matmul_integer(A[:3], B[:, :5])
+    _check(small, R.matmul_integer(A[:3], B[:, :5]), "small output")
