@@ -157,6 +157,15 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             assert np.array_equal(refquant.matmul_integer(A, B), R.matmul_integer(A, B))
             Bu = rng.integers(0, 256, (K_, N)).astype(np.uint8)    # raw uint8 B (tdpbuud)
             assert np.array_equal(refquant.matmul_integer(A, Bu), R.matmul_integer(A, Bu))
+        refquant.set_num_threads(1)     # one thread: the 64-column plain-B driver (AMX)
+        for M, K_, N in ((5, 3, 1), (33, 65, 47), (40, 130, 70)):
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+            for B in (rng.integers(-128, 128, (K_, N)).astype(np.int8), rng.integers(0, 256, (K_, N)).astype(np.uint8)):
+                for zb in (0, 3):
+                    zb = B.dtype.type(zb)
+                    assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(5), zb),
+                                          R.matmul_integer(A, B, np.uint8(5), zb))
+        refquant.set_num_threads(None)
         for M, K_, off in ((33, 65, 1), (40, 130, 16), (17, 64, 48)):   # lazy A strips (AMX)
             A = rng.integers(0, 256, M * K_ + off).astype(np.uint8)[off:].reshape(M, K_)
             B = rng.integers(-128, 128, (K_, 40)).astype(np.int8)

@@ -604,3 +604,30 @@ def test_outputs_start_on_a_cache_line():
     _check(outs[0], R.matmul_integer(A, B), "aligned output")
     small = refquant.matmul_integer(A[:3], B[:, :5])
     _check(small, R.matmul_integer(A[:3], B[:, :5]), "small output")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_plain_b_column_groups(isa_cap):
+    """One thread, plain B in L2: the AMX driver packs B 64 columns at a time (partial last
+    groups of 1..63 columns, odd panel counts, K tails) and streams A past it; int32 outputs
+    straight into C (with -colfix folded in, or edge blocks copied out) and the strip epilogue
+    (row corrections, 8-bit outputs): the reference's bits for every dtype pair."""
+    rng = np.random.default_rng(29)
+    p = get_profile("onnxruntime")
+    refquant.set_num_threads(1)
+    try:
+        for (M, N, K) in ((5, 1, 1), (16, 17, 63), (17, 47, 64), (33, 65, 65), (64, 100, 700),
+                          (100, 129, 130), (40, 200, 4)):
+            for at, bt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)):
+                A = _rand(rng, at, (M, K))
+                B = _rand(rng, bt, (K, N))
+                for za, zb in ((at(0), bt(0)), (at(9), bt(0)), (at(9), bt(-7 if bt == np.int8 else 250))):
+                    got = F.matmul_integer(A, B, za, zb, profile=ONNX)
+                    _check(got[0], R.matmul_integer(A, B, za, zb),
+                           f"plain groups {at.__name__}{bt.__name__} M={M} N={N} K={K} za={za} zb={zb} {got[1]}")
+                bs = (rng.random(N).astype(np.float32) + 0.5) * np.float32(0.01)
+                args = (A, np.float32(0.02), at(3), B, bs, zb, np.float32(0.7), np.uint8(5))
+                got = F.qlinear_matmul(*args, profile=p)
+                _check(got[0], R.qlinear_matmul(*args, profile=p), f"plain groups qlinear M={M} N={N} K={K} {got[1]}")
+    finally:
+        refquant.set_num_threads(None)

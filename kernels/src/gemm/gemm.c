@@ -462,6 +462,9 @@ static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
 #define RQ_AMX_BLOCK_BYTES ((size_t)rq_l2_bytes() / 2)
 #endif
 
+/* 0: never the one-thread plain-B AMX driver (benchmarks compare the two paths in one process) */
+int rq_amx_plain_on = 1;
+
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
 #define RQ_GEMV_MAX_M 4
 #define RQ_AMX_MIN_M 5
@@ -549,8 +552,8 @@ static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int ne
 /* The AMX A operand: tiles straight from the caller's rows when they are whole (rows of
  * 64-byte chunks, 16-row blocks), otherwise a zero-padded tile-packed copy (*ap); rsum over the
  * true K when a B zero point (shifted by db) is nonzero.  *ap, *rsum, *koff: caller frees. */
-static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, rq_amx_a *A, uint8_t **ap,
-                      int32_t **rsum, int64_t **koff) {
+static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, int allow_lazy, rq_amx_a *A,
+                      uint8_t **ap, int32_t **rsum, int64_t **koff) {
     const int M = a->M, K = a->K, nib = (M + 15) / 16, nkc = Kp / 64;
     /* tiles straight from the caller's rows only when every tile row is one whole cache line
      * (measured: a 16- or 1-byte offset costs 25-35% of the AMX kernel at 128x768x768 and
@@ -560,7 +563,7 @@ static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, rq_amx_a *A
                        a->a_rs >= K && a->a_rs <= 960;  /* longer rows: L1 set conflicts (measured) */
     /* a row-major A that is not direct: copied strip by strip inside the AMX tasks (measured:
      * the whole-A copy cost 13 us at 512^3, more than a memcpy: its stores go through L2) */
-    const int lazy = !direct && a->a_cs == 1 && K > 0;
+    const int lazy = allow_lazy && !direct && a->a_cs == 1 && K > 0;
     *ap = (direct || lazy) ? NULL : (uint8_t *)rq_aligned_alloc((size_t)nib * 16 * Kp);
     *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
     *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
@@ -636,7 +639,7 @@ static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) 
     int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(Np + 64));
     uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)Kp * rup(bw, 64));
     int rc = (csum && buf) ? RQ_OK : RQ_ENOMEM;
-    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, db, nt, &A, &ap, &rsum, &koff);
+    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, db, nt, 1, &A, &ap, &rsum, &koff);
     if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, db, rsum, NULL);
     if (rc == RQ_OK && nt > 1) {
         /* slices: at least 2 per thread, at most bw columns, whole 64-column groups */
@@ -659,6 +662,35 @@ static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) 
     }
     rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
     rq_aligned_free(csum); rq_aligned_free(buf);
+    epi_free(bf);
+    return rc;
+}
+
+/* AMX GEMM on a plain B at one thread when A (M x Kp) fits in a quarter of the L2: B packed 64
+ * columns at a time into a small buffer right before use (rq_gemm_amx_plain__amx), A copied
+ * once when it is not direct (the driver reads it once per column group) */
+typedef struct { const rq_gemm_args *a; const rq_epi *e; epi_bufs *bf; const int32_t *csum; } plain_ctx;
+
+static void plain_prep(void *ctx, int c0, int n, rq_epi *eb) {
+    const plain_ctx *P = (const plain_ctx *)ctx;
+    epi_fill_cols(P->bf, P->a, 0, 0, P->csum, c0, c0 + n);
+    epi_shift_cols(eb, P->e, c0, n);
+}
+
+static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf) {
+    const int K = a->K, Kp = rup(K > 0 ? K : 1, 64), Np = rup(a->N, 16);
+    rq_amx_a A;
+    uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
+    int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(Np + 64));
+    int rc = csum ? RQ_OK : RQ_ENOMEM;
+    /* db = 0: a uint8 B is packed raw (tdpbuud / tdpbsud) */
+    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, 0, 1, 0, &A, &ap, &rsum, &koff);
+    if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, 0, rsum, NULL);
+    if (rc == RQ_OK) {
+        plain_ctx P = {a, e, bf, csum};
+        rc = rq_gemm_amx_plain__amx(&A, a->B, a->b_rs, K, a->N, a->b_signed, csum, plain_prep, &P);
+    }
+    rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff); rq_aligned_free(csum);
     epi_free(bf);
     return rc;
 }
@@ -789,6 +821,13 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
          * dominates (few rows); with many rows, B packed whole (threads above 768K elements)
          * and the row strips shared out (measured at 2 threads: slices 55 vs 90 us at
          * 128x768x768, whole 100 vs 110 us at 512^3 and 620 vs 720 us at 1024^3) */
+        /* one thread, B and A both in L2: the 64-column driver (measured with B as a plain
+         * array in L2: 128x768x768 54.4 -> 50.6 us, 512^3 72.5 -> 71.0, 128x1024x1024 151 -> 118;
+         * a B read from L3 / DRAM packs faster in the 1 MiB blocks below: 64x4096x1024 516 vs
+         * 635 us) */
+        if (nt <= 1 && K <= 4096 && rq_gemm_amx_plain__amx && rq_amx_plain_on &&
+            Kp0 * Np0 <= (size_t)RQ_JIT_MIN_BYTES && (size_t)M * Kp0 <= (size_t)rq_l2_bytes() / 4)
+            return gemm_amx_plain(a, &e, &bf);
         if ((nt <= 1 && Kp0 * Np0 > (size_t)RQ_JIT_MIN_BYTES) ||
             (nt > 1 && N >= 128 * nt && M <= RQ_JIT_THREADS_MAX_M))
             return gemm_amx_jit(a, &e, &bf, nt);
@@ -805,7 +844,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         rq_amx_a A;
         uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
         const int dbp = pb->b_raw ? 0 : db;
-        rc = amx_prep_a(a, Kp, dbp, nt, &A, &ap, &rsum, &koff);
+        rc = amx_prep_a(a, Kp, dbp, nt, 1, &A, &ap, &rsum, &koff);
         if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, 0, dbp, rsum, pb->csum);
         if (rc == RQ_OK) rc = rq_gemm_amx__amx(&A, pb, &e, nt);
         rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);

@@ -18,6 +18,9 @@
 #ifndef RQ_PFA
 #define RQ_PFA 1
 #endif
+#ifndef RQ_PLAIN_PFB
+#define RQ_PLAIN_PFB 0   /* plain-B driver: no B prefetch (its buffer is in L1 / L2; measured 3-7% faster) */
+#endif
 #ifndef RQ_PF
 #define RQ_PF 1
 #endif
@@ -41,7 +44,7 @@ static void amx_config(void) {
  * stride-0 tile load): sums then start from -colfix[j], folded in exactly (wraparound) */
 #define CINIT(t, cp) do { if (ci) _tile_loadd(t, (cp), 0); else _tile_zero(t); } while (0)
 
-#define DEF_KERNELS(SFX, OP)                                                                        \
+#define DEF_KERNELS(SFX, OP, ALD, PFA, PFB)                                                                      \
 static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
                       const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc,  \
                       ptrdiff_t bnext, const int32_t *ci) {                                       \
@@ -50,13 +53,13 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
         _tile_loadd(2, out + 16 * ldo, ldo * 4); _tile_loadd(3, out + 16 * ldo + 16, ldo * 4);    \
     } else { CINIT(0, ci); CINIT(1, ci + 16); CINIT(2, ci); CINIT(3, ci + 16); }                  \
     /* each operand tile is reloaded right after its last use in the step (no tile renaming) */   \
-    _tile_loadd(4, a0 + koff[0], as);                                                             \
+    ALD(4, a0 + koff[0], as);                                                             \
     _tile_loadd(6, b0, 64);                                                                       \
     _tile_loadd(7, b1, 64);                                                                       \
-    _tile_loadd(5, a1 + koff[0], as);                                                             \
+    ALD(5, a1 + koff[0], as);                                                             \
     for (int kc = 0; kc < nkc - 1; kc++) {                                                        \
         const size_t nb = (size_t)(kc + 1) * 1024;                                                \
-        if (RQ_PF) {                                                                              \
+        if (RQ_PF && PFB) {                                                                       \
             /* B two chunks ahead; past the end of this K range, the next panel pair's first  \
              * chunks (prefetch never faults) */                                                  \
             const ptrdiff_t pfo = kc + 2 < nkc ? (ptrdiff_t)(kc + 2) * 1024                       \
@@ -66,18 +69,18 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
             for (int l = 0; l < 16; l++) {                                                        \
                 _mm_prefetch(pf0 + l * 64, _MM_HINT_T0); _mm_prefetch(pf1 + l * 64, _MM_HINT_T0); \
             }                                                                                     \
-            if (RQ_PFA) for (int l = 0; l < 16; l++) {                                            \
+            if (RQ_PFA && PFA) for (int l = 0; l < 16; l++) {                                            \
                 _mm_prefetch(pa0 + l * as, _MM_HINT_T0); _mm_prefetch(pa1 + l * as, _MM_HINT_T0); \
             }                                                                                     \
         }                                                                                         \
         OP(0, 4, 6);                                                                              \
         OP(1, 4, 7);                                                                              \
-        _tile_loadd(4, a0 + koff[kc + 1], as);                                                    \
+        ALD(4, a0 + koff[kc + 1], as);                                                    \
         OP(2, 5, 6);                                                                              \
         _tile_loadd(6, b0 + nb, 64);                                                              \
         OP(3, 5, 7);                                                                              \
         _tile_loadd(7, b1 + nb, 64);                                                              \
-        _tile_loadd(5, a1 + koff[kc + 1], as);                                                    \
+        ALD(5, a1 + koff[kc + 1], as);                                                    \
     }                                                                                             \
     OP(0, 4, 6); OP(1, 4, 7); OP(2, 5, 6); OP(3, 5, 7);                                           \
     _tile_stored(0, out, ldo * 4); _tile_stored(1, out + 16, ldo * 4);                                    \
@@ -89,7 +92,7 @@ static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
     if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4); }                \
     else { CINIT(0, ci); CINIT(1, ci + 16); }                                                     \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
-        _tile_loadd(4, a0 + koff[kc], as);                                                        \
+        ALD(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
         _tile_loadd(7, b1 + (size_t)kc * 1024, 64);                                               \
         OP(0, 4, 6);                                                                              \
@@ -102,8 +105,8 @@ static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(2, out + 16 * ldo, ldo * 4); }          \
     else { CINIT(0, ci); CINIT(2, ci); }                                                          \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
-        _tile_loadd(4, a0 + koff[kc], as);                                                        \
-        _tile_loadd(5, a1 + koff[kc], as);                                                        \
+        ALD(4, a0 + koff[kc], as);                                                        \
+        ALD(5, a1 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
         OP(0, 4, 6);                                                                              \
         OP(2, 5, 6);                                                                              \
@@ -114,17 +117,24 @@ static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
                       const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc, const int32_t *ci) { \
     if (acc) _tile_loadd(0, out, ldo * 4); else { CINIT(0, ci); }                                 \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
-        _tile_loadd(4, a0 + koff[kc], as);                                                        \
+        ALD(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
         OP(0, 4, 6);                                                                              \
     }                                                                                             \
     _tile_stored(0, out, ldo * 4);                                                                \
 }
 
-DEF_KERNELS(us, _tile_dpbusd)
-DEF_KERNELS(ss, _tile_dpbssd)
-DEF_KERNELS(uu, _tile_dpbuud)   /* raw uint8 B (rq_packed_b.b_raw) */
-DEF_KERNELS(su, _tile_dpbsud)
+DEF_KERNELS(us, _tile_dpbusd, _tile_loadd, 1, 1)
+DEF_KERNELS(ss, _tile_dpbssd, _tile_loadd, 1, 1)
+DEF_KERNELS(uu, _tile_dpbuud, _tile_loadd, 1, 1)   /* raw uint8 B (rq_packed_b.b_raw) */
+DEF_KERNELS(su, _tile_dpbsud, _tile_loadd, 1, 1)
+/* A tiles loaded with the non-temporal hint (tileloaddt1) and not prefetched into L1: the
+ * plain-B driver below keeps a small packed-B buffer in L1 and streams A past it (measured at
+ * 128x768x768: 56.7 -> 49.3 us) */
+DEF_KERNELS(us_s, _tile_dpbusd, _tile_stream_loadd, 0, RQ_PLAIN_PFB)
+DEF_KERNELS(ss_s, _tile_dpbssd, _tile_stream_loadd, 0, RQ_PLAIN_PFB)
+DEF_KERNELS(uu_s, _tile_dpbuud, _tile_stream_loadd, 0, RQ_PLAIN_PFB)
+DEF_KERNELS(su_s, _tile_dpbsud, _tile_stream_loadd, 0, RQ_PLAIN_PFB)
 
 /* rows i0 .. i0 + 31 of a lazy A into buf, tile-packed [2][nkc][16][64], zero padded past M and
  * past K (rq_amx_a.lazy) */
@@ -145,6 +155,13 @@ static void copy_strip(const rq_amx_a *A, int i0, int nkc, uint8_t *buf) {
         if (kt) { _mm512_store_si512((void *)(d + (size_t)kc * 1024), _mm512_maskz_loadu_epi8(mt, s + kc * 64)); kc++; }
         for (; kc < nkc; kc++) _mm512_store_si512((void *)(d + (size_t)kc * 1024), _mm512_setzero_si512());
     }
+}
+
+/* int32 output needing at most the per-column correction colfix (folded into the accumulators'
+ * start): whole 32x32 blocks can be stored straight into C */
+static int direct_ok(const rq_epi *e) {
+    return e->out_type == RQ_OUT_S32 && e->c_cs == 1 && !e->rowfix && !e->za_row && !e->zb_col &&
+           !e->bias && !e->fbias && !e->od && !e->fx_mode && e->c_rs >= e->N && e->c_rs <= (1 << 26);
 }
 
 typedef struct {
@@ -259,9 +276,7 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
      * accumulators' start (sum - colfix == (-colfix) + sum modulo 2^32), so whole blocks are
      * the final int32 outputs */
     int32_t *cinit = NULL;
-    if (e->out_type == RQ_OUT_S32 && e->c_cs == 1 && !e->rowfix && !e->za_row && !e->zb_col &&
-        !e->bias && !e->fbias && !e->od && !e->fx_mode && e->c_rs >= N && e->c_rs <= (1 << 26) &&
-        nkc <= kcmax /* one K pass (measured: partial sums through C lose at K = 2048) */) {
+    if (direct_ok(e) && nkc <= kcmax /* one K pass (measured: partial sums through C lose at K = 2048) */) {
         if (e->colfix) {
             cinit = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(npan * 16 + 32));
             if (!cinit) return RQ_ENOMEM;
@@ -275,4 +290,82 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     rq_parallel(ntask, ntask > 1 ? nthreads : 1, amx_task, &J);
     rq_aligned_free(cinit);
     return RQ_OK;
+}
+
+/* Plain B, one thread (rq_gemm.h): per 64-column group, pack it into buf (4 panels, 64 * Kp
+ * bytes: L1 / L2 resident), then every 32-row strip of A times its 1 or 2 panel pairs.  Same
+ * integer sums and epilogue as rq_gemm_amx__amx on the whole packed B, so the same bits. */
+int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N,
+                           int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx) {
+    const int Kp = ((K > 0 ? K : 1) + 63) / 64 * 64, nkc = Kp / 64;
+    const int nib = A->nib, nib2 = (nib + 1) / 2;
+    if (A->lazy || nkc > 64 || !rq_pack_b_rows__avx512vnni) return RQ_EARG;
+    if (!rq_amx_enable()) return RQ_ENOISA;
+    const int ldo = 64 + 16;   /* strip: 32 rows x 64 columns (+64 bytes against 4K aliasing) */
+    uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)Kp * 64);
+    int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
+    int32_t *cinit = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * 96);
+    if (!buf || !strip || !cinit) {
+        rq_aligned_free(buf); rq_aligned_free(strip); rq_aligned_free(cinit);
+        return RQ_ENOMEM;
+    }
+    rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
+    const int sgn = (A->a_signed ? 1 : 0) + (b_signed ? 0 : 2);
+    const ptrdiff_t as = A->a_tile_stride;
+    int rc = RQ_OK;
+    amx_config();
+    for (int c0 = 0; c0 < N && rc == RQ_OK; c0 += 64) {
+        const int n = imin(64, N - c0), npan = (n + 15) / 16, npp = (npan + 1) / 2;
+        rq_packed_b blk;
+        blk.data = buf; blk.csum = csum + c0; blk.K = K; blk.N = n; blk.Kp = Kp;
+        blk.Np = npan * 16; blk.b_signed = b_signed; blk.b_raw = !b_signed;
+        rc = rq_pack_b_rows__avx512vnni(&blk, B + c0, b_rs, 1);
+        if (rc != RQ_OK) break;
+        rq_epi eb;
+        prep(ctx, c0, n, &eb);
+        const int dc = direct_ok(&eb);
+        const int32_t *ci = NULL;
+        rq_epi e2 = eb;
+        if (dc && eb.colfix) {   /* accumulators start from -colfix (exact mod 2^32) */
+            for (int j = 0; j < 96; j++) cinit[j] = j < n ? (int32_t)(0u - (uint32_t)eb.colfix[j]) : 0;
+            ci = cinit;
+            e2.colfix = NULL;
+        }
+        for (int ib2 = 0; ib2 < nib2; ib2++) {
+            const int ib = 2 * ib2, two_i = ib + 1 < nib;
+            const uint8_t *a0 = A->abase + (ptrdiff_t)ib * A->a_ib_stride;
+            const uint8_t *a1 = a0 + A->a_ib_stride;
+            const int i0 = ib * 16, mi = imin(32, eb.M - i0);
+            for (int pp = 0; pp < npp; pp++) {
+                const int p = 2 * pp, two_j = p + 1 < npan, j = p * 16;
+                const uint8_t *b0 = buf + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
+                const int full = dc && two_i && two_j && i0 + 32 <= eb.M && j + 32 <= n;
+                int32_t *out = full ? (int32_t *)eb.C + (ptrdiff_t)i0 * eb.c_rs + j : strip + pp * 32;
+                const int ld = full ? (int)eb.c_rs : ldo;
+                const int32_t *cij = ci ? ci + j : NULL;
+                /* the next panel pair, or the next strip's first (prefetch only) */
+                const ptrdiff_t bnext = pp + 1 < npp ? (ptrdiff_t)Kp * 32 : -(ptrdiff_t)Kp * 32 * pp;
+#define RQ_AMXP_CALL(S)                                                                           \
+                do {                                                                              \
+                    if (two_i && two_j) k22_##S(a0, a1, A->koff, as, b0, b1, nkc, out, ld, 0, bnext, cij); \
+                    else if (two_j) k12_##S(a0, A->koff, as, b0, b1, nkc, out, ld, 0, cij);       \
+                    else if (two_i) k21_##S(a0, a1, A->koff, as, b0, nkc, out, ld, 0, cij);       \
+                    else k11_##S(a0, A->koff, as, b0, nkc, out, ld, 0, cij);                      \
+                } while (0)
+                switch (sgn) {
+                case 0: RQ_AMXP_CALL(us_s); break;
+                case 1: RQ_AMXP_CALL(ss_s); break;
+                case 2: RQ_AMXP_CALL(uu_s); break;
+                default: RQ_AMXP_CALL(su_s); break;
+                }
+#undef RQ_AMXP_CALL
+                if (dc && !full)   /* an edge block: copy out its part */
+                    epi(&e2, i0, mi, j, imin(32, n - j), out, ldo);
+            }
+            if (!dc) epi(&eb, i0, mi, 0, n, strip, ldo);
+        }
+    }
+    _tile_release();
+    rq_aligned_free(buf); rq_aligned_free(strip); rq_aligned_free(cinit);
+    return rc;
 }

@@ -17,6 +17,9 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 #ifndef RQ_PACK_MT_MIN
 #define RQ_PACK_MT_MIN 65536   /* B elements above which packing uses the threads (measured at 2 threads: 512^3 103 -> 95 us, 384x768x768 178 -> 150 us) */
 #endif
+#ifndef RQ_PACK_PFG1
+#define RQ_PACK_PFG1 4   /* the same for a single 64-column group */
+#endif
 #ifndef RQ_PACK_PFG
 #define RQ_PACK_PFG 2   /* B packing: software prefetch this many k-groups (4 rows each) ahead */
 #endif
@@ -94,7 +97,32 @@ static void packb_cg(void *ctx, int64_t t) {
     const int ncg = (Np + 63) / 64, cga = 2 * (int)t, cgb = cga + 1;
     __m512i cs[2][4];
     for (int c = 0; c < 2; c++) for (int p = 0; p < 4; p++) cs[c][p] = _mm512_setzero_si512();
-    int gdone = 0;
+    int gdone = 0, gdone_a = 0;
+    if (!(cgb < ncg && cgb * 64 + 64 <= N) && cga * 64 + 64 <= N) {
+        /* one whole group (the last, or a 64-column block of its own): the unmasked loop */
+        const int gf = K / 4, c0 = cga * 64;
+        const __m512i ones = _mm512_set1_epi8(1);
+        const __m512i x = _mm512_set1_epi8((pb->b_signed || pb->b_raw) ? 0 : (char)0x80);
+        const int raw = pb->b_raw;
+        uint8_t *da = pb->data + (size_t)(cga * 4) * Kp * 16;
+        const size_t ps = (size_t)Kp * 16;
+        for (int g = 0; g < gf; g++) {
+            const uint8_t *rp = B + (ptrdiff_t)(4 * g) * b_rs + c0;
+            if (g + RQ_PACK_PFG1 < gf) for (int q = 0; q < 4; q++)
+                _mm_prefetch((const char *)(rp + (4 * RQ_PACK_PFG1 + q) * b_rs), _MM_HINT_T0);
+            __m512i ra[4], va[4];
+            for (int q = 0; q < 4; q++)
+                ra[q] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(rp + q * b_rs)), x);
+            interleave4(ra[0], ra[1], ra[2], ra[3], va);
+            lane_transpose(&va[0], &va[1], &va[2], &va[3]);
+            for (int p = 0; p < 4; p++) {
+                _mm512_store_si512((void *)(da + p * ps + (size_t)g * 64), va[p]);
+                cs[0][p] = raw ? _mm512_dpbusd_epi32(cs[0][p], va[p], ones)
+                               : _mm512_dpbusd_epi32(cs[0][p], ones, va[p]);
+            }
+        }
+        gdone_a = gf;
+    }
     if (cgb < ncg && cgb * 64 + 64 <= N) {
         const int gf = K / 4;   /* k-groups with 4 valid rows */
         const int c0 = cga * 64;
@@ -135,7 +163,7 @@ static void packb_cg(void *ctx, int64_t t) {
     for (int c = 0; c < 2; c++) {
         const int cg = cga + c;
         if (cg >= ncg) break;
-        packb_cg_range(J, cg, gdone, Kp / 4, cs[c]);
+        packb_cg_range(J, cg, c == 0 && gdone_a ? gdone_a : gdone, Kp / 4, cs[c]);
         const int npan = imin(4, (Np - cg * 64) / 16);
         for (int p = 0; p < npan; p++) _mm512_storeu_si512(pb->csum + cg * 64 + 16 * p, cs[c][p]);
     }
