@@ -12,6 +12,36 @@ from libc.stdint cimport uint8_t, int32_t, int64_t
 
 cnp.import_array()
 
+cdef extern from "numpy/arrayobject.h":
+    # new references; PyArray_NewFromDescr steals the descriptor's
+    void *rq_descr_from_type "PyArray_DescrFromType"(int typenum)
+    object rq_new_from_descr "PyArray_NewFromDescr"(void *subtype, void *descr, int nd,
+                                                     cnp.npy_intp *dims, cnp.npy_intp *strides,
+                                                     void *data, int flags, void *obj)
+    void *rq_array_type "(&PyArray_Type)"
+
+
+cdef cnp.ndarray _empty64(int nd, cnp.npy_intp *dims, int typenum, int itemsize):
+    """empty_aligned() for C callers: a C-ordered array viewing a uint8 buffer from its first
+    64-byte boundary (the buffer is the array's base)."""
+    cdef cnp.npy_intp n = itemsize, nb
+    cdef int i
+    for i in range(nd):
+        n *= dims[i]
+    if n < 16384:
+        return cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+    nb = n + 64
+    cdef cnp.ndarray buf = cnp.PyArray_EMPTY(1, &nb, cnp.NPY_UINT8, 0)
+    cdef char *p = <char *>cnp.PyArray_DATA(buf)
+    p += (-<Py_ssize_t>p) & 63
+    cdef void *descr = rq_descr_from_type(typenum)
+    if descr == NULL:
+        raise MemoryError("empty_aligned: no dtype")
+    cdef cnp.ndarray arr = rq_new_from_descr(rq_array_type, descr, nd, dims, NULL, p,
+                                             cnp.NPY_ARRAY_CARRAY, NULL)
+    cnp.set_array_base(arr, buf)
+    return arr
+
 cdef extern from "rq_gemm.h" nogil:
     enum:
         RQ_OUT_S32
@@ -256,15 +286,18 @@ def empty_aligned(shape, dtype):
     the AMX kernels store 16 x 64-byte tile rows straight into int32 outputs, and a row that
     straddles two cache lines costs a second store (measured: 512^3 int32 output 78 -> 98 us,
     numpy's own large arrays start 16 bytes past a line).  A view of a uint8 buffer."""
-    dt = np.dtype(dtype)
-    cdef Py_ssize_t n = dt.itemsize
-    for d in shape:
-        n *= d
-    if n < 16384:
+    cdef cnp.dtype dt = np.dtype(dtype)
+    if isinstance(shape, int):
+        shape = (shape,)
+    cdef int nd = len(shape), i
+    if nd > 32:
         return np.empty(shape, dt)
-    cdef cnp.ndarray buf = np.empty(n + 64, np.uint8)
-    cdef Py_ssize_t off = (-<Py_ssize_t>cnp.PyArray_DATA(buf)) & 63
-    return buf[off:off + n].view(dt).reshape(shape)
+    cdef cnp.npy_intp dims[32]
+    for i in range(nd):
+        dims[i] = shape[i]
+        if dims[i] < 0:
+            raise ValueError("negative dimensions are not allowed")
+    return _empty64(nd, dims, dt.type_num, dt.itemsize)
 
 
 def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=None,
@@ -285,7 +318,7 @@ def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=
         raise ValueError("a, b: shape mismatch")
     cdef cnp.npy_intp dims[2]
     dims[0] = a.shape[0]; dims[1] = b.shape[1]
-    cdef cnp.ndarray o = empty_aligned((dims[0], dims[1]), np.int32)
+    cdef cnp.ndarray o = _empty64(2, dims, cnp.NPY_INT32, 4)
     g.M = <int>a.shape[0]; g.K = <int>a.shape[1]; g.N = <int>b.shape[1]
     g.A = <const uint8_t *>cnp.PyArray_DATA(a); g.a_rs = a.strides[0]; g.a_cs = a.strides[1]
     g.a_signed = ta == cnp.NPY_INT8

@@ -55,9 +55,25 @@ def _ran(op, path):
     _LAST["path"] = path
 
 
+# os.environ's own mapping, read without os.environ.get's encode / decode round trip (every
+# dispatched call checks the variable; 0.6 -> 0.1 us)
+_ENV_DATA = getattr(os.environ, "_data", None)
+try:
+    _ENV_KEY = os.environ.encodekey("REFQUANT_DISABLE_FAST") if _ENV_DATA is not None else None
+except Exception:  # noqa: BLE001 - another Python's os.environ
+    _ENV_DATA = None
+
+
 def fast_enabled():
     """False when REFQUANT_DISABLE_FAST is set (to anything but '' or '0')."""
-    return os.environ.get("REFQUANT_DISABLE_FAST", "").strip() in ("", "0")
+    if _ENV_DATA is not None:
+        v = _ENV_DATA.get(_ENV_KEY)
+        if v is None:
+            return True
+        v = os.environ.decodevalue(v)
+    else:
+        v = os.environ.get("REFQUANT_DISABLE_FAST", "")
+    return v.strip() in ("", "0")
 
 
 def _fast_profile_ok(prof, op):
@@ -93,7 +109,10 @@ def _try_fast(op, module, func, args, kwargs, **extra):
         return None
     if not _fast_profile_ok(prof, op):
         return None
-    res = fast(*args, **dict(kwargs, profile=prof, **extra))
+    if not kwargs and not extra:
+        res = fast(*args, profile=prof)
+    else:
+        res = fast(*args, **dict(kwargs, profile=prof, **extra))
     if res is None:
         return None
     _ran(op, res[1])
