@@ -102,7 +102,8 @@ static void packb_cg(void *ctx, int64_t t) {
         /* one whole group (the last, or a 64-column block of its own): the unmasked loop */
         const int gf = K / 4, c0 = cga * 64;
         const __m512i ones = _mm512_set1_epi8(1);
-        const __m512i x = _mm512_set1_epi8((pb->b_signed || pb->b_raw) ? 0 : (char)0x80);
+        const int xr = !(pb->b_signed || pb->b_raw);   /* uint8 B as B ^ 0x80 */
+        const __m512i x = _mm512_set1_epi8((char)0x80);
         const int raw = pb->b_raw;
         uint8_t *da = pb->data + (size_t)(cga * 4) * Kp * 16;
         const size_t ps = (size_t)Kp * 16;
@@ -111,8 +112,8 @@ static void packb_cg(void *ctx, int64_t t) {
             if (g + RQ_PACK_PFG1 < gf) for (int q = 0; q < 4; q++)
                 _mm_prefetch((const char *)(rp + (4 * RQ_PACK_PFG1 + q) * b_rs), _MM_HINT_T0);
             __m512i ra[4], va[4];
-            for (int q = 0; q < 4; q++)
-                ra[q] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(rp + q * b_rs)), x);
+            for (int q = 0; q < 4; q++) ra[q] = _mm512_loadu_si512((const void *)(rp + q * b_rs));
+            if (xr) for (int q = 0; q < 4; q++) ra[q] = _mm512_xor_si512(ra[q], x);
             interleave4(ra[0], ra[1], ra[2], ra[3], va);
             lane_transpose(&va[0], &va[1], &va[2], &va[3]);
             for (int p = 0; p < 4; p++) {
