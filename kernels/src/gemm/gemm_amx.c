@@ -57,11 +57,12 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     for (int kc = 0; kc < nkc - 1; kc++) {                                                        \
         const size_t nb = (size_t)(kc + 1) * 1024;                                                \
         if (RQ_PF && PFB) {                                                                       \
-            /* B two chunks ahead; past the end of this K range, the next panel pair's first  \
-             * chunks (prefetch never faults).  A is not prefetched (measured: prefetching its \
-             * next chunk into L1 cost 4% at 512^3, 8% at 128x768x768, 13% at 1024^3) */        \
-            const ptrdiff_t pfo = kc + 2 < nkc ? (ptrdiff_t)(kc + 2) * 1024                       \
-                                               : bnext + (ptrdiff_t)(kc + 2 - nkc) * 1024;        \
+            /* B one chunk ahead (measured 1-2% ahead of 2, 3, 4); past the end of this K     \
+             * range, the next panel pair's first chunk (prefetch never faults).  A is not      \
+             * prefetched (measured: prefetching its next chunk into L1 cost 4% at 512^3, 8% at \
+             * 128x768x768, 13% at 1024^3) */                                                    \
+            const ptrdiff_t pfo = kc + 1 < nkc ? (ptrdiff_t)(kc + 1) * 1024                       \
+                                               : bnext + (ptrdiff_t)(kc + 1 - nkc) * 1024;        \
             const char *pf0 = (const char *)b0 + pfo, *pf1 = (const char *)b1 + pfo;              \
             for (int l = 0; l < 16; l++) {                                                        \
                 _mm_prefetch(pf0 + l * 64, _MM_HINT_T0); _mm_prefetch(pf1 + l * 64, _MM_HINT_T0); \
