@@ -462,6 +462,9 @@ static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
 #define RQ_AMX_BLOCK_BYTES ((size_t)rq_l2_bytes() / 2)
 #endif
 
+#ifndef RQ_AMX_PLAIN_MAX_M
+#define RQ_AMX_PLAIN_MAX_M 256
+#endif
 /* 0: never the one-thread plain-B AMX driver (benchmarks compare the two paths in one process) */
 int rq_amx_plain_on = 1;
 
@@ -821,12 +824,14 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
          * dominates (few rows); with many rows, B packed whole (threads above 768K elements)
          * and the row strips shared out (measured at 2 threads: slices 55 vs 90 us at
          * 128x768x768, whole 100 vs 110 us at 512^3 and 620 vs 720 us at 1024^3) */
-        /* one thread, B and A both in L2: the 64-column driver (measured with B as a plain
-         * array in L2: 128x768x768 54.4 -> 50.6 us, 512^3 72.5 -> 71.0, 128x1024x1024 151 -> 118;
-         * a B read from L3 / DRAM packs faster in the 1 MiB blocks below: 64x4096x1024 516 vs
-         * 635 us) */
+        /* one thread, few rows, B and A both in L2: the 64-column driver (measured with B as a
+         * plain array in L2: 128x768x768 54.4 -> 50.6 us, 128x1024x1024 151 -> 118, 256x768x768
+         * 96 -> 93; from 384 rows on, with numpy's misaligned A, the paths below win: 512^3 79
+         * vs 83 us, 512x768x384 90 vs 102; a B read from L3 / DRAM packs faster in the 1 MiB
+         * blocks below: 64x4096x1024 516 vs 635 us) */
         if (nt <= 1 && K <= 4096 && rq_gemm_amx_plain__amx && rq_amx_plain_on &&
-            Kp0 * Np0 <= (size_t)RQ_JIT_MIN_BYTES && (size_t)M * Kp0 <= (size_t)rq_l2_bytes() / 4)
+            M <= RQ_AMX_PLAIN_MAX_M && Kp0 * Np0 <= (size_t)RQ_JIT_MIN_BYTES &&
+            (size_t)M * Kp0 <= (size_t)rq_l2_bytes() / 4)
             return gemm_amx_plain(a, &e, &bf);
         if ((nt <= 1 && Kp0 * Np0 > (size_t)RQ_JIT_MIN_BYTES) ||
             (nt > 1 && N >= 128 * nt && M <= RQ_JIT_THREADS_MAX_M))
