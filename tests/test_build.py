@@ -157,9 +157,9 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             assert np.array_equal(refquant.matmul_integer(A, B), R.matmul_integer(A, B))
             Bu = rng.integers(0, 256, (K_, N)).astype(np.uint8)    # raw uint8 B (tdpbuud)
             assert np.array_equal(refquant.matmul_integer(A, Bu), R.matmul_integer(A, Bu))
-        refquant.set_num_threads(1)     # one thread: the 64-column plain-B driver (AMX)
-        for M, K_, N in ((5, 3, 1), (33, 65, 47), (40, 130, 70)):
-            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+        for t, M, K_, N in ((1, 5, 3, 1), (1, 33, 65, 47), (2, 40, 130, 70), (2, 33, 64, 200)):
+            refquant.set_num_threads(t)     # the 64-column plain-B driver (AMX), 1 and 2 threads
+            A = rng.integers(0, 256, M * K_ + 16).astype(np.uint8)[16:].reshape(M, K_)
             for B in (rng.integers(-128, 128, (K_, N)).astype(np.int8), rng.integers(0, 256, (K_, N)).astype(np.uint8)):
                 for zb in (0, 3):
                     zb = B.dtype.type(zb)

@@ -608,18 +608,22 @@ def test_outputs_start_on_a_cache_line():
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_plain_b_column_groups(isa_cap):
-    """One thread, plain B in L2: the AMX driver packs B 64 columns at a time (partial last
-    groups of 1..63 columns, odd panel counts, K tails) and streams A past it; int32 outputs
+    """Plain B in L2, up to 256 rows: the AMX driver packs B 64 columns at a time (partial last
+    groups of 1..63 columns, odd panel counts, K tails) and streams A past it, at 1 thread and at
+    2 (a run of groups each, A copied by each when its rows are not whole lines); int32 outputs
     straight into C (with -colfix folded in, or edge blocks copied out) and the strip epilogue
     (row corrections, 8-bit outputs): the reference's bits for every dtype pair."""
     rng = np.random.default_rng(29)
     p = get_profile("onnxruntime")
-    refquant.set_num_threads(1)
     try:
-        for (M, N, K) in ((5, 1, 1), (16, 17, 63), (17, 47, 64), (33, 65, 65), (64, 100, 700),
-                          (100, 129, 130), (40, 200, 4)):
+        for (M, N, K, t) in ((5, 1, 1, 1), (16, 17, 63, 2), (17, 47, 64, 1), (33, 65, 65, 2),
+                             (64, 100, 700, 1), (100, 129, 130, 2), (40, 200, 4, 1), (48, 300, 128, 2),
+                             (250, 70, 200, 2)):
+            refquant.set_num_threads(t)
             for at, bt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)):
                 A = _rand(rng, at, (M, K))
+                if M % 2:
+                    A = _offset_rows(rng, A, 16, 0)   # rows not whole lines: copied per task
                 B = _rand(rng, bt, (K, N))
                 for za, zb in ((at(0), bt(0)), (at(9), bt(0)), (at(9), bt(-7 if bt == np.int8 else 250))):
                     got = F.matmul_integer(A, B, za, zb, profile=ONNX)

@@ -680,18 +680,18 @@ static void plain_prep(void *ctx, int c0, int n, rq_epi *eb) {
     epi_shift_cols(eb, P->e, c0, n);
 }
 
-static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf) {
+static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) {
     const int K = a->K, Kp = rup(K > 0 ? K : 1, 64), Np = rup(a->N, 16);
     rq_amx_a A;
     uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
     int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(Np + 64));
     int rc = csum ? RQ_OK : RQ_ENOMEM;
     /* db = 0: a uint8 B is packed raw (tdpbuud / tdpbsud) */
-    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, 0, 1, 0, &A, &ap, &rsum, &koff);
+    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, 0, nt, 1, &A, &ap, &rsum, &koff);
     if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, 0, rsum, NULL);
     if (rc == RQ_OK) {
         plain_ctx P = {a, e, bf, csum};
-        rc = rq_gemm_amx_plain__amx(&A, a->B, a->b_rs, K, a->N, a->b_signed, csum, plain_prep, &P);
+        rc = rq_gemm_amx_plain__amx(&A, a->B, a->b_rs, K, a->N, a->b_signed, csum, plain_prep, &P, nt);
     }
     rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff); rq_aligned_free(csum);
     epi_free(bf);
@@ -824,15 +824,16 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
          * dominates (few rows); with many rows, B packed whole (threads above 768K elements)
          * and the row strips shared out (measured at 2 threads: slices 55 vs 90 us at
          * 128x768x768, whole 100 vs 110 us at 512^3 and 620 vs 720 us at 1024^3) */
-        /* one thread, few rows, B and A both in L2: the 64-column driver (measured with B as a
-         * plain array in L2: 128x768x768 54.4 -> 50.6 us, 128x1024x1024 151 -> 118, 256x768x768
-         * 96 -> 93; from 384 rows on, with numpy's misaligned A, the paths below win: 512^3 79
-         * vs 83 us, 512x768x384 90 vs 102; a B read from L3 / DRAM packs faster in the 1 MiB
-         * blocks below: 64x4096x1024 516 vs 635 us) */
-        if (nt <= 1 && K <= 4096 && rq_gemm_amx_plain__amx && rq_amx_plain_on &&
+        /* few rows, B and A both in L2: the 64-column driver (measured with B as a plain array
+         * in L2, 1 thread: 128x768x768 54.4 -> 50.6 us, 128x1024x1024 151 -> 118, 256x768x768
+         * 96 -> 93; 2 threads, one run of groups each, against the column slices: 128x768x768
+         * 41 -> 33 us, 256x768x768 63 -> 53; from 384 rows on, with numpy's misaligned A, the
+         * paths below win: 512^3 79 vs 83 us, 512x768x384 90 vs 102; a B read from L3 / DRAM
+         * packs faster in the 1 MiB blocks below: 64x4096x1024 516 vs 635 us) */
+        if (K <= 4096 && rq_gemm_amx_plain__amx && rq_amx_plain_on &&
             M <= RQ_AMX_PLAIN_MAX_M && Kp0 * Np0 <= (size_t)RQ_JIT_MIN_BYTES &&
             (size_t)M * Kp0 <= (size_t)rq_l2_bytes() / 4)
-            return gemm_amx_plain(a, &e, &bf);
+            return gemm_amx_plain(a, &e, &bf, nt);
         if ((nt <= 1 && Kp0 * Np0 > (size_t)RQ_JIT_MIN_BYTES) ||
             (nt > 1 && N >= 128 * nt && M <= RQ_JIT_THREADS_MAX_M))
             return gemm_amx_jit(a, &e, &bf, nt);

@@ -286,37 +286,52 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     return RQ_OK;
 }
 
-/* Plain B, one thread (rq_gemm.h): per 64-column group, pack it into buf (4 panels, 64 * Kp
- * bytes: L1 / L2 resident), then every 32-row strip of A times its 1 or 2 panel pairs.  Same
- * integer sums and epilogue as rq_gemm_amx__amx on the whole packed B, so the same bits. */
-int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N,
-                           int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx) {
+/* Plain B (rq_gemm.h): per 64-column group, pack it into a small buffer (4 panels, 64 * Kp bytes:
+ * L1 / L2 resident), then every 32-row strip of A times its 1 or 2 panel pairs.  Same integer
+ * sums and epilogue as rq_gemm_amx__amx on the whole packed B, so the same bits.  One task per
+ * thread, each a contiguous run of groups with buffers of its own; a lazy A is copied whole by
+ * every task into its own buffer (a copy shared between cores would cross caches on every
+ * read). */
+typedef struct {
+    const rq_amx_a *A; const uint8_t *B; ptrdiff_t b_rs; int K, N, b_signed, ng, ntask;
+    int32_t *csum; rq_cols_prep_fn prep; void *ctx; volatile int err;
+} plain_job;
+
+static void plain_task(void *vctx, int64_t t) {
+    plain_job *J = (plain_job *)vctx;
+    const rq_amx_a *A = J->A;
+    const int K = J->K, N = J->N, b_signed = J->b_signed;
     const int Kp = ((K > 0 ? K : 1) + 63) / 64 * 64, nkc = Kp / 64;
     const int nib = A->nib, nib2 = (nib + 1) / 2;
-    if (A->lazy || nkc > 64 || !rq_pack_b_rows__avx512vnni) return RQ_EARG;
-    if (!rq_amx_enable()) return RQ_ENOISA;
     const int ldo = 64 + 16;   /* strip: 32 rows x 64 columns (+64 bytes against 4K aliasing) */
     uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)Kp * 64);
     int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
     int32_t *cinit = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * 96);
-    if (!buf || !strip || !cinit) {
-        rq_aligned_free(buf); rq_aligned_free(strip); rq_aligned_free(cinit);
-        return RQ_ENOMEM;
+    uint8_t *abuf = A->lazy ? (uint8_t *)rq_aligned_alloc((size_t)nib2 * 2 * nkc * 1024) : NULL;
+    if (!buf || !strip || !cinit || (A->lazy && !abuf)) {
+        rq_aligned_free(buf); rq_aligned_free(strip); rq_aligned_free(cinit); rq_aligned_free(abuf);
+        J->err = RQ_ENOMEM;
+        return;
+    }
+    const uint8_t *abase = A->abase;
+    if (A->lazy) {   /* tile-packed [ib][kc][16][64], zero padded (A->koff: kc * 1024) */
+        for (int ib2 = 0; ib2 < nib2; ib2++) copy_strip(A, ib2 * 32, nkc, abuf + (size_t)ib2 * 2 * nkc * 1024);
+        abase = abuf;
     }
     rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
     const int sgn = (A->a_signed ? 1 : 0) + (b_signed ? 0 : 2);
     const ptrdiff_t as = A->a_tile_stride;
-    int rc = RQ_OK;
     amx_config();
-    for (int c0 = 0; c0 < N && rc == RQ_OK; c0 += 64) {
+    const int g0 = (int)(J->ng * t / J->ntask), g1 = (int)(J->ng * (t + 1) / J->ntask);
+    for (int c0 = g0 * 64; c0 < imin(N, g1 * 64); c0 += 64) {
         const int n = imin(64, N - c0), npan = (n + 15) / 16, npp = (npan + 1) / 2;
         rq_packed_b blk;
-        blk.data = buf; blk.csum = csum + c0; blk.K = K; blk.N = n; blk.Kp = Kp;
+        blk.data = buf; blk.csum = J->csum + c0; blk.K = K; blk.N = n; blk.Kp = Kp;
         blk.Np = npan * 16; blk.b_signed = b_signed; blk.b_raw = !b_signed;
-        rc = rq_pack_b_rows__avx512vnni(&blk, B + c0, b_rs, 1);
-        if (rc != RQ_OK) break;
+        int rc = rq_pack_b_rows__avx512vnni(&blk, J->B + c0, J->b_rs, 1);
+        if (rc != RQ_OK) { J->err = rc; break; }
         rq_epi eb;
-        prep(ctx, c0, n, &eb);
+        J->prep(J->ctx, c0, n, &eb);   /* columns [c0, c0 + n) only: tasks never share one */
         const int dc = direct_ok(&eb);
         const int32_t *ci = NULL;
         rq_epi e2 = eb;
@@ -327,7 +342,7 @@ int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, 
         }
         for (int ib2 = 0; ib2 < nib2; ib2++) {
             const int ib = 2 * ib2, two_i = ib + 1 < nib;
-            const uint8_t *a0 = A->abase + (ptrdiff_t)ib * A->a_ib_stride;
+            const uint8_t *a0 = abase + (ptrdiff_t)ib * A->a_ib_stride;
             const uint8_t *a1 = a0 + A->a_ib_stride;
             const int i0 = ib * 16, mi = imin(32, eb.M - i0);
             for (int pp = 0; pp < npp; pp++) {
@@ -360,6 +375,18 @@ int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, 
         }
     }
     _tile_release();
-    rq_aligned_free(buf); rq_aligned_free(strip); rq_aligned_free(cinit);
-    return rc;
+    rq_aligned_free(buf); rq_aligned_free(strip); rq_aligned_free(cinit); rq_aligned_free(abuf);
+}
+
+int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N,
+                           int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx,
+                           int nthreads) {
+    const int Kp = ((K > 0 ? K : 1) + 63) / 64 * 64, nkc = Kp / 64;
+    if (nkc > 64 || !rq_pack_b_rows__avx512vnni) return RQ_EARG;
+    if (!rq_amx_enable()) return RQ_ENOISA;
+    const int ng = (N + 63) / 64;
+    const int ntask = nthreads > 1 ? imin(nthreads, ng) : 1;
+    plain_job J = {A, B, b_rs, K, N, b_signed, ng, ntask, csum, prep, ctx, RQ_OK};
+    rq_parallel(ntask, ntask, plain_task, &J);
+    return J.err;
 }

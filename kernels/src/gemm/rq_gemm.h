@@ -221,16 +221,17 @@ typedef struct rq_amx_a {
 } rq_amx_a;
 int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, int nthreads)
     __attribute__((weak));
-/* AMX GEMM on a plain row-major B (unit column stride), one thread: each 64-column group of B is
+/* AMX GEMM on a plain row-major B (unit column stride): each 64-column group of B is
  * packed (VNNI-4, raw for a uint8 B, its column sums into csum + c0) into a small buffer right
  * before every 32-row strip of A (streamed with the non-temporal tile load) multiplies it, so
  * packed B never makes a round trip through L2.  prep(ctx, c0, n, eb) fills the column
- * corrections of columns [c0, c0 + n) from csum and sets *eb to e restricted to them.  A must be
- * direct or tile-packed (not lazy); K <= 4096. */
+ * corrections of columns [c0, c0 + n) from csum and sets *eb to e restricted to them (tasks call
+ * it for disjoint columns).  One task per thread, each a contiguous run of groups with buffers of
+ * its own; a lazy A is copied whole by each task.  K <= 4096. */
 typedef void (*rq_cols_prep_fn)(void *ctx, int c0, int n, rq_epi *eb);
 int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N,
-                           int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx)
-    __attribute__((weak));
+                           int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx,
+                           int nthreads) __attribute__((weak));
 int rq_dwconv__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
 int rq_dwconv_dp__avx512vnni(const rq_conv_args *a, int nthreads) __attribute__((weak));
 
