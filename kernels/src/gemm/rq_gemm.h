@@ -41,13 +41,13 @@
  *                        otherwise raw sums go into a row strip and the epilogue runs over it
  *                        (measured: an epilogue per block or interleaved with the tile
  *                        instructions is slower than the strip)
- *   plain B, AMX         one thread with A and B in L2: 64 columns of B packed at a time into a
+ *   plain B, AMX         up to 256 rows with A and B in L2: 64 columns of B packed at a time into a
  *                        small buffer right before use, A streamed past it with tileloaddt1
  *                        (rq_gemm_amx_plain__amx); otherwise packed whole when packed B <= half
  *                        the L2, else just in time per column block of half the L2 (gemm.c
  *                        gemm_amx_jit) so packed B never leaves L2.  An A whose rows are not
  *                        whole cache lines is copied 32 rows at a time inside the tasks
- *                        (rq_amx_a.lazy) into an L1 buffer (the 64-column driver copies it once)
+ *                        (rq_amx_a.lazy) into an L1 buffer (the 64-column driver: whole, once per thread)
  *   gemm_epi_avx512.c    vector epilogue (same lane-wise operations as the scalar one)
  *   conv.c               conv driver: implicit AMX conv, 1x1 as W.X GEMM, depthwise, im2col + GEMM
  *   conv_avx512.c        byte transposes (NCHW <-> NHWC), depthwise direct kernel
