@@ -47,7 +47,8 @@
  *                        the L2, else just in time per column block of half the L2 (gemm.c
  *                        gemm_amx_jit) so packed B never leaves L2.  An A whose rows are not
  *                        whole cache lines is copied 32 rows at a time inside the tasks
- *                        (rq_amx_a.lazy) into an L1 buffer (the 64-column driver: whole, once per thread)
+ *                        (rq_amx_a.lazy) into an L1 buffer (the 64-column driver copies it
+ *                        whole, once per thread)
  *   gemm_epi_avx512.c    vector epilogue (same lane-wise operations as the scalar one)
  *   conv.c               conv driver: implicit AMX conv, 1x1 as W.X GEMM, depthwise, im2col + GEMM
  *   conv_avx512.c        byte transposes (NCHW <-> NHWC), depthwise direct kernel
