@@ -465,7 +465,7 @@ static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
 #ifndef RQ_AMX_PLAIN_MAX_M
 #define RQ_AMX_PLAIN_MAX_M 256
 #endif
-/* 0: never the one-thread plain-B AMX driver (benchmarks compare the two paths in one process) */
+/* 0: never the 64-column plain-B AMX driver (benchmarks compare the two paths in one process) */
 int rq_amx_plain_on = 1;
 
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
@@ -555,8 +555,8 @@ static void pack_a_amx(const rq_gemm_args *a, uint8_t *ap, int32_t *rsum, int ne
 /* The AMX A operand: tiles straight from the caller's rows when they are whole (rows of
  * 64-byte chunks, 16-row blocks), otherwise a zero-padded tile-packed copy (*ap); rsum over the
  * true K when a B zero point (shifted by db) is nonzero.  *ap, *rsum, *koff: caller frees. */
-static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, int allow_lazy, rq_amx_a *A,
-                      uint8_t **ap, int32_t **rsum, int64_t **koff) {
+static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, rq_amx_a *A, uint8_t **ap,
+                      int32_t **rsum, int64_t **koff) {
     const int M = a->M, K = a->K, nib = (M + 15) / 16, nkc = Kp / 64;
     /* tiles straight from the caller's rows only when every tile row is one whole cache line
      * (measured: a 16- or 1-byte offset costs 25-35% of the AMX kernel at 128x768x768 and
@@ -566,7 +566,7 @@ static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, int allow_l
                        a->a_rs >= K && a->a_rs <= 960;  /* longer rows: L1 set conflicts (measured) */
     /* a row-major A that is not direct: copied strip by strip inside the AMX tasks (measured:
      * the whole-A copy cost 13 us at 512^3, more than a memcpy: its stores go through L2) */
-    const int lazy = allow_lazy && !direct && a->a_cs == 1 && K > 0;
+    const int lazy = !direct && a->a_cs == 1 && K > 0;
     *ap = (direct || lazy) ? NULL : (uint8_t *)rq_aligned_alloc((size_t)nib * 16 * Kp);
     *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
     *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
@@ -642,7 +642,7 @@ static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) 
     int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(Np + 64));
     uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)Kp * rup(bw, 64));
     int rc = (csum && buf) ? RQ_OK : RQ_ENOMEM;
-    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, db, nt, 1, &A, &ap, &rsum, &koff);
+    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, db, nt, &A, &ap, &rsum, &koff);
     if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, db, rsum, NULL);
     if (rc == RQ_OK && nt > 1) {
         /* slices: at least 2 per thread, at most bw columns, whole 64-column groups */
@@ -669,9 +669,9 @@ static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) 
     return rc;
 }
 
-/* AMX GEMM on a plain B at one thread when A (M x Kp) fits in a quarter of the L2: B packed 64
- * columns at a time into a small buffer right before use (rq_gemm_amx_plain__amx), A copied
- * once when it is not direct (the driver reads it once per column group) */
+/* AMX GEMM on a plain B with few rows, A and B in L2: B packed 64 columns at a time into a small
+ * buffer right before use (rq_gemm_amx_plain__amx; a lazy A is copied whole by each thread,
+ * since the driver reads it once per column group) */
 typedef struct { const rq_gemm_args *a; const rq_epi *e; epi_bufs *bf; const int32_t *csum; } plain_ctx;
 
 static void plain_prep(void *ctx, int c0, int n, rq_epi *eb) {
@@ -687,7 +687,7 @@ static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt
     int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(Np + 64));
     int rc = csum ? RQ_OK : RQ_ENOMEM;
     /* db = 0: a uint8 B is packed raw (tdpbuud / tdpbsud) */
-    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, 0, nt, 1, &A, &ap, &rsum, &koff);
+    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, 0, nt, &A, &ap, &rsum, &koff);
     if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, 0, rsum, NULL);
     if (rc == RQ_OK) {
         plain_ctx P = {a, e, bf, csum};
@@ -850,7 +850,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         rq_amx_a A;
         uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
         const int dbp = pb->b_raw ? 0 : db;
-        rc = amx_prep_a(a, Kp, dbp, nt, 1, &A, &ap, &rsum, &koff);
+        rc = amx_prep_a(a, Kp, dbp, nt, &A, &ap, &rsum, &koff);
         if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, 0, dbp, rsum, pb->csum);
         if (rc == RQ_OK) rc = rq_gemm_amx__amx(&A, pb, &e, nt);
         rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
