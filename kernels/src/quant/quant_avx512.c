@@ -271,21 +271,7 @@ AI void qvrun(const rq_qrun_args *a, const int in_f16, const int ps, const int V
     }
 }
 
-#define QV_V(F16, PS)                                                                           \
-    switch (a->variant & ~(3 << RQ_QV_NAN_SHIFT)) {                                              \
-    case RQ_QV_WRAP | RQ_QV_NANWRAP: qvrun(a, F16, PS, RQ_QV_WRAP | RQ_QV_NANWRAP); break;      \
-    case RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY:                                               \
-        qvrun(a, F16, PS, RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY); break;                      \
-    case 0: qvrun(a, F16, PS, 0); break;                                               \
-    case RQ_QV_RECIP: qvrun(a, F16, PS, RQ_QV_RECIP); break;                           \
-    case RQ_QV_RECIP | RQ_QV_ZPB: qvrun(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB); break;   \
-    case RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA:                                                    \
-        qvrun(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA); break;                  \
-    case RQ_QV_ZPB: qvrun(a, F16, PS, RQ_QV_ZPB); break;                               \
-    case RQ_QV_RAWAY: qvrun(a, F16, PS, RQ_QV_RAWAY); break;                           \
-    case RQ_QV_RUP: qvrun(a, F16, PS, RQ_QV_RUP); break;                               \
-    default: rq_quantize_run__scalar(a); break;   /* rarer combinations: the scalar core */      \
-    }
+#define QV_V(F16, PS) RQ_QV_SWITCH(qvrun, a, F16, PS)
 
 static void qv_dispatch(const rq_qrun_args *a)
 {

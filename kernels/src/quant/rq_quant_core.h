@@ -156,4 +156,24 @@ RQ_INLINE float rq_dequantize1(int32_t q, int32_t zp, float s, int out_f16)
     return d * s;
 }
 
+
+/* The vendor-formula variants the SIMD units compile in (one list for AVX2 and AVX-512): RUN(a,
+ * F16, PS, V) runs variant V with the flags as constants; the NaN code (bits RQ_QV_NAN_SHIFT) is
+ * chosen at run time; rarer combinations take the scalar core. */
+#define RQ_QV_SWITCH(RUN, a, F16, PS)                                                            \
+    switch ((a)->variant & ~(3 << RQ_QV_NAN_SHIFT)) {                                            \
+    case RQ_QV_WRAP | RQ_QV_NANWRAP: RUN(a, F16, PS, RQ_QV_WRAP | RQ_QV_NANWRAP); break;        \
+    case RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY:                                               \
+        RUN(a, F16, PS, RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY); break;                        \
+    case 0: RUN(a, F16, PS, 0); break;                                                           \
+    case RQ_QV_RECIP: RUN(a, F16, PS, RQ_QV_RECIP); break;                                       \
+    case RQ_QV_RECIP | RQ_QV_ZPB: RUN(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB); break;               \
+    case RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA:                                                    \
+        RUN(a, F16, PS, RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA); break;                             \
+    case RQ_QV_ZPB: RUN(a, F16, PS, RQ_QV_ZPB); break;                                           \
+    case RQ_QV_RAWAY: RUN(a, F16, PS, RQ_QV_RAWAY); break;                                       \
+    case RQ_QV_RUP: RUN(a, F16, PS, RQ_QV_RUP); break;                                           \
+    default: rq_quantize_run__scalar(a); break;                                                  \
+    }
+
 #endif
