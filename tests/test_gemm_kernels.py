@@ -635,3 +635,37 @@ def test_plain_b_column_groups(isa_cap):
                 _check(got[0], R.qlinear_matmul(*args, profile=p), f"plain groups qlinear M={M} N={N} K={K} {got[1]}")
     finally:
         refquant.set_num_threads(None)
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_requant_epilogue_wide_rows(isa_cap):
+    """The requantizing epilogue folds the column terms (-colfix, a bias broadcast over rows) into
+    one table per 256 columns and the row terms into one offset per row, with a 2-D bias added
+    separately: rows wider than the table (N up to 1100, partial last vectors; M <= 4, the GEMV,
+    runs the epilogue over whole rows), every bias shape of QGemm, per-column scales, zero
+    points on both sides, and the float-bias profiles, at 1 and 2 threads, all give the
+    reference's bits."""
+    rng = np.random.default_rng(31)
+    for M, N, K in ((37, 300, 70), (70, 1100, 130), (5, 257, 64), (3, 1100, 96), (1, 530, 64)):
+        A = _rand(rng, np.uint8, (M, K))
+        B = _rand(rng, np.int8, (K, N))
+        zb = rng.integers(-128, 128, N).astype(np.int8)
+        for C in (None, rng.integers(-9000, 9000, N).astype(np.int32),
+                  rng.integers(-9000, 9000, (M, 1)).astype(np.int32),
+                  rng.integers(-9000, 9000, (M, N)).astype(np.int32)):
+            for b_s, b_z in ((np.float32(0.004), np.int8(0)), (rng.uniform(1e-3, 9e-3, N).astype(np.float32), zb)):
+                args = (A, np.float32(0.03), np.uint8(117), B, b_s, b_z, C, np.float32(0.5), np.uint8(121))
+                for nt in (1, 2):
+                    old = refquant.get_num_threads()
+                    refquant.set_num_threads(nt)
+                    try:
+                        got = F.qgemm(*args, profile=ONNX)
+                    finally:
+                        refquant.set_num_threads(old)
+                    assert got is not None
+                    _check(got[0], R.qgemm(*args), f"qgemm M={M} N={N} bias={None if C is None else C.shape} "
+                                                   f"nt={nt} {got[1]}")
+        for p in ("onnxruntime", "pytorch-fbgemm"):
+            args = (A, np.float32(0.03), np.uint8(117), B, np.float32(0.004), np.int8(0), np.float32(0.5),
+                    np.uint8(121))
+            _check(refquant.qlinear_matmul(*args, profile=p), R.qlinear_matmul(*args, profile=p), f"{p} N={N}")

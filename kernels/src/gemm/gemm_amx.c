@@ -180,9 +180,13 @@ static void amx_task(void *ctx, int64_t t) {
     /* raw sums of a 32-row strip of one column block are stored straight into a strip buffer;
      * the epilogue then runs over long rows (fewer, longer store streams) */
     const int ldo = jbw * 32 + 16;   /* +64 bytes: avoid 4K aliasing with the output rows */
-    int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
+    /* two strips: the epilogue of one runs while the tile unit works on the next */
+    const size_t ssz = (size_t)32 * ldo + 64;
+    int32_t *strips = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * 2 * ssz + 256);
     uint8_t *abuf = A->lazy ? (uint8_t *)rq_aligned_alloc((size_t)2 * nkc * 1024) : NULL;
-    if (!strip || (A->lazy && !abuf)) { rq_aligned_free(strip); rq_aligned_free(abuf); return; }
+    if (!strips || (A->lazy && !abuf)) { rq_aligned_free(strips); rq_aligned_free(abuf); return; }
+    int pend_i0 = -1, pend_mi = 0, sidx = 0;
+    const int ej0 = pp0 * 32, ejn = imin(N, pp1 * 32) - ej0;
     amx_config();
     /* K passes of at most kcmax chunks (K > 4096 only): partial sums round-trip through the
      * strip (tiles loaded back) */
@@ -193,6 +197,7 @@ static void amx_task(void *ctx, int64_t t) {
         if (A->lazy) { copy_strip(A, ib * 16, nkc, abuf); a0 = abuf; }
         const uint8_t *a1 = a0 + A->a_ib_stride;
         const int i0 = ib * 16, mi = imin(32, M - i0);
+        int32_t *strip = strips + (size_t)sidx * ssz;
         for (int kc0 = 0; kc0 < nkc; kc0 += kcb) {
             const int nk = imin(kcb, nkc - kc0), acc = kc0 > 0;
             const int64_t *koff = A->koff + kc0;
@@ -226,13 +231,15 @@ static void amx_task(void *ctx, int64_t t) {
                     J->epi(&J->e2, i0, mi, j, imin(32, N - j), out, ldo);
             }
         }
-        if (!J->dc) {
-            const int j0 = pp0 * 32;
-            J->epi(J->e, i0, mi, j0, imin(N, pp1 * 32) - j0, strip, ldo);
+        if (!J->dc) {   /* the previous strip's epilogue, behind this strip's tile work */
+            if (pend_i0 >= 0)
+                J->epi(J->e, pend_i0, pend_mi, ej0, ejn, strips + (size_t)(sidx ^ 1) * ssz, ldo);
+            pend_i0 = i0; pend_mi = mi; sidx ^= 1;
         }
     }
+    if (pend_i0 >= 0) J->epi(J->e, pend_i0, pend_mi, ej0, ejn, strips + (size_t)(sidx ^ 1) * ssz, ldo);
     _tile_release();
-    rq_aligned_free(strip);
+    rq_aligned_free(strips);
     rq_aligned_free(abuf);
 }
 
