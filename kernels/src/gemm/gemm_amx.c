@@ -312,11 +312,13 @@ static void plain_task(void *vctx, int64_t t) {
     const int nib = A->nib, nib2 = (nib + 1) / 2;
     const int ldo = 64 + 16;   /* strip: 32 rows x 64 columns (+64 bytes against 4K aliasing) */
     uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)Kp * 64);
-    int32_t *strip = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)32 * ldo + 256);
+    /* two strips: a strip's epilogue runs behind the next strip's tile work (as amx_task) */
+    const size_t ssz = (size_t)32 * ldo + 64;
+    int32_t *strips = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * 2 * ssz + 256);
     int32_t *cinit = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * 96);
     uint8_t *abuf = A->lazy ? (uint8_t *)rq_aligned_alloc((size_t)nib2 * 2 * nkc * 1024) : NULL;
-    if (!buf || !strip || !cinit || (A->lazy && !abuf)) {
-        rq_aligned_free(buf); rq_aligned_free(strip); rq_aligned_free(cinit); rq_aligned_free(abuf);
+    if (!buf || !strips || !cinit || (A->lazy && !abuf)) {
+        rq_aligned_free(buf); rq_aligned_free(strips); rq_aligned_free(cinit); rq_aligned_free(abuf);
         J->err = RQ_ENOMEM;
         return;
     }
@@ -330,6 +332,8 @@ static void plain_task(void *vctx, int64_t t) {
     const ptrdiff_t as = A->a_tile_stride;
     amx_config();
     const int g0 = (int)(J->ng * t / J->ntask), g1 = (int)(J->ng * (t + 1) / J->ntask);
+    rq_epi pe;   /* the pending epilogue: its group's columns, rows [pi0, pi0 + pmi) */
+    int pi0 = -1, pmi = 0, pn = 0, sidx = 0;
     for (int c0 = g0 * 64; c0 < imin(N, g1 * 64); c0 += 64) {
         const int n = imin(64, N - c0), npan = (n + 15) / 16, npp = (npan + 1) / 2;
         rq_packed_b blk;
@@ -352,6 +356,7 @@ static void plain_task(void *vctx, int64_t t) {
             const uint8_t *a0 = abase + (ptrdiff_t)ib * A->a_ib_stride;
             const uint8_t *a1 = a0 + A->a_ib_stride;
             const int i0 = ib * 16, mi = imin(32, eb.M - i0);
+            int32_t *strip = strips + (size_t)sidx * ssz;
             for (int pp = 0; pp < npp; pp++) {
                 const int p = 2 * pp, two_j = p + 1 < npan, j = p * 16;
                 const uint8_t *b0 = buf + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
@@ -378,11 +383,15 @@ static void plain_task(void *vctx, int64_t t) {
                 if (dc && !full)   /* an edge block: copy out its part */
                     epi(&e2, i0, mi, j, imin(32, n - j), out, ldo);
             }
-            if (!dc) epi(&eb, i0, mi, 0, n, strip, ldo);
+            if (!dc) {
+                if (pi0 >= 0) epi(&pe, pi0, pmi, 0, pn, strips + (size_t)(sidx ^ 1) * ssz, ldo);
+                pe = eb; pi0 = i0; pmi = mi; pn = n; sidx ^= 1;
+            }
         }
     }
+    if (pi0 >= 0) epi(&pe, pi0, pmi, 0, pn, strips + (size_t)(sidx ^ 1) * ssz, ldo);
     _tile_release();
-    rq_aligned_free(buf); rq_aligned_free(strip); rq_aligned_free(cinit); rq_aligned_free(abuf);
+    rq_aligned_free(buf); rq_aligned_free(strips); rq_aligned_free(cinit); rq_aligned_free(abuf);
 }
 
 int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N,
