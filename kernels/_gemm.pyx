@@ -300,15 +300,14 @@ def empty_aligned(shape, dtype):
     return _empty64(nd, dims, dt.type_num, dt.itemsize)
 
 
-def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=None,
-               bint sat16=False):
-    """Lean int32 GEMM for the common MatMulInteger call: a (M, K), b (K, N) uint8/int8 2-D
-    arrays (any strides), per-tensor zero points as ints (the caller has range-checked them),
-    optional packed B (must match b).  Returns (out int32 (M, N), kernel name).  Same kernel,
-    same bits as gemm(); the caller does the ONNX validation."""
+cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed, bint sat16,
+                      int out_type, float mult, int y_zp):
+    """matmul_s32 / matmul_q8: one 2-D GEMM, per-tensor zero points, int32 or requantized
+    8-bit output (float32 multiplier, zero point after rounding)."""
     cdef rq_gemm_args g
     cdef int kern = -1, rc
     cdef int32_t za = a_zp, zb = b_zp
+    cdef float m = mult
     cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError("a, b: 2-D arrays expected")
@@ -318,7 +317,11 @@ def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=
         raise ValueError("a, b: shape mismatch")
     cdef cnp.npy_intp dims[2]
     dims[0] = a.shape[0]; dims[1] = b.shape[1]
-    cdef cnp.ndarray o = _empty64(2, dims, cnp.NPY_INT32, 4)
+    cdef cnp.ndarray o
+    if out_type == RQ_OUT_S32:
+        o = _empty64(2, dims, cnp.NPY_INT32, 4)
+    else:
+        o = _empty64(2, dims, cnp.NPY_UINT8 if out_type == RQ_OUT_U8 else cnp.NPY_INT8, 1)
     g.M = <int>a.shape[0]; g.K = <int>a.shape[1]; g.N = <int>b.shape[1]
     g.A = <const uint8_t *>cnp.PyArray_DATA(a); g.a_rs = a.strides[0]; g.a_cs = a.strides[1]
     g.a_signed = ta == cnp.NPY_INT8
@@ -331,13 +334,17 @@ def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=
         g.packed = packed.pb
     g.a_zp = &za; g.a_zp_n = 1
     g.b_zp = &zb; g.b_zp_n = 1
-    g.out_type = RQ_OUT_S32
+    g.out_type = out_type
     g.C = cnp.PyArray_DATA(o); g.c_rs = g.N; g.c_cs = 1
     g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
     g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
     g.fx_mode = 0; g.fx_qm = NULL; g.fx_sh = NULL
-    g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
-    g.y_zp = 0
+    if out_type == RQ_OUT_S32:
+        g.mult = NULL; g.mult_n = 0
+    else:
+        g.mult = &m; g.mult_n = 1
+    g.mult_rows = 0
+    g.y_zp = y_zp
     g.sat16 = sat16
     g.isa = -1
     g.nthreads = 0
@@ -348,6 +355,24 @@ def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=
     if rc != 0:
         raise RuntimeError(f"gemm: kernel error {rc}")
     return o, _KNAMES[kern]
+
+
+def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=None,
+               bint sat16=False):
+    """Lean int32 GEMM for the common MatMulInteger call: a (M, K), b (K, N) uint8/int8 2-D
+    arrays (any strides), per-tensor zero points as ints (the caller has range-checked them),
+    optional packed B (must match b).  Returns (out int32 (M, N), kernel name).  Same kernel,
+    same bits as gemm(); the caller does the ONNX validation."""
+    return _lean_gemm(a, b, a_zp, b_zp, packed, sat16, RQ_OUT_S32, 0.0, 0)
+
+
+def matmul_q8(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, float mult, int y_zp, bint y_signed,
+              PackedB packed=None, bint sat16=False):
+    """Lean requantized GEMM for the common QLinearMatMul call: as matmul_s32, then
+    y = clamp(RNE(fl32(fl32(acc) * mult)) + y_zp) as uint8 (or int8 with y_signed); mult is the
+    float32 multiplier the caller formed (finite, >= 0), y_zp in the output's range.  Same
+    kernel, same bits as gemm() with mult and y_zp."""
+    return _lean_gemm(a, b, a_zp, b_zp, packed, sat16, RQ_OUT_S8 if y_signed else RQ_OUT_U8, mult, y_zp)
 
 
 _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]

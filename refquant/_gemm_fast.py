@@ -328,8 +328,72 @@ def _out_dtype(y_zero_point, default):
     return default
 
 
+_QM_PROF = {}      # id(profile) -> (profile, lean path allowed, sat16 flag) for QLinearMatMul
+_F32 = np.float32
+
+
+def _qm_prof(profile):
+    ent = _QM_PROF.get(id(profile))
+    if ent is None or ent[0] is not profile:
+        p = profile.for_op("QLinearMatMul")
+        ent = (profile, bool(_rq_ok(p, bias=False) and p.rq_multiplier == "fp32"),
+               p.int16_pair_saturation is True)
+        if len(_QM_PROF) > 64:
+            _QM_PROF.clear()
+        _QM_PROF[id(profile)] = ent       # the entry keeps the profile alive: its id stays unique
+    return ent
+
+
+def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
+                         profile):
+    """The common QLinearMatMul call without the generic glue: 2-D uint8/int8 arrays (B plain
+    or packed), float32 numpy scalar scales, numpy scalar zero points of the operands' dtypes,
+    a profile with the plain float32 epilogue.  It checks what the generic path checks for
+    such a call, forms the multiplier the same way (_fast_multiplier's scalar branch) and runs
+    the same kernel; None sends the call to the generic path (which may still take it)."""
+    pk = None
+    Bo = b
+    if type(b) is PackedWeights:
+        pk, Bo = b.packed, b.original
+    if type(Bo) is not np.ndarray or Bo.ndim != 2:
+        return None
+    adt, bdt = a.dtype, Bo.dtype
+    if not (adt in _I8 and bdt in _I8 and a.shape[1] == Bo.shape[0] and a.shape[0] > 0
+            and a.shape[1] > 0 and Bo.shape[1] > 0):
+        return None
+    if y_zero_point is None:
+        ydt = adt
+    elif isinstance(y_zero_point, np.generic) and y_zero_point.dtype in _I8:
+        ydt = y_zero_point.dtype
+    else:
+        return None
+    za = _lean_zp(a_zero_point, adt)
+    zb = _lean_zp(b_zero_point, bdt)
+    yz = _lean_zp(y_zero_point, ydt)
+    if za is None or zb is None or yz is None:
+        return None
+    _, ok, sat = _qm_prof(profile)
+    if not ok:
+        return None
+    fa, fb, fy = float(a_scale), float(b_scale), float(y_scale)
+    if not (0.0 < fa < np.inf and 0.0 < fb < np.inf and 0.0 < fy < np.inf
+            and fa * fb < 1e37 and fa * fb / fy < 1e37):
+        return None
+    m = a_scale * b_scale / y_scale      # float32 numpy scalars: fl32(fl32(a_s * b_s) / y_s)
+    if not (m >= 0 and m < np.inf):
+        return None
+    return _k.matmul_q8(a, Bo, za, zb, float(m), yz, ydt == _S8, _packed_for(pk, Bo),
+                        bool(sat and adt != bdt))
+
+
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *,
                    profile, opset=None):
+    if (opset is None and type(a) is np.ndarray and a.ndim == 2 and type(a_scale) is _F32
+            and type(b_scale) is _F32 and type(y_scale) is _F32):
+        r = _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
+                                 y_zero_point, profile)
+        if r is not None:
+            return r
     profile = profile.for_op("QLinearMatMul")     # op-specific overrides, as the reference applies
     p = profile
     if not _rq_ok(p, bias=False, onednn=True, fixed=True):
