@@ -65,10 +65,14 @@ static inline __attribute__((always_inline)) void q8_rows(
     int32_t tab[256] __attribute__((aligned(64)));
     for (int cs = 0; cs < nj; cs += 256) {
         const int cn = nj - cs < 256 ? nj - cs : 256, nfull = cn & ~15, jc = j0 + cs;
-        if (HT)
-            for (int c = 0; c < cn; c++)
-                tab[c] = (int32_t)((colfix ? 0u - (uint32_t)colfix[jc + c] : 0u) +
-                                   (bcol && !B2 ? (uint32_t)bias[jc + c] : 0u));
+        if (HT)   /* -colfix[j] (+ bias[j]), int32 wraparound */
+            for (int c = 0; c < cn; c += 16) {
+                const __mmask16 m = cn - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (cn - c)) - 1u);
+                __m512i t = _mm512_setzero_si512();
+                if (colfix) t = _mm512_sub_epi32(t, _mm512_maskz_loadu_epi32(m, colfix + jc + c));
+                if (bcol && !B2) t = _mm512_add_epi32(t, _mm512_maskz_loadu_epi32(m, bias + jc + c));
+                _mm512_store_si512((void *)(tab + c), t);
+            }
         for (int r = 0; r < mi; r++) {
             const int i = i0 + r;
             const int32_t *rr = raw + r * ldr + cs;
