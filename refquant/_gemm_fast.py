@@ -375,15 +375,23 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
     _, ok, sat = _qm_prof(profile)
     if not ok:
         return None
-    fa, fb, fy = float(a_scale), float(b_scale), float(y_scale)
-    if not (0.0 < fa < np.inf and 0.0 < fb < np.inf and 0.0 < fy < np.inf
-            and fa * fb < 1e37 and fa * fb / fy < 1e37):
-        return None
-    m = a_scale * b_scale / y_scale      # float32 numpy scalars: fl32(fl32(a_s * b_s) / y_s)
-    if not (m >= 0 and m < np.inf):
+    m = _lean_mult(a_scale, b_scale, y_scale)
+    if m is None:
         return None
     return _k.matmul_q8(a, Bo, za, zb, float(m), yz, ydt == _S8, _packed_for(pk, Bo),
                         bool(sat and adt != bdt))
+
+
+def _lean_mult(a_s, b_s, y_s):
+    """M = fl32(fl32(a_s * b_s) / y_s) for three float32 numpy scalars when _fast_multiplier's
+    scalar branch takes them (each finite and > 0, nothing near float32 overflow) and _mult32
+    accepts the result; None otherwise (the generic path decides)."""
+    fa, fb, fy = float(a_s), float(b_s), float(y_s)
+    if not (0.0 < fa < np.inf and 0.0 < fb < np.inf and 0.0 < fy < np.inf
+            and fa * fb < 1e37 and fa * fb / fy < 1e37):
+        return None
+    m = a_s * b_s / y_s
+    return m if (m >= 0 and m < np.inf) else None
 
 
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *,
@@ -632,9 +640,111 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
     return out, kern
 
 
+_QC_PROF = {}      # id(profile) -> (profile, lean path allowed without / with a bias)
+_GEO = {}          # (x.shape, w.shape, attributes) -> the lean path's geometry
+_Z1 = np.zeros(1, np.int32)
+_Z1.setflags(write=False)
+
+
+def _qc_prof(profile):
+    ent = _QC_PROF.get(id(profile))
+    if ent is None or ent[0] is not profile:
+        p = profile.for_op("QLinearConv")
+        base = p.rq_multiplier == "fp32" and not p.int16_pair_saturation
+        ent = (profile, bool(base and _rq_ok(p, bias=False)), bool(base and _rq_ok(p, bias=True)))
+        if len(_QC_PROF) > 64:
+            _QC_PROF.clear()
+        _QC_PROF[id(profile)] = ent
+    return ent
+
+
+def _lean_geo(xs, ws, dilations, group, kernel_shape, pads, strides):
+    """(geometry kwargs of _k.conv2d, output spatial shape) of a 2-D conv, cached by shapes and
+    attributes; None when _conv_geometry refuses them (the generic path raises the error)."""
+    try:
+        key = (xs, ws, None if dilations is None else tuple(dilations), group,
+               None if kernel_shape is None else tuple(kernel_shape), None if pads is None else tuple(pads),
+               None if strides is None else tuple(strides))
+        hash(key)
+    except TypeError:
+        return None
+    ent = _GEO.get(key)
+    if ent is None:
+        try:
+            pb, pe, st, dl, out = _rc._conv_geometry(xs, ws, "NOTSET", dilations, group, kernel_shape, pads,
+                                                    strides)
+        except (TypeError, ValueError):
+            return None
+        ent = (dict(group=int(group), kernel=(ws[2], ws[3]), strides=tuple(st), dilations=tuple(dl),
+                    pads=(pb[0], pb[1], pe[0], pe[1]), sat16=False), tuple(out))
+        if len(_GEO) > 256:
+            _GEO.clear()
+        _GEO[key] = ent
+    return ent
+
+
+def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                       dilations, group, kernel_shape, pads, strides, profile):
+    """The common QLinearConv call without the generic glue: a 2-D conv of uint8/int8 arrays
+    (w plain or packed), float32 numpy scalar scales, numpy scalar zero points of the operands'
+    dtypes, no bias or an int32 (Cout,) one, auto_pad NOTSET, a profile with the plain float32
+    epilogue and no int16 pair saturation.  It checks what the generic path checks for such a
+    call and runs the same kernel with the same arguments; None sends the call to the generic
+    path (which may still take it)."""
+    pk = None
+    Wo = w
+    if type(w) is PackedWeights:
+        pk, Wo = w.packed, w.original
+    if type(Wo) is not np.ndarray or Wo.ndim != 4 or Wo.dtype not in _I8 or x.dtype not in _I8:
+        return None
+    if y_zero_point is None:
+        ydt = x.dtype
+    elif isinstance(y_zero_point, np.generic) and y_zero_point.dtype in _I8:
+        ydt = y_zero_point.dtype
+    else:
+        return None
+    xz = _lean_zp(x_zero_point, x.dtype)
+    wz = _lean_zp(w_zero_point, Wo.dtype)
+    yz = _lean_zp(y_zero_point, ydt)
+    if xz is None or wz is None or yz is None:
+        return None
+    Mc = Wo.shape[0]
+    if B is not None and not (type(B) is np.ndarray and B.dtype == np.int32 and B.ndim == 1
+                              and B.shape[0] == Mc):
+        return None
+    _, ok0, ok1 = _qc_prof(profile)
+    if not (ok1 if B is not None else ok0):
+        return None
+    g = _lean_geo(x.shape, Wo.shape, dilations, group, kernel_shape, pads, strides)
+    if g is None:
+        return None
+    geo, o2 = g
+    m = _lean_mult(x_scale, w_scale, y_scale)
+    if m is None:
+        return None
+    if pk is not None and (pk.kind != "conv" or geo["group"] != 1):
+        pk = None
+    W4 = np.ascontiguousarray(Wo)
+    out = _k.empty_aligned((x.shape[0], Mc) + o2, ydt)
+    wza = _Z1 if wz == 0 else np.array([wz], np.int32)
+    mult = np.array([m], np.float32)
+    kern = "conv"
+    for n in range(x.shape[0]):
+        kern = _k.conv2d(np.ascontiguousarray(x[n]), W4, xz, wza, out[n], packed=pk, **geo, bias=B,
+                         mult=mult, y_zp=yz)
+    return out, kern
+
+
 def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  profile, opset=None):
+    if (opset is None and type(x) is np.ndarray and x.ndim == 4 and auto_pad == "NOTSET"
+            and type(x_scale) is _F32 and type(w_scale) is _F32 and type(y_scale) is _F32
+            and type(group) is int):
+        r = _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                               dilations, group, kernel_shape, pads, strides, profile)
+        if r is not None:
+            return r
     profile = profile.for_op("QLinearConv")     # op-specific overrides, as the reference applies
     p = profile
     if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True):

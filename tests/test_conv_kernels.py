@@ -343,3 +343,54 @@ def test_fixed_point_epilogue(isa_cap):
                 assert got is not None, p.name
             if got is not None:
                 _check(got[0], want, f"{p.name} qlinear_matmul {got[1]} ys={ys}")
+
+
+def test_lean_call_paths():
+    """The lean glue of the common call (refquant._gemm_fast: QLinearConv with float32 scalar
+    scales and numpy scalar zero points, QLinearMatMul likewise) returns the reference's bits for
+    every zero point / bias / batch / packing variant it takes, and hands everything else to the
+    generic glue or the reference: the same errors, the same results."""
+    rng = np.random.default_rng(41)
+    s = (np.float32(0.02), np.float32(0.004), np.float32(0.3))
+    for xt, wt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8)):
+        x = _rand(rng, xt, (2, 64, 9, 11))
+        w = _rand(rng, wt, (32, 64, 3, 3))
+        b = rng.integers(-50000, 50000, 32).astype(np.int32)
+        for xz, wz, yz, bias, pads, strides in ((_zp(rng, xt), wt(0), np.uint8(7), b, [1, 1, 1, 1], None),
+                                               (None, None, None, None, None, [2, 1]),
+                                               (_zp(rng, xt), _zp(rng, wt), np.int8(-3), b, [0, 2, 1, 0], [1, 2])):
+            args = (x, s[0], xz, w, s[1], wz, s[2], yz)
+            want = R.qlinear_conv(*args, b, pads=pads, strides=strides)
+            for ww in (w, refquant.pack_weights(w)):
+                got = refquant.qlinear_conv(x, s[0], xz, ww, s[1], wz, s[2], yz, b if bias is not None else None,
+                                            pads=pads, strides=strides)
+                if bias is None:
+                    want_nb = R.qlinear_conv(*args, pads=pads, strides=strides)
+                    _check(got, want_nb, f"lean conv {xt.__name__}{wt.__name__} no bias")
+                else:
+                    _check(got, want, f"lean conv {xt.__name__}{wt.__name__}")
+                assert refquant.last_path()["path"] != "reference"
+    x = _rand(rng, np.uint8, (1, 8, 5, 5))
+    w = _rand(rng, np.int8, (4, 8, 3, 3))
+    base = (x, s[0], np.uint8(3), w, s[1], np.int8(0), s[2], np.uint8(9))
+    for kw in (dict(kernel_shape=[2, 2]), dict(pads=[1, 1]), dict(strides=[0, 1]), dict(group=3)):
+        with pytest.raises(ValueError):
+            R.qlinear_conv(*base, **kw)
+        with pytest.raises(ValueError):
+            refquant.qlinear_conv(*base, **kw)
+    # a float64 scale, a bias of another dtype, NaN scales: the generic glue / reference decide
+    for args, kw in (((x, np.float64(0.02)) + base[2:], {}), (base + (np.zeros(4, np.int64),), {}),
+                     ((x, np.float32(np.nan)) + base[2:], {})):
+        try:
+            want = R.qlinear_conv(*args, **kw)
+        except Exception as e:  # noqa: BLE001
+            with pytest.raises(type(e)):
+                refquant.qlinear_conv(*args, **kw)
+            continue
+        _check(refquant.qlinear_conv(*args, **kw), want, f"generic {kw}")
+    A = _rand(rng, np.uint8, (20, 70))
+    Bm = _rand(rng, np.int8, (70, 33))
+    for yz in (None, np.uint8(200), np.int8(-5)):
+        for bb in (Bm, refquant.pack_weights(Bm)):
+            qa = (A, np.float32(0.05), np.uint8(128), bb, np.float32(0.01), np.int8(0), np.float32(0.7), yz)
+            _check(refquant.qlinear_matmul(*qa), R.qlinear_matmul(A, *qa[1:3], Bm, *qa[4:]), f"lean matmul {yz!r}")
