@@ -171,21 +171,23 @@ rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW,
     const int K = Cin * KH * KW, KK = KH * KW;
     if (isa < 0 || isa > rq_isa_level()) isa = rq_isa_level();   /* never above the CPU */
     if (isa >= RQ_ISA_AVX512VNNI && rq_transpose_u8__avx512 && rq_pack_b_rows__avx512vnni) {
-        /* vectorised: w as [Cout*Cin][KK] -> [KK][Cout*Cin], each [Cout][Cin] slice -> [Cin][Cout]
-         * (= B as a row-major K x Cout matrix), then the VNNI-4 packer (the same bytes and
-         * column sums as the loop below; measured 3x3 64->64: about 60 -> 5 us) */
+        /* vectorised: w as [Cout][Cin*KK] -> [Cin*KK][Cout] (one transpose of whole 16x16
+         * blocks), its rows (ci, kh, kw) reordered to (kh, kw, ci) (= B as a row-major K x Cout
+         * matrix), then the VNNI-4 packer (the same bytes and column sums as the loop below;
+         * measured 3x3 64->64: about 60 -> 5 us; a transpose over the KK axis first, in
+         * 9-column edge blocks: 6.7 us) */
         uint8_t *t1 = KK > 1 ? (uint8_t *)rq_aligned_alloc((size_t)K * Cout) : NULL;
         uint8_t *bm = (uint8_t *)rq_aligned_alloc((size_t)K * Cout);
         rq_packed_b *pb = NULL;
         if (bm && (KK == 1 || t1)) {
-            const uint8_t *src = w;
             if (KK > 1) {
-                rq_transpose_u8__avx512(w, KK, t1, (ptrdiff_t)Cout * Cin, Cout * Cin, KK);
-                src = t1;
+                rq_transpose_u8__avx512(w, (ptrdiff_t)K, t1, Cout, Cout, K);
+                for (int p = 0; p < KK; p++)
+                    for (int ci = 0; ci < Cin; ci++)
+                        memcpy(bm + ((size_t)p * Cin + ci) * Cout, t1 + ((size_t)ci * KK + p) * Cout, (size_t)Cout);
+            } else {
+                rq_transpose_u8__avx512(w, Cin, bm, Cout, Cout, Cin);
             }
-            for (int p = 0; p < KK; p++)
-                rq_transpose_u8__avx512(src + (size_t)p * Cout * Cin, Cin, bm + (size_t)p * Cin * Cout, Cout,
-                                        Cout, Cin);
             pb = pb_alloc(K, Cout, w_signed);
             if (pb) rq_pack_b_rows__avx512vnni(pb, bm, Cout, nthreads > 0 ? nthreads : 1);
         }
