@@ -171,6 +171,18 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             B = rng.integers(-128, 128, (K_, 40)).astype(np.int8)
             assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(3), np.int8(2)),
                                   R.matmul_integer(A, B, np.uint8(3), np.int8(2)))
+        for t, M, K_, N in ((1, 3, 70, 300), (1, 40, 130, 70), (2, 70, 64, 600), (1, 300, 96, 33)):
+            refquant.set_num_threads(t)     # requantizing epilogues: deferred strips, GEMV rows
+            A = rng.integers(0, 256, M * K_ + 16).astype(np.uint8)[16:].reshape(M, K_)
+            B = rng.integers(-128, 128, (K_, N)).astype(np.int8)
+            qa = (A, np.float32(0.03), np.uint8(117), B, np.float32(0.004), np.int8(0), np.float32(0.5),
+                  np.uint8(121))
+            assert np.array_equal(refquant.qlinear_matmul(*qa), R.qlinear_matmul(*qa))
+            Cb = rng.integers(-9000, 9000, (M, N)).astype(np.int32)
+            ga = (A, np.float32(0.03), np.uint8(117), B, rng.uniform(1e-3, 9e-3, N).astype(np.float32),
+                  np.int8(0), Cb, np.float32(0.5), np.uint8(121))
+            assert np.array_equal(refquant.qgemm(*ga), R.qgemm(*ga))
+        refquant.set_num_threads(None)
         for C, Co, k, H in ((3, 5, 3, 7), (64, 16, 3, 9), (17, 70, 1, 5)):   # weight packing, transposes
             xc = rng.integers(0, 256, (1, C, H, H + 2)).astype(np.uint8)
             wc = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)
