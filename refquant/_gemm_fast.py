@@ -620,26 +620,6 @@ def _conv_run(X4, W4, xz, wz, geo, o2, out_dtype, pk, **kw):
     return out, kern
 
 
-def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
-                 group=1, kernel_shape=None, pads=None, strides=None, profile, opset=None):
-    profile = profile.for_op("ConvInteger")     # op-specific overrides, as the reference applies
-    try:
-        if opset is not None:
-            _rg._check_opset("ConvInteger", opset, 10)
-    except (TypeError, ValueError):
-        return None
-    r = _conv_common(x, w, x_zero_point, w_zero_point,
-                     dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                          pads=pads, strides=strides), profile)
-    if r is None:
-        return None
-    X4, W4, xz, wz, geo, o2, nd, pk = r
-    out, kern = _conv_run(X4, W4, xz, wz, geo, o2, np.int32, pk)
-    if nd == 1:
-        out = out[:, :, 0, :]
-    return out, kern
-
-
 _QC_PROF = {}      # id(profile) -> (profile, lean path allowed without / with a bias)
 _GEO = {}          # (x.shape, w.shape, attributes) -> the lean path's geometry
 _Z1 = np.zeros(1, np.int32)
@@ -681,6 +661,57 @@ def _lean_geo(xs, ws, dilations, group, kernel_shape, pads, strides):
             _GEO.clear()
         _GEO[key] = ent
     return ent
+
+
+_CI_PROF = {}      # id(profile) -> (profile, lean path allowed) for ConvInteger
+
+
+def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
+                 group=1, kernel_shape=None, pads=None, strides=None, profile, opset=None):
+    if opset is None and type(x) is np.ndarray and x.ndim == 4 and auto_pad == "NOTSET" and type(group) is int:
+        # the lean glue (see _qlinear_conv_lean): 2-D conv, numpy scalar zero points
+        ent = _CI_PROF.get(id(profile))
+        if ent is None or ent[0] is not profile:
+            p = profile.for_op("ConvInteger")
+            ent = (profile, p.accumulator == "int32_wrap" and not p.int16_pair_saturation)
+            if len(_CI_PROF) > 64:
+                _CI_PROF.clear()
+            _CI_PROF[id(profile)] = ent
+        pk = None
+        Wo = w
+        if type(w) is PackedWeights:
+            pk, Wo = w.packed, w.original
+        if ent[1] and type(Wo) is np.ndarray and Wo.ndim == 4 and x.dtype in _I8 and Wo.dtype in _I8:
+            xz = _lean_zp(x_zero_point, x.dtype)
+            wz = _lean_zp(w_zero_point, Wo.dtype)
+            g = _lean_geo(x.shape, Wo.shape, dilations, group, kernel_shape, pads, strides)
+            if xz is not None and wz is not None and g is not None:
+                geo, o2 = g
+                if pk is not None and (pk.kind != "conv" or geo["group"] != 1):
+                    pk = None
+                W4 = np.ascontiguousarray(Wo)
+                out = _k.empty_aligned((x.shape[0], Wo.shape[0]) + o2, np.int32)
+                wza = _Z1 if wz == 0 else np.array([wz], np.int32)
+                kern = "conv"
+                for n in range(x.shape[0]):
+                    kern = _k.conv2d(np.ascontiguousarray(x[n]), W4, xz, wza, out[n], packed=pk, **geo)
+                return out, kern
+    profile = profile.for_op("ConvInteger")     # op-specific overrides, as the reference applies
+    try:
+        if opset is not None:
+            _rg._check_opset("ConvInteger", opset, 10)
+    except (TypeError, ValueError):
+        return None
+    r = _conv_common(x, w, x_zero_point, w_zero_point,
+                     dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                          pads=pads, strides=strides), profile)
+    if r is None:
+        return None
+    X4, W4, xz, wz, geo, o2, nd, pk = r
+    out, kern = _conv_run(X4, W4, xz, wz, geo, o2, np.int32, pk)
+    if nd == 1:
+        out = out[:, :, 0, :]
+    return out, kern
 
 
 def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,

@@ -183,12 +183,14 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                   np.int8(0), Cb, np.float32(0.5), np.uint8(121))
             assert np.array_equal(refquant.qgemm(*ga), R.qgemm(*ga))
         refquant.set_num_threads(None)
-        for C, Co, k, H in ((3, 5, 3, 7), (64, 16, 3, 9), (17, 70, 1, 5)):   # weight packing, transposes
+        for C, Co, k, H in ((3, 5, 3, 7), (64, 16, 3, 9), (17, 70, 1, 5), (64, 17, 3, 6)):   # packing, transposes
             xc = rng.integers(0, 256, (1, C, H, H + 2)).astype(np.uint8)
             wc = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)
             ca = (xc, np.float32(0.02), np.uint8(3), wc, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
             pads = [k // 2] * 4
             assert np.array_equal(refquant.qlinear_conv(*ca, pads=pads), R.qlinear_conv(*ca, pads=pads))
+            assert np.array_equal(refquant.conv_integer(xc, wc, np.uint8(3), pads=pads),    # int32 transpose
+                                  R.conv_integer(xc, wc, np.uint8(3), pads=pads))
             bf = (rng.standard_normal(Co) * 3).astype(np.float32)       # fbgemm / oneDNN epilogues
             for prof in ("pytorch-fbgemm", "pytorch-onednn"):
                 assert np.array_equal(refquant.qlinear_conv(*ca, bf, pads=pads, profile=prof),

@@ -347,7 +347,7 @@ def test_fixed_point_epilogue(isa_cap):
 
 def test_lean_call_paths():
     """The lean glue of the common call (refquant._gemm_fast: QLinearConv with float32 scalar
-    scales and numpy scalar zero points, QLinearMatMul likewise) returns the reference's bits for
+    scales and numpy scalar zero points, ConvInteger and QLinearMatMul likewise) returns the reference's bits for
     every zero point / bias / batch / packing variant it takes, and hands everything else to the
     generic glue or the reference: the same errors, the same results."""
     rng = np.random.default_rng(41)
@@ -388,6 +388,17 @@ def test_lean_call_paths():
                 refquant.qlinear_conv(*args, **kw)
             continue
         _check(refquant.qlinear_conv(*args, **kw), want, f"generic {kw}")
+    # ConvInteger's lean glue: int32 outputs (the NHWC implicit path's int32 transpose back to
+    # NCHW, edge blocks of 16x16 included), zero points None / scalar, packed weights
+    for C, O, H, W in ((64, 70, 9, 13), (64, 17, 5, 31), (128, 32, 3, 3)):
+        x = _rand(rng, np.uint8, (2, C, H, W))
+        w = _rand(rng, np.int8, (O, C, 3, 3))
+        for xz, wz in ((np.uint8(117), None), (None, np.int8(0)), (np.uint8(3), np.int8(-4))):
+            want = R.conv_integer(x, w, xz, wz, pads=[1, 1, 1, 1])
+            for ww in (w, refquant.pack_weights(w)):
+                _check(refquant.conv_integer(x, ww, xz, wz, pads=[1, 1, 1, 1]), want, f"lean conv_integer {C} {O}")
+    with pytest.raises(ValueError):
+        refquant.conv_integer(x, w, np.uint8(1), kernel_shape=[2, 2])
     A = _rand(rng, np.uint8, (20, 70))
     Bm = _rand(rng, np.int8, (70, 33))
     for yz in (None, np.uint8(200), np.int8(-5)):

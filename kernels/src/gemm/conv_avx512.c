@@ -53,6 +53,52 @@ static inline __attribute__((always_inline)) void tr16(const uint8_t *src, ptrdi
     }
 }
 
+/* 16x16 int32 transpose: dst[c*ds + r] = src[r*ss + c] (elements) for r < nr, c < nc: 32-bit
+ * and 64-bit interleaves within 128-bit lanes, then a 4x4 transpose of the lanes; edge blocks
+ * read and write only their own elements */
+static inline __attribute__((always_inline)) void tr16x32(const int32_t *src, ptrdiff_t ss, int32_t *dst,
+                                                          ptrdiff_t ds, const int nr, const int nc) {
+    __m512i r[16], t[16];
+    const __mmask16 mc = (__mmask16)((1u << nc) - 1u), mr = (__mmask16)((1u << nr) - 1u);
+    for (int i = 0; i < 16; i++)
+        r[i] = i >= nr ? _mm512_setzero_si512()
+             : nc == 16 ? _mm512_loadu_si512((const void *)(src + i * ss)) : _mm512_maskz_loadu_epi32(mc, src + i * ss);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {   /* r[4i + j], lane L: rows 4i .. 4i + 3 of column 4L + j */
+        r[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int j = 0; j < 4; j++) {   /* lanes L of the four row groups -> column 4L + j */
+        const __m512i a = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x44), b = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xEE);
+        const __m512i c = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x44), d = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xEE);
+        const __m512i o[4] = {_mm512_shuffle_i32x4(a, c, 0x88), _mm512_shuffle_i32x4(a, c, 0xDD),
+                              _mm512_shuffle_i32x4(b, d, 0x88), _mm512_shuffle_i32x4(b, d, 0xDD)};
+        for (int L = 0; L < 4; L++) {
+            const int col = 4 * L + j;
+            if (col >= nc) continue;
+            if (nr == 16) _mm512_storeu_si512((void *)(dst + col * ds), o[L]);
+            else _mm512_mask_storeu_epi32(dst + col * ds, mr, o[L]);
+        }
+    }
+}
+
+void rq_transpose_u32__avx512(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows,
+                              int cols) {
+    for (int r = 0; r < rows; r += 16) {
+        const int nr = rows - r < 16 ? rows - r : 16;
+        for (int c = 0; c < cols; c += 16) {
+            const int nc = cols - c < 16 ? cols - c : 16;
+            if (nr == 16 && nc == 16) tr16x32(src + r * ss + c, ss, dst + c * ds + r, ds, 16, 16);
+            else tr16x32(src + r * ss + c, ss, dst + c * ds + r, ds, nr, nc);   /* an edge block */
+        }
+    }
+}
+
 void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
                              int cols) {
     for (int r = 0; r < rows; r += 16) {
