@@ -183,6 +183,19 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                   np.int8(0), Cb, np.float32(0.5), np.uint8(121))
             assert np.array_equal(refquant.qgemm(*ga), R.qgemm(*ga))
         refquant.set_num_threads(None)
+        import os
+        for dis in ("", "avx512vbmi"):      # depthwise vpdpbusd: the vpermb and vpermd windows
+            os.environ["REFQUANT_DISABLE_ISA"] = dis
+            _cpu.reset()
+            for W, KW in ((1, 3), (33, 3), (70, 4)):
+                xd = rng.integers(0, 256, (1, 24, 7, W)).astype(np.uint8)
+                wd = rng.integers(-128, 128, (24, 1, 3, KW)).astype(np.int8)
+                da = (xd, np.float32(0.05), np.uint8(9), wd, np.float32(0.01), np.int8(0), np.float32(0.2),
+                      np.uint8(100))
+                assert np.array_equal(refquant.qlinear_conv(*da, group=24, pads=[1, 1, 1, 1]),
+                                      R.qlinear_conv(*da, group=24, pads=[1, 1, 1, 1]))
+        os.environ.pop("REFQUANT_DISABLE_ISA", None)
+        _cpu.reset()
         for C, Co, k, H in ((3, 5, 3, 7), (64, 16, 3, 9), (17, 70, 1, 5), (64, 17, 3, 6)):   # packing, transposes
             xc = rng.integers(0, 256, (1, C, H, H + 2)).astype(np.uint8)
             wc = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)

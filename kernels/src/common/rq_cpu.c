@@ -51,7 +51,7 @@ static const char *const FEAT_NAMES[RQ_FEAT_COUNT] = {
     "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd",
     "avx512vnni", "avx512bf16", "avx512fp16", "avxvnni",
     "amx_tile", "amx_int8", "amx_bf16",
-    "os_ymm", "os_zmm", "os_tile", "amx_permitted",
+    "os_ymm", "os_zmm", "os_tile", "amx_permitted", "avx512vbmi",
 };
 
 const char *rq_isa_name(int level)
@@ -154,6 +154,7 @@ static int detect_features(void)
         if ((b >> 30) & 1) f |= 1 << RQ_FEAT_AVX512BW;
         if ((b >> 31) & 1) f |= 1 << RQ_FEAT_AVX512VL;
         if ((c >> 11) & 1) f |= 1 << RQ_FEAT_AVX512VNNI;
+        if ((c >> 1) & 1) f |= 1 << RQ_FEAT_AVX512VBMI;
         if ((d >> 23) & 1) f |= 1 << RQ_FEAT_AVX512FP16;
         if ((d >> 22) & 1) f |= 1 << RQ_FEAT_AMX_BF16;
         if ((d >> 24) & 1) f |= 1 << RQ_FEAT_AMX_TILE;
@@ -207,10 +208,11 @@ static int request_amx_permission(void)
 }
 
 /* Parse REFQUANT_DISABLE_ISA / REFQUANT_MAX_ISA into a cap. */
-static int env_cap(char *err, size_t errlen)
+static int env_cap(char *err, size_t errlen, int *feat_off)
 {
     int cap = RQ_ISA_COUNT - 1;
     err[0] = 0;
+    *feat_off = 0;
     const char *dis = getenv("REFQUANT_DISABLE_ISA");
     if (dis && *dis) {
         char buf[256];
@@ -221,6 +223,8 @@ static int env_cap(char *err, size_t errlen)
             int l = rq_isa_from_name(tok);
             if (l > 0) {
                 if (l - 1 < cap) cap = l - 1;
+            } else if (strcmp(tok, "avx512vbmi") == 0) {   /* a feature kernels may take */
+                *feat_off |= 1 << RQ_FEAT_AVX512VBMI;
             } else if (strlen(err) + strlen(tok) + 2 < errlen) {
                 /* "scalar" cannot be disabled; unknown names are reported */
                 strcat(err, err[0] ? "," : "REFQUANT_DISABLE_ISA:");
@@ -270,8 +274,9 @@ long rq_l2_bytes(void)
 static void detect(void)
 {
     rq_cpu_state *s = g;
-    int f = detect_features();
-    int cap = env_cap(s->env_error, sizeof(s->env_error));
+    int f = detect_features(), feat_off = 0;
+    int cap = env_cap(s->env_error, sizeof(s->env_error), &feat_off);
+    f &= ~feat_off;
     /* Ask for the tile permission only when AMX could be used. */
     if (hw_level_from(f, 0) >= RQ_ISA_AMX && cap >= RQ_ISA_AMX && RQ_COMPILED_AMX) {
         if (s->amx_state < 0) s->amx_state = request_amx_permission();

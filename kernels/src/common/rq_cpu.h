@@ -15,7 +15,8 @@
  * rq_isa_level() = min(highest level the CPU/OS supports, highest level compiled in,
  *                      environment caps, Python-level cap).
  * Environment (read at first detection and at rq_cpu_reset()):
- *   REFQUANT_DISABLE_ISA=avx512vnni,amx   disable levels (disabling a level disables all above it)
+ *   REFQUANT_DISABLE_ISA=avx512vnni,amx   disable levels (disabling a level disables all above it);
+ *                                         "avx512vbmi" turns off that feature (vpermb) alone
  *   REFQUANT_MAX_ISA=avx2                 cap the level (scalar, avx2, avx512, avx512vnni, amx)
  *   OMP_NUM_THREADS=n                     default thread count (else CPUs available to the process)
  *
@@ -47,6 +48,7 @@ enum {
     RQ_FEAT_AVX512VNNI, RQ_FEAT_AVX512BF16, RQ_FEAT_AVX512FP16, RQ_FEAT_AVXVNNI,
     RQ_FEAT_AMX_TILE, RQ_FEAT_AMX_INT8, RQ_FEAT_AMX_BF16,
     RQ_FEAT_OS_YMM, RQ_FEAT_OS_ZMM, RQ_FEAT_OS_TILE, RQ_FEAT_AMX_PERMITTED,
+    RQ_FEAT_AVX512VBMI,     /* vpermb: a kernel may take it inside a level that implies AVX-512 */
     RQ_FEAT_COUNT
 };
 
