@@ -87,28 +87,26 @@ static inline __attribute__((always_inline)) void tr16x32(const int32_t *src, pt
     }
 }
 
+/* every 16x16 block of a rows x cols transpose through the block function TR (whole blocks with
+ * constant sizes, so TR's loops unroll; edge blocks with their sizes) */
+#define RQ_TRANSPOSE_BLOCKS(TR)                                                                   \
+    for (int r = 0; r < rows; r += 16) {                                                          \
+        const int nr = rows - r < 16 ? rows - r : 16;                                             \
+        for (int c = 0; c < cols; c += 16) {                                                      \
+            const int nc = cols - c < 16 ? cols - c : 16;                                         \
+            if (nr == 16 && nc == 16) TR(src + r * ss + c, ss, dst + c * ds + r, ds, 16, 16);     \
+            else TR(src + r * ss + c, ss, dst + c * ds + r, ds, nr, nc);                          \
+        }                                                                                         \
+    }
+
 void rq_transpose_u32__avx512(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows,
                               int cols) {
-    for (int r = 0; r < rows; r += 16) {
-        const int nr = rows - r < 16 ? rows - r : 16;
-        for (int c = 0; c < cols; c += 16) {
-            const int nc = cols - c < 16 ? cols - c : 16;
-            if (nr == 16 && nc == 16) tr16x32(src + r * ss + c, ss, dst + c * ds + r, ds, 16, 16);
-            else tr16x32(src + r * ss + c, ss, dst + c * ds + r, ds, nr, nc);   /* an edge block */
-        }
-    }
+    RQ_TRANSPOSE_BLOCKS(tr16x32)
 }
 
 void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
                              int cols) {
-    for (int r = 0; r < rows; r += 16) {
-        const int nr = rows - r < 16 ? rows - r : 16;
-        for (int c = 0; c < cols; c += 16) {
-            const int nc = cols - c < 16 ? cols - c : 16;
-            if (nr == 16 && nc == 16) tr16(src + r * ss + c, ss, dst + c * ds + r, ds, 16, 16);
-            else tr16(src + r * ss + c, ss, dst + c * ds + r, ds, nr, nc);   /* an edge block */
-        }
-    }
+    RQ_TRANSPOSE_BLOCKS(tr16)
 }
 
 int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
