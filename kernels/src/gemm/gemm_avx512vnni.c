@@ -18,7 +18,11 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 #define RQ_PACK_MT_MIN 65536   /* B elements above which packing uses the threads (measured at 2 threads: 512^3 103 -> 95 us, 384x768x768 178 -> 150 us) */
 #endif
 #ifndef RQ_PACK_PFG1
-#define RQ_PACK_PFG1 4   /* the same for a single 64-column group */
+/* the same for a single 64-column group (the plain-B AMX driver's packer); 0: none.  The
+ * hardware prefetchers follow its one-line-per-row stride on their own (measured in-process,
+ * 1 thread, against 4 k-groups ahead: 128x768x768 59.7 -> 57.5 us, 128x1024x1024 128.8 ->
+ * 126.8, 64x768x768 38.6 -> 37.6; the two-group loop below: no difference either way) */
+#define RQ_PACK_PFG1 0
 #endif
 #ifndef RQ_PACK_PFG
 #define RQ_PACK_PFG 2   /* B packing: software prefetch this many k-groups (4 rows each) ahead */
@@ -109,7 +113,7 @@ static void packb_cg(void *ctx, int64_t t) {
         const size_t ps = (size_t)Kp * 16;
         for (int g = 0; g < gf; g++) {
             const uint8_t *rp = B + (ptrdiff_t)(4 * g) * b_rs + c0;
-            if (g + RQ_PACK_PFG1 < gf) for (int q = 0; q < 4; q++)
+            if (RQ_PACK_PFG1 > 0 && g + RQ_PACK_PFG1 < gf) for (int q = 0; q < 4; q++)
                 _mm_prefetch((const char *)(rp + (4 * RQ_PACK_PFG1 + q) * b_rs), _MM_HINT_T0);
             __m512i ra[4], va[4];
             for (int q = 0; q < 4; q++) ra[q] = _mm512_loadu_si512((const void *)(rp + q * b_rs));
