@@ -371,29 +371,49 @@ static void epi_base(rq_epi *e, const rq_gemm_args *a) {
     e->qmax = a->out_type == RQ_OUT_U8 ? 255 : 127;
 }
 
+/* the column terms for columns [j0, j1): colterm, and colfix when a_zero_point is per tensor
+ * (epi_corrections fills every column when it has csum; the drivers that pack B just in time
+ * call this per column group) */
+static void epi_fill_cols(epi_bufs *bf, const rq_gemm_args *a, int da, int db, const int32_t *csum,
+                          int j0, int j1) {
+    const uint32_t K = (uint32_t)a->K;
+    if (!bf->colterm) return;
+    /* constants hoisted and restrict pointers, so the loops vectorize (the plain-B driver calls
+     * this once per 64-column group: a scalar loop reloading b_zp cost about 1 us at
+     * 128x768x768) */
+    int32_t *restrict ct = bf->colterm;
+    if (a->b_zp_n == 1) {
+        const uint32_t kz = K * (uint32_t)(a->b_zp[0] + db);
+        for (int j = j0; j < j1; j++) ct[j] = (int32_t)((uint32_t)csum[j] - kz);
+    } else {
+        const int32_t *restrict bz = a->b_zp;
+        for (int j = j0; j < j1; j++) ct[j] = (int32_t)((uint32_t)csum[j] - K * (uint32_t)(bz[j] + db));
+    }
+    if (bf->colfix) {
+        const uint32_t za = (uint32_t)(a->a_zp[0] + da);
+        int32_t *restrict cf = bf->colfix;
+        for (int j = j0; j < j1; j++) cf[j] = (int32_t)(za * (uint32_t)ct[j]);
+    }
+}
+
 /* Fill the correction terms for raw sums of (A + da) x (B + db) with the given rsum / csum.
  * za_u = za + da, zb_u = zb + db. rsum may be NULL when every zb_u is 0. */
 static int epi_corrections(rq_epi *e, epi_bufs *bf, const rq_gemm_args *a, int da, int db,
                            const int32_t *rsum, const int32_t *csum) {
     const int M = a->M, N = a->N;
-    const uint32_t K = (uint32_t)a->K;
     int za_any = 0, zb_any = 0;
     for (int i = 0; i < a->a_zp_n; i++) za_any |= (a->a_zp[i] + da) != 0;
     for (int j = 0; j < a->b_zp_n; j++) zb_any |= (a->b_zp[j] + db) != 0;
     if (za_any) {
         bf->colterm = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 16));
         if (!bf->colterm) return RQ_ENOMEM;
-        for (int j = 0; j < N && csum; j++) {
-            uint32_t zb = (uint32_t)(a->b_zp[a->b_zp_n == 1 ? 0 : j] + db);
-            bf->colterm[j] = (int32_t)((uint32_t)csum[j] - K * zb);
-        }
         if (a->a_zp_n == 1) {
             bf->colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 16));
             if (!bf->colfix) return RQ_ENOMEM;
-            uint32_t za = (uint32_t)(a->a_zp[0] + da);
-            for (int j = 0; j < N && csum; j++) bf->colfix[j] = (int32_t)(za * (uint32_t)bf->colterm[j]);
             e->colfix = bf->colfix;
-        } else {
+        }
+        if (csum) epi_fill_cols(bf, a, da, db, csum, 0, N);   /* colterm, and colfix if any */
+        if (a->a_zp_n != 1) {
             bf->za_row = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
             if (!bf->za_row) return RQ_ENOMEM;
             for (int i = 0; i < M; i++) bf->za_row[i] = a->a_zp[i] + da;
@@ -417,20 +437,6 @@ static int epi_corrections(rq_epi *e, epi_bufs *bf, const rq_gemm_args *a, int d
     return RQ_OK;
 }
 
-/* the column terms of epi_corrections (called with csum NULL) for columns [j0, j1) */
-static void epi_fill_cols(epi_bufs *bf, const rq_gemm_args *a, int da, int db, const int32_t *csum,
-                          int j0, int j1) {
-    const uint32_t K = (uint32_t)a->K;
-    if (!bf->colterm) return;
-    for (int j = j0; j < j1; j++) {
-        uint32_t zb = (uint32_t)(a->b_zp[a->b_zp_n == 1 ? 0 : j] + db);
-        bf->colterm[j] = (int32_t)((uint32_t)csum[j] - K * zb);
-    }
-    if (bf->colfix) {
-        uint32_t za = (uint32_t)(a->a_zp[0] + da);
-        for (int j = j0; j < j1; j++) bf->colfix[j] = (int32_t)(za * (uint32_t)bf->colterm[j]);
-    }
-}
 
 /* e restricted to columns [c0, c0 + n): pointers shifted so that column c0 is column 0 */
 static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
