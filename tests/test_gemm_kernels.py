@@ -638,6 +638,55 @@ def test_plain_b_column_groups(isa_cap):
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_plain_b_rows_off_a_line(isa_cap):
+    """A plain B whose rows all start 16, 32 or 48 bytes past a cache line (numpy's usual
+    alignment, rows a multiple of 64 bytes long): the AMX driver makes its first column group
+    narrower (64 - offset columns) so that the other groups read whole lines.  Widths below,
+    at and just past that first group, a last group of 1..63 columns, offsets that take no lead
+    group (8 bytes; rows not a multiple of 64), int32 outputs (tiles straight into C, edge blocks
+    copied) and 8-bit ones, zero points, 1 and 2 threads: the reference's bits.  Also the 1x1
+    convolution, whose input is that B."""
+    rng = np.random.default_rng(37)
+    try:
+        for off in (16, 32, 48, 8):
+            lead = 64 - off
+            for (M, N, K) in ((32, lead - 1, 64), (17, lead, 70), (33, lead + 1, 128), (64, lead + 64, 200),
+                              (40, lead + 65, 64), (96, 300, 130), (20, 640 - off, 96)):
+                for pad in (0, 64, 5):
+                    if (N + pad) % 64 and pad != 5:
+                        pad += (-(N + pad)) % 64   # rows a whole number of lines
+                    at, bt = (np.uint8, np.int8) if N % 2 else (np.int8, np.uint8)
+                    A = _rand(rng, at, (M, K))
+                    B = _offset_rows(rng, _rand(rng, bt, (K, N)), off, pad)
+                    za, zb = at(rng.integers(0, 100)), bt(0 if M % 3 else 7)
+                    for nt in (1, 2):
+                        refquant.set_num_threads(nt)
+                        got = F.matmul_integer(A, B, za, zb, profile=ONNX)
+                        _check(got[0], R.matmul_integer(A, B, za, zb),
+                               f"off={off} pad={pad} M={M} N={N} K={K} nt={nt} {got[1]}")
+                        args = (A, np.float32(0.02), za, B, np.float32(0.004), zb, np.float32(0.3), np.uint8(100))
+                        got = F.qlinear_matmul(*args, profile=ONNX)
+                        _check(got[0], R.qlinear_matmul(*args), f"qlinear off={off} pad={pad} M={M} N={N} nt={nt}")
+            for C, Co, H, W in ((64, 32, 8, 8), (128, 64, 14, 14)):
+                x4 = _rand(rng, np.uint8, (1, C, H, W))
+                buf = np.zeros(x4.size + 128, np.uint8)
+                s = (-buf.ctypes.data) % 64 + off
+                x = buf[s:s + x4.size].reshape(x4.shape)
+                x[...] = x4
+                w = _rand(rng, np.int8, (Co, C, 1, 1))
+                bias = rng.integers(-3000, 3000, Co).astype(np.int32)
+                args = (x, np.float32(0.02), np.uint8(119), w, np.float32(0.005), np.int8(0), np.float32(0.3),
+                        np.uint8(127), bias)
+                for nt in (1, 2):
+                    refquant.set_num_threads(nt)
+                    _check(refquant.qlinear_conv(*args), R.qlinear_conv(*args), f"1x1 conv off={off} C={C} nt={nt}")
+                    _check(refquant.conv_integer(x, w, np.uint8(119)), R.conv_integer(x, w, np.uint8(119)),
+                           f"1x1 conv_integer off={off} C={C} nt={nt}")
+    finally:
+        refquant.set_num_threads(None)
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_requant_epilogue_wide_rows(isa_cap):
     """The requantizing epilogue folds the column terms (-colfix, a bias broadcast over rows) into
     one table per 256 columns and the row terms into one offset per row, with a 2-D bias added
