@@ -315,6 +315,34 @@ def test_int32_direct_blocks(isa_cap):
            R.matmul_integer(A, B, np.uint8(3), np.uint8(200)), "K passes u8u8")
 
 
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_k_passes_mid_k(isa_cap):
+    """1024 < K <= 2048 (16 to 32 chunks of 64): the AMX block path runs K in passes of about 8
+    chunks, partial sums kept in C (int32 outputs, -colfix folded into the first pass only) or
+    in the strip (row corrections, 8-bit outputs).  K at the ends of that range and just past
+    them, uneven passes, edge blocks, packed and plain B (more than 256 rows: the block path), 1
+    and 2 threads: the reference's bits."""
+    rng = np.random.default_rng(41)
+    try:
+        for (M, N, K) in ((70, 100, 1000), (33, 64, 1024), (40, 47, 1025), (64, 96, 1300), (48, 80, 2048),
+                          (17, 33, 2049), (300, 40, 1500)):
+            A = _rand(rng, np.uint8, (M, K))
+            B = _rand(rng, np.int8, (K, N))
+            pw = refquant.pack_weights(B)
+            for nt in (1, 2):
+                refquant.set_num_threads(nt)
+                for za, zb in ((np.uint8(0), np.int8(0)), (np.uint8(200), np.int8(0)), (np.uint8(9), np.int8(-3))):
+                    want = R.matmul_integer(A, B, za, zb)
+                    _check(refquant.matmul_integer(A, pw, za, zb), want, f"packed M={M} N={N} K={K} nt={nt} {za} {zb}")
+                    _check(refquant.matmul_integer(A, B, za, zb), want, f"plain M={M} N={N} K={K} nt={nt} {za} {zb}")
+                args = (A, np.float32(0.02), np.uint8(117), pw, np.float32(0.0005), np.int8(0), np.float32(0.9),
+                        np.uint8(100))
+                _check(refquant.qlinear_matmul(*args), R.qlinear_matmul(*args[:3], B, *args[4:]),
+                       f"qlinear M={M} N={N} K={K} nt={nt}")
+    finally:
+        refquant.set_num_threads(None)
+
+
 def _offset_rows(rng, a, off, pad):
     """The values of a as a view whose first row starts `off` bytes past a 64-byte boundary and
     whose rows are len + pad bytes apart."""

@@ -188,7 +188,7 @@ static void amx_task(void *ctx, int64_t t) {
     int pend_i0 = -1, pend_mi = 0, sidx = 0;
     const int ej0 = pp0 * 32, ejn = imin(N, pp1 * 32) - ej0;
     amx_config();
-    /* K passes of at most kcmax chunks (K > 4096 only): partial sums round-trip through the
+    /* K passes of at most kcmax chunks (1024 < K <= 2048, or K > 4096): partial sums round-trip through the
      * strip (tiles loaded back) */
     const int kcb = nkc > J->kcmax ? J->kcmax : nkc;
     for (int ib2 = rc * rchunk; ib2 < imin(J->nib2, (rc + 1) * rchunk); ib2++) {
@@ -248,9 +248,15 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
     const int nib = A->nib, npan = pb->Np / 16;
     const int nib2 = (nib + 1) / 2, npp = (npan + 1) / 2;
     if (!rq_amx_enable()) return RQ_ENOISA;
-    /* K chunks per pass: one pass up to K = 4096 (measured at K = 2048 / 4096: single pass with
-     * direct int32 blocks beats 1 KiB K blocks with partial sums round-tripping) */
-    const int kcmax = 64;
+    /* K chunks per pass: one pass up to K = 1024 and from K = 2112 to 4096; in between, passes of
+     * about 8 chunks (512 bytes of each A row: a 32-row strip's part, 16 KiB, stays in L1 across
+     * the column block's panel pairs instead of streaming from L2 beside B), the partial sums
+     * kept in C (int32 outputs) or in the strip (measured at 1 thread, packed B: 2048^3 6.3 ->
+     * 5.8 ms, 512x2048x2048 1.61 -> 1.49 ms (u8 output 1.64 -> 1.41), 1024x1024x1536 1.20 ->
+     * 0.99 ms, 1024^3 637 -> 614 us; no gain at K = 768 (33 -> 38 us at 128x768x768), 3072 or
+     * 4096) */
+    const int kc_split = nkc >= 16 && nkc <= 32;
+    const int kcmax = kc_split ? (nkc + (nkc + 7) / 8 - 1) / ((nkc + 7) / 8) : 64;
     rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
     /* column blocks (panel pairs) sized so a block of packed B stays in L2 */
     /* half the L2 (measured on a 2 MiB L2: 1 MiB blocks beat 512 KiB by 8% at 1024^3 and 11%
@@ -277,7 +283,8 @@ int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, 
      * accumulators' start (sum - colfix == (-colfix) + sum modulo 2^32), so whole blocks are
      * the final int32 outputs */
     int32_t *cinit = NULL;
-    if (direct_ok(e) && nkc <= kcmax /* one K pass (measured: partial sums through C lose at K = 2048) */) {
+    /* (more than 64 chunks: passes of 64 through the strip, partial sums through C measured slower) */
+    if (direct_ok(e) && (nkc <= kcmax || kc_split)) {
         if (e->colfix) {
             cinit = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(npan * 16 + 32));
             if (!cinit) return RQ_ENOMEM;
