@@ -375,6 +375,45 @@ def matmul_q8(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, float mult, int 
     return _lean_gemm(a, b, a_zp, b_zp, packed, sat16, RQ_OUT_S8 if y_signed else RQ_OUT_U8, mult, y_zp)
 
 
+cdef inline int _zp8(object z, int typenum, int *out):
+    """A per-tensor zero point the lean entry takes: None (0) or a numpy scalar of exactly the
+    operand's type (uint8 / int8: always in range).  1 on success, 0 otherwise."""
+    if z is None:
+        out[0] = 0
+        return 1
+    if typenum == cnp.NPY_UINT8 and type(z) is np.uint8:
+        out[0] = <int>int(z)
+        return 1
+    if typenum == cnp.NPY_INT8 and type(z) is np.int8:
+        out[0] = <int>int(z)
+        return 1
+    return 0
+
+
+def matmul_integer_lean(A, B, a_zero_point=None, b_zero_point=None):
+    """MatMulInteger's most common call under a profile whose MatMulInteger wraps in int32 and
+    has no int16 pair saturation (the default ``onnx``, checked by the caller): A (M, K) and B
+    (K, N) 2-D uint8/int8 ndarrays (any strides), zero points None or numpy scalars of the
+    operands' types.  Returns (out, kernel name), or None for anything else (the caller then
+    takes the generic glue, which validates and raises as the reference does).  Same kernel and
+    bits as matmul_s32; these checks in C instead of Python save about 2 us a call."""
+    if type(A) is not np.ndarray or type(B) is not np.ndarray:
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray>A
+    cdef cnp.ndarray b = <cnp.ndarray>B
+    if a.ndim != 2 or b.ndim != 2:
+        return None
+    cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
+    if (ta != cnp.NPY_UINT8 and ta != cnp.NPY_INT8) or (tb != cnp.NPY_UINT8 and tb != cnp.NPY_INT8):
+        return None
+    if a.shape[1] != b.shape[0] or a.shape[0] <= 0 or a.shape[1] <= 0 or b.shape[1] <= 0:
+        return None
+    cdef int za, zb
+    if not _zp8(a_zero_point, ta, &za) or not _zp8(b_zero_point, tb, &zb):
+        return None
+    return _lean_gemm(a, b, za, zb, None, False, RQ_OUT_S32, 0.0, 0)
+
+
 _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
 
 

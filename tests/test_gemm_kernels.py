@@ -289,6 +289,21 @@ def test_matmul_integer_lean_path_same_semantics():
     # shape mismatch and an opset still raise the reference's errors
     with pytest.raises(ValueError):
         refquant.matmul_integer(_rand(rng, np.uint8, (4, 5)), _rand(rng, np.int8, (6, 7)))
+    # the compiled entry the top-level call tries first (no keywords: the default profile) takes
+    # exactly the common call and declines the rest (None), which the glue / reference handle
+    A, B = _rand(rng, np.uint8, (9, 40)), _rand(rng, np.int8, (40, 12))
+    lean = _k.matmul_integer_lean
+    for args in ((A, B), (A, B, np.uint8(7)), (A, B, None, np.int8(-2)), (np.asfortranarray(A), B[:, ::-1])):
+        got = lean(*args)
+        assert got is not None
+        _check(got[0], R.matmul_integer(*args), "compiled entry")
+        _check(refquant.matmul_integer(*args), R.matmul_integer(*args), "top level")
+        assert refquant.last_path() == {"op": "MatMulInteger", "path": got[1]}
+    for args in ((A, B, 7), (A, B, np.int8(7)), (A, B, np.array(7, np.uint8)), (A, B, None, np.uint8(1)),
+                 (A[None], B), (A.astype(np.int16), B), (A, B[:-1]), (A[:0], B), (A, refquant.pack_weights(B)),
+                 (A.tolist(), B)):
+        assert lean(*args) is None, [type(a) for a in args]
+    assert refquant.matmul_integer(A, B, profile="onnxruntime-avx2") is not None   # keywords: usual dispatch
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
