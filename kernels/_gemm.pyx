@@ -414,6 +414,50 @@ def matmul_integer_lean(A, B, a_zero_point=None, b_zero_point=None):
     return _lean_gemm(a, b, za, zb, None, False, RQ_OUT_S32, 0.0, 0)
 
 
+def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
+    """QLinearMatMul's most common call under a profile with the plain float32 epilogue and no
+    int16 pair saturation (the default ``onnx``, checked by the caller): a, b 2-D uint8/int8
+    ndarrays, float32 numpy scalar scales, numpy scalar zero points of the operands' types
+    (y_zero_point None: a's type).  The multiplier as the glue's lean path forms it,
+    M = fl32(fl32(a_scale * b_scale) / y_scale), taken only when every scale is finite and > 0
+    and nothing nears float32 overflow.  Returns (out, kernel name) or None (the caller then
+    takes the generic glue)."""
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
+        return None
+    if type(a_scale) is not np.float32 or type(b_scale) is not np.float32 or type(y_scale) is not np.float32:
+        return None
+    cdef cnp.ndarray aa = <cnp.ndarray>a
+    cdef cnp.ndarray bb = <cnp.ndarray>b
+    if aa.ndim != 2 or bb.ndim != 2:
+        return None
+    cdef int ta = cnp.PyArray_TYPE(aa), tb = cnp.PyArray_TYPE(bb), ty
+    if (ta != cnp.NPY_UINT8 and ta != cnp.NPY_INT8) or (tb != cnp.NPY_UINT8 and tb != cnp.NPY_INT8):
+        return None
+    if aa.shape[1] != bb.shape[0] or aa.shape[0] <= 0 or aa.shape[1] <= 0 or bb.shape[1] <= 0:
+        return None
+    if y_zero_point is None:
+        ty = ta
+    elif type(y_zero_point) is np.uint8:
+        ty = cnp.NPY_UINT8
+    elif type(y_zero_point) is np.int8:
+        ty = cnp.NPY_INT8
+    else:
+        return None
+    cdef int za, zb, yz
+    if not _zp8(a_zero_point, ta, &za) or not _zp8(b_zero_point, tb, &zb) or not _zp8(y_zero_point, ty, &yz):
+        return None
+    cdef double fa = float(a_scale), fb = float(b_scale), fy = float(y_scale)
+    cdef double inf = float("inf")
+    if not (0.0 < fa < inf and 0.0 < fb < inf and 0.0 < fy < inf and fa * fb < 1e37 and fa * fb / fy < 1e37):
+        return None
+    cdef float sa = <float>fa, sb = <float>fb, sy = <float>fy
+    cdef float prod = sa * sb              # float32 product, rounded
+    cdef float m = prod / sy               # float32 quotient, rounded
+    if not (m >= 0.0 and m < inf):
+        return None
+    return _lean_gemm(aa, bb, za, zb, None, False, RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8, m, yz)
+
+
 _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
 
 

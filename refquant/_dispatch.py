@@ -228,7 +228,33 @@ def matmul_integer(*args, **kwargs):
     return _dispatch("MatMulInteger", _GEMM, "matmul_integer", _ref.matmul_integer, args, kwargs)
 
 
+_QM_LEAN = [None, False]   # [refquant._gemm.qlinear_matmul_lean or None, resolved]
+
+
+def _qm_lean():
+    """As _mi_lean, for QLinearMatMul: the default profile must have the plain float32
+    epilogue the kernels implement and no int16 pair saturation."""
+    f = None
+    mod = _glue(_GEMM)
+    fn = getattr(getattr(mod, "_k", None), "qlinear_matmul_lean", None) if mod is not None else None
+    if fn is not None and hasattr(mod, "_qm_prof"):
+        prof = get_profile("onnx")
+        _, ok, sat = mod._qm_prof(prof)
+        if _fast_profile_ok(prof, "QLinearMatMul") and ok and not sat:
+            f = fn
+    _QM_LEAN[0], _QM_LEAN[1] = f, True
+    return f
+
+
 def qlinear_matmul(*args, **kwargs):
+    # the common call checked in compiled code first (see matmul_integer)
+    if not kwargs and len(args) == 8 and fast_enabled():
+        f = _QM_LEAN[0] if _QM_LEAN[1] else _qm_lean()
+        if f is not None:
+            res = f(*args)
+            if res is not None:
+                _ran("QLinearMatMul", res[1])
+                return res[0]
     return _dispatch("QLinearMatMul", _GEMM, "qlinear_matmul", _ref.qlinear_matmul, args, kwargs)
 
 

@@ -304,6 +304,22 @@ def test_matmul_integer_lean_path_same_semantics():
                  (A.tolist(), B)):
         assert lean(*args) is None, [type(a) for a in args]
     assert refquant.matmul_integer(A, B, profile="onnxruntime-avx2") is not None   # keywords: usual dispatch
+    # QLinearMatMul's compiled entry: the multiplier formed as the glue's lean path forms it
+    # (the same result or the same decline over scales from 1e-9 to 1e3), declines the rest
+    qlean, prof = _k.qlinear_matmul_lean, get_profile("onnx")
+    for _ in range(300):
+        s = [np.float32(10 ** rng.uniform(-9, 3)) for _ in range(3)]
+        args = (A, s[0], np.uint8(3), B, s[1], np.int8(1), s[2], np.int8(-4) if s[0] > 1e-3 else None)
+        got, glue = qlean(*args), F._qlinear_matmul_lean(*args, profile=prof)
+        assert (got is None) == (glue is None), s
+        if got is not None:
+            _check(got[0], glue[0], f"compiled qlinear entry {s}")
+            _check(refquant.qlinear_matmul(*args), R.qlinear_matmul(*args), f"top-level qlinear {s}")
+    base = (A, np.float32(0.02), np.uint8(3), B, np.float32(0.004), np.int8(1), np.float32(0.5), np.uint8(9))
+    for i, bad in ((1, 0.02), (1, np.float64(0.02)), (1, np.float32(0)), (1, np.float32(np.inf)), (1, np.float32(np.nan)),
+                   (6, np.float32(-1)), (2, 3), (7, np.int16(9)), (5, np.uint8(1)), (0, A[None]), (3, B[:-1])):
+        args = base[:i] + (bad,) + base[i + 1:]
+        assert qlean(*args) is None, (i, bad)
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
