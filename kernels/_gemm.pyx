@@ -458,6 +458,119 @@ def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sc
     return _lean_gemm(aa, bb, za, zb, None, False, RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8, m, yz)
 
 
+cdef inline int _lean_mult32(object a_s, object b_s, object y_s, float *out):
+    """M = fl32(fl32(a_s * b_s) / y_s) for float32 numpy scalars, as the glue's _lean_mult forms
+    it: 1 when every scale is finite and > 0, nothing nears float32 overflow and M is finite."""
+    if type(a_s) is not np.float32 or type(b_s) is not np.float32 or type(y_s) is not np.float32:
+        return 0
+    cdef double fa = float(a_s), fb = float(b_s), fy = float(y_s)
+    cdef double inf = float("inf")
+    if not (0.0 < fa < inf and 0.0 < fb < inf and 0.0 < fy < inf and fa * fb < 1e37 and fa * fb / fy < 1e37):
+        return 0
+    cdef float sa = <float>fa, sb = <float>fb, sy = <float>fy
+    cdef float prod = sa * sb
+    cdef float m = prod / sy
+    if not (m >= 0.0 and m < inf):
+        return 0
+    out[0] = m
+    return 1
+
+
+def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                      dict geo, tuple o2, PackedB packed=None):
+    """QLinearConv's common call under a profile with the plain float32 epilogue and no int16
+    pair saturation (checked by the caller), with the geometry the glue's _lean_geo computed
+    (geo, o2): x (N, C, H, W) and w C-contiguous uint8/int8 ndarrays, float32 numpy scalar
+    scales, numpy scalar zero points of the operands' types, B None or an int32 (Cout,) array.
+    One rq_conv_run per image into a fresh output.  Returns (out, kernel name) or None (the
+    caller then takes the glue's lean / generic path)."""
+    if type(x) is not np.ndarray or type(w) is not np.ndarray:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef cnp.ndarray wa = <cnp.ndarray>w
+    if xa.ndim != 4 or wa.ndim != 4 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
+        return None
+    cdef int tx = cnp.PyArray_TYPE(xa), tw = cnp.PyArray_TYPE(wa), ty
+    if (tx != cnp.NPY_UINT8 and tx != cnp.NPY_INT8) or (tw != cnp.NPY_UINT8 and tw != cnp.NPY_INT8):
+        return None
+    if y_zero_point is None:
+        ty = tx
+    elif type(y_zero_point) is np.uint8:
+        ty = cnp.NPY_UINT8
+    elif type(y_zero_point) is np.int8:
+        ty = cnp.NPY_INT8
+    else:
+        return None
+    cdef int xz, wz, yz
+    if not _zp8(x_zero_point, tx, &xz) or not _zp8(w_zero_point, tw, &wz) or not _zp8(y_zero_point, ty, &yz):
+        return None
+    cdef float m
+    if not _lean_mult32(x_scale, w_scale, y_scale, &m):
+        return None
+    cdef int Cout = <int>wa.shape[0]
+    cdef cnp.ndarray bi
+    cdef const int32_t *bp = NULL
+    if B is not None:
+        if type(B) is not np.ndarray:
+            return None
+        bi = <cnp.ndarray>B
+        if (bi.ndim != 1 or cnp.PyArray_TYPE(bi) != cnp.NPY_INT32 or bi.shape[0] != Cout
+                or not cnp.PyArray_IS_C_CONTIGUOUS(bi)):
+            return None
+        bp = <const int32_t *>cnp.PyArray_DATA(bi)
+    cdef rq_conv_args c
+    cdef int32_t wz32 = wz
+    cdef tuple kern_ = geo["kernel"], st = geo["strides"], dl = geo["dilations"], pd = geo["pads"]
+    c.C = <int>xa.shape[1]; c.H = <int>xa.shape[2]; c.W = <int>xa.shape[3]
+    c.Cout = Cout; c.group = <int>geo["group"]
+    c.KH = <int>kern_[0]; c.KW = <int>kern_[1]
+    c.sh = <int>st[0]; c.sw = <int>st[1]; c.dh = <int>dl[0]; c.dw = <int>dl[1]
+    c.pt = <int>pd[0]; c.pl = <int>pd[1]; c.pb = <int>pd[2]; c.pr = <int>pd[3]
+    c.OH = <int>o2[0]; c.OW = <int>o2[1]
+    if (wa.shape[1] * c.group != c.C or wa.shape[2] != c.KH or wa.shape[3] != c.KW or c.OH <= 0 or c.OW <= 0
+            or xa.shape[0] <= 0):
+        return None
+    c.x_signed = tx == cnp.NPY_INT8
+    c.w = <const uint8_t *>cnp.PyArray_DATA(wa); c.w_signed = tw == cnp.NPY_INT8
+    c.packed = NULL
+    if packed is not None:
+        if (packed.kind != "conv" or packed.N != Cout or packed.K != wa.shape[1] * c.KH * c.KW
+                or packed.b_signed != c.w_signed):
+            return None
+        c.packed = packed.pb
+    c.x_zp = xz
+    c.w_zp = &wz32; c.w_zp_n = 1
+    c.out_type = RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8
+    c.bias = bp
+    c.fbias = NULL
+    c.od = 0; c.od_s1 = 1; c.od_s3 = 1; c.fbias2 = NULL
+    c.fx_mode = 0; c.fx_qm = NULL; c.fx_sh = NULL
+    c.mult = &m; c.mult_n = 1
+    c.y_zp = yz
+    c.sat16 = 0
+    c.isa = -1
+    c.nthreads = 0
+    cdef cnp.npy_intp dims[4]
+    dims[0] = xa.shape[0]; dims[1] = Cout; dims[2] = c.OH; dims[3] = c.OW
+    cdef cnp.ndarray o = _empty64(4, dims, ty, 1)
+    cdef const uint8_t *xp = <const uint8_t *>cnp.PyArray_DATA(xa)
+    cdef uint8_t *yp = <uint8_t *>cnp.PyArray_DATA(o)
+    cdef Py_ssize_t xs = <Py_ssize_t>c.C * c.H * c.W, ys = <Py_ssize_t>Cout * c.OH * c.OW, n
+    cdef int kern = -1, rc = 0
+    with nogil:
+        for n in range(dims[0]):
+            c.x = xp + n * xs
+            c.y = yp + n * ys
+            rc = rq_conv_run(&c, &kern)
+            if rc != 0:
+                break
+    if rc == -1:
+        raise MemoryError("conv2d: out of memory")
+    if rc != 0:
+        raise RuntimeError(f"conv2d: kernel error {rc}")
+    return o, _KNAMES[kern]
+
+
 _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
 
 

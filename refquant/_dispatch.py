@@ -266,7 +266,36 @@ def conv_integer(*args, **kwargs):
     return _dispatch("ConvInteger", _GEMM, "conv_integer", _ref.conv_integer, args, kwargs)
 
 
+_QC_LEAN = [None, False]   # [callable(args, kwargs) or None, resolved]
+_QC_KEYS = frozenset(("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
+
+
+def _qc_lean():
+    """As _mi_lean, for QLinearConv: refquant._gemm_fast.qlinear_conv_compiled bound to what the
+    default profile allows (the plain float32 epilogue, no int16 pair saturation)."""
+    f = None
+    mod = _glue(_GEMM)
+    fn = getattr(mod, "qlinear_conv_compiled", None) if mod is not None else None
+    if fn is not None and hasattr(getattr(mod, "_k", None), "qlinear_conv_lean"):
+        prof = get_profile("onnx")
+        _, ok0, ok1 = mod._qc_prof(prof)
+        if _fast_profile_ok(prof, "QLinearConv") and (ok0 or ok1):
+            def f(args, kwargs, _fn=fn, _ok0=ok0, _ok1=ok1):
+                return _fn(args, kwargs, _ok0, _ok1)
+    _QC_LEAN[0], _QC_LEAN[1] = f, True
+    return f
+
+
 def qlinear_conv(*args, **kwargs):
+    # the common call (default profile, attributes only as keywords) checked mostly in compiled
+    # code first (see matmul_integer)
+    if 8 <= len(args) <= 9 and _QC_KEYS.issuperset(kwargs) and fast_enabled():
+        f = _QC_LEAN[0] if _QC_LEAN[1] else _qc_lean()
+        if f is not None:
+            res = f(args, kwargs)
+            if res is not None:
+                _ran("QLinearConv", res[1])
+                return res[0]
     return _dispatch("QLinearConv", _GEMM, "qlinear_conv", _ref.qlinear_conv, args, kwargs)
 
 

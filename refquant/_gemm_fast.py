@@ -766,6 +766,34 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
     return out, kern
 
 
+def qlinear_conv_compiled(args, kwargs, ok0, ok1):
+    """refquant.qlinear_conv's first try for the default profile (ok0 / ok1: that profile lets
+    the kernels take the call without / with a bias): the lean glue's checks, with the zero
+    points, scales, bias and per-image loop in compiled code (_k.qlinear_conv_lean).  None
+    when it does not take the call (the usual dispatch follows)."""
+    x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point = args[:8]
+    B = args[8] if len(args) > 8 else None
+    if not (ok1 if B is not None else ok0) or type(x) is not np.ndarray or x.ndim != 4:
+        return None
+    group = kwargs.get("group", 1)
+    if type(group) is not int or kwargs.get("auto_pad", "NOTSET") != "NOTSET":
+        return None
+    pk = None
+    Wo = w
+    if type(w) is PackedWeights:
+        pk, Wo = w.packed, w.original
+    if type(Wo) is not np.ndarray or Wo.ndim != 4:
+        return None
+    g = _lean_geo(x.shape, Wo.shape, kwargs.get("dilations"), group, kwargs.get("kernel_shape"),
+                  kwargs.get("pads"), kwargs.get("strides"))
+    if g is None:
+        return None
+    if pk is not None and (pk.kind != "conv" or group != 1):
+        pk = None
+    return _k.qlinear_conv_lean(x, x_scale, x_zero_point, Wo, w_scale, w_zero_point, y_scale, y_zero_point,
+                                B, g[0], g[1], pk)
+
+
 def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  profile, opset=None):

@@ -407,6 +407,50 @@ def test_lean_call_paths():
             _check(refquant.qlinear_matmul(*qa), R.qlinear_matmul(A, *qa[1:3], Bm, *qa[4:]), f"lean matmul {yz!r}")
 
 
+def test_qlinear_conv_compiled_entry():
+    """refquant.qlinear_conv tries the compiled entry first (default profile, attributes as
+    keywords only): the same bits as the glue's lean path for batches, groups, strides, pads,
+    bias or not, packed weights, extreme scales; it declines (None) what the lean path would
+    not take, and those calls still give the reference's result or error."""
+    rng = np.random.default_rng(47)
+    prof = get_profile("onnx")
+    ok = F._qc_prof(prof)[1:]
+    for xt, wt, yz in ((np.uint8, np.int8, np.uint8(7)), (np.int8, np.int8, np.int8(-3)), (np.uint8, np.uint8, None)):
+        for (N, C, O, H, W, k, kw) in ((2, 16, 8, 9, 11, 3, dict(pads=[1, 1, 1, 1])),
+                                       (1, 32, 16, 7, 7, 1, {}),
+                                       (1, 8, 8, 6, 10, 3, dict(group=8, strides=[2, 1], pads=[0, 1, 1, 0])),
+                                       (3, 12, 6, 5, 5, 2, dict(group=3, dilations=[2, 2]))):
+            x = _rand(rng, xt, (N, C, H, W))
+            w = _rand(rng, wt, (O, C // kw.get("group", 1), k, k))
+            b = rng.integers(-50000, 50000, O).astype(np.int32)
+            for s in ((np.float32(0.02), np.float32(0.004), np.float32(0.3)),
+                      (np.float32(3e-5), np.float32(1e-4), np.float32(7.0)), (np.float32(0.5), np.float32(2.0), np.float32(1e-3))):
+                for bias in (None, b):
+                    for ww in ((w, refquant.pack_weights(w)) if kw.get("group", 1) == 1 else (w,)):
+                        args = (x, s[0], _zp(rng, xt), ww, s[1], wt(0) if wt == np.int8 else _zp(rng, wt), s[2], yz)
+                        args = args + ((bias,) if bias is not None else ())
+                        got = F.qlinear_conv_compiled(args, kw, *ok)
+                        glue = F._qlinear_conv_lean(*args[:8], bias, kw.get("dilations"), kw.get("group", 1),
+                                                     None, kw.get("pads"), kw.get("strides"), prof)
+                        assert (got is None) == (glue is None), (xt, wt, kw, s)
+                        if got is not None:
+                            _check(got[0], glue[0], f"compiled conv {xt.__name__}{wt.__name__} {kw} {s}")
+                        want = R.qlinear_conv(*(args[:3] + (w,) + args[4:]), **kw)
+                        _check(refquant.qlinear_conv(*args, **kw), want, f"top level {kw} {s}")
+    x = _rand(rng, np.uint8, (1, 8, 5, 5))
+    w = _rand(rng, np.int8, (4, 8, 3, 3))
+    base = (x, np.float32(0.02), np.uint8(3), w, np.float32(0.004), np.int8(0), np.float32(0.5), np.uint8(9))
+    for i, bad in ((1, 0.02), (1, np.float64(0.02)), (1, np.float32(0)), (6, np.float32(np.nan)), (2, 3),
+                   (7, np.int16(9)), (5, np.uint8(0)), (0, x[0]), (0, np.asfortranarray(x)), (3, w[:, :4])):
+        args = base[:i] + (bad,) + base[i + 1:]
+        assert F.qlinear_conv_compiled(args, {}, *ok) is None, (i, bad)
+    for kw in (dict(auto_pad="SAME_UPPER"), dict(group=np.int64(1)), dict(kernel_shape=[2, 2])):
+        assert F.qlinear_conv_compiled(base, kw, *ok) is None, kw
+    assert F.qlinear_conv_compiled(base + (np.zeros(4, np.int64),), {}, *ok) is None
+    with pytest.raises(ValueError):
+        refquant.qlinear_conv(*base, kernel_shape=[2, 2])
+
+
 def test_depthwise_vbmi_and_plain_variants(monkeypatch):
     """The depthwise vpdpbusd kernel builds its 16 overlapping windows with one vpermb where the
     CPU has AVX512_VBMI and with vpermd + vpshufb otherwise (REFQUANT_DISABLE_ISA=avx512vbmi
