@@ -182,6 +182,24 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             ga = (A, np.float32(0.03), np.uint8(117), B, rng.uniform(1e-3, 9e-3, N).astype(np.float32),
                   np.int8(0), Cb, np.float32(0.5), np.uint8(121))
             assert np.array_equal(refquant.qgemm(*ga), R.qgemm(*ga))
+        for t, M, K_, N, off in ((1, 40, 64, 47, 16), (2, 33, 130, 200, 48), (1, 17, 96, 130, 32)):
+            refquant.set_num_threads(t)     # plain B 16/32/48 bytes off a line: the narrower lead group
+            buf = rng.integers(-128, 128, K_ * (N + (-N) % 64) + 128).astype(np.int8)
+            s0 = (-buf.ctypes.data) % 64 + off
+            rs = N + (-N) % 64
+            B = buf[s0:s0 + K_ * rs].reshape(K_, rs)[:, :N]
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+            assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(7)), R.matmul_integer(A, B, np.uint8(7)))
+            qa = (A, np.float32(0.03), np.uint8(117), B, np.float32(0.004), np.int8(0), np.float32(0.5), np.uint8(9))
+            assert np.array_equal(refquant.qlinear_matmul(*qa), R.qlinear_matmul(*qa))
+        for t, M, K_, N in ((1, 40, 1100, 70), (2, 300, 1500, 40)):   # K passes (1024 < K <= 2048)
+            refquant.set_num_threads(t)
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+            B = rng.integers(-128, 128, (K_, N)).astype(np.int8)
+            pw = refquant.pack_weights(B)
+            assert np.array_equal(refquant.matmul_integer(A, pw, np.uint8(5)), R.matmul_integer(A, B, np.uint8(5)))
+            qa = (A, np.float32(0.03), np.uint8(117), pw, np.float32(0.0004), np.int8(0), np.float32(0.5), np.uint8(9))
+            assert np.array_equal(refquant.qlinear_matmul(*qa), R.qlinear_matmul(*qa[:3], B, *qa[4:]))
         refquant.set_num_threads(None)
         import os
         for dis in ("", "avx512vbmi"):      # depthwise vpdpbusd: the vpermb and vpermd windows
@@ -197,7 +215,7 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
         os.environ.pop("REFQUANT_DISABLE_ISA", None)
         _cpu.reset()
         for C, Co, k, H in ((3, 5, 3, 7), (64, 16, 3, 9), (17, 70, 1, 5), (64, 17, 3, 6)):   # packing, transposes
-            xc = rng.integers(0, 256, (1, C, H, H + 2)).astype(np.uint8)
+            xc = rng.integers(0, 256, (2 if C == 17 else 1, C, H, H + 2)).astype(np.uint8)   # (2 images: the compiled entry's loop)
             wc = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)
             ca = (xc, np.float32(0.02), np.uint8(3), wc, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
             pads = [k // 2] * 4
