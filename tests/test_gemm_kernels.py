@@ -677,7 +677,7 @@ def test_plain_b_column_groups(isa_cap):
     try:
         for (M, N, K, t) in ((5, 1, 1, 1), (16, 17, 63, 2), (17, 47, 64, 1), (33, 65, 65, 2),
                              (64, 100, 700, 1), (100, 129, 130, 2), (40, 200, 4, 1), (48, 300, 128, 2),
-                             (250, 70, 200, 2)):
+                             (250, 70, 200, 2), (64, 80, 96, 1), (37, 208, 64, 2), (32, 16, 64, 1)):
             refquant.set_num_threads(t)
             for at, bt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)):
                 A = _rand(rng, at, (M, K))

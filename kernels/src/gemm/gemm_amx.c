@@ -378,7 +378,9 @@ static void plain_task(void *vctx, int64_t t) {
             for (int pp = pm ? it / nib2 : 0; pp < (pm ? it / nib2 + 1 : npp); pp++) {
                 const int p = 2 * pp, two_j = p + 1 < npan, j = p * 16;
                 const uint8_t *b0 = buf + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
-                const int full = dc && two_i && two_j && i0 + 32 <= eb.M && j + 32 <= n;
+                /* whole tiles straight into C: a pair's 32 columns, or a single panel's 16 (the
+                 * narrower lead group and a 16-column last group need no copy-out) */
+                const int full = dc && two_i && i0 + 32 <= eb.M && (two_j ? j + 32 <= n : j + 16 <= n);
                 int32_t *out = full ? (int32_t *)eb.C + (ptrdiff_t)i0 * eb.c_rs + j : strip + pp * 32;
                 const int ld = full ? (int)eb.c_rs : ldo;
                 const int32_t *cij = ci ? ci + j : NULL;
