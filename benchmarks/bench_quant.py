@@ -153,10 +153,18 @@ def bench(n, threads_list, reps, per_axis=False):
         # Interleaved: every repetition times each variant once (after one untimed warm-up
         # call of that same variant, so each is measured in its own steady state: caches and
         # allocator warm, as an inference loop would see it), so refquant and ORT see the same
-        # machine load; ratios are medians of per-repetition ratios.
+        # machine load; ratios are medians of per-repetition ratios.  The order of the variants
+        # is shuffled every repetition (seeded): a fixed order gave a position bias, the
+        # variant timed right after the other op's calls running up to 10% slower whichever it
+        # was (measured by swapping refquant's dequantize "pre" and "api": 4.75 / 5.20 GB/s
+        # became 5.23 / 4.73).
         samples = {k: [] for k in fns}
+        order_rng = np.random.default_rng(1234 + th)
+        keys = list(fns)
         for _ in range(reps):
-            for k, f in fns.items():
+            for i in order_rng.permutation(len(keys)):
+                k = keys[i]
+                f = fns[k]
                 if th > 1:
                     time.sleep(0.005)   # let the other engine's spinning pool threads go idle
                 f()
