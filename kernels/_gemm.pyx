@@ -390,6 +390,20 @@ cdef inline int _zp8(object z, int typenum, int *out):
     return 0
 
 
+cdef inline int _gemm2d_ok(object A, object B):
+    """A (M, K) and B (K, N): 2-D uint8/int8 ndarrays (any strides), M, K, N > 0."""
+    if type(A) is not np.ndarray or type(B) is not np.ndarray:
+        return 0
+    cdef cnp.ndarray a = <cnp.ndarray>A
+    cdef cnp.ndarray b = <cnp.ndarray>B
+    if a.ndim != 2 or b.ndim != 2:
+        return 0
+    cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
+    if (ta != cnp.NPY_UINT8 and ta != cnp.NPY_INT8) or (tb != cnp.NPY_UINT8 and tb != cnp.NPY_INT8):
+        return 0
+    return a.shape[1] == b.shape[0] and a.shape[0] > 0 and a.shape[1] > 0 and b.shape[1] > 0
+
+
 def matmul_integer_lean(A, B, a_zero_point=None, b_zero_point=None):
     """MatMulInteger's most common call under a profile whose MatMulInteger wraps in int32 and
     has no int16 pair saturation (the default ``onnx``, checked by the caller): A (M, K) and B
@@ -397,65 +411,15 @@ def matmul_integer_lean(A, B, a_zero_point=None, b_zero_point=None):
     operands' types.  Returns (out, kernel name), or None for anything else (the caller then
     takes the generic glue, which validates and raises as the reference does).  Same kernel and
     bits as matmul_s32; these checks in C instead of Python save about 2 us a call."""
-    if type(A) is not np.ndarray or type(B) is not np.ndarray:
+    if not _gemm2d_ok(A, B):
         return None
     cdef cnp.ndarray a = <cnp.ndarray>A
     cdef cnp.ndarray b = <cnp.ndarray>B
-    if a.ndim != 2 or b.ndim != 2:
-        return None
     cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
-    if (ta != cnp.NPY_UINT8 and ta != cnp.NPY_INT8) or (tb != cnp.NPY_UINT8 and tb != cnp.NPY_INT8):
-        return None
-    if a.shape[1] != b.shape[0] or a.shape[0] <= 0 or a.shape[1] <= 0 or b.shape[1] <= 0:
-        return None
     cdef int za, zb
     if not _zp8(a_zero_point, ta, &za) or not _zp8(b_zero_point, tb, &zb):
         return None
     return _lean_gemm(a, b, za, zb, None, False, RQ_OUT_S32, 0.0, 0)
-
-
-def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
-    """QLinearMatMul's most common call under a profile with the plain float32 epilogue and no
-    int16 pair saturation (the default ``onnx``, checked by the caller): a, b 2-D uint8/int8
-    ndarrays, float32 numpy scalar scales, numpy scalar zero points of the operands' types
-    (y_zero_point None: a's type).  The multiplier as the glue's lean path forms it,
-    M = fl32(fl32(a_scale * b_scale) / y_scale), taken only when every scale is finite and > 0
-    and nothing nears float32 overflow.  Returns (out, kernel name) or None (the caller then
-    takes the generic glue)."""
-    if type(a) is not np.ndarray or type(b) is not np.ndarray:
-        return None
-    if type(a_scale) is not np.float32 or type(b_scale) is not np.float32 or type(y_scale) is not np.float32:
-        return None
-    cdef cnp.ndarray aa = <cnp.ndarray>a
-    cdef cnp.ndarray bb = <cnp.ndarray>b
-    if aa.ndim != 2 or bb.ndim != 2:
-        return None
-    cdef int ta = cnp.PyArray_TYPE(aa), tb = cnp.PyArray_TYPE(bb), ty
-    if (ta != cnp.NPY_UINT8 and ta != cnp.NPY_INT8) or (tb != cnp.NPY_UINT8 and tb != cnp.NPY_INT8):
-        return None
-    if aa.shape[1] != bb.shape[0] or aa.shape[0] <= 0 or aa.shape[1] <= 0 or bb.shape[1] <= 0:
-        return None
-    if y_zero_point is None:
-        ty = ta
-    elif type(y_zero_point) is np.uint8:
-        ty = cnp.NPY_UINT8
-    elif type(y_zero_point) is np.int8:
-        ty = cnp.NPY_INT8
-    else:
-        return None
-    cdef int za, zb, yz
-    if not _zp8(a_zero_point, ta, &za) or not _zp8(b_zero_point, tb, &zb) or not _zp8(y_zero_point, ty, &yz):
-        return None
-    cdef double fa = float(a_scale), fb = float(b_scale), fy = float(y_scale)
-    cdef double inf = float("inf")
-    if not (0.0 < fa < inf and 0.0 < fb < inf and 0.0 < fy < inf and fa * fb < 1e37 and fa * fb / fy < 1e37):
-        return None
-    cdef float sa = <float>fa, sb = <float>fb, sy = <float>fy
-    cdef float prod = sa * sb              # float32 product, rounded
-    cdef float m = prod / sy               # float32 quotient, rounded
-    if not (m >= 0.0 and m < inf):
-        return None
-    return _lean_gemm(aa, bb, za, zb, None, False, RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8, m, yz)
 
 
 cdef inline int _lean_mult32(object a_s, object b_s, object y_s, float *out):
@@ -476,6 +440,49 @@ cdef inline int _lean_mult32(object a_s, object b_s, object y_s, float *out):
     return 1
 
 
+cdef inline int _q8_params(object a_zp, int ta, object b_zp, int tb, object y_zp, object a_s, object b_s,
+                           object y_s, int *za, int *zb, int *yz, float *m):
+    """The zero points and multiplier of a requantizing lean call: the output's type number
+    (y_zp None: a's type; a numpy uint8 / int8 scalar: its type), or -1 when any zero point or
+    scale is not of the form the lean entries take."""
+    cdef int ty
+    if y_zp is None:
+        ty = ta
+    elif type(y_zp) is np.uint8:
+        ty = cnp.NPY_UINT8
+    elif type(y_zp) is np.int8:
+        ty = cnp.NPY_INT8
+    else:
+        return -1
+    if not _zp8(a_zp, ta, za) or not _zp8(b_zp, tb, zb) or not _zp8(y_zp, ty, yz):
+        return -1
+    if not _lean_mult32(a_s, b_s, y_s, m):
+        return -1
+    return ty
+
+
+def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
+    """QLinearMatMul's most common call under a profile with the plain float32 epilogue and no
+    int16 pair saturation (the default ``onnx``, checked by the caller): a, b 2-D uint8/int8
+    ndarrays, float32 numpy scalar scales, numpy scalar zero points of the operands' types
+    (y_zero_point None: a's type).  The multiplier as the glue's lean path forms it,
+    M = fl32(fl32(a_scale * b_scale) / y_scale), taken only when every scale is finite and > 0
+    and nothing nears float32 overflow.  Returns (out, kernel name) or None (the caller then
+    takes the generic glue)."""
+    if not _gemm2d_ok(a, b):
+        return None
+    cdef cnp.ndarray aa = <cnp.ndarray>a
+    cdef cnp.ndarray bb = <cnp.ndarray>b
+    cdef int ta = cnp.PyArray_TYPE(aa), tb = cnp.PyArray_TYPE(bb)
+    cdef int za, zb, yz
+    cdef float m
+    cdef int ty = _q8_params(a_zero_point, ta, b_zero_point, tb, y_zero_point, a_scale, b_scale, y_scale,
+                             &za, &zb, &yz, &m)
+    if ty < 0:
+        return None
+    return _lean_gemm(aa, bb, za, zb, None, False, RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8, m, yz)
+
+
 def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
                       dict geo, tuple o2, PackedB packed=None):
     """QLinearConv's common call under a profile with the plain float32 epilogue and no int16
@@ -490,22 +497,14 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     cdef cnp.ndarray wa = <cnp.ndarray>w
     if xa.ndim != 4 or wa.ndim != 4 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
         return None
-    cdef int tx = cnp.PyArray_TYPE(xa), tw = cnp.PyArray_TYPE(wa), ty
+    cdef int tx = cnp.PyArray_TYPE(xa), tw = cnp.PyArray_TYPE(wa)
     if (tx != cnp.NPY_UINT8 and tx != cnp.NPY_INT8) or (tw != cnp.NPY_UINT8 and tw != cnp.NPY_INT8):
         return None
-    if y_zero_point is None:
-        ty = tx
-    elif type(y_zero_point) is np.uint8:
-        ty = cnp.NPY_UINT8
-    elif type(y_zero_point) is np.int8:
-        ty = cnp.NPY_INT8
-    else:
-        return None
     cdef int xz, wz, yz
-    if not _zp8(x_zero_point, tx, &xz) or not _zp8(w_zero_point, tw, &wz) or not _zp8(y_zero_point, ty, &yz):
-        return None
     cdef float m
-    if not _lean_mult32(x_scale, w_scale, y_scale, &m):
+    cdef int ty = _q8_params(x_zero_point, tx, w_zero_point, tw, y_zero_point, x_scale, w_scale, y_scale,
+                             &xz, &wz, &yz, &m)
+    if ty < 0:
         return None
     cdef int Cout = <int>wa.shape[0]
     cdef cnp.ndarray bi

@@ -194,6 +194,19 @@ def dynamic_quantize_linear(x, **kwargs):
                      _ref.dynamic_quantize_linear, (x,), kwargs)
 
 
+def _lean_first(slot, resolve, op, call_args):
+    """The result of a compiled lean entry (slot: [function or None, resolved]; resolve() fills
+    it once), recording the kernel as the path taken, or None when there is no entry or it
+    declines the call."""
+    f = slot[0] if slot[1] else resolve()
+    if f is None:
+        return None
+    res = f(*call_args)
+    if res is not None:
+        _ran(op, res[1])
+    return res
+
+
 _MI_LEAN = [None, False]   # [refquant._gemm.matmul_integer_lean or None, resolved]
 
 
@@ -219,12 +232,9 @@ def matmul_integer(*args, **kwargs):
     # points) checked in compiled code, the same kernel as the glue's lean path (about 2 us
     # less a call); anything else, or None from it, takes the usual dispatch
     if not kwargs and 2 <= len(args) <= 4 and fast_enabled():
-        f = _MI_LEAN[0] if _MI_LEAN[1] else _mi_lean()
-        if f is not None:
-            res = f(*args)
-            if res is not None:
-                _ran("MatMulInteger", res[1])
-                return res[0]
+        res = _lean_first(_MI_LEAN, _mi_lean, "MatMulInteger", args)
+        if res is not None:
+            return res[0]
     return _dispatch("MatMulInteger", _GEMM, "matmul_integer", _ref.matmul_integer, args, kwargs)
 
 
@@ -249,12 +259,9 @@ def _qm_lean():
 def qlinear_matmul(*args, **kwargs):
     # the common call checked in compiled code first (see matmul_integer)
     if not kwargs and len(args) == 8 and fast_enabled():
-        f = _QM_LEAN[0] if _QM_LEAN[1] else _qm_lean()
-        if f is not None:
-            res = f(*args)
-            if res is not None:
-                _ran("QLinearMatMul", res[1])
-                return res[0]
+        res = _lean_first(_QM_LEAN, _qm_lean, "QLinearMatMul", args)
+        if res is not None:
+            return res[0]
     return _dispatch("QLinearMatMul", _GEMM, "qlinear_matmul", _ref.qlinear_matmul, args, kwargs)
 
 
@@ -290,12 +297,9 @@ def qlinear_conv(*args, **kwargs):
     # the common call (default profile, attributes only as keywords) checked mostly in compiled
     # code first (see matmul_integer)
     if 8 <= len(args) <= 9 and _QC_KEYS.issuperset(kwargs) and fast_enabled():
-        f = _QC_LEAN[0] if _QC_LEAN[1] else _qc_lean()
-        if f is not None:
-            res = f(args, kwargs)
-            if res is not None:
-                _ran("QLinearConv", res[1])
-                return res[0]
+        res = _lean_first(_QC_LEAN, _qc_lean, "QLinearConv", (args, kwargs))
+        if res is not None:
+            return res[0]
     return _dispatch("QLinearConv", _GEMM, "qlinear_conv", _ref.qlinear_conv, args, kwargs)
 
 

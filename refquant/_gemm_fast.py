@@ -187,6 +187,13 @@ def _mult32(m):
     return np.ascontiguousarray(m.reshape(-1))
 
 
+def _split_packed(w):
+    """(packing, the array) of a pack_weights() result, (None, w) for anything else."""
+    if type(w) is PackedWeights:
+        return w.packed, w.original
+    return None, w
+
+
 def _packed_for(pk, B2, kind="gemm"):
     if pk is None or pk.kind != kind:
         return None
@@ -280,10 +287,7 @@ def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, profile, opset
     # points of the operands' dtypes, no opset.  It checks exactly what the generic path below
     # checks for such a call and runs the same kernel; anything else takes the generic path.
     if opset is None and type(A) is np.ndarray and A.ndim == 2:
-        pk = None
-        Bo = B
-        if type(B) is PackedWeights:
-            pk, Bo = B.packed, B.original
+        pk, Bo = _split_packed(B)
         if type(Bo) is np.ndarray and Bo.ndim == 2:
             adt, bdt = A.dtype, Bo.dtype
             if ((adt is _U8 or adt is _S8 or adt in _I8) and (bdt is _U8 or bdt is _S8 or bdt in _I8)
@@ -351,10 +355,7 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
     a profile with the plain float32 epilogue.  It checks what the generic path checks for
     such a call, forms the multiplier the same way (_fast_multiplier's scalar branch) and runs
     the same kernel; None sends the call to the generic path (which may still take it)."""
-    pk = None
-    Bo = b
-    if type(b) is PackedWeights:
-        pk, Bo = b.packed, b.original
+    pk, Bo = _split_packed(b)
     if type(Bo) is not np.ndarray or Bo.ndim != 2:
         return None
     adt, bdt = a.dtype, Bo.dtype
@@ -677,10 +678,7 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
             if len(_CI_PROF) > 64:
                 _CI_PROF.clear()
             _CI_PROF[id(profile)] = ent
-        pk = None
-        Wo = w
-        if type(w) is PackedWeights:
-            pk, Wo = w.packed, w.original
+        pk, Wo = _split_packed(w)
         if ent[1] and type(Wo) is np.ndarray and Wo.ndim == 4 and x.dtype in _I8 and Wo.dtype in _I8:
             xz = _lean_zp(x_zero_point, x.dtype)
             wz = _lean_zp(w_zero_point, Wo.dtype)
@@ -722,10 +720,7 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
     epilogue and no int16 pair saturation.  It checks what the generic path checks for such a
     call and runs the same kernel with the same arguments; None sends the call to the generic
     path (which may still take it)."""
-    pk = None
-    Wo = w
-    if type(w) is PackedWeights:
-        pk, Wo = w.packed, w.original
+    pk, Wo = _split_packed(w)
     if type(Wo) is not np.ndarray or Wo.ndim != 4 or Wo.dtype not in _I8 or x.dtype not in _I8:
         return None
     if y_zero_point is None:
@@ -778,10 +773,7 @@ def qlinear_conv_compiled(args, kwargs, ok0, ok1):
     group = kwargs.get("group", 1)
     if type(group) is not int or kwargs.get("auto_pad", "NOTSET") != "NOTSET":
         return None
-    pk = None
-    Wo = w
-    if type(w) is PackedWeights:
-        pk, Wo = w.packed, w.original
+    pk, Wo = _split_packed(w)
     if type(Wo) is not np.ndarray or Wo.ndim != 4:
         return None
     g = _lean_geo(x.shape, Wo.shape, kwargs.get("dilations"), group, kwargs.get("kernel_shape"),
