@@ -17,6 +17,10 @@ numpy's OpenBLAS in a subprocess with OPENBLAS_NUM_THREADS) and each (M, N, K):
 GOPS = 2*M*N*K / median time (each peer is timed for about --budget seconds after a warm-up;
 best time also recorded).  Ratios are refquant / peer at the same thread count, measured in
 the same run: the machine is shared, absolute numbers drift, ratios are what to compare.
+The headline pairs (u8s8 MatMulInteger plain and packed against ORT's, QLinearMatMul against
+ORT's) are also timed alternately, eight rounds in a shuffled order, and the line
+"alternating (ratio)" gives the median of the per-round ratios, which the order of the
+sequential timings and the machine's drift move less.
 Outputs are checked bit-identical to ORT's (MatMulInteger, QLinearMatMul).
 """
 from __future__ import annotations
@@ -31,6 +35,31 @@ import time
 import numpy as np
 
 DEFAULT_SHAPES = ["1x4096x4096", "128x768x768", "512x512x512", "1024x1024x1024", "2048x2048x2048"]
+
+
+def alternate(fns, budget, rounds=8):
+    """Time the callables in ``fns`` (name -> fn) alternately: ``rounds`` rounds, each timing
+    every fn in a shuffled order for budget / rounds seconds after one warm-up call.  Returns
+    (name -> median seconds over all calls, name -> per-round median seconds).  Sequential
+    timing (timeit) lets the machine's drift and the order enter the ratio; this does not."""
+    order = np.random.default_rng(7)
+    names = list(fns)
+    allt = {k: [] for k in names}
+    per = {k: [] for k in names}
+    for _ in range(rounds):
+        for i in order.permutation(len(names)):
+            k = names[i]
+            f = fns[k]
+            f()
+            ts = []
+            t_end = time.perf_counter() + budget / rounds
+            while len(ts) < 3 or (time.perf_counter() < t_end and len(ts) < 100):
+                t0 = time.perf_counter()
+                f()
+                ts.append(time.perf_counter() - t0)
+            allt[k] += ts
+            per[k].append(float(np.median(ts)))
+    return {k: float(np.median(v)) for k, v in allt.items()}, per
 
 
 def timeit(fn, budget, min_reps=3, max_reps=200):
@@ -189,6 +218,22 @@ def bench_shape(M, N, K, threads, budget, use_torch, use_numpy, rng):
                 rec(f"torch linear {eng}", timeit(f, budget))
     if use_numpy:
         rec("numpy f32 matmul", numpy_f32(M, N, K, threads, budget))
+    if have_ort:
+        # the headline pairs again, timed alternately (see alternate()): the per-round ratios'
+        # median is the number least moved by the shared machine's drift
+        s1 = ort_session("MatMulInteger", M, N, K, np.uint8, np.int8, B_s8, threads,
+                         dict(qp, a_zp=int(az[np.uint8])))
+        s2 = ort_session("QLinearMatMul", M, N, K, np.uint8, np.int8, B_s8, threads, qp)
+        fns = {"rq": lambda: refquant.matmul_integer(A_u8, B_s8, az[np.uint8], np.int8(0)),
+               "rq_packed": lambda: refquant.matmul_integer(A_u8, pw, az[np.uint8], np.int8(0)),
+               "ort": lambda: s1.run(None, {"A": A_u8}),
+               "rq_q": lambda: refquant.qlinear_matmul(*qargs),
+               "ort_q": lambda: s2.run(None, {"A": A_u8})}
+        _, per = alternate(fns, 2 * budget if M * N * K <= 1024 ** 3 else budget)
+        alt = {}
+        for a, b in (("rq", "ort"), ("rq_packed", "ort"), ("rq_q", "ort_q")):
+            alt[f"{a}_vs_{b}"] = float(np.median(np.array(per[b]) / np.array(per[a])))
+        res["alternating"] = alt
     # ratios
     ort = res.get("ort MatMulInteger u8s8", {}).get("gops")
     for k, v in res.items():
@@ -242,6 +287,9 @@ def main(argv=None):
             out["results"][f"{shp} t{t}"] = r
             print(f"\n== {M}x{N}x{K}  threads={t}")
             for k, v in r.items():
+                if k == "alternating":
+                    print(f"  {'alternating (ratio)':28s} " + "  ".join(f"{kk}={vv:.2f}x" for kk, vv in v.items()))
+                    continue
                 if "gops" not in v:
                     print(f"  {k:28s} {v}")
                     continue
