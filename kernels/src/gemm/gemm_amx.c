@@ -188,8 +188,8 @@ static void amx_task(void *ctx, int64_t t) {
     int pend_i0 = -1, pend_mi = 0, sidx = 0;
     const int ej0 = pp0 * 32, ejn = imin(N, pp1 * 32) - ej0;
     amx_config();
-    /* K passes of at most kcmax chunks (1024 < K <= 2048, or K > 4096): partial sums round-trip through the
-     * strip (tiles loaded back) */
+    /* K passes of at most kcmax chunks (1024 < K <= 2048, or K > 4096): partial sums
+     * round-trip through C or the strip (tiles loaded back) */
     const int kcb = nkc > J->kcmax ? J->kcmax : nkc;
     for (int ib2 = rc * rchunk; ib2 < imin(J->nib2, (rc + 1) * rchunk); ib2++) {
         const int ib = 2 * ib2, two_i = ib + 1 < nib;

@@ -222,8 +222,10 @@ typedef struct rq_amx_a {
 } rq_amx_a;
 int rq_gemm_amx__amx(const rq_amx_a *A, const rq_packed_b *pb, const rq_epi *e, int nthreads)
     __attribute__((weak));
-/* AMX GEMM on a plain row-major B (unit column stride): each 64-column group of B is
- * packed (VNNI-4, raw for a uint8 B, its column sums into csum + c0) into a small buffer right
+/* AMX GEMM on a plain row-major B (unit column stride): each 64-column group of B (the first
+ * one narrower when B's rows all start 16/32/48 bytes past a cache line, so that the others
+ * read whole lines) is packed (VNNI-4, raw for a uint8 B, its column sums into csum + c0)
+ * into a small buffer right
  * before every 32-row strip of A (streamed with the non-temporal tile load) multiplies it, so
  * packed B never makes a round trip through L2.  prep(ctx, c0, n, eb) fills the column
  * corrections of columns [c0, c0 + n) from csum and sets *eb to e restricted to them (tasks call
