@@ -29,7 +29,7 @@ import numpy as np
 
 from . import reference as _ref
 from ._packed import pack_weights as _ref_pack_weights
-from .profile import get_profile
+from .profile import get_profile, _GENERATION
 
 __all__ = [
     "quantize_linear", "dequantize_linear", "dynamic_quantize_linear",
@@ -195,10 +195,11 @@ def dynamic_quantize_linear(x, **kwargs):
 
 
 def _lean_first(slot, resolve, op, call_args):
-    """The result of a compiled lean entry (slot: [function or None, resolved]; resolve() fills
-    it once), recording the kernel as the path taken, or None when there is no entry or it
-    declines the call."""
-    f = slot[0] if slot[1] else resolve()
+    """The result of a compiled lean entry (slot: [function or None, the profile registry's
+    generation it was resolved at]; resolve() fills it again whenever a profile has been
+    registered since, as one may replace "onnx"), recording the kernel as the path taken, or
+    None when there is no entry or it declines the call."""
+    f = slot[0] if slot[1] == _GENERATION[0] else resolve()
     if f is None:
         return None
     res = f(*call_args)
@@ -207,13 +208,13 @@ def _lean_first(slot, resolve, op, call_args):
     return res
 
 
-_MI_LEAN = [None, False]   # [refquant._gemm.matmul_integer_lean or None, resolved]
+_MI_LEAN = [None, -1]   # [refquant._gemm.matmul_integer_lean or None, registry generation]
 
 
 def _mi_lean():
     """The compiled entry for MatMulInteger's common call under the default profile, when that
     profile lets the kernels take MatMulInteger (int32 wraparound, no int16 pair saturation),
-    else None.  Resolved once."""
+    else None.  Resolved again after any register_profile() (see _lean_first)."""
     f = None
     mod = _glue(_GEMM)
     fn = getattr(getattr(mod, "_k", None), "matmul_integer_lean", None) if mod is not None else None
@@ -223,7 +224,7 @@ def _mi_lean():
         if (_fast_profile_ok(prof, "MatMulInteger") and p.accumulator == "int32_wrap"
                 and p.int16_pair_saturation is not True):
             f = fn
-    _MI_LEAN[0], _MI_LEAN[1] = f, True
+    _MI_LEAN[0], _MI_LEAN[1] = f, _GENERATION[0]
     return f
 
 
@@ -238,7 +239,7 @@ def matmul_integer(*args, **kwargs):
     return _dispatch("MatMulInteger", _GEMM, "matmul_integer", _ref.matmul_integer, args, kwargs)
 
 
-_QM_LEAN = [None, False]   # [refquant._gemm.qlinear_matmul_lean or None, resolved]
+_QM_LEAN = [None, -1]   # [refquant._gemm.qlinear_matmul_lean or None, registry generation]
 
 
 def _qm_lean():
@@ -252,7 +253,7 @@ def _qm_lean():
         _, ok, sat = mod._qm_prof(prof)
         if _fast_profile_ok(prof, "QLinearMatMul") and ok and not sat:
             f = fn
-    _QM_LEAN[0], _QM_LEAN[1] = f, True
+    _QM_LEAN[0], _QM_LEAN[1] = f, _GENERATION[0]
     return f
 
 
@@ -273,7 +274,7 @@ def conv_integer(*args, **kwargs):
     return _dispatch("ConvInteger", _GEMM, "conv_integer", _ref.conv_integer, args, kwargs)
 
 
-_QC_LEAN = [None, False]   # [callable(args, kwargs) or None, resolved]
+_QC_LEAN = [None, -1]   # [callable(args, kwargs) or None, registry generation]
 _QC_KEYS = frozenset(("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
 
 
@@ -289,7 +290,7 @@ def _qc_lean():
         if _fast_profile_ok(prof, "QLinearConv") and (ok0 or ok1):
             def f(args, kwargs, _fn=fn, _ok0=ok0, _ok1=ok1):
                 return _fn(args, kwargs, _ok0, _ok1)
-    _QC_LEAN[0], _QC_LEAN[1] = f, True
+    _QC_LEAN[0], _QC_LEAN[1] = f, _GENERATION[0]
     return f
 
 

@@ -332,11 +332,15 @@ def _normalize_overrides(ov) -> tuple:
 
 
 _REGISTRY: dict[str, Profile] = {}
+# bumped by every register_profile(): caches of what a named profile allows (refquant._dispatch's
+# compiled entries for the default profile) compare it to know they are current
+_GENERATION = [0]
 
 
 def register_profile(profile: Profile) -> Profile:
     """Add a profile to the registry under ``profile.name`` (replacing one of that name)."""
     _REGISTRY[profile.name] = profile
+    _GENERATION[0] += 1
     return profile
 
 

@@ -304,6 +304,23 @@ def test_matmul_integer_lean_path_same_semantics():
                  (A.tolist(), B)):
         assert lean(*args) is None, [type(a) for a in args]
     assert refquant.matmul_integer(A, B, profile="onnxruntime-avx2") is not None   # keywords: usual dispatch
+    # the compiled entries follow the registry: a profile registered under the default's name
+    # (here one whose MatMulInteger saturates int16 pairs) is honoured by the very next call
+    import dataclasses
+    from refquant.profile import register_profile
+    onnx = get_profile("onnx")
+    As = np.full((3, 64), 255, np.uint8)
+    Bs = np.full((64, 5), 127, np.int8)
+    plain = refquant.matmul_integer(As, Bs)
+    sat = dataclasses.replace(onnx, int16_pair_saturation=True)
+    try:
+        register_profile(sat)
+        got = refquant.matmul_integer(As, Bs)
+        _check(got, R.matmul_integer(As, Bs, profile=sat), "re-registered default profile")
+        assert not np.array_equal(got, plain)
+    finally:
+        register_profile(onnx)
+    _check(refquant.matmul_integer(As, Bs), plain, "default profile restored")
     # QLinearMatMul's compiled entry: the multiplier formed as the glue's lean path forms it
     # (the same result or the same decline over scales from 1e-9 to 1e3), declines the rest
     qlean, prof = _k.qlinear_matmul_lean, get_profile("onnx")
