@@ -5,7 +5,8 @@
 Measures, per thread count (refquant.set_num_threads / ORT intra_op_num_threads, graph
 optimizations at ORT's default), input GB/s (bytes of the input read per second; for
 DequantizeLinear the input is 1 byte per element, so GB/s = Gelem/s) and the ratio
-refquant / ORT (median of per-repetition ratios; refquant and ORT calls interleave).  Two variants each:
+refquant / ORT (median of per-repetition ratios; refquant and ORT calls interleave, in a
+shuffled order, each repetition of a variant one warm-up call and the median of three timed ones).  Two variants each:
   * "prealloc": the output buffer is allocated once (refquant: ``out=`` of
     refquant.quantize_linear / dequantize_linear; ORT: io_binding to a preallocated
     OrtValue) -- kernel speed;
@@ -168,9 +169,12 @@ def bench(n, threads_list, reps, per_axis=False):
                 if th > 1:
                     time.sleep(0.005)   # let the other engine's spinning pool threads go idle
                 f()
-                t0 = time.perf_counter()
-                f()
-                samples[k].append(time.perf_counter() - t0)
+                ts = []   # three timed calls, their median: a 64 MiB output's dirty lines from the
+                for _r in range(3):   # variant timed before outlast one warm-up call
+                    t0 = time.perf_counter()
+                    f()
+                    ts.append(time.perf_counter() - t0)
+                samples[k].append(float(np.median(ts)))
         t = {k: float(np.median(v)) for k, v in samples.items()}
         pair_ratio = {}
         for a, b in (("rq_q_pre", "ort_q_pre"), ("rq_q_api", "ort_q_api"),
