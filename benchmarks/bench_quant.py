@@ -6,7 +6,8 @@ Measures, per thread count (refquant.set_num_threads / ORT intra_op_num_threads,
 optimizations at ORT's default), input GB/s (bytes of the input read per second; for
 DequantizeLinear the input is 1 byte per element, so GB/s = Gelem/s) and the ratio
 refquant / ORT (median of per-repetition ratios; refquant and ORT calls interleave, in a
-shuffled order, each repetition of a variant one warm-up call and the median of three timed ones).  Two variants each:
+shuffled order, each repetition of a variant one warm-up call and the median of three timed
+ones).  Two variants each:
   * "prealloc": the output buffer is allocated once (refquant: ``out=`` of
     refquant.quantize_linear / dequantize_linear; ORT: io_binding to a preallocated
     OrtValue) -- kernel speed;
