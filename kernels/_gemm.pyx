@@ -376,8 +376,10 @@ def matmul_q8(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, float mult, int 
 
 
 cdef inline int _zp8(object z, int typenum, int *out):
-    """A per-tensor zero point the lean entry takes: None (0) or a numpy scalar of exactly the
-    operand's type (uint8 / int8: always in range).  1 on success, 0 otherwise."""
+    """A per-tensor zero point the lean entry takes: None (0), a numpy scalar of exactly the
+    operand's type (uint8 / int8: always in range) or a Python int in the operand's range (the
+    reference takes those as the same value).  1 on success, 0 otherwise (a bool, an int out of
+    range: the generic glue and the reference decide)."""
     if z is None:
         out[0] = 0
         return 1
@@ -387,7 +389,33 @@ cdef inline int _zp8(object z, int typenum, int *out):
     if typenum == cnp.NPY_INT8 and type(z) is np.int8:
         out[0] = <int>int(z)
         return 1
+    if type(z) is int:
+        if typenum == cnp.NPY_UINT8 and 0 <= z <= 255:
+            out[0] = <int>z
+            return 1
+        if typenum == cnp.NPY_INT8 and -128 <= z <= 127:
+            out[0] = <int>z
+            return 1
     return 0
+
+
+cdef inline int _scale32(object s, float *out):
+    """A per-tensor scale the lean entries take, as float32: a numpy float32 scalar, or a Python
+    float rounded to float32 (as the reference's check_scale rounds it).  1 when that is finite
+    and > 0, 0 otherwise (the generic glue and the reference decide)."""
+    cdef double d
+    cdef float f
+    if type(s) is np.float32 or type(s) is float:
+        d = float(s)
+    else:
+        return 0
+    if not (d > 0.0 and d < 3.5e38):      # beyond: +inf in float32 (or NaN, <= 0): refused
+        return 0
+    f = <float>d
+    if not (f > 0.0 and f <= 3.4028234663852886e38):
+        return 0
+    out[0] = f
+    return 1
 
 
 cdef inline int _gemm2d_ok(object A, object B):
@@ -407,8 +435,8 @@ cdef inline int _gemm2d_ok(object A, object B):
 def matmul_integer_lean(A, B, a_zero_point=None, b_zero_point=None):
     """MatMulInteger's most common call under a profile whose MatMulInteger wraps in int32 and
     has no int16 pair saturation (the default ``onnx``, checked by the caller): A (M, K) and B
-    (K, N) 2-D uint8/int8 ndarrays (any strides), zero points None or numpy scalars of the
-    operands' types.  Returns (out, kernel name), or None for anything else (the caller then
+    (K, N) 2-D uint8/int8 ndarrays (any strides), zero points None, numpy scalars of the
+    operands' types or Python ints in their range.  Returns (out, kernel name), or None for anything else (the caller then
     takes the generic glue, which validates and raises as the reference does).  Same kernel and
     bits as matmul_s32; these checks in C instead of Python save about 2 us a call."""
     if not _gemm2d_ok(A, B):
@@ -423,18 +451,18 @@ def matmul_integer_lean(A, B, a_zero_point=None, b_zero_point=None):
 
 
 cdef inline int _lean_mult32(object a_s, object b_s, object y_s, float *out):
-    """M = fl32(fl32(a_s * b_s) / y_s) for float32 numpy scalars, as the glue's _lean_mult forms
-    it: 1 when every scale is finite and > 0, nothing nears float32 overflow and M is finite."""
-    if type(a_s) is not np.float32 or type(b_s) is not np.float32 or type(y_s) is not np.float32:
+    """M = fl32(fl32(a_s * b_s) / y_s) for float32 scales (numpy float32 scalars, or Python
+    floats rounded to float32), as the glue's _lean_mult forms it: 1 when every scale is finite
+    and > 0, nothing nears float32 overflow and M is finite."""
+    cdef float sa = 0, sb = 0, sy = 0
+    if not _scale32(a_s, &sa) or not _scale32(b_s, &sb) or not _scale32(y_s, &sy):
         return 0
-    cdef double fa = float(a_s), fb = float(b_s), fy = float(y_s)
-    cdef double inf = float("inf")
-    if not (0.0 < fa < inf and 0.0 < fb < inf and 0.0 < fy < inf and fa * fb < 1e37 and fa * fb / fy < 1e37):
+    cdef double fa = sa, fb = sb, fy = sy
+    if not (fa * fb < 1e37 and fa * fb / fy < 1e37):
         return 0
-    cdef float sa = <float>fa, sb = <float>fb, sy = <float>fy
     cdef float prod = sa * sb
     cdef float m = prod / sy
-    if not (m >= 0.0 and m < inf):
+    if not (m >= 0.0 and m <= 3.4028234663852886e38):
         return 0
     out[0] = m
     return 1
@@ -443,10 +471,10 @@ cdef inline int _lean_mult32(object a_s, object b_s, object y_s, float *out):
 cdef inline int _q8_params(object a_zp, int ta, object b_zp, int tb, object y_zp, object a_s, object b_s,
                            object y_s, int *za, int *zb, int *yz, float *m):
     """The zero points and multiplier of a requantizing lean call: the output's type number
-    (y_zp None: a's type; a numpy uint8 / int8 scalar: its type), or -1 when any zero point or
+    (y_zp None or a Python int: a's type; a numpy uint8 / int8 scalar: its type), or -1 when any zero point or
     scale is not of the form the lean entries take."""
     cdef int ty
-    if y_zp is None:
+    if y_zp is None or type(y_zp) is int:      # the output takes a's type (the reference's rule)
         ty = ta
     elif type(y_zp) is np.uint8:
         ty = cnp.NPY_UINT8
@@ -464,8 +492,9 @@ cdef inline int _q8_params(object a_zp, int ta, object b_zp, int tb, object y_zp
 def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     """QLinearMatMul's most common call under a profile with the plain float32 epilogue and no
     int16 pair saturation (the default ``onnx``, checked by the caller): a, b 2-D uint8/int8
-    ndarrays, float32 numpy scalar scales, numpy scalar zero points of the operands' types
-    (y_zero_point None: a's type).  The multiplier as the glue's lean path forms it,
+    ndarrays, float32 scales (numpy float32 scalars, or Python floats rounded to float32),
+    zero points that are numpy scalars of the operands' types or Python ints in range
+    (y_zero_point None or a Python int: a's type).  The multiplier as the glue's lean path forms it,
     M = fl32(fl32(a_scale * b_scale) / y_scale), taken only when every scale is finite and > 0
     and nothing nears float32 overflow.  Returns (out, kernel name) or None (the caller then
     takes the generic glue)."""
@@ -487,8 +516,8 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
                       dict geo, tuple o2, PackedB packed=None):
     """QLinearConv's common call under a profile with the plain float32 epilogue and no int16
     pair saturation (checked by the caller), with the geometry the glue's _lean_geo computed
-    (geo, o2): x (N, C, H, W) and w C-contiguous uint8/int8 ndarrays, float32 numpy scalar
-    scales, numpy scalar zero points of the operands' types, B None or an int32 (Cout,) array.
+    (geo, o2): x (N, C, H, W) and w C-contiguous uint8/int8 ndarrays, scales and zero points
+    as qlinear_matmul_lean takes them, B None or an int32 (Cout,) array.
     One rq_conv_run per image into a fresh output.  Returns (out, kernel name) or None (the
     caller then takes the glue's lean / generic path)."""
     if type(x) is not np.ndarray or type(w) is not np.ndarray:

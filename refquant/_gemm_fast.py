@@ -30,6 +30,7 @@ __all__ = ["matmul_integer", "qlinear_matmul", "qgemm", "conv_integer", "qlinear
            "pack_weights", "kernel_info", "kernel_names"]
 
 _I8 = (np.dtype(np.int8), np.dtype(np.uint8))
+_FLT_MAX = float(np.finfo(np.float32).max)   # Python float scales above it: not taken (no cast warning)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -102,6 +103,10 @@ def _f32_scale(s, allow_vector=False):
     requant.check_scale (finite, > 0); raises _Slow for anything else."""
     if isinstance(s, np.float32):
         v = s
+    elif type(s) is float:                  # rounded to float32, as check_scale does
+        if not 0.0 < s <= _FLT_MAX:
+            raise _Slow
+        v = np.float32(s)
     elif isinstance(s, np.ndarray) and s.dtype == np.float32:
         if s.size == 1 and s.ndim <= 1:
             v = s.reshape(())[()]
@@ -273,12 +278,39 @@ def _mi_prof(profile):
 
 
 def _lean_zp(z, dt):
-    """A per-tensor zero point the lean path takes: None or a numpy scalar of exactly the
-    operand's dtype (uint8 / int8: always in range).  Anything else -> None (generic path)."""
+    """A per-tensor zero point the lean path takes: None, a numpy scalar of exactly the
+    operand's dtype (uint8 / int8: always in range) or a Python int in the dtype's range (the
+    reference reads it as the same value).  Anything else -> None (generic path)."""
     if z is None:
         return 0
     if isinstance(z, np.generic) and z.dtype == dt:
         return int(z)
+    if type(z) is int and (0 <= z <= 255 if dt == _U8 else -128 <= z <= 127):
+        return z
+    return None
+
+
+def _lean_scale(s):
+    """A per-tensor scale the lean paths take, as a numpy float32 scalar: a float32 scalar, or
+    a Python float rounded to float32 as the reference's check_scale rounds it (then finite
+    and > 0, else None; a non-positive or non-finite float32 scalar passes through and the
+    multiplier check declines it).  Anything else -> None (generic path)."""
+    if type(s) is _F32:
+        return s
+    if type(s) is float and 0.0 < s <= _FLT_MAX:
+        v = _F32(s)
+        return v if 0.0 < v < np.inf else None
+    return None
+
+
+def _lean_ydt(y_zero_point, default):
+    """The output dtype the lean paths take: y_zero_point None or a Python int -> ``default``
+    (a's / x's dtype, the reference's rule), a uint8 / int8 numpy scalar -> its dtype; else
+    None."""
+    if y_zero_point is None or type(y_zero_point) is int:
+        return default
+    if isinstance(y_zero_point, np.generic) and y_zero_point.dtype in _I8:
+        return y_zero_point.dtype
     return None
 
 
@@ -351,7 +383,8 @@ def _qm_prof(profile):
 def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
                          profile):
     """The common QLinearMatMul call without the generic glue: 2-D uint8/int8 arrays (B plain
-    or packed), float32 numpy scalar scales, numpy scalar zero points of the operands' dtypes,
+    or packed), float32 scales (numpy float32 scalars or Python floats, _lean_scale), zero
+    points that are numpy scalars of the operands' dtypes or Python ints in range (_lean_zp),
     a profile with the plain float32 epilogue.  It checks what the generic path checks for
     such a call, forms the multiplier the same way (_fast_multiplier's scalar branch) and runs
     the same kernel; None sends the call to the generic path (which may still take it)."""
@@ -362,11 +395,8 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
     if not (adt in _I8 and bdt in _I8 and a.shape[1] == Bo.shape[0] and a.shape[0] > 0
             and a.shape[1] > 0 and Bo.shape[1] > 0):
         return None
-    if y_zero_point is None:
-        ydt = adt
-    elif isinstance(y_zero_point, np.generic) and y_zero_point.dtype in _I8:
-        ydt = y_zero_point.dtype
-    else:
+    ydt = _lean_ydt(y_zero_point, adt)
+    if ydt is None:
         return None
     za = _lean_zp(a_zero_point, adt)
     zb = _lean_zp(b_zero_point, bdt)
@@ -397,12 +427,13 @@ def _lean_mult(a_s, b_s, y_s):
 
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *,
                    profile, opset=None):
-    if (opset is None and type(a) is np.ndarray and a.ndim == 2 and type(a_scale) is _F32
-            and type(b_scale) is _F32 and type(y_scale) is _F32):
-        r = _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
-                                 y_zero_point, profile)
-        if r is not None:
-            return r
+    if opset is None and type(a) is np.ndarray and a.ndim == 2:
+        sa, sb, sy = _lean_scale(a_scale), _lean_scale(b_scale), _lean_scale(y_scale)
+        if sa is not None and sb is not None and sy is not None:
+            r = _qlinear_matmul_lean(a, sa, a_zero_point, b, sb, b_zero_point, sy, y_zero_point,
+                                     profile)
+            if r is not None:
+                return r
     profile = profile.for_op("QLinearMatMul")     # op-specific overrides, as the reference applies
     p = profile
     if not _rq_ok(p, bias=False, onednn=True, fixed=True):
@@ -715,19 +746,15 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
 def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
                        dilations, group, kernel_shape, pads, strides, profile):
     """The common QLinearConv call without the generic glue: a 2-D conv of uint8/int8 arrays
-    (w plain or packed), float32 numpy scalar scales, numpy scalar zero points of the operands'
-    dtypes, no bias or an int32 (Cout,) one, auto_pad NOTSET, a profile with the plain float32
+    (w plain or packed), scales and zero points as _qlinear_matmul_lean takes them, no bias or an int32 (Cout,) one, auto_pad NOTSET, a profile with the plain float32
     epilogue and no int16 pair saturation.  It checks what the generic path checks for such a
     call and runs the same kernel with the same arguments; None sends the call to the generic
     path (which may still take it)."""
     pk, Wo = _split_packed(w)
     if type(Wo) is not np.ndarray or Wo.ndim != 4 or Wo.dtype not in _I8 or x.dtype not in _I8:
         return None
-    if y_zero_point is None:
-        ydt = x.dtype
-    elif isinstance(y_zero_point, np.generic) and y_zero_point.dtype in _I8:
-        ydt = y_zero_point.dtype
-    else:
+    ydt = _lean_ydt(y_zero_point, x.dtype)
+    if ydt is None:
         return None
     xz = _lean_zp(x_zero_point, x.dtype)
     wz = _lean_zp(w_zero_point, Wo.dtype)
@@ -790,12 +817,13 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  profile, opset=None):
     if (opset is None and type(x) is np.ndarray and x.ndim == 4 and auto_pad == "NOTSET"
-            and type(x_scale) is _F32 and type(w_scale) is _F32 and type(y_scale) is _F32
             and type(group) is int):
-        r = _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
-                               dilations, group, kernel_shape, pads, strides, profile)
-        if r is not None:
-            return r
+        sx, sw, sy = _lean_scale(x_scale), _lean_scale(w_scale), _lean_scale(y_scale)
+        if sx is not None and sw is not None and sy is not None:
+            r = _qlinear_conv_lean(x, sx, x_zero_point, w, sw, w_zero_point, sy, y_zero_point, B,
+                                   dilations, group, kernel_shape, pads, strides, profile)
+            if r is not None:
+                return r
     profile = profile.for_op("QLinearConv")     # op-specific overrides, as the reference applies
     p = profile
     if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True):

@@ -440,7 +440,10 @@ def test_qlinear_conv_compiled_entry():
     x = _rand(rng, np.uint8, (1, 8, 5, 5))
     w = _rand(rng, np.int8, (4, 8, 3, 3))
     base = (x, np.float32(0.02), np.uint8(3), w, np.float32(0.004), np.int8(0), np.float32(0.5), np.uint8(9))
-    for i, bad in ((1, 0.02), (1, np.float64(0.02)), (1, np.float32(0)), (6, np.float32(np.nan)), (2, 3),
+    got = F.qlinear_conv_compiled(base[:1] + (0.02, 3) + base[3:], {}, *ok)      # Python scalars: taken
+    _check(got[0], R.qlinear_conv(*(base[:1] + (0.02, 3) + base[3:])), "compiled conv, Python scalars")
+    for i, bad in ((1, 1e-50), (1, 1e39), (2, 256), (2, True), (7, 3.0), (1, np.float64(0.02)),
+                   (1, np.float32(0)), (6, np.float32(np.nan)), (2, 3.0),
                    (7, np.int16(9)), (5, np.uint8(0)), (0, x[0]), (0, np.asfortranarray(x)), (3, w[:, :4])):
         args = base[:i] + (bad,) + base[i + 1:]
         assert F.qlinear_conv_compiled(args, {}, *ok) is None, (i, bad)

@@ -299,7 +299,11 @@ def test_matmul_integer_lean_path_same_semantics():
         _check(got[0], R.matmul_integer(*args), "compiled entry")
         _check(refquant.matmul_integer(*args), R.matmul_integer(*args), "top level")
         assert refquant.last_path() == {"op": "MatMulInteger", "path": got[1]}
-    for args in ((A, B, 7), (A, B, np.int8(7)), (A, B, np.array(7, np.uint8)), (A, B, None, np.uint8(1)),
+    for args in ((A, B, 7), (A, B, 0, -128), (A, B, 255, 127)):      # Python ints in range: taken
+        got = lean(*args)
+        assert got is not None, args
+        _check(got[0], R.matmul_integer(*args), f"compiled entry {args[2:]}")
+    for args in ((A, B, 256), (A, B, -1), (A, B, None, 128), (A, B, True), (A, B, 7.0), (A, B, np.int8(7)), (A, B, np.array(7, np.uint8)), (A, B, None, np.uint8(1)),
                  (A[None], B), (A.astype(np.int16), B), (A, B[:-1]), (A[:0], B), (A, refquant.pack_weights(B)),
                  (A.tolist(), B)):
         assert lean(*args) is None, [type(a) for a in args]
@@ -333,8 +337,9 @@ def test_matmul_integer_lean_path_same_semantics():
             _check(got[0], glue[0], f"compiled qlinear entry {s}")
             _check(refquant.qlinear_matmul(*args), R.qlinear_matmul(*args), f"top-level qlinear {s}")
     base = (A, np.float32(0.02), np.uint8(3), B, np.float32(0.004), np.int8(1), np.float32(0.5), np.uint8(9))
-    for i, bad in ((1, 0.02), (1, np.float64(0.02)), (1, np.float32(0)), (1, np.float32(np.inf)), (1, np.float32(np.nan)),
-                   (6, np.float32(-1)), (2, 3), (7, np.int16(9)), (5, np.uint8(1)), (0, A[None]), (3, B[:-1])):
+    for i, bad in ((1, 1e-50), (1, 1e39), (1, -0.02), (1, float("nan")), (2, 256), (2, True), (5, 128),
+                   (7, -1), (1, np.float64(0.02)), (1, np.float32(0)), (1, np.float32(np.inf)), (1, np.float32(np.nan)),
+                   (6, np.float32(-1)), (2, 3.0), (7, np.int16(9)), (5, np.uint8(1)), (0, A[None]), (3, B[:-1])):
         args = base[:i] + (bad,) + base[i + 1:]
         assert qlean(*args) is None, (i, bad)
 
@@ -794,3 +799,67 @@ def test_requant_epilogue_wide_rows(isa_cap):
             args = (A, np.float32(0.03), np.uint8(117), B, np.float32(0.004), np.int8(0), np.float32(0.5),
                     np.uint8(121))
             _check(refquant.qlinear_matmul(*args, profile=p), R.qlinear_matmul(*args, profile=p), f"{p} N={N}")
+
+
+def _same_as_reference(fast, ref, what):
+    """fast() gives ref()'s bits, or raises the type ref() raises; returns the path taken (or
+    None when the reference raised)."""
+    try:
+        want = ref()
+    except Exception as e:  # noqa: BLE001
+        with pytest.raises(type(e)):
+            fast()
+        return None
+    _check(fast(), want, what)
+    return refquant.last_path()["path"]
+
+
+_PY_SCALES = (0.02, 0.1, 1 / 3, 5e-39, 1e-45, 1e-46, 3.4028235e38, 1e39, -0.5, 0.0, float("nan"),
+              float("inf"))
+
+
+def test_python_scalar_arguments():
+    """Zero points given as Python ints and scales as Python floats (the reference reads them as
+    the operand's type and as float32) take the kernels' lean paths, compiled and glue, with
+    the reference's bits; ints out of range, bools and floats that are not finite and > 0 in
+    float32 still get the reference's errors."""
+    rng = np.random.default_rng(61)
+    A, B = _rand(rng, np.uint8, (9, 70)), _rand(rng, np.int8, (70, 20))
+    for za in (0, 5, 255, 256, -1, True, 2 ** 70):
+        for zb in (None, -128, 127, 128):
+            path = _same_as_reference(lambda: refquant.matmul_integer(A, B, za, zb),
+                                      lambda: R.matmul_integer(A, B, za, zb), f"za={za} zb={zb}")
+            if path is not None:
+                assert path != "reference", (za, zb)
+    As = A.view(np.int8)
+    ort = get_profile("onnxruntime")
+    for s in _PY_SCALES:
+        for (a, za, yz) in ((A, 3, 250), (As, -7, -100), (A, np.uint8(3), None), (As, 300, 0)):
+            args = (a, s, za, B, 0.004, 1, 0.05, yz)
+            for prof in ("onnx", ort):
+                path = _same_as_reference(lambda: refquant.qlinear_matmul(*args, profile=prof),
+                                          lambda: R.qlinear_matmul(*args, profile=prof),
+                                          f"qlinear s={s} za={za} yz={yz} {prof}")
+                if path is not None and 1e-40 < s < 1e38:
+                    assert path != "reference", (s, za, yz)
+            path = _same_as_reference(lambda: refquant.qlinear_matmul(*args),
+                                      lambda: R.qlinear_matmul(*args), f"qlinear s={s} za={za} yz={yz}")
+            if path is not None and 1e-40 < s < 1e38:
+                assert path != "reference", (s, za, yz)
+                assert refquant.qlinear_matmul(*args).dtype == a.dtype     # y's type: a's
+    x = _rand(rng, np.uint8, (2, 8, 9, 7))
+    w = _rand(rng, np.int8, (16, 8, 3, 3))
+    bias = rng.integers(-999, 999, 16).astype(np.int32)
+    for s in _PY_SCALES:
+        for (xz, wz, yz, b) in ((100, 0, 128, None), (0, -3, 5, bias), (256, 0, 0, None), (1, 0, -1, bias)):
+            args = (x, 0.03, xz, w, s, wz, 0.2, yz, b)
+            for kw in ({}, {"pads": [1, 0, 1, 2]}, {"profile": ort, "strides": [2, 1]}):
+                path = _same_as_reference(lambda: refquant.qlinear_conv(*args, **kw),
+                                          lambda: R.qlinear_conv(*args, **kw), f"conv s={s} xz={xz} {kw}")
+                if path is not None and 1e-40 < s < 1e38:
+                    assert path != "reference", (s, xz, kw)
+    for xz, wz in ((7, -2), (0, None), (255, 127), (-1, 0), (7, 200)):
+        path = _same_as_reference(lambda: refquant.conv_integer(x, w, xz, wz),
+                                  lambda: R.conv_integer(x, w, xz, wz), f"conv_integer {xz} {wz}")
+        if path is not None:
+            assert path != "reference", (xz, wz)

@@ -113,11 +113,12 @@ def check_scale(scale, argname: str) -> np.ndarray:
     if s.dtype.kind in "iub" or s.dtype == object or s.dtype.kind in "SUc":
         raise TypeError(f"{argname}: scales must be float (float32, float16, bfloat16), got {s.dtype}")
     try:
-        s32 = s.astype(np.float32)
+        with np.errstate(over="ignore"):     # a float64 beyond float32: Inf, refused just below
+            s32 = s.astype(np.float32)
     except (TypeError, ValueError):
         raise TypeError(f"{argname}: cannot interpret dtype {s.dtype} as a float scale") from None
     if not np.all(np.isfinite(s32)):
-        raise ValueError(f"{argname}: scales must be finite (got NaN or Inf)")
+        raise ValueError(f"{argname}: scales must be finite (got NaN or Inf, or beyond float32's range)")
     if np.any(s32 <= 0):
         raise ValueError(f"{argname}: scales must be > 0 (got {s32[s32 <= 0].ravel()[:4].tolist()})")
     return s32
