@@ -120,3 +120,160 @@ def minmax(cnp.ndarray x, int isa_cap=-1, int nthreads=0):
     with nogil:
         lvl = rq_minmax_f32(px, n, &mn, &mx, &bad, isa_cap, nthreads)
     return np.float32(mn), np.float32(mx), bool(bad), lvl
+
+
+# ------------------------------------------------------------------------------------------
+# Lean entries for the common per-tensor call (refquant/_dispatch.py tries them first): the
+# checks the glue's quick paths make, in compiled code, then the same kernel with the same
+# arguments.  None for anything else; the glue and the reference then decide (and raise).
+# ------------------------------------------------------------------------------------------
+
+cdef inline int _scale32(object s, float *out):
+    """A per-tensor scale as float32: a numpy float32 scalar or 0-d float32 array, or a Python
+    float rounded to float32 (the reference rounds it to float32 x's type).  1 when that is
+    finite and > 0; 0 otherwise (the glue and the reference decide)."""
+    cdef double d
+    cdef float f
+    cdef cnp.ndarray a
+    if type(s) is np.float32 or type(s) is float:
+        d = float(s)
+    elif type(s) is np.ndarray:
+        a = <cnp.ndarray>s
+        if a.ndim != 0 or cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32:
+            return 0
+        d = (<float *>cnp.PyArray_DATA(a))[0]
+    else:
+        return 0
+    if not (d > 0.0 and d <= 3.4028234663852886e38):
+        return 0
+    f = <float>d
+    if not (f > 0.0):
+        return 0
+    out[0] = f
+    return 1
+
+
+cdef inline int _qtype(int typenum):
+    if typenum == cnp.NPY_UINT8:
+        return RQ_Q_U8
+    if typenum == cnp.NPY_INT8:
+        return RQ_Q_I8
+    if typenum == cnp.NPY_UINT16:
+        return RQ_Q_U16
+    if typenum == cnp.NPY_INT16:
+        return RQ_Q_I16
+    return -1
+
+
+cdef inline int _typed_zp(object z, int *typenum):
+    """The type number of a numpy integer scalar or 0-d array (-1 for anything else)."""
+    if type(z) is np.ndarray:
+        if (<cnp.ndarray>z).ndim != 0:
+            return 0
+        typenum[0] = cnp.PyArray_TYPE(<cnp.ndarray>z)
+        return 1
+    if type(z) is np.uint8:
+        typenum[0] = cnp.NPY_UINT8
+    elif type(z) is np.int8:
+        typenum[0] = cnp.NPY_INT8
+    elif type(z) is np.uint16:
+        typenum[0] = cnp.NPY_UINT16
+    elif type(z) is np.int16:
+        typenum[0] = cnp.NPY_INT16
+    else:
+        return 0
+    return 1
+
+
+def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes):
+    """QuantizeLinear's common call: x a non-empty C-contiguous float32 ndarray, y_scale a
+    float32 scalar (numpy, 0-d array, or a Python float rounded to float32), y_zero_point None
+    (uint8 output, 0) or a uint8/int8/uint16/int16 numpy scalar or 0-d array, no attributes.
+    ``variants[2 * out_type + (zero point != 0)]``: the RQ_QV_* flags the default profile's
+    formula needs for that output (-1: not taken), as the glue's _q_variant gives them.
+    Outputs of max_bytes or more are left to the glue (its buffer pool).  Returns (y, level,
+    out_type, variant) or None."""
+    if type(x) is not np.ndarray:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    if n == 0:
+        return None
+    cdef float s
+    if not _scale32(y_scale, &s):
+        return None
+    cdef int tn = cnp.NPY_UINT8, ot
+    cdef int32_t z = 0
+    if y_zero_point is not None:
+        if not _typed_zp(y_zero_point, &tn):
+            return None
+        ot = _qtype(tn)
+        if ot < 0:
+            return None
+        z = <int32_t>int(y_zero_point)
+    ot = _qtype(tn)
+    if n * (1 if ot <= RQ_Q_I8 else 2) >= max_bytes:
+        return None
+    cdef int variant = variants[2 * ot + (z != 0)]
+    if variant < 0:
+        return None
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(xa.ndim, xa.shape, tn, 0)
+    cdef const void *px = cnp.PyArray_DATA(xa)
+    cdef void *py = cnp.PyArray_DATA(y)
+    cdef int lvl
+    with nogil:
+        lvl = rq_quantize(px, RQ_F_F32, py, ot, &s, &z, 1, 1, n, 0, 0, -1, 0, 0, variant)
+    if lvl < 0:
+        raise ValueError("rq_quantize: bad arguments")
+    return y, lvl, ot, variant
+
+
+def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes):
+    """DequantizeLinear's common call: x a non-empty C-contiguous uint8/int8/uint16/int16 (or
+    int32, without a zero point) ndarray, x_scale a float32 scalar (numpy, 0-d array, or a
+    Python float rounded to float32), x_zero_point None, a numpy scalar / 0-d array of x's
+    type, or a Python int in x's range (the reference reads it as that type); float32 output,
+    no attributes.  The caller checks that the default profile subtracts exactly.  Outputs of
+    max_bytes or more are left to the glue.  Returns (y, level, in_type) or None."""
+    if type(x) is not np.ndarray:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    if not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+        return None
+    cdef int tx = cnp.PyArray_TYPE(xa), it = _qtype(tx), tz
+    if it < 0 and tx != cnp.NPY_INT32:
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    if n == 0 or n * 4 >= max_bytes:
+        return None
+    cdef float s
+    if not _scale32(x_scale, &s):
+        return None
+    cdef int32_t z = 0
+    cdef int32_t lo, hi
+    if tx == cnp.NPY_INT32:
+        if x_zero_point is not None:
+            return None
+        it = RQ_Q_I32
+    elif x_zero_point is not None:
+        if type(x_zero_point) is int:
+            lo, hi = ((0, 255) if it == RQ_Q_U8 else (-128, 127) if it == RQ_Q_I8 else
+                      (0, 65535) if it == RQ_Q_U16 else (-32768, 32767))
+            if not (lo <= x_zero_point <= hi):
+                return None
+            z = <int32_t>x_zero_point
+        elif _typed_zp(x_zero_point, &tz) and tz == tx:
+            z = <int32_t>int(x_zero_point)
+        else:
+            return None
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(xa.ndim, xa.shape, cnp.NPY_FLOAT32, 0)
+    cdef const void *px = cnp.PyArray_DATA(xa)
+    cdef void *py = cnp.PyArray_DATA(y)
+    cdef int lvl
+    with nogil:
+        lvl = rq_dequantize(px, it, py, RQ_F_F32, &s, &z, 1, 1, n, 0, -1, 0, 0)
+    if lvl < 0:
+        raise ValueError("rq_dequantize: bad arguments")
+    return y, lvl, it

@@ -144,11 +144,38 @@ def _with_out(op, func, ref_func, args, kwargs, out):
     return out
 
 
+_QL_LEAN = [None, -1]   # [refquant._quant_fast.quantize_entry("onnx") or None, registry generation]
+_DQL_LEAN = [None, -1]  # the same for DequantizeLinear
+
+
+def _quant_lean(slot, op, entry):
+    def resolve():
+        f = None
+        mod = _glue(_QUANT)
+        make = getattr(mod, entry, None) if mod is not None else None
+        if make is not None:
+            prof = get_profile("onnx")
+            if _fast_profile_ok(prof, op):
+                f = make(prof)
+        slot[0], slot[1] = f, _GENERATION[0]
+        return f
+    return resolve
+
+
+_ql_lean = _quant_lean(_QL_LEAN, "QuantizeLinear", "quantize_entry")
+_dql_lean = _quant_lean(_DQL_LEAN, "DequantizeLinear", "dequantize_entry")
+
+
 def quantize_linear(x, y_scale, y_zero_point=None, *, out=None, **kwargs):
     """refquant.reference.quantize_linear, run by a fast kernel where one covers the call.
 
     ``out`` (refquant extension): a preallocated C-contiguous array of the result's shape
     and dtype to write into (as inference engines reuse buffers); it is returned."""
+    if out is None and not kwargs and fast_enabled():
+        # the common per-tensor call checked in compiled code (see matmul_integer)
+        res = _lean_first(_QL_LEAN, _ql_lean, "QuantizeLinear", (x, y_scale, y_zero_point))
+        if res is not None:
+            return res[0]
     if out is not None:
         return _with_out("QuantizeLinear", "quantize_linear", _ref.quantize_linear,
                          (x, y_scale, y_zero_point), kwargs, out)
@@ -160,6 +187,10 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, out=None, **kwargs):
     """refquant.reference.dequantize_linear, run by a fast kernel where one covers the call.
 
     ``out``: as for quantize_linear."""
+    if out is None and not kwargs and fast_enabled():
+        res = _lean_first(_DQL_LEAN, _dql_lean, "DequantizeLinear", (x, x_scale, x_zero_point))
+        if res is not None:
+            return res[0]
     if out is not None:
         return _with_out("DequantizeLinear", "dequantize_linear", _ref.dequantize_linear,
                          (x, x_scale, x_zero_point), kwargs, out)

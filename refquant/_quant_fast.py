@@ -461,3 +461,77 @@ def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
                       1, 1, x.size, False, cap, 0, 0, -1 if recycled else 0)
     return ((y, np.asarray(scale, _F32), np.asarray(zp, np.uint8)),
             kernel_name("dynamic_quantize", "float32", "uint8", lvl))
+
+
+# ------------------------------------------------------------------------------------------
+# compiled entries for the common per-tensor call (refquant._dispatch tries them first)
+# ------------------------------------------------------------------------------------------
+_RQ_OUT_ORDER = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16))
+
+
+def _pool_limit():
+    return 1 << 62 if _POOL_OFF else _POOL_MIN
+
+
+def quantize_entry(prof):
+    """f(x, y_scale, y_zero_point) -> (y, kernel name) or None: QuantizeLinear's common call
+    (float32 x, per-tensor float32 scale, typed zero point or none, no attributes, output
+    under the buffer pool's size) checked in compiled code (_k.quantize_lean), with the RQ_QV_*
+    variant the glue's _q_variant gives ``prof`` for each output type; None when ``prof``
+    leaves no such call to the kernels."""
+    if not hasattr(_k, "quantize_lean"):
+        return None
+    variants = []
+    for dt in _RQ_OUT_ORDER:
+        for nz in (False, True):
+            v = _q_variant(prof, False, dt, nz)
+            variants.append(-1 if v is None else v)
+    if all(v < 0 for v in variants):
+        return None
+    variants = tuple(variants)
+    names = {}
+
+    def f(x, y_scale, y_zero_point, _lean=_k.quantize_lean):
+        r = _lean(x, y_scale, y_zero_point, variants, _pool_limit())
+        if r is None:
+            return None
+        y, lvl, ot, v = r
+        key = (lvl, ot, v)
+        name = names.get(key)
+        if name is None:
+            name = kernel_name("quantize", "float32", _Q_OUT[_RQ_OUT_ORDER[ot]], lvl)
+            if v:
+                name = name.replace("__", _variant_tag(v) + "__", 1)
+            names[key] = name
+        return y, name
+    return f
+
+
+def dequantize_entry(prof):
+    """As quantize_entry, for DequantizeLinear's common call (8/16-bit or int32 x, per-tensor
+    float32 scale, a zero point of x's type or a Python int in its range, float32 output);
+    None when ``prof`` does not let the kernels take it as the glue's quick path would."""
+    if not hasattr(_k, "dequantize_lean"):
+        return None
+    if prof.dq_subtract not in ("exact", "float32") or getattr(prof, "dq_vector_width", 0) != 0:
+        return None
+    if prof.symmetric_only or getattr(prof, "qtypes", None) is not None:
+        return None
+    try:
+        prof.check_op("DequantizeLinear")
+    except Exception:  # noqa: BLE001
+        return None
+    in_names = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 6: "int32"}
+    names = {}
+
+    def f(x, x_scale, x_zero_point, _lean=_k.dequantize_lean):
+        r = _lean(x, x_scale, x_zero_point, _pool_limit())
+        if r is None:
+            return None
+        y, lvl, it = r
+        key = (lvl, it)
+        name = names.get(key)
+        if name is None:
+            name = names[key] = kernel_name("dequantize", in_names[it], "float32", lvl)
+        return y, name
+    return f

@@ -796,3 +796,98 @@ def test_dequantize_float32_subtraction_profile():
             got = refquant.dequantize_linear(x, s, z, profile="onnx-reference")
             assert_bitexact(got, want, f"onnx-reference {np.dtype(dt)} {np.asarray(s).dtype}")
             assert (refquant.last_path()["path"] == "reference") == (np.asarray(s).dtype == np.float16)
+
+
+def _same_or_raises(fast, ref, what):
+    """fast() gives ref()'s bits or raises ref()'s exception type; the path fast() took (None
+    when the reference raised)."""
+    try:
+        with np.errstate(all="ignore"):
+            want = ref()
+    except Exception as e:  # noqa: BLE001
+        with pytest.raises(type(e)):
+            fast()
+        return None
+    assert_bitexact(fast(), want, what)
+    return refquant.last_path()["path"]
+
+
+def test_compiled_entries_same_as_reference():
+    """The compiled entries refquant.quantize_linear / dequantize_linear try first (no
+    keywords: the default profile, a per-tensor scale and zero point) give the reference's bits
+    for every scale form (numpy float32, Python float rounded to float32, 0-d array) and zero
+    point form they take, and decline everything else to the glue / reference (same errors)."""
+    rng = np.random.default_rng(71)
+    qtypes = (np.uint8, np.int8, np.uint16, np.int16)
+    for shape in ((1,), (17,), (3, 5, 7), (4099,)):
+        n = int(np.prod(shape))
+        for s in SCALES + [0.0, -0.1, float("nan"), float("inf"), 1e-46, 1e39]:
+            dt = qtypes[rng.integers(0, 4)]
+            z = _zp_for(rng, dt)
+            x = hard_values(rng, n, s if 0 < s < 1e38 else 1.0, z, dt).reshape(shape)
+            with np.errstate(over="ignore"):
+                sfs = (np.float32(s), s, np.array(s, np.float32), np.array([s], np.float32))
+            for sf in sfs:
+                for zf in (z, z[()], None, int(z), np.array(int(z), ml_dtypes.int4 if -8 <= z <= 7 else np.int32)):
+                    path = _same_or_raises(lambda: refquant.quantize_linear(x, sf, zf),
+                                           lambda: R.quantize_linear(x, sf, zf), f"q {shape} s={s} zp={zf!r}")
+                    if path is not None and zf is not None and type(zf) is not int:
+                        assert path.startswith("rq_quantize_"), (s, zf)
+                    with np.errstate(invalid="ignore"):
+                        q = np.nan_to_num(x).clip(*_qrange(dt)).astype(dt)
+                    for zd in (zf, None, True, 70000):
+                        path = _same_or_raises(lambda: refquant.dequantize_linear(q, sf, zd),
+                                               lambda: R.dequantize_linear(q, sf, zd), f"dq {shape} s={s} zp={zd!r}")
+                        if path is not None and (zd is None or type(zd) is int or zd.dtype == dt):
+                            assert path.startswith("rq_dequantize_"), (s, zd)
+    # int32 input (no zero point), non-contiguous and float16 inputs (the glue's paths)
+    xi = rng.integers(-2 ** 31, 2 ** 31, 1000, dtype=np.int64).astype(np.int32)
+    for args in ((xi, 0.37), (xi, np.float32(3e-5), None), (xi[::3], 0.1)):
+        _same_or_raises(lambda: refquant.dequantize_linear(*args), lambda: R.dequantize_linear(*args), "dq int32")
+    with np.errstate(over="ignore"):
+        x = hard_values(rng, 999, 0.1, 3, np.int8)
+        xh = x.astype(np.float16)
+    for args in ((x[::2], 0.1, np.int8(3)), (xh, np.float16(0.1), np.int8(3)),
+                 (x.reshape(27, 37).T, np.float32(0.1), np.int8(3))):
+        path = _same_or_raises(lambda: refquant.quantize_linear(*args), lambda: R.quantize_linear(*args), "q glue")
+        assert path.startswith("rq_quantize_")
+    # the entry's acceptance, directly
+    variants = tuple([0] * 8)
+    assert F._k.quantize_lean(x, 0.1, np.int8(3), variants, 1 << 20) is not None
+    for args in ((x, 0.1, 3), (x, 0.1, True), (x, 1e-50, None), (x, 1e39, None), (x, np.float64(0.1), None),
+                 (x[::2], 0.1, None), (xh, 0.1, None), (x[:0], 0.1, None),
+                 (x, np.array([0.1], np.float32), None), (x, 0.1, np.array([3], np.int8)), (list(x), 0.1, None)):
+        assert F._k.quantize_lean(*args, variants, 1 << 20) is None, args
+    assert F._k.quantize_lean(x, 0.1, None, variants, 999) is None           # the pool's sizes
+    assert F._k.quantize_lean(x, 0.1, None, (-1,) + variants[1:], 1 << 20) is None   # variant refused
+    q = np.arange(256, dtype=np.uint8)
+    assert F._k.dequantize_lean(q, 0.5, 255, 1 << 20) is not None
+    for args in ((q, 0.5, 256), (q, 0.5, -1), (q, 0.5, np.int8(1)), (q.view(np.int8), 0.5, np.uint8(1)),
+                 (q, 0.5, np.array([1], np.uint8)), (q.astype(np.int32), 0.5, 0), (q[::2], 0.5, None)):
+        assert F._k.dequantize_lean(*args, 1 << 20) is None, args
+
+
+def test_compiled_quantize_entry_follows_the_registry():
+    """A profile registered under the default's name (here rounding half away from zero, a
+    kernel variant; then one whose formula the kernels do not have) is honoured by the very
+    next call of the compiled entry."""
+    import dataclasses
+    from refquant.profile import register_profile
+    x = (np.arange(-40, 40, dtype=np.float32) + np.float32(0.5)) * np.float32(0.25)
+    want_even = R.quantize_linear(x, np.float32(0.25), np.int8(0))
+    onnx = get_profile("onnx")
+    try:
+        for changes in (dict(q_rounding="half_away"), dict(q_vector_width=8)):
+            prof = dataclasses.replace(onnx, **changes)
+            register_profile(prof)
+            got = refquant.quantize_linear(x, np.float32(0.25), np.int8(0))
+            assert_bitexact(got, R.quantize_linear(x, np.float32(0.25), np.int8(0), profile=prof), str(changes))
+            if "q_rounding" in changes:
+                assert not np.array_equal(got, want_even)
+                assert refquant.last_path()["path"].startswith("rq_quantize_f32s8_away__")
+            else:
+                assert refquant.last_path()["path"] == "reference"
+    finally:
+        register_profile(onnx)
+    assert_bitexact(refquant.quantize_linear(x, np.float32(0.25), np.int8(0)), want_even, "restored")
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32s8__")

@@ -266,7 +266,8 @@ def _convert_scale(scale, x_dt, opset, argname, *, quantize):
     if s.dtype == _F64 or s.dtype.kind in "iu":
         # Python floats / ints and float64 arrays: rounded to the input's float type (float32
         # for integer inputs) -- documented convenience, the only implicit conversion.
-        s = s.astype(x_dt if (quantize and x_dt in (_F32, _F16, _BF16)) else _F32)
+        with np.errstate(over="ignore"):        # beyond the float type: Inf, refused below
+            s = s.astype(x_dt if (quantize and x_dt in (_F32, _F16, _BF16)) else _F32)
     if s.dtype not in _scale_types(opset):
         raise TypeError(f"{argname}: type {s.dtype} is not allowed at opset {opset} "
                         f"(allowed: {_names(_scale_types(opset))})")
