@@ -104,31 +104,69 @@ static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
 }
 
 /* ---------------------------------------------------------------- generic: im2col + GEMM */
+/* im2col through a padded NHWC copy of the group's channels: each input row is transposed
+ * (C x W -> W x C, vectorised) into a buffer whose pads hold x_zp, then every output pixel's
+ * row of A is KH runs of KW*Cg contiguous bytes (dilation 1 along W) or KH*KW runs of Cg.
+ * Gathering the channels byte by byte straight from NCHW (Cg loads H*W apart per tap) took
+ * more than half of a 32-channel 14x14 3x3 conv (48 us). */
+static void im2col_pad_rows(const rq_conv_args *c, uint8_t *xp, int g, int Cg, int Wp, int isa) {
+    const uint8_t xz = (uint8_t)c->x_zp;
+    const int HW = c->H * c->W, Hp = c->H + c->pt + c->pb;
+    memset(xp, xz, (size_t)c->pt * Wp * Cg + (size_t)c->pl * Cg);
+    for (int h = 0; h < c->H; h++) {
+        uint8_t *row = xp + ((size_t)(h + c->pt) * Wp + c->pl) * Cg;
+        transpose_u8(c->x + (size_t)g * Cg * HW + (size_t)h * c->W, HW, row, Cg, Cg, c->W, isa);
+        /* right pad of this row and left pad of the next */
+        memset(row + (size_t)c->W * Cg, xz, (size_t)(c->pr + (h + 1 < c->H ? c->pl : 0)) * Cg);
+    }
+    memset(xp + (size_t)(c->pt + c->H) * Wp * Cg, xz, (size_t)(Hp - c->pt - c->H) * Wp * Cg);
+}
+
 static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
     const int G = c->group, Cg = c->C / G, Cog = c->Cout / G;
     const int KK = c->KH * c->KW, Kc = KK * Cg, P = c->OH * c->OW;
-    uint8_t *acol = (uint8_t *)rq_aligned_alloc((size_t)P * Kc);
-    uint8_t *bmat = (uint8_t *)rq_aligned_alloc((size_t)Kc * Cog);
-    if (!acol || !bmat) { rq_aligned_free(acol); rq_aligned_free(bmat); return RQ_ENOMEM; }
+    const int Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
     const uint8_t xz = (uint8_t)c->x_zp;
+    /* with AMX, A's rows are whole cache lines and its row count a whole number of tiles, so
+     * the tiles load straight from the im2col buffer instead of a zero-padded copy: K padded to
+     * a multiple of 64 with x_zp bytes in A and zero rows in B (each padded term is
+     * (x_zp - x_zp) * (0 - w_zp) = 0), pixels padded to a multiple of 16 with x_zp rows whose
+     * outputs are dropped.  Not with packed weights (packed for the true K) or the int16 pair
+     * saturation kernels. */
+    const int pad = isa >= RQ_ISA_AMX && !c->sat16 && !(G == 1 && c->packed);
+    const int Kcp = pad ? (Kc + 63) / 64 * 64 : Kc, Pp = pad ? (P + 15) / 16 * 16 : P;
+    const size_t es = osize(c->out_type);
+    uint8_t *acol = (uint8_t *)rq_aligned_alloc((size_t)Pp * Kcp);
+    uint8_t *bmat = (uint8_t *)rq_aligned_alloc((size_t)Kcp * Cog);
+    uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp * Cg + 64);
+    /* the GEMM's outputs pixel-major (contiguous rows of Cog), then one transpose to NCHW:
+     * stores P apart from the epilogue cost a quarter of a 32-channel 56x56 conv */
+    uint8_t *yt = (uint8_t *)rq_aligned_alloc((size_t)Pp * Cog * es + 64);
+    if (!acol || !bmat || !xp || !yt) {
+        rq_aligned_free(acol); rq_aligned_free(bmat); rq_aligned_free(xp); rq_aligned_free(yt);
+        return RQ_ENOMEM;
+    }
+    const size_t run = (c->dw == 1 ? (size_t)c->KW : 1) * Cg;      /* bytes per copied run */
+    const int runs_w = c->dw == 1 ? 1 : c->KW;
+    if (Pp > P) memset(acol + (size_t)P * Kcp, xz, (size_t)(Pp - P) * Kcp);
+    if (Kcp > Kc) memset(bmat + (size_t)Kc * Cog, 0, (size_t)(Kcp - Kc) * Cog);
     int rc = RQ_OK;
     for (int g = 0; g < G && rc == RQ_OK; g++) {
+        im2col_pad_rows(c, xp, g, Cg, Wp, isa);
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)P * Kc > 262144)
 #endif
         for (int oh = 0; oh < c->OH; oh++) {
             for (int ow = 0; ow < c->OW; ow++) {
-                uint8_t *d = acol + (size_t)(oh * c->OW + ow) * Kc;
+                uint8_t *d = acol + (size_t)(oh * c->OW + ow) * Kcp;
                 for (int kh = 0; kh < c->KH; kh++) {
-                    int ih = oh * c->sh - c->pt + kh * c->dh;
-                    for (int kw = 0; kw < c->KW; kw++) {
-                        int iw = ow * c->sw - c->pl + kw * c->dw;
-                        uint8_t *dd = d + (kh * c->KW + kw) * Cg;
-                        if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) { memset(dd, xz, Cg); continue; }
-                        const uint8_t *s = c->x + ((size_t)g * Cg * c->H + ih) * c->W + iw;
-                        for (int ci = 0; ci < Cg; ci++) dd[ci] = s[(size_t)ci * c->H * c->W];
+                    const uint8_t *s = xp + ((size_t)(oh * c->sh + kh * c->dh) * Wp + (size_t)ow * c->sw) * Cg;
+                    for (int r = 0; r < runs_w; r++) {
+                        memcpy(d, s + (size_t)r * c->dw * Cg, run);
+                        d += run;
                     }
                 }
+                if (Kcp > Kc) memset(d, xz, (size_t)(Kcp - Kc));
             }
         }
         const rq_packed_b *pk = (G == 1) ? c->packed : NULL;
@@ -136,22 +174,32 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
          * without VNNI) and for the int16-pair-saturation kernels the GEMM reads B itself */
         if (pk && (isa < RQ_ISA_AVX512VNNI || c->sat16)) pk = NULL;
         if (!pk) {
-            for (int co = 0; co < Cog; co++)
-                for (int ci = 0; ci < Cg; ci++)
-                    for (int k = 0; k < KK; k++)
-                        bmat[(size_t)(k * Cg + ci) * Cog + co] = c->w[(((size_t)(g * Cog + co)) * Cg + ci) * KK + k];
+            /* B[(k*Cg + ci), co] = w[g*Cog + co, ci, k]: the group's (Cog x Cg*KK) weights
+             * transposed (vectorised) to rows (ci, k), then the rows reordered to (k, ci); the
+             * byte-by-byte reorder cost 50 us of a 96-channel 14x14 3x3 conv */
+            const uint8_t *wg = c->w + (size_t)g * Cog * Kc;
+            if (KK == 1) {
+                transpose_u8(wg, Kc, bmat, Cog, Cog, Kc, isa);
+            } else {
+                uint8_t *wt = (uint8_t *)rq_aligned_alloc((size_t)Kc * Cog);
+                if (!wt) { rc = RQ_ENOMEM; break; }
+                transpose_u8(wg, Kc, wt, Cog, Cog, Kc, isa);
+                for (int k = 0; k < KK; k++)
+                    for (int ci = 0; ci < Cg; ci++)
+                        memcpy(bmat + (size_t)(k * Cg + ci) * Cog, wt + (size_t)(ci * KK + k) * Cog, (size_t)Cog);
+                rq_aligned_free(wt);
+            }
         }
         rq_gemm_args a;
         memset(&a, 0, sizeof(a));
-        a.M = P; a.N = Cog; a.K = Kc;
-        a.A = acol; a.a_rs = Kc; a.a_cs = 1; a.a_signed = c->x_signed;
+        a.M = Pp; a.N = Cog; a.K = pk ? Kc : Kcp;
+        a.A = acol; a.a_rs = Kcp; a.a_cs = 1; a.a_signed = c->x_signed;
         a.B = bmat; a.b_rs = Cog; a.b_cs = 1; a.b_signed = c->w_signed;
         a.packed = pk;
         a.a_zp = &c->x_zp; a.a_zp_n = 1;
         a.b_zp = c->w_zp + (c->w_zp_n == 1 ? 0 : g * Cog); a.b_zp_n = c->w_zp_n == 1 ? 1 : Cog;
         a.out_type = c->out_type;
-        a.C = (char *)c->y + (size_t)g * Cog * P * osize(c->out_type);
-        a.c_rs = 1; a.c_cs = P;
+        a.C = yt; a.c_rs = Cog; a.c_cs = 1;
         if (c->bias) { a.bias = c->bias + g * Cog; a.bias_rs = 0; a.bias_cs = 1; }
         if (c->fbias) { a.fbias = c->fbias + g * Cog; a.bias_rs = 0; a.bias_cs = 1; }
         if (c->fbias2) { a.fbias2 = c->fbias2 + g * Cog; a.bias_rs = 0; a.bias_cs = 1; }
@@ -166,8 +214,21 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
         a.sat16 = c->sat16;
         rc = rq_gemm_run(&a, kern);
+        if (rc != RQ_OK) break;
+        /* (P x Cog) -> the group's Cog planes of P */
+        char *yg = (char *)c->y + (size_t)g * Cog * P * es;
+        if (es == 1) {
+            transpose_u8(yt, Cog, (uint8_t *)yg, P, P, Cog, isa);
+        } else if (isa >= RQ_ISA_AVX512 && rq_transpose_u32__avx512) {
+            rq_transpose_u32__avx512((const int32_t *)yt, Cog, (int32_t *)yg, P, P, Cog);
+        } else {
+            const int32_t *s = (const int32_t *)yt;
+            int32_t *d = (int32_t *)yg;
+            for (int p = 0; p < P; p++)
+                for (int co = 0; co < Cog; co++) d[(size_t)co * P + p] = s[(size_t)p * Cog + co];
+        }
     }
-    rq_aligned_free(acol); rq_aligned_free(bmat);
+    rq_aligned_free(acol); rq_aligned_free(bmat); rq_aligned_free(xp); rq_aligned_free(yt);
     return rc;
 }
 
