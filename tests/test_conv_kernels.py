@@ -124,6 +124,43 @@ def test_conv2d_implicit_amx_shapes(isa_cap, C, M, H, W, k, d, pad, xt, seed):
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_generic_conv_larger_shapes(isa_cap):
+    """The im2col + GEMM path at sizes the sweep does not reach: channels per group that are not
+    a multiple of 64 (K = KH*KW*Cg padded to whole 64-byte chunks for the AMX tiles, K > 960
+    copied instead), output pixel counts that are not a multiple of 16, strides, dilations along
+    W (the im2col runs split per tap), groups, uint8 weights with scalar / per-channel zero
+    points, bias, packed weights (the true K), int32 and 8-bit outputs."""
+    rng = np.random.default_rng(77)
+    configs = [  # (Cg, M, H, W, k, s, d, pads, group)
+        (3, 32, 30, 30, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 1),
+        (3, 16, 23, 19, (7, 7), (2, 2), (1, 1), [3, 3, 3, 3], 1),
+        (16, 16, 14, 14, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),
+        (24, 40, 9, 23, (3, 3), (1, 1), (1, 2), [1, 2, 0, 1], 1),
+        (48, 48, 14, 14, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),
+        (32, 64, 20, 20, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 1),
+        (96, 80, 7, 11, (3, 3), (1, 1), (2, 1), [2, 1, 2, 1], 1),
+        (200, 24, 6, 6, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),
+        (24, 32, 12, 12, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 2),
+        (40, 40, 10, 13, (5, 1), (1, 2), (1, 1), [2, 0, 2, 0], 1),
+        (64, 16, 9, 9, (3, 3), (2, 1), (1, 1), [0, 1, 1, 0], 1),
+    ]
+    for (Cg, M, H, W, k, s, d, pads, group) in configs:
+        for wdt, wzk in ((np.int8, "zero"), (np.uint8, "scalar"), (np.uint8, "channel")):
+            xdt = np.uint8 if rng.random() < 0.5 else np.int8
+            x = _rand(rng, xdt, (int(rng.integers(1, 3)), Cg * group, H, W))
+            w = _rand(rng, wdt, (M, Cg, k[0], k[1]))
+            wz = {"zero": wdt(0), "scalar": _zp(rng, wdt), "channel": _zp(rng, wdt, M)}[wzk]
+            attrs = dict(group=group, strides=list(s), dilations=list(d), pads=pads)
+            what = f"Cg={Cg} M={M} {H}x{W} k={k} s={s} d={d} g={group} w={wdt.__name__} {wzk}"
+            _run_both(rng, x, w, _zp(rng, xdt), wz, attrs, what)
+            if group == 1 and wzk == "zero":
+                args = (x, np.float32(0.02), _zp(rng, xdt), refquant.pack_weights(w), np.float32(0.003),
+                        wz, np.float32(0.4), np.uint8(100))
+                got = F.qlinear_conv(*args, profile=ONNX, **attrs)
+                _check(got[0], R.qlinear_conv(*(args[:3] + (w,) + args[4:]), **attrs), f"packed {what}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
 def test_auto_pad_and_1d(isa_cap, auto_pad):
     rng = np.random.default_rng(11)
