@@ -6,7 +6,7 @@ include "_rq_common.pxi"
 
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cnp.import_array()
 
@@ -277,3 +277,56 @@ def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes):
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")
     return y, lvl, it
+
+
+cdef extern from "math.h" nogil:
+    float nearbyintf(float)
+
+
+def dynamic_quantize_lean(x, float zero_range_scale, Py_ssize_t max_bytes):
+    """DynamicQuantizeLinear's common call: x a non-empty C-contiguous float32 ndarray whose
+    uint8 output is under max_bytes.  The min / max in the kernels, then the reference's
+    formula (refquant.reference.quantize.dynamic_qparams) in float32 -- hi = max(0, max x),
+    lo = min(0, min x), y_scale = fl32(fl32(hi - lo) / 255) (zero_range_scale when hi == lo),
+    y_zero_point = RNE(clip(fl32(0 - fl32(lo / y_scale)), 0, 255)) -- then QuantizeLinear with
+    the onnx formula.  The caller checks that the default profile quantizes that way.  Returns
+    ((y, y_scale 0-d float32, y_zero_point 0-d uint8), level) or None: NaN / Inf in x (the
+    reference raises), a scale that is not finite and > 0, anything else."""
+    if type(x) is not np.ndarray:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
+    if n == 0 or n >= max_bytes:
+        return None
+    cdef const float *px = <const float *>cnp.PyArray_DATA(xa)
+    cdef float mn = 0, mx = 0, hi, lo, scale, izp
+    cdef int bad = 0, lvl
+    with nogil:
+        lvl = rq_minmax_f32(px, n, &mn, &mx, &bad, -1, 0)
+    if bad or lvl < 0:
+        return None
+    hi = mx if mx > 0 else <float>0.0
+    lo = mn if mn < 0 else <float>0.0
+    if hi == lo:
+        scale = zero_range_scale
+    else:
+        scale = (hi - lo) / <float>255.0
+    if not (scale > 0 and scale <= 3.4028234663852886e38):
+        return None
+    izp = <float>0.0 - lo / scale
+    izp = izp if izp > 0 else <float>0.0
+    izp = izp if izp < 255 else <float>255.0
+    cdef int32_t z = <int32_t>nearbyintf(izp)
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(xa.ndim, xa.shape, cnp.NPY_UINT8, 0)
+    cdef void *py = cnp.PyArray_DATA(y)
+    with nogil:
+        lvl = rq_quantize(px, RQ_F_F32, py, RQ_Q_U8, &scale, &z, 1, 1, n, 0, 0, -1, 0, 0, 0)
+    if lvl < 0:
+        raise ValueError("rq_quantize: bad arguments")
+    cdef cnp.ndarray s0 = cnp.PyArray_EMPTY(0, NULL, cnp.NPY_FLOAT32, 0)
+    cdef cnp.ndarray z0 = cnp.PyArray_EMPTY(0, NULL, cnp.NPY_UINT8, 0)
+    (<float *>cnp.PyArray_DATA(s0))[0] = scale
+    (<uint8_t *>cnp.PyArray_DATA(z0))[0] = <uint8_t>z
+    return (y, s0, z0), lvl

@@ -162,8 +162,10 @@ def _quant_lean(slot, op, entry):
     return resolve
 
 
+_DYN_LEAN = [None, -1]  # and for DynamicQuantizeLinear
 _ql_lean = _quant_lean(_QL_LEAN, "QuantizeLinear", "quantize_entry")
 _dql_lean = _quant_lean(_DQL_LEAN, "DequantizeLinear", "dequantize_entry")
+_dyn_lean = _quant_lean(_DYN_LEAN, "DynamicQuantizeLinear", "dynamic_quantize_entry")
 
 
 def quantize_linear(x, y_scale, y_zero_point=None, *, out=None, **kwargs):
@@ -221,6 +223,10 @@ def quantize_linear_packed(x, y_scale, y_zero_point=None, **kwargs):
 
 
 def dynamic_quantize_linear(x, **kwargs):
+    if not kwargs and fast_enabled():
+        res = _lean_first(_DYN_LEAN, _dyn_lean, "DynamicQuantizeLinear", (x,))
+        if res is not None:
+            return res[0]
     return _dispatch("DynamicQuantizeLinear", _QUANT, "dynamic_quantize_linear",
                      _ref.dynamic_quantize_linear, (x,), kwargs)
 

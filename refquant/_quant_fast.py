@@ -535,3 +535,29 @@ def dequantize_entry(prof):
             name = names[key] = kernel_name("dequantize", in_names[it], "float32", lvl)
         return y, name
     return f
+
+
+def dynamic_quantize_entry(prof):
+    """As quantize_entry, for DynamicQuantizeLinear's common call (a C-contiguous float32 x, no
+    attributes): min / max, the reference's float32 scale / zero-point formula and the quantize
+    kernel in compiled code (_k.dynamic_quantize_lean).  None when ``prof`` does not quantize
+    with the onnx formula (the glue's own condition)."""
+    if not hasattr(_k, "dynamic_quantize_lean") or not _q_profile_ok(prof) or prof.symmetric_only:
+        return None
+    try:
+        prof.check_op("DynamicQuantizeLinear")
+        zrs = float(np.float32(prof.dql_zero_range_scale))
+    except Exception:  # noqa: BLE001
+        return None
+    names = {}
+
+    def f(x, _lean=_k.dynamic_quantize_lean):
+        r = _lean(x, zrs, _pool_limit())
+        if r is None:
+            return None
+        res, lvl = r
+        name = names.get(lvl)
+        if name is None:
+            name = names[lvl] = kernel_name("dynamic_quantize", "float32", "uint8", lvl)
+        return res, name
+    return f

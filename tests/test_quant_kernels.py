@@ -891,3 +891,36 @@ def test_compiled_quantize_entry_follows_the_registry():
         register_profile(onnx)
     assert_bitexact(refquant.quantize_linear(x, np.float32(0.25), np.int8(0)), want_even, "restored")
     assert refquant.last_path()["path"].startswith("rq_quantize_f32s8__")
+
+
+def test_compiled_dynamic_quantize_entry():
+    """refquant.dynamic_quantize_linear's compiled entry (min / max, the float32 scale and zero
+    point formula, the quantize kernel) gives the reference's three results, bits and types,
+    for ranges on both sides of zero, one-sided, empty (the zero-range scale), signed zeros,
+    denormal and huge ranges; NaN / Inf / a range beyond float32 get the reference's error."""
+    rng = np.random.default_rng(73)
+    f = np.float32
+    cases = [rng.standard_normal(1000).astype(f), np.abs(rng.standard_normal(77)).astype(f) + f(3),
+             -np.abs(rng.standard_normal(65)).astype(f) - f(2), np.zeros(33, f), np.full(5, -0.0, f),
+             np.array([0.0, -0.0, 1e-45, -1e-45], f), np.array([1e-40, 3e-41], f),
+             np.array([-1e-38, 2e-38, 0.0], f), np.array([3e38, -3e38], f), np.array([3e38, 1.0], f),
+             np.array([1.0, np.nan], f), np.array([np.inf, 0.0], f), np.array([7.5], f),
+             (rng.standard_normal((3, 4, 5)) * 100).astype(f), np.arange(-255, 256, dtype=f) * f(0.5)]
+    for x in cases:
+        try:
+            with np.errstate(all="ignore"):
+                want = R.dynamic_quantize_linear(x)
+        except Exception as e:  # noqa: BLE001
+            with pytest.raises(type(e)):
+                refquant.dynamic_quantize_linear(x)
+            continue
+        got = refquant.dynamic_quantize_linear(x)
+        for g, w_ in zip(got, want):
+            assert_bitexact(g, w_, f"dynamic {x[:4]}")
+        assert refquant.last_path()["path"].startswith("rq_dynamic_quantize_f32u8__"), x[:4]
+    lean = F._k.dynamic_quantize_lean
+    x = cases[0]
+    assert lean(x, 1.0, 1 << 20) is not None
+    for bad in (x[::2], x.astype(np.float64), x[:0], list(x), np.array([1.0, np.nan], f)):
+        assert lean(bad, 1.0, 1 << 20) is None
+    assert lean(x, 1.0, 1000) is None

@@ -613,7 +613,10 @@ def dynamic_qparams(xmin, xmax, prof):
     if hi == lo:
         scale = np.float32(prof.dql_zero_range_scale)
     else:
-        scale = np.float32(np.float32(hi - lo) / np.float32(qmax - qmin))
+        with np.errstate(over="ignore"):          # a range beyond float32: Inf, refused by the caller
+            scale = np.float32(np.float32(hi - lo) / np.float32(qmax - qmin))
+    if not (np.isfinite(scale) and scale > 0):
+        return scale, np.uint8(0)                 # refused by the callers
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         izp = np.float32(np.float32(qmin) - np.float32(lo / scale))
     zp = np.uint8(np.rint(np.clip(izp, np.float32(qmin), np.float32(qmax))))
@@ -639,6 +642,10 @@ def dynamic_quantize_linear(x, *, profile="onnx", opset=None):
         raise ValueError("x: DynamicQuantizeLinear of an input holding NaN or Inf is undefined "
                          "(the range, hence the scale, would not be finite)")
     scale, zp = dynamic_qparams(x.min() if x.size else 0.0, x.max() if x.size else 0.0, prof)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"x: DynamicQuantizeLinear's scale (max(0, max x) - min(0, min x)) / 255 = "
+                         f"{float(scale)!r} is not a finite positive float32 (range "
+                         f"[{float(x.min())!r}, {float(x.max())!r}])")
     y = quantize_linear(x, np.asarray(scale, _F32), np.asarray(zp, np.uint8), profile=prof,
                         opset=opset)
     return y, np.asarray(scale, _F32), np.asarray(zp, np.uint8)
