@@ -299,7 +299,59 @@ typedef struct {
  * the partial sums are added afterwards in int32 (wraparound: the same bits as one slice). */
 /* one group of 8 B rows (two k-groups, g2) over 64-column chunks [ch0, ch1): the R rows of
  * A_used (row M: ones, for the column sums) accumulate into acc[r][N64] (lane-scrambled) */
+/* the common case: 8 whole rows of a signed B (no bias flip), whole 64-column chunks; R rows */
+static inline __attribute__((always_inline)) void gemv_rows8_full(const gemv_job *J, int g2, int ch0,
+                                                                  int ch1, int32_t *acc, const int R) {
+    const rq_gemm_args *a = J->a;
+    const uint8_t *ap = J->ap;
+    const int Kp = J->Kp, N64 = J->N64;
+    const ptrdiff_t rs = a->b_rs;
+    const uint8_t *r0 = a->B + (ptrdiff_t)(8 * g2) * rs;
+    __m512i A0[5], A1[5];
+    for (int r = 0; r < R; r++) {
+        A0[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
+        A1[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
+    }
+    for (int ch = ch0; ch < ch1; ch++) {
+        const uint8_t *p = r0 + ch * 64;
+        __m512i v0[4], v1[4];
+        interleave4(_mm512_loadu_si512((const void *)p), _mm512_loadu_si512((const void *)(p + rs)),
+                    _mm512_loadu_si512((const void *)(p + 2 * rs)), _mm512_loadu_si512((const void *)(p + 3 * rs)), v0);
+        interleave4(_mm512_loadu_si512((const void *)(p + 4 * rs)), _mm512_loadu_si512((const void *)(p + 5 * rs)),
+                    _mm512_loadu_si512((const void *)(p + 6 * rs)), _mm512_loadu_si512((const void *)(p + 7 * rs)), v1);
+        for (int r = 0; r < R; r++) {
+            int32_t *ac = acc + (size_t)r * N64 + ch * 64;
+            for (int q = 0; q < 4; q++) {
+                __m512i sv = _mm512_load_si512((void *)(ac + 16 * q));
+                sv = _mm512_dpbusd_epi32(sv, A0[r], v0[q]);
+                sv = _mm512_dpbusd_epi32(sv, A1[r], v1[q]);
+                _mm512_store_si512((void *)(ac + 16 * q), sv);
+            }
+        }
+    }
+}
+
+static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc);
+
 static inline void gemv_rows8(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc) {
+    const int full_ch = J->N / 64;       /* chunks [0, full_ch) are whole */
+    if (J->a->b_signed && 8 * g2 + 8 <= J->K && ch0 < ch1) {
+        const int c1 = ch1 < full_ch ? ch1 : full_ch;
+        if (c1 > ch0) {
+            switch (J->R) {
+            case 1: gemv_rows8_full(J, g2, ch0, c1, acc, 1); break;
+            case 2: gemv_rows8_full(J, g2, ch0, c1, acc, 2); break;
+            case 3: gemv_rows8_full(J, g2, ch0, c1, acc, 3); break;
+            case 4: gemv_rows8_full(J, g2, ch0, c1, acc, 4); break;
+            default: gemv_rows8_full(J, g2, ch0, c1, acc, 5); break;
+            }
+            ch0 = c1;
+        }
+    }
+    if (ch0 < ch1) gemv_rows8_any(J, g2, ch0, ch1, acc);
+}
+
+static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc) {
     const rq_gemm_args *a = J->a;
     const uint8_t *ap = J->ap;
     const int N = J->N, K = J->K, Kp = J->Kp, N64 = J->N64, R = J->R;
