@@ -301,7 +301,7 @@ def empty_aligned(shape, dtype):
 
 
 cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed, bint sat16,
-                      int out_type, float mult, int y_zp):
+                      int out_type, float mult, int y_zp, cnp.ndarray mcol=None, cnp.ndarray zcol=None):
     """matmul_s32 / matmul_q8: one 2-D GEMM, per-tensor zero points, int32 or requantized
     8-bit output (float32 multiplier, zero point after rounding)."""
     cdef rq_gemm_args g
@@ -334,6 +334,8 @@ cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB 
         g.packed = packed.pb
     g.a_zp = &za; g.a_zp_n = 1
     g.b_zp = &zb; g.b_zp_n = 1
+    if zcol is not None:        # int32 (N,), C-contiguous (the caller made it)
+        g.b_zp = <const int32_t *>cnp.PyArray_DATA(zcol); g.b_zp_n = g.N
     g.out_type = out_type
     g.C = cnp.PyArray_DATA(o); g.c_rs = g.N; g.c_cs = 1
     g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
@@ -341,6 +343,8 @@ cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB 
     g.fx_mode = 0; g.fx_qm = NULL; g.fx_sh = NULL
     if out_type == RQ_OUT_S32:
         g.mult = NULL; g.mult_n = 0
+    elif mcol is not None:      # float32 (N,), C-contiguous (the caller made it)
+        g.mult = <const float *>cnp.PyArray_DATA(mcol); g.mult_n = g.N
     else:
         g.mult = &m; g.mult_n = 1
     g.mult_rows = 0
@@ -468,6 +472,23 @@ cdef inline int _lean_mult32(object a_s, object b_s, object y_s, float *out):
     return 1
 
 
+cdef inline int _q8_zps(object a_zp, int ta, object y_zp, int *za, int *yz):
+    """The output's type number and the a / y zero points of a requantizing lean call (as
+    _q8_params), or -1."""
+    cdef int ty
+    if y_zp is None or type(y_zp) is int:
+        ty = ta
+    elif type(y_zp) is np.uint8:
+        ty = cnp.NPY_UINT8
+    elif type(y_zp) is np.int8:
+        ty = cnp.NPY_INT8
+    else:
+        return -1
+    if not _zp8(a_zp, ta, za) or not _zp8(y_zp, ty, yz):
+        return -1
+    return ty
+
+
 cdef inline int _q8_params(object a_zp, int ta, object b_zp, int tb, object y_zp, object a_s, object b_s,
                            object y_s, int *za, int *zb, int *yz, float *m):
     """The zero points and multiplier of a requantizing lean call: the output's type number
@@ -489,6 +510,62 @@ cdef inline int _q8_params(object a_zp, int ta, object b_zp, int tb, object y_zp
     return ty
 
 
+cdef object _col_params(object w_s, object w_zp, int tw, Py_ssize_t n, object a_s, object y_s):
+    """Per-column (per-output-channel) requantization parameters of a lean call, or None:
+    w_s a 1-D float32 ndarray of n scales, each finite and > 0; a_s, y_s per-tensor scales as
+    _scale32 takes them; w_zp None, a per-tensor zero point as _zp8 takes it, or a 1-D ndarray
+    of n zero points of the weights' type (the reference allows a per-tensor zero point beside
+    per-channel scales).  Returns (mult float32 (n,), zero points int32 (n,) or None, the
+    per-tensor zero point): mult[j] = fl32(fl32(a_s * w_s[j]) / y_s), as the glue's
+    _fast_multiplier forms it, each finite (else None: the glue and the reference decide)."""
+    if type(w_s) is not np.ndarray:
+        return None
+    cdef cnp.ndarray ws = <cnp.ndarray>w_s
+    if ws.ndim != 1 or ws.shape[0] != n or cnp.PyArray_TYPE(ws) != cnp.NPY_FLOAT32 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(ws):
+        return None
+    cdef float sa = 0, sy = 0, f, m
+    if not _scale32(a_s, &sa) or not _scale32(y_s, &sy):
+        return None
+    cdef int zs = 0
+    cdef object zcol = None
+    cdef cnp.ndarray za
+    if w_zp is None or not (type(w_zp) is np.ndarray):
+        if not _zp8(w_zp, tw, &zs):
+            return None
+    else:
+        za = <cnp.ndarray>w_zp
+        if za.ndim != 1 or za.shape[0] != n or cnp.PyArray_TYPE(za) != tw:
+            return None
+        zcol = np.ascontiguousarray(za, dtype=np.int32)
+    cdef cnp.npy_intp dims[1]
+    dims[0] = n
+    cdef cnp.ndarray mu = cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT32, 0)
+    cdef const float *pw = <const float *>cnp.PyArray_DATA(ws)
+    cdef float *pm = <float *>cnp.PyArray_DATA(mu)
+    cdef Py_ssize_t j
+    for j in range(n):
+        f = pw[j]
+        if not (f > 0 and f <= 3.4028234663852886e38):
+            return None
+        m = sa * f
+        m = m / sy
+        if not (m >= 0 and m <= 3.4028234663852886e38):
+            return None
+        pm[j] = m
+    return mu, zcol, zs
+
+
+def col_multipliers(w_s, a_s, y_s):
+    """The per-column multipliers the lean entries use (tests compare them with the glue's
+    _fast_multiplier): float32 (n,) or None when the entries would decline the scales."""
+    if type(w_s) is not np.ndarray:
+        return None
+    cp = _col_params(w_s, None, cnp.NPY_INT8, (<cnp.ndarray>w_s).shape[0] if (<cnp.ndarray>w_s).ndim == 1 else -1,
+                     a_s, y_s)
+    return None if cp is None else cp[0]
+
+
 def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     """QLinearMatMul's most common call under a profile with the plain float32 epilogue and no
     int16 pair saturation (the default ``onnx``, checked by the caller): a, b 2-D uint8/int8
@@ -505,8 +582,18 @@ def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sc
     cdef int ta = cnp.PyArray_TYPE(aa), tb = cnp.PyArray_TYPE(bb)
     cdef int za, zb, yz
     cdef float m
-    cdef int ty = _q8_params(a_zero_point, ta, b_zero_point, tb, y_zero_point, a_scale, b_scale, y_scale,
-                             &za, &zb, &yz, &m)
+    cdef int ty
+    if type(b_scale) is np.ndarray:      # per-column scales (and zero points)
+        ty = _q8_zps(a_zero_point, ta, y_zero_point, &za, &yz)
+        if ty < 0:
+            return None
+        cp = _col_params(b_scale, b_zero_point, tb, bb.shape[1], a_scale, y_scale)
+        if cp is None:
+            return None
+        return _lean_gemm(aa, bb, za, cp[2], None, False, RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8,
+                          0.0, yz, cp[0], cp[1])
+    ty = _q8_params(a_zero_point, ta, b_zero_point, tb, y_zero_point, a_scale, b_scale, y_scale,
+                    &za, &zb, &yz, &m)
     if ty < 0:
         return None
     return _lean_gemm(aa, bb, za, zb, None, False, RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8, m, yz)
@@ -529,13 +616,24 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     cdef int tx = cnp.PyArray_TYPE(xa), tw = cnp.PyArray_TYPE(wa)
     if (tx != cnp.NPY_UINT8 and tx != cnp.NPY_INT8) or (tw != cnp.NPY_UINT8 and tw != cnp.NPY_INT8):
         return None
-    cdef int xz, wz, yz
-    cdef float m
-    cdef int ty = _q8_params(x_zero_point, tx, w_zero_point, tw, y_zero_point, x_scale, w_scale, y_scale,
-                             &xz, &wz, &yz, &m)
-    if ty < 0:
-        return None
+    cdef int xz, wz = 0, yz
+    cdef float m = 0
     cdef int Cout = <int>wa.shape[0]
+    cdef int ty
+    cdef object cp = None
+    if type(w_scale) is np.ndarray:      # per-output-channel scales (and zero points)
+        ty = _q8_zps(x_zero_point, tx, y_zero_point, &xz, &yz)
+        if ty < 0:
+            return None
+        cp = _col_params(w_scale, w_zero_point, tw, Cout, x_scale, y_scale)
+        if cp is None:
+            return None
+        wz = cp[2]
+    else:
+        ty = _q8_params(x_zero_point, tx, w_zero_point, tw, y_zero_point, x_scale, w_scale, y_scale,
+                        &xz, &wz, &yz, &m)
+        if ty < 0:
+            return None
     cdef cnp.ndarray bi
     cdef const int32_t *bp = NULL
     if B is not None:
@@ -574,6 +672,13 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     c.od = 0; c.od_s1 = 1; c.od_s3 = 1; c.fbias2 = NULL
     c.fx_mode = 0; c.fx_qm = NULL; c.fx_sh = NULL
     c.mult = &m; c.mult_n = 1
+    cdef cnp.ndarray mcol, zcol
+    if cp is not None:                   # (the arrays stay referenced by cp through the run)
+        mcol = <cnp.ndarray>cp[0]
+        c.mult = <const float *>cnp.PyArray_DATA(mcol); c.mult_n = Cout
+        if cp[1] is not None:
+            zcol = <cnp.ndarray>cp[1]
+            c.w_zp = <const int32_t *>cnp.PyArray_DATA(zcol); c.w_zp_n = Cout
     c.y_zp = yz
     c.sat16 = 0
     c.isa = -1

@@ -863,3 +863,56 @@ def test_python_scalar_arguments():
                                   lambda: R.conv_integer(x, w, xz, wz), f"conv_integer {xz} {wz}")
         if path is not None:
             assert path != "reference", (xz, wz)
+
+
+def test_per_column_scales_compiled_entries():
+    """Per-column (per-output-channel) weight scales, with a per-tensor zero point, per-column
+    zero points or none, take the compiled QLinearMatMul / QLinearConv entries with the
+    reference's bits; the forms they do not take (float64 or strided scales, a zero point of
+    another type, a scale that is not finite and > 0, a multiplier that overflows) still get
+    the reference's result or error."""
+    rng = np.random.default_rng(67)
+    A, B = _rand(rng, np.uint8, (7, 90)), _rand(rng, np.int8, (90, 40))
+    N = B.shape[1]
+    bs = (rng.random(N) * 0.01 + 1e-4).astype(np.float32)
+    zs = _rand(rng, np.int8, (N,))
+    qlean = _k.qlinear_matmul_lean
+    good = [(bs, None), (bs, np.int8(0)), (bs, 0), (bs, np.zeros(N, np.int8)), (bs, zs), (bs, np.int8(-3))]
+    bad = [(bs.astype(np.float64), None), (np.repeat(bs, 2)[::2], None), (bs, zs.astype(np.int16)),
+           (bs, zs.view(np.uint8)), (bs[:-1], None), (np.where(np.arange(N) == 3, 0, bs).astype(np.float32), None),
+           (np.where(np.arange(N) == 5, np.nan, bs).astype(np.float32), None), (bs * np.float32(1e30), None),
+           (bs, zs[:-1])]
+    for a_, yz in ((A, np.uint8(128)), (A.view(np.int8), np.int8(-5)), (A, 7)):
+        for bsx, bz in good + bad:
+            args = (a_, np.float32(0.02), 3 if a_.dtype == np.uint8 else -3, B, bsx, bz, np.float32(0.05), yz)
+            path = _same_as_reference(lambda: refquant.qlinear_matmul(*args), lambda: R.qlinear_matmul(*args),
+                                      f"per-column {bsx.dtype} {bz!r:.30}")
+            if any(bsx is g[0] and bz is g[1] for g in good):
+                assert path is not None and path != "reference"
+                assert qlean(*args) is not None
+    x = _rand(rng, np.uint8, (2, 24, 9, 11))
+    for (C, M, k, pads) in ((24, 16, 3, [1, 1, 1, 1]), (64, 32, 3, [1, 0, 1, 2]), (64, 16, 1, [0, 0, 0, 0])):
+        x = _rand(rng, np.uint8, (int(rng.integers(1, 3)), C, 9, 11))
+        w = _rand(rng, np.int8, (M, C, k, k))
+        ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32)
+        bias = rng.integers(-5000, 5000, M).astype(np.int32)
+        for wz in (None, np.int8(0), np.zeros(M, np.int8), _rand(rng, np.int8, (M,)), np.zeros(M, np.int16)):
+            for b_ in (None, bias):
+                args = (x, 0.02, 100, w, ws, wz, np.float32(0.3), np.uint8(3), b_)
+                path = _same_as_reference(lambda: refquant.qlinear_conv(*args, pads=pads),
+                                          lambda: R.qlinear_conv(*args, pads=pads), f"conv per-channel C={C} k={k}")
+                if not (isinstance(wz, np.ndarray) and wz.dtype == np.int16):
+                    assert path is not None and path != "reference"
+    # the per-column multipliers themselves: those of the glue's _fast_multiplier, over scales
+    # from 1e-12 to 1e4 (the same float32 operations in the same order)
+    onnx = get_profile("onnx")
+    for _ in range(200):
+        n = int(rng.integers(1, 300))
+        ws = (10 ** rng.uniform(-12, 4, n)).astype(np.float32)
+        sa, sy = np.float32(10 ** rng.uniform(-6, 2)), np.float32(10 ** rng.uniform(-4, 3))
+        got = _k.col_multipliers(ws, sa, sy)
+        with np.errstate(over="ignore", under="ignore"):
+            want = F._mult32(F._fast_multiplier(sa, ws, sy, onnx))
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
