@@ -26,7 +26,8 @@ def main(argv=None):
     merged, rc = {}, 0
     benches = [("bench_quant.py", ["--reps", "5" if args.quick else "15"]),
                ("bench_gemm.py", ["--budget", "0.2"] if args.quick else []),
-               ("bench_conv.py", ["--budget", "0.2"] if args.quick else [])]
+               ("bench_conv.py", ["--layers", "all"] + (["--budget", "0.2"] if args.quick else [])),
+               ("bench_latency.py", ["--rounds", "5"] if args.quick else [])]
     for script, extra in benches:
         path = os.path.join(HERE, script)
         if not os.path.exists(path):
