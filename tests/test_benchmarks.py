@@ -44,6 +44,24 @@ def test_bench_conv_smoke(tmp_path):
     assert res["rq QLinearConv"]["gops"] > 0
 
 
+def test_bench_conv_more_layers_smoke(tmp_path):
+    """The extra layers: per-channel weight scales (ORT and refquant), stride 2, 3 channels."""
+    pytest.importorskip("onnxruntime")
+    _, js = _run(tmp_path, "bench_conv", "--layers", "3x3pc", "3x3s2", "stem3", "--threads", "1", "--budget", "0.01",
+                 "--no-torch")
+    for key in ("3x3pc t1", "3x3s2 t1", "stem3 t1"):
+        assert js["results"][key]["rq QLinearConv"]["bitexact_vs_ort"] is True, key
+
+
+def test_bench_latency_smoke(tmp_path):
+    pytest.importorskip("onnxruntime")
+    out, js = _run(tmp_path, "bench_latency", "--rounds", "1", "--calls", "3")
+    cases = {r["case"] for r in js["latency"]}
+    assert any(c.startswith("QuantizeLinear") for c in cases) and any(c.startswith("QLinearConv") for c in cases)
+    assert all(r["us"]["ort"] > 0 and r["ort_over_rq"]["np"] > 0 for r in js["latency"])
+    assert "ort/rq" in out
+
+
 def test_bench_quant_smoke(tmp_path):
     pytest.importorskip("onnxruntime")
     _, js = _run(tmp_path, "bench_quant", "--n", "65536", "--threads", "1", "--reps", "1")
