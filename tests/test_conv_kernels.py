@@ -495,7 +495,8 @@ def test_depthwise_vbmi_and_plain_variants(monkeypatch):
     """The depthwise vpdpbusd kernel builds its 16 overlapping windows with one vpermb where the
     CPU has AVX512_VBMI and with vpermd + vpshufb otherwise (REFQUANT_DISABLE_ISA=avx512vbmi
     forces the latter here): both give the reference's bits over widths around the 16/32-pixel
-    steps, KW 1..4, strides along H, dilation along H, pads and signed / unsigned x."""
+    steps, KW 1..4, strides along H and along W (1 to 4: windows at every sw-th byte),
+    dilation along H, pads and signed / unsigned x."""
     if "avx512vnni" not in AVAILABLE:
         pytest.skip("no VNNI depthwise kernel here")
     rng = np.random.default_rng(43)
@@ -508,24 +509,30 @@ def test_depthwise_vbmi_and_plain_variants(monkeypatch):
                 monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
             _cpu.reset()
             assert bool(_cpu.features()["avx512vbmi"]) == vbmi
-            for W, KH, KW, sh, dh, pads, xt in ((1, 3, 3, 1, 1, [1, 1, 1, 1], np.uint8),
-                                                (15, 3, 3, 1, 1, [1, 1, 1, 1], np.int8),
-                                                (33, 2, 4, 2, 1, [0, 1, 1, 2], np.uint8),
-                                                (64, 5, 1, 1, 2, [2, 0, 2, 0], np.int8),
-                                                (70, 3, 2, 1, 1, [1, 0, 0, 1], np.uint8)):
+            for W, KH, KW, sh, dh, pads, xt, sw in ((1, 3, 3, 1, 1, [1, 1, 1, 1], np.uint8, 1),
+                                                    (15, 3, 3, 1, 1, [1, 1, 1, 1], np.int8, 1),
+                                                    (33, 2, 4, 2, 1, [0, 1, 1, 2], np.uint8, 1),
+                                                    (64, 5, 1, 1, 2, [2, 0, 2, 0], np.int8, 1),
+                                                    (70, 3, 2, 1, 1, [1, 0, 0, 1], np.uint8, 1),
+                                                    (56, 3, 3, 2, 1, [1, 1, 1, 1], np.uint8, 2),
+                                                    (57, 3, 3, 2, 1, [0, 1, 1, 0], np.int8, 2),
+                                                    (1, 3, 3, 1, 1, [1, 1, 1, 1], np.uint8, 2),
+                                                    (130, 5, 4, 2, 1, [2, 3, 2, 0], np.uint8, 2),
+                                                    (67, 3, 3, 3, 1, [1, 1, 1, 1], np.int8, 3),
+                                                    (100, 2, 4, 1, 2, [0, 2, 1, 1], np.uint8, 4),
+                                                    (9, 3, 2, 1, 1, [1, 1, 1, 1], np.uint8, 4)):
                 C = 24
                 x = _rand(rng, xt, (1, C, 9, W))
                 w = _rand(rng, np.int8, (C, 1, KH, KW))
                 b = rng.integers(-20000, 20000, C).astype(np.int32)
                 args = (x, np.float32(0.05), _zp(rng, xt), w, np.float32(0.01), np.int8(0), np.float32(0.2),
                         np.uint8(100), b)
-                kw = dict(group=C, pads=pads, strides=[sh, 1], dilations=[dh, 1])
+                kw = dict(group=C, pads=pads, strides=[sh, sw], dilations=[dh, 1])
                 got = refquant.qlinear_conv(*args, **kw)
                 assert refquant.last_path()["path"] == "dwconv_dpbusd__avx512vnni", refquant.last_path()
-                _check(got, R.qlinear_conv(*args, **kw), f"dw vbmi={vbmi} W={W} K={KH}x{KW}")
-                _check(refquant.conv_integer(x, w, args[2], pads=pads, group=C, strides=[sh, 1], dilations=[dh, 1]),
-                       R.conv_integer(x, w, args[2], pads=pads, group=C, strides=[sh, 1], dilations=[dh, 1]),
-                       f"dw int32 vbmi={vbmi}")
+                _check(got, R.qlinear_conv(*args, **kw), f"dw vbmi={vbmi} W={W} K={KH}x{KW} sw={sw}")
+                _check(refquant.conv_integer(x, w, args[2], **kw), R.conv_integer(x, w, args[2], **kw),
+                       f"dw int32 vbmi={vbmi} sw={sw}")
     finally:
         monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
         _cpu.reset()

@@ -358,7 +358,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (c->sat16 && c->x_signed != c->w_signed)   /* pairs of the im2col order: the GEMM path */
         return conv_generic(c, isa, nt, kernel_used);
     if (Cg == 1 && c->Cout == c->C && !c->fbias && !c->od && !c->fx_mode) {   /* the depthwise kernels fold an int32 bias only */
-        if (isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw == 1 && c->dw == 1 &&
+        if (isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && c->w_signed) {
             int zero = 1;
             for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
@@ -367,7 +367,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
                 return rq_dwconv_dp__avx512vnni(c, nt);
             }
         }
-        if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && c->sw == 1) {
+        if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512) {       /* any stride (phase-split rows) */
             if (kernel_used) *kernel_used = RQ_K_DW_AVX512;
             return rq_dwconv__avx512(c, nt);
         }

@@ -109,9 +109,15 @@ void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptr
     RQ_TRANSPOSE_BLOCKS(tr16)
 }
 
+/* Any stride along W: each padded input row is stored split into sw phases (padded column j
+ * at phase j % sw, index j / sw), so output pixel ow's tap kw reads phase (kw*dw) % sw at index
+ * ow + (kw*dw) / sw -- a stride-1 window again.  Row layout [phase 0 | phase 1 | ...], Wq bytes
+ * each (sw == 1: the plain padded row). */
 int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
     const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW + 63) / 64 * 64 + (KW - 1) * c->dw + 16;
+    const int sw = c->sw;
+    const int Wq = (OW + 63) / 64 * 64 + ((KW - 1) * c->dw) / sw + 16;
+    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = sw * Wq;
     const int KK = KH * KW;
     const size_t P = (size_t)OH * OW;
     const uint8_t xz = (uint8_t)c->x_zp;
@@ -122,8 +128,15 @@ int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
 #endif
     {
         uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp + 64);
-        int32_t *wv = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)KK);
+        int32_t *wv = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)KK * 2);
+        int32_t *toff = wv + KK;      /* each tap's offset in the plane (row, phase, index) */
         if (!xp || !wv) rc = RQ_ENOMEM;
+        else
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++) {
+                    const int col = kw * c->dw;
+                    toff[kh * KW + kw] = kh * c->dh * Wp + (col % sw) * Wq + col / sw;
+                }
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
@@ -135,10 +148,52 @@ int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
             for (int h = 0; h < Hp; h++) {
                 int ih = h - c->pt;
                 if (ih < 0 || ih >= H) continue;
-                int w0 = c->pl > 0 ? 0 : -c->pl;            /* first source column */
-                int d0 = c->pl > 0 ? c->pl : 0;             /* its destination */
-                int n = W - w0; if (d0 + n > Wp - 16) n = Wp - 16 - d0;
-                if (n > 0) memcpy(xp + (size_t)h * Wp + d0, xs + (size_t)ih * W + w0, n);
+                if (sw == 1) {
+                    int w0 = c->pl > 0 ? 0 : -c->pl;            /* first source column */
+                    int d0 = c->pl > 0 ? c->pl : 0;             /* its destination */
+                    int n = W - w0; if (d0 + n > Wp - 16) n = Wp - 16 - d0;
+                    if (n > 0) memcpy(xp + (size_t)h * Wp + d0, xs + (size_t)ih * W + w0, n);
+                } else if (sw == 2) {
+                    /* the padded row split into even / odd columns, 64 at a time: two masked
+                     * loads of 64 padded columns (x_zp where there is no input column) */
+                    uint8_t *dr = xp + (size_t)h * Wp;
+                    const uint8_t *sr = xs + (size_t)ih * W;
+                    const int pl = c->pl;
+                    const __m512i vz = _mm512_set1_epi8((char)xz);
+                    const __m512i m8 = _mm512_set1_epi16(0x00FF);
+                    const __m512i fix = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
+                    for (int i = 0; i < Wq; i += 64) {
+                        __m512i v[2];
+                        for (int hlf = 0; hlf < 2; hlf++) {
+                            const int j0 = 2 * i + 64 * hlf - pl;          /* first input column */
+                            const int lo = j0 < 0 ? -j0 : 0, hi = W - j0 < 64 ? W - j0 : 64;
+                            __mmask64 mk = 0;
+                            if (hi > lo) {
+                                mk = (hi == 64 ? ~(__mmask64)0 : (((__mmask64)1 << hi) - 1));
+                                mk &= ~(lo ? (((__mmask64)1 << lo) - 1) : 0);
+                            }
+                            /* masked-off lanes are neither read nor faulted on */
+                            v[hlf] = mk ? _mm512_mask_loadu_epi8(vz, mk, (const void *)(sr + j0)) : vz;
+                        }
+                        const __m512i ev = _mm512_permutexvar_epi64(fix, _mm512_packus_epi16(_mm512_and_si512(v[0], m8), _mm512_and_si512(v[1], m8)));
+                        const __m512i od = _mm512_permutexvar_epi64(fix, _mm512_packus_epi16(_mm512_srli_epi16(v[0], 8), _mm512_srli_epi16(v[1], 8)));
+                        const int nn = Wq - i < 64 ? Wq - i : 64;
+                        const __mmask64 ms = nn == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nn) - 1);
+                        _mm512_mask_storeu_epi8(dr + i, ms, ev);
+                        _mm512_mask_storeu_epi8(dr + Wq + i, ms, od);
+                    }
+                } else {
+                    uint8_t *dr = xp + (size_t)h * Wp;
+                    const uint8_t *sr = xs + (size_t)ih * W;
+                    for (int ph = 0; ph < sw; ph++) {
+                        /* indexes i of this phase whose padded column i*sw + ph is an input column */
+                        if (W - 1 + c->pl - ph < 0) continue;
+                        int i0 = c->pl - ph <= 0 ? 0 : (c->pl - ph + sw - 1) / sw, i1 = (W - 1 + c->pl - ph) / sw;
+                        if (i1 > Wq - 17) i1 = Wq - 17;              /* never read past it */
+                        uint8_t *d = dr + (size_t)ph * Wq;
+                        for (int i = i0; i <= i1; i++) d[i] = sr[i * sw + ph - c->pl];
+                    }
+                }
             }
             const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : ch];
             uint32_t wsum = 0;
@@ -155,29 +210,22 @@ int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
             const __m512i zp = _mm512_set1_epi32(c->y_zp);
             for (int oh = 0; oh < OH; oh++) {
                 for (int ow0 = 0; ow0 < OW; ow0 += 64) {
-                    /* 64 output pixels in 4 independent accumulators */
+                    /* up to 64 output pixels in 4 independent accumulators; only the vectors
+                     * holding outputs are computed (a 28-pixel row: 2, not 4) */
+                    const int nv = OW - ow0 >= 64 ? 4 : (OW - ow0 + 15) / 16;
                     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                    const uint8_t *row = xp + (size_t)oh * c->sh * Wp + ow0;
                     for (int kh = 0; kh < KH; kh++) {
-                        const uint8_t *row = xp + (size_t)(oh * c->sh + kh * c->dh) * Wp + ow0;
                         for (int kw = 0; kw < KW; kw++) {
-                            const uint8_t *q = row + kw * c->dw;
+                            const uint8_t *q = row + toff[kh * KW + kw];
                             const __m512i wt = _mm512_set1_epi32(wv[kh * KW + kw]);
-                            __m512i x0, x1, x2, x3;
-                            if (c->x_signed) {
-                                x0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q));
-                                x1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)));
-                                x2 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 32)));
-                                x3 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 48)));
-                            } else {
-                                x0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q));
-                                x1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)));
-                                x2 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 32)));
-                                x3 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 48)));
-                            }
-                            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(x0, wt));
-                            a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(x1, wt));
-                            a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(x2, wt));
-                            a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(x3, wt));
+#define RQ_DW_X(o) (c->x_signed ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + (o)))) \
+                                : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + (o)))))
+                            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(RQ_DW_X(0), wt));
+                            if (nv > 1) a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(RQ_DW_X(16), wt));
+                            if (nv > 2) a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(RQ_DW_X(32), wt));
+                            if (nv > 3) a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(RQ_DW_X(48), wt));
+#undef RQ_DW_X
                         }
                     }
                     __m512i av[4] = {a0, a1, a2, a3};

@@ -20,8 +20,12 @@
 /* the window of 16 outputs' dwords (bytes j .. j+3 into dword j) from 64 bytes at p:
  * vpermd + in-lane vpshufb, or one vpermb where the CPU has AVX512_VBMI (rq_cpu features) */
 #define DW_CONSTS                                                                                 \
-    const __m512i perm = _mm512_setr_epi32(0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6);      \
-    const __m512i shuf = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6)); \
+    /* 128-bit lane L (outputs 4L .. 4L+3) gets dwords sw*L .. sw*L+3; byte k of its output q  \
+     * is lane byte sw*q + k */                                                                   \
+    int32_t pix_[16]; uint8_t six_[16];                                                           \
+    for (int j_ = 0; j_ < 16; j_++) { pix_[j_] = sw * (j_ / 4) + j_ % 4; six_[j_] = (uint8_t)(sw * (j_ / 4) + j_ % 4); } \
+    const __m512i perm = _mm512_loadu_si512((const void *)pix_);                                  \
+    const __m512i shuf = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)six_));          \
     (void)perm; (void)shuf
 #define DW_WIN(p) _mm512_shuffle_epi8(_mm512_permutexvar_epi32(perm, _mm512_loadu_si512(p)), shuf)
 #define DW_FN dw_dp_plain
@@ -33,7 +37,7 @@
 #undef DW_WIN
 #define DW_CONSTS                                                                                 \
     uint8_t wix_[64];                                                                             \
-    for (int j_ = 0; j_ < 64; j_++) wix_[j_] = (uint8_t)(j_ / 4 + j_ % 4);                        \
+    for (int j_ = 0; j_ < 64; j_++) wix_[j_] = (uint8_t)(sw * (j_ / 4) + j_ % 4);                 \
     const __m512i bidx = _mm512_loadu_si512((const void *)wix_)
 #define DW_WIN(p) _mm512_permutexvar_epi8(bidx, _mm512_loadu_si512(p))
 #define DW_FN dw_dp_vbmi
