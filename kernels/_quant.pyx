@@ -185,38 +185,104 @@ cdef inline int _typed_zp(object z, int *typenum):
     return 1
 
 
-def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes):
-    """QuantizeLinear's common call: x a non-empty C-contiguous float32 ndarray, y_scale a
-    float32 scalar (numpy, 0-d array, or a Python float rounded to float32), y_zero_point None
-    (uint8 output, 0) or a uint8/int8/uint16/int16 numpy scalar or 0-d array, no attributes.
-    ``variants[2 * out_type + (zero point != 0)]``: the RQ_QV_* flags the default profile's
-    formula needs for that output (-1: not taken), as the glue's _q_variant gives them.
-    Outputs of max_bytes or more are left to the glue (its buffer pool).  Returns (y, level,
-    out_type, variant) or None."""
+cdef int _axis_scales(cnp.ndarray xa, object scale, object axis_obj, Py_ssize_t *outer, Py_ssize_t *D,
+                      Py_ssize_t *inner) except -2:
+    """Per-axis layout of a lean call: scale a 1-D C-contiguous float32 ndarray of
+    x.shape[axis] values, each finite and > 0; axis a Python int in [-ndim, ndim).  1 when
+    taken (outer, D, inner set), 0 otherwise."""
+    if type(scale) is not np.ndarray or type(axis_obj) is not int:
+        return 0
+    cdef cnp.ndarray sa = <cnp.ndarray>scale
+    cdef int nd = xa.ndim
+    if sa.ndim != 1 or cnp.PyArray_TYPE(sa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(sa) or nd == 0:
+        return 0
+    if not (-nd <= axis_obj < nd):
+        return 0
+    cdef int axis = <int>axis_obj
+    if axis < 0:
+        axis += nd
+    cdef Py_ssize_t d = xa.shape[axis], i
+    if sa.shape[0] != d or d < 1:
+        return 0
+    cdef const float *ps = <const float *>cnp.PyArray_DATA(sa)
+    for i in range(d):
+        if not (ps[i] > 0 and ps[i] <= 3.4028234663852886e38):
+            return 0
+    cdef Py_ssize_t o = 1, n = 1
+    for i in range(axis):
+        o *= xa.shape[i]
+    for i in range(axis + 1, nd):
+        n *= xa.shape[i]
+    outer[0] = o; D[0] = d; inner[0] = n
+    return 1
+
+
+cdef object _axis_zps(object zp, Py_ssize_t d, int *typenum):
+    """A per-axis zero point of a lean call as int32 (d,): a 1-D ndarray of d values of a
+    uint8/int8/uint16/int16 type (typenum set).  None otherwise."""
+    if type(zp) is not np.ndarray:
+        return None
+    cdef cnp.ndarray za = <cnp.ndarray>zp
+    if za.ndim != 1 or za.shape[0] != d or _qtype(cnp.PyArray_TYPE(za)) < 0:
+        return None
+    typenum[0] = cnp.PyArray_TYPE(za)
+    return np.ascontiguousarray(za, dtype=np.int32)
+
+
+def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes, object axis=1):
+    """QuantizeLinear's common call: x a non-empty C-contiguous float32 ndarray; per tensor:
+    y_scale a float32 scalar (numpy, 0-d array, or a Python float rounded to float32),
+    y_zero_point None (uint8 output, 0) or a uint8/int8/uint16/int16 numpy scalar or 0-d array;
+    per axis: y_scale a 1-D float32 ndarray of x.shape[axis] scales, y_zero_point None or a 1-D
+    ndarray of as many zero points of one of those types, axis a Python int; no other
+    attribute.  ``variants[8 * per_axis + 2 * out_type + (any zero point != 0)]``: the RQ_QV_*
+    flags the default profile's formula needs (-1: not taken), as the glue's _q_variant gives
+    them.  Outputs of max_bytes or more are left to the glue (its buffer pool).  Returns
+    (y, level, out_type, variant) or None."""
     if type(x) is not np.ndarray:
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
     if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
         return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    if n == 0:
+    if n == 0 or type(axis) is not int:
         return None
     cdef float s
-    if not _scale32(y_scale, &s):
-        return None
-    cdef int tn = cnp.NPY_UINT8, ot
+    cdef int tn = cnp.NPY_UINT8, ot, nz = 0, per_axis = 0
     cdef int32_t z = 0
-    if y_zero_point is not None:
-        if not _typed_zp(y_zero_point, &tn):
-            return None
-        ot = _qtype(tn)
-        if ot < 0:
-            return None
-        z = <int32_t>int(y_zero_point)
+    cdef Py_ssize_t outer = 1, D = 1, inner = n, i
+    cdef const float *ps = &s
+    cdef const int32_t *pz = &z
+    cdef cnp.ndarray sv, zv
+    if _scale32(y_scale, &s):
+        if y_zero_point is not None:
+            if not _typed_zp(y_zero_point, &tn):
+                return None
+            if _qtype(tn) < 0:
+                return None
+            z = <int32_t>int(y_zero_point)
+        nz = z != 0
+    elif _axis_scales(xa, y_scale, axis, &outer, &D, &inner):
+        per_axis = 1
+        sv = <cnp.ndarray>y_scale
+        ps = <const float *>cnp.PyArray_DATA(sv)
+        zv = np.zeros(D, np.int32)
+        if y_zero_point is not None:
+            zo = _axis_zps(y_zero_point, D, &tn)
+            if zo is None:
+                return None
+            zv = <cnp.ndarray>zo
+        pz = <const int32_t *>cnp.PyArray_DATA(zv)
+        for i in range(D):
+            if pz[i] != 0:
+                nz = 1
+                break
+    else:
+        return None
     ot = _qtype(tn)
     if n * (1 if ot <= RQ_Q_I8 else 2) >= max_bytes:
         return None
-    cdef int variant = variants[2 * ot + (z != 0)]
+    cdef int variant = variants[8 * per_axis + 2 * ot + nz]
     if variant < 0:
         return None
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(xa.ndim, xa.shape, tn, 0)
@@ -224,23 +290,25 @@ def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes
     cdef void *py = cnp.PyArray_DATA(y)
     cdef int lvl
     with nogil:
-        lvl = rq_quantize(px, RQ_F_F32, py, ot, &s, &z, 1, 1, n, 0, 0, -1, 0, 0, variant)
+        lvl = rq_quantize(px, RQ_F_F32, py, ot, ps, pz, outer, D, inner, 0, 0, -1, 0, 0, variant)
     if lvl < 0:
         raise ValueError("rq_quantize: bad arguments")
     return y, lvl, ot, variant
 
 
-def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes):
+def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes, object axis=1):
     """DequantizeLinear's common call: x a non-empty C-contiguous uint8/int8/uint16/int16 (or
-    int32, without a zero point) ndarray, x_scale a float32 scalar (numpy, 0-d array, or a
-    Python float rounded to float32), x_zero_point None, a numpy scalar / 0-d array of x's
-    type, or a Python int in x's range (the reference reads it as that type); float32 output,
-    no attributes.  The caller checks that the default profile subtracts exactly.  Outputs of
-    max_bytes or more are left to the glue.  Returns (y, level, in_type) or None."""
+    int32, without a zero point) ndarray; per tensor: x_scale a float32 scalar (numpy, 0-d
+    array, or a Python float rounded to float32), x_zero_point None, a numpy scalar / 0-d array
+    of x's type, or a Python int in x's range (the reference reads it as that type); per axis:
+    x_scale a 1-D float32 ndarray of x.shape[axis] scales, x_zero_point None or a 1-D ndarray
+    of as many of x's type, axis a Python int; float32 output, no other attribute.  The caller
+    checks that the default profile subtracts exactly.  Outputs of max_bytes or more are left
+    to the glue.  Returns (y, level, in_type) or None."""
     if type(x) is not np.ndarray:
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    if not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+    if not cnp.PyArray_IS_C_CONTIGUOUS(xa) or type(axis) is not int:
         return None
     cdef int tx = cnp.PyArray_TYPE(xa), it = _qtype(tx), tz
     if it < 0 and tx != cnp.NPY_INT32:
@@ -248,32 +316,48 @@ def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
     if n == 0 or n * 4 >= max_bytes:
         return None
-    cdef float s
-    if not _scale32(x_scale, &s):
-        return None
-    cdef int32_t z = 0
-    cdef int32_t lo, hi
     if tx == cnp.NPY_INT32:
         if x_zero_point is not None:
             return None
         it = RQ_Q_I32
-    elif x_zero_point is not None:
-        if type(x_zero_point) is int:
-            lo, hi = ((0, 255) if it == RQ_Q_U8 else (-128, 127) if it == RQ_Q_I8 else
-                      (0, 65535) if it == RQ_Q_U16 else (-32768, 32767))
-            if not (lo <= x_zero_point <= hi):
+    cdef float s
+    cdef int32_t z = 0
+    cdef int32_t lo, hi
+    cdef Py_ssize_t outer = 1, D = 1, inner = n
+    cdef const float *ps = &s
+    cdef const int32_t *pz = &z
+    cdef cnp.ndarray sv, zv
+    if _scale32(x_scale, &s):
+        if x_zero_point is not None:
+            if type(x_zero_point) is int:
+                lo, hi = ((0, 255) if it == RQ_Q_U8 else (-128, 127) if it == RQ_Q_I8 else
+                          (0, 65535) if it == RQ_Q_U16 else (-32768, 32767))
+                if not (lo <= x_zero_point <= hi):
+                    return None
+                z = <int32_t>x_zero_point
+            elif _typed_zp(x_zero_point, &tz) and tz == tx:
+                z = <int32_t>int(x_zero_point)
+            else:
                 return None
-            z = <int32_t>x_zero_point
-        elif _typed_zp(x_zero_point, &tz) and tz == tx:
-            z = <int32_t>int(x_zero_point)
+    elif _axis_scales(xa, x_scale, axis, &outer, &D, &inner):
+        sv = <cnp.ndarray>x_scale
+        ps = <const float *>cnp.PyArray_DATA(sv)
+        if x_zero_point is None:
+            zv = np.zeros(D, np.int32)
         else:
-            return None
+            zo = _axis_zps(x_zero_point, D, &tz)
+            if zo is None or tz != tx:
+                return None
+            zv = <cnp.ndarray>zo
+        pz = <const int32_t *>cnp.PyArray_DATA(zv)
+    else:
+        return None
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(xa.ndim, xa.shape, cnp.NPY_FLOAT32, 0)
     cdef const void *px = cnp.PyArray_DATA(xa)
     cdef void *py = cnp.PyArray_DATA(y)
     cdef int lvl
     with nogil:
-        lvl = rq_dequantize(px, it, py, RQ_F_F32, &s, &z, 1, 1, n, 0, -1, 0, 0)
+        lvl = rq_dequantize(px, it, py, RQ_F_F32, ps, pz, outer, D, inner, 0, -1, 0, 0)
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")
     return y, lvl, it

@@ -173,9 +173,9 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, out=None, **kwargs):
 
     ``out`` (refquant extension): a preallocated C-contiguous array of the result's shape
     and dtype to write into (as inference engines reuse buffers); it is returned."""
-    if out is None and not kwargs and fast_enabled():
-        # the common per-tensor call checked in compiled code (see matmul_integer)
-        res = _lean_first(_QL_LEAN, _ql_lean, "QuantizeLinear", (x, y_scale, y_zero_point))
+    if out is None and (not kwargs or (len(kwargs) == 1 and "axis" in kwargs)) and fast_enabled():
+        # the common per-tensor / per-axis call checked in compiled code (see matmul_integer)
+        res = _lean_first(_QL_LEAN, _ql_lean, "QuantizeLinear", (x, y_scale, y_zero_point, kwargs.get("axis", 1)))
         if res is not None:
             return res[0]
     if out is not None:
@@ -189,8 +189,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, out=None, **kwargs):
     """refquant.reference.dequantize_linear, run by a fast kernel where one covers the call.
 
     ``out``: as for quantize_linear."""
-    if out is None and not kwargs and fast_enabled():
-        res = _lean_first(_DQL_LEAN, _dql_lean, "DequantizeLinear", (x, x_scale, x_zero_point))
+    if out is None and (not kwargs or (len(kwargs) == 1 and "axis" in kwargs)) and fast_enabled():
+        res = _lean_first(_DQL_LEAN, _dql_lean, "DequantizeLinear", (x, x_scale, x_zero_point, kwargs.get("axis", 1)))
         if res is not None:
             return res[0]
     if out is not None:

@@ -24,6 +24,8 @@ Validation reuses the reference's own helpers, so both paths accept the same inp
 """
 from __future__ import annotations
 
+import math as _math
+
 import numpy as np
 import ml_dtypes
 
@@ -144,12 +146,10 @@ def _variant_tag(v):
 
 
 def _layout(shape, axis, per_tensor):
-    n = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    n = _math.prod(shape)
     if per_tensor:
         return 1, 1, n
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
-    return outer, int(shape[axis]), inner
+    return _math.prod(shape[:axis]), int(shape[axis]), _math.prod(shape[axis + 1:])
 
 
 # ------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def release_buffers():
 def _new_output(shape, dtype):
     """(array, recycled) -- np.empty, or a view of an unreferenced pooled buffer."""
     dtype = np.dtype(dtype)
-    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    n = _math.prod(shape) * dtype.itemsize
     if _POOL_OFF or n < _POOL_MIN:
         return np.empty(shape, dtype), False
     with _POOL_LOCK:
@@ -474,25 +474,26 @@ def _pool_limit():
 
 
 def quantize_entry(prof):
-    """f(x, y_scale, y_zero_point) -> (y, kernel name) or None: QuantizeLinear's common call
-    (float32 x, per-tensor float32 scale, typed zero point or none, no attributes, output
-    under the buffer pool's size) checked in compiled code (_k.quantize_lean), with the RQ_QV_*
+    """f(x, y_scale, y_zero_point, axis=1) -> (y, kernel name) or None: QuantizeLinear's common
+    call (float32 x, a per-tensor or per-axis float32 scale, typed zero points or none, no
+    attribute but axis, output under the buffer pool's size) checked in compiled code (_k.quantize_lean), with the RQ_QV_*
     variant the glue's _q_variant gives ``prof`` for each output type; None when ``prof``
     leaves no such call to the kernels."""
     if not hasattr(_k, "quantize_lean"):
         return None
     variants = []
-    for dt in _RQ_OUT_ORDER:
-        for nz in (False, True):
-            v = _q_variant(prof, False, dt, nz)
-            variants.append(-1 if v is None else v)
+    for per_axis in (False, True):
+        for dt in _RQ_OUT_ORDER:
+            for nz in (False, True):
+                v = _q_variant(prof, per_axis, dt, nz)
+                variants.append(-1 if v is None else v)
     if all(v < 0 for v in variants):
         return None
     variants = tuple(variants)
     names = {}
 
-    def f(x, y_scale, y_zero_point, _lean=_k.quantize_lean):
-        r = _lean(x, y_scale, y_zero_point, variants, _pool_limit())
+    def f(x, y_scale, y_zero_point, axis=1, _lean=_k.quantize_lean):
+        r = _lean(x, y_scale, y_zero_point, variants, _pool_limit(), axis)
         if r is None:
             return None
         y, lvl, ot, v = r
@@ -524,8 +525,8 @@ def dequantize_entry(prof):
     in_names = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 6: "int32"}
     names = {}
 
-    def f(x, x_scale, x_zero_point, _lean=_k.dequantize_lean):
-        r = _lean(x, x_scale, x_zero_point, _pool_limit())
+    def f(x, x_scale, x_zero_point, axis=1, _lean=_k.dequantize_lean):
+        r = _lean(x, x_scale, x_zero_point, _pool_limit(), axis)
         if r is None:
             return None
         y, lvl, it = r

@@ -924,3 +924,38 @@ def test_compiled_dynamic_quantize_entry():
     for bad in (x[::2], x.astype(np.float64), x[:0], list(x), np.array([1.0, np.nan], f)):
         assert lean(bad, 1.0, 1 << 20) is None
     assert lean(x, 1.0, 1000) is None
+
+
+def test_compiled_entries_per_axis():
+    """Per-axis calls (axis as the only keyword) take the compiled entries with the reference's
+    bits: every axis (negative too), zero points of every 8/16-bit type or none, ties and
+    specials; the forms they do not take (float64 / strided scales, a zero point whose shape or
+    type differs, a non-positive scale, a bool or numpy axis, an axis out of range) get the
+    reference's result or error."""
+    rng = np.random.default_rng(79)
+    for shape in ((8, 5, 3), (64, 9), (3, 4, 5, 6), (17,)):
+        for axis in range(-len(shape), len(shape)):
+            D = shape[axis]
+            dt = (np.uint8, np.int8, np.uint16, np.int16)[rng.integers(0, 4)]
+            s = (10 ** rng.uniform(-3, 0, D)).astype(np.float32)
+            z = np.array([_zp_for(rng, dt) for _ in range(D)], dt)
+            x = hard_values(rng, int(np.prod(shape)), float(s[0]), z[0], dt).reshape(shape)
+            for zf in (z, None, z.astype(np.int32), z[:-1] if D > 1 else z[:0]):
+                for ax in (axis, True if axis == 1 else axis, np.int64(axis)):
+                    kw = {"axis": ax}
+                    path = _same_or_raises(lambda: refquant.quantize_linear(x, s, zf, **kw),
+                                           lambda: R.quantize_linear(x, s, zf, **kw), f"q axis={ax} {shape}")
+                    if path is not None and zf is not None and zf.dtype == dt and type(ax) is int:
+                        assert path.startswith("rq_quantize_"), (shape, ax)
+            with np.errstate(invalid="ignore"):
+                q = np.nan_to_num(x).clip(*_qrange(dt)).astype(dt)
+            for zf in (z, None, z.view(np.uint8 if dt == np.int8 else np.int8) if z.itemsize == 1 else z.astype(np.int8)):
+                for sf in (s, s.astype(np.float64), np.repeat(s, 2)[::2], np.where(np.arange(D) == 0, 0, s).astype(np.float32)):
+                    path = _same_or_raises(lambda: refquant.dequantize_linear(q, sf, zf, axis=axis),
+                                           lambda: R.dequantize_linear(q, sf, zf, axis=axis), f"dq axis={axis} {shape}")
+                    if path is not None and sf is s and (zf is None or zf.dtype == dt):
+                        assert path.startswith("rq_dequantize_"), (shape, axis)
+    x = np.ones((4, 6), np.float32)
+    for bad_axis in (2, -3):
+        with pytest.raises(ValueError, match="axis"):
+            refquant.quantize_linear(x, np.ones(4, np.float32), np.zeros(4, np.uint8), axis=bad_axis)

@@ -52,6 +52,8 @@ out of range; block_size outside the spec's rule; types the opset does not allow
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import ml_dtypes
 
@@ -78,7 +80,9 @@ def _d(*names):
     return tuple(resolve_dtype(n) for n in names)
 
 
-# Types each opset admits (onnx/defs/quantization/defs.cc, old.cc).
+# Types each opset admits (onnx/defs/quantization/defs.cc, old.cc).  Cached per opset: every
+# call validates against them (building the tuple took ~10 us of a small call).
+@functools.lru_cache(maxsize=None)
 def _q_output_types(opset):
     t = _d("int8", "uint8")
     if opset >= 19:
@@ -105,6 +109,7 @@ def _scale_types(opset):
     return t
 
 
+@functools.lru_cache(maxsize=None)
 def _dq_input_types(opset):
     return _q_output_types(opset) + (_I32,)
 
