@@ -108,18 +108,66 @@ static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
  * (C x W -> W x C, vectorised) into a buffer whose pads hold x_zp, then every output pixel's
  * row of A is KH runs of KW*Cg contiguous bytes (dilation 1 along W) or KH*KW runs of Cg.
  * Gathering the channels byte by byte straight from NCHW (Cg loads H*W apart per tap) took
- * more than half of a 32-channel 14x14 3x3 conv (48 us). */
-static void im2col_pad_rows(const rq_conv_args *c, uint8_t *xp, int g, int Cg, int Wp, int isa) {
+ * more than half of a 32-channel 14x14 3x3 conv (48 us).  The three stages (rows into the
+ * NHWC buffer, im2col rows, the output transpose) split over the kernels' pool by rows, as the
+ * implicit conv's transposes (OpenMP threads spinning beside the pool's made 2 threads slower
+ * than 1). */
+typedef struct {
+    const rq_conv_args *c; uint8_t *xp, *acol; const uint8_t *yt; char *yg;
+    int g, Cg, Cog, Wp, Kc, Kcp, P, isa, ntask; size_t es;
+} gen_job;
+
+static void gen_pad_rows(void *ctx, int64_t t) {       /* input rows of task t -> NHWC */
+    const gen_job *J = (const gen_job *)ctx;
+    const rq_conv_args *c = J->c;
     const uint8_t xz = (uint8_t)c->x_zp;
-    const int HW = c->H * c->W, Hp = c->H + c->pt + c->pb;
-    memset(xp, xz, (size_t)c->pt * Wp * Cg + (size_t)c->pl * Cg);
-    for (int h = 0; h < c->H; h++) {
-        uint8_t *row = xp + ((size_t)(h + c->pt) * Wp + c->pl) * Cg;
-        transpose_u8(c->x + (size_t)g * Cg * HW + (size_t)h * c->W, HW, row, Cg, Cg, c->W, isa);
-        /* right pad of this row and left pad of the next */
-        memset(row + (size_t)c->W * Cg, xz, (size_t)(c->pr + (h + 1 < c->H ? c->pl : 0)) * Cg);
+    const int HW = c->H * c->W, Cg = J->Cg;
+    for (int h = (int)((int64_t)c->H * t / J->ntask); h < (int)((int64_t)c->H * (t + 1) / J->ntask); h++) {
+        uint8_t *row = J->xp + ((size_t)(h + c->pt) * J->Wp + c->pl) * Cg;
+        memset(row - (size_t)c->pl * Cg, xz, (size_t)c->pl * Cg);            /* left pad */
+        transpose_u8(c->x + (size_t)J->g * Cg * HW + (size_t)h * c->W, HW, row, Cg, Cg, c->W, J->isa);
+        memset(row + (size_t)c->W * Cg, xz, (size_t)c->pr * Cg);             /* right pad */
     }
-    memset(xp + (size_t)(c->pt + c->H) * Wp * Cg, xz, (size_t)(Hp - c->pt - c->H) * Wp * Cg);
+}
+
+static void gen_im2col(void *ctx, int64_t t) {         /* output rows of task t -> rows of A */
+    const gen_job *J = (const gen_job *)ctx;
+    const rq_conv_args *c = J->c;
+    const int Cg = J->Cg, Kc = J->Kc, Kcp = J->Kcp, Wp = J->Wp;
+    const uint8_t xz = (uint8_t)c->x_zp;
+    const size_t run = (c->dw == 1 ? (size_t)c->KW : 1) * Cg;      /* bytes per copied run */
+    const int runs_w = c->dw == 1 ? 1 : c->KW;
+    for (int oh = (int)((int64_t)c->OH * t / J->ntask); oh < (int)((int64_t)c->OH * (t + 1) / J->ntask); oh++) {
+        for (int ow = 0; ow < c->OW; ow++) {
+            uint8_t *d = J->acol + (size_t)(oh * c->OW + ow) * Kcp;
+            for (int kh = 0; kh < c->KH; kh++) {
+                const uint8_t *s = J->xp + ((size_t)(oh * c->sh + kh * c->dh) * Wp + (size_t)ow * c->sw) * Cg;
+                for (int r = 0; r < runs_w; r++) {
+                    memcpy(d, s + (size_t)r * c->dw * Cg, run);
+                    d += run;
+                }
+            }
+            if (Kcp > Kc) memset(d, xz, (size_t)(Kcp - Kc));
+        }
+    }
+}
+
+static void gen_out(void *ctx, int64_t t) {            /* pixels of task t: (P x Cog) -> NCHW */
+    const gen_job *J = (const gen_job *)ctx;
+    const int P = J->P, Cog = J->Cog;
+    const int p0 = (int)((int64_t)P * t / J->ntask), p1 = (int)((int64_t)P * (t + 1) / J->ntask);
+    if (p1 <= p0) return;
+    if (J->es == 1) {
+        transpose_u8(J->yt + (size_t)p0 * Cog, Cog, (uint8_t *)J->yg + p0, P, p1 - p0, Cog, J->isa);
+    } else if (J->isa >= RQ_ISA_AVX512 && rq_transpose_u32__avx512) {
+        rq_transpose_u32__avx512((const int32_t *)J->yt + (size_t)p0 * Cog, Cog, (int32_t *)J->yg + p0, P,
+                                 p1 - p0, Cog);
+    } else {
+        const int32_t *s = (const int32_t *)J->yt;
+        int32_t *d = (int32_t *)J->yg;
+        for (int p = p0; p < p1; p++)
+            for (int co = 0; co < Cog; co++) d[(size_t)co * P + p] = s[(size_t)p * Cog + co];
+    }
 }
 
 static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
@@ -127,52 +175,51 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
     const int KK = c->KH * c->KW, Kc = KK * Cg, P = c->OH * c->OW;
     const int Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
     const uint8_t xz = (uint8_t)c->x_zp;
+    /* the packed weights serve only the VNNI / AMX GEMMs; below them (an ISA cap, a CPU
+     * without VNNI) and for the int16-pair-saturation kernels the GEMM reads B itself */
+    const rq_packed_b *pk0 = (G == 1) ? c->packed : NULL;
+    if (pk0 && (isa < RQ_ISA_AVX512VNNI || c->sat16)) pk0 = NULL;
     /* with AMX, A's rows are whole cache lines and its row count a whole number of tiles, so
      * the tiles load straight from the im2col buffer instead of a zero-padded copy: K padded to
      * a multiple of 64 with x_zp bytes in A and zero rows in B (each padded term is
-     * (x_zp - x_zp) * (0 - w_zp) = 0), pixels padded to a multiple of 16 with x_zp rows whose
-     * outputs are dropped.  Not with packed weights (packed for the true K) or the int16 pair
-     * saturation kernels. */
-    const int pad = isa >= RQ_ISA_AMX && !c->sat16 && !(G == 1 && c->packed);
+     * (x_zp - x_zp) * (0 - w_zp) = 0; packed weights already hold those zero rows), pixels
+     * padded to a multiple of 16 with x_zp rows whose outputs are dropped.  Not for the int16
+     * pair saturation kernels. */
+    const int pad = isa >= RQ_ISA_AMX && !c->sat16;
     const int Kcp = pad ? (Kc + 63) / 64 * 64 : Kc, Pp = pad ? (P + 15) / 16 * 16 : P;
     const size_t es = osize(c->out_type);
     uint8_t *acol = (uint8_t *)rq_aligned_alloc((size_t)Pp * Kcp);
-    uint8_t *bmat = (uint8_t *)rq_aligned_alloc((size_t)Kcp * Cog);
+    uint8_t *bmat = pk0 ? NULL : (uint8_t *)rq_aligned_alloc((size_t)Kcp * Cog);
     uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp * Cg + 64);
     /* the GEMM's outputs pixel-major (contiguous rows of Cog), then one transpose to NCHW:
      * stores P apart from the epilogue cost a quarter of a 32-channel 56x56 conv */
     uint8_t *yt = (uint8_t *)rq_aligned_alloc((size_t)Pp * Cog * es + 64);
-    if (!acol || !bmat || !xp || !yt) {
+    if (!acol || (!bmat && !pk0) || !xp || !yt) {
         rq_aligned_free(acol); rq_aligned_free(bmat); rq_aligned_free(xp); rq_aligned_free(yt);
         return RQ_ENOMEM;
     }
-    const size_t run = (c->dw == 1 ? (size_t)c->KW : 1) * Cg;      /* bytes per copied run */
-    const int runs_w = c->dw == 1 ? 1 : c->KW;
     if (Pp > P) memset(acol + (size_t)P * Kcp, xz, (size_t)(Pp - P) * Kcp);
-    if (Kcp > Kc) memset(bmat + (size_t)Kc * Cog, 0, (size_t)(Kcp - Kc) * Cog);
+    if (bmat && Kcp > Kc) memset(bmat + (size_t)Kc * Cog, 0, (size_t)(Kcp - Kc) * Cog);
+    /* top and bottom pad rows of the NHWC buffer (the row tasks write the rest) */
+    memset(xp, xz, (size_t)c->pt * Wp * Cg);
+    memset(xp + (size_t)(c->pt + c->H) * Wp * Cg, xz, (size_t)(Hp - c->pt - c->H) * Wp * Cg + 64);
+    const int nt_in = ((size_t)c->C / G * c->H * c->W > 65536) ? imin(nt, c->H) : 1;
+    const int nt_col = ((size_t)P * Kc > 262144) ? imin(nt, c->OH) : 1;
+    const int nt_out = ((size_t)P * Cog > 65536) ? nt : 1;
     int rc = RQ_OK;
     for (int g = 0; g < G && rc == RQ_OK; g++) {
-        im2col_pad_rows(c, xp, g, Cg, Wp, isa);
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)P * Kc > 262144)
-#endif
-        for (int oh = 0; oh < c->OH; oh++) {
-            for (int ow = 0; ow < c->OW; ow++) {
-                uint8_t *d = acol + (size_t)(oh * c->OW + ow) * Kcp;
-                for (int kh = 0; kh < c->KH; kh++) {
-                    const uint8_t *s = xp + ((size_t)(oh * c->sh + kh * c->dh) * Wp + (size_t)ow * c->sw) * Cg;
-                    for (int r = 0; r < runs_w; r++) {
-                        memcpy(d, s + (size_t)r * c->dw * Cg, run);
-                        d += run;
-                    }
-                }
-                if (Kcp > Kc) memset(d, xz, (size_t)(Kcp - Kc));
-            }
+        gen_job J = {c, xp, acol, yt, (char *)c->y + (size_t)g * Cog * P * es, g, Cg, Cog, Wp, Kc, Kcp, P,
+                     isa, nt_in, es};
+        rq_parallel(nt_in, nt_in, gen_pad_rows, &J);
+        J.ntask = nt_col;
+        rq_parallel(nt_col, nt_col, gen_im2col, &J);
+        rq_packed_b pk2;
+        const rq_packed_b *pk = pk0;
+        if (pk && pk->K == Kc && pk->Kp == Kcp) {   /* K padded: the packing's zero rows */
+            pk2 = *pk;
+            pk2.K = Kcp;
+            pk = &pk2;
         }
-        const rq_packed_b *pk = (G == 1) ? c->packed : NULL;
-        /* the packed weights serve only the VNNI / AMX GEMMs; below them (an ISA cap, a CPU
-         * without VNNI) and for the int16-pair-saturation kernels the GEMM reads B itself */
-        if (pk && (isa < RQ_ISA_AVX512VNNI || c->sat16)) pk = NULL;
         if (!pk) {
             /* B[(k*Cg + ci), co] = w[g*Cog + co, ci, k]: the group's (Cog x Cg*KK) weights
              * transposed (vectorised) to rows (ci, k), then the rows reordered to (k, ci); the
@@ -192,7 +239,7 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         }
         rq_gemm_args a;
         memset(&a, 0, sizeof(a));
-        a.M = Pp; a.N = Cog; a.K = pk ? Kc : Kcp;
+        a.M = Pp; a.N = Cog; a.K = pk ? pk->K : Kcp;
         a.A = acol; a.a_rs = Kcp; a.a_cs = 1; a.a_signed = c->x_signed;
         a.B = bmat; a.b_rs = Cog; a.b_cs = 1; a.b_signed = c->w_signed;
         a.packed = pk;
@@ -215,18 +262,8 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         a.sat16 = c->sat16;
         rc = rq_gemm_run(&a, kern);
         if (rc != RQ_OK) break;
-        /* (P x Cog) -> the group's Cog planes of P */
-        char *yg = (char *)c->y + (size_t)g * Cog * P * es;
-        if (es == 1) {
-            transpose_u8(yt, Cog, (uint8_t *)yg, P, P, Cog, isa);
-        } else if (isa >= RQ_ISA_AVX512 && rq_transpose_u32__avx512) {
-            rq_transpose_u32__avx512((const int32_t *)yt, Cog, (int32_t *)yg, P, P, Cog);
-        } else {
-            const int32_t *s = (const int32_t *)yt;
-            int32_t *d = (int32_t *)yg;
-            for (int p = 0; p < P; p++)
-                for (int co = 0; co < Cog; co++) d[(size_t)co * P + p] = s[(size_t)p * Cog + co];
-        }
+        J.ntask = nt_out;
+        rq_parallel(nt_out, nt_out, gen_out, &J);
     }
     rq_aligned_free(acol); rq_aligned_free(bmat); rq_aligned_free(xp); rq_aligned_free(yt);
     return rc;
