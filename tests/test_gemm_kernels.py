@@ -916,3 +916,33 @@ def test_per_column_scales_compiled_entries():
         assert (got is None) == (want is None)
         if got is not None:
             assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_packed_b_few_rows(isa_cap):
+    """Packed B with 1 to 4 rows of A (the VNNI level's packed GEMV: four 16-column panels at a
+    time, a partial last group): N around the 64-column groups, odd K, per-tensor and per-row
+    a zero points, per-column b zero points, int32 and requantized outputs with per-column
+    multipliers, 1 and 2 threads -- the reference's bits."""
+    rng = np.random.default_rng(83)
+    try:
+        for M in (1, 2, 3, 4):
+            for (K, N) in ((1, 1), (77, 16), (64, 48), (129, 65), (300, 200), (1030, 1100)):
+                for at, bt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8)):
+                    A = _rand(rng, at, (M, K))
+                    B = _rand(rng, bt, (K, N))
+                    pw = refquant.pack_weights(B)
+                    za = at(5) if rng.random() < 0.5 else _rand(rng, at, (M,))
+                    zb = bt(0) if rng.random() < 0.5 else _rand(rng, bt, (N,))
+                    for nt in (1, 2):
+                        refquant.set_num_threads(nt)
+                        want = R.matmul_integer(A, B, za, zb)
+                        got = F.matmul_integer(A, pw, za, zb, profile=ONNX)
+                        _check(got[0], want, f"packed few rows M={M} K={K} N={N} t={nt} {got[1]}")
+                    bs = (rng.random(N) * 0.01 + 1e-4).astype(np.float32)
+                    args = (A, np.float32(0.02), at(3), pw, bs, bt(0) if bt == np.int8 else bt(128),
+                            np.float32(0.07), np.int8(-3))
+                    got = F.qlinear_matmul(*args, profile=ONNX)
+                    _check(got[0], R.qlinear_matmul(*args[:3], B, *args[4:]), f"packed few rows q M={M} N={N}")
+    finally:
+        refquant.set_num_threads(None)
