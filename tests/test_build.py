@@ -233,6 +233,50 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             for prof in ("tflite-reference", "tflite-optimized"):
                 assert np.array_equal(refquant.qlinear_conv(*cs, pads=pads, profile=prof),
                                       R.qlinear_conv(*cs, pads=pads, profile=prof))
+        for t, C, Co, k, s_, H, g in ((1, 3, 8, 7, 2, 23, 1), (2, 24, 16, 3, 1, 13, 1), (1, 32, 40, 3, 2, 9, 2),
+                                      (2, 200, 8, 3, 1, 5, 1)):   # generic conv: NHWC copy, padded K / pixels
+            refquant.set_num_threads(t)
+            xg = rng.integers(0, 256, (1, C, H, H + 3)).astype(np.uint8)
+            wg = rng.integers(-128, 128, (Co, C // g, k, k)).astype(np.int8)
+            kwg = dict(pads=[k // 2] * 4, strides=[s_, s_], group=g)
+            ga = (xg, np.float32(0.02), np.uint8(3), wg, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
+            assert np.array_equal(refquant.qlinear_conv(*ga, **kwg), R.qlinear_conv(*ga, **kwg))
+            assert np.array_equal(refquant.conv_integer(xg, wg, np.uint8(3), **kwg),
+                                  R.conv_integer(xg, wg, np.uint8(3), **kwg))
+            if g == 1:
+                gp = ga[:3] + (refquant.pack_weights(wg),) + ga[4:]
+                assert np.array_equal(refquant.qlinear_conv(*gp, **kwg), R.qlinear_conv(*ga, **kwg))
+        refquant.set_num_threads(None)
+        for dis in ("", "avx512vbmi", "avx512vnni"):   # depthwise with a stride along W
+            os.environ["REFQUANT_DISABLE_ISA"] = dis
+            _cpu.reset()
+            for W, sw, pl in ((1, 2, 1), (57, 2, 0), (130, 3, 1), (64, 4, 2)):
+                xd = rng.integers(0, 256, (1, 16, 7, W)).astype(np.uint8)
+                wd = rng.integers(-128, 128, (16, 1, 3, 3)).astype(np.int8)
+                da = (xd, np.float32(0.05), np.uint8(9), wd, np.float32(0.01), np.int8(0), np.float32(0.2),
+                      np.uint8(100))
+                kwd = dict(group=16, pads=[1, pl, 1, 1], strides=[1, sw])
+                assert np.array_equal(refquant.qlinear_conv(*da, **kwd), R.qlinear_conv(*da, **kwd))
+        os.environ.pop("REFQUANT_DISABLE_ISA", None)
+        _cpu.reset()
+        for t, M, K_, N in ((1, 1, 77, 65), (2, 4, 300, 200), (1, 3, 1030, 17)):   # packed B, 1-4 rows
+            refquant.set_num_threads(t)
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+            B = rng.integers(-128, 128, (K_, N)).astype(np.int8)
+            assert np.array_equal(refquant.matmul_integer(A, refquant.pack_weights(B), np.uint8(5)),
+                                  R.matmul_integer(A, B, np.uint8(5)))
+        refquant.set_num_threads(None)
+        xq = rng.standard_normal((5, 7, 3)).astype(np.float32)     # compiled Q / DQ / dynamic entries
+        sq = np.array([0.1, 0.02, 0.5, 1e-3, 7.0, 0.3, 0.01], np.float32)
+        zq = rng.integers(0, 256, 7).astype(np.uint8)
+        for ax in (1, -2):
+            yq = refquant.quantize_linear(xq, sq, zq, axis=ax)
+            assert np.array_equal(yq, R.quantize_linear(xq, sq, zq, axis=ax))
+            assert np.array_equal(refquant.dequantize_linear(yq, sq, zq, axis=ax).view(np.uint32),
+                                  R.dequantize_linear(yq, sq, zq, axis=ax).view(np.uint32))
+        for got, want in zip(refquant.dynamic_quantize_linear(xq), R.dynamic_quantize_linear(xq)):
+            assert np.array_equal(got, want)
+        assert np.array_equal(refquant.quantize_linear(xq, 0.05, np.int16(-7)), R.quantize_linear(xq, 0.05, np.int16(-7)))
     except ImportError:
         pass
     print("ASAN-SAMPLE-OK")
