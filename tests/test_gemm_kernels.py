@@ -946,3 +946,26 @@ def test_packed_b_few_rows(isa_cap):
                     _check(got[0], R.qlinear_matmul(*args[:3], B, *args[4:]), f"packed few rows q M={M} N={N}")
     finally:
         refquant.set_num_threads(None)
+
+
+def test_qgemm_scalar_forms_and_alpha():
+    """QGemm with scales as numpy float32 scalars, Python floats or a per-column float32 vector
+    (combined without the generic form_multiplier: the same float32 operations), zero points
+    as numpy scalars or Python ints, alpha 1 / other / negative, float (no y_scale / y zero
+    point) and 8-bit outputs, C absent / per column / full: the reference's bits or errors."""
+    rng = np.random.default_rng(89)
+    A, B = _rand(rng, np.uint8, (9, 70)), _rand(rng, np.int8, (70, 33))
+    N = B.shape[1]
+    bsv = (rng.random(N) * 0.01 + 1e-4).astype(np.float32)
+    for a_s, b_s, bz in ((np.float32(0.02), np.float32(0.004), np.int8(0)), (0.02, 0.004, 0), (0.02, bsv, None),
+                         (np.float32(0.02), bsv, np.zeros(N, np.int8)), (0.0, 0.004, 0), (0.02, -0.5, 0)):
+        for alpha in (1.0, 0.37, -1.5, 3e38):
+            for C in (None, rng.integers(-999, 999, N).astype(np.int32), rng.integers(-999, 999, (9, N)).astype(np.int32)):
+                for y_s, y_z in ((None, None), (np.float32(0.3), np.uint8(100)), (0.3, 7)):
+                    args = (A, a_s, 117, B, b_s, bz, C, y_s, y_z)
+                    with np.errstate(over="ignore"):     # alpha 3e38: float outputs of +-Inf
+                        path = _same_as_reference(lambda: refquant.qgemm(*args, alpha=alpha),
+                                                  lambda: R.qgemm(*args, alpha=alpha),
+                                                  f"qgemm {type(a_s).__name__} alpha={alpha} y={y_s}")
+                    if path is not None and alpha > 0 and alpha < 1e30:
+                        assert path != "reference", (a_s, b_s, alpha, y_s)
