@@ -436,15 +436,39 @@ cdef inline int _gemm2d_ok(object A, object B):
     return a.shape[1] == b.shape[0] and a.shape[0] > 0 and a.shape[1] > 0 and b.shape[1] > 0
 
 
+cdef object _fold_batch(object A, object B):
+    """A (..., M, K) C-contiguous with a 2-D B: A viewed as (prod(...) * M, K) (numpy matmul's
+    batch broadcasting against one B folds into the rows); None when A is not of that form."""
+    if type(A) is not np.ndarray or type(B) is not np.ndarray:
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray>A
+    if a.ndim <= 2 or (<cnp.ndarray>B).ndim != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        return None
+    return A.reshape(-1, A.shape[a.ndim - 1])
+
+
+cdef object _unfold(tuple res, object A):
+    """The (rows, N) result of a folded call back to A's batch shape."""
+    if res is None:
+        return None
+    o = res[0]
+    shp = A.shape
+    return o.reshape(tuple(shp[:len(shp) - 1]) + (o.shape[1],)), res[1]
+
+
 def matmul_integer_lean(A, B, a_zero_point=None, b_zero_point=None):
     """MatMulInteger's most common call under a profile whose MatMulInteger wraps in int32 and
     has no int16 pair saturation (the default ``onnx``, checked by the caller): A (M, K) and B
     (K, N) 2-D uint8/int8 ndarrays (any strides), zero points None, numpy scalars of the
     operands' types or Python ints in their range.  Returns (out, kernel name), or None for anything else (the caller then
     takes the generic glue, which validates and raises as the reference does).  Same kernel and
-    bits as matmul_s32; these checks in C instead of Python save about 2 us a call."""
+    bits as matmul_s32; these checks in C instead of Python save about 2 us a call.  A
+    C-contiguous A (..., M, K) against a 2-D B folds its batch dimensions into the rows."""
     if not _gemm2d_ok(A, B):
-        return None
+        A2 = _fold_batch(A, B)
+        if A2 is None or not _gemm2d_ok(A2, B):
+            return None
+        return _unfold(matmul_integer_lean(A2, B, a_zero_point, b_zero_point), A)
     cdef cnp.ndarray a = <cnp.ndarray>A
     cdef cnp.ndarray b = <cnp.ndarray>B
     cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
@@ -573,10 +597,15 @@ def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sc
     zero points that are numpy scalars of the operands' types or Python ints in range
     (y_zero_point None or a Python int: a's type).  The multiplier as the glue's lean path forms it,
     M = fl32(fl32(a_scale * b_scale) / y_scale), taken only when every scale is finite and > 0
-    and nothing nears float32 overflow.  Returns (out, kernel name) or None (the caller then
-    takes the generic glue)."""
+    and nothing nears float32 overflow.  Per-column b scales (and zero points) as _col_params
+    takes them.  A C-contiguous a (..., M, K) folds its batch dimensions into the rows.
+    Returns (out, kernel name) or None (the caller then takes the generic glue)."""
     if not _gemm2d_ok(a, b):
-        return None
+        a2 = _fold_batch(a, b)
+        if a2 is None or not _gemm2d_ok(a2, b):
+            return None
+        return _unfold(qlinear_matmul_lean(a2, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
+                                           y_zero_point), a)
     cdef cnp.ndarray aa = <cnp.ndarray>a
     cdef cnp.ndarray bb = <cnp.ndarray>b
     cdef int ta = cnp.PyArray_TYPE(aa), tb = cnp.PyArray_TYPE(bb)

@@ -969,3 +969,28 @@ def test_qgemm_scalar_forms_and_alpha():
                                                   f"qgemm {type(a_s).__name__} alpha={alpha} y={y_s}")
                     if path is not None and alpha > 0 and alpha < 1e30:
                         assert path != "reference", (a_s, b_s, alpha, y_s)
+
+
+def test_compiled_entries_fold_batch_dimensions():
+    """A C-contiguous A (..., M, K) against a 2-D B (the transformer case) takes the compiled
+    MatMulInteger / QLinearMatMul entries with its batch dimensions folded into the rows; other
+    batched forms (a strided A, a batched B, an empty batch) are declined to the glue, which
+    gives the reference's bits too."""
+    rng = np.random.default_rng(97)
+    B = _rand(rng, np.int8, (40, 24))
+    bs = (rng.random(24) * 0.01 + 1e-4).astype(np.float32)
+    for shape in ((3, 5, 40), (2, 3, 4, 40), (1, 1, 40)):
+        A = _rand(rng, np.uint8, shape)
+        got = _k.matmul_integer_lean(A, B, 7)
+        assert got is not None and got[0].shape == shape[:-1] + (24,)
+        _check(got[0], R.matmul_integer(A, B, 7), f"folded {shape}")
+        for b_s in (np.float32(0.004), bs):
+            args = (A, 0.02, 7, B, b_s, None, np.float32(0.3), np.uint8(5))
+            got = _k.qlinear_matmul_lean(*args)
+            assert got is not None
+            _check(got[0], R.qlinear_matmul(*args), f"folded q {shape}")
+            _check(refquant.qlinear_matmul(*args), R.qlinear_matmul(*args), f"top level q {shape}")
+    A = _rand(rng, np.uint8, (4, 6, 40))
+    for a_, b_ in ((A[:, ::2], B), (A, np.stack([B, B])), (A[:0], B), (A.transpose(1, 0, 2), B)):
+        assert _k.matmul_integer_lean(a_, b_, 7) is None
+        _check(refquant.matmul_integer(a_, b_, 7), R.matmul_integer(a_, b_, 7), f"declined {a_.shape} {b_.shape}")
