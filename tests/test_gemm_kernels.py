@@ -304,7 +304,7 @@ def test_matmul_integer_lean_path_same_semantics():
         assert got is not None, args
         _check(got[0], R.matmul_integer(*args), f"compiled entry {args[2:]}")
     for args in ((A, B, 256), (A, B, -1), (A, B, None, 128), (A, B, True), (A, B, 7.0), (A, B, np.int8(7)), (A, B, np.array(7, np.uint8)), (A, B, None, np.uint8(1)),
-                 (A[None], B), (A.astype(np.int16), B), (A, B[:-1]), (A[:0], B), (A, refquant.pack_weights(B)),
+                 (A[None, :, ::2], B[::2]), (A[None], B[None]), (A.astype(np.int16), B), (A, B[:-1]), (A[:0], B), (A, refquant.pack_weights(B)),
                  (A.tolist(), B)):
         assert lean(*args) is None, [type(a) for a in args]
     assert refquant.matmul_integer(A, B, profile="onnxruntime-avx2") is not None   # keywords: usual dispatch
@@ -339,7 +339,7 @@ def test_matmul_integer_lean_path_same_semantics():
     base = (A, np.float32(0.02), np.uint8(3), B, np.float32(0.004), np.int8(1), np.float32(0.5), np.uint8(9))
     for i, bad in ((1, 1e-50), (1, 1e39), (1, -0.02), (1, float("nan")), (2, 256), (2, True), (5, 128),
                    (7, -1), (1, np.float64(0.02)), (1, np.float32(0)), (1, np.float32(np.inf)), (1, np.float32(np.nan)),
-                   (6, np.float32(-1)), (2, 3.0), (7, np.int16(9)), (5, np.uint8(1)), (0, A[None]), (3, B[:-1])):
+                   (6, np.float32(-1)), (2, 3.0), (7, np.int16(9)), (5, np.uint8(1)), (0, A[None, :, ::2]), (3, B[:-1])):
         args = base[:i] + (bad,) + base[i + 1:]
         assert qlean(*args) is None, (i, bad)
 
@@ -991,6 +991,6 @@ def test_compiled_entries_fold_batch_dimensions():
             _check(got[0], R.qlinear_matmul(*args), f"folded q {shape}")
             _check(refquant.qlinear_matmul(*args), R.qlinear_matmul(*args), f"top level q {shape}")
     A = _rand(rng, np.uint8, (4, 6, 40))
-    for a_, b_ in ((A[:, ::2], B), (A, np.stack([B, B])), (A[:0], B), (A.transpose(1, 0, 2), B)):
+    for a_, b_ in ((A[:, ::2], B), (A, np.stack([B] * 4)), (A[:0], B), (A.transpose(1, 0, 2), B)):
         assert _k.matmul_integer_lean(a_, b_, 7) is None
         _check(refquant.matmul_integer(a_, b_, 7), R.matmul_integer(a_, b_, 7), f"declined {a_.shape} {b_.shape}")
