@@ -500,7 +500,7 @@ cdef inline int _q8_zps(object a_zp, int ta, object y_zp, int *za, int *yz):
     """The output's type number and the a / y zero points of a requantizing lean call (as
     _q8_params), or -1."""
     cdef int ty
-    if y_zp is None or type(y_zp) is int:
+    if y_zp is None or type(y_zp) is int:      # the output takes a's type (the reference's rule)
         ty = ta
     elif type(y_zp) is np.uint8:
         ty = cnp.NPY_UINT8
@@ -518,18 +518,8 @@ cdef inline int _q8_params(object a_zp, int ta, object b_zp, int tb, object y_zp
     """The zero points and multiplier of a requantizing lean call: the output's type number
     (y_zp None or a Python int: a's type; a numpy uint8 / int8 scalar: its type), or -1 when any zero point or
     scale is not of the form the lean entries take."""
-    cdef int ty
-    if y_zp is None or type(y_zp) is int:      # the output takes a's type (the reference's rule)
-        ty = ta
-    elif type(y_zp) is np.uint8:
-        ty = cnp.NPY_UINT8
-    elif type(y_zp) is np.int8:
-        ty = cnp.NPY_INT8
-    else:
-        return -1
-    if not _zp8(a_zp, ta, za) or not _zp8(b_zp, tb, zb) or not _zp8(y_zp, ty, yz):
-        return -1
-    if not _lean_mult32(a_s, b_s, y_s, m):
+    cdef int ty = _q8_zps(a_zp, ta, y_zp, za, yz)
+    if ty < 0 or not _zp8(b_zp, tb, zb) or not _lean_mult32(a_s, b_s, y_s, m):
         return -1
     return ty
 
@@ -610,7 +600,7 @@ def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sc
     cdef cnp.ndarray bb = <cnp.ndarray>b
     cdef int ta = cnp.PyArray_TYPE(aa), tb = cnp.PyArray_TYPE(bb)
     cdef int za, zb, yz
-    cdef float m
+    cdef float m = 0
     cdef int ty
     if type(b_scale) is np.ndarray:      # per-column scales (and zero points)
         ty = _q8_zps(a_zero_point, ta, y_zero_point, &za, &yz)

@@ -185,6 +185,16 @@ cdef inline int _typed_zp(object z, int *typenum):
     return 1
 
 
+cdef cnp.ndarray _f32_c(object x):
+    """x when it is a non-empty C-contiguous float32 ndarray, else None."""
+    if type(x) is not np.ndarray:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) or cnp.PyArray_SIZE(xa) == 0:
+        return None
+    return xa
+
+
 cdef int _axis_scales(cnp.ndarray xa, object scale, object axis_obj, Py_ssize_t *outer, Py_ssize_t *D,
                       Py_ssize_t *inner) except -2:
     """Per-axis layout of a lean call: scale a 1-D C-contiguous float32 ndarray of
@@ -239,14 +249,10 @@ def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes
     flags the default profile's formula needs (-1: not taken), as the glue's _q_variant gives
     them.  Outputs of max_bytes or more are left to the glue (its buffer pool).  Returns
     (y, level, out_type, variant) or None."""
-    if type(x) is not np.ndarray:
-        return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x
-    if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+    cdef cnp.ndarray xa = _f32_c(x)
+    if xa is None or type(axis) is not int:
         return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    if n == 0 or type(axis) is not int:
-        return None
     cdef float s
     cdef int tn = cnp.NPY_UINT8, ot, nz = 0, per_axis = 0
     cdef int32_t z = 0
@@ -376,13 +382,11 @@ def dynamic_quantize_lean(x, float zero_range_scale, Py_ssize_t max_bytes):
     the onnx formula.  The caller checks that the default profile quantizes that way.  Returns
     ((y, y_scale 0-d float32, y_zero_point 0-d uint8), level) or None: NaN / Inf in x (the
     reference raises), a scale that is not finite and > 0, anything else."""
-    if type(x) is not np.ndarray:
-        return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x
-    if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+    cdef cnp.ndarray xa = _f32_c(x)
+    if xa is None:
         return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    if n == 0 or n >= max_bytes:
+    if n >= max_bytes:
         return None
     cdef const float *px = <const float *>cnp.PyArray_DATA(xa)
     cdef float mn = 0, mx = 0, hi, lo, scale, izp

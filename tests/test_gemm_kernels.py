@@ -24,6 +24,7 @@ from refquant import reference as R  # noqa: E402
 _k = pytest.importorskip("refquant._gemm", reason="compiled kernels not built (pip install -e .)")
 from refquant import _cpu, _gemm_fast as F  # noqa: E402
 from refquant.profile import get_profile  # noqa: E402
+from _same_bits import same_as_reference  # noqa: E402
 
 ISAS = ("scalar", "avx2", "avx512", "avx512vnni", "amx")
 AVAILABLE = [i for i in ISAS if i in _cpu.available_isas()]
@@ -804,14 +805,7 @@ def test_requant_epilogue_wide_rows(isa_cap):
 def _same_as_reference(fast, ref, what):
     """fast() gives ref()'s bits, or raises the type ref() raises; returns the path taken (or
     None when the reference raised)."""
-    try:
-        want = ref()
-    except Exception as e:  # noqa: BLE001
-        with pytest.raises(type(e)):
-            fast()
-        return None
-    _check(fast(), want, what)
-    return refquant.last_path()["path"]
+    return same_as_reference(fast, ref, what, _check)
 
 
 _PY_SCALES = (0.02, 0.1, 1 / 3, 5e-39, 1e-45, 1e-46, 3.4028235e38, 1e39, -0.5, 0.0, float("nan"),

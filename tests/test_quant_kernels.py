@@ -29,6 +29,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 import refquant  # noqa: E402
 from refquant import reference as R  # noqa: E402
 from refquant.profile import get_profile  # noqa: E402
+from _same_bits import same_as_reference  # noqa: E402
 
 _k = pytest.importorskip("refquant._quant", reason="compiled kernels not built (pip install -e .)")
 from refquant import _cpu, _quant_fast as F  # noqa: E402
@@ -801,15 +802,7 @@ def test_dequantize_float32_subtraction_profile():
 def _same_or_raises(fast, ref, what):
     """fast() gives ref()'s bits or raises ref()'s exception type; the path fast() took (None
     when the reference raised)."""
-    try:
-        with np.errstate(all="ignore"):
-            want = ref()
-    except Exception as e:  # noqa: BLE001
-        with pytest.raises(type(e)):
-            fast()
-        return None
-    assert_bitexact(fast(), want, what)
-    return refquant.last_path()["path"]
+    return same_as_reference(fast, ref, what, assert_bitexact)
 
 
 def test_compiled_entries_same_as_reference():
