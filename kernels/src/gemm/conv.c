@@ -288,12 +288,12 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
 /* each task takes a contiguous range of rows (rows * t / n ..): neighbouring output rows share
  * cache lines in every NCHW plane, so an interleaved split would have the threads fight over
  * them (false sharing) */
-typedef struct { const rq_conv_args *c; uint8_t *xp; const void *yv; int Wp, isa; size_t es; int ntask; } conv_tjob;
+typedef struct { const rq_conv_args *c; uint8_t *xp; const void *yv; int Wp, isa; size_t es; int ntask, Cp; } conv_tjob;
 
-static void conv_tin_row(const conv_tjob *J, int h) {     /* input row h: (C x W) -> (W x C) */
+static void conv_tin_row(const conv_tjob *J, int h) {     /* input row h: (C x W) -> (W x Cp) */
     const rq_conv_args *c = J->c;
-    const int C = c->C, HW = c->H * c->W;
-    transpose_u8(c->x + (size_t)h * c->W, HW, J->xp + ((size_t)(h + c->pt) * J->Wp + c->pl) * C, C, C,
+    const int C = c->C, Cp = J->Cp, HW = c->H * c->W;
+    transpose_u8(c->x + (size_t)h * c->W, HW, J->xp + ((size_t)(h + c->pt) * J->Wp + c->pl) * Cp, Cp, C,
                  c->W, J->isa);
 }
 
@@ -328,8 +328,12 @@ static void conv_tout_rows(void *ctx, int64_t t) {
         conv_tout_row(J, oh);
 }
 
+/* Channels not a multiple of 64 are padded to Cp = the next multiple: the NHWC copy keeps Cp
+ * bytes a pixel (x_zp in the extra ones) and the weights get zero rows for the extra channels,
+ * so each tap is still whole 64-byte chunks (the extra products are zeros; the tile unit has the
+ * time to spare, the im2col path's copies cost more). */
 static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
-    const int C = c->C, Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
+    const int C = (c->C + 63) / 64 * 64, Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
     const int Mv = c->OH * Wp, nib = (Mv + 15) / 16, nc = C / 64;
     const int Kc = c->KH * c->KW * C, nkc = Kc / 64;
     size_t npix = (size_t)nib * 16 + (size_t)(c->KH - 1) * c->dh * Wp + (size_t)(c->KW - 1) * c->dw + 1;
@@ -342,7 +346,20 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     int rc = RQ_OK;
     if (!xp || !koff || !colfix) rc = RQ_ENOMEM;
     if (rc == RQ_OK && !pb) {
-        own = rq_pack_conv_w(c->w, c->Cout, C, c->KH, c->KW, c->w_signed, isa, nt);
+        const uint8_t *w = c->w;
+        uint8_t *wpad = NULL;
+        if (C != c->C) {           /* (Cout, C, KH, KW) with zero weights for the extra channels */
+            const size_t KK = (size_t)c->KH * c->KW;
+            wpad = (uint8_t *)rq_aligned_alloc((size_t)c->Cout * C * KK);
+            if (wpad) {
+                memset(wpad, 0, (size_t)c->Cout * C * KK);
+                for (int co = 0; co < c->Cout; co++)
+                    memcpy(wpad + (size_t)co * C * KK, c->w + (size_t)co * c->C * KK, (size_t)c->C * KK);
+            }
+            w = wpad;
+        }
+        own = w ? rq_pack_conv_w(w, c->Cout, C, c->KH, c->KW, c->w_signed, isa, nt) : NULL;
+        rq_aligned_free(wpad);
         if (!own) rc = RQ_ENOMEM;
         pb = own;
     }
@@ -351,18 +368,20 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
         /* padded NHWC copy: per input row, a (C x W) -> (W x C) byte transpose */
         /* x_zp everywhere the copy below does not write: top rows, left/right pads, the rest */
         const int HW = c->H * c->W;
-        memset(xp, xz, (size_t)c->pt * Wp * C + (size_t)c->pl * C);
-        for (int h = 0; h < c->H; h++) {
-            uint8_t *rowend = xp + ((size_t)(h + c->pt) * Wp + c->pl + c->W) * C;
-            memset(rowend, xz, (size_t)(c->pr + c->pl) * C);   /* right pad + next row's left pad */
-        }
-        {
+        if (C != c->C) {
+            memset(xp, xz, npix * C + 64);          /* the extra channels of every pixel too */
+        } else {
+            memset(xp, xz, (size_t)c->pt * Wp * C + (size_t)c->pl * C);
+            for (int h = 0; h < c->H; h++) {
+                uint8_t *rowend = xp + ((size_t)(h + c->pt) * Wp + c->pl + c->W) * C;
+                memset(rowend, xz, (size_t)(c->pr + c->pl) * C);   /* right pad + next row's left pad */
+            }
             size_t done = ((size_t)(c->H + c->pt) * Wp + c->pl) * C;
             memset(xp + done, xz, npix * C + 64 - done);
         }
         {
             const int ntk = ((size_t)C * HW > 65536) ? nt : 1;
-            conv_tjob J = {c, xp, NULL, Wp, isa, 0, ntk};
+            conv_tjob J = {c, xp, NULL, Wp, isa, 0, ntk, C};
             rq_parallel(ntk, ntk, conv_tin_rows, &J);
         }
         for (int kh = 0; kh < c->KH; kh++)
@@ -388,7 +407,7 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
         if (rc == RQ_OK) {
             const size_t P = (size_t)c->OH * c->OW;
             const int ntk = (P * c->Cout > 65536) ? nt : 1;
-            conv_tjob J = {c, xp, yv, Wp, isa, es, ntk};
+            conv_tjob J = {c, xp, yv, Wp, isa, es, ntk, C};
             rq_parallel(ntk, ntk, conv_tout_rows, &J);
         }
         rq_aligned_free(yv);
@@ -398,6 +417,9 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     return rc;
 }
 
+#ifndef RQ_IMPLICIT_MIN_C
+#define RQ_IMPLICIT_MIN_C 16
+#endif
 int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (!c || c->C <= 0 || c->group <= 0 || c->C % c->group || c->Cout % c->group) return RQ_EARG;
     int isa = c->isa < 0 ? rq_isa_level() : imin(c->isa, rq_isa_level());
@@ -444,7 +466,10 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
         return rq_gemm_run(&a, kernel_used);
     }
-    if (c->group == 1 && c->sh == 1 && c->sw == 1 && c->C % 64 == 0 && c->w_signed &&
+    /* the implicit conv for whole 64-channel chunks, or padded to them from RQ_IMPLICIT_MIN_C
+     * channels on without packed weights (those are packed for the true channel count) */
+    if (c->group == 1 && c->sh == 1 && c->sw == 1 && c->w_signed &&
+        (c->C % 64 == 0 || (c->C >= RQ_IMPLICIT_MIN_C && !c->packed)) &&
         isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable()) {
         int zero = 1;
         for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
