@@ -420,14 +420,25 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
 #ifndef RQ_IMPLICIT_MIN_C
 #define RQ_IMPLICIT_MIN_C 16
 #endif
+/* Below this many multiply-adds a conv runs on one thread: the hand-offs between its stages
+ * (layout copies, tile products, output transposes) cost more than a second core gains
+ * (measured, 3x3 convs at 2 threads against 1: 64 ch 7x7 23 against 12 us, 128 ch 14x14 73
+ * against 55, 32 ch 56x56 (60M) even, 64 ch 56x56 (120M) 87 against 126). */
+#ifndef RQ_CONV_MT_MIN_MACS
+#define RQ_CONV_MT_MIN_MACS (64.0 * 1024 * 1024)
+#endif
 int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (!c || c->C <= 0 || c->group <= 0 || c->C % c->group || c->Cout % c->group) return RQ_EARG;
     int isa = c->isa < 0 ? rq_isa_level() : imin(c->isa, rq_isa_level());
     int nt = c->nthreads > 0 ? c->nthreads : rq_num_threads();
+    /* (the implicit and im2col paths; the 1x1 path is one GEMM and gains from 2 threads below
+     * it: 256->1024 at 14x14, 51M, 93 -> 76 us) */
+    const int nt_staged = (nt > 1 && (double)c->OH * c->OW * c->Cout * (c->C / c->group) * c->KH * c->KW <
+                           RQ_CONV_MT_MIN_MACS) ? 1 : nt;
     if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
     if (c->sat16 && c->x_signed != c->w_signed)   /* pairs of the im2col order: the GEMM path */
-        return conv_generic(c, isa, nt, kernel_used);
+        return conv_generic(c, isa, nt_staged, kernel_used);
     if (Cg == 1 && c->Cout == c->C && !c->fbias && !c->od && !c->fx_mode) {   /* the depthwise kernels fold an int32 bias only */
         if (isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && c->w_signed) {
@@ -475,8 +486,8 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
         if (zero && (!c->packed || c->packed->Kp == c->KH * c->KW * c->C)) {
             if (kernel_used) *kernel_used = RQ_K_CONV_AMX_IMPLICIT;
-            return conv_implicit_amx(c, isa, nt);
+            return conv_implicit_amx(c, isa, nt_staged);
         }
     }
-    return conv_generic(c, isa, nt, kernel_used);
+    return conv_generic(c, isa, nt_staged, kernel_used);
 }
