@@ -124,6 +124,42 @@ def test_conv2d_implicit_amx_shapes(isa_cap, C, M, H, W, k, d, pad, xt, seed):
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_implicit_conv_padded_channels(isa_cap):
+    """Stride-1 convs whose channel count is not a multiple of 64 (16 and up) run the implicit AMX
+    kernel with the channels padded to whole 64-byte chunks (zero weight rows): the reference's
+    bits for kernel sizes 1..5, dilation, asymmetric pads, x zero points, bias, per-channel
+    scales, int32 and 8-bit outputs, 1 and 2 threads; with packed weights they take the im2col
+    path."""
+    rng = np.random.default_rng(91)
+    try:
+        for (C, M, H, W, k, d, pads) in ((16, 16, 14, 14, (3, 3), (1, 1), [1, 1, 1, 1]),
+                                         (24, 40, 9, 23, (3, 3), (1, 2), [1, 2, 0, 1]),
+                                         (48, 16, 7, 7, (5, 5), (1, 1), [2, 2, 2, 2]),
+                                         (100, 64, 11, 6, (1, 3), (1, 1), [0, 1, 0, 1]),
+                                         (96, 33, 5, 9, (3, 1), (2, 1), [2, 0, 2, 0]),
+                                         (17, 8, 3, 30, (2, 2), (1, 1), [0, 0, 1, 1])):
+            x = _rand(rng, np.uint8, (int(rng.integers(1, 3)), C, H, W))
+            w = _rand(rng, np.int8, (M, C, k[0], k[1]))
+            attrs = dict(dilations=list(d), pads=pads)
+            for nt in (1, 2):
+                refquant.set_num_threads(nt)
+                got = F.conv_integer(x, w, np.uint8(117), np.int8(0), profile=ONNX, **attrs)
+                _check(got[0], R.conv_integer(x, w, np.uint8(117), np.int8(0), **attrs), f"implicit padded C={C} t={nt}")
+                if isa_cap == "amx":
+                    assert got[1] == "conv_implicit_tdp__amx", got[1]
+                ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32)
+                b = rng.integers(-30000, 30000, M).astype(np.int32)
+                args = (x, np.float32(0.03), np.uint8(9), w, ws, np.zeros(M, np.int8), np.float32(0.2), np.int8(-7), b)
+                _check(refquant.qlinear_conv(*args, **attrs), R.qlinear_conv(*args, **attrs), f"implicit padded q C={C}")
+            pw = refquant.pack_weights(w)
+            args = (x, np.float32(0.03), np.uint8(9), pw, np.float32(0.002), np.int8(0), np.float32(0.2), np.uint8(7))
+            _check(refquant.qlinear_conv(*args, **attrs), R.qlinear_conv(*(args[:3] + (w,) + args[4:]), **attrs),
+                   f"packed C={C}")
+    finally:
+        refquant.set_num_threads(None)
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_generic_conv_larger_shapes(isa_cap):
     """The im2col + GEMM path at sizes the sweep does not reach: channels per group that are not
     a multiple of 64 (K = KH*KW*Cg padded to whole 64-byte chunks for the AMX tiles, K > 960
