@@ -420,7 +420,7 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
 #ifndef RQ_IMPLICIT_MIN_C
 #define RQ_IMPLICIT_MIN_C 16
 #endif
-/* Below this many multiply-adds a conv runs on one thread: the hand-offs between its stages
+/* Below this many multiply-adds (and 4096 output pixels) a conv runs on one thread: the hand-offs between its stages
  * (layout copies, tile products, output transposes) cost more than a second core gains
  * (measured, 3x3 convs at 2 threads against 1: 64 ch 7x7 23 against 12 us, 128 ch 14x14 73
  * against 55, 32 ch 56x56 (60M) even, 64 ch 56x56 (120M) 87 against 126). */
@@ -434,7 +434,8 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     /* (the implicit and im2col paths; the 1x1 path is one GEMM and gains from 2 threads below
      * it: 256->1024 at 14x14, 51M, 93 -> 76 us) */
     const int nt_staged = (nt > 1 && (double)c->OH * c->OW * c->Cout * (c->C / c->group) * c->KH * c->KW <
-                           RQ_CONV_MT_MIN_MACS) ? 1 : nt;
+                           RQ_CONV_MT_MIN_MACS && c->OH * c->OW < 4096) ? 1 : nt;   /* (many pixels: the
+                           layout work splits well, a 3-channel 112x112 stem gains from 2 threads) */
     if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
     if (c->sat16 && c->x_signed != c->w_signed)   /* pairs of the im2col order: the GEMM path */
