@@ -583,13 +583,16 @@ static int amx_prep_a(const rq_gemm_args *a, int Kp, int db, int nt, rq_amx_a *A
     for (int j = 0; j < a->b_zp_n; j++) need |= (a->b_zp[j] + db) != 0;
     A->lazy = NULL; A->lazy_rs = 0; A->lazy_M = M; A->lazy_K = K;
     if (direct || lazy) {
-        for (int i = 0; i < M && need; i++) {
-            const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
-            uint32_t s = 0;
-            if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)src[k];
-            else for (int k = 0; k < K; k++) s += src[k];
-            (*rsum)[i] = (int32_t)s;
-        }
+        if (need && rq_row_sums__avx512 && rq_isa_level() >= RQ_ISA_AVX512)
+            rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, a->a_signed ? -128 : 0, *rsum);
+        else
+            for (int i = 0; i < M && need; i++) {
+                const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+                uint32_t s = 0;
+                if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(int32_t)(int8_t)src[k];
+                else for (int k = 0; k < K; k++) s += src[k];
+                (*rsum)[i] = (int32_t)s;
+            }
         if (direct) {
             for (int kc = 0; kc < nkc; kc++) (*koff)[kc] = (int64_t)kc * 64;
             A->abase = a->A; A->a_ib_stride = 16 * a->a_rs; A->a_tile_stride = a->a_rs;
@@ -874,13 +877,16 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
         if (!rsum) rc = RQ_ENOMEM;
         if (rc == RQ_OK) {
-            for (int i = 0; i < M; i++) {
-                uint32_t s = 0;
-                const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
-                if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(src[k * a->a_cs] ^ 0x80);
-                else for (int k = 0; k < K; k++) s += src[k * a->a_cs];
-                rsum[i] = (int32_t)s;
-            }
+            if (a->a_cs == 1 && rq_row_sums__avx512 && isa >= RQ_ISA_AVX512)
+                rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, 0, rsum);
+            else
+                for (int i = 0; i < M; i++) {
+                    uint32_t s = 0;
+                    const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+                    if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(src[k * a->a_cs] ^ 0x80);
+                    else for (int k = 0; k < K; k++) s += src[k * a->a_cs];
+                    rsum[i] = (int32_t)s;
+                }
             rc = epi_corrections(&e, &bf, a, da, db, rsum, pb->csum);
         }
         if (rc == RQ_OK) rc = rq_gemm_vnni__avx512vnni(a, pb, &e, nt);

@@ -196,6 +196,11 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
 void *rq_aligned_alloc(size_t n);
 void rq_aligned_free(void *p);
 
+/* out[i] = sum_k (A[i*rs + k] ^ flip) + bias * K (uint32 wrap), rows of unit column stride;
+ * (flip 0x80, bias -128: the int8 sums; flip 0x80, bias 0: the sums of A_used for signed A) */
+void rq_row_sums__avx512(const uint8_t *A, ptrdiff_t rs, int M, int K, uint8_t flip, int32_t bias,
+                         int32_t *out) __attribute__((weak));
+
 /* per-ISA entry points (weak: absent when the compile unit was not built) */
 int rq_gemm_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int nthreads)
     __attribute__((weak));
