@@ -952,3 +952,27 @@ def test_compiled_entries_per_axis():
     for bad_axis in (2, -3):
         with pytest.raises(ValueError, match="axis"):
             refquant.quantize_linear(x, np.ones(4, np.float32), np.zeros(4, np.uint8), axis=bad_axis)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_blocked_rows_across_chunks(isa):
+    """Blocked along the contiguous axis with work chunks that start in the middle of a block and
+    of a row (the chunk walk that advances block by block): block sizes that do not divide the
+    row or the chunk, a partial last block, 1 and 2 threads, quantize and dequantize."""
+    rng = np.random.default_rng(101)
+    try:
+        for (rows, D, bs) in ((37, 1000, 48), (5, 70001, 32), (300, 333, 7), (2, 131072, 64)):
+            x = (rng.standard_normal((rows, D)) * 4).astype(np.float32)
+            nb = -(-D // bs)
+            s = (rng.random((rows, nb)) * 0.05 + 0.01).astype(np.float32)
+            z = rng.integers(-8, 8, (rows, nb)).astype(ml_dtypes.int4)
+            for nt in (1, 2):
+                refquant.set_num_threads(nt)
+                res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, z, axis=1, block_size=bs,
+                                     profile=ONNX, isa=isa)
+                assert_bitexact(res[0], ref, f"blocked q rows={rows} D={D} bs={bs} t={nt}")
+                res, dref = _run_both(F.dequantize_linear, R.dequantize_linear, ref, s, z, axis=1, block_size=bs,
+                                      profile=ONNX, isa=isa)
+                assert_bitexact(res[0], dref, f"blocked dq rows={rows} D={D} bs={bs} t={nt}")
+    finally:
+        refquant.set_num_threads(None)

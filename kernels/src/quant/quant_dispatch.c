@@ -114,10 +114,24 @@ static void q_chunk(void *ctx, int64_t c)
     rq_qrun_args r;
     rq_dqrun_args dr;
     int64_t pos = a0;
+    /* blocked along the contiguous axis: walk the blocks without the 64-bit divisions per run
+     * (each run is one block, 32 elements for the usual int4 weights; the divisions were a large
+     * part of those short runs) */
+    const int blocked_rows = j->block > 0 && j->inner == 1;
+    const int64_t Dbk = j->block > 0 ? (j->D + j->block - 1) / j->block : 0;
+    int64_t bo = 0, bax = 0, bbi = 0;
+    if (blocked_rows) { bo = pos / j->D; bax = pos % j->D; bbi = bax / j->block; }
     while (pos < b0) {
         int64_t len, d;
         int ps;
-        if (j->block > 0) {
+        if (blocked_rows) {
+            int64_t end = (bbi + 1) * j->block;
+            if (end > j->D) end = j->D;
+            d = bo * Dbk + bbi; len = end - bax; ps = 0;
+            if (len > b0 - pos) len = b0 - pos;
+            bax += len;
+            if (bax >= end) { bbi++; if (bax >= j->D) { bo++; bax = 0; bbi = 0; } }
+        } else if (j->block > 0) {
             /* blocked: parameters [outer, ceil(D / block), inner] */
             const int64_t Db = (j->D + j->block - 1) / j->block;
             int64_t o = pos / (j->D * j->inner), rem = pos % (j->D * j->inner);
