@@ -277,6 +277,16 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
         for got, want in zip(refquant.dynamic_quantize_linear(xq), R.dynamic_quantize_linear(xq)):
             assert np.array_equal(got, want)
         assert np.array_equal(refquant.quantize_linear(xq, 0.05, np.int16(-7)), R.quantize_linear(xq, 0.05, np.int16(-7)))
+        import ml_dtypes                        # blocked along rows: block runs, chunks mid-block
+        for rows, D, bs in ((3, 70000, 32), (40, 100, 16), (2, 65600, 48)):
+            xb = rng.standard_normal((rows, D)).astype(np.float32)
+            sb = (rng.random((rows, -(-D // bs))) * 0.1 + 0.01).astype(np.float32)
+            zb4 = rng.integers(-8, 8, sb.shape).astype(ml_dtypes.int4)
+            for t in (1, 2):
+                refquant.set_num_threads(t)
+                assert np.array_equal(refquant.quantize_linear(xb, sb, zb4, axis=1, block_size=bs).view(np.int8),
+                                      R.quantize_linear(xb, sb, zb4, axis=1, block_size=bs).view(np.int8))
+        refquant.set_num_threads(None)
     except ImportError:
         pass
     print("ASAN-SAMPLE-OK")

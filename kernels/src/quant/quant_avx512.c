@@ -79,6 +79,16 @@ AI void q_params(const rq_qrun_args *a, int64_t i, int ps, int32_t qmin, int32_t
                  __mmask16 m, int full, __m512 *s, __m512 *lo, __m512 *hi, __m512i *zp)
 {
     if (!ps) return;
+    if (ps == 2) {      /* blocks of 2^-pstride elements from the run's start: one parameter each */
+        const int64_t bi = i >> (-a->pstride);
+        const int32_t z = a->zp[bi];
+        *s = _mm512_set1_ps(a->s[bi]);
+        *zp = _mm512_set1_epi32(z);
+        *lo = _mm512_set1_ps((float)(qmin - z));
+        *hi = _mm512_set1_ps((float)(qmax - z));
+        (void)m; (void)full;
+        return;
+    }
     *s = full ? _mm512_loadu_ps(a->s + i) : _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, a->s + i);
     *zp = full ? _mm512_loadu_si512(a->zp + i) : _mm512_maskz_loadu_epi32(m, a->zp + i);
     *lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_set1_epi32(qmin), *zp));
@@ -101,7 +111,8 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
 #define QCORE(X) (recip ? q_core_recip((X), s, r, lo, hi, zp) : q_core((X), s, lo, hi, zp, div_f16, in_f16))
     int64_t i = 0;
     uintptr_t addr = (uintptr_t)a->y;
-    if (n >= 256 && (addr & (uintptr_t)(osz - 1)) == 0) {
+    if (ps != 2 && n >= 256 && (addr & (uintptr_t)(osz - 1)) == 0) {   /* (blocks: every vector
+                                                                         * 16-aligned to the run) */
         /* reach a 64-byte aligned output address, then write whole cache lines
          * (streaming stores for large outputs) */
         int64_t pre = (int64_t)(((64 - (addr & 63)) & 63) / (uintptr_t)osz);
@@ -175,7 +186,7 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
     default: break;                                                  \
     }
 #define Q_DIVS(IN, PS) if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
-#define Q_PSS(IN) if (a->pstride) { Q_DIVS(IN, 1) } else { Q_DIVS(IN, 0) }
+#define Q_PSS(IN) if (a->pstride > 0) { Q_DIVS(IN, 1) } else if (a->pstride < 0) { Q_DIVS(IN, 2) } else { Q_DIVS(IN, 0) }
 
 /* ---- quantize variants (rq_quant.h: RQ_QV_*), the same steps as rq_quantize1v ----------- */
 

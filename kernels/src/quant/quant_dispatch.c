@@ -121,10 +121,26 @@ static void q_chunk(void *ctx, int64_t c)
     const int64_t Dbk = j->block > 0 ? (j->D + j->block - 1) / j->block : 0;
     int64_t bo = 0, bax = 0, bbi = 0;
     if (blocked_rows) { bo = pos / j->D; bax = pos % j->D; bbi = bax / j->block; }
+    /* block runs (pstride -k) for the AVX-512 quantize, onnx formula, blocks of 2^k >= 16 */
+    int bshift = 0;
+#if RQ_COMPILED_AVX512
+    if (blocked_rows && j->qfn == rq_quantize_run__avx512 && j->variant == 0 && j->block >= 16 &&
+        (j->block & (j->block - 1)) == 0)
+        while (((int64_t)1 << bshift) < j->block) bshift++;
+#endif
     while (pos < b0) {
         int64_t len, d;
         int ps;
-        if (blocked_rows) {
+        if (blocked_rows && bshift && bax % j->block == 0) {
+            /* from a block boundary: the rest of the row (or of the chunk) in one AVX-512 run with
+             * one parameter per 2^bshift elements (1024x1024 int4, blocks of 32: one run per
+             * block cost twice as much) */
+            d = bo * Dbk + bbi; len = j->D - bax; ps = -bshift;
+            if (len > b0 - pos) len = b0 - pos;
+            bax += len;
+            bbi = bax / j->block;
+            if (bax >= j->D) { bo++; bax = 0; bbi = 0; }
+        } else if (blocked_rows) {
             int64_t end = (bbi + 1) * j->block;
             if (end > j->D) end = j->D;
             d = bo * Dbk + bbi; len = end - bax; ps = 0;

@@ -79,7 +79,8 @@ typedef struct rq_qrun_args {
     const float *s;       /* scale(s), as float32 values (already rounded to the division precision) */
     const int32_t *zp;    /* zero point(s) */
     int64_t n;
-    int pstride;          /* 0: s[0], zp[0] for all; 1: s[i], zp[i] */
+    int pstride;          /* 0: s[0], zp[0] for all; 1: s[i], zp[i]; -k (AVX-512 quantize only,
+                           * variant 0): s[i >> k], zp[i >> k], blocks of 2^k >= 16 elements */
     int in_type;          /* RQ_F_F32 / RQ_F_F16 */
     int out_type;         /* RQ_Q_* (not I32) */
     int div_f16;          /* division precision float16 */
