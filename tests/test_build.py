@@ -284,8 +284,11 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             zb4 = rng.integers(-8, 8, sb.shape).astype(ml_dtypes.int4)
             for t in (1, 2):
                 refquant.set_num_threads(t)
+                qb = R.quantize_linear(xb, sb, zb4, axis=1, block_size=bs)
                 assert np.array_equal(refquant.quantize_linear(xb, sb, zb4, axis=1, block_size=bs).view(np.int8),
-                                      R.quantize_linear(xb, sb, zb4, axis=1, block_size=bs).view(np.int8))
+                                      qb.view(np.int8))
+                assert np.array_equal(refquant.dequantize_linear(qb, sb, zb4, axis=1, block_size=bs).view(np.uint32),
+                                      R.dequantize_linear(qb, sb, zb4, axis=1, block_size=bs).view(np.uint32))
         refquant.set_num_threads(None)
     except ImportError:
         pass

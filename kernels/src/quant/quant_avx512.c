@@ -346,6 +346,13 @@ AI void dq_store(void *y, int64_t i, __m512 v, int out_f16, __mmask16 m, int ful
 AI void dq_params(const rq_dqrun_args *a, int64_t i, int ps, __mmask16 m, int full, __m512 *s, __m512i *zp)
 {
     if (!ps) return;
+    if (ps == 2) {      /* blocks of 2^-pstride elements from the run's start (as q_params) */
+        const int64_t bi = i >> (-a->pstride);
+        *s = _mm512_set1_ps(a->s[bi]);
+        *zp = _mm512_set1_epi32(a->zp[bi]);
+        (void)m; (void)full;
+        return;
+    }
     *s = full ? _mm512_loadu_ps(a->s + i) : _mm512_maskz_loadu_ps(m, a->s + i);
     *zp = full ? _mm512_loadu_si512(a->zp + i) : _mm512_maskz_loadu_epi32(m, a->zp + i);
 }
@@ -357,8 +364,9 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
     const int64_t n = a->n;
     const int osz = out_f16 ? 2 : 4;
     int64_t i = 0;
-    if (n >= 64 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
-        /* 64-byte aligned output: no store splits a cache line; stream large outputs */
+    if (ps != 2 && n >= 64 && ((uintptr_t)a->y & (uintptr_t)(osz - 1)) == 0) {
+        /* 64-byte aligned output: no store splits a cache line; stream large outputs (not for
+         * blocks: every vector stays 16-aligned to the run there) */
         int64_t pre = (int64_t)(((64 - ((uintptr_t)a->y & 63)) & 63) / (uintptr_t)osz);
         while (i < pre) {
             int64_t k = pre - i < 16 ? pre - i : 16;
@@ -419,7 +427,7 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
     case RQ_Q_I32: dqrun(a, RQ_Q_I32, F16, PS); break;               \
     default: break;                                                  \
     }
-#define DQ_PSS(F16) if (a->pstride) { DQ_INS(F16, 1) } else { DQ_INS(F16, 0) }
+#define DQ_PSS(F16) if (a->pstride > 0) { DQ_INS(F16, 1) } else if (a->pstride < 0) { DQ_INS(F16, 2) } else { DQ_INS(F16, 0) }
 
 void rq_dequantize_run__avx512(const rq_dqrun_args *a)
 {

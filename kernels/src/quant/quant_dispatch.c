@@ -121,11 +121,13 @@ static void q_chunk(void *ctx, int64_t c)
     const int64_t Dbk = j->block > 0 ? (j->D + j->block - 1) / j->block : 0;
     int64_t bo = 0, bax = 0, bbi = 0;
     if (blocked_rows) { bo = pos / j->D; bax = pos % j->D; bbi = bax / j->block; }
-    /* block runs (pstride -k) for the AVX-512 quantize, onnx formula, blocks of 2^k >= 16 */
+    /* block runs (pstride -k) for the AVX-512 quantize (onnx formula) and dequantize, blocks
+     * of 2^k >= 16 */
     int bshift = 0;
 #if RQ_COMPILED_AVX512
-    if (blocked_rows && j->qfn == rq_quantize_run__avx512 && j->variant == 0 && j->block >= 16 &&
-        (j->block & (j->block - 1)) == 0)
+    if (blocked_rows && ((j->qfn == rq_quantize_run__avx512 && j->variant == 0) ||
+                         (!j->qfn && j->dqfn == rq_dequantize_run__avx512)) &&
+        j->block >= 16 && (j->block & (j->block - 1)) == 0)
         while (((int64_t)1 << bshift) < j->block) bshift++;
 #endif
     while (pos < b0) {

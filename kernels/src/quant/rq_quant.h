@@ -99,7 +99,7 @@ typedef struct rq_dqrun_args {
     const float *s;
     const int32_t *zp;
     int64_t n;
-    int pstride;
+    int pstride;          /* as rq_qrun_args.pstride (-k: AVX-512 only) */
     int in_type;          /* RQ_Q_* */
     int out_type;         /* RQ_F_F32 / RQ_F_F16 */
     int nontemporal;
