@@ -9,6 +9,7 @@ include "_rq_common.pxi"
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport uint8_t, int32_t, int64_t
+from libc.string cimport memcpy
 
 cnp.import_array()
 
@@ -57,6 +58,8 @@ cdef extern from "rq_gemm.h" nogil:
                            int b_signed, int isa, int nthreads)
     rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
                                 int isa, int nthreads)
+    rq_packed_b *rq_pack_conv_w_pad(const uint8_t *w, int Cout, int Cin, int Cp, int KH, int KW,
+                                    int w_signed, int isa, int nthreads)
     void rq_packed_b_free(rq_packed_b *pb)
     size_t rq_packed_b_nbytes(const rq_packed_b *pb)
     ctypedef struct rq_gemm_args:
@@ -141,6 +144,15 @@ cdef class PackedB:
     def nbytes(self):
         return rq_packed_b_nbytes(self.pb)
 
+    def _bytes(self):
+        """Test hook: copies of the panels (Np/16, Kp/4, 64) and the column sums (Np,)."""
+        cdef int Kp = self.pb.Kp, Np = self.pb.Np
+        data = np.empty((Np // 16, Kp // 4, 64), dtype=np.uint8)
+        csum = np.empty(Np, dtype=np.int32)
+        memcpy(<void *>cnp.PyArray_DATA(data), self.pb.data, <size_t>Kp * Np)
+        memcpy(<void *>cnp.PyArray_DATA(csum), self.pb.csum, <size_t>Np * 4)
+        return data, csum
+
 
 def pack_b(B, int isa=-1, int nthreads=0):
     """Pack a 2-D uint8/int8 B (K, N) (any strides)."""
@@ -159,8 +171,9 @@ def pack_b(B, int isa=-1, int nthreads=0):
     return p
 
 
-def pack_conv_w(w, int isa=-1, int nthreads=0):
-    """Pack conv weights (Cout, Cin, KH, KW), contiguous uint8/int8, group 1."""
+def pack_conv_w(w, int isa=-1, int nthreads=0, int cp=0):
+    """Pack conv weights (Cout, Cin, KH, KW), contiguous uint8/int8, group 1; ``cp`` > Cin pads
+    the input channels to cp with zero weights (K = KH*KW*cp)."""
     cdef cnp.ndarray a = np.ascontiguousarray(w)
     if a.ndim != 4 or a.dtype.itemsize != 1 or a.dtype.kind not in "iu":
         raise TypeError("w: 4-D uint8/int8 expected")
@@ -169,10 +182,10 @@ def pack_conv_w(w, int isa=-1, int nthreads=0):
     cdef int sg = a.dtype.kind == "i"
     cdef const uint8_t *ptr = <const uint8_t *>cnp.PyArray_DATA(a)
     with nogil:
-        p.pb = rq_pack_conv_w(ptr, co, ci, kh, kw, sg, isa, nthreads)
+        p.pb = rq_pack_conv_w_pad(ptr, co, ci, cp if cp > ci else ci, kh, kw, sg, isa, nthreads)
     if p.pb == NULL:
         raise MemoryError("pack_conv_w")
-    p.K, p.N, p.b_signed, p.kind = ci * kh * kw, co, sg, "conv"
+    p.K, p.N, p.b_signed, p.kind = (cp if cp > ci else ci) * kh * kw, co, sg, "conv"
     return p
 
 

@@ -572,3 +572,97 @@ def test_depthwise_vbmi_and_plain_variants(monkeypatch):
     finally:
         monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
         _cpu.reset()
+
+
+def _packed_conv_w_model(w, cp):
+    """The packed layout of conv weights, written out in numpy: B[k, co] = w[co, ci, t] with
+    k = t*cp + ci (channels past Cin zero weights), B ^ 0x80 for uint8 weights, VNNI-4 panels of
+    16 columns (K padded to 64, columns past Cout zero), int8 column sums."""
+    Co, Ci, KH, KW = w.shape
+    KK = KH * KW
+    wp = np.zeros((Co, cp, KK), np.uint8)
+    wp[:, :Ci] = w.view(np.uint8).reshape(Co, Ci, KK)
+    B = wp.transpose(2, 1, 0).reshape(KK * cp, Co)
+    if w.dtype == np.uint8:
+        B = B ^ 0x80
+    K = KK * cp
+    Kp, Np = -(-K // 64) * 64, -(-Co // 16) * 16
+    Bp = np.zeros((Kp, Np), np.uint8)
+    Bp[:K, :Co] = B
+    data = Bp.reshape(Kp // 4, 4, Np // 16, 16).transpose(2, 0, 3, 1).reshape(Np // 16, Kp // 4, 64)
+    return data, Bp.view(np.int8).astype(np.int64).sum(0).astype(np.int32)
+
+
+def test_pack_conv_w_layout(monkeypatch):
+    """Conv weights packed in one pass (per 16-channel panel: each group of 4 input channels'
+    taps permuted to tap-major dwords with vpermb, then a 16x16 int32 transpose; AVX512_VBMI) and
+    by the staged packer (transpose, row reorder, VNNI-4 packer; without VBMI or below VNNI) give
+    the same bytes and column sums as the layout written out in numpy: channel counts around the
+    groups of 4, padded channels (the implicit conv's whole 64-byte chunks), output channels around
+    the 16-column panels, kernels 1x1 to 4x4 and 1x7 / 5x5 (past the one-pass packer's 16 taps),
+    int8 / uint8, 1 and 2 threads."""
+    from refquant import _gemm
+    rng = np.random.default_rng(61)
+    variants = [False] + ([True] if _cpu.features().get("avx512vbmi") else [])
+    try:
+        for vbmi in variants:
+            if not vbmi:
+                monkeypatch.setenv("REFQUANT_DISABLE_ISA", "avx512vbmi")
+            else:
+                monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+            _cpu.reset()
+            for Co in (1, 16, 17, 40):
+                for Ci in (1, 3, 4, 13, 64, 70):
+                    for KH, KW in ((1, 1), (3, 3), (2, 3), (4, 4), (5, 5), (1, 7)):
+                        dt = np.int8 if rng.random() < 0.5 else np.uint8
+                        w = _rand(rng, dt, (Co, Ci, KH, KW))
+                        for cp in sorted({Ci, -(-Ci // 4) * 4, -(-Ci // 64) * 64}):
+                            want = _packed_conv_w_model(w, cp)
+                            for isa, nt in ((-1, 1), (-1, 2), (1, 1)):
+                                got = _gemm.pack_conv_w(w, isa=isa, nthreads=nt, cp=cp)._bytes()
+                                what = f"vbmi={vbmi} w={w.shape} {dt.__name__} cp={cp} isa={isa} nt={nt}"
+                                assert (got[0] == want[0]).all(), f"panels {what}"
+                                assert (got[1] == want[1]).all(), f"column sums {what}"
+    finally:
+        monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+        _cpu.reset()
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_large_plain_weights(isa_cap, monkeypatch):
+    """Plain weights larger than half the L2 with few output rows: the implicit AMX conv packs
+    each 64-channel group right before its tile products (rq_gemm_amx_plainf__amx), with the x
+    zero point's column terms filled per group; the im2col path packs each group's weights in one
+    pass.  The reference's bits with and without AVX512_VBMI (the staged packer, whole), for
+    output channels that are not a multiple of 64 (a narrower last group), padded input channels,
+    x zero points, per-channel scales, bias, int32 and 8-bit outputs, 1 and 2 threads."""
+    rng = np.random.default_rng(62)
+    variants = [False] + ([True] if _cpu.features().get("avx512vbmi") else [])
+    try:
+        for vbmi in variants:
+            if not vbmi:
+                monkeypatch.setenv("REFQUANT_DISABLE_ISA", "avx512vbmi")
+            else:
+                monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+            _cpu.reset()
+            _cpu.set_isa_cap(isa_cap)
+            for (C, M, H, W, s) in ((512, 520, 7, 7, 1), (500, 600, 5, 9, 1), (512, 512, 14, 14, 2)):
+                x = _rand(rng, np.uint8, (1, C, H, W))
+                w = _rand(rng, np.int8, (M, C, 3, 3))
+                attrs = dict(pads=[1, 1, 1, 1], strides=[s, s])
+                want32 = R.conv_integer(x, w, np.uint8(117), np.int8(0), **attrs)
+                ws = (rng.random(M) * 1e-3 + 1e-5).astype(np.float32)
+                b = rng.integers(-30000, 30000, M).astype(np.int32)
+                args = (x, np.float32(0.03), np.uint8(117), w, ws, np.int8(0), np.float32(0.2), np.int8(-7), b)
+                want8 = R.qlinear_conv(*args, **attrs)
+                for nt in (1, 2):
+                    refquant.set_num_threads(nt)
+                    what = f"vbmi={vbmi} C={C} M={M} {H}x{W} s={s} t={nt}"
+                    _check(refquant.conv_integer(x, w, np.uint8(117), **attrs), want32, f"int32 {what}")
+                    _check(refquant.qlinear_conv(*args, **attrs), want8, f"int8 {what}")
+                    if isa_cap == "amx" and s == 1:
+                        assert refquant.last_path()["path"] == "conv_implicit_tdp__amx", refquant.last_path()
+    finally:
+        refquant.set_num_threads(None)
+        monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+        _cpu.reset()

@@ -182,6 +182,9 @@ static void gen_out(void *ctx, int64_t t) {            /* pixels of task t: (P x
     }
 }
 
+#ifndef RQ_GEN_DIRECT_PACK
+#define RQ_GEN_DIRECT_PACK 1
+#endif
 static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
     const int G = c->group, Cg = c->C / G, Cog = c->Cout / G;
     const int KK = c->KH * c->KW, Kc = KK * Cg, P = c->OH * c->OW;
@@ -225,8 +228,16 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         rq_parallel(nt_in, nt_in, gen_pad_rows, &J);
         J.ntask = nt_col;
         rq_parallel(nt_col, nt_col, gen_im2col, &J);
-        rq_packed_b pk2;
+        rq_packed_b pk2, *own = NULL;
         const rq_packed_b *pk = pk0;
+        if (!pk && RQ_GEN_DIRECT_PACK && isa >= RQ_ISA_AVX512VNNI && !c->sat16 && Cg % 4 == 0 && KK <= 16 &&
+            rq_pack_conv_w__avx512vnni && rq_cpu_feature(RQ_FEAT_AVX512VBMI)) {
+            /* the group's weights packed in one pass (rq_pack_conv_w_pad), not transposed into
+             * a row-major B for the GEMM to pack again */
+            own = rq_pack_conv_w_pad(c->w + (size_t)g * Cog * Kc, Cog, Cg, Cg, c->KH, c->KW, c->w_signed, isa, nt);
+            if (!own) { rc = RQ_ENOMEM; break; }
+            pk = own;
+        }
         if (pk && pk->K == Kc && pk->Kp == Kcp) {   /* K padded: the packing's zero rows */
             pk2 = *pk;
             pk2.K = Kcp;
@@ -273,6 +284,7 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
         a.sat16 = c->sat16;
         rc = rq_gemm_run(&a, kern);
+        rq_packed_b_free(own);
         if (rc != RQ_OK) break;
         J.ntask = nt_out;
         rq_parallel(nt_out, nt_out, gen_out, &J);
@@ -332,6 +344,30 @@ static void conv_tout_rows(void *ctx, int64_t t) {
  * bytes a pixel (x_zp in the extra ones) and the weights get zero rows for the extra channels,
  * so each tap is still whole 64-byte chunks (the extra products are zeros; the tile unit has the
  * time to spare, the im2col path's copies cost more). */
+/* plain weights larger than half the L2, few output rows: each 64-channel group of weights
+ * packed right before its tile products (rq_gemm_amx_plainf__amx) instead of the whole packed B
+ * written out first and read back through L3.  Measured in-process, 1 thread: 512 -> 512 3x3 at
+ * 7x7 311-317 -> 189-212 us, at 14x14 536-548 -> 423-472 (2 threads: 177 -> 113, 370 -> 270);
+ * with 590 KB of weights (256 ch) no gain or a 3 us loss, and from about 800 rows on a loss
+ * (256 ch 28x28: 353 -> 401 us) */
+#ifndef RQ_CONV_JIT_MAX_M
+#define RQ_CONV_JIT_MAX_M 256
+#endif
+typedef struct { const uint8_t *w; int Cin, Cp, KK; const rq_epi *e; int32_t *colfix; uint32_t xzu;
+                 const int32_t *csum; } conv_jit;
+
+static int conv_jit_pack(void *ctx, rq_packed_b *blk, int c0) {
+    const conv_jit *P = (const conv_jit *)ctx;
+    return rq_pack_conv_w__avx512vnni(blk, P->w + (size_t)c0 * P->Cin * P->KK, P->Cin, P->Cp, P->KK, 1);
+}
+
+static void conv_jit_prep(void *ctx, int c0, int n, rq_epi *eb) {
+    const conv_jit *P = (const conv_jit *)ctx;
+    if (P->xzu)
+        for (int j = c0; j < c0 + n; j++) P->colfix[j] = (int32_t)(P->xzu * (uint32_t)P->csum[j]);
+    rq_epi_shift_cols(eb, P->e, c0, n);
+}
+
 static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     const int C = (c->C + 63) / 64 * 64, Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
     const int Mv = c->OH * Wp, nib = (Mv + 15) / 16, nc = C / 64;
@@ -343,23 +379,16 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     int32_t *colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(c->Cout + 32));
     rq_packed_b *own = NULL;
     const rq_packed_b *pb = c->packed;
+    const int KK = c->KH * c->KW;
+    const int jit = !pb && nib * 16 <= RQ_CONV_JIT_MAX_M && (size_t)Kc * c->Cout > (size_t)rq_l2_bytes() / 2 &&
+                    KK <= 16 && rq_gemm_amx_plainf__amx &&
+                    rq_pack_conv_w__avx512vnni && rq_cpu_feature(RQ_FEAT_AVX512VBMI);
+    int32_t *csum = jit ? (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(c->Cout + 64)) : NULL;
     int rc = RQ_OK;
-    if (!xp || !koff || !colfix) rc = RQ_ENOMEM;
-    if (rc == RQ_OK && !pb) {
-        const uint8_t *w = c->w;
-        uint8_t *wpad = NULL;
-        if (C != c->C) {           /* (Cout, C, KH, KW) with zero weights for the extra channels */
-            const size_t KK = (size_t)c->KH * c->KW;
-            wpad = (uint8_t *)rq_aligned_alloc((size_t)c->Cout * C * KK);
-            if (wpad) {
-                memset(wpad, 0, (size_t)c->Cout * C * KK);
-                for (int co = 0; co < c->Cout; co++)
-                    memcpy(wpad + (size_t)co * C * KK, c->w + (size_t)co * c->C * KK, (size_t)c->C * KK);
-            }
-            w = wpad;
-        }
-        own = w ? rq_pack_conv_w(w, c->Cout, C, c->KH, c->KW, c->w_signed, isa, nt) : NULL;
-        rq_aligned_free(wpad);
+    if (!xp || !koff || !colfix || (jit && !csum)) rc = RQ_ENOMEM;
+    if (rc == RQ_OK && !pb && !jit) {
+        /* the channels from c->C to C as zero weights */
+        own = rq_pack_conv_w_pad(c->w, c->Cout, c->C, C, c->KH, c->KW, c->w_signed, isa, nt);
         if (!own) rc = RQ_ENOMEM;
         pb = own;
     }
@@ -392,8 +421,8 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
         e.M = Mv; e.N = c->Cout; e.K = Kc;
         uint32_t xzu = (uint32_t)c->x_zp;
         if (xzu) {
-            for (int j = 0; j < c->Cout; j++) colfix[j] = (int32_t)(xzu * (uint32_t)pb->csum[j]);
-            e.colfix = colfix;
+            if (!jit) for (int j = 0; j < c->Cout; j++) colfix[j] = (int32_t)(xzu * (uint32_t)pb->csum[j]);
+            e.colfix = colfix;   /* (jit: each group's columns filled right after its packing) */
         }
         /* outputs of the virtual pixels in NHWC order, then one transpose to NCHW */
         const size_t es = osize(c->out_type);
@@ -402,7 +431,12 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
         if (rc == RQ_OK) {
             e.C = yv; e.c_rs = c->Cout; e.c_cs = 1;
             rq_amx_a A = {xp, (ptrdiff_t)16 * C, koff, C, c->x_signed, nib};
-            rc = rq_gemm_amx__amx(&A, pb, &e, nt);
+            if (jit) {
+                conv_jit P = {c->w, c->C, C, KK, &e, colfix, xzu, csum};
+                rc = rq_gemm_amx_plainf__amx(&A, conv_jit_pack, &P, Kc, c->Cout, 1, csum, conv_jit_prep, &P, nt);
+            } else {
+                rc = rq_gemm_amx__amx(&A, pb, &e, nt);
+            }
         }
         if (rc == RQ_OK) {
             const size_t P = (size_t)c->OH * c->OW;
@@ -412,7 +446,7 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
         }
         rq_aligned_free(yv);
     }
-    rq_aligned_free(xp); rq_aligned_free(koff); rq_aligned_free(colfix);
+    rq_aligned_free(xp); rq_aligned_free(koff); rq_aligned_free(colfix); rq_aligned_free(csum);
     rq_packed_b_free(own);
     return rc;
 }

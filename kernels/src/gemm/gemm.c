@@ -165,11 +165,10 @@ rq_packed_b *rq_pack_b(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, 
 void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
                              int cols) __attribute__((weak));
 
-rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
-                            int isa, int nthreads) {
+static rq_packed_b *pack_conv_w_staged(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
+                                       int isa, int nthreads) {
     /* B[k, co] with k = (kh*KW + kw)*Cin + ci  ->  w[co, ci, kh, kw] */
     const int K = Cin * KH * KW, KK = KH * KW;
-    if (isa < 0 || isa > rq_isa_level()) isa = rq_isa_level();   /* never above the CPU */
     if (isa >= RQ_ISA_AVX512VNNI && rq_transpose_u8__avx512 && rq_pack_b_rows__avx512vnni) {
         /* vectorised: w as [Cout][Cin*KK] -> [Cin*KK][Cout] (one transpose of whole 16x16
          * blocks), its rows (ci, kh, kw) reordered to (kh, kw, ci) (= B as a row-major K x Cout
@@ -213,6 +212,36 @@ rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW,
         pb->csum[co] = (int32_t)s;
     }
     return pb;
+}
+
+rq_packed_b *rq_pack_conv_w_pad(const uint8_t *w, int Cout, int Cin, int Cp, int KH, int KW, int w_signed,
+                                int isa, int nthreads) {
+    const int KK = KH * KW;
+    if (isa < 0 || isa > rq_isa_level()) isa = rq_isa_level();   /* never above the CPU */
+    if (nthreads <= 0) nthreads = rq_num_threads();
+    if (Cp < Cin) return NULL;
+    if (isa >= RQ_ISA_AVX512VNNI && rq_pack_conv_w__avx512vnni && Cp % 4 == 0 && KK <= 16) {
+        rq_packed_b *pb = pb_alloc(KK * Cp, Cout, w_signed);
+        if (!pb) return NULL;
+        if (rq_pack_conv_w__avx512vnni(pb, w, Cin, Cp, KK, nthreads) == RQ_OK) return pb;
+        rq_packed_b_free(pb);   /* no AVX512_VBMI: the staged packer below */
+    }
+    if (Cp == Cin) return pack_conv_w_staged(w, Cout, Cin, KH, KW, w_signed, isa, nthreads);
+    /* (Cout, Cp, KH, KW) with zero weights for the extra channels */
+    const size_t KKs = (size_t)KK;
+    uint8_t *wpad = (uint8_t *)rq_aligned_alloc((size_t)Cout * Cp * KKs);
+    if (!wpad) return NULL;
+    memset(wpad, 0, (size_t)Cout * Cp * KKs);
+    for (int co = 0; co < Cout; co++)
+        memcpy(wpad + (size_t)co * Cp * KKs, w + (size_t)co * Cin * KKs, (size_t)Cin * KKs);
+    rq_packed_b *pb = pack_conv_w_staged(wpad, Cout, Cp, KH, KW, w_signed, isa, nthreads);
+    rq_aligned_free(wpad);
+    return pb;
+}
+
+rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
+                            int isa, int nthreads) {
+    return rq_pack_conv_w_pad(w, Cout, Cin, Cin, KH, KW, w_signed, isa, nthreads);
 }
 
 /* ------------------------------------------------------------------ epilogue */
@@ -452,6 +481,8 @@ static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
     d->C = (char *)e->C + (ptrdiff_t)c0 * e->c_cs *
            (e->out_type == RQ_OUT_S32 ? (ptrdiff_t)sizeof(int32_t) : (ptrdiff_t)1);
 }
+
+void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) { epi_shift_cols(d, e, c0, n); }
 
 /* B packed just in time, one column block at a time, when it is larger than this (bytes of
  * packed B): the block (<= RQ_AMX_BLOCK_BYTES) stays in L2 between its packing and its use */

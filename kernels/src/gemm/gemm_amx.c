@@ -346,6 +346,7 @@ typedef struct {
     const rq_amx_a *A; const uint8_t *B; ptrdiff_t b_rs; int K, N, b_signed, ng, ntask;
     int lead;   /* columns in the first group (0: all groups 64 wide); see rq_gemm_amx_plain__amx */
     int32_t *csum; rq_cols_prep_fn prep; void *ctx; volatile int err;
+    rq_pack_blk_fn pack; void *pctx;   /* packs each group instead of the row packer (B unused) */
 } plain_job;
 
 static void plain_task(void *vctx, int64_t t) {
@@ -387,7 +388,7 @@ static void plain_task(void *vctx, int64_t t) {
         rq_packed_b blk;
         blk.data = buf; blk.csum = J->csum + c0; blk.K = K; blk.N = n; blk.Kp = Kp;
         blk.Np = npan * 16; blk.b_signed = b_signed; blk.b_raw = !b_signed;
-        int rc = rq_pack_b_rows__avx512vnni(&blk, J->B + c0, J->b_rs, 1);
+        int rc = J->pack ? J->pack(J->pctx, &blk, c0) : rq_pack_b_rows__avx512vnni(&blk, J->B + c0, J->b_rs, 1);
         if (rc != RQ_OK) { J->err = rc; break; }
         rq_epi eb;
         J->prep(J->ctx, c0, n, &eb);   /* columns [c0, c0 + n) only: tasks never share one */
@@ -469,7 +470,19 @@ int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, 
     const int lead = (b_rs % 64 == 0 && mis % 16 == 0 && mis && 64 - mis < N) ? 64 - mis : 0;
     const int ng = lead ? 1 + (N - lead + 63) / 64 : (N + 63) / 64;
     const int ntask = nthreads > 1 ? imin(nthreads, ng) : 1;
-    plain_job J = {A, B, b_rs, K, N, b_signed, ng, ntask, lead, csum, prep, ctx, RQ_OK};
+    plain_job J = {A, B, b_rs, K, N, b_signed, ng, ntask, lead, csum, prep, ctx, RQ_OK, NULL, NULL};
+    rq_parallel(ntask, ntask, plain_task, &J);
+    return J.err;
+}
+
+int rq_gemm_amx_plainf__amx(const rq_amx_a *A, rq_pack_blk_fn pack, void *pctx, int K, int N,
+                            int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx,
+                            int nthreads) {
+    if (!pack || K <= 0) return RQ_EARG;
+    if (!rq_amx_enable()) return RQ_ENOISA;
+    const int ng = (N + 63) / 64;
+    const int ntask = nthreads > 1 ? imin(nthreads, ng) : 1;
+    plain_job J = {A, NULL, 0, K, N, b_signed, ng, ntask, 0, csum, prep, ctx, RQ_OK, pack, pctx};
     rq_parallel(ntask, ntask, plain_task, &J);
     return J.err;
 }

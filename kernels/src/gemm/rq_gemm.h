@@ -163,6 +163,10 @@ int rq_conv_run(const rq_conv_args *args, int *kernel_used);
  * (kh, kw, ci): B[k, co]. */
 rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
                             int isa, int nthreads);
+/* The same with the input channels padded to Cp >= Cin (zero weights; K = KH*KW*Cp), as the
+ * implicit AMX conv reads them. */
+rq_packed_b *rq_pack_conv_w_pad(const uint8_t *w, int Cout, int Cin, int Cp, int KH, int KW, int w_signed,
+                                int isa, int nthreads);
 
 /* ---------------- internal (shared between the per-ISA compile units) ---------------- */
 
@@ -210,6 +214,10 @@ int rq_gemm_sat16__avx2(const rq_gemm_args *a, const rq_packed_b *pb, const rq_e
                         int nthreads) __attribute__((weak));
 int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
     __attribute__((weak));
+/* conv weights w[co, ci, t] (N x Cin x KK bytes) straight into pb (K = KK*Cp, k = t*Cp + ci; the
+ * channels from Cin to Cp as zero weights).  Needs Cp % 4 == 0, KK <= 16; RQ_EARG otherwise. */
+int rq_pack_conv_w__avx512vnni(rq_packed_b *pb, const uint8_t *w, int Cin, int Cp, int KK, int nthreads)
+    __attribute__((weak));
 /* VNNI: A packed as rows of Kp bytes (A_used), raw sums for rows [0, M), all columns. */
 int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e,
                              int nthreads) __attribute__((weak));
@@ -240,6 +248,15 @@ typedef void (*rq_cols_prep_fn)(void *ctx, int c0, int n, rq_epi *eb);
 int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N,
                            int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx,
                            int nthreads) __attribute__((weak));
+/* The same driver with each 64-column group packed by pack(pctx, blk, c0) (blk: the group's
+ * buffer, K, N = its width, b_signed, b_raw = !b_signed; csum = the caller's csum + c0) instead
+ * of from a row-major B: conv weights packed group by group stay in L1 / L2 (no K limit). */
+typedef int (*rq_pack_blk_fn)(void *pctx, rq_packed_b *blk, int c0);
+int rq_gemm_amx_plainf__amx(const rq_amx_a *A, rq_pack_blk_fn pack, void *pctx, int K, int N,
+                            int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx,
+                            int nthreads) __attribute__((weak));
+/* e restricted to the columns [c0, c0 + n) (gemm.c) */
+void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n);
 int rq_dwconv__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
 int rq_dwconv_dp__avx512vnni(const rq_conv_args *a, int nthreads) __attribute__((weak));
 
