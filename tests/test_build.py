@@ -247,6 +247,18 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 gp = ga[:3] + (refquant.pack_weights(wg),) + ga[4:]
                 assert np.array_equal(refquant.qlinear_conv(*gp, **kwg), R.qlinear_conv(*ga, **kwg))
         refquant.set_num_threads(None)
+        from refquant import _gemm
+        for Co, Ci, k, cp in ((17, 13, 3, 16), (40, 70, 3, 128), (5, 4, 4, 4)):   # one-pass conv weight packer
+            wq = rng.integers(-128, 128, (Co, Ci, k, k)).astype(np.int8)
+            for nt in (1, 2):
+                _gemm.pack_conv_w(wq, nthreads=nt, cp=cp)._bytes()
+        for t in (1, 2):   # large plain weights: packed per 64-channel group right before use
+            refquant.set_num_threads(t)
+            xj = rng.integers(0, 256, (1, 500, 5, 6)).astype(np.uint8)
+            wj = rng.integers(-128, 128, (520, 500, 3, 3)).astype(np.int8)
+            ja = (xj, np.float32(0.02), np.uint8(3), wj, np.float32(0.001), np.int8(0), np.float32(0.3), np.uint8(9))
+            assert np.array_equal(refquant.qlinear_conv(*ja, pads=[1] * 4), R.qlinear_conv(*ja, pads=[1] * 4))
+        refquant.set_num_threads(None)
         for dis in ("", "avx512vbmi", "avx512vnni"):   # depthwise with a stride along W
             os.environ["REFQUANT_DISABLE_ISA"] = dis
             _cpu.reset()
