@@ -13,6 +13,9 @@ the first three (the issue's goals) run by default, ``--layers all`` adds the ot
   stem7   C=3 -> 64, 7x7, stride 2, 224x224 -> 112x112   (236 MOPs, ResNet stem)
   stem3   C=3 -> 32, 3x3, stride 2, 224x224 -> 112x112   (21.7 MOPs, MobileNet stem)
   3x3c32  C=32 -> 32, 3x3, 56x56                         (57.8 MOPs, channels not a multiple of 64)
+  3x3w512 C=512 -> 512, 3x3, 7x7, pad 1                  (231 MOPs, ResNet-50's last stage: 2.4 MB
+          of weights, which refquant packs on every call when they come as a plain array)
+  3x3s2w512 C=512 -> 512, 3x3, stride 2, 14x14 -> 7x7    (231 MOPs, ResNet-50 v1.5 downsampling)
 
 Peers at the same thread count, in the same run: refquant.qlinear_conv (weights as a plain array
 every call, and pre-packed with pack_weights), refquant.conv_integer; ORT QLinearConv and
@@ -38,6 +41,8 @@ LAYERS = {
     "stem7": dict(C=3, M=64, H=224, W=224, k=7, pad=3, group=1, stride=2),
     "stem3": dict(C=3, M=32, H=224, W=224, k=3, pad=1, group=1, stride=2),
     "3x3c32": dict(C=32, M=32, H=56, W=56, k=3, pad=1, group=1),
+    "3x3w512": dict(C=512, M=512, H=7, W=7, k=3, pad=1, group=1),
+    "3x3s2w512": dict(C=512, M=512, H=14, W=14, k=3, pad=1, group=1, stride=2),
 }
 DEFAULT_LAYERS = ["3x3", "1x1", "dw"]
 
