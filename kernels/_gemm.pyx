@@ -108,6 +108,7 @@ cdef extern from "rq_gemm.h" nogil:
         const uint8_t *w
         int w_signed
         const rq_packed_b *packed
+        const rq_packed_b *packed_pad
         int32_t x_zp
         const int32_t *w_zp
         int w_zp_n
@@ -130,8 +131,11 @@ cdef extern from "rq_gemm.h" nogil:
 
 
 cdef class PackedB:
-    """Opaque packed B (VNNI-4 panels, int8 B_used, column sums); owned C memory."""
+    """Opaque packed B (VNNI-4 panels, int8 B_used, column sums); owned C memory.  Conv weights
+    whose channel count is not a multiple of 64 also carry the layout with the channels padded
+    to 64-byte chunks (``has_pad``), which the implicit AMX conv reads."""
     cdef rq_packed_b *pb
+    cdef rq_packed_b *pb_pad
     cdef readonly int K, N, b_signed
     cdef readonly str kind
 
@@ -139,18 +143,28 @@ cdef class PackedB:
         if self.pb != NULL:
             rq_packed_b_free(self.pb)
             self.pb = NULL
+        if self.pb_pad != NULL:
+            rq_packed_b_free(self.pb_pad)
+            self.pb_pad = NULL
 
     @property
     def nbytes(self):
-        return rq_packed_b_nbytes(self.pb)
+        return rq_packed_b_nbytes(self.pb) + rq_packed_b_nbytes(self.pb_pad)
 
-    def _bytes(self):
+    @property
+    def has_pad(self):
+        return self.pb_pad != NULL
+
+    def _bytes(self, bint pad=False):
         """Test hook: copies of the panels (Np/16, Kp/4, 64) and the column sums (Np,)."""
-        cdef int Kp = self.pb.Kp, Np = self.pb.Np
+        cdef rq_packed_b *q = self.pb_pad if pad else self.pb
+        if q == NULL:
+            raise ValueError("no such layout")
+        cdef int Kp = q.Kp, Np = q.Np
         data = np.empty((Np // 16, Kp // 4, 64), dtype=np.uint8)
         csum = np.empty(Np, dtype=np.int32)
-        memcpy(<void *>cnp.PyArray_DATA(data), self.pb.data, <size_t>Kp * Np)
-        memcpy(<void *>cnp.PyArray_DATA(csum), self.pb.csum, <size_t>Np * 4)
+        memcpy(<void *>cnp.PyArray_DATA(data), q.data, <size_t>Kp * Np)
+        memcpy(<void *>cnp.PyArray_DATA(csum), q.csum, <size_t>Np * 4)
         return data, csum
 
 
@@ -171,9 +185,11 @@ def pack_b(B, int isa=-1, int nthreads=0):
     return p
 
 
-def pack_conv_w(w, int isa=-1, int nthreads=0, int cp=0):
+def pack_conv_w(w, int isa=-1, int nthreads=0, int cp=0, bint pad_implicit=True):
     """Pack conv weights (Cout, Cin, KH, KW), contiguous uint8/int8, group 1; ``cp`` > Cin pads
-    the input channels to cp with zero weights (K = KH*KW*cp)."""
+    the input channels to cp with zero weights (K = KH*KW*cp).  With ``pad_implicit``, int8
+    weights of 16 or more channels that are not a multiple of 64 are also packed with the
+    channels padded to 64-byte chunks where AMX runs (the implicit conv's layout)."""
     cdef cnp.ndarray a = np.ascontiguousarray(w)
     if a.ndim != 4 or a.dtype.itemsize != 1 or a.dtype.kind not in "iu":
         raise TypeError("w: 4-D uint8/int8 expected")
@@ -185,6 +201,13 @@ def pack_conv_w(w, int isa=-1, int nthreads=0, int cp=0):
         p.pb = rq_pack_conv_w_pad(ptr, co, ci, cp if cp > ci else ci, kh, kw, sg, isa, nthreads)
     if p.pb == NULL:
         raise MemoryError("pack_conv_w")
+    cdef int lvl = rq_isa_level() if isa < 0 else min(isa, rq_isa_level())
+    if pad_implicit and cp <= ci and sg and ci >= 16 and ci % 64 and lvl >= RQ_ISA_AMX:
+        # the implicit AMX conv's layout too (stride-1 convs; the im2col path reads p.pb)
+        with nogil:
+            p.pb_pad = rq_pack_conv_w_pad(ptr, co, ci, (ci + 63) // 64 * 64, kh, kw, sg, isa, nthreads)
+        if p.pb_pad == NULL:
+            raise MemoryError("pack_conv_w")
     p.K, p.N, p.b_signed, p.kind = (cp if cp > ci else ci) * kh * kw, co, sg, "conv"
     return p
 
@@ -691,11 +714,13 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     c.x_signed = tx == cnp.NPY_INT8
     c.w = <const uint8_t *>cnp.PyArray_DATA(wa); c.w_signed = tw == cnp.NPY_INT8
     c.packed = NULL
+    c.packed_pad = NULL
     if packed is not None:
         if (packed.kind != "conv" or packed.N != Cout or packed.K != wa.shape[1] * c.KH * c.KW
                 or packed.b_signed != c.w_signed):
             return None
         c.packed = packed.pb
+        c.packed_pad = packed.pb_pad
     c.x_zp = xz
     c.w_zp = &wz32; c.w_zp_n = 1
     c.out_type = RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8
@@ -768,10 +793,12 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
     c.x = <const uint8_t *>cnp.PyArray_DATA(xa); c.x_signed = xa.dtype.kind == "i"
     c.w = <const uint8_t *>cnp.PyArray_DATA(wa); c.w_signed = wa.dtype.kind == "i"
     c.packed = NULL
+    c.packed_pad = NULL
     if packed is not None:
         if packed.kind != "conv" or packed.N != c.Cout or packed.K != wa.shape[1] * c.KH * c.KW or packed.b_signed != c.w_signed:
             raise ValueError("packed: does not match w")
         c.packed = packed.pb
+        c.packed_pad = packed.pb_pad
     c.x_zp = x_zp
     if zw.shape[0] not in (1, c.Cout):
         raise ValueError("w_zp: size 1 or Cout expected")

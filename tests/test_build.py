@@ -258,6 +258,13 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             wj = rng.integers(-128, 128, (520, 500, 3, 3)).astype(np.int8)
             ja = (xj, np.float32(0.02), np.uint8(3), wj, np.float32(0.001), np.int8(0), np.float32(0.3), np.uint8(9))
             assert np.array_equal(refquant.qlinear_conv(*ja, pads=[1] * 4), R.qlinear_conv(*ja, pads=[1] * 4))
+            wk = rng.integers(-128, 128, (24, 40, 3, 3)).astype(np.int8)       # packed, channels padded
+            xk = rng.integers(0, 256, (1, 40, 9, 11)).astype(np.uint8)
+            ka = (xk, np.float32(0.02), np.uint8(3), wk, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
+            kp = ka[:3] + (refquant.pack_weights(wk),) + ka[4:]
+            for st in ([1, 1], [2, 1]):
+                assert np.array_equal(refquant.qlinear_conv(*kp, pads=[1] * 4, strides=st),
+                                      R.qlinear_conv(*ka, pads=[1] * 4, strides=st))
         refquant.set_num_threads(None)
         for dis in ("", "avx512vbmi", "avx512vnni"):   # depthwise with a stride along W
             os.environ["REFQUANT_DISABLE_ISA"] = dis

@@ -128,8 +128,8 @@ def test_implicit_conv_padded_channels(isa_cap):
     """Stride-1 convs whose channel count is not a multiple of 64 (16 and up) run the implicit AMX
     kernel with the channels padded to whole 64-byte chunks (zero weight rows): the reference's
     bits for kernel sizes 1..5, dilation, asymmetric pads, x zero points, bias, per-channel
-    scales, int32 and 8-bit outputs, 1 and 2 threads; with packed weights they take the im2col
-    path."""
+    scales, int32 and 8-bit outputs, 1 and 2 threads; packed weights carry the padded layout
+    too (int8, AMX), so they take the same kernel."""
     rng = np.random.default_rng(91)
     try:
         for (C, M, H, W, k, d, pads) in ((16, 16, 14, 14, (3, 3), (1, 1), [1, 1, 1, 1]),
@@ -152,9 +152,16 @@ def test_implicit_conv_padded_channels(isa_cap):
                 args = (x, np.float32(0.03), np.uint8(9), w, ws, np.zeros(M, np.int8), np.float32(0.2), np.int8(-7), b)
                 _check(refquant.qlinear_conv(*args, **attrs), R.qlinear_conv(*args, **attrs), f"implicit padded q C={C}")
             pw = refquant.pack_weights(w)
+            assert pw.packed is None or pw.packed.has_pad == (isa_cap == "amx"), (isa_cap, pw.packed.has_pad)
             args = (x, np.float32(0.03), np.uint8(9), pw, np.float32(0.002), np.int8(0), np.float32(0.2), np.uint8(7))
             _check(refquant.qlinear_conv(*args, **attrs), R.qlinear_conv(*(args[:3] + (w,) + args[4:]), **attrs),
                    f"packed C={C}")
+            if isa_cap == "amx":
+                assert refquant.last_path()["path"] == "conv_implicit_tdp__amx", refquant.last_path()
+                # strides: the im2col path with the true-channel layout of the same weights
+                st = dict(attrs, strides=[2, 1])
+                _check(refquant.qlinear_conv(*args, **st), R.qlinear_conv(*(args[:3] + (w,) + args[4:]), **st),
+                       f"packed stride 2 C={C}")
     finally:
         refquant.set_num_threads(None)
 

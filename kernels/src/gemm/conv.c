@@ -378,7 +378,7 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     int64_t *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
     int32_t *colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(c->Cout + 32));
     rq_packed_b *own = NULL;
-    const rq_packed_b *pb = c->packed;
+    const rq_packed_b *pb = C != c->C ? c->packed_pad : c->packed;   /* (rq_conv_run checked it) */
     const int KK = c->KH * c->KW;
     const int jit = !pb && nib * 16 <= RQ_CONV_JIT_MAX_M && (size_t)Kc * c->Cout > (size_t)rq_l2_bytes() / 2 &&
                     KK <= 16 && rq_gemm_amx_plainf__amx &&
@@ -513,13 +513,15 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         return rq_gemm_run(&a, kernel_used);
     }
     /* the implicit conv for whole 64-channel chunks, or padded to them from RQ_IMPLICIT_MIN_C
-     * channels on without packed weights (those are packed for the true channel count) */
+     * channels on (packed weights: their padded layout, packed_pad) */
+    const int Cp64 = (c->C + 63) / 64 * 64;
     if (c->group == 1 && c->sh == 1 && c->sw == 1 && c->w_signed &&
-        (c->C % 64 == 0 || (c->C >= RQ_IMPLICIT_MIN_C && !c->packed)) &&
+        (c->C % 64 == 0 || (c->C >= RQ_IMPLICIT_MIN_C && (!c->packed || c->packed_pad))) &&
         isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable()) {
         int zero = 1;
         for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
-        if (zero && (!c->packed || c->packed->Kp == c->KH * c->KW * c->C)) {
+        const rq_packed_b *pk = c->C % 64 ? c->packed_pad : c->packed;
+        if (zero && (!c->packed || (pk->K == c->KH * c->KW * Cp64 && pk->N == c->Cout))) {
             if (kernel_used) *kernel_used = RQ_K_CONV_AMX_IMPLICIT;
             return conv_implicit_amx(c, isa, nt_staged);
         }

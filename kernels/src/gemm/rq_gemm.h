@@ -145,6 +145,8 @@ typedef struct rq_conv_args {
     const uint8_t *x; int x_signed;      /* x[c, h, w] contiguous NCHW (one image) */
     const uint8_t *w; int w_signed;      /* w[co, ci, kh, kw] contiguous */
     const rq_packed_b *packed;           /* optional packed weights (group == 1 only) */
+    const rq_packed_b *packed_pad;       /* optional: the same with the input channels padded to
+                                          * whole 64-byte chunks (the implicit AMX conv's layout) */
     int32_t x_zp;
     const int32_t *w_zp; int w_zp_n;     /* 1 or Cout */
     int out_type; void *y;               /* y[co, oh, ow] contiguous */
