@@ -130,6 +130,19 @@ cdef extern from "rq_gemm.h" nogil:
     int rq_conv_run(const rq_conv_args *args, int *kernel_used)
 
 
+cdef extern int rq_amx_kslab_on
+
+
+def _kslab(on=None):
+    """Test / measurement hook: the K-slab driver for few rows and a large plain B on (1) or
+    off (0); returns the previous setting."""
+    global rq_amx_kslab_on
+    cdef int prev = rq_amx_kslab_on
+    if on is not None:
+        rq_amx_kslab_on = 1 if on else 0
+    return bool(prev)
+
+
 cdef class PackedB:
     """Opaque packed B (VNNI-4 panels, int8 B_used, column sums); owned C memory.  Conv weights
     whose channel count is not a multiple of 64 also carry the layout with the channels padded

@@ -988,3 +988,46 @@ def test_compiled_entries_fold_batch_dimensions():
     for a_, b_ in ((A[:, ::2], B), (A, np.stack([B] * 4)), (A[:0], B), (A.transpose(1, 0, 2), B)):
         assert _k.matmul_integer_lean(a_, b_, 7) is None
         _check(refquant.matmul_integer(a_, b_, 7), R.matmul_integer(a_, b_, 7), f"declined {a_.shape} {b_.shape}")
+
+
+def test_kslab_driver_few_rows_large_b():
+    """Few rows (up to 32, or up to 128 with K > 4096) against a plain B larger than half the L2
+    run the K-slab AMX driver: slabs of 256 whole rows of B packed in walk order (column blocks
+    whose slab fits half the L2), the raw sums accumulated in an int32 scratch over the slabs,
+    one epilogue.  The reference's bits with the driver on and off, for K and N tails (a last slab
+    shorter than 256 rows, K not a multiple of 4, a last group narrower than 64 columns), several column blocks, int8 /
+    uint8 A and B with zero points, per-column scales and zero points, bias, 8-bit and int32
+    outputs, 1 and 2 threads."""
+    if "amx" not in AVAILABLE:
+        pytest.skip("AMX driver")
+    rng = np.random.default_rng(71)
+    prev = _k._kslab()
+    try:
+        for (M, K, N) in ((16, 1024, 2048), (8, 700, 4100), (20, 4500, 520), (3, 2112, 2048), (40, 4160, 320),
+                          (12, 1027, 1300)):
+            for adt, bdt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)):
+                A = _rand(rng, adt, (M, K))
+                B = _rand(rng, bdt, (K, N))
+                az = adt(rng.integers(0, 100))
+                bz = bdt(rng.integers(0, 100)) if rng.random() < 0.5 else rng.integers(0, 100, N).astype(bdt)
+                want = R.matmul_integer(A, B, az, bz)
+                ws = rng.uniform(1e-5, 1e-3, N).astype(np.float32)
+                bias = rng.integers(-99999, 99999, N).astype(np.int32)
+                qa = (A, np.float32(0.02), az, B, ws, bz, np.float32(0.3), np.uint8(7))
+                want_q = R.qlinear_matmul(*qa)
+                for on in (True, False):
+                    _k._kslab(on)
+                    for nt in (1, 2):
+                        refquant.set_num_threads(nt)
+                        what = f"{M}x{K}x{N} {adt.__name__}/{bdt.__name__} kslab={on} t={nt}"
+                        got = refquant.matmul_integer(A, B, az, bz)
+                        assert np.array_equal(got, want), what
+                        assert np.array_equal(refquant.qlinear_matmul(*qa), want_q), f"q {what}"
+                if bdt == np.int8 and np.ndim(bz) == 0:
+                    qg = refquant.qgemm(A, np.float32(0.02), az, B, np.float32(0.001), bz, bias,
+                                        np.float32(0.3), np.uint8(7))
+                    assert np.array_equal(qg, R.qgemm(A, np.float32(0.02), az, B, np.float32(0.001), bz, bias,
+                                                      np.float32(0.3), np.uint8(7))), f"qgemm {M}x{K}x{N}"
+    finally:
+        _k._kslab(prev)
+        refquant.set_num_threads(None)

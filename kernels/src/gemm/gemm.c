@@ -506,6 +506,7 @@ void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) { epi_shift_co
 #endif
 /* 0: never the 64-column plain-B AMX driver (benchmarks compare the two paths in one process) */
 int rq_amx_plain_on = 1;
+int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
 
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
 #define RQ_GEMV_MAX_M 4
@@ -740,6 +741,38 @@ static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt
     return rc;
 }
 
+/* AMX GEMM on a plain B with few rows and a B larger than half the L2, by K slabs
+ * (rq_gemm_amx_kslab__amx): B is read in whole rows, sequentially, instead of in column blocks
+ * that touch every row of B once per block; the raw sums go through an int32 scratch, then
+ * one epilogue */
+#ifndef RQ_KSLAB_ROWS
+#define RQ_KSLAB_ROWS 256
+#endif
+#ifndef RQ_KSLAB_MAX_M
+#define RQ_KSLAB_MAX_M 32
+#endif
+static int gemm_amx_kslab(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int isa, int nt) {
+    const int M = a->M, N = a->N, K = a->K, Kp = rup(K > 0 ? K : 1, 64), Np = rup(N, 16);
+    const int db = 0;   /* uint8 B packed raw (tdpbuud / tdpbsud) */
+    const int nib = (M + 15) / 16, ldr = rup(Np, 32) + 16;
+    rq_amx_a A;
+    uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
+    int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(rup(N, 64) + 64));
+    int32_t *R = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)nib * 16 * ldr + 256);
+    int rc = (csum && R) ? RQ_OK : RQ_ENOMEM;
+    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, db, nt, &A, &ap, &rsum, &koff);
+    if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, db, rsum, NULL);
+    if (rc == RQ_OK) rc = rq_gemm_amx_kslab__amx(&A, a->B, a->b_rs, K, N, a->b_signed, RQ_KSLAB_ROWS, csum, R, ldr, nt);
+    if (rc == RQ_OK) {
+        epi_fill_cols(bf, a, 0, db, csum, 0, N);
+        pick_epi(isa)(e, 0, M, 0, N, R, ldr);
+    }
+    rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
+    rq_aligned_free(csum); rq_aligned_free(R);
+    epi_free(bf);
+    return rc;
+}
+
 int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     if (!a || a->M < 0 || a->N < 0 || a->K < 0) return RQ_EARG;
     const int M = a->M, N = a->N, K = a->K;
@@ -872,6 +905,10 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
          * 41 -> 33 us, 256x768x768 63 -> 53; from 384 rows on, with numpy's misaligned A, the
          * paths below win: 512^3 79 vs 83 us, 512x768x384 90 vs 102; a B read from L3 / DRAM
          * packs faster in the 1 MiB blocks below: 64x4096x1024 516 vs 635 us) */
+        if ((M <= RQ_KSLAB_MAX_M || (K > 4096 && M <= 4 * RQ_KSLAB_MAX_M)) && rq_gemm_amx_kslab__amx &&
+            rq_pack_b_walk__avx512vnni && rq_amx_kslab_on &&
+            Kp0 * Np0 > (size_t)RQ_JIT_MIN_BYTES)
+            return gemm_amx_kslab(a, &e, &bf, isa, nt);
         if (K <= 4096 && rq_gemm_amx_plain__amx && rq_amx_plain_on &&
             M <= RQ_AMX_PLAIN_MAX_M && Kp0 * Np0 <= (size_t)RQ_JIT_MIN_BYTES &&
             (size_t)M * Kp0 <= (size_t)rq_l2_bytes() / 4)

@@ -216,6 +216,10 @@ int rq_gemm_sat16__avx2(const rq_gemm_args *a, const rq_packed_b *pb, const rq_e
                         int nthreads) __attribute__((weak));
 int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
     __attribute__((weak));
+/* 64-column groups [cg0, cg1) of pb packed in walk order (rows read across the whole range),
+ * one thread; column sums into pb->csum */
+int rq_pack_b_walk__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int cg0, int cg1)
+    __attribute__((weak));
 /* conv weights w[co, ci, t] (N x Cin x KK bytes) straight into pb (K = KK*Cp, k = t*Cp + ci; the
  * channels from Cin to Cp as zero weights).  Needs Cp % 4 == 0, KK <= 16; RQ_EARG otherwise. */
 int rq_pack_conv_w__avx512vnni(rq_packed_b *pb, const uint8_t *w, int Cin, int Cp, int KK, int nthreads)
@@ -257,6 +261,13 @@ typedef int (*rq_pack_blk_fn)(void *pctx, rq_packed_b *blk, int c0);
 int rq_gemm_amx_plainf__amx(const rq_amx_a *A, rq_pack_blk_fn pack, void *pctx, int K, int N,
                             int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx,
                             int nthreads) __attribute__((weak));
+/* AMX GEMM on a plain row-major B with few rows, by K slabs: the slab of kb rows of B (a multiple
+ * of 64; whole rows, read sequentially) is packed in walk order and multiplied by every strip of
+ * A, the raw sums accumulated in R (nib*16 rows, ldr int32 apart, Np = N rounded to 16 columns
+ * at least, plus 16 more for the pair kernels) and the column sums of the whole B in csum (Np).
+ * Threads split each slab's 64-column groups. */
+int rq_gemm_amx_kslab__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N, int b_signed,
+                           int kb, int32_t *csum, int32_t *R, int ldr, int nthreads) __attribute__((weak));
 /* e restricted to the columns [c0, c0 + n) (gemm.c) */
 void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n);
 int rq_dwconv__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
