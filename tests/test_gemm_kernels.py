@@ -993,7 +993,7 @@ def test_compiled_entries_fold_batch_dimensions():
 def test_kslab_driver_few_rows_large_b():
     """Few rows (up to 32, or up to 128 with K > 4096) against a plain B larger than half the L2
     run the K-slab AMX driver: slabs of 256 whole rows of B packed in walk order (column blocks
-    whose slab fits half the L2), the raw sums accumulated in an int32 scratch over the slabs,
+    whose slab fits half the L2; threads take runs of column groups through every slab), the raw sums accumulated in an int32 scratch over the slabs,
     one epilogue.  The reference's bits with the driver on and off, for K and N tails (a last slab
     shorter than 256 rows, K not a multiple of 4, a last group narrower than 64 columns), several column blocks, int8 /
     uint8 A and B with zero points, per-column scales and zero points, bias, 8-bit and int32
@@ -1004,7 +1004,7 @@ def test_kslab_driver_few_rows_large_b():
     prev = _k._kslab()
     try:
         for (M, K, N) in ((16, 1024, 2048), (8, 700, 4100), (20, 4500, 520), (3, 2112, 2048), (40, 4160, 320),
-                          (12, 1027, 1300)):
+                          (12, 1027, 1300), (6, 2100, 2100)):
             for adt, bdt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)):
                 A = _rand(rng, adt, (M, K))
                 B = _rand(rng, bdt, (K, N))

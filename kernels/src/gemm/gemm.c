@@ -744,9 +744,18 @@ static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt
 /* AMX GEMM on a plain B with few rows and a B larger than half the L2, by K slabs
  * (rq_gemm_amx_kslab__amx): B is read in whole rows, sequentially, instead of in column blocks
  * that touch every row of B once per block; the raw sums go through an int32 scratch, then
- * one epilogue */
+ * one epilogue.  Measured in-process against the column-block paths, 1 thread, slabs of 128
+ * rows: 16x4096x4096 1.92 -> 1.27 ms, 16x4096x11008 8.1 -> 3.4 ms, 64x4096x11008 11.4 -> 6.7
+ * ms, 8x4096x4096 1.34 -> 1.21 ms, 32x768x3072 279 -> 219 us.  Slabs of 256 rows: 1.65, 4.7,
+ * 7.6 ms, 1.58 ms, 190 us; of 64: 1.45, 3.9, 7.6, 1.40 ms, 269 us (a C microbenchmark of the
+ * walk packer alone: 64 or 128 rows 15-17 GB/s, 256 rows 9-12, its stores into the slab being
+ * the limit: without them 26 GB/s, the read speed).  Up to 32 rows, or 128 with K > 4096: at
+ * 64 and 128 rows with K = 4096 the column-block paths measured as fast or faster.  Threads
+ * take runs of column groups through every slab, each with its own slab buffer; at 2 threads
+ * only for a B beyond twice the L2 (16x4096x4096 0.88-1.08 -> 0.67-0.69 ms, 16x4096x11008 3.4-4.0
+ * -> 1.9 ms; 32x768x3072, 2.4 MB: 124-131 against 161-167 us). */
 #ifndef RQ_KSLAB_ROWS
-#define RQ_KSLAB_ROWS 256
+#define RQ_KSLAB_ROWS 128
 #endif
 #ifndef RQ_KSLAB_MAX_M
 #define RQ_KSLAB_MAX_M 32
@@ -907,7 +916,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
          * packs faster in the 1 MiB blocks below: 64x4096x1024 516 vs 635 us) */
         if ((M <= RQ_KSLAB_MAX_M || (K > 4096 && M <= 4 * RQ_KSLAB_MAX_M)) && rq_gemm_amx_kslab__amx &&
             rq_pack_b_walk__avx512vnni && rq_amx_kslab_on &&
-            Kp0 * Np0 > (size_t)RQ_JIT_MIN_BYTES)
+            Kp0 * Np0 > (nt > 1 ? 4 * (size_t)RQ_JIT_MIN_BYTES : (size_t)RQ_JIT_MIN_BYTES))
             return gemm_amx_kslab(a, &e, &bf, isa, nt);
         if (K <= 4096 && rq_gemm_amx_plain__amx && rq_amx_plain_on &&
             M <= RQ_AMX_PLAIN_MAX_M && Kp0 * Np0 <= (size_t)RQ_JIT_MIN_BYTES &&

@@ -490,41 +490,36 @@ int rq_gemm_amx_plainf__amx(const rq_amx_a *A, rq_pack_blk_fn pack, void *pctx, 
 /* ---------------------------------------------------------------- K slabs (rq_gemm.h) */
 typedef struct {
     const rq_amx_a *A; const uint8_t *abase; ptrdiff_t a_ib_stride, a_ts;
-    const uint8_t *B; ptrdiff_t b_rs; int K, N, Np, b_signed, sgn;
-    int k0, kb, Kps;
-    uint8_t *slab; int32_t *csum_s, *csum;
-    int32_t *R; int ldr, nib, ng, ntask;
+    const uint8_t *B; ptrdiff_t b_rs; int K, N, b_signed, sgn;
+    int kb, nbw, ng, ntask;
+    int32_t *csum; int32_t *R; int ldr, nib;
     volatile int err;
 } kslab_job;
 
-/* task t: the 64-column groups [g0, g1) of one slab: packed in walk order, then every strip of
- * A times them, the raw sums added into R (tiles loaded back from the second slab on) */
-static void kslab_task(void *ctx, int64_t t) {
-    kslab_job *J = (kslab_job *)ctx;
-    const int g0 = (int)((int64_t)J->ng * t / J->ntask), g1 = (int)((int64_t)J->ng * (t + 1) / J->ntask);
-    if (g1 <= g0) return;
-    const int rows = imin(J->kb, J->K - J->k0);
-    rq_packed_b blk;
-    /* panels (Kps + 4) * 16 bytes apart: at a multiple of 4 KiB every panel's k-group would map to
+/* one slab (rows k0 .. k0 + kb of B) of one column block (columns c0 .. c0 + n): packed in walk
+ * order into slab / csum_s, its column sums added into csum, then every strip of A times it, the
+ * raw sums added into R (tiles loaded back from the second slab on) */
+static int kslab_block(const kslab_job *J, int c0, int n, int k0, uint8_t *slab, int32_t *csum_s) {
+    const int rows = imin(J->kb, J->K - k0), Np = (n + 15) / 16 * 16;
+    /* panels (kb + 4) * 16 bytes apart: at a multiple of 4 KiB every panel's k-group would map to
      * the same L1 set, and the walk writes one line to each panel per k-group */
-    const int Kpp = J->Kps + 4;
-    blk.data = J->slab; blk.csum = J->csum_s; blk.K = rows; blk.N = J->N; blk.Kp = Kpp; blk.Np = J->Np;
+    const int Kpp = J->kb + 4;
+    rq_packed_b blk;
+    blk.data = slab; blk.csum = csum_s; blk.K = rows; blk.N = n; blk.Kp = Kpp; blk.Np = Np;
     blk.b_signed = J->b_signed; blk.b_raw = !J->b_signed;
-    int rc = rq_pack_b_walk__avx512vnni(&blk, J->B + (ptrdiff_t)J->k0 * J->b_rs, J->b_rs, g0, g1);
-    if (rc != RQ_OK) { J->err = rc; return; }
-    const int c0 = g0 * 64, c1 = imin(J->Np, g1 * 64);
-    for (int j = c0; j < c1; j++) J->csum[j] = (int32_t)((uint32_t)J->csum[j] + (uint32_t)J->csum_s[j]);
-    amx_config();
-    const int nk = (rows + 63) / 64, acc = J->k0 > 0, npan = J->Np / 16, nib = J->nib;   /* (A's chunks end at Kp) */
-    const int64_t *koff = J->A->koff + J->k0 / 64;
+    int rc = rq_pack_b_walk__avx512vnni(&blk, J->B + (ptrdiff_t)k0 * J->b_rs + c0, J->b_rs, 0, (n + 63) / 64);
+    if (rc != RQ_OK) return rc;
+    for (int j = 0; j < Np; j++) J->csum[c0 + j] = (int32_t)((uint32_t)J->csum[c0 + j] + (uint32_t)csum_s[j]);
+    const int nk = (rows + 63) / 64, acc = k0 > 0, npan = Np / 16, nib = J->nib;   /* (A's chunks end at Kp) */
+    const int64_t *koff = J->A->koff + k0 / 64;
     const ptrdiff_t as = J->a_ts;
-    for (int p = c0 / 16; p < c1 / 16; p += 2) {
-        const int two_j = p + 1 < imin(npan, c1 / 16);
-        const uint8_t *b0 = J->slab + (size_t)p * Kpp * 16, *b1 = b0 + (size_t)Kpp * 16;
+    for (int p = 0; p < npan; p += 2) {
+        const int two_j = p + 1 < npan;
+        const uint8_t *b0 = slab + (size_t)p * Kpp * 16, *b1 = b0 + (size_t)Kpp * 16;
         for (int ib = 0; ib < nib; ib += 2) {
             const int two_i = ib + 1 < nib;
             const uint8_t *a0 = J->abase + (ptrdiff_t)ib * J->a_ib_stride, *a1 = a0 + J->a_ib_stride;
-            int32_t *out = J->R + (size_t)ib * 16 * J->ldr + (size_t)p * 16;
+            int32_t *out = J->R + (size_t)ib * 16 * J->ldr + c0 + (size_t)p * 16;
 #define RQ_KS_CALL(S)                                                                             \
             do {                                                                                  \
                 if (two_i && two_j) k22_##S(a0, a1, koff, as, b0, b1, nk, out, J->ldr, acc, (ptrdiff_t)Kpp * 32, NULL); \
@@ -541,48 +536,54 @@ static void kslab_task(void *ctx, int64_t t) {
 #undef RQ_KS_CALL
         }
     }
-    _tile_release();
+    return RQ_OK;
+}
+
+/* task t: a contiguous run of 64-column groups, through every slab, with buffers of its own (no
+ * hand-off between the threads per slab) */
+static void kslab_task(void *ctx, int64_t t) {
+    kslab_job *J = (kslab_job *)ctx;
+    const int g0 = (int)((int64_t)J->ng * t / J->ntask), g1 = (int)((int64_t)J->ng * (t + 1) / J->ntask);
+    if (g1 <= g0) return;
+    uint8_t *slab = (uint8_t *)rq_aligned_alloc((size_t)(J->kb + 4) * (size_t)J->nbw);
+    int32_t *csum_s = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)J->nbw);
+    int rc = (slab && csum_s) ? RQ_OK : RQ_ENOMEM;
+    if (rc == RQ_OK) {
+        amx_config();
+        const int cend = imin(J->N, g1 * 64);
+        for (int c0 = g0 * 64; c0 < cend && rc == RQ_OK; c0 += J->nbw)
+            for (int k0 = 0; k0 < J->K && rc == RQ_OK; k0 += J->kb)
+                rc = kslab_block(J, c0, imin(J->nbw, cend - c0), k0, slab, csum_s);
+        _tile_release();
+    }
+    if (rc != RQ_OK) J->err = rc;
+    rq_aligned_free(slab); rq_aligned_free(csum_s);
 }
 
 int rq_gemm_amx_kslab__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N, int b_signed,
                            int kb, int32_t *csum, int32_t *R, int ldr, int nthreads) {
     if (!rq_pack_b_walk__avx512vnni || kb <= 0 || kb % 64 || K <= 0 || N <= 0) return RQ_EARG;
     if (!rq_amx_enable()) return RQ_ENOISA;
-    const int Kps = kb, nib = A->nib, nkc = (K + 63) / 64;
+    const int nib = A->nib, nkc = (K + 63) / 64, ng = (N + 63) / 64;
     /* column blocks whose slab (kb rows) fits half the L2: runs of up to nbw bytes of each row */
     long nbw_l = (rq_l2_bytes() / 2) / kb / 64 * 64;
-    const int nbw = nbw_l < 64 ? 64 : (nbw_l > N ? (N + 63) / 64 * 64 : (int)nbw_l);
-    const int ngb = nbw / 64;
-    uint8_t *slab = (uint8_t *)rq_aligned_alloc((size_t)(Kps + 4) * ((size_t)ngb * 64));
-    int32_t *csum_s = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(ngb * 64));
+    const int nbw = nbw_l < 64 ? 64 : (nbw_l > ng * 64 ? ng * 64 : (int)nbw_l);
     const size_t asz = (size_t)((nib + 1) / 2) * 2 * nkc * 1024;
     uint8_t *abuf = A->lazy ? (uint8_t *)rq_aligned_alloc(asz) : NULL;
-    int rc = (slab && csum_s && (!A->lazy || abuf)) ? RQ_OK : RQ_ENOMEM;
-    if (rc == RQ_OK) {
-        kslab_job J;
-        memset(&J, 0, sizeof(J));
-        J.A = A; J.abase = A->abase; J.a_ib_stride = A->a_ib_stride; J.a_ts = A->a_tile_stride;
-        if (A->lazy) {   /* tile-packed whole (few rows: every slab reads all of A) */
-            for (int ib2 = 0; ib2 < (nib + 1) / 2; ib2++) copy_strip(A, ib2 * 32, nkc, abuf + (size_t)ib2 * 2 * nkc * 1024);
-            J.abase = abuf; J.a_ib_stride = (ptrdiff_t)nkc * 1024; J.a_ts = 64;
-        }
-        J.b_rs = b_rs; J.K = K; J.b_signed = b_signed;
-        J.sgn = (A->a_signed ? 1 : 0) + (b_signed ? 0 : 2);
-        J.kb = kb; J.Kps = Kps; J.slab = slab; J.csum_s = csum_s;
-        J.ldr = ldr; J.nib = nib; J.err = RQ_OK;
-        for (int j = 0; j < (N + 15) / 16 * 16; j++) csum[j] = 0;
-        for (int c0 = 0; c0 < N && rc == RQ_OK; c0 += nbw) {
-            const int n = imin(nbw, N - c0);
-            J.B = B + c0; J.N = n; J.Np = (n + 15) / 16 * 16; J.csum = csum + c0; J.R = R + c0;
-            J.ng = (n + 63) / 64;
-            J.ntask = nthreads > 1 ? imin(nthreads, J.ng) : 1;
-            for (int k0 = 0; k0 < K && rc == RQ_OK; k0 += kb) {
-                J.k0 = k0;
-                rq_parallel(J.ntask, J.ntask, kslab_task, &J);
-                rc = J.err;
-            }
-        }
+    if (A->lazy && !abuf) return RQ_ENOMEM;
+    kslab_job J;
+    memset(&J, 0, sizeof(J));
+    J.A = A; J.abase = A->abase; J.a_ib_stride = A->a_ib_stride; J.a_ts = A->a_tile_stride;
+    if (A->lazy) {   /* tile-packed whole (few rows: every slab reads all of A) */
+        for (int ib2 = 0; ib2 < (nib + 1) / 2; ib2++) copy_strip(A, ib2 * 32, nkc, abuf + (size_t)ib2 * 2 * nkc * 1024);
+        J.abase = abuf; J.a_ib_stride = (ptrdiff_t)nkc * 1024; J.a_ts = 64;
     }
-    rq_aligned_free(slab); rq_aligned_free(csum_s); rq_aligned_free(abuf);
-    return rc;
+    J.B = B; J.b_rs = b_rs; J.K = K; J.N = N; J.b_signed = b_signed;
+    J.sgn = (A->a_signed ? 1 : 0) + (b_signed ? 0 : 2);
+    J.kb = kb; J.nbw = nbw; J.ng = ng; J.ntask = nthreads > 1 ? imin(nthreads, ng) : 1;
+    J.csum = csum; J.R = R; J.ldr = ldr; J.nib = nib; J.err = RQ_OK;
+    for (int j = 0; j < (N + 15) / 16 * 16; j++) csum[j] = 0;
+    rq_parallel(J.ntask, J.ntask, kslab_task, &J);
+    rq_aligned_free(abuf);
+    return J.err;
 }
