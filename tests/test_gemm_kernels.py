@@ -991,7 +991,7 @@ def test_compiled_entries_fold_batch_dimensions():
 
 
 def test_kslab_driver_few_rows_large_b():
-    """Few rows (up to 32, or up to 128 with K > 4096) against a plain B larger than half the L2
+    """Few rows (up to 48, 64 with K >= 4096, 128 with K > 4096) against a plain B larger than half the L2
     run the K-slab AMX driver: slabs of 256 whole rows of B packed in walk order (column blocks
     whose slab fits half the L2; threads take runs of column groups through every slab), the raw sums accumulated in an int32 scratch over the slabs,
     one epilogue.  The reference's bits with the driver on and off, for K and N tails (a last slab

@@ -749,8 +749,10 @@ static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt
  * ms, 8x4096x4096 1.34 -> 1.21 ms, 32x768x3072 279 -> 219 us.  Slabs of 256 rows: 1.65, 4.7,
  * 7.6 ms, 1.58 ms, 190 us; of 64: 1.45, 3.9, 7.6, 1.40 ms, 269 us (a C microbenchmark of the
  * walk packer alone: 64 or 128 rows 15-17 GB/s, 256 rows 9-12, its stores into the slab being
- * the limit: without them 26 GB/s, the read speed).  Up to 32 rows, or 128 with K > 4096: at
- * 64 and 128 rows with K = 4096 the column-block paths measured as fast or faster.  Threads
+ * the limit: without them 26 GB/s, the read speed; then written in bands of 4 k-groups:
+ * 16x4096x4096 1.27 -> 1.13 ms).  Up to 48 rows, 64 with K >= 4096, 128 with K > 4096 (with the
+ * banded packer, 1 thread: 48x4096x4096 2.5-2.9 -> 1.8 ms, 64x1024x4096 540-630 -> 460-476 us,
+ * 64x4096x4096 even; slower: 64x3072x768 266 -> 310 us, 128x4096x4096 3.8 -> 4.3 ms).  Threads
  * take runs of column groups through every slab, each with its own slab buffer; at 2 threads
  * only for a B beyond twice the L2 (16x4096x4096 0.88-1.08 -> 0.67-0.69 ms, 16x4096x11008 3.4-4.0
  * -> 1.9 ms; 32x768x3072, 2.4 MB: 124-131 against 161-167 us). */
@@ -758,7 +760,7 @@ static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt
 #define RQ_KSLAB_ROWS 128
 #endif
 #ifndef RQ_KSLAB_MAX_M
-#define RQ_KSLAB_MAX_M 32
+#define RQ_KSLAB_MAX_M 48
 #endif
 static int gemm_amx_kslab(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int isa, int nt) {
     const int M = a->M, N = a->N, K = a->K, Kp = rup(K > 0 ? K : 1, 64), Np = rup(N, 16);
@@ -914,7 +916,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
          * 41 -> 33 us, 256x768x768 63 -> 53; from 384 rows on, with numpy's misaligned A, the
          * paths below win: 512^3 79 vs 83 us, 512x768x384 90 vs 102; a B read from L3 / DRAM
          * packs faster in the 1 MiB blocks below: 64x4096x1024 516 vs 635 us) */
-        if ((M <= RQ_KSLAB_MAX_M || (K > 4096 && M <= 4 * RQ_KSLAB_MAX_M)) && rq_gemm_amx_kslab__amx &&
+        if ((M <= RQ_KSLAB_MAX_M || (K >= 4096 && M <= 64) || (K > 4096 && M <= 128)) && rq_gemm_amx_kslab__amx &&
             rq_pack_b_walk__avx512vnni && rq_amx_kslab_on &&
             Kp0 * Np0 > (nt > 1 ? 4 * (size_t)RQ_JIT_MIN_BYTES : (size_t)RQ_JIT_MIN_BYTES))
             return gemm_amx_kslab(a, &e, &bf, isa, nt);
