@@ -509,8 +509,12 @@ int rq_amx_plain_on = 1;
 int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
 
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
+#ifndef RQ_GEMV_MAX_M
 #define RQ_GEMV_MAX_M 4
+#endif
+#ifndef RQ_AMX_MIN_M
 #define RQ_AMX_MIN_M 5
+#endif
 
 int rq_gemm_choose(const rq_gemm_args *a) {
     int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
