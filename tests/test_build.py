@@ -278,11 +278,13 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 assert np.array_equal(refquant.qlinear_conv(*da, **kwd), R.qlinear_conv(*da, **kwd))
         os.environ.pop("REFQUANT_DISABLE_ISA", None)
         _cpu.reset()
-        for t, M, K_, N in ((1, 8, 1027, 1300), (2, 20, 4500, 520)):   # K slabs: few rows, a large plain B
+        for t, M, K_, N in ((1, 8, 1027, 1300), (2, 20, 4500, 520), (2, 40, 1100, 2100)):   # K slabs: few rows, a large B
             refquant.set_num_threads(t)
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
             B = rng.integers(-128, 128, (K_, N)).astype(np.int8)
             assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(5)), R.matmul_integer(A, B, np.uint8(5)))
+            assert np.array_equal(refquant.matmul_integer(A, refquant.pack_weights(B), np.uint8(5)),   # packed: slabs in place
+                                  R.matmul_integer(A, B, np.uint8(5)))
         for t, M, K_, N in ((1, 1, 77, 65), (2, 4, 300, 200), (1, 3, 1030, 17)):   # packed B, 1-4 rows
             refquant.set_num_threads(t)
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)

@@ -1031,3 +1031,34 @@ def test_kslab_driver_few_rows_large_b():
     finally:
         _k._kslab(prev)
         refquant.set_num_threads(None)
+
+
+def test_kslab_packed_b():
+    """Packed B beyond the L2 with few rows (up to 128 with K > 1024, 256 with K >= 4096) runs by K
+    slabs of up to 4096 rows read in place: every column of a slab against A's slice, raw sums
+    accumulated in an int32 scratch across slabs, one epilogue with the packed column sums.  The
+    reference's bits for one and several slabs, K and N tails, row counts around the 16-row tiles
+    and the 32-row strips, int8 / uint8 A and B with zero points (per column too), per-column
+    scales, bias, 8-bit and int32 outputs, 1 and 2 threads."""
+    if "amx" not in AVAILABLE:
+        pytest.skip("AMX driver")
+    rng = np.random.default_rng(72)
+    try:
+        for (M, K, N) in ((16, 1100, 2100), (33, 4100, 600), (64, 9000, 300), (200, 4096, 640), (5, 2050, 1200)):
+            for adt, bdt in ((np.uint8, np.int8), (np.int8, np.uint8)):
+                A = _rand(rng, adt, (M, K))
+                B = _rand(rng, bdt, (K, N))
+                pw = refquant.pack_weights(B)
+                az = adt(rng.integers(0, 100))
+                bz = bdt(rng.integers(0, 100)) if rng.random() < 0.5 else rng.integers(0, 100, N).astype(bdt)
+                want = R.matmul_integer(A, B, az, bz)
+                ws = rng.uniform(1e-5, 1e-3, N).astype(np.float32)
+                qa = (A, np.float32(0.02), az, pw, ws, bz, np.float32(0.3), np.int8(-7))
+                want_q = R.qlinear_matmul(*(qa[:3] + (B,) + qa[4:]))
+                for nt in (1, 2):
+                    refquant.set_num_threads(nt)
+                    what = f"{M}x{K}x{N} {adt.__name__}/{bdt.__name__} t={nt}"
+                    assert np.array_equal(refquant.matmul_integer(A, pw, az, bz), want), what
+                    assert np.array_equal(refquant.qlinear_matmul(*qa), want_q), f"q {what}"
+    finally:
+        refquant.set_num_threads(None)

@@ -760,6 +760,18 @@ static int gemm_amx_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt
  * take runs of column groups through every slab, each with its own slab buffer; at 2 threads
  * only for a B beyond twice the L2 (16x4096x4096 0.88-1.08 -> 0.67-0.69 ms, 16x4096x11008 3.4-4.0
  * -> 1.9 ms; 32x768x3072, 2.4 MB: 124-131 against 161-167 us). */
+#ifndef RQ_KSLABP
+#define RQ_KSLABP 1
+#endif
+#ifndef RQ_KSLABP_MIN_K
+#define RQ_KSLABP_MIN_K 1024
+#endif
+#ifndef RQ_KSLABP_MAX_M
+#define RQ_KSLABP_MAX_M 128
+#endif
+#ifndef RQ_KSLABP_ROWS
+#define RQ_KSLABP_ROWS 4096
+#endif
 #ifndef RQ_KSLAB_ROWS
 #define RQ_KSLAB_ROWS 128
 #endif
@@ -946,7 +958,23 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         const int dbp = pb->b_raw ? 0 : db;
         rc = amx_prep_a(a, Kp, dbp, nt, &A, &ap, &rsum, &koff);
         if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, 0, dbp, rsum, pb->csum);
-        if (rc == RQ_OK) rc = rq_gemm_amx__amx(&A, pb, &e, nt);
+        /* few rows, packed B beyond the L2: by K slabs of up to 4096 rows read in place, every
+         * column of a slab against all of A's slice before the next (the column blocks re-read
+         * all of A once per block of half the L2).  Measured in-process, packed B, 1 / 2
+         * threads: 64x4096x11008 5.5 -> 3.1 / 2.9 -> 1.6 ms, 128x4096x11008 10.8 -> 5.9 / 5.0 ->
+         * 2.8 ms, 16x4096x4096 756 -> 640 / 416 -> 362 us, 64x4096x4096 1265 -> 1047 / 696 -> 601
+         * us, 256x4096x4096 4.06 -> 3.40 / 2.15 -> 1.92 ms; slower with K <= 1024 (256x4096x1024
+         * 936 -> 1112 us, 64x8192x1024 696 -> 757 us, 64x4096x768 249 -> 287 us at 1 thread) */
+        if (rc == RQ_OK && RQ_KSLABP && rq_gemm_amx_kslabp__amx &&
+            ((M <= RQ_KSLABP_MAX_M && K > RQ_KSLABP_MIN_K) || (M <= 2 * RQ_KSLABP_MAX_M && K >= 4096)) &&
+            (size_t)Kp * pb->Np > (size_t)rq_l2_bytes()) {
+            const int ldr = rup(pb->Np, 32) + 16;
+            int32_t *R = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)((M + 15) / 16) * 16 * ldr + 256);
+            rc = R ? rq_gemm_amx_kslabp__amx(&A, NULL, 0, pb, K, N, a->b_signed, RQ_KSLABP_ROWS, NULL, R, ldr, nt)
+                   : RQ_ENOMEM;
+            if (rc == RQ_OK) pick_epi(isa)(&e, 0, M, 0, N, R, ldr);
+            rq_aligned_free(R);
+        } else if (rc == RQ_OK) rc = rq_gemm_amx__amx(&A, pb, &e, nt);
         rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
         epi_free(&bf);
         rq_packed_b_free(own);

@@ -493,6 +493,7 @@ typedef struct {
     const uint8_t *B; ptrdiff_t b_rs; int K, N, b_signed, sgn;
     int kb, nbw, ng, ntask;
     int32_t *csum; int32_t *R; int ldr, nib;
+    const rq_packed_b *pb;   /* packed B: slabs read in place (no packing, no column sums) */
     volatile int err;
 } kslab_job;
 
@@ -503,13 +504,18 @@ static int kslab_block(const kslab_job *J, int c0, int n, int k0, uint8_t *slab,
     const int rows = imin(J->kb, J->K - k0), Np = (n + 15) / 16 * 16;
     /* panels (kb + 4) * 16 bytes apart: at a multiple of 4 KiB every panel's k-group would map to
      * the same L1 set, and the walk writes one line to each panel per k-group */
-    const int Kpp = J->kb + 4;
-    rq_packed_b blk;
-    blk.data = slab; blk.csum = csum_s; blk.K = rows; blk.N = n; blk.Kp = Kpp; blk.Np = Np;
-    blk.b_signed = J->b_signed; blk.b_raw = !J->b_signed;
-    int rc = rq_pack_b_walk__avx512vnni(&blk, J->B + (ptrdiff_t)k0 * J->b_rs + c0, J->b_rs, 0, (n + 63) / 64);
-    if (rc != RQ_OK) return rc;
-    for (int j = 0; j < Np; j++) J->csum[c0 + j] = (int32_t)((uint32_t)J->csum[c0 + j] + (uint32_t)csum_s[j]);
+    int Kpp = J->kb + 4;
+    if (J->pb) {   /* packed B: the slab in place */
+        Kpp = J->pb->Kp;
+        slab = J->pb->data + (size_t)(c0 / 16) * Kpp * 16 + (size_t)(k0 / 64) * 1024;
+    } else {
+        rq_packed_b blk;
+        blk.data = slab; blk.csum = csum_s; blk.K = rows; blk.N = n; blk.Kp = Kpp; blk.Np = Np;
+        blk.b_signed = J->b_signed; blk.b_raw = !J->b_signed;
+        int rc = rq_pack_b_walk__avx512vnni(&blk, J->B + (ptrdiff_t)k0 * J->b_rs + c0, J->b_rs, 0, (n + 63) / 64);
+        if (rc != RQ_OK) return rc;
+        for (int j = 0; j < Np; j++) J->csum[c0 + j] = (int32_t)((uint32_t)J->csum[c0 + j] + (uint32_t)csum_s[j]);
+    }
     const int nk = (rows + 63) / 64, acc = k0 > 0, npan = Np / 16, nib = J->nib;   /* (A's chunks end at Kp) */
     const int64_t *koff = J->A->koff + k0 / 64;
     const ptrdiff_t as = J->a_ts;
@@ -545,9 +551,9 @@ static void kslab_task(void *ctx, int64_t t) {
     kslab_job *J = (kslab_job *)ctx;
     const int g0 = (int)((int64_t)J->ng * t / J->ntask), g1 = (int)((int64_t)J->ng * (t + 1) / J->ntask);
     if (g1 <= g0) return;
-    uint8_t *slab = (uint8_t *)rq_aligned_alloc((size_t)(J->kb + 4) * (size_t)J->nbw);
-    int32_t *csum_s = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)J->nbw);
-    int rc = (slab && csum_s) ? RQ_OK : RQ_ENOMEM;
+    uint8_t *slab = J->pb ? NULL : (uint8_t *)rq_aligned_alloc((size_t)(J->kb + 4) * (size_t)J->nbw);
+    int32_t *csum_s = J->pb ? NULL : (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)J->nbw);
+    int rc = (J->pb || (slab && csum_s)) ? RQ_OK : RQ_ENOMEM;
     if (rc == RQ_OK) {
         amx_config();
         const int cend = imin(J->N, g1 * 64);
@@ -562,11 +568,16 @@ static void kslab_task(void *ctx, int64_t t) {
 
 int rq_gemm_amx_kslab__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N, int b_signed,
                            int kb, int32_t *csum, int32_t *R, int ldr, int nthreads) {
-    if (!rq_pack_b_walk__avx512vnni || kb <= 0 || kb % 64 || K <= 0 || N <= 0) return RQ_EARG;
+    return rq_gemm_amx_kslabp__amx(A, B, b_rs, NULL, K, N, b_signed, kb, csum, R, ldr, nthreads);
+}
+
+int rq_gemm_amx_kslabp__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, const rq_packed_b *pb, int K,
+                            int N, int b_signed, int kb, int32_t *csum, int32_t *R, int ldr, int nthreads) {
+    if ((!pb && !rq_pack_b_walk__avx512vnni) || kb <= 0 || kb % 64 || K <= 0 || N <= 0) return RQ_EARG;
     if (!rq_amx_enable()) return RQ_ENOISA;
     const int nib = A->nib, nkc = (K + 63) / 64, ng = (N + 63) / 64;
     /* column blocks whose slab (kb rows) fits half the L2: runs of up to nbw bytes of each row */
-    long nbw_l = (rq_l2_bytes() / 2) / kb / 64 * 64;
+    long nbw_l = pb ? (long)ng * 64 : (rq_l2_bytes() / 2) / kb / 64 * 64;   /* (packed: one block) */
     const int nbw = nbw_l < 64 ? 64 : (nbw_l > ng * 64 ? ng * 64 : (int)nbw_l);
     const size_t asz = (size_t)((nib + 1) / 2) * 2 * nkc * 1024;
     uint8_t *abuf = A->lazy ? (uint8_t *)rq_aligned_alloc(asz) : NULL;
@@ -579,10 +590,11 @@ int rq_gemm_amx_kslab__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, 
         J.abase = abuf; J.a_ib_stride = (ptrdiff_t)nkc * 1024; J.a_ts = 64;
     }
     J.B = B; J.b_rs = b_rs; J.K = K; J.N = N; J.b_signed = b_signed;
-    J.sgn = (A->a_signed ? 1 : 0) + (b_signed ? 0 : 2);
+    J.sgn = (A->a_signed ? 1 : 0) + (pb ? (pb->b_raw ? 2 : 0) : (b_signed ? 0 : 2));
+    J.pb = pb;
     J.kb = kb; J.nbw = nbw; J.ng = ng; J.ntask = nthreads > 1 ? imin(nthreads, ng) : 1;
     J.csum = csum; J.R = R; J.ldr = ldr; J.nib = nib; J.err = RQ_OK;
-    for (int j = 0; j < (N + 15) / 16 * 16; j++) csum[j] = 0;
+    if (!pb) for (int j = 0; j < (N + 15) / 16 * 16; j++) csum[j] = 0;
     rq_parallel(J.ntask, J.ntask, kslab_task, &J);
     rq_aligned_free(abuf);
     return J.err;

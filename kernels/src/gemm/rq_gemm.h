@@ -268,6 +268,10 @@ int rq_gemm_amx_plainf__amx(const rq_amx_a *A, rq_pack_blk_fn pack, void *pctx, 
  * Threads split each slab's 64-column groups. */
 int rq_gemm_amx_kslab__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N, int b_signed,
                            int kb, int32_t *csum, int32_t *R, int ldr, int nthreads) __attribute__((weak));
+/* the same on a packed B (pb; B, b_rs, csum unused): its K slabs read in place */
+int rq_gemm_amx_kslabp__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, const rq_packed_b *pb, int K,
+                            int N, int b_signed, int kb, int32_t *csum, int32_t *R, int ldr, int nthreads)
+    __attribute__((weak));
 /* e restricted to the columns [c0, c0 + n) (gemm.c) */
 void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n);
 int rq_dwconv__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
