@@ -75,6 +75,18 @@ def _run_both(rng, x, w, xz, wz, attrs, what):
     _check(got[0], R.qlinear_conv(*args, **attrs), f"qlinear_conv {what} [{got[1]}]")
 
 
+def _vbmi_variants(monkeypatch):
+    """AVX512_VBMI turned off (REFQUANT_DISABLE_ISA=avx512vbmi), then on where the CPU has it:
+    yields the setting after resetting the CPU state (the caller restores the environment)."""
+    for vbmi in [False] + ([True] if _cpu.features().get("avx512vbmi") else []):
+        if vbmi:
+            monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+        else:
+            monkeypatch.setenv("REFQUANT_DISABLE_ISA", "avx512vbmi")
+        _cpu.reset()
+        yield vbmi
+
+
 # ------------------------------------------------------------------ sweeps
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
@@ -543,14 +555,8 @@ def test_depthwise_vbmi_and_plain_variants(monkeypatch):
     if "avx512vnni" not in AVAILABLE:
         pytest.skip("no VNNI depthwise kernel here")
     rng = np.random.default_rng(43)
-    variants = [False] + ([True] if _cpu.features().get("avx512vbmi") else [])
     try:
-        for vbmi in variants:
-            if not vbmi:
-                monkeypatch.setenv("REFQUANT_DISABLE_ISA", "avx512vbmi")
-            else:
-                monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
-            _cpu.reset()
+        for vbmi in _vbmi_variants(monkeypatch):
             assert bool(_cpu.features()["avx512vbmi"]) == vbmi
             for W, KH, KW, sh, dh, pads, xt, sw in ((1, 3, 3, 1, 1, [1, 1, 1, 1], np.uint8, 1),
                                                     (15, 3, 3, 1, 1, [1, 1, 1, 1], np.int8, 1),
@@ -610,14 +616,8 @@ def test_pack_conv_w_layout(monkeypatch):
     int8 / uint8, 1 and 2 threads."""
     from refquant import _gemm
     rng = np.random.default_rng(61)
-    variants = [False] + ([True] if _cpu.features().get("avx512vbmi") else [])
     try:
-        for vbmi in variants:
-            if not vbmi:
-                monkeypatch.setenv("REFQUANT_DISABLE_ISA", "avx512vbmi")
-            else:
-                monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
-            _cpu.reset()
+        for vbmi in _vbmi_variants(monkeypatch):
             for Co in (1, 16, 17, 40):
                 for Ci in (1, 3, 4, 13, 64, 70):
                     for KH, KW in ((1, 1), (3, 3), (2, 3), (4, 4), (5, 5), (1, 7)):
@@ -644,14 +644,8 @@ def test_large_plain_weights(isa_cap, monkeypatch):
     output channels that are not a multiple of 64 (a narrower last group), padded input channels,
     x zero points, per-channel scales, bias, int32 and 8-bit outputs, 1 and 2 threads."""
     rng = np.random.default_rng(62)
-    variants = [False] + ([True] if _cpu.features().get("avx512vbmi") else [])
     try:
-        for vbmi in variants:
-            if not vbmi:
-                monkeypatch.setenv("REFQUANT_DISABLE_ISA", "avx512vbmi")
-            else:
-                monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
-            _cpu.reset()
+        for vbmi in _vbmi_variants(monkeypatch):
             _cpu.set_isa_cap(isa_cap)
             for (C, M, H, W, s) in ((512, 520, 7, 7, 1), (500, 600, 5, 9, 1), (512, 512, 14, 14, 2)):
                 x = _rand(rng, np.uint8, (1, C, H, W))
