@@ -278,7 +278,8 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 assert np.array_equal(refquant.qlinear_conv(*da, **kwd), R.qlinear_conv(*da, **kwd))
         os.environ.pop("REFQUANT_DISABLE_ISA", None)
         _cpu.reset()
-        for t, M, K_, N in ((1, 8, 1027, 1300), (2, 20, 4500, 520), (2, 40, 1100, 2100)):   # K slabs: few rows, a large B
+        for t, M, K_, N in ((1, 8, 1027, 1300), (2, 20, 4500, 520), (2, 40, 1100, 2100),
+                            (1, 70, 3080, 1400)):   # K slabs: few rows, a large B (the last: B packed whole first)
             refquant.set_num_threads(t)
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
             B = rng.integers(-128, 128, (K_, N)).astype(np.int8)

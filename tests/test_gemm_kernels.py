@@ -1062,3 +1062,32 @@ def test_kslab_packed_b():
                     assert np.array_equal(refquant.qlinear_matmul(*qa), want_q), f"q {what}"
     finally:
         refquant.set_num_threads(None)
+
+
+def test_walkpack_plain_b():
+    """A plain B beyond twice the L2 with 49 to 256 rows and K >= 3072 (one thread): B packed
+    whole in walk order with its panels (Kp + 4) * 16 bytes apart, then the packed K slabs.  The
+    reference's bits for K and N tails, K not a multiple of 4, int8 / uint8 A and B with zero
+    points (per column too), per-column scales, 8-bit and int32 outputs (2 threads take the
+    column-block paths: the same bits)."""
+    if "amx" not in AVAILABLE:
+        pytest.skip("AMX driver")
+    rng = np.random.default_rng(73)
+    try:
+        for (M, K, N) in ((100, 3100, 1400), (160, 4096, 1100), (65, 3075, 1500), (256, 3200, 1400)):
+            for adt, bdt in ((np.uint8, np.int8), (np.int8, np.uint8)):
+                A = _rand(rng, adt, (M, K))
+                B = _rand(rng, bdt, (K, N))
+                az = adt(rng.integers(0, 100))
+                bz = bdt(rng.integers(0, 100)) if rng.random() < 0.5 else rng.integers(0, 100, N).astype(bdt)
+                want = R.matmul_integer(A, B, az, bz)
+                ws = rng.uniform(1e-5, 1e-3, N).astype(np.float32)
+                qa = (A, np.float32(0.02), az, B, ws, bz, np.float32(0.3), np.uint8(9))
+                want_q = R.qlinear_matmul(*qa)
+                for nt in (1, 2):
+                    refquant.set_num_threads(nt)
+                    what = f"{M}x{K}x{N} {adt.__name__}/{bdt.__name__} t={nt}"
+                    assert np.array_equal(refquant.matmul_integer(A, B, az, bz), want), what
+                    assert np.array_equal(refquant.qlinear_matmul(*qa), want_q), f"q {what}"
+    finally:
+        refquant.set_num_threads(None)

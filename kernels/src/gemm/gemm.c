@@ -800,6 +800,52 @@ static int gemm_amx_kslab(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int is
     return rc;
 }
 
+/* AMX GEMM on a plain B beyond twice the L2 with up to 256 rows and K >= 3072 (where the K-slab
+ * driver above does not take it): B packed whole in walk order (whole rows read sequentially,
+ * panels (Kp + 4) * 16 bytes apart so that they do not all map to the same L1 sets), then the K
+ * slabs of the packed path.  Measured in-process against the column-block path, 1 thread:
+ * 128x4096x4096 4.27-4.33 -> 3.23-3.35 ms, 96x4096x4096 3.26-3.38 -> 2.58-2.72, 256x4096x4096
+ * 5.20-5.38 -> 4.37-4.48, 128x4096x3072 2.75-3.03 -> 2.30-2.35; slower at K = 1536 and 2048
+ * (128x3072x1536 0.75-0.84 -> 1.02-1.04 ms, 128x4096x2048 1.48-1.54 -> 1.62-1.66 ms).  One
+ * thread only: at 2 threads (each packing its own columns) 256x4096x4096 went 2.5-2.7 -> 4.5-5.2
+ * ms and 96x4096x3072 1.3-1.4 -> 2.0-2.6 ms, not yet understood. */
+#ifndef RQ_WALKPACK
+#define RQ_WALKPACK 1
+#endif
+typedef struct { rq_packed_b *pb; const uint8_t *B; ptrdiff_t b_rs; int ng, ntask; volatile int err; } walkpack_job;
+static void walkpack_task(void *ctx, int64_t t) {
+    walkpack_job *W = (walkpack_job *)ctx;
+    const int g0 = (int)((int64_t)W->ng * t / W->ntask), g1 = (int)((int64_t)W->ng * (t + 1) / W->ntask);
+    if (g1 > g0 && rq_pack_b_walk__avx512vnni(W->pb, W->B, W->b_rs, g0, g1) != RQ_OK) W->err = RQ_ENOMEM;
+}
+static int gemm_amx_walkpack(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int isa, int nt) {
+    const int M = a->M, N = a->N, K = a->K, Kp = rup(K > 0 ? K : 1, 64), Np = rup(N, 16);
+    const int nib = (M + 15) / 16, ldr = rup(Np, 32) + 16, ng = (N + 63) / 64;
+    rq_packed_b pb;
+    memset(&pb, 0, sizeof(pb));
+    pb.K = K; pb.N = N; pb.Kp = Kp + 4; pb.Np = Np; pb.b_signed = a->b_signed; pb.b_raw = !a->b_signed;
+    pb.data = (uint8_t *)rq_aligned_alloc((size_t)(Kp + 4) * (size_t)ng * 64);
+    pb.csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(ng * 64 + 64));
+    int32_t *R = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)nib * 16 * ldr + 256);
+    rq_amx_a A;
+    uint8_t *ap = NULL; int32_t *rsum = NULL; int64_t *koff = NULL;
+    int rc = (pb.data && pb.csum && R) ? RQ_OK : RQ_ENOMEM;
+    if (rc == RQ_OK) {
+        const int ntask = nt > 1 ? imin(nt, ng) : 1;
+        walkpack_job W = {&pb, a->B, a->b_rs, ng, ntask, RQ_OK};
+        rq_parallel(ntask, ntask, walkpack_task, &W);
+        rc = W.err;
+    }
+    if (rc == RQ_OK) rc = amx_prep_a(a, Kp, 0, nt, &A, &ap, &rsum, &koff);
+    if (rc == RQ_OK) rc = epi_corrections(e, bf, a, 0, 0, rsum, pb.csum);
+    if (rc == RQ_OK) rc = rq_gemm_amx_kslabp__amx(&A, NULL, 0, &pb, K, N, a->b_signed, RQ_KSLABP_ROWS, NULL, R, ldr, nt);
+    if (rc == RQ_OK) pick_epi(isa)(e, 0, M, 0, N, R, ldr);
+    rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
+    rq_aligned_free(pb.data); rq_aligned_free(pb.csum); rq_aligned_free(R);
+    epi_free(bf);
+    return rc;
+}
+
 int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     if (!a || a->M < 0 || a->N < 0 || a->K < 0) return RQ_EARG;
     const int M = a->M, N = a->N, K = a->K;
@@ -936,6 +982,9 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
             rq_pack_b_walk__avx512vnni && rq_amx_kslab_on &&
             Kp0 * Np0 > (nt > 1 ? 4 * (size_t)RQ_JIT_MIN_BYTES : (size_t)RQ_JIT_MIN_BYTES))
             return gemm_amx_kslab(a, &e, &bf, isa, nt);
+        if (RQ_WALKPACK && nt <= 1 && rq_gemm_amx_kslabp__amx && rq_pack_b_walk__avx512vnni &&
+            M <= 2 * RQ_KSLABP_MAX_M && K >= 3072 && Kp0 * Np0 > 2 * (size_t)rq_l2_bytes())
+            return gemm_amx_walkpack(a, &e, &bf, isa, nt);
         if (K <= 4096 && rq_gemm_amx_plain__amx && rq_amx_plain_on &&
             M <= RQ_AMX_PLAIN_MAX_M && Kp0 * Np0 <= (size_t)RQ_JIT_MIN_BYTES &&
             (size_t)M * Kp0 <= (size_t)rq_l2_bytes() / 4)
