@@ -1033,61 +1033,52 @@ def test_kslab_driver_few_rows_large_b():
         refquant.set_num_threads(None)
 
 
+def _large_b_cases(rng, shapes, packed):
+    """MatMulInteger and QLinearMatMul (per-column scales) against the reference for each (M, K, N),
+    u8 x s8 and s8 x u8 with per-tensor or per-column B zero points, B plain or packed, at 1 and
+    2 threads."""
+    try:
+        for (M, K, N) in shapes:
+            for adt, bdt in ((np.uint8, np.int8), (np.int8, np.uint8)):
+                A = _rand(rng, adt, (M, K))
+                B = _rand(rng, bdt, (K, N))
+                Bx = refquant.pack_weights(B) if packed else B
+                az = adt(rng.integers(0, 100))
+                bz = bdt(rng.integers(0, 100)) if rng.random() < 0.5 else rng.integers(0, 100, N).astype(bdt)
+                want = R.matmul_integer(A, B, az, bz)
+                ws = rng.uniform(1e-5, 1e-3, N).astype(np.float32)
+                qa = (A, np.float32(0.02), az, B, ws, bz, np.float32(0.3), np.int8(-7))
+                want_q = R.qlinear_matmul(*qa)
+                qx = qa[:3] + (Bx,) + qa[4:]
+                for nt in (1, 2):
+                    refquant.set_num_threads(nt)
+                    what = f"{M}x{K}x{N} {adt.__name__}/{bdt.__name__} packed={packed} t={nt}"
+                    assert np.array_equal(refquant.matmul_integer(A, Bx, az, bz), want), what
+                    assert np.array_equal(refquant.qlinear_matmul(*qx), want_q), f"q {what}"
+    finally:
+        refquant.set_num_threads(None)
+
+
 def test_kslab_packed_b():
     """Packed B beyond the L2 with few rows (up to 128 with K > 1024, 256 with K >= 4096) runs by K
     slabs of up to 4096 rows read in place: every column of a slab against A's slice, raw sums
     accumulated in an int32 scratch across slabs, one epilogue with the packed column sums.  The
     reference's bits for one and several slabs, K and N tails, row counts around the 16-row tiles
     and the 32-row strips, int8 / uint8 A and B with zero points (per column too), per-column
-    scales, bias, 8-bit and int32 outputs, 1 and 2 threads."""
+    scales, int8 and int32 outputs, 1 and 2 threads."""
     if "amx" not in AVAILABLE:
         pytest.skip("AMX driver")
-    rng = np.random.default_rng(72)
-    try:
-        for (M, K, N) in ((16, 1100, 2100), (33, 4100, 600), (64, 9000, 300), (200, 4096, 640), (5, 2050, 1200)):
-            for adt, bdt in ((np.uint8, np.int8), (np.int8, np.uint8)):
-                A = _rand(rng, adt, (M, K))
-                B = _rand(rng, bdt, (K, N))
-                pw = refquant.pack_weights(B)
-                az = adt(rng.integers(0, 100))
-                bz = bdt(rng.integers(0, 100)) if rng.random() < 0.5 else rng.integers(0, 100, N).astype(bdt)
-                want = R.matmul_integer(A, B, az, bz)
-                ws = rng.uniform(1e-5, 1e-3, N).astype(np.float32)
-                qa = (A, np.float32(0.02), az, pw, ws, bz, np.float32(0.3), np.int8(-7))
-                want_q = R.qlinear_matmul(*(qa[:3] + (B,) + qa[4:]))
-                for nt in (1, 2):
-                    refquant.set_num_threads(nt)
-                    what = f"{M}x{K}x{N} {adt.__name__}/{bdt.__name__} t={nt}"
-                    assert np.array_equal(refquant.matmul_integer(A, pw, az, bz), want), what
-                    assert np.array_equal(refquant.qlinear_matmul(*qa), want_q), f"q {what}"
-    finally:
-        refquant.set_num_threads(None)
+    _large_b_cases(np.random.default_rng(72), ((16, 1100, 2100), (33, 4100, 600), (64, 9000, 300), (200, 4096, 640),
+                                                (5, 2050, 1200)), packed=True)
 
 
 def test_walkpack_plain_b():
     """A plain B beyond twice the L2 with 49 to 256 rows and K >= 3072 (one thread): B packed
     whole in walk order with its panels (Kp + 4) * 16 bytes apart, then the packed K slabs.  The
     reference's bits for K and N tails, K not a multiple of 4, int8 / uint8 A and B with zero
-    points (per column too), per-column scales, 8-bit and int32 outputs (2 threads take the
+    points (per column too), per-column scales, int8 and int32 outputs (2 threads take the
     column-block paths: the same bits)."""
     if "amx" not in AVAILABLE:
         pytest.skip("AMX driver")
-    rng = np.random.default_rng(73)
-    try:
-        for (M, K, N) in ((100, 3100, 1400), (160, 4096, 1100), (65, 3075, 1500), (256, 3200, 1400)):
-            for adt, bdt in ((np.uint8, np.int8), (np.int8, np.uint8)):
-                A = _rand(rng, adt, (M, K))
-                B = _rand(rng, bdt, (K, N))
-                az = adt(rng.integers(0, 100))
-                bz = bdt(rng.integers(0, 100)) if rng.random() < 0.5 else rng.integers(0, 100, N).astype(bdt)
-                want = R.matmul_integer(A, B, az, bz)
-                ws = rng.uniform(1e-5, 1e-3, N).astype(np.float32)
-                qa = (A, np.float32(0.02), az, B, ws, bz, np.float32(0.3), np.uint8(9))
-                want_q = R.qlinear_matmul(*qa)
-                for nt in (1, 2):
-                    refquant.set_num_threads(nt)
-                    what = f"{M}x{K}x{N} {adt.__name__}/{bdt.__name__} t={nt}"
-                    assert np.array_equal(refquant.matmul_integer(A, B, az, bz), want), what
-                    assert np.array_equal(refquant.qlinear_matmul(*qa), want_q), f"q {what}"
-    finally:
-        refquant.set_num_threads(None)
+    _large_b_cases(np.random.default_rng(73), ((100, 3100, 1400), (160, 4096, 1100), (65, 3075, 1500),
+                                                (256, 3200, 1400)), packed=False)
