@@ -808,7 +808,9 @@ static int gemm_amx_kslab(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int is
  * 5.20-5.38 -> 4.37-4.48, 128x4096x3072 2.75-3.03 -> 2.30-2.35; slower at K = 1536 and 2048
  * (128x3072x1536 0.75-0.84 -> 1.02-1.04 ms, 128x4096x2048 1.48-1.54 -> 1.62-1.66 ms).  One
  * thread only: at 2 threads (each packing its own columns) 256x4096x4096 went 2.5-2.7 -> 4.5-5.2
- * ms and 96x4096x3072 1.3-1.4 -> 2.0-2.6 ms, not yet understood. */
+ * ms and 96x4096x3072 1.3-1.4 -> 2.0-2.6 ms: packed whole, B crosses the memory bus three
+ * times (read, packed copy written, packed copy read) against once for the column blocks,
+ * which two cores sharing the bandwidth feel most (a likely cause, not verified). */
 #ifndef RQ_WALKPACK
 #define RQ_WALKPACK 1
 #endif
