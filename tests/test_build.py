@@ -166,6 +166,12 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                     assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(5), zb),
                                           R.matmul_integer(A, B, np.uint8(5), zb))
         refquant.set_num_threads(None)
+        for t, M, K_, N in ((1, 2, 1031, 200), (1, 6, 520, 130), (2, 8, 1030, 1100), (2, 5, 520, 1600)):
+            refquant.set_num_threads(t)     # the register-blocked GEMV: bands, halves, K / column slices
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+            for B in (rng.integers(-128, 128, (K_, N)).astype(np.int8), rng.integers(0, 256, (K_, N)).astype(np.uint8)):
+                assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(5)), R.matmul_integer(A, B, np.uint8(5)))
+        refquant.set_num_threads(None)
         for M, K_, off in ((33, 65, 1), (40, 130, 16), (17, 64, 48)):   # lazy A strips (AMX)
             A = rng.integers(0, 256, M * K_ + off).astype(np.uint8)[off:].reshape(M, K_)
             B = rng.integers(-128, 128, (K_, 40)).astype(np.int8)

@@ -664,6 +664,32 @@ def test_gemv_k_slices():
                 _check_threads(A, B, za, zb, f"gemv {at.__name__}{bt.__name__} M={M} N={N} K={K}")
 
 
+def test_gemv_register_bands():
+    """The register-blocked GEMV (plain B, 1 to 8 rows, also where AMX runs): 1 to 5 rows of
+    A_used (rows plus the column-sum row) keep a whole 64-column chunk in registers, 6 to 9 one
+    half of it at a time; 1 to 2 rows use a second set for the odd 4 rows.  K spans several
+    bands and ends inside one (and inside an 8-row group), N ends inside a chunk, B is larger
+    than half the L2 in one case (the narrower bands), and the K-sliced threads run with 5 to 9
+    rows: the reference's bits and the GEMV kernel at 1 and 2 threads."""
+    if "avx512vnni" not in AVAILABLE:
+        pytest.skip("no AVX-512 VNNI here")
+    rng = np.random.default_rng(29)
+    shapes = [(M, N, K) for M in range(1, 9) for (N, K) in ((200, 1031), (64, 520))]
+    shapes += [(3, 1100, 1030), (8, 1100, 1030), (6, 200, 4099), (7, 1600, 520)]
+    for (M, N, K) in shapes:
+        for at, bt in ((np.uint8, np.int8), (np.int8, np.uint8)):
+            A = _rand(rng, at, (M, K))
+            B = _rand(rng, bt, (K, N))
+            for za, zb in ((at(9), bt(0)), (at(0), _rand(rng, bt, (N,), extreme=0))):
+                what = f"gemv {at.__name__}{bt.__name__} M={M} N={N} K={K} za={za}"
+                _check_threads(A, B, za, zb, what)
+                refquant.set_num_threads(1)
+                try:
+                    assert F.matmul_integer(A, B, za, zb, profile=ONNX)[1] == "gemv_vnni4__avx512vnni", what
+                finally:
+                    refquant.set_num_threads(None)
+
+
 def test_outputs_start_on_a_cache_line():
     """Outputs of 16 KiB or more that the kernels allocate start on a 64-byte boundary (AMX tile
     rows stored straight into them must not straddle two lines), and are ordinary writable

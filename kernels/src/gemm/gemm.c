@@ -510,7 +510,7 @@ int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
 
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
 #ifndef RQ_GEMV_MAX_M
-#define RQ_GEMV_MAX_M 4
+#define RQ_GEMV_MAX_M 8   /* plain B with up to 8 rows: the register-blocked VNNI GEMV (also under AMX) */
 #endif
 #ifndef RQ_AMX_MIN_M
 #define RQ_AMX_MIN_M 5
@@ -520,13 +520,16 @@ int rq_gemm_choose(const rq_gemm_args *a) {
     int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
     if (a->sat16 && a->a_signed != a->b_signed)
         return (isa >= RQ_ISA_AVX2 && rq_gemm_sat16__avx2) ? RQ_K_AVX2_SAT16 : RQ_K_SCALAR_SAT16;
-    if (isa >= RQ_ISA_AMX && rq_gemm_amx__amx && a->M >= RQ_AMX_MIN_M && rq_amx_enable())
+    /* plain B, few rows: the register-blocked GEMV; from RQ_AMX_MIN_M rows on at several threads
+     * with B in the L2, the AMX driver (2 threads, 8 x 768 x 768: 18-20 against 25 us) */
+    const int nt = a->nthreads > 0 ? a->nthreads : rq_num_threads();
+    const int gemv = isa >= RQ_ISA_AVX512VNNI && rq_gemv_vnni__avx512vnni && a->M <= RQ_GEMV_MAX_M &&
+                     !a->packed && a->b_cs == 1 &&
+                     (a->M < RQ_AMX_MIN_M || nt == 1 || (size_t)a->K * a->N > (size_t)rq_l2_bytes() / 2);
+    if (isa >= RQ_ISA_AMX && rq_gemm_amx__amx && a->M >= RQ_AMX_MIN_M && !gemv && rq_amx_enable())
         return RQ_K_AMX;
-    if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni) {
-        if (a->M <= RQ_GEMV_MAX_M && !a->packed && a->b_cs == 1 && rq_gemv_vnni__avx512vnni)
-            return RQ_K_VNNI_GEMV;
-        return RQ_K_VNNI;
-    }
+    if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni)
+        return gemv ? RQ_K_VNNI_GEMV : RQ_K_VNNI;
     if (isa >= RQ_ISA_AVX512 && rq_gemm_i16__avx512) return RQ_K_AVX512_I16;
     if (isa >= RQ_ISA_AVX2 && rq_gemm_i16__avx2) return RQ_K_AVX2_I16;
     return RQ_K_SCALAR;
@@ -942,10 +945,14 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
         int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 64));
         if (!rsum || !csum) { rq_aligned_free(rsum); rq_aligned_free(csum); return RQ_ENOMEM; }
-        for (int i = 0; i < M; i++) {
-            uint32_t s = 0;
-            for (int k = 0; k < K; k++) s += (uint32_t)(a->A[i * a->a_rs + k * a->a_cs] ^ (a->a_signed ? 0x80 : 0));
-            rsum[i] = (int32_t)s;
+        if (a->a_cs == 1 && rq_row_sums__avx512 && isa >= RQ_ISA_AVX512) {
+            rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, 0, rsum);
+        } else {
+            for (int i = 0; i < M; i++) {
+                uint32_t s = 0;
+                for (int k = 0; k < K; k++) s += (uint32_t)(a->A[i * a->a_rs + k * a->a_cs] ^ (a->a_signed ? 0x80 : 0));
+                rsum[i] = (int32_t)s;
+            }
         }
         /* pass 1 computes csum only if needed: the kernel fills csum and calls the epilogue after
          * the corrections are known, so corrections are set up through a callback-free 2-phase:

@@ -502,6 +502,8 @@ int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const
 typedef struct {
     const rq_gemm_args *a; const rq_epi *e; int32_t *csum_out; const uint8_t *ap; int32_t *acc;
     int M, N, K, Kp, N64, R, nchunk, nth;
+    const int32_t *at;   /* A_used by 4-k groups: at[g4 * R + r] = row r's 4 bytes at k = 4 g4 */
+    int band;            /* 8-row groups per band (gemv_range) */
 } gemv_job;
 
 /* One slice of K (slice t of nth, whole 8-row groups): all columns, raw sums into the slice's
@@ -510,56 +512,155 @@ typedef struct {
  * the partial sums are added afterwards in int32 (wraparound: the same bits as one slice). */
 /* one group of 8 B rows (two k-groups, g2) over 64-column chunks [ch0, ch1): the R rows of
  * A_used (row M: ones, for the column sums) accumulate into acc[r][N64] (lane-scrambled) */
-/* the common case: 8 whole rows of a signed B (no bias flip), whole 64-column chunks; R rows */
-static inline __attribute__((always_inline)) void gemv_rows8_full(const gemv_job *J, int g2, int ch0,
-                                                                  int ch1, int32_t *acc, const int R) {
-    const rq_gemm_args *a = J->a;
-    const uint8_t *ap = J->ap;
-    const int Kp = J->Kp, N64 = J->N64;
-    const ptrdiff_t rs = a->b_rs;
-    const uint8_t *r0 = a->B + (ptrdiff_t)(8 * g2) * rs;
-    __m512i A0[5], A1[5];
-    for (int r = 0; r < R; r++) {
-        A0[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
-        A1[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
+#ifndef RQ_GEMV_EXP
+#define RQ_GEMV_EXP 0
+#endif
+#ifndef RQ_GEMV_PF
+#define RQ_GEMV_PF 1
+#endif
+#ifndef RQ_GEMV_MAXR
+#define RQ_GEMV_MAXR 13   /* rows of A_used (M plus the column-sum row) the GEMV kernels take */
+#endif
+#ifndef RQ_GEMV_BAND
+#define RQ_GEMV_BAND 8      /* 8-row groups of B per band of the register-blocked kernel, B in L2 */
+#endif
+#ifndef RQ_GEMV_MT_MIN
+#define RQ_GEMV_MT_MIN 786432   /* B bytes above which the GEMV uses the threads (2 threads,
+    1-8 rows: 768x768 even or slower, 1024x1024 1.05-1.3x faster) */
+#endif
+#ifndef RQ_GEMV_BAND_MEM
+#define RQ_GEMV_BAND_MEM 2  /* the same for a B beyond half the L2: fewer rows streamed at once */
+#endif
+
+/* 4 rows of B at ph (64 columns; xb: uint8 B, flipped to B ^ 0x80) into the accumulators s:
+ * NH == 1 all 4 VNNI vectors, NH == 2 half hh of them (interleave4's (t0, t2) -> v0, v1 or
+ * (t1, t3) -> v2, v3); aq: the R rows' A_used dwords at these 4 k */
+static inline __attribute__((always_inline)) void gemv_k4(const uint8_t *ph, ptrdiff_t rs, const int32_t *aq,
+                                                          __m512i s[][4], const int R,
+                                                          const int NH, const int hh, const int xb) {
+    const __m512i x = _mm512_set1_epi8((char)0x80);
+#if RQ_GEMV_PF
+    if (!hh) {
+        /* the next chunk's lines of these rows, for its pass (the hardware does not follow a
+         * stride of 8 rows) */
+        _mm_prefetch((const char *)(ph + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ph + rs + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ph + 2 * rs + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ph + 3 * rs + 64), _MM_HINT_T0);
     }
-    for (int ch = ch0; ch < ch1; ch++) {
-        const uint8_t *p = r0 + ch * 64;
-        __m512i v0[4], v1[4];
-        interleave4(_mm512_loadu_si512((const void *)p), _mm512_loadu_si512((const void *)(p + rs)),
-                    _mm512_loadu_si512((const void *)(p + 2 * rs)), _mm512_loadu_si512((const void *)(p + 3 * rs)), v0);
-        interleave4(_mm512_loadu_si512((const void *)(p + 4 * rs)), _mm512_loadu_si512((const void *)(p + 5 * rs)),
-                    _mm512_loadu_si512((const void *)(p + 6 * rs)), _mm512_loadu_si512((const void *)(p + 7 * rs)), v1);
-        for (int r = 0; r < R; r++) {
-            int32_t *ac = acc + (size_t)r * N64 + ch * 64;
-            for (int q = 0; q < 4; q++) {
-                __m512i sv = _mm512_load_si512((void *)(ac + 16 * q));
-                sv = _mm512_dpbusd_epi32(sv, A0[r], v0[q]);
-                sv = _mm512_dpbusd_epi32(sv, A1[r], v1[q]);
-                _mm512_store_si512((void *)(ac + 16 * q), sv);
-            }
+#endif
+    __m512i r0 = _mm512_loadu_si512((const void *)ph);
+    __m512i r1 = _mm512_loadu_si512((const void *)(ph + rs));
+    __m512i r2 = _mm512_loadu_si512((const void *)(ph + 2 * rs));
+    __m512i r3 = _mm512_loadu_si512((const void *)(ph + 3 * rs));
+    if (xb) {
+        r0 = _mm512_xor_si512(r0, x); r1 = _mm512_xor_si512(r1, x);
+        r2 = _mm512_xor_si512(r2, x); r3 = _mm512_xor_si512(r3, x);
+    }
+    __m512i v[4];
+    if (NH == 1) {
+        interleave4(r0, r1, r2, r3, v);
+    } else {
+        const __m512i ta = hh ? _mm512_unpackhi_epi8(r0, r1) : _mm512_unpacklo_epi8(r0, r1);
+        const __m512i tb = hh ? _mm512_unpackhi_epi8(r2, r3) : _mm512_unpacklo_epi8(r2, r3);
+        v[0] = _mm512_unpacklo_epi16(ta, tb);
+        v[1] = _mm512_unpackhi_epi16(ta, tb);
+    }
+    for (int r = 0; r < R; r++) {
+        const __m512i av = _mm512_set1_epi32(aq[r]);
+        for (int q = 0; q < 4 / NH; q++) s[r][q] = _mm512_dpbusd_epi32(s[r][q], av, v[q]);
+    }
+}
+
+/* Register-blocked band: 8-row groups [ga, gb) (all inside K) of whole 64-column chunks
+ * [ch0, ch1).  One chunk's accumulators (R rows x 4 vectors; for R > 5 one half of the chunk,
+ * R x 2) stay in registers down the band, so acc[] is read and written once per band rather
+ * than once per 8 rows.  Per 4 rows of B: 4 loads, 8 unpacks (4 per half), R dpbusd per
+ * vector.  With R <= 2 the second 4 rows of each group go into a second set of accumulators,
+ * so that enough dpbusd chains run at once to cover its latency. */
+/* one pass (half hh of NH) of chunk ch down groups [ga, gb) */
+static inline __attribute__((always_inline)) void gemv_band_pass(const gemv_job *J, int ga, int gb, int ch,
+                                                                 int32_t *acc, const int R, const int NH,
+                                                                 const int hh, const int xb) {
+    const int N64 = J->N64, NQ = 4 / NH;
+    const ptrdiff_t rs = J->a->b_rs;
+    /* both sets start from acc (loaded, not zeroed: GCC then keeps every accumulator in its own
+     * register instead of copying between two each step); acc is taken once back out at the end */
+    __m512i s[RQ_GEMV_MAXR][4], s2[2][4];
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < NQ; q++) {
+            s[r][q] = _mm512_load_si512((const void *)(acc + (size_t)r * N64 + ch * 64 + 16 * (hh * NQ + q)));
+            if (R <= 2) s2[r][q] = s[r][q];
         }
+    const uint8_t *p = J->a->B + (ptrdiff_t)(8 * ga) * rs + ch * 64;
+    const int32_t *aq = J->at + (size_t)(2 * ga) * R;
+    for (int g2 = ga; g2 < gb; g2++, p += 8 * rs, aq += 2 * R) {
+        gemv_k4(p, rs, aq, s, R, NH, hh, xb);
+        if (R <= 2) gemv_k4(p + 4 * rs, rs, aq + R, s2, R, NH, hh, xb);
+        else gemv_k4(p + 4 * rs, rs, aq + R, s, R, NH, hh, xb);
+    }
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < NQ; q++) {
+            int32_t *d = acc + (size_t)r * N64 + ch * 64 + 16 * (hh * NQ + q);
+            __m512i t = s[r][q];
+            if (R <= 2) t = _mm512_sub_epi32(_mm512_add_epi32(t, s2[r][q]), _mm512_load_si512((const void *)d));
+            _mm512_store_si512((void *)d, t);
+        }
+}
+
+/* Register-blocked band: 8-row groups [ga, gb) (all inside K) of whole 64-column chunks
+ * [ch0, ch1).  One chunk's accumulators (R rows x 4 vectors; for R > 5 one half of the chunk,
+ * R x 2) stay in registers down the band, so acc[] is read and written once per band rather
+ * than once per 8 rows.  Per 4 rows of B: 4 loads, 8 unpacks (4 per half), R dpbusd per
+ * vector.  With R <= 2 the second 4 rows of each group go into a second set of accumulators,
+ * so that enough dpbusd chains run at once to cover its latency. */
+static inline __attribute__((always_inline)) void gemv_band_t(const gemv_job *J, int ga, int gb, int ch0,
+                                                              int ch1, int32_t *acc, const int R,
+                                                              const int xb) {
+    for (int ch = ch0; ch < ch1; ch++) {
+        if (R <= 5) {
+            gemv_band_pass(J, ga, gb, ch, acc, R, 1, 0, xb);
+        } else {
+            gemv_band_pass(J, ga, gb, ch, acc, R, 2, 0, xb);
+            gemv_band_pass(J, ga, gb, ch, acc, R, 2, 1, xb);
+        }
+    }
+}
+
+#define RQ_GEMV_BAND_CASE(RR)                                                                      \
+    case RR: if (xb) gemv_band_t(J, ga, gb, ch0, ch1, acc, RR, 1);                                  \
+             else gemv_band_t(J, ga, gb, ch0, ch1, acc, RR, 0);                                     \
+             break;
+
+static void gemv_band(const gemv_job *J, int ga, int gb, int ch0, int ch1, int32_t *acc) {
+    const int xb = !J->a->b_signed;
+    switch (J->R) {
+    RQ_GEMV_BAND_CASE(1) RQ_GEMV_BAND_CASE(2) RQ_GEMV_BAND_CASE(3) RQ_GEMV_BAND_CASE(4)
+    RQ_GEMV_BAND_CASE(5) RQ_GEMV_BAND_CASE(6) RQ_GEMV_BAND_CASE(7) RQ_GEMV_BAND_CASE(8)
+    RQ_GEMV_BAND_CASE(9) RQ_GEMV_BAND_CASE(10) RQ_GEMV_BAND_CASE(11) RQ_GEMV_BAND_CASE(12)
+    default:
+        if (xb) gemv_band_t(J, ga, gb, ch0, ch1, acc, RQ_GEMV_MAXR, 1);
+        else gemv_band_t(J, ga, gb, ch0, ch1, acc, RQ_GEMV_MAXR, 0);
+        break;
     }
 }
 
 static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc);
 
-static inline void gemv_rows8(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc) {
-    const int full_ch = J->N / 64;       /* chunks [0, full_ch) are whole */
-    if (J->a->b_signed && 8 * g2 + 8 <= J->K && ch0 < ch1) {
-        const int c1 = ch1 < full_ch ? ch1 : full_ch;
-        if (c1 > ch0) {
-            switch (J->R) {
-            case 1: gemv_rows8_full(J, g2, ch0, c1, acc, 1); break;
-            case 2: gemv_rows8_full(J, g2, ch0, c1, acc, 2); break;
-            case 3: gemv_rows8_full(J, g2, ch0, c1, acc, 3); break;
-            case 4: gemv_rows8_full(J, g2, ch0, c1, acc, 4); break;
-            default: gemv_rows8_full(J, g2, ch0, c1, acc, 5); break;
-            }
-            ch0 = c1;
-        }
+/* 8-row groups [g0, g1) over 64-column chunks [ch0, ch1): bands of whole groups and whole
+ * chunks in registers; the chunk past N's last whole 64 and a group past K by rows8_any */
+static void gemv_range(const gemv_job *J, int g0, int g1, int ch0, int ch1, int32_t *acc) {
+    const int full_ch = J->N / 64, gfull = J->K / 8;
+    const int fb = ch1 < full_ch ? ch1 : full_ch;       /* whole chunks [ch0, fb) */
+    const int ta = ch0 > full_ch ? ch0 : full_ch;       /* edge chunk(s) [ta, ch1) */
+    const int gw = g1 < gfull ? g1 : gfull;
+    for (int ga = g0; ga < gw; ga += J->band) {
+        const int gb = ga + J->band < gw ? ga + J->band : gw;
+        if (fb > ch0) gemv_band(J, ga, gb, ch0, fb, acc);
+        if (ch1 > ta)
+            for (int g2 = ga; g2 < gb; g2++) gemv_rows8_any(J, g2, ta, ch1, acc);
     }
-    if (ch0 < ch1) gemv_rows8_any(J, g2, ch0, ch1, acc);
+    for (int g2 = gw > g0 ? gw : g0; g2 < g1; g2++) gemv_rows8_any(J, g2, ch0, ch1, acc);
 }
 
 static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc) {
@@ -574,11 +675,6 @@ static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, i
         valid[q] = k < K;
         rows[q] = a->B + (ptrdiff_t)(valid[q] ? k : 0) * a->b_rs;
     }
-    __m512i A0[5], A1[5];
-    for (int r = 0; r < R; r++) {
-        A0[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
-        A1[r] = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
-    }
     for (int ch = ch0; ch < ch1; ch++) {
         const int c0 = ch * 64;
         const int nv = N - c0 >= 64 ? 64 : N - c0;
@@ -592,10 +688,12 @@ static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, i
         interleave4(rr[4], rr[5], rr[6], rr[7], v1);
         for (int r = 0; r < R; r++) {
             int32_t *ac = acc + (size_t)r * N64 + c0;
+            const __m512i A0 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
+            const __m512i A1 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
             for (int q = 0; q < 4; q++) {
                 __m512i sv = _mm512_load_si512((void *)(ac + 16 * q));
-                sv = _mm512_dpbusd_epi32(sv, A0[r], v0[q]);
-                sv = _mm512_dpbusd_epi32(sv, A1[r], v1[q]);
+                sv = _mm512_dpbusd_epi32(sv, A0, v0[q]);
+                sv = _mm512_dpbusd_epi32(sv, A1, v1[q]);
                 _mm512_store_si512((void *)(ac + 16 * q), sv);
             }
         }
@@ -608,7 +706,7 @@ static void gemv_kslice(void *ctx, int64_t t) {
     int32_t *acc = J->acc + (size_t)t * R * N64;
     const int G = J->Kp / 8, g0 = (int)((long)G * t / J->nth), g1 = (int)((long)G * (t + 1) / J->nth);
     memset(acc, 0, sizeof(int32_t) * (size_t)R * N64);
-    for (int g2 = g0; g2 < g1; g2++) gemv_rows8(J, g2, 0, J->nchunk, acc);
+    gemv_range(J, g0, g1, 0, J->nchunk, acc);
 }
 
 /* K-sliced GEMV epilogue: chunk ch of the partial sums added over the slices, unscrambled */
@@ -640,7 +738,7 @@ static void gemv_slice(void *ctx, int64_t tid_) {
     {
         const int ch0 = (int)((long)nchunk * tid / nth), ch1 = (int)((long)nchunk * (tid + 1) / nth);
         for (int r = 0; r < R; r++) memset(acc + (size_t)r * N64 + ch0 * 64, 0, sizeof(int32_t) * 64 * (ch1 - ch0));
-        for (int g2 = 0; g2 < Kp / 8; g2++) gemv_rows8(J, g2, ch0, ch1, acc);
+        gemv_range(J, 0, Kp / 8, ch0, ch1, acc);
         /* unscramble into raw output / csum */
         for (int ch = ch0; ch < ch1; ch++) {
             const int c0 = ch * 64;
@@ -661,40 +759,37 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
     const int M = a->M, N = a->N, K = a->K;
     const int Kp = (K + 7) / 8 * 8, N64 = (N + 63) / 64 * 64;
     const int R = M + (csum_out ? 1 : 0);  /* extra row of ones computes the column sums */
-    uint8_t abuf[5 * 8] __attribute__((aligned(64)));
-    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)R * Kp + 64);
-    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)R * N64);
-    (void)abuf;
-    if (!ap || !acc) { rq_aligned_free(ap); rq_aligned_free(acc); return RQ_ENOMEM; }
-    const uint8_t ax = a->a_signed ? 0x80 : 0;
-    for (int i = 0; i < M; i++) {
-        for (int k = 0; k < Kp; k++)
-            ap[(size_t)i * Kp + k] = k < K ? (uint8_t)(a->A[(ptrdiff_t)i * a->a_rs + (ptrdiff_t)k * a->a_cs] ^ ax) : 0;
-    }
-    if (csum_out) for (int k = 0; k < Kp; k++) ap[(size_t)M * Kp + k] = k < K ? 1 : 0;
-    const __m512i x = _mm512_set1_epi8(a->b_signed ? 0 : (char)0x80);
+    if (R > RQ_GEMV_MAXR) return RQ_EARG;
     const int nchunk = N64 / 64;
     /* one column slice per thread (long contiguous row segments keep the prefetchers streaming),
-     * claimed dynamically (rq_pool.h): an absent worker's slice is run by the caller */
+     * claimed dynamically (rq_pool.h): an absent worker's slice is run by the caller; with
+     * enough K, K slices (see gemv_kslice) with per-thread accumulators added afterwards */
     int nth = 1;
-    if (nthreads > 1 && (size_t)K * N > 262144) nth = nchunk < nthreads ? nchunk : nthreads;
-    const int G = Kp / 8;
-    if (nth > 1 && G >= 64 * nth) {
-        /* K slices (see gemv_kslice): per-thread accumulators, then one pass adds them */
-        int32_t *acck = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)nth * R * N64);
-        if (acck) {
-            gemv_job J = {a, e, csum_out, ap, acck, M, N, K, Kp, N64, R, nchunk, nth};
-            rq_parallel(nth, nthreads, gemv_kslice, &J);
-            rq_parallel(nchunk, nchunk >= 4 * nthreads ? nthreads : 1, gemv_ksum, &J);
-            rq_aligned_free(acck);
-            (void)x;
-            rq_aligned_free(ap); rq_aligned_free(acc);
-            return RQ_OK;
-        }
+    if (nthreads > 1 && (size_t)K * N > (size_t)RQ_GEMV_MT_MIN) nth = nchunk < nthreads ? nchunk : nthreads;
+    const int kslices = nth > 1 && Kp / 8 >= 64 * nth;
+    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)R * Kp + 64);
+    int32_t *at = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * ((size_t)R * (Kp / 4) + 16));
+    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(kslices ? nth : 1) * R * N64);
+    if (!ap || !at || !acc) { rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc); return RQ_ENOMEM; }
+    const uint8_t ax = a->a_signed ? 0x80 : 0;
+    for (int i = 0; i < M; i++) {
+        uint8_t *d = ap + (size_t)i * Kp;
+        const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
+        if (a->a_cs == 1) for (int k = 0; k < K; k++) d[k] = s[k] ^ ax;
+        else for (int k = 0; k < K; k++) d[k] = s[(ptrdiff_t)k * a->a_cs] ^ ax;
+        memset(d + K, 0, Kp - K);
     }
-    gemv_job J = {a, e, csum_out, ap, acc, M, N, K, Kp, N64, R, nchunk, nth};
-    rq_parallel(nth, nthreads, gemv_slice, &J);
-    (void)x;
-    rq_aligned_free(ap); rq_aligned_free(acc);
+    if (csum_out) { memset(ap + (size_t)M * Kp, 1, K); memset(ap + (size_t)M * Kp + K, 0, Kp - K); }
+    for (int g4 = 0; g4 < Kp / 4; g4++)
+        for (int r = 0; r < R; r++) memcpy(at + (size_t)g4 * R + r, ap + (size_t)r * Kp + 4 * g4, 4);
+    gemv_job J = {a, e, csum_out, ap, acc, M, N, K, Kp, N64, R, nchunk, nth, at,
+                  (size_t)K * N > (size_t)rq_l2_bytes() / 2 ? RQ_GEMV_BAND_MEM : RQ_GEMV_BAND};
+    if (kslices) {
+        rq_parallel(nth, nthreads, gemv_kslice, &J);
+        rq_parallel(nchunk, nchunk >= 4 * nthreads ? nthreads : 1, gemv_ksum, &J);
+    } else {
+        rq_parallel(nth, nthreads, gemv_slice, &J);
+    }
+    rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc);
     return RQ_OK;
 }
