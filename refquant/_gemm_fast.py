@@ -962,7 +962,8 @@ def pack_weights(B, *args, **kwargs):
 
 def kernel_names():
     """{op: kernel a typical call picks at the current ISA level}: u8 x s8 GEMM with M >= 16
-    (and M = 1), a 3x3 64->64 stride-1 conv, a 1x1 conv and a depthwise 3x3 conv."""
+    (and M = 1), a 3x3 64->64 stride-1 conv, a 1x1 conv, a 3-channel stem (int8 weights with a
+    zero zero point) and a depthwise 3x3 conv."""
     z = np.zeros(1, np.int32)
     A = np.zeros((32, 64), np.uint8)
     B = np.zeros((64, 32), np.int8)
@@ -974,6 +975,7 @@ def kernel_names():
     conv = "conv_implicit_tdp__amx" if g == "gemm_tdp__amx" else g
     info["ConvInteger"] = info["QLinearConv"] = conv
     info["QLinearConv(1x1)"] = g if lvl >= 3 else conv
+    info["QLinearConv(stem, 3 channels)"] = "conv_rows_tdp__amx" if g == "gemm_tdp__amx" else g
     info["QLinearConv(depthwise)"] = ("dwconv_dpbusd__avx512vnni" if lvl >= 3 else
                                       "dwconv__avx512" if lvl >= 2 else "dwconv__scalar")
     return info

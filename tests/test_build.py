@@ -239,6 +239,16 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             for prof in ("tflite-reference", "tflite-optimized"):
                 assert np.array_equal(refquant.qlinear_conv(*cs, pads=pads, profile=prof),
                                       R.qlinear_conv(*cs, pads=pads, profile=prof))
+        for t, C, Co, k, s_, H, p in ((1, 3, 16, 7, 2, 30, 3), (2, 1, 8, 11, 4, 57, 2), (1, 2, 5, 3, 1, 9, 1),
+                                      (2, 3, 24, 3, 2, 17, 0)):   # row-implicit conv (s2d copy, overlapping tile rows)
+            refquant.set_num_threads(t)
+            xr = rng.integers(0, 256, (1, C, H, H + 1)).astype(np.uint8)
+            wr = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)
+            kwr = dict(pads=[p] * 4, strides=[s_, s_])
+            ra = (xr, np.float32(0.02), np.uint8(3), wr, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
+            assert np.array_equal(refquant.qlinear_conv(*ra, **kwr), R.qlinear_conv(*ra, **kwr))
+            assert np.array_equal(refquant.conv_integer(xr, wr, np.uint8(3), **kwr), R.conv_integer(xr, wr, np.uint8(3), **kwr))
+        refquant.set_num_threads(None)
         for t, C, Co, k, s_, H, g in ((1, 3, 8, 7, 2, 23, 1), (2, 24, 16, 3, 1, 13, 1), (1, 32, 40, 3, 2, 9, 2),
                                       (2, 200, 8, 3, 1, 5, 1)):   # generic conv: NHWC copy, padded K / pixels
             refquant.set_num_threads(t)

@@ -179,6 +179,60 @@ def test_implicit_conv_padded_channels(isa_cap):
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_row_implicit_conv_few_channels(isa_cap):
+    """Convs with fewer than 16 input channels (stems), int8 weights with zero weight zero
+    points, under AMX run the row-implicit kernel: a space-to-depth copy by the strides, one
+    64-byte chunk of K per kernel row.  The reference's bits for the 3-channel 7x7 stride-2
+    stem, 3x3 stems, 1-channel inputs, strides 1..4 (unequal too), kernels that the strides do
+    not divide, asymmetric pads, x zero points at their extremes, int8 x, bias, per-channel
+    scales, int32 and 8-bit outputs, 1 and 2 threads; outside its conditions (dilation, uint8 or
+    zero-point weights, packed weights) the calls still give the reference's bits."""
+    rng = np.random.default_rng(57)
+    cases = ((3, 64, 2, 3, 224, 224, (7, 7), (2, 2), [3, 3, 3, 3]),
+             (3, 32, 1, 3, 37, 29, (3, 3), (2, 2), [1, 1, 1, 1]),
+             (3, 16, 2, 3, 20, 21, (3, 3), (1, 1), [1, 0, 1, 2]),
+             (1, 20, 1, 1, 28, 28, (5, 5), (1, 1), [2, 2, 2, 2]),
+             (4, 17, 1, 4, 15, 18, (7, 5), (2, 3), [3, 1, 0, 2]),
+             (2, 8, 1, 2, 19, 23, (4, 3), (4, 4), [0, 0, 0, 0]),
+             (15, 33, 1, 15, 9, 11, (3, 1), (1, 2), [1, 0, 2, 0]),
+             (8, 16, 1, 8, 12, 12, (2, 2), (2, 2), [0, 1, 1, 0]),
+             (1, 64, 1, 1, 57, 57, (11, 11), (4, 4), [2, 2, 2, 2]))
+    try:
+        for (C, M, N, _c, H, W, k, st_, pads) in cases:
+            w = _rand(rng, np.int8, (M, C, k[0], k[1]))
+            attrs = dict(strides=list(st_), pads=pads)
+            for xt in (np.uint8, np.int8):
+                x = _rand(rng, xt, (N, C, H, W))
+                for nt in (1, 2):
+                    refquant.set_num_threads(nt)
+                    xz = _zp(rng, xt)
+                    got = F.conv_integer(x, w, xz, np.int8(0), profile=ONNX, **attrs)
+                    what = f"rows C={C} k={k} s={st_} x={xt.__name__} xz={xz} t={nt}"
+                    _check(got[0], R.conv_integer(x, w, xz, np.int8(0), **attrs), what)
+                    if isa_cap == "amx":
+                        assert got[1] == "conv_rows_tdp__amx", (what, got[1])
+                    ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32) if nt == 1 else np.float32(0.004)
+                    b = rng.integers(-30000, 30000, M).astype(np.int32)
+                    yt = np.uint8 if rng.random() < 0.5 else np.int8
+                    args = (x, np.float32(0.03), xz, w, ws, np.int8(0), np.float32(0.2), _zp(rng, yt), b)
+                    _check(refquant.qlinear_conv(*args, **attrs), R.qlinear_conv(*args, **attrs), "q " + what)
+            # outside the kernel's conditions: the other paths, the same bits
+            x = _rand(rng, np.uint8, (1, C, H, W))
+            for wv, wz, extra in ((w, np.int8(3), {}), ((w.astype(np.int16) + 128).astype(np.uint8), np.uint8(128), {}),
+                                  (w, np.int8(0), {"dilations": [2, 1]}), (refquant.pack_weights(w), np.int8(0), {})):
+                a2 = dict(attrs, **extra)
+                if "dilations" in extra and (H + pads[0] + pads[2] < 2 * (k[0] - 1) + 1):
+                    continue
+                wref = w if wv is not None and getattr(wv, "dtype", None) is None else wv
+                args = (x, np.float32(0.03), np.uint8(7), wv, np.float32(0.004), wz, np.float32(0.2), np.uint8(3))
+                rargs = (x, np.float32(0.03), np.uint8(7), wref, np.float32(0.004), wz, np.float32(0.2), np.uint8(3))
+                _check(refquant.qlinear_conv(*args, **a2), R.qlinear_conv(*rargs, **a2), f"declined {extra} C={C}")
+                assert refquant.last_path()["path"] != "conv_rows_tdp__amx"
+    finally:
+        refquant.set_num_threads(None)
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_generic_conv_larger_shapes(isa_cap):
     """The im2col + GEMM path at sizes the sweep does not reach: channels per group that are not
     a multiple of 64 (K = KH*KW*Cg padded to whole 64-byte chunks for the AMX tiles, K > 960

@@ -451,8 +451,112 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     return rc;
 }
 
+/* ---------------------------------------------------------------- row-implicit AMX */
+/* Few input channels (the 3-channel stems, 1-channel inputs), where one tap's channels are a
+ * sliver of a 64-byte chunk: the input is rearranged space-to-depth by the strides (fh = sh,
+ * fw = sw: s2d pixel (i, j) holds the padded pixels (fh i + dy, fw j + dx), channels ordered
+ * (dy, dx, c), Cs = fh fw C bytes), which makes the conv stride 1 with a KHs x KWs kernel
+ * (KHs = ceil(KH / fh), KWs = ceil(KW / fw)).  One kernel row of it is then KWs * Cs <= 64
+ * contiguous bytes of the s2d buffer, so each 64-byte chunk of K is one kernel row (kh') read
+ * straight by the tile loads: 16 virtual output pixels Cs bytes apart (the rows overlap), the
+ * chunk's bytes past KWs * Cs against zero weights, like the taps past KH / KW.  The weights
+ * are rearranged to (Cout x 64 x KHs) and packed as a KHs x 1 conv of 64 channels.  No im2col
+ * buffer (a 3-channel 7x7 stem wrote and read back 2.4 MB of it, a third of its time); its
+ * virtual pixels are whole s2d rows (Ws wide), the ones past OW dropped by the output
+ * transpose.  Zero weight zero points only (the bytes past KWs * Cs are real pixels). */
+typedef struct { const rq_conv_args *c; const uint8_t *xp; uint8_t *xs; int Hs, Ws, fh, fw, Cs, ntask; } conv_s2d_job;
+
+static void conv_s2d_rows(void *ctx, int64_t t) {       /* s2d rows of task t from the NHWC copy */
+    const conv_s2d_job *J = (const conv_s2d_job *)ctx;
+    const int C = J->c->C, fh = J->fh, fw = J->fw, Ws = J->Ws, Cs = J->Cs, run = fw * C;
+    for (int i = (int)((int64_t)J->Hs * t / J->ntask); i < (int)((int64_t)J->Hs * (t + 1) / J->ntask); i++)
+        for (int dy = 0; dy < fh; dy++) {
+            const uint8_t *src = J->xp + (size_t)(i * fh + dy) * Ws * run;
+            uint8_t *dst = J->xs + (size_t)i * Ws * Cs + (size_t)dy * run;
+            for (int j = 0; j < Ws; j++) copy_run(dst + (size_t)j * Cs, src + (size_t)j * run, (size_t)run);
+        }
+}
+
+static int conv_rows_amx(const rq_conv_args *c, int isa, int nt) {
+    const int C = c->C, fh = c->sh, fw = c->sw, Cs = fh * fw * C;
+    const int KHs = (c->KH + fh - 1) / fh, KWs = (c->KW + fw - 1) / fw;
+    const int Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
+    int Ws = c->OW + KWs - 1, Hs = c->OH + KHs - 1;
+    if (Ws * fw < Wp) Ws = (Wp + fw - 1) / fw;
+    if (Hs * fh < Hp) Hs = (Hp + fh - 1) / fh;
+    const int Mv = c->OH * Ws, nib = (Mv + 15) / 16, Kc = KHs * 64;
+    /* the tiles read up to 64 bytes from the last virtual pixel's last kernel row */
+    size_t xs_pix = (size_t)nib * 16 + (size_t)(KHs - 1) * Ws;
+    if (xs_pix < (size_t)Hs * Ws) xs_pix = (size_t)Hs * Ws;     /* (all of the s2d rows) */
+    const size_t xs_bytes = xs_pix * Cs + 128;
+    const size_t xp_bytes = (size_t)Hs * fh * Ws * fw * C + 64;
+    const int s2d = fh > 1 || fw > 1;
+    uint8_t *xp = (uint8_t *)rq_aligned_alloc(s2d ? xp_bytes : (xp_bytes > xs_bytes ? xp_bytes : xs_bytes));
+    uint8_t *xs = s2d ? (uint8_t *)rq_aligned_alloc(xs_bytes) : xp;
+    uint8_t *w2 = (uint8_t *)rq_aligned_alloc((size_t)c->Cout * Kc);
+    int64_t koff[64];
+    int32_t *colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(c->Cout + 32));
+    const size_t es = osize(c->out_type);
+    void *yv = rq_aligned_alloc((size_t)nib * 16 * c->Cout * es + 64);
+    rq_packed_b *pb = NULL;
+    int rc = RQ_OK;
+    if (!xp || !xs || !w2 || !colfix || !yv) rc = RQ_ENOMEM;
+    if (rc == RQ_OK) {
+        /* w2[co][kw' Cs + (dy fw + dx) C + ci][kh'] = w[co][ci][kh' fh + dy][kw' fw + dx], 0 past the kernel */
+        memset(w2, 0, (size_t)c->Cout * Kc);
+        for (int co = 0; co < c->Cout; co++)
+            for (int ci = 0; ci < C; ci++)
+                for (int kh = 0; kh < c->KH; kh++)
+                    for (int kw = 0; kw < c->KW; kw++) {
+                        const int c2 = (kw / fw) * Cs + ((kh % fh) * fw + kw % fw) * C + ci;
+                        w2[((size_t)co * 64 + c2) * KHs + kh / fh] =
+                            c->w[(((size_t)co * C + ci) * c->KH + kh) * c->KW + kw];
+                    }
+        pb = rq_pack_conv_w_pad(w2, c->Cout, 64, 64, KHs, 1, c->w_signed, isa, nt);
+        if (!pb) rc = RQ_ENOMEM;
+    }
+    if (rc == RQ_OK) {
+        /* the padded NHWC copy, x_zp everywhere the transposes do not write */
+        const uint8_t xz = (uint8_t)c->x_zp;
+        memset(xp, xz, xp_bytes);
+        if (!s2d) memset(xp + xp_bytes, xz, (xp_bytes > xs_bytes ? xp_bytes : xs_bytes) - xp_bytes);
+        const int ntk = ((size_t)C * c->H * c->W > 65536) ? nt : 1;
+        conv_tjob T = {c, xp, NULL, Ws * fw, isa, 0, ntk, C};
+        rq_parallel(ntk, ntk, conv_tin_rows, &T);
+        if (s2d) {
+            memset(xs + (size_t)Hs * Ws * Cs, xz, xs_bytes > (size_t)Hs * Ws * Cs ? xs_bytes - (size_t)Hs * Ws * Cs : 0);
+            conv_s2d_job S = {c, xp, xs, Hs, Ws, fh, fw, Cs, ntk};
+            rq_parallel(ntk, ntk, conv_s2d_rows, &S);
+        }
+        for (int k = 0; k < KHs; k++) koff[k] = (int64_t)k * Ws * Cs;
+        rq_epi e; epi_conv_base(&e, c);
+        e.M = Mv; e.N = c->Cout; e.K = Kc;
+        const uint32_t xzu = (uint32_t)c->x_zp;
+        if (xzu) {
+            for (int j = 0; j < c->Cout; j++) colfix[j] = (int32_t)(xzu * (uint32_t)pb->csum[j]);
+            e.colfix = colfix;
+        }
+        e.C = yv; e.c_rs = c->Cout; e.c_cs = 1;
+        rq_amx_a A = {xs, (ptrdiff_t)16 * Cs, koff, Cs, c->x_signed, nib};
+        rc = rq_gemm_amx__amx(&A, pb, &e, nt);
+        if (rc == RQ_OK) {
+            const size_t P = (size_t)c->OH * c->OW;
+            const int nto = (P * c->Cout > 65536) ? nt : 1;
+            conv_tjob J = {c, xp, yv, Ws, isa, es, nto, C};
+            rq_parallel(nto, nto, conv_tout_rows, &J);
+        }
+    }
+    if (xs != xp) rq_aligned_free(xs);
+    rq_aligned_free(xp); rq_aligned_free(w2); rq_aligned_free(colfix); rq_aligned_free(yv);
+    rq_packed_b_free(pb);
+    return rc;
+}
+
 #ifndef RQ_IMPLICIT_MIN_C
 #define RQ_IMPLICIT_MIN_C 16
+#endif
+#ifndef RQ_CONV_ROWS
+#define RQ_CONV_ROWS 1
 #endif
 /* Below this many multiply-adds (and 4096 output pixels) a conv runs on one thread: the hand-offs between its stages
  * (layout copies, tile products, output transposes) cost more than a second core gains
@@ -524,6 +628,18 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         if (zero && (!c->packed || (pk->K == c->KH * c->KW * Cp64 && pk->N == c->Cout))) {
             if (kernel_used) *kernel_used = RQ_K_CONV_AMX_IMPLICIT;
             return conv_implicit_amx(c, isa, nt_staged);
+        }
+    }
+    /* few channels (stems): the row-implicit conv over a space-to-depth copy */
+    if (RQ_CONV_ROWS && c->group == 1 && c->dh == 1 && c->dw == 1 && c->w_signed && !c->packed &&
+        c->C < RQ_IMPLICIT_MIN_C && c->sh <= 4 && c->sw <= 4 &&
+        ((c->KW + c->sw - 1) / c->sw) * c->sh * c->sw * c->C <= 64 && (c->KH + c->sh - 1) / c->sh <= 16 &&
+        isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable() && rq_pack_conv_w__avx512vnni) {
+        int zero = 1;
+        for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
+        if (zero) {
+            if (kernel_used) *kernel_used = RQ_K_CONV_AMX_ROWS;
+            return conv_rows_amx(c, isa, nt_staged);
         }
     }
     return conv_generic(c, isa, nt_staged, kernel_used);

@@ -17,6 +17,7 @@ static const char *const KNAMES[RQ_K_COUNT] = {
     "gemm_s32__scalar", "gemm_u8s8_sat16__scalar", "gemm_i16__avx2", "gemm_vnni4__avx512vnni",
     "gemv_vnni4__avx512vnni", "gemm_tdp__amx", "dwconv__scalar", "dwconv__avx512",
     "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2", "dwconv_dpbusd__avx512vnni", "gemm_i16__avx512",
+    "conv_rows_tdp__amx",
 };
 
 const char *rq_gemm_kernel_name(int k) { return (k >= 0 && k < RQ_K_COUNT) ? KNAMES[k] : "none"; }

@@ -77,7 +77,7 @@ enum { RQ_OK = 0, RQ_ENOMEM = -1, RQ_EARG = -2, RQ_ENOISA = -3 };
 enum {
     RQ_K_SCALAR = 0, RQ_K_SCALAR_SAT16 = 1, RQ_K_AVX2_I16 = 2, RQ_K_VNNI = 3, RQ_K_VNNI_GEMV = 4,
     RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
-    RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_COUNT
+    RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_CONV_AMX_ROWS = 12, RQ_K_COUNT
 };
 const char *rq_gemm_kernel_name(int k);
 
