@@ -240,7 +240,9 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 assert np.array_equal(refquant.qlinear_conv(*cs, pads=pads, profile=prof),
                                       R.qlinear_conv(*cs, pads=pads, profile=prof))
         for t, C, Co, k, s_, H, p in ((1, 3, 16, 7, 2, 30, 3), (2, 1, 8, 11, 4, 57, 2), (1, 2, 5, 3, 1, 9, 1),
-                                      (2, 3, 24, 3, 2, 17, 0)):   # row-implicit conv (s2d copy, overlapping tile rows)
+                                      (2, 3, 24, 3, 2, 17, 0), (1, 512, 300, 3, 2, 13, 1),
+                                      (2, 1024, 1100, 1, 2, 9, 0)):   # row-implicit conv (s2d copy, overlapping
+            # tile rows); the last two: strided, weights beyond half the L2 (im2col, packed just in time)
             refquant.set_num_threads(t)
             xr = rng.integers(0, 256, (1, C, H, H + 1)).astype(np.uint8)
             wr = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)

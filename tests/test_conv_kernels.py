@@ -699,7 +699,8 @@ def test_large_plain_weights(isa_cap, monkeypatch):
     """Plain weights larger than half the L2 with few output rows: the implicit AMX conv packs
     each 64-channel group right before its tile products (rq_gemm_amx_plainf__amx), with the x
     zero point's column terms filled per group; the im2col path packs each group's weights in one
-    pass.  The reference's bits with and without AVX512_VBMI (the staged packer, whole), for
+    pass, and where its convs have few pixels it too packs each group just in time.  The
+    reference's bits with and without AVX512_VBMI (the staged packer, whole), for
     output channels that are not a multiple of 64 (a narrower last group), padded input channels,
     x zero points, per-channel scales, bias, int32 and 8-bit outputs, 1 and 2 threads."""
     rng = np.random.default_rng(62)
@@ -722,6 +723,27 @@ def test_large_plain_weights(isa_cap, monkeypatch):
                     _check(refquant.qlinear_conv(*args, **attrs), want8, f"int8 {what}")
                     if isa_cap == "amx" and s == 1:
                         assert refquant.last_path()["path"] == "conv_implicit_tdp__amx", refquant.last_path()
+            # the im2col path just in time (strided, large plain weights): a 1x1 stride-2
+            # downsampling conv with a narrower last group, int8 x with its zero points, x_zp 0
+            for (C, M, H, k, xt, xz) in ((1024, 1100, 14, 1, np.int8, -128), (512, 300, 13, 3, np.uint8, 0),
+                                          (2048, 600, 9, 1, np.uint8, 255)):
+                x = _rand(rng, xt, (1, C, H, H))
+                w = _rand(rng, np.int8, (M, C, k, k))
+                attrs = dict(pads=[k // 2] * 4, strides=[2, 2])
+                xz = xt(xz)
+                want32 = R.conv_integer(x, w, xz, np.int8(0), **attrs)
+                ws = (rng.random(M) * 1e-3 + 1e-5).astype(np.float32)
+                b = rng.integers(-30000, 30000, M).astype(np.int32)
+                args = (x, np.float32(0.03), xz, w, ws, np.int8(0), np.float32(0.2), np.uint8(7), b)
+                want8 = R.qlinear_conv(*args, **attrs)
+                for nt in (1, 2):
+                    refquant.set_num_threads(nt)
+                    what = f"im2col jit vbmi={vbmi} C={C} M={M} k={k} x={xt.__name__} t={nt}"
+                    _check(refquant.conv_integer(x, w, xz, **attrs), want32, f"int32 {what}")
+                    _check(refquant.qlinear_conv(*args, **attrs), want8, f"u8 {what}")
+                    wz = np.int8(5)      # a weight zero point: the GEMM with its row sums instead
+                    a2 = args[:5] + (wz,) + args[6:]
+                    _check(refquant.qlinear_conv(*a2, **attrs), R.qlinear_conv(*a2, **attrs), f"wz {what}")
     finally:
         refquant.set_num_threads(None)
         monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)

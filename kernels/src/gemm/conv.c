@@ -185,6 +185,9 @@ static void gen_out(void *ctx, int64_t t) {            /* pixels of task t: (P x
 #ifndef RQ_GEN_DIRECT_PACK
 #define RQ_GEN_DIRECT_PACK 1
 #endif
+static int conv_im2col_jit(const rq_conv_args *c, const uint8_t *acol, int Kc, int Pp, void *yt, int nt);
+static int conv_im2col_jit_ok(const rq_conv_args *c, int isa, int Kc, int Pp);
+
 static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
     const int G = c->group, Cg = c->C / G, Cog = c->Cout / G;
     const int KK = c->KH * c->KW, Kc = KK * Cg, P = c->OH * c->OW;
@@ -228,6 +231,15 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         rq_parallel(nt_in, nt_in, gen_pad_rows, &J);
         J.ntask = nt_col;
         rq_parallel(nt_col, nt_col, gen_im2col, &J);
+        if (G == 1 && !pk0 && pad && conv_im2col_jit_ok(c, isa, Kc, Pp)) {
+            /* large plain weights, few pixels: packed group by group just in time */
+            if (kern) *kern = RQ_K_AMX;
+            rc = conv_im2col_jit(c, acol, Kc, Pp, yt, nt);
+            if (rc != RQ_OK) break;
+            J.ntask = nt_out;
+            rq_parallel(nt_out, nt_out, gen_out, &J);
+            continue;
+        }
         rq_packed_b pk2, *own = NULL;
         const rq_packed_b *pk = pk0;
         if (!pk && RQ_GEN_DIRECT_PACK && isa >= RQ_ISA_AVX512VNNI && !c->sat16 && Cg % 4 == 0 && KK <= 16 &&
@@ -350,6 +362,9 @@ static void conv_tout_rows(void *ctx, int64_t t) {
  * 7x7 311-317 -> 189-212 us, at 14x14 536-548 -> 423-472 (2 threads: 177 -> 113, 370 -> 270);
  * with 590 KB of weights (256 ch) no gain or a 3 us loss, and from about 800 rows on a loss
  * (256 ch 28x28: 353 -> 401 us) */
+#ifndef RQ_IM2COL_JIT
+#define RQ_IM2COL_JIT 1
+#endif
 #ifndef RQ_CONV_JIT_MAX_M
 #define RQ_CONV_JIT_MAX_M 256
 #endif
@@ -366,6 +381,44 @@ static void conv_jit_prep(void *ctx, int c0, int n, rq_epi *eb) {
     if (P->xzu)
         for (int j = c0; j < c0 + n; j++) P->colfix[j] = (int32_t)(P->xzu * (uint32_t)P->csum[j]);
     rq_epi_shift_cols(eb, P->e, c0, n);
+}
+
+/* The im2col path with plain weights larger than half the L2 and at most RQ_CONV_JIT_MAX_M
+ * pixels (strided convs of the late layers: 512 -> 512 3x3 stride 2 at 14x14, 1x1 stride-2
+ * downsampling): as the implicit conv, each 64-channel group of weights packed right before its
+ * tile products (rq_gemm_amx_plainf__amx) instead of the whole packed B written out and read
+ * back through L3.  Group 1, int8 weights with zero zero points, whole 64-byte chunks of K. */
+static int conv_im2col_jit_ok(const rq_conv_args *c, int isa, int Kc, int Pp) {
+    if (!RQ_IM2COL_JIT || c->group != 1 || !c->w_signed || c->sat16 || Kc % 64 || c->C % 4 ||
+        c->KH * c->KW > 16 || Pp > RQ_CONV_JIT_MAX_M || (size_t)Kc * c->Cout <= (size_t)rq_l2_bytes() / 2 ||
+        isa < RQ_ISA_AMX || !rq_gemm_amx_plainf__amx || !rq_pack_conv_w__avx512vnni ||
+        !rq_cpu_feature(RQ_FEAT_AVX512VBMI) || !rq_amx_enable())
+        return 0;
+    for (int i = 0; i < c->w_zp_n; i++)
+        if (c->w_zp[i] != 0) return 0;
+    return 1;
+}
+
+static int conv_im2col_jit(const rq_conv_args *c, const uint8_t *acol, int Kc, int Pp, void *yt, int nt) {
+    const int nkc = Kc / 64;
+    int64_t *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
+    int32_t *colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(c->Cout + 32));
+    int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(c->Cout + 64));
+    int rc = RQ_OK;
+    if (!koff || !colfix || !csum) rc = RQ_ENOMEM;
+    if (rc == RQ_OK) {
+        for (int kc = 0; kc < nkc; kc++) koff[kc] = (int64_t)kc * 64;
+        rq_epi e; epi_conv_base(&e, c);
+        e.M = Pp; e.N = c->Cout; e.K = Kc;
+        e.C = yt; e.c_rs = c->Cout; e.c_cs = 1;
+        const uint32_t xzu = (uint32_t)c->x_zp;
+        if (xzu) e.colfix = colfix;   /* (each group's columns filled right after its packing) */
+        rq_amx_a A = {acol, (ptrdiff_t)16 * Kc, koff, Kc, c->x_signed, Pp / 16};
+        conv_jit P = {c->w, c->C, c->C, c->KH * c->KW, &e, colfix, xzu, csum};
+        rc = rq_gemm_amx_plainf__amx(&A, conv_jit_pack, &P, Kc, c->Cout, 1, csum, conv_jit_prep, &P, nt);
+    }
+    rq_aligned_free(koff); rq_aligned_free(colfix); rq_aligned_free(csum);
+    return rc;
 }
 
 static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
