@@ -179,7 +179,7 @@ def test_implicit_conv_padded_channels(isa_cap):
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
-def test_row_implicit_conv_few_channels(isa_cap):
+def test_row_implicit_conv_few_channels(isa_cap, monkeypatch):
     """Convs with fewer than 16 input channels (stems), int8 weights with zero weight zero
     points, under AMX run the row-implicit kernel: a space-to-depth copy by the strides, one
     64-byte chunk of K per kernel row.  The reference's bits for the 3-channel 7x7 stride-2
@@ -233,8 +233,18 @@ def test_row_implicit_conv_few_channels(isa_cap):
                 args = (x, np.float32(0.03), np.uint8(7), wv, np.float32(0.004), wz, np.float32(0.2), np.uint8(3))
                 _check(refquant.qlinear_conv(*args, **a2), R.qlinear_conv(*args, **a2), f"declined {extra} C={C}")
                 assert refquant.last_path()["path"] != "conv_rows_tdp__amx"
+        # its weights packed without AVX512_VBMI (the staged packer) too
+        x = _rand(rng, np.uint8, (1, 3, 40, 41))
+        w = _rand(rng, np.int8, (24, 3, 7, 7))
+        attrs = dict(strides=[2, 2], pads=[3, 3, 3, 3])
+        want = R.conv_integer(x, w, np.uint8(99), np.int8(0), **attrs)
+        for vbmi in _vbmi_variants(monkeypatch):
+            _cpu.set_isa_cap(isa_cap)
+            _check(refquant.conv_integer(x, w, np.uint8(99), **attrs), want, f"stem vbmi={vbmi}")
     finally:
         refquant.set_num_threads(None)
+        monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+        _cpu.reset()
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
