@@ -352,6 +352,14 @@ static void conv_tout_rows(void *ctx, int64_t t) {
         conv_tout_row(J, oh);
 }
 
+/* the virtual output rows (pitch virtual pixels a row, NHWC) transposed into c->y (NCHW) */
+static void conv_out_nchw(const rq_conv_args *c, const void *yv, int pitch, int isa, size_t es, int nt) {
+    const size_t P = (size_t)c->OH * c->OW;
+    const int ntk = (P * c->Cout > 65536) ? nt : 1;
+    conv_tjob J = {c, NULL, yv, pitch, isa, es, ntk, c->C};
+    rq_parallel(ntk, ntk, conv_tout_rows, &J);
+}
+
 /* Channels not a multiple of 64 are padded to Cp = the next multiple: the NHWC copy keeps Cp
  * bytes a pixel (x_zp in the extra ones) and the weights get zero rows for the extra channels,
  * so each tap is still whole 64-byte chunks (the extra products are zeros; the tile unit has the
@@ -491,12 +499,7 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
                 rc = rq_gemm_amx__amx(&A, pb, &e, nt);
             }
         }
-        if (rc == RQ_OK) {
-            const size_t P = (size_t)c->OH * c->OW;
-            const int ntk = (P * c->Cout > 65536) ? nt : 1;
-            conv_tjob J = {c, xp, yv, Wp, isa, es, ntk, C};
-            rq_parallel(ntk, ntk, conv_tout_rows, &J);
-        }
+        if (rc == RQ_OK) conv_out_nchw(c, yv, Wp, isa, es, nt);
         rq_aligned_free(yv);
     }
     rq_aligned_free(xp); rq_aligned_free(koff); rq_aligned_free(colfix); rq_aligned_free(csum);
@@ -596,12 +599,7 @@ static int conv_rows_amx(const rq_conv_args *c, int isa, int nt) {
         e.C = yv; e.c_rs = c->Cout; e.c_cs = 1;
         rq_amx_a A = {xs, (ptrdiff_t)16 * Cs, koff, Cs, c->x_signed, nib};
         rc = rq_gemm_amx__amx(&A, pb, &e, nt);
-        if (rc == RQ_OK) {
-            const size_t P = (size_t)c->OH * c->OW;
-            const int nto = (P * c->Cout > 65536) ? nt : 1;
-            conv_tjob J = {c, xp, yv, Ws, isa, es, nto, C};
-            rq_parallel(nto, nto, conv_tout_rows, &J);
-        }
+        if (rc == RQ_OK) conv_out_nchw(c, yv, Ws, isa, es, nt);
     }
     if (xs != xp) rq_aligned_free(xs);
     rq_aligned_free(xp); rq_aligned_free(w2); rq_aligned_free(colfix); rq_aligned_free(yv);
