@@ -166,7 +166,8 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                     assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(5), zb),
                                           R.matmul_integer(A, B, np.uint8(5), zb))
         refquant.set_num_threads(None)
-        for t, M, K_, N in ((1, 2, 1031, 200), (1, 6, 520, 130), (2, 8, 1030, 1100), (2, 5, 520, 1600)):
+        for t, M, K_, N in ((1, 2, 1031, 200), (1, 6, 520, 130), (2, 8, 1030, 1100), (2, 5, 520, 1600),
+                            (2, 401, 130, 70), (3, 1000, 64, 33)):   # (the last two: rows split between threads)
             refquant.set_num_threads(t)     # the register-blocked GEMV: bands, halves, K / column slices
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
             for B in (rng.integers(-128, 128, (K_, N)).astype(np.int8), rng.integers(0, 256, (K_, N)).astype(np.uint8)):

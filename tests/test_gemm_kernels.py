@@ -603,6 +603,41 @@ def test_every_registered_profile_matches_reference():
                                                       f"path={refquant.last_path()['path']}")
 
 
+def test_row_split_threads():
+    """Several threads, a plain B within a quarter of the L2 and 384 rows or more: each thread
+    packs all of B and runs its own 32-row strips as a one-thread GEMM (AMX).  The reference's
+    bits at 2 and 3 threads for row counts that are not multiples of 32, per-row and per-column
+    zero points, int32 / uint8 / int8 outputs, QGemm's int32 C matrix, and every registered
+    profile's epilogue (float bias, oneDNN's order, fixed point)."""
+    from refquant import profiles
+    rng = np.random.default_rng(31)
+    try:
+        for nt in (2, 3):
+            refquant.set_num_threads(nt)
+            for (M, N, K) in ((384, 70, 130), (401, 256, 512), (1000, 33, 64)):
+                A = _rand(rng, np.uint8, (M, K))
+                B = _rand(rng, np.int8, (K, N))
+                what = f"M={M} N={N} K={K} t={nt}"
+                for za, zb in ((np.uint8(7), np.int8(0)), (_rand(rng, np.uint8, (M,), extreme=0), _rand(rng, np.int8, (N,), extreme=0))):
+                    _check(refquant.matmul_integer(A, B, za, zb), R.matmul_integer(A, B, za, zb), "mmi " + what)
+                Cm = rng.integers(-9000, 9000, (M, N)).astype(np.int32)
+                ws = rng.uniform(1e-3, 9e-3, N).astype(np.float32)
+                for name in profiles():
+                    for args, f, r in (((A, np.float32(0.02), np.uint8(3), B, np.float32(0.01), np.int8(0), np.float32(0.3),
+                                         np.uint8(9)), refquant.qlinear_matmul, R.qlinear_matmul),
+                                       ((A, np.float32(0.02), np.uint8(3), B, ws, np.int8(0), Cm, np.float32(0.3),
+                                         np.int8(-5)), refquant.qgemm, R.qgemm)):
+                        try:
+                            want = r(*args, profile=name)
+                        except Exception as e:  # noqa: BLE001
+                            with pytest.raises(type(e)):
+                                f(*args, profile=name)
+                            continue
+                        _check(f(*args, profile=name), want, f"{f.__name__} {name} {what} {refquant.last_path()['path']}")
+    finally:
+        refquant.set_num_threads(None)
+
+
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_uint8_b_raw_amx(isa_cap):
     """A plain uint8 B on AMX is packed raw (tdpbuud / tdpbsud, unsigned column sums): with

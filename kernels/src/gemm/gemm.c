@@ -852,6 +852,47 @@ static int gemm_amx_walkpack(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int
     return rc;
 }
 
+/* Several threads, a plain B within a quarter of the L2, many rows: each thread packs all of B
+ * itself and runs its own run of 32-row strips as a one-thread GEMM, instead of B packed once by
+ * both threads and each thread's strips reading the half the other core packed (measured at 2
+ * threads: see RQ_DUP_MIN_M).  Rows are independent, so the bits are those of one call. */
+#ifndef RQ_DUP_PACK
+#define RQ_DUP_PACK 1
+#endif
+#ifndef RQ_DUP_MIN_M
+#define RQ_DUP_MIN_M 384
+#endif
+typedef struct { const rq_gemm_args *a; int nt; int rc[256]; } rsplit_job;   /* (rq_pool.c: at most 256 threads) */
+
+static void rsplit_task(void *ctx, int64_t t) {
+    rsplit_job *J = (rsplit_job *)ctx;
+    const rq_gemm_args *a = J->a;
+    const int ns = (a->M + 31) / 32;
+    const int r0 = (int)((int64_t)ns * t / J->nt) * 32, r1 = imin(a->M, (int)((int64_t)ns * (t + 1) / J->nt) * 32);
+    J->rc[t] = RQ_OK;
+    if (r1 <= r0) return;
+    rq_gemm_args s = *a;
+    s.M = r1 - r0;
+    s.A = a->A + (ptrdiff_t)r0 * a->a_rs;
+    if (a->a_zp_n != 1) { s.a_zp = a->a_zp + r0; s.a_zp_n = s.M; }
+    const size_t es = a->out_type == RQ_OUT_S32 ? 4 : 1;
+    s.C = (char *)a->C + (ptrdiff_t)r0 * a->c_rs * (ptrdiff_t)es;
+    if (a->bias) s.bias = a->bias + (ptrdiff_t)r0 * a->bias_rs;
+    if (a->fbias) s.fbias = a->fbias + (ptrdiff_t)r0 * a->bias_rs;
+    if (a->fbias2) s.fbias2 = a->fbias2 + (ptrdiff_t)r0 * a->bias_rs;
+    s.nthreads = 1;
+    J->rc[t] = rq_gemm_run(&s, NULL);
+}
+
+static int gemm_rows_split(const rq_gemm_args *a, int nt) {
+    rsplit_job J;
+    J.a = a; J.nt = imin(nt, 256);
+    rq_parallel(J.nt, J.nt, rsplit_task, &J);
+    for (int t = 0; t < J.nt; t++)
+        if (J.rc[t] != RQ_OK) return J.rc[t];
+    return RQ_OK;
+}
+
 int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     if (!a || a->M < 0 || a->N < 0 || a->K < 0) return RQ_EARG;
     const int M = a->M, N = a->N, K = a->K;
@@ -860,6 +901,9 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     int kern = rq_gemm_choose(a);
     if (kernel_used) *kernel_used = kern;
     if (M == 0 || N == 0) return RQ_OK;
+    if (RQ_DUP_PACK && nt > 1 && kern == RQ_K_AMX && !a->packed && a->b_cs == 1 && !a->mult_rows &&
+        M >= RQ_DUP_MIN_M && (size_t)rup(K > 0 ? K : 1, 64) * rup(N, 16) <= (size_t)rq_l2_bytes() / 4)
+        return gemm_rows_split(a, nt);
     rq_epi e; epi_base(&e, a);
     epi_bufs bf; memset(&bf, 0, sizeof(bf));
     rq_epi_fn epi = pick_epi(isa);
