@@ -854,13 +854,18 @@ static int gemm_amx_walkpack(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int
 
 /* Several threads, a plain B within a quarter of the L2, many rows: each thread packs all of B
  * itself and runs its own run of 32-row strips as a one-thread GEMM, instead of B packed once by
- * both threads and each thread's strips reading the half the other core packed (measured at 2
- * threads: see RQ_DUP_MIN_M).  Rows are independent, so the bits are those of one call. */
+ * both threads and each thread's strips reading the half the other core packed, or the 64-column
+ * driver's column runs (measured at 2 threads: see RQ_DUP_MIN_M).  Rows are independent, so the
+ * bits are those of one call. */
 #ifndef RQ_DUP_PACK
 #define RQ_DUP_PACK 1
 #endif
 #ifndef RQ_DUP_MIN_M
-#define RQ_DUP_MIN_M 384
+/* measured at 2 threads against the paths below, in-process (us): 512^3 68-69 -> 50-57,
+ * 320x512x512 52 -> 36-42, 256x1024x256 36 -> 31-35, 192x1024x256 29 -> 25-27; 192x512x512
+ * even; from 128 rows slower (128x512x512 17.4-18.8 -> 19.5-21.4: packing all of B twice costs
+ * more than the 64-column driver's shared work) */
+#define RQ_DUP_MIN_M 192
 #endif
 typedef struct { const rq_gemm_args *a; int nt; int rc[256]; } rsplit_job;   /* (rq_pool.c: at most 256 threads) */
 
