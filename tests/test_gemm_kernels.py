@@ -181,6 +181,14 @@ def test_int32_overflow_wraps(isa_cap):
     for za, zb in ((None, None), (np.uint8(0), np.int8(-128))):
         got = F.matmul_integer(A, B, za, zb, profile=ONNX)[0]
         _check(got, R.matmul_integer(A, B, za, zb), f"overflow isa={isa_cap}")
+    # whole 64-column chunks too (the GEMV's register bands, whole and half chunks: 3 and 6 rows)
+    B2 = np.full((K, 100), 127, np.int8)
+    B2[::5, 70] = -128
+    for M in (3, 6):
+        A2 = np.full((M, K), 255, np.uint8)
+        for za in (None, np.uint8(9)):
+            got = F.matmul_integer(A2, B2, za, None, profile=ONNX)
+            _check(got[0], R.matmul_integer(A2, B2, za, None), f"overflow M={M} za={za} isa={isa_cap} {got[1]}")
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
