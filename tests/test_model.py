@@ -449,9 +449,10 @@ def test_dynamic_quantization_model_vs_ort():
 
 # ----------------------------------------------------------------------- ORT quantizer models
 
-def _ort_quantized(tmp_path, fmt, act):
+def _ort_quantized(tmp_path, fmt, act, per_channel=True):
     """A small float net (Conv-Relu-Conv-Add-MaxPool-GlobalAveragePool-Flatten-Gemm) quantized by
-    onnxruntime.quantization.quantize_static (per-channel weights)."""
+    onnxruntime.quantization.quantize_static (per-channel weights unless ``per_channel=False``:
+    then ORT writes each bias DequantizeLinear with a (1,) scale and a scalar zero point)."""
     q = pytest.importorskip("onnxruntime.quantization", reason="needs ORT's quantization tool")
     rng = np.random.default_rng(0)
     C = 8
@@ -472,7 +473,7 @@ def _ort_quantized(tmp_path, fmt, act):
     m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits, opset=17)
     src = tmp_path / "float.onnx"
-    dst = tmp_path / f"q_{fmt}_{act}.onnx"
+    dst = tmp_path / f"q_{fmt}_{act}_{int(per_channel)}.onnx"
     onnx.save(m, str(src))
 
     class Reader(q.CalibrationDataReader):
@@ -484,14 +485,15 @@ def _ort_quantized(tmp_path, fmt, act):
 
     at = q.QuantType.QUInt8 if act == "u8" else q.QuantType.QInt8
     q.quantize_static(str(src), str(dst), Reader(), quant_format=getattr(q.QuantFormat, fmt),
-                      activation_type=at, weight_type=q.QuantType.QInt8, per_channel=True)
+                      activation_type=at, weight_type=q.QuantType.QInt8, per_channel=per_channel)
     return onnx.load(str(dst))
 
 
-@pytest.mark.parametrize("fmt,act", [("QDQ", "u8"), ("QDQ", "s8"), ("QOperator", "u8")])
-def test_ort_quantize_static_models(tmp_path, fmt, act):
+@pytest.mark.parametrize("fmt,act,per_channel", [("QDQ", "u8", True), ("QDQ", "s8", True),
+                                                 ("QOperator", "u8", True), ("QDQ", "u8", False)])
+def test_ort_quantize_static_models(tmp_path, fmt, act, per_channel):
     from refquant.compare import compare_model, observe_onnxruntime
-    m = _ort_quantized(tmp_path, fmt, act)
+    m = _ort_quantized(tmp_path, fmt, act, per_channel)
     x = random_input((1, 3, 16, 16), seed=5, scale=1.0)
     for level in ("disabled", "extended", "all"):
         r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization=level)

@@ -440,6 +440,10 @@ def test_bad_arguments():
         R.quantize_linear(x, np.ones(3, F32), np.zeros(3, np.int8), axis=1)
     with pytest.raises(ValueError, match="y_zero_point: shape"):
         R.quantize_linear(x, np.ones(4, F32), np.zeros(3, np.int8))
+    with pytest.raises(ValueError, match="y_zero_point: shape"):
+        R.quantize_linear(x, np.ones(1, F32), np.zeros(2, np.int8))
+    with pytest.raises(ValueError, match="y_zero_point: shape"):
+        R.quantize_linear(x, np.ones((1, 1), F32), np.zeros((1,), np.int8), block_size=2)
     with pytest.raises(ValueError, match="block_size"):
         R.quantize_linear(x, np.ones((2, 1), F32), np.zeros((2, 1), np.int8), axis=1, block_size=2)
     with pytest.raises(ValueError, match="block_size"):
@@ -460,6 +464,23 @@ def test_bad_arguments():
         R.dequantize_linear(np.ones(3, np.int8), np.float32(1), np.uint8(0))
     with pytest.raises(ValueError, match="opset"):
         R.quantize_linear(x, np.float32(1), opset=9)
+
+
+def test_scalar_and_one_element_qparams_mix():
+    """A scalar and a 1-element vector are both per-tensor: ORT and onnx's reference accept the
+    mix, and ORT's quantize_static writes bias DequantizeLinear with a (1,) scale, scalar zp."""
+    import refquant as rq
+    x = np.linspace(-4, 4, 37).astype(F32)
+    want = R.quantize_linear(x, np.float32(0.1), np.int8(3))
+    for fn in (R.quantize_linear, rq.quantize_linear):
+        for s, z in [(np.array([0.1], F32), np.int8(3)), (np.float32(0.1), np.array([3], np.int8))]:
+            assert np.array_equal(fn(x, s, z), want)
+    b = np.arange(-40, 40, 7, dtype=np.int32) * 1000
+    want = R.dequantize_linear(b, np.float32(0.02), np.int32(0))
+    for fn in (R.dequantize_linear, rq.dequantize_linear):
+        assert np.array_equal(fn(b, np.array([0.02], F32), np.int32(0)), want)
+        assert np.array_equal(fn(b.astype(np.int8)[:1], np.float32(0.02), np.array([0], np.int8)),
+                              R.dequantize_linear(b.astype(np.int8)[:1], np.float32(0.02), np.int8(0)))
 
 
 def test_dtype_spellings():

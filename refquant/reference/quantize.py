@@ -228,7 +228,11 @@ def _granularity(x_shape, scale, zp, axis, block_size, opset, sname, zname):
         raise ValueError(f"block_size: must be >= 0 (0 = not blocked), got {block_size}")
     if block_size and opset < 21:
         raise ValueError(f"block_size: blocked quantization needs opset >= 21 (opset={opset})")
-    if zp is not None and zp.shape != scale.shape:
+    if zp is not None and zp.shape != scale.shape and not (
+            not block_size and scale.size == 1 and zp.size == 1 and scale.ndim <= 1 and zp.ndim <= 1):
+        # A scalar and a 1-element vector are both per-tensor parameters (ONNX Runtime and onnx's
+        # reference accept the mix; ORT's own quantizer writes bias DequantizeLinear nodes with a
+        # (1,) scale and a scalar zero point).
         raise ValueError(f"{zname}: shape {zp.shape} must equal {sname}'s shape {scale.shape}")
     per_tensor = scale.ndim == 0 or (scale.ndim == 1 and scale.size == 1 and not block_size)
     if per_tensor:
