@@ -106,3 +106,28 @@ def test_gemm_conv_every_profile(profile):
         dw = dict(group=C, pads=[1, 1, 1, 1])
         _same(lambda: refquant.conv_integer(x, w, np.uint8(0), np.int8(0), profile=profile, **dw),
               lambda: R.conv_integer(x, w, np.uint8(0), np.int8(0), profile=profile, **dw))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_gemm_column_blocks_every_profile(profile):
+    """Shapes that reach the AMX drivers' column blocks (the 64-column plain-B driver, B packed
+    whole or just in time, K slabs, rows split between threads) with a multiplier per column:
+    each block's epilogue must index the per-column multipliers -- float or fixed point
+    (tflite-optimized's were read from column 0 of every block until session 9)."""
+    rng = np.random.default_rng(abs(hash(profile + "cb")) % 2**32)
+    try:
+        for M, K, N in [(64, 256, 1000), (300, 64, 3000), (40, 4096, 1024), (200, 512, 512),
+                        (9, 100, 200)]:
+            a = rng.integers(0, 256, (M, K)).astype(np.uint8)
+            b = rng.integers(-127, 128, (K, N)).astype(np.int8)
+            bs = (rng.random(N) * 0.01 + 0.001).astype(np.float32)
+            args = (a, np.float32(0.05), np.uint8(7), b, bs, np.zeros(N, np.int8), np.float32(0.3),
+                    np.uint8(5))
+            want = lambda: R.qlinear_matmul(*args, profile=profile)   # noqa: E731
+            for nt in (1, 2):
+                refquant.set_num_threads(nt)
+                _same(lambda: refquant.qlinear_matmul(*args, profile=profile), want)
+                _same(lambda: refquant.qlinear_matmul(*args[:3], refquant.pack_weights(b), *args[4:],
+                                                      profile=profile), want)
+    finally:
+        refquant.set_num_threads(None)

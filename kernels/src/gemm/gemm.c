@@ -479,6 +479,10 @@ static void epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) {
     if (e->fbias) d->fbias = e->fbias + (ptrdiff_t)c0 * e->bias_cs;
     if (e->fbias2) d->fbias2 = e->fbias2 + (ptrdiff_t)c0 * e->bias_cs;
     if (e->mult && e->mult_n != 1 && !e->mult_rows) d->mult = e->mult + c0;
+    if (e->fx_mode && e->mult_n != 1 && !e->mult_rows) {   /* fixed point: indexed like mult */
+        d->fx_qm = e->fx_qm + c0;
+        d->fx_sh = e->fx_sh + c0;
+    }
     d->C = (char *)e->C + (ptrdiff_t)c0 * e->c_cs *
            (e->out_type == RQ_OUT_S32 ? (ptrdiff_t)sizeof(int32_t) : (ptrdiff_t)1);
 }
