@@ -83,11 +83,12 @@ Execution.  The graph runs node by node in topological order on ``onnx.reference
     (TF32 not modelled).
 
 ONNX Runtime contrib ops (com.microsoft; in QOperator models and produced by the fusions):
-QGemm and MatMulIntegerToFloat on the reference (profile); QLinearAdd with MLAS's AVX2 FMA formula
-and QLinearGlobalAveragePool with its integer-sum requantization (both bit-exact against
-onnxruntime 1.32 on this CPU); QLinearSigmoid / QLinearLeakyRelu as ORT's lookup tables
-Q(f(DQ(code))) (exact); QLinearAveragePool and QLinearConcat as Q(op(DQ(x))) in float32 and
-QLinearMul with MLAS's SSE2 formula (approximate: see docs/debugging.md for the measured counts).
+QGemm and MatMulIntegerToFloat on the reference (profile); QLinearAdd with MLAS's AVX2 FMA formula,
+QLinearGlobalAveragePool with its integer-sum requantization and QLinearAveragePool with ORT's
+float window sum and ``nearbyintf(sum / cnt / sy + zy)`` (all bit-exact against onnxruntime 1.32
+on this CPU); QLinearSigmoid / QLinearLeakyRelu as ORT's lookup tables Q(f(DQ(code))) (exact);
+QLinearConcat as Q(concat(DQ(x))) in float32 and QLinearMul with MLAS's SSE2 formula
+(approximate: see docs/debugging.md for the measured counts).
 
 Returned values: numpy arrays (integer codes for quantized tensors, unpacked ml_dtypes for
 4-bit and float8 types), one per node output of the executed graph, keyed by tensor name.
@@ -1142,23 +1143,85 @@ def _ort_leaky_relu(args, at, profile):
     return _float_sim(args, at, profile, lambda v: np.where(v >= 0, v, (v * al).astype(np.float32)))
 
 
-def _ort_avgpool(args, at, profile):
-    """QLinearAveragePool: Q(AveragePool(DQ(x))) in float32 (approximate: 8 of 1,440 outputs
-    differ from ORT 1.32, its float summation order)."""
-    from onnx.reference.ops.op_average_pool import AveragePool_19 as _AP
-    kw = {k: at[k] for k in ("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape",
-                             "pads", "strides") if k in at}
-    cl = int(at.get("channels_last", 0))
+def _ort_pool_geometry(at, spatial):
+    """ORT PoolAttributes: (kernel, strides, pads [begin..., end...], output sizes) for the
+    spatial input sizes (auto_pad, ceil_mode and dilations as ORT's ComputeOutputSize has them)."""
+    k = [int(v) for v in at["kernel_shape"]]
+    nd = len(k)
+    s = [int(v) for v in at.get("strides", [])] or [1] * nd
+    p = [int(v) for v in at.get("pads", [])] or [0] * (2 * nd)
+    dl = [int(v) for v in at.get("dilations", [])] or [1] * nd
+    ceil = int(at.get("ceil_mode", 0))
+    ap = at.get("auto_pad", "NOTSET")
+    ap = ap.decode() if isinstance(ap, bytes) else ap
+    out = []
+    for d in range(nd):
+        n = int(spatial[d])
+        if ap in ("SAME_UPPER", "SAME_LOWER"):
+            need = ((n + s[d] - 1) // s[d] - 1) * s[d] + k[d] - n
+            p[d] = int((need + 1) / 2) if ap == "SAME_LOWER" else int(need / 2)   # C division
+            p[d + nd] = need - p[d]
+        elif ap == "VALID":
+            p[d] = p[d + nd] = 0
+        v = np.float32(n + p[d] + p[d + nd] - dl[d] * (k[d] - 1) - 1) / np.float32(s[d]) + np.float32(1)
+        o = int(np.ceil(v)) if ceil else int(v)
+        if ceil and (o - 1) * s[d] >= n + p[d]:     # the last window must start inside the input
+            o -= 1
+        out.append(o)
+    return k, s, p, out
 
-    def f(v):
-        from onnx import helper
-        node = helper.make_node("AveragePool", ["x"], ["y"], **kw)
-        op = _AP(node, {"log": lambda *a: None, "opsets": {"": 19}, "new_ops": {}})
-        if cl:
-            v = np.moveaxis(v, -1, 1)
-        r = op.run(v.astype(np.float32))[0]
-        return np.moveaxis(r, 1, -1) if cl else r
-    return _float_sim(args, at, profile, f)
+
+def _ort_avgpool(args, at, profile):
+    """com.microsoft QLinearAveragePool as ORT's CPU kernel computes it (qlinear_pool.cc):
+    x_f = fl32(sx * (x - zx)); the window (clipped to the input; dilations ignored) summed in
+    float32 in row-major order; divided by fl32(count) (the kernel size with count_include_pad,
+    else the clipped window size); y = sat(int32(nearbyintf(fl32(fl32(sum / sy) + zy)))) -- the
+    zero point is added before rounding, so ties go to the even *code*.  A kernel covering the
+    whole (unpadded) input falls back to QLinearGlobalAveragePool's integer arithmetic."""
+    from ._dtypes import qrange
+    x, sx, zx, sy, zy = (list(args) + [None] * 5)[:5]
+    x = np.asarray(x)
+    dt = x.dtype
+    cl = int(at.get("channels_last", 0))
+    if cl:
+        x = np.moveaxis(x, -1, 1)
+    nd = x.ndim - 2
+    k, s, p, out = _ort_pool_geometry(at, x.shape[2:])
+    if list(x.shape[2:]) == k and not any(p):
+        return _ort_qlinear_gap([np.moveaxis(x, 1, -1) if cl else x, sx, zx, sy, zy],
+                                {"channels_last": cl}, profile)
+    zxi = 0 if zx is None else int(np.asarray(zx).reshape(()))
+    zyi = 0 if zy is None else int(np.asarray(zy).reshape(()))
+    sxf = np.float32(np.asarray(sx).reshape(()))
+    syf = np.float32(np.asarray(sy).reshape(()))
+    xf = (sxf * (x.astype(np.int32) - zxi).astype(np.float32)).astype(np.float32)
+    # zero-padded copy large enough for every window (adding +0.0 leaves a float sum unchanged)
+    lo_pad = [p[d] for d in range(nd)]
+    hi_pad = [max(0, (out[d] - 1) * s[d] - p[d] + k[d] - x.shape[2 + d]) for d in range(nd)]
+    xp = np.pad(xf, [(0, 0), (0, 0)] + [(lo_pad[d], hi_pad[d]) for d in range(nd)])
+    acc = np.zeros(x.shape[:2] + tuple(out), np.float32)
+    for off in np.ndindex(*k):
+        sl = tuple(slice(off[d], off[d] + (out[d] - 1) * s[d] + 1, s[d]) for d in range(nd))
+        acc = (acc + xp[(slice(None), slice(None)) + sl]).astype(np.float32)
+    if int(at.get("count_include_pad", 0)):
+        cnt = np.full(tuple(out), np.float32(np.prod(k)), np.float32)
+    else:
+        cnt = np.ones(tuple(out), np.int64)
+        for d in range(nd):
+            st = np.arange(out[d]) * s[d] - p[d]
+            size = np.minimum(st + k[d], x.shape[2 + d]) - np.maximum(st, 0)
+            shape = [1] * nd
+            shape[d] = out[d]
+            cnt = cnt * size.reshape(shape)
+        cnt = cnt.astype(np.float32)
+    avg = (acc / cnt).astype(np.float32)
+    v = ((avg / syf).astype(np.float32) + np.float32(zyi)).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        r = np.rint(v.astype(np.float64))
+    r = np.where(np.isfinite(r) & (r >= -2.0 ** 31) & (r < 2.0 ** 31), r, -2.0 ** 31)
+    qlo, qhi = qrange(dt)
+    y = np.clip(r, qlo, qhi).astype(dt)
+    return np.moveaxis(y, 1, -1) if cl else y
 
 
 def _ort_concat(args, at, profile):

@@ -537,3 +537,69 @@ def test_qlinear_add_matches_ort_on_ties():
         n_diff += int(np.count_nonzero(obs != ref))
         assert np.array_equal(ref, _ort_qlinear_add([a, sa, za, b, sb, zb, sc, zc], {}, None))
     assert n_diff == 0, f"{n_diff} of {n}"
+
+
+def _qlinear_avgpool_model(x_shape, dt, sx, zx, sy, zy, **at):
+    tp = helper.np_dtype_to_tensor_dtype(np.dtype(dt))
+    node = helper.make_node("QLinearAveragePool", ["x", "sx", "zx", "sy", "zy"], ["y"],
+                            domain="com.microsoft", name="qap", **at)
+    inits = [_init(n, v) for n, v in (("sx", np.float32(sx)), ("zx", dt(zx)), ("sy", np.float32(sy)),
+                                      ("zy", dt(zy)))]
+    return _model([node], [helper.make_tensor_value_info("x", tp, list(x_shape))],
+                  [helper.make_tensor_value_info("y", tp, None)], inits, opset=17, ms=True)
+
+
+def test_qlinear_average_pool_matches_ort():
+    """com.microsoft QLinearAveragePool: ORT's float window sum, then nearbyintf(sum/cnt/sy + zy)
+    (the zero point added before rounding: ties go to the even code) -- pads, auto_pad,
+    ceil_mode, count_include_pad, channels_last, 1-3 spatial dims, the global fallback."""
+    rng = np.random.default_rng(3)
+    cases = [dict(kernel_shape=[2, 2], strides=[2, 2]),
+             dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+             dict(kernel_shape=[3, 2], strides=[2, 1], ceil_mode=1),
+             dict(kernel_shape=[1, 1], strides=[2, 2], ceil_mode=1),
+             dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+             dict(kernel_shape=[2, 3], strides=[1, 2], auto_pad="SAME_LOWER", count_include_pad=1),
+             dict(kernel_shape=[3], strides=[2], pads=[1, 2]),
+             dict(kernel_shape=[2, 2, 2], strides=[1, 2, 2]),
+             dict(kernel_shape=[2, 2], strides=[2, 2], channels_last=1),
+             dict(kernel_shape=[6, 5])]
+    n = n_diff = 0
+    for t, at in enumerate(cases):
+        for dt in (np.uint8, np.int8):
+            lo, hi = (0, 256) if dt == np.uint8 else (-128, 128)
+            spatial = {1: [9], 2: [6, 5], 3: [4, 6, 5]}[len(at["kernel_shape"])]
+            shape = [2] + spatial + [3] if at.get("channels_last") else [2, 3] + spatial
+            x = rng.integers(lo, hi, shape).astype(dt)
+            sx = np.float32(0.05)
+            sy = np.float32(sx * np.float32([1.0, 0.5, 2.0, 0.7][t % 4]))
+            m = _qlinear_avgpool_model(shape, dt, sx, int(rng.integers(lo, hi)), sy, lo + 2 * t + 1, **at)
+            obs = ort_tensors(m, {"x": x})["y"]
+            ref = run_model(m, {"x": x}, profile="onnxruntime")["y"]
+            assert ref.shape == obs.shape, at
+            n += obs.size
+            n_diff += int(np.count_nonzero(ref != obs))
+    assert n_diff == 0, f"{n_diff} of {n}"
+
+
+def test_ort_fused_average_pool_matches_ort():
+    """DQ -> AveragePool -> Q fused into QLinearAveragePool (ORT extended): equal scales make
+    every 2x2 average a quarter step, many of them ties (the sweep's 203 of 1,024 one-code
+    differences came from rounding before adding the zero point)."""
+    rng = np.random.default_rng(5)
+    s, z = np.float32(0.02), np.uint8(131)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q_x"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq_x"),
+             helper.make_node("AveragePool", ["xd"], ["p"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             helper.make_node("QuantizeLinear", ["p", "s", "z"], ["pq"], name="q_p"),
+             helper.make_node("DequantizeLinear", ["pq", "s", "z"], ["out"], name="dq_out")]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+               [_init("s", s), _init("z", z)], opset=17)
+    x = (rng.standard_normal((1, 8, 16, 16)) * 1.5).astype(np.float32)
+    ref, fus = run_model(m, {"x": x}, profile="onnxruntime", fuse="onnxruntime", return_fusions=True)
+    assert [f.kind for f in fus] == ["QLinearAveragePool"]
+    obs = ort_tensors(m, {"x": x}, "extended")
+    assert np.array_equal(ref["pq"], obs["pq"]), int(np.count_nonzero(ref["pq"] != obs["pq"]))
