@@ -49,9 +49,11 @@ Execution.  The graph runs node by node in topological order on ``onnx.reference
     - DQ(A), DQ(B)[, DQ(C int32)] -> Gemm [-> redundant Relu/Clip] [-> Q] => com.microsoft
       ``QGemm`` (quantized or float output; beta must be 1).
 
-    - DQ inputs -> Add / Mul / GlobalAveragePool / AveragePool / Sigmoid / LeakyRelu / Concat -> Q
-      => com.microsoft ``QLinear<op>`` (every input and the output of one 8-bit type, per-tensor
-      constant scales), computed with ORT's own kernels' arithmetic (see the contrib ops below);
+    - DQ inputs -> Add / Mul / GlobalAveragePool / AveragePool / Sigmoid / LeakyRelu / Concat /
+      Softmax -> Q => com.microsoft ``QLinear<op>`` (every input and the output of one 8-bit type,
+      per-tensor constant scales; QLinearSoftmax gets ``opset`` = the Softmax's SinceVersion and
+      the schema's default axis written out), computed with ORT's own kernels' arithmetic (see the
+      contrib ops below);
     - x86 ``QDQS8ToU8Transformer``: an int8 Q -> DQ pair (the Q feeding one DQ that feeds at most
       one node) runs as uint8 with zero point + 128; int8 Conv/MatMul/Gemm units fuse only once
       converted, and the fused kernels compute in uint8 (same accumulator; it matters for int16
@@ -87,8 +89,11 @@ QGemm and MatMulIntegerToFloat on the reference (profile); QLinearAdd with MLAS'
 QLinearGlobalAveragePool with its integer-sum requantization and QLinearAveragePool with ORT's
 float window sum and ``nearbyintf(sum / cnt / sy + zy)`` (all bit-exact against onnxruntime 1.32
 on this CPU); QLinearSigmoid / QLinearLeakyRelu as ORT's lookup tables Q(f(DQ(code))) (exact);
-QLinearConcat as Q(concat(DQ(x))) in float32 and QLinearMul with MLAS's SSE2 formula
-(approximate: see docs/debugging.md for the measured counts).
+QLinearSoftmax with ORT's float exp table, float row sum and double ``T * floorf(1/sy) / sum``
+(bit-exact); QLinearConcat as Q(concat(DQ(x))) in float32 and QLinearMul with MLAS's SSE2 formula
+(approximate: see docs/debugging.md for the measured counts).  Softmax / LogSoftmax in float
+follow their opset's semantics (before opset 13 the rows are flattened from ``axis``, default 1;
+onnx.reference applies the opset-13 semantics everywhere).
 
 Returned values: numpy arrays (integer codes for quantized tensors, unpacked ml_dtypes for
 4-bit and float8 types), one per node output of the executed graph, keyed by tensor name.
@@ -771,7 +776,7 @@ def _eff_dtype(G, qtensor):
 
 _ORT_UNIT_OPS = {"Add": "QLinearAdd", "Mul": "QLinearMul", "GlobalAveragePool": "QLinearGlobalAveragePool",
                  "AveragePool": "QLinearAveragePool", "Sigmoid": "QLinearSigmoid",
-                 "LeakyRelu": "QLinearLeakyRelu", "Concat": "QLinearConcat"}
+                 "LeakyRelu": "QLinearLeakyRelu", "Concat": "QLinearConcat", "Softmax": "QLinearSoftmax"}
 
 
 def _scalar_qparams(d):
@@ -813,6 +818,12 @@ def _match_ort_qlinear(G, i):
         attrs = {k: v for k, v in a.items()}
         if op in ("GlobalAveragePool", "AveragePool"):
             attrs["channels_last"] = 0
+        if op == "Softmax":
+            # ORT UnaryReplaceWithQLinear: the target's attributes (with the Softmax schema's
+            # defaults filled in, as ORT's graph has them) plus opset = its SinceVersion
+            since = _softmax_since(_opsets(G.model).get("", 1))
+            attrs["opset"] = since
+            attrs.setdefault("axis", 1 if since < 13 else -1)
     node = _mk(_ORT_UNIT_OPS[op], args, q["output"], n, attrs, "com.microsoft", s8u8)
     return (node, {i, qi}, _dedupe(list(ins) + [n.output[0]], q["output"]), _ORT_UNIT_OPS[op],
             f"DQ -> {op} -> Q => com.microsoft {_ORT_UNIT_OPS[op]} (ORT QDQ fusion)", {})
@@ -1024,6 +1035,35 @@ def _make_ops(profile, fusions_by_output):
         return (_run_trt_fused(args, node_attrs(self), profile),)
 
     classes.append(type("TensorRTFused", (OpRun,), {"op_domain": _DOMAIN, "_run": _trt}))
+
+    def _softmax(self, X, axis=None, _log=False):
+        # onnx.reference applies opset-13 semantics at every opset: Softmax-1/11 coerce the input
+        # to 2-D at ``axis`` (default 1) and normalize over everything from it on
+        op_ver = opset(self, "") or 13
+        at = node_attrs(self)
+        X = np.asarray(X)
+        if X.size == 0:
+            return (X,)
+        if op_ver < 13:
+            ax = int(at.get("axis", 1))
+            ax = ax + X.ndim if ax < 0 else ax
+            Z = X.reshape(int(np.prod(X.shape[:ax])), -1)
+            ax2 = 1
+        else:
+            Z, ax2 = X, int(at.get("axis", -1))
+        tmp = Z - Z.max(axis=ax2, keepdims=True)
+        if _log:
+            Y = tmp - np.log(np.exp(tmp).sum(axis=ax2, keepdims=True))
+        else:
+            Y = np.exp(tmp)
+            Y /= Y.sum(axis=ax2, keepdims=True)
+        return (Y.astype(X.dtype).reshape(X.shape),)
+
+    def _log_softmax(self, X, axis=None):
+        return _softmax(self, X, axis, _log=True)
+
+    classes.append(type("Softmax", (OpRun,), {"op_domain": "", "_run": _softmax}))
+    classes.append(type("LogSoftmax", (OpRun,), {"op_domain": "", "_run": _log_softmax}))
     for name, fn in _ORT_CONTRIB.items():
         def _c(self, *args, _fn=fn, _name=name, **kw):
             args = list(args)
@@ -1224,6 +1264,89 @@ def _ort_avgpool(args, at, profile):
     return np.moveaxis(y, 1, -1) if cl else y
 
 
+def _softmax_since(opset):
+    """The SinceVersion of ai.onnx Softmax at a model opset (what ORT writes as ``opset``)."""
+    return 13 if opset >= 13 else (11 if opset >= 11 else 1)
+
+
+_LIBM = []
+
+
+def _libm_fns():
+    """(logf, exp) from the C math library ORT itself calls (glibc), else numpy stand-ins
+    (float64 log rounded to float32; numpy exp)."""
+    if not _LIBM:
+        fns = None
+        try:
+            import ctypes
+            import ctypes.util
+            lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+            lib.logf.restype, lib.logf.argtypes = ctypes.c_float, [ctypes.c_float]
+            lib.exp.restype, lib.exp.argtypes = ctypes.c_double, [ctypes.c_double]
+            fns = (lambda v: np.float32(lib.logf(float(v))), lambda v: float(lib.exp(float(v))))
+        except (OSError, AttributeError):
+            fns = (lambda v: np.float32(np.log(np.float64(v))), lambda v: float(np.exp(np.float64(v))))
+        _LIBM.append(fns)
+    return _LIBM[0]
+
+
+def _ort_qlinear_softmax(args, at, profile):
+    """com.microsoft QLinearSoftmax as ORT 1.32's CPU kernel computes it (qlinear_softmax.cc;
+    the arithmetic read off the shipped x86-64 binary and checked bit for bit).
+
+    Rows: opset < 13 flattens to (prod(shape[:axis]), prod(shape[axis:])); opset >= 13 reduces
+    along ``axis`` alone.  The default axis is the schema's -1 for every opset (the kernel's
+    "opset < 13 -> 1" fallback never fires).  With D the row length:
+    ``b = max(0, double(logf(FLT_MAX / fl32(D))) - 5) / sx`` and a float32 table
+    ``T[k] = fl32(exp((k - 255 + b) * sx))`` (double), indexed by ``x - max(row) + 255``;
+    ``sum`` adds the row's entries in float32, in order; ``N = double(floorf(1.0f / sy))``;
+    ``y = clamp(nearbyint(double(T) * N / double(sum)) + zy)`` in double (ties to even),
+    saturated to the 8-bit type (the scale is taken as 1/N: not Q(softmax) in general)."""
+    x, sx, zx, sy, zy = (list(args) + [None] * 5)[:5]
+    x = np.asarray(x)
+    dt = x.dtype
+    if "opset" not in at:
+        raise ValueError("QLinearSoftmax: the 'opset' attribute is required (ORT: opset must be "
+                         "existed in attributes of QlinearSoftmax)")
+    opset = int(at["opset"])
+    axis = int(at.get("axis", -1))
+    axis = axis + x.ndim if axis < 0 else axis
+    if x.size == 0:
+        return np.zeros_like(x)
+    if opset < 13:
+        D = int(np.prod(x.shape[axis:]))
+        rows = x.reshape(-1, D)
+    else:
+        xt = np.swapaxes(x, axis, -1)
+        D = x.shape[axis]
+        rows = xt.reshape(-1, D)
+    sxf = np.float32(np.asarray(sx).reshape(()))
+    if not sxf > 0:
+        raise ValueError(f"QLinearSoftmax: x_scale must be positive, got {sxf}")
+    logf, exp = _libm_fns()
+    bs = float(logf(np.float32(np.finfo(np.float32).max) / np.float32(D)))
+    bs = max(0.0, bs - 5.0) / float(sxf)
+    table = np.array([exp((k - 255.0 + bs) * float(sxf)) for k in range(256)]).astype(np.float32)
+    ri = rows.astype(np.int32)
+    vt = table[ri - ri.max(axis=1, keepdims=True) + 255]
+    vsum = np.cumsum(vt, axis=1, dtype=np.float32)[:, -1:]
+    syf = np.float32(np.asarray(sy).reshape(()))
+    with np.errstate(all="ignore"):
+        n = np.float64(np.floor(np.float32(1.0) / syf))
+        if not np.isfinite(n):
+            n = 1.0 / np.float64(syf)
+            n = np.floor(n) if abs(n) < 2.0 ** 52 else n
+        v = np.rint(vt.astype(np.float64) * n / vsum.astype(np.float64))
+    zyi = 0 if zy is None else int(np.asarray(zy).reshape(()))
+    from ._dtypes import qrange
+    lo, hi = qrange(dt)
+    v = v + zyi
+    y = np.where(np.isnan(v), 0, np.clip(np.nan_to_num(v, nan=0.0), lo, hi)).astype(dt)
+    if opset < 13:
+        return y.reshape(x.shape)
+    return np.swapaxes(y.reshape(xt.shape), axis, -1)
+
+
 def _ort_concat(args, at, profile):
     """QLinearConcat: Q(concat(DQ(x_i))) (requantizes inputs whose scale/zero point differ)."""
     from .reference import quantize_linear, dequantize_linear
@@ -1261,6 +1384,7 @@ _ORT_CONTRIB = {
     "QLinearSigmoid": _ort_sigmoid,
     "QLinearLeakyRelu": _ort_leaky_relu,
     "QLinearConcat": _ort_concat,
+    "QLinearSoftmax": _ort_qlinear_softmax,
 }
 
 

@@ -603,3 +603,79 @@ def test_ort_fused_average_pool_matches_ort():
     assert [f.kind for f in fus] == ["QLinearAveragePool"]
     obs = ort_tensors(m, {"x": x}, "extended")
     assert np.array_equal(ref["pq"], obs["pq"]), int(np.count_nonzero(ref["pq"] != obs["pq"]))
+
+
+def _qlinear_softmax_model(x_shape, dt, sx, zx, sy, zy, **at):
+    tp = helper.np_dtype_to_tensor_dtype(np.dtype(dt))
+    node = helper.make_node("QLinearSoftmax", ["x", "sx", "zx", "sy", "zy"], ["y"],
+                            domain="com.microsoft", name="qsm", **at)
+    inits = [_init(n, v) for n, v in (("sx", np.float32(sx)), ("zx", dt(zx)), ("sy", np.float32(sy)),
+                                      ("zy", dt(zy)))]
+    return _model([node], [helper.make_tensor_value_info("x", tp, list(x_shape))],
+                  [helper.make_tensor_value_info("y", tp, None)], inits, opset=17, ms=True)
+
+
+# rows where near-ties single out ORT 1.32's arithmetic: float logf in the table's shift, the
+# double-precision T * N / sum, and no float overflow at D = 1 (x, x_scale, y_scale, ORT's codes)
+_SOFTMAX_TIE_ROWS = [
+    ([137, 118, 246, 153, 137, 47, 125, 246], 0.20565377175807953, 0.010717429220676422,
+     [0, 0, 46, 0, 0, 0, 0, 46]),
+    ([198, 146, 82, 237, 237, 153, 13, 38, 49], 0.42818036675453186, 0.01486815046519041,
+     [0, 0, 0, 34, 34, 0, 0, 0, 0]),
+    ([165, 92, 203, 163, 55, 160, 133, 71, 203], 0.4388798177242279, 0.019383525475859642,
+     [0, 0, 26, 0, 0, 0, 0, 0, 26]),
+    ([113], 0.33841773867607117, 0.0066403476521372795, [150]),
+    ([194, 195], 0.45680710673332214, 0.0018077337881550193, [214, 255]),
+]
+
+
+def test_qlinear_softmax_matches_ort():
+    """com.microsoft QLinearSoftmax: ORT's float table, float row sum, double T*N/sum with
+    N = floorf(1/sy), saturation; opset < 13 (flattened rows) and >= 13 (one axis), uint8/int8."""
+    from refquant.model import _ort_qlinear_softmax
+    for x, sx, sy, want in _SOFTMAX_TIE_ROWS:
+        got = _ort_qlinear_softmax([np.array([x], np.uint8), np.float32(sx), np.uint8(0), np.float32(sy),
+                                    np.uint8(0)], {"opset": 13}, None)
+        assert got.ravel().tolist() == want, (x, got.ravel().tolist())
+    rng = np.random.default_rng(7)
+    n = n_diff = 0
+    cases = [([2, 3, 7], {"opset": 13}), ([2, 3, 7], {"opset": 13, "axis": 1}),
+             ([2, 3, 7], {"opset": 11}), ([4, 3, 5], {"opset": 12, "axis": 1}),
+             ([3, 40], {"opset": 1, "axis": 0}), ([6, 1], {"opset": 13}), ([5, 2, 9], {"opset": 13, "axis": 0}),
+             ([2, 300], {"opset": 13})]
+    for t, (shape, at) in enumerate(cases):
+        for dt in (np.uint8, np.int8):
+            lo, hi = (0, 256) if dt == np.uint8 else (-128, 128)
+            x = rng.integers(lo, hi, shape).astype(dt)
+            sx = [0.05, 0.3, 0.02, 0.8][t % 4]
+            sy, zy = (1 / 256, lo) if t % 3 else (0.0037, lo + 5)
+            m = _qlinear_softmax_model(shape, dt, sx, int(rng.integers(lo, hi)), sy, zy, **at)
+            obs = ort_tensors(m, {"x": x})["y"]
+            ref = run_model(m, {"x": x}, profile="onnxruntime")["y"]
+            n += obs.size
+            n_diff += int(np.count_nonzero(ref != obs))
+    assert n_diff == 0, f"{n_diff} of {n}"
+
+
+@pytest.mark.parametrize("opset", [12, 13])
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_ort_fused_softmax_matches_ort(opset, dt):
+    """DQ -> Softmax -> Q => QLinearSoftmax at extended/all (opset attribute = Softmax's
+    SinceVersion, the schema's default axis written out); the float Softmax at level disabled
+    with the opset's own semantics (before 13: rows flattened from axis 1)."""
+    lo = 0 if dt == np.uint8 else -128
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q_x"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq_x"),
+             helper.make_node("Softmax", ["xd"], ["p"], name="sm"),
+             helper.make_node("QuantizeLinear", ["p", "so", "zo"], ["pq"], name="q_p"),
+             helper.make_node("DequantizeLinear", ["pq", "so", "zo"], ["out"], name="dq_out")]
+    inits = [_init("s", np.float32(0.07)), _init("z", dt(3)), _init("so", np.float32(1 / 256)),
+             _init("zo", dt(lo))]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5])],
+               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits, opset=opset)
+    x = random_input((2, 3, 5), seed=opset, scale=3.0)
+    for level, fuse in (("disabled", None), ("extended", "onnxruntime"), ("all", "onnxruntime")):
+        ref, fus = run_model(m, {"x": x}, profile="onnxruntime", fuse=fuse, return_fusions=True)
+        obs = ort_tensors(m, {"x": x}, level)
+        assert ("QLinearSoftmax" in [f.kind for f in fus]) == (fuse is not None)
+        assert np.array_equal(ref["out"], obs["out"]), level
