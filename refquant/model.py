@@ -93,7 +93,9 @@ QLinearSoftmax with ORT's float exp table, float row sum and double ``T * floorf
 (bit-exact); QLinearConcat as Q(concat(DQ(x))) in float32 and QLinearMul with MLAS's SSE2 formula
 (approximate: see docs/debugging.md for the measured counts).  Softmax / LogSoftmax in float
 follow their opset's semantics (before opset 13 the rows are flattened from ``axis``, default 1;
-onnx.reference applies the opset-13 semantics everywhere).
+onnx.reference applies the opset-13 semantics everywhere).  Under an onnxruntime profile, Resize
+(linear, 4-D NCHW, opset >= 11) on uint8/int8 runs ORT's integer-typed kernel: float weights
+``fl32(dx*dy)``, the four-term float sum, truncation toward zero (other Resize cases: onnx.reference).
 
 Returned values: numpy arrays (integer codes for quantized tensors, unpacked ml_dtypes for
 4-bit and float8 types), one per node output of the executed graph, keyed by tensor name.
@@ -1062,6 +1064,42 @@ def _make_ops(profile, fusions_by_output):
     def _log_softmax(self, X, axis=None):
         return _softmax(self, X, axis, _log=True)
 
+    from onnx.reference.ops.op_resize import Resize as _RefResize
+    ort_arith = getattr(profile, "name", "").startswith("onnxruntime")
+
+    def _resize(self, X, roi=None, scales=None, sizes=None, **kw):
+        X = np.asarray(X)
+        r = _ort_resize_plan(self, X, roi, scales, sizes, kw) if ort_arith else None
+        if r is not None:
+            return (_ort_resize_bilinear_int(X, *r),)
+        return _RefResize._run(self, X, roi, scales, sizes, **kw)
+
+    def _ort_resize_plan(self, X, roi, scales, sizes, kw):
+        """(out_hw, scales_hw, mode) when ORT runs its integer bilinear kernel, else None."""
+        if X.dtype not in _EIGHT_BIT or X.ndim != 4 or (opset(self, "") or 21) < 11:
+            return None
+        ctm = kw.get("coordinate_transformation_mode") or "half_pixel"
+        ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+        mode = kw.get("mode") or "nearest"
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        kar = kw.get("keep_aspect_ratio_policy") or "stretch"
+        kar = kar.decode() if isinstance(kar, bytes) else kar
+        if mode != "linear" or kw.get("antialias") or kw.get("axes") is not None or \
+                ctm not in _ORT_RESIZE_CTM or kar != "stretch":
+            return None
+        if sizes is not None and np.size(sizes):
+            out = [int(v) for v in np.asarray(sizes).reshape(-1)]
+            sc = [np.float32(out[i]) / np.float32(X.shape[i]) for i in range(4)]
+        elif scales is not None and np.size(scales):
+            sc = [np.float32(v) for v in np.asarray(scales, np.float32).reshape(-1)]
+            out = [int(np.float32(sc[i]) * np.float32(X.shape[i])) for i in range(4)]
+        else:
+            return None
+        if len(sc) != 4 or sc[0] != 1 or sc[1] != 1 or out[0] != X.shape[0] or out[1] != X.shape[1]:
+            return None
+        return (out[2], out[3]), (sc[2], sc[3]), ctm
+
+    classes.append(type("Resize", (_RefResize,), {"op_domain": "", "_run": _resize}))
     classes.append(type("Softmax", (OpRun,), {"op_domain": "", "_run": _softmax}))
     classes.append(type("LogSoftmax", (OpRun,), {"op_domain": "", "_run": _log_softmax}))
     for name, fn in _ORT_CONTRIB.items():
@@ -1345,6 +1383,62 @@ def _ort_qlinear_softmax(args, at, profile):
     if opset < 13:
         return y.reshape(x.shape)
     return np.swapaxes(y.reshape(xt.shape), axis, -1)
+
+
+_ORT_RESIZE_CTM = ("half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners")
+
+
+def _ort_resize_coord(o, scale, out_len, in_len, ctm):
+    """ORT GetOriginalCoordinateFromResizedCoordinate, in float32."""
+    f = np.float32
+    o, scale = f(o), f(scale)
+    if ctm == "half_pixel" or (ctm == "pytorch_half_pixel" and out_len > 1):
+        return f(f(f(o + f(0.5)) / scale) - f(0.5))
+    if ctm == "pytorch_half_pixel":
+        return f(0)
+    if ctm == "asymmetric":
+        return f(o / scale)
+    return f(0) if out_len == 1 else f(f(o * f(in_len - 1)) / f(out_len - 1))
+
+
+def _ort_bilinear_params(in_len, out_len, scale, ctm):
+    """ORT SetupUpsampleBilinear for one axis: (i1, i2, d1, d2) with the coordinate clamped to the
+    input, d1 = |c - i1|, d2 = |c - i2| (0.5 each where i1 == i2)."""
+    i1 = np.zeros(out_len, np.int64)
+    i2 = np.zeros(out_len, np.int64)
+    d1 = np.zeros(out_len, np.float32)
+    d2 = np.zeros(out_len, np.float32)
+    for o in range(out_len):
+        c = _ort_resize_coord(o, scale, out_len, in_len, ctm) if scale != 1 else np.float32(o)
+        c = np.float32(max(np.float32(0), min(c, np.float32(in_len - 1))))
+        a = min(int(c), in_len - 1)
+        b = min(a + 1, in_len - 1)
+        if a == b:
+            d1[o] = d2[o] = np.float32(0.5)
+        else:
+            d1[o] = abs(np.float32(c - np.float32(a)))
+            d2[o] = abs(np.float32(c - np.float32(b)))
+        i1[o], i2[o] = a, b
+    return i1, i2, d1, d2
+
+
+def _ort_resize_bilinear_int(X, out_hw, scales_hw, ctm):
+    """ORT's CPU Resize (linear, NCHW, 8-bit integer input; upsample.h UpsampleBilinear):
+    float weights ``w = fl32(dx * dy)``, ``v = ((w11*X11 + w21*X21) + w12*X12) + w22*X22`` in
+    float32, then ``static_cast<T>``: truncation toward zero, not rounding."""
+    f = np.float32
+    H, W = X.shape[2], X.shape[3]
+    y1, y2, dy1, dy2 = _ort_bilinear_params(H, out_hw[0], scales_hw[0], ctm)
+    x1, x2, dx1, dx2 = _ort_bilinear_params(W, out_hw[1], scales_hw[1], ctm)
+    xf = X.astype(f)
+    r1, r2 = xf[:, :, y1], xf[:, :, y2]
+    X11, X21, X12, X22 = r1[..., x1], r1[..., x2], r2[..., x1], r2[..., x2]
+    DX1, DX2 = dx1[None, None, None, :], dx2[None, None, None, :]
+    DY1, DY2 = dy1[None, None, :, None], dy2[None, None, :, None]
+    v = (((DX2 * DY2).astype(f) * X11).astype(f) + ((DX1 * DY2).astype(f) * X21).astype(f)).astype(f)
+    v = (v + ((DX2 * DY1).astype(f) * X12).astype(f)).astype(f)
+    v = (v + ((DX1 * DY1).astype(f) * X22).astype(f)).astype(f)
+    return np.trunc(v.astype(np.float64)).astype(np.int64).astype(X.dtype)
 
 
 def _ort_concat(args, at, profile):

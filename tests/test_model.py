@@ -679,3 +679,27 @@ def test_ort_fused_softmax_matches_ort(opset, dt):
         obs = ort_tensors(m, {"x": x}, level)
         assert ("QLinearSoftmax" in [f.kind for f in fus]) == (fuse is not None)
         assert np.array_equal(ref["out"], obs["out"]), level
+
+
+def test_ort_integer_bilinear_resize_matches_ort():
+    """Resize(linear) on uint8/int8 under an onnxruntime profile: ORT's float weights
+    fl32(dx*dy), the four-term float sum, truncation to the integer type (not rounding)."""
+    rng = np.random.default_rng(2)
+    n = n_diff = 0
+    for t, ctm in enumerate(("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel") * 2):
+        dt = np.uint8 if t % 2 else np.int8
+        lo, hi = (0, 256) if dt == np.uint8 else (-128, 128)
+        shape = (1, 3, 5 + t % 3, 7)
+        scales = np.array([1, 1, [2.0, 1.5, 0.5, 3.0][t % 4], [2.0, 3.0, 0.75, 1.5][t % 4]], np.float32)
+        tp = helper.np_dtype_to_tensor_dtype(np.dtype(dt))
+        node = helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="linear",
+                                coordinate_transformation_mode=ctm)
+        m = _model([node], [helper.make_tensor_value_info("x", tp, list(shape))],
+                   [helper.make_tensor_value_info("y", tp, None)], [_init("sc", scales)], opset=17)
+        x = rng.integers(lo, hi, shape).astype(dt)
+        obs = ort_tensors(m, {"x": x})["y"]
+        ref = run_model(m, {"x": x}, profile="onnxruntime")["y"]
+        assert ref.shape == obs.shape
+        n += obs.size
+        n_diff += int(np.count_nonzero(ref != obs))
+    assert n_diff == 0, f"{n_diff} of {n}"
