@@ -167,7 +167,8 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                                           R.matmul_integer(A, B, np.uint8(5), zb))
         refquant.set_num_threads(None)
         for t, M, K_, N in ((1, 2, 1031, 200), (1, 6, 520, 130), (2, 8, 1030, 1100), (2, 5, 520, 1600),
-                            (2, 401, 130, 70), (3, 1000, 64, 33)):   # (the last two: rows split between threads)
+                            (2, 401, 130, 70), (3, 1000, 64, 33),   # (these two: rows split between threads)
+                            (1, 2, 3, 200001), (2, 4, 5, 70001)):   # (these two: GEMV column blocks)
             refquant.set_num_threads(t)     # the register-blocked GEMV: bands, halves, K / column slices
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
             for B in (rng.integers(-128, 128, (K_, N)).astype(np.int8), rng.integers(0, 256, (K_, N)).astype(np.uint8)):

@@ -733,6 +733,47 @@ def test_gemv_register_bands():
                     refquant.set_num_threads(None)
 
 
+def test_gemv_column_blocks():
+    """A GEMV whose accumulators ((M + 1) x N int32) pass half the L2 runs in equal column blocks
+    one after another: per-column zero points, float and fixed-point multipliers (onnx,
+    tflite-optimized), int32 and float biases (QGemm), the 8-bit and int32 outputs, and a 1x1
+    conv with few output channels over a large image (pixels as columns) give the reference's
+    bits at 1 and 2 threads, the last block shorter than the others."""
+    if "avx512vnni" not in AVAILABLE:
+        pytest.skip("no AVX-512 VNNI here")
+    rng = np.random.default_rng(37)
+    for (M, K, N) in ((1, 3, 300001), (4, 64, 70001), (8, 17, 33000)):
+        A = _rand(rng, np.uint8, (M, K))
+        B = _rand(rng, np.int8, (K, N))
+        zb = _rand(rng, np.int8, (N,), extreme=0)
+        _check_threads(A, B, np.uint8(9), zb, f"gemv blocks M={M} N={N} K={K}")
+        bs = (rng.random(N).astype(np.float32) + 0.5) * np.float32(0.004)
+        args = (A, np.float32(0.05), np.uint8(7), B, bs, np.zeros(N, np.int8), np.float32(0.3), np.uint8(5))
+        C = rng.integers(-3000, 3000, N).astype(np.int32)
+        for t in (1, 2):
+            refquant.set_num_threads(t)
+            try:
+                for prof in ("onnx", "tflite-optimized"):
+                    got = refquant.qlinear_matmul(*args, profile=prof)
+                    assert t > 1 or refquant.last_path()["path"] == "gemv_vnni4__avx512vnni"
+                    _check(got, R.qlinear_matmul(*args, profile=prof), f"qlm {prof} M={M} N={N} t={t}")
+                _check(refquant.qgemm(*args[:6], C, *args[6:]), R.qgemm(*args[:6], C, *args[6:]),
+                       f"qgemm M={M} N={N} t={t}")
+            finally:
+                refquant.set_num_threads(None)
+    x = _rand(rng, np.uint8, (1, 16, 250, 251))
+    w = _rand(rng, np.int8, (4, 16, 1, 1))
+    cargs = (x, np.float32(0.05), np.uint8(7), w, (rng.random(4).astype(np.float32) + 0.5) * np.float32(0.004),
+             np.zeros(4, np.int8), np.float32(0.3), np.uint8(5), rng.integers(-5000, 5000, 4).astype(np.int32))
+    for t in (1, 2):
+        refquant.set_num_threads(t)
+        try:
+            _check(refquant.qlinear_conv(*cargs), R.qlinear_conv(*cargs), f"1x1 conv 16->4 t={t}")
+            assert t > 1 or refquant.last_path()["path"] == "gemv_vnni4__avx512vnni"
+        finally:
+            refquant.set_num_threads(None)
+
+
 def test_outputs_start_on_a_cache_line():
     """Outputs of 16 KiB or more that the kernels allocate start on a 64-byte boundary (AMX tile
     rows stored straight into them must not straddle two lines), and are ordinary writable

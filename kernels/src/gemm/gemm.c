@@ -902,6 +902,35 @@ static int gemm_rows_split(const rq_gemm_args *a, int nt) {
     return RQ_OK;
 }
 
+/* The GEMV over a long B, in column blocks run one after another: its buffers (the accumulators,
+ * R x N int32, and the raw sums, M x N) are otherwise sized by all of N -- 40 bytes a column at
+ * 4 rows, fresh pages from the system on every call, and every band of B's rows streamed them
+ * through memory (1x1 conv 64 -> 4 at 1024x1024: 12 ms, a third of it clearing pages).  The
+ * column slice's arguments: per-column zero points, multipliers (float or fixed point), biases
+ * and C shifted to its first column. */
+static int gemm_cols_split(const rq_gemm_args *a, int nb) {
+    const ptrdiff_t es = a->out_type == RQ_OUT_S32 ? 4 : 1;
+    for (int j0 = 0; j0 < a->N; j0 += nb) {
+        rq_gemm_args s = *a;
+        s.N = imin(nb, a->N - j0);
+        s.B = a->B + (ptrdiff_t)j0 * a->b_cs;
+        if (a->b_zp_n != 1) { s.b_zp = a->b_zp + j0; s.b_zp_n = s.N; }
+        s.C = (char *)a->C + (ptrdiff_t)j0 * a->c_cs * es;
+        if (a->bias) s.bias = a->bias + (ptrdiff_t)j0 * a->bias_cs;
+        if (a->fbias) s.fbias = a->fbias + (ptrdiff_t)j0 * a->bias_cs;
+        if (a->fbias2) s.fbias2 = a->fbias2 + (ptrdiff_t)j0 * a->bias_cs;
+        if (a->mult_n != 1 && !a->mult_rows) {
+            if (a->mult) s.mult = a->mult + j0;
+            if (a->fx_qm) s.fx_qm = a->fx_qm + j0;
+            if (a->fx_sh) s.fx_sh = a->fx_sh + j0;
+            if (a->mult_n) s.mult_n = s.N;
+        }
+        const int rc = rq_gemm_run(&s, NULL);
+        if (rc != RQ_OK) return rc;
+    }
+    return RQ_OK;
+}
+
 int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     if (!a || a->M < 0 || a->N < 0 || a->K < 0) return RQ_EARG;
     const int M = a->M, N = a->N, K = a->K;
@@ -910,6 +939,18 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     int kern = rq_gemm_choose(a);
     if (kernel_used) *kernel_used = kern;
     if (M == 0 || N == 0) return RQ_OK;
+    if (kern == RQ_K_VNNI_GEMV) {
+        /* the accumulators, (M + 1) x N int32: split when they pass half the L2, into equal
+         * blocks of about a quarter (measured in-process, 1 thread, against no split: 1x1 conv
+         * 64 -> 4 at 1024x1024 12 -> 5.0 ms, 2x1024x100000 6.0-6.4 -> 4.1; narrower blocks
+         * over a B of long rows were slower: 4x4096x32000 in blocks of 10,688 columns 8.3-9.3
+         * against 5.9-6.5 ms whole) */
+        const size_t per_col = (size_t)(M + 1) * sizeof(int32_t), l2 = (size_t)rq_l2_bytes();
+        if (per_col * (size_t)N > l2 / 2) {
+            const size_t nblk = (per_col * (size_t)N + l2 / 4 - 1) / (l2 / 4);
+            return gemm_cols_split(a, rup((int)(((size_t)N + nblk - 1) / nblk), 64));
+        }
+    }
     if (RQ_DUP_PACK && nt > 1 && kern == RQ_K_AMX && !a->packed && a->b_cs == 1 && !a->mult_rows &&
         M >= RQ_DUP_MIN_M && (size_t)rup(K > 0 ? K : 1, 64) * rup(N, 16) <= (size_t)rq_l2_bytes() / 4)
         return gemm_rows_split(a, nt);
