@@ -13,6 +13,24 @@ from libc.string cimport memcpy
 
 cnp.import_array()
 
+from refquant._errors import KernelSizeLimit
+
+cdef int _fits(str what, Py_ssize_t v) except -1:
+    """KernelSizeLimit unless v fits the C kernels' int sizes (the dispatcher then runs the
+    reference)."""
+    if v > 2147483647:
+        raise KernelSizeLimit(f"{what} = {v} is beyond the kernels' int sizes (2**31 - 1)")
+    return 0
+
+
+cdef int _conv_fits(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Cout, Py_ssize_t KH,
+                    Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW) except -1:
+    _fits("conv input pixels H * W", H * W)
+    _fits("conv output pixels OH * OW", OH * OW)
+    _fits("conv K = C * KH * KW", C * KH * KW)
+    _fits("conv output channels", Cout)
+    return 0
+
 cdef extern from "numpy/arrayobject.h":
     # new references; PyArray_NewFromDescr steals the descriptor's
     void *rq_descr_from_type "PyArray_DescrFromType"(int typenum)
@@ -189,6 +207,7 @@ def pack_b(B, int isa=-1, int nthreads=0):
     cdef PackedB p = PackedB.__new__(PackedB)
     cdef const uint8_t *ptr = <const uint8_t *>cnp.PyArray_DATA(b)
     cdef Py_ssize_t rs = b.strides[0], cs = b.strides[1]
+    _fits("B rows (K)", b.shape[0]); _fits("B columns (N)", b.shape[1])
     cdef int K = <int>b.shape[0], N = <int>b.shape[1], sg = b.dtype.kind == "i"
     with nogil:
         p.pb = rq_pack_b(ptr, rs, cs, K, N, sg, isa, nthreads)
@@ -206,6 +225,7 @@ def pack_conv_w(w, int isa=-1, int nthreads=0, int cp=0, bint pad_implicit=True)
     cdef cnp.ndarray a = np.ascontiguousarray(w)
     if a.ndim != 4 or a.dtype.itemsize != 1 or a.dtype.kind not in "iu":
         raise TypeError("w: 4-D uint8/int8 expected")
+    _fits("w output channels", a.shape[0]); _fits("w K = Cin * KH * KW (channels padded)", (a.shape[1] + 64) * a.shape[2] * a.shape[3])
     cdef PackedB p = PackedB.__new__(PackedB)
     cdef int co = <int>a.shape[0], ci = <int>a.shape[1], kh = <int>a.shape[2], kw = <int>a.shape[3]
     cdef int sg = a.dtype.kind == "i"
@@ -269,6 +289,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
             raise TypeError("A, B: uint8/int8 expected")
     if a.shape[1] != b.shape[0] or o.shape[0] != a.shape[0] or o.shape[1] != b.shape[1]:
         raise ValueError("A, B, out: shape mismatch")
+    _fits("M", a.shape[0]); _fits("K", a.shape[1]); _fits("N", b.shape[1])
     g.M = <int>a.shape[0]; g.K = <int>a.shape[1]; g.N = <int>b.shape[1]
     g.A = <const uint8_t *>cnp.PyArray_DATA(a); g.a_rs = a.strides[0]; g.a_cs = a.strides[1]
     g.a_signed = a.dtype.kind == "i"
@@ -364,6 +385,7 @@ cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB 
         raise TypeError("a, b: uint8/int8 expected")
     if a.shape[1] != b.shape[0]:
         raise ValueError("a, b: shape mismatch")
+    _fits("M", a.shape[0]); _fits("K", a.shape[1]); _fits("N", b.shape[1])
     cdef cnp.npy_intp dims[2]
     dims[0] = a.shape[0]; dims[1] = b.shape[1]
     cdef cnp.ndarray o
@@ -715,6 +737,7 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     cdef rq_conv_args c
     cdef int32_t wz32 = wz
     cdef tuple kern_ = geo["kernel"], st = geo["strides"], dl = geo["dilations"], pd = geo["pads"]
+    _conv_fits(xa.shape[1], xa.shape[2], xa.shape[3], wa.shape[0], kern_[0], kern_[1], o2[0], o2[1])
     c.C = <int>xa.shape[1]; c.H = <int>xa.shape[2]; c.W = <int>xa.shape[3]
     c.Cout = Cout; c.group = <int>geo["group"]
     c.KH = <int>kern_[0]; c.KW = <int>kern_[1]
@@ -795,6 +818,7 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
         raise ValueError("x, w, out: C-contiguous expected")
     if xa.ndim != 3 or wa.ndim != 4 or o.ndim != 3:
         raise ValueError("x (C,H,W), w (Cout,Cin/g,KH,KW), out (Cout,OH,OW) expected")
+    _conv_fits(xa.shape[0], xa.shape[1], xa.shape[2], wa.shape[0], kernel[0], kernel[1], o.shape[1], o.shape[2])
     c.C = <int>xa.shape[0]; c.H = <int>xa.shape[1]; c.W = <int>xa.shape[2]
     c.Cout = <int>wa.shape[0]; c.group = group
     c.KH = <int>kernel[0]; c.KW = <int>kernel[1]

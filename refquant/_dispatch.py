@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from . import reference as _ref
+from ._errors import KernelSizeLimit
 from ._packed import pack_weights as _ref_pack_weights
 from .profile import get_profile, _GENERATION
 
@@ -109,10 +110,13 @@ def _try_fast(op, module, func, args, kwargs, **extra):
         return None
     if not _fast_profile_ok(prof, op):
         return None
-    if not kwargs and not extra:
-        res = fast(*args, profile=prof)
-    else:
-        res = fast(*args, **dict(kwargs, profile=prof, **extra))
+    try:
+        if not kwargs and not extra:
+            res = fast(*args, profile=prof)
+        else:
+            res = fast(*args, **dict(kwargs, profile=prof, **extra))
+    except KernelSizeLimit:     # a dimension beyond the kernels' int sizes: the reference runs
+        return None
     if res is None:
         return None
     _ran(op, res[1])
@@ -239,7 +243,10 @@ def _lean_first(slot, resolve, op, call_args):
     f = slot[0] if slot[1] == _GENERATION[0] else resolve()
     if f is None:
         return None
-    res = f(*call_args)
+    try:
+        res = f(*call_args)
+    except KernelSizeLimit:
+        return None
     if res is not None:
         _ran(op, res[1])
     return res

@@ -631,6 +631,8 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
         group = int(attrs.get("group", 1))
     except (TypeError, ValueError):
         return None
+    if not _conv_fits(X.shape, W.shape, out):
+        return None
     sat16 = False
     if profile.int16_pair_saturation and X.dtype != W.dtype:
         # saturating int16 pairs (vpmaddubsw): True = every conv, over the im2col reduction order
@@ -695,6 +697,19 @@ def _qc_prof(profile):
     return ent
 
 
+_INT_MAX = 2**31 - 1
+
+
+def _conv_fits(xs, ws, out):
+    """Whether the kernels' C int sizes hold this conv (pixels in and out, K = C*KH*KW, output
+    channels; ``_gemm._conv_fits`` checks the same before any C code runs): checked before the
+    per-image copies, so that a huge input goes to the reference without a copy first."""
+    hw = int(np.prod(xs[2:], dtype=np.int64)) if len(xs) > 2 else 1
+    ohw = int(np.prod(out, dtype=np.int64)) if len(out) else 1
+    k = int(np.prod(ws[1:], dtype=np.int64))
+    return max(hw, ohw, k, ws[0]) <= _INT_MAX
+
+
 def _lean_geo(xs, ws, dilations, group, kernel_shape, pads, strides):
     """(geometry kwargs of _k.conv2d, output spatial shape) of a 2-D conv, cached by shapes and
     attributes; None when _conv_geometry refuses them (the generic path raises the error)."""
@@ -711,6 +726,8 @@ def _lean_geo(xs, ws, dilations, group, kernel_shape, pads, strides):
             pb, pe, st, dl, out = _rc._conv_geometry(xs, ws, "NOTSET", dilations, group, kernel_shape, pads,
                                                     strides)
         except (TypeError, ValueError):
+            return None
+        if not _conv_fits(xs, ws, out):
             return None
         ent = (dict(group=int(group), kernel=(ws[2], ws[3]), strides=tuple(st), dilations=tuple(dl),
                     pads=(pb[0], pb[1], pe[0], pe[1]), sat16=False), tuple(out))

@@ -61,8 +61,12 @@ def pack_weights(B, **kwargs):
         except ImportError:
             _gemm = None
         if _gemm is not None:
-            if orig.ndim == 2:
-                packed, layout = _gemm.pack_b(orig), "vnni4_gemm"
-            else:
-                packed, layout = _gemm.pack_conv_w(orig), "vnni4_conv"
+            from ._errors import KernelSizeLimit
+            try:
+                if orig.ndim == 2:
+                    packed, layout = _gemm.pack_b(orig), "vnni4_gemm"
+                else:
+                    packed, layout = _gemm.pack_conv_w(orig), "vnni4_conv"
+            except KernelSizeLimit:     # beyond the kernels' int sizes: kept plain
+                packed, layout = None, "plain"
     return PackedWeights(orig, packed, {"layout": layout})

@@ -205,3 +205,35 @@ def test_output_buffer_pool_never_overwrites_a_live_result():
     np.testing.assert_array_equal(d, refquant.reference.dequantize_linear(qi, np.float32(0.3),
                                                                           np.int8(1)))
     qf.release_buffers()
+
+
+def test_dimensions_beyond_int_run_the_reference(monkeypatch):
+    """The C kernels size things with C ints: a dimension past 2**31 - 1 (a K of 2**32 + 5 would
+    otherwise be truncated to 5) makes the compiled entries raise KernelSizeLimit before any C
+    code runs, and the dispatcher runs the reference instead (stride-0 views: no memory used;
+    the reference is replaced by a stub here)."""
+    pytest.importorskip("refquant._gemm", reason="extensions not built")
+    from numpy.lib.stride_tricks import as_strided
+    from refquant import _dispatch as D, _gemm as k
+    from refquant._errors import KernelSizeLimit
+    K = 2**32 + 5
+    A = as_strided(np.ones(1, np.uint8), shape=(1, K), strides=(0, 0))
+    B = as_strided(np.ones(1, np.int8), shape=(K, 1), strides=(0, 0))
+    for call in (lambda: k.matmul_s32(A, B, 0, 0), lambda: k.pack_b(B),
+                 lambda: k.gemm(A, B, np.int32(0), np.int32(0), np.zeros((1, 1), np.int32))):
+        with pytest.raises(KernelSizeLimit, match="4294967301"):
+            call()
+    for op in ("matmul_integer", "qlinear_matmul", "qlinear_conv", "conv_integer"):
+        monkeypatch.setattr(D._ref, op, lambda *a, _op=op, **kw: _op)
+    s, z8, zs8 = np.float32(0.5), np.uint8(1), np.int8(0)
+    assert refquant.matmul_integer(A, B) == "matmul_integer"
+    assert refquant.last_path()["path"] == "reference"
+    assert refquant.matmul_integer(A, B, z8, profile="onnxruntime") == "matmul_integer"
+    assert refquant.qlinear_matmul(A, s, z8, B, s, zs8, s, z8) == "qlinear_matmul"
+    assert refquant.last_path()["path"] == "reference"
+    x = as_strided(np.ones(1, np.uint8), shape=(1, 1, 46341, 46341), strides=(0, 0, 0, 0))
+    w = np.ones((1, 1, 1, 1), np.int8)
+    assert refquant.qlinear_conv(x, s, z8, w, s, zs8, s, z8) == "qlinear_conv"
+    assert refquant.last_path()["path"] == "reference"
+    assert refquant.conv_integer(x, w, z8, zs8) == "conv_integer"
+    assert refquant.last_path()["path"] == "reference"
