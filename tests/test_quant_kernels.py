@@ -440,10 +440,15 @@ def test_declined_calls_run_the_reference():
     with pytest.raises(TypeError):
         refquant.quantize_linear(x.astype(np.float64), np.float32(0.1), np.uint8(0))
     # near the quick path's acceptance boundary: the reference decides (and raises)
+    # (a scalar and a 1-element vector are both per tensor, as in ORT and onnx's reference)
+    assert_bitexact(refquant.quantize_linear(x, np.float32(0.1), np.array([3], np.uint8)),
+                    R.quantize_linear(x, np.float32(0.1), np.uint8(3)))
+    assert_bitexact(refquant.dequantize_linear(np.zeros(3, np.uint8), np.array([0.1], np.float32), np.uint8(1)),
+                    R.dequantize_linear(np.zeros(3, np.uint8), np.float32(0.1), np.uint8(1)))
     with pytest.raises(ValueError, match="y_zero_point"):
-        refquant.quantize_linear(x, np.float32(0.1), np.array([3], np.uint8))
+        refquant.quantize_linear(x, np.float32(0.1), np.array([3, 4], np.uint8))
     with pytest.raises(ValueError, match="x_zero_point"):
-        refquant.dequantize_linear(np.zeros(3, np.uint8), np.array([0.1], np.float32), np.uint8(1))
+        refquant.dequantize_linear(np.zeros(3, np.uint8), np.array([0.1], np.float32), np.uint8([1, 2]))
     with pytest.raises(TypeError, match="block_size"):
         refquant.quantize_linear(x, np.float32(0.1), np.uint8(3), block_size=True)
     with pytest.raises(TypeError, match="axis"):
