@@ -347,6 +347,76 @@ def layout_aliases(om_all, om_ext, observed):
     return out
 
 
+_FUSED_AS = {"Gemm": ("QGemm",), "MatMul": ("QLinearMatMul", "MatMulIntegerToFloat"),
+             "Conv": ("QLinearConv",)}
+
+
+def rename_aliases(om, m, observed, ref):
+    """Align tensors that ORT's rewrites renamed with the reference tensors, by node name.
+
+    ORT keeps node names through its fusions and through ``QDQS8ToU8Transformer``, which renames
+    every converted int8 Q output ``qdq_s8_to_u8_quant*`` (and the kernels fused over it write
+    those names).  A node of ``om`` named ``<n>`` is the reference node ``<n>``, ``<n>_fused`` or
+    ``<n>_fused__s8_to_u8`` of the same op type (or the float op that ORT fused into it, when the
+    reference runs unfused); its outputs are aligned by position.  Where ORT
+    runs the op on codes and the reference on floats (a Reshape/Transpose between a dropped DQ and
+    Q), the reference's only consumer, a QuantizeLinear, gives the tensor to compare (re-quantizing
+    with the dropped pair's grid is exact).  uint8 codes of a converted int8 tensor are int8 codes
+    + 128 (the zero point moved by 128), so they are compared shifted back.
+    Returns {reference tensor name: (array, note, ORT tensor name)}."""
+    from .model import _S8U8
+    ref_nodes = {n.name: n for n in m.graph.node if n.name}
+    consumers = {}
+    for n in m.graph.node:
+        for t in n.input:
+            if t:
+                consumers.setdefault(t, []).append(n)
+    out = {}
+    for n in om.graph.node:
+        rn = None
+        for nm in (n.name, n.name + "_fused", n.name + "_fused" + _S8U8):
+            c = ref_nodes.get(nm)
+            if c is not None and len(c.output) == len(n.output) and (
+                    c.op_type == n.op_type or n.op_type in _FUSED_AS.get(c.op_type, ())
+                    or n.op_type == "QLinear" + c.op_type):
+                rn = c
+                break
+        if rn is None:
+            continue
+        for o, r in zip(n.output, rn.output):
+            if not o or not r or o == r or o in ref or o not in observed:
+                continue
+            ov = np.asarray(observed[o])
+            rv = ref.get(r)
+            if rv is None or isinstance(rv, (list, tuple)):
+                continue
+            rv = np.asarray(rv)
+            via = ""
+            if rv.dtype.kind == "f" and ov.dtype.kind in "iu":
+                cs = consumers.get(r, [])
+                if len(cs) == 1 and cs[0].op_type in ("Relu", "Clip") and n.op_type != rn.op_type:
+                    cs = consumers.get(cs[0].output[0], [])
+                if len(cs) != 1 or cs[0].op_type != "QuantizeLinear" or not cs[0].output:
+                    continue
+                via = (f", after the dropped DQ/Q pair: the reference's {cs[0].name or r!r}"
+                       if n.op_type == rn.op_type else
+                       f", fused by ORT with the reference's {cs[0].name or r!r}")
+                r = cs[0].output[0]
+                rv = np.asarray(ref.get(r)) if r in ref else None
+                if rv is None:
+                    continue
+            if r in observed or r in out or ov.shape != rv.shape:
+                continue
+            if ov.dtype == rv.dtype:
+                v, how = ov, ""
+            elif ov.dtype == np.uint8 and rv.dtype == np.int8:
+                v, how = (ov.astype(np.int16) - 128).astype(np.int8), "; uint8 codes - 128 (ORT QDQS8ToU8)"
+            else:
+                continue
+            out[r] = (v, f"observed as {o!r} ({n.op_type} {n.name!r}{via}{how})", o)
+    return out
+
+
 # --------------------------------------------------------------------------- differences
 
 def _ulps(ref, d):
@@ -843,16 +913,31 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
         fz = _LEVEL_FUSE[ort_optimization] if fuse == "auto" else _normalize_fuse(fuse)
         ref, m, fusions = _execute(model, inputs, prof, fz)
         obs, om = observe_onnxruntime(model, inputs, ort_optimization)
+        om_ext = om
         if ort_optimization == "all":
             try:
-                al = layout_aliases(om, _ort_optimized_graph(model, "extended"), obs)
+                om_ext = _ort_optimized_graph(model, "extended")
+                al = layout_aliases(om, om_ext, obs)
             except Exception as exc:  # noqa: BLE001  (alignment is best effort)
                 al = {}
                 notes.append(f"layout alignment failed: {type(exc).__name__}: {exc}")
             for k, (v, note) in al.items():
-                if k in ref and k not in obs and np.shape(ref[k]) == v.shape:
+                if k not in obs:
                     obs[k] = v
                     aliases[k] = note
+        try:
+            rl = rename_aliases(om_ext, m, obs, ref)
+        except Exception as exc:  # noqa: BLE001  (alignment is best effort)
+            rl = {}
+            notes.append(f"rename alignment failed: {type(exc).__name__}: {exc}")
+        for k, (v, note, src) in rl.items():
+            if k in ref and k not in obs:
+                obs[k] = v
+                aliases[k] = note if src not in aliases else f"{note}; {aliases[src]}"
+        # layout-aligned tensors under names the reference lacks were only a step of the above
+        obs = {k: v for k, v in obs.items() if k not in aliases or (
+            k in ref and np.shape(ref[k]) == np.shape(v))}
+        aliases = {k: a for k, a in aliases.items() if k in obs}
         import onnxruntime
         engine_name = f"onnxruntime {onnxruntime.__version__} ({ort_optimization})"
         if any(n.op_type.startswith("Nhwc") or n.domain == "com.microsoft.nchwc" or
@@ -901,8 +986,8 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     graph_in = {i.name for i in model.graph.input}
     only_obs = [n for n in obs if n not in ref and n not in graph_in]
     if aliases:
-        notes.append(f"{len(aliases)} tensor(s) aligned through ORT's NHWC layout transform by node "
-                     "name (observed_as)")
+        notes.append(f"{len(aliases)} tensor(s) that ORT renamed (NHWC layout transform, QDQS8ToU8) "
+                     "aligned by node name (observed_as)")
     return CompareResult(first, tensors, engine_name, prof.name, fz, only_ref, only_obs, fusions, notes,
                          profile_obj=prof)
 

@@ -353,3 +353,53 @@ def test_float16_accumulation_order():
     if r.first_divergence is not None:        # depends on MLAS's fp16 summation (measured: 2 codes)
         assert r.first_divergence == "yq"
         assert next(t for t in r.tensors if t.name == "yq").cause == "float accumulation order"
+
+
+def _s8_matmul_softmax(ss=1 / 256):
+    """int8 QDQ: x -> Q/DQ -> MatMul(DQ(w)) -> Q/DQ -> Reshape -> Q/DQ -> Softmax -> Q/DQ -> out."""
+    rng = np.random.default_rng(0)
+    inits = [_init("sx", np.float32(0.0213)), _init("zx", np.int8(3)),
+             _init("w_q", rng.integers(-127, 128, (16, 16)).astype(np.int8)),
+             _init("sw", np.float32(0.0041)), _init("zw", np.int8(0)),
+             _init("sy", np.float32(0.0517)), _init("zy", np.int8(-5)),
+             _init("shape", np.array([4, 4, 4], np.int64)),
+             _init("ss", np.float32(ss)), _init("zs", np.int8(-128))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dq_in"),
+             helper.make_node("DequantizeLinear", ["w_q", "sw", "zw"], ["w"], name="dq_w"),
+             helper.make_node("MatMul", ["xdq", "w"], ["mm"], name="mm"),
+             helper.make_node("QuantizeLinear", ["mm", "sy", "zy"], ["yq"], name="q_y"),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["ydq"], name="dq_y"),
+             helper.make_node("Reshape", ["ydq", "shape"], ["r"], name="reshape"),
+             helper.make_node("QuantizeLinear", ["r", "sy", "zy"], ["rq"], name="q_r"),
+             helper.make_node("DequantizeLinear", ["rq", "sy", "zy"], ["rdq"], name="dq_r"),
+             helper.make_node("Softmax", ["rdq"], ["sm"], name="softmax", axis=-1),
+             helper.make_node("QuantizeLinear", ["sm", "ss", "zs"], ["sq"], name="q_s"),
+             helper.make_node("DequantizeLinear", ["sq", "ss", "zs"], ["out"], name="dq_s")]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, [4, 4, 4])], inits,
+                  opset=17)
+
+
+@pytest.mark.parametrize("level", ["extended", "all"])
+def test_ort_s8_to_u8_renamed_tensors(level):
+    """ORT's QDQS8ToU8 renames every converted int8 tensor (qdq_s8_to_u8_quant*, uint8, zero
+    point + 128): compare aligns them by node name and compares the codes shifted back -- the
+    QLinearMatMul / QLinearSoftmax outputs and the Reshape ORT runs on codes are compared, and
+    a divergence is found where it happens, not on the final DequantizeLinear."""
+    m = _s8_matmul_softmax()
+    x = random_input((4, 16))
+    r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization=level)
+    by = {t.name: t for t in r.tensors}
+    assert {"xq", "yq", "rq", "sq", "out"} <= set(by)
+    assert by["yq"].op == "QLinearMatMul" and by["sq"].op == "QLinearSoftmax"
+    assert "qdq_s8_to_u8_quant" in by["sq"].observed_as and "- 128" in by["sq"].observed_as
+    assert "Reshape" in by["rq"].observed_as
+    assert r.first_divergence is None and all(t.n_diff == 0 for t in r.tensors)
+    # against the float simulation (1/ss not an integer: ORT's QLinearSoftmax is not Q(softmax))
+    m2 = _s8_matmul_softmax(ss=1 / 200.5)
+    r2 = compare_model(m2, {"x": x}, engine="onnxruntime", ort_optimization=level, fuse=None)
+    by2 = {t.name: t for t in r2.tensors}
+    assert r2.first_divergence == "sq" and by2["sq"].n_diff > 0
+    assert by2["yq"].n_diff == 0 and "fused by ORT" in by2["yq"].observed_as
+    assert by2["out"].cause == "propagated from an earlier divergence"
