@@ -293,7 +293,13 @@ def _ort_optimized_graph(model, optimization):
 
 
 _LAYOUT_FREE = ("Add", "Mul", "Sub", "Div", "Relu", "Clip", "Sigmoid", "LeakyRelu", "Identity", "Cast",
-                "QuantizeLinear", "DequantizeLinear", "MaxPool", "AveragePool", "Tanh", "Erf")
+                "QuantizeLinear", "DequantizeLinear", "MaxPool", "AveragePool", "Tanh", "Erf",
+                # rank-preserving ops ORT's transpose optimizer pushes a Transpose through by
+                # permuting their axes / constant inputs (scales, pads, starts, repeats)
+                "Resize", "Pad", "Concat", "Slice", "Split", "Tile", "Abs", "Neg", "Exp", "Log",
+                "Sqrt", "Reciprocal", "Pow", "Min", "Max", "Sum", "Mean", "PRelu", "Softplus",
+                "HardSigmoid", "HardSwish", "Elu", "Selu", "Floor", "Ceil", "Round", "Sign", "Where",
+                "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or")
 
 
 def layout_aliases(om_all, om_ext, observed):
@@ -301,7 +307,8 @@ def layout_aliases(om_all, om_ext, observed):
     with the ORT_ENABLE_EXTENDED (= reference) names.
 
     Each tensor of the ALL graph gets the permutation from logical (NCHW) to stored layout,
-    composed through its Transposes and carried by layout-free and com.microsoft ops.  A
+    composed through its Transposes and carried by layout-free and com.microsoft ops and by the
+    rank-preserving ops the transpose optimizer rewrites in place (Resize, Pad, Concat, ...).  A
     permuted output of node ``<name>[_token_<k>]`` is the output of the EXTENDED graph's node
     ``<name>`` (ORT keeps node names through the layout change); it is transposed back.
     Returns {extended tensor name: (array, note)}."""
@@ -312,6 +319,9 @@ def layout_aliases(om_all, om_ext, observed):
         if not n.input:
             continue
         src = perm.get(n.input[0])
+        if src is None and n.op_type != "Transpose":
+            # the first permuted input (QLinearConcat's first inputs are its output's qparams)
+            src = next((perm[t] for t in n.input if t in perm), None)
         if n.op_type == "Transpose" and n.domain in ("", "ai.onnx"):
             p = None
             for a in n.attribute:
