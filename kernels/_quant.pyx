@@ -129,9 +129,10 @@ def minmax(cnp.ndarray x, int isa_cap=-1, int nthreads=0):
 # ------------------------------------------------------------------------------------------
 
 cdef inline int _scale32(object s, float *out):
-    """A per-tensor scale as float32: a numpy float32 scalar or 0-d float32 array, or a Python
-    float rounded to float32 (the reference rounds it to float32 x's type).  1 when that is
-    finite and > 0; 0 otherwise (the glue and the reference decide)."""
+    """A per-tensor scale as float32: a numpy float32 scalar, a 0-d or 1-element 1-D float32
+    array (per tensor in the reference too), or a Python float rounded to float32 (the reference
+    rounds it to float32 x's type).  1 when that is finite and > 0; 0 otherwise (the glue and
+    the reference decide)."""
     cdef double d
     cdef float f
     cdef cnp.ndarray a
@@ -139,7 +140,7 @@ cdef inline int _scale32(object s, float *out):
         d = float(s)
     elif type(s) is np.ndarray:
         a = <cnp.ndarray>s
-        if a.ndim != 0 or cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32:
+        if (a.ndim != 0 and (a.ndim != 1 or a.shape[0] != 1)) or cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32:
             return 0
         d = (<float *>cnp.PyArray_DATA(a))[0]
     else:

@@ -854,8 +854,11 @@ def test_compiled_entries_same_as_reference():
     assert F._k.quantize_lean(x, 0.1, np.int8(3), variants, 1 << 20) is not None
     for args in ((x, 0.1, 3), (x, 0.1, True), (x, 1e-50, None), (x, 1e39, None), (x, np.float64(0.1), None),
                  (x[::2], 0.1, None), (xh, 0.1, None), (x[:0], 0.1, None),
-                 (x, np.array([0.1], np.float32), None), (x, 0.1, np.array([3], np.int8)), (list(x), 0.1, None)):
+                 (x, 0.1, np.array([3], np.int8)), (list(x), 0.1, None)):
         assert F._k.quantize_lean(*args, variants, 1 << 20) is None, args
+    # a 1-element scale is per tensor (as in the reference)
+    y1 = F._k.quantize_lean(x, np.array([0.1], np.float32), None, variants, 1 << 20)
+    assert_bitexact(y1[0], R.quantize_linear(x, np.array([0.1], np.float32)))
     assert F._k.quantize_lean(x, 0.1, None, variants, 999) is None           # the pool's sizes
     assert F._k.quantize_lean(x, 0.1, None, (-1,) + variants[1:], 1 << 20) is None   # variant refused
     q = np.arange(256, dtype=np.uint8)
