@@ -28,17 +28,29 @@ Execution.  The graph runs node by node in topological order on ``onnx.reference
     the graph as written: every Q and DQ is materialized and the ops between them run in float
     (float simulation; ORT with ``ORT_DISABLE_ALL``).
 ``"onnxruntime-basic"``  (ORT ``ORT_ENABLE_BASIC``, onnxruntime 1.32)
-    ORT's ``BiasQuantization`` level-1 rewrite only: a Conv/Gemm whose inputs 0 and 1 come from
-    DequantizeLinear (input scale per tensor; weight scale per tensor or 1-D on axis 0 for Conv,
-    on ``1 - transB`` for Gemm; no ``block_size`` attribute) and whose bias is a 1-D constant gets
-    the bias replaced by ``DQ(b_q, s_b)`` with ``s_b = fl32(s_x * s_w)``,
-    ``b_q = int32(RNE(fl32(b / s_b)))`` (out-of-range casts give INT32_MIN, x86 cvttss2si), so
-    the float Conv adds ``fl32(b_q * s_b)`` instead of ``b``.  New tensor: ``<node>_bias_dq``.
-    (ORT's QDQ propagation also moves Q/DQ pairs across Reshape/Transpose/MaxPool/...; those
-    pairs re-quantize an already-quantized value with its own scale, which is exact, so they are
-    not emulated; their new tensors simply do not appear here.)
+    ORT's level-1 QDQ rewrites, in its order:
+
+    - ``QDQPropagationTransformer`` across MaxPool / Reshape / Transpose / Squeeze / Unsqueeze /
+      Slice (the opset versions ORT accepts; Q/DQ with constant scalar scale and zero point).
+      Q backward: a Q whose input comes through such ops (each the only consumer of its input;
+      a Shape/Size of a statically shaped tensor does not count, ORT folds it first) from a
+      producer that is not a DQ gets a Q/DQ pair with its parameters before each of them -- the
+      float value is quantized *before* the Reshape, which changes what the Reshape sees.  DQ
+      forward: a DQ with one consumer gets a pair (its parameters) after each such op that
+      follows it, one DQ per consumer, unless a consumer is a Q (exact).  New tensors as ORT
+      names them: ``<t>_pre_q`` (the producer's renamed output), ``<t>_q_to_dq``,
+      ``<t>_post_dq[k]``.
+    - ``WeightBiasQuantization``: a Conv / ConvTranspose / Gemm whose input 0 comes from a
+      per-tensor DQ and whose output reaches a Q through single consumers (Relu/Clip allowed)
+      gets a float32 weight initializer quantized to int8 per tensor (ORT's
+      ``GetQuantizationParameter``: range [min(w, 0), max(w, 0)], ``s = fl32(range / 255)``,
+      ``zp = RNE(clamp(fl32(-128 - min/s)))``; then Q -> DQ: ``<node>_weight_dq``) and a 1-D
+      constant float bias replaced by ``DQ(b_q, s_b)`` with ``s_b = fl32(s_x * s_w)``,
+      ``b_q = int32(RNE(fl32(b / s_b)))`` (out-of-range casts give INT32_MIN, x86 cvttss2si):
+      ``<node>_bias_dq``.  A quantized weight needs a per-tensor scale or a 1-D one on axis 0
+      (Conv/ConvTranspose) / ``1 - transB`` (Gemm), and a constant bias.
 ``"onnxruntime"``  (``ORT_ENABLE_EXTENDED`` / ``ORT_ENABLE_ALL``)
-    the bias rewrite, then ORT's QDQ node-unit fusions (``QDQSelectorActionTransformer``):
+    the level-1 rewrites above, then ORT's QDQ node-unit fusions (``QDQSelectorActionTransformer``):
 
     - DQ(x), DQ(w)[, DQ(b int32)] -> Conv [-> Relu/Clip made redundant by Q] -> Q
       => ``QLinearConv`` (8-bit only; x and y of the same type; int8 x needs int8 w;
@@ -384,32 +396,104 @@ def _is_scalar(a):
     return np.ndim(a) == 0 or (np.ndim(a) == 1 and np.size(a) == 1)
 
 
-def _ort_bias_quantization(G, i, new_nodes, new_inits, fusions):
-    """ORT BiasQuantization on node i (Conv/Gemm); modifies the node's bias input."""
+def _path_to_q(G, i):
+    """ORT IsNoBranchPathToQuantizeLinear: node i's single output reaches a Q through single
+    consumers, with only Relu/Clip between."""
+    n = G.nodes[i]
+    while True:
+        if len(n.output) != 1:
+            return False
+        c = G.consumers.get(n.output[0], [])
+        if len(c) != 1:
+            return False
+        n = G.nodes[c[0]]
+        if n.op_type == "QuantizeLinear":
+            return True
+        if n.op_type not in ("Relu", "Clip"):
+            return False
+
+
+def _ort_weight_quant_params(w):
+    """ORT GetQuantizationParameter<int8_t> (asymmetric, float32): (scale, zero point)."""
+    w = np.asarray(w, np.float32).reshape(-1)
+    f = np.float32
+    mn = f(min(f(w.min()) if w.size else f(0), f(0)))
+    mx = f(max(f(w.max()) if w.size else f(0), f(0)))
+    scale = f(1.0) if mx == mn else f(f(mx - mn) / f(255))
+    z0 = f(f(-128) - f(mn / scale))
+    z0 = f(min(f(127), max(f(-128), z0)))
+    return scale, np.int8(np.rint(z0))
+
+
+def _ort_weight_bias_quantization(G, i, new_nodes, new_inits, fusions):
+    """ORT WeightBiasQuantization (level 1, onnxruntime 1.32) on node i: a Conv / ConvTranspose /
+    Gemm whose input 0 comes from a per-tensor DQ and whose output reaches a Q (through single
+    consumers, Relu/Clip allowed) gets its float32 weight initializer quantized to int8 (per
+    tensor, asymmetric min/max, then a Q -> DQ pair) and its 1-D constant float bias replaced by
+    DQ(int32 RNE(b / fl32(s_x * s_w)), s_x * s_w).  Modifies the node's inputs."""
     from onnx import helper
     n = G.nodes[i]
-    if n.domain not in ("", "ai.onnx") or n.op_type not in ("Conv", "Gemm") or len(n.input) < 3 \
-            or not n.input[2]:
-        return
-    b = G.const(n.input[2])
-    if b is None or np.ndim(b) != 1 or np.asarray(b).dtype.kind != "f":
+    if n.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(n.input) < 2:
         return
     dx = _dq_info(G, n.input[0])
-    dw = _dq_info(G, n.input[1])
-    if dx is None or dw is None or not _is_scalar(dx["scale"]):
+    if dx is None or not _is_scalar(dx["scale"]) or not _path_to_q(G, i):
         return
-    per_tensor = _is_scalar(dw["scale"])
+    dw = _dq_info(G, n.input[1])
+    wf = None
+    if dw is None:
+        if G.prod(n.input[1], "DequantizeLinear") is not None:
+            return                                    # a DQ with non-constant parameters
+        wf = G.consts.get(n.input[1])
+        if wf is None or np.asarray(wf).dtype != np.float32:
+            return
+    has_b = len(n.input) > 2 and bool(n.input[2])
+    b = None
+    if has_b:
+        b = G.const(n.input[2])
+        if b is None or np.ndim(b) != 1:
+            return
+    if dw is not None and b is None:
+        return
+    per_tensor = dw is None or _is_scalar(dw["scale"])
     if not per_tensor:
-        if np.ndim(dw["scale"]) != 1 or np.size(dw["scale"]) != np.size(b) or dw["has_block_attr"]:
+        if np.ndim(dw["scale"]) != 1 or np.size(dw["scale"]) != np.size(b) or \
+                (dw["has_block_attr"] and _attrs(G.nodes[dw["index"]]).get("block_size", 0) != 0):
             return
         expected = 0
         if n.op_type == "Gemm":
             expected = 0 if _attrs(n).get("transB", 0) else 1
-        if dw["axis"] != expected:
+        ax = dw["axis"]
+        if ax < 0:
+            wd = G.const(dw["q"])
+            if wd is None:
+                return
+            ax += np.ndim(wd)
+        if ax != expected:
             return
+    lab = G.labels[i]
+    base = n.name or ""
+    if wf is not None:
+        sw, zw = _ort_weight_quant_params(wf)
+        names = {k: _unique(G, new_inits, f"{base}_weight_{k}") for k in ("scale", "zp", "q", "dq")}
+        new_inits[names["scale"]] = np.float32(sw)
+        new_inits[names["zp"]] = np.int8(zw)
+        qn = helper.make_node("QuantizeLinear", [n.input[1], names["scale"], names["zp"]], [names["q"]],
+                              name=names["q"])
+        dn = helper.make_node("DequantizeLinear", [names["q"], names["scale"], names["zp"]],
+                              [names["dq"]], name=names["dq"])
+        new_nodes += [(i, qn), (i, dn)]
+        fusions.append(Fusion("weight_quantization", (lab,), names["dq"], (),
+                              f"{lab}: float weight {n.input[1]!r} -> DQ(Q(w, {float(sw):.6g}, "
+                              f"{int(zw)})) int8 per tensor (ORT WeightBiasQuantization, level 1)"))
+        n.input[1] = names["dq"]
+        sw_arr = np.float32(sw)
+    else:
+        sw_arr = dw["scale"]
+    if b is None or np.asarray(b).dtype.kind != "f":
+        return
     sdt = np.asarray(dx["scale"]).dtype
     sx = np.asarray(dx["scale"]).astype(sdt)
-    sw = np.asarray(dw["scale"]).astype(sdt)
+    sw = np.asarray(sw_arr).astype(sdt)
     scale = (sx * sw).astype(sdt)                      # Mul (float32)
     with np.errstate(all="ignore"):
         q = (np.asarray(b).astype(sdt) / scale).astype(sdt)   # Div
@@ -418,8 +502,6 @@ def _ort_bias_quantization(G, i, new_nodes, new_inits, fusions):
     ok = np.isfinite(q) & (q >= -2.0 ** 31) & (q < 2.0 ** 31)
     qi[ok] = q[ok].astype(np.int64)
     qi = qi.astype(np.int32)
-    lab = G.labels[i]
-    base = n.name or ""
     names = {k: _unique(G, new_inits, f"{base}_bias_{k}") for k in ("int32", "scale", "dq")}
     new_inits[names["int32"]] = qi
     new_inits[names["scale"]] = scale.reshape(np.shape(sw) if not per_tensor else np.shape(scale))
@@ -428,8 +510,8 @@ def _ort_bias_quantization(G, i, new_nodes, new_inits, fusions):
     new_nodes.append((i, dq))
     fusions.append(Fusion("bias_quantization", (lab,), names["dq"], (),
                           f"{lab}: float bias {n.input[2]!r} -> DQ(int32 RNE(b / fl32(sx*sw))) "
-                          f"(ORT BiasQuantization, level 1)"))
-    return names["dq"], names["int32"]
+                          f"(ORT WeightBiasQuantization, level 1)"))
+    n.input[2] = names["dq"]
 
 
 def _unique(G, extra, name):
@@ -453,13 +535,14 @@ def _rewrite(model, fuse):
     fusions = []
     new_inits = {}
     if fuse in ("onnxruntime-basic", "onnxruntime"):
+        # ORT level 1, in its order: QDQPropagation, then WeightBiasQuantization
+        m, f1 = _propagate_qdq(m)
+        fusions += f1
         G = _Graph(m)
         inserts = []
         for i in range(len(G.nodes)):
-            r = _ort_bias_quantization(G, i, inserts, new_inits, fusions)
-            if r is not None:
-                G.nodes[i].input[2] = r[0]
-        # insert the bias DQ nodes before their consumers
+            _ort_weight_bias_quantization(G, i, inserts, new_inits, fusions)
+        # insert the new Q/DQ nodes before their consumers
         nodes = []
         ins = {}
         for i, dq in inserts:
@@ -473,8 +556,6 @@ def _rewrite(model, fuse):
             m.graph.initializer.append(numpy_helper.from_array(np.asarray(v), k))
         new_inits = {}
     if fuse == "onnxruntime":
-        m, f1 = _propagate_dq(m)
-        fusions += f1
         m, f2 = _fuse_units(m, "onnxruntime")
         fusions += f2
     elif fuse == "tensorrt":
@@ -487,59 +568,227 @@ def _rewrite(model, fuse):
     return m, fusions
 
 
-_PROPAGATE = ("MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice")
+# ORT QDQPropagationTransformer (level 1), onnxruntime 1.32: the ops a Q/DQ pair is moved across,
+# by the SinceVersion ORT accepts (CanNodePropagate), and the Q/DQ versions it matches
+_CAN_PROPAGATE = {"MaxPool": (12, 22), "Reshape": (5, 13, 14, 19, 21, 23, 24, 25),
+                  "Transpose": (1, 13, 21, 23, 24, 25), "Squeeze": (1, 11, 13, 21, 23, 24, 25),
+                  "Unsqueeze": (1, 11, 13, 21, 23, 24, 25), "Slice": (1, 10, 11, 13)}
+_QDQ_SINCE = (10, 13, 19, 21)
 
 
-def _propagate_dq(m):
-    """ORT QDQPropagation, DQ forward: DQ(q) -> Reshape/Transpose/... (not followed by a Q)
-    gets a Q/DQ pair with the DQ's scale and zero point after the op (exact: it re-quantizes a
-    dequantized value with its own grid).  The op's output is renamed ``<t>_pre_q``; the pair
-    writes ``<t>_q_to_dq`` (codes) and ``<t>_post_dq`` (float), as ORT names them."""
-    from onnx import helper
-    fusions = []
-    for _ in range(64):
+def _since_version(op, opset):
+    from onnx import defs
+    try:
+        return defs.get_schema(op, opset, "").since_version
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class _Prop:
+    """Mutable node list with producer / consumer-edge maps, rebuilt after each insertion."""
+
+    def __init__(self, m):
+        self.m = m
+        self.nodes = list(m.graph.node)
+        self.opset = _opsets(m).get("", 1)
         G = _Graph(m)
-        hit = None
-        for j, n in enumerate(G.nodes):
-            if n.domain not in ("", "ai.onnx") or n.op_type not in _PROPAGATE or not n.input:
+        self.consts = G.consts
+        self.graph_inputs = {i.name for i in m.graph.input}
+        self.graph_outputs = G.graph_outputs
+        self.names = {t for n in self.nodes for t in list(n.input) + list(n.output) if t} | \
+            set(self.consts) | self.graph_inputs
+        self.node_names = {n.name for n in self.nodes if n.name}
+        self.static = self._static_shapes(m)
+        self.refresh()
+
+    @staticmethod
+    def _static_shapes(m):
+        """Tensors whose shape is fully known: ORT's ConstantFolding (which runs before the
+        propagation) replaces a Shape / Size of such a tensor by a constant, so its edge is gone."""
+        import onnx
+        try:
+            g = onnx.shape_inference.infer_shapes(m).graph
+        except Exception:  # noqa: BLE001
+            g = m.graph
+        out = {i.name for i in g.initializer}
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            tt = vi.type.tensor_type
+            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+                out.add(vi.name)
+        return out
+
+    def refresh(self):
+        self.producer = {}
+        self.edges = {}          # tensor -> [(consumer node, input slot)]
+        for n in self.nodes:
+            for o in n.output:
+                if o:
+                    self.producer[o] = n
+            folded = n.op_type in ("Shape", "Size") and n.domain in ("", "ai.onnx")
+            for k, t in enumerate(n.input):
+                if t and not (folded and t in self.static):
+                    self.edges.setdefault(t, []).append((n, k))
+
+    def unique(self, name, pool):
+        if name not in pool:
+            pool.add(name)
+            return name
+        k = 0
+        while f"{name}_token_{k}" in pool:
+            k += 1
+        pool.add(f"{name}_token_{k}")
+        return f"{name}_token_{k}"
+
+    def match(self, n, op):
+        """QDQ::MatchQNode / MatchDQNode."""
+        if n.op_type != op:
+            return False
+        if n.domain == "com.microsoft":
+            return True
+        return n.domain in ("", "ai.onnx") and _since_version(op, self.opset) in _QDQ_SINCE
+
+    def can_propagate(self, n):
+        v = _CAN_PROPAGATE.get(n.op_type)
+        return v is not None and n.domain in ("", "ai.onnx") and \
+            _since_version(n.op_type, self.opset) in v
+
+    def scalar_qparams(self, n):
+        """Constant scalar scale (and zero point, if given): (scale name, zp name or "")."""
+        s = self.consts.get(n.input[1]) if len(n.input) > 1 else None
+        if s is None or not _is_scalar(s):
+            return None
+        zp = n.input[2] if len(n.input) > 2 and n.input[2] else ""
+        if zp and (self.consts.get(zp) is None or not _is_scalar(self.consts[zp])):
+            return None
+        return n.input[1], zp
+
+    def prev_edge(self, n):
+        """GetPreviousEdge: (source node or None, tensor) into input 0 of n."""
+        t = n.input[0] if n.input else ""
+        if not t:
+            return None
+        src = self.producer.get(t)
+        if src is None or src.op_type == "Constant":
+            return (None, t) if (t in self.graph_inputs or t in self.consts) else None
+        if t in self.graph_outputs or len(self.edges.get(t, [])) != 1:
+            return None
+        return (src, t)
+
+    def next_edges(self, n):
+        """GetNextEdges of output 0: [(consumer, slot)] plus (None, None) for a graph output."""
+        t = n.output[0] if n.output else ""
+        e = list(self.edges.get(t, []))
+        if t in self.graph_outputs:
+            e.append((None, None))
+        return t, e
+
+    def insert(self, src, t, edges, scale, zp, q_attrs, dq_attrs, domain):
+        """InsertQDQPairs: src -> Q -> DQ (one per edge) -> consumers."""
+        from onnx import helper
+        pool = self.names
+        if src is None:
+            pre = t
+        else:
+            pre = self.unique(t + "_pre_q", pool)
+            src.output[list(src.output).index(t)] = pre
+            # readers outside the edges (a Shape ORT folded to a constant) keep the value
+            for n in self.nodes:
+                if not any(n is d for d, _ in edges):
+                    for k, x in enumerate(n.input):
+                        if x == t:
+                            n.input[k] = pre
+        qo = self.unique(t + "_q_to_dq", pool)
+        zin = [zp] if zp else []
+        new = [helper.make_node("QuantizeLinear", [pre, scale] + zin, [qo], domain=domain,
+                                name=self.unique(t + "_q", self.node_names), **q_attrs)]
+        posts = []
+        for k, (dst, slot) in enumerate(edges):
+            suf = "" if k == 0 else str(k)
+            post = t if dst is None else self.unique(t + "_post_dq" + suf, pool)
+            new.append(helper.make_node("DequantizeLinear", [qo, scale] + zin, [post], domain=domain,
+                                        name=self.unique(t + "_dq" + suf, self.node_names),
+                                        **dq_attrs))
+            if dst is not None:
+                dst.input[slot] = post
+            posts.append(post)
+        pos = [i for i, n in enumerate(self.nodes) if any(n is d for d, _ in edges)]
+        at = min(pos) if pos else next(i for i, n in enumerate(self.nodes) if n is src) + 1
+        self.nodes[at:at] = new
+        self.refresh()
+        return qo, posts
+
+    def write(self):
+        del self.m.graph.node[:]
+        self.m.graph.node.extend(self.nodes)
+
+
+def _propagate_qdq(m):
+    """ORT QDQPropagationTransformer (level 1): Q backward, then DQ forward, across MaxPool,
+    Reshape, Transpose, Squeeze, Unsqueeze and Slice (ORT's accepted opset versions).
+
+    Q backward: a Q (constant scalar scale/zp) whose input comes, through a chain of such ops
+    (each the only consumer of its input), from a producer that is not a DQ gets a Q/DQ pair with
+    its own parameters on each edge of the chain -- this quantizes a float value *before* the
+    Reshape, so the ops in the chain see dequantized values.  DQ forward: a DQ with one consumer
+    and such an op after it gets a pair after the op (one DQ per consumer), repeated along the
+    chain, unless a consumer is already a Q (exact: it re-quantizes on its own grid).  New tensors
+    are named as ORT names them: ``<t>_pre_q`` (the producer's renamed output), ``<t>_q_to_dq``
+    (codes), ``<t>_post_dq[k]`` (float)."""
+    P = _Prop(m)
+    fusions = []
+    q_outs = [n.output[0] for n in P.nodes if n.output and P.match(n, "QuantizeLinear")]
+    dq_outs = [n.output[0] for n in P.nodes if n.output and P.match(n, "DequantizeLinear")]
+    for qo in q_outs:
+        qn = P.producer.get(qo)
+        if qn is None or len(qn.input) < 2:
+            continue
+        qp = P.scalar_qparams(qn)
+        if qp is None:
+            continue
+        edge = P.prev_edge(qn)
+        if edge is None:
+            continue
+        q_attrs = _attrs(qn)
+        dq_attrs = {k: v for k, v in q_attrs.items() if k in ("axis", "block_size")}
+        while True:
+            src = edge[0]
+            if src is None or not P.can_propagate(src):
+                break
+            cur = P.prev_edge(src)
+            if cur is None or (cur[0] is not None and P.match(cur[0], "DequantizeLinear")):
+                break
+            t = cur[1]
+            codes, posts = P.insert(cur[0], t, [(src, 0)], qp[0], qp[1], q_attrs, dq_attrs, qn.domain)
+            fusions.append(Fusion("qdq_propagation", (_label(src, 0),), posts[0], (),
+                                  f"Q backward across {src.op_type}: {t!r} -> Q/DQ ({codes!r}) "
+                                  f"with the parameters of {qn.name or qo!r}"))
+            edge = (cur[0], t)
+    for do in dq_outs:
+        dn = P.producer.get(do)
+        if dn is None or len(dn.input) < 2:
+            continue
+        qp = P.scalar_qparams(dn)
+        if qp is None:
+            continue
+        _, after = P.next_edges(dn)
+        if len(after) != 1 or after[0][0] is None:
+            continue
+        dq_attrs = _attrs(dn)
+        queue = [after[0][0]]
+        while queue:
+            n = queue.pop(0)
+            if n is None or not P.can_propagate(n):
                 continue
-            d = _dq_info(G, n.input[0])
-            if d is None or not _is_scalar(d["scale"]) or (d["zp_name"] and not _is_scalar(d["zp"])):
+            t, group = P.next_edges(n)
+            if not group or any(d is not None and P.match(d, "QuantizeLinear") for d, _ in group):
                 continue
-            if G.single_consumer(n.input[0]) != j:
-                continue
-            out = n.output[0]
-            cons = G.consumers.get(out, [])
-            if not cons or out in G.graph_outputs:
-                continue
-            if len(cons) == 1 and G.nodes[cons[0]].op_type == "QuantizeLinear":
-                continue
-            hit = (j, n, d)
-            break
-        if hit is None:
-            break
-        j, n, d = hit
-        out = n.output[0]
-        pre, qo, post = out + "_pre_q", out + "_q_to_dq", out + "_post_dq"
-        dqn = G.nodes[d["index"]]
-        zin = [d["zp_name"]] if d["zp_name"] else []
-        qn = helper.make_node("QuantizeLinear", [pre, d["scale_name"]] + zin, [qo], name=out + "_q")
-        dn = helper.make_node("DequantizeLinear", [qo, d["scale_name"]] + zin, [post], name=out + "_dq")
-        del dqn  # noqa: F841
-        new_nodes = []
-        for k, nn in enumerate(G.nodes):
-            if k == j:
-                nn.output[0] = pre
-                new_nodes += [nn, qn, dn]
-                continue
-            for t in range(len(nn.input)):
-                if nn.input[t] == out:
-                    nn.input[t] = post
-            new_nodes.append(nn)
-        del m.graph.node[:]
-        m.graph.node.extend(new_nodes)
-        fusions.append(Fusion("qdq_propagation", (G.labels[j],), post, (out,),
-                              f"DQ forward across {n.op_type}: {out!r} -> {qo!r} (codes) / {post!r}"))
+            codes, posts = P.insert(n, t, group, qp[0], qp[1], dq_attrs, dq_attrs, dn.domain)
+            fusions.append(Fusion("qdq_propagation", (_label(n, 0),), posts[0], (),
+                                  f"DQ forward across {n.op_type}: {t!r} -> Q/DQ ({codes!r}) "
+                                  f"with the parameters of {dn.name or do!r}"))
+            queue += [d for d, _ in group]
+    if fusions:
+        P.write()
     return m, fusions
 
 

@@ -703,3 +703,115 @@ def test_ort_integer_bilinear_resize_matches_ort():
         n += obs.size
         n_diff += int(np.count_nonzero(ref != obs))
     assert n_diff == 0, f"{n_diff} of {n}"
+
+
+# --------------------------------------------------------------------------- ORT level 1
+
+def _float_then_reshape_q(opset=21, producer="Sigmoid"):
+    """x -> [Sigmoid] -> Reshape -> Transpose -> Q -> DQ -> MatMul(DQ(w)) -> Q -> DQ -> out:
+    a float producer before a Reshape/Transpose chain that ends in a Q."""
+    rng = np.random.default_rng(0)
+    inits = [_init("shape", np.array([4, 6], np.int64)),
+             _init("s", np.float32(0.0117)), _init("z", np.uint8(3)),
+             _init("w_q", rng.integers(-127, 128, (4, 5)).astype(np.int8)),
+             _init("sw", np.float32(0.01)), _init("zw", np.int8(0)),
+             _init("so", np.float32(0.031)), _init("zo", np.uint8(128))]
+    nodes = []
+    t = "x"
+    if producer:
+        nodes.append(helper.make_node(producer, ["x"], ["p"], name="prod"))
+        t = "p"
+    nodes += [helper.make_node("Reshape", [t, "shape"], ["r"], name="reshape"),
+              helper.make_node("Transpose", ["r"], ["tr"], name="transpose", perm=[1, 0]),
+              helper.make_node("QuantizeLinear", ["tr", "s", "z"], ["trq"], name="q_tr"),
+              helper.make_node("DequantizeLinear", ["trq", "s", "z"], ["trd"], name="dq_tr"),
+              helper.make_node("DequantizeLinear", ["w_q", "sw", "zw"], ["w"], name="dq_w"),
+              helper.make_node("MatMul", ["trd", "w"], ["mm"], name="mm"),
+              helper.make_node("QuantizeLinear", ["mm", "so", "zo"], ["mq"], name="q_mm"),
+              helper.make_node("DequantizeLinear", ["mq", "so", "zo"], ["out"], name="dq_mm")]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, [6, 5])], inits,
+                  opset=opset)
+
+
+@pytest.mark.parametrize("producer", ["Sigmoid", None])
+def test_ort_basic_q_backward_propagation(producer):
+    """ORT's level-1 QDQPropagation moves the Q after a Reshape/Transpose chain in front of it
+    (a Q/DQ pair with the Q's parameters before each op): the Reshape then sees quantized values.
+    onnxruntime-basic emulates it, with ORT's tensor names, and matches ORT at basic/extended."""
+    from refquant.compare import compare_model
+    m = _float_then_reshape_q(producer=producer)
+    x = random_input((2, 3, 4), scale=1.5)
+    src = "p" if producer else "x"
+    kinds = [f.kind for f in plan_fusions(m, "onnxruntime-basic")]
+    assert kinds.count("qdq_propagation") == 2
+    vals = run_model(m, {"x": x}, fuse="onnxruntime-basic")
+    assert {f"{src}_q_to_dq", f"{src}_post_dq", "r_q_to_dq", "r_post_dq", "r_pre_q"} <= set(vals)
+    assert (f"{src}_pre_q" in vals) == bool(producer)   # a graph input is read directly
+    plain = run_model(m, {"x": x})
+    assert not np.array_equal(vals["r_pre_q"], plain["r"])      # the Reshape sees DQ(Q(p))
+    for level in ("basic", "extended"):
+        r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization=level)
+        assert r.first_divergence is None, str(r)
+        names = {t.name for t in r.tensors}
+        if level == "basic":
+            assert {f"{src}_q_to_dq", "r_pre_q", "r_q_to_dq"} <= names
+    # a second consumer of the Reshape output stops it (ORT's GetPreviousEdge: one edge only)
+    m2 = _float_then_reshape_q(opset=21)
+    m2.graph.node.append(helper.make_node("Relu", ["r"], ["r2"], name="relu2"))
+    m2.graph.output.append(helper.make_tensor_value_info("r2", TensorProto.FLOAT, None))
+    assert plan_fusions(m2, "onnxruntime-basic") == []
+    r = compare_model(m2, {"x": x}, engine="onnxruntime", ort_optimization="basic")
+    assert r.first_divergence is None, str(r)
+
+
+def _dq_convtranspose_q(dist="normal", bias=True, to_q=True, op="ConvTranspose"):
+    """Q/DQ(x) -> ConvTranspose/Conv/Gemm(float weight, float bias) [-> Q -> DQ]: what a QOperator
+    quantizer leaves for an op it does not quantize."""
+    rng = np.random.default_rng(3)
+    wshape = {"ConvTranspose": (4, 6, 2, 2), "Conv": (6, 4, 3, 3), "Gemm": (6, 16)}[op]
+    w = {"normal": rng.standard_normal(wshape) * 0.2, "positive": rng.random(wshape),
+         "zero": np.zeros(wshape)}[dist].astype(np.float32)
+    inits = [_init("sx", np.float32(0.0213)), _init("zx", np.uint8(120)), _init("w", w),
+             _init("b", rng.standard_normal(6).astype(np.float32)),
+             _init("sy", np.float32(0.0437)), _init("zy", np.uint8(128))]
+    at = {"ConvTranspose": {"strides": [2, 2]}, "Conv": {"pads": [1, 1, 1, 1]}, "Gemm": {"transB": 1}}[op]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dq_in"),
+             helper.make_node(op, ["xdq", "w"] + (["b"] if bias else []), ["y"], name="up", **at)]
+    if to_q:
+        nodes += [helper.make_node("QuantizeLinear", ["y", "sy", "zy"], ["yq"], name="q_y"),
+                  helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"], name="dq_y")]
+    else:
+        nodes.append(helper.make_node("Relu", ["y"], ["out"], name="relu"))
+    xs = [2, 16] if op == "Gemm" else [1, 4, 5, 5]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits,
+                  opset=17), xs
+
+
+@pytest.mark.parametrize("op,dist,bias", [("ConvTranspose", "normal", True),
+                                          ("ConvTranspose", "positive", False),
+                                          ("Conv", "zero", True), ("Gemm", "normal", True)])
+def test_ort_basic_weight_bias_quantization(op, dist, bias):
+    """ORT's level-1 WeightBiasQuantization quantizes a float weight (int8 per tensor, ORT's own
+    min/max parameters) and the float bias (int32) of a DQ-fed Conv/ConvTranspose/Gemm whose
+    output goes to a Q; the float op then computes with DQ(Q(w)).  Bit-exact against ORT."""
+    from refquant.compare import compare_model
+    m, xs = _dq_convtranspose_q(dist, bias, op=op)
+    x = random_input(xs)
+    kinds = [f.kind for f in plan_fusions(m, "onnxruntime-basic")]
+    assert kinds == ["weight_quantization"] + (["bias_quantization"] if bias else [])
+    ref = run_model(m, {"x": x}, fuse="onnxruntime-basic")
+    assert "up_weight_dq" in ref and ("up_bias_dq" in ref) == bias
+    for level in ("basic", "extended"):
+        r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization=level)
+        assert r.first_divergence is None, str(r)
+        by = {t.name: t for t in r.tensors}
+        if level == "basic" or op == "ConvTranspose":
+            assert by["up_weight_dq"].n_diff == 0 and by["y"].n_diff == 0
+    # without a Q after the op ORT leaves it alone (IsNoBranchPathToQuantizeLinear)
+    m2, _ = _dq_convtranspose_q(dist, bias, to_q=False, op=op)
+    assert plan_fusions(m2, "onnxruntime-basic") == []
+    assert compare_model(m2, {"x": x}, engine="onnxruntime",
+                         ort_optimization="basic").first_divergence is None
