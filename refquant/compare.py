@@ -56,6 +56,9 @@ Causes (``cause`` of each diverged tensor; ``detail`` says more)
 - ``tie``: the exact value at the differing outputs is a rounding tie (x.5 steps) or within
   1e-3 steps of one: rounding rule, x/s vs x*(1/s), or the fp32 requantization multiplier of a
   fused QLinear kernel vs the float simulation (onnxruntime#32132).
+- ``engine rewrite``: the engine computed the tensor with a kernel the reference does not
+  emulate (ORT replaced the model's op by a com.microsoft one, e.g. DQ(int8 weight) -> MatMul /
+  Gemm by MatMulNBits, which quantizes the activations to int8 inside); ``detail`` names it.
 - ``unknown``: none of the above (``refquant.explain``, where installed, adds which profile
   reproduces the observed output of a single quantized op).
 
@@ -83,7 +86,7 @@ ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 _LEVEL_FUSE = {"disabled": None, "basic": "onnxruntime-basic", "extended": "onnxruntime",
                "all": "onnxruntime"}
 CAUSES = ("tie", "saturation", "int16 pair saturation", "float accumulation order",
-          "propagated from an earlier divergence", "unknown")
+          "engine rewrite", "propagated from an earlier divergence", "unknown")
 _QLIN = ("QLinearConv", "QLinearMatMul", "QGemm", "TensorRTFused", "MatMulInteger", "ConvInteger",
          "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool")
 _NEAR_TIE = 1e-3
@@ -524,6 +527,7 @@ class _Ctx:
         self.profile = profile
         self.consts = consts
         self.feeds = {}
+        self.engine_nodes = {}      # tensor -> the engine graph's node writing it (ORT engine)
         self.producer = {}
         for n in m.graph.node:
             for o in n.output:
@@ -778,9 +782,44 @@ def _explain(op, ins, obs, at):
         return f"refquant.explain failed: {type(exc).__name__}"
 
 
+_EMULATED_ORT = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat")
+
+
+def _engine_rewrite(ctx, node, td):
+    """(cause, detail) when the engine wrote this tensor with a com.microsoft kernel that
+    replaced a standard op the reference runs as written, else None."""
+    en = ctx.engine_nodes.get(td.name)
+    if en is None or node is None or not en.domain.startswith("com.microsoft") or \
+            node.domain not in ("", "ai.onnx") or en.op_type == node.op_type or \
+            node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        return None
+    from .model import _ORT_CONTRIB, _ORT_UNIT_OPS
+    if en.op_type in _EMULATED_ORT or en.op_type in _ORT_CONTRIB or \
+            en.op_type in _ORT_UNIT_OPS.values():
+        return None             # a fusion the reference emulates (fuse mode "onnxruntime")
+    from onnx import helper
+    at = {a.name: helper.get_attribute_value(a) for a in en.attribute}
+    if en.op_type == "MatMulNBits":
+        lvl = int(at.get("accuracy_level", 0))
+        how = (f"bits={at.get('bits', 4)}, block_size={at.get('block_size')}, accuracy_level={lvl}"
+               + (": the kernel quantizes the float activations to int8 per block of "
+                  f"{at.get('block_size')} along K (scale max|a|/127) and accumulates in integers"
+                  if lvl == 4 else ""))
+        return ("engine rewrite",
+                f"ORT replaced the DQ(weight) -> {node.op_type} {node.name or td.name!r} by "
+                f"com.microsoft MatMulNBits ({how}); the reference runs the float {node.op_type} "
+                "on the dequantized weight (this rewrite is not emulated)")
+    return ("engine rewrite",
+            f"ORT computed it with com.microsoft {en.op_type} {en.name!r} where the reference runs "
+            f"{node.op_type} (this rewrite is not emulated)")
+
+
 def _analyze(ctx, td):
     node = ctx.producer.get(td.name)
     op = node.op_type if node is not None else ""
+    rw = _engine_rewrite(ctx, node, td)
+    if rw is not None:
+        return rw
     try:
         if op == "QuantizeLinear":
             return _cause_quantize(ctx, node, td)
@@ -807,6 +846,7 @@ def _assign_causes(ctx, tensors, local=None):
     if local is not None:
         lctx = _Ctx(ctx.m, local, ctx.obs, ctx.profile, ctx.consts)
         lctx.feeds = ctx.feeds
+        lctx.engine_nodes = ctx.engine_nodes
     for td in tensors:
         if not td.diverged:
             continue
@@ -895,6 +935,7 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     model = load_model(model)
     notes = []
     aliases = {}
+    engine_graphs = []
     if isinstance(engine, str) and engine.startswith("reference:"):
         # another machine / engine emulated by a profile: e.g. "reference:onnxruntime-avx2"
         other = get_profile(engine.split(":", 1)[1])
@@ -924,6 +965,7 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
         ref, m, fusions = _execute(model, inputs, prof, fz)
         obs, om = observe_onnxruntime(model, inputs, ort_optimization)
         om_ext = om
+        engine_graphs.append(om)
         if ort_optimization == "all":
             try:
                 om_ext = _ort_optimized_graph(model, "extended")
@@ -973,6 +1015,11 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
                 consts[n.output[0]] = v
     ctx = _Ctx(m, ref, obs, prof, consts)
     ctx.feeds = {k: np.asarray(v) for k, v in inputs.items()}
+    for g in engine_graphs:
+        for n in g.graph.node:
+            for o in n.output:
+                if o and o in ref:
+                    ctx.engine_nodes.setdefault(o, n)
     tensors = []
     for name, rv in ref.items():
         if name not in obs or name in consts:

@@ -456,3 +456,40 @@ def test_ort_all_layout_alignment_through_resize_pad():
     assert r.first_divergence == ext.first_divergence
     if r.first_divergence is not None:        # ORT's float Resize vs onnx.reference (measured: rq)
         assert by[r.first_divergence].cause != "unknown"
+
+
+def _u16_matmul_s8_weight(K=40, N=24, M=6):
+    """uint16 QDQ activations with an int8 DQ weight: x -> Q/DQ(u16) -> MatMul(DQ(w)) -> Q/DQ(u16)."""
+    rng = np.random.default_rng(0)
+    inits = [_init("sx", np.float32(6e-5)), _init("zx", np.uint16(32768)),
+             _init("w_q", rng.integers(-127, 128, (K, N)).astype(np.int8)),
+             _init("sw", np.float32(0.004)), _init("zw", np.int8(0)),
+             _init("sy", np.float32(3e-4)), _init("zy", np.uint16(32768))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dq_in"),
+             helper.make_node("DequantizeLinear", ["w_q", "sw", "zw"], ["w"], name="dq_w"),
+             helper.make_node("MatMul", ["xdq", "w"], ["mm"], name="mm"),
+             helper.make_node("QuantizeLinear", ["mm", "sy", "zy"], ["yq"], name="q_y"),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"], name="dq_y")]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
+                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, [M, N])], inits,
+                  opset=21), (M, K)
+
+
+def test_ort_matmulnbits_rewrite_is_named():
+    """With 16-bit activations ORT (extended/all) turns DQ(int8 weight) -> MatMul into
+    com.microsoft MatMulNBits(bits=8, accuracy_level=4), which quantizes the activations to
+    int8 inside: the divergence of the MatMul output is attributed to that rewrite."""
+    from refquant.compare import observe_onnxruntime
+    m, shp = _u16_matmul_s8_weight()
+    x = random_input(shp, scale=1.0)
+    _, om = observe_onnxruntime(m, {"x": x}, "extended")
+    if not any(n.op_type == "MatMulNBits" for n in om.graph.node):
+        pytest.skip("this onnxruntime does not rewrite to MatMulNBits")
+    r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization="extended")
+    mm = next(t for t in r.tensors if t.name == "mm")
+    assert r.first_divergence == "mm" and mm.cause == "engine rewrite"
+    assert "MatMulNBits" in mm.detail and "accuracy_level=4" in mm.detail
+    assert next(t for t in r.tensors if t.name == "yq").cause == "propagated from an earlier divergence"
+    assert all(t.cause in CAUSES for t in r.tensors if t.diverged)
+    assert compare_model(m, {"x": x}, engine="onnxruntime").first_divergence is None
