@@ -305,6 +305,10 @@ _LAYOUT_FREE = ("Add", "Mul", "Sub", "Div", "Relu", "Clip", "Sigmoid", "LeakyRel
                 "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or")
 
 
+def _channels_last(rank):
+    return (0,) + tuple(range(2, rank)) + (1,)
+
+
 def layout_aliases(om_all, om_ext, observed):
     """Align ORT_ENABLE_ALL tensors that the layout transformer renamed and stored channels-last
     with the ORT_ENABLE_EXTENDED (= reference) names.
@@ -333,29 +337,54 @@ def layout_aliases(om_all, om_ext, observed):
             if p is None:
                 continue
             q = src if src is not None else tuple(range(len(p)))
+            if q == "CL":
+                q = _channels_last(len(p))
             if len(q) != len(p):
                 continue
             comp = tuple(q[i] for i in p)
             if comp != tuple(range(len(comp))):
                 perm[n.output[0]] = comp
+        elif n.domain.startswith("com.microsoft") and any(
+                a.name == "channels_last" and helper.get_attribute_value(a) == 1 for a in n.attribute):
+            # an NHWC kernel (QLinearConv, QLinearGlobalAveragePool, ...) writes channels-last,
+            # whatever the transpose optimizer cancelled before it
+            for o in n.output:
+                if o:
+                    perm[o] = "CL"
         elif src is not None and (n.domain.startswith("com.microsoft") or n.op_type in _LAYOUT_FREE):
             for o in n.output:
                 if o:
                     perm[o] = src
     ext_out = {n.name: [o for o in n.output if o] for n in om_ext.graph.node if n.name}
+    ext_by_inputs = {}
+    for n in om_ext.graph.node:
+        if n.output and n.output[0]:
+            ext_by_inputs.setdefault((n.op_type, n.domain, tuple(n.input)), n.output[0])
+    name_map = {}     # ALL tensor -> EXTENDED tensor
     out = {}
     for n in om_all.graph.node:
-        if n.op_type == "Transpose" or not n.output or n.output[0] not in perm:
+        if n.op_type == "Transpose" or not n.output or not n.output[0]:
             continue
         o = n.output[0]
         base = re.sub(r"_token_\d+$", "", n.name)
-        if o not in observed or base not in ext_out or not ext_out[base]:
+        if n.name and base in ext_out and ext_out[base]:
+            target = ext_out[base][0]
+        else:
+            # an unnamed node (inlined function, fusion): the EXTENDED node of the same op on
+            # the corresponding inputs
+            target = ext_by_inputs.get((n.op_type, n.domain, tuple(name_map.get(t, t) for t in n.input)))
+        if target is None:
+            continue
+        name_map[o] = target
+        if o not in perm or o not in observed:
             continue
         p = perm[o]
         v = np.asarray(observed[o])
+        if p == "CL":
+            p = _channels_last(v.ndim)
         if v.ndim != len(p):
             continue
-        out[ext_out[base][0]] = (np.transpose(v, np.argsort(p)),
+        out[target] = (np.transpose(v, np.argsort(p)),
                                  f"observed as {o!r} ({n.op_type}, stored with axes {list(p)})")
     return out
 

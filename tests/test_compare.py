@@ -493,3 +493,51 @@ def test_ort_matmulnbits_rewrite_is_named():
     assert next(t for t in r.tensors if t.name == "yq").cause == "propagated from an earlier divergence"
     assert all(t.cause in CAUSES for t in r.tensors if t.diverged)
     assert compare_model(m, {"x": x}, engine="onnxruntime").first_divergence is None
+
+
+def _conv_hardswish_conv(seed=0, C=4, M=8, H=6):
+    """QDQ Conv -> Q/DQ -> x * HardSigmoid(x) (unnamed nodes, as an inlined HardSwish leaves
+    them) -> Q/DQ -> 1x1 Conv -> Q/DQ."""
+    rng = np.random.default_rng(seed)
+    inits = [_init("sx", np.float32(0.0213)), _init("zx", np.uint8(128)),
+             _init("w_q", rng.integers(-127, 128, (M, C, 3, 3)).astype(np.int8)),
+             _init("sw", np.float32(0.004)), _init("zw", np.int8(0)),
+             _init("sy", np.float32(0.0517)), _init("zy", np.uint8(128)),
+             _init("sh", np.float32(1 / 255)), _init("zh", np.uint8(0)),
+             _init("sm", np.float32(0.03)), _init("zm", np.uint8(128)),
+             _init("w2_q", rng.integers(-127, 128, (M, M, 1, 1)).astype(np.int8)),
+             _init("sw2", np.float32(0.003)), _init("zw2", np.int8(0)),
+             _init("sz", np.float32(0.0931)), _init("zz", np.uint8(128))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dq_in"),
+             helper.make_node("DequantizeLinear", ["w_q", "sw", "zw"], ["w"], name="dq_w"),
+             helper.make_node("Conv", ["xdq", "w"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["conv", "sy", "zy"], ["yq"], name="q_y"),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["ydq"], name="dq_y"),
+             helper.make_node("HardSigmoid", ["ydq"], ["hs"]),
+             helper.make_node("QuantizeLinear", ["hs", "sh", "zh"], ["hq"], name="q_h"),
+             helper.make_node("DequantizeLinear", ["hq", "sh", "zh"], ["hdq"], name="dq_h"),
+             helper.make_node("Mul", ["ydq", "hdq"], ["mul"]),
+             helper.make_node("QuantizeLinear", ["mul", "sm", "zm"], ["mq"], name="q_m"),
+             helper.make_node("DequantizeLinear", ["mq", "sm", "zm"], ["mdq"], name="dq_m"),
+             helper.make_node("DequantizeLinear", ["w2_q", "sw2", "zw2"], ["w2"], name="dq_w2"),
+             helper.make_node("Conv", ["mdq", "w2"], ["conv2"], name="conv2"),
+             helper.make_node("QuantizeLinear", ["conv2", "sz", "zz"], ["zq"], name="q_z"),
+             helper.make_node("DequantizeLinear", ["zq", "sz", "zz"], ["out"], name="dq_z")]
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, H])
+    yo = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, M, H, H])
+    return _model(nodes, [xi], [yo], inits, opset=17), (1, C, H, H)
+
+
+def test_ort_all_layout_alignment_unnamed_nodes():
+    """ORT_ENABLE_ALL: nodes without a name inside the NHWC region (the QLinearMul ORT fused from
+    an inlined HardSwish) are aligned with the EXTENDED graph's node of the same op on the
+    corresponding inputs, so nothing compared at 'extended' is lost at 'all'."""
+    m, shp = _conv_hardswish_conv()
+    x = random_input(shp)
+    ext = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization="extended")
+    r = compare_model(m, {"x": x}, engine="onnxruntime", ort_optimization="all")
+    assert [t.name for t in r.tensors] == [t.name for t in ext.tensors]
+    by = {t.name: t for t in r.tensors}
+    assert "[0, 2, 3, 1]" in by["mq"].observed_as and "[0, 2, 3, 1]" in by["hs"].observed_as
+    assert r.first_divergence is None and all(t.n_diff == 0 for t in r.tensors)
