@@ -13,6 +13,13 @@ from libc.string cimport memcpy
 
 cnp.import_array()
 
+
+cdef inline int _ntype(cnp.ndarray a):
+    """PyArray_TYPE, or -1 for data stored in the other byte order: the kernels read values as
+    native, so such arrays (a big-endian float32, int16, ...) are declined and the glue /
+    reference decide (the reference refuses them)."""
+    return cnp.PyArray_TYPE(a) if cnp.PyArray_ISNOTSWAPPED(a) else -1
+
 from refquant._errors import KernelSizeLimit
 
 cdef int _fits(str what, Py_ssize_t v) except -1:
@@ -378,7 +385,7 @@ cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB 
     cdef int kern = -1, rc
     cdef int32_t za = a_zp, zb = b_zp
     cdef float m = mult
-    cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
+    cdef int ta = _ntype(a), tb = _ntype(b)
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError("a, b: 2-D arrays expected")
     if (ta != cnp.NPY_UINT8 and ta != cnp.NPY_INT8) or (tb != cnp.NPY_UINT8 and tb != cnp.NPY_INT8):
@@ -501,7 +508,7 @@ cdef inline int _gemm2d_ok(object A, object B):
     cdef cnp.ndarray b = <cnp.ndarray>B
     if a.ndim != 2 or b.ndim != 2:
         return 0
-    cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
+    cdef int ta = _ntype(a), tb = _ntype(b)
     if (ta != cnp.NPY_UINT8 and ta != cnp.NPY_INT8) or (tb != cnp.NPY_UINT8 and tb != cnp.NPY_INT8):
         return 0
     return a.shape[1] == b.shape[0] and a.shape[0] > 0 and a.shape[1] > 0 and b.shape[1] > 0
@@ -542,7 +549,7 @@ def matmul_integer_lean(A, B, a_zero_point=None, b_zero_point=None):
         return _unfold(matmul_integer_lean(A2, B, a_zero_point, b_zero_point), A)
     cdef cnp.ndarray a = <cnp.ndarray>A
     cdef cnp.ndarray b = <cnp.ndarray>B
-    cdef int ta = cnp.PyArray_TYPE(a), tb = cnp.PyArray_TYPE(b)
+    cdef int ta = _ntype(a), tb = _ntype(b)
     cdef int za, zb
     if not _zp8(a_zero_point, ta, &za) or not _zp8(b_zero_point, tb, &zb):
         return None
@@ -606,7 +613,7 @@ cdef object _col_params(object w_s, object w_zp, int tw, Py_ssize_t n, object a_
     if type(w_s) is not np.ndarray:
         return None
     cdef cnp.ndarray ws = <cnp.ndarray>w_s
-    if ws.ndim != 1 or ws.shape[0] != n or cnp.PyArray_TYPE(ws) != cnp.NPY_FLOAT32 \
+    if ws.ndim != 1 or ws.shape[0] != n or _ntype(ws) != cnp.NPY_FLOAT32 \
             or not cnp.PyArray_IS_C_CONTIGUOUS(ws):
         return None
     cdef float sa = 0, sy = 0, f, m
@@ -620,7 +627,7 @@ cdef object _col_params(object w_s, object w_zp, int tw, Py_ssize_t n, object a_
             return None
     else:
         za = <cnp.ndarray>w_zp
-        if za.ndim != 1 or za.shape[0] != n or cnp.PyArray_TYPE(za) != tw:
+        if za.ndim != 1 or za.shape[0] != n or _ntype(za) != tw:
             return None
         zcol = np.ascontiguousarray(za, dtype=np.int32)
     cdef cnp.npy_intp dims[1]
@@ -669,7 +676,7 @@ def qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sc
                                            y_zero_point), a)
     cdef cnp.ndarray aa = <cnp.ndarray>a
     cdef cnp.ndarray bb = <cnp.ndarray>b
-    cdef int ta = cnp.PyArray_TYPE(aa), tb = cnp.PyArray_TYPE(bb)
+    cdef int ta = _ntype(aa), tb = _ntype(bb)
     cdef int za, zb, yz
     cdef float m = 0
     cdef int ty
@@ -703,7 +710,7 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     cdef cnp.ndarray wa = <cnp.ndarray>w
     if xa.ndim != 4 or wa.ndim != 4 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
         return None
-    cdef int tx = cnp.PyArray_TYPE(xa), tw = cnp.PyArray_TYPE(wa)
+    cdef int tx = _ntype(xa), tw = _ntype(wa)
     if (tx != cnp.NPY_UINT8 and tx != cnp.NPY_INT8) or (tw != cnp.NPY_UINT8 and tw != cnp.NPY_INT8):
         return None
     cdef int xz, wz = 0, yz
@@ -730,7 +737,7 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
         if type(B) is not np.ndarray:
             return None
         bi = <cnp.ndarray>B
-        if (bi.ndim != 1 or cnp.PyArray_TYPE(bi) != cnp.NPY_INT32 or bi.shape[0] != Cout
+        if (bi.ndim != 1 or _ntype(bi) != cnp.NPY_INT32 or bi.shape[0] != Cout
                 or not cnp.PyArray_IS_C_CONTIGUOUS(bi)):
             return None
         bp = <const int32_t *>cnp.PyArray_DATA(bi)

@@ -10,6 +10,13 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cnp.import_array()
 
+
+cdef inline int _ntype(cnp.ndarray a):
+    """PyArray_TYPE, or -1 for data stored in the other byte order: the kernels read values as
+    native, so such arrays (a big-endian float32, int16, ...) are declined and the glue /
+    reference decide (the reference refuses them)."""
+    return cnp.PyArray_TYPE(a) if cnp.PyArray_ISNOTSWAPPED(a) else -1
+
 cdef extern from "rq_quant.h" nogil:
     enum:
         RQ_Q_U8
@@ -140,7 +147,7 @@ cdef inline int _scale32(object s, float *out):
         d = float(s)
     elif type(s) is np.ndarray:
         a = <cnp.ndarray>s
-        if (a.ndim != 0 and (a.ndim != 1 or a.shape[0] != 1)) or cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32:
+        if (a.ndim != 0 and (a.ndim != 1 or a.shape[0] != 1)) or _ntype(a) != cnp.NPY_FLOAT32:
             return 0
         d = (<float *>cnp.PyArray_DATA(a))[0]
     else:
@@ -171,7 +178,7 @@ cdef inline int _typed_zp(object z, int *typenum):
     if type(z) is np.ndarray:
         if (<cnp.ndarray>z).ndim != 0:
             return 0
-        typenum[0] = cnp.PyArray_TYPE(<cnp.ndarray>z)
+        typenum[0] = _ntype(<cnp.ndarray>z)
         return 1
     if type(z) is np.uint8:
         typenum[0] = cnp.NPY_UINT8
@@ -191,7 +198,7 @@ cdef cnp.ndarray _f32_c(object x):
     if type(x) is not np.ndarray:
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) or cnp.PyArray_SIZE(xa) == 0:
+    if _ntype(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa) or cnp.PyArray_SIZE(xa) == 0:
         return None
     return xa
 
@@ -205,7 +212,7 @@ cdef int _axis_scales(cnp.ndarray xa, object scale, object axis_obj, Py_ssize_t 
         return 0
     cdef cnp.ndarray sa = <cnp.ndarray>scale
     cdef int nd = xa.ndim
-    if sa.ndim != 1 or cnp.PyArray_TYPE(sa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(sa) or nd == 0:
+    if sa.ndim != 1 or _ntype(sa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(sa) or nd == 0:
         return 0
     if not (-nd <= axis_obj < nd):
         return 0
@@ -234,9 +241,9 @@ cdef object _axis_zps(object zp, Py_ssize_t d, int *typenum):
     if type(zp) is not np.ndarray:
         return None
     cdef cnp.ndarray za = <cnp.ndarray>zp
-    if za.ndim != 1 or za.shape[0] != d or _qtype(cnp.PyArray_TYPE(za)) < 0:
+    if za.ndim != 1 or za.shape[0] != d or _qtype(_ntype(za)) < 0:
         return None
-    typenum[0] = cnp.PyArray_TYPE(za)
+    typenum[0] = _ntype(za)
     return np.ascontiguousarray(za, dtype=np.int32)
 
 
@@ -317,7 +324,7 @@ def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes, object axis=
     cdef cnp.ndarray xa = <cnp.ndarray>x
     if not cnp.PyArray_IS_C_CONTIGUOUS(xa) or type(axis) is not int:
         return None
-    cdef int tx = cnp.PyArray_TYPE(xa), it = _qtype(tx), tz
+    cdef int tx = _ntype(xa), it = _qtype(tx), tz
     if it < 0 and tx != cnp.NPY_INT32:
         return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)

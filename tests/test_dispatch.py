@@ -237,3 +237,58 @@ def test_dimensions_beyond_int_run_the_reference(monkeypatch):
     assert refquant.last_path()["path"] == "reference"
     assert refquant.conv_integer(x, w, z8, zs8) == "conv_integer"
     assert refquant.last_path()["path"] == "reference"
+
+
+def test_other_byte_order_same_as_reference():
+    """Arrays stored in the other byte order (big-endian on x86) were read as native bytes by
+    the compiled entries (quantize_linear of >f4 [1, 2, 3, 4] gave [0 0 0 0]): every op, each
+    array argument swapped in turn, must give the reference's bits or its exception type."""
+    from refquant import reference as R
+    rng = np.random.default_rng(5)
+
+    def swap(a):
+        a = np.asarray(a)
+        return a.astype(a.dtype.newbyteorder(">" if a.dtype.byteorder in "=<" else "<"))
+
+    def same(fast, ref):
+        try:
+            want = ref()
+        except Exception as exc:  # noqa: BLE001 - the same kind of error is the contract
+            with pytest.raises(type(exc)):
+                fast()
+            return
+        got = fast()
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            assert np.asarray(g).dtype == np.asarray(w).dtype
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+    x = (rng.standard_normal(300) * 4).astype(np.float32)
+    q16 = rng.integers(-300, 300, 300).astype(np.int16)
+    a = rng.integers(0, 256, (40, 64)).astype(np.uint8)
+    b = rng.integers(-128, 128, (64, 48)).astype(np.int8)
+    xc = rng.integers(0, 256, (1, 16, 9, 9)).astype(np.uint8)
+    w = rng.integers(-128, 128, (32, 16, 3, 3)).astype(np.int8)
+    calls = [
+        (refquant.quantize_linear, R.quantize_linear, [x, np.float32(0.05), np.int16(3)], {}),
+        (refquant.quantize_linear, R.quantize_linear, [x, np.array(0.05, np.float32), np.uint8(3)], {}),
+        (refquant.dequantize_linear, R.dequantize_linear, [q16, np.float32(0.5), np.int16(2)], {}),
+        (refquant.dequantize_linear, R.dequantize_linear,
+         [q16.reshape(30, 10), np.full(10, 0.5, np.float32), np.zeros(10, np.int16)], {"axis": 1}),
+        (refquant.dynamic_quantize_linear, R.dynamic_quantize_linear, [x], {}),
+        (refquant.qlinear_matmul, R.qlinear_matmul,
+         [a, np.float32(0.02), np.uint8(3), b, np.full(48, 0.01, np.float32), np.zeros(48, np.int8),
+          np.float32(0.3), np.uint8(5)], {}),
+        (refquant.qgemm, R.qgemm,
+         [a, np.float32(0.02), np.uint8(3), b, np.float32(0.01), np.int8(0),
+          rng.integers(-900, 900, 48).astype(np.int32), np.float32(0.3), np.uint8(5)], {}),
+        (refquant.qlinear_conv, R.qlinear_conv,
+         [xc, np.float32(0.02), np.uint8(3), w, np.full(32, 0.01, np.float32), np.zeros(32, np.int8),
+          np.float32(0.3), np.uint8(5), rng.integers(-900, 900, 32).astype(np.int32)], {"pads": [1, 1, 1, 1]}),
+    ]
+    for fast, ref, args, kw in calls:
+        for i, v in enumerate(args):
+            if not isinstance(v, (np.ndarray, np.generic)) or np.asarray(v).dtype.itemsize == 1:
+                continue
+            sw = list(args)
+            sw[i] = swap(v)
+            same(lambda: fast(*sw, **kw), lambda: ref(*sw, **kw))

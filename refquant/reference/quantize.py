@@ -199,6 +199,19 @@ def _check_scale_values(s, argname):
                          + " (a zero, negative, NaN or infinite scale has no quantization meaning)")
 
 
+def _byteorder_hint(dt, allowed_check):
+    """' (byte order ...)' when dt is an allowed type stored in the other byte order."""
+    dt = np.dtype(dt)
+    if not dt.isnative:
+        try:
+            if allowed_check(dt.newbyteorder("=")):
+                return (f"; its byte order is not the machine's: pass "
+                        f"a.astype(a.dtype.newbyteorder('='))")
+        except Exception:  # pragma: no cover - exotic dtypes
+            pass
+    return ""
+
+
 def expand_qparam(value, x_shape, axis, block_size, *, argname):
     """Replicate a per-tensor / per-axis / blocked parameter to broadcast against ``x_shape``.
 
@@ -279,7 +292,8 @@ def _convert_scale(scale, x_dt, opset, argname, *, quantize):
             s = s.astype(x_dt if (quantize and x_dt in (_F32, _F16, _BF16)) else _F32)
     if s.dtype not in _scale_types(opset):
         raise TypeError(f"{argname}: type {s.dtype} is not allowed at opset {opset} "
-                        f"(allowed: {_names(_scale_types(opset))})")
+                        f"(allowed: {_names(_scale_types(opset))})"
+                        + _byteorder_hint(s.dtype, lambda d: d in _scale_types(opset)))
     if s.dtype == _E8M0:
         sf = s.astype(_F32)
         if np.isnan(sf).any():
@@ -360,7 +374,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     x = _as_array(x, "x")
     if x.dtype not in _q_input_types(opset):
         hint = " (convert with x.astype(np.float32): refquant never picks a precision silently)" \
-            if x.dtype == _F64 else ""
+            if x.dtype == _F64 else _byteorder_hint(x.dtype, lambda d: d in _q_input_types(opset))
         raise TypeError(f"x: type {x.dtype} is not allowed for QuantizeLinear at opset {opset} "
                         f"(allowed: {_names(_q_input_types(opset))}){hint}")
     s = _convert_scale(y_scale, x.dtype, opset, "y_scale", quantize=True)
@@ -544,7 +558,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     x = _as_array(x, "x")
     if x.dtype not in _dq_input_types(opset):
         raise TypeError(f"x: type {x.dtype} is not allowed for DequantizeLinear at opset {opset} "
-                        f"(allowed: {_names(_dq_input_types(opset))})")
+                        f"(allowed: {_names(_dq_input_types(opset))})"
+                        + _byteorder_hint(x.dtype, lambda d: d in _dq_input_types(opset)))
     s = _convert_scale(x_scale, x.dtype, opset, "x_scale", quantize=False)
     if opset < 21 and s.ndim > 1:
         raise ValueError("x_scale: must be a scalar or a 1-D vector before opset 21")
