@@ -105,6 +105,27 @@ def test_tflite_refuses_what_it_cannot_express():
         E.run("tflite-reference", "QLinearConv", d, attrs)
 
 
+@pytest.mark.parametrize("engine", ["tflite-reference", "tflite-optimized"])
+def test_tflite_quantize_honours_output_dtype(engine):
+    """QuantizeLinear's output_dtype (no y_zero_point) sets the type LiteRT computes; a type
+    LiteRT has no QUANTIZE for is refused, never silently computed as uint8."""
+    need(engine)
+    x = np.float32([0.25, 1.5, 7.0, -3.3, -100.0])
+    for dt in ("int8", "int16", 3):
+        y = E.run(engine, "QuantizeLinear", {"x": x, "y_scale": np.float32(1.0)}, {"output_dtype": dt})
+        ref = R.quantize_linear(x, np.float32(1.0), output_dtype=dt)
+        assert y.dtype == ref.dtype and y.tolist() == ref.tolist() == [0, 2, 7, -3, -100]
+    for dt in ("int4", "uint4", "float8e5m2", "float8e4m3fn"):
+        with pytest.raises(E.EngineUnsupported, match="not computable"):
+            E.run(engine, "QuantizeLinear", {"x": x, "y_scale": np.float32(1.0)}, {"output_dtype": dt})
+    with pytest.raises(E.EngineUnsupported, match="differs"):
+        E.run(engine, "QuantizeLinear", {"x": x, "y_scale": np.float32(1.0), "y_zero_point": np.uint8(0)},
+              {"output_dtype": "int8"})
+    with pytest.raises(E.EngineUnsupported, match="float32"):
+        E.run(engine, "DequantizeLinear", {"x": np.int8([1, 2]), "x_scale": np.float32(1.0)},
+              {"output_dtype": "float16"})
+
+
 def test_cases_generators_hit_ties_and_specials():
     rng = np.random.default_rng(0)
     x = CS.tie_values(rng, 4000, np.float32(0.1), specials=True)

@@ -12,8 +12,9 @@ ships (``ai_edge_litert/schema_py_generated.py``, object API) and run with
 
 ONNX mapping
 ------------
-* QuantizeLinear (float32 x, per-tensor, int8/uint8/int16 out) -> QUANTIZE.
-* DequantizeLinear (int8/uint8/int16 x, per-tensor) -> DEQUANTIZE.
+* QuantizeLinear (float32 x, per-tensor, int8/uint8/int16 out: y_zero_point's type, else
+  ``output_dtype``, else uint8) -> QUANTIZE; other output types raise EngineUnsupported.
+* DequantizeLinear (int8/uint8/int16 x, per-tensor, float32 out) -> DEQUANTIZE.
 * QLinearMatMul a[M, K] . b[K, N] -> FULLY_CONNECTED(input a, filter b^T [N, K] constant,
   no bias); per-channel when b_scale is 1-D (quantized_dimension 0).  QGemm (alpha 1, y_scale
   given) -> the same with bias C (int32, scale a_s*b_s).  int8 (symmetric weights) or uint8.
@@ -153,13 +154,49 @@ def _scalar(name, v):
     return v
 
 
+_Q_TYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+
+
+def _name(dt):
+    from .._dtypes import onnx_name
+    try:
+        return onnx_name(dt)
+    except (TypeError, KeyError, ValueError):
+        return str(dt)
+
+
+def _requested_dtype(attributes):
+    """The ``output_dtype`` attribute as a numpy dtype, None when absent (or 0 = UNDEFINED)."""
+    od = (attributes or {}).get("output_dtype")
+    if od is None or (isinstance(od, (int, np.integer)) and not isinstance(od, bool) and int(od) == 0):
+        return None
+    from .._dtypes import resolve_dtype
+    try:
+        return resolve_dtype(od, argname="output_dtype")
+    except TypeError as e:
+        raise EngineUnsupported(f"TFLite adapter: {e}") from None
+
+
 def quantize(engine, inputs, attributes):
     S = _schema()
     x = inputs["x"]
     s = _scalar("y_scale", inputs["y_scale"])
     zp = inputs.get("y_zero_point")
+    odt = _requested_dtype(attributes)
     if zp is None:
-        zp = np.zeros((), np.uint8)
+        odt = np.dtype(np.uint8) if odt is None else odt
+        if odt not in _Q_TYPES:
+            raise EngineUnsupported(f"TFLite QUANTIZE: output_dtype {_name(odt)} is not computable "
+                                    f"(LiteRT quantizes to int8, uint8 or int16)")
+        zp = np.zeros((), odt)
+    else:
+        zp = np.asarray(zp)
+        if odt is not None and odt != zp.dtype:
+            raise EngineUnsupported(f"TFLite QUANTIZE: output_dtype {_name(odt)} differs from "
+                                    f"y_zero_point's type {_name(zp.dtype)}")
+        if zp.dtype not in _Q_TYPES:
+            raise EngineUnsupported(f"TFLite QUANTIZE: output type {_name(zp.dtype)} is not computable "
+                                    f"(LiteRT quantizes to int8, uint8 or int16)")
     _scalar("y_zero_point", zp)
     if x.dtype != np.float32 or s.dtype != np.float32:
         raise EngineUnsupported("TFLite QUANTIZE: float32 input and scale")
@@ -181,6 +218,13 @@ def dequantize(engine, inputs, attributes):
     _scalar("x_zero_point", zp)
     if s.dtype != np.float32:
         raise EngineUnsupported("TFLite DEQUANTIZE: float32 scale")
+    odt = _requested_dtype(attributes)
+    if odt is not None and odt != np.float32:
+        raise EngineUnsupported(f"TFLite DEQUANTIZE: output_dtype {_name(odt)} is not computable "
+                                f"(LiteRT dequantizes to float32)")
+    if x.dtype not in _Q_TYPES:
+        raise EngineUnsupported(f"TFLite DEQUANTIZE: input type {_name(x.dtype)} is not supported "
+                                f"(int8, uint8 or int16)")
     b = _Builder()
     ti = b.tensor("x", x.shape, x.dtype, s, zp)
     to = b.tensor("y", x.shape, np.float32)
