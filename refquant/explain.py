@@ -22,7 +22,9 @@ Method
    ``rounding_tie`` (the exact value is within 2^-20 relative of k + 0.5), ``int16_pair`` (u8 x
    s8 k-pair sums leave int16 and saturating them, as vpmaddubsw does, accounts for the
    difference), ``float_rounding`` (float
-   outputs within 2 ulps), otherwise ``other``.
+   outputs within 2 ulps), ``nan_vs_finite`` / ``nan_vs_inf`` / ``inf_vs_finite`` / ``inf_sign``
+   (float outputs where one side is NaN or Inf: these count as infinitely many steps,
+   ``max_steps`` = inf), otherwise ``other``.
 4. Without a match, single-field variations of the nearest candidates are searched: each
    arithmetic field the op reads (rounding, division, zero-point order, requantization method,
    multiplier, bias domain, saturation ...) set to each other allowed value.  Every variation
@@ -74,7 +76,15 @@ _TOPIC = {
     "rq_epilogue_dtype": "epilogue precision", "int16_pair_saturation": "saturation",
 }
 _CLASSES = ("nan_inf_input", "overflow", "saturation_boundary", "large_accumulator", "int16_pair",
-            "rounding_tie", "float_rounding", "other")
+            "rounding_tie", "float_rounding", "nan_vs_finite", "nan_vs_inf", "inf_vs_finite", "inf_sign",
+            "other")
+# how a class reads in the text report (default: underscores to spaces)
+_CLASS_LABEL = {"nan_vs_finite": "NaN vs finite", "nan_vs_inf": "NaN vs Inf", "inf_vs_finite": "Inf vs finite",
+                "inf_sign": "+Inf vs -Inf"}
+
+
+def _label(cls):
+    return _CLASS_LABEL.get(cls, cls.replace("_", " "))
 _MAX_EXAMPLES = 5
 _SEARCH_NEAREST = 4
 
@@ -139,7 +149,7 @@ class Explanation:
             lines.append("")
             lines.append(f"{'profile':<20} {'differ':>8} {'max ' + self.step_unit:>18}  where the differences sit")
             for c in others:
-                cls = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in
+                cls = ", ".join(f"{v} {_label(k)}" for k, v in
                                 sorted(c.classes.items(), key=lambda kv: -kv[1]))
                 ms = f"{c.max_steps:g}"
                 lines.append(f"{c.profile:<20} {c.n_diff:>8} {ms:>18}  {cls}")
@@ -156,7 +166,7 @@ class Explanation:
                 lines.append(f"Nearest profile: {self.nearest} ({c.n_diff} of {self.n} differ, "
                              f"max {c.max_steps:g} {self.step_unit}).")
                 for i, e, o, k in c.examples[:3]:
-                    lines.append(f"  e.g. at {list(i)}: {self.nearest} gives {e}, observed {o} ({k.replace('_', ' ')})")
+                    lines.append(f"  e.g. at {list(i)}: {self.nearest} gives {e}, observed {o} ({_label(k)})")
             if self.suggestions:
                 lines.append("A single arithmetic change reproduces the observation exactly:")
                 for s in self.suggestions:
@@ -333,7 +343,7 @@ def _compare(op, inputs, expected, observed, info, attributes=None):
             except ValueError:
                 raise ValueError(f"observed: shape {o.shape} does not match the op's output shape "
                                  f"{e.shape}") from None
-        out_is_float = e.dtype.kind == "f" or o.dtype.kind == "f"
+        out_is_float = _is_float(e.dtype) or _is_float(o.dtype)
         try:
             qr = None if out_is_float else _qr(e.dtype)
         except Exception:
@@ -356,7 +366,10 @@ def _compare(op, inputs, expected, observed, info, attributes=None):
             else:
                 with np.errstate(all="ignore"):
                     steps = np.abs(ef - of) / np.maximum(np.abs(ef), 1e-45)   # relative for scales
-            steps = np.where(same, 0.0, np.nan_to_num(steps, nan=np.inf))
+            # NaN against a number, Inf against a finite value or -Inf: infinitely many steps
+            steps = np.where(same, 0.0, np.nan_to_num(steps, nan=np.inf, posinf=np.inf))
+            nonfinite = ~same & ~(np.isfinite(ef) & np.isfinite(of))
+            steps = np.where(nonfinite, np.inf, steps)
         else:
             same = e.astype(np.int64) == o.astype(np.int64)
             steps = np.abs(e.astype(np.int64) - o.astype(np.int64)).astype(np.float64)
@@ -367,10 +380,10 @@ def _compare(op, inputs, expected, observed, info, attributes=None):
         use_info = info if k == 0 else {}
         for j, fi in enumerate(bad):
             ev, ov = e.reshape(-1)[fi].item(), o.reshape(-1)[fi].item()
-            if out_is_float and not use_info:
-                c = "float_rounding" if _ulps(ev, ov, e.dtype) <= 2 else "other"
-            elif out_is_float:
-                c = "float_rounding" if _ulps(ev, ov, e.dtype) <= 2 else "other"
+            if out_is_float:
+                c = _nonfinite_class(ev, ov)
+                if c is None:
+                    c = "float_rounding" if _ulps(ev, ov, e.dtype) <= 2 else "other"
             else:
                 c = _classify(op, int(fi), ev, ov, use_info, qr, False)
             classes[c] = classes.get(c, 0) + 1
@@ -379,9 +392,29 @@ def _compare(op, inputs, expected, observed, info, attributes=None):
                 if k:
                     idx = (f"output{k}",) + idx
                 examples.append((idx, ev, ov, c))
-    if max_steps == int(max_steps) and np.isfinite(max_steps):
+    if np.isfinite(max_steps) and max_steps == int(max_steps):
         max_steps = int(max_steps)
     return n_diff, max_steps, classes, examples
+
+
+def _is_float(dt):
+    from ._dtypes import is_float
+    try:
+        return is_float(dt)
+    except TypeError:
+        return np.dtype(dt).kind == "f"
+
+
+def _nonfinite_class(e, o):
+    """The class of a float difference involving NaN or Inf (None when both are finite)."""
+    e, o = float(e), float(o)
+    if np.isfinite(e) and np.isfinite(o):
+        return None
+    if np.isnan(e) or np.isnan(o):
+        return "nan_vs_finite" if np.isfinite(e) or np.isfinite(o) else "nan_vs_inf"
+    if np.isinf(e) and np.isinf(o):
+        return "inf_sign"
+    return "inf_vs_finite"
 
 
 def _ulps(a, b, dt):

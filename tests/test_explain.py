@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -109,6 +110,33 @@ def test_dequantize_steps_and_dynamic_tuple():
     assert r.matches == ["onnx-reference"]
     r = explain("DynamicQuantizeLinear", {"x": x}, (y, s, zp), candidates=["onnxruntime"])
     assert r.suggestions and r.suggestions[0]["field"] == "dql_zero_range_scale"
+
+
+def test_nan_inf_outputs_count_as_infinite_steps():
+    """A float output holding NaN or Inf against a finite reference value: inf steps (no
+    OverflowError, no float64-max integer), classified with NaN/Inf wording."""
+    inp = {"x": np.uint8([1, 2, 3]), "x_scale": np.float32(0.1), "x_zero_point": np.uint8(0)}
+    for bad, cls, label in ((np.inf, "inf_vs_finite", "Inf vs finite"), (np.nan, "nan_vs_finite", "NaN vs finite")):
+        obs = R.dequantize_linear(inp["x"], inp["x_scale"], inp["x_zero_point"]).copy()
+        obs[0] = bad
+        r = explain("DequantizeLinear", inp, obs, candidates=["onnx"])
+        c = r.comparison("onnx")
+        assert c.n_diff == 1 and c.max_steps == np.inf and c.classes == {cls: 1}
+        assert label in str(r) and "max inf output steps" in str(r)
+        assert json.loads(r.to_json())["profiles"][0]["max_steps"] == "inf"
+    # float8 output: the reference keeps Inf (saturate=0), the engine saturated it
+    x = np.float32([np.inf, 1.0])
+    obs = np.float32([57344.0, 1.0]).astype(ml_dtypes.float8_e5m2)
+    r = explain("QuantizeLinear", {"x": x, "y_scale": np.float32(1)}, obs,
+                attributes={"output_dtype": "float8e5m2", "saturate": 0}, candidates=["onnx"])
+    assert r.comparison("onnx").max_steps == np.inf and r.comparison("onnx").classes == {"inf_vs_finite": 1}
+    # float4 (an ml_dtypes type numpy calls kind 'V') compares as float, not truncated to int
+    x = np.float32([0.5, 1.0, 2.9])
+    obs = R.quantize_linear(x, np.float32(1), output_dtype="float4e2m1").copy()
+    obs[0] = 0
+    r = explain("QuantizeLinear", {"x": x, "y_scale": np.float32(1)}, obs,
+                attributes={"output_dtype": "float4e2m1"}, candidates=["onnx"])
+    assert r.comparison("onnx").n_diff == 1
 
 
 def test_bad_arguments():
