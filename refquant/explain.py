@@ -12,7 +12,10 @@ Method
 1. Every candidate profile (default: every registered profile that models ``op``) runs
    ``refquant.reference.<op>`` on ``inputs`` (op-specific overrides applied,
    ``Profile.for_op``).  A profile that cannot express the call (e.g. TensorRT and a non-zero
-   zero point) is listed with its error and skipped.
+   zero point) is listed with its error and skipped.  When no candidate can run the call and
+   they all fail with the same error that is not a profile's own limit (a missing input, a zero
+   scale, float64 x, mismatched shapes, an unsupported opset), the inputs themselves are invalid:
+   ``explain`` raises that error (ValueError/TypeError) instead of returning an empty match list.
 2. Its output is compared with ``observed``: n_diff elements and the largest difference in
    integer steps of the output (for DequantizeLinear's float output: |diff| / x_scale).
 3. Each differing element is classified by the exact (float64) value the op rounds:
@@ -196,14 +199,46 @@ def _jsonable(o):
 
 
 # ------------------------------------------------------------------------------ comparison
+# inputs without which no profile can run the op (the others are optional or may be None)
+_REQUIRED = {
+    "QuantizeLinear": ("x", "y_scale"), "DequantizeLinear": ("x", "x_scale"),
+    "DynamicQuantizeLinear": ("x",), "MatMulInteger": ("A", "B"), "ConvInteger": ("x", "w"),
+    "QLinearMatMul": ("a", "a_scale", "b", "b_scale", "y_scale"),
+    "QLinearConv": ("x", "x_scale", "w", "w_scale", "y_scale"),
+    "QGemm": ("A", "a_scale", "B", "b_scale"),
+}
+
+
+def _raise_input_error(errors):
+    """No candidate could run the call.  When they all failed with the same input error (not a
+    profile's own limit), the reference itself rejects the inputs: raise that error."""
+    plain = [e for e in errors if not isinstance(e, ProfileError)]
+    if plain and len({(type(e), str(e)) for e in plain}) == 1:
+        raise plain[0]
+
+
+def _as_array(name, v):
+    if v is None or isinstance(v, (dict, str, bytes)):
+        raise TypeError(f"{name}: expected an array of the op's output, got "
+                        f"{'None' if v is None else type(v).__name__}")
+    a = np.asarray(v)
+    if a.dtype == object or a.dtype.kind in "USO":
+        raise TypeError(f"{name}: expected a numeric array, got {a.dtype} "
+                        f"({type(v).__name__})")
+    return a
+
+
 def _as_outputs(op, observed):
     if op == "DynamicQuantizeLinear" and isinstance(observed, (tuple, list)):
-        return tuple(np.asarray(o) for o in observed)
+        if not 1 <= len(observed) <= 3:
+            raise ValueError(f"observed: DynamicQuantizeLinear has 3 outputs (y, y_scale, y_zero_point), "
+                             f"got {len(observed)} arrays")
+        return tuple(_as_array(f"observed[{i}]", o) for i, o in enumerate(observed))
     if isinstance(observed, (tuple, list)) and op != "DynamicQuantizeLinear":
         if len(observed) != 1:
             raise ValueError(f"observed: {op} has one output, got {len(observed)} arrays")
         observed = observed[0]
-    return (np.asarray(observed),)
+    return (_as_array("observed", observed),)
 
 
 def _exact_values(op, inputs, attributes, opset):
@@ -487,24 +522,30 @@ def explain(op, inputs, observed, *, attributes=None, candidates=None, opset=Non
                         f"got {type(inputs).__name__}")
     attributes = dict(attributes or {})
     inputs = check_inputs(op, inputs)
+    missing = [n for n in _REQUIRED[op] if n not in inputs]
+    if missing:
+        raise ValueError(f"inputs: {op} needs {', '.join(missing)} (given: {', '.join(inputs)})")
     obs = _as_outputs(op, observed)
     cands = _candidates(op, candidates)
     if not cands:
         raise ValueError(f"candidates: no profile models {op}")
     info = _exact_values(op, inputs, attributes, opset)
-    comps, outputs = [], {}
+    comps, outputs, errors = [], {}, []
     n = None
     for p in cands:
         try:
             exp = _run(op, inputs, attributes, p, opset)
         except (ProfileError, ValueError, TypeError, NotImplementedError) as e:
             comps.append(ProfileComparison(p.name, "cannot_express", error=f"{type(e).__name__}: {e}"))
+            errors.append(e)
             continue
         exp = exp[:len(obs)]
         n = int(sum(np.size(e) for e in exp)) if n is None else n
         nd, ms, cl, ex = _compare(op, inputs, exp, obs, info, attributes)
         comps.append(ProfileComparison(p.name, "match" if nd == 0 else "differs", nd, ms, cl, ex))
         outputs[p.name] = p
+    if not outputs:
+        _raise_input_error(errors)
     matches = [c.profile for c in comps if c.status == "match"]
     ranked = sorted((c for c in comps if c.status != "cannot_express"), key=lambda c: (c.n_diff, c.max_steps))
     nearest = ranked[0].profile if ranked else None

@@ -9,8 +9,11 @@
 observed output comes from ``--observed`` (.npy, or .npz: the array named "observed", "y" or
 "Y", else its only array) or from an "observed" array inside the inputs file.  Attributes are
 given as ``--attr name=value`` (ints, floats, comma-separated int lists, strings) or
-``--attributes JSON``.  Exit status: 0 when at least one profile reproduces the observation,
-1 when none does, 2 on bad input.
+``--attributes JSON``.  ``--observed`` and ``--engine`` are mutually exclusive.  Exit status: 0
+when at least one profile reproduces the observation, 1 when none does, 2 on bad input
+(unreadable files, unknown op or profile, and inputs the reference itself rejects -- a missing
+input, a zero scale, float64 x, mismatched shapes, an unsupported --opset: every profile fails
+the same way; the error is printed).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ def add_parser(subparsers):
     p.add_argument("--inputs", required=True, metavar="FILE.npz", help="inputs keyed by ONNX input names")
     p.add_argument("--observed", metavar="FILE", help="observed output (.npy or .npz)")
     p.add_argument("--engine", metavar="ENGINE",
-                   help="instead of --observed, run OP on this live engine (refquant.engines names: "
+                   help="instead of --observed (not with it), run OP on this live engine (refquant.engines names: "
                         "onnxruntime, pytorch, tflite-reference, ...)")
     p.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
                    help="an ONNX attribute (repeatable), e.g. axis=0, pads=1,1,1,1, alpha=0.5")
@@ -76,6 +79,13 @@ def load_arrays(path: str) -> dict:
 
 
 def _observed(args, inputs):
+    if getattr(args, "engine", None):
+        if args.observed:
+            raise ValueError("--observed and --engine are mutually exclusive: give the engine's output "
+                             "file or the engine to run, not both")
+        if "observed" in inputs:
+            raise ValueError(f"--engine: {args.inputs} already holds an 'observed' array; drop it or "
+                             "drop --engine")
     if args.observed:
         arrs = load_arrays(args.observed)
         for k in ("observed", "y", "Y"):

@@ -199,6 +199,21 @@ def test_cli_report_json_and_exit_codes(tmp_path, capsys):
     assert "no observed output" in capsys.readouterr().err
 
 
+def test_cli_bad_input_exit_2(tmp_path, capsys):
+    x = np.float32([0.5, 1.5, 2.5])
+    np.save(tmp_path / "obs.npy", np.int8([0, 2, 2]))
+    np.savez(tmp_path / "noscale.npz", x=x)
+    np.savez(tmp_path / "zero.npz", x=x, y_scale=np.float32(0))
+    np.savez(tmp_path / "ok.npz", x=x, y_scale=np.float32(1))
+    obs = ["--observed", str(tmp_path / "obs.npy")]
+    for f, extra, msg in (("noscale", [], "needs y_scale"), ("zero", [], "every scale must be finite"),
+                          ("ok", ["--opset", "99"], "opset"),
+                          ("ok", ["--engine", "onnxruntime"], "mutually exclusive")):
+        assert _cli(["explain", "QuantizeLinear", "--inputs", str(tmp_path / f"{f}.npz"), *obs, *extra]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err
+
+
 def test_cli_attributes(tmp_path, capsys):
     rng = np.random.default_rng(3)
     d, attrs = CS.conv_case(rng, 1, 2, 5, 5, 3, 3, 3, pads=(1, 1, 1, 1))
@@ -223,9 +238,30 @@ def test_zero_scale_is_invalid_for_every_profile():
         R.quantize_linear(inp["x"], inp["y_scale"], inp["y_zero_point"], profile="onnxruntime")
     obs = E.run("onnxruntime", "QuantizeLinear", inp)          # ORT: x/0 -> +-inf -> saturate, 0/0 -> qmin
     assert obs.tolist() == [127, -128, -128]
-    r = explain("QuantizeLinear", inp, obs)
-    assert r.matches == [] and all(c.status == "cannot_express" for c in r.comparisons)
+    with pytest.raises(ValueError, match="y_scale: every scale must be finite"):
+        explain("QuantizeLinear", inp, obs)     # the reference itself rejects the inputs
+    r = explain("QuantizeLinear", _q([1.0, 2.0], zp=np.int8(3)), np.int8([4, 5]), candidates=["tensorrt"])
+    assert r.matches == [] and all(c.status == "cannot_express" for c in r.comparisons)   # a profile's limit
     assert r.nearest is None and "Cannot express" in str(r)
+
+
+def test_inputs_no_profile_can_run_raise():
+    """Inputs the reference rejects for every profile (same error everywhere) raise that error;
+    observed that is not an array gets a clear TypeError."""
+    x = np.float32([0.5, 1.5, 2.5])
+    obs = np.int8([0, 2, 2])
+    with pytest.raises(ValueError, match="needs y_scale"):
+        explain("QuantizeLinear", {"x": x}, obs)
+    with pytest.raises(ValueError, match="inner dimensions"):
+        explain("MatMulInteger", {"A": np.ones((2, 3), np.uint8), "B": np.ones((4, 2), np.int8)},
+                np.zeros((2, 2), np.int32))
+    with pytest.raises(TypeError, match="float64"):
+        explain("QuantizeLinear", {"x": x.astype(np.float64), "y_scale": np.float32(1)}, obs)
+    with pytest.raises(ValueError, match="opset"):
+        explain("QuantizeLinear", {"x": x, "y_scale": np.float32(1)}, obs, opset=99)
+    for bad in (None, {"y": obs}, "y.npy"):
+        with pytest.raises(TypeError, match="observed"):
+            explain("QuantizeLinear", {"x": x, "y_scale": np.float32(1)}, bad)
 
 
 def test_int16_pair_saturation_in_convolution():
