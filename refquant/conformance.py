@@ -10,6 +10,14 @@ For every case and every engine output (recorded in the case file, or produced n
    A failure here means refquant mis-models the engine; the command then exits with status 1.
 
 ``--strict`` also fails on spec deviations (for testing an engine that must conform).
+``--engine`` takes the refquant.engines names, tensorrt, the groups torch and tflite, or any
+engine recorded in the cases; ``--op`` an ONNX op name (any letter case).
+
+Exit status: 0 when refquant reproduces every engine output (and, with ``--strict``, every one
+equals the spec); 1 when an output is not reproduced (a mis-model or an engine error) or,
+with ``--strict``, deviates from the spec; 2 on bad input or when nothing was compared: an
+unknown --engine or --op, a bad --cases directory, no cases, or no recorded (or, with
+``--live``, runnable) outputs of the engines asked for -- a gate that compares nothing fails.
 ``--json FILE`` writes ``{"n_cases", "engines", "results": [...], "summary": {...}}``;
 ``--html FILE`` a table.
 """
@@ -90,6 +98,42 @@ def _explain(case, observed):
             "suggestions": d.get("suggestions") or [], "summary": summary}
 
 
+def known_engines():
+    """Engine names ``--engine`` accepts: the refquant.engines registry, tensorrt (recorded on
+    an NVIDIA host) and the group names (torch, tflite)."""
+    from .golden import ENGINE_GROUPS
+    try:
+        from .engines import ENGINES
+        names = list(ENGINES)
+    except ImportError:  # pragma: no cover
+        names = []
+    return names + [n for n in ("tensorrt", *ENGINE_GROUPS) if n not in names]
+
+
+def _check_engines(engines, cases):
+    """Group names expanded; an unknown name (neither known nor recorded in the cases) raises."""
+    from .golden import expand_engines
+    recorded = {e for c in cases for e in c.outputs}
+    known = known_engines()
+    bad = [e for e in engines if e not in known and e not in recorded]
+    if bad:
+        raise ValueError(f"--engine: unknown engine{'s' if len(bad) > 1 else ''} "
+                         f"{', '.join(map(repr, bad))}; known: {', '.join(known)}")
+    return expand_engines(engines)
+
+
+def _canonical_op(op, cases_dir=None):
+    """``op`` spelt as the ONNX op name (matched case-insensitively); unknown -> ValueError."""
+    if op is None:
+        return None
+    from .engines._onnx_model import OP_INPUTS
+    names = list(OP_INPUTS)
+    for n in names:
+        if n.lower() == str(op).lower():
+            return n
+    raise ValueError(f"--op: unknown op {op!r}; valid: {', '.join(names)}")
+
+
 def check_case(case, engine, observed, *, profile="onnx", explain=True):
     """Compare one engine output with the reference; returns a JSON-ready dict."""
     res = {"case": case.name, "op": case.op, "engine": engine, "opset": case.opset,
@@ -126,8 +170,11 @@ def check_case(case, engine, observed, *, profile="onnx", explain=True):
 def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", live=False,
                     explain=True, progress=None):
     """Run the comparison over a case directory; returns the JSON-ready report dict."""
+    op = _canonical_op(op, cases_dir)
     cases = load_cases(cases_dir, op=op)
     get_profile(profile)  # validate early
+    if engines:
+        engines = _check_engines(engines, cases)
     results, versions = [], {}
     t0 = time.time()
     for i, c in enumerate(cases):
@@ -250,8 +297,9 @@ def add_parser(subparsers):
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--engine", action="append", default=None,
-                   help="only this engine's outputs (repeatable); with --live, run it now")
-    p.add_argument("--op", default=None, help="only cases of this ONNX op (e.g. QLinearConv)")
+                   help="only this engine's outputs (repeatable); with --live, run it now.  An "
+                        "unknown name, or an engine with no outputs to compare, exits 2")
+    p.add_argument("--op", default=None, help="only cases of this ONNX op (e.g. QLinearConv; any letter case)")
     p.add_argument("--profile", default="onnx", help="reference profile (default: onnx = the spec)")
     p.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
     p.add_argument("--live", action="store_true",
@@ -294,6 +342,15 @@ def run(args):
             f.write(_html(rep))
     if rep["n_cases"] == 0:
         print("refquant conformance: no cases found", file=sys.stderr)
+        return 2
+    if rep["n_results"] == 0:
+        which = ", ".join(engines) if engines else "any engine"
+        how = ("none of the cases runs on it" if args.live else
+               f"record them with: refquant golden record --engine {engines[0] if engines else 'E'}"
+               + (f" --cases {args.cases}" if args.cases else ""))
+        print(f"refquant conformance: nothing compared: no {'live' if args.live else 'recorded'} "
+              f"outputs of {which}" + (f" for {args.op}" if args.op else "")
+              + f" in {rep['cases_dir']} ({how})", file=sys.stderr)
         return 2
     bad = [r for r in rep["results"] if r.get("profile_match") is False or "status" in r]
     if bad:

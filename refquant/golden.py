@@ -395,7 +395,8 @@ def record(engine, cases_dir=None, *, op=None, progress=None, opset_policy="case
     Returns (n_recorded, n_not_applicable, errors: list of (case, message)).
     """
     from . import engines as _engines
-    cases = load_cases(cases_dir, op=op)
+    from .conformance import _canonical_op
+    cases = load_cases(cases_dir, op=_canonical_op(op))
     n_ok, n_na, errors = 0, 0, []
     if engine == "tensorrt":
         version = _tensorrt_version()
@@ -504,7 +505,7 @@ def add_parser(subparsers):
                         "pytorch[-fakequant|-fbgemm|-x86|-qnnpack|-onednn], tflite (= the three "
                         "LiteRT kernels), tflite-reference|-optimized|-xnnpack, tensorrt; repeatable")
     r.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
-    r.add_argument("--op", default=None, help="only cases of this ONNX op")
+    r.add_argument("--op", default=None, help="only cases of this ONNX op (any letter case)")
     r.add_argument("--quiet", action="store_true")
     ls = sub.add_parser("list", help="list the cases and which engines were recorded")
     ls.add_argument("--cases", default=None)

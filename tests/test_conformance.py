@@ -129,3 +129,26 @@ def test_engine_group_names():
     assert golden.expand_engines(["tflite", "onnxruntime", "tflite-reference"]) == [
         "tflite-reference", "tflite-optimized", "tflite-xnnpack", "onnxruntime"]
     assert "pytorch-fbgemm" in golden.expand_engines(["torch"])
+
+
+def _conf(argv):
+    from refquant.cli import main
+    return main(["conformance", "--quiet", "--no-explain", *argv])
+
+
+def test_cli_unknown_or_empty_engine_and_op_case(tmp_path, capsys):
+    """A misspelt engine, or one with nothing recorded, must not pass a CI gate vacuously."""
+    assert _conf(["--engine", "onxruntime"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown engine 'onxruntime'" in err and "onnxruntime" in err
+    d = tmp_path / "cases"
+    golden.generate(d)                                  # no recorded outputs at all
+    assert _conf(["--cases", str(d), "--engine", "tensorrt", "--op", "QuantizeLinear"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing compared" in err and "golden record --engine tensorrt" in err
+    assert _conf(["--op", "QLinearConvv"]) == 2
+    assert "valid: " in capsys.readouterr().err
+    rep = run_conformance(op="qlinearconv", explain=False)
+    assert rep["n_cases"] >= 1 and {r["op"] for r in rep["results"]} == {"QLinearConv"}
+    with pytest.raises(ValueError, match="unknown engine"):
+        run_conformance(engines=["onxruntime"], explain=False)
