@@ -25,7 +25,8 @@ Rules (code: what is checked)
   QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear rejected by the parser;
   scales/zero points must be build-time constants; per-channel only on constant inputs; a 1-D
   scale without an ``axis`` attribute means axis 0 to the parser (ONNX says 1).
-- RQ106 Q -> DQ pair whose scale or zero point differ (every value silently rescaled).
+- RQ106 Q -> DQ pair whose scale or zero point differ (every value silently rescaled).  Per-tensor
+  parameters are compared by value: a scalar and a 1-element vector are the same parameter.
 - RQ201 per-channel axis vs op: the weight scale of Conv must run along axis 0 (output
   channels), of ConvTranspose along axis 1, of Gemm along 1 - transB, of MatMul along the last
   axis; the scale length must equal that dimension.  Depthwise Conv with a per-tensor weight scale
@@ -544,14 +545,15 @@ class _Linter:
                     continue
                 zs = np.zeros(()) if z is None else np.asarray(z).astype(np.int64)
                 zs2 = np.zeros(()) if z2 is None else np.asarray(z2).astype(np.int64)
-                same_s = np.shape(s) == np.shape(s2) and np.array_equal(np.asarray(s), np.asarray(s2))
-                same_z = np.array_equal(np.broadcast_to(zs, np.shape(zs2)) if np.ndim(zs2) else zs, zs2) \
-                    if np.ndim(zs) <= np.ndim(zs2) else False
+                ax, ax2 = int(_attrs(n).get("axis", 1)), int(_attrs(d).get("axis", 1))
+                same_s = _same_qparam(s, s2, ax, ax2)
+                same_z = _same_qparam(zs, zs2, ax, ax2)
                 if not (same_s and same_z):
                     what = "scale" if not same_s else "zero point"
-                    self.add("error", "RQ106", c, f"DequantizeLinear reads {n.input[0]!r}'s codes "
-                             f"from Q {G.labels[i]!r} with a different {what}",
-                             "a Q/DQ pair must share scale and zero point; otherwise every value is "
+                    a, b = (s, s2) if not same_s else (z, z2)
+                    self.add("error", "RQ106", c, f"DequantizeLinear reads the quantized tensor "
+                             f"{n.output[0]!r} (Q {G.labels[i]!r} of {n.input[0]!r}) with a different "
+                             f"{what}: Q {_short(a)} vs DQ {_short(b)}",
                              "silently rescaled (usually a calibration/export bug)")
 
     def run(self):
@@ -568,6 +570,36 @@ class _Linter:
         self.check_blocked()
         order = {s: k for k, s in enumerate(SEVERITIES)}
         return sorted(self.findings, key=lambda f: order[f.severity])
+
+
+def _per_tensor(v):
+    """A scalar and a 1-element vector both mean one value for the whole tensor."""
+    return v is None or np.size(v) == 1
+
+
+def _same_qparam(a, b, axis_a=None, axis_b=None):
+    """Same quantization parameter: per-tensor values compared as values (whatever their shape),
+    per-axis / blocked ones by shape, values and axis."""
+    a = np.zeros(()) if a is None else np.asarray(a)
+    b = np.zeros(()) if b is None else np.asarray(b)
+    if _per_tensor(a) and _per_tensor(b):
+        return np.array_equal(a.reshape(()).astype(np.float64), b.reshape(()).astype(np.float64),
+                              equal_nan=True)
+    if np.shape(a) != np.shape(b):
+        return False
+    if a.ndim == 1 and axis_a is not None and axis_b is not None and (axis_a < 0) == (axis_b < 0) \
+            and axis_a != axis_b:     # (1 and -1 may name the same axis: the rank is not known here)
+        return False
+    return np.array_equal(a.astype(np.float64), b.astype(np.float64), equal_nan=True)
+
+
+def _short(v):
+    if v is None:
+        return "(none)"
+    a = np.asarray(v)
+    if a.size <= 4:
+        return np.array2string(a, separator=", ") if a.ndim else str(a[()])
+    return f"shape {list(a.shape)}"
 
 
 def lint_model(model, target=None):

@@ -117,7 +117,33 @@ def test_qdq_pair_mismatch():
     nodes[-1].input[1] = "sy2"
     f = lint_model(m)
     assert ("RQ106", "error") in codes(f) and any(x.node == "dq_out" for x in f if x.code == "RQ106")
+    msg = next(x.message for x in f if x.code == "RQ106")
+    assert "'yq'" in msg and "0.05" in msg and "0.06" in msg      # names the quantized tensor and values
     assert not [x for x in lint_model(layer()) if x.code == "RQ106"]
+
+
+@pytest.mark.parametrize("qs,ds,qz,dz", [
+    (np.float32([0.1]), np.float32([0.1]), np.int8([3]), np.int8(3)),      # zp [3] vs 3
+    (np.float32([0.1]), np.float32(0.1), np.int8(3), np.int8(3)),          # scale [0.1] vs 0.1
+    (np.float32(0.1), np.float32([0.1]), None, np.int8([0])),              # no zp vs [0]
+])
+def test_qdq_pair_per_tensor_spellings_agree(qs, ds, qz, dz):
+    """A scalar and a 1-element vector are the same per-tensor parameter: no RQ106."""
+    inits = [_init("qs", qs), _init("ds", ds), _init("dz", dz)]
+    q_in = ["x", "qs"]
+    if qz is not None:
+        inits.append(_init("qz", qz))
+        q_in.append("qz")
+    nodes = [helper.make_node("QuantizeLinear", q_in, ["q"], name="q"),
+             helper.make_node("DequantizeLinear", ["q", "ds", "dz"], ["y"], name="dq")]
+    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], inits)
+    assert not [x for x in lint_model(m) if x.code == "RQ106"]
+    dz2 = np.asarray(dz).copy() + np.int8(1)
+    inits[2] = _init("dz", dz2)
+    m = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], inits)
+    assert [x for x in lint_model(m) if x.code == "RQ106"]
 
 
 def test_tensorrt_rejects_qoperator_ops():
