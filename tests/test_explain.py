@@ -214,6 +214,43 @@ def test_cli_bad_input_exit_2(tmp_path, capsys):
         assert msg in err and "Traceback" not in err
 
 
+def test_cli_low_bit_arrays(tmp_path, capsys):
+    """ml_dtypes arrays come back from .npy/.npz as raw bytes (|V1): typed by --dtype, by the op
+    (output_dtype, zero point types), else a clear error naming --dtype."""
+    x = np.float32([np.nan, 1.0, 1000.0, -3.0])
+    y = R.quantize_linear(x, np.float32(1), output_dtype="float8e4m3fn")
+    np.savez(tmp_path / "q.npz", x=x, y_scale=np.float32(1))
+    np.save(tmp_path / "q_obs.npy", y)
+    assert np.load(tmp_path / "q_obs.npy").dtype.str == "|V1"
+    q = ["explain", "QuantizeLinear", "--inputs", str(tmp_path / "q.npz"), "--observed", str(tmp_path / "q_obs.npy")]
+    assert _cli(q + ["--attr", "output_dtype=float8e4m3fn", "--profiles", "onnx"]) == 0    # from output_dtype
+    capsys.readouterr()
+    assert _cli(q + ["--profiles", "onnx"]) == 2
+    assert "--dtype observed=TYPE" in capsys.readouterr().err
+    xq = np.array([1, -8, 7, 0], ml_dtypes.int4)
+    np.savez(tmp_path / "dq.npz", x=xq, x_scale=np.float32(0.5))
+    np.save(tmp_path / "dq_obs.npy", R.dequantize_linear(xq, np.float32(0.5)))
+    dq = ["explain", "DequantizeLinear", "--inputs", str(tmp_path / "dq.npz"), "--observed",
+          str(tmp_path / "dq_obs.npy"), "--profiles", "onnx"]
+    assert _cli(dq) == 2
+    err = capsys.readouterr().err
+    assert "--dtype x=TYPE" in err and "Traceback" not in err
+    assert _cli(dq + ["--dtype", "x=int4"]) == 0
+    capsys.readouterr()
+    np.savez(tmp_path / "dq8.npz", x=np.int8([1, -8, 7, 0]), x_scale=np.float32(0.5))   # int4 values as int8
+    dq8 = ["explain", "DequantizeLinear", "--inputs", str(tmp_path / "dq8.npz"), "--observed",
+           str(tmp_path / "dq_obs.npy"), "--profiles", "onnx"]
+    assert _cli(dq8 + ["--dtype", "x=int4"]) == 0
+    np.savez(tmp_path / "dq9.npz", x=np.int8([1, -9, 7, 0]), x_scale=np.float32(0.5))
+    capsys.readouterr()
+    assert _cli(dq8[:3] + [str(tmp_path / "dq9.npz")] + dq8[4:] + ["--dtype", "x=int4"]) == 2
+    assert "not all exactly representable" in capsys.readouterr().err
+    assert _cli(dq + ["--dtype", "nope=int4"]) == 2
+    assert "no array named nope" in capsys.readouterr().err
+    assert _cli(dq + ["--dtype", "x=int44"]) == 2
+    assert "unknown type name" in capsys.readouterr().err
+
+
 def test_cli_attributes(tmp_path, capsys):
     rng = np.random.default_rng(3)
     d, attrs = CS.conv_case(rng, 1, 2, 5, 5, 3, 3, 3, pads=(1, 1, 1, 1))
