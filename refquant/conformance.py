@@ -19,7 +19,9 @@ with ``--strict``, deviates from the spec; 2 on bad input or when nothing was co
 unknown --engine or --op, a bad --cases directory, no cases, or no recorded (or, with
 ``--live``, runnable) outputs of the engines asked for -- a gate that compares nothing fails.
 ``--json FILE`` writes ``{"n_cases", "engines", "results": [...], "summary": {...}}``;
-``--html FILE`` a table.
+``--html FILE`` a table.  The JSON is strict (no ``Infinity``/``NaN`` tokens): a non-finite
+number, e.g. ``max_steps`` of an output whose shape differs or that holds NaN where the
+reference does not, is written as the string ``"inf"`` (``"-inf"``, ``"nan"``).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import time
 
 import numpy as np
 
+from . import _json
 from ._oprun import diff_steps, run_reference
 from .golden import default_cases_dir, load_cases
 from .profile import get_profile
@@ -336,7 +339,7 @@ def run(args):
     print(format_report(rep, quiet=args.quiet))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rep, f, indent=1, default=float)
+            _json.dump(rep, f, indent=1, default=float)
     if args.html:
         with open(args.html, "w") as f:
             f.write(_html(rep))

@@ -246,6 +246,31 @@ def test_cli(tmp_path):
     assert cli.main([str(tmp_path / "missing.npz")]) == 2
 
 
+def _strict_json(text):
+    def bad(c):
+        raise ValueError(f"non-standard JSON constant {c}")
+    return json.loads(text, parse_constant=bad)
+
+
+def test_cli_json_is_strict_for_non_finite_results(tmp_path, capsys):
+    """A tool's inf/NaN scale is written as "inf"/"nan" (strict JSON), with a warning; the API
+    keeps the float."""
+    from refquant.calibration import cli
+    huge = tmp_path / "huge.npz"
+    np.savez(huge, a=np.array([-3e38, 0, 3e38], np.float32))
+    with np.errstate(all="ignore"):
+        assert np.isinf(calibrate(np.array([-3e38, 0, 3e38], np.float32), tool="pytorch", method="minmax").scale)
+    out = tmp_path / "o.json"
+    assert cli.main([str(huge), "--tool", "pytorch", "--method", "minmax", "--json", str(out)]) == 0
+    assert _strict_json(out.read_text())["results"][0]["scale"] == "inf"
+    assert "non-finite scale" in capsys.readouterr().err
+    const = tmp_path / "const.npz"
+    np.savez(const, a=np.full(8, 2.5, np.float32))
+    assert cli.main([str(const), "--tool", "onnxruntime", "--method", "distribution", "--dtype", "float8e4m3fn",
+                     "--json"]) == 0
+    assert _strict_json(capsys.readouterr().out)["results"][0]["scale"] == "nan"
+
+
 def test_cli_subprocess_prints_table(tmp_path):
     p = tmp_path / "d.npy"
     np.save(p, np.linspace(-1, 3, 200, dtype=np.float32))

@@ -152,3 +152,23 @@ def test_cli_unknown_or_empty_engine_and_op_case(tmp_path, capsys):
     assert rep["n_cases"] >= 1 and {r["op"] for r in rep["results"]} == {"QLinearConv"}
     with pytest.raises(ValueError, match="unknown engine"):
         run_conformance(engines=["onxruntime"], explain=False)
+
+
+def test_conformance_json_is_strict(tmp_path):
+    """max_steps of inf is written as "inf": no Infinity token (JSON.parse rejects it)."""
+    from refquant import _json
+    assert _json.dumps({"a": float("inf"), "b": [np.float32("nan"), -np.inf], "c": np.int8(3)}) == \
+        '{"a": "inf", "b": ["nan", "-inf"], "c": 3}'
+    d = tmp_path / "cases"
+    golden.generate(d)
+    c = golden.load_cases(d, op="MatMulInteger")[0]
+    c.outputs["onnxruntime"] = np.zeros((1, 1), np.int32)          # wrong shape: inf steps
+    golden.save_case(c.path, c)
+    out = tmp_path / "r.json"
+    assert _conf(["--cases", str(d), "--op", "MatMulInteger", "--json", str(out)]) == 1
+    text = out.read_text()
+    assert "Infinity" not in text
+    def bad(k):
+        raise ValueError(k)
+    rep = json.loads(text, parse_constant=bad)
+    assert any(r.get("max_steps") == "inf" for r in rep["results"])

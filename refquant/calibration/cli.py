@@ -7,17 +7,21 @@
 
 DATA: an ``.npz`` whose arrays are the calibration batches, taken in **sorted key order**
 (``np.savez(f, b000=..., b001=...)``); or an ``.npy`` holding one batch.
+
+``--json`` is strict JSON: a non-finite result (a tool's inf or NaN scale, e.g. PyTorch minmax on a
+range near float32's limit, or a distribution method on constant data) is written as the string
+``"inf"``, ``"-inf"`` or ``"nan"``; the Python API keeps the float.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
 
 from . import calibrate, compare_tools, supported, CalibrationError, TOOLS, METHODS
 from .report import table, html_page
+from .. import _json
 
 
 def load_batches(path: str) -> list:
@@ -58,6 +62,11 @@ def _add_arguments(p):
 
 
 def run(args) -> int:
+    with np.errstate(all="ignore"):   # a non-finite result is reported below, once, in words
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         batches = load_batches(args.data)
         kw = dict(dtype=args.dtype, symmetric=args.symmetric, reduce_range=args.reduce_range, axis=args.axis)
@@ -80,12 +89,17 @@ def run(args) -> int:
     except (CalibrationError, TypeError, OSError) as exc:
         print(f"refquant calibrate: error: {exc}", file=sys.stderr)
         return 2
+    for r in results:
+        if not isinstance(r, tuple) and not np.all(np.isfinite(np.asarray(r.scale, np.float64))):
+            print(f"refquant calibrate: warning: {r.tool} {r.method} gives a non-finite scale "
+                  f"({np.asarray(r.scale).ravel()[~np.isfinite(np.asarray(r.scale, np.float64).ravel())][0]}): "
+                  "unusable for quantization (it is what the tool computes on this data)", file=sys.stderr)
     if args.json is not None:
         doc = {"data": args.data, "n_batches": len(batches),
                "results": [r.to_dict() for r in results if not isinstance(r, tuple)],
                "not_applicable": [{"tool": t, "method": m, "reason": e}
                                   for t, m, e in (r for r in results if isinstance(r, tuple))]}
-        s = json.dumps(doc, indent=1)
+        s = _json.dumps(doc, indent=1)
         if args.json == "-":
             print(s)
         else:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 
 import numpy as np
 
@@ -114,7 +113,8 @@ def html_page(data_batches, results, *, title="refquant calibrate") -> str:
         notes = "<br>".join(html.escape(n) for n in r.notes)
         rows.append(f"<tr><td>{r.tool}</td><td>{r.method}</td><td>{_f(r.rmin)}</td><td>{_f(r.rmax)}</td>"
                     f"<td>{_f(r.scale)}</td><td>{_f(_zp(r))}</td><td>{notes}</td></tr>")
-    dump = json.dumps([r.to_dict() for r in results if not isinstance(r, tuple)], indent=1)
+    from .._json import dumps as _strict_dumps
+    dump = _strict_dumps([r.to_dict() for r in results if not isinstance(r, tuple)], indent=1)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
