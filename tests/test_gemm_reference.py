@@ -717,3 +717,37 @@ def test_qlinear_matmul_hypothesis_vs_onnxruntime(m, k, n, combo, per_col, ties,
     if nbatch:
         args[0] = np.stack([args[0]] + [rnd(rng, at, (m, k)) for _ in range(nbatch)])
     assert np.array_equal(qlinear_matmul(*args), run_ort("QLinearMatMul", args))
+
+
+@pytest.mark.parametrize("profile", ["onnx", "onnxruntime", "onnxruntime-avx2"])
+@pytest.mark.parametrize("M,K,N", [(0, 3, 2), (2, 3, 0), (0, 4, 0), (2, 0, 3), (0, 0, 0)])
+def test_zero_size_gemm_reference_equals_fast_path(profile, M, K, N):
+    """Empty operands give the empty (or all-zero-accumulator) result on every profile, the int16
+    pair-saturation ones (onnxruntime-avx2) included, exactly as the fast path does."""
+    import refquant
+    f32 = np.float32
+    A = np.full((M, K), 255, U8)
+    B = np.full((K, N), 127, S8)
+    for ref, fast in ((matmul_integer, refquant.matmul_integer),):
+        r, f = ref(A, B, profile=profile), fast(A, B, profile=profile)
+        assert r.shape == f.shape == (M, N) and r.dtype == f.dtype and np.array_equal(r, f)
+    q = (A, f32(0.1), U8(3), B, f32(0.2), S8(0), f32(0.5), U8(1))
+    r, f = qlinear_matmul(*q, profile=profile), refquant.qlinear_matmul(*q, profile=profile)
+    assert r.shape == f.shape == (M, N) and r.dtype == f.dtype and np.array_equal(r, f)
+    g = (A, f32(0.1), U8(3), B, f32(0.2), S8(0), None, f32(0.5), U8(1))
+    r, f = qgemm(*g, profile=profile), refquant.qgemm(*g, profile=profile)
+    assert r.shape == f.shape == (M, N) and np.array_equal(r, f)
+
+
+@pytest.mark.parametrize("profile", ["onnx", "onnxruntime-avx2"])
+@pytest.mark.parametrize("xs,ws", [((1, 2, 5, 5), (0, 2, 3, 3)), ((0, 2, 5, 5), (3, 2, 3, 3))])
+def test_zero_size_conv_reference_equals_fast_path(profile, xs, ws):
+    import refquant
+    from refquant.reference import conv_integer, qlinear_conv
+    f32 = np.float32
+    x, w = np.full(xs, 255, U8), np.full(ws, 127, S8)
+    r, f = conv_integer(x, w, profile=profile), refquant.conv_integer(x, w, profile=profile)
+    assert r.shape == f.shape == (xs[0], ws[0], 3, 3) and r.dtype == f.dtype
+    q = (x, f32(0.1), U8(3), w, f32(0.2), S8(0), f32(0.5), U8(1))
+    r, f = qlinear_conv(*q, profile=profile), refquant.qlinear_conv(*q, profile=profile)
+    assert r.shape == f.shape == (xs[0], ws[0], 3, 3) and r.dtype == f.dtype

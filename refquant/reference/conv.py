@@ -171,7 +171,8 @@ def _weights_T(wv, group):
     Cg = wv.shape[1]
     w = wv.reshape((group, M // group, Cg) + wv.shape[2:])
     w = w.transpose((0, 1) + tuple(range(3, 3 + nd)) + (2,))
-    return w.reshape(group, M // group, -1).transpose(0, 2, 1)
+    Kd = Cg * int(np.prod(wv.shape[2:], dtype=np.int64))   # explicit: -1 is ambiguous when M == 0
+    return w.reshape(group, M // group, Kd).transpose(0, 2, 1)
 
 
 def fbgemm_depthwise_fast_path(x_shape, w_shape, *, group, strides, dilations, pads_begin, pads_end) -> bool:
@@ -247,12 +248,13 @@ def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
     for n0 in range(0, N, per):
         cols, _ = _columns(xf[n0:n0 + per], pb, pe, strides, dilations, kernel, group, 0.0)
         r = np.matmul(cols, wT)                     # (n, g, L, Mg), exact integers
-        a = r.transpose(0, 1, 3, 2).reshape(-1, M, L).astype(np.int64)
+        nb = r.shape[0]                            # explicit batch: -1 is ambiguous when M == 0
+        a = r.transpose(0, 1, 3, 2).reshape(nb, M, L).astype(np.int64)
         if pair_sat or want_count:
             cols_raw, _ = _columns(x[n0:n0 + per], pb, pe, strides, dilations, kernel, group, xzv)
             corr, ns = _pair_terms(cols_raw, wT_raw[None], count_only=not pair_sat)
             if pair_sat:
-                a = a + corr.transpose(0, 1, 3, 2).reshape(-1, M, L)
+                a = a + corr.transpose(0, 1, 3, 2).reshape(nb, M, L)
             if want_count:
                 npair += ns
         acc[n0:n0 + per] = a

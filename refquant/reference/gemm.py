@@ -224,7 +224,7 @@ def _pair_terms(A, B, count_only=False):
     N = Bb.shape[-1]
     corr = np.zeros(batch + (M, N), dtype=np.int64)
     nsat = 0
-    if K < 2:
+    if K < 2 or M == 0 or N == 0:      # no pairs, or an empty output: nothing saturates
         out = corr
     else:
         Kp = K + (K & 1)
