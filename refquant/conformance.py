@@ -9,6 +9,9 @@ For every case and every engine output (recorded in the case file, or produced n
 2. **Model check** — does refquant's profile for that engine reproduce its output bit for bit?
    A failure here means refquant mis-models the engine; the command then exits with status 1.
 
+A case the ``--profile`` itself cannot run (e.g. ``tensorrt`` and ConvInteger, or a non-zero zero
+point) is listed as "not applicable to this profile" and not compared; it is no mis-model.
+
 ``--strict`` also fails on spec deviations (for testing an engine that must conform).
 ``--engine`` takes the refquant.engines names, tensorrt, the groups torch and tflite, or any
 engine recorded in the cases; ``--op`` an ONNX op name (any letter case).
@@ -35,7 +38,7 @@ import numpy as np
 from . import _json
 from ._oprun import diff_steps, run_reference
 from .golden import default_cases_dir, load_cases
-from .profile import get_profile
+from .profile import ProfileError, get_profile
 
 __all__ = ["check_case", "run_conformance", "add_parser", "run"]
 
@@ -144,6 +147,9 @@ def check_case(case, engine, observed, *, profile="onnx", explain=True):
     try:
         spec = run_reference(case.op, case.inputs, case.attributes, profile=profile,
                              opset=case.opset)
+    except ProfileError as exc:    # --profile cannot run this case: nothing to say about the engine
+        res.update(status="not-applicable", error=str(exc))
+        return res
     except Exception as exc:
         res.update(status="spec-error", error=f"{type(exc).__name__}: {exc}")
         return res
@@ -210,7 +216,10 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
         key = f"{r['op']}|{r['engine']}"
         s = summary.setdefault(key, {"op": r["op"], "engine": r["engine"], "cases": 0,
                                      "spec_match": 0, "profile_match": 0, "profile_checked": 0,
-                                     "max_steps": 0.0, "errors": 0})
+                                     "max_steps": 0.0, "errors": 0, "not_applicable": 0})
+        if r.get("status") == "not-applicable":
+            s["not_applicable"] += 1
+            continue
         s["cases"] += 1
         if "status" in r:
             s["errors"] += 1
@@ -220,7 +229,9 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
         if r.get("profile_match") is not None:
             s["profile_checked"] += 1
             s["profile_match"] += bool(r["profile_match"])
-    return {"n_cases": len(cases), "n_results": len(results), "profile": profile,
+    n_na = sum(r.get("status") == "not-applicable" for r in results)
+    return {"n_cases": len(cases), "n_results": len(results), "n_not_applicable": n_na,
+            "n_compared": len(results) - n_na, "profile": profile,
             "cases_dir": str(cases_dir or default_cases_dir()), "engines": versions,
             "seconds": round(time.time() - t0, 2), "results": results,
             "summary": list(summary.values())}
@@ -244,9 +255,12 @@ def format_report(rep, *, quiet=False):
     lines += ["", hdr, "-" * len(hdr)]
     for s in sorted(rep["summary"], key=lambda s: (s["op"], s["engine"])):
         own = (f"{s['profile_match']}/{s['profile_checked']}" if s["profile_checked"] else "n/a")
+        notes = [f"{s['errors']} errors"] if s["errors"] else []
+        if s.get("not_applicable"):
+            notes.append(f"{s['not_applicable']} not applicable to profile {rep['profile']}")
         lines.append(f"{s['op']:<22} {s['engine']:<18} {s['cases']:>5}  "
                      f"{s['spec_match']:>3}/{s['cases']:<3}  {_fmt_steps(s['max_steps']):>9}  "
-                     f"{own:>12}" + (f"  ({s['errors']} errors)" if s["errors"] else ""))
+                     f"{own:>12}" + (f"  ({'; '.join(notes)})" if notes else ""))
     if not quiet:
         dev = [r for r in rep["results"] if "status" not in r and not r["spec_match"]]
         if dev:
@@ -260,7 +274,13 @@ def format_report(rep, *, quiet=False):
                     why = " -- " + str(ex["summary"])[:100]
                 lines.append(f"  {r['engine']:<18} {r['case']:<44} {r['n_diff']:>5}/"
                              f"{r['n_elements']:<5} max {_fmt_steps(r['max_steps'])} steps{why}")
-    bad = [r for r in rep["results"] if r.get("profile_match") is False or "status" in r]
+    na = [r for r in rep["results"] if r.get("status") == "not-applicable"]
+    if na and not quiet:
+        lines += ["", f"not applicable to profile {rep['profile']!r} ({len(na)}; not compared, not a "
+                      f"mis-model):"]
+        for r in na:
+            lines.append(f"  {r['engine']:<18} {r['case']:<44} {r['error']}")
+    bad = _failures(rep)
     if bad:
         lines += ["", f"NOT REPRODUCED by refquant's own profile ({len(bad)}):"]
         for r in bad:
@@ -268,6 +288,13 @@ def format_report(rep, *, quiet=False):
                          + (r.get("error") or f"{r.get('profile_n_diff')} elements differ, max "
                             f"{_fmt_steps(r.get('profile_max_steps', 0))} steps"))
     return "\n".join(lines)
+
+
+def _failures(rep):
+    """Results that fail the model check: not reproduced, engine errors, reference errors
+    (a case --profile does not apply to is not one)."""
+    return [r for r in rep["results"] if r.get("profile_match") is False
+            or ("status" in r and r["status"] != "not-applicable")]
 
 
 def _html(rep):
@@ -346,6 +373,10 @@ def run(args):
     if rep["n_cases"] == 0:
         print("refquant conformance: no cases found", file=sys.stderr)
         return 2
+    if rep["n_results"] and not rep["n_compared"]:
+        print(f"refquant conformance: nothing compared: profile {args.profile!r} applies to none of "
+              f"the {rep['n_results']} engine outputs (see 'not applicable' above)", file=sys.stderr)
+        return 2
     if rep["n_results"] == 0:
         which = ", ".join(engines) if engines else "any engine"
         how = ("none of the cases runs on it" if args.live else
@@ -355,7 +386,7 @@ def run(args):
               f"outputs of {which}" + (f" for {args.op}" if args.op else "")
               + f" in {rep['cases_dir']} ({how})", file=sys.stderr)
         return 2
-    bad = [r for r in rep["results"] if r.get("profile_match") is False or "status" in r]
+    bad = _failures(rep)
     if bad:
         return 1
     if args.strict and any(not r.get("spec_match", True) for r in rep["results"]):

@@ -172,3 +172,16 @@ def test_conformance_json_is_strict(tmp_path):
         raise ValueError(k)
     rep = json.loads(text, parse_constant=bad)
     assert any(r.get("max_steps") == "inf" for r in rep["results"])
+
+
+def test_profile_that_cannot_run_a_case_is_not_a_mis_model(capsys):
+    """--profile tensorrt on ConvInteger (which it does not model): 'not applicable', not
+    'NOT REPRODUCED'; nothing compared at all -> exit 2; partly applicable -> exit 0."""
+    rep = run_conformance(op="ConvInteger", profile="tensorrt", engines=["onnxruntime"], explain=False)
+    assert rep["n_results"] and rep["n_compared"] == 0
+    assert all(r["status"] == "not-applicable" for r in rep["results"])
+    assert _conf(["--profile", "tensorrt", "--engine", "onnxruntime", "--op", "ConvInteger"]) == 2
+    cap = capsys.readouterr()
+    assert "NOT REPRODUCED" not in cap.out and "nothing compared" in cap.err
+    assert _conf(["--profile", "tensorrt", "--engine", "onnxruntime", "--op", "QLinearConv"]) == 0
+    assert "not applicable to profile tensorrt" in capsys.readouterr().out
