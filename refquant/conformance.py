@@ -180,7 +180,8 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
                     explain=True, progress=None):
     """Run the comparison over a case directory; returns the JSON-ready report dict."""
     op = _canonical_op(op, cases_dir)
-    cases = load_cases(cases_dir, op=op)
+    skipped = []
+    cases = load_cases(cases_dir, op=op, skipped=skipped)
     get_profile(profile)  # validate early
     if engines:
         engines = _check_engines(engines, cases)
@@ -234,7 +235,8 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
             "n_compared": len(results) - n_na, "profile": profile,
             "cases_dir": str(cases_dir or default_cases_dir()), "engines": versions,
             "seconds": round(time.time() - t0, 2), "results": results,
-            "summary": list(summary.values())}
+            "summary": list(summary.values()),
+            "skipped": [{"file": f, "reason": why} for f, why in skipped]}
 
 
 def _fmt_steps(x):
@@ -363,6 +365,8 @@ def run(args):
         return 2
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    for sk in rep.get("skipped", []):
+        print(f"refquant conformance: warning: {sk['reason']}; skipped", file=sys.stderr)
     print(format_report(rep, quiet=args.quiet))
     if args.json:
         with open(args.json, "w") as f:

@@ -31,7 +31,8 @@ import ml_dtypes
 
 from ._dtypes import resolve_dtype
 
-__all__ = ["Case", "standard_cases", "save_case", "load_case", "load_cases", "record",
+__all__ = ["Case", "CaseFormatError", "GoldenCaseWarning", "standard_cases", "save_case", "load_case",
+           "load_cases", "record",
            "default_cases_dir", "add_parser", "run"]
 
 F32 = np.float32
@@ -103,11 +104,36 @@ def save_case(path, case: Case):
     os.replace(tmp, path)
 
 
+class CaseFormatError(ValueError):
+    """A file that is not a readable golden case (the message names the file)."""
+
+
+class GoldenCaseWarning(UserWarning):
+    """A file in a case directory was skipped (not a golden case)."""
+
+
 def load_case(path) -> Case:
-    """Read a case written by :func:`save_case`."""
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        arrs = {k: _dec(z[k], m["dtype"], tuple(m["shape"])) for k, m in meta["arrays"].items()}
+    """Read a case written by :func:`save_case`; :class:`CaseFormatError` (naming the file) for
+    anything else."""
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files") or "meta" not in z.files:
+                raise CaseFormatError(f"{path}: not a golden case (no 'meta' entry"
+                                      + (f"; it holds {sorted(z.files)[:5]}" if hasattr(z, "files") else "")
+                                      + ")")
+            meta = json.loads(str(z["meta"]))
+            arrs = {k: _dec(z[k], m["dtype"], tuple(m["shape"])) for k, m in meta["arrays"].items()}
+            missing = [k for k in ("name", "op", "attributes", "opset") if k not in meta]
+            if missing:
+                raise CaseFormatError(f"{path}: not a golden case (its meta lacks {missing})")
+    except CaseFormatError:
+        raise
+    except FileNotFoundError:
+        raise
+    except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+        raise CaseFormatError(f"{path}: not a readable golden case ({type(exc).__name__}: "
+                              f"{str(exc)[:120]})") from None
     inputs = {k[3:]: v for k, v in arrs.items() if k.startswith("in.")}
     outputs = {}
     for k, v in sorted(arrs.items()):
@@ -138,8 +164,13 @@ def default_cases_dir() -> pathlib.Path:
     return here.parent / "golden"
 
 
-def load_cases(cases_dir=None, *, op=None):
-    """All cases under ``cases_dir`` (recursively), sorted by path; optionally one op only."""
+def load_cases(cases_dir=None, *, op=None, skipped=None):
+    """All cases under ``cases_dir`` (recursively), sorted by path; optionally one op only.
+
+    A ``.npz`` that is not a golden case (a stray inputs file, a corrupt file) is skipped: its
+    (path, reason) is appended to ``skipped`` when a list is given, else a
+    :class:`GoldenCaseWarning` naming the file is issued."""
+    import warnings
     d = pathlib.Path(cases_dir) if cases_dir else default_cases_dir()
     if not d.is_dir():
         raise FileNotFoundError(f"--cases: {d} is not a directory")
@@ -147,7 +178,14 @@ def load_cases(cases_dir=None, *, op=None):
     for p in sorted(d.rglob("*.npz")):
         if p.name.endswith(".tmp.npz"):
             continue
-        c = load_case(p)
+        try:
+            c = load_case(p)
+        except CaseFormatError as exc:
+            if skipped is not None:
+                skipped.append((str(p), str(exc)))
+            else:
+                warnings.warn(f"{exc}; skipped", GoldenCaseWarning, stacklevel=2)
+            continue
         if op is None or c.op == op:
             out.append(c)
     return out
@@ -514,6 +552,19 @@ def add_parser(subparsers):
 
 
 def run(args):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GoldenCaseWarning)
+        rc = _run(args)
+    for w in caught:
+        if issubclass(w.category, GoldenCaseWarning):
+            print(f"refquant golden: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return rc
+
+
+def _run(args):
     cmd = getattr(args, "golden_command", None)
     if cmd is None:
         args._golden_parser.print_help()

@@ -185,3 +185,30 @@ def test_profile_that_cannot_run_a_case_is_not_a_mis_model(capsys):
     assert "NOT REPRODUCED" not in cap.out and "nothing compared" in cap.err
     assert _conf(["--profile", "tensorrt", "--engine", "onnxruntime", "--op", "QLinearConv"]) == 0
     assert "not applicable to profile tensorrt" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::refquant.golden.GoldenCaseWarning")
+def test_stray_or_corrupt_npz_in_cases_dir_is_skipped_with_a_warning(tmp_path, capsys):
+    d = tmp_path / "cases"
+    golden.generate(d)
+    n = len(golden.load_cases(d))
+    np.savez(d / "QuantizeLinear" / "my_inputs.npz", x=np.ones(3, np.float32))
+    (d / "QuantizeLinear" / "broken.npz").write_text("junk")
+    with pytest.raises(golden.CaseFormatError, match="my_inputs.npz"):
+        golden.load_case(d / "QuantizeLinear" / "my_inputs.npz")
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(golden.load_cases(d)) == n
+    assert sorted(str(w.message).split("/")[-1].split(":")[0] for w in caught
+                  if w.category is golden.GoldenCaseWarning) == ["broken.npz", "my_inputs.npz"]
+    skipped = []
+    assert len(golden.load_cases(d, skipped=skipped)) == n and len(skipped) == 2
+    golden.record("onnx-reference", d, op="QLinearMatMul")
+    capsys.readouterr()
+    assert _conf(["--cases", str(d), "--op", "QLinearMatMul"]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "my_inputs.npz" in err and "broken.npz" in err and "Traceback" not in err
+    from refquant.cli import main
+    assert main(["golden", "list", "--cases", str(d)]) == 0
+    assert "broken.npz" in capsys.readouterr().err
