@@ -7,6 +7,9 @@ Python: ``lint_model(model, target=None) -> [Finding]``; each finding has ``seve
 from what the graph means or between machines; "info"), ``code``, ``node``, ``message``,
 ``hint`` and ``to_dict()``.
 
+Exit status: 0 when no finding reaches ``--fail-on`` (default: error), 1 when one does, 2 on bad
+input (a missing file, a file that is not an ONNX model, an unknown --target).
+
 Rules (code: what is checked)
 -----------------------------
 - RQ101 scale validity: every constant scale of QuantizeLinear / DequantizeLinear / QLinear* must

@@ -173,12 +173,27 @@ def load_model(model):
     if isinstance(model, onnx.ModelProto):
         return model
     if isinstance(model, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(model))
+        return _parsed(lambda: onnx.load_from_string(bytes(model)), "model: the bytes")
     if isinstance(model, (str, os.PathLike)):
         if not os.path.exists(model):
             raise ValueError(f"model: file {os.fspath(model)!r} does not exist")
-        return onnx.load(os.fspath(model))
+        if os.path.isdir(model):
+            raise ValueError(f"model: {os.fspath(model)!r} is a directory, not an ONNX model file")
+        return _parsed(lambda: onnx.load(os.fspath(model)), f"model: {os.fspath(model)!r}")
     raise TypeError(f"model: expected an onnx.ModelProto, a path or bytes, got {type(model).__name__}")
+
+
+def _parsed(load, what):
+    """``load()`` with a parse failure (or an empty message: protobuf parses some junk, and an
+    empty file, as a ModelProto with nothing set) turned into one ValueError line."""
+    try:
+        m = load()
+    except Exception as exc:  # DecodeError, RuntimeError, ... from protobuf / onnx
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{what} is not an ONNX model ({type(exc).__name__}: {msg[:160]})") from None
+    if not m.HasField("graph") and not len(m.opset_import) and not m.ir_version:
+        raise ValueError(f"{what} is not an ONNX model (no graph, opset or IR version)")
+    return m
 
 
 def _normalize_fuse(fuse):

@@ -267,3 +267,17 @@ def test_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(["lint", str(tmp_path / "c.onnx"), "--fail-on", "info"]) == 0
     assert "no findings" in capsys.readouterr().out
+
+
+def test_cli_not_an_onnx_model_exit_2(tmp_path, capsys):
+    from refquant.cli import main
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("garbage\n")
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    for p in (bad, empty, tmp_path, tmp_path / "missing.onnx"):
+        assert main(["lint", str(p)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("refquant lint: model:") and len(err.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        lint_model(b"garbage")
