@@ -41,6 +41,23 @@ def test_histc_degenerate_range():
     assert bits(T.histc(z, 2048, 0.0, 0.0)) == bits(torch.histc(torch.from_numpy(z), 2048, 0, 0).numpy())
 
 
+def test_histc_float32_overflow_of_position():
+    """(x - min) * bins beyond float32 (|x| > ~1.6e35 with 2048 bins): torch counts those in bin 0;
+    the emulation matches (was a bincount ValueError)."""
+    x = np.array([0.0, 1e36, 2e36], np.float32)
+    assert bits(T.histc(x, 2048, 0.0, 2e36)) == bits(torch.histc(torch.from_numpy(x), 2048, 0, 2e36).numpy())
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        bins = int(rng.choice([2, 128, 2048, 2049]))
+        mag = float(10.0 ** rng.uniform(30, 38.5))
+        lo = float(np.float32(rng.choice([0.0, -mag * rng.uniform(0, 1)])))
+        hi = float(np.float32(min(mag, 3.4e38)))
+        x = np.concatenate([rng.uniform(lo, hi, 50), [lo, hi, 0.0]]).astype(np.float32)
+        with np.errstate(all="ignore"):
+            got = T.histc(x, bins, lo, hi)
+        assert bits(got) == bits(torch.histc(torch.from_numpy(x), bins, lo, hi).numpy()), (bins, lo, hi)
+
+
 def test_fma32_single_rounding():
     # a*b + c where separate roundings differ from the fused result
     a, b, c = np.float32(1 + 2**-12), np.float32(1 + 2**-12), np.float32(-1)

@@ -116,7 +116,8 @@ def histc(x, bins: int, lo, hi) -> np.ndarray:
         raise ValueError(f"torch.histc: range of [{left}, {right}] is not finite")
     if not left < right:
         raise ValueError("torch.histc: max must be larger than min")
-    edges = linspace(left, right, bins + 1)
+    with np.errstate(over="ignore", invalid="ignore"):   # right - left may overflow float32, as in ATen
+        edges = linspace(left, right, bins + 1)
     le = edges[0]
     re = edges[-1]
     keep = (x >= le) & (x <= re)
@@ -124,7 +125,11 @@ def histc(x, bins: int, lo, hi) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         pos = (((v - le).astype(np.float32) * F32(bins)).astype(np.float32)
                / F32(re - le)).astype(np.float32)
-    pos = pos.astype(np.int64)
+    # (x - min) * bins overflows float32 for |x| beyond ~3.4e38 / bins: ATen's int64 cast of the
+    # resulting inf lands in bin 0 (measured, torch 2.13: torch.histc([0, 1e36, 2e36], 2048,
+    # 0, 2e36) counts all three in bin 0).
+    over = ~np.isfinite(pos)
+    pos = np.where(over, 0, pos).astype(np.int64)
     pos[pos == bins] = bins - 1
     return np.bincount(pos, minlength=bins).astype(np.float32)
 
