@@ -1132,6 +1132,10 @@ def add_parser(subparsers):
 
 def run(args):
     try:
+        from ._cliutil import check_writable
+        check_writable(args.json, "--json")
+        check_writable(args.html, "--html")
+        check_writable(args.save_reference, "--save-reference")
         inputs = _load_npz(args.inputs, "--inputs")
         observed = _load_npz(args.observed, "--observed") if args.observed else None
         fuse = None if args.fuse == "none" else args.fuse

@@ -356,6 +356,9 @@ def run(args):
             print(f"\r[{i + 1}/{n}] {c.name:<50}", end="", file=sys.stderr, flush=True)
 
     try:
+        from ._cliutil import check_writable
+        check_writable(args.json, "--json")
+        check_writable(args.html, "--html")
         from .golden import expand_engines
         engines = expand_engines(args.engine) if args.engine else None
         rep = run_conformance(args.cases, engines=engines, op=args.op, profile=args.profile,
@@ -368,12 +371,16 @@ def run(args):
     for sk in rep.get("skipped", []):
         print(f"refquant conformance: warning: {sk['reason']}; skipped", file=sys.stderr)
     print(format_report(rep, quiet=args.quiet))
-    if args.json:
-        with open(args.json, "w") as f:
-            _json.dump(rep, f, indent=1, default=float)
-    if args.html:
-        with open(args.html, "w") as f:
-            f.write(_html(rep))
+    try:
+        if args.json:
+            with open(args.json, "w") as f:
+                _json.dump(rep, f, indent=1, default=float)
+        if args.html:
+            with open(args.html, "w") as f:
+                f.write(_html(rep))
+    except OSError as exc:
+        print(f"refquant conformance: cannot write the report: {exc}", file=sys.stderr)
+        return 2
     if rep["n_cases"] == 0:
         print("refquant conformance: no cases found", file=sys.stderr)
         return 2

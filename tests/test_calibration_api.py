@@ -271,6 +271,15 @@ def test_cli_json_is_strict_for_non_finite_results(tmp_path, capsys):
     assert _strict_json(capsys.readouterr().out)["results"][0]["scale"] == "nan"
 
 
+def test_cli_unwritable_output_exit_2(tmp_path, capsys):
+    from refquant.calibration import cli
+    p = tmp_path / "d.npy"
+    np.save(p, np.linspace(-1, 3, 20, dtype=np.float32))
+    for opt in ("--json", "--html"):
+        assert cli.main([str(p), opt, str(tmp_path / "no_dir" / "o.out")]) == 2
+        assert f"{opt}: cannot write" in capsys.readouterr().err
+
+
 def test_cli_subprocess_prints_table(tmp_path):
     p = tmp_path / "d.npy"
     np.save(p, np.linspace(-1, 3, 200, dtype=np.float32))

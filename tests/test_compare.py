@@ -234,6 +234,11 @@ def test_cli_observed_json(tmp_path, capsys):
     rc = main(["compare", str(tmp_path / "nope.onnx"), "--inputs", str(tmp_path / "in.npz"),
                "--observed", str(tmp_path / "same.npz")])
     assert rc == 2
+    capsys.readouterr()
+    for opt in ("--json", "--html", "--save-reference"):     # checked before the run
+        rc = main(["compare", str(mp), "--inputs", str(tmp_path / "in.npz"), "--observed",
+                   str(tmp_path / "same.npz"), opt, str(tmp_path / "no_dir" / "r.out")])
+        assert rc == 2 and f"{opt}: cannot write" in capsys.readouterr().err
 
 
 def test_cli_engine(tmp_path, capsys):

@@ -212,3 +212,16 @@ def test_stray_or_corrupt_npz_in_cases_dir_is_skipped_with_a_warning(tmp_path, c
     from refquant.cli import main
     assert main(["golden", "list", "--cases", str(d)]) == 0
     assert "broken.npz" in capsys.readouterr().err
+
+
+def test_unwritable_report_paths_exit_2_before_the_run(tmp_path, capsys):
+    from refquant._cliutil import check_writable
+    check_writable(None, "--json")
+    check_writable("-", "--json")
+    check_writable(tmp_path / "ok.json", "--json")
+    with pytest.raises(ValueError, match="is a directory"):
+        check_writable(tmp_path, "--html")
+    for opt in ("--json", "--html"):
+        assert _conf(["--op", "QGemm", opt, str(tmp_path / "no_dir" / "r.out")]) == 2
+        err = capsys.readouterr().err
+        assert f"{opt}: cannot write" in err and "does not exist" in err

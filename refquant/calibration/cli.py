@@ -68,6 +68,13 @@ def run(args) -> int:
 
 def _run(args) -> int:
     try:
+        from .._cliutil import check_writable
+        check_writable(args.json, "--json")
+        check_writable(args.html, "--html")
+    except ValueError as exc:
+        print(f"refquant calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         batches = load_batches(args.data)
         kw = dict(dtype=args.dtype, symmetric=args.symmetric, reduce_range=args.reduce_range, axis=args.axis)
         opt = dict(num_bins=args.num_bins, num_quantized_bins=args.num_quantized_bins,
@@ -103,13 +110,21 @@ def _run(args) -> int:
         if args.json == "-":
             print(s)
         else:
-            with open(args.json, "w") as f:
-                f.write(s)
+            try:
+                with open(args.json, "w") as f:
+                    f.write(s)
+            except OSError as exc:
+                print(f"refquant calibrate: error: cannot write --json: {exc}", file=sys.stderr)
+                return 2
     if args.json != "-":
         print(text)
     if args.html:
-        with open(args.html, "w") as f:
-            f.write(html_page(batches, results, title=f"refquant calibrate {args.data}"))
+        try:
+            with open(args.html, "w") as f:
+                f.write(html_page(batches, results, title=f"refquant calibrate {args.data}"))
+        except OSError as exc:
+            print(f"refquant calibrate: error: cannot write --html: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
