@@ -137,6 +137,24 @@ def test_cases_generators_hit_ties_and_specials():
     assert CS.compare(np.int8([1, 2]), np.int8([1, 4])) == (1, 2)
 
 
+def test_onnxruntime_types_it_rejects_are_engine_unsupported():
+    """ORT 1.32's type checker rejects int2/uint2/float4e2m1 Q/DQ (InvalidGraph): the adapter
+    says EngineUnsupported, like every other call the engine cannot run."""
+    need("onnxruntime")
+    import ml_dtypes
+    x = np.float32([1.0, 0.5, -1.0])
+    for dt in ("int2", "uint2", "float4e2m1"):
+        try:
+            E.run("onnxruntime", "QuantizeLinear", {"x": x, "y_scale": np.float32(1)}, {"output_dtype": dt})
+        except E.EngineUnsupported as e:
+            assert dt in str(e)
+    for dt in (ml_dtypes.int2, ml_dtypes.float4_e2m1fn):
+        try:
+            E.run("onnxruntime", "DequantizeLinear", {"x": np.zeros(3, dt), "x_scale": np.float32(1)})
+        except E.EngineUnsupported:
+            pass
+
+
 def test_onnxruntime_float8_output_comes_back_typed():
     """ORT's Python binding returns float8 outputs as raw uint8; the adapter views them as float8."""
     need("onnxruntime")

@@ -66,6 +66,11 @@ def run(op, inputs, attributes, opset=None):
     except Exception as e:   # onnxruntime's own exception types (NotImplemented, Fail, InvalidGraph)
         if "NOT_IMPLEMENTED" in str(e) or "Could not find an implementation" in str(e):
             raise EngineUnsupported(f"onnxruntime has no CPU kernel for this {op}: {e}") from e
+        if "INVALID_GRAPH" in str(e) and "Type Error: Type 'tensor(" in str(e):
+            # e.g. int2/uint2/float4e2m1 in ORT 1.32: the type checker rejects the element type
+            t = str(e).split("Type 'tensor(", 1)[1].split(")", 1)[0]
+            raise EngineUnsupported(f"onnxruntime {version()} does not accept element type {t} "
+                                    f"in this {op} model: {e}") from e
         raise
     outs = [o.astype(cast[i]) if i in cast else o for i, o in enumerate(outs)]
     return tuple(outs) if len(outs) > 1 else outs[0]
