@@ -758,3 +758,20 @@ def test_large_plain_weights(isa_cap, monkeypatch):
         refquant.set_num_threads(None)
         monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
         _cpu.reset()
+
+
+def test_zero_size_convs_same_as_reference():
+    """Empty batches, no output channels and no input channels (K = 0: the sums are all zero,
+    plus the bias; the kernels refuse K = 0, so that case runs on the reference): refquant's
+    result is the reference's, shape and bits."""
+    s, z8, zs8 = np.float32(0.5), np.uint8(3), np.int8(0)
+    for xs, ws in (((1, 0, 5, 5), (3, 0, 3, 3)), ((1, 4, 5, 5), (0, 4, 3, 3)),
+                   ((0, 4, 5, 5), (3, 4, 3, 3)), ((2, 0, 4, 4), (2, 0, 1, 1))):
+        x = np.zeros(xs, np.uint8)
+        w = np.zeros(ws, np.int8)
+        B = np.arange(ws[0], dtype=np.int32) * 7
+        for got, want in (
+                (refquant.qlinear_conv(x, s, z8, w, s, zs8, s, z8, B), R.qlinear_conv(x, s, z8, w, s, zs8, s, z8, B)),
+                (refquant.conv_integer(x, w, z8, zs8), R.conv_integer(x, w, z8, zs8))):
+            assert got.shape == want.shape and got.dtype == want.dtype, (xs, ws)
+            np.testing.assert_array_equal(got, want)
