@@ -815,3 +815,42 @@ def test_ort_basic_weight_bias_quantization(op, dist, bias):
     assert plan_fusions(m2, "onnxruntime-basic") == []
     assert compare_model(m2, {"x": x}, engine="onnxruntime",
                          ort_optimization="basic").first_divergence is None
+
+
+def test_fast_max_pool_same_as_onnx_reference():
+    """run_model's MaxPool (onnx.reference's 2-D loop, one kernel tap at a time over all
+    outputs) gives onnx.reference's bits: NaN only when first in its window, empty windows 0,
+    pads, dilations, ceil_mode, auto_pad, integer and float types."""
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.ops.op_max_pool import MaxPool as RefMP
+    import refquant.model as M
+    fast = type("MaxPool", (RefMP,), {"op_domain": "", "_max_pool_2d": M._max_pool_2d_fast})
+    rng = np.random.default_rng(3)
+    types = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16, np.uint8: TensorProto.UINT8,
+             np.int8: TensorProto.INT8}
+    for t in range(80):
+        k = [int(rng.integers(1, 5)), int(rng.integers(1, 5))]
+        st = [int(rng.integers(1, 4)), int(rng.integers(2, 4))]
+        d = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+        H, W = int(rng.integers((k[0] - 1) * d[0] + 1, 12)), int(rng.integers((k[1] - 1) * d[1] + 1, 12))
+        attrs = dict(kernel_shape=k, strides=st, dilations=d)
+        if t % 5 == 0:
+            attrs["auto_pad"] = ("SAME_UPPER", "SAME_LOWER", "VALID")[t % 3]
+        else:
+            attrs["pads"] = [int(rng.integers(0, kk)) for kk in k + k]
+        if t % 3 == 0:
+            attrs["ceil_mode"] = 1
+        dt = list(types)[t % 4]
+        x = (rng.standard_normal((2, 3, H, W)) * 50).astype(dt)
+        if dt in (np.float32, np.float16):
+            x.flat[rng.integers(0, x.size, 3)] = np.nan
+        g = helper.make_graph([helper.make_node("MaxPool", ["x"], ["y"], **attrs)], "g",
+                              [helper.make_tensor_value_info("x", types[dt], None)],
+                              [helper.make_tensor_value_info("y", types[dt], None)])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+        m.ir_version = 8
+        with np.errstate(invalid="ignore"):
+            want = ReferenceEvaluator(m).run(None, {"x": x})[0]
+        got = ReferenceEvaluator(m, new_ops=[fast]).run(None, {"x": x})[0]
+        assert got.dtype == want.dtype and got.shape == want.shape, attrs
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), str(attrs))
