@@ -47,8 +47,10 @@ Causes (``cause`` of each diverged tensor; ``detail`` says more)
 ----------------------------------------------------------------
 - ``propagated from an earlier divergence``: an ancestor tensor (through the executed graph)
   already diverged.
-- ``int16 pair saturation``: a u8 x s8 integer op whose vpmaddubsw pair sums leave int16, and the
-  reference with ``int16_pair_saturation=True`` reproduces the observed codes.
+- ``int16 pair saturation``: a u8 x s8 integer op (int8 activations shifted to uint8 by ORT's
+  QDQS8ToU8 count as uint8) whose vpmaddubsw pair sums leave int16, and the reference with
+  ``int16_pair_saturation`` switched on (engine saturates) or off (the reference profile
+  saturates) reproduces the observed codes.
 - ``saturation``: the differing outputs sit at qmin/qmax with the exact value beyond the range.
 - ``float accumulation order``: a QuantizeLinear whose float input differs between the two
   runs by a few ulps (both within float_rtol) and sits within them of a rounding boundary; or a
@@ -557,6 +559,7 @@ class _Ctx:
         self.consts = consts
         self.feeds = {}
         self.engine_nodes = {}      # tensor -> the engine graph's node writing it (ORT engine)
+        self.engine_profile = None  # the engine's Profile (engine="reference:<profile>")
         self.producer = {}
         for n in m.graph.node:
             for o in n.output:
@@ -718,22 +721,11 @@ def _cause_integer_op(ctx, node, td):
     if op is None:
         return "unknown", ""
     at = _attrs(node)
-    # int16 pair saturation
+    # int16 pair saturation (either side, u8 x s8 after ORT's s8 -> u8 shift)
     try:
-        A = ins.get("x", ins.get("a", ins.get("A")))
-        B = ins.get("w", ins.get("b", ins.get("B")))
-        if A is not None and B is not None and {A.dtype, B.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)}:
-            from .profile import get_profile
-            from ._oprun import run_reference
-            p2 = get_profile(ctx.profile)
-            if not p2.int16_pair_saturation:
-                alt = run_reference(op, ins, at, profile=p2.replace(int16_pair_saturation=True))
-                alt = np.asarray(alt[0] if isinstance(alt, tuple) else alt)
-                if alt.shape == obs.shape and np.array_equal(alt[mk].astype(np.int64),
-                                                             obs[mk].astype(np.int64)):
-                    return "int16 pair saturation", ("the reference with int16_pair_saturation=True "
-                                                     "(AVX2 vpmaddubsw, no VNNI) reproduces the "
-                                                     "observed values")
+        r = _cause_pair_saturation(ctx, node, op, ins, at, obs, mk)
+        if r is not None:
+            return r
     except Exception:  # noqa: BLE001
         pass
     if ref.dtype.kind in "iu" and op not in ("MatMulInteger", "ConvInteger"):
@@ -755,6 +747,74 @@ def _cause_integer_op(ctx, node, td):
     if ex:
         return "unknown", ex
     return "unknown", ""
+
+
+_PAIR_MODE_TEXT = {
+    True: "x86 vpmaddubsw pair sums, as in ONNX Runtime's AVX2 MLAS kernels on CPUs without VNNI",
+    "fbgemm_depthwise": "fbgemm's depthwise-convolution fast path (AVX2 vpmaddubsw code that "
+                        "saturates on every x86 CPU, VNNI or not)",
+}
+
+
+def _pair_text(prof):
+    """How ``prof`` saturates int16 pairs, in words."""
+    mode = getattr(prof, "int16_pair_saturation", False)
+    name = getattr(prof, "name", str(prof))
+    return f"profile {name}: {_PAIR_MODE_TEXT.get(mode, 'int16_pair_saturation=' + repr(mode))}"
+
+
+def _cause_pair_saturation(ctx, node, op, ins, at, obs, mk):
+    """('int16 pair saturation', detail) when switching the reference profile's
+    int16_pair_saturation on (the engine saturates) or off (the reference saturates) reproduces
+    the observed codes; the op's operands are taken as the engine multiplies them (ORT's
+    QDQS8ToU8 shift makes int8 activations uint8)."""
+    from .profile import get_profile
+    from ._oprun import run_reference
+    from .model import _S8U8, _s8_to_u8_run
+    A = ins.get("x", ins.get("a", ins.get("A")))
+    B = ins.get("w", ins.get("b", ins.get("B")))
+    if A is None or B is None:
+        return None
+    shifted = bool(node.name.endswith(_S8U8)) and op in ("QLinearConv", "QLinearMatMul", "QGemm") \
+        and A.dtype == np.int8
+    adt = np.dtype(np.uint8) if shifted else A.dtype
+    if {adt, B.dtype} != {np.dtype(np.uint8), np.dtype(np.int8)}:
+        return None
+    p = get_profile(ctx.profile)
+
+    def run(prof):
+        r = _s8_to_u8_run(op, ins, at, prof) if shifted else run_reference(op, ins, at, profile=prof)
+        return np.asarray(r[0] if isinstance(r, tuple) else r)
+
+    def same(alt):
+        return alt.shape == obs.shape and np.array_equal(alt[mk].astype(np.int64), obs[mk].astype(np.int64))
+
+    eng = getattr(ctx, "engine_profile", None)
+    via = " (after ORT's QDQS8ToU8 shift of the int8 activations to uint8)" if shifted else ""
+    if p.int16_pair_saturation:
+        if same(run(p.replace(int16_pair_saturation=False))):
+            return "int16 pair saturation", (
+                f"the reference saturates u8 x s8 int16 pair sums{via} ({_pair_text(p)}) and the "
+                "engine does not: the reference with int16_pair_saturation=False reproduces the "
+                "observed values")
+        return None
+    modes = [True, "fbgemm_depthwise"]
+    em = getattr(eng, "int16_pair_saturation", None)
+    if em in modes:
+        modes.remove(em)
+        modes.insert(0, em)
+    for mode in modes:
+        if same(run(p.replace(int16_pair_saturation=mode))):
+            if eng is not None and getattr(eng, "int16_pair_saturation", False) == mode:
+                who = _pair_text(eng)
+            elif mode is True:
+                who = _PAIR_MODE_TEXT[True] + ", or fbgemm"
+            else:
+                who = _PAIR_MODE_TEXT[mode]
+            return "int16 pair saturation", (
+                f"the engine saturates u8 x s8 int16 pair sums{via} ({who}): the reference with "
+                f"int16_pair_saturation={mode!r} reproduces the observed values")
+    return None
 
 
 def _exact_requant_value(op, ins, at):
@@ -806,7 +866,7 @@ def _explain(op, ins, obs, at):
         r = explain(op, ins, obs, attributes=at)
         m = list(getattr(r, "matches", []) or [])
         return ("refquant.explain: reproduced by " + ", ".join(m)) if m else \
-            ("refquant.explain: " + str(r).splitlines()[0] if str(r) else "")
+            ("refquant.explain: no profile reproduces the observed values" if str(r) else "")
     except Exception as exc:  # noqa: BLE001
         return f"refquant.explain failed: {type(exc).__name__}"
 
@@ -876,6 +936,7 @@ def _assign_causes(ctx, tensors, local=None):
         lctx = _Ctx(ctx.m, local, ctx.obs, ctx.profile, ctx.consts)
         lctx.feeds = ctx.feeds
         lctx.engine_nodes = ctx.engine_nodes
+        lctx.engine_profile = ctx.engine_profile
     for td in tensors:
         if not td.diverged:
             continue
@@ -965,6 +1026,7 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     notes = []
     aliases = {}
     engine_graphs = []
+    engine_prof = None
     if isinstance(engine, str) and engine.startswith("reference:"):
         # another machine / engine emulated by a profile: e.g. "reference:onnxruntime-avx2"
         other = get_profile(engine.split(":", 1)[1])
@@ -974,6 +1036,7 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
         ref, m, fusions = _execute(model, inputs, prof, fz)
         obs, _, _ = _execute(model, inputs, other, fz)
         engine_name = f"reference profile {other.name}"
+        engine_prof = other
         engine = None
         observed = obs
         emulated = True
@@ -1043,6 +1106,7 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
             if v is not None:
                 consts[n.output[0]] = v
     ctx = _Ctx(m, ref, obs, prof, consts)
+    ctx.engine_profile = engine_prof
     ctx.feeds = {k: np.asarray(v) for k, v in inputs.items()}
     for g in engine_graphs:
         for n in g.graph.node:

@@ -546,3 +546,52 @@ def test_ort_all_layout_alignment_unnamed_nodes():
     by = {t.name: t for t in r.tensors}
     assert "[0, 2, 3, 1]" in by["mq"].observed_as and "[0, 2, 3, 1]" in by["hs"].observed_as
     assert r.first_divergence is None and all(t.n_diff == 0 for t in r.tensors)
+
+
+def _pair_conv_model(act_t, zp, group=1, C=8, M=4):
+    """QDQ conv whose u8 x s8 pairs leave int16 (repro sweep3/2): int8 activations are shifted
+    to uint8 by ORT's QDQS8ToU8 under fuse="onnxruntime"."""
+    np_t = np.int8 if act_t == TensorProto.INT8 else np.uint8
+    rng = np.random.RandomState(0)
+    w = rng.choice([-127, 127, 100, -100], size=(M, C // group, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "sx"),
+             numpy_helper.from_array(np.array(zp, np_t), "zx"),
+             numpy_helper.from_array(w, "wq"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "sw"),
+             numpy_helper.from_array(np.array(0, np.int8), "zw"),
+             numpy_helper.from_array(np.array(2.0, np.float32), "sy"),
+             numpy_helper.from_array(np.array(zp, np_t), "zy")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1], group=group),
+             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("act_t,zp", [(TensorProto.UINT8, 128), (TensorProto.INT8, 0)])
+@pytest.mark.parametrize("eng,prof,side", [("onnxruntime-avx2", "onnxruntime", "engine"),
+                                           ("onnxruntime", "onnxruntime-avx2", "reference")])
+def test_int16_pair_saturation_cause_shifted_and_reverse(act_t, zp, eng, prof, side):
+    m = _pair_conv_model(act_t, zp)
+    x = {"x": np.random.RandomState(1).uniform(-2.5, 2.5, (1, 8, 6, 6)).astype(np.float32)}
+    r = compare_model(m, x, engine="reference:" + eng, profile=prof, fuse="onnxruntime")
+    by = {t.name: t for t in r.tensors}
+    assert r.first_divergence == "yq"
+    assert by["yq"].cause == "int16 pair saturation", by["yq"].detail
+    assert f"the {side} saturates" in by["yq"].detail
+    assert ("QDQS8ToU8" in by["yq"].detail) == (act_t == TensorProto.INT8)
+
+
+def test_int16_pair_saturation_fbgemm_depthwise_wording():
+    m = _pair_conv_model(TensorProto.UINT8, 0, group=8, M=8)
+    x = {"x": np.random.RandomState(0).uniform(4.0, 5.1, (1, 8, 6, 6)).astype(np.float32)}
+    for eng, prof, side in [("pytorch-fbgemm", "onnx", "engine"), ("onnx", "pytorch-fbgemm", "reference")]:
+        r = compare_model(m, x, engine="reference:" + eng, profile=prof, fuse="onnxruntime")
+        y = {t.name: t for t in r.tensors}["yq"]
+        assert y.cause == "int16 pair saturation", y.detail
+        assert f"the {side} saturates" in y.detail and "every x86 CPU" in y.detail
+        assert "no VNNI" not in y.detail and "without VNNI" not in y.detail
