@@ -187,6 +187,10 @@ class CompareResult:
                 lines.append(f"  {'':<{w}}    {t.detail}")
             if t.observed_as:
                 lines.append(f"  {'':<{w}}    ({t.observed_as})")
+        if self.only_observed:
+            lines.append(f"observed names the model does not have (not compared): "
+                         f"{', '.join(self.only_observed[:20])}"
+                         + (" ..." if len(self.only_observed) > 20 else ""))
         if self.only_reference:
             lines.append(f"not observable on the engine side (inside fusions or renamed): "
                          f"{', '.join(self.only_reference[:20])}"
@@ -940,6 +944,9 @@ def _assign_causes(ctx, tensors, local=None):
     for td in tensors:
         if not td.diverged:
             continue
+        if td.detail and td.detail.startswith("shape differs"):
+            diverged.add(td.name)       # nothing to analyse: keep the shape message
+            continue
         anc = _ancestors(ctx, td.name)
         earlier = sorted(t for t in diverged if t in anc)
         if lctx is not None and td.local_diverged is not None:
@@ -1027,6 +1034,7 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     aliases = {}
     engine_graphs = []
     engine_prof = None
+    bad_inputs = set()
     if isinstance(engine, str) and engine.startswith("reference:"):
         # another machine / engine emulated by a profile: e.g. "reference:onnxruntime-avx2"
         other = get_profile(engine.split(":", 1)[1])
@@ -1097,6 +1105,9 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
         ref, m, fusions = _execute(model, inputs, prof, fz)
         obs = {k: np.asarray(v) for k, v in observed.items()}
         engine_name = "observed"
+        bad_inputs = _check_observed(model, inputs, ref, {i.name for i in m.graph.initializer} |
+                                     {n.output[0] for n in m.graph.node if n.op_type == "Constant"},
+                                     obs, notes)
     from onnx import numpy_helper
     consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     for n in m.graph.node:
@@ -1134,12 +1145,36 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     first = next((t.name for t in tensors if t.diverged), None)
     only_ref = [n for n in ref if n not in obs and n not in consts]
     graph_in = {i.name for i in model.graph.input}
-    only_obs = [n for n in obs if n not in ref and n not in graph_in]
+    only_obs = [n for n in obs if n not in ref and (n not in graph_in or n in bad_inputs)]
     if aliases:
         notes.append(f"{len(aliases)} tensor(s) that ORT renamed (NHWC layout transform, QDQS8ToU8) "
                      "aligned by node name (observed_as)")
     return CompareResult(first, tensors, engine_name, prof.name, fz, only_ref, only_obs, fusions, notes,
                          profile_obj=prof)
+
+
+def _check_observed(model, inputs, ref, consts, obs, notes):
+    """Validate user-recorded tensors against the reference run: ValueError when no observed
+    name is a tensor of the model; returns the graph inputs whose observed values differ from ``inputs`` (noted)."""
+    graph_in = {i.name for i in model.graph.input}
+    names = [n for n in ref if n not in consts]
+    hits = [n for n in obs if n in ref and n not in consts]
+    if obs and not hits:
+        def few(xs):
+            xs = list(xs)
+            return ", ".join(repr(x) for x in xs[:8]) + (" ..." if len(xs) > 8 else "")
+        raise ValueError(f"observed: none of the {len(obs)} observed name(s) is a tensor of the model "
+                         f"(observed: {few(obs)}; the model's tensors: {few(names)}); record the "
+                         "engine's tensors under their ONNX tensor names")
+    differ = set()
+    for n in obs:
+        if n in graph_in and n not in ref and n in inputs:
+            a, b = np.asarray(obs[n]), np.asarray(inputs[n])
+            if a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                differ.add(n)
+                notes.append(f"observed graph input {n!r} differs from the given inputs (the "
+                             "reference ran on the given inputs; was the engine fed the same data?)")
+    return differ
 
 
 # --------------------------------------------------------------------------- CLI

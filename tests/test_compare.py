@@ -595,3 +595,35 @@ def test_int16_pair_saturation_fbgemm_depthwise_wording():
         assert y.cause == "int16 pair saturation", y.detail
         assert f"the {side} saturates" in y.detail and "every x86 CPU" in y.detail
         assert "no VNNI" not in y.detail and "without VNNI" not in y.detail
+
+
+def test_observed_names_matching_nothing_is_an_error(tmp_path, capsys):
+    from refquant.cli import main
+    m, shp = qdq_conv_chain()
+    x = {"x": random_input(shp)}
+    with pytest.raises(ValueError, match="none of the .* observed name"):
+        compare_model(m, x, observed={"layer_out": np.zeros(3, np.uint8)})
+    import onnx
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    np.savez(tmp_path / "x.npz", **x)
+    np.savez(tmp_path / "o.npz", layer_out=np.zeros(3, np.uint8))
+    rc = main(["compare", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npz"),
+               "--observed", str(tmp_path / "o.npz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "layer_out" in err and "the model's tensors" in err
+
+
+def test_observed_extra_names_wrong_input_and_shape():
+    m, shp = qdq_conv_chain()
+    x = {"x": random_input(shp)}
+    ref = run_model(m, x, profile="onnx")
+    name = next(n for n in ref if np.asarray(ref[n]).dtype.kind in "iu")
+    gi = m.graph.input[0].name
+    obs = {name: ref[name], "layer_out": ref[name], gi: np.asarray(x[gi]) + 1}
+    r = compare_model(m, x, observed=obs)
+    assert "layer_out" in r.only_observed and gi in r.only_observed
+    txt = str(r)
+    assert "layer_out" in txt and any(gi in n for n in r.notes)
+    r = compare_model(m, x, observed={name: np.asarray(ref[name]).reshape(-1)})
+    t = {t.name: t for t in r.tensors}[name]
+    assert t.diverged and t.detail.startswith("shape differs") and "analysis failed" not in t.detail
