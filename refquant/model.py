@@ -1939,6 +1939,29 @@ def _apply_overrides(m, overrides):
     return m2, {t: np.asarray(overrides[t]) for t in todo}
 
 
+def _fuse_profile_error(exc, prof, fuse, m=None):
+    """A ProfileError naming the real reason when a fuse mode and a profile cannot run together
+    (onnx.reference hides a custom op's error behind "Issues with types ..."), else None."""
+    from .profile import ProfileError
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    if "(operator 'TensorRTFused')" in str(exc) or (fuse == "tensorrt" and isinstance(
+            cause, (TypeError, ProfileError)) and cause is not exc):
+        return ProfileError(
+            f"fuse='tensorrt' needs a float-bias profile such as tensorrt (TensorRT's fused "
+            f"epilogue adds the float bias after the int32 accumulator; also pytorch-fbgemm, "
+            f"pytorch-x86, pytorch-onednn); profile {prof.name}: {cause}")
+    if isinstance(exc, ProfileError) and fuse in ("onnxruntime", "onnxruntime-basic") and \
+            getattr(prof, "symmetric_only", False) and \
+            (m is None or any(n.name.endswith(_S8U8) for n in m.graph.node)):
+        return ProfileError(
+            f"profile {prof.name} with fuse={fuse!r} is not a meaningful combination: the "
+            "onnxruntime fusions reproduce ONNX Runtime's graph (its x86 QDQS8ToU8 rewrite shifts "
+            "int8 activations to uint8 with zero point 128), which a symmetric-only profile "
+            f"cannot run; use fuse='tensorrt' (or none) with profile {prof.name}, or an onnxruntime "
+            f"profile with fuse={fuse!r} ({prof.name}: {exc})")
+    return None
+
+
 def _execute(model, inputs, profile, fuse, overrides=None):
     """(values, executed ModelProto, fusions): run_model's work, with the rewritten graph."""
     from onnx.reference import ReferenceEvaluator
@@ -1961,7 +1984,13 @@ def _execute(model, inputs, profile, fuse, overrides=None):
         ev = ReferenceEvaluator(run_m, new_ops=classes)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"model: onnx.reference cannot load the model: {exc}") from exc
-    res = ev.run(None, feeds, intermediate=True)
+    try:
+        res = ev.run(None, feeds, intermediate=True)
+    except Exception as exc:  # noqa: BLE001  (re-raised, with the real cause where known)
+        better = _fuse_profile_error(exc, prof, fuse, m)
+        if better is None:
+            raise
+        raise better from (exc.__cause__ or exc)
     out = {}
     for n in m.graph.node:
         for o in n.output:

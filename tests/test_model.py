@@ -854,3 +854,44 @@ def test_fast_max_pool_same_as_onnx_reference():
         got = ReferenceEvaluator(m, new_ops=[fast]).run(None, {"x": x})[0]
         assert got.dtype == want.dtype and got.shape == want.shape, attrs
         np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), str(attrs))
+
+
+def _sym_conv_float_bias():
+    """symmetric int8 QDQ Conv with a float bias (what TensorRT wants; sweep3 repro_1)."""
+    rng = np.random.RandomState(0)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "sx"),
+             numpy_helper.from_array(np.array(0, np.int8), "zx"),
+             numpy_helper.from_array(rng.randint(-127, 128, (4, 3, 3, 3)).astype(np.int8), "wq"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "sw"),
+             numpy_helper.from_array(np.array(0, np.int8), "zw"),
+             numpy_helper.from_array(rng.randn(4).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array(0.05, np.float32), "sy"),
+             numpy_helper.from_array(np.array(0, np.int8), "zy")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_fuse_profile_combinations_name_the_real_cause(tmp_path, capsys):
+    from refquant.profile import ProfileError
+    m = _sym_conv_float_bias()
+    x = {"x": np.random.RandomState(1).randn(1, 3, 6, 6).astype(np.float32)}
+    run_model(m, x, profile="tensorrt", fuse="tensorrt")
+    with pytest.raises(ProfileError, match="fuse='tensorrt' needs a float-bias profile.*profile onnx: B:"):
+        run_model(m, x, profile="onnx", fuse="tensorrt")
+    with pytest.raises(ProfileError, match="not a meaningful combination"):
+        run_model(m, x, profile="tensorrt", fuse="onnxruntime")
+    import onnx
+    from refquant.cli import main
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    np.savez(tmp_path / "x.npz", **x)
+    rc = main(["compare", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npz"),
+               "--engine", "reference:tensorrt", "--profile", "onnx", "--fuse", "tensorrt"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "float-bias profile" in err and "Issues with types" not in err
