@@ -52,12 +52,17 @@ Causes (``cause`` of each diverged tensor; ``detail`` says more)
   ``int16_pair_saturation`` switched on (engine saturates) or off (the reference profile
   saturates) reproduces the observed codes.
 - ``saturation``: the differing outputs sit at qmin/qmax with the exact value beyond the range.
+- ``NaN/Inf policy``: a QuantizeLinear whose differing inputs are NaN, +-Inf or beyond int32
+  after scaling: the profiles' q_nan / q_inf / q_overflow rules decide (e.g. onnx NaN -> qmin,
+  pytorch NaN -> qmax, tensorrt NaN -> 0, tflite +Inf -> INT32_MIN wrap -> qmin).
 - ``float accumulation order``: a QuantizeLinear whose float input differs between the two
   runs by a few ulps (both within float_rtol) and sits within them of a rounding boundary; or a
   float tensor within float_rtol.
-- ``tie``: the exact value at the differing outputs is a rounding tie (x.5 steps) or within
+- ``tie``: the exact value at the differing outputs is a rounding tie (x.5 steps) -- for a
+  QuantizeLinear, fl32(x/s) (or fl32(x*fl32(1/s))) as the profiles compute it -- or within
   1e-3 steps of one: rounding rule, x/s vs x*(1/s), or the fp32 requantization multiplier of a
-  fused QLinear kernel vs the float simulation (onnxruntime#32132).
+  fused QLinear kernel vs the float simulation (onnxruntime#32132); or, with a fixed-point
+  (gemmlowp / TFLite) profile on either side, within its double-rounding error 0.5/2^shift.
 - ``engine rewrite``: the engine computed the tensor with a kernel the reference does not
   emulate (ORT replaced the model's op by a com.microsoft one, e.g. DQ(int8 weight) -> MatMul /
   Gemm by MatMulNBits, which quantizes the activations to int8 inside); ``detail`` names it.
@@ -87,7 +92,7 @@ ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 _LEVEL_FUSE = {"disabled": None, "basic": "onnxruntime-basic", "extended": "onnxruntime",
                "all": "onnxruntime"}
-CAUSES = ("tie", "saturation", "int16 pair saturation", "float accumulation order",
+CAUSES = ("tie", "saturation", "NaN/Inf policy", "int16 pair saturation", "float accumulation order",
           "engine rewrite", "propagated from an earlier divergence", "unknown")
 _QLIN = ("QLinearConv", "QLinearMatMul", "QGemm", "TensorRTFused", "MatMulInteger", "ConvInteger",
          "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool")
@@ -632,6 +637,17 @@ def _cause_quantize(ctx, node, td):
         r_m = np.asarray(ref).astype(np.int64)[mk]
         o_m = np.asarray(obs).astype(np.int64)[mk]
         at_edge = ((r_m == lo) | (r_m == hi) | (o_m == lo) | (o_m == hi))
+        xm = np.broadcast_to(xf, mk.shape)[mk]
+        special = ~np.isfinite(xm) | ~np.isfinite(v) | (np.abs(v) >= 2.0 ** 31)
+        if special.size and np.any(special):
+            n_nan = int(np.isnan(xm).sum())
+            n_inf = int(np.isinf(xm).sum())
+            n_big = int(special.sum()) - n_nan - n_inf
+            pol = _policy_text(ctx)
+            if np.all(special | (at_edge & ((v + z < lo - 0.5) | (v + z > hi + 0.5)))):
+                return "NaN/Inf policy", (
+                    f"the differing inputs include {n_nan} NaN, {n_inf} +-Inf and {n_big} beyond int32 "
+                    f"after scaling: the NaN / Inf / overflow rule decides, not saturation{pol}")
         beyond = (v + z < lo - 0.5) | (v + z > hi + 0.5) | ~np.isfinite(v)
         if at_edge.size and np.all(at_edge & beyond):
             return "saturation", "the differing codes sit at qmin/qmax with the input beyond the range"
@@ -649,7 +665,11 @@ def _cause_quantize(ctx, node, td):
     dist = _frac_dist(v)
     if dist.size and np.all(dist == 0):
         return "tie", (f"{int(mk.sum())} input(s) are exact ties (x/s = k + 0.5): the rounding rule "
-                       "decides")
+                       "decides" + _rounding_text(ctx))
+    t32 = _fl32_ties(x, s, sf, mk)
+    if t32:
+        return "tie", (f"{int(mk.sum())} input(s) are exact ties in the profiles' float32 arithmetic "
+                       f"({t32} = k + 0.5): the rounding rule decides" + _rounding_text(ctx))
     if dist.size and np.all(dist < _NEAR_TIE):
         if xo is None:
             return "tie", (f"every differing input is within {float(dist.max()):.2g} steps of a tie; "
@@ -665,6 +685,71 @@ def _cause_quantize(ctx, node, td):
                        "kernel (int32 bias, one fp32 multiplier) and the float simulation round "
                        "differently there (onnxruntime#32132)")
     return "unknown", ""
+
+
+def _fl32_ties(x, s, sf, mk):
+    """'fl32(x/s)' or 'fl32(x*fl32(1/s))' when that float32 value is an exact k + 0.5 at every
+    differing code (how the float32 profiles compute Q), else ''."""
+    try:
+        x32 = np.asarray(x).astype(np.float32)
+        s32 = np.asarray(sf).astype(np.float32)
+        with np.errstate(all="ignore"):
+            for label, q in (("fl32(x/s)", x32 / s32),
+                             ("fl32(x*fl32(1/s))", x32 * (np.float32(1) / s32).astype(np.float32))):
+                q = np.broadcast_to(np.asarray(q, np.float32), mk.shape)[mk].astype(np.float64)
+                if q.size and np.all(np.isfinite(q)) and np.all(_frac_dist(q) == 0):
+                    return label
+    except Exception:  # noqa: BLE001
+        pass
+    return ""
+
+
+def _both_profiles(ctx):
+    from .profile import get_profile
+    out = []
+    try:
+        out.append(("reference", get_profile(ctx.profile)))
+    except Exception:  # noqa: BLE001
+        pass
+    if getattr(ctx, "engine_profile", None) is not None:
+        out.append(("engine", ctx.engine_profile))
+    return out
+
+
+def _rounding_text(ctx):
+    ps = _both_profiles(ctx)
+    if not ps:
+        return ""
+    return " (" + ", ".join(f"{side} {p.name}: q_rounding={p.q_rounding}" for side, p in ps) + ")"
+
+
+def _policy_text(ctx):
+    ps = _both_profiles(ctx)
+    if not ps:
+        return ""
+    return " (" + "; ".join(f"{side} {p.name}: q_nan={p.q_nan}, q_inf={p.q_inf}, q_overflow={p.q_overflow}"
+                            for side, p in ps) + ")"
+
+
+def _fixed_point_bound(ctx, op, ins):
+    """(bound in output steps, right shift, profile name) of the gemmlowp/TFLite double rounding
+    (Q31 multiplier, then a rounding right shift) when either side's profile requantizes in
+    fixed point, else None."""
+    fp = [p for _, p in _both_profiles(ctx) if getattr(p, "rq_method", "float") == "fixed_point"]
+    if not fp:
+        return None
+    keys = {"QLinearConv": ("x_scale", "w_scale", "y_scale"), "QLinearMatMul": ("a_scale", "b_scale", "y_scale"),
+            "QGemm": ("a_scale", "b_scale", "y_scale")}.get(op)
+    if keys is None or any(k not in ins for k in keys):
+        return None
+    m = np.asarray(ins[keys[0]], np.float64) * np.asarray(ins[keys[1]], np.float64) / \
+        np.asarray(ins[keys[2]], np.float64)
+    m = float(np.max(np.abs(m)))
+    if not (m > 0 and np.isfinite(m)):
+        return None
+    _, e = np.frexp(m)
+    shift = max(0, -int(e))
+    return 0.5 / 2.0 ** shift, shift, fp[0].name
 
 
 def _bias_rounding_bound(ctx, qnode):
@@ -706,6 +791,11 @@ def _qlin_inputs(ctx, node):
         ins = {nm: np.asarray(ctx.value(t)) for nm, t in zip(_CONTRIB_INPUTS[op], node.input)
                if t and ctx.value(t) is not None}
         return op, ins
+    if op == "TensorRTFused":
+        names = ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "B", "y_scale",
+                 "y_zero_point")
+        return op, {nm: np.asarray(ctx.value(t)) for nm, t in zip(names, node.input)
+                    if t and ctx.value(t) is not None}
     if op not in OP_INPUTS:
         return None, None
     ins = {}
@@ -744,10 +834,21 @@ def _cause_integer_op(ctx, node, td):
             if dist.size and np.all(dist == 0):
                 return "tie", "the exact value (acc + bias) * sx*sw/sy is a tie k + 0.5 at every differing code"
             if dist.size and np.all(dist < _NEAR_TIE):
+                if op == "TensorRTFused":
+                    return "tie", (f"the exact value (acc*sx*sw + bias)/sy is within {float(dist.max()):.2g} "
+                                   "steps of a tie at every differing code: TensorRT's epilogue (FMA, "
+                                   "tactic-dependent float order, TensorRT#3009) and the float "
+                                   "simulation round differently there")
                 return "tie", (f"the exact value (acc + bias) * sx*sw/sy is within {float(dist.max()):.2g} "
                                "steps of a tie at every differing code: the fp32 multiplier / float "
                                "simulation decides (onnxruntime#32132)")
-    ex = _explain(op, ins, obs, at) if op not in _CONTRIB_INPUTS else ""
+            fb = _fixed_point_bound(ctx, op, ins)
+            if fb and dist.size and np.all(dist <= fb[0] * (1 + 1e-6) + 1e-6):
+                return "tie", (f"the exact value (acc + bias) * sx*sw/sy is within {float(dist.max()):.2g} "
+                               f"steps of a tie at every differing code, inside the fixed-point double "
+                               f"rounding error 0.5/2^{fb[1]} = {fb[0]:.2g} steps of profile {fb[2]} "
+                               f"(Q31 multiplier, then a rounding right shift by {fb[1]}: gemmlowp / TFLite)")
+    ex = _explain(op, ins, obs, at) if op not in _CONTRIB_INPUTS and op != "TensorRTFused" else ""
     if ex:
         return "unknown", ex
     return "unknown", ""
@@ -841,6 +942,42 @@ def _exact_requant_value(op, ins, at):
                                  ).astype(np.float64)
             return acc * np.asarray(ins["a_scale"]).astype(np.float64) * \
                 np.asarray(ins["b_scale"]).astype(np.float64) / float(np.asarray(ins["y_scale"]).reshape(()))
+        if op == "QGemm":
+            a = ins["A"].T if int(at.get("transA", 0)) else ins["A"]
+            b = ins["B"].T if int(at.get("transB", 0)) else ins["B"]
+            acc = matmul_integer(a, b, ins.get("a_zero_point"), ins.get("b_zero_point")).astype(np.float64)
+            v = acc * float(at.get("alpha", 1.0)) * np.asarray(ins["a_scale"]).astype(np.float64) * \
+                np.asarray(ins["b_scale"]).astype(np.float64).reshape(-1)
+            if "C" in ins:      # C: int32 bias with scale alpha*sa*sb
+                v = v + np.asarray(ins["C"]).astype(np.float64) * float(at.get("alpha", 1.0)) * \
+                    np.asarray(ins["a_scale"]).astype(np.float64) * \
+                    np.asarray(ins["b_scale"]).astype(np.float64).reshape(-1)
+            return v / float(np.asarray(ins["y_scale"]).reshape(()))
+        if op == "TensorRTFused":
+            target = at.get("target")
+            target = target.decode() if isinstance(target, bytes) else target
+            if "y_scale" not in ins or at.get("activation") not in (None, b"", ""):
+                return None
+            sx = float(np.asarray(ins["x_scale"]).reshape(()))
+            sw = np.asarray(ins["w_scale"]).astype(np.float64).reshape(-1)
+            if target == "Conv":
+                conv_at = {k: at[k] for k in ("auto_pad", "dilations", "group", "kernel_shape", "pads",
+                                               "strides") if k in at}
+                if isinstance(conv_at.get("auto_pad"), bytes):
+                    conv_at["auto_pad"] = conv_at["auto_pad"].decode()
+                acc = conv_integer(ins["x"], ins["w"], ins.get("x_zero_point"), ins.get("w_zero_point"),
+                                   **conv_at).astype(np.float64)
+                shp = (1, -1) + (1,) * (acc.ndim - 2)
+            elif target == "MatMul" and np.ndim(ins["x"]) == 2 and np.ndim(ins["w"]) == 2:
+                acc = matmul_integer(ins["x"], ins["w"], ins.get("x_zero_point"),
+                                     ins.get("w_zero_point")).astype(np.float64)
+                shp = (1, -1)
+            else:
+                return None
+            v = acc * sx * (sw.reshape(shp) if sw.size > 1 else sw[0])
+            if "B" in ins:
+                v = v + np.asarray(ins["B"]).astype(np.float64).reshape(shp)
+            return v / float(np.asarray(ins["y_scale"]).reshape(()))
         if op in ("QLinearAdd", "QLinearMul"):
             def deq(k):
                 z = ins.get(f"{k}_zero_point")

@@ -112,7 +112,8 @@ def test_saturation_cause():
     r = compare_model(m, {"x": x}, observed=obs, profile="onnx")
     assert r.first_divergence == "xq"
     xq = next(t for t in r.tensors if t.name == "xq")
-    assert xq.cause == "saturation"
+    # +inf wrapping to the OPPOSITE end is the profiles' Inf / overflow rule, not saturation
+    assert xq.cause == "NaN/Inf policy" and "q_overflow" in xq.detail
 
 
 def _pair_model():
@@ -627,3 +628,105 @@ def test_observed_extra_names_wrong_input_and_shape():
     r = compare_model(m, x, observed={name: np.asarray(ref[name]).reshape(-1)})
     t = {t.name: t for t in r.tensors}[name]
     assert t.diverged and t.detail.startswith("shape differs") and "analysis failed" not in t.detail
+
+
+# ----------------------------------------------------------------------- cause attribution (sweep3)
+
+def _fc_tie_model(op):
+    """x(u8) @ ones: acc = +-5 -> +-2.5 output steps, an exact tie at every output."""
+    inits = [numpy_helper.from_array(np.array(0.5, np.float32), "sx"),
+             numpy_helper.from_array(np.array(128, np.uint8), "zx"),
+             numpy_helper.from_array(np.ones((4, 3), np.int8), "wq"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "sw"),
+             numpy_helper.from_array(np.array(0, np.int8), "zw"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "sy"),
+             numpy_helper.from_array(np.array(128, np.uint8), "zy")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
+             helper.make_node(op, ["xd", "wd"], ["c"]),
+             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info("yq", TensorProto.UINT8, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("op", ["MatMul", "Gemm"])
+def test_qgemm_exact_tie_cause(op):
+    x = {"x": np.array([[1.0, 1.0, 0.5, 0.0], [-1.0, -1.0, -0.5, 0.0]], np.float32)}
+    r = compare_model(_fc_tie_model(op), x, engine="reference:tflite-reference", profile="onnx",
+                      fuse="onnxruntime")
+    y = {t.name: t for t in r.tensors}["yq"]
+    assert y.diverged and y.cause == "tie", y.detail
+
+
+def _q_model(with_identity, s=0.04):
+    nodes = [helper.make_node("QuantizeLinear", ["r" if with_identity else "x", "s", "z"], ["q"])]
+    if with_identity:
+        nodes.insert(0, helper.make_node("Identity", ["x"], ["r"]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+                          [helper.make_tensor_value_info("q", TensorProto.INT8, None)],
+                          [numpy_helper.from_array(np.array(s, np.float32), "s"),
+                           numpy_helper.from_array(np.array(0, np.int8), "z")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("with_identity", [False, True])
+def test_quantize_fl32_ties_name_the_rounding_rule(with_identity):
+    s = np.float32(0.04)
+    x = (np.array([0.5, 1.5, 2.5, 3.5, -0.5, -2.5, 10.5, 12.5], np.float32) * s).astype(np.float32)
+    r = compare_model(_q_model(with_identity), {"x": x}, engine="reference:tflite-reference", profile="onnx")
+    q = {t.name: t for t in r.tensors}["q"]
+    assert q.cause == "tie" and "rounding rule" in q.detail and "half_away" in q.detail, q.detail
+    assert "fused kernel" not in q.detail and "reciprocal" not in q.detail
+
+
+@pytest.mark.parametrize("eng", ["pytorch", "tflite-reference", "tensorrt"])
+def test_quantize_nan_inf_policy_cause(eng):
+    x = np.array([np.nan, np.inf, -np.inf, 1e30, 1.0], np.float32)
+    r = compare_model(_q_model(True, 0.1), {"x": x}, engine=f"reference:{eng}", profile="onnx")
+    q = {t.name: t for t in r.tensors}["q"]
+    assert q.diverged and q.cause == "NaN/Inf policy" and "q_nan" in q.detail, q.detail
+
+
+def test_tflite_fixed_point_double_rounding_is_a_tie():
+    rng = np.random.RandomState(0)
+    inits = [numpy_helper.from_array(np.array(0.030584032, np.float32), "sx"),
+             numpy_helper.from_array(np.array(0, np.int8), "zx"),
+             numpy_helper.from_array(rng.randint(-127, 128, (16, 8, 3, 3)).astype(np.int8), "wq"),
+             numpy_helper.from_array(np.array(0.001511609, np.float32), "sw"),
+             numpy_helper.from_array(np.array(0, np.int8), "zw"),
+             numpy_helper.from_array(np.array(0.009332454, np.float32), "sy"),
+             numpy_helper.from_array(np.array(0, np.int8), "zy")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = {"x": rng.uniform(-0.3, 0.3, (1, 8, 16, 16)).astype(np.float32)}
+    r = compare_model(m, x, engine="reference:tflite-reference", profile="onnx", fuse="onnxruntime")
+    y = {t.name: t for t in r.tensors}["yq"]
+    assert y.diverged and y.cause == "tie" and "fixed-point" in y.detail, y.detail
+
+
+def test_tensorrt_fused_tie_is_analysed():
+    from test_model import _sym_conv_float_bias
+    from refquant.reference import conv_integer
+    m = _sym_conv_float_bias(32)
+    x = {"x": np.random.RandomState(3).randn(1, 3, 32, 32).astype(np.float32)}
+    ref = run_model(m, x, profile="tensorrt", fuse="tensorrt")
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    acc = conv_integer(ref["xq"], init["wq"], pads=[1, 1, 1, 1]).astype(np.float64)
+    v = (acc * 0.02 * 0.01 + init["b"].astype(np.float64).reshape(1, -1, 1, 1)) / 0.05
+    dist = np.abs(np.abs(v - np.floor(v)) - 0.5)
+    i = np.unravel_index(np.argmin(dist), v.shape)
+    assert dist[i] < 1e-3
+    yq = ref["yq"].copy()
+    yq[i] = yq[i] + (1 if v[i] > ref["yq"][i] else -1)
+    r = compare_model(m, x, observed={"xq": ref["xq"], "yq": yq}, profile="tensorrt", fuse="tensorrt")
+    y = {t.name: t for t in r.tensors}["yq"]
+    assert y.cause == "tie" and "TensorRT" in y.detail, y.detail

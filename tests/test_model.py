@@ -856,7 +856,7 @@ def test_fast_max_pool_same_as_onnx_reference():
         np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), str(attrs))
 
 
-def _sym_conv_float_bias():
+def _sym_conv_float_bias(hw=6):
     """symmetric int8 QDQ Conv with a float bias (what TensorRT wants; sweep3 repro_1)."""
     rng = np.random.RandomState(0)
     inits = [numpy_helper.from_array(np.array(0.02, np.float32), "sx"),
@@ -873,7 +873,7 @@ def _sym_conv_float_bias():
              helper.make_node("Conv", ["xd", "wd", "b"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
              helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, hw, hw])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
