@@ -51,7 +51,9 @@ Rules (code: what is checked)
   QDQ unit count too for ONNX Runtime (generic target or an onnxruntime* target): its
   QDQS8ToU8Transformer (ORT_ENABLE_EXTENDED and above, x86) shifts them to uint8 before the fused
   kernel, which is then u8 x s8 (observed in ORT 1.32's optimized graphs; the saturation itself
-  cannot be reproduced on a VNNI/AMX CPU).
+  cannot be reproduced on a VNNI/AMX CPU).  Target-aware: not reported for targets whose kernels
+  never saturate (tensorrt*, tflite-*, pytorch-qnnpack); for pytorch-fbgemm a depthwise conv on
+  fbgemm's fast path saturates on every x86 CPU (VNNI or not), which the message says.
 - RQ501 int4 / blocked quantization: the scale shape must match x with the blocked axis divided
   by block_size (rounded up); a MatMul weight should be blocked along K; TensorRT needs an even
   last dimension for int4 weights and takes int4 for weights only.
@@ -441,6 +443,9 @@ class _Linter:
             if site is None:
                 continue
             kind, xn, wn = site
+            if self.prof is not None and (self.trt or self.tflite or
+                                          self.prof.name.startswith("pytorch-qnnpack")):
+                continue    # GPU / ARM-style kernels widen to int16 or int32 before multiplying
             xdt = _tensor_dtype(G, xn)
             w = self.const(wn)
             if w is None or np.asarray(w).dtype != np.int8:
@@ -484,13 +489,44 @@ class _Linter:
                 worst = int(max(hi.max(), -lo.min()))
                 pre = (f"s8 activations (ORT converts them to u8 = x + 128 on x86, "
                        f"QDQS8ToU8Transformer) x s8 weights, {op}" if converted else f"u8 x s8 {op}")
+                where, hint = self._rq401_where(n, kind, w)
                 self.add("warning", "RQ401", i, f"{pre}: {nb} of {bad.size} weight pairs "
                          f"(k, k+1) can leave int16 for activations in [0, 255] (worst |pair sum| "
-                         f"{worst} > 32767): results differ on x86 AVX2/AVX-512BW CPUs without VNNI "
-                         "(vpmaddubsw saturates)",
-                         "quantize weights to 7 bits (reduce_range, [-64, 64]) or deploy only on "
-                         "VNNI/AMX/ARM CPUs; 'refquant compare --profile onnxruntime-avx2' (or "
-                         "run_model(profile='onnxruntime-avx2')) computes the saturated result")
+                         f"{worst} > 32767): {where}", hint)
+
+    def _rq401_where(self, n, kind, w):
+        """(where the pair sums saturate, hint) for RQ401, by target."""
+        mode = None if self.prof is None else self.prof.int16_pair_saturation
+        seven = "quantize weights to 7 bits (reduce_range, [-64, 64])"
+        if mode == "fbgemm_depthwise" and kind == "conv":
+            from .reference.conv import fbgemm_depthwise_fast_path
+            a = _attrs(n)
+            nd = w.ndim - 2
+            g = int(a.get("group", 1))
+            pads = list(a.get("pads", [0] * (2 * nd)))
+            try:
+                dw = fbgemm_depthwise_fast_path((1, g * w.shape[1]) + (1,) * nd, w.shape, group=g,
+                                                strides=list(a.get("strides", [1] * nd)),
+                                                dilations=list(a.get("dilations", [1] * nd)),
+                                                pads_begin=pads[:nd], pads_end=pads[nd:])
+            except Exception:  # noqa: BLE001
+                dw = False
+            if dw:
+                return (f"target {self.prof.name}: fbgemm's depthwise fast path sums u8 x s8 pairs "
+                        "with vpmaddubsw and saturates on every x86 CPU, VNNI or not",
+                        f"{seven}; run_model(profile={self.prof.name!r}) computes the saturated result")
+            return (f"target {self.prof.name}: results differ on x86 CPUs without VNNI (fbgemm's AVX2 "
+                    "vpmaddubsw kernels); this layer is not on fbgemm's depthwise fast path (G == C, "
+                    "G % 8 == 0, 3/5/7 kernel, 'same' pads), which saturates on every x86 CPU",
+                    f"{seven} or deploy only on VNNI/AMX CPUs; run_model(profile={self.prof.name!r}) "
+                    "follows the depthwise rule")
+        if mode is True:
+            return (f"target {self.prof.name} saturates them (AVX2 vpmaddubsw, a CPU without VNNI)",
+                    f"{seven} or deploy only on VNNI/AMX/ARM CPUs; run_model(profile={self.prof.name!r}) "
+                    "computes the saturated result")
+        return ("results differ on x86 AVX2/AVX-512BW CPUs without VNNI (vpmaddubsw saturates)",
+                f"{seven} or deploy only on VNNI/AMX/ARM CPUs; 'refquant compare --profile "
+                "onnxruntime-avx2' (or run_model(profile='onnxruntime-avx2')) computes the saturated result")
 
     # ----------------------------------------------------------------- int4 / blocked
     def check_blocked(self):

@@ -281,3 +281,35 @@ def test_cli_not_an_onnx_model_exit_2(tmp_path, capsys):
         assert err.startswith("refquant lint: model:") and len(err.strip().splitlines()) == 1
     with pytest.raises(ValueError, match="not an ONNX model"):
         lint_model(b"garbage")
+
+
+def _u8_conv(C=3, M=4, group=1, w_value=127):
+    """u8 x s8 QDQ conv whose weights (all w_value) overflow int16 pairs (sweep3 repro_7)."""
+    inits = [_init("sx", np.array(0.02, np.float32)), _init("zx", np.array(128, np.uint8)),
+             _init("wq", np.full((M, C // group, 3, 3), w_value, np.int8)),
+             _init("sw", np.array(0.01, np.float32)), _init("zw", np.array(0, np.int8)),
+             _init("sy", np.array(0.05, np.float32)), _init("zy", np.array(128, np.uint8))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1], group=group),
+             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_int16_pair_saturation_is_target_aware():
+    m = _u8_conv()
+    rq = lambda mm, t: [x for x in lint_model(mm, t) if x.code == "RQ401"]  # noqa: E731
+    for t in ("tensorrt", "tflite-xnnpack", "tflite-reference", "pytorch-qnnpack"):
+        assert not rq(m, t), t
+    f = rq(m, "onnxruntime-avx2")
+    assert f and "onnxruntime-avx2 saturates" in f[0].message
+    assert rq(m, None) and "without VNNI" in rq(m, None)[0].message
+    dw = _u8_conv(C=8, M=8, group=8)
+    f = rq(dw, "pytorch-fbgemm")
+    assert f and "every x86 CPU" in f[0].message and "without VNNI" not in f[0].message
+    f = rq(m, "pytorch-fbgemm")
+    assert f and "not on fbgemm's depthwise fast path" in f[0].message
