@@ -1944,8 +1944,7 @@ def _fuse_profile_error(exc, prof, fuse, m=None):
     (onnx.reference hides a custom op's error behind "Issues with types ..."), else None."""
     from .profile import ProfileError
     cause = exc.__cause__ if exc.__cause__ is not None else exc
-    if "(operator 'TensorRTFused')" in str(exc) or (fuse == "tensorrt" and isinstance(
-            cause, (TypeError, ProfileError)) and cause is not exc):
+    if "(operator 'TensorRTFused')" in str(exc) and cause is not exc:
         return ProfileError(
             f"fuse='tensorrt' needs a float-bias profile such as tensorrt (TensorRT's fused "
             f"epilogue adds the float bias after the int32 accumulator; also pytorch-fbgemm, "
