@@ -233,6 +233,9 @@ PYTORCH_ONEDNN = register_profile(PYTORCH_FBGEMM.replace(
                 "reciprocal round trip, float bias after them, * fl32(1/sy), zp added before "
                 "rounding (symmetric weights only)",
     rq_zero_point="before_rounding", rq_multiplier="onednn",
+    extra={"weights": "zero_point_0",
+           "weights_error": "oneDNN requires a zero weight zero point ('ONEDNN only supports symmetric "
+                            "quantization of weight')"},
     sources=("aten/src/ATen/native/quantized/cpu/qlinear.cpp (PackedLinearWeightsOnednn)",
              "aten/src/ATen/native/quantized/cpu/qconv.cpp (PackedConvWeightsOnednn)",
              "aten/src/ATen/native/quantized/cpu/qlinear_prepack.cpp") + _TORCH_Q_SOURCES,
@@ -295,6 +298,9 @@ TFLITE_REFERENCE = register_profile(Profile(
         ("QGemm", {"rq_method": "float", "rq_precision": "float64",
                    "rq_acc_to_float": "float64", "rq_rounding": "half_away"}),
     ),
+    extra={"weights": "int8_zero_point_0",
+           "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
+                            "of 0 (uint8 weights: any zero point)"},
     ops=_QDQ + _QLIN,
     doc="""LiteRT 2.3.0 with the reference op resolver (OpResolverType.BUILTIN_REF).
 QUANTIZE: int32(TfLiteRound(fl32(x / s))) + zp, clamp; TfLiteRound is std::round (half away
@@ -323,6 +329,9 @@ TFLITE_OPTIMIZED = register_profile(Profile(
     rq_multiplier="fp64", rq_method="fixed_point", rq_fixed_rounding="double_half_up",
     overrides=(("tail", {"q_scale_op": "divide", "q_rounding": "half_away",
                          "q_division_precision": "float64", "dq_subtract": "exact"}),),
+    extra={"weights": "int8_zero_point_0",
+           "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
+                            "of 0 (uint8 weights: any zero point)"},
     ops=_QDQ + _QLIN,
     doc="""LiteRT 2.3.0 with OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES on x86-64 (AVX-512):
 QUANTIZE: the flattened tensor is processed in blocks of 8 with RNE(fl32(x * fl32(1/s))) + zp;
@@ -348,6 +357,9 @@ TFLITE_XNNPACK = register_profile(Profile(
              "(xnn_init_qs8_conv_minmax_fp32_params)"),
     q_scale_op="multiply_reciprocal", q_rounding="half_even", q_nan="qmax",
     rq_multiplier="fp32", rq_method="float",
+    extra={"weights": "int8_zero_point_0",
+           "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
+                            "of 0 (uint8 weights: any zero point)"},
     ops=_QDQ + _QLIN,
     doc="""LiteRT 2.3.0 with its default XNNPACK delegate (OpResolverType.AUTO); int8/uint8 only
 (int16 QUANTIZE is not delegated).  QUANTIZE: fl32(x * fl32(1/s)), clamped in float (NaN ->
@@ -427,7 +439,8 @@ def tensorrt_profile(*, scale_op: str = "multiply_reciprocal", bias: str = "afte
         qtypes=("int8", "int4", "float8e4m3fn", "float4e2m1"),
         qtypes_error="TensorRT quantizes to INT8, FP8 E4M3, INT4 (weights) and FP4 E2M1 only; its "
                      "ONNX parser turns a uint8 Q with zero point 0 into INT8 (warning) and rejects "
-                     "uint8 DQ inputs, int16/uint16/int2/uint2, E5M2 and FP6",
+                     "uint8 and int32 (bias) DQ inputs -- keep the bias float --, int16/uint16/int2/uint2, "
+                     "E5M2 and FP6",
         ops=_QDQ + _QLIN,
         extra={"options": dict(chosen)},
         doc=f"""TensorRT 8.6-11.x explicit (Q/DQ) quantization, from NVIDIA's documentation and
@@ -436,7 +449,8 @@ cases of the documented arithmetic).  Rules: zero points must be all zero -- a n
 rejected with the ONNX parser's own message: "{TENSORRT_SYMMETRIC_ERROR}"; int8 range
 [-128, 127], round half to even (GPU), NaN -> 0 (PTX cvt.rni.sat), +-Inf saturate.  Types:
 INT8, FP8 E4M3 (always saturating to +-448: the parser ignores the ONNX saturate attribute; NaN
-stays NaN), INT4, FP4 E2M1; uint8, int16, E5M2 and the rest raise ProfileError.
+stays NaN), INT4, FP4 E2M1; uint8, int16, E5M2, an int32 (bias) DQ and the rest raise
+ProfileError.
 QuantizeLinear/DequantizeLinear model the Q/DQ layers; QLinearMatMul/QGemm/QLinearConv model the
 fused DQ(x), DQ(w) -> MatMul/Gemm/Conv -> Q kernel: int32 accumulation, fl32(acc) times a
 per-channel fp32 multiplier, bias, RNE, saturation.  Open choices (options of

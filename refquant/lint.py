@@ -22,7 +22,10 @@ Rules (code: what is checked)
   scalar where the op needs it (QLinearConv x/y, QLinearMatMul a/y); uint4 without a zero
   point gets the implicit 0 while MatMulNBits-style kernels default to 8 (onnxruntime#31692).
 - RQ104 symmetric-only target (``Profile.symmetric_only``, TensorRT): a non-zero zero point is an
-  error with the target's own message.
+  error with the target's own message.  Targets that only need symmetric weights (pytorch-onednn:
+  every weight zero point 0; tflite-*: int8 weight zero points 0, ``Profile.extra["weights"]``)
+  get the same error for a weight's non-zero zero point -- the profile's QLinear ops raise
+  ProfileError for it too.
 - RQ105 TensorRT types and ops: uint8 DQ input rejected; uint8 Q with zp 0 silently becomes int8
   (range [-128, 127] instead of [0, 255]); int16/uint16/2-bit/e5m2 Q/DQ rejected; QLinearConv,
   QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear rejected by the parser;
@@ -178,6 +181,14 @@ class _Linter:
                              f"(values {np.unique(z)[:4].tolist()}): {self.prof.symmetric_error or 'symmetric only'}",
                              f"target {self.prof.name!r} accepts only symmetric quantization: "
                              "re-quantize with zero point 0 (int8 symmetric scale absmax/127)")
+                if z.dtype.kind in "iu" and np.any(z != 0) and self.prof is not None \
+                        and not self.prof.symmetric_only and self._is_weight_zp(n, zname):
+                    why = self._weight_zp_rule(z.dtype)
+                    if why:
+                        self.add("error", "RQ104", i, f"non-zero weight zero point {zname!r} (values "
+                                 f"{np.unique(z)[:4].tolist()}): {why}",
+                                 f"target {self.prof.name!r} needs weight zero points of 0: "
+                                 "re-quantize the weights symmetrically (int8, scale absmax/127)")
                 if op in ("QLinearConv", "QLinearMatMul") and si in (1, 6) and np.size(z) != 1:
                     self.add("error", "RQ103", i, f"zero point {zname!r} must be a scalar for {op}")
             elif x_dt is not None and str(x_dt) == "uint4" and op == "DequantizeLinear":
@@ -493,6 +504,27 @@ class _Linter:
                 self.add("warning", "RQ401", i, f"{pre}: {nb} of {bad.size} weight pairs "
                          f"(k, k+1) can leave int16 for activations in [0, 255] (worst |pair sum| "
                          f"{worst} > 32767): {where}", hint)
+
+    def _is_weight_zp(self, n, zname):
+        """Is ``zname`` the zero point of a weight: a QLinear op's w/b/B zero point, or that of a
+        DequantizeLinear of a constant feeding a Conv/ConvTranspose/MatMul/Gemm weight input?"""
+        if n.op_type in ("QLinearConv", "QLinearMatMul", "QGemm"):
+            return len(n.input) > 5 and n.input[5] == zname
+        if n.op_type != "DequantizeLinear" or self.const(n.input[0]) is None:
+            return False
+        out = n.output[0]
+        return any(m.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and len(m.input) > 1 and
+                   m.input[1] == out for m in self.G.nodes)
+
+    def _weight_zp_rule(self, wdt):
+        """The target's refusal of a non-zero weight zero point of type ``wdt`` ('' if accepted);
+        the same rule as the profile's QLinear ops (reference/gemm.py _weight_check)."""
+        from .reference.gemm import _WEIGHT_RULES
+        extra = getattr(self.prof, "extra", None) or {}
+        rule = extra.get("weights")
+        if rule is None or (rule == "int8_zero_point_0" and np.dtype(wdt) != np.dtype(np.int8)):
+            return ""
+        return extra.get("weights_error") or _WEIGHT_RULES.get(rule, rule)
 
     def _rq401_where(self, n, kind, w):
         """(where the pair sums saturate, hint) for RQ401, by target."""

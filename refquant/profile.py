@@ -103,6 +103,10 @@ Restrictions (an op a profile cannot express raises ``ProfileError``)
                                      all; QuantizeLinear outputs / DequantizeLinear inputs of another
                                      type raise ProfileError with ``qtypes_error``.
     qtypes_error [""]                the message for that rejection (the engine's rule).
+    extra["weights"]                 (metadata, not arithmetic) the engine's weight zero point
+                                     limit: "zero_point_0" (pytorch-onednn) or "int8_zero_point_0"
+                                     (tflite-*); the QLinear ops raise ProfileError with
+                                     extra["weights_error"] (lint RQ104 says the same).
 
 Variants inside one engine
     overrides [()]                   field changes that apply only to some calls, as a tuple of

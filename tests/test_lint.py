@@ -313,3 +313,53 @@ def test_int16_pair_saturation_is_target_aware():
     assert f and "every x86 CPU" in f[0].message and "without VNNI" not in f[0].message
     f = rq(m, "pytorch-fbgemm")
     assert f and "not on fbgemm's depthwise fast path" in f[0].message
+
+
+def _s8_weight_conv(zw=5, bias_int32=False):
+    """int8 QDQ conv (x zp 0); weight zero point zw; optional int32 bias DQ (sweep3 repro_8/11)."""
+    rng = np.random.RandomState(0)
+    inits = [_init("sx", np.array(0.02, np.float32)), _init("zx", np.array(0, np.int8)),
+             _init("wq", rng.randint(-100, 100, (4, 3, 3, 3)).astype(np.int8)),
+             _init("sw", np.array(0.01, np.float32)), _init("zw", np.array(zw, np.int8)),
+             _init("sy", np.array(0.05, np.float32)), _init("zy", np.array(0, np.int8))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"])]
+    conv_in = ["xd", "wd"]
+    if bias_int32:
+        inits += [_init("bq", np.array([50, -70, 10, 0], np.int32)),
+                  _init("sb", np.array(0.02 * 0.01, np.float32))]
+        nodes.append(helper.make_node("DequantizeLinear", ["bq", "sb"], ["b"]))
+        conv_in.append("b")
+    nodes += [helper.make_node("Conv", conv_in, ["c"], pads=[1, 1, 1, 1]),
+              helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
+              helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_engine_limits_agree_between_lint_and_profile():
+    from refquant.model import run_model
+    from refquant.profile import ProfileError
+    x = {"x": np.random.RandomState(1).randn(1, 3, 6, 6).astype(np.float32)}
+    m = _s8_weight_conv(zw=5)
+    codes = lambda mm, t: {f.code for f in lint_model(mm, t) if f.severity == "error"}  # noqa: E731
+    for t in ("pytorch-onednn", "tflite-reference", "tflite-xnnpack"):
+        assert "RQ104" in codes(m, t), t
+        with pytest.raises(ProfileError, match="zero point"):
+            run_model(m, x, profile=t, fuse="onnxruntime")
+    for t in ("pytorch-fbgemm", "pytorch-qnnpack", "onnxruntime"):
+        assert "RQ104" not in codes(m, t), t
+        run_model(m, x, profile=t, fuse="onnxruntime")
+    ok = _s8_weight_conv(zw=0)
+    assert "RQ104" not in codes(ok, "pytorch-onednn")
+    run_model(ok, x, profile="pytorch-onednn", fuse="onnxruntime")
+    # TensorRT: an int32 bias DQ is refused by lint (RQ105) and by the profile
+    b = _s8_weight_conv(zw=0, bias_int32=True)
+    assert "RQ105" in codes(b, "tensorrt")
+    with pytest.raises(ProfileError, match="int32"):
+        run_model(b, x, profile="tensorrt")
+    with pytest.raises(ProfileError, match="DequantizeLinear with int32") as e:
+        run_model(b, x, profile="tensorrt", fuse="tensorrt")
+    assert "float-bias profile" not in str(e.value)

@@ -52,7 +52,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..profile import get_profile
-from .gemm import (_int_tensor, _zp, _symmetric_check, _check_opset, _pair_terms, _INT8,
+from .gemm import (_int_tensor, _zp, _symmetric_check, _weight_check, _check_opset, _pair_terms, _INT8,
                    _MAX_EXACT_K)
 from .requant import requantize, form_multiplier, wrap_int32, check_scale
 
@@ -225,6 +225,7 @@ def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
     p = get_profile(profile) if profile is not None else None
     if p is not None:
         _symmetric_check(p, x_zero_point=xz, w_zero_point=wz)
+        _weight_check(p, w.dtype, wz, "w (the weight)")
     xzv = 0 if xz is None else int(xz.reshape(-1)[0])
     Kd = int(np.prod(kernel)) * (C // group)
     if Kd >= _MAX_EXACT_K:

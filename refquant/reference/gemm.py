@@ -122,6 +122,25 @@ def _symmetric_check(p, **zps):
                                f"profile {p.name!r} accepts only zero {name} (symmetric quantization)")
 
 
+_WEIGHT_RULES = {
+    # Profile.extra["weights"]: the engine's limit on the weight operand's zero point
+    # (QLinearConv w, QLinearMatMul b, QGemm B); a model outside it is refused by the engine
+    "zero_point_0": "weight zero points must be 0",
+    "int8_zero_point_0": "int8 weights need zero points 0 (uint8 weights: any zero point)",
+}
+
+
+def _weight_check(p, wdt, wzp, argname):
+    rule = (getattr(p, "extra", None) or {}).get("weights")
+    if rule is None or wzp is None or not np.any(np.asarray(wzp) != 0):
+        return
+    if rule == "int8_zero_point_0" and np.dtype(wdt) != np.dtype(np.int8):
+        return
+    why = p.extra.get("weights_error") or _WEIGHT_RULES.get(rule, rule)
+    raise ProfileError(f"profile {p.name!r}: non-zero {argname} zero point "
+                       f"{np.unique(np.asarray(wzp))[:4].tolist()}; {why}")
+
+
 def _row_param(v, a_shape, argname):
     """A per-tensor / per-row parameter of A (..., M, K) -> broadcastable to (..., M, 1)."""
     v = np.asarray(v)
@@ -487,6 +506,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     bzp = _zp(b_zero_point, b.dtype, "b_zero_point", "b")
     yzp = _zp(y_zero_point, out_dt, "y_zero_point", "y")
     _symmetric_check(p, a_zero_point=azp, b_zero_point=bzp, y_zero_point=yzp)
+    _weight_check(p, b.dtype, bzp, "b (the weight)")
     azp = None if azp is None else _row_param(azp, a.shape, "a_zero_point")
     bzp = None if bzp is None else _col_param(bzp, b.shape, "b_zero_point")
     acc = _int_gemm(a, b, azp, bzp, p)
@@ -609,6 +629,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     else:
         yzp = None
     _symmetric_check(p, a_zero_point=azp, b_zero_point=bzp, y_zero_point=yzp)
+    _weight_check(p, Bt.dtype, bzp, "B (the weight)")
     acc = _int_gemm(At, Bt, None if azp is None else azp.reshape(()),
                     None if bzp is None else bzp.reshape(-1) if bzp.size > 1 else bzp.reshape(()), p)
     bias = None

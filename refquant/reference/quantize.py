@@ -588,7 +588,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         from ..profile import ProfileError
         raise ProfileError(prof.symmetric_error or
                            f"profile {prof.name!r}: non-zero zero points are not supported")
-    if x.dtype != _I32:
+    if x.dtype != _I32 or prof.qtypes is not None:
+        # int32 (a bias DQ) is checked only against an explicit qtypes list (TensorRT's parser
+        # rejects int32 DQ inputs: lint RQ105)
         prof.check_qtype(x.dtype, "DequantizeLinear")
     axis = _granularity(x.shape, s, zp, axis, block_size, opset, "x_scale", "x_zero_point")
     sb = expand_qparam(s, x.shape, axis, block_size, argname="x_scale")
