@@ -85,6 +85,29 @@ def _fast_profile_ok(prof, op):
         not prof.symmetric_only or op in ("QuantizeLinear", "DequantizeLinear"))
 
 
+_WEIGHT_OPS = ("QLinearMatMul", "QLinearConv", "QGemm")   # weight operand at 3, its zero point at 5
+
+
+def _weights_refused(prof, op, args, kwargs):
+    """True when the profile's engine refuses this call's weight zero point (Profile.extra
+    ["weights"]: the reference raises its ProfileError; the kernels would compute): the call
+    then goes to the reference."""
+    if op not in _WEIGHT_OPS or not (getattr(prof, "extra", None) or {}).get("weights"):
+        return False
+    names = ("b", "b_zero_point") if op != "QLinearConv" else ("w", "w_zero_point")
+    w = args[3] if len(args) > 3 else kwargs.get(names[0])
+    z = args[5] if len(args) > 5 else kwargs.get(names[1])
+    if w is None or z is None:
+        return False
+    from ._packed import unwrap
+    from .reference.gemm import _weight_check
+    try:
+        _weight_check(prof, np.asarray(unwrap(w)).dtype, z, "w")
+    except Exception:  # noqa: BLE001 - the ProfileError (or any error): the reference decides
+        return True
+    return False
+
+
 def _glue(name):
     if name not in _MODULES:
         try:
@@ -108,7 +131,7 @@ def _try_fast(op, module, func, args, kwargs, **extra):
         prof = get_profile(kwargs.get("profile", "onnx"))
     except Exception:
         return None
-    if not _fast_profile_ok(prof, op):
+    if not _fast_profile_ok(prof, op) or _weights_refused(prof, op, args, kwargs):
         return None
     try:
         if not kwargs and not extra:
@@ -295,7 +318,7 @@ def _qm_lean():
     if fn is not None and hasattr(mod, "_qm_prof"):
         prof = get_profile("onnx")
         _, ok, sat = mod._qm_prof(prof)
-        if _fast_profile_ok(prof, "QLinearMatMul") and ok and not sat:
+        if _fast_profile_ok(prof, "QLinearMatMul") and ok and not sat and not prof.extra.get("weights"):
             f = fn
     _QM_LEAN[0], _QM_LEAN[1] = f, _GENERATION[0]
     return f
@@ -331,7 +354,7 @@ def _qc_lean():
     if fn is not None and hasattr(getattr(mod, "_k", None), "qlinear_conv_lean"):
         prof = get_profile("onnx")
         _, ok0, ok1 = mod._qc_prof(prof)
-        if _fast_profile_ok(prof, "QLinearConv") and (ok0 or ok1):
+        if _fast_profile_ok(prof, "QLinearConv") and (ok0 or ok1) and not prof.extra.get("weights"):
             def f(args, kwargs, _fn=fn, _ok0=ok0, _ok1=ok1):
                 return _fn(args, kwargs, _ok0, _ok1)
     _QC_LEAN[0], _QC_LEAN[1] = f, _GENERATION[0]

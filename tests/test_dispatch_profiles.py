@@ -131,3 +131,31 @@ def test_gemm_column_blocks_every_profile(profile):
                                                       profile=profile), want)
     finally:
         refquant.set_num_threads(None)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_weight_zero_point_limits_every_profile(profile):
+    """Profiles whose engine refuses a non-zero weight zero point (Profile.extra["weights"]:
+    pytorch-onednn, tflite-*) raise the reference's ProfileError through refquant.<op> too --
+    the kernels would compute a result -- and every profile gives the reference's bits or
+    error for zero and non-zero weight zero points, per tensor and per channel."""
+    rng = np.random.default_rng(abs(hash(profile + "wz")) % 2**32)
+    a = rng.integers(0, 256, (40, 64)).astype(np.uint8)
+    b = rng.integers(-127, 128, (64, 48)).astype(np.int8)
+    x = rng.integers(0, 256, (1, 16, 9, 9)).astype(np.uint8)
+    w = rng.integers(-127, 128, (32, 16, 3, 3)).astype(np.int8)
+    for zb, zw in ((np.int8(0), np.int8(0)), (np.int8(3), np.int8(-2)),
+                   (rng.integers(-5, 5, 48).astype(np.int8), rng.integers(-5, 5, 32).astype(np.int8))):
+        bs = np.full(np.shape(zb) or (), 0.01, np.float32)
+        ws = np.full(np.shape(zw) or (), 0.01, np.float32)
+        qm = (a, np.float32(0.02), np.uint8(3), b, bs, zb, np.float32(0.3), np.uint8(5))
+        _same(lambda: refquant.qlinear_matmul(*qm, profile=profile), lambda: R.qlinear_matmul(*qm, profile=profile))
+        bw = refquant.pack_weights(b)
+        _same(lambda: refquant.qlinear_matmul(*qm[:3], bw, *qm[4:], profile=profile),
+              lambda: R.qlinear_matmul(*qm, profile=profile))
+        qg = (a, np.float32(0.02), np.uint8(3), b, bs, zb, rng.integers(-900, 900, 48).astype(np.int32),
+              np.float32(0.3), np.uint8(5))
+        _same(lambda: refquant.qgemm(*qg, profile=profile), lambda: R.qgemm(*qg, profile=profile))
+        qc = (x, np.float32(0.02), np.uint8(3), w, ws, zw, np.float32(0.3), np.uint8(5))
+        _same(lambda: refquant.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile),
+              lambda: R.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile))
