@@ -615,6 +615,7 @@ class _Prop:
         self.node_names = {n.name for n in self.nodes if n.name}
         self.static = self._static_shapes(m)
         self.refresh()
+        self._twin_ids = self._find_twins()
 
     @staticmethod
     def _static_shapes(m):
@@ -677,6 +678,35 @@ class _Prop:
             return None
         return n.input[1], zp
 
+    def _input_key(self, t):
+        """An input as ORT's common-subexpression elimination compares it: a constant
+        initializer by its type, shape and bytes, anything else by name."""
+        c = self.consts.get(t)
+        if c is None:
+            return ("t", t)
+        c = np.asarray(c)
+        return ("c", c.dtype.str, c.shape, c.tobytes())
+
+    def has_twin(self, n):
+        """Whether another node computes the same thing (op, domain, attributes, inputs with
+        equal constants): ORT's CommonSubexpressionElimination, which runs before the QDQ
+        propagation, merges them, and the merged output then has the twins' consumers together
+        (so a single consumer here is not a single consumer there).  An attention block's q / k
+        / v Linears each reshape the same input: ORT keeps one Reshape, feeding every Q."""
+        return id(n) in self._twin_ids
+
+    def _find_twins(self):
+        """ids of the original nodes that have a twin (computed before any insertion renames
+        inputs)."""
+        groups = {}
+        for m in self.nodes:
+            if m.op_type == "Constant" or not m.output:
+                continue
+            key = (m.op_type, m.domain, tuple(a.SerializeToString() for a in m.attribute),
+                   tuple(self._input_key(t) for t in m.input))
+            groups.setdefault(key, []).append(id(m))
+        return {i for ids in groups.values() if len(ids) > 1 for i in ids}
+
     def prev_edge(self, n):
         """GetPreviousEdge: (source node or None, tensor) into input 0 of n."""
         t = n.input[0] if n.input else ""
@@ -685,7 +715,7 @@ class _Prop:
         src = self.producer.get(t)
         if src is None or src.op_type == "Constant":
             return (None, t) if (t in self.graph_inputs or t in self.consts) else None
-        if t in self.graph_outputs or len(self.edges.get(t, [])) != 1:
+        if t in self.graph_outputs or len(self.edges.get(t, [])) != 1 or self.has_twin(src):
             return None
         return (src, t)
 
@@ -786,7 +816,7 @@ def _propagate_qdq(m):
         if qp is None:
             continue
         _, after = P.next_edges(dn)
-        if len(after) != 1 or after[0][0] is None:
+        if len(after) != 1 or after[0][0] is None or P.has_twin(dn):
             continue
         dq_attrs = _attrs(dn)
         queue = [after[0][0]]
