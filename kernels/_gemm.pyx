@@ -13,13 +13,6 @@ from libc.string cimport memcpy
 
 cnp.import_array()
 
-
-cdef inline int _ntype(cnp.ndarray a):
-    """PyArray_TYPE, or -1 for data stored in the other byte order: the kernels read values as
-    native, so such arrays (a big-endian float32, int16, ...) are declined and the glue /
-    reference decide (the reference refuses them)."""
-    return cnp.PyArray_TYPE(a) if cnp.PyArray_ISNOTSWAPPED(a) else -1
-
 from refquant._errors import KernelSizeLimit
 
 cdef int _fits(str what, Py_ssize_t v) except -1:

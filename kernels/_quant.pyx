@@ -10,13 +10,6 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cnp.import_array()
 
-
-cdef inline int _ntype(cnp.ndarray a):
-    """PyArray_TYPE, or -1 for data stored in the other byte order: the kernels read values as
-    native, so such arrays (a big-endian float32, int16, ...) are declined and the glue /
-    reference decide (the reference refuses them)."""
-    return cnp.PyArray_TYPE(a) if cnp.PyArray_ISNOTSWAPPED(a) else -1
-
 cdef extern from "rq_quant.h" nogil:
     enum:
         RQ_Q_U8

@@ -20,3 +20,13 @@ _rq_attach_cpu_state()
 def _kernel_isa_level():
     """The ISA level this module's kernels dispatch on (same as refquant._cpu.isa_level())."""
     return rq_isa_level()
+
+
+cimport numpy as cnp
+
+
+cdef inline int _ntype(cnp.ndarray a):
+    """PyArray_TYPE, or -1 for data stored in the other byte order: the kernels read values as
+    native, so such arrays (a big-endian float32, int16, ...) are declined and the glue /
+    reference decide (the reference refuses them)."""
+    return cnp.PyArray_TYPE(a) if cnp.PyArray_ISNOTSWAPPED(a) else -1
