@@ -53,3 +53,25 @@ def run_ort(model, feeds):
 def run_onnx_ref(model, feeds):
     from onnx.reference import ReferenceEvaluator
     return ReferenceEvaluator(model).run(None, feeds)
+
+
+def qdq_conv_model(w, *, C, x_scale, x_zp, y_scale, y_zp, group=1, opset=17):
+    """x -> Q/DQ -> Conv(3x3, pad 1, DQ(int8 w, scale 0.01, zp 0)) -> Q/DQ -> y, for an input
+    (1, C, 6, 6): x_zp / y_zp numpy scalars of the activation type (shared by the compare and
+    lint tests of the int16 pair saturation)."""
+    inits = [numpy_helper.from_array(np.array(x_scale, np.float32), "sx"),
+             numpy_helper.from_array(np.asarray(x_zp), "zx"),
+             numpy_helper.from_array(np.asarray(w, np.int8), "wq"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "sw"),
+             numpy_helper.from_array(np.array(0, np.int8), "zw"),
+             numpy_helper.from_array(np.array(y_scale, np.float32), "sy"),
+             numpy_helper.from_array(np.asarray(y_zp), "zy")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1], group=group),
+             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])

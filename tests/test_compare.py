@@ -555,22 +555,8 @@ def _pair_conv_model(act_t, zp, group=1, C=8, M=4):
     np_t = np.int8 if act_t == TensorProto.INT8 else np.uint8
     rng = np.random.RandomState(0)
     w = rng.choice([-127, 127, 100, -100], size=(M, C // group, 3, 3)).astype(np.int8)
-    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "sx"),
-             numpy_helper.from_array(np.array(zp, np_t), "zx"),
-             numpy_helper.from_array(w, "wq"),
-             numpy_helper.from_array(np.array(0.01, np.float32), "sw"),
-             numpy_helper.from_array(np.array(0, np.int8), "zw"),
-             numpy_helper.from_array(np.array(2.0, np.float32), "sy"),
-             numpy_helper.from_array(np.array(zp, np_t), "zy")]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
-             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1], group=group),
-             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
-             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 6, 6])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    from _onnx_util import qdq_conv_model
+    return qdq_conv_model(w, C=C, x_scale=0.02, x_zp=np_t(zp), y_scale=2.0, y_zp=np_t(zp), group=group)
 
 
 @pytest.mark.parametrize("act_t,zp", [(TensorProto.UINT8, 128), (TensorProto.INT8, 0)])

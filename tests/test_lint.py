@@ -285,19 +285,9 @@ def test_cli_not_an_onnx_model_exit_2(tmp_path, capsys):
 
 def _u8_conv(C=3, M=4, group=1, w_value=127):
     """u8 x s8 QDQ conv whose weights (all w_value) overflow int16 pairs (sweep3 repro_7)."""
-    inits = [_init("sx", np.array(0.02, np.float32)), _init("zx", np.array(128, np.uint8)),
-             _init("wq", np.full((M, C // group, 3, 3), w_value, np.int8)),
-             _init("sw", np.array(0.01, np.float32)), _init("zw", np.array(0, np.int8)),
-             _init("sy", np.array(0.05, np.float32)), _init("zy", np.array(128, np.uint8))]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"]),
-             helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1], group=group),
-             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["yq"]),
-             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 6, 6])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    from _onnx_util import qdq_conv_model
+    return qdq_conv_model(np.full((M, C // group, 3, 3), w_value, np.int8), C=C, x_scale=0.02,
+                          x_zp=np.uint8(128), y_scale=0.05, y_zp=np.uint8(128), group=group)
 
 
 def test_int16_pair_saturation_is_target_aware():
