@@ -34,6 +34,42 @@ def _bits(a):
 
 
 # ------------------------------------------------------------------------------------------
+# onnx-reference profile: numpy's own arithmetic
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("xdt,sdt", [(F16, BF16), (BF16, F16)])
+def test_onnx_reference_float16_with_bfloat16_scale_divides_in_float32(xdt, sdt):
+    """np.result_type(float16, bfloat16) raises DTypePromotionError, yet numpy's x / y_scale runs
+    the float32 loop: onnx.reference quantizes, the 'onnx-reference' profile must too (it raised
+    the bare numpy error)."""
+    x = np.array([30448.0, 1.5, -2.75, 0.0996], xdt)
+    s = np.array(0.5, sdt)
+    zp = np.array([0, 0, 0, 0], np.int16)[0]
+    y = R.quantize_linear(x, s, zp, profile="onnx-reference", opset=24)
+    want = np.rint(x.astype(F32) / s.astype(F32)).astype(np.int64).clip(-32768, 32767)
+    np.testing.assert_array_equal(y.astype(np.int64), want)
+    eng = _engine("onnx-reference", "QuantizeLinear", {"x": x, "y_scale": s, "y_zero_point": zp},
+                  {}, 24)
+    np.testing.assert_array_equal(y, eng)
+
+
+def test_onnx_reference_float4_zero_point_added_in_float32():
+    """onnx.reference adds a float4 zero point in numpy's result type (float16 + float4e2m1 ->
+    float32): v = -3.00195 (float16), v + zp(-2) = -5.00195 -> float4 -6.  Adding in float16
+    first rounds the sum to -5.0, a tie that goes to -4."""
+    x = np.array([-6.00390625], F16)
+    s = np.array([2.0], F16)
+    zp = np.array([-2.0], FP4)
+    attrs = dict(axis=0, precision="float16")
+    y = R.quantize_linear(x, s, zp, profile="onnx-reference", opset=24, **attrs)
+    assert float(y[0]) == -6.0
+    eng = _engine("onnx-reference", "QuantizeLinear", {"x": x, "y_scale": s, "y_zero_point": zp},
+                  {"axis": 0, "precision": F16}, 24)
+    np.testing.assert_array_equal(_bits(y), _bits(eng))
+    # the spec profile adds in the division precision (float16): -5.0 -> tie -> -4
+    assert float(R.quantize_linear(x, s, zp, opset=24, **attrs)[0]) == -4.0
+
+
+# ------------------------------------------------------------------------------------------
 # pack / unpack buffers
 # ------------------------------------------------------------------------------------------
 def test_unpack_accepts_bytes_like():

@@ -306,6 +306,15 @@ def _convert_scale(scale, x_dt, opset, argname, *, quantize):
 # --------------------------------------------------------------------------------------------
 # QuantizeLinear
 # --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _numpy_division_type(x_dt, s_dt):
+    """The dtype numpy's ``x / y_scale`` computes in (onnx.reference's division).  Not
+    ``np.result_type``: float16 / bfloat16 has no common type, yet the ufunc runs its float32
+    loop (and int32 / bfloat16 its float64 loop)."""
+    with np.errstate(all="ignore"):
+        return (np.ones(1, x_dt) / np.ones(1, s_dt)).dtype
+
+
 def _division_dtype(x_dt, s_dt, precision, opset, prof):
     if precision is not None:
         if opset < 23:
@@ -317,7 +326,7 @@ def _division_dtype(x_dt, s_dt, precision, opset, prof):
     if prof.q_division_precision == "float64":  # x and the scale widened exactly to double
         return _F64
     if prof.q_division_precision == "numpy_promotion":
-        return np.result_type(x_dt, _F32 if s_dt == _E8M0 else s_dt)
+        return _numpy_division_type(x_dt, s_dt)
     if x_dt in (_F16, _BF16):
         if prof.q_fp16_division == "float32" or (
                 prof.q_fp16_division == "float32_below_opset23" and opset < 23):
@@ -427,7 +436,11 @@ def _to_low_float(v, zb, out_dt, saturate, prof, P):
             mode = "ignore" if out_dt in _FLOAT8 else "add"
         if zb is not None and mode in ("add", "add_nonzero"):
             zf = zb.astype(P)
-            if mode == "add":
+            if mode == "add" and prof.q_division_precision == "numpy_promotion":
+                # onnx.reference: x + zero_point in numpy's result type (float16/bfloat16 +
+                # float4 -> float32), so the sum is not rounded to P first
+                v = np.asarray(v + zb)
+            elif mode == "add":
                 v = np.asarray(v + zf, P)                         # IEEE: -0.0 + 0.0 = +0.0
             else:
                 v = np.asarray(np.where(zf == 0, v, v + zf), P)   # a zero zp keeps -0.0
