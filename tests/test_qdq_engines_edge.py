@@ -70,6 +70,40 @@ def test_onnx_reference_float4_zero_point_added_in_float32():
 
 
 # ------------------------------------------------------------------------------------------
+# onnx-reference profile: float8 / float4 DequantizeLinear zero points
+# ------------------------------------------------------------------------------------------
+def test_onnx_reference_dequantize_float8_zero_point_uint8_check():
+    """onnx.reference checks a float8 zero point by its uint8 *value* conversion: a fractional
+    one (0.6875 -> 0) passes and is ignored; 2.0 is refused."""
+    x = np.array([-52.0, -0.0625, 1.75, 240.0], ml_dtypes.float8_e4m3fnuz)
+    s = np.float32(0.8021439)
+    frac = np.array(0.6875, ml_dtypes.float8_e4m3fnuz)
+    y = R.dequantize_linear(x, s, frac, profile="onnx-reference", opset=19)
+    np.testing.assert_array_equal(y, x.astype(F32) * s)
+    eng = _engine("onnx-reference", "DequantizeLinear", {"x": x, "x_scale": s, "x_zero_point": frac},
+                  {}, 19)
+    np.testing.assert_array_equal(_bits(y), _bits(eng))
+    with pytest.raises(ValueError, match="x_zero_point"):
+        R.dequantize_linear(x, s, np.array(2.0, ml_dtypes.float8_e4m3fnuz),
+                            profile="onnx-reference", opset=19)
+
+
+def test_onnx_reference_dequantize_float4_ignores_zero_point():
+    """onnx.reference never reads a float4e2m1 DequantizeLinear zero point (no check either)."""
+    x = np.array([-1.0, 2.0, -6.0, 0.5, 3.0], FP4)
+    s = np.float32(0.25)
+    zp = np.array(1.5, FP4)
+    y = R.dequantize_linear(x, s, zp, profile="onnx-reference", opset=23)
+    np.testing.assert_array_equal(y, x.astype(F32) * s)
+    eng = _engine("onnx-reference", "DequantizeLinear", {"x": x, "x_scale": s, "x_zero_point": zp},
+                  {}, 23)
+    np.testing.assert_array_equal(_bits(y), _bits(eng))
+    # the spec profile subtracts it
+    np.testing.assert_array_equal(R.dequantize_linear(x, s, zp, opset=23),
+                                  (x.astype(F32) - np.float32(1.5)) * s)
+
+
+# ------------------------------------------------------------------------------------------
 # pack / unpack buffers
 # ------------------------------------------------------------------------------------------
 def test_unpack_accepts_bytes_like():

@@ -36,7 +36,9 @@ steps named in brackets, see ``refquant.profile``)::
     converted to the output type T (``output_dtype`` at opset >= 23, else the scale's type)
     and y = fl_T(d * fl_T(scale)).  "The output type determines the precision of the
     multiplication."  float8/4/6 x: x, zp (if any) and the scale are converted to T and
-    y = fl_T(fl_T(x - zp) * scale).  A float8e8m0 scale gives a float32 output unless
+    y = fl_T(fl_T(x - zp) * scale) [q_float_zero_point: "ignore" refuses a non-zero zp;
+    "ignore_float8" (onnx.reference) refuses a float8 zp whose uint8 value conversion is
+    non-zero, else drops it, and drops a float4e2m1 zp unread].  A float8e8m0 scale gives a float32 output unless
     ``output_dtype`` says otherwise.  int32 x takes no zero point.
 
   DynamicQuantizeLinear (uint8):
@@ -72,6 +74,7 @@ _F64 = np.dtype(np.float64)
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _E8M0 = np.dtype(ml_dtypes.float8_e8m0fnu)
 _I32 = np.dtype(np.int32)
+_FP4 = np.dtype(ml_dtypes.float4_e2m1fn)
 _FLOAT8 = tuple(np.dtype(t) for t in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz,
                                       ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz))
 
@@ -609,12 +612,21 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     sb = expand_qparam(s, x.shape, axis, block_size, argname="x_scale")
     zb = None if zp is None else expand_qparam(zp, x.shape, axis, block_size,
                                                argname="x_zero_point")
-    if zb is not None and is_low_float(x.dtype) and prof.q_float_zero_point in ("ignore",
-                                                                              "ignore_float8"):
+    if zb is not None and is_low_float(x.dtype) and prof.q_float_zero_point == "ignore":
         if np.any(zp.astype(_F32) != 0):
-            raise ValueError("x_zero_point: must be zero for float8/float4 inputs under profile "
-                             f"{prof.name!r} (onnx.reference rejects a non-zero one)")
+            raise ValueError("x_zero_point: must be zero for float8/float4/float6 inputs under "
+                             f"profile {prof.name!r} (the engine ignores the zero point)")
         zb = None
+    elif zb is not None and prof.q_float_zero_point == "ignore_float8" and x.dtype in _FLOAT8:
+        # onnx.reference: the check is zp.astype(uint8) == 0 (a value cast, so |zp| < 1 passes)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if np.any(zp.astype(np.uint8) != 0):
+                raise ValueError(f"x_zero_point: must be zero for float8 inputs under profile "
+                                 f"{prof.name!r} (onnx.reference rejects a zero point whose "
+                                 f"uint8 conversion is non-zero)")
+        zb = None
+    elif zb is not None and prof.q_float_zero_point == "ignore_float8" and x.dtype == _FP4:
+        zb = None                    # onnx.reference skips float4e2m1's zero point silently
     with np.errstate(over="ignore", invalid="ignore"):
         if prof.dq_subtract == "float32":
             dx = x.astype(_F32)
