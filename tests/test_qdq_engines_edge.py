@@ -104,6 +104,33 @@ def test_onnx_reference_dequantize_float4_ignores_zero_point():
 
 
 # ------------------------------------------------------------------------------------------
+# blocked quantization over an empty axis
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("block_size", [1, 2, 5])
+def test_blocked_empty_axis(block_size):
+    """Di = 0 takes Si = ceil(0 / B) = 0 blocks for every block_size (the spec's range formula
+    divides 0 by 0); onnxruntime and onnx.reference return the empty result."""
+    x = np.zeros((3, 0), F32)
+    s = np.ones((3, 0), F32)
+    zp = np.zeros((3, 0), np.int8)
+    y = R.quantize_linear(x, s, zp, axis=1, block_size=block_size, opset=21)
+    assert y.shape == (3, 0) and y.dtype == np.int8
+    d = R.dequantize_linear(y, s, zp, axis=-1, block_size=block_size, opset=21)
+    assert d.shape == (3, 0) and d.dtype == F32
+    np.testing.assert_array_equal(
+        refquant.quantize_linear(x, s, zp, axis=1, block_size=block_size, opset=21), y)
+    eng = _engine("onnxruntime", "QuantizeLinear", {"x": x, "y_scale": s, "y_zero_point": zp},
+                  {"axis": 1, "block_size": block_size}, 21)
+    assert eng.shape == (3, 0)
+    with pytest.raises(ValueError, match=r"y_scale: an empty axis .*Si=0"):
+        R.quantize_linear(x, np.ones((3, 1), F32), np.zeros((3, 1), np.int8), axis=1,
+                          block_size=block_size, opset=21)
+    with pytest.raises(ValueError, match=r"x_scale: Si=0 blocks"):
+        R.dequantize_linear(np.zeros((3, 4), np.int8), s, zp, axis=1, block_size=block_size,
+                            opset=21)
+
+
+# ------------------------------------------------------------------------------------------
 # pack / unpack buffers
 # ------------------------------------------------------------------------------------------
 def test_unpack_accepts_bytes_like():

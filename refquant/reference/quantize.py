@@ -46,7 +46,8 @@ steps named in brackets, see ``refquant.profile``)::
     y_scale = fl32((hi - lo) / 255), or 1.0 when hi == lo [dql_zero_range_scale]
     y_zero_point = round_half_even(clip(fl32(0 - lo / y_scale), 0, 255))
     y = QuantizeLinear(x, y_scale, y_zero_point)
-    NaN or Inf in x: ValueError (the scale would be meaningless).
+    NaN or Inf in x, or a range whose float32 scale is 0 (|x| below ~1.8e-43) or Inf (range
+    beyond float32): ValueError (the scale would be meaningless).
 
 Bad input raises ``ValueError``/``TypeError`` naming the argument and the rule: a scale that
 is zero, negative, NaN or infinite; a zero point of the wrong type, shape or range; axis
@@ -278,7 +279,15 @@ def _granularity(x_shape, scale, zp, axis, block_size, opset, sname, zname):
     d, si = x_shape[axis], scale.shape[axis]
     lo = -(-d // si) if si else 0
     hi = (-(-d // (si - 1)) - 1) if si > 1 else None
-    if si == 0 or block_size < lo or (hi is not None and block_size > hi):
+    if si != -(-d // block_size):
+        # the spec's [ceil(Di/Si), ceil(Di/(Si-1))-1] is exactly Si == ceil(Di/block_size); that
+        # form also covers an empty axis (Di = 0: Si = 0 for every block_size)
+        if d == 0:
+            raise ValueError(f"{sname}: an empty axis {axis} (Di=0) takes Si=0 blocks, got "
+                             f"Si={si}")
+        if si == 0:
+            raise ValueError(f"{sname}: Si=0 blocks along axis {axis} cannot cover Di={d} "
+                             f"elements")
         rng = f"[{lo}, {hi}]" if hi is not None else f"[{lo}, inf)"
         raise ValueError(f"block_size: {block_size} is outside the accepted range {rng} = "
                          f"[ceil(Di/Si), ceil(Di/(Si-1))-1] for Di={d}, Si={si}")
