@@ -447,4 +447,5 @@ def _cast_out(r, out_dt):
     r = np.asarray(r)
     if r.dtype.kind == "f":
         r = r.astype(np.int64)
-    return np.ascontiguousarray(r.astype(np.int64).astype(out_dt))
+    # np.ascontiguousarray makes a 0-d array 1-d: keep the shape (1-D . 1-D QLinearMatMul is a scalar)
+    return np.ascontiguousarray(r.astype(np.int64).astype(out_dt)).reshape(r.shape)

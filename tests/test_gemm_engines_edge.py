@@ -1,0 +1,46 @@
+"""Edge cases of the integer GEMM / conv ops found by differential runs against the live engines
+(onnxruntime 1.32, torch 2.13 quantized engines): shapes, QGemm attributes and outputs, and
+requantization at the ends of the float range.  Each test failed before its fix."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import refquant
+from refquant import engines as E
+from refquant.profile import get_profile
+from refquant.reference import qgemm, qlinear_matmul, requantize, qlinear_conv
+
+from _profiles_live import assert_exact, need
+
+pytestmark = [pytest.mark.filterwarnings("ignore:.*quantized tensor creation functions:UserWarning")]
+F32 = np.float32
+
+
+# --------------------------------------------------------------------------- shapes
+
+def _mm_1d(rng, K=16):
+    return {"a": rng.integers(0, 256, K).astype(np.uint8), "a_scale": F32(0.07358256),
+            "a_zero_point": np.uint8(1), "b": rng.integers(-128, 128, K).astype(np.int8),
+            "b_scale": F32(0.125), "b_zero_point": np.int8(-3), "y_scale": F32(13.838339),
+            "y_zero_point": np.uint8(3)}
+
+
+def test_qlinear_matmul_1d_by_1d_is_a_scalar():
+    # numpy.matmul of two vectors is 0-d; the requantization used to return shape (1,)
+    # (np.ascontiguousarray makes 0-d arrays 1-d)
+    d = _mm_1d(np.random.default_rng(0))
+    y = qlinear_matmul(*d.values())
+    assert y.shape == () and y.dtype == np.uint8
+    acc = int((d["a"].astype(np.int64) - 1) @ (d["b"].astype(np.int64) + 3))
+    assert refquant.qlinear_matmul(*d.values()).shape == ()
+    assert requantize(np.int32(acc), F32(0.5), np.uint8(3), output_dtype="uint8").shape == ()
+    assert requantize(np.int32(acc), F32(0.5), np.int8(3), output_dtype="int8",
+                      profile="tflite-reference").shape == ()
+
+
+def test_qlinear_matmul_1d_by_1d_onnxruntime():
+    need("onnxruntime")
+    rng = np.random.default_rng(1)
+    for K in (1, 3, 16, 65):
+        assert_exact("onnxruntime", "onnxruntime", "QLinearMatMul", _mm_1d(rng, K))
