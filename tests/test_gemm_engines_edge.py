@@ -44,3 +44,27 @@ def test_qlinear_matmul_1d_by_1d_onnxruntime():
     rng = np.random.default_rng(1)
     for K in (1, 3, 16, 65):
         assert_exact("onnxruntime", "onnxruntime", "QLinearMatMul", _mm_1d(rng, K))
+
+
+# --------------------------------------------------------------------------- QGemm
+
+def _qgemm_case(rng, M=5, K=33, N=7, per_column=True):
+    A = rng.integers(0, 256, (M, K)).astype(np.uint8)
+    B = rng.integers(-128, 128, (K, N)).astype(np.int8)
+    bs = (2.0 ** -rng.integers(4, 9, N)).astype(F32) if per_column else F32(2.0 ** -6)
+    bz = np.zeros(N, np.int8) if per_column else np.int8(0)
+    return {"A": A, "a_scale": F32(2.0 ** -5), "a_zero_point": np.uint8(131), "B": B, "b_scale": bs,
+            "b_zero_point": bz, "C": rng.integers(-5000, 5000, N).astype(np.int32)}
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, -2.0])
+def test_qgemm_float_output_with_y_scale_onnxruntime(alpha):
+    # y_scale without y_zero_point: ORT's QGemm output is float32, alpha*a_s*b_s/y_s times the
+    # accumulator; the engine adapter declared the output uint8 and ORT refused the model
+    need("onnxruntime")
+    rng = np.random.default_rng(4)
+    d = _qgemm_case(rng)
+    d["y_scale"] = F32(0.3)
+    out = E.run("onnxruntime", "QGemm", d, {"alpha": alpha})
+    assert out.dtype == np.float32
+    assert_exact("onnxruntime", "onnxruntime", "QGemm", d, {"alpha": alpha, "transB": 0})

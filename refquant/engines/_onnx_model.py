@@ -61,10 +61,10 @@ def output_dtypes(op: str, inputs: dict, attributes: dict) -> list:
     if op in ("QLinearMatMul", "QLinearConv"):
         return [inputs["y_zero_point"].dtype]
     if op == "QGemm":
+        # onnxruntime's QGemm: a quantized output needs y_zero_point (its type); without it the
+        # output is float32, scaled by alpha*a_scale*b_scale (/ y_scale when y_scale is given)
         zp = inputs.get("y_zero_point")
-        if inputs.get("y_scale") is None:
-            return [np.dtype(np.float32)]
-        return [zp.dtype if zp is not None else np.dtype(np.uint8)]
+        return [zp.dtype if zp is not None else np.dtype(np.float32)]
     raise ValueError(op)
 
 
