@@ -57,6 +57,34 @@ def _qgemm_case(rng, M=5, K=33, N=7, per_column=True):
             "b_zero_point": bz, "C": rng.integers(-5000, 5000, N).astype(np.int32)}
 
 
+@pytest.mark.parametrize("alpha", [-1.0, -0.37, 0.0, -3.5])
+def test_qgemm_negative_or_zero_alpha_quantized_output(alpha):
+    # ORT multiplies by alpha*a_s*b_s/y_s with its sign (MLAS requantization); the reference
+    # refused any multiplier < 0 ("multiplier: must be finite and >= 0")
+    rng = np.random.default_rng(2)
+    d = _qgemm_case(rng)
+    d["y_scale"], d["y_zero_point"] = F32(0.75), np.uint8(128)
+    y = qgemm(*d.values(), alpha=alpha)
+    pos = qgemm(*d.values(), alpha=abs(alpha))
+    assert y.dtype == np.uint8
+    if alpha == 0.0:
+        assert np.all(y == 128)
+    else:
+        assert np.array_equal(y.astype(int) - 128 == 0, pos.astype(int) - 128 == 0)
+    assert np.array_equal(refquant.qgemm(*d.values(), alpha=alpha), y)
+    need("onnxruntime")
+    assert_exact("onnxruntime", "onnxruntime", "QGemm", d, {"alpha": alpha})
+
+
+def test_qgemm_negative_alpha_fixed_point_profile_refuses():
+    rng = np.random.default_rng(3)
+    d = _qgemm_case(rng, per_column=False)
+    A = d["A"].astype(np.int16) - 128
+    with pytest.raises(ValueError, match="multiplier.*fixed-point"):
+        qgemm(A.astype(np.int8), d["a_scale"], np.int8(0), d["B"], d["b_scale"], d["b_zero_point"], d["C"],
+              F32(0.75), np.int8(0), alpha=-1.0, profile=get_profile("onnx").replace(rq_method="fixed_point"))
+
+
 @pytest.mark.parametrize("alpha", [1.0, 0.5, -2.0])
 def test_qgemm_float_output_with_y_scale_onnxruntime(alpha):
     # y_scale without y_zero_point: ORT's QGemm output is float32, alpha*a_s*b_s/y_s times the

@@ -17,6 +17,9 @@ each one.  The steps, in order, and the fields that choose them:
      operation in float32 (ORT ``QLinearMatMul::Compute`` / ``QLinearConv``
      ``ComputeOutputScale``; PyTorch fbgemm; XNNPACK).  QGemm's alpha:
      ``fl32(fl32(fl32(alpha * a_s) * b_s) / y_s)`` (ORT ``QGemm::ComputeOutputScale``).
+     A negative alpha gives a negative M, which the float method applies as is (MLAS
+     multiplies, clamps and rounds with the sign; checked live, onnxruntime 1.32);
+     the fixed-point method refuses it (ValueError naming ``multiplier``).
    - ``"fp32_reciprocal"``: ``fl32(fl32(a_s * b_s) * fl32(1 / y_s))`` (PyTorch QNNPACK).
    - ``"fp64"``: ``double(a_s) * double(b_s) / double(y_s)`` (TFLite; with alpha,
      ``double(alpha) * double(a_s) * ...``).  Float16/bfloat16 scales are widened exactly.
@@ -342,8 +345,11 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
     m = np.asarray(multiplier)
     if m.dtype.kind not in "f":
         raise TypeError(f"multiplier: float expected, got {m.dtype}")
-    if not np.all(np.isfinite(m)) or np.any(m < 0):
-        raise ValueError("multiplier: must be finite and >= 0")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("multiplier: must be finite")
+    if np.any(m < 0) and p.rq_method == "fixed_point":
+        raise ValueError(f"multiplier: must be >= 0 for fixed-point requantization (profile {p.name!r}); "
+                         f"a negative multiplier (QGemm alpha < 0) needs a float method")
     m = _per_axis(m, ndim, axis, "multiplier", shape)
     zp = _per_axis(_zero_point_value(y_zero_point, out_dt), ndim, axis, "y_zero_point", shape)
 
