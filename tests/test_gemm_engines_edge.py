@@ -96,3 +96,14 @@ def test_qgemm_float_output_with_y_scale_onnxruntime(alpha):
     out = E.run("onnxruntime", "QGemm", d, {"alpha": alpha})
     assert out.dtype == np.float32
     assert_exact("onnxruntime", "onnxruntime", "QGemm", d, {"alpha": alpha, "transB": 0})
+
+
+# --------------------------------------------------------------------------- scales far apart
+
+def test_infinite_multiplier_error_names_the_scales():
+    rng = np.random.default_rng(5)
+    d = _mm_1d(rng)
+    d["a_scale"], d["y_scale"] = F32(2.0), F32(1.6e-41)
+    d["b_scale"] = F32(1.0)
+    with pytest.raises(ValueError, match=r"multiplier: must be finite.*a_scale \* b_scale / y_scale"):
+        qlinear_matmul(*d.values())

@@ -346,7 +346,9 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
     if m.dtype.kind not in "f":
         raise TypeError(f"multiplier: float expected, got {m.dtype}")
     if not np.all(np.isfinite(m)):
-        raise ValueError("multiplier: must be finite")
+        raise ValueError("multiplier: must be finite (for the QLinear ops: a_scale * b_scale / y_scale "
+                         "overflowed float32 to inf, i.e. the scales' ratio exceeds 3.4e38; engines then "
+                         "saturate by the sign of acc and disagree at acc = 0 (inf * 0 = NaN))")
     if np.any(m < 0) and p.rq_method == "fixed_point":
         raise ValueError(f"multiplier: must be >= 0 for fixed-point requantization (profile {p.name!r}); "
                          f"a negative multiplier (QGemm alpha < 0) needs a float method")
