@@ -191,13 +191,15 @@ PYTORCH_FBGEMM = register_profile(Profile(
              "fbgemm/src/QuantUtilsAvx2.cc (requantizeOutputProcessingAvx2)") + _TORCH_Q_SOURCES,
     ops=_QDQ + _QLIN,
     rq_multiplier="fp32", rq_bias="float", int16_pair_saturation="fbgemm_depthwise",
+    rq_float_to_int="int32_min",
     **_TORCH_Q,
     doc=_TORCH_LINEAR_DOC.format(
         engine="fbgemm",
         arith="Requantization (fbgemm ReQuantizeOutput): raw = exact int32 accumulator; "
               "v = fl32(fl32(raw) + fl32(b / fl32(sx*sw[c]))) with the float bias b; "
               "y = clamp(lrintf(fl32(v * M[c])) + zp) with M[c] = fl32(fl32(sx*sw[c]) / sy) "
-              "(RNE).  int16 pair saturation: fbgemm's depthwise conv fast path is AVX2 code "
+              "(RNE); a scaled value outside int32 (tiny ys) converts to INT32_MIN (cvtps2dq) and "
+              "gives qmin whatever its sign (rq_float_to_int='int32_min', measured).  int16 pair saturation: fbgemm's depthwise conv fast path is AVX2 code "
               "(vpmaddubsw) that saturates u8 x s8 pairs even on this AVX512-VNNI CPU "
               "(int16_pair_saturation='fbgemm_depthwise'; measured: 20,966 of 48,224 extreme-value "
               "depthwise outputs differ without it, 0 with it); its GEMM, im2col and groupwise paths "
@@ -212,7 +214,8 @@ PYTORCH_X86 = register_profile(PYTORCH_FBGEMM.replace(
     description="torch quantized linear/conv2d on the 'x86' engine: linear as 'pytorch-fbgemm'; "
                 "conv2d with symmetric weights runs oneDNN (zp added before rounding)",
     overrides=PYTORCH_FBGEMM.overrides + (("QLinearConv", {"rq_zero_point": "before_rounding",
-                                                           "rq_multiplier": "onednn"}),),
+                                                           "rq_multiplier": "onednn",
+                                                           "rq_float_to_int": "saturate"}),),
     doc=_TORCH_LINEAR_DOC.format(
         engine="x86",
         arith="The x86 engine runs quantized.linear on FBGEMM ('pytorch-fbgemm' arithmetic) and, on a "
@@ -232,7 +235,7 @@ PYTORCH_ONEDNN = register_profile(PYTORCH_FBGEMM.replace(
     description="torch quantized linear/conv2d on oneDNN: scales applied one by one after a "
                 "reciprocal round trip, float bias after them, * fl32(1/sy), zp added before "
                 "rounding (symmetric weights only)",
-    rq_zero_point="before_rounding", rq_multiplier="onednn",
+    rq_zero_point="before_rounding", rq_multiplier="onednn", rq_float_to_int="saturate",
     extra={"weights": "zero_point_0",
            "weights_error": "oneDNN requires a zero weight zero point ('ONEDNN only supports symmetric "
                             "quantization of weight')"},
@@ -262,13 +265,15 @@ PYTORCH_QNNPACK = register_profile(Profile(
              "aten/src/ATen/native/quantized/cpu/qlinear.cpp (PackedLinearWeightsQnnp)",
              "aten/src/ATen/native/quantized/cpu/qnnpack/src/requantization/fp32-*.c") + _TORCH_Q_SOURCES,
     ops=_QDQ + _QLIN,
-    rq_multiplier="fp32_reciprocal", rq_bias="int32",
+    rq_multiplier="fp32_reciprocal", rq_bias="int32", rq_float_to_int="int32_min",
     **_TORCH_Q,
     doc=_TORCH_LINEAR_DOC.format(
         engine="qnnpack",
         arith="QNNPACK shifts int8 weights to uint8 (+128, exact), quantizes the bias to int32 "
               "(scale sx*sw, the int32 C itself here) and requantizes with "
-              "M[c] = fl32(fl32(sx*sw[c]) * fl32(1/sy)): y = clamp(RNE(fl32(fl32(acc + C) * M)) + zp).",
+              "M[c] = fl32(fl32(sx*sw[c]) * fl32(1/sy)): y = clamp(RNE(fl32(fl32(acc + C) * M)) + zp); "
+              "a scaled value outside int32 (tiny sy) converts to INT32_MIN (cvtps2dq, then saturating "
+              "packs) and gives qmin whatever its sign (rq_float_to_int='int32_min', measured).",
         verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm, QLinearConv "
                  "(tests/test_profiles_pytorch.py)."),
 ))

@@ -86,6 +86,12 @@ Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(ac
                                      fl32(acc) + fl32(b / (a_s*b_s)) with a float bias;
                                      "float_after_scaling": acc*M + b/y_s (a TensorRT option).
     rq_epilogue_dtype ["float32"]    "float32" or "float16" epilogue (TensorRT option).
+    rq_float_to_int ["saturate"]     the float -> integer conversion of the scaled value when it
+                                     leaves int32 (a tiny y_scale: |round(v)| >= 2^31): "saturate"
+                                     (clamped in float first, MLAS / oneDNN / the spec: +-huge ->
+                                     qmax / qmin) or "int32_min" (cvtps2dq returns INT32_MIN, and the
+                                     saturating packs that follow give qmin whatever the sign:
+                                     fbgemm requantizeOutputProcessingAvx2, QNNPACK's SSE2 kernels).
 
 Integer GEMM
     int16_pair_saturation [False]    u8 x s8 products summed pairwise (k, k+1) into a saturating
@@ -158,6 +164,7 @@ _CHOICES = {
     "rq_fixed_rounding": ("double", "single", "double_half_up"),
     "rq_bias": ("int32", "float", "float_after_scaling"),
     "rq_epilogue_dtype": ("float32", "float16"),
+    "rq_float_to_int": ("saturate", "int32_min"),
     "accumulator": ("int32_wrap",),
 }
 
@@ -197,6 +204,7 @@ class Profile:
     rq_fixed_rounding: str = "double"
     rq_bias: str = "int32"
     rq_epilogue_dtype: str = "float32"
+    rq_float_to_int: str = "saturate"
     # integer GEMM
     int16_pair_saturation: bool = False
     accumulator: str = "int32_wrap"

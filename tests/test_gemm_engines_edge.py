@@ -107,3 +107,67 @@ def test_infinite_multiplier_error_names_the_scales():
     d["b_scale"] = F32(1.0)
     with pytest.raises(ValueError, match=r"multiplier: must be finite.*a_scale \* b_scale / y_scale"):
         qlinear_matmul(*d.values())
+
+
+def _huge_m_case(rng, K=16, N=11):
+    a = rng.integers(0, 256, (3, K)).astype(np.uint8)
+    b = rng.integers(-127, 128, (K, N)).astype(np.int8)
+    # M = a_s*b_s/y_s ~ 1e15: |acc * M| far beyond int32 except where acc == 0
+    return {"a": a, "a_scale": F32(0.026458634), "a_zero_point": np.uint8(0), "b": b,
+            "b_scale": F32(0.0078125), "b_zero_point": np.int8(0), "y_scale": F32(1.7e-20),
+            "y_zero_point": np.uint8(36)}
+
+
+def test_int32_min_conversion_reference():
+    # fbgemm / QNNPACK convert the scaled value with cvtps2dq before clamping: beyond int32 it is
+    # INT32_MIN, and the saturating packs make it qmin whatever the sign; MLAS clamps first
+    rng = np.random.default_rng(6)
+    d = _huge_m_case(rng)
+    acc = (d["a"].astype(np.int64)) @ d["b"].astype(np.int64)
+    spec = qlinear_matmul(*d.values())
+    assert np.array_equal(spec, np.where(acc > 0, 255, np.where(acc < 0, 0, 36)))
+    for prof in ("pytorch-fbgemm", "pytorch-qnnpack", "pytorch-x86"):
+        y = qlinear_matmul(*d.values(), profile=prof)
+        assert np.array_equal(y, np.where(acc == 0, 36, 0)), prof
+    assert np.array_equal(qlinear_matmul(*d.values(), profile="pytorch-onednn"), spec)
+    assert get_profile("pytorch-x86").for_op("QLinearConv").rq_float_to_int == "saturate"
+    # the boundary: the largest float32 below 2^31 converts, 2^31 does not
+    r = requantize(np.array([1, -1, 0], np.int32), F32(2147483520.0), np.uint8(0), output_dtype="uint8",
+                   profile=get_profile("onnx").replace(rq_float_to_int="int32_min"))
+    assert r.tolist() == [255, 0, 0]
+    r = requantize(np.array([1, -1], np.int32), F32(2.0 ** 31), np.uint8(7), output_dtype="uint8",
+                   profile=get_profile("onnx").replace(rq_float_to_int="int32_min"))
+    assert r.tolist() == [0, 0]
+    r = requantize(np.array([-1], np.int32), F32(2.0 ** 31), np.int8(7), output_dtype="int8",
+                   profile=get_profile("onnx").replace(rq_float_to_int="int32_min"))
+    assert r.tolist() == [-128]        # -2^31 itself converts: then saturates to qmin as well
+
+
+@pytest.mark.parametrize("engine", ["pytorch-fbgemm", "pytorch-x86", "pytorch-qnnpack", "pytorch-onednn"])
+def test_int32_min_conversion_torch_linear(engine):
+    need(engine)
+    rng = np.random.default_rng(7)
+    assert_exact(engine, engine, "QLinearMatMul", _huge_m_case(rng))
+    d = _huge_m_case(rng, K=33, N=3)
+    d["b_scale"] = np.array([0.00820996, 0.00024414, 0.03393915], F32)
+    d["b_zero_point"] = np.zeros(3, np.int8)
+    assert_exact(engine, engine, "QLinearMatMul", d)
+
+
+@pytest.mark.parametrize("engine", ["pytorch-fbgemm", "pytorch-qnnpack"])
+def test_int32_min_conversion_torch_conv(engine):
+    need(engine)
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, (2, 6, 7, 5)).astype(np.uint8)
+    w = rng.integers(-127, 128, (6, 3, 3, 3)).astype(np.int8)
+    d = {"x": x, "x_scale": F32(0.0573), "x_zero_point": np.uint8(127), "w": w,
+         "w_scale": (2.0 ** -rng.integers(6, 10, 6)).astype(F32), "w_zero_point": np.zeros(6, np.int8),
+         "y_scale": F32(3.9e-18), "y_zero_point": np.uint8(1),
+         "B": rng.integers(-3000, 3000, 6).astype(np.int32)}
+    if engine != "pytorch-qnnpack":
+        d["B"] = (d["B"] * (F32(0.0573) * d["w_scale"])).astype(F32)
+    attrs = {"strides": [2, 1], "pads": [1, 1, 1, 1], "group": 2, "dilations": [1, 1]}
+    n = assert_exact(engine, engine, "QLinearConv", d, attrs)
+    assert n == 2 * 6 * 4 * 5
+    ref = qlinear_conv(*d.values(), profile=engine, **attrs)
+    assert (ref == 0).mean() > 0.4           # positive and negative overflow both give qmin

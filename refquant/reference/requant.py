@@ -55,6 +55,10 @@ each one.  The steps, in order, and the fields that choose them:
      np.rint), ``"half_away"`` (std::round), ``"half_up"`` (toward +inf at ties).
    - saturation: clamp to [qmin, qmax] of ``output_dtype`` (MLAS clamps in float to
      [qmin - zp, qmax - zp] before cvtps2dq: the same integers).
+   - out of int32 (``rq_float_to_int``): ``"saturate"`` [onnx] as above, whatever the
+     magnitude; ``"int32_min"``: a rounded value outside [-2^31, 2^31) gives qmin (fbgemm and
+     QNNPACK convert with cvtps2dq before any clamp: INT32_MIN, then saturating packs;
+     measured live, torch 2.13 fbgemm/x86/qnnpack, with y_scale tiny against a_s*b_s).
 
 4. Fixed-point method (``rq_method="fixed_point"``, gemmlowp / TFLite)
    - ``QuantizeMultiplier(double(M))``: ``q, shift = frexp(M)``;
@@ -421,11 +425,17 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
                 v = (v + bt).astype(v.dtype)
         zf = zp.astype(v.dtype)
         if p.rq_zero_point == "before_rounding":
-            r = round_to_int((v + zf).astype(v.dtype), p.rq_rounding)
-            r = np.clip(r, lo, hi)
+            rv = round_to_int((v + zf).astype(v.dtype), p.rq_rounding)
+            r = np.clip(rv, lo, hi)
         else:
-            r = round_to_int(v, p.rq_rounding)
-            r = np.clip(r, (lo - zp).astype(np.float64), (hi - zp).astype(np.float64)) + zp
+            rv = round_to_int(v, p.rq_rounding)
+            r = np.clip(rv, (lo - zp).astype(np.float64), (hi - zp).astype(np.float64)) + zp
+        if p.rq_float_to_int == "int32_min":
+            # cvtps2dq: a value outside int32 (or NaN) converts to INT32_MIN, which the engine's
+            # saturating packs (epi32 -> epi16, + zp saturating, -> 8 bit) turn into qmin
+            inside = (rv >= -2.0 ** 31) & (rv < 2.0 ** 31)
+            if not np.all(inside):
+                r = np.where(inside, r, lo)
     r = np.broadcast_to(r, np.broadcast_shapes(r.shape, shape))
     return _cast_out(r, out_dt)
 
