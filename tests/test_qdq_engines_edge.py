@@ -171,3 +171,25 @@ def test_pack_unpack_odd_lengths_match_onnx(dt):
         u = refquant.unpack(p.tobytes(), d, shape)
         assert u.shape == a.shape and u.dtype == a.dtype
         np.testing.assert_array_equal(u.view(np.uint8), a.view(np.uint8))
+
+
+# ------------------------------------------------------------------------------------------
+# error messages
+# ------------------------------------------------------------------------------------------
+def test_scale_rounded_to_zero_or_inf_names_the_given_value():
+    """A float64 scale is rounded to x's type: 1e-8 becomes 0 in float16, 1e6 becomes Inf; the
+    error names the value given, not only the rounded one."""
+    with pytest.raises(ValueError, match=r"y_scale: .*1e-08 given, 0\.0 once rounded to float16"):
+        R.quantize_linear(np.ones(3, F16), 1e-8, np.int8(0))
+    with pytest.raises(ValueError, match=r"y_scale: .*at index \(1,\) \(1000000\.0 given, inf"):
+        R.quantize_linear(np.ones((2, 3), F16), np.array([1.0, 1e6]), np.zeros(2, np.int8), axis=0)
+    with pytest.raises(ValueError, match=r"y_scale: every scale must be finite and > 0; got 0\.0 \(a"):
+        R.quantize_linear(np.ones(3, F32), np.float32(0), np.int8(0))
+
+
+def test_precision_message_lists_float64():
+    y = R.quantize_linear(np.array([2.5], F32), np.float32(1), np.int8(0), precision="float64",
+                          opset=23)
+    assert y.tolist() == [2]
+    with pytest.raises(TypeError, match=r"precision: .*float64\), got int8"):
+        R.quantize_linear(np.ones(1, F32), np.float32(1), np.int8(0), precision="int8", opset=23)

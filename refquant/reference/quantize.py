@@ -38,8 +38,10 @@ steps named in brackets, see ``refquant.profile``)::
     multiplication."  float8/4/6 x: x, zp (if any) and the scale are converted to T and
     y = fl_T(fl_T(x - zp) * scale) [q_float_zero_point: "ignore" refuses a non-zero zp;
     "ignore_float8" (onnx.reference) refuses a float8 zp whose uint8 value conversion is
-    non-zero, else drops it, and drops a float4e2m1 zp unread].  A float8e8m0 scale gives a float32 output unless
-    ``output_dtype`` says otherwise.  int32 x takes no zero point.
+    non-zero, else drops it, and drops a float4e2m1 zp unread].  A float8e8m0 scale gives a
+    float32 output unless ``output_dtype`` says otherwise.  int32 x: the spec says it takes no
+    zero point ("supposed to be 0"); one that is given (int32) is subtracted exactly in int64
+    (ONNX Runtime subtracts in int32 and wraps; onnx.reference subtracts in float32).
 
   DynamicQuantizeLinear (uint8):
     lo = min(0, min x), hi = max(0, max x)            (float32)
@@ -193,13 +195,21 @@ def _as_array(v, argname):
         raise TypeError(f"{argname}: cannot convert {type(v).__name__} to an array") from exc
 
 
-def _check_scale_values(s, argname):
+def _check_scale_values(s, argname, given=None):
+    """``given``: the caller's float64/int scale before its conversion to ``s.dtype`` (named in
+    the message when the conversion made a valid value zero or infinite)."""
     sf = s.astype(_F64) if s.dtype != _F64 else s
     bad = ~(np.isfinite(sf) & (sf > 0))
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0]) if s.ndim else ()
-        raise ValueError(f"{argname}: every scale must be finite and > 0; got {sf[bad].flat[0]!r}"
-                         + (f" at index {idx}" if idx else "")
+        got = float(sf[bad].flat[0])
+        conv = ""
+        if given is not None:
+            g = float(np.asarray(given, _F64)[bad].flat[0]) if s.ndim else float(given)
+            if np.isfinite(g) and g > 0:
+                conv = f" ({g!r} given, {got!r} once rounded to {s.dtype})"
+        raise ValueError(f"{argname}: every scale must be finite and > 0; got {got!r}"
+                         + (f" at index {idx}" if idx else "") + conv
                          + " (a zero, negative, NaN or infinite scale has no quantization meaning)")
 
 
@@ -297,7 +307,9 @@ def _granularity(x_shape, scale, zp, axis, block_size, opset, sname, zname):
 def _convert_scale(scale, x_dt, opset, argname, *, quantize):
     """Scale as an array of an allowed scale type (Python floats / float64 converted)."""
     s = _as_array(scale, argname)
+    given = None
     if s.dtype == _F64 or s.dtype.kind in "iu":
+        given = s
         # Python floats / ints and float64 arrays: rounded to the input's float type (float32
         # for integer inputs) -- documented convenience, the only implicit conversion.
         with np.errstate(over="ignore"):        # beyond the float type: Inf, refused below
@@ -311,7 +323,7 @@ def _convert_scale(scale, x_dt, opset, argname, *, quantize):
         if np.isnan(sf).any():
             raise ValueError(f"{argname}: float8e8m0 scale holds the NaN code 0xFF")
     else:
-        _check_scale_values(s, argname)
+        _check_scale_values(s, argname, given)
     return s
 
 
@@ -333,7 +345,8 @@ def _division_dtype(x_dt, s_dt, precision, opset, prof):
             raise ValueError(f"precision: the attribute exists from opset 23 (opset={opset})")
         p = resolve_dtype(precision, argname="precision")
         if p not in (_F32, _F16, _BF16, _F64):
-            raise TypeError(f"precision: must be a float type (float32, float16, bfloat16), got {p}")
+            raise TypeError(f"precision: must be a float type (float32, float16, bfloat16, "
+                            f"float64), got {p}")
         return p
     if prof.q_division_precision == "float64":  # x and the scale widened exactly to double
         return _F64
