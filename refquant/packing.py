@@ -5,7 +5,8 @@
 - 2-bit (int2, uint2): four elements per byte, x0 | x1 << 2 | x2 << 4 | x3 << 6.
 - 6-bit (float6e2m3, float6e3m2): a little-endian bit stream, element i in bits
   [6i, 6i + 6), zero-padded to ceil(6n / 8) bytes.
-- 8-bit and wider types are returned as their raw bytes (``arr.view(uint8)``).
+- 8-bit and wider types are returned as their raw little-endian bytes (``arr.view(uint8)``;
+  an array in big-endian byte order is converted first).
 
 Elements are taken in C (row-major) order of the logical shape.
 """
@@ -50,6 +51,9 @@ def pack(arr) -> np.ndarray:
     arr = np.asarray(arr)
     nb = bits(arr.dtype)
     if nb >= 8:
+        if arr.dtype.itemsize > 1 and arr.dtype.byteorder not in ("<", "|") and not (
+                arr.dtype.byteorder == "=" and np.little_endian):
+            arr = arr.astype(arr.dtype.newbyteorder("<"))   # ONNX raw data is little-endian
         return np.ascontiguousarray(arr).reshape(-1).view(np.uint8).copy()
     c = codes(arr).astype(np.uint16)
     n = c.size

@@ -173,6 +173,14 @@ def test_pack_unpack_odd_lengths_match_onnx(dt):
         np.testing.assert_array_equal(u.view(np.uint8), a.view(np.uint8))
 
 
+def test_pack_wide_types_little_endian():
+    """ONNX raw data is little-endian: a big-endian array packs to the same bytes."""
+    for dt in ("u2", "i2", "f4", "f2"):
+        a = np.array([1, 2, 300], "<" + dt)
+        np.testing.assert_array_equal(refquant.pack(a.astype(">" + dt)), refquant.pack(a))
+        np.testing.assert_array_equal(refquant.pack(a), np.frombuffer(a.tobytes(), np.uint8))
+
+
 # ------------------------------------------------------------------------------------------
 # error messages
 # ------------------------------------------------------------------------------------------
