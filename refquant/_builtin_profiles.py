@@ -302,6 +302,7 @@ TFLITE_REFERENCE = register_profile(Profile(
                            "rq_acc_to_float": "float64", "rq_rounding": "half_away"}),
         ("QGemm", {"rq_method": "float", "rq_precision": "float64",
                    "rq_acc_to_float": "float64", "rq_rounding": "half_away"}),
+        ("QLinearConv+uint8", {"rq_multiplier": "fp64_f32product"}),
     ),
     extra={"weights": "int8_zero_point_0",
            "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
@@ -313,7 +314,11 @@ from zero); the float->int32 conversion of NaN, +-Inf and |x/s| >= 2^31 gives IN
 zero point is then added in int32 (a negative zp wraps to qmax) -- same as onnx.reference.
 DEQUANTIZE: (q - zp) * s.  CONV_2D (QLinearConv): acc + bias, MultiplyByQuantizedMultiplier with
 the Q31 multiplier of double(sx)*double(sw[c])/double(sy), SRDHM (half up) then
-RoundingDivideByPOT (half away), + zp.  FULLY_CONNECTED (QLinearMatMul, QGemm; override): the
+RoundingDivideByPOT (half away), + zp; a uint8 CONV_2D takes the legacy multiplier
+double(fl32(sx*sw))/double(sy) instead (GetQuantizedConvolutionMultipler; override
+"QLinearConv+uint8": rq_multiplier="fp64_f32product"; measured: x_s=0.041279905,
+w_s=0.0321819, y_s=0.68017447 make it exactly 2^-9, the double product just below, and the
+results differ at acc = 1155).  FULLY_CONNECTED (QLinearMatMul, QGemm; override): the
 float variant, y = int32(round(double(acc) * double M)) + zp, half away from zero.  Verified
 live against ai-edge-litert 2.3.0: QuantizeLinear (int8/uint8/int16), DequantizeLinear,
 QLinearMatMul, QGemm, QLinearConv (tests/test_profiles_tflite.py).""",
@@ -333,7 +338,10 @@ TFLITE_OPTIMIZED = register_profile(Profile(
     dq_subtract="scale_then_subtract", dq_vector_width=8,
     rq_multiplier="fp64", rq_method="fixed_point", rq_fixed_rounding="double_half_up",
     overrides=(("tail", {"q_scale_op": "divide", "q_rounding": "half_away",
-                         "q_division_precision": "float64", "dq_subtract": "exact"}),),
+                         "q_division_precision": "float64", "dq_subtract": "exact"}),
+               ("QLinearMatMul+per_tensor", {"rq_multiplier": "fp64_f32product"}),
+               ("QGemm+per_tensor", {"rq_multiplier": "fp64_f32product"}),
+               ("QLinearConv+uint8", {"rq_multiplier": "fp64_f32product"})),
     extra={"weights": "int8_zero_point_0",
            "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
                             "of 0 (uint8 weights: any zero point)"},
@@ -349,7 +357,11 @@ exactly (measured bit patterns: 0 of ~10,000 differ).  FULLY_CONNECTED and CONV_
 through ruy: Q31 multiplier of the double M as in QuantizeMultiplier, then
 RHU(RHU(acc*qm / 2^31) / 2^-shift) -- both roundings half up (like SQRDMULH then SRSHL); the
 source of this exact sequence on x86 was not located (ruy's portable path rounds once), the
-behaviour is measured.  Verified live against ai-edge-litert 2.3.0: QuantizeLinear (int8/uint8/
+behaviour is measured.  The multiplier: double(sx)*double(sw[c])/double(sy) for int8 CONV_2D
+and per-channel FULLY_CONNECTED; double(fl32(sx*sw))/double(sy) (GetQuantizedConvolutionMultipler,
+a float32 product) for per-tensor FULLY_CONNECTED and uint8 CONV_2D (overrides
+"QLinearMatMul+per_tensor", "QGemm+per_tensor", "QLinearConv+uint8": "fp64_f32product";
+measured where the two differ in the Q31 multiplier).  Verified live against ai-edge-litert 2.3.0: QuantizeLinear (int8/uint8/
 int16), DequantizeLinear, QLinearMatMul, QGemm, QLinearConv (tests/test_profiles_tflite.py).""",
 ))
 

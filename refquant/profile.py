@@ -68,6 +68,9 @@ Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(ac
     rq_multiplier ["fp32"]           how M = a_s*b_s/y_s is formed: "fp32": fl32(fl32(a_s*b_s)/y_s);
                                      "fp32_reciprocal": fl32(fl32(a_s*b_s)*fl32(1/y_s)) (QNNPACK);
                                      "fp64": (double)a_s*(double)b_s/(double)y_s (TFLite);
+                                     "fp64_f32product": (double)fl32(a_s*b_s)/(double)y_s (TFLite's
+                                     GetQuantizedConvolutionMultipler: the per-tensor FULLY_CONNECTED
+                                     and the uint8 CONV_2D multiplier);
                                      "onednn": no single M -- the scales are applied one after the
                                      other, each through a reciprocal round trip, the float bias
                                      after them: v = fl32(fl32(fl32(fl32(acc)*a_s')*b_s') + b) *
@@ -117,11 +120,15 @@ Restrictions (an op a profile cannot express raises ``ProfileError``)
 Variants inside one engine
     overrides [()]                   field changes that apply only to some calls, as a tuple of
                                      (selector, {field: value}) pairs, applied in order by
-                                     ``Profile.for_op(op, per_axis=...)``.  Selectors: an ONNX op
-                                     name ("QLinearMatMul", "QGemm", "QLinearConv", "QuantizeLinear",
-                                     ...), "per_axis" (Q/DQ with a 1-D scale), "per_tensor" (Q/DQ with
-                                     a scalar scale) or "tail" (the scalar remainder loop, see
-                                     q_vector_width).  Example: torch.quantize_per_channel rounds twice
+                                     ``Profile.for_op(op, per_axis=..., dtype=...)``.  Selectors: an
+                                     ONNX op name ("QLinearMatMul", "QGemm", "QLinearConv",
+                                     "QuantizeLinear", ...), "per_axis" (Q/DQ with a 1-D scale; the
+                                     QLinear ops with a per-channel weight scale), "per_tensor" (the
+                                     opposite), "uint8" (the QLinear ops with a uint8 activation
+                                     input x / a / A), "tail" (the scalar remainder loop, see
+                                     q_vector_width), or several of these joined by "+", which
+                                     selects the calls where all of them hold
+                                     ("QLinearMatMul+per_tensor").  Example: torch.quantize_per_channel rounds twice
                                      where quantize_per_tensor fuses (pytorch: per_axis -> q_fma=False),
                                      LiteRT's reference FULLY_CONNECTED requantizes in double where its
                                      CONV_2D uses fixed point.  Ops call ``for_op`` before reading fields;
@@ -155,7 +162,7 @@ _CHOICES = {
     "q_float_zero_point": ("add_nonzero", "add", "ignore", "ignore_float8"),
     "q_float8_saturate0": ("cast", "onnxruntime", "saturate"),
     "dq_subtract": ("exact", "float32", "scale_then_subtract"),
-    "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64", "onednn"),
+    "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64", "fp64_f32product", "onednn"),
     "rq_method": ("float", "fixed_point"),
     "rq_precision": ("float32", "float64"),
     "rq_acc_to_float": ("float32", "float64"),
@@ -257,15 +264,30 @@ class Profile:
                              "finite and > 0")
         object.__setattr__(self, "overrides", _normalize_overrides(self.overrides))
 
-    def for_op(self, op: str, *, per_axis: bool | None = None, tail: bool = False) -> "Profile":
+    def for_op(self, op: str, *, per_axis: bool | None = None, tail: bool = False,
+               dtype=None) -> "Profile":
         """The profile as it applies to one call: ``overrides`` whose selector is ``op``, or
-        "per_axis"/"per_tensor" when ``per_axis`` is True/False, or "tail" when ``tail``,
-        applied in order.  Returns ``self`` when nothing applies (so identity and equality are
-        kept); otherwise a profile of the same name keeping only the overrides not applied."""
+        "per_axis"/"per_tensor" when ``per_axis`` is True/False, "uint8" when ``dtype`` (the
+        activation input's type) is uint8, or "tail" when ``tail`` -- a "+"-joined selector
+        when every part holds -- applied in order.  Returns ``self`` when nothing applies (so
+        identity and equality are kept); otherwise a profile of the same name keeping only the
+        overrides not applied (an unknown ``per_axis`` / ``dtype`` leaves theirs for later)."""
+        is_u8 = None
+        if dtype is not None:
+            import numpy as np
+            try:
+                is_u8 = np.dtype(dtype) == np.dtype(np.uint8)
+            except TypeError:
+                is_u8 = False
+
+        def holds(part):
+            return (part == op or (per_axis is True and part == "per_axis") or
+                    (per_axis is False and part == "per_tensor") or (tail and part == "tail") or
+                    (is_u8 is True and part == "uint8"))
+
         changes, rest = {}, []
         for sel, fields in self.overrides:
-            if sel == op or (per_axis is True and sel == "per_axis") or \
-                    (per_axis is False and sel == "per_tensor") or (tail and sel == "tail"):
+            if all(holds(part) for part in sel.split("+")):
                 changes.update(fields)
             else:
                 rest.append((sel, fields))
@@ -310,7 +332,7 @@ class Profile:
         return f"Profile({self.name!r})"
 
 
-_SELECTORS_EXTRA = ("per_axis", "per_tensor", "tail")
+_SELECTORS_EXTRA = ("per_axis", "per_tensor", "tail", "uint8")
 _OP_NAMES = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
              "QLinearMatMul", "ConvInteger", "QLinearConv", "QGemm")
 
@@ -329,9 +351,11 @@ def _normalize_overrides(ov) -> tuple:
             sel, fields = item
         except (TypeError, ValueError):
             raise TypeError("Profile field overrides: expected (selector, {field: value}) pairs") from None
-        if sel not in _OP_NAMES and sel not in _SELECTORS_EXTRA:
+        if not isinstance(sel, str) or not sel or \
+                any(part not in _OP_NAMES and part not in _SELECTORS_EXTRA for part in sel.split("+")):
             raise ValueError(f"Profile field overrides: unknown selector {sel!r}; expected an op name "
-                             f"({', '.join(_OP_NAMES)}) or one of {_SELECTORS_EXTRA}")
+                             f"({', '.join(_OP_NAMES)}) or one of {_SELECTORS_EXTRA}, or several joined "
+                             f"by '+'")
         items = tuple(sorted(dict(fields).items()))
         for k, v in items:
             if k not in names:

@@ -171,3 +171,68 @@ def test_int32_min_conversion_torch_conv(engine):
     assert n == 2 * 6 * 4 * 5
     ref = qlinear_conv(*d.values(), profile=engine, **attrs)
     assert (ref == 0).mean() > 0.4           # positive and negative overflow both give qmin
+
+
+# --------------------------------------------------------------------------- LiteRT multipliers
+
+_TS = (F32(0.041279905), F32(0.0321819), F32(0.68017447))   # fl32(xs*ws)/ys == 2^-9, exactly
+
+
+def test_fp64_f32product_multiplier_and_compound_selectors():
+    from refquant.reference.requant import form_multiplier
+    xs, ws, ys = _TS
+    assert float(form_multiplier(xs, ws, ys, profile=get_profile("onnx").replace(
+        rq_multiplier="fp64_f32product"))) == 2.0 ** -9
+    assert float(form_multiplier(xs, ws, ys, profile="tflite-reference")) < 2.0 ** -9
+    p = get_profile("tflite-optimized")
+    assert p.for_op("QLinearMatMul", per_axis=False).rq_multiplier == "fp64_f32product"
+    assert p.for_op("QLinearMatMul", per_axis=True).rq_multiplier == "fp64"
+    assert p.for_op("QLinearMatMul").rq_multiplier == "fp64"          # granularity unknown yet
+    assert p.for_op("QLinearConv", per_axis=False, dtype=np.int8).rq_multiplier == "fp64"
+    assert p.for_op("QLinearConv", per_axis=False, dtype=np.uint8).rq_multiplier == "fp64_f32product"
+    # resolving the op first and the granularity later gives the same profile arithmetic
+    assert p.for_op("QGemm").for_op("QGemm", per_axis=False).arithmetic()["rq_multiplier"] == "fp64_f32product"
+    with pytest.raises(ValueError, match="selector"):
+        get_profile("onnx").replace(overrides=(("QLinearConv+int9", {"rq_rounding": "half_away"}),))
+
+
+def _tie_conv(dt, per_channel=False):
+    lo = -127 if dt == np.int8 else 0
+    xv = np.arange(lo, 128 if dt == np.int8 else 256).astype(dt)
+    xs, ws, ys = _TS
+    return {"x": xv.reshape(1, 1, 1, -1).copy(), "x_scale": xs, "x_zero_point": np.zeros((), dt),
+            "w": np.full((2, 1, 1, 1), 3, dt) if per_channel else np.full((1, 1, 1, 1), 1, dt),
+            "w_scale": np.full(2, ws, F32) if per_channel else ws,
+            "w_zero_point": np.zeros(2, dt) if per_channel else np.zeros((), dt),
+            "y_scale": ys, "y_zero_point": np.zeros((), dt)}
+
+
+def _tie_fc(dt, w=3, per_channel=False):
+    lo = -127 if dt == np.int8 else 0
+    xv = np.arange(lo, 128 if dt == np.int8 else 256).astype(dt)
+    xs, ws, ys = _TS
+    n = 2 if per_channel else 1
+    return {"a": xv.reshape(-1, 1).copy(), "a_scale": xs, "a_zero_point": np.zeros((), dt),
+            "b": np.full((1, n), w, dt), "b_scale": np.full(n, ws, F32) if per_channel else ws,
+            "b_zero_point": np.zeros(n, dt) if per_channel else np.zeros((), dt), "y_scale": ys,
+            "y_zero_point": np.zeros((), dt)}
+
+
+def test_tflite_legacy_multiplier_reference_only():
+    # uint8 CONV_2D: acc = 1155 differs between the two multipliers (double rounding in fixed point)
+    d = _tie_conv(np.uint8)
+    spec64 = qlinear_conv(*d.values(), profile=get_profile("tflite-reference").replace(overrides=()))
+    y = qlinear_conv(*d.values(), profile="tflite-reference")
+    assert int((y != spec64).sum()) == 1
+
+
+@pytest.mark.parametrize("engine", ["tflite-reference", "tflite-optimized"])
+def test_tflite_legacy_multiplier_live(engine):
+    need(engine)
+    assert_exact(engine, engine, "QLinearConv", _tie_conv(np.uint8), {})
+    assert_exact(engine, engine, "QLinearConv", _tie_conv(np.int8), {})
+    assert_exact(engine, engine, "QLinearConv", _tie_conv(np.int8, per_channel=True), {})
+    for dt in (np.int8, np.uint8):
+        for w in (1, 3):
+            assert_exact(engine, engine, "QLinearMatMul", _tie_fc(dt, w))
+    assert_exact(engine, engine, "QLinearMatMul", _tie_fc(np.int8, 3, per_channel=True))

@@ -317,6 +317,8 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     yz = _zp(y_zero_point, out_dt, "y_zero_point", "y")
     if p.symmetric_only:
         _symmetric_check(p, y_zero_point=yz)
+    # the overrides selected by the weight-scale granularity and the activation type
+    p = get_profile(profile).for_op("QLinearConv", per_axis=bool(ws.size > 1), dtype=x_.dtype)
     acc, _ = _conv_accumulate(x_, w_, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
                               group=group, kernel_shape=kernel_shape, pads=pads, strides=strides, profile=p)
     bias = None

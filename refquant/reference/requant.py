@@ -23,6 +23,10 @@ each one.  The steps, in order, and the fields that choose them:
    - ``"fp32_reciprocal"``: ``fl32(fl32(a_s * b_s) * fl32(1 / y_s))`` (PyTorch QNNPACK).
    - ``"fp64"``: ``double(a_s) * double(b_s) / double(y_s)`` (TFLite; with alpha,
      ``double(alpha) * double(a_s) * ...``).  Float16/bfloat16 scales are widened exactly.
+   - ``"fp64_f32product"``: ``double(fl32(a_s * b_s)) / double(y_s)`` (TFLite's
+     ``GetQuantizedConvolutionMultipler``, whose product is a float32 one: the per-tensor
+     FULLY_CONNECTED multiplier of the optimized kernels and the uint8 CONV_2D multiplier;
+     measured, LiteRT 2.3.0: a multiplier just below 2^-9 vs exactly 2^-9 changes the result).
    - ``"onednn"`` (oneDNN through torch/ideep): no single multiplier; ``requantize`` gets the
      scales (``scales=(a_s, b_s, y_s)``) and computes
      ``v = fl32(fl32(fl32(fl32(acc') * a_s') * b_s') + b) * fl32(1 / y_s)`` with
@@ -140,7 +144,7 @@ def form_multiplier(a_scale, b_scale, y_scale=None, *, profile="onnx", alpha=Non
     """The requantization multiplier M = (alpha *) a_scale * b_scale / y_scale per ``rq_multiplier``.
 
     Returns a float32 array (``"fp32"``, ``"fp32_reciprocal"``) or float64 array
-    (``"fp64"``), broadcast over the shapes of the scales.  ``y_scale=None`` omits the
+    (``"fp64"``, ``"fp64_f32product"``), broadcast over the shapes of the scales.  ``y_scale=None`` omits the
     division (QGemm with float output).
     """
     p = get_profile(profile)
@@ -156,6 +160,15 @@ def form_multiplier(a_scale, b_scale, y_scale=None, *, profile="onnx", alpha=Non
         if alpha is not None:
             m = np.float64(alpha) * m
         m = m * np.asarray(b, dtype=np.float64)
+        if y is not None:
+            m = m / np.asarray(y, dtype=np.float64)
+        return np.asarray(m, dtype=np.float64)
+    if p.rq_multiplier == "fp64_f32product":
+        with np.errstate(over="ignore", under="ignore"):
+            m = _as_f32(a)
+            if alpha is not None:
+                m = np.float32(alpha) * m
+            m = (m * _as_f32(b)).astype(np.float32).astype(np.float64)
         if y is not None:
             m = m / np.asarray(y, dtype=np.float64)
         return np.asarray(m, dtype=np.float64)
