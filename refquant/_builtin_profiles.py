@@ -299,9 +299,11 @@ TFLITE_REFERENCE = register_profile(Profile(
     rq_multiplier="fp64", rq_method="fixed_point", rq_fixed_rounding="double",
     overrides=(
         ("QLinearMatMul", {"rq_method": "float", "rq_precision": "float64",
-                           "rq_acc_to_float": "float64", "rq_rounding": "half_away"}),
+                           "rq_acc_to_float": "float64", "rq_rounding": "half_away",
+                           "rq_float_to_int": "int32_min_wrap"}),
         ("QGemm", {"rq_method": "float", "rq_precision": "float64",
-                   "rq_acc_to_float": "float64", "rq_rounding": "half_away"}),
+                   "rq_acc_to_float": "float64", "rq_rounding": "half_away",
+                   "rq_float_to_int": "int32_min_wrap"}),
         ("QLinearConv+uint8", {"rq_multiplier": "fp64_f32product"}),
     ),
     extra={"weights": "int8_zero_point_0",
@@ -319,7 +321,11 @@ double(fl32(sx*sw))/double(sy) instead (GetQuantizedConvolutionMultipler; overri
 "QLinearConv+uint8": rq_multiplier="fp64_f32product"; measured: x_s=0.041279905,
 w_s=0.0321819, y_s=0.68017447 make it exactly 2^-9, the double product just below, and the
 results differ at acc = 1155).  FULLY_CONNECTED (QLinearMatMul, QGemm; override): the
-float variant, y = int32(round(double(acc) * double M)) + zp, half away from zero.  Verified
+float variant, y = int32(round(double(acc) * double M)) + zp, half away from zero; beyond
+int32 the conversion gives INT32_MIN and the zero point is added with wraparound
+(rq_float_to_int="int32_min_wrap"; measured with tiny output scales).  A CONV_2D multiplier
+>= 2^31 shifts left by more than 31 bits, undefined in C++: x86 masks the count to 5 bits
+(modelled in the "double" fixed-point rounding; measured).  Verified
 live against ai-edge-litert 2.3.0: QuantizeLinear (int8/uint8/int16), DequantizeLinear,
 QLinearMatMul, QGemm, QLinearConv (tests/test_profiles_tflite.py).""",
 ))
@@ -373,7 +379,7 @@ TFLITE_XNNPACK = register_profile(Profile(
              "XNNPACK/src/qs8-vcvt, f32-qs8-vcvt, qs8-gemm fp32 requantization "
              "(xnn_init_qs8_conv_minmax_fp32_params)"),
     q_scale_op="multiply_reciprocal", q_rounding="half_even", q_nan="qmax",
-    rq_multiplier="fp32", rq_method="float",
+    rq_multiplier="fp32", rq_method="float", rq_float_to_int="int32_min_wrap_negative",
     extra={"weights": "int8_zero_point_0",
            "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
                             "of 0 (uint8 weights: any zero point)"},
@@ -381,7 +387,10 @@ TFLITE_XNNPACK = register_profile(Profile(
     doc="""LiteRT 2.3.0 with its default XNNPACK delegate (OpResolverType.AUTO); int8/uint8 only
 (int16 QUANTIZE is not delegated).  QUANTIZE: fl32(x * fl32(1/s)), clamped in float (NaN ->
 qmax), RNE, + zp.  FULLY_CONNECTED / CONV_2D: the 'fp32' requantization, fl32(acc + bias) *
-fl32(fl32(sx*sw[c])/sy), clamp, RNE, + zp -- the same arithmetic as ONNX Runtime.  Verified
+fl32(fl32(sx*sw[c])/sy), clamp, RNE, + zp -- the same arithmetic as ONNX Runtime, except
+that only the top is clamped in float: a scaled value below -2^31 converts to INT32_MIN and the
+zero point is added in int32 with wraparound (rq_float_to_int="int32_min_wrap_negative"; with a
+negative zp the result is qmax; measured with int32 biases near INT32_MIN).  Verified
 live against ai-edge-litert 2.3.0: QuantizeLinear, DequantizeLinear, QLinearMatMul, QGemm,
 QLinearConv (tests/test_profiles_tflite.py).""",
 ))

@@ -94,7 +94,11 @@ Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(ac
                                      (clamped in float first, MLAS / oneDNN / the spec: +-huge ->
                                      qmax / qmin) or "int32_min" (cvtps2dq returns INT32_MIN, and the
                                      saturating packs that follow give qmin whatever the sign:
-                                     fbgemm requantizeOutputProcessingAvx2, QNNPACK's SSE2 kernels).
+                                     fbgemm requantizeOutputProcessingAvx2, QNNPACK's SSE2 kernels),
+                                     or "int32_min_wrap" (INT32_MIN, + zp in int32 with wraparound,
+                                     then the clamp: TFLite's reference FULLY_CONNECTED), or
+                                     "int32_min_wrap_negative" (that below -2^31 only; the top is
+                                     clamped in float first: XNNPACK's AVX-512 VNNI GEMM).
 
 Integer GEMM
     int16_pair_saturation [False]    u8 x s8 products summed pairwise (k, k+1) into a saturating
@@ -171,7 +175,7 @@ _CHOICES = {
     "rq_fixed_rounding": ("double", "single", "double_half_up"),
     "rq_bias": ("int32", "float", "float_after_scaling"),
     "rq_epilogue_dtype": ("float32", "float16"),
-    "rq_float_to_int": ("saturate", "int32_min"),
+    "rq_float_to_int": ("saturate", "int32_min", "int32_min_wrap", "int32_min_wrap_negative"),
     "accumulator": ("int32_wrap",),
 }
 

@@ -236,3 +236,67 @@ def test_tflite_legacy_multiplier_live(engine):
         for w in (1, 3):
             assert_exact(engine, engine, "QLinearMatMul", _tie_fc(dt, w))
     assert_exact(engine, engine, "QLinearMatMul", _tie_fc(np.int8, 3, per_channel=True))
+
+
+# --------------------------------------------------------------------------- LiteRT / XNNPACK overflow
+
+def test_fixed_point_left_shift_is_masked_to_5_bits():
+    from refquant.reference.requant import multiply_by_quantized_multiplier
+    x = np.array([1, -3, 1000], np.int32)
+    a = multiply_by_quantized_multiplier(x, 1 << 30, 33, "double")
+    b = multiply_by_quantized_multiplier(x, 1 << 30, 1, "double")
+    assert np.array_equal(a, b)
+
+
+def _tiny_ys_conv(rng, dt):
+    lo, hi = (-127, 128) if dt == np.int8 else (0, 256)
+    return {"x": rng.integers(lo, hi, (1, 12, 7, 5)).astype(dt), "x_scale": F32(0.0082),
+            "x_zero_point": np.zeros((), dt), "w": rng.integers(lo, hi, (5, 12, 2, 3)).astype(dt),
+            "w_scale": F32(2.0 ** -8), "w_zero_point": np.zeros((), dt), "y_scale": F32(1.97e-42),
+            "y_zero_point": np.asarray(7 if dt == np.uint8 else -5).astype(dt),
+            "B": rng.integers(-3000, 3000, 5).astype(np.int32)}
+
+
+@pytest.mark.parametrize("engine", ["tflite-reference", "tflite-optimized"])
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_tflite_huge_multiplier_live(engine, dt):
+    need(engine)
+    rng = np.random.default_rng(9)
+    assert_exact(engine, engine, "QLinearConv", _tiny_ys_conv(rng, dt), {"pads": [0, 1, 1, 1], "strides": [2, 1]})
+    d = _huge_m_case(rng)
+    if dt == np.int8:
+        d["a"] = (d["a"].astype(np.int16) - 128).astype(np.int8)
+        d["a_zero_point"], d["y_zero_point"] = np.int8(0), np.int8(-3)
+    else:
+        d["b"] = (d["b"].astype(np.int16) + 128).astype(np.uint8)
+        d["b_zero_point"] = np.uint8(128)
+    assert_exact(engine, engine, "QLinearMatMul", d)
+
+
+def _xnn_case(rng):
+    # int8, negative output zero point, biases near INT32_MIN and a multiplier of ~15: the scaled
+    # value falls below -2^31 and XNNPACK's int32 zero-point add wraps it to qmax
+    A = rng.integers(-127, 128, (5, 64)).astype(np.int8)
+    B = rng.integers(-127, 128, (64, 6)).astype(np.int8)
+    return {"A": A, "a_scale": F32(0.05244), "a_zero_point": np.int8(-1), "B": B,
+            "b_scale": np.full(6, 4.0, F32), "b_zero_point": np.zeros(6, np.int8),
+            "C": np.array([-2 ** 31 + 3000000, -2 ** 31 + 2000000, 2 ** 31 - 3000000, 0, -2 ** 31 + 4000000, 100], np.int32),
+            "y_scale": F32(0.013226283), "y_zero_point": np.int8(-1)}
+
+
+def test_xnnpack_negative_overflow_reference():
+    d = _xnn_case(np.random.default_rng(10))
+    y = qgemm(*d.values(), profile="tflite-xnnpack")
+    spec = qgemm(*d.values(), profile="onnx")
+    assert np.all(y[:, [0, 1, 4]] == 127) and np.all(spec[:, [0, 1, 4]] == -128)
+    assert np.array_equal(y[:, [2, 3, 5]], spec[:, [2, 3, 5]])
+
+
+def test_xnnpack_negative_overflow_live():
+    need("tflite-xnnpack")
+    d = _xnn_case(np.random.default_rng(10))
+    assert_exact("tflite-xnnpack", "tflite-xnnpack", "QGemm", d)
+    c = {"x": d["A"].T.reshape(1, 64, 5, 1).copy(), "x_scale": d["a_scale"], "x_zero_point": d["a_zero_point"],
+         "w": d["B"].T.reshape(6, 64, 1, 1).copy(), "w_scale": d["b_scale"], "w_zero_point": d["b_zero_point"],
+         "y_scale": d["y_scale"], "y_zero_point": d["y_zero_point"], "B": d["C"]}
+    assert_exact("tflite-xnnpack", "tflite-xnnpack", "QLinearConv", c, {})

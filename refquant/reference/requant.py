@@ -62,7 +62,14 @@ each one.  The steps, in order, and the fields that choose them:
    - out of int32 (``rq_float_to_int``): ``"saturate"`` [onnx] as above, whatever the
      magnitude; ``"int32_min"``: a rounded value outside [-2^31, 2^31) gives qmin (fbgemm and
      QNNPACK convert with cvtps2dq before any clamp: INT32_MIN, then saturating packs;
-     measured live, torch 2.13 fbgemm/x86/qnnpack, with y_scale tiny against a_s*b_s).
+     measured live, torch 2.13 fbgemm/x86/qnnpack, with y_scale tiny against a_s*b_s);
+     ``"int32_min_wrap"``: INT32_MIN, then ``+ zp`` in int32 with wraparound, then the clamp
+     (TFLite's reference FULLY_CONNECTED: ``static_cast<int32_t>(round(double))`` then
+     ``+= output_offset``; qmin, except qmax for a negative zero point);
+     ``"int32_min_wrap_negative"``: the same below -2^31 only, values above 2^31 saturate
+     (XNNPACK's AVX-512 VNNI qs8 GEMM: ``min(v, qmax - zp)`` in float, cvtps2dq, ``+ zp``
+     with ``_mm512_add_epi32``, then packs; measured: int8, zp < 0, bias near INT32_MIN
+     and a large multiplier give 127 where the spec gives -128).
 
 4. Fixed-point method (``rq_method="fixed_point"``, gemmlowp / TFLite)
    - ``QuantizeMultiplier(double(M))``: ``q, shift = frexp(M)``;
@@ -268,9 +275,13 @@ def multiply_by_quantized_multiplier(x, qm, shift, rounding: str = "double") -> 
         rnd = np.int64(1) << (total - 1)
         # x*qm < 2^62 and rnd <= 2^61: exact in int64; arithmetic shift = floor
         return wrap_int32((x * qm + rnd) >> total).astype(np.int64)
-    xs = wrap_int32(x << left).astype(np.int64)
     if rounding == "double":
+        # TFLite reference: x * (1 << left_shift) in int32.  A left shift >= 32 (multiplier
+        # >= 2^31: a tiny output scale) is undefined in C++; x86 masks the count to 5 bits,
+        # which is what LiteRT 2.3.0's reference CONV_2D computes (measured, shifts 89..136)
+        xs = wrap_int32(x << (left & 31)).astype(np.int64)
         return _rdpot(_srdhm(xs, qm), right)
+    xs = wrap_int32(x << left).astype(np.int64)
     if rounding == "double_half_up":
         h = (xs * qm + (1 << 30)) >> 31
         rnd = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
@@ -443,12 +454,20 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
         else:
             rv = round_to_int(v, p.rq_rounding)
             r = np.clip(rv, (lo - zp).astype(np.float64), (hi - zp).astype(np.float64)) + zp
-        if p.rq_float_to_int == "int32_min":
-            # cvtps2dq: a value outside int32 (or NaN) converts to INT32_MIN, which the engine's
-            # saturating packs (epi32 -> epi16, + zp saturating, -> 8 bit) turn into qmin
-            inside = (rv >= -2.0 ** 31) & (rv < 2.0 ** 31)
+        if p.rq_float_to_int != "saturate":
+            # cvtps2dq / cvttsd2si: a value outside int32 (or NaN) converts to INT32_MIN; the
+            # saturating packs of fbgemm/QNNPACK (epi32 -> epi16, + zp saturating, -> 8 bit) turn
+            # it into qmin; TFLite adds the zero point in int32 (wrapping) and then clamps
+            # (XNNPACK clamps the top in float first: only values below -2^31 convert)
+            inside = rv >= -2.0 ** 31
+            if p.rq_float_to_int != "int32_min_wrap_negative":
+                inside &= rv < 2.0 ** 31
             if not np.all(inside):
-                r = np.where(inside, r, lo)
+                if p.rq_float_to_int == "int32_min" or p.rq_zero_point == "before_rounding":
+                    alt = lo
+                else:
+                    alt = np.clip(wrap_int32(np.int64(_I32_MIN) + zp.astype(np.int64)).astype(np.int64), lo, hi)
+                r = np.where(inside, r, alt)
     r = np.broadcast_to(r, np.broadcast_shapes(r.shape, shape))
     return _cast_out(r, out_dt)
 
