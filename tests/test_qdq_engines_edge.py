@@ -265,3 +265,41 @@ def test_ORT_DEQUANTIZE_INT32_ZERO_POINT_WRAPS():
     np.testing.assert_array_equal(eng, wrapped)
     np.testing.assert_array_equal(R.dequantize_linear(x, np.float32(0.5), zp, opset=21),
                                   (x.astype(np.int64) - 2).astype(F32) * np.float32(0.5))
+
+
+# ------------------------------------------------------------------------------------------
+# one rounding to bfloat16 / float8 (ml_dtypes converts float64 and integers via float32)
+# ------------------------------------------------------------------------------------------
+def test_python_float_scale_rounds_once_to_bfloat16():
+    """A Python float scale is rounded to x's type: 1 + 2^-8 + 2^-30 is above the bfloat16 tie
+    1 + 2^-8, so it becomes 1.0078125 (ml_dtypes' cast via float32 gave 1.0)."""
+    y = R.quantize_linear(np.array([129.0], BF16), 1 + 2**-8 + 2**-30, np.int16(0))
+    assert y.tolist() == [128]                        # 129 / 1.0078125 = 128
+
+
+def test_int32_to_bfloat16_rounds_once():
+    """int32 2^24 + 2^16 + 1 is above the bfloat16 tie 2^24 + 2^16: it rounds to 16908288, not
+    (through float32's 16842752, a tie) to 16777216."""
+    big = np.array([2**24 + 2**16 + 1], np.int32)
+    y = R.quantize_linear(big, np.array(1024, BF16), np.int16(0), opset=23)
+    assert y.tolist() == [16512]                      # 16908288 / 1024
+    d = R.dequantize_linear(big, np.array(1.0, BF16), opset=23)
+    assert d.dtype == BF16 and float(d[0]) == 16908288.0
+    np.testing.assert_array_equal(_bits(refquant.dequantize_linear(big, np.array(1.0, BF16),
+                                                                   opset=23)), _bits(d))
+    # onnx.reference divides int32 x in float64 (numpy promotion): no bfloat16 cast of x there
+    y = R.quantize_linear(big, np.array(1024, BF16), np.int16(0), opset=23,
+                          profile="onnx-reference")
+    assert y.tolist() == [16448]                      # rint(16842753 / 1024) in float64
+
+
+def test_precision_float64_to_float8_rounds_once():
+    """precision=float64: v = x / s = 1.0625 + 4.9e-9 (float64), just above the float8e4m3fn tie
+    1.0625 -> 1.125.  Through float32 v is exactly the tie and goes to 1.0."""
+    x = np.array([1.6063105], F32)
+    s = np.float32(1.5118216)
+    zp = np.array(0, ml_dtypes.float8_e4m3fn)
+    y = R.quantize_linear(x, s, zp, precision="float64", opset=23)
+    assert float(y[0]) == 1.125
+    np.testing.assert_array_equal(_bits(refquant.quantize_linear(x, s, zp, precision="float64",
+                                                                 opset=23)), _bits(y))

@@ -181,6 +181,28 @@ def _fma_round_to(a, b, c, dtype):
         return s_odd.astype(dtype)
 
 
+def _round_to(a, dtype):
+    """``a`` (any numeric array) rounded once, to nearest even, to ``dtype``.  numpy's own
+    conversions are correctly rounded, but ml_dtypes converts float64 and integers to bfloat16,
+    float8, float6 and float4 through float32 -- two roundings (float64 1 + 2^-8 + 2^-30 became
+    bfloat16 1.0, not 1.0078125).  Here a float64 / integer source is first rounded to float32
+    *to odd* (24 >= 8 + 2 bits, so the final round-to-nearest-even is the correct one)."""
+    a = np.asarray(a)
+    dt = np.dtype(dtype)
+    if dt.kind != "V" and dt.type.__module__ == "numpy" or a.dtype.kind not in "iuf" or (
+            a.dtype.kind == "f" and a.dtype.itemsize <= 4) or a.dtype.kind == "V":
+        return a.astype(dt)
+    f64 = a.astype(_F64)                     # exact for integers below 2^53 (int32 x - zp)
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = f64.astype(_F32)
+        back = f.astype(_F64)
+        fix = (back != f64) & np.isfinite(f) & ~(f.view(np.uint32) & 1).astype(bool)
+        if fix.any():
+            toward = np.where(f64 > back, np.float32(np.inf), np.float32(-np.inf))
+            f = np.where(fix, np.nextafter(f, toward), f).astype(_F32)
+    return f.astype(dt)
+
+
 # --------------------------------------------------------------------------------------------
 # quantization parameters
 # --------------------------------------------------------------------------------------------
@@ -313,7 +335,7 @@ def _convert_scale(scale, x_dt, opset, argname, *, quantize):
         # Python floats / ints and float64 arrays: rounded to the input's float type (float32
         # for integer inputs) -- documented convenience, the only implicit conversion.
         with np.errstate(over="ignore"):        # beyond the float type: Inf, refused below
-            s = s.astype(x_dt if (quantize and x_dt in (_F32, _F16, _BF16)) else _F32)
+            s = _round_to(s, x_dt if (quantize and x_dt in (_F32, _F16, _BF16)) else _F32)
     if s.dtype not in _scale_types(opset):
         raise TypeError(f"{argname}: type {s.dtype} is not allowed at opset {opset} "
                         f"(allowed: {_names(_scale_types(opset))})"
@@ -438,7 +460,8 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     P = _division_dtype(x.dtype, s.dtype, precision, opset, prof)
     sb = expand_qparam(s, x.shape, axis, block_size, argname="y_scale")
     zb = None if zp is None else expand_qparam(zp, x.shape, axis, block_size, argname="y_zero_point")
-    xs = x.astype(P)
+    # int32 x to bfloat16 rounds once (onnx.reference's numpy/ml_dtypes cast rounds twice)
+    xs = x.astype(P) if prof.q_division_precision == "numpy_promotion" else _round_to(x, P)
     ss = sb.astype(P)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if prof.q_scale_op == "divide":
@@ -473,12 +496,21 @@ def _to_low_float(v, zb, out_dt, saturate, prof, P):
             fmax = float(ml_dtypes.finfo(out_dt).max)
             if saturate or prof.q_float8_saturate0 == "saturate":   # "saturate": attribute ignored
                 v = np.clip(v.astype(_F32) if P == _BF16 else v, -fmax, fmax)
-            y = np.asarray(v).astype(out_dt)
+            y = _cast_low(np.asarray(v), out_dt, prof)
             if not saturate and prof.q_float8_saturate0 == "onnxruntime":
                 y = _ort_float8_saturate0(np.asarray(v), y, out_dt)
         else:  # float4 / float6: no Inf/NaN encoding, ml_dtypes saturates (NaN -> -0.0)
-            y = np.asarray(v).astype(out_dt)
+            y = _cast_low(np.asarray(v), out_dt, prof)
     return np.asarray(y, out_dt)
+
+
+def _cast_low(v, out_dt, prof):
+    """v (P-precision) to a float8/6/4 type with one rounding; a float64 v (precision=float64)
+    would round twice through ml_dtypes -- kept for onnx.reference (numpy_promotion), whose
+    saturate_cast / astype does exactly that."""
+    if prof.q_division_precision == "numpy_promotion":
+        return v.astype(out_dt)
+    return _round_to(v, out_dt)
 
 
 def _ort_float8_saturate0(v, y, out_dt):
@@ -658,14 +690,14 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             return np.asarray(y.astype(out_dt), out_dt)
         if is_integer(x.dtype) and prof.dq_subtract == "scale_then_subtract":
             # fl(fl(x * s) - fl(zp * s)): the zero point's product is precomputed
-            y = np.asarray(np.asarray(x, out_dt) * sb.astype(out_dt), out_dt)
+            y = np.asarray(_round_to(x, out_dt) * sb.astype(out_dt), out_dt)
             if zb is not None:
-                y = np.asarray(y - np.asarray(np.asarray(zb, out_dt) * sb.astype(out_dt), out_dt), out_dt)
+                y = np.asarray(y - np.asarray(_round_to(zb, out_dt) * sb.astype(out_dt), out_dt), out_dt)
         elif is_integer(x.dtype):
             d = x.astype(np.int64)
             if zb is not None:
                 d = d - zb.astype(np.int64)
-            y = np.asarray(d, out_dt) * sb.astype(out_dt)
+            y = _round_to(d, out_dt) * sb.astype(out_dt)     # int32 d to bfloat16: one rounding
         else:
             d = x.astype(out_dt)
             if zb is not None:
