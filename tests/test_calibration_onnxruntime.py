@@ -113,3 +113,40 @@ def test_min_real_range_live():
                 s, z = ort_qparams(rmin, rmax, dt, sym, False, min_real_range=mrr)
                 rs, rz = compute_scale_zero_point(rmin, rmax, dtype=dt, symmetric=sym, min_real_range=mrr)
                 assert bits(s) == bits(rs) and ints(z) == ints(rz), (rmin, rmax, mrr, dt, sym)
+
+
+# ---------------------------------------------------------------- edge cases found by red-teaming
+def test_ort_percentile_one_bin_refused():
+    """ORT's compute_percentile stores (lo, hi, *hist[:2]): with num_bins=1 that is a 3-tuple and
+    TensorsData raises; refquant refuses it up front instead of returning a range ORT never gives."""
+    x = [np.linspace(-1, 2, 12, dtype=np.float32).reshape(3, 4)]
+    for cs in (True, False):
+        with pytest.raises(Exception):
+            ort_ranges(x, method="percentile", num_bins=1, calib_symmetric=cs)
+        with pytest.raises(ValueError, match="num_bins: onnxruntime's percentile calibrator needs at least 2"):
+            calibrate(x, tool="onnxruntime", method="percentile", num_bins=1, calib_symmetric=cs)
+    _check(x, "percentile", {"num_bins": 2})
+
+
+def test_ort_per_channel_strided_minmax_refused():
+    """MinMaxCalibrater.merge_range takes Python min()/max() of per-channel arrays: ORT fails on a
+    second collect_data call; refquant refuses (the moving average merges arithmetically and works)."""
+    rng = np.random.default_rng(4)
+    bs = [rng.standard_normal((2, 3, 4)).astype(np.float32) * np.float32(k + 1) for k in range(4)]
+    with pytest.raises(ValueError, match="truth value"):
+        ort_ranges(bs, method="minmax", per_channel=True, strides=2)
+    with pytest.raises(ValueError, match="strides: onnxruntime cannot merge per-channel"):
+        calibrate(bs, tool="onnxruntime", method="minmax", axis=1, strides=2)
+    _check(bs, "moving_average_minmax", {"axis": 1, "strides": 2, "averaging_constant": 0.5})
+    _check([b[:, :1] for b in bs], "minmax", {"axis": 1, "strides": 2})      # one channel: ORT merges
+
+
+def test_ort_moving_average_overflow_refused():
+    """np.nanmean of float32 per-batch maxima overflows: ORT's range is +-inf (scale inf); refquant
+    says so instead of failing with 'rmax: must be finite'."""
+    bs = [np.array([-3e38, 1.0, 3e38], np.float32)] * 2
+    lo, hi = ort_ranges(bs, method="minmax", moving_average=True).range_value
+    assert np.isinf(lo) and np.isinf(hi)
+    with pytest.raises(ValueError, match="overflows float32"):
+        calibrate(bs, tool="onnxruntime", method="moving_average_minmax")
+    _check(bs, "minmax", {})                                                  # the plain range is finite

@@ -186,6 +186,20 @@ def check_positive_int(name, v, *, minimum=1):
     return int(v)
 
 
+def check_finite_range(rmin, rmax, *, tool: str, method: str, why: str) -> None:
+    """Refuse a non-finite calibrated range computed from finite data (a float32 overflow inside the
+    tool's own arithmetic).  The tool itself would go on to an infinite or NaN scale (and, for ORT
+    with rmin = -inf, a zero point cast from NaN); refquant raises instead of returning that."""
+    lo = np.asarray(rmin, np.float32)
+    hi = np.asarray(rmax, np.float32)
+    if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
+        return
+    raise CalibrationError(
+        f"data: {tool}'s {method} calibration overflows float32 on this data: the range it computes is "
+        f"[{lo.tolist()}, {hi.tolist()}] ({why}); from it {tool} would derive an infinite or NaN scale. "
+        f"refquant refuses it -- scale the data down.")
+
+
 def check_percentile(p):
     if p is None:
         return None

@@ -12,11 +12,17 @@ the bin counts are the ``create_calibrator`` defaults unless given.
   Reshape -1) on every batch; ``compute_data`` takes ``np.nanmin``/``np.nanmax`` over the list of
   per-batch results (float32).  ``calib_symmetric``: (-a, a), a = nanmax(|min|, |max|).
   Per channel (``per_channel=True``): ORT reduces over every axis but 1; refquant reduces over
-  every axis but ``axis``.
+  every axis but ``axis``.  Several collect_data calls (``strides``) with more than one channel are
+  refused: ORT's ``merge_range`` takes Python ``min``/``max`` of the arrays and raises.
+  The sign of a zero bound is not modelled: when the extreme value is 0 and the data hold both
+  +0.0 and -0.0, ORT's vectorised ReduceMin/ReduceMax and numpy may return zeros of different
+  signs (the range compares equal; scale and zero point are the same).
 - moving_average_minmax (``CalibMovingAverage``): within one collect_data call the range is
   ``np.nanmean`` of the per-batch minima / maxima (float32) -- an arithmetic mean, *not* an
   exponential average; ``averaging_constant`` only matters when collect_data is called several times
   (``CalibStridedMinMax``): ``old + c * (new - old)`` in float32 (``strides`` here).
+  Where that float32 mean or update overflows (values near float32's largest), ORT's range is
+  +-inf and its scale inf; refquant raises CalibrationError instead.
 - entropy / percentile / distribution (``HistogramCalibrater``): all batches are gathered first,
   ``np.asarray(list).flatten()``, and ``HistogramCollector.collect`` builds ONE histogram
   (so batch order and splitting do not matter; ORT needs equal batch shapes, refquant concatenates).
@@ -29,7 +35,8 @@ the bin counts are the ``create_calibrator`` defaults unless given.
     Defaults num_bins = num_quantized_bins = 128 -> one candidate -> the full [min, max].
   * percentile: 2048 bins on |x| (calib_symmetric default True) -> ``cdf = cumsum(hist / total)``,
     edge[searchsorted(cdf, p / 100)] -> (-e, e); asymmetric: signed histogram, cut (100 - p)/200 on
-    each side; clipped to [min, max].  Default p = 99.999.
+    each side; clipped to [min, max].  Default p = 99.999.  num_bins must be >= 2 (with one bin
+    ORT's compute_percentile fails building its TensorsData).
   * distribution (float8e4m3fn only): histogram mean/std ("same" scenario), scale = std / std(all
     finite float8e4m3fn values), zero point 0.
 """
@@ -39,7 +46,7 @@ import copy
 
 import numpy as np
 
-from ._common import CalibrationError, CalibrationResult, per_channel_view
+from ._common import CalibrationError, CalibrationResult, check_finite_range, per_channel_view
 from .qparams import compute_scale_zero_point
 
 METHODS = ("minmax", "moving_average_minmax", "entropy", "percentile", "distribution")
@@ -223,6 +230,12 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
                                        f"stride size ({strides})")
             groups = [batches[i:i + n] for i in range(0, len(batches), n)]
             params["strides"] = n
+        if axis is not None and not moving and len(groups) > 1 and batches[0].shape[axis] > 1:
+            raise CalibrationError(
+                "strides: onnxruntime cannot merge per-channel MinMax ranges across collect_data calls: "
+                "MinMaxCalibrater.merge_range takes Python min()/max() of the per-channel arrays and "
+                "fails ('The truth value of an array with more than one element is ambiguous'); use "
+                "one collect_data call (no strides) or method='moving_average_minmax'")
         rng = None
         for g in groups:
             mins, maxs = [], []
@@ -254,6 +267,10 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         rmax = np.asarray(rng[1], np.float32)
         if axis is None:
             rmin, rmax = rmin.reshape(()), rmax.reshape(())
+        if moving:
+            check_finite_range(rmin, rmax, tool="onnxruntime", method=method,
+                               why="np.nanmean of the per-batch minima / maxima, or the strided update "
+                                   "old + c * (new - old), overflows float32")
     else:
         if averaging_constant is not None:
             raise CalibrationError("averaging_constant: only for method='moving_average_minmax'")
@@ -282,6 +299,11 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             p = 99.999 if percentile is None else percentile
             if num_quantized_bins is not None:
                 raise CalibrationError("num_quantized_bins: not used by the percentile calibrator")
+            if nb < 2:
+                raise CalibrationError(
+                    f"num_bins: onnxruntime's percentile calibrator needs at least 2 bins, got {nb} "
+                    f"(compute_percentile stores (lo, hi, *hist[:2]); with one bin that is a 3-tuple and "
+                    f"TensorsData raises)")
             cs = True if calib_symmetric is None else bool(calib_symmetric)
             h = _collect_absolute_value(x, nb) if cs else _collect_value(x, nb)
             lo, hi = _percentile(h, p, cs)
