@@ -77,3 +77,33 @@ def test_torch_sweep(seed):
                 if meth == "histogram" and dt in ("int16", "uint16"):
                     continue
                 _check(bs, meth, dt, sym, rr)
+
+
+# ---------------------------------------------------------------- edge cases found by red-teaming
+def test_float32_overflow_refused():
+    """torch's float32 arithmetic overflows on finite data: the moving average gives an inf range
+    (scale inf); a histogram spanning more than FLT_MAX gives range [nan, inf] (scale nan).
+    refquant names the overflow instead of failing with 'rmin: must be finite'."""
+    F = np.float32
+    mov = [np.array([-3e38], F), np.array([3e38], F)]
+    s, z, lo, hi = torch_observer(mov, method="moving_average_minmax", dtype="uint8")
+    assert np.isinf(lo) and np.isinf(s).all()
+    with pytest.raises(ValueError, match="overflows float32"):
+        calibrate(mov, tool="pytorch", method="moving_average_minmax", dtype="uint8")
+    hist = [np.array([-3e38, 0.5, 3e38], F)]
+    s, z, lo, hi = torch_observer(hist, method="histogram", dtype="uint8", bins=16)
+    assert np.isnan(s).all()
+    with pytest.raises(ValueError, match="overflows float32"):
+        calibrate(hist, tool="pytorch", method="histogram", dtype="uint8", num_bins=16)
+    _check(hist, "minmax", "uint8", False, False)        # finite range, inf scale: reproduced
+
+
+def test_per_channel_needs_rank_2():
+    """torch.flatten(y, start_dim=1) fails on 1-D batches: refquant refuses them too."""
+    x = [np.array([1.0, -2.0, 3.0], np.float32)]
+    with pytest.raises(IndexError):
+        torch_observer(x, method="minmax", axis=0)
+    for meth in ("minmax", "moving_average_minmax"):
+        with pytest.raises(ValueError, match="rank >= 2"):
+            calibrate(x, tool="pytorch", method=meth, axis=0)
+    _check([x[0].reshape(3, 1)], "minmax", "int8", False, False, axis=-2)

@@ -9,6 +9,10 @@ float32 and every torch op is emulated with its CPU kernel's rounding (see :mod:
   running ``min(aminmax(x))`` / ``max``; exact.
 - moving_average_minmax: ``MovingAverageMinMaxObserver`` / ``MovingAveragePerChannelMinMaxObserver``:
   first batch initialises, then ``m = m + f32(c) * (cur - m)`` in float32 (c = 0.01 by default).
+  Per channel needs batches of rank >= 2 (torch flattens from dim 1).  A range that overflows
+  float32 (torch: inf range, inf scale) raises CalibrationError, as does a histogram whose
+  max - min overflows (torch: range [nan, inf], scale nan).  A finite range whose scale overflows
+  (e.g. minmax over [-3e38, 3e38]) is returned as torch computes it (scale inf).
 - histogram: ``HistogramObserver(bins=2048)`` (per tensor only):
   * first batch: min/max = aminmax(x); hist = ``histc(x, bins, min, max)``;
   * later batches: new range = running min/max; ``histc`` of the batch over the new range; if the
@@ -34,7 +38,7 @@ import numpy as np
 import ml_dtypes
 
 from . import _torchops as T
-from ._common import CalibrationError, CalibrationResult, per_channel_view
+from ._common import CalibrationError, CalibrationResult, check_finite_range, per_channel_view
 from .qparams import compute_scale_zero_point, torch_qrange
 
 F32 = np.float32
@@ -187,6 +191,11 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         if not moving and averaging_constant is not None:
             raise CalibrationError("averaging_constant: only for method='moving_average_minmax'")
         c = F32(0.01 if averaging_constant is None else float(averaging_constant))
+        if axis is not None and any(b.ndim < 2 for b in batches):
+            raise CalibrationError(
+                "axis: torch's per-channel observers need batches of rank >= 2: they flatten the "
+                "channel-first tensor from dim 1 (torch.flatten(y, start_dim=1)), which raises "
+                "'Dimension out of range' on a 1-D tensor")
         mn = mx = None
         for b in batches:
             if axis is None:
@@ -204,6 +213,8 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         rmin, rmax = np.asarray(mn, np.float32), np.asarray(mx, np.float32)
         if moving:
             params["averaging_constant"] = float(c)
+            check_finite_range(rmin, rmax, tool="pytorch", method=method,
+                               why="the float32 update m + c * (x - m) overflows")
         params["observer"] = (("MovingAverage" if moving else "") +
                               ("PerChannel" if axis is not None else "") + "MinMaxObserver")
     else:
@@ -217,6 +228,10 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             st.observe(b)
         new_min, new_max, sb, eb = st.search(_dst_nbins(dt))
         rmin, rmax = np.asarray(new_min, np.float32), np.asarray(new_max, np.float32)
+        check_finite_range(rmin, rmax, tool="pytorch", method=method,
+                           why=f"the histogram spans [{float(st.min_val)!r}, {float(st.max_val)!r}]: "
+                               f"max - min overflows float32, so the bin width is inf and "
+                               f"_non_linear_param_search returns min + inf * start_bin")
         params.update(bins=nb, observer="HistogramObserver")
         details.update(hist=st.histogram.copy(), hist_min=float(st.min_val), hist_max=float(st.max_val),
                        start_bin=sb, end_bin=eb)
