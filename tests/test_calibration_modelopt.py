@@ -76,3 +76,15 @@ def test_mse_reproduces_argument_shift():
 def test_modelopt_2048_sweep(name):
     for meth in ("entropy", "mse", "percentile"):
         _check(DATA[name], meth, "int8")
+
+
+def test_max_calibrator_axis_on_1d_is_per_tensor():
+    """convert_quantization_axis_to_reduce_axis gives [] for 1-D input and torch.amax(dim=[])
+    reduces everything: ModelOpt's 'per-channel' amax of a 1-D tensor is one per-tensor amax."""
+    bs = [np.array([0.5, -3.0, 2.0, 1000.0], np.float32), np.array([1.0, 7.0, -2.0, 0.0], np.float32)]
+    for ax in (0, -1):
+        _check(bs, "minmax", "int8", axis=ax)
+        r = calibrate(bs, tool="modelopt", method="minmax", axis=ax)
+        assert np.ndim(r.amax) == 0 and float(r.amax) == 1000.0
+    with pytest.raises(ValueError, match="amax shape changed"):
+        calibrate([bs[0], bs[1].reshape(4, 1)], tool="modelopt", method="minmax", axis=0)

@@ -8,7 +8,8 @@ f32(amax) / maxbound (maxbound = 2**(bits-1+unsigned) - 1; scale 0 -> 1) and zer
 Every batch is one ``collect(x)``; ``compute_amax`` runs at the end.
 
 - minmax (``MaxCalibrator``): per batch ``reduce_amax`` = max(|max(x)|, |min(x)|) (over every axis
-  but ``axis`` when given), running ``torch.max``.  Exact.
+  but ``axis`` when given), running ``torch.max``.  Exact.  On 1-D batches the axes to reduce are
+  ``[]``, which torch.amax/amin read as "every axis": one per-tensor amax, as ModelOpt returns.
 - entropy / mse / percentile (``HistogramCalibrator(num_bins=2048, torch_hist=True)``, per tensor):
   * collect: x -> |x| if min(x) < 0; first batch ``hist = histc(x, num_bins, 0, max)``,
     ``edges = linspace(0, max, num_bins + 1)``; a later batch with a larger max grows the bins:
@@ -224,8 +225,19 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         if num_bins is not None or percentile is not None:
             raise CalibrationError("num_bins/percentile: not used by ModelOpt's MaxCalibrator")
         amax = None
+        if axis is not None and len({b.ndim == 1 for b in batches}) > 1:
+            raise CalibrationError("axis: ModelOpt's MaxCalibrator raises 'amax shape changed!' when 1-D "
+                                   "batches (one per-tensor amax) mix with batches of higher rank")
+        if axis is not None and all(b.ndim == 1 for b in batches):
+            # convert_quantization_axis_to_reduce_axis gives [] for a 1-D tensor, and torch.amax /
+            # torch.amin over dim=[] reduce every dimension: one per-tensor amax
+            notes.append("ModelOpt reduces a 1-D tensor over dim=[], which torch treats as every "
+                         "dimension: the per-channel amax is one per-tensor amax")
+            axis_eff = None
+        else:
+            axis_eff = axis
         for b in batches:
-            if axis is None:
+            if axis_eff is None:
                 a = np.maximum(np.abs(F32(b.max())), np.abs(F32(b.min())))
             else:
                 v = per_channel_view(b, axis)
