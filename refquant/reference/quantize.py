@@ -13,7 +13,10 @@ steps named in brackets, see ``refquant.profile``)::
        (opset 19-22 require x and y_scale to share a type).  int32 x is converted to P
        (float32 for a float32 scale: it rounds above 2^24).  A float8e8m0 scale (a power of
        two) divides in float32.  x and y_scale are converted to P, then v = fl_P(x / s)
-       [q_scale_op: or fl_P(x * fl_P(1 / s))].  float32 stays float32.
+       [q_scale_op: or fl_P(x * fl_P(1 / s))].  float32 stays float32.  Every conversion
+       rounds once, to nearest even (ml_dtypes' own float64/integer -> bfloat16/float8/6/4
+       casts round twice, through float32: refquant rounds to float32 to odd first; the
+       onnx-reference profile keeps the evaluator's casts).
     3. integer targets: r = round_half_even(v) [q_rounding], computed exactly on the
        P-precision value; q = r + zp in exact integer arithmetic [q_zero_point: or
        round(fl_P(v + zp))]; q = clip(q, qmin, qmax).  Ranges: int8 [-128, 127],
