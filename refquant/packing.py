@@ -35,6 +35,8 @@ def from_codes(c, dtype) -> np.ndarray:
     """Inverse of :func:`codes`: uint8 bit patterns -> values of ``dtype`` (1-D)."""
     dt = resolve_dtype(dtype, argname="dtype")
     nb = bits(dt)
+    if nb > 8:
+        raise TypeError(f"from_codes: {dt} is wider than 8 bits")
     c = np.asarray(c, dtype=np.uint8) & np.uint8((1 << nb) - 1)
     if is_integer(dt):
         qmin, _ = qrange(dt)

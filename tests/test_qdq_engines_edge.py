@@ -303,3 +303,9 @@ def test_precision_float64_to_float8_rounds_once():
     assert float(y[0]) == 1.125
     np.testing.assert_array_equal(_bits(refquant.quantize_linear(x, s, zp, precision="float64",
                                                                  opset=23)), _bits(y))
+
+
+def test_from_codes_refuses_wide_types():
+    from refquant.packing import from_codes
+    with pytest.raises(TypeError, match="from_codes: int16 is wider than 8 bits"):
+        from_codes([1], "int16")
