@@ -305,6 +305,20 @@ def test_precision_float64_to_float8_rounds_once():
                                                                  opset=23)), _bits(y))
 
 
+def test_plain_number_zero_point_for_low_float_output():
+    """With output_dtype a float8/float4 type, a Python int or float zero point is taken when the
+    type represents it exactly (an int was refused with 'give output_dtype', which was given) and
+    refused by name when it does not (1.0625 + 2^-40 was silently rounded, 17 too)."""
+    x = np.array([0.0, 1.0], F32)
+    y = R.quantize_linear(x, np.float32(1), 2, output_dtype="float8e4m3fn")
+    assert y.dtype == np.dtype(ml_dtypes.float8_e4m3fn) and y.astype(F32).tolist() == [2.0, 3.0]
+    for bad in (17, 1.0625 + 2**-40):
+        with pytest.raises(ValueError, match="y_zero_point: .* is not representable in float8_e4m3fn"):
+            R.quantize_linear(x, np.float32(1), bad, output_dtype="float8e4m3fn")
+    with pytest.raises(ValueError, match="y_zero_point: 0.25 is not representable in float4_e2m1fn"):
+        R.quantize_linear(x, np.float32(1), 0.25, output_dtype="float4e2m1")
+
+
 def test_from_codes_refuses_wide_types():
     from refquant.packing import from_codes
     with pytest.raises(TypeError, match="from_codes: int16 is wider than 8 bits"):

@@ -407,8 +407,16 @@ def _resolve_zero_point(zp, output_dtype, argname, opset):
             raise ValueError(f"{argname}: values must lie in [{qmin}, {qmax}] for {out}, "
                              f"got [{z.min()}, {z.max()}]")
         return z.astype(np.int64).astype(out), out
-    if z.dtype.kind == "f" and out is not None and is_low_float(out):
-        return z.astype(out), out
+    if z.dtype.kind in "iuf" and out is not None and is_low_float(out):
+        zo = _round_to(z, out)
+        with np.errstate(invalid="ignore"):
+            zf, back = z.astype(_F64), zo.astype(_F64)
+            exact = (zf == back) | (np.isnan(zf) & np.isnan(back))
+        if not exact.all():
+            v = zf[~exact].flat[0] if z.ndim else float(zf)
+            raise ValueError(f"{argname}: {v!r} is not representable in {out} (the zero point is "
+                             f"an element of the output type; pass a value of that type)")
+        return zo, out
     raise TypeError(f"{argname}: type {z.dtype} is not a quantized type; pass a typed array "
                     f"(e.g. np.int8(3), np.array(3, ml_dtypes.int4)) or give output_dtype")
 
