@@ -308,3 +308,19 @@ def test_batching_semantics():
     m1 = calibrate([a, b], tool="pytorch", method="moving_average_minmax")
     m2 = calibrate([b, a], tool="pytorch", method="moving_average_minmax")
     assert bits(m1.rmax) != bits(m2.rmax)
+
+
+def test_data_dtype_edges():
+    """float64 values beyond float32's range are named as such (not 'holds Inf values'); structured
+    and raw-void arrays are refused with a TypeError; ml_dtypes floats are converted."""
+    import warnings
+    import ml_dtypes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # no 'overflow encountered in cast'
+        with pytest.raises(ValueError, match="beyond float32's range"):
+            calibrate(np.array([1e39, 1.0]))
+    for bad in (np.zeros(3, dtype=[("a", "<f4")]), np.zeros(3, "V4"), np.array([("a",)], dtype=[("x", "U1")])):
+        with pytest.raises(TypeError, match="data: batch 0 has dtype"):
+            calibrate(bad)
+    r = calibrate(np.array([1.5, -2.0], ml_dtypes.bfloat16))
+    assert float(r.rmin) == -2.0 and float(r.rmax) == 1.5

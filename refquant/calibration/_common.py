@@ -123,9 +123,14 @@ def dtype_name(dtype) -> str:
 def prepare_batches(data, *, tool: str, axis=None) -> list[np.ndarray]:
     """data (one array, or a list/tuple/iterator of arrays = successive batches) -> float32 arrays.
 
-    A flat list of numbers is one batch.
+    A flat list of numbers is one batch.  Every batch is converted to float32 first: refquant
+    models each tool calibrating float32 tensors (an ONNX model with float32 activations, torch
+    observers on float32 tensors).  Tools fed other dtypes compute differently (ORT on a float16
+    model keeps float16 ranges and scales; torch's HistogramObserver bins a float16 / float64
+    tensor in that dtype); that is not modelled.
     Empty batches are skipped (every tool's observer ignores them); no batch at all, NaN or Inf
-    raise :class:`CalibrationError`.
+    (including float64 values beyond float32's range) raise :class:`CalibrationError`; structured,
+    complex, string and object arrays raise TypeError.
     """
     if isinstance(data, np.ndarray) or np.isscalar(data):
         batches = [data]
@@ -141,9 +146,21 @@ def prepare_batches(data, *, tool: str, axis=None) -> list[np.ndarray]:
     out = []
     for i, b in enumerate(batches):
         a = np.asarray(b)
-        if a.dtype.kind not in "fiub" and a.dtype.kind != "V":
-            raise TypeError(f"data: batch {i} has dtype {a.dtype}; expected a float array")
-        a = np.ascontiguousarray(a.astype(np.float32))
+        ml = a.dtype.kind == "V" and a.dtype.names is None and \
+            a.dtype.type.__module__.split(".")[0] == "ml_dtypes"      # bfloat16, float8, int4 ...
+        if a.dtype.kind not in "fiub" and not ml:
+            raise TypeError(f"data: batch {i} has dtype {a.dtype}; expected a real numeric array "
+                            f"(float, integer, bool or an ml_dtypes float)")
+        with np.errstate(over="ignore"):
+            a32 = np.ascontiguousarray(a.astype(np.float32))
+        if a32.size and a.dtype.itemsize > 4 and a.dtype.kind == "f" and \
+                np.any(np.isinf(a32) & np.isfinite(a)):
+            n_big = int(np.count_nonzero(np.isinf(a32) & np.isfinite(a)))
+            raise CalibrationError(
+                f"data: batch {i} ({a.dtype}) holds {n_big} finite values beyond float32's range "
+                f"(|x| > 3.4028235e38); every tool calibrates float32 tensors, where they become inf. "
+                f"Scale or clip the data first.")
+        a = a32
         if a.size == 0:
             continue
         if not np.all(np.isfinite(a)):
