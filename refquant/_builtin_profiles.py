@@ -252,8 +252,10 @@ PYTORCH_ONEDNN = register_profile(PYTORCH_FBGEMM.replace(
               "fl32(1/ys), s' = fl32(1/fl32(1/s)), y = RNE(fl32(v + zp)) (exact ties v = -16.5, "
               "zp 111 -> 94 where FBGEMM gives 95).",
         verified="Verified live against torch 2.13.0+cpu: QLinearMatMul, QGemm, QLinearConv "
-                 "with symmetric weights and arbitrary scales, bit-exact "
-                 "(tests/test_profiles_pytorch.py)."),
+                 "(conv1d/2d/3d) with symmetric weights and arbitrary scales, bit-exact "
+                 "(tests/test_profiles_pytorch.py, tests/test_gemm_engines_edge.py).  Known engine "
+                 "bug, not modelled: ONEDNN_CONV3D_DEPTH1_PADDED, a 3-D conv over a depth-1 input "
+                 "with depth padding 1 and stride 2 is wrong for some channel counts (7, 9, 10, 11)."),
 ))
 
 PYTORCH_QNNPACK = register_profile(Profile(

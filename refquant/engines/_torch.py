@@ -15,8 +15,8 @@ ONNX mapping
   W = b^T (qint8, per-tensor or per-channel on axis 0 when b_scale is 1-D).
 * QGemm (com.microsoft; alpha = 1, y_scale given) -> ``quantized.linear`` with bias C: a float32
   C is torch's float bias as is; an int32 C is accepted on qnnpack only (see ``_torch_bias``).
-* QLinearConv (2-D, NCHW, symmetric pads, auto_pad NOTSET) -> ``quantized.conv2d`` with
-  ``conv2d_prepack``; the bias B maps as for QGemm.
+* QLinearConv (1-D, 2-D or 3-D, NC..., symmetric pads, auto_pad NOTSET) -> ``quantized.conv1d`` /
+  ``conv2d`` / ``conv3d`` with their ``conv{n}d_prepack``; the bias B maps as for QGemm.
 """
 from __future__ import annotations
 
@@ -173,7 +173,11 @@ def _weight(w, scale, zp, axis):
     import torch
     wt = torch.from_numpy(np.ascontiguousarray(w.astype(np.int8)))
     if _is_per_tensor(scale):
-        return torch._make_per_tensor_quantized_tensor(wt, float(scale), int(zp))
+        z = np.unique(np.asarray(zp))
+        if z.size != 1:
+            raise EngineUnsupported("torch quantized weights: a per-tensor scale needs one zero point, "
+                                    f"got {z.size} different ones")
+        return torch._make_per_tensor_quantized_tensor(wt, float(scale), int(z[0]))
     return torch._make_per_channel_quantized_tensor(
         wt, torch.from_numpy(np.asarray(scale, np.float64).reshape(-1)),
         torch.from_numpy(np.asarray(zp, np.int64).reshape(-1) * np.ones(np.size(scale), np.int64)), axis)
@@ -275,25 +279,38 @@ def qlinear_conv(engine, inputs, attributes):
     x, w = i["x"], i["w"]
     for n in ("x_scale", "x_zero_point", "y_scale", "y_zero_point"):
         _check_scalar(n, i[n])
-    if x.ndim != 4 or w.dtype != np.int8:
-        raise EngineUnsupported("torch quantized conv2d: 4-D x and int8 w only")
+    if x.ndim not in (3, 4, 5) or w.dtype != np.int8:
+        raise EngineUnsupported("torch quantized conv1d/2d/3d: 3-, 4- or 5-D x and int8 w only")
+    nd = x.ndim - 2
     if i["y_zero_point"].dtype != np.uint8:
-        raise EngineUnsupported("torch quantized conv2d: output must be uint8")
+        raise EngineUnsupported("torch quantized conv: output must be uint8")
     if attributes.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
-        raise EngineUnsupported("torch quantized conv2d: auto_pad must be NOTSET")
-    pads = list(attributes.get("pads") or [0, 0, 0, 0])
-    if pads[:2] != pads[2:]:
-        raise EngineUnsupported("torch quantized conv2d: asymmetric pads")
-    strides = list(attributes.get("strides") or [1, 1])
-    dil = list(attributes.get("dilations") or [1, 1])
+        raise EngineUnsupported("torch quantized conv: auto_pad must be NOTSET")
+    pads = list(attributes.get("pads") or [0] * (2 * nd))
+    if pads[:nd] != pads[nd:]:
+        raise EngineUnsupported("torch quantized conv: asymmetric pads")
+    strides = list(attributes.get("strides") or [1] * nd)
+    dil = list(attributes.get("dilations") or [1] * nd)
     group = int(attributes.get("group", 1))
     M = w.shape[0]
+    for D, k, st, d, p in zip(x.shape[2:], w.shape[2:], strides, dil, pads[:nd]):
+        if D + 2 * p < (k - 1) * d + 1:
+            # torch 2.13: fbgemm raises, x86/onednn return an empty tensor, qnnpack dies with
+            # SIGFPE (3-D); refquant refuses such a conv (ValueError), so do not run it
+            raise EngineUnsupported("torch quantized conv: the kernel is larger than the padded input "
+                                    "(torch would return an empty tensor, raise, or crash on qnnpack)")
     w_zp = i.get("w_zero_point")
     w_zp = np.zeros((), np.int8) if w_zp is None else w_zp
     with _engine(engine):
         xq = _act(x, i["x_scale"], i["x_zero_point"])
         wq = _weight(w, i["w_scale"], w_zp, 0)
-        packed = torch.ops.quantized.conv2d_prepack(wq, _torch_bias(engine, i.get("B"), i["x_scale"], i["w_scale"], M),
-                                                    strides, pads[:2], dil, group)
-        y = torch.ops.quantized.conv2d(xq, packed, float(i["y_scale"]), int(i["y_zero_point"]))
+        prepack = getattr(torch.ops.quantized, f"conv{nd}d_prepack")
+        try:
+            packed = prepack(wq, _torch_bias(engine, i.get("B"), i["x_scale"], i["w_scale"], M),
+                             strides, pads[:nd], dil, group)
+            y = getattr(torch.ops.quantized, f"conv{nd}d")(xq, packed, float(i["y_scale"]), int(i["y_zero_point"]))
+        except RuntimeError as e:
+            if nd != 2 and ("not supported" in str(e).lower() or "supported" in str(e).lower()):
+                raise EngineUnsupported(f"torch engine {engine!r}: quantized conv{nd}d: {e}") from e
+            raise
     return y.int_repr().numpy().astype(np.uint8)
