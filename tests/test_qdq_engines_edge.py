@@ -323,3 +323,11 @@ def test_from_codes_refuses_wide_types():
     from refquant.packing import from_codes
     with pytest.raises(TypeError, match="from_codes: int16 is wider than 8 bits"):
         from_codes([1], "int16")
+
+
+def test_float_zero_point_for_integer_output_dtype_message():
+    """output_dtype given: the message says why the zero point does not fit, not 'give
+    output_dtype'."""
+    with pytest.raises(TypeError, match=r"y_zero_point: type float64 cannot give a zero point "
+                                        r"of output_dtype int8"):
+        R.quantize_linear(np.zeros(1, F32), np.float32(1), 3.0, output_dtype="int8")

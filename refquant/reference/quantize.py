@@ -417,6 +417,9 @@ def _resolve_zero_point(zp, output_dtype, argname, opset):
             raise ValueError(f"{argname}: {v!r} is not representable in {out} (the zero point is "
                              f"an element of the output type; pass a value of that type)")
         return zo, out
+    if out is not None:
+        raise TypeError(f"{argname}: type {z.dtype} cannot give a zero point of output_dtype "
+                        f"{out} (an integer output takes integer values)")
     raise TypeError(f"{argname}: type {z.dtype} is not a quantized type; pass a typed array "
                     f"(e.g. np.int8(3), np.array(3, ml_dtypes.int4)) or give output_dtype")
 
