@@ -331,3 +331,17 @@ def test_float_zero_point_for_integer_output_dtype_message():
     with pytest.raises(TypeError, match=r"y_zero_point: type float64 cannot give a zero point "
                                         r"of output_dtype int8"):
         R.quantize_linear(np.zeros(1, F32), np.float32(1), 3.0, output_dtype="int8")
+
+
+@pytest.mark.parametrize("dt", [ml_dtypes.float6_e2m3fn, ml_dtypes.float6_e3m2fn])
+def test_onnx_reference_dequantize_float6_subtracts_zero_point(dt):
+    """onnx.reference's float8 / float4 zero-point rules do not cover float6: it subtracts the
+    zero point in float32 like an integer one (refquant refused it)."""
+    x = np.array([1.0, -2.5, 3.0, 0.5], dt)
+    zp = np.array(1.5, dt)
+    s = np.float32(0.3)
+    y = R.dequantize_linear(x, s, zp, profile="onnx-reference", opset=28)
+    np.testing.assert_array_equal(y, (x.astype(F32) - np.float32(1.5)) * s)
+    eng = _engine("onnx-reference", "DequantizeLinear", {"x": x, "x_scale": s, "x_zero_point": zp},
+                  {}, 28)
+    np.testing.assert_array_equal(_bits(y), _bits(eng))
