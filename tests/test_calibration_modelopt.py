@@ -88,3 +88,14 @@ def test_max_calibrator_axis_on_1d_is_per_tensor():
         assert np.ndim(r.amax) == 0 and float(r.amax) == 1000.0
     with pytest.raises(ValueError, match="amax shape changed"):
         calibrate([bs[0], bs[1].reshape(4, 1)], tool="modelopt", method="minmax", axis=0)
+
+
+def test_mse_center_overflow_refused():
+    """ModelOpt's bin centers (e[1:] + e[:-1]) / 2 overflow float32 near FLT_MAX: amax inf.
+    refquant names the overflow instead of failing with 'amax: must be finite'."""
+    x = [np.array([3e38, -1.0, 0.5], np.float32)]
+    a = modelopt_amax(x, method="mse", num_bins=129)
+    assert np.isinf(a)
+    with pytest.raises(ValueError, match="overflows float32"):
+        calibrate(x, tool="modelopt", method="mse", num_bins=129)
+    _check(x, "percentile", num_bins=129)

@@ -25,6 +25,8 @@ Every batch is one ``collect(x)``; ``compute_amax`` runs at the end.
   * mse (``_compute_amax_mse``): centers = (e[1:] + e[:-1]) / 2 (float32); for i = 128 ..
     len(centers) - 1: fake-quantize every center with amax = centers[i], error =
     mean(((q - c) ** 2) * counts) (float32, torch's summation order); first argmin; amax = centers[i].
+    Bin edges near float32's largest value make a center overflow (ModelOpt: amax inf); refquant
+    raises CalibrationError.
     NOTE ModelOpt 0.47.0 passes num_bits/unsigned into fake_tensor_quant's ``bias``/``num_bits``
     parameters (see :func:`amax_mse`), so its "MSE" amax is in practice centers[start_bin];
     refquant reproduces that;
@@ -37,7 +39,7 @@ import numpy as np
 import ml_dtypes
 
 from . import _torchops as T
-from ._common import CalibrationError, CalibrationResult, per_channel_view
+from ._common import CalibrationError, CalibrationResult, check_finite_range, per_channel_view
 from .qparams import nvidia_maxbound, nvidia_scale
 
 F32 = np.float32
@@ -270,6 +272,9 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             amax, errs, i = amax_mse(hist, edges, nbits, unsigned, 1, sb, width=torch_simd_width)
             details.update(errors=errs, best=i)
             params["start_bin"] = sb
+            check_finite_range(-amax, amax, tool="modelopt", method=method,
+                               why="the bin centers (e[1:] + e[:-1]) / 2 add two float32 edges "
+                                   "near float32's largest value before halving")
         else:
             p = 99.99 if percentile is None else percentile
             amax, i = amax_percentile(hist, edges, p)
