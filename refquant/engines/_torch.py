@@ -291,6 +291,9 @@ def qlinear_conv(engine, inputs, attributes):
         raise EngineUnsupported("torch quantized conv: asymmetric pads")
     strides = list(attributes.get("strides") or [1] * nd)
     dil = list(attributes.get("dilations") or [1] * nd)
+    # a dilation along a kernel axis of size 1 changes nothing; torch 2.13's onednn engine dies
+    # with SIGSEGV on some of them (1x1 kernel, dilation 2, stride 2, width 1, width pad 1 or 3)
+    dil = [1 if k == 1 else d for k, d in zip(w.shape[2:], dil)]
     group = int(attributes.get("group", 1))
     M = w.shape[0]
     for D, k, st, d, p in zip(x.shape[2:], w.shape[2:], strides, dil, pads[:nd]):
