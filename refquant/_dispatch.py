@@ -317,7 +317,7 @@ def _qm_lean():
     fn = getattr(getattr(mod, "_k", None), "qlinear_matmul_lean", None) if mod is not None else None
     if fn is not None and hasattr(mod, "_qm_prof"):
         prof = get_profile("onnx")
-        _, ok, sat = mod._qm_prof(prof)
+        _, ok, sat, _f2i = mod._qm_prof(prof)
         if _fast_profile_ok(prof, "QLinearMatMul") and ok and not sat and not prof.extra.get("weights"):
             f = fn
     _QM_LEAN[0], _QM_LEAN[1] = f, _GENERATION[0]
@@ -353,7 +353,7 @@ def _qc_lean():
     fn = getattr(mod, "qlinear_conv_compiled", None) if mod is not None else None
     if fn is not None and hasattr(getattr(mod, "_k", None), "qlinear_conv_lean"):
         prof = get_profile("onnx")
-        _, ok0, ok1 = mod._qc_prof(prof)
+        _, ok0, ok1, _f2i = mod._qc_prof(prof)
         if _fast_profile_ok(prof, "QLinearConv") and (ok0 or ok1) and not prof.extra.get("weights"):
             def f(args, kwargs, _fn=fn, _ok0=ok0, _ok1=ok1):
                 return _fn(args, kwargs, _ok0, _ok1)

@@ -137,6 +137,11 @@ def _fixed_params(p, Mul):
                                      single_rounding=(p.rq_fixed_rounding == "single"))
     except (TypeError, ValueError):
         return None
+    if np.size(sh) and int(np.max(sh)) >= 32:
+        # a multiplier >= 2^31 (a tiny output scale): a left shift of 32 or more, which the
+        # reference models as the engine computes it (TFLite's reference masks the count to 5
+        # bits on x86); the kernels' shifts are not that -- the reference runs it
+        return None
     return (np.ascontiguousarray(qm, np.int32), np.ascontiguousarray(sh, np.int32),
             _FX_MODES[p.rq_fixed_rounding])
 
@@ -366,20 +371,61 @@ def _out_dtype(y_zero_point, default):
     return default
 
 
-_QM_PROF = {}      # id(profile) -> (profile, lean path allowed, sat16 flag) for QLinearMatMul
+_QM_PROF = {}      # (id(profile), dtype) -> (profile, lean path allowed, sat16 flag, f2i check)
 _F32 = np.float32
+_LEAN_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 
 
-def _qm_prof(profile):
-    ent = _QM_PROF.get(id(profile))
+def _lean_prof(cache, profile, adt, op, entry):
+    """Cached ``entry(p)`` for ``profile`` as it applies to a per-tensor ``op`` call with
+    activation type ``adt`` (``Profile.for_op`` with per_axis=False, dtype=adt, as the
+    reference resolves it).  ``adt`` None: a call of either type (the compiled lean entries,
+    which take both): the AND of the flags, the f2i check required when either needs it."""
+    key = (id(profile), adt)
+    ent = cache.get(key)
     if ent is None or ent[0] is not profile:
-        p = profile.for_op("QLinearMatMul")
-        ent = (profile, bool(_rq_ok(p, bias=False) and p.rq_multiplier == "fp32"),
-               p.int16_pair_saturation is True)
-        if len(_QM_PROF) > 64:
-            _QM_PROF.clear()
-        _QM_PROF[id(profile)] = ent       # the entry keeps the profile alive: its id stays unique
+        if adt is None:
+            parts = [entry(profile.for_op(op, per_axis=False, dtype=d)) for d in _LEAN_DTYPES]
+            flags = tuple(all(x[i] for x in parts) for i in range(len(parts[0]) - 1))
+            ent = (profile,) + flags + (any(x[-1] for x in parts),)
+        else:
+            ent = (profile,) + entry(profile.for_op(op, per_axis=False, dtype=adt))
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = ent       # the entry keeps the profile alive: its id stays unique
     return ent
+
+
+def _qm_entry(p):
+    return (bool(_rq_ok(p, bias=False) and p.rq_multiplier == "fp32"), p.int16_pair_saturation is True,
+            p.rq_float_to_int != "saturate")
+
+
+def _qm_prof(profile, adt=None):
+    """(profile, lean path allowed, sat16 flag, f2i check) for QLinearMatMul (see _lean_prof;
+    ``adt`` None: the compiled lean entry, allowed only where no f2i check is needed)."""
+    ent = _lean_prof(_QM_PROF, profile, adt, "QLinearMatMul", _qm_entry)
+    if adt is None and ent[3]:
+        return (profile, False, ent[2], True)
+    return ent
+
+
+# Profiles whose float -> int conversion of the scaled value is not a saturation
+# (rq_float_to_int: cvtps2dq's INT32_MIN and what follows it) differ from the kernels' clamp
+# only where |round(v)| >= 2^31; v = fl32(fl32(acc) [+ float bias]) * M with |fl32(acc)| <= 2^31
+# (int32, also after an int32 bias), so a multiplier bound keeps every value inside.
+_F2I_LIMIT = 2.0 ** 30
+
+
+def _f2i_ok(p, mult, fbias=None):
+    """Whether the kernels' saturating conversion gives the profile's rq_float_to_int result
+    for every possible accumulator: always under "saturate"; otherwise when
+    (2^31 + max|float bias|) * max(M) < 2^30."""
+    if p.rq_float_to_int == "saturate":
+        return True
+    mx = float(np.max(mult)) if np.size(mult) else 0.0
+    fb = float(np.max(np.abs(fbias))) if fbias is not None and np.size(fbias) else 0.0
+    return bool(np.isfinite(fb) and (2.0 ** 31 + fb) * mx < _F2I_LIMIT)
 
 
 def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
@@ -405,11 +451,11 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
     yz = _lean_zp(y_zero_point, ydt)
     if za is None or zb is None or yz is None:
         return None
-    _, ok, sat = _qm_prof(profile)
+    _, ok, sat, f2i = _qm_prof(profile, adt)
     if not ok:
         return None
     m = _lean_mult(a_scale, b_scale, y_scale)
-    if m is None:
+    if m is None or (f2i and not float(m) * 2.0 ** 31 < _F2I_LIMIT):
         return None
     return _k.matmul_q8(a, Bo, za, zb, float(m), yz, ydt == _S8, _packed_for(pk, Bo),
                         bool(sat and adt != bdt))
@@ -436,21 +482,25 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                                      profile)
             if r is not None:
                 return r
-    profile = profile.for_op("QLinearMatMul")     # op-specific overrides, as the reference applies
+    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
+    B, pk = _arr(b)
+    if A is None or B is None or A.ndim == 0 or B.ndim == 0:
+        return None
+    # op-specific overrides (and those selected by the weight-scale granularity and the
+    # activation type), as the reference applies them
+    profile = profile.for_op("QLinearMatMul", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype)
     p = profile
     if not _rq_ok(p, bias=False, onednn=True, fixed=True):
         return None
     od = None
     if p.rq_multiplier == "onednn":
+        if p.rq_float_to_int != "saturate":
+            return None
         try:
             s1, bprime, s3 = _onednn_params(a_scale, b_scale, y_scale)
         except _Slow:
             return None
         od = (float(s1), float(s3))
-    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
-    B, pk = _arr(b)
-    if A is None or B is None or A.ndim == 0 or B.ndim == 0:
-        return None
     N = B.shape[-1] if B.ndim >= 2 else 1
     try:
         if opset is not None:
@@ -499,7 +549,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
         m = np.ones(fx[0].size, np.float32)      # unused by the fixed-point epilogue
     else:
         m = _mult32(Mul) if od is None else np.ascontiguousarray(bprime.reshape(-1), np.float32)
-    if m is None:
+    if m is None or not _f2i_ok(p, Mul):
         return None
     return _matmul_core(A, B, za, zb, out_dt, packed=pk, mult=m, y_zp=int(yz[0]),
                         sat16=_sat16(p, A, B), od=od, fx=fx)
@@ -507,13 +557,15 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
 
 def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0, profile, opset=None):
-    profile = profile.for_op("QGemm")     # op-specific overrides, as the reference applies
-    p = profile
-    if not _rq_ok(p, bias=False):    # an int32 C is added to the accumulator under every rq_bias
-        return None
     A, _ = _arr(A if not isinstance(A, PackedWeights) else None)
     B, pk = _arr(B)
     if A is None or B is None or A.ndim != 2 or B.ndim != 2:
+        return None
+    # op-specific overrides (and those selected by the weight-scale granularity and the
+    # activation type), as the reference applies them
+    profile = profile.for_op("QGemm", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype)
+    p = profile
+    if not _rq_ok(p, bias=False):    # an int32 C is added to the accumulator under every rq_bias
         return None
     if A.dtype == np.int8 and B.dtype != np.int8:
         return None
@@ -605,7 +657,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     except (TypeError, ValueError, _Slow):
         return None
     m = _mult32(Mul)
-    if m is None:
+    if m is None or not _f2i_ok(p, m):
         return None
     out = _k.empty_aligned((Mr, N), out_dt)
     kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, mult=m,
@@ -679,21 +731,24 @@ def _conv_run(X4, W4, xz, wz, geo, o2, out_dtype, pk, **kw):
     return out, kern
 
 
-_QC_PROF = {}      # id(profile) -> (profile, lean path allowed without / with a bias)
+_QC_PROF = {}      # (id(profile), dtype) -> (profile, lean path allowed without / with a bias, f2i check)
 _GEO = {}          # (x.shape, w.shape, attributes) -> the lean path's geometry
 _Z1 = np.zeros(1, np.int32)
 _Z1.setflags(write=False)
 
 
-def _qc_prof(profile):
-    ent = _QC_PROF.get(id(profile))
-    if ent is None or ent[0] is not profile:
-        p = profile.for_op("QLinearConv")
-        base = p.rq_multiplier == "fp32" and not p.int16_pair_saturation
-        ent = (profile, bool(base and _rq_ok(p, bias=False)), bool(base and _rq_ok(p, bias=True)))
-        if len(_QC_PROF) > 64:
-            _QC_PROF.clear()
-        _QC_PROF[id(profile)] = ent
+def _qc_entry(p):
+    base = p.rq_multiplier == "fp32" and not p.int16_pair_saturation
+    return (bool(base and _rq_ok(p, bias=False)), bool(base and _rq_ok(p, bias=True)),
+            p.rq_float_to_int != "saturate")
+
+
+def _qc_prof(profile, xdt=None):
+    """(profile, lean path allowed without / with a bias, f2i check) for QLinearConv (see
+    _lean_prof; ``xdt`` None: the compiled lean entry, allowed only where no f2i check is needed)."""
+    ent = _lean_prof(_QC_PROF, profile, xdt, "QLinearConv", _qc_entry)
+    if xdt is None and ent[3]:
+        return (profile, False, False, True)
     return ent
 
 
@@ -808,7 +863,7 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
     if B is not None and not (type(B) is np.ndarray and B.dtype == np.int32 and B.ndim == 1
                               and B.shape[0] == Mc):
         return None
-    _, ok0, ok1 = _qc_prof(profile)
+    _, ok0, ok1, f2i = _qc_prof(profile, x.dtype)
     if not (ok1 if B is not None else ok0):
         return None
     g = _lean_geo(x.shape, Wo.shape, dilations, group, kernel_shape, pads, strides)
@@ -816,7 +871,7 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
         return None
     geo, o2 = g
     m = _lean_mult(x_scale, w_scale, y_scale)
-    if m is None:
+    if m is None or (f2i and not float(m) * 2.0 ** 31 < _F2I_LIMIT):
         return None
     if pk is not None and (pk.kind != "conv" or geo["group"] != 1):
         pk = None
@@ -867,9 +922,14 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                                    dilations, group, kernel_shape, pads, strides, profile)
             if r is not None:
                 return r
-    profile = profile.for_op("QLinearConv")     # op-specific overrides, as the reference applies
+    # op-specific overrides (and those selected by the weight-scale granularity and the
+    # activation type), as the reference applies them
+    profile = profile.for_op("QLinearConv", per_axis=bool(np.size(w_scale) > 1),
+                             dtype=getattr(x, "dtype", None))
     p = profile
     if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True):
+        return None
+    if p.rq_multiplier == "onednn" and p.rq_float_to_int != "saturate":
         return None
     try:
         if opset is not None:
@@ -949,7 +1009,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
         except (TypeError, ValueError):
             return None
     m = _mult32(Mul)
-    if m is None:
+    if m is None or not _f2i_ok(p, Mul, fbias):
         return None
     kw = dict(bias=bias, mult=m, y_zp=int(yz[0]))
     if fbias is not None:

@@ -159,3 +159,64 @@ def test_weight_zero_point_limits_every_profile(profile):
         qc = (x, np.float32(0.02), np.uint8(3), w, ws, zw, np.float32(0.3), np.uint8(5))
         _same(lambda: refquant.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile),
               lambda: R.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile))
+
+
+# x_s * w_s / y_s is exactly 2^-9 in float32-product-then-double (TFLite's
+# GetQuantizedConvolutionMultipler) and just below it as a double product: profiles that select
+# one or the other per call (overrides "QLinearMatMul+per_tensor", "QLinearConv+uint8", ...)
+_TIE_SCALES = (np.float32(0.041279905), np.float32(0.0321819), np.float32(0.68017447))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_call_selected_overrides_and_huge_multipliers_every_profile(profile):
+    """The fast glue resolves a profile for each call exactly as the reference does -- the
+    overrides selected by the weight-scale granularity and the activation type as well as by
+    the op -- and takes a multiplier that can leave int32 only under rq_float_to_int="saturate"
+    (the kernels clamp; fbgemm / QNNPACK / TFLite / XNNPACK convert to INT32_MIN first) and a
+    fixed-point one only below 2^31 (TFLite's reference shifts by the count mod 32).  Both once
+    sent calls to the kernels with other bits than the reference (session 10)."""
+    rng = np.random.default_rng(abs(hash(profile + "ov")) % 2**32)
+    sa, sb, sy = _TIE_SCALES
+    for ad in (np.uint8, np.int8):
+        lo, hi = (0, 256) if ad == np.uint8 else (-128, 128)
+        a = rng.integers(lo, hi, (48, 40)).astype(ad)
+        b = rng.integers(-127, 128, (40, 72)).astype(np.int8)
+        x = rng.integers(lo, hi, (1, 6, 7, 7)).astype(ad)
+        w = rng.integers(-127, 128, (24, 6, 3, 3)).astype(np.int8)
+        for y_s in (sy, np.float32(3e-7), np.float32(1e-12), np.float32(1e-17)):
+            for per_col in (False, True):
+                bs = np.full(72, sb, np.float32) if per_col else sb
+                zb = np.zeros(72, np.int8) if per_col else np.int8(0)
+                ws = np.full(24, sb, np.float32) if per_col else sb
+                zw = np.zeros(24, np.int8) if per_col else np.int8(0)
+                for zy in (ad(0), ad(lo + 3), ad(hi - 7)):
+                    qm = (a, sa, ad(lo + 1), b, bs, zb, y_s, zy)
+                    _same(lambda: refquant.qlinear_matmul(*qm, profile=profile),
+                          lambda: R.qlinear_matmul(*qm, profile=profile))
+                    c = rng.integers(-2**31, 2**31, 72, dtype=np.int64).astype(np.int32)
+                    c[:4] = (-2**31, -2**31 + 1, 2**31 - 1, 0)
+                    qg = (a, sa, ad(lo + 1), b, bs, zb, c, y_s, zy)
+                    _same(lambda: refquant.qgemm(*qg, profile=profile),
+                          lambda: R.qgemm(*qg, profile=profile))
+                    for bias in (None, c[:24].copy(), (rng.standard_normal(24) * 1e3).astype(np.float32)):
+                        qc = (x, sa, ad(lo + 1), w, ws, zw, y_s, zy, bias)
+                        _same(lambda: refquant.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile),
+                              lambda: R.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile))
+
+
+@pytest.mark.parametrize("profile", ["pytorch-fbgemm", "pytorch-qnnpack", "tflite-xnnpack"])
+def test_int32_min_profiles_keep_the_kernels_for_usual_scales(profile):
+    """The multiplier bound of the rq_float_to_int check sends only multipliers that could
+    leave int32 to the reference: usual scales still run a kernel under these profiles."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (32, 64)).astype(np.uint8)
+    b = rng.integers(-127, 128, (64, 48)).astype(np.int8)
+    qm = (a, np.float32(0.02), np.uint8(3), b, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(5))
+    _same(lambda: refquant.qlinear_matmul(*qm, profile=profile), lambda: R.qlinear_matmul(*qm, profile=profile))
+    assert refquant.last_path()["path"] != "reference"
+    x = rng.integers(0, 256, (1, 8, 9, 9)).astype(np.uint8)
+    w = rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.int8)
+    qc = (x, np.float32(0.02), np.uint8(3), w, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(5))
+    _same(lambda: refquant.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile),
+          lambda: R.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile))
+    assert refquant.last_path()["path"] != "reference"
