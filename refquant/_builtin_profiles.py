@@ -273,6 +273,9 @@ PYTORCH_QNNPACK = register_profile(Profile(
              "aten/src/ATen/native/quantized/cpu/qnnpack/src/requantization/fp32-*.c") + _TORCH_Q_SOURCES,
     ops=_QDQ + _QLIN,
     rq_multiplier="fp32_reciprocal", rq_bias="int32", rq_float_to_int="int32_min",
+    extra={"multiplier": "normal",
+           "multiplier_error": "QNNPACK refuses it ('failed to create op with requantization scale: "
+                               "...: requantization scale must be finite and positive', std::isnormal)"},
     **_TORCH_Q,
     doc=_TORCH_LINEAR_DOC.format(
         engine="qnnpack",

@@ -120,6 +120,9 @@ Restrictions (an op a profile cannot express raises ``ProfileError``)
                                      limit: "zero_point_0" (pytorch-onednn) or "int8_zero_point_0"
                                      (tflite-*); the QLinear ops raise ProfileError with
                                      extra["weights_error"] (lint RQ104 says the same).
+    extra["multiplier"]              "normal": the engine refuses a requantization multiplier that is
+                                     zero or subnormal in float32 (pytorch-qnnpack); the QLinear ops
+                                     raise ProfileError with extra["multiplier_error"].
 
 Variants inside one engine
     overrides [()]                   field changes that apply only to some calls, as a tuple of

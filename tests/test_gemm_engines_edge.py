@@ -395,3 +395,20 @@ def test_onednn_conv2d_width1_strided_deviation():
     assert engine_differs("pytorch-onednn", "pytorch-onednn", "QLinearConv", d, at)[0] > 100
     d, at = _onednn_conv(rng, 3, 9, 12, 3, 14, (3, 3), (1, 1))
     assert_exact("pytorch-onednn", "pytorch-onednn", "QLinearConv", d, at)
+
+
+# --------------------------------------------------------------------------- QNNPACK refusals
+
+def test_qnnpack_refuses_subnormal_requantization_scale():
+    # QNNPACK: 'requantization scale must be finite and positive' (std::isnormal); the
+    # reference computed a result for a multiplier the engine refuses
+    from refquant.profile import ProfileError
+    rng = np.random.default_rng(14)
+    d = _huge_m_case(rng)
+    d["y_scale"] = F32(3e37)                  # M ~ 7e-42: subnormal in float32
+    with pytest.raises(ProfileError, match="requantization scale"):
+        qlinear_matmul(*d.values(), profile="pytorch-qnnpack")
+    qlinear_matmul(*d.values(), profile="pytorch-fbgemm")       # fbgemm accepts it
+    need("pytorch-qnnpack")
+    with pytest.raises(RuntimeError, match="requantization scale must be finite and positive"):
+        E.run("pytorch-qnnpack", "QLinearMatMul", d)

@@ -53,7 +53,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..profile import get_profile
 from .gemm import (_int_tensor, _zp, _symmetric_check, _weight_check, _check_opset, _pair_terms, _INT8,
-                   _MAX_EXACT_K)
+                   _MAX_EXACT_K, _multiplier_check)
 from .requant import requantize, form_multiplier, wrap_int32, check_scale
 
 __all__ = ["conv_integer", "qlinear_conv", "conv_output_shape", "fbgemm_depthwise_fast_path"]
@@ -343,6 +343,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     ws1 = ws.reshape(-1) if ws.size > 1 else ws.reshape(())
     Mul = form_multiplier(xs.reshape(()), ws1, ys.reshape(()), profile=p,
                           names=("x_scale", "w_scale", "y_scale"))
+    _multiplier_check(p, Mul)
     scales = (xs.reshape(()), ws1, ys.reshape(())) if p.rq_multiplier == "onednn" else None
     return requantize(acc, Mul, None if yz is None else yz.reshape(()), output_dtype=out_dt, bias=bias,
                       profile=p, axis=1, bias_scale=bias_scale, scales=scales)

@@ -143,6 +143,20 @@ def _weight_check(p, wdt, wzp, argname):
                        f"{np.unique(np.asarray(wzp))[:4].tolist()}; {why}")
 
 
+def _multiplier_check(p, M):
+    """Profile.extra["multiplier"] == "normal": the engine refuses a requantization scale that
+    is zero or subnormal in float32 (QNNPACK: ``std::isnormal``); raise its error."""
+    if (getattr(p, "extra", None) or {}).get("multiplier") != "normal":
+        return
+    m = np.asarray(M, dtype=np.float32)
+    bad = ~(m >= np.finfo(np.float32).tiny)
+    if np.any(bad):
+        v = float(m[bad].reshape(-1)[0])
+        raise ProfileError(f"profile {p.name!r}: requantization scale {v!r} (a_scale*b_scale/y_scale as the "
+                           f"engine forms it) is zero or subnormal; "
+                           f"{p.extra.get('multiplier_error', 'the engine refuses it')}")
+
+
 def _row_param(v, a_shape, argname):
     """A per-tensor / per-row parameter of A (..., M, K) -> broadcastable to (..., M, 1)."""
     v = np.asarray(v)
@@ -514,6 +528,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     p = _profile_for(profile, "QLinearMatMul", per_axis=bool(np.size(b_scale) > 1), dtype=a.dtype)
     acc = _int_gemm(a, b, azp, bzp, p)
     M = _matmul_multiplier(a_scale, b_scale, y_scale, a.shape, b.shape, acc.shape, p)
+    _multiplier_check(p, M)
     scales = None
     if p.rq_multiplier == "onednn":   # the scales one by one (requant.py), shaped like M
         one = np.ones((), np.float32)
@@ -660,6 +675,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
         S32 = S.astype(np.float32)
         return (acc.astype(np.float32) * S32).astype(np.float32)
     M = form_multiplier(a_s, bs, np.asarray(y_scale).reshape(()), profile=p, alpha=alpha)
+    _multiplier_check(p, M)
     bias_scale = None
     if bias is not None:
         if p.rq_bias == "float":     # fbgemm: b / fl32(act_scale * w_scale)
