@@ -220,3 +220,22 @@ def test_int32_min_profiles_keep_the_kernels_for_usual_scales(profile):
     _same(lambda: refquant.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile),
           lambda: R.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile))
     assert refquant.last_path()["path"] != "reference"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_empty_axis_and_profile_types_qdq_every_profile(profile):
+    """Q/DQ over an empty axis with a per-axis scale of length 0 (the compiled entries were
+    handed a 0-byte scale: "s: expected 4 bytes, got 0"), and an int32 DequantizeLinear under a
+    profile that lists its types (TensorRT refuses int32 DQ; the kernel computed it)."""
+    s, z8 = np.zeros(0, np.float32), np.zeros(0, np.int8)
+    for shape in ((2, 0, 3), (0, 4), (3, 0)):
+        x = np.zeros(shape, np.float32)
+        _same(lambda: refquant.quantize_linear(x, s, z8, axis=1, profile=profile),
+              lambda: R.quantize_linear(x, s, z8, axis=1, profile=profile))
+        q = np.zeros(shape, np.int8)
+        _same(lambda: refquant.dequantize_linear(q, s, z8, axis=1, profile=profile),
+              lambda: R.dequantize_linear(q, s, z8, axis=1, profile=profile))
+    x32 = np.array([1, -5, 7, 2**31 - 1], np.int32)
+    for sc in (np.float32(0.5), np.float32([0.25])):
+        _same(lambda: refquant.dequantize_linear(x32, sc, profile=profile),
+              lambda: R.dequantize_linear(x32, sc, profile=profile))
