@@ -324,3 +324,18 @@ def test_data_dtype_edges():
             calibrate(bad)
     r = calibrate(np.array([1.5, -2.0], ml_dtypes.bfloat16))
     assert float(r.rmin) == -2.0 and float(r.rmax) == 1.5
+
+
+@pytest.mark.parametrize("arrays", [{"a": np.zeros((0, 3), np.float32)},                 # no values
+                                    {"a": np.array([1e-45, -1e-44, 0.0], np.float32)},   # denormal range
+                                    {"a": np.array([1e39, 0.0])}])                       # beyond float32
+def test_cli_compare_tools_edge_data_no_traceback(tmp_path, capsys, arrays):
+    """--compare-tools --html on data every or some tool refuses: the refusals are listed, the page
+    is written, no traceback."""
+    from refquant.calibration import cli
+    p = tmp_path / "d.npz"
+    np.savez(p, **arrays)
+    page = tmp_path / "o.html"
+    assert cli.main([str(p), "--compare-tools", "--html", str(page)]) == 0
+    assert "not applicable" in capsys.readouterr().out
+    assert "<svg" in page.read_text()

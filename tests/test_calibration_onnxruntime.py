@@ -150,3 +150,17 @@ def test_ort_moving_average_overflow_refused():
     with pytest.raises(ValueError, match="overflows float32"):
         calibrate(bs, tool="onnxruntime", method="moving_average_minmax")
     _check(bs, "minmax", {})                                                  # the plain range is finite
+
+
+def test_ort_histogram_of_denormal_range_refused_clearly():
+    """np.histogram cannot make 128 finite float32 bins over [-1e-44, 1e-44]: ORT fails with numpy's
+    ValueError; refquant raises a CalibrationError naming the tool (the CLI's --compare-tools
+    reports it instead of a traceback)."""
+    from refquant.calibration import CalibrationError
+    x = [np.array([1e-45, -1e-44, 0.0], np.float32)]
+    for meth in ("entropy", "percentile"):
+        with pytest.raises(ValueError, match="Too many bins"):
+            ort_ranges(x, method=meth)
+        with pytest.raises(CalibrationError, match="onnxruntime's histogram"):
+            calibrate(x, tool="onnxruntime", method=meth)
+    _check([np.array([0.0, 1e-41, 3e-41], np.float32)], "entropy", {})      # wide enough: bit-exact

@@ -77,3 +77,14 @@ def test_minmax_and_percentile():
 def test_all_zero_data():
     r = calibrate(np.zeros(100, np.float32), tool="tensorrt", method="entropy")
     assert float(r.amax) == 0.0 and float(r.scale) == 1.0
+
+
+def test_denormal_range_refused_clearly():
+    """refquant's TensorRT model builds its |x| histogram with np.histogram: on a denormal range it
+    cannot make 2048 finite float32 bins -- a CalibrationError, not numpy's bare ValueError."""
+    from refquant.calibration import CalibrationError
+    x = np.array([1e-45, -1e-44, 0.0], np.float32)
+    for meth in ("entropy", "percentile"):
+        with pytest.raises(CalibrationError, match="TensorRT model's histogram"):
+            calibrate(x, tool="tensorrt", method=meth)
+    assert float(calibrate(x, tool="tensorrt", method="minmax").amax) == float(np.float32(1e-44))

@@ -217,6 +217,18 @@ def check_finite_range(rmin, rmax, *, tool: str, method: str, why: str) -> None:
         f"refquant refuses it -- scale the data down.")
 
 
+def np_histogram(tool: str, *args, **kwargs):
+    """``np.histogram`` as the tool calls it; numpy's own refusals (a float32 range too narrow for
+    ``bins`` finite-width bins, e.g. denormal data) become a :class:`CalibrationError` naming the tool."""
+    try:
+        return np.histogram(*args, **kwargs)
+    except ValueError as exc:
+        raise CalibrationError(
+            f"data: {tool}'s histogram (np.histogram over float32 values) fails on this data: {exc} "
+            f"(the data range is too narrow for that many float32 bins; scale the data up or use "
+            f"fewer bins)") from exc
+
+
 def check_percentile(p):
     if p is None:
         return None

@@ -46,7 +46,7 @@ import copy
 
 import numpy as np
 
-from ._common import CalibrationError, CalibrationResult, check_finite_range, per_channel_view
+from ._common import CalibrationError, CalibrationResult, check_finite_range, np_histogram, per_channel_view
 from .qparams import compute_scale_zero_point
 
 METHODS = ("minmax", "moving_average_minmax", "entropy", "percentile", "distribution")
@@ -98,7 +98,7 @@ def _collect_value(x, num_bins):
     min_value = np.nanmin(x)
     max_value = np.nanmax(x)
     threshold = np.array(max(abs(min_value), abs(max_value)), dtype=x.dtype)
-    hist, hist_edges = np.histogram(x, num_bins, range=(-threshold, threshold))
+    hist, hist_edges = np_histogram("onnxruntime", x, num_bins, range=(-threshold, threshold))
     return hist, hist_edges, min_value, max_value, threshold
 
 
@@ -106,7 +106,7 @@ def _collect_absolute_value(x, num_bins):
     min_value = np.nanmin(x)
     max_value = np.nanmax(x)
     a = np.absolute(x)
-    hist, hist_edges = np.histogram(a, bins=num_bins)
+    hist, hist_edges = np_histogram("onnxruntime", a, bins=num_bins)
     hist_edges = hist_edges.astype(a.dtype)
     return hist, hist_edges, min_value, max_value
 

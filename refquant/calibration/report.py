@@ -47,8 +47,7 @@ def table(results) -> str:
 
 def _svg_histogram(x, results, width=900, height=360, bins=200) -> str:
     x = np.asarray(x, np.float64).ravel()
-    lo = float(x.min())
-    hi = float(x.max())
+    x = x[np.isfinite(x)]                      # the page plots what it can; calibrate() refuses the rest
     marks = []
     for r in results:
         if isinstance(r, tuple):
@@ -56,9 +55,12 @@ def _svg_histogram(x, results, width=900, height=360, bins=200) -> str:
         a, b = np.asarray(r.rmin, np.float64), np.asarray(r.rmax, np.float64)
         if a.ndim:
             a, b = a.min(), b.max()
-        marks.append((f"{r.tool} {r.method}", float(a), float(b)))
+        if np.isfinite(a) and np.isfinite(b):
+            marks.append((f"{r.tool} {r.method}", float(a), float(b)))
+    ends = [float(x.min()), float(x.max())] if x.size else []
     for _, a, b in marks:
-        lo, hi = min(lo, a), max(hi, b)
+        ends += [a, b]
+    lo, hi = (min(ends), max(ends)) if ends else (-1.0, 1.0)
     if hi == lo:
         lo, hi = lo - 1.0, hi + 1.0
     pad = 0.02 * (hi - lo)
@@ -101,9 +103,26 @@ def _svg_histogram(x, results, width=900, height=360, bins=200) -> str:
     return "\n".join(parts)
 
 
+def _plottable(data_batches) -> np.ndarray:
+    """The finite float32 values of every batch that converts to float (others are skipped)."""
+    parts = []
+    for b in data_batches:
+        try:
+            a = np.asarray(b)
+            if a.dtype.kind not in "fiub" and a.dtype.names is None and a.dtype.kind != "V":
+                continue
+            with np.errstate(all="ignore"):
+                a = a.astype(np.float32).ravel()
+        except (TypeError, ValueError):
+            continue
+        parts.append(a[np.isfinite(a)])
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
 def html_page(data_batches, results, *, title="refquant calibrate") -> str:
-    x = np.concatenate([np.asarray(b, np.float32).ravel() for b in data_batches])
+    x = _plottable(data_batches)
     svg = _svg_histogram(x, results)
+    summary = (f"min {float(x.min()):.9g}, max {float(x.max()):.9g}" if x.size else "no finite values")
     rows = []
     for r in results:
         if isinstance(r, tuple):
@@ -121,7 +140,7 @@ def html_page(data_batches, results, *, title="refquant calibrate") -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}}pre{{font-size:11px}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
-<p>{x.size} values in {len(data_batches)} batch(es); min {float(x.min()):.9g}, max {float(x.max()):.9g}.
+<p>{x.size} finite values in {len(data_batches)} batch(es); {summary}.
 Vertical lines: the range each tool's calibrator chose (dotted: 0).</p>
 {svg}
 <h2>Chosen ranges and quantization parameters</h2>

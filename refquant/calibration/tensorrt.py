@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import CalibrationError, CalibrationResult, per_channel_view
+from ._common import CalibrationError, CalibrationResult, np_histogram, per_channel_view
 from .qparams import nvidia_maxbound, nvidia_scale
 
 F32 = np.float32
@@ -100,7 +100,7 @@ def entropy_threshold_from_histogram(hist, bin_width, *, num_quantized_bins=128)
 def abs_histogram(batches, num_bins):
     a = np.concatenate([np.abs(b.ravel()) for b in batches]).astype(np.float32)
     amax_all = F32(a.max())
-    hist, edges = np.histogram(a, bins=num_bins, range=(F32(0), amax_all))
+    hist, edges = np_histogram("refquant's TensorRT model", a, bins=num_bins, range=(F32(0), amax_all))
     return hist, edges, amax_all
 
 
