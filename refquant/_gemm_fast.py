@@ -371,7 +371,7 @@ def _out_dtype(y_zero_point, default):
     return default
 
 
-_QM_PROF = {}      # (id(profile), dtype) -> (profile, lean path allowed, sat16 flag, f2i check)
+_QM_PROF = {}      # (id(profile), dtype) -> (profile, lean path allowed, sat16 flag, multiplier rules)
 _F32 = np.float32
 _LEAN_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 
@@ -380,7 +380,7 @@ def _lean_prof(cache, profile, adt, op, entry):
     """Cached ``entry(p)`` for ``profile`` as it applies to a per-tensor ``op`` call with
     activation type ``adt`` (``Profile.for_op`` with per_axis=False, dtype=adt, as the
     reference resolves it).  ``adt`` None: a call of either type (the compiled lean entries,
-    which take both): the AND of the flags, the f2i check required when either needs it."""
+    which take both): the AND of the flags, the multiplier rules when either has them."""
     key = (id(profile), adt)
     ent = cache.get(key)
     if ent is None or ent[0] is not profile:
@@ -396,14 +396,19 @@ def _lean_prof(cache, profile, adt, op, entry):
     return ent
 
 
+def _mult_rules(p):
+    """Whether the profile puts rules on the multiplier that _mult_ok must check per call."""
+    return p.rq_float_to_int != "saturate" or (p.extra or {}).get("multiplier") == "normal"
+
+
 def _qm_entry(p):
     return (bool(_rq_ok(p, bias=False) and p.rq_multiplier == "fp32"), p.int16_pair_saturation is True,
-            p.rq_float_to_int != "saturate")
+            _mult_rules(p))
 
 
 def _qm_prof(profile, adt=None):
-    """(profile, lean path allowed, sat16 flag, f2i check) for QLinearMatMul (see _lean_prof;
-    ``adt`` None: the compiled lean entry, allowed only where no f2i check is needed)."""
+    """(profile, lean path allowed, sat16 flag, multiplier rules) for QLinearMatMul (see _lean_prof;
+    ``adt`` None: the compiled lean entry, allowed only where the multiplier has no rules)."""
     ent = _lean_prof(_QM_PROF, profile, adt, "QLinearMatMul", _qm_entry)
     if adt is None and ent[3]:
         return (profile, False, ent[2], True)
@@ -417,10 +422,17 @@ def _qm_prof(profile, adt=None):
 _F2I_LIMIT = 2.0 ** 30
 
 
-def _f2i_ok(p, mult, fbias=None):
-    """Whether the kernels' saturating conversion gives the profile's rq_float_to_int result
-    for every possible accumulator: always under "saturate"; otherwise when
-    (2^31 + max|float bias|) * max(M) < 2^30."""
+def _mult_ok(p, mult, fbias=None):
+    """Whether the kernels give the profile's result for this multiplier M (float32, scalar or
+    per column) whatever the accumulators:
+    - rq_float_to_int other than "saturate": the kernels' saturating conversion equals it when
+      (2^31 + max|float bias|) * max(M) < 2^30 (no value leaves int32);
+    - Profile.extra["multiplier"] == "normal" (QNNPACK refuses a zero or subnormal M): every M
+      normal, else the reference raises the engine's error."""
+    if (p.extra or {}).get("multiplier") == "normal":
+        m = np.asarray(mult, dtype=np.float32)
+        if not np.all(m >= np.finfo(np.float32).tiny):
+            return False
     if p.rq_float_to_int == "saturate":
         return True
     mx = float(np.max(mult)) if np.size(mult) else 0.0
@@ -451,11 +463,11 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
     yz = _lean_zp(y_zero_point, ydt)
     if za is None or zb is None or yz is None:
         return None
-    _, ok, sat, f2i = _qm_prof(profile, adt)
+    _, ok, sat, rules = _qm_prof(profile, adt)
     if not ok:
         return None
     m = _lean_mult(a_scale, b_scale, y_scale)
-    if m is None or (f2i and not float(m) * 2.0 ** 31 < _F2I_LIMIT):
+    if m is None or (rules and not _mult_ok(profile.for_op("QLinearMatMul", per_axis=False, dtype=adt), m)):
         return None
     return _k.matmul_q8(a, Bo, za, zb, float(m), yz, ydt == _S8, _packed_for(pk, Bo),
                         bool(sat and adt != bdt))
@@ -549,7 +561,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
         m = np.ones(fx[0].size, np.float32)      # unused by the fixed-point epilogue
     else:
         m = _mult32(Mul) if od is None else np.ascontiguousarray(bprime.reshape(-1), np.float32)
-    if m is None or not _f2i_ok(p, Mul):
+    if m is None or not _mult_ok(p, Mul):
         return None
     return _matmul_core(A, B, za, zb, out_dt, packed=pk, mult=m, y_zp=int(yz[0]),
                         sat16=_sat16(p, A, B), od=od, fx=fx)
@@ -657,7 +669,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     except (TypeError, ValueError, _Slow):
         return None
     m = _mult32(Mul)
-    if m is None or not _f2i_ok(p, m):
+    if m is None or not _mult_ok(p, m):
         return None
     out = _k.empty_aligned((Mr, N), out_dt)
     kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, mult=m,
@@ -731,7 +743,7 @@ def _conv_run(X4, W4, xz, wz, geo, o2, out_dtype, pk, **kw):
     return out, kern
 
 
-_QC_PROF = {}      # (id(profile), dtype) -> (profile, lean path allowed without / with a bias, f2i check)
+_QC_PROF = {}      # (id(profile), dtype) -> (profile, lean path allowed without / with a bias, multiplier rules)
 _GEO = {}          # (x.shape, w.shape, attributes) -> the lean path's geometry
 _Z1 = np.zeros(1, np.int32)
 _Z1.setflags(write=False)
@@ -740,12 +752,12 @@ _Z1.setflags(write=False)
 def _qc_entry(p):
     base = p.rq_multiplier == "fp32" and not p.int16_pair_saturation
     return (bool(base and _rq_ok(p, bias=False)), bool(base and _rq_ok(p, bias=True)),
-            p.rq_float_to_int != "saturate")
+            _mult_rules(p))
 
 
 def _qc_prof(profile, xdt=None):
-    """(profile, lean path allowed without / with a bias, f2i check) for QLinearConv (see
-    _lean_prof; ``xdt`` None: the compiled lean entry, allowed only where no f2i check is needed)."""
+    """(profile, lean path allowed without / with a bias, multiplier rules) for QLinearConv (see
+    _lean_prof; ``xdt`` None: the compiled lean entry, allowed only where the multiplier has no rules)."""
     ent = _lean_prof(_QC_PROF, profile, xdt, "QLinearConv", _qc_entry)
     if xdt is None and ent[3]:
         return (profile, False, False, True)
@@ -863,7 +875,7 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
     if B is not None and not (type(B) is np.ndarray and B.dtype == np.int32 and B.ndim == 1
                               and B.shape[0] == Mc):
         return None
-    _, ok0, ok1, f2i = _qc_prof(profile, x.dtype)
+    _, ok0, ok1, rules = _qc_prof(profile, x.dtype)
     if not (ok1 if B is not None else ok0):
         return None
     g = _lean_geo(x.shape, Wo.shape, dilations, group, kernel_shape, pads, strides)
@@ -871,7 +883,7 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
         return None
     geo, o2 = g
     m = _lean_mult(x_scale, w_scale, y_scale)
-    if m is None or (f2i and not float(m) * 2.0 ** 31 < _F2I_LIMIT):
+    if m is None or (rules and not _mult_ok(profile.for_op("QLinearConv", per_axis=False, dtype=x.dtype), m)):
         return None
     if pk is not None and (pk.kind != "conv" or geo["group"] != 1):
         pk = None
@@ -1009,7 +1021,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
         except (TypeError, ValueError):
             return None
     m = _mult32(Mul)
-    if m is None or not _f2i_ok(p, Mul, fbias):
+    if m is None or not _mult_ok(p, Mul, fbias):
         return None
     kw = dict(bias=bias, mult=m, y_zp=int(yz[0]))
     if fbias is not None:

@@ -239,3 +239,29 @@ def test_empty_axis_and_profile_types_qdq_every_profile(profile):
     for sc in (np.float32(0.5), np.float32([0.25])):
         _same(lambda: refquant.dequantize_linear(x32, sc, profile=profile),
               lambda: R.dequantize_linear(x32, sc, profile=profile))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_zero_and_subnormal_multipliers_every_profile(profile):
+    """A requantization multiplier that is zero or subnormal in float32 (a huge y_scale):
+    QNNPACK refuses it (Profile.extra["multiplier"] = "normal", a ProfileError from the
+    reference) -- the kernels computed it -- and every other profile gives the reference's
+    bits, through the lean and the generic glue, per tensor and per column."""
+    rng = np.random.default_rng(abs(hash(profile + "sub")) % 2**32)
+    a = rng.integers(0, 256, (8, 40)).astype(np.uint8)
+    b = rng.integers(-127, 128, (40, 24)).astype(np.int8)
+    x = rng.integers(0, 256, (1, 4, 6, 6)).astype(np.uint8)
+    w = rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8)
+    for y_s in (np.float32(1e30), np.float32(3e38), np.float32(1e-3)):
+        for bs, ws in ((np.float32(1e-5), np.float32(1e-5)),
+                       (np.full(24, 1e-5, np.float32), np.full(8, 1e-5, np.float32))):
+            zb = np.zeros(np.shape(bs), np.int8) if np.ndim(bs) else np.int8(0)
+            zw = np.zeros(np.shape(ws), np.int8) if np.ndim(ws) else np.int8(0)
+            qm = (a, np.float32(1e-5), np.uint8(3), b, bs, zb, y_s, np.uint8(5))
+            _same(lambda: refquant.qlinear_matmul(*qm, profile=profile),
+                  lambda: R.qlinear_matmul(*qm, profile=profile))
+            qg = (a, np.float32(1e-5), np.uint8(3), b, bs, zb, None, y_s, np.uint8(5))
+            _same(lambda: refquant.qgemm(*qg, profile=profile), lambda: R.qgemm(*qg, profile=profile))
+            qc = (x, np.float32(1e-5), np.uint8(3), w, ws, zw, y_s, np.uint8(5))
+            _same(lambda: refquant.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile),
+                  lambda: R.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile))
