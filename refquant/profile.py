@@ -132,7 +132,8 @@ Variants inside one engine
                                      "QuantizeLinear", ...), "per_axis" (Q/DQ with a 1-D scale; the
                                      QLinear ops with a per-channel weight scale), "per_tensor" (the
                                      opposite), "uint8" (the QLinear ops with a uint8 activation
-                                     input x / a / A), "tail" (the scalar remainder loop, see
+                                     input x / a / A), "asymmetric_weights" (the QLinear ops with a
+                                     non-zero weight zero point), "tail" (the scalar remainder loop, see
                                      q_vector_width), or several of these joined by "+", which
                                      selects the calls where all of them hold
                                      ("QLinearMatMul+per_tensor").  Example: torch.quantize_per_channel rounds twice
@@ -272,10 +273,11 @@ class Profile:
         object.__setattr__(self, "overrides", _normalize_overrides(self.overrides))
 
     def for_op(self, op: str, *, per_axis: bool | None = None, tail: bool = False,
-               dtype=None) -> "Profile":
+               dtype=None, asymmetric_weights: bool | None = None) -> "Profile":
         """The profile as it applies to one call: ``overrides`` whose selector is ``op``, or
         "per_axis"/"per_tensor" when ``per_axis`` is True/False, "uint8" when ``dtype`` (the
-        activation input's type) is uint8, or "tail" when ``tail`` -- a "+"-joined selector
+        activation input's type) is uint8, "asymmetric_weights" when ``asymmetric_weights`` (a
+        non-zero weight zero point), or "tail" when ``tail`` -- a "+"-joined selector
         when every part holds -- applied in order.  Returns ``self`` when nothing applies (so
         identity and equality are kept); otherwise a profile of the same name keeping only the
         overrides not applied (an unknown ``per_axis`` / ``dtype`` leaves theirs for later)."""
@@ -290,7 +292,8 @@ class Profile:
         def holds(part):
             return (part == op or (per_axis is True and part == "per_axis") or
                     (per_axis is False and part == "per_tensor") or (tail and part == "tail") or
-                    (is_u8 is True and part == "uint8"))
+                    (is_u8 is True and part == "uint8") or
+                    (asymmetric_weights is True and part == "asymmetric_weights"))
 
         changes, rest = {}, []
         for sel, fields in self.overrides:
@@ -339,7 +342,7 @@ class Profile:
         return f"Profile({self.name!r})"
 
 
-_SELECTORS_EXTRA = ("per_axis", "per_tensor", "tail", "uint8")
+_SELECTORS_EXTRA = ("per_axis", "per_tensor", "tail", "uint8", "asymmetric_weights")
 _OP_NAMES = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
              "QLinearMatMul", "ConvInteger", "QLinearConv", "QGemm")
 

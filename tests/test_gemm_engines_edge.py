@@ -412,3 +412,30 @@ def test_qnnpack_refuses_subnormal_requantization_scale():
     need("pytorch-qnnpack")
     with pytest.raises(RuntimeError, match="requantization scale must be finite and positive"):
         E.run("pytorch-qnnpack", "QLinearMatMul", d)
+
+
+# --------------------------------------------------------------------------- x86 engine, asymmetric weights
+
+def test_x86_asymmetric_weight_conv_runs_fbgemm_arithmetic():
+    # torch's x86 engine runs a conv with a non-zero weight zero point on FBGEMM (oneDNN needs
+    # symmetric weights): the override "QLinearConv+asymmetric_weights" gives FBGEMM's epilogue
+    # (zp after rounding, fp32 multiplier, depthwise int16 pair saturation)
+    p = get_profile("pytorch-x86")
+    assert p.for_op("QLinearConv").rq_multiplier == "onednn"
+    q = p.for_op("QLinearConv", asymmetric_weights=True)
+    f = get_profile("pytorch-fbgemm")
+    assert (q.rq_multiplier, q.rq_zero_point, q.int16_pair_saturation, q.rq_float_to_int) == \
+        (f.rq_multiplier, f.rq_zero_point, f.int16_pair_saturation, f.rq_float_to_int)
+    rng = np.random.default_rng(15)
+    # depthwise 3x3, 16 channels, extreme values: FBGEMM's saturating depthwise kernel
+    d = {"x": np.where(rng.random((2, 16, 7, 6)) < 0.5, 255, 0).astype(np.uint8), "x_scale": F32(0.02),
+         "x_zero_point": np.uint8(0), "w": np.where(rng.random((16, 1, 3, 3)) < 0.5, 127, -128).astype(np.int8),
+         "w_scale": F32(0.01), "w_zero_point": np.int8(-3), "y_scale": F32(8.0), "y_zero_point": np.uint8(128),
+         "B": rng.uniform(-2, 2, 16).astype(F32)}
+    at = {"pads": [1, 1, 1, 1], "group": 16}
+    x86 = qlinear_conv(*d.values(), profile="pytorch-x86", **at)
+    assert np.array_equal(x86, qlinear_conv(*d.values(), profile="pytorch-fbgemm", **at))
+    need("pytorch-x86")
+    assert_exact("pytorch-x86", "pytorch-x86", "QLinearConv", d, at)
+    d2 = dict(d, w_zero_point=np.int8(0), w=np.clip(d["w"], -127, 127))
+    assert_exact("pytorch-x86", "pytorch-x86", "QLinearConv", d2, at)       # symmetric: oneDNN

@@ -192,6 +192,14 @@ def fbgemm_depthwise_fast_path(x_shape, w_shape, *, group, strides, dilations, p
             all(pb == pe == (k[0] - 1) // 2 for pb, pe in zip(pads_begin, pads_end)))
 
 
+def _asymmetric(zp) -> bool:
+    """A non-zero weight zero point (the "asymmetric_weights" override selector)."""
+    if zp is None:
+        return False
+    z = np.asarray(zp)
+    return bool(z.dtype.kind in "iu" and np.any(z != 0))
+
+
 def _pair_saturation_applies(p, xdt, wdt, x_shape, w_shape, group, strides, dilations, pb, pe) -> bool:
     if p is None or {xdt, wdt} != {np.dtype(np.uint8), np.dtype(np.int8)}:
         return False
@@ -318,7 +326,8 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     if p.symmetric_only:
         _symmetric_check(p, y_zero_point=yz)
     # the overrides selected by the weight-scale granularity and the activation type
-    p = get_profile(profile).for_op("QLinearConv", per_axis=bool(ws.size > 1), dtype=x_.dtype)
+    p = get_profile(profile).for_op("QLinearConv", per_axis=bool(ws.size > 1), dtype=x_.dtype,
+                                    asymmetric_weights=_asymmetric(w_zero_point))
     acc, _ = _conv_accumulate(x_, w_, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
                               group=group, kernel_shape=kernel_shape, pads=pads, strides=strides, profile=p)
     bias = None

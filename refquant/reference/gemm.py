@@ -83,13 +83,13 @@ def _check_opset(op, opset, first, last=None):
 _FP32 = Profile(name="fp32-multiplier")   # forms plain float32 scale products
 
 
-def _profile_for(profile, op, *, per_axis=None, dtype=None):
+def _profile_for(profile, op, *, per_axis=None, dtype=None, asymmetric_weights=None):
     """The profile as it applies to ``op`` (its op-specific overrides applied; with
     ``per_axis`` (a per-channel weight scale) and ``dtype`` (the activation input's type),
     also the overrides selected by them, e.g. "QLinearMatMul+per_tensor")."""
     p = get_profile(profile)
     p.check_op(op)
-    return p.for_op(op, per_axis=per_axis, dtype=dtype)
+    return p.for_op(op, per_axis=per_axis, dtype=dtype, asymmetric_weights=asymmetric_weights)
 
 
 def _int_tensor(x, argname, allowed=_INT8):
@@ -525,7 +525,8 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     _weight_check(p, b.dtype, bzp, "b (the weight)")
     azp = None if azp is None else _row_param(azp, a.shape, "a_zero_point")
     bzp = None if bzp is None else _col_param(bzp, b.shape, "b_zero_point")
-    p = _profile_for(profile, "QLinearMatMul", per_axis=bool(np.size(b_scale) > 1), dtype=a.dtype)
+    p = _profile_for(profile, "QLinearMatMul", per_axis=bool(np.size(b_scale) > 1), dtype=a.dtype,
+                     asymmetric_weights=bool(bzp is not None and np.any(bzp != 0)))
     acc = _int_gemm(a, b, azp, bzp, p)
     M = _matmul_multiplier(a_scale, b_scale, y_scale, a.shape, b.shape, acc.shape, p)
     _multiplier_check(p, M)
@@ -648,7 +649,8 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
         yzp = None
     _symmetric_check(p, a_zero_point=azp, b_zero_point=bzp, y_zero_point=yzp)
     _weight_check(p, Bt.dtype, bzp, "B (the weight)")
-    p = _profile_for(profile, "QGemm", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype)
+    p = _profile_for(profile, "QGemm", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype,
+                     asymmetric_weights=bool(bzp is not None and np.any(bzp != 0)))
     acc = _int_gemm(At, Bt, None if azp is None else azp.reshape(()),
                     None if bzp is None else bzp.reshape(-1) if bzp.size > 1 else bzp.reshape(()), p)
     bias = None
