@@ -107,3 +107,15 @@ def test_per_channel_needs_rank_2():
         with pytest.raises(ValueError, match="rank >= 2"):
             calibrate(x, tool="pytorch", method=meth, axis=0)
     _check([x[0].reshape(3, 1)], "minmax", "int8", False, False, axis=-2)
+
+
+def test_histogram_accepts_symmetric_reduce_range_quint8():
+    """Only the MinMax observers' constructors refuse symmetric + reduce_range for quint8;
+    HistogramObserver computes (zero point 128 outside [0, 127] for uint8)."""
+    x = [np.linspace(-1, 3, 50, dtype=np.float32)]
+    for dt in ("uint8", "uint4", "uint2"):
+        _check(x, "histogram", dt, True, True, bins=64)
+        with pytest.raises(ValueError, match="quint8"):
+            calibrate(x, tool="pytorch", method="minmax", dtype=dt, symmetric=True, reduce_range=True)
+    r = calibrate(x, tool="pytorch", method="histogram", dtype="uint8", symmetric=True, reduce_range=True)
+    assert int(r.zero_point) == 128 and any("outside the reduced range" in n for n in r.notes)

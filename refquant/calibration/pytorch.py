@@ -39,7 +39,7 @@ import ml_dtypes
 
 from . import _torchops as T
 from ._common import CalibrationError, CalibrationResult, check_finite_range, per_channel_view
-from .qparams import compute_scale_zero_point, torch_qrange
+from .qparams import compute_scale_zero_point, torch_histogram_qparams, torch_qrange
 
 F32 = np.float32
 METHODS = ("minmax", "moving_average_minmax", "histogram")
@@ -177,10 +177,11 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
     if method not in METHODS:
         raise CalibrationError(f"method: torch.ao.quantization has no {method!r} observer")
     torch_qrange(dt, reduce_range=reduce_range)  # validates dtype
-    if symmetric and reduce_range and dt in (np.dtype(np.uint8), np.dtype(ml_dtypes.uint4),
-                                               np.dtype(ml_dtypes.uint2)):
-        raise CalibrationError("reduce_range: torch refuses symmetric quantization with reduce_range "
-                               "for quint8 ('Cannot reduce range for symmetric quantization for quint8')")
+    if method != "histogram" and symmetric and reduce_range and \
+            dt in (np.dtype(np.uint8), np.dtype(ml_dtypes.uint4), np.dtype(ml_dtypes.uint2)):
+        raise CalibrationError("reduce_range: torch's MinMax observers refuse symmetric quantization with "
+                               "reduce_range for quint8 ('Cannot reduce range for symmetric quantization "
+                               "for quint8')")
     if num_quantized_bins is not None or percentile is not None:
         raise CalibrationError("num_quantized_bins/percentile: torch observers have no such option")
     params, details, notes = {}, {}, []
@@ -235,6 +236,12 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         params.update(bins=nb, observer="HistogramObserver")
         details.update(hist=st.histogram.copy(), hist_min=float(st.min_val), hist_max=float(st.max_val),
                        start_bin=sb, end_bin=eb)
+        scale, zp = torch_histogram_qparams(rmin, rmax, dt, symmetric, reduce_range)
+        if symmetric and reduce_range and dt == np.dtype(np.uint8):
+            notes.append("HistogramObserver (unlike the MinMax observers) accepts symmetric + reduce_range "
+                         "for quint8: its zero point 128 lies outside the reduced range [0, 127]")
+        return CalibrationResult("pytorch", method, dtype, symmetric, reduce_range, axis, rmin, rmax,
+                                 scale, zp, params=params, details=details, notes=notes)
     scale, zp = compute_scale_zero_point(rmin, rmax, dtype=dt, symmetric=symmetric,
                                          reduce_range=reduce_range, tool="pytorch")
     return CalibrationResult("pytorch", method, dtype, symmetric, reduce_range, axis, rmin, rmax,

@@ -26,6 +26,8 @@ pytorch -- ``torch/ao/quantization/observer.py`` ``_calculate_qparams`` with
                    int4/uint4/int2/uint2 = a custom quant_min/quant_max on qint8/quint8
                    (reduce_range then halves them with floor division)
     min_neg = min(rmin, 0); max_pos = max(rmax, 0)                       (float32)
+    symmetric + reduce_range + quint8 (uint8/uint4/uint2): refused, as MinMaxObserver's constructor
+               refuses it (HistogramObserver accepts it: see torch_histogram_qparams)
     symmetric: scale = max(max(-min_neg, max_pos) / f32((qmax - qmin) / 2), eps)
                zp = 0 (signed), 128 (uint8), (qmin + qmax) // 2 (custom unsigned), 32768 (uint16)
     affine:    scale = max((max_pos - min_neg) / f32(qmax - qmin), eps)      (float32 division)
@@ -144,11 +146,12 @@ def _ort(rmin, rmax, dt, symmetric, reduce_range, min_real_range):
     return scale, _cast_zp(zp, dt)
 
 
-def _torch(rmin, rmax, dt, symmetric, reduce_range):
+def _torch(rmin, rmax, dt, symmetric, reduce_range, minmax_observer=True):
     qmin, qmax, custom = torch_qrange(dt, reduce_range=reduce_range)
-    if symmetric and reduce_range and dt in (_U8, _U4, _U2):
-        raise CalibrationError("reduce_range: torch refuses symmetric quantization with reduce_range for "
-                               "quint8 ('Cannot reduce range for symmetric quantization for quint8')")
+    if minmax_observer and symmetric and reduce_range and dt in (_U8, _U4, _U2):
+        raise CalibrationError("reduce_range: torch's MinMax observers refuse symmetric quantization with "
+                               "reduce_range for quint8 ('Cannot reduce range for symmetric quantization "
+                               "for quint8'); HistogramObserver accepts it (calibrate(method='histogram'))")
     eps = F32(np.finfo(np.float32).eps)
     if np.any(rmin > rmax):
         raise CalibrationError(f"rmin/rmax: torch asserts min <= max, got {rmin} > {rmax}")
@@ -176,6 +179,17 @@ def _torch(rmin, rmax, dt, symmetric, reduce_range):
         d = (np.int64(qmin) - q + 2**31) % 2**32 - 2**31
         zp = np.clip(d, qmin, qmax)
     return scale.astype(np.float32), _cast_zp(zp, dt)
+
+
+def torch_histogram_qparams(rmin, rmax, dt, symmetric, reduce_range):
+    """``HistogramObserver.calculate_qparams`` on its searched range: ``_calculate_qparams`` as for
+    the MinMax observers, but HistogramObserver's constructor has no symmetric + reduce_range +
+    quint8 check, so that combination computes: qrange [0, 127] (custom: halved), zero point 128
+    (custom unsigned: (qmin + qmax) // 2) -- 128 lies outside [0, 127]; that is torch's result."""
+    rmin = np.array(_as_f32("rmin", rmin), np.float32)
+    rmax = np.array(_as_f32("rmax", rmax), np.float32)
+    return _torch(rmin, rmax, resolve_dtype(dt, argname="dtype"), bool(symmetric), bool(reduce_range),
+                  minmax_observer=False)
 
 
 def nvidia_maxbound(dt: np.dtype, tool: str) -> tuple[float, bool]:
