@@ -339,3 +339,19 @@ def test_cli_compare_tools_edge_data_no_traceback(tmp_path, capsys, arrays):
     assert cli.main([str(p), "--compare-tools", "--html", str(page)]) == 0
     assert "not applicable" in capsys.readouterr().out
     assert "<svg" in page.read_text()
+
+
+def test_flags_and_shapes_validated():
+    """A string flag is truthy in Python ('no' selected symmetric); mismatched per-channel ranges
+    gave numpy's bare broadcast error."""
+    with pytest.raises(TypeError, match="symmetric: expected True or False"):
+        compute_scale_zero_point(-1.0, 2.0, symmetric="no")
+    with pytest.raises(TypeError, match="reduce_range: expected True or False"):
+        calibrate([1.0, -2.0], reduce_range="yes")
+    with pytest.raises(TypeError, match="calib_symmetric"):
+        calibrate([1.0, -2.0], calib_symmetric="false")
+    with pytest.raises(ValueError, match="rmin/rmax: shapes"):
+        compute_scale_zero_point([0.0, -1.0], [1.0, 2.0, 3.0])
+    a = compute_scale_zero_point(-1.0, 2.0, symmetric=np.True_, reduce_range=0)
+    b = compute_scale_zero_point(-1.0, 2.0, symmetric=True, reduce_range=False)
+    assert bits(a[0]) == bits(b[0]) and ints(a[1]) == ints(b[1])

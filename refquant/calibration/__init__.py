@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._dtypes import resolve_dtype
-from ._common import (CalibrationError, CalibrationResult, TOOLS, METHODS, check_percentile,
+from ._common import (CalibrationError, CalibrationResult, TOOLS, METHODS, check_flag, check_percentile,
                       check_positive_int, dtype_name, prepare_batches)
 from .qparams import compute_scale_zero_point
 from . import onnxruntime as _ort, pytorch as _pt, tensorrt as _trt, modelopt as _mo
@@ -99,6 +99,10 @@ def calibrate(data, *, method="minmax", tool="onnxruntime", dtype="int8", symmet
     if bad:
         raise TypeError(f"calibrate() got unexpected keyword argument(s) {sorted(bad)}")
     dt = resolve_dtype(dtype, argname="dtype")
+    symmetric = check_flag("symmetric", symmetric)
+    reduce_range = check_flag("reduce_range", reduce_range)
+    if options.get("calib_symmetric") is not None:
+        options["calib_symmetric"] = check_flag("calib_symmetric", options["calib_symmetric"])
     nb = check_positive_int("num_bins", num_bins)
     nq = check_positive_int("num_quantized_bins", num_quantized_bins)
     if nb is not None and nq is not None and nb < nq:

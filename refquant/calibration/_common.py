@@ -195,6 +195,14 @@ def per_channel_view(a: np.ndarray, axis: int) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(a, perm)).reshape(a.shape[ax], -1)
 
 
+def check_flag(name, v) -> bool:
+    """A yes/no option: bool, numpy bool or the integers 0/1 (a string such as "no" is truthy in
+    Python and would silently select the option, so it is a TypeError)."""
+    if isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and int(v) in (0, 1)):
+        return bool(v)
+    raise TypeError(f"{name}: expected True or False, got {v!r}")
+
+
 def check_positive_int(name, v, *, minimum=1):
     if v is None:
         return None

@@ -50,7 +50,7 @@ import numpy as np
 import ml_dtypes
 
 from .._dtypes import resolve_dtype
-from ._common import CalibrationError, TOOLS
+from ._common import CalibrationError, TOOLS, check_flag
 
 F32 = np.float32
 
@@ -224,7 +224,10 @@ def compute_scale_zero_point(rmin, rmax, *, dtype="int8", symmetric=False, reduc
                              tool="onnxruntime", min_real_range=None):
     """``(scale, zero_point)`` that ``tool`` derives from the real range [rmin, rmax].
 
-    ``rmin``/``rmax`` are converted to float32 (scalars or per-channel arrays, broadcast together).
+    ``rmin``/``rmax`` are converted to float32 (scalars or per-channel arrays, broadcast together);
+    ORT's compute_scale_zp works in the dtype of its range, and given float16 ranges (a float16
+    model) it rounds the scale to float16 -- not modelled here.  Per-channel arrays are computed
+    channel by channel (ORT's own function takes one range at a time).
     ``scale`` comes back float32, ``zero_point`` as ``dtype`` (0-d arrays for scalar input).
     ``min_real_range`` is ORT's ``MinimumRealRange`` option (onnxruntime only).
     The formulas of each tool are in this module's docstring.  TensorRT and ModelOpt are
@@ -233,9 +236,15 @@ def compute_scale_zero_point(rmin, rmax, *, dtype="int8", symmetric=False, reduc
     if tool not in TOOLS:
         raise CalibrationError(f"tool: expected one of {', '.join(TOOLS)}, got {tool!r}")
     dt = resolve_dtype(dtype, argname="dtype")
+    symmetric = check_flag("symmetric", symmetric)
+    reduce_range = check_flag("reduce_range", reduce_range)
     rmin = _as_f32("rmin", rmin)
     rmax = _as_f32("rmax", rmax)
-    rmin, rmax = np.broadcast_arrays(rmin, rmax)
+    try:
+        rmin, rmax = np.broadcast_arrays(rmin, rmax)
+    except ValueError:
+        raise CalibrationError(f"rmin/rmax: shapes {rmin.shape} and {rmax.shape} do not broadcast "
+                               f"(per-channel ranges need one rmin and one rmax per channel)") from None
     rmin = np.array(rmin, np.float32)
     rmax = np.array(rmax, np.float32)
     if min_real_range is not None and tool != "onnxruntime":
