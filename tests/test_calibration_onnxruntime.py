@@ -164,3 +164,28 @@ def test_ort_histogram_of_denormal_range_refused_clearly():
         with pytest.raises(CalibrationError, match="onnxruntime's histogram"):
             calibrate(x, tool="onnxruntime", method=meth)
     _check([np.array([0.0, 1e-41, 3e-41], np.float32)], "entropy", {})      # wide enough: bit-exact
+
+
+@pytest.mark.parametrize("meth,kw", [("entropy", {"num_bins": 256, "num_quantized_bins": 64}),
+                                     ("percentile", {}), ("percentile", {"calib_symmetric": False}),
+                                     ("percentile", {"num_bins": 64, "percentile": 99.0})])
+@pytest.mark.parametrize("name", ["multi_batch_growing", "multi_batch_shifting", "constant_then_varied"])
+def test_ort_strided_histogram_calibrators(name, meth, kw):
+    """quantize_static's CalibStridedMinMax applies to every method: each group of batches is one
+    collect_data call and the HistogramCollector merges call by call (merge_histogram widens by whole
+    old-stride bins; the |x| histogram appends arange edges).  refquant ignored strides here."""
+    bs = DATA[name]
+    for st in (1, len(bs)):
+        _check(bs, meth, dict(kw, strides=st))
+
+
+def test_ort_strided_distribution_and_zero_first_call():
+    bs = [np.zeros((2, 3), np.float32), np.linspace(-2, 3, 6, dtype=np.float32).reshape(2, 3)]
+    for meth, kw in (("entropy", {"num_bins": 128, "num_quantized_bins": 7}), ("percentile", {}),
+                     ("percentile", {"calib_symmetric": False})):
+        _check(bs, meth, dict(kw, strides=1))
+    td = ort_ranges(DATA["multi_batch_growing"], method="distribution", strides=2)
+    r = calibrate(DATA["multi_batch_growing"], tool="onnxruntime", method="distribution",
+                  dtype="float8e4m3fn", strides=2)
+    assert bits(td.range_value[0]) == bits(r.rmin) and bits(td.range_value[1]) == bits(r.rmax)
+    assert bits(td.avg_std[1]) == bits(r.details["std"])

@@ -26,6 +26,12 @@ the bin counts are the ``create_calibrator`` defaults unless given.
 - entropy / percentile / distribution (``HistogramCalibrater``): all batches are gathered first,
   ``np.asarray(list).flatten()``, and ``HistogramCollector.collect`` builds ONE histogram
   (so batch order and splitting do not matter; ORT needs equal batch shapes, refquant concatenates).
+  With ``strides`` (quantize_static's ``CalibStridedMinMax``, which applies to every method) each
+  group of batches is one collect_data call and the histograms are merged call by call, as ORT
+  does: ``collect_value``'s ``merge_histogram`` (same range: add; a larger threshold t': widen by
+  ``int((t' - t) // stride + 1)`` bins of the old stride on each side, old counts in the middle;
+  old threshold 0: rebin over t' and add) and ``collect_absolute_value``'s growth (append
+  ``np.arange`` edges of the first width up to the new max |x|).
   * entropy: ``np.histogram(x, num_bins, range=(-t, t))``, t = max(|min|, |max|) (float32);
     candidates i = num_quantized_bins//2 .. num_bins//2 around the centre bin; P = the slice with
     outliers folded into its ends; Q = the slice merged into num_quantized_bins levels (the remainder
@@ -109,6 +115,74 @@ def _collect_absolute_value(x, num_bins):
     hist, hist_edges = np_histogram("onnxruntime", a, bins=num_bins)
     hist_edges = hist_edges.astype(a.dtype)
     return hist, hist_edges, min_value, max_value
+
+
+_MAX_MERGED_BINS = 1 << 27
+
+
+def _check_grown_bins(n):
+    if n > _MAX_MERGED_BINS:
+        raise CalibrationError(
+            f"data: onnxruntime's HistogramCollector would grow its histogram to {n} bins on this data "
+            f"(a later collect_data call reaches far beyond the first call's range, and ORT keeps the "
+            f"first call's bin width); refquant refuses more than {_MAX_MERGED_BINS} bins")
+
+
+def _merge_value(old, x, num_bins):
+    """HistogramCollector.collect_value for one collect_data call (``x``: that call's data,
+    flattened), including ``merge_histogram`` when a histogram exists (first call: ``old`` None)."""
+    if old is None:
+        return _collect_value(x, num_bins)
+    min_value = np.nanmin(x)
+    max_value = np.nanmax(x)
+    new_threshold = np.array(max(abs(min_value), abs(max_value)), dtype=x.dtype)
+    old_hist, old_hist_edges, old_min, old_max, old_threshold = old
+    if new_threshold <= old_threshold:
+        new_hist, _ = np_histogram("onnxruntime", x, len(old_hist), range=(-old_threshold, old_threshold))
+        return (new_hist + old_hist, old_hist_edges, min(old_min, min_value), max(old_max, max_value),
+                old_threshold)
+    if old_threshold == 0:
+        hist, hist_edges = np_histogram("onnxruntime", x, len(old_hist), range=(-new_threshold, new_threshold))
+        hist += old_hist
+    else:
+        old_num_bins = len(old_hist)
+        old_stride = 2 * old_threshold / old_num_bins
+        half_increased_bins = int((new_threshold - old_threshold) // old_stride + 1)
+        new_num_bins = old_num_bins + 2 * half_increased_bins
+        _check_grown_bins(new_num_bins)
+        new_threshold = half_increased_bins * old_stride + old_threshold
+        hist, hist_edges = np_histogram("onnxruntime", x, new_num_bins, range=(-new_threshold, new_threshold))
+        hist[half_increased_bins: new_num_bins - half_increased_bins] += old_hist
+    return hist, hist_edges, min(old_min, min_value), max(old_max, max_value), new_threshold
+
+
+def _merge_absolute_value(old, x, num_bins):
+    """HistogramCollector.collect_absolute_value for one collect_data call: a later call whose
+    max |x| passes the last edge appends edges of the first call's width (``np.arange``)."""
+    if old is None:
+        return _collect_absolute_value(x, num_bins)
+    min_value = np.nanmin(x)
+    max_value = np.nanmax(x)
+    a = np.absolute(x)
+    old_hist, old_hist_edges, old_min, old_max = old
+    temp_amax = np.nanmax(a)
+    if temp_amax > old_hist_edges[-1]:
+        width = old_hist_edges[1] - old_hist_edges[0]
+        _check_grown_bins(int(np.ceil(float(temp_amax - old_hist_edges[-1]) / float(width))) + len(old_hist))
+        new_bin_edges = np.arange(old_hist_edges[-1] + width, temp_amax + width, width)
+        old_hist_edges = np.hstack((old_hist_edges, new_bin_edges))
+    hist, hist_edges = np_histogram("onnxruntime", a, bins=old_hist_edges)
+    hist_edges = hist_edges.astype(a.dtype)
+    hist[: len(old_hist)] += old_hist
+    return hist, hist_edges, min(old_min, min_value), max(old_max, max_value)
+
+
+def _histogram_over_calls(groups, num_bins, absolute):
+    h = None
+    for g in groups:
+        x = np.concatenate([b.ravel() for b in g])
+        h = _merge_absolute_value(h, x, num_bins) if absolute else _merge_value(h, x, num_bins)
+    return h
 
 
 def entropy_threshold(histogram, num_quantized_bins):
@@ -211,6 +285,14 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
     if axis is not None and method not in ("minmax", "moving_average_minmax"):
         raise CalibrationError(f"axis: onnxruntime's {method} calibrator is per-tensor only "
                                f"(per-channel ranges exist for MinMax only)")
+    groups = [batches]
+    if strides is not None:
+        n = int(strides)
+        if n < 1 or len(batches) % n:
+            raise CalibrationError(f"strides: total data size ({len(batches)}) is not divisible by "
+                                   f"stride size ({strides})")
+        groups = [batches[i:i + n] for i in range(0, len(batches), n)]
+        params["strides"] = n
     if method in ("minmax", "moving_average_minmax"):
         if num_bins is not None or num_quantized_bins is not None or percentile is not None:
             raise CalibrationError("num_bins/num_quantized_bins/percentile: not used by onnxruntime's MinMax calibrator")
@@ -222,14 +304,6 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             raise CalibrationError("averaging_constant: only for method='moving_average_minmax'")
         cs = bool(calib_symmetric) if calib_symmetric is not None else False
         params.update(calib_symmetric=cs, averaging_constant=c if moving else None)
-        groups = [batches]
-        if strides is not None:
-            n = int(strides)
-            if n < 1 or len(batches) % n:
-                raise CalibrationError(f"strides: total data size ({len(batches)}) is not divisible by "
-                                       f"stride size ({strides})")
-            groups = [batches[i:i + n] for i in range(0, len(batches), n)]
-            params["strides"] = n
         if axis is not None and not moving and len(groups) > 1 and batches[0].shape[axis] > 1:
             raise CalibrationError(
                 "strides: onnxruntime cannot merge per-channel MinMax ranges across collect_data calls: "
@@ -274,7 +348,6 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
     else:
         if averaging_constant is not None:
             raise CalibrationError("averaging_constant: only for method='moving_average_minmax'")
-        x = np.concatenate([b.ravel() for b in batches])
         if method == "entropy":
             nb = 128 if num_bins is None else num_bins
             nq = 128 if num_quantized_bins is None else num_quantized_bins
@@ -285,13 +358,13 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
                 raise CalibrationError("percentile: not used by the entropy calibrator")
             if calib_symmetric:
                 notes.append("CalibTensorRangeSymmetric does not change ORT's entropy histogram")
-            h = _collect_value(x, nb)
+            h = _histogram_over_calls(groups, nb, absolute=False)
             (lo, hi), kl, ths, idx = entropy_threshold(h, nq)
             params.update(num_bins=nb, num_quantized_bins=nq)
             details.update(hist=h[0], hist_edges=h[1], kl=kl, best=idx,
                            candidates=[(float(a), float(b)) for a, b in ths])
             rmin, rmax = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
-            if nb == nq or nb // 2 == nq // 2:
+            if h[0].size // 2 == nq // 2:
                 notes.append("a single entropy candidate: with num_bins == num_quantized_bins ORT's "
                              "entropy calibrator returns the min/max range")
         elif method == "percentile":
@@ -305,7 +378,7 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
                     f"(compute_percentile stores (lo, hi, *hist[:2]); with one bin that is a 3-tuple and "
                     f"TensorsData raises)")
             cs = True if calib_symmetric is None else bool(calib_symmetric)
-            h = _collect_absolute_value(x, nb) if cs else _collect_value(x, nb)
+            h = _histogram_over_calls(groups, nb, absolute=cs)
             lo, hi = _percentile(h, p, cs)
             params.update(num_bins=nb, percentile=p, calib_symmetric=cs)
             details.update(hist=h[0], hist_edges=h[1])
@@ -318,7 +391,7 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             nb = 2048 if num_bins is None else num_bins
             if nb < 512:
                 raise CalibrationError("num_bins: Invalid num_bins. Must be in range 512 <= num_bins.")
-            h = _collect_value(x, nb)
+            h = _histogram_over_calls(groups, nb, absolute=False)
             avg, std = _avg_std(h[0], h[1])
             scale = np.array(std / _float8_std(), dtype=std.dtype)
             zp = np.zeros((), np.float32).astype(dt)
