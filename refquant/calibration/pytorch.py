@@ -6,7 +6,9 @@ Every batch is one ``observer(x)`` call; ``calculate_qparams`` runs at the end. 
 float32 and every torch op is emulated with its CPU kernel's rounding (see :mod:`._torchops`).
 
 - minmax: ``MinMaxObserver`` (``PerChannelMinMaxObserver(ch_axis=axis)`` with ``axis``):
-  running ``min(aminmax(x))`` / ``max``; exact.
+  running ``min(aminmax(x))`` / ``max``; exact, except the sign of a zero bound: when the extreme
+  value is 0 and the data hold both +0.0 and -0.0, torch's vectorised aminmax and numpy may return
+  zeros of different signs (equal ranges; scale and zero point are the same).
 - moving_average_minmax: ``MovingAverageMinMaxObserver`` / ``MovingAveragePerChannelMinMaxObserver``:
   first batch initialises, then ``m = m + f32(c) * (cur - m)`` in float32 (c = 0.01 by default).
   Per channel needs batches of rank >= 2 (torch flattens from dim 1).  A range that overflows
