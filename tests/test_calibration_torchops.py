@@ -62,3 +62,43 @@ def test_fma32_single_rounding():
     # a*b + c where separate roundings differ from the fused result
     a, b, c = np.float32(1 + 2**-12), np.float32(1 + 2**-12), np.float32(-1)
     assert T.fma32(a, b, c) == np.float32(2**-11 + 2**-24)
+
+
+def test_histc_thread_chunks_and_float32_count_limit(monkeypatch):
+    """torch.histc counts with float32 += 1 per thread chunk (stuck at 2**24) and sums the thread
+    histograms; replayed with the limit lowered to 4 so the case stays small."""
+    from refquant.calibration import _torchops as T
+    assert T._parallel_chunks(1000, 1) == [(0, 1000)]
+    assert T._parallel_chunks(150, 8) == [(0, 150)]                    # below the grain: one chunk
+    assert T._parallel_chunks(1000, 3) == [(0, 334), (334, 668), (668, 1000)]
+    assert T._parallel_chunks(450, 8) == [(0, 150), (150, 300), (300, 450)]   # ceil(450 / 200) = 3
+    monkeypatch.setattr(T, "_F32_COUNT_LIMIT", 4)
+    x = np.zeros(1000, np.float32)
+    x[::100] = 1.0
+    assert T.histc(x, 2, 0.0, 1.0, threads=1).tolist() == [4.0, 4.0]
+    assert T.histc(x, 2, 0.0, 1.0, threads=3).tolist() == [12.0, 10.0]
+    assert T.histc(x, 2, 0.0, 1.0).tolist() == [990.0, 10.0]
+
+
+@pytest.mark.slow
+def test_histc_count_limit_live():
+    """Live: 2**24 + 1000 zeros in one bin -- torch with 1 thread stops at 16777216, with 2 threads
+    counts exactly; refquant's torch_threads reproduces both (HistogramObserver end to end)."""
+    import torch
+    from refquant.calibration import calibrate
+    from _calib_peers import torch_observer
+    from _calib_data import bits, ints
+    x = np.zeros((1 << 24) + 1000, np.float32)
+    x[:600] = np.linspace(-3, 5, 600, dtype=np.float32)
+    old = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            c = torch.histc(torch.from_numpy(x), 8, -3, 5)[3].item()
+            assert (c == 16777216.0) == (t == 1), (t, c)
+            s, z, lo, hi = torch_observer([x], method="histogram", dtype="uint8", bins=64)
+            r = calibrate([x], tool="pytorch", method="histogram", dtype="uint8", num_bins=64, torch_threads=t)
+            assert bits(lo) == bits(r.rmin) and bits(hi) == bits(r.rmax), (t, lo, hi, r.rmin, r.rmax)
+            assert bits(s) == bits(r.scale) and ints(z) == ints(r.zero_point)
+    finally:
+        torch.set_num_threads(old)

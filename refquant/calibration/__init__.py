@@ -76,7 +76,10 @@ def calibrate(data, *, method="minmax", tool="onnxruntime", dtype="int8", symmet
     Extra options: ``calib_symmetric`` (ORT CalibTensorRangeSymmetric), ``strides`` (ORT
     CalibStridedMinMax: batches per collect_data call), ``min_real_range`` (ORT
     MinimumRealRange), ``start_bin`` (ModelOpt), ``torch_simd_width`` (lanes of torch's float32
-    kernels, default 8).
+    kernels, default 8), ``torch_threads`` (torch.get_num_threads() for torch.histc in the pytorch
+    histogram and ModelOpt calibrators: it matters only when one thread's share of a batch holds
+    more than 2**24 values of one bin, where torch's float32 counts stop; default None = exact
+    counts).
 
     Raises CalibrationError (a ValueError) for bad data (empty, NaN/Inf), bad options and
     unsupported (tool, method) pairs; TypeError for an unknown dtype.
@@ -94,7 +97,10 @@ def calibrate(data, *, method="minmax", tool="onnxruntime", dtype="int8", symmet
     if method not in mod.METHODS:
         raise CalibrationError(f"method: {tool} has no {method!r} calibrator; supported (tool, method) "
                                f"pairs: {_pairs_text()}")
-    allowed = {"calib_symmetric", "strides", "min_real_range", "start_bin", "torch_simd_width"}
+    allowed = {"calib_symmetric", "strides", "min_real_range", "start_bin", "torch_simd_width",
+               "torch_threads"}
+    if options.get("torch_threads") is not None:
+        options["torch_threads"] = check_positive_int("torch_threads", options["torch_threads"])
     bad = set(options) - allowed
     if bad:
         raise TypeError(f"calibrate() got unexpected keyword argument(s) {sorted(bad)}")

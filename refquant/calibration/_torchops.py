@@ -13,7 +13,13 @@ torch 2.13 (tests/test_calibration_torchops.py):
 - :func:`histc` -- ``Histogram.cpp`` ``histogram_histc_out`` + ``HistogramKernel.cpp``
   ``LINEAR_INTERPOLATION``: edges from :func:`linspace`, ``pos = int((x - left) * nbins / (right - left))``
   in float32, values outside [left, right] (and NaN) skipped, x == right goes to the last bin;
-  counts are float32.
+  counts are float32.  ATen counts with ``+= 1`` in one float32 histogram per thread
+  (``at::parallel_for`` over the elements, grain 200: ``min(threads, ceil(N / 200))`` chunks of
+  ``ceil(N / chunks)``), then sums the per-thread histograms in float32.  A float32 count stops at
+  2**24 (16777216 + 1 rounds back to 16777216), so when one thread's chunk holds more than 2**24
+  values of one bin, torch's histogram depends on its thread count (measured: 20M zeros, 1 thread
+  -> 16777216; 2 threads -> 19999990).  ``threads=None`` gives the exact counts (what torch gives
+  whenever no chunk passes 2**24 in a bin); ``threads=k`` replays ``torch.get_num_threads() == k``.
 - :func:`sum_f32` -- ``SumKernel.cpp`` cascade sum of a contiguous float32 vector: four SIMD
   accumulator rows, multi-level (4 levels) partial sums, scalar tail, lane reduction.
 - :func:`div_floor` -- ``c10::div_floor_floating``: ``(a - fmod(a, b)) / b`` corrected to a floor.
@@ -100,8 +106,22 @@ def arange(start, end, step, *, width=None) -> np.ndarray:
     return out
 
 
-def histc(x, bins: int, lo, hi) -> np.ndarray:
-    """``torch.histc(x, bins, min=lo, max=hi)`` for float32 x; returns float32 counts."""
+def _parallel_chunks(n: int, threads: int, grain: int = 200):
+    """The [begin, end) ranges ``at::parallel_for(0, n, grain)`` hands to threads 0, 1, ... (OpenMP)."""
+    if n < grain or threads == 1:
+        return [(0, n)]
+    nt = min(threads, -(-n // grain))
+    cs = -(-n // nt)
+    return [(b, min(n, b + cs)) for b in range(0, n, cs)]
+
+
+_F32_COUNT_LIMIT = 1 << 24
+
+
+def histc(x, bins: int, lo, hi, *, threads=None) -> np.ndarray:
+    """``torch.histc(x, bins, min=lo, max=hi)`` for float32 x; returns float32 counts.
+
+    ``threads``: None for exact counts, else torch's thread count (see the module docstring)."""
     x = np.asarray(x, np.float32).ravel()
     left = float(np.float64(lo))
     right = float(np.float64(hi))
@@ -122,6 +142,7 @@ def histc(x, bins: int, lo, hi) -> np.ndarray:
     re = edges[-1]
     keep = (x >= le) & (x <= re)
     v = x[keep]
+    kept_index = np.flatnonzero(keep) if threads is not None and x.size > _F32_COUNT_LIMIT else None
     with np.errstate(over="ignore", invalid="ignore"):
         pos = (((v - le).astype(np.float32) * F32(bins)).astype(np.float32)
                / F32(re - le)).astype(np.float32)
@@ -131,7 +152,16 @@ def histc(x, bins: int, lo, hi) -> np.ndarray:
     over = ~np.isfinite(pos)
     pos = np.where(over, 0, pos).astype(np.int64)
     pos[pos == bins] = bins - 1
-    return np.bincount(pos, minlength=bins).astype(np.float32)
+    if kept_index is None:
+        return np.bincount(pos, minlength=bins).astype(np.float32)
+    t = int(threads)
+    if t < 1:
+        raise ValueError(f"torch_threads: must be a positive integer, got {threads!r}")
+    rows = np.zeros((t, 1, bins), np.float32)     # thread_histograms: one row per thread
+    for tid, (b, e) in enumerate(_parallel_chunks(x.size, t)):
+        lo_i, hi_i = np.searchsorted(kept_index, [b, e])
+        rows[tid, 0] = np.minimum(np.bincount(pos[lo_i:hi_i], minlength=bins), _F32_COUNT_LIMIT)
+    return _multi_row_sum(rows)[0]                 # at::sum_out(hist, thread_histograms, dim 0)
 
 
 def _multi_row_sum(rows: np.ndarray) -> np.ndarray:

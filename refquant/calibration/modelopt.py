@@ -62,9 +62,10 @@ def num_bits_unsigned(dt):
 class HistogramState:
     """ModelOpt ``HistogramCalibrator`` with ``torch_hist=True`` (the default)."""
 
-    def __init__(self, num_bins=2048, width=None):
+    def __init__(self, num_bins=2048, width=None, threads=None):
         self.num_bins = int(num_bins)
         self.width = width
+        self.threads = threads
         self.hist = None
         self.edges = None
 
@@ -74,7 +75,7 @@ class HistogramState:
             x = np.abs(x)
         x_max = F32(x.max())
         if self.hist is None:
-            self.hist = T.histc(x, self.num_bins, 0.0, x_max)
+            self.hist = T.histc(x, self.num_bins, 0.0, x_max, threads=self.threads)
             self.edges = T.linspace(0.0, x_max, self.num_bins + 1)
             return
         if x_max > self.edges[-1]:
@@ -85,7 +86,7 @@ class HistogramState:
                     "was all zeros (bin width 0: int(ceil(max / 0)) fails); put a nonzero batch first")
             self.num_bins = int(np.ceil(F32(x_max / width)))
             self.edges = T.arange(0.0, float(F32(x_max + width)), float(width), width=self.width)
-        h = T.histc(x, self.num_bins, 0.0, self.edges[-1])
+        h = T.histc(x, self.num_bins, 0.0, self.edges[-1], threads=self.threads)
         n = self.hist.size
         h[:n] = (h[:n] + self.hist).astype(np.float32)
         self.hist = h
@@ -205,7 +206,7 @@ def amax_percentile(calib_hist, calib_bin_edges, percentile):
 
 def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_bins,
               num_quantized_bins, percentile, averaging_constant, torch_simd_width=None,
-              start_bin=None, **_):
+              start_bin=None, torch_threads=None, **_):
     if method not in METHODS:
         raise CalibrationError(f"method: ModelOpt has no {method!r} calibrator")
     nbits, unsigned = num_bits_unsigned(dt)
@@ -254,7 +255,7 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         sb = 128 if start_bin is None else int(start_bin)
         if method != "percentile" and percentile is not None:
             raise CalibrationError("percentile: only for method='percentile'")
-        st = HistogramState(nb, width=torch_simd_width)
+        st = HistogramState(nb, width=torch_simd_width, threads=torch_threads)
         for b in batches:
             st.collect(b)
         hist = st.int_hist()

@@ -59,9 +59,10 @@ def _dst_nbins(dt):
 class HistogramState:
     """The state of one HistogramObserver: histogram (float32), min_val, max_val (float32)."""
 
-    def __init__(self, bins=2048, width=None):
+    def __init__(self, bins=2048, width=None, threads=None):
         self.bins = int(bins)
         self.width = width
+        self.threads = threads
         self.histogram = np.zeros(self.bins, np.float32)
         self.min_val = F32(np.inf)
         self.max_val = F32(-np.inf)
@@ -85,11 +86,11 @@ class HistogramState:
         x_min, x_max = F32(x.min()), F32(x.max())
         if self.min_val == np.inf or self.max_val == -np.inf:
             self.min_val, self.max_val = x_min, x_max
-            self.histogram = T.histc(x, self.bins, x_min, x_max)
+            self.histogram = T.histc(x, self.bins, x_min, x_max, threads=self.threads)
             return
         cmin, cmax = self.min_val, self.max_val
         nmin, nmax = min(cmin, x_min), max(cmax, x_max)
-        upd = T.histc(x, self.bins, nmin, nmax)
+        upd = T.histc(x, self.bins, nmin, nmax, threads=self.threads)
         if nmin == cmin and nmax == cmax:
             self.histogram = (self.histogram + upd).astype(np.float32)
             return
@@ -175,7 +176,8 @@ class HistogramState:
 
 
 def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_bins,
-              num_quantized_bins, percentile, averaging_constant, torch_simd_width=None, **_):
+              num_quantized_bins, percentile, averaging_constant, torch_simd_width=None, torch_threads=None,
+              **_):
     if method not in METHODS:
         raise CalibrationError(f"method: torch.ao.quantization has no {method!r} observer")
     torch_qrange(dt, reduce_range=reduce_range)  # validates dtype
@@ -226,7 +228,7 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         if averaging_constant is not None:
             raise CalibrationError("averaging_constant: only for method='moving_average_minmax'")
         nb = 2048 if num_bins is None else num_bins
-        st = HistogramState(nb, width=torch_simd_width)
+        st = HistogramState(nb, width=torch_simd_width, threads=torch_threads)
         for b in batches:
             st.observe(b)
         new_min, new_max, sb, eb = st.search(_dst_nbins(dt))
