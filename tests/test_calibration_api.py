@@ -355,3 +355,21 @@ def test_flags_and_shapes_validated():
     a = compute_scale_zero_point(-1.0, 2.0, symmetric=np.True_, reduce_range=0)
     b = compute_scale_zero_point(-1.0, 2.0, symmetric=True, reduce_range=False)
     assert bits(a[0]) == bits(b[0]) and ints(a[1]) == ints(b[1])
+
+
+def test_cli_unreadable_data_exit_2(tmp_path, capsys):
+    """Object arrays (never unpickled), corrupt files: exit 2 with the path named, no traceback;
+    an .npy saved under an .npz name is read as one batch."""
+    from refquant.calibration import cli
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([1, "a", None], dtype=object), allow_pickle=True)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip archive")
+    for p in (obj, bad):
+        assert cli.main([str(p)]) == 2
+        assert f"{p}: cannot read calibration data" in capsys.readouterr().err
+    renamed = tmp_path / "one.npz"
+    with open(renamed, "wb") as f:
+        np.save(f, np.linspace(-1, 3, 20, dtype=np.float32))
+    assert cli.main([str(renamed), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_batches"] == 1

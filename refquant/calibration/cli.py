@@ -25,13 +25,23 @@ from .. import _json
 
 
 def load_batches(path: str) -> list:
-    if path.endswith(".npy"):
-        return [np.load(path)]
-    with np.load(path) as z:
-        keys = sorted(z.files)
-        if not keys:
-            raise CalibrationError(f"{path}: the archive holds no arrays")
-        return [z[k] for k in keys]
+    """The batches of a .npy / .npz file (never unpickled: object arrays are refused)."""
+    import zipfile
+    try:
+        if path.endswith(".npy"):
+            return [np.load(path)]
+        z = np.load(path)
+        if isinstance(z, np.ndarray):               # an .npy under another name
+            return [z]
+        with z:
+            keys = sorted(z.files)
+            if not keys:
+                raise CalibrationError(f"{path}: the archive holds no arrays")
+            return [z[k] for k in keys]
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, CalibrationError):
+            raise
+        raise CalibrationError(f"{path}: cannot read calibration data as .npy/.npz ({exc})") from None
 
 
 def add_parser(subparsers):
