@@ -189,3 +189,12 @@ def test_ort_strided_distribution_and_zero_first_call():
                   dtype="float8e4m3fn", strides=2)
     assert bits(td.range_value[0]) == bits(r.rmin) and bits(td.range_value[1]) == bits(r.rmax)
     assert bits(td.avg_std[1]) == bits(r.details["std"])
+
+
+def test_ort_strided_histogram_growth_bounded():
+    """A later collect_data call far beyond the first call's range: ORT keeps the first bin width and
+    would allocate billions of bins; refquant refuses with a clear error instead of exhausting memory."""
+    bs = [np.array([1e-6, -1e-6], np.float32), np.array([1e6, -2.0], np.float32)]
+    for meth, kw in (("entropy", {}), ("percentile", {}), ("percentile", {"calib_symmetric": False})):
+        with pytest.raises(ValueError, match="would grow its histogram to"):
+            calibrate(bs, tool="onnxruntime", method=meth, strides=1, **kw)
