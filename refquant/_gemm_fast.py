@@ -269,6 +269,30 @@ def _sat16(p, A, B):
 
 # ----------------------------------------------------------------------------- GEMM ops
 
+_FOR_OP = {}       # (id(profile), op, per_axis, dtype, asymmetric) -> (profile, profile.for_op(...))
+
+
+def _for_op(profile, op, per_axis=None, dtype=None, asymmetric_weights=None):
+    """``profile.for_op(op, per_axis=..., dtype=..., asymmetric_weights=...)``, memoised: the
+    resolved profile of a call, as the reference resolves it (for_op builds a new Profile
+    whenever an override applies, about as costly as a small kernel call)."""
+    key = (id(profile), op, per_axis, None if dtype is None else np.dtype(dtype).str, asymmetric_weights)
+    ent = _FOR_OP.get(key)
+    if ent is None or ent[0] is not profile:
+        ent = (profile, profile.for_op(op, per_axis=per_axis, dtype=dtype,
+                                       asymmetric_weights=asymmetric_weights))
+        if len(_FOR_OP) > 256:
+            _FOR_OP.clear()
+        _FOR_OP[key] = ent       # the entry keeps the profile alive: its id stays unique
+    return ent[1]
+
+
+def _asym(z):
+    """A non-zero weight zero point: the reference's "asymmetric_weights" override selector
+    (QLinearMatMul / QGemm: any element of b_zero_point != 0)."""
+    return z is not None and bool(np.any(np.asarray(z) != 0))
+
+
 _MI_PROF = {}      # id(profile) -> (profile, for_op("MatMulInteger") accumulator ok, sat16 flag)
 _U8, _S8 = np.dtype(np.uint8), np.dtype(np.int8)
 
@@ -276,7 +300,7 @@ _U8, _S8 = np.dtype(np.uint8), np.dtype(np.int8)
 def _mi_prof(profile):
     ent = _MI_PROF.get(id(profile))
     if ent is None or ent[0] is not profile:
-        p = profile.for_op("MatMulInteger")
+        p = _for_op(profile, "MatMulInteger")
         ent = (profile, p.accumulator == "int32_wrap", p.int16_pair_saturation is True)
         if len(_MI_PROF) > 64:
             _MI_PROF.clear()
@@ -340,7 +364,7 @@ def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, profile, opset
                         return None
                     return _k.matmul_s32(A, Bo, za, zb, _packed_for(pk, Bo),
                                          bool(sat and adt != bdt))
-    profile = profile.for_op("MatMulInteger")     # op-specific overrides, as the reference applies
+    profile = _for_op(profile, "MatMulInteger")     # op-specific overrides, as the reference applies
     if profile.accumulator != "int32_wrap":
         return None
     A, _ = _arr(unwrap(A) if not isinstance(A, PackedWeights) else None)
@@ -376,20 +400,22 @@ _F32 = np.float32
 _LEAN_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 
 
-def _lean_prof(cache, profile, adt, op, entry):
+def _lean_prof(cache, profile, adt, asym, op, entry, n_ok):
     """Cached ``entry(p)`` for ``profile`` as it applies to a per-tensor ``op`` call with
-    activation type ``adt`` (``Profile.for_op`` with per_axis=False, dtype=adt, as the
-    reference resolves it).  ``adt`` None: a call of either type (the compiled lean entries,
-    which take both): the AND of the flags, the multiplier rules when either has them."""
-    key = (id(profile), adt)
+    activation type ``adt`` and a weight zero point that is non-zero (``asym``)
+    (``Profile.for_op`` with per_axis=False, dtype=adt, asymmetric_weights=asym, as the
+    reference resolves it).  ``entry`` returns ``n_ok`` "the kernels may take it" flags, then
+    hazard flags.  ``adt`` None: any call (the compiled lean entries, which take both types and
+    any zero point): every variant's ok flags AND-ed, hazard flags OR-ed."""
+    key = (id(profile), adt, asym)
     ent = cache.get(key)
     if ent is None or ent[0] is not profile:
         if adt is None:
-            parts = [entry(profile.for_op(op, per_axis=False, dtype=d)) for d in _LEAN_DTYPES]
-            flags = tuple(all(x[i] for x in parts) for i in range(len(parts[0]) - 1))
-            ent = (profile,) + flags + (any(x[-1] for x in parts),)
+            parts = [entry(_for_op(profile, op, False, d, w)) for d in _LEAN_DTYPES for w in (False, True)]
+            ent = (profile,) + tuple(all(x[i] for x in parts) if i < n_ok else any(x[i] for x in parts)
+                                     for i in range(len(parts[0])))
         else:
-            ent = (profile,) + entry(profile.for_op(op, per_axis=False, dtype=adt))
+            ent = (profile,) + entry(_for_op(profile, op, False, adt, asym))
         if len(cache) > 64:
             cache.clear()
         cache[key] = ent       # the entry keeps the profile alive: its id stays unique
@@ -406,10 +432,10 @@ def _qm_entry(p):
             _mult_rules(p))
 
 
-def _qm_prof(profile, adt=None):
+def _qm_prof(profile, adt=None, asym=False):
     """(profile, lean path allowed, sat16 flag, multiplier rules) for QLinearMatMul (see _lean_prof;
     ``adt`` None: the compiled lean entry, allowed only where the multiplier has no rules)."""
-    ent = _lean_prof(_QM_PROF, profile, adt, "QLinearMatMul", _qm_entry)
+    ent = _lean_prof(_QM_PROF, profile, adt, asym, "QLinearMatMul", _qm_entry, 1)
     if adt is None and ent[3]:
         return (profile, False, ent[2], True)
     return ent
@@ -420,6 +446,7 @@ def _qm_prof(profile, adt=None):
 # only where |round(v)| >= 2^31; v = fl32(fl32(acc) [+ float bias]) * M with |fl32(acc)| <= 2^31
 # (int32, also after an int32 bias), so a multiplier bound keeps every value inside.
 _F2I_LIMIT = 2.0 ** 30
+_F32_TINY = float(np.finfo(np.float32).tiny)
 
 
 def _mult_ok(p, mult, fbias=None):
@@ -428,16 +455,25 @@ def _mult_ok(p, mult, fbias=None):
     - rq_float_to_int other than "saturate": the kernels' saturating conversion equals it when
       (2^31 + max|float bias|) * max(M) < 2^30 (no value leaves int32);
     - Profile.extra["multiplier"] == "normal" (QNNPACK refuses a zero or subnormal M): every M
-      normal, else the reference raises the engine's error."""
-    if (p.extra or {}).get("multiplier") == "normal":
-        m = np.asarray(mult, dtype=np.float32)
-        if not np.all(m >= np.finfo(np.float32).tiny):
-            return False
-    if p.rq_float_to_int == "saturate":
+      normal, else the reference raises the engine's error.
+    A NaN anywhere fails both comparisons (the reference decides)."""
+    normal = (p.extra or {}).get("multiplier") == "normal"
+    f2i = p.rq_float_to_int != "saturate"
+    if not (normal or f2i):
         return True
-    mx = float(np.max(mult)) if np.size(mult) else 0.0
+    if isinstance(mult, (float, np.floating)):
+        mn = mx = float(np.float32(mult))
+    else:
+        m = np.asarray(mult, dtype=np.float32)
+        if m.size == 0:
+            return True
+        mn, mx = float(m.min()), float(m.max())
+    if normal and not mn >= _F32_TINY:
+        return False
+    if not f2i:
+        return True
     fb = float(np.max(np.abs(fbias))) if fbias is not None and np.size(fbias) else 0.0
-    return bool(np.isfinite(fb) and (2.0 ** 31 + fb) * mx < _F2I_LIMIT)
+    return bool((2.0 ** 31 + fb) * mx < _F2I_LIMIT)
 
 
 def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
@@ -463,11 +499,11 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
     yz = _lean_zp(y_zero_point, ydt)
     if za is None or zb is None or yz is None:
         return None
-    _, ok, sat, rules = _qm_prof(profile, adt)
+    _, ok, sat, rules = _qm_prof(profile, adt, zb != 0)
     if not ok:
         return None
     m = _lean_mult(a_scale, b_scale, y_scale)
-    if m is None or (rules and not _mult_ok(profile.for_op("QLinearMatMul", per_axis=False, dtype=adt), m)):
+    if m is None or (rules and not _mult_ok(_for_op(profile, "QLinearMatMul", False, adt, zb != 0), m)):
         return None
     return _k.matmul_q8(a, Bo, za, zb, float(m), yz, ydt == _S8, _packed_for(pk, Bo),
                         bool(sat and adt != bdt))
@@ -500,7 +536,11 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
         return None
     # op-specific overrides (and those selected by the weight-scale granularity and the
     # activation type), as the reference applies them
-    profile = profile.for_op("QLinearMatMul", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype)
+    try:
+        asym = _asym(b_zero_point)
+    except (TypeError, ValueError):
+        return None
+    profile = _for_op(profile, "QLinearMatMul", bool(np.size(b_scale) > 1), A.dtype, asym)
     p = profile
     if not _rq_ok(p, bias=False, onednn=True, fixed=True):
         return None
@@ -575,7 +615,11 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
         return None
     # op-specific overrides (and those selected by the weight-scale granularity and the
     # activation type), as the reference applies them
-    profile = profile.for_op("QGemm", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype)
+    try:
+        asym = _asym(b_zero_point)
+    except (TypeError, ValueError):
+        return None
+    profile = _for_op(profile, "QGemm", bool(np.size(b_scale) > 1), A.dtype, asym)
     p = profile
     if not _rq_ok(p, bias=False):    # an int32 C is added to the accumulator under every rq_bias
         return None
@@ -755,10 +799,10 @@ def _qc_entry(p):
             _mult_rules(p))
 
 
-def _qc_prof(profile, xdt=None):
+def _qc_prof(profile, xdt=None, asym=False):
     """(profile, lean path allowed without / with a bias, multiplier rules) for QLinearConv (see
     _lean_prof; ``xdt`` None: the compiled lean entry, allowed only where the multiplier has no rules)."""
-    ent = _lean_prof(_QC_PROF, profile, xdt, "QLinearConv", _qc_entry)
+    ent = _lean_prof(_QC_PROF, profile, xdt, asym, "QLinearConv", _qc_entry, 2)
     if xdt is None and ent[3]:
         return (profile, False, False, True)
     return ent
@@ -814,7 +858,7 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
         # the lean glue (see _qlinear_conv_lean): 2-D conv, numpy scalar zero points
         ent = _CI_PROF.get(id(profile))
         if ent is None or ent[0] is not profile:
-            p = profile.for_op("ConvInteger")
+            p = _for_op(profile, "ConvInteger")
             ent = (profile, p.accumulator == "int32_wrap" and not p.int16_pair_saturation)
             if len(_CI_PROF) > 64:
                 _CI_PROF.clear()
@@ -835,7 +879,7 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
                 for n in range(x.shape[0]):
                     kern = _k.conv2d(np.ascontiguousarray(x[n]), W4, xz, wza, out[n], packed=pk, **geo)
                 return out, kern
-    profile = profile.for_op("ConvInteger")     # op-specific overrides, as the reference applies
+    profile = _for_op(profile, "ConvInteger")     # op-specific overrides, as the reference applies
     try:
         if opset is not None:
             _rg._check_opset("ConvInteger", opset, 10)
@@ -875,7 +919,7 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
     if B is not None and not (type(B) is np.ndarray and B.dtype == np.int32 and B.ndim == 1
                               and B.shape[0] == Mc):
         return None
-    _, ok0, ok1, rules = _qc_prof(profile, x.dtype)
+    _, ok0, ok1, rules = _qc_prof(profile, x.dtype, wz != 0)
     if not (ok1 if B is not None else ok0):
         return None
     g = _lean_geo(x.shape, Wo.shape, dilations, group, kernel_shape, pads, strides)
@@ -883,7 +927,7 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
         return None
     geo, o2 = g
     m = _lean_mult(x_scale, w_scale, y_scale)
-    if m is None or (rules and not _mult_ok(profile.for_op("QLinearConv", per_axis=False, dtype=x.dtype), m)):
+    if m is None or (rules and not _mult_ok(_for_op(profile, "QLinearConv", False, x.dtype, wz != 0), m)):
         return None
     if pk is not None and (pk.kind != "conv" or geo["group"] != 1):
         pk = None
@@ -936,8 +980,12 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                 return r
     # op-specific overrides (and those selected by the weight-scale granularity and the
     # activation type), as the reference applies them
-    profile = profile.for_op("QLinearConv", per_axis=bool(np.size(w_scale) > 1),
-                             dtype=getattr(x, "dtype", None))
+    try:
+        asym = _rc._asymmetric(w_zero_point)
+    except (TypeError, ValueError):
+        return None
+    profile = _for_op(profile, "QLinearConv", bool(np.size(w_scale) > 1),
+                      x.dtype if isinstance(x, np.ndarray) else None, asym)
     p = profile
     if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True):
         return None
