@@ -295,7 +295,7 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
     outer, D, inner = _layout(x.shape, ax, per_tensor)
     if D == 0:
         outer, D, inner = 0, 1, 0      # empty input: nothing to compute
-        if sf.size == 0:               # a per-axis scale of length 0: one unread placeholder
+        if sf.size == 0 and not blocked:   # a per-axis scale of length 0: one unread placeholder
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
     return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16), outer=outer, D=D, inner=inner,
                 block=int(block_size) if blocked else 0, variant=variant)
@@ -412,7 +412,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     outer, D, inner = _layout(x.shape, ax, per_tensor)
     if D == 0:
         outer, D, inner = 0, 1, 0
-        if sf.size == 0:               # a per-axis scale of length 0: one unread placeholder
+        if sf.size == 0 and not blocked:   # a per-axis scale of length 0: one unread placeholder
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
     return _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa,
                    int(block_size) if blocked else 0)

@@ -235,6 +235,13 @@ def test_empty_axis_and_profile_types_qdq_every_profile(profile):
         q = np.zeros(shape, np.int8)
         _same(lambda: refquant.dequantize_linear(q, s, z8, axis=1, profile=profile),
               lambda: R.dequantize_linear(q, s, z8, axis=1, profile=profile))
+    for bsz in (1, 3):        # blocked over an empty axis: Si = 0 blocks
+        x, sb, zb = np.zeros((3, 0), np.float32), np.ones((3, 0), np.float32), np.zeros((3, 0), np.int8)
+        _same(lambda: refquant.quantize_linear(x, sb, zb, axis=1, block_size=bsz, profile=profile),
+              lambda: R.quantize_linear(x, sb, zb, axis=1, block_size=bsz, profile=profile))
+        q = np.zeros((3, 0), np.int8)
+        _same(lambda: refquant.dequantize_linear(q, sb, zb, axis=1, block_size=bsz, profile=profile),
+              lambda: R.dequantize_linear(q, sb, zb, axis=1, block_size=bsz, profile=profile))
     x32 = np.array([1, -5, 7, 2**31 - 1], np.int32)
     for sc in (np.float32(0.5), np.float32([0.25])):
         _same(lambda: refquant.dequantize_linear(x32, sc, profile=profile),
