@@ -35,12 +35,18 @@ ONNX = register_profile(Profile(
     sources=("onnx/defs/quantization/defs.cc (QuantizeLinear, DequantizeLinear, "
              "DynamicQuantizeLinear)", "onnx/defs/math/defs.cc (QLinearMatMul, MatMulInteger)",
              "onnx/defs/nn/defs.cc (QLinearConv, ConvInteger)"),
+    q_float_zero_point="add_nonzero_float8",
     doc="""The ONNX specification, with the points the spec leaves open pinned to the ONNX Runtime
 (MLAS) reading: NaN -> qmin, +-Inf and out-of-range -> saturate, requantization in float32
-(fl32(acc + bias) * fl32(fl32(a_s*b_s)/y_s), RNE, zp after rounding).  Being the definition it
-is not "verified" against an engine; the tests check that it equals 'onnxruntime' on every op
-except float16 quantization at opset < 23 (where ORT divides in float32) and that it differs
-from 'onnx-reference' only where that evaluator deviates.""",
+(fl32(acc + bias) * fl32(fl32(a_s*b_s)/y_s), RNE, zp after rounding).  float8 outputs add a
+non-zero zero point only (-0.0 stays -0.0, as ORT and onnx.reference); float4/float6 outputs add
+it in IEEE arithmetic (-0.0 + 0 = +0: ONNX's test_quantizelinear_float4e2m1 and onnx.reference).
+DequantizeLinear multiplies in the output type ("the output type also determines the precision
+of the multiplication operation").  Being the definition it is not "verified" against an engine;
+the tests check that it equals 'onnxruntime' on every op except float16 quantization at opset
+< 23 (where ORT divides in float32), the float8 zero point (ORT ignores it) and DequantizeLinear
+to float16 (ORT multiplies in float32, then casts), and that it differs from 'onnx-reference'
+only where that evaluator deviates.""",
 ))
 
 ONNX_REFERENCE = register_profile(Profile(
@@ -90,6 +96,7 @@ ONNXRUNTIME = register_profile(Profile(
                 "requant cvtdq2ps(acc+bias) * fl32(fl32(a_s*b_s)/y_s), RNE, zp after rounding",
     sources=_ORT_SOURCES,
     q_nan="qmin", q_fp16_division="float32_below_opset23", q_float8_saturate0="onnxruntime",
+    q_float_zero_point="ignore", dq_subtract="float32",
     doc="""ONNX Runtime's CPU execution provider (MLAS) on a CPU with AVX512-VNNI / AMX-INT8 (no
 int16 intermediate saturation).  QuantizeLinear: true float32 division x/s, clamp in float to
 [qmin - zp, qmax - zp] (MAXPS sends NaN to the lower bound), cvtps2dq (RNE), + zp: NaN -> qmin,
@@ -97,7 +104,12 @@ int16 intermediate saturation).  QuantizeLinear: true float32 division x/s, clam
 float8 outputs (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz; verified live through an exact Cast): round to
 nearest even, except with saturate=0 where ORT's converter maps e4m3fn |v| in [480, 496) to
 +-448 and e5m2 |v| in [61440, 65536) to NaN (q_float8_saturate0="onnxruntime"; the Cast table
-gives NaN and +-Inf).  int4/uint4 outputs verified live.
+gives NaN and +-Inf); the float8 zero point is ignored by QuantizeLinear and a non-zero one
+refused by DequantizeLinear (q_float_zero_point="ignore"; the spec adds it).  int4/uint4 outputs
+verified live.  DequantizeLinear: fl32(x - zp) * fl32(s) in float32, then cast to the output type
+(dq_subtract="float32"; the spec multiplies in the output type: float16 outputs differ); an int32
+x with a zero point is subtracted in int32 with wraparound by ORT, exactly here (not modelled;
+the spec gives int32 no zero point).
 DynamicQuantizeLinear: scale (max - min)/255 in float32, 1.0 for an all-zero input.
 QLinearMatMul/QLinearConv/QGemm: exact int32 accumulation, + int32 bias, cvtdq2ps (rounds above
 2^24), times the float32 multiplier fl32(fl32(a_s*b_s)/y_s) (QGemm: alpha folded in), clamp,

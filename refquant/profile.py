@@ -49,7 +49,11 @@ Quantize (QuantizeLinear, the Q half of DynamicQuantizeLinear)
                                      tail std::round(x/s)).
     q_float_zero_point ["add_nonzero"] float8/4/6 targets: "add_nonzero": v + zp, a zero zp leaving v
                                      (so -0.0 stays -0.0, as ORT float8); "add": IEEE v + zp always;
-                                     "ignore" the zero point; "ignore_float8": ignore it for float8,
+                                     "add_nonzero_float8": "add_nonzero" for float8, "add" for
+                                     float4/float6 (the 'onnx' profile: onnx.reference and ONNX's own
+                                     test_quantizelinear_float4e2m1 give +0 for -0.0 + a zero zp);
+                                     "ignore" the zero point (ORT: float8 Q drops it, float8 DQ refuses
+                                     a non-zero one); "ignore_float8": ignore it for float8,
                                      IEEE-add it for float4/float6 (onnx.reference).
 
 Dequantize
@@ -167,7 +171,7 @@ _CHOICES = {
     "q_inf": ("saturate", "qmin", "qmax"),
     "q_fp16_division": ("spec", "float32", "float32_below_opset23"),
     "q_division_precision": ("spec", "numpy_promotion", "float64"),
-    "q_float_zero_point": ("add_nonzero", "add", "ignore", "ignore_float8"),
+    "q_float_zero_point": ("add_nonzero", "add", "add_nonzero_float8", "ignore", "ignore_float8"),
     "q_float8_saturate0": ("cast", "onnxruntime", "saturate"),
     "dq_subtract": ("exact", "float32", "scale_then_subtract"),
     "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64", "fp64_f32product", "onednn"),

@@ -208,9 +208,9 @@ def test_precision_message_lists_float64():
 # lead: they need profile field values); asserted by name against the engine
 # ------------------------------------------------------------------------------------------
 def _ort_modelled():
+    """The 'onnxruntime' profile (it models both deviations below since session 10)."""
     from refquant.profile import get_profile
-    return get_profile("onnxruntime").replace(name="onnxruntime-measured",
-                                              q_float_zero_point="ignore", dq_subtract="float32")
+    return get_profile("onnxruntime")
 
 
 @pytest.mark.parametrize("dt", [ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz,

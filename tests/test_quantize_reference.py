@@ -19,6 +19,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 import refquant
 from refquant import reference as R
 from refquant._dtypes import qrange, is_integer, INTEGER_QTYPES, FLOAT_QTYPES
+from refquant.profile import get_profile
 
 onnx = pytest.importorskip("onnx", reason="onnx not installed")
 from _onnx_util import make_model, run_ort, run_onnx_ref  # noqa: E402
@@ -234,12 +235,28 @@ def test_float4_float6_vs_onnx_reference(dt):
     ours = R.quantize_linear(x, np.float32(1), zp, opset=opset, profile="onnx-reference")
     ref = _ref_quantize(x, np.float32(1), zp, opset)
     np.testing.assert_array_equal(ours.view(np.uint8), ref.view(np.uint8))
-    # ONNX_REF_FLOAT4_ZP_IEEE_ADD: onnx.reference adds a zero zp in IEEE arithmetic, turning
-    # -0.0 into +0.0; the onnx profile leaves v unchanged for a zero zp (as ORT does for float8)
+    # onnx.reference adds a zero zp in IEEE arithmetic, turning -0.0 into +0.0, and so does the
+    # onnx profile for float4/float6 (q_float_zero_point="add_nonzero_float8"; ONNX's own
+    # test_quantizelinear_float4e2m1 expects +0); a profile that keeps -0.0 ("add_nonzero", as
+    # ORT does for float8) differs exactly there
     spec = R.quantize_linear(x, np.float32(1), zp, opset=opset)
-    differ = spec.view(np.uint8) != ref.view(np.uint8)
+    np.testing.assert_array_equal(spec.view(np.uint8), ref.view(np.uint8))
+    keep = R.quantize_linear(x, np.float32(1), zp, opset=opset,
+                             profile=get_profile("onnx").replace(name="keep-minus-zero",
+                                                                 q_float_zero_point="add_nonzero"))
+    differ = keep.view(np.uint8) != ref.view(np.uint8)
     assert differ.any()
     assert (np.signbit(x[differ]) & (x[differ] == 0)).all()
+
+
+def test_onnx_float4_test_case_minus_zero():
+    """ONNX's test_quantizelinear_float4e2m1 (onnx/backend/test/case/node/quantizelinear.py):
+    x = -0.0 with a zero zero point gives +0 (code 0x0); a float8 output keeps -0.0 (0x80)."""
+    x = np.array([-0.0, 0.0, -1e-9], F32)
+    y4 = R.quantize_linear(x, np.float32(1), np.array(0, ml_dtypes.float4_e2m1fn))
+    assert y4.view(np.uint8).tolist() == [0, 0, 8]
+    y8 = R.quantize_linear(x, np.float32(1), np.array(0, ml_dtypes.float8_e4m3fn))
+    assert y8.view(np.uint8).tolist() == [128, 0, 128]
 
 
 def test_fp16_ORT_FP16_DIVISION_FP32_at_opset21():

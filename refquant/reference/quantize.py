@@ -25,8 +25,10 @@ steps named in brackets, see ``refquant.profile``)::
        Values the spec leaves open, and what ``onnx`` defines (the ORT/MLAS reading,
        never an int32-wraparound artefact): +Inf and any v beyond the range -> qmax;
        -Inf -> qmin; NaN -> qmin [q_nan, q_inf, q_overflow].
-    4. float8/float6/float4 targets: v + zp (zp converted to P; a zero zp leaves v, so -0.0
-       stays -0.0 as in ORT and onnx.reference) [q_float_zero_point], then
+    4. float8/float6/float4 targets: v + zp (zp converted to P; for float8 a zero zp leaves v,
+       so -0.0 stays -0.0 as in ORT and onnx.reference; float4/float6 add in IEEE arithmetic,
+       -0.0 + 0 = +0, as onnx.reference and ONNX's test_quantizelinear_float4e2m1)
+       [q_float_zero_point], then
        cast with round-to-nearest-even.  float8 with saturate=1: +-Inf and values beyond the
        largest finite value -> +-max, NaN -> NaN; saturate=0: the Cast table (NaN for
        e4m3fn/e4m3fnuz/e5m2fnuz, +-Inf for e5m2; -0 -> +0 for the "uz" types).  float4e2m1 and
@@ -496,6 +498,8 @@ def _to_low_float(v, zb, out_dt, saturate, prof, P):
         mode = prof.q_float_zero_point
         if mode == "ignore_float8":
             mode = "ignore" if out_dt in _FLOAT8 else "add"
+        elif mode == "add_nonzero_float8":
+            mode = "add_nonzero" if out_dt in _FLOAT8 else "add"
         if zb is not None and mode in ("add", "add_nonzero"):
             zf = zb.astype(P)
             if mode == "add" and prof.q_division_precision == "numpy_promotion":
