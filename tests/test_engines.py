@@ -165,3 +165,23 @@ def test_onnxruntime_float8_output_comes_back_typed():
     assert y.dtype == np.dtype(ml_dtypes.float8_e4m3fn)
     assert y.astype(np.float32).tolist() == [1.0, 448.0, -3.25]
     assert np.array_equal(y.view(np.uint8), E.run_reference("QuantizeLinear", inp, profile="onnxruntime").view(np.uint8))
+
+
+# ------------------------------------------------------------------ 0-d and empty inputs
+Q0 = {"x": np.float32(1.5), "y_scale": np.float32(0.5), "y_zero_point": np.int8(1)}
+DQ0 = {"x": np.array(200, np.uint8), "x_scale": np.float32(0.5), "x_zero_point": np.uint8(0)}
+
+
+@pytest.mark.parametrize("engine", ["pytorch", "pytorch-fakequant", "pytorch-qnnpack"])
+def test_torch_0d_input_gives_0d_result(engine):
+    """np.ascontiguousarray turned a 0-d x into shape (1,); the result keeps x's shape (0-d), as
+    onnxruntime's and the reference's do.  A one-element 1-D scale on a 0-d x broadcasts."""
+    need(engine)
+    y = E.run(engine, "QuantizeLinear", Q0)
+    assert y.shape == () and y.dtype == np.int8 and int(y) == 4
+    y = E.run(engine, "QuantizeLinear", {"x": np.float32(1.5), "y_scale": np.float32([0.5]),
+                                         "y_zero_point": np.int8([1])}, {"axis": 0})
+    assert y.shape == () and int(y) == 4
+    if engine != "pytorch-fakequant":
+        y = E.run(engine, "DequantizeLinear", DQ0)
+        assert y.shape == () and y.dtype == np.float32 and float(y) == 100.0

@@ -56,6 +56,27 @@ def _f32(x):
     return np.asarray(x, dtype=np.float32)
 
 
+def _tensor(x):
+    """x as a CPU tensor of the same shape (np.ascontiguousarray alone turns a 0-d array into
+    shape (1,), and torch's quantize/dequantize/fake-quantize take 0-d tensors as they are)."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(x).reshape(np.shape(x)))
+
+
+def _per_axis(x, s, attributes):
+    """The normalised ``axis`` of a per-axis (1-D scale) call, or None when the call is
+    per-tensor: a scalar scale, or a 0-d x with a one-element scale (ONNX broadcasts it, as
+    onnxruntime and the reference do; a 0-d x has no axis to quantize along)."""
+    if _is_per_tensor(s):
+        return None
+    if np.ndim(x) == 0:
+        if np.size(s) == 1:
+            return None
+        raise EngineUnsupported(f"torch per-channel quantization: a 0-d x has no axis for a scale of "
+                                f"shape {np.shape(s)}")
+    return int(attributes.get("axis", 1)) % np.ndim(x)
+
+
 # --------------------------------------------------------------------------- quantize / dequantize
 def quantize(inputs, attributes):
     import torch
@@ -68,11 +89,11 @@ def quantize(inputs, attributes):
     if x.dtype != np.float32 or s.dtype != np.float32:
         raise EngineUnsupported("torch quantize here: float32 x and scale only")
     zpa = np.zeros(np.shape(s), np.int64) if zp is None else np.asarray(zp, np.int64)
-    xt = torch.from_numpy(np.ascontiguousarray(x))
-    if _is_per_tensor(s):
-        q = torch.quantize_per_tensor(xt, float(s), int(zpa), _qdtype(odt))
+    xt = _tensor(x)
+    axis = _per_axis(x, s, attributes)
+    if axis is None:
+        q = torch.quantize_per_tensor(xt, float(s.reshape(())), int(zpa.reshape(())), _qdtype(odt))
     else:
-        axis = int(attributes.get("axis", 1)) % x.ndim
         q = torch.quantize_per_channel(xt, torch.from_numpy(s.astype(np.float64)),
                                        torch.from_numpy(zpa.reshape(-1)), axis, _qdtype(odt))
     return q.int_repr().numpy().astype(odt)
@@ -89,11 +110,11 @@ def dequantize(inputs, attributes):
         raise EngineUnsupported("torch dequantize here: float32 scale only")
     _qdtype(x.dtype)
     zpa = np.zeros(np.shape(s), np.int64) if zp is None else np.asarray(zp, np.int64)
-    xt = torch.from_numpy(np.ascontiguousarray(x))
-    if _is_per_tensor(s):
-        q = torch._make_per_tensor_quantized_tensor(xt, float(s), int(zpa))
+    xt = _tensor(x)
+    axis = _per_axis(x, s, attributes)
+    if axis is None:
+        q = torch._make_per_tensor_quantized_tensor(xt, float(s.reshape(())), int(zpa.reshape(())))
     else:
-        axis = int(attributes.get("axis", 1)) % x.ndim
         q = torch._make_per_channel_quantized_tensor(xt, torch.from_numpy(s.astype(np.float64)),
                                                      torch.from_numpy(zpa.reshape(-1)), axis)
     return q.dequantize().numpy()
@@ -114,13 +135,13 @@ def fake_quantize(inputs, attributes):
     except Exception:
         raise EngineUnsupported(f"fake-quantize: {odt} is not an integer type") from None
     zpa = np.zeros(np.shape(s), np.int64) if zp is None else np.asarray(zp, np.int64)
-    xt = torch.from_numpy(np.ascontiguousarray(x))
-    if _is_per_tensor(s):
+    xt = _tensor(x)
+    axis = _per_axis(x, s, attributes)
+    if axis is None:
         y = torch.fake_quantize_per_tensor_affine(
-            xt, torch.tensor(float(s), dtype=torch.float32), torch.tensor(int(zpa), dtype=torch.int32),
-            qmin, qmax).numpy()
+            xt, torch.tensor(float(s.reshape(())), dtype=torch.float32),
+            torch.tensor(int(zpa.reshape(())), dtype=torch.int32), qmin, qmax).numpy()
         return _codes_from_fake(y, s.reshape(1), zpa.reshape(1), 0, qmin, qmax, odt)
-    axis = int(attributes.get("axis", 1)) % x.ndim
     y = torch.fake_quantize_per_channel_affine(
         xt, torch.from_numpy(s.reshape(-1).copy()), torch.from_numpy(zpa.reshape(-1).astype(np.int32)),
         axis, qmin, qmax).numpy()
