@@ -198,3 +198,12 @@ def test_ort_strided_histogram_growth_bounded():
     for meth, kw in (("entropy", {}), ("percentile", {}), ("percentile", {"calib_symmetric": False})):
         with pytest.raises(ValueError, match="would grow its histogram to"):
             calibrate(bs, tool="onnxruntime", method=meth, strides=1, **kw)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "non_negative", "all_zero", "multi_batch_growing"])
+def test_ort_distribution_integer_types(name):
+    """quantize_static with the Distribution calibrator and an integer activation type applies
+    compute_scale_zp to TensorData's (lowest, highest) = the histogram's extent; refquant refused
+    every dtype but float8e4m3fn."""
+    _check(DATA[name], "distribution", {})
+    _check(DATA[name], "distribution", {"num_bins": 512, "strides": 1})

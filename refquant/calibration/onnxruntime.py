@@ -43,8 +43,10 @@ the bin counts are the ``create_calibrator`` defaults unless given.
     edge[searchsorted(cdf, p / 100)] -> (-e, e); asymmetric: signed histogram, cut (100 - p)/200 on
     each side; clipped to [min, max].  Default p = 99.999.  num_bins must be >= 2 (with one bin
     ORT's compute_percentile fails building its TensorsData).
-  * distribution (float8e4m3fn only): histogram mean/std ("same" scenario), scale = std / std(all
-    finite float8e4m3fn values), zero point 0.
+  * distribution: histogram mean/std ("same" scenario); float8e4m3fn: scale = std / std(all finite
+    float8e4m3fn values), zero point 0; an integer type: quantize_static's calc_quant_params uses
+    the TensorData's range (lowest, highest) = (min, max) of the histogram edges = [-t, t]
+    (t = max |x|, or the grown threshold with strides) with compute_scale_zp.
 """
 from __future__ import annotations
 
@@ -385,22 +387,23 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             rmin, rmax = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
         else:  # distribution
             import ml_dtypes
-            if dt != np.dtype(ml_dtypes.float8_e4m3fn):
-                raise CalibrationError("dtype: onnxruntime's distribution calibrator is for float8e4m3fn "
-                                       f"quantization only, not {dt}")
             nb = 2048 if num_bins is None else num_bins
             if nb < 512:
                 raise CalibrationError("num_bins: Invalid num_bins. Must be in range 512 <= num_bins.")
             h = _histogram_over_calls(groups, nb, absolute=False)
             avg, std = _avg_std(h[0], h[1])
-            scale = np.array(std / _float8_std(), dtype=std.dtype)
-            zp = np.zeros((), np.float32).astype(dt)
             params.update(num_bins=nb, scenario="same")
             details.update(hist=h[0], hist_edges=h[1], avg=avg, std=std)
-            return CalibrationResult("onnxruntime", method, dtype, symmetric, reduce_range, axis,
-                                     np.asarray(h[1].min(), np.float32), np.asarray(h[1].max(), np.float32),
-                                     np.asarray(scale, np.float32), zp, params=params, details=details,
-                                     notes=notes)
+            rmin = np.asarray(h[1].min(), np.float32)
+            rmax = np.asarray(h[1].max(), np.float32)
+            if dt == np.dtype(ml_dtypes.float8_e4m3fn):
+                scale = np.array(std / _float8_std(), dtype=std.dtype)
+                zp = np.zeros((), np.float32).astype(dt)
+                return CalibrationResult("onnxruntime", method, dtype, symmetric, reduce_range, axis,
+                                         rmin, rmax, np.asarray(scale, np.float32), zp, params=params,
+                                         details=details, notes=notes)
+            notes.append("integer type: quantize_static applies compute_scale_zp to the Distribution "
+                         "calibrator's range, the histogram's extent [-t, t] (t = max |x|)")
     if dt == np.dtype("float32"):
         raise CalibrationError("dtype: float32 is not a quantized type")
     scale, zp = compute_scale_zero_point(rmin, rmax, dtype=dt, symmetric=symmetric,
