@@ -185,3 +185,18 @@ def test_torch_0d_input_gives_0d_result(engine):
     if engine != "pytorch-fakequant":
         y = E.run(engine, "DequantizeLinear", DQ0)
         assert y.shape == () and y.dtype == np.float32 and float(y) == 100.0
+
+
+def test_torch_fakequant_zero_channels_is_unsupported():
+    """fake_quantize_per_channel_affine raises its own RuntimeError on an empty (zero-channel)
+    scale; the adapter says EngineUnsupported.  Empty x with channels still runs."""
+    need("pytorch-fakequant")
+    for shape, axis in (((2, 0), 1), ((0,), 0)):
+        with pytest.raises(E.EngineUnsupported, match="zero channels"):
+            E.run("pytorch-fakequant", "QuantizeLinear", {"x": np.zeros(shape, np.float32),
+                                                          "y_scale": np.zeros(0, np.float32),
+                                                          "y_zero_point": np.zeros(0, np.int8)}, {"axis": axis})
+    y = E.run("pytorch-fakequant", "QuantizeLinear", {"x": np.zeros((0, 3), np.float32),
+                                                      "y_scale": np.float32([0.5, 1, 2]),
+                                                      "y_zero_point": np.int8([1, 0, 2])}, {"axis": 1})
+    assert y.shape == (0, 3) and y.dtype == np.int8

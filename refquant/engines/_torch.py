@@ -142,6 +142,11 @@ def fake_quantize(inputs, attributes):
             xt, torch.tensor(float(s.reshape(())), dtype=torch.float32),
             torch.tensor(int(zpa.reshape(())), dtype=torch.int32), qmin, qmax).numpy()
         return _codes_from_fake(y, s.reshape(1), zpa.reshape(1), 0, qmin, qmax, odt)
+    if s.size == 0:
+        # torch 2.13 reduces the scale with min() and raises "Expected reduction dim to be
+        # specified for input.numel() == 0" (quantize_per_channel takes zero channels)
+        raise EngineUnsupported("torch.fake_quantize_per_channel_affine cannot take zero channels "
+                                f"(an empty 1-D scale; x has shape {x.shape})")
     y = torch.fake_quantize_per_channel_affine(
         xt, torch.from_numpy(s.reshape(-1).copy()), torch.from_numpy(zpa.reshape(-1).astype(np.int32)),
         axis, qmin, qmax).numpy()
