@@ -200,3 +200,16 @@ def test_torch_fakequant_zero_channels_is_unsupported():
                                                       "y_scale": np.float32([0.5, 1, 2]),
                                                       "y_zero_point": np.int8([1, 0, 2])}, {"axis": 1})
     assert y.shape == (0, 3) and y.dtype == np.int8
+
+
+@pytest.mark.parametrize("engine", ["tflite-reference", "tflite-optimized", "tflite-xnnpack"])
+def test_tflite_0d_input_runs(engine):
+    """A 0-d x was fed as shape (1,) to a 0-d model ("Dimension mismatch"); LiteRT runs 0-d
+    QUANTIZE/DEQUANTIZE as they are and gives the (1,) run's value."""
+    need(engine)
+    for op, d in (("QuantizeLinear", Q0), ("QuantizeLinear", {"x": np.float32(-3.25), "y_scale": np.float32(0.5)}),
+                  ("DequantizeLinear", DQ0)):
+        y = E.run(engine, op, d)
+        ref = E.run_reference(op, d, profile=engine)
+        one = E.run(engine, op, dict(d, x=np.reshape(d["x"], 1)))
+        assert y.shape == () and y.dtype == ref.dtype and y.tobytes() == ref.tobytes() == one.tobytes()

@@ -148,6 +148,13 @@ def _interpret(engine, model, feed):
     return it.get_tensor(it.get_output_details()[0]["index"]).copy()
 
 
+def _contig(x):
+    """x C-contiguous with its shape kept (np.ascontiguousarray makes a 0-d array shape (1,),
+    which LiteRT refuses for a 0-d input tensor: "Dimension mismatch").  LiteRT runs 0-d
+    QUANTIZE/DEQUANTIZE tensors as they are, on every resolver (XNNPACK delegates them)."""
+    return np.ascontiguousarray(x).reshape(np.shape(x))
+
+
 def _scalar(name, v):
     if np.ndim(v) != 0:
         raise EngineUnsupported(f"TFLite adapter: {name} must be a scalar (per-tensor)")
@@ -206,7 +213,7 @@ def quantize(engine, inputs, attributes):
     b.op(S.BuiltinOperator.QUANTIZE, 2 if zp.dtype != np.int16 else 4, [ti], [to],
          S.BuiltinOptions.QuantizeOptions, S.QuantizeOptionsT())
     _guard_scales(engine, b)
-    return _interpret(engine, b.finish([ti], [to]), np.ascontiguousarray(x))
+    return _interpret(engine, b.finish([ti], [to]), _contig(x))
 
 
 def dequantize(engine, inputs, attributes):
@@ -231,7 +238,7 @@ def dequantize(engine, inputs, attributes):
     b.op(S.BuiltinOperator.DEQUANTIZE, 2 if x.dtype != np.int16 else 4, [ti], [to],
          S.BuiltinOptions.DequantizeOptions, S.DequantizeOptionsT())
     _guard_scales(engine, b)
-    return _interpret(engine, b.finish([ti], [to]), np.ascontiguousarray(x))
+    return _interpret(engine, b.finish([ti], [to]), _contig(x))
 
 
 def _fc(engine, a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp, C=None):
