@@ -373,3 +373,15 @@ def test_cli_unreadable_data_exit_2(tmp_path, capsys):
         np.save(f, np.linspace(-1, 3, 20, dtype=np.float32))
     assert cli.main([str(renamed), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_batches"] == 1
+
+
+def test_conversion_to_float32_noted():
+    """float16 / lossy float64 / large-int input: the float32 conversion is stated in the notes;
+    lossless input (float32, small ints, Python floats exact in float32) adds no note."""
+    import ml_dtypes
+    for d in ([0.1, 2.0], np.array([2**30 + 1]), np.array([1.5], np.float16), np.array([1.5], ml_dtypes.bfloat16)):
+        assert any("converted to float32" in n for n in calibrate(d).notes), d
+    for d in ([1.0, -2.0], np.array([1, 2]), np.array([1.5], np.float32)):
+        assert not any("converted" in n for n in calibrate(d).notes), d
+    x = np.array([0.1, -0.3, 2.0])
+    assert bits(calibrate(x).scale) == bits(calibrate(x.astype(np.float32)).scale)

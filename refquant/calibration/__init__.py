@@ -64,7 +64,9 @@ def calibrate(data, *, method="minmax", tool="onnxruntime", dtype="int8", symmet
               percentile=None, averaging_constant=None, **options) -> CalibrationResult:
     """Calibrate ``data`` the way ``tool`` does and return its range, scale and zero point.
 
-    data: one array, or a list/tuple of arrays consumed in order as calibration batches.
+    data: one array, or a list/tuple of arrays consumed in order as calibration batches.  Each
+        batch is converted to float32 (the tools calibrating float32 tensors); a lossy conversion
+        or a half-precision input is reported in ``result.notes``.
     method: "minmax", "moving_average_minmax", "percentile", "entropy", "mse", "distribution",
         "histogram", or None for the tool's default (see :func:`supported`).
     dtype: the quantized type (numpy / ml_dtypes / ONNX enum or name).
@@ -120,11 +122,20 @@ def calibrate(data, *, method="minmax", tool="onnxruntime", dtype="int8", symmet
             raise CalibrationError(f"averaging_constant: must lie in [0, 1], got {averaging_constant!r}")
     if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
         raise CalibrationError(f"axis: expected an integer or None, got {axis!r}")
-    batches = prepare_batches(data, tool=tool, axis=axis)
-    return mod.calibrate(batches, method=method, dtype=dtype_name(dt), dt=dt, symmetric=bool(symmetric),
-                         reduce_range=bool(reduce_range), axis=None if axis is None else int(axis),
-                         num_bins=nb, num_quantized_bins=nq, percentile=p,
-                         averaging_constant=averaging_constant, **options)
+    conversions = []
+    batches = prepare_batches(data, tool=tool, axis=axis, conversions=conversions)
+    result = mod.calibrate(batches, method=method, dtype=dtype_name(dt), dt=dt, symmetric=bool(symmetric),
+                           reduce_range=bool(reduce_range), axis=None if axis is None else int(axis),
+                           num_bins=nb, num_quantized_bins=nq, percentile=p,
+                           averaging_constant=averaging_constant, **options)
+    if conversions:
+        kinds = sorted({d for _, d in conversions})
+        which = ", ".join(str(i) for i, _ in conversions[:8]) + (" ..." if len(conversions) > 8 else "")
+        result.notes.append(
+            f"data converted to float32 from {', '.join(kinds)} (batch(es) {which}): this is {tool} "
+            f"calibrating float32 tensors (values rounded to float32 first); a tool fed half-precision "
+            f"tensors computes in that precision, which is not modelled")
+    return result
 
 
 def compare_tools(data, *, dtype="int8", symmetric=False, reduce_range=False, axis=None,

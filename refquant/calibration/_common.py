@@ -120,7 +120,7 @@ def dtype_name(dtype) -> str:
         return dt.name
 
 
-def prepare_batches(data, *, tool: str, axis=None) -> list[np.ndarray]:
+def prepare_batches(data, *, tool: str, axis=None, conversions=None) -> list[np.ndarray]:
     """data (one array, or a list/tuple/iterator of arrays = successive batches) -> float32 arrays.
 
     A flat list of numbers is one batch.  Every batch is converted to float32 first: refquant
@@ -160,6 +160,12 @@ def prepare_batches(data, *, tool: str, axis=None) -> list[np.ndarray]:
                 f"data: batch {i} ({a.dtype}) holds {n_big} finite values beyond float32's range "
                 f"(|x| > 3.4028235e38); every tool calibrates float32 tensors, where they become inf. "
                 f"Scale or clip the data first.")
+        if conversions is not None and a.dtype != np.float32 and a32.size:
+            with np.errstate(invalid="ignore"):
+                lossy = a.dtype.kind == "f" and a.dtype.itemsize < 4 or \
+                    (a.dtype.kind != "V" and not np.array_equal(a32.astype(a.dtype), a))
+            if lossy or (a.dtype.kind == "V" and a.dtype.itemsize < 4):
+                conversions.append((i, str(a.dtype)))
         a = a32
         if a.size == 0:
             continue
