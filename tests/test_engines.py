@@ -213,3 +213,19 @@ def test_tflite_0d_input_runs(engine):
         ref = E.run_reference(op, d, profile=engine)
         one = E.run(engine, op, dict(d, x=np.reshape(d["x"], 1)))
         assert y.shape == () and y.dtype == ref.dtype and y.tobytes() == ref.tobytes() == one.tobytes()
+
+
+def test_onnx_reference_gaps_are_unsupported():
+    """onnx.reference implements DequantizeLinear from opset 19 on only: below it (opset 10..18)
+    its RuntimeError ("No implementation") becomes EngineUnsupported naming the opset; other ops
+    run at their first opset.  DynamicQuantizeLinear of an empty x (numpy's zero-size reduction
+    ValueError) is EngineUnsupported too."""
+    need("onnx-reference")
+    d = {"x": np.int8([5, -3]), "x_scale": np.float32(0.5), "x_zero_point": np.int8(1)}
+    for opset in (10, 13, 18):
+        with pytest.raises(E.EngineUnsupported, match=f"no implementation of DequantizeLinear at opset {opset}"):
+            E.run("onnx-reference", "DequantizeLinear", d, opset=opset)
+    assert E.run("onnx-reference", "DequantizeLinear", d, opset=19).tolist() == [2.0, -2.0]
+    assert E.run("onnx-reference", "QuantizeLinear", Q, opset=10).tolist() == [2, 4, -4, 15]
+    with pytest.raises(E.EngineUnsupported, match="empty"):
+        E.run("onnx-reference", "DynamicQuantizeLinear", {"x": np.zeros(0, np.float32)})
