@@ -229,3 +229,18 @@ def test_onnx_reference_gaps_are_unsupported():
     assert E.run("onnx-reference", "QuantizeLinear", Q, opset=10).tolist() == [2, 4, -4, 15]
     with pytest.raises(E.EngineUnsupported, match="empty"):
         E.run("onnx-reference", "DynamicQuantizeLinear", {"x": np.zeros(0, np.float32)})
+
+
+def test_openvino_1d_empty_input_runs():
+    """OpenVINO's ONNX frontend dropped a static (0,)-shaped graph input and the inference request
+    failed (vector::_M_range_check); zero-size inputs now get dynamic dimensions and run."""
+    need("openvino")
+    y = E.run("openvino", "QuantizeLinear", {"x": np.zeros(0, np.float32), "y_scale": np.float32(0.5),
+                                             "y_zero_point": np.int8(1)})
+    assert y.shape == (0,) and y.dtype == np.int8
+    y = E.run("openvino", "QuantizeLinear", {"x": np.zeros(0, np.float32), "y_scale": np.float32(0.5)},
+              {"output_dtype": "int4"})
+    assert y.shape == (0,) and str(y.dtype) == "int4"
+    y = E.run("openvino", "DequantizeLinear", {"x": np.zeros(0, np.uint8), "x_scale": np.zeros(0, np.float32),
+                                               "x_zero_point": np.zeros(0, np.uint8)}, {"axis": 0})
+    assert y.shape == (0,) and y.dtype == np.float32
