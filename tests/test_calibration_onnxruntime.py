@@ -207,3 +207,16 @@ def test_ort_distribution_integer_types(name):
     every dtype but float8e4m3fn."""
     _check(DATA[name], "distribution", {})
     _check(DATA[name], "distribution", {"num_bins": 512, "strides": 1})
+
+
+def test_ort_histogram_overflowing_range_refused_clearly():
+    """Near float32's limit ORT's merged/signed histograms have an infinite range or width: ORT fails
+    in np.histogram, refquant with a CalibrationError (the |x| histogram that stays finite matches)."""
+    from refquant.calibration import CalibrationError
+    bs = [np.array([1e38, 0.0], np.float32), np.array([3.4e38, 1.0], np.float32)]
+    for meth, kw in (("entropy", {}), ("percentile", {"calib_symmetric": False})):
+        with pytest.raises(ValueError):
+            ort_ranges(bs, method=meth, strides=1, **kw)
+        with pytest.raises(CalibrationError, match="onnxruntime's histogram"):
+            calibrate(bs, tool="onnxruntime", method=meth, strides=1, **kw)
+    _check(bs, "percentile", {"strides": 1})

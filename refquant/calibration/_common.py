@@ -233,14 +233,16 @@ def check_finite_range(rmin, rmax, *, tool: str, method: str, why: str) -> None:
 
 def np_histogram(tool: str, *args, **kwargs):
     """``np.histogram`` as the tool calls it; numpy's own refusals (a float32 range too narrow for
-    ``bins`` finite-width bins, e.g. denormal data) become a :class:`CalibrationError` naming the tool."""
+    ``bins`` finite-width bins, e.g. denormal data, or one that overflows float32) become a
+    :class:`CalibrationError` naming the tool (ORT fails there with the same numpy error)."""
     try:
         return np.histogram(*args, **kwargs)
     except ValueError as exc:
         raise CalibrationError(
             f"data: {tool}'s histogram (np.histogram over float32 values) fails on this data: {exc} "
-            f"(the data range is too narrow for that many float32 bins; scale the data up or use "
-            f"fewer bins)") from exc
+            f"(its bins need a finite float32 range and a finite, nonzero float32 width: a denormal-"
+            f"narrow range or one near float32's limits fails; rescale the data or use fewer bins)"
+        ) from exc
 
 
 def check_percentile(p):
