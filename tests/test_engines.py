@@ -244,3 +244,15 @@ def test_openvino_1d_empty_input_runs():
     y = E.run("openvino", "DequantizeLinear", {"x": np.zeros(0, np.uint8), "x_scale": np.zeros(0, np.float32),
                                                "x_zero_point": np.zeros(0, np.uint8)}, {"axis": 0})
     assert y.shape == (0,) and y.dtype == np.float32
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "onnx-reference", "openvino"])
+def test_opset_before_the_op_exists_is_a_value_error(engine):
+    """An opset older than the op: the reference's ValueError("opset: ...") on every ONNX-model
+    engine (was onnxruntime's raw InvalidGraph, onnx.reference's RuntimeError, and OpenVINO ran it)."""
+    need(engine)
+    with pytest.raises(ValueError, match="opset: QuantizeLinear exists from opset 10"):
+        E.run(engine, "QuantizeLinear", Q, opset=9)
+    if engine != "openvino":
+        with pytest.raises(ValueError, match="opset: DynamicQuantizeLinear exists from opset 11"):
+            E.run(engine, "DynamicQuantizeLinear", {"x": np.float32([1.0, -2.0])}, opset=10)

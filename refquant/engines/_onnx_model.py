@@ -68,6 +68,25 @@ def output_dtypes(op: str, inputs: dict, attributes: dict) -> list:
     raise ValueError(op)
 
 
+def _check_opset(op, opset):
+    """ValueError when the ONNX op does not exist at ``opset`` (as the reference says): an
+    engine would otherwise fail its own way (onnxruntime: INVALID_GRAPH, onnx.reference: "No
+    implementation") or, like OpenVINO, run an op the model's opset does not have."""
+    from onnx import defs
+    try:
+        defs.get_schema(op, opset, "")
+        return
+    except defs.SchemaError:
+        pass
+    for v in range(opset + 1, defs.onnx_opset_version() + 1):
+        try:
+            first = defs.get_schema(op, v, "").since_version
+        except defs.SchemaError:
+            continue
+        raise ValueError(f"opset: {op} exists from opset {first} (opset={opset})")
+    raise ValueError(f"opset: ONNX has no {op} at opset {opset}")
+
+
 def _tensor(name, arr):
     from onnx import numpy_helper
     return numpy_helper.from_array(np.asarray(arr), name)
@@ -114,6 +133,8 @@ def build_model(op: str, inputs: dict, attributes: dict | None = None, opset: in
     graph = helper.make_graph([node], f"refquant_{op}", graph_inputs, graph_outputs, initializer=inits)
     if opset is None:
         opset = DEFAULT_OPSET
+    if not domain:
+        _check_opset(op, int(opset))
     imports = [helper.make_opsetid("", opset)]
     if domain:
         imports.append(helper.make_opsetid(domain, 1))
