@@ -256,3 +256,23 @@ def test_opset_before_the_op_exists_is_a_value_error(engine):
     if engine != "openvino":
         with pytest.raises(ValueError, match="opset: DynamicQuantizeLinear exists from opset 11"):
             E.run(engine, "DynamicQuantizeLinear", {"x": np.float32([1.0, -2.0])}, opset=10)
+
+
+def test_openvino_low_precision_x_and_unloadable_models():
+    """A low-precision x (int4/uint4/float8/float4) could not be fed (raw ParameterMismatch): it is
+    an initializer now and DequantizeLinear runs, 0-d included; an empty one comes back from
+    OpenVINO as shape () -> EngineUnsupported, never a wrong-shaped result; models OpenVINO cannot
+    load (int2, float4 QuantizeLinear) -> EngineUnsupported."""
+    need("openvino")
+    import ml_dtypes
+    for dt in (ml_dtypes.int4, ml_dtypes.float8_e4m3fn):
+        for shape in ((5,), ()):
+            d = {"x": np.full(shape, 3, dt), "x_scale": np.float32(0.37)}
+            y = E.run("openvino", "DequantizeLinear", d)
+            assert y.shape == shape and y.tobytes() == E.run_reference("DequantizeLinear", d).tobytes()
+        with pytest.raises(E.EngineUnsupported, match="shape"):
+            E.run("openvino", "DequantizeLinear", {"x": np.zeros(0, dt), "x_scale": np.float32(0.37)})
+    for od in ("int2", "float4e2m1"):
+        with pytest.raises(E.EngineUnsupported, match="cannot load"):
+            E.run("openvino", "QuantizeLinear", {"x": np.float32([1, 2]), "y_scale": np.float32(1)},
+                  {"output_dtype": od})

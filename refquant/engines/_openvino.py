@@ -13,6 +13,7 @@ import tempfile
 
 import numpy as np
 
+from ._errors import EngineUnsupported
 from ._onnx_model import build_model, output_dtypes
 
 PACKAGE = "openvino"
@@ -23,21 +24,46 @@ def version():
     return openvino.__version__
 
 
+def _is_low(dt):
+    """Element types OpenVINO's Python binding cannot take from numpy as a graph input
+    (sub-byte integers, float8/float6/float4: "ParameterMismatch: Failed to set tensor")."""
+    from .._dtypes import bits, is_low_float
+    dt = np.dtype(dt)
+    return is_low_float(dt) or (dt.kind in "iuV" and bits(dt) < 8)
+
+
 def run(op, inputs, attributes, opset=None):
     import openvino as ov
-    model, feeds = build_model(op, inputs, attributes, opset)
+    x = np.asarray(inputs["x"])
+    # a low-precision x travels as an initializer (as onnxruntime's adapter does, and as
+    # compressed int4/float8 weights do in OpenVINO's own models)
+    model, feeds = build_model(op, inputs, attributes, opset, dynamic=() if _is_low(x.dtype) else ("x",))
     _dynamic_if_empty(model, feeds)
     core = ov.Core()
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "m.onnx")
         with open(p, "wb") as f:
             f.write(model.SerializeToString())
-        m = core.read_model(p)
-        cm = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+        try:
+            m = core.read_model(p)
+            cm = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+        except RuntimeError as e:
+            # e.g. int2/uint2 ("Unsupported type"), float4e2m1 outputs ("Bad format for f8
+            # conversion type"), int32 QuantizeLinear outputs (unconverted op)
+            msg = " ".join(ln.strip() for ln in str(e).splitlines()
+                           if ln.strip() and not ln.startswith(("Exception from", "Check 'false'")))
+            raise EngineUnsupported(f"OpenVINO {version().split('-')[0]} cannot load/compile this {op} "
+                                    f"model: {msg[:300]}") from e
     res = cm(list(feeds.values()))
-    shape = np.shape(inputs["x"]) if op == "QuantizeLinear" else None
+    shape = x.shape if op == "QuantizeLinear" else None
     outs = [_as_dtype(np.asarray(res[o]), dt, shape)
             for o, dt in zip(cm.outputs, output_dtypes(op, inputs, attributes))]
+    for o in outs:
+        if o.shape != x.shape:
+            # OpenVINO 2026.4 turns an empty 1-D constant (a low-precision x of shape (0,)) into a
+            # scalar and returns shape ()
+            raise EngineUnsupported(f"OpenVINO returned shape {o.shape} for {op} of an x of shape "
+                                    f"{x.shape}")
     return tuple(outs) if len(outs) > 1 else outs[0]
 
 
