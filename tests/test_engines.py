@@ -276,3 +276,13 @@ def test_openvino_low_precision_x_and_unloadable_models():
         with pytest.raises(E.EngineUnsupported, match="cannot load"):
             E.run("openvino", "QuantizeLinear", {"x": np.float32([1, 2]), "y_scale": np.float32(1)},
                   {"output_dtype": od})
+
+
+def test_int32_quantize_output_is_unsupported_not_a_crash():
+    """int32 is no ONNX QuantizeLinear output type: pytorch-fakequant tried a 2**32-entry code
+    table (MemoryError) and onnx.reference raised its own ValueError; both say EngineUnsupported."""
+    d = {"x": np.float32([1.0, 2.5]), "y_scale": np.float32(0.5), "y_zero_point": np.int32(0)}
+    for engine in ("pytorch-fakequant", "onnx-reference"):
+        need(engine)
+        with pytest.raises(E.EngineUnsupported):
+            E.run(engine, "QuantizeLinear", d)

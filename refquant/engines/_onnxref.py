@@ -9,6 +9,7 @@ letting onnx's own exception escape:
   refquant runs here has an implementation from its first opset on.
 * DynamicQuantizeLinear of an empty x: its numpy min()/max() has no identity for a zero-size
   array (onnxruntime returns y_scale 1, y_zero_point 0 there).
+* an output type its QuantizeLinear does not know (int32: "not a supported quantized type").
 """
 from __future__ import annotations
 
@@ -52,5 +53,9 @@ def run(op, inputs, attributes, opset=None):
         if "zero-size array" in str(e) and any(getattr(v, "size", 1) == 0 for v in feeds.values()):
             raise EngineUnsupported(f"onnx.reference (onnx {version()}) cannot run {op} on an empty "
                                     f"input: {e}") from e
+        if "is not a supported quantized type" in str(e):
+            # e.g. an int32 QuantizeLinear output (not an ONNX QuantizeLinear type either;
+            # onnxruntime has no kernel for it)
+            raise EngineUnsupported(f"onnx.reference (onnx {version()}): {op}: {e}") from e
         raise
     return tuple(outs) if len(outs) > 1 else outs[0]

@@ -134,6 +134,10 @@ def fake_quantize(inputs, attributes):
         qmin, qmax = qrange(odt)
     except Exception:
         raise EngineUnsupported(f"fake-quantize: {odt} is not an integer type") from None
+    if qmax - qmin >= 1 << 16:
+        # the codes are recovered through a table over every code (2**32 for int32: MemoryError)
+        raise EngineUnsupported(f"fake-quantize: codes of {odt} cannot be recovered from the float "
+                                "output here (8- and 16-bit outputs only)")
     zpa = np.zeros(np.shape(s), np.int64) if zp is None else np.asarray(zp, np.int64)
     xt = _tensor(x)
     axis = _per_axis(x, s, attributes)
