@@ -385,3 +385,20 @@ def test_conversion_to_float32_noted():
         assert not any("converted" in n for n in calibrate(d).notes), d
     x = np.array([0.1, -0.3, 2.0])
     assert bits(calibrate(x).scale) == bits(calibrate(x.astype(np.float32)).scale)
+
+
+def test_cli_tool_options(tmp_path, capsys):
+    """--strides / --calib-symmetric / --torch-threads reach calibrate()."""
+    from refquant.calibration import cli
+    rng = np.random.default_rng(2)
+    bs = [rng.standard_normal(64).astype(np.float32) * np.float32(k + 1) for k in range(4)]
+    p = tmp_path / "d.npz"
+    np.savez(p, **{f"b{k}": b for k, b in enumerate(bs)})
+    for args, kw in (([ "--method", "entropy", "--num-bins", "256", "--num-quantized-bins", "64", "--strides", "2"],
+                      dict(method="entropy", num_bins=256, num_quantized_bins=64, strides=2)),
+                     (["--method", "percentile", "--calib-symmetric", "false"],
+                      dict(method="percentile", calib_symmetric=False))):
+        assert cli.main([str(p), "--json"] + args) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["results"][0]["scale_bits"] == bits(calibrate(bs, **kw).scale)[0]
+    assert cli.main([str(p), "--tool", "pytorch", "--method", "histogram", "--torch-threads", "0"]) == 2

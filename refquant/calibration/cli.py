@@ -2,7 +2,8 @@
 
     refquant calibrate DATA.npz [--tool T] [--method M] [--per-channel AXIS] [--dtype int8]
                        [--symmetric] [--reduce-range] [--num-bins N] [--num-quantized-bins N]
-                       [--percentile P] [--averaging-constant C] [--compare-tools]
+                       [--percentile P] [--averaging-constant C] [--strides N]
+                       [--calib-symmetric {true,false}] [--torch-threads K] [--compare-tools]
                        [--html FILE] [--json [FILE]]
 
 DATA: an ``.npz`` whose arrays are the calibration batches, taken in **sorted key order**
@@ -64,6 +65,12 @@ def _add_arguments(p):
     p.add_argument("--num-quantized-bins", type=int, default=None)
     p.add_argument("--percentile", type=float, default=None)
     p.add_argument("--averaging-constant", type=float, default=None)
+    p.add_argument("--strides", type=int, default=None, metavar="N",
+                   help="onnxruntime: CalibStridedMinMax, N batches per collect_data call (every method)")
+    p.add_argument("--calib-symmetric", default=None, choices=("true", "false"),
+                   help="onnxruntime: CalibTensorRangeSymmetric (default: the calibrator's own)")
+    p.add_argument("--torch-threads", type=int, default=None, metavar="K",
+                   help="torch.get_num_threads() to replay in torch.histc (pytorch histogram, modelopt)")
     p.add_argument("--compare-tools", action="store_true",
                    help="run every supported (tool, method) pair and show them side by side")
     p.add_argument("--html", default=None, metavar="FILE", help="write a page with a histogram plot")
@@ -89,18 +96,21 @@ def _run(args) -> int:
         kw = dict(dtype=args.dtype, symmetric=args.symmetric, reduce_range=args.reduce_range, axis=args.axis)
         opt = dict(num_bins=args.num_bins, num_quantized_bins=args.num_quantized_bins,
                    percentile=args.percentile, averaging_constant=args.averaging_constant)
+        extra = {k: v for k, v in (("strides", args.strides), ("torch_threads", args.torch_threads),
+                                   ("calib_symmetric", None if args.calib_symmetric is None
+                                    else args.calib_symmetric == "true")) if v is not None}
         if args.compare_tools:
             results = []
             for tool, methods in supported().items():
                 for m in methods:
                     o = {k: v for k, v in opt.items() if v is not None}
                     try:
-                        results.append(calibrate(batches, tool=tool, method=m, **kw, **o))
+                        results.append(calibrate(batches, tool=tool, method=m, **kw, **o, **extra))
                     except (CalibrationError, TypeError) as exc:
                         results.append((tool, m, str(exc)))
             text = table(results)
         else:
-            r = calibrate(batches, tool=args.tool, method=args.method, **kw, **opt)
+            r = calibrate(batches, tool=args.tool, method=args.method, **kw, **opt, **extra)
             results = [r]
             text = str(r)
     except (CalibrationError, TypeError, OSError) as exc:
