@@ -286,3 +286,26 @@ def test_int32_quantize_output_is_unsupported_not_a_crash():
         need(engine)
         with pytest.raises(E.EngineUnsupported):
             E.run(engine, "QuantizeLinear", d)
+
+
+def test_torch_quantized_zero_size_reductions_and_channels_refused():
+    """torch 2.13 gets zero-size linear/conv shapes wrong: K = 0 gives uninitialised memory on
+    fbgemm/x86 (SIGFPE on onednn), 0 input channels make x86 conv raise, no output channels
+    crash qnnpack (SIGFPE); the adapter refuses those and runs an empty batch."""
+    need("pytorch-fbgemm")
+    import torch
+    d = CS.matmul_case(np.random.default_rng(0), 2, 1, 2)
+    k0 = dict(d, a=d["a"][:, :0], b=d["b"][:0])
+    n0 = dict(d, b=d["b"][:, :0])
+    for eng, case in (("fbgemm", k0), ("x86", k0), ("onednn", k0), ("qnnpack", n0)):
+        if eng in torch.backends.quantized.supported_engines:
+            with pytest.raises(E.EngineUnsupported, match="zero-length|no output channels"):
+                E.run(f"pytorch-{eng}", "QLinearMatMul", case)
+    if "qnnpack" in torch.backends.quantized.supported_engines:
+        y = E.run("pytorch-qnnpack", "QLinearMatMul", k0)        # qnnpack: y_zero_point, correctly
+        assert y.tolist() == [[int(d["y_zero_point"])] * 2] * 2
+    c, at = CS.conv_case(np.random.default_rng(0), 1, 2, 3, 3, 2, 1, 1, per_channel=False, bias=False)
+    with pytest.raises(E.EngineUnsupported, match="zero-length"):
+        E.run("pytorch-x86", "QLinearConv", dict(c, x=c["x"][:, :0], w=c["w"][:, :0]), at)
+    y = E.run("pytorch-fbgemm", "QLinearConv", dict(c, x=c["x"][:0]), at)
+    assert y.shape == (0, 2, 3, 3)

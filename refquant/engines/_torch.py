@@ -264,6 +264,25 @@ def _check_scalar(name, v):
         raise EngineUnsupported(f"torch quantized ops: {name} must be a scalar")
 
 
+def _check_empty_linear(engine, K, N, what="linear"):
+    """Refuse the zero-size shapes torch 2.13's quantized kernels get wrong (measured; an empty
+    batch M / N = 0 runs everywhere):
+
+    * a zero-length reduction (K = 0 for linear, 0 input channels for conv): fbgemm and x86
+      return uninitialised memory (linear; fbgemm conv too), onednn dies with SIGFPE (linear),
+      x86/onednn conv raise "could not create a primitive descriptor"; qnnpack gives the
+      correct y_zero_point;
+    * no output channels (N = 0 / M = 0): qnnpack dies with SIGFPE (linear) or raises / dies
+      (conv); fbgemm conv dies, x86/onednn conv raise; linear on fbgemm/x86/onednn is fine.
+    """
+    if K == 0 and engine != "qnnpack":
+        raise EngineUnsupported(f"torch engine {engine!r}: quantized {what} with a zero-length reduction "
+                                "(fbgemm/x86 return uninitialised memory, onednn crashes or raises)")
+    if N == 0 and (engine == "qnnpack" or what == "conv"):
+        raise EngineUnsupported(f"torch engine {engine!r}: quantized {what} with no output channels "
+                                "crashes (SIGFPE) or raises in torch 2.13")
+
+
 def linear(engine, a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp, C=None):
     import torch
     for n, v in (("a_scale", a_s), ("a_zero_point", a_zp), ("y_scale", y_s), ("y_zero_point", y_zp)):
@@ -273,6 +292,9 @@ def linear(engine, a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp, C=None):
     if y_zp.dtype != np.uint8:
         raise EngineUnsupported("torch quantized linear: output must be uint8")
     K, N = b.shape
+    if a.shape[-1] != K:
+        raise ValueError(f"a: its last axis ({a.shape[-1]}) must match b's rows ({K})")
+    _check_empty_linear(engine, K, N)
     b_zp = np.zeros((), np.int8) if b_zp is None else b_zp
     with _engine(engine):
         xq = _act(a, a_s, a_zp)
@@ -332,6 +354,7 @@ def qlinear_conv(engine, inputs, attributes):
             # SIGFPE (3-D); refquant refuses such a conv (ValueError), so do not run it
             raise EngineUnsupported("torch quantized conv: the kernel is larger than the padded input "
                                     "(torch would return an empty tensor, raise, or crash on qnnpack)")
+    _check_empty_linear(engine, int(np.prod(w.shape[1:])), M, "conv")
     w_zp = i.get("w_zero_point")
     w_zp = np.zeros((), np.int8) if w_zp is None else w_zp
     with _engine(engine):
