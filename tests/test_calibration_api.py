@@ -402,3 +402,16 @@ def test_cli_tool_options(tmp_path, capsys):
         doc = json.loads(capsys.readouterr().out)
         assert doc["results"][0]["scale_bits"] == bits(calibrate(bs, **kw).scale)[0]
     assert cli.main([str(p), "--tool", "pytorch", "--method", "histogram", "--torch-threads", "0"]) == 2
+
+
+def test_min_real_range_validated():
+    """ORT's Python max(rmax, rmin + nan) ignores a NaN MinimumRealRange, refquant's np.maximum made
+    the scale NaN; non-finite or non-numeric values are refused."""
+    for bad in (float("nan"), float("inf"), 1e39):
+        with pytest.raises(ValueError, match="min_real_range: must be a finite"):
+            compute_scale_zero_point(-1.0, 2.0, dtype="uint8", min_real_range=bad)
+    for bad in ("abc", [0.1, 0.2]):
+        with pytest.raises(TypeError, match="min_real_range"):
+            compute_scale_zero_point(-1.0, 2.0, dtype="uint8", min_real_range=bad)
+    s, z = compute_scale_zero_point(-1.0, 2.0, dtype="uint8", min_real_range=-1.0)
+    assert bits(s) == bits(F32(3.0) / F32(255)) and int(z) == 85

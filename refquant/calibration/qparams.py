@@ -249,6 +249,16 @@ def compute_scale_zero_point(rmin, rmax, *, dtype="int8", symmetric=False, reduc
     rmax = np.array(rmax, np.float32)
     if min_real_range is not None and tool != "onnxruntime":
         raise CalibrationError("min_real_range: only onnxruntime has a MinimumRealRange option")
+    if min_real_range is not None:
+        m = np.asarray(min_real_range)
+        if m.ndim or m.dtype.kind not in "fiu":
+            raise TypeError(f"min_real_range: expected a real number, got {min_real_range!r}")
+        with np.errstate(over="ignore"):
+            m32 = m.astype(np.float32)
+        if not np.isfinite(m32):
+            # ORT: a NaN is ignored by Python's max(rmax, rmin + nan); an inf or a value beyond
+            # float32 gives an infinite scale -- neither is a usable MinimumRealRange
+            raise CalibrationError(f"min_real_range: must be a finite float32 number, got {min_real_range!r}")
     if tool == "onnxruntime":
         if dt == _E4M3:
             raise CalibrationError("dtype: onnxruntime computes float8e4m3fn scales from the "
