@@ -309,3 +309,26 @@ def test_torch_quantized_zero_size_reductions_and_channels_refused():
         E.run("pytorch-x86", "QLinearConv", dict(c, x=c["x"][:, :0], w=c["w"][:, :0]), at)
     y = E.run("pytorch-fbgemm", "QLinearConv", dict(c, x=c["x"][:0]), at)
     assert y.shape == (0, 2, 3, 3)
+
+
+def test_empty_reduction_refused_where_engines_get_it_wrong():
+    """K = 0 (a sum of zero terms): onnxruntime 1.32 returns uninitialised memory (MatMulInteger,
+    QGemm, ConvInteger) or 0 instead of y_zero_point (QLinearMatMul), LiteRT's FULLY_CONNECTED
+    leaves its output unwritten: EngineUnsupported.  onnx.reference gets it right."""
+    d = CS.matmul_case(np.random.default_rng(0), 2, 1, 2, a_dtype="int8", y_dtype="int8")
+    d = dict(d, a=d["a"][:, :0], b=d["b"][:0])
+    need("onnxruntime")
+    for op, inp in (("QLinearMatMul", d), ("QGemm", CS.to_qgemm(d)),
+                    ("MatMulInteger", {"A": d["a"], "B": d["b"]})):
+        with pytest.raises(E.EngineUnsupported, match="empty reduction"):
+            E.run("onnxruntime", op, inp)
+    c, at = CS.conv_case(np.random.default_rng(0), 1, 2, 3, 3, 2, 1, 1, per_channel=False, bias=False)
+    with pytest.raises(E.EngineUnsupported, match="empty reduction"):
+        E.run("onnxruntime", "ConvInteger", {"x": c["x"][:, :0], "w": c["w"][:, :0]}, at)
+    with pytest.raises(E.EngineUnsupported, match="refused the inputs"):     # was InvalidArgument
+        E.run("onnxruntime", "ConvInteger", {"x": c["x"][:, :, :0], "w": c["w"]}, at)
+    need("onnx-reference")
+    assert E.run("onnx-reference", "QLinearMatMul", d).tolist() == [[int(d["y_zero_point"])] * 2] * 2
+    need("tflite-reference")
+    with pytest.raises(E.EngineUnsupported, match="K = 0"):
+        E.run("tflite-reference", "QLinearMatMul", dict(d, b=d["b"].astype(np.int8)))

@@ -251,6 +251,11 @@ def _fc(engine, a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp, C=None):
         raise EngineUnsupported("TFLite FULLY_CONNECTED adapter: a, b, y all int8 or all uint8")
     M, K = a.shape
     N = b.shape[1]
+    if K == 0 and M * N:
+        # measured (LiteRT 2.3.0, reference and optimized kernels): the output is left unwritten
+        # (zeros) instead of y_zero_point; XNNPACK does not take K = 0
+        raise EngineUnsupported("TFLite FULLY_CONNECTED with K = 0 (an empty reduction) leaves the output "
+                                "unwritten instead of y_zero_point")
     if b_zp is None:
         b_zp = np.zeros((), b.dtype)
     per_ch = np.ndim(b_s) == 1
