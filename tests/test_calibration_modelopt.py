@@ -99,3 +99,21 @@ def test_mse_center_overflow_refused():
     with pytest.raises(ValueError, match="overflows float32"):
         calibrate(x, tool="modelopt", method="mse", num_bins=129)
     _check(x, "percentile", num_bins=129)
+
+
+def test_entropy_start_bin_below_1_refused():
+    """ModelOpt's _compute_amax_entropy fails with an IndexError for start_bin <= 0; refquant raised
+    the same bare IndexError -- now a CalibrationError (mse with start_bin 0 / -5 runs in both)."""
+    x = np.random.default_rng(0).standard_normal(500).astype(np.float32)
+    for sb in (0, -5):
+        with pytest.raises(ValueError, match="start_bin: ModelOpt's entropy search needs start_bin >= 1"):
+            calibrate(x, tool="modelopt", method="entropy", num_bins=256, start_bin=sb)
+    with pytest.raises(TypeError, match="start_bin"):
+        calibrate(x, tool="modelopt", method="entropy", start_bin=1.5)
+    import torch
+    from modelopt.torch.quantization.calib import HistogramCalibrator
+    for sb in (0, -5):
+        cal = HistogramCalibrator(num_bits=8, num_bins=256)
+        cal.collect(torch.from_numpy(x))
+        assert bits(cal.compute_amax("mse", start_bin=sb).numpy()) == \
+            bits(calibrate(x, tool="modelopt", method="mse", num_bins=256, start_bin=sb).amax)

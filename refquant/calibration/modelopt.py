@@ -252,6 +252,8 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         if axis is not None:
             raise CalibrationError("axis: ModelOpt's HistogramCalibrator only supports per tensor scaling")
         nb = 2048 if num_bins is None else num_bins
+        if start_bin is not None and (isinstance(start_bin, bool) or not isinstance(start_bin, (int, np.integer))):
+            raise TypeError(f"start_bin: expected an integer, got {start_bin!r}")
         sb = 128 if start_bin is None else int(start_bin)
         if method != "percentile" and percentile is not None:
             raise CalibrationError("percentile: only for method='percentile'")
@@ -263,6 +265,9 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         details.update(hist=hist, hist_edges=edges)
         params.update(num_bins=nb, calibrator="HistogramCalibrator")
         if method == "entropy":
+            if sb < 1:
+                raise CalibrationError(f"start_bin: ModelOpt's entropy search needs start_bin >= 1, got {sb} "
+                                       f"(_compute_amax_entropy fails with an IndexError)")
             if len(hist) < sb:
                 raise CalibrationError(f"num_bins: ModelOpt's entropy search starts at bin {sb}; the "
                                        f"histogram has only {len(hist)} bins")
