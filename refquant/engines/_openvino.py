@@ -26,10 +26,9 @@ def version():
 
 def _is_low(dt):
     """Element types OpenVINO's Python binding cannot take from numpy as a graph input
-    (sub-byte integers, float8/float6/float4: "ParameterMismatch: Failed to set tensor")."""
-    from .._dtypes import bits, is_low_float
-    dt = np.dtype(dt)
-    return is_low_float(dt) or (dt.kind in "iuV" and bits(dt) < 8)
+    (ml_dtypes' sub-byte integers, float8/float6/float4 and bfloat16: "ParameterMismatch:
+    Failed to set tensor")."""
+    return np.dtype(dt).kind == "V"
 
 
 def run(op, inputs, attributes, opset=None):
