@@ -36,6 +36,18 @@ reference with the same calling convention (the comparison side of every live te
 
 A missing package raises :class:`EngineUnavailable` (``available()`` leaves it out; tests skip);
 an op/input combination the engine or its mapping cannot run raises :class:`EngineUnsupported`.
+An opset older than the op raises ValueError("opset: ..."), as the reference does.
+
+0-d and empty inputs (measured with onnxruntime 1.32, onnx 1.23, torch 2.13, LiteRT 2.3,
+OpenVINO 2026.4): every adapter returns x's shape for Q/DQ or refuses.  Q/DQ of a 0-d x runs
+on every engine (torch and LiteRT on 0-d tensors; a one-element 1-D scale on a 0-d x is
+per-tensor on torch).  Empty x runs everywhere except: pytorch-fakequant with zero channels,
+tflite-xnnpack (XNNPACK does not take empty tensors), OpenVINO with an empty low-precision
+(int4/float8/...) x (it returns shape ()), onnx-reference's DynamicQuantizeLinear.  A sum over
+zero terms (K = 0 / no input channels) is refused where the engine gets it wrong: onnxruntime
+(uninitialised memory, QLinearMatMul 0), LiteRT FULLY_CONNECTED (unwritten output), torch
+fbgemm/x86/onednn (uninitialised output or SIGFPE); torch qnnpack also refuses no output
+channels (SIGFPE).
 """
 from __future__ import annotations
 
