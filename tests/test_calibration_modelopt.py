@@ -117,3 +117,14 @@ def test_entropy_start_bin_below_1_refused():
         cal.collect(torch.from_numpy(x))
         assert bits(cal.compute_amax("mse", start_bin=sb).numpy()) == \
             bits(calibrate(x, tool="modelopt", method="mse", num_bins=256, start_bin=sb).amax)
+
+
+def test_histogram_growth_overflow_refused():
+    """A later batch far beyond the first batch's bin width: ModelOpt's int(ceil(max / width))
+    overflows (OverflowError) or asks for billions of bins; refquant raises a CalibrationError."""
+    tiny = np.array([1e-30, -2e-30], np.float32)
+    with pytest.raises(OverflowError):
+        modelopt_amax([tiny, np.array([3e38], np.float32)], method="percentile")
+    for big in (3e38, 1e6):
+        with pytest.raises(ValueError, match="would grow to int"):
+            calibrate([tiny, np.array([big], np.float32)], tool="modelopt", method="percentile")

@@ -59,6 +59,9 @@ def num_bits_unsigned(dt):
                            f"(unsigned) and int4, not {dt}")
 
 
+_MAX_GROWN_BINS = 1 << 27
+
+
 class HistogramState:
     """ModelOpt ``HistogramCalibrator`` with ``torch_hist=True`` (the default)."""
 
@@ -84,7 +87,16 @@ class HistogramState:
                 raise CalibrationError(
                     "data: ModelOpt's histogram calibrator cannot grow a histogram whose first batch "
                     "was all zeros (bin width 0: int(ceil(max / 0)) fails); put a nonzero batch first")
-            self.num_bins = int(np.ceil(F32(x_max / width)))
+            with np.errstate(over="ignore"):
+                grown = np.ceil(F32(x_max / width))
+            if not np.isfinite(grown) or grown > _MAX_GROWN_BINS:
+                raise CalibrationError(
+                    f"data: ModelOpt's histogram calibrator would grow to int(ceil(max / width)) = "
+                    f"int(ceil({float(x_max)!r} / {float(width)!r})) bins (a later batch reaches far beyond "
+                    f"the first batch's range, and ModelOpt keeps the first bin width); "
+                    + ("ModelOpt fails converting inf to int" if not np.isfinite(grown) else
+                       f"refquant refuses more than {_MAX_GROWN_BINS} bins"))
+            self.num_bins = int(grown)
             self.edges = T.arange(0.0, float(F32(x_max + width)), float(width), width=self.width)
         h = T.histc(x, self.num_bins, 0.0, self.edges[-1], threads=self.threads)
         n = self.hist.size
