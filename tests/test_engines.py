@@ -335,3 +335,16 @@ def test_empty_reduction_refused_where_engines_get_it_wrong():
     need("tflite-reference")
     with pytest.raises(E.EngineUnsupported, match="K = 0"):
         E.run("tflite-reference", "QLinearMatMul", dict(d, b=d["b"].astype(np.int8)))
+
+
+@pytest.mark.parametrize("engine", ["pytorch", "onnxruntime", "onnx-reference"])
+def test_per_axis_axis_out_of_range_is_the_reference_value_error(engine):
+    """torch's adapter wrapped axis % rank silently (axis 3 on a rank-2 x ran as axis 1);
+    onnxruntime / onnx.reference raised their own Fail / IndexError."""
+    need(engine)
+    d = {"x": np.zeros((2, 3), np.float32), "y_scale": np.float32([1, 2, 4]), "y_zero_point": np.int8([0, 0, 0])}
+    for ax in (3, -3):
+        with pytest.raises(ValueError, match=f"axis: {ax} is outside"):
+            E.run(engine, "QuantizeLinear", d, {"axis": ax})
+        with pytest.raises(ValueError, match=f"axis: {ax} is outside"):
+            E.run_reference("QuantizeLinear", d, {"axis": ax})

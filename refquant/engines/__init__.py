@@ -147,6 +147,20 @@ def _get(engine):
     return ENGINES[engine]
 
 
+def _check_axis(op, inputs, attributes):
+    """A per-axis / blocked Q/DQ ``axis`` outside [-r, r-1]: the reference's ValueError (engines
+    otherwise fail their own way, or torch's adapter would wrap it around silently)."""
+    if op not in ("QuantizeLinear", "DequantizeLinear"):
+        return
+    x = inputs["x"]
+    s = inputs.get("y_scale" if op == "QuantizeLinear" else "x_scale")
+    if s is None or np.ndim(s) == 0 or x.ndim == 0:
+        return
+    axis, r = int(attributes.get("axis", 1)), x.ndim
+    if not -r <= axis < r:
+        raise ValueError(f"axis: {axis} is outside [{-r}, {r - 1}] for an input of rank {r}")
+
+
 def run(engine: str, op: str, inputs: dict, attributes: dict | None = None, *, opset: int | None = None):
     """Run ``op`` (ONNX name) on ``engine`` and return its output (a tuple for multi-output ops)."""
     e = _get(engine)
@@ -156,6 +170,7 @@ def run(engine: str, op: str, inputs: dict, attributes: dict | None = None, *, o
     if op not in e.ops:
         raise EngineUnsupported(f"engine {engine!r} does not run {op} (it runs: {', '.join(e.ops)})")
     inputs = check_inputs(op, inputs)
+    _check_axis(op, inputs, attributes)
     mod = e._mod()
     if engine in ("onnxruntime", "onnx-reference"):
         return mod.run(op, inputs, attributes, opset)
