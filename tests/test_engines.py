@@ -265,7 +265,7 @@ def test_openvino_low_precision_x_and_unloadable_models():
     load (int2, float4 QuantizeLinear) -> EngineUnsupported."""
     need("openvino")
     import ml_dtypes
-    for dt in (ml_dtypes.int4, ml_dtypes.float8_e4m3fn):
+    for dt in (ml_dtypes.int4, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2):
         for shape in ((5,), ()):
             d = {"x": np.full(shape, 3, dt), "x_scale": np.float32(0.37)}
             y = E.run("openvino", "DequantizeLinear", d)
