@@ -678,7 +678,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
                                (Cc.ndim == 2 and Cc.shape[0] in (1, Mr) and Cc.shape[1] in (1, N)))
         if not ok:
             return None
-        bias = np.broadcast_to(Cc.reshape(Cc.shape if Cc.size > 1 else ()), (Mr, N))
+        bias = np.broadcast_to(Cc.reshape(() if Cc.size == 1 else Cc.shape), (Mr, N))
     sat = _sat16(p, At, Bt)
     a_s = np.asarray(a_scale).reshape(())
     bsv = bs.reshape(-1) if bs.size > 1 else bs.reshape(())

@@ -751,3 +751,16 @@ def test_zero_size_conv_reference_equals_fast_path(profile, xs, ws):
     q = (x, f32(0.1), U8(3), w, f32(0.2), S8(0), f32(0.5), U8(1))
     r, f = qlinear_conv(*q, profile=profile), refquant.qlinear_conv(*q, profile=profile)
     assert r.shape == f.shape == (xs[0], ws[0], 3, 3) and r.dtype == f.dtype
+
+
+def test_qgemm_no_columns_with_bias():
+    """QGemm with N = 0 and an empty C ((0,), (1, 0), (M, 0)) returns the empty (M, 0) output, as
+    onnxruntime and LiteRT do (the size-1 test for a scalar C reshaped the empty C to ())."""
+    import refquant
+    A = np.ones((3, 4), np.uint8)
+    B = np.ones((4, 0), np.int8)
+    for C in (np.zeros(0, np.int32), np.zeros((1, 0), np.int32), np.zeros((3, 0), np.int32)):
+        for ys, yz, dt in ((np.float32(0.5), np.uint8(3), np.uint8), (None, None, np.float32)):
+            for f in (qgemm, refquant.qgemm):
+                y = f(A, np.float32(0.1), np.uint8(0), B, np.float32(0.1), np.int8(0), C, ys, yz)
+                assert y.shape == (3, 0) and y.dtype == dt

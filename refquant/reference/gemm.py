@@ -661,7 +661,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
                                (Cc.ndim == 2 and Cc.shape[0] in (1, Mr) and Cc.shape[1] in (1, N)))
         if not ok:
             raise ValueError(f"C: shape {Cc.shape} is not unidirectionally broadcastable to (M, N)=({Mr}, {N})")
-        Cc = Cc.reshape(Cc.shape if Cc.size > 1 else ())
+        Cc = Cc.reshape(() if Cc.size == 1 else Cc.shape)
         if Cc.dtype == np.int32:
             acc = wrap_int32(acc.astype(np.int64) + Cc.astype(np.int64))
         elif Cc.dtype.kind == "f" and p.rq_bias != "int32" and yzp is not None:
