@@ -184,3 +184,13 @@ def bits(dtype) -> int:
     """Storage width in bits of one element (4 for int4, 8 for int8, ...)."""
     dt = resolve_dtype(dtype)
     return _BITS.get(dt, dt.itemsize * 8)
+
+
+def refuse_masked(v, argname: str) -> None:
+    """Raise TypeError for a numpy masked array: the ops take plain arrays, and a mask would
+    be silently ignored (numpy.ma arithmetic also leaves masked data unchanged, so results
+    would mix computed and raw values)."""
+    if isinstance(v, np.ma.MaskedArray):
+        raise TypeError(f"{argname}: masked arrays are not supported (the mask would be ignored); "
+                        f"pass {argname}.filled(value) to choose the masked entries, or "
+                        f"np.asarray({argname}) to use the data as it is")

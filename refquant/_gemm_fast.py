@@ -61,8 +61,8 @@ def _arr(x):
     if isinstance(x, PackedWeights):
         pk = x.packed
         x = x.original
-    if not isinstance(x, np.ndarray):
-        return None, None
+    if not isinstance(x, np.ndarray) or isinstance(x, np.ma.MaskedArray):
+        return None, None          # a masked array: the reference raises its TypeError
     if x.dtype not in _I8:
         return None, None
     return x, pk

@@ -243,6 +243,8 @@ def _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, sa
 def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
                       precision, prof, opset):
     """Everything the kernel needs, or None when the call is not covered (or invalid)."""
+    if isinstance(x, np.ma.MaskedArray):
+        return None            # the reference raises its TypeError
     if isinstance(x, np.ndarray):
         quick = _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype,
                                 saturate, precision, opset)
@@ -352,7 +354,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         return None
     if isinstance(x, np.generic):
         x = np.asarray(x)
-    if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN:
+    if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN or isinstance(x, np.ma.MaskedArray):
         return None
     try:
         prof.check_op("DequantizeLinear")
@@ -444,7 +446,7 @@ def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
         return None
     if isinstance(x, np.generic):
         x = np.asarray(x)
-    if not isinstance(x, np.ndarray) or x.dtype != _F32:
+    if not isinstance(x, np.ndarray) or x.dtype != _F32 or isinstance(x, np.ma.MaskedArray):
         return None
     try:
         opset = _rq._opset(opset)

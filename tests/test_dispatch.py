@@ -292,3 +292,50 @@ def test_other_byte_order_same_as_reference():
             sw = list(args)
             sw[i] = swap(v)
             same(lambda: fast(*sw, **kw), lambda: ref(*sw, **kw))
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")   # np.matrix
+def test_array_subclasses():
+    """Masked arrays are refused with a TypeError naming the argument, by refquant.<op> and the
+    reference alike (numpy.ma arithmetic left masked entries uncomputed in the reference's
+    DequantizeLinear while the kernels ignored the mask); np.matrix and np.memmap inputs give
+    the bits of the plain array."""
+    from refquant import reference as R
+    rng = np.random.default_rng(9)
+    a = rng.integers(0, 256, (6, 8)).astype(np.uint8)
+    b = rng.integers(-128, 128, (8, 5)).astype(np.int8)
+    x = (rng.standard_normal((6, 8)) * 3).astype(np.float32)
+    xc = rng.integers(0, 256, (1, 2, 5, 5)).astype(np.uint8)
+    w = rng.integers(-128, 128, (3, 2, 3, 3)).astype(np.int8)
+    s, f = np.float32(0.05), np.float32(0.3)
+
+    def calls(a, b, x, xc):
+        return {
+            "quantize_linear": lambda m: m.quantize_linear(x, s, np.uint8(128)),
+            "dequantize_linear": lambda m: m.dequantize_linear(a, s, np.uint8(128)),
+            "dynamic_quantize_linear": lambda m: m.dynamic_quantize_linear(x),
+            "matmul_integer": lambda m: m.matmul_integer(a, b, np.uint8(3)),
+            "qlinear_matmul": lambda m: m.qlinear_matmul(a, s, np.uint8(3), b, s, np.int8(0), f, np.uint8(5)),
+            "qgemm": lambda m: m.qgemm(a, s, np.uint8(3), b, s, np.int8(0), None, f, np.uint8(5)),
+            "conv_integer": lambda m: m.conv_integer(xc, w, np.uint8(3)),
+            "qlinear_conv": lambda m: m.qlinear_conv(xc, s, np.uint8(3), w, s, np.int8(0), f, np.uint8(5)),
+        }
+    ma = lambda v: np.ma.masked_array(v, mask=rng.random(v.shape) < 0.3)   # noqa: E731
+    for name, call in calls(ma(a), ma(b), ma(x), ma(xc)).items():
+        for mod in (refquant, R):
+            with pytest.raises(TypeError, match="masked arrays are not supported"):
+                call(mod)
+    plain = calls(a, b, x, xc)
+    mm = {}
+    for k, v in (("a", a), ("b", b), ("x", x), ("xc", xc)):
+        mm[k] = v.view(np.memmap)
+    for variant in (calls(np.asmatrix(a), np.asmatrix(b), np.asmatrix(x), xc), calls(**mm)):
+        for name, call in variant.items():
+            want = plain[name](R)
+            for mod in (refquant, R):
+                got = call(mod)
+                for g, wv in zip(got if isinstance(got, tuple) else (got,),
+                                 want if isinstance(want, tuple) else (want,)):
+                    g, wv = np.asarray(g), np.asarray(wv)
+                    assert g.shape == wv.shape and g.dtype == wv.dtype, name
+                    assert g.tobytes() == wv.tobytes(), name

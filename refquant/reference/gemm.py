@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._dtypes import resolve_dtype, qrange
+from .._dtypes import resolve_dtype, qrange, refuse_masked as _refuse_masked
 from .._packed import unwrap
 from ..profile import Profile, get_profile, ProfileError
 from .requant import requantize, form_multiplier, wrap_int32, check_scale  # noqa: F401  (requantize re-exported)
@@ -93,6 +93,7 @@ def _profile_for(profile, op, *, per_axis=None, dtype=None, asymmetric_weights=N
 
 
 def _int_tensor(x, argname, allowed=_INT8):
+    _refuse_masked(x, argname)
     x = np.asarray(unwrap(x))
     if x.dtype not in allowed:
         raise TypeError(f"{argname}: expected one of {[str(d) for d in allowed]}, got {x.dtype}")
@@ -489,6 +490,8 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     """
     p = _profile_for(profile, "QLinearMatMul")
     op = _check_opset("QLinearMatMul", opset, 10, 21)
+    _refuse_masked(a, "a")
+    _refuse_masked(b, "b")
     a = np.asarray(unwrap(a))
     b = np.asarray(unwrap(b))
     f8 = _float8_types()

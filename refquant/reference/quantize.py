@@ -68,7 +68,7 @@ import numpy as np
 import ml_dtypes
 
 from .._dtypes import (FLOAT_QTYPES, INTEGER_QTYPES, is_integer, is_low_float, qrange,
-                       resolve_dtype)
+                       resolve_dtype, refuse_masked as _refuse_masked)
 from ..profile import get_profile
 
 __all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear", "LATEST_OPSET",
@@ -212,10 +212,16 @@ def _round_to(a, dtype):
 # quantization parameters
 # --------------------------------------------------------------------------------------------
 def _as_array(v, argname):
+    """``v`` as a plain ndarray: a subclass is viewed as its base ndarray (np.matrix would
+    otherwise turn a per-axis scale's broadcast into a matrix product); a masked array is
+    refused (its mask would be ignored, and numpy.ma arithmetic leaves masked data unchanged)."""
     if v is None:
         return None
-    if isinstance(v, np.ndarray):
+    if type(v) is np.ndarray:
         return v
+    if isinstance(v, np.ndarray):
+        _refuse_masked(v, argname)
+        return np.asarray(v)
     try:
         return np.asarray(v)
     except Exception as exc:  # pragma: no cover - exotic objects
