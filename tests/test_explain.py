@@ -323,3 +323,18 @@ def test_cli_live_engine(tmp_path, capsys):
                  "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert "tflite-reference" in d["matches"]
+
+
+def test_explain_finds_the_conversion_beyond_int32():
+    """A tiny y_scale scales accumulators beyond int32: fbgemm converts them to INT32_MIN (qmin
+    whatever the sign) where the spec saturates; explain names rq_float_to_int as the single
+    arithmetic change (it was outside the searched fields until session 10)."""
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (8, 32)).astype(np.uint8)
+    b = rng.integers(-127, 128, (32, 16)).astype(np.int8)
+    ins = dict(a=a, a_scale=np.float32(0.5), a_zero_point=np.uint8(3), b=b, b_scale=np.float32(0.5),
+               b_zero_point=np.int8(0), y_scale=np.float32(1e-9), y_zero_point=np.uint8(5))
+    obs = R.qlinear_matmul(*ins.values(), profile="pytorch-fbgemm")
+    r = explain("QLinearMatMul", ins, obs, candidates=["onnx"])
+    assert "rq_float_to_int = 'int32_min'" in str(r)
+    assert "pytorch-fbgemm" in explain("QLinearMatMul", ins, obs).matches
