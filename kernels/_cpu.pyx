@@ -104,13 +104,14 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Set the kernel thread count; None or 0 restores the default (OMP_NUM_THREADS or CPUs available)."""
+    """Set the kernel thread count; None or 0 restores the default (OMP_NUM_THREADS or CPUs
+    available).  Counts above 1024 are clamped to 1024 (the returned count says so)."""
     if n is None:
         n = 0
     n = int(n)
     if n < 0:
         raise ValueError(f"num_threads: must be a positive integer or None, got {n}")
-    rq_set_num_threads(n)
+    rq_set_num_threads(min(n, 1024))
     return rq_num_threads()
 
 

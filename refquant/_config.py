@@ -49,8 +49,9 @@ def _warn_env(mod):
 
 def set_num_threads(n):
     """Set the number of threads the fast kernels use (None restores the default:
-    OMP_NUM_THREADS if set, else the CPUs available to the process).  Results never
-    depend on the thread count.  Returns the new count."""
+    OMP_NUM_THREADS if set, else the CPUs available to the process; counts above 1024, from
+    either, are clamped to 1024).  Results never depend on the thread count.  Returns the new
+    count."""
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
             raise TypeError(f"num_threads: expected a positive int or None, got {type(n).__name__}")

@@ -339,3 +339,20 @@ def test_array_subclasses():
                     g, wv = np.asarray(g), np.asarray(wv)
                     assert g.shape == wv.shape and g.dtype == wv.dtype, name
                     assert g.tobytes() == wv.tobytes(), name
+
+
+def test_thread_count_is_clamped():
+    """OMP_NUM_THREADS=100000 made the AVX2 GEMM's OpenMP region fail with a segmentation fault;
+    the kernels' thread count is clamped to 1024 (from the environment and from
+    set_num_threads, which returns the clamped count), with the same bits."""
+    code = ("import numpy as np, refquant as rq\n"
+            "from refquant import reference as R\n"
+            "a = np.arange(600 * 600, dtype=np.int64).reshape(600, 600).astype(np.uint8)\n"
+            "b = (a.T.astype(np.int16) - 128).astype(np.int8)\n"
+            "assert rq.get_num_threads() == 1024, rq.get_num_threads()\n"
+            "assert (rq.matmul_integer(a, b, np.uint8(3)) == R.matmul_integer(a, b, np.uint8(3))).all()\n"
+            "assert rq.set_num_threads(10**12) == 1024 and rq.set_num_threads(3) == 3\n"
+            "print('ok')\n")
+    env = dict(os.environ, OMP_NUM_THREADS="100000", REFQUANT_MAX_ISA="avx2")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, (r.returncode, r.stdout, r.stderr[-2000:])

@@ -334,12 +334,16 @@ const char *rq_cpu_env_error(void) { ensure(); return g->env_error; }
 
 /* ---- threads -------------------------------------------------------------------------- */
 
+/* The most threads the kernels use: larger requests are clamped (OMP_NUM_THREADS=100000 made
+ * libgomp's thread creation fail with a segmentation fault in the AVX2 GEMM). */
+#define RQ_MAX_THREADS 1024
+
 static int default_threads(void)
 {
     const char *e = getenv("OMP_NUM_THREADS");
     if (e && *e) {
-        int n = atoi(e);   /* "4,2" (nested list) -> 4 */
-        if (n > 0) return n;
+        long n = strtol(e, NULL, 10);   /* "4,2" (nested list) -> 4 */
+        if (n > 0) return n > RQ_MAX_THREADS ? RQ_MAX_THREADS : (int)n;
     }
 #if defined(__linux__)
     cpu_set_t set;
@@ -363,5 +367,5 @@ int rq_num_threads(void)
 
 void rq_set_num_threads(int n)
 {
-    g->nthreads = n > 0 ? n : default_threads();
+    g->nthreads = n > 0 ? (n > RQ_MAX_THREADS ? RQ_MAX_THREADS : n) : default_threads();
 }
