@@ -287,6 +287,18 @@ def _for_op(profile, op, per_axis=None, dtype=None, asymmetric_weights=None):
     return ent[1]
 
 
+def _call_profile(profile, op, w_scale, w_zero_point, dtype, asymmetric):
+    """The profile as it applies to one QLinear call, as the reference resolves it: the op's
+    overrides and those selected by the weight-scale granularity, the activation type and a
+    non-zero weight zero point (``asymmetric(w_zero_point)``, the reference's own test); None
+    when the zero point cannot be read (the reference raises its error)."""
+    try:
+        asym = asymmetric(w_zero_point)
+    except (TypeError, ValueError):
+        return None
+    return _for_op(profile, op, bool(np.size(w_scale) > 1), dtype, asym)
+
+
 def _asym(z):
     """A non-zero weight zero point: the reference's "asymmetric_weights" override selector
     (QLinearMatMul / QGemm: any element of b_zero_point != 0)."""
@@ -534,13 +546,9 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     B, pk = _arr(b)
     if A is None or B is None or A.ndim == 0 or B.ndim == 0:
         return None
-    # op-specific overrides (and those selected by the weight-scale granularity and the
-    # activation type), as the reference applies them
-    try:
-        asym = _asym(b_zero_point)
-    except (TypeError, ValueError):
+    profile = _call_profile(profile, "QLinearMatMul", b_scale, b_zero_point, A.dtype, _asym)
+    if profile is None:
         return None
-    profile = _for_op(profile, "QLinearMatMul", bool(np.size(b_scale) > 1), A.dtype, asym)
     p = profile
     if not _rq_ok(p, bias=False, onednn=True, fixed=True):
         return None
@@ -613,13 +621,9 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     B, pk = _arr(B)
     if A is None or B is None or A.ndim != 2 or B.ndim != 2:
         return None
-    # op-specific overrides (and those selected by the weight-scale granularity and the
-    # activation type), as the reference applies them
-    try:
-        asym = _asym(b_zero_point)
-    except (TypeError, ValueError):
+    profile = _call_profile(profile, "QGemm", b_scale, b_zero_point, A.dtype, _asym)
+    if profile is None:
         return None
-    profile = _for_op(profile, "QGemm", bool(np.size(b_scale) > 1), A.dtype, asym)
     p = profile
     if not _rq_ok(p, bias=False):    # an int32 C is added to the accumulator under every rq_bias
         return None
@@ -978,14 +982,10 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                                    dilations, group, kernel_shape, pads, strides, profile)
             if r is not None:
                 return r
-    # op-specific overrides (and those selected by the weight-scale granularity and the
-    # activation type), as the reference applies them
-    try:
-        asym = _rc._asymmetric(w_zero_point)
-    except (TypeError, ValueError):
+    profile = _call_profile(profile, "QLinearConv", w_scale, w_zero_point,
+                            x.dtype if isinstance(x, np.ndarray) else None, _rc._asymmetric)
+    if profile is None:
         return None
-    profile = _for_op(profile, "QLinearConv", bool(np.size(w_scale) > 1),
-                      x.dtype if isinstance(x, np.ndarray) else None, asym)
     p = profile
     if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True):
         return None
