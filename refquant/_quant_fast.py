@@ -396,7 +396,12 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             out_dt = _rq.resolve_dtype(output_dtype, argname="output_dtype")
         else:
             out_dt = _F32 if s.dtype == _E8M0 else s.dtype
-        if out_dt not in (_F32, _F16) or (prof.dq_subtract == "float32" and out_dt != _F32):
+        if out_dt not in (_F32, _F16):
+            return None
+        # dq_subtract "float32" with a float16 output (ORT: fl16(fl32(x - zp) * fl32(s))): the
+        # float32 kernel, then one cast (not into a caller's float16 ``out``)
+        cast_after = prof.dq_subtract == "float32" and out_dt != _F32
+        if cast_after and (out is not None or s.dtype not in (_F32, _F16)):
             return None
         ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "x_scale", "x_zero_point")
     except Exception:
@@ -406,7 +411,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     if not per_tensor and not blocked and s.ndim != 1:
         return None
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        sf = np.ascontiguousarray(s.reshape(-1).astype(out_dt).astype(_F32))
+        sf = np.ascontiguousarray(s.reshape(-1).astype(_F32 if cast_after else out_dt).astype(_F32))
     zf = (np.zeros(sf.shape, np.int32) if zp is None
           else np.ascontiguousarray(zp.reshape(-1).astype(np.int64).astype(np.int32)))
     if per_tensor:
@@ -416,8 +421,11 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         outer, D, inner = 0, 1, 0
         if sf.size == 0 and not blocked:   # a per-axis scale of length 0: one unread placeholder
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
-    return _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa,
-                   int(block_size) if blocked else 0)
+    res = _dq_run(x, sf, zf, _F32 if cast_after else out_dt, outer, D, inner, out, isa,
+                  int(block_size) if blocked else 0)
+    if cast_after and res is not None:
+        res = (res[0].astype(out_dt), res[1])
+    return res
 
 
 def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):

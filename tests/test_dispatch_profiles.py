@@ -272,3 +272,22 @@ def test_zero_and_subnormal_multipliers_every_profile(profile):
             qc = (x, np.float32(1e-5), np.uint8(3), w, ws, zw, y_s, np.uint8(5))
             _same(lambda: refquant.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile),
                   lambda: R.qlinear_conv(*qc, pads=[1, 1, 1, 1], profile=profile))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_dequantize_to_float16_every_profile(profile):
+    """DequantizeLinear with output_dtype float16 (opset 23): the spec multiplies in float16,
+    onnxruntime in float32 and then casts (dq_subtract="float32"; the glue runs the float32
+    kernel and one cast) -- per tensor, per axis and blocked, float32 and float16 scales, with
+    and without zero points, scales whose float16 rounding matters (1e-7)."""
+    rng = np.random.default_rng(abs(hash(profile + "dq16")) % 2**32)
+    for dt in (np.int8, np.uint8, np.int16, np.uint16):
+        info = np.iinfo(dt)
+        x = rng.integers(info.min, info.max + 1, (24, 70)).astype(dt)
+        for s, kw in ((np.float32(0.0123457), {}), (np.float16(0.0123), {}), (np.float32(1e-7), {}),
+                      ((rng.random(24) * 0.01).astype(np.float32), dict(axis=0)),
+                      ((rng.random((24, 3)) * 0.01).astype(np.float32), dict(axis=1, block_size=32))):
+            for z in (None, np.asarray(rng.integers(info.min, info.max + 1, np.shape(s))).astype(dt)):
+                args = dict(kw, output_dtype=np.float16, opset=23, profile=profile)
+                _same(lambda: refquant.dequantize_linear(x, s, z, **args),
+                      lambda: R.dequantize_linear(x, s, z, **args))
