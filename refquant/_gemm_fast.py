@@ -625,7 +625,9 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     if profile is None:
         return None
     p = profile
-    if not _rq_ok(p, bias=False):    # an int32 C is added to the accumulator under every rq_bias
+    # an int32 C is added to the accumulator under every rq_bias; fixed point: LiteRT's
+    # FULLY_CONNECTED with a bias (tflite-optimized), acc + C then TFLite's fixed-point multiplier
+    if not _rq_ok(p, bias=False, fixed=True):
         return None
     if A.dtype == np.int8 and B.dtype != np.int8:
         return None
@@ -716,12 +718,19 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
             Mul = form_multiplier(a_s, bsv, np.asarray(y_scale).reshape(()), profile=p, alpha=alpha)
     except (TypeError, ValueError, _Slow):
         return None
-    m = _mult32(Mul)
-    if m is None or not _mult_ok(p, m):
+    fx = None
+    if p.rq_method == "fixed_point":
+        fx = _fixed_params(p, Mul)
+        if fx is None:
+            return None
+        m = np.ones(fx[0].size, np.float32)      # unused by the fixed-point epilogue
+    else:
+        m = _mult32(Mul)
+    if m is None or not _mult_ok(p, Mul if fx is not None else m):
         return None
     out = _k.empty_aligned((Mr, N), out_dt)
     kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, mult=m,
-                   y_zp=int(yz[0]), sat16=sat)
+                   y_zp=int(yz[0]), sat16=sat, fx=fx)
     return out, kern
 
 

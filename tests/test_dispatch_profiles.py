@@ -291,3 +291,30 @@ def test_dequantize_to_float16_every_profile(profile):
                 args = dict(kw, output_dtype=np.float16, opset=23, profile=profile)
                 _same(lambda: refquant.dequantize_linear(x, s, z, **args),
                       lambda: R.dequantize_linear(x, s, z, **args))
+
+
+def test_fixed_point_qgemm_runs_the_kernels():
+    """tflite-optimized's QGemm (LiteRT FULLY_CONNECTED with a bias: acc + C, then TFLite's
+    fixed-point multiplier) runs the kernels' fixed-point epilogue (session 10; the reference
+    before) with the reference's bits: per tensor and per column, every C shape, alpha, transB,
+    small and tiny y_scale, both activation types."""
+    rng = np.random.default_rng(77)
+    for it in range(24):
+        M, K, N = (int(v) for v in rng.integers(1, 80, 3))
+        if it % 6 == 0:
+            M = 200
+        ad = (np.uint8, np.int8)[it % 2]
+        lo, hi = (0, 256) if ad == np.uint8 else (-128, 128)
+        A = rng.integers(lo, hi, (M, K)).astype(ad)
+        B = rng.integers(-127, 128, (K, N)).astype(np.int8)
+        pc = it % 3 == 0
+        bs = (rng.random(N) * 0.02 + 1e-3).astype(np.float32) if pc else np.float32(0.0123)
+        zb = np.zeros(N, np.int8) if pc else np.int8(0)
+        C = (None, rng.integers(-5000, 5000, N).astype(np.int32),
+             rng.integers(-2**31, 2**31, (M, N), dtype=np.int64).astype(np.int32))[it % 3]
+        tb = it % 4 == 1
+        args = (A, np.float32(0.03), ad(lo + 5), B.T.copy() if tb else B, bs, zb, C,
+                np.float32((0.3, 1e-3)[it % 2]), ad(hi - 9))
+        kw = dict(alpha=(1.0, 0.5)[it % 2], transB=int(tb), profile="tflite-optimized")
+        _same(lambda: refquant.qgemm(*args, **kw), lambda: R.qgemm(*args, **kw))
+        assert refquant.last_path()["path"] != "reference"
