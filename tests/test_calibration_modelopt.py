@@ -128,3 +128,14 @@ def test_histogram_growth_overflow_refused():
     for big in (3e38, 1e6):
         with pytest.raises(ValueError, match="would grow to int"):
             calibrate([tiny, np.array([big], np.float32)], tool="modelopt", method="percentile")
+
+
+def test_quadratic_search_on_grown_histogram_refused():
+    """A later batch 94x wider grows ModelOpt's histogram to ~192k bins of the first width; its
+    entropy / mse searches are quadratic in the bins (refquant hung for many minutes, as ModelOpt
+    would): refused with a clear error, while the linear percentile still matches ModelOpt."""
+    bs = [np.array([-16.7, 27.97], np.float32), np.array([-2620.1, 41.8], np.float32)]
+    for meth in ("entropy", "mse"):
+        with pytest.raises(ValueError, match="the histogram grew to that size"):
+            calibrate(bs, tool="modelopt", method=meth)
+    _check(bs, "percentile")

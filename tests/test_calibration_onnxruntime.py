@@ -220,3 +220,12 @@ def test_ort_histogram_overflowing_range_refused_clearly():
         with pytest.raises(CalibrationError, match="onnxruntime's histogram"):
             calibrate(bs, tool="onnxruntime", method=meth, strides=1, **kw)
     _check(bs, "percentile", {"strides": 1})
+
+
+def test_ort_entropy_on_grown_histogram_refused():
+    """With strides ORT's merge_histogram keeps the first call's bin width; a far wider later call
+    makes the (quadratic) entropy search enormous: refused clearly; percentile stays bit-exact."""
+    bs = [np.array([-1.0, 1.0], np.float32), np.array([-2000.0, 5.0], np.float32)]
+    with pytest.raises(ValueError, match="the histogram grew to that size"):
+        calibrate(bs, tool="onnxruntime", method="entropy", strides=1)
+    _check(bs, "percentile", {"strides": 1, "calib_symmetric": False})

@@ -245,6 +245,21 @@ def np_histogram(tool: str, *args, **kwargs):
         ) from exc
 
 
+#: Histogram size above which the quadratic searches (ModelOpt entropy / mse, ORT entropy: every
+#: candidate scans the whole histogram) are refused instead of running for minutes or hours.
+MAX_SEARCH_BINS = 1 << 15
+
+
+def check_search_size(tool: str, method: str, nbins: int, *, grown: bool) -> None:
+    if nbins > MAX_SEARCH_BINS:
+        how = ("the histogram grew to that size because a later batch reaches far beyond the first "
+               "batch's bin width" if grown else "num_bins asks for it")
+        raise CalibrationError(
+            f"num_bins: {tool}'s {method} search costs about bins**2 operations and the histogram has "
+            f"{nbins} bins ({how}); refquant refuses more than {MAX_SEARCH_BINS} (the tool itself would run "
+            f"for a very long time) -- use fewer bins, or put the widest batch first")
+
+
 def check_percentile(p):
     if p is None:
         return None

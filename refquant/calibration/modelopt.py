@@ -39,7 +39,8 @@ import numpy as np
 import ml_dtypes
 
 from . import _torchops as T
-from ._common import CalibrationError, CalibrationResult, check_finite_range, per_channel_view
+from ._common import (CalibrationError, CalibrationResult, check_finite_range, check_search_size,
+                      per_channel_view)
 from .qparams import nvidia_maxbound, nvidia_scale
 
 F32 = np.float32
@@ -274,6 +275,8 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             st.collect(b)
         hist = st.int_hist()
         edges = st.edges
+        if method in ("entropy", "mse"):
+            check_search_size("modelopt", method, hist.size, grown=hist.size > nb)
         details.update(hist=hist, hist_edges=edges)
         params.update(num_bins=nb, calibrator="HistogramCalibrator")
         if method == "entropy":

@@ -54,7 +54,8 @@ import copy
 
 import numpy as np
 
-from ._common import CalibrationError, CalibrationResult, check_finite_range, np_histogram, per_channel_view
+from ._common import (CalibrationError, CalibrationResult, check_finite_range, check_search_size,
+                      np_histogram, per_channel_view)
 from .qparams import compute_scale_zero_point
 
 METHODS = ("minmax", "moving_average_minmax", "entropy", "percentile", "distribution")
@@ -361,6 +362,7 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             if calib_symmetric:
                 notes.append("CalibTensorRangeSymmetric does not change ORT's entropy histogram")
             h = _histogram_over_calls(groups, nb, absolute=False)
+            check_search_size("onnxruntime", method, h[0].size, grown=h[0].size > nb)
             (lo, hi), kl, ths, idx = entropy_threshold(h, nq)
             params.update(num_bins=nb, num_quantized_bins=nq)
             details.update(hist=h[0], hist_edges=h[1], kl=kl, best=idx,
