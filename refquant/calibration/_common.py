@@ -245,15 +245,18 @@ def np_histogram(tool: str, *args, **kwargs):
         ) from exc
 
 
-#: Histogram size above which the quadratic searches (ModelOpt entropy / mse, ORT entropy: every
-#: candidate scans the whole histogram) are refused instead of running for minutes or hours.
+#: Size above which a histogram that grew across batches is refused by the quadratic searches
+#: (ModelOpt entropy / mse, ORT entropy: every candidate scans the whole histogram) instead of
+#: running for minutes or hours.
 MAX_SEARCH_BINS = 1 << 15
 
 
 def check_search_size(tool: str, method: str, nbins: int, *, grown: bool) -> None:
-    if nbins > MAX_SEARCH_BINS:
+    """Refuse a quadratic search over a histogram that *grew* past MAX_SEARCH_BINS (an explicit
+    num_bins that large is the caller's choice and runs, slowly, as in the tool)."""
+    if grown and nbins > MAX_SEARCH_BINS:
         how = ("the histogram grew to that size because a later batch reaches far beyond the first "
-               "batch's bin width" if grown else "num_bins asks for it")
+               "batch's bin width")
         raise CalibrationError(
             f"num_bins: {tool}'s {method} search costs about bins**2 operations and the histogram has "
             f"{nbins} bins ({how}); refquant refuses more than {MAX_SEARCH_BINS} (the tool itself would run "
