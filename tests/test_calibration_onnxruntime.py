@@ -229,3 +229,15 @@ def test_ort_entropy_on_grown_histogram_refused():
     with pytest.raises(ValueError, match="the histogram grew to that size"):
         calibrate(bs, tool="onnxruntime", method="entropy", strides=1)
     _check(bs, "percentile", {"strides": 1, "calib_symmetric": False})
+
+
+def test_ort_distribution_float8_zero_std_noted():
+    """All-zero data: ORT's float8 scale is std / std(float8) = 0 -- reproduced, and said."""
+    from onnxruntime.quantization.quant_utils import compute_scale_zp_float8
+    from onnx import TensorProto
+    bs = DATA["all_zero"]
+    td = ort_ranges(bs, method="distribution")
+    z, s = compute_scale_zp_float8(TensorProto.FLOAT8E4M3FN, td.avg_std[1])
+    r = calibrate(bs, tool="onnxruntime", method="distribution", dtype="float8e4m3fn")
+    assert bits(s) == bits(r.scale) and float(r.scale) == 0.0
+    assert any("unusable for QuantizeLinear" in n for n in r.notes)

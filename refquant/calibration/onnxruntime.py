@@ -401,6 +401,10 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             if dt == np.dtype(ml_dtypes.float8_e4m3fn):
                 scale = np.array(std / _float8_std(), dtype=std.dtype)
                 zp = np.zeros((), np.float32).astype(dt)
+                if not (np.isfinite(scale) and scale > 0):
+                    notes.append(f"ORT's float8 scale here is {float(scale)!r} (the histogram's std is "
+                                 f"{float(std)!r}, e.g. constant data): unusable for QuantizeLinear, but "
+                                 f"it is what compute_scale_zp_float8 returns")
                 return CalibrationResult("onnxruntime", method, dtype, symmetric, reduce_range, axis,
                                          rmin, rmax, np.asarray(scale, np.float32), zp, params=params,
                                          details=details, notes=notes)
