@@ -303,12 +303,66 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
                 block=int(block_size) if blocked else 0, variant=variant)
 
 
+_VT = {}      # id(profile) -> (profile, its vector-block profile, its tail profile)
+
+
+def _vector_tail_profiles(prof):
+    """(main, tail) of a profile with q_vector_width = w > 0, as the reference's
+    _blocks_and_tail forms them (memoised: dataclasses.replace validates a whole Profile)."""
+    ent = _VT.get(id(prof))
+    if ent is None or ent[0] is not prof:
+        import dataclasses
+        ent = (prof, dataclasses.replace(prof, q_vector_width=0),
+               dataclasses.replace(prof.for_op("QuantizeLinear", tail=True), q_vector_width=0))
+        if len(_VT) > 64:
+            _VT.clear()
+        _VT[id(prof)] = ent       # the entry keeps the profile alive: its id stays unique
+    return ent[1], ent[2]
+
+
+def _quantize_vector_and_tail(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
+                              precision, prof, opset, isa):
+    """q_vector_width = w > 0 (LiteRT's optimized QUANTIZE: blocks of w elements of the flattened
+    tensor, then a scalar loop over the last n mod w): the blocks' formula by the kernels over
+    the whole tensor, the tail's by the reference -- over just those elements when the scale is
+    per tensor (QuantizeLinear is elementwise), over the whole tensor otherwise -- exactly as
+    the reference's _blocks_and_tail assembles them."""
+    main, tail = _vector_tail_profiles(prof)
+    res = quantize_linear(x, y_scale, y_zero_point, axis=axis, block_size=block_size,
+                          output_dtype=output_dtype, saturate=saturate, precision=precision,
+                          profile=main, opset=opset, isa=isa)
+    if res is None:
+        return None
+    y, name = res
+    n = y.size
+    cut = n - n % prof.q_vector_width
+    if cut < n:
+        kw = dict(output_dtype=output_dtype, saturate=saturate, precision=precision, opset=opset,
+                  profile=tail)
+        try:
+            if np.size(y_scale) == 1 and not block_size:
+                yt = _rq.quantize_linear(np.asarray(x).reshape(-1)[cut:], y_scale, y_zero_point,
+                                         axis=0, **kw).reshape(-1)
+            else:
+                yt = _rq.quantize_linear(x, y_scale, y_zero_point, axis=axis, block_size=block_size,
+                                         **kw).reshape(-1)[cut:]
+        except Exception:     # noqa: BLE001 - the reference decides (it raises the same way)
+            return None
+        y.reshape(-1)[cut:] = yt
+    return y, name
+
+
 def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
                     saturate=1, precision=None, profile, opset=None, out=None, isa=None):
     """Fast QuantizeLinear; ``(y, kernel_name)`` or None.  ``out``: optional preallocated
     C-contiguous output of the right dtype and shape (benchmarks); ``isa``: cap (tests)."""
     if isinstance(x, np.generic):
         x = np.asarray(x)
+    if getattr(profile, "q_vector_width", 0):
+        if out is not None:
+            return None
+        return _quantize_vector_and_tail(x, y_scale, y_zero_point, axis, block_size, output_dtype,
+                                         saturate, precision, profile, opset, isa)
     prep = _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype,
                              saturate, precision, profile, opset)
     if prep is None:

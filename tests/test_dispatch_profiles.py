@@ -318,3 +318,26 @@ def test_fixed_point_qgemm_runs_the_kernels():
         kw = dict(alpha=(1.0, 0.5)[it % 2], transB=int(tb), profile="tflite-optimized")
         _same(lambda: refquant.qgemm(*args, **kw), lambda: R.qgemm(*args, **kw))
         assert refquant.last_path()["path"] != "reference"
+
+
+def test_vector_and_tail_quantize_runs_the_kernels():
+    """tflite-optimized's QuantizeLinear (LiteRT: blocks of 8 flattened elements with
+    RNE(x * fl32(1/s)), the last n mod 8 with std::round(double x / s)) runs the kernels for the
+    blocks and the reference for the tail (session 10; all of it on the reference before):
+    the reference's bits for sizes around multiples of 8, per tensor and per axis, ties, NaN,
+    +-Inf and huge values, C and Fortran order."""
+    rng = np.random.default_rng(88)
+    for n in (1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 1003):
+        for dt in (np.int8, np.uint8, np.int16):
+            x = (np.round(rng.standard_normal(n) * 400) / 4 + 0.125).astype(np.float32)
+            x[rng.integers(0, n, 2)] = rng.choice([np.nan, np.inf, -np.inf, 3e9])
+            z = dt(np.iinfo(dt).min + 7)
+            for shape, s, zz, axis in (((n,), np.float32(0.25), z, 0),
+                                       ((1, n), np.float32(0.1), z, 1),
+                                       ((n, 1), (rng.random(n) * 0.1 + 0.01).astype(np.float32),
+                                        np.full(n, z, dt), 0)):
+                xs = x.reshape(shape)
+                for xv in (xs, np.asfortranarray(xs)):
+                    _same(lambda: refquant.quantize_linear(xv, s, zz, axis=axis, profile="tflite-optimized"),
+                          lambda: R.quantize_linear(xv, s, zz, axis=axis, profile="tflite-optimized"))
+                    assert refquant.last_path()["path"] != "reference"
