@@ -41,8 +41,9 @@ the bin counts are the ``create_calibrator`` defaults unless given.
     Defaults num_bins = num_quantized_bins = 128 -> one candidate -> the full [min, max].
   * percentile: 2048 bins on |x| (calib_symmetric default True) -> ``cdf = cumsum(hist / total)``,
     edge[searchsorted(cdf, p / 100)] -> (-e, e); asymmetric: signed histogram, cut (100 - p)/200 on
-    each side; clipped to [min, max].  Default p = 99.999.  num_bins must be >= 2 (with one bin
-    ORT's compute_percentile fails building its TensorsData).
+    each side; clipped to [min, max].  Default p = 99.999.  The final histogram needs >= 2 bins
+    (with one, ORT's compute_percentile fails building its TensorsData; with strides a histogram
+    that started at one bin may have grown).
   * distribution: histogram mean/std ("same" scenario); float8e4m3fn: scale = std / std(all finite
     float8e4m3fn values), zero point 0; an integer type: quantize_static's calc_quant_params uses
     the TensorData's range (lowest, highest) = (min, max) of the histogram edges = [-t, t]
@@ -376,13 +377,14 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
             p = 99.999 if percentile is None else percentile
             if num_quantized_bins is not None:
                 raise CalibrationError("num_quantized_bins: not used by the percentile calibrator")
-            if nb < 2:
-                raise CalibrationError(
-                    f"num_bins: onnxruntime's percentile calibrator needs at least 2 bins, got {nb} "
-                    f"(compute_percentile stores (lo, hi, *hist[:2]); with one bin that is a 3-tuple and "
-                    f"TensorsData raises)")
             cs = True if calib_symmetric is None else bool(calib_symmetric)
             h = _histogram_over_calls(groups, nb, absolute=cs)
+            if h[0].size < 2:
+                raise CalibrationError(
+                    f"num_bins: onnxruntime's percentile calibrator needs a histogram of at least 2 bins, "
+                    f"got {h[0].size} (compute_percentile stores (lo, hi, *hist[:2]); with one bin that is "
+                    f"a 3-tuple and TensorsData raises; a histogram grown across strided collect_data "
+                    f"calls can pass)")
             lo, hi = _percentile(h, p, cs)
             params.update(num_bins=nb, percentile=p, calib_symmetric=cs)
             details.update(hist=h[0], hist_edges=h[1])
