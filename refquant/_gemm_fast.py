@@ -627,7 +627,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     p = profile
     # an int32 C is added to the accumulator under every rq_bias; fixed point: LiteRT's
     # FULLY_CONNECTED with a bias (tflite-optimized), acc + C then TFLite's fixed-point multiplier
-    if not _rq_ok(p, bias=False, fixed=True):
+    if not _rq_ok(p, bias=False, fixed=True, onednn=True):
         return None
     if A.dtype == np.int8 and B.dtype != np.int8:
         return None
@@ -718,19 +718,32 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
             Mul = form_multiplier(a_s, bsv, np.asarray(y_scale).reshape(()), profile=p, alpha=alpha)
     except (TypeError, ValueError, _Slow):
         return None
-    fx = None
+    fx = od = None
     if p.rq_method == "fixed_point":
         fx = _fixed_params(p, Mul)
         if fx is None:
             return None
         m = np.ones(fx[0].size, np.float32)      # unused by the fixed-point epilogue
+    elif p.rq_multiplier == "onednn":
+        # oneDNN (torch linear with an int32 bias in accumulator units, added to acc as the
+        # reference does for QGemm's C): the scales one by one, alpha folded into a_scale as
+        # fl32(fl32(alpha) * a_s) (requant._onednn_scale, reference qgemm)
+        if p.rq_float_to_int != "saturate":
+            return None
+        try:
+            a_eff = a_s if alpha == 1.0 else np.float32(np.float32(alpha) * np.float32(a_s))
+            s1, bprime, s3 = _onednn_params(a_eff, b_scale, y_scale)
+        except (_Slow, TypeError, ValueError):
+            return None
+        od = (float(s1), float(s3))
+        m = np.ascontiguousarray(bprime.reshape(-1), np.float32)
     else:
         m = _mult32(Mul)
     if m is None or not _mult_ok(p, Mul if fx is not None else m):
         return None
     out = _k.empty_aligned((Mr, N), out_dt)
     kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, mult=m,
-                   y_zp=int(yz[0]), sat16=sat, fx=fx)
+                   y_zp=int(yz[0]), sat16=sat, fx=fx, od=od)
     return out, kern
 
 

@@ -293,11 +293,13 @@ def test_dequantize_to_float16_every_profile(profile):
                       lambda: R.dequantize_linear(x, s, z, **args))
 
 
-def test_fixed_point_qgemm_runs_the_kernels():
+@pytest.mark.parametrize("profile", ["tflite-optimized", "pytorch-onednn"])
+def test_fixed_point_and_onednn_qgemm_run_the_kernels(profile):
     """tflite-optimized's QGemm (LiteRT FULLY_CONNECTED with a bias: acc + C, then TFLite's
-    fixed-point multiplier) runs the kernels' fixed-point epilogue (session 10; the reference
-    before) with the reference's bits: per tensor and per column, every C shape, alpha, transB,
-    small and tiny y_scale, both activation types."""
+    fixed-point multiplier) and pytorch-onednn's (the scales one by one after reciprocal round
+    trips, alpha folded into a_scale, zero point before rounding) run the kernels' epilogues
+    (session 10; the reference before) with the reference's bits: per tensor and per column,
+    every C shape, alpha, transB, small and tiny y_scale, both activation types."""
     rng = np.random.default_rng(77)
     for it in range(24):
         M, K, N = (int(v) for v in rng.integers(1, 80, 3))
@@ -315,7 +317,7 @@ def test_fixed_point_qgemm_runs_the_kernels():
         tb = it % 4 == 1
         args = (A, np.float32(0.03), ad(lo + 5), B.T.copy() if tb else B, bs, zb, C,
                 np.float32((0.3, 1e-3)[it % 2]), ad(hi - 9))
-        kw = dict(alpha=(1.0, 0.5)[it % 2], transB=int(tb), profile="tflite-optimized")
+        kw = dict(alpha=(1.0, 0.5)[it % 2], transB=int(tb), profile=profile)
         _same(lambda: refquant.qgemm(*args, **kw), lambda: R.qgemm(*args, **kw))
         assert refquant.last_path()["path"] != "reference"
 
