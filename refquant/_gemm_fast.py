@@ -299,6 +299,20 @@ def _call_profile(profile, op, w_scale, w_zero_point, dtype, asymmetric):
     return _for_op(profile, op, bool(np.size(w_scale) > 1), dtype, asym)
 
 
+def _qlinear_operands(op, a, b, b_scale, b_zero_point, profile, two_d):
+    """(A, B, B's packing or None, the call's profile) for QLinearMatMul / QGemm when the kernels
+    may take the call (int8/uint8 arrays, 2-D when ``two_d``, an epilogue the kernels have:
+    float, oneDNN's or fixed point), else None."""
+    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
+    B, pk = _arr(b)
+    if A is None or B is None or (A.ndim != 2 or B.ndim != 2 if two_d else A.ndim == 0 or B.ndim == 0):
+        return None
+    p = _call_profile(profile, op, b_scale, b_zero_point, A.dtype, _asym)
+    if p is None or not _rq_ok(p, bias=False, onednn=True, fixed=True):
+        return None
+    return A, B, pk, p
+
+
 def _asym(z):
     """A non-zero weight zero point: the reference's "asymmetric_weights" override selector
     (QLinearMatMul / QGemm: any element of b_zero_point != 0)."""
@@ -542,16 +556,11 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                                      profile)
             if r is not None:
                 return r
-    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
-    B, pk = _arr(b)
-    if A is None or B is None or A.ndim == 0 or B.ndim == 0:
+    r = _qlinear_operands("QLinearMatMul", a, b, b_scale, b_zero_point, profile, two_d=False)
+    if r is None:
         return None
-    profile = _call_profile(profile, "QLinearMatMul", b_scale, b_zero_point, A.dtype, _asym)
-    if profile is None:
-        return None
-    p = profile
-    if not _rq_ok(p, bias=False, onednn=True, fixed=True):
-        return None
+    A, B, pk, p = r
+    profile = p
     od = None
     if p.rq_multiplier == "onednn":
         if p.rq_float_to_int != "saturate":
@@ -617,18 +626,13 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
 
 def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0, profile, opset=None):
-    A, _ = _arr(A if not isinstance(A, PackedWeights) else None)
-    B, pk = _arr(B)
-    if A is None or B is None or A.ndim != 2 or B.ndim != 2:
-        return None
-    profile = _call_profile(profile, "QGemm", b_scale, b_zero_point, A.dtype, _asym)
-    if profile is None:
-        return None
-    p = profile
     # an int32 C is added to the accumulator under every rq_bias; fixed point: LiteRT's
     # FULLY_CONNECTED with a bias (tflite-optimized), acc + C then TFLite's fixed-point multiplier
-    if not _rq_ok(p, bias=False, fixed=True, onednn=True):
+    r = _qlinear_operands("QGemm", A, B, b_scale, b_zero_point, profile, two_d=True)
+    if r is None:
         return None
+    A, B, pk, p = r
+    profile = p
     if A.dtype == np.int8 and B.dtype != np.int8:
         return None
     At = A.T if transA else A
