@@ -207,11 +207,17 @@ def quantize(engine, inputs, attributes):
     _scalar("y_zero_point", zp)
     if x.dtype != np.float32 or s.dtype != np.float32:
         raise EngineUnsupported("TFLite QUANTIZE: float32 input and scale")
+    return _unary(engine, x, (np.float32,), (zp.dtype, s, zp), S.BuiltinOperator.QUANTIZE,
+                  2 if zp.dtype != np.int16 else 4, S.BuiltinOptions.QuantizeOptions, S.QuantizeOptionsT())
+
+
+def _unary(engine, x, x_type, y_type, opcode, version, options_type, options):
+    """One elementwise op x -> y (QUANTIZE / DEQUANTIZE): x_type / y_type are the tensors'
+    (dtype[, scale, zero point]) arguments of _Builder.tensor."""
     b = _Builder()
-    ti = b.tensor("x", x.shape, np.float32)
-    to = b.tensor("y", x.shape, zp.dtype, s, zp)
-    b.op(S.BuiltinOperator.QUANTIZE, 2 if zp.dtype != np.int16 else 4, [ti], [to],
-         S.BuiltinOptions.QuantizeOptions, S.QuantizeOptionsT())
+    ti = b.tensor("x", x.shape, *x_type)
+    to = b.tensor("y", x.shape, *y_type)
+    b.op(opcode, version, [ti], [to], options_type, options)
     _guard_scales(engine, b)
     return _interpret(engine, b.finish([ti], [to]), _contig(x))
 
@@ -232,13 +238,9 @@ def dequantize(engine, inputs, attributes):
     if x.dtype not in _Q_TYPES:
         raise EngineUnsupported(f"TFLite DEQUANTIZE: input type {_name(x.dtype)} is not supported "
                                 f"(int8, uint8 or int16)")
-    b = _Builder()
-    ti = b.tensor("x", x.shape, x.dtype, s, zp)
-    to = b.tensor("y", x.shape, np.float32)
-    b.op(S.BuiltinOperator.DEQUANTIZE, 2 if x.dtype != np.int16 else 4, [ti], [to],
-         S.BuiltinOptions.DequantizeOptions, S.DequantizeOptionsT())
-    _guard_scales(engine, b)
-    return _interpret(engine, b.finish([ti], [to]), _contig(x))
+    return _unary(engine, x, (x.dtype, s, zp), (np.float32,), S.BuiltinOperator.DEQUANTIZE,
+                  2 if x.dtype != np.int16 else 4, S.BuiltinOptions.DequantizeOptions,
+                  S.DequantizeOptionsT())
 
 
 def _fc(engine, a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp, C=None):
