@@ -343,3 +343,66 @@ def test_vector_and_tail_quantize_runs_the_kernels():
                     _same(lambda: refquant.quantize_linear(xv, s, zz, axis=axis, profile="tflite-optimized"),
                           lambda: R.quantize_linear(xv, s, zz, axis=axis, profile="tflite-optimized"))
                     assert refquant.last_path()["path"] != "reference"
+
+
+@pytest.mark.parametrize("rounding", ["double", "double_half_up", "single"])
+def test_fixed_point_epilogue_vector_every_rounding(rounding):
+    """The fixed-point epilogue (TFLite's QuantizeMultiplier: gemmlowp double rounding, ruy's
+    x86 double half-up, single rounding) in AVX-512 lanes (session 11; the scalar definition
+    before) gives the reference's bits: int32 biases and accumulators near the int32 limits,
+    multipliers from 2^-40 to 2^9 (left and right shifts, per column mixed), every output zero
+    point range, QLinearMatMul / QGemm / QLinearConv, both activation types, every ISA level."""
+    import dataclasses
+    from refquant import _cpu
+    base = refquant.get_profile("tflite-optimized")
+    prof = refquant.register_profile(dataclasses.replace(
+        base, name=f"test-fx-{rounding}", rq_method="fixed_point", rq_fixed_rounding=rounding))
+    rng = np.random.default_rng(11)
+
+    def scale(n=None):
+        e = (-10, -36, 4)[int(rng.integers(3))]
+        if n is None:
+            return np.float32(2.0 ** (e + rng.uniform(-4, 4)))
+        return (2.0 ** (e + rng.uniform(-6, 6, n))).astype(np.float32)
+
+    isas = [i for i in ("scalar", "avx2", "avx512", "avx512vnni", "amx") if i in _cpu.available_isas()]
+    try:
+        for it in range(90):
+            _cpu.set_isa_cap(isas[(it + it // 7) % len(isas)])
+            ad = (np.uint8, np.int8)[it % 2]
+            lo, hi = (0, 256) if ad == np.uint8 else (-128, 128)
+            pc = it % 3 != 0
+            M, K, N = int(rng.integers(1, 40)), int(rng.integers(1, 200)), int(rng.integers(1, 70))
+            A = rng.integers(lo, hi, (M, K)).astype(ad)
+            B = rng.integers(-128, 128, (K, N)).astype(np.int8)
+            if it % 7 == 0:
+                A[:] = lo if it % 2 else hi - 1
+                B[:] = 127 if it % 2 else -128
+            bs = scale(N) if pc else scale()
+            zb = np.zeros(N, np.int8) if pc else np.int8(0)
+            az, yz = ad(rng.integers(lo, hi)), ad(rng.integers(lo, hi))
+            args = (A, scale(), az, B, bs, zb)
+            # the multiplier a_s * b_s / y_s: usually 2^-14 .. 2^-6 (results spread over the
+            # output range), every fourth call 2^-40 .. 2^8
+            u = rng.uniform(-8, 40) if it % 4 == 3 else rng.uniform(6, 14)
+            if it % 7 == 0:      # extreme accumulators times a multiplier near 2^8: beyond int32
+                u = rng.uniform(-8, -4)
+            ys = np.float32(float(args[1]) * float(np.max(bs)) * 2.0 ** u)
+            _same(lambda: refquant.qlinear_matmul(*args, ys, yz, profile=prof.name),
+                  lambda: R.qlinear_matmul(*args, ys, yz, profile=prof.name))
+            C = (rng.integers(-2**31, 2**31, N, dtype=np.int64) if it % 5 == 0 or it % 7 == 0
+                 else rng.integers(-60000, 60000, N)).astype(np.int32)
+            _same(lambda: refquant.qgemm(*args, C, ys, yz, profile=prof.name),
+                  lambda: R.qgemm(*args, C, ys, yz, profile=prof.name))
+            x = rng.integers(lo, hi, (1, K % 16 + 1, 5, 6)).astype(ad)
+            w = rng.integers(-128, 128, (N % 20 + 1, x.shape[1], 3, 3)).astype(np.int8)
+            co = w.shape[0]
+            xs_, ws_ = scale(), scale(co) if pc else scale()
+            cargs = (x, xs_, az, w, ws_, np.int8(0),
+                     np.float32(float(xs_) * float(np.max(ws_)) * 2.0 ** (u - 2)), yz,
+                     (rng.integers(-2**31, 2**31, co, dtype=np.int64) if it % 5 == 0 or it % 7 == 0
+                      else rng.integers(-60000, 60000, co)).astype(np.int32))
+            _same(lambda: refquant.qlinear_conv(*cargs, pads=[1, 1, 1, 1], profile=prof.name),
+                  lambda: R.qlinear_conv(*cargs, pads=[1, 1, 1, 1], profile=prof.name))
+    finally:
+        _cpu.set_isa_cap(None)

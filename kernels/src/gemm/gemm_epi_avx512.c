@@ -146,10 +146,96 @@ static inline __attribute__((always_inline)) void q8_rows(
     }
 }
 
+
+/* Fixed-point requantization of 8 accumulators in int64 lanes: exactly mbqm() of gemm.c (its
+ * int64 arithmetic, lane by lane), then + y_zp and the clamp.  x: the accumulators
+ * sign-extended; xs: (x << left) wrapped to int32, sign-extended; qm, sh: per lane, sign-extended.
+ * lo / hi: qmin - y_zp, qmax - y_zp. */
+static inline __m512i fx8(__m512i x, __m512i xs, __m512i qm, __m512i sh, int mode, __m512i lo, __m512i hi) {
+    const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
+    __m512i r;
+    if (mode == 3) {   /* (x*qm + 2^(total-1)) >> total, total = 31 - shift, wrapped to int32 */
+        const __m512i total = _mm512_sub_epi64(_mm512_set1_epi64(31), sh);
+        r = _mm512_add_epi64(_mm512_mul_epi32(x, qm), _mm512_sllv_epi64(one, _mm512_sub_epi64(total, one)));
+        r = _mm512_srav_epi64(r, total);
+        r = _mm512_srai_epi64(_mm512_slli_epi64(r, 32), 32);
+    } else {
+        const __m512i right = _mm512_max_epi64(_mm512_sub_epi64(zero, sh), zero);
+        const __m512i ab = _mm512_mul_epi32(xs, qm);
+        if (mode == 1) {   /* SRDHM (nudge, truncating division by 2^31, saturation), RDBPOT */
+            const __mmask8 neg = _mm512_cmplt_epi64_mask(ab, zero);
+            const __m512i num = _mm512_add_epi64(ab, _mm512_mask_blend_epi64(neg, _mm512_set1_epi64((int64_t)1 << 30),
+                                                                             _mm512_set1_epi64(1 - ((int64_t)1 << 30))));
+            const __mmask8 nn = _mm512_cmplt_epi64_mask(num, zero);
+            __m512i q = _mm512_srai_epi64(_mm512_mask_add_epi64(num, nn, num, _mm512_set1_epi64(((int64_t)1 << 31) - 1)), 31);
+            q = _mm512_min_epi64(q, _mm512_set1_epi64(INT32_MAX));   /* only INT32_MIN * INT32_MIN reaches 2^31 */
+            const __m512i mask = _mm512_sub_epi64(_mm512_sllv_epi64(one, right), one);
+            const __m512i rem = _mm512_and_si512(q, mask);
+            const __m512i thr = _mm512_mask_add_epi64(_mm512_srli_epi64(mask, 1), _mm512_cmplt_epi64_mask(q, zero),
+                                                      _mm512_srli_epi64(mask, 1), one);
+            r = _mm512_mask_add_epi64(_mm512_srav_epi64(q, right), _mm512_cmpgt_epi64_mask(rem, thr),
+                                      _mm512_srav_epi64(q, right), one);
+        } else {           /* double half-up (ruy x86) */
+            const __m512i hh = _mm512_srai_epi64(_mm512_add_epi64(ab, _mm512_set1_epi64((int64_t)1 << 30)), 31);
+            const __m512i rnd = _mm512_maskz_sllv_epi64(_mm512_cmpgt_epi64_mask(right, zero), one,
+                                                        _mm512_sub_epi64(right, one));
+            r = _mm512_srav_epi64(_mm512_add_epi64(hh, rnd), right);
+        }
+    }
+    return _mm512_min_epi64(_mm512_max_epi64(r, lo), hi);
+}
+
+/* the fixed-point epilogue (rq_epi.fx_mode, 8-bit outputs), 16 columns at a time; 0 when a
+ * shift is outside the range the vector form covers (the scalar definition runs instead) */
+static int fx_rows(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw, ptrdiff_t ldr) {
+    const int mode = e->fx_mode;
+    if (e->fbias || e->od || (mode < 1 || mode > 3)) return 0;
+    const int per_col = e->mult_n != 1 && !e->mult_rows;
+    {   /* the shifts this call reads */
+        const int k0 = e->mult_rows ? i0 : (per_col ? j0 : 0), kn = e->mult_rows ? mi : (per_col ? nj : 1);
+        const int smin = mode == 3 ? -32 : -62, smax = mode == 3 ? 30 : 31;
+        for (int k = k0; k < k0 + kn; k++)
+            if (e->fx_sh[k] < smin || e->fx_sh[k] > smax) return 0;
+    }
+    const __m512i lo = _mm512_set1_epi64((int64_t)e->qmin - e->y_zp), hi = _mm512_set1_epi64((int64_t)e->qmax - e->y_zp);
+    const __m512i zp = _mm512_set1_epi32(e->y_zp), zero = _mm512_setzero_si512();
+    for (int r = 0; r < mi; r++) {
+        const int i = i0 + r;
+        for (int c = 0; c < nj; c += 16) {
+            const int n = nj - c < 16 ? nj - c : 16;
+            const __mmask16 m = (__mmask16)((1u << n) - 1u);
+            const int j = j0 + c;
+            const __m512i a = epi_acc16(e, i, j, _mm512_maskz_loadu_epi32(m, raw + r * ldr + c), m);
+            __m512i qm, sh;
+            if (per_col) { qm = _mm512_maskz_loadu_epi32(m, e->fx_qm + j); sh = _mm512_maskz_loadu_epi32(m, e->fx_sh + j); }
+            else { const int k = e->mult_rows ? i : 0; qm = _mm512_set1_epi32(e->fx_qm[k]); sh = _mm512_set1_epi32(e->fx_sh[k]); }
+            const __m512i xs = _mm512_sllv_epi32(a, _mm512_max_epi32(sh, zero));   /* counts > 31 give 0 */
+            const __m512i r0 = fx8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(a)),
+                                   _mm512_cvtepi32_epi64(_mm512_castsi512_si256(xs)),
+                                   _mm512_cvtepi32_epi64(_mm512_castsi512_si256(qm)),
+                                   _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sh)), mode, lo, hi);
+            const __m512i r1 = fx8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(a, 1)),
+                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(xs, 1)),
+                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(qm, 1)),
+                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sh, 1)), mode, lo, hi);
+            const __m512i q = _mm512_add_epi32(_mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(r0)),
+                                                                  _mm512_cvtepi64_epi32(r1), 1), zp);
+            const __m128i b = _mm512_cvtepi32_epi8(q);   /* in range: truncation is exact */
+            uint8_t *dst = (uint8_t *)e->C + i * e->c_rs;
+            if (e->c_cs == 1) _mm_mask_storeu_epi8(dst + j, m, b);
+            else {
+                uint8_t t[16]; _mm_storeu_si128((__m128i *)t, b);
+                for (int qq = 0; qq < n; qq++) dst[(j + qq) * e->c_cs] = t[qq];
+            }
+        }
+    }
+    return 1;
+}
+
 void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
                          ptrdiff_t ldr) {
-    if (e->fx_mode && e->out_type != RQ_OUT_S32) {   /* fixed point: the scalar definition */
-        rq_epi_rows__scalar(e, i0, mi, j0, nj, raw, ldr);
+    if (e->fx_mode && e->out_type != RQ_OUT_S32) {   /* fixed point: vector, or the scalar definition */
+        if (!fx_rows(e, i0, mi, j0, nj, raw, ldr)) rq_epi_rows__scalar(e, i0, mi, j0, nj, raw, ldr);
         return;
     }
     const __m512 lo = _mm512_set1_ps((float)(e->qmin - e->y_zp));
