@@ -164,28 +164,78 @@ def _onednn_params(a_s, b_s, y_s):
 
 
 def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
-    """form_multiplier for rq_multiplier="fp32" on float32 scales, without the generic
-    validation overhead: M = fl32(fl32([fl32(alpha) *] a_s * b_s) / y_s), same operations and
-    order as requant.form_multiplier.  Raises _Slow when it does not apply."""
-    if p.rq_multiplier != "fp32":
-        raise _Slow
+    """requant.form_multiplier on float32 scales (numpy float32 scalars or Python floats, a 1-D
+    float32 vector for b), without the generic validation overhead: the same operations in the
+    same order and precision for each ``rq_multiplier``:
+
+      fp32             M = fl32(fl32([fl32(alpha) *] a_s * b_s) / y_s)
+      fp64             M = [alpha *] a_s * b_s / y_s in double
+      fp64_f32product  M = double(fl32([fl32(alpha) *] a_s * b_s)) / double(y_s)
+      others           M = fl32(fl32([fl32(alpha) *] a_s * b_s) * fl32(1 / y_s))   (reciprocal)
+
+    A float32 result for the float32 rules, float64 for the double ones, as form_multiplier.
+    Scalar results are memoised (a pure function of the scales).  Raises _Slow when it does not
+    apply (the reference's checks and form_multiplier decide)."""
+    kind = p.rq_multiplier
     a = _f32_scale(a_s)
     b = _f32_scale(b_s, allow_vector=True)
     y = None if y_s is None else _f32_scale(y_s)
-    if alpha is None and isinstance(b, np.float32):
-        # scalar case: when nothing can overflow float32 (checked in double) skip np.errstate
-        fa, fb = float(a), float(b)
-        if fa * fb < 1e37 and (y is None or fa * fb / float(y) < 1e37):
-            m = a * b
-            return m if y is None else m / y
-    with np.errstate(over="ignore", under="ignore"):
-        m = a
-        if alpha is not None:
-            m = np.float32(alpha) * m
-        m = m * b                    # float32 scalar or float32 array
-        if y is not None:
-            m = m / y
-    return m if isinstance(m, np.float32) else np.asarray(m, dtype=np.float32)
+    if alpha is not None:
+        alpha = float(alpha)
+        if not np.isfinite(alpha):
+            raise _Slow
+    if isinstance(b, np.float32):
+        key = (kind, float(a), float(b), None if y is None else float(y), alpha)
+        m = _MULT_CACHE.get(key)
+        if m is not None:
+            return m
+        if alpha is None and kind == "fp32":
+            # nothing can overflow float32 (checked in double): skip np.errstate
+            fa, fb = float(a), float(b)
+            if fa * fb < 1e37 and (y is None or fa * fb / float(y) < 1e37):
+                m = a * b
+                m = m if y is None else m / y
+                if len(_MULT_CACHE) > 4096:
+                    _MULT_CACHE.clear()
+                _MULT_CACHE[key] = m
+                return m
+    else:
+        key = None
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        if kind == "fp64":
+            m = np.float64(a)
+            if alpha is not None:
+                m = np.float64(alpha) * m
+            m = m * (np.float64(b) if key is not None else b.astype(np.float64))
+            if y is not None:
+                m = m / np.float64(y)
+            m = np.float64(m) if key is not None else np.asarray(m, np.float64)
+        else:
+            m = a
+            if alpha is not None:
+                m = np.float32(alpha) * m
+            m = m * b                    # float32 scalar or float32 array
+            if key is not None:
+                m = np.float32(m)
+            if kind == "fp64_f32product":
+                m = np.float64(m) if key is not None else np.asarray(m, np.float32).astype(np.float64)
+                if y is not None:
+                    m = m / np.float64(y)
+            elif y is not None:
+                if kind == "fp32":
+                    m = m / y
+                else:
+                    m = m * np.float32(np.float32(1.0) / y)
+            if kind != "fp64_f32product":
+                m = np.float32(m) if key is not None else np.asarray(m, dtype=np.float32)
+    if key is not None:
+        if len(_MULT_CACHE) > 4096:
+            _MULT_CACHE.clear()
+        _MULT_CACHE[key] = m
+    return m
+
+
+_MULT_CACHE = {}   # (rule, a, b, y, alpha) -> multiplier, for scalar scales (_fast_multiplier)
 
 
 def _mult32(m):
@@ -618,6 +668,8 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
         m = np.ones(fx[0].size, np.float32)      # unused by the fixed-point epilogue
     else:
         m = _mult32(Mul) if od is None else np.ascontiguousarray(bprime.reshape(-1), np.float32)
+    if od is not None and not np.all(np.isfinite(Mul)):
+        return None     # the reference refuses a multiplier that overflowed (oneDNN's constants may not)
     if m is None or not _mult_ok(p, Mul):
         return None
     return _matmul_core(A, B, za, zb, out_dt, packed=pk, mult=m, y_zp=int(yz[0]),
@@ -650,7 +702,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
         _f32_scale(b_scale, allow_vector=True)
         if y_scale is not None:
             _f32_scale(y_scale)
-        fast_scales = p.rq_multiplier == "fp32"
+        fast_scales = True
     except _Slow:
         fast_scales = False
     try:
@@ -741,6 +793,8 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
             return None
         od = (float(s1), float(s3))
         m = np.ascontiguousarray(bprime.reshape(-1), np.float32)
+        if not np.all(np.isfinite(Mul)):
+            return None     # the reference refuses a multiplier that overflowed
     else:
         m = _mult32(Mul)
     if m is None or not _mult_ok(p, Mul if fx is not None else m):
