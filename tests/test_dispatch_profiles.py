@@ -406,3 +406,53 @@ def test_fixed_point_epilogue_vector_every_rounding(rounding):
                   lambda: R.qlinear_conv(*cargs, pads=[1, 1, 1, 1], profile=prof.name))
     finally:
         _cpu.set_isa_cap(None)
+
+
+@pytest.mark.parametrize("profile", sorted(refquant.profiles()))
+def test_overflowing_multiplier_every_profile(profile):
+    """Scales whose ratio a_s * b_s / y_s overflows float32: the reference refuses the multiplier
+    (ValueError) under the float rules, and the fast path must too -- oneDNN's constants
+    (fl32(1/fl32(1/s)) per scale) stay finite, so its epilogue returned a result (session 11),
+    for QLinearMatMul and QGemm, per tensor and per column; each multiplier rule's fast
+    formation gives the reference's bits for ordinary scales."""
+    rng = np.random.default_rng(5)
+    A = rng.integers(0, 256, (5, 40)).astype(np.uint8)
+    B = rng.integers(-128, 128, (40, 7)).astype(np.int8)
+    for a_s, b_s, y_s in ((np.float32(3e38), np.float32(2.0), np.float32(1e-3)),
+                          (np.float32(1e30), np.full(7, 1e20, np.float32), np.float32(1e-10)),
+                          (0.02, np.float32(0.004), 0.9), (np.float32(1e-30), np.float32(1e-9), 3e38),
+                          (np.float32(0.5), np.linspace(0.001, 0.01, 7).astype(np.float32), np.float32(0.07))):
+        zb = np.zeros(np.size(b_s), np.int8) if np.size(b_s) > 1 else np.int8(0)
+        args = (A, a_s, np.uint8(3), B, b_s, zb)
+        _same(lambda: refquant.qlinear_matmul(*args, y_s, np.uint8(9), profile=profile),
+              lambda: R.qlinear_matmul(*args, y_s, np.uint8(9), profile=profile))
+        C = rng.integers(-1000, 1000, 7).astype(np.int32)
+        for alpha in (1.0, 0.75):
+            _same(lambda: refquant.qgemm(*args, C, y_s, np.uint8(9), alpha=alpha, profile=profile),
+                  lambda: R.qgemm(*args, C, y_s, np.uint8(9), alpha=alpha, profile=profile))
+
+
+@pytest.mark.parametrize("rule", ["fp32", "fp32_reciprocal", "fp64", "fp64_f32product", "onednn"])
+def test_fast_multiplier_equals_form_multiplier(rule):
+    """The glue's multiplier (_fast_multiplier, memoised for scalars) has form_multiplier's bits
+    and dtype for every rq_multiplier rule: scalar and per-column scales, Python floats, alpha,
+    no y_scale, scales near float32's limits."""
+    import dataclasses
+    from refquant import _gemm_fast as F
+    from refquant.reference.requant import form_multiplier
+    p = dataclasses.replace(refquant.get_profile("onnx"), name=f"test-mult-{rule}", rq_multiplier=rule)
+    rng = np.random.default_rng(21)
+    for it in range(400):
+        def one():
+            v = float(2.0 ** rng.uniform(-60, 60)) if it % 3 else float(rng.uniform(1e-3, 1))
+            return v if it % 5 == 0 else np.float32(v)
+        a, y = one(), (None if it % 7 == 0 else one())
+        b = (2.0 ** rng.uniform(-20, 20, 6)).astype(np.float32) if it % 2 else one()
+        alpha = None if it % 4 else float(rng.choice([0.5, 1.7, -2.0, 3e-5]))
+        with np.errstate(all="ignore"):
+            want = form_multiplier(a, b, y, profile=p, alpha=alpha)
+            for _ in range(2):       # computed, then from the memo
+                got = np.asarray(F._fast_multiplier(a, b, y, p, alpha=alpha))
+                assert got.dtype == want.dtype
+                np.testing.assert_array_equal(got.reshape(-1).view(np.uint8),
+                                              np.asarray(want).reshape(-1).view(np.uint8))
