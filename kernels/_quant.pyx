@@ -269,6 +269,10 @@ def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes
                 return None
             z = <int32_t>int(y_zero_point)
         nz = z != 0
+        # a 1-element 1-D scale: the same arithmetic, but the reference resolves the profile's
+        # per-axis overrides for it (Profile.for_op(per_axis=scale.ndim == 1)): their variant
+        if type(y_scale) is np.ndarray and (<cnp.ndarray>y_scale).ndim == 1:
+            per_axis = 1
     elif _axis_scales(xa, y_scale, axis, &outer, &D, &inner):
         per_axis = 1
         sv = <cnp.ndarray>y_scale
@@ -289,7 +293,10 @@ def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes
     ot = _qtype(tn)
     if n * (1 if ot <= RQ_Q_I8 else 2) >= max_bytes:
         return None
-    cdef int variant = variants[8 * per_axis + 2 * ot + nz]
+    cdef Py_ssize_t vi = 8 * per_axis + 2 * ot + nz
+    if vi >= len(variants):
+        return None
+    cdef int variant = variants[vi]
     if variant < 0:
         return None
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(xa.ndim, xa.shape, tn, 0)

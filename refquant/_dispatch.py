@@ -176,16 +176,16 @@ _DQL_LEAN = [None, -1]  # the same for DequantizeLinear
 
 
 def _quant_lean(slot, op, entry):
-    def resolve():
-        f = None
+    def lean_for(prof):
         mod = _glue(_QUANT)
         make = getattr(mod, entry, None) if mod is not None else None
-        if make is not None:
-            prof = get_profile("onnx")
-            if _fast_profile_ok(prof, op):
-                f = make(prof)
+        return make(prof) if make is not None and _fast_profile_ok(prof, op) else None
+
+    def resolve():
+        f = lean_for(get_profile("onnx"))
         slot[0], slot[1] = f, _GENERATION[0]
         return f
+    resolve.lean_for = lean_for
     return resolve
 
 
@@ -200,9 +200,10 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, out=None, **kwargs):
 
     ``out`` (refquant extension): a preallocated C-contiguous array of the result's shape
     and dtype to write into (as inference engines reuse buffers); it is returned."""
-    if out is None and (not kwargs or (len(kwargs) == 1 and "axis" in kwargs)) and fast_enabled():
+    if out is None and _QD_KEYS.issuperset(kwargs) and fast_enabled():
         # the common per-tensor / per-axis call checked in compiled code (see matmul_integer)
-        res = _lean_first(_QL_LEAN, _ql_lean, "QuantizeLinear", (x, y_scale, y_zero_point, kwargs.get("axis", 1)))
+        res = _lean_call(_QL_LEAN, _ql_lean, "QuantizeLinear", kwargs,
+                         (x, y_scale, y_zero_point, kwargs.get("axis", 1)))
         if res is not None:
             return res[0]
     if out is not None:
@@ -216,8 +217,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, out=None, **kwargs):
     """refquant.reference.dequantize_linear, run by a fast kernel where one covers the call.
 
     ``out``: as for quantize_linear."""
-    if out is None and (not kwargs or (len(kwargs) == 1 and "axis" in kwargs)) and fast_enabled():
-        res = _lean_first(_DQL_LEAN, _dql_lean, "DequantizeLinear", (x, x_scale, x_zero_point, kwargs.get("axis", 1)))
+    if out is None and _QD_KEYS.issuperset(kwargs) and fast_enabled():
+        res = _lean_call(_DQL_LEAN, _dql_lean, "DequantizeLinear", kwargs,
+                         (x, x_scale, x_zero_point, kwargs.get("axis", 1)))
         if res is not None:
             return res[0]
     if out is not None:
@@ -250,8 +252,8 @@ def quantize_linear_packed(x, y_scale, y_zero_point=None, **kwargs):
 
 
 def dynamic_quantize_linear(x, **kwargs):
-    if not kwargs and fast_enabled():
-        res = _lean_first(_DYN_LEAN, _dyn_lean, "DynamicQuantizeLinear", (x,))
+    if _P_KEYS.issuperset(kwargs) and fast_enabled():
+        res = _lean_call(_DYN_LEAN, _dyn_lean, "DynamicQuantizeLinear", kwargs, (x,))
         if res is not None:
             return res[0]
     return _dispatch("DynamicQuantizeLinear", _QUANT, "dynamic_quantize_linear",
@@ -275,6 +277,40 @@ def _lean_first(slot, resolve, op, call_args):
     return res
 
 
+_QD_KEYS = frozenset(("axis", "profile"))
+_P_KEYS = frozenset(("profile",))
+_LEAN_PROF = {}   # (op, id(profile)) -> (profile, registry generation, lean entry or None)
+
+
+def _lean_call(slot, resolve, op, kwargs, call_args):
+    """_lean_first for the default profile (no ``profile`` keyword), else the same compiled
+    entry resolved for the profile the call names (a name or a Profile; ``resolve.lean_for``),
+    memoised per profile object and registry generation.  None: no entry, or it declines."""
+    if "profile" not in kwargs:
+        return _lean_first(slot, resolve, op, call_args)
+    try:
+        prof = get_profile(kwargs["profile"])
+    except Exception:  # noqa: BLE001 - the usual dispatch reports it
+        return None
+    key = (op, id(prof))
+    ent = _LEAN_PROF.get(key)
+    if ent is None or ent[0] is not prof or ent[1] != _GENERATION[0]:
+        ent = (prof, _GENERATION[0], resolve.lean_for(prof))
+        if len(_LEAN_PROF) > 256:
+            _LEAN_PROF.clear()
+        _LEAN_PROF[key] = ent    # the entry keeps the profile alive: its id stays unique
+    f = ent[2]
+    if f is None:
+        return None
+    try:
+        res = f(*call_args)
+    except KernelSizeLimit:
+        return None
+    if res is not None:
+        _ran(op, res[1])
+    return res
+
+
 _MI_LEAN = [None, -1]   # [refquant._gemm.matmul_integer_lean or None, registry generation]
 
 
@@ -282,25 +318,31 @@ def _mi_lean():
     """The compiled entry for MatMulInteger's common call under the default profile, when that
     profile lets the kernels take MatMulInteger (int32 wraparound, no int16 pair saturation),
     else None.  Resolved again after any register_profile() (see _lean_first)."""
-    f = None
+    f = _mi_lean_for(get_profile("onnx"))
+    _MI_LEAN[0], _MI_LEAN[1] = f, _GENERATION[0]
+    return f
+
+
+def _mi_lean_for(prof):
     mod = _glue(_GEMM)
     fn = getattr(getattr(mod, "_k", None), "matmul_integer_lean", None) if mod is not None else None
     if fn is not None:
-        prof = get_profile("onnx")
         p = prof.for_op("MatMulInteger")
         if (_fast_profile_ok(prof, "MatMulInteger") and p.accumulator == "int32_wrap"
                 and p.int16_pair_saturation is not True):
-            f = fn
-    _MI_LEAN[0], _MI_LEAN[1] = f, _GENERATION[0]
-    return f
+            return fn
+    return None
+
+
+_mi_lean.lean_for = _mi_lean_for
 
 
 def matmul_integer(*args, **kwargs):
     # the common call (no keywords: the default profile; 2-D uint8/int8 arrays, scalar zero
     # points) checked in compiled code, the same kernel as the glue's lean path (about 2 us
     # less a call); anything else, or None from it, takes the usual dispatch
-    if not kwargs and 2 <= len(args) <= 4 and fast_enabled():
-        res = _lean_first(_MI_LEAN, _mi_lean, "MatMulInteger", args)
+    if _P_KEYS.issuperset(kwargs) and 2 <= len(args) <= 4 and fast_enabled():
+        res = _lean_call(_MI_LEAN, _mi_lean, "MatMulInteger", kwargs, args)
         if res is not None:
             return res[0]
     return _dispatch("MatMulInteger", _GEMM, "matmul_integer", _ref.matmul_integer, args, kwargs)
@@ -312,22 +354,28 @@ _QM_LEAN = [None, -1]   # [refquant._gemm.qlinear_matmul_lean or None, registry 
 def _qm_lean():
     """As _mi_lean, for QLinearMatMul: the default profile must have the plain float32
     epilogue the kernels implement and no int16 pair saturation."""
-    f = None
-    mod = _glue(_GEMM)
-    fn = getattr(getattr(mod, "_k", None), "qlinear_matmul_lean", None) if mod is not None else None
-    if fn is not None and hasattr(mod, "_qm_prof"):
-        prof = get_profile("onnx")
-        _, ok, sat, _f2i = mod._qm_prof(prof)
-        if _fast_profile_ok(prof, "QLinearMatMul") and ok and not sat and not prof.extra.get("weights"):
-            f = fn
+    f = _qm_lean_for(get_profile("onnx"))
     _QM_LEAN[0], _QM_LEAN[1] = f, _GENERATION[0]
     return f
 
 
+def _qm_lean_for(prof):
+    mod = _glue(_GEMM)
+    fn = getattr(getattr(mod, "_k", None), "qlinear_matmul_lean", None) if mod is not None else None
+    if fn is not None and hasattr(mod, "_qm_prof"):
+        _, ok, sat, _f2i = mod._qm_prof(prof)
+        if _fast_profile_ok(prof, "QLinearMatMul") and ok and not sat and not prof.extra.get("weights"):
+            return fn
+    return None
+
+
+_qm_lean.lean_for = _qm_lean_for
+
+
 def qlinear_matmul(*args, **kwargs):
     # the common call checked in compiled code first (see matmul_integer)
-    if not kwargs and len(args) == 8 and fast_enabled():
-        res = _lean_first(_QM_LEAN, _qm_lean, "QLinearMatMul", args)
+    if _P_KEYS.issuperset(kwargs) and len(args) == 8 and fast_enabled():
+        res = _lean_call(_QM_LEAN, _qm_lean, "QLinearMatMul", kwargs, args)
         if res is not None:
             return res[0]
     return _dispatch("QLinearMatMul", _GEMM, "qlinear_matmul", _ref.qlinear_matmul, args, kwargs)
@@ -343,29 +391,42 @@ def conv_integer(*args, **kwargs):
 
 _QC_LEAN = [None, -1]   # [callable(args, kwargs) or None, registry generation]
 _QC_KEYS = frozenset(("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
+_QC_KEYS_P = _QC_KEYS | {"profile"}
 
 
 def _qc_lean():
     """As _mi_lean, for QLinearConv: refquant._gemm_fast.qlinear_conv_compiled bound to what the
     default profile allows (the plain float32 epilogue, no int16 pair saturation)."""
-    f = None
+    f = _qc_lean_for(get_profile("onnx"))
+    _QC_LEAN[0], _QC_LEAN[1] = f, _GENERATION[0]
+    return f
+
+
+def _qc_lean_for(prof):
     mod = _glue(_GEMM)
     fn = getattr(mod, "qlinear_conv_compiled", None) if mod is not None else None
     if fn is not None and hasattr(getattr(mod, "_k", None), "qlinear_conv_lean"):
-        prof = get_profile("onnx")
         _, ok0, ok1, _f2i = mod._qc_prof(prof)
         if _fast_profile_ok(prof, "QLinearConv") and (ok0 or ok1) and not prof.extra.get("weights"):
             def f(args, kwargs, _fn=fn, _ok0=ok0, _ok1=ok1):
                 return _fn(args, kwargs, _ok0, _ok1)
-    _QC_LEAN[0], _QC_LEAN[1] = f, _GENERATION[0]
-    return f
+            return f
+    return None
+
+
+_qc_lean.lean_for = _qc_lean_for
 
 
 def qlinear_conv(*args, **kwargs):
     # the common call (default profile, attributes only as keywords) checked mostly in compiled
     # code first (see matmul_integer)
-    if 8 <= len(args) <= 9 and _QC_KEYS.issuperset(kwargs) and fast_enabled():
-        res = _lean_first(_QC_LEAN, _qc_lean, "QLinearConv", (args, kwargs))
+    if 8 <= len(args) <= 9 and _QC_KEYS_P.issuperset(kwargs) and fast_enabled():
+        if "profile" in kwargs:
+            attrs = dict(kwargs)
+            del attrs["profile"]
+            res = _lean_call(_QC_LEAN, _qc_lean, "QLinearConv", kwargs, (args, attrs))
+        else:
+            res = _lean_first(_QC_LEAN, _qc_lean, "QLinearConv", (args, kwargs))
         if res is not None:
             return res[0]
     return _dispatch("QLinearConv", _GEMM, "qlinear_conv", _ref.qlinear_conv, args, kwargs)

@@ -583,10 +583,15 @@ def dequantize_entry(prof):
     None when ``prof`` does not let the kernels take it as the glue's quick path would."""
     if not hasattr(_k, "dequantize_lean"):
         return None
-    if prof.dq_subtract not in ("exact", "float32") or getattr(prof, "dq_vector_width", 0) != 0:
-        return None
-    if prof.symmetric_only or getattr(prof, "qtypes", None) is not None:
-        return None
+    # the profile as the reference resolves it for each call the entry may take (per tensor or
+    # per axis, each input type): one formula, fl32(x - zp) * s, for all of them
+    for per_axis in (False, True):
+        for dt in ("uint8", "int8", "uint16", "int16", "int32"):
+            q = prof.for_op("DequantizeLinear", per_axis=per_axis, dtype=dt)
+            if q.dq_subtract not in ("exact", "float32") or getattr(q, "dq_vector_width", 0) != 0:
+                return None
+            if q.symmetric_only or getattr(q, "qtypes", None) is not None:
+                return None
     try:
         prof.check_op("DequantizeLinear")
     except Exception:  # noqa: BLE001

@@ -857,9 +857,11 @@ def test_compiled_entries_same_as_reference():
                  (x[::2], 0.1, None), (xh, 0.1, None), (x[:0], 0.1, None),
                  (x, 0.1, np.array([3], np.int8)), (list(x), 0.1, None)):
         assert F._k.quantize_lean(*args, variants, 1 << 20) is None, args
-    # a 1-element scale is per tensor (as in the reference)
-    y1 = F._k.quantize_lean(x, np.array([0.1], np.float32), None, variants, 1 << 20)
+    # a 1-element 1-D scale: per tensor's arithmetic with the per-axis variant (the reference
+    # resolves the profile's per-axis overrides for it); without per-axis variants: declined
+    y1 = F._k.quantize_lean(x, np.array([0.1], np.float32), None, variants + variants, 1 << 20)
     assert_bitexact(y1[0], R.quantize_linear(x, np.array([0.1], np.float32)))
+    assert F._k.quantize_lean(x, np.array([0.1], np.float32), None, variants, 1 << 20) is None
     assert F._k.quantize_lean(x, 0.1, None, variants, 999) is None           # the pool's sizes
     assert F._k.quantize_lean(x, 0.1, None, (-1,) + variants[1:], 1 << 20) is None   # variant refused
     q = np.arange(256, dtype=np.uint8)
