@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _gemm as _k
+_HAVE_POS = hasattr(_k, "f32_positive")
 from ._packed import PackedWeights, unwrap
 from .reference import gemm as _rg
 from .reference import conv as _rc
@@ -113,7 +114,10 @@ def _f32_scale(s, allow_vector=False):
         if s.size == 1 and s.ndim <= 1:
             v = s.reshape(())[()]
         elif allow_vector and s.ndim == 1:
-            if not (np.isfinite(s).all() and (s > 0).all()):
+            ok = _k.f32_positive(s) if _HAVE_POS else None
+            if ok is None:
+                ok = bool(np.isfinite(s).all() and (s > 0).all())
+            if not ok:
                 raise _Slow
             return s
         else:
@@ -132,6 +136,12 @@ def _fixed_params(p, Mul):
     """(qm int32, shift int32, mode) of TFLite's QuantizeMultiplier for the (float64)
     multiplier(s), as refquant.reference.requant computes them; None when it refuses them."""
     from .reference.requant import quantize_multiplier
+    key = None
+    if isinstance(Mul, (float, np.floating)) or (isinstance(Mul, np.ndarray) and Mul.size == 1):
+        key = (p.rq_fixed_rounding, float(np.asarray(Mul, np.float64).reshape(())))
+        r = _FX_CACHE.get(key)
+        if r is not None:
+            return r
     try:
         qm, sh = quantize_multiplier(np.asarray(Mul, np.float64).reshape(-1),
                                      single_rounding=(p.rq_fixed_rounding == "single"))
@@ -142,8 +152,17 @@ def _fixed_params(p, Mul):
         # reference models as the engine computes it (TFLite's reference masks the count to 5
         # bits on x86); the kernels' shifts are not that -- the reference runs it
         return None
-    return (np.ascontiguousarray(qm, np.int32), np.ascontiguousarray(sh, np.int32),
-            _FX_MODES[p.rq_fixed_rounding])
+    r = (np.ascontiguousarray(qm, np.int32), np.ascontiguousarray(sh, np.int32),
+         _FX_MODES[p.rq_fixed_rounding])
+    if key is not None:
+        r[0].flags.writeable = r[1].flags.writeable = False    # shared by later calls
+        if len(_FX_CACHE) > 4096:
+            _FX_CACHE.clear()
+        _FX_CACHE[key] = r    # a pure function of the multiplier and the rounding
+    return r
+
+
+_FX_CACHE = {}   # (rq_fixed_rounding, M) -> _fixed_params, for a scalar multiplier
 
 
 def _onednn_params(a_s, b_s, y_s):
@@ -153,6 +172,11 @@ def _onednn_params(a_s, b_s, y_s):
     a = _f32_scale(a_s)
     b = _f32_scale(b_s, allow_vector=True)
     y = _f32_scale(y_s)
+    key = (float(a), float(b), float(y)) if isinstance(b, np.float32) else None
+    if key is not None:
+        r = _OD_CACHE.get(key)
+        if r is not None:
+            return r
     f = np.float32
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
         def rt(s):
@@ -160,7 +184,17 @@ def _onednn_params(a_s, b_s, y_s):
         s1, bp, s3 = rt(a).reshape(()), rt(b), (f(1) / np.asarray(y, f)).astype(f).reshape(())
     if not (np.isfinite(s1) and np.isfinite(s3) and np.all(np.isfinite(bp))):
         raise _Slow
+    if key is not None:
+        if len(_OD_CACHE) > 4096:
+            _OD_CACHE.clear()
+        for v in (s1, bp, s3):
+            if isinstance(v, np.ndarray):
+                v.flags.writeable = False    # shared by later calls
+        _OD_CACHE[key] = (s1, bp, s3)     # a pure function of the three scales
     return s1, bp, s3
+
+
+_OD_CACHE = {}   # (a_s, b_s, y_s) -> _onednn_params, for scalar scales
 
 
 def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
@@ -244,9 +278,11 @@ def _mult32(m):
     m = np.asarray(m)
     if m.dtype != np.float32:
         m = m.astype(np.float32)
-    if not np.all(np.isfinite(m)) or np.any(m < 0):
-        return None
-    return np.ascontiguousarray(m.reshape(-1))
+    m = np.ascontiguousarray(m.reshape(-1))
+    ok = _k.f32_positive(m, True) if _HAVE_POS else None
+    if ok is None:
+        ok = bool(np.all(np.isfinite(m)) and not np.any(m < 0))
+    return m if ok else None
 
 
 def _split_packed(w):
@@ -366,7 +402,13 @@ def _qlinear_operands(op, a, b, b_scale, b_zero_point, profile, two_d):
 def _asym(z):
     """A non-zero weight zero point: the reference's "asymmetric_weights" override selector
     (QLinearMatMul / QGemm: any element of b_zero_point != 0)."""
-    return z is not None and bool(np.any(np.asarray(z) != 0))
+    if z is None:
+        return False
+    if isinstance(z, (np.integer, int)) and not isinstance(z, bool):
+        return bool(z != 0)
+    if type(z) is np.ndarray and z.dtype.kind in "iu":
+        return bool(z.any())
+    return bool(np.any(np.asarray(z) != 0))
 
 
 _MI_PROF = {}      # id(profile) -> (profile, for_op("MatMulInteger") accumulator ok, sat16 flag)
