@@ -18,6 +18,8 @@ checks; anything unusual declines.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _gemm as _k
@@ -941,9 +943,9 @@ def _conv_fits(xs, ws, out):
     """Whether the kernels' C int sizes hold this conv (pixels in and out, K = C*KH*KW > 0, output
     channels; ``_gemm._conv_fits`` checks the same before any C code runs): checked before the
     per-image copies, so that a huge input goes to the reference without a copy first."""
-    hw = int(np.prod(xs[2:], dtype=np.int64)) if len(xs) > 2 else 1
-    ohw = int(np.prod(out, dtype=np.int64)) if len(out) else 1
-    k = int(np.prod(ws[1:], dtype=np.int64))
+    hw = math.prod(int(v) for v in xs[2:])
+    ohw = math.prod(int(v) for v in out)
+    k = math.prod(int(v) for v in ws[1:])
     # (K = 0, no input channels: the reference's all-zero sums plus bias; the kernels refuse it)
     return 0 < k and max(hw, ohw, k, ws[0]) <= _INT_MAX
 

@@ -196,8 +196,10 @@ def _asymmetric(zp) -> bool:
     """A non-zero weight zero point (the "asymmetric_weights" override selector)."""
     if zp is None:
         return False
+    if isinstance(zp, np.integer):
+        return bool(zp != 0)
     z = np.asarray(zp)
-    return bool(z.dtype.kind in "iu" and np.any(z != 0))
+    return bool(z.dtype.kind in "iu" and z.any())
 
 
 def _pair_saturation_applies(p, xdt, wdt, x_shape, w_shape, group, strides, dilations, pb, pe) -> bool:
