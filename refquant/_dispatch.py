@@ -270,7 +270,12 @@ def _lean_first(slot, resolve, op, call_args):
     generation it was resolved at]; resolve() fills it again whenever a profile has been
     registered since, as one may replace "onnx"), recording the kernel as the path taken, or
     None when there is no entry or it declines the call."""
-    f = slot[0] if slot[1] == _GENERATION[0] else resolve()
+    return _run_entry(slot[0] if slot[1] == _GENERATION[0] else resolve(), op, call_args)
+
+
+def _run_entry(f, op, call_args):
+    """f(*call_args) of a compiled lean entry (None: no entry), recording the kernel as the
+    path taken; None when there is no entry, it declines, or a size exceeds the kernels' ints."""
     if f is None:
         return None
     try:
@@ -304,16 +309,7 @@ def _lean_call(slot, resolve, op, kwargs, call_args):
         if len(_LEAN_PROF) > 256:
             _LEAN_PROF.clear()
         _LEAN_PROF[key] = ent    # the entry keeps the profile alive: its id stays unique
-    f = ent[2]
-    if f is None:
-        return None
-    try:
-        res = f(*call_args)
-    except KernelSizeLimit:
-        return None
-    if res is not None:
-        _ran(op, res[1])
-    return res
+    return _run_entry(ent[2], op, call_args)
 
 
 _MI_LEAN = [None, -1]   # [refquant._gemm.matmul_integer_lean or None, registry generation]

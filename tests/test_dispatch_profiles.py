@@ -14,6 +14,18 @@ from refquant.engines import cases as CS
 PROFILES = sorted(refquant.profiles())
 
 
+@pytest.fixture
+def scratch_profiles():
+    """Profiles a test registers are removed afterwards (the registry is global: a README
+    example lists the registered profiles)."""
+    from refquant import profile as P
+    before = dict(P._REGISTRY)
+    yield
+    P._REGISTRY.clear()
+    P._REGISTRY.update(before)
+    P._GENERATION[0] += 1
+
+
 def _same(fast_call, ref_call):
     try:
         want = ref_call()
@@ -346,7 +358,7 @@ def test_vector_and_tail_quantize_runs_the_kernels():
 
 
 @pytest.mark.parametrize("rounding", ["double", "double_half_up", "single"])
-def test_fixed_point_epilogue_vector_every_rounding(rounding):
+def test_fixed_point_epilogue_vector_every_rounding(rounding, scratch_profiles):
     """The fixed-point epilogue (TFLite's QuantizeMultiplier: gemmlowp double rounding, ruy's
     x86 double half-up, single rounding) in AVX-512 lanes (session 11; the scalar definition
     before) gives the reference's bits: int32 biases and accumulators near the int32 limits,
@@ -481,7 +493,7 @@ def test_one_element_axis_scale_every_profile(profile):
                                                   profile=profile, **kw))
 
 
-def test_profile_keyword_takes_the_compiled_entries_and_follows_re_registration():
+def test_profile_keyword_takes_the_compiled_entries_and_follows_re_registration(scratch_profiles):
     """Calls naming a profile (profile="onnx", a Profile object, any registered name) take the
     same compiled entries as calls without one (session 11: 33 -> 2.5 us for a small per-column
     QLinearMatMul, 10 -> 1.8 us for QuantizeLinear of 1,000 floats); a profile registered again
@@ -499,11 +511,8 @@ def test_profile_keyword_takes_the_compiled_entries_and_follows_re_registration(
         assert refquant.last_path()["path"] != "reference"
     x = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 7.25], np.float32)
     base = refquant.get_profile("onnx")
-    try:
-        for rounding, expect in (("half_even", [0, 2, 2, 0, -2, 7]), ("half_away", [1, 2, 3, -1, -3, 7])):
-            refquant.register_profile(dataclasses.replace(base, name="test-lean-rereg", q_rounding=rounding))
-            y = refquant.quantize_linear(x, np.float32(1.0), np.int8(0), profile="test-lean-rereg")
-            assert y.tolist() == expect, (rounding, y)
-            assert refquant.last_path()["path"] != "reference"
-    finally:
-        refquant.register_profile(dataclasses.replace(base, name="test-lean-rereg"))
+    for rounding, expect in (("half_even", [0, 2, 2, 0, -2, 7]), ("half_away", [1, 2, 3, -1, -3, 7])):
+        refquant.register_profile(dataclasses.replace(base, name="test-lean-rereg", q_rounding=rounding))
+        y = refquant.quantize_linear(x, np.float32(1.0), np.int8(0), profile="test-lean-rereg")
+        assert y.tolist() == expect, (rounding, y)
+        assert refquant.last_path()["path"] != "reference"

@@ -147,6 +147,16 @@ static inline __attribute__((always_inline)) void q8_rows(
 }
 
 
+/* 16 (n valid, mask m) 8-bit results of row i from column j: C[i, j + q * c_cs] */
+static inline void store_q8x16(const rq_epi *e, int i, int j, int n, __mmask16 m, __m128i b) {
+    uint8_t *dst = (uint8_t *)e->C + i * e->c_rs;
+    if (e->c_cs == 1) _mm_mask_storeu_epi8(dst + j, m, b);
+    else {
+        uint8_t t[16]; _mm_storeu_si128((__m128i *)t, b);
+        for (int q = 0; q < n; q++) dst[(j + q) * e->c_cs] = t[q];
+    }
+}
+
 /* Fixed-point requantization of 8 accumulators in int64 lanes: exactly mbqm() of gemm.c (its
  * int64 arithmetic, lane by lane), then + y_zp and the clamp.  x: the accumulators
  * sign-extended; xs: (x << left) wrapped to int32, sign-extended; qm, sh: per lane, sign-extended.
@@ -185,57 +195,44 @@ static inline __m512i fx8(__m512i x, __m512i xs, __m512i qm, __m512i sh, int mod
     return _mm512_min_epi64(_mm512_max_epi64(r, lo), hi);
 }
 
-/* the fixed-point epilogue (rq_epi.fx_mode, 8-bit outputs), 16 columns at a time; 0 when a
- * shift is outside the range the vector form covers (the scalar definition runs instead) */
-static int fx_rows(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw, ptrdiff_t ldr) {
+/* the fixed-point epilogue (rq_epi.fx_mode, 8-bit outputs) covers the shifts this call reads:
+ * 1, else 0 (the scalar definition runs instead) */
+static int fx_shifts_ok(const rq_epi *e, int i0, int mi, int j0, int nj) {
     const int mode = e->fx_mode;
     if (e->fbias || e->od || (mode < 1 || mode > 3)) return 0;
     const int per_col = e->mult_n != 1 && !e->mult_rows;
-    {   /* the shifts this call reads */
-        const int k0 = e->mult_rows ? i0 : (per_col ? j0 : 0), kn = e->mult_rows ? mi : (per_col ? nj : 1);
-        const int smin = mode == 3 ? -32 : -62, smax = mode == 3 ? 30 : 31;
-        for (int k = k0; k < k0 + kn; k++)
-            if (e->fx_sh[k] < smin || e->fx_sh[k] > smax) return 0;
-    }
-    const __m512i lo = _mm512_set1_epi64((int64_t)e->qmin - e->y_zp), hi = _mm512_set1_epi64((int64_t)e->qmax - e->y_zp);
-    const __m512i zp = _mm512_set1_epi32(e->y_zp), zero = _mm512_setzero_si512();
-    for (int r = 0; r < mi; r++) {
-        const int i = i0 + r;
-        for (int c = 0; c < nj; c += 16) {
-            const int n = nj - c < 16 ? nj - c : 16;
-            const __mmask16 m = (__mmask16)((1u << n) - 1u);
-            const int j = j0 + c;
-            const __m512i a = epi_acc16(e, i, j, _mm512_maskz_loadu_epi32(m, raw + r * ldr + c), m);
-            __m512i qm, sh;
-            if (per_col) { qm = _mm512_maskz_loadu_epi32(m, e->fx_qm + j); sh = _mm512_maskz_loadu_epi32(m, e->fx_sh + j); }
-            else { const int k = e->mult_rows ? i : 0; qm = _mm512_set1_epi32(e->fx_qm[k]); sh = _mm512_set1_epi32(e->fx_sh[k]); }
-            const __m512i xs = _mm512_sllv_epi32(a, _mm512_max_epi32(sh, zero));   /* counts > 31 give 0 */
-            const __m512i r0 = fx8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(a)),
-                                   _mm512_cvtepi32_epi64(_mm512_castsi512_si256(xs)),
-                                   _mm512_cvtepi32_epi64(_mm512_castsi512_si256(qm)),
-                                   _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sh)), mode, lo, hi);
-            const __m512i r1 = fx8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(a, 1)),
-                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(xs, 1)),
-                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(qm, 1)),
-                                   _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sh, 1)), mode, lo, hi);
-            const __m512i q = _mm512_add_epi32(_mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(r0)),
-                                                                  _mm512_cvtepi64_epi32(r1), 1), zp);
-            const __m128i b = _mm512_cvtepi32_epi8(q);   /* in range: truncation is exact */
-            uint8_t *dst = (uint8_t *)e->C + i * e->c_rs;
-            if (e->c_cs == 1) _mm_mask_storeu_epi8(dst + j, m, b);
-            else {
-                uint8_t t[16]; _mm_storeu_si128((__m128i *)t, b);
-                for (int qq = 0; qq < n; qq++) dst[(j + qq) * e->c_cs] = t[qq];
-            }
-        }
-    }
+    const int k0 = e->mult_rows ? i0 : (per_col ? j0 : 0), kn = e->mult_rows ? mi : (per_col ? nj : 1);
+    const int smin = mode == 3 ? -32 : -62, smax = mode == 3 ? 30 : 31;
+    for (int k = k0; k < k0 + kn; k++)
+        if (e->fx_sh[k] < smin || e->fx_sh[k] > smax) return 0;
     return 1;
+}
+
+/* 16 accumulators of row i, columns j.. (mask m) through the fixed-point epilogue: 8-bit codes */
+static inline __m128i fx16(const rq_epi *e, int i, int j, __m512i a, __mmask16 m, int per_col) {
+    const __m512i lo = _mm512_set1_epi64((int64_t)e->qmin - e->y_zp), hi = _mm512_set1_epi64((int64_t)e->qmax - e->y_zp);
+    __m512i qm, sh;
+    if (per_col) { qm = _mm512_maskz_loadu_epi32(m, e->fx_qm + j); sh = _mm512_maskz_loadu_epi32(m, e->fx_sh + j); }
+    else { const int k = e->mult_rows ? i : 0; qm = _mm512_set1_epi32(e->fx_qm[k]); sh = _mm512_set1_epi32(e->fx_sh[k]); }
+    const __m512i xs = _mm512_sllv_epi32(a, _mm512_max_epi32(sh, _mm512_setzero_si512()));   /* counts > 31 give 0 */
+    const __m512i r0 = fx8(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(a)),
+                           _mm512_cvtepi32_epi64(_mm512_castsi512_si256(xs)),
+                           _mm512_cvtepi32_epi64(_mm512_castsi512_si256(qm)),
+                           _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sh)), e->fx_mode, lo, hi);
+    const __m512i r1 = fx8(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(a, 1)),
+                           _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(xs, 1)),
+                           _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(qm, 1)),
+                           _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sh, 1)), e->fx_mode, lo, hi);
+    const __m512i q = _mm512_add_epi32(_mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(r0)),
+                                                          _mm512_cvtepi64_epi32(r1), 1), _mm512_set1_epi32(e->y_zp));
+    return _mm512_cvtepi32_epi8(q);   /* in range: truncation is exact */
 }
 
 void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw,
                          ptrdiff_t ldr) {
-    if (e->fx_mode && e->out_type != RQ_OUT_S32) {   /* fixed point: vector, or the scalar definition */
-        if (!fx_rows(e, i0, mi, j0, nj, raw, ldr)) rq_epi_rows__scalar(e, i0, mi, j0, nj, raw, ldr);
+    const int fx = e->fx_mode && e->out_type != RQ_OUT_S32;
+    if (fx && !fx_shifts_ok(e, i0, mi, j0, nj)) {   /* fixed point: the vector loop below, or the scalar definition */
+        rq_epi_rows__scalar(e, i0, mi, j0, nj, raw, ldr);
         return;
     }
     const __m512 lo = _mm512_set1_ps((float)(e->qmin - e->y_zp));
@@ -245,7 +242,7 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
     const __m512 m1 = _mm512_set1_ps(e->mult ? e->mult[0] : 0.0f);
     /* fast path: row-contiguous output, corrections at most colfix/rowfix, bias per column or
      * none: everything hoisted into locals, full vectors unmasked */
-    if (e->c_cs == 1 && !e->za_row && !e->zb_col &&
+    if (!fx && e->c_cs == 1 && !e->za_row && !e->zb_col &&
         ((!e->bias && !e->fbias && !e->fbias2) || e->bias_cs == 1 || e->bias_cs == 0)) {
         const int32_t *colfix = e->colfix, *rowfix = e->rowfix, *bias = e->bias;
         const float *fbias = e->fbias;
@@ -331,6 +328,10 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 }
                 continue;
             }
+            if (fx) {
+                store_q8x16(e, i, j, n, m, fx16(e, i, j, a, m, per_col));
+                continue;
+            }
             __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, e->mult + j) : (e->mult_rows ? _mm512_set1_ps(e->mult[i]) : m1);
             __m512 af = _mm512_cvtepi32_ps(a);
             if (e->fbias) {
@@ -345,23 +346,13 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 for (int q = 0; q < 16; q++)
                     t2[q] = (e->fbias2 && ((m >> q) & 1)) ? e->fbias2[i * e->bias_rs + (j + q) * e->bias_cs] : 0.0f;
                 __m128i b = epi_od16(e, af, mm, _mm512_loadu_ps(t2));
-                uint8_t *dst = (uint8_t *)e->C + i * e->c_rs;
-                if (e->c_cs == 1) _mm_mask_storeu_epi8(dst + j, m, b);
-                else {
-                    uint8_t t[16]; _mm_storeu_si128((__m128i *)t, b);
-                    for (int qq = 0; qq < n; qq++) dst[(j + qq) * e->c_cs] = t[qq];
-                }
+                store_q8x16(e, i, j, n, m, b);
                 continue;
             }
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
             __m128i b = _mm512_cvtepi32_epi8(q);  /* values are in range: truncation is exact */
-            uint8_t *dst = (uint8_t *)e->C + i * e->c_rs;
-            if (e->c_cs == 1) _mm_mask_storeu_epi8(dst + j, m, b);
-            else {
-                uint8_t t[16]; _mm_storeu_si128((__m128i *)t, b);
-                for (int qq = 0; qq < n; qq++) dst[(j + qq) * e->c_cs] = t[qq];
-            }
+            store_q8x16(e, i, j, n, m, b);
         }
     }
 }
