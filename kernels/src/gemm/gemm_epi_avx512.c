@@ -30,15 +30,30 @@ static inline __m512i epi_acc16(const rq_epi *e, int i, int j, __m512i raw, __mm
     return a;
 }
 
-/* oneDNN's order (rq_gemm.h, rq_gemm_args.od): the scales one by one, zero point before rounding */
-static inline __m128i epi_od16(const rq_epi *e, __m512 af, __m512 mm, __m512 fb2) {
-    __m512 t = _mm512_mul_ps(af, _mm512_set1_ps(e->od_s1));
+/* oneDNN's order (rq_gemm.h, rq_gemm_args.od): the scales one by one, zero point before
+ * rounding.  The constants are read into locals once (od_load): the 8-bit stores may alias the
+ * struct, so fields read in the loop are reloaded after every store. */
+typedef struct { __m512 s1, s3, zp, lo, hi; int fb2; } od_consts;
+
+static inline od_consts od_load(const rq_epi *e) {
+    od_consts k = {_mm512_set1_ps(e->od_s1), _mm512_set1_ps(e->od_s3), _mm512_set1_ps((float)e->y_zp),
+                   _mm512_set1_ps((float)e->qmin), _mm512_set1_ps((float)e->qmax), e->fbias2 != NULL};
+    return k;
+}
+
+static inline __m128i od16(const od_consts *k, __m512 af, __m512 mm, __m512 fb2) {
+    __m512 t = _mm512_mul_ps(af, k->s1);
     t = _mm512_mul_ps(t, mm);
-    if (e->fbias2) t = _mm512_add_ps(t, fb2);
-    t = _mm512_mul_ps(t, _mm512_set1_ps(e->od_s3));
-    t = _mm512_add_ps(t, _mm512_set1_ps((float)e->y_zp));
-    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps((float)e->qmin)), _mm512_set1_ps((float)e->qmax));
+    if (k->fb2) t = _mm512_add_ps(t, fb2);
+    t = _mm512_mul_ps(t, k->s3);
+    t = _mm512_add_ps(t, k->zp);
+    t = _mm512_min_ps(_mm512_max_ps(t, k->lo), k->hi);
     return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t));   /* RNE; in range, truncation exact */
+}
+
+static inline __m128i epi_od16(const rq_epi *e, __m512 af, __m512 mm, __m512 fb2) {
+    const od_consts k = od_load(e);
+    return od16(&k, af, mm, fb2);
 }
 
 /* The requantizing fast path (u8 / s8 output, float multiplier, not oneDNN's order).  The
@@ -265,6 +280,9 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
             }
             return;
         }
+        const int od = e->od;
+        const od_consts K = od_load(e);
+        const float *const fbias2 = e->fbias2;
         for (int r = 0; r < mi; r++) {
             const int i = i0 + r;
             const int32_t *rr = raw + r * ldr;
@@ -292,11 +310,11 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, mult + j) : mrow;
                 __m512 af = _mm512_cvtepi32_ps(a);
                 if (fp) af = _mm512_add_ps(af, bias_cs ? _mm512_maskz_loadu_ps(m, fp + j) : fb);
-                if (e->od) {
-                    const float *f2 = e->fbias2 ? e->fbias2 + i * bias_rs : NULL;
+                if (od) {
+                    const float *f2 = fbias2 ? fbias2 + i * bias_rs : NULL;
                     __m512 fb2 = !f2 ? _mm512_setzero_ps()
                                : bias_cs ? _mm512_maskz_loadu_ps(m, f2 + j) : _mm512_set1_ps(f2[0]);
-                    __m128i b = epi_od16(e, af, mm, fb2);
+                    __m128i b = od16(&K, af, mm, fb2);
                     uint8_t *dst = (uint8_t *)e->C + i * c_rs + j;
                     if (m == 0xFFFF) _mm_storeu_si128((__m128i *)dst, b);
                     else _mm_mask_storeu_epi8(dst, m, b);
