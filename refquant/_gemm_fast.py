@@ -851,6 +851,34 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
 
 # ----------------------------------------------------------------------------- convolution
 
+_GEOMETRY = {}   # (shapes, attributes) -> _rc._conv_geometry's result
+
+
+def _geometry(xs, ws, attrs):
+    """_rc._conv_geometry for the shapes and attributes, memoised (a pure function of them; its
+    errors are raised each time, never stored)."""
+    def t(v):   # typed: group=1.0 or pads of floats must not meet group=1's entry
+        if v is None or isinstance(v, (int, str)):
+            return (type(v), v)
+        return (type(v),) + tuple((type(e), e) for e in v)
+    try:
+        key = (xs, ws) + tuple(t(attrs.get(k)) for k in ("auto_pad", "dilations", "group", "kernel_shape",
+                                                         "pads", "strides"))
+        hash(key)
+    except TypeError:
+        key = None
+    r = _GEOMETRY.get(key) if key is not None else None
+    if r is None:
+        r = _rc._conv_geometry(xs, ws, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"),
+                               attrs.get("group", 1), attrs.get("kernel_shape"), attrs.get("pads"),
+                               attrs.get("strides"))
+        if key is not None:
+            if len(_GEOMETRY) > 1024:
+                _GEOMETRY.clear()
+            _GEOMETRY[key] = r
+    return r
+
+
 def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
     """Validate; return (x4, w4, xz, wz, geometry dict, packed) for a 2-D (or 1-D) conv, or None."""
     if profile.accumulator != "int32_wrap":
@@ -860,10 +888,7 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
     if X is None or W is None:
         return None
     try:
-        pb, pe, strides, dil, out = _rc._conv_geometry(X.shape, W.shape, attrs.get("auto_pad", "NOTSET"),
-                                                      attrs.get("dilations"), attrs.get("group", 1),
-                                                      attrs.get("kernel_shape"), attrs.get("pads"),
-                                                      attrs.get("strides"))
+        pb, pe, strides, dil, out = _geometry(X.shape, W.shape, attrs)
         group = int(attrs.get("group", 1))
     except (TypeError, ValueError):
         return None

@@ -516,3 +516,28 @@ def test_profile_keyword_takes_the_compiled_entries_and_follows_re_registration(
         y = refquant.quantize_linear(x, np.float32(1.0), np.int8(0), profile="test-lean-rereg")
         assert y.tolist() == expect, (rounding, y)
         assert refquant.last_path()["path"] != "reference"
+
+
+@pytest.mark.parametrize("profile", ["onnx", "pytorch-fbgemm", "tflite-optimized", "pytorch-onednn"])
+def test_conv_attribute_types_fast_and_reference_agree(profile):
+    """The conv geometry is memoised by shapes and attributes (session 11); its key is typed, so
+    that pads of floats or strides as an array never meet the int attributes' entry.  group=1.0 /
+    True: the reference now raises a clear TypeError (it used to pass validation and fail inside
+    numpy, while the kernels computed a result)."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (1, 4, 6, 7)).astype(np.uint8)
+    w = rng.integers(-128, 128, (6, 4, 3, 3)).astype(np.int8)
+    args = (x, np.float32(0.02), np.uint8(3), w, np.float32(0.01), np.int8(0), np.float32(0.5), np.uint8(7))
+    variants = [dict(pads=[1, 1, 1, 1]), dict(pads=[1.0, 1, 1, 1]), dict(pads=np.array([1, 1, 1, 1])),
+                dict(group=1.0, pads=[1, 1, 1, 1]), dict(group=True, pads=[1, 1, 1, 1]),
+                dict(group=np.int64(1)), dict(strides=[2, 2]), dict(strides=[2.0, 2]),
+                dict(dilations=[True, 1]), dict(kernel_shape=[3.0, 3]), dict(auto_pad="SAME_LOWER", strides=[2, 2]),
+                dict(auto_pad="BOGUS"), dict(pads=[1, 1, 1]), dict(pads=[-1, 0, 0, 0])]
+    for _ in range(2):       # computed, then from the memo
+        for kw in variants:
+            _same(lambda: refquant.qlinear_conv(*args, profile=profile, **kw),
+                  lambda: R.qlinear_conv(*args, profile=profile, **kw))
+            _same(lambda: refquant.conv_integer(x, w, np.uint8(3), profile=profile, **kw),
+                  lambda: R.conv_integer(x, w, np.uint8(3), profile=profile, **kw))
+    with pytest.raises(TypeError, match="group: expected an int"):
+        R.conv_integer(x, w, group=1.0)

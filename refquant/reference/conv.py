@@ -83,10 +83,10 @@ def _conv_geometry(x_shape, w_shape, auto_pad, dilations, group, kernel_shape, p
         raise ValueError(f"w: expected {len(x_shape)}-D weights (M, C/group, k...) for a {len(x_shape)}-D x, "
                          f"got shape {tuple(w_shape)}")
     nd = len(x_shape) - 2
-    try:
-        group = int(group)
-    except (TypeError, ValueError):
-        raise TypeError(f"group: expected an int, got {group!r}") from None
+    # an integer attribute: 1.0 or True used to pass here and fail later inside numpy
+    if isinstance(group, (bool, np.bool_)) or not isinstance(group, (int, np.integer)):
+        raise TypeError(f"group: expected an int, got {group!r}")
+    group = int(group)
     if group < 1:
         raise ValueError(f"group: must be >= 1, got {group}")
     C, M = x_shape[1], w_shape[0]
