@@ -113,17 +113,10 @@ int rq_gemm_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int
 #define MRS 4
 int rq_gemm_sat16__avx2(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, rq_epi_fn epi,
                         int nthreads) {
-    const int M = a->M, N = a->N, K = a->K, Kp = pb->Kp, npan = pb->Np / 16;
+    const int M = a->M, N = a->N, Kp = pb->Kp, npan = pb->Np / 16;
     const int nrb = (M + MRS - 1) / MRS;
-    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)nrb * MRS * Kp);
+    uint8_t *ap = rq_sat16_rows(a, nrb * MRS, Kp);
     if (!ap) return RQ_ENOMEM;
-    for (int i = 0; i < nrb * MRS; i++) {
-        uint8_t *d = ap + (size_t)i * Kp;
-        memset(d, 0, Kp);
-        if (i >= M) continue;
-        const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
-        for (int k = 0; k < K; k++) d[k] = s[(ptrdiff_t)k * a->a_cs];
-    }
     const int a_unsigned = !a->a_signed;
     const __m256i bx = _mm256_set1_epi8(a->b_signed ? 0 : (char)0x80);
     const __m256i ones = _mm256_set1_epi16(1);
