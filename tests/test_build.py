@@ -208,6 +208,22 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             assert np.array_equal(refquant.matmul_integer(A, pw, np.uint8(5)), R.matmul_integer(A, B, np.uint8(5)))
             qa = (A, np.float32(0.03), np.uint8(117), pw, np.float32(0.0004), np.int8(0), np.float32(0.5), np.uint8(9))
             assert np.array_equal(refquant.qlinear_matmul(*qa), R.qlinear_matmul(*qa[:3], B, *qa[4:]))
+        for t, M, K_, N in ((1, 1, 5, 1), (1, 9, 67, 17), (2, 17, 130, 47), (2, 8, 64, 32)):
+            refquant.set_num_threads(t)     # int16 pair saturation (AVX-512 / AVX2 vpmaddubsw kernels)
+            for ad, bd in ((np.uint8, np.int8), (np.int8, np.uint8)):
+                lo, hi = (0, 256) if ad == np.uint8 else (-128, 128)
+                A = rng.integers(lo, hi, (M, K_)).astype(ad)
+                B = rng.integers(-128, 128, (K_, N)).astype(np.int8) if bd == np.int8 else \
+                    rng.integers(0, 256, (K_, N)).astype(np.uint8)
+                assert np.array_equal(refquant.matmul_integer(A, B, profile="onnxruntime-avx2"),
+                                      R.matmul_integer(A, B, profile="onnxruntime-avx2"))
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)      # the fixed-point epilogue (vector)
+            B = rng.integers(-128, 128, (K_, N)).astype(np.int8)
+            for bs in (np.float32(0.004), rng.uniform(1e-4, 1e-2, N).astype(np.float32)):
+                qa = (A, np.float32(0.03), np.uint8(117), B, bs, np.zeros(np.size(bs), np.int8) if np.ndim(bs)
+                      else np.int8(0), np.float32(0.05), np.uint8(121))
+                assert np.array_equal(refquant.qlinear_matmul(*qa, profile="tflite-optimized"),
+                                      R.qlinear_matmul(*qa, profile="tflite-optimized"))
         refquant.set_num_threads(None)
         import os
         for dis in ("", "avx512vbmi"):      # depthwise vpdpbusd: the vpermb and vpermd windows
