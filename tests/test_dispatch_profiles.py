@@ -541,3 +541,28 @@ def test_conv_attribute_types_fast_and_reference_agree(profile):
                   lambda: R.conv_integer(x, w, np.uint8(3), profile=profile, **kw))
     with pytest.raises(TypeError, match="group: expected an int"):
         R.conv_integer(x, w, group=1.0)
+
+
+def test_onednn_subnormal_weight_scale_runs_the_reference():
+    """oneDNN's constants round-trip each scale, s' = fl32(1/fl32(1/s)): a subnormal weight scale
+    gives w' = 0, and with a huge activation scale fl32(acc * a') is inf, so the epilogue meets
+    inf * 0 = NaN, which the reference converts its own way (0 here) and the kernels' clamp gave
+    qmin (-128 on 26,288 of 27,360 outputs of a depthwise conv, found by the fuzzer in session
+    11).  Such calls run the reference."""
+    rng = np.random.default_rng(13)
+    x = rng.integers(-128, 128, (1, 6, 5, 7)).astype(np.int8)
+    w = rng.integers(-128, 128, (6, 1, 3, 3)).astype(np.int8)
+    args = (x, np.float32(1e36), np.int8(-36), w, np.float32(1.4e-45), np.int8(0), np.float32(2.1e9), np.int8(50))
+    for kw in (dict(group=6, pads=[1, 1, 1, 1]), dict(group=1, pads=[1, 1, 1, 1])):
+        a = args if kw["group"] == 6 else (args[:3] + (rng.integers(-128, 128, (6, 6, 3, 3)).astype(np.int8),) + args[4:])
+        _same(lambda: refquant.qlinear_conv(*a, profile="pytorch-onednn", **kw),
+              lambda: R.qlinear_conv(*a, profile="pytorch-onednn", **kw))
+    A = rng.integers(-128, 128, (9, 40)).astype(np.int8)
+    B = rng.integers(-128, 128, (40, 20)).astype(np.int8)
+    for bs in (np.float32(1.4e-45), np.full(20, 1.4e-45, np.float32)):
+        zb = np.zeros(20, np.int8) if np.ndim(bs) else np.int8(0)
+        qa = (A, np.float32(1e36), np.int8(-36), B, bs, zb, np.float32(2.1e9), np.int8(50))
+        _same(lambda: refquant.qlinear_matmul(*qa, profile="pytorch-onednn"),
+              lambda: R.qlinear_matmul(*qa, profile="pytorch-onednn"))
+        _same(lambda: refquant.qgemm(*qa[:6], None, *qa[6:], profile="pytorch-onednn"),
+              lambda: R.qgemm(*qa[:6], None, *qa[6:], profile="pytorch-onednn"))

@@ -66,7 +66,7 @@ static inline __m128i epi_od16(const rq_epi *e, __m512 af, __m512 mm, __m512 fb2
  * colfix and bias per column): 29 -> 18 us. */
 static inline __attribute__((always_inline)) void q8_rows(
     const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw, ptrdiff_t ldr,
-    const int HT, const int B2, const int PC) {
+    const int HT, const int B2, const int PC, const int OD) {
     uint8_t *const C8 = (uint8_t *)e->C;
     const ptrdiff_t c_rs = e->c_rs, bias_rs = e->bias_rs;
     const int32_t *const colfix = e->colfix, *const rowfix = e->rowfix, *const bias = e->bias;
@@ -81,6 +81,11 @@ static inline __attribute__((always_inline)) void q8_rows(
     /* after two in-lane packs, lane L holds lane L of each of the four vectors in turn */
     const __m512i lane_fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const __m512 m1 = _mm512_set1_ps(mult ? mult[0] : 0.0f);
+    /* OD: oneDNN's order (no second float bias): fl32(fl32(fl32(af * s1) * m) * s3) + zp, clamped
+     * to [qmin, qmax] before the conversion (epi_od16's steps), the zero point in float */
+    const __m512 od_s1 = _mm512_set1_ps(e->od_s1), od_s3 = _mm512_set1_ps(e->od_s3);
+    const __m512 od_zp = _mm512_set1_ps((float)e->y_zp);
+    const __m512 od_lo = _mm512_set1_ps((float)e->qmin), od_hi = _mm512_set1_ps((float)e->qmax);
     int32_t tab[256] __attribute__((aligned(64)));
     for (int cs = 0; cs < nj; cs += 256) {
         const int cn = nj - cs < 256 ? nj - cs : 256, nfull = cn & ~15, jc = j0 + cs;
@@ -111,9 +116,17 @@ static inline __attribute__((always_inline)) void q8_rows(
                 if (B2) a = _mm512_add_epi32(a, LD(bp + c));                                      \
                 __m512 af = _mm512_cvtepi32_ps(a);                                                \
                 if (fp) af = _mm512_add_ps(af, fcol ? LDF(fp + c) : fb);                          \
-                __m512 v = _mm512_mul_ps(af, PC ? LDF(mc + c) : mrow);                            \
-                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);                                      \
-                ST(dst + c, _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp)));   \
+                __m512 v;                                                                         \
+                if (OD) {                                                                         \
+                    v = _mm512_mul_ps(_mm512_mul_ps(af, od_s1), PC ? LDF(mc + c) : mrow);        \
+                    v = _mm512_add_ps(_mm512_mul_ps(v, od_s3), od_zp);                            \
+                    v = _mm512_min_ps(_mm512_max_ps(v, od_lo), od_hi);                            \
+                    ST(dst + c, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));                     \
+                } else {                                                                          \
+                    v = _mm512_mul_ps(af, PC ? LDF(mc + c) : mrow);                               \
+                    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);                                  \
+                    ST(dst + c, _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp))); \
+                }                                                                                 \
             } while (0)
 #define RQ_LD(p) _mm512_loadu_si512((const void *)(p))
 #define RQ_LDF(p) _mm512_loadu_ps((p))
@@ -136,12 +149,19 @@ static inline __attribute__((always_inline)) void q8_rows(
                     if (B2) a = _mm512_add_epi32(a, RQ_LD(bp + cc));
                     __m512 af = _mm512_cvtepi32_ps(a);
                     if (fp) af = _mm512_add_ps(af, fcol ? RQ_LDF(fp + cc) : fb);
-                    __m512 v = _mm512_mul_ps(af, PC ? RQ_LDF(mc + cc) : mrow);
-                    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                    __m512 v;
+                    if (OD) {   /* the codes themselves, in [qmin, qmax] */
+                        v = _mm512_mul_ps(_mm512_mul_ps(af, od_s1), PC ? RQ_LDF(mc + cc) : mrow);
+                        v = _mm512_add_ps(_mm512_mul_ps(v, od_s3), od_zp);
+                        v = _mm512_min_ps(_mm512_max_ps(v, od_lo), od_hi);
+                    } else {
+                        v = _mm512_mul_ps(af, PC ? RQ_LDF(mc + cc) : mrow);
+                        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                    }
                     r[q] = _mm512_cvtps_epi32(v);
                 }
-                const __m512i w0 = _mm512_add_epi16(_mm512_packs_epi32(r[0], r[1]), zp16);
-                const __m512i w1 = _mm512_add_epi16(_mm512_packs_epi32(r[2], r[3]), zp16);
+                const __m512i w0 = OD ? _mm512_packs_epi32(r[0], r[1]) : _mm512_add_epi16(_mm512_packs_epi32(r[0], r[1]), zp16);
+                const __m512i w1 = OD ? _mm512_packs_epi32(r[2], r[3]) : _mm512_add_epi16(_mm512_packs_epi32(r[2], r[3]), zp16);
                 const __m512i b = u8 ? _mm512_packus_epi16(w0, w1) : _mm512_packs_epi16(w0, w1);
                 _mm512_storeu_si512((void *)(dst + c), _mm512_permutexvar_epi32(lane_fix, b));
             }
@@ -265,18 +285,16 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
         const float *mult = e->mult;
         const int s32 = e->out_type == RQ_OUT_S32;
         const int nfull = nj & ~15;
-        if (!s32 && !e->od) {
+        if (!s32 && (!e->od || !e->fbias2)) {
             const int b2 = bias && bias_cs == 1 && bias_rs != 0;
             const int ht = colfix != NULL || (bias && bias_cs == 1 && !b2);
-            switch (ht + 2 * b2 + 4 * per_col) {
-            case 0: q8_rows(e, i0, mi, j0, nj, raw, ldr, 0, 0, 0); break;
-            case 1: q8_rows(e, i0, mi, j0, nj, raw, ldr, 1, 0, 0); break;
-            case 2: q8_rows(e, i0, mi, j0, nj, raw, ldr, 0, 1, 0); break;
-            case 3: q8_rows(e, i0, mi, j0, nj, raw, ldr, 1, 1, 0); break;
-            case 4: q8_rows(e, i0, mi, j0, nj, raw, ldr, 0, 0, 1); break;
-            case 5: q8_rows(e, i0, mi, j0, nj, raw, ldr, 1, 0, 1); break;
-            case 6: q8_rows(e, i0, mi, j0, nj, raw, ldr, 0, 1, 1); break;
-            default: q8_rows(e, i0, mi, j0, nj, raw, ldr, 1, 1, 1); break;
+            const int od = e->od != 0;
+            switch (ht + 2 * b2 + 4 * per_col + 8 * od) {
+#define RQ_Q8_CASE(k) case k: q8_rows(e, i0, mi, j0, nj, raw, ldr, (k) & 1, ((k) >> 1) & 1, ((k) >> 2) & 1, (k) >> 3); break;
+            RQ_Q8_CASE(0) RQ_Q8_CASE(1) RQ_Q8_CASE(2) RQ_Q8_CASE(3) RQ_Q8_CASE(4) RQ_Q8_CASE(5) RQ_Q8_CASE(6)
+            RQ_Q8_CASE(7) RQ_Q8_CASE(8) RQ_Q8_CASE(9) RQ_Q8_CASE(10) RQ_Q8_CASE(11) RQ_Q8_CASE(12)
+            RQ_Q8_CASE(13) RQ_Q8_CASE(14) RQ_Q8_CASE(15)
+#undef RQ_Q8_CASE
             }
             return;
         }
