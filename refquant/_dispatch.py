@@ -99,13 +99,10 @@ def _weights_refused(prof, op, args, kwargs):
     z = args[5] if len(args) > 5 else kwargs.get(names[1])
     if w is None or z is None:
         return False
-    if isinstance(z, (np.integer, int)) and not isinstance(z, bool):
-        if z == 0:       # the common case, without the reference's generic check
-            return False
-    elif type(z) is np.ndarray and z.dtype.kind in "iu" and not z.any():
+    from .reference.gemm import _nonzero, _weight_check
+    if not _nonzero(z):      # the common case, without the generic check
         return False
     from ._packed import unwrap
-    from .reference.gemm import _weight_check
     try:
         _weight_check(prof, np.asarray(unwrap(w)).dtype, z, "w")
     except Exception:  # noqa: BLE001 - the ProfileError (or any error): the reference decides

@@ -99,6 +99,15 @@ def _zp_vec(z, dtype, n):
     return None
 
 
+def _memo_put(cache, key, value, limit=4096):
+    """Store a memo entry; a memo that grew past ``limit`` entries starts again (the memos here
+    hold pure functions of their keys, or entries that keep their profile alive)."""
+    if len(cache) > limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 class _Slow(Exception):
     """The fast multiplier path does not apply; use the reference's form_multiplier."""
 
@@ -158,9 +167,7 @@ def _fixed_params(p, Mul):
          _FX_MODES[p.rq_fixed_rounding])
     if key is not None:
         r[0].flags.writeable = r[1].flags.writeable = False    # shared by later calls
-        if len(_FX_CACHE) > 4096:
-            _FX_CACHE.clear()
-        _FX_CACHE[key] = r    # a pure function of the multiplier and the rounding
+        _memo_put(_FX_CACHE, key, r)    # a pure function of the multiplier and the rounding
     return r
 
 
@@ -191,12 +198,10 @@ def _onednn_params(a_s, b_s, y_s):
         # and inf * 0 is NaN, which the reference converts its own way -- it runs the call
         raise _Slow
     if key is not None:
-        if len(_OD_CACHE) > 4096:
-            _OD_CACHE.clear()
         for v in (s1, bp, s3):
             if isinstance(v, np.ndarray):
                 v.flags.writeable = False    # shared by later calls
-        _OD_CACHE[key] = (s1, bp, s3)     # a pure function of the three scales
+        _memo_put(_OD_CACHE, key, (s1, bp, s3))     # a pure function of the three scales
     return s1, bp, s3
 
 
@@ -235,10 +240,7 @@ def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
             if fa * fb < 1e37 and (y is None or fa * fb / float(y) < 1e37):
                 m = a * b
                 m = m if y is None else m / y
-                if len(_MULT_CACHE) > 4096:
-                    _MULT_CACHE.clear()
-                _MULT_CACHE[key] = m
-                return m
+                return _memo_put(_MULT_CACHE, key, m)
     else:
         key = None
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
@@ -269,9 +271,7 @@ def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
             if kind != "fp64_f32product":
                 m = np.float32(m) if key is not None else np.asarray(m, dtype=np.float32)
     if key is not None:
-        if len(_MULT_CACHE) > 4096:
-            _MULT_CACHE.clear()
-        _MULT_CACHE[key] = m
+        _memo_put(_MULT_CACHE, key, m)
     return m
 
 
@@ -373,9 +373,7 @@ def _for_op(profile, op, per_axis=None, dtype=None, asymmetric_weights=None):
     if ent is None or ent[0] is not profile:
         ent = (profile, profile.for_op(op, per_axis=per_axis, dtype=dtype,
                                        asymmetric_weights=asymmetric_weights))
-        if len(_FOR_OP) > 256:
-            _FOR_OP.clear()
-        _FOR_OP[key] = ent       # the entry keeps the profile alive: its id stays unique
+        _memo_put(_FOR_OP, key, ent, 256)    # the entry keeps the profile alive: its id stays unique
     return ent[1]
 
 
@@ -405,16 +403,7 @@ def _qlinear_operands(op, a, b, b_scale, b_zero_point, profile, two_d):
     return A, B, pk, p
 
 
-def _asym(z):
-    """A non-zero weight zero point: the reference's "asymmetric_weights" override selector
-    (QLinearMatMul / QGemm: any element of b_zero_point != 0)."""
-    if z is None:
-        return False
-    if isinstance(z, (np.integer, int)) and not isinstance(z, bool):
-        return bool(z != 0)
-    if type(z) is np.ndarray and z.dtype.kind in "iu":
-        return bool(z.any())
-    return bool(np.any(np.asarray(z) != 0))
+_asym = _rg._nonzero   # a non-zero weight zero point: the reference's "asymmetric_weights" selector
 
 
 _MI_PROF = {}      # id(profile) -> (profile, for_op("MatMulInteger") accumulator ok, sat16 flag)
@@ -426,9 +415,7 @@ def _mi_prof(profile):
     if ent is None or ent[0] is not profile:
         p = _for_op(profile, "MatMulInteger")
         ent = (profile, p.accumulator == "int32_wrap", p.int16_pair_saturation is True)
-        if len(_MI_PROF) > 64:
-            _MI_PROF.clear()
-        _MI_PROF[id(profile)] = ent       # the entry keeps the profile alive: its id stays unique
+        _memo_put(_MI_PROF, id(profile), ent, 64)   # the entry keeps the profile alive: its id stays unique
     return ent
 
 
@@ -540,9 +527,7 @@ def _lean_prof(cache, profile, adt, asym, op, entry, n_ok):
                                      for i in range(len(parts[0])))
         else:
             ent = (profile,) + entry(_for_op(profile, op, False, adt, asym))
-        if len(cache) > 64:
-            cache.clear()
-        cache[key] = ent       # the entry keeps the profile alive: its id stays unique
+        _memo_put(cache, key, ent, 64)     # the entry keeps the profile alive: its id stays unique
     return ent
 
 
@@ -858,28 +843,48 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
 _GEOMETRY = {}   # (shapes, attributes) -> _rc._conv_geometry's result
 
 
-def _geometry(xs, ws, attrs):
-    """_rc._conv_geometry for the shapes and attributes, memoised (a pure function of them; its
-    errors are raised each time, never stored)."""
-    def t(v):   # typed: group=1.0 or pads of floats must not meet group=1's entry
-        if v is None or isinstance(v, (int, str)):
-            return (type(v), v)
-        return (type(v),) + tuple((type(e), e) for e in v)
+_GEO_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+
+
+_TYPED = object()   # marks a typed key part (below)
+
+
+def _geo_key(xs, ws, attrs):
+    """A memo key of shapes and conv attributes, typed (group=1.0 or pads of floats never meet
+    the int attributes' entry: anything but a Python int or a list / tuple of Python ints enters
+    with its types, behind a marker); None when an attribute is not hashable."""
+    parts = [xs, ws]
+    for k in _GEO_ATTRS:
+        v = attrs.get(k)
+        tv = type(v)
+        if v is None or tv is int or tv is str:
+            parts.append(v)
+        elif (tv is list or tv is tuple) and all(type(e) is int for e in v):
+            parts.append(tuple(v))
+        else:
+            try:
+                parts.append((_TYPED, tv) + tuple((type(e), e) for e in v))
+            except TypeError:        # not a sequence
+                parts.append((_TYPED, tv, v))
+    key = tuple(parts)
     try:
-        key = (xs, ws) + tuple(t(attrs.get(k)) for k in ("auto_pad", "dilations", "group", "kernel_shape",
-                                                         "pads", "strides"))
         hash(key)
     except TypeError:
-        key = None
+        return None
+    return key
+
+
+def _geometry(xs, ws, attrs, key=None):
+    """_rc._conv_geometry for the shapes and attributes, memoised (a pure function of them; its
+    errors are raised each time, never stored)."""
+    key = key if key is not None else _geo_key(xs, ws, attrs)
     r = _GEOMETRY.get(key) if key is not None else None
     if r is None:
         r = _rc._conv_geometry(xs, ws, attrs.get("auto_pad", "NOTSET"), attrs.get("dilations"),
                                attrs.get("group", 1), attrs.get("kernel_shape"), attrs.get("pads"),
                                attrs.get("strides"))
         if key is not None:
-            if len(_GEOMETRY) > 1024:
-                _GEOMETRY.clear()
-            _GEOMETRY[key] = r
+            _memo_put(_GEOMETRY, key, r, 1024)
     return r
 
 
@@ -982,27 +987,21 @@ def _conv_fits(xs, ws, out):
 def _lean_geo(xs, ws, dilations, group, kernel_shape, pads, strides):
     """(geometry kwargs of _k.conv2d, output spatial shape) of a 2-D conv, cached by shapes and
     attributes; None when _conv_geometry refuses them (the generic path raises the error)."""
-    try:
-        key = (xs, ws, None if dilations is None else tuple(dilations), group,
-               None if kernel_shape is None else tuple(kernel_shape), None if pads is None else tuple(pads),
-               None if strides is None else tuple(strides))
-        hash(key)
-    except TypeError:
+    attrs = dict(dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
+    key = _geo_key(xs, ws, attrs)
+    if key is None:
         return None
     ent = _GEO.get(key)
     if ent is None:
         try:
-            pb, pe, st, dl, out = _rc._conv_geometry(xs, ws, "NOTSET", dilations, group, kernel_shape, pads,
-                                                    strides)
+            pb, pe, st, dl, out = _geometry(xs, ws, attrs, key)
         except (TypeError, ValueError):
             return None
         if not _conv_fits(xs, ws, out):
             return None
         ent = (dict(group=int(group), kernel=(ws[2], ws[3]), strides=tuple(st), dilations=tuple(dl),
                     pads=(pb[0], pb[1], pe[0], pe[1]), sat16=False), tuple(out))
-        if len(_GEO) > 256:
-            _GEO.clear()
-        _GEO[key] = ent
+        _memo_put(_GEO, key, ent, 256)
     return ent
 
 
@@ -1017,9 +1016,7 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
         if ent is None or ent[0] is not profile:
             p = _for_op(profile, "ConvInteger")
             ent = (profile, p.accumulator == "int32_wrap" and not p.int16_pair_saturation)
-            if len(_CI_PROF) > 64:
-                _CI_PROF.clear()
-            _CI_PROF[id(profile)] = ent
+            _memo_put(_CI_PROF, id(profile), ent, 64)
         pk, Wo = _split_packed(w)
         if ent[1] and type(Wo) is np.ndarray and Wo.ndim == 4 and x.dtype in _I8 and Wo.dtype in _I8:
             xz = _lean_zp(x_zero_point, x.dtype)

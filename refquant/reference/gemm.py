@@ -116,11 +116,24 @@ def _zp(zp, dtype, argname, tensor_name):
     return zi
 
 
+def _nonzero(z) -> bool:
+    """Whether a zero point (None, a scalar or an array of any numeric type) has an element
+    != 0: the "asymmetric_weights" override selector and the profiles' zero-point rules.  Integer
+    scalars and arrays take a short cut (the glue calls this on every call)."""
+    if z is None:
+        return False
+    if isinstance(z, (np.integer, int)) and not isinstance(z, bool):
+        return bool(z != 0)
+    if type(z) is np.ndarray and z.dtype.kind in "iu":
+        return bool(z.any())
+    return bool(np.any(np.asarray(z) != 0))
+
+
 def _symmetric_check(p, **zps):
     if not p.symmetric_only:
         return
     for name, z in zps.items():
-        if z is not None and np.any(np.asarray(z) != 0):
+        if _nonzero(z):
             raise ProfileError(p.symmetric_error or
                                f"profile {p.name!r} accepts only zero {name} (symmetric quantization)")
 
@@ -135,7 +148,7 @@ _WEIGHT_RULES = {
 
 def _weight_check(p, wdt, wzp, argname):
     rule = (getattr(p, "extra", None) or {}).get("weights")
-    if rule is None or wzp is None or not np.any(np.asarray(wzp) != 0):
+    if rule is None or not _nonzero(wzp):
         return
     if rule == "int8_zero_point_0" and np.dtype(wdt) != np.dtype(np.int8):
         return
@@ -529,7 +542,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     azp = None if azp is None else _row_param(azp, a.shape, "a_zero_point")
     bzp = None if bzp is None else _col_param(bzp, b.shape, "b_zero_point")
     p = _profile_for(profile, "QLinearMatMul", per_axis=bool(np.size(b_scale) > 1), dtype=a.dtype,
-                     asymmetric_weights=bool(bzp is not None and np.any(bzp != 0)))
+                     asymmetric_weights=_nonzero(bzp))
     acc = _int_gemm(a, b, azp, bzp, p)
     M = _matmul_multiplier(a_scale, b_scale, y_scale, a.shape, b.shape, acc.shape, p)
     _multiplier_check(p, M)
@@ -653,7 +666,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     _symmetric_check(p, a_zero_point=azp, b_zero_point=bzp, y_zero_point=yzp)
     _weight_check(p, Bt.dtype, bzp, "B (the weight)")
     p = _profile_for(profile, "QGemm", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype,
-                     asymmetric_weights=bool(bzp is not None and np.any(bzp != 0)))
+                     asymmetric_weights=_nonzero(bzp))
     acc = _int_gemm(At, Bt, None if azp is None else azp.reshape(()),
                     None if bzp is None else bzp.reshape(-1) if bzp.size > 1 else bzp.reshape(()), p)
     bias = None
