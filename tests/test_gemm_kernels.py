@@ -475,8 +475,9 @@ def test_pair_saturation_profile(isa_cap):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(M=st.sampled_from(DIMS), N=st.sampled_from(DIMS), K=st.sampled_from(KDIMS), a_u8=st.booleans(),
        zpa=st.sampled_from(["none", "scalar", "row"]), zpb=st.sampled_from(["none", "scalar", "col"]),
-       out=st.sampled_from(["s32", "u8"]), seed=st.integers(0, 2 ** 31 - 1))
-def test_pair_saturation_sweep(isa_cap, M, N, K, a_u8, zpa, zpb, out, seed):
+       out=st.sampled_from(["s32", "u8"]), layout=st.sampled_from(["C", "F", "strided"]),
+       seed=st.integers(0, 2 ** 31 - 1))
+def test_pair_saturation_sweep(isa_cap, M, N, K, a_u8, zpa, zpb, out, layout, seed):
     """int16 pair saturation (onnxruntime-avx2): the scalar kernel and the vpmaddubsw kernels
     (AVX2; AVX-512 from that level on, session 11)."""
     p = get_profile("onnxruntime-avx2")
@@ -484,6 +485,11 @@ def test_pair_saturation_sweep(isa_cap, M, N, K, a_u8, zpa, zpb, out, seed):
     adt, bdt = (np.uint8, np.int8) if a_u8 else (np.int8, np.uint8)
     A = _rand(rng, adt, (M, K), extreme=0.7)
     B = _rand(rng, bdt, (K, N), extreme=0.7)
+    if layout == "F":            # column-major A and B (the kernels' strided row copies)
+        A, B = np.asfortranarray(A), np.asfortranarray(B)
+    elif layout == "strided":    # every other column of wider arrays
+        A = np.repeat(A, 2, axis=1)[:, ::2]
+        B = np.repeat(B, 2, axis=1)[:, ::2]
 
     def zp(kind, dt, n):
         lo, hi = (0, 255) if dt == np.uint8 else (-128, 127)
