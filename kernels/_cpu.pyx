@@ -129,3 +129,35 @@ def build_info():
                       for i in range(1, RQ_ISA_COUNT)},
         "openmp": bool(rq_have_openmp()),
     }
+
+
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from libc.stdint cimport int64_t
+
+cdef extern from "rq_pool.h" nogil:
+    ctypedef void (*rq_chunk_fn)(void *ctx, int64_t chunk)
+    void rq_parallel(int64_t nchunks, int nthreads, rq_chunk_fn fn, void *ctx)
+
+cdef extern from *:
+    """
+    static void rq_pool_count_chunk(void *ctx, int64_t c) {
+        __atomic_fetch_add((int *)ctx + c, 1, __ATOMIC_RELAXED);
+    }
+    """
+    void rq_pool_count_chunk(void *ctx, int64_t c) nogil
+
+
+def _pool_counts(int64_t nchunks, int nthreads):
+    """Run the kernels' worker pool (rq_pool.h) over ``nchunks`` chunks on ``nthreads`` threads;
+    returns how many times each chunk ran (a self-check: every count must be 1)."""
+    if nchunks < 0 or nchunks > 1 << 24:
+        raise ValueError(f"nchunks: expected 0 .. 2**24, got {nchunks}")
+    cdef int *counts = <int *>PyMem_Calloc(nchunks if nchunks else 1, sizeof(int))
+    if counts == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            rq_parallel(nchunks, nthreads, rq_pool_count_chunk, counts)
+        return [counts[i] for i in range(nchunks)]
+    finally:
+        PyMem_Free(counts)

@@ -229,6 +229,44 @@ def test_threads_same_bits():
             _check(o, outs[0], f"threads M={M}")
 
 
+def test_pool_runs_every_chunk_once():
+    """The kernels' worker pool (rq_pool.h) splits the chunks into one range per participant
+    and lets each take what is left of the others' ranges: every chunk runs exactly once for
+    any chunk count, any thread count (more threads than cores, more than its 16 ranges, so
+    late workers and stealing both happen)."""
+    from refquant import _cpu
+    for nt in (1, 2, 3, 5, 17, 40):
+        for n in (0, 1, 2, 3, 5, 16, 17, 31, 100, 1001):
+            for _ in range(3):
+                counts = _cpu._pool_counts(n, nt)
+                assert counts == [1] * n, f"nchunks={n} threads={nt}: {counts}"
+
+
+def test_amx_task_orders_same_bits():
+    """A packed B runs as tasks of (row chunk, column block): with threads, a B within half the
+    L2 is taken row chunks outer, a larger one split into a multiple of the thread count of
+    column blocks.  Both orders, with 1, 2 and 3 threads, give the reference's bits: int32
+    output straight into C, uint8 output through the strips, per-column zero points."""
+    rng = np.random.default_rng(12)
+    try:
+        for M, N, K in ((128, 768, 768), (96, 2496, 704), (32, 3072, 512), (70, 1100, 1000)):
+            A = _rand(rng, np.uint8, (M, K))
+            B = _rand(rng, np.int8, (K, N))
+            pw = refquant.pack_weights(B)
+            zb = _rand(rng, np.int8, (N,), extreme=0)
+            want = R.matmul_integer(A, B, np.uint8(9), zb)
+            wq = R.qlinear_matmul(A, np.float32(0.02), np.uint8(9), B, np.float32(0.01), np.int8(0),
+                                  np.float32(0.4), np.uint8(100))
+            for nt in (1, 2, 3):
+                refquant.set_num_threads(nt)
+                what = f"M={M} N={N} K={K} t={nt}"
+                _check(refquant.matmul_integer(A, pw, np.uint8(9), zb), want, "mmi " + what)
+                _check(refquant.qlinear_matmul(A, np.float32(0.02), np.uint8(9), pw, np.float32(0.01), np.int8(0),
+                                               np.float32(0.4), np.uint8(100)), wq, "qlinear " + what)
+    finally:
+        refquant.set_num_threads(None)
+
+
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_packed_weights(isa_cap):
     rng = np.random.default_rng(3)
