@@ -157,10 +157,14 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             assert np.array_equal(refquant.matmul_integer(A, B), R.matmul_integer(A, B))
             Bu = rng.integers(0, 256, (K_, N)).astype(np.uint8)    # raw uint8 B (tdpbuud)
             assert np.array_equal(refquant.matmul_integer(A, Bu), R.matmul_integer(A, Bu))
-        for t, M, K_, N in ((1, 5, 3, 1), (1, 33, 65, 47), (2, 40, 130, 70), (2, 33, 64, 200)):
+        for t, M, K_, N in ((1, 5, 3, 1), (1, 33, 65, 47), (2, 40, 130, 70), (2, 33, 64, 200), (1, 33, 70, 192),
+                            (2, 40, 64, 208)):
             refquant.set_num_threads(t)     # the 64-column plain-B driver (AMX), 1 and 2 threads
             A = rng.integers(0, 256, M * K_ + 16).astype(np.uint8)[16:].reshape(M, K_)
-            for B in (rng.integers(-128, 128, (K_, N)).astype(np.int8), rng.integers(0, 256, (K_, N)).astype(np.uint8)):
+            Bo = rng.integers(-128, 128, K_ * N + 64).astype(np.int8)
+            Bo = Bo[(16 - Bo.ctypes.data) % 64:][:K_ * N].reshape(K_, N)   # rows 16 bytes past a line: a narrower first group
+            for B in (rng.integers(-128, 128, (K_, N)).astype(np.int8), rng.integers(0, 256, (K_, N)).astype(np.uint8),
+                      Bo, Bo.view(np.uint8)):
                 for zb in (0, 3):
                     zb = B.dtype.type(zb)
                     assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(5), zb),
