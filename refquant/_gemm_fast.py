@@ -108,6 +108,13 @@ def _memo_put(cache, key, value, limit=4096):
     return value
 
 
+def _vec_key(v):
+    """A memo key for a per-channel vector (scales, multipliers): its bytes (with its length), for
+    vectors of at most 2048 entries (memos keyed by them keep at most 256 entries); None for
+    longer ones."""
+    return (v.size, v.tobytes()) if v.size <= 2048 else None
+
+
 class _Slow(Exception):
     """The fast multiplier path does not apply; use the reference's form_multiplier."""
 
@@ -148,9 +155,14 @@ def _fixed_params(p, Mul):
     multiplier(s), as refquant.reference.requant computes them; None when it refuses them."""
     from .reference.requant import quantize_multiplier
     key = None
+    cache = _FX_CACHE
     if isinstance(Mul, (float, np.floating)) or (isinstance(Mul, np.ndarray) and Mul.size == 1):
         key = (p.rq_fixed_rounding, float(np.asarray(Mul, np.float64).reshape(())))
-        r = _FX_CACHE.get(key)
+    elif isinstance(Mul, np.ndarray) and Mul.ndim == 1 and Mul.size <= 2048:
+        cache = _FX_VCACHE         # a per-channel multiplier: keyed by its type and bytes
+        key = (p.rq_fixed_rounding, Mul.dtype.str, _vec_key(Mul))
+    if key is not None:
+        r = cache.get(key)
         if r is not None:
             return r
     try:
@@ -167,11 +179,13 @@ def _fixed_params(p, Mul):
          _FX_MODES[p.rq_fixed_rounding])
     if key is not None:
         r[0].flags.writeable = r[1].flags.writeable = False    # shared by later calls
-        _memo_put(_FX_CACHE, key, r)    # a pure function of the multiplier and the rounding
+        # a pure function of the multiplier and the rounding
+        _memo_put(cache, key, r, limit=4096 if cache is _FX_CACHE else 256)
     return r
 
 
-_FX_CACHE = {}   # (rq_fixed_rounding, M) -> _fixed_params, for a scalar multiplier
+_FX_CACHE = {}    # (rq_fixed_rounding, M) -> _fixed_params, for a scalar multiplier
+_FX_VCACHE = {}   # (rq_fixed_rounding, M's type, _vec_key(M)) -> _fixed_params, per channel
 
 
 def _onednn_params(a_s, b_s, y_s):
@@ -181,11 +195,15 @@ def _onednn_params(a_s, b_s, y_s):
     a = _f32_scale(a_s)
     b = _f32_scale(b_s, allow_vector=True)
     y = _f32_scale(y_s)
-    key = (float(a), float(b), float(y)) if isinstance(b, np.float32) else None
-    if key is not None:
-        r = _OD_CACHE.get(key)
+    vec = not isinstance(b, np.float32)
+    cache = _OD_VCACHE if vec else _OD_CACHE
+    key = (float(a), _vec_key(b) if vec else float(b), float(y))
+    if key[1] is not None:
+        r = cache.get(key)
         if r is not None:
             return r
+    else:
+        key = None
     f = np.float32
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
         def rt(s):
@@ -201,11 +219,13 @@ def _onednn_params(a_s, b_s, y_s):
         for v in (s1, bp, s3):
             if isinstance(v, np.ndarray):
                 v.flags.writeable = False    # shared by later calls
-        _memo_put(_OD_CACHE, key, (s1, bp, s3))     # a pure function of the three scales
+        # a pure function of the three scales
+        _memo_put(cache, key, (s1, bp, s3), limit=256 if vec else 4096)
     return s1, bp, s3
 
 
-_OD_CACHE = {}   # (a_s, b_s, y_s) -> _onednn_params, for scalar scales
+_OD_CACHE = {}    # (a_s, b_s, y_s) -> _onednn_params
+_OD_VCACHE = {}   # (a_s, _vec_key(b_s), y_s) -> _onednn_params, per-channel b_s
 
 
 def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
@@ -229,19 +249,21 @@ def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
         alpha = float(alpha)
         if not np.isfinite(alpha):
             raise _Slow
-    if isinstance(b, np.float32):
-        key = (kind, float(a), float(b), None if y is None else float(y), alpha)
-        m = _MULT_CACHE.get(key)
-        if m is not None:
-            return m
+    vec = not isinstance(b, np.float32)
+    key = (kind, float(a), _vec_key(b) if vec else float(b), None if y is None else float(y), alpha)
+    cache = _MULT_VCACHE if vec else _MULT_CACHE
+    m = cache.get(key) if key[2] is not None else None
+    if m is not None:
+        return m
+    if not vec:
         if alpha is None and kind == "fp32":
             # nothing can overflow float32 (checked in double): skip np.errstate
             fa, fb = float(a), float(b)
             if fa * fb < 1e37 and (y is None or fa * fb / float(y) < 1e37):
                 m = a * b
                 m = m if y is None else m / y
-                return _memo_put(_MULT_CACHE, key, m)
-    else:
+                return _memo_put(cache, key, m)
+    elif key[2] is None:
         key = None
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
         if kind == "fp64":
@@ -271,11 +293,14 @@ def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
             if kind != "fp64_f32product":
                 m = np.float32(m) if key is not None else np.asarray(m, dtype=np.float32)
     if key is not None:
-        _memo_put(_MULT_CACHE, key, m)
+        if vec:
+            m.flags.writeable = False    # shared by later calls
+        _memo_put(cache, key, m, limit=256 if vec else 4096)
     return m
 
 
-_MULT_CACHE = {}   # (rule, a, b, y, alpha) -> multiplier, for scalar scales (_fast_multiplier)
+_MULT_CACHE = {}    # (rule, a, b, y, alpha) -> multiplier (_fast_multiplier)
+_MULT_VCACHE = {}   # (rule, a, _vec_key(b), y, alpha) -> multiplier, per-channel b
 
 
 def _mult32(m):

@@ -470,6 +470,43 @@ def test_fast_multiplier_equals_form_multiplier(rule):
                                               np.asarray(want).reshape(-1).view(np.uint8))
 
 
+@pytest.mark.parametrize("profile", ["onnx", "pytorch-onednn", "pytorch-fbgemm", "tflite-optimized",
+                                     "tflite-reference", "onnxruntime"])
+def test_per_channel_memos_follow_the_values(profile):
+    """The glue memoises what it derives from per-channel weight scales (the multiplier,
+    oneDNN's constants, TFLite's fixed-point multipliers), keyed by the vector's bytes: a scale
+    vector changed in place, one element at a time, or one differing only in its last element,
+    gets its own entry -- every call has the reference's bits.  The memoised arrays are
+    read-only."""
+    from refquant import _gemm_fast as F
+    rng = np.random.default_rng(33)
+    X = rng.integers(0, 256, (1, 24, 5, 5), dtype=np.uint8)
+    W = rng.integers(-128, 128, (24, 24, 3, 3), dtype=np.int8)
+    A = rng.integers(0, 256, (9, 40), dtype=np.uint8)
+    B = rng.integers(-128, 128, (40, 24), dtype=np.int8)
+    ws = rng.uniform(1e-3, 4e-3, 24).astype(np.float32)
+    for step in range(6):
+        if step:
+            ws[(5 * step) % 24] *= np.float32(1.5 if step % 2 else 0.6)   # in place: same object
+        if step == 5:
+            ws = ws.copy()
+            ws[-1] = np.nextafter(ws[-1], np.float32(1))                   # the last element only
+        for _ in range(2):                                                 # computed, then memoised
+            _same(lambda: refquant.qlinear_conv(X, np.float32(0.02), np.uint8(120), W, ws, np.int8(0),
+                                                np.float32(0.05), np.uint8(128), pads=[1] * 4, profile=profile),
+                  lambda: R.qlinear_conv(X, np.float32(0.02), np.uint8(120), W, ws, np.int8(0),
+                                         np.float32(0.05), np.uint8(128), pads=[1] * 4, profile=profile))
+            _same(lambda: refquant.qlinear_matmul(A, np.float32(0.02), np.uint8(120), B, ws, np.int8(0),
+                                                  np.float32(0.05), np.uint8(128), profile=profile),
+                  lambda: R.qlinear_matmul(A, np.float32(0.02), np.uint8(120), B, ws, np.int8(0),
+                                           np.float32(0.05), np.uint8(128), profile=profile))
+    for cache in (F._MULT_VCACHE, F._OD_VCACHE, F._FX_VCACHE):
+        for v in cache.values():
+            for a in (v if isinstance(v, tuple) else (v,)):
+                if isinstance(a, np.ndarray) and a.ndim:
+                    assert not a.flags.writeable
+
+
 @pytest.mark.parametrize("profile", sorted(refquant.profiles()))
 def test_one_element_axis_scale_every_profile(profile):
     """A 1-element 1-D scale is "per axis" to the reference (Profile.for_op(per_axis=True): the

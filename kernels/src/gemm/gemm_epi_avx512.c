@@ -73,6 +73,8 @@ static inline __attribute__((always_inline)) void q8_rows(
     const int bcol = bias && e->bias_cs == 1;            /* bias indexed by column */
     const float *const fbias = e->fbias, *const mult = e->mult;
     const int fcol = fbias && e->bias_cs == 1, mult_rows = e->mult_rows;
+    const float *const fbias2 = OD ? e->fbias2 : NULL;   /* oneDNN: a float bias after the scales */
+    const int f2col = fbias2 && e->bias_cs == 1;
     const __m512 lo = _mm512_set1_ps((float)(e->qmin - e->y_zp));
     const __m512 hi = _mm512_set1_ps((float)(e->qmax - e->y_zp));
     const __m512i zp = _mm512_set1_epi32(e->y_zp);
@@ -81,8 +83,8 @@ static inline __attribute__((always_inline)) void q8_rows(
     /* after two in-lane packs, lane L holds lane L of each of the four vectors in turn */
     const __m512i lane_fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const __m512 m1 = _mm512_set1_ps(mult ? mult[0] : 0.0f);
-    /* OD: oneDNN's order (no second float bias): fl32(fl32(fl32(af * s1) * m) * s3) + zp, clamped
-     * to [qmin, qmax] before the conversion (epi_od16's steps), the zero point in float */
+    /* OD: oneDNN's order: fl32(fl32(fl32(fl32(af * s1) * m) [+ fbias2]) * s3) + zp, clamped to
+     * [qmin, qmax] before the conversion (epi_od16's steps), the zero point in float */
     const __m512 od_s1 = _mm512_set1_ps(e->od_s1), od_s3 = _mm512_set1_ps(e->od_s3);
     const __m512 od_zp = _mm512_set1_ps((float)e->y_zp);
     const __m512 od_lo = _mm512_set1_ps((float)e->qmin), od_hi = _mm512_set1_ps((float)e->qmax);
@@ -107,6 +109,8 @@ static inline __attribute__((always_inline)) void q8_rows(
             const int32_t *bp = B2 ? bias + i * bias_rs + jc : NULL;
             const float *fp = fbias ? fbias + i * bias_rs + (fcol ? jc : 0) : NULL;
             const __m512 fb = (fp && !fcol) ? _mm512_set1_ps(fp[0]) : _mm512_setzero_ps();
+            const float *f2p = fbias2 ? fbias2 + i * bias_rs + (f2col ? jc : 0) : NULL;
+            const __m512 f2b = (f2p && !f2col) ? _mm512_set1_ps(f2p[0]) : _mm512_setzero_ps();
             const __m512 mrow = (mult_rows && mult) ? _mm512_set1_ps(mult[i]) : m1;
             const float *mc = PC ? mult + jc : NULL;
 #define RQ_Q8_STEP(LD, LDF, ST)                                                                   \
@@ -119,6 +123,7 @@ static inline __attribute__((always_inline)) void q8_rows(
                 __m512 v;                                                                         \
                 if (OD) {                                                                         \
                     v = _mm512_mul_ps(_mm512_mul_ps(af, od_s1), PC ? LDF(mc + c) : mrow);        \
+                    if (f2p) v = _mm512_add_ps(v, f2col ? LDF(f2p + c) : f2b);                    \
                     v = _mm512_add_ps(_mm512_mul_ps(v, od_s3), od_zp);                            \
                     v = _mm512_min_ps(_mm512_max_ps(v, od_lo), od_hi);                            \
                     ST(dst + c, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));                     \
@@ -152,6 +157,7 @@ static inline __attribute__((always_inline)) void q8_rows(
                     __m512 v;
                     if (OD) {   /* the codes themselves, in [qmin, qmax] */
                         v = _mm512_mul_ps(_mm512_mul_ps(af, od_s1), PC ? RQ_LDF(mc + cc) : mrow);
+                        if (f2p) v = _mm512_add_ps(v, f2col ? RQ_LDF(f2p + cc) : f2b);
                         v = _mm512_add_ps(_mm512_mul_ps(v, od_s3), od_zp);
                         v = _mm512_min_ps(_mm512_max_ps(v, od_lo), od_hi);
                     } else {
@@ -280,12 +286,9 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
     if (!fx && e->c_cs == 1 && !e->za_row && !e->zb_col &&
         ((!e->bias && !e->fbias && !e->fbias2) || e->bias_cs == 1 || e->bias_cs == 0)) {
         const int32_t *colfix = e->colfix, *rowfix = e->rowfix, *bias = e->bias;
-        const float *fbias = e->fbias;
         const ptrdiff_t bias_rs = e->bias_rs, bias_cs = e->bias_cs, c_rs = e->c_rs;
-        const float *mult = e->mult;
-        const int s32 = e->out_type == RQ_OUT_S32;
         const int nfull = nj & ~15;
-        if (!s32 && (!e->od || !e->fbias2)) {
+        if (e->out_type != RQ_OUT_S32) {
             const int b2 = bias && bias_cs == 1 && bias_rs != 0;
             const int ht = colfix != NULL || (bias && bias_cs == 1 && !b2);
             const int od = e->od != 0;
@@ -298,18 +301,13 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
             }
             return;
         }
-        const int od = e->od;
-        const od_consts K = od_load(e);
-        const float *const fbias2 = e->fbias2;
+        /* int32 output (8-bit outputs: q8_rows above) */
         for (int r = 0; r < mi; r++) {
             const int i = i0 + r;
             const int32_t *rr = raw + r * ldr;
             const __m512i rf = _mm512_set1_epi32(rowfix ? rowfix[i] : 0);
             const int32_t *bp = bias ? bias + i * bias_rs : NULL;
             const __m512i bb = (bias && bias_cs == 0) ? _mm512_set1_epi32(bp[0]) : _mm512_setzero_si512();
-            const float *fp = fbias ? fbias + i * bias_rs : NULL;
-            const __m512 fb = (fbias && bias_cs == 0) ? _mm512_set1_ps(fp[0]) : _mm512_setzero_ps();
-            const __m512 mrow = (e->mult_rows && mult) ? _mm512_set1_ps(mult[i]) : m1;
             for (int c = 0; c < nj; c += 16) {
                 const int j = j0 + c;
                 __mmask16 m = 0xFFFF;
@@ -319,31 +317,9 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 if (colfix) a = _mm512_sub_epi32(a, _mm512_maskz_loadu_epi32(m, colfix + j));
                 a = _mm512_sub_epi32(a, rf);
                 if (bp) a = _mm512_add_epi32(a, bias_cs ? _mm512_maskz_loadu_epi32(m, bp + j) : bb);
-                if (s32) {
-                    int32_t *dst = (int32_t *)e->C + i * c_rs + j;
-                    if (m == 0xFFFF) _mm512_storeu_si512(dst, a);
-                    else _mm512_mask_storeu_epi32(dst, m, a);
-                    continue;
-                }
-                __m512 mm = per_col ? _mm512_maskz_loadu_ps(m, mult + j) : mrow;
-                __m512 af = _mm512_cvtepi32_ps(a);
-                if (fp) af = _mm512_add_ps(af, bias_cs ? _mm512_maskz_loadu_ps(m, fp + j) : fb);
-                if (od) {
-                    const float *f2 = fbias2 ? fbias2 + i * bias_rs : NULL;
-                    __m512 fb2 = !f2 ? _mm512_setzero_ps()
-                               : bias_cs ? _mm512_maskz_loadu_ps(m, f2 + j) : _mm512_set1_ps(f2[0]);
-                    __m128i b = od16(&K, af, mm, fb2);
-                    uint8_t *dst = (uint8_t *)e->C + i * c_rs + j;
-                    if (m == 0xFFFF) _mm_storeu_si128((__m128i *)dst, b);
-                    else _mm_mask_storeu_epi8(dst, m, b);
-                    continue;
-                }
-                __m512 v = _mm512_mul_ps(af, mm);
-                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                __m128i b = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
-                uint8_t *dst = (uint8_t *)e->C + i * c_rs + j;
-                if (m == 0xFFFF) _mm_storeu_si128((__m128i *)dst, b);
-                else _mm_mask_storeu_epi8(dst, m, b);
+                int32_t *dst = (int32_t *)e->C + i * c_rs + j;
+                if (m == 0xFFFF) _mm512_storeu_si512(dst, a);
+                else _mm512_mask_storeu_epi32(dst, m, a);
             }
         }
         return;
