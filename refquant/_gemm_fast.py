@@ -239,7 +239,8 @@ def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
       others           M = fl32(fl32([fl32(alpha) *] a_s * b_s) * fl32(1 / y_s))   (reciprocal)
 
     A float32 result for the float32 rules, float64 for the double ones, as form_multiplier.
-    Scalar results are memoised (a pure function of the scales).  Raises _Slow when it does not
+    Results are memoised (a pure function of the scales; a per-channel b keyed by its bytes,
+    _vec_key, the memoised array read-only).  Raises _Slow when it does not
     apply (the reference's checks and form_multiplier decide)."""
     kind = p.rq_multiplier
     a = _f32_scale(a_s)
