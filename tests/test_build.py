@@ -204,7 +204,8 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
             assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(7)), R.matmul_integer(A, B, np.uint8(7)))
             qa = (A, np.float32(0.03), np.uint8(117), B, np.float32(0.004), np.int8(0), np.float32(0.5), np.uint8(9))
             assert np.array_equal(refquant.qlinear_matmul(*qa), R.qlinear_matmul(*qa))
-        for t, M, K_, N in ((1, 40, 1100, 70), (2, 300, 1500, 40)):   # K passes (1024 < K <= 2048)
+        for t, M, K_, N in ((1, 40, 1100, 70), (2, 300, 1500, 40),   # K passes (1024 < K <= 2048)
+                            (2, 70, 1000, 1100), (2, 100, 768, 768)):   # task orders: column blocks, row chunks
             refquant.set_num_threads(t)
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
             B = rng.integers(-128, 128, (K_, N)).astype(np.int8)
