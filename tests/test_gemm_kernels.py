@@ -517,7 +517,8 @@ def test_pair_saturation_profile(isa_cap):
        seed=st.integers(0, 2 ** 31 - 1))
 def test_pair_saturation_sweep(isa_cap, M, N, K, a_u8, zpa, zpb, out, layout, seed):
     """int16 pair saturation (onnxruntime-avx2): the scalar kernel and the vpmaddubsw kernels
-    (AVX2; AVX-512 from that level on, session 11)."""
+    (AVX2; AVX-512 at that level, session 11; AVX-512 VNNI's vpdpwssd from that level on,
+    session 12)."""
     p = get_profile("onnxruntime-avx2")
     rng = np.random.default_rng(seed)
     adt, bdt = (np.uint8, np.int8) if a_u8 else (np.int8, np.uint8)
@@ -537,7 +538,7 @@ def test_pair_saturation_sweep(isa_cap, M, N, K, a_u8, zpa, zpb, out, layout, se
     if out == "s32":
         got = F.matmul_integer(A, B, za, zb, profile=p)
         _check(got[0], R.matmul_integer(A, B, za, zb, profile=p), f"sat16 isa={isa_cap} {got[1]}")
-        want = {"scalar": "__scalar", "avx2": "__avx2"}.get(isa_cap, "__avx512")
+        want = {"scalar": "__scalar", "avx2": "__avx2", "avx512": "__avx512"}.get(isa_cap, "__avx512vnni")
         assert got[1].endswith(want) and "sat16" in got[1], (isa_cap, got[1])
     elif za is None or np.ndim(za) == 0:
         args = (A, np.float32(0.05), za, B, np.float32(0.01) if np.ndim(zb) == 0 else

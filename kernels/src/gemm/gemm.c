@@ -17,7 +17,7 @@ static const char *const KNAMES[RQ_K_COUNT] = {
     "gemm_s32__scalar", "gemm_u8s8_sat16__scalar", "gemm_i16__avx2", "gemm_vnni4__avx512vnni",
     "gemv_vnni4__avx512vnni", "gemm_tdp__amx", "dwconv__scalar", "dwconv__avx512",
     "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2", "dwconv_dpbusd__avx512vnni", "gemm_i16__avx512",
-    "conv_rows_tdp__amx", "gemm_u8s8_sat16__avx512",
+    "conv_rows_tdp__amx", "gemm_u8s8_sat16__avx512", "gemm_u8s8_sat16__avx512vnni",
 };
 
 /* rq_gemm.h: A's rows [0, rows) as rows of Kp bytes (its raw values, zero past M and past K),
@@ -540,7 +540,8 @@ int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
 int rq_gemm_choose(const rq_gemm_args *a) {
     int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
     if (a->sat16 && a->a_signed != a->b_signed)
-        return (isa >= RQ_ISA_AVX512 && rq_gemm_sat16__avx512) ? RQ_K_AVX512_SAT16
+        return (isa >= RQ_ISA_AVX512VNNI && rq_gemm_sat16__avx512vnni) ? RQ_K_VNNI_SAT16
+             : (isa >= RQ_ISA_AVX512 && rq_gemm_sat16__avx512) ? RQ_K_AVX512_SAT16
              : (isa >= RQ_ISA_AVX2 && rq_gemm_sat16__avx2) ? RQ_K_AVX2_SAT16 : RQ_K_SCALAR_SAT16;
     /* plain B, few rows: the register-blocked GEMV; from RQ_AMX_MIN_M rows on at several threads
      * with B in the L2, the AMX driver (2 threads, 8 x 768 x 768: 18-20 against 25 us) */
@@ -1023,7 +1024,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         return rc;
     }
 
-    if (kern == RQ_K_AVX2_SAT16 || kern == RQ_K_AVX512_SAT16) {
+    if (kern == RQ_K_AVX2_SAT16 || kern == RQ_K_AVX512_SAT16 || kern == RQ_K_VNNI_SAT16) {
         /* raw-value row / column sums; B packed (VNNI-4), the kernel restores raw uint8 B */
         rq_packed_b *pk = rq_pack_b(a->B, a->b_rs, a->b_cs, K, N, a->b_signed, isa, nt);
         int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
@@ -1041,7 +1042,8 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
             rc = epi_corrections(&e, &bf, a, 0, 0, rsum, csum);
         }
         if (rc == RQ_OK)
-            rc = kern == RQ_K_AVX512_SAT16 ? rq_gemm_sat16__avx512(a, pk, &e, epi, nt)
+            rc = kern == RQ_K_VNNI_SAT16 ? rq_gemm_sat16__avx512vnni(a, pk, &e, epi, nt)
+               : kern == RQ_K_AVX512_SAT16 ? rq_gemm_sat16__avx512(a, pk, &e, epi, nt)
                                            : rq_gemm_sat16__avx2(a, pk, &e, epi, nt);
         rq_packed_b_free(pk); rq_aligned_free(rsum); rq_aligned_free(csum);
         epi_free(&bf);

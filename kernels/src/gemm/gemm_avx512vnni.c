@@ -801,3 +801,10 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
     rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc);
     return RQ_OK;
 }
+
+/* ---------------------------------------------------------------- int16 pair saturation */
+#define SAT16_FN rq_gemm_sat16__avx512vnni
+#define SAT16_ACC(c, t, ones) _mm512_dpwssd_epi32((c), (t), (ones))
+#include "gemm_sat16_avx512.inc"
+#undef SAT16_FN
+#undef SAT16_ACC
