@@ -275,7 +275,8 @@ PYTORCH_ONEDNN = register_profile(PYTORCH_FBGEMM.replace(
                  "bug, not modelled: ONEDNN_CONV3D_DEPTH1_PADDED, a 3-D conv over a depth-1 input "
                  "with depth padding 1 and stride 2 is wrong for some channel counts (7, 9, 10, 11); "
                  "ONEDNN_CONV2D_WIDTH1_STRIDED, an output of width 1 computed with a width stride > 1 "
-                 "is wrong for some channel counts.  Not modelled either: the epilogue depends on the "
+                 "is wrong for some channel counts (both seen with oneDNN's AMX kernels on Sapphire "
+                 "Rapids; exact on an AMD Zen 5 without AMX).  Not modelled either: the epilogue depends on the "
                  "oneDNN kernel chosen -- some convolutions apply fl32(fl32(fl32(acc)*xs')*ws') (this "
                  "profile), others fl32(acc*fl32(1/fl32(1/fl32(xs*ws)))) (the scales combined first); "
                  "they differ only near ties (23 of 494 tie-prone random convs, 10 one way, 13 the other)."),
