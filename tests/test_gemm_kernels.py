@@ -756,12 +756,13 @@ def test_gemv_k_slices():
 
 
 def test_gemv_register_bands():
-    """The register-blocked GEMV (plain B, 1 to 8 rows, also where AMX runs): 1 to 5 rows of
-    A_used (rows plus the column-sum row) keep a whole 64-column chunk in registers, 6 to 9 one
-    half of it at a time; 1 to 2 rows use a second set for the odd 4 rows.  K spans several
-    bands and ends inside one (and inside an 8-row group), N ends inside a chunk, B is larger
-    than half the L2 in one case (the narrower bands), and the K-sliced threads run with 5 to 9
-    rows: the reference's bits and the GEMV kernel at 1 and 2 threads."""
+    """The GEMV kernel (plain B, 1 to 8 rows, also where AMX runs): 1 to 4 rows of A_used (rows
+    plus the column-sum row) stream 8 B rows at a time (gemv_stream), 5 to 9 run the
+    register-blocked bands (5 rows a whole 64-column chunk in registers, 6 to 9 one half of it
+    at a time).  K spans several bands and ends inside one (and inside an 8-row group), N ends
+    inside a chunk, B is larger than half the L2 in one case (the narrower bands), and the
+    K-sliced threads run with 5 to 9 rows: the reference's bits and the GEMV kernel at 1 and 2
+    threads."""
     if "avx512vnni" not in AVAILABLE:
         pytest.skip("no AVX-512 VNNI here")
     rng = np.random.default_rng(29)
@@ -774,6 +775,31 @@ def test_gemv_register_bands():
             for za, zb in ((at(9), bt(0)), (at(0), _rand(rng, bt, (N,), extreme=0))):
                 what = f"gemv {at.__name__}{bt.__name__} M={M} N={N} K={K} za={za}"
                 _check_threads(A, B, za, zb, what)
+                refquant.set_num_threads(1)
+                try:
+                    assert F.matmul_integer(A, B, za, zb, profile=ONNX)[1] == "gemv_vnni4__avx512vnni", what
+                finally:
+                    refquant.set_num_threads(None)
+
+
+def test_gemv_stream_views():
+    """The streaming GEMV (1 to 4 rows of A_used) reads B rows through their stride: B a column
+    slice of a wider array, starting 1 to 63 bytes past a cache line, rows of a stride that is
+    and is not a multiple of 64 bytes, a negative row stride (B[::-1]), uint8 and int8 B, K a
+    multiple of 8 and not: the reference's bits at 1 and 2 threads."""
+    if "avx512vnni" not in AVAILABLE:
+        pytest.skip("no AVX-512 VNNI here")
+    rng = np.random.default_rng(41)
+    for M, N, K, width, off in ((1, 300, 1031, 320, 1), (2, 256, 512, 256, 16), (3, 130, 72, 200, 63),
+                                (1, 640, 2048, 704, 48), (4, 129, 257, 192, 5)):
+        for at, bt in ((np.uint8, np.int8), (np.uint8, np.uint8), (np.int8, np.int8)):
+            A = _rand(rng, at, (M, K))
+            base = _rand(rng, bt, (K * width + off + 64,))
+            B = base[off:off + K * width].reshape(K, width)[:, :N]
+            for za, zb in ((at(0), bt(0)), (at(5), _rand(rng, bt, (N,), extreme=0))):
+                what = f"gemv view {at.__name__}{bt.__name__} M={M} N={N} K={K} width={width} off={off}"
+                _check_threads(A, B, za, zb, what)
+                _check_threads(A, B[::-1], za, zb, what + " reversed rows")
                 refquant.set_num_threads(1)
                 try:
                     assert F.matmul_integer(A, B, za, zb, profile=ONNX)[1] == "gemv_vnni4__avx512vnni", what

@@ -512,6 +512,7 @@ typedef struct {
     int M, N, K, Kp, N64, R, nchunk, nth;
     const int32_t *at;   /* A_used by 4-k groups: at[g4 * R + r] = row r's 4 bytes at k = 4 g4 */
     int band;            /* 8-row groups per band (gemv_range) */
+    int stream;          /* 1: gemv_stream for the whole groups and chunks, else gemv_band */
 } gemv_job;
 
 /* One slice of K (slice t of nth, whole 8-row groups): all columns, raw sums into the slice's
@@ -535,6 +536,15 @@ typedef struct {
 #ifndef RQ_GEMV_MT_MIN
 #define RQ_GEMV_MT_MIN 786432   /* B bytes above which the GEMV uses the threads (2 threads,
     1-8 rows: 768x768 even or slower, 1024x1024 1.05-1.3x faster) */
+#endif
+#ifndef RQ_GEMV_STREAM_MAXR
+#define RQ_GEMV_STREAM_MAXR 4   /* rows of A_used up to which gemv_stream runs (at most 4) */
+#endif
+#if RQ_GEMV_STREAM_MAXR > 4
+#error "gemv_stream takes at most 4 rows"
+#endif
+#ifndef RQ_GEMV_STREAM_PFD
+#define RQ_GEMV_STREAM_PFD 256  /* gemv_stream: software prefetch this many bytes down each row */
 #endif
 #ifndef RQ_GEMV_BAND_MEM
 #define RQ_GEMV_BAND_MEM 2  /* the same for a B beyond half the L2: fewer rows streamed at once */
@@ -655,6 +665,63 @@ static void gemv_band(const gemv_job *J, int ga, int gb, int ch0, int ch1, int32
 
 static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc);
 
+/* Streaming form, for 1 to RQ_GEMV_STREAM_MAXR rows of A_used: one group of 8 B rows at a time
+ * across whole 64-column chunks [ch0, ch1), the accumulators read and written per chunk (they
+ * stay in L1: (M + 1) x N int32).  Per chunk: 8 loads, 16 unpacks, 8 R dpbusd, 4 R accumulator
+ * loads and stores, and no per-chunk set-up, so the loop runs near the memory's speed; only 8
+ * rows are read at once, since at a row stride of 4 KiB every line of a step falls into one
+ * L1 set (16 rows at once, the register bands' memory form, thrash the 12 ways).  Measured on
+ * an AMD Zen 5 (1 thread, B int8 plain, 16 bytes past a line as numpy places it), against the
+ * register bands: 1 x 4096 x 4096 295 vs 410 us (za 3; 235 vs 294 with za 0), 2 x 4096 x 4096
+ * 361 vs 447, 1 x 1024 x 1024 15.3 vs 19.1, 1 x 768 x 768 9.0 vs 10.6; with 5 and 6 rows the
+ * bands were as fast or faster (0.92-1.07x). */
+static inline __attribute__((always_inline)) void gemv_stream_t(const gemv_job *J, int g0, int g1,
+                                                                int ch0, int ch1, int32_t *acc,
+                                                                const int R, const int xb) {
+    const int N64 = J->N64;
+    const ptrdiff_t rs = J->a->b_rs;
+    const __m512i x = _mm512_set1_epi8((char)0x80);
+    for (int g2 = g0; g2 < g1; g2++) {
+        const uint8_t *p = J->a->B + (ptrdiff_t)(8 * g2) * rs + ch0 * 64;
+        const int32_t *aq = J->at + (size_t)(2 * g2) * R;
+        __m512i A0[RQ_GEMV_STREAM_MAXR], A1[RQ_GEMV_STREAM_MAXR];
+        for (int r = 0; r < R; r++) { A0[r] = _mm512_set1_epi32(aq[r]); A1[r] = _mm512_set1_epi32(aq[R + r]); }
+        int32_t *ac = acc + ch0 * 64;
+        for (int ch = ch0; ch < ch1; ch++, p += 64, ac += 64) {
+            __m512i rr[8];
+            for (int q = 0; q < 8; q++) {
+                _mm_prefetch((const char *)(p + q * rs + RQ_GEMV_STREAM_PFD), _MM_HINT_T0);
+                rr[q] = _mm512_loadu_si512((const void *)(p + q * rs));
+                if (xb) rr[q] = _mm512_xor_si512(rr[q], x);
+            }
+            __m512i v0[4], v1[4];
+            interleave4(rr[0], rr[1], rr[2], rr[3], v0);
+            interleave4(rr[4], rr[5], rr[6], rr[7], v1);
+            for (int r = 0; r < R; r++)
+                for (int q = 0; q < 4; q++) {
+                    int32_t *d = ac + (size_t)r * N64 + 16 * q;
+                    __m512i t = _mm512_load_si512((const void *)d);
+                    t = _mm512_dpbusd_epi32(t, A0[r], v0[q]);
+                    t = _mm512_dpbusd_epi32(t, A1[r], v1[q]);
+                    _mm512_store_si512((void *)d, t);
+                }
+        }
+    }
+}
+
+#define RQ_GEMV_STREAM_CASE(RR)                                                                    \
+    case RR: if (xb) gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 1);                                \
+             else gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 0);                                   \
+             break;
+
+static void gemv_stream(const gemv_job *J, int g0, int g1, int ch0, int ch1, int32_t *acc) {
+    const int xb = !J->a->b_signed;
+    switch (J->R) {
+    RQ_GEMV_STREAM_CASE(1) RQ_GEMV_STREAM_CASE(2) RQ_GEMV_STREAM_CASE(3) RQ_GEMV_STREAM_CASE(4)
+    default: break;   /* R <= RQ_GEMV_STREAM_MAXR (J->stream) */
+    }
+}
+
 /* 8-row groups [g0, g1) over 64-column chunks [ch0, ch1): bands of whole groups and whole
  * chunks in registers; the chunk past N's last whole 64 and a group past K by rows8_any */
 static void gemv_range(const gemv_job *J, int g0, int g1, int ch0, int ch1, int32_t *acc) {
@@ -664,7 +731,10 @@ static void gemv_range(const gemv_job *J, int g0, int g1, int ch0, int ch1, int3
     const int gw = g1 < gfull ? g1 : gfull;
     for (int ga = g0; ga < gw; ga += J->band) {
         const int gb = ga + J->band < gw ? ga + J->band : gw;
-        if (fb > ch0) gemv_band(J, ga, gb, ch0, fb, acc);
+        if (fb > ch0) {
+            if (J->stream) gemv_stream(J, ga, gb, ch0, fb, acc);
+            else gemv_band(J, ga, gb, ch0, fb, acc);
+        }
         if (ch1 > ta)
             for (int g2 = ga; g2 < gb; g2++) gemv_rows8_any(J, g2, ta, ch1, acc);
     }
@@ -791,7 +861,8 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
     for (int g4 = 0; g4 < Kp / 4; g4++)
         for (int r = 0; r < R; r++) memcpy(at + (size_t)g4 * R + r, ap + (size_t)r * Kp + 4 * g4, 4);
     gemv_job J = {a, e, csum_out, ap, acc, M, N, K, Kp, N64, R, nchunk, nth, at,
-                  (size_t)K * N > (size_t)rq_l2_bytes() / 2 ? RQ_GEMV_BAND_MEM : RQ_GEMV_BAND};
+                  (size_t)K * N > (size_t)rq_l2_bytes() / 2 ? RQ_GEMV_BAND_MEM : RQ_GEMV_BAND,
+                  R <= RQ_GEMV_STREAM_MAXR};
     if (kslices) {
         rq_parallel(nth, nthreads, gemv_kslice, &J);
         rq_parallel(nchunk, nchunk >= 4 * nthreads ? nthreads : 1, gemv_ksum, &J);
