@@ -110,6 +110,7 @@ cdef extern from "rq_gemm.h" nogil:
         int mult_rows
         int32_t y_zp
         int sat16
+        const void *ia
         int isa
         int nthreads
     int rq_gemm_run(const rq_gemm_args *args, int *kernel_used)
@@ -296,6 +297,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     g.B = <const uint8_t *>cnp.PyArray_DATA(b); g.b_rs = b.strides[0]; g.b_cs = b.strides[1]
     g.b_signed = b.dtype.kind == "i"
     g.packed = NULL
+    g.ia = NULL
     if packed is not None:
         if packed.K != g.K or packed.N != g.N or packed.b_signed != g.b_signed or packed.kind != "gemm":
             raise ValueError("packed: does not match B")
@@ -399,6 +401,7 @@ cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB 
     g.B = <const uint8_t *>cnp.PyArray_DATA(b); g.b_rs = b.strides[0]; g.b_cs = b.strides[1]
     g.b_signed = tb == cnp.NPY_INT8
     g.packed = NULL
+    g.ia = NULL
     if packed is not None:
         if packed.K != g.K or packed.N != g.N or packed.b_signed != g.b_signed or packed.kind != "gemm":
             raise ValueError("packed: does not match B")

@@ -775,3 +775,51 @@ def test_zero_size_convs_same_as_reference():
                 (refquant.conv_integer(x, w, z8, zs8), R.conv_integer(x, w, z8, zs8))):
             assert got.shape == want.shape and got.dtype == want.dtype, (xs, ws)
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")
+def test_conv_implicit_vnni():
+    """At the AVX-512 VNNI level (no AMX) the GEMM reads the conv's rows in place from the
+    padded NHWC copy (conv_implicit_vnni4__avx512vnni, no im2col) when the channels per group
+    are a multiple of 4 and the weights' zero points leave B_used's all zero (int8 w with 0,
+    uint8 w with 128): strides, dilations, pads, groups (the int8 x flip of each group's rows and
+    of the pad rows once), pixel counts not a multiple of 8 (the last block repeats its last
+    pixel), 1 and 2 taps wide, packed weights, int32 and 8-bit outputs, 1 and 2 threads give the
+    reference's bits; other zero points and channel counts run the im2col path."""
+    rng = np.random.default_rng(91)
+    configs = [  # (Cg, M, H, W, k, s, d, pads, group)
+        (64, 64, 9, 9, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),
+        (8, 40, 11, 7, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 1),
+        (12, 33, 10, 13, (3, 2), (1, 2), (2, 1), [2, 0, 1, 1], 1),
+        (16, 16, 6, 6, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 3),
+        (4, 17, 5, 5, (1, 1), (1, 1), (1, 1), [1, 1, 1, 1], 1),
+        (20, 24, 3, 40, (1, 4), (1, 1), (1, 1), [0, 1, 0, 2], 2),
+    ]
+    _cpu.set_isa_cap("avx512vnni")
+    try:
+        for (Cg, M, H, W, k, s, d, pads, group) in configs:
+            for xdt in (np.uint8, np.int8):
+                for wdt, wz in ((np.int8, np.int8(0)), (np.uint8, np.uint8(128)), (np.int8, np.int8(3))):
+                    x = _rand(rng, xdt, (2, Cg * group, H, W))
+                    w = _rand(rng, wdt, (M * group, Cg, k[0], k[1]))
+                    attrs = dict(group=group, strides=list(s), dilations=list(d), pads=pads)
+                    what = f"Cg={Cg} M={M} {H}x{W} k={k} s={s} d={d} g={group} x={xdt.__name__} w={wdt.__name__} {wz}"
+                    for t in (1, 2):
+                        refquant.set_num_threads(t)
+                        try:
+                            _run_both(rng, x, w, _zp(rng, xdt), wz, attrs, what + f" t={t}")
+                        finally:
+                            refquant.set_num_threads(None)
+                    xz = _zp(rng, xdt)
+                    got = F.conv_integer(x, w, xz, wz, profile=ONNX, **attrs)
+                    want_path = ("conv_implicit_vnni4__avx512vnni" if int(wz) in (0, 128) and
+                                 _cpu.features().get("avx512vbmi") else "gemm_vnni4__avx512vnni")
+                    assert got[1] == want_path, (what, got[1])
+                    if group == 1 and int(wz) == 0:
+                        args = (x, np.float32(0.02), xz, refquant.pack_weights(w), np.float32(0.003),
+                                wz, np.float32(0.5), np.uint8(7))
+                        plain = (x, np.float32(0.02), xz, w, np.float32(0.003), wz, np.float32(0.5), np.uint8(7))
+                        _check(refquant.qlinear_conv(*args, **attrs), R.qlinear_conv(*plain, **attrs), what + " packed")
+                        assert refquant.last_path()["path"] == "conv_implicit_vnni4__avx512vnni", what
+    finally:
+        _cpu.set_isa_cap(None)

@@ -18,6 +18,7 @@ static const char *const KNAMES[RQ_K_COUNT] = {
     "gemv_vnni4__avx512vnni", "gemm_tdp__amx", "dwconv__scalar", "dwconv__avx512",
     "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2", "dwconv_dpbusd__avx512vnni", "gemm_i16__avx512",
     "conv_rows_tdp__amx", "gemm_u8s8_sat16__avx512", "gemm_u8s8_sat16__avx512vnni",
+    "conv_implicit_vnni4__avx512vnni",
 };
 
 /* rq_gemm.h: A's rows [0, rows) as rows of Kp bytes (its raw values, zero past M and past K),
@@ -539,6 +540,7 @@ int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
 
 int rq_gemm_choose(const rq_gemm_args *a) {
     int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
+    if (a->ia) return RQ_K_VNNI;   /* the caller checked the ISA (rq_gemm_run checks again) */
     if (a->sat16 && a->a_signed != a->b_signed)
         return (isa >= RQ_ISA_AVX512VNNI && rq_gemm_sat16__avx512vnni) ? RQ_K_VNNI_SAT16
              : (isa >= RQ_ISA_AVX512 && rq_gemm_sat16__avx512) ? RQ_K_AVX512_SAT16
@@ -956,6 +958,9 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     int nt = a->nthreads > 0 ? a->nthreads : rq_num_threads();
     int kern = rq_gemm_choose(a);
     if (kernel_used) *kernel_used = kern;
+    if (a->ia && (isa < RQ_ISA_AVX512VNNI || !rq_gemm_vnni__avx512vnni || !a->packed || a->sat16 ||
+                  a->packed->K != K || a->packed->N != N || a->packed->b_signed != a->b_signed || M <= 4))
+        return RQ_EARG;
     if (M == 0 || N == 0) return RQ_OK;
     if (kern == RQ_K_VNNI_GEMV) {
         /* the accumulators, (M + 1) x N int32: split when they pass half the L2, into equal
@@ -1161,7 +1166,14 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         const int da = a->a_signed ? 128 : 0;
         int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
         if (!rsum) rc = RQ_ENOMEM;
-        if (rc == RQ_OK) {
+        /* the row sums serve only B's zero points (epi_corrections): with B_used's all zero
+         * (symmetric int8 weights) A is not read for them (a 3136 x 576 im2col A: 17 us) */
+        int zb_any = 0;
+        for (int j = 0; j < a->b_zp_n; j++) zb_any |= (a->b_zp[j] + db) != 0;
+        if (zb_any && a->ia) rc = RQ_EARG;   /* no row sums of implicit rows */
+        if (rc == RQ_OK && !zb_any) {
+            memset(rsum, 0, sizeof(int32_t) * (size_t)M);
+        } else if (rc == RQ_OK) {
             if (a->a_cs == 1 && rq_row_sums__avx512 && isa >= RQ_ISA_AVX512)
                 rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, 0, rsum);
             else
@@ -1172,8 +1184,8 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
                     else for (int k = 0; k < K; k++) s += src[k * a->a_cs];
                     rsum[i] = (int32_t)s;
                 }
-            rc = epi_corrections(&e, &bf, a, da, db, rsum, pb->csum);
         }
+        if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, da, db, rsum, pb->csum);
         if (rc == RQ_OK) rc = rq_gemm_vnni__avx512vnni(a, pb, &e, nt);
         rq_aligned_free(rsum);
         epi_free(&bf);

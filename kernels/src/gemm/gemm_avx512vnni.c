@@ -344,13 +344,17 @@ int rq_pack_conv_w__avx512vnni(rq_packed_b *pb, const uint8_t *w, int Cin, int C
 /* ---------------------------------------------------------------- packed GEMM, 8 x 32 tiles */
 
 #define MR 8
+#ifndef RQ_VNNI_DIRECT_A
+#define RQ_VNNI_DIRECT_A 1   /* 0: always copy A (A/B measurements) */
+#endif
 
-static inline void kern_8x32(const uint8_t *ap, int Kp, const uint8_t *b0, const uint8_t *b1,
+/* 8 rows of A_used at ap (row stride Kp bytes) times panels b0, b1 (16 columns each) over ng
+ * k-groups of 4 */
+static inline void kern_8x32(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint8_t *b0, const uint8_t *b1,
                              int32_t *out /* [8][32] */) {
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00,
             c70 = c00, c71 = c00;
-    const int ng = Kp / 4;
     for (int g = 0; g < ng; g++) {
         __m512i B0 = _mm512_load_si512((const void *)(b0 + g * 64));
         __m512i B1 = _mm512_load_si512((const void *)(b1 + g * 64));
@@ -382,10 +386,42 @@ static inline void kern_8x32(const uint8_t *ap, int Kp, const uint8_t *b0, const
     _mm512_storeu_si512(out + 224, c70); _mm512_storeu_si512(out + 240, c71);
 }
 
-static inline void kern_8x16(const uint8_t *ap, int Kp, const uint8_t *b0, int32_t *out) {
+/* The same over a convolution's implicit rows (rq_implicit_a): row r's bytes of tap s are at
+ * ar[r] + soff[s], ngs k-groups each, the taps' k-groups one after the other in the panels;
+ * NP panels (1 or 2) */
+static inline __attribute__((always_inline)) void kern_8xnp_ia(const uint8_t *const *ar, const ptrdiff_t *soff,
+                                                                int ns, int ngs, const uint8_t *b0,
+                                                                const uint8_t *b1, int32_t *out, const int NP) {
+    __m512i c0[MR], c1[MR];
+    for (int r = 0; r < MR; r++) { c0[r] = _mm512_setzero_si512(); c1[r] = c0[r]; }
+    for (int t = 0; t < ns; t++) {
+        const uint8_t *a0 = ar[0] + soff[t], *a1 = ar[1] + soff[t], *a2 = ar[2] + soff[t], *a3 = ar[3] + soff[t],
+                      *a4 = ar[4] + soff[t], *a5 = ar[5] + soff[t], *a6 = ar[6] + soff[t], *a7 = ar[7] + soff[t];
+        const uint8_t *p0 = b0 + (size_t)t * ngs * 64, *p1 = NP == 2 ? b1 + (size_t)t * ngs * 64 : p0;
+        for (int g = 0; g < ngs; g++) {
+            const __m512i B0 = _mm512_load_si512((const void *)(p0 + g * 64));
+            const __m512i B1 = NP == 2 ? _mm512_load_si512((const void *)(p1 + g * 64)) : B0;
+#define RQ_IA_ROW(r)                                                                                 \
+            {                                                                                        \
+                const __m512i av = _mm512_set1_epi32(*(const int32_t *)(a##r + 4 * g));              \
+                c0[r] = _mm512_dpbusd_epi32(c0[r], av, B0);                                          \
+                if (NP == 2) c1[r] = _mm512_dpbusd_epi32(c1[r], av, B1);                             \
+            }
+            RQ_IA_ROW(0) RQ_IA_ROW(1) RQ_IA_ROW(2) RQ_IA_ROW(3)
+            RQ_IA_ROW(4) RQ_IA_ROW(5) RQ_IA_ROW(6) RQ_IA_ROW(7)
+#undef RQ_IA_ROW
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        _mm512_storeu_si512(out + 32 * r, c0[r]);
+        if (NP == 2) _mm512_storeu_si512(out + 32 * r + 16, c1[r]);
+    }
+}
+
+static inline void kern_8x16(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint8_t *b0, int32_t *out) {
     __m512i c[MR];
     for (int r = 0; r < MR; r++) c[r] = _mm512_setzero_si512();
-    for (int g = 0; g < Kp / 4; g++) {
+    for (int g = 0; g < ng; g++) {
         __m512i B0 = _mm512_load_si512((const void *)(b0 + g * 64));
         for (int r = 0; r < MR; r++)
             c[r] = _mm512_dpbusd_epi32(c[r], _mm512_set1_epi32(*(const int32_t *)(ap + r * Kp + 4 * g)), B0);
@@ -444,17 +480,73 @@ static void gemv_packed_task(void *ctx, int64_t t) {
 }
 #undef RQ_GP_CASES
 
+/* The GEMM over a convolution's implicit rows (rq_gemm_args.ia, rq_implicit_a): no im2col;
+ * each 8-pixel block's row pointers are set up once, then every panel pair runs the taps' runs
+ * in place from the padded NHWC input (the last block's missing pixels repeat the last one,
+ * their outputs dropped).  Tasks as in the packed GEMM below: column blocks of panel pairs
+ * sized for the L2, row blocks split over the threads. */
+static int gemm_vnni_ia(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, int nthreads) {
+    const rq_implicit_a *ia = a->ia;
+    const int M = a->M, N = a->N, Kp = pb->Kp, Np = pb->Np;
+    const int nrb = (M + MR - 1) / MR, ns = ia->KH * ia->KW, ngs = ia->Cg / 4;
+    if (ia->Cg % 4 || (size_t)ns * ia->Cg != (size_t)a->K || ns > 64) return RQ_EARG;
+    rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
+    ptrdiff_t soff[64];
+    for (int kh = 0; kh < ia->KH; kh++)
+        for (int kw = 0; kw < ia->KW; kw++)
+            soff[kh * ia->KW + kw] = ((ptrdiff_t)kh * ia->dh * ia->Wp + (ptrdiff_t)kw * ia->dw) * ia->Cg;
+    const int npp = (Np / 16 + 1) / 2;
+    int jbw = (int)((512 * 1024) / ((size_t)Kp * 32));
+    if (jbw < 1) jbw = 1;
+    if (jbw > npp) jbw = npp;
+    const int njb = (npp + jbw - 1) / jbw;
+    const int rchunk = nthreads > 1 ? (nrb + nthreads - 1) / nthreads : nrb;
+    const int nrc = (nrb + rchunk - 1) / rchunk;
+    const int ntask = njb * nrc;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && ntask > 1)
+#endif
+    for (int t = 0; t < ntask; t++) {
+        const int jb = t / nrc, rc = t % nrc;
+        int32_t out[MR * 32] __attribute__((aligned(64)));
+        for (int rb = rc * rchunk; rb < imin(nrb, (rc + 1) * rchunk); rb++) {
+            const int i0 = rb * MR, mi = imin(MR, M - i0);
+            const uint8_t *ar[MR];
+            for (int r = 0; r < MR; r++) {
+                const int p = i0 + (r < mi ? r : mi - 1), oh = p / ia->OW, ow = p % ia->OW;
+                ar[r] = ia->xp + ((ptrdiff_t)oh * ia->sh * ia->Wp + (ptrdiff_t)ow * ia->sw) * ia->Cg;
+            }
+            for (int pp = jb * jbw; pp < imin(npp, (jb + 1) * jbw); pp++) {
+                const int p0 = 2 * pp, j0 = p0 * 16;
+                const uint8_t *b0 = pb->data + (size_t)p0 * Kp * 16;
+                if (p0 + 1 < Np / 16) kern_8xnp_ia(ar, soff, ns, ngs, b0, b0 + (size_t)Kp * 16, out, 2);
+                else kern_8xnp_ia(ar, soff, ns, ngs, b0, NULL, out, 1);
+                epi(e, i0, mi, j0, imin(32, N - j0), out, 32);
+            }
+        }
+    }
+    return RQ_OK;
+}
+
 int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e,
                              int nthreads) {
     const int M = a->M, N = a->N, K = a->K, Kp = pb->Kp, Np = pb->Np;
     const int nrb = (M + MR - 1) / MR;
-    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)nrb * MR * Kp);
+    if (a->ia) return gemm_vnni_ia(a, pb, e, nthreads);
+    /* uint8 A with rows of unit stride and K a multiple of 4 is A_used as it stands: the whole
+     * 8-row blocks read it in place (no copy; the im2col buffer of a 3x3 64-channel 56x56 conv
+     * is 1.8 MB), only the last partial block is copied, zero padded */
+    const int direct = M > 4 && !a->a_signed && a->a_cs == 1 && K % 4 == 0 && K > 0 && RQ_VNNI_DIRECT_A;
+    const int ipack0 = direct ? M / MR * MR : 0;   /* rows from here on are copied into ap */
+    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)(nrb * MR - ipack0) * Kp + 64);
     if (!ap) return RQ_ENOMEM;
     const uint8_t ax = a->a_signed ? 0x80 : 0;
     rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
+    /* k-groups of 4 the kernels run: those inside K (packed B and the copied A are zero past K) */
+    const int ngk = (K + 3) / 4;
     /* pack A_used rows, zero padded */
-    for (int i = 0; i < nrb * MR; i++) {
-        uint8_t *d = ap + (size_t)i * Kp;
+    for (int i = ipack0; i < nrb * MR; i++) {
+        uint8_t *d = ap + (size_t)(i - ipack0) * Kp;
         if (i >= M) { memset(d, 0, Kp); continue; }
         const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
         if (a->a_cs == 1) for (int k = 0; k < K; k++) d[k] = s[k] ^ ax;
@@ -490,13 +582,15 @@ int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const
         const int jb = t / nrc, rc = t % nrc;
         int32_t out[MR * 32] __attribute__((aligned(64)));
         for (int rb = rc * rchunk; rb < imin(nrb, (rc + 1) * rchunk); rb++) {
-            const uint8_t *arow = ap + (size_t)rb * MR * Kp;
             const int i0 = rb * MR, mi = imin(MR, M - i0);
+            const int inplace = i0 < ipack0;
+            const uint8_t *arow = inplace ? a->A + (ptrdiff_t)i0 * a->a_rs : ap + (size_t)(i0 - ipack0) * Kp;
+            const ptrdiff_t lda = inplace ? a->a_rs : Kp;
             for (int pp = jb * jbw; pp < imin(npp, (jb + 1) * jbw); pp++) {
                 const int p0 = 2 * pp, j0 = p0 * 16;
                 const uint8_t *b0 = pb->data + (size_t)p0 * Kp * 16;
-                if (p0 + 1 < Np / 16) kern_8x32(arow, Kp, b0, b0 + (size_t)Kp * 16, out);
-                else kern_8x16(arow, Kp, b0, out);
+                if (p0 + 1 < Np / 16) kern_8x32(arow, lda, ngk, b0, b0 + (size_t)Kp * 16, out);
+                else kern_8x16(arow, lda, ngk, b0, out);
                 epi(e, i0, mi, j0, imin(32, N - j0), out, 32);
             }
         }

@@ -78,7 +78,7 @@ enum {
     RQ_K_SCALAR = 0, RQ_K_SCALAR_SAT16 = 1, RQ_K_AVX2_I16 = 2, RQ_K_VNNI = 3, RQ_K_VNNI_GEMV = 4,
     RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
     RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_CONV_AMX_ROWS = 12, RQ_K_AVX512_SAT16 = 13,
-    RQ_K_VNNI_SAT16 = 14, RQ_K_COUNT
+    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_COUNT
 };
 const char *rq_gemm_kernel_name(int k);
 
@@ -100,6 +100,15 @@ rq_packed_b *rq_pack_b(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs, int K, 
                        int isa, int nthreads);
 void rq_packed_b_free(rq_packed_b *pb);
 size_t rq_packed_b_nbytes(const rq_packed_b *pb);
+
+/* A given implicitly, as a convolution's rows (the VNNI GEMM only): row p (output pixel p =
+ * oh * OW + ow) is the KH * KW runs of Cg bytes at xp + ((oh*sh + kh*dh) * Wp + ow*sw + kw*dw)
+ * * Cg, kh outer, then kw, in a padded NHWC copy of the input (pads hold x_zp), already A_used
+ * (int8 x flipped by ^ 0x80).  Cg a multiple of 4, B packed with K ordered (kh, kw, ci). */
+typedef struct rq_implicit_a {
+    const uint8_t *xp;
+    int Wp, Cg, OW, KH, KW, sh, sw, dh, dw;
+} rq_implicit_a;
 
 typedef struct rq_gemm_args {
     int M, N, K;
@@ -128,6 +137,8 @@ typedef struct rq_gemm_args {
     int mult_rows;                      /* 1: mult has M entries, one per row (conv as W.X) */
     int32_t y_zp;
     int sat16;                          /* int16 pair saturation (uint8 A x int8 B only) */
+    const rq_implicit_a *ia;            /* A as a conv's rows instead of A (NULL: A): VNNI only,
+                                         * packed B, B_used's zero points all zero */
     int isa;                            /* max ISA level to use (-1: rq_isa_level()) */
     int nthreads;                       /* <= 0: rq_num_threads() */
 } rq_gemm_args;
