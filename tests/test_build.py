@@ -288,6 +288,20 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 gp = ga[:3] + (refquant.pack_weights(wg),) + ga[4:]
                 assert np.array_equal(refquant.qlinear_conv(*gp, **kwg), R.qlinear_conv(*ga, **kwg))
         refquant.set_num_threads(None)
+        if "avx512vnni" in _cpu.available_isas():   # the implicit VNNI conv (rows read in place)
+            _cpu.set_isa_cap("avx512vnni")
+            for t, C, Co, k, s_, H, g, xdt in ((1, 16, 24, 3, 1, 7, 1, np.uint8), (2, 24, 16, 3, 2, 9, 2, np.int8),
+                                               (1, 8, 9, 2, 1, 5, 1, np.int8)):
+                refquant.set_num_threads(t)
+                xi = rng.integers(-128 if xdt == np.int8 else 0, 128 if xdt == np.int8 else 256,
+                                  (1, C, H, H + 1)).astype(xdt)
+                wi = rng.integers(-128, 128, (Co, C // g, k, k)).astype(np.int8)
+                kwi = dict(pads=[1] * 4, strides=[s_, s_], group=g)
+                ia = (xi, np.float32(0.02), xdt(3), wi, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
+                assert np.array_equal(refquant.qlinear_conv(*ia, **kwi), R.qlinear_conv(*ia, **kwi))
+                assert np.array_equal(refquant.conv_integer(xi, wi, xdt(3), **kwi), R.conv_integer(xi, wi, xdt(3), **kwi))
+            refquant.set_num_threads(None)
+            _cpu.set_isa_cap(None)
         from refquant import _gemm
         for Co, Ci, k, cp in ((17, 13, 3, 16), (40, 70, 3, 128), (5, 4, 4, 4)):   # one-pass conv weight packer
             wq = rng.integers(-128, 128, (Co, Ci, k, k)).astype(np.int8)
