@@ -47,7 +47,13 @@ LAYERS = {
 DEFAULT_LAYERS = ["3x3", "1x1", "dw"]
 
 
+# idle before each timing: the previous engine's spinning pool threads would share the cores
+# (bench_gemm.SETTLE)
+SETTLE = 0.02
+
+
 def timeit(fn, budget, min_reps=3, max_reps=500):
+    time.sleep(SETTLE)
     fn()
     ts = []
     t_end = time.perf_counter() + budget

@@ -37,6 +37,13 @@ import numpy as np
 DEFAULT_SHAPES = ["1x4096x4096", "128x768x768", "512x512x512", "1024x1024x1024", "2048x2048x2048"]
 
 
+# Seconds of idle before each engine's timing block: a thread pool that spins after a call (ORT's
+# intra-op pool, refquant's) keeps a core busy for a while, and at 2 threads on 2 cores the next
+# engine's timing then shares a core with it (2 threads, 128x768x768: refquant 0.49-0.83x of ORT
+# from run to run without the pause).
+SETTLE = 0.02
+
+
 def alternate(fns, budget, rounds=8):
     """Time the callables in ``fns`` (name -> fn) alternately: ``rounds`` rounds, each timing
     every fn in a shuffled order for budget / rounds seconds after one warm-up call.  Returns
@@ -50,6 +57,7 @@ def alternate(fns, budget, rounds=8):
         for i in order.permutation(len(names)):
             k = names[i]
             f = fns[k]
+            time.sleep(SETTLE)
             f()
             ts = []
             t_end = time.perf_counter() + budget / rounds
@@ -63,6 +71,7 @@ def alternate(fns, budget, rounds=8):
 
 
 def timeit(fn, budget, min_reps=3, max_reps=200):
+    time.sleep(SETTLE)
     fn()
     ts = []
     t_end = time.perf_counter() + budget
