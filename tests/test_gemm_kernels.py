@@ -807,6 +807,43 @@ def test_gemv_stream_views():
                     refquant.set_num_threads(None)
 
 
+def test_gemv_signed_a_operand():
+    """GEMV rows whose A - za all fit int8 (int8 A with za 0, uint8 A with za 128, A within 127
+    of za) run with A - za as the signed operand and B ^ 0x80 as the unsigned one, no column
+    sums of B (rq_gemv_vnni_sa): the reference's bits for int8 and uint8 B, scalar and
+    per-column B zero points, per-row A zero points, K and N off the kernel's blocks, B views,
+    1 and 2 threads (K slices); a row that does not fit sends the call down the column-sum
+    path, whose row sums the attempt must leave intact."""
+    if "avx512vnni" not in AVAILABLE:
+        pytest.skip("no AVX-512 VNNI here")
+    rng = np.random.default_rng(43)
+    for (M, N, K) in ((1, 300, 1031), (2, 64, 4100), (3, 130, 72), (4, 1000, 1500), (1, 4096, 520)):
+        for at, bt in ((np.int8, np.int8), (np.int8, np.uint8), (np.uint8, np.int8), (np.uint8, np.uint8)):
+            B = _rand(rng, bt, (K, N + 5))[:, 2:N + 2]
+            if at == np.int8:
+                cases = [(_rand(rng, at, (M, K)), at(0))]
+            else:
+                cases = [(_rand(rng, at, (M, K)), at(128)),
+                         (rng.integers(60, 188, (M, K)).astype(at), at(61))]    # A - za in [-1, 126]
+            # does not fit: extremes 127 + 2 away from za (the column-sum path, rsum intact)
+            cases.append((_rand(rng, at, (M, K)), at(3) if at == np.uint8 else at(-2)))
+            if M > 1:   # per-row zero points, every row within int8 of its own
+                zr = np.array([128] * M, np.uint8) if at == np.uint8 else np.zeros(M, np.int8)
+                zr[0] = at(100) if at == np.uint8 else at(-20)
+                A = np.clip(rng.integers(-100, 100, (M, K)) + zr.astype(np.int64)[:, None],
+                            np.iinfo(at).min, np.iinfo(at).max).astype(at)
+                cases.append((A, zr))
+            for A, za in cases:
+                for zb in (bt(0), _rand(rng, bt, (N,), extreme=0)):
+                    what = f"gemv sa {at.__name__}{bt.__name__} M={M} N={N} K={K} za={za if np.ndim(za) == 0 else 'rows'}"
+                    _check_threads(A, B, za, zb, what)
+                    refquant.set_num_threads(1)
+                    try:
+                        assert F.matmul_integer(A, B, za, zb, profile=ONNX)[1] == "gemv_vnni4__avx512vnni", what
+                    finally:
+                        refquant.set_num_threads(None)
+
+
 def test_gemv_column_blocks():
     """A GEMV whose accumulators ((M + 1) x N int32) pass half the L2 runs in equal column blocks
     one after another: per-column zero points, float and fixed-point multipliers (onnx,

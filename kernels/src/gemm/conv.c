@@ -212,7 +212,8 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
     /* AVX-512 VNNI without AMX: the GEMM reads the conv's rows in place from the NHWC copy
      * (rq_implicit_a, no im2col), where the weights are packed here (or given packed), their
      * zero points leave B_used's all zero (no row sums of A needed) and the channels come in
-     * whole dwords.  Measured on an AMD Zen 5, 3x3 64 -> 64 at 56x56, 1 thread: XXX */
+     * whole dwords.  Measured on an AMD Zen 5, 3x3 64 -> 64 at 56x56, 1 thread: 304 -> 253 us
+     * (im2col + GEMM reading A in place, against this; ORT 258 us) */
     int wz_ok = 1;
     for (int j = 0; j < c->w_zp_n; j++) wz_ok &= c->w_zp[j] == (c->w_signed ? 0 : 128);
     const int implicit = RQ_CONV_VNNI_IMPLICIT && isa == RQ_ISA_AVX512VNNI && !c->sat16 && wz_ok &&

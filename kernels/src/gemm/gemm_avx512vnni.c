@@ -624,6 +624,8 @@ typedef struct {
     const int32_t *at;   /* A_used by 4-k groups: at[g4 * R + r] = row r's 4 bytes at k = 4 g4 */
     int band;            /* 8-row groups per band (gemv_range) */
     int stream;          /* 1: gemv_stream for the whole groups and chunks, else gemv_band */
+    int sa;              /* 1: A_used rows are int8 (A - za), B ^ 0x80 (int8 B) the unsigned
+                          * operand (rq_gemv_vnni_sa__avx512vnni); gemv_stream only */
 } gemv_job;
 
 /* One slice of K (slice t of nth, whole 8-row groups): all columns, raw sums into the slice's
@@ -788,7 +790,7 @@ static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, i
  * bands were as fast or faster (0.92-1.07x). */
 static inline __attribute__((always_inline)) void gemv_stream_t(const gemv_job *J, int g0, int g1,
                                                                 int ch0, int ch1, int32_t *acc,
-                                                                const int R, const int xb) {
+                                                                const int R, const int xb, const int SA) {
     const int N64 = J->N64;
     const ptrdiff_t rs = J->a->b_rs;
     const __m512i x = _mm512_set1_epi8((char)0x80);
@@ -812,8 +814,13 @@ static inline __attribute__((always_inline)) void gemv_stream_t(const gemv_job *
                 for (int q = 0; q < 4; q++) {
                     int32_t *d = ac + (size_t)r * N64 + 16 * q;
                     __m512i t = _mm512_load_si512((const void *)d);
-                    t = _mm512_dpbusd_epi32(t, A0[r], v0[q]);
-                    t = _mm512_dpbusd_epi32(t, A1[r], v1[q]);
+                    if (SA) {
+                        t = _mm512_dpbusd_epi32(t, v0[q], A0[r]);
+                        t = _mm512_dpbusd_epi32(t, v1[q], A1[r]);
+                    } else {
+                        t = _mm512_dpbusd_epi32(t, A0[r], v0[q]);
+                        t = _mm512_dpbusd_epi32(t, A1[r], v1[q]);
+                    }
                     _mm512_store_si512((void *)d, t);
                 }
         }
@@ -821,12 +828,16 @@ static inline __attribute__((always_inline)) void gemv_stream_t(const gemv_job *
 }
 
 #define RQ_GEMV_STREAM_CASE(RR)                                                                    \
-    case RR: if (xb) gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 1);                                \
-             else gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 0);                                   \
-             break;
+    case RR:                                                                                       \
+        if (J->sa) { if (xb) gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 1, 1);                     \
+                     else gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 0, 1); }                      \
+        else { if (xb) gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 1, 0);                           \
+               else gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 0, 0); }                            \
+        break;
 
 static void gemv_stream(const gemv_job *J, int g0, int g1, int ch0, int ch1, int32_t *acc) {
-    const int xb = !J->a->b_signed;
+    /* B's flip: to int8 B_used normally, to the unsigned operand B_used ^ 0x80 under sa */
+    const int xb = J->sa ? J->a->b_signed : !J->a->b_signed;
     switch (J->R) {
     RQ_GEMV_STREAM_CASE(1) RQ_GEMV_STREAM_CASE(2) RQ_GEMV_STREAM_CASE(3) RQ_GEMV_STREAM_CASE(4)
     default: break;   /* R <= RQ_GEMV_STREAM_MAXR (J->stream) */
@@ -856,7 +867,7 @@ static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, i
     const rq_gemm_args *a = J->a;
     const uint8_t *ap = J->ap;
     const int N = J->N, K = J->K, Kp = J->Kp, N64 = J->N64, R = J->R;
-    const __m512i x = _mm512_set1_epi8(a->b_signed ? 0 : (char)0x80);
+    const __m512i x = _mm512_set1_epi8((J->sa ? a->b_signed : !a->b_signed) ? (char)0x80 : 0);
     const uint8_t *rows[8];
     int valid[8];
     for (int q = 0; q < 8; q++) {
@@ -881,8 +892,13 @@ static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, i
             const __m512i A1 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
             for (int q = 0; q < 4; q++) {
                 __m512i sv = _mm512_load_si512((void *)(ac + 16 * q));
-                sv = _mm512_dpbusd_epi32(sv, A0, v0[q]);
-                sv = _mm512_dpbusd_epi32(sv, A1, v1[q]);
+                if (J->sa) {
+                    sv = _mm512_dpbusd_epi32(sv, v0[q], A0);
+                    sv = _mm512_dpbusd_epi32(sv, v1[q], A1);
+                } else {
+                    sv = _mm512_dpbusd_epi32(sv, A0, v0[q]);
+                    sv = _mm512_dpbusd_epi32(sv, A1, v1[q]);
+                }
                 _mm512_store_si512((void *)(ac + 16 * q), sv);
             }
         }
@@ -944,11 +960,11 @@ static void gemv_slice(void *ctx, int64_t tid_) {
     }
 }
 
-int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, int nthreads) {
+static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, int nthreads, int sa) {
     const int M = a->M, N = a->N, K = a->K;
     const int Kp = (K + 7) / 8 * 8, N64 = (N + 63) / 64 * 64;
     const int R = M + (csum_out ? 1 : 0);  /* extra row of ones computes the column sums */
-    if (R > RQ_GEMV_MAXR) return RQ_EARG;
+    if (R > RQ_GEMV_MAXR || (sa && (csum_out || R > RQ_GEMV_STREAM_MAXR))) return RQ_EARG;
     const int nchunk = N64 / 64;
     /* one column slice per thread (long contiguous row segments keep the prefetchers streaming),
      * claimed dynamically (rq_pool.h): an absent worker's slice is run by the caller; with
@@ -960,7 +976,7 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
     int32_t *at = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * ((size_t)R * (Kp / 4) + 16));
     int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(kslices ? nth : 1) * R * N64);
     if (!ap || !at || !acc) { rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc); return RQ_ENOMEM; }
-    const uint8_t ax = a->a_signed ? 0x80 : 0;
+    const uint8_t ax = a->a_signed && !sa ? 0x80 : 0;
     for (int i = 0; i < M; i++) {
         uint8_t *d = ap + (size_t)i * Kp;
         const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
@@ -973,7 +989,7 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
         for (int r = 0; r < R; r++) memcpy(at + (size_t)g4 * R + r, ap + (size_t)r * Kp + 4 * g4, 4);
     gemv_job J = {a, e, csum_out, ap, acc, M, N, K, Kp, N64, R, nchunk, nth, at,
                   (size_t)K * N > (size_t)rq_l2_bytes() / 2 ? RQ_GEMV_BAND_MEM : RQ_GEMV_BAND,
-                  R <= RQ_GEMV_STREAM_MAXR};
+                  R <= RQ_GEMV_STREAM_MAXR, sa};
     if (kslices) {
         rq_parallel(nth, nthreads, gemv_kslice, &J);
         rq_parallel(nchunk, nchunk >= 4 * nthreads ? nthreads : 1, gemv_ksum, &J);
@@ -982,6 +998,18 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
     }
     rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc);
     return RQ_OK;
+}
+
+int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, int nthreads) {
+    return gemv_run(a, e, csum_out, nthreads, 0);
+}
+
+/* Raw sums of int8 A (A's bytes as they are: A - za, from the caller) times B_used ^ 0x80
+ * (uint8: B_used + 128), vpdpbusd with B the unsigned operand: no column sums of B are needed
+ * for A's zero point (the caller subtracts (zb_u + 128) * sum_k (A - za)); 1 to
+ * RQ_GEMV_STREAM_MAXR rows. */
+int rq_gemv_vnni_sa__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthreads) {
+    return gemv_run(a, e, NULL, nthreads, 1);
 }
 
 /* ---------------------------------------------------------------- int16 pair saturation */

@@ -247,6 +247,8 @@ int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const
                              int nthreads) __attribute__((weak));
 int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out,
                              int nthreads) __attribute__((weak));
+int rq_gemv_vnni_sa__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthreads)
+    __attribute__((weak));
 /* AMX: A operand described by tiles: row block ib (16 rows) and k chunk kc start at
  * abase + ib*a_ib_stride + koff[kc], rows a_tile_stride bytes apart. */
 typedef struct rq_amx_a {
