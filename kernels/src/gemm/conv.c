@@ -644,14 +644,21 @@ static int conv_rows_amx(const rq_conv_args *c, int isa, int nt) {
 #ifndef RQ_CONV_MT_MIN_MACS
 #define RQ_CONV_MT_MIN_MACS (64.0 * 1024 * 1024)
 #endif
+#ifndef RQ_CONV_MT_MIN_MACS_VNNI
+#define RQ_CONV_MT_MIN_MACS_VNNI (256.0 * 1024)
+#endif
 int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (!c || c->C <= 0 || c->group <= 0 || c->C % c->group || c->Cout % c->group) return RQ_EARG;
     int isa = c->isa < 0 ? rq_isa_level() : imin(c->isa, rq_isa_level());
     int nt = c->nthreads > 0 ? c->nthreads : rq_num_threads();
     /* (the implicit and im2col paths; the 1x1 path is one GEMM and gains from 2 threads below
      * it: 256->1024 at 14x14, 51M, 93 -> 76 us) */
+    /* at the VNNI level without AMX the GEMM is slower per core and the threads pay from far
+     * smaller convs on (Zen 5, 3x3, 1 -> 2 threads: 16 ch 14x14 (0.5M MACs) 6.8 -> 6.3 us, 64 ch
+     * 14x14 21.6 -> 15.5, 32 ch 56x56 (29M) 85 -> 49, 64 -> 128 56x56 stride 2 (58M) 143 -> 78) */
+    const double mt_min = isa == RQ_ISA_AVX512VNNI ? RQ_CONV_MT_MIN_MACS_VNNI : RQ_CONV_MT_MIN_MACS;
     const int nt_staged = (nt > 1 && (double)c->OH * c->OW * c->Cout * (c->C / c->group) * c->KH * c->KW <
-                           RQ_CONV_MT_MIN_MACS && c->OH * c->OW < 4096) ? 1 : nt;   /* (many pixels: the
+                           mt_min && c->OH * c->OW < 4096) ? 1 : nt;   /* (many pixels: the
                            layout work splits well, a 3-channel 112x112 stem gains from 2 threads) */
     if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
