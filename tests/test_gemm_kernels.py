@@ -296,6 +296,15 @@ def _check_threads(A, B, za, zb, what):
         _check(got[0], want, f"{what} t={t} {got[1]}")
 
 
+def _assert_gemv_path(A, B, za, zb, what):
+    """At 1 thread, matmul_integer runs the GEMV kernel."""
+    refquant.set_num_threads(1)
+    try:
+        assert F.matmul_integer(A, B, za, zb, profile=ONNX)[1] == "gemv_vnni4__avx512vnni", what
+    finally:
+        refquant.set_num_threads(None)
+
+
 def test_amx_blocked_b_packing():
     """Plain B large enough to be packed just in time, column block by column block (AMX path:
     packed B > 768 KiB): several blocks, a partial last block, every dtype pair, per-column zero
@@ -775,11 +784,7 @@ def test_gemv_register_bands():
             for za, zb in ((at(9), bt(0)), (at(0), _rand(rng, bt, (N,), extreme=0))):
                 what = f"gemv {at.__name__}{bt.__name__} M={M} N={N} K={K} za={za}"
                 _check_threads(A, B, za, zb, what)
-                refquant.set_num_threads(1)
-                try:
-                    assert F.matmul_integer(A, B, za, zb, profile=ONNX)[1] == "gemv_vnni4__avx512vnni", what
-                finally:
-                    refquant.set_num_threads(None)
+                _assert_gemv_path(A, B, za, zb, what)
 
 
 def test_gemv_stream_views():
@@ -800,11 +805,7 @@ def test_gemv_stream_views():
                 what = f"gemv view {at.__name__}{bt.__name__} M={M} N={N} K={K} width={width} off={off}"
                 _check_threads(A, B, za, zb, what)
                 _check_threads(A, B[::-1], za, zb, what + " reversed rows")
-                refquant.set_num_threads(1)
-                try:
-                    assert F.matmul_integer(A, B, za, zb, profile=ONNX)[1] == "gemv_vnni4__avx512vnni", what
-                finally:
-                    refquant.set_num_threads(None)
+                _assert_gemv_path(A, B, za, zb, what)
 
 
 def test_gemv_signed_a_operand():
@@ -837,11 +838,7 @@ def test_gemv_signed_a_operand():
                 for zb in (bt(0), _rand(rng, bt, (N,), extreme=0)):
                     what = f"gemv sa {at.__name__}{bt.__name__} M={M} N={N} K={K} za={za if np.ndim(za) == 0 else 'rows'}"
                     _check_threads(A, B, za, zb, what)
-                    refquant.set_num_threads(1)
-                    try:
-                        assert F.matmul_integer(A, B, za, zb, profile=ONNX)[1] == "gemv_vnni4__avx512vnni", what
-                    finally:
-                        refquant.set_num_threads(None)
+                    _assert_gemv_path(A, B, za, zb, what)
 
 
 def test_gemv_column_blocks():
