@@ -1286,10 +1286,8 @@ def kernel_names():
     g1 = _k.gemm(A[:1], B, z, z, out[:1], choose_only=True)
     lvl = _k._kernel_isa_level()
     info = {"MatMulInteger": g, "QLinearMatMul": g, "QGemm": g, "MatMulInteger(M=1)": g1}
-    from . import _cpu
     conv = ("conv_implicit_tdp__amx" if g == "gemm_tdp__amx" else
-            "conv_implicit_vnni4__avx512vnni" if g == "gemm_vnni4__avx512vnni" and
-            _cpu.features().get("avx512vbmi") else g)
+            "conv_implicit_vnni4__avx512vnni" if g == "gemm_vnni4__avx512vnni" else g)
     info["ConvInteger"] = info["QLinearConv"] = conv
     info["QLinearConv(1x1)"] = g if lvl >= 3 else conv
     info["QLinearConv(stem, 3 channels)"] = "conv_rows_tdp__amx" if g == "gemm_tdp__amx" else g

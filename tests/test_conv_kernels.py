@@ -10,6 +10,11 @@ values, uint8/int8 for x and w in every combination.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -812,8 +817,8 @@ def test_conv_implicit_vnni():
                             refquant.set_num_threads(None)
                     xz = _zp(rng, xdt)
                     got = F.conv_integer(x, w, xz, wz, profile=ONNX, **attrs)
-                    want_path = ("conv_implicit_vnni4__avx512vnni" if int(wz) in (0, 128) and
-                                 _cpu.features().get("avx512vbmi") else "gemm_vnni4__avx512vnni")
+                    want_path = ("conv_implicit_vnni4__avx512vnni" if int(wz) in (0, 128)
+                                 else "gemm_vnni4__avx512vnni")
                     assert got[1] == want_path, (what, got[1])
                     if group == 1 and int(wz) == 0:
                         args = (x, np.float32(0.02), xz, refquant.pack_weights(w), np.float32(0.003),
@@ -823,3 +828,32 @@ def test_conv_implicit_vnni():
                         assert refquant.last_path()["path"] == "conv_implicit_vnni4__avx512vnni", what
     finally:
         _cpu.set_isa_cap(None)
+
+
+@pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")
+def test_conv_implicit_vnni_without_vbmi():
+    """Without AVX512_VBMI (AVX-512 VNNI CPUs before Ice Lake; here REFQUANT_DISABLE_ISA=
+    avx512vbmi in a subprocess) the implicit VNNI conv packs its weights from the transposed
+    row-major B (rq_pack_b) instead of the one-pass packer: the same bits, the same path."""
+    code = textwrap.dedent("""
+        import numpy as np, refquant
+        from refquant import _cpu, reference as R
+        assert not _cpu.features()["avx512vbmi"]
+        _cpu.set_isa_cap("avx512vnni")
+        rng = np.random.default_rng(5)
+        for C, M, H, k, s, g, xdt, wdt, wz in ((16, 24, 9, 3, 1, 1, np.uint8, np.int8, 0),
+                                               (12, 8, 7, 3, 2, 2, np.int8, np.uint8, 128),
+                                               (8, 17, 6, 1, 1, 1, np.uint8, np.int8, 0)):
+            x = rng.integers(np.iinfo(xdt).min, np.iinfo(xdt).max + 1, (1, C * g, H, H + 1)).astype(xdt)
+            w = rng.integers(np.iinfo(wdt).min, np.iinfo(wdt).max + 1, (M * g, C, k, k)).astype(wdt)
+            kw = dict(pads=[1] * 4, strides=[s, s], group=g)
+            for t in (1, 2):
+                refquant.set_num_threads(t)
+                got = refquant.conv_integer(x, w, xdt(3), wdt(wz), **kw)
+                assert refquant.last_path()["path"] == "conv_implicit_vnni4__avx512vnni", refquant.last_path()
+                assert np.array_equal(got, R.conv_integer(x, w, xdt(3), wdt(wz), **kw)), (C, M, t)
+        print("ok")
+    """)
+    env = dict(os.environ, REFQUANT_DISABLE_ISA="avx512vbmi")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

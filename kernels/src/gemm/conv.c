@@ -217,9 +217,10 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
     int wz_ok = 1;
     for (int j = 0; j < c->w_zp_n; j++) wz_ok &= c->w_zp[j] == (c->w_signed ? 0 : 128);
     const int implicit = RQ_CONV_VNNI_IMPLICIT && isa == RQ_ISA_AVX512VNNI && !c->sat16 && wz_ok &&
-                         Cg % 4 == 0 && KK <= 16 && P > 4 && rq_gemm_vnni__avx512vnni &&
-                         (pk0 || (RQ_GEN_DIRECT_PACK && rq_pack_conv_w__avx512vnni &&
-                                  rq_cpu_feature(RQ_FEAT_AVX512VBMI)));
+                         Cg % 4 == 0 && KK <= 16 && P > 4 && rq_gemm_vnni__avx512vnni;
+    /* the weights packed in one pass (VBMI), else transposed to a row-major B and packed */
+    const int direct_pack = RQ_GEN_DIRECT_PACK && isa >= RQ_ISA_AVX512VNNI && !c->sat16 && Cg % 4 == 0 &&
+                            KK <= 16 && rq_pack_conv_w__avx512vnni && rq_cpu_feature(RQ_FEAT_AVX512VBMI);
     uint8_t *acol = implicit ? NULL : (uint8_t *)rq_aligned_alloc((size_t)Pp * Kcp);
     uint8_t *bmat = pk0 ? NULL : (uint8_t *)rq_aligned_alloc((size_t)Kcp * Cog);
     uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp * Cg + 64);
@@ -263,8 +264,7 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         }
         rq_packed_b pk2, *own = NULL;
         const rq_packed_b *pk = pk0;
-        if (!pk && ((RQ_GEN_DIRECT_PACK && isa >= RQ_ISA_AVX512VNNI && !c->sat16 && Cg % 4 == 0 && KK <= 16 &&
-                     rq_pack_conv_w__avx512vnni && rq_cpu_feature(RQ_FEAT_AVX512VBMI)) || implicit)) {
+        if (!pk && direct_pack) {
             /* the group's weights packed in one pass (rq_pack_conv_w_pad), not transposed into
              * a row-major B for the GEMM to pack again */
             own = rq_pack_conv_w_pad(c->w + (size_t)g * Cog * Kc, Cog, Cg, Cg, c->KH, c->KW, c->w_signed, isa, nt);
@@ -291,6 +291,12 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
                     for (int ci = 0; ci < Cg; ci++)
                         memcpy(bmat + (size_t)(k * Cg + ci) * Cog, wt + (size_t)(ci * KK + k) * Cog, (size_t)Cog);
                 rq_aligned_free(wt);
+            }
+            if (implicit) {   /* the implicit rows need packed weights (no VBMI: AVX-512 VNNI
+                               * CPUs before Ice Lake) */
+                own = rq_pack_b(bmat, Cog, 1, Kc, Cog, c->w_signed, isa, nt);
+                if (!own) { rc = RQ_ENOMEM; break; }
+                pk = own;
             }
         }
         rq_gemm_args a;
