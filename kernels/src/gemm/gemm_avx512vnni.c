@@ -555,6 +555,8 @@ static int gemm_vnni_ia(const rq_gemm_args *a, const rq_packed_b *pb, const rq_e
     if (jbw < 1) jbw = 1;
     if (jbw > npp) jbw = npp;
     const int njb = (npp + jbw - 1) / jbw;
+    jbw = (npp + njb - 1) / njb;   /* equal blocks (98 pairs: 49 + 49, not 64 + 34: at 2 threads
+                                    * the tasks of the longer block ran on one thread) */
     const int rchunk = nthreads > 1 ? (nrb + nthreads - 1) / nthreads : nrb;
     const int nrc = (nrb + rchunk - 1) / rchunk;
     const int ntask = njb * nrc;
@@ -606,6 +608,8 @@ int rq_gemm_vnni__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const
     if (jbw < 1) jbw = 1;
     if (jbw > npp) jbw = npp;
     const int njb = (npp + jbw - 1) / jbw;
+    jbw = (npp + njb - 1) / njb;   /* equal blocks (98 pairs: 49 + 49, not 64 + 34: at 2 threads
+                                    * the tasks of the longer block ran on one thread) */
     int ntask = njb * nrb;
     const int rchunk = nthreads > 1 ? (nrb + nthreads - 1) / nthreads : nrb;
     const int nrc = (nrb + rchunk - 1) / rchunk;
