@@ -344,6 +344,9 @@ int rq_pack_conv_w__avx512vnni(rq_packed_b *pb, const uint8_t *w, int Cin, int C
 /* ---------------------------------------------------------------- packed GEMM, 8 x 32 tiles */
 
 #define MR 8
+#ifndef RQ_IA_EPI_PAIRS
+#define RQ_IA_EPI_PAIRS 2    /* implicit conv: panel pairs per epilogue call */
+#endif
 #ifndef RQ_VNNI_DIRECT_A
 #define RQ_VNNI_DIRECT_A 1   /* 0: always copy A (A/B measurements) */
 #endif
@@ -391,7 +394,8 @@ static inline void kern_8x32(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint
  * NP panels (1 or 2) */
 static inline __attribute__((always_inline)) void kern_8xnp_ia(const uint8_t *const *ar, const ptrdiff_t *soff,
                                                                 int ns, int ngs, const uint8_t *b0,
-                                                                const uint8_t *b1, int32_t *out, const int NP) {
+                                                                const uint8_t *b1, int32_t *out, ptrdiff_t ldo,
+                                                                const int NP) {
     __m512i c0[MR], c1[MR];
     for (int r = 0; r < MR; r++) { c0[r] = _mm512_setzero_si512(); c1[r] = c0[r]; }
     for (int t = 0; t < ns; t++) {
@@ -413,8 +417,8 @@ static inline __attribute__((always_inline)) void kern_8xnp_ia(const uint8_t *co
         }
     }
     for (int r = 0; r < MR; r++) {
-        _mm512_storeu_si512(out + 32 * r, c0[r]);
-        if (NP == 2) _mm512_storeu_si512(out + 32 * r + 16, c1[r]);
+        _mm512_storeu_si512(out + ldo * r, c0[r]);
+        if (NP == 2) _mm512_storeu_si512(out + ldo * r + 16, c1[r]);
     }
 }
 
@@ -496,7 +500,10 @@ static void vnni_ia_task(void *ctx, int64_t t) {
     const rq_implicit_a *ia = J->a->ia;
     const int M = J->M, N = J->N, Kp = J->Kp, Np = J->Np;
     const int jb = (int)(t / J->nrc), rc = (int)(t % J->nrc), jbw = J->jbw;
-    int32_t out[MR * 32] __attribute__((aligned(64)));
+    /* the block's panel pairs (at most RQ_IA_EPI_PAIRS at a time) into one buffer, then one
+     * epilogue call over them */
+    int32_t out[MR * 32 * RQ_IA_EPI_PAIRS] __attribute__((aligned(64)));
+    const ptrdiff_t ldo = 32 * RQ_IA_EPI_PAIRS;
     for (int rb = rc * J->rchunk; rb < imin(J->nrb, (rc + 1) * J->rchunk); rb++) {
         const int i0 = rb * MR, mi = imin(MR, M - i0);
         const uint8_t *ar[MR];
@@ -504,12 +511,18 @@ static void vnni_ia_task(void *ctx, int64_t t) {
             const int p = i0 + (r < mi ? r : mi - 1), oh = p / ia->OW, ow = p % ia->OW;
             ar[r] = ia->xp + ((ptrdiff_t)oh * ia->sh * ia->Wp + (ptrdiff_t)ow * ia->sw) * ia->Cg;
         }
-        for (int pp = jb * jbw; pp < imin(J->npp, (jb + 1) * jbw); pp++) {
-            const int p0 = 2 * pp, j0 = p0 * 16;
-            const uint8_t *b0 = J->pb->data + (size_t)p0 * Kp * 16;
-            if (p0 + 1 < Np / 16) kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, b0 + (size_t)Kp * 16, out, 2);
-            else kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, NULL, out, 1);
-            J->epi(J->e, i0, mi, j0, imin(32, N - j0), out, 32);
+        const int pe = imin(J->npp, (jb + 1) * jbw);
+        for (int pq = jb * jbw; pq < pe; pq += RQ_IA_EPI_PAIRS) {
+            const int pqe = imin(pe, pq + RQ_IA_EPI_PAIRS);
+            for (int pp = pq; pp < pqe; pp++) {
+                const int p0 = 2 * pp;
+                const uint8_t *b0 = J->pb->data + (size_t)p0 * Kp * 16;
+                int32_t *o = out + 32 * (pp - pq);
+                if (p0 + 1 < Np / 16) kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, b0 + (size_t)Kp * 16, o, ldo, 2);
+                else kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, NULL, o, ldo, 1);
+            }
+            const int j0 = 32 * pq;
+            J->epi(J->e, i0, mi, j0, imin(32 * (pqe - pq), N - j0), out, ldo);
         }
     }
 }
