@@ -344,6 +344,9 @@ int rq_pack_conv_w__avx512vnni(rq_packed_b *pb, const uint8_t *w, int Cin, int C
 /* ---------------------------------------------------------------- packed GEMM, 8 x 32 tiles */
 
 #define MR 8
+#ifndef RQ_VNNI_EPI_PAIRS
+#define RQ_VNNI_EPI_PAIRS 2  /* packed VNNI GEMM: panel pairs per epilogue call */
+#endif
 #ifndef RQ_IA_EPI_PAIRS
 #define RQ_IA_EPI_PAIRS 2    /* implicit conv: panel pairs per epilogue call */
 #endif
@@ -354,7 +357,7 @@ int rq_pack_conv_w__avx512vnni(rq_packed_b *pb, const uint8_t *w, int Cin, int C
 /* 8 rows of A_used at ap (row stride Kp bytes) times panels b0, b1 (16 columns each) over ng
  * k-groups of 4 */
 static inline void kern_8x32(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint8_t *b0, const uint8_t *b1,
-                             int32_t *out /* [8][32] */) {
+                             int32_t *out /* [8][ldo] */, ptrdiff_t ldo) {
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00,
             c70 = c00, c71 = c00;
@@ -379,14 +382,14 @@ static inline void kern_8x32(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint
         __m512i a7 = _mm512_set1_epi32(*(const int32_t *)(a + 7 * Kp));
         c70 = _mm512_dpbusd_epi32(c70, a7, B0); c71 = _mm512_dpbusd_epi32(c71, a7, B1);
     }
-    _mm512_storeu_si512(out + 0, c00); _mm512_storeu_si512(out + 16, c01);
-    _mm512_storeu_si512(out + 32, c10); _mm512_storeu_si512(out + 48, c11);
-    _mm512_storeu_si512(out + 64, c20); _mm512_storeu_si512(out + 80, c21);
-    _mm512_storeu_si512(out + 96, c30); _mm512_storeu_si512(out + 112, c31);
-    _mm512_storeu_si512(out + 128, c40); _mm512_storeu_si512(out + 144, c41);
-    _mm512_storeu_si512(out + 160, c50); _mm512_storeu_si512(out + 176, c51);
-    _mm512_storeu_si512(out + 192, c60); _mm512_storeu_si512(out + 208, c61);
-    _mm512_storeu_si512(out + 224, c70); _mm512_storeu_si512(out + 240, c71);
+    _mm512_storeu_si512(out + 0 * ldo, c00); _mm512_storeu_si512(out + 0 * ldo + 16, c01);
+    _mm512_storeu_si512(out + 1 * ldo, c10); _mm512_storeu_si512(out + 1 * ldo + 16, c11);
+    _mm512_storeu_si512(out + 2 * ldo, c20); _mm512_storeu_si512(out + 2 * ldo + 16, c21);
+    _mm512_storeu_si512(out + 3 * ldo, c30); _mm512_storeu_si512(out + 3 * ldo + 16, c31);
+    _mm512_storeu_si512(out + 4 * ldo, c40); _mm512_storeu_si512(out + 4 * ldo + 16, c41);
+    _mm512_storeu_si512(out + 5 * ldo, c50); _mm512_storeu_si512(out + 5 * ldo + 16, c51);
+    _mm512_storeu_si512(out + 6 * ldo, c60); _mm512_storeu_si512(out + 6 * ldo + 16, c61);
+    _mm512_storeu_si512(out + 7 * ldo, c70); _mm512_storeu_si512(out + 7 * ldo + 16, c71);
 }
 
 /* The same over a convolution's implicit rows (rq_implicit_a): row r's bytes of tap s are at
@@ -422,7 +425,8 @@ static inline __attribute__((always_inline)) void kern_8xnp_ia(const uint8_t *co
     }
 }
 
-static inline void kern_8x16(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint8_t *b0, int32_t *out) {
+static inline void kern_8x16(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint8_t *b0, int32_t *out,
+                             ptrdiff_t ldo) {
     __m512i c[MR];
     for (int r = 0; r < MR; r++) c[r] = _mm512_setzero_si512();
     for (int g = 0; g < ng; g++) {
@@ -430,7 +434,7 @@ static inline void kern_8x16(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint
         for (int r = 0; r < MR; r++)
             c[r] = _mm512_dpbusd_epi32(c[r], _mm512_set1_epi32(*(const int32_t *)(ap + r * Kp + 4 * g)), B0);
     }
-    for (int r = 0; r < MR; r++) _mm512_storeu_si512(out + 32 * r, c[r]);
+    for (int r = 0; r < MR; r++) _mm512_storeu_si512(out + ldo * r, c[r]);
 }
 
 /* M <= 4 rows against packed B: NP (<= 4) panels of 16 columns at a time, R rows */
@@ -532,18 +536,25 @@ static void vnni_task(void *ctx, int64_t t) {
     const rq_gemm_args *a = J->a;
     const int M = J->M, N = J->N, Kp = J->Kp, Np = J->Np, ngk = (a->K + 3) / 4, ipack0 = J->ipack0;
     const int jb = (int)(t / J->nrc), rc = (int)(t % J->nrc), jbw = J->jbw;
-    int32_t out[MR * 32] __attribute__((aligned(64)));
+    int32_t out[MR * 32 * RQ_VNNI_EPI_PAIRS] __attribute__((aligned(64)));
+    const ptrdiff_t ldo = 32 * RQ_VNNI_EPI_PAIRS;
     for (int rb = rc * J->rchunk; rb < imin(J->nrb, (rc + 1) * J->rchunk); rb++) {
         const int i0 = rb * MR, mi = imin(MR, M - i0);
         const int inplace = i0 < ipack0;
         const uint8_t *arow = inplace ? a->A + (ptrdiff_t)i0 * a->a_rs : J->ap + (size_t)(i0 - ipack0) * Kp;
         const ptrdiff_t lda = inplace ? a->a_rs : Kp;
-        for (int pp = jb * jbw; pp < imin(J->npp, (jb + 1) * jbw); pp++) {
-            const int p0 = 2 * pp, j0 = p0 * 16;
-            const uint8_t *b0 = J->pb->data + (size_t)p0 * Kp * 16;
-            if (p0 + 1 < Np / 16) kern_8x32(arow, lda, ngk, b0, b0 + (size_t)Kp * 16, out);
-            else kern_8x16(arow, lda, ngk, b0, out);
-            J->epi(J->e, i0, mi, j0, imin(32, N - j0), out, 32);
+        const int pe = imin(J->npp, (jb + 1) * jbw);
+        for (int pq = jb * jbw; pq < pe; pq += RQ_VNNI_EPI_PAIRS) {   /* one epilogue call a group */
+            const int pqe = imin(pe, pq + RQ_VNNI_EPI_PAIRS);
+            for (int pp = pq; pp < pqe; pp++) {
+                const int p0 = 2 * pp;
+                const uint8_t *b0 = J->pb->data + (size_t)p0 * Kp * 16;
+                int32_t *o = out + 32 * (pp - pq);
+                if (p0 + 1 < Np / 16) kern_8x32(arow, lda, ngk, b0, b0 + (size_t)Kp * 16, o, ldo);
+                else kern_8x16(arow, lda, ngk, b0, o, ldo);
+            }
+            const int j0 = 32 * pq;
+            J->epi(J->e, i0, mi, j0, imin(32 * (pqe - pq), N - j0), out, ldo);
         }
     }
 }
