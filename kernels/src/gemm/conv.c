@@ -662,7 +662,8 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     /* at the VNNI level without AMX the GEMM is slower per core and the threads pay from far
      * smaller convs on (Zen 5, 3x3, 1 -> 2 threads: 16 ch 14x14 (0.5M MACs) 6.8 -> 6.3 us, 64 ch
      * 14x14 21.6 -> 15.5, 32 ch 56x56 (29M) 85 -> 49, 64 -> 128 56x56 stride 2 (58M) 143 -> 78) */
-    const double mt_min = isa == RQ_ISA_AVX512VNNI ? RQ_CONV_MT_MIN_MACS_VNNI : RQ_CONV_MT_MIN_MACS;
+    /* (not for the int16-pair-saturation GEMMs, whose threads are an OpenMP team) */
+    const double mt_min = isa == RQ_ISA_AVX512VNNI && !c->sat16 ? RQ_CONV_MT_MIN_MACS_VNNI : RQ_CONV_MT_MIN_MACS;
     const int nt_staged = (nt > 1 && (double)c->OH * c->OW * c->Cout * (c->C / c->group) * c->KH * c->KW <
                            mt_min && c->OH * c->OW < 4096) ? 1 : nt;   /* (many pixels: the
                            layout work splits well, a 3-channel 112x112 stem gains from 2 threads) */
