@@ -841,6 +841,47 @@ def test_gemv_signed_a_operand():
                     _assert_gemv_path(A, B, za, zb, what)
 
 
+
+def test_gemv_split_a_operand():
+    """GEMV rows whose A - za does not fit int8 but lies in [-255, 254] (uint8 A with za other
+    than 0 and 128, int8 A with za other than 0) run with A - za as two int8 halves, both
+    summed into the row (rq_gemv_vnni_sa2): the reference's bits for every zero point from 1
+    to 255, int8 and uint8 B, scalar and per-column B zero points, per-row A zero points that
+    mix rows that fit int8 with rows that do not, K and N off the kernel's blocks (the edge
+    chunks and the K tail), B views, 1 and 2 threads (K slices).  (An A - za of 255 has no two
+    int8 halves, but needs uint8 A with za 0 or int8 A with za -128, where A_used's zero point
+    is 0 and no correction runs at all: the extreme zero points are among the cases.)"""
+    if "avx512vnni" not in AVAILABLE:
+        pytest.skip("no AVX-512 VNNI here")
+    rng = np.random.default_rng(47)
+    for (M, N, K) in ((1, 300, 1031), (2, 64, 4100), (3, 130, 72), (4, 1000, 1500), (1, 4096, 520)):
+        for at, bt in ((np.uint8, np.int8), (np.uint8, np.uint8), (np.int8, np.int8), (np.int8, np.uint8)):
+            B = _rand(rng, bt, (K, N + 5))[:, 2:N + 2]
+            A = _rand(rng, at, (M, K), extreme=0.3)
+            if at == np.uint8:
+                zas = [at(1), at(3), at(117), at(129), at(254), at(255)]
+            else:
+                zas = [at(-3), at(5), at(-127), at(127)]
+            cases = [(A, za) for za in zas]
+            cases.append((A, at(0) if at == np.uint8 else at(-128)))   # A - za up to 255
+            if M > 1:           # row 0 fits int8, the others do not
+                zr = np.array([9] * M, np.uint8) if at == np.uint8 else np.full(M, -9, np.int8)
+                A2 = A.copy()
+                A2[0] = np.clip(rng.integers(-100, 100, K) + 128, 0, 255).astype(np.uint8).view(at) \
+                    if at == np.uint8 else rng.integers(-100, 100, K).astype(at)
+                zr[0] = at(128) if at == np.uint8 else at(0)
+                cases.append((A2, zr))
+            for A_, za in cases:
+                for zb in (bt(0), _rand(rng, bt, (N,), extreme=0)):
+                    what = (f"gemv sa2 {at.__name__}{bt.__name__} M={M} N={N} K={K} "
+                            f"za={za if np.ndim(za) == 0 else 'rows'}")
+                    _check_threads(A_, B, za, zb, what)
+                    _assert_gemv_path(A_, B, za, zb, what)
+        B = _rand(rng, np.int8, (K, 2 * N))[::-1, ::2]     # reversed rows, a column stride of 2
+        A = _rand(rng, np.uint8, (M, K))
+        _check_threads(A, B, np.uint8(77), np.int8(3), f"gemv sa2 view M={M} N={N} K={K}")
+
+
 def test_gemv_column_blocks():
     """A GEMV whose accumulators ((M + 1) x N int32) pass half the L2 runs in equal column blocks
     one after another: per-column zero points, float and fixed-point multipliers (onnx,

@@ -537,6 +537,9 @@ int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
 #ifndef RQ_GEMV_SA
 #define RQ_GEMV_SA 1      /* 0: A's zero point always through B's column sums (A/B measurements) */
 #endif
+#ifndef RQ_GEMV_SA2
+#define RQ_GEMV_SA2 1     /* 0: rows whose A - za does not fit int8 through B's column sums */
+#endif
 #ifndef RQ_AMX_MIN_M
 #define RQ_AMX_MIN_M 5
 #endif
@@ -1093,6 +1096,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
          * 128 always; Zen 5, 1 x 4096 x 4096 int8 x int8, za 0: 320 -> 236 us) */
         int8_t *ad = NULL;
         int32_t rsum_d[4];   /* sum_k (A - za) per row */
+        int split = 1;       /* 2: ad holds each row as two halves */
         if (RQ_GEMV_SA && za_any && M <= 4 && rq_gemv_vnni_sa__avx512vnni) {
             ad = (int8_t *)rq_aligned_alloc((size_t)M * K + 64);
             int ok = ad != NULL;
@@ -1111,14 +1115,42 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
                 ok = lo >= -128 && hi <= 127;
                 rsum_d[i] = s;
             }
-            if (!ok) { rq_aligned_free(ad); ad = NULL; }
+            if (!ok) {
+                rq_aligned_free(ad); ad = NULL;
+                /* A - za in [-255, 254]: as two int8 halves (rq_gemv_vnni_sa2) */
+                if (RQ_GEMV_SA2 && rq_gemv_vnni_sa2__avx512vnni)
+                    ad = (int8_t *)rq_aligned_alloc((size_t)2 * M * K + 64);
+                int fits = ad != NULL;
+                for (int i = 0; i < M && fits; i++) {
+                    const int32_t zi = a->a_zp[a->a_zp_n == 1 ? 0 : i];
+                    const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+                    int8_t *d0 = ad + (size_t)(2 * i) * K, *d1 = d0 + K;
+                    int32_t s = 0, hi = 0;
+                    for (int k = 0; k < K; k++) {
+                        const uint8_t b = src[(ptrdiff_t)k * a->a_cs];
+                        const int32_t v = (a->a_signed ? (int32_t)(int8_t)b : (int32_t)b) - zi;
+                        /* v as clamp(v, -128, 127) plus the rest, which is in [-127, 126] and
+                         * zero where v fits int8 (the kernel skips 8 k where it is zero) */
+                        const int32_t h = v < -128 ? -128 : v > 127 ? 127 : v;
+                        hi = v > hi ? v : hi;
+                        d0[k] = (int8_t)h;
+                        d1[k] = (int8_t)(v - h);
+                        s += v;
+                    }
+                    fits = hi <= 254;   /* 255 has no two int8 halves (needs za_u 0: not here) */
+                    rsum_d[i] = s;
+                }
+                if (fits) split = 2;
+                else { rq_aligned_free(ad); ad = NULL; }
+            }
         }
         if (ad) {
             static const int32_t zeros[RQ_GEMV_MAX_M] = {0};
             rq_gemm_args as = *a;
             as.A = (const uint8_t *)ad; as.a_rs = K; as.a_cs = 1; as.a_signed = 1;
             as.a_zp = zeros;
-            rc = rq_gemv_vnni_sa__avx512vnni(&as, &e0, nt);
+            rc = split == 2 ? rq_gemv_vnni_sa2__avx512vnni(&as, &e0, nt)
+                            : rq_gemv_vnni_sa__avx512vnni(&as, &e0, nt);
             /* raw = sum (A - za) (B_used + 128): za_u 0, zb_u + 128, rsum = sum (A - za) */
             if (rc == RQ_OK) rc = epi_corrections(&e, &bf, &as, 0, db + 128, rsum_d, NULL);
             rq_aligned_free(ad);

@@ -653,7 +653,12 @@ typedef struct {
     int band;            /* 8-row groups per band (gemv_range) */
     int stream;          /* 1: gemv_stream for the whole groups and chunks, else gemv_band */
     int sa;              /* 1: A_used rows are int8 (A - za), B ^ 0x80 (int8 B) the unsigned
-                          * operand (rq_gemv_vnni_sa__avx512vnni); gemv_stream only */
+                          * operand (rq_gemv_vnni_sa__avx512vnni); 2: the same with A - za as
+                          * two int8 halves, rows 2 r and 2 r + 1 of ap and at, both summed into
+                          * row r (rq_gemv_vnni_sa2__avx512vnni); gemv_stream only */
+    int RA;              /* rows of ap and at: R, or 2 R under sa == 2 */
+    const uint8_t *nz;   /* sa == 2: nz[g2] nonzero where some row's second half is nonzero at
+                          * k in [8 g2, 8 g2 + 8) (elsewhere the first half is the whole) */
 } gemv_job;
 
 /* One slice of K (slice t of nth, whole 8-row groups): all columns, raw sums into the slice's
@@ -806,6 +811,47 @@ static void gemv_band(const gemv_job *J, int ga, int gb, int ch0, int ch1, int32
 
 static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc);
 
+/* gemv_stream's inner loop: one group of 8 B rows at p over 64-column chunks [ch0, ch1) into
+ * the accumulators at ac (row r at ac + r N64).  A0 / A1: the broadcast A_used dwords of the
+ * group's two k-groups, AS apart per row (1, or 2 where the rows are halves and only the first
+ * is taken); SA: 0 A the unsigned operand, 1 B, 2 B with both halves of each row. */
+static inline __attribute__((always_inline)) void gemv_stream_chunks(const uint8_t *p, int32_t *ac, int ch0,
+                                                                     int ch1, ptrdiff_t rs, int N64,
+                                                                     const __m512i *A0, const __m512i *A1,
+                                                                     const int R, const int AS,
+                                                                     const int xb, const int SA) {
+    const __m512i x = _mm512_set1_epi8((char)0x80);
+    for (int ch = ch0; ch < ch1; ch++, p += 64, ac += 64) {
+        __m512i rr[8];
+        for (int q = 0; q < 8; q++) {
+            _mm_prefetch((const char *)(p + q * rs + RQ_GEMV_STREAM_PFD), _MM_HINT_T0);
+            rr[q] = _mm512_loadu_si512((const void *)(p + q * rs));
+            if (xb) rr[q] = _mm512_xor_si512(rr[q], x);
+        }
+        __m512i v0[4], v1[4];
+        interleave4(rr[0], rr[1], rr[2], rr[3], v0);
+        interleave4(rr[4], rr[5], rr[6], rr[7], v1);
+        for (int r = 0; r < R; r++)
+            for (int q = 0; q < 4; q++) {
+                int32_t *d = ac + (size_t)r * N64 + 16 * q;
+                __m512i t = _mm512_load_si512((const void *)d);
+                if (SA == 2) {
+                    t = _mm512_dpbusd_epi32(t, v0[q], A0[2 * r]);
+                    t = _mm512_dpbusd_epi32(t, v1[q], A1[2 * r]);
+                    t = _mm512_dpbusd_epi32(t, v0[q], A0[2 * r + 1]);
+                    t = _mm512_dpbusd_epi32(t, v1[q], A1[2 * r + 1]);
+                } else if (SA) {
+                    t = _mm512_dpbusd_epi32(t, v0[q], A0[AS * r]);
+                    t = _mm512_dpbusd_epi32(t, v1[q], A1[AS * r]);
+                } else {
+                    t = _mm512_dpbusd_epi32(t, A0[r], v0[q]);
+                    t = _mm512_dpbusd_epi32(t, A1[r], v1[q]);
+                }
+                _mm512_store_si512((void *)d, t);
+            }
+    }
+}
+
 /* Streaming form, for 1 to RQ_GEMV_STREAM_MAXR rows of A_used: one group of 8 B rows at a time
  * across whole 64-column chunks [ch0, ch1), the accumulators read and written per chunk (they
  * stay in L1: (M + 1) x N int32).  Per chunk: 8 loads, 16 unpacks, 8 R dpbusd, 4 R accumulator
@@ -821,44 +867,28 @@ static inline __attribute__((always_inline)) void gemv_stream_t(const gemv_job *
                                                                 const int R, const int xb, const int SA) {
     const int N64 = J->N64;
     const ptrdiff_t rs = J->a->b_rs;
-    const __m512i x = _mm512_set1_epi8((char)0x80);
     for (int g2 = g0; g2 < g1; g2++) {
         const uint8_t *p = J->a->B + (ptrdiff_t)(8 * g2) * rs + ch0 * 64;
-        const int32_t *aq = J->at + (size_t)(2 * g2) * R;
-        __m512i A0[RQ_GEMV_STREAM_MAXR], A1[RQ_GEMV_STREAM_MAXR];
-        for (int r = 0; r < R; r++) { A0[r] = _mm512_set1_epi32(aq[r]); A1[r] = _mm512_set1_epi32(aq[R + r]); }
+        const int RA = SA == 2 ? 2 * R : R;
+        const int32_t *aq = J->at + (size_t)(2 * g2) * RA;
+        __m512i A0[2 * RQ_GEMV_STREAM_MAXR], A1[2 * RQ_GEMV_STREAM_MAXR];
+        for (int r = 0; r < RA; r++) { A0[r] = _mm512_set1_epi32(aq[r]); A1[r] = _mm512_set1_epi32(aq[RA + r]); }
         int32_t *ac = acc + ch0 * 64;
-        for (int ch = ch0; ch < ch1; ch++, p += 64, ac += 64) {
-            __m512i rr[8];
-            for (int q = 0; q < 8; q++) {
-                _mm_prefetch((const char *)(p + q * rs + RQ_GEMV_STREAM_PFD), _MM_HINT_T0);
-                rr[q] = _mm512_loadu_si512((const void *)(p + q * rs));
-                if (xb) rr[q] = _mm512_xor_si512(rr[q], x);
-            }
-            __m512i v0[4], v1[4];
-            interleave4(rr[0], rr[1], rr[2], rr[3], v0);
-            interleave4(rr[4], rr[5], rr[6], rr[7], v1);
-            for (int r = 0; r < R; r++)
-                for (int q = 0; q < 4; q++) {
-                    int32_t *d = ac + (size_t)r * N64 + 16 * q;
-                    __m512i t = _mm512_load_si512((const void *)d);
-                    if (SA) {
-                        t = _mm512_dpbusd_epi32(t, v0[q], A0[r]);
-                        t = _mm512_dpbusd_epi32(t, v1[q], A1[r]);
-                    } else {
-                        t = _mm512_dpbusd_epi32(t, A0[r], v0[q]);
-                        t = _mm512_dpbusd_epi32(t, A1[r], v1[q]);
-                    }
-                    _mm512_store_si512((void *)d, t);
-                }
+        if (SA == 2 && !J->nz[g2]) {
+            /* every second half zero in these 8 k: the first halves alone, as SA 1 */
+            gemv_stream_chunks(p, ac, ch0, ch1, rs, N64, A0, A1, R, 2, xb, 1);
+            continue;
         }
+        gemv_stream_chunks(p, ac, ch0, ch1, rs, N64, A0, A1, R, 1, xb, SA);
     }
 }
 
 #define RQ_GEMV_STREAM_CASE(RR)                                                                    \
     case RR:                                                                                       \
-        if (J->sa) { if (xb) gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 1, 1);                     \
-                     else gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 0, 1); }                      \
+        if (J->sa == 2) { if (xb) gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 1, 2);                \
+                          else gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 0, 2); }                 \
+        else if (J->sa) { if (xb) gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 1, 1);                \
+                          else gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 0, 1); }                 \
         else { if (xb) gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 1, 0);                           \
                else gemv_stream_t(J, g0, g1, ch0, ch1, acc, RR, 0, 0); }                            \
         break;
@@ -894,7 +924,7 @@ static void gemv_range(const gemv_job *J, int g0, int g1, int ch0, int ch1, int3
 static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, int32_t *acc) {
     const rq_gemm_args *a = J->a;
     const uint8_t *ap = J->ap;
-    const int N = J->N, K = J->K, Kp = J->Kp, N64 = J->N64, R = J->R;
+    const int N = J->N, K = J->K, Kp = J->Kp, N64 = J->N64;
     const __m512i x = _mm512_set1_epi8((J->sa ? a->b_signed : !a->b_signed) ? (char)0x80 : 0);
     const uint8_t *rows[8];
     int valid[8];
@@ -914,10 +944,11 @@ static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, i
         __m512i v0[4], v1[4];
         interleave4(rr[0], rr[1], rr[2], rr[3], v0);
         interleave4(rr[4], rr[5], rr[6], rr[7], v1);
-        for (int r = 0; r < R; r++) {
+        for (int ra = 0; ra < J->RA; ra++) {
+            const int r = J->sa == 2 ? ra / 2 : ra;   /* sa 2: both halves into row r */
             int32_t *ac = acc + (size_t)r * N64 + c0;
-            const __m512i A0 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2));
-            const __m512i A1 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)r * Kp + 8 * g2 + 4));
+            const __m512i A0 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)ra * Kp + 8 * g2));
+            const __m512i A1 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)ra * Kp + 8 * g2 + 4));
             for (int q = 0; q < 4; q++) {
                 __m512i sv = _mm512_load_si512((void *)(ac + 16 * q));
                 if (J->sa) {
@@ -992,6 +1023,7 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
     const int M = a->M, N = a->N, K = a->K;
     const int Kp = (K + 7) / 8 * 8, N64 = (N + 63) / 64 * 64;
     const int R = M + (csum_out ? 1 : 0);  /* extra row of ones computes the column sums */
+    const int RA = sa == 2 ? 2 * R : R;    /* sa 2: a->A holds 2 M rows, two halves per row */
     if (R > RQ_GEMV_MAXR || (sa && (csum_out || R > RQ_GEMV_STREAM_MAXR))) return RQ_EARG;
     const int nchunk = N64 / 64;
     /* one column slice per thread (long contiguous row segments keep the prefetchers streaming),
@@ -1000,12 +1032,12 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
     int nth = 1;
     if (nthreads > 1 && (size_t)K * N > (size_t)RQ_GEMV_MT_MIN) nth = nchunk < nthreads ? nchunk : nthreads;
     const int kslices = nth > 1 && Kp / 8 >= 64 * nth;
-    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)R * Kp + 64);
-    int32_t *at = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * ((size_t)R * (Kp / 4) + 16));
+    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)RA * Kp + 64);
+    int32_t *at = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * ((size_t)RA * (Kp / 4) + 16));
     int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(kslices ? nth : 1) * R * N64);
     if (!ap || !at || !acc) { rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc); return RQ_ENOMEM; }
     const uint8_t ax = a->a_signed && !sa ? 0x80 : 0;
-    for (int i = 0; i < M; i++) {
+    for (int i = 0; i < (sa == 2 ? RA : M); i++) {
         uint8_t *d = ap + (size_t)i * Kp;
         const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
         if (a->a_cs == 1) for (int k = 0; k < K; k++) d[k] = s[k] ^ ax;
@@ -1014,17 +1046,27 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
     }
     if (csum_out) { memset(ap + (size_t)M * Kp, 1, K); memset(ap + (size_t)M * Kp + K, 0, Kp - K); }
     for (int g4 = 0; g4 < Kp / 4; g4++)
-        for (int r = 0; r < R; r++) memcpy(at + (size_t)g4 * R + r, ap + (size_t)r * Kp + 4 * g4, 4);
+        for (int r = 0; r < RA; r++) memcpy(at + (size_t)g4 * RA + r, ap + (size_t)r * Kp + 4 * g4, 4);
+    uint8_t *nz = NULL;
+    if (sa == 2) {
+        nz = (uint8_t *)malloc((size_t)Kp / 8 + 1);
+        if (!nz) { rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc); return RQ_ENOMEM; }
+        for (int g2 = 0; g2 < Kp / 8; g2++) {
+            uint64_t o = 0, w;
+            for (int r = 1; r < RA; r += 2) { memcpy(&w, ap + (size_t)r * Kp + 8 * g2, 8); o |= w; }
+            nz[g2] = o != 0;
+        }
+    }
     gemv_job J = {a, e, csum_out, ap, acc, M, N, K, Kp, N64, R, nchunk, nth, at,
                   (size_t)K * N > (size_t)rq_l2_bytes() / 2 ? RQ_GEMV_BAND_MEM : RQ_GEMV_BAND,
-                  R <= RQ_GEMV_STREAM_MAXR, sa};
+                  R <= RQ_GEMV_STREAM_MAXR, sa, RA, nz};
     if (kslices) {
         rq_parallel(nth, nthreads, gemv_kslice, &J);
         rq_parallel(nchunk, nchunk >= 4 * nthreads ? nthreads : 1, gemv_ksum, &J);
     } else {
         rq_parallel(nth, nthreads, gemv_slice, &J);
     }
-    rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc);
+    rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc); free(nz);
     return RQ_OK;
 }
 
@@ -1038,6 +1080,17 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
  * RQ_GEMV_STREAM_MAXR rows. */
 int rq_gemv_vnni_sa__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthreads) {
     return gemv_run(a, e, NULL, nthreads, 1);
+}
+
+/* The same for rows whose A - za does not fit int8 (uint8 A with any za but 0 and 128): a->A
+ * holds 2 M rows of int8, rows 2 i and 2 i + 1 the halves floor((A - za) / 2) and
+ * ceil((A - za) / 2) of row i (A - za in [-255, 254]), and both go into row i's sums, so that
+ * no column sums of B are needed: per 64 columns of 8 B rows 4 dpbusd into M rows of sums,
+ * where the column-sum row took 2 dpbusd into M + 1 rows.  The sums are half the bytes, and
+ * with B streamed from L3 they stay in L1 (Zen 5, 1 x 4096 x 4096 uint8 x int8, za 3:
+ * 295 -> see docs/performance.md). */
+int rq_gemv_vnni_sa2__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthreads) {
+    return gemv_run(a, e, NULL, nthreads, 2);
 }
 
 /* ---------------------------------------------------------------- int16 pair saturation */

@@ -249,6 +249,8 @@ int rq_gemv_vnni__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int32_t *cs
                              int nthreads) __attribute__((weak));
 int rq_gemv_vnni_sa__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthreads)
     __attribute__((weak));
+int rq_gemv_vnni_sa2__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthreads)
+    __attribute__((weak));
 /* AMX: A operand described by tiles: row block ib (16 rows) and k chunk kc start at
  * abase + ib*a_ib_stride + koff[kc], rows a_tile_stride bytes apart. */
 typedef struct rq_amx_a {
