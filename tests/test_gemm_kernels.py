@@ -864,6 +864,14 @@ def test_gemv_split_a_operand():
                 zas = [at(-3), at(5), at(-127), at(127)]
             cases = [(A, za) for za in zas]
             cases.append((A, at(0) if at == np.uint8 else at(-128)))   # A - za up to 255
+            # within int8 of za but at a few k (the first, one inside, the K tail): the 8 k
+            # around those run both halves, the others the first half alone
+            za = at(100) if at == np.uint8 else at(-20)
+            As = np.clip(rng.integers(-60, 60, (M, K)) + int(za), np.iinfo(at).min,
+                         np.iinfo(at).max).astype(at)
+            for k in (0, K // 3, K - 1):
+                As[rng.integers(0, M), k] = np.iinfo(at).max
+            cases.append((As, za))
             if M > 1:           # row 0 fits int8, the others do not
                 zr = np.array([9] * M, np.uint8) if at == np.uint8 else np.full(M, -9, np.int8)
                 A2 = A.copy()
