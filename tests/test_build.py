@@ -182,6 +182,14 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                     assert np.array_equal(refquant.matmul_integer(As, B, np.int8(0), B[0, 0]),
                                           R.matmul_integer(As, B, np.int8(0), B[0, 0]))
         refquant.set_num_threads(None)
+        for t, M, K_, N, off in ((1, 1, 70, 600, 16), (2, 2, 1030, 530, 1), (1, 4, 33, 512, 63), (2, 5, 64, 700, 48)):
+            refquant.set_num_threads(t)     # GEMV chunks on B's lines: chunk 0 and the last masked
+            Bo = rng.integers(-128, 128, K_ * 768 + 128).astype(np.int8)
+            Bo = Bo[(off - Bo.ctypes.data) % 64:][:K_ * 768].reshape(K_, 768)[:, :N]
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+            for B in (Bo, Bo[::-1], Bo.view(np.uint8)):
+                assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(5)), R.matmul_integer(A, B, np.uint8(5)))
+        refquant.set_num_threads(None)
         for M, K_, off in ((33, 65, 1), (40, 130, 16), (17, 64, 48)):   # lazy A strips (AMX)
             A = rng.integers(0, 256, M * K_ + off).astype(np.uint8)[off:].reshape(M, K_)
             B = rng.integers(-128, 128, (K_, 40)).astype(np.int8)

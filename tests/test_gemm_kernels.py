@@ -808,6 +808,34 @@ def test_gemv_stream_views():
                 _assert_gemv_path(A, B, za, zb, what)
 
 
+
+def test_gemv_line_aligned_chunks():
+    """B's rows all starting the same distance past a cache line (a row stride that is a
+    multiple of 64 bytes, numpy's large arrays 16 bytes past a line), N >= 512: the GEMV's
+    64-column chunks start on B's lines, the first chunk's lanes before column 0 and the last
+    chunk's lanes past N masked (the streaming kernel's edge chunks, the register bands'
+    rows8_any): every offset class, N ending inside a chunk and on one, 1 to 8 rows (the
+    column-sum, signed-operand and two-halves paths, the bands), K off the 8-row groups,
+    reversed rows, 1 and 2 threads (column slices and K slices): the reference's bits."""
+    if "avx512vnni" not in AVAILABLE:
+        pytest.skip("no AVX-512 VNNI here")
+    rng = np.random.default_rng(53)
+    for (M, N, K, width) in ((1, 512, 64, 576), (2, 600, 100, 640), (3, 1000, 1031, 1024),
+                             (4, 1089, 72, 1152), (5, 700, 520, 768), (8, 512, 33, 512),
+                             (1, 4096, 260, 4096)):
+        for off in (0, 1, 16, 48, 63):
+            at, bt = ((np.uint8, np.int8), (np.int8, np.uint8), (np.uint8, np.uint8))[off % 3]
+            base = _rand(rng, bt, (K * width + 128,))
+            shift = (off - base.ctypes.data) % 64
+            B = base[shift:shift + K * width].reshape(K, width)[:, :N]
+            assert B.ctypes.data % 64 == off
+            A = _rand(rng, at, (M, K))
+            for za, zb in ((at(0), bt(0)), (at(7) if at == np.uint8 else at(-7), _rand(rng, bt, (N,), extreme=0))):
+                what = f"gemv aligned {at.__name__}{bt.__name__} M={M} N={N} K={K} off={off}"
+                _check_threads(A, B, za, zb, what)
+                _check_threads(A, B[::-1], za, zb, what + " reversed rows")
+                _assert_gemv_path(A, B, za, zb, what)
+
 def test_gemv_signed_a_operand():
     """GEMV rows whose A - za all fit int8 (int8 A with za 0, uint8 A with za 128, A within 127
     of za) run with A - za as the signed operand and B ^ 0x80 as the unsigned one, no column

@@ -13,6 +13,7 @@
 #endif
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
 
 #ifndef RQ_PACK_MT_MIN
 #define RQ_PACK_MT_MIN 65536   /* B elements above which packing uses the threads (measured at 2 threads: 512^3 103 -> 95 us, 384x768x768 178 -> 150 us) */
@@ -659,6 +660,10 @@ typedef struct {
     int RA;              /* rows of ap and at: R, or 2 R under sa == 2 */
     const uint8_t *nz;   /* sa == 2: nz[g2] nonzero where some row's second half is nonzero at
                           * k in [8 g2, 8 g2 + 8) (elsewhere the first half is the whole) */
+    const uint8_t *B;    /* B - co: chunk ch covers the columns [64 ch - co, 64 ch - co + 64) */
+    int co;              /* 0, or how far B's rows start past a cache line (every row alike):
+                          * the chunks then load whole lines; N above is N + co, and the co
+                          * columns before B's first are an edge chunk's masked lanes */
 } gemv_job;
 
 /* One slice of K (slice t of nth, whole 8-row groups): all columns, raw sums into the slice's
@@ -691,6 +696,12 @@ typedef struct {
 #endif
 #ifndef RQ_GEMV_STREAM_PFD
 #define RQ_GEMV_STREAM_PFD 256  /* gemv_stream: software prefetch this many bytes down each row */
+#endif
+#ifndef RQ_GEMV_ALIGN
+#define RQ_GEMV_ALIGN 1     /* 0: chunks from B's first column, wherever its rows start */
+#endif
+#ifndef RQ_GEMV_ALIGN_MIN_N
+#define RQ_GEMV_ALIGN_MIN_N 512   /* columns from which the chunks are aligned to B's lines */
 #endif
 #ifndef RQ_GEMV_BAND_MEM
 #define RQ_GEMV_BAND_MEM 2  /* the same for a B beyond half the L2: fewer rows streamed at once */
@@ -756,7 +767,7 @@ static inline __attribute__((always_inline)) void gemv_band_pass(const gemv_job 
             s[r][q] = _mm512_load_si512((const void *)(acc + (size_t)r * N64 + ch * 64 + 16 * (hh * NQ + q)));
             if (R <= 2) s2[r][q] = s[r][q];
         }
-    const uint8_t *p = J->a->B + (ptrdiff_t)(8 * ga) * rs + ch * 64;
+    const uint8_t *p = J->B + (ptrdiff_t)(8 * ga) * rs + ch * 64;
     const int32_t *aq = J->at + (size_t)(2 * ga) * R;
     for (int g2 = ga; g2 < gb; g2++, p += 8 * rs, aq += 2 * R) {
         gemv_k4(p, rs, aq, s, R, NH, hh, xb);
@@ -819,14 +830,16 @@ static inline __attribute__((always_inline)) void gemv_stream_chunks(const uint8
                                                                      int ch1, ptrdiff_t rs, int N64,
                                                                      const __m512i *A0, const __m512i *A1,
                                                                      const int R, const int AS,
-                                                                     const int xb, const int SA) {
+                                                                     const int xb, const int SA,
+                                                                     const int MASKED, __mmask64 m) {
     const __m512i x = _mm512_set1_epi8((char)0x80);
     for (int ch = ch0; ch < ch1; ch++, p += 64, ac += 64) {
         __m512i rr[8];
         for (int q = 0; q < 8; q++) {
             _mm_prefetch((const char *)(p + q * rs + RQ_GEMV_STREAM_PFD), _MM_HINT_T0);
-            rr[q] = _mm512_loadu_si512((const void *)(p + q * rs));
-            if (xb) rr[q] = _mm512_xor_si512(rr[q], x);
+            if (MASKED) rr[q] = _mm512_maskz_loadu_epi8(m, (const void *)(p + q * rs));
+            else rr[q] = _mm512_loadu_si512((const void *)(p + q * rs));
+            if (xb) rr[q] = _mm512_xor_si512(rr[q], x);   /* (masked lanes: columns not stored) */
         }
         __m512i v0[4], v1[4];
         interleave4(rr[0], rr[1], rr[2], rr[3], v0);
@@ -867,19 +880,37 @@ static inline __attribute__((always_inline)) void gemv_stream_t(const gemv_job *
                                                                 const int R, const int xb, const int SA) {
     const int N64 = J->N64;
     const ptrdiff_t rs = J->a->b_rs;
+    /* whole chunks [fa, fb); chunk 0 (under co) and the last (past N) masked, at most one each */
+    const int full_ch = J->N / 64;
+    const int fa = imin(imax(ch0, J->co ? 1 : 0), ch1), fb = imax(imin(ch1, full_ch), fa);
+    const __mmask64 mh = ~(__mmask64)0 << J->co;
+    const int nt = J->N - 64 * full_ch;
+    const __mmask64 mt = nt ? ((__mmask64)1 << nt) - 1 : ~(__mmask64)0;
     for (int g2 = g0; g2 < g1; g2++) {
-        const uint8_t *p = J->a->B + (ptrdiff_t)(8 * g2) * rs + ch0 * 64;
+        const uint8_t *p = J->B + (ptrdiff_t)(8 * g2) * rs + ch0 * 64;
         const int RA = SA == 2 ? 2 * R : R;
         const int32_t *aq = J->at + (size_t)(2 * g2) * RA;
         __m512i A0[2 * RQ_GEMV_STREAM_MAXR], A1[2 * RQ_GEMV_STREAM_MAXR];
         for (int r = 0; r < RA; r++) { A0[r] = _mm512_set1_epi32(aq[r]); A1[r] = _mm512_set1_epi32(aq[RA + r]); }
         int32_t *ac = acc + ch0 * 64;
-        if (SA == 2 && !J->nz[g2]) {
-            /* every second half zero in these 8 k: the first halves alone, as SA 1 */
-            gemv_stream_chunks(p, ac, ch0, ch1, rs, N64, A0, A1, R, 2, xb, 1);
-            continue;
+        /* every second half zero in these 8 k: the first halves alone, as SA 1 */
+        const int light = SA == 2 && !J->nz[g2];
+        /* chunk 0 under co and a last chunk past N's end: masked loads (their other lanes are
+         * columns that are not stored) */
+        if (ch0 < fa) {
+            if (light) gemv_stream_chunks(p, ac, ch0, fa, rs, N64, A0, A1, R, 2, xb, 1, 1, mh);
+            else gemv_stream_chunks(p, ac, ch0, fa, rs, N64, A0, A1, R, 1, xb, SA, 1, mh);
         }
-        gemv_stream_chunks(p, ac, ch0, ch1, rs, N64, A0, A1, R, 1, xb, SA);
+        const uint8_t *pf = p + (fa - ch0) * 64;
+        int32_t *af = ac + (fa - ch0) * 64;
+        if (light) gemv_stream_chunks(pf, af, fa, fb, rs, N64, A0, A1, R, 2, xb, 1, 0, 0);
+        else gemv_stream_chunks(pf, af, fa, fb, rs, N64, A0, A1, R, 1, xb, SA, 0, 0);
+        if (fb < ch1) {
+            const uint8_t *pt = p + (fb - ch0) * 64;
+            int32_t *at_ = ac + (fb - ch0) * 64;
+            if (light) gemv_stream_chunks(pt, at_, fb, ch1, rs, N64, A0, A1, R, 2, xb, 1, 1, mt);
+            else gemv_stream_chunks(pt, at_, fb, ch1, rs, N64, A0, A1, R, 1, xb, SA, 1, mt);
+        }
     }
 }
 
@@ -906,15 +937,20 @@ static void gemv_stream(const gemv_job *J, int g0, int g1, int ch0, int ch1, int
  * chunks in registers; the chunk past N's last whole 64 and a group past K by rows8_any */
 static void gemv_range(const gemv_job *J, int g0, int g1, int ch0, int ch1, int32_t *acc) {
     const int full_ch = J->N / 64, gfull = J->K / 8;
-    const int fb = ch1 < full_ch ? ch1 : full_ch;       /* whole chunks [ch0, fb) */
-    const int ta = ch0 > full_ch ? ch0 : full_ch;       /* edge chunk(s) [ta, ch1) */
+    const int hb = imin(ch1, J->co ? 1 : 0);             /* head edge chunk [ch0, hb) */
+    const int fa = imax(ch0, J->co ? 1 : 0);
+    const int fb = ch1 < full_ch ? ch1 : full_ch;       /* whole chunks [fa, fb) */
+    const int ta = imax(fa, full_ch);                    /* edge chunk(s) [ta, ch1) */
     const int gw = g1 < gfull ? g1 : gfull;
     for (int ga = g0; ga < gw; ga += J->band) {
         const int gb = ga + J->band < gw ? ga + J->band : gw;
-        if (fb > ch0) {
-            if (J->stream) gemv_stream(J, ga, gb, ch0, fb, acc);
-            else gemv_band(J, ga, gb, ch0, fb, acc);
+        if (J->stream) {   /* the edge chunks too, with masked loads */
+            gemv_stream(J, ga, gb, ch0, ch1, acc);
+            continue;
         }
+        if (hb > ch0)
+            for (int g2 = ga; g2 < gb; g2++) gemv_rows8_any(J, g2, ch0, hb, acc);
+        if (fb > fa) gemv_band(J, ga, gb, fa, fb, acc);
         if (ch1 > ta)
             for (int g2 = ga; g2 < gb; g2++) gemv_rows8_any(J, g2, ta, ch1, acc);
     }
@@ -931,12 +967,13 @@ static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, i
     for (int q = 0; q < 8; q++) {
         int k = 8 * g2 + q;
         valid[q] = k < K;
-        rows[q] = a->B + (ptrdiff_t)(valid[q] ? k : 0) * a->b_rs;
+        rows[q] = J->B + (ptrdiff_t)(valid[q] ? k : 0) * a->b_rs;
     }
     for (int ch = ch0; ch < ch1; ch++) {
         const int c0 = ch * 64;
         const int nv = N - c0 >= 64 ? 64 : N - c0;
-        const __mmask64 m = nv == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
+        __mmask64 m = nv == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nv) - 1);
+        if (c0 < J->co) m &= ~(((__mmask64)1 << (J->co - c0)) - 1);   /* before B's first column */
         __m512i rr[8];
         for (int q = 0; q < 8; q++)
             rr[q] = valid[q] ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rows[q] + c0), x)
@@ -974,6 +1011,18 @@ static void gemv_kslice(void *ctx, int64_t t) {
 }
 
 /* K-sliced GEMV epilogue: chunk ch of the partial sums added over the slices, unscrambled */
+/* chunk ch's unscrambled sums v[0..3] into the row at dst (real columns from 64 ch - co: under
+ * co, chunk 0's first co lanes lie before column 0 and are not stored; the last chunk's lanes
+ * past N go into the row's padding, as without co) */
+static inline void gemv_store_chunk(int32_t *dst, int ch, int co, const __m512i *v) {
+    const int c0 = ch * 64 - co;
+    for (int q = 0; q < 4; q++) {
+        const int c = c0 + 16 * q;
+        if (c >= 0) _mm512_storeu_si512(dst + c, v[q]);
+        else if (c > -16) _mm512_mask_storeu_epi32(dst + c, (__mmask16)(0xFFFFu << -c), v[q]);
+    }
+}
+
 static void gemv_ksum(void *ctx, int64_t ch) {
     const gemv_job *J = (const gemv_job *)ctx;
     const int M = J->M, N64 = J->N64, R = J->R, c0 = (int)ch * 64;
@@ -985,9 +1034,7 @@ static void gemv_ksum(void *ctx, int64_t ch) {
                 v[q] = _mm512_add_epi32(v[q], _mm512_load_si512((const void *)(J->acc + ((size_t)t * R + r) * N64 + c0 + 16 * q)));
         }
         lane_transpose(&v[0], &v[1], &v[2], &v[3]);
-        int32_t *dst = r < M ? (int32_t *)J->e->C + (ptrdiff_t)r * J->e->c_rs + c0 : J->csum_out + c0;
-        _mm512_storeu_si512(dst, v[0]); _mm512_storeu_si512(dst + 16, v[1]);
-        _mm512_storeu_si512(dst + 32, v[2]); _mm512_storeu_si512(dst + 48, v[3]);
+        gemv_store_chunk(r < M ? (int32_t *)J->e->C + (ptrdiff_t)r * J->e->c_rs : J->csum_out, (int)ch, J->co, v);
     }
 }
 
@@ -1008,19 +1055,22 @@ static void gemv_slice(void *ctx, int64_t tid_) {
             const int c0 = ch * 64;
             for (int r = 0; r < R; r++) {
                 int32_t *ac = acc + (size_t)r * N64 + c0;
-                __m512i v0 = _mm512_load_si512((void *)ac), v1 = _mm512_load_si512((void *)(ac + 16)),
-                        v2 = _mm512_load_si512((void *)(ac + 32)), v3 = _mm512_load_si512((void *)(ac + 48));
-                lane_transpose(&v0, &v1, &v2, &v3);
-                int32_t *dst = r < M ? (int32_t *)e->C + (ptrdiff_t)r * e->c_rs + c0 : csum_out + c0;
-                _mm512_storeu_si512(dst, v0); _mm512_storeu_si512(dst + 16, v1);
-                _mm512_storeu_si512(dst + 32, v2); _mm512_storeu_si512(dst + 48, v3);
+                __m512i v[4];
+                for (int q = 0; q < 4; q++) v[q] = _mm512_load_si512((void *)(ac + 16 * q));
+                lane_transpose(&v[0], &v[1], &v[2], &v[3]);
+                gemv_store_chunk(r < M ? (int32_t *)e->C + (ptrdiff_t)r * e->c_rs : csum_out, ch, J->co, v);
             }
         }
     }
 }
 
 static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, int nthreads, int sa) {
-    const int M = a->M, N = a->N, K = a->K;
+    const int M = a->M, K = a->K;
+    /* B's rows all starting co bytes past a line (numpy places large arrays 16 bytes past
+     * one): chunks of whole lines, the first co lanes of chunk 0 masked */
+    const int co = RQ_GEMV_ALIGN && a->N >= RQ_GEMV_ALIGN_MIN_N && a->b_rs % 64 == 0
+                   ? (int)((uintptr_t)a->B & 63) : 0;
+    const int N = a->N + co;
     const int Kp = (K + 7) / 8 * 8, N64 = (N + 63) / 64 * 64;
     const int R = M + (csum_out ? 1 : 0);  /* extra row of ones computes the column sums */
     const int RA = sa == 2 ? 2 * R : R;    /* sa 2: a->A holds 2 M rows, two halves per row */
@@ -1059,7 +1109,7 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
     }
     gemv_job J = {a, e, csum_out, ap, acc, M, N, K, Kp, N64, R, nchunk, nth, at,
                   (size_t)K * N > (size_t)rq_l2_bytes() / 2 ? RQ_GEMV_BAND_MEM : RQ_GEMV_BAND,
-                  R <= RQ_GEMV_STREAM_MAXR, sa, RA, nz};
+                  R <= RQ_GEMV_STREAM_MAXR, sa, RA, nz, a->B - co, co};
     if (kslices) {
         rq_parallel(nth, nthreads, gemv_kslice, &J);
         rq_parallel(nchunk, nchunk >= 4 * nthreads ? nthreads : 1, gemv_ksum, &J);
