@@ -685,8 +685,9 @@ typedef struct {
 #define RQ_GEMV_BAND 8      /* 8-row groups of B per band of the register-blocked kernel, B in L2 */
 #endif
 #ifndef RQ_GEMV_MT_MIN
-#define RQ_GEMV_MT_MIN 786432   /* B bytes above which the GEMV uses the threads (2 threads,
-    1-8 rows: 768x768 even or slower, 1024x1024 1.05-1.3x faster) */
+#define RQ_GEMV_MT_MIN 262144   /* B bytes above which the GEMV uses the threads (2 threads,
+    1-8 rows, session 14 with the pool: 1x768x768 10.8 -> 9.8 us, 4x768x768 19.9 -> 16.1,
+    1x512x512 no gain; before the pool, 768x768 was even or slower) */
 #endif
 #ifndef RQ_GEMV_STREAM_MAXR
 #define RQ_GEMV_STREAM_MAXR 4   /* rows of A_used up to which gemv_stream runs (at most 4) */
@@ -874,7 +875,10 @@ static inline __attribute__((always_inline)) void gemv_stream_chunks(const uint8
  * an AMD Zen 5 (1 thread, B int8 plain, 16 bytes past a line as numpy places it), against the
  * register bands: 1 x 4096 x 4096 295 vs 410 us (za 3; 235 vs 294 with za 0), 2 x 4096 x 4096
  * 361 vs 447, 1 x 1024 x 1024 15.3 vs 19.1, 1 x 768 x 768 9.0 vs 10.6; with 5 and 6 rows the
- * bands were as fast or faster (0.92-1.07x). */
+ * bands were as fast or faster (0.92-1.07x).  Session 14 (same machine): with the accumulators
+ * (M + 1) x 16 KiB, B's lines through L1 evicted them (reading acc alone cost as much as
+ * acc load + store); the two-halves form (sa 2: M rows of sums) and chunks on B's lines made
+ * 1 x 4096 x 4096 za 117 about 260 -> 210 us (L3-resident B). */
 static inline __attribute__((always_inline)) void gemv_stream_t(const gemv_job *J, int g0, int g1,
                                                                 int ch0, int ch1, int32_t *acc,
                                                                 const int R, const int xb, const int SA) {
@@ -1133,12 +1137,12 @@ int rq_gemv_vnni_sa__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthr
 }
 
 /* The same for rows whose A - za does not fit int8 (uint8 A with any za but 0 and 128): a->A
- * holds 2 M rows of int8, rows 2 i and 2 i + 1 the halves floor((A - za) / 2) and
- * ceil((A - za) / 2) of row i (A - za in [-255, 254]), and both go into row i's sums, so that
- * no column sums of B are needed: per 64 columns of 8 B rows 4 dpbusd into M rows of sums,
- * where the column-sum row took 2 dpbusd into M + 1 rows.  The sums are half the bytes, and
- * with B streamed from L3 they stay in L1 (Zen 5, 1 x 4096 x 4096 uint8 x int8, za 3:
- * 295 -> see docs/performance.md). */
+ * holds 2 M rows of int8, rows 2 i and 2 i + 1 the halves clamp(A - za, -128, 127) and the
+ * rest (A - za in [-255, 254], the rest in [-127, 126]) of row i, and both go into row i's
+ * sums, so that no column sums of B are needed: per 64 columns of 8 B rows 4 dpbusd into M
+ * rows of sums (2 where the rest is zero at all 8 k), where the column-sum row took 2 dpbusd
+ * into M + 1 rows.  For M = 1 the sums are half the bytes and stay in L1 (Zen 5, 1 x 4096 x
+ * 4096 uint8 x int8 alternating: za 3 307 -> 250 us, 2 x 4096 x 4096 369 -> 316 us). */
 int rq_gemv_vnni_sa2__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthreads) {
     return gemv_run(a, e, NULL, nthreads, 2);
 }
