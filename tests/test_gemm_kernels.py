@@ -822,7 +822,7 @@ def test_gemv_line_aligned_chunks():
     rng = np.random.default_rng(53)
     for (M, N, K, width) in ((1, 512, 64, 576), (2, 600, 100, 640), (3, 1000, 1031, 1024),
                              (4, 1089, 72, 1152), (5, 700, 520, 768), (8, 512, 33, 512),
-                             (1, 4096, 260, 4096)):
+                             (1, 4096, 260, 4096), (2, 200000, 5, 200064)):   # (the last: column blocks)
         for off in (0, 1, 16, 48, 63):
             at, bt = ((np.uint8, np.int8), (np.int8, np.uint8), (np.uint8, np.uint8))[off % 3]
             base = _rand(rng, bt, (K * width + 128,))
