@@ -916,6 +916,13 @@ def test_gemv_split_a_operand():
         B = _rand(rng, np.int8, (K, 2 * N))[::-1, ::2]     # reversed rows, a column stride of 2
         A = _rand(rng, np.uint8, (M, K))
         _check_threads(A, B, np.uint8(77), np.int8(3), f"gemv sa2 view M={M} N={N} K={K}")
+        B = _rand(rng, np.int8, (K, N))
+        for A in (_rand(rng, np.uint8, (M, 2 * K))[:, ::2], _rand(rng, np.int8, (M, K))[:, ::-1]):
+            for za in ((np.uint8(77), np.uint8(128)) if A.dtype == np.uint8 else (np.int8(-9), np.int8(0))):
+                # A with a column stride (the halves computed by the scalar loop)
+                what = f"gemv sa2 A view {A.dtype} za={za} M={M} N={N} K={K}"
+                _check_threads(A, B, za, np.int8(0), what)
+                _assert_gemv_path(A, B, za, np.int8(0), what)
 
 
 def test_gemv_column_blocks():

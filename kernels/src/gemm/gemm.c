@@ -1096,58 +1096,46 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
          * 128 always; Zen 5, 1 x 4096 x 4096 int8 x int8, za 0: 320 -> 236 us) */
         int8_t *ad = NULL;
         int32_t rsum_d[4];   /* sum_k (A - za) per row */
-        int split = 1;       /* 2: ad holds each row as two halves */
+        int split = 1;       /* 2: both halves of each row (rq_gemv_vnni_sa2), 1: the first alone */
         if (RQ_GEMV_SA && za_any && M <= 4 && rq_gemv_vnni_sa__avx512vnni) {
-            ad = (int8_t *)rq_aligned_alloc((size_t)M * K + 64);
-            int ok = ad != NULL;
+            /* each row as clamp(A - za, -128, 127) (row 2 i) plus the rest (row 2 i + 1, in
+             * [-127, 126]): with no rest anywhere, the first halves are A - za itself */
+            ad = (int8_t *)rq_aligned_alloc((size_t)2 * M * K + 64);
+            int ok = ad != NULL, anyrest = 0;
             for (int i = 0; i < M && ok; i++) {
                 const int32_t zi = a->a_zp[a->a_zp_n == 1 ? 0 : i];
                 const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
-                int8_t *d = ad + (size_t)i * K;
-                int32_t s = 0, lo = 0, hi = 0;
-                for (int k = 0; k < K; k++) {
-                    const uint8_t b = src[(ptrdiff_t)k * a->a_cs];
-                    const int32_t v = (a->a_signed ? (int32_t)(int8_t)b : (int32_t)b) - zi;
-                    lo = v < lo ? v : lo; hi = v > hi ? v : hi;
-                    d[k] = (int8_t)v;
-                    s += v;
-                }
-                ok = lo >= -128 && hi <= 127;
-                rsum_d[i] = s;
-            }
-            if (!ok) {
-                rq_aligned_free(ad); ad = NULL;
-                /* A - za in [-255, 254]: as two int8 halves (rq_gemv_vnni_sa2) */
-                if (RQ_GEMV_SA2 && rq_gemv_vnni_sa2__avx512vnni)
-                    ad = (int8_t *)rq_aligned_alloc((size_t)2 * M * K + 64);
-                int fits = ad != NULL;
-                for (int i = 0; i < M && fits; i++) {
-                    const int32_t zi = a->a_zp[a->a_zp_n == 1 ? 0 : i];
-                    const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
-                    int8_t *d0 = ad + (size_t)(2 * i) * K, *d1 = d0 + K;
-                    int32_t s = 0, hi = 0;
+                int8_t *d0 = ad + (size_t)(2 * i) * K, *d1 = d0 + K;
+                int32_t s = 0, hi = 0;
+                int rest = 0;
+                if (a->a_cs == 1 && rq_gemv_split_a__avx512vnni) {
+                    rq_gemv_split_a__avx512vnni(src, K, a->a_signed, zi, d0, d1, &s, &hi, &rest);
+                } else {
                     for (int k = 0; k < K; k++) {
                         const uint8_t b = src[(ptrdiff_t)k * a->a_cs];
                         const int32_t v = (a->a_signed ? (int32_t)(int8_t)b : (int32_t)b) - zi;
-                        /* v as clamp(v, -128, 127) plus the rest, which is in [-127, 126] and
-                         * zero where v fits int8 (the kernel skips 8 k where it is zero) */
                         const int32_t h = v < -128 ? -128 : v > 127 ? 127 : v;
                         hi = v > hi ? v : hi;
                         d0[k] = (int8_t)h;
                         d1[k] = (int8_t)(v - h);
-                        s += v;
+                        rest |= v != h;
+                        s = (int32_t)((uint32_t)s + (uint32_t)v);
                     }
-                    fits = hi <= 254;   /* 255 has no two int8 halves (needs za_u 0: not here) */
-                    rsum_d[i] = s;
                 }
-                if (fits) split = 2;
-                else { rq_aligned_free(ad); ad = NULL; }
+                ok = hi <= 254;   /* 255 has no two int8 halves (it needs za_u 0: not here) */
+                anyrest |= rest;
+                rsum_d[i] = s;
             }
+            /* a rest somewhere needs the two-halves kernel, else B's column sums */
+            if (ok && anyrest) ok = RQ_GEMV_SA2 && rq_gemv_vnni_sa2__avx512vnni;
+            if (!ok) { rq_aligned_free(ad); ad = NULL; }
+            split = anyrest ? 2 : 1;
         }
         if (ad) {
             static const int32_t zeros[RQ_GEMV_MAX_M] = {0};
             rq_gemm_args as = *a;
-            as.A = (const uint8_t *)ad; as.a_rs = K; as.a_cs = 1; as.a_signed = 1;
+            as.A = (const uint8_t *)ad; as.a_rs = split == 2 ? K : 2 * (ptrdiff_t)K;   /* (1: rows 2 i) */
+            as.a_cs = 1; as.a_signed = 1;
             as.a_zp = zeros;
             rc = split == 2 ? rq_gemv_vnni_sa2__avx512vnni(&as, &e0, nt)
                             : rq_gemv_vnni_sa__avx512vnni(&as, &e0, nt);

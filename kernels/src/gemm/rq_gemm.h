@@ -251,6 +251,9 @@ int rq_gemv_vnni_sa__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthr
     __attribute__((weak));
 int rq_gemv_vnni_sa2__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nthreads)
     __attribute__((weak));
+void rq_gemv_split_a__avx512vnni(const uint8_t *src, int K, int a_signed, int32_t zi, int8_t *d0,
+                                 int8_t *d1, int32_t *sum, int32_t *hi, int *rest)
+    __attribute__((weak));
 /* AMX: A operand described by tiles: row block ib (16 rows) and k chunk kc start at
  * abase + ib*a_ib_stride + koff[kc], rows a_tile_stride bytes apart. */
 typedef struct rq_amx_a {
