@@ -396,10 +396,77 @@ def quantize_linear_packed(x, y_scale, y_zero_point=None, *, profile="onnx", **k
     return _qlp(x, y_scale, y_zero_point, profile=profile, **kwargs)
 
 
+_DQ_STS = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16))
+_VT_DQ = {}   # id(profile) -> (profile, its exact-subtraction profile, its tail profile)
+
+
+def _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size, output_dtype,
+                                    prof, opset, isa):
+    """dq_subtract "scale_then_subtract" with dq_vector_width w (LiteRT's optimized DEQUANTIZE):
+    the blocks of w elements of the flattened tensor compute fl32(fl32(x*s) - fl32(zp*s)), the
+    last n mod w the profile's "tail" override.  fl32(x*s) is the kernel with a zero point of 0
+    (x of at most 16 bits converts exactly), the subtraction one numpy float32 pass, the tail the
+    reference over those elements.  Float32 output, per tensor or per axis (not blocked); the
+    zero point must have x's type and the scale's shape (the reference's acceptance), so that
+    the kernel's validation with a zero point of zeros accepts what the reference accepts."""
+    if (not isinstance(x, np.ndarray) or x.dtype not in _DQ_STS or output_dtype is not None
+            or block_size or x.size == 0):
+        return None
+    s = np.asarray(x_scale)
+    if s.dtype != _F32 or s.ndim > 1:
+        return None
+    zp = x_zero_point
+    if zp is not None:
+        if (not isinstance(zp, (np.ndarray, np.generic)) or zp.dtype != x.dtype
+                or np.shape(zp) != s.shape or isinstance(zp, np.ma.MaskedArray)):
+            return None
+    ent = _VT_DQ.get(id(prof))
+    if ent is None or ent[0] is not prof:
+        import dataclasses
+        ent = (prof, dataclasses.replace(prof, dq_subtract="exact", dq_vector_width=0),
+               dataclasses.replace(prof.for_op("DequantizeLinear", tail=True), dq_vector_width=0))
+        if len(_VT_DQ) > 64:
+            _VT_DQ.clear()
+        _VT_DQ[id(prof)] = ent
+    main, tail = ent[1], ent[2]
+    z0 = None if zp is None else np.zeros(np.shape(zp), x.dtype)
+    res = dequantize_linear(x, x_scale, z0, axis=axis, profile=main, opset=opset, isa=isa)
+    if res is None or res[0].dtype != _F32:
+        return None
+    y, name = res
+    if zp is not None and np.any(np.asarray(zp) != 0):
+        c = np.multiply(np.asarray(zp).astype(_F32), s)          # fl32(zp * s), per channel
+        if c.ndim == 1 and c.size > 1:
+            shp = [1] * x.ndim
+            shp[int(axis) % x.ndim] = c.size
+            c = c.reshape(shp)
+        np.subtract(y, c, out=y)                                  # fl32(fl32(x*s) - fl32(zp*s))
+    n = y.size
+    cut = n - n % prof.dq_vector_width
+    if cut < n:
+        try:
+            if s.size == 1:
+                yt = _rq.dequantize_linear(x.reshape(-1)[cut:], x_scale, x_zero_point, axis=0,
+                                           profile=tail, opset=opset).reshape(-1)
+            else:
+                yt = _rq.dequantize_linear(x, x_scale, x_zero_point, axis=axis, profile=tail,
+                                           opset=opset).reshape(-1)[cut:]
+        except Exception:     # noqa: BLE001 - the reference decides (it raises the same way)
+            return None
+        y.reshape(-1)[cut:] = yt
+    return y, name.replace("dequantize_", "dequantize_sts_", 1)
+
+
 def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
                       profile, opset=None, out=None, isa=None):
     """Fast DequantizeLinear; ``(y, kernel_name)`` or None."""
     prof = profile
+    if (prof.dq_subtract == "scale_then_subtract" and getattr(prof, "dq_vector_width", 0)
+            and out is None):
+        if isinstance(x, np.generic):
+            x = np.asarray(x)
+        return _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size,
+                                               output_dtype, prof, opset, isa)
     # DequantizeLinear reads the profile's own dq fields (no op / granularity overrides apply).
     # dq_subtract "float32" (onnx.reference: fl32(x) - fl32(zp), then * s in float32) equals the
     # exact subtraction for a float32 output: |x - zp| < 2^17 is exact in float32, and an int32

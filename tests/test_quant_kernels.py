@@ -789,6 +789,51 @@ def test_dequantize_profiles_with_overrides_take_the_kernel():
         refquant.dequantize_linear(q.view(np.uint8), np.float32(0.02), profile="tensorrt")
 
 
+
+def test_dequantize_scale_then_subtract_blocks_of_8():
+    """tflite-optimized's DequantizeLinear (LiteRT: blocks of 8 flattened elements compute
+    fl32(fl32(x*s) - fl32(zp*s)), the last n mod 8 (x - zp)*s exactly): the kernel with a zero
+    point of 0 for fl32(x*s), one float32 subtraction, the tail by the reference.  Every n mod 8,
+    per tensor and per axis (the axis first, inner and last, negative), zero and non-zero zero
+    points, 8- and 16-bit x, extreme values; a zero point of another type, a blocked scale, a
+    float16 scale and a Python-int zero point fall back (the reference's result or error)."""
+    rng = np.random.default_rng(43)
+    prof = "tflite-optimized"
+    for dt in (np.uint8, np.int8, np.uint16, np.int16):
+        info = np.iinfo(dt)
+        for n in (1, 7, 8, 9, 15, 16, 63, 64, 65, 1003):
+            x = _random_q(rng, np.dtype(dt), n)
+            x[: min(n, 2)] = (info.min, info.max)[: min(n, 2)]
+            for z in (None, dt(0), dt(info.max), dt(info.min), dt(rng.integers(info.min, info.max))):
+                args = (x, np.float32(rng.uniform(1e-3, 2.0)), z)
+                y = refquant.dequantize_linear(*args, profile=prof)
+                assert refquant.last_path()["path"].startswith("rq_dequantize_sts_"), refquant.last_path()
+                assert_bitexact(y, R.dequantize_linear(*args, profile=prof), f"{dt.__name__} n={n} z={z}")
+        for shape, axis in (((3, 7, 5), 1), ((4, 9), 0), ((6, 3), -1), ((2, 3, 11), 2)):
+            x = _random_q(rng, np.dtype(dt), int(np.prod(shape))).reshape(shape)
+            d = shape[axis]
+            sv = rng.uniform(1e-3, 2.0, d).astype(np.float32)
+            for zv in (None, np.zeros(d, dt), rng.integers(info.min, info.max, d).astype(dt)):
+                y = refquant.dequantize_linear(x, sv, zv, axis=axis, profile=prof)
+                assert refquant.last_path()["path"].startswith("rq_dequantize_sts_")
+                assert_bitexact(y, R.dequantize_linear(x, sv, zv, axis=axis, profile=prof),
+                                f"{dt.__name__} {shape} axis={axis}")
+    x = _random_q(rng, np.dtype(np.uint8), 100)
+    for args, kw in (((x, np.float32(0.1), np.int8(3)), {}),                 # zp of another type
+                     ((x.reshape(10, 10), np.full((10, 2), 0.1, np.float32), np.zeros((10, 2), np.uint8)),
+                      dict(axis=1, block_size=5)),                             # blocked
+                     ((x, np.float16(0.1), np.uint8(3)), {}),                  # float16 output
+                     ((x, np.float32(0.1), 3), {})):                           # a Python int
+        try:
+            want = R.dequantize_linear(*args, profile=prof, **kw)
+        except Exception as e:   # noqa: BLE001
+            with pytest.raises(type(e)):
+                refquant.dequantize_linear(*args, profile=prof, **kw)
+            continue
+        y = refquant.dequantize_linear(*args, profile=prof, **kw)
+        assert refquant.last_path()["path"] == "reference"
+        assert_bitexact(y, want, f"fallback {kw}")
+
 def test_dequantize_float32_subtraction_profile():
     """onnx-reference's DequantizeLinear (fl32(x) - fl32(zp), float32 product, then the cast to
     the output type) equals the exact subtraction for float32 outputs, so it runs the kernel
