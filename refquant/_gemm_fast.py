@@ -430,6 +430,7 @@ def _qlinear_operands(op, a, b, b_scale, b_zero_point, profile, two_d):
 
 
 _asym = _rg._nonzero   # a non-zero weight zero point: the reference's "asymmetric_weights" selector
+_ONNX_PROFILE = None   # set below (the onnx profile: int32 wrapped MatMulInteger, the kernels' own)
 
 
 _MI_PROF = {}      # id(profile) -> (profile, for_op("MatMulInteger") accumulator ok, sat16 flag)
@@ -656,6 +657,42 @@ def _lean_mult(a_s, b_s, y_s):
     return m if (m >= 0 and m < np.inf) else None
 
 
+def _qlinear_matmul_ref_epilogue(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
+                                 y_zero_point, profile, opset):
+    """QLinearMatMul under a profile whose epilogue the kernels lack (onnx-reference's float64
+    products with the zero point before rounding, tflite-reference's double multiplier rounded
+    half away, ...): the reference's own function, with its integer GEMM's int32 accumulator
+    computed by the kernels (wrap32 of the exact sums: the same value) for 2-D int8/uint8
+    operands without the int16 pair saturation.  The multiplier, the epilogue and every check
+    stay the reference's; an invalid call returns None, and the dispatcher's reference raises."""
+    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
+    B, _ = _arr(b)
+    if A is None or B is None or A.ndim != 2 or B.ndim != 2:
+        return None
+    used = []
+
+    def int_gemm(A_, B_, azp, bzp, p):
+        if (A_.ndim == 2 and B_.ndim == 2 and A_.dtype in _I8 and B_.dtype in _I8
+                and not _rg._use_pair_saturation(p, A_, B_)):
+            za = None if azp is None else np.asarray(azp).reshape(-1).astype(A_.dtype)
+            zb = None if bzp is None else np.asarray(bzp).reshape(-1).astype(B_.dtype)
+            za = za[0] if za is not None and za.size == 1 else za
+            zb = zb[0] if zb is not None and zb.size == 1 else zb
+            r = matmul_integer(A_, b if B_ is B else B_, za, zb, profile=_ONNX_PROFILE)
+            if r is not None and r[0].shape == (A_.shape[0], B_.shape[1]):
+                used.append(r[1])
+                return r[0]
+        return _rg._int_gemm(A_, B_, azp, bzp, p)
+
+    try:
+        y = _rg._qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
+                                y_zero_point, profile, opset, int_gemm)
+    except Exception:   # noqa: BLE001 - the dispatcher's reference raises the same error
+        return None
+    # (the reference's own integer GEMM ran where the kernels could not: the reference's result)
+    return y, (used[0] + "+reference_epilogue") if used else "reference"
+
+
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *,
                    profile, opset=None):
     if opset is None and type(a) is np.ndarray and a.ndim == 2:
@@ -667,7 +704,8 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                 return r
     r = _qlinear_operands("QLinearMatMul", a, b, b_scale, b_zero_point, profile, two_d=False)
     if r is None:
-        return None
+        return _qlinear_matmul_ref_epilogue(a, a_scale, a_zero_point, b, b_scale, b_zero_point,
+                                            y_scale, y_zero_point, profile, opset)
     A, B, pk, p = r
     profile = p
     od = None
@@ -1297,3 +1335,11 @@ def kernel_names():
 
 
 kernel_info = kernel_names
+
+
+def _onnx_profile():
+    from .profile import get_profile
+    return get_profile("onnx")
+
+
+_ONNX_PROFILE = _onnx_profile()

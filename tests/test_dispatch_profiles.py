@@ -603,3 +603,49 @@ def test_onednn_subnormal_weight_scale_runs_the_reference():
               lambda: R.qlinear_matmul(*qa, profile="pytorch-onednn"))
         _same(lambda: refquant.qgemm(*qa[:6], None, *qa[6:], profile="pytorch-onednn"),
               lambda: R.qgemm(*qa[:6], None, *qa[6:], profile="pytorch-onednn"))
+
+
+@pytest.mark.parametrize("profile", ["onnx-reference", "tflite-reference"])
+def test_qlinear_matmul_reference_epilogue_on_kernel_accumulators(profile):
+    """QLinearMatMul under a profile whose epilogue the kernels lack (onnx-reference: float64
+    products, zero point before rounding; tflite-reference: a double multiplier, half away) runs
+    the reference's function with its int32 accumulator from the kernels (path
+    "<kernel>+reference_epilogue"): the reference's bits for per-tensor and per-column weights,
+    per-row activation zero points, packed weights, both operand types, 1 and 2 threads;
+    batched (3-D) operands and invalid calls stay with the reference (its errors)."""
+    rng = np.random.default_rng(61)
+    for M, K, N in ((1, 64, 300), (7, 33, 40), (128, 768, 96)):
+        for ad in (np.uint8, np.int8):
+            a = rng.integers(np.iinfo(ad).min, np.iinfo(ad).max + 1, (M, K)).astype(ad)
+            b = rng.integers(-127, 128, (K, N)).astype(np.int8)
+            za = ad(3) if profile == "tflite-reference" or M == 1 else \
+                rng.integers(0, 9, M).astype(ad)
+            zs = np.float32(0.02) if np.ndim(za) == 0 else np.full(M, 0.02, np.float32)
+            for bs in (np.float32(0.004), (rng.random(N) * 0.01 + 0.001).astype(np.float32)):
+                zb = np.int8(0) if np.ndim(bs) == 0 else np.zeros(N, np.int8)
+                args = (a, zs, za, b, bs, zb, np.float32(0.3), ad(5))
+                try:
+                    want = R.qlinear_matmul(*args, profile=profile)
+                except Exception as e:   # noqa: BLE001 - e.g. tflite's per-row activation scales
+                    with pytest.raises(type(e)):
+                        refquant.qlinear_matmul(*args, profile=profile)
+                    continue
+                for t in (1, 2):
+                    refquant.set_num_threads(t)
+                    try:
+                        for bb in (b, refquant.pack_weights(b)):
+                            got = refquant.qlinear_matmul(*args[:3], bb, *args[4:], profile=profile)
+                            assert refquant.last_path()["path"].endswith("+reference_epilogue")
+                            np.testing.assert_array_equal(got, want)
+                            assert got.dtype == want.dtype
+                    finally:
+                        refquant.set_num_threads(None)
+    a3 = rng.integers(0, 256, (2, 5, 16)).astype(np.uint8)
+    b = rng.integers(-127, 128, (16, 8)).astype(np.int8)
+    args = (a3, np.float32(0.02), np.uint8(3), b, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(5))
+    np.testing.assert_array_equal(refquant.qlinear_matmul(*args, profile=profile),
+                                  R.qlinear_matmul(*args, profile=profile))
+    assert refquant.last_path()["path"] == "reference"
+    with pytest.raises(TypeError):
+        refquant.qlinear_matmul(a3[0], np.float32(0.02), np.int8(3), b, np.float32(0.01), np.int8(0),
+                                np.float32(0.3), np.uint8(5), profile=profile)

@@ -501,6 +501,15 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     scalar or per column; y's: scalar.  Output type = y_zero_point's type (a's type when
     y_zero_point is a Python int).  Opset 21 adds float8 tensors and float16/bfloat16 scales.
     """
+    return _qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
+                           y_zero_point, profile, opset, _int_gemm)
+
+
+def _qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
+                    profile, opset, int_gemm):
+    """qlinear_matmul with the integer GEMM ``int_gemm(A, B, azp, bzp, p)`` given: the fast glue
+    passes one whose int32 accumulator comes from the kernels (the same wrapped value) for the
+    profiles whose epilogue they lack; everything else is this function's."""
     p = _profile_for(profile, "QLinearMatMul")
     op = _check_opset("QLinearMatMul", opset, 10, 21)
     _refuse_masked(a, "a")
@@ -543,7 +552,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     bzp = None if bzp is None else _col_param(bzp, b.shape, "b_zero_point")
     p = _profile_for(profile, "QLinearMatMul", per_axis=bool(np.size(b_scale) > 1), dtype=a.dtype,
                      asymmetric_weights=_nonzero(bzp))
-    acc = _int_gemm(a, b, azp, bzp, p)
+    acc = int_gemm(a, b, azp, bzp, p)
     M = _matmul_multiplier(a_scale, b_scale, y_scale, a.shape, b.shape, acc.shape, p)
     _multiplier_check(p, M)
     scales = None
