@@ -657,20 +657,11 @@ def _lean_mult(a_s, b_s, y_s):
     return m if (m >= 0 and m < np.inf) else None
 
 
-def _qlinear_matmul_ref_epilogue(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
-                                 y_zero_point, profile, opset):
-    """QLinearMatMul under a profile whose epilogue the kernels lack (onnx-reference's float64
-    products with the zero point before rounding, tflite-reference's double multiplier rounded
-    half away, ...): the reference's own function, with its integer GEMM's int32 accumulator
-    computed by the kernels (wrap32 of the exact sums: the same value) for 2-D int8/uint8
-    operands without the int16 pair saturation.  The multiplier, the epilogue and every check
-    stay the reference's; an invalid call returns None, and the dispatcher's reference raises."""
-    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
-    B, _ = _arr(b)
-    if A is None or B is None or A.ndim != 2 or B.ndim != 2:
-        return None
-    used = []
-
+def _kernel_int_gemm(b, B, used):
+    """An ``int_gemm(A, B, azp, bzp, p)`` for the reference's _qlinear_matmul / _qgemm: the
+    kernels' int32 accumulator (wrap32 of the exact sums: the reference's value) for 2-D
+    int8/uint8 operands without the int16 pair saturation, B's packing used when the reference
+    hands back B itself; else the reference's own.  The kernel's name goes into ``used``."""
     def int_gemm(A_, B_, azp, bzp, p):
         if (A_.ndim == 2 and B_.ndim == 2 and A_.dtype in _I8 and B_.dtype in _I8
                 and not _rg._use_pair_saturation(p, A_, B_)):
@@ -683,14 +674,48 @@ def _qlinear_matmul_ref_epilogue(a, a_scale, a_zero_point, b, b_scale, b_zero_po
                 used.append(r[1])
                 return r[0]
         return _rg._int_gemm(A_, B_, azp, bzp, p)
+    return int_gemm
 
+
+def _ref_epilogue(run, used):
+    """Run the reference's function (``run()``, given the kernels' integer GEMM): (y, path) with
+    path "<kernel>+reference_epilogue", or "reference" where its own GEMM ran; None when it
+    raises (the dispatcher's reference raises the same error)."""
     try:
-        y = _rg._qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
-                                y_zero_point, profile, opset, int_gemm)
-    except Exception:   # noqa: BLE001 - the dispatcher's reference raises the same error
+        y = run()
+    except Exception:   # noqa: BLE001
         return None
-    # (the reference's own integer GEMM ran where the kernels could not: the reference's result)
     return y, (used[0] + "+reference_epilogue") if used else "reference"
+
+
+def _qlinear_matmul_ref_epilogue(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
+                                 y_zero_point, profile, opset):
+    """QLinearMatMul under a profile whose epilogue the kernels lack (onnx-reference's float64
+    products with the zero point before rounding, tflite-reference's double multiplier rounded
+    half away, ...): the reference's own function, with its integer GEMM's int32 accumulator
+    computed by the kernels.  The multiplier, the epilogue and every check stay the
+    reference's."""
+    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
+    B, _ = _arr(b)
+    if A is None or B is None or A.ndim != 2 or B.ndim != 2:
+        return None
+    used = []
+    return _ref_epilogue(lambda: _rg._qlinear_matmul(
+        a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, profile, opset,
+        _kernel_int_gemm(b, B, used)), used)
+
+
+def _qgemm_ref_epilogue(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
+                        y_zero_point, alpha, transA, transB, profile, opset):
+    """QGemm the same way (tflite-reference's FULLY_CONNECTED in double, half away)."""
+    Aa, _ = _arr(A if not isinstance(A, PackedWeights) else None)
+    Ba, _ = _arr(B)
+    if Aa is None or Ba is None or Aa.ndim != 2 or Ba.ndim != 2:
+        return None
+    used = []
+    return _ref_epilogue(lambda: _rg._qgemm(
+        A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zero_point, alpha,
+        transA, transB, profile, opset, _kernel_int_gemm(B, Ba, used)), used)
 
 
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *,
@@ -779,7 +804,8 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     # FULLY_CONNECTED with a bias (tflite-optimized), acc + C then TFLite's fixed-point multiplier
     r = _qlinear_operands("QGemm", A, B, b_scale, b_zero_point, profile, two_d=True)
     if r is None:
-        return None
+        return _qgemm_ref_epilogue(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
+                                   y_zero_point, alpha, transA, transB, profile, opset)
     A, B, pk, p = r
     profile = p
     if A.dtype == np.int8 and B.dtype != np.int8:

@@ -649,3 +649,25 @@ def test_qlinear_matmul_reference_epilogue_on_kernel_accumulators(profile):
     with pytest.raises(TypeError):
         refquant.qlinear_matmul(a3[0], np.float32(0.02), np.int8(3), b, np.float32(0.01), np.int8(0),
                                 np.float32(0.3), np.uint8(5), profile=profile)
+
+
+def test_qgemm_reference_epilogue_on_kernel_accumulators():
+    """QGemm under tflite-reference (FULLY_CONNECTED in double, half away: no kernel's epilogue)
+    takes the kernels' int32 accumulator under the reference's own function: the reference's
+    bits with and without C, transA / transB, per-column weights, packed weights."""
+    rng = np.random.default_rng(67)
+    prof = "tflite-reference"
+    for M, K, N in ((1, 64, 300), (9, 70, 33), (64, 256, 128)):
+        a = rng.integers(0, 256, (M, K)).astype(np.uint8)
+        b = rng.integers(-127, 128, (K, N)).astype(np.int8)
+        C = rng.integers(-900, 900, N).astype(np.int32)
+        for bs in (np.float32(0.004), (rng.random(N) * 0.01 + 0.001).astype(np.float32)):
+            zb = np.int8(0) if np.ndim(bs) == 0 else np.zeros(N, np.int8)
+            for c in (None, C):
+                args = (a, np.float32(0.02), np.uint8(3), b, bs, zb, c, np.float32(0.3), np.uint8(5))
+                want = R.qgemm(*args, profile=prof)
+                for kw, aa, bb in ((dict(), a, b), (dict(transA=1, transB=1), a.T.copy(), b.T.copy()),
+                                   (dict(), a, refquant.pack_weights(b))):
+                    got = refquant.qgemm(aa, *args[1:3], bb, *args[4:], profile=prof, **kw)
+                    assert refquant.last_path()["path"].endswith("+reference_epilogue"), kw
+                    np.testing.assert_array_equal(got, want)

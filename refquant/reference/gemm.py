@@ -628,6 +628,13 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     a_scale/a_zero_point per tensor, b_scale/b_zero_point per tensor or per column (N,);
     C: int32, unidirectionally broadcastable to (M, N).
     """
+    return _qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zero_point,
+                  alpha, transA, transB, profile, opset, _int_gemm)
+
+
+def _qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zero_point, alpha,
+           transA, transB, profile, opset, int_gemm):
+    """qgemm with the integer GEMM given (see _qlinear_matmul)."""
     p = _profile_for(profile, "QGemm")
     _check_opset("QGemm", opset, 1)
     A = _int_tensor(A, "A")
@@ -676,7 +683,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     _weight_check(p, Bt.dtype, bzp, "B (the weight)")
     p = _profile_for(profile, "QGemm", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype,
                      asymmetric_weights=_nonzero(bzp))
-    acc = _int_gemm(At, Bt, None if azp is None else azp.reshape(()),
+    acc = int_gemm(At, Bt, None if azp is None else azp.reshape(()),
                     None if bzp is None else bzp.reshape(-1) if bzp.size > 1 else bzp.reshape(()), p)
     bias = None
     if C is not None:
