@@ -1211,6 +1211,38 @@ def qlinear_conv_compiled(args, kwargs, ok0, ok1):
                                 B, g[0], g[1], pk)
 
 
+def _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
+                               y_zero_point, B, auto_pad, dilations, group, kernel_shape, pads,
+                               strides, profile, opset):
+    """QLinearConv under a profile whose epilogue the kernels lack (onnx-reference): the
+    reference's own function, its int32 accumulator (after its checks) by the kernels'
+    ConvInteger (wrap32 of the exact sums: the same value)."""
+    xa, _ = _arr(x)
+    wa, _ = _arr(w)
+    if xa is None or wa is None:
+        return None
+    used = []
+
+    def int_conv(x_, w_, xz, wz):
+        z1 = None if xz is None else x_.dtype.type(np.asarray(xz).reshape(-1)[0])
+        z2 = None if wz is None else (np.asarray(wz).reshape(-1).astype(w_.dtype) if np.size(wz) > 1
+                                      else w_.dtype.type(np.asarray(wz).reshape(-1)[0]))
+        try:
+            r = conv_integer(x_, w if w_ is wa else w_, z1, z2, auto_pad=auto_pad, dilations=dilations,
+                             group=group, kernel_shape=kernel_shape, pads=pads, strides=strides,
+                             profile=_ONNX_PROFILE)
+        except Exception:   # noqa: BLE001 - the reference's own accumulation decides
+            return None
+        if r is None:
+            return None
+        used.append(r[1])
+        return r[0]
+
+    return _ref_epilogue(lambda: _rc._qlinear_conv(
+        x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B, auto_pad,
+        dilations, group, kernel_shape, pads, strides, profile, opset, int_conv), used)
+
+
 def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  profile, opset=None):
@@ -1222,13 +1254,16 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                                    dilations, group, kernel_shape, pads, strides, profile)
             if r is not None:
                 return r
+    profile0 = profile
     profile = _call_profile(profile, "QLinearConv", w_scale, w_zero_point,
                             x.dtype if isinstance(x, np.ndarray) else None, _rc._asymmetric)
     if profile is None:
         return None
     p = profile
     if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True):
-        return None
+        return _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
+                                          y_zero_point, B, auto_pad, dilations, group, kernel_shape,
+                                          pads, strides, profile0, opset)
     if p.rq_multiplier == "onednn" and p.rq_float_to_int != "saturate":
         return None
     try:

@@ -671,3 +671,38 @@ def test_qgemm_reference_epilogue_on_kernel_accumulators():
                     got = refquant.qgemm(aa, *args[1:3], bb, *args[4:], profile=prof, **kw)
                     assert refquant.last_path()["path"].endswith("+reference_epilogue"), kw
                     np.testing.assert_array_equal(got, want)
+
+
+def test_qlinear_conv_reference_epilogue_on_kernel_accumulators():
+    """QLinearConv under onnx-reference (float64 products, zero point before rounding: no
+    kernel's epilogue) takes the int32 accumulator from the kernels' ConvInteger, after the
+    reference's own checks: the reference's bits for strides, pads, dilations, groups and
+    depthwise, 1-D and 2-D convs, per-channel weights, an int32 bias, int8 and uint8 x, packed
+    weights; invalid calls raise the reference's errors."""
+    rng = np.random.default_rng(71)
+    prof = "onnx-reference"
+    cases = [((1, 8, 9, 9), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1])),
+             ((2, 6, 11, 7), (6, 3, 3, 3), dict(group=2, strides=[2, 1], pads=[0, 1, 1, 0])),
+             ((1, 8, 10, 10), (8, 1, 3, 3), dict(group=8, dilations=[2, 2], pads=[2, 2, 2, 2])),
+             ((1, 4, 17), (5, 4, 3), dict(strides=[2], pads=[1, 1])),
+             ((1, 64, 14, 14), (32, 64, 1, 1), dict())]
+    for xs, wsh, attrs in cases:
+        for xd in (np.uint8, np.int8):
+            x = rng.integers(np.iinfo(xd).min, np.iinfo(xd).max + 1, xs).astype(xd)
+            w = rng.integers(-127, 128, wsh).astype(np.int8)
+            M = wsh[0]
+            for wsc in (np.float32(0.01), (rng.random(M) * 0.02 + 0.001).astype(np.float32)):
+                wz = np.int8(0) if np.ndim(wsc) == 0 else np.zeros(M, np.int8)
+                for bias in (None, rng.integers(-500, 500, M).astype(np.int32)):
+                    args = (x, np.float32(0.02), xd(3), w, wsc, wz, np.float32(0.4), xd(7), bias)
+                    want = R.qlinear_conv(*args, profile=prof, **attrs)
+                    for ww in (w, refquant.pack_weights(w) if len(wsh) == 4 else w):
+                        got = refquant.qlinear_conv(*args[:3], ww, *args[4:], profile=prof, **attrs)
+                        assert refquant.last_path()["path"].endswith("+reference_epilogue"), (xs, attrs)
+                        np.testing.assert_array_equal(got, want)
+    x = rng.integers(0, 256, (1, 4, 5, 5)).astype(np.uint8)
+    w = rng.integers(-127, 128, (3, 4, 3, 3)).astype(np.int8)
+    for bad in (dict(pads=[1, 1]), dict(group=3)):
+        with pytest.raises(ValueError):
+            refquant.qlinear_conv(x, np.float32(0.02), np.uint8(3), w, np.float32(0.01), np.int8(0),
+                                  np.float32(0.4), np.uint8(7), profile=prof, **bad)

@@ -216,9 +216,11 @@ def _pair_saturation_applies(p, xdt, wdt, x_shape, w_shape, group, strides, dila
 
 def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
                      group=1, kernel_shape=None, pads=None, strides=None, profile=None, exact=False,
-                     count_pairs=False):
+                     count_pairs=False, int_conv=None):
     """Accumulator of ConvInteger: int32 (wrapped) or, with exact=True, int64; and the count
-    of saturating int16 pairs (u8 x s8 only, when count_pairs) or None."""
+    of saturating int16 pairs (u8 x s8 only, when count_pairs) or None.  ``int_conv(x, w, xz,
+    wz)`` (the fast glue's): the int32 accumulator by the kernels, after every check here, for
+    the wrapped int32 result without int16 pair saturation; None from it: computed here."""
     x = _int_tensor(x, "x")
     w = _int_tensor(w, "w")
     pb, pe, strides, dilations, out = _conv_geometry(x.shape, w.shape, auto_pad, dilations, group,
@@ -240,6 +242,12 @@ def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
     Kd = int(np.prod(kernel)) * (C // group)
     if Kd >= _MAX_EXACT_K:
         raise ValueError(f"w: reduction size {Kd} too large for the exact float64 accumulation")
+    pair_sat = _pair_saturation_applies(p, x.dtype, w.dtype, x.shape, w.shape, int(group), strides, dilations,
+                                        pb, pe)
+    if int_conv is not None and not (exact or count_pairs or pair_sat):
+        acc = int_conv(x, w, xz, wz)
+        if acc is not None:
+            return acc, None
     xf = x.astype(np.float64)
     if xzv:
         xf -= xzv
@@ -251,8 +259,6 @@ def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
     acc = np.empty((N, M, L), dtype=np.int64)
     # batch chunks keep the column buffer around <= 64 MiB
     per = max(1, (1 << 23) // max(1, L * Kd * group))
-    pair_sat = _pair_saturation_applies(p, x.dtype, w.dtype, x.shape, w.shape, int(group), strides, dilations,
-                                        pb, pe)
     want_count = count_pairs and {x.dtype, w.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)}
     npair = 0 if want_count else None
     wT_raw = _weights_T(w, group) if (pair_sat or want_count) else None
@@ -300,6 +306,13 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     or per output channel (M,); B: int32 (M,) (float32 allowed with rq_bias="float").
     Output type = y_zero_point's type (x's type when it is a Python int).
     """
+    return _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                         auto_pad, dilations, group, kernel_shape, pads, strides, profile, opset, None)
+
+
+def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                  auto_pad, dilations, group, kernel_shape, pads, strides, profile, opset, int_conv):
+    """qlinear_conv with the integer conv given (see _conv_accumulate's int_conv)."""
     p = get_profile(profile)
     p.check_op("QLinearConv")
     p = p.for_op("QLinearConv")
@@ -331,7 +344,8 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     p = get_profile(profile).for_op("QLinearConv", per_axis=bool(ws.size > 1), dtype=x_.dtype,
                                     asymmetric_weights=_asymmetric(w_zero_point))
     acc, _ = _conv_accumulate(x_, w_, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
-                              group=group, kernel_shape=kernel_shape, pads=pads, strides=strides, profile=p)
+                              group=group, kernel_shape=kernel_shape, pads=pads, strides=strides, profile=p,
+                              int_conv=int_conv)
     bias = None
     bias_scale = None
     if B is not None:
