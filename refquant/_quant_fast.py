@@ -571,8 +571,16 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):
 def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
     """Fast DynamicQuantizeLinear; ``((y, y_scale, y_zero_point), kernel_name)`` or None."""
     prof = profile
-    if not _q_profile_ok(prof) or prof.symmetric_only:
+    if prof.symmetric_only:
         return None
+    direct = _q_profile_ok(prof)
+    if not direct:
+        # another QuantizeLinear formula (onnx-reference's int32 wraparound, ...): the range
+        # by the kernel, then the fast QuantizeLinear under the profile, as the reference does
+        try:
+            prof.check_op("DynamicQuantizeLinear")
+        except Exception:   # noqa: BLE001 - the reference raises the profile's error
+            return None
     if isinstance(x, np.generic):
         x = np.asarray(x)
     if not isinstance(x, np.ndarray) or x.dtype != _F32 or isinstance(x, np.ma.MaskedArray):
@@ -591,6 +599,13 @@ def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):
     scale, zp = _rq.dynamic_qparams(mn, mx, prof)       # the reference's own formula
     if not (np.isfinite(scale) and scale > 0):
         return None
+    if not direct:
+        r = quantize_linear(x, np.asarray(scale, _F32), np.asarray(zp, np.uint8), profile=prof,
+                            opset=opset, isa=isa)
+        if r is None:
+            return None
+        return ((r[0], np.asarray(scale, _F32), np.asarray(zp, np.uint8)),
+                r[1].replace("rq_quantize_", "rq_dynamic_quantize_", 1))
     y, recycled = _new_output(x.shape, np.uint8)
     lvl = _k.quantize(xc.reshape(-1), "float32", y.reshape(-1), "uint8",
                       np.array([scale], np.float32), np.array([int(zp)], np.int32),

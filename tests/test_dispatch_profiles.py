@@ -706,3 +706,31 @@ def test_qlinear_conv_reference_epilogue_on_kernel_accumulators():
         with pytest.raises(ValueError):
             refquant.qlinear_conv(x, np.float32(0.02), np.uint8(3), w, np.float32(0.01), np.int8(0),
                                   np.float32(0.4), np.uint8(7), profile=prof, **bad)
+
+
+def test_dynamic_quantize_onnx_reference_takes_the_kernels():
+    """onnx-reference's DynamicQuantizeLinear (its all-zero range scale 1/255, its QuantizeLinear
+    with the int32 wraparound): the range by the kernel, the reference's qparams, the fast
+    QuantizeLinear under the profile (the wrap32 variant): the reference's bits for ordinary,
+    all-zero, one-signed, tiny and huge-range inputs; NaN / Inf raise the reference's error."""
+    rng = np.random.default_rng(73)
+    prof = "onnx-reference"
+    xs = [(rng.standard_normal(1001) * 3).astype(np.float32), np.zeros(37, np.float32),
+          np.abs(rng.standard_normal((4, 9))).astype(np.float32), -np.ones(8, np.float32),
+          np.array([1e-30, -2e-30, 0.0], np.float32), np.array([3e38, -3e38, 1.0], np.float32),
+          np.linspace(-1, 1, 511, dtype=np.float32)]
+    for x in xs:
+        try:
+            want = R.dynamic_quantize_linear(x, profile=prof)
+        except Exception as e:   # noqa: BLE001 - a scale that is not finite: the same error
+            with pytest.raises(type(e)):
+                refquant.dynamic_quantize_linear(x, profile=prof)
+            continue
+        got = refquant.dynamic_quantize_linear(x, profile=prof)
+        assert refquant.last_path()["path"].startswith("rq_dynamic_quantize_f32u8_wrap32__")
+        for g, w in zip(got, want):
+            assert np.asarray(g).dtype == np.asarray(w).dtype
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    for bad in (np.array([1.0, np.nan], np.float32), np.array([np.inf, 0.0], np.float32)):
+        with pytest.raises(ValueError):
+            refquant.dynamic_quantize_linear(bad, profile=prof)
