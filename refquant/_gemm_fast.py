@@ -677,6 +677,13 @@ def _kernel_int_gemm(b, B, used):
     return int_gemm
 
 
+def _two_d_operands(a, b):
+    """b's array (unpacked) when a and b are 2-D int8/uint8 operands (a not packed), else None."""
+    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
+    B, _ = _arr(b)
+    return B if A is not None and B is not None and A.ndim == 2 and B.ndim == 2 else None
+
+
 def _ref_epilogue(run, used):
     """Run the reference's function (``run()``, given the kernels' integer GEMM): (y, path) with
     path "<kernel>+reference_epilogue", or "reference" where its own GEMM ran; None when it
@@ -695,9 +702,8 @@ def _qlinear_matmul_ref_epilogue(a, a_scale, a_zero_point, b, b_scale, b_zero_po
     half away, ...): the reference's own function, with its integer GEMM's int32 accumulator
     computed by the kernels.  The multiplier, the epilogue and every check stay the
     reference's."""
-    A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
-    B, _ = _arr(b)
-    if A is None or B is None or A.ndim != 2 or B.ndim != 2:
+    B = _two_d_operands(a, b)
+    if B is None:
         return None
     used = []
     return _ref_epilogue(lambda: _rg._qlinear_matmul(
@@ -708,9 +714,8 @@ def _qlinear_matmul_ref_epilogue(a, a_scale, a_zero_point, b, b_scale, b_zero_po
 def _qgemm_ref_epilogue(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
                         y_zero_point, alpha, transA, transB, profile, opset):
     """QGemm the same way (tflite-reference's FULLY_CONNECTED in double, half away)."""
-    Aa, _ = _arr(A if not isinstance(A, PackedWeights) else None)
-    Ba, _ = _arr(B)
-    if Aa is None or Ba is None or Aa.ndim != 2 or Ba.ndim != 2:
+    Ba = _two_d_operands(A, B)
+    if Ba is None:
         return None
     used = []
     return _ref_epilogue(lambda: _rg._qgemm(
