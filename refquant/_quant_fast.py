@@ -436,7 +436,11 @@ def _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size, 
     y, name = res
     if zp is not None and np.any(np.asarray(zp) != 0):
         c = np.multiply(np.asarray(zp).astype(_F32), s)          # fl32(zp * s), per channel
-        if c.ndim == 1 and c.size > 1:
+        if c.size == 1:
+            c = c.reshape(())
+        elif x.ndim == 0:
+            return None
+        else:
             shp = [1] * x.ndim
             shp[int(axis) % x.ndim] = c.size
             c = c.reshape(shp)

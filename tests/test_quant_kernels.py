@@ -809,6 +809,12 @@ def test_dequantize_scale_then_subtract_blocks_of_8():
                 y = refquant.dequantize_linear(*args, profile=prof)
                 assert refquant.last_path()["path"].startswith("rq_dequantize_sts_"), refquant.last_path()
                 assert_bitexact(y, R.dequantize_linear(*args, profile=prof), f"{dt.__name__} n={n} z={z}")
+        for shape in ((), (13,), (3, 5)):   # a 0-d x, scales and zero points of shape (1,)
+            x = _random_q(rng, np.dtype(dt), max(1, int(np.prod(shape)))).reshape(shape)
+            for args in ((x, np.array([0.3], np.float32), np.array([info.max], dt)),
+                         (x.T, np.float32(0.3), dt(info.min))):
+                y = refquant.dequantize_linear(*args, profile=prof)
+                assert_bitexact(y, R.dequantize_linear(*args, profile=prof), f"{dt.__name__} {shape}")
         for shape, axis in (((3, 7, 5), 1), ((4, 9), 0), ((6, 3), -1), ((2, 3, 11), 2)):
             x = _random_q(rng, np.dtype(dt), int(np.prod(shape))).reshape(shape)
             d = shape[axis]
