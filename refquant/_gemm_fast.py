@@ -663,6 +663,11 @@ def _kernel_int_gemm(b, B, used):
     int8/uint8 operands without the int16 pair saturation, B's packing used when the reference
     hands back B itself; else the reference's own.  The kernel's name goes into ``used``."""
     def int_gemm(A_, B_, azp, bzp, p):
+        if (A_.ndim > 2 and B_.ndim == 2 and (azp is None or np.size(azp) == 1)
+                and A_.dtype in _I8 and B_.dtype in _I8 and not _rg._use_pair_saturation(p, A_, B_)):
+            # batched A against one B, a per-tensor zero point: the rows of every batch at once
+            acc = int_gemm(A_.reshape(-1, A_.shape[-1]), B_, azp, bzp, p)
+            return acc.reshape(A_.shape[:-1] + (B_.shape[1],))
         if (A_.ndim == 2 and B_.ndim == 2 and A_.dtype in _I8 and B_.dtype in _I8
                 and not _rg._use_pair_saturation(p, A_, B_)):
             za = None if azp is None else np.asarray(azp).reshape(-1).astype(A_.dtype)
@@ -677,11 +682,13 @@ def _kernel_int_gemm(b, B, used):
     return int_gemm
 
 
-def _two_d_operands(a, b):
-    """b's array (unpacked) when a and b are 2-D int8/uint8 operands (a not packed), else None."""
+def _two_d_operands(a, b, batched=False):
+    """b's array (unpacked) when a and b are 2-D int8/uint8 operands (a not packed; with
+    ``batched``, a of 2 or more dimensions), else None."""
     A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
     B, _ = _arr(b)
-    return B if A is not None and B is not None and A.ndim == 2 and B.ndim == 2 else None
+    ok = A is not None and B is not None and B.ndim == 2 and (A.ndim == 2 or (batched and A.ndim > 2))
+    return B if ok else None
 
 
 def _ref_epilogue(run, used):
@@ -702,7 +709,7 @@ def _qlinear_matmul_ref_epilogue(a, a_scale, a_zero_point, b, b_scale, b_zero_po
     half away, ...): the reference's own function, with its integer GEMM's int32 accumulator
     computed by the kernels.  The multiplier, the epilogue and every check stay the
     reference's."""
-    B = _two_d_operands(a, b)
+    B = _two_d_operands(a, b, batched=True)
     if B is None:
         return None
     used = []

@@ -611,8 +611,9 @@ def test_qlinear_matmul_reference_epilogue_on_kernel_accumulators(profile):
     products, zero point before rounding; tflite-reference: a double multiplier, half away) runs
     the reference's function with its int32 accumulator from the kernels (path
     "<kernel>+reference_epilogue"): the reference's bits for per-tensor and per-column weights,
-    per-row activation zero points, packed weights, both operand types, 1 and 2 threads;
-    batched (3-D) operands and invalid calls stay with the reference (its errors)."""
+    per-row activation zero points, packed weights, both operand types, 1 and 2 threads; a
+    batched A against a 2-D B (per-tensor zero point) in one kernel call; a batched B and
+    invalid calls stay with the reference (its errors)."""
     rng = np.random.default_rng(61)
     for M, K, N in ((1, 64, 300), (7, 33, 40), (128, 768, 96)):
         for ad in (np.uint8, np.int8):
@@ -642,7 +643,14 @@ def test_qlinear_matmul_reference_epilogue_on_kernel_accumulators(profile):
                         refquant.set_num_threads(None)
     a3 = rng.integers(0, 256, (2, 5, 16)).astype(np.uint8)
     b = rng.integers(-127, 128, (16, 8)).astype(np.int8)
-    args = (a3, np.float32(0.02), np.uint8(3), b, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(5))
+    for a_ in (a3, a3[None]):
+        args = (a_, np.float32(0.02), np.uint8(3), b, np.float32(0.01), np.int8(0), np.float32(0.3),
+                np.uint8(5))
+        np.testing.assert_array_equal(refquant.qlinear_matmul(*args, profile=profile),
+                                      R.qlinear_matmul(*args, profile=profile))
+        assert refquant.last_path()["path"].endswith("+reference_epilogue")
+    args = (a3, np.float32(0.02), np.uint8(3), np.stack([b, b]), np.float32(0.01), np.int8(0),
+            np.float32(0.3), np.uint8(5))
     np.testing.assert_array_equal(refquant.qlinear_matmul(*args, profile=profile),
                                   R.qlinear_matmul(*args, profile=profile))
     assert refquant.last_path()["path"] == "reference"

@@ -587,8 +587,8 @@ def test_declines_reach_reference():
     A = np.ones((2, 3), np.uint8)
     B = np.ones((3, 4), np.int8)
     # onnx-reference's epilogue (float64, zero point before rounding) is not a kernel's: a batched
-    # call runs the reference whole; a 2-D one the reference's epilogue on the kernels' int32 sums
-    refquant.qlinear_matmul(A[None], np.float32(1), np.uint8(0), B, np.float32(1), np.int8(0),
+    # B runs the reference whole; a 2-D B the reference's epilogue on the kernels' int32 sums
+    refquant.qlinear_matmul(A[None], np.float32(1), np.uint8(0), B[None], np.float32(1), np.int8(0),
                             np.float32(1), np.uint8(0), profile="onnx-reference")
     assert refquant.last_path()["path"] == "reference"
     refquant.qlinear_matmul(A, np.float32(1), np.uint8(0), B, np.float32(1), np.int8(0), np.float32(1),
