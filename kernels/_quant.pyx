@@ -26,14 +26,14 @@ cdef extern from "rq_quant.h" nogil:
                     int div_f16, int isa_cap, int nthreads, int stream, int variant)
     int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
                       const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                      int isa_cap, int nthreads, int stream)
+                      int isa_cap, int nthreads, int stream, int sts)
     int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
                       int isa_cap, int nthreads)
     int rq_quant_level(int isa_cap)
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
@@ -87,8 +87,10 @@ def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarra
 
 def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarray s,
                cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner,
-               int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1):
-    """y[o, d, i] = (x[o, d, i] - zp[d]) * s[d] in the output precision. Returns the level."""
+               int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1, int sts=0):
+    """y[o, d, i] = (x[o, d, i] - zp[d]) * s[d] in the output precision; with sts,
+    fl32(fl32(x*s[d]) - fl32(zp[d]*s[d])) (float32 output, 8/16-bit x, not blocked).
+    Returns the level."""
     cdef int it = Q_TYPES[in_type], ot = F_TYPES[out_type]
     cdef Py_ssize_t n = outer * D * inner
     if outer < 0 or D < 1 or inner < 0 or block < 0:
@@ -102,7 +104,7 @@ def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndar
     cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", np_ * 4)
     cdef int lvl
     with nogil:
-        lvl = rq_dequantize(px, it, py, ot, ps, pz, outer, D, inner, block, isa_cap, nthreads, stream)
+        lvl = rq_dequantize(px, it, py, ot, ps, pz, outer, D, inner, block, isa_cap, nthreads, stream, sts)
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")
     return lvl
@@ -371,7 +373,7 @@ def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes, object axis=
     cdef void *py = cnp.PyArray_DATA(y)
     cdef int lvl
     with nogil:
-        lvl = rq_dequantize(px, it, py, RQ_F_F32, ps, pz, outer, D, inner, 0, -1, 0, 0)
+        lvl = rq_dequantize(px, it, py, RQ_F_F32, ps, pz, outer, D, inner, 0, -1, 0, 0, 0)
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")
     return y, lvl, it

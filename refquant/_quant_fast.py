@@ -32,7 +32,7 @@ import ml_dtypes
 from . import _quant as _k          # ImportError when the extension is not built
 from . import _cpu
 
-_ABI = 3
+_ABI = 4
 if getattr(_k, "ABI_VERSION", None) != _ABI:
     # a stale build (sources changed since `pip install -e .`): use the reference until rebuilt
     raise ImportError(f"refquant._quant ABI {getattr(_k, 'ABI_VERSION', None)} != {_ABI}; "
@@ -404,11 +404,11 @@ def _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size, 
                                     prof, opset, isa):
     """dq_subtract "scale_then_subtract" with dq_vector_width w (LiteRT's optimized DEQUANTIZE):
     the blocks of w elements of the flattened tensor compute fl32(fl32(x*s) - fl32(zp*s)), the
-    last n mod w the profile's "tail" override.  fl32(x*s) is the kernel with a zero point of 0
-    (x of at most 16 bits converts exactly), the subtraction one numpy float32 pass, the tail the
-    reference over those elements.  Float32 output, per tensor or per axis (not blocked); the
-    zero point must have x's type and the scale's shape (the reference's acceptance), so that
-    the kernel's validation with a zero point of zeros accepts what the reference accepts."""
+    last n mod w the profile's "tail" override.  The blocks: the kernels' scale-then-subtract
+    form in one pass (rq_dqrun_args.sts; x of at most 16 bits converts exactly), under the
+    exact-subtraction profile's checks and layout; the tail: the reference over those elements.
+    Float32 output, per tensor or per axis (not blocked); the zero point must have x's type and
+    the scale's shape (the reference's acceptance)."""
     if (not isinstance(x, np.ndarray) or x.dtype not in _DQ_STS or output_dtype is not None
             or block_size or x.size == 0):
         return None
@@ -429,22 +429,12 @@ def _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size, 
             _VT_DQ.clear()
         _VT_DQ[id(prof)] = ent
     main, tail = ent[1], ent[2]
-    z0 = None if zp is None else np.zeros(np.shape(zp), x.dtype)
-    res = dequantize_linear(x, x_scale, z0, axis=axis, profile=main, opset=opset, isa=isa)
+    # the main part in one kernel pass (the exact-subtraction profile's checks and layout, the
+    # kernels' scale-then-subtract form)
+    res = dequantize_linear(x, x_scale, zp, axis=axis, profile=main, opset=opset, isa=isa, _sts=1)
     if res is None or res[0].dtype != _F32:
         return None
     y, name = res
-    if zp is not None and np.any(np.asarray(zp) != 0):
-        c = np.multiply(np.asarray(zp).astype(_F32), s)          # fl32(zp * s), per channel
-        if c.size == 1:
-            c = c.reshape(())
-        elif x.ndim == 0:
-            return None
-        else:
-            shp = [1] * x.ndim
-            shp[int(axis) % x.ndim] = c.size
-            c = c.reshape(shp)
-        np.subtract(y, c, out=y)                                  # fl32(fl32(x*s) - fl32(zp*s))
     n = y.size
     cut = n - n % prof.dq_vector_width
     if cut < n:
@@ -458,12 +448,13 @@ def _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size, 
         except Exception:     # noqa: BLE001 - the reference decides (it raises the same way)
             return None
         y.reshape(-1)[cut:] = yt
-    return y, name.replace("dequantize_", "dequantize_sts_", 1)
+    return y, name
 
 
 def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
-                      profile, opset=None, out=None, isa=None):
-    """Fast DequantizeLinear; ``(y, kernel_name)`` or None."""
+                      profile, opset=None, out=None, isa=None, _sts=0):
+    """Fast DequantizeLinear; ``(y, kernel_name)`` or None.  ``_sts``: the kernels'
+    fl32(fl32(x*s) - fl32(zp*s)) form (_dequantize_scale_then_subtract's main part)."""
     prof = profile
     if (prof.dq_subtract == "scale_then_subtract" and getattr(prof, "dq_vector_width", 0)
             and out is None):
@@ -500,7 +491,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         # the common call, validated in a few microseconds (same acceptance as the reference)
         z = 0 if x_zero_point is None else int(np.asarray(x_zero_point).reshape(-1)[0].astype(np.int64))
         return _dq_run(x, np.array([sv], _F32), np.array([z], np.int32), _F32, 1, 1, int(x.size),
-                       out, isa)
+                       out, isa, 0, _sts)
     try:
         opset = _rq._opset(opset)
         if x.dtype not in _rq._dq_input_types(opset):
@@ -546,14 +537,16 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         outer, D, inner = 0, 1, 0
         if sf.size == 0 and not blocked:   # a per-axis scale of length 0: one unread placeholder
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
+    if _sts and (blocked or cast_after or out_dt != _F32):
+        return None
     res = _dq_run(x, sf, zf, _F32 if cast_after else out_dt, outer, D, inner, out, isa,
-                  int(block_size) if blocked else 0)
+                  int(block_size) if blocked else 0, _sts)
     if cast_after and res is not None:
         res = (res[0].astype(out_dt), res[1])
     return res
 
 
-def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):
+def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0, sts=0):
     xc = np.ascontiguousarray(x)
     recycled = False
     if out is None:
@@ -568,8 +561,10 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0):
     xin = xin.view(np.uint8) if x.dtype.itemsize == 1 else xin.view(
         np.uint16 if x.dtype.itemsize == 2 else np.int32)
     lvl = _k.dequantize(xin, _DQ_IN[x.dtype], y.reshape(-1), _F_NAMES[out_dt], sf, zf,
-                        outer, D, inner, cap, 0, block, 0 if (out is None and not recycled) else -1)
-    return y, kernel_name("dequantize", _DQ_IN[x.dtype], _F_NAMES[out_dt], lvl)
+                        outer, D, inner, cap, 0, block, 0 if (out is None and not recycled) else -1,
+                        sts)
+    name = kernel_name("dequantize", _DQ_IN[x.dtype], _F_NAMES[out_dt], lvl)
+    return y, (name.replace("dequantize_", "dequantize_sts_", 1) if sts else name)
 
 
 def dynamic_quantize_linear(x, *, profile, opset=None, isa=None):

@@ -824,6 +824,24 @@ def test_dequantize_scale_then_subtract_blocks_of_8():
                 assert refquant.last_path()["path"].startswith("rq_dequantize_sts_")
                 assert_bitexact(y, R.dequantize_linear(x, sv, zv, axis=axis, profile=prof),
                                 f"{dt.__name__} {shape} axis={axis}")
+    # every ISA level's kernel (the scale-then-subtract runs: rq_dqrun_args.sts), the runs of a
+    # per-axis scale both per element (axis last) and per run (axis first)
+    P = get_profile(prof)
+    for isa in AVAILABLE:
+        for dt in (np.uint8, np.int8, np.uint16, np.int16):
+            info = np.iinfo(dt)
+            for shape, axis in (((1003,), 0), ((7, 37), 1), ((37, 7), 0), ((3, 5, 19), 2)):
+                x = _random_q(rng, np.dtype(dt), int(np.prod(shape))).reshape(shape)
+                d = shape[axis]
+                for sv, zv in ((np.float32(0.37), dt(info.max)),
+                               (rng.uniform(1e-3, 2.0, d).astype(np.float32),
+                                rng.integers(info.min, info.max, d).astype(dt))):
+                    kw = dict(axis=axis) if np.ndim(sv) else {}
+                    res = F.dequantize_linear(x, sv, zv, profile=P, isa=isa, **kw)
+                    assert res is not None and res[1].startswith("rq_dequantize_sts_") and \
+                        res[1].endswith("__" + isa), res and res[1]
+                    assert_bitexact(res[0], R.dequantize_linear(x, sv, zv, profile=prof, **kw),
+                                    f"{isa} {dt.__name__} {shape} axis={axis}")
     x = _random_q(rng, np.dtype(np.uint8), 100)
     for args, kw in (((x, np.float32(0.1), np.int8(3)), {}),                 # zp of another type
                      ((x.reshape(10, 10), np.full((10, 2), 0.1, np.float32), np.zeros((10, 2), np.uint8)),

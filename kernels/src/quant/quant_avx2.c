@@ -352,8 +352,40 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
     }
 #define DQ_PSS(F16) if (a->pstride) { DQ_INS(F16, 1) } else { DQ_INS(F16, 0) }
 
+/* fl32(fl32(x*s) - fl32(zp*s)) (rq_dqrun_args.sts): float32 output, 8/16-bit x */
+AI void dqrun_sts(const rq_dqrun_args *a, const int in_type, const int ps)
+{
+    __m256 s = _mm256_set1_ps(a->s[0]);
+    __m256 zs = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_set1_epi32(a->zp[0])), s);
+    const int64_t n = a->n;
+    float *y = (float *)a->y;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (ps) {
+            s = _mm256_loadu_ps(a->s + i);
+            zs = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(a->zp + i))), s);
+        }
+        _mm256_storeu_ps(y + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dq_load8(a->x, i, in_type)), s), zs));
+    }
+    for (; i < n; i++) {
+        const float sv = a->s[ps ? i : 0];
+        y[i] = (float)rq_load_q(a->x, i, in_type) * sv - (float)a->zp[ps ? i : 0] * sv;
+    }
+}
+
 void rq_dequantize_run__avx2(const rq_dqrun_args *a)
 {
+    if (a->sts) {
+        const int ps = a->pstride != 0;
+        switch (a->in_type) {
+        case RQ_Q_U8: if (ps) dqrun_sts(a, RQ_Q_U8, 1); else dqrun_sts(a, RQ_Q_U8, 0); break;
+        case RQ_Q_I8: if (ps) dqrun_sts(a, RQ_Q_I8, 1); else dqrun_sts(a, RQ_Q_I8, 0); break;
+        case RQ_Q_U16: if (ps) dqrun_sts(a, RQ_Q_U16, 1); else dqrun_sts(a, RQ_Q_U16, 0); break;
+        case RQ_Q_I16: if (ps) dqrun_sts(a, RQ_Q_I16, 1); else dqrun_sts(a, RQ_Q_I16, 0); break;
+        default: break;
+        }
+        return;
+    }
     if (a->out_type == RQ_F_F16) { DQ_PSS(1) } else { DQ_PSS(0) }
 }
 

@@ -429,8 +429,50 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
     }
 #define DQ_PSS(F16) if (a->pstride > 0) { DQ_INS(F16, 1) } else if (a->pstride < 0) { DQ_INS(F16, 2) } else { DQ_INS(F16, 0) }
 
+/* fl32(fl32(x*s) - fl32(zp*s)) (rq_dqrun_args.sts): float32 output, 8/16-bit x, pstride >= 0;
+ * large outputs streamed from a 64-byte aligned point, as dqrun */
+AI void dqrun_sts(const rq_dqrun_args *a, const int in_type, const int ps)
+{
+    __m512 s = _mm512_set1_ps(a->s[0]);
+    __m512 zs = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_set1_epi32(a->zp[0])), s);
+    const int64_t n = a->n;
+    float *y = (float *)a->y;
+    int64_t i = 0;
+    const int nt = a->nontemporal && ((uintptr_t)y & 3) == 0;
+    const int64_t pre = nt ? (int64_t)(((64 - ((uintptr_t)y & 63)) & 63) / 4) : 0;
+    for (;;) {
+        const int64_t left = n - i;
+        if (left <= 0) break;
+        const int full = left >= 16 && !(i < pre);
+        const int64_t k = i < pre ? (pre - i < left ? pre - i : left) : (left < 16 ? left : 16);
+        const __mmask16 m = full ? (__mmask16)0xFFFF : (__mmask16)((1u << k) - 1u);
+        if (ps) {
+            s = full ? _mm512_loadu_ps(a->s + i) : _mm512_maskz_loadu_ps(m, a->s + i);
+            const __m512i z = full ? _mm512_loadu_si512(a->zp + i) : _mm512_maskz_loadu_epi32(m, a->zp + i);
+            zs = _mm512_mul_ps(_mm512_cvtepi32_ps(z), s);
+        }
+        const __m512 v = _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dq_load(a->x, i, in_type, m, full)), s), zs);
+        if (!full) _mm512_mask_storeu_ps(y + i, m, v);
+        else if (nt) _mm512_stream_ps(y + i, v);
+        else _mm512_storeu_ps(y + i, v);
+        i += full ? 16 : k;
+    }
+    if (nt) _mm_sfence();
+}
+
 void rq_dequantize_run__avx512(const rq_dqrun_args *a)
 {
+    if (a->sts) {
+        const int ps = a->pstride > 0;
+        switch (a->in_type) {
+        case RQ_Q_U8: if (ps) dqrun_sts(a, RQ_Q_U8, 1); else dqrun_sts(a, RQ_Q_U8, 0); break;
+        case RQ_Q_I8: if (ps) dqrun_sts(a, RQ_Q_I8, 1); else dqrun_sts(a, RQ_Q_I8, 0); break;
+        case RQ_Q_U16: if (ps) dqrun_sts(a, RQ_Q_U16, 1); else dqrun_sts(a, RQ_Q_U16, 0); break;
+        case RQ_Q_I16: if (ps) dqrun_sts(a, RQ_Q_I16, 1); else dqrun_sts(a, RQ_Q_I16, 0); break;
+        default: break;
+        }
+        return;
+    }
     if (a->out_type == RQ_F_F16) { DQ_PSS(1) } else { DQ_PSS(0) }
 }
 

@@ -182,6 +182,7 @@ static void q_chunk(void *ctx, int64_t c)
             dr.y = (char *)j->y + pos * j->osz;
             dr.s = j->s + d; dr.zp = j->zp + d; dr.n = len; dr.pstride = ps;
             dr.in_type = j->in_type; dr.out_type = j->out_type; dr.nontemporal = j->ntemp;
+            dr.sts = j->variant;
             j->dqfn(&dr);
         }
         pos += len;
@@ -210,10 +211,13 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
 
 int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
                   const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                  int isa_cap, int nthreads, int stream)
+                  int isa_cap, int nthreads, int stream, int sts)
 {
     if (outer < 0 || D < 1 || inner < 0 || block < 0 || in_type < 0 || in_type >= RQ_Q_COUNT ||
         (out_type != RQ_F_F32 && out_type != RQ_F_F16))
+        return -1;
+    if (sts && (out_type != RQ_F_F32 || block || (in_type != RQ_Q_U8 && in_type != RQ_Q_I8 &&
+                                                  in_type != RQ_Q_U16 && in_type != RQ_Q_I16)))
         return -1;
     int lvl = rq_quant_level(isa_cap);
     const int64_t N = outer * D * inner;
@@ -221,6 +225,7 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, 0, 0, q_size(in_type),
               f_size(out_type), 0, 0, pick_dq(lvl)};
     j.ntemp = stream > 0 || (stream < 0 && N * j.osz >= nt_bytes());
+    j.variant = sts;
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
     return lvl;
 }

@@ -57,6 +57,15 @@ void rq_dequantize_run__scalar(const rq_dqrun_args *a)
 {
     const int ps = a->pstride;
     const int f16 = a->out_type == RQ_F_F16;
+    if (a->sts) {           /* fl32(fl32(x*s) - fl32(zp*s)), float32 output (rq_dequantize) */
+        for (int64_t i = 0; i < a->n; i++) {
+            const float s = a->s[ps ? i : 0];
+            const float xs = (float)rq_load_q(a->x, i, a->in_type) * s;
+            const float zs = (float)a->zp[ps ? i : 0] * s;
+            ((float *)a->y)[i] = xs - zs;
+        }
+        return;
+    }
     if (!ps && !f16) {      /* common case, vectorisable on any target */
         const float s = a->s[0];
         const int32_t zp = a->zp[0];

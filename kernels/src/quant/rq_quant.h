@@ -103,6 +103,8 @@ typedef struct rq_dqrun_args {
     int in_type;          /* RQ_Q_* */
     int out_type;         /* RQ_F_F32 / RQ_F_F16 */
     int nontemporal;
+    int sts;              /* 1: y = fl32(fl32(x*s) - fl32(zp*s)) (LiteRT's optimized DEQUANTIZE;
+                           * float32 output, 8/16-bit x, pstride >= 0), else fl32(fl32(x - zp)*s) */
 } rq_dqrun_args;
 
 void rq_quantize_run__scalar(const rq_qrun_args *a);
@@ -123,7 +125,7 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
                 int div_f16, int isa_cap, int nthreads, int stream, int variant);
 int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float *s,
                   const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                  int isa_cap, int nthreads, int stream);
+                  int isa_cap, int nthreads, int stream, int sts);
 int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
                   int isa_cap, int nthreads);
 /* The level rq_quantize would use (for kernel names). */
