@@ -376,14 +376,7 @@ AI void dqrun_sts(const rq_dqrun_args *a, const int in_type, const int ps)
 void rq_dequantize_run__avx2(const rq_dqrun_args *a)
 {
     if (a->sts) {
-        const int ps = a->pstride != 0;
-        switch (a->in_type) {
-        case RQ_Q_U8: if (ps) dqrun_sts(a, RQ_Q_U8, 1); else dqrun_sts(a, RQ_Q_U8, 0); break;
-        case RQ_Q_I8: if (ps) dqrun_sts(a, RQ_Q_I8, 1); else dqrun_sts(a, RQ_Q_I8, 0); break;
-        case RQ_Q_U16: if (ps) dqrun_sts(a, RQ_Q_U16, 1); else dqrun_sts(a, RQ_Q_U16, 0); break;
-        case RQ_Q_I16: if (ps) dqrun_sts(a, RQ_Q_I16, 1); else dqrun_sts(a, RQ_Q_I16, 0); break;
-        default: break;
-        }
+        RQ_DQ_STS_SWITCH(dqrun_sts, a, a->pstride != 0)
         return;
     }
     if (a->out_type == RQ_F_F16) { DQ_PSS(1) } else { DQ_PSS(0) }

@@ -176,4 +176,15 @@ RQ_INLINE float rq_dequantize1(int32_t q, int32_t zp, float s, int out_f16)
     default: rq_quantize_run__scalar(a); break;                                                  \
     }
 
+/* The scale-then-subtract dequantize runs (rq_dqrun_args.sts) by input type and per-element
+ * parameters: RUN(a, in_type, ps) is the ISA's inline kernel (8/16-bit x only). */
+#define RQ_DQ_STS_SWITCH(RUN, a, PS)                                                             \
+    switch ((a)->in_type) {                                                                      \
+    case RQ_Q_U8: if (PS) RUN(a, RQ_Q_U8, 1); else RUN(a, RQ_Q_U8, 0); break;                    \
+    case RQ_Q_I8: if (PS) RUN(a, RQ_Q_I8, 1); else RUN(a, RQ_Q_I8, 0); break;                    \
+    case RQ_Q_U16: if (PS) RUN(a, RQ_Q_U16, 1); else RUN(a, RQ_Q_U16, 0); break;                 \
+    case RQ_Q_I16: if (PS) RUN(a, RQ_Q_I16, 1); else RUN(a, RQ_Q_I16, 0); break;                 \
+    default: break;                                                                              \
+    }
+
 #endif
