@@ -663,6 +663,23 @@ def _kernel_int_gemm(b, B, used):
     int8/uint8 operands without the int16 pair saturation, B's packing used when the reference
     hands back B itself; else the reference's own.  The kernel's name goes into ``used``."""
     def int_gemm(A_, B_, azp, bzp, p):
+        if (A_.ndim >= 2 and B_.ndim >= 2 and (B_.ndim > 2 or (A_.ndim > 2 and np.size(azp) > 1))
+                and A_.dtype in _I8 and B_.dtype in _I8 and not _rg._use_pair_saturation(p, A_, B_)):
+            # a batched B (or a batched A with per-row zero points): one 2-D kernel call per
+            # matrix of the broadcast batch, with its slice of the zero points (the reference's
+            # shapes: () or per row [..., M, 1]; () or per column [N] / [..., 1, N])
+            batch = np.broadcast_shapes(A_.shape[:-2], B_.shape[:-2])
+            M, N = A_.shape[-2], B_.shape[-1]
+            Ab = np.broadcast_to(A_, batch + A_.shape[-2:])
+            Bb = np.broadcast_to(B_, batch + B_.shape[-2:])
+            za = azp if np.ndim(azp) == 0 else np.broadcast_to(azp, batch + (M, 1))
+            zb = bzp if np.ndim(bzp) == 0 else np.broadcast_to(bzp, batch + (1, N))
+            acc = np.empty(batch + (M, N), np.int32)
+            for idx in np.ndindex(*batch):
+                acc[idx] = int_gemm(np.ascontiguousarray(Ab[idx]), np.ascontiguousarray(Bb[idx]),
+                                    za if np.ndim(za) == 0 else za[idx],
+                                    zb if np.ndim(zb) == 0 else zb[idx], p)
+            return acc
         if (A_.ndim > 2 and B_.ndim == 2 and (azp is None or np.size(azp) == 1)
                 and A_.dtype in _I8 and B_.dtype in _I8 and not _rg._use_pair_saturation(p, A_, B_)):
             # batched A against one B, a per-tensor zero point: the rows of every batch at once
@@ -684,10 +701,11 @@ def _kernel_int_gemm(b, B, used):
 
 def _two_d_operands(a, b, batched=False):
     """b's array (unpacked) when a and b are 2-D int8/uint8 operands (a not packed; with
-    ``batched``, a of 2 or more dimensions), else None."""
+    ``batched``, either or both of 2 or more dimensions), else None."""
     A, _ = _arr(a if not isinstance(a, PackedWeights) else None)
     B, _ = _arr(b)
-    ok = A is not None and B is not None and B.ndim == 2 and (A.ndim == 2 or (batched and A.ndim > 2))
+    ok = A is not None and B is not None and (
+        (B.ndim == 2 and (A.ndim == 2 or (batched and A.ndim > 2))) or (batched and A.ndim >= 2 and B.ndim > 2))
     return B if ok else None
 
 
@@ -1008,13 +1026,11 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
     sat16 = False
     if profile.int16_pair_saturation and X.dtype != W.dtype:
         # saturating int16 pairs (vpmaddubsw): True = every conv, over the im2col reduction order
-        # (kernel position, channel) -- the GEMM path reproduces it; other scopes (fbgemm's
-        # depthwise kernel) go to the reference where they apply
-        if profile.int16_pair_saturation is True:
-            sat16 = True
-        elif _rc._pair_saturation_applies(profile, X.dtype, W.dtype, X.shape, W.shape, group, strides,
-                                          dil, pb, pe):
-            return None
+        # (kernel position, channel) -- the GEMM path reproduces it; "fbgemm_depthwise" = the
+        # convs of fbgemm's depthwise fast path, whose pairs of taps are that order's pairs for
+        # one channel a group (the reference models both with the same pairs)
+        sat16 = profile.int16_pair_saturation is True or _rc._pair_saturation_applies(
+            profile, X.dtype, W.dtype, X.shape, W.shape, group, strides, dil, pb, pe)
     nd = X.ndim - 2
     if nd == 1:
         X4 = X[:, :, None, :]

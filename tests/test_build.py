@@ -258,6 +258,15 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                                       R.qlinear_conv(*da, group=24, pads=[1, 1, 1, 1]))
         os.environ.pop("REFQUANT_DISABLE_ISA", None)
         _cpu.reset()
+        for k, s_, W in ((3, 1, 19), (5, 2, 70), (7, 1, 3)):   # depthwise int16 pairs (fbgemm): folded
+            xd = rng.integers(0, 256, (1, 16, 9, W)).astype(np.uint8)   # int32 bias, float bias (epilogue
+            wd = rng.integers(-128, 128, (16, 1, k, k)).astype(np.int8)  # over the int32 accumulators)
+            for bd in (rng.integers(-999, 999, 16).astype(np.int32), (rng.standard_normal(16) * 3).astype(np.float32)):
+                da = (xd, np.float32(0.05), np.uint8(255), wd, np.float32(0.01), np.int8(0), np.float32(0.2),
+                      np.uint8(100), bd)
+                kwd = dict(group=16, pads=[k // 2] * 4, strides=[s_, s_])
+                prof = "pytorch-fbgemm" if bd.dtype == np.float32 else "onnxruntime-avx2"
+                assert np.array_equal(refquant.qlinear_conv(*da, profile=prof, **kwd), R.qlinear_conv(*da, profile=prof, **kwd))
         for C, Co, k, H in ((3, 5, 3, 7), (64, 16, 3, 9), (17, 70, 1, 5), (64, 17, 3, 6)):   # packing, transposes
             xc = rng.integers(0, 256, (2 if C == 17 else 1, C, H, H + 2)).astype(np.uint8)   # (2 images: the compiled entry's loop)
             wc = rng.integers(-128, 128, (Co, C, k, k)).astype(np.int8)

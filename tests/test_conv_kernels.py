@@ -393,9 +393,9 @@ def test_conv_pair_saturation(isa_cap, C, M, H, W, k, g, x_u8, pad, seed):
 def test_float_bias_epilogue(isa_cap):
     """fbgemm's float bias (pytorch-fbgemm, rq_bias="float"): an int32 B in accumulator units
     or a float32 B divided by fl32(x_s * w_s[m]), added in float32 after fl32(acc), before the
-    multiplier -- in every conv path (implicit AMX, 1x1 GEMM, im2col per group; a depthwise conv
-    with a float bias would take the GEMM path, but fbgemm's depthwise int16 pair saturation keeps
-    it on the reference), packed or plain weights, per-tensor and per-channel scales."""
+    multiplier -- in every conv path (implicit AMX, 1x1 GEMM, im2col per group, and fbgemm's
+    depthwise convs with their int16 pair saturation: the depthwise kernel's int32 accumulators
+    through the epilogue), packed or plain weights, per-tensor and per-channel scales."""
     p = get_profile("pytorch-fbgemm")
     rng = np.random.default_rng(31)
     cases = ((64, 64, 3, 9, 1, 1), (256, 64, 1, 7, 1, 1), (16, 16, 3, 8, 16, 1), (8, 24, 3, 11, 2, 2),
@@ -411,13 +411,72 @@ def test_float_bias_epilogue(isa_cap):
                 kw = dict(group=G, pads=[k // 2] * 4, strides=[s, s])
                 want = R.qlinear_conv(*args, profile=p, **kw)
                 got = F.qlinear_conv(*args, profile=p, **kw)
-                # fbgemm's depthwise kernel saturates int16 pairs: that conv stays on the reference
-                assert got is not None or G == C, (C, Co, k, G, B.dtype)
-                if got is not None:
-                    _check(got[0], want, f"float bias {got[1]} C={C} Co={Co} k={k} G={G} {B.dtype}")
+                assert got is not None, (C, Co, k, G, B.dtype)
+                _check(got[0], want, f"float bias {got[1]} C={C} Co={Co} k={k} G={G} {B.dtype}")
                 pa = list(args)
                 pa[3] = refquant.pack_weights(w) if G == 1 else w
                 _check(refquant.qlinear_conv(*pa, profile=p, **kw), want, f"float bias packed C={C}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_depthwise_int16_pair_saturation(isa_cap):
+    """Depthwise convs with int16 pair saturation run the direct depthwise kernels: fbgemm's
+    depthwise fast path under pytorch-fbgemm (taps paired in (kh, kw) order, each pair's sum of
+    raw products clamped to int16, padded taps holding the raw x_zp) and every depthwise conv
+    under onnxruntime-avx2 (the im2col order's pairs, the same for one channel a group).  The
+    reference's bits for kernels 3 / 5 / 7, strides 1 and 2, dilation, odd pads, x_zp at the
+    ends of its range, zero and non-zero w_zp (the scalar kernel), uint8 x int8 and int8 x
+    uint8, no bias / an int32 bias (folded in the kernel) / fbgemm's float bias (the epilogue
+    over the kernel's int32 accumulators), per-tensor and per-channel scales; the saturation
+    does change results here (against the onnx profile); a channel multiplier of 2 runs the
+    GEMM."""
+    rng = np.random.default_rng(33)
+    simd = ISAS.index(isa_cap) >= ISAS.index("avx512")
+    saturated = 0
+
+    def expect(mult, wz):
+        if mult != 1:
+            return "gemm_"
+        return "dwconv__avx512" if simd and not np.any(wz) else "dwconv__scalar"
+    for prof in ("pytorch-fbgemm", "onnxruntime-avx2"):
+        p = get_profile(prof)
+        for C, H, W, k, s, d, mult in ((16, 12, 13, 3, 1, 1, 1), (8, 9, 20, 3, 2, 1, 1), (8, 11, 7, 5, 1, 1, 1),
+                                       (24, 10, 10, 7, 2, 1, 1), (8, 70, 5, 3, 1, 1, 1), (8, 9, 9, 3, 1, 2, 1),
+                                       (8, 9, 9, 3, 1, 1, 2)):
+            if prof == "pytorch-fbgemm" and d != 1:
+                continue
+            pads = [k // 2] * 4 if prof == "pytorch-fbgemm" else [k // 2, 1, 0, k // 2]
+            kw = dict(group=C, pads=pads, strides=[s, s], dilations=[d, d])
+            Co = C * mult
+            for xd, wd in ((np.uint8, np.int8), (np.int8, np.uint8)):
+                if prof == "pytorch-fbgemm" and xd != np.uint8:
+                    continue
+                x = _rand(rng, xd, (2, C, H, W), extreme=0.5)
+                w = _rand(rng, wd, (Co, 1, k, k), extreme=0.5)
+                xz_all = (xd(0), xd(np.iinfo(xd).max), xd(5))
+                for xz in xz_all:
+                    wzs = [wd(0)] if prof == "pytorch-fbgemm" else [wd(0), wd(3), rng.integers(0, 4, Co).astype(wd)]
+                    for wz in wzs:
+                        want = R.conv_integer(x, w, xz, wz, profile=p, **kw) if prof != "pytorch-fbgemm" else None
+                        if want is not None:
+                            got = refquant.conv_integer(x, w, xz, wz, profile=p, **kw)
+                            _check(got, want, f"{prof} conv_integer C={C} k={k} s={s} d={d} xz={xz} wz={wz}")
+                            saturated += int((want != R.conv_integer(x, w, xz, wz, **kw)).sum())
+                            path = refquant.last_path()["path"]
+                            assert path.startswith(expect(mult, wz)), (path, isa_cap)
+                    biases = [None, rng.integers(-30000, 30000, Co).astype(np.int32)]
+                    if prof == "pytorch-fbgemm":
+                        biases.append((rng.standard_normal(Co) * 40).astype(np.float32))
+                    for B in biases:
+                        for ws in (np.float32(0.004), (rng.random(Co).astype(np.float32) * 0.02 + 0.001)):
+                            wzq = wd(0) if np.ndim(ws) == 0 else np.zeros(Co, wd)
+                            args = (x, np.float32(0.03), xz, w, ws, wzq, np.float32(0.25), xd(7), B)
+                            want = R.qlinear_conv(*args, profile=p, **kw)
+                            got = refquant.qlinear_conv(*args, profile=p, **kw)
+                            path = refquant.last_path()["path"]
+                            _check(got, want, f"{prof} C={C} k={k} s={s} xz={xz} B={None if B is None else B.dtype} {path}")
+                            assert path.startswith(expect(mult, 0)), (path, isa_cap)
+    assert saturated > 0
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)

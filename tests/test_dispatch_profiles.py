@@ -612,8 +612,8 @@ def test_qlinear_matmul_reference_epilogue_on_kernel_accumulators(profile):
     the reference's function with its int32 accumulator from the kernels (path
     "<kernel>+reference_epilogue"): the reference's bits for per-tensor and per-column weights,
     per-row activation zero points, packed weights, both operand types, 1 and 2 threads; a
-    batched A against a 2-D B (per-tensor zero point) in one kernel call; a batched B and
-    invalid calls stay with the reference (its errors)."""
+    batched A against a 2-D B (per-tensor zero point) in one kernel call, a batched B one call a
+    matrix; invalid calls raise the reference's errors."""
     rng = np.random.default_rng(61)
     for M, K, N in ((1, 64, 300), (7, 33, 40), (128, 768, 96)):
         for ad in (np.uint8, np.int8):
@@ -649,11 +649,33 @@ def test_qlinear_matmul_reference_epilogue_on_kernel_accumulators(profile):
         np.testing.assert_array_equal(refquant.qlinear_matmul(*args, profile=profile),
                                       R.qlinear_matmul(*args, profile=profile))
         assert refquant.last_path()["path"].endswith("+reference_epilogue")
-    args = (a3, np.float32(0.02), np.uint8(3), np.stack([b, b]), np.float32(0.01), np.int8(0),
-            np.float32(0.3), np.uint8(5))
-    np.testing.assert_array_equal(refquant.qlinear_matmul(*args, profile=profile),
-                                  R.qlinear_matmul(*args, profile=profile))
-    assert refquant.last_path()["path"] == "reference"
+    # a batched B (and a batched A with per-row zero points): one kernel call per matrix of the
+    # broadcast batch, each with its slice of the zero points (per tensor, per row / column,
+    # per batch element [..., M, 1] / [..., 1, N]); int8 and uint8 on both sides
+    b3 = rng.integers(-127, 128, (2, 16, 8)).astype(np.int8)
+    zr = rng.integers(0, 9, (2, 5, 1)).astype(np.uint8)
+    bs3 = (rng.random((2, 1, 8)) * 0.01 + 0.001).astype(np.float32)
+    cases = [(a3, np.float32(0.02), np.uint8(3), np.stack([b, b]), np.float32(0.01), np.int8(0)),
+             (a3, np.float32(0.02), np.uint8(3), b3, bs3, rng.integers(-4, 5, (2, 1, 8)).astype(np.int8)),
+             (a3, np.float32(0.02), np.uint8(3), b3, bs3, np.zeros((2, 1, 8), np.int8)),
+             (a3[0], np.float32(0.02), np.uint8(3), b3, np.float32(0.01), np.int8(0)),
+             (a3[:, None], np.float32(0.02), np.uint8(3), b3, np.float32(0.01), np.int8(0)),
+             (a3, np.full((2, 5, 1), 0.02, np.float32), zr, b3, np.float32(0.01), np.int8(0)),
+             (a3, np.full((2, 5, 1), 0.02, np.float32), zr, b, np.float32(0.01), np.int8(0)),
+             ((a3 ^ 0x80).view(np.int8), np.float32(0.02), np.int8(-3), b3.view(np.uint8),
+              np.float32(0.01), np.uint8(128))]
+    for c in cases:
+        args = c + (np.float32(0.3), c[0].dtype.type(5))
+        try:
+            want = R.qlinear_matmul(*args, profile=profile)
+        except Exception as e:   # noqa: BLE001 - tflite's per-row activation scales
+            with pytest.raises(type(e)):
+                refquant.qlinear_matmul(*args, profile=profile)
+            continue
+        got = refquant.qlinear_matmul(*args, profile=profile)
+        assert refquant.last_path()["path"].endswith("+reference_epilogue")
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype and got.shape == want.shape
     with pytest.raises(TypeError):
         refquant.qlinear_matmul(a3[0], np.float32(0.02), np.int8(3), b, np.float32(0.01), np.int8(0),
                                 np.float32(0.3), np.uint8(5), profile=profile)

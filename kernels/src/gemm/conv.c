@@ -82,6 +82,32 @@ static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
             for (int oh = 0; oh < c->OH; oh++)
                 for (int ow = 0; ow < c->OW; ow++) {
                     uint32_t acc = 0;
+                    if (c->sat16) {
+                        /* int16 pair saturation (uint8 x int8 either way): raw values, padded taps
+                         * holding the raw x_zp, pairs of taps (t, t + 1) in (kh, kw) order, each
+                         * pair's exact sum clamped to int16; then
+                         * acc = sum sat16(P) - xz sum w - wz sum x + KK xz wz (mod 2^32) */
+                        uint32_t sw_ = 0, sx = 0;
+                        int32_t pend = 0;
+                        for (int k = 0; k < KK; k++) {
+                            const int kh = k / c->KW, kw = k % c->KW;
+                            const int ih = oh * c->sh - c->pt + kh * c->dh, iw = ow * c->sw - c->pl + kw * c->dw;
+                            const int in = ih >= 0 && ih < c->H && iw >= 0 && iw < c->W;
+                            const int32_t xv = in ? (c->x_signed ? (int32_t)(int8_t)xp[ih * c->W + iw]
+                                                                  : (int32_t)xp[ih * c->W + iw])
+                                                  : xz;
+                            const int32_t wr = c->w_signed ? (int32_t)(int8_t)wp[k] : (int32_t)wp[k];
+                            sw_ += (uint32_t)wr; sx += (uint32_t)xv;
+                            pend += xv * wr;
+                            if (k % 2 == 1 || k == KK - 1) {
+                                acc += (uint32_t)(pend < -32768 ? -32768 : pend > 32767 ? 32767 : pend);
+                                pend = 0;
+                            }
+                        }
+                        acc = acc - (uint32_t)xz * sw_ - (uint32_t)wz * sx + (uint32_t)KK * (uint32_t)xz * (uint32_t)wz;
+                        row[oh * c->OW + ow] = (int32_t)acc;
+                        continue;
+                    }
                     for (int kh = 0; kh < c->KH; kh++) {
                         int ih = oh * c->sh - c->pt + kh * c->dh;
                         if (ih < 0 || ih >= c->H) continue;
@@ -669,6 +695,40 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
                            layout work splits well, a 3-channel 112x112 stem gains from 2 threads) */
     if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
+    int wz0 = 1;
+    for (int i = 0; i < c->w_zp_n; i++) wz0 &= c->w_zp[i] == 0;
+    const int sat = c->sat16 && c->x_signed != c->w_signed;
+    if (sat && Cg == 1 && c->Cout == c->C) {
+        /* depthwise with int16 pair saturation (fbgemm's depthwise kernel; the pairs of taps
+         * are the im2col order's pairs for one channel a group): the direct kernels, which fold
+         * an int32 bias into their own epilogue; other epilogues (fbgemm's float bias, ...)
+         * run on their int32 accumulators */
+        const int fused = !c->fbias && !c->od && !c->fx_mode;
+        const int simd = isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && wz0;
+        if (kernel_used) *kernel_used = simd ? RQ_K_DW_AVX512 : RQ_K_DW_SCALAR;
+        if (fused && simd) return rq_dwconv__avx512(c, nt);
+        if (!simd) return dw_scalar(c, isa, nt);
+        const size_t P = (size_t)c->OH * c->OW;
+        int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (P * (size_t)c->Cout + 16));
+        if (!acc) return RQ_ENOMEM;
+        rq_conv_args c2 = *c;
+        c2.out_type = RQ_OUT_S32; c2.y = acc; c2.bias = NULL; c2.fbias = NULL; c2.fbias2 = NULL;
+        c2.od = 0; c2.fx_mode = 0; c2.mult = NULL;
+        int rc = rq_dwconv__avx512(&c2, nt);
+        if (rc == RQ_OK) {
+            /* one epilogue call with the channels as rows (as the 1x1 path's W.X): per-row
+             * parameters, NCHW output rows (a call per channel, one column each, took 5.9 ms
+             * at 128 ch 56x56 3x3, against about 0.02 ms); on the calling thread (split over the
+             * pool's threads right after the kernel's OpenMP team, 2 threads took 0.35 ms
+             * against 0.14) */
+            rq_epi e; epi_conv_base(&e, c);
+            e.M = c->Cout; e.N = (int)P; e.K = c->KH * c->KW; e.c_rs = (ptrdiff_t)P; e.c_cs = 1;
+            e.bias_rs = 1; e.bias_cs = 0; e.mult_rows = c->mult && c->mult_n != 1;
+            pick_epi(isa)(&e, 0, c->Cout, 0, (int)P, acc, (ptrdiff_t)P);
+        }
+        rq_aligned_free(acc);
+        return rc;
+    }
     if (c->sat16 && c->x_signed != c->w_signed)   /* pairs of the im2col order: the GEMM path */
         return conv_generic(c, isa, nt_staged, kernel_used);
     if (Cg == 1 && c->Cout == c->C && !c->fbias && !c->od && !c->fx_mode) {   /* the depthwise kernels fold an int32 bias only */

@@ -1,5 +1,6 @@
 /* conv_avx512.c -- AVX-512 pieces of the convolution: byte/int32 block transposes (NCHW <-> NHWC)
- * and the depthwise kernel (stride 1 along W).
+ * and the depthwise kernel (any stride; with sat16, the int16 pair saturation of fbgemm's
+ * depthwise kernel: see the taps loop).
  *
  * Depthwise: per channel c, with w'[t] = w[c, t] - w_zp[c] (int32) and x padded with x_zp,
  *   acc = sum_t x[..] * w'[t] - x_zp * sum_t w'[t]   == sum_t (x - x_zp) * w'[t]   (mod 2^32)
@@ -127,6 +128,7 @@ int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
     const int KK = KH * KW;
     const size_t P = (size_t)OH * OW;
     const uint8_t xz = (uint8_t)c->x_zp;
+    const int sat = c->sat16;   /* the caller checked: uint8 x int8 (either way), every w_zp 0 */
     const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
     int rc = RQ_OK;
 #if defined(_OPENMP)
@@ -221,19 +223,36 @@ int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
                     const int nv = OW - ow0 >= 64 ? 4 : (OW - ow0 + 15) / 16;
                     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
                     const uint8_t *row = xp + (size_t)oh * c->sh * Wp + ow0;
-                    for (int kh = 0; kh < KH; kh++) {
-                        for (int kw = 0; kw < KW; kw++) {
-                            const uint8_t *q = row + toff[kh * KW + kw];
-                            const __m512i wt = _mm512_set1_epi32(wv[kh * KW + kw]);
-#define RQ_DW_X(o) (c->x_signed ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + (o)))) \
-                                : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + (o)))))
-                            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(RQ_DW_X(0), wt));
-                            if (nv > 1) a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(RQ_DW_X(16), wt));
-                            if (nv > 2) a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(RQ_DW_X(32), wt));
-                            if (nv > 3) a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(RQ_DW_X(48), wt));
-#undef RQ_DW_X
+#define RQ_DW_X(q, o) (c->x_signed ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))) \
+                                   : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))))
+                    if (!sat) {
+                        for (int t = 0; t < KK; t++) {
+                            const uint8_t *q = row + toff[t];
+                            const __m512i wt = _mm512_set1_epi32(wv[t]);
+                            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(RQ_DW_X(q, 0), wt));
+                            if (nv > 1) a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(RQ_DW_X(q, 16), wt));
+                            if (nv > 2) a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(RQ_DW_X(q, 32), wt));
+                            if (nv > 3) a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(RQ_DW_X(q, 48), wt));
+                        }
+                    } else {
+                        /* int16 pair saturation (rq_conv_args.sat16, zero w_zp: wv is the raw w):
+                         * taps (t, t + 1) of the order (kh, kw), each pair's exact sum of raw
+                         * products clamped to int16 (what vpmaddubsw computes), then summed */
+                        const __m512i s_lo = _mm512_set1_epi32(-32768), s_hi = _mm512_set1_epi32(32767);
+                        for (int t = 0; t < KK; t += 2) {
+                            const uint8_t *q = row + toff[t], *q1 = row + toff[t + 1 < KK ? t + 1 : t];
+                            const __m512i w0 = _mm512_set1_epi32(wv[t]), w1 = _mm512_set1_epi32(t + 1 < KK ? wv[t + 1] : 0);
+#define RQ_DW_PAIR(acc, o)                                                                                  \
+                            acc = _mm512_add_epi32(acc, _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(      \
+                                _mm512_mullo_epi32(RQ_DW_X(q, o), w0), _mm512_mullo_epi32(RQ_DW_X(q1, o), w1)), s_lo), s_hi))
+                            RQ_DW_PAIR(a0, 0);
+                            if (nv > 1) RQ_DW_PAIR(a1, 16);
+                            if (nv > 2) RQ_DW_PAIR(a2, 32);
+                            if (nv > 3) RQ_DW_PAIR(a3, 48);
+#undef RQ_DW_PAIR
                         }
                     }
+#undef RQ_DW_X
                     __m512i av[4] = {a0, a1, a2, a3};
                     for (int v = 0; v < 4; v++) {
                         const int ow = ow0 + 16 * v;
