@@ -586,14 +586,16 @@ def test_declines_reach_reference():
     """Calls no kernel covers go to the reference (same bits or the reference's error)."""
     A = np.ones((2, 3), np.uint8)
     B = np.ones((3, 4), np.int8)
-    # onnx-reference's epilogue (float64, zero point before rounding) is not a kernel's: a batched
-    # B runs the reference whole; a 2-D B the reference's epilogue on the kernels' int32 sums
-    refquant.qlinear_matmul(A[None], np.float32(1), np.uint8(0), B[None], np.float32(1), np.int8(0),
-                            np.float32(1), np.uint8(0), profile="onnx-reference")
+    # onnx-reference's epilogue (float64, zero point before rounding) is not a kernel's: a 1-D B
+    # (matmul's vector promotion) runs the reference whole; a 2-D or batched B the reference's
+    # epilogue on the kernels' int32 sums
+    q = (np.float32(1), np.int8(0), np.float32(1), np.uint8(0))
+    refquant.qlinear_matmul(A, np.float32(1), np.uint8(0), B[:, 0], *q, profile="onnx-reference")
     assert refquant.last_path()["path"] == "reference"
-    refquant.qlinear_matmul(A, np.float32(1), np.uint8(0), B, np.float32(1), np.int8(0), np.float32(1),
-                            np.uint8(0), profile="onnx-reference")
-    assert refquant.last_path()["path"].endswith("+reference_epilogue")
+    for a_, b_ in ((A, B), (A[None], B[None])):
+        refquant.qlinear_matmul(a_, np.float32(1), np.uint8(0), b_, np.float32(1), np.int8(0), np.float32(1),
+                                np.uint8(0), profile="onnx-reference")
+        assert refquant.last_path()["path"].endswith("+reference_epilogue")
     with pytest.raises(ValueError):
         refquant.matmul_integer(A, np.ones((4, 4), np.int8))
     with pytest.raises(ValueError):
