@@ -419,6 +419,50 @@ def test_float_bias_epilogue(isa_cap):
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(C=st.sampled_from([1, 3, 8, 16, 24]), H=st.integers(1, 12), W=st.integers(1, 40),
+       k=st.sampled_from([(1, 1), (2, 3), (3, 3), (5, 5), (7, 7), (1, 4)]),
+       s=st.tuples(st.integers(1, 3), st.integers(1, 3)), d=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       p=st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)),
+       mult=st.sampled_from([1, 1, 2]), xt=st.sampled_from(["u8", "s8"]),
+       wzk=st.sampled_from(["zero", "scalar", "channel"]), seed=st.integers(0, 2 ** 31 - 1))
+def test_depthwise_pair_saturation_sweep(isa_cap, C, H, W, k, s, d, p, mult, xt, wzk, seed):
+    """Hypothesis sweep of depthwise convs under the int16-pair-saturating profiles against the
+    reference: onnxruntime-avx2 (every conv saturates; uint8 x int8 either way, any zero points)
+    and pytorch-fbgemm (its depthwise fast path saturates, other depthwise convs do not),
+    extreme operand values so that pairs do saturate."""
+    rng = np.random.default_rng(seed)
+    xdt = np.uint8 if xt == "u8" else np.int8
+    wdt = np.int8 if xt == "u8" else np.uint8
+    eff = [(k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1]
+    if H + p[0] + p[2] < eff[0] or W + p[1] + p[3] < eff[1]:
+        return
+    M = C * mult
+    x = _rand(rng, xdt, (int(rng.integers(1, 3)), C, H, W), extreme=0.6)
+    w = _rand(rng, wdt, (M, 1, k[0], k[1]), extreme=0.6)
+    wz = {"zero": wdt(0), "scalar": _zp(rng, wdt), "channel": _zp(rng, wdt, M)}[wzk]
+    attrs = dict(group=C, strides=list(s), dilations=list(d), pads=[p[0], p[1], p[2], p[3]])
+    what = f"C={C} M={M} HxW={H}x{W} k={k} s={s} d={d} p={p} {xt} wz={wzk}"
+    ort = get_profile("onnxruntime-avx2")
+    xz = _zp(rng, xdt)
+    _check(refquant.conv_integer(x, w, xz, wz, profile=ort, **attrs),
+           R.conv_integer(x, w, xz, wz, profile=ort, **attrs), f"onnxruntime-avx2 conv_integer {what}")
+    assert refquant.last_path()["path"] != "reference", what
+    ws = rng.uniform(1e-3, 2e-2, M).astype(np.float32) if rng.random() < 0.5 else np.float32(0.01)
+    B = rng.integers(-2 ** 16, 2 ** 16, M).astype(np.int32) if rng.random() < 0.6 else None
+    args = (x, np.float32(0.02), xz, w, ws, wz, np.float32(rng.uniform(0.05, 2.0)), _zp(rng, xdt), B)
+    _check(refquant.qlinear_conv(*args, profile=ort, **attrs), R.qlinear_conv(*args, profile=ort, **attrs),
+           f"onnxruntime-avx2 qlinear_conv {what}")
+    if xt == "u8" and wzk == "zero":   # pytorch-fbgemm: symmetric int8 weights, a float bias
+        fb = get_profile("pytorch-fbgemm")
+        B = (rng.standard_normal(M) * 30).astype(np.float32) if rng.random() < 0.6 else None
+        args = args[:-1] + (B,)
+        _check(refquant.qlinear_conv(*args, profile=fb, **attrs), R.qlinear_conv(*args, profile=fb, **attrs),
+               f"pytorch-fbgemm qlinear_conv {what}")
+        assert refquant.last_path()["path"] != "reference", what
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_depthwise_int16_pair_saturation(isa_cap):
     """Depthwise convs with int16 pair saturation run the direct depthwise kernels: fbgemm's
     depthwise fast path under pytorch-fbgemm (taps paired in (kh, kw) order, each pair's sum of
