@@ -463,6 +463,39 @@ def test_depthwise_pair_saturation_sweep(isa_cap, C, H, W, k, s, d, p, mult, xt,
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_depthwise_channel_multiplier(isa_cap):
+    """Depthwise convs with a channel multiplier (group == C, Cout = m * C: outputs m*ch .. m*ch +
+    m - 1 read input channel ch) run the direct depthwise kernels, not a GEMM per group: the
+    vpdpbusd kernel (KW <= 4, W dilation 1), the AVX-512 one (wider kernels, dilations, non-zero
+    weight zero points) and the scalar one below AVX-512; the reference's bits for multipliers 1
+    to 4, per-channel scales and zero points, an int32 bias, uint8 and int8 inputs."""
+    rng = np.random.default_rng(35)
+    level = ISAS.index(isa_cap)
+    for C, m, H, W, k, s, d in ((8, 2, 12, 13, (3, 3), 1, 1), (16, 3, 9, 20, (3, 3), 2, 1),
+                                (4, 4, 11, 7, (5, 5), 1, 1), (8, 2, 10, 10, (3, 3), 1, 2), (3, 2, 6, 40, (1, 4), 3, 1)):
+        Co = C * m
+        for xd in (np.uint8, np.int8):
+            x = _rand(rng, xd, (2, C, H, W))
+            w = _rand(rng, np.int8, (Co, 1) + k)
+            kw = dict(group=C, strides=[s, s], dilations=[d, d], pads=[k[0] // 2, 1, (k[0] - 1) // 2, 0])
+            for wz in (np.int8(0), rng.integers(-3, 4, Co).astype(np.int8)):
+                xz = xd(3)
+                _check(refquant.conv_integer(x, w, xz, wz, **kw), R.conv_integer(x, w, xz, wz, **kw),
+                       f"conv_integer C={C} m={m} k={k} s={s} d={d}")
+                path = refquant.last_path()["path"]
+                want_path = ("dwconv_dpbusd" if level >= ISAS.index("avx512vnni") and k[1] <= 4 and d == 1
+                             and not np.any(wz) else "dwconv__avx512" if level >= ISAS.index("avx512")
+                             else "dwconv__scalar")
+                assert path.startswith(want_path), (path, isa_cap, C, m, k, d)
+                ws = (rng.random(Co) * 0.01 + 0.001).astype(np.float32)
+                B = rng.integers(-5000, 5000, Co).astype(np.int32)
+                args = (x, np.float32(0.02), xz, w, ws, wz, np.float32(0.3), xd(5), B)
+                _check(refquant.qlinear_conv(*args, **kw), R.qlinear_conv(*args, **kw),
+                       f"qlinear_conv C={C} m={m} k={k} s={s} d={d} {refquant.last_path()['path']}")
+                assert refquant.last_path()["path"].startswith("dwconv"), refquant.last_path()
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_depthwise_int16_pair_saturation(isa_cap):
     """Depthwise convs with int16 pair saturation run the direct depthwise kernels: fbgemm's
     depthwise fast path under pytorch-fbgemm (taps paired in (kh, kw) order, each pair's sum of
@@ -472,15 +505,12 @@ def test_depthwise_int16_pair_saturation(isa_cap):
     ends of its range, zero and non-zero w_zp (the scalar kernel), uint8 x int8 and int8 x
     uint8, no bias / an int32 bias (folded in the kernel) / fbgemm's float bias (the epilogue
     over the kernel's int32 accumulators), per-tensor and per-channel scales; the saturation
-    does change results here (against the onnx profile); a channel multiplier of 2 runs the
-    GEMM."""
+    does change results here (against the onnx profile); channel multipliers 1 and 2."""
     rng = np.random.default_rng(33)
     simd = ISAS.index(isa_cap) >= ISAS.index("avx512")
     saturated = 0
 
-    def expect(mult, wz):
-        if mult != 1:
-            return "gemm_"
+    def expect(mult, wz):   # (any channel multiplier)
         return "dwconv__avx512" if simd and not np.any(wz) else "dwconv__scalar"
     for prof in ("pytorch-fbgemm", "onnxruntime-avx2"):
         p = get_profile(prof)

@@ -10,7 +10,8 @@
  *                 width) reads its k-chunk (kh, kw, 64 channels) at q*C + (kh*dh*Wp + kw*dw)*C,
  *                 so A tiles load straight from that buffer (rows C bytes apart); virtual pixels
  *                 with ow >= OW are computed and dropped.
- *   depthwise     group == C == Cout: direct loops (AVX-512 for stride 1 where available).
+ *   depthwise     group == C, Cout = m * C (a channel multiplier m: output m*ch + j reads input
+ *                 channel ch): direct loops (vpdpbusd windows, AVX-512 any stride, scalar).
  *   generic       per group: im2col (k ordered kh, kw, ci) + rq_gemm_run.
  */
 #include "rq_gemm.h"
@@ -74,7 +75,7 @@ static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
         for (int co = 0; co < c->Cout; co++) {
             if (!row) continue;
             const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : co], xz = c->x_zp;
-            const uint8_t *xp = c->x + (size_t)co * c->H * c->W;
+            const uint8_t *xp = c->x + (size_t)(co / (c->Cout / c->C)) * c->H * c->W;   /* (a channel multiplier) */
             const uint8_t *wp = c->w + (size_t)co * KK;
             int32_t wv[64];
             int big = KK > 64;
@@ -698,7 +699,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     int wz0 = 1;
     for (int i = 0; i < c->w_zp_n; i++) wz0 &= c->w_zp[i] == 0;
     const int sat = c->sat16 && c->x_signed != c->w_signed;
-    if (sat && Cg == 1 && c->Cout == c->C) {
+    if (sat && Cg == 1 && c->Cout % c->C == 0) {
         /* depthwise with int16 pair saturation (fbgemm's depthwise kernel; the pairs of taps
          * are the im2col order's pairs for one channel a group): the direct kernels, which fold
          * an int32 bias into their own epilogue; other epilogues (fbgemm's float bias, ...)
@@ -731,7 +732,8 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     }
     if (c->sat16 && c->x_signed != c->w_signed)   /* pairs of the im2col order: the GEMM path */
         return conv_generic(c, isa, nt_staged, kernel_used);
-    if (Cg == 1 && c->Cout == c->C && !c->fbias && !c->od && !c->fx_mode) {   /* the depthwise kernels fold an int32 bias only */
+    if (Cg == 1 && c->Cout % c->C == 0 && !c->fbias && !c->od && !c->fx_mode) {   /* the depthwise kernels
+                                                * (any channel multiplier) fold an int32 bias only */
         if (isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && c->w_signed) {
             int zero = 1;

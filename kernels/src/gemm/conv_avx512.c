@@ -122,7 +122,7 @@ void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptr
  * each (sw == 1: the plain padded row). */
 int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
     const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    const int sw = c->sw;
+    const int sw = c->sw, cm = c->Cout / C;   /* outputs co = ch * cm + jm read input channel ch */
     const int Wq = (OW + 63) / 64 * 64 + ((KW - 1) * c->dw) / sw + 16;
     const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = sw * Wq;
     const int KK = KH * KW;
@@ -132,7 +132,7 @@ int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
     const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
     int rc = RQ_OK;
 #if defined(_OPENMP)
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && (size_t)C * P * KK > 100000)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && (size_t)c->Cout * P * KK > 100000)
 #endif
     {
         uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp + 64);
@@ -203,70 +203,73 @@ int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
                     }
                 }
             }
-            const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : ch];
-            uint32_t wsum = 0;
-            for (int t = 0; t < KK; t++) {
-                int32_t v = c->w_signed ? (int32_t)(int8_t)c->w[(size_t)ch * KK + t] : (int32_t)c->w[(size_t)ch * KK + t];
-                wv[t] = v - wz;
-                wsum += (uint32_t)wv[t];
-            }
-            uint32_t fix = (uint32_t)c->x_zp * wsum;   /* x_zp * sum w' */
-            if (c->bias) fix -= (uint32_t)c->bias[ch];
-            const __m512i vfix = _mm512_set1_epi32((int32_t)fix);
-            const __m512 mul = _mm512_set1_ps(c->mult ? c->mult[c->mult_n == 1 ? 0 : ch] : 0.0f);
-            const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
-            const __m512i zp = _mm512_set1_epi32(c->y_zp);
-            for (int oh = 0; oh < OH; oh++) {
-                for (int ow0 = 0; ow0 < OW; ow0 += 64) {
-                    /* up to 64 output pixels in 4 independent accumulators; only the vectors
-                     * holding outputs are computed (a 28-pixel row: 2, not 4) */
-                    const int nv = OW - ow0 >= 64 ? 4 : (OW - ow0 + 15) / 16;
-                    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-                    const uint8_t *row = xp + (size_t)oh * c->sh * Wp + ow0;
-#define RQ_DW_X(q, o) (c->x_signed ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))) \
-                                   : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))))
-                    if (!sat) {
-                        for (int t = 0; t < KK; t++) {
-                            const uint8_t *q = row + toff[t];
-                            const __m512i wt = _mm512_set1_epi32(wv[t]);
-                            a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(RQ_DW_X(q, 0), wt));
-                            if (nv > 1) a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(RQ_DW_X(q, 16), wt));
-                            if (nv > 2) a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(RQ_DW_X(q, 32), wt));
-                            if (nv > 3) a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(RQ_DW_X(q, 48), wt));
-                        }
-                    } else {
-                        /* int16 pair saturation (rq_conv_args.sat16, zero w_zp: wv is the raw w):
-                         * taps (t, t + 1) of the order (kh, kw), each pair's exact sum of raw
-                         * products clamped to int16 (what vpmaddubsw computes), then summed */
-                        const __m512i s_lo = _mm512_set1_epi32(-32768), s_hi = _mm512_set1_epi32(32767);
-                        for (int t = 0; t < KK; t += 2) {
-                            const uint8_t *q = row + toff[t], *q1 = row + toff[t + 1 < KK ? t + 1 : t];
-                            const __m512i w0 = _mm512_set1_epi32(wv[t]), w1 = _mm512_set1_epi32(t + 1 < KK ? wv[t + 1] : 0);
-#define RQ_DW_PAIR(acc, o)                                                                                  \
-                            acc = _mm512_add_epi32(acc, _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(      \
-                                _mm512_mullo_epi32(RQ_DW_X(q, o), w0), _mm512_mullo_epi32(RQ_DW_X(q1, o), w1)), s_lo), s_hi))
-                            RQ_DW_PAIR(a0, 0);
-                            if (nv > 1) RQ_DW_PAIR(a1, 16);
-                            if (nv > 2) RQ_DW_PAIR(a2, 32);
-                            if (nv > 3) RQ_DW_PAIR(a3, 48);
-#undef RQ_DW_PAIR
-                        }
-                    }
-#undef RQ_DW_X
-                    __m512i av[4] = {a0, a1, a2, a3};
-                    for (int v = 0; v < 4; v++) {
-                        const int ow = ow0 + 16 * v;
-                        if (ow >= OW) break;
-                        const int n = OW - ow < 16 ? OW - ow : 16;
-                        const __mmask16 m = (__mmask16)((1u << n) - 1u);
-                        __m512i acc = _mm512_sub_epi32(av[v], vfix);
-                        size_t o = (size_t)ch * P + (size_t)oh * OW + ow;
-                        if (c->out_type == RQ_OUT_S32) {
-                            _mm512_mask_storeu_epi32((int32_t *)c->y + o, m, acc);
+            for (int jm = 0; jm < cm; jm++) {   /* the channel's outputs (a channel multiplier) */
+                const int co = ch * cm + jm;
+                const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : co];
+                uint32_t wsum = 0;
+                for (int t = 0; t < KK; t++) {
+                    int32_t v = c->w_signed ? (int32_t)(int8_t)c->w[(size_t)co * KK + t] : (int32_t)c->w[(size_t)co * KK + t];
+                    wv[t] = v - wz;
+                    wsum += (uint32_t)wv[t];
+                }
+                uint32_t fix = (uint32_t)c->x_zp * wsum;   /* x_zp * sum w' */
+                if (c->bias) fix -= (uint32_t)c->bias[co];
+                const __m512i vfix = _mm512_set1_epi32((int32_t)fix);
+                const __m512 mul = _mm512_set1_ps(c->mult ? c->mult[c->mult_n == 1 ? 0 : co] : 0.0f);
+                const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
+                const __m512i zp = _mm512_set1_epi32(c->y_zp);
+                for (int oh = 0; oh < OH; oh++) {
+                    for (int ow0 = 0; ow0 < OW; ow0 += 64) {
+                        /* up to 64 output pixels in 4 independent accumulators; only the vectors
+                         * holding outputs are computed (a 28-pixel row: 2, not 4) */
+                        const int nv = OW - ow0 >= 64 ? 4 : (OW - ow0 + 15) / 16;
+                        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                        const uint8_t *row = xp + (size_t)oh * c->sh * Wp + ow0;
+    #define RQ_DW_X(q, o) (c->x_signed ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))) \
+                                       : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))))
+                        if (!sat) {
+                            for (int t = 0; t < KK; t++) {
+                                const uint8_t *q = row + toff[t];
+                                const __m512i wt = _mm512_set1_epi32(wv[t]);
+                                a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(RQ_DW_X(q, 0), wt));
+                                if (nv > 1) a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(RQ_DW_X(q, 16), wt));
+                                if (nv > 2) a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(RQ_DW_X(q, 32), wt));
+                                if (nv > 3) a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(RQ_DW_X(q, 48), wt));
+                            }
                         } else {
-                            __m512 vv = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mul), lo), hi);
-                            __m128i qq = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(vv), zp));
-                            _mm_mask_storeu_epi8((uint8_t *)c->y + o, m, qq);
+                            /* int16 pair saturation (rq_conv_args.sat16, zero w_zp: wv is the raw w):
+                             * taps (t, t + 1) of the order (kh, kw), each pair's exact sum of raw
+                             * products clamped to int16 (what vpmaddubsw computes), then summed */
+                            const __m512i s_lo = _mm512_set1_epi32(-32768), s_hi = _mm512_set1_epi32(32767);
+                            for (int t = 0; t < KK; t += 2) {
+                                const uint8_t *q = row + toff[t], *q1 = row + toff[t + 1 < KK ? t + 1 : t];
+                                const __m512i w0 = _mm512_set1_epi32(wv[t]), w1 = _mm512_set1_epi32(t + 1 < KK ? wv[t + 1] : 0);
+    #define RQ_DW_PAIR(acc, o)                                                                                  \
+                                acc = _mm512_add_epi32(acc, _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(      \
+                                    _mm512_mullo_epi32(RQ_DW_X(q, o), w0), _mm512_mullo_epi32(RQ_DW_X(q1, o), w1)), s_lo), s_hi))
+                                RQ_DW_PAIR(a0, 0);
+                                if (nv > 1) RQ_DW_PAIR(a1, 16);
+                                if (nv > 2) RQ_DW_PAIR(a2, 32);
+                                if (nv > 3) RQ_DW_PAIR(a3, 48);
+    #undef RQ_DW_PAIR
+                            }
+                        }
+    #undef RQ_DW_X
+                        __m512i av[4] = {a0, a1, a2, a3};
+                        for (int v = 0; v < 4; v++) {
+                            const int ow = ow0 + 16 * v;
+                            if (ow >= OW) break;
+                            const int n = OW - ow < 16 ? OW - ow : 16;
+                            const __mmask16 m = (__mmask16)((1u << n) - 1u);
+                            __m512i acc = _mm512_sub_epi32(av[v], vfix);
+                            size_t o = (size_t)co * P + (size_t)oh * OW + ow;
+                            if (c->out_type == RQ_OUT_S32) {
+                                _mm512_mask_storeu_epi32((int32_t *)c->y + o, m, acc);
+                            } else {
+                                __m512 vv = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mul), lo), hi);
+                                __m128i qq = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(vv), zp));
+                                _mm_mask_storeu_epi8((uint8_t *)c->y + o, m, qq);
+                            }
                         }
                     }
                 }
