@@ -249,9 +249,9 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
         for dis in ("", "avx512vbmi"):      # depthwise vpdpbusd: the vpermb and vpermd windows
             os.environ["REFQUANT_DISABLE_ISA"] = dis
             _cpu.reset()
-            for W, KW in ((1, 3), (33, 3), (70, 4)):
+            for W, KW, m in ((1, 3, 1), (33, 3, 1), (70, 4, 1), (33, 3, 2), (19, 5, 3)):   # (m: channel multiplier)
                 xd = rng.integers(0, 256, (1, 24, 7, W)).astype(np.uint8)
-                wd = rng.integers(-128, 128, (24, 1, 3, KW)).astype(np.int8)
+                wd = rng.integers(-128, 128, (24 * m, 1, 3, KW)).astype(np.int8)
                 da = (xd, np.float32(0.05), np.uint8(9), wd, np.float32(0.01), np.int8(0), np.float32(0.2),
                       np.uint8(100))
                 assert np.array_equal(refquant.qlinear_conv(*da, group=24, pads=[1, 1, 1, 1]),
