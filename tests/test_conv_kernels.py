@@ -496,6 +496,43 @@ def test_depthwise_channel_multiplier(isa_cap):
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_depthwise_every_profile_epilogue(isa_cap):
+    """Depthwise QLinearConv under every built-in profile runs a direct depthwise kernel: those
+    whose epilogue the kernels fold (an int32 bias, a float32 multiplier) in the kernel, the
+    others (fbgemm's float bias, oneDNN's order of scales, TFLite's fixed point, ...) over the
+    kernel's int32 accumulators with the channels as the epilogue's rows (per-channel
+    multipliers and biases); channel multipliers 1 and 2, the vpdpbusd kernel's shapes and
+    wider kernels / dilations.  The reference's bits, or its error type where it refuses the
+    call (a profile's dtype or bias rules)."""
+    rng = np.random.default_rng(36)
+    for prof in sorted(refquant.profiles()):
+        p = get_profile(prof)
+        for C, m, k, d in ((8, 1, 3, 1), (16, 2, 3, 1), (8, 1, 5, 1), (8, 2, 3, 2)):
+            Co = C * m
+            kw = dict(group=C, pads=[k // 2 * d] * 4, dilations=[d, d])
+            for xd in (np.uint8, np.int8):
+                x = _rand(rng, xd, (1, C, 9, 11))
+                w = _rand(rng, np.int8, (Co, 1, k, k))
+                w[w == -128] = -127
+                ws = (rng.random(Co).astype(np.float32) * 0.01 + 0.001)
+                for B in (None, rng.integers(-3000, 3000, Co).astype(np.int32),
+                          (rng.standard_normal(Co) * 5).astype(np.float32)):
+                    args = (x, np.float32(0.02), xd(3), w, ws, np.zeros(Co, np.int8), np.float32(0.3), xd(5), B)
+                    try:
+                        want = R.qlinear_conv(*args, profile=p, **kw)
+                    except Exception as e:   # noqa: BLE001 - the profile refuses the call
+                        with pytest.raises(type(e)):
+                            refquant.qlinear_conv(*args, profile=p, **kw)
+                        continue
+                    got = refquant.qlinear_conv(*args, profile=p, **kw)
+                    path = refquant.last_path()["path"]
+                    _check(got, want, f"{prof} C={C} m={m} k={k} d={d} {xd.__name__} "
+                                      f"B={None if B is None else B.dtype} [{path}]")
+                    if p.accumulator == "int32_wrap":
+                        assert path.startswith("dwconv"), (prof, path, isa_cap)
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_depthwise_int16_pair_saturation(isa_cap):
     """Depthwise convs with int16 pair saturation run the direct depthwise kernels: fbgemm's
     depthwise fast path under pytorch-fbgemm (taps paired in (kh, kw) order, each pair's sum of

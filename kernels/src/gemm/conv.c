@@ -696,60 +696,48 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
                            layout work splits well, a 3-channel 112x112 stem gains from 2 threads) */
     if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
-    int wz0 = 1;
-    for (int i = 0; i < c->w_zp_n; i++) wz0 &= c->w_zp[i] == 0;
-    const int sat = c->sat16 && c->x_signed != c->w_signed;
-    if (sat && Cg == 1 && c->Cout % c->C == 0) {
-        /* depthwise with int16 pair saturation (fbgemm's depthwise kernel; the pairs of taps
-         * are the im2col order's pairs for one channel a group): the direct kernels, which fold
-         * an int32 bias into their own epilogue; other epilogues (fbgemm's float bias, ...)
-         * run on their int32 accumulators */
+    const int sat = c->sat16 && c->x_signed != c->w_signed;   /* (vpmaddubsw: uint8 x int8 only) */
+    if (Cg == 1 && c->Cout % c->C == 0) {
+        /* depthwise (any channel multiplier): the direct kernels.  With int16 pair saturation
+         * (fbgemm's depthwise kernel, onnxruntime-avx2; the pairs of taps are the im2col order's
+         * pairs for one channel a group) the AVX-512 and scalar ones.  They fold an int32 bias
+         * into their own epilogue; other epilogues (fbgemm's float bias, oneDNN's order, TFLite's
+         * fixed point) run over their int32 accumulators (they took a GEMM per group before) */
+        int wz0 = 1;
+        for (int i = 0; i < c->w_zp_n; i++) wz0 &= c->w_zp[i] == 0;
         const int fused = !c->fbias && !c->od && !c->fx_mode;
-        const int simd = isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && wz0;
-        if (kernel_used) *kernel_used = simd ? RQ_K_DW_AVX512 : RQ_K_DW_SCALAR;
-        if (fused && simd) return rq_dwconv__avx512(c, nt);
-        if (!simd) return dw_scalar(c, isa, nt);
+        int k = RQ_K_DW_SCALAR;
+        if (!sat && isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
+            c->KW <= 4 && c->KH <= 16 && c->w_signed && wz0)
+            k = RQ_K_DW_VNNI;
+        else if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && (!sat || wz0))   /* any stride (phase-split rows) */
+            k = RQ_K_DW_AVX512;
+        if (kernel_used) *kernel_used = k;
+        if (k == RQ_K_DW_SCALAR) return dw_scalar(c, isa, nt);   /* (every epilogue: rq_epi) */
+        if (fused) return k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni(c, nt) : rq_dwconv__avx512(c, nt);
         const size_t P = (size_t)c->OH * c->OW;
         int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (P * (size_t)c->Cout + 16));
         if (!acc) return RQ_ENOMEM;
         rq_conv_args c2 = *c;
         c2.out_type = RQ_OUT_S32; c2.y = acc; c2.bias = NULL; c2.fbias = NULL; c2.fbias2 = NULL;
         c2.od = 0; c2.fx_mode = 0; c2.mult = NULL;
-        int rc = rq_dwconv__avx512(&c2, nt);
+        int rc = k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni(&c2, nt) : rq_dwconv__avx512(&c2, nt);
         if (rc == RQ_OK) {
             /* one epilogue call with the channels as rows (as the 1x1 path's W.X): per-row
-             * parameters, NCHW output rows (a call per channel, one column each, took 5.9 ms
-             * at 128 ch 56x56 3x3, against about 0.02 ms); on the calling thread (split over the
-             * pool's threads right after the kernel's OpenMP team, 2 threads took 0.35 ms
-             * against 0.14) */
+             * parameters (multipliers, fixed-point ones included), NCHW output rows (a call per
+             * channel, one column each, took 5.9 ms at 128 ch 56x56 3x3, against about 0.02
+             * ms); on the calling thread (split over the pool's threads right after the
+             * kernel's OpenMP team, 2 threads took 0.35 ms against 0.14) */
             rq_epi e; epi_conv_base(&e, c);
             e.M = c->Cout; e.N = (int)P; e.K = c->KH * c->KW; e.c_rs = (ptrdiff_t)P; e.c_cs = 1;
-            e.bias_rs = 1; e.bias_cs = 0; e.mult_rows = c->mult && c->mult_n != 1;
+            e.bias_rs = 1; e.bias_cs = 0; e.mult_rows = c->mult_n != 1;
             pick_epi(isa)(&e, 0, c->Cout, 0, (int)P, acc, (ptrdiff_t)P);
         }
         rq_aligned_free(acc);
         return rc;
     }
-    if (c->sat16 && c->x_signed != c->w_signed)   /* pairs of the im2col order: the GEMM path */
+    if (sat)   /* pairs of the im2col order: the GEMM path */
         return conv_generic(c, isa, nt_staged, kernel_used);
-    if (Cg == 1 && c->Cout % c->C == 0 && !c->fbias && !c->od && !c->fx_mode) {   /* the depthwise kernels
-                                                * (any channel multiplier) fold an int32 bias only */
-        if (isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
-            c->KW <= 4 && c->KH <= 16 && c->w_signed) {
-            int zero = 1;
-            for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
-            if (zero) {
-                if (kernel_used) *kernel_used = RQ_K_DW_VNNI;
-                return rq_dwconv_dp__avx512vnni(c, nt);
-            }
-        }
-        if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512) {       /* any stride (phase-split rows) */
-            if (kernel_used) *kernel_used = RQ_K_DW_AVX512;
-            return rq_dwconv__avx512(c, nt);
-        }
-        if (kernel_used) *kernel_used = RQ_K_DW_SCALAR;
-        return dw_scalar(c, isa, nt);
-    }
     if (c->group == 1 && c->KH == 1 && c->KW == 1 && c->sh == 1 && c->sw == 1 && !c->pt && !c->pl &&
         !c->pb && !c->pr && isa >= RQ_ISA_AVX512VNNI) {
         /* 1x1, stride 1, no padding: Y (Cout x HW) = W (Cout x C) . X (C x HW), straight NCHW */
