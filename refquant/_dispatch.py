@@ -5,7 +5,9 @@ Both paths return identical bits.  ``refquant.last_path()`` tells which ran.
 How an op is dispatched
     1. REFQUANT_DISABLE_FAST=1 (read at every call) -> reference.
     2. The profile argument is resolved to a ``Profile``; if that fails, or the profile does
-       not model the op, or it is ``symmetric_only`` -> reference (which raises the error).
+       not model the op, or it is ``symmetric_only`` -> reference (which raises the error);
+       a symmetric-only profile's QLinearMatMul / QGemm / QLinearConv whose zero points are
+       all absent or zero goes on to the glue (nothing for the reference to refuse).
     3. The fast glue module is imported lazily (``refquant._quant_fast`` for
        Quantize/Dequantize/DynamicQuantizeLinear, ``refquant._gemm_fast`` for the integer
        GEMM/conv ops).  ImportError (extension not built, module absent) -> reference.
@@ -85,6 +87,29 @@ def _fast_profile_ok(prof, op):
         not prof.symmetric_only or op in ("QuantizeLinear", "DequantizeLinear"))
 
 
+# the zero-point arguments of the GEMM / conv ops (position, name)
+_ZP_ARGS = {"QLinearMatMul": ((2, "a_zero_point"), (5, "b_zero_point"), (7, "y_zero_point")),
+            "QGemm": ((2, "a_zero_point"), (5, "b_zero_point"), (8, "y_zero_point")),
+            "QLinearConv": ((2, "x_zero_point"), (5, "w_zero_point"), (7, "y_zero_point"))}
+
+
+def _symmetric_call_ok(prof, op, args, kwargs):
+    """A symmetric-only profile's (tensorrt) GEMM / conv call whose zero points are all absent
+    or zero: the reference would not raise its symmetric error (the only check it adds), so the
+    glue may take the call (its other checks are the same as for any profile)."""
+    if not prof.symmetric_only or op not in _ZP_ARGS or (prof.ops is not None and op not in prof.ops):
+        return False
+    from .reference.gemm import _nonzero
+    try:
+        for pos, name in _ZP_ARGS[op]:
+            z = args[pos] if len(args) > pos else kwargs.get(name)
+            if _nonzero(z):
+                return False
+    except Exception:   # noqa: BLE001 - unusual input: the reference's error
+        return False
+    return True
+
+
 _WEIGHT_OPS = ("QLinearMatMul", "QLinearConv", "QGemm")   # weight operand at 3, its zero point at 5
 
 
@@ -133,7 +158,8 @@ def _try_fast(op, module, func, args, kwargs, **extra):
         prof = get_profile(kwargs.get("profile", "onnx"))
     except Exception:
         return None
-    if not _fast_profile_ok(prof, op) or _weights_refused(prof, op, args, kwargs):
+    if (not (_fast_profile_ok(prof, op) or _symmetric_call_ok(prof, op, args, kwargs))
+            or _weights_refused(prof, op, args, kwargs)):
         return None
     try:
         if not kwargs and not extra:

@@ -38,12 +38,14 @@ _FLT_MAX = float(np.finfo(np.float32).max)   # Python float scales above it: not
 
 # ----------------------------------------------------------------------------- helpers
 
-def _rq_ok(p, bias=True, float_bias=False, onednn=False, fixed=False):
+def _rq_ok(p, bias=True, float_bias=False, onednn=False, fixed=False, after_scaling=False):
     """The epilogue the kernels implement; ``rq_bias`` matters only when there is a bias
     (QLinearMatMul has none, QGemm's C and QLinearConv's B are optional); ``float_bias``: the
     caller also implements rq_bias="float" (fbgemm: the bias added in float32 after the
     conversion, conv only); ``onednn``: the caller implements oneDNN's epilogue
-    (rq_multiplier "onednn" with the zero point before rounding, see _onednn_params)."""
+    (rq_multiplier "onednn" with the zero point before rounding, see _onednn_params);
+    ``after_scaling``: the caller implements rq_bias="float_after_scaling" (TensorRT: the bias
+    added in float32 after the multiplier, through the oneDNN epilogue's second bias)."""
     if p.rq_method == "fixed_point":    # TFLite / gemmlowp integer requantization (_fixed_params)
         return (fixed and p.rq_bias == "int32" and p.accumulator == "int32_wrap"
                 and p.rq_fixed_rounding in _FX_MODES and p.rq_multiplier != "onednn")
@@ -54,7 +56,8 @@ def _rq_ok(p, bias=True, float_bias=False, onednn=False, fixed=False):
     return (p.rq_method == "float" and form
             and p.rq_precision == "float32" and p.rq_rounding == "half_even"
             and (p.rq_bias == "int32" or not bias or (float_bias and p.rq_bias == "float")
-                 or (onednn and p.rq_multiplier == "onednn"))
+                 or (onednn and p.rq_multiplier == "onednn")
+                 or (after_scaling and p.rq_bias == "float_after_scaling"))
             and p.rq_epilogue_dtype == "float32" and p.accumulator == "int32_wrap")
 
 
@@ -1288,11 +1291,12 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
     if profile is None:
         return None
     p = profile
-    if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True):
+    if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True, after_scaling=True):
         return _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
                                           y_zero_point, B, auto_pad, dilations, group, kernel_shape,
                                           pads, strides, profile0, opset)
-    if p.rq_multiplier == "onednn" and p.rq_float_to_int != "saturate":
+    after = B is not None and p.rq_bias == "float_after_scaling"
+    if (p.rq_multiplier == "onednn" or after) and p.rq_float_to_int != "saturate":
         return None
     try:
         if opset is not None:
@@ -1345,6 +1349,10 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                     fbias = b.astype(np.float32)
             elif b.dtype.kind == "f" and p.rq_bias != "int32":
                 fbias2 = np.ascontiguousarray(b.astype(np.float32))
+                if np.isnan(fbias2).any():
+                    # a NaN bias: the reference's value is its float-to-int cast's (0 for int8
+                    # outputs), not a rule the kernels follow (they give qmin)
+                    return None
             else:
                 return None
         elif p.rq_bias == "float":
@@ -1360,6 +1368,13 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                 if fbias.shape[0] != Mc:
                     fbias = np.broadcast_to(fbias, (Mc,)).copy()
             else:
+                return None
+        elif p.rq_bias == "float_after_scaling":
+            # TensorRT (requant module doc): v = fl32(fl32(acc) * M) + bt, bt = fl32(fl32(b) * M)
+            # for an int32 bias, fl32(b / y_s) for a float one: the oneDNN epilogue's second
+            # bias with unit scales around M (below, once M is known); zero point 0 only (the
+            # symmetric profile; oneDNN's adds it before rounding)
+            if (b.dtype != np.int32 and b.dtype.kind != "f") or int(yz[0]) != 0:
                 return None
         else:
             if b.dtype != np.int32:
@@ -1381,6 +1396,17 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
         kw["mult"] = np.ascontiguousarray(np.broadcast_to(wprime.reshape(-1), (Mc,)) if wprime.size > 1
                                           else wprime.reshape(1), np.float32)
         kw["od"] = (float(s1), float(s3), fbias2)
+    elif after:
+        b = np.asarray(B)
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            if b.dtype == np.int32:
+                bt = (b.astype(np.float32) * np.broadcast_to(m.reshape(-1), (Mc,))).astype(np.float32)
+            else:
+                bt = (b.astype(np.float32) / np.asarray(ys, np.float32).reshape(())).astype(np.float32)
+        if np.isnan(bt).any():
+            return None   # (a NaN: the reference's float-to-int cast, not a rule the kernels follow)
+        kw["mult"] = np.ascontiguousarray(np.broadcast_to(m.reshape(-1), (Mc,)), np.float32)
+        kw["od"] = (1.0, 1.0, np.ascontiguousarray(bt))
     if p.rq_method == "fixed_point":
         fx = _fixed_params(p, Mul)
         if fx is None:

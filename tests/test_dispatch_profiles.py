@@ -764,3 +764,60 @@ def test_dynamic_quantize_onnx_reference_takes_the_kernels():
     for bad in (np.array([1.0, np.nan], np.float32), np.array([np.inf, 0.0], np.float32)):
         with pytest.raises(ValueError):
             refquant.dynamic_quantize_linear(bad, profile=prof)
+
+
+def test_tensorrt_gemm_conv_on_kernels():
+    """The symmetric-only tensorrt profile's QLinearMatMul / QGemm / QLinearConv run the kernels
+    when every zero point is absent or zero (the only rule the reference adds; a non-zero one
+    raises the reference's ProfileError), and QLinearConv's bias added after the multiplier
+    (rq_bias="float_after_scaling": fl32(fl32(acc) * M) + fl32(fl32(B) * M) for an int32 B,
+    + fl32(B / y_s) for a float one) through the oneDNN epilogue's second bias: the reference's
+    bits for plain, grouped, depthwise and 1x1 convs, per-channel scales, extreme and infinite
+    biases; a NaN bias runs the reference (its float-to-int cast decides that value)."""
+    rng = np.random.default_rng(73)
+    prof = "tensorrt"
+    for xs_, wsh, attrs in (((1, 8, 9, 9), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1])),
+                            ((2, 16, 10, 10), (16, 1, 3, 3), dict(group=16, pads=[1, 1, 1, 1], strides=[2, 2])),
+                            ((1, 12, 7, 7), (24, 3, 3, 3), dict(group=4, pads=[0, 1, 1, 0])),
+                            ((1, 32, 6, 6), (8, 32, 1, 1), dict())):
+        for xd in (np.int8, np.uint8):
+            x = rng.integers(np.iinfo(xd).min, np.iinfo(xd).max + 1, xs_).astype(xd)
+            w = rng.integers(-127, 128, wsh).astype(np.int8)
+            Co = wsh[0]
+            for ws in (np.float32(0.004), (rng.random(Co) * 0.01 + 0.001).astype(np.float32)):
+                wz = np.int8(0) if np.ndim(ws) == 0 else np.zeros(Co, np.int8)
+                for B in (None, rng.integers(-30000, 30000, Co).astype(np.int32),
+                          np.full(Co, 2 ** 31 - 1, np.int32), (rng.standard_normal(Co) * 3).astype(np.float32),
+                          np.array([np.inf, -np.inf] + [1e30] * (Co - 2), np.float32)):
+                    for ys in (np.float32(0.3), np.float16(0.25), 1e-30):
+                        args = (x, np.float32(0.02), xd(0), w, ws, wz, ys, xd(0), B)
+                        want = R.qlinear_conv(*args, profile=prof, **attrs)
+                        got = refquant.qlinear_conv(*args, profile=prof, **attrs)
+                        assert refquant.last_path()["path"] != "reference", (xs_, B)
+                        np.testing.assert_array_equal(got, want)
+                        assert got.dtype == want.dtype
+            bn = (rng.standard_normal(wsh[0]) * 3).astype(np.float32)
+            bn[1] = np.nan
+            args = (x, np.float32(0.02), xd(0), w, np.float32(0.004), np.int8(0), np.float32(0.3), xd(0), bn)
+            np.testing.assert_array_equal(refquant.qlinear_conv(*args, profile=prof, **attrs),
+                                          R.qlinear_conv(*args, profile=prof, **attrs))
+            assert refquant.last_path()["path"] == "reference"
+            with pytest.raises(refquant.ProfileError):      # the symmetric rule, the reference's error
+                refquant.qlinear_conv(x, np.float32(0.02), xd(0), w, np.float32(0.004), np.int8(0),
+                                      np.float32(0.3), xd(3), profile=prof, **attrs)
+    for M, K, N in ((1, 64, 300), (7, 33, 40), (128, 256, 96)):
+        a = rng.integers(-128, 128, (M, K)).astype(np.int8)
+        b = rng.integers(-127, 128, (K, N)).astype(np.int8)
+        for bs in (np.float32(0.004), (rng.random(N) * 0.01 + 0.001).astype(np.float32)):
+            zb = np.int8(0) if np.ndim(bs) == 0 else np.zeros(N, np.int8)
+            args = (a, np.float32(0.02), np.int8(0), b, bs, zb, np.float32(0.3), np.int8(0))
+            np.testing.assert_array_equal(refquant.qlinear_matmul(*args, profile=prof),
+                                          R.qlinear_matmul(*args, profile=prof))
+            assert refquant.last_path()["path"] != "reference"
+            C = rng.integers(-3000, 3000, N).astype(np.int32)
+            gargs = args[:6] + (C,) + args[6:]
+            np.testing.assert_array_equal(refquant.qgemm(*gargs, profile=prof), R.qgemm(*gargs, profile=prof))
+            assert refquant.last_path()["path"] != "reference"
+        with pytest.raises(refquant.ProfileError):
+            refquant.qlinear_matmul(a, np.float32(0.02), np.int8(1), b, np.float32(0.004), np.int8(0),
+                                    np.float32(0.3), np.int8(0), profile=prof)
