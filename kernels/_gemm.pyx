@@ -518,7 +518,10 @@ cdef object _fold_batch(object A, object B):
     cdef cnp.ndarray a = <cnp.ndarray>A
     if a.ndim <= 2 or (<cnp.ndarray>B).ndim != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(a):
         return None
-    return A.reshape(-1, A.shape[a.ndim - 1])
+    cdef Py_ssize_t rows = 1, d
+    for d in range(a.ndim - 1):
+        rows *= a.shape[d]
+    return A.reshape(rows, A.shape[a.ndim - 1])   # (explicit rows: -1 is ambiguous when K is 0)
 
 
 cdef object _unfold(tuple res, object A):

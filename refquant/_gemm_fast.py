@@ -360,9 +360,9 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
     elif Bb.ndim == 2 and za.size == 1:
         # fold A's batch dimensions into M (a copy only when the rows are not uniform)
         batch = Aa.shape[:-2]
-        A2 = Aa.reshape(-1, K)
+        A2 = Aa.reshape(math.prod(batch) * M, K)   # (explicit: -1 is ambiguous when K or N is 0)
         out = _k.empty_aligned(batch + (M, N), out_dtype)
-        o2 = out.reshape(-1, N)
+        o2 = out.reshape(math.prod(batch) * M, N)
         kern = _gemm2d(A2, Bb, za, zb, o2, packed=_packed_for(packed, Bb), mult=mult, y_zp=y_zp,
                        bias=None if bias is None else np.broadcast_to(bias, o2.shape), sat16=sat16, od=od, fx=fx)
     else:
@@ -686,7 +686,7 @@ def _kernel_int_gemm(b, B, used):
         if (A_.ndim > 2 and B_.ndim == 2 and (azp is None or np.size(azp) == 1)
                 and A_.dtype in _I8 and B_.dtype in _I8 and not _rg._use_pair_saturation(p, A_, B_)):
             # batched A against one B, a per-tensor zero point: the rows of every batch at once
-            acc = int_gemm(A_.reshape(-1, A_.shape[-1]), B_, azp, bzp, p)
+            acc = int_gemm(A_.reshape(math.prod(A_.shape[:-1]), A_.shape[-1]), B_, azp, bzp, p)
             return acc.reshape(A_.shape[:-1] + (B_.shape[1],))
         if (A_.ndim == 2 and B_.ndim == 2 and A_.dtype in _I8 and B_.dtype in _I8
                 and not _rg._use_pair_saturation(p, A_, B_)):
