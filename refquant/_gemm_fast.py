@@ -811,7 +811,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     if Mul is None:
         try:
             Mul = form_multiplier(np.asarray(a_scale).reshape(()),
-                                  bs.reshape(-1) if bs.size > 1 else bs.reshape(()),
+                                  bs.reshape(-1) if bs.size != 1 else bs.reshape(()),
                                   np.asarray(y_scale).reshape(()), profile=p)
         except (TypeError, ValueError):
             return None
@@ -899,7 +899,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
         bias = np.broadcast_to(Cc.reshape(() if Cc.size == 1 else Cc.shape), (Mr, N))
     sat = _sat16(p, At, Bt)
     a_s = np.asarray(a_scale).reshape(())
-    bsv = bs.reshape(-1) if bs.size > 1 else bs.reshape(())
+    bsv = bs.reshape(-1) if bs.size != 1 else bs.reshape(())
     if y_zero_point is None:
         try:
             if fast_scales:
@@ -1274,6 +1274,20 @@ def _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_poin
         dilations, group, kernel_shape, pads, strides, profile, opset, int_conv), used)
 
 
+def _no_nan_epilogue(fb, *scales):
+    """Whether the oneDNN epilogue's float bias after the scales (fl32(acc) * s1 * M[j] + fb, as
+    oneDNN and TensorRT add it) can never make a NaN: fb finite and |acc| * s1 * M below float32
+    overflow (no inf - inf).  A NaN there gets the reference's float-to-int cast (0 for int8
+    outputs), not a rule the kernels follow (they give qmin): such calls run the reference
+    (found by a differential fuzz in session 15)."""
+    if not np.all(np.isfinite(fb)):
+        return False
+    bound = 2.0 ** 32
+    for sc in scales:
+        bound *= float(np.max(np.abs(np.asarray(sc, np.float64))))
+    return bound < 1e38
+
+
 def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  profile, opset=None):
@@ -1349,9 +1363,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                     fbias = b.astype(np.float32)
             elif b.dtype.kind == "f" and p.rq_bias != "int32":
                 fbias2 = np.ascontiguousarray(b.astype(np.float32))
-                if np.isnan(fbias2).any():
-                    # a NaN bias: the reference's value is its float-to-int cast's (0 for int8
-                    # outputs), not a rule the kernels follow (they give qmin)
+                if not _no_nan_epilogue(fbias2, s1, wprime):
                     return None
             else:
                 return None
@@ -1382,7 +1394,7 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
             bias = b
     if Mul is None:
         try:
-            Mul = form_multiplier(xs.reshape(()), ws.reshape(-1) if ws.size > 1 else ws.reshape(()),
+            Mul = form_multiplier(xs.reshape(()), ws.reshape(-1) if ws.size != 1 else ws.reshape(()),
                                   ys.reshape(()), profile=p, names=("x_scale", "w_scale", "y_scale"))
         except (TypeError, ValueError):
             return None
@@ -1403,8 +1415,8 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                 bt = (b.astype(np.float32) * np.broadcast_to(m.reshape(-1), (Mc,))).astype(np.float32)
             else:
                 bt = (b.astype(np.float32) / np.asarray(ys, np.float32).reshape(())).astype(np.float32)
-        if np.isnan(bt).any():
-            return None   # (a NaN: the reference's float-to-int cast, not a rule the kernels follow)
+        if not _no_nan_epilogue(bt, m):
+            return None
         kw["mult"] = np.ascontiguousarray(np.broadcast_to(m.reshape(-1), (Mc,)), np.float32)
         kw["od"] = (1.0, 1.0, np.ascontiguousarray(bt))
     if p.rq_method == "fixed_point":

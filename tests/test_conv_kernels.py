@@ -950,6 +950,14 @@ def test_zero_size_convs_same_as_reference():
                 (refquant.conv_integer(x, w, z8, zs8), R.conv_integer(x, w, z8, zs8))):
             assert got.shape == want.shape and got.dtype == want.dtype, (xs, ws)
             np.testing.assert_array_equal(got, want)
+    # no output channels with per-channel (zero-size) weight scales / zero points: the reference
+    # gives the empty result too (it reshaped a (0,) zero point to a scalar until session 15)
+    x = np.ones((1, 3, 4, 4), np.uint8)
+    w = np.ones((0, 3, 1, 1), np.int8)
+    for got, want in ((refquant.conv_integer(x, w, z8, np.zeros(0, np.int8)), R.conv_integer(x, w, z8, np.zeros(0, np.int8))),
+                      (refquant.qlinear_conv(x, s, z8, w, np.zeros(0, np.float32) + s, np.zeros(0, np.int8), s, z8),
+                       R.qlinear_conv(x, s, z8, w, np.zeros(0, np.float32) + s, np.zeros(0, np.int8), s, z8))):
+        assert got.shape == want.shape == (1, 0, 4, 4) and got.dtype == want.dtype
 
 
 @pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")

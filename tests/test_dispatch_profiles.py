@@ -772,8 +772,9 @@ def test_tensorrt_gemm_conv_on_kernels():
     raises the reference's ProfileError), and QLinearConv's bias added after the multiplier
     (rq_bias="float_after_scaling": fl32(fl32(acc) * M) + fl32(fl32(B) * M) for an int32 B,
     + fl32(B / y_s) for a float one) through the oneDNN epilogue's second bias: the reference's
-    bits for plain, grouped, depthwise and 1x1 convs, per-channel scales, extreme and infinite
-    biases; a NaN bias runs the reference (its float-to-int cast decides that value)."""
+    bits for plain, grouped, depthwise and 1x1 convs, per-channel scales, extreme biases; a
+    bias that is not finite, or a multiplier that can overflow, runs the reference (a NaN there
+    takes the value of the reference's float-to-int cast)."""
     rng = np.random.default_rng(73)
     prof = "tensorrt"
     for xs_, wsh, attrs in (((1, 8, 9, 9), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1])),
@@ -793,7 +794,8 @@ def test_tensorrt_gemm_conv_on_kernels():
                         args = (x, np.float32(0.02), xd(0), w, ws, wz, ys, xd(0), B)
                         want = R.qlinear_conv(*args, profile=prof, **attrs)
                         got = refquant.qlinear_conv(*args, profile=prof, **attrs)
-                        assert refquant.last_path()["path"] != "reference", (xs_, B)
+                        if B is None or np.all(np.isfinite(B)):   # (an infinite bias: the reference)
+                            assert refquant.last_path()["path"] != "reference", (xs_, B)
                         np.testing.assert_array_equal(got, want)
                         assert got.dtype == want.dtype
             bn = (rng.standard_normal(wsh[0]) * 3).astype(np.float32)
@@ -802,6 +804,13 @@ def test_tensorrt_gemm_conv_on_kernels():
             np.testing.assert_array_equal(refquant.qlinear_conv(*args, profile=prof, **attrs),
                                           R.qlinear_conv(*args, profile=prof, **attrs))
             assert refquant.last_path()["path"] == "reference"
+            # fl32(acc) * M overflowing to +inf against a -inf scaled bias (a tiny y_s): a NaN,
+            # which the reference's float-to-int cast turns into 0 -- the reference runs it
+            # (the kernels gave qmin; found by a differential fuzz)
+            ov = (x, np.float32(1), xd(0), w, np.float32(1), np.int8(0), np.float32(1.1754944e-38), xd(0),
+                  np.full(wsh[0], -1e6, np.float32))
+            np.testing.assert_array_equal(refquant.qlinear_conv(*ov, profile=prof, **attrs),
+                                          R.qlinear_conv(*ov, profile=prof, **attrs))
             with pytest.raises(refquant.ProfileError):      # the symmetric rule, the reference's error
                 refquant.qlinear_conv(x, np.float32(0.02), xd(0), w, np.float32(0.004), np.int8(0),
                                       np.float32(0.3), xd(3), profile=prof, **attrs)

@@ -1391,3 +1391,38 @@ def test_walkpack_plain_b():
         pytest.skip("AMX driver")
     _large_b_cases(np.random.default_rng(73), ((100, 3100, 1400), (160, 4096, 1100), (65, 3075, 1500),
                                                 (256, 3200, 1400)), packed=False)
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_zero_inner_dimension_every_isa(isa_cap):
+    """K = 0 at every ISA level: the all-zero accumulator (plus the epilogue's bias and zero
+    point), as the reference gives (the AVX2 / AVX-512 BW kernels divided by K when sizing their
+    column blocks: SIGFPE, found by a differential fuzz in session 15); batched A folded into
+    the rows; per-channel scales and zero points of zero size for N = 0."""
+    f32 = np.float32
+    for M, N in ((1, 1), (5, 40), (130, 3)):
+        A = np.zeros((M, 0), np.uint8)
+        B = np.zeros((0, N), np.int8)
+        for a_, za in ((A, np.uint8(3)), (np.zeros((2, M, 0), np.uint8), np.uint8(3)),
+                       (A, np.full(M, 7, np.uint8))):
+            got = refquant.matmul_integer(a_, B, za, np.int8(2))
+            want = R.matmul_integer(a_, B, za, np.int8(2))
+            assert got.shape == want.shape and np.array_equal(got, want)
+        q = (A, f32(0.1), np.uint8(3), B, f32(0.2), np.int8(0), f32(0.5), np.uint8(9))
+        np.testing.assert_array_equal(refquant.qlinear_matmul(*q), R.qlinear_matmul(*q))
+        C = np.arange(N, dtype=np.int32) * 1000
+        g = q[:6] + (C,) + q[6:]
+        np.testing.assert_array_equal(refquant.qgemm(*g), R.qgemm(*g))
+    # N = 0 with a (0,) per-column scale: the same result, or the same error as the reference
+    A = np.ones((3, 4), np.uint8)
+    B = np.ones((4, 0), np.int8)
+    for yz in (np.uint8(1), np.int32(1)):
+        g = (A, f32(0.1), np.uint8(3), B, np.zeros(0, f32) + f32(0.2), np.zeros(0, np.int8), None, f32(0.5), yz)
+        try:
+            want = R.qgemm(*g)
+        except Exception as e:   # noqa: BLE001
+            with pytest.raises(type(e)):
+                refquant.qgemm(*g)
+            continue
+        got = refquant.qgemm(*g)
+        assert got.shape == want.shape and got.dtype == want.dtype

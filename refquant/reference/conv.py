@@ -253,7 +253,7 @@ def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
         xf -= xzv
     wf = w.astype(np.float64)
     if wz is not None:
-        wf -= wz.reshape((-1,) + (1,) * (w.ndim - 1)) if wz.size > 1 else wz.reshape(())
+        wf -= wz.reshape((-1,) + (1,) * (w.ndim - 1)) if wz.size != 1 else wz.reshape(())
     wT = _weights_T(wf, group)                      # (g, Kd, Mg)
     L = int(np.prod(out))
     acc = np.empty((N, M, L), dtype=np.int64)
@@ -365,7 +365,7 @@ def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y
         else:
             raise TypeError(f"B: QLinearConv bias must be int32 (float32 only with a float-bias profile), "
                             f"got {b.dtype}")
-    ws1 = ws.reshape(-1) if ws.size > 1 else ws.reshape(())
+    ws1 = ws.reshape(-1) if ws.size != 1 else ws.reshape(())
     Mul = form_multiplier(xs.reshape(()), ws1, ys.reshape(()), profile=p,
                           names=("x_scale", "w_scale", "y_scale"))
     _multiplier_check(p, Mul)

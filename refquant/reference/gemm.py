@@ -684,7 +684,7 @@ def _qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zer
     p = _profile_for(profile, "QGemm", per_axis=bool(np.size(b_scale) > 1), dtype=A.dtype,
                      asymmetric_weights=_nonzero(bzp))
     acc = int_gemm(At, Bt, None if azp is None else azp.reshape(()),
-                    None if bzp is None else bzp.reshape(-1) if bzp.size > 1 else bzp.reshape(()), p)
+                    None if bzp is None else bzp.reshape(-1) if bzp.size != 1 else bzp.reshape(()), p)
     bias = None
     if C is not None:
         Cc = np.asarray(C)
@@ -701,7 +701,7 @@ def _qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zer
         else:
             raise TypeError(f"C: QGemm bias must be int32 (float32 only with a float-bias profile and a "
                             f"quantized output), got {Cc.dtype}")
-    bs = np.asarray(b_scale).reshape(-1) if np.size(b_scale) > 1 else np.asarray(b_scale).reshape(())
+    bs = np.asarray(b_scale).reshape(-1) if np.size(b_scale) != 1 else np.asarray(b_scale).reshape(())
     a_s = np.asarray(a_scale).reshape(())
     if yzp is None:
         S = form_multiplier(a_s, bs, None if y_scale is None else np.asarray(y_scale).reshape(()),

@@ -78,7 +78,7 @@ int rq_gemm_i16__avx512(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, i
         if (Kp > K) d[K] = 0;
     }
     const int npp = npan2 / 2;
-    int jbw = (int)((256 * 1024) / ((size_t)Kp * 64));
+    int jbw = (int)((256 * 1024) / ((size_t)(Kp > 0 ? Kp : 2) * 64));   /* (K = 0: no divide by zero) */
     if (jbw < 1) jbw = 1;
     if (jbw > npp) jbw = npp;
     int rchunk = nthreads > 1 ? (nrb + nthreads - 1) / nthreads : nrb;
