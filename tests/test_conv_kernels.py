@@ -968,7 +968,10 @@ def test_conv_implicit_vnni():
     uint8 w with 128): strides, dilations, pads, groups (the int8 x flip of each group's rows and
     of the pad rows once), pixel counts not a multiple of 8 (the last block repeats its last
     pixel), 1 and 2 taps wide, packed weights, int32 and 8-bit outputs, 1 and 2 threads give the
-    reference's bits; other zero points and channel counts run the im2col path."""
+    reference's bits.  A single group of fewer than 16 channels that are not a multiple of 4 (a
+    3-channel stem) runs it over a copy padded to whole dwords (the extra channels x_zp, their
+    weights zero; given packed weights are packed again for it).  Other zero points and channel
+    counts run the im2col path."""
     rng = np.random.default_rng(91)
     configs = [  # (Cg, M, H, W, k, s, d, pads, group)
         (64, 64, 9, 9, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),
@@ -977,7 +980,12 @@ def test_conv_implicit_vnni():
         (16, 16, 6, 6, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 3),
         (4, 17, 5, 5, (1, 1), (1, 1), (1, 1), [1, 1, 1, 1], 1),
         (20, 24, 3, 40, (1, 4), (1, 1), (1, 1), [0, 1, 0, 2], 2),
-        (6, 10, 7, 7, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),     # Cg % 4 != 0: im2col
+        (6, 10, 7, 7, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),     # Cg % 4 != 0, one group: padded
+        (3, 32, 15, 16, (3, 3), (2, 2), (1, 1), [1, 1, 1, 1], 1),   # a 3-channel stem
+        (3, 16, 13, 11, (7, 7), (2, 2), (1, 1), [3, 3, 3, 3], 1),
+        (13, 9, 6, 9, (2, 3), (1, 1), (2, 1), [0, 1, 1, 0], 1),
+        (6, 10, 7, 7, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 2),     # groups: im2col
+        (18, 8, 7, 7, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),     # 16 channels or more: im2col
     ]
     _cpu.set_isa_cap("avx512vnni")
     try:
@@ -996,10 +1004,11 @@ def test_conv_implicit_vnni():
                             refquant.set_num_threads(None)
                     xz = _zp(rng, xdt)
                     got = F.conv_integer(x, w, xz, wz, profile=ONNX, **attrs)
-                    want_path = ("conv_implicit_vnni4__avx512vnni" if int(wz) in (0, 128) and Cg % 4 == 0
+                    padded = group == 1 and Cg < 16
+                    want_path = ("conv_implicit_vnni4__avx512vnni" if int(wz) in (0, 128) and (Cg % 4 == 0 or padded)
                                  else "gemm_vnni4__avx512vnni")
                     assert got[1] == want_path, (what, got[1])
-                    if group == 1 and int(wz) == 0 and Cg % 4 == 0:
+                    if group == 1 and int(wz) == 0 and (Cg % 4 == 0 or padded):
                         args = (x, np.float32(0.02), xz, refquant.pack_weights(w), np.float32(0.003),
                                 wz, np.float32(0.5), np.uint8(7))
                         plain = (x, np.float32(0.02), xz, w, np.float32(0.003), wz, np.float32(0.5), np.uint8(7))

@@ -142,18 +142,21 @@ static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
 typedef struct {
     const rq_conv_args *c; uint8_t *xp, *acol; const uint8_t *yt; char *yg;
     int g, Cg, Cog, Wp, Kc, Kcp, P, isa, ntask; size_t es;
+    int Cb;   /* bytes per pixel of the NHWC copy: Cg, or Cg rounded up to 4 (the implicit conv
+               * of a stem: its extra channels hold x_zp, their weights 0) */
 } gen_job;
 
 static void gen_pad_rows(void *ctx, int64_t t) {       /* input rows of task t -> NHWC */
     const gen_job *J = (const gen_job *)ctx;
     const rq_conv_args *c = J->c;
     const uint8_t xz = (uint8_t)c->x_zp;
-    const int HW = c->H * c->W, Cg = J->Cg;
+    const int HW = c->H * c->W, Cg = J->Cg, Cb = J->Cb;
     for (int h = (int)((int64_t)c->H * t / J->ntask); h < (int)((int64_t)c->H * (t + 1) / J->ntask); h++) {
-        uint8_t *row = J->xp + ((size_t)(h + c->pt) * J->Wp + c->pl) * Cg;
-        memset(row - (size_t)c->pl * Cg, xz, (size_t)c->pl * Cg);            /* left pad */
-        transpose_u8(c->x + (size_t)J->g * Cg * HW + (size_t)h * c->W, HW, row, Cg, Cg, c->W, J->isa);
-        memset(row + (size_t)c->W * Cg, xz, (size_t)c->pr * Cg);             /* right pad */
+        uint8_t *row = J->xp + ((size_t)(h + c->pt) * J->Wp + c->pl) * Cb;
+        memset(row - (size_t)c->pl * Cb, xz, (size_t)c->pl * Cb);            /* left pad */
+        if (Cb != Cg) memset(row, xz, (size_t)c->W * Cb);                    /* (the extra channels) */
+        transpose_u8(c->x + (size_t)J->g * Cg * HW + (size_t)h * c->W, HW, row, Cb, Cg, c->W, J->isa);
+        memset(row + (size_t)c->W * Cb, xz, (size_t)c->pr * Cb);             /* right pad */
     }
 }
 
@@ -212,6 +215,13 @@ static void gen_out(void *ctx, int64_t t) {            /* pixels of task t: (P x
 #ifndef RQ_GEN_DIRECT_PACK
 #define RQ_GEN_DIRECT_PACK 1
 #endif
+#ifndef RQ_CONV_CPAD
+#define RQ_CONV_CPAD 1   /* 0: small odd channel counts through im2col (A/B measurements) */
+#endif
+#ifndef RQ_CONV_CPAD_MAX_KK
+#define RQ_CONV_CPAD_MAX_KK 64   /* taps (the implicit kernel's limit); the packing of more than 16
+                                  * taps pads the weights and takes the staged packer */
+#endif
 #ifndef RQ_CONV_VNNI_IMPLICIT
 #define RQ_CONV_VNNI_IMPLICIT 1   /* 0: im2col + GEMM at the VNNI level too (A/B measurements) */
 #endif
@@ -243,14 +253,23 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
      * (im2col + GEMM reading A in place, against this; ORT 258 us) */
     int wz_ok = 1;
     for (int j = 0; j < c->w_zp_n; j++) wz_ok &= c->w_zp[j] == (c->w_signed ? 0 : 128);
-    const int implicit = RQ_CONV_VNNI_IMPLICIT && isa == RQ_ISA_AVX512VNNI && !c->sat16 && wz_ok &&
-                         Cg % 4 == 0 && KK <= 16 && P > 4 && rq_gemm_vnni__avx512vnni;
+    /* a single group of fewer than 16 channels, not a multiple of 4 (a 3-channel stem): the
+     * implicit conv over an NHWC copy padded to whole dwords, the extra channels x_zp (each
+     * term (x_zp - x_zp) * w = 0), the weights packed with zero rows for them.  224x224 stride
+     * 2, 1 thread, alternating builds: 3 -> 32 3x3 326 -> 180 us, 3 -> 24 5x5 371 -> 244 us,
+     * 3 -> 64 7x7 661 -> 570 us (im2col of 27-147 byte rows, against this) */
+    const int cpad = RQ_CONV_VNNI_IMPLICIT && RQ_CONV_CPAD && isa == RQ_ISA_AVX512VNNI && !c->sat16 && wz_ok &&
+                     G == 1 && Cg % 4 && Cg < 16 && KK <= RQ_CONV_CPAD_MAX_KK && P > 4 && rq_gemm_vnni__avx512vnni;
+    const int Cb = cpad ? (Cg + 3) / 4 * 4 : Cg;
+    const int implicit = cpad || (RQ_CONV_VNNI_IMPLICIT && isa == RQ_ISA_AVX512VNNI && !c->sat16 && wz_ok &&
+                                  Cg % 4 == 0 && KK <= 16 && P > 4 && rq_gemm_vnni__avx512vnni);
+    if (cpad) pk0 = NULL;   /* (packed for Cg channels: packed again below for Cb) */
     /* the weights packed in one pass (VBMI), else transposed to a row-major B and packed */
     const int direct_pack = RQ_GEN_DIRECT_PACK && isa >= RQ_ISA_AVX512VNNI && !c->sat16 && Cg % 4 == 0 &&
                             KK <= 16 && rq_pack_conv_w__avx512vnni && rq_cpu_feature(RQ_FEAT_AVX512VBMI);
     uint8_t *acol = implicit ? NULL : (uint8_t *)rq_aligned_alloc((size_t)Pp * Kcp);
     uint8_t *bmat = pk0 ? NULL : (uint8_t *)rq_aligned_alloc((size_t)Kcp * Cog);
-    uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp * Cg + 64);
+    uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp * Cb + 64);
     /* the GEMM's outputs pixel-major (contiguous rows of Cog), then one transpose to NCHW:
      * stores P apart from the epilogue cost a quarter of a 32-channel 56x56 conv */
     uint8_t *yt = (uint8_t *)rq_aligned_alloc((size_t)Pp * Cog * es + 64);
@@ -261,20 +280,20 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
     if (Pp > P && acol) memset(acol + (size_t)P * Kcp, xz, (size_t)(Pp - P) * Kcp);
     if (bmat && Kcp > Kc) memset(bmat + (size_t)Kc * Cog, 0, (size_t)(Kcp - Kc) * Cog);
     /* top and bottom pad rows of the NHWC buffer (the row tasks write the rest) */
-    memset(xp, xz, (size_t)c->pt * Wp * Cg);
-    memset(xp + (size_t)(c->pt + c->H) * Wp * Cg, xz, (size_t)(Hp - c->pt - c->H) * Wp * Cg + 64);
+    memset(xp, xz, (size_t)c->pt * Wp * Cb);
+    memset(xp + (size_t)(c->pt + c->H) * Wp * Cb, xz, (size_t)(Hp - c->pt - c->H) * Wp * Cb + 64);
     const int nt_in = ((size_t)c->C / G * c->H * c->W > 65536) ? imin(nt, c->H) : 1;
     const int nt_col = ((size_t)P * Kc > 262144) ? imin(nt, c->OH) : 1;
     const int nt_out = ((size_t)P * Cog > 65536) ? nt : 1;
     int rc = RQ_OK;
     for (int g = 0; g < G && rc == RQ_OK; g++) {
         gen_job J = {c, xp, acol, yt, (char *)c->y + (size_t)g * Cog * P * es, g, Cg, Cog, Wp, Kc, Kcp, P,
-                     isa, nt_in, es};
+                     isa, nt_in, es, Cb};
         rq_parallel(nt_in, nt_in, gen_pad_rows, &J);
         if (implicit && c->x_signed) {
             /* A_used = x ^ 0x80, pads included: the rows this group wrote, and the top and
              * bottom pad rows (written once, before the first group) once */
-            const size_t row = (size_t)Wp * Cg;
+            const size_t row = (size_t)Wp * Cb;
             const size_t i0 = g ? (size_t)c->pt * row : 0, i1 = g ? (size_t)(c->pt + c->H) * row : (size_t)Hp * row;
             for (size_t i = i0; i < i1; i++) xp[i] ^= 0x80;
         }
@@ -291,10 +310,10 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         }
         rq_packed_b pk2, *own = NULL;
         const rq_packed_b *pk = pk0;
-        if (!pk && direct_pack) {
+        if (!pk && (direct_pack || cpad)) {
             /* the group's weights packed in one pass (rq_pack_conv_w_pad), not transposed into
-             * a row-major B for the GEMM to pack again */
-            own = rq_pack_conv_w_pad(c->w + (size_t)g * Cog * Kc, Cog, Cg, Cg, c->KH, c->KW, c->w_signed, isa, nt);
+             * a row-major B for the GEMM to pack again (cpad: Cb channels, zero weights past Cg) */
+            own = rq_pack_conv_w_pad(c->w + (size_t)g * Cog * Kc, Cog, Cg, Cb, c->KH, c->KW, c->w_signed, isa, nt);
             if (!own) { rc = RQ_ENOMEM; break; }
             pk = own;
         }
@@ -349,7 +368,7 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         a.mult_n = c->mult_n == 1 ? 1 : Cog;
         a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;
         a.sat16 = c->sat16;
-        rq_implicit_a ia = {xp, Wp, Cg, c->OW, c->KH, c->KW, c->sh, c->sw, c->dh, c->dw};
+        rq_implicit_a ia = {xp, Wp, Cb, c->OW, c->KH, c->KW, c->sh, c->sw, c->dh, c->dw};
         if (implicit) { a.ia = &ia; a.A = NULL; a.a_rs = 0; a.M = P; }
         rc = rq_gemm_run(&a, kern);
         if (implicit && kern) *kern = RQ_K_CONV_VNNI_IMPLICIT;
