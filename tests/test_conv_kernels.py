@@ -961,6 +961,34 @@ def test_zero_size_convs_same_as_reference():
 
 
 @pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")
+def test_stem_padded_channels_vbmi_and_not(monkeypatch):
+    """The implicit conv over channels padded to whole dwords (stems) packs its weights with
+    vpermb where the CPU has AVX512_VBMI and through zero-padded weights and the staged packer
+    where it has not (AVX-512 VNNI CPUs before Ice Lake): the reference's bits both ways, int8
+    and uint8 weights (whose padded channels hold -128 after the flip: the x_zp pad cancels
+    them), plain and packed weights, kernels 3x3 to 7x7."""
+    rng = np.random.default_rng(93)
+    try:
+        for _vbmi in _vbmi_variants(monkeypatch):
+            _cpu.set_isa_cap("avx512vnni")     # (after the variant's reset)
+            for C, k, s, p in ((3, 3, 2, 1), (3, 7, 2, 3), (5, 5, 1, 2), (13, 3, 1, 1)):
+                for wd, wz in ((np.int8, np.int8(0)), (np.uint8, np.uint8(128))):
+                    x = _rand(rng, np.uint8, (2, C, 17, 19))
+                    w = _rand(rng, wd, (16, C, k, k))
+                    args = (x, np.float32(0.02), np.uint8(7), w, np.float32(0.004), wz, np.float32(0.3), np.uint8(5))
+                    kw = dict(pads=[p] * 4, strides=[s, s])
+                    want = R.qlinear_conv(*args, **kw)
+                    _check(refquant.qlinear_conv(*args, **kw), want, f"stem C={C} k={k} vbmi={_vbmi}")
+                    assert refquant.last_path()["path"] == "conv_implicit_vnni4__avx512vnni"
+                    pa = (x, args[1], args[2], refquant.pack_weights(w)) + args[4:]
+                    _check(refquant.qlinear_conv(*pa, **kw), want, f"stem packed C={C} k={k} vbmi={_vbmi}")
+    finally:
+        monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+        _cpu.reset()
+        _cpu.set_isa_cap(None)
+
+
+@pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")
 def test_conv_implicit_vnni():
     """At the AVX-512 VNNI level (no AMX) the GEMM reads the conv's rows in place from the
     padded NHWC copy (conv_implicit_vnni4__avx512vnni, no im2col) when the channels per group
