@@ -227,11 +227,12 @@ PYTORCH_X86 = register_profile(PYTORCH_FBGEMM.replace(
                 "conv2d with symmetric weights runs oneDNN (zp added before rounding)",
     overrides=PYTORCH_FBGEMM.overrides + (("QLinearConv", {"rq_zero_point": "before_rounding",
                                                            "rq_multiplier": "onednn",
-                                                           "rq_float_to_int": "saturate"}),
+                                                           "rq_float_to_int": "saturate",
+                                                           "rq_nan": "qmax"}),
                                           # a non-zero weight zero point: FBGEMM runs the conv
                                           ("QLinearConv+asymmetric_weights",
                                            {"rq_zero_point": "after_rounding", "rq_multiplier": "fp32",
-                                            "rq_float_to_int": "int32_min",
+                                            "rq_float_to_int": "int32_min", "rq_nan": "int32_min",
                                             "int16_pair_saturation": "fbgemm_depthwise"})),
     doc=_TORCH_LINEAR_DOC.format(
         engine="x86",
@@ -253,7 +254,7 @@ PYTORCH_ONEDNN = register_profile(PYTORCH_FBGEMM.replace(
     description="torch quantized linear/conv2d on oneDNN: scales applied one by one after a "
                 "reciprocal round trip, float bias after them, * fl32(1/sy), zp added before "
                 "rounding (symmetric weights only)",
-    rq_zero_point="before_rounding", rq_multiplier="onednn", rq_float_to_int="saturate",
+    rq_zero_point="before_rounding", rq_multiplier="onednn", rq_float_to_int="saturate", rq_nan="qmax",
     extra={"weights": "zero_point_0",
            "weights_error": "oneDNN requires a zero weight zero point ('ONEDNN only supports symmetric "
                             "quantization of weight')"},
@@ -489,7 +490,7 @@ def tensorrt_profile(*, scale_op: str = "multiply_reciprocal", bias: str = "afte
         q_rounding="half_even", q_zero_point="after_rounding", q_nan="zero",
         q_overflow="saturate", q_inf="saturate", q_float8_saturate0="saturate",
         rq_method="float", rq_rounding="half_even", rq_precision="float32",
-        rq_acc_to_float="float32",
+        rq_acc_to_float="float32", rq_nan="zero",
         symmetric_only=True, symmetric_error=TENSORRT_SYMMETRIC_ERROR,
         qtypes=("int8", "int4", "float8e4m3fn", "float4e2m1"),
         qtypes_error="TensorRT quantizes to INT8, FP8 E4M3, INT4 (weights) and FP4 E2M1 only; its "

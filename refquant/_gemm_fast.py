@@ -1277,9 +1277,9 @@ def _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_poin
 def _no_nan_epilogue(fb, *scales):
     """Whether the oneDNN epilogue's float bias after the scales (fl32(acc) * s1 * M[j] + fb, as
     oneDNN and TensorRT add it) can never make a NaN: fb finite and |acc| * s1 * M below float32
-    overflow (no inf - inf).  A NaN there gets the reference's float-to-int cast (0 for int8
-    outputs), not a rule the kernels follow (they give qmin): such calls run the reference
-    (found by a differential fuzz in session 15)."""
+    overflow (no inf - inf).  A NaN there takes the profile's ``rq_nan`` rule (qmax for oneDNN,
+    0 for TensorRT), which the kernels do not implement (they give qmin): such calls run the
+    reference (found by a differential fuzz in session 15)."""
     if not np.all(np.isfinite(fb)):
         return False
     bound = 2.0 ** 32

@@ -51,7 +51,7 @@ _Q = ("q_scale_op", "q_fma", "q_rounding", "q_zero_point", "q_nan", "q_overflow"
       "q_fp16_division", "q_division_precision", "q_float_zero_point", "q_float8_saturate0",
       "q_vector_width")
 _RQ = ("rq_multiplier", "rq_method", "rq_precision", "rq_acc_to_float", "rq_rounding", "rq_zero_point",
-       "rq_fixed_rounding", "rq_bias", "rq_epilogue_dtype", "rq_float_to_int", "int16_pair_saturation")
+       "rq_fixed_rounding", "rq_bias", "rq_epilogue_dtype", "rq_float_to_int", "rq_nan", "int16_pair_saturation")
 FIELDS_READ = {
     "QuantizeLinear": _Q,
     "DequantizeLinear": ("dq_subtract", "dq_vector_width"),
@@ -76,7 +76,7 @@ _TOPIC = {
     "rq_precision": "requantization precision", "rq_acc_to_float": "accumulator conversion",
     "rq_rounding": "rounding", "rq_zero_point": "zero-point order",
     "rq_fixed_rounding": "fixed-point rounding", "rq_bias": "bias domain",
-    "rq_epilogue_dtype": "epilogue precision", "rq_float_to_int": "conversion beyond int32",
+    "rq_epilogue_dtype": "epilogue precision", "rq_float_to_int": "conversion beyond int32", "rq_nan": "NaN handling",
     "int16_pair_saturation": "saturation",
 }
 _CLASSES = ("nan_inf_input", "overflow", "saturation_boundary", "large_accumulator", "int16_pair",

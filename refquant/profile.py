@@ -103,6 +103,15 @@ Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(ac
                                      then the clamp: TFLite's reference FULLY_CONNECTED), or
                                      "int32_min_wrap_negative" (that below -2^31 only; the top is
                                      clamped in float first: XNNPACK's AVX-512 VNNI GEMM).
+    rq_nan ["int32_min"]             the result of a NaN scaled value (a NaN float bias, or inf - inf
+                                     when fl(acc*M) overflows against an infinite bias term; never
+                                     with an int32 bias and a float32/float64 epilogue): "int32_min"
+                                     (cvtps2dq gives INT32_MIN, which rq_float_to_int then handles:
+                                     qmin, or INT32_MIN + zp with wraparound; measured, torch fbgemm),
+                                     "zero" (the conversion gives 0, then + zp when it is added after
+                                     rounding: the GPU's cvt.rni.sat, TensorRT) or "qmax" (a vminps
+                                     clamp with the bound second returns the bound: measured, torch
+                                     2.13 oneDNN linear/conv, u8 output 255).
 
 Integer GEMM
     int16_pair_saturation [False]    u8 x s8 products summed pairwise (k, k+1) into a saturating
@@ -184,6 +193,7 @@ _CHOICES = {
     "rq_bias": ("int32", "float", "float_after_scaling"),
     "rq_epilogue_dtype": ("float32", "float16"),
     "rq_float_to_int": ("saturate", "int32_min", "int32_min_wrap", "int32_min_wrap_negative"),
+    "rq_nan": ("int32_min", "zero", "qmax"),
     "accumulator": ("int32_wrap",),
 }
 
@@ -224,6 +234,7 @@ class Profile:
     rq_bias: str = "int32"
     rq_epilogue_dtype: str = "float32"
     rq_float_to_int: str = "saturate"
+    rq_nan: str = "int32_min"
     # integer GEMM
     int16_pair_saturation: bool = False
     accumulator: str = "int32_wrap"

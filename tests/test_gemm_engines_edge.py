@@ -180,6 +180,73 @@ def test_int32_min_conversion_torch_conv(engine):
     assert (ref == 0).mean() > 0.4           # positive and negative overflow both give qmin
 
 
+# --------------------------------------------------------------------------- NaN in the epilogue
+
+def test_nan_epilogue_rule_reference():
+    # rq_nan: NaN reaches the conversion only through a float bias or inf - inf; its result is a
+    # profile field, not numpy's float -> int cast
+    base = get_profile("onnx")
+    acc = np.array([5, -5, 0], np.int32)
+    nanb = np.float32(np.nan)
+    for zp_order in ("after_rounding", "before_rounding"):
+        for f2i in ("saturate", "int32_min", "int32_min_wrap", "int32_min_wrap_negative"):
+            for rule, want_u8, want_i8 in (("int32_min", 0, -128), ("qmax", 255, 127),
+                                           ("zero", 7 if zp_order == "after_rounding" else 0,
+                                            -3 if zp_order == "after_rounding" else 0)):
+                p = base.replace(rq_bias="float", rq_zero_point=zp_order, rq_float_to_int=f2i, rq_nan=rule)
+                for dt, zp, want in (("uint8", np.uint8(7), want_u8), ("int8", np.int8(-3), want_i8)):
+                    if rule == "int32_min" and f2i.startswith("int32_min_wrap") and zp_order == "after_rounding":
+                        # INT32_MIN + zp wraps: qmin for zp >= 0, qmax for a negative zp
+                        want = 0 if dt == "uint8" else 127
+                    r = requantize(acc, F32(0.5), zp, output_dtype=dt, bias=np.array([nanb, 1, 2], F32),
+                                   profile=p)
+                    assert int(r[0]) == want, (zp_order, f2i, rule, dt)
+                    ok = requantize(acc[1:], F32(0.5), zp, output_dtype=dt, bias=np.array([1, 2], F32),
+                                    profile=p)
+                    assert np.array_equal(r[1:], ok)           # finite values are untouched
+    # inf - inf: fl32(acc * M) overflows against a -inf scaled bias (TensorRT's bias after scaling)
+    trt = get_profile("tensorrt")
+    assert trt.rq_nan == "zero" and trt.rq_bias == "float_after_scaling"
+    r = requantize(np.array([2 ** 30, 3], np.int32), F32(3e38), np.int8(0), output_dtype="int8",
+                   bias=np.array([-np.inf, 0.0], F32), profile=trt, bias_scale=F32(1.0))
+    assert r.tolist() == [0, 127]
+    assert get_profile("pytorch-onednn").rq_nan == "qmax"
+    assert get_profile("pytorch-x86").for_op("QLinearConv").rq_nan == "qmax"
+    assert get_profile("pytorch-x86").for_op("QLinearConv", asymmetric_weights=True).rq_nan == "int32_min"
+    assert get_profile("pytorch-x86").for_op("QGemm").rq_nan == "int32_min"
+
+
+@pytest.mark.parametrize("engine", ["pytorch-fbgemm", "pytorch-x86", "pytorch-onednn"])
+@pytest.mark.parametrize("op", ["QGemm", "QLinearConv"])
+def test_nan_and_inf_float_bias_torch(engine, op):
+    # measured: fbgemm gives qmin for a NaN or +-inf bias (cvtps2dq's INT32_MIN), oneDNN qmax for
+    # NaN and +inf (vminps returns the bound); refquant used to give numpy's cast of NaN (0)
+    need(engine)
+    rng = np.random.default_rng(11)
+    for zp in (0, 128):
+        for bv in (np.nan, np.inf, -np.inf):
+            if op == "QGemm":
+                d = {"A": rng.integers(0, 256, (4, 8)).astype(np.uint8), "a_scale": F32(0.01),
+                     "a_zero_point": np.uint8(zp), "B": rng.integers(-50, 50, (8, 3)).astype(np.int8),
+                     "b_scale": F32(0.02), "b_zero_point": np.int8(0), "C": np.array([0, bv, 1], F32),
+                     "y_scale": F32(0.05), "y_zero_point": np.uint8(zp)}
+            else:
+                d = {"x": rng.integers(0, 256, (1, 2, 5, 4)).astype(np.uint8), "x_scale": F32(0.01),
+                     "x_zero_point": np.uint8(zp), "w": rng.integers(-50, 50, (3, 2, 3, 3)).astype(np.int8),
+                     "w_scale": F32(0.02), "w_zero_point": np.int8(0), "y_scale": F32(0.05),
+                     "y_zero_point": np.uint8(zp), "B": np.array([0, bv, 1], F32)}
+            assert_exact(engine, engine, op, d)
+            y = E.run_reference(op, d, {}, profile=engine)
+            col = y[:, 1] if op == "QGemm" else y[0, 1]
+            onednn = engine == "pytorch-onednn" or (engine == "pytorch-x86" and op == "QLinearConv")
+            want = 0 if bv == -np.inf or not onednn else 255
+            assert (col == want).all(), (zp, bv)
+            # the top-level call (kernels where they can) gives the reference's answer
+            top = refquant.qgemm(*d.values(), profile=engine) if op == "QGemm" else \
+                refquant.qlinear_conv(*d.values(), profile=engine)
+            assert np.array_equal(top, y)
+
+
 # --------------------------------------------------------------------------- LiteRT multipliers
 
 _TS = (F32(0.041279905), F32(0.0321819), F32(0.68017447))   # fl32(xs*ws)/ys == 2^-9, exactly

@@ -70,6 +70,15 @@ each one.  The steps, in order, and the fields that choose them:
      (XNNPACK's AVX-512 VNNI qs8 GEMM: ``min(v, qmax - zp)`` in float, cvtps2dq, ``+ zp``
      with ``_mm512_add_epi32``, then packs; measured: int8, zp < 0, bias near INT32_MIN
      and a large multiplier give 127 where the spec gives -128).
+   - NaN (``rq_nan``): a NaN scaled value arises only from a NaN float bias, or from
+     inf - inf (fl(acc*M) overflowing against an infinite scaled bias, or in the float16
+     epilogue).  ``"int32_min"`` [onnx]: the conversion gives INT32_MIN like any value
+     outside int32, then ``rq_float_to_int`` applies (qmin when it saturates; measured live,
+     torch 2.13 fbgemm: NaN and +-inf float biases give qmin); ``"zero"``: the conversion gives
+     0 and the zero point is added after it (GPU ``cvt.rni.sat``: TensorRT; with
+     rq_zero_point="before_rounding" the result is saturate(0)); ``"qmax"``: oneDNN clamps
+     with ``vminps(v, qmax)``, which returns the bound for NaN (measured live, torch 2.13
+     onednn and x86 conv: 255 for uint8).
 
 4. Fixed-point method (``rq_method="fixed_point"``, gemmlowp / TFLite)
    - ``QuantizeMultiplier(double(M))``: ``q, shift = frexp(M)``;
@@ -454,6 +463,17 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
         else:
             rv = round_to_int(v, p.rq_rounding)
             r = np.clip(rv, (lo - zp).astype(np.float64), (hi - zp).astype(np.float64)) + zp
+        nan = np.isnan(rv)
+        if p.rq_nan != "int32_min" or p.rq_float_to_int == "saturate":
+            if nan.any():
+                if p.rq_nan == "qmax":
+                    alt = hi
+                elif p.rq_nan == "zero":
+                    alt = np.clip(zp, lo, hi) if p.rq_zero_point == "after_rounding" else max(lo, min(0, hi))
+                else:   # INT32_MIN, saturated
+                    alt = lo
+                r = np.where(nan, alt, r)
+                rv = np.where(nan, 0.0, rv).astype(rv.dtype)   # handled: not out of int32 below
         if p.rq_float_to_int != "saturate":
             # cvtps2dq / cvttsd2si: a value outside int32 (or NaN) converts to INT32_MIN; the
             # saturating packs of fbgemm/QNNPACK (epi32 -> epi16, + zp saturating, -> 8 bit) turn
