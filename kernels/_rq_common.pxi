@@ -26,7 +26,9 @@ cimport numpy as cnp
 
 
 cdef inline int _ntype(cnp.ndarray a):
-    """PyArray_TYPE, or -1 for data stored in the other byte order: the kernels read values as
-    native, so such arrays (a big-endian float32, int16, ...) are declined and the glue /
-    reference decide (the reference refuses them)."""
-    return cnp.PyArray_TYPE(a) if cnp.PyArray_ISNOTSWAPPED(a) else -1
+    """PyArray_TYPE, or -1 for data stored in the other byte order or not aligned to its item
+    size: the kernels read values as native, so such arrays (a big-endian float32, int16, ...)
+    are declined and the glue / reference decide (the reference refuses them); the compiled
+    code reads parameters (scales, zero points, biases) through typed pointers, so a misaligned
+    array (np.frombuffer(buf, offset=1)) is declined too and the glue copies it aligned."""
+    return cnp.PyArray_TYPE(a) if cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a) else -1

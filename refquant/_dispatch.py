@@ -161,6 +161,7 @@ def _try_fast(op, module, func, args, kwargs, **extra):
     if (not (_fast_profile_ok(prof, op) or _symmetric_call_ok(prof, op, args, kwargs))
             or _weights_refused(prof, op, args, kwargs)):
         return None
+    args, kwargs = _aligned_args(args, kwargs)
     try:
         if not kwargs and not extra:
             res = fast(*args, profile=prof)
@@ -172,6 +173,20 @@ def _try_fast(op, module, func, args, kwargs, **extra):
         return None
     _ran(op, res[1])
     return res
+
+
+def _aligned_args(args, kwargs):
+    """args / kwargs with every array whose data is not aligned to its item size replaced by an
+    aligned copy (numpy allows any start: np.frombuffer(buf, offset=1), record fields).  The
+    kernels read parameters through typed pointers (the compiled lean entries decline such
+    arrays); the values, and so the result, are the same."""
+    if any(type(v) is np.ndarray and not v.flags.aligned for v in args):
+        args = tuple(np.require(v, requirements="A") if type(v) is np.ndarray and not v.flags.aligned
+                     else v for v in args)
+    if any(type(v) is np.ndarray and not v.flags.aligned for v in kwargs.values()):
+        kwargs = {k: (np.require(v, requirements="A") if type(v) is np.ndarray and not v.flags.aligned
+                      else v) for k, v in kwargs.items()}
+    return args, kwargs
 
 
 def _dispatch(op, module, func, ref_func, args, kwargs):

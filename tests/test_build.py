@@ -9,12 +9,16 @@ AddressSanitizer (opt-in, marker ``asan``; about a minute):
     pytest -m asan tests/test_build.py
 
 copies setup.py, pyproject.toml, kernels/ and refquant/ into a scratch folder, rebuilds the
-extensions there with ``REFQUANT_SANITIZE=address`` (adds ``-fsanitize=address
--fno-omit-frame-pointer`` to every compile and link), and runs a sample of the quantize kernels
+extensions there with ``REFQUANT_SANITIZE=address,undefined,float-cast-overflow`` (adds
+``-fsanitize=... -fno-omit-frame-pointer`` to every compile and link; AddressSanitizer alone
+where gcc lacks libubsan), and runs a sample of the quantize kernels
 (every ISA level, every output type, sizes and offsets around the vector widths, per-axis) and,
 when built, the GEMM kernels, in a child Python started with
 ``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0``.
-Any out-of-bounds access aborts the child and fails the test.  The same by hand:
+Any out-of-bounds access, and any undefined behaviour UBSan sees (``UBSAN_OPTIONS=
+halt_on_error=1``: misaligned typed access, signed overflow, out-of-range shifts and float ->
+int conversions), stops the child and fails the test.  The sample ends with every op on arrays
+that start at odd bytes (tests/test_dispatch.py) at every ISA level.  The same by hand:
 
     REFQUANT_SANITIZE=address python setup.py build_ext --inplace
     LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \\
@@ -398,6 +402,13 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
         refquant.set_num_threads(None)
     except ImportError:
         pass
+    # arrays that start at any byte, every op at every ISA level (UndefinedBehaviorSanitizer:
+    # misaligned typed loads / stores)
+    sys.path.insert(1, sys.argv[2])
+    import test_dispatch as TD
+    for isa in _cpu.supported_isas():
+        TD.test_unaligned_arrays_same_as_reference(isa)
+    _cpu.set_isa_cap(None)
     print("ASAN-SAMPLE-OK")
 """)
 
@@ -422,14 +433,20 @@ def test_kernels_under_address_sanitizer(tmp_path):
                 (os.path.abspath(d) == kroot and n.startswith("_") and n.endswith(".c"))]
     shutil.copytree(kroot, work / "kernels", ignore=kignore)
     shutil.copytree(os.path.join(ROOT, "refquant"), work / "refquant", ignore=ignore)
-    env = dict(os.environ, REFQUANT_SANITIZE="address")
+    # UndefinedBehaviorSanitizer too where gcc has it (misaligned access, signed overflow,
+    # shifts, float -> int conversions out of range): any report stops the child
+    libubsan = subprocess.run(["gcc", "-print-file-name=libubsan.so"], capture_output=True,
+                              text=True).stdout.strip()
+    ubsan = os.path.isabs(libubsan) and os.path.exists(libubsan)
+    env = dict(os.environ, REFQUANT_SANITIZE="address,undefined,float-cast-overflow" if ubsan else "address")
     b = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=work, env=env,
                        capture_output=True, text=True)
     assert b.returncode == 0, b.stdout[-3000:] + b.stderr[-3000:]
     script = tmp_path / "sample.py"
     script.write_text(_ASAN_SAMPLE)
-    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0")
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     env.pop("PYTHONPATH", None)
-    r = subprocess.run([sys.executable, str(script), str(work)], cwd=tmp_path, env=env,
+    r = subprocess.run([sys.executable, str(script), str(work), os.path.join(ROOT, "tests")], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and "ASAN-SAMPLE-OK" in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])

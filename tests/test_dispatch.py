@@ -294,6 +294,94 @@ def test_other_byte_order_same_as_reference():
             same(lambda: fast(*sw, **kw), lambda: ref(*sw, **kw))
 
 
+def _at_byte(a, off):
+    """A copy of ``a`` whose data starts ``off`` bytes past a 64-byte boundary (numpy allows any
+    start: np.frombuffer(buf, offset=1), record fields); ``flags.aligned`` is False when ``off``
+    is not a multiple of the item size."""
+    a = np.asarray(a)
+    buf = np.zeros(a.nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + off
+    v = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    v[...] = a
+    return v
+
+
+@pytest.mark.parametrize("isa", [lv for lv in LEVELS if lv in _cpu.supported_isas()])
+def test_unaligned_arrays_same_as_reference(isa):
+    """Arrays that start at any byte: every op, each array argument moved 1 to 3 bytes off its
+    alignment in turn (and the uint8 A / x at odd offsets, whose rows the GEMMs read four bytes
+    at a time), give the reference's bits at every ISA level.  The kernels read and write such
+    memory through memcpy (kernels/src/common/rq_mem.h); a typed access there was undefined
+    behaviour (UndefinedBehaviorSanitizer: misaligned int32 loads in the VNNI GEMM, float stores
+    in the DequantizeLinear tails)."""
+    from refquant import reference as R
+    _cpu.set_isa_cap(isa)
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(301) * 4).astype(np.float32)
+    xh = x.astype(np.float16)
+    q16 = rng.integers(-300, 300, 301).astype(np.int16)
+    q32 = rng.integers(-2 ** 31, 2 ** 31, 301).astype(np.int32)
+    a = rng.integers(0, 256, (37, 67)).astype(np.uint8)        # K = 67: rows at every byte offset
+    b = rng.integers(-128, 128, (67, 45)).astype(np.int8)
+    xc = rng.integers(0, 256, (1, 5, 9, 9)).astype(np.uint8)
+    w = rng.integers(-128, 128, (32, 5, 3, 3)).astype(np.int8)
+    wd = rng.integers(-128, 128, (5, 1, 3, 3)).astype(np.int8)
+    calls = [
+        (refquant.quantize_linear, R.quantize_linear, [x, np.float32(0.05), np.int16(3)], {}),
+        (refquant.quantize_linear, R.quantize_linear, [x, np.float32(0.05), np.uint8(3)], {}),
+        (refquant.quantize_linear, R.quantize_linear, [xh, np.float16(0.05), np.int8(3)], {}),
+        (refquant.quantize_linear, R.quantize_linear,
+         [x.reshape(7, 43), np.full(43, 0.05, np.float32), np.zeros(43, np.int8)], {"axis": 1}),
+        (refquant.dequantize_linear, R.dequantize_linear, [q16, np.float32(0.5), np.int16(2)], {}),
+        (refquant.dequantize_linear, R.dequantize_linear, [q32, np.float32(0.5)], {}),
+        (refquant.dequantize_linear, R.dequantize_linear, [q16, np.float16(0.5), np.int16(2)], {}),
+        (refquant.dequantize_linear, R.dequantize_linear,
+         [q16[:300].reshape(30, 10), np.full(10, 0.5, np.float32), np.zeros(10, np.int16)], {"axis": 1}),
+        (refquant.dynamic_quantize_linear, R.dynamic_quantize_linear, [x], {}),
+        (refquant.matmul_integer, R.matmul_integer, [a, b, np.uint8(3), np.int8(0)], {}),
+        (refquant.matmul_integer, R.matmul_integer, [a, b.view(np.uint8), np.uint8(3), np.uint8(1)], {}),
+        (refquant.qlinear_matmul, R.qlinear_matmul,
+         [a, np.float32(0.02), np.uint8(3), b, np.full(45, 0.01, np.float32), np.zeros(45, np.int8),
+          np.float32(0.3), np.uint8(5)], {}),
+        (refquant.qgemm, R.qgemm,
+         [a, np.float32(0.02), np.uint8(3), b, np.float32(0.01), np.int8(0),
+          rng.integers(-900, 900, 45).astype(np.int32), np.float32(0.3), np.uint8(5)], {}),
+        (refquant.conv_integer, R.conv_integer, [xc, w, np.uint8(3), np.int8(0)], {"pads": [1, 1, 1, 1]}),
+        (refquant.qlinear_conv, R.qlinear_conv,
+         [xc, np.float32(0.02), np.uint8(3), w, np.full(32, 0.01, np.float32), np.zeros(32, np.int8),
+          np.float32(0.3), np.uint8(5), rng.integers(-900, 900, 32).astype(np.int32)], {"pads": [1, 1, 1, 1]}),
+        (refquant.qlinear_conv, R.qlinear_conv,
+         [xc, np.float32(0.02), np.uint8(3), wd, np.full(5, 0.01, np.float32), np.zeros(5, np.int8),
+          np.float32(0.3), np.uint8(5), rng.integers(-900, 900, 5).astype(np.int32)],
+         {"pads": [1, 1, 1, 1], "group": 5}),
+    ]
+    n = 0
+    for fast, ref, args, kw in calls:
+        want = ref(*args, **kw)
+        for i, v in enumerate(args):
+            if not isinstance(v, np.ndarray) or v.ndim == 0:
+                continue
+            for off in ((1, 2, 3) if v.dtype.itemsize > 1 else (1, 3)):
+                moved = list(args)
+                moved[i] = _at_byte(v, off)
+                got = fast(*moved, **kw)
+                for g, wv in zip(got if isinstance(got, tuple) else (got,),
+                                 want if isinstance(want, tuple) else (want,)):
+                    assert np.asarray(g).dtype == np.asarray(wv).dtype
+                    np.testing.assert_array_equal(np.asarray(g), np.asarray(wv), err_msg=f"{fast.__name__} arg {i} +{off}")
+                n += 1
+    assert n > 60
+    # outputs that start at any byte
+    for dt, zp in ((np.int16, np.int16(3)), (np.uint8, np.uint8(3))):
+        out = _at_byte(np.zeros(301, dt), 1)
+        assert refquant.quantize_linear(x, np.float32(0.05), zp, out=out) is out
+        np.testing.assert_array_equal(out, R.quantize_linear(x, np.float32(0.05), zp))
+    for dt, sc in ((np.float32, np.float32(0.5)), (np.float16, np.float16(0.5))):
+        out = _at_byte(np.zeros(301, dt), 1)
+        assert refquant.dequantize_linear(q16, sc, np.int16(2), out=out) is out
+        np.testing.assert_array_equal(out, R.dequantize_linear(q16, sc, np.int16(2)))
+
+
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")   # np.matrix
 def test_array_subclasses():
     """Masked arrays are refused with a TypeError naming the argument, by refquant.<op> and the

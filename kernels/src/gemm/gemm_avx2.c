@@ -135,7 +135,7 @@ int rq_gemm_sat16__avx2(const rq_gemm_args *a, const rq_packed_b *pb, const rq_e
             __m256i B0 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(panel + g * 64)), bx);
             __m256i B1 = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(panel + g * 64 + 32)), bx);
             for (int r = 0; r < MRS; r++) {
-                __m256i x = _mm256_set1_epi32(*(const int32_t *)(arow + (size_t)r * Kp + 4 * g));
+                __m256i x = _mm256_set1_epi32(rq_ld_i32(arow + (size_t)r * Kp + 4 * g));
                 __m256i t0 = a_unsigned ? _mm256_maddubs_epi16(x, B0) : _mm256_maddubs_epi16(B0, x);
                 __m256i t1 = a_unsigned ? _mm256_maddubs_epi16(x, B1) : _mm256_maddubs_epi16(B1, x);
                 c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(t0, ones));

@@ -366,21 +366,21 @@ static inline void kern_8x32(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint
         __m512i B0 = _mm512_load_si512((const void *)(b0 + g * 64));
         __m512i B1 = _mm512_load_si512((const void *)(b1 + g * 64));
         const uint8_t *a = ap + 4 * g;
-        __m512i a0 = _mm512_set1_epi32(*(const int32_t *)(a));
+        __m512i a0 = _mm512_set1_epi32(rq_ld_i32(a));
         c00 = _mm512_dpbusd_epi32(c00, a0, B0); c01 = _mm512_dpbusd_epi32(c01, a0, B1);
-        __m512i a1 = _mm512_set1_epi32(*(const int32_t *)(a + Kp));
+        __m512i a1 = _mm512_set1_epi32(rq_ld_i32(a + Kp));
         c10 = _mm512_dpbusd_epi32(c10, a1, B0); c11 = _mm512_dpbusd_epi32(c11, a1, B1);
-        __m512i a2 = _mm512_set1_epi32(*(const int32_t *)(a + 2 * Kp));
+        __m512i a2 = _mm512_set1_epi32(rq_ld_i32(a + 2 * Kp));
         c20 = _mm512_dpbusd_epi32(c20, a2, B0); c21 = _mm512_dpbusd_epi32(c21, a2, B1);
-        __m512i a3 = _mm512_set1_epi32(*(const int32_t *)(a + 3 * Kp));
+        __m512i a3 = _mm512_set1_epi32(rq_ld_i32(a + 3 * Kp));
         c30 = _mm512_dpbusd_epi32(c30, a3, B0); c31 = _mm512_dpbusd_epi32(c31, a3, B1);
-        __m512i a4 = _mm512_set1_epi32(*(const int32_t *)(a + 4 * Kp));
+        __m512i a4 = _mm512_set1_epi32(rq_ld_i32(a + 4 * Kp));
         c40 = _mm512_dpbusd_epi32(c40, a4, B0); c41 = _mm512_dpbusd_epi32(c41, a4, B1);
-        __m512i a5 = _mm512_set1_epi32(*(const int32_t *)(a + 5 * Kp));
+        __m512i a5 = _mm512_set1_epi32(rq_ld_i32(a + 5 * Kp));
         c50 = _mm512_dpbusd_epi32(c50, a5, B0); c51 = _mm512_dpbusd_epi32(c51, a5, B1);
-        __m512i a6 = _mm512_set1_epi32(*(const int32_t *)(a + 6 * Kp));
+        __m512i a6 = _mm512_set1_epi32(rq_ld_i32(a + 6 * Kp));
         c60 = _mm512_dpbusd_epi32(c60, a6, B0); c61 = _mm512_dpbusd_epi32(c61, a6, B1);
-        __m512i a7 = _mm512_set1_epi32(*(const int32_t *)(a + 7 * Kp));
+        __m512i a7 = _mm512_set1_epi32(rq_ld_i32(a + 7 * Kp));
         c70 = _mm512_dpbusd_epi32(c70, a7, B0); c71 = _mm512_dpbusd_epi32(c71, a7, B1);
     }
     _mm512_storeu_si512(out + 0 * ldo, c00); _mm512_storeu_si512(out + 0 * ldo + 16, c01);
@@ -411,7 +411,7 @@ static inline __attribute__((always_inline)) void kern_8xnp_ia(const uint8_t *co
             const __m512i B1 = NP == 2 ? _mm512_load_si512((const void *)(p1 + g * 64)) : B0;
 #define RQ_IA_ROW(r)                                                                                 \
             {                                                                                        \
-                const __m512i av = _mm512_set1_epi32(*(const int32_t *)(a##r + 4 * g));              \
+                const __m512i av = _mm512_set1_epi32(rq_ld_i32(a##r + 4 * g));              \
                 c0[r] = _mm512_dpbusd_epi32(c0[r], av, B0);                                          \
                 if (NP == 2) c1[r] = _mm512_dpbusd_epi32(c1[r], av, B1);                             \
             }
@@ -433,7 +433,7 @@ static inline void kern_8x16(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint
     for (int g = 0; g < ng; g++) {
         __m512i B0 = _mm512_load_si512((const void *)(b0 + g * 64));
         for (int r = 0; r < MR; r++)
-            c[r] = _mm512_dpbusd_epi32(c[r], _mm512_set1_epi32(*(const int32_t *)(ap + r * Kp + 4 * g)), B0);
+            c[r] = _mm512_dpbusd_epi32(c[r], _mm512_set1_epi32(rq_ld_i32(ap + r * Kp + 4 * g)), B0);
     }
     for (int r = 0; r < MR; r++) _mm512_storeu_si512(out + ldo * r, c[r]);
 }
@@ -455,7 +455,7 @@ static inline __attribute__((always_inline)) void gemv_packed_grp(const gemv_pac
         __m512i Bq[4];
         for (int q = 0; q < NP; q++) Bq[q] = _mm512_load_si512((const void *)(b + (size_t)q * Kp * 16 + g * 64));
         for (int r = 0; r < R; r++) {
-            const __m512i av = _mm512_set1_epi32(*(const int32_t *)(J->ap + (size_t)r * Kp + 4 * g));
+            const __m512i av = _mm512_set1_epi32(rq_ld_i32(J->ap + (size_t)r * Kp + 4 * g));
             for (int q = 0; q < NP; q++) c[r][q] = _mm512_dpbusd_epi32(c[r][q], av, Bq[q]);
         }
     }
@@ -988,8 +988,8 @@ static inline void gemv_rows8_any(const gemv_job *J, int g2, int ch0, int ch1, i
         for (int ra = 0; ra < J->RA; ra++) {
             const int r = J->sa == 2 ? ra / 2 : ra;   /* sa 2: both halves into row r */
             int32_t *ac = acc + (size_t)r * N64 + c0;
-            const __m512i A0 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)ra * Kp + 8 * g2));
-            const __m512i A1 = _mm512_set1_epi32(*(const int32_t *)(ap + (size_t)ra * Kp + 8 * g2 + 4));
+            const __m512i A0 = _mm512_set1_epi32(rq_ld_i32(ap + (size_t)ra * Kp + 8 * g2));
+            const __m512i A1 = _mm512_set1_epi32(rq_ld_i32(ap + (size_t)ra * Kp + 8 * g2 + 4));
             for (int q = 0; q < 4; q++) {
                 __m512i sv = _mm512_load_si512((void *)(ac + 16 * q));
                 if (J->sa) {

@@ -65,6 +65,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "../common/rq_mem.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -301,8 +301,8 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
         for (; i < pre; i++) {
             int64_t j = ps ? i : 0;
             float v = rq_dequantize1(rq_load_q(a->x, i, in_type), a->zp[j], a->s[j], out_f16);
-            if (out_f16) ((uint16_t *)a->y)[i] = rq_f32_to_f16(v);
-            else ((float *)a->y)[i] = v;
+            if (out_f16) rq_st_u16((char *)a->y + 2 * i, rq_f32_to_f16(v));
+            else rq_st_f32((char *)a->y + 4 * i, v);
         }
         nt = a->nontemporal ? 1 : 2;
     }
@@ -334,8 +334,8 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
     for (; i < n; i++) {
         int64_t j = ps ? i : 0;
         float v = rq_dequantize1(rq_load_q(a->x, i, in_type), a->zp[j], a->s[j], out_f16);
-        if (out_f16) ((uint16_t *)a->y)[i] = rq_f32_to_f16(v);
-        else ((float *)a->y)[i] = v;
+        if (out_f16) rq_st_u16((char *)a->y + 2 * i, rq_f32_to_f16(v));
+        else rq_st_f32((char *)a->y + 4 * i, v);
     }
 }
 
@@ -369,7 +369,7 @@ AI void dqrun_sts(const rq_dqrun_args *a, const int in_type, const int ps)
     }
     for (; i < n; i++) {
         const float sv = a->s[ps ? i : 0];
-        y[i] = (float)rq_load_q(a->x, i, in_type) * sv - (float)a->zp[ps ? i : 0] * sv;
+        rq_st_f32(y + i, (float)rq_load_q(a->x, i, in_type) * sv - (float)a->zp[ps ? i : 0] * sv);
     }
 }
 
@@ -386,7 +386,7 @@ void rq_dequantize_run__avx2(const rq_dqrun_args *a)
 
 int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx)
 {
-    __m256 lo = _mm256_set1_ps(x[0]), hi = lo;
+    __m256 lo = _mm256_set1_ps(rq_ld_f32(x)), hi = lo;
     const __m256i expmask = _mm256_set1_epi32(0x7f800000);
     __m256i bad = _mm256_setzero_si256();
     int64_t i = 0;
@@ -410,7 +410,7 @@ int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx)
     }
     int b = !_mm256_testz_si256(bad, bad);
     for (; i < n; i++) {
-        float v = x[i];
+        float v = rq_ld_f32(x + i);
         b |= (rq_f32_bits(v) & 0x7f800000u) == 0x7f800000u;
         l = v < l ? v : l;
         h = v > h ? v : h;

@@ -473,7 +473,7 @@ void rq_dequantize_run__avx512(const rq_dqrun_args *a)
 
 int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx)
 {
-    __m512 lo = _mm512_set1_ps(x[0]), hi = lo;
+    __m512 lo = _mm512_set1_ps(rq_ld_f32(x)), hi = lo;
     const __m512i expmask = _mm512_set1_epi32(0x7f800000);
     __mmask16 bad = 0;
     int64_t i = 0;

@@ -6,13 +6,15 @@
  * vectorise it on any target (SSE2, NEON ...) with exactly the scalar core's steps. */
 #define RQ_Q_F32_LOOP(T, MASK)                                                        \
     do {                                                                              \
-        const float *x = (const float *)a->x;                                         \
-        T *y = (T *)a->y;                                                             \
-        for (int64_t i = 0; i < a->n; i++) {                                          \
-            float v = x[i] / s;                                                       \
+        const char *x = (const char *)a->x;     /* any byte address: rq_mem.h */     \
+        char *y = (char *)a->y;                                                       \
+        const int64_t n = a->n;     /* a char store could alias a->n: read it once */  \
+        for (int64_t i = 0; i < n; i++) {                                             \
+            float v = rq_ld_f32(x + 4 * i) / s;                                       \
             v = v > lo ? v : lo;                                                      \
             v = v < hi ? v : hi;                                                      \
-            y[i] = (T)(((int32_t)rq_rne_small(v) + zp) & (MASK));                     \
+            T q = (T)(((int32_t)rq_rne_small(v) + zp) & (MASK));                      \
+            memcpy(y + sizeof(T) * i, &q, sizeof(T));                                 \
         }                                                                             \
     } while (0)
 
@@ -48,9 +50,14 @@ void rq_quantize_run__scalar(const rq_qrun_args *a)
 
 #define RQ_DQ_F32_LOOP(T)                                                             \
     do {                                                                              \
-        const T *x = (const T *)a->x;                                                 \
-        float *y = (float *)a->y;                                                     \
-        for (int64_t i = 0; i < a->n; i++) y[i] = (float)((int32_t)x[i] - zp) * s;     \
+        const char *x = (const char *)a->x;     /* any byte address: rq_mem.h */     \
+        char *y = (char *)a->y;                                                       \
+        const int64_t n = a->n;     /* a char store could alias a->n: read it once */  \
+        for (int64_t i = 0; i < n; i++) {                                             \
+            T q;                                                                      \
+            memcpy(&q, x + sizeof(T) * i, sizeof(T));                                 \
+            rq_st_f32(y + 4 * i, (float)((int32_t)q - zp) * s);                       \
+        }                                                                             \
     } while (0)
 
 void rq_dequantize_run__scalar(const rq_dqrun_args *a)
@@ -62,7 +69,7 @@ void rq_dequantize_run__scalar(const rq_dqrun_args *a)
             const float s = a->s[ps ? i : 0];
             const float xs = (float)rq_load_q(a->x, i, a->in_type) * s;
             const float zs = (float)a->zp[ps ? i : 0] * s;
-            ((float *)a->y)[i] = xs - zs;
+            rq_st_f32((char *)a->y + 4 * i, xs - zs);
         }
         return;
     }
@@ -79,17 +86,17 @@ void rq_dequantize_run__scalar(const rq_dqrun_args *a)
     }
     for (int64_t i = 0; i < a->n; i++) {
         float v = rq_dequantize1(rq_load_q(a->x, i, a->in_type), a->zp[ps ? i : 0], a->s[ps ? i : 0], f16);
-        if (f16) ((uint16_t *)a->y)[i] = rq_f32_to_f16(v);
-        else ((float *)a->y)[i] = v;
+        if (f16) rq_st_u16((char *)a->y + 2 * i, rq_f32_to_f16(v));
+        else rq_st_f32((char *)a->y + 4 * i, v);
     }
 }
 
 int rq_minmax_f32__scalar(const float *x, int64_t n, float *mn, float *mx)
 {
-    float lo = x[0], hi = x[0];
+    float lo = rq_ld_f32(x), hi = lo;
     int bad = 0;
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
+        float v = rq_ld_f32(x + i);
         uint32_t e = rq_f32_bits(v) & 0x7f800000u;
         bad |= (e == 0x7f800000u);
         lo = v < lo ? v : lo;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <math.h>   /* fmaf (variants with RQ_QV_FMA) */
 #include "rq_quant.h"
+#include "../common/rq_mem.h"
 
 #define RQ_INLINE static inline
 
@@ -122,14 +123,15 @@ RQ_INLINE int32_t rq_quantize1v(float xf, float s, int32_t zp, int32_t qmin, int
 
 RQ_INLINE float rq_load_xf(const void *x, int64_t i, int in_type)
 {
-    return in_type == RQ_F_F16 ? rq_f16_to_f32(((const uint16_t *)x)[i]) : ((const float *)x)[i];
+    return in_type == RQ_F_F16 ? rq_f16_to_f32(rq_ld_u16((const char *)x + 2 * i))
+                              : rq_ld_f32((const char *)x + 4 * i);
 }
 
 RQ_INLINE void rq_store_q(void *y, int64_t i, int32_t q, int out_type)
 {
     switch (out_type) {
     case RQ_Q_U8: case RQ_Q_I8: ((uint8_t *)y)[i] = (uint8_t)q; break;
-    case RQ_Q_U16: case RQ_Q_I16: ((uint16_t *)y)[i] = (uint16_t)q; break;
+    case RQ_Q_U16: case RQ_Q_I16: rq_st_u16((char *)y + 2 * i, (uint16_t)q); break;
     default: ((uint8_t *)y)[i] = (uint8_t)(q & 0xF); break;     /* 4-bit: low nibble */
     }
 }
@@ -139,11 +141,11 @@ RQ_INLINE int32_t rq_load_q(const void *x, int64_t i, int in_type)
     switch (in_type) {
     case RQ_Q_U8: return ((const uint8_t *)x)[i];
     case RQ_Q_I8: return ((const int8_t *)x)[i];
-    case RQ_Q_U16: return ((const uint16_t *)x)[i];
-    case RQ_Q_I16: return ((const int16_t *)x)[i];
+    case RQ_Q_U16: return rq_ld_u16((const char *)x + 2 * i);
+    case RQ_Q_I16: return rq_ld_i16((const char *)x + 2 * i);
     case RQ_Q_U4: return ((const uint8_t *)x)[i] & 0xF;
     case RQ_Q_I4: return (int32_t)((((const uint8_t *)x)[i] & 0xF) ^ 8) - 8;   /* sign-extend nibble */
-    default: return ((const int32_t *)x)[i];
+    default: return rq_ld_i32((const char *)x + 4 * i);
     }
 }
 
