@@ -309,8 +309,8 @@ def _at_byte(a, off):
 @pytest.mark.parametrize("isa", [lv for lv in LEVELS if lv in _cpu.supported_isas()])
 def test_unaligned_arrays_same_as_reference(isa):
     """Arrays that start at any byte: every op, each array argument moved 1 to 3 bytes off its
-    alignment in turn (and the uint8 A / x at odd offsets, whose rows the GEMMs read four bytes
-    at a time), give the reference's bits at every ISA level.  The kernels read and write such
+    alignment in turn (and the uint8 A / x at odd offsets: the GEMMs read A's rows in place, four
+    bytes at a time, when K is a multiple of 4), give the reference's bits at every ISA level.  The kernels read and write such
     memory through memcpy (kernels/src/common/rq_mem.h); a typed access there was undefined
     behaviour (UndefinedBehaviorSanitizer: misaligned int32 loads in the VNNI GEMM, float stores
     in the DequantizeLinear tails)."""
@@ -323,6 +323,8 @@ def test_unaligned_arrays_same_as_reference(isa):
     q32 = rng.integers(-2 ** 31, 2 ** 31, 301).astype(np.int32)
     a = rng.integers(0, 256, (37, 67)).astype(np.uint8)        # K = 67: rows at every byte offset
     b = rng.integers(-128, 128, (67, 45)).astype(np.int8)
+    a4 = rng.integers(0, 256, (37, 64)).astype(np.uint8)       # K % 4 == 0: read in place
+    b4 = rng.integers(-128, 128, (64, 45)).astype(np.int8)
     xc = rng.integers(0, 256, (1, 5, 9, 9)).astype(np.uint8)
     w = rng.integers(-128, 128, (32, 5, 3, 3)).astype(np.int8)
     wd = rng.integers(-128, 128, (5, 1, 3, 3)).astype(np.int8)
@@ -340,12 +342,18 @@ def test_unaligned_arrays_same_as_reference(isa):
         (refquant.dynamic_quantize_linear, R.dynamic_quantize_linear, [x], {}),
         (refquant.matmul_integer, R.matmul_integer, [a, b, np.uint8(3), np.int8(0)], {}),
         (refquant.matmul_integer, R.matmul_integer, [a, b.view(np.uint8), np.uint8(3), np.uint8(1)], {}),
+        (refquant.matmul_integer, R.matmul_integer, [a4, b4, np.uint8(3), np.int8(0)], {}),
+        (refquant.matmul_integer, R.matmul_integer, [a4[:1], b4, np.uint8(3), np.int8(0)], {}),
+        (refquant.matmul_integer, R.matmul_integer, [a4.view(np.int8), b4, np.int8(3), np.int8(0)], {}),
         (refquant.qlinear_matmul, R.qlinear_matmul,
          [a, np.float32(0.02), np.uint8(3), b, np.full(45, 0.01, np.float32), np.zeros(45, np.int8),
           np.float32(0.3), np.uint8(5)], {}),
         (refquant.qgemm, R.qgemm,
          [a, np.float32(0.02), np.uint8(3), b, np.float32(0.01), np.int8(0),
           rng.integers(-900, 900, 45).astype(np.int32), np.float32(0.3), np.uint8(5)], {}),
+        (refquant.qlinear_matmul, R.qlinear_matmul,
+         [a4, np.float32(0.02), np.uint8(3), b4, np.float32(0.01), np.int8(0), np.float32(0.3),
+          np.uint8(5)], {}),
         (refquant.conv_integer, R.conv_integer, [xc, w, np.uint8(3), np.int8(0)], {"pads": [1, 1, 1, 1]}),
         (refquant.qlinear_conv, R.qlinear_conv,
          [xc, np.float32(0.02), np.uint8(3), w, np.full(32, 0.01, np.float32), np.zeros(32, np.int8),
