@@ -25,7 +25,8 @@ Build conventions (kernel authors code against these):
 * Environment knobs for the build: ``REFQUANT_NO_ISA=1`` skips all ISA units,
   ``REFQUANT_NO_OPENMP=1`` builds without OpenMP, ``REFQUANT_SANITIZE=address`` adds
   ``-fsanitize=address -fno-omit-frame-pointer`` to compile and link (see
-  tests/test_build.py for the AddressSanitizer recipe), ``REFQUANT_DEBUG=1`` builds -O0 -g.
+  tests/test_build.py for the AddressSanitizer recipe), ``REFQUANT_DEBUG=1`` builds -O0 -g,
+  ``REFQUANT_BUILD_JOBS=N`` compiles N C files at once (default: the usable CPUs).
 """
 from __future__ import annotations
 
@@ -68,6 +69,20 @@ def isa_of(path: str) -> str | None:
         if stem.endswith("_" + isa):
             return isa
     return None
+
+
+def _build_jobs() -> int:
+    """Parallel C compiles: REFQUANT_BUILD_JOBS, else the CPUs this process may use."""
+    v = os.environ.get("REFQUANT_BUILD_JOBS", "").strip()
+    if v:
+        try:
+            return max(1, int(v))
+        except ValueError:
+            raise SystemExit(f"REFQUANT_BUILD_JOBS={v!r}: expected a positive integer") from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _env_flag(name: str) -> bool:
@@ -196,17 +211,33 @@ class RQBuildExt(build_ext):
         ext.depends = list(ext.depends) + [os.path.join(self.rq_info_dir, "rq_build_info.h")]
         # Compile every C file ourselves (portable and per-ISA) with its own flags, into a
         # per-extension folder, and link the objects.
-        objects = []
+        # The files compile in parallel (REFQUANT_BUILD_JOBS, default: the CPU count); the
+        # object list keeps the sources' order, so the link line is the same as a serial build's.
         out_dir = os.path.join(self.build_temp, "rq_obj", ext.name)
+        todo = []
         for src in c_sources:
             isa = isa_of(src)
             if isa is not None and not self.rq_compiled.get(isa):
                 continue
-            flags = list(self.rq_base_flags) + (ISA_FLAGS[isa] if isa else [])
-            objects += self.compiler.compile(
+            todo.append((src, list(self.rq_base_flags) + (ISA_FLAGS[isa] if isa else [])))
+        for o in self.compiler.object_filenames([src for src, _ in todo], output_dir=out_dir):
+            os.makedirs(os.path.dirname(o) or ".", exist_ok=True)
+
+        def one(item):
+            src, flags = item
+            return self.compiler.compile(
                 [src], output_dir=out_dir, include_dirs=include_dirs,
                 macros=ext.define_macros, extra_postargs=flags, depends=ext.depends,
                 debug=self.debug)
+
+        # (MSVC's compiler object initialises itself on the first compile: not from threads)
+        jobs = _build_jobs() if self.compiler.compiler_type != "msvc" else 1
+        if jobs > 1 and len(todo) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                objects = [o for objs in pool.map(one, todo) for o in objs]
+        else:
+            objects = [o for item in todo for o in one(item)]
         ext.extra_objects = [o for o in ext.extra_objects if o not in objects] + objects
         super().build_extension(ext)
 
