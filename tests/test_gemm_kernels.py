@@ -1426,3 +1426,31 @@ def test_zero_inner_dimension_every_isa(isa_cap):
             continue
         got = refquant.qgemm(*g)
         assert got.shape == want.shape and got.dtype == want.dtype
+
+
+@pytest.mark.skipif("avx2" not in AVAILABLE, reason="avx2 not compiled/supported here")
+def test_avx2_b_packing_vector_blocks():
+    """The AVX2 GEMM packs B' = B - zb 16 columns at a time when B has a unit column stride
+    (blocks of 4, k-pairs inner) and column by column otherwise: column slices of wider arrays,
+    rows reversed (negative row stride), odd K (the last k-pair half zero), N around 16 and 64,
+    per-column zero points, every sign combination, 1 and 2 threads."""
+    rng = np.random.default_rng(16)
+    _cpu.set_isa_cap("avx2")
+    try:
+        for threads in (1, 2):
+            refquant.set_num_threads(threads)
+            for _ in range(60):
+                M, K = int(rng.integers(1, 20)), int(rng.integers(1, 70))
+                N = int(rng.choice([15, 16, 17, 48, 63, 64, 65, 80, 129]))
+                at, bt = rng.choice([np.uint8, np.int8]), rng.choice([np.uint8, np.int8])
+                a = _rand(rng, at, (M, K))
+                wide = _rand(rng, bt, (K, N + int(rng.integers(0, 20))))
+                b = wide[:, :N] if rng.random() < 0.7 else wide[::-1, :N]
+                zb = _rand(rng, bt, (N,)) if rng.random() < 0.4 else _rand(rng, bt, ())
+                za = _rand(rng, at, ())
+                got = refquant.matmul_integer(a, b, za, zb)
+                assert refquant.last_path()["path"] == "gemm_i16__avx2"
+                _check(got, R.matmul_integer(a, b, za, zb), f"{M}x{K}x{N} {at.__name__}x{bt.__name__}")
+    finally:
+        refquant.set_num_threads(None)
+        _cpu.set_isa_cap(None)
