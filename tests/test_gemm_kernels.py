@@ -1428,14 +1428,16 @@ def test_zero_inner_dimension_every_isa(isa_cap):
         assert got.shape == want.shape and got.dtype == want.dtype
 
 
-@pytest.mark.skipif("avx2" not in AVAILABLE, reason="avx2 not compiled/supported here")
-def test_avx2_b_packing_vector_blocks():
-    """The AVX2 GEMM packs B' = B - zb 16 columns at a time when B has a unit column stride
-    (blocks of 4, k-pairs inner) and column by column otherwise: column slices of wider arrays,
-    rows reversed (negative row stride), odd K (the last k-pair half zero), N around 16 and 64,
+@pytest.mark.parametrize("isa", [pytest.param(i, marks=pytest.mark.skipif(
+    i not in AVAILABLE, reason=f"{i} not compiled/supported here")) for i in ("avx2", "avx512")])
+def test_int16_gemm_b_packing_vector_blocks(isa):
+    """The exact int16 GEMMs (AVX2: 8-column panels, AVX-512 BW: 16-column panels) pack
+    B' = B - zb 16 columns at a time when B has a unit column stride (gemm_i16_pack.inc: blocks
+    of 4, k-pairs inner) and column by column otherwise: column slices of wider arrays, rows
+    reversed (negative row stride), odd K (the last k-pair half zero), N around 16 and 64,
     per-column zero points, every sign combination, 1 and 2 threads."""
     rng = np.random.default_rng(16)
-    _cpu.set_isa_cap("avx2")
+    _cpu.set_isa_cap(isa)
     try:
         for threads in (1, 2):
             refquant.set_num_threads(threads)
@@ -1449,7 +1451,7 @@ def test_avx2_b_packing_vector_blocks():
                 zb = _rand(rng, bt, (N,)) if rng.random() < 0.4 else _rand(rng, bt, ())
                 za = _rand(rng, at, ())
                 got = refquant.matmul_integer(a, b, za, zb)
-                assert refquant.last_path()["path"] == "gemm_i16__avx2"
+                assert refquant.last_path()["path"] == f"gemm_i16__{isa}"
                 _check(got, R.matmul_integer(a, b, za, zb), f"{M}x{K}x{N} {at.__name__}x{bt.__name__}")
     finally:
         refquant.set_num_threads(None)

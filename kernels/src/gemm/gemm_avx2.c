@@ -48,38 +48,7 @@ __attribute__((noinline, aligned(64))) static void kern_6x16(const int16_t *ap, 
     _mm256_storeu_si256((__m256i *)(out + 80), c50); _mm256_storeu_si256((__m256i *)(out + 88), c51);
 }
 
-/* B' = B - zb for the 16-column blocks [v0, v1) of B with unit column stride, every k-pair g
- * (rows 2g, 2g + 1; a row past K is zero): each block of the two rows is sign- or zero-extended
- * to int16, the column zero points subtracted (exact: |B'| <= 255), the rows interleaved as
- * k-pairs (vpunpck{l,h}wd) and the 128-bit halves regrouped into the block's two 8-column
- * panels -- the layout of the scalar loop below, at vector speed.  Blocks of at most 4 (one
- * 64-byte line of each row) with g inner: every panel is written front to back.  (g outer over
- * all blocks wrote 2 N / 16 panels 16 Kp bytes apart at once, a multiple of 4 KiB for K = 768:
- * one L1 set, 6x the compute of a 6-row call.) */
-static void pack_b_cols(const rq_gemm_args *a, int v0, int v1, const int16_t *zb16, int16_t *bp, int Kp) {
-    const int K = a->K, K2 = Kp / 2;
-    for (int va = v0; va < v1; va += 4) {
-        const int vb = imin(v1, va + 4);
-        for (int g = 0; g < K2; g++) {
-            const uint8_t *r0 = a->B + (ptrdiff_t)(2 * g) * a->b_rs;
-            const uint8_t *r1 = r0 + a->b_rs;
-            const int two = 2 * g + 1 < K;
-            for (int v = va; v < vb; v++) {
-                const __m128i l0 = _mm_loadu_si128((const __m128i *)(r0 + 16 * v));
-                const __m128i l1 = two ? _mm_loadu_si128((const __m128i *)(r1 + 16 * v)) : _mm_setzero_si128();
-                const __m256i z = _mm256_load_si256((const __m256i *)(zb16 + 16 * v));
-                __m256i x0 = a->b_signed ? _mm256_cvtepi8_epi16(l0) : _mm256_cvtepu8_epi16(l0);
-                __m256i x1 = a->b_signed ? _mm256_cvtepi8_epi16(l1) : _mm256_cvtepu8_epi16(l1);
-                x0 = _mm256_sub_epi16(x0, z);
-                x1 = two ? _mm256_sub_epi16(x1, z) : _mm256_setzero_si256();
-                const __m256i lo = _mm256_unpacklo_epi16(x0, x1), hi = _mm256_unpackhi_epi16(x0, x1);
-                int16_t *d = bp + (size_t)(2 * v) * 8 * Kp + (size_t)g * 16;
-                _mm256_store_si256((__m256i *)d, _mm256_permute2x128_si256(lo, hi, 0x20));
-                _mm256_store_si256((__m256i *)(d + (size_t)8 * Kp), _mm256_permute2x128_si256(lo, hi, 0x31));
-            }
-        }
-    }
-}
+#include "gemm_i16_pack.inc"
 
 int rq_gemm_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int nthreads) {
     const int M = a->M, N = a->N, K = a->K;
@@ -89,19 +58,9 @@ int rq_gemm_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int
     int16_t *bp = (int16_t *)rq_aligned_alloc(sizeof(int16_t) * (size_t)npan2 * 8 * Kp);
     int16_t *ap = (int16_t *)rq_aligned_alloc(sizeof(int16_t) * (size_t)nrb * MR * Kp);
     if (!bp || !ap) { rq_aligned_free(bp); rq_aligned_free(ap); return RQ_ENOMEM; }
-    /* B' panels: panel p, k-pair g: 8 columns x (k=2g, 2g+1) int16.  Unit column stride: 16
-     * columns of two rows at a time, vectorised (pack_b_cols); the rest column by column. */
-    const int nvec = a->b_cs == 1 ? N / 16 : 0;     /* 16-column blocks done by pack_b_cols */
-    if (nvec > 0 && K > 0) {
-        int16_t *zb16 = (int16_t *)rq_aligned_alloc(sizeof(int16_t) * (size_t)nvec * 16);
-        if (!zb16) { rq_aligned_free(bp); rq_aligned_free(ap); return RQ_ENOMEM; }
-        for (int j = 0; j < nvec * 16; j++) zb16[j] = (int16_t)a->b_zp[a->b_zp_n == 1 ? 0 : j];
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && (size_t)K * N > 65536)
-#endif
-        for (int vq = 0; vq < (nvec + 3) / 4; vq++) pack_b_cols(a, 4 * vq, imin(nvec, 4 * vq + 4), zb16, bp, Kp);
-        rq_aligned_free(zb16);
-    }
+    /* B' panels (gemm_i16_pack.inc): 16-column blocks by vector code, the rest column by column */
+    const int nvec = i16_pack_b_vec(a, bp, Kp, 8, nthreads);
+    if (nvec < 0) { rq_aligned_free(bp); rq_aligned_free(ap); return RQ_ENOMEM; }
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && (size_t)K * N > 65536)
 #endif
@@ -116,19 +75,7 @@ int rq_gemm_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int
                 d[(k / 2) * 16 + c * 2 + (k & 1)] = k < K ? (int16_t)(ldv(s + (ptrdiff_t)k * a->b_rs, a->b_signed) - zb) : 0;
         }
     }
-    for (int i = 0; i < nrb * MR; i++) {
-        int16_t *d = ap + (size_t)i * Kp;
-        if (i >= M) { memset(d, 0, sizeof(int16_t) * Kp); continue; }
-        int32_t za = a->a_zp[a->a_zp_n == 1 ? 0 : i];
-        const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
-        if (a->a_cs == 1 && a->a_signed)         /* contiguous rows: loops the compiler vectorises */
-            for (int k = 0; k < K; k++) d[k] = (int16_t)((int32_t)(int8_t)s[k] - za);
-        else if (a->a_cs == 1)
-            for (int k = 0; k < K; k++) d[k] = (int16_t)((int32_t)s[k] - za);
-        else
-            for (int k = 0; k < K; k++) d[k] = (int16_t)(ldv(s + (ptrdiff_t)k * a->a_cs, a->a_signed) - za);
-        if (Kp > K) d[K] = 0;
-    }
+    i16_a_rows(a, ap, nrb * MR, Kp);
     const int npp = npan2 / 2;
     int jbw = (int)((256 * 1024) / ((size_t)(Kp > 0 ? Kp : 2) * 32));   /* (K = 0: no divide by zero) */
     if (jbw < 1) jbw = 1;

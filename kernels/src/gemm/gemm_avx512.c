@@ -17,7 +17,12 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 
 static inline int32_t ldv(const uint8_t *p, int sgn) { return sgn ? (int32_t)(int8_t)*p : (int32_t)*p; }
 
-static void kern_6x32(const int16_t *ap, int K2, const int16_t *b0, const int16_t *b1, int32_t *out) {
+#include "gemm_i16_pack.inc"
+
+/* Not inlined, and on a 64-byte boundary (as kern_6x16 in gemm_avx2.c: its placement inside
+ * the tile loop moved with unrelated code). */
+__attribute__((noinline, aligned(64))) static void kern_6x32(const int16_t *ap, int K2, const int16_t *b0,
+                                                              const int16_t *b1, int32_t *out) {
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const int32_t *a = (const int32_t *)ap;
@@ -54,11 +59,13 @@ int rq_gemm_i16__avx512(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, i
     int16_t *bp = (int16_t *)rq_aligned_alloc(sizeof(int16_t) * (size_t)npan2 * 16 * Kp);
     int16_t *ap = (int16_t *)rq_aligned_alloc(sizeof(int16_t) * (size_t)nrb * MR * Kp);
     if (!bp || !ap) { rq_aligned_free(bp); rq_aligned_free(ap); return RQ_ENOMEM; }
-    /* B' panels: panel p, k-pair g: 16 columns x (k=2g, 2g+1) int16 */
+    /* B' panels (gemm_i16_pack.inc): 16-column blocks by vector code, the rest column by column */
+    const int nvec = i16_pack_b_vec(a, bp, Kp, 16, nthreads);
+    if (nvec < 0) { rq_aligned_free(bp); rq_aligned_free(ap); return RQ_ENOMEM; }
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && (size_t)K * N > 65536)
 #endif
-    for (int p = 0; p < npan2; p++) {
+    for (int p = nvec; p < npan2; p++) {
         int16_t *d = bp + (size_t)p * 16 * Kp;
         for (int c = 0; c < 16; c++) {
             int j = p * 16 + c;
@@ -69,14 +76,7 @@ int rq_gemm_i16__avx512(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, i
                 d[(k / 2) * 32 + c * 2 + (k & 1)] = k < K ? (int16_t)(ldv(s + (ptrdiff_t)k * a->b_rs, a->b_signed) - zb) : 0;
         }
     }
-    for (int i = 0; i < nrb * MR; i++) {
-        int16_t *d = ap + (size_t)i * Kp;
-        if (i >= M) { memset(d, 0, sizeof(int16_t) * Kp); continue; }
-        int32_t za = a->a_zp[a->a_zp_n == 1 ? 0 : i];
-        const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
-        for (int k = 0; k < K; k++) d[k] = (int16_t)(ldv(s + (ptrdiff_t)k * a->a_cs, a->a_signed) - za);
-        if (Kp > K) d[K] = 0;
-    }
+    i16_a_rows(a, ap, nrb * MR, Kp);
     const int npp = npan2 / 2;
     int jbw = (int)((256 * 1024) / ((size_t)(Kp > 0 ? Kp : 2) * 64));   /* (K = 0: no divide by zero) */
     if (jbw < 1) jbw = 1;
