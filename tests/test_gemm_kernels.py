@@ -1456,3 +1456,23 @@ def test_int16_gemm_b_packing_vector_blocks(isa):
     finally:
         refquant.set_num_threads(None)
         _cpu.set_isa_cap(None)
+
+
+@pytest.mark.skipif("avx2" not in AVAILABLE, reason="avx2 not compiled/supported here")
+def test_vnni4_packing_avx2_same_bytes():
+    """The AVX2 VNNI-4 packer (rq_pack_b_rows__avx2: the levels below AVX-512 VNNI, for the
+    vpmaddubsw kernels and pack_weights) writes the generic packer's panels and column sums
+    byte for byte: int8 and uint8 B, K around the 4-row groups and the 64-row padding, N around
+    the 16-column panels (a partial last panel column by column), column slices and reversed
+    rows, 1 and 2 threads."""
+    rng = np.random.default_rng(17)
+    for threads in (1, 2):
+        for _ in range(80):
+            K, N = int(rng.integers(1, 150)), int(rng.choice([1, 15, 16, 17, 31, 48, 64, 65, 100]))
+            dt = rng.choice([np.uint8, np.int8])
+            wide = _rand(rng, dt, (K, N + int(rng.integers(0, 10))))
+            b = wide[:, :N] if rng.random() < 0.7 else wide[::-1, :N]
+            got = _k.pack_b(b, _cpu._level("avx2"), threads)._bytes()
+            want = _k.pack_b(b, _cpu._level("scalar"), 1)._bytes()
+            for g, w, what in zip(got, want, ("panels", "column sums")):
+                assert np.array_equal(g, w), (K, N, dt.__name__, what)

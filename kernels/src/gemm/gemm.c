@@ -170,6 +170,8 @@ static rq_packed_b *pack_b_mode(const uint8_t *B, ptrdiff_t b_rs, ptrdiff_t b_cs
     if (nthreads <= 0) nthreads = rq_num_threads();
     if (b_cs == 1 && isa >= RQ_ISA_AVX512VNNI && rq_pack_b_rows__avx512vnni)
         rq_pack_b_rows__avx512vnni(pb, B, b_rs, nthreads);
+    else if (b_cs == 1 && !pb->b_raw && isa >= RQ_ISA_AVX2 && rq_pack_b_rows__avx2)
+        rq_pack_b_rows__avx2(pb, B, b_rs, nthreads);
     else
         pack_b_generic(pb, B, b_rs, b_cs);
     return pb;

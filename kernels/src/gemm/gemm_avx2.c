@@ -152,3 +152,76 @@ int rq_gemm_sat16__avx2(const rq_gemm_args *a, const rq_packed_b *pb, const rq_e
     rq_aligned_free(ap);
     return RQ_OK;
 }
+
+/* ---------------------------------------------------------------- VNNI-4 packing with AVX2
+ * B (unit column stride) into the VNNI-4 panels of rq_pack_b (gemm.c pack_b_generic's bytes and
+ * column sums) for the levels below AVX-512 VNNI: the vpmaddubsw kernels (int16 pair
+ * saturation) and pack_weights there; not for b_raw (uint8 B kept raw: the AMX driver's).
+ * Per 4-row group and 16 columns: 4 loads, byte then word
+ * interleaves into 16 dwords of 4 k each, one 64-byte panel row; the column sums from the
+ * stored bytes (vpmaddubsw against ones, then vpmaddwd: exact, |sum| <= 4 * 128 per dword).
+ * Panels in blocks of 4 with the k-groups inner (each panel written front to back); the
+ * columns of a last partial panel column by column. */
+static void pack_vnni4_panels(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int p0, int p1) {
+    const int K = pb->K, Kp = pb->Kp;
+    const __m128i x = _mm_set1_epi8(pb->b_signed ? 0 : (char)0x80);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int pa = p0; pa < p1; pa += 4) {
+        const int pe = imin(p1, pa + 4);
+        __m256i cs[4][2];
+        for (int q = 0; q < 4; q++) cs[q][0] = cs[q][1] = _mm256_setzero_si256();
+        for (int g = 0; g < Kp / 4; g++) {
+            for (int p = pa; p < pe; p++) {
+                __m128i r[4];
+                for (int j = 0; j < 4; j++) {
+                    const int k = 4 * g + j;
+                    r[j] = k < K ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)(B + (ptrdiff_t)k * b_rs + 16 * p)), x)
+                                 : _mm_setzero_si128();
+                }
+                const __m128i a0 = _mm_unpacklo_epi8(r[0], r[1]), a1 = _mm_unpackhi_epi8(r[0], r[1]);
+                const __m128i b0 = _mm_unpacklo_epi8(r[2], r[3]), b1 = _mm_unpackhi_epi8(r[2], r[3]);
+                const __m256i lo = _mm256_set_m128i(_mm_unpackhi_epi16(a0, b0), _mm_unpacklo_epi16(a0, b0));
+                const __m256i hi = _mm256_set_m128i(_mm_unpackhi_epi16(a1, b1), _mm_unpacklo_epi16(a1, b1));
+                uint8_t *d = pb->data + (size_t)p * Kp * 16 + (size_t)g * 64;
+                _mm256_store_si256((__m256i *)d, lo);            /* columns 0-7 */
+                _mm256_store_si256((__m256i *)(d + 32), hi);     /* columns 8-15 */
+                const int q = p - pa;     /* int8 B_used: ones (unsigned) x bytes (signed) */
+                cs[q][0] = _mm256_add_epi32(cs[q][0], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, lo), ones16));
+                cs[q][1] = _mm256_add_epi32(cs[q][1], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, hi), ones16));
+            }
+        }
+        for (int p = pa; p < pe; p++) {
+            _mm256_storeu_si256((__m256i *)(pb->csum + 16 * p), cs[p - pa][0]);
+            _mm256_storeu_si256((__m256i *)(pb->csum + 16 * p + 8), cs[p - pa][1]);
+        }
+    }
+}
+
+int rq_pack_b_rows__avx2(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads) {
+    const int K = pb->K, N = pb->N, Kp = pb->Kp, Np = pb->Np;
+    const int nfull = N / 16;
+    const uint8_t x = pb->b_signed ? 0 : 0x80;
+    if (pb->b_raw) return RQ_EARG;     /* raw uint8 B (the AMX driver's): pack_b_generic */
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && (size_t)K * N > 65536)
+#endif
+    for (int pq = 0; pq < (nfull + 3) / 4; pq++) pack_vnni4_panels(pb, B, b_rs, 4 * pq, imin(nfull, 4 * pq + 4));
+    /* a partial last panel and the padding panels: the generic loop's bytes */
+    for (int p = nfull; p < Np / 16; p++) {
+        memset(pb->data + (size_t)p * Kp * 16, 0, (size_t)Kp * 16);
+        for (int c = 0; c < 16; c++) {
+            const int n = 16 * p + c;
+            uint32_t s = 0;
+            if (n < N) {
+                uint8_t *col = pb->data + (size_t)p * Kp * 16 + (size_t)c * 4;
+                for (int k = 0; k < K; k++) {
+                    const uint8_t v = B[(ptrdiff_t)k * b_rs + n] ^ x;
+                    col[(k / 4) * 64 + (k % 4)] = v;
+                    s += (uint32_t)(int32_t)(int8_t)v;
+                }
+            }
+            pb->csum[n] = (int32_t)s;
+        }
+    }
+    return RQ_OK;
+}

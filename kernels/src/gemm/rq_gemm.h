@@ -235,6 +235,9 @@ int rq_gemm_sat16__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, cons
 uint8_t *rq_sat16_rows(const rq_gemm_args *a, int rows, int Kp);
 int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
     __attribute__((weak));
+/* the same bytes and column sums with AVX2 (B with a unit column stride; gemm_avx2.c) */
+int rq_pack_b_rows__avx2(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
+    __attribute__((weak));
 /* 64-column groups [cg0, cg1) of pb packed in walk order (rows read across the whole range),
  * one thread; column sums into pb->csum */
 int rq_pack_b_walk__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int cg0, int cg1)
