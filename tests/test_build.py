@@ -413,6 +413,24 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
     import test_dispatch as TD
     for isa in _cpu.supported_isas():
         TD.test_unaligned_arrays_same_as_reference(isa)
+    # the GEMMs below the VNNI level (exact int16 and vpmaddubsw kernels) and their B packers:
+    # 16-column vector blocks, a partial last panel, reversed rows, packed weights, 2 threads
+    for isa in [i for i in ("avx2", "avx512") if i in _cpu.supported_isas()]:
+        _cpu.set_isa_cap(isa)
+        for t, M, K_, N in ((1, 6, 67, 45), (2, 33, 130, 80), (1, 7, 3, 16), (2, 2, 64, 129)):
+            refquant.set_num_threads(t)
+            A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
+            for bd in (np.int8, np.uint8):
+                lo, hi = (-128, 128) if bd == np.int8 else (0, 256)
+                W = rng.integers(lo, hi, (K_, N + 7)).astype(bd)
+                for B in (W[:, :N], W[::-1, :N]):
+                    for prof in ("onnx", "onnxruntime-avx2"):
+                        assert np.array_equal(refquant.matmul_integer(A, B, np.uint8(3), bd(1), profile=prof),
+                                              R.matmul_integer(A, B, np.uint8(3), bd(1), profile=prof))
+                    pw = refquant.pack_weights(np.ascontiguousarray(B))
+                    assert np.array_equal(refquant.matmul_integer(A, pw, np.uint8(3), bd(1)),
+                                          R.matmul_integer(A, B, np.uint8(3), bd(1)))
+        refquant.set_num_threads(None)
     _cpu.set_isa_cap(None)
     print("ASAN-SAMPLE-OK")
 """)
