@@ -703,6 +703,18 @@ def test_qgemm_reference_epilogue_on_kernel_accumulators():
                     np.testing.assert_array_equal(got, want)
 
 
+def _conv_inputs(rng, xs, wsh, x_types, w_scale, span, lo):
+    """(xd, x, w, w_scale, w_zero_point) for a conv case: x of each type in x_types over its
+    whole range, int8 weights in [-127, 127], then the per-tensor weight scale w_scale and a
+    per-channel one (uniform in [lo, lo + span)), with zero zero points."""
+    for xd in x_types:
+        x = rng.integers(np.iinfo(xd).min, np.iinfo(xd).max + 1, xs).astype(xd)
+        w = rng.integers(-127, 128, wsh).astype(np.int8)
+        M = wsh[0]
+        for ws in (np.float32(w_scale), (rng.random(M) * span + lo).astype(np.float32)):
+            yield xd, x, w, ws, (np.int8(0) if np.ndim(ws) == 0 else np.zeros(M, np.int8))
+
+
 def test_qlinear_conv_reference_epilogue_on_kernel_accumulators():
     """QLinearConv under onnx-reference (float64 products, zero point before rounding: no
     kernel's epilogue) takes the int32 accumulator from the kernels' ConvInteger, after the
@@ -717,19 +729,14 @@ def test_qlinear_conv_reference_epilogue_on_kernel_accumulators():
              ((1, 4, 17), (5, 4, 3), dict(strides=[2], pads=[1, 1])),
              ((1, 64, 14, 14), (32, 64, 1, 1), dict())]
     for xs, wsh, attrs in cases:
-        for xd in (np.uint8, np.int8):
-            x = rng.integers(np.iinfo(xd).min, np.iinfo(xd).max + 1, xs).astype(xd)
-            w = rng.integers(-127, 128, wsh).astype(np.int8)
-            M = wsh[0]
-            for wsc in (np.float32(0.01), (rng.random(M) * 0.02 + 0.001).astype(np.float32)):
-                wz = np.int8(0) if np.ndim(wsc) == 0 else np.zeros(M, np.int8)
-                for bias in (None, rng.integers(-500, 500, M).astype(np.int32)):
-                    args = (x, np.float32(0.02), xd(3), w, wsc, wz, np.float32(0.4), xd(7), bias)
-                    want = R.qlinear_conv(*args, profile=prof, **attrs)
-                    for ww in (w, refquant.pack_weights(w) if len(wsh) == 4 else w):
-                        got = refquant.qlinear_conv(*args[:3], ww, *args[4:], profile=prof, **attrs)
-                        assert refquant.last_path()["path"].endswith("+reference_epilogue"), (xs, attrs)
-                        np.testing.assert_array_equal(got, want)
+        for xd, x, w, wsc, wz in _conv_inputs(rng, xs, wsh, (np.uint8, np.int8), 0.01, 0.02, 0.001):
+            for bias in (None, rng.integers(-500, 500, wsh[0]).astype(np.int32)):
+                args = (x, np.float32(0.02), xd(3), w, wsc, wz, np.float32(0.4), xd(7), bias)
+                want = R.qlinear_conv(*args, profile=prof, **attrs)
+                for ww in (w, refquant.pack_weights(w) if len(wsh) == 4 else w):
+                    got = refquant.qlinear_conv(*args[:3], ww, *args[4:], profile=prof, **attrs)
+                    assert refquant.last_path()["path"].endswith("+reference_epilogue"), (xs, attrs)
+                    np.testing.assert_array_equal(got, want)
     x = rng.integers(0, 256, (1, 4, 5, 5)).astype(np.uint8)
     w = rng.integers(-127, 128, (3, 4, 3, 3)).astype(np.int8)
     for bad in (dict(pads=[1, 1]), dict(group=3)):
@@ -774,30 +781,26 @@ def test_tensorrt_gemm_conv_on_kernels():
     + fl32(B / y_s) for a float one) through the oneDNN epilogue's second bias: the reference's
     bits for plain, grouped, depthwise and 1x1 convs, per-channel scales, extreme biases; a
     bias that is not finite, or a multiplier that can overflow, runs the reference (a NaN there
-    takes the value of the reference's float-to-int cast)."""
+    takes the profile's rq_nan rule, 0 for tensorrt, which the kernels do not follow)."""
     rng = np.random.default_rng(73)
     prof = "tensorrt"
     for xs_, wsh, attrs in (((1, 8, 9, 9), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1])),
                             ((2, 16, 10, 10), (16, 1, 3, 3), dict(group=16, pads=[1, 1, 1, 1], strides=[2, 2])),
                             ((1, 12, 7, 7), (24, 3, 3, 3), dict(group=4, pads=[0, 1, 1, 0])),
                             ((1, 32, 6, 6), (8, 32, 1, 1), dict())):
-        for xd in (np.int8, np.uint8):
-            x = rng.integers(np.iinfo(xd).min, np.iinfo(xd).max + 1, xs_).astype(xd)
-            w = rng.integers(-127, 128, wsh).astype(np.int8)
-            Co = wsh[0]
-            for ws in (np.float32(0.004), (rng.random(Co) * 0.01 + 0.001).astype(np.float32)):
-                wz = np.int8(0) if np.ndim(ws) == 0 else np.zeros(Co, np.int8)
-                for B in (None, rng.integers(-30000, 30000, Co).astype(np.int32),
-                          np.full(Co, 2 ** 31 - 1, np.int32), (rng.standard_normal(Co) * 3).astype(np.float32),
-                          np.array([np.inf, -np.inf] + [1e30] * (Co - 2), np.float32)):
-                    for ys in (np.float32(0.3), np.float16(0.25), 1e-30):
-                        args = (x, np.float32(0.02), xd(0), w, ws, wz, ys, xd(0), B)
-                        want = R.qlinear_conv(*args, profile=prof, **attrs)
-                        got = refquant.qlinear_conv(*args, profile=prof, **attrs)
-                        if B is None or np.all(np.isfinite(B)):   # (an infinite bias: the reference)
-                            assert refquant.last_path()["path"] != "reference", (xs_, B)
-                        np.testing.assert_array_equal(got, want)
-                        assert got.dtype == want.dtype
+        Co = wsh[0]
+        for xd, x, w, ws, wz in _conv_inputs(rng, xs_, wsh, (np.int8, np.uint8), 0.004, 0.01, 0.001):
+            for B in (None, rng.integers(-30000, 30000, Co).astype(np.int32),
+                      np.full(Co, 2 ** 31 - 1, np.int32), (rng.standard_normal(Co) * 3).astype(np.float32),
+                      np.array([np.inf, -np.inf] + [1e30] * (Co - 2), np.float32)):
+                for ys in (np.float32(0.3), np.float16(0.25), 1e-30):
+                    args = (x, np.float32(0.02), xd(0), w, ws, wz, ys, xd(0), B)
+                    want = R.qlinear_conv(*args, profile=prof, **attrs)
+                    got = refquant.qlinear_conv(*args, profile=prof, **attrs)
+                    if B is None or np.all(np.isfinite(B)):   # (an infinite bias: the reference)
+                        assert refquant.last_path()["path"] != "reference", (xs_, B)
+                    np.testing.assert_array_equal(got, want)
+                    assert got.dtype == want.dtype
             bn = (rng.standard_normal(wsh[0]) * 3).astype(np.float32)
             bn[1] = np.nan
             args = (x, np.float32(0.02), xd(0), w, np.float32(0.004), np.int8(0), np.float32(0.3), xd(0), bn)
@@ -805,8 +808,8 @@ def test_tensorrt_gemm_conv_on_kernels():
                                           R.qlinear_conv(*args, profile=prof, **attrs))
             assert refquant.last_path()["path"] == "reference"
             # fl32(acc) * M overflowing to +inf against a -inf scaled bias (a tiny y_s): a NaN,
-            # which the reference's float-to-int cast turns into 0 -- the reference runs it
-            # (the kernels gave qmin; found by a differential fuzz)
+            # which rq_nan="zero" turns into 0 -- the reference runs it (the kernels gave qmin;
+            # found by a differential fuzz)
             ov = (x, np.float32(1), xd(0), w, np.float32(1), np.int8(0), np.float32(1.1754944e-38), xd(0),
                   np.full(wsh[0], -1e6, np.float32))
             np.testing.assert_array_equal(refquant.qlinear_conv(*ov, profile=prof, **attrs),
