@@ -87,6 +87,29 @@ def get_isa_cap():
     return None if c < 0 else rq_isa_name(c).decode()
 
 
+_SWITCHABLE = {"avx512vbmi": RQ_FEAT_AVX512VBMI, "avxvnni": RQ_FEAT_AVXVNNI}
+
+
+def set_features_off(names=None):
+    """Turn off CPU features that kernels take inside an ISA level, on top of
+    REFQUANT_DISABLE_ISA: "avx512vbmi" (vpermb in the AVX-512 VNNI conv packers and depthwise
+    conv) and "avxvnni" (ymm vpdpbusd, the AVX2 level's GEMM).  None or () turns them back on.
+    Returns the names now off."""
+    cdef int mask = 0
+    for n in ([] if names is None else ([names] if isinstance(names, str) else list(names))):
+        if n not in _SWITCHABLE:
+            raise ValueError(f"set_features_off: unknown feature {n!r}; expected some of {sorted(_SWITCHABLE)}")
+        mask |= 1 << _SWITCHABLE[n]
+    rq_set_features_off(mask)
+    return get_features_off()
+
+
+def get_features_off():
+    """Names of the features set_features_off turned off."""
+    m = rq_get_features_off()
+    return [n for n, b in sorted(_SWITCHABLE.items()) if m & (1 << b)]
+
+
 def reset():
     """Forget the cached detection and re-read REFQUANT_DISABLE_ISA / REFQUANT_MAX_ISA."""
     rq_cpu_reset()

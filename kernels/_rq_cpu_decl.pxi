@@ -8,6 +8,8 @@ cdef extern from "rq_cpu.h" nogil:
         RQ_ISA_AMX
         RQ_ISA_COUNT
         RQ_FEAT_COUNT
+        RQ_FEAT_AVX512VBMI
+        RQ_FEAT_AVXVNNI
     ctypedef struct rq_cpu_state:
         int magic
     int rq_isa_level()
@@ -23,6 +25,8 @@ cdef extern from "rq_cpu.h" nogil:
     int rq_have_openmp()
     void rq_set_isa_cap(int level)
     int rq_get_isa_cap()
+    void rq_set_features_off(int mask)
+    int rq_get_features_off()
     void rq_cpu_reset()
     const char *rq_cpu_env_error()
     const char *rq_build_compiler()

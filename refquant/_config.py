@@ -5,7 +5,8 @@ What the build chose (compiled ISA units, compiler flags, OpenMP) and what the r
 like numpy's ``show_config`` / ``__cpu_features__``.
 
 Controls
-    REFQUANT_DISABLE_ISA=avx512vnni,amx   disable ISA levels (a disabled level disables all above it)
+    REFQUANT_DISABLE_ISA=avx512vnni,amx   disable ISA levels (a disabled level disables all above it);
+                                          "avxvnni" / "avx512vbmi" turn off that feature alone
     REFQUANT_MAX_ISA=avx2                 cap the ISA level (scalar, avx2, avx512, avx512vnni, amx)
     REFQUANT_DISABLE_FAST=1               every op runs the numpy reference
     OMP_NUM_THREADS=n                     default kernel thread count (else the CPUs available)
@@ -125,6 +126,7 @@ def config_dict():
             cpu_features=mod.features(),
             isa_level=mod.isa_name(),
             isa_cap=mod.get_isa_cap(),
+            features_off=mod.get_features_off(),
             env_error=mod.env_error(),
             num_threads=mod.get_num_threads(),
             openmp=mod.have_openmp(),
@@ -157,6 +159,8 @@ def show_config(file=None, *, as_json=False):
         caps = []
         if cfg.get("isa_cap"):
             caps.append(f"set_isa_cap({cfg['isa_cap']!r})")
+        if cfg.get("features_off"):
+            caps.append(f"set_features_off({cfg['features_off']!r})")
         for k in ("REFQUANT_DISABLE_ISA", "REFQUANT_MAX_ISA"):
             if k in cfg["environment"]:
                 caps.append(f"{k}={cfg['environment'][k]}")

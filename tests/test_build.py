@@ -411,12 +411,14 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
     # misaligned typed loads / stores)
     sys.path.insert(1, sys.argv[2])
     import test_dispatch as TD
-    for isa in _cpu.supported_isas():
+    import _isa_levels
+    for isa in _isa_levels.available():
         TD.test_unaligned_arrays_same_as_reference(isa)
-    # the GEMMs below the VNNI level (exact int16 and vpmaddubsw kernels) and their B packers:
-    # 16-column vector blocks, a partial last panel, reversed rows, packed weights, 2 threads
-    for isa in [i for i in ("avx2", "avx512") if i in _cpu.supported_isas()]:
-        _cpu.set_isa_cap(isa)
+    # the GEMMs below the AVX-512 VNNI level (exact int16, AVX-VNNI and vpmaddubsw kernels) and
+    # their B packers: 16-column vector blocks, a partial last panel, reversed rows, packed
+    # weights, 2 threads
+    for isa in [i for i in ("avx2", "avxvnni", "avx512") if i in _isa_levels.available()]:
+        _isa_levels.use(isa)
         for t, M, K_, N in ((1, 6, 67, 45), (2, 33, 130, 80), (1, 7, 3, 16), (2, 2, 64, 129)):
             refquant.set_num_threads(t)
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
@@ -431,7 +433,7 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                     assert np.array_equal(refquant.matmul_integer(A, pw, np.uint8(3), bd(1)),
                                           R.matmul_integer(A, B, np.uint8(3), bd(1)))
         refquant.set_num_threads(None)
-    _cpu.set_isa_cap(None)
+    _isa_levels.use(None)
     print("ASAN-SAMPLE-OK")
 """)
 

@@ -28,8 +28,9 @@ _k = pytest.importorskip("refquant._gemm", reason="compiled kernels not built (p
 from refquant import _cpu, _gemm_fast as F  # noqa: E402
 from refquant.profile import get_profile  # noqa: E402
 
-ISAS = ("scalar", "avx2", "avx512", "avx512vnni", "amx")
-AVAILABLE = [i for i in ISAS if i in _cpu.available_isas()]
+from _isa_levels import LEVELS as ISAS, available as _available_levels, use as _use_level  # noqa: E402
+
+AVAILABLE = _available_levels()
 ISA_PARAMS = [pytest.param(i, marks=pytest.mark.skipif(i not in AVAILABLE,
                                                        reason=f"{i} not compiled/supported here"))
               for i in ISAS]
@@ -38,9 +39,9 @@ ONNX = get_profile("onnx")
 
 @pytest.fixture
 def isa_cap(request):
-    _cpu.set_isa_cap(request.param)
+    _use_level(request.param)
     yield request.param
-    _cpu.set_isa_cap(None)
+    _use_level(None)
 
 
 def _rand(rng, dt, shape, extreme=0.15):
@@ -244,7 +245,7 @@ def test_row_implicit_conv_few_channels(isa_cap, monkeypatch):
         attrs = dict(strides=[2, 2], pads=[3, 3, 3, 3])
         want = R.conv_integer(x, w, np.uint8(99), np.int8(0), **attrs)
         for vbmi in _vbmi_variants(monkeypatch):
-            _cpu.set_isa_cap(isa_cap)
+            _use_level(isa_cap)
             _check(refquant.conv_integer(x, w, np.uint8(99), **attrs), want, f"stem vbmi={vbmi}")
     finally:
         refquant.set_num_threads(None)
@@ -319,11 +320,11 @@ def test_accumulator_overflow_conv():
     w = np.full((2, C, 1, 1), 127, np.int8)
     w[1, ::3] = -128
     for cap in AVAILABLE:
-        _cpu.set_isa_cap(cap)
+        _use_level(cap)
         try:
             got = F.conv_integer(x, w, np.uint8(0), np.int8(0), profile=ONNX)[0]
         finally:
-            _cpu.set_isa_cap(None)
+            _use_level(None)
         _check(got, R.conv_integer(x, w, np.uint8(0), np.int8(0)), f"overflow {cap}")
 
 
@@ -891,7 +892,7 @@ def test_large_plain_weights(isa_cap, monkeypatch):
     rng = np.random.default_rng(62)
     try:
         for vbmi in _vbmi_variants(monkeypatch):
-            _cpu.set_isa_cap(isa_cap)
+            _use_level(isa_cap)
             for (C, M, H, W, s) in ((512, 520, 7, 7, 1), (500, 600, 5, 9, 1), (512, 512, 14, 14, 2)):
                 x = _rand(rng, np.uint8, (1, C, H, W))
                 w = _rand(rng, np.int8, (M, C, 3, 3))

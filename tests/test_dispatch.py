@@ -19,6 +19,7 @@ _cpu = pytest.importorskip("refquant._cpu", reason="compiled extension not built
 from refquant import _config  # noqa: E402
 
 LEVELS = ("scalar", "avx2", "avx512", "avx512vnni", "amx")
+import _isa_levels  # noqa: E402  (tests/ on sys.path: conftest.py)
 
 
 def _expected_hw_level(f):
@@ -53,9 +54,9 @@ def _quant_isa(level):
 
 @pytest.fixture(autouse=True)
 def _no_cap():
-    _cpu.set_isa_cap(None)
+    _isa_levels.use(None)
     yield
-    _cpu.set_isa_cap(None)
+    _isa_levels.use(None)
 
 
 def test_picks_best_available():
@@ -115,6 +116,31 @@ def test_environment_demotes(env, expect):
     name, path = out.split()
     assert name == want
     assert path.endswith("__" + _quant_isa(want))
+
+
+def test_feature_switches():
+    """AVX-VNNI and AVX512_VBMI are features kernels take inside a level: set_features_off and
+    REFQUANT_DISABLE_ISA turn each off alone, the level stays; at the AVX2 level the GEMM is
+    gemm_vnni4__avxvnni with AVX-VNNI and gemm_i16__avx2 without."""
+    with pytest.raises(ValueError, match="unknown feature"):
+        _cpu.set_features_off(["avx512"])
+    f0, top = _cpu.features(), _cpu.isa_level()
+    assert _cpu.set_features_off("avxvnni") == ["avxvnni"]
+    assert _cpu.get_features_off() == ["avxvnni"]
+    assert not _cpu.features()["avxvnni"] and _cpu.features()["avx2"] == f0["avx2"]
+    assert _cpu.isa_level() == top
+    assert _cpu.set_features_off(["avx512vbmi", "avxvnni"]) == ["avx512vbmi", "avxvnni"]
+    assert not _cpu.features()["avx512vbmi"]
+    assert _cpu.set_features_off(None) == [] and _cpu.features() == f0
+    code = "import refquant._cpu as c; print(c.env_error() or '-', c.features()['avxvnni'], c.isa_level())"
+    out, _ = _run(code, REFQUANT_DISABLE_ISA="avxvnni")
+    assert out == f"- False {top}"
+    if "avx2" in _cpu.available_isas():
+        gemm = f"import refquant; print(refquant.kernel_info()['MatMulInteger'])"
+        out, _ = _run(gemm, REFQUANT_MAX_ISA="avx2", REFQUANT_DISABLE_ISA="avxvnni")
+        assert out == "gemm_i16__avx2"
+        out, _ = _run(gemm, REFQUANT_MAX_ISA="avx2")
+        assert out == ("gemm_vnni4__avxvnni" if "avxvnni" in _isa_levels.available() else "gemm_i16__avx2")
 
 
 def test_unknown_isa_name_is_reported():
@@ -315,7 +341,7 @@ def _at_byte(a, off):
     return v
 
 
-@pytest.mark.parametrize("isa", [lv for lv in LEVELS if lv in _cpu.supported_isas()])
+@pytest.mark.parametrize("isa", _isa_levels.available())
 def test_unaligned_arrays_same_as_reference(isa):
     """Arrays that start at any byte: every op, each array argument moved 1 to 3 bytes off its
     alignment in turn (and the uint8 A / x at odd offsets: the GEMMs read A's rows in place, four
@@ -324,7 +350,7 @@ def test_unaligned_arrays_same_as_reference(isa):
     behaviour (UndefinedBehaviorSanitizer: misaligned int32 loads in the VNNI GEMM, float stores
     in the DequantizeLinear tails)."""
     from refquant import reference as R
-    _cpu.set_isa_cap(isa)
+    _isa_levels.use(isa)
     rng = np.random.default_rng(7)
     x = (rng.standard_normal(301) * 4).astype(np.float32)
     xh = x.astype(np.float16)

@@ -10,6 +10,7 @@ import pytest
 import refquant
 from refquant import reference as R
 from refquant.engines import cases as CS
+import _isa_levels  # noqa: E402  (tests/ on sys.path: conftest.py)
 
 PROFILES = sorted(refquant.profiles())
 
@@ -377,10 +378,10 @@ def test_fixed_point_epilogue_vector_every_rounding(rounding, scratch_profiles):
             return np.float32(2.0 ** (e + rng.uniform(-4, 4)))
         return (2.0 ** (e + rng.uniform(-6, 6, n))).astype(np.float32)
 
-    isas = [i for i in ("scalar", "avx2", "avx512", "avx512vnni", "amx") if i in _cpu.available_isas()]
+    isas = _isa_levels.available()
     try:
         for it in range(90):
-            _cpu.set_isa_cap(isas[(it + it // 7) % len(isas)])
+            _isa_levels.use(isas[(it + it // 7) % len(isas)])
             ad = (np.uint8, np.int8)[it % 2]
             lo, hi = (0, 256) if ad == np.uint8 else (-128, 128)
             pc = it % 3 != 0
@@ -417,7 +418,7 @@ def test_fixed_point_epilogue_vector_every_rounding(rounding, scratch_profiles):
             _same(lambda: refquant.qlinear_conv(*cargs, pads=[1, 1, 1, 1], profile=prof.name),
                   lambda: R.qlinear_conv(*cargs, pads=[1, 1, 1, 1], profile=prof.name))
     finally:
-        _cpu.set_isa_cap(None)
+        _isa_levels.use(None)
 
 
 @pytest.mark.parametrize("profile", sorted(refquant.profiles()))

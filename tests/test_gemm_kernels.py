@@ -26,8 +26,9 @@ from refquant import _cpu, _gemm_fast as F  # noqa: E402
 from refquant.profile import get_profile  # noqa: E402
 from _same_bits import same_as_reference  # noqa: E402
 
-ISAS = ("scalar", "avx2", "avx512", "avx512vnni", "amx")
-AVAILABLE = [i for i in ISAS if i in _cpu.available_isas()]
+from _isa_levels import LEVELS as ISAS, available as _available_levels, use as _use_level  # noqa: E402
+
+AVAILABLE = _available_levels()
 ISA_PARAMS = [pytest.param(i, marks=pytest.mark.skipif(i not in AVAILABLE,
                                                        reason=f"{i} not compiled/supported here"))
               for i in ISAS]
@@ -38,9 +39,9 @@ KDIMS = [1, 2, 3, 4, 5, 7, 8, 9, 63, 64, 65, 127, 128, 129, 191, 256, 257]
 
 @pytest.fixture
 def isa_cap(request):
-    _cpu.set_isa_cap(request.param)
+    _use_level(request.param)
     yield request.param
-    _cpu.set_isa_cap(None)
+    _use_level(None)
 
 
 def _rand(rng, dt, shape, extreme=0.2):
@@ -547,7 +548,7 @@ def test_pair_saturation_sweep(isa_cap, M, N, K, a_u8, zpa, zpb, out, layout, se
     if out == "s32":
         got = F.matmul_integer(A, B, za, zb, profile=p)
         _check(got[0], R.matmul_integer(A, B, za, zb, profile=p), f"sat16 isa={isa_cap} {got[1]}")
-        want = {"scalar": "__scalar", "avx2": "__avx2", "avx512": "__avx512"}.get(isa_cap, "__avx512vnni")
+        want = {"scalar": "__scalar", "avx2": "__avx2", "avxvnni": "__avx2", "avx512": "__avx512"}.get(isa_cap, "__avx512vnni")
         assert got[1].endswith(want) and "sat16" in got[1], (isa_cap, got[1])
     elif za is None or np.ndim(za) == 0:
         args = (A, np.float32(0.05), za, B, np.float32(0.01) if np.ndim(zb) == 0 else
@@ -607,15 +608,16 @@ def test_declines_reach_reference():
 def test_dispatch_picks_best_and_demotes():
     names = {}
     for cap in AVAILABLE:
-        _cpu.set_isa_cap(cap)
+        _use_level(cap)
         try:
             A = np.ones((64, 64), np.uint8)
             B = np.ones((64, 64), np.int8)
             names[cap] = _k.gemm(A, B, np.zeros(1, np.int32), np.zeros(1, np.int32),
                                  np.empty((64, 64), np.int32), choose_only=True)
         finally:
-            _cpu.set_isa_cap(None)
-    expect = {"scalar": "gemm_s32__scalar", "avx2": "gemm_i16__avx2", "avx512": "gemm_i16__avx512",
+            _use_level(None)
+    expect = {"scalar": "gemm_s32__scalar", "avx2": "gemm_i16__avx2", "avxvnni": "gemm_vnni4__avxvnni",
+              "avx512": "gemm_i16__avx512",
               "avx512vnni": "gemm_vnni4__avx512vnni", "amx": "gemm_tdp__amx"}
     for cap, n in names.items():
         assert n == expect[cap], (cap, n)
@@ -1437,7 +1439,7 @@ def test_int16_gemm_b_packing_vector_blocks(isa):
     reversed (negative row stride), odd K (the last k-pair half zero), N around 16 and 64,
     per-column zero points, every sign combination, 1 and 2 threads."""
     rng = np.random.default_rng(16)
-    _cpu.set_isa_cap(isa)
+    _use_level(isa)
     try:
         for threads in (1, 2):
             refquant.set_num_threads(threads)
@@ -1455,7 +1457,7 @@ def test_int16_gemm_b_packing_vector_blocks(isa):
                 _check(got, R.matmul_integer(a, b, za, zb), f"{M}x{K}x{N} {at.__name__}x{bt.__name__}")
     finally:
         refquant.set_num_threads(None)
-        _cpu.set_isa_cap(None)
+        _use_level(None)
 
 
 @pytest.mark.skipif("avx2" not in AVAILABLE, reason="avx2 not compiled/supported here")
@@ -1476,3 +1478,59 @@ def test_vnni4_packing_avx2_same_bytes():
             want = _k.pack_b(b, _cpu._level("scalar"), 1)._bytes()
             for g, w, what in zip(got, want, ("panels", "column sums")):
                 assert np.array_equal(g, w), (K, N, dt.__name__, what)
+
+
+@pytest.mark.skipif("avxvnni" not in AVAILABLE, reason="no AVX-VNNI here (or its kernel not built)")
+def test_avxvnni_gemm_tiles_and_layouts():
+    """The AVX2 level's AVX-VNNI GEMM (gemm_vnni4__avxvnni: ymm vpdpbusd, 6 / 4 / 2 / 1-row
+    tiles of one 16-column panel, a uint8 A with K % 4 == 0 read in place, other A copied as
+    A_used): rows 1-14 (every tile and remainder), K around the 4-byte groups, N around the
+    panels, every sign pair, per-row / per-column zero points, A at an odd address, Fortran
+    order and column slices, plain and packed B, int32 and requantized outputs, 1 and 2
+    threads; each call must run the kernel and give the reference's bits."""
+    rng = np.random.default_rng(18)
+    _use_level("avxvnni")
+    try:
+        for threads in (1, 2):
+            refquant.set_num_threads(threads)
+            for it in range(120):
+                M = int(rng.integers(1, 15))
+                K = int(rng.choice([1, 3, 4, 5, 8, 63, 64, 65, 128, 131]))
+                N = int(rng.choice([1, 15, 16, 17, 33, 64, 70]))
+                at, bt = rng.choice([np.uint8, np.int8]), rng.choice([np.uint8, np.int8])
+                a = _rand(rng, at, (M, K))
+                if it % 4 == 1:
+                    a = np.asfortranarray(a)
+                elif it % 4 == 2:                  # rows in place, at an odd address
+                    buf = np.empty(M * K + 1, np.uint8)
+                    a = buf[1:].view(at).reshape(M, K)
+                    a[...] = _rand(rng, at, (M, K))
+                elif it % 4 == 3:
+                    a = _rand(rng, at, (M, K + 3))[:, 1:K + 1]
+                b = _rand(rng, bt, (K, N))
+                za = _rand(rng, at, (M,)) if it % 3 == 0 else _rand(rng, at, ())
+                zb = _rand(rng, bt, (N,)) if it % 5 == 0 else _rand(rng, bt, ())
+                what = f"{M}x{K}x{N} {at.__name__}x{bt.__name__} t={threads}"
+                bb = refquant.pack_weights(b) if it % 2 else b
+                _check(refquant.matmul_integer(a, bb, za, zb), R.matmul_integer(a, b, za, zb), what)
+                assert refquant.last_path()["path"] == "gemm_vnni4__avxvnni", what
+                if np.ndim(za) == 0:
+                    args = (a, np.float32(0.02), za, bb, np.float32(0.03), zb, np.float32(0.9), np.uint8(100))
+                    want = R.qlinear_matmul(*[b if x is bb else x for x in args])
+                    _check(refquant.qlinear_matmul(*args), want, "qlinear " + what)
+        # the int32 wraparound of long dot products at the extremes
+        a = np.full((7, 70000), 255, np.uint8)
+        b = np.full((70000, 17), -128, np.int8)
+        b[::3] = 127
+        _check(refquant.matmul_integer(a, b), R.matmul_integer(a, b), "wraparound")
+        # packed conv weights serve this level too (im2col + this GEMM)
+        x = _rand(rng, np.uint8, (1, 24, 9, 11))
+        w = _rand(rng, np.int8, (40, 24, 3, 3))
+        pw = refquant.pack_weights(w)
+        args = (x, np.float32(0.02), np.uint8(7), pw, np.float32(0.01), np.int8(0), np.float32(0.3), np.uint8(9))
+        want = R.qlinear_conv(*[w if v is pw else v for v in args], pads=[1, 1, 1, 1])
+        _check(refquant.qlinear_conv(*args, pads=[1, 1, 1, 1]), want, "conv packed")
+        assert refquant.last_path()["path"] == "gemm_vnni4__avxvnni"
+    finally:
+        refquant.set_num_threads(None)
+        _use_level(None)

@@ -24,7 +24,7 @@
 #  include <omp.h>
 #endif
 
-#define RQ_MAGIC 0x52514350 /* "RQCP" */
+#define RQ_MAGIC 0x52514351 /* "RQCQ": the layout with py_feat_off */
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define RQ_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -223,8 +223,10 @@ static int env_cap(char *err, size_t errlen, int *feat_off)
             int l = rq_isa_from_name(tok);
             if (l > 0) {
                 if (l - 1 < cap) cap = l - 1;
-            } else if (strcmp(tok, "avx512vbmi") == 0) {   /* a feature kernels may take */
+            } else if (strcmp(tok, "avx512vbmi") == 0) {   /* features kernels take inside a level */
                 *feat_off |= 1 << RQ_FEAT_AVX512VBMI;
+            } else if (strcmp(tok, "avxvnni") == 0) {
+                *feat_off |= 1 << RQ_FEAT_AVXVNNI;
             } else if (strlen(err) + strlen(tok) + 2 < errlen) {
                 /* "scalar" cannot be disabled; unknown names are reported */
                 strcat(err, err[0] ? "," : "REFQUANT_DISABLE_ISA:");
@@ -276,7 +278,7 @@ static void detect(void)
     rq_cpu_state *s = g;
     int f = detect_features(), feat_off = 0;
     int cap = env_cap(s->env_error, sizeof(s->env_error), &feat_off);
-    f &= ~feat_off;
+    f &= ~(feat_off | s->py_feat_off);
     /* Ask for the tile permission only when AMX could be used. */
     if (hw_level_from(f, 0) >= RQ_ISA_AMX && cap >= RQ_ISA_AMX && RQ_COMPILED_AMX) {
         if (s->amx_state < 0) s->amx_state = request_amx_permission();
@@ -327,6 +329,14 @@ void rq_set_isa_cap(int level)
 }
 
 int rq_get_isa_cap(void) { return g->py_cap; }
+
+void rq_set_features_off(int mask)
+{
+    g->py_feat_off = mask & RQ_FEAT_SWITCHABLE;
+    RQ_STORE_REL(&g->detected, 0);
+}
+
+int rq_get_features_off(void) { return g->py_feat_off; }
 
 void rq_cpu_reset(void) { RQ_STORE_REL(&g->detected, 0); }
 

@@ -16,7 +16,8 @@
  *                      environment caps, Python-level cap).
  * Environment (read at first detection and at rq_cpu_reset()):
  *   REFQUANT_DISABLE_ISA=avx512vnni,amx   disable levels (disabling a level disables all above it);
- *                                         "avx512vbmi" turns off that feature (vpermb) alone
+ *                                         "avx512vbmi" / "avxvnni" turn off that feature alone
+ *                                         (vpermb inside AVX-512; ymm vpdpbusd at the AVX2 level)
  *   REFQUANT_MAX_ISA=avx2                 cap the level (scalar, avx2, avx512, avx512vnni, amx)
  *   OMP_NUM_THREADS=n                     default thread count (else CPUs available to the process)
  *
@@ -51,6 +52,9 @@ enum {
     RQ_FEAT_AVX512VBMI,     /* vpermb: a kernel may take it inside a level that implies AVX-512 */
     RQ_FEAT_COUNT
 };
+/* The features kernels take inside a level, which can be turned off alone (environment or
+ * rq_set_features_off): AVX512_VBMI (vpermb, AVX-512 levels), AVX-VNNI (the AVX2 level's GEMM) */
+#define RQ_FEAT_SWITCHABLE ((1 << RQ_FEAT_AVX512VBMI) | (1 << RQ_FEAT_AVXVNNI))
 
 /* Highest usable ISA level (detected once; honours the environment and the Python cap). */
 int rq_isa_level(void);
@@ -81,6 +85,9 @@ int rq_have_openmp(void);
 /* Python-level cap on the ISA level (-1 = none). Applies on top of the environment. */
 void rq_set_isa_cap(int level);
 int rq_get_isa_cap(void);
+/* Python-level switch: features (RQ_FEAT_SWITCHABLE bits) turned off on top of the environment's */
+void rq_set_features_off(int mask);
+int rq_get_features_off(void);
 /* Forget the cached detection and re-read the environment (for tests). */
 void rq_cpu_reset(void);
 /* Environment names that were not understood ("" if none). */
@@ -103,6 +110,7 @@ typedef struct rq_cpu_state {
     int amx_state;           /* -1 not asked, 0 refused, 1 granted */
     int nthreads;            /* 0 = default */
     char env_error[128];
+    int py_feat_off;         /* rq_set_features_off: RQ_FEAT_* bits turned off */
 } rq_cpu_state;
 
 rq_cpu_state *rq_cpu_state_ptr(void);

@@ -233,10 +233,10 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
     const int KK = c->KH * c->KW, Kc = KK * Cg, P = c->OH * c->OW;
     const int Hp = c->H + c->pt + c->pb, Wp = c->W + c->pl + c->pr;
     const uint8_t xz = (uint8_t)c->x_zp;
-    /* the packed weights serve only the VNNI / AMX GEMMs; below them (an ISA cap, a CPU
+    /* the packed weights serve only the VNNI (AVX-512, AVX-VNNI) / AMX GEMMs; below them (an ISA cap, a CPU
      * without VNNI) and for the int16-pair-saturation kernels the GEMM reads B itself */
     const rq_packed_b *pk0 = (G == 1) ? c->packed : NULL;
-    if (pk0 && (isa < RQ_ISA_AVX512VNNI || c->sat16)) pk0 = NULL;
+    if (pk0 && ((isa < RQ_ISA_AVX512VNNI && !rq_gemm_avxvnni_at(isa)) || c->sat16)) pk0 = NULL;
     /* with AMX, A's rows are whole cache lines and its row count a whole number of tiles, so
      * the tiles load straight from the im2col buffer instead of a zero-padded copy: K padded to
      * a multiple of 64 with x_zp bytes in A and zero rows in B (each padded term is

@@ -18,7 +18,7 @@ static const char *const KNAMES[RQ_K_COUNT] = {
     "gemv_vnni4__avx512vnni", "gemm_tdp__amx", "dwconv__scalar", "dwconv__avx512",
     "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2", "dwconv_dpbusd__avx512vnni", "gemm_i16__avx512",
     "conv_rows_tdp__amx", "gemm_u8s8_sat16__avx512", "gemm_u8s8_sat16__avx512vnni",
-    "conv_implicit_vnni4__avx512vnni",
+    "conv_implicit_vnni4__avx512vnni", "gemm_vnni4__avxvnni",
 };
 
 /* rq_gemm.h: A's rows [0, rows) as rows of Kp bytes (its raw values, zero past M and past K),
@@ -546,6 +546,10 @@ int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
 #define RQ_AMX_MIN_M 5
 #endif
 
+int rq_gemm_avxvnni_at(int isa) {
+    return isa == RQ_ISA_AVX2 && rq_gemm_vnni__avxvnni && rq_cpu_feature(RQ_FEAT_AVXVNNI);
+}
+
 int rq_gemm_choose(const rq_gemm_args *a) {
     int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
     if (a->ia) return RQ_K_VNNI;   /* the caller checked the ISA (rq_gemm_run checks again) */
@@ -564,6 +568,7 @@ int rq_gemm_choose(const rq_gemm_args *a) {
     if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni)
         return gemv ? RQ_K_VNNI_GEMV : RQ_K_VNNI;
     if (isa >= RQ_ISA_AVX512 && rq_gemm_i16__avx512) return RQ_K_AVX512_I16;
+    if (rq_gemm_avxvnni_at(isa)) return RQ_K_AVXVNNI;
     if (isa >= RQ_ISA_AVX2 && rq_gemm_i16__avx2) return RQ_K_AVX2_I16;
     return RQ_K_SCALAR;
 }
@@ -1222,7 +1227,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         return rc;
     }
 
-    /* RQ_K_VNNI: the kernel packs A itself and fills rsum; corrections need rsum first, so
+    /* RQ_K_VNNI, RQ_K_AVXVNNI: the kernel packs A itself and fills rsum; corrections need rsum first, so
      * compute rsum here (cheap, O(MK)). */
     {
         const int da = a->a_signed ? 128 : 0;
@@ -1248,7 +1253,8 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
                 }
         }
         if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, da, db, rsum, pb->csum);
-        if (rc == RQ_OK) rc = rq_gemm_vnni__avx512vnni(a, pb, &e, nt);
+        if (rc == RQ_OK)
+            rc = kern == RQ_K_AVXVNNI ? rq_gemm_vnni__avxvnni(a, pb, &e, epi, nt) : rq_gemm_vnni__avx512vnni(a, pb, &e, nt);
         rq_aligned_free(rsum);
         epi_free(&bf);
         rq_packed_b_free(own);

@@ -225,3 +225,117 @@ int rq_pack_b_rows__avx2(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int 
     }
     return RQ_OK;
 }
+
+/* ---------------------------------------------------------------- AVX-VNNI: vpdpbusd on ymm
+ * For CPUs with AVX-VNNI and no AVX-512 (Intel Alder Lake and later client cores, Sierra
+ * Forest): the AVX2 level takes this kernel where the CPU reports the feature (rq_gemm_choose;
+ * REFQUANT_DISABLE_ISA=avxvnni turns it off).  The arithmetic is the AVX-512 VNNI GEMM's
+ * (rq_gemm.h): A_used (uint8; A ^ 0x80 when A is int8) times B_used (int8, VNNI-4 packed by
+ * rq_pack_b), each vpdpbusd lane the exact sum of 4 products (|.| <= 4 * 255 * 128 < 2^31)
+ * added with wraparound; the zero points enter through the caller's corrections (e).
+ * Register tile: R rows (6, 4, 2 or 1) x one 16-column panel, 2R accumulators. */
+#if defined(__clang__)
+#define RQ_HAVE_AVXVNNI (__clang_major__ >= 12)
+#elif defined(__GNUC__)
+#define RQ_HAVE_AVXVNNI (__GNUC__ >= 11)
+#else
+#define RQ_HAVE_AVXVNNI 0
+#endif
+#if RQ_HAVE_AVXVNNI
+#define MRV 6
+/* (named accumulators: an array of them, c[r][h], was kept on the stack by GCC 12, stored and
+ * reloaded every k-group) */
+static inline __attribute__((always_inline, target("avxvnni"))) void vnni_tile(const uint8_t *a0, ptrdiff_t ars,
+                                                                             int ng, const uint8_t *panel,
+                                                                             int32_t *out, const int R) {
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#define VROW(r, x0, x1)                                                                              \
+    if (R > r) {                                                                                     \
+        const __m256i x = _mm256_set1_epi32(rq_ld_i32(a0 + r * ars + 4 * (ptrdiff_t)g));              \
+        x0 = _mm256_dpbusd_avx_epi32(x0, x, B0);                                                     \
+        x1 = _mm256_dpbusd_avx_epi32(x1, x, B1);                                                     \
+    }
+    for (int g = 0; g < ng; g++) {
+        const __m256i B0 = _mm256_load_si256((const __m256i *)(panel + (size_t)g * 64));
+        const __m256i B1 = _mm256_load_si256((const __m256i *)(panel + (size_t)g * 64 + 32));
+        VROW(0, c00, c01) VROW(1, c10, c11) VROW(2, c20, c21) VROW(3, c30, c31) VROW(4, c40, c41) VROW(5, c50, c51)
+    }
+#undef VROW
+#define VOUT(r, x0, x1)                                                                              \
+    if (R > r) {                                                                                     \
+        _mm256_store_si256((__m256i *)(out + 16 * r), x0);                                           \
+        _mm256_store_si256((__m256i *)(out + 16 * r + 8), x1);                                       \
+    }
+    VOUT(0, c00, c01) VOUT(1, c10, c11) VOUT(2, c20, c21) VOUT(3, c30, c31) VOUT(4, c40, c41) VOUT(5, c50, c51)
+#undef VOUT
+}
+#define VNNI_KERN(R)                                                                                   \
+    __attribute__((noinline, aligned(64), target("avxvnni"))) static void vnni_##R##x16(                \
+        const uint8_t *a0, ptrdiff_t ars, int ng, const uint8_t *panel, int32_t *out) {                \
+        vnni_tile(a0, ars, ng, panel, out, R);                                                         \
+    }
+VNNI_KERN(6)
+VNNI_KERN(4)
+VNNI_KERN(2)
+VNNI_KERN(1)
+
+int rq_gemm_vnni__avxvnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, rq_epi_fn epi,
+                          int nthreads) {
+    const int M = a->M, N = a->N, K = a->K, Kp = pb->Kp, npan = pb->Np / 16;
+    const int ng = (K + 3) / 4, nrb = (M + MRV - 1) / MRV;
+    /* uint8 A with rows of unit stride and K a multiple of 4 is A_used as it stands: the whole
+     * row blocks read it in place, the last partial one is copied (as the AVX-512 VNNI GEMM) */
+    const int direct = !a->a_signed && a->a_cs == 1 && K % 4 == 0 && K > 0;
+    const int ipack0 = direct ? M / MRV * MRV : 0;
+    const uint8_t ax = a->a_signed ? 0x80 : 0;
+    uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)(nrb * MRV - ipack0) * Kp + 64);
+    if (!ap) return RQ_ENOMEM;
+    /* A_used rows, zero past K (packed B is zero there) and past M (the last block's kernel
+     * may take up to one more row than it has) */
+    memset(ap + (size_t)(M - ipack0) * Kp, 0, (size_t)(nrb * MRV - M) * Kp);
+    for (int i = ipack0; i < M; i++) {
+        uint8_t *d = ap + (size_t)(i - ipack0) * Kp;
+        const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
+        if (a->a_cs == 1) for (int k = 0; k < K; k++) d[k] = s[k] ^ ax;
+        else for (int k = 0; k < K; k++) d[k] = s[(ptrdiff_t)k * a->a_cs] ^ ax;
+        memset(d + K, 0, (size_t)(Kp - K));
+    }
+    /* column blocks of panels sized for half the L2, row blocks inside; tasks = column blocks x
+     * row chunks (one chunk per thread), at least one task per thread */
+    const size_t pbytes = (size_t)(Kp > 0 ? Kp : 64) * 16;
+    int jbw = (int)(((size_t)rq_l2_bytes() / 2) / pbytes);
+    if (jbw < 1) jbw = 1;
+    if (jbw > npan) jbw = npan;
+    int njb = (npan + jbw - 1) / jbw;
+    const int rchunk = nthreads > 1 ? (nrb + nthreads - 1) / nthreads : nrb;
+    const int nrc = (nrb + rchunk - 1) / rchunk;
+    if (nthreads > 1 && nrc * njb < nthreads) njb = imin(npan, (nthreads + nrc - 1) / nrc);
+    jbw = (npan + njb - 1) / njb;
+    njb = (npan + jbw - 1) / jbw;
+    const int ntask = njb * nrc;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1 && ntask > 1)
+#endif
+    for (int t = 0; t < ntask; t++) {
+        const int jb = t / nrc, rc = t % nrc;
+        int32_t out[MRV * 16] __attribute__((aligned(32)));
+        for (int rb = rc * rchunk; rb < imin(nrb, (rc + 1) * rchunk); rb++) {
+            const int i0 = rb * MRV, mi = imin(MRV, M - i0);
+            const uint8_t *a0 = i0 < ipack0 ? a->A + (ptrdiff_t)i0 * a->a_rs : ap + (size_t)(i0 - ipack0) * Kp;
+            const ptrdiff_t ars = i0 < ipack0 ? a->a_rs : Kp;
+            for (int p = jb * jbw; p < imin(npan, (jb + 1) * jbw); p++) {
+                const uint8_t *panel = pb->data + (size_t)p * Kp * 16;
+                if (mi > 4) vnni_6x16(a0, ars, ng, panel, out);
+                else if (mi > 2) vnni_4x16(a0, ars, ng, panel, out);
+                else if (mi == 2) vnni_2x16(a0, ars, ng, panel, out);
+                else vnni_1x16(a0, ars, ng, panel, out);
+                const int j0 = p * 16;
+                if (j0 < N) epi(e, i0, mi, j0, imin(16, N - j0), out, 16);
+            }
+        }
+    }
+    rq_aligned_free(ap);
+    return RQ_OK;
+}
+#endif

@@ -79,7 +79,7 @@ enum {
     RQ_K_SCALAR = 0, RQ_K_SCALAR_SAT16 = 1, RQ_K_AVX2_I16 = 2, RQ_K_VNNI = 3, RQ_K_VNNI_GEMV = 4,
     RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
     RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_CONV_AMX_ROWS = 12, RQ_K_AVX512_SAT16 = 13,
-    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_COUNT
+    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_COUNT
 };
 const char *rq_gemm_kernel_name(int k);
 
@@ -231,6 +231,12 @@ int rq_gemm_sat16__avx512(const rq_gemm_args *a, const rq_packed_b *pb, const rq
                           int nthreads) __attribute__((weak));
 int rq_gemm_sat16__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, rq_epi_fn epi,
                               int nthreads) __attribute__((weak));
+/* AVX-VNNI (ymm vpdpbusd, gemm_avx2.c): the VNNI GEMM's arithmetic on packed B (not b_raw) */
+int rq_gemm_vnni__avxvnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, rq_epi_fn epi,
+                          int nthreads) __attribute__((weak));
+/* 1 when the GEMM at level isa runs rq_gemm_vnni__avxvnni: the AVX2 level (below AVX-512) on a
+ * CPU with AVX-VNNI, the feature not turned off (gemm.c) */
+int rq_gemm_avxvnni_at(int isa);
 /* A's rows [0, rows) as rows of Kp bytes, zero padded (gemm.c; the vpmaddubsw kernels) */
 uint8_t *rq_sat16_rows(const rq_gemm_args *a, int rows, int Kp);
 int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
