@@ -354,7 +354,7 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 assert np.array_equal(refquant.qlinear_conv(*kp, pads=[1] * 4, strides=st),
                                       R.qlinear_conv(*ka, pads=[1] * 4, strides=st))
         refquant.set_num_threads(None)
-        for dis in ("", "avx512vbmi", "avx512vnni"):   # depthwise with a stride along W
+        for dis in ("", "avx512vbmi", "avx512vnni", "avx512"):   # depthwise with a stride along W
             os.environ["REFQUANT_DISABLE_ISA"] = dis
             _cpu.reset()
             for W, sw, pl in ((1, 2, 1), (57, 2, 0), (130, 3, 1), (64, 4, 2)):
@@ -364,6 +364,9 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                       np.uint8(100))
                 kwd = dict(group=16, pads=[1, pl, 1, 1], strides=[1, sw])
                 assert np.array_equal(refquant.qlinear_conv(*da, **kwd), R.qlinear_conv(*da, **kwd))
+                ia = (xd, wd, np.uint8(9), np.int8(0))     # int16 pair saturation
+                assert np.array_equal(refquant.conv_integer(*ia, profile="onnxruntime-avx2", **kwd),
+                                      R.conv_integer(*ia, profile="onnxruntime-avx2", **kwd))
         os.environ.pop("REFQUANT_DISABLE_ISA", None)
         _cpu.reset()
         for t, M, K_, N in ((1, 8, 1027, 1300), (2, 20, 4500, 520), (2, 40, 1100, 2100),

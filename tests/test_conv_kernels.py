@@ -468,8 +468,9 @@ def test_depthwise_channel_multiplier(isa_cap):
     """Depthwise convs with a channel multiplier (group == C, Cout = m * C: outputs m*ch .. m*ch +
     m - 1 read input channel ch) run the direct depthwise kernels, not a GEMM per group: the
     vpdpbusd kernel (KW <= 4, W dilation 1), the AVX-512 one (wider kernels, dilations, non-zero
-    weight zero points) and the scalar one below AVX-512; the reference's bits for multipliers 1
-    to 4, per-channel scales and zero points, an int32 bias, uint8 and int8 inputs."""
+    weight zero points), the AVX2 one (the same, 8 pixels a vector) and the scalar one; the
+    reference's bits for multipliers 1 to 4, per-channel scales and zero points, an int32 bias,
+    uint8 and int8 inputs."""
     rng = np.random.default_rng(35)
     level = ISAS.index(isa_cap)
     for C, m, H, W, k, s, d in ((8, 2, 12, 13, (3, 3), 1, 1), (16, 3, 9, 20, (3, 3), 2, 1),
@@ -486,7 +487,7 @@ def test_depthwise_channel_multiplier(isa_cap):
                 path = refquant.last_path()["path"]
                 want_path = ("dwconv_dpbusd" if level >= ISAS.index("avx512vnni") and k[1] <= 4 and d == 1
                              and not np.any(wz) else "dwconv__avx512" if level >= ISAS.index("avx512")
-                             else "dwconv__scalar")
+                             else "dwconv__avx2" if level >= ISAS.index("avx2") else "dwconv__scalar")
                 assert path.startswith(want_path), (path, isa_cap, C, m, k, d)
                 ws = (rng.random(Co) * 0.01 + 0.001).astype(np.float32)
                 B = rng.integers(-5000, 5000, Co).astype(np.int32)
@@ -545,11 +546,12 @@ def test_depthwise_int16_pair_saturation(isa_cap):
     over the kernel's int32 accumulators), per-tensor and per-channel scales; the saturation
     does change results here (against the onnx profile); channel multipliers 1 and 2."""
     rng = np.random.default_rng(33)
-    simd = ISAS.index(isa_cap) >= ISAS.index("avx512")
+    level = ISAS.index(isa_cap)
     saturated = 0
 
     def expect(mult, wz):   # (any channel multiplier)
-        return "dwconv__avx512" if simd and not np.any(wz) else "dwconv__scalar"
+        return ("dwconv__scalar" if np.any(wz) or level < ISAS.index("avx2") else
+                "dwconv__avx512" if level >= ISAS.index("avx512") else "dwconv__avx2")
     for prof in ("pytorch-fbgemm", "onnxruntime-avx2"):
         p = get_profile(prof)
         for C, H, W, k, s, d, mult in ((16, 12, 13, 3, 1, 1, 1), (8, 9, 20, 3, 2, 1, 1), (8, 11, 7, 5, 1, 1, 1),

@@ -719,7 +719,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (Cg == 1 && c->Cout % c->C == 0) {
         /* depthwise (any channel multiplier): the direct kernels.  With int16 pair saturation
          * (fbgemm's depthwise kernel, onnxruntime-avx2; the pairs of taps are the im2col order's
-         * pairs for one channel a group) the AVX-512 and scalar ones.  They fold an int32 bias
+         * pairs for one channel a group) the AVX-512, AVX2 and scalar ones.  They fold an int32 bias
          * into their own epilogue; other epilogues (fbgemm's float bias, oneDNN's order, TFLite's
          * fixed point) run over their int32 accumulators (they took a GEMM per group before) */
         int wz0 = 1;
@@ -731,16 +731,20 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
             k = RQ_K_DW_VNNI;
         else if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && (!sat || wz0))   /* any stride (phase-split rows) */
             k = RQ_K_DW_AVX512;
+        else if (isa >= RQ_ISA_AVX2 && rq_dwconv__avx2 && (!sat || wz0))       /* the same, 8 pixels a vector */
+            k = RQ_K_DW_AVX2;
         if (kernel_used) *kernel_used = k;
         if (k == RQ_K_DW_SCALAR) return dw_scalar(c, isa, nt);   /* (every epilogue: rq_epi) */
-        if (fused) return k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni(c, nt) : rq_dwconv__avx512(c, nt);
+        int (*const dwk)(const rq_conv_args *, int) =
+            k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni : k == RQ_K_DW_AVX512 ? rq_dwconv__avx512 : rq_dwconv__avx2;
+        if (fused) return dwk(c, nt);
         const size_t P = (size_t)c->OH * c->OW;
         int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (P * (size_t)c->Cout + 16));
         if (!acc) return RQ_ENOMEM;
         rq_conv_args c2 = *c;
         c2.out_type = RQ_OUT_S32; c2.y = acc; c2.bias = NULL; c2.fbias = NULL; c2.fbias2 = NULL;
         c2.od = 0; c2.fx_mode = 0; c2.mult = NULL;
-        int rc = k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni(&c2, nt) : rq_dwconv__avx512(&c2, nt);
+        int rc = dwk(&c2, nt);
         if (rc == RQ_OK) {
             /* one epilogue call with the channels as rows (as the 1x1 path's W.X): per-row
              * parameters (multipliers, fixed-point ones included), NCHW output rows (a call per

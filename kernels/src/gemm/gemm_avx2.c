@@ -339,3 +339,55 @@ int rq_gemm_vnni__avxvnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq
     return RQ_OK;
 }
 #endif
+
+/* ---------------------------------------------------------------- the epilogue at the AVX2 level
+ * rq_epi_rows__scalar's arithmetic (rq_gemm.h) 8 columns a vector, for the common case: a
+ * row-contiguous output, corrections by column (colfix) and row (rowfix) only, an int32 bias per
+ * column or per row or none, float multipliers (per tensor, per column, or per row: mult_rows),
+ * int32 / uint8 / int8 outputs.  acc = raw - colfix[j] - rowfix[i] + bias (vpaddd / vpsubd:
+ * int32 wraparound); v = fl32(acc) * m (cvtdq2ps RNE, one float32 multiply), clamped to
+ * [qmin - zp, qmax - zp], cvtps2dq (RNE in the default MXCSR: the kernels' threads run with it),
+ * + zp, then packed with saturation (the values are already in range).  Everything else (per-row
+ * / per-column zero-point products, float biases, oneDNN's order, fixed point) and the last
+ * nj % 8 columns: the scalar definition. */
+void rq_epi_rows__avx2(const rq_epi *e, int i0, int mi, int j0, int nj, const int32_t *raw, ptrdiff_t ldr) {
+    const int nfull = nj & ~7;
+    if (e->c_cs != 1 || e->za_row || e->zb_col || e->fx_mode || e->od || e->fbias || e->fbias2 ||
+        (e->bias && e->bias_cs != 1 && e->bias_cs != 0) || nfull == 0) {
+        rq_epi_rows__scalar(e, i0, mi, j0, nj, raw, ldr);
+        return;
+    }
+    const int s32 = e->out_type == RQ_OUT_S32, u8 = e->out_type == RQ_OUT_U8;
+    const __m256 lo = _mm256_set1_ps((float)(e->qmin - e->y_zp)), hi = _mm256_set1_ps((float)(e->qmax - e->y_zp));
+    const __m256i zp = _mm256_set1_epi32(e->y_zp);
+    const int per_col = !s32 && e->mult_n != 1 && !e->mult_rows;
+    const int32_t *colfix = e->colfix;
+    for (int r = 0; r < mi; r++) {
+        const int i = i0 + r;
+        const int32_t *rr = raw + r * ldr;
+        const int32_t *bp = e->bias ? e->bias + (ptrdiff_t)i * e->bias_rs : NULL;
+        /* per row: the row correction and a broadcast bias folded into one constant */
+        uint32_t rowc = e->rowfix ? 0u - (uint32_t)e->rowfix[i] : 0u;
+        if (bp && e->bias_cs == 0) rowc += (uint32_t)bp[0];
+        const int bcol = bp && e->bias_cs == 1;
+        const __m256i rc = _mm256_set1_epi32((int32_t)rowc);
+        const __m256 m1 = _mm256_set1_ps(s32 ? 0.0f : e->mult_rows ? e->mult[i] : e->mult[0]);
+        for (int c = 0; c < nfull; c += 8) {
+            const int j = j0 + c;
+            __m256i a = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(rr + c)), rc);
+            if (colfix) a = _mm256_sub_epi32(a, _mm256_loadu_si256((const __m256i *)(colfix + j)));
+            if (bcol) a = _mm256_add_epi32(a, _mm256_loadu_si256((const __m256i *)(bp + j)));
+            if (s32) {
+                _mm256_storeu_si256((__m256i *)((int32_t *)e->C + (ptrdiff_t)i * e->c_rs + j), a);
+                continue;
+            }
+            const __m256 m = per_col ? _mm256_loadu_ps(e->mult + j) : m1;
+            const __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), m), lo), hi);
+            const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
+            const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+            const __m128i q8 = u8 ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
+            _mm_storel_epi64((__m128i *)((uint8_t *)e->C + (ptrdiff_t)i * e->c_rs + j), q8);
+        }
+    }
+    if (nfull < nj) rq_epi_rows__scalar(e, i0, mi, j0 + nfull, nj - nfull, raw + nfull, ldr);
+}

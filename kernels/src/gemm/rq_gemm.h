@@ -79,7 +79,7 @@ enum {
     RQ_K_SCALAR = 0, RQ_K_SCALAR_SAT16 = 1, RQ_K_AVX2_I16 = 2, RQ_K_VNNI = 3, RQ_K_VNNI_GEMV = 4,
     RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
     RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_CONV_AMX_ROWS = 12, RQ_K_AVX512_SAT16 = 13,
-    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_COUNT
+    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_DW_AVX2 = 17, RQ_K_COUNT
 };
 const char *rq_gemm_kernel_name(int k);
 
@@ -310,6 +310,7 @@ int rq_gemm_amx_kslabp__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs,
 /* e restricted to the columns [c0, c0 + n) (gemm.c) */
 void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n);
 int rq_dwconv__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
+int rq_dwconv__avx2(const rq_conv_args *a, int nthreads) __attribute__((weak));
 int rq_dwconv_dp__avx512vnni(const rq_conv_args *a, int nthreads) __attribute__((weak));
 
 #ifdef __cplusplus
