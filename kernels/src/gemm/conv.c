@@ -31,10 +31,20 @@ void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptr
 /* dst[c*ds + r] = src[r*ss + c] (bytes) */
 void rq_transpose_u32__avx512(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows,
                               int cols) __attribute__((weak));
+/* the same at the AVX2 level (conv_avx2.c: whole 16x16 / 8x8 blocks by interleaves, edges
+ * element by element) */
+void rq_transpose_u8__avx2(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows,
+                           int cols) __attribute__((weak));
+void rq_transpose_u32__avx2(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows,
+                            int cols) __attribute__((weak));
 static void transpose_u8(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows, int cols,
                          int isa) {
     if (isa >= RQ_ISA_AVX512 && rq_transpose_u8__avx512) {
         rq_transpose_u8__avx512(src, ss, dst, ds, rows, cols);
+        return;
+    }
+    if (isa >= RQ_ISA_AVX2 && rq_transpose_u8__avx2) {
+        rq_transpose_u8__avx2(src, ss, dst, ds, rows, cols);
         return;
     }
     for (int r = 0; r < rows; r++)
@@ -204,6 +214,9 @@ static void gen_out(void *ctx, int64_t t) {            /* pixels of task t: (P x
     } else if (J->isa >= RQ_ISA_AVX512 && rq_transpose_u32__avx512) {
         rq_transpose_u32__avx512((const int32_t *)J->yt + (size_t)p0 * Cog, Cog, (int32_t *)J->yg + p0, P,
                                  p1 - p0, Cog);
+    } else if (J->isa >= RQ_ISA_AVX2 && rq_transpose_u32__avx2) {
+        rq_transpose_u32__avx2((const int32_t *)J->yt + (size_t)p0 * Cog, Cog, (int32_t *)J->yg + p0, P,
+                               p1 - p0, Cog);
     } else {
         const int32_t *s = (const int32_t *)J->yt;
         int32_t *d = (int32_t *)J->yg;
@@ -415,6 +428,8 @@ static void conv_tout_row(const conv_tjob *J, int oh) {   /* output row oh: NHWC
         int32_t *d = (int32_t *)c->y + (size_t)oh * c->OW;
         if (J->isa >= RQ_ISA_AVX512 && rq_transpose_u32__avx512)   /* (ConvInteger: 2x faster) */
             rq_transpose_u32__avx512(s, c->Cout, d, (ptrdiff_t)P, c->OW, c->Cout);
+        else if (J->isa >= RQ_ISA_AVX2 && rq_transpose_u32__avx2)
+            rq_transpose_u32__avx2(s, c->Cout, d, (ptrdiff_t)P, c->OW, c->Cout);
         else
             for (int co = 0; co < c->Cout; co++)
                 for (int ow = 0; ow < c->OW; ow++) d[co * P + ow] = s[(size_t)ow * c->Cout + co];

@@ -150,9 +150,12 @@ int rq_dwconv__avx2(const rq_conv_args *c, int nthreads) {
                                 const __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(vv), zp);   /* in [qmin, qmax] */
                                 const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
                                 const __m128i q8 = c->out_type == RQ_OUT_U8 ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
-                                uint8_t tmp[16];
-                                _mm_storeu_si128((__m128i *)tmp, q8);
-                                memcpy((uint8_t *)c->y + o, tmp, (size_t)n);
+                                if (n == 8) _mm_storel_epi64((__m128i *)((uint8_t *)c->y + o), q8);
+                                else {
+                                    uint8_t tmp[16];
+                                    _mm_storeu_si128((__m128i *)tmp, q8);
+                                    memcpy((uint8_t *)c->y + o, tmp, (size_t)n);
+                                }
                             }
                         }
                     }
@@ -162,4 +165,75 @@ int rq_dwconv__avx2(const rq_conv_args *c, int nthreads) {
         rq_aligned_free(xp); rq_aligned_free(wv);
     }
     return rc;
+}
+
+/* ---------------------------------------------------------------- transposes (NCHW <-> NHWC)
+ * dst[c*ds + r] = src[r*ss + c] for r < rows, c < cols.  Whole 16x16 byte blocks (8x8 int32
+ * blocks) through interleaves; the edge blocks element by element.  Four block rows at a time
+ * per block column, so each destination row gets 64 contiguous bytes before the next block
+ * column (conv_avx512.c's order). */
+static inline void tr16_u8(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds) {
+    __m128i r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(src + i * ss));
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i + 0] = _mm_unpacklo_epi16(t[4 * i + 0], t[4 * i + 2]);
+        r[4 * i + 1] = _mm_unpackhi_epi16(t[4 * i + 0], t[4 * i + 2]);
+        r[4 * i + 2] = _mm_unpacklo_epi16(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm_unpackhi_epi16(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < 4; q++) {
+            t[8 * i + 2 * q] = _mm_unpacklo_epi32(r[8 * i + q], r[8 * i + 4 + q]);
+            t[8 * i + 2 * q + 1] = _mm_unpackhi_epi32(r[8 * i + q], r[8 * i + 4 + q]);
+        }
+    for (int c2 = 0; c2 < 8; c2++) {
+        _mm_storeu_si128((__m128i *)(dst + (2 * c2) * ds), _mm_unpacklo_epi64(t[c2], t[8 + c2]));
+        _mm_storeu_si128((__m128i *)(dst + (2 * c2 + 1) * ds), _mm_unpackhi_epi64(t[c2], t[8 + c2]));
+    }
+}
+
+static inline void tr8_u32(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds) {
+    __m256i r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_si256((const __m256i *)(src + i * ss));
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {   /* r[4i + j], lane L: rows 4i .. 4i + 3 of column 4L + j */
+        r[4 * i + 0] = _mm256_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_storeu_si256((__m256i *)(dst + j * ds), _mm256_permute2x128_si256(r[j], r[4 + j], 0x20));
+        _mm256_storeu_si256((__m256i *)(dst + (4 + j) * ds), _mm256_permute2x128_si256(r[j], r[4 + j], 0x31));
+    }
+}
+
+#define RQ_TRANSPOSE_AVX2(B, TR, T)                                                                 \
+    for (int r0 = 0; r0 < rows; r0 += 4 * (B)) {                                                    \
+        const int r1 = rows - r0 < 4 * (B) ? rows : r0 + 4 * (B);                                   \
+        for (int c = 0; c < cols; c += (B)) {                                                       \
+            const int nc = cols - c < (B) ? cols - c : (B);                                         \
+            for (int r = r0; r < r1; r += (B)) {                                                    \
+                const int nr = rows - r < (B) ? rows - r : (B);                                     \
+                if (nr == (B) && nc == (B)) TR(src + r * ss + c, ss, dst + c * ds + r, ds);        \
+                else                                                                                \
+                    for (int i = 0; i < nr; i++)                                                    \
+                        for (int j = 0; j < nc; j++) dst[(c + j) * ds + r + i] = src[(r + i) * ss + c + j]; \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+void rq_transpose_u8__avx2(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows, int cols) {
+    RQ_TRANSPOSE_AVX2(16, tr16_u8, uint8_t)
+}
+
+void rq_transpose_u32__avx2(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows, int cols) {
+    RQ_TRANSPOSE_AVX2(8, tr8_u32, int32_t)
 }
