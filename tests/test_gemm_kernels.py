@@ -1484,10 +1484,13 @@ def test_vnni4_packing_avx2_same_bytes():
 def test_avxvnni_gemm_tiles_and_layouts():
     """The AVX2 level's AVX-VNNI GEMM (gemm_vnni4__avxvnni: ymm vpdpbusd, 6 / 4 / 2 / 1-row
     tiles of one 16-column panel, a uint8 A with K % 4 == 0 read in place, other A copied as
-    A_used): rows 1-14 (every tile and remainder), K around the 4-byte groups, N around the
-    panels, every sign pair, per-row / per-column zero points, A at an odd address, Fortran
-    order and column slices, plain and packed B, int32 and requantized outputs, 1 and 2
-    threads; each call must run the kernel and give the reference's bits."""
+    A_used) and GEMV (gemv_vnni4__avxvnni: 1 to 4 rows, a plain B read in place in 16-column
+    strips, slabs of 8 rows; a row of ones for B's column sums): rows 1-14 (every tile and
+    remainder), K around the 4-byte groups and the slabs, N around the strips and panels, every
+    sign pair, per-row / per-column zero points, A at an odd address, Fortran order and column
+    slices, B plain (also reversed rows, column slices, Fortran order: the GEMM) and packed,
+    int32 and requantized outputs, 1 and 2 threads; each call must run the kernel its shape
+    picks and give the reference's bits."""
     rng = np.random.default_rng(18)
     _use_level("avxvnni")
     try:
@@ -1508,21 +1511,27 @@ def test_avxvnni_gemm_tiles_and_layouts():
                 elif it % 4 == 3:
                     a = _rand(rng, at, (M, K + 3))[:, 1:K + 1]
                 b = _rand(rng, bt, (K, N))
+                if it % 6 == 2:
+                    b = _rand(rng, bt, (K, N + 5))[::-1, 2:N + 2]
+                elif it % 6 == 4:
+                    b = np.asfortranarray(b)
                 za = _rand(rng, at, (M,)) if it % 3 == 0 else _rand(rng, at, ())
                 zb = _rand(rng, bt, (N,)) if it % 5 == 0 else _rand(rng, bt, ())
                 what = f"{M}x{K}x{N} {at.__name__}x{bt.__name__} t={threads}"
                 bb = refquant.pack_weights(b) if it % 2 else b
                 _check(refquant.matmul_integer(a, bb, za, zb), R.matmul_integer(a, b, za, zb), what)
-                assert refquant.last_path()["path"] == "gemm_vnni4__avxvnni", what
+                gemv = M <= 4 and bb is b and b.strides[1] == 1
+                assert refquant.last_path()["path"] == ("gemv" if gemv else "gemm") + "_vnni4__avxvnni", what
                 if np.ndim(za) == 0:
                     args = (a, np.float32(0.02), za, bb, np.float32(0.03), zb, np.float32(0.9), np.uint8(100))
                     want = R.qlinear_matmul(*[b if x is bb else x for x in args])
                     _check(refquant.qlinear_matmul(*args), want, "qlinear " + what)
-        # the int32 wraparound of long dot products at the extremes
-        a = np.full((7, 70000), 255, np.uint8)
-        b = np.full((70000, 17), -128, np.int8)
-        b[::3] = 127
-        _check(refquant.matmul_integer(a, b), R.matmul_integer(a, b), "wraparound")
+        # the int32 wraparound of long dot products at the extremes (GEMM and GEMV)
+        for m in (7, 2):
+            a = np.full((m, 70000), 255, np.uint8)
+            b = np.full((70000, 17), -128, np.int8)
+            b[::3] = 127
+            _check(refquant.matmul_integer(a, b, np.uint8(1)), R.matmul_integer(a, b, np.uint8(1)), f"wraparound {m}")
         # packed conv weights serve this level too (im2col + this GEMM)
         x = _rand(rng, np.uint8, (1, 24, 9, 11))
         w = _rand(rng, np.int8, (40, 24, 3, 3))

@@ -18,7 +18,7 @@ static const char *const KNAMES[RQ_K_COUNT] = {
     "gemv_vnni4__avx512vnni", "gemm_tdp__amx", "dwconv__scalar", "dwconv__avx512",
     "conv_implicit_tdp__amx", "gemm_u8s8_sat16__avx2", "dwconv_dpbusd__avx512vnni", "gemm_i16__avx512",
     "conv_rows_tdp__amx", "gemm_u8s8_sat16__avx512", "gemm_u8s8_sat16__avx512vnni",
-    "conv_implicit_vnni4__avx512vnni", "gemm_vnni4__avxvnni", "dwconv__avx2",
+    "conv_implicit_vnni4__avx512vnni", "gemm_vnni4__avxvnni", "dwconv__avx2", "gemv_vnni4__avxvnni",
 };
 
 /* rq_gemm.h: A's rows [0, rows) as rows of Kp bytes (its raw values, zero past M and past K),
@@ -568,7 +568,8 @@ int rq_gemm_choose(const rq_gemm_args *a) {
     if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni)
         return gemv ? RQ_K_VNNI_GEMV : RQ_K_VNNI;
     if (isa >= RQ_ISA_AVX512 && rq_gemm_i16__avx512) return RQ_K_AVX512_I16;
-    if (rq_gemm_avxvnni_at(isa)) return RQ_K_AVXVNNI;
+    if (rq_gemm_avxvnni_at(isa))   /* (1 to 4 rows of a plain B: read in place, no packing pass) */
+        return rq_gemv_vnni__avxvnni && a->M <= 4 && !a->packed && a->b_cs == 1 ? RQ_K_AVXVNNI_GEMV : RQ_K_AVXVNNI;
     if (isa >= RQ_ISA_AVX2 && rq_gemm_i16__avx2) return RQ_K_AVX2_I16;
     return RQ_K_SCALAR;
 }
@@ -1073,7 +1074,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     rq_packed_b *own = NULL;
     const rq_packed_b *pb = a->packed;
 
-    if (kern == RQ_K_VNNI_GEMV) {
+    if (kern == RQ_K_VNNI_GEMV || kern == RQ_K_AVXVNNI_GEMV) {
         /* A_used = A ^ 0x80 when A is int8; the gemv kernel computes csum itself */
         const int da = a->a_signed ? 128 : 0;
         int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
@@ -1104,7 +1105,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         int8_t *ad = NULL;
         int32_t rsum_d[4];   /* sum_k (A - za) per row */
         int split = 1;       /* 2: both halves of each row (rq_gemv_vnni_sa2), 1: the first alone */
-        if (RQ_GEMV_SA && za_any && M <= 4 && rq_gemv_vnni_sa__avx512vnni) {
+        if (RQ_GEMV_SA && kern == RQ_K_VNNI_GEMV && za_any && M <= 4 && rq_gemv_vnni_sa__avx512vnni) {
             /* each row as clamp(A - za, -128, 127) (row 2 i) plus the rest (row 2 i + 1, in
              * [-127, 126]): with no rest anywhere, the first halves are A - za itself */
             ad = (int8_t *)rq_aligned_alloc((size_t)2 * M * K + 64);
@@ -1150,7 +1151,8 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
             if (rc == RQ_OK) rc = epi_corrections(&e, &bf, &as, 0, db + 128, rsum_d, NULL);
             rq_aligned_free(ad);
         } else {
-            rc = rq_gemv_vnni__avx512vnni(a, &e0, za_any ? csum : NULL, nt);
+            rc = kern == RQ_K_AVXVNNI_GEMV ? rq_gemv_vnni__avxvnni(a, &e0, za_any ? csum : NULL, nt)
+                                           : rq_gemv_vnni__avx512vnni(a, &e0, za_any ? csum : NULL, nt);
             if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, da, db, rsum, csum);
         }
         if (rc == RQ_OK) epi(&e, 0, M, 0, N, raw, N + 64);
