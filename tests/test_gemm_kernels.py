@@ -1433,8 +1433,8 @@ def test_zero_inner_dimension_every_isa(isa_cap):
 @pytest.mark.parametrize("isa", [pytest.param(i, marks=pytest.mark.skipif(
     i not in AVAILABLE, reason=f"{i} not compiled/supported here")) for i in ("avx2", "avx512")])
 def test_int16_gemm_b_packing_vector_blocks(isa):
-    """The exact int16 GEMMs (AVX2: 8-column panels, AVX-512 BW: 16-column panels) pack
-    B' = B - zb 16 columns at a time when B has a unit column stride (gemm_i16_pack.inc: blocks
+    """The exact int16 GEMMs (AVX2: 8-column panels, AVX-512 BW: 16-column panels; 5 rows and
+    more, fewer run the GEMV) pack B' = B - zb 16 columns at a time when B has a unit column stride (gemm_i16_pack.inc: blocks
     of 4, k-pairs inner) and column by column otherwise: column slices of wider arrays, rows
     reversed (negative row stride), odd K (the last k-pair half zero), N around 16 and 64,
     per-column zero points, every sign combination, 1 and 2 threads."""
@@ -1444,7 +1444,7 @@ def test_int16_gemm_b_packing_vector_blocks(isa):
         for threads in (1, 2):
             refquant.set_num_threads(threads)
             for _ in range(60):
-                M, K = int(rng.integers(1, 20)), int(rng.integers(1, 70))
+                M, K = int(rng.integers(5, 20)), int(rng.integers(1, 70))   # (1-4 rows: the GEMV)
                 N = int(rng.choice([15, 16, 17, 48, 63, 64, 65, 80, 129]))
                 at, bt = rng.choice([np.uint8, np.int8]), rng.choice([np.uint8, np.int8])
                 a = _rand(rng, at, (M, K))
@@ -1455,6 +1455,52 @@ def test_int16_gemm_b_packing_vector_blocks(isa):
                 got = refquant.matmul_integer(a, b, za, zb)
                 assert refquant.last_path()["path"] == f"gemm_i16__{isa}"
                 _check(got, R.matmul_integer(a, b, za, zb), f"{M}x{K}x{N} {at.__name__}x{bt.__name__}")
+    finally:
+        refquant.set_num_threads(None)
+        _use_level(None)
+
+
+@pytest.mark.parametrize("isa", [pytest.param(i, marks=pytest.mark.skipif(
+    i not in AVAILABLE, reason=f"{i} not compiled/supported here")) for i in ("avx2", "avx512")])
+def test_int16_gemv_plain_b(isa):
+    """1 to 4 rows of a plain B below VNNI run the exact int16 GEMV (gemv_i16__avx2, also at the
+    AVX-512 BW level): B read in place in 16-column strips, pairs of rows interleaved and
+    widened, minus each column's zero point, times (A - za) pairs (vpmaddwd), in slabs of 8
+    rows.  K around the pairs and slabs (odd K: the last row from a padded copy), N around the
+    strips (the last partial strip from a padded copy), column slices and reversed rows of B,
+    Fortran-ordered A, per-row and per-column zero points, every sign pair, int32 and
+    requantized outputs, the int32 wraparound, 1 and 2 threads; a B without a unit column stride
+    runs the GEMM."""
+    rng = np.random.default_rng(19)
+    _use_level(isa)
+    try:
+        for threads in (1, 2):
+            refquant.set_num_threads(threads)
+            for it in range(100):
+                M = int(rng.integers(1, 5))
+                K = int(rng.choice([1, 2, 3, 7, 8, 9, 15, 16, 17, 64, 131]))
+                N = int(rng.choice([1, 15, 16, 17, 33, 64, 70]))
+                at, bt = rng.choice([np.uint8, np.int8]), rng.choice([np.uint8, np.int8])
+                a = _rand(rng, at, (M, K))
+                if it % 3 == 1:
+                    a = np.asfortranarray(a)
+                b = _rand(rng, bt, (K, N + 5))
+                b = b[:, 1:N + 1] if it % 2 else b[::-1, :N]
+                za = _rand(rng, at, (M,)) if it % 4 == 0 else _rand(rng, at, ())
+                zb = _rand(rng, bt, (N,)) if it % 5 == 0 else _rand(rng, bt, ())
+                what = f"{M}x{K}x{N} {at.__name__}x{bt.__name__} t={threads}"
+                _check(refquant.matmul_integer(a, b, za, zb), R.matmul_integer(a, b, za, zb), what)
+                assert refquant.last_path()["path"] == "gemv_i16__avx2", what
+                if np.ndim(za) == 0:
+                    args = (a, np.float32(0.02), za, b, np.float32(0.03), zb, np.float32(0.9), np.int8(-4))
+                    _check(refquant.qlinear_matmul(*args), R.qlinear_matmul(*args), "qlinear " + what)
+        a = np.full((3, 70000), 255, np.uint8)
+        b = np.full((70000, 17), -128, np.int8)
+        b[::3] = 127
+        _check(refquant.matmul_integer(a, b, np.uint8(1)), R.matmul_integer(a, b, np.uint8(1)), "wraparound")
+        bf = np.asfortranarray(_rand(rng, np.int8, (40, 20)))
+        _check(refquant.matmul_integer(a[:, :40], bf), R.matmul_integer(a[:, :40], bf), "Fortran B")
+        assert refquant.last_path()["path"] == f"gemm_i16__{isa}"
     finally:
         refquant.set_num_threads(None)
         _use_level(None)

@@ -392,21 +392,173 @@ void rq_epi_rows__avx2(const rq_epi *e, int i0, int mi, int j0, int nj, const in
     if (nfull < nj) rq_epi_rows__scalar(e, i0, mi, j0 + nfull, nj - nfull, raw + nfull, ldr);
 }
 
-#if RQ_HAVE_AVXVNNI
-/* ---------------------------------------------------------------- AVX-VNNI GEMV (1 to 4 rows)
- * Plain B (unit column stride) read in place, no packing pass: 16-column strips down all of K,
- * each 4-row group of B interleaved into two vectors of 8 columns x 4 k (pack_vnni4_panels'
- * byte and word interleaves, B_used = B ^ 0x80 for a uint8 B), multiplied by each row's A_used
- * dword (vpdpbusd).  A row of ones (when csum is wanted) gives B_used's column sums for A's
- * zero point.  Raw sums into e0->C (rows e0->c_rs apart); the caller applies the corrections
- * and the epilogue (gemm.c, as for the AVX-512 GEMV).  B is read in slabs of GV_KB k-groups
- * (4 GV_KB rows, each streamed left to right across the thread's columns), the running sums of
- * every strip kept in a buffer between slabs.  (Whole strips down K, one after another, read B
- * at its row stride: 1 x 4096 x 4096 took 5.9 ms, latency-bound, against 2.2 ms packing B
- * first.) */
-#ifndef GV_KB
-#define GV_KB 2     /* k-groups per slab: 8 rows (1 x 4096 x 4096, 1 thread: 1 -> 704-727 us, 2 -> 448-476, 4 -> 648, 8 -> 1258, 16 -> 1822) */
+/* ---------------------------------------------------------------- GEMV (1 to 4 rows), plain B
+ * B (unit column stride) read in place, no packing pass, in 16-column strips: each group of GR
+ * rows of B (4: AVX-VNNI, 2: exact int16) interleaved into two vectors of 8 columns, multiplied
+ * by each row's A dword at that group.  B is read in slabs of GV_SLAB rows, each row streamed
+ * left to right across the thread's columns, the running sums of every strip kept in a buffer
+ * between slabs.  (Whole strips down K, one after another, read B at its row stride: 1 x 4096 x
+ * 4096 took 5.9 ms, latency-bound, against 2.2 ms packing B first.)  The last K % GR rows come
+ * from a zero-padded copy (their A dwords are zero past K), the last N % 16 columns from a
+ * zero-padded copy of those columns (outputs beyond N are dropped). */
+#ifndef GV_SLAB
+#define GV_SLAB 8   /* rows per slab (AVX-VNNI, 1 x 4096 x 4096, 1 thread: 4 -> 704-727 us, 8 -> 448-476,
+                     * 16 -> 648, 32 -> 1258, 64 -> 1822) */
 #endif
+/* one strip: ng whole groups of B (rows rs apart) and then the group in tail (GR x 16 bytes;
+ * NULL: none); at[g * R + r] row r's dword at group g; the sums of row r added to
+ * acc[16 r .. 16 r + 15]; prm: the kernel's per-strip constants */
+typedef void (*gv_strip_fn)(const uint8_t *B, ptrdiff_t rs, const void *prm, int ng, const uint8_t *tail,
+                            const int32_t *at, int32_t *acc);
+
+/* the strips of rows [0, M) (R rows of at: M, or M + 1 with a row whose sums go to csum);
+ * prm(s): strip s's constants; outputs: epi over each strip's sums (e, M rows) when epi is set,
+ * else the raw sums into raw (rows ldr apart) and csum */
+typedef struct {
+    const rq_gemm_args *a; int GR, R;
+    const int32_t *at; gv_strip_fn strip;
+    const void *prm_full; const uint8_t *prm_strips; size_t prm_stride;   /* prm(s) = prm_strips + s * prm_stride, or prm_full */
+    const rq_epi *e; rq_epi_fn epi;
+    int32_t *raw; ptrdiff_t ldr; int32_t *csum;
+} gv_job;
+
+static int gemv_strips(const gv_job *J, int nthreads) {
+    const rq_gemm_args *a = J->a;
+    const int M = a->M, N = a->N, K = a->K, GR = J->GR, R = J->R;
+    const int ng = K / GR, kt = K % GR, gs = GV_SLAB / GR;
+    const int nstrip = (N + 15) / 16, nfs = N / 16;
+    const int nth = nthreads > 1 && (size_t)K * N >= 262144 ? imin(nthreads, nstrip) : 1;
+    const ptrdiff_t rs = a->b_rs;
+    uint8_t *edge = NULL;   /* the last partial strip's columns, zero padded to 16 */
+    if (nfs < nstrip) {
+        edge = (uint8_t *)rq_aligned_alloc((size_t)K * 16 + 64);
+        if (!edge) return RQ_ENOMEM;
+        memset(edge, 0, (size_t)K * 16 + 64);
+        for (int k = 0; k < K; k++)
+            memcpy(edge + (size_t)k * 16, a->B + (ptrdiff_t)k * rs + 16 * nfs, (size_t)(N - 16 * nfs));
+    }
+    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)nstrip * R * 16 + 64);
+    if (!acc) { rq_aligned_free(edge); return RQ_ENOMEM; }
+    memset(acc, 0, sizeof(int32_t) * (size_t)nstrip * R * 16);
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
+#endif
+    for (int t = 0; t < nth; t++) {
+        const int sa = (int)((long)nstrip * t / nth), sb = (int)((long)nstrip * (t + 1) / nth);
+        uint8_t tail[64] __attribute__((aligned(16)));
+        for (int g0 = 0; g0 < ng; g0 += gs)
+            for (int s = sa; s < sb; s++) {
+                const int full = s < nfs;
+                const uint8_t *bs = full ? a->B + 16 * s : edge;
+                const ptrdiff_t brs = full ? rs : 16;
+                const void *prm = J->prm_strips ? (const void *)(J->prm_strips + (size_t)s * J->prm_stride) : J->prm_full;
+                J->strip(bs + (ptrdiff_t)GR * g0 * brs, brs, prm, imin(gs, ng - g0), NULL, J->at + (size_t)g0 * R,
+                         acc + (size_t)s * R * 16);
+            }
+        for (int s = sa; s < sb; s++) {
+            const int j0 = 16 * s, nj = imin(16, N - j0), full = s < nfs;
+            int32_t *as = acc + (size_t)s * R * 16;
+            const void *prm = J->prm_strips ? (const void *)(J->prm_strips + (size_t)s * J->prm_stride) : J->prm_full;
+            if (kt) {
+                const uint8_t *bs = full ? a->B + j0 : edge;
+                const ptrdiff_t brs = full ? rs : 16;
+                memset(tail, 0, sizeof(tail));
+                for (int k = 0; k < kt; k++) memcpy(tail + 16 * k, bs + (ptrdiff_t)(GR * ng + k) * brs, 16);
+                J->strip(bs, brs, prm, 0, tail, J->at + (size_t)ng * R, as);
+            }
+            if (J->epi) {
+                J->epi(J->e, 0, M, j0, nj, as, 16);
+            } else {
+                for (int r = 0; r < M; r++) memcpy(J->raw + (ptrdiff_t)r * J->ldr + j0, as + 16 * r, sizeof(int32_t) * (size_t)nj);
+                if (J->csum) memcpy(J->csum + j0, as + 16 * M, sizeof(int32_t) * (size_t)nj);
+            }
+        }
+    }
+    rq_aligned_free(acc); rq_aligned_free(edge);
+    return RQ_OK;
+}
+
+/* exact int16 GEMV below VNNI: groups of 2 rows; (B[k] - zb, B[k+1] - zb) pairs as int16 (vpmovsxbw /
+ * vpmovzxbw of the byte interleave, minus the strip's zero points) times the row's (A[k] - za,
+ * A[k+1] - za) pair (vpmaddwd: exact, |.| <= 2 * 255 * 255), added with wraparound: the
+ * zero points folded in, no corrections (rq_gemm_i16__avx2's arithmetic) */
+typedef struct { int16_t zb[32]; } gi_prm;   /* a strip's zero points, each twice (the pairs), columns 0-15 */
+static inline __attribute__((always_inline)) void gi_strip(const uint8_t *B, ptrdiff_t rs, const void *prm, int ng,
+                                                           const uint8_t *tail, const int32_t *at, int32_t *out,
+                                                           const int R, const int sgn) {
+    const __m256i zlo = _mm256_loadu_si256((const __m256i *)((const gi_prm *)prm)->zb);
+    const __m256i zhi = _mm256_loadu_si256((const __m256i *)(((const gi_prm *)prm)->zb + 16));
+    __m256i c00 = _mm256_load_si256((const __m256i *)out), c01 = _mm256_load_si256((const __m256i *)(out + 8));
+    __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01;
+    if (R > 1) { c10 = _mm256_load_si256((const __m256i *)(out + 16)); c11 = _mm256_load_si256((const __m256i *)(out + 24)); }
+    if (R > 2) { c20 = _mm256_load_si256((const __m256i *)(out + 32)); c21 = _mm256_load_si256((const __m256i *)(out + 40)); }
+    if (R > 3) { c30 = _mm256_load_si256((const __m256i *)(out + 48)); c31 = _mm256_load_si256((const __m256i *)(out + 56)); }
+    for (int g = 0; g < ng + (tail != NULL); g++) {
+        const uint8_t *p = g < ng ? B + (ptrdiff_t)2 * g * rs : tail;
+        const ptrdiff_t prs = g < ng ? rs : 16;
+        const __m128i r0 = _mm_loadu_si128((const __m128i *)p), r1 = _mm_loadu_si128((const __m128i *)(p + prs));
+        const __m128i l = _mm_unpacklo_epi8(r0, r1), h = _mm_unpackhi_epi8(r0, r1);
+        const __m256i v0 = _mm256_sub_epi16(sgn ? _mm256_cvtepi8_epi16(l) : _mm256_cvtepu8_epi16(l), zlo);
+        const __m256i v1 = _mm256_sub_epi16(sgn ? _mm256_cvtepi8_epi16(h) : _mm256_cvtepu8_epi16(h), zhi);
+#define GI_ROW(r, x0, x1)                                                                            \
+        if (R > r) {                                                                                 \
+            const __m256i w = _mm256_set1_epi32(at[(size_t)g * R + r]);                              \
+            x0 = _mm256_add_epi32(x0, _mm256_madd_epi16(w, v0));                                     \
+            x1 = _mm256_add_epi32(x1, _mm256_madd_epi16(w, v1));                                     \
+        }
+        GI_ROW(0, c00, c01) GI_ROW(1, c10, c11) GI_ROW(2, c20, c21) GI_ROW(3, c30, c31)
+#undef GI_ROW
+    }
+    _mm256_store_si256((__m256i *)out, c00); _mm256_store_si256((__m256i *)(out + 8), c01);
+    if (R > 1) { _mm256_store_si256((__m256i *)(out + 16), c10); _mm256_store_si256((__m256i *)(out + 24), c11); }
+    if (R > 2) { _mm256_store_si256((__m256i *)(out + 32), c20); _mm256_store_si256((__m256i *)(out + 40), c21); }
+    if (R > 3) { _mm256_store_si256((__m256i *)(out + 48), c30); _mm256_store_si256((__m256i *)(out + 56), c31); }
+}
+#define GI_KERN(R, S)                                                                                \
+    __attribute__((noinline)) static void gi_strip_##R##_##S(const uint8_t *B, ptrdiff_t rs, const void *prm, int ng, \
+                                                             const uint8_t *tail, const int32_t *at, int32_t *acc) { \
+        gi_strip(B, rs, prm, ng, tail, at, acc, R, S);                                               \
+    }
+GI_KERN(1, 0) GI_KERN(2, 0) GI_KERN(3, 0) GI_KERN(4, 0)
+GI_KERN(1, 1) GI_KERN(2, 1) GI_KERN(3, 1) GI_KERN(4, 1)
+
+int rq_gemv_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int nthreads) {
+    const int M = a->M, N = a->N, K = a->K, G = (K + 1) / 2, nstrip = (N + 15) / 16;
+    if (M > 4 || a->b_cs != 1) return RQ_EARG;
+    int32_t *at = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * ((size_t)G * M + 8));
+    gi_prm *zp = (gi_prm *)rq_aligned_alloc(sizeof(gi_prm) * (size_t)nstrip + 64);
+    if (!at || !zp) { rq_aligned_free(at); rq_aligned_free(zp); return RQ_ENOMEM; }
+    for (int r = 0; r < M; r++) {   /* (A[k] - za, A[k+1] - za) as two int16, zero past K */
+        const int32_t za = a->a_zp[a->a_zp_n == 1 ? 0 : r];
+        const uint8_t *src = a->A + (ptrdiff_t)r * a->a_rs;
+        for (int g = 0; g < G; g++) {
+            int16_t pr[2] = {0, 0};
+            for (int j = 0; j < 2 && 2 * g + j < K; j++) {
+                const uint8_t b = src[(ptrdiff_t)(2 * g + j) * a->a_cs];
+                pr[j] = (int16_t)((a->a_signed ? (int32_t)(int8_t)b : (int32_t)b) - za);
+            }
+            memcpy(at + (size_t)g * M + r, pr, 4);
+        }
+    }
+    for (int j = 0; j < 16 * nstrip; j++) {
+        const int16_t z = j < N ? (int16_t)a->b_zp[a->b_zp_n == 1 ? 0 : j] : 0;
+        zp[j / 16].zb[2 * (j % 16)] = zp[j / 16].zb[2 * (j % 16) + 1] = z;
+    }
+    static const gv_strip_fn fns[2][4] = {{gi_strip_1_0, gi_strip_2_0, gi_strip_3_0, gi_strip_4_0},
+                                          {gi_strip_1_1, gi_strip_2_1, gi_strip_3_1, gi_strip_4_1}};
+    gv_job J = {a, 2, M, at, fns[a->b_signed != 0][M - 1], NULL, (const uint8_t *)zp, sizeof(gi_prm),
+                e, epi, NULL, 0, NULL};
+    const int rc = gemv_strips(&J, nthreads);
+    rq_aligned_free(at); rq_aligned_free(zp);
+    return rc;
+}
+
+#if RQ_HAVE_AVXVNNI
+/* AVX-VNNI: groups of 4 rows, B_used = B ^ 0x80 for a uint8 B (prm: the 16-byte xor), each group
+ * interleaved into two vectors of 8 columns x 4 k (pack_vnni4_panels' byte and word interleaves)
+ * and multiplied by the row's A_used dword (vpdpbusd); a row of ones (when csum is wanted) gives
+ * B_used's column sums for A's zero point.  Raw sums into e0->C (rows e0->c_rs apart); the
+ * caller applies the corrections and the epilogue (gemm.c, as for the AVX-512 GEMV). */
 static inline __attribute__((always_inline)) void gv_rows(const uint8_t *p, ptrdiff_t rs, __m128i x,
                                                           __m256i *v0, __m256i *v1) {
     const __m128i r0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), x);
@@ -419,12 +571,10 @@ static inline __attribute__((always_inline)) void gv_rows(const uint8_t *p, ptrd
     *v1 = _mm256_set_m128i(_mm_unpackhi_epi16(a1, b1), _mm_unpacklo_epi16(a1, b1));   /* columns 8-15 */
 }
 
-/* one strip: R rows of at (at[g * R + r]: row r's A_used dword at k-group g), ng whole k-groups
- * from B (rows rs apart, xor x), then the tail group from tail (4 x 16 bytes, already B_used,
- * zero past K; NULL: none); the sums of row r added to out[16 r .. 16 r + 15] (32-byte aligned) */
 static inline __attribute__((always_inline, target("avxvnni"))) void gv_strip(
-    const uint8_t *B, ptrdiff_t rs, __m128i x, int ng, const uint8_t *tail, const int32_t *at, int32_t *out,
+    const uint8_t *B, ptrdiff_t rs, const void *prm, int ng, const uint8_t *tail, const int32_t *at, int32_t *out,
     const int R) {
+    const __m128i x = _mm_loadu_si128((const __m128i *)prm);
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
             c30 = c00, c31 = c00, c40 = c00, c41 = c00;
 #define GV_IN(r, x0, x1)                                                                             \
@@ -443,23 +593,23 @@ static inline __attribute__((always_inline, target("avxvnni"))) void gv_strip(
     for (int g = 0; g < ng + (tail != NULL); g++) {
         __m256i v0, v1;
         if (g < ng) gv_rows(B + (ptrdiff_t)4 * g * rs, rs, x, &v0, &v1);
-        else gv_rows(tail, 16, _mm_setzero_si128(), &v0, &v1);
+        else gv_rows(tail, 16, x, &v0, &v1);
         GV_ROW(0, c00, c01) GV_ROW(1, c10, c11) GV_ROW(2, c20, c21) GV_ROW(3, c30, c31) GV_ROW(4, c40, c41)
     }
 #undef GV_ROW
 #define GV_OUT(r, x0, x1)                                                                            \
     if (R > r) {                                                                                     \
-        _mm256_storeu_si256((__m256i *)(out + 16 * r), x0);                                          \
-        _mm256_storeu_si256((__m256i *)(out + 16 * r + 8), x1);                                      \
+        _mm256_store_si256((__m256i *)(out + 16 * r), x0);                                           \
+        _mm256_store_si256((__m256i *)(out + 16 * r + 8), x1);                                       \
     }
     GV_OUT(0, c00, c01) GV_OUT(1, c10, c11) GV_OUT(2, c20, c21) GV_OUT(3, c30, c31) GV_OUT(4, c40, c41)
 #undef GV_OUT
 }
 #define GV_KERN(R)                                                                                   \
     __attribute__((noinline, target("avxvnni"))) static void gv_strip_##R(                          \
-        const uint8_t *B, ptrdiff_t rs, __m128i x, int ng, const uint8_t *tail, const int32_t *at,    \
-        int32_t *out) {                                                                              \
-        gv_strip(B, rs, x, ng, tail, at, out, R);                                                    \
+        const uint8_t *B, ptrdiff_t rs, const void *prm, int ng, const uint8_t *tail, const int32_t *at, \
+        int32_t *acc) {                                                                              \
+        gv_strip(B, rs, prm, ng, tail, at, acc, R);                                                  \
     }
 GV_KERN(1)
 GV_KERN(2)
@@ -468,72 +618,25 @@ GV_KERN(4)
 GV_KERN(5)
 
 int rq_gemv_vnni__avxvnni(const rq_gemm_args *a, const rq_epi *e0, int32_t *csum, int nthreads) {
-    const int M = a->M, N = a->N, K = a->K;
+    const int M = a->M, K = a->K;
     if (M > 4 || a->b_cs != 1) return RQ_EARG;
-    const int R = M + (csum != NULL), ng = K / 4, kt = K % 4, G = ng + (kt != 0);
-    const uint8_t bx = a->b_signed ? 0 : 0x80, ax = a->a_signed ? 0x80 : 0;
-    const __m128i x = _mm_set1_epi8((char)bx);
+    const int R = M + (csum != NULL), G = (K + 3) / 4;
+    const uint8_t ax = a->a_signed ? 0x80 : 0;
+    uint8_t x[16] __attribute__((aligned(16)));
+    memset(x, a->b_signed ? 0 : 0x80, sizeof(x));
     int32_t *at = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * ((size_t)G * R + 8));
     if (!at) return RQ_ENOMEM;
-    for (int g = 0; g < G; g++)
+    for (int g = 0; g < G; g++)   /* A_used dwords (and ones), zero past K */
         for (int r = 0; r < R; r++) {
             uint8_t b4[4] = {0, 0, 0, 0};
             for (int j = 0; j < 4 && 4 * g + j < K; j++)
                 b4[j] = r == M ? 1 : (uint8_t)(a->A[(ptrdiff_t)r * a->a_rs + (ptrdiff_t)(4 * g + j) * a->a_cs] ^ ax);
             memcpy(at + (size_t)g * R + r, b4, 4);
         }
-    void (*const strip)(const uint8_t *, ptrdiff_t, __m128i, int, const uint8_t *, const int32_t *, int32_t *) =
-        R == 1 ? gv_strip_1 : R == 2 ? gv_strip_2 : R == 3 ? gv_strip_3 : R == 4 ? gv_strip_4 : gv_strip_5;
-    const int nstrip = (N + 15) / 16, nfs = N / 16;
-    const int nth = nthreads > 1 && (size_t)K * N >= 262144 ? imin(nthreads, nstrip) : 1;
-    int32_t *const C = (int32_t *)e0->C;
-    const ptrdiff_t ldc = e0->c_rs, rs = a->b_rs;
-    /* the last partial strip: its columns copied as B_used, zero padded to 16 */
-    uint8_t *edge = NULL;
-    if (nfs < nstrip) {
-        edge = (uint8_t *)rq_aligned_alloc((size_t)K * 16 + 64);
-        if (!edge) { rq_aligned_free(at); return RQ_ENOMEM; }
-        memset(edge, 0, (size_t)K * 16 + 64);
-        for (int k = 0; k < K; k++)
-            for (int j = 16 * nfs; j < N; j++) edge[(size_t)k * 16 + j - 16 * nfs] = a->B[(ptrdiff_t)k * rs + j] ^ bx;
-    }
-    /* the running sums, strip by strip (R x 16 int32 each) */
-    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)nstrip * R * 16 + 64);
-    if (!acc) { rq_aligned_free(edge); rq_aligned_free(at); return RQ_ENOMEM; }
-    memset(acc, 0, sizeof(int32_t) * (size_t)nstrip * R * 16);
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
-#endif
-    for (int t = 0; t < nth; t++) {
-        const int sa = (int)((long)nstrip * t / nth), sb = (int)((long)nstrip * (t + 1) / nth);
-        uint8_t tail[64] __attribute__((aligned(16)));
-        for (int g0 = 0; g0 < ng; g0 += GV_KB)
-            for (int s = sa; s < sb; s++) {
-                const int full = s < nfs;
-                const uint8_t *bs = full ? a->B + 16 * s : edge;
-                const ptrdiff_t brs = full ? rs : 16;
-                strip(bs + (ptrdiff_t)4 * g0 * brs, brs, full ? x : _mm_setzero_si128(), imin(GV_KB, ng - g0), NULL,
-                      at + (size_t)g0 * R, acc + (size_t)s * R * 16);
-            }
-        for (int s = sa; s < sb; s++) {
-            const int j0 = 16 * s, nj = imin(16, N - j0), full = s < nfs;
-            int32_t *as = acc + (size_t)s * R * 16;
-            if (kt) {   /* the last K % 4 rows, B_used, zero past K */
-                const uint8_t *bs = full ? a->B + j0 : edge;
-                const ptrdiff_t brs = full ? rs : 16;
-                const uint8_t tx = full ? bx : 0;   /* (edge holds B_used already) */
-                memset(tail, 0, sizeof(tail));
-                for (int k = 0; k < kt; k++)
-                    for (int j = 0; j < 16; j++) tail[16 * k + j] = bs[(ptrdiff_t)(4 * ng + k) * brs + j] ^ tx;
-                strip(bs, brs, x, 0, tail, at + (size_t)ng * R, as);
-            }
-            for (int r = 0; r < M; r++) memcpy(C + (ptrdiff_t)r * ldc + j0, as + 16 * r, sizeof(int32_t) * (size_t)nj);
-            if (csum) memcpy(csum + j0, as + 16 * M, sizeof(int32_t) * (size_t)nj);
-        }
-    }
-    rq_aligned_free(acc);
-    rq_aligned_free(edge);
+    static const gv_strip_fn fns[5] = {gv_strip_1, gv_strip_2, gv_strip_3, gv_strip_4, gv_strip_5};
+    gv_job J = {a, 4, R, at, fns[R - 1], x, NULL, 0, NULL, NULL, (int32_t *)e0->C, e0->c_rs, csum};
+    const int rc = gemv_strips(&J, nthreads);
     rq_aligned_free(at);
-    return RQ_OK;
+    return rc;
 }
 #endif

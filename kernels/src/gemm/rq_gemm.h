@@ -79,7 +79,7 @@ enum {
     RQ_K_SCALAR = 0, RQ_K_SCALAR_SAT16 = 1, RQ_K_AVX2_I16 = 2, RQ_K_VNNI = 3, RQ_K_VNNI_GEMV = 4,
     RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
     RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_CONV_AMX_ROWS = 12, RQ_K_AVX512_SAT16 = 13,
-    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_DW_AVX2 = 17, RQ_K_AVXVNNI_GEMV = 18, RQ_K_COUNT
+    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_DW_AVX2 = 17, RQ_K_AVXVNNI_GEMV = 18, RQ_K_AVX2_GEMV = 19, RQ_K_COUNT
 };
 const char *rq_gemm_kernel_name(int k);
 
@@ -238,6 +238,10 @@ int rq_gemm_vnni__avxvnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq
  * raw sums into e0->C (int32, rows e0->c_rs apart), B_used's column sums into csum (NULL: not
  * needed, no row of ones) */
 int rq_gemv_vnni__avxvnni(const rq_gemm_args *a, const rq_epi *e0, int32_t *csum, int nthreads)
+    __attribute__((weak));
+/* exact int16 GEMV with AVX2 (gemm_avx2.c): 1 to 4 rows, plain B with a unit column stride read
+ * in place, zero points folded in; outputs through epi (the levels below VNNI without AVX-VNNI) */
+int rq_gemv_i16__avx2(const rq_gemm_args *a, const rq_epi *e, rq_epi_fn epi, int nthreads)
     __attribute__((weak));
 /* 1 when the GEMM at level isa runs rq_gemm_vnni__avxvnni: the AVX2 level (below AVX-512) on a
  * CPU with AVX-VNNI, the feature not turned off (gemm.c) */
