@@ -8,9 +8,7 @@
  * (vpmovzxbd / vpmovsxbd, vpmulld, vpaddd: int32 wraparound), then the epilogue of rq_gemm.h
  * inline for an int32 bias and a float multiplier (cvtdq2ps, float32 multiply, clamp to
  * [qmin - zp, qmax - zp], cvtps2dq, + zp); other epilogues run over its int32 output (conv.c).
- * Strides along W: each padded input row is stored split into sw phases (padded column j at
- * phase j % sw, index j / sw), so tap kw of output ow reads phase (kw*dw) % sw at index
- * ow + (kw*dw) / sw, a stride-1 window again. */
+ * The frame (padded planes, strides along W as phases, weights) is conv_dw_common.inc's. */
 #include "rq_gemm.h"
 #include "../common/rq_cpu.h"
 #include <immintrin.h>
@@ -18,154 +16,104 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#include "conv_dw_common.inc"
+#include "conv_tr16.inc"
 
 static inline __m256i dw_x(const uint8_t *q, int sgn) {
     const __m128i v = _mm_loadl_epi64((const __m128i *)q);
     return sgn ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v);
 }
 
-int rq_dwconv__avx2(const rq_conv_args *c, int nthreads) {
-    const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    const int sw = c->sw, cm = c->Cout / C;   /* outputs co = ch * cm + jm read input channel ch */
-    const int Wq = (OW + 63) / 64 * 64 + ((KW - 1) * c->dw) / sw + 16;
-    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = sw * Wq;
-    const int KK = KH * KW;
+/* one output channel's plane (dw_run's chan): 32 pixels a step in 4 vectors of 8 */
+static inline void dw_chan_avx2(const rq_conv_args *c, int co, const uint8_t *xp, int Wp, const int32_t *wv,
+                         const int32_t *toff, uint32_t fix) {
+    const int OH = c->OH, OW = c->OW, KK = c->KH * c->KW;
     const size_t P = (size_t)OH * OW;
-    const uint8_t xz = (uint8_t)c->x_zp;
     const int sat = c->sat16;   /* the caller checked: uint8 x int8 (either way), every w_zp 0 */
     const int xs_sgn = c->x_signed;
     const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
-    int rc = RQ_OK;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && (size_t)c->Cout * P * KK > 100000)
-#endif
-    {
-        uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp + 64);
-        int32_t *wv = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)KK * 2);
-        int32_t *toff = wv + KK;      /* each tap's offset in the plane (row, phase, index) */
-        if (!xp || !wv) rc = RQ_ENOMEM;
-        else
-            for (int kh = 0; kh < KH; kh++)
-                for (int kw = 0; kw < KW; kw++) {
-                    const int col = kw * c->dw;
-                    toff[kh * KW + kw] = kh * c->dh * Wp + (col % sw) * Wq + col / sw;
-                }
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (int ch = 0; ch < C; ch++) {
-            if (!xp || !wv) continue;
-            /* padded plane (the rows of the padded input the outputs read) */
-            memset(xp, xz, (size_t)Hp * Wp + 64);
-            const uint8_t *xs = c->x + (size_t)ch * H * W;
-            for (int h = 0; h < Hp; h++) {
-                const int ih = h - c->pt;
-                if (ih < 0 || ih >= H) continue;
-                uint8_t *dr = xp + (size_t)h * Wp;
-                const uint8_t *sr = xs + (size_t)ih * W;
-                if (sw == 1) {
-                    const int w0 = c->pl > 0 ? 0 : -c->pl;     /* first source column */
-                    const int d0 = c->pl > 0 ? c->pl : 0;      /* its destination */
-                    int n = W - w0;
-                    if (d0 + n > Wp - 16) n = Wp - 16 - d0;
-                    if (n > 0) memcpy(dr + d0, sr + w0, (size_t)n);
-                } else {
-                    for (int ph = 0; ph < sw; ph++) {
-                        /* indexes i of this phase whose padded column i*sw + ph is an input column */
-                        if (W - 1 + c->pl - ph < 0) continue;
-                        const int i0 = c->pl - ph <= 0 ? 0 : (c->pl - ph + sw - 1) / sw;
-                        int i1 = (W - 1 + c->pl - ph) / sw;
-                        if (i1 > Wq - 17) i1 = Wq - 17;              /* never read past it */
-                        uint8_t *d = dr + (size_t)ph * Wq;
-                        for (int i = i0; i <= i1; i++) d[i] = sr[i * sw + ph - c->pl];
-                    }
-                }
-            }
-            for (int jm = 0; jm < cm; jm++) {   /* the channel's outputs (a channel multiplier) */
-                const int co = ch * cm + jm;
-                const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : co];
-                uint32_t wsum = 0;
+    const __m256i vfix = _mm256_set1_epi32((int32_t)fix);   /* x_zp * sum w' - bias */
+    const __m256 mul = _mm256_set1_ps(c->mult ? c->mult[c->mult_n == 1 ? 0 : co] : 0.0f);
+    const __m256 lo = _mm256_set1_ps((float)(qmin - c->y_zp)), hi = _mm256_set1_ps((float)(qmax - c->y_zp));
+    const __m256i zp = _mm256_set1_epi32(c->y_zp);
+    /* (locals: the byte stores below may alias *c, which would reload its fields every step) */
+    const int otype = c->out_type;
+    const ptrdiff_t rstep = (ptrdiff_t)c->sh * Wp;
+    void *const y = c->y;
+    for (int oh = 0; oh < OH; oh++) {
+        for (int ow0 = 0; ow0 < OW; ow0 += 32) {
+            /* up to 32 output pixels in 4 independent accumulators; only the vectors holding
+             * outputs are computed */
+            const int nv = OW - ow0 >= 32 ? 4 : (OW - ow0 + 7) / 8;
+            __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+            const uint8_t *row = xp + oh * rstep + ow0;
+            if (!sat) {
                 for (int t = 0; t < KK; t++) {
-                    const uint8_t b = c->w[(size_t)co * KK + t];
-                    wv[t] = (c->w_signed ? (int32_t)(int8_t)b : (int32_t)b) - wz;
-                    wsum += (uint32_t)wv[t];
+                    const uint8_t *q = row + toff[t];
+                    const __m256i wt = _mm256_set1_epi32(wv[t]);
+                    a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(dw_x(q, xs_sgn), wt));
+                    if (nv > 1) a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(dw_x(q + 8, xs_sgn), wt));
+                    if (nv > 2) a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(dw_x(q + 16, xs_sgn), wt));
+                    if (nv > 3) a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(dw_x(q + 24, xs_sgn), wt));
                 }
-                uint32_t fix = (uint32_t)c->x_zp * wsum;   /* x_zp * sum w' */
-                if (c->bias) fix -= (uint32_t)c->bias[co];
-                const __m256i vfix = _mm256_set1_epi32((int32_t)fix);
-                const __m256 mul = _mm256_set1_ps(c->mult ? c->mult[c->mult_n == 1 ? 0 : co] : 0.0f);
-                const __m256 lo = _mm256_set1_ps((float)(qmin - c->y_zp)), hi = _mm256_set1_ps((float)(qmax - c->y_zp));
-                const __m256i zp = _mm256_set1_epi32(c->y_zp);
-                for (int oh = 0; oh < OH; oh++) {
-                    for (int ow0 = 0; ow0 < OW; ow0 += 32) {
-                        /* up to 32 output pixels in 4 independent accumulators; only the vectors
-                         * holding outputs are computed */
-                        const int nv = OW - ow0 >= 32 ? 4 : (OW - ow0 + 7) / 8;
-                        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-                        const uint8_t *row = xp + (size_t)oh * c->sh * Wp + ow0;
-                        if (!sat) {
-                            for (int t = 0; t < KK; t++) {
-                                const uint8_t *q = row + toff[t];
-                                const __m256i wt = _mm256_set1_epi32(wv[t]);
-                                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(dw_x(q, xs_sgn), wt));
-                                if (nv > 1) a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(dw_x(q + 8, xs_sgn), wt));
-                                if (nv > 2) a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(dw_x(q + 16, xs_sgn), wt));
-                                if (nv > 3) a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(dw_x(q + 24, xs_sgn), wt));
-                            }
-                        } else {
-                            /* int16 pair saturation (zero w_zp: wv is the raw w): taps (t, t + 1)
-                             * of the order (kh, kw), each pair's exact sum of raw products clamped
-                             * to int16 (what vpmaddubsw computes), then summed */
-                            const __m256i s_lo = _mm256_set1_epi32(-32768), s_hi = _mm256_set1_epi32(32767);
-                            for (int t = 0; t < KK; t += 2) {
-                                const uint8_t *q = row + toff[t], *q1 = row + toff[t + 1 < KK ? t + 1 : t];
-                                const __m256i w0 = _mm256_set1_epi32(wv[t]);
-                                const __m256i w1 = _mm256_set1_epi32(t + 1 < KK ? wv[t + 1] : 0);
+            } else {
+                /* int16 pair saturation (zero w_zp: wv is the raw w): taps (t, t + 1) of the order
+                 * (kh, kw), each pair's exact sum of raw products clamped to int16 (what
+                 * vpmaddubsw computes), then summed */
+                const __m256i s_lo = _mm256_set1_epi32(-32768), s_hi = _mm256_set1_epi32(32767);
+                for (int t = 0; t < KK; t += 2) {
+                    const uint8_t *q = row + toff[t], *q1 = row + toff[t + 1 < KK ? t + 1 : t];
+                    const __m256i w0 = _mm256_set1_epi32(wv[t]);
+                    const __m256i w1 = _mm256_set1_epi32(t + 1 < KK ? wv[t + 1] : 0);
 #define RQ_DW_PAIR(acc, o)                                                                             \
     acc = _mm256_add_epi32(acc, _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(                    \
         _mm256_mullo_epi32(dw_x(q + (o), xs_sgn), w0), _mm256_mullo_epi32(dw_x(q1 + (o), xs_sgn), w1)), \
         s_lo), s_hi))
-                                RQ_DW_PAIR(a0, 0);
-                                if (nv > 1) RQ_DW_PAIR(a1, 8);
-                                if (nv > 2) RQ_DW_PAIR(a2, 16);
-                                if (nv > 3) RQ_DW_PAIR(a3, 24);
+                    RQ_DW_PAIR(a0, 0);
+                    if (nv > 1) RQ_DW_PAIR(a1, 8);
+                    if (nv > 2) RQ_DW_PAIR(a2, 16);
+                    if (nv > 3) RQ_DW_PAIR(a3, 24);
 #undef RQ_DW_PAIR
-                            }
-                        }
-                        const __m256i av[4] = {a0, a1, a2, a3};
-                        for (int v = 0; v < nv; v++) {
-                            const int ow = ow0 + 8 * v;
-                            const int n = OW - ow < 8 ? OW - ow : 8;
-                            const __m256i acc = _mm256_sub_epi32(av[v], vfix);
-                            const size_t o = (size_t)co * P + (size_t)oh * OW + ow;
-                            if (c->out_type == RQ_OUT_S32) {
-                                if (n == 8) _mm256_storeu_si256((__m256i *)((int32_t *)c->y + o), acc);
-                                else {
-                                    int32_t tmp[8];
-                                    _mm256_storeu_si256((__m256i *)tmp, acc);
-                                    memcpy((int32_t *)c->y + o, tmp, sizeof(int32_t) * (size_t)n);
-                                }
-                            } else {
-                                const __m256 vv = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), mul), lo), hi);
-                                const __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(vv), zp);   /* in [qmin, qmax] */
-                                const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
-                                const __m128i q8 = c->out_type == RQ_OUT_U8 ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
-                                if (n == 8) _mm_storel_epi64((__m128i *)((uint8_t *)c->y + o), q8);
-                                else {
-                                    uint8_t tmp[16];
-                                    _mm_storeu_si128((__m128i *)tmp, q8);
-                                    memcpy((uint8_t *)c->y + o, tmp, (size_t)n);
-                                }
-                            }
-                        }
+                }
+            }
+            const __m256i av[4] = {a0, a1, a2, a3};
+            for (int v = 0; v < nv; v++) {
+                const int ow = ow0 + 8 * v;
+                const int n = OW - ow < 8 ? OW - ow : 8;
+                const __m256i acc = _mm256_sub_epi32(av[v], vfix);
+                const size_t o = (size_t)co * P + (size_t)oh * OW + ow;
+                if (otype == RQ_OUT_S32) {
+                    if (n == 8) _mm256_storeu_si256((__m256i *)((int32_t *)y + o), acc);
+                    else {
+                        int32_t tmp[8];
+                        _mm256_storeu_si256((__m256i *)tmp, acc);
+                        memcpy((int32_t *)y + o, tmp, sizeof(int32_t) * (size_t)n);
+                    }
+                } else {
+                    const __m256 vv = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), mul), lo), hi);
+                    const __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(vv), zp);   /* in [qmin, qmax] */
+                    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+                    const __m128i q8 = otype == RQ_OUT_U8 ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
+                    if (n == 8) _mm_storel_epi64((__m128i *)((uint8_t *)y + o), q8);
+                    else {
+                        uint8_t tmp[16];
+                        _mm_storeu_si128((__m128i *)tmp, q8);
+                        memcpy((uint8_t *)y + o, tmp, (size_t)n);
                     }
                 }
             }
         }
-        rq_aligned_free(xp); rq_aligned_free(wv);
     }
-    return rc;
 }
+
+/* the frame (padded planes, strides along W as phases, weights) */
+#define DW_FN rq_dwconv__avx2
+#define DW_ROW dw_plane_row
+#define DW_CHAN dw_chan_avx2
+#include "conv_dw_frame.inc"
+#undef DW_FN
+#undef DW_ROW
+#undef DW_CHAN
 
 /* ---------------------------------------------------------------- transposes (NCHW <-> NHWC)
  * dst[c*ds + r] = src[r*ss + c] for r < rows, c < cols.  Whole 16x16 byte blocks (8x8 int32
@@ -173,27 +121,10 @@ int rq_dwconv__avx2(const rq_conv_args *c, int nthreads) {
  * per block column, so each destination row gets 64 contiguous bytes before the next block
  * column (conv_avx512.c's order). */
 static inline void tr16_u8(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds) {
-    __m128i r[16], t[16];
+    __m128i r[16];
     for (int i = 0; i < 16; i++) r[i] = _mm_loadu_si128((const __m128i *)(src + i * ss));
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[4 * i + 0] = _mm_unpacklo_epi16(t[4 * i + 0], t[4 * i + 2]);
-        r[4 * i + 1] = _mm_unpackhi_epi16(t[4 * i + 0], t[4 * i + 2]);
-        r[4 * i + 2] = _mm_unpacklo_epi16(t[4 * i + 1], t[4 * i + 3]);
-        r[4 * i + 3] = _mm_unpackhi_epi16(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int i = 0; i < 2; i++)
-        for (int q = 0; q < 4; q++) {
-            t[8 * i + 2 * q] = _mm_unpacklo_epi32(r[8 * i + q], r[8 * i + 4 + q]);
-            t[8 * i + 2 * q + 1] = _mm_unpackhi_epi32(r[8 * i + q], r[8 * i + 4 + q]);
-        }
-    for (int c2 = 0; c2 < 8; c2++) {
-        _mm_storeu_si128((__m128i *)(dst + (2 * c2) * ds), _mm_unpacklo_epi64(t[c2], t[8 + c2]));
-        _mm_storeu_si128((__m128i *)(dst + (2 * c2 + 1) * ds), _mm_unpackhi_epi64(t[c2], t[8 + c2]));
-    }
+    tr16_net(r);
+    for (int j = 0; j < 16; j++) _mm_storeu_si128((__m128i *)(dst + j * ds), r[j]);
 }
 
 static inline void tr8_u32(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds) {

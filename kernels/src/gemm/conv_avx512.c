@@ -13,44 +13,22 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#include "conv_dw_common.inc"
+#include "conv_tr16.inc"
 
 /* 16x16 byte transpose: dst[c*ds + r] = src[r*ss + c] for r < nr, c < nc (nr, nc <= 16: edge
  * blocks read and write only their own bytes, through masked loads and stores) */
 static inline __attribute__((always_inline)) void tr16(const uint8_t *src, ptrdiff_t ss, uint8_t *dst,
                                                        ptrdiff_t ds, const int nr, const int nc) {
-    __m128i r[16], t[16];
+    __m128i r[16];
     const __mmask16 mc = (__mmask16)((1u << nc) - 1u), mr = (__mmask16)((1u << nr) - 1u);
     for (int i = 0; i < 16; i++)
         r[i] = nc == 16 ? (i < nr ? _mm_loadu_si128((const __m128i *)(src + i * ss)) : _mm_setzero_si128())
                         : (i < nr ? _mm_maskz_loadu_epi8(mc, src + i * ss) : _mm_setzero_si128());
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
-    }
-    /* t[2i] : rows 2i,2i+1 interleaved cols 0..7 ; t[2i+1]: cols 8..15 */
-    for (int i = 0; i < 4; i++) {
-        r[4 * i + 0] = _mm_unpacklo_epi16(t[4 * i + 0], t[4 * i + 2]);
-        r[4 * i + 1] = _mm_unpackhi_epi16(t[4 * i + 0], t[4 * i + 2]);
-        r[4 * i + 2] = _mm_unpacklo_epi16(t[4 * i + 1], t[4 * i + 3]);
-        r[4 * i + 3] = _mm_unpackhi_epi16(t[4 * i + 1], t[4 * i + 3]);
-    }
-    /* r[4i+q]: rows 4i..4i+3, cols 4q'..: q=0 cols 0-3, 1: 4-7, 2: 8-11, 3: 12-15 */
-    for (int i = 0; i < 2; i++)
-        for (int q = 0; q < 4; q++) {
-            t[8 * i + 2 * q] = _mm_unpacklo_epi32(r[8 * i + q], r[8 * i + 4 + q]);
-            t[8 * i + 2 * q + 1] = _mm_unpackhi_epi32(r[8 * i + q], r[8 * i + 4 + q]);
-        }
-    /* t[8i+2q+h]: rows 8i..8i+7, cols 4q+2h, 4q+2h+1 */
-    for (int c2 = 0; c2 < 8; c2++) {
-        __m128i lo = _mm_unpacklo_epi64(t[c2], t[8 + c2]);
-        __m128i hi = _mm_unpackhi_epi64(t[c2], t[8 + c2]);
-        if (nr == 16) {
-            if (2 * c2 < nc) _mm_storeu_si128((__m128i *)(dst + (2 * c2) * ds), lo);
-            if (2 * c2 + 1 < nc) _mm_storeu_si128((__m128i *)(dst + (2 * c2 + 1) * ds), hi);
-        } else {
-            if (2 * c2 < nc) _mm_mask_storeu_epi8(dst + (2 * c2) * ds, mr, lo);
-            if (2 * c2 + 1 < nc) _mm_mask_storeu_epi8(dst + (2 * c2 + 1) * ds, mr, hi);
-        }
+    tr16_net(r);
+    for (int j = 0; j < nc; j++) {
+        if (nr == 16) _mm_storeu_si128((__m128i *)(dst + j * ds), r[j]);
+        else _mm_mask_storeu_epi8(dst + j * ds, mr, r[j]);
     }
 }
 
@@ -116,166 +94,120 @@ void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptr
     RQ_TRANSPOSE_BLOCKS(tr16)
 }
 
-/* Any stride along W: each padded input row is stored split into sw phases (padded column j
- * at phase j % sw, index j / sw), so output pixel ow's tap kw reads phase (kw*dw) % sw at index
- * ow + (kw*dw) / sw -- a stride-1 window again.  Row layout [phase 0 | phase 1 | ...], Wq bytes
- * each (sw == 1: the plain padded row). */
-int rq_dwconv__avx512(const rq_conv_args *c, int nthreads) {
-    const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    const int sw = c->sw, cm = c->Cout / C;   /* outputs co = ch * cm + jm read input channel ch */
-    const int Wq = (OW + 63) / 64 * 64 + ((KW - 1) * c->dw) / sw + 16;
-    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = sw * Wq;
-    const int KK = KH * KW;
-    const size_t P = (size_t)OH * OW;
+/* a padded input row (dw_run's row): with stride 2 split into even / odd columns by vector
+ * code, other strides dw_plane_row */
+static inline void dw_row_avx512(const rq_conv_args *c, uint8_t *dr, const uint8_t *sr, int Wp, int Wq) {
+    if (c->sw != 2) {
+        dw_plane_row(c, dr, sr, Wp, Wq);
+        return;
+    }
+    const int W = c->W;
     const uint8_t xz = (uint8_t)c->x_zp;
+    /* the padded row split into even / odd columns, 64 at a time: two masked
+     * loads of 64 padded columns (x_zp where there is no input column) */
+    const int pl = c->pl;
+    const __m512i vz = _mm512_set1_epi8((char)xz);
+    const __m512i m8 = _mm512_set1_epi16(0x00FF);
+    const __m512i fix = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
+    for (int i = 0; i < Wq; i += 64) {
+        __m512i v[2];
+        for (int hlf = 0; hlf < 2; hlf++) {
+            const int j0 = 2 * i + 64 * hlf - pl;          /* first input column */
+            const int lo = j0 < 0 ? -j0 : 0, hi = W - j0 < 64 ? W - j0 : 64;
+            __mmask64 mk = 0;
+            if (hi > lo) {
+                mk = (hi == 64 ? ~(__mmask64)0 : (((__mmask64)1 << hi) - 1));
+                mk &= ~(lo ? (((__mmask64)1 << lo) - 1) : 0);
+            }
+            /* masked-off lanes are neither read nor faulted on */
+            v[hlf] = mk ? _mm512_mask_loadu_epi8(vz, mk, (const void *)(sr + j0)) : vz;
+        }
+        const __m512i ev = _mm512_permutexvar_epi64(fix, _mm512_packus_epi16(_mm512_and_si512(v[0], m8), _mm512_and_si512(v[1], m8)));
+        const __m512i od = _mm512_permutexvar_epi64(fix, _mm512_packus_epi16(_mm512_srli_epi16(v[0], 8), _mm512_srli_epi16(v[1], 8)));
+        const int nn = Wq - i < 64 ? Wq - i : 64;
+        const __mmask64 ms = nn == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nn) - 1);
+        _mm512_mask_storeu_epi8(dr + i, ms, ev);
+        _mm512_mask_storeu_epi8(dr + Wq + i, ms, od);
+    }
+}
+
+/* one output channel's plane (dw_run's chan): 64 pixels a step in 4 vectors of 16 */
+static inline void dw_chan_avx512(const rq_conv_args *c, int co, const uint8_t *xp, int Wp, const int32_t *wv,
+                           const int32_t *toff, uint32_t fix) {
+    const int OH = c->OH, OW = c->OW, KK = c->KH * c->KW;
+    const size_t P = (size_t)OH * OW;
     const int sat = c->sat16;   /* the caller checked: uint8 x int8 (either way), every w_zp 0 */
     const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
-    int rc = RQ_OK;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && (size_t)c->Cout * P * KK > 100000)
-#endif
-    {
-        uint8_t *xp = (uint8_t *)rq_aligned_alloc((size_t)Hp * Wp + 64);
-        int32_t *wv = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)KK * 2);
-        int32_t *toff = wv + KK;      /* each tap's offset in the plane (row, phase, index) */
-        if (!xp || !wv) rc = RQ_ENOMEM;
-        else
-            for (int kh = 0; kh < KH; kh++)
-                for (int kw = 0; kw < KW; kw++) {
-                    const int col = kw * c->dw;
-                    toff[kh * KW + kw] = kh * c->dh * Wp + (col % sw) * Wq + col / sw;
+    const __m512i vfix = _mm512_set1_epi32((int32_t)fix);   /* x_zp * sum w' - bias */
+    const __m512 mul = _mm512_set1_ps(c->mult ? c->mult[c->mult_n == 1 ? 0 : co] : 0.0f);
+    const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
+    const __m512i zp = _mm512_set1_epi32(c->y_zp);
+    /* (locals: the byte stores below may alias *c, which would reload its fields every step) */
+    const int xsg = c->x_signed, otype = c->out_type;
+    const ptrdiff_t rstep = (ptrdiff_t)c->sh * Wp;
+    void *const y = c->y;
+    for (int oh = 0; oh < OH; oh++) {
+        for (int ow0 = 0; ow0 < OW; ow0 += 64) {
+            /* up to 64 output pixels in 4 independent accumulators; only the vectors
+             * holding outputs are computed (a 28-pixel row: 2, not 4) */
+            const int nv = OW - ow0 >= 64 ? 4 : (OW - ow0 + 15) / 16;
+            __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+            const uint8_t *row = xp + oh * rstep + ow0;
+#define RQ_DW_X(q, o) (xsg ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))) \
+                           : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))))
+            if (!sat) {
+                for (int t = 0; t < KK; t++) {
+                    const uint8_t *q = row + toff[t];
+                    const __m512i wt = _mm512_set1_epi32(wv[t]);
+                    a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(RQ_DW_X(q, 0), wt));
+                    if (nv > 1) a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(RQ_DW_X(q, 16), wt));
+                    if (nv > 2) a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(RQ_DW_X(q, 32), wt));
+                    if (nv > 3) a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(RQ_DW_X(q, 48), wt));
                 }
-#if defined(_OPENMP)
-#pragma omp for schedule(static)
-#endif
-        for (int ch = 0; ch < C; ch++) {
-            if (!xp || !wv) continue;
-            /* padded plane (rows of the padded input the outputs read) */
-            memset(xp, xz, (size_t)Hp * Wp + 64);
-            const uint8_t *xs = c->x + (size_t)ch * H * W;
-            for (int h = 0; h < Hp; h++) {
-                int ih = h - c->pt;
-                if (ih < 0 || ih >= H) continue;
-                if (sw == 1) {
-                    int w0 = c->pl > 0 ? 0 : -c->pl;            /* first source column */
-                    int d0 = c->pl > 0 ? c->pl : 0;             /* its destination */
-                    int n = W - w0; if (d0 + n > Wp - 16) n = Wp - 16 - d0;
-                    if (n > 0) memcpy(xp + (size_t)h * Wp + d0, xs + (size_t)ih * W + w0, n);
-                } else if (sw == 2) {
-                    /* the padded row split into even / odd columns, 64 at a time: two masked
-                     * loads of 64 padded columns (x_zp where there is no input column) */
-                    uint8_t *dr = xp + (size_t)h * Wp;
-                    const uint8_t *sr = xs + (size_t)ih * W;
-                    const int pl = c->pl;
-                    const __m512i vz = _mm512_set1_epi8((char)xz);
-                    const __m512i m8 = _mm512_set1_epi16(0x00FF);
-                    const __m512i fix = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
-                    for (int i = 0; i < Wq; i += 64) {
-                        __m512i v[2];
-                        for (int hlf = 0; hlf < 2; hlf++) {
-                            const int j0 = 2 * i + 64 * hlf - pl;          /* first input column */
-                            const int lo = j0 < 0 ? -j0 : 0, hi = W - j0 < 64 ? W - j0 : 64;
-                            __mmask64 mk = 0;
-                            if (hi > lo) {
-                                mk = (hi == 64 ? ~(__mmask64)0 : (((__mmask64)1 << hi) - 1));
-                                mk &= ~(lo ? (((__mmask64)1 << lo) - 1) : 0);
-                            }
-                            /* masked-off lanes are neither read nor faulted on */
-                            v[hlf] = mk ? _mm512_mask_loadu_epi8(vz, mk, (const void *)(sr + j0)) : vz;
-                        }
-                        const __m512i ev = _mm512_permutexvar_epi64(fix, _mm512_packus_epi16(_mm512_and_si512(v[0], m8), _mm512_and_si512(v[1], m8)));
-                        const __m512i od = _mm512_permutexvar_epi64(fix, _mm512_packus_epi16(_mm512_srli_epi16(v[0], 8), _mm512_srli_epi16(v[1], 8)));
-                        const int nn = Wq - i < 64 ? Wq - i : 64;
-                        const __mmask64 ms = nn == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nn) - 1);
-                        _mm512_mask_storeu_epi8(dr + i, ms, ev);
-                        _mm512_mask_storeu_epi8(dr + Wq + i, ms, od);
-                    }
-                } else {
-                    uint8_t *dr = xp + (size_t)h * Wp;
-                    const uint8_t *sr = xs + (size_t)ih * W;
-                    for (int ph = 0; ph < sw; ph++) {
-                        /* indexes i of this phase whose padded column i*sw + ph is an input column */
-                        if (W - 1 + c->pl - ph < 0) continue;
-                        int i0 = c->pl - ph <= 0 ? 0 : (c->pl - ph + sw - 1) / sw, i1 = (W - 1 + c->pl - ph) / sw;
-                        if (i1 > Wq - 17) i1 = Wq - 17;              /* never read past it */
-                        uint8_t *d = dr + (size_t)ph * Wq;
-                        for (int i = i0; i <= i1; i++) d[i] = sr[i * sw + ph - c->pl];
-                    }
+            } else {
+                /* int16 pair saturation (rq_conv_args.sat16, zero w_zp: wv is the raw w):
+                 * taps (t, t + 1) of the order (kh, kw), each pair's exact sum of raw
+                 * products clamped to int16 (what vpmaddubsw computes), then summed */
+                const __m512i s_lo = _mm512_set1_epi32(-32768), s_hi = _mm512_set1_epi32(32767);
+                for (int t = 0; t < KK; t += 2) {
+                    const uint8_t *q = row + toff[t], *q1 = row + toff[t + 1 < KK ? t + 1 : t];
+                    const __m512i w0 = _mm512_set1_epi32(wv[t]), w1 = _mm512_set1_epi32(t + 1 < KK ? wv[t + 1] : 0);
+#define RQ_DW_PAIR(acc, o)                                                                                  \
+                    acc = _mm512_add_epi32(acc, _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(      \
+                        _mm512_mullo_epi32(RQ_DW_X(q, o), w0), _mm512_mullo_epi32(RQ_DW_X(q1, o), w1)), s_lo), s_hi))
+                    RQ_DW_PAIR(a0, 0);
+                    if (nv > 1) RQ_DW_PAIR(a1, 16);
+                    if (nv > 2) RQ_DW_PAIR(a2, 32);
+                    if (nv > 3) RQ_DW_PAIR(a3, 48);
+#undef RQ_DW_PAIR
                 }
             }
-            for (int jm = 0; jm < cm; jm++) {   /* the channel's outputs (a channel multiplier) */
-                const int co = ch * cm + jm;
-                const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : co];
-                uint32_t wsum = 0;
-                for (int t = 0; t < KK; t++) {
-                    int32_t v = c->w_signed ? (int32_t)(int8_t)c->w[(size_t)co * KK + t] : (int32_t)c->w[(size_t)co * KK + t];
-                    wv[t] = v - wz;
-                    wsum += (uint32_t)wv[t];
-                }
-                uint32_t fix = (uint32_t)c->x_zp * wsum;   /* x_zp * sum w' */
-                if (c->bias) fix -= (uint32_t)c->bias[co];
-                const __m512i vfix = _mm512_set1_epi32((int32_t)fix);
-                const __m512 mul = _mm512_set1_ps(c->mult ? c->mult[c->mult_n == 1 ? 0 : co] : 0.0f);
-                const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
-                const __m512i zp = _mm512_set1_epi32(c->y_zp);
-                for (int oh = 0; oh < OH; oh++) {
-                    for (int ow0 = 0; ow0 < OW; ow0 += 64) {
-                        /* up to 64 output pixels in 4 independent accumulators; only the vectors
-                         * holding outputs are computed (a 28-pixel row: 2, not 4) */
-                        const int nv = OW - ow0 >= 64 ? 4 : (OW - ow0 + 15) / 16;
-                        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-                        const uint8_t *row = xp + (size_t)oh * c->sh * Wp + ow0;
-    #define RQ_DW_X(q, o) (c->x_signed ? _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))) \
-                                       : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((q) + (o)))))
-                        if (!sat) {
-                            for (int t = 0; t < KK; t++) {
-                                const uint8_t *q = row + toff[t];
-                                const __m512i wt = _mm512_set1_epi32(wv[t]);
-                                a0 = _mm512_add_epi32(a0, _mm512_mullo_epi32(RQ_DW_X(q, 0), wt));
-                                if (nv > 1) a1 = _mm512_add_epi32(a1, _mm512_mullo_epi32(RQ_DW_X(q, 16), wt));
-                                if (nv > 2) a2 = _mm512_add_epi32(a2, _mm512_mullo_epi32(RQ_DW_X(q, 32), wt));
-                                if (nv > 3) a3 = _mm512_add_epi32(a3, _mm512_mullo_epi32(RQ_DW_X(q, 48), wt));
-                            }
-                        } else {
-                            /* int16 pair saturation (rq_conv_args.sat16, zero w_zp: wv is the raw w):
-                             * taps (t, t + 1) of the order (kh, kw), each pair's exact sum of raw
-                             * products clamped to int16 (what vpmaddubsw computes), then summed */
-                            const __m512i s_lo = _mm512_set1_epi32(-32768), s_hi = _mm512_set1_epi32(32767);
-                            for (int t = 0; t < KK; t += 2) {
-                                const uint8_t *q = row + toff[t], *q1 = row + toff[t + 1 < KK ? t + 1 : t];
-                                const __m512i w0 = _mm512_set1_epi32(wv[t]), w1 = _mm512_set1_epi32(t + 1 < KK ? wv[t + 1] : 0);
-    #define RQ_DW_PAIR(acc, o)                                                                                  \
-                                acc = _mm512_add_epi32(acc, _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(      \
-                                    _mm512_mullo_epi32(RQ_DW_X(q, o), w0), _mm512_mullo_epi32(RQ_DW_X(q1, o), w1)), s_lo), s_hi))
-                                RQ_DW_PAIR(a0, 0);
-                                if (nv > 1) RQ_DW_PAIR(a1, 16);
-                                if (nv > 2) RQ_DW_PAIR(a2, 32);
-                                if (nv > 3) RQ_DW_PAIR(a3, 48);
-    #undef RQ_DW_PAIR
-                            }
-                        }
-    #undef RQ_DW_X
-                        __m512i av[4] = {a0, a1, a2, a3};
-                        for (int v = 0; v < 4; v++) {
-                            const int ow = ow0 + 16 * v;
-                            if (ow >= OW) break;
-                            const int n = OW - ow < 16 ? OW - ow : 16;
-                            const __mmask16 m = (__mmask16)((1u << n) - 1u);
-                            __m512i acc = _mm512_sub_epi32(av[v], vfix);
-                            size_t o = (size_t)co * P + (size_t)oh * OW + ow;
-                            if (c->out_type == RQ_OUT_S32) {
-                                _mm512_mask_storeu_epi32((int32_t *)c->y + o, m, acc);
-                            } else {
-                                __m512 vv = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mul), lo), hi);
-                                __m128i qq = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(vv), zp));
-                                _mm_mask_storeu_epi8((uint8_t *)c->y + o, m, qq);
-                            }
-                        }
-                    }
+#undef RQ_DW_X
+            __m512i av[4] = {a0, a1, a2, a3};
+            for (int v = 0; v < 4; v++) {
+                const int ow = ow0 + 16 * v;
+                if (ow >= OW) break;
+                const int n = OW - ow < 16 ? OW - ow : 16;
+                const __mmask16 m = (__mmask16)((1u << n) - 1u);
+                __m512i acc = _mm512_sub_epi32(av[v], vfix);
+                size_t o = (size_t)co * P + (size_t)oh * OW + ow;
+                if (otype == RQ_OUT_S32) {
+                    _mm512_mask_storeu_epi32((int32_t *)y + o, m, acc);
+                } else {
+                    __m512 vv = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mul), lo), hi);
+                    __m128i qq = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(vv), zp));
+                    _mm_mask_storeu_epi8((uint8_t *)y + o, m, qq);
                 }
             }
         }
-        rq_aligned_free(xp); rq_aligned_free(wv);
     }
-    return rc;
 }
+
+/* the frame (padded planes, strides along W as phases, weights) */
+#define DW_FN rq_dwconv__avx512
+#define DW_ROW dw_row_avx512
+#define DW_CHAN dw_chan_avx512
+#include "conv_dw_frame.inc"
+#undef DW_FN
+#undef DW_ROW
+#undef DW_CHAN
