@@ -1457,8 +1457,9 @@ def kernel_names():
     info["QLinearConv(1x1)"] = g if lvl >= 3 else conv
     info["QLinearConv(stem, 3 channels)"] = "conv_rows_tdp__amx" if g == "gemm_tdp__amx" else g
     info["QLinearConv(depthwise)"] = ("dwconv_dpbusd__avx512vnni" if lvl >= 3 else
-                                      "dwconv__avx512" if lvl >= 2 else "dwconv__avx2" if lvl >= 1
-                                      else "dwconv__scalar")
+                                      "dwconv__avx512" if lvl >= 2 else
+                                      "dwconv_dpbusd__avxvnni" if g == "gemm_vnni4__avxvnni" else
+                                      "dwconv__avx2" if lvl >= 1 else "dwconv__scalar")
     return info
 
 

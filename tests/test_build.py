@@ -354,10 +354,10 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 assert np.array_equal(refquant.qlinear_conv(*kp, pads=[1] * 4, strides=st),
                                       R.qlinear_conv(*ka, pads=[1] * 4, strides=st))
         refquant.set_num_threads(None)
-        for dis in ("", "avx512vbmi", "avx512vnni", "avx512"):   # depthwise with a stride along W
+        for dis in ("", "avx512vbmi", "avx512vnni", "avx512"):   # depthwise, strides along W (avx512: AVX2 / AVX-VNNI)
             os.environ["REFQUANT_DISABLE_ISA"] = dis
             _cpu.reset()
-            for W, sw, pl in ((1, 2, 1), (57, 2, 0), (130, 3, 1), (64, 4, 2)):
+            for W, sw, pl in ((1, 2, 1), (57, 2, 0), (130, 3, 1), (64, 4, 2), (40, 1, 1), (7, 1, 3)):
                 xd = rng.integers(0, 256, (1, 16, 7, W)).astype(np.uint8)
                 wd = rng.integers(-128, 128, (16, 1, 3, 3)).astype(np.int8)
                 da = (xd, np.float32(0.05), np.uint8(9), wd, np.float32(0.01), np.int8(0), np.float32(0.2),

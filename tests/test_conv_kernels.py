@@ -467,8 +467,9 @@ def test_depthwise_pair_saturation_sweep(isa_cap, C, H, W, k, s, d, p, mult, xt,
 def test_depthwise_channel_multiplier(isa_cap):
     """Depthwise convs with a channel multiplier (group == C, Cout = m * C: outputs m*ch .. m*ch +
     m - 1 read input channel ch) run the direct depthwise kernels, not a GEMM per group: the
-    vpdpbusd kernel (KW <= 4, W dilation 1), the AVX-512 one (wider kernels, dilations, non-zero
-    weight zero points), the AVX2 one (the same, 8 pixels a vector) and the scalar one; the
+    vpdpbusd kernels (KW <= 4, W dilation 1; on ymm with AVX-VNNI also W stride 1), the AVX-512
+    one (wider kernels, dilations, non-zero weight zero points), the AVX2 one (the same, 8 pixels
+    a vector) and the scalar one; the
     reference's bits for multipliers 1 to 4, per-channel scales and zero points, an int32 bias,
     uint8 and int8 inputs."""
     rng = np.random.default_rng(35)
@@ -487,6 +488,8 @@ def test_depthwise_channel_multiplier(isa_cap):
                 path = refquant.last_path()["path"]
                 want_path = ("dwconv_dpbusd" if level >= ISAS.index("avx512vnni") and k[1] <= 4 and d == 1
                              and not np.any(wz) else "dwconv__avx512" if level >= ISAS.index("avx512")
+                             else "dwconv_dpbusd__avxvnni" if isa_cap == "avxvnni" and k[1] <= 4 and d == 1
+                             and s == 1 and not np.any(wz)
                              else "dwconv__avx2" if level >= ISAS.index("avx2") else "dwconv__scalar")
                 assert path.startswith(want_path), (path, isa_cap, C, m, k, d)
                 ws = (rng.random(Co) * 0.01 + 0.001).astype(np.float32)
@@ -1076,3 +1079,44 @@ def test_conv_implicit_vnni_without_vbmi():
     env = dict(os.environ, REFQUANT_DISABLE_ISA="avx512vbmi")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+@pytest.mark.skipif("avxvnni" not in AVAILABLE, reason="no AVX-VNNI here (or its kernels not built)")
+def test_depthwise_avxvnni_dpbusd():
+    """The AVX-VNNI depthwise kernel (dwconv_dpbusd__avxvnni: W stride 1, W dilation 1, KW <= 4,
+    KH <= 16, int8 weights with zero w_zp; each kernel row's taps one dword of the padded row,
+    8 overlapping windows from one 16-byte load and a vpshufb): KH 1-16 and 17 (the AVX2 kernel),
+    KW 1-4, H strides and dilations, asymmetric pads wider than the kernel, rows of 1 to 70
+    pixels, uint8 and int8 x (x ^ 0x80, the padding too) with x_zp at the ends of its range,
+    channel multipliers, int32 / uint8 / int8 outputs with per-tensor and per-channel scales and
+    a bias, 1 and 2 threads: the reference's bits, and the kernel each shape picks."""
+    rng = np.random.default_rng(64)
+    _use_level("avxvnni")
+    try:
+        for threads in (1, 2):
+            refquant.set_num_threads(threads)
+            for it in range(60):
+                C, m = int(rng.integers(1, 6)), int(rng.choice([1, 1, 2]))
+                KH = 17 if it == 7 else int(rng.integers(1, 17)) if it % 5 == 0 else int(rng.integers(1, 6))
+                KW = int(rng.integers(1, 5))
+                sh, dh = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+                pads = [int(v) for v in rng.integers(0, 6, 4)]
+                H = int(rng.integers(max(1, dh * (KH - 1) + 1 - pads[0] - pads[2]), 40))
+                W = int(rng.integers(max(1, KW - pads[1] - pads[3]), 70))
+                xt = (np.uint8, np.int8)[it % 2]
+                x = _rand(rng, xt, (1, C, H, W))
+                w = _rand(rng, np.int8, (C * m, 1, KH, KW))
+                lo_, hi_ = (0, 255) if xt == np.uint8 else (-128, 127)
+                xz = xt((lo_, hi_, (lo_ + hi_) // 2)[it % 3])
+                kw = dict(group=C, strides=[sh, 1], dilations=[dh, 1], pads=pads)
+                what = f"C={C} m={m} K={KH}x{KW} s={sh} d={dh} pads={pads} {xt.__name__} t={threads}"
+                _check(refquant.conv_integer(x, w, xz, np.int8(0), **kw), R.conv_integer(x, w, xz, np.int8(0), **kw), what)
+                want = "dwconv_dpbusd__avxvnni" if KH <= 16 else "dwconv__avx2"
+                assert refquant.last_path()["path"] == want, (refquant.last_path(), what)
+                ws = (rng.random(C * m) * 0.02 + 1e-3).astype(np.float32) if it % 2 else np.float32(0.01)
+                B = rng.integers(-20000, 20000, C * m).astype(np.int32)
+                args = (x, np.float32(0.02), xz, w, ws, np.int8(0), np.float32(0.2), (np.uint8(7), np.int8(-5))[it % 2], B)
+                _check(refquant.qlinear_conv(*args, **kw), R.qlinear_conv(*args, **kw), "qlinear " + what)
+    finally:
+        refquant.set_num_threads(None)
+        _use_level(None)

@@ -746,12 +746,16 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
             k = RQ_K_DW_VNNI;
         else if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && (!sat || wz0))   /* any stride (phase-split rows) */
             k = RQ_K_DW_AVX512;
+        else if (!sat && rq_gemm_avxvnni_at(isa) && rq_dwconv_dp__avxvnni && c->sw == 1 && c->dw == 1 &&
+                 c->KW <= 4 && c->KH <= 16 && c->w_signed && wz0)   /* vpdpbusd on ymm */
+            k = RQ_K_DW_AVXVNNI;
         else if (isa >= RQ_ISA_AVX2 && rq_dwconv__avx2 && (!sat || wz0))       /* the same, 8 pixels a vector */
             k = RQ_K_DW_AVX2;
         if (kernel_used) *kernel_used = k;
         if (k == RQ_K_DW_SCALAR) return dw_scalar(c, isa, nt);   /* (every epilogue: rq_epi) */
         int (*const dwk)(const rq_conv_args *, int) =
-            k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni : k == RQ_K_DW_AVX512 ? rq_dwconv__avx512 : rq_dwconv__avx2;
+            k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni : k == RQ_K_DW_AVX512 ? rq_dwconv__avx512
+          : k == RQ_K_DW_AVXVNNI ? rq_dwconv_dp__avxvnni : rq_dwconv__avx2;
         if (fused) return dwk(c, nt);
         const size_t P = (size_t)c->OH * c->OW;
         int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (P * (size_t)c->Cout + 16));

@@ -24,6 +24,43 @@ static inline __m256i dw_x(const uint8_t *q, int sgn) {
     return sgn ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v);
 }
 
+/* n (<= 8) outputs of one output row from the int32 sums acc: int32 as they are, 8-bit through
+ * the epilogue (v = fl32(acc) * mul clamped to [lo, hi] = [qmin - zp, qmax - zp], cvtps2dq, + zp,
+ * then packed: the values are in range) */
+static inline __attribute__((always_inline)) void dw_store8(int otype, void *y, size_t o, int n, __m256i acc,
+                                                            __m256 mul, __m256 lo, __m256 hi, __m256i zp) {
+    if (otype == RQ_OUT_S32) {
+        if (n == 8) _mm256_storeu_si256((__m256i *)((int32_t *)y + o), acc);
+        else {
+            int32_t tmp[8];
+            _mm256_storeu_si256((__m256i *)tmp, acc);
+            memcpy((int32_t *)y + o, tmp, sizeof(int32_t) * (size_t)n);
+        }
+        return;
+    }
+    const __m256 vv = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), mul), lo), hi);
+    const __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(vv), zp);
+    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+    const __m128i q8 = otype == RQ_OUT_U8 ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
+    if (n == 8) _mm_storel_epi64((__m128i *)((uint8_t *)y + o), q8);
+    else {
+        uint8_t tmp[16];
+        _mm_storeu_si128((__m128i *)tmp, q8);
+        memcpy((uint8_t *)y + o, tmp, (size_t)n);
+    }
+}
+
+/* a padded row for the vpdpbusd depthwise kernel: x_used = x ^ 0x80 for an int8 x (sw == 1) */
+static inline void dw_dp_row(const rq_conv_args *c, uint8_t *dr, const uint8_t *sr, int Wp, int Wq) {
+    dw_plane_row(c, dr, sr, Wp, Wq);
+    if (c->x_signed) {
+        const int w0 = c->pl > 0 ? 0 : -c->pl, d0 = c->pl > 0 ? c->pl : 0;
+        int n = c->W - w0;
+        if (d0 + n > Wp - 16) n = Wp - 16 - d0;
+        for (int i = 0; i < n; i++) dr[d0 + i] ^= 0x80;
+    }
+}
+
 /* one output channel's plane (dw_run's chan): 32 pixels a step in 4 vectors of 8 */
 static inline void dw_chan_avx2(const rq_conv_args *c, int co, const uint8_t *xp, int Wp, const int32_t *wv,
                          const int32_t *toff, uint32_t fix) {
@@ -79,28 +116,8 @@ static inline void dw_chan_avx2(const rq_conv_args *c, int co, const uint8_t *xp
             const __m256i av[4] = {a0, a1, a2, a3};
             for (int v = 0; v < nv; v++) {
                 const int ow = ow0 + 8 * v;
-                const int n = OW - ow < 8 ? OW - ow : 8;
-                const __m256i acc = _mm256_sub_epi32(av[v], vfix);
-                const size_t o = (size_t)co * P + (size_t)oh * OW + ow;
-                if (otype == RQ_OUT_S32) {
-                    if (n == 8) _mm256_storeu_si256((__m256i *)((int32_t *)y + o), acc);
-                    else {
-                        int32_t tmp[8];
-                        _mm256_storeu_si256((__m256i *)tmp, acc);
-                        memcpy((int32_t *)y + o, tmp, sizeof(int32_t) * (size_t)n);
-                    }
-                } else {
-                    const __m256 vv = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), mul), lo), hi);
-                    const __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(vv), zp);   /* in [qmin, qmax] */
-                    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
-                    const __m128i q8 = otype == RQ_OUT_U8 ? _mm_packus_epi16(w16, w16) : _mm_packs_epi16(w16, w16);
-                    if (n == 8) _mm_storel_epi64((__m128i *)((uint8_t *)y + o), q8);
-                    else {
-                        uint8_t tmp[16];
-                        _mm_storeu_si128((__m128i *)tmp, q8);
-                        memcpy((uint8_t *)y + o, tmp, (size_t)n);
-                    }
-                }
+                dw_store8(otype, y, (size_t)co * P + (size_t)oh * OW + ow, OW - ow < 8 ? OW - ow : 8,
+                          _mm256_sub_epi32(av[v], vfix), mul, lo, hi, zp);
             }
         }
     }
@@ -114,6 +131,82 @@ static inline void dw_chan_avx2(const rq_conv_args *c, int co, const uint8_t *xp
 #undef DW_FN
 #undef DW_ROW
 #undef DW_CHAN
+
+#if RQ_HAVE_AVXVNNI
+/* ---------------------------------------------------------------- depthwise with AVX-VNNI
+ * conv_avx512vnni.c's vpdpbusd depthwise on ymm, for stride 1 along W, W dilation 1, KW <= 4,
+ * KH <= 16, int8 weights with zero w_zp: the KW taps of kernel row kh for output pixel p read the
+ * dword at byte p of the padded row (x_used = x, or x ^ 0x80 for an int8 x, = x + 128; padding
+ * x_zp's x_used value), and vpdpbusd with the weight dword (w[kh, 0..KW-1], zeros) gives
+ * sum_kw x_used * w exactly.  The 8 overlapping dwords of 8 outputs: one 16-byte load put in
+ * both lanes, then an in-lane vpshufb (bytes j .. j+3 into dword j).  acc = raw - (x_zp +
+ * 128 [int8 x]) * sum w + bias; the epilogue as dw_chan_avx2's. */
+__attribute__((noinline, target("avxvnni"))) static void dw_dp_chan(
+    const rq_conv_args *c, int co, const uint8_t *xp, int Wp, const int32_t *wv, const int32_t *toff, uint32_t fix) {
+    (void)toff;
+    const int OH = c->OH, OW = c->OW, KH = c->KH, KW = c->KW;
+    const size_t P = (size_t)OH * OW;
+    const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
+    int32_t wd[16];
+    uint32_t wsum = 0;
+    for (int kh = 0; kh < KH; kh++) {   /* (w_zp 0: wv is w) */
+        uint8_t b[4] = {0, 0, 0, 0};
+        for (int kw = 0; kw < KW; kw++) {
+            b[kw] = (uint8_t)wv[kh * KW + kw];
+            wsum += (uint32_t)wv[kh * KW + kw];
+        }
+        memcpy(&wd[kh], b, 4);
+    }
+    if (c->x_signed) fix += 128u * wsum;   /* x_used = x + 128 */
+    const __m256i idx = _mm256_setr_epi8(0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6,
+                                         4, 5, 6, 7, 5, 6, 7, 8, 6, 7, 8, 9, 7, 8, 9, 10);
+    const __m256i vfix = _mm256_set1_epi32((int32_t)fix);
+    const __m256 mul = _mm256_set1_ps(c->mult ? c->mult[c->mult_n == 1 ? 0 : co] : 0.0f);
+    const __m256 lo = _mm256_set1_ps((float)(qmin - c->y_zp)), hi = _mm256_set1_ps((float)(qmax - c->y_zp));
+    const __m256i zp = _mm256_set1_epi32(c->y_zp);
+    const int otype = c->out_type;
+    const ptrdiff_t rstep = (ptrdiff_t)c->sh * Wp, kstep = (ptrdiff_t)c->dh * Wp;
+    void *const y = c->y;
+#define DW_WIN8(q) _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q))), idx)
+    for (int oh = 0; oh < OH; oh++) {
+        const uint8_t *base = xp + oh * rstep;
+        for (int ow0 = 0; ow0 < OW; ow0 += 32) {
+            const int nv = OW - ow0 >= 32 ? 4 : (OW - ow0 + 7) / 8;
+            __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+            for (int kh = 0; kh < KH; kh++) {
+                const uint8_t *q = base + kh * kstep + ow0;
+                const __m256i wt = _mm256_set1_epi32(wd[kh]);
+                a0 = _mm256_dpbusd_avx_epi32(a0, DW_WIN8(q), wt);
+                if (nv > 1) a1 = _mm256_dpbusd_avx_epi32(a1, DW_WIN8(q + 8), wt);
+                if (nv > 2) a2 = _mm256_dpbusd_avx_epi32(a2, DW_WIN8(q + 16), wt);
+                if (nv > 3) a3 = _mm256_dpbusd_avx_epi32(a3, DW_WIN8(q + 24), wt);
+            }
+            const __m256i av[4] = {a0, a1, a2, a3};
+            for (int v = 0; v < nv; v++) {
+                const int ow = ow0 + 8 * v;
+                dw_store8(otype, y, (size_t)co * P + (size_t)oh * OW + ow, OW - ow < 8 ? OW - ow : 8,
+                          _mm256_sub_epi32(av[v], vfix), mul, lo, hi, zp);
+            }
+        }
+    }
+#undef DW_WIN8
+}
+#define DW_FN dw_dp_avxvnni
+#define DW_ROW dw_dp_row
+#define DW_CHAN dw_dp_chan
+#define DW_PAD_XOR (c->x_signed ? 0x80 : 0)
+#include "conv_dw_frame.inc"
+#undef DW_FN
+#undef DW_ROW
+#undef DW_CHAN
+
+int rq_dwconv_dp__avxvnni(const rq_conv_args *c, int nthreads) {
+    if (c->sw != 1 || c->dw != 1 || c->KW > 4 || c->KH > 16 || !c->w_signed || c->sat16) return RQ_EARG;
+    for (int i = 0; i < c->w_zp_n; i++)
+        if (c->w_zp[i]) return RQ_EARG;
+    return dw_dp_avxvnni(c, nthreads);
+}
+#endif
 
 /* ---------------------------------------------------------------- transposes (NCHW <-> NHWC)
  * dst[c*ds + r] = src[r*ss + c] for r < rows, c < cols.  Whole 16x16 byte blocks (8x8 int32

@@ -234,13 +234,6 @@ int rq_pack_b_rows__avx2(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int 
  * rq_pack_b), each vpdpbusd lane the exact sum of 4 products (|.| <= 4 * 255 * 128 < 2^31)
  * added with wraparound; the zero points enter through the caller's corrections (e).
  * Register tile: R rows (6, 4, 2 or 1) x one 16-column panel, 2R accumulators. */
-#if defined(__clang__)
-#define RQ_HAVE_AVXVNNI (__clang_major__ >= 12)
-#elif defined(__GNUC__)
-#define RQ_HAVE_AVXVNNI (__GNUC__ >= 11)
-#else
-#define RQ_HAVE_AVXVNNI 0
-#endif
 #if RQ_HAVE_AVXVNNI
 #define MRV 6
 /* (named accumulators: an array of them, c[r][h], was kept on the stack by GCC 12, stored and
