@@ -723,8 +723,12 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     /* at the VNNI level without AMX the GEMM is slower per core and the threads pay from far
      * smaller convs on (Zen 5, 3x3, 1 -> 2 threads: 16 ch 14x14 (0.5M MACs) 6.8 -> 6.3 us, 64 ch
      * 14x14 21.6 -> 15.5, 32 ch 56x56 (29M) 85 -> 49, 64 -> 128 56x56 stride 2 (58M) 143 -> 78) */
-    /* (not for the int16-pair-saturation GEMMs, whose threads are an OpenMP team) */
-    const double mt_min = isa == RQ_ISA_AVX512VNNI && !c->sat16 ? RQ_CONV_MT_MIN_MACS_VNNI : RQ_CONV_MT_MIN_MACS;
+    /* (not for the int16-pair-saturation GEMMs, whose threads are an OpenMP team); below AVX-512
+     * VNNI the same (Zen 5, 2 threads, alternating builds: 1x1 256->64 at 56x56 (51M MACs) 314-325
+     * -> 211-214 us at the AVX-VNNI level, 604-614 -> 373-385 AVX2, 339-351 -> 229-239 AVX-512 BW;
+     * 3x3 64->64 at 14x14 44-47 -> 32-33 us at each; 1x1 256->1024 at 14x14 278-300 -> 168-174) */
+    const double mt_min = isa <= RQ_ISA_AVX512VNNI && isa >= RQ_ISA_AVX2 && !c->sat16 ? RQ_CONV_MT_MIN_MACS_VNNI
+                                                                                     : RQ_CONV_MT_MIN_MACS;
     const int nt_staged = (nt > 1 && (double)c->OH * c->OW * c->Cout * (c->C / c->group) * c->KH * c->KW <
                            mt_min && c->OH * c->OW < 4096) ? 1 : nt;   /* (many pixels: the
                            layout work splits well, a 3-channel 112x112 stem gains from 2 threads) */
