@@ -422,7 +422,7 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
     # weights, 2 threads
     for isa in [i for i in ("avx2", "avxvnni", "avx512") if i in _isa_levels.available()]:
         _isa_levels.use(isa)
-        for t, M, K_, N in ((1, 6, 67, 45), (2, 33, 130, 80), (1, 7, 3, 16), (2, 2, 64, 129), (1, 3, 67, 45)):
+        for t, M, K_, N in ((1, 6, 67, 45), (2, 33, 130, 80), (1, 7, 3, 16), (2, 2, 64, 129), (1, 3, 67, 45), (2, 3, 3001, 100)):
             refquant.set_num_threads(t)
             A = rng.integers(0, 256, (M, K_)).astype(np.uint8)
             for bd in (np.int8, np.uint8):

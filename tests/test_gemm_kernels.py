@@ -1498,6 +1498,9 @@ def test_int16_gemv_plain_b(isa):
         b = np.full((70000, 17), -128, np.int8)
         b[::3] = 127
         _check(refquant.matmul_integer(a, b, np.uint8(1)), R.matmul_integer(a, b, np.uint8(1)), "wraparound")
+        ak, bk = _rand(rng, np.int8, (4, 5003)), _rand(rng, np.uint8, (5003, 70))   # K slices, 2 threads
+        zk = _rand(rng, np.uint8, (70,))
+        _check(refquant.matmul_integer(ak, bk, np.int8(-3), zk), R.matmul_integer(ak, bk, np.int8(-3), zk), "K slices")
         bf = np.asfortranarray(_rand(rng, np.int8, (40, 20)))
         _check(refquant.matmul_integer(a[:, :40], bf), R.matmul_integer(a[:, :40], bf), "Fortran B")
         assert refquant.last_path()["path"] == f"gemm_i16__{isa}"
@@ -1572,6 +1575,13 @@ def test_avxvnni_gemm_tiles_and_layouts():
                     args = (a, np.float32(0.02), za, bb, np.float32(0.03), zb, np.float32(0.9), np.uint8(100))
                     want = R.qlinear_matmul(*[b if x is bb else x for x in args])
                     _check(refquant.qlinear_matmul(*args), want, "qlinear " + what)
+        # the GEMV's K slices at 2 threads (sums added afterwards): K with a tail, a partial strip
+        refquant.set_num_threads(2)
+        for at, bt in ((np.uint8, np.int8), (np.int8, np.uint8)):
+            a, b = _rand(rng, at, (3, 5003)), _rand(rng, bt, (5003, 70))
+            za, zb = _rand(rng, at, (3,)), _rand(rng, bt, (70,))
+            _check(refquant.matmul_integer(a, b, za, zb), R.matmul_integer(a, b, za, zb), "gemv K slices")
+            assert refquant.last_path()["path"] == "gemv_vnni4__avxvnni"
         # the int32 wraparound of long dot products at the extremes (GEMM and GEMV)
         for m in (7, 2):
             a = np.full((m, 70000), 255, np.uint8)

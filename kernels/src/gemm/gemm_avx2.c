@@ -420,8 +420,13 @@ static int gemv_strips(const gv_job *J, int nthreads) {
     const int M = a->M, N = a->N, K = a->K, GR = J->GR, R = J->R;
     const int ng = K / GR, kt = K % GR, gs = GV_SLAB / GR;
     const int nstrip = (N + 15) / 16, nfs = N / 16;
-    const int nth = nthreads > 1 && (size_t)K * N >= 262144 ? imin(nthreads, nstrip) : 1;
+    /* threads: K slices (each thread streams a contiguous part of B's rows into sums of its own,
+     * added afterwards in int32 wraparound: the same bits); column slices made each thread read
+     * part of every row (2 threads, 1 x 4096 x 4096 from DRAM: 1.15x one thread, K slices see
+     * docs/performance.md) */
+    const int nth = nthreads > 1 && (size_t)K * N >= 262144 ? imin(nthreads, (ng + gs - 1) / gs) : 1;
     const ptrdiff_t rs = a->b_rs;
+    const size_t per = (size_t)nstrip * R * 16;   /* one thread's sums */
     uint8_t *edge = NULL;   /* the last partial strip's columns, zero padded to 16 */
     if (nfs < nstrip) {
         edge = (uint8_t *)rq_aligned_alloc((size_t)K * 16 + 64);
@@ -430,41 +435,48 @@ static int gemv_strips(const gv_job *J, int nthreads) {
         for (int k = 0; k < K; k++)
             memcpy(edge + (size_t)k * 16, a->B + (ptrdiff_t)k * rs + 16 * nfs, (size_t)(N - 16 * nfs));
     }
-    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)nstrip * R * 16 + 64);
+    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * per * (nth > 0 ? nth : 1) + 64);
     if (!acc) { rq_aligned_free(edge); return RQ_ENOMEM; }
-    memset(acc, 0, sizeof(int32_t) * (size_t)nstrip * R * 16);
+    memset(acc, 0, sizeof(int32_t) * per * nth);
 #if defined(_OPENMP)
 #pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
 #endif
     for (int t = 0; t < nth; t++) {
-        const int sa = (int)((long)nstrip * t / nth), sb = (int)((long)nstrip * (t + 1) / nth);
-        uint8_t tail[64] __attribute__((aligned(16)));
-        for (int g0 = 0; g0 < ng; g0 += gs)
-            for (int s = sa; s < sb; s++) {
+        const int nsl = (ng + gs - 1) / gs;   /* slabs, split between the threads */
+        const int ga = (int)((long)nsl * t / nth) * gs, gb = imin(ng, (int)((long)nsl * (t + 1) / nth) * gs);
+        int32_t *at_ = acc + per * t;
+        for (int g0 = ga; g0 < gb; g0 += gs)
+            for (int s = 0; s < nstrip; s++) {
                 const int full = s < nfs;
                 const uint8_t *bs = full ? a->B + 16 * s : edge;
                 const ptrdiff_t brs = full ? rs : 16;
                 const void *prm = J->prm_strips ? (const void *)(J->prm_strips + (size_t)s * J->prm_stride) : J->prm_full;
-                J->strip(bs + (ptrdiff_t)GR * g0 * brs, brs, prm, imin(gs, ng - g0), NULL, J->at + (size_t)g0 * R,
-                         acc + (size_t)s * R * 16);
+                J->strip(bs + (ptrdiff_t)GR * g0 * brs, brs, prm, imin(gs, gb - g0), NULL, J->at + (size_t)g0 * R,
+                         at_ + (size_t)s * R * 16);
             }
-        for (int s = sa; s < sb; s++) {
-            const int j0 = 16 * s, nj = imin(16, N - j0), full = s < nfs;
-            int32_t *as = acc + (size_t)s * R * 16;
-            const void *prm = J->prm_strips ? (const void *)(J->prm_strips + (size_t)s * J->prm_stride) : J->prm_full;
-            if (kt) {
-                const uint8_t *bs = full ? a->B + j0 : edge;
-                const ptrdiff_t brs = full ? rs : 16;
-                memset(tail, 0, sizeof(tail));
-                for (int k = 0; k < kt; k++) memcpy(tail + 16 * k, bs + (ptrdiff_t)(GR * ng + k) * brs, 16);
-                J->strip(bs, brs, prm, 0, tail, J->at + (size_t)ng * R, as);
-            }
-            if (J->epi) {
-                J->epi(J->e, 0, M, j0, nj, as, 16);
-            } else {
-                for (int r = 0; r < M; r++) memcpy(J->raw + (ptrdiff_t)r * J->ldr + j0, as + 16 * r, sizeof(int32_t) * (size_t)nj);
-                if (J->csum) memcpy(J->csum + j0, as + 16 * M, sizeof(int32_t) * (size_t)nj);
-            }
+    }
+    for (int t = 1; t < nth; t++) {   /* (uint32: wraparound) */
+        uint32_t *d = (uint32_t *)acc;
+        const uint32_t *q = (const uint32_t *)(acc + per * t);
+        for (size_t i = 0; i < per; i++) d[i] += q[i];
+    }
+    uint8_t tail[64] __attribute__((aligned(16)));
+    for (int s = 0; s < nstrip; s++) {
+        const int j0 = 16 * s, nj = imin(16, N - j0), full = s < nfs;
+        int32_t *as = acc + (size_t)s * R * 16;
+        const void *prm = J->prm_strips ? (const void *)(J->prm_strips + (size_t)s * J->prm_stride) : J->prm_full;
+        if (kt) {
+            const uint8_t *bs = full ? a->B + j0 : edge;
+            const ptrdiff_t brs = full ? rs : 16;
+            memset(tail, 0, sizeof(tail));
+            for (int k = 0; k < kt; k++) memcpy(tail + 16 * k, bs + (ptrdiff_t)(GR * ng + k) * brs, 16);
+            J->strip(bs, brs, prm, 0, tail, J->at + (size_t)ng * R, as);
+        }
+        if (J->epi) {
+            J->epi(J->e, 0, M, j0, nj, as, 16);
+        } else {
+            for (int r = 0; r < M; r++) memcpy(J->raw + (ptrdiff_t)r * J->ldr + j0, as + 16 * r, sizeof(int32_t) * (size_t)nj);
+            if (J->csum) memcpy(J->csum + j0, as + 16 * M, sizeof(int32_t) * (size_t)nj);
         }
     }
     rq_aligned_free(acc); rq_aligned_free(edge);
