@@ -231,13 +231,16 @@ int rq_gemm_sat16__avx512(const rq_gemm_args *a, const rq_packed_b *pb, const rq
                           int nthreads) __attribute__((weak));
 int rq_gemm_sat16__avx512vnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, rq_epi_fn epi,
                               int nthreads) __attribute__((weak));
-/* compilers that take target("avxvnni") (the AVX-VNNI kernels of the AVX2 units) */
+/* compilers that take target("avxvnni") (the AVX-VNNI kernels of the AVX2 units; -DRQ_HAVE_AVXVNNI=0
+ * builds without them, as an older compiler does) */
+#ifndef RQ_HAVE_AVXVNNI
 #if defined(__clang__)
 #define RQ_HAVE_AVXVNNI (__clang_major__ >= 12)
 #elif defined(__GNUC__)
 #define RQ_HAVE_AVXVNNI (__GNUC__ >= 11)
 #else
 #define RQ_HAVE_AVXVNNI 0
+#endif
 #endif
 /* AVX-VNNI (ymm vpdpbusd, gemm_avx2.c): the VNNI GEMM's arithmetic on packed B (not b_raw) */
 int rq_gemm_vnni__avxvnni(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, rq_epi_fn epi,
