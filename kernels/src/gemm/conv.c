@@ -785,8 +785,13 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (sat)   /* pairs of the im2col order: the GEMM path */
         return conv_generic(c, isa, nt_staged, kernel_used);
     if (c->group == 1 && c->KH == 1 && c->KW == 1 && c->sh == 1 && c->sw == 1 && !c->pt && !c->pl &&
-        !c->pb && !c->pr && isa >= RQ_ISA_AVX512VNNI) {
-        /* 1x1, stride 1, no padding: Y (Cout x HW) = W (Cout x C) . X (C x HW), straight NCHW */
+        !c->pb && !c->pr && (isa >= RQ_ISA_AVX512VNNI || (rq_gemm_avxvnni_at(isa) && c->H * c->W >= 128))) {
+        /* 1x1, stride 1, no padding: Y (Cout x HW) = W (Cout x C) . X (C x HW), straight NCHW.
+         * At the AVX-VNNI level from 128 pixels (alternating builds, Zen 5, 1 / 2 threads, us:
+         * 256->64 at 56x56 315 -> 262 / 275 -> 147, 64->256 at 56x56 406 -> 363 / 340 -> 212,
+         * 1024->256 at 14x14 288 -> 248 / 238 -> 178; at 7x7, 512->2048 332 -> 347: the 49
+         * columns fill 64); not at the int16 levels (mixed: AVX2 -9% .. +9%, AVX-512 BW -14%
+         * .. +14% by shape and threads) */
         rq_gemm_args a;
         memset(&a, 0, sizeof(a));
         const int P = c->H * c->W;
