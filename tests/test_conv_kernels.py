@@ -311,6 +311,11 @@ def test_resnet_like_layers(isa_cap):
         x = _rand(rng, np.uint8, (1, C, 9, 14))
         w = _rand(rng, np.int8, (M, C // g, k, k))
         _run_both(rng, x, w, np.uint8(119), np.int8(0), dict(group=g, pads=[k // 2] * 4), f"layer C={C} k={k} g={g}")
+    # a 1x1 conv of 168 pixels: one W.X GEMM at the AVX-VNNI and VNNI levels (from 128 pixels at
+    # AVX-VNNI), per-channel weight zero points as per-row A zero points, an int8 x as B
+    x = _rand(rng, np.int8, (1, 96, 12, 14))
+    w = _rand(rng, np.uint8, (40, 96, 1, 1))
+    _run_both(rng, x, w, np.int8(-7), _rand(rng, np.uint8, (40,)), {}, "1x1 W.X")
 
 
 def test_accumulator_overflow_conv():
