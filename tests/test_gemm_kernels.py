@@ -1434,10 +1434,11 @@ def test_zero_inner_dimension_every_isa(isa_cap):
     i not in AVAILABLE, reason=f"{i} not compiled/supported here")) for i in ("avx2", "avx512")])
 def test_int16_gemm_b_packing_vector_blocks(isa):
     """The exact int16 GEMMs (AVX2: 8-column panels, AVX-512 BW: 16-column panels; 5 rows and
-    more, fewer run the GEMV) pack B' = B - zb 16 columns at a time when B has a unit column stride (gemm_i16_pack.inc: blocks
-    of 4, k-pairs inner) and column by column otherwise: column slices of wider arrays, rows
-    reversed (negative row stride), odd K (the last k-pair half zero), N around 16 and 64,
-    per-column zero points, every sign combination, 1 and 2 threads."""
+    more, fewer run the GEMV) pack B' = B - zb 16 columns at a time when B has a unit column
+    stride (gemm_i16_pack.inc: blocks of 4, k-pairs inner) and column by column otherwise:
+    column slices of wider arrays, rows reversed (negative row stride), odd K (the last k-pair
+    half zero), N around 16 and 64, per-column zero points, every sign combination, 1 and 2
+    threads."""
     rng = np.random.default_rng(16)
     _use_level(isa)
     try:
