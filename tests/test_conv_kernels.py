@@ -254,6 +254,33 @@ def test_row_implicit_conv_few_channels(isa_cap, monkeypatch):
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_one_input_channel_routing(isa_cap):
+    """One input channel, group 1 (Cout = m: a channel multiplier to the depthwise kernels):
+    the direct depthwise kernel for few taps or outputs, the GEMM paths for many of both, the
+    row-implicit conv under AMX; the reference's bits on each (ConvInteger and QLinearConv)."""
+    rng = np.random.default_rng(91)
+    vnni_gemm = isa_cap in ("avxvnni", "avx512vnni")
+    for m, k, s, H in ((8, 7, 1, 28), (20, 5, 1, 28), (32, 3, 1, 28), (32, 5, 1, 28), (64, 5, 2, 30),
+                       (32, 7, 1, 23), (32, 9, 1, 20), (16, 11, 4, 57)):
+        x = _rand(rng, np.uint8, (1, 1, H, H + 3))
+        w = _rand(rng, np.int8, (m, 1, k, k))
+        attrs = dict(strides=[s, s], pads=[k // 2] * 4)
+        got = F.conv_integer(x, w, np.uint8(9), np.int8(0), profile=ONNX, **attrs)
+        _check(got[0], R.conv_integer(x, w, np.uint8(9), np.int8(0), **attrs), f"m={m} k={k}")
+        args = (x, np.float32(0.03), np.uint8(9), w, np.float32(0.004), np.int8(0), np.float32(0.2), np.uint8(3))
+        _check(refquant.qlinear_conv(*args, **attrs), R.qlinear_conv(*args, **attrs), f"q m={m} k={k}")
+        if isa_cap == "scalar":
+            continue
+        if isa_cap == "amx":
+            want = "conv_rows_tdp__amx"
+        else:
+            many = k * k > 9 and (m >= 24 if vnni_gemm else (m >= 48 or k * k >= 64))
+            want = "gemm" if many else "dwconv"
+        assert (got[1].startswith(want) or (want == "gemm" and got[1].startswith("conv_implicit"))), \
+            (isa_cap, m, k, got[1])
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_generic_conv_larger_shapes(isa_cap):
     """The im2col + GEMM path at sizes the sweep does not reach: channels per group that are not
     a multiple of 64 (K = KH*KW*Cg padded to whole 64-byte chunks for the AMX tiles, K > 960

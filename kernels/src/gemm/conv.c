@@ -714,6 +714,19 @@ static int conv_rows_amx(const rq_conv_args *c, int isa, int nt) {
 #ifndef RQ_CONV_MT_MIN_MACS_VNNI
 #define RQ_CONV_MT_MIN_MACS_VNNI (256.0 * 1024)
 #endif
+/* the row-implicit AMX conv's conditions (below) */
+static int rows_amx_ok(const rq_conv_args *c, int isa) {
+    if (!(RQ_CONV_ROWS && c->group == 1 && c->dh == 1 && c->dw == 1 && c->w_signed &&
+          c->C < RQ_IMPLICIT_MIN_C && c->sh <= 4 && c->sw <= 4 &&
+          ((c->KW + c->sw - 1) / c->sw) * c->sh * c->sw * c->C <= 64 && (c->KH + c->sh - 1) / c->sh <= 16 &&
+          c->KH * c->KW <= 256 && isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable() &&
+          rq_pack_conv_w__avx512vnni))
+        return 0;
+    for (int i = 0; i < c->w_zp_n; i++)
+        if (c->w_zp[i] != 0) return 0;
+    return 1;
+}
+
 int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (!c || c->C <= 0 || c->group <= 0 || c->C % c->group || c->Cout % c->group) return RQ_EARG;
     int isa = c->isa < 0 ? rq_isa_level() : imin(c->isa, rq_isa_level());
@@ -735,7 +748,20 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
     const int sat = c->sat16 && c->x_signed != c->w_signed;   /* (vpmaddubsw: uint8 x int8 only) */
-    if (Cg == 1 && c->Cout % c->C == 0) {
+    /* One input channel (group 1, Cout = m outputs): a plain conv the depthwise kernels also
+     * take (channel multiplier m).  They compute each output's taps apart; the GEMM paths share
+     * one im2col row of taps among the m outputs, and win for more taps and outputs (Zen 5, 1
+     * thread, 28x28 and 56x56 inputs, direct / GEMM us; VNNI level: 5x5 m=20 14.7 / 16.0, m=32
+     * 20.4 / 16.1, m=64 40.0 / 23.7, 7x7 m=8 11.9 / 18.5, m=32 90 / 69, 3x3 m=32 8.9 / 12.0;
+     * AVX-VNNI: 5x5 m=20 18.9 / 35.7, m=32 27.9 / 26.5, 7x7 m=32 148 / 102; AVX-512 BW, whose
+     * int16 GEMM is slower: 5x5 m=32 20.7 / 25.5, m=64 40.4 / 31.9, 7x7 m=32 92 / 107, 9x9 m=32
+     * 53 / 36, 11x11 m=32 207 / 172; AVX2 alone: 5x5 m=32 26.7 / 29.3, 7x7 m=32 143 / 127).
+     * Under AMX the row-implicit conv takes them (session 8's stems and 1-channel inputs). */
+    const int c1_gemm = c->C == 1 && c->group == 1 &&
+        ((!sat && rows_amx_ok(c, isa)) ||
+         (c->KH * c->KW > 9 && (isa >= RQ_ISA_AVX512VNNI || rq_gemm_avxvnni_at(isa) ? c->Cout >= 24
+                                                                                    : c->Cout >= 48 || c->KH * c->KW >= 64)));
+    if (Cg == 1 && c->Cout % c->C == 0 && !c1_gemm) {
         /* depthwise (any channel multiplier): the direct kernels.  With int16 pair saturation
          * (fbgemm's depthwise kernel, onnxruntime-avx2; the pairs of taps are the im2col order's
          * pairs for one channel a group) the AVX-512, AVX2 and scalar ones.  They fold an int32 bias
@@ -827,16 +853,9 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     /* few channels (stems): the row-implicit conv over a space-to-depth copy */
     /* (packed weights: their layout is for the true kernel, not the s2d one the strides make;
      * the plain weights, always at hand in c->w, are rearranged instead: 16 KB for the stem) */
-    if (RQ_CONV_ROWS && c->group == 1 && c->dh == 1 && c->dw == 1 && c->w_signed &&
-        c->C < RQ_IMPLICIT_MIN_C && c->sh <= 4 && c->sw <= 4 &&
-        ((c->KW + c->sw - 1) / c->sw) * c->sh * c->sw * c->C <= 64 && (c->KH + c->sh - 1) / c->sh <= 16 && c->KH * c->KW <= 256 &&
-        isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable() && rq_pack_conv_w__avx512vnni) {
-        int zero = 1;
-        for (int i = 0; i < c->w_zp_n; i++) zero &= c->w_zp[i] == 0;
-        if (zero) {
-            if (kernel_used) *kernel_used = RQ_K_CONV_AMX_ROWS;
-            return conv_rows_amx(c, isa, nt_staged);
-        }
+    if (!sat && rows_amx_ok(c, isa)) {
+        if (kernel_used) *kernel_used = RQ_K_CONV_AMX_ROWS;
+        return conv_rows_amx(c, isa, nt_staged);
     }
     return conv_generic(c, isa, nt_staged, kernel_used);
 }
