@@ -84,6 +84,18 @@ def ort_ranges(batches, *, method, calib_symmetric=None, moving_average=False, a
     return td["y"]
 
 
+def _ort_version():
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
+
+
+#: the installed onnxruntime's version (refquant follows its compute_scale_zp: ort_version=)
+ORT_VERSION = _ort_version()
+
+
 def ort_qparams(rmin, rmax, dtype, symmetric, reduce_range, min_real_range=None):
     from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
     from refquant._dtypes import onnx_enum

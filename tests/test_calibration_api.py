@@ -49,7 +49,7 @@ RANGES = [(-1.0, 0.5), (0.0, 0.0), (1.5, 1.5), (-3.0, -3.0), (0.25, 7.0), (-7.0,
 
 def test_ort_compute_scale_zp_live():
     pytest.importorskip("onnxruntime.quantization", reason="ORT quant_utils is the peer")
-    from _calib_peers import ort_qparams
+    from _calib_peers import ort_qparams, ORT_VERSION
     rng = np.random.default_rng(0)
     rs = RANGES + [tuple(sorted(rng.standard_normal(2) * 10 ** rng.uniform(-8, 8))) for _ in range(60)]
     n = 0
@@ -58,7 +58,8 @@ def test_ort_compute_scale_zp_live():
             for sym in (False, True):
                 for rr in (False, True):
                     s, z = ort_qparams(a, b, dt, sym, rr)
-                    s2, z2 = compute_scale_zero_point(a, b, dtype=dt, symmetric=sym, reduce_range=rr)
+                    s2, z2 = compute_scale_zero_point(a, b, dtype=dt, symmetric=sym, reduce_range=rr,
+                                                      ort_version=ORT_VERSION)
                     assert bits(s) == bits(s2) and ints(z) == ints(z2), (a, b, dt, sym, rr, s, z, s2, z2)
                     n += 1
     assert n > 1500
@@ -415,3 +416,31 @@ def test_min_real_range_validated():
             compute_scale_zero_point(-1.0, 2.0, dtype="uint8", min_real_range=bad)
     s, z = compute_scale_zero_point(-1.0, 2.0, dtype="uint8", min_real_range=-1.0)
     assert bits(s) == bits(F32(3.0) / F32(255)) and int(z) == 85
+
+
+def test_ort_version_option():
+    """ORT <= 1.30 rounded rmax - rmin to float32 before promoting it (quant_utils.compute_scale_zp;
+    1.31 promotes first): one ulp on some scales, and an infinite scale past float32's range."""
+    from refquant.calibration import CalibrationError
+    rng = np.random.default_rng(3)
+    lo = (-np.abs(rng.standard_normal(400)) * 3).astype(np.float32)
+    hi = (np.abs(rng.standard_normal(400)) * 5).astype(np.float32)
+    new, _ = compute_scale_zero_point(lo, hi, dtype="int8")
+    old, _ = compute_scale_zero_point(lo, hi, dtype="int8", ort_version="1.30.0")
+    want_old = ((hi - lo).astype(np.float32).astype(np.float64) / 255.0).astype(np.float32)
+    want_new = ((hi.astype(np.float64) - lo.astype(np.float64)) / 255.0).astype(np.float32)
+    assert bits(old) == bits(want_old) and bits(new) == bits(want_new)
+    assert bits(old) != bits(new)                               # the two rules do differ here
+    assert bits(compute_scale_zero_point(lo, hi, ort_version="1.31.1")[0]) == bits(new)
+    s, z = compute_scale_zero_point(-3e38, 3e38, dtype="int8", ort_version="1.30.0")
+    assert np.isinf(s) and int(z) == -128
+    s, z = compute_scale_zero_point(-3e38, 3e38, dtype="int8")
+    assert np.isfinite(s)
+    r = calibrate([np.array([-3e38, 3e38], np.float32)], tool="onnxruntime", ort_version="1.30")
+    assert np.isinf(r.scale)
+    with pytest.raises(CalibrationError, match="ort_version"):
+        compute_scale_zero_point(-1.0, 1.0, ort_version="one")
+    with pytest.raises(CalibrationError, match="ort_version"):
+        compute_scale_zero_point(-1.0, 1.0, tool="pytorch", ort_version="1.30.0")
+    with pytest.raises(CalibrationError, match="ort_version"):
+        calibrate([np.ones(3, np.float32)], tool="pytorch", ort_version="1.30.0")

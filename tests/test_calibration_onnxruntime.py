@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime.quantization", reason="onnxruntime's quantizati
 
 from refquant.calibration import calibrate, compute_scale_zero_point  # noqa: E402
 from _calib_data import datasets, bits, ints  # noqa: E402
-from _calib_peers import ort_ranges, ort_qparams  # noqa: E402
+from _calib_peers import ort_ranges, ort_qparams, ORT_VERSION  # noqa: E402
 
 DATA = datasets()
 CASES = [
@@ -36,7 +36,7 @@ def _peer(bs, meth, kw):
 
 def _check(bs, meth, kw):
     td = _peer(bs, meth, kw)
-    r = calibrate(bs, tool="onnxruntime", method=meth, **kw)
+    r = calibrate(bs, tool="onnxruntime", method=meth, ort_version=ORT_VERSION, **kw)
     lo, hi = td.range_value
     assert bits(lo) == bits(r.rmin) and bits(hi) == bits(r.rmax), (meth, kw, lo, hi, r.rmin, r.rmax)
     n = 0
@@ -48,7 +48,8 @@ def _check(bs, meth, kw):
                     s, z = np.array([v[0] for v in s], np.float32), np.array([int(v[1]) for v in s])
                 else:
                     s, z = ort_qparams(lo, hi, dt, sym, rr)
-                rs, rz = compute_scale_zero_point(r.rmin, r.rmax, dtype=dt, symmetric=sym, reduce_range=rr)
+                rs, rz = compute_scale_zero_point(r.rmin, r.rmax, dtype=dt, symmetric=sym, reduce_range=rr,
+                                                  ort_version=ORT_VERSION)
                 assert bits(s) == bits(rs) and ints(z) == ints(rz), (meth, kw, dt, sym, rr, s, z, rs, rz)
                 n += 1
     # the scale/zp on the result is compute_scale_zero_point of its range
@@ -111,7 +112,8 @@ def test_min_real_range_live():
         for dt in ("int8", "uint8"):
             for sym in (False, True):
                 s, z = ort_qparams(rmin, rmax, dt, sym, False, min_real_range=mrr)
-                rs, rz = compute_scale_zero_point(rmin, rmax, dtype=dt, symmetric=sym, min_real_range=mrr)
+                rs, rz = compute_scale_zero_point(rmin, rmax, dtype=dt, symmetric=sym, min_real_range=mrr,
+                                                  ort_version=ORT_VERSION)
                 assert bits(s) == bits(rs) and ints(z) == ints(rz), (rmin, rmax, mrr, dt, sym)
 
 

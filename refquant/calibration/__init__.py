@@ -22,7 +22,9 @@ ModelOpt calibrators update per batch (histograms merged/re-binned as the range 
 calibrators are modelled as two-pass (global range, then one histogram).
 
 Verified bit-exact against onnxruntime 1.32.0, torch 2.13.0 and nvidia-modelopt 0.47.0 by
-tests/test_calibration*.py; TensorRT from its documented algorithm only (see .tensorrt).
+tests/test_calibration*.py, and against onnxruntime 1.30.0 and 1.31.1 with ``ort_version=`` (1.30
+rounded the range to float32 before promoting it); TensorRT from its documented algorithm only
+(see .tensorrt).
 """
 from __future__ import annotations
 
@@ -77,7 +79,9 @@ def calibrate(data, *, method="minmax", tool="onnxruntime", dtype="int8", symmet
 
     Extra options: ``calib_symmetric`` (ORT CalibTensorRangeSymmetric), ``strides`` (ORT
     CalibStridedMinMax: batches per collect_data call), ``min_real_range`` (ORT
-    MinimumRealRange), ``start_bin`` (ModelOpt), ``torch_simd_width`` (lanes of torch's float32
+    MinimumRealRange), ``ort_version`` (the onnxruntime release whose compute_scale_zp to follow,
+    e.g. ``onnxruntime.__version__``; default: 1.31 and later -- see compute_scale_zero_point),
+    ``start_bin`` (ModelOpt), ``torch_simd_width`` (lanes of torch's float32
     kernels, default 8), ``torch_threads`` (torch.get_num_threads() for torch.histc in the pytorch
     histogram and ModelOpt calibrators: it matters only when one thread's share of a batch holds
     more than 2**24 values of one bin, where torch's float32 counts stop; default None = exact
@@ -100,7 +104,9 @@ def calibrate(data, *, method="minmax", tool="onnxruntime", dtype="int8", symmet
         raise CalibrationError(f"method: {tool} has no {method!r} calibrator; supported (tool, method) "
                                f"pairs: {_pairs_text()}")
     allowed = {"calib_symmetric", "strides", "min_real_range", "start_bin", "torch_simd_width",
-               "torch_threads"}
+               "torch_threads", "ort_version"}
+    if options.get("ort_version") is not None and tool != "onnxruntime":
+        raise CalibrationError("ort_version: only for tool='onnxruntime'")
     if options.get("torch_threads") is not None:
         options["torch_threads"] = check_positive_int("torch_threads", options["torch_threads"])
     bad = set(options) - allowed

@@ -280,7 +280,7 @@ def _float8_std():
 
 def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_bins,
               num_quantized_bins, percentile, averaging_constant, calib_symmetric=None,
-              strides=None, min_real_range=None, **_):
+              strides=None, min_real_range=None, ort_version=None, **_):
     if method not in METHODS:
         raise CalibrationError(f"method: onnxruntime has no {method!r} calibrator")
     params = {}
@@ -416,6 +416,6 @@ def calibrate(batches, *, method, dtype, dt, symmetric, reduce_range, axis, num_
         raise CalibrationError("dtype: float32 is not a quantized type")
     scale, zp = compute_scale_zero_point(rmin, rmax, dtype=dt, symmetric=symmetric,
                                          reduce_range=reduce_range, tool="onnxruntime",
-                                         min_real_range=min_real_range)
+                                         min_real_range=min_real_range, ort_version=ort_version)
     return CalibrationResult("onnxruntime", method, dtype, symmetric, reduce_range, axis, rmin, rmax,
                              scale, zp, params=params, details=details, notes=notes)

@@ -13,6 +13,8 @@ onnxruntime -- ``onnxruntime/quantization/quant_utils.py`` ``get_qmin_qmax_for_q
     [min_real_range]: rmax = max(rmax, f32(rmin + f32(min_real_range)))
     symmetric: a = max(|rmin|, |rmax|); rmin, rmax = -a, a               (float32)
     scale64 = (f64(rmax) - f64(rmin)) / f64(qmax - qmin)                 (float64)
+        [onnxruntime <= 1.30: f64(f32(rmax - rmin)), the difference rounded to float32 first
+         (and infinite past float32's range); 1.31 promotes before subtracting]
     scale64 < FLT_MIN (1.1754944e-38)  ->  scale = 1.0, zp = 0
     symmetric: zp = round_half_even((qmin + qmax) / 2.0)   (int8 0, uint8 128, uint16 32768)
     else:      zp = round_half_even(f64(qmin) - f64(rmin) / scale64)     (float64, RNE)
@@ -123,7 +125,18 @@ def _cast_zp(zp, dt):
     return np.asarray(zp).astype(dt)
 
 
-def _ort(rmin, rmax, dt, symmetric, reduce_range, min_real_range):
+def ort_version_tuple(v):
+    """(major, minor) of an onnxruntime version string ("1.30.0", "1.31.1+cpu"), or None for None."""
+    if v is None:
+        return None
+    try:
+        parts = str(v).split("+")[0].split(".")
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except (ValueError, IndexError):
+        raise CalibrationError(f"ort_version: expected a version like '1.30.0', got {v!r}") from None
+
+
+def _ort(rmin, rmax, dt, symmetric, reduce_range, min_real_range, ort_version=None):
     qmin, qmax = ort_qrange(dt, symmetric=symmetric, reduce_range=reduce_range)
     rmin = np.minimum(rmin, F32(0))
     rmax = np.maximum(rmax, F32(0))
@@ -132,7 +145,11 @@ def _ort(rmin, rmax, dt, symmetric, reduce_range, min_real_range):
     if symmetric:
         absmax = np.maximum(np.abs(rmin), np.abs(rmax))
         rmin, rmax = -absmax, +absmax
-    dr = rmax.astype(np.float64) - rmin.astype(np.float64)
+    if ort_version is not None and ort_version < (1, 31):
+        with np.errstate(over="ignore"):     # (ORT <= 1.30: numpy.array(rmax - rmin, float64))
+            dr = (rmax - rmin).astype(np.float32).astype(np.float64)
+    else:
+        dr = rmax.astype(np.float64) - rmin.astype(np.float64)
     scale64 = dr / np.float64(qmax - qmin)
     tiny = np.finfo(np.float32).tiny
     small = scale64 < tiny
@@ -221,7 +238,7 @@ def _nvidia(rmin, rmax, dt, reduce_range, tool):
 
 
 def compute_scale_zero_point(rmin, rmax, *, dtype="int8", symmetric=False, reduce_range=False,
-                             tool="onnxruntime", min_real_range=None):
+                             tool="onnxruntime", min_real_range=None, ort_version=None):
     """``(scale, zero_point)`` that ``tool`` derives from the real range [rmin, rmax].
 
     ``rmin``/``rmax`` are converted to float32 (scalars or per-channel arrays, broadcast together);
@@ -230,6 +247,10 @@ def compute_scale_zero_point(rmin, rmax, *, dtype="int8", symmetric=False, reduc
     channel by channel (ORT's own function takes one range at a time).
     ``scale`` comes back float32, ``zero_point`` as ``dtype`` (0-d arrays for scalar input).
     ``min_real_range`` is ORT's ``MinimumRealRange`` option (onnxruntime only).
+    ``ort_version`` (onnxruntime only): the onnxruntime release to follow, e.g. "1.30.0" or
+    ``onnxruntime.__version__``; None = 1.31 and later.  Up to 1.30 ORT subtracted the range in
+    float32 before promoting it, which moves some scales by one float32 ulp and makes a range
+    wider than float32's maximum an infinite scale (returned as ORT returns it).
     The formulas of each tool are in this module's docstring.  TensorRT and ModelOpt are
     symmetric-only: for them ``symmetric`` has no effect and the zero point is 0.
     """
@@ -247,6 +268,9 @@ def compute_scale_zero_point(rmin, rmax, *, dtype="int8", symmetric=False, reduc
                                f"(per-channel ranges need one rmin and one rmax per channel)") from None
     rmin = np.array(rmin, np.float32)
     rmax = np.array(rmax, np.float32)
+    if ort_version is not None and tool != "onnxruntime":
+        raise CalibrationError("ort_version: only for tool='onnxruntime'")
+    ort_v = ort_version_tuple(ort_version)
     if min_real_range is not None and tool != "onnxruntime":
         raise CalibrationError("min_real_range: only onnxruntime has a MinimumRealRange option")
     if min_real_range is not None:
@@ -264,7 +288,8 @@ def compute_scale_zero_point(rmin, rmax, *, dtype="int8", symmetric=False, reduc
             raise CalibrationError("dtype: onnxruntime computes float8e4m3fn scales from the "
                                    "distribution calibrator's std, not from a range; use "
                                    "calibrate(..., method='distribution')")
-        scale, zp = _ort(rmin, rmax, dt, bool(symmetric), bool(reduce_range), min_real_range)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale, zp = _ort(rmin, rmax, dt, bool(symmetric), bool(reduce_range), min_real_range, ort_v)
     elif tool == "pytorch":
         scale, zp = _torch(rmin, rmax, dt, bool(symmetric), bool(reduce_range))
     else:
