@@ -633,6 +633,7 @@ def test_qlinear_softmax_matches_ort():
     """com.microsoft QLinearSoftmax: ORT's float table, float row sum, double T*N/sum with
     N = floorf(1/sy), saturation; opset < 13 (flattened rows) and >= 13 (one axis), uint8/int8."""
     from refquant.model import _ort_qlinear_softmax
+    from _ort_versions import ort_before
     for x, sx, sy, want in _SOFTMAX_TIE_ROWS:
         got = _ort_qlinear_softmax([np.array([x], np.uint8), np.float32(sx), np.uint8(0), np.float32(sy),
                                     np.uint8(0)], {"opset": 13}, None)
@@ -650,6 +651,8 @@ def test_qlinear_softmax_matches_ort():
             sx = [0.05, 0.3, 0.02, 0.8][t % 4]
             sy, zy = (1 / 256, lo) if t % 3 else (0.0037, lo + 5)
             m = _qlinear_softmax_model(shape, dt, sx, int(rng.integers(lo, hi)), sy, zy, **at)
+            if shape[-1] == 1 and ort_before(1, 32):
+                continue      # (ORT <= 1.31 wraps a saturated 256 to 0 in rows of one element)
             obs = ort_tensors(m, {"x": x})["y"]
             ref = run_model(m, {"x": x}, profile="onnxruntime")["y"]
             n += obs.size

@@ -9,6 +9,7 @@ from refquant import golden
 from refquant._oprun import run_reference
 from refquant._tensorrt_recorder import _onnx_graph
 from refquant.engines._errors import EngineUnsupported
+from _ort_versions import ort_before
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
 
@@ -29,6 +30,8 @@ def test_recorder_graphs_run_and_recover_codes():
             assert "symmetric" in str(exc) or "TensorRT" in str(exc)
             n_na += 1
             continue
+        if "fp16" in c.name and c.op == "QuantizeLinear" and (c.opset or 0) >= 23 and ort_before(1, 32):
+            continue      # (ORT <= 1.31 divides float16 in float32 at opset 23 too)
         got = post(_run(model, feeds))
         want = run_reference(c.op, c.inputs, c.attributes, opset=c.opset, profile="onnxruntime")
         if c.op in ("QuantizeLinear", "DequantizeLinear"):
