@@ -187,9 +187,14 @@ def test_quantize_float16_precision(isa, seed, n, dt, case):
 
 @pytest.mark.parametrize("isa", ISA_PARAMS)
 @pytest.mark.parametrize("dt", Q_TYPES, ids=str)
-def test_quantize_every_tie(isa, dt):
+@pytest.mark.parametrize("divide", ["0", "1", None], ids=["recip", "divide", "auto"])
+def test_quantize_every_tie(isa, dt, divide, monkeypatch):
     """Every code's tie (k + 1/2) * s and both float32 neighbours, for scales with exact and
-    inexact reciprocals, every zero-point extreme: the division-free path must redo ties."""
+    inexact reciprocals, every zero-point extreme: the division-free path must redo ties.  Both
+    per-tensor forms (REFQUANT_QUANT_DIVIDE: x / s, taken on Zen 5 for data in cache, and the
+    division-free one), and the machine's own choice."""
+    if divide is not None:
+        monkeypatch.setenv("REFQUANT_QUANT_DIVIDE", divide)
     qmin, qmax = _qrange(dt)
     rng = np.random.default_rng(7)
     for s in (np.float32(0.1), np.float32(0.0235), np.float32(0.5), np.float32(3.0),

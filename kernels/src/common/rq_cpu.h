@@ -68,6 +68,10 @@ const char *rq_isa_name(int level);
 int rq_isa_from_name(const char *name);
 /* Raw feature bit `feat` (RQ_FEAT_*) and its name. */
 int rq_cpu_feature(int feat);
+/* 1 where a vector float division is fast enough that QuantizeLinear's x / s beats the
+ * reciprocal-and-check form on data in cache: AMD family 0x1A (Zen 5) and later.  A speed
+ * choice only (both forms give the same bits). */
+int rq_cpu_fast_div(void);
 const char *rq_cpu_feature_name(int feat);
 /* Request the AMX tile-data permission (Linux); returns 1 if granted (cached). */
 int rq_amx_enable(void);

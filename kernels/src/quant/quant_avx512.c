@@ -106,7 +106,7 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
     __m512 hi = _mm512_set1_ps((float)(qmax - a->zp[0]));
     const int64_t n = a->n;
     const float r1 = 1.0f / a->s[0];
-    const int recip = !ps && !div_f16 && r1 >= 1.17549435e-38f && r1 <= 3.40282347e+38f;
+    const int recip = !a->divide && !ps && !div_f16 && r1 >= 1.17549435e-38f && r1 <= 3.40282347e+38f;
     const __m512 r = _mm512_set1_ps(r1);
 #define QCORE(X) (recip ? q_core_recip((X), s, r, lo, hi, zp) : q_core((X), s, lo, hi, zp, div_f16, in_f16))
     int64_t i = 0;
@@ -146,10 +146,13 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
             }
             __m512i line;
             if (osz == 1) {
-                line = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(q[0]));
-                line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[1]), 1);
-                line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[2]), 2);
-                line = _mm512_inserti32x4(line, _mm512_cvtepi32_epi8(q[3]), 3);
+                /* the codes lie in the output's range (or 0..15 for 4 bits), so the saturating
+                 * packs only narrow them; a dword permute restores the order (against four
+                 * vpmovdb and three inserts: 11.8 -> 12.5 Gelem/s in cache on Zen 5) */
+                const __m512i w01 = _mm512_packs_epi32(q[0], q[1]), w23 = _mm512_packs_epi32(q[2], q[3]);
+                line = out_type == RQ_Q_I8 ? _mm512_packs_epi16(w01, w23) : _mm512_packus_epi16(w01, w23);
+                line = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13,
+                                                                  2, 6, 10, 14, 3, 7, 11, 15), line);
             } else {
                 line = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(q[0]));
                 line = _mm512_inserti64x4(line, _mm512_cvtepi32_epi16(q[1]), 1);

@@ -86,6 +86,8 @@ typedef struct rq_qrun_args {
     int div_f16;          /* division precision float16 */
     int nontemporal;      /* use streaming stores where possible */
     int variant;          /* 0: the ONNX formula above; else RQ_QV_* flags (div_f16 must be 0) */
+    int divide;           /* variant 0, per tensor: 1 divides x / s, 0 takes the division-free
+                           * form (the same bits: a speed choice, rq_quantize sets it) */
 } rq_qrun_args;
 
 enum { RQ_QV_RECIP = 1, RQ_QV_ZPB = 2, RQ_QV_FMA = 4, RQ_QV_RAWAY = 8, RQ_QV_RUP = 16,
