@@ -70,6 +70,18 @@ def features():
     return {rq_cpu_feature_name(i).decode(): bool(rq_cpu_feature(i)) for i in range(RQ_FEAT_COUNT)}
 
 
+def caches():
+    """{"l2": bytes, "llc": bytes}: this core's L2 and the last-level cache it shares (CPUID;
+    1 MiB / 32 MiB when the CPU does not say)."""
+    return {"l2": int(rq_l2_bytes()), "llc": int(rq_llc_bytes())}
+
+
+def fast_division():
+    """True where QuantizeLinear divides x / s for data in cache (AMD Zen 5 and later) instead
+    of the division-free form; the same bits either way."""
+    return bool(rq_cpu_fast_div())
+
+
 def amx_enable():
     """Request the Linux AMX tile-data permission; True if granted."""
     return bool(rq_amx_enable())

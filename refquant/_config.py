@@ -131,6 +131,8 @@ def config_dict():
             num_threads=mod.get_num_threads(),
             openmp=mod.have_openmp(),
             build=mod.build_info(),
+            caches=mod.caches(),
+            quantize_division=mod.fast_division(),
         )
     try:
         out["kernels"] = kernel_info()
@@ -171,6 +173,12 @@ def show_config(file=None, *, as_json=False):
         p(f"  CPU features:    {' '.join(feats) if feats else '(none detected)'}")
         p(f"  threads:         {cfg['num_threads']} (quantize kernels: rq_parallel pool; "
           f"OpenMP {'on' if cfg['openmp'] else 'off'} for kernels that use it)")
+        c = cfg["caches"]
+        p(f"  caches:          L2 {c['l2'] >> 10} KiB, last level {c['llc'] >> 20} MiB (streaming "
+          f"stores from 8 MiB of output when input and output exceed the last level)")
+        p(f"  QuantizeLinear:  per tensor " + ("x / s for data in cache (fast vector division), "
+                                              "division-free when streaming" if cfg["quantize_division"]
+                                              else "division-free (exact; near-ties redone with x / s)"))
         p(f"  compiler:        {b.get('compiler', '?')}")
         p(f"  kernel cflags:   {b.get('cflags', '?')}")
         for isa, flags in b.get("isa_flags", {}).items():

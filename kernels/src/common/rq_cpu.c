@@ -273,6 +273,38 @@ long rq_l2_bytes(void)
     return v;
 }
 
+long rq_llc_bytes(void)
+{
+    static long cached = 0;
+    long v = RQ_LOAD_ACQ(&cached);
+    if (v > 0) return v;
+    v = 0;
+#if RQ_X86_GNU
+    /* the deterministic cache parameters: leaf 4 (Intel) or 0x8000001D (AMD), same layout */
+    unsigned leaves[2] = {4, 0x8000001Du};
+    for (int li = 0; li < 2 && v == 0; li++) {
+        unsigned leaf = leaves[li];
+        if (leaf < 0x80000000u ? __get_cpuid_max(0, 0) < leaf : __get_cpuid_max(0x80000000u, 0) < leaf)
+            continue;
+        int best_level = 0;
+        for (unsigned i = 0; i < 16; i++) {
+            unsigned a, b, c, d;
+            __cpuid_count(leaf, i, a, b, c, d);
+            if ((a & 31) == 0) break;
+            const int level = (a >> 5) & 7;
+            if ((a & 31) != 1 && level >= best_level && level >= 2) {   /* data or unified */
+                best_level = level;
+                v = (long)(((b >> 22) & 1023) + 1) * (long)(((b >> 12) & 1023) + 1) *
+                    (long)((b & 4095) + 1) * (long)(c + 1);
+            }
+        }
+    }
+#endif
+    if (v < 1024L * 1024 || v > 4096L * 1024 * 1024) v = 32L * 1024 * 1024;
+    RQ_STORE_REL(&cached, v);
+    return v;
+}
+
 static void detect(void)
 {
     rq_cpu_state *s = g;

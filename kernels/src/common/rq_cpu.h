@@ -79,6 +79,9 @@ int rq_amx_enable(void);
 /* Bytes of this core's L2 cache (CPUID leaf 4), 1 MiB when unknown; cached.  The AMX GEMM sizes
  * its column blocks of packed B from it. */
 long rq_l2_bytes(void);
+/* Bytes of the last-level cache this core shares (CPUID leaf 4 on Intel, 0x8000001D on AMD),
+ * 32 MiB when unknown; cached. */
+long rq_llc_bytes(void);
 
 /* Threads used by kernels (>= 1). Default: OMP_NUM_THREADS if set, else CPUs available. */
 int rq_num_threads(void);
