@@ -71,9 +71,9 @@ def features():
 
 
 def caches():
-    """{"l2": bytes, "llc": bytes}: this core's L2 and the last-level cache it shares (CPUID;
-    1 MiB / 32 MiB when the CPU does not say)."""
-    return {"l2": int(rq_l2_bytes()), "llc": int(rq_llc_bytes())}
+    """{"l2": bytes, "llc": bytes, "amd": bool}: this core's L2 and the last-level cache it
+    shares (CPUID; 1 MiB / 32 MiB when the CPU does not say), and whether the CPU is AMD's."""
+    return {"l2": int(rq_l2_bytes()), "llc": int(rq_llc_bytes()), "amd": bool(rq_cpu_is_amd())}
 
 
 def fast_division():

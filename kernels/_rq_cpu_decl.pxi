@@ -23,6 +23,7 @@ cdef extern from "rq_cpu.h" nogil:
     long rq_l2_bytes()
     long rq_llc_bytes()
     int rq_cpu_fast_div()
+    int rq_cpu_is_amd()
     int rq_num_threads()
     void rq_set_num_threads(int n)
     int rq_have_openmp()

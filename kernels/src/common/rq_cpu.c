@@ -339,7 +339,7 @@ int rq_cpu_has(int level)
     return level >= 0 && level <= g->hw_level;
 }
 
-int rq_cpu_fast_div(void)
+int rq_cpu_is_amd(void)
 {
     static int v = -1;
     if (v >= 0) return v;
@@ -348,7 +348,22 @@ int rq_cpu_fast_div(void)
     unsigned int a, b, c, d;
     if (__get_cpuid_max(0, 0) >= 1) {
         __cpuid_count(0, 0, a, b, c, d);
-        const int amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;   /* AuthenticAMD */
+        r = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;   /* AuthenticAMD */
+    }
+#endif
+    v = r;
+    return v;
+}
+
+int rq_cpu_fast_div(void)
+{
+    static int v = -1;
+    if (v >= 0) return v;
+    int r = 0;
+#if RQ_X86_GNU
+    unsigned int a, b, c, d;
+    if (__get_cpuid_max(0, 0) >= 1) {
+        const int amd = rq_cpu_is_amd();
         __cpuid_count(1, 0, a, b, c, d);
         const unsigned fam = ((a >> 8) & 0xF) + (((a >> 8) & 0xF) == 0xF ? ((a >> 20) & 0xFF) : 0);
         /* Zen 5, 1 thread, f32 -> u8 in L2 / L3: x / s 13.7 against 10.2 Gelem/s (vdivps zmm

@@ -72,6 +72,8 @@ int rq_cpu_feature(int feat);
  * reciprocal-and-check form on data in cache: AMD family 0x1A (Zen 5) and later.  A speed
  * choice only (both forms give the same bits). */
 int rq_cpu_fast_div(void);
+/* 1 on AMD CPUs (the stores' cache policy differs by vendor: see quant_dispatch.c). */
+int rq_cpu_is_amd(void);
 const char *rq_cpu_feature_name(int feat);
 /* Request the AMX tile-data permission (Linux); returns 1 if granted (cached). */
 int rq_amx_enable(void);
