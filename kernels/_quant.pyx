@@ -33,7 +33,7 @@ cdef extern from "rq_quant.h" nogil:
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
@@ -242,7 +242,26 @@ cdef object _axis_zps(object zp, Py_ssize_t d, int *typenum):
     return np.ascontiguousarray(za, dtype=np.int32)
 
 
-def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes, object axis=1):
+cdef bint _out_ok(object out, cnp.ndarray xa, int typenum):
+    """out is a writeable C-contiguous ndarray of x's shape and the result's type, and its bytes
+    do not overlap x's (the kernels read x while they write out; the reference path copies)"""
+    if type(out) is not np.ndarray:
+        return False
+    cdef cnp.ndarray oa = <cnp.ndarray>out
+    if (not cnp.PyArray_IS_C_CONTIGUOUS(oa) or not cnp.PyArray_ISWRITEABLE(oa)
+            or _ntype(oa) != typenum or oa.ndim != xa.ndim):
+        return False
+    cdef int k
+    for k in range(xa.ndim):
+        if oa.shape[k] != xa.shape[k]:
+            return False
+    cdef size_t o0 = <size_t>cnp.PyArray_DATA(oa), x0 = <size_t>cnp.PyArray_DATA(xa)
+    cdef size_t o1 = o0 + <size_t>cnp.PyArray_NBYTES(oa), x1 = x0 + <size_t>cnp.PyArray_NBYTES(xa)
+    return o1 <= x0 or x1 <= o0
+
+
+def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes, object axis=1,
+                  object out=None):
     """QuantizeLinear's common call: x a non-empty C-contiguous float32 ndarray; per tensor:
     y_scale a float32 scalar (numpy, 0-d array, or a Python float rounded to float32),
     y_zero_point None (uint8 output, 0) or a uint8/int8/uint16/int16 numpy scalar or 0-d array;
@@ -250,7 +269,9 @@ def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes
     ndarray of as many zero points of one of those types, axis a Python int; no other
     attribute.  ``variants[8 * per_axis + 2 * out_type + (any zero point != 0)]``: the RQ_QV_*
     flags the default profile's formula needs (-1: not taken), as the glue's _q_variant gives
-    them.  Outputs of max_bytes or more are left to the glue (its buffer pool).  Returns
+    them.  Outputs of max_bytes or more are left to the glue (its buffer pool).  ``out``: a
+    writeable C-contiguous ndarray of x's shape and the result's type to write into (any size;
+    streaming stores by the kernels' rule), else None is returned.  Returns
     (y, level, out_type, variant) or None."""
     cdef cnp.ndarray xa = _f32_c(x)
     if xa is None or type(axis) is not int:
@@ -293,7 +314,10 @@ def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes
     else:
         return None
     ot = _qtype(tn)
-    if n * (1 if ot <= RQ_Q_I8 else 2) >= max_bytes:
+    if out is not None:
+        if not _out_ok(out, xa, tn):
+            return None
+    elif n * (1 if ot <= RQ_Q_I8 else 2) >= max_bytes:
         return None
     cdef Py_ssize_t vi = 8 * per_axis + 2 * ot + nz
     if vi >= len(variants):
@@ -301,18 +325,20 @@ def quantize_lean(x, y_scale, y_zero_point, tuple variants, Py_ssize_t max_bytes
     cdef int variant = variants[vi]
     if variant < 0:
         return None
-    cdef cnp.ndarray y = cnp.PyArray_EMPTY(xa.ndim, xa.shape, tn, 0)
+    cdef cnp.ndarray y = (cnp.PyArray_EMPTY(xa.ndim, xa.shape, tn, 0) if out is None
+                          else <cnp.ndarray>out)
+    cdef int stream = 0 if out is None else -1     # (a fresh output: cached stores)
     cdef const void *px = cnp.PyArray_DATA(xa)
     cdef void *py = cnp.PyArray_DATA(y)
     cdef int lvl
     with nogil:
-        lvl = rq_quantize(px, RQ_F_F32, py, ot, ps, pz, outer, D, inner, 0, 0, -1, 0, 0, variant)
+        lvl = rq_quantize(px, RQ_F_F32, py, ot, ps, pz, outer, D, inner, 0, 0, -1, 0, stream, variant)
     if lvl < 0:
         raise ValueError("rq_quantize: bad arguments")
     return y, lvl, ot, variant
 
 
-def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes, object axis=1):
+def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes, object axis=1, object out=None):
     """DequantizeLinear's common call: x a non-empty C-contiguous uint8/int8/uint16/int16 (or
     int32, without a zero point) ndarray; per tensor: x_scale a float32 scalar (numpy, 0-d
     array, or a Python float rounded to float32), x_zero_point None, a numpy scalar / 0-d array
@@ -330,7 +356,12 @@ def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes, object axis=
     if it < 0 and tx != cnp.NPY_INT32:
         return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(xa)
-    if n == 0 or n * 4 >= max_bytes:
+    if n == 0:
+        return None
+    if out is not None:
+        if not _out_ok(out, xa, cnp.NPY_FLOAT32):
+            return None
+    elif n * 4 >= max_bytes:
         return None
     if tx == cnp.NPY_INT32:
         if x_zero_point is not None:
@@ -368,12 +399,14 @@ def dequantize_lean(x, x_scale, x_zero_point, Py_ssize_t max_bytes, object axis=
         pz = <const int32_t *>cnp.PyArray_DATA(zv)
     else:
         return None
-    cdef cnp.ndarray y = cnp.PyArray_EMPTY(xa.ndim, xa.shape, cnp.NPY_FLOAT32, 0)
+    cdef cnp.ndarray y = (cnp.PyArray_EMPTY(xa.ndim, xa.shape, cnp.NPY_FLOAT32, 0) if out is None
+                          else <cnp.ndarray>out)
+    cdef int stream = 0 if out is None else -1     # (a fresh output: cached stores)
     cdef const void *px = cnp.PyArray_DATA(xa)
     cdef void *py = cnp.PyArray_DATA(y)
     cdef int lvl
     with nogil:
-        lvl = rq_dequantize(px, it, py, RQ_F_F32, ps, pz, outer, D, inner, 0, -1, 0, 0, 0)
+        lvl = rq_dequantize(px, it, py, RQ_F_F32, ps, pz, outer, D, inner, 0, -1, 0, stream, 0)
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")
     return y, lvl, it

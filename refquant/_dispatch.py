@@ -243,10 +243,11 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, out=None, **kwargs):
 
     ``out`` (refquant extension): a preallocated C-contiguous array of the result's shape
     and dtype to write into (as inference engines reuse buffers); it is returned."""
-    if out is None and _QD_KEYS.issuperset(kwargs) and fast_enabled():
-        # the common per-tensor / per-axis call checked in compiled code (see matmul_integer)
+    if _QD_KEYS.issuperset(kwargs) and fast_enabled():
+        # the common per-tensor / per-axis call checked in compiled code (see matmul_integer);
+        # an ``out`` it does not take (shape, type, layout) goes on to _with_out
         res = _lean_call(_QL_LEAN, _ql_lean, "QuantizeLinear", kwargs,
-                         (x, y_scale, y_zero_point, kwargs.get("axis", 1)))
+                         (x, y_scale, y_zero_point, kwargs.get("axis", 1), out))
         if res is not None:
             return res[0]
     if out is not None:
@@ -260,9 +261,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, out=None, **kwargs):
     """refquant.reference.dequantize_linear, run by a fast kernel where one covers the call.
 
     ``out``: as for quantize_linear."""
-    if out is None and _QD_KEYS.issuperset(kwargs) and fast_enabled():
+    if _QD_KEYS.issuperset(kwargs) and fast_enabled():
         res = _lean_call(_DQL_LEAN, _dql_lean, "DequantizeLinear", kwargs,
-                         (x, x_scale, x_zero_point, kwargs.get("axis", 1)))
+                         (x, x_scale, x_zero_point, kwargs.get("axis", 1), out))
         if res is not None:
             return res[0]
     if out is not None:

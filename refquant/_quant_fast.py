@@ -32,7 +32,7 @@ import ml_dtypes
 from . import _quant as _k          # ImportError when the extension is not built
 from . import _cpu
 
-_ABI = 4
+_ABI = 5
 if getattr(_k, "ABI_VERSION", None) != _ABI:
     # a stale build (sources changed since `pip install -e .`): use the reference until rebuilt
     raise ImportError(f"refquant._quant ABI {getattr(_k, 'ABI_VERSION', None)} != {_ABI}; "
@@ -374,7 +374,8 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
         y, recycled = _new_output(x.shape, out_dt)
     else:
         if (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
-                or not out.flags.c_contiguous or not out.flags.writeable):
+                or not out.flags.c_contiguous or not out.flags.writeable
+                or np.may_share_memory(out, x)):
             return None     # the dispatcher's reference path copies into it or raises
         y = out
     cap = -1 if isa is None else _cpu._level(isa)
@@ -553,7 +554,8 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0, sts=0):
         y, recycled = _new_output(x.shape, out_dt)
     else:
         if (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
-                or not out.flags.c_contiguous or not out.flags.writeable):
+                or not out.flags.c_contiguous or not out.flags.writeable
+                or np.may_share_memory(out, x)):
             return None     # the dispatcher's reference path copies into it or raises
         y = out
     cap = -1 if isa is None else _cpu._level(isa)
@@ -649,8 +651,8 @@ def quantize_entry(prof):
     variants = tuple(variants)
     names = {}
 
-    def f(x, y_scale, y_zero_point, axis=1, _lean=_k.quantize_lean):
-        r = _lean(x, y_scale, y_zero_point, variants, _pool_limit(), axis)
+    def f(x, y_scale, y_zero_point, axis=1, out=None, _lean=_k.quantize_lean):
+        r = _lean(x, y_scale, y_zero_point, variants, _pool_limit(), axis, out)
         if r is None:
             return None
         y, lvl, ot, v = r
@@ -687,8 +689,8 @@ def dequantize_entry(prof):
     in_names = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 6: "int32"}
     names = {}
 
-    def f(x, x_scale, x_zero_point, axis=1, _lean=_k.dequantize_lean):
-        r = _lean(x, x_scale, x_zero_point, _pool_limit(), axis)
+    def f(x, x_scale, x_zero_point, axis=1, out=None, _lean=_k.dequantize_lean):
+        r = _lean(x, x_scale, x_zero_point, _pool_limit(), axis, out)
         if r is None:
             return None
         y, lvl, it = r

@@ -635,6 +635,37 @@ def test_out_argument():
     fbuf = np.empty((50, 100), np.int8, order="F")      # any layout: the reference path copies
     assert refquant.quantize_linear(x, np.float32(0.1), np.int8(2), out=fbuf) is fbuf
     assert_bitexact(fbuf, want)
+    # per axis, both types, large outputs (the compiled entries take any size with out=)
+    for n in (7, 5000, 3 << 20):
+        xs = hard_values(rng, n, 0.1, 0, np.uint8)
+        q = np.empty(n, np.uint8)
+        assert refquant.quantize_linear(xs, np.float32(0.1), np.uint8(9), out=q) is q
+        assert refquant.last_path()["path"].startswith("rq_quantize_")
+        assert_bitexact(q, R.quantize_linear(xs, np.float32(0.1), np.uint8(9)))
+        d = np.empty(n, np.float32)
+        assert refquant.dequantize_linear(q, np.float32(0.1), np.uint8(9), out=d) is d
+        assert_bitexact(d, R.dequantize_linear(q, np.float32(0.1), np.uint8(9)))
+    xa = hard_values(rng, 600, 0.1, 0, np.int8).reshape(20, 30)
+    sc = rng.uniform(0.01, 0.2, 30).astype(np.float32)
+    zs = rng.integers(-5, 5, 30).astype(np.int8)
+    qa = np.empty((20, 30), np.int8)
+    assert refquant.quantize_linear(xa, sc, zs, axis=1, out=qa) is qa
+    assert_bitexact(qa, R.quantize_linear(xa, sc, zs, axis=1))
+    # out overlapping x: the kernels would read what they wrote; the reference path copies
+    raw = np.zeros(4096 * 5, np.uint8)
+    qv = raw[:4096]
+    qv[:] = rng.integers(0, 256, 4096)
+    dv = raw[2048:2048 + 4 * 4096].view(np.float32)      # its bytes start inside qv
+    want_d = R.dequantize_linear(qv.copy(), np.float32(0.5), np.uint8(3))
+    assert refquant.dequantize_linear(qv, np.float32(0.5), np.uint8(3), out=dv) is dv
+    assert refquant.last_path()["path"] == "reference"
+    assert_bitexact(dv, want_d)
+    xf = np.zeros(2048, np.float32)
+    xf[:] = rng.uniform(-10, 10, 2048)
+    want_q = R.quantize_linear(xf.copy(), np.float32(0.1), np.uint8(128))
+    qo = xf.view(np.uint8)[100:2148]                       # inside x's bytes
+    assert refquant.quantize_linear(xf, np.float32(0.1), np.uint8(128), out=qo) is qo
+    assert_bitexact(qo, want_q)
 
 
 @pytest.mark.slow
