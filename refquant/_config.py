@@ -174,9 +174,8 @@ def show_config(file=None, *, as_json=False):
         p(f"  threads:         {cfg['num_threads']} (quantize kernels: rq_parallel pool; "
           f"OpenMP {'on' if cfg['openmp'] else 'off'} for kernels that use it)")
         c = cfg["caches"]
-        p(f"  caches:          L2 {c['l2'] >> 10} KiB, last level {c['llc'] >> 20} MiB (Q/DQ stream "
-          f"their stores from 8 MiB of output" + (", on AMD when input and output exceed the last "
-                                                 "level)" if c.get("amd") else ")"))
+        p(f"  caches:          L2 {c['l2'] >> 10} KiB, last level {c['llc'] >> 20} MiB "
+          f"(Q/DQ stream their stores from 8 MiB of output)")
         p(f"  QuantizeLinear:  per tensor " + ("x / s for data in cache (fast vector division), "
                                               "division-free when streaming" if cfg["quantize_division"]
                                               else "division-free (exact; near-ties redone with x / s)"))

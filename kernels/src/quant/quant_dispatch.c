@@ -17,24 +17,25 @@
 #define RQ_QCHUNK ((int64_t)1 << 16)          /* elements per parallel work item */
 #define RQ_NT_BYTES_DEFAULT ((int64_t)8 << 20) /* streaming stores from this output size on */
 
-/* Whether the stores bypass the cache (non-temporal), for out_bytes written after in_bytes
- * read: from 8 MiB of output, and on AMD only when input and output together exceed the
- * last-level cache (below that the output stays cached for whoever reads it next).  Measured,
- * 1 thread, DequantizeLinear u8 -> f32:
- *   Zen 5 (32 MiB L3), 4M elements (4 + 16 MiB): streamed 417 us, cached 286;
+/* Whether the stores bypass the cache (non-temporal): from 8 MiB of output.  A rule by the
+ * last-level cache (stream only when input and output exceed it) was tried and dropped, 1
+ * thread, DequantizeLinear u8 -> f32:
+ *   Zen 5 (32 MiB L3), 4M elements (4 + 16 MiB), the same call repeated: cached 286 us,
+ *   streamed 417; but in bench_quant's rounds alternating with ORT: cached 0.85x ORT,
+ *   streamed 1.01x;
  *   a Sapphire Rapids-class Xeon VM (300 MiB L3 reported), 16M elements (16 + 64 MiB):
- *   streamed 3.6-4.0 GB/s, cached 1.6-1.9 -- there the 8 MiB rule alone stays.
- * REFQUANT_STREAM_BYTES=n streams from n bytes of output whatever the cache (-1: never).
- * Never changes results. */
+ *   cached 1.6-1.9 GB/s, streamed 3.6-4.0.
+ * REFQUANT_STREAM_BYTES=n streams from n bytes of output instead (-1: never).  Never changes
+ * results. */
 static int stream_auto(int64_t in_bytes, int64_t out_bytes)
 {
+    (void)in_bytes;
     const char *e = getenv("REFQUANT_STREAM_BYTES");
     if (e && *e) {
         long long v = atoll(e);
         return v >= 0 && out_bytes >= (int64_t)v;
     }
-    return out_bytes >= RQ_NT_BYTES_DEFAULT &&
-           (!rq_cpu_is_amd() || in_bytes + out_bytes > (int64_t)rq_llc_bytes());
+    return out_bytes >= RQ_NT_BYTES_DEFAULT;
 }
 
 /* The per-tensor quantize form: x / s where the division is fast (rq_cpu_fast_div) and the
