@@ -248,6 +248,32 @@ static int env_cap(char *err, size_t errlen, int *feat_off)
     return cap;
 }
 
+#if RQ_X86_GNU
+/* Bytes of the cache of the given level (0: the highest data / unified level found) from the
+ * deterministic cache parameters, leaf 4 (Intel) or 0x8000001D (AMD; same layout); 0 when the
+ * CPU does not list it. */
+static long cpuid_cache_bytes(unsigned leaf, int want_level)
+{
+    if (leaf < 0x80000000u ? __get_cpuid_max(0, 0) < leaf : __get_cpuid_max(0x80000000u, 0) < leaf)
+        return 0;
+    long v = 0;
+    int best_level = 0;
+    for (unsigned i = 0; i < 16; i++) {
+        unsigned a, b, c, d;
+        __cpuid_count(leaf, i, a, b, c, d);
+        if ((a & 31) == 0) break;                      /* no more caches */
+        const int level = (a >> 5) & 7;
+        if ((a & 31) == 1 || (want_level ? level != want_level : level < best_level))
+            continue;                                  /* instruction cache, or not the level */
+        best_level = level;
+        v = (long)(((b >> 22) & 1023) + 1) * (long)(((b >> 12) & 1023) + 1) *
+            (long)((b & 4095) + 1) * (long)(c + 1);
+        if (want_level) break;
+    }
+    return v;
+}
+#endif
+
 long rq_l2_bytes(void)
 {
     static long cached = 0;
@@ -255,18 +281,7 @@ long rq_l2_bytes(void)
     if (v > 0) return v;
     v = 0;
 #if RQ_X86_GNU
-    if (__get_cpuid_max(0, 0) >= 4) {
-        for (unsigned i = 0; i < 16; i++) {   /* deterministic cache parameters */
-            unsigned a, b, c, d;
-            __cpuid_count(4, i, a, b, c, d);
-            if ((a & 31) == 0) break;          /* no more caches */
-            if (((a >> 5) & 7) == 2 && (a & 31) != 1) {   /* level 2, data or unified */
-                v = (long)(((b >> 22) & 1023) + 1) * (long)(((b >> 12) & 1023) + 1) *
-                    (long)((b & 4095) + 1) * (long)(c + 1);
-                break;
-            }
-        }
-    }
+    v = cpuid_cache_bytes(4, 2);
 #endif
     if (v < 256 * 1024 || v > 64L * 1024 * 1024) v = 1024 * 1024;
     RQ_STORE_REL(&cached, v);
@@ -280,25 +295,8 @@ long rq_llc_bytes(void)
     if (v > 0) return v;
     v = 0;
 #if RQ_X86_GNU
-    /* the deterministic cache parameters: leaf 4 (Intel) or 0x8000001D (AMD), same layout */
-    unsigned leaves[2] = {4, 0x8000001Du};
-    for (int li = 0; li < 2 && v == 0; li++) {
-        unsigned leaf = leaves[li];
-        if (leaf < 0x80000000u ? __get_cpuid_max(0, 0) < leaf : __get_cpuid_max(0x80000000u, 0) < leaf)
-            continue;
-        int best_level = 0;
-        for (unsigned i = 0; i < 16; i++) {
-            unsigned a, b, c, d;
-            __cpuid_count(leaf, i, a, b, c, d);
-            if ((a & 31) == 0) break;
-            const int level = (a >> 5) & 7;
-            if ((a & 31) != 1 && level >= best_level && level >= 2) {   /* data or unified */
-                best_level = level;
-                v = (long)(((b >> 22) & 1023) + 1) * (long)(((b >> 12) & 1023) + 1) *
-                    (long)((b & 4095) + 1) * (long)(c + 1);
-            }
-        }
-    }
+    v = cpuid_cache_bytes(4, 0);
+    if (v == 0) v = cpuid_cache_bytes(0x8000001Du, 0);
 #endif
     if (v < 1024L * 1024 || v > 4096L * 1024 * 1024) v = 32L * 1024 * 1024;
     RQ_STORE_REL(&cached, v);
@@ -339,7 +337,8 @@ int rq_cpu_has(int level)
     return level >= 0 && level <= g->hw_level;
 }
 
-int rq_cpu_is_amd(void)
+/* vendor and family, read once: bit 0 AMD, bits 8.. the family (base + extended) */
+static int vendor_family(void)
 {
     static int v = -1;
     if (v >= 0) return v;
@@ -348,32 +347,21 @@ int rq_cpu_is_amd(void)
     unsigned int a, b, c, d;
     if (__get_cpuid_max(0, 0) >= 1) {
         __cpuid_count(0, 0, a, b, c, d);
-        r = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;   /* AuthenticAMD */
+        const int amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;   /* AuthenticAMD */
+        __cpuid_count(1, 0, a, b, c, d);
+        const unsigned fam = ((a >> 8) & 0xF) + (((a >> 8) & 0xF) == 0xF ? ((a >> 20) & 0xFF) : 0);
+        r = amd | (int)(fam << 8);
     }
 #endif
     v = r;
     return v;
 }
 
-int rq_cpu_fast_div(void)
-{
-    static int v = -1;
-    if (v >= 0) return v;
-    int r = 0;
-#if RQ_X86_GNU
-    unsigned int a, b, c, d;
-    if (__get_cpuid_max(0, 0) >= 1) {
-        const int amd = rq_cpu_is_amd();
-        __cpuid_count(1, 0, a, b, c, d);
-        const unsigned fam = ((a >> 8) & 0xF) + (((a >> 8) & 0xF) == 0xF ? ((a >> 20) & 0xFF) : 0);
-        /* Zen 5, 1 thread, f32 -> u8 in L2 / L3: x / s 13.7 against 10.2 Gelem/s (vdivps zmm
-         * keeps up there); Intel's zmm division runs at a fraction of that rate */
-        r = amd && fam >= 0x1A;
-    }
-#endif
-    v = r;
-    return v;
-}
+int rq_cpu_is_amd(void) { return vendor_family() & 1; }
+
+/* Zen 5, 1 thread, f32 -> u8 in L2 / L3: x / s 13.7 against 10.2 Gelem/s (vdivps zmm keeps up
+ * there); Intel's zmm division runs at a fraction of that rate */
+int rq_cpu_fast_div(void) { return rq_cpu_is_amd() && (vendor_family() >> 8) >= 0x1A; }
 
 int rq_cpu_feature(int feat)
 {
