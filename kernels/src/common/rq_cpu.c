@@ -274,34 +274,38 @@ static long cpuid_cache_bytes(unsigned leaf, int want_level)
 }
 #endif
 
-long rq_l2_bytes(void)
+static long l2_compute(void)
 {
-    static long cached = 0;
-    long v = RQ_LOAD_ACQ(&cached);
-    if (v > 0) return v;
-    v = 0;
+    long v = 0;
 #if RQ_X86_GNU
     v = cpuid_cache_bytes(4, 2);
 #endif
-    if (v < 256 * 1024 || v > 64L * 1024 * 1024) v = 1024 * 1024;
-    RQ_STORE_REL(&cached, v);
-    return v;
+    return v < 256 * 1024 || v > 64L * 1024 * 1024 ? 1024 * 1024 : v;
 }
 
-long rq_llc_bytes(void)
+static long llc_compute(void)
 {
-    static long cached = 0;
-    long v = RQ_LOAD_ACQ(&cached);
-    if (v > 0) return v;
-    v = 0;
+    long v = 0;
 #if RQ_X86_GNU
     v = cpuid_cache_bytes(4, 0);
     if (v == 0) v = cpuid_cache_bytes(0x8000001Du, 0);
 #endif
-    if (v < 1024L * 1024 || v > 4096L * 1024 * 1024) v = 32L * 1024 * 1024;
-    RQ_STORE_REL(&cached, v);
+    return v < 1024L * 1024 || v > 4096L * 1024 * 1024 ? 32L * 1024 * 1024 : v;
+}
+
+/* *slot, computed once (the value is the same whichever thread computes it first) */
+static long cached_value(long *slot, long (*compute)(void))
+{
+    long v = RQ_LOAD_ACQ(slot);
+    if (v > 0) return v;
+    v = compute();
+    RQ_STORE_REL(slot, v);
     return v;
 }
+
+long rq_l2_bytes(void) { static long c = 0; return cached_value(&c, l2_compute); }
+
+long rq_llc_bytes(void) { static long c = 0; return cached_value(&c, llc_compute); }
 
 static void detect(void)
 {
