@@ -118,7 +118,6 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
             else _mm256_storeu_si256(dst, b);
         }
     }
-    if (nt == 1) _mm_sfence();
     for (; i < n; i++) {
         int64_t j = ps ? i : 0;
         rq_store_q(a->y, i, rq_quantize1(rq_load_xf(a->x, i, a->in_type), a->s[j], a->zp[j], qmin, qmax, div_f16), out_type);
@@ -330,7 +329,6 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
             _mm256_storeu_ps((float *)a->y + i + 8, v[1]);
         }
     }
-    if (nt == 1) _mm_sfence();
     for (; i < n; i++) {
         int64_t j = ps ? i : 0;
         float v = rq_dequantize1(rq_load_q(a->x, i, in_type), a->zp[j], a->s[j], out_f16);

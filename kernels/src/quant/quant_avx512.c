@@ -160,7 +160,6 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
             if (nt) _mm512_stream_si512((__m512i *)((uint8_t *)a->y + i * osz), line);
             else _mm512_store_si512((__m512i *)((uint8_t *)a->y + i * osz), line);
         }
-        if (nt) _mm_sfence();
     }
     for (; i + 64 <= n; i += 64) {
         for (int u = 0; u < 4; u++) {
@@ -403,7 +402,6 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
                 }
             }
         }
-        if (nt) _mm_sfence();
     }
     for (; i + 32 <= n; i += 32) {
         dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);
@@ -460,7 +458,6 @@ AI void dqrun_sts(const rq_dqrun_args *a, const int in_type, const int ps)
         else _mm512_storeu_ps(y + i, v);
         i += full ? 16 : k;
     }
-    if (nt) _mm_sfence();
 }
 
 void rq_dequantize_run__avx512(const rq_dqrun_args *a)

@@ -12,6 +12,13 @@
 
 #include "rq_pool.h"
 
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define RQ_STREAM_FENCE() _mm_sfence()
+#else
+#define RQ_STREAM_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+
 #include <stdlib.h>
 
 #define RQ_QCHUNK ((int64_t)1 << 16)          /* elements per parallel work item */
@@ -208,6 +215,10 @@ static void q_chunk(void *ctx, int64_t c)
         }
         pos += len;
     }
+    /* the runs' streaming stores are ordered once per chunk, not per run: an sfence after each
+     * 1024-element run of a per-axis DequantizeLinear (4096 x 1024, 16 MiB streamed) drained
+     * the write-combining buffers 4096 times (Zen 5, 1 thread: 0.45x ORT) */
+    if (j->ntemp) RQ_STREAM_FENCE();
 }
 
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,

@@ -84,7 +84,7 @@ typedef struct rq_qrun_args {
     int in_type;          /* RQ_F_F32 / RQ_F_F16 */
     int out_type;         /* RQ_Q_* (not I32) */
     int div_f16;          /* division precision float16 */
-    int nontemporal;      /* use streaming stores where possible */
+    int nontemporal;      /* use streaming stores where possible (the caller fences after) */
     int variant;          /* 0: the ONNX formula above; else RQ_QV_* flags (div_f16 must be 0) */
     int divide;           /* variant 0, per tensor: 1 divides x / s, 0 takes the division-free
                            * form (the same bits: a speed choice, rq_quantize sets it) */
@@ -104,7 +104,7 @@ typedef struct rq_dqrun_args {
     int pstride;          /* as rq_qrun_args.pstride (-k: AVX-512 only) */
     int in_type;          /* RQ_Q_* */
     int out_type;         /* RQ_F_F32 / RQ_F_F16 */
-    int nontemporal;
+    int nontemporal;      /* as rq_qrun_args.nontemporal */
     int sts;              /* 1: y = fl32(fl32(x*s) - fl32(zp*s)) (LiteRT's optimized DEQUANTIZE;
                            * float32 output, 8/16-bit x, pstride >= 0), else fl32(fl32(x - zp)*s) */
 } rq_dqrun_args;
