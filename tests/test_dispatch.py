@@ -202,15 +202,20 @@ def test_show_config():
     assert json.loads(buf.getvalue())["version"] == refquant.__version__
 
 
-def test_output_buffer_pool_never_overwrites_a_live_result():
+def test_output_buffer_pool_never_overwrites_a_live_result(monkeypatch):
     """Large outputs come from recycled buffers; a result (or a view of it) still referenced is
-    never handed out again, and recycled results equal the reference."""
+    never handed out again, and recycled results equal the reference.  (The compiled entries
+    take outputs below 8 MiB with fresh arrays; the limit is lowered to the pool's 1 MiB here so
+    that 1 MiB outputs exercise the pool.)"""
     import refquant
     from refquant import _quant_fast as qf
+    monkeypatch.setattr(qf, "_LEAN_MAX_BYTES", qf._POOL_MIN)
+    assert qf._pool_limit() == qf._POOL_MIN or qf._POOL_OFF
     rng = np.random.default_rng(0)
     n = (1 << 20) + 17
     xs = [(rng.standard_normal(n) * 50).astype(np.float32) for _ in range(3)]
     qs = [refquant.quantize_linear(x, np.float32(0.3), np.int8(1)) for x in xs]   # all alive
+    assert all(any(np.shares_memory(q, b) for b in qf._POOL) for q in qs)   # pooled buffers
     view = qs[0][5:9]
     for x, q in zip(xs, qs):
         np.testing.assert_array_equal(q, refquant.reference.quantize_linear(x, np.float32(0.3),
