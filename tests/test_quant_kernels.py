@@ -974,6 +974,26 @@ def test_compiled_entries_same_as_reference():
     for args in ((q, 0.5, 256), (q, 0.5, -1), (q, 0.5, np.int8(1)), (q.view(np.int8), 0.5, np.uint8(1)),
                  (q, 0.5, np.array([1], np.uint8)), (q.astype(np.int32), 0.5, 0), (q[::2], 0.5, None)):
         assert F._k.dequantize_lean(*args, 1 << 20) is None, args
+    # out=: written in place at any size (max_bytes does not apply); declined when it has the
+    # wrong type, shape or layout, is read-only, or overlaps x
+    o = np.empty(x.shape, np.int8)
+    r = F._k.quantize_lean(x, 0.1, np.int8(3), variants, 999, 1, o)
+    assert r is not None and r[0] is o
+    assert_bitexact(o, R.quantize_linear(x, np.float32(0.1), np.int8(3)))
+    ro = np.empty(x.shape, np.int8)
+    ro.flags.writeable = False
+    big = np.empty(2 * x.size, np.int8)
+    for bad in (np.empty(x.shape, np.uint8), np.empty(x.size + 1, np.int8), big[::2], ro, [0] * x.size,
+                x.view(np.int8)[:x.size]):
+        assert F._k.quantize_lean(x, 0.1, np.int8(3), variants, 1 << 20, 1, bad) is None
+    d = np.empty(q.shape, np.float32)
+    r = F._k.dequantize_lean(q, 0.5, 255, 1, 1, d)
+    assert r is not None and r[0] is d
+    assert_bitexact(d, R.dequantize_linear(q, np.float32(0.5), np.uint8(255)))
+    qq = np.zeros(4 * q.size, np.uint8)
+    qq[:q.size] = q
+    for bad in (np.empty(q.shape, np.float64), np.empty(q.size - 1, np.float32), qq.view(np.float32)):
+        assert F._k.dequantize_lean(qq[:q.size], 0.5, 255, 1 << 20, 1, bad) is None
 
 
 def test_compiled_quantize_entry_follows_the_registry():
