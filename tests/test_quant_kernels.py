@@ -1112,3 +1112,87 @@ def test_blocked_rows_across_chunks(isa):
                 assert_bitexact(res[0], dref, f"blocked dq rows={rows} D={D} bs={bs} t={nt}")
     finally:
         refquant.set_num_threads(None)
+
+
+# (outer, D, inner): the channel axis last with few channels and few elements per channel (the
+# kernels' periodic parameter table, quant_dispatch.c periodic_params), runs of every length
+# around the vector and cache-line widths (whole-vector prologues and tails), a period that does
+# not divide the 64K-element work chunk (phases across chunks), and layouts past the table's
+# limits (D >= 1024 last, inner >= 64, P > 16384).
+_SHORT_RUNS = [(2000, 3, 1), (700, 4, 1), (300, 16, 1), (40, 64, 1), (6, 1000, 1), (3, 1024, 1),
+               (30000, 3, 1), (100, 3, 16), (100, 16, 4), (4, 64, 49), (40, 5, 63), (12, 7, 64),
+               (5, 32, 128), (200, 2, 17), (3, 257, 65), (2, 300, 49), (30, 9, 31), (9, 3, 255),
+               (17, 4, 100), (11, 2, 129)]
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("stream", ["0", "-1"], ids=["streaming", "cached"])
+def test_per_axis_short_runs(isa, stream, monkeypatch):
+    """Per-axis QuantizeLinear / DequantizeLinear whose runs of shared parameters are short
+    equal the reference: every quantize type, float32 and float16 input / output, the vendor
+    formulas (tflite-optimized's scale-then-subtract dequantize), 1 and 2 threads, with every
+    output streamed (REFQUANT_STREAM_BYTES=0) and with none."""
+    monkeypatch.setenv("REFQUANT_STREAM_BYTES", stream)
+    rng = np.random.default_rng(7)
+    qprofs = [ONNX, ORT] + [get_profile(p) for p in ("pytorch", "tflite-xnnpack")]
+    try:
+        for k, (outer, D, inner) in enumerate(_SHORT_RUNS):
+            shape = (outer, D, inner)
+            dt = Q_TYPES[k % len(Q_TYPES)]
+            s = rng.uniform(0.01, 0.2, D).astype(np.float32)
+            qmin, qmax = _qrange(dt)
+            zp = rng.integers(qmin, qmax + 1, D).astype(np.int64).astype(dt)
+            x = (rng.standard_normal(shape) * 8).astype(np.float32)
+            refquant.set_num_threads(1 + k % 2)
+            prof = qprofs[k % len(qprofs)]
+            for xin in (x, x.astype(np.float16)) if k % 3 == 0 else (x,):
+                res, ref = _run_both(F.quantize_linear, R.quantize_linear, xin, s, zp, isa=isa,
+                                     axis=1, profile=prof)
+                what = f"q {prof.name} {shape} {dt} {xin.dtype}"
+                assert res is not None, what
+                assert_bitexact(res[0], ref, what)
+            q = _random_q(rng, dt, x.size).reshape(shape)
+            for dprof, sv in ((ONNX, s), (ONNX, s.astype(np.float16)),
+                              (get_profile("tflite-optimized"), s)):
+                if dprof.name == "tflite-optimized" and dt not in _DQ_STS_TYPES:
+                    continue
+                res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, q, sv, zp, isa=isa,
+                                     axis=1, profile=dprof)
+                what = f"dq {dprof.name} {shape} {dt} {sv.dtype}"
+                assert res is not None, what
+                assert_bitexact(res[0], ref, what)
+    finally:
+        refquant.set_num_threads(None)
+
+
+_DQ_STS_TYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16))
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("stream", [0, 1], ids=["cached", "streaming"])
+def test_per_axis_runs_guard_bytes(isa, stream):
+    """Runs of 1-300 elements at every output alignment write exactly their elements (the whole
+    vectors that end each run overlap elements written before, never bytes past the run)."""
+    lvl = _cpu._level(isa)
+    rng = np.random.default_rng(3)
+    for inner in (1, 15, 16, 17, 31, 33, 48, 49, 64, 65, 100, 127, 128, 129, 255, 257, 300):
+        D, outer = 3, 2
+        n = outer * D * inner
+        x = (rng.standard_normal(n) * 100).astype(np.float32)
+        s = np.array([0.37, 0.5, 1.25], np.float32)
+        z = np.array([3, -7, 0], np.int32)
+        want_q = R.quantize_linear(x.reshape(outer, D, inner), s, z.astype(np.int8), axis=1)
+        for offset in (0, 1, 5, 33):
+            buf = np.full(n + 128 + offset, 0xA5, np.uint8)
+            y = buf[64 + offset:64 + offset + n]
+            _k.quantize(x, "float32", y, "int8", s, z, outer, D, inner, False, lvl, 0, 0, stream)
+            assert (buf[:64 + offset] == 0xA5).all() and (buf[64 + offset + n:] == 0xA5).all()
+            assert_bitexact(y.view(np.int8).reshape(outer, D, inner), want_q, f"q {inner} {offset}")
+            fbuf = np.full(n + 64 + offset, np.float32(-1.5), np.float32)
+            fy = fbuf[32 + offset:32 + offset + n]
+            _k.dequantize(want_q.reshape(-1), "int8", fy, "float32", s, z, outer, D, inner, lvl,
+                          0, 0, stream)
+            assert (fbuf[:32 + offset] == -1.5).all() and (fbuf[32 + offset + n:] == -1.5).all()
+            assert_bitexact(fy.reshape(outer, D, inner),
+                            R.dequantize_linear(want_q, s, z.astype(np.int8), axis=1),
+                            f"dq {inner} {offset}")

@@ -116,16 +116,17 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
         /* reach a 64-byte aligned output address, then write whole cache lines
          * (streaming stores for large outputs) */
         int64_t pre = (int64_t)(((64 - (addr & 63)) & 63) / (uintptr_t)osz);
-        while (i < pre) {
-            int64_t k = pre - i < 16 ? pre - i : 16;
-            __mmask16 m = (__mmask16)((1u << k) - 1u);
-            q_params(a, i, ps, qmin, qmax, m, 0, &s, &lo, &hi, &zp);
-            q_store(a->y, i, QCORE(q_load(a->x, i, in_f16, m, 0)), out_type, m, 0);
-            i += k;
+        /* whole vectors up to the aligned point: those past it are written again below, with
+         * the same values (masked stores cost ~40 cycles each on Zen 5, see q_tail) */
+        for (; i < pre; i += 16) {
+            q_params(a, i, ps, qmin, qmax, 0xFFFF, 1, &s, &lo, &hi, &zp);
+            q_store(a->y, i, QCORE(q_load(a->x, i, in_f16, 0xFFFF, 1)), out_type, 0xFFFF, 1);
         }
+        i = pre;
         const int64_t step = 64 / osz;   /* elements per 64-byte line: 64 (8-bit) or 32 (16-bit) */
         const int nt = a->nontemporal;
-        for (; i + step <= n; i += step) {
+        const int64_t iend = nt ? rq_stream_end(i, n, step, 16) : n;
+        for (; i + step <= iend; i += step) {
             /* software prefetch ~2 KiB ahead: a single core's demand misses alone do not
              * saturate DRAM bandwidth (+30% at 16M elements); never affects results */
             {
@@ -167,6 +168,22 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
             q_store(a->y, i + 16 * u,
                     QCORE(q_load(a->x, i + 16 * u, in_f16, 0xFFFF, 1)), out_type, 0xFFFF, 1);
         }
+    }
+    if (ps != 2 && n >= 16) {
+        /* the last partial vector as a whole one ending at n: elements computed twice, with the
+         * same values.  Masked stores were the cost of short runs (per-axis, 256 channels of 49
+         * elements, 16M float32, 1 thread, Zen 5: 10.7-12.0 ms with a masked tail, 2.7 ms
+         * for 64-element runs without) */
+        for (; i + 16 <= n; i += 16) {
+            q_params(a, i, ps, qmin, qmax, 0xFFFF, 1, &s, &lo, &hi, &zp);
+            q_store(a->y, i, QCORE(q_load(a->x, i, in_f16, 0xFFFF, 1)), out_type, 0xFFFF, 1);
+        }
+        if (i < n) {
+            i = n - 16;
+            q_params(a, i, ps, qmin, qmax, 0xFFFF, 1, &s, &lo, &hi, &zp);
+            q_store(a->y, i, QCORE(q_load(a->x, i, in_f16, 0xFFFF, 1)), out_type, 0xFFFF, 1);
+        }
+        return;
     }
     for (; i < n; i += 16) {
         int64_t k = n - i < 16 ? n - i : 16;
@@ -370,17 +387,16 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
         /* 64-byte aligned output: no store splits a cache line; stream large outputs (not for
          * blocks: every vector stays 16-aligned to the run there) */
         int64_t pre = (int64_t)(((64 - ((uintptr_t)a->y & 63)) & 63) / (uintptr_t)osz);
-        while (i < pre) {
-            int64_t k = pre - i < 16 ? pre - i : 16;
-            __mmask16 m = (__mmask16)((1u << k) - 1u);
-            dq_params(a, i, ps, m, 0, &s, &zp);
-            dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, m, 0), zp, s, out_f16), out_f16, m, 0);
-            i += k;
+        for (; i < pre; i += 16) {   /* whole vectors, as in qrun */
+            dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);
+            dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, 0xFFFF, 1), zp, s, out_f16), out_f16, 0xFFFF, 1);
         }
+        i = pre;
         const int nt = a->nontemporal;
         const int isz = (in_type == RQ_Q_I32) ? 4 : (in_type == RQ_Q_U16 || in_type == RQ_Q_I16) ? 2 : 1;
         /* 64 elements per iteration: 4 (float32) or 2 (float16) whole output cache lines */
-        for (; i + 64 <= n; i += 64) {
+        const int64_t iend = nt ? rq_stream_end(i, n, 64, 16) : n;
+        for (; i + 64 <= iend; i += 64) {
             for (int l = 0; l < 64 * isz; l += 64)   /* prefetch the input ~2 KiB ahead */
                 _mm_prefetch((const char *)a->x + i * isz + 2048 + l, _MM_HINT_T0);
             __m512 v[4];
@@ -408,6 +424,19 @@ AI void dqrun(const rq_dqrun_args *a, const int in_type, const int out_f16, cons
         dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, 0xFFFF, 1), zp, s, out_f16), out_f16, 0xFFFF, 1);
         dq_params(a, i + 16, ps, 0xFFFF, 1, &s, &zp);
         dq_store(a->y, i + 16, dq_core(dq_load(a->x, i + 16, in_type, 0xFFFF, 1), zp, s, out_f16), out_f16, 0xFFFF, 1);
+    }
+    if (ps != 2 && n >= 16 && i < n) {   /* the last partial vector as a whole one (qrun) */
+        if (i + 16 <= n) {
+            dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);
+            dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, 0xFFFF, 1), zp, s, out_f16), out_f16, 0xFFFF, 1);
+            i += 16;
+        }
+        if (i < n) {
+            i = n - 16;
+            dq_params(a, i, ps, 0xFFFF, 1, &s, &zp);
+            dq_store(a->y, i, dq_core(dq_load(a->x, i, in_type, 0xFFFF, 1), zp, s, out_f16), out_f16, 0xFFFF, 1);
+        }
+        return;
     }
     for (; i < n; i += 16) {
         int64_t k = n - i < 16 ? n - i : 16;

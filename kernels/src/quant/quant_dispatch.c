@@ -132,7 +132,39 @@ typedef struct {
     const void *x; void *y; const float *s; const int32_t *zp;
     int64_t N, D, inner, block; int in_type, out_type, div_f16, ntemp, isz, osz, variant, divide;
     qrun_fn qfn; dqrun_fn dqfn;
+    int64_t runlen;     /* inner == 1: a run ends at a multiple of runlen (D, or periodic_params') */
 } qjob;
+
+/* Per-axis parameters whose runs would be short: the channel axis last (inner == 1) with few
+ * channels, or few elements per channel (NCHW with a small image).  Each run then covered one
+ * row of D elements, or inner elements, and its setup (the modulo, the call, the aligned
+ * prologue) cost more than the row: 16M float32 over 3 channels (the last axis) took 25x as
+ * long as per tensor.  Instead the parameters are laid out with period P = D * inner,
+ * s2[i] = s[(i / inner) % D], repeated k times (k P >= RQ_PERIOD_RUN elements), and the call
+ * walks [outer, P, 1] in runs that end at multiples of k P (pstride 1; a run from phase d reads
+ * s2[d .. k P)): the same parameter for every element, so the same bits.  Returns the table (the
+ * caller frees it) or NULL where runs are long already, the table would not fit in L2
+ * (P > 16384) or the call is too small to pay for it. */
+#define RQ_PERIOD_RUN 1024
+#define RQ_PERIOD_MAX_INNER 64
+#define RQ_PERIOD_MAX_P 16384
+static void *periodic_params(qjob *j)
+{
+    const int64_t D = j->D, inner = j->inner, P = D * inner;
+    if (j->block || D < 2 || inner < 1 || P > RQ_PERIOD_MAX_P) return NULL;
+    if (inner == 1 ? D >= RQ_PERIOD_RUN : inner >= RQ_PERIOD_MAX_INNER) return NULL;
+    const int64_t k = (RQ_PERIOD_RUN + P - 1) / P, R = P * k;
+    if (j->N < 2 * R) return NULL;
+    char *buf = (char *)malloc((size_t)R * (sizeof(float) + sizeof(int32_t)));
+    if (!buf) return NULL;
+    float *s2 = (float *)buf;
+    int32_t *z2 = (int32_t *)(buf + (size_t)R * sizeof(float));
+    for (int64_t c = 0, i = 0; c < D; c++)
+        for (int64_t e = 0; e < inner; e++, i++) { s2[i] = j->s[c]; z2[i] = j->zp[c]; }
+    for (int64_t i = P; i < R; i++) { s2[i] = s2[i - P]; z2[i] = z2[i - P]; }
+    j->s = s2; j->zp = z2; j->D = P; j->inner = 1; j->runlen = k * P;
+    return buf;
+}
 
 /* One chunk [c * RQ_QCHUNK, ...): split into runs that share parameters. */
 static void q_chunk(void *ctx, int64_t c)
@@ -193,7 +225,7 @@ static void q_chunk(void *ctx, int64_t c)
         } else if (j->D == 1) {
             d = 0; len = b0 - pos; ps = 0;
         } else if (j->inner == 1) {
-            d = pos % j->D; len = j->D - d; ps = 1;
+            d = pos % j->D; len = j->runlen - d; ps = 1;
         } else {
             d = (pos / j->inner) % j->D; len = j->inner - pos % j->inner; ps = 0;
         }
@@ -235,10 +267,12 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
     qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, div_f16, 0, f_size(in_type),
-              q_size(out_type), variant, 0, pick_q(lvl), 0};
+              q_size(out_type), variant, 0, pick_q(lvl), 0, D};
     j.ntemp = stream > 0 || (stream < 0 && stream_auto(N * j.isz, N * j.osz));
     j.divide = quant_divide(j.ntemp);
+    void *table = periodic_params(&j);
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
+    free(table);
     return lvl;
 }
 
@@ -256,10 +290,12 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
     qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, 0, 0, q_size(in_type),
-              f_size(out_type), 0, 0, 0, pick_dq(lvl)};
+              f_size(out_type), 0, 0, 0, pick_dq(lvl), D};
     j.ntemp = stream > 0 || (stream < 0 && stream_auto(N * j.isz, N * j.osz));
     j.variant = sts;
+    void *table = periodic_params(&j);
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);
+    free(table);
     return lvl;
 }
 
