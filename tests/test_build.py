@@ -152,6 +152,18 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
         assert np.array_equal(d, R.dequantize_linear(y, sb, zb, axis=1, block_size=7))
         r = F.dynamic_quantize_linear(x, profile=P, isa=lvl)[0]
         assert all(np.array_equal(a, b) for a, b in zip(r, R.dynamic_quantize_linear(x)))
+        # per-axis runs: the periodic parameter table (few last-axis channels, few elements per
+        # channel) and short runs at odd output offsets, cached and streamed
+        for (o, D, inner) in ((700, 3, 1), (4, 64, 49), (3, 5, 17), (2, 3, 129)):
+            n = o * D * inner
+            xp = (rng.standard_normal(n) * 9).astype(np.float32)
+            sp = rng.uniform(0.01, 1, D).astype(np.float32); zp = rng.integers(0, 255, D).astype(np.int32)
+            for off in (0, 3):
+                for stream in (0, 1):
+                    yb = np.empty(n + off, np.uint8)
+                    K.quantize(xp, "float32", yb[off:], "uint8", sp, zp, o, D, inner, False, lvl, 0, 0, stream)
+                    fb = np.empty(n + off, np.float32)
+                    K.dequantize(yb[off:], "uint8", fb[off:], "float32", sp, zp, o, D, inner, lvl, 0, 0, stream)
         # the vendor-formula quantize kernels (RQ_QV_*): every length around the vector widths
         for prof in ("pytorch", "tflite-xnnpack", "pytorch-fakequant", "tflite-reference", "onnx-reference"):
             for n in (1, 7, 8, 9, 15, 16, 17, 33, 257):
