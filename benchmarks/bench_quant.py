@@ -95,17 +95,22 @@ def _ort_runners(sess, x, y_dtype):
 
 
 def bench(n, threads_list, reps, per_axis=False):
+    """per_axis: False (one scale), True (axis 0 of (4096, n / 4096): long runs per channel) or
+    "last" (axis 1 of (n / 64, 64): 64 channels on the contiguous axis, as NHWC activations)."""
     import refquant
     rng = np.random.default_rng(0)
-    rows = 4096 if per_axis else 1
-    shape = (rows, n // rows) if per_axis else (n,)
+    if per_axis == "last":
+        C = 64
+        shape, axis = (n // C, C), 1
+    else:
+        C = 4096 if per_axis else 1
+        shape, axis = ((C, n // C), 0) if per_axis else ((n,), 1)
     x = (rng.standard_normal(shape) * 3).astype(np.float32)
     if per_axis:
-        scale = (rng.random(rows).astype(np.float32) * 0.05 + 0.01).astype(np.float32)
-        zp = rng.integers(0, 256, rows).astype(np.uint8)
-        axis = 0
+        scale = (rng.random(C).astype(np.float32) * 0.05 + 0.01).astype(np.float32)
+        zp = rng.integers(0, 256, C).astype(np.uint8)
     else:
-        scale, zp, axis = np.float32(0.0235), np.uint8(131), 1
+        scale, zp = np.float32(0.0235), np.uint8(131)
     q_ref = refquant.reference.quantize_linear(x, scale, zp, axis=axis)
     results = []
     for th in threads_list:
@@ -184,8 +189,9 @@ def bench(n, threads_list, reps, per_axis=False):
             if a in samples and b in samples:
                 pair_ratio[f"ratio_{a}_vs_{b}"] = float(np.median(np.array(samples[b]) / np.array(samples[a])))
         if th == 1:
-            sc = np.float32(scale) if not per_axis else scale.reshape(-1, 1)
-            zz = np.float32(zp) if not per_axis else zp.reshape(-1, 1).astype(np.float32)
+            pshape = (-1, 1) if axis == 0 else (1, -1)
+            sc = np.float32(scale) if not per_axis else scale.reshape(pshape)
+            zz = np.float32(zp) if not per_axis else zp.reshape(pshape).astype(np.float32)
             t["numpy_q"] = _median_time(lambda: np.clip(np.rint(x / sc) + zz, 0, 255).astype(np.uint8),
                                         max(3, reps // 3))
         qbytes, dbytes = x.size * 4, x.size * 1
@@ -205,15 +211,19 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=16 * 1024 * 1024)
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--reps", type=int, default=9)
-    ap.add_argument("--per-axis", action="store_true", help="also run per-axis (axis 0, 4096 rows)")
+    ap.add_argument("--per-axis", action="store_true",
+                    help="also run per-axis: axis 0 of 4096 rows, and the last axis of 64 channels "
+                         "(ORT runs the latter element by element: slow)")
     ap.add_argument("--json", metavar="FILE", help="write results as JSON ('-' = stdout)")
     args = ap.parse_args(argv)
     import refquant
     res = bench(args.n, args.threads, args.reps)
     if args.per_axis:
         res += bench(args.n, args.threads, args.reps, per_axis=True)
+        res += bench(args.n, args.threads, max(1, args.reps // 3), per_axis="last")
     for r in res:
-        gran = "per-axis" if r["per_axis"] else "per-tensor"
+        gran = {False: "per-tensor", True: "per-axis (axis 0, 4096 rows)",
+                "last": "per-axis (last axis, 64 channels)"}[r["per_axis"]]
         print(f"\n== {r['n']} elements, {gran}, {r['threads']} thread(s); kernels "
               f"{r['kernel_quantize']}, {r['kernel_dequantize']}; ORT {r.get('ort_version')}")
         for op, key in (("QuantizeLinear f32->u8", "q"), ("DequantizeLinear u8->f32", "d")):
