@@ -1196,3 +1196,24 @@ def test_per_axis_runs_guard_bytes(isa, stream):
             assert_bitexact(fy.reshape(outer, D, inner),
                             R.dequantize_linear(want_q, s, z.astype(np.int8), axis=1),
                             f"dq {inner} {offset}")
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_minmax_every_position(isa):
+    """The min / max kernel (DynamicQuantizeLinear's first pass) flags NaN (either sign, quiet
+    or signalling) and +-Inf at any position of arrays around its unrolled widths, and gives the
+    exact min and max otherwise (FLT_MAX included)."""
+    lvl = _cpu._level(isa)
+    specials = np.array([0x7fc00000, 0xffc00000, 0x7f800001, 0x7f800000, 0xff800000],
+                        np.uint32).view(np.float32)
+    for n in (1, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 1000):
+        for pos in sorted({0, n // 3, n // 2, n - 1}):
+            x = np.random.default_rng(n + pos).standard_normal(n).astype(np.float32)
+            for v in specials:
+                xb = x.copy()
+                xb[pos] = v
+                assert _k.minmax(xb, lvl)[2], (n, pos, v)
+            xb = x.copy()
+            xb[pos] = np.float32(-3.4028235e38) if pos % 2 else np.float32(3.4028235e38)
+            mn, mx, nf, _ = _k.minmax(xb, lvl)
+            assert not nf and mn == xb.min() and mx == xb.max(), (n, pos)

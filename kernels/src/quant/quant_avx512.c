@@ -502,42 +502,54 @@ void rq_dequantize_run__avx512(const rq_dqrun_args *a)
 
 int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx)
 {
+    /* four min / max chains, and the largest |x| bit pattern as an integer (vpandd + vpmaxud,
+     * no mask registers): NaN / Inf iff it reaches 0x7f800000.  Two chains with a compare to a
+     * mask per vector ran at 74-84 GB/s even from L2 (Zen 5, 1 thread; the kor chain) */
     __m512 lo = _mm512_set1_ps(rq_ld_f32(x)), hi = lo;
-    const __m512i expmask = _mm512_set1_epi32(0x7f800000);
-    __mmask16 bad = 0;
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+    __m512i am = _mm512_setzero_si512(), am2 = am;
     int64_t i = 0;
-    __m512 lo2 = lo, hi2 = hi;
-    for (; i + 32 <= n; i += 32) {
-        _mm_prefetch((const char *)(x + i) + 2048, _MM_HINT_T0);
-        _mm_prefetch((const char *)(x + i) + 2048 + 64, _MM_HINT_T0);
+    __m512 lo2 = lo, hi2 = hi, lo3 = lo, hi3 = hi, lo4 = lo, hi4 = hi;
+    for (; i + 64 <= n; i += 64) {
+        for (int l = 0; l < 256; l += 64) {
+            _mm_prefetch((const char *)(x + i) + 2048 + l, _MM_HINT_T0);
 #if RQ_QPF2 > 0
-        _mm_prefetch((const char *)(x + i + RQ_QPF2), _MM_HINT_T1);
-        _mm_prefetch((const char *)(x + i + RQ_QPF2) + 64, _MM_HINT_T1);
+            _mm_prefetch((const char *)(x + i + RQ_QPF2) + l, _MM_HINT_T1);
 #endif
-        __m512 v = _mm512_loadu_ps(x + i), w = _mm512_loadu_ps(x + i + 16);
-        bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(v), expmask), expmask);
-        bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(w), expmask), expmask);
+        }
+        const __m512 v = _mm512_loadu_ps(x + i), w = _mm512_loadu_ps(x + i + 16);
+        const __m512 v3 = _mm512_loadu_ps(x + i + 32), v4 = _mm512_loadu_ps(x + i + 48);
+        am = _mm512_max_epu32(am, _mm512_and_si512(_mm512_castps_si512(v), absm));
+        am2 = _mm512_max_epu32(am2, _mm512_and_si512(_mm512_castps_si512(w), absm));
+        am = _mm512_max_epu32(am, _mm512_and_si512(_mm512_castps_si512(v3), absm));
+        am2 = _mm512_max_epu32(am2, _mm512_and_si512(_mm512_castps_si512(v4), absm));
         lo = _mm512_min_ps(lo, v);
         hi = _mm512_max_ps(hi, v);
         lo2 = _mm512_min_ps(lo2, w);
         hi2 = _mm512_max_ps(hi2, w);
+        lo3 = _mm512_min_ps(lo3, v3);
+        hi3 = _mm512_max_ps(hi3, v3);
+        lo4 = _mm512_min_ps(lo4, v4);
+        hi4 = _mm512_max_ps(hi4, v4);
     }
-    lo = _mm512_min_ps(lo, lo2);
-    hi = _mm512_max_ps(hi, hi2);
+    lo = _mm512_min_ps(_mm512_min_ps(lo, lo2), _mm512_min_ps(lo3, lo4));
+    hi = _mm512_max_ps(_mm512_max_ps(hi, hi2), _mm512_max_ps(hi3, hi4));
+    am = _mm512_max_epu32(am, am2);
     for (; i + 16 <= n; i += 16) {
         __m512 v = _mm512_loadu_ps(x + i);
-        bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(v), expmask), expmask);
+        am = _mm512_max_epu32(am, _mm512_and_si512(_mm512_castps_si512(v), absm));
         lo = _mm512_min_ps(lo, v);
         hi = _mm512_max_ps(hi, v);
     }
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
         __m512 v = _mm512_mask_loadu_ps(lo, m, x + i);   /* inactive lanes repeat lo: neutral */
-        bad |= _mm512_mask_cmpeq_epi32_mask(m, _mm512_and_si512(_mm512_castps_si512(v), expmask), expmask);
+        am = _mm512_max_epu32(am, _mm512_maskz_and_epi32(m, _mm512_castps_si512(v), absm));
         lo = _mm512_min_ps(lo, v);
         v = _mm512_mask_loadu_ps(hi, m, x + i);
         hi = _mm512_max_ps(hi, v);
     }
+    const __mmask16 bad = _mm512_cmpge_epu32_mask(am, _mm512_set1_epi32(0x7f800000));
     *mn = _mm512_reduce_min_ps(lo);
     *mx = _mm512_reduce_max_ps(hi);
     return bad != 0;
