@@ -1085,6 +1085,36 @@ def test_conv_implicit_vnni():
 
 
 @pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")
+def test_conv_implicit_vnni_block_heights():
+    """The implicit VNNI conv's row blocks: 8 pixels, or 7 where that takes no more blocks (up
+    to 56 pixels: a 7x7 output runs 7 blocks of 7), and a last block of fewer rows that computes
+    only those (a kernel per row count): every pixel count from 1 to 58, one and three panels
+    of 16 output channels (the single-panel kernel), 1 and 2 threads, the reference's bits."""
+    rng = np.random.default_rng(17)
+    _cpu.set_isa_cap("avx512vnni")
+    try:
+        for OH, OW in [(1, 1), (1, 2), (1, 3), (2, 2), (1, 5), (2, 3), (1, 7), (3, 3), (2, 5),
+                       (1, 13), (2, 7), (3, 5), (4, 4), (3, 6), (3, 7), (2, 11), (5, 5), (4, 7),
+                       (5, 6), (6, 6), (5, 8), (6, 7), (7, 7), (5, 10), (6, 9), (7, 8), (1, 57),
+                       (2, 29)]:
+            for M in (16, 40):
+                x = _rand(rng, np.uint8, (1, 8, OH + 2, OW + 2))
+                w = _rand(rng, np.int8, (M, 8, 3, 3))
+                what = f"{OH}x{OW} M={M}"
+                for t in (1, 2):
+                    refquant.set_num_threads(t)
+                    try:
+                        _run_both(rng, x, w, _zp(rng, np.uint8), np.int8(0), {}, what + f" t={t}")
+                    finally:
+                        refquant.set_num_threads(None)
+                got = F.conv_integer(x, w, np.uint8(3), np.int8(0), profile=ONNX)
+                if OH * OW > 4:   # (4 pixels or fewer: the GEMM on an im2col copy)
+                    assert got[1] == "conv_implicit_vnni4__avx512vnni", (what, got[1])
+    finally:
+        _cpu.set_isa_cap(None)
+
+
+@pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")
 def test_conv_implicit_vnni_without_vbmi():
     """Without AVX512_VBMI (AVX-512 VNNI CPUs before Ice Lake; here REFQUANT_DISABLE_ISA=
     avx512vbmi in a subprocess) the implicit VNNI conv packs its weights from the transposed

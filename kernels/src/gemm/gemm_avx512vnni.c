@@ -399,18 +399,21 @@ static inline void kern_8x32(const uint8_t *ap, ptrdiff_t Kp, int ng, const uint
 static inline __attribute__((always_inline)) void kern_8xnp_ia(const uint8_t *const *ar, const ptrdiff_t *soff,
                                                                 int ns, int ngs, const uint8_t *b0,
                                                                 const uint8_t *b1, int32_t *out, ptrdiff_t ldo,
-                                                                const int NP) {
+                                                                const int NP, const int R) {
+    /* R (1 .. MR, a constant): rows computed, the rows of a last partial block only */
     __m512i c0[MR], c1[MR];
     for (int r = 0; r < MR; r++) { c0[r] = _mm512_setzero_si512(); c1[r] = c0[r]; }
     for (int t = 0; t < ns; t++) {
-        const uint8_t *a0 = ar[0] + soff[t], *a1 = ar[1] + soff[t], *a2 = ar[2] + soff[t], *a3 = ar[3] + soff[t],
-                      *a4 = ar[4] + soff[t], *a5 = ar[5] + soff[t], *a6 = ar[6] + soff[t], *a7 = ar[7] + soff[t];
+        const uint8_t *a0 = ar[0] + soff[t], *a1 = ar[R > 1 ? 1 : 0] + soff[t], *a2 = ar[R > 2 ? 2 : 0] + soff[t],
+                      *a3 = ar[R > 3 ? 3 : 0] + soff[t], *a4 = ar[R > 4 ? 4 : 0] + soff[t],
+                      *a5 = ar[R > 5 ? 5 : 0] + soff[t], *a6 = ar[R > 6 ? 6 : 0] + soff[t],
+                      *a7 = ar[R > 7 ? 7 : 0] + soff[t];
         const uint8_t *p0 = b0 + (size_t)t * ngs * 64, *p1 = NP == 2 ? b1 + (size_t)t * ngs * 64 : p0;
         for (int g = 0; g < ngs; g++) {
             const __m512i B0 = _mm512_load_si512((const void *)(p0 + g * 64));
             const __m512i B1 = NP == 2 ? _mm512_load_si512((const void *)(p1 + g * 64)) : B0;
 #define RQ_IA_ROW(r)                                                                                 \
-            {                                                                                        \
+            if (R > r) {                                                                             \
                 const __m512i av = _mm512_set1_epi32(rq_ld_i32(a##r + 4 * g));              \
                 c0[r] = _mm512_dpbusd_epi32(c0[r], av, B0);                                          \
                 if (NP == 2) c1[r] = _mm512_dpbusd_epi32(c1[r], av, B1);                             \
@@ -420,7 +423,7 @@ static inline __attribute__((always_inline)) void kern_8xnp_ia(const uint8_t *co
 #undef RQ_IA_ROW
         }
     }
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < R; r++) {
         _mm512_storeu_si512(out + ldo * r, c0[r]);
         if (NP == 2) _mm512_storeu_si512(out + ldo * r + 16, c1[r]);
     }
@@ -498,6 +501,7 @@ typedef struct {
     const uint8_t *ap;   /* copied rows (from ipack0 on), Kp apart */
     int M, N, Kp, Np, nrb, npp, jbw, nrc, rchunk, ipack0, ns, ngs;
     ptrdiff_t soff[64];  /* implicit rows: the taps' offsets */
+    int mr;              /* implicit rows: rows a block (MR, or 7 where that makes no more blocks) */
 } vnni_job;
 
 static void vnni_ia_task(void *ctx, int64_t t) {
@@ -509,8 +513,9 @@ static void vnni_ia_task(void *ctx, int64_t t) {
      * epilogue call over them */
     int32_t out[MR * 32 * RQ_IA_EPI_PAIRS] __attribute__((aligned(64)));
     const ptrdiff_t ldo = 32 * RQ_IA_EPI_PAIRS;
+    const int mr = J->mr;
     for (int rb = rc * J->rchunk; rb < imin(J->nrb, (rc + 1) * J->rchunk); rb++) {
-        const int i0 = rb * MR, mi = imin(MR, M - i0);
+        const int i0 = rb * mr, mi = imin(mr, M - i0);
         const uint8_t *ar[MR];
         for (int r = 0; r < MR; r++) {
             const int p = i0 + (r < mi ? r : mi - 1), oh = p / ia->OW, ow = p % ia->OW;
@@ -523,8 +528,22 @@ static void vnni_ia_task(void *ctx, int64_t t) {
                 const int p0 = 2 * pp;
                 const uint8_t *b0 = J->pb->data + (size_t)p0 * Kp * 16;
                 int32_t *o = out + 32 * (pp - pq);
-                if (p0 + 1 < Np / 16) kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, b0 + (size_t)Kp * 16, o, ldo, 2);
-                else kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, NULL, o, ldo, 1);
+                const uint8_t *b1 = b0 + (size_t)Kp * 16;
+                if (p0 + 1 < Np / 16) {
+                    switch (mi) {   /* blocks of fewer rows compute those rows only */
+#define RQ_IA_R(R) case R: kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, b1, o, ldo, 2, R); break;
+                    RQ_IA_R(1) RQ_IA_R(2) RQ_IA_R(3) RQ_IA_R(4) RQ_IA_R(5) RQ_IA_R(6) RQ_IA_R(7)
+#undef RQ_IA_R
+                    default: kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, b1, o, ldo, 2, MR); break;
+                    }
+                } else {
+                    switch (mi) {
+#define RQ_IA_R(R) case R: kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, NULL, o, ldo, 1, R); break;
+                    RQ_IA_R(1) RQ_IA_R(2) RQ_IA_R(3) RQ_IA_R(4) RQ_IA_R(5) RQ_IA_R(6) RQ_IA_R(7)
+#undef RQ_IA_R
+                    default: kern_8xnp_ia(ar, J->soff, J->ns, J->ngs, b0, NULL, o, ldo, 1, MR); break;
+                    }
+                }
             }
             const int j0 = 32 * pq;
             J->epi(J->e, i0, mi, j0, imin(32 * (pqe - pq), N - j0), out, ldo);
@@ -568,7 +587,12 @@ static void vnni_task(void *ctx, int64_t t) {
 static int gemm_vnni_ia(const rq_gemm_args *a, const rq_packed_b *pb, const rq_epi *e, int nthreads) {
     const rq_implicit_a *ia = a->ia;
     const int M = a->M, N = a->N, Kp = pb->Kp, Np = pb->Np;
-    const int nrb = (M + MR - 1) / MR, ns = ia->KH * ia->KW, ngs = ia->Cg / 4;
+    /* blocks of 7 pixels where that takes no more blocks than 8 (a 7x7 output: 7 blocks of 7,
+     * not 6 of 8 and one of 1, whose single row read a whole L2 block of B; the 8-row kernel
+     * computed 8 rows there before, 56 for 49).  ResNet-50's 512 -> 512 3x3 at 7x7, packed
+     * weights, 1 thread, Zen 5, best of 61: 262-266 -> see docs/performance.md */
+    const int mr = M % MR && (M + 6) / 7 == (M + MR - 1) / MR ? 7 : MR;
+    const int nrb = (M + mr - 1) / mr, ns = ia->KH * ia->KW, ngs = ia->Cg / 4;
     if (ia->Cg % 4 || (size_t)ns * ia->Cg != (size_t)a->K || ns > 64) return RQ_EARG;
     rq_epi_fn epi = rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar;
     ptrdiff_t soff[64];
@@ -587,6 +611,7 @@ static int gemm_vnni_ia(const rq_gemm_args *a, const rq_packed_b *pb, const rq_e
     const int ntask = njb * nrc;
     vnni_job J = {a, pb, e, epi, NULL, M, N, Kp, Np, nrb, npp, jbw, nrc, rchunk, 0, ns, ngs};
     memcpy(J.soff, soff, sizeof(soff));
+    J.mr = mr;
     rq_parallel(ntask, nthreads, vnni_ia_task, &J);
     return RQ_OK;
 }
