@@ -16,6 +16,7 @@ the first three (the issue's goals) run by default, ``--layers all`` adds the ot
   3x3w512 C=512 -> 512, 3x3, 7x7, pad 1                  (231 MOPs, ResNet-50's last stage: 2.4 MB
           of weights, which refquant packs on every call when they come as a plain array)
   3x3s2w512 C=512 -> 512, 3x3, stride 2, 14x14 -> 7x7    (231 MOPs, ResNet-50 v1.5 downsampling)
+  1x1w2048 C=512 -> 2048, 1x1, 7x7                       (103 MOPs, ResNet-50's last expansion)
 
 Peers at the same thread count, in the same run: refquant.qlinear_conv (weights as a plain array
 every call, and pre-packed with pack_weights), refquant.conv_integer; ORT QLinearConv and
@@ -43,6 +44,7 @@ LAYERS = {
     "3x3c32": dict(C=32, M=32, H=56, W=56, k=3, pad=1, group=1),
     "3x3w512": dict(C=512, M=512, H=7, W=7, k=3, pad=1, group=1),
     "3x3s2w512": dict(C=512, M=512, H=14, W=14, k=3, pad=1, group=1, stride=2),
+    "1x1w2048": dict(C=512, M=2048, H=7, W=7, k=1, pad=0, group=1),
 }
 DEFAULT_LAYERS = ["3x3", "1x1", "dw"]
 
