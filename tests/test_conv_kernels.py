@@ -1089,8 +1089,7 @@ def test_conv_implicit_vnni_block_heights():
     """The implicit VNNI conv's row blocks: 8 pixels, or 7 where that takes no more blocks (up
     to 56 pixels: a 7x7 output runs 7 blocks of 7), and a last block of fewer rows that computes
     only those (a kernel per row count): every pixel count from 1 to 58, one and three panels
-    of 16 output channels (the single-panel kernel), 1 and 2 threads, the reference's bits.  And
-    the routing of 1x1 convs with packed weights and few pixels to it."""
+    of 16 output channels (the single-panel kernel), 1 and 2 threads, the reference's bits."""
     rng = np.random.default_rng(17)
     _cpu.set_isa_cap("avx512vnni")
     try:
@@ -1111,25 +1110,42 @@ def test_conv_implicit_vnni_block_heights():
                 got = F.conv_integer(x, w, np.uint8(3), np.int8(0), profile=ONNX)
                 if OH * OW > 4:   # (4 pixels or fewer: the GEMM on an im2col copy)
                     assert got[1] == "conv_implicit_vnni4__avx512vnni", (what, got[1])
-        # 1x1 convs with packed weights and at most 196 pixels run the implicit conv too (W.X
-        # otherwise: plain weights, more pixels, weight zero points)
-        for (C, M, H, W) in [(8, 16, 7, 7), (16, 40, 14, 14), (12, 24, 1, 5), (8, 16, 14, 15),
-                             (8, 16, 2, 2)]:
-            x = _rand(rng, np.uint8, (1, C, H, W))
-            w = _rand(rng, np.int8, (M, C, 1, 1))
-            for wz in (np.int8(0), np.int8(2)):
-                for wk in (w, refquant.pack_weights(w)):
-                    args = (x, np.float32(0.02), np.uint8(9), wk, np.float32(0.003), wz, np.float32(0.5),
-                            np.uint8(7))
-                    plain = (x, np.float32(0.02), np.uint8(9), w, np.float32(0.003), wz, np.float32(0.5),
-                             np.uint8(7))
-                    what = f"1x1 {C}->{M} {H}x{W} wz={wz} packed={wk is not w}"
-                    _check(refquant.qlinear_conv(*args), R.qlinear_conv(*plain), what)
-                    implicit = wk is not w and int(wz) == 0 and 4 < H * W <= 196
-                    assert (refquant.last_path()["path"] == "conv_implicit_vnni4__avx512vnni") == implicit, \
-                        (what, refquant.last_path())
     finally:
         _cpu.set_isa_cap(None)
+
+
+@pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")
+def test_conv_1x1_few_pixels_implicit(monkeypatch):
+    """1x1 convs with few pixels run the implicit VNNI conv (pixel rows) instead of W.X: with
+    packed weights up to 196 pixels, with plain ones up to 100 where AVX512_VBMI packs them in one
+    pass (16 channel groups a transpose); W.X otherwise (more pixels, weight zero points, no
+    VBMI with plain weights).  Input channels around the 64-byte groups, output channels around
+    the 16-column panels; the reference's bits."""
+    rng = np.random.default_rng(23)
+    try:
+        for vbmi in _vbmi_variants(monkeypatch):
+            _cpu.set_isa_cap("avx512vnni")
+            for (C, M, H, W) in [(8, 16, 7, 7), (16, 40, 14, 14), (12, 24, 1, 5), (8, 16, 14, 15),
+                                 (8, 16, 2, 2), (68, 17, 7, 7), (132, 33, 10, 10), (4, 16, 11, 10)]:
+                x = _rand(rng, np.uint8, (1, C, H, W))
+                w = _rand(rng, np.int8, (M, C, 1, 1))
+                for wz in (np.int8(0), np.int8(2)):
+                    for wk in (w, refquant.pack_weights(w)):
+                        args = (x, np.float32(0.02), np.uint8(9), wk, np.float32(0.003), wz,
+                                np.float32(0.5), np.uint8(7))
+                        plain = (x, np.float32(0.02), np.uint8(9), w, np.float32(0.003), wz,
+                                 np.float32(0.5), np.uint8(7))
+                        packed = wk is not w
+                        what = f"vbmi={vbmi} 1x1 {C}->{M} {H}x{W} wz={wz} packed={packed}"
+                        _check(refquant.qlinear_conv(*args), R.qlinear_conv(*plain), what)
+                        implicit = int(wz) == 0 and 4 < H * W <= (196 if packed else 100) and (packed or vbmi)
+                        assert (refquant.last_path()["path"] == "conv_implicit_vnni4__avx512vnni") == implicit, \
+                            (what, refquant.last_path())
+            _cpu.set_isa_cap(None)
+    finally:
+        _cpu.set_isa_cap(None)
+        monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+        _cpu.reset()
 
 
 @pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="no AVX-512 VNNI here")

@@ -810,16 +810,19 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     }
     if (sat)   /* pairs of the im2col order: the GEMM path */
         return conv_generic(c, isa, nt_staged, kernel_used);
-    /* 1x1 with packed weights and few pixels at the AVX-512 VNNI level: the implicit conv
-     * (pixel rows, conv_generic) instead of W.X, whose 49 pixels of a 7x7 output fill 64
-     * columns.  Zen 5, 1 thread, packed weights, us, W.X -> implicit: 7x7 512->2048 170 ->
+    /* 1x1 with few pixels at the AVX-512 VNNI level: the implicit conv (pixel rows,
+     * conv_generic) instead of W.X, whose 49 pixels of a 7x7 output fill 64 columns.  Zen 5,
+     * 1 thread, us, W.X -> implicit.  Packed weights, up to 196 pixels: 7x7 512->2048 170 ->
      * 120, 2048->512 165 -> 114, 256->1024 47 -> 36; 14x14 1024->256 122-124 -> 117-119,
-     * 1024->2048 932-937 -> 845-875; but 28x28 512->128 117 -> 135 and 56x56 slower still.
-     * With plain weights W.X stays (the implicit conv packs them per call: 7x7 512->2048 294) */
+     * 1024->2048 932-937 -> 845-875; but 28x28 512->128 117 -> 135, 56x56 slower still.  Plain
+     * weights (packed per call, 16 groups a transpose: packw_panel), up to 100 pixels: 7x7
+     * 512->2048 175-177 -> 151-162, 2048->512 167 -> 140-144, 5x5 512->512 27-34 -> 24; at
+     * 14x14 mixed (1024->256 124-128 -> 126-135) */
     int wz0 = 1;
     for (int i = 0; i < c->w_zp_n; i++) wz0 &= c->w_zp[i] == 0;
-    const int pw_implicit = RQ_CONV_VNNI_IMPLICIT && isa == RQ_ISA_AVX512VNNI && c->packed && c->w_signed &&
-                            wz0 && c->C % 4 == 0 && c->H * c->W > 4 && c->H * c->W <= 196;
+    const int pw_implicit = RQ_CONV_VNNI_IMPLICIT && isa == RQ_ISA_AVX512VNNI && c->w_signed && wz0 &&
+                            c->C % 4 == 0 && c->H * c->W > 4 && c->H * c->W <= (c->packed ? 196 : 100) &&
+                            (c->packed || rq_cpu_feature(RQ_FEAT_AVX512VBMI));
     if (c->group == 1 && c->KH == 1 && c->KW == 1 && c->sh == 1 && c->sw == 1 && !c->pt && !c->pl &&
         !c->pb && !c->pr && (isa >= RQ_ISA_AVX512VNNI || (rq_gemm_avxvnni_at(isa) && c->H * c->W >= 128)) &&
         !pw_implicit) {

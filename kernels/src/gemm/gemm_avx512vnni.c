@@ -300,7 +300,27 @@ __attribute__((target("avx512vbmi"))) static void packw_panel(void *ctx, int64_t
     const __mmask64 outm = KK * 4 >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (4 * KK)) - 1);
     const int co0 = (int)p * 16, nco = imin(16, N - co0);
     __m512i cs = _mm512_setzero_si512();
-    for (int g = 0; g < Cp / 4; g++) {
+    if (KK == 1) {
+        /* 1x1: each channel's 64 bytes are 16 groups' dwords already, so one 16x16 transpose
+         * gives 16 panel rows (the loop below loads 4 bytes a channel and keeps 1 of 16: 512 ->
+         * 2048 took about 170 us, see docs/performance.md) */
+        for (int g0 = 0; g0 < Cp / 4; g0 += 16) {
+            const int ng = imin(16, Cp / 4 - g0);
+            int nb = Cin - 4 * g0;
+            nb = nb > 64 ? 64 : (nb < 0 ? 0 : nb);
+            const __mmask64 lm = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
+            __m512i v[16];
+            for (int c = 0; c < 16; c++)
+                v[c] = c < nco ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(lm, J->w + (size_t)(co0 + c) * rowlen + (size_t)4 * g0), x)
+                               : _mm512_setzero_si512();
+            tr16x16_epi32(v);
+            for (int j = 0; j < ng; j++) {
+                _mm512_store_si512((void *)(panel + (size_t)(g0 + j) * 64), v[j]);
+                cs = _mm512_dpbusd_epi32(cs, ones, v[j]);
+            }
+        }
+    }
+    for (int g = 0; KK > 1 && g < Cp / 4; g++) {
         int nci = Cin - 4 * g;
         nci = nci > 4 ? 4 : (nci < 0 ? 0 : nci);
         const int nb = nci * KK;
