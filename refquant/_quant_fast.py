@@ -444,8 +444,14 @@ def _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size, 
                 yt = _rq.dequantize_linear(x.reshape(-1)[cut:], x_scale, x_zero_point, axis=0,
                                            profile=tail, opset=opset).reshape(-1)
             else:
-                yt = _rq.dequantize_linear(x, x_scale, x_zero_point, axis=axis, profile=tail,
-                                           opset=opset).reshape(-1)[cut:]
+                # the tail's own elements with their channels' parameters, one per element (the
+                # formula is elementwise): the reference over the whole tensor for its last
+                # n mod w elements took 0.64 s at 16M elements
+                ax = axis + x.ndim if axis < 0 else axis
+                ch = (np.arange(cut, n) // _math.prod(x.shape[ax + 1:])) % s.size
+                zt = None if zp is None else np.asarray(zp).reshape(-1)[ch]
+                yt = _rq.dequantize_linear(x.reshape(-1)[cut:], s.reshape(-1)[ch], zt, axis=0,
+                                           profile=tail, opset=opset).reshape(-1)
         except Exception:     # noqa: BLE001 - the reference decides (it raises the same way)
             return None
         y.reshape(-1)[cut:] = yt
