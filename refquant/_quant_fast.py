@@ -324,9 +324,9 @@ def _quantize_vector_and_tail(x, y_scale, y_zero_point, axis, block_size, output
                               precision, prof, opset, isa):
     """q_vector_width = w > 0 (LiteRT's optimized QUANTIZE: blocks of w elements of the flattened
     tensor, then a scalar loop over the last n mod w): the blocks' formula by the kernels over
-    the whole tensor, the tail's by the reference -- over just those elements when the scale is
-    per tensor (QuantizeLinear is elementwise), over the whole tensor otherwise -- exactly as
-    the reference's _blocks_and_tail assembles them."""
+    the whole tensor, the tail's by the reference -- over just those elements, per tensor and per
+    axis (QuantizeLinear is elementwise; each element takes its channel's parameters), over the
+    whole tensor when blocked -- exactly as the reference's _blocks_and_tail assembles them."""
     main, tail = _vector_tail_profiles(prof)
     res = quantize_linear(x, y_scale, y_zero_point, axis=axis, block_size=block_size,
                           output_dtype=output_dtype, saturate=saturate, precision=precision,
@@ -340,8 +340,19 @@ def _quantize_vector_and_tail(x, y_scale, y_zero_point, axis, block_size, output
         kw = dict(output_dtype=output_dtype, saturate=saturate, precision=precision, opset=opset,
                   profile=tail)
         try:
+            xa = np.asarray(x)
             if np.size(y_scale) == 1 and not block_size:
-                yt = _rq.quantize_linear(np.asarray(x).reshape(-1)[cut:], y_scale, y_zero_point,
+                yt = _rq.quantize_linear(xa.reshape(-1)[cut:], y_scale, y_zero_point,
+                                         axis=0, **kw).reshape(-1)
+            elif (not block_size and np.ndim(y_scale) == 1 and xa.ndim
+                  and (y_zero_point is None or np.shape(y_zero_point) == np.shape(y_scale))):
+                # per axis: the tail's elements with their channels' parameters, one per
+                # element (as the dequantize's tail; the whole tensor's reference for n mod w
+                # elements cost about 40 ns an element)
+                ax = axis + xa.ndim if axis < 0 else axis
+                ch = (np.arange(cut, n) // _math.prod(xa.shape[ax + 1:])) % np.size(y_scale)
+                zt = None if y_zero_point is None else np.asarray(y_zero_point).reshape(-1)[ch]
+                yt = _rq.quantize_linear(xa.reshape(-1)[cut:], np.asarray(y_scale).reshape(-1)[ch], zt,
                                          axis=0, **kw).reshape(-1)
             else:
                 yt = _rq.quantize_linear(x, y_scale, y_zero_point, axis=axis, block_size=block_size,

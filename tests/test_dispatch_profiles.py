@@ -356,6 +356,16 @@ def test_vector_and_tail_quantize_runs_the_kernels():
                     _same(lambda: refquant.quantize_linear(xv, s, zz, axis=axis, profile="tflite-optimized"),
                           lambda: R.quantize_linear(xv, s, zz, axis=axis, profile="tflite-optimized"))
                     assert refquant.last_path()["path"] != "reference"
+    # per axis with elements on both sides of the axis: the tail's elements take their channels'
+    # parameters (the reference over those elements only, session 19)
+    for shape, axis in (((3, 7, 5), 1), ((3, 7, 5), -1), ((2, 3, 11), 0), ((5, 3), 1), ((4, 9, 2, 3), 2)):
+        d = shape[axis]
+        x = (np.round(rng.standard_normal(shape) * 400) / 4 + 0.125).astype(np.float32)
+        s = (rng.random(d) * 0.1 + 0.01).astype(np.float32)
+        for zz in (None, rng.integers(-100, 100, d).astype(np.int8), rng.integers(0, 255, d).astype(np.uint8)):
+            _same(lambda: refquant.quantize_linear(x, s, zz, axis=axis, profile="tflite-optimized"),
+                  lambda: R.quantize_linear(x, s, zz, axis=axis, profile="tflite-optimized"))
+            assert refquant.last_path()["path"] != "reference"
 
 
 @pytest.mark.parametrize("rounding", ["double", "double_half_up", "single"])
