@@ -30,10 +30,11 @@ cdef extern from "rq_quant.h" nogil:
     int rq_minmax_f32(const float *x, int64_t n, float *mn, float *mx, int *nonfinite,
                       int isa_cap, int nthreads)
     int rq_quant_level(int isa_cap)
+    int rq_quant_variant_simd(int variant)
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
-ABI_VERSION = 5
+ABI_VERSION = 6
 
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
@@ -50,6 +51,12 @@ cdef void *_ptr(cnp.ndarray a, str name, Py_ssize_t nbytes) except NULL:
     if nbytes == 0:
         return <void *>1    # never dereferenced
     return cnp.PyArray_DATA(a)
+
+
+def variant_simd(int variant):
+    """True when the AVX2 / AVX-512 units compile quantize variant ``variant`` (RQ_QV_* flags)
+    in SIMD; False when the scalar core runs it at every level."""
+    return rq_quant_variant_simd(variant) != 0
 
 
 def level(int isa_cap=-1):

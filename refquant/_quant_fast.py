@@ -32,7 +32,7 @@ import ml_dtypes
 from . import _quant as _k          # ImportError when the extension is not built
 from . import _cpu
 
-_ABI = 5
+_ABI = 6
 if getattr(_k, "ABI_VERSION", None) != _ABI:
     # a stale build (sources changed since `pip install -e .`): use the reference until rebuilt
     raise ImportError(f"refquant._quant ABI {getattr(_k, 'ABI_VERSION', None)} != {_ABI}; "
@@ -58,6 +58,7 @@ _SHORT = {"float32": "f32", "float16": "f16", "uint8": "u8", "int8": "s8", "uint
           "int16": "s16", "uint4": "u4", "int4": "s4", "int32": "s32"}
 
 _ISA = {0: "scalar", 1: "avx2", 2: "avx512", 3: "avx512vnni", 4: "amx"}
+_LVL_SCALAR = 0
 
 
 def kernel_name(op, in_name, out_name, level):
@@ -396,9 +397,12 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
                       prep["inner"], prep["div_f16"], cap, 0, prep["block"],
                       0 if (out is None and not recycled) else -1,   # fresh output: cached stores
                       prep["variant"])
+    v = prep["variant"]
+    if v and not _k.variant_simd(v):
+        lvl = _LVL_SCALAR         # a combination the SIMD units leave to the scalar core
     name = kernel_name("quantize", _F_NAMES[x.dtype], _Q_OUT[out_dt], lvl)
-    if prep["variant"]:
-        name = name.replace("__", _variant_tag(prep["variant"]) + "__", 1)
+    if v:
+        name = name.replace("__", _variant_tag(v) + "__", 1)
     return y, name
 
 

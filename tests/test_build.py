@@ -165,7 +165,8 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                     fb = np.empty(n + off, np.float32)
                     K.dequantize(yb[off:], "uint8", fb[off:], "float32", sp, zp, o, D, inner, lvl, 0, 0, stream)
         # the vendor-formula quantize kernels (RQ_QV_*): every length around the vector widths
-        for prof in ("pytorch", "tflite-xnnpack", "pytorch-fakequant", "tflite-reference", "onnx-reference"):
+        for prof in ("pytorch", "tflite-xnnpack", "pytorch-fakequant", "tflite-reference", "onnx-reference",
+                     "tflite-optimized"):
             for n in (1, 7, 8, 9, 15, 16, 17, 33, 257):
                 xv = (rng.standard_normal(n) * 40).astype(np.float32)
                 for zt in (np.uint8, np.int16):

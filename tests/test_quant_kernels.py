@@ -723,6 +723,8 @@ _VARIANT_PROFILES = [get_profile(p) for p in ("pytorch", "pytorch-fbgemm", "pyto
     ONNX.replace(name="wrap-nanqmax", q_overflow="int32_wrap", q_nan="qmax"),
     ONNX.replace(name="wrap-recip-zpb", q_overflow="int32_wrap", q_nan="int32_wrap",
                  q_scale_op="multiply_reciprocal", q_zero_point="before_rounding"),
+    # tflite-optimized's blocks of 8 (x * fl(1/s), int32 wraparound; its tail is the glue's)
+    F._vector_tail_profiles(get_profile("tflite-optimized"))[0],
 ]
 
 
@@ -777,8 +779,41 @@ def test_quantize_variants(isa, seed, n, dt, scale, pi, per_axis, f16):
             f"kernel declined {prof.name} per_axis={per_axis} f16={f16}"
         return
     y, name = res
-    assert name.endswith("__" + isa), name
+    v = F._q_variant(prof, per_axis, dt, bool(zp != 0))
+    # (the synthetic combinations outside RQ_QV_SIMD_LIST run the scalar core at every level)
+    assert name.endswith("__" + (isa if not v or _k.variant_simd(v) else "scalar")), name
     assert_bitexact(y, ref, f"{prof.name} {name} s={s!r} zp={zp!r} n={n} per_axis={per_axis}")
+
+
+def test_every_profile_variant_runs_in_simd():
+    """Every quantize formula a registered profile selects (and tflite-optimized's blocks of 8)
+    is one the AVX2 / AVX-512 units compile in (RQ_QV_SIMD_LIST): until session 19 tflite-optimized's
+    ran the scalar default behind an "__avx512" name.  A combination outside the list runs the
+    scalar core, is named "__scalar", and gives the reference's bits."""
+    missing = set()
+    for name in refquant.profiles():
+        p = get_profile(name)
+        for pr in (p, F._vector_tail_profiles(p)[0]) if getattr(p, "q_vector_width", 0) else (p,):
+            for per_axis in (False, True):
+                for dt in Q_TYPES:
+                    for znz in (False, True):
+                        try:
+                            v = F._q_variant(pr, per_axis, dt, znz)
+                        except Exception:   # noqa: BLE001 - a formula the kernels decline
+                            v = None
+                        if v and not _k.variant_simd(v):
+                            missing.add((name, v))
+    assert not missing, missing
+    odd = ONNX.replace(name="recip-zpb-away", q_scale_op="multiply_reciprocal",
+                       q_zero_point="before_rounding", q_rounding="half_away")
+    v = F._q_variant(odd, False, np.dtype(np.uint8), True)
+    assert v and not _k.variant_simd(v)
+    x = np.linspace(-40, 40, 1001, dtype=np.float32)
+    for isa in AVAILABLE:
+        res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, np.float32(0.3), np.uint8(7),
+                             isa=isa, profile=odd)
+        assert res[1].endswith("__scalar"), res[1]
+        assert_bitexact(res[0], ref, res[1])
 
 
 def test_variant_kernel_names_and_declines():

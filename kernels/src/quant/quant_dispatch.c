@@ -9,6 +9,7 @@
 #include "rq_cpu.h"
 #include "rq_build.h"
 #include "rq_quant.h"
+#include "rq_quant_core.h"
 
 #include "rq_pool.h"
 
@@ -298,6 +299,18 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     free(table);
     return lvl;
 }
+
+#define RQ_QV_SIMD_CASE_(V, unused) case (V):
+int rq_quant_variant_simd(int variant)
+{
+    switch (variant & ~(3 << RQ_QV_NAN_SHIFT)) {
+    RQ_QV_SIMD_LIST(RQ_QV_SIMD_CASE_, 0)
+        return 1;
+    default:
+        return 0;
+    }
+}
+#undef RQ_QV_SIMD_CASE_
 
 typedef struct {
     const float *x; int64_t n; minmax_fn fn;

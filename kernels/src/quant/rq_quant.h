@@ -161,6 +161,10 @@ static inline void rq_qrange(int t, int32_t *qmin, int32_t *qmax)
     }
 }
 
+/* 1 when the AVX2 / AVX-512 units run quantize variant `variant` (RQ_QV_* flags, NaN code
+ * ignored) in SIMD, 0 when it takes the scalar core (rq_quant_core.h, RQ_QV_SIMD_LIST). */
+int rq_quant_variant_simd(int variant);
+
 /* Where a run's streamed part ends.  From i (64-byte aligned output) the kernels stream steps
  * of S elements (whole cache lines, a multiple of their group G), then write the rest with
  * ordinary stores and end with one whole group that ends at n (overlapping elements already
