@@ -21,6 +21,7 @@ cdef extern from "rq_quant.h" nogil:
         RQ_Q_I32
         RQ_F_F32
         RQ_F_F16
+        RQ_F_F16_VIA32
     int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                     const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
                     int div_f16, int isa_cap, int nthreads, int stream, int variant)
@@ -34,7 +35,7 @@ cdef extern from "rq_quant.h" nogil:
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
@@ -94,11 +95,16 @@ def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarra
 
 def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarray s,
                cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner,
-               int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1, int sts=0):
+               int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1, int sts=0,
+               bint via32=False):
     """y[o, d, i] = (x[o, d, i] - zp[d]) * s[d] in the output precision; with sts,
-    fl32(fl32(x*s[d]) - fl32(zp[d]*s[d])) (float32 output, 8/16-bit x, not blocked).
+    fl32(fl32(x*s[d]) - fl32(zp[d]*s[d])) (float32 output, 8/16-bit x, not blocked); with via32
+    (float16 output), fl16(fl32(x - zp[d]) * s[d]): the float32 result rounded once.
     Returns the level."""
     cdef int it = Q_TYPES[in_type], ot = F_TYPES[out_type]
+    if via32:
+        if ot != RQ_F_F16:
+            raise ValueError("via32: float16 output only")
     cdef Py_ssize_t n = outer * D * inner
     if outer < 0 or D < 1 or inner < 0 or block < 0:
         raise ValueError("bad layout")
@@ -111,7 +117,8 @@ def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndar
     cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", np_ * 4)
     cdef int lvl
     with nogil:
-        lvl = rq_dequantize(px, it, py, ot, ps, pz, outer, D, inner, block, isa_cap, nthreads, stream, sts)
+        lvl = rq_dequantize(px, it, py, RQ_F_F16_VIA32 if via32 else ot, ps, pz, outer, D, inner, block,
+                            isa_cap, nthreads, stream, sts)
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")
     return lvl

@@ -135,6 +135,9 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                         if t == "float32":   # the scale-then-subtract form (tflite-optimized)
                             K.dequantize(q, "uint8", y, t, np.array([0.3], np.float32), np.array([1], np.int32),
                                          1, 1, n, lvl, 0, 0, -1, 1)
+                        else:                # float32 results rounded once to float16 (onnxruntime)
+                            K.dequantize(q, "uint8", y, t, np.array([0.3], np.float32), np.array([1], np.int32),
+                                         1, 1, n, lvl, 0, 0, -1, 0, True)
                 K.minmax(np.ascontiguousarray(x), lvl)
         x = (rng.standard_normal((7, 33, 5)) * 9).astype(np.float32)
         s = rng.uniform(0.01, 1, 33).astype(np.float32); z = rng.integers(0, 255, 33).astype(np.uint8)

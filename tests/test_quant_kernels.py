@@ -1252,3 +1252,48 @@ def test_minmax_every_position(isa):
             xb[pos] = np.float32(-3.4028235e38) if pos % 2 else np.float32(3.4028235e38)
             mn, mx, nf, _ = _k.minmax(xb, lvl)
             assert not nf and mn == xb.min() and mx == xb.max(), (n, pos)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_dequantize_float16_via_float32(isa):
+    """A float16 DequantizeLinear under dq_subtract "float32" (onnxruntime, onnx-reference:
+    fl16(fl32(x - zp) * fl32(s))) runs the kernels' float32 results rounded once to float16 in
+    blocks of 2048 (`..._via_f32`; a numpy cast of the whole float32 result before): every input
+    type, per tensor, per axis and blocked, scales whose products overflow float16 or land in its
+    subnormals, sizes around the block and the 64K-element chunk, 1 and 2 threads, a caller's
+    float16 ``out``; the reference's bits."""
+    rng = np.random.default_rng(29)
+    try:
+        for k, dt in enumerate(DQ_TYPES):
+            for n in (1, 17, 2047, 2049, 65536 + 2050):
+                x = _random_q(rng, dt, n)
+                z = None if dt == np.int32 else _random_q(rng, dt, 1).reshape(())
+                prof = ("onnxruntime", "onnx-reference")[k % 2]
+                refquant.set_num_threads(1 + n % 2)
+                for s in (np.float16(0.0123), np.float16(3000.0), np.float16(1e-7)):
+                    res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, x, s, z, isa=isa,
+                                         profile=get_profile(prof))
+                    assert res is not None and res[1].endswith("_via_f32__" + isa), res and res[1]
+                    assert_bitexact(res[0], ref, f"{prof} {dt} n={n} s={s}")
+                out = np.empty(n, np.float16)
+                res = F.dequantize_linear(x, np.float16(0.5), z, profile=get_profile(prof), out=out, isa=isa)
+                assert res is not None and res[0] is out
+                assert_bitexact(out, R.dequantize_linear(x, np.float16(0.5), z, profile=prof), "out")
+            if dt == np.int32:
+                continue
+            # per axis and blocked, float16 scales
+            xa = _random_q(rng, dt, 3 * 5000).reshape(3, 5000)
+            sa = rng.uniform(1e-3, 40, 3).astype(np.float16)
+            za = _random_q(rng, dt, 3)
+            res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, xa, sa, za, isa=isa, axis=0,
+                                 profile=ORT)
+            assert res is not None and "_via_f32__" in res[1]
+            assert_bitexact(res[0], ref, f"per axis {dt}")
+            sb = rng.uniform(1e-3, 40, (3, 157)).astype(np.float16)
+            zb = _random_q(rng, dt, 3 * 157).reshape(3, 157)
+            res, ref = _run_both(F.dequantize_linear, R.dequantize_linear, xa, sb, zb, isa=isa, axis=1,
+                                 block_size=32, profile=ORT)
+            assert res is not None and "_via_f32__" in res[1]
+            assert_bitexact(res[0], ref, f"blocked {dt}")
+    finally:
+        refquant.set_num_threads(None)

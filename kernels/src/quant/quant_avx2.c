@@ -445,3 +445,11 @@ int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx)
     *mx = h;
     return b;
 }
+
+void rq_cvt_f32_f16__avx2(const float *s, uint16_t *d, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), RNE_PH));
+    for (; i < n; i++) d[i] = rq_f32_to_f16(s[i]);
+}

@@ -561,3 +561,12 @@ int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx)
     *mx = _mm512_reduce_max_ps(hi);
     return bad != 0;
 }
+
+void rq_cvt_f32_f16__avx512(const float *s, uint16_t *d, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(d + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) d[i] = rq_f32_to_f16(s[i]);
+}

@@ -106,6 +106,19 @@ static dqrun_fn pick_dq(int lvl)
     return rq_dequantize_run__scalar;
 }
 
+typedef void (*cvt16_fn)(const float *, uint16_t *, int64_t);
+static cvt16_fn pick_cvt16(int lvl)
+{
+#if RQ_COMPILED_AVX512
+    if (lvl >= RQ_ISA_AVX512) return rq_cvt_f32_f16__avx512;
+#endif
+#if RQ_COMPILED_AVX2
+    if (lvl >= RQ_ISA_AVX2) return rq_cvt_f32_f16__avx2;
+#endif
+    (void)lvl;
+    return rq_cvt_f32_f16__scalar;
+}
+
 static minmax_fn pick_mm(int lvl)
 {
 #if RQ_COMPILED_AVX512
@@ -134,6 +147,8 @@ typedef struct {
     int64_t N, D, inner, block; int in_type, out_type, div_f16, ntemp, isz, osz, variant, divide;
     qrun_fn qfn; dqrun_fn dqfn;
     int64_t runlen;     /* inner == 1: a run ends at a multiple of runlen (D, or periodic_params') */
+    void (*cvt16)(const float *, uint16_t *, int64_t);   /* RQ_F_F16_VIA32: the runs write float32
+                                                          * blocks that this rounds into y */
 } qjob;
 
 /* Per-axis parameters whose runs would be short: the channel axis last (inner == 1) with few
@@ -167,11 +182,10 @@ static void *periodic_params(qjob *j)
     return buf;
 }
 
-/* One chunk [c * RQ_QCHUNK, ...): split into runs that share parameters. */
-static void q_chunk(void *ctx, int64_t c)
+/* Elements [a0, b0): split into runs that share parameters.  Element pos is written at
+ * ydst + (pos - ypos0) * osz, with streaming stores when nt. */
+static void q_range(const qjob *j, int64_t a0, int64_t b0, char *ydst, int64_t ypos0, int osz, int nt)
 {
-    const qjob *j = (const qjob *)ctx;
-    int64_t a0 = c * RQ_QCHUNK, b0 = a0 + RQ_QCHUNK < j->N ? a0 + RQ_QCHUNK : j->N;
     rq_qrun_args r;
     rq_dqrun_args dr;
     int64_t pos = a0;
@@ -233,21 +247,42 @@ static void q_chunk(void *ctx, int64_t c)
         if (len > b0 - pos) len = b0 - pos;
         if (j->qfn) {
             r.x = (const char *)j->x + pos * j->isz;
-            r.y = (char *)j->y + pos * j->osz;
+            r.y = ydst + (pos - ypos0) * osz;
             r.s = j->s + d; r.zp = j->zp + d; r.n = len; r.pstride = ps;
             r.in_type = j->in_type; r.out_type = j->out_type; r.div_f16 = j->div_f16;
-            r.nontemporal = j->ntemp; r.variant = j->variant; r.divide = j->divide;
+            r.nontemporal = nt; r.variant = j->variant; r.divide = j->divide;
             j->qfn(&r);
         } else {
             dr.x = (const char *)j->x + pos * j->isz;
-            dr.y = (char *)j->y + pos * j->osz;
+            dr.y = ydst + (pos - ypos0) * osz;
             dr.s = j->s + d; dr.zp = j->zp + d; dr.n = len; dr.pstride = ps;
-            dr.in_type = j->in_type; dr.out_type = j->out_type; dr.nontemporal = j->ntemp;
+            dr.in_type = j->in_type; dr.out_type = j->out_type; dr.nontemporal = nt;
             dr.sts = j->variant;
             j->dqfn(&dr);
         }
         pos += len;
     }
+}
+
+#define RQ_CAST_BLK 2048   /* RQ_F_F16_VIA32: float32 elements a block (8 KiB on the stack) */
+
+/* One chunk [c * RQ_QCHUNK, ...) */
+static void q_chunk(void *ctx, int64_t c)
+{
+    const qjob *j = (const qjob *)ctx;
+    int64_t a0 = c * RQ_QCHUNK, b0 = a0 + RQ_QCHUNK < j->N ? a0 + RQ_QCHUNK : j->N;
+    if (j->cvt16) {
+        /* float32 results a block at a time in L1, each rounded once into the float16 output
+         * (the glue's numpy cast of a whole float32 result took 5 ns an element) */
+        float tmp[RQ_CAST_BLK] __attribute__((aligned(64)));
+        for (int64_t p = a0; p < b0; p += RQ_CAST_BLK) {
+            const int64_t e = p + RQ_CAST_BLK < b0 ? p + RQ_CAST_BLK : b0;
+            q_range(j, p, e, (char *)tmp, p, 4, 0);
+            j->cvt16(tmp, (uint16_t *)j->y + p, e - p);
+        }
+        return;
+    }
+    q_range(j, a0, b0, (char *)j->y, 0, j->osz, j->ntemp);
     /* the runs' streaming stores are ordered once per chunk, not per run: an sfence after each
      * 1024-element run of a per-axis DequantizeLinear (4096 x 1024, 16 MiB streamed) drained
      * the write-combining buffers 4096 times (Zen 5, 1 thread: 0.45x ORT) */
@@ -282,7 +317,7 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
                   int isa_cap, int nthreads, int stream, int sts)
 {
     if (outer < 0 || D < 1 || inner < 0 || block < 0 || in_type < 0 || in_type >= RQ_Q_COUNT ||
-        (out_type != RQ_F_F32 && out_type != RQ_F_F16))
+        (out_type != RQ_F_F32 && out_type != RQ_F_F16 && out_type != RQ_F_F16_VIA32))
         return -1;
     if (sts && (out_type != RQ_F_F32 || block || (in_type != RQ_Q_U8 && in_type != RQ_Q_I8 &&
                                                   in_type != RQ_Q_U16 && in_type != RQ_Q_I16)))
@@ -290,9 +325,10 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     int lvl = rq_quant_level(isa_cap);
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
-    qjob j = {x, y, s, zp, N, D, inner, block, in_type, out_type, 0, 0, q_size(in_type),
-              f_size(out_type), 0, 0, 0, pick_dq(lvl), D};
-    j.ntemp = stream > 0 || (stream < 0 && stream_auto(N * j.isz, N * j.osz));
+    const int via32 = out_type == RQ_F_F16_VIA32;
+    qjob j = {x, y, s, zp, N, D, inner, block, in_type, via32 ? RQ_F_F32 : out_type, 0, 0, q_size(in_type),
+              via32 ? 2 : f_size(out_type), 0, 0, 0, pick_dq(lvl), D, via32 ? pick_cvt16(lvl) : 0};
+    j.ntemp = !via32 && (stream > 0 || (stream < 0 && stream_auto(N * j.isz, N * j.osz)));
     j.variant = sts;
     void *table = periodic_params(&j);
     rq_parallel((N + RQ_QCHUNK - 1) / RQ_QCHUNK, threads_for(N, nthreads), q_chunk, &j);

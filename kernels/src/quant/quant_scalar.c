@@ -106,3 +106,8 @@ int rq_minmax_f32__scalar(const float *x, int64_t n, float *mn, float *mx)
     *mx = hi;
     return bad;
 }
+
+void rq_cvt_f32_f16__scalar(const float *s, uint16_t *d, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = rq_f32_to_f16(rq_ld_f32(s + i));
+}
