@@ -95,7 +95,7 @@ def _q_profile_ok(p):
 # Quantize variants (kernels/src/quant/rq_quant.h, RQ_QV_*): the vendor formulas the kernels
 # also implement, float32 division precision, integer targets.
 _QV_RECIP, _QV_ZPB, _QV_FMA, _QV_RAWAY, _QV_RUP, _QV_NAN_SHIFT = 1, 2, 4, 8, 16, 5
-_QV_WRAP, _QV_NANWRAP = 128, 256
+_QV_WRAP, _QV_NANWRAP, _QV_P16 = 128, 256, 512
 _QV_NAN = {"qmin": 0, "qmax": 1, "zero_point": 2, "zero": 3}
 _QV_ROUND = {"half_even": 0, "half_away": _QV_RAWAY, "half_up": _QV_RUP}
 
@@ -139,7 +139,8 @@ def _variant_tag(v):
     if not v:
         return ""
     parts = [n for f, n in ((_QV_RECIP, "recip"), (_QV_ZPB, "zpb"), (_QV_FMA, "fma"),
-                            (_QV_RAWAY, "away"), (_QV_RUP, "up"), (_QV_WRAP, "wrap32")) if v & f]
+                            (_QV_RAWAY, "away"), (_QV_RUP, "up"), (_QV_WRAP, "wrap32"),
+                            (_QV_P16, "p16")) if v & f]
     nan = (v >> _QV_NAN_SHIFT) & 3
     if nan and not v & _QV_NANWRAP:
         parts.append("nan" + ("qmax", "zp", "zero")[nan - 1])
@@ -281,8 +282,15 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
         P = _rq._division_dtype(x.dtype, s.dtype, precision, opset, prof)
     except Exception:
         return None
-    if P not in (_F32, _F16) or (variant and P != _F32):
+    if P not in (_F32, _F16):
         return None
+    if variant and P == _F16:
+        # a vendor formula in float16 precision: x, 1/s and v = x * r (or x / s) each rounded to
+        # float16 (RQ_QV_P16); not with the zero point added before rounding (a float16 sum of
+        # a float16 and an integer is not one float32 operation rounded again)
+        if variant & (_QV_ZPB | _QV_FMA):
+            return None
+        variant |= _QV_P16
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
     blocked = bool(block_size) and not per_tensor
     if not per_tensor and not blocked and s.ndim != 1:
@@ -300,8 +308,8 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
         outer, D, inner = 0, 1, 0      # empty input: nothing to compute
         if sf.size == 0 and not blocked:   # a per-axis scale of length 0: one unread placeholder
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
-    return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16), outer=outer, D=D, inner=inner,
-                block=int(block_size) if blocked else 0, variant=variant)
+    return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16 and not variant), outer=outer, D=D,
+                inner=inner, block=int(block_size) if blocked else 0, variant=variant)
 
 
 _VT = {}      # id(profile) -> (profile, its vector-block profile, its tail profile)

@@ -175,6 +175,12 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 for zt in (np.uint8, np.int16):
                     y, _ = F.quantize_linear(xv, np.float32(0.3), zt(3), profile=get_profile(prof), isa=lvl)
                     assert np.array_equal(y, R.quantize_linear(xv, np.float32(0.3), zt(3), profile=prof))
+                    # float16 precision (RQ_QV_P16) where the formula has it
+                    r16 = F.quantize_linear(xv.astype(np.float16), np.float16(0.3), zt(3),
+                                            profile=get_profile(prof), isa=lvl)
+                    if r16 is not None:
+                        assert np.array_equal(r16[0], R.quantize_linear(xv.astype(np.float16), np.float16(0.3),
+                                                                        zt(3), profile=prof))
             res = F.quantize_linear(x, s, z, axis=1, profile=get_profile(prof), isa=lvl)   # per axis
             assert res is None or np.array_equal(res[0], R.quantize_linear(x, s, z, axis=1, profile=prof))
     try:

@@ -803,6 +803,9 @@ def test_every_profile_variant_runs_in_simd():
                             v = None
                         if v and not _k.variant_simd(v):
                             missing.add((name, v))
+                        # in float16 precision (RQ_QV_P16; not with the zero point before rounding)
+                        if v and not v & (F._QV_ZPB | F._QV_FMA) and not _k.variant_simd(v | F._QV_P16):
+                            missing.add((name, v | F._QV_P16))
     assert not missing, missing
     odd = ONNX.replace(name="recip-zpb-away", q_scale_op="multiply_reciprocal",
                        q_zero_point="before_rounding", q_rounding="half_away")
@@ -1297,3 +1300,51 @@ def test_dequantize_float16_via_float32(isa):
             assert_bitexact(res[0], ref, f"blocked {dt}")
     finally:
         refquant.set_num_threads(None)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_quantize_variants_float16_precision(isa):
+    """Vendor formulas in float16 precision (float16 x, or a float16 scale at opset 23: x, 1/s
+    and x * r or x / s each rounded to float16, RQ_QV_P16): tflite-xnnpack, tensorrt,
+    onnx-reference and tflite-reference (int32 wraparound) run the kernels, with the
+    reference's bits on float16 ties and their neighbours, specials and huge values, per tensor
+    and per axis, float16 and float32 x; formulas with the zero point before rounding (pytorch)
+    stay on the reference."""
+    rng = np.random.default_rng(37)
+    profs = [get_profile(p) for p in ("tflite-xnnpack", "tensorrt", "onnx-reference", "tflite-reference")]
+    profs.append(ONNX.replace(name="p16-div-away", q_rounding="half_away", q_nan="qmax"))
+    for k, prof in enumerate(profs):
+        for dt in (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(ml_dtypes.int4)):
+            if prof.symmetric_only and dt not in (np.dtype(np.int8), np.dtype(ml_dtypes.int4)):
+                continue
+            for s in (np.float16(0.0123), np.float16(1 / 3), np.float16(3.0), np.float16(0.00061)):
+                zp = np.array(0, dt) if prof.symmetric_only else _zp_for(rng, dt)
+                x = hard_values(rng, 3001, np.float32(s), zp, dt, xdtype=np.float16)
+                res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, zp, isa=isa, profile=prof)
+                assert res is not None, (prof.name, dt)
+                v = F._q_variant(prof, False, dt, bool(zp != 0))
+                assert "_p16" in res[1] and res[1].endswith(
+                    "__" + (isa if _k.variant_simd(v | F._QV_P16) else "scalar")), res[1]
+                assert_bitexact(res[0], ref, f"{prof.name} {dt} s={s}")
+                # float32 x with a float16 scale at opset 23: x rounded to float16 first where the
+                # profile divides in the scale's type (onnx-reference promotes to float32)
+                x32 = (x.astype(np.float32) * np.float32(1.0001)).astype(np.float32)
+                res, ref = _run_both(F.quantize_linear, R.quantize_linear, x32, s, zp, isa=isa,
+                                     profile=prof, opset=23)
+                from refquant.reference.quantize import _division_dtype
+                p16 = _division_dtype(x32.dtype, s.dtype, None, 23, prof.for_op("QuantizeLinear")) == np.float16
+                assert res is not None and ("_p16" in res[1]) == p16, (prof.name, res and res[1])
+                assert_bitexact(res[0], ref, f"{prof.name} {dt} s={s} float32 x")
+            # per axis
+            sv = np.array([0.0123, 1 / 3, 3.0], np.float16)
+            zv = np.zeros(3, dt) if prof.symmetric_only else _random_q(rng, dt, 3)
+            xa = hard_values(rng, 3 * 257, np.float32(0.1), zv[0], dt, xdtype=np.float16).reshape(3, 257)
+            res, ref = _run_both(F.quantize_linear, R.quantize_linear, xa, sv, zv, isa=isa, axis=0,
+                                 profile=prof)
+            if res is not None:
+                assert_bitexact(res[0], ref, f"{prof.name} {dt} per axis")
+            else:   # a per-axis override the kernels do not implement
+                assert F._q_variant(prof, True, dt, bool(np.any(zv != 0))) is None, prof.name
+    # the zero point before rounding in float16: the reference
+    x = np.linspace(-5, 5, 101).astype(np.float16)
+    assert F.quantize_linear(x, np.float16(0.1), np.uint8(3), profile=get_profile("pytorch")) is None

@@ -162,7 +162,9 @@ AI __m256i qv_core8(__m256 xf, __m256 s, __m256 r, __m256 zpf, __m256i zp, __m25
                     __m256i nanq, const int V)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
+    if (V & RQ_QV_P16) xf = round_f16(xf);
     __m256 v = (V & RQ_QV_RECIP) ? _mm256_mul_ps(xf, r) : _mm256_div_ps(xf, s);
+    if (V & RQ_QV_P16) v = round_f16(v);
     __m256 w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm256_fmadd_ps(xf, r, zpf) : _mm256_add_ps(v, zpf)) : v;
     const __m256 nan = _mm256_cmp_ps(w, w, _CMP_UNORD_Q);
     if (V & RQ_QV_WRAP) {   /* see quant_avx512.c qv_core */
@@ -230,7 +232,7 @@ AI void qvrun8(const rq_qrun_args *a, const int in_f16, const int ps, const int 
     rq_qrange(out_type, &qmin, &qmax);
     const __m256i vqmin = _mm256_set1_epi32(qmin), vqmax = _mm256_set1_epi32(qmax);
     const int nanc = (a->variant >> RQ_QV_NAN_SHIFT) & 3;
-    __m256 s = _mm256_set1_ps(a->s[0]), r = _mm256_set1_ps(1.0f / a->s[0]);
+    __m256 s = _mm256_set1_ps(a->s[0]), r = _mm256_set1_ps((V & RQ_QV_P16) ? rq_round_f16(1.0f / a->s[0]) : 1.0f / a->s[0]);
     __m256i zp = _mm256_set1_epi32(a->zp[0]);
     __m256 zpf = _mm256_cvtepi32_ps(zp), lo = zpf, hi = zpf;
     __m256i nanq = zp;
@@ -243,6 +245,7 @@ AI void qvrun8(const rq_qrun_args *a, const int in_f16, const int ps, const int 
                 zp = _mm256_loadu_si256((const __m256i *)(a->zp + i));
                 zpf = _mm256_cvtepi32_ps(zp);
                 if (V & RQ_QV_RECIP) r = _mm256_div_ps(_mm256_set1_ps(1.0f), s);
+                if ((V & RQ_QV_RECIP) && (V & RQ_QV_P16)) r = round_f16(r);
             }
             if (V & RQ_QV_ZPB) { lo = _mm256_cvtepi32_ps(vqmin); hi = _mm256_cvtepi32_ps(vqmax); }
             else {

@@ -219,7 +219,9 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
 AI __m512i qv_core(__m512 xf, __m512 s, __m512 r, __m512 zpf, __m512i zp, __m512 lo, __m512 hi,
                    __m512i nanq, const int V)
 {
+    if (V & RQ_QV_P16) xf = round_f16(xf);
     __m512 v = (V & RQ_QV_RECIP) ? _mm512_mul_ps(xf, r) : _mm512_div_ps(xf, s);
+    if (V & RQ_QV_P16) v = round_f16(v);
     __m512 w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm512_fmadd_ps(xf, r, zpf) : _mm512_add_ps(v, zpf)) : v;
     const __mmask16 nan = _mm512_cmp_ps_mask(w, w, _CMP_UNORD_Q);
     if (V & RQ_QV_WRAP) {
@@ -272,7 +274,7 @@ AI void qvrun(const rq_qrun_args *a, const int in_f16, const int ps, const int V
     rq_qrange(out_type, &qmin, &qmax);
     const __m512i vqmin = _mm512_set1_epi32(qmin), vqmax = _mm512_set1_epi32(qmax);
     const int nanc = (a->variant >> RQ_QV_NAN_SHIFT) & 3;
-    __m512 s = _mm512_set1_ps(a->s[0]), r = _mm512_set1_ps(1.0f / a->s[0]);
+    __m512 s = _mm512_set1_ps(a->s[0]), r = _mm512_set1_ps((V & RQ_QV_P16) ? rq_round_f16(1.0f / a->s[0]) : 1.0f / a->s[0]);
     __m512i zp = _mm512_set1_epi32(a->zp[0]);
     __m512 zpf = _mm512_cvtepi32_ps(zp);
     __m512 lo, hi;
@@ -287,6 +289,7 @@ AI void qvrun(const rq_qrun_args *a, const int in_f16, const int ps, const int V
                 zp = full ? _mm512_loadu_si512(a->zp + i) : _mm512_maskz_loadu_epi32(m, a->zp + i);
                 zpf = _mm512_cvtepi32_ps(zp);
                 if (V & RQ_QV_RECIP) r = _mm512_div_ps(_mm512_set1_ps(1.0f), s);
+                if ((V & RQ_QV_RECIP) && (V & RQ_QV_P16)) r = round_f16(r);
             }
             if (V & RQ_QV_ZPB) { lo = _mm512_cvtepi32_ps(vqmin); hi = _mm512_cvtepi32_ps(vqmax); }
             else {

@@ -95,7 +95,11 @@ typedef struct rq_qrun_args {
 enum { RQ_QV_RECIP = 1, RQ_QV_ZPB = 2, RQ_QV_FMA = 4, RQ_QV_RAWAY = 8, RQ_QV_RUP = 16,
        RQ_QV_NAN_SHIFT = 5 /* 2 bits: 0 qmin, 1 qmax, 2 zero point, 3 zero */,
        RQ_QV_WRAP = 128,   /* int32 wraparound (onnx.reference / tflite reference) */
-       RQ_QV_NANWRAP = 256 /* with WRAP: NaN keeps the wrapped code (no NaN override) */ };
+       RQ_QV_NANWRAP = 256 /* with WRAP: NaN keeps the wrapped code (no NaN override) */,
+       RQ_QV_P16 = 512     /* float16 precision P (not with ZPB): x and 1/s rounded to float16,
+                            * v = fl16(x * r) or fl16(x / s); each a single float32 operation on
+                            * float16 operands rounded once more, which is the float16 result
+                            * (24 >= 2 * 11 + 2 bits) */ };
 
 typedef struct rq_dqrun_args {
     const void *x;        /* quantized input */

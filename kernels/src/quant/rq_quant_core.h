@@ -94,15 +94,18 @@ RQ_INLINE float rq_round_rule(float v, int variant)
 /* One QuantizeLinear element under a variant (rq_quant.h), float32 division precision. */
 RQ_INLINE int32_t rq_quantize1v(float xf, float s, int32_t zp, int32_t qmin, int32_t qmax, int variant)
 {
-    const float r = (variant & RQ_QV_RECIP) ? 1.0f / s : 0.0f;
+    const int p16 = (variant & RQ_QV_P16) != 0;
+    const float r = (variant & RQ_QV_RECIP) ? (p16 ? rq_round_f16(1.0f / s) : 1.0f / s) : 0.0f;
     float w, lo, hi;
     int32_t add;
+    if (p16) xf = rq_round_f16(xf);
     if (variant & RQ_QV_ZPB) {
         w = (variant & RQ_QV_FMA) ? fmaf(xf, r, (float)zp)
                                   : ((variant & RQ_QV_RECIP) ? xf * r : xf / s) + (float)zp;
         lo = (float)qmin; hi = (float)qmax; add = 0;
     } else {
         w = (variant & RQ_QV_RECIP) ? xf * r : xf / s;
+        if (p16) w = rq_round_f16(w);
         lo = (float)(qmin - zp); hi = (float)(qmax - zp); add = zp;
     }
     if (variant & RQ_QV_WRAP) {
@@ -174,7 +177,11 @@ RQ_INLINE float rq_dequantize1(int32_t q, int32_t zp, float s, int out_f16)
     X(RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA, __VA_ARGS__)                                          \
     X(RQ_QV_ZPB, __VA_ARGS__)                                                                    \
     X(RQ_QV_RAWAY, __VA_ARGS__)                                                                  \
-    X(RQ_QV_RUP, __VA_ARGS__)
+    X(RQ_QV_RUP, __VA_ARGS__)                                                                    \
+    X(RQ_QV_RECIP | RQ_QV_P16, __VA_ARGS__)                                                      \
+    X(RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_P16, __VA_ARGS__)                                       \
+    X(RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY | RQ_QV_P16, __VA_ARGS__)                         \
+    X(RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RECIP | RQ_QV_P16, __VA_ARGS__)
 #define RQ_QV_CASE_(V, RUN, a, F16, PS) case (V): RUN(a, F16, PS, (V)); break;
 /* RUN(a, F16, PS, V) runs variant V with the flags as constants */
 #define RQ_QV_SWITCH(RUN, a, F16, PS)                                                            \
