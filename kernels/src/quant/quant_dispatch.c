@@ -82,54 +82,25 @@ int rq_quant_level(int isa_cap)
     return RQ_ISA_SCALAR;
 }
 
-static qrun_fn pick_q(int lvl)
-{
+/* The ISA's run function, FN##__avx512 / __avx2 / __scalar, for a level (one picker each) */
 #if RQ_COMPILED_AVX512
-    if (lvl >= RQ_ISA_AVX512) return rq_quantize_run__avx512;
+#define RQ_PICK_AVX512_(FN) if (lvl >= RQ_ISA_AVX512) return FN##__avx512;
+#else
+#define RQ_PICK_AVX512_(FN)
 #endif
 #if RQ_COMPILED_AVX2
-    if (lvl >= RQ_ISA_AVX2) return rq_quantize_run__avx2;
+#define RQ_PICK_AVX2_(FN) if (lvl >= RQ_ISA_AVX2) return FN##__avx2;
+#else
+#define RQ_PICK_AVX2_(FN)
 #endif
-    (void)lvl;
-    return rq_quantize_run__scalar;
-}
-
-static dqrun_fn pick_dq(int lvl)
-{
-#if RQ_COMPILED_AVX512
-    if (lvl >= RQ_ISA_AVX512) return rq_dequantize_run__avx512;
-#endif
-#if RQ_COMPILED_AVX2
-    if (lvl >= RQ_ISA_AVX2) return rq_dequantize_run__avx2;
-#endif
-    (void)lvl;
-    return rq_dequantize_run__scalar;
-}
+#define RQ_PICK(TYPE, NAME, FN) \
+    static TYPE NAME(int lvl) { RQ_PICK_AVX512_(FN) RQ_PICK_AVX2_(FN) (void)lvl; return FN##__scalar; }
 
 typedef void (*cvt16_fn)(const float *, uint16_t *, int64_t);
-static cvt16_fn pick_cvt16(int lvl)
-{
-#if RQ_COMPILED_AVX512
-    if (lvl >= RQ_ISA_AVX512) return rq_cvt_f32_f16__avx512;
-#endif
-#if RQ_COMPILED_AVX2
-    if (lvl >= RQ_ISA_AVX2) return rq_cvt_f32_f16__avx2;
-#endif
-    (void)lvl;
-    return rq_cvt_f32_f16__scalar;
-}
-
-static minmax_fn pick_mm(int lvl)
-{
-#if RQ_COMPILED_AVX512
-    if (lvl >= RQ_ISA_AVX512) return rq_minmax_f32__avx512;
-#endif
-#if RQ_COMPILED_AVX2
-    if (lvl >= RQ_ISA_AVX2) return rq_minmax_f32__avx2;
-#endif
-    (void)lvl;
-    return rq_minmax_f32__scalar;
-}
+RQ_PICK(qrun_fn, pick_q, rq_quantize_run)
+RQ_PICK(dqrun_fn, pick_dq, rq_dequantize_run)
+RQ_PICK(cvt16_fn, pick_cvt16, rq_cvt_f32_f16)
+RQ_PICK(minmax_fn, pick_mm, rq_minmax_f32)
 
 static int q_size(int t) { return (t == RQ_Q_U16 || t == RQ_Q_I16) ? 2 : (t == RQ_Q_I32 ? 4 : 1); }
 static int f_size(int t) { return t == RQ_F_F16 ? 2 : 4; }
