@@ -1255,6 +1255,24 @@ def test_minmax_every_position(isa):
             xb[pos] = np.float32(-3.4028235e38) if pos % 2 else np.float32(3.4028235e38)
             mn, mx, nf, _ = _k.minmax(xb, lvl)
             assert not nf and mn == xb.min() and mx == xb.max(), (n, pos)
+    # the main loops run on 64-byte lines after a whole first vector: every start in a line,
+    # the extreme and the special just before, at and after the first aligned element
+    rng = np.random.default_rng(5)
+    for n in (79, 80, 81, 143, 300):
+        for off in range(16):
+            buf = np.empty(n + 32, np.float32)
+            base = (-(buf.ctypes.data // 4)) % 16
+            x = buf[base + off: base + off + n]
+            x[:] = rng.standard_normal(n)
+            first = (16 - off) % 16
+            for pos in sorted({p for p in (0, first - 1, first, first + 1, n - 1) if 0 <= p < n}):
+                keep = x[pos]
+                x[pos] = np.float32(9.0) if pos % 2 else np.float32(-9.0)
+                mn, mx, nf, _ = _k.minmax(x, lvl)
+                assert not nf and mn == x.min() and mx == x.max(), (n, off, pos)
+                x[pos] = np.float32(np.inf)
+                assert _k.minmax(x, lvl)[2], (n, off, pos)
+                x[pos] = keep
 
 
 @pytest.mark.parametrize("isa", ISA_PARAMS)
