@@ -415,11 +415,11 @@ void rq_dequantize_run__avx2(const rq_dqrun_args *a)
 
 int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx)
 {
-    /* as rq_minmax_f32__avx512: four chains, the largest |x| bit pattern as an integer (NaN /
+    /* as rq_minmax_f32__avx512: two chains, the largest |x| bit pattern as an integer (NaN /
      * Inf iff it reaches 0x7f800000), the main loop on 64-byte lines */
     __m256 lo = _mm256_set1_ps(rq_ld_f32(x)), hi = lo;
     const __m256i absm = _mm256_set1_epi32(0x7fffffff);
-    __m256i am = _mm256_setzero_si256(), am2 = am;
+    __m256i am = _mm256_setzero_si256();
     int64_t i = 0;
     if (n >= 40 && ((uintptr_t)x & 3) == 0) {
         const __m256 v = _mm256_loadu_ps(x);
@@ -427,33 +427,33 @@ int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx)
         lo = _mm256_min_ps(lo, v);
         hi = _mm256_max_ps(hi, v);
         __m256 w = _mm256_loadu_ps(x + 8);
-        am2 = _mm256_and_si256(_mm256_castps_si256(w), absm);
+        am = _mm256_max_epu32(am, _mm256_and_si256(_mm256_castps_si256(w), absm));
         lo = _mm256_min_ps(lo, w);
         hi = _mm256_max_ps(hi, w);
         i = (int64_t)(((64 - ((uintptr_t)x & 63)) & 63) / 4);
     }
-    __m256 lo2 = lo, hi2 = hi, lo3 = lo, hi3 = hi, lo4 = lo, hi4 = hi;
+    __m256 lo2 = lo, hi2 = hi;   /* (four chains: GCC 12 spilled one of them) */
     for (; i + 32 <= n; i += 32) {
         _mm_prefetch((const char *)(x + i) + 2048, _MM_HINT_T0);
         _mm_prefetch((const char *)(x + i) + 2048 + 64, _MM_HINT_T0);
         const __m256 v = _mm256_loadu_ps(x + i), w = _mm256_loadu_ps(x + i + 8);
         const __m256 v3 = _mm256_loadu_ps(x + i + 16), v4 = _mm256_loadu_ps(x + i + 24);
-        am = _mm256_max_epu32(am, _mm256_and_si256(_mm256_castps_si256(v), absm));
-        am2 = _mm256_max_epu32(am2, _mm256_and_si256(_mm256_castps_si256(w), absm));
-        am = _mm256_max_epu32(am, _mm256_and_si256(_mm256_castps_si256(v3), absm));
-        am2 = _mm256_max_epu32(am2, _mm256_and_si256(_mm256_castps_si256(v4), absm));
+        const __m256i b12 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(v), absm),
+                                             _mm256_and_si256(_mm256_castps_si256(w), absm));
+        const __m256i b34 = _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(v3), absm),
+                                             _mm256_and_si256(_mm256_castps_si256(v4), absm));
+        am = _mm256_max_epu32(am, _mm256_max_epu32(b12, b34));
         lo = _mm256_min_ps(lo, v);
         hi = _mm256_max_ps(hi, v);
         lo2 = _mm256_min_ps(lo2, w);
         hi2 = _mm256_max_ps(hi2, w);
-        lo3 = _mm256_min_ps(lo3, v3);
-        hi3 = _mm256_max_ps(hi3, v3);
-        lo4 = _mm256_min_ps(lo4, v4);
-        hi4 = _mm256_max_ps(hi4, v4);
+        lo = _mm256_min_ps(lo, v3);
+        hi = _mm256_max_ps(hi, v3);
+        lo2 = _mm256_min_ps(lo2, v4);
+        hi2 = _mm256_max_ps(hi2, v4);
     }
-    lo = _mm256_min_ps(_mm256_min_ps(lo, lo2), _mm256_min_ps(lo3, lo4));
-    hi = _mm256_max_ps(_mm256_max_ps(hi, hi2), _mm256_max_ps(hi3, hi4));
-    am = _mm256_max_epu32(am, am2);
+    lo = _mm256_min_ps(lo, lo2);
+    hi = _mm256_max_ps(hi, hi2);
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
         am = _mm256_max_epu32(am, _mm256_and_si256(_mm256_castps_si256(v), absm));
