@@ -9,7 +9,7 @@ include "_rq_common.pxi"
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport uint8_t, int32_t, int64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 cnp.import_array()
 
@@ -114,6 +114,8 @@ cdef extern from "rq_gemm.h" nogil:
         int isa
         int nthreads
     int rq_gemm_run(const rq_gemm_args *args, int *kernel_used)
+    int rq_requantize_run(const rq_gemm_args *args, const int32_t *acc, Py_ssize_t acc_rs,
+                          int *isa_used)
     int rq_gemm_choose(const rq_gemm_args *args)
     const char *rq_gemm_kernel_name(int k)
     ctypedef struct rq_conv_args:
@@ -351,6 +353,56 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     if rc != 0:
         raise RuntimeError(f"gemm: kernel error {rc}")
     return rq_gemm_kernel_name(kern).decode()
+
+
+def requantize(acc, out, mult, int y_zp=0, bias=None, fx=None, int isa=-1, int nthreads=0):
+    """out[i, j] = requant(acc[i, j] [+ bias[i, j]]): the GEMM epilogue alone (refquant.requantize's
+    fast path).  acc (M, N) int32 with unit column stride; out (M, N) uint8 / int8, C-contiguous;
+    mult float32 (1 or N); bias int32 broadcast to (M, N) or None; fx as for gemm.  Returns the
+    epilogue's name, rq_epi_rows__<isa>."""
+    cdef cnp.ndarray a = <cnp.ndarray?>acc
+    cdef cnp.ndarray o = <cnp.ndarray?>out
+    cdef cnp.ndarray bi, mu, fq, fs
+    cdef rq_gemm_args g
+    cdef int rc, lvl = 0
+    if a.ndim != 2 or o.ndim != 2 or a.dtype != np.int32 or a.shape[0] != o.shape[0] or a.shape[1] != o.shape[1]:
+        raise ValueError("acc, out: int32 and 8-bit (M, N) arrays expected")
+    if (a.shape[1] > 1 and a.strides[1] != 4) or a.strides[0] % 4 or not a.flags.aligned:
+        raise ValueError("acc: aligned, unit column stride expected")
+    if not o.flags.c_contiguous or not o.flags.writeable:
+        raise ValueError("out: writeable C-contiguous array expected")
+    _fits("M", a.shape[0]); _fits("N", a.shape[1])
+    memset(&g, 0, sizeof(g))
+    g.M = <int>a.shape[0]; g.N = <int>a.shape[1]
+    g.out_type = _out_type(o)
+    if g.out_type == RQ_OUT_S32:
+        raise TypeError("out: uint8 or int8 expected")
+    g.C = cnp.PyArray_DATA(o)
+    g.c_rs = o.strides[0] // o.dtype.itemsize; g.c_cs = 1
+    if bias is not None:
+        bi = <cnp.ndarray?>bias
+        if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
+            raise ValueError("bias: int32 (M, N) view expected")
+        g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
+        g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
+    if fx is not None:
+        fq, fs = _fx_arrays(fx, False, g.N)
+        g.fx_mode = int(fx[2])
+        g.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); g.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
+        if mult is None:
+            mult = np.ones(fq.shape[0], np.float32)
+    mu = np.ascontiguousarray(mult, dtype=np.float32).reshape(-1)
+    if mu.shape[0] not in (1, g.N):
+        raise ValueError("mult: size 1 or N expected")
+    g.mult = <const float *>cnp.PyArray_DATA(mu); g.mult_n = <int>mu.shape[0]
+    g.y_zp = y_zp
+    g.isa = isa
+    g.nthreads = nthreads
+    with nogil:
+        rc = rq_requantize_run(&g, <const int32_t *>cnp.PyArray_DATA(a), a.strides[0] // 4, &lvl)
+    if rc != 0:
+        raise RuntimeError(f"requantize: kernel error {rc}")
+    return "rq_epi_rows__" + rq_isa_name(lvl).decode()
 
 
 def empty_aligned(shape, dtype):

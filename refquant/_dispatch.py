@@ -83,6 +83,10 @@ def _fast_profile_ok(prof, op):
     """Whether a fast kernel may be asked at all.  Symmetric-only profiles (tensorrt) reach
     only the QuantizeLinear / DequantizeLinear glue, which checks the zero points itself (the
     reference raises the profile's error on non-zero ones)."""
+    if op == "Requantize":
+        # the reference's requantize applies every profile's epilogue (Profile.ops lists the
+        # ONNX ops a profile models); the glue checks the epilogue fields
+        return True
     return (prof.ops is None or op in prof.ops) and (
         not prof.symmetric_only or op in ("QuantizeLinear", "DequantizeLinear"))
 
@@ -473,8 +477,9 @@ def qlinear_conv(*args, **kwargs):
 
 
 def requantize(*args, **kwargs):
-    _ran("Requantize", "reference")
-    return _ref.requantize(*args, **kwargs)
+    """refquant.reference.requantize, run by the GEMM's epilogue kernels where they cover the
+    call (refquant._gemm_fast.requantize)."""
+    return _dispatch("Requantize", _GEMM, "requantize", _ref.requantize, args, kwargs)
 
 
 def pack_weights(B, *args, **kwargs):
@@ -487,7 +492,7 @@ def pack_weights(B, *args, **kwargs):
 _OPS = (
     ("QuantizeLinear", _QUANT), ("DequantizeLinear", _QUANT), ("DynamicQuantizeLinear", _QUANT),
     ("MatMulInteger", _GEMM), ("QLinearMatMul", _GEMM), ("QGemm", _GEMM),
-    ("ConvInteger", _GEMM), ("QLinearConv", _GEMM),
+    ("ConvInteger", _GEMM), ("QLinearConv", _GEMM), ("Requantize", _GEMM),
 )
 
 
@@ -506,5 +511,4 @@ def kernel_info():
             fn = getattr(mod, "kernel_info", None) if mod is not None else None
             infos[module] = fn() if fn is not None else {}
         out[op] = infos[module].get(op, "reference")
-    out["Requantize"] = "reference"
     return out

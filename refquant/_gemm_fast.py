@@ -30,7 +30,7 @@ from .reference import conv as _rc
 from .reference.requant import form_multiplier, check_scale
 
 __all__ = ["matmul_integer", "qlinear_matmul", "qgemm", "conv_integer", "qlinear_conv",
-           "pack_weights", "kernel_info", "kernel_names"]
+           "requantize", "pack_weights", "kernel_info", "kernel_names"]
 
 _I8 = (np.dtype(np.int8), np.dtype(np.uint8))
 _FLT_MAX = float(np.finfo(np.float32).max)   # Python float scales above it: not taken (no cast warning)
@@ -1433,6 +1433,90 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
 
 # ----------------------------------------------------------------------------- packing, info
 
+# ----------------------------------------------------------------------------- requantize
+
+def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profile, axis=-1,
+               bias_scale=None, scales=None):
+    """refquant.requantize through the GEMM's epilogue kernels (``_k.requantize``):
+
+        y = clamp(RNE(fl32(fl32(wrap32(acc + bias)) * M)) + y_zp, qmin, qmax)     (float method)
+        y = clamp(MultiplyByQuantizedMultiplier(wrap32(acc + bias), qm, shift) + y_zp, ...)
+                                                                           (fixed point)
+
+    for the profiles whose epilogue the kernels implement (``_rq_ok``; the float method's
+    multiplier rules through ``_mult_ok``, the fixed point's multipliers through
+    ``_fixed_params``).  Taken: an int32 accumulator of at least one element; a multiplier of
+    one value or one per channel of the last axis; a scalar zero point; an int32 bias of one
+    value, one per channel of the last axis, or acc's shape; uint8 / int8 outputs.  Anything
+    else returns None and the reference runs (and raises its errors)."""
+    rq = getattr(_k, "requantize", None)
+    if (rq is None or scales is not None or bias_scale is not None or type(acc) is not np.ndarray
+            or acc.dtype != np.int32 or acc.size == 0):
+        return None
+    try:
+        out_dt = np.dtype(output_dtype)
+    except TypeError:
+        return None
+    if out_dt not in _I8:
+        return None
+    p = profile
+    if not _rq_ok(p, bias=bias is not None, fixed=True):
+        return None
+    shape = acc.shape
+    nd = acc.ndim
+    n_last = shape[-1] if nd else 1
+    if not isinstance(axis, (int, np.integer)) or (nd and int(axis) % nd != nd - 1):
+        per_ok = False      # per-channel values along another axis: the reference
+    else:
+        per_ok = nd > 0
+    m = np.asarray(multiplier)
+    if m.dtype.kind != "f" or not (m.size == 1 or (per_ok and m.ndim == 1 and m.size == n_last)):
+        return None
+    z = np.asarray(0 if y_zero_point is None else y_zero_point)
+    if z.size != 1 or z.dtype.kind not in "iu":
+        return None
+    zv = int(z.reshape(()))
+    lo, hi = (0, 255) if out_dt == np.uint8 else (-128, 127)
+    if not lo <= zv <= hi:
+        return None
+    M2 = math.prod(shape[:-1]) if nd else 1
+    a2 = acc.reshape(M2, n_last) if acc.flags.c_contiguous else np.ascontiguousarray(acc).reshape(M2, n_last)
+    bias2 = None
+    if bias is not None:
+        b = bias if type(bias) is np.ndarray else np.asarray(bias)
+        if b.dtype != np.int32:
+            return None
+        if b.size == 1:
+            bias2 = np.broadcast_to(b.reshape(1, 1), a2.shape)
+        elif per_ok and b.ndim == 1 and b.size == n_last:
+            bias2 = np.broadcast_to(b.reshape(1, n_last), a2.shape)
+        elif b.shape == shape:
+            bias2 = np.ascontiguousarray(b).reshape(a2.shape)
+        else:
+            return None
+    fx = None
+    if p.rq_method == "fixed_point":
+        mv = m.reshape(-1)
+        if not (np.all(np.isfinite(mv)) and np.all(mv >= 0)):
+            return None
+        fx = _fixed_params(p, mv.astype(np.float64) if mv.size > 1 else float(mv[0]))
+        if fx is None:
+            return None
+        mult = None
+    else:
+        mult = _mult32(m.astype(np.float32).reshape(-1))
+        if mult is None or not _mult_ok(p, mult):
+            return None
+    if a2.shape[0] > _INT_MAX or n_last > _INT_MAX:
+        return None
+    out = np.empty(a2.shape, out_dt)
+    name = rq(a2, out, mult, zv, bias=bias2, fx=fx)
+    return out.reshape(shape), name
+
+
+_INT_MAX = 2 ** 31 - 1
+
+
 def pack_weights(B, *args, **kwargs):
     """Packed weights for repeated calls (see ``refquant._packed.pack_weights``)."""
     from ._packed import pack_weights as _pw
@@ -1454,6 +1538,8 @@ def kernel_names():
     conv = ("conv_implicit_tdp__amx" if g == "gemm_tdp__amx" else
             "conv_implicit_vnni4__avx512vnni" if g == "gemm_vnni4__avx512vnni" else g)
     info["ConvInteger"] = info["QLinearConv"] = conv
+    if hasattr(_k, "requantize"):
+        info["Requantize"] = _k.requantize(out[:1, :1], np.zeros((1, 1), np.uint8), np.ones(1, np.float32))
     info["QLinearConv(1x1)"] = g if lvl >= 3 else conv
     info["QLinearConv(stem, 3 channels)"] = "conv_rows_tdp__amx" if g == "gemm_tdp__amx" else g
     info["QLinearConv(depthwise)"] = ("dwconv_dpbusd__avx512vnni" if lvl >= 3 else

@@ -417,6 +417,10 @@ def test_fixed_point_epilogue_vector_every_rounding(rounding, scratch_profiles):
                  else rng.integers(-60000, 60000, N)).astype(np.int32)
             _same(lambda: refquant.qgemm(*args, C, ys, yz, profile=prof.name),
                   lambda: R.qgemm(*args, C, ys, yz, profile=prof.name))
+            acc = R.matmul_integer(A, B, az, zb)
+            mr = (np.float64(args[1]) * bs.astype(np.float64) / np.float64(ys))
+            _same(lambda: refquant.requantize(acc, mr, yz, output_dtype=ad, bias=C, profile=prof.name),
+                  lambda: R.requantize(acc, mr, yz, output_dtype=ad, bias=C, profile=prof.name))
             x = rng.integers(lo, hi, (1, K % 16 + 1, 5, 6)).astype(ad)
             w = rng.integers(-128, 128, (N % 20 + 1, x.shape[1], 3, 3)).astype(np.int8)
             co = w.shape[0]
@@ -844,3 +848,38 @@ def test_tensorrt_gemm_conv_on_kernels():
         with pytest.raises(refquant.ProfileError):
             refquant.qlinear_matmul(a, np.float32(0.02), np.int8(1), b, np.float32(0.004), np.int8(0),
                                     np.float32(0.3), np.int8(0), profile=prof)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_requantize_every_profile(profile):
+    """refquant.requantize (the GEMM epilogue kernels where they cover the call) gives the
+    reference's bits or raises its error type, for every profile: multipliers from 0 and
+    subnormal to beyond 2^30 (the int32_min profiles' bound), negative, NaN, inf, float64;
+    per-tensor and per-channel multipliers and biases, int32 and float biases, zero points at
+    the range's ends and outside it, 0-d to 3-D accumulators at the int32 limits."""
+    rng = np.random.default_rng(abs(hash(profile)) % 2**32)
+    mults = [np.float32(0.013), np.float32(0.0), np.float32(1e-40), np.float32(3e9), np.float32(-0.5),
+             np.float32(np.nan), np.float32(np.inf), np.float64(0.25), np.float64(1e-300)]
+    for it, m in enumerate(mults * 3):
+        shape = [(), (9,), (4, 33), (2, 3, 17)][it % 4]
+        acc = rng.integers(-2 ** 31, 2 ** 31, shape, dtype=np.int64).astype(np.int32)
+        if acc.size > 2:
+            acc.reshape(-1)[:2] = [2 ** 31 - 1, -2 ** 31]
+        n = shape[-1] if shape else 1
+        mm = m if it < len(mults) or not shape else np.abs(rng.standard_normal(n)).astype(type(m)) * m
+        odt = (np.uint8, np.int8)[it % 2]
+        zp = odt([0, 255, 128][it % 3]) if odt == np.uint8 else odt([-128, 127, 0][it % 3])
+        bias = [None, np.int32(-2 ** 31), rng.integers(-2 ** 31, 2 ** 31, n, dtype=np.int64).astype(np.int32),
+                np.float32(3.5)][it % 4]
+        if not shape and bias is not None and np.ndim(bias):
+            bias = None
+        kw = dict(output_dtype=odt, bias=bias, profile=profile)
+        _same(lambda: refquant.requantize(acc, mm, zp, **kw), lambda: R.requantize(acc, mm, zp, **kw))
+    acc = np.arange(-100, 100, dtype=np.int32)
+    _same(lambda: refquant.requantize(acc, np.float32(0.1), np.int16(300), output_dtype=np.uint8,
+                                      profile=profile),
+          lambda: R.requantize(acc, np.float32(0.1), np.int16(300), output_dtype=np.uint8, profile=profile))
+    _same(lambda: refquant.requantize(acc, np.float32(0.1), np.uint8(3), output_dtype=np.uint8,
+                                      scales=(np.float32(0.1), np.float32(0.2), np.float32(0.2)), profile=profile),
+          lambda: R.requantize(acc, np.float32(0.1), np.uint8(3), output_dtype=np.uint8,
+                               scales=(np.float32(0.1), np.float32(0.2), np.float32(0.2)), profile=profile))

@@ -1600,3 +1600,101 @@ def test_avxvnni_gemm_tiles_and_layouts():
     finally:
         refquant.set_num_threads(None)
         _use_level(None)
+
+
+# ------------------------------------------------------------------ requantize (the epilogue alone)
+_RQ_PROFILES = ["onnx", "onnxruntime", "onnxruntime-avx2", "pytorch-fbgemm", "pytorch-qnnpack",
+                "tflite-reference", "tflite-optimized", "tflite-xnnpack", "tensorrt"]
+
+
+def _rq_mult(rng, kind, n):
+    if kind == "scalar":
+        return np.float32(rng.choice([1e-6, 3.1e-4, 0.0123, 0.5, 1.0, 7.0]))
+    if kind == "tiny":
+        return np.float32(rng.choice([0.0, 1e-30, 1.4e-45]))
+    if kind == "f64":
+        return np.float64(rng.uniform(1e-5, 0.3))
+    return (rng.uniform(1e-5, 0.05, n) * rng.choice([1, 10, 1e3], n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2 ** 32 - 1),
+       shape=st.sampled_from([(), (1,), (5,), (17,), (3, 1), (3, 64), (7, 33), (2, 3, 65), (1, 16385)]),
+       mkind=st.sampled_from(["scalar", "tiny", "f64", "column"]),
+       bkind=st.sampled_from([None, "scalar", "column", "full"]),
+       odt=st.sampled_from([np.uint8, np.int8]), prof=st.sampled_from(_RQ_PROFILES),
+       layout=st.sampled_from(["C", "F", "strided"]), threads=st.sampled_from([1, 2]))
+def test_requantize_kernel_matches_reference(isa_cap, seed, shape, mkind, bkind, odt, prof, layout,
+                                             threads):
+    """refquant.requantize runs the GEMM's epilogue kernels (rq_epi_rows__<isa>) over any int32
+    accumulator -- 0-d to 3-D, C / Fortran / strided, int32 extremes, a bias that wraps -- with a
+    multiplier of one value or one per last-axis channel (float32, float64, zero, subnormal), a
+    bias of one value, one per channel or acc's shape, every zero point, uint8 / int8, for each
+    profile whose epilogue the kernels implement (float method and TFLite's fixed point), 1 and 2
+    threads; the reference's bits, or the reference runs (and says so)."""
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(-2 ** 31, 2 ** 31, shape, dtype=np.int64).astype(np.int32)
+    if acc.size:
+        small = rng.random(shape) < 0.7
+        acc[small] = rng.integers(-3000, 3000, int(small.sum()))
+        acc.reshape(-1)[: min(4, acc.size)] = [2 ** 31 - 1, -2 ** 31, 0, -1][: min(4, acc.size)]
+    if layout != "C" and acc.ndim >= 2:
+        acc = _layout(rng, acc, layout) if acc.ndim == 2 else np.asfortranarray(acc)
+    n_last = shape[-1] if shape else 1
+    if mkind == "column" and not shape:
+        mkind = "scalar"
+    m = _rq_mult(rng, mkind, n_last)
+    lo, hi = (0, 255) if odt == np.uint8 else (-128, 127)
+    zp = odt(rng.choice([lo, hi, (lo + hi) // 2, lo + 1]))
+    bias = None
+    if bkind == "scalar":
+        bias = np.int32(rng.choice([0, 77, -2 ** 31, 2 ** 31 - 1]))
+    elif bkind == "column" and shape:
+        bias = rng.integers(-2 ** 31, 2 ** 31, n_last, dtype=np.int64).astype(np.int32)
+    elif bkind == "full":
+        bias = rng.integers(-5000, 5000, shape).astype(np.int32)
+    refquant.set_num_threads(threads)
+    try:
+        kw = dict(output_dtype=odt, bias=bias, profile=prof)
+        with np.errstate(all="ignore"):
+            try:
+                want = R.requantize(acc, m, zp, **kw)
+            except Exception as exc:       # the dispatcher must raise the same kind of error
+                with pytest.raises(type(exc)):
+                    refquant.requantize(acc, m, zp, **kw)
+                return
+        got = refquant.requantize(acc, m, zp, **kw)
+        path = refquant.last_path()["path"]
+    finally:
+        refquant.set_num_threads(None)
+    _check(got, want, f"{prof} {shape} {mkind} {bkind} {odt.__name__}")
+    p = get_profile(prof)
+    covered = (p.rq_method == "fixed_point" or (p.rq_bias == "int32" or bias is None)) and mkind != "tiny"
+    if covered and prof not in ("pytorch-fbgemm", "pytorch-qnnpack", "tflite-xnnpack"):
+        # (those three have multiplier bounds: some multipliers run the reference)
+        lvl = {"scalar": "scalar", "avx2": "avx2", "avxvnni": "avx2"}.get(isa_cap, "avx512")
+        assert path == f"rq_epi_rows__{lvl}", path
+
+
+def test_requantize_declines_to_reference():
+    """What the epilogue kernels do not implement runs the reference, named as such: a float
+    bias, per-channel zero points, per-channel multipliers along another axis, 16-bit outputs,
+    the oneDNN and float64 epilogues, an int64 accumulator."""
+    acc = np.arange(-60, 60, dtype=np.int32).reshape(4, 30)
+    m = np.float32(0.1)
+    calls = [
+        dict(args=(acc, m, np.uint8(3)), kw=dict(output_dtype=np.uint8, bias=np.float32(2.5),
+                                                 profile="pytorch-fbgemm", bias_scale=np.float32(0.5))),
+        dict(args=(acc, m, np.full(30, 3, np.uint8)), kw=dict(output_dtype=np.uint8)),
+        dict(args=(acc, np.full(4, 0.1, np.float32), np.uint8(3)), kw=dict(output_dtype=np.uint8, axis=0)),
+        dict(args=(acc, m, np.int16(3)), kw=dict(output_dtype=np.int16)),
+        dict(args=(acc, m, np.uint8(3)), kw=dict(output_dtype=np.uint8, profile="onnx-reference")),
+        dict(args=(acc.astype(np.int64), m, np.uint8(3)), kw=dict(output_dtype=np.uint8)),
+    ]
+    for c in calls:
+        got = refquant.requantize(*c["args"], **c["kw"])
+        assert refquant.last_path()["path"] == "reference", c
+        np.testing.assert_array_equal(got, R.requantize(*c["args"], **c["kw"]))
+    refquant.requantize(acc, m, np.uint8(3), output_dtype=np.uint8)
+    assert refquant.last_path()["path"].startswith("rq_epi_rows__")

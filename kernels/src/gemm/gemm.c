@@ -1272,3 +1272,35 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
     }
 }
 
+
+/* ------------------------------------------------------------------ requantize */
+
+typedef struct { const rq_epi *e; rq_epi_fn fn; const int32_t *acc; ptrdiff_t ldr; int rb, cb; int64_t ncb; } rqz_job;
+
+static void rqz_task(void *ctx, int64_t t) {
+    const rqz_job *J = (const rqz_job *)ctx;
+    const int i0 = (int)(t / J->ncb) * J->rb, j0 = (int)(t % J->ncb) * J->cb;
+    const int mi = imin(J->rb, J->e->M - i0), nj = imin(J->cb, J->e->N - j0);
+    J->fn(J->e, i0, mi, j0, nj, J->acc + (ptrdiff_t)i0 * J->ldr + j0, J->ldr);
+}
+
+int rq_requantize_run(const rq_gemm_args *a, const int32_t *acc, ptrdiff_t acc_rs, int *isa_used) {
+    if (!a || !acc || a->M < 0 || a->N < 0 || !a->mult || a->mult_n < 1 || a->od || a->fbias ||
+        (a->out_type != RQ_OUT_U8 && a->out_type != RQ_OUT_S8))
+        return RQ_EARG;
+    const int isa = a->isa < 0 ? rq_isa_level() : imin(a->isa, rq_isa_level());
+    rq_epi_fn fn = pick_epi(isa);
+    if (isa_used)
+        *isa_used = fn == rq_epi_rows__scalar ? RQ_ISA_SCALAR
+                    : (fn == rq_epi_rows__avx2 ? RQ_ISA_AVX2 : RQ_ISA_AVX512);
+    const int M = a->M, N = a->N;
+    if (M == 0 || N == 0) return RQ_OK;
+    rq_epi e; epi_base(&e, a);
+    /* blocks of about 16K accumulators (64 KiB): whole rows up to 16K columns */
+    const int cb = N <= 16384 ? N : 16384, rb = imax(1, 16384 / cb);
+    rqz_job J = {&e, fn, acc, acc_rs, rb, cb, (N + cb - 1) / cb};
+    const int64_t nblk = (int64_t)((M + rb - 1) / rb) * J.ncb;
+    const int nt = a->nthreads > 0 ? a->nthreads : rq_num_threads();
+    rq_parallel(nblk, (int64_t)M * N >= 65536 ? nt : 1, rqz_task, &J);
+    return RQ_OK;
+}

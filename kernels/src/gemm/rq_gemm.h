@@ -145,6 +145,10 @@ typedef struct rq_gemm_args {
 } rq_gemm_args;
 
 int rq_gemm_run(const rq_gemm_args *args, int *kernel_used);
+/* Requantize M x N int32 accumulators acc[i * acc_rs + j] (refquant.requantize): the GEMM's
+ * epilogue alone, with args' epilogue fields (bias, mult, fx_*, y_zp, out_type 8-bit, C, c_rs,
+ * c_cs, isa, nthreads; M, N; the rest unused).  *isa_used: the epilogue's ISA level. */
+int rq_requantize_run(const rq_gemm_args *args, const int32_t *acc, ptrdiff_t acc_rs, int *isa_used);
 /* The kernel rq_gemm_run would pick (without running). */
 int rq_gemm_choose(const rq_gemm_args *args);
 
