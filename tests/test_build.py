@@ -458,6 +458,20 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                     assert np.array_equal(refquant.matmul_integer(A, pw, np.uint8(3), bd(1)),
                                           R.matmul_integer(A, B, np.uint8(3), bd(1)))
         refquant.set_num_threads(None)
+    # requantize (the GEMM epilogue over a caller's accumulators): blocks of rows and of 16K
+    # columns, tails, per-column multipliers and biases, fixed point, every level, 2 threads
+    refquant.set_num_threads(2)
+    for isa in _isa_levels.available():
+        _isa_levels.use(isa)
+        for shape in ((1, 16385), (300, 251), (7,), (70000,)):
+            acc = rng.integers(-2 ** 31, 2 ** 31, shape, dtype=np.int64).astype(np.int32)
+            n = shape[-1]
+            for prof, m in (("onnx", (rng.random(n) * 1e-3).astype(np.float32)), ("tflite-optimized", np.float32(3e-4))):
+                b = rng.integers(-9999, 9999, n).astype(np.int32)
+                assert np.array_equal(refquant.requantize(acc, m, np.int8(-3), output_dtype=np.int8, bias=b, profile=prof),
+                                      R.requantize(acc, m, np.int8(-3), output_dtype=np.int8, bias=b, profile=prof))
+                assert refquant.last_path()["path"].startswith("rq_epi_rows__")
+    refquant.set_num_threads(None)
     _isa_levels.use(None)
     print("ASAN-SAMPLE-OK")
 """)
