@@ -355,11 +355,12 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     return rq_gemm_kernel_name(kern).decode()
 
 
-def requantize(acc, out, mult, int y_zp=0, bias=None, fx=None, int isa=-1, int nthreads=0):
+def requantize(acc, out, mult, int y_zp=0, bias=None, fx=None, bint mult_rows=False, int isa=-1,
+               int nthreads=0):
     """out[i, j] = requant(acc[i, j] [+ bias[i, j]]): the GEMM epilogue alone (refquant.requantize's
     fast path).  acc (M, N) int32 with unit column stride; out (M, N) uint8 / int8, C-contiguous;
-    mult float32 (1 or N); bias int32 broadcast to (M, N) or None; fx as for gemm.  Returns the
-    epilogue's name, rq_epi_rows__<isa>."""
+    mult float32 (1 or N, or M with mult_rows: one per row); bias int32 broadcast to (M, N) or
+    None; fx as for gemm (sized like mult).  Returns the epilogue's name, rq_epi_rows__<isa>."""
     cdef cnp.ndarray a = <cnp.ndarray?>acc
     cdef cnp.ndarray o = <cnp.ndarray?>out
     cdef cnp.ndarray bi, mu, fq, fs
@@ -385,16 +386,18 @@ def requantize(acc, out, mult, int y_zp=0, bias=None, fx=None, int isa=-1, int n
             raise ValueError("bias: int32 (M, N) view expected")
         g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
         g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
+    cdef Py_ssize_t nm = g.M if mult_rows else g.N
     if fx is not None:
-        fq, fs = _fx_arrays(fx, False, g.N)
+        fq, fs = _fx_arrays(fx, False, nm)
         g.fx_mode = int(fx[2])
         g.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); g.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
         if mult is None:
             mult = np.ones(fq.shape[0], np.float32)
     mu = np.ascontiguousarray(mult, dtype=np.float32).reshape(-1)
-    if mu.shape[0] not in (1, g.N):
-        raise ValueError("mult: size 1 or N expected")
+    if mu.shape[0] not in (1, nm) or (fx is not None and fq.shape[0] != mu.shape[0]):
+        raise ValueError("mult: size 1 or N (M with mult_rows) expected, fx alike")
     g.mult = <const float *>cnp.PyArray_DATA(mu); g.mult_n = <int>mu.shape[0]
+    g.mult_rows = 1 if (mult_rows and mu.shape[0] != 1) else 0
     g.y_zp = y_zp
     g.isa = isa
     g.nthreads = nthreads

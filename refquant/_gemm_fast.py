@@ -1446,9 +1446,11 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
     for the profiles whose epilogue the kernels implement (``_rq_ok``; the float method's
     multiplier rules through ``_mult_ok``, the fixed point's multipliers through
     ``_fixed_params``).  Taken: an int32 accumulator of at least one element; a multiplier of
-    one value or one per channel of the last axis; a scalar zero point; an int32 bias of one
-    value, one per channel of the last axis, or acc's shape; uint8 / int8 outputs.  Anything
-    else returns None and the reference runs (and raises its errors)."""
+    one value or one per channel of ``axis``; a scalar zero point; an int32 bias of one value,
+    one per channel of ``axis``, or acc's shape; uint8 / int8 outputs.  acc is seen as rows x
+    columns: per-channel values along the last axis are per column, along another axis per row
+    (the channel's value repeated for each index before it).  Anything else returns None and
+    the reference runs (and raises its errors)."""
     rq = getattr(_k, "requantize", None)
     if (rq is None or scales is not None or bias_scale is not None or type(acc) is not np.ndarray
             or acc.dtype != np.int32 or acc.size == 0):
@@ -1464,23 +1466,23 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
         return None
     shape = acc.shape
     nd = acc.ndim
-    n_last = shape[-1] if nd else 1
-    if not isinstance(axis, (int, np.integer)) or (nd and int(axis) % nd != nd - 1):
-        per_ok = False      # per-channel values along another axis: the reference
-    else:
-        per_ok = nd > 0
+    ax = int(axis) % nd if nd and isinstance(axis, (int, np.integer)) else None
+    nch = shape[ax] if ax is not None else 1
+    rows = ax is not None and ax != nd - 1          # per-channel values per row
+    R = math.prod(shape[:ax + 1]) if rows else (math.prod(shape[:-1]) if nd else 1)
+    L = acc.size // R if R else 0
+    rep = math.prod(shape[:ax]) if rows else 1      # rows per channel value
     m = np.asarray(multiplier)
-    if m.dtype.kind != "f" or not (m.size == 1 or (per_ok and m.ndim == 1 and m.size == n_last)):
+    if m.dtype.kind != "f" or not (m.size == 1 or (ax is not None and m.ndim == 1 and m.size == nch)):
         return None
     z = np.asarray(0 if y_zero_point is None else y_zero_point)
     if z.size != 1 or z.dtype.kind not in "iu":
         return None
     zv = int(z.reshape(()))
     lo, hi = (0, 255) if out_dt == np.uint8 else (-128, 127)
-    if not lo <= zv <= hi:
+    if not lo <= zv <= hi or R > _INT_MAX or L > _INT_MAX:
         return None
-    M2 = math.prod(shape[:-1]) if nd else 1
-    a2 = acc.reshape(M2, n_last) if acc.flags.c_contiguous else np.ascontiguousarray(acc).reshape(M2, n_last)
+    a2 = acc.reshape(R, L) if acc.flags.c_contiguous else np.ascontiguousarray(acc).reshape(R, L)
     bias2 = None
     if bias is not None:
         b = bias if type(bias) is np.ndarray else np.asarray(bias)
@@ -1488,29 +1490,32 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
             return None
         if b.size == 1:
             bias2 = np.broadcast_to(b.reshape(1, 1), a2.shape)
-        elif per_ok and b.ndim == 1 and b.size == n_last:
-            bias2 = np.broadcast_to(b.reshape(1, n_last), a2.shape)
+        elif ax is not None and b.ndim == 1 and b.size == nch:
+            bias2 = (np.broadcast_to(np.tile(b, rep).reshape(R, 1), a2.shape) if rows
+                     else np.broadcast_to(b.reshape(1, L), a2.shape))
         elif b.shape == shape:
             bias2 = np.ascontiguousarray(b).reshape(a2.shape)
         else:
             return None
     fx = None
+    mv = m.reshape(-1)
     if p.rq_method == "fixed_point":
-        mv = m.reshape(-1)
         if not (np.all(np.isfinite(mv)) and np.all(mv >= 0)):
             return None
         fx = _fixed_params(p, mv.astype(np.float64) if mv.size > 1 else float(mv[0]))
         if fx is None:
             return None
+        if rows and mv.size > 1:
+            fx = (np.tile(fx[0], rep), np.tile(fx[1], rep), fx[2])
         mult = None
     else:
-        mult = _mult32(m.astype(np.float32).reshape(-1))
+        mult = _mult32(mv.astype(np.float32))
         if mult is None or not _mult_ok(p, mult):
             return None
-    if a2.shape[0] > _INT_MAX or n_last > _INT_MAX:
-        return None
+        if rows and mult.size > 1:
+            mult = np.tile(mult, rep)
     out = np.empty(a2.shape, out_dt)
-    name = rq(a2, out, mult, zv, bias=bias2, fx=fx)
+    name = rq(a2, out, mult, zv, bias=bias2, fx=fx, mult_rows=rows)
     return out.reshape(shape), name
 
 
