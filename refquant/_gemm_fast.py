@@ -27,6 +27,7 @@ _HAVE_POS = hasattr(_k, "f32_positive")
 from ._packed import PackedWeights, unwrap
 from .reference import gemm as _rg
 from .reference import conv as _rc
+from .reference import requant as _rr
 from .reference.requant import form_multiplier, check_scale
 
 __all__ = ["matmul_integer", "qlinear_matmul", "qgemm", "conv_integer", "qlinear_conv",
@@ -1160,9 +1161,11 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
             _rg._check_opset("ConvInteger", opset, 10)
     except (TypeError, ValueError):
         return None
-    r = _conv_common(x, w, x_zero_point, w_zero_point,
-                     dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                          pads=pads, strides=strides), profile)
+    attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                 pads=pads, strides=strides)
+    if isinstance(x, np.ndarray) and x.ndim == 5:
+        return _conv3d_acc(x, w, x_zero_point, w_zero_point, attrs, profile)
+    r = _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile)
     if r is None:
         return None
     X4, W4, xz, wz, geo, o2, nd, pk = r
@@ -1274,6 +1277,90 @@ def _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_poin
         dilations, group, kernel_shape, pads, strides, profile, opset, int_conv), used)
 
 
+def _conv3d_acc(x, w, xz, wz, attrs, profile):
+    """ConvInteger's int32 accumulator of a 3-D conv (N, C, D, H, W) by the 2-D kernels:
+
+        acc[n, :, od] = wrap32(sum_kd conv2d(x[n, :, od*sd + kd*dd - pad_d] - xz, w[:, :, kd] - wz))
+
+    over the kd whose input plane lies inside x (a padded plane holds x_zero_point: it adds
+    nothing).  The int32 sums wrap, so the order does not change the bits.  Returns (acc,
+    kernel name) or None (the reference computes it): a call with int16 pair saturation (its
+    pairs follow the whole reduction order), shapes beyond the kernels' int sizes, an empty
+    output."""
+    if profile.accumulator != "int32_wrap":
+        return None
+    X, _ = _arr(x)
+    W = unwrap(w) if isinstance(w, PackedWeights) else w
+    W, _ = _arr(W)
+    if X is None or W is None or X.ndim != 5 or W.ndim != 5:
+        return None
+    try:
+        pb, pe, st, dl, out = _geometry(X.shape, W.shape, attrs)
+        group = int(attrs.get("group", 1))
+    except (TypeError, ValueError):
+        return None
+    if profile.int16_pair_saturation and X.dtype != W.dtype and (
+            profile.int16_pair_saturation is True or _rc._pair_saturation_applies(
+                profile, X.dtype, W.dtype, X.shape, W.shape, group, st, dl, pb, pe)):
+        return None
+    N, D, M = X.shape[0], X.shape[2], W.shape[0]
+    OD, OH, OW = out
+    if min(out) <= 0 or N == 0 or M == 0 or not _conv_fits(X.shape[:2] + X.shape[3:], W.shape[:2] + W.shape[3:],
+                                                          out[1:]):
+        return None
+    xzv = _zp_vec(xz, X.dtype, -1)
+    wzv = _zp_vec(wz, W.dtype, M)
+    if xzv is None or wzv is None:
+        return None
+    geo = dict(group=group, kernel=(W.shape[3], W.shape[4]), strides=(st[1], st[2]), dilations=(dl[1], dl[2]),
+               pads=(pb[1], pb[2], pe[1], pe[2]), sat16=False)
+    acc = np.zeros((N, OD, M, OH, OW), np.int32)
+    tmp = _k.empty_aligned((M, OH, OW), np.int32)
+    kern = None
+    for kd in range(W.shape[2]):
+        W2 = np.ascontiguousarray(W[:, :, kd])
+        for od in range(OD):
+            i = od * st[0] + kd * dl[0] - pb[0]
+            if not 0 <= i < D:
+                continue
+            for n in range(N):
+                kern = _k.conv2d(np.ascontiguousarray(X[n, :, i]), W2, int(xzv[0]), wzv, tmp, **geo)
+                np.add(acc[n, od], tmp, out=acc[n, od])     # int32: wraps like the hardware
+    return np.ascontiguousarray(acc.transpose(0, 2, 1, 3, 4)), (kern or "conv") + "+3d_planes"
+
+
+def _qlinear_conv_3d(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                     attrs, profile0, opset):
+    """QLinearConv over 3 spatial dims: the reference's own function (its checks, multiplier and
+    bias rules), its int32 accumulator by _conv3d_acc and its requantization by the epilogue
+    kernels (requantize above) where they cover the profile, else by the reference."""
+    used = []
+
+    def int_conv(x_, w_, xz, wz):
+        # (the reference's zero points: int64 arrays, already checked against the types' ranges)
+        z1 = None if xz is None else x_.dtype.type(np.asarray(xz).reshape(-1)[0])
+        z2 = None if wz is None else (np.asarray(wz).reshape(-1).astype(w_.dtype) if np.size(wz) > 1
+                                      else w_.dtype.type(np.asarray(wz).reshape(-1)[0]))
+        r = _conv3d_acc(x_, w_, z1, z2, attrs, _for_op(profile0, "QLinearConv"))
+        if r is None:
+            return None
+        used.append(r[1])
+        return r[0]
+
+    def requant(acc, Mul, yz, *, profile, **kw):
+        r = requantize(acc, Mul, yz, profile=profile, **kw) if used else None
+        if r is None:
+            used.append("reference_epilogue")
+            return _rr.requantize(acc, Mul, yz, profile=profile, **kw)
+        used.append(r[1])
+        return r[0]
+
+    y = _rc._qlinear_conv(x, x_scale, x_zero_point, unwrap(w), w_scale, w_zero_point, y_scale, y_zero_point, B,
+                          attrs["auto_pad"], attrs["dilations"], attrs["group"], attrs["kernel_shape"],
+                          attrs["pads"], attrs["strides"], profile0, opset, int_conv, requant)
+    return y, ("+".join(used) if len(used) > 1 else "reference")
+
+
 def _no_nan_epilogue(fb, *scales):
     """Whether the oneDNN epilogue's float bias after the scales (fl32(acc) * s1 * M[j] + fb, as
     oneDNN and TensorRT add it) can never make a NaN: fb finite and |acc| * s1 * M below float32
@@ -1300,6 +1387,10 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
             if r is not None:
                 return r
     profile0 = profile
+    if isinstance(x, np.ndarray) and x.ndim == 5:
+        return _qlinear_conv_3d(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                                dict(auto_pad=auto_pad, dilations=dilations, group=group,
+                                     kernel_shape=kernel_shape, pads=pads, strides=strides), profile0, opset)
     profile = _call_profile(profile, "QLinearConv", w_scale, w_zero_point,
                             x.dtype if isinstance(x, np.ndarray) else None, _rc._asymmetric)
     if profile is None:

@@ -389,12 +389,76 @@ def test_conv_threads_same_bits():
         _check(outs[1], outs[0], f"threads {xs}")
 
 
-def test_conv_declines():
-    """3-D conv goes to the reference."""
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(C=st.sampled_from([1, 4, 8, 20]), M=st.sampled_from([1, 5, 16]), D=st.integers(1, 6),
+       H=st.integers(1, 7), W=st.integers(1, 9), k=st.sampled_from([(1, 1, 1), (3, 3, 3), (2, 1, 3), (3, 2, 2)]),
+       s=st.sampled_from([(1, 1, 1), (2, 1, 2), (3, 2, 1)]), d=st.sampled_from([(1, 1, 1), (2, 1, 1), (1, 2, 2)]),
+       p=st.sampled_from([(0,) * 6, (1,) * 6, (2, 0, 1, 0, 2, 1)]), g=st.sampled_from([1, "dw", 2]),
+       xt=st.sampled_from([np.uint8, np.int8]), wt=st.sampled_from([np.int8, np.uint8]),
+       pcw=st.booleans(), prof=st.sampled_from(["onnx", "tflite-optimized", "pytorch-x86", "onnx-reference"]),
+       seed=st.integers(0, 2 ** 31 - 1))
+def test_conv3d_by_planes(isa_cap, C, M, D, H, W, k, s, d, p, g, xt, wt, pcw, prof, seed):
+    """3-D ConvInteger / QLinearConv: the int32 accumulator as sums of the 2-D kernels' over the
+    kernel's depth (padded planes skipped), the epilogue by the requantize kernels where they
+    cover the profile: the reference's bits at every ISA level -- strides, dilations and
+    asymmetric pads on each axis, groups and depthwise, both types of x and w, per-channel weight
+    scales and zero points, int32 biases at the limits, accumulators that wrap."""
+    rng = np.random.default_rng(seed)
+    if g == "dw":
+        g, M = C, C
+    elif g == 2:
+        C, M = 2 * max(C // 2, 1), 2 * max(M // 2, 1)
+    if xt == np.int8 and wt == np.uint8 and prof != "onnx":
+        wt = np.int8
+    x = _rand(rng, xt, (1 + seed % 2, C, D, H, W))
+    w = _rand(rng, wt, (M, C // g) + k)
+    if seed % 5 == 0:              # every product at its largest: int32 sums that wrap
+        x[:] = 255 if xt == np.uint8 else -128
+        w[:] = -128 if wt == np.int8 else 255
+    attrs = dict(strides=list(s), dilations=list(d), pads=list(p), group=g)
+    wz = _zp(rng, wt, M) if pcw and wt == np.int8 and prof == "onnx" else wt(0 if wt == np.int8 else 128)
+    xz = _zp(rng, xt)
+    try:
+        want = R.conv_integer(x, w, xz, wz, **attrs)
+    except ValueError:                 # an output dimension below 1: the reference's error
+        with pytest.raises(ValueError):
+            refquant.conv_integer(x, w, xz, wz, **attrs)
+        return
+    got = refquant.conv_integer(x, w, xz, wz, **attrs)
+    assert refquant.last_path()["path"].endswith("+3d_planes"), refquant.last_path()
+    np.testing.assert_array_equal(got, want)
+    ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32) if pcw else np.float32(0.003)
+    B = rng.integers(-2 ** 31, 2 ** 31, M, dtype=np.int64).astype(np.int32)
+    yz = xt(rng.integers(-128, 128) if xt == np.int8 else rng.integers(0, 256))
+    args = (x, np.float32(0.02), xz, w, ws, wz, np.float32(0.05), yz, B)
+    want = R.qlinear_conv(*args, profile=prof, **attrs)
+    got = refquant.qlinear_conv(*args, profile=prof, **attrs)
+    path = refquant.last_path()["path"]
+    np.testing.assert_array_equal(got, want)
+    assert "+3d_planes+" in path, path
+    if prof in ("onnx", "tflite-optimized"):
+        assert "rq_epi_rows__" in path, path
+
+
+def test_conv3d_packed_weights_and_declines():
+    """A 3-D conv given PackedWeights takes the plain weights behind them; onnxruntime-avx2's
+    int16 pair saturation (whose pairs run over the whole reduction) runs the reference."""
     rng = np.random.default_rng(15)
-    x = _rand(rng, np.uint8, (1, 2, 4, 4, 4))
-    w = _rand(rng, np.int8, (3, 2, 2, 2, 2))
-    assert F.conv_integer(x, w, np.uint8(1), np.int8(0), profile=ONNX) is None
+    x = _rand(rng, np.uint8, (1, 4, 4, 5, 5))
+    w = _rand(rng, np.int8, (6, 4, 2, 2, 2))
+    want = R.conv_integer(x, w, np.uint8(1), np.int8(0))
+    pw = refquant.pack_weights(w)
+    np.testing.assert_array_equal(refquant.conv_integer(x, pw, np.uint8(1), np.int8(0)), want)
+    assert refquant.last_path()["path"].endswith("+3d_planes")
+    args = (x, np.float32(0.02), np.uint8(1), pw, np.float32(0.01), np.int8(0), np.float32(0.1), np.uint8(3))
+    np.testing.assert_array_equal(refquant.qlinear_conv(*args), R.qlinear_conv(*args[:3], w, *args[4:]))
+    assert refquant.last_path()["path"].endswith("+rq_epi_rows__" + refquant.last_path()["path"].rsplit("__", 1)[1])
+    assert F.conv_integer(x, w, np.uint8(1), np.int8(0), profile=get_profile("onnxruntime-avx2")) is None
+    args = (x, np.float32(0.02), np.uint8(1), w, np.float32(0.01), np.int8(0), np.float32(0.1), np.uint8(3))
+    np.testing.assert_array_equal(refquant.qlinear_conv(*args, profile="onnxruntime-avx2"),
+                                  R.qlinear_conv(*args, profile="onnxruntime-avx2"))
+    assert refquant.last_path()["path"] == "reference"
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)

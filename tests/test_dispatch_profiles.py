@@ -883,3 +883,25 @@ def test_requantize_every_profile(profile):
                                       scales=(np.float32(0.1), np.float32(0.2), np.float32(0.2)), profile=profile),
           lambda: R.requantize(acc, np.float32(0.1), np.uint8(3), output_dtype=np.uint8,
                                scales=(np.float32(0.1), np.float32(0.2), np.float32(0.2)), profile=profile))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_conv3d_every_profile(profile):
+    """3-D QLinearConv / ConvInteger (the 2-D kernels plane by plane, then the requantize
+    kernels or the reference's epilogue): the reference's bits or its error, every profile, with
+    int32 and float biases, per-channel scales, both activation types."""
+    rng = np.random.default_rng(abs(hash(profile)) % 2**32)
+    for it in range(4):
+        xt = (np.uint8, np.int8)[it % 2]
+        lo, hi = (0, 256) if xt == np.uint8 else (-128, 128)
+        x = rng.integers(lo, hi, (1, 6, 4, 5, 6)).astype(xt)
+        w = rng.integers(-128, 128, (4, 6 // (1 + it // 2), 3, 2, 3)).astype(np.int8)
+        attrs = dict(pads=[1, 0, 1, 1, 1, 1], strides=[1, 2, 1], group=1 + it // 2)
+        ws = (rng.random(4) * 0.01 + 1e-3).astype(np.float32) if it % 2 else np.float32(0.004)
+        B = (rng.integers(-50000, 50000, 4).astype(np.int32) if it != 3
+             else rng.standard_normal(4).astype(np.float32))
+        args = (x, np.float32(0.03), xt(5), w, ws, np.int8(0), np.float32(0.07), xt(-3 if xt == np.int8 else 7), B)
+        _same(lambda: refquant.qlinear_conv(*args, profile=profile, **attrs),
+              lambda: R.qlinear_conv(*args, profile=profile, **attrs))
+        _same(lambda: refquant.conv_integer(x, w, xt(5), np.int8(1), profile=profile, **attrs),
+              lambda: R.conv_integer(x, w, xt(5), np.int8(1), profile=profile, **attrs))

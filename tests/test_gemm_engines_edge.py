@@ -520,3 +520,21 @@ def test_x86_asymmetric_weight_conv_runs_fbgemm_arithmetic():
     assert_exact("pytorch-x86", "pytorch-x86", "QLinearConv", d, at)
     d2 = dict(d, w_zero_point=np.int8(0), w=np.clip(d["w"], -127, 127))
     assert_exact("pytorch-x86", "pytorch-x86", "QLinearConv", d2, at)       # symmetric: oneDNN
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "pytorch-fbgemm", "pytorch-x86"])
+def test_conv3d_fast_path_vs_live_engine(engine):
+    # 3-D QLinearConv through the fast path (the 2-D kernels plane by plane, then the requantize
+    # kernels or the reference's epilogue) against the live engine, bit for bit
+    need(engine)
+    rng = np.random.default_rng(31)
+    bias = "int32" if engine == "onnxruntime" else "float32"
+    for group, pc in ((1, True), (2, False), (6, True)):
+        d = _torch_conv_nd(rng, 3, group=group, M=6 if group == 6 else 4, per_channel=pc, bias=bias)
+        at = {"pads": [1, 0, 1, 1, 0, 1] if engine == "onnxruntime" else [1, 0, 1] * 2,
+              "strides": [1, 2, 1], "group": group}
+        want = E.run(engine, "QLinearConv", d, at)
+        got = refquant.qlinear_conv(*d.values(), profile=engine, **at)
+        path = refquant.last_path()["path"]
+        assert "+3d_planes" in path or engine != "onnxruntime", path
+        np.testing.assert_array_equal(got, np.asarray(want).reshape(got.shape))

@@ -311,8 +311,11 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
 
 
 def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
-                  auto_pad, dilations, group, kernel_shape, pads, strides, profile, opset, int_conv):
-    """qlinear_conv with the integer conv given (see _conv_accumulate's int_conv)."""
+                  auto_pad, dilations, group, kernel_shape, pads, strides, profile, opset, int_conv,
+                  requant=None):
+    """qlinear_conv with the integer conv given (see _conv_accumulate's int_conv) and, optionally,
+    the fast glue's requantize (``requant``: called as ``requantize`` below, same arguments and
+    the same result)."""
     p = get_profile(profile)
     p.check_op("QLinearConv")
     p = p.for_op("QLinearConv")
@@ -370,5 +373,5 @@ def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y
                           names=("x_scale", "w_scale", "y_scale"))
     _multiplier_check(p, Mul)
     scales = (xs.reshape(()), ws1, ys.reshape(())) if p.rq_multiplier == "onednn" else None
-    return requantize(acc, Mul, None if yz is None else yz.reshape(()), output_dtype=out_dt, bias=bias,
-                      profile=p, axis=1, bias_scale=bias_scale, scales=scales)
+    return (requant or requantize)(acc, Mul, None if yz is None else yz.reshape(()), output_dtype=out_dt,
+                                   bias=bias, profile=p, axis=1, bias_scale=bias_scale, scales=scales)
