@@ -1164,7 +1164,10 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
     attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
                  pads=pads, strides=strides)
     if isinstance(x, np.ndarray) and x.ndim == 5:
-        return _conv3d_acc(x, w, x_zero_point, w_zero_point, attrs, profile)
+        return (_conv3d_as_2d(x, w, x_zero_point, attrs, profile,
+                              lambda x2, w2, a2: conv_integer(x2, w2, x_zero_point, w_zero_point,
+                                                              profile=profile, **a2))
+                or _conv3d_acc(x, w, x_zero_point, w_zero_point, attrs, profile))
     r = _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile)
     if r is None:
         return None
@@ -1329,11 +1332,83 @@ def _conv3d_acc(x, w, xz, wz, attrs, profile):
     return np.ascontiguousarray(acc.transpose(0, 2, 1, 3, 4)), (kern or "conv") + "+3d_planes"
 
 
+_CONV3D_CHUNK_BYTES = 32 << 20
+
+
+def _conv3d_as_2d(x, w, x_zero_point, attrs, profile, run2d):
+    """A 3-D conv as one 2-D conv per output plane, the kernel's depth folded into the channels:
+
+        y[n, :, od] = conv2d(x'[n, od], w')      x'[n, od] channel (g, kd, c) = x[n, g*Cg + c, od*sd + kd*dd - pad_d]
+                                                 w'[m, kd*Cg + c] = w[m, c, kd]
+
+    (a plane outside x holds x_zero_point: its products are zero, as in the reference's
+    padding).  The 2-D call (``run2d(x', w', 2-D attributes)``: the 2-D glue, epilogue
+    included) sums over (kd, c, kh, kw) in one int32 accumulator, which wraps like the
+    reference's, so the bits are the 3-D conv's.  The output planes go through the 2-D call in
+    chunks as a batch (x' holds each input plane up to KD times).  Returns (y, kernel name) or
+    None: profiles with int16 pair saturation (whose pairs follow the 3-D reduction order) and
+    groups whose folded channels are not a multiple of 4 (depthwise: _conv3d_acc's planes keep
+    the depthwise kernels) take the other paths."""
+    if profile.int16_pair_saturation or profile.accumulator != "int32_wrap":
+        return None
+    X, _ = _arr(x)
+    W = unwrap(w) if isinstance(w, PackedWeights) else w
+    W, _ = _arr(W)
+    if X is None or W is None or X.ndim != 5 or W.ndim != 5:
+        return None
+    try:
+        pb, pe, st, dl, out = _geometry(X.shape, W.shape, attrs)
+        G = int(attrs.get("group", 1))
+    except (TypeError, ValueError):
+        return None
+    N, C, D, H, Wd = X.shape
+    M, Cg, KD, KH, KW = W.shape
+    OD = out[0]
+    if min(out) <= 0 or N == 0 or M == 0 or G < 1 or C != G * Cg or (G > 1 and (KD * Cg) % 4):
+        return None
+    xz = _zp_vec(x_zero_point, X.dtype, -1)
+    if xz is None:
+        return None
+    Dp = D + pb[0] + pe[0]
+    xp = np.empty((N, C, Dp, H, Wd), X.dtype)
+    xp[:, :, :pb[0]] = xz[0]
+    xp[:, :, pb[0] + D:] = xz[0]
+    xp[:, :, pb[0]:pb[0] + D] = X
+    idx = np.arange(OD)[:, None] * st[0] + np.arange(KD)[None, :] * dl[0]     # (OD, KD), padded depth
+    w2 = np.ascontiguousarray(W.reshape(M, Cg, KD, KH, KW).transpose(0, 2, 1, 3, 4)).reshape(M, KD * Cg, KH, KW)
+    a2 = dict(auto_pad="NOTSET", dilations=[dl[1], dl[2]], group=G, kernel_shape=None,
+              pads=[pb[1], pb[2], pe[1], pe[2]], strides=[st[1], st[2]])
+    per = N * C * KD * H * Wd * X.itemsize
+    chunk = max(1, min(OD, _CONV3D_CHUNK_BYTES // max(per, 1)))      # x' up to about 32 MiB a call
+    xg = xp.reshape(N, G, Cg, Dp, H, Wd)
+    y = kern = None
+    for o0 in range(0, OD, chunk):
+        ids = idx[o0:o0 + chunk]
+        oc = ids.shape[0]
+        x2 = np.ascontiguousarray(xg[:, :, :, ids].transpose(0, 3, 1, 4, 2, 5, 6)).reshape(
+            N * oc, G * KD * Cg, H, Wd)
+        r = run2d(x2, w2, a2)
+        if r is None:
+            return None
+        y2, kern = r
+        if y is None:
+            y = np.empty((N, M, OD) + y2.shape[2:], y2.dtype)
+        y[:, :, o0:o0 + oc] = y2.reshape((N, oc, M) + y2.shape[2:]).transpose(0, 2, 1, 3, 4)
+    return y, kern + "+3d_as_2d"
+
+
 def _qlinear_conv_3d(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
                      attrs, profile0, opset):
-    """QLinearConv over 3 spatial dims: the reference's own function (its checks, multiplier and
-    bias rules), its int32 accumulator by _conv3d_acc and its requantization by the epilogue
-    kernels (requantize above) where they cover the profile, else by the reference."""
+    """QLinearConv over 3 spatial dims: one 2-D QLinearConv per output plane with the depth
+    folded into the channels (_conv3d_as_2d), or else the reference's own function (its checks,
+    multiplier and bias rules) with its int32 accumulator by _conv3d_acc and its requantization
+    by the epilogue kernels (requantize above) where they cover the profile."""
+    if opset is None:
+        r = _conv3d_as_2d(x, w, x_zero_point, attrs, _for_op(profile0, "QLinearConv"),
+                          lambda x2, w2, a2: qlinear_conv(x2, x_scale, x_zero_point, w2, w_scale, w_zero_point,
+                                                          y_scale, y_zero_point, B, profile=profile0, **a2))
+        if r is not None:
+            return r
     used = []
 
     def int_conv(x_, w_, xz, wz):

@@ -399,9 +399,11 @@ def test_conv_threads_same_bits():
        pcw=st.booleans(), prof=st.sampled_from(["onnx", "tflite-optimized", "pytorch-x86", "onnx-reference"]),
        seed=st.integers(0, 2 ** 31 - 1))
 def test_conv3d_by_planes(isa_cap, C, M, D, H, W, k, s, d, p, g, xt, wt, pcw, prof, seed):
-    """3-D ConvInteger / QLinearConv: the int32 accumulator as sums of the 2-D kernels' over the
-    kernel's depth (padded planes skipped), the epilogue by the requantize kernels where they
-    cover the profile: the reference's bits at every ISA level -- strides, dilations and
+    """3-D ConvInteger / QLinearConv: one 2-D conv an output plane with the kernel's depth folded
+    into the channels, or (depthwise, groups whose folded channels are not a multiple of 4) the
+    int32 accumulator as sums of the 2-D kernels' over the depth (padded planes skipped) and the
+    epilogue by the requantize kernels where they cover the profile: the reference's bits at
+    every ISA level -- strides, dilations and
     asymmetric pads on each axis, groups and depthwise, both types of x and w, per-channel weight
     scales and zero points, int32 biases at the limits, accumulators that wrap."""
     rng = np.random.default_rng(seed)
@@ -426,7 +428,11 @@ def test_conv3d_by_planes(isa_cap, C, M, D, H, W, k, s, d, p, g, xt, wt, pcw, pr
             refquant.conv_integer(x, w, xz, wz, **attrs)
         return
     got = refquant.conv_integer(x, w, xz, wz, **attrs)
-    assert refquant.last_path()["path"].endswith("+3d_planes"), refquant.last_path()
+    path = refquant.last_path()["path"]
+    # depth folded into the channels (one 2-D conv an output plane), or planes summed
+    # (depthwise, and groups whose folded channels are not a multiple of 4)
+    planes = g > 1 and (k[0] * (C // g)) % 4 != 0
+    assert path.endswith("+3d_planes" if planes else "+3d_as_2d"), path
     np.testing.assert_array_equal(got, want)
     ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32) if pcw else np.float32(0.003)
     B = rng.integers(-2 ** 31, 2 ** 31, M, dtype=np.int64).astype(np.int32)
@@ -436,24 +442,55 @@ def test_conv3d_by_planes(isa_cap, C, M, D, H, W, k, s, d, p, g, xt, wt, pcw, pr
     got = refquant.qlinear_conv(*args, profile=prof, **attrs)
     path = refquant.last_path()["path"]
     np.testing.assert_array_equal(got, want)
-    assert "+3d_planes+" in path, path
-    if prof in ("onnx", "tflite-optimized"):
-        assert "rq_epi_rows__" in path, path
+    if planes:
+        assert "+3d_planes+" in path, path
+        if prof in ("onnx", "tflite-optimized"):
+            assert "rq_epi_rows__" in path, path
+    else:
+        assert path.endswith("+3d_as_2d"), path
+
+
+def test_conv3d_output_planes_in_chunks(monkeypatch):
+    """The folded 3-D conv runs its output planes through the 2-D call in chunks (x' up to
+    _CONV3D_CHUNK_BYTES): one plane a call, two, and all at once give the same bits."""
+    rng = np.random.default_rng(16)
+    x = _rand(rng, np.int8, (2, 8, 7, 5, 6))
+    w = _rand(rng, np.int8, (5, 8, 3, 3, 2))
+    attrs = dict(pads=[2, 1, 0, 1, 1, 1], strides=[2, 1, 1], dilations=[2, 1, 1])
+    args = (x, np.float32(0.02), np.int8(-4), w, np.float32(0.01), np.int8(0), np.float32(0.1), np.int8(3),
+            rng.integers(-9999, 9999, 5).astype(np.int32))
+    want_i = R.conv_integer(x, w, np.int8(-4), np.int8(2), **attrs)
+    want_q = R.qlinear_conv(*args, **attrs)
+    plane = 2 * 8 * 3 * 5 * 6
+    for limit in (1, 2 * plane, 1 << 30):
+        monkeypatch.setattr(F, "_CONV3D_CHUNK_BYTES", limit)
+        np.testing.assert_array_equal(refquant.conv_integer(x, w, np.int8(-4), np.int8(2), **attrs), want_i)
+        assert refquant.last_path()["path"].endswith("+3d_as_2d")
+        np.testing.assert_array_equal(refquant.qlinear_conv(*args, **attrs), want_q)
+        assert refquant.last_path()["path"].endswith("+3d_as_2d")
 
 
 def test_conv3d_packed_weights_and_declines():
-    """A 3-D conv given PackedWeights takes the plain weights behind them; onnxruntime-avx2's
-    int16 pair saturation (whose pairs run over the whole reduction) runs the reference."""
+    """A 3-D conv given PackedWeights takes the plain weights behind them (both 3-D paths);
+    onnxruntime-avx2's int16 pair saturation (whose pairs run over the whole reduction) runs the
+    reference."""
     rng = np.random.default_rng(15)
     x = _rand(rng, np.uint8, (1, 4, 4, 5, 5))
     w = _rand(rng, np.int8, (6, 4, 2, 2, 2))
     want = R.conv_integer(x, w, np.uint8(1), np.int8(0))
     pw = refquant.pack_weights(w)
     np.testing.assert_array_equal(refquant.conv_integer(x, pw, np.uint8(1), np.int8(0)), want)
-    assert refquant.last_path()["path"].endswith("+3d_planes")
+    assert refquant.last_path()["path"].endswith("+3d_as_2d")
     args = (x, np.float32(0.02), np.uint8(1), pw, np.float32(0.01), np.int8(0), np.float32(0.1), np.uint8(3))
     np.testing.assert_array_equal(refquant.qlinear_conv(*args), R.qlinear_conv(*args[:3], w, *args[4:]))
-    assert refquant.last_path()["path"].endswith("+rq_epi_rows__" + refquant.last_path()["path"].rsplit("__", 1)[1])
+    assert refquant.last_path()["path"].endswith("+3d_as_2d")
+    # the planes path with packed weights: a depthwise 3-D conv
+    wd = _rand(rng, np.int8, (4, 1, 3, 3, 3))
+    argd = (x, np.float32(0.02), np.uint8(1), refquant.pack_weights(wd), np.float32(0.01), np.int8(0),
+            np.float32(0.1), np.uint8(3))
+    np.testing.assert_array_equal(refquant.qlinear_conv(*argd, group=4, pads=[1] * 6),
+                                  R.qlinear_conv(*argd[:3], wd, *argd[4:], group=4, pads=[1] * 6))
+    assert "+3d_planes+rq_epi_rows__" in refquant.last_path()["path"]
     assert F.conv_integer(x, w, np.uint8(1), np.int8(0), profile=get_profile("onnxruntime-avx2")) is None
     args = (x, np.float32(0.02), np.uint8(1), w, np.float32(0.01), np.int8(0), np.float32(0.1), np.uint8(3))
     np.testing.assert_array_equal(refquant.qlinear_conv(*args, profile="onnxruntime-avx2"),
