@@ -17,10 +17,12 @@ the first three (the issue's goals) run by default, ``--layers all`` adds the ot
           of weights, which refquant packs on every call when they come as a plain array)
   3x3s2w512 C=512 -> 512, 3x3, stride 2, 14x14 -> 7x7    (231 MOPs, ResNet-50 v1.5 downsampling)
   1x1w2048 C=512 -> 2048, 1x1, 7x7                       (103 MOPs, ResNet-50's last expansion)
+  3d      C=32 -> 32, 3x3x3, 16x32x32, pad 1             (906 MOPs, a 3-D U-Net / video layer)
+  3ddw    C=64, group 64, 3x3x3, 8x28x28, pad 1          (21.7 MOPs, a depthwise 3-D layer)
 
 Peers at the same thread count, in the same run: refquant.qlinear_conv (weights as a plain array
 every call, and pre-packed with pack_weights), refquant.conv_integer; ORT QLinearConv and
-ConvInteger with the weights as initializers; torch quantized Conv2d on the fbgemm, x86 and
+ConvInteger with the weights as initializers; torch quantized Conv2d (Conv3d) on the fbgemm, x86 and
 onednn engines with NCHW and channels-last (NHWC) input.  GOPS = 2*MACs / median time;
 ratios are against ORT QLinearConv.  refquant's outputs are checked bit-identical to ORT's.
 """
@@ -45,7 +47,14 @@ LAYERS = {
     "3x3w512": dict(C=512, M=512, H=7, W=7, k=3, pad=1, group=1),
     "3x3s2w512": dict(C=512, M=512, H=14, W=14, k=3, pad=1, group=1, stride=2),
     "1x1w2048": dict(C=512, M=2048, H=7, W=7, k=1, pad=0, group=1),
+    "3d": dict(C=32, M=32, D=16, H=32, W=32, k=3, pad=1, group=1),
+    "3ddw": dict(C=64, M=64, D=8, H=28, W=28, k=3, pad=1, group=64),
 }
+
+
+def _spatial(L):
+    """The layer's input spatial shape: (D, H, W) for the 3-D layers, else (H, W)."""
+    return (L["D"], L["H"], L["W"]) if "D" in L else (L["H"], L["W"])
 DEFAULT_LAYERS = ["3x3", "1x1", "dw"]
 
 
@@ -70,9 +79,10 @@ def ort_conv(op, x, w, bias, qp, L, threads):
     from onnx import TensorProto, helper, numpy_helper
     import onnxruntime as ort
 
-    pads = [L["pad"]] * 4
+    nd = len(_spatial(L))
+    pads = [L["pad"]] * (2 * nd)
     st = L.get("stride", 1)
-    attrs = dict(kernel_shape=[L["k"], L["k"]], pads=pads, group=L["group"], strides=[st, st])
+    attrs = dict(kernel_shape=[L["k"]] * nd, pads=pads, group=L["group"], strides=[st] * nd)
     if op == "QLinearConv":
         ws = np.asarray(qp["w_s"], np.float32)
         inits = [numpy_helper.from_array(np.array(qp["x_s"], np.float32), "xs"),
@@ -105,8 +115,9 @@ def torch_conv(engine, x, w, bias, qp, L, threads, channels_last):
         return None
     torch.backends.quantized.engine = engine
     torch.set_num_threads(threads)
-    conv = torch.ao.nn.quantized.Conv2d(L["C"], L["M"], L["k"], padding=L["pad"], groups=L["group"],
-                                        stride=L.get("stride", 1))
+    nd = len(_spatial(L))
+    cls = torch.ao.nn.quantized.Conv3d if nd == 3 else torch.ao.nn.quantized.Conv2d
+    conv = cls(L["C"], L["M"], L["k"], padding=L["pad"], groups=L["group"], stride=L.get("stride", 1))
     ws = np.asarray(qp["w_s"], np.float32)
     if ws.ndim:
         wq = torch._make_per_channel_quantized_tensor(torch.from_numpy(w), torch.from_numpy(ws.astype(np.float64)),
@@ -117,7 +128,7 @@ def torch_conv(engine, x, w, bias, qp, L, threads, channels_last):
     conv.scale, conv.zero_point = qp["y_s"], qp["y_zp"]
     xq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), qp["x_s"], qp["x_zp"])
     if channels_last:
-        xq = xq.contiguous(memory_format=torch.channels_last)
+        xq = xq.contiguous(memory_format=torch.channels_last_3d if nd == 3 else torch.channels_last)
 
     def run():
         with torch.no_grad():
@@ -129,15 +140,17 @@ def bench_layer(name, threads, budget, use_torch, rng):
     import refquant
     L = LAYERS[name]
     refquant.set_num_threads(threads)
-    x = rng.integers(0, 256, (1, L["C"], L["H"], L["W"]), dtype=np.uint8)
-    w = rng.integers(-128, 128, (L["M"], L["C"] // L["group"], L["k"], L["k"])).astype(np.int8)
+    sp = _spatial(L)
+    nd = len(sp)
+    x = rng.integers(0, 256, (1, L["C"]) + sp, dtype=np.uint8)
+    w = rng.integers(-128, 128, (L["M"], L["C"] // L["group"]) + (L["k"],) * nd).astype(np.int8)
     bias = rng.integers(-2000, 2000, L["M"]).astype(np.int32)
     qp = dict(x_s=0.02, x_zp=119, w_s=0.005, y_s=0.3, y_zp=127)
     if L.get("per_channel"):
         qp["w_s"] = (rng.random(L["M"]) * 0.008 + 0.002).astype(np.float32)
     st = L.get("stride", 1)
-    OH, OW = [(n + 2 * L["pad"] - L["k"]) // st + 1 for n in (L["H"], L["W"])]
-    ops = 2.0 * L["M"] * OH * OW * (L["C"] // L["group"]) * L["k"] ** 2
+    outs = [(n + 2 * L["pad"] - L["k"]) // st + 1 for n in sp]
+    ops = 2.0 * L["M"] * float(np.prod(outs)) * (L["C"] // L["group"]) * L["k"] ** nd
     res = {}
 
     def rec(key, t, check=None, kernel=None):
@@ -148,7 +161,7 @@ def bench_layer(name, threads, budget, use_torch, rng):
         if kernel:
             res[key]["kernel"] = kernel
 
-    kw = dict(pads=[L["pad"]] * 4, group=L["group"], strides=[st, st])
+    kw = dict(pads=[L["pad"]] * (2 * nd), group=L["group"], strides=[st] * nd)
     w_s = qp["w_s"] if L.get("per_channel") else np.float32(qp["w_s"])
     args = (x, np.float32(qp["x_s"]), np.uint8(qp["x_zp"]), w, w_s,
             np.zeros(L["M"], np.int8) if L.get("per_channel") else np.int8(0),
