@@ -386,7 +386,8 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     prep = _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype,
                              saturate, precision, profile, opset)
     if prep is None:
-        return None
+        return _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
+                                precision, profile, opset, out, isa)
     xc = np.ascontiguousarray(x)
     out_dt = prep["out_dt"]
     recycled = False
@@ -412,6 +413,141 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     if v:
         name = name.replace("__", _variant_tag(v) + "__", 1)
     return y, name
+
+
+# ----------------------------------------------------------------------------- float8
+
+_F8 = {np.dtype(getattr(ml_dtypes, n)): n for n in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+                                                     "float8_e5m2fnuz")}
+_F8_SHORT = {"float8_e4m3fn": "e4m3fn", "float8_e4m3fnuz": "e4m3fnuz", "float8_e5m2": "e5m2",
+             "float8_e5m2fnuz": "e5m2fnuz"}
+_F8_TAB = {}
+
+
+def _f8_table(dt):
+    """The 256 float32 values of a float8 type, as the reference converts them (x.astype)."""
+    t = _F8_TAB.get(dt)
+    if t is None:
+        with np.errstate(invalid="ignore"):
+            t = np.ascontiguousarray(np.arange(256, dtype=np.uint8).view(dt).astype(_F32))
+        t.flags.writeable = False
+        _F8_TAB[dt] = t
+    return t
+
+
+def _f8_zero(zp):
+    """Whether a float8 zero point is absent or all +0.0 (byte 0x00), where every profile's
+    zero-point rule gives the same result: an IEEE add / subtract of +0 (which turns -0 into +0
+    in QuantizeLinear's sum, and changes nothing in DequantizeLinear's x - zp) or none."""
+    return zp is None or not np.any(np.asarray(zp).view(np.uint8))
+
+
+def _f8_layout(x, s, zp, axis, block_size, opset, names):
+    """(outer, D, inner, float32 scales) of a per-tensor / per-axis call, or None."""
+    ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, *names)
+    per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
+    if not per_tensor and (block_size or s.ndim != 1):
+        return None
+    sf = np.ascontiguousarray(s.reshape(-1).astype(_F32))
+    outer, D, inner = _layout(x.shape, ax, per_tensor)
+    if per_tensor:
+        sf = sf[:1].copy()
+    if D == 0 or sf.size != D:
+        return None
+    return outer, D, inner, sf
+
+
+def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate, precision,
+                     prof, opset, out, isa):
+    """QuantizeLinear to float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) by the rq_f8.h kernels:
+
+        y = float8_RNE(clamp(fl32(x / s) [+ 0.0], -max, max))        (NaN -> the type's NaN)
+
+    Taken: float32 x and scale (the division in float32), per tensor or per axis, saturate=1 (or
+    a profile that ignores it), a zero point absent or +0.0, profiles that divide without
+    numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and raises)."""
+    if not isinstance(x, np.ndarray) or x.dtype != _F32 or not hasattr(_k, "quantize_f8"):
+        return None
+    try:
+        opset = _rq._opset(opset)
+        if x.dtype not in _rq._q_input_types(opset):
+            return None
+        s = _rq._convert_scale(y_scale, x.dtype, opset, "y_scale", quantize=True)
+        if s.dtype != _F32 or (opset < 19 and s.ndim > 1):
+            return None
+        zp, out_dt = _rq._resolve_zero_point(y_zero_point, output_dtype, "y_zero_point", opset)
+        if out_dt not in _F8 or out_dt not in _rq._q_output_types(opset) or not _f8_zero(zp):
+            return None
+        if saturate not in (0, 1, True, False) or prof.symmetric_only:
+            return None
+        prof.check_qtype(out_dt, "QuantizeLinear")
+        lay = _f8_layout(x, s, zp, axis, block_size, opset, ("y_scale", "y_zero_point"))
+        if lay is None:
+            return None
+        p = prof.for_op("QuantizeLinear", per_axis=bool(s.ndim == 1 and not block_size))
+        if (p.q_vector_width or p.q_scale_op != "divide" or p.q_division_precision == "numpy_promotion"
+                or _rq._division_dtype(x.dtype, s.dtype, precision, opset, p) != _F32):
+            return None
+        if not (saturate or p.q_float8_saturate0 == "saturate"):
+            return None
+        mode = p.q_float_zero_point
+        mode = {"ignore_float8": "ignore", "add_nonzero_float8": "add_nonzero"}.get(mode, mode)
+    except Exception:
+        return None
+    outer, D, inner, sf = lay
+    if out is None:
+        y = np.empty(x.shape, out_dt)
+    elif (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
+          or not out.flags.c_contiguous or not out.flags.writeable or np.may_share_memory(out, x)):
+        return None
+    else:
+        y = out
+    cap = -1 if isa is None else _cpu._level(isa)
+    lvl = _k.quantize_f8(np.ascontiguousarray(x).reshape(-1), y.reshape(-1).view(np.uint8), sf, outer, D,
+                         inner, _k.F8_FORMATS[_F8[out_dt]], mode == "add" and zp is not None, cap)
+    return y, f"rq_quantize_f32{_F8_SHORT[_F8[out_dt]]}__{_ISA.get(lvl, lvl)}"
+
+
+def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype, prof, opset, out, isa):
+    """DequantizeLinear from float8 by the rq_f8.h kernels: y = fl32(fl32(float(x) - 0) * s) with
+    the type's 256 values from a table (a zero point absent or +0.0: every profile's rule gives
+    x's value), float32 scale and output, per tensor or per axis."""
+    if not hasattr(_k, "dequantize_f8") or x.dtype not in _F8:
+        return None
+    try:
+        opset = _rq._opset(opset)
+        if x.dtype not in _rq._dq_input_types(opset):
+            return None
+        s = _rq._convert_scale(x_scale, x.dtype, opset, "x_scale", quantize=False)
+        if s.dtype != _F32 or (opset < 21 and s.ndim > 1) or prof.symmetric_only:
+            return None
+        zp = None
+        if x_zero_point is not None:
+            if not _plain(x_zero_point):
+                return None
+            zp = np.asarray(x_zero_point)
+            if zp.dtype != x.dtype or not _f8_zero(zp):
+                return None
+        if output_dtype is not None and (opset < 23 or _rq.resolve_dtype(output_dtype, argname="output_dtype") != _F32):
+            return None
+        prof.check_qtype(x.dtype, "DequantizeLinear")
+        lay = _f8_layout(x, s, zp, axis, block_size, opset, ("x_scale", "x_zero_point"))
+        if lay is None:
+            return None
+    except Exception:
+        return None
+    outer, D, inner, sf = lay
+    if out is None:
+        y = np.empty(x.shape, _F32)
+    elif (not isinstance(out, np.ndarray) or out.dtype != _F32 or out.shape != x.shape
+          or not out.flags.c_contiguous or not out.flags.writeable or np.may_share_memory(out, x)):
+        return None
+    else:
+        y = out
+    cap = -1 if isa is None else _cpu._level(isa)
+    lvl = _k.dequantize_f8(np.ascontiguousarray(x).reshape(-1).view(np.uint8), y.reshape(-1), _f8_table(x.dtype),
+                           sf, np.zeros(D, _F32), outer, D, inner, cap)
+    return y, f"rq_dequantize_{_F8_SHORT[_F8[x.dtype]]}f32__{_ISA.get(lvl, lvl)}"
 
 
 def quantize_linear_packed(x, y_scale, y_zero_point=None, *, profile="onnx", **kwargs):
@@ -500,6 +636,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         return None
     if isinstance(x, np.generic):
         x = np.asarray(x)
+    if type(x) is np.ndarray and x.dtype in _F8:
+        return _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype, prof, opset,
+                                  out, isa)
     if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN or isinstance(x, np.ma.MaskedArray):
         return None
     try:

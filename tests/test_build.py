@@ -472,6 +472,23 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                                       R.requantize(acc, m, np.int8(-3), output_dtype=np.int8, bias=b, profile=prof))
                 assert refquant.last_path()["path"].startswith("rq_epi_rows__")
     refquant.set_num_threads(None)
+    # float8 QuantizeLinear / DequantizeLinear (rq_f8.h: per-lane shifts of the subnormal
+    # rounding), tails of every length, per axis, every level
+    import ml_dtypes
+    for isa in _isa_levels.available():
+        _isa_levels.use(isa)
+        for dt in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz):
+            for n in (1, 7, 33, 1000):
+                xf = np.concatenate([(rng.standard_normal(n) * 10.0 ** rng.integers(-9, 6, n)).astype(np.float32),
+                                     np.float32([np.nan, -np.inf, -0.0, 1e-45])])
+                for s in (np.float32(0.37), np.float32([0.5, 2.0])):
+                    xs = xf if s.ndim == 0 else np.concatenate([xf, xf]).reshape(2, -1)
+                    z = np.zeros(np.shape(s), dt)
+                    y = refquant.quantize_linear(xs, s, z, axis=0)
+                    assert refquant.last_path()["path"].startswith("rq_quantize_f32")
+                    assert np.array_equal(y.view(np.uint8), R.quantize_linear(xs, s, z, axis=0).view(np.uint8))
+                    d = refquant.dequantize_linear(y, s, z, axis=0)
+                    assert np.array_equal(d.view(np.uint32), R.dequantize_linear(y, s, z, axis=0).view(np.uint32))
     _isa_levels.use(None)
     print("ASAN-SAMPLE-OK")
 """)

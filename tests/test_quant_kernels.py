@@ -1366,3 +1366,135 @@ def test_quantize_variants_float16_precision(isa):
     # the zero point before rounding in float16: the reference
     x = np.linspace(-5, 5, 101).astype(np.float16)
     assert F.quantize_linear(x, np.float16(0.1), np.uint8(3), profile=get_profile("pytorch")) is None
+
+
+# --------------------------------------------------------------------------------------------
+# float8 QuantizeLinear / DequantizeLinear (rq_f8.h)
+# --------------------------------------------------------------------------------------------
+F8_TYPES = [ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2,
+            ml_dtypes.float8_e5m2fnuz]
+
+
+def _f8_inputs(dt, rng, n_random):
+    """Every finite value of the type, the midpoints between neighbours and 3 float32 steps
+    around each (the rounding ties and their neighbours), the subnormal range, the edges around
+    the largest value, specials, and random float32 values over the type's exponent range."""
+    codes = np.arange(256, dtype=np.uint8).view(dt).astype(np.float32)
+    grid = np.unique(codes[np.isfinite(codes)])
+    mids = ((grid[:-1].astype(np.float64) + grid[1:]) / 2).astype(np.float32)
+    base = np.concatenate([grid, mids]).view(np.uint32).astype(np.int64)
+    near = np.concatenate([base + d for d in range(-3, 4)])
+    near = near[(near >= 0) & (near < 2 ** 31)].astype(np.uint32).view(np.float32)
+    e = rng.integers(95, 150, n_random).astype(np.uint32)
+    m = rng.integers(0, 2 ** 23, n_random).astype(np.uint32)
+    rnd = ((e << 23) | m).view(np.float32)
+    fmax = np.float32(ml_dtypes.finfo(dt).max)
+    specials = np.float32([np.nan, np.inf, 0.0, fmax * 1.01, fmax * 2, 3e38, 1e-45, 480, 496, 61440, 65536])
+    x = np.concatenate([near, rnd, specials])
+    sign = rng.integers(0, 2, x.size).astype(np.uint32) << 31
+    return (x.view(np.uint32) | sign).view(np.float32)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("dt", F8_TYPES, ids=lambda d: np.dtype(d).name)
+def test_float8_quantize_grid(isa, dt):
+    """float8 QuantizeLinear by the kernels == the reference, bit for bit, at every level: every
+    rounding tie of the type's grid and the float32 values around it, subnormals, the edges of
+    saturation, NaN (either sign), +-Inf, -0.0; scales 1, 0.75 and 3e-5; a +0 zero point under
+    the profiles that add it (-0 -> +0) and those that do not; per axis with two threads."""
+    import dataclasses
+    rng = np.random.default_rng(np.dtype(dt).num)
+    x = _f8_inputs(np.dtype(dt), rng, 200_000)
+    z0 = np.zeros((), dt)
+    add = dataclasses.replace(get_profile("onnx"), name="test-f8-add", q_float_zero_point="add")
+    for s in (np.float32(1.0), np.float32(0.75), np.float32(3e-5)):
+        for prof, zp in ((ONNX, z0), (ONNX, None), (add, z0), (get_profile("onnxruntime"), z0)):
+            kw = dict(output_dtype=dt) if zp is None else {}
+            res = F.quantize_linear(x, s, zp, profile=prof, isa=isa, **kw)
+            assert res is not None and res[1].endswith("__" + ("avx512" if isa.startswith("avx512") or isa == "amx"
+                                                              else "avx2" if isa.startswith("avx") else "scalar"))
+            with np.errstate(all="ignore"):
+                want = R.quantize_linear(x, s, zp, profile=prof, **kw)
+            bad = np.flatnonzero(res[0].view(np.uint8) != want.view(np.uint8))
+            assert bad.size == 0, (prof.name, s, [(hex(int(x.view(np.uint32)[i])), res[0].view(np.uint8)[i],
+                                                   want.view(np.uint8)[i]) for i in bad[:4]])
+    xa = x[:120_000].reshape(-1, 6, 40)
+    sa = np.float32([0.5, 1.0, 3.0, 1e-3, 7.0, 0.1])
+    refquant.set_num_threads(2)
+    try:
+        for axis, ss in ((1, sa), (2, np.resize(sa, 40)), (0, np.resize(sa, xa.shape[0]))):
+            res = F.quantize_linear(xa, ss, np.zeros(ss.shape, dt), axis=axis, profile=ONNX, isa=isa)
+            with np.errstate(all="ignore"):
+                want = R.quantize_linear(xa, ss, np.zeros(ss.shape, dt), axis=axis)
+            assert res is not None and np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), axis
+    finally:
+        refquant.set_num_threads(None)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_float8_dequantize_every_code(isa):
+    """float8 DequantizeLinear by the kernels (a 256-entry table, then fl32(fl32(v - 0) * s)):
+    all 256 codes of each type (NaN codes, -0.0, subnormals), per tensor and per axis, scales
+    that overflow and underflow, a +0 zero point given or absent; the reference's bits."""
+    x8 = np.arange(256, dtype=np.uint8)
+    for dt in F8_TYPES:
+        x = np.tile(x8, 12).view(dt).reshape(12, 256)
+        for s in (np.float32(1.0), np.float32(0.3), np.float32(3e38), np.float32(1e-40)):
+            for zp in (None, np.zeros((), dt)):
+                res = F.dequantize_linear(x, s, zp, profile=ONNX, isa=isa)
+                want = R.dequantize_linear(x, s, zp)
+                assert res is not None and "dequantize_" in res[1]
+                assert np.array_equal(res[0].view(np.uint32), want.view(np.uint32)), (dt, s)
+        sa = np.float32(np.geomspace(1e-3, 1e3, 12))
+        res = F.dequantize_linear(x, sa, np.zeros(12, dt), axis=0, profile=get_profile("onnxruntime"), isa=isa)
+        want = R.dequantize_linear(x, sa, np.zeros(12, dt), axis=0, profile="onnxruntime")
+        assert res is not None and np.array_equal(res[0].view(np.uint32), want.view(np.uint32))
+
+
+def test_float8_declines_to_reference():
+    """What the float8 kernels do not implement runs the reference (same bits, same errors):
+    saturate=0 (the Cast table's overflow), a non-zero or -0.0 zero point, float16 inputs and
+    scales, blocked scales, onnx-reference's numpy promotions, float16 outputs."""
+    x = np.float32([1.0, -0.0, 500.0, np.nan, 3e-3] * 8)
+    dt = ml_dtypes.float8_e4m3fn
+    calls = [
+        (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.zeros((), dt)), dict(saturate=0)),
+        (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(0.5, dt)), {}),
+        (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(-0.0, dt)), {}),
+        (refquant.quantize_linear, R.quantize_linear, (x.astype(np.float16), np.float16(1.0), np.zeros((), dt)), {}),
+        (refquant.quantize_linear, R.quantize_linear, (x.reshape(4, 10), np.ones((4, 5), np.float32),
+                                                       np.zeros((4, 5), dt)), dict(axis=1, block_size=2)),
+        (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.zeros((), dt)),
+         dict(profile="onnx-reference")),
+        (refquant.dequantize_linear, R.dequantize_linear, (x.astype(dt), np.float16(2.0), None), {}),
+        (refquant.dequantize_linear, R.dequantize_linear, (x.astype(dt), np.float32(2.0), np.array(1.0, dt)), {}),
+    ]
+    for fast, ref, args, kw in calls:
+        with np.errstate(all="ignore"):
+            want = ref(*args, **kw)
+            got = fast(*args, **kw)
+        assert refquant.last_path()["path"] == "reference", (args[2], kw)
+        assert np.array_equal(np.asarray(got).view(np.uint8), np.asarray(want).view(np.uint8))
+    assert refquant.quantize_linear(x, np.float32(1.0), np.zeros((), dt)).dtype == dt
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32e4m3fn__")
+
+
+def test_float8_fast_path_vs_live_onnxruntime():
+    """The float8 kernels against the live onnxruntime QuantizeLinear / DequantizeLinear (opset
+    21, saturate=1), every type, per tensor: the ties of each grid, overflow, NaN, -0.0."""
+    pytest.importorskip("onnxruntime")
+    from refquant import engines as E
+    rng = np.random.default_rng(3)
+    for dt in F8_TYPES:
+        x = _f8_inputs(np.dtype(dt), rng, 2000)
+        for s in (np.float32(1.0), np.float32(0.37)):
+            inp = {"x": x, "y_scale": s, "y_zero_point": np.zeros((), dt)}
+            want = np.asarray(E.run("onnxruntime", "QuantizeLinear", inp, {"saturate": 1}, opset=21))
+            got = refquant.quantize_linear(x, s, np.zeros((), dt), profile="onnxruntime")
+            assert refquant.last_path()["path"].startswith("rq_quantize_f32")
+            assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (dt, s)
+            dq = {"x": got, "x_scale": s, "x_zero_point": np.zeros((), dt)}
+            want = np.asarray(E.run("onnxruntime", "DequantizeLinear", dq, {}, opset=21))
+            back = refquant.dequantize_linear(got, s, np.zeros((), dt), profile="onnxruntime")
+            assert refquant.last_path()["path"].startswith("rq_dequantize_")
+            assert np.array_equal(back.view(np.uint32), want.view(np.uint32)), (dt, s)

@@ -488,3 +488,7 @@ void rq_cvt_f32_f16__avx2(const float *s, uint16_t *d, int64_t n)
         _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), RNE_PH));
     for (; i < n; i++) d[i] = rq_f32_to_f16(s[i]);
 }
+
+/* ---- float8 QuantizeLinear / DequantizeLinear (rq_f8.h) --------------------------------- */
+#define RQ_F8_SUFFIX __avx2
+#include "rq_f8.h"

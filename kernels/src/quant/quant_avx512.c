@@ -583,3 +583,7 @@ void rq_cvt_f32_f16__avx512(const float *s, uint16_t *d, int64_t n)
                             _mm512_cvtps_ph(_mm512_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     for (; i < n; i++) d[i] = rq_f32_to_f16(s[i]);
 }
+
+/* ---- float8 QuantizeLinear / DequantizeLinear (rq_f8.h) --------------------------------- */
+#define RQ_F8_SUFFIX __avx512
+#include "rq_f8.h"

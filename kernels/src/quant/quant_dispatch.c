@@ -102,6 +102,30 @@ RQ_PICK(dqrun_fn, pick_dq, rq_dequantize_run)
 RQ_PICK(cvt16_fn, pick_cvt16, rq_cvt_f32_f16)
 RQ_PICK(minmax_fn, pick_mm, rq_minmax_f32)
 
+typedef void (*qf8_fn)(const float *, uint8_t *, const float *, int64_t, int64_t, int64_t, int, int);
+typedef void (*dqf8_fn)(const uint8_t *, float *, const float *, const float *, const float *, int64_t,
+                        int64_t, int64_t);
+RQ_PICK(qf8_fn, pick_qf8, rq_quantize_f8)
+RQ_PICK(dqf8_fn, pick_dqf8, rq_dequantize_f8)
+
+int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, int64_t inner,
+                   int fmt, int pos0, int isa_cap)
+{
+    if (outer < 0 || D < 1 || inner < 0 || fmt < RQ_F8_E4M3FN || fmt > RQ_F8_E5M2FNUZ) return -1;
+    const int lvl = rq_quant_level(isa_cap);
+    pick_qf8(lvl)(x, y, s, outer, D, inner, fmt, pos0);
+    return lvl;
+}
+
+int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
+                     int64_t outer, int64_t D, int64_t inner, int isa_cap)
+{
+    if (outer < 0 || D < 1 || inner < 0) return -1;
+    const int lvl = rq_quant_level(isa_cap);
+    pick_dqf8(lvl)(x, y, tab, s, z, outer, D, inner);
+    return lvl;
+}
+
 static int q_size(int t) { return (t == RQ_Q_U16 || t == RQ_Q_I16) ? 2 : (t == RQ_Q_I32 ? 4 : 1); }
 static int f_size(int t) { return t == RQ_F_F16 ? 2 : 4; }
 

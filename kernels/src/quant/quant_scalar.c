@@ -111,3 +111,7 @@ void rq_cvt_f32_f16__scalar(const float *s, uint16_t *d, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) d[i] = rq_f32_to_f16(rq_ld_f32(s + i));
 }
+
+/* ---- float8 QuantizeLinear / DequantizeLinear (rq_f8.h) --------------------------------- */
+#define RQ_F8_SUFFIX __scalar
+#include "rq_f8.h"

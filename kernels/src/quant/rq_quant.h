@@ -130,6 +130,22 @@ int rq_minmax_f32__scalar(const float *x, int64_t n, float *mn, float *mx);
 int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx);
 int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx);
 
+/* float8 QuantizeLinear / DequantizeLinear (rq_f8.h): formats */
+enum { RQ_F8_E4M3FN = 0, RQ_F8_E4M3FNUZ = 1, RQ_F8_E5M2 = 2, RQ_F8_E5M2FNUZ = 3 };
+#define RQ_F8_DECL(SFX)                                                                          \
+    void rq_quantize_f8##SFX(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, \
+                             int64_t inner, int fmt, int pos0);                                  \
+    void rq_dequantize_f8##SFX(const uint8_t *x, float *y, const float *tab, const float *s,    \
+                               const float *z, int64_t outer, int64_t D, int64_t inner);
+RQ_F8_DECL(__scalar)
+RQ_F8_DECL(__avx2)
+RQ_F8_DECL(__avx512)
+/* [outer, D, inner] layout, s (and z) per d; return the ISA level used, -1 on bad arguments */
+int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, int64_t inner,
+                   int fmt, int pos0, int isa_cap);
+int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
+                     int64_t outer, int64_t D, int64_t inner, int isa_cap);
+
 /* Whole-array entry points: [outer, D, inner] layout, contiguous input and output.
  * Return the ISA level used (RQ_ISA_*), or -1 on bad arguments. Release-GIL safe. */
 int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,

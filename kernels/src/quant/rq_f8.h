@@ -1,0 +1,110 @@
+/* rq_f8.h -- float32 <-> float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) for QuantizeLinear /
+ * DequantizeLinear, instantiated in each ISA unit (RQ_F8_SUFFIX: __scalar, __avx2, __avx512)
+ * as plain loops the compiler vectorises with the unit's flags.
+ *
+ * Quantize (refquant.reference.quantize, float8 target, saturate=1, float32 division):
+ *     v = fl32(x / s)  [+ 0.0 when pos0: the IEEE add of a +0 zero point turns -0 into +0]
+ *     v = clamp(v, -fmax, fmax)                      (NaN stays NaN)
+ *     y = float8(v), round to nearest even           (one rounding, subnormals included)
+ * Encoding of float8(v), from |v|'s float32 bits a and sign bit sg:
+ *     |v| below the smallest normal 2^(1-bias): code = RNE(|v| / 2^(1-bias-M)), the count of
+ *         subnormal steps (|v|'s significand shifted right by 151 - bias - M - its exponent);
+ *         a count of 2^M is exactly the smallest normal's code;
+ *     else code = RNE(a - ((127 - bias) << 23)) >> (23 - M) (the clamp keeps it <= fmax's);
+ *     y = code | sg << 7, except NaN -> 0x7F | sg << 7 (e4m3fn), 0x7E | sg << 7 (e5m2), 0x80
+ *     (fnuz), and the fnuz types' zero is 0x00 whatever the sign (ml_dtypes' conversions, as
+ *     the reference takes them).
+ * Dequantize: y = fl32(fl32(tab[x] - z) * s), tab the 256 float32 values of the type (NaN codes
+ * as ml_dtypes converts them), z the float8 zero point as float32 (+0 when absent). */
+#ifndef RQ_F8_SUFFIX
+#error "define RQ_F8_SUFFIX"
+#endif
+#include <stdint.h>
+#include <string.h>
+#include "rq_quant.h"
+
+#define RQ_F8_CAT_(a, b) a##b
+#define RQ_F8_CAT(a, b) RQ_F8_CAT_(a, b)
+
+static inline __attribute__((always_inline)) void rq_f8_params(int fmt, int *M, int *bias, int *fnuz,
+                                                               uint32_t *nan, float *fmax)
+{
+    switch (fmt) {
+    case RQ_F8_E4M3FN:   *M = 3; *bias = 7;  *fnuz = 0; *nan = 0x7F; *fmax = 448.0f; break;
+    case RQ_F8_E4M3FNUZ: *M = 3; *bias = 8;  *fnuz = 1; *nan = 0x80; *fmax = 240.0f; break;
+    case RQ_F8_E5M2:     *M = 2; *bias = 15; *fnuz = 0; *nan = 0x7E; *fmax = 57344.0f; break;
+    default:             *M = 2; *bias = 16; *fnuz = 1; *nan = 0x80; *fmax = 57344.0f; break;
+    }
+}
+
+static inline __attribute__((always_inline)) void
+rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, float s, int pos0,
+            const int M, const int bias, const int fnuz, const uint32_t nanc, const float fmax)
+{
+    uint32_t fmb, mnb;
+    const float minnorm = 2.0f / (float)(1u << bias);
+    memcpy(&fmb, &fmax, 4);
+    memcpy(&mnb, &minnorm, 4);
+    const uint32_t ebias = (uint32_t)(127 - bias) << 23, sh = 23u - (uint32_t)M;
+    const uint32_t half = (1u << (22 - M)) - 1u;
+    const int32_t sub0 = 151 - bias - M;
+    const float add0 = pos0 ? 0.0f : -0.0f;         /* v + (-0) is v; v + (+0) turns -0 into +0 */
+    /* (every test and the subnormal rounding in integers: with a float add under a select, GCC
+     * kept the loop scalar below AVX-512) */
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i] / s + add0;
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        const uint32_t sg = (u >> 31) << 7;
+        uint32_t a = u & 0x7fffffffu;
+        a = (((int32_t)a > (int32_t)fmb) & ((int32_t)a <= 0x7f800000)) ? fmb : a;   /* |v| <= fmax, NaN kept */
+        /* below the smallest normal: |v| / 2^(1-bias-M) rounded to nearest even, from the
+         * significand (0 for a float32 zero or subnormal) shifted right by 151-bias-M-E */
+        const int32_t E = (int32_t)(a >> 23);
+        const uint32_t mant = E ? ((a & 0x7fffffu) | 0x800000u) : 0u;
+        int32_t s2 = sub0 - E;
+        s2 = s2 > 31 ? 31 : (s2 < 1 ? 1 : s2);     /* (only lanes below the smallest normal,
+                                                     * 20..31, keep this result) */
+        const uint32_t sub = (mant + ((1u << (s2 - 1)) - 1u) + ((mant >> s2) & 1u)) >> s2;
+        const uint32_t e = a - ebias;
+        const uint32_t nrm = (e + half + ((e >> sh) & 1u)) >> sh;
+        uint32_t code = (int32_t)a < (int32_t)mnb ? sub : nrm;
+        code = (fnuz & (code == 0)) ? 0u : (code | sg);
+        code = (int32_t)a > 0x7f800000 ? (fnuz ? nanc : (nanc | sg)) : code;
+        y[i] = (uint8_t)code;
+    }
+}
+
+void RQ_F8_CAT(rq_quantize_f8, RQ_F8_SUFFIX)(const float *x, uint8_t *y, const float *s,
+                                            int64_t outer, int64_t D, int64_t inner, int fmt, int pos0)
+{
+    int M, bias, fnuz;
+    uint32_t nanc;
+    float fmax;
+    rq_f8_params(fmt, &M, &bias, &fnuz, &nanc, &fmax);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t d = 0; d < D; d++) {
+            const int64_t off = (o * D + d) * inner;
+            switch (fmt) {   /* constant formats: the loop's shifts and masks become immediates */
+            case RQ_F8_E4M3FN: rq_f8_q_run(x + off, y + off, inner, s[d], pos0, 3, 7, 0, 0x7F, 448.0f); break;
+            case RQ_F8_E4M3FNUZ: rq_f8_q_run(x + off, y + off, inner, s[d], pos0, 3, 8, 1, 0x80, 240.0f); break;
+            case RQ_F8_E5M2: rq_f8_q_run(x + off, y + off, inner, s[d], pos0, 2, 15, 0, 0x7E, 57344.0f); break;
+            default: rq_f8_q_run(x + off, y + off, inner, s[d], pos0, 2, 16, 1, 0x80, 57344.0f); break;
+            }
+        }
+    (void)M; (void)bias; (void)fnuz; (void)nanc; (void)fmax;
+}
+
+void RQ_F8_CAT(rq_dequantize_f8, RQ_F8_SUFFIX)(const uint8_t *x, float *y, const float *tab,
+                                              const float *s, const float *z, int64_t outer, int64_t D,
+                                              int64_t inner)
+{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t d = 0; d < D; d++) {
+            const int64_t off = (o * D + d) * inner;
+            const float sd = s[d], zd = z[d];
+            const uint8_t *restrict xp = x + off;
+            float *restrict yp = y + off;
+            for (int64_t i = 0; i < inner; i++) yp[i] = (tab[xp[i]] - zd) * sd;
+        }
+}
