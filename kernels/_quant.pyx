@@ -33,9 +33,10 @@ cdef extern from "rq_quant.h" nogil:
     int rq_quant_level(int isa_cap)
     int rq_quant_variant_simd(int variant)
     int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D,
-                       int64_t inner, int fmt, int pos0, int isa_cap)
+                       int64_t inner, int fmt, int pos0, int pe, int isa_cap, int nthreads)
     int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s,
-                         const float *z, int64_t outer, int64_t D, int64_t inner, int isa_cap)
+                         const float *z, int64_t outer, int64_t D, int64_t inner, int pe,
+                         int isa_cap, int nthreads)
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
@@ -146,48 +147,51 @@ F8_FORMATS = {"float8_e4m3fn": 0, "float8_e4m3fnuz": 1, "float8_e5m2": 2, "float
 
 
 def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, Py_ssize_t outer, Py_ssize_t D,
-                Py_ssize_t inner, int fmt, bint pos0, int isa_cap=-1):
+                Py_ssize_t inner, int fmt, bint pos0, bint pe=False, int isa_cap=-1, int nthreads=0):
     """float8 QuantizeLinear (rq_f8.h): x float32 [outer, D, inner] C-contiguous, y uint8 (the
-    float8 bytes) of the same size, s float32 (D); fmt from F8_FORMATS; pos0: the IEEE add of a
-    +0 zero point.  Returns the level used."""
+    float8 bytes) of the same size, s float32 (D; or, pe with D = 1, one per element of a row of
+    inner); fmt from F8_FORMATS; pos0: the IEEE add of a +0 zero point.  Returns the level."""
     if x.dtype != np.float32 or y.dtype != np.uint8 or s.dtype != np.float32:
         raise TypeError("x float32, y uint8, s float32 expected")
-    if outer < 0 or D < 1 or inner < 0 or s.size != D:
+    if outer < 0 or D < 1 or inner < 0 or s.size != (inner if pe else D) or (pe and D != 1):
         raise ValueError("bad layout")
     cdef Py_ssize_t n = outer * D * inner
     cdef const float *px = <const float *>_ptr(x, "x", n * 4)
     cdef uint8_t *py = <uint8_t *>_ptr(y, "y", n)
-    cdef const float *ps = <const float *>_ptr(s, "s", D * 4)
+    cdef const float *ps = <const float *>_ptr(s, "s", s.size * 4)
     cdef int lvl
     if not y.flags.writeable:
         raise ValueError("y: not writeable")
     with nogil:
-        lvl = rq_quantize_f8(px, py, ps, outer, D, inner, fmt, pos0, isa_cap)
+        lvl = rq_quantize_f8(px, py, ps, outer, D, inner, fmt, pos0, pe, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_quantize_f8: bad arguments")
     return lvl
 
 
 def dequantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray tab, cnp.ndarray s, cnp.ndarray z,
-                  Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner, int isa_cap=-1):
-    """float8 DequantizeLinear: y = fl32(fl32(tab[x] - z[d]) * s[d]); x uint8 (the float8 bytes),
-    y float32, tab float32 (256), s and z float32 (D), [outer, D, inner] C-contiguous."""
+                  Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner, bint pe=False, int isa_cap=-1,
+                  int nthreads=0):
+    """float8 DequantizeLinear: y = fl32(fl32(tab[x] - z) * s), s and z per d (or per element of
+    a row with pe); x uint8 (the float8 bytes), y float32, tab float32 (256), [outer, D, inner]
+    C-contiguous."""
     if x.dtype != np.uint8 or y.dtype != np.float32 or tab.dtype != np.float32 or \
             s.dtype != np.float32 or z.dtype != np.float32:
         raise TypeError("x uint8, y / tab / s / z float32 expected")
-    if outer < 0 or D < 1 or inner < 0 or s.size != D or z.size != D or tab.size != 256:
+    if (outer < 0 or D < 1 or inner < 0 or s.size != (inner if pe else D) or z.size != s.size
+            or tab.size != 256 or (pe and D != 1)):
         raise ValueError("bad layout")
     cdef Py_ssize_t n = outer * D * inner
     cdef const uint8_t *px = <const uint8_t *>_ptr(x, "x", n)
     cdef float *py = <float *>_ptr(y, "y", n * 4)
     cdef const float *pt = <const float *>_ptr(tab, "tab", 256 * 4)
-    cdef const float *ps = <const float *>_ptr(s, "s", D * 4)
-    cdef const float *pz = <const float *>_ptr(z, "z", D * 4)
+    cdef const float *ps = <const float *>_ptr(s, "s", s.size * 4)
+    cdef const float *pz = <const float *>_ptr(z, "z", z.size * 4)
     cdef int lvl
     if not y.flags.writeable:
         raise ValueError("y: not writeable")
     with nogil:
-        lvl = rq_dequantize_f8(px, py, pt, ps, pz, outer, D, inner, isa_cap)
+        lvl = rq_dequantize_f8(px, py, pt, ps, pz, outer, D, inner, pe, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_dequantize_f8: bad arguments")
     return lvl

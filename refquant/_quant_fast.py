@@ -443,7 +443,8 @@ def _f8_zero(zp):
 
 
 def _f8_layout(x, s, zp, axis, block_size, opset, names):
-    """(outer, D, inner, float32 scales) of a per-tensor / per-axis call, or None."""
+    """(outer, D, inner, float32 scales, per-element flag) of a per-tensor / per-axis call, or
+    None."""
     ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, *names)
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
     if not per_tensor and (block_size or s.ndim != 1):
@@ -454,7 +455,11 @@ def _f8_layout(x, s, zp, axis, block_size, opset, names):
         sf = sf[:1].copy()
     if D == 0 or sf.size != D:
         return None
-    return outer, D, inner, sf
+    if D > 1 and inner < 64 and D * inner <= 65536 and outer > 1:
+        # short runs (the channel axis last or nearly): one run per outer row, with a scale per
+        # element of the row (last axis of 64 channels, 1M elements: 3.1 -> see docs)
+        return outer, 1, D * inner, np.ascontiguousarray(np.repeat(sf, inner)), True
+    return outer, D, inner, sf, False
 
 
 def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate, precision,
@@ -494,18 +499,32 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
         mode = {"ignore_float8": "ignore", "add_nonzero_float8": "add_nonzero"}.get(mode, mode)
     except Exception:
         return None
-    outer, D, inner, sf = lay
+    outer, D, inner, sf, pe = lay
     if out is None:
-        y = np.empty(x.shape, out_dt)
+        y = _new_output(x.shape, out_dt)[0]
     elif (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
           or not out.flags.c_contiguous or not out.flags.writeable or np.may_share_memory(out, x)):
         return None
     else:
         y = out
     cap = -1 if isa is None else _cpu._level(isa)
-    lvl = _k.quantize_f8(np.ascontiguousarray(x).reshape(-1), y.reshape(-1).view(np.uint8), sf, outer, D,
-                         inner, _k.F8_FORMATS[_F8[out_dt]], mode == "add" and zp is not None, cap)
+    fmt, pos0 = _k.F8_FORMATS[_F8[out_dt]], mode == "add" and zp is not None
+    lvl = _f8_runs(lambda xs, ys, ss, o, d, i, p: _k.quantize_f8(xs, ys, ss, o, d, i, fmt, pos0, p, cap),
+                   np.ascontiguousarray(x).reshape(-1), y.reshape(-1).view(np.uint8), sf, outer, D, inner, pe)
     return y, f"rq_quantize_f32{_F8_SHORT[_F8[out_dt]]}__{_ISA.get(lvl, lvl)}"
+
+
+def _f8_runs(call, xf, yf, sf, outer, D, inner, pe):
+    """The kernel over [outer, D, inner]; with per-element scales (pe: rows of one period), the
+    rows in groups of about 4096 elements per run (the scale row repeated), then the rest."""
+    if not pe or outer < 2 or inner >= 4096:
+        return call(xf, yf, sf, outer, D, inner, pe)
+    r = min(outer, max(1, 4096 // inner))
+    m = outer // r * r
+    lvl = call(xf[:m * inner], yf[:m * inner], np.ascontiguousarray(np.tile(sf, r)), outer // r, 1, inner * r, pe)
+    if m < outer:
+        lvl = call(xf[m * inner:], yf[m * inner:], sf, outer - m, 1, inner, pe)
+    return lvl
 
 
 def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype, prof, opset, out, isa):
@@ -536,17 +555,19 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
             return None
     except Exception:
         return None
-    outer, D, inner, sf = lay
+    outer, D, inner, sf, pe = lay
     if out is None:
-        y = np.empty(x.shape, _F32)
+        y = _new_output(x.shape, _F32)[0]
     elif (not isinstance(out, np.ndarray) or out.dtype != _F32 or out.shape != x.shape
           or not out.flags.c_contiguous or not out.flags.writeable or np.may_share_memory(out, x)):
         return None
     else:
         y = out
     cap = -1 if isa is None else _cpu._level(isa)
-    lvl = _k.dequantize_f8(np.ascontiguousarray(x).reshape(-1).view(np.uint8), y.reshape(-1), _f8_table(x.dtype),
-                           sf, np.zeros(D, _F32), outer, D, inner, cap)
+    tab = _f8_table(x.dtype)
+    lvl = _f8_runs(lambda xs, ys, ss, o, d, i, p: _k.dequantize_f8(xs, ys, tab, ss, np.zeros(ss.size, _F32), o, d, i,
+                                                                   p, cap),
+                   np.ascontiguousarray(x).reshape(-1).view(np.uint8), y.reshape(-1), sf, outer, D, inner, pe)
     return y, f"rq_dequantize_{_F8_SHORT[_F8[x.dtype]]}f32__{_ISA.get(lvl, lvl)}"
 
 

@@ -21,6 +21,7 @@
 #endif
 
 #include <stdlib.h>
+#include <string.h>
 
 #define RQ_QCHUNK ((int64_t)1 << 16)          /* elements per parallel work item */
 #define RQ_NT_BYTES_DEFAULT ((int64_t)8 << 20) /* streaming stores from this output size on */
@@ -102,30 +103,6 @@ RQ_PICK(dqrun_fn, pick_dq, rq_dequantize_run)
 RQ_PICK(cvt16_fn, pick_cvt16, rq_cvt_f32_f16)
 RQ_PICK(minmax_fn, pick_mm, rq_minmax_f32)
 
-typedef void (*qf8_fn)(const float *, uint8_t *, const float *, int64_t, int64_t, int64_t, int, int);
-typedef void (*dqf8_fn)(const uint8_t *, float *, const float *, const float *, const float *, int64_t,
-                        int64_t, int64_t);
-RQ_PICK(qf8_fn, pick_qf8, rq_quantize_f8)
-RQ_PICK(dqf8_fn, pick_dqf8, rq_dequantize_f8)
-
-int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, int64_t inner,
-                   int fmt, int pos0, int isa_cap)
-{
-    if (outer < 0 || D < 1 || inner < 0 || fmt < RQ_F8_E4M3FN || fmt > RQ_F8_E5M2FNUZ) return -1;
-    const int lvl = rq_quant_level(isa_cap);
-    pick_qf8(lvl)(x, y, s, outer, D, inner, fmt, pos0);
-    return lvl;
-}
-
-int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
-                     int64_t outer, int64_t D, int64_t inner, int isa_cap)
-{
-    if (outer < 0 || D < 1 || inner < 0) return -1;
-    const int lvl = rq_quant_level(isa_cap);
-    pick_dqf8(lvl)(x, y, tab, s, z, outer, D, inner);
-    return lvl;
-}
-
 static int q_size(int t) { return (t == RQ_Q_U16 || t == RQ_Q_I16) ? 2 : (t == RQ_Q_I32 ? 4 : 1); }
 static int f_size(int t) { return t == RQ_F_F16 ? 2 : 4; }
 
@@ -135,6 +112,67 @@ static int threads_for(int64_t n, int nthreads)
     int64_t chunks = (n + RQ_QCHUNK - 1) / RQ_QCHUNK;
     if (chunks < nthreads) nthreads = (int)(chunks > 0 ? chunks : 1);
     return nthreads < 1 ? 1 : nthreads;
+}
+
+/* ---- float8 (rq_f8.h) ---------------------------------------------------------------- */
+
+typedef void (*qf8_fn)(const float *, uint8_t *, const float *, int64_t, int, int, int);
+typedef void (*dqf8_fn)(const uint8_t *, float *, const float *, const float *, const float *, int64_t, int);
+RQ_PICK(qf8_fn, pick_qf8, rq_quantize_f8)
+RQ_PICK(dqf8_fn, pick_dqf8, rq_dequantize_f8)
+
+typedef struct {
+    const float *xf; uint8_t *y8;              /* quantize */
+    const uint8_t *x8; float *yf; const float *tab, *z;   /* dequantize */
+    const float *s; int64_t D, inner, n; int fmt, pos0, pe;
+    qf8_fn q; dqf8_fn dq;
+} f8job;
+
+/* elements [c * RQ_QCHUNK, ...) of the flattened [outer, D, inner] tensor, cut at the runs */
+static void f8_chunk(void *ctx, int64_t c)
+{
+    const f8job *j = (const f8job *)ctx;
+    int64_t i = c * RQ_QCHUNK;
+    const int64_t end = i + RQ_QCHUNK < j->n ? i + RQ_QCHUNK : j->n;
+    while (i < end) {
+        const int64_t r = i / j->inner, off = i - r * j->inner;
+        const int64_t len = (j->inner - off < end - i) ? j->inner - off : end - i;
+        const int64_t k = j->pe ? off : r % j->D;     /* the scale: per element of a row, or per d */
+        if (j->q) j->q(j->xf + i, j->y8 + i, j->s + k, len, j->fmt, j->pos0, j->pe);
+        else j->dq(j->x8 + i, j->yf + i, j->tab, j->s + k, j->z + k, len, j->pe);
+        i += len;
+    }
+}
+
+static int f8_run(f8job *j, int64_t outer, int64_t D, int64_t inner, int isa_cap, int nthreads)
+{
+    if (outer < 0 || D < 1 || inner < 0 || (j->pe && D != 1)) return -1;
+    const int lvl = rq_quant_level(isa_cap);
+    j->D = D; j->inner = inner; j->n = outer * D * inner;
+    if (j->n == 0) return lvl;
+    if (j->xf) j->q = pick_qf8(lvl); else j->dq = pick_dqf8(lvl);
+    const int64_t nchunks = (j->n + RQ_QCHUNK - 1) / RQ_QCHUNK;
+    rq_parallel(nchunks, threads_for(j->n, nthreads), f8_chunk, j);
+    return lvl;
+}
+
+int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, int64_t inner,
+                   int fmt, int pos0, int pe, int isa_cap, int nthreads)
+{
+    if (fmt < RQ_F8_E4M3FN || fmt > RQ_F8_E5M2FNUZ) return -1;
+    f8job j;
+    memset(&j, 0, sizeof(j));
+    j.xf = x; j.y8 = y; j.s = s; j.fmt = fmt; j.pos0 = pos0; j.pe = pe;
+    return f8_run(&j, outer, D, inner, isa_cap, nthreads);
+}
+
+int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
+                     int64_t outer, int64_t D, int64_t inner, int pe, int isa_cap, int nthreads)
+{
+    f8job j;
+    memset(&j, 0, sizeof(j));
+    j.x8 = x; j.yf = y; j.tab = tab; j.s = s; j.z = z; j.pe = pe;
+    return f8_run(&j, outer, D, inner, isa_cap, nthreads);
 }
 
 typedef struct {

@@ -23,23 +23,15 @@
 #include <string.h>
 #include "rq_quant.h"
 
+/* format constants (M mantissa bits, bias, fnuz, NaN code, largest value): e4m3fn 3, 7, 0,
+ * 0x7F, 448; e4m3fnuz 3, 8, 1, 0x80, 240; e5m2 2, 15, 0, 0x7E, 57344; e5m2fnuz 2, 16, 1, 0x80,
+ * 57344 */
 #define RQ_F8_CAT_(a, b) a##b
 #define RQ_F8_CAT(a, b) RQ_F8_CAT_(a, b)
 
-static inline __attribute__((always_inline)) void rq_f8_params(int fmt, int *M, int *bias, int *fnuz,
-                                                               uint32_t *nan, float *fmax)
-{
-    switch (fmt) {
-    case RQ_F8_E4M3FN:   *M = 3; *bias = 7;  *fnuz = 0; *nan = 0x7F; *fmax = 448.0f; break;
-    case RQ_F8_E4M3FNUZ: *M = 3; *bias = 8;  *fnuz = 1; *nan = 0x80; *fmax = 240.0f; break;
-    case RQ_F8_E5M2:     *M = 2; *bias = 15; *fnuz = 0; *nan = 0x7E; *fmax = 57344.0f; break;
-    default:             *M = 2; *bias = 16; *fnuz = 1; *nan = 0x80; *fmax = 57344.0f; break;
-    }
-}
-
 static inline __attribute__((always_inline)) void
-rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, float s, int pos0,
-            const int M, const int bias, const int fnuz, const uint32_t nanc, const float fmax)
+rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float *restrict s, const int pe,
+            int pos0, const int M, const int bias, const int fnuz, const uint32_t nanc, const float fmax)
 {
     uint32_t fmb, mnb;
     const float minnorm = 2.0f / (float)(1u << bias);
@@ -52,7 +44,7 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, float s, in
     /* (every test and the subnormal rounding in integers: with a float add under a select, GCC
      * kept the loop scalar below AVX-512) */
     for (int64_t i = 0; i < n; i++) {
-        const float v = x[i] / s + add0;
+        const float v = x[i] / s[pe ? i : 0] + add0;
         uint32_t u;
         memcpy(&u, &v, 4);
         const uint32_t sg = (u >> 31) << 7;
@@ -75,36 +67,41 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, float s, in
     }
 }
 
-void RQ_F8_CAT(rq_quantize_f8, RQ_F8_SUFFIX)(const float *x, uint8_t *y, const float *s,
-                                            int64_t outer, int64_t D, int64_t inner, int fmt, int pos0)
+void RQ_F8_CAT(rq_quantize_f8, RQ_F8_SUFFIX)(const float *x, uint8_t *y, const float *s, int64_t n, int fmt,
+                                            int pos0, int pe)
 {
-    int M, bias, fnuz;
-    uint32_t nanc;
-    float fmax;
-    rq_f8_params(fmt, &M, &bias, &fnuz, &nanc, &fmax);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t d = 0; d < D; d++) {
-            const int64_t off = (o * D + d) * inner;
-            switch (fmt) {   /* constant formats: the loop's shifts and masks become immediates */
-            case RQ_F8_E4M3FN: rq_f8_q_run(x + off, y + off, inner, s[d], pos0, 3, 7, 0, 0x7F, 448.0f); break;
-            case RQ_F8_E4M3FNUZ: rq_f8_q_run(x + off, y + off, inner, s[d], pos0, 3, 8, 1, 0x80, 240.0f); break;
-            case RQ_F8_E5M2: rq_f8_q_run(x + off, y + off, inner, s[d], pos0, 2, 15, 0, 0x7E, 57344.0f); break;
-            default: rq_f8_q_run(x + off, y + off, inner, s[d], pos0, 2, 16, 1, 0x80, 57344.0f); break;
-            }
-        }
-    (void)M; (void)bias; (void)fnuz; (void)nanc; (void)fmax;
+    /* n elements, scale s[0] (pe = 0) or s[i] each (pe = 1); constant formats: the loop's
+     * shifts and masks become immediates */
+    switch (fmt) {
+    case RQ_F8_E4M3FN:
+        if (pe) rq_f8_q_run(x, y, n, s, 1, pos0, 3, 7, 0, 0x7F, 448.0f);
+        else rq_f8_q_run(x, y, n, s, 0, pos0, 3, 7, 0, 0x7F, 448.0f);
+        break;
+    case RQ_F8_E4M3FNUZ:
+        if (pe) rq_f8_q_run(x, y, n, s, 1, pos0, 3, 8, 1, 0x80, 240.0f);
+        else rq_f8_q_run(x, y, n, s, 0, pos0, 3, 8, 1, 0x80, 240.0f);
+        break;
+    case RQ_F8_E5M2:
+        if (pe) rq_f8_q_run(x, y, n, s, 1, pos0, 2, 15, 0, 0x7E, 57344.0f);
+        else rq_f8_q_run(x, y, n, s, 0, pos0, 2, 15, 0, 0x7E, 57344.0f);
+        break;
+    default:
+        if (pe) rq_f8_q_run(x, y, n, s, 1, pos0, 2, 16, 1, 0x80, 57344.0f);
+        else rq_f8_q_run(x, y, n, s, 0, pos0, 2, 16, 1, 0x80, 57344.0f);
+        break;
+    }
 }
 
-void RQ_F8_CAT(rq_dequantize_f8, RQ_F8_SUFFIX)(const uint8_t *x, float *y, const float *tab,
-                                              const float *s, const float *z, int64_t outer, int64_t D,
-                                              int64_t inner)
+void RQ_F8_CAT(rq_dequantize_f8, RQ_F8_SUFFIX)(const uint8_t *x, float *y, const float *tab, const float *s,
+                                              const float *z, int64_t n, int pe)
 {
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t d = 0; d < D; d++) {
-            const int64_t off = (o * D + d) * inner;
-            const float sd = s[d], zd = z[d];
-            const uint8_t *restrict xp = x + off;
-            float *restrict yp = y + off;
-            for (int64_t i = 0; i < inner; i++) yp[i] = (tab[xp[i]] - zd) * sd;
-        }
+    const uint8_t *restrict xp = x;
+    float *restrict yp = y;
+    const float *restrict tp = tab, *restrict sp = s, *restrict zp = z;
+    if (pe) {
+        for (int64_t i = 0; i < n; i++) yp[i] = (tp[xp[i]] - zp[i]) * sp[i];
+    } else {
+        const float sd = s[0], zd = z[0];
+        for (int64_t i = 0; i < n; i++) yp[i] = (tp[xp[i]] - zd) * sd;
+    }
 }

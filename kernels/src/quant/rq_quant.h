@@ -133,18 +133,20 @@ int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx);
 /* float8 QuantizeLinear / DequantizeLinear (rq_f8.h): formats */
 enum { RQ_F8_E4M3FN = 0, RQ_F8_E4M3FNUZ = 1, RQ_F8_E5M2 = 2, RQ_F8_E5M2FNUZ = 3 };
 #define RQ_F8_DECL(SFX)                                                                          \
-    void rq_quantize_f8##SFX(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, \
-                             int64_t inner, int fmt, int pos0);                                  \
+    void rq_quantize_f8##SFX(const float *x, uint8_t *y, const float *s, int64_t n, int fmt, int pos0, \
+                             int pe);                                                            \
     void rq_dequantize_f8##SFX(const uint8_t *x, float *y, const float *tab, const float *s,    \
-                               const float *z, int64_t outer, int64_t D, int64_t inner);
+                               const float *z, int64_t n, int pe);
 RQ_F8_DECL(__scalar)
 RQ_F8_DECL(__avx2)
 RQ_F8_DECL(__avx512)
-/* [outer, D, inner] layout, s (and z) per d; return the ISA level used, -1 on bad arguments */
+/* [outer, D, inner] layout: s (and z) per d, or (pe = 1, D = 1) per element of a row of inner
+ * elements (a periodic table for short runs); threads over chunks of RQ_QCHUNK elements.
+ * Return the ISA level used, -1 on bad arguments. */
 int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, int64_t inner,
-                   int fmt, int pos0, int isa_cap);
+                   int fmt, int pos0, int pe, int isa_cap, int nthreads);
 int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
-                     int64_t outer, int64_t D, int64_t inner, int isa_cap);
+                     int64_t outer, int64_t D, int64_t inner, int pe, int isa_cap, int nthreads);
 
 /* Whole-array entry points: [outer, D, inner] layout, contiguous input and output.
  * Return the ISA level used (RQ_ISA_*), or -1 on bad arguments. Release-GIL safe. */
