@@ -1449,6 +1449,12 @@ def test_float8_dequantize_every_code(isa):
         res = F.dequantize_linear(x, sa, np.zeros(12, dt), axis=0, profile=get_profile("onnxruntime"), isa=isa)
         want = R.dequantize_linear(x, sa, np.zeros(12, dt), axis=0, profile="onnxruntime")
         assert res is not None and np.array_equal(res[0].view(np.uint32), want.view(np.uint32))
+        # channels last (a per-element scale row, runs of 40 rows and a remainder of one)
+        xl = np.resize(x8, 41 * 100).view(dt).reshape(41, 100)
+        sl = np.float32(np.geomspace(1e-2, 1e2, 100))
+        res = F.dequantize_linear(xl, sl, np.zeros(100, dt), axis=1, profile=ONNX, isa=isa)
+        want = R.dequantize_linear(xl, sl, np.zeros(100, dt), axis=1)
+        assert res is not None and np.array_equal(res[0].view(np.uint32), want.view(np.uint32))
 
 
 def test_float8_declines_to_reference():
