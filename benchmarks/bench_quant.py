@@ -206,6 +206,64 @@ def bench(n, threads_list, reps, per_axis=False):
     return results
 
 
+def bench_float8(n, threads_list, reps):
+    """float32 -> float8 e4m3fn QuantizeLinear (saturate=1, zero point +0) and back, per tensor,
+    against ORT's (opset 21) in the same run."""
+    import ml_dtypes
+    import refquant
+    from refquant import reference as R
+    dt = np.dtype(ml_dtypes.float8_e4m3fn)
+    x = (np.random.default_rng(0).standard_normal(n) * 50).astype(np.float32)
+    s, z = np.float32(0.25), np.zeros((), dt)
+    rows = []
+    for th in threads_list:
+        refquant.set_num_threads(th)
+        y = refquant.quantize_linear(x, s, z)
+        row = {"threads": th, "n": n, "kernel_quantize": refquant.last_path()["path"]}
+        refquant.dequantize_linear(y, s, z)
+        row["kernel_dequantize"] = refquant.last_path()["path"]
+        row["rq_q_s"] = _median_time(lambda: refquant.quantize_linear(x, s, z), reps)
+        row["rq_d_s"] = _median_time(lambda: refquant.dequantize_linear(y, s, z), reps)
+        small = slice(0, min(n, 1 << 20))
+        row["ref_q_s"] = _median_time(lambda: R.quantize_linear(x[small], s, z), 3) * n / x[small].size
+        try:
+            import onnxruntime as ort
+            from onnx import TensorProto, helper, numpy_helper
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = th
+            so.inter_op_num_threads = 1
+            # (ORT's Python binding takes no float8 arrays: DequantizeLinear's input is an
+            # initializer, and constant folding is off so that the node runs on every call)
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            sess = {}
+            for op, xt, yt in (("QuantizeLinear", TensorProto.FLOAT, TensorProto.FLOAT8E4M3FN),
+                               ("DequantizeLinear", TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT)):
+                zi = helper.make_tensor("z", TensorProto.FLOAT8E4M3FN, [], [0.0])
+                node = helper.make_node(op, ["x", "s", "z"], ["y"])
+                inits = [numpy_helper.from_array(np.asarray(s), "s"), zi]
+                ins = [helper.make_tensor_value_info("x", xt, [n])]
+                if op == "DequantizeLinear":
+                    inits.append(numpy_helper.from_array(y, "x"))
+                    ins = []
+                g = helper.make_graph([node], "g", ins, [helper.make_tensor_value_info("y", yt, [n])], inits)
+                m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+                m.ir_version = 10
+                sess[op] = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            yo = sess["QuantizeLinear"].run(None, {"x": x})[0]
+            row["ort_version"] = ort.__version__
+            row["ort_bitexact"] = bool(np.array_equal(np.asarray(yo).view(np.uint8), y.view(np.uint8)))
+            row["ort_q_s"] = _median_time(lambda: sess["QuantizeLinear"].run(None, {"x": x}), reps)
+            yd = sess["DequantizeLinear"].run(None, {})[0]
+            row["ort_dq_bitexact"] = bool(np.array_equal(yd.view(np.uint32),
+                                                         refquant.dequantize_linear(y, s, z).view(np.uint32)))
+            row["ort_d_s"] = _median_time(lambda: sess["DequantizeLinear"].run(None, {}), reps)
+        except Exception as e:  # noqa: BLE001 - no ORT, or no float8 there
+            row["ort_error"] = str(e)[:200]
+        rows.append(row)
+    refquant.set_num_threads(None)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=16 * 1024 * 1024)
@@ -214,6 +272,8 @@ def main(argv=None):
     ap.add_argument("--per-axis", action="store_true",
                     help="also run per-axis: axis 0 of 4096 rows, and the last axis of 64 channels "
                          "(ORT runs the latter element by element: slow)")
+    ap.add_argument("--float8", action="store_true",
+                    help="also run float32 -> float8 e4m3fn QuantizeLinear and back (per tensor)")
     ap.add_argument("--json", metavar="FILE", help="write results as JSON ('-' = stdout)")
     args = ap.parse_args(argv)
     import refquant
@@ -247,9 +307,24 @@ def main(argv=None):
             print(f"  ORT bit-exact vs reference: quantize {r['ort_quantize_bitexact']}, "
                   f"dequantize {r['ort_dequantize_bitexact']}, "
                   f"dynamic {r.get('ort_dynamic_bitexact', 'n/a')}")
+    f8 = bench_float8(args.n, args.threads, args.reps) if args.float8 else []
+    for r in f8:
+        print(f"\n== float8 e4m3fn, {r['n']} elements, per-tensor, {r['threads']} thread(s); kernels "
+              f"{r['kernel_quantize']}, {r['kernel_dequantize']}; ORT {r.get('ort_version')}")
+        for op, key in (("QuantizeLinear f32->e4m3fn", "q"), ("DequantizeLinear e4m3fn->f32", "d")):
+            line = f"  {op:<28} refquant {r['n'] / r[f'rq_{key}_s'] / 1e9:6.2f} Gelem/s"
+            if f"ort_{key}_s" in r:
+                line += (f"   ORT {r['n'] / r[f'ort_{key}_s'] / 1e9:6.2f} Gelem/s   ratio "
+                         f"{r[f'ort_{key}_s'] / r[f'rq_{key}_s']:5.2f}x")
+            print(line)
+        print(f"  numpy reference quantize     {r['n'] / r['ref_q_s'] / 1e9:6.2f} Gelem/s "
+              f"(refquant {r['ref_q_s'] / r['rq_q_s']:.0f}x)")
+        if "ort_bitexact" in r:
+            print(f"  ORT bit-exact vs refquant: quantize {r['ort_bitexact']}, "
+                  f"dequantize {r.get('ort_dq_bitexact')}")
     if args.json:
         out = {"refquant": refquant.__version__, "config": refquant._config.config_dict(),
-               "results": res}
+               "results": res, "float8": f8}
         text = json.dumps(out, indent=2, default=str)
         if args.json == "-":
             print(text)

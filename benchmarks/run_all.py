@@ -24,7 +24,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = ap.parse_args(argv)
     merged, rc = {}, 0
-    benches = [("bench_quant.py", ["--reps", "5" if args.quick else "15"]),
+    benches = [("bench_quant.py", ["--reps", "5" if args.quick else "15", "--float8"]),
                ("bench_gemm.py", ["--budget", "0.2"] if args.quick else []),
                ("bench_conv.py", ["--layers", "all"] + (["--budget", "0.2"] if args.quick else [])),
                ("bench_latency.py", ["--rounds", "5"] if args.quick else [])]

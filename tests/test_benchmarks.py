@@ -64,7 +64,9 @@ def test_bench_latency_smoke(tmp_path):
 
 def test_bench_quant_smoke(tmp_path):
     pytest.importorskip("onnxruntime")
-    _, js = _run(tmp_path, "bench_quant", "--n", "65536", "--threads", "1", "--reps", "1")
+    _, js = _run(tmp_path, "bench_quant", "--n", "65536", "--threads", "1", "--reps", "1", "--float8")
     row = js[0] if isinstance(js, list) else js["results"][0]
     assert row["ort_quantize_bitexact"] is True and row["ort_dequantize_bitexact"] is True
     assert row["ratio_rq_q_pre_vs_ort_q_pre"] > 0
+    f8 = js["float8"][0]
+    assert f8["ort_bitexact"] is True and f8["ort_dq_bitexact"] is True and f8["rq_q_s"] > 0
