@@ -269,6 +269,30 @@ def _fx_arrays(fx, bint s32_out, Py_ssize_t n):
     return fq, fs
 
 
+cdef object _set_bias(rq_gemm_args *g, object bias):
+    """g's int32 bias: an (M, N) int32 view (any strides; 0 = broadcast), or None.  Returns the
+    array, which the caller keeps alive while the kernel runs."""
+    if bias is None:
+        return None
+    cdef cnp.ndarray bi = <cnp.ndarray?>bias
+    if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
+        raise ValueError("bias: int32 (M, N) view expected")
+    g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
+    g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
+    return bi
+
+
+cdef object _set_fx(rq_gemm_args *g, object fx, bint s32_out, Py_ssize_t n):
+    """g's fixed-point multipliers (qm int32, shift int32, mode), 1 or n of them, or None.
+    Returns (qm, shift) arrays to keep alive, or None."""
+    if fx is None:
+        return None
+    fq, fs = _fx_arrays(fx, s32_out, n)
+    g.fx_mode = int(fx[2])
+    g.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); g.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
+    return fq, fs
+
+
 def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, int y_zp=0,
          bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False, od=None, fx=None):
     """out[i, j] = epilogue(sum_k (A[i,k]-a_zp)(B[k,j]-b_zp)); returns the kernel name.
@@ -282,7 +306,7 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     cdef cnp.ndarray o = <cnp.ndarray?>out
     cdef cnp.ndarray za = np.ascontiguousarray(a_zp, dtype=np.int32).reshape(-1)
     cdef cnp.ndarray zb = np.ascontiguousarray(b_zp, dtype=np.int32).reshape(-1)
-    cdef cnp.ndarray bi, mu, fq, fs
+    cdef cnp.ndarray mu
     cdef rq_gemm_args g
     cdef int kern = -1, rc
     if a.ndim != 2 or b.ndim != 2 or o.ndim != 2:
@@ -316,23 +340,15 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
     g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
     g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
     g.fx_mode = 0; g.fx_qm = NULL; g.fx_sh = NULL
-    if bias is not None:
-        bi = <cnp.ndarray?>bias
-        if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
-            raise ValueError("bias: int32 (M, N) view expected")
-        g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
-        g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
+    keep = _set_bias(&g, bias)
     g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
     if od is not None:      # oneDNN's epilogue: (a_s', fl32(1/y_s)); mult holds b_s'
         if g.out_type == RQ_OUT_S32:
             raise ValueError("od: 8-bit outputs only")
         g.od = 1; g.od_s1 = <float>od[0]; g.od_s3 = <float>od[1]
-    if fx is not None:      # fixed point: (qm int32, shift int32, mode), sized like mult
-        fq, fs = _fx_arrays(fx, g.out_type == RQ_OUT_S32, g.N)
-        g.fx_mode = int(fx[2])
-        g.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); g.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
-        if mult is None:
-            mult = np.ones(fq.shape[0], np.float32)
+    keep_fx = _set_fx(&g, fx, g.out_type == RQ_OUT_S32, g.N)   # fixed point, sized like mult
+    if keep_fx is not None and mult is None:
+        mult = np.ones(keep_fx[0].shape[0], np.float32)
     if g.out_type != RQ_OUT_S32:
         if mult is None:
             raise ValueError("mult: required for 8-bit outputs")
@@ -363,7 +379,7 @@ def requantize(acc, out, mult, int y_zp=0, bias=None, fx=None, bint mult_rows=Fa
     None; fx as for gemm (sized like mult).  Returns the epilogue's name, rq_epi_rows__<isa>."""
     cdef cnp.ndarray a = <cnp.ndarray?>acc
     cdef cnp.ndarray o = <cnp.ndarray?>out
-    cdef cnp.ndarray bi, mu, fq, fs
+    cdef cnp.ndarray mu
     cdef rq_gemm_args g
     cdef int rc, lvl = 0
     if a.ndim != 2 or o.ndim != 2 or a.dtype != np.int32 or a.shape[0] != o.shape[0] or a.shape[1] != o.shape[1]:
@@ -380,21 +396,13 @@ def requantize(acc, out, mult, int y_zp=0, bias=None, fx=None, bint mult_rows=Fa
         raise TypeError("out: uint8 or int8 expected")
     g.C = cnp.PyArray_DATA(o)
     g.c_rs = o.strides[0] // o.dtype.itemsize; g.c_cs = 1
-    if bias is not None:
-        bi = <cnp.ndarray?>bias
-        if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
-            raise ValueError("bias: int32 (M, N) view expected")
-        g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
-        g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
+    keep = _set_bias(&g, bias)
     cdef Py_ssize_t nm = g.M if mult_rows else g.N
-    if fx is not None:
-        fq, fs = _fx_arrays(fx, False, nm)
-        g.fx_mode = int(fx[2])
-        g.fx_qm = <const int32_t *>cnp.PyArray_DATA(fq); g.fx_sh = <const int32_t *>cnp.PyArray_DATA(fs)
-        if mult is None:
-            mult = np.ones(fq.shape[0], np.float32)
+    keep_fx = _set_fx(&g, fx, False, nm)
+    if keep_fx is not None and mult is None:
+        mult = np.ones(keep_fx[0].shape[0], np.float32)
     mu = np.ascontiguousarray(mult, dtype=np.float32).reshape(-1)
-    if mu.shape[0] not in (1, nm) or (fx is not None and fq.shape[0] != mu.shape[0]):
+    if mu.shape[0] not in (1, nm) or (keep_fx is not None and keep_fx[0].shape[0] != mu.shape[0]):
         raise ValueError("mult: size 1 or N (M with mult_rows) expected, fx alike")
     g.mult = <const float *>cnp.PyArray_DATA(mu); g.mult_n = <int>mu.shape[0]
     g.mult_rows = 1 if (mult_rows and mu.shape[0] != 1) else 0

@@ -1280,6 +1280,20 @@ def _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_poin
         dilations, group, kernel_shape, pads, strides, profile, opset, int_conv), used)
 
 
+def _conv3d_operands(x, w, attrs):
+    """(x, w (the plain weights behind PackedWeights), pads begin / end, strides, dilations,
+    output shape, group) of a 3-D conv, or None (the reference decides)."""
+    X, _ = _arr(x)
+    W, _ = _arr(unwrap(w) if isinstance(w, PackedWeights) else w)
+    if X is None or W is None or X.ndim != 5 or W.ndim != 5:
+        return None
+    try:
+        pb, pe, st, dl, out = _geometry(X.shape, W.shape, attrs)
+        return X, W, pb, pe, st, dl, out, int(attrs.get("group", 1))
+    except (TypeError, ValueError):
+        return None
+
+
 def _conv3d_acc(x, w, xz, wz, attrs, profile):
     """ConvInteger's int32 accumulator of a 3-D conv (N, C, D, H, W) by the 2-D kernels:
 
@@ -1292,16 +1306,10 @@ def _conv3d_acc(x, w, xz, wz, attrs, profile):
     output."""
     if profile.accumulator != "int32_wrap":
         return None
-    X, _ = _arr(x)
-    W = unwrap(w) if isinstance(w, PackedWeights) else w
-    W, _ = _arr(W)
-    if X is None or W is None or X.ndim != 5 or W.ndim != 5:
+    ops = _conv3d_operands(x, w, attrs)
+    if ops is None:
         return None
-    try:
-        pb, pe, st, dl, out = _geometry(X.shape, W.shape, attrs)
-        group = int(attrs.get("group", 1))
-    except (TypeError, ValueError):
-        return None
+    X, W, pb, pe, st, dl, out, group = ops
     if profile.int16_pair_saturation and X.dtype != W.dtype and (
             profile.int16_pair_saturation is True or _rc._pair_saturation_applies(
                 profile, X.dtype, W.dtype, X.shape, W.shape, group, st, dl, pb, pe)):
@@ -1351,16 +1359,10 @@ def _conv3d_as_2d(x, w, x_zero_point, attrs, profile, run2d):
     the depthwise kernels) take the other paths."""
     if profile.int16_pair_saturation or profile.accumulator != "int32_wrap":
         return None
-    X, _ = _arr(x)
-    W = unwrap(w) if isinstance(w, PackedWeights) else w
-    W, _ = _arr(W)
-    if X is None or W is None or X.ndim != 5 or W.ndim != 5:
+    ops = _conv3d_operands(x, w, attrs)
+    if ops is None:
         return None
-    try:
-        pb, pe, st, dl, out = _geometry(X.shape, W.shape, attrs)
-        G = int(attrs.get("group", 1))
-    except (TypeError, ValueError):
-        return None
+    X, W, pb, pe, st, dl, out, G = ops
     N, C, D, H, Wd = X.shape
     M, Cg, KD, KH, KW = W.shape
     OD = out[0]

@@ -242,6 +242,20 @@ def _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, sa
                 outer=1, D=1, inner=int(x.size), block=0)
 
 
+def _q_operands(x, y_scale, y_zero_point, output_dtype, opset):
+    """QuantizeLinear's first checks, as the reference makes them: (opset, scale, zero point,
+    output type).  Raises (the callers decline) where the reference would raise, or where the
+    kernels take no such call (mixed x / scale types before opset 23)."""
+    opset = _rq._opset(opset)
+    if x.dtype not in _rq._q_input_types(opset):
+        raise TypeError("x: type not allowed at this opset")
+    s = _rq._convert_scale(y_scale, x.dtype, opset, "y_scale", quantize=True)
+    if (19 <= opset < 23 and s.dtype != x.dtype) or (opset < 19 and s.ndim > 1):
+        raise TypeError("y_scale: type or rank")
+    zp, out_dt = _rq._resolve_zero_point(y_zero_point, output_dtype, "y_zero_point", opset)
+    return opset, s, zp, out_dt
+
+
 def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
                       precision, prof, opset):
     """Everything the kernel needs, or None when the call is not covered (or invalid)."""
@@ -260,15 +274,7 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
     if not isinstance(x, np.ndarray) or x.dtype not in (_F32, _F16):
         return None
     try:
-        opset = _rq._opset(opset)
-        if x.dtype not in _rq._q_input_types(opset):
-            return None
-        s = _rq._convert_scale(y_scale, x.dtype, opset, "y_scale", quantize=True)
-        if 19 <= opset < 23 and s.dtype != x.dtype:
-            return None
-        if opset < 19 and s.ndim > 1:
-            return None
-        zp, out_dt = _rq._resolve_zero_point(y_zero_point, output_dtype, "y_zero_point", opset)
+        opset, s, zp, out_dt = _q_operands(x, y_scale, y_zero_point, output_dtype, opset)
         if out_dt not in _Q_OUT or out_dt not in _rq._q_output_types(opset):
             return None
         if saturate not in (0, 1, True, False):
@@ -462,6 +468,17 @@ def _f8_layout(x, s, zp, axis, block_size, opset, names):
     return outer, D, inner, sf, False
 
 
+def _f8_output(x, out, dt):
+    """The output array: a recycled buffer, or the caller's ``out`` when it fits (None if not:
+    the dispatcher's reference path copies into it or raises)."""
+    if out is None:
+        return _new_output(x.shape, dt)[0]
+    if (not isinstance(out, np.ndarray) or out.dtype != dt or out.shape != x.shape
+            or not out.flags.c_contiguous or not out.flags.writeable or np.may_share_memory(out, x)):
+        return None
+    return out
+
+
 def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate, precision,
                      prof, opset, out, isa):
     """QuantizeLinear to float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) by the rq_f8.h kernels:
@@ -474,14 +491,8 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
     if not isinstance(x, np.ndarray) or x.dtype != _F32 or not hasattr(_k, "quantize_f8"):
         return None
     try:
-        opset = _rq._opset(opset)
-        if x.dtype not in _rq._q_input_types(opset):
-            return None
-        s = _rq._convert_scale(y_scale, x.dtype, opset, "y_scale", quantize=True)
-        if s.dtype != _F32 or (opset < 19 and s.ndim > 1):
-            return None
-        zp, out_dt = _rq._resolve_zero_point(y_zero_point, output_dtype, "y_zero_point", opset)
-        if out_dt not in _F8 or out_dt not in _rq._q_output_types(opset) or not _f8_zero(zp):
+        opset, s, zp, out_dt = _q_operands(x, y_scale, y_zero_point, output_dtype, opset)
+        if s.dtype != _F32 or out_dt not in _F8 or out_dt not in _rq._q_output_types(opset) or not _f8_zero(zp):
             return None
         if saturate not in (0, 1, True, False) or prof.symmetric_only:
             return None
@@ -499,19 +510,23 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
         mode = {"ignore_float8": "ignore", "add_nonzero_float8": "add_nonzero"}.get(mode, mode)
     except Exception:
         return None
-    outer, D, inner, sf, pe = lay
-    if out is None:
-        y = _new_output(x.shape, out_dt)[0]
-    elif (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
-          or not out.flags.c_contiguous or not out.flags.writeable or np.may_share_memory(out, x)):
-        return None
-    else:
-        y = out
     cap = -1 if isa is None else _cpu._level(isa)
     fmt, pos0 = _k.F8_FORMATS[_F8[out_dt]], mode == "add" and zp is not None
-    lvl = _f8_runs(lambda xs, ys, ss, o, d, i, p: _k.quantize_f8(xs, ys, ss, o, d, i, fmt, pos0, p, cap),
-                   np.ascontiguousarray(x).reshape(-1), y.reshape(-1).view(np.uint8), sf, outer, D, inner, pe)
-    return y, f"rq_quantize_f32{_F8_SHORT[_F8[out_dt]]}__{_ISA.get(lvl, lvl)}"
+    r = _f8_execute(x, out, out_dt, lay,
+                    lambda xs, ys, ss, o, d, i, p: _k.quantize_f8(xs, ys, ss, o, d, i, fmt, pos0, p, cap))
+    return None if r is None else (r[0], f"rq_quantize_f32{_F8_SHORT[_F8[out_dt]]}__{_ISA.get(r[1], r[1])}")
+
+
+def _f8_execute(x, out, dt, lay, kernel):
+    """(y, level) of ``kernel`` over the _f8_layout ``lay`` (float8 arrays as their bytes), or
+    None when ``out`` does not fit."""
+    y = _f8_output(x, out, dt)
+    if y is None:
+        return None
+    outer, D, inner, sf, pe = lay
+    xf, yf = np.ascontiguousarray(x).reshape(-1), y.reshape(-1)
+    xf, yf = (xf.view(np.uint8) if xf.dtype in _F8 else xf), (yf.view(np.uint8) if yf.dtype in _F8 else yf)
+    return y, _f8_runs(kernel, xf, yf, sf, outer, D, inner, pe)
 
 
 def _f8_runs(call, xf, yf, sf, outer, D, inner, pe):
@@ -527,6 +542,24 @@ def _f8_runs(call, xf, yf, sf, outer, D, inner, pe):
     return lvl
 
 
+def _dq_operands(x, x_scale, x_zero_point, opset):
+    """DequantizeLinear's first checks: (opset, scale, zero point of x's type or None).  Raises
+    (the callers decline) where the reference would raise, and for what the kernels do not take
+    (a zero point that is not a plain array of x's type, or one with int32 x)."""
+    opset = _rq._opset(opset)
+    if x.dtype not in _rq._dq_input_types(opset):
+        raise TypeError("x: type not allowed at this opset")
+    s = _rq._convert_scale(x_scale, x.dtype, opset, "x_scale", quantize=False)
+    if opset < 21 and s.ndim > 1:
+        raise ValueError("x_scale: rank")
+    zp = None
+    if x_zero_point is not None:
+        zp = np.asarray(x_zero_point) if _plain(x_zero_point) else None
+        if zp is None or zp.dtype != x.dtype or x.dtype == np.int32:
+            raise TypeError("x_zero_point: not taken")
+    return opset, s, zp
+
+
 def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype, prof, opset, out, isa):
     """DequantizeLinear from float8 by the rq_f8.h kernels: y = fl32(fl32(float(x) - 0) * s) with
     the type's 256 values from a table (a zero point absent or +0.0: every profile's rule gives
@@ -534,19 +567,9 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
     if not hasattr(_k, "dequantize_f8") or x.dtype not in _F8:
         return None
     try:
-        opset = _rq._opset(opset)
-        if x.dtype not in _rq._dq_input_types(opset):
+        opset, s, zp = _dq_operands(x, x_scale, x_zero_point, opset)
+        if s.dtype != _F32 or prof.symmetric_only or not _f8_zero(zp):
             return None
-        s = _rq._convert_scale(x_scale, x.dtype, opset, "x_scale", quantize=False)
-        if s.dtype != _F32 or (opset < 21 and s.ndim > 1) or prof.symmetric_only:
-            return None
-        zp = None
-        if x_zero_point is not None:
-            if not _plain(x_zero_point):
-                return None
-            zp = np.asarray(x_zero_point)
-            if zp.dtype != x.dtype or not _f8_zero(zp):
-                return None
         if output_dtype is not None and (opset < 23 or _rq.resolve_dtype(output_dtype, argname="output_dtype") != _F32):
             return None
         prof.check_qtype(x.dtype, "DequantizeLinear")
@@ -555,20 +578,12 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
             return None
     except Exception:
         return None
-    outer, D, inner, sf, pe = lay
-    if out is None:
-        y = _new_output(x.shape, _F32)[0]
-    elif (not isinstance(out, np.ndarray) or out.dtype != _F32 or out.shape != x.shape
-          or not out.flags.c_contiguous or not out.flags.writeable or np.may_share_memory(out, x)):
-        return None
-    else:
-        y = out
     cap = -1 if isa is None else _cpu._level(isa)
     tab = _f8_table(x.dtype)
-    lvl = _f8_runs(lambda xs, ys, ss, o, d, i, p: _k.dequantize_f8(xs, ys, tab, ss, np.zeros(ss.size, _F32), o, d, i,
-                                                                   p, cap),
-                   np.ascontiguousarray(x).reshape(-1).view(np.uint8), y.reshape(-1), sf, outer, D, inner, pe)
-    return y, f"rq_dequantize_{_F8_SHORT[_F8[x.dtype]]}f32__{_ISA.get(lvl, lvl)}"
+    r = _f8_execute(x, out, _F32, lay,
+                    lambda xs, ys, ss, o, d, i, p: _k.dequantize_f8(xs, ys, tab, ss, np.zeros(ss.size, _F32), o, d,
+                                                                    i, p, cap))
+    return None if r is None else (r[0], f"rq_dequantize_{_F8_SHORT[_F8[x.dtype]]}f32__{_ISA.get(r[1], r[1])}")
 
 
 def quantize_linear_packed(x, y_scale, y_zero_point=None, *, profile="onnx", **kwargs):
@@ -683,19 +698,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         return _dq_run(x, np.array([sv], _F32), np.array([z], np.int32), _F32, 1, 1, int(x.size),
                        out, isa, 0, _sts)
     try:
-        opset = _rq._opset(opset)
-        if x.dtype not in _rq._dq_input_types(opset):
-            return None
-        s = _rq._convert_scale(x_scale, x.dtype, opset, "x_scale", quantize=False)
-        if opset < 21 and s.ndim > 1:
-            return None
-        zp = None
-        if x_zero_point is not None:
-            if not _plain(x_zero_point):
-                return None
-            zp = np.asarray(x_zero_point)
-            if zp.dtype != x.dtype or x.dtype == np.int32:
-                return None
+        opset, s, zp = _dq_operands(x, x_scale, x_zero_point, opset)
         if output_dtype is not None:
             if opset < 23:
                 return None
