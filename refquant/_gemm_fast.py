@@ -1352,6 +1352,10 @@ def _conv3d_acc(x, w, xz, wz, attrs, profile, scratch=False):
     tmp = _scratch("conv3d_plane", (M, OH, OW), np.int32)
     kern = None
     done = np.zeros(OD, bool)
+    # a plane's conv on one thread below 1M MACs: the pool's start and join per plane cost more
+    # than the second thread gained (depthwise 64 x 8x28x28, 2 threads: see docs/performance.md)
+    small = M * OH * OW * (W.shape[1] * W.shape[3] * W.shape[4]) < (1 << 20)
+    geo = dict(geo, nthreads=1) if small else geo
     for kd in range(W.shape[2]):
         W2 = np.ascontiguousarray(W[:, :, kd])
         for od in range(OD):
