@@ -33,7 +33,7 @@ cdef extern from "rq_quant.h" nogil:
     int rq_quant_level(int isa_cap)
     int rq_quant_variant_simd(int variant)
     int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D,
-                       int64_t inner, int fmt, int pos0, int pe, int isa_cap, int nthreads)
+                       int64_t inner, int fmt, int pos0, int pe, int sat, int isa_cap, int nthreads)
     int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s,
                          const float *z, int64_t outer, int64_t D, int64_t inner, int pe,
                          int isa_cap, int nthreads)
@@ -147,10 +147,12 @@ F8_FORMATS = {"float8_e4m3fn": 0, "float8_e4m3fnuz": 1, "float8_e5m2": 2, "float
 
 
 def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, Py_ssize_t outer, Py_ssize_t D,
-                Py_ssize_t inner, int fmt, bint pos0, bint pe=False, int isa_cap=-1, int nthreads=0):
+                Py_ssize_t inner, int fmt, bint pos0, bint pe=False, int isa_cap=-1, int nthreads=0,
+                int sat=1):
     """float8 QuantizeLinear (rq_f8.h): x float32 [outer, D, inner] C-contiguous, y uint8 (the
     float8 bytes) of the same size, s float32 (D; or, pe with D = 1, one per element of a row of
-    inner); fmt from F8_FORMATS; pos0: the IEEE add of a +0 zero point.  Returns the level."""
+    inner); fmt from F8_FORMATS; pos0: the IEEE add of a +0 zero point; sat: 1 saturate=1, 0
+    the Cast table, 2 ONNX Runtime's saturate=0.  Returns the level."""
     if x.dtype != np.float32 or y.dtype != np.uint8 or s.dtype != np.float32:
         raise TypeError("x float32, y uint8, s float32 expected")
     if outer < 0 or D < 1 or inner < 0 or s.size != (inner if pe else D) or (pe and D != 1):
@@ -163,7 +165,7 @@ def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, Py_ssize_t outer, P
     if not y.flags.writeable:
         raise ValueError("y: not writeable")
     with nogil:
-        lvl = rq_quantize_f8(px, py, ps, outer, D, inner, fmt, pos0, pe, isa_cap, nthreads)
+        lvl = rq_quantize_f8(px, py, ps, outer, D, inner, fmt, pos0, pe, sat, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_quantize_f8: bad arguments")
     return lvl

@@ -1440,8 +1440,12 @@ def _qlinear_conv_3d(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
     folded into the channels (_conv3d_as_2d), or else the reference's own function (its checks,
     multiplier and bias rules) with its int32 accumulator by _conv3d_acc and its requantization
     by the epilogue kernels (requantize above) where they cover the profile."""
-    if opset is None:
-        r = _conv3d_as_2d(x, w, x_zero_point, attrs, _for_op(profile0, "QLinearConv"),
+    # the profile as the reference resolves it for this call (per-axis, activation type and
+    # asymmetric-weight overrides: an int16 pair saturation selected by them must decline)
+    pc = _call_profile(profile0, "QLinearConv", w_scale, w_zero_point,
+                       x.dtype if isinstance(x, np.ndarray) else None, _rc._asymmetric)
+    if opset is None and pc is not None:
+        r = _conv3d_as_2d(x, w, x_zero_point, attrs, pc,
                           lambda x2, w2, a2: qlinear_conv(x2, x_scale, x_zero_point, w2, w_scale, w_zero_point,
                                                           y_scale, y_zero_point, B, profile=profile0, **a2))
         if r is not None:
@@ -1453,7 +1457,8 @@ def _qlinear_conv_3d(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
         z1 = None if xz is None else x_.dtype.type(np.asarray(xz).reshape(-1)[0])
         z2 = None if wz is None else (np.asarray(wz).reshape(-1).astype(w_.dtype) if np.size(wz) > 1
                                       else w_.dtype.type(np.asarray(wz).reshape(-1)[0]))
-        r = _conv3d_acc(x_, w_, z1, z2, attrs, _for_op(profile0, "QLinearConv"), scratch=True)
+        r = _conv3d_acc(x_, w_, z1, z2, attrs, pc if pc is not None else _for_op(profile0, "QLinearConv"),
+                        scratch=True)
         if r is None:
             return None
         used.append(r[1])
@@ -1659,8 +1664,8 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
             or acc.dtype != np.int32 or acc.size == 0):
         return None
     try:
-        out_dt = np.dtype(output_dtype)
-    except TypeError:
+        out_dt = _rr.resolve_dtype(output_dtype, argname="output_dtype")   # (the reference's names)
+    except (TypeError, ValueError):
         return None
     if out_dt not in _I8:
         return None

@@ -401,7 +401,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
         y, recycled = _new_output(x.shape, out_dt)
     else:
         if (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
-                or not out.flags.c_contiguous or not out.flags.writeable
+                or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned
                 or np.may_share_memory(out, x)):
             return None     # the dispatcher's reference path copies into it or raises
         y = out
@@ -474,7 +474,8 @@ def _f8_output(x, out, dt):
     if out is None:
         return _new_output(x.shape, dt)[0]
     if (not isinstance(out, np.ndarray) or out.dtype != dt or out.shape != x.shape
-            or not out.flags.c_contiguous or not out.flags.writeable or np.may_share_memory(out, x)):
+            or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned
+            or np.may_share_memory(out, x)):
         return None
     return out
 
@@ -485,11 +486,12 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
 
         y = float8_RNE(clamp(fl32(x / s) [+ 0.0], -max, max))        (NaN -> the type's NaN)
 
-    Taken: float32 x and scale (the division in float32), per tensor or per axis, saturate=1 (or
-    a profile that ignores it), a zero point absent or +0.0, profiles that divide without
-    numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and raises)."""
-    if not isinstance(x, np.ndarray) or x.dtype != _F32 or not hasattr(_k, "quantize_f8"):
-        return None
+    saturate=0 without the clamp: the Cast table (a magnitude past the largest value gives NaN, or
+    +-Inf for e5m2), or ONNX Runtime's edges on it.  Taken: float32 x and scale (the division
+    in float32), per tensor or per axis, a zero point absent or +0.0, profiles that divide
+    without numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and raises)."""
+    if type(x) is not np.ndarray or x.dtype != _F32 or x.size == 0 or not hasattr(_k, "quantize_f8"):
+        return None         # (a masked array, an empty one: the reference)
     try:
         opset, s, zp, out_dt = _q_operands(x, y_scale, y_zero_point, output_dtype, opset)
         if s.dtype != _F32 or out_dt not in _F8 or out_dt not in _rq._q_output_types(opset) or not _f8_zero(zp):
@@ -504,7 +506,11 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
         if (p.q_vector_width or p.q_scale_op != "divide" or p.q_division_precision == "numpy_promotion"
                 or _rq._division_dtype(x.dtype, s.dtype, precision, opset, p) != _F32):
             return None
-        if not (saturate or p.q_float8_saturate0 == "saturate"):
+        # saturate=1 (or a profile that ignores saturate=0): clamp; saturate=0: the Cast table,
+        # or ONNX Runtime's edges on it
+        sat = 1 if (saturate or p.q_float8_saturate0 == "saturate") else \
+            {"cast": 0, "onnxruntime": 2}.get(p.q_float8_saturate0)
+        if sat is None:
             return None
         mode = p.q_float_zero_point
         mode = {"ignore_float8": "ignore", "add_nonzero_float8": "add_nonzero"}.get(mode, mode)
@@ -513,7 +519,7 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
     cap = -1 if isa is None else _cpu._level(isa)
     fmt, pos0 = _k.F8_FORMATS[_F8[out_dt]], mode == "add" and zp is not None
     r = _f8_execute(x, out, out_dt, lay,
-                    lambda xs, ys, ss, o, d, i, p: _k.quantize_f8(xs, ys, ss, o, d, i, fmt, pos0, p, cap))
+                    lambda xs, ys, ss, o, d, i, p: _k.quantize_f8(xs, ys, ss, o, d, i, fmt, pos0, p, cap, sat=sat))
     return None if r is None else (r[0], f"rq_quantize_f32{_F8_SHORT[_F8[out_dt]]}__{_ISA.get(r[1], r[1])}")
 
 
@@ -564,7 +570,7 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
     """DequantizeLinear from float8 by the rq_f8.h kernels: y = fl32(fl32(float(x) - 0) * s) with
     the type's 256 values from a table (a zero point absent or +0.0: every profile's rule gives
     x's value), float32 scale and output, per tensor or per axis."""
-    if not hasattr(_k, "dequantize_f8") or x.dtype not in _F8:
+    if not hasattr(_k, "dequantize_f8") or x.dtype not in _F8 or x.size == 0:
         return None
     try:
         opset, s, zp = _dq_operands(x, x_scale, x_zero_point, opset)
@@ -744,7 +750,7 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0, sts=0, via32=
         y, recycled = _new_output(x.shape, out_dt)
     else:
         if (not isinstance(out, np.ndarray) or out.dtype != out_dt or out.shape != x.shape
-                or not out.flags.c_contiguous or not out.flags.writeable
+                or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned
                 or np.may_share_memory(out, x)):
             return None     # the dispatcher's reference path copies into it or raises
         y = out

@@ -905,3 +905,43 @@ def test_conv3d_every_profile(profile):
               lambda: R.qlinear_conv(*args, profile=profile, **attrs))
         _same(lambda: refquant.conv_integer(x, w, xt(5), np.int8(1), profile=profile, **attrs),
               lambda: R.conv_integer(x, w, xt(5), np.int8(1), profile=profile, **attrs))
+
+
+def test_session20_review_regressions(scratch_profiles):
+    """Findings of a review of the session-20 fast paths, each now the reference's behaviour:
+    requantize with numpy type codes as output_dtype (the reference takes ONNX names only),
+    float8 QuantizeLinear of a masked array, float8 Q/DQ per axis with an empty trailing axis,
+    a 3-D QLinearConv whose int16 pair saturation comes from a per-call override, and a
+    misaligned float8 DequantizeLinear ``out``."""
+    import dataclasses
+    import ml_dtypes
+    acc = np.arange(-5, 5, dtype=np.int32)
+    for code in ("i1", "u1", "b", "B", "byte"):
+        _same(lambda: refquant.requantize(acc, np.float32(0.5), None, output_dtype=code),
+              lambda: R.requantize(acc, np.float32(0.5), None, output_dtype=code))
+    f8 = ml_dtypes.float8_e4m3fn
+    xm = np.ma.masked_array(np.float32([1, 2, 3]), mask=[0, 1, 0])
+    _same(lambda: refquant.quantize_linear(xm, np.float32(0.5), None, output_dtype=f8),
+          lambda: R.quantize_linear(xm, np.float32(0.5), None, output_dtype=f8))
+    for shape in ((2, 3, 0), (2, 3, 0, 4)):
+        x0 = np.zeros(shape, np.float32)
+        s = np.ones(3, np.float32)
+        _same(lambda: refquant.quantize_linear(x0, s, None, axis=1, output_dtype=f8),
+              lambda: R.quantize_linear(x0, s, None, axis=1, output_dtype=f8))
+        _same(lambda: refquant.dequantize_linear(np.zeros(shape, f8), s, axis=1),
+              lambda: R.dequantize_linear(np.zeros(shape, f8), s, axis=1))
+    p = refquant.register_profile(dataclasses.replace(
+        refquant.get_profile("onnx"), name="test-u8-pairsat",
+        overrides=(("QLinearConv+uint8", {"int16_pair_saturation": True}),)))
+    x = np.full((1, 1, 2, 1, 2), 255, np.uint8)
+    w = np.empty((1, 1, 2, 1, 2), np.int8)
+    w[:, :, 0], w[:, :, 1] = 127, -128
+    args = (x, np.float32(1.0), np.uint8(0), w, np.float32(1.0), None, np.float32(1.0), np.int8(0), None)
+    _same(lambda: refquant.qlinear_conv(*args, profile=p.name), lambda: R.qlinear_conv(*args, profile=p.name))
+    q = np.arange(64, dtype=np.uint8).view(f8)
+    buf = np.zeros(64 * 4 + 1, np.uint8)
+    out = buf[1:].view(np.float32)
+    assert not out.flags.aligned and out.flags.writeable
+    y = refquant.dequantize_linear(q, np.float32(0.5), None, out=out)
+    assert y is out and refquant.last_path()["path"] == "reference"
+    assert np.array_equal(out.view(np.uint32), R.dequantize_linear(q, np.float32(0.5), None).view(np.uint32))

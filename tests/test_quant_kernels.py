@@ -1401,7 +1401,8 @@ def test_float8_quantize_grid(isa, dt):
     """float8 QuantizeLinear by the kernels == the reference, bit for bit, at every level: every
     rounding tie of the type's grid and the float32 values around it, subnormals, the edges of
     saturation, NaN (either sign), +-Inf, -0.0; scales 1, 0.75 and 3e-5; a +0 zero point under
-    the profiles that add it (-0 -> +0) and those that do not; per axis with two threads."""
+    the profiles that add it (-0 -> +0) and those that do not; saturate=0 (the Cast table, ONNX
+    Runtime's edges, a profile that clamps anyway); per axis with two threads."""
     import dataclasses
     rng = np.random.default_rng(np.dtype(dt).num)
     x = _f8_inputs(np.dtype(dt), rng, 200_000)
@@ -1418,6 +1419,16 @@ def test_float8_quantize_grid(isa, dt):
             bad = np.flatnonzero(res[0].view(np.uint8) != want.view(np.uint8))
             assert bad.size == 0, (prof.name, s, [(hex(int(x.view(np.uint32)[i])), res[0].view(np.uint8)[i],
                                                    want.view(np.uint8)[i]) for i in bad[:4]])
+    # saturate=0: the Cast table (onnx), ONNX Runtime's edges on it (onnxruntime), the clamp
+    # anyway (a profile whose q_float8_saturate0 is "saturate")
+    edges = np.float32([464, 465, 479, 480, 495.9, 496, 497, 61439, 61440, 65535, 65536, 70000, np.inf])
+    xs0 = np.concatenate([x[:300_000], edges, -edges])
+    sat0 = dataclasses.replace(get_profile("onnx"), name="test-f8-sat0", q_float8_saturate0="saturate")
+    for prof in (ONNX, get_profile("onnxruntime"), sat0):
+        res = F.quantize_linear(xs0, np.float32(0.75), z0, saturate=0, profile=prof, isa=isa)
+        with np.errstate(all="ignore"):
+            want = R.quantize_linear(xs0, np.float32(0.75), z0, saturate=0, profile=prof)
+        assert res is not None and np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), prof.name
     xa = x[:120_000].reshape(-1, 6, 40)
     sa = np.float32([0.5, 1.0, 3.0, 1e-3, 7.0, 0.1])
     refquant.set_num_threads(2)
@@ -1458,13 +1469,12 @@ def test_float8_dequantize_every_code(isa):
 
 
 def test_float8_declines_to_reference():
-    """What the float8 kernels do not implement runs the reference (same bits, same errors):
-    saturate=0 (the Cast table's overflow), a non-zero or -0.0 zero point, float16 inputs and
-    scales, blocked scales, onnx-reference's numpy promotions, float16 outputs."""
+    """What the float8 kernels do not implement runs the reference (same bits, same errors): a
+    non-zero or -0.0 zero point, float16 inputs and scales, blocked scales, onnx-reference's
+    numpy promotions, float16 outputs."""
     x = np.float32([1.0, -0.0, 500.0, np.nan, 3e-3] * 8)
     dt = ml_dtypes.float8_e4m3fn
     calls = [
-        (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.zeros((), dt)), dict(saturate=0)),
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(0.5, dt)), {}),
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(-0.0, dt)), {}),
         (refquant.quantize_linear, R.quantize_linear, (x.astype(np.float16), np.float16(1.0), np.zeros((), dt)), {}),
@@ -1487,7 +1497,7 @@ def test_float8_declines_to_reference():
 
 def test_float8_fast_path_vs_live_onnxruntime():
     """The float8 kernels against the live onnxruntime QuantizeLinear / DequantizeLinear (opset
-    21, saturate=1), every type, per tensor: the ties of each grid, overflow, NaN, -0.0."""
+    21, saturate 1 and 0), every type, per tensor: the ties of each grid, overflow, NaN, -0.0."""
     pytest.importorskip("onnxruntime")
     from refquant import engines as E
     rng = np.random.default_rng(3)
@@ -1495,10 +1505,12 @@ def test_float8_fast_path_vs_live_onnxruntime():
         x = _f8_inputs(np.dtype(dt), rng, 2000)
         for s in (np.float32(1.0), np.float32(0.37)):
             inp = {"x": x, "y_scale": s, "y_zero_point": np.zeros((), dt)}
-            want = np.asarray(E.run("onnxruntime", "QuantizeLinear", inp, {"saturate": 1}, opset=21))
+            for sat in (1, 0):
+                want = np.asarray(E.run("onnxruntime", "QuantizeLinear", inp, {"saturate": sat}, opset=21))
+                got = refquant.quantize_linear(x, s, np.zeros((), dt), saturate=sat, profile="onnxruntime")
+                assert refquant.last_path()["path"].startswith("rq_quantize_f32")
+                assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (dt, s, sat)
             got = refquant.quantize_linear(x, s, np.zeros((), dt), profile="onnxruntime")
-            assert refquant.last_path()["path"].startswith("rq_quantize_f32")
-            assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (dt, s)
             dq = {"x": got, "x_scale": s, "x_zero_point": np.zeros((), dt)}
             want = np.asarray(E.run("onnxruntime", "DequantizeLinear", dq, {}, opset=21))
             back = refquant.dequantize_linear(got, s, np.zeros((), dt), profile="onnxruntime")

@@ -1279,7 +1279,7 @@ typedef struct { const rq_epi *e; rq_epi_fn fn; const int32_t *acc; ptrdiff_t ld
 
 static void rqz_task(void *ctx, int64_t t) {
     const rqz_job *J = (const rqz_job *)ctx;
-    const int i0 = (int)(t / J->ncb) * J->rb, j0 = (int)(t % J->ncb) * J->cb;
+    const int i0 = (int)((t / J->ncb) * J->rb), j0 = (int)((t % J->ncb) * J->cb);
     const int mi = imin(J->rb, J->e->M - i0), nj = imin(J->cb, J->e->N - j0);
     J->fn(J->e, i0, mi, j0, nj, J->acc + (ptrdiff_t)i0 * J->ldr + j0, J->ldr);
 }
@@ -1298,8 +1298,9 @@ int rq_requantize_run(const rq_gemm_args *a, const int32_t *acc, ptrdiff_t acc_r
     rq_epi e; epi_base(&e, a);
     /* blocks of about 16K accumulators (64 KiB): whole rows up to 16K columns */
     const int cb = N <= 16384 ? N : 16384, rb = imax(1, 16384 / cb);
-    rqz_job J = {&e, fn, acc, acc_rs, rb, cb, (N + cb - 1) / cb};
-    const int64_t nblk = (int64_t)((M + rb - 1) / rb) * J.ncb;
+    /* (block counts in 64 bits: M or N near INT_MAX) */
+    rqz_job J = {&e, fn, acc, acc_rs, rb, cb, ((int64_t)N + cb - 1) / cb};
+    const int64_t nblk = (((int64_t)M + rb - 1) / rb) * J.ncb;
     const int nt = a->nthreads > 0 ? a->nthreads : rq_num_threads();
     rq_parallel(nblk, (int64_t)M * N >= 65536 ? nt : 1, rqz_task, &J);
     return RQ_OK;

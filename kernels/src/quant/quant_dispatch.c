@@ -116,7 +116,7 @@ static int threads_for(int64_t n, int nthreads)
 
 /* ---- float8 (rq_f8.h) ---------------------------------------------------------------- */
 
-typedef void (*qf8_fn)(const float *, uint8_t *, const float *, int64_t, int, int, int);
+typedef void (*qf8_fn)(const float *, uint8_t *, const float *, int64_t, int, int, int, int);
 typedef void (*dqf8_fn)(const uint8_t *, float *, const float *, const float *, const float *, int64_t, int);
 RQ_PICK(qf8_fn, pick_qf8, rq_quantize_f8)
 RQ_PICK(dqf8_fn, pick_dqf8, rq_dequantize_f8)
@@ -124,7 +124,7 @@ RQ_PICK(dqf8_fn, pick_dqf8, rq_dequantize_f8)
 typedef struct {
     const float *xf; uint8_t *y8;              /* quantize */
     const uint8_t *x8; float *yf; const float *tab, *z;   /* dequantize */
-    const float *s; int64_t D, inner, n; int fmt, pos0, pe;
+    const float *s; int64_t D, inner, n; int fmt, pos0, pe, sat;
     qf8_fn q; dqf8_fn dq;
 } f8job;
 
@@ -138,7 +138,7 @@ static void f8_chunk(void *ctx, int64_t c)
         const int64_t r = i / j->inner, off = i - r * j->inner;
         const int64_t len = (j->inner - off < end - i) ? j->inner - off : end - i;
         const int64_t k = j->pe ? off : r % j->D;     /* the scale: per element of a row, or per d */
-        if (j->q) j->q(j->xf + i, j->y8 + i, j->s + k, len, j->fmt, j->pos0, j->pe);
+        if (j->q) j->q(j->xf + i, j->y8 + i, j->s + k, len, j->fmt, j->pos0, j->pe, j->sat);
         else j->dq(j->x8 + i, j->yf + i, j->tab, j->s + k, j->z + k, len, j->pe);
         i += len;
     }
@@ -157,12 +157,12 @@ static int f8_run(f8job *j, int64_t outer, int64_t D, int64_t inner, int isa_cap
 }
 
 int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, int64_t inner,
-                   int fmt, int pos0, int pe, int isa_cap, int nthreads)
+                   int fmt, int pos0, int pe, int sat, int isa_cap, int nthreads)
 {
-    if (fmt < RQ_F8_E4M3FN || fmt > RQ_F8_E5M2FNUZ) return -1;
+    if (fmt < RQ_F8_E4M3FN || fmt > RQ_F8_E5M2FNUZ || sat < 0 || sat > 2) return -1;
     f8job j;
     memset(&j, 0, sizeof(j));
-    j.xf = x; j.y8 = y; j.s = s; j.fmt = fmt; j.pos0 = pos0; j.pe = pe;
+    j.xf = x; j.y8 = y; j.s = s; j.fmt = fmt; j.pos0 = pos0; j.pe = pe; j.sat = sat;
     return f8_run(&j, outer, D, inner, isa_cap, nthreads);
 }
 

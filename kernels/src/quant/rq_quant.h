@@ -134,7 +134,7 @@ int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx);
 enum { RQ_F8_E4M3FN = 0, RQ_F8_E4M3FNUZ = 1, RQ_F8_E5M2 = 2, RQ_F8_E5M2FNUZ = 3 };
 #define RQ_F8_DECL(SFX)                                                                          \
     void rq_quantize_f8##SFX(const float *x, uint8_t *y, const float *s, int64_t n, int fmt, int pos0, \
-                             int pe);                                                            \
+                             int pe, int sat);                                                   \
     void rq_dequantize_f8##SFX(const uint8_t *x, float *y, const float *tab, const float *s,    \
                                const float *z, int64_t n, int pe);
 RQ_F8_DECL(__scalar)
@@ -142,9 +142,10 @@ RQ_F8_DECL(__avx2)
 RQ_F8_DECL(__avx512)
 /* [outer, D, inner] layout: s (and z) per d, or (pe = 1, D = 1) per element of a row of inner
  * elements (a periodic table for short runs); threads over chunks of RQ_QCHUNK elements.
+ * sat (quantize): 1 saturate=1, 0 saturate=0 (the Cast table), 2 ONNX Runtime's saturate=0.
  * Return the ISA level used, -1 on bad arguments. */
 int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, int64_t inner,
-                   int fmt, int pos0, int pe, int isa_cap, int nthreads);
+                   int fmt, int pos0, int pe, int sat, int isa_cap, int nthreads);
 int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
                      int64_t outer, int64_t D, int64_t inner, int pe, int isa_cap, int nthreads);
 
