@@ -449,11 +449,18 @@ def _f8_zero(zp):
 
 
 def _f8_layout(x, s, zp, axis, block_size, opset, names):
-    """(outer, D, inner, float32 scales, per-element flag) of a per-tensor / per-axis call, or
-    None."""
+    """(outer, D, inner, float32 scales, per-element flag) of a per-tensor / per-axis / blocked
+    call, or None."""
     ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, *names)
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
-    if not per_tensor and (block_size or s.ndim != 1):
+    if block_size and not per_tensor:
+        # blocked scales (float8 weights with a scale per block): one scale per element, as the
+        # reference expands them, and one run over the whole tensor
+        if s.ndim != x.ndim or x.size == 0:
+            return None
+        sb = _rq.expand_qparam(s.astype(_F32), x.shape, ax, block_size, argname=names[0])
+        return 1, 1, x.size, np.ascontiguousarray(np.broadcast_to(sb, x.shape)).reshape(-1), True
+    if not per_tensor and s.ndim != 1:
         return None
     sf = np.ascontiguousarray(s.reshape(-1).astype(_F32))
     outer, D, inner = _layout(x.shape, ax, per_tensor)
@@ -488,8 +495,8 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
 
     saturate=0 without the clamp: the Cast table (a magnitude past the largest value gives NaN, or
     +-Inf for e5m2), or ONNX Runtime's edges on it.  Taken: float32 x and scale (the division
-    in float32), per tensor or per axis, a zero point absent or +0.0, profiles that divide
-    without numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and raises)."""
+    in float32), per tensor, per axis or blocked, a zero point absent or +0.0, profiles that
+    divide without numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and raises)."""
     if type(x) is not np.ndarray or x.dtype != _F32 or x.size == 0 or not hasattr(_k, "quantize_f8"):
         return None         # (a masked array, an empty one: the reference)
     try:

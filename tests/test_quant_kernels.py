@@ -1470,16 +1470,14 @@ def test_float8_dequantize_every_code(isa):
 
 def test_float8_declines_to_reference():
     """What the float8 kernels do not implement runs the reference (same bits, same errors): a
-    non-zero or -0.0 zero point, float16 inputs and scales, blocked scales, onnx-reference's
-    numpy promotions, float16 outputs."""
+    non-zero or -0.0 zero point, float16 inputs and scales, onnx-reference's numpy promotions,
+    float16 outputs."""
     x = np.float32([1.0, -0.0, 500.0, np.nan, 3e-3] * 8)
     dt = ml_dtypes.float8_e4m3fn
     calls = [
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(0.5, dt)), {}),
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(-0.0, dt)), {}),
         (refquant.quantize_linear, R.quantize_linear, (x.astype(np.float16), np.float16(1.0), np.zeros((), dt)), {}),
-        (refquant.quantize_linear, R.quantize_linear, (x.reshape(4, 10), np.ones((4, 5), np.float32),
-                                                       np.zeros((4, 5), dt)), dict(axis=1, block_size=2)),
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.zeros((), dt)),
          dict(profile="onnx-reference")),
         (refquant.dequantize_linear, R.dequantize_linear, (x.astype(dt), np.float16(2.0), None), {}),
@@ -1516,3 +1514,33 @@ def test_float8_fast_path_vs_live_onnxruntime():
             back = refquant.dequantize_linear(got, s, np.zeros((), dt), profile="onnxruntime")
             assert refquant.last_path()["path"].startswith("rq_dequantize_")
             assert np.array_equal(back.view(np.uint32), want.view(np.uint32)), (dt, s)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_float8_blocked_scales(isa):
+    """float8 QuantizeLinear / DequantizeLinear with blocked scales (a scale per block of an axis,
+    the last block partial; float8 weights as they are stored): one scale per element, as the
+    reference expands them; saturate 1 and 0, every type, 1 and 2 threads; the reference's bits."""
+    rng = np.random.default_rng(41)
+    for k, dt in enumerate(F8_TYPES):
+        for shape, axis, bs in (((64, 256), 1, 32), ((64, 256), 0, 16), ((7, 50), 1, 3), ((5, 6, 7), 1, 4),
+                                ((5, 6, 7), 2, 1), ((300,), 0, 128), ((3, 70000), 1, 4096)):
+            x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 3)).astype(np.float32)
+            x.reshape(-1)[:4] = [np.nan, -np.inf, -0.0, 1e6]
+            sshape = list(shape)
+            sshape[axis] = -(-shape[axis] // bs)
+            sc = (rng.random(sshape) + 0.01).astype(np.float32)
+            z = np.zeros(sshape, dt)
+            refquant.set_num_threads(1 + k % 2)
+            try:
+                for sat in (1, 0):
+                    res = F.quantize_linear(x, sc, z, axis=axis, block_size=bs, saturate=sat, profile=ONNX, isa=isa)
+                    with np.errstate(all="ignore"):
+                        want = R.quantize_linear(x, sc, z, axis=axis, block_size=bs, saturate=sat)
+                    assert res is not None and np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), \
+                        (shape, axis, bs, sat)
+                    d = F.dequantize_linear(want, sc, z, axis=axis, block_size=bs, profile=ONNX, isa=isa)
+                    dw = R.dequantize_linear(want, sc, z, axis=axis, block_size=bs)
+                    assert d is not None and np.array_equal(d[0].view(np.uint32), dw.view(np.uint32))
+            finally:
+                refquant.set_num_threads(None)
