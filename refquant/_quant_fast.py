@@ -494,14 +494,17 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
         y = float8_RNE(clamp(fl32(x / s) [+ 0.0], -max, max))        (NaN -> the type's NaN)
 
     saturate=0 without the clamp: the Cast table (a magnitude past the largest value gives NaN, or
-    +-Inf for e5m2), or ONNX Runtime's edges on it.  Taken: float32 x and scale (the division
-    in float32), per tensor, per axis or blocked, a zero point absent or +0.0, profiles that
-    divide without numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and raises)."""
-    if type(x) is not np.ndarray or x.dtype != _F32 or x.size == 0 or not hasattr(_k, "quantize_f8"):
+    +-Inf for e5m2), or ONNX Runtime's edges on it.  Taken: float32 or float16 x and scales with
+    the division in float32, or in float16 (numpy's, then the kernel with a unit scale); per
+    tensor, per axis or blocked; a zero point absent or +0.0; profiles that divide without
+    numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and raises)."""
+    if (type(x) is not np.ndarray or x.dtype not in (_F32, _F16) or x.size == 0
+            or not hasattr(_k, "quantize_f8")):
         return None         # (a masked array, an empty one: the reference)
+    x_in = x.dtype
     try:
         opset, s, zp, out_dt = _q_operands(x, y_scale, y_zero_point, output_dtype, opset)
-        if s.dtype != _F32 or out_dt not in _F8 or out_dt not in _rq._q_output_types(opset) or not _f8_zero(zp):
+        if out_dt not in _F8 or out_dt not in _rq._q_output_types(opset) or not _f8_zero(zp):
             return None
         if saturate not in (0, 1, True, False) or prof.symmetric_only:
             return None
@@ -510,9 +513,21 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
         if lay is None:
             return None
         p = prof.for_op("QuantizeLinear", per_axis=bool(s.ndim == 1 and not block_size))
+        P = _rq._division_dtype(x.dtype, s.dtype, precision, opset, p)
         if (p.q_vector_width or p.q_scale_op != "divide" or p.q_division_precision == "numpy_promotion"
-                or _rq._division_dtype(x.dtype, s.dtype, precision, opset, p) != _F32):
+                or P not in (_F32, _F16)):
             return None
+        if P == _F16:
+            # the division in float16 (float16 x and scale, opset 19+): v = fl16(fl16(x) / fl16(s)),
+            # numpy's float16 division as the reference takes it; the kernel then quantizes v
+            # (exact in float32) with a unit scale
+            ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "y_scale", "y_zero_point")
+            sb = _rq.expand_qparam(s, x.shape, ax, block_size, argname="y_scale")
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                x = np.asarray(x.astype(_F16) / sb.astype(_F16), _F16).astype(_F32)
+            lay = (1, 1, x.size, np.ones(1, _F32), False)
+        elif x.dtype != _F32:
+            x = x.astype(_F32)           # (float16 x divided in float32: converted exactly)
         # saturate=1 (or a profile that ignores saturate=0): clamp; saturate=0: the Cast table,
         # or ONNX Runtime's edges on it
         sat = 1 if (saturate or p.q_float8_saturate0 == "saturate") else \
@@ -527,7 +542,8 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
     fmt, pos0 = _k.F8_FORMATS[_F8[out_dt]], mode == "add" and zp is not None
     r = _f8_execute(x, out, out_dt, lay,
                     lambda xs, ys, ss, o, d, i, p: _k.quantize_f8(xs, ys, ss, o, d, i, fmt, pos0, p, cap, sat=sat))
-    return None if r is None else (r[0], f"rq_quantize_f32{_F8_SHORT[_F8[out_dt]]}__{_ISA.get(r[1], r[1])}")
+    tag = ("f16" if x_in == _F16 else "f32") + _F8_SHORT[_F8[out_dt]] + ("_p16" if P == _F16 else "")
+    return None if r is None else (r[0], f"rq_quantize_{tag}__{_ISA.get(r[1], r[1])}")
 
 
 def _f8_execute(x, out, dt, lay, kernel):

@@ -1470,14 +1470,12 @@ def test_float8_dequantize_every_code(isa):
 
 def test_float8_declines_to_reference():
     """What the float8 kernels do not implement runs the reference (same bits, same errors): a
-    non-zero or -0.0 zero point, float16 inputs and scales, onnx-reference's numpy promotions,
-    float16 outputs."""
+    non-zero or -0.0 zero point, onnx-reference's numpy promotions, float16 outputs."""
     x = np.float32([1.0, -0.0, 500.0, np.nan, 3e-3] * 8)
     dt = ml_dtypes.float8_e4m3fn
     calls = [
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(0.5, dt)), {}),
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(-0.0, dt)), {}),
-        (refquant.quantize_linear, R.quantize_linear, (x.astype(np.float16), np.float16(1.0), np.zeros((), dt)), {}),
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.zeros((), dt)),
          dict(profile="onnx-reference")),
         (refquant.dequantize_linear, R.dequantize_linear, (x.astype(dt), np.float16(2.0), None), {}),
@@ -1544,3 +1542,23 @@ def test_float8_blocked_scales(isa):
                     assert d is not None and np.array_equal(d[0].view(np.uint32), dw.view(np.uint32))
             finally:
                 refquant.set_num_threads(None)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_float8_quantize_from_float16(isa):
+    """float16 x to float8, every float16 bit pattern: the division in float16 (onnx; numpy's
+    float16 division, then the kernel with a unit scale, `..._p16`) or in float32 (onnxruntime
+    below opset 23), per tensor and per axis, saturate 1 and 0; the reference's bits."""
+    x = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(256, 256)
+    for dt in F8_TYPES:
+        for prof, opset, p16 in ((ONNX, 21, True), (get_profile("onnxruntime"), 21, False),
+                                 (get_profile("onnxruntime"), 23, True)):
+            for s in (np.float16(1.0), np.float16(0.3), np.float16(np.geomspace(1e-3, 1e3, 256))):
+                for sat in (1, 0):
+                    z = np.zeros(np.shape(s), dt)
+                    res = F.quantize_linear(x, s, z, axis=1, saturate=sat, profile=prof, opset=opset, isa=isa)
+                    with np.errstate(all="ignore"):
+                        want = R.quantize_linear(x, s, z, axis=1, saturate=sat, profile=prof, opset=opset)
+                    assert res is not None and res[1].startswith("rq_quantize_f16") and res[1].split("__")[0].endswith(
+                        "_p16") == p16, res and res[1]
+                    assert np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), (dt, prof.name, opset, sat)
