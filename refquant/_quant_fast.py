@@ -592,27 +592,48 @@ def _dq_operands(x, x_scale, x_zero_point, opset):
 def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype, prof, opset, out, isa):
     """DequantizeLinear from float8 by the rq_f8.h kernels: y = fl32(fl32(float(x) - 0) * s) with
     the type's 256 values from a table (a zero point absent or +0.0: every profile's rule gives
-    x's value), float32 scale and output, per tensor or per axis."""
+    x's value); float32 or float16 scale and output (float16: the float32 result rounded once);
+    per tensor, per axis or blocked."""
     if not hasattr(_k, "dequantize_f8") or x.dtype not in _F8 or x.size == 0:
         return None
     try:
         opset, s, zp = _dq_operands(x, x_scale, x_zero_point, opset)
-        if s.dtype != _F32 or prof.symmetric_only or not _f8_zero(zp):
+        if s.dtype not in (_F32, _F16) or prof.symmetric_only or not _f8_zero(zp):
             return None
-        if output_dtype is not None and (opset < 23 or _rq.resolve_dtype(output_dtype, argname="output_dtype") != _F32):
+        if output_dtype is not None:
+            if opset < 23:
+                return None
+            out_dt = _rq.resolve_dtype(output_dtype, argname="output_dtype")
+        else:
+            out_dt = s.dtype
+        if out_dt not in (_F32, _F16):
             return None
         prof.check_qtype(x.dtype, "DequantizeLinear")
+        # a float16 output: fl16(float(x) * fl16(s)); the float32 product of a float8 value and
+        # a float16 scale is exact (4 + 11 significant bits), so the kernel's float32 result
+        # rounded once to float16 is it.  dq_subtract "float32" (ORT) multiplies by the float32
+        # scale and rounds that product to float16: the kernel's float32 result, then the cast
+        if prof.dq_subtract != "float32":
+            s = s.astype(out_dt)
         lay = _f8_layout(x, s, zp, axis, block_size, opset, ("x_scale", "x_zero_point"))
         if lay is None:
             return None
     except Exception:
+        return None
+    if out_dt == _F16 and out is not None:
         return None
     cap = -1 if isa is None else _cpu._level(isa)
     tab = _f8_table(x.dtype)
     r = _f8_execute(x, out, _F32, lay,
                     lambda xs, ys, ss, o, d, i, p: _k.dequantize_f8(xs, ys, tab, ss, np.zeros(ss.size, _F32), o, d,
                                                                     i, p, cap))
-    return None if r is None else (r[0], f"rq_dequantize_{_F8_SHORT[_F8[x.dtype]]}f32__{_ISA.get(r[1], r[1])}")
+    if r is None:
+        return None
+    short, lvl = _F8_SHORT[_F8[x.dtype]], _ISA.get(r[1], r[1])
+    if out_dt == _F16:
+        with np.errstate(over="ignore"):
+            return r[0].astype(_F16), f"rq_dequantize_{short}f16_via_f32__{lvl}"
+    return r[0], f"rq_dequantize_{short}f32__{lvl}"
 
 
 def quantize_linear_packed(x, y_scale, y_zero_point=None, *, profile="onnx", **kwargs):

@@ -1460,6 +1460,19 @@ def test_float8_dequantize_every_code(isa):
         res = F.dequantize_linear(x, sa, np.zeros(12, dt), axis=0, profile=get_profile("onnxruntime"), isa=isa)
         want = R.dequantize_linear(x, sa, np.zeros(12, dt), axis=0, profile="onnxruntime")
         assert res is not None and np.array_equal(res[0].view(np.uint32), want.view(np.uint32))
+        # float16 outputs: a float16 scale (fl16(x * s), the float32 product exact), or a float32
+        # scale with output_dtype float16 (the scale rounded to float16 first, or under ORT's
+        # dq_subtract "float32" the float32 product rounded once)
+        for prof in (ONNX, get_profile("onnxruntime"), get_profile("onnx-reference")):
+            for s, kw in ((np.float16(0.37), {}), (np.float16(3000.0), {}), (np.float16(1e-7), {}),
+                          (np.float32(0.123456), dict(output_dtype="float16", opset=23)),
+                          (np.float32(1e-6), dict(output_dtype="float16", opset=23))):
+                with np.errstate(over="ignore"):
+                    want = R.dequantize_linear(x, s, None, profile=prof, **kw)
+                res = F.dequantize_linear(x, s, None, profile=prof, isa=isa, **kw)
+                assert res is not None and res[1].split("__")[0].endswith("f16_via_f32"), res and res[1]
+                assert res[0].dtype == np.float16 and np.array_equal(res[0].view(np.uint16), want.view(np.uint16)), \
+                    (dt, prof.name, s, kw)
         # channels last (a per-element scale row, runs of 40 rows and a remainder of one)
         xl = np.resize(x8, 41 * 100).view(dt).reshape(41, 100)
         sl = np.float32(np.geomspace(1e-2, 1e2, 100))
@@ -1470,7 +1483,7 @@ def test_float8_dequantize_every_code(isa):
 
 def test_float8_declines_to_reference():
     """What the float8 kernels do not implement runs the reference (same bits, same errors): a
-    non-zero or -0.0 zero point, onnx-reference's numpy promotions, float16 outputs."""
+    non-zero or -0.0 zero point, onnx-reference's numpy promotions (QuantizeLinear)."""
     x = np.float32([1.0, -0.0, 500.0, np.nan, 3e-3] * 8)
     dt = ml_dtypes.float8_e4m3fn
     calls = [
@@ -1478,7 +1491,6 @@ def test_float8_declines_to_reference():
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(-0.0, dt)), {}),
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.zeros((), dt)),
          dict(profile="onnx-reference")),
-        (refquant.dequantize_linear, R.dequantize_linear, (x.astype(dt), np.float16(2.0), None), {}),
         (refquant.dequantize_linear, R.dequantize_linear, (x.astype(dt), np.float32(2.0), np.array(1.0, dt)), {}),
     ]
     for fast, ref, args, kw in calls:
