@@ -484,11 +484,22 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 for s in (np.float32(0.37), np.float32([0.5, 2.0])):
                     xs = xf if s.ndim == 0 else np.concatenate([xf, xf]).reshape(2, -1)
                     z = np.zeros(np.shape(s), dt)
-                    y = refquant.quantize_linear(xs, s, z, axis=0)
-                    assert refquant.last_path()["path"].startswith("rq_quantize_f32")
-                    assert np.array_equal(y.view(np.uint8), R.quantize_linear(xs, s, z, axis=0).view(np.uint8))
+                    for sat, prof in ((1, "onnx"), (0, "onnx"), (0, "onnxruntime")):
+                        y = refquant.quantize_linear(xs, s, z, axis=0, saturate=sat, profile=prof)
+                        assert refquant.last_path()["path"].startswith("rq_quantize_f32")
+                        assert np.array_equal(y.view(np.uint8), R.quantize_linear(xs, s, z, axis=0, saturate=sat,
+                                                                                   profile=prof).view(np.uint8))
                     d = refquant.dequantize_linear(y, s, z, axis=0)
                     assert np.array_equal(d.view(np.uint32), R.dequantize_linear(y, s, z, axis=0).view(np.uint32))
+                # blocked scales (one per element), float16 outputs
+                xb = np.resize(xf, 2 * (n + 4)).reshape(2, n + 4)
+                sb = np.float32(rng.random((2, -(-(n + 4) // 3))) + 0.1)
+                zb = np.zeros(sb.shape, dt)
+                y = refquant.quantize_linear(xb, sb, zb, axis=1, block_size=3)
+                assert np.array_equal(y.view(np.uint8), R.quantize_linear(xb, sb, zb, axis=1, block_size=3).view(np.uint8))
+                d = refquant.dequantize_linear(y, sb.astype(np.float16), zb, axis=1, block_size=3)
+                assert np.array_equal(d.view(np.uint16), R.dequantize_linear(y, sb.astype(np.float16), zb, axis=1,
+                                                                             block_size=3).view(np.uint16))
     _isa_levels.use(None)
     print("ASAN-SAMPLE-OK")
 """)
