@@ -502,6 +502,8 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
             or not hasattr(_k, "quantize_f8")):
         return None         # (a masked array, an empty one: the reference)
     x_in = x.dtype
+    if out is not None and np.may_share_memory(out, x):
+        return None         # (checked on the caller's x: x may be replaced by a converted copy)
     try:
         opset, s, zp, out_dt = _q_operands(x, y_scale, y_zero_point, output_dtype, opset)
         if out_dt not in _F8 or out_dt not in _rq._q_output_types(opset) or not _f8_zero(zp):

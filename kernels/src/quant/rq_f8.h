@@ -10,7 +10,8 @@
  *     |v| below the smallest normal 2^(1-bias): code = RNE(|v| / 2^(1-bias-M)), the count of
  *         subnormal steps (|v|'s significand shifted right by 151 - bias - M - its exponent);
  *         a count of 2^M is exactly the smallest normal's code;
- *     else code = RNE(a - ((127 - bias) << 23)) >> (23 - M) (the clamp keeps it <= fmax's);
+ *     else code = RNE(a - ((127 - bias) << 23)) >> (23 - M) (the clamp keeps it <= fmax's;
+ *     with saturate=0 a code past it becomes the overflow code);
  *     y = code | sg << 7, except NaN -> 0x7F | sg << 7 (e4m3fn), 0x7E | sg << 7 (e5m2), 0x80
  *     (fnuz), and the fnuz types' zero is 0x00 whatever the sign (ml_dtypes' conversions, as
  *     the reference takes them).
@@ -40,7 +41,7 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float
      * [61440, 65536) -> NaN 0x7E) */
     const uint32_t ovf = fnuz ? 0x80u : (M == 2 ? 0x7Cu : 0x7Fu);
     const uint32_t ort_lo = M == 3 ? 0x43f00000u : 0x47700000u, ort_hi = M == 3 ? 0x43f80000u : 0x47800000u;
-    const uint32_t ort_code = M == 3 ? 0x7Eu : 0x7Eu;   /* 448 (e4m3fn) or NaN (e5m2) */
+    const uint32_t ort_code = 0x7Eu;   /* 448 for e4m3fn, a NaN for e5m2 */
     uint32_t fmb, mnb;
     const float minnorm = 2.0f / (float)(1u << bias);
     memcpy(&fmb, &fmax, 4);
