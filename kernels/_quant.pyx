@@ -32,15 +32,16 @@ cdef extern from "rq_quant.h" nogil:
                       int isa_cap, int nthreads)
     int rq_quant_level(int isa_cap)
     int rq_quant_variant_simd(int variant)
-    int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D,
-                       int64_t inner, int fmt, int pos0, int pe, int sat, int isa_cap, int nthreads)
+    int rq_quantize_f8(const float *x, uint8_t *y, const float *s, const float *z, int64_t outer,
+                       int64_t D, int64_t inner, int64_t block, int fmt, int pe, int sat,
+                       int isa_cap, int nthreads)
     int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s,
-                         const float *z, int64_t outer, int64_t D, int64_t inner, int pe,
-                         int isa_cap, int nthreads)
+                         const float *z, int64_t outer, int64_t D, int64_t inner, int64_t block,
+                         int pe, int isa_cap, int nthreads)
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
-ABI_VERSION = 7
+ABI_VERSION = 8
 
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
@@ -143,29 +144,45 @@ def minmax(cnp.ndarray x, int isa_cap=-1, int nthreads=0):
     return np.float32(mn), np.float32(mx), bool(bad), lvl
 
 
-F8_FORMATS = {"float8_e4m3fn": 0, "float8_e4m3fnuz": 1, "float8_e5m2": 2, "float8_e5m2fnuz": 3}
+F8_FORMATS = {"float8_e4m3fn": 0, "float8_e4m3fnuz": 1, "float8_e5m2": 2, "float8_e5m2fnuz": 3,
+              "float4_e2m1fn": 4, "float6_e2m3fn": 5, "float6_e3m2fn": 6}
 
 
-def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, Py_ssize_t outer, Py_ssize_t D,
-                Py_ssize_t inner, int fmt, bint pos0, bint pe=False, int isa_cap=-1, int nthreads=0,
-                int sat=1):
-    """float8 QuantizeLinear (rq_f8.h): x float32 [outer, D, inner] C-contiguous, y uint8 (the
-    float8 bytes) of the same size, s float32 (D; or, pe with D = 1, one per element of a row of
-    inner); fmt from F8_FORMATS; pos0: the IEEE add of a +0 zero point; sat: 1 saturate=1, 0
-    the Cast table, 2 ONNX Runtime's saturate=0.  Returns the level."""
-    if x.dtype != np.float32 or y.dtype != np.uint8 or s.dtype != np.float32:
-        raise TypeError("x float32, y uint8, s float32 expected")
-    if outer < 0 or D < 1 or inner < 0 or s.size != (inner if pe else D) or (pe and D != 1):
+cdef _f8_check_layout(cnp.ndarray s, cnp.ndarray z, Py_ssize_t outer, Py_ssize_t D,
+                      Py_ssize_t inner, Py_ssize_t block, bint pe):
+    """s and z: D entries; pe (D = 1, no block): one per element of a row of inner; block > 0:
+    outer * ceil(D / block) * inner."""
+    if s.dtype != np.float32 or z.dtype != np.float32:
+        raise TypeError("s / z float32 expected")
+    if outer < 0 or D < 1 or inner < 0 or block < 0 or (pe and (D != 1 or block)):
         raise ValueError("bad layout")
+    want = outer * ((D + block - 1) // block) * inner if block else (inner if pe else D)
+    if s.size != want or z.size != want:
+        raise ValueError("bad layout")
+
+
+def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, cnp.ndarray z, Py_ssize_t outer,
+                Py_ssize_t D, Py_ssize_t inner, int fmt, bint pe=False, int isa_cap=-1,
+                int nthreads=0, int sat=1, Py_ssize_t block=0):
+    """float8 / float6 / float4 QuantizeLinear (rq_f8.h): y = low_float(fl32(fl32(x / s) + z)),
+    x float32 [outer, D, inner] C-contiguous, y uint8 (the codes, one per byte) of the same size,
+    s and z float32 (D; or, pe with D = 1, one per element of a row of inner; or, block > 0,
+    [outer, ceil(D / block), inner]); z is the zero point where the profile adds it, -0.0 where
+    not; fmt from F8_FORMATS; sat (float8): 1 saturate=1, 0 the Cast table, 2 ONNX Runtime's
+    saturate=0.  Returns the level."""
+    if x.dtype != np.float32 or y.dtype != np.uint8:
+        raise TypeError("x float32, y uint8 expected")
+    _f8_check_layout(s, z, outer, D, inner, block, pe)
     cdef Py_ssize_t n = outer * D * inner
     cdef const float *px = <const float *>_ptr(x, "x", n * 4)
     cdef uint8_t *py = <uint8_t *>_ptr(y, "y", n)
     cdef const float *ps = <const float *>_ptr(s, "s", s.size * 4)
+    cdef const float *pz = <const float *>_ptr(z, "z", z.size * 4)
     cdef int lvl
     if not y.flags.writeable:
         raise ValueError("y: not writeable")
     with nogil:
-        lvl = rq_quantize_f8(px, py, ps, outer, D, inner, fmt, pos0, pe, sat, isa_cap, nthreads)
+        lvl = rq_quantize_f8(px, py, ps, pz, outer, D, inner, block, fmt, pe, sat, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_quantize_f8: bad arguments")
     return lvl
@@ -173,16 +190,13 @@ def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, Py_ssize_t outer, P
 
 def dequantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray tab, cnp.ndarray s, cnp.ndarray z,
                   Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner, bint pe=False, int isa_cap=-1,
-                  int nthreads=0):
-    """float8 DequantizeLinear: y = fl32(fl32(tab[x] - z) * s), s and z per d (or per element of
-    a row with pe); x uint8 (the float8 bytes), y float32, tab float32 (256), [outer, D, inner]
+                  int nthreads=0, Py_ssize_t block=0):
+    """float8 / float6 / float4 DequantizeLinear: y = fl32(fl32(tab[x] - z) * s), s and z laid
+    out as in quantize_f8; x uint8 (the codes), y float32, tab float32 (256), [outer, D, inner]
     C-contiguous."""
-    if x.dtype != np.uint8 or y.dtype != np.float32 or tab.dtype != np.float32 or \
-            s.dtype != np.float32 or z.dtype != np.float32:
-        raise TypeError("x uint8, y / tab / s / z float32 expected")
-    if (outer < 0 or D < 1 or inner < 0 or s.size != (inner if pe else D) or z.size != s.size
-            or tab.size != 256 or (pe and D != 1)):
-        raise ValueError("bad layout")
+    if x.dtype != np.uint8 or y.dtype != np.float32 or tab.dtype != np.float32 or tab.size != 256:
+        raise TypeError("x uint8, y / tab float32 (256) expected")
+    _f8_check_layout(s, z, outer, D, inner, block, pe)
     cdef Py_ssize_t n = outer * D * inner
     cdef const uint8_t *px = <const uint8_t *>_ptr(x, "x", n)
     cdef float *py = <float *>_ptr(y, "y", n * 4)
@@ -193,7 +207,7 @@ def dequantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray tab, cnp.ndarray s, 
     if not y.flags.writeable:
         raise ValueError("y: not writeable")
     with nogil:
-        lvl = rq_dequantize_f8(px, py, pt, ps, pz, outer, D, inner, pe, isa_cap, nthreads)
+        lvl = rq_dequantize_f8(px, py, pt, ps, pz, outer, D, inner, block, pe, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_dequantize_f8: bad arguments")
     return lvl

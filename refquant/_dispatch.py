@@ -289,9 +289,9 @@ def quantize_linear_packed(x, y_scale, y_zero_point=None, **kwargs):
     y = quantize_linear(x, y_scale, y_zero_point, **kwargs)
     if _NIBBLE is None:
         import ml_dtypes
-        _NIBBLE = (np.dtype(ml_dtypes.uint4), np.dtype(ml_dtypes.int4))
+        _NIBBLE = (np.dtype(ml_dtypes.uint4), np.dtype(ml_dtypes.int4), np.dtype(ml_dtypes.float4_e2m1fn))
     if y.dtype in _NIBBLE and str(_LAST["path"]).startswith("rq_quantize_"):
-        # the kernel stores each 4-bit code in the low nibble of its byte (upper bits zero)
+        # the kernels store each 4-bit code in the low nibble of its byte (upper bits zero)
         c = np.ascontiguousarray(y).reshape(-1).view(np.uint8)
         if c.size % 2:
             c = np.concatenate([c, np.zeros(1, np.uint8)])

@@ -15,6 +15,10 @@ Covered (everything else -> None -> reference):
   DequantizeLinear x uint8/int8/uint16/int16/uint4/int4 (any zero point of x's type) or int32
                    (no zero point), per-tensor, per-axis or blocked, output float32/float16,
                    dq_subtract="exact".
+  Q / DQ low floats  float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz), float4e2m1, float6 (e2m3fn,
+                   e3m2fn): float32/float16 x or output, per tensor, per axis or blocked, zero
+                   points under every q_float_zero_point rule (_quantize_float8 /
+                   _dequantize_float8 below say what declines).
   DynamicQuantizeLinear  float32 x; min/max in C (NaN/Inf -> reference, which raises), the
                    scale/zero-point formula in numpy exactly as the reference, then the
                    QuantizeLinear kernel.
@@ -32,7 +36,7 @@ import ml_dtypes
 from . import _quant as _k          # ImportError when the extension is not built
 from . import _cpu
 
-_ABI = 7
+_ABI = 8
 if getattr(_k, "ABI_VERSION", None) != _ABI:
     # a stale build (sources changed since `pip install -e .`): use the reference until rebuilt
     raise ImportError(f"refquant._quant ABI {getattr(_k, 'ABI_VERSION', None)} != {_ABI}; "
@@ -421,58 +425,87 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     return y, name
 
 
-# ----------------------------------------------------------------------------- float8
+# ----------------------------------------------------------------------------- float8/6/4
 
 _F8 = {np.dtype(getattr(ml_dtypes, n)): n for n in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
                                                      "float8_e5m2fnuz")}
+# the low-float types the rq_f8.h kernels take: float8, float4e2m1, float6 (one code per byte)
+_LOWF = dict(_F8)
+_LOWF.update({np.dtype(getattr(ml_dtypes, n)): n for n in ("float4_e2m1fn", "float6_e2m3fn",
+                                                           "float6_e3m2fn")})
 _F8_SHORT = {"float8_e4m3fn": "e4m3fn", "float8_e4m3fnuz": "e4m3fnuz", "float8_e5m2": "e5m2",
-             "float8_e5m2fnuz": "e5m2fnuz"}
+             "float8_e5m2fnuz": "e5m2fnuz", "float4_e2m1fn": "e2m1", "float6_e2m3fn": "e2m3",
+             "float6_e3m2fn": "e3m2"}
 _F8_TAB = {}
+_MINUS0 = np.float32(-0.0)
 
 
 def _f8_table(dt):
-    """The 256 float32 values of a float8 type, as the reference converts them (x.astype)."""
+    """The 256 float32 values of a float8/6/4 type's bytes, as the reference converts them
+    (x.astype)."""
     t = _F8_TAB.get(dt)
     if t is None:
         with np.errstate(invalid="ignore"):
             t = np.ascontiguousarray(np.arange(256, dtype=np.uint8).view(dt).astype(_F32))
-        t.flags.writeable = False
+        t.setflags(write=False)
         _F8_TAB[dt] = t
     return t
 
 
-def _f8_zero(zp):
-    """Whether a float8 zero point is absent or all +0.0 (byte 0x00), where every profile's
-    zero-point rule gives the same result: an IEEE add / subtract of +0 (which turns -0 into +0
-    in QuantizeLinear's sum, and changes nothing in DequantizeLinear's x - zp) or none."""
-    return zp is None or not np.any(np.asarray(zp).view(np.uint8))
+def _q_zero_mode(prof, out_dt):
+    """The profile's q_float_zero_point rule for a low-float type: "add", "add_nonzero" or
+    "ignore" (reference.quantize._to_low_float)."""
+    mode = prof.q_float_zero_point
+    f8 = out_dt in _F8
+    if mode == "ignore_float8":
+        return "ignore" if f8 else "add"
+    if mode == "add_nonzero_float8":
+        return "add_nonzero" if f8 else "add"
+    return mode
 
 
-def _f8_layout(x, s, zp, axis, block_size, opset, names):
-    """(outer, D, inner, float32 scales, per-element flag) of a per-tensor / per-axis / blocked
-    call, or None."""
-    ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, *names)
+def _q_zero_add(zp, mode):
+    """QuantizeLinear's zero point as the kernels add it (float32, zp's shape): zp's value where
+    the profile adds it, -0.0 where it does not (v + (-0.0) is v, -0.0 and NaN included)."""
+    if zp is None:
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = zp.astype(_F32)
+    if mode == "ignore":
+        return np.full(z.shape, _MINUS0)
+    if mode == "add_nonzero":
+        z = np.where(z == 0, _MINUS0, z).astype(_F32)
+    return z
+
+
+def _f8_layout(x, s, z, zfill, axis, block_size, opset, names):
+    """(outer, D, inner, block, float32 scales, float32 zero points, per-element flag) of a per
+    tensor / per axis / blocked call, or None.  ``z``: the zero points (float32, the scale's
+    shape) or None (then ``zfill`` everywhere)."""
+    ax = _rq._granularity(x.shape, s, z, axis, block_size, opset, *names)
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
+    sf = np.ascontiguousarray(s.astype(_F32)).reshape(-1)
+    zf = np.full(sf.size, zfill, _F32) if z is None else np.ascontiguousarray(z.astype(_F32)).reshape(-1)
     if block_size and not per_tensor:
-        # blocked scales (float8 weights with a scale per block): one scale per element, as the
-        # reference expands them, and one run over the whole tensor
+        # blocked scales (float8/float4 weights with a scale per block): [outer, nb, inner], the
+        # kernels' walk takes a block's scale per run
         if s.ndim != x.ndim or x.size == 0:
             return None
-        sb = _rq.expand_qparam(s.astype(_F32), x.shape, ax, block_size, argname=names[0])
-        return 1, 1, x.size, np.ascontiguousarray(np.broadcast_to(sb, x.shape)).reshape(-1), True
+        outer, D, inner = _layout(x.shape, ax, False)
+        return outer, D, inner, int(block_size), sf, zf, False
     if not per_tensor and s.ndim != 1:
         return None
-    sf = np.ascontiguousarray(s.reshape(-1).astype(_F32))
     outer, D, inner = _layout(x.shape, ax, per_tensor)
     if per_tensor:
-        sf = sf[:1].copy()
+        sf, zf = sf[:1].copy(), zf[:1].copy()
     if D == 0 or sf.size != D:
         return None
     if D > 1 and inner < 64 and D * inner <= 65536 and outer > 1:
         # short runs (the channel axis last or nearly): one run per outer row, with a scale per
         # element of the row (last axis of 64 channels, 1M elements: 3.1 -> see docs)
-        return outer, 1, D * inner, np.ascontiguousarray(np.repeat(sf, inner)), True
-    return outer, D, inner, sf, False
+        return (outer, 1, D * inner, 0, np.ascontiguousarray(np.repeat(sf, inner)),
+                np.ascontiguousarray(np.repeat(zf, inner)), True)
+    return outer, D, inner, 0, sf, zf, False
 
 
 def _f8_output(x, out, dt):
@@ -489,15 +522,19 @@ def _f8_output(x, out, dt):
 
 def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate, precision,
                      prof, opset, out, isa):
-    """QuantizeLinear to float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) by the rq_f8.h kernels:
+    """QuantizeLinear to float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz), float4e2m1 or float6 by the
+    rq_f8.h kernels:
 
-        y = float8_RNE(clamp(fl32(x / s) [+ 0.0], -max, max))        (NaN -> the type's NaN)
+        y = low_float_RNE(clamp(fl32(fl32(x / s) + zp), -max, max))   (NaN -> the type's NaN)
 
-    saturate=0 without the clamp: the Cast table (a magnitude past the largest value gives NaN, or
-    +-Inf for e5m2), or ONNX Runtime's edges on it.  Taken: float32 or float16 x and scales with
-    the division in float32, or in float16 (numpy's, then the kernel with a unit scale); per
-    tensor, per axis or blocked; a zero point absent or +0.0; profiles that divide without
-    numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and raises)."""
+    the zero point added as the profile's q_float_zero_point says (IEEE: -0.0 + 0 = +0), or not
+    at all.  float8 saturate=0 without the clamp: the Cast table (a magnitude past the largest
+    value gives NaN, or +-Inf for e5m2), or ONNX Runtime's edges on it.  float4/float6 always
+    saturate; their NaN becomes the zero of the opposite sign (ml_dtypes).  Taken: float32 or
+    float16 x and scales with the division in float32, or in float16 (numpy's, zero point
+    included, then the kernel with a unit scale); per tensor, per axis or blocked; profiles that
+    divide without numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and
+    raises)."""
     if (type(x) is not np.ndarray or x.dtype not in (_F32, _F16) or x.size == 0
             or not hasattr(_k, "quantize_f8")):
         return None         # (a masked array, an empty one: the reference)
@@ -506,70 +543,77 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
         return None         # (checked on the caller's x: x may be replaced by a converted copy)
     try:
         opset, s, zp, out_dt = _q_operands(x, y_scale, y_zero_point, output_dtype, opset)
-        if out_dt not in _F8 or out_dt not in _rq._q_output_types(opset) or not _f8_zero(zp):
+        if out_dt not in _LOWF or out_dt not in _rq._q_output_types(opset):
             return None
         if saturate not in (0, 1, True, False) or prof.symmetric_only:
             return None
         prof.check_qtype(out_dt, "QuantizeLinear")
-        lay = _f8_layout(x, s, zp, axis, block_size, opset, ("y_scale", "y_zero_point"))
-        if lay is None:
-            return None
         p = prof.for_op("QuantizeLinear", per_axis=bool(s.ndim == 1 and not block_size))
         P = _rq._division_dtype(x.dtype, s.dtype, precision, opset, p)
         if (p.q_vector_width or p.q_scale_op != "divide" or p.q_division_precision == "numpy_promotion"
                 or P not in (_F32, _F16)):
             return None
+        mode = _q_zero_mode(p, out_dt)
         if P == _F16:
-            # the division in float16 (float16 x and scale, opset 19+): v = fl16(fl16(x) / fl16(s)),
-            # numpy's float16 division as the reference takes it; the kernel then quantizes v
-            # (exact in float32) with a unit scale
+            # the division in float16 (float16 x and scale, opset 19+): v = fl16(fl16(x) / fl16(s))
+            # [+ the zero point in float16], numpy's float16 arithmetic as the reference takes
+            # it; the kernel then quantizes v (exact in float32) with a unit scale
             ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "y_scale", "y_zero_point")
             sb = _rq.expand_qparam(s, x.shape, ax, block_size, argname="y_scale")
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                x = np.asarray(x.astype(_F16) / sb.astype(_F16), _F16).astype(_F32)
-            lay = (1, 1, x.size, np.ones(1, _F32), False)
-        elif x.dtype != _F32:
-            x = x.astype(_F32)           # (float16 x divided in float32: converted exactly)
-        # saturate=1 (or a profile that ignores saturate=0): clamp; saturate=0: the Cast table,
-        # or ONNX Runtime's edges on it
-        sat = 1 if (saturate or p.q_float8_saturate0 == "saturate") else \
+                v = np.asarray(x.astype(_F16) / sb.astype(_F16), _F16)
+                if zp is not None and mode != "ignore":
+                    zf = _rq.expand_qparam(zp, x.shape, ax, block_size,
+                                           argname="y_zero_point").astype(_F16)
+                    v = np.asarray(v + zf if mode == "add" else np.where(zf == 0, v, v + zf), _F16)
+                x = np.ascontiguousarray(np.broadcast_to(v, x.shape)).astype(_F32)
+            lay = (1, 1, x.size, 0, np.ones(1, _F32), np.full(1, _MINUS0), False)
+        else:
+            if x.dtype != _F32:
+                x = x.astype(_F32)           # (float16 x divided in float32: converted exactly)
+            lay = _f8_layout(x, s, _q_zero_add(zp, mode), _MINUS0, axis, block_size, opset,
+                             ("y_scale", "y_zero_point"))
+            if lay is None:
+                return None
+        # saturate=1 (or a profile that ignores saturate=0), and float4 / float6 always: clamp;
+        # float8 saturate=0: the Cast table, or ONNX Runtime's edges on it
+        sat = 1 if (saturate or p.q_float8_saturate0 == "saturate" or out_dt not in _F8) else \
             {"cast": 0, "onnxruntime": 2}.get(p.q_float8_saturate0)
         if sat is None:
             return None
-        mode = p.q_float_zero_point
-        mode = {"ignore_float8": "ignore", "add_nonzero_float8": "add_nonzero"}.get(mode, mode)
     except Exception:
         return None
     cap = -1 if isa is None else _cpu._level(isa)
-    fmt, pos0 = _k.F8_FORMATS[_F8[out_dt]], mode == "add" and zp is not None
+    fmt = _k.F8_FORMATS[_LOWF[out_dt]]
     r = _f8_execute(x, out, out_dt, lay,
-                    lambda xs, ys, ss, o, d, i, p: _k.quantize_f8(xs, ys, ss, o, d, i, fmt, pos0, p, cap, sat=sat))
-    tag = ("f16" if x_in == _F16 else "f32") + _F8_SHORT[_F8[out_dt]] + ("_p16" if P == _F16 else "")
+                    lambda xs, ys, ss, zs, o, d, i, b, pe: _k.quantize_f8(xs, ys, ss, zs, o, d, i, fmt, pe, cap,
+                                                                          sat=sat, block=b))
+    tag = ("f16" if x_in == _F16 else "f32") + _F8_SHORT[_LOWF[out_dt]] + ("_p16" if P == _F16 else "")
     return None if r is None else (r[0], f"rq_quantize_{tag}__{_ISA.get(r[1], r[1])}")
 
 
 def _f8_execute(x, out, dt, lay, kernel):
-    """(y, level) of ``kernel`` over the _f8_layout ``lay`` (float8 arrays as their bytes), or
+    """(y, level) of ``kernel`` over the _f8_layout ``lay`` (low-float arrays as their bytes), or
     None when ``out`` does not fit."""
     y = _f8_output(x, out, dt)
     if y is None:
         return None
-    outer, D, inner, sf, pe = lay
     xf, yf = np.ascontiguousarray(x).reshape(-1), y.reshape(-1)
-    xf, yf = (xf.view(np.uint8) if xf.dtype in _F8 else xf), (yf.view(np.uint8) if yf.dtype in _F8 else yf)
-    return y, _f8_runs(kernel, xf, yf, sf, outer, D, inner, pe)
+    xf, yf = (xf.view(np.uint8) if xf.dtype in _LOWF else xf), (yf.view(np.uint8) if yf.dtype in _LOWF else yf)
+    return y, _f8_runs(kernel, xf, yf, *lay)
 
 
-def _f8_runs(call, xf, yf, sf, outer, D, inner, pe):
+def _f8_runs(call, xf, yf, outer, D, inner, block, sf, zf, pe):
     """The kernel over [outer, D, inner]; with per-element scales (pe: rows of one period), the
     rows in groups of about 4096 elements per run (the scale row repeated), then the rest."""
     if not pe or outer < 2 or inner >= 4096:
-        return call(xf, yf, sf, outer, D, inner, pe)
+        return call(xf, yf, sf, zf, outer, D, inner, block, pe)
     r = min(outer, max(1, 4096 // inner))
     m = outer // r * r
-    lvl = call(xf[:m * inner], yf[:m * inner], np.ascontiguousarray(np.tile(sf, r)), outer // r, 1, inner * r, pe)
+    lvl = call(xf[:m * inner], yf[:m * inner], np.ascontiguousarray(np.tile(sf, r)),
+               np.ascontiguousarray(np.tile(zf, r)), outer // r, 1, inner * r, 0, pe)
     if m < outer:
-        lvl = call(xf[m * inner:], yf[m * inner:], sf, outer - m, 1, inner, pe)
+        lvl = call(xf[m * inner:], yf[m * inner:], sf, zf, outer - m, 1, inner, 0, pe)
     return lvl
 
 
@@ -591,16 +635,44 @@ def _dq_operands(x, x_scale, x_zero_point, opset):
     return opset, s, zp
 
 
+def _dq_zero(zp, x_dt, prof):
+    """DequantizeLinear's low-float zero point as the reference subtracts it (float32, zp's
+    shape), None when none is subtracted; raises (the caller declines) where the reference
+    refuses it (q_float_zero_point "ignore" / "ignore_float8" with a non-zero one)."""
+    if zp is None:
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = zp.astype(_F32)
+    mode = prof.q_float_zero_point
+    if mode == "ignore":
+        if np.any(z != 0):
+            raise ValueError("x_zero_point: refused by the profile (the reference says why)")
+        return None
+    if mode == "ignore_float8" and x_dt in _F8:
+        # onnx.reference: refused when zp.astype(uint8) is non-zero (a value cast: |zp| < 1
+        # passes), else dropped
+        with np.errstate(invalid="ignore", over="ignore"):
+            if np.any(zp.astype(np.uint8) != 0):
+                raise ValueError("x_zero_point: refused by the profile (the reference says why)")
+        return None
+    if mode == "ignore_float8" and x_dt == _FP4:
+        return None                  # onnx.reference drops float4e2m1's zero point unread
+    return z
+
+
+_FP4 = np.dtype(ml_dtypes.float4_e2m1fn)
+
+
 def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype, prof, opset, out, isa):
-    """DequantizeLinear from float8 by the rq_f8.h kernels: y = fl32(fl32(float(x) - 0) * s) with
-    the type's 256 values from a table (a zero point absent or +0.0: every profile's rule gives
-    x's value); float32 or float16 scale and output (float16: the float32 result rounded once);
-    per tensor, per axis or blocked."""
-    if not hasattr(_k, "dequantize_f8") or x.dtype not in _F8 or x.size == 0:
+    """DequantizeLinear from float8, float4e2m1 or float6 by the rq_f8.h kernels:
+    y = fl32(fl32(float(x) - zp) * s) with the type's 256 values from a table, the zero point as
+    the profile's q_float_zero_point rule takes it; float32 or float16 scale and output (float16:
+    the float32 result rounded once, a zero point of +-0 only); per tensor, per axis or blocked."""
+    if not hasattr(_k, "dequantize_f8") or x.dtype not in _LOWF or x.size == 0:
         return None
     try:
         opset, s, zp = _dq_operands(x, x_scale, x_zero_point, opset)
-        if s.dtype not in (_F32, _F16) or prof.symmetric_only or not _f8_zero(zp):
+        if s.dtype not in (_F32, _F16) or prof.symmetric_only:
             return None
         if output_dtype is not None:
             if opset < 23:
@@ -611,13 +683,19 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
         if out_dt not in (_F32, _F16):
             return None
         prof.check_qtype(x.dtype, "DequantizeLinear")
-        # a float16 output: fl16(float(x) * fl16(s)); the float32 product of a float8 value and
-        # a float16 scale is exact (4 + 11 significant bits), so the kernel's float32 result
-        # rounded once to float16 is it.  dq_subtract "float32" (ORT) multiplies by the float32
-        # scale and rounds that product to float16: the kernel's float32 result, then the cast
+        z = _dq_zero(zp, x.dtype, prof)
+        # a float16 output: fl16(float(x) * fl16(s)); the float32 product of a low-float value
+        # and a float16 scale is exact (at most 4 + 11 significant bits), so the kernel's
+        # float32 result rounded once to float16 is it.  dq_subtract "float32" (ORT) multiplies
+        # by the float32 scale and rounds that product to float16: the kernel's float32 result,
+        # then the cast.  A non-zero zero point would round x - zp to float16 first: reference
+        if out_dt == _F16 and z is not None and np.any(z != 0):
+            return None
         if prof.dq_subtract != "float32":
             s = s.astype(out_dt)
-        lay = _f8_layout(x, s, zp, axis, block_size, opset, ("x_scale", "x_zero_point"))
+        if zp is not None:
+            _rq._granularity(x.shape, s, zp, axis, block_size, opset, "x_scale", "x_zero_point")
+        lay = _f8_layout(x, s, z, 0.0, axis, block_size, opset, ("x_scale", "x_zero_point"))
         if lay is None:
             return None
     except Exception:
@@ -627,11 +705,11 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
     cap = -1 if isa is None else _cpu._level(isa)
     tab = _f8_table(x.dtype)
     r = _f8_execute(x, out, _F32, lay,
-                    lambda xs, ys, ss, o, d, i, p: _k.dequantize_f8(xs, ys, tab, ss, np.zeros(ss.size, _F32), o, d,
-                                                                    i, p, cap))
+                    lambda xs, ys, ss, zs, o, d, i, b, pe: _k.dequantize_f8(xs, ys, tab, ss, zs, o, d, i, pe, cap,
+                                                                            block=b))
     if r is None:
         return None
-    short, lvl = _F8_SHORT[_F8[x.dtype]], _ISA.get(r[1], r[1])
+    short, lvl = _F8_SHORT[_LOWF[x.dtype]], _ISA.get(r[1], r[1])
     if out_dt == _F16:
         with np.errstate(over="ignore"):
             return r[0].astype(_F16), f"rq_dequantize_{short}f16_via_f32__{lvl}"
@@ -724,7 +802,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         return None
     if isinstance(x, np.generic):
         x = np.asarray(x)
-    if type(x) is np.ndarray and x.dtype in _F8:
+    if type(x) is np.ndarray and x.dtype in _LOWF:
         return _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype, prof, opset,
                                   out, isa)
     if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN or isinstance(x, np.ma.MaskedArray):

@@ -477,7 +477,8 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
     import ml_dtypes
     for isa in _isa_levels.available():
         _isa_levels.use(isa)
-        for dt in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz):
+        for dt in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz,
+                   ml_dtypes.float4_e2m1fn, ml_dtypes.float6_e2m3fn, ml_dtypes.float6_e3m2fn):
             for n in (1, 7, 33, 1000):
                 xf = np.concatenate([(rng.standard_normal(n) * 10.0 ** rng.integers(-9, 6, n)).astype(np.float32),
                                      np.float32([np.nan, -np.inf, -0.0, 1e-45])])
@@ -491,15 +492,29 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                                                                                    profile=prof).view(np.uint8))
                     d = refquant.dequantize_linear(y, s, z, axis=0)
                     assert np.array_equal(d.view(np.uint32), R.dequantize_linear(y, s, z, axis=0).view(np.uint32))
-                # blocked scales (one per element), float16 outputs
-                xb = np.resize(xf, 2 * (n + 4)).reshape(2, n + 4)
-                sb = np.float32(rng.random((2, -(-(n + 4) // 3))) + 0.1)
-                zb = np.zeros(sb.shape, dt)
-                y = refquant.quantize_linear(xb, sb, zb, axis=1, block_size=3)
-                assert np.array_equal(y.view(np.uint8), R.quantize_linear(xb, sb, zb, axis=1, block_size=3).view(np.uint8))
-                d = refquant.dequantize_linear(y, sb.astype(np.float16), zb, axis=1, block_size=3)
-                assert np.array_equal(d.view(np.uint16), R.dequantize_linear(y, sb.astype(np.float16), zb, axis=1,
-                                                                             block_size=3).view(np.uint16))
+                # blocked scales (one per element below blocks of 8, else the block walk along
+                # either axis), float16 outputs, non-zero zero points
+                xb = np.resize(xf, 2 * (n + 4)).reshape(2, n + 4) if n < 1000 else np.resize(xf, (2, 3000))
+                for bs, ax in ((3, 1), (9, 1), (1, 0), (100, 1)):
+                    w = xb.shape[1]
+                    sb = np.float32(rng.random((-(-2 // bs), w) if ax == 0 else (2, -(-w // bs))) + 0.1)
+                    zb = np.zeros(sb.shape, dt)
+                    y = refquant.quantize_linear(xb, sb, zb, axis=ax, block_size=bs)
+                    assert np.array_equal(y.view(np.uint8),
+                                          R.quantize_linear(xb, sb, zb, axis=ax, block_size=bs).view(np.uint8))
+                    d = refquant.dequantize_linear(y, sb.astype(np.float16), zb, axis=ax, block_size=bs)
+                    assert np.array_equal(d.view(np.uint16), R.dequantize_linear(y, sb.astype(np.float16), zb, axis=ax,
+                                                                                 block_size=bs).view(np.uint16))
+                    zb = np.resize(np.float32([1.0, -0.5, 0.0]), sb.shape).astype(dt)
+                    with np.errstate(all="ignore"):
+                        y = refquant.quantize_linear(xb, sb, zb, axis=ax, block_size=bs)
+                        assert refquant.last_path()["path"].startswith("rq_quantize_f32")
+                        assert np.array_equal(y.view(np.uint8),
+                                              R.quantize_linear(xb, sb, zb, axis=ax, block_size=bs).view(np.uint8))
+                        d = refquant.dequantize_linear(y, sb, zb, axis=ax, block_size=bs)
+                        assert refquant.last_path()["path"].startswith("rq_dequantize_")
+                        assert np.array_equal(d.view(np.uint32),
+                                              R.dequantize_linear(y, sb, zb, axis=ax, block_size=bs).view(np.uint32))
     _isa_levels.use(None)
     print("ASAN-SAMPLE-OK")
 """)

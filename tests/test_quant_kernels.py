@@ -425,7 +425,7 @@ def test_declined_calls_run_the_reference():
     cases = [
         dict(args=(x.astype(ml_dtypes.bfloat16), np.array(0.1, ml_dtypes.bfloat16), np.uint8(3)),
              kw={}),
-        dict(args=(x, np.float32(0.1), np.array(3, ml_dtypes.float8_e4m3fn)), kw={}),
+        dict(args=(x, np.float32(0.1), np.array(3, ml_dtypes.float8_e4m3fn)), kw=dict(profile="onnx-reference")),
         dict(args=(x.astype(np.int32), np.float32(0.1), np.uint8(3)), kw={}),
         dict(args=(x, np.float32(0.1), np.array(1, ml_dtypes.uint2)), kw={}),
     ]
@@ -1373,6 +1373,8 @@ def test_quantize_variants_float16_precision(isa):
 # --------------------------------------------------------------------------------------------
 F8_TYPES = [ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2,
             ml_dtypes.float8_e5m2fnuz]
+# float4e2m1 (opset 23) and float6 (opset 28): the same kernels, no Inf / NaN codes
+LOWF_TYPES = F8_TYPES + [ml_dtypes.float4_e2m1fn, ml_dtypes.float6_e2m3fn, ml_dtypes.float6_e3m2fn]
 
 
 def _f8_inputs(dt, rng, n_random):
@@ -1389,20 +1391,22 @@ def _f8_inputs(dt, rng, n_random):
     m = rng.integers(0, 2 ** 23, n_random).astype(np.uint32)
     rnd = ((e << 23) | m).view(np.float32)
     fmax = np.float32(ml_dtypes.finfo(dt).max)
-    specials = np.float32([np.nan, np.inf, 0.0, fmax * 1.01, fmax * 2, 3e38, 1e-45, 480, 496, 61440, 65536])
+    specials = np.float32([np.nan, np.inf, 0.0, fmax * 1.01, fmax * 2, 3e38, 1e-45, 480, 496, 61440, 65536,
+                           5.0, 5.5, 6.5, 7.0, 7.75, 8.0, 26.0, 30.0, 32.0])
     x = np.concatenate([near, rnd, specials])
     sign = rng.integers(0, 2, x.size).astype(np.uint32) << 31
     return (x.view(np.uint32) | sign).view(np.float32)
 
 
 @pytest.mark.parametrize("isa", ISA_PARAMS)
-@pytest.mark.parametrize("dt", F8_TYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dt", LOWF_TYPES, ids=lambda d: np.dtype(d).name)
 def test_float8_quantize_grid(isa, dt):
-    """float8 QuantizeLinear by the kernels == the reference, bit for bit, at every level: every
-    rounding tie of the type's grid and the float32 values around it, subnormals, the edges of
-    saturation, NaN (either sign), +-Inf, -0.0; scales 1, 0.75 and 3e-5; a +0 zero point under
-    the profiles that add it (-0 -> +0) and those that do not; saturate=0 (the Cast table, ONNX
-    Runtime's edges, a profile that clamps anyway); per axis with two threads."""
+    """float8 / float6 / float4 QuantizeLinear by the kernels == the reference, bit for bit, at
+    every level: every rounding tie of the type's grid and the float32 values around it,
+    subnormals, the edges of saturation, NaN (either sign), +-Inf, -0.0; scales 1, 0.75 and 3e-5;
+    a +0 zero point under the profiles that add it (-0 -> +0) and those that do not; saturate=0
+    (the Cast table, ONNX Runtime's edges, a profile that clamps anyway; ignored by float6/4);
+    per axis with two threads."""
     import dataclasses
     rng = np.random.default_rng(np.dtype(dt).num)
     x = _f8_inputs(np.dtype(dt), rng, 200_000)
@@ -1482,16 +1486,18 @@ def test_float8_dequantize_every_code(isa):
 
 
 def test_float8_declines_to_reference():
-    """What the float8 kernels do not implement runs the reference (same bits, same errors): a
-    non-zero or -0.0 zero point, onnx-reference's numpy promotions (QuantizeLinear)."""
+    """What the low-float kernels do not implement runs the reference (same bits, same errors):
+    onnx-reference's numpy promotions (QuantizeLinear), a float16 DequantizeLinear output with a
+    non-zero zero point (x - zp rounds to float16 first), a zero point the profile refuses."""
     x = np.float32([1.0, -0.0, 500.0, np.nan, 3e-3] * 8)
     dt = ml_dtypes.float8_e4m3fn
     calls = [
-        (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(0.5, dt)), {}),
-        (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.array(-0.0, dt)), {}),
         (refquant.quantize_linear, R.quantize_linear, (x, np.float32(1.0), np.zeros((), dt)),
          dict(profile="onnx-reference")),
-        (refquant.dequantize_linear, R.dequantize_linear, (x.astype(dt), np.float32(2.0), np.array(1.0, dt)), {}),
+        (refquant.dequantize_linear, R.dequantize_linear, (x.astype(dt), np.float16(2.0), np.array(1.0, dt)), {}),
+        (refquant.dequantize_linear, R.dequantize_linear,
+         (x.astype(ml_dtypes.float4_e2m1fn), np.float32(2.0), np.array(1.0, ml_dtypes.float4_e2m1fn)),
+         dict(output_dtype="float16")),
     ]
     for fast, ref, args, kw in calls:
         with np.errstate(all="ignore"):
@@ -1499,8 +1505,87 @@ def test_float8_declines_to_reference():
             got = fast(*args, **kw)
         assert refquant.last_path()["path"] == "reference", (args[2], kw)
         assert np.array_equal(np.asarray(got).view(np.uint8), np.asarray(want).view(np.uint8))
+    # ORT's DequantizeLinear refuses a non-zero float8 zero point: the reference's error
+    with pytest.raises(ValueError, match="x_zero_point"):
+        refquant.dequantize_linear(x.astype(dt), np.float32(2.0), np.array(1.0, dt), profile="onnxruntime")
     assert refquant.quantize_linear(x, np.float32(1.0), np.zeros((), dt)).dtype == dt
     assert refquant.last_path()["path"].startswith("rq_quantize_f32e4m3fn__")
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_low_float_zero_points(isa):
+    """Non-zero float8 / float6 / float4 zero points by the kernels, under every
+    q_float_zero_point rule (add, add_nonzero, ignore and the per-type ones): QuantizeLinear
+    adds fl32(fl32(x / s) + zp) where the rule adds it, DequantizeLinear subtracts
+    fl32(x - zp) before the scale; per tensor, per axis (mixed zeros, -0.0, NaN) and blocked;
+    the reference's bits, or its error where it refuses the zero point."""
+    import dataclasses
+    rng = np.random.default_rng(77)
+    modes = ("add", "add_nonzero", "add_nonzero_float8", "ignore", "ignore_float8")
+    profs = [dataclasses.replace(get_profile("onnx"), name=f"test-zp-{m}", q_float_zero_point=m) for m in modes]
+    for dt in LOWF_TYPES:
+        dt = np.dtype(dt)
+        grid = np.unique(np.arange(256, dtype=np.uint8).view(dt).astype(np.float32))
+        grid = grid[np.isfinite(grid)]
+        x = _f8_inputs(dt, rng, 3000)[: 6 * 7 * 40].reshape(6, 7, 40)
+        zvals = np.concatenate([rng.choice(grid, 5), [0.0, -0.0]]).astype(np.float32)
+        if ml_dtypes.finfo(dt).bits == 8 and np.isnan(np.float32(np.nan).astype(dt).astype(np.float32)):
+            zvals = np.append(zvals, np.float32(np.nan))
+        cases = [  # (scale, zero point, kw)
+            (np.float32(0.5), np.array(zvals[0]).astype(dt), dict(axis=1)),
+            (np.float32(0.5), np.array(-0.0, np.float32).astype(dt), dict(axis=1)),
+            (np.float32(np.geomspace(0.1, 10, 7)), np.resize(zvals, 7).astype(dt), dict(axis=1)),
+            (np.float32(np.geomspace(0.1, 10, 40)), np.resize(zvals, 40).astype(dt), dict(axis=2)),
+            ((rng.random((6, 7, 4)) + 0.1).astype(np.float32), np.resize(zvals, (6, 7, 4)).astype(dt),
+             dict(axis=2, block_size=10)),
+            ((rng.random((2, 7, 40)) + 0.1).astype(np.float32), np.resize(zvals, (2, 7, 40)).astype(dt),
+             dict(axis=0, block_size=4)),
+        ]
+        for prof in profs:
+            for s, z, kw in cases:
+                for op, fast, ref, arg in (("q", F.quantize_linear, R.quantize_linear, x),
+                                           ("dq", F.dequantize_linear, R.dequantize_linear, None)):
+                    if op == "dq":
+                        with np.errstate(all="ignore"):
+                            arg = R.quantize_linear(x, s, None, output_dtype=dt, **kw)
+                    try:
+                        with np.errstate(all="ignore"):
+                            want = ref(arg, s, z, profile=prof, **kw)
+                    except ValueError:
+                        assert fast(arg, s, z, profile=prof, isa=isa, **kw) is None
+                        continue
+                    res = fast(arg, s, z, profile=prof, isa=isa, **kw)
+                    assert res is not None, (dt, prof.name, op, kw)
+                    assert np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), (dt, prof.name, op, kw, z)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_low_float_dequantize_every_byte(isa):
+    """float4e2m1 / float6 DequantizeLinear: all 256 bytes (the high bits as ml_dtypes converts
+    them), float32 and float16 outputs, per tensor and per axis; the reference's bits."""
+    x8 = np.arange(256, dtype=np.uint8)
+    for dt in LOWF_TYPES[4:]:
+        x = np.tile(x8, 12).view(dt).reshape(12, 256)
+        for s, kw in ((np.float32(0.3), {}), (np.float32(3e38), {}), (np.float16(0.37), {}),
+                      (np.float32(0.123456), dict(output_dtype="float16")),
+                      (np.float32(np.geomspace(1e-3, 1e3, 12)), dict(axis=0))):
+            for zp in (None, np.zeros(np.shape(s), dt)):
+                with np.errstate(over="ignore"):
+                    want = R.dequantize_linear(x, s, zp, **kw)
+                res = F.dequantize_linear(x, s, zp, profile=ONNX, isa=isa, **kw)
+                assert res is not None and "dequantize_" in res[1]
+                assert res[0].dtype == want.dtype and np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), \
+                    (dt, s, kw)
+
+
+def test_float4_packed_output_from_the_kernels():
+    """quantize_linear_packed to float4e2m1 (two codes per byte, element 0 low) from the kernels'
+    one-code-per-byte output == refquant.pack of the reference."""
+    x = np.random.default_rng(5).standard_normal(1001).astype(np.float32) * 4
+    z = np.zeros((), ml_dtypes.float4_e2m1fn)
+    got = refquant.quantize_linear_packed(x, np.float32(0.5), z)
+    assert refquant.last_path()["path"].startswith("rq_quantize_f32e2m1__")
+    assert np.array_equal(got, refquant.pack(R.quantize_linear(x, np.float32(0.5), z)))
 
 
 def test_float8_fast_path_vs_live_onnxruntime():
@@ -1528,19 +1613,23 @@ def test_float8_fast_path_vs_live_onnxruntime():
 
 @pytest.mark.parametrize("isa", ISA_PARAMS)
 def test_float8_blocked_scales(isa):
-    """float8 QuantizeLinear / DequantizeLinear with blocked scales (a scale per block of an axis,
-    the last block partial; float8 weights as they are stored): one scale per element, as the
-    reference expands them; saturate 1 and 0, every type, 1 and 2 threads; the reference's bits."""
+    """float8 / float6 / float4 QuantizeLinear / DequantizeLinear with blocked scales (a scale per
+    block of an axis, the last block partial; low-float weights as they are stored): the kernels'
+    walk takes one scale per block run (per element below blocks of 8 along the last axis);
+    zero or non-zero zero points, saturate 1 and 0, every type, 1 and 2 threads; the reference's
+    bits."""
     rng = np.random.default_rng(41)
-    for k, dt in enumerate(F8_TYPES):
+    for k, dt in enumerate(LOWF_TYPES):
         for shape, axis, bs in (((64, 256), 1, 32), ((64, 256), 0, 16), ((7, 50), 1, 3), ((5, 6, 7), 1, 4),
-                                ((5, 6, 7), 2, 1), ((300,), 0, 128), ((3, 70000), 1, 4096)):
+                                ((5, 6, 7), 2, 1), ((300,), 0, 128), ((3, 70000), 1, 3000),
+                                ((20, 6, 1000), 1, 4),      # (chunks of 64K cut blocks and rows)
+                                ((2, 5000), 1, 7), ((3, 3000), 1, 100)):   # (1024-element runs cut blocks)
             x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 3)).astype(np.float32)
             x.reshape(-1)[:4] = [np.nan, -np.inf, -0.0, 1e6]
             sshape = list(shape)
             sshape[axis] = -(-shape[axis] // bs)
             sc = (rng.random(sshape) + 0.01).astype(np.float32)
-            z = np.zeros(sshape, dt)
+            z = np.zeros(sshape, dt) if k % 2 else rng.choice([0.0, 1.0, -0.5], sshape).astype(dt)
             refquant.set_num_threads(1 + k % 2)
             try:
                 for sat in (1, 0):

@@ -1,22 +1,27 @@
-/* rq_f8.h -- float32 <-> float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) for QuantizeLinear /
- * DequantizeLinear, instantiated in each ISA unit (RQ_F8_SUFFIX: __scalar, __avx2, __avx512)
- * as plain loops the compiler vectorises with the unit's flags.
+/* rq_f8.h -- float32 <-> float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz), float6 (e2m3fn, e3m2fn) and
+ * float4 (e2m1fn) for QuantizeLinear / DequantizeLinear, instantiated in each ISA unit
+ * (RQ_F8_SUFFIX: __scalar, __avx2, __avx512) as plain loops the compiler vectorises with the
+ * unit's flags.
  *
- * Quantize (refquant.reference.quantize, float8 target, float32 division):
- *     v = fl32(x / s)  [+ 0.0 when pos0: the IEEE add of a +0 zero point turns -0 into +0]
- *     v = clamp(v, -fmax, fmax)  with saturate=1     (NaN stays NaN; saturate=0: see sat)
- *     y = float8(v), round to nearest even           (one rounding, subnormals included)
- * Encoding of float8(v), from |v|'s float32 bits a and sign bit sg:
+ * Quantize (refquant.reference.quantize, low-float target, float32 division):
+ *     v = fl32(fl32(x / s) + z)  z the zero point as float32 where the profile adds it (an IEEE
+ *                                add: a +0 zero point turns -0 into +0), -0.0 where it does not
+ *                                (v + (-0) is v, NaN's sign included)
+ *     v = clamp(v, -fmax, fmax)  with saturate=1, always for float6/float4 (NaN stays NaN;
+ *                                float8 saturate=0: see sat)
+ *     y = low_float(v), round to nearest even        (one rounding, subnormals included)
+ * Encoding of low_float(v) (B bits: 8, 6 or 4), from |v|'s float32 bits a and sign bit sg:
  *     |v| below the smallest normal 2^(1-bias): code = RNE(|v| / 2^(1-bias-M)), the count of
  *         subnormal steps (|v|'s significand shifted right by 151 - bias - M - its exponent);
  *         a count of 2^M is exactly the smallest normal's code;
  *     else code = RNE(a - ((127 - bias) << 23)) >> (23 - M) (the clamp keeps it <= fmax's;
  *     with saturate=0 a code past it becomes the overflow code);
- *     y = code | sg << 7, except NaN -> 0x7F | sg << 7 (e4m3fn), 0x7E | sg << 7 (e5m2), 0x80
- *     (fnuz), and the fnuz types' zero is 0x00 whatever the sign (ml_dtypes' conversions, as
- *     the reference takes them).
- * Dequantize: y = fl32(fl32(tab[x] - z) * s), tab the 256 float32 values of the type (NaN codes
- * as ml_dtypes converts them), z the float8 zero point as float32 (+0 when absent). */
+ *     y = code | sg << (B-1), except NaN -> 0x7F | sg << 7 (e4m3fn), 0x7E | sg << 7 (e5m2), 0x80
+ *     (fnuz), the zero of the opposite sign (float6 / float4: no NaN code), and the fnuz types'
+ *     zero is 0x00 whatever the sign (ml_dtypes' conversions, as the reference takes them).
+ * Dequantize: y = fl32(fl32(tab[x] - z) * s), tab the 256 float32 values of the type (NaN codes,
+ * and float6 / float4 bytes with high bits set, as ml_dtypes converts them), z the zero point as
+ * float32 (+0 when absent). */
 #ifndef RQ_F8_SUFFIX
 #error "define RQ_F8_SUFFIX"
 #endif
@@ -24,16 +29,17 @@
 #include <string.h>
 #include "rq_quant.h"
 
-/* format constants (M mantissa bits, bias, fnuz, NaN code, largest value): e4m3fn 3, 7, 0,
- * 0x7F, 448; e4m3fnuz 3, 8, 1, 0x80, 240; e5m2 2, 15, 0, 0x7E, 57344; e5m2fnuz 2, 16, 1, 0x80,
- * 57344 */
+/* format constants (M mantissa bits, bias, fnuz, NaN code, largest value, bits): e4m3fn 3, 7,
+ * 0, 0x7F, 448, 8; e4m3fnuz 3, 8, 1, 0x80, 240, 8; e5m2 2, 15, 0, 0x7E, 57344, 8; e5m2fnuz 2,
+ * 16, 1, 0x80, 57344, 8; e2m1fn 1, 1, 0, -, 6, 4; e2m3fn 3, 1, 0, -, 7.5, 6; e3m2fn 2, 3, 0, -,
+ * 28, 6 */
 #define RQ_F8_CAT_(a, b) a##b
 #define RQ_F8_CAT(a, b) RQ_F8_CAT_(a, b)
 
 static inline __attribute__((always_inline)) void
-rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float *restrict s, const int pe,
-            int pos0, const int sat, const int M, const int bias, const int fnuz, const uint32_t nanc,
-            const float fmax)
+rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float *restrict s,
+            const float *restrict z, const int pe, const int sat, const int M, const int bias, const int fnuz, const uint32_t nanc,
+            const float fmax, const int bits)
 {
     /* sat: 1 clamp to +-fmax first (saturate=1); 0 the Cast table (saturate=0: a magnitude
      * that rounds past fmax gives the overflow code: NaN 0x7F / 0x80, +-Inf 0x7C for e5m2);
@@ -49,14 +55,15 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float
     const uint32_t ebias = (uint32_t)(127 - bias) << 23, sh = 23u - (uint32_t)M;
     const uint32_t half = (1u << (22 - M)) - 1u;
     const int32_t sub0 = 151 - bias - M;
-    const float add0 = pos0 ? 0.0f : -0.0f;         /* v + (-0) is v; v + (+0) turns -0 into +0 */
     /* (every test and the subnormal rounding in integers: with a float add under a select, GCC
      * kept the loop scalar below AVX-512) */
     for (int64_t i = 0; i < n; i++) {
-        const float v = x[i] / s[pe ? i : 0] + add0;
+        /* z: the zero point as float32 where the profile adds it (IEEE: v + (+0) turns -0 into
+         * +0), -0.0 where it does not (v + (-0) is v) */
+        const float v = x[i] / s[pe ? i : 0] + z[pe ? i : 0];
         uint32_t u;
         memcpy(&u, &v, 4);
-        const uint32_t sg = (u >> 31) << 7;
+        const uint32_t sg = (u >> 31) << (bits - 1);
         uint32_t a = u & 0x7fffffffu;
         if (sat == 1) a = (((int32_t)a > (int32_t)fmb) & ((int32_t)a <= 0x7f800000)) ? fmb : a;   /* |v| <= fmax, NaN kept */
         /* below the smallest normal: |v| / 2^(1-bias-M) rounded to nearest even, from the
@@ -73,15 +80,17 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float
         if (sat != 1) code = code >= ovf ? ovf : code;   /* (0x80 | sign is 0x80: fnuz's NaN) */
         if (sat == 2 && !fnuz) code = (((int32_t)a >= (int32_t)ort_lo) & ((int32_t)a < (int32_t)ort_hi)) ? ort_code : code;
         code = (fnuz & (code == 0)) ? 0u : (code | sg);
-        code = (int32_t)a > 0x7f800000 ? (fnuz ? nanc : (nanc | sg)) : code;
+        /* NaN: the float8 NaN code with its sign (fnuz: 0x80); float4 / float6 have none and
+         * take ml_dtypes' conversion: a zero with the opposite sign */
+        code = (int32_t)a > 0x7f800000 ? (bits < 8 ? sg ^ (1u << (bits - 1)) : fnuz ? nanc : (nanc | sg)) : code;
         y[i] = (uint8_t)code;
     }
 }
 
 #define RQ_F8_Q_SAT(SAT, ...)                                                                  \
     do {                                                                                       \
-        if (pe) rq_f8_q_run(x, y, n, s, 1, pos0, SAT, __VA_ARGS__);                             \
-        else rq_f8_q_run(x, y, n, s, 0, pos0, SAT, __VA_ARGS__);                                \
+        if (pe) rq_f8_q_run(x, y, n, s, z, 1, SAT, __VA_ARGS__);                                \
+        else rq_f8_q_run(x, y, n, s, z, 0, SAT, __VA_ARGS__);                                   \
     } while (0)
 #define RQ_F8_Q_FMT(...)                                                                       \
     do {                                                                                       \
@@ -90,20 +99,51 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float
         else RQ_F8_Q_SAT(2, __VA_ARGS__);                                                      \
     } while (0)
 
-void RQ_F8_CAT(rq_quantize_f8, RQ_F8_SUFFIX)(const float *x, uint8_t *y, const float *s, int64_t n, int fmt,
-                                            int pos0, int pe, int sat)
+static void RQ_F8_CAT(rq_f8_q_body, RQ_F8_SUFFIX)(const float *x, uint8_t *y, const float *s, const float *z,
+                                                  int64_t n, int fmt, int pe, int sat)
 {
-    /* n elements, scale s[0] (pe = 0) or s[i] each (pe = 1); constant formats, saturation modes
+    /* n elements, scale and zero point s[0], z[0] (pe = 0) or s[i], z[i] each (pe = 1); constant
+     * formats, saturation modes
      * and scale strides: the loop's shifts, masks and tests become immediates */
     switch (fmt) {
-    case RQ_F8_E4M3FN: RQ_F8_Q_FMT(3, 7, 0, 0x7F, 448.0f); break;
-    case RQ_F8_E4M3FNUZ: RQ_F8_Q_FMT(3, 8, 1, 0x80, 240.0f); break;
-    case RQ_F8_E5M2: RQ_F8_Q_FMT(2, 15, 0, 0x7E, 57344.0f); break;
-    default: RQ_F8_Q_FMT(2, 16, 1, 0x80, 57344.0f); break;
+    case RQ_F8_E4M3FN: RQ_F8_Q_FMT(3, 7, 0, 0x7F, 448.0f, 8); break;
+    case RQ_F8_E4M3FNUZ: RQ_F8_Q_FMT(3, 8, 1, 0x80, 240.0f, 8); break;
+    case RQ_F8_E5M2: RQ_F8_Q_FMT(2, 15, 0, 0x7E, 57344.0f, 8); break;
+    case RQ_F8_E5M2FNUZ: RQ_F8_Q_FMT(2, 16, 1, 0x80, 57344.0f, 8); break;
+    /* float4 / float6: no Inf or NaN encoding, always saturated (the caller passes sat 1) */
+    case RQ_F4_E2M1FN: RQ_F8_Q_SAT(1, 1, 1, 0, 0, 6.0f, 4); break;
+    case RQ_F6_E2M3FN: RQ_F8_Q_SAT(1, 3, 1, 0, 0, 7.5f, 6); break;
+    default: RQ_F8_Q_SAT(1, 2, 3, 0, 0, 28.0f, 6); break;   /* RQ_F6_E3M2FN */
     }
 }
 #undef RQ_F8_Q_FMT
 #undef RQ_F8_Q_SAT
+
+/* Whole vectors of RQ_F8_PAD elements, then the last n mod RQ_F8_PAD padded to one more (x 0,
+ * scale 1, zero point -0 in the padding; its codes are dropped): the compiler's scalar
+ * remainder loop costs 3-8 ns an element, which made short runs (blocks of 16 or 24 along the
+ * last axis) 5-10x slower per element than long ones. */
+#define RQ_F8_PAD 32
+void RQ_F8_CAT(rq_quantize_f8, RQ_F8_SUFFIX)(const float *x, uint8_t *y, const float *s, const float *z,
+                                            int64_t n, int fmt, int pe, int sat)
+{
+    const int64_t m = n - n % RQ_F8_PAD;
+    if (m) RQ_F8_CAT(rq_f8_q_body, RQ_F8_SUFFIX)(x, y, s, z, m, fmt, pe, sat);
+    if (m == n) return;
+    const int64_t r = n - m;
+    float xb[RQ_F8_PAD], sb[RQ_F8_PAD], zb[RQ_F8_PAD];
+    uint8_t yb[RQ_F8_PAD];
+    for (int64_t i = 0; i < RQ_F8_PAD; i++) {
+        xb[i] = i < r ? x[m + i] : 0.0f;
+        if (pe) {
+            sb[i] = i < r ? s[m + i] : 1.0f;
+            zb[i] = i < r ? z[m + i] : -0.0f;
+        }
+    }
+    RQ_F8_CAT(rq_f8_q_body, RQ_F8_SUFFIX)(xb, yb, pe ? sb : s, pe ? zb : z, RQ_F8_PAD, fmt, pe, sat);
+    memcpy(y + m, yb, (size_t)r);
+}
+#undef RQ_F8_PAD
 
 void RQ_F8_CAT(rq_dequantize_f8, RQ_F8_SUFFIX)(const uint8_t *x, float *y, const float *tab, const float *s,
                                               const float *z, int64_t n, int pe)

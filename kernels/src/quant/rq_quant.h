@@ -130,24 +130,30 @@ int rq_minmax_f32__scalar(const float *x, int64_t n, float *mn, float *mx);
 int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx);
 int rq_minmax_f32__avx512(const float *x, int64_t n, float *mn, float *mx);
 
-/* float8 QuantizeLinear / DequantizeLinear (rq_f8.h): formats */
-enum { RQ_F8_E4M3FN = 0, RQ_F8_E4M3FNUZ = 1, RQ_F8_E5M2 = 2, RQ_F8_E5M2FNUZ = 3 };
+/* float8 / float6 / float4 QuantizeLinear / DequantizeLinear (rq_f8.h): formats (one code per
+ * byte; float6 / float4 in the low bits, ml_dtypes' storage) */
+enum { RQ_F8_E4M3FN = 0, RQ_F8_E4M3FNUZ = 1, RQ_F8_E5M2 = 2, RQ_F8_E5M2FNUZ = 3,
+       RQ_F4_E2M1FN = 4, RQ_F6_E2M3FN = 5, RQ_F6_E3M2FN = 6 };
 #define RQ_F8_DECL(SFX)                                                                          \
-    void rq_quantize_f8##SFX(const float *x, uint8_t *y, const float *s, int64_t n, int fmt, int pos0, \
-                             int pe, int sat);                                                   \
+    void rq_quantize_f8##SFX(const float *x, uint8_t *y, const float *s, const float *z, int64_t n, \
+                             int fmt, int pe, int sat);                                          \
     void rq_dequantize_f8##SFX(const uint8_t *x, float *y, const float *tab, const float *s,    \
                                const float *z, int64_t n, int pe);
 RQ_F8_DECL(__scalar)
 RQ_F8_DECL(__avx2)
 RQ_F8_DECL(__avx512)
-/* [outer, D, inner] layout: s (and z) per d, or (pe = 1, D = 1) per element of a row of inner
- * elements (a periodic table for short runs); threads over chunks of RQ_QCHUNK elements.
- * sat (quantize): 1 saturate=1, 0 saturate=0 (the Cast table), 2 ONNX Runtime's saturate=0.
- * Return the ISA level used, -1 on bad arguments. */
-int rq_quantize_f8(const float *x, uint8_t *y, const float *s, int64_t outer, int64_t D, int64_t inner,
-                   int fmt, int pos0, int pe, int sat, int isa_cap, int nthreads);
+/* [outer, D, inner] layout: s and z per d; or (pe = 1, D = 1) per element of a row of inner
+ * elements (a periodic table for short runs); or (block > 0) per block, shape
+ * [outer, ceil(D / block), inner], element (o, a, i) using entry (o, a / block, i).  Threads over
+ * chunks of RQ_QCHUNK elements.  sat (quantize): 1 saturate=1, 0 saturate=0 (the Cast table), 2
+ * ONNX Runtime's saturate=0 (float8 only: float6 / float4 take 1).  z: the zero point as float32
+ * (quantize: -0.0 where the profile adds none).  Return the ISA level used, -1 on bad
+ * arguments. */
+int rq_quantize_f8(const float *x, uint8_t *y, const float *s, const float *z, int64_t outer, int64_t D,
+                   int64_t inner, int64_t block, int fmt, int pe, int sat, int isa_cap, int nthreads);
 int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
-                     int64_t outer, int64_t D, int64_t inner, int pe, int isa_cap, int nthreads);
+                     int64_t outer, int64_t D, int64_t inner, int64_t block, int pe, int isa_cap,
+                     int nthreads);
 
 /* Whole-array entry points: [outer, D, inner] layout, contiguous input and output.
  * Return the ISA level used (RQ_ISA_*), or -1 on bad arguments. Release-GIL safe. */
