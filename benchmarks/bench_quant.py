@@ -264,6 +264,39 @@ def bench_float8(n, threads_list, reps):
     return rows
 
 
+def bench_lowfloat_blocked(threads_list, reps, rows=4096, cols=4096):
+    """Blocked-scale weights (a scale per block of the last axis, as float8 / MX / NV float4
+    checkpoints store them): float32 -> float8 e4m3fn (blocks of 128) and float4 e2m1 (blocks
+    of 32 and 16) QuantizeLinear and back, against the numpy reference (ONNX Runtime has no CPU
+    float4 kernel, and no blocked float8 one)."""
+    import ml_dtypes
+    import refquant
+    from refquant import reference as R
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    rows_out = []
+    for th in threads_list:
+        refquant.set_num_threads(th)
+        for name, bs in (("float8_e4m3fn", 128), ("float4_e2m1fn", 32), ("float4_e2m1fn", 16)):
+            dt = np.dtype(getattr(ml_dtypes, name))
+            s = (rng.random((rows, cols // bs)) + 0.05).astype(np.float32)
+            z = np.zeros(s.shape, dt)
+            kw = dict(axis=1, block_size=bs)
+            y = refquant.quantize_linear(w, s, z, **kw)
+            row = {"threads": th, "type": name, "block": bs, "n": w.size,
+                   "kernel_quantize": refquant.last_path()["path"]}
+            refquant.dequantize_linear(y, s, z, **kw)
+            row["kernel_dequantize"] = refquant.last_path()["path"]
+            row["rq_q_s"] = _median_time(lambda: refquant.quantize_linear(w, s, z, **kw), reps)
+            row["rq_d_s"] = _median_time(lambda: refquant.dequantize_linear(y, s, z, **kw), reps)
+            part = slice(0, max(1, rows // 16))          # the reference on a sixteenth, scaled
+            row["ref_q_s"] = _median_time(lambda: R.quantize_linear(w[part], s[part], z[part], **kw), 3) * 16
+            row["ref_d_s"] = _median_time(lambda: R.dequantize_linear(y[part], s[part], z[part], **kw), 3) * 16
+            rows_out.append(row)
+    refquant.set_num_threads(None)
+    return rows_out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=16 * 1024 * 1024)
@@ -273,7 +306,8 @@ def main(argv=None):
                     help="also run per-axis: axis 0 of 4096 rows, and the last axis of 64 channels "
                          "(ORT runs the latter element by element: slow)")
     ap.add_argument("--float8", action="store_true",
-                    help="also run float32 -> float8 e4m3fn QuantizeLinear and back (per tensor)")
+                    help="also run float32 -> float8 e4m3fn QuantizeLinear and back (per tensor), "
+                         "and blocked float8 / float4 weights")
     ap.add_argument("--json", metavar="FILE", help="write results as JSON ('-' = stdout)")
     args = ap.parse_args(argv)
     import refquant
@@ -322,9 +356,16 @@ def main(argv=None):
         if "ort_bitexact" in r:
             print(f"  ORT bit-exact vs refquant: quantize {r['ort_bitexact']}, "
                   f"dequantize {r.get('ort_dq_bitexact')}")
+    lowb = bench_lowfloat_blocked(args.threads, args.reps, rows=max(16, args.n // 4096)) if args.float8 else []
+    for r in lowb:
+        print(f"\n== {r['type']}, blocks of {r['block']} along the last axis, {r['n']} elements, "
+              f"{r['threads']} thread(s); kernels {r['kernel_quantize']}, {r['kernel_dequantize']}")
+        for op, key in (("QuantizeLinear", "q"), ("DequantizeLinear", "d")):
+            print(f"  {op:<18} refquant {r['n'] / r[f'rq_{key}_s'] / 1e9:6.2f} Gelem/s   numpy reference "
+                  f"{r['n'] / r[f'ref_{key}_s'] / 1e9:6.3f} Gelem/s   ratio {r[f'ref_{key}_s'] / r[f'rq_{key}_s']:5.1f}x")
     if args.json:
         out = {"refquant": refquant.__version__, "config": refquant._config.config_dict(),
-               "results": res, "float8": f8}
+               "results": res, "float8": f8, "lowfloat_blocked": lowb}
         text = json.dumps(out, indent=2, default=str)
         if args.json == "-":
             print(text)

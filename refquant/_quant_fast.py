@@ -49,6 +49,7 @@ __all__ = ["quantize_linear", "dequantize_linear", "dynamic_quantize_linear",
 _F32 = np.dtype(np.float32)
 _F16 = np.dtype(np.float16)
 _E8M0 = np.dtype(ml_dtypes.float8_e8m0fnu)
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 _Q_OUT = {
     np.dtype(np.uint8): "uint8", np.dtype(np.int8): "int8",
     np.dtype(np.uint16): "uint16", np.dtype(np.int16): "int16",
@@ -58,7 +59,7 @@ _NIBBLE = (np.dtype(ml_dtypes.uint4), np.dtype(ml_dtypes.int4))
 _DQ_IN = dict(_Q_OUT)
 _DQ_IN[np.dtype(np.int32)] = "int32"
 _F_NAMES = {_F32: "float32", _F16: "float16"}
-_SHORT = {"float32": "f32", "float16": "f16", "uint8": "u8", "int8": "s8", "uint16": "u16",
+_SHORT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "uint8": "u8", "int8": "s8", "uint16": "u16",
           "int16": "s16", "uint4": "u4", "int4": "s4", "int32": "s32"}
 
 _ISA = {0: "scalar", 1: "avx2", 2: "avx512", 3: "avx512vnni", 4: "amx"}
@@ -275,7 +276,7 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
                 return None
             quick["variant"] = v
             return quick
-    if not isinstance(x, np.ndarray) or x.dtype not in (_F32, _F16):
+    if not isinstance(x, np.ndarray) or x.dtype not in (_F32, _F16, _BF16):
         return None
     try:
         opset, s, zp, out_dt = _q_operands(x, y_scale, y_zero_point, output_dtype, opset)
@@ -292,6 +293,31 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
         P = _rq._division_dtype(x.dtype, s.dtype, precision, opset, prof)
     except Exception:
         return None
+    xk, tag = None, ""
+    if P == _BF16 or x.dtype == _BF16:
+        # bfloat16: the kernels read float32 / float16.  P float32: x converted exactly.  P
+        # bfloat16: v = fl_bf16(x / s) (or x * fl_bf16(1 / s)) by numpy as the reference forms
+        # it, then the kernel with a unit scale on v (exact in float32): rounding, zero point and
+        # clamp act on v alone.  Not with the zero point added in bfloat16 before rounding.
+        if P == _F32:
+            xk = x.astype(_F32)
+        elif P == _BF16 and not variant & (_QV_ZPB | _QV_FMA):
+            try:
+                sb = _rq.expand_qparam(s, x.shape, ax, block_size, argname="y_scale")
+                with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+                    xs, ss = _rq._round_to(x, P), sb.astype(P)
+                    if variant & _QV_RECIP:
+                        v = np.asarray(xs * (np.asarray(1, P) / ss).astype(P), P)
+                    else:
+                        v = np.asarray(xs / ss, P)
+                    xk = np.broadcast_to(v, x.shape).astype(_F32)
+            except Exception:
+                return None
+            variant &= ~_QV_RECIP
+            s = np.ones(s.shape, _F32)
+            P, tag = _F32, "_pbf16"
+        else:
+            return None
     if P not in (_F32, _F16):
         return None
     if variant and P == _F16:
@@ -319,7 +345,7 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
         if sf.size == 0 and not blocked:   # a per-axis scale of length 0: one unread placeholder
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
     return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16 and not variant), outer=outer, D=D,
-                inner=inner, block=int(block_size) if blocked else 0, variant=variant)
+                inner=inner, block=int(block_size) if blocked else 0, variant=variant, x=xk, tag=tag)
 
 
 _VT = {}      # id(profile) -> (profile, its vector-block profile, its tail profile)
@@ -398,7 +424,8 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     if prep is None:
         return _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, saturate,
                                 precision, profile, opset, out, isa)
-    xc = np.ascontiguousarray(x)
+    xk = prep.get("x")
+    xc = np.ascontiguousarray(x if xk is None else xk)
     out_dt = prep["out_dt"]
     recycled = False
     if out is None:
@@ -410,7 +437,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
             return None     # the dispatcher's reference path copies into it or raises
         y = out
     cap = -1 if isa is None else _cpu._level(isa)
-    lvl = _k.quantize(xc.reshape(-1), _F_NAMES[x.dtype], y.reshape(-1).view(np.uint8)
+    lvl = _k.quantize(xc.reshape(-1), _F_NAMES[xc.dtype], y.reshape(-1).view(np.uint8)
                       if y.dtype.itemsize == 1 else y.reshape(-1).view(np.uint16),
                       _Q_OUT[out_dt], prep["s"], prep["zp"], prep["outer"], prep["D"],
                       prep["inner"], prep["div_f16"], cap, 0, prep["block"],
@@ -419,9 +446,9 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     v = prep["variant"]
     if v and not _k.variant_simd(v):
         lvl = _LVL_SCALAR         # a combination the SIMD units leave to the scalar core
-    name = kernel_name("quantize", _F_NAMES[x.dtype], _Q_OUT[out_dt], lvl)
-    if v:
-        name = name.replace("__", _variant_tag(v) + "__", 1)
+    name = kernel_name("quantize", _F_NAMES.get(x.dtype, "bfloat16"), _Q_OUT[out_dt], lvl)
+    if v or prep.get("tag"):
+        name = name.replace("__", _variant_tag(v) + prep.get("tag", "") + "__", 1)
     return y, name
 
 
@@ -535,7 +562,7 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
     included, then the kernel with a unit scale); per tensor, per axis or blocked; profiles that
     divide without numpy's promotions.  ``(y, kernel name)`` or None (the reference runs and
     raises)."""
-    if (type(x) is not np.ndarray or x.dtype not in (_F32, _F16) or x.size == 0
+    if (type(x) is not np.ndarray or x.dtype not in (_F32, _F16, _BF16) or x.size == 0
             or not hasattr(_k, "quantize_f8")):
         return None         # (a masked array, an empty one: the reference)
     x_in = x.dtype
@@ -551,26 +578,27 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
         p = prof.for_op("QuantizeLinear", per_axis=bool(s.ndim == 1 and not block_size))
         P = _rq._division_dtype(x.dtype, s.dtype, precision, opset, p)
         if (p.q_vector_width or p.q_scale_op != "divide" or p.q_division_precision == "numpy_promotion"
-                or P not in (_F32, _F16)):
+                or P not in (_F32, _F16, _BF16)):
             return None
         mode = _q_zero_mode(p, out_dt)
-        if P == _F16:
-            # the division in float16 (float16 x and scale, opset 19+): v = fl16(fl16(x) / fl16(s))
-            # [+ the zero point in float16], numpy's float16 arithmetic as the reference takes
-            # it; the kernel then quantizes v (exact in float32) with a unit scale
+        if P != _F32:
+            # the division in float16 / bfloat16 (x and scale of that type, opset 19+):
+            # v = fl_P(fl_P(x) / fl_P(s)) [+ the zero point in P], numpy's arithmetic as the
+            # reference takes it; the kernel then quantizes v (exact in float32) with a unit
+            # scale
             ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "y_scale", "y_zero_point")
             sb = _rq.expand_qparam(s, x.shape, ax, block_size, argname="y_scale")
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                v = np.asarray(x.astype(_F16) / sb.astype(_F16), _F16)
+                v = np.asarray(x.astype(P) / sb.astype(P), P)
                 if zp is not None and mode != "ignore":
                     zf = _rq.expand_qparam(zp, x.shape, ax, block_size,
-                                           argname="y_zero_point").astype(_F16)
-                    v = np.asarray(v + zf if mode == "add" else np.where(zf == 0, v, v + zf), _F16)
+                                           argname="y_zero_point").astype(P)
+                    v = np.asarray(v + zf if mode == "add" else np.where(zf == 0, v, v + zf), P)
                 x = np.ascontiguousarray(np.broadcast_to(v, x.shape)).astype(_F32)
             lay = (1, 1, x.size, 0, np.ones(1, _F32), np.full(1, _MINUS0), False)
         else:
             if x.dtype != _F32:
-                x = x.astype(_F32)           # (float16 x divided in float32: converted exactly)
+                x = x.astype(_F32)           # (16-bit x divided in float32: converted exactly)
             lay = _f8_layout(x, s, _q_zero_add(zp, mode), _MINUS0, axis, block_size, opset,
                              ("y_scale", "y_zero_point"))
             if lay is None:
@@ -588,7 +616,8 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
     r = _f8_execute(x, out, out_dt, lay,
                     lambda xs, ys, ss, zs, o, d, i, b, pe: _k.quantize_f8(xs, ys, ss, zs, o, d, i, fmt, pe, cap,
                                                                           sat=sat, block=b))
-    tag = ("f16" if x_in == _F16 else "f32") + _F8_SHORT[_LOWF[out_dt]] + ("_p16" if P == _F16 else "")
+    tag = (_SHORT[_F_NAMES.get(x_in, "bfloat16")] + _F8_SHORT[_LOWF[out_dt]]
+           + {_F16: "_p16", _BF16: "_pbf16"}.get(P, ""))
     return None if r is None else (r[0], f"rq_quantize_{tag}__{_ISA.get(r[1], r[1])}")
 
 
@@ -672,24 +701,24 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
         return None
     try:
         opset, s, zp = _dq_operands(x, x_scale, x_zero_point, opset)
-        if s.dtype not in (_F32, _F16) or prof.symmetric_only:
+        if s.dtype not in (_F32, _F16, _BF16, _E8M0) or prof.symmetric_only:
             return None
         if output_dtype is not None:
             if opset < 23:
                 return None
             out_dt = _rq.resolve_dtype(output_dtype, argname="output_dtype")
         else:
-            out_dt = s.dtype
-        if out_dt not in (_F32, _F16):
+            out_dt = _F32 if s.dtype == _E8M0 else s.dtype     # (an MX scale: float32 out)
+        if out_dt not in (_F32, _F16, _BF16):
             return None
         prof.check_qtype(x.dtype, "DequantizeLinear")
         z = _dq_zero(zp, x.dtype, prof)
-        # a float16 output: fl16(float(x) * fl16(s)); the float32 product of a low-float value
-        # and a float16 scale is exact (at most 4 + 11 significant bits), so the kernel's
-        # float32 result rounded once to float16 is it.  dq_subtract "float32" (ORT) multiplies
-        # by the float32 scale and rounds that product to float16: the kernel's float32 result,
-        # then the cast.  A non-zero zero point would round x - zp to float16 first: reference
-        if out_dt == _F16 and z is not None and np.any(z != 0):
+        # a float16 / bfloat16 output: fl16(float(x) * fl16(s)); the float32 product of a
+        # low-float value and a float16 / bfloat16 scale is exact (at most 4 + 11 significant
+        # bits), so the kernel's float32 result rounded once is it.  dq_subtract "float32" (ORT)
+        # multiplies by the float32 scale and rounds that product: the kernel's float32 result,
+        # then the cast.  A non-zero zero point would round x - zp first: reference
+        if out_dt != _F32 and z is not None and np.any(z != 0):
             return None
         if prof.dq_subtract != "float32":
             s = s.astype(out_dt)
@@ -700,7 +729,7 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
             return None
     except Exception:
         return None
-    if out_dt == _F16 and out is not None:
+    if out_dt != _F32 and out is not None:
         return None
     cap = -1 if isa is None else _cpu._level(isa)
     tab = _f8_table(x.dtype)
@@ -710,9 +739,9 @@ def _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype,
     if r is None:
         return None
     short, lvl = _F8_SHORT[_LOWF[x.dtype]], _ISA.get(r[1], r[1])
-    if out_dt == _F16:
+    if out_dt != _F32:
         with np.errstate(over="ignore"):
-            return r[0].astype(_F16), f"rq_dequantize_{short}f16_via_f32__{lvl}"
+            return r[0].astype(out_dt), f"rq_dequantize_{short}{_SHORT[_F_NAMES.get(out_dt, 'bfloat16')]}_via_f32__{lvl}"
     return r[0], f"rq_dequantize_{short}f32__{lvl}"
 
 
@@ -835,13 +864,19 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             out_dt = _rq.resolve_dtype(output_dtype, argname="output_dtype")
         else:
             out_dt = _F32 if s.dtype == _E8M0 else s.dtype
-        if out_dt not in (_F32, _F16):
+        if out_dt == _BF16 and (x.dtype.itemsize != 1 or out is not None or _sts):
             return None
+        if out_dt not in (_F32, _F16, _BF16):
+            return None
+        # a bfloat16 output from 8- and 4-bit x: d = x - zp (|d| <= 255) is exact in bfloat16,
+        # so fl_bf16(d * s_bf16) is the kernels' float32 product (exact: 8 + 8 bits) rounded
+        # once; under dq_subtract "float32" the float32 product with the float32 scale, then the
+        # same rounding
         # dq_subtract "float32" with a float16 output (ORT: fl16(fl32(x - zp) * fl32(s))): the
         # kernels' float32 results, each rounded once to float16 (via32; a numpy cast of the
         # whole float32 result before session 19: 5 ns an element)
         cast_after = prof.dq_subtract == "float32" and out_dt != _F32
-        if cast_after and s.dtype not in (_F32, _F16):
+        if cast_after and s.dtype not in (_F32, _F16, _BF16, _E8M0):
             return None
         ax = _rq._granularity(x.shape, s, zp, axis, block_size, opset, "x_scale", "x_zero_point")
     except Exception:
@@ -863,6 +898,10 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
     if _sts and (blocked or cast_after or out_dt != _F32):
         return None
+    if out_dt == _BF16:
+        r = _dq_run(x, sf, zf, _F32, outer, D, inner, None, isa, int(block_size) if blocked else 0)
+        with np.errstate(over="ignore"):
+            return r[0].astype(_BF16), r[1].replace("f32__", "bf16_via_f32__", 1)
     return _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, int(block_size) if blocked else 0,
                    _sts, via32=cast_after)
 

@@ -70,3 +70,6 @@ def test_bench_quant_smoke(tmp_path):
     assert row["ratio_rq_q_pre_vs_ort_q_pre"] > 0
     f8 = js["float8"][0]
     assert f8["ort_bitexact"] is True and f8["ort_dq_bitexact"] is True and f8["rq_q_s"] > 0
+    lb = js["lowfloat_blocked"]
+    assert {r["type"] for r in lb} == {"float8_e4m3fn", "float4_e2m1fn"}
+    assert all(r["kernel_quantize"].startswith("rq_quantize_f32") and r["rq_d_s"] > 0 for r in lb)

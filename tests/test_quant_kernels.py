@@ -424,7 +424,7 @@ def test_declined_calls_run_the_reference():
     x = np.linspace(-3, 3, 100, dtype=np.float32)
     cases = [
         dict(args=(x.astype(ml_dtypes.bfloat16), np.array(0.1, ml_dtypes.bfloat16), np.uint8(3)),
-             kw={}),
+             kw=dict(precision="float64")),
         dict(args=(x, np.float32(0.1), np.array(3, ml_dtypes.float8_e4m3fn)), kw=dict(profile="onnx-reference")),
         dict(args=(x.astype(np.int32), np.float32(0.1), np.uint8(3)), kw={}),
         dict(args=(x, np.float32(0.1), np.array(1, ml_dtypes.uint2)), kw={}),
@@ -1609,6 +1609,135 @@ def test_float8_fast_path_vs_live_onnxruntime():
             back = refquant.dequantize_linear(got, s, np.zeros((), dt), profile="onnxruntime")
             assert refquant.last_path()["path"].startswith("rq_dequantize_")
             assert np.array_equal(back.view(np.uint32), want.view(np.uint32)), (dt, s)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_bfloat16_quantize(isa):
+    """bfloat16 QuantizeLinear to integers by the kernels: a bfloat16 x divided in float32
+    (converted exactly), or the division in bfloat16 (v = fl_bf16(x / s), or x * fl_bf16(1 / s),
+    by numpy as the reference forms it, then the kernel with a unit scale); per tensor, per axis,
+    blocked; several profiles and targets; NaN, +-Inf, -0.0, ties; the reference's bits."""
+    rng = np.random.default_rng(23)
+    x32 = (rng.standard_normal((48, 96)) * 40).astype(np.float32)
+    x32.reshape(-1)[:8] = [np.nan, -np.inf, np.inf, -0.0, 0.5, 1.5, 2.5, -2.5]
+    xb = x32.astype(ml_dtypes.bfloat16)
+    names = ("onnx", "onnxruntime", "tensorrt", "pytorch-fbgemm", "tflite-xnnpack", "pytorch-onednn", "onnx-reference")
+    seen = set()
+    for xd, sd, opset in ((xb, ml_dtypes.bfloat16, 21), (xb, ml_dtypes.bfloat16, 23), (xb, np.float32, 23),
+                          (x32, ml_dtypes.bfloat16, 23)):
+        for name in names:
+            prof = get_profile(name)
+            for out, s, z, kw in ((np.uint8, np.array(0.37, sd), np.uint8(3), {}),
+                                  (np.int8, (rng.random(96) + 0.05).astype(sd), np.resize(np.int8([0, -3, 5]), 96), dict(axis=1)),
+                                  (ml_dtypes.int4, (rng.random((48, 3)) + 0.2).astype(sd), np.zeros((48, 3), ml_dtypes.int4),
+                                   dict(axis=1, block_size=32)),
+                                  (np.uint16, np.array(0.01, sd), np.uint16(300), {})):
+                z = np.asarray(z).astype(out)
+                try:
+                    with np.errstate(all="ignore"):
+                        want = R.quantize_linear(xd, s, z, profile=prof, opset=opset, **kw)
+                except (ValueError, TypeError):
+                    assert F.quantize_linear(xd, s, z, profile=prof, opset=opset, isa=isa, **kw) is None
+                    continue
+                with np.errstate(all="ignore"):
+                    res = F.quantize_linear(xd, s, z, profile=prof, opset=opset, isa=isa, **kw)
+                if res is None:
+                    continue
+                seen.add(res[1].split("__")[0])
+                assert np.array_equal(res[0].astype(np.int64), want.astype(np.int64)), (name, opset, kw, res[1])
+    assert any("_pbf16" in k and k.startswith("rq_quantize_bf16") for k in seen), seen
+    assert any("_pbf16" not in k and k.startswith("rq_quantize_bf16") for k in seen), seen
+    assert any(k.startswith("rq_quantize_f32") and "_pbf16" in k for k in seen), seen
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_bfloat16_dequantize_output(isa):
+    """DequantizeLinear to bfloat16 from 8- and 4-bit integers (d = x - zp exact in bfloat16):
+    the kernels' float32 product, rounded once; a bfloat16 scale, or output_dtype bfloat16 with a
+    float32 scale (rounded to bfloat16 first, or under ORT's dq_subtract "float32" the float32
+    product rounded); 16-bit inputs go to the reference."""
+    rng = np.random.default_rng(24)
+    for qt, lo, hi in ((np.uint8, 0, 256), (np.int8, -128, 128), (ml_dtypes.uint4, 0, 16), (ml_dtypes.int4, -8, 8)):
+        x = rng.integers(lo, hi, (40, 64)).astype(qt)
+        for name in ("onnx", "onnxruntime", "onnx-reference", "tensorrt"):
+            prof = get_profile(name)
+            for s, z, kw in ((np.array(0.3711, ml_dtypes.bfloat16), np.array(hi - 1).astype(qt), {}),
+                             (np.array(3e38, ml_dtypes.bfloat16), None, {}),
+                             ((rng.random(64) * 9).astype(np.float32) + 1e-3, rng.integers(lo, hi, 64).astype(qt),
+                              dict(axis=1, output_dtype="bfloat16")),
+                             ((rng.random((40, 2)) + 0.1).astype(ml_dtypes.bfloat16), rng.integers(lo, hi, (40, 2)).astype(qt),
+                              dict(axis=1, block_size=32))):
+                try:
+                    with np.errstate(all="ignore"):
+                        want = R.dequantize_linear(x, s, z, profile=prof, **kw)
+                except (ValueError, TypeError):
+                    continue
+                with np.errstate(all="ignore"):
+                    res = F.dequantize_linear(x, s, z, profile=prof, isa=isa, **kw)
+                assert res is not None and "bf16_via_f32" in res[1], (name, kw)
+                assert res[0].dtype == want.dtype and np.array_equal(res[0].view(np.uint16), want.view(np.uint16)), \
+                    (np.dtype(qt).name, name, kw)
+    x16 = rng.integers(0, 65536, 100).astype(np.uint16)
+    s16 = np.array(0.5, ml_dtypes.bfloat16)
+    assert F.dequantize_linear(x16, s16, None, profile=ONNX, isa=isa) is None
+    got = refquant.dequantize_linear(x16, s16)
+    assert refquant.last_path()["path"] == "reference"
+    assert np.array_equal(got.view(np.uint16), R.dequantize_linear(x16, s16).view(np.uint16))
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_low_float_bfloat16_and_mx_scales(isa):
+    """float8 / float4 with bfloat16 inputs and scales, and MX (float8e8m0) scales:
+    QuantizeLinear from bfloat16 x (divided in float32, or in bfloat16 by numpy then the kernel
+    with a unit scale); DequantizeLinear with e8m0 scales (float32 output) and bfloat16 scales or
+    outputs (the float32 product rounded once); blocked as MX stores them; the reference's
+    bits."""
+    rng = np.random.default_rng(25)
+    x32 = (rng.standard_normal((16, 128)) * 8).astype(np.float32)
+    x32.reshape(-1)[:5] = [np.nan, -np.inf, -0.0, 1e6, 0.25]
+    e8 = (2.0 ** rng.integers(-4, 4, (16, 4))).astype(np.float32).astype(ml_dtypes.float8_e8m0fnu)
+    for dt in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, ml_dtypes.float4_e2m1fn):
+        z = np.zeros((16, 4), dt)
+        for xd, sc, opset in ((x32.astype(ml_dtypes.bfloat16), e8.astype(np.float32).astype(ml_dtypes.bfloat16), 23),
+                              (x32.astype(ml_dtypes.bfloat16), e8.astype(np.float32), 23),
+                              (x32, e8, 24)):
+            kw = dict(axis=1, block_size=32, opset=opset)
+            with np.errstate(all="ignore"):
+                want = R.quantize_linear(xd, sc, z, **kw)
+                res = F.quantize_linear(xd, sc, z, profile=ONNX, isa=isa, **kw)
+            assert res is not None and np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), (dt, sc.dtype)
+            for okw in ({}, dict(output_dtype="bfloat16"), dict(output_dtype="float16")):
+                with np.errstate(all="ignore"):
+                    dw = R.dequantize_linear(want, sc, z, **kw, **okw)
+                    d = F.dequantize_linear(want, sc, z, profile=ONNX, isa=isa, **kw, **okw)
+                assert d is not None and d[0].dtype == dw.dtype, (dt, sc.dtype, okw)
+                assert np.array_equal(d[0].view(np.uint8), dw.view(np.uint8)), (dt, sc.dtype, okw)
+
+
+def test_float4_fast_path_vs_live_onnx_reference():
+    """float4e2m1 QuantizeLinear / DequantizeLinear by the kernels against onnx's own
+    ReferenceEvaluator (opset 23; onnxruntime has no CPU kernel for float4): the ties of the
+    grid, overflow, NaN, -0.0, zero points 0, 1 and -0.5 (added as the 'onnx' profile says; the
+    evaluator's DequantizeLinear drops float4's zero point, as 'onnx-reference' does), per tensor
+    and blocked."""
+    pytest.importorskip("onnx")
+    from refquant import engines as E
+    dt = ml_dtypes.float4_e2m1fn
+    x = _f8_inputs(np.dtype(dt), np.random.default_rng(9), 2000)[:2048].reshape(16, 128)
+    sb = np.float32(np.random.default_rng(1).random((16, 4)) + 0.2)
+    for zv in (0.0, 1.0, -0.5):
+        for s, kw, attrs in ((np.float32(0.37), {}, {}), (sb, dict(axis=1, block_size=32), dict(axis=1, block_size=32))):
+            z = np.full(np.shape(s), zv, np.float32).astype(dt)
+            want = np.asarray(E.run("onnx-reference", "QuantizeLinear", {"x": x, "y_scale": s, "y_zero_point": z},
+                                    attrs, opset=23))
+            got = refquant.quantize_linear(x, s, z, opset=23, **kw)
+            assert refquant.last_path()["path"].startswith("rq_quantize_f32e2m1__")
+            assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (zv, kw)
+            want = np.asarray(E.run("onnx-reference", "DequantizeLinear", {"x": got, "x_scale": s, "x_zero_point": z},
+                                    attrs, opset=23))
+            back = refquant.dequantize_linear(got, s, z, opset=23, profile="onnx-reference", **kw)
+            assert refquant.last_path()["path"].startswith("rq_dequantize_e2m1f32__")
+            assert np.array_equal(back.view(np.uint32), want.view(np.uint32)), (zv, kw)
 
 
 @pytest.mark.parametrize("isa", ISA_PARAMS)
