@@ -7,13 +7,16 @@ returns ``(result, kernel_name)``, or ``None`` when no kernel covers the call --
 Covered (everything else -> None -> reference):
   QuantizeLinear   x float32/float16 (C-contiguous or copied), per-tensor, per-axis or blocked
                    (``block_size``, partial last block), integer targets
-                   uint8/int8/uint16/int16/uint4/int4, division precision float32 or float16,
+                   uint8/int8/uint16/int16/uint4/int4 (int2/uint2: the 8-bit kernel, then the
+                   2-bit clamp), division precision float32 or float16 (bfloat16: numpy's
+                   division, then the kernel with a unit scale),
                    profile fields q_scale_op="divide", q_rounding="half_even",
                    q_zero_point="after_rounding", q_nan="qmin", q_inf="saturate",
                    q_overflow="saturate" (the ``onnx`` and ``onnxruntime`` profiles and others
                    sharing these quantize fields).
-  DequantizeLinear x uint8/int8/uint16/int16/uint4/int4 (any zero point of x's type) or int32
-                   (no zero point), per-tensor, per-axis or blocked, output float32/float16,
+  DequantizeLinear x uint8/int8/uint16/int16/uint4/int4 (int2/uint2 decoded to 8 bits; any
+                   zero point of x's type) or int32 (no zero point), per-tensor, per-axis or
+                   blocked, output float32/float16 (bfloat16 from 8- and 4-bit x),
                    dq_subtract="exact".
   Q / DQ low floats  float8 (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz), float4e2m1, float6 (e2m3fn,
                    e3m2fn): float32/float16 x or output, per tensor, per axis or blocked, zero
@@ -58,9 +61,13 @@ _Q_OUT = {
 _NIBBLE = (np.dtype(ml_dtypes.uint4), np.dtype(ml_dtypes.int4))
 _DQ_IN = dict(_Q_OUT)
 _DQ_IN[np.dtype(np.int32)] = "int32"
+# int2 / uint2 (opset 25): the 8-bit kernels, then the 2-bit clamp (QuantizeLinear), or the codes
+# decoded to 8 bits first (DequantizeLinear); one code per byte in the low bits, as ml_dtypes
+# stores them
+_TWO = {np.dtype(ml_dtypes.int2): ("int2", "int8", -2, 1), np.dtype(ml_dtypes.uint2): ("uint2", "uint8", 0, 3)}
 _F_NAMES = {_F32: "float32", _F16: "float16"}
 _SHORT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "uint8": "u8", "int8": "s8", "uint16": "u16",
-          "int16": "s16", "uint4": "u4", "int4": "s4", "int32": "s32"}
+          "int16": "s16", "uint4": "u4", "int4": "s4", "int32": "s32", "int2": "s2", "uint2": "u2"}
 
 _ISA = {0: "scalar", 1: "avx2", 2: "avx512", 3: "avx512vnni", 4: "amx"}
 _LVL_SCALAR = 0
@@ -280,7 +287,7 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
         return None
     try:
         opset, s, zp, out_dt = _q_operands(x, y_scale, y_zero_point, output_dtype, opset)
-        if out_dt not in _Q_OUT or out_dt not in _rq._q_output_types(opset):
+        if (out_dt not in _Q_OUT and out_dt not in _TWO) or out_dt not in _rq._q_output_types(opset):
             return None
         if saturate not in (0, 1, True, False):
             return None
@@ -437,16 +444,23 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
             return None     # the dispatcher's reference path copies into it or raises
         y = out
     cap = -1 if isa is None else _cpu._level(isa)
+    two = _TWO.get(out_dt)
     lvl = _k.quantize(xc.reshape(-1), _F_NAMES[xc.dtype], y.reshape(-1).view(np.uint8)
                       if y.dtype.itemsize == 1 else y.reshape(-1).view(np.uint16),
-                      _Q_OUT[out_dt], prep["s"], prep["zp"], prep["outer"], prep["D"],
+                      two[1] if two else _Q_OUT[out_dt], prep["s"], prep["zp"], prep["outer"], prep["D"],
                       prep["inner"], prep["div_f16"], cap, 0, prep["block"],
                       0 if (out is None and not recycled) else -1,   # fresh output: cached stores
                       prep["variant"])
+    if two:
+        # clamp(q8, qmin, qmax) == the 2-bit result: every 8-bit bound, NaN code and wrapped
+        # value of the formula nests inside the 2-bit range (a zero point is within it)
+        b = y.reshape(-1).view(np.int8 if two[2] < 0 else np.uint8)
+        np.clip(b, two[2], two[3], out=b)
+        np.bitwise_and(b.view(np.uint8), np.uint8(3), out=b.view(np.uint8))
     v = prep["variant"]
     if v and not _k.variant_simd(v):
         lvl = _LVL_SCALAR         # a combination the SIMD units leave to the scalar core
-    name = kernel_name("quantize", _F_NAMES.get(x.dtype, "bfloat16"), _Q_OUT[out_dt], lvl)
+    name = kernel_name("quantize", _F_NAMES.get(x.dtype, "bfloat16"), two[0] if two else _Q_OUT[out_dt], lvl)
     if v or prep.get("tag"):
         name = name.replace("__", _variant_tag(v) + prep.get("tag", "") + "__", 1)
     return y, name
@@ -812,6 +826,14 @@ def _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size, 
     return y, name
 
 
+def _decode_two(a, two):
+    """int2 / uint2 codes (the low 2 bits of each byte) as int8 / uint8 values."""
+    b = np.ascontiguousarray(a).view(np.uint8) & np.uint8(3)
+    if two[2] < 0:
+        return ((b ^ np.uint8(2)).view(np.int8) - np.int8(2)).astype(np.int8, copy=False)
+    return b
+
+
 def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
                       profile, opset=None, out=None, isa=None, _sts=0):
     """Fast DequantizeLinear; ``(y, kernel_name)`` or None.  ``_sts``: the kernels'
@@ -834,7 +856,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     if type(x) is np.ndarray and x.dtype in _LOWF:
         return _dequantize_float8(x, x_scale, x_zero_point, axis, block_size, output_dtype, prof, opset,
                                   out, isa)
-    if not isinstance(x, np.ndarray) or x.dtype not in _DQ_IN or isinstance(x, np.ma.MaskedArray):
+    if not isinstance(x, np.ndarray) or (x.dtype not in _DQ_IN and x.dtype not in _TWO) \
+            or isinstance(x, np.ma.MaskedArray):
         return None
     try:
         prof.check_op("DequantizeLinear")
@@ -843,6 +866,21 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             prof.check_qtype(x.dtype, "DequantizeLinear")
     except Exception:
         return None         # the reference raises the profile's error
+    two = _TWO.get(x.dtype)
+    if two:
+        # 2-bit codes decoded to 8 bits (sign-extended for int2), the zero point likewise; the
+        # type's opset is checked here, since the 8-bit type passes every opset's list
+        if x.dtype not in _rq._dq_input_types(_rq._opset(opset)):
+            return None
+        if x_zero_point is not None:
+            if not _plain(x_zero_point) or np.asarray(x_zero_point).dtype != x.dtype:
+                return None
+            x_zero_point = _decode_two(np.asarray(x_zero_point), two)
+        x = _decode_two(x, two)
+        res = dequantize_linear(x, x_scale, x_zero_point, axis=axis, block_size=block_size,
+                                output_dtype=output_dtype, profile=prof, opset=opset, out=out, isa=isa)
+        return None if res is None else (res[0], res[1].replace("dequantize_" + _SHORT[two[1]],
+                                                                 "dequantize_" + _SHORT[two[0]], 1))
     if prof.symmetric_only and x_zero_point is not None and (
             not _plain(x_zero_point) or np.any(np.asarray(x_zero_point).astype(np.int64) != 0)):
         return None

@@ -427,7 +427,7 @@ def test_declined_calls_run_the_reference():
              kw=dict(precision="float64")),
         dict(args=(x, np.float32(0.1), np.array(3, ml_dtypes.float8_e4m3fn)), kw=dict(profile="onnx-reference")),
         dict(args=(x.astype(np.int32), np.float32(0.1), np.uint8(3)), kw={}),
-        dict(args=(x, np.float32(0.1), np.array(1, ml_dtypes.uint2)), kw={}),
+        dict(args=(x, np.float32(0.1), np.array(1, ml_dtypes.uint2)), kw=dict(opset=25, precision="float64")),
     ]
     for c in cases:
         y = refquant.quantize_linear(*c["args"], **c["kw"])
@@ -1712,6 +1712,51 @@ def test_low_float_bfloat16_and_mx_scales(isa):
                     d = F.dequantize_linear(want, sc, z, profile=ONNX, isa=isa, **kw, **okw)
                 assert d is not None and d[0].dtype == dw.dtype, (dt, sc.dtype, okw)
                 assert np.array_equal(d[0].view(np.uint8), dw.view(np.uint8)), (dt, sc.dtype, okw)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_two_bit_quantize_dequantize(isa):
+    """int2 / uint2 (opset 25): QuantizeLinear by the 8-bit kernels then the 2-bit clamp (every
+    profile's formula nests inside it), DequantizeLinear from the codes decoded to 8 bits (the
+    high bits of each byte ignored, as ml_dtypes reads them); per tensor, per axis, blocked;
+    float32 / float16 / bfloat16; the reference's bits and errors."""
+    rng = np.random.default_rng(26)
+    x32 = (rng.standard_normal((24, 80)) * 2).astype(np.float32)
+    x32.reshape(-1)[:7] = [np.nan, -np.inf, np.inf, -0.0, 0.5, 1.5, -2.5]
+    n_fast = 0
+    for qt, lo, hi in ((ml_dtypes.int2, -2, 2), (ml_dtypes.uint2, 0, 4)):
+        for name in sorted(refquant.profiles()):
+            prof = get_profile(name)
+            for xd in (np.float32, np.float16, ml_dtypes.bfloat16):
+                x = x32.astype(xd)
+                for s, z, kw in ((np.array(0.37, xd), np.array(hi - 1).astype(qt), {}),
+                                 ((rng.random(80) + 0.05).astype(xd), rng.integers(lo, hi, 80).astype(qt), dict(axis=1)),
+                                 ((rng.random((24, 3)) + 0.1).astype(xd), rng.integers(lo, hi, (24, 3)).astype(qt),
+                                  dict(axis=1, block_size=32))):
+                    if prof.symmetric_only:
+                        z = np.zeros(z.shape, qt)
+                    xq = rng.integers(0, 256, x.shape).astype(np.uint8).view(qt)
+                    for fast, ref, a in ((F.quantize_linear, R.quantize_linear, x),
+                                         (F.dequantize_linear, R.dequantize_linear, xq)):
+                        try:
+                            with np.errstate(all="ignore"):
+                                want = ref(a, s, z, profile=prof, opset=25, **kw)
+                        except (ValueError, TypeError):
+                            assert fast(a, s, z, profile=prof, opset=25, isa=isa, **kw) is None
+                            continue
+                        with np.errstate(all="ignore"):
+                            res = fast(a, s, z, profile=prof, opset=25, isa=isa, **kw)
+                        if res is None:
+                            continue
+                        n_fast += 1
+                        assert "2" in res[1].split("_")[2], res[1]
+                        assert res[0].dtype == want.dtype and np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), \
+                            (np.dtype(qt).name, name, np.dtype(xd).name, kw, res[1])
+    assert n_fast > 100
+    # below opset 25 the types do not exist: the reference's error
+    with pytest.raises(TypeError):
+        refquant.dequantize_linear(np.zeros(4, ml_dtypes.int2), np.float32(1.0), opset=23)
+    assert F.dequantize_linear(np.zeros(4, ml_dtypes.int2), np.float32(1.0), profile=ONNX, opset=23, isa=isa) is None
 
 
 def test_float4_fast_path_vs_live_onnx_reference():
