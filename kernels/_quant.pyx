@@ -32,16 +32,16 @@ cdef extern from "rq_quant.h" nogil:
                       int isa_cap, int nthreads)
     int rq_quant_level(int isa_cap)
     int rq_quant_variant_simd(int variant)
-    int rq_quantize_f8(const float *x, uint8_t *y, const float *s, const float *z, int64_t outer,
-                       int64_t D, int64_t inner, int64_t block, int fmt, int pe, int sat,
-                       int isa_cap, int nthreads)
+    int rq_quantize_f8(const float *x, uint8_t *y, const float *s, const float *z, int zc,
+                       int64_t outer, int64_t D, int64_t inner, int64_t block, int fmt, int pe,
+                       int sat, int isa_cap, int nthreads)
     int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s,
-                         const float *z, int64_t outer, int64_t D, int64_t inner, int64_t block,
-                         int pe, int isa_cap, int nthreads)
+                         const float *z, int zc, int64_t outer, int64_t D, int64_t inner,
+                         int64_t block, int pe, int isa_cap, int nthreads)
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
-ABI_VERSION = 8
+ABI_VERSION = 9
 
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
@@ -148,17 +148,19 @@ F8_FORMATS = {"float8_e4m3fn": 0, "float8_e4m3fnuz": 1, "float8_e5m2": 2, "float
               "float4_e2m1fn": 4, "float6_e2m3fn": 5, "float6_e3m2fn": 6}
 
 
-cdef _f8_check_layout(cnp.ndarray s, cnp.ndarray z, Py_ssize_t outer, Py_ssize_t D,
-                      Py_ssize_t inner, Py_ssize_t block, bint pe):
+cdef int _f8_check_layout(cnp.ndarray s, cnp.ndarray z, Py_ssize_t outer, Py_ssize_t D,
+                          Py_ssize_t inner, Py_ssize_t block, bint pe) except -1:
     """s and z: D entries; pe (D = 1, no block): one per element of a row of inner; block > 0:
-    outer * ceil(D / block) * inner."""
+    outer * ceil(D / block) * inner.  z may instead hold one value for every element: returns 1
+    then (zc), else 0."""
     if s.dtype != np.float32 or z.dtype != np.float32:
         raise TypeError("s / z float32 expected")
     if outer < 0 or D < 1 or inner < 0 or block < 0 or (pe and (D != 1 or block)):
         raise ValueError("bad layout")
     want = outer * ((D + block - 1) // block) * inner if block else (inner if pe else D)
-    if s.size != want or z.size != want:
+    if s.size != want or (z.size != want and z.size != 1):
         raise ValueError("bad layout")
+    return 1 if z.size == 1 and want > 1 else 0
 
 
 def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, cnp.ndarray z, Py_ssize_t outer,
@@ -168,11 +170,11 @@ def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, cnp.ndarray z, Py_s
     x float32 [outer, D, inner] C-contiguous, y uint8 (the codes, one per byte) of the same size,
     s and z float32 (D; or, pe with D = 1, one per element of a row of inner; or, block > 0,
     [outer, ceil(D / block), inner]); z is the zero point where the profile adds it, -0.0 where
-    not; fmt from F8_FORMATS; sat (float8): 1 saturate=1, 0 the Cast table, 2 ONNX Runtime's
+    not (laid out as s, or one value for every element); fmt from F8_FORMATS; sat (float8): 1 saturate=1, 0 the Cast table, 2 ONNX Runtime's
     saturate=0.  Returns the level."""
     if x.dtype != np.float32 or y.dtype != np.uint8:
         raise TypeError("x float32, y uint8 expected")
-    _f8_check_layout(s, z, outer, D, inner, block, pe)
+    cdef int zc = _f8_check_layout(s, z, outer, D, inner, block, pe)
     cdef Py_ssize_t n = outer * D * inner
     cdef const float *px = <const float *>_ptr(x, "x", n * 4)
     cdef uint8_t *py = <uint8_t *>_ptr(y, "y", n)
@@ -182,7 +184,7 @@ def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, cnp.ndarray z, Py_s
     if not y.flags.writeable:
         raise ValueError("y: not writeable")
     with nogil:
-        lvl = rq_quantize_f8(px, py, ps, pz, outer, D, inner, block, fmt, pe, sat, isa_cap, nthreads)
+        lvl = rq_quantize_f8(px, py, ps, pz, zc, outer, D, inner, block, fmt, pe, sat, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_quantize_f8: bad arguments")
     return lvl
@@ -196,7 +198,7 @@ def dequantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray tab, cnp.ndarray s, 
     C-contiguous."""
     if x.dtype != np.uint8 or y.dtype != np.float32 or tab.dtype != np.float32 or tab.size != 256:
         raise TypeError("x uint8, y / tab float32 (256) expected")
-    _f8_check_layout(s, z, outer, D, inner, block, pe)
+    cdef int zc = _f8_check_layout(s, z, outer, D, inner, block, pe)
     cdef Py_ssize_t n = outer * D * inner
     cdef const uint8_t *px = <const uint8_t *>_ptr(x, "x", n)
     cdef float *py = <float *>_ptr(y, "y", n * 4)
@@ -207,7 +209,7 @@ def dequantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray tab, cnp.ndarray s, 
     if not y.flags.writeable:
         raise ValueError("y: not writeable")
     with nogil:
-        lvl = rq_dequantize_f8(px, py, pt, ps, pz, outer, D, inner, block, pe, isa_cap, nthreads)
+        lvl = rq_dequantize_f8(px, py, pt, ps, pz, zc, outer, D, inner, block, pe, isa_cap, nthreads)
     if lvl < 0:
         raise ValueError("rq_dequantize_f8: bad arguments")
     return lvl

@@ -39,7 +39,7 @@ import ml_dtypes
 from . import _quant as _k          # ImportError when the extension is not built
 from . import _cpu
 
-_ABI = 8
+_ABI = 9
 if getattr(_k, "ABI_VERSION", None) != _ABI:
     # a stale build (sources changed since `pip install -e .`): use the reference until rebuilt
     raise ImportError(f"refquant._quant ABI {getattr(_k, 'ABI_VERSION', None)} != {_ABI}; "
@@ -245,7 +245,8 @@ def _quick_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, sa
         out_dt = np.dtype(np.uint8)
         z = 0
     else:
-        if not isinstance(y_zero_point, (np.ndarray, np.generic)) or y_zero_point.dtype not in _Q_OUT \
+        if not isinstance(y_zero_point, (np.ndarray, np.generic)) or isinstance(y_zero_point, np.ma.MaskedArray) \
+                or y_zero_point.dtype not in _Q_OUT \
                 or np.shape(y_zero_point) != np.shape(y_scale):
             return None
         out_dt = y_zero_point.dtype
@@ -507,13 +508,17 @@ def _q_zero_mode(prof, out_dt):
 
 def _q_zero_add(zp, mode):
     """QuantizeLinear's zero point as the kernels add it (float32, zp's shape): zp's value where
-    the profile adds it, -0.0 where it does not (v + (-0.0) is v, -0.0 and NaN included)."""
+    the profile adds it, -0.0 where it does not (v + (-0.0) is v, -0.0 and NaN included).
+    Raises (the caller declines) for a NaN zero point: the reference keeps a NaN v's sign, which
+    a plain add does not promise."""
     if zp is None:
         return None
     with np.errstate(invalid="ignore", over="ignore"):
         z = zp.astype(_F32)
     if mode == "ignore":
         return np.full(z.shape, _MINUS0)
+    if np.isnan(z).any():
+        raise ValueError("y_zero_point: NaN (the reference keeps a NaN quotient's sign)")
     if mode == "add_nonzero":
         z = np.where(z == 0, _MINUS0, z).astype(_F32)
     return z
@@ -526,7 +531,9 @@ def _f8_layout(x, s, z, zfill, axis, block_size, opset, names):
     ax = _rq._granularity(x.shape, s, z, axis, block_size, opset, *names)
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
     sf = np.ascontiguousarray(s.astype(_F32)).reshape(-1)
-    zf = np.full(sf.size, zfill, _F32) if z is None else np.ascontiguousarray(z.astype(_F32)).reshape(-1)
+    zf = np.full(1, zfill, _F32) if z is None else np.ascontiguousarray(z.astype(_F32)).reshape(-1)
+    if zf.size > 1 and not np.any(zf.view(np.uint32) != zf.view(np.uint32)[0]):
+        zf = zf[:1].copy()      # one zero point for every element: the kernels read it once
     if block_size and not per_tensor:
         # blocked scales (float8/float4 weights with a scale per block): [outer, nb, inner], the
         # kernels' walk takes a block's scale per run
@@ -545,7 +552,7 @@ def _f8_layout(x, s, z, zfill, axis, block_size, opset, names):
         # short runs (the channel axis last or nearly): one run per outer row, with a scale per
         # element of the row (last axis of 64 channels, 1M elements: 3.1 -> see docs)
         return (outer, 1, D * inner, 0, np.ascontiguousarray(np.repeat(sf, inner)),
-                np.ascontiguousarray(np.repeat(zf, inner)), True)
+                zf if zf.size == 1 else np.ascontiguousarray(np.repeat(zf, inner)), True)
     return outer, D, inner, 0, sf, zf, False
 
 
@@ -607,8 +614,9 @@ def _quantize_float8(x, y_scale, y_zero_point, axis, block_size, output_dtype, s
                 if zp is not None and mode != "ignore":
                     zf = _rq.expand_qparam(zp, x.shape, ax, block_size,
                                            argname="y_zero_point").astype(P)
-                    v = np.asarray(v + zf if mode == "add" else np.where(zf == 0, v, v + zf), P)
-                x = np.ascontiguousarray(np.broadcast_to(v, x.shape)).astype(_F32)
+                    keep = np.isnan(v) if mode == "add" else (zf == 0) | np.isnan(v)
+                    v = np.asarray(np.where(keep, v, v + zf), P)
+                x = np.broadcast_to(v, x.shape).astype(_F32).reshape(x.shape)
             lay = (1, 1, x.size, 0, np.ones(1, _F32), np.full(1, _MINUS0), False)
         else:
             if x.dtype != _F32:
@@ -654,7 +662,7 @@ def _f8_runs(call, xf, yf, outer, D, inner, block, sf, zf, pe):
     r = min(outer, max(1, 4096 // inner))
     m = outer // r * r
     lvl = call(xf[:m * inner], yf[:m * inner], np.ascontiguousarray(np.tile(sf, r)),
-               np.ascontiguousarray(np.tile(zf, r)), outer // r, 1, inner * r, 0, pe)
+               zf if zf.size == 1 else np.ascontiguousarray(np.tile(zf, r)), outer // r, 1, inner * r, 0, pe)
     if m < outer:
         lvl = call(xf[m * inner:], yf[m * inner:], sf, zf, outer - m, 1, inner, 0, pe)
     return lvl
@@ -672,7 +680,8 @@ def _dq_operands(x, x_scale, x_zero_point, opset):
         raise ValueError("x_scale: rank")
     zp = None
     if x_zero_point is not None:
-        zp = np.asarray(x_zero_point) if _plain(x_zero_point) else None
+        zp = np.asarray(x_zero_point) if _plain(x_zero_point) and not isinstance(
+            x_zero_point, np.ma.MaskedArray) else None     # (a masked one: the reference refuses)
         if zp is None or zp.dtype != x.dtype or x.dtype == np.int32:
             raise TypeError("x_zero_point: not taken")
     return opset, s, zp
@@ -888,6 +897,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     if (sv is not None and sv > 0.0 and sv != float("inf") and opset is None and output_dtype is None
             and _is_int(axis) and _is_int(block_size) and block_size == 0
             and (x_zero_point is None or (isinstance(x_zero_point, (np.ndarray, np.generic))
+                                          and not isinstance(x_zero_point, np.ma.MaskedArray)
                                           and x_zero_point.dtype == x.dtype and x.dtype != np.int32
                                           and np.shape(x_zero_point) == np.shape(x_scale)))):
         # the common call, validated in a few microseconds (same acceptance as the reference)

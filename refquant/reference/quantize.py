@@ -27,8 +27,8 @@ steps named in brackets, see ``refquant.profile``)::
        -Inf -> qmin; NaN -> qmin [q_nan, q_inf, q_overflow].
     4. float8/float6/float4 targets: v + zp (zp converted to P; for float8 a zero zp leaves v,
        so -0.0 stays -0.0 as in ORT and onnx.reference; float4/float6 add in IEEE arithmetic,
-       -0.0 + 0 = +0, as onnx.reference and ONNX's test_quantizelinear_float4e2m1)
-       [q_float_zero_point], then
+       -0.0 + 0 = +0, as onnx.reference and ONNX's test_quantizelinear_float4e2m1; a NaN v
+       stays itself, so a NaN zero point cannot change its sign) [q_float_zero_point], then
        cast with round-to-nearest-even.  float8 with saturate=1: +-Inf and values beyond the
        largest finite value -> +-max, NaN -> NaN; saturate=0: the Cast table (NaN for
        e4m3fn/e4m3fnuz/e5m2fnuz, +-Inf for e5m2; -0 -> +0 for the "uz" types).  float4e2m1 and
@@ -272,8 +272,9 @@ def expand_qparam(value, x_shape, axis, block_size, *, argname):
         dims = [1] * r
         dims[axis] = value.size
         return value.reshape(dims)
-    v = np.repeat(value, block_size, axis=axis)
-    return np.take(v, np.arange(x_shape[axis]), axis=axis)
+    # element a of the axis takes block a // block_size (np.repeat first would allocate
+    # nb * block_size entries: gigabytes for a block far longer than the axis)
+    return np.take(value, np.arange(x_shape[axis]) // block_size, axis=axis)
 
 
 def _granularity(x_shape, scale, zp, axis, block_size, opset, sname, zname):
@@ -508,14 +509,17 @@ def _to_low_float(v, zb, out_dt, saturate, prof, P):
             mode = "add_nonzero" if out_dt in _FLOAT8 else "add"
         if zb is not None and mode in ("add", "add_nonzero"):
             zf = zb.astype(P)
+            # NaN + NaN: IEEE leaves open which NaN comes out, and numpy's loops pick either
+            # (by position and length); refquant keeps v's, as x86's scalar add does
             if mode == "add" and prof.q_division_precision == "numpy_promotion":
                 # onnx.reference: x + zero_point in numpy's result type (float16/bfloat16 +
                 # float4 -> float32), so the sum is not rounded to P first
-                v = np.asarray(v + zb)
+                s_ = np.asarray(v + zb)
+                v = np.asarray(np.where(np.isnan(v), v.astype(s_.dtype), s_))
             elif mode == "add":
-                v = np.asarray(v + zf, P)                         # IEEE: -0.0 + 0.0 = +0.0
+                v = np.asarray(np.where(np.isnan(v), v, v + zf), P)   # IEEE: -0.0 + 0.0 = +0.0
             else:
-                v = np.asarray(np.where(zf == 0, v, v + zf), P)   # a zero zp keeps -0.0
+                v = np.asarray(np.where((zf == 0) | np.isnan(v), v, v + zf), P)   # a zero zp keeps -0.0
         if out_dt in _FLOAT8:
             fmax = float(ml_dtypes.finfo(out_dt).max)
             if saturate or prof.q_float8_saturate0 == "saturate":   # "saturate": attribute ignored

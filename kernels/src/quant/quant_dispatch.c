@@ -124,7 +124,7 @@ RQ_PICK(dqf8_fn, pick_dqf8, rq_dequantize_f8)
 typedef struct {
     const float *xf; uint8_t *y8;              /* quantize */
     const uint8_t *x8; float *yf; const float *tab;   /* dequantize */
-    const float *s, *z; int64_t D, inner, n, block, nb; int fmt, pe, sat;
+    const float *s, *z; int64_t D, inner, n, block, nb; int fmt, pe, sat, zc;
     qf8_fn q; dqf8_fn dq;
 } f8job;
 
@@ -136,41 +136,53 @@ typedef struct {
 #define F8_SHORT_BLOCK_DQ 24
 #define F8_EXPAND 1024
 
+/* The run [i, i + len) with its scales and zero points written out per element into L1
+ * buffers (up to F8_EXPAND elements): element t takes entry k, which advances every `step`
+ * elements (the first step `rem` long) by one, wrapping from `wrap` back to 0 (wrap 0: never). */
+static void f8_expanded(const f8job *j, int64_t i, int64_t len, int64_t k, int64_t rem, int64_t step,
+                        int64_t wrap)
+{
+    float sb[F8_EXPAND], zb[F8_EXPAND];
+    for (int64_t t = 0; t < len;) {
+        const float sv = j->s[k], zv = j->z[j->zc ? 0 : k];
+        const int64_t c = rem < len - t ? rem : len - t;
+        for (int64_t u = 0; u < c; u++) { sb[t + u] = sv; zb[t + u] = zv; }
+        t += c;
+        rem = step;
+        k = (k + 1 == wrap) ? 0 : k + 1;
+    }
+    const float *zz = j->zc ? j->z : zb;
+    const int pe = j->zc ? 1 : 3;
+    if (j->q) j->q(j->xf + i, j->y8 + i, sb, zz, len, j->fmt, pe, j->sat);
+    else j->dq(j->x8 + i, j->yf + i, j->tab, sb, zz, len, pe);
+}
+
 /* elements [c * RQ_QCHUNK, ...) of the flattened [outer, D, inner] tensor, cut at the runs of
- * one scale (or one row of per-element scales) */
+ * one scale (or one row of per-element scales); pe for the kernels: bit 0 a scale per element,
+ * bit 1 a zero point per element (not when one zero point serves the whole tensor: zc) */
 static void f8_chunk(void *ctx, int64_t c)
 {
     const f8job *j = (const f8job *)ctx;
     int64_t i = c * RQ_QCHUNK;
     const int64_t end = i + RQ_QCHUNK < j->n ? i + RQ_QCHUNK : j->n;
+    const int short_block = j->q ? F8_SHORT_BLOCK_Q : F8_SHORT_BLOCK_DQ;
     while (i < end) {
         const int64_t r = i / j->inner, off = i - r * j->inner;
         int64_t len = (j->inner - off < end - i) ? j->inner - off : end - i;
         int64_t k;
-        int pe = j->pe;
+        int pe = j->pe ? (j->zc ? 1 : 3) : 0;
         if (j->block) {
             /* blocked: row r = (o, a) takes the scales (o, a / block, :); with inner == 1 a run
              * is the rest of a's block (one scale), else the row (a scale per element) */
             const int64_t o = r / j->D, a = r - o * j->D;
             k = (o * j->nb + a / j->block) * j->inner;
-            if (j->inner == 1 && j->block < (j->q ? F8_SHORT_BLOCK_Q : F8_SHORT_BLOCK_DQ)) {
-                /* short blocks along the last axis: up to F8_EXPAND elements of the row with
-                 * their blocks' scales and zero points written out per element (L1 buffers),
-                 * one per-element run instead of a call per block */
-                float sb[F8_EXPAND], zb[F8_EXPAND];
+            if (j->inner == 1 && j->block < short_block) {
+                /* short blocks along the last axis: up to F8_EXPAND elements of the row, one
+                 * per-element run instead of a call per block */
                 len = j->D - a;
                 if (end - i < len) len = end - i;
                 if (len > F8_EXPAND) len = F8_EXPAND;
-                int64_t rem = j->block - a % j->block;
-                for (int64_t t = 0; t < len; k++) {
-                    const float sv = j->s[k], zv = j->z[k];
-                    const int64_t c = rem < len - t ? rem : len - t;
-                    for (int64_t u = 0; u < c; u++) { sb[t + u] = sv; zb[t + u] = zv; }
-                    t += c;
-                    rem = j->block;
-                }
-                if (j->q) j->q(j->xf + i, j->y8 + i, sb, zb, len, j->fmt, 1, j->sat);
-                else j->dq(j->x8 + i, j->yf + i, j->tab, sb, zb, len, 1);
+                f8_expanded(j, i, len, k, j->block - a % j->block, j->block, 0);
                 i += len;
                 continue;
             }
@@ -181,13 +193,28 @@ static void f8_chunk(void *ctx, int64_t c)
                 pe = 0;
             } else {
                 k += off;
-                pe = 1;
+                pe = j->zc ? 1 : 3;
+            }
+        } else if (!j->pe && j->D > 1 && j->inner < 64) {
+            /* per axis with the axis last or nearly (runs of inner < 64 elements): inner == 1
+             * runs along the scales themselves; else up to F8_EXPAND elements expanded */
+            const int64_t a = r % j->D;
+            if (j->inner == 1) {
+                len = j->D - a;
+                if (end - i < len) len = end - i;
+                k = a;
+                pe = j->zc ? 1 : 3;
+            } else {
+                len = end - i < F8_EXPAND ? end - i : F8_EXPAND;
+                f8_expanded(j, i, len, a, j->inner - off, j->inner, j->D);
+                i += len;
+                continue;
             }
         } else {
             k = j->pe ? off : r % j->D;     /* the scale: per element of a row, or per d */
         }
-        if (j->q) j->q(j->xf + i, j->y8 + i, j->s + k, j->z + k, len, j->fmt, pe, j->sat);
-        else j->dq(j->x8 + i, j->yf + i, j->tab, j->s + k, j->z + k, len, pe);
+        if (j->q) j->q(j->xf + i, j->y8 + i, j->s + k, j->z + (j->zc ? 0 : k), len, j->fmt, pe, j->sat);
+        else j->dq(j->x8 + i, j->yf + i, j->tab, j->s + k, j->z + (j->zc ? 0 : k), len, pe);
         i += len;
     }
 }
@@ -206,25 +233,26 @@ static int f8_run(f8job *j, int64_t outer, int64_t D, int64_t inner, int64_t blo
     return lvl;
 }
 
-int rq_quantize_f8(const float *x, uint8_t *y, const float *s, const float *z, int64_t outer, int64_t D,
-                   int64_t inner, int64_t block, int fmt, int pe, int sat, int isa_cap, int nthreads)
+int rq_quantize_f8(const float *x, uint8_t *y, const float *s, const float *z, int zc, int64_t outer,
+                   int64_t D, int64_t inner, int64_t block, int fmt, int pe, int sat, int isa_cap,
+                   int nthreads)
 {
     if (fmt < RQ_F8_E4M3FN || fmt > RQ_F6_E3M2FN || sat < 0 || sat > 2
         || (fmt >= RQ_F4_E2M1FN && sat != 1))
         return -1;
     f8job j;
     memset(&j, 0, sizeof(j));
-    j.xf = x; j.y8 = y; j.s = s; j.z = z; j.fmt = fmt; j.pe = pe; j.sat = sat;
+    j.xf = x; j.y8 = y; j.s = s; j.z = z; j.zc = zc; j.fmt = fmt; j.pe = pe; j.sat = sat;
     return f8_run(&j, outer, D, inner, block, isa_cap, nthreads);
 }
 
-int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
+int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z, int zc,
                      int64_t outer, int64_t D, int64_t inner, int64_t block, int pe, int isa_cap,
                      int nthreads)
 {
     f8job j;
     memset(&j, 0, sizeof(j));
-    j.x8 = x; j.yf = y; j.tab = tab; j.s = s; j.z = z; j.pe = pe;
+    j.x8 = x; j.yf = y; j.tab = tab; j.s = s; j.z = z; j.zc = zc; j.pe = pe;
     return f8_run(&j, outer, D, inner, block, isa_cap, nthreads);
 }
 

@@ -6,7 +6,9 @@
  * Quantize (refquant.reference.quantize, low-float target, float32 division):
  *     v = fl32(fl32(x / s) + z)  z the zero point as float32 where the profile adds it (an IEEE
  *                                add: a +0 zero point turns -0 into +0), -0.0 where it does not
- *                                (v + (-0) is v, NaN's sign included)
+ *                                (v + (-0) is v, NaN's sign included); never NaN (NaN + NaN
+ *                                leaves the sign open: the reference keeps v's, the glue
+ *                                sends a NaN zero point there)
  *     v = clamp(v, -fmax, fmax)  with saturate=1, always for float6/float4 (NaN stays NaN;
  *                                float8 saturate=0: see sat)
  *     y = low_float(v), round to nearest even        (one rounding, subnormals included)
@@ -38,7 +40,7 @@
 
 static inline __attribute__((always_inline)) void
 rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float *restrict s,
-            const float *restrict z, const int pe, const int sat, const int M, const int bias, const int fnuz, const uint32_t nanc,
+            const float *restrict z, const int pe, const int pez, const int sat, const int M, const int bias, const int fnuz, const uint32_t nanc,
             const float fmax, const int bits)
 {
     /* sat: 1 clamp to +-fmax first (saturate=1); 0 the Cast table (saturate=0: a magnitude
@@ -60,7 +62,7 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float
     for (int64_t i = 0; i < n; i++) {
         /* z: the zero point as float32 where the profile adds it (IEEE: v + (+0) turns -0 into
          * +0), -0.0 where it does not (v + (-0) is v) */
-        const float v = x[i] / s[pe ? i : 0] + z[pe ? i : 0];
+        const float v = x[i] / s[pe ? i : 0] + z[pez ? i : 0];   /* (z is never NaN) */
         uint32_t u;
         memcpy(&u, &v, 4);
         const uint32_t sg = (u >> 31) << (bits - 1);
@@ -89,8 +91,9 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float
 
 #define RQ_F8_Q_SAT(SAT, ...)                                                                  \
     do {                                                                                       \
-        if (pe) rq_f8_q_run(x, y, n, s, z, 1, SAT, __VA_ARGS__);                                \
-        else rq_f8_q_run(x, y, n, s, z, 0, SAT, __VA_ARGS__);                                   \
+        if (pe == 3) rq_f8_q_run(x, y, n, s, z, 1, 1, SAT, __VA_ARGS__);                         \
+        else if (pe) rq_f8_q_run(x, y, n, s, z, 1, 0, SAT, __VA_ARGS__);                         \
+        else rq_f8_q_run(x, y, n, s, z, 0, 0, SAT, __VA_ARGS__);                                 \
     } while (0)
 #define RQ_F8_Q_FMT(...)                                                                       \
     do {                                                                                       \
@@ -102,7 +105,8 @@ rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float
 static void RQ_F8_CAT(rq_f8_q_body, RQ_F8_SUFFIX)(const float *x, uint8_t *y, const float *s, const float *z,
                                                   int64_t n, int fmt, int pe, int sat)
 {
-    /* n elements, scale and zero point s[0], z[0] (pe = 0) or s[i], z[i] each (pe = 1); constant
+    /* n elements; pe bit 0: a scale s[i] per element (else s[0]), bit 1: a zero point z[i] per
+     * element (else z[0]; set only with bit 0); constant
      * formats, saturation modes
      * and scale strides: the loop's shifts, masks and tests become immediates */
     switch (fmt) {
@@ -135,12 +139,10 @@ void RQ_F8_CAT(rq_quantize_f8, RQ_F8_SUFFIX)(const float *x, uint8_t *y, const f
     uint8_t yb[RQ_F8_PAD];
     for (int64_t i = 0; i < RQ_F8_PAD; i++) {
         xb[i] = i < r ? x[m + i] : 0.0f;
-        if (pe) {
-            sb[i] = i < r ? s[m + i] : 1.0f;
-            zb[i] = i < r ? z[m + i] : -0.0f;
-        }
+        if (pe) sb[i] = i < r ? s[m + i] : 1.0f;
+        if (pe & 2) zb[i] = i < r ? z[m + i] : -0.0f;
     }
-    RQ_F8_CAT(rq_f8_q_body, RQ_F8_SUFFIX)(xb, yb, pe ? sb : s, pe ? zb : z, RQ_F8_PAD, fmt, pe, sat);
+    RQ_F8_CAT(rq_f8_q_body, RQ_F8_SUFFIX)(xb, yb, pe ? sb : s, (pe & 2) ? zb : z, RQ_F8_PAD, fmt, pe, sat);
     memcpy(y + m, yb, (size_t)r);
 }
 #undef RQ_F8_PAD
@@ -174,10 +176,16 @@ void RQ_F8_CAT(rq_dequantize_f8, RQ_F8_SUFFIX)(const uint8_t *x, float *y, const
     __m512 t[16];
     for (int k = 0; k < 16; k++) t[k] = _mm512_loadu_ps(tp + 16 * k);
     int64_t i = 0;
-    if (pe) {
+    if (pe & 2) {
         for (; i + 16 <= n; i += 16) {
             const __m512 v = rq_f8_lut(t, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(xp + i))));
             _mm512_storeu_ps(yp + i, _mm512_mul_ps(_mm512_sub_ps(v, _mm512_loadu_ps(zp + i)), _mm512_loadu_ps(sp + i)));
+        }
+    } else if (pe) {
+        const __m512 zd = _mm512_set1_ps(zp[0]);
+        for (; i + 16 <= n; i += 16) {
+            const __m512 v = rq_f8_lut(t, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(xp + i))));
+            _mm512_storeu_ps(yp + i, _mm512_mul_ps(_mm512_sub_ps(v, zd), _mm512_loadu_ps(sp + i)));
         }
     } else {
         const __m512 sd = _mm512_set1_ps(sp[0]), zd = _mm512_set1_ps(zp[0]);
@@ -190,13 +198,16 @@ void RQ_F8_CAT(rq_dequantize_f8, RQ_F8_SUFFIX)(const uint8_t *x, float *y, const
         const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
         const __m512 v = rq_f8_lut(t, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, xp + i)));
         const __m512 sv = pe ? _mm512_maskz_loadu_ps(m, sp + i) : _mm512_set1_ps(sp[0]);
-        const __m512 zv = pe ? _mm512_maskz_loadu_ps(m, zp + i) : _mm512_set1_ps(zp[0]);
+        const __m512 zv = (pe & 2) ? _mm512_maskz_loadu_ps(m, zp + i) : _mm512_set1_ps(zp[0]);
         _mm512_mask_storeu_ps(yp + i, m, _mm512_mul_ps(_mm512_sub_ps(v, zv), sv));
     }
     return;
 #endif
-    if (pe) {
+    if (pe & 2) {
         for (int64_t i = 0; i < n; i++) yp[i] = (tp[xp[i]] - zp[i]) * sp[i];
+    } else if (pe) {
+        const float zd = z[0];
+        for (int64_t i = 0; i < n; i++) yp[i] = (tp[xp[i]] - zd) * sp[i];
     } else {
         const float sd = s[0], zd = z[0];
         for (int64_t i = 0; i < n; i++) yp[i] = (tp[xp[i]] - zd) * sd;

@@ -147,11 +147,13 @@ RQ_F8_DECL(__avx512)
  * [outer, ceil(D / block), inner], element (o, a, i) using entry (o, a / block, i).  Threads over
  * chunks of RQ_QCHUNK elements.  sat (quantize): 1 saturate=1, 0 saturate=0 (the Cast table), 2
  * ONNX Runtime's saturate=0 (float8 only: float6 / float4 take 1).  z: the zero point as float32
- * (quantize: -0.0 where the profile adds none).  Return the ISA level used, -1 on bad
+ * (quantize: -0.0 where the profile adds none), laid out as s, or (zc) one value for every
+ * element.  Return the ISA level used, -1 on bad
  * arguments. */
-int rq_quantize_f8(const float *x, uint8_t *y, const float *s, const float *z, int64_t outer, int64_t D,
-                   int64_t inner, int64_t block, int fmt, int pe, int sat, int isa_cap, int nthreads);
-int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z,
+int rq_quantize_f8(const float *x, uint8_t *y, const float *s, const float *z, int zc, int64_t outer,
+                   int64_t D, int64_t inner, int64_t block, int fmt, int pe, int sat, int isa_cap,
+                   int nthreads);
+int rq_dequantize_f8(const uint8_t *x, float *y, const float *tab, const float *s, const float *z, int zc,
                      int64_t outer, int64_t D, int64_t inner, int64_t block, int pe, int isa_cap,
                      int nthreads);
 
