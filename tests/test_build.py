@@ -515,6 +515,18 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                         assert refquant.last_path()["path"].startswith("rq_dequantize_")
                         assert np.array_equal(d.view(np.uint32),
                                               R.dequantize_linear(y, sb, zb, axis=ax, block_size=bs).view(np.uint32))
+        # per-axis runs shorter than 64 elements past the glue's periodic rows (the C walk along
+        # the scales, or 1024-element expansions), a zero point per channel or one for all
+        for shape, ax in (((2, 70001), 1), ((1, 30001, 3), 1)):
+            xs = np.resize(xf, shape).astype(np.float32)
+            sa = np.float32(rng.random(shape[ax]) + 0.1)
+            for za in (np.zeros(shape[ax], ml_dtypes.float8_e4m3fn),
+                       np.resize(np.float32([0.5, 0.0, -1.0]), shape[ax]).astype(ml_dtypes.float8_e4m3fn)):
+                with np.errstate(all="ignore"):
+                    y = refquant.quantize_linear(xs, sa, za, axis=ax)
+                    assert np.array_equal(y.view(np.uint8), R.quantize_linear(xs, sa, za, axis=ax).view(np.uint8))
+                    d = refquant.dequantize_linear(y, sa, za, axis=ax)
+                    assert np.array_equal(d.view(np.uint32), R.dequantize_linear(y, sa, za, axis=ax).view(np.uint32))
     _isa_levels.use(None)
     print("ASAN-SAMPLE-OK")
 """)
