@@ -41,7 +41,7 @@ cdef extern from "rq_quant.h" nogil:
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
-ABI_VERSION = 9
+ABI_VERSION = 10
 
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
@@ -72,10 +72,11 @@ def level(int isa_cap=-1):
 
 
 def quantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndarray s,
-             cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner, bint div_f16,
+             cnp.ndarray zp, Py_ssize_t outer, Py_ssize_t D, Py_ssize_t inner, int div_f16,
              int isa_cap=-1, int nthreads=0, Py_ssize_t block=0, int stream=-1, int variant=0):
     """y[o, d, i] = Q(x[o, d, i] / s[d]) + zp[d]; s float32[D], zp int32[D] (blocked:
-    [outer, ceil(D / block), inner]). stream: 1/0/-1 (auto) non-temporal stores.
+    [outer, ceil(D / block), inner]). div_f16: the division in float16 (1) or bfloat16 (2):
+    x and x / s rounded to it. stream: 1/0/-1 (auto) non-temporal stores.
     variant: RQ_QV_* flags (rq_quant.h), 0 = the ONNX formula. Returns the level."""
     cdef int it = F_TYPES[in_type], ot = Q_TYPES[out_type]
     if ot == RQ_Q_I32:

@@ -39,7 +39,7 @@ import ml_dtypes
 from . import _quant as _k          # ImportError when the extension is not built
 from . import _cpu
 
-_ABI = 9
+_ABI = 10
 if getattr(_k, "ABI_VERSION", None) != _ABI:
     # a stale build (sources changed since `pip install -e .`): use the reference until rebuilt
     raise ImportError(f"refquant._quant ABI {getattr(_k, 'ABI_VERSION', None)} != {_ABI}; "
@@ -309,6 +309,11 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
         # clamp act on v alone.  Not with the zero point added in bfloat16 before rounding.
         if P == _F32:
             xk = x.astype(_F32)
+        elif P == _BF16 and not variant:
+            # the kernels divide in bfloat16 (x and x / s rounded to it, RQ div_f16 = 2)
+            tag = "_pbf16"
+            if x.dtype == _BF16:
+                xk = x.astype(_F32)      # (exact)
         elif P == _BF16 and not variant & (_QV_ZPB | _QV_FMA):
             try:
                 sb = _rq.expand_qparam(s, x.shape, ax, block_size, argname="y_scale")
@@ -323,10 +328,10 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
                 return None
             variant &= ~_QV_RECIP
             s = np.ones(s.shape, _F32)
-            P, tag = _F32, "_pbf16"
+            P, tag = _F32, "_pbf16_numpy"
         else:
             return None
-    if P not in (_F32, _F16):
+    if P not in (_F32, _F16, _BF16):
         return None
     if variant and P == _F16:
         # a vendor formula in float16 precision: x, 1/s and v = x * r (or x / s) each rounded to
@@ -352,7 +357,8 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
         outer, D, inner = 0, 1, 0      # empty input: nothing to compute
         if sf.size == 0 and not blocked:   # a per-axis scale of length 0: one unread placeholder
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
-    return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=(P == _F16 and not variant), outer=outer, D=D,
+    return dict(s=sf, zp=zf, out_dt=out_dt, div_f16=2 if P == _BF16 else int(P == _F16 and not variant),
+                outer=outer, D=D,
                 inner=inner, block=int(block_size) if blocked else 0, variant=variant, x=xk, tag=tag)
 
 

@@ -515,6 +515,13 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                         assert refquant.last_path()["path"].startswith("rq_dequantize_")
                         assert np.array_equal(d.view(np.uint32),
                                               R.dequantize_linear(y, sb, zb, axis=ax, block_size=bs).view(np.uint32))
+        # the division in bfloat16 (RQ div_f16 = 2): float32 / float16 / bfloat16 x, tails
+        for xd in (np.float32, np.float16, ml_dtypes.bfloat16):
+            xs = xf.astype(xd)
+            for zq in (np.uint8(3), np.int8(-1), np.zeros((), ml_dtypes.int4)):
+                y = refquant.quantize_linear(xs, np.array(0.37, ml_dtypes.bfloat16), zq, opset=23)
+                assert refquant.last_path()["path"].split("__")[0].endswith("_pbf16")
+                assert np.array_equal(y, R.quantize_linear(xs, np.array(0.37, ml_dtypes.bfloat16), zq, opset=23))
         # per-axis runs shorter than 64 elements past the glue's periodic rows (the C walk along
         # the scales, or 1024-element expansions), a zero point per channel or one for all
         for shape, ax in (((2, 70001), 1), ((1, 30001, 3), 1)):

@@ -14,11 +14,24 @@ AI __m256 q_load8(const void *x, int64_t i, int in_f16)
 
 AI __m256 round_f16(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, RNE_PH)); }
 
+/* rq_round_bf16 on 8 lanes */
+AI __m256 round_bf16(__m256 v)
+{
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb),
+                                       _mm256_set1_epi32((int)0xffff0000u));
+    return _mm256_blendv_ps(_mm256_castsi256_ps(r), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+
+AI __m256 round_p(__m256 v, int div_f16) { return div_f16 == 2 ? round_bf16(v) : round_f16(v); }
+
+/* a float16 x is exact in float16, not in bfloat16 */
 AI __m256i q_core(__m256 xf, __m256 s, __m256 lo, __m256 hi, __m256i zp, int div_f16, int in_f16)
 {
-    if (div_f16 && !in_f16) xf = round_f16(xf);
+    if (div_f16 == 2 || (div_f16 && !in_f16)) xf = round_p(xf, div_f16);
     __m256 v = _mm256_div_ps(xf, s);
-    if (div_f16) v = round_f16(v);
+    if (div_f16) v = round_p(v, div_f16);
     v = _mm256_max_ps(v, lo);     /* vmaxps: NaN in the first operand -> second operand */
     v = _mm256_min_ps(v, hi);
     return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
@@ -153,7 +166,7 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
     case RQ_Q_I4: qrun(a, IN, RQ_Q_I4, PS, DV); break;               \
     default: break;                                                  \
     }
-#define Q_DIVS(IN, PS) if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
+#define Q_DIVS(IN, PS) if (a->div_f16 == 2) { Q_OUTS(IN, PS, 2) } else if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
 #define Q_PSS(IN) if (a->pstride) { Q_DIVS(IN, 1) } else { Q_DIVS(IN, 0) }
 
 /* ---- quantize variants (rq_quant.h: RQ_QV_*), the same steps as rq_quantize1v ----------- */

@@ -33,12 +33,25 @@ AI __m512 round_f16(__m512 v)
     return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-/* v = x / s (f32 or f16 precision), clamp to [lo, hi] (NaN -> lo), RNE convert, + zp */
+/* rq_round_bf16 on 16 lanes */
+AI __m512 round_bf16(__m512 v)
+{
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb),
+                                       _mm512_set1_epi32((int)0xffff0000u));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_castsi512_ps(r), v);
+}
+
+AI __m512 round_p(__m512 v, int div_f16) { return div_f16 == 2 ? round_bf16(v) : round_f16(v); }
+
+/* v = x / s (f32, f16 or bf16 precision), clamp to [lo, hi] (NaN -> lo), RNE convert, + zp;
+ * a float16 x is exact in float16, not in bfloat16 */
 AI __m512i q_core(__m512 xf, __m512 s, __m512 lo, __m512 hi, __m512i zp, int div_f16, int in_f16)
 {
-    if (div_f16 && !in_f16) xf = round_f16(xf);
+    if (div_f16 == 2 || (div_f16 && !in_f16)) xf = round_p(xf, div_f16);
     __m512 v = _mm512_div_ps(xf, s);
-    if (div_f16) v = round_f16(v);
+    if (div_f16) v = round_p(v, div_f16);
     v = _mm512_max_ps(v, lo);     /* vmaxps: NaN in the first operand -> second operand */
     v = _mm512_min_ps(v, hi);
     return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);   /* cvtps2dq: RNE (default MXCSR) */
@@ -211,7 +224,7 @@ AI void qrun(const rq_qrun_args *a, const int in_f16, const int out_type, const 
     case RQ_Q_I4: qrun(a, IN, RQ_Q_I4, PS, DV); break;               \
     default: break;                                                  \
     }
-#define Q_DIVS(IN, PS) if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
+#define Q_DIVS(IN, PS) if (a->div_f16 == 2) { Q_OUTS(IN, PS, 2) } else if (a->div_f16) { Q_OUTS(IN, PS, 1) } else { Q_OUTS(IN, PS, 0) }
 #define Q_PSS(IN) if (a->pstride > 0) { Q_DIVS(IN, 1) } else if (a->pstride < 0) { Q_DIVS(IN, 2) } else { Q_DIVS(IN, 0) }
 
 /* ---- quantize variants (rq_quant.h: RQ_QV_*), the same steps as rq_quantize1v ----------- */

@@ -7,6 +7,8 @@
  *   if div_f16: xf = fl16(xf)          division precision float16: x converted to f16 (RNE)
  *   v  = fl32(xf / s)                  IEEE true division (divss / vdivps), never x * (1/s)
  *   if div_f16: v = fl16(v)            == the correctly rounded f16 quotient (24 >= 2*11 + 2)
+ *   div_f16 = 2 (bfloat16): xf = bf16(xf), v = bf16(fl32(xf / s)) -- ml_dtypes' bfloat16
+ *                                      division (a float32 quotient rounded to bfloat16)
  *   v  = max(v, qmin - zp)             NaN -> qmin - zp   (maxps returns the 2nd operand on NaN)
  *   v  = min(v, qmax - zp)             +Inf and overflow -> qmax - zp
  *   q  = cvt_rne(v) + zp               round half to even (cvtps2dq, default MXCSR), exact int add
@@ -85,7 +87,7 @@ typedef struct rq_qrun_args {
                            * variant 0): s[i >> k], zp[i >> k], blocks of 2^k >= 16 elements */
     int in_type;          /* RQ_F_F32 / RQ_F_F16 */
     int out_type;         /* RQ_Q_* (not I32) */
-    int div_f16;          /* division precision float16 */
+    int div_f16;          /* division precision float16 (1) or bfloat16 (2) */
     int nontemporal;      /* use streaming stores where possible (the caller fences after) */
     int variant;          /* 0: the ONNX formula above; else RQ_QV_* flags (div_f16 must be 0) */
     int divide;           /* variant 0, per tensor: 1 divides x / s, 0 takes the division-free

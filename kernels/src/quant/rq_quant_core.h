@@ -55,6 +55,17 @@ RQ_INLINE float rq_f16_to_f32(uint16_t h)
 
 RQ_INLINE float rq_round_f16(float f) { return rq_f16_to_f32(rq_f32_to_f16(f)); }
 
+/* f rounded to bfloat16 (to nearest even on the bits; Inf stays, a NaN stays a NaN), as
+ * ml_dtypes converts float32 */
+RQ_INLINE float rq_round_bf16(float f)
+{
+    const uint32_t u = rq_f32_bits(f);
+    return f != f ? f : rq_bits_f32((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+}
+
+/* div_f16: 1 float16, 2 bfloat16 division precision */
+RQ_INLINE float rq_round_p(float f, int div_f16) { return div_f16 == 2 ? rq_round_bf16(f) : rq_round_f16(f); }
+
 /* Round half to even for |v| < 2^22 (finite): adding 1.5 * 2^23 moves v into [2^23, 2^24),
  * where the float spacing is 1, so the add rounds to an integer (RNE, default mode); the
  * subtraction is exact.  Branch-free, so compilers vectorise the loops that use it. */
@@ -67,9 +78,9 @@ RQ_INLINE float rq_rne_small(float v)
 /* One QuantizeLinear element (integer target). */
 RQ_INLINE int32_t rq_quantize1(float xf, float s, int32_t zp, int32_t qmin, int32_t qmax, int div_f16)
 {
-    if (div_f16) xf = rq_round_f16(xf);
+    if (div_f16) xf = rq_round_p(xf, div_f16);
     float v = xf / s;
-    if (div_f16) v = rq_round_f16(v);
+    if (div_f16) v = rq_round_p(v, div_f16);
     float lo = (float)(qmin - zp), hi = (float)(qmax - zp);
     v = v > lo ? v : lo;    /* NaN -> lo (like maxps(v, lo)) */
     v = v < hi ? v : hi;
