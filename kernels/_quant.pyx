@@ -22,6 +22,7 @@ cdef extern from "rq_quant.h" nogil:
         RQ_F_F32
         RQ_F_F16
         RQ_F_F16_VIA32
+        RQ_F_BF16_VIA32
     int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *s,
                     const int32_t *zp, int64_t outer, int64_t D, int64_t inner, int64_t block,
                     int div_f16, int isa_cap, int nthreads, int stream, int variant)
@@ -41,7 +42,7 @@ cdef extern from "rq_quant.h" nogil:
 
 # Bumped whenever a wrapper signature changes; refquant/_quant_fast.py refuses (ImportError ->
 # numpy reference) a stale build whose ABI differs, instead of failing at call time.
-ABI_VERSION = 10
+ABI_VERSION = 11
 
 Q_TYPES = {"uint8": RQ_Q_U8, "int8": RQ_Q_I8, "uint16": RQ_Q_U16, "int16": RQ_Q_I16,
            "uint4": RQ_Q_U4, "int4": RQ_Q_I4, "int32": RQ_Q_I32}
@@ -106,11 +107,16 @@ def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndar
                bint via32=False):
     """y[o, d, i] = (x[o, d, i] - zp[d]) * s[d] in the output precision; with sts,
     fl32(fl32(x*s[d]) - fl32(zp[d]*s[d])) (float32 output, 8/16-bit x, not blocked); with via32
-    (float16 output), fl16(fl32(x - zp[d]) * s[d]): the float32 result rounded once.
+    (float16 output), fl16(fl32(x - zp[d]) * s[d]): the float32 result rounded once; out_type
+    "bfloat16" (y uint16, the bits): the float32 result rounded once to bfloat16.
     Returns the level."""
-    cdef int it = Q_TYPES[in_type], ot = F_TYPES[out_type]
-    if via32:
-        if ot != RQ_F_F16:
+    cdef int it = Q_TYPES[in_type], ot, code
+    if out_type == "bfloat16":
+        ot, code = RQ_F_F16, RQ_F_BF16_VIA32          # (2-byte outputs)
+    else:
+        ot = F_TYPES[out_type]
+        code = RQ_F_F16_VIA32 if via32 else ot
+        if via32 and ot != RQ_F_F16:
             raise ValueError("via32: float16 output only")
     cdef Py_ssize_t n = outer * D * inner
     if outer < 0 or D < 1 or inner < 0 or block < 0:
@@ -124,7 +130,7 @@ def dequantize(cnp.ndarray x, str in_type, cnp.ndarray y, str out_type, cnp.ndar
     cdef const int32_t *pz = <const int32_t *>_ptr(zp, "zp", np_ * 4)
     cdef int lvl
     with nogil:
-        lvl = rq_dequantize(px, it, py, RQ_F_F16_VIA32 if via32 else ot, ps, pz, outer, D, inner, block,
+        lvl = rq_dequantize(px, it, py, code, ps, pz, outer, D, inner, block,
                             isa_cap, nthreads, stream, sts)
     if lvl < 0:
         raise ValueError("rq_dequantize: bad arguments")

@@ -39,7 +39,7 @@ import ml_dtypes
 from . import _quant as _k          # ImportError when the extension is not built
 from . import _cpu
 
-_ABI = 10
+_ABI = 11
 if getattr(_k, "ABI_VERSION", None) != _ABI:
     # a stale build (sources changed since `pip install -e .`): use the reference until rebuilt
     raise ImportError(f"refquant._quant ABI {getattr(_k, 'ABI_VERSION', None)} != {_ABI}; "
@@ -918,7 +918,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             out_dt = _rq.resolve_dtype(output_dtype, argname="output_dtype")
         else:
             out_dt = _F32 if s.dtype == _E8M0 else s.dtype
-        if out_dt == _BF16 and (x.dtype.itemsize != 1 or out is not None or _sts):
+        if out_dt == _BF16 and (x.dtype.itemsize != 1 or _sts):
             return None
         if out_dt not in (_F32, _F16, _BF16):
             return None
@@ -952,10 +952,6 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             sf, zf = np.ones(1, _F32), np.zeros(1, np.int32)
     if _sts and (blocked or cast_after or out_dt != _F32):
         return None
-    if out_dt == _BF16:
-        r = _dq_run(x, sf, zf, _F32, outer, D, inner, None, isa, int(block_size) if blocked else 0)
-        with np.errstate(over="ignore"):
-            return r[0].astype(_BF16), r[1].replace("f32__", "bf16_via_f32__", 1)
     return _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, int(block_size) if blocked else 0,
                    _sts, via32=cast_after)
 
@@ -975,12 +971,13 @@ def _dq_run(x, sf, zf, out_dt, outer, D, inner, out, isa, block=0, sts=0, via32=
     xin = xc.reshape(-1)
     xin = xin.view(np.uint8) if x.dtype.itemsize == 1 else xin.view(
         np.uint16 if x.dtype.itemsize == 2 else np.int32)
-    lvl = _k.dequantize(xin, _DQ_IN[x.dtype], y.reshape(-1), _F_NAMES[out_dt], sf, zf,
+    yk, oname = (y.reshape(-1).view(np.uint16), "bfloat16") if out_dt == _BF16 else (y.reshape(-1), _F_NAMES[out_dt])
+    lvl = _k.dequantize(xin, _DQ_IN[x.dtype], yk, oname, sf, zf,
                         outer, D, inner, cap, 0, block, 0 if (out is None and not recycled) else -1,
                         sts, via32)
-    name = kernel_name("dequantize", _DQ_IN[x.dtype], _F_NAMES[out_dt], lvl)
-    if via32:
-        name = name.replace("f16__", "f16_via_f32__", 1)
+    name = kernel_name("dequantize", _DQ_IN[x.dtype], oname, lvl)
+    if via32 or out_dt == _BF16:
+        name = name.replace("f16__", "f16_via_f32__", 1).replace("bf16__", "bf16_via_f32__", 1)
     return y, (name.replace("dequantize_", "dequantize_sts_", 1) if sts else name)
 
 

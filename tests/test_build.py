@@ -522,6 +522,13 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 y = refquant.quantize_linear(xs, np.array(0.37, ml_dtypes.bfloat16), zq, opset=23)
                 assert refquant.last_path()["path"].split("__")[0].endswith("_pbf16")
                 assert np.array_equal(y, R.quantize_linear(xs, np.array(0.37, ml_dtypes.bfloat16), zq, opset=23))
+        # DequantizeLinear to bfloat16 (RQ_F_BF16_VIA32), tails, blocked
+        for qt, lo, hi in ((np.uint8, 0, 256), (ml_dtypes.int4, -8, 8)):
+            xq = rng.integers(lo, hi, xf.size).astype(qt)
+            d = refquant.dequantize_linear(xq, np.array(0.37, ml_dtypes.bfloat16), np.array(hi - 1).astype(qt))
+            assert refquant.last_path()["path"].split("__")[0].endswith("bf16_via_f32")
+            assert np.array_equal(d.view(np.uint16), R.dequantize_linear(
+                xq, np.array(0.37, ml_dtypes.bfloat16), np.array(hi - 1).astype(qt)).view(np.uint16))
         # per-axis runs shorter than 64 elements past the glue's periodic rows (the C walk along
         # the scales, or 1024-element expansions), a zero point per channel or one for all
         for shape, ax in (((2, 70001), 1), ((1, 30001, 3), 1)):

@@ -505,3 +505,8 @@ void rq_cvt_f32_f16__avx2(const float *s, uint16_t *d, int64_t n)
 /* ---- float8 QuantizeLinear / DequantizeLinear (rq_f8.h) --------------------------------- */
 #define RQ_F8_SUFFIX __avx2
 #include "rq_f8.h"
+
+void rq_cvt_f32_bf16__avx2(const float *s, uint16_t *d, int64_t n)
+{
+    RQ_CVT_BF16_BODY
+}

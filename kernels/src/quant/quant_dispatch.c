@@ -101,6 +101,7 @@ typedef void (*cvt16_fn)(const float *, uint16_t *, int64_t);
 RQ_PICK(qrun_fn, pick_q, rq_quantize_run)
 RQ_PICK(dqrun_fn, pick_dq, rq_dequantize_run)
 RQ_PICK(cvt16_fn, pick_cvt16, rq_cvt_f32_f16)
+RQ_PICK(cvt16_fn, pick_cvtbf16, rq_cvt_f32_bf16)
 RQ_PICK(minmax_fn, pick_mm, rq_minmax_f32)
 
 static int q_size(int t) { return (t == RQ_Q_U16 || t == RQ_Q_I16) ? 2 : (t == RQ_Q_I32 ? 4 : 1); }
@@ -261,8 +262,9 @@ typedef struct {
     int64_t N, D, inner, block; int in_type, out_type, div_f16, ntemp, isz, osz, variant, divide;
     qrun_fn qfn; dqrun_fn dqfn;
     int64_t runlen;     /* inner == 1: a run ends at a multiple of runlen (D, or periodic_params') */
-    void (*cvt16)(const float *, uint16_t *, int64_t);   /* RQ_F_F16_VIA32: the runs write float32
-                                                          * blocks that this rounds into y */
+    void (*cvt16)(const float *, uint16_t *, int64_t);   /* RQ_F_F16_VIA32 / RQ_F_BF16_VIA32: the
+                                                          * runs write float32 blocks that this
+                                                          * rounds into y */
 } qjob;
 
 /* Per-axis parameters whose runs would be short: the channel axis last (inner == 1) with few
@@ -432,7 +434,8 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
                   int isa_cap, int nthreads, int stream, int sts)
 {
     if (outer < 0 || D < 1 || inner < 0 || block < 0 || in_type < 0 || in_type >= RQ_Q_COUNT ||
-        (out_type != RQ_F_F32 && out_type != RQ_F_F16 && out_type != RQ_F_F16_VIA32))
+        (out_type != RQ_F_F32 && out_type != RQ_F_F16 && out_type != RQ_F_F16_VIA32 &&
+         out_type != RQ_F_BF16_VIA32))
         return -1;
     if (sts && (out_type != RQ_F_F32 || block || (in_type != RQ_Q_U8 && in_type != RQ_Q_I8 &&
                                                   in_type != RQ_Q_U16 && in_type != RQ_Q_I16)))
@@ -440,9 +443,10 @@ int rq_dequantize(const void *x, int in_type, void *y, int out_type, const float
     int lvl = rq_quant_level(isa_cap);
     const int64_t N = outer * D * inner;
     if (N == 0) return lvl;
-    const int via32 = out_type == RQ_F_F16_VIA32;
+    const int via32 = out_type == RQ_F_F16_VIA32 || out_type == RQ_F_BF16_VIA32;
     qjob j = {x, y, s, zp, N, D, inner, block, in_type, via32 ? RQ_F_F32 : out_type, 0, 0, q_size(in_type),
-              via32 ? 2 : f_size(out_type), 0, 0, 0, pick_dq(lvl), D, via32 ? pick_cvt16(lvl) : 0};
+              via32 ? 2 : f_size(out_type), 0, 0, 0, pick_dq(lvl), D,
+              via32 ? (out_type == RQ_F_BF16_VIA32 ? pick_cvtbf16(lvl) : pick_cvt16(lvl)) : 0};
     j.ntemp = !via32 && (stream > 0 || (stream < 0 && stream_auto(N * j.isz, N * j.osz)));
     j.variant = sts;
     void *table = periodic_params(&j);

@@ -72,8 +72,10 @@ enum { RQ_Q_U8 = 0, RQ_Q_I8 = 1, RQ_Q_U16 = 2, RQ_Q_I16 = 3, RQ_Q_U4 = 4, RQ_Q_I
        RQ_Q_I32 = 6 /* dequantize input only */, RQ_Q_COUNT = 7 };
 /* float element types */
 enum { RQ_F_F32 = 0, RQ_F_F16 = 1,
-       RQ_F_F16_VIA32 = 2 /* dequantize output only: float16 from the float32 result, one RNE
-                           * rounding (ORT's fl16(fl32(x - zp) * fl32(s)), dq_subtract "float32") */ };
+       RQ_F_F16_VIA32 = 2, /* dequantize output only: float16 from the float32 result, one RNE
+                            * rounding (ORT's fl16(fl32(x - zp) * fl32(s)), dq_subtract "float32") */
+       RQ_F_BF16_VIA32 = 3 /* dequantize output only: bfloat16 from the float32 result, one RNE
+                            * rounding (exact products of 8- / 4-bit x: the glue checks) */ };
 
 /* One contiguous run: n elements, parameters either one scalar (pstride 0) or one per
  * element (pstride 1). Output type / input type fixed per call. */
@@ -127,6 +129,10 @@ void rq_dequantize_run__avx2(const rq_dqrun_args *a);
 void rq_dequantize_run__avx512(const rq_dqrun_args *a);
 void rq_cvt_f32_f16__avx2(const float *s, uint16_t *d, int64_t n);
 void rq_cvt_f32_f16__avx512(const float *s, uint16_t *d, int64_t n);
+/* float32 -> bfloat16 bits, to nearest even (a NaN stays a NaN, as ml_dtypes converts) */
+void rq_cvt_f32_bf16__scalar(const float *s, uint16_t *d, int64_t n);
+void rq_cvt_f32_bf16__avx2(const float *s, uint16_t *d, int64_t n);
+void rq_cvt_f32_bf16__avx512(const float *s, uint16_t *d, int64_t n);
 /* min/max of n float32; returns 1 if any NaN or Inf was seen (min/max then unspecified) */
 int rq_minmax_f32__scalar(const float *x, int64_t n, float *mn, float *mx);
 int rq_minmax_f32__avx2(const float *x, int64_t n, float *mn, float *mx);

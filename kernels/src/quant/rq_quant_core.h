@@ -63,6 +63,18 @@ RQ_INLINE float rq_round_bf16(float f)
     return f != f ? f : rq_bits_f32((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
 }
 
+/* the bfloat16 bits of f, rounded as rq_round_bf16 (NaN: the quiet NaN 0x7FC0 with f's sign,
+ * as ml_dtypes converts) */
+RQ_INLINE uint16_t rq_f32_to_bf16(float f)
+{
+    const uint32_t u = rq_f32_bits(f);
+    return f != f ? (uint16_t)(((u >> 16) & 0x8000u) | 0x7fc0u) : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* a plain loop each ISA unit compiles with its own flags */
+#define RQ_CVT_BF16_BODY                                                                           \
+    for (int64_t i = 0; i < n; i++) d[i] = rq_f32_to_bf16(s[i]);
+
 /* div_f16: 1 float16, 2 bfloat16 division precision */
 RQ_INLINE float rq_round_p(float f, int div_f16) { return div_f16 == 2 ? rq_round_bf16(f) : rq_round_f16(f); }
 
