@@ -177,8 +177,9 @@ def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, cnp.ndarray z, Py_s
     x float32 [outer, D, inner] C-contiguous, y uint8 (the codes, one per byte) of the same size,
     s and z float32 (D; or, pe with D = 1, one per element of a row of inner; or, block > 0,
     [outer, ceil(D / block), inner]); z is the zero point where the profile adds it, -0.0 where
-    not (laid out as s, or one value for every element); fmt from F8_FORMATS; sat (float8): 1 saturate=1, 0 the Cast table, 2 ONNX Runtime's
-    saturate=0.  Returns the level."""
+    not (laid out as s, or one value for every element; never NaN); fmt from F8_FORMATS; sat
+    (float8): 1 saturate=1, 0 the Cast table, 2 ONNX Runtime's saturate=0.  Returns the
+    level."""
     if x.dtype != np.float32 or y.dtype != np.uint8:
         raise TypeError("x float32, y uint8 expected")
     cdef int zc = _f8_check_layout(s, z, outer, D, inner, block, pe)

@@ -40,8 +40,8 @@
 
 static inline __attribute__((always_inline)) void
 rq_f8_q_run(const float *restrict x, uint8_t *restrict y, int64_t n, const float *restrict s,
-            const float *restrict z, const int pe, const int pez, const int sat, const int M, const int bias, const int fnuz, const uint32_t nanc,
-            const float fmax, const int bits)
+            const float *restrict z, const int pe, const int pez, const int sat, const int M,
+            const int bias, const int fnuz, const uint32_t nanc, const float fmax, const int bits)
 {
     /* sat: 1 clamp to +-fmax first (saturate=1); 0 the Cast table (saturate=0: a magnitude
      * that rounds past fmax gives the overflow code: NaN 0x7F / 0x80, +-Inf 0x7C for e5m2);
@@ -179,7 +179,8 @@ void RQ_F8_CAT(rq_dequantize_f8, RQ_F8_SUFFIX)(const uint8_t *x, float *y, const
     if (pe & 2) {
         for (; i + 16 <= n; i += 16) {
             const __m512 v = rq_f8_lut(t, _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(xp + i))));
-            _mm512_storeu_ps(yp + i, _mm512_mul_ps(_mm512_sub_ps(v, _mm512_loadu_ps(zp + i)), _mm512_loadu_ps(sp + i)));
+            const __m512 d = _mm512_sub_ps(v, _mm512_loadu_ps(zp + i));
+            _mm512_storeu_ps(yp + i, _mm512_mul_ps(d, _mm512_loadu_ps(sp + i)));
         }
     } else if (pe) {
         const __m512 zd = _mm512_set1_ps(zp[0]);
