@@ -155,11 +155,12 @@ F8_FORMATS = {"float8_e4m3fn": 0, "float8_e4m3fnuz": 1, "float8_e5m2": 2, "float
               "float4_e2m1fn": 4, "float6_e2m3fn": 5, "float6_e3m2fn": 6}
 
 
-cdef int _f8_check_layout(cnp.ndarray s, cnp.ndarray z, Py_ssize_t outer, Py_ssize_t D,
-                          Py_ssize_t inner, Py_ssize_t block, bint pe) except -1:
-    """s and z: D entries; pe (D = 1, no block): one per element of a row of inner; block > 0:
-    outer * ceil(D / block) * inner.  z may instead hold one value for every element: returns 1
-    then (zc), else 0."""
+cdef int _f8_operands(cnp.ndarray s, cnp.ndarray z, cnp.ndarray y, Py_ssize_t outer, Py_ssize_t D,
+                      Py_ssize_t inner, Py_ssize_t block, bint pe, const float **ps,
+                      const float **pz) except -1:
+    """Checks the layout and y, and sets the pointers to s and z.  s and z: D entries; pe (D = 1,
+    no block): one per element of a row of inner; block > 0: outer * ceil(D / block) * inner.
+    z may instead hold one value for every element: returns 1 then (zc), else 0."""
     if s.dtype != np.float32 or z.dtype != np.float32:
         raise TypeError("s / z float32 expected")
     if outer < 0 or D < 1 or inner < 0 or block < 0 or (pe and (D != 1 or block)):
@@ -167,6 +168,10 @@ cdef int _f8_check_layout(cnp.ndarray s, cnp.ndarray z, Py_ssize_t outer, Py_ssi
     want = outer * ((D + block - 1) // block) * inner if block else (inner if pe else D)
     if s.size != want or (z.size != want and z.size != 1):
         raise ValueError("bad layout")
+    if not y.flags.writeable:
+        raise ValueError("y: not writeable")
+    ps[0] = <const float *>_ptr(s, "s", s.size * 4)
+    pz[0] = <const float *>_ptr(z, "z", z.size * 4)
     return 1 if z.size == 1 and want > 1 else 0
 
 
@@ -182,15 +187,13 @@ def quantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray s, cnp.ndarray z, Py_s
     level."""
     if x.dtype != np.float32 or y.dtype != np.uint8:
         raise TypeError("x float32, y uint8 expected")
-    cdef int zc = _f8_check_layout(s, z, outer, D, inner, block, pe)
+    cdef const float *ps
+    cdef const float *pz
+    cdef int zc = _f8_operands(s, z, y, outer, D, inner, block, pe, &ps, &pz)
     cdef Py_ssize_t n = outer * D * inner
     cdef const float *px = <const float *>_ptr(x, "x", n * 4)
     cdef uint8_t *py = <uint8_t *>_ptr(y, "y", n)
-    cdef const float *ps = <const float *>_ptr(s, "s", s.size * 4)
-    cdef const float *pz = <const float *>_ptr(z, "z", z.size * 4)
     cdef int lvl
-    if not y.flags.writeable:
-        raise ValueError("y: not writeable")
     with nogil:
         lvl = rq_quantize_f8(px, py, ps, pz, zc, outer, D, inner, block, fmt, pe, sat, isa_cap, nthreads)
     if lvl < 0:
@@ -206,16 +209,14 @@ def dequantize_f8(cnp.ndarray x, cnp.ndarray y, cnp.ndarray tab, cnp.ndarray s, 
     C-contiguous."""
     if x.dtype != np.uint8 or y.dtype != np.float32 or tab.dtype != np.float32 or tab.size != 256:
         raise TypeError("x uint8, y / tab float32 (256) expected")
-    cdef int zc = _f8_check_layout(s, z, outer, D, inner, block, pe)
+    cdef const float *ps
+    cdef const float *pz
+    cdef int zc = _f8_operands(s, z, y, outer, D, inner, block, pe, &ps, &pz)
     cdef Py_ssize_t n = outer * D * inner
     cdef const uint8_t *px = <const uint8_t *>_ptr(x, "x", n)
     cdef float *py = <float *>_ptr(y, "y", n * 4)
     cdef const float *pt = <const float *>_ptr(tab, "tab", 256 * 4)
-    cdef const float *ps = <const float *>_ptr(s, "s", s.size * 4)
-    cdef const float *pz = <const float *>_ptr(z, "z", z.size * 4)
     cdef int lvl
-    if not y.flags.writeable:
-        raise ValueError("y: not writeable")
     with nogil:
         lvl = rq_dequantize_f8(px, py, pt, ps, pz, zc, outer, D, inner, block, pe, isa_cap, nthreads)
     if lvl < 0:
