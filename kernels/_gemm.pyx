@@ -148,6 +148,7 @@ cdef extern from "rq_gemm.h" nogil:
         int32_t y_zp
         int sat16
         int isa, nthreads
+        int D, KD, OD, sd, dd, pd
     int rq_conv_run(const rq_conv_args *args, int *kernel_used)
 
 
@@ -869,6 +870,7 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     c.sat16 = 0
     c.isa = -1
     c.nthreads = 0
+    c.D = 0; c.KD = 1; c.OD = 1; c.sd = 1; c.dd = 1; c.pd = 0
     cdef cnp.npy_intp dims[4]
     dims[0] = xa.shape[0]; dims[1] = Cout; dims[2] = c.OH; dims[3] = c.OW
     cdef cnp.ndarray o = _empty64(4, dims, ty, 1)
@@ -895,10 +897,13 @@ _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
 
 def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, pads,
            PackedB packed=None, bias=None, mult=None, int y_zp=0, bint sat16=False, int isa=-1,
-           int nthreads=0, fbias=None, od=None, fx=None):
+           int nthreads=0, fbias=None, od=None, fx=None, depth=None):
     """One image: x (C, H, W) contiguous, w (Cout, C/group, KH, KW) contiguous,
     out (Cout, OH, OW) contiguous int32/uint8/int8.  fbias: float32 (Cout,) bias added after the
     int32 -> float32 conversion (fbgemm's rq_bias="float"; 8-bit outputs, no int bias).
+    depth: a 3-D depthwise conv (group == C, no sat16): (KD, sd, dd, pd) -- kernel depth,
+    stride, dilation and front pad along the depth -- with x (C, D, H, W), w (Cout, 1, KD, KH, KW)
+    and out (Cout, OD, OH, OW); kernel, strides, dilations and pads stay the (H, W) ones.
     Returns the kernel name."""
     cdef cnp.ndarray xa = <cnp.ndarray?>x
     cdef cnp.ndarray wa = <cnp.ndarray?>w
@@ -909,16 +914,35 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
     cdef int kern = -1, rc
     if not (xa.flags.c_contiguous and wa.flags.c_contiguous and o.flags.c_contiguous):
         raise ValueError("x, w, out: C-contiguous expected")
-    if xa.ndim != 3 or wa.ndim != 4 or o.ndim != 3:
+    cdef int e = 0       # (a 3-D conv: the arrays' extra depth axis, after the channels)
+    c.D = 0; c.KD = 1; c.OD = 1; c.sd = 1; c.dd = 1; c.pd = 0
+    if depth is not None:
+        if xa.ndim != 4 or wa.ndim != 5 or o.ndim != 4 or wa.shape[1] != 1 or group != xa.shape[0] or sat16:
+            raise ValueError("conv2d depth: x (C,D,H,W), w (Cout,1,KD,KH,KW), out (Cout,OD,OH,OW), "
+                             "group C, no sat16 expected")
+        if packed is not None:
+            raise ValueError("conv2d depth: plain weights only")
+        if wa.shape[2] != depth[0] or min(depth[0], depth[1], depth[2]) < 1 or depth[3] < 0:
+            raise ValueError("conv2d depth: bad (KD, sd, dd, pd)")
+        _fits("conv input volume D * H * W", xa.shape[1] * xa.shape[2] * xa.shape[3])
+        _fits("conv output volume OD * OH * OW", o.shape[1] * o.shape[2] * o.shape[3])
+        _fits("conv taps KD * KH * KW", wa.shape[2] * wa.shape[3] * wa.shape[4])
+        c.D = <int>xa.shape[1]; c.KD = <int>depth[0]; c.OD = <int>o.shape[1]
+        c.sd = <int>depth[1]; c.dd = <int>depth[2]; c.pd = <int>depth[3]
+        e = 1
+    elif xa.ndim != 3 or wa.ndim != 4 or o.ndim != 3:
         raise ValueError("x (C,H,W), w (Cout,Cin/g,KH,KW), out (Cout,OH,OW) expected")
-    _conv_fits(xa.shape[0], xa.shape[1], xa.shape[2], wa.shape[0], kernel[0], kernel[1], o.shape[1], o.shape[2])
-    c.C = <int>xa.shape[0]; c.H = <int>xa.shape[1]; c.W = <int>xa.shape[2]
+    else:
+        _conv_fits(xa.shape[0], xa.shape[1], xa.shape[2], wa.shape[0], kernel[0], kernel[1], o.shape[1],
+                   o.shape[2])
+    c.C = <int>xa.shape[0]; c.H = <int>xa.shape[1 + e]; c.W = <int>xa.shape[2 + e]
     c.Cout = <int>wa.shape[0]; c.group = group
     c.KH = <int>kernel[0]; c.KW = <int>kernel[1]
     c.sh = <int>strides[0]; c.sw = <int>strides[1]; c.dh = <int>dilations[0]; c.dw = <int>dilations[1]
     c.pt = <int>pads[0]; c.pl = <int>pads[1]; c.pb = <int>pads[2]; c.pr = <int>pads[3]
-    c.OH = <int>o.shape[1]; c.OW = <int>o.shape[2]
-    if o.shape[0] != c.Cout or wa.shape[1] * group != c.C or wa.shape[2] != c.KH or wa.shape[3] != c.KW:
+    c.OH = <int>o.shape[1 + e]; c.OW = <int>o.shape[2 + e]
+    if (o.shape[0] != c.Cout or wa.shape[1] * group != c.C or wa.shape[2 + e] != c.KH
+            or wa.shape[3 + e] != c.KW):
         raise ValueError("conv2d: shape mismatch")
     c.x = <const uint8_t *>cnp.PyArray_DATA(xa); c.x_signed = xa.dtype.kind == "i"
     c.w = <const uint8_t *>cnp.PyArray_DATA(wa); c.w_signed = wa.dtype.kind == "i"

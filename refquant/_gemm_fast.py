@@ -1037,7 +1037,22 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
         sat16 = profile.int16_pair_saturation is True or _rc._pair_saturation_applies(
             profile, X.dtype, W.dtype, X.shape, W.shape, group, strides, dil, pb, pe)
     nd = X.ndim - 2
-    if nd == 1:
+    depth = None
+    if nd == 3:
+        # depthwise only (the 2-D kernels' depthwise frames walk the depth; other 3-D convs run
+        # _conv3d_as_2d / _conv3d_acc), without int16 pairs (their order spans the depth)
+        if (sat16 or W.ndim != 5 or W.shape[1] != 1 or group != X.shape[1] or W.shape[0] % group
+                or math.prod(out) <= 0):
+            return None
+        Dp = (out[0] - 1) * strides[0] + (W.shape[2] - 1) * dil[0] + 1
+        if Dp * (X.shape[3] + pb[1] + pe[1] + W.shape[3] * dil[1]) * (X.shape[4] * 4 + 256) > (1 << 28):
+            return None                   # (a padded volume per channel beyond the kernels' offsets)
+        X4, W4 = X, W
+        pads = (pb[1], pb[2], pe[1], pe[2])
+        st, dl, o2 = (strides[1], strides[2]), (dil[1], dil[2]), tuple(out)
+        depth = (W.shape[2], strides[0], dil[0], pb[0])
+        pk = None
+    elif nd == 1:
         X4 = X[:, :, None, :]
         W4 = W[:, :, None, :]
         pads = (0, pb[0], 0, pe[0])
@@ -1056,8 +1071,10 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
         return None
     if pk is not None and (pk.kind != "conv" or group != 1):
         pk = None
-    geo = dict(group=group, kernel=(W4.shape[2], W4.shape[3]), strides=st, dilations=dl, pads=pads,
+    geo = dict(group=group, kernel=(W4.shape[-2], W4.shape[-1]), strides=st, dilations=dl, pads=pads,
                sat16=sat16)
+    if depth is not None:
+        geo["depth"] = depth
     return X4, np.ascontiguousarray(W4), int(xz[0]), wz, geo, o2, nd, pk
 
 
@@ -1165,6 +1182,10 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
     attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
                  pads=pads, strides=strides)
     if isinstance(x, np.ndarray) and x.ndim == 5:
+        r = _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile) if _depthwise_3d(x, w, group) else None
+        if r is not None:                 # depthwise: the kernels walk the depth
+            X4, W4, xz, wz, geo, o2, nd, pk = r
+            return _conv_run(X4, W4, xz, wz, geo, o2, np.int32, pk)
         return (_conv3d_as_2d(x, w, x_zero_point, attrs, profile,
                               lambda x2, w2, a2: conv_integer(x2, w2, x_zero_point, w_zero_point,
                                                               profile=profile, **a2))
@@ -1505,10 +1526,35 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                 return r
     profile0 = profile
     if isinstance(x, np.ndarray) and x.ndim == 5:
+        # a depthwise 3-D conv: the depthwise kernels over the depth (_conv_common), with the
+        # 2-D path's epilogues; else one 2-D conv per output plane or the planes summed
+        if _depthwise_3d(x, w, group):
+            r = _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
+                                      B, auto_pad, dilations, group, kernel_shape, pads, strides, profile0, opset)
+            if r is not None:
+                return r
         return _qlinear_conv_3d(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
                                 dict(auto_pad=auto_pad, dilations=dilations, group=group,
                                      kernel_shape=kernel_shape, pads=pads, strides=strides), profile0, opset)
-    profile = _call_profile(profile, "QLinearConv", w_scale, w_zero_point,
+    return _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                                 auto_pad, dilations, group, kernel_shape, pads, strides, profile0, opset)
+
+
+def _depthwise_3d(x, w, group):
+    """Whether a 5-D conv is depthwise (one input channel a group, at least two groups; any
+    channel multiplier): _conv_common runs it on the depthwise kernels with the depth.  (One
+    input channel and one group: the depth folded into the channels, _conv3d_as_2d, shares its
+    im2col rows among the outputs.)"""
+    W = unwrap(w) if isinstance(w, PackedWeights) else w
+    return (isinstance(W, np.ndarray) and W.ndim == 5 and W.shape[1] == 1 and type(group) is int
+            and group == x.shape[1] and group > 1 and W.shape[0] % group == 0)
+
+
+def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                          auto_pad, dilations, group, kernel_shape, pads, strides, profile0, opset):
+    """QLinearConv (1-D, 2-D, depthwise 3-D) with every epilogue the kernels implement, or
+    the reference's epilogue over the kernels' accumulator, or None (the reference)."""
+    profile = _call_profile(profile0, "QLinearConv", w_scale, w_zero_point,
                             x.dtype if isinstance(x, np.ndarray) else None, _rc._asymmetric)
     if profile is None:
         return None

@@ -400,10 +400,11 @@ def test_conv_threads_same_bits():
        seed=st.integers(0, 2 ** 31 - 1))
 def test_conv3d_by_planes(isa_cap, C, M, D, H, W, k, s, d, p, g, xt, wt, pcw, prof, seed):
     """3-D ConvInteger / QLinearConv: one 2-D conv an output plane with the kernel's depth folded
-    into the channels, or (depthwise, groups whose folded channels are not a multiple of 4) the
-    int32 accumulator as sums of the 2-D kernels' over the depth (padded planes skipped) and the
-    epilogue by the requantize kernels where they cover the profile: the reference's bits at
-    every ISA level -- strides, dilations and
+    into the channels, or (groups whose folded channels are not a multiple of 4) the int32
+    accumulator as sums of the 2-D kernels' over the depth (padded planes skipped) and the
+    epilogue by the requantize kernels where they cover the profile, or (depthwise) the
+    depthwise kernels walking the depth: the reference's bits at every ISA level -- strides,
+    dilations and
     asymmetric pads on each axis, groups and depthwise, both types of x and w, per-channel weight
     scales and zero points, int32 biases at the limits, accumulators that wrap."""
     rng = np.random.default_rng(seed)
@@ -429,10 +430,12 @@ def test_conv3d_by_planes(isa_cap, C, M, D, H, W, k, s, d, p, g, xt, wt, pcw, pr
         return
     got = refquant.conv_integer(x, w, xz, wz, **attrs)
     path = refquant.last_path()["path"]
-    # depth folded into the channels (one 2-D conv an output plane), or planes summed
-    # (depthwise, and groups whose folded channels are not a multiple of 4)
-    planes = g > 1 and (k[0] * (C // g)) % 4 != 0
-    assert path.endswith("+3d_planes" if planes else "+3d_as_2d"), path
+    # depth folded into the channels (one 2-D conv an output plane), planes summed (groups
+    # whose folded channels are not a multiple of 4), or the depthwise kernels over the depth
+    dw = g > 1 and C // g == 1
+    planes = g > 1 and not dw and (k[0] * (C // g)) % 4 != 0
+    assert (path.startswith("dwconv") and "+3d" not in path if dw
+            else path.endswith("+3d_planes" if planes else "+3d_as_2d")), path
     np.testing.assert_array_equal(got, want)
     ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32) if pcw else np.float32(0.003)
     B = rng.integers(-2 ** 31, 2 ** 31, M, dtype=np.int64).astype(np.int32)
@@ -446,12 +449,112 @@ def test_conv3d_by_planes(isa_cap, C, M, D, H, W, k, s, d, p, g, xt, wt, pcw, pr
     # weights: fbgemm's depthwise pairs) keeps the folded 2-D route out
     pairs = get_profile(prof).for_op("QLinearConv", per_axis=bool(np.size(ws) > 1), dtype=xt,
                                      asymmetric_weights=bool(np.any(np.asarray(wz).astype(int) != 0)))
-    if planes or pairs.int16_pair_saturation:
+    if dw and pairs.int16_pair_saturation:    # (where its geometry and types make pairs)
+        assert path.startswith("dwconv") or "+3d_planes+" in path or path == "reference", path
+    elif dw:
+        assert path.startswith("dwconv") and "+3d" not in path, path
+    elif planes or pairs.int16_pair_saturation:
         assert "+3d_planes+" in path or path == "reference", path
         if prof in ("onnx", "tflite-optimized"):
             assert "rq_epi_rows__" in path, path
     else:
         assert path.endswith("+3d_as_2d"), path
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(C=st.sampled_from([2, 3, 16, 24]), cm=st.sampled_from([1, 1, 2]), D=st.integers(1, 7),
+       H=st.integers(1, 9), W=st.sampled_from([1, 5, 16, 17, 31, 33, 40]),
+       k=st.sampled_from([(3, 3, 3), (1, 3, 3), (3, 1, 1), (2, 3, 4), (5, 2, 5), (7, 3, 3)]),
+       s=st.sampled_from([(1, 1, 1), (2, 2, 2), (3, 1, 2), (1, 2, 4)]),
+       d=st.sampled_from([(1, 1, 1), (2, 1, 1), (1, 2, 2), (3, 1, 2)]),
+       p=st.sampled_from([(1,) * 6, (0,) * 6, (2, 0, 1, 0, 2, 1), (0, 3, 0, 2, 0, 3)]),
+       xt=st.sampled_from([np.uint8, np.int8]), wt=st.sampled_from([np.int8, np.int8, np.uint8]),
+       pcw=st.booleans(), prof=st.sampled_from(["onnx", "onnxruntime", "tflite-optimized", "pytorch-x86",
+                                               "pytorch-onednn", "tensorrt", "onnx-reference"]),
+       seed=st.integers(0, 2 ** 31 - 1))
+def test_depthwise_conv3d_kernels(isa_cap, C, cm, D, H, W, k, s, d, p, xt, wt, pcw, prof, seed):
+    """Depthwise 3-D convs (one input channel a group, channel multipliers) run the depthwise
+    kernels over the depth (rq_conv_args.D: a padded volume per channel, taps (kd, kh, kw)):
+    the reference's bits at every ISA level for ConvInteger and QLinearConv under each
+    profile's epilogue -- padded depth planes, strides / dilations / pads on each axis, both
+    types of x and w, per-channel weight scales and zero points, accumulators that wrap,
+    kernels deeper than the 16 rows of a 2-D kernel (7x3x3)."""
+    rng = np.random.default_rng(seed)
+    M = C * cm
+    if xt == np.int8 and wt == np.uint8 and prof != "onnx":
+        wt = np.int8
+    x = _rand(rng, xt, (1 + seed % 2, C, D, H, W))
+    w = _rand(rng, wt, (M, 1) + k)
+    if seed % 5 == 0:              # every product at its largest: int32 sums that wrap
+        x[:] = 255 if xt == np.uint8 else -128
+        w[:] = -128 if wt == np.int8 else 255
+    attrs = dict(strides=list(s), dilations=list(d), pads=list(p), group=C)
+    sym = prof in ("tensorrt",)
+    wz = (_zp(rng, wt, M) if pcw and wt == np.int8 and prof == "onnx"
+          else wt(0 if wt == np.int8 or sym else 128))
+    xz = xt(0) if sym else _zp(rng, xt)
+    try:
+        want = R.conv_integer(x, w, xz, wz, **attrs)
+    except ValueError:                 # an output dimension below 1: the reference's error
+        return
+    got = refquant.conv_integer(x, w, xz, wz, **attrs)
+    path = refquant.last_path()["path"]
+    np.testing.assert_array_equal(got, want)
+    assert path.startswith("dwconv") and "+3d" not in path, path
+    if isa_cap == "avx512vnni" and wt == np.int8 and not np.any(wz) and k[2] <= 4 and s[2] <= 4 and d[2] == 1:
+        assert path == "dwconv_dpbusd__avx512vnni", path
+    ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32) if pcw else np.float32(0.003)
+    B = rng.integers(-2 ** 31, 2 ** 31, M, dtype=np.int64).astype(np.int32)
+    yz = xt(0) if sym else xt(rng.integers(-128, 128) if xt == np.int8 else rng.integers(0, 256))
+    args = (x, np.float32(0.02), xz, w, ws, wz, np.float32(0.05), yz, B)
+    try:
+        want = R.qlinear_conv(*args, profile=prof, **attrs)
+    except ValueError:                 # the profile refuses the call (its weight types, zero points)
+        with pytest.raises(ValueError):
+            refquant.qlinear_conv(*args, profile=prof, **attrs)
+        return
+    got = refquant.qlinear_conv(*args, profile=prof, **attrs)
+    path = refquant.last_path()["path"]
+    np.testing.assert_array_equal(got, want)
+    pairs = get_profile(prof).for_op("QLinearConv", per_axis=bool(np.size(ws) > 1), dtype=xt,
+                                     asymmetric_weights=bool(np.any(np.asarray(wz).astype(int) != 0)))
+    if pairs.int16_pair_saturation and xt != wt:    # (where its geometry makes pairs: fbgemm's)
+        assert path.startswith("dwconv") or "+3d_planes+" in path or path == "reference", path
+    else:
+        assert path.startswith("dwconv") and "+3d" not in path, path
+
+
+def test_depthwise_conv3d_threads_and_direct_calls():
+    """The depthwise 3-D kernels give the same bits on 1 and 2 threads; _gemm.conv2d's depth
+    argument checks its operands (3-D depthwise layout, no packed weights, no int16 pairs)."""
+    rng = np.random.default_rng(31)
+    x = _rand(rng, np.uint8, (1, 48, 6, 20, 21))
+    w = _rand(rng, np.int8, (96, 1, 3, 3, 3))
+    args = (x, np.float32(0.02), np.uint8(9), w, np.float32(0.004), np.int8(0), np.float32(0.05), np.uint8(7))
+    want = R.qlinear_conv(*args, group=48, pads=[1] * 6, strides=[2, 1, 1])
+    try:
+        for t in (1, 2):
+            refquant.set_num_threads(t)
+            np.testing.assert_array_equal(refquant.qlinear_conv(*args, group=48, pads=[1] * 6, strides=[2, 1, 1]),
+                                          want)
+    finally:
+        refquant.set_num_threads(None)
+    xi, wi = x[0], w
+    o = np.empty((96, 3, 20, 21), np.int32)
+    geo = dict(group=48, kernel=(3, 3), strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1))
+    z = np.zeros(1, np.int32)
+    _k.conv2d(xi, wi, 9, z, o, depth=(3, 2, 1, 1), **geo)
+    np.testing.assert_array_equal(o[None], R.conv_integer(x, w, np.uint8(9), np.int8(0), group=48, pads=[1] * 6,
+                                                          strides=[2, 1, 1]))
+    with pytest.raises(ValueError, match="depth"):
+        _k.conv2d(xi, wi, 9, z, o, depth=(3, 2, 1, 1), sat16=True, **geo)
+    with pytest.raises(ValueError, match="depth"):
+        _k.conv2d(xi, wi[:48], 9, z, o[:48], depth=(3, 2, 1, 1), **dict(geo, group=24))
+    with pytest.raises(ValueError, match="depth"):
+        _k.conv2d(xi, wi, 9, z, o, depth=(2, 2, 1, 1), **geo)
+    with pytest.raises(ValueError, match="plain weights"):
+        _k.conv2d(xi, wi, 9, z, o, depth=(3, 2, 1, 1), packed=refquant.pack_weights(w[:, :, 0]).packed, **geo)
 
 
 def test_conv3d_output_planes_in_chunks(monkeypatch):
@@ -488,13 +591,20 @@ def test_conv3d_packed_weights_and_declines():
     args = (x, np.float32(0.02), np.uint8(1), pw, np.float32(0.01), np.int8(0), np.float32(0.1), np.uint8(3))
     np.testing.assert_array_equal(refquant.qlinear_conv(*args), R.qlinear_conv(*args[:3], w, *args[4:]))
     assert refquant.last_path()["path"].endswith("+3d_as_2d")
-    # the planes path with packed weights: a depthwise 3-D conv
+    # the planes path with packed weights: two channels a group, 3 deep (6 folded channels)
+    wd = _rand(rng, np.int8, (4, 2, 3, 3, 3))
+    argd = (x, np.float32(0.02), np.uint8(1), refquant.pack_weights(wd), np.float32(0.01), np.int8(0),
+            np.float32(0.1), np.uint8(3))
+    np.testing.assert_array_equal(refquant.qlinear_conv(*argd, group=2, pads=[1] * 6),
+                                  R.qlinear_conv(*argd[:3], wd, *argd[4:], group=2, pads=[1] * 6))
+    assert "+3d_planes+rq_epi_rows__" in refquant.last_path()["path"]
+    # a depthwise one: the depthwise kernels over the depth, with the plain weights
     wd = _rand(rng, np.int8, (4, 1, 3, 3, 3))
     argd = (x, np.float32(0.02), np.uint8(1), refquant.pack_weights(wd), np.float32(0.01), np.int8(0),
             np.float32(0.1), np.uint8(3))
     np.testing.assert_array_equal(refquant.qlinear_conv(*argd, group=4, pads=[1] * 6),
                                   R.qlinear_conv(*argd[:3], wd, *argd[4:], group=4, pads=[1] * 6))
-    assert "+3d_planes+rq_epi_rows__" in refquant.last_path()["path"]
+    assert refquant.last_path()["path"].startswith("dwconv")
     assert F.conv_integer(x, w, np.uint8(1), np.int8(0), profile=get_profile("onnxruntime-avx2")) is None
     args = (x, np.float32(0.02), np.uint8(1), w, np.float32(0.01), np.int8(0), np.float32(0.1), np.uint8(3))
     np.testing.assert_array_equal(refquant.qlinear_conv(*args, profile="onnxruntime-avx2"),

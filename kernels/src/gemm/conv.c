@@ -70,7 +70,9 @@ static rq_epi_fn pick_epi(int isa) {
 
 /* ---------------------------------------------------------------- depthwise (scalar) */
 static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
-    const int P = c->OH * c->OW, KK = c->KH * c->KW;
+    const rq_conv_depth z = rq_conv_depth_of(c);   /* (a 2-D conv: one plane) */
+    const int P2 = c->OH * c->OW, P = z.OD * P2, KK2 = c->KH * c->KW, KK = z.KD * KK2;
+    const size_t HW = (size_t)c->H * c->W;
     rq_epi e; epi_conv_base(&e, c);
     e.M = P; e.N = c->Cout; e.K = KK; e.c_rs = 1; e.c_cs = P;
     rq_epi_fn epi = pick_epi(isa);
@@ -85,19 +87,21 @@ static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
         for (int co = 0; co < c->Cout; co++) {
             if (!row) continue;
             const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : co], xz = c->x_zp;
-            const uint8_t *xp = c->x + (size_t)(co / (c->Cout / c->C)) * c->H * c->W;   /* (a channel multiplier) */
+            const uint8_t *xc = c->x + (size_t)(co / (c->Cout / c->C)) * z.D * HW;   /* (a channel multiplier) */
             const uint8_t *wp = c->w + (size_t)co * KK;
             int32_t wv[64];
             int big = KK > 64;
             if (!big) for (int k = 0; k < KK; k++) wv[k] = (c->w_signed ? (int32_t)(int8_t)wp[k] : (int32_t)wp[k]) - wz;
+            for (int od = 0; od < z.OD; od++)
             for (int oh = 0; oh < c->OH; oh++)
                 for (int ow = 0; ow < c->OW; ow++) {
                     uint32_t acc = 0;
                     if (c->sat16) {
-                        /* int16 pair saturation (uint8 x int8 either way): raw values, padded taps
-                         * holding the raw x_zp, pairs of taps (t, t + 1) in (kh, kw) order, each
-                         * pair's exact sum clamped to int16; then
+                        /* int16 pair saturation (uint8 x int8 either way; 2-D only): raw values,
+                         * padded taps holding the raw x_zp, pairs of taps (t, t + 1) in (kh, kw)
+                         * order, each pair's exact sum clamped to int16; then
                          * acc = sum sat16(P) - xz sum w - wz sum x + KK xz wz (mod 2^32) */
+                        const uint8_t *xp = xc;
                         uint32_t sw_ = 0, sx = 0;
                         int32_t pend = 0;
                         for (int k = 0; k < KK; k++) {
@@ -119,19 +123,24 @@ static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
                         row[oh * c->OW + ow] = (int32_t)acc;
                         continue;
                     }
-                    for (int kh = 0; kh < c->KH; kh++) {
-                        int ih = oh * c->sh - c->pt + kh * c->dh;
-                        if (ih < 0 || ih >= c->H) continue;
-                        for (int kw = 0; kw < c->KW; kw++) {
-                            int iw = ow * c->sw - c->pl + kw * c->dw;
-                            if (iw < 0 || iw >= c->W) continue;
-                            int32_t xv = (c->x_signed ? (int32_t)(int8_t)xp[ih * c->W + iw] : (int32_t)xp[ih * c->W + iw]) - xz;
-                            int k = kh * c->KW + kw;
-                            int32_t w_ = big ? (c->w_signed ? (int32_t)(int8_t)wp[k] : (int32_t)wp[k]) - wz : wv[k];
-                            acc += (uint32_t)(xv * w_);
+                    for (int kd = 0; kd < z.KD; kd++) {
+                        const int id = od * z.sd - z.pd + kd * z.dd;
+                        if (id < 0 || id >= z.D) continue;   /* a padded plane: x_zp, adds nothing */
+                        const uint8_t *xp = xc + (size_t)id * HW;
+                        for (int kh = 0; kh < c->KH; kh++) {
+                            int ih = oh * c->sh - c->pt + kh * c->dh;
+                            if (ih < 0 || ih >= c->H) continue;
+                            for (int kw = 0; kw < c->KW; kw++) {
+                                int iw = ow * c->sw - c->pl + kw * c->dw;
+                                if (iw < 0 || iw >= c->W) continue;
+                                int32_t xv = (c->x_signed ? (int32_t)(int8_t)xp[ih * c->W + iw] : (int32_t)xp[ih * c->W + iw]) - xz;
+                                int k = kd * KK2 + kh * c->KW + kw;
+                                int32_t w_ = big ? (c->w_signed ? (int32_t)(int8_t)wp[k] : (int32_t)wp[k]) - wz : wv[k];
+                                acc += (uint32_t)(xv * w_);
+                            }
                         }
                     }
-                    row[oh * c->OW + ow] = (int32_t)acc;
+                    row[(size_t)od * P2 + oh * c->OW + ow] = (int32_t)acc;
                 }
             epi(&e, 0, P, co, 1, row, 1);
         }
@@ -745,8 +754,16 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
     const int nt_staged = (nt > 1 && (double)c->OH * c->OW * c->Cout * (c->C / c->group) * c->KH * c->KW <
                            mt_min && c->OH * c->OW < 4096) ? 1 : nt;   /* (many pixels: the
                            layout work splits well, a 3-channel 112x112 stem gains from 2 threads) */
-    if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0) { if (kernel_used) *kernel_used = RQ_K_SCALAR; return RQ_OK; }
     const int Cg = c->C / c->group;
+    const rq_conv_depth z = rq_conv_depth_of(c);
+    if (c->D > 0) {   /* 3-D: the depthwise kernels only */
+        if (Cg != 1 || c->Cout % c->C || c->sat16 || z.KD < 1 || z.OD < 0 || z.sd < 1 || z.dd < 1 || z.pd < 0)
+            return RQ_EARG;
+    }
+    if (c->OH <= 0 || c->OW <= 0 || c->Cout == 0 || z.OD <= 0) {
+        if (kernel_used) *kernel_used = RQ_K_SCALAR;
+        return RQ_OK;
+    }
     const int sat = c->sat16 && c->x_signed != c->w_signed;   /* (vpmaddubsw: uint8 x int8 only) */
     /* One input channel (group 1, Cout = m outputs): a plain conv the depthwise kernels also
      * take (channel multiplier m).  They compute each output's taps apart; the GEMM paths share
@@ -757,7 +774,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
      * int16 GEMM is slower: 5x5 m=32 20.7 / 25.5, m=64 40.4 / 31.9, 7x7 m=32 92 / 107, 9x9 m=32
      * 53 / 36, 11x11 m=32 207 / 172; AVX2 alone: 5x5 m=32 26.7 / 29.3, 7x7 m=32 143 / 127).
      * Under AMX the row-implicit conv takes them (session 8's stems and 1-channel inputs). */
-    const int c1_gemm = c->C == 1 && c->group == 1 &&
+    const int c1_gemm = c->C == 1 && c->group == 1 && c->D <= 0 &&
         ((!sat && rows_amx_ok(c, isa)) ||
          (c->KH * c->KW > 9 && (isa >= RQ_ISA_AVX512VNNI || rq_gemm_avxvnni_at(isa) ? c->Cout >= 24
                                                                                     : c->Cout >= 48 || c->KH * c->KW >= 64)));
@@ -772,12 +789,12 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         const int fused = !c->fbias && !c->od && !c->fx_mode;
         int k = RQ_K_DW_SCALAR;
         if (!sat && isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
-            c->KW <= 4 && c->KH <= 16 && c->w_signed && wz0)
+            c->KW <= 4 && c->KH <= 16 && z.KD * c->KH <= 64 && c->w_signed && wz0)
             k = RQ_K_DW_VNNI;
         else if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && (!sat || wz0))   /* any stride (phase-split rows) */
             k = RQ_K_DW_AVX512;
         else if (!sat && rq_gemm_avxvnni_at(isa) && rq_dwconv_dp__avxvnni && c->sw == 1 && c->dw == 1 &&
-                 c->KW <= 4 && c->KH <= 16 && c->w_signed && wz0)   /* vpdpbusd on ymm */
+                 c->KW <= 4 && c->KH <= 16 && z.KD * c->KH <= 64 && c->w_signed && wz0)   /* vpdpbusd on ymm */
             k = RQ_K_DW_AVXVNNI;
         else if (isa >= RQ_ISA_AVX2 && rq_dwconv__avx2 && (!sat || wz0))       /* the same, 8 pixels a vector */
             k = RQ_K_DW_AVX2;
@@ -787,7 +804,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
             k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni : k == RQ_K_DW_AVX512 ? rq_dwconv__avx512
           : k == RQ_K_DW_AVXVNNI ? rq_dwconv_dp__avxvnni : rq_dwconv__avx2;
         if (fused) return dwk(c, nt);
-        const size_t P = (size_t)c->OH * c->OW;
+        const size_t P = (size_t)z.OD * c->OH * c->OW;   /* (a 3-D conv: its OD planes) */
         int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (P * (size_t)c->Cout + 16));
         if (!acc) return RQ_ENOMEM;
         rq_conv_args c2 = *c;
@@ -801,7 +818,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
              * ms); on the calling thread (split over the pool's threads right after the
              * kernel's OpenMP team, 2 threads took 0.35 ms against 0.14) */
             rq_epi e; epi_conv_base(&e, c);
-            e.M = c->Cout; e.N = (int)P; e.K = c->KH * c->KW; e.c_rs = (ptrdiff_t)P; e.c_cs = 1;
+            e.M = c->Cout; e.N = (int)P; e.K = z.KD * c->KH * c->KW; e.c_rs = (ptrdiff_t)P; e.c_cs = 1;
             e.bias_rs = 1; e.bias_cs = 0; e.mult_rows = c->mult_n != 1;
             pick_epi(isa)(&e, 0, c->Cout, 0, (int)P, acc, (ptrdiff_t)P);
         }

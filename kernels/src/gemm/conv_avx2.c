@@ -63,9 +63,8 @@ static inline void dw_dp_row(const rq_conv_args *c, uint8_t *dr, const uint8_t *
 
 /* one output channel's plane (dw_run's chan): 32 pixels a step in 4 vectors of 8 */
 static inline void dw_chan_avx2(const rq_conv_args *c, int co, const uint8_t *xp, int Wp, const int32_t *wv,
-                         const int32_t *toff, uint32_t fix) {
-    const int OH = c->OH, OW = c->OW, KK = c->KH * c->KW;
-    const size_t P = (size_t)OH * OW;
+                                const int32_t *toff, uint32_t fix, int KK, size_t obase) {
+    const int OH = c->OH, OW = c->OW;
     const int sat = c->sat16;   /* the caller checked: uint8 x int8 (either way), every w_zp 0 */
     const int xs_sgn = c->x_signed;
     const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
@@ -116,7 +115,7 @@ static inline void dw_chan_avx2(const rq_conv_args *c, int co, const uint8_t *xp
             const __m256i av[4] = {a0, a1, a2, a3};
             for (int v = 0; v < nv; v++) {
                 const int ow = ow0 + 8 * v;
-                dw_store8(otype, y, (size_t)co * P + (size_t)oh * OW + ow, OW - ow < 8 ? OW - ow : 8,
+                dw_store8(otype, y, obase + (size_t)oh * OW + ow, OW - ow < 8 ? OW - ow : 8,
                           _mm256_sub_epi32(av[v], vfix), mul, lo, hi, zp);
             }
         }
@@ -135,27 +134,28 @@ static inline void dw_chan_avx2(const rq_conv_args *c, int co, const uint8_t *xp
 #if RQ_HAVE_AVXVNNI
 /* ---------------------------------------------------------------- depthwise with AVX-VNNI
  * conv_avx512vnni.c's vpdpbusd depthwise on ymm, for stride 1 along W, W dilation 1, KW <= 4,
- * KH <= 16, int8 weights with zero w_zp: the KW taps of kernel row kh for output pixel p read the
- * dword at byte p of the padded row (x_used = x, or x ^ 0x80 for an int8 x, = x + 128; padding
- * x_zp's x_used value), and vpdpbusd with the weight dword (w[kh, 0..KW-1], zeros) gives
+ * KH <= 16 (KD * KH <= 64 rows in 3-D), int8 weights with zero w_zp: the KW taps of kernel row
+ * kh for output pixel p read the dword at byte p of the padded row (x_used = x, or x ^ 0x80 for
+ * an int8 x, = x + 128; padding x_zp's x_used value), and vpdpbusd with the weight dword (w[kh, 0..KW-1], zeros) gives
  * sum_kw x_used * w exactly.  The 8 overlapping dwords of 8 outputs: one 16-byte load put in
  * both lanes, then an in-lane vpshufb (bytes j .. j+3 into dword j).  acc = raw - (x_zp +
  * 128 [int8 x]) * sum w + bias; the epilogue as dw_chan_avx2's. */
 __attribute__((noinline, target("avxvnni"))) static void dw_dp_chan(
-    const rq_conv_args *c, int co, const uint8_t *xp, int Wp, const int32_t *wv, const int32_t *toff, uint32_t fix) {
-    (void)toff;
-    const int OH = c->OH, OW = c->OW, KH = c->KH, KW = c->KW;
-    const size_t P = (size_t)OH * OW;
+    const rq_conv_args *c, int co, const uint8_t *xp, int Wp, const int32_t *wv, const int32_t *toff, uint32_t fix,
+    int KK, size_t obase) {
+    /* kernel rows r = (kd, kh) (a 3-D conv: KD * KH <= 64), row r's taps from toff[r * KW] */
+    const int OH = c->OH, OW = c->OW, KW = c->KW, KR = KK / KW;
     const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
-    int32_t wd[16];
+    int32_t wd[64], roff[64];
     uint32_t wsum = 0;
-    for (int kh = 0; kh < KH; kh++) {   /* (w_zp 0: wv is w) */
+    for (int r = 0; r < KR; r++) {   /* (w_zp 0: wv is w) */
         uint8_t b[4] = {0, 0, 0, 0};
         for (int kw = 0; kw < KW; kw++) {
-            b[kw] = (uint8_t)wv[kh * KW + kw];
-            wsum += (uint32_t)wv[kh * KW + kw];
+            b[kw] = (uint8_t)wv[r * KW + kw];
+            wsum += (uint32_t)wv[r * KW + kw];
         }
-        memcpy(&wd[kh], b, 4);
+        memcpy(&wd[r], b, 4);
+        roff[r] = toff[r * KW];
     }
     if (c->x_signed) fix += 128u * wsum;   /* x_used = x + 128 */
     const __m256i idx = _mm256_setr_epi8(0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6,
@@ -165,7 +165,7 @@ __attribute__((noinline, target("avxvnni"))) static void dw_dp_chan(
     const __m256 lo = _mm256_set1_ps((float)(qmin - c->y_zp)), hi = _mm256_set1_ps((float)(qmax - c->y_zp));
     const __m256i zp = _mm256_set1_epi32(c->y_zp);
     const int otype = c->out_type;
-    const ptrdiff_t rstep = (ptrdiff_t)c->sh * Wp, kstep = (ptrdiff_t)c->dh * Wp;
+    const ptrdiff_t rstep = (ptrdiff_t)c->sh * Wp;
     void *const y = c->y;
 #define DW_WIN8(q) _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q))), idx)
     for (int oh = 0; oh < OH; oh++) {
@@ -173,9 +173,9 @@ __attribute__((noinline, target("avxvnni"))) static void dw_dp_chan(
         for (int ow0 = 0; ow0 < OW; ow0 += 32) {
             const int nv = OW - ow0 >= 32 ? 4 : (OW - ow0 + 7) / 8;
             __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-            for (int kh = 0; kh < KH; kh++) {
-                const uint8_t *q = base + kh * kstep + ow0;
-                const __m256i wt = _mm256_set1_epi32(wd[kh]);
+            for (int r = 0; r < KR; r++) {
+                const uint8_t *q = base + roff[r] + ow0;
+                const __m256i wt = _mm256_set1_epi32(wd[r]);
                 a0 = _mm256_dpbusd_avx_epi32(a0, DW_WIN8(q), wt);
                 if (nv > 1) a1 = _mm256_dpbusd_avx_epi32(a1, DW_WIN8(q + 8), wt);
                 if (nv > 2) a2 = _mm256_dpbusd_avx_epi32(a2, DW_WIN8(q + 16), wt);
@@ -184,7 +184,7 @@ __attribute__((noinline, target("avxvnni"))) static void dw_dp_chan(
             const __m256i av[4] = {a0, a1, a2, a3};
             for (int v = 0; v < nv; v++) {
                 const int ow = ow0 + 8 * v;
-                dw_store8(otype, y, (size_t)co * P + (size_t)oh * OW + ow, OW - ow < 8 ? OW - ow : 8,
+                dw_store8(otype, y, obase + (size_t)oh * OW + ow, OW - ow < 8 ? OW - ow : 8,
                           _mm256_sub_epi32(av[v], vfix), mul, lo, hi, zp);
             }
         }
@@ -201,7 +201,8 @@ __attribute__((noinline, target("avxvnni"))) static void dw_dp_chan(
 #undef DW_CHAN
 
 int rq_dwconv_dp__avxvnni(const rq_conv_args *c, int nthreads) {
-    if (c->sw != 1 || c->dw != 1 || c->KW > 4 || c->KH > 16 || !c->w_signed || c->sat16) return RQ_EARG;
+    if (c->sw != 1 || c->dw != 1 || c->KW > 4 || c->KH * rq_conv_depth_of(c).KD > 64 || !c->w_signed || c->sat16)
+        return RQ_EARG;
     for (int i = 0; i < c->w_zp_n; i++)
         if (c->w_zp[i]) return RQ_EARG;
     return dw_dp_avxvnni(c, nthreads);

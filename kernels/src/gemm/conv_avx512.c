@@ -133,9 +133,8 @@ static inline void dw_row_avx512(const rq_conv_args *c, uint8_t *dr, const uint8
 
 /* one output channel's plane (dw_run's chan): 64 pixels a step in 4 vectors of 16 */
 static inline void dw_chan_avx512(const rq_conv_args *c, int co, const uint8_t *xp, int Wp, const int32_t *wv,
-                           const int32_t *toff, uint32_t fix) {
-    const int OH = c->OH, OW = c->OW, KK = c->KH * c->KW;
-    const size_t P = (size_t)OH * OW;
+                                  const int32_t *toff, uint32_t fix, int KK, size_t obase) {
+    const int OH = c->OH, OW = c->OW;
     const int sat = c->sat16;   /* the caller checked: uint8 x int8 (either way), every w_zp 0 */
     const int qmin = c->out_type == RQ_OUT_U8 ? 0 : -128, qmax = c->out_type == RQ_OUT_U8 ? 255 : 127;
     const __m512i vfix = _mm512_set1_epi32((int32_t)fix);   /* x_zp * sum w' - bias */
@@ -190,7 +189,7 @@ static inline void dw_chan_avx512(const rq_conv_args *c, int co, const uint8_t *
                 const int n = OW - ow < 16 ? OW - ow : 16;
                 const __mmask16 m = (__mmask16)((1u << n) - 1u);
                 __m512i acc = _mm512_sub_epi32(av[v], vfix);
-                size_t o = (size_t)co * P + (size_t)oh * OW + ow;
+                size_t o = obase + (size_t)oh * OW + ow;
                 if (otype == RQ_OUT_S32) {
                     _mm512_mask_storeu_epi32((int32_t *)y + o, m, acc);
                 } else {

@@ -175,7 +175,24 @@ typedef struct rq_conv_args {
     int32_t y_zp;
     int sat16;                           /* int16 pair saturation over k = (kh, kw, ci), ci fastest */
     int isa, nthreads;
+    /* A 3-D depthwise conv where D > 0 (the depthwise kernels only: C / group == 1, no sat16;
+     * rq_conv_run refuses any other 3-D call with RQ_EARG): x[c, d, h, w], w[co, 0, kd, kh, kw],
+     * y[co, od, oh, ow], all contiguous; input depth D, kernel depth KD, output depth OD, depth
+     * stride sd, dilation dd and front pad pd (the back pad follows from OD; a padded plane holds
+     * x_zp).  D == 0: a 2-D conv (the depth fields unused). */
+    int D, KD, OD, sd, dd, pd;
 } rq_conv_args;
+
+/* the depth of a conv: a 2-D one as one plane with a one-plane kernel */
+typedef struct rq_conv_depth { int D, KD, OD, sd, dd, pd, Dp; } rq_conv_depth;
+static inline rq_conv_depth rq_conv_depth_of(const rq_conv_args *c) {
+    rq_conv_depth z = {1, 1, 1, 1, 1, 0, 1};
+    if (c->D > 0) {
+        z.D = c->D; z.KD = c->KD; z.OD = c->OD; z.sd = c->sd; z.dd = c->dd; z.pd = c->pd;
+        z.Dp = (z.OD - 1) * z.sd + (z.KD - 1) * z.dd + 1;   /* the padded planes the outputs read */
+    }
+    return z;
+}
 
 int rq_conv_run(const rq_conv_args *args, int *kernel_used);
 /* Pack conv weights [Cout, Cin, KH, KW] (group 1) as the GEMM B operand with K ordered
