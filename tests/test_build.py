@@ -289,6 +289,17 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                                       R.qlinear_conv(*da, group=24, pads=[1, 1, 1, 1]))
         os.environ.pop("REFQUANT_DISABLE_ISA", None)
         _cpu.reset()
+        for lvl in lvls:                    # depthwise 3-D: a padded volume per channel
+            _cpu.set_isa_cap(lvl)
+            for D, W, k, st3, m, xt in ((1, 33, (3, 3, 3), (1, 1, 1), 1, np.uint8), (5, 70, (3, 3, 4), (2, 1, 2), 2, np.int8),
+                                        (4, 17, (7, 3, 3), (1, 2, 1), 1, np.uint8), (3, 5, (2, 1, 5), (3, 1, 1), 1, np.int8)):
+                xd = rng.integers(-128, 128, (1, 8, D, 6, W)).astype(np.int16).astype(xt)
+                wd = rng.integers(-128, 128, (8 * m, 1) + k).astype(np.int8)
+                kw3 = dict(group=8, pads=[1, 1, 2, 2, 0, 1], strides=list(st3))
+                da = (xd, np.float32(0.05), xt(9), wd, np.float32(0.01), np.int8(0), np.float32(0.2), xt(100))
+                assert np.array_equal(refquant.qlinear_conv(*da, **kw3), R.qlinear_conv(*da, **kw3))
+                assert np.array_equal(refquant.conv_integer(xd, wd, xt(9), **kw3), R.conv_integer(xd, wd, xt(9), **kw3))
+        _cpu.set_isa_cap(None)
         for k, s_, W in ((3, 1, 19), (5, 2, 70), (7, 1, 3)):   # depthwise int16 pairs (fbgemm): folded
             xd = rng.integers(0, 256, (1, 16, 9, W)).astype(np.uint8)   # int32 bias, float bias (epilogue
             wd = rng.integers(-128, 128, (16, 1, k, k)).astype(np.int8)  # over the int32 accumulators)
