@@ -24,10 +24,9 @@
      * is lane byte sw*q + k */                                                                   \
     int32_t pix_[16]; uint8_t six_[16];                                                           \
     for (int j_ = 0; j_ < 16; j_++) { pix_[j_] = sw * (j_ / 4) + j_ % 4; six_[j_] = (uint8_t)(sw * (j_ / 4) + j_ % 4); } \
-    const __m512i perm = _mm512_loadu_si512((const void *)pix_);                                  \
-    const __m512i shuf = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)six_));          \
-    (void)perm; (void)shuf
-#define DW_WIN(p) _mm512_shuffle_epi8(_mm512_permutexvar_epi32(perm, _mm512_loadu_si512(p)), shuf)
+    const __m512i dw_k0 = _mm512_loadu_si512((const void *)pix_);                                 \
+    const __m512i dw_k1 = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)six_))
+#define DW_WIN(p) _mm512_shuffle_epi8(_mm512_permutexvar_epi32(dw_k0, _mm512_loadu_si512(p)), dw_k1)
 #define DW_FN dw_dp_plain
 #define DW_ATTR
 #include "conv_dw_dp.inc"
@@ -38,8 +37,8 @@
 #define DW_CONSTS                                                                                 \
     uint8_t wix_[64];                                                                             \
     for (int j_ = 0; j_ < 64; j_++) wix_[j_] = (uint8_t)(sw * (j_ / 4) + j_ % 4);                 \
-    const __m512i bidx = _mm512_loadu_si512((const void *)wix_)
-#define DW_WIN(p) _mm512_permutexvar_epi8(bidx, _mm512_loadu_si512(p))
+    const __m512i dw_k0 = _mm512_loadu_si512((const void *)wix_), dw_k1 = _mm512_setzero_si512()
+#define DW_WIN(p) _mm512_permutexvar_epi8(dw_k0, _mm512_loadu_si512(p))
 #define DW_FN dw_dp_vbmi
 #define DW_ATTR __attribute__((target("avx512vbmi")))
 #include "conv_dw_dp.inc"
