@@ -150,6 +150,7 @@ cdef extern from "rq_gemm.h" nogil:
         int isa, nthreads
         int D, KD, OD, sd, dd, pd
     int rq_conv_run(const rq_conv_args *args, int *kernel_used)
+    void rq_set_dw_nhwc(int on)
 
 
 cdef extern int rq_amx_kslab_on
@@ -1007,6 +1008,14 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
     if rc != 0:
         raise RuntimeError(f"conv2d: kernel error {rc}")
     return rq_gemm_kernel_name(kern).decode()
+
+
+def set_dw_nhwc(on):
+    """Whether depthwise convs with output rows up to 24 pixels (channel multiplier 1, 2-D) run
+    the channels-last kernel (``dwconv_nhwc__avx512``): True (the default), False (the
+    per-channel kernels, as for wider rows), None (the REFQUANT_DW_NHWC environment variable
+    decides, "0" = off)."""
+    rq_set_dw_nhwc(-1 if on is None else (1 if on else 0))
 
 
 def kernel_name(int k):

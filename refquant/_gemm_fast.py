@@ -1805,6 +1805,8 @@ def kernel_names():
                                       "dwconv__avx512" if lvl >= 2 else
                                       "dwconv_dpbusd__avxvnni" if g == "gemm_vnni4__avxvnni" else
                                       "dwconv__avx2" if lvl >= 1 else "dwconv__scalar")
+    if lvl >= 2:   # (output rows up to 24 pixels, channel multiplier 1; _gemm.set_dw_nhwc)
+        info["QLinearConv(depthwise, narrow rows)"] = "dwconv_nhwc__avx512"
     return info
 
 

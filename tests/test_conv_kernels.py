@@ -711,6 +711,102 @@ def test_depthwise_pair_saturation_sweep(isa_cap, C, H, W, k, s, d, p, mult, xt,
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(C=st.sampled_from([1, 7, 32, 33, 64, 100]), H=st.integers(1, 16), W=st.integers(1, 26),
+       k=st.sampled_from([(3, 3), (1, 1), (5, 5), (3, 1), (2, 4), (7, 7), (11, 11)]),
+       s=st.sampled_from([(1, 1), (2, 2), (1, 3)]), d=st.sampled_from([(1, 1), (2, 2), (1, 3)]),
+       p=st.sampled_from([(1, 1, 1, 1), (0, 0, 0, 0), (2, 0, 1, 3), (5, 5, 5, 5)]),
+       xt=st.sampled_from([np.uint8, np.int8]), wt=st.sampled_from([np.int8, np.uint8]),
+       wzk=st.sampled_from(["zero", "scalar", "per_channel"]),
+       prof=st.sampled_from(["onnx", "onnxruntime", "pytorch-x86", "pytorch-fbgemm", "tflite-optimized",
+                             "tensorrt", "onnx-reference"]),
+       nhwc=st.booleans(), seed=st.integers(0, 2 ** 31 - 1))
+def test_depthwise_channels_last(isa_cap, C, H, W, k, s, d, p, xt, wt, wzk, prof, nhwc, seed):
+    """Depthwise convs with output rows up to 24 pixels (channel multiplier 1) run the
+    channels-last kernel at the AVX-512 levels (``dwconv_nhwc__avx512``: 32 channels a vector,
+    tap pairs by vpmaddwd, the block's pixels transposed back to NCHW), or with it switched off
+    (``_gemm.set_dw_nhwc(False)``) the per-channel kernels: the reference's bits either way --
+    channels around the 32-channel blocks, kernels up to 11x11 (61 tap pairs), strides,
+    dilations, pads wider than the kernel, int8 / uint8 x and w, weight zero points per tensor
+    and per channel, accumulators that wrap, every epilogue."""
+    rng = np.random.default_rng(seed)
+    sym = prof == "tensorrt"
+    if xt == np.int8 and wt == np.uint8 and prof != "onnx":
+        wt = np.int8
+    x = _rand(rng, xt, (1 + seed % 2, C, H, W))
+    w = _rand(rng, wt, (C, 1) + k)
+    if seed % 5 == 0:
+        x[:] = 255 if xt == np.uint8 else -128
+        w[:] = -128 if wt == np.int8 else 255
+    wz = (wt(0) if wzk == "zero" or sym or prof != "onnx" and wt == np.int8 else
+          _zp(rng, wt, C) if wzk == "per_channel" and prof == "onnx" else _zp(rng, wt))
+    xz = xt(0) if sym else _zp(rng, xt)
+    kw = dict(group=C, strides=list(s), dilations=list(d), pads=list(p))
+    _k.set_dw_nhwc(nhwc)
+    try:
+        try:
+            want = R.conv_integer(x, w, xz, wz, **kw)
+        except ValueError:
+            return
+        got = refquant.conv_integer(x, w, xz, wz, **kw)
+        path = refquant.last_path()["path"]
+        np.testing.assert_array_equal(got, want)
+        narrow = got.shape[-1] <= 24 and k[0] * k[1] <= 128
+        on = nhwc and narrow and isa_cap in ("avx512", "avx512vnni", "amx")
+        assert (path == "dwconv_nhwc__avx512") == on, (path, isa_cap, got.shape)
+        ws = (rng.random(C) * 0.01 + 1e-4).astype(np.float32) if seed % 3 else np.float32(0.004)
+        B = rng.integers(-2 ** 31, 2 ** 31, C, dtype=np.int64).astype(np.int32)
+        yz = xt(0) if sym else xt(rng.integers(-128, 128) if xt == np.int8 else rng.integers(0, 256))
+        args = (x, np.float32(0.02), xz, w, ws, wz, np.float32(0.05), yz, B)
+        try:
+            want = R.qlinear_conv(*args, profile=prof, **kw)
+        except ValueError:
+            with pytest.raises(ValueError):
+                refquant.qlinear_conv(*args, profile=prof, **kw)
+            return
+        got = refquant.qlinear_conv(*args, profile=prof, **kw)
+        np.testing.assert_array_equal(got, want)
+        path = refquant.last_path()["path"]
+        pairs = get_profile(prof).for_op("QLinearConv", per_axis=bool(np.size(ws) > 1), dtype=xt,
+                                         asymmetric_weights=bool(np.any(np.asarray(wz).astype(int) != 0)))
+        if on and not (pairs.int16_pair_saturation and xt != wt):
+            assert path.startswith("dwconv_nhwc__avx512"), (path, prof)
+    finally:
+        _k.set_dw_nhwc(None)
+
+
+def test_depthwise_channels_last_threads():
+    """The channels-last depthwise kernel splits its 32-channel blocks over the threads: the
+    same bits on 1 and 2 threads; REFQUANT_DW_NHWC=0 switches it off."""
+    if "avx512" not in AVAILABLE:
+        pytest.skip("no AVX-512 here")
+    rng = np.random.default_rng(47)
+    x = _rand(rng, np.uint8, (1, 200, 14, 14))
+    w = _rand(rng, np.int8, (200, 1, 3, 3))
+    args = (x, np.float32(0.02), np.uint8(9), w, np.float32(0.004), np.int8(0), np.float32(0.05), np.uint8(7),
+            rng.integers(-999, 999, 200).astype(np.int32))
+    want = R.qlinear_conv(*args, group=200, pads=[1] * 4, strides=[2, 2])
+    try:
+        for t in (1, 2):
+            refquant.set_num_threads(t)
+            np.testing.assert_array_equal(refquant.qlinear_conv(*args, group=200, pads=[1] * 4, strides=[2, 2]),
+                                          want)
+            assert refquant.last_path()["path"] == "dwconv_nhwc__avx512"
+    finally:
+        refquant.set_num_threads(None)
+    code = textwrap.dedent("""
+        import numpy as np, refquant
+        x = np.zeros((1, 64, 7, 7), np.uint8); w = np.ones((64, 1, 3, 3), np.int8)
+        refquant.conv_integer(x, w, group=64, pads=[1] * 4)
+        print(refquant.last_path()["path"])
+    """)
+    for env, want_nhwc in (("0", False), ("1", True)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=dict(os.environ, REFQUANT_DW_NHWC=env), check=True).stdout.strip()
+        assert (out == "dwconv_nhwc__avx512") == want_nhwc, out
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 def test_depthwise_channel_multiplier(isa_cap):
     """Depthwise convs with a channel multiplier (group == C, Cout = m * C: outputs m*ch .. m*ch +
     m - 1 read input channel ch) run the direct depthwise kernels, not a GEMM per group: the
@@ -1048,10 +1144,12 @@ def test_depthwise_vbmi_and_plain_variants(monkeypatch):
     CPU has AVX512_VBMI and with vpermd + vpshufb otherwise (REFQUANT_DISABLE_ISA=avx512vbmi
     forces the latter here): both give the reference's bits over widths around the 16/32-pixel
     steps, KW 1..4, strides along H and along W (1 to 4: windows at every sw-th byte),
-    dilation along H, pads and signed / unsigned x."""
+    dilation along H, pads and signed / unsigned x.  (Narrow rows would run the channels-last
+    kernel: it is switched off here.)"""
     if "avx512vnni" not in AVAILABLE:
         pytest.skip("no VNNI depthwise kernel here")
     rng = np.random.default_rng(43)
+    _k.set_dw_nhwc(False)
     try:
         for vbmi in _vbmi_variants(monkeypatch):
             assert bool(_cpu.features()["avx512vbmi"]) == vbmi
@@ -1080,6 +1178,7 @@ def test_depthwise_vbmi_and_plain_variants(monkeypatch):
                 _check(refquant.conv_integer(x, w, args[2], **kw), R.conv_integer(x, w, args[2], **kw),
                        f"dw int32 vbmi={vbmi} sw={sw}")
     finally:
+        _k.set_dw_nhwc(None)
         monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
         _cpu.reset()
 

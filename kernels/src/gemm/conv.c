@@ -68,6 +68,20 @@ static rq_epi_fn pick_epi(int isa) {
     return rq_epi_rows__scalar;
 }
 
+/* The channels-last depthwise kernel for narrow rows (rq_conv_run): on unless
+ * REFQUANT_DW_NHWC=0 or rq_set_dw_nhwc(0) (the tests sweep the per-channel kernels on narrow
+ * rows too); rq_set_dw_nhwc(-1) goes back to the environment's setting. */
+static int dw_nhwc_mode = -1;
+void rq_set_dw_nhwc(int on) { dw_nhwc_mode = on < 0 ? -1 : on != 0; }
+static int dw_nhwc_enabled(void) {
+    int m = dw_nhwc_mode;
+    if (m < 0) {
+        const char *e = getenv("REFQUANT_DW_NHWC");
+        m = !(e && e[0] == '0');
+    }
+    return m;
+}
+
 /* ---------------------------------------------------------------- depthwise (scalar) */
 static int dw_scalar(const rq_conv_args *c, int isa, int nt) {
     const rq_conv_depth z = rq_conv_depth_of(c);   /* (a 2-D conv: one plane) */
@@ -788,7 +802,15 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         for (int i = 0; i < c->w_zp_n; i++) wz0 &= c->w_zp[i] == 0;
         const int fused = !c->fbias && !c->od && !c->fx_mode;
         int k = RQ_K_DW_SCALAR;
-        if (!sat && isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
+        /* output rows up to 24 pixels (MobileNet's 14x14 and 7x7 layers), channel multiplier 1:
+         * channels last, 32 a vector (Zen 5, 3x3, us, per-channel kernels -> this one, 1 / 2
+         * threads: 1024 ch 7x7 57 -> 18 / 30 -> 11; 512 ch 14x14 47 -> 30 / 30 -> 18; stride 2
+         * 28 -> 14 256 ch 38 -> 24 / 21 -> 14; 96 ch 20x20 17 -> 13; 128 ch 24x24 26 -> 22; but
+         * 28x28 0.95-1.05x, 56x56 0.76x) */
+        if (!sat && isa >= RQ_ISA_AVX512 && rq_dwconv_nhwc__avx512 && c->Cout == c->C && c->D <= 0 &&
+            c->OW <= 24 && c->KH * c->KW <= 128 && dw_nhwc_enabled())
+            k = RQ_K_DW_NHWC;
+        else if (!sat && isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && z.KD * c->KH <= 64 && c->w_signed && wz0)
             k = RQ_K_DW_VNNI;
         else if (isa >= RQ_ISA_AVX512 && rq_dwconv__avx512 && (!sat || wz0))   /* any stride (phase-split rows) */
@@ -801,6 +823,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         if (kernel_used) *kernel_used = k;
         if (k == RQ_K_DW_SCALAR) return dw_scalar(c, isa, nt);   /* (every epilogue: rq_epi) */
         int (*const dwk)(const rq_conv_args *, int) =
+            k == RQ_K_DW_NHWC ? rq_dwconv_nhwc__avx512 :
             k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni : k == RQ_K_DW_AVX512 ? rq_dwconv__avx512
           : k == RQ_K_DW_AVXVNNI ? rq_dwconv_dp__avxvnni : rq_dwconv__avx2;
         if (fused) return dwk(c, nt);

@@ -210,3 +210,152 @@ static inline void dw_chan_avx512(const rq_conv_args *c, int co, const uint8_t *
 #undef DW_FN
 #undef DW_ROW
 #undef DW_CHAN
+
+/* ---------------------------------------------------------------- depthwise, channels last
+ * For small planes (MobileNet's 14x14 and 7x7 depthwise layers) the per-channel kernels spend
+ * their time on each channel's padded plane and a few short rows.  This one vectorises across
+ * channels instead (channel multiplier 1, 2-D, no int16 pairs; any stride, dilation, pads, zero
+ * points and weight types):
+ *   xb[h][w][c] = the padded input, channels last (one transpose per input row; the pads and
+ *                 the channels past C hold the raw x_zp),
+ *   acc[p][c]   = sum_t x_raw[p + toff[t]][c] * w'[c][t] - x_zp * sum_t w'[c][t] + bias[c]
+ *                 (w' = w - w_zp; int32, wraps like the reference's sums),
+ * 32 channels a block: the taps in pairs, each pair's raw x (int16) interleaved with vpunpck
+ * and multiplied by the interleaved w' with vpmaddwd (|x| <= 255, |w'| <= 255: exact), then the
+ * fused epilogue (rq_dwconv__avx512's) per pixel into a (pixel x 32) block transposed into the
+ * NCHW output.  Other epilogues: the caller's int32 route (out_type RQ_OUT_S32). */
+static inline __m512i dw_cvt32x2_16(__m512i a, __m512i b) {   /* 32 int32 -> 32 int16 */
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(a)), _mm512_cvtepi32_epi16(b), 1);
+}
+
+int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
+    const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
+    if (c->Cout != C || c->group != C || c->sat16 || c->D > 0) return RQ_EARG;
+    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
+    const int Cp = (C + 31) / 32 * 32, KK = KH * KW, NP = (KK + 1) / 2;   /* tap pairs */
+    const int P = OH * OW;
+    const size_t xbn = (size_t)Hp * Wp * 32, HW = (size_t)H * W;
+    int32_t toff[2 * 64 + 2];
+    if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KH * KW <= 128) */
+    for (int t = 0; t < 2 * NP; t++) {   /* (an odd count's last pair: tap 0 again, weight 0) */
+        const int tt = t < KK ? t : 0;
+        toff[t] = ((tt / KW) * c->dh * Wp + (tt % KW) * c->dw) * 32;
+    }
+    const int otype = c->out_type, xsg = c->x_signed;
+    const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
+    const __m512i lo16 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i hi16 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    const __m512i pack_perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
+    const __m512i zp = _mm512_set1_epi32(c->y_zp);
+    const int nb = Cp / 32;
+    const int w1 = W < Wp - c->pl ? W : Wp - c->pl;   /* input columns inside the padded row */
+    int rc = RQ_OK;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && (size_t)C * P * KK > 200000)
+#endif
+    {
+        /* per block: the interleaved weight pairs (lo / hi halves), the fix and multiplier in
+         * channel order, the block's (pixel x 32) results */
+        __m512i *wv = (__m512i *)rq_aligned_alloc(sizeof(__m512i) * (size_t)(2 * NP));
+        void *stage = rq_aligned_alloc((size_t)P * 32 * (otype == RQ_OUT_S32 ? 4 : 1) + 64);
+        uint8_t *wtb = (uint8_t *)rq_aligned_alloc((size_t)KK * 32 + 64);
+        /* the block's padded input, channels last (32 a pixel), and its unpadded transpose */
+        uint8_t *xb = (uint8_t *)rq_aligned_alloc(xbn + 64), *xt = (uint8_t *)rq_aligned_alloc(HW * 32 + 64);
+        if (!wv || !stage || !wtb || !xb || !xt) rc = RQ_ENOMEM;
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (int b = 0; b < nb; b++) {
+            if (!wv || !stage || !wtb || !xb || !xt) continue;
+            const int c0 = 32 * b, ncb = C - c0 < 32 ? C - c0 : 32;
+            /* the block's channels to channels last at once (row by row, W columns of 7 or 14
+             * fell to the transpose's element-by-element edges), then each input row's W pixels
+             * into its padded place; the pads (and channels past C) hold the raw x_zp */
+            if (ncb < 32) memset(xt, (uint8_t)c->x_zp, HW * 32);
+            rq_transpose_u8__avx512(c->x + (size_t)c0 * HW, (ptrdiff_t)HW, xt, 32, ncb, (int)HW);
+            for (int hp = 0; hp < Hp; hp++) {
+                uint8_t *d = xb + (size_t)hp * Wp * 32;
+                const int h = hp - c->pt;
+                if (h < 0 || h >= H || w1 <= 0) { memset(d, (uint8_t)c->x_zp, (size_t)Wp * 32); continue; }
+                memset(d, (uint8_t)c->x_zp, (size_t)c->pl * 32);
+                memcpy(d + (size_t)c->pl * 32, xt + (size_t)h * W * 32, (size_t)w1 * 32);
+                memset(d + (size_t)(c->pl + w1) * 32, (uint8_t)c->x_zp, (size_t)(Wp - c->pl - w1) * 32);
+            }
+            /* the block's weights, tap-major (32 channels a tap: a transpose), w' = w - w_zp in
+             * int16, interleaved by tap pairs; sum_t w' per channel by vpmaddwd with ones */
+            const __mmask32 mc = ncb >= 32 ? 0xFFFFFFFFu : (1u << ncb) - 1u;
+            rq_transpose_u8__avx512(c->w + (size_t)c0 * KK, KK, wtb, 32, ncb, KK);
+            const __m512i wz = c->w_zp_n == 1 ? _mm512_set1_epi16((short)c->w_zp[0])
+                : dw_cvt32x2_16(_mm512_maskz_loadu_epi32((__mmask16)mc, c->w_zp + c0),
+                                          _mm512_maskz_loadu_epi32((__mmask16)(mc >> 16), c->w_zp + c0 + 16));
+            const __m512i ones = _mm512_set1_epi16(1);
+            __m512i suml = _mm512_setzero_si512(), sumh = suml;
+            for (int pr = 0; pr < NP; pr++) {
+                __m512i wq[2];
+                for (int q = 0; q < 2; q++) {
+                    const int t = 2 * pr + q;
+                    if (t >= KK) { wq[q] = _mm512_setzero_si512(); continue; }
+                    const __m256i r = _mm256_maskz_loadu_epi8(mc, wtb + (size_t)t * 32);
+                    const __m512i v = c->w_signed ? _mm512_cvtepi8_epi16(r) : _mm512_cvtepu8_epi16(r);
+                    wq[q] = _mm512_maskz_sub_epi16(mc, v, wz);    /* channels past C: 0 */
+                }
+                wv[2 * pr] = _mm512_unpacklo_epi16(wq[0], wq[1]);
+                wv[2 * pr + 1] = _mm512_unpackhi_epi16(wq[0], wq[1]);
+                suml = _mm512_add_epi32(suml, _mm512_madd_epi16(wv[2 * pr], ones));
+                sumh = _mm512_add_epi32(sumh, _mm512_madd_epi16(wv[2 * pr + 1], ones));
+            }
+            /* fix = x_zp * sum w' - bias (uint32 wraparound), in channel order like the sums */
+            const __m512i xzv = _mm512_set1_epi32(c->x_zp);
+            __m512i f0 = _mm512_mullo_epi32(xzv, _mm512_permutex2var_epi32(suml, lo16, sumh));
+            __m512i f1 = _mm512_mullo_epi32(xzv, _mm512_permutex2var_epi32(suml, hi16, sumh));
+            if (c->bias) {
+                f0 = _mm512_sub_epi32(f0, _mm512_maskz_loadu_epi32((__mmask16)mc, c->bias + c0));
+                f1 = _mm512_sub_epi32(f1, _mm512_maskz_loadu_epi32((__mmask16)(mc >> 16), c->bias + c0 + 16));
+            }
+            __m512 m0 = _mm512_setzero_ps(), m1 = m0;
+            if (c->mult && c->mult_n == 1) m0 = m1 = _mm512_set1_ps(c->mult[0]);
+            else if (c->mult) {
+                m0 = _mm512_maskz_loadu_ps((__mmask16)mc, c->mult + c0);
+                m1 = _mm512_maskz_loadu_ps((__mmask16)(mc >> 16), c->mult + c0 + 16);
+            }
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    const uint8_t *px = xb + ((size_t)oh * c->sh * Wp + (size_t)ow * c->sw) * 32;
+                    __m512i al = _mm512_setzero_si512(), ah = al;
+                    for (int pr = 0; pr < NP; pr++) {
+                        const __m256i r0 = _mm256_loadu_si256((const __m256i *)(px + toff[2 * pr]));
+                        const __m256i r1 = _mm256_loadu_si256((const __m256i *)(px + toff[2 * pr + 1]));
+                        const __m512i x0 = xsg ? _mm512_cvtepi8_epi16(r0) : _mm512_cvtepu8_epi16(r0);
+                        const __m512i x1 = xsg ? _mm512_cvtepi8_epi16(r1) : _mm512_cvtepu8_epi16(r1);
+                        al = _mm512_add_epi32(al, _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), wv[2 * pr]));
+                        ah = _mm512_add_epi32(ah, _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), wv[2 * pr + 1]));
+                    }
+                    /* channels 0-15 and 16-31 in order (lane L: al 8L..8L+3, ah 8L+4..8L+7) */
+                    const __m512i e0 = _mm512_sub_epi32(_mm512_permutex2var_epi32(al, lo16, ah), f0);
+                    const __m512i e1 = _mm512_sub_epi32(_mm512_permutex2var_epi32(al, hi16, ah), f1);
+                    const size_t p = (size_t)oh * OW + ow;
+                    if (otype == RQ_OUT_S32) {
+                        _mm512_store_si512((void *)((int32_t *)stage + 32 * p), e0);
+                        _mm512_store_si512((void *)((int32_t *)stage + 32 * p + 16), e1);
+                    } else {
+                        const __m512 v0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e0), m0), lo), hi);
+                        const __m512 v1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e1), m1), lo), hi);
+                        /* (in [qmin, qmax] after the clamp: the saturating packs are exact) */
+                        __m512i tq = _mm512_packs_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(v0), zp),
+                                                        _mm512_add_epi32(_mm512_cvtps_epi32(v1), zp));
+                        tq = otype == RQ_OUT_U8 ? _mm512_packus_epi16(tq, tq) : _mm512_packs_epi16(tq, tq);
+                        tq = _mm512_permutexvar_epi32(pack_perm, tq);
+                        _mm256_store_si256((__m256i *)((uint8_t *)stage + 32 * p), _mm512_castsi512_si256(tq));
+                    }
+                }
+            if (otype == RQ_OUT_S32)
+                rq_transpose_u32__avx512((const int32_t *)stage, 32, (int32_t *)c->y + (size_t)c0 * P, P, P, ncb);
+            else
+                rq_transpose_u8__avx512((const uint8_t *)stage, 32, (uint8_t *)c->y + (size_t)c0 * P, P, P, ncb);
+        }
+        rq_aligned_free(wv); rq_aligned_free(stage); rq_aligned_free(wtb);
+        rq_aligned_free(xb); rq_aligned_free(xt);
+    }
+    return rc;
+}

@@ -79,7 +79,8 @@ enum {
     RQ_K_SCALAR = 0, RQ_K_SCALAR_SAT16 = 1, RQ_K_AVX2_I16 = 2, RQ_K_VNNI = 3, RQ_K_VNNI_GEMV = 4,
     RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
     RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_CONV_AMX_ROWS = 12, RQ_K_AVX512_SAT16 = 13,
-    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_DW_AVX2 = 17, RQ_K_AVXVNNI_GEMV = 18, RQ_K_AVX2_GEMV = 19, RQ_K_DW_AVXVNNI = 20, RQ_K_COUNT
+    RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_DW_AVX2 = 17, RQ_K_AVXVNNI_GEMV = 18, RQ_K_AVX2_GEMV = 19, RQ_K_DW_AVXVNNI = 20,
+    RQ_K_DW_NHWC = 21, RQ_K_COUNT
 };
 const char *rq_gemm_kernel_name(int k);
 
@@ -195,6 +196,9 @@ static inline rq_conv_depth rq_conv_depth_of(const rq_conv_args *c) {
 }
 
 int rq_conv_run(const rq_conv_args *args, int *kernel_used);
+/* 0: depthwise convs keep the per-channel kernels on narrow rows too; 1: the channels-last
+ * kernel takes those (the default); -1: REFQUANT_DW_NHWC decides (0 = off) */
+void rq_set_dw_nhwc(int on);
 /* Pack conv weights [Cout, Cin, KH, KW] (group 1) as the GEMM B operand with K ordered
  * (kh, kw, ci): B[k, co]. */
 rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
@@ -351,6 +355,7 @@ int rq_gemm_amx_kslabp__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs,
 /* e restricted to the columns [c0, c0 + n) (gemm.c) */
 void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n);
 int rq_dwconv__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
+int rq_dwconv_nhwc__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
 int rq_dwconv__avx2(const rq_conv_args *a, int nthreads) __attribute__((weak));
 /* vpdpbusd depthwise on ymm (conv_avx2.c): sw 1, dw 1, KW <= 4, KH <= 16, int8 w with w_zp 0 */
 int rq_dwconv_dp__avxvnni(const rq_conv_args *a, int nthreads) __attribute__((weak));
