@@ -300,10 +300,13 @@ _ASAN_SAMPLE = textwrap.dedent(r"""
                 assert np.array_equal(refquant.qlinear_conv(*da, **kw3), R.qlinear_conv(*da, **kw3))
                 assert np.array_equal(refquant.conv_integer(xd, wd, xt(9), **kw3), R.conv_integer(xd, wd, xt(9), **kw3))
             for C, H, W, k, st2, xt in ((33, 7, 7, (3, 3), 1, np.uint8), (70, 14, 13, (5, 5), 2, np.int8),
-                                        (1, 12, 24, (11, 11), 1, np.uint8)):   # narrow rows: channels last
+                                        (1, 12, 24, (11, 11), 1, np.uint8), (65, 9, 9, (3, 3), 1, np.int8),
+                                        (130, 7, 5, (2, 5), 2, np.uint8)):   # narrow rows: channels last
                 xd = rng.integers(-128, 128, (1, C, H, W)).astype(np.int16).astype(xt)
                 wd = rng.integers(0, 256, (C, 1) + k).astype(np.uint8)
                 wz = rng.integers(0, 256, C).astype(np.uint8)
+                if C >= 65:                 # int8 weights, zero w_zp: the vpdpbusd form at the VNNI level
+                    wd, wz = wd.view(np.int8), np.int8(0)
                 kw2 = dict(group=C, pads=[2, 1, 0, 3], strides=[st2, st2])
                 da = (xd, np.float32(0.05), xt(9), wd, np.float32(0.01), wz, np.float32(0.2), xt(100))
                 assert np.array_equal(refquant.qlinear_conv(*da, **kw2), R.qlinear_conv(*da, **kw2))
