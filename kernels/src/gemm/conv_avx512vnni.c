@@ -80,6 +80,46 @@ static inline void nhwc_lanes4(const __m512i *in, __m512i *out) {
     out[2] = _mm512_shuffle_i32x4(t1, t3, 0x88); out[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
 }
 
+/* conv_tr16.inc's 16 x 16 byte transpose network in each 128-bit lane of zmm rows: r[i] lane L
+ * = row i's 16 bytes of block L in, r[j] lane L = column j of block L out */
+static inline __attribute__((always_inline)) void nhwc_tr16x4(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i + 0] = _mm512_unpacklo_epi16(t[4 * i + 0], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi16(t[4 * i + 0], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi16(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi16(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < 4; q++) {
+            t[8 * i + 2 * q] = _mm512_unpacklo_epi32(r[8 * i + q], r[8 * i + 4 + q]);
+            t[8 * i + 2 * q + 1] = _mm512_unpackhi_epi32(r[8 * i + q], r[8 * i + 4 + q]);
+        }
+    for (int c2 = 0; c2 < 8; c2++) {
+        r[2 * c2] = _mm512_unpacklo_epi64(t[c2], t[8 + c2]);
+        r[2 * c2 + 1] = _mm512_unpackhi_epi64(t[c2], t[8 + c2]);
+    }
+}
+
+/* up to 16 pixels' 64 channel bytes (ob[i]: pixel p0 + i, channels in order) into the NCHW
+ * output: transposed in registers, 16 bytes (n pixels) per channel row (channels < ncb) */
+static inline __attribute__((always_inline)) void nhwc_flush16(__m512i ob[16], int n, uint8_t *y, size_t P,
+                                                              int ncb) {
+    for (int i = n; i < 16; i++) ob[i] = _mm512_setzero_si512();
+    nhwc_tr16x4(ob);
+    const __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+    for (int j = 0; j < 16; j++) {   /* channel 16 L + j: lane L of ob[j] */
+        if (j < ncb) _mm_mask_storeu_epi8(y + (size_t)j * P, m, _mm512_castsi512_si128(ob[j]));
+        if (16 + j < ncb) _mm_mask_storeu_epi8(y + (size_t)(16 + j) * P, m, _mm512_extracti32x4_epi32(ob[j], 1));
+        if (32 + j < ncb) _mm_mask_storeu_epi8(y + (size_t)(32 + j) * P, m, _mm512_extracti32x4_epi32(ob[j], 2));
+        if (48 + j < ncb) _mm_mask_storeu_epi8(y + (size_t)(48 + j) * P, m, _mm512_extracti32x4_epi32(ob[j], 3));
+    }
+}
+
 int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
     const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
     if (c->Cout != C || c->group != C || c->sat16 || c->D > 0 || !c->w_signed) return RQ_EARG;
@@ -123,7 +163,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
 #endif
     {
         __m512i *wv = (__m512i *)rq_aligned_alloc(sizeof(__m512i) * (size_t)(4 * NG));
-        void *stage = rq_aligned_alloc((size_t)P * 64 * (otype == RQ_OUT_S32 ? 4 : 1) + 64);
+        void *stage = rq_aligned_alloc(otype == RQ_OUT_S32 ? (size_t)P * 64 * 4 + 64 : 64);
         uint8_t *xb = (uint8_t *)rq_aligned_alloc(xbn + 64), *xt = (uint8_t *)rq_aligned_alloc(HW * 64 + 64);
         if (!wv || !stage || !xb || !xt) rc = RQ_ENOMEM;
 #if defined(_OPENMP)
@@ -177,6 +217,9 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
             __m512i mi[4];
             nhwc_lanes4(nat, mi);
             for (int q = 0; q < 4; q++) mul[q] = _mm512_castsi512_ps(mi[q]);
+            __m512i ob[16];   /* (8-bit outputs: the last pixels' bytes, flushed 16 at a time) */
+            int nob = 0;
+            uint8_t *yb = (uint8_t *)c->y + (size_t)c0 * P;
             for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {
                     const uint8_t *px = xb + ((size_t)oh * c->sh * Wp + (size_t)ow * c->sw) * 64;
@@ -204,14 +247,17 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
                         /* (in [qmin, qmax] after the clamp: the saturating packs are exact; lane L
                          * then holds channels 16 L .. 16 L + 15 in order) */
                         const __m512i p01 = _mm512_packs_epi32(r[0], r[1]), p23 = _mm512_packs_epi32(r[2], r[3]);
-                        _mm512_store_si512((void *)((uint8_t *)stage + 64 * p),
-                                           otype == RQ_OUT_U8 ? _mm512_packus_epi16(p01, p23) : _mm512_packs_epi16(p01, p23));
+                        ob[nob++] = otype == RQ_OUT_U8 ? _mm512_packus_epi16(p01, p23) : _mm512_packs_epi16(p01, p23);
+                        if (nob == 16 || p + 1 == (size_t)P) {   /* (a transpose of the block's
+                                                                  * (pixel x 64) bytes in memory
+                                                                  * took 20% of a 7x7 layer) */
+                            nhwc_flush16(ob, nob, yb + (p + 1 - (size_t)nob), (size_t)P, ncb);
+                            nob = 0;
+                        }
                     }
                 }
             if (otype == RQ_OUT_S32)
                 rq_transpose_u32__avx512((const int32_t *)stage, 64, (int32_t *)c->y + (size_t)c0 * P, P, P, ncb);
-            else
-                rq_transpose_u8__avx512((const uint8_t *)stage, 64, (uint8_t *)c->y + (size_t)c0 * P, P, P, ncb);
         }
         rq_aligned_free(wv); rq_aligned_free(stage);
         rq_aligned_free(xb); rq_aligned_free(xt);
