@@ -19,6 +19,9 @@ the first three (the issue's goals) run by default, ``--layers all`` adds the ot
   1x1w2048 C=512 -> 2048, 1x1, 7x7                       (103 MOPs, ResNet-50's last expansion)
   3d      C=32 -> 32, 3x3x3, 16x32x32, pad 1             (906 MOPs, a 3-D U-Net / video layer)
   3ddw    C=64, group 64, 3x3x3, 8x28x28, pad 1          (21.7 MOPs, a depthwise 3-D layer)
+  dw14    C=512, group 512, 3x3, 14x14, pad 1            (1.8 MOPs, MobileNet-v1's 14x14 depthwise)
+  dw14s2  C=512, group 512, 3x3, stride 2, 14x14 -> 7x7  (0.45 MOPs)
+  dw7     C=1024, group 1024, 3x3, 7x7, pad 1            (0.90 MOPs, MobileNet-v1's last depthwise)
 
 Peers at the same thread count, in the same run: refquant.qlinear_conv (weights as a plain array
 every call, and pre-packed with pack_weights), refquant.conv_integer; ORT QLinearConv and
@@ -49,6 +52,9 @@ LAYERS = {
     "1x1w2048": dict(C=512, M=2048, H=7, W=7, k=1, pad=0, group=1),
     "3d": dict(C=32, M=32, D=16, H=32, W=32, k=3, pad=1, group=1),
     "3ddw": dict(C=64, M=64, D=8, H=28, W=28, k=3, pad=1, group=64),
+    "dw14": dict(C=512, M=512, H=14, W=14, k=3, pad=1, group=512),
+    "dw14s2": dict(C=512, M=512, H=14, W=14, k=3, pad=1, group=512, stride=2),
+    "dw7": dict(C=1024, M=1024, H=7, W=7, k=3, pad=1, group=1024),
 }
 
 
