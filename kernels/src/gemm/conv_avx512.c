@@ -224,6 +224,8 @@ static inline void dw_chan_avx512(const rq_conv_args *c, int co, const uint8_t *
  * and multiplied by the interleaved w' with vpmaddwd (|x| <= 255, |w'| <= 255: exact), then the
  * fused epilogue (rq_dwconv__avx512's) per pixel into a (pixel x 32) block transposed into the
  * NCHW output.  Other epilogues: the caller's int32 route (out_type RQ_OUT_S32). */
+#include "conv_dw_nhwc.inc"
+
 static inline __m512i dw_cvt32x2_16(__m512i a, __m512i b) {   /* 32 int32 -> 32 int16 */
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(a)), _mm512_cvtepi32_epi16(b), 1);
 }
@@ -249,7 +251,6 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
     const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
     const __m512i zp = _mm512_set1_epi32(c->y_zp);
     const int nb = Cp / 32;
-    const int w1 = W < Wp - c->pl ? W : Wp - c->pl;   /* input columns inside the padded row */
     int rc = RQ_OK;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && (size_t)C * P * KK > 200000)
@@ -269,19 +270,7 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
         for (int b = 0; b < nb; b++) {
             if (!wv || !stage || !wtb || !xb || !xt) continue;
             const int c0 = 32 * b, ncb = C - c0 < 32 ? C - c0 : 32;
-            /* the block's channels to channels last at once (row by row, W columns of 7 or 14
-             * fell to the transpose's element-by-element edges), then each input row's W pixels
-             * into its padded place; the pads (and channels past C) hold the raw x_zp */
-            if (ncb < 32) memset(xt, (uint8_t)c->x_zp, HW * 32);
-            rq_transpose_u8__avx512(c->x + (size_t)c0 * HW, (ptrdiff_t)HW, xt, 32, ncb, (int)HW);
-            for (int hp = 0; hp < Hp; hp++) {
-                uint8_t *d = xb + (size_t)hp * Wp * 32;
-                const int h = hp - c->pt;
-                if (h < 0 || h >= H || w1 <= 0) { memset(d, (uint8_t)c->x_zp, (size_t)Wp * 32); continue; }
-                memset(d, (uint8_t)c->x_zp, (size_t)c->pl * 32);
-                memcpy(d + (size_t)c->pl * 32, xt + (size_t)h * W * 32, (size_t)w1 * 32);
-                memset(d + (size_t)(c->pl + w1) * 32, (uint8_t)c->x_zp, (size_t)(Wp - c->pl - w1) * 32);
-            }
+            dw_nhwc_block(c, c0, ncb, 32, Hp, Wp, xt, xb);   /* (conv_dw_nhwc.inc) */
             /* the block's weights, tap-major (32 channels a tap: a transpose), w' = w - w_zp in
              * int16, interleaved by tap pairs; sum_t w' per channel by vpmaddwd with ones */
             const __mmask32 mc = ncb >= 32 ? 0xFFFFFFFFu : (1u << ncb) - 1u;

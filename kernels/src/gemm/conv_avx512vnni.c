@@ -63,6 +63,7 @@ int rq_dwconv_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
  * acc 3) bring the bytes back into channel order. */
 void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows, int cols);
 void rq_transpose_u32__avx512(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows, int cols);
+#include "conv_dw_nhwc.inc"
 
 static inline void nhwc_il4(__m512i r0, __m512i r1, __m512i r2, __m512i r3, __m512i *v) {
     const __m512i t0 = _mm512_unpacklo_epi8(r0, r1), t1 = _mm512_unpackhi_epi8(r0, r1);
@@ -134,7 +135,6 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
         const int tt = t < KK ? t : 0;
         toff[t] = ((tt / KW) * c->dh * Wp + (tt % KW) * c->dw) * 64;
     }
-    const int w1 = W < Wp - c->pl ? W : Wp - c->pl;   /* input columns inside the padded row */
     const int otype = c->out_type, ax = c->x_signed;
     const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
     const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
@@ -172,17 +172,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
         for (int b = 0; b < nb; b++) {
             if (!wv || !stage || !xb || !xt) continue;
             const int c0 = 64 * b, ncb = C - c0 < 64 ? C - c0 : 64;
-            /* the block's padded input, channels last (see rq_dwconv_nhwc__avx512), then x_used */
-            if (ncb < 64) memset(xt, (uint8_t)c->x_zp, HW * 64);
-            rq_transpose_u8__avx512(c->x + (size_t)c0 * HW, (ptrdiff_t)HW, xt, 64, ncb, (int)HW);
-            for (int hp = 0; hp < Hp; hp++) {
-                uint8_t *d = xb + (size_t)hp * Wp * 64;
-                const int h = hp - c->pt;
-                if (h < 0 || h >= H || w1 <= 0) { memset(d, (uint8_t)c->x_zp, (size_t)Wp * 64); continue; }
-                memset(d, (uint8_t)c->x_zp, (size_t)c->pl * 64);
-                memcpy(d + (size_t)c->pl * 64, xt + (size_t)h * W * 64, (size_t)w1 * 64);
-                memset(d + (size_t)(c->pl + w1) * 64, (uint8_t)c->x_zp, (size_t)(Wp - c->pl - w1) * 64);
-            }
+            dw_nhwc_block(c, c0, ncb, 64, Hp, Wp, xt, xb);   /* (conv_dw_nhwc.inc), then x_used */
             if (ax) {
                 const __m512i f = _mm512_set1_epi8((char)0x80);
                 for (size_t i = 0; i < xbn; i += 64)
