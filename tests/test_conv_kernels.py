@@ -475,7 +475,8 @@ def test_conv3d_by_planes(isa_cap, C, M, D, H, W, k, s, d, p, g, xt, wt, pcw, pr
        seed=st.integers(0, 2 ** 31 - 1))
 def test_depthwise_conv3d_kernels(isa_cap, C, cm, D, H, W, k, s, d, p, xt, wt, pcw, prof, seed):
     """Depthwise 3-D convs (one input channel a group, channel multipliers) run the depthwise
-    kernels over the depth (rq_conv_args.D: a padded volume per channel, taps (kd, kh, kw)):
+    kernels over the depth (rq_conv_args.D: a padded volume per channel, or per block of
+    channels for the channels-last kernels, taps (kd, kh, kw)):
     the reference's bits at every ISA level for ConvInteger and QLinearConv under each
     profile's epilogue -- padded depth planes, strides / dilations / pads on each axis, both
     types of x and w, per-channel weight scales and zero points, accumulators that wrap,
@@ -502,7 +503,10 @@ def test_depthwise_conv3d_kernels(isa_cap, C, cm, D, H, W, k, s, d, p, xt, wt, p
     path = refquant.last_path()["path"]
     np.testing.assert_array_equal(got, want)
     assert path.startswith("dwconv") and "+3d" not in path, path
-    if isa_cap == "avx512vnni" and wt == np.int8 and not np.any(wz) and k[2] <= 4 and s[2] <= 4 and d[2] == 1:
+    vnni = isa_cap == "avx512vnni" and wt == np.int8 and not np.any(wz)
+    if cm == 1 and want.shape[-1] <= 24 and isa_cap in ("avx512", "avx512vnni"):   # narrow rows: channels last
+        assert path == ("dwconv_nhwc_dpbusd__avx512vnni" if vnni else "dwconv_nhwc__avx512"), path
+    elif cm > 1 and vnni and k[2] <= 4 and s[2] <= 4 and d[2] == 1:
         assert path == "dwconv_dpbusd__avx512vnni", path
     ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32) if pcw else np.float32(0.003)
     B = rng.integers(-2 ** 31, 2 ** 31, M, dtype=np.int64).astype(np.int32)

@@ -807,12 +807,16 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
          * threads: 1024 ch 7x7 57 -> 18 / 30 -> 11; 512 ch 14x14 47 -> 30 / 30 -> 18; stride 2
          * 28 -> 14 256 ch 38 -> 24 / 21 -> 14; 96 ch 20x20 17 -> 13; 128 ch 24x24 26 -> 22; but
          * 28x28 0.95-1.05x, 56x56 0.76x) */
-        if (!sat && isa >= RQ_ISA_AVX512 && rq_dwconv_nhwc__avx512 && c->Cout == c->C && c->D <= 0 &&
-            c->OW <= 24 && c->KH * c->KW <= 128 && dw_nhwc_enabled())
-            /* (int8 weights with zero w_zp at the VNNI level: 4 taps a vpdpbusd, 64 channels a
-             * block; 1024 ch 7x7, 1 thread, 18 -> 9 us) */
-            k = isa >= RQ_ISA_AVX512VNNI && rq_dwconv_nhwc_dp__avx512vnni && c->w_signed && wz0 ? RQ_K_DW_NHWC_VNNI
-                                                                                              : RQ_K_DW_NHWC;
+        /* int8 weights with zero w_zp at the VNNI level: 4 taps a vpdpbusd, 64 channels a block
+         * (1024 ch 7x7, 1 thread, API: 19.7 -> 16.9 us); with 3x3x3 taps it also wins on wider
+         * rows from 48 channels (Zen 5, 1 thread, us, per-channel -> channels last: 64 ch
+         * 8x28x28 211 -> 165, 48 ch 16x28x28 311 -> 296, 64 ch 4x56x56 366 -> 308; but 32 ch
+         * 8x32x32 132 -> 217, 24 ch 16x56x56 522 -> 1066; 2-D 56x56 128 ch 83 -> 92) */
+        const int nhwc_dp = isa >= RQ_ISA_AVX512VNNI && rq_dwconv_nhwc_dp__avx512vnni && c->w_signed && wz0;
+        if (!sat && isa >= RQ_ISA_AVX512 && rq_dwconv_nhwc__avx512 && c->Cout == c->C &&
+            (c->OW <= 24 || (nhwc_dp && c->D > 0 && c->C >= 48 && c->OW <= 56)) &&
+            z.KD * c->KH * c->KW <= 128 && dw_nhwc_enabled())
+            k = nhwc_dp ? RQ_K_DW_NHWC_VNNI : RQ_K_DW_NHWC;
         else if (!sat && isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && z.KD * c->KH <= 64 && c->w_signed && wz0)
             k = RQ_K_DW_VNNI;

@@ -232,16 +232,17 @@ static inline __m512i dw_cvt32x2_16(__m512i a, __m512i b) {   /* 32 int32 -> 32 
 
 int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
     const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    if (c->Cout != C || c->group != C || c->sat16 || c->D > 0) return RQ_EARG;
+    if (c->Cout != C || c->group != C || c->sat16) return RQ_EARG;
     const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
-    const int Cp = (C + 31) / 32 * 32, KK = KH * KW, NP = (KK + 1) / 2;   /* tap pairs */
-    const int P = OH * OW;
-    const size_t xbn = (size_t)Hp * Wp * 32, HW = (size_t)H * W;
+    const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
+    const int Cp = (C + 31) / 32 * 32, KK2 = KH * KW, KK = z.KD * KK2, NP = (KK + 1) / 2;   /* tap pairs */
+    const int P = z.OD * OH * OW;
+    const size_t xbn = (size_t)z.Dp * Hp * Wp * 32, HW = (size_t)z.D * H * W;
     int32_t toff[2 * 64 + 2];
     if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KH * KW <= 128) */
     for (int t = 0; t < 2 * NP; t++) {   /* (an odd count's last pair: tap 0 again, weight 0) */
         const int tt = t < KK ? t : 0;
-        toff[t] = ((tt / KW) * c->dh * Wp + (tt % KW) * c->dw) * 32;
+        toff[t] = (((tt / KK2) * z.dd * Hp + (tt % KK2 / KW) * c->dh) * Wp + (tt % KW) * c->dw) * 32;
     }
     const int otype = c->out_type, xsg = c->x_signed;
     const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
@@ -308,9 +309,10 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
                 m0 = _mm512_maskz_loadu_ps((__mmask16)mc, c->mult + c0);
                 m1 = _mm512_maskz_loadu_ps((__mmask16)(mc >> 16), c->mult + c0 + 16);
             }
+            for (int od = 0; od < z.OD; od++)
             for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {
-                    const uint8_t *px = xb + ((size_t)oh * c->sh * Wp + (size_t)ow * c->sw) * 32;
+                    const uint8_t *px = xb + (((size_t)od * z.sd * Hp + (size_t)oh * c->sh) * Wp + (size_t)ow * c->sw) * 32;
                     __m512i al = _mm512_setzero_si512(), ah = al;
                     for (int pr = 0; pr < NP; pr++) {
                         const __m256i r0 = _mm256_loadu_si256((const __m256i *)(px + toff[2 * pr]));
@@ -323,7 +325,7 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
                     /* channels 0-15 and 16-31 in order (lane L: al 8L..8L+3, ah 8L+4..8L+7) */
                     const __m512i e0 = _mm512_sub_epi32(_mm512_permutex2var_epi32(al, lo16, ah), f0);
                     const __m512i e1 = _mm512_sub_epi32(_mm512_permutex2var_epi32(al, hi16, ah), f1);
-                    const size_t p = (size_t)oh * OW + ow;
+                    const size_t p = ((size_t)od * OH + oh) * OW + ow;
                     if (otype == RQ_OUT_S32) {
                         _mm512_store_si512((void *)((int32_t *)stage + 32 * p), e0);
                         _mm512_store_si512((void *)((int32_t *)stage + 32 * p + 16), e1);

@@ -123,17 +123,18 @@ static inline __attribute__((always_inline)) void nhwc_flush16(__m512i ob[16], i
 
 int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
     const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    if (c->Cout != C || c->group != C || c->sat16 || c->D > 0 || !c->w_signed) return RQ_EARG;
+    if (c->Cout != C || c->group != C || c->sat16 || !c->w_signed) return RQ_EARG;
     for (int i = 0; i < c->w_zp_n; i++)
         if (c->w_zp[i]) return RQ_EARG;
     const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
-    const int KK = KH * KW, NG = (KK + 3) / 4, P = OH * OW, nb = (C + 63) / 64;
+    const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
+    const int KK2 = KH * KW, KK = z.KD * KK2, NG = (KK + 3) / 4, P = z.OD * OH * OW, nb = (C + 63) / 64;
     if (NG > 32) return RQ_EARG;        /* (the dispatcher keeps to KH * KW <= 128) */
-    const size_t xbn = (size_t)Hp * Wp * 64, HW = (size_t)H * W;
+    const size_t xbn = (size_t)z.Dp * Hp * Wp * 64, HW = (size_t)z.D * H * W;
     int32_t toff[4 * 32];
     for (int t = 0; t < 4 * NG; t++) {   /* (taps past KK: tap 0 again, weight 0) */
         const int tt = t < KK ? t : 0;
-        toff[t] = ((tt / KW) * c->dh * Wp + (tt % KW) * c->dw) * 64;
+        toff[t] = (((tt / KK2) * z.dd * Hp + (tt % KK2 / KW) * c->dh) * Wp + (tt % KW) * c->dw) * 64;
     }
     const int otype = c->out_type, ax = c->x_signed;
     const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
@@ -210,9 +211,10 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
             __m512i ob[16];   /* (8-bit outputs: the last pixels' bytes, flushed 16 at a time) */
             int nob = 0;
             uint8_t *yb = (uint8_t *)c->y + (size_t)c0 * P;
+            for (int od = 0; od < z.OD; od++)
             for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {
-                    const uint8_t *px = xb + ((size_t)oh * c->sh * Wp + (size_t)ow * c->sw) * 64;
+                    const uint8_t *px = xb + (((size_t)od * z.sd * Hp + (size_t)oh * c->sh) * Wp + (size_t)ow * c->sw) * 64;
                     __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                                       _mm512_setzero_si512()};
                     for (int g = 0; g < NG; g++) {
@@ -222,7 +224,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
                                  _mm512_load_si512((const void *)(px + to[2])), _mm512_load_si512((const void *)(px + to[3])), v);
                         for (int q = 0; q < 4; q++) acc[q] = _mm512_dpbusd_epi32(acc[q], v[q], wv[4 * g + q]);
                     }
-                    const size_t p = (size_t)oh * OW + ow;
+                    const size_t p = ((size_t)od * OH + oh) * OW + ow;
                     for (int q = 0; q < 4; q++) acc[q] = _mm512_sub_epi32(acc[q], fix[q]);
                     if (otype == RQ_OUT_S32) {
                         __m512i o[4];
