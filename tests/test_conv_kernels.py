@@ -504,7 +504,9 @@ def test_depthwise_conv3d_kernels(isa_cap, C, cm, D, H, W, k, s, d, p, xt, wt, p
     np.testing.assert_array_equal(got, want)
     assert path.startswith("dwconv") and "+3d" not in path, path
     vnni = isa_cap == "avx512vnni" and wt == np.int8 and not np.any(wz)
-    if cm == 1 and want.shape[-1] <= 24 and isa_cap in ("avx512", "avx512vnni"):   # narrow rows: channels last
+    nt = refquant.get_num_threads()     # (fewer channel blocks than threads: per channel)
+    if (cm == 1 and want.shape[-1] <= 24 and isa_cap in ("avx512", "avx512vnni")
+            and (nt <= 1 or -(-C // (64 if vnni else 32)) >= nt)):   # narrow rows: channels last
         assert path == ("dwconv_nhwc_dpbusd__avx512vnni" if vnni else "dwconv_nhwc__avx512"), path
     elif cm > 1 and vnni and k[2] <= 4 and s[2] <= 4 and d[2] == 1:
         assert path == "dwconv_dpbusd__avx512vnni", path
@@ -757,14 +759,17 @@ def test_depthwise_channels_last(isa_cap, C, H, W, k, s, d, p, xt, wt, wzk, prof
         got = refquant.conv_integer(x, w, xz, wz, **kw)
         path = refquant.last_path()["path"]
         np.testing.assert_array_equal(got, want)
+        # (int8 weights with zero w_zp at the VNNI level: 4 taps a vpdpbusd, 64 channels a block)
+        vnni = isa_cap != "avx512" and wt == np.int8 and not np.any(wz)
+        kern = "dwconv_nhwc_dpbusd__avx512vnni" if vnni else "dwconv_nhwc__avx512"
         narrow = got.shape[-1] <= 24 and k[0] * k[1] <= 128
-        on = nhwc and narrow and isa_cap in ("avx512", "avx512vnni", "amx")
+        # (the threads split the channel blocks: fewer blocks than threads keep the per-channel kernels)
+        nt = refquant.get_num_threads()
+        on = (nhwc and narrow and isa_cap in ("avx512", "avx512vnni", "amx")
+              and (nt <= 1 or -(-C // (64 if vnni else 32)) >= nt))
         if C == 1 and not path.startswith("dwconv"):   # (one channel, many taps: the GEMM route)
             assert k[0] * k[1] > 9, path
             on = False
-        # (int8 weights with zero w_zp at the VNNI level: 4 taps a vpdpbusd, 64 channels a block)
-        kern = ("dwconv_nhwc_dpbusd__avx512vnni" if isa_cap != "avx512" and wt == np.int8 and not np.any(wz)
-                else "dwconv_nhwc__avx512")
         assert path.startswith("dwconv_nhwc") == on, (path, isa_cap, got.shape)
         assert not on or path == kern, (path, kern)
         ws = (rng.random(C) * 0.01 + 1e-4).astype(np.float32) if seed % 3 else np.float32(0.004)
@@ -789,8 +794,9 @@ def test_depthwise_channels_last(isa_cap, C, H, W, k, s, d, p, xt, wt, wzk, prof
 
 
 def test_depthwise_channels_last_threads():
-    """The channels-last depthwise kernel splits its 32-channel blocks over the threads: the
-    same bits on 1 and 2 threads; REFQUANT_DW_NHWC=0 switches it off."""
+    """The channels-last depthwise kernels split their channel blocks over the threads (with
+    fewer blocks than threads the per-channel kernels run): the same bits on 1 and 2 threads;
+    REFQUANT_DW_NHWC=0 switches them off."""
     if "avx512" not in AVAILABLE:
         pytest.skip("no AVX-512 here")
     rng = np.random.default_rng(47)
@@ -809,8 +815,8 @@ def test_depthwise_channels_last_threads():
         refquant.set_num_threads(None)
     code = textwrap.dedent("""
         import numpy as np, refquant
-        x = np.zeros((1, 64, 7, 7), np.uint8); w = np.ones((64, 1, 3, 3), np.int8)
-        refquant.conv_integer(x, w, group=64, pads=[1] * 4)
+        x = np.zeros((1, 128, 7, 7), np.uint8); w = np.ones((128, 1, 3, 3), np.int8)
+        refquant.conv_integer(x, w, group=128, pads=[1] * 4)
         print(refquant.last_path()["path"])
     """)
     for env, want_nhwc in (("0", False), ("1", True)):

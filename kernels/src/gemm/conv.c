@@ -812,10 +812,14 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
          * rows from 48 channels (Zen 5, 1 thread, us, per-channel -> channels last: 64 ch
          * 8x28x28 211 -> 165, 48 ch 16x28x28 311 -> 296, 64 ch 4x56x56 366 -> 308; but 32 ch
          * 8x32x32 132 -> 217, 24 ch 16x56x56 522 -> 1066; 2-D 56x56 128 ch 83 -> 92) */
+        /* (the threads split the kernels' channel blocks: with fewer blocks than threads the
+         * per-channel kernels, whose threads split the channels; 64 ch 8x28x28, 2 threads: 130
+         * GOPS channels last, 181 per channel) */
         const int nhwc_dp = isa >= RQ_ISA_AVX512VNNI && rq_dwconv_nhwc_dp__avx512vnni && c->w_signed && wz0;
+        const int nhwc_blocks = (c->C + (nhwc_dp ? 63 : 31)) / (nhwc_dp ? 64 : 32);
         if (!sat && isa >= RQ_ISA_AVX512 && rq_dwconv_nhwc__avx512 && c->Cout == c->C &&
             (c->OW <= 24 || (nhwc_dp && c->D > 0 && c->C >= 48 && c->OW <= 56)) &&
-            z.KD * c->KH * c->KW <= 128 && dw_nhwc_enabled())
+            z.KD * c->KH * c->KW <= 128 && (nt <= 1 || nhwc_blocks >= nt) && dw_nhwc_enabled())
             k = nhwc_dp ? RQ_K_DW_NHWC_VNNI : RQ_K_DW_NHWC;
         else if (!sat && isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && z.KD * c->KH <= 64 && c->w_signed && wz0)
