@@ -214,10 +214,10 @@ static inline void dw_chan_avx512(const rq_conv_args *c, int co, const uint8_t *
 /* ---------------------------------------------------------------- depthwise, channels last
  * For small planes (MobileNet's 14x14 and 7x7 depthwise layers) the per-channel kernels spend
  * their time on each channel's padded plane and a few short rows.  This one vectorises across
- * channels instead (channel multiplier 1, 2-D, no int16 pairs; any stride, dilation, pads, zero
- * points and weight types):
- *   xb[h][w][c] = the padded input, channels last (one transpose per input row; the pads and
- *                 the channels past C hold the raw x_zp),
+ * channels instead (channel multiplier 1, 2-D or 3-D, no int16 pairs; any stride, dilation,
+ * pads, zero points and weight types):
+ *   xb[h][w][c] = a block's padded input, channels last (conv_dw_nhwc.inc; the pads and the
+ *                 channels past C hold the raw x_zp; a 3-D conv: xb[d][h][w][c]),
  *   acc[p][c]   = sum_t x_raw[p + toff[t]][c] * w'[c][t] - x_zp * sum_t w'[c][t] + bias[c]
  *                 (w' = w - w_zp; int32, wraps like the reference's sums),
  * 32 channels a block: the taps in pairs, each pair's raw x (int16) interleaved with vpunpck
@@ -239,7 +239,7 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
     const int P = z.OD * OH * OW;
     const size_t xbn = (size_t)z.Dp * Hp * Wp * 32, HW = (size_t)z.D * H * W;
     int32_t toff[2 * 64 + 2];
-    if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KH * KW <= 128) */
+    if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
     for (int t = 0; t < 2 * NP; t++) {   /* (an odd count's last pair: tap 0 again, weight 0) */
         const int tt = t < KK ? t : 0;
         toff[t] = (((tt / KK2) * z.dd * Hp + (tt % KK2 / KW) * c->dh) * Wp + (tt % KW) * c->dw) * 32;

@@ -53,7 +53,7 @@ int rq_dwconv_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
 }
 
 /* ---------------------------------------------------------------- depthwise, channels last, vpdpbusd
- * conv_avx512.c's rq_dwconv_nhwc__avx512 (narrow rows, channel multiplier 1, 2-D) for int8
+ * conv_avx512.c's rq_dwconv_nhwc__avx512 (narrow rows, channel multiplier 1, 2-D or 3-D) for int8
  * weights with zero w_zp, 64 channels a block and 4 taps a vpdpbusd: x_used = x (uint8) or
  * x ^ 0x80 (int8, = x + 128) channels last in a padded block whose pads hold x_zp's x_used
  * value; per group of 4 taps the 4 taps' 64-byte rows interleaved to dwords (interleave4) and
@@ -129,7 +129,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
     const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
     const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
     const int KK2 = KH * KW, KK = z.KD * KK2, NG = (KK + 3) / 4, P = z.OD * OH * OW, nb = (C + 63) / 64;
-    if (NG > 32) return RQ_EARG;        /* (the dispatcher keeps to KH * KW <= 128) */
+    if (NG > 32) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
     const size_t xbn = (size_t)z.Dp * Hp * Wp * 64, HW = (size_t)z.D * H * W;
     int32_t toff[4 * 32];
     for (int t = 0; t < 4 * NG; t++) {   /* (taps past KK: tap 0 again, weight 0) */
