@@ -504,10 +504,12 @@ def test_depthwise_conv3d_kernels(isa_cap, C, cm, D, H, W, k, s, d, p, xt, wt, p
     np.testing.assert_array_equal(got, want)
     assert path.startswith("dwconv") and "+3d" not in path, path
     vnni = isa_cap == "avx512vnni" and wt == np.int8 and not np.any(wz)
+    low = isa_cap in ("avx2", "avxvnni")
     nt = refquant.get_num_threads()     # (fewer channel blocks than threads: per channel)
-    if (cm == 1 and want.shape[-1] <= 24 and isa_cap in ("avx512", "avx512vnni")
-            and (nt <= 1 or -(-C // (64 if vnni else 32)) >= nt)):   # narrow rows: channels last
-        assert path == ("dwconv_nhwc_dpbusd__avx512vnni" if vnni else "dwconv_nhwc__avx512"), path
+    if (cm == 1 and want.shape[-1] <= (20 if isa_cap == "avxvnni" else 24) and isa_cap != "scalar"
+            and (nt <= 1 or -(-C // (16 if low else 64 if vnni else 32)) >= nt)):   # narrow rows: channels last
+        assert path == ("dwconv_nhwc__avx2" if low else "dwconv_nhwc_dpbusd__avx512vnni" if vnni
+                        else "dwconv_nhwc__avx512"), path
     elif cm > 1 and vnni and k[2] <= 4 and s[2] <= 4 and d[2] == 1:
         assert path == "dwconv_dpbusd__avx512vnni", path
     ws = (rng.random(M) * 0.01 + 1e-4).astype(np.float32) if pcw else np.float32(0.003)
@@ -760,13 +762,15 @@ def test_depthwise_channels_last(isa_cap, C, H, W, k, s, d, p, xt, wt, wzk, prof
         path = refquant.last_path()["path"]
         np.testing.assert_array_equal(got, want)
         # (int8 weights with zero w_zp at the VNNI level: 4 taps a vpdpbusd, 64 channels a block)
-        vnni = isa_cap != "avx512" and wt == np.int8 and not np.any(wz)
-        kern = "dwconv_nhwc_dpbusd__avx512vnni" if vnni else "dwconv_nhwc__avx512"
-        narrow = got.shape[-1] <= 24 and k[0] * k[1] <= 128
+        low = isa_cap in ("scalar", "avx2", "avxvnni")     # (the AVX2 kernel: 16 channels a block)
+        vnni = not low and isa_cap != "avx512" and wt == np.int8 and not np.any(wz)
+        kern = ("dwconv_nhwc__avx2" if low else "dwconv_nhwc_dpbusd__avx512vnni" if vnni
+                else "dwconv_nhwc__avx512")
+        narrow = got.shape[-1] <= (20 if isa_cap == "avxvnni" else 24) and k[0] * k[1] <= 128
         # (the threads split the channel blocks: fewer blocks than threads keep the per-channel kernels)
         nt = refquant.get_num_threads()
-        on = (nhwc and narrow and isa_cap in ("avx512", "avx512vnni", "amx")
-              and (nt <= 1 or -(-C // (64 if vnni else 32)) >= nt))
+        on = (nhwc and narrow and isa_cap != "scalar"
+              and (nt <= 1 or -(-C // (16 if low else 64 if vnni else 32)) >= nt))
         if C == 1 and not path.startswith("dwconv"):   # (one channel, many taps: the GEMM route)
             assert k[0] * k[1] > 9, path
             on = False
@@ -1518,9 +1522,11 @@ def test_depthwise_avxvnni_dpbusd():
     KW 1-4, H strides and dilations, asymmetric pads wider than the kernel, rows of 1 to 70
     pixels, uint8 and int8 x (x ^ 0x80, the padding too) with x_zp at the ends of its range,
     channel multipliers, int32 / uint8 / int8 outputs with per-tensor and per-channel scales and
-    a bias, 1 and 2 threads: the reference's bits, and the kernel each shape picks."""
+    a bias, 1 and 2 threads: the reference's bits, and the kernel each shape picks.  (Narrow rows
+    would run the channels-last kernel: it is switched off here.)"""
     rng = np.random.default_rng(64)
     _use_level("avxvnni")
+    _k.set_dw_nhwc(False)
     try:
         for threads in (1, 2):
             refquant.set_num_threads(threads)
@@ -1547,5 +1553,6 @@ def test_depthwise_avxvnni_dpbusd():
                 args = (x, np.float32(0.02), xz, w, ws, np.int8(0), np.float32(0.2), (np.uint8(7), np.int8(-5))[it % 2], B)
                 _check(refquant.qlinear_conv(*args, **kw), R.qlinear_conv(*args, **kw), "qlinear " + what)
     finally:
+        _k.set_dw_nhwc(None)
         refquant.set_num_threads(None)
         _use_level(None)

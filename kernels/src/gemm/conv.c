@@ -815,12 +815,19 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         /* (the threads split the kernels' channel blocks: with fewer blocks than threads the
          * per-channel kernels, whose threads split the channels; 64 ch 8x28x28, 2 threads: 130
          * GOPS channels last, 181 per channel) */
+        /* (below AVX-512: the AVX2 one, 16 channels a block; Zen 5, 1 thread, us, per-channel ->
+         * channels last, AVX2 / AVX-VNNI level: 1024 ch 7x7 100 -> 44 / 73 -> 44, 512 ch 14x14 95
+         * -> 59 / 73 -> 59, stride 2 138 -> 28, 96 ch 20x20 31 -> 23 / 24 -> 23, 128 ch 24x24 45
+         * -> 39 / 34 -> 40) */
         const int nhwc_dp = isa >= RQ_ISA_AVX512VNNI && rq_dwconv_nhwc_dp__avx512vnni && c->w_signed && wz0;
-        const int nhwc_blocks = (c->C + (nhwc_dp ? 63 : 31)) / (nhwc_dp ? 64 : 32);
-        if (!sat && isa >= RQ_ISA_AVX512 && rq_dwconv_nhwc__avx512 && c->Cout == c->C &&
-            (c->OW <= 24 || (nhwc_dp && c->D > 0 && c->C >= 48 && c->OW <= 56)) &&
-            z.KD * c->KH * c->KW <= 128 && (nt <= 1 || nhwc_blocks >= nt) && dw_nhwc_enabled())
-            k = nhwc_dp ? RQ_K_DW_NHWC_VNNI : RQ_K_DW_NHWC;
+        const int nhwc_cb = nhwc_dp ? 64 : isa >= RQ_ISA_AVX512 ? 32 : 16;
+        const int nhwc_at = isa >= RQ_ISA_AVX512 ? rq_dwconv_nhwc__avx512 != NULL
+                                                 : isa >= RQ_ISA_AVX2 && rq_dwconv_nhwc__avx2 != NULL;
+        if (!sat && nhwc_at && c->Cout == c->C &&
+            (c->OW <= (isa < RQ_ISA_AVX512 && rq_gemm_avxvnni_at(isa) ? 20 : 24) ||
+             (nhwc_dp && c->D > 0 && c->C >= 48 && c->OW <= 56)) && z.KD * c->KH * c->KW <= 128 &&
+            (nt <= 1 || (c->C + nhwc_cb - 1) / nhwc_cb >= nt) && dw_nhwc_enabled())
+            k = nhwc_dp ? RQ_K_DW_NHWC_VNNI : isa >= RQ_ISA_AVX512 ? RQ_K_DW_NHWC : RQ_K_DW_NHWC_AVX2;
         else if (!sat && isa >= RQ_ISA_AVX512VNNI && rq_dwconv_dp__avx512vnni && c->sw <= 4 && c->dw == 1 &&
             c->KW <= 4 && c->KH <= 16 && z.KD * c->KH <= 64 && c->w_signed && wz0)
             k = RQ_K_DW_VNNI;
@@ -835,6 +842,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         if (k == RQ_K_DW_SCALAR) return dw_scalar(c, isa, nt);   /* (every epilogue: rq_epi) */
         int (*const dwk)(const rq_conv_args *, int) =
             k == RQ_K_DW_NHWC ? rq_dwconv_nhwc__avx512 : k == RQ_K_DW_NHWC_VNNI ? rq_dwconv_nhwc_dp__avx512vnni :
+            k == RQ_K_DW_NHWC_AVX2 ? rq_dwconv_nhwc__avx2 :
             k == RQ_K_DW_VNNI ? rq_dwconv_dp__avx512vnni : k == RQ_K_DW_AVX512 ? rq_dwconv__avx512
           : k == RQ_K_DW_AVXVNNI ? rq_dwconv_dp__avxvnni : rq_dwconv__avx2;
         if (fused) return dwk(c, nt);

@@ -262,3 +262,117 @@ void rq_transpose_u8__avx2(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdi
 void rq_transpose_u32__avx2(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows, int cols) {
     RQ_TRANSPOSE_AVX2(8, tr8_u32, int32_t)
 }
+
+/* ---------------------------------------------------------------- depthwise, channels last (AVX2)
+ * conv_avx512.c's rq_dwconv_nhwc__avx512 on ymm (narrow rows, channel multiplier 1, 2-D or 3-D,
+ * no int16 pairs; any weights and zero points): 16 channels a block, each pair of taps' raw x
+ * (int16) interleaved with vpunpck and multiplied by the interleaved w' = w - w_zp with vpmaddwd
+ * (exact: |x|, |w'| <= 255); per pixel the block's 16 results (dw_store8's epilogue) into a
+ * (pixel x 16) block transposed into the NCHW output. */
+#define DW_NHWC_TR rq_transpose_u8__avx2
+#include "conv_dw_nhwc.inc"
+#undef DW_NHWC_TR
+
+int rq_dwconv_nhwc__avx2(const rq_conv_args *c, int nthreads) {
+    const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
+    if (c->Cout != C || c->group != C || c->sat16) return RQ_EARG;
+    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
+    const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
+    const int KK2 = KH * KW, KK = z.KD * KK2, NP = (KK + 1) / 2, P = z.OD * OH * OW, nb = (C + 15) / 16;
+    if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
+    const size_t xbn = (size_t)z.Dp * Hp * Wp * 16, HW = (size_t)z.D * H * W;
+    int32_t toff[2 * 64 + 2];
+    for (int t = 0; t < 2 * NP; t++) {   /* (an odd count's last pair: tap 0 again, weight 0) */
+        const int tt = t < KK ? t : 0;
+        toff[t] = (((tt / KK2) * z.dd * Hp + (tt % KK2 / KW) * c->dh) * Wp + (tt % KW) * c->dw) * 16;
+    }
+    const int otype = c->out_type, xsg = c->x_signed;
+    const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
+    const __m256 lo = _mm256_set1_ps((float)(qmin - c->y_zp)), hi = _mm256_set1_ps((float)(qmax - c->y_zp));
+    const __m256i zp = _mm256_set1_epi32(c->y_zp);
+    const size_t es = otype == RQ_OUT_S32 ? 4 : 1;
+    int rc = RQ_OK;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1 && (size_t)C * P * KK > 200000)
+#endif
+    {
+        __m256i *wv = (__m256i *)rq_aligned_alloc(sizeof(__m256i) * (size_t)(2 * NP));
+        void *stage = rq_aligned_alloc((size_t)P * 16 * es + 64);
+        uint8_t *xb = (uint8_t *)rq_aligned_alloc(xbn + 64), *xt = (uint8_t *)rq_aligned_alloc(HW * 16 + 64);
+        if (!wv || !stage || !xb || !xt) rc = RQ_ENOMEM;
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+        for (int b = 0; b < nb; b++) {
+            if (!wv || !stage || !xb || !xt) continue;
+            const int c0 = 16 * b, ncb = C - c0 < 16 ? C - c0 : 16;
+            dw_nhwc_block(c, c0, ncb, 16, Hp, Wp, xt, xb);   /* (conv_dw_nhwc.inc) */
+            /* w' per tap and channel (channels past C: 0), interleaved by tap pairs; the fix
+             * x_zp * sum w' - bias and the multipliers per channel */
+            int16_t wt[2][16];
+            int32_t fix[16];
+            float mul[16];
+            for (int j = 0; j < 16; j++) {
+                uint32_t sum = 0;
+                mul[j] = 0.0f;
+                if (j < ncb) {
+                    const int co = c0 + j;
+                    const int32_t wz = c->w_zp[c->w_zp_n == 1 ? 0 : co];
+                    for (int t = 0; t < KK; t++) {
+                        const uint8_t u = c->w[(size_t)co * KK + t];
+                        sum += (uint32_t)((c->w_signed ? (int32_t)(int8_t)u : (int32_t)u) - wz);
+                    }
+                    sum = (uint32_t)c->x_zp * sum - (c->bias ? (uint32_t)c->bias[co] : 0u);
+                    mul[j] = c->mult ? c->mult[c->mult_n == 1 ? 0 : co] : 0.0f;
+                }
+                fix[j] = (int32_t)sum;
+            }
+            for (int pr = 0; pr < NP; pr++) {
+                for (int q = 0; q < 2; q++) {
+                    const int t = 2 * pr + q;
+                    for (int j = 0; j < 16; j++) {
+                        int32_t v = 0;
+                        if (t < KK && j < ncb) {
+                            const int co = c0 + j;
+                            const uint8_t u = c->w[(size_t)co * KK + t];
+                            v = (c->w_signed ? (int32_t)(int8_t)u : (int32_t)u) - c->w_zp[c->w_zp_n == 1 ? 0 : co];
+                        }
+                        wt[q][j] = (int16_t)v;
+                    }
+                }
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)wt[0]), w1 = _mm256_loadu_si256((const __m256i *)wt[1]);
+                wv[2 * pr] = _mm256_unpacklo_epi16(w0, w1);
+                wv[2 * pr + 1] = _mm256_unpackhi_epi16(w0, w1);
+            }
+            const __m256i f0 = _mm256_loadu_si256((const __m256i *)fix), f1 = _mm256_loadu_si256((const __m256i *)(fix + 8));
+            const __m256 m0 = _mm256_loadu_ps(mul), m1 = _mm256_loadu_ps(mul + 8);
+            for (int od = 0; od < z.OD; od++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    const uint8_t *px = xb + (((size_t)od * z.sd * Hp + (size_t)oh * c->sh) * Wp + (size_t)ow * c->sw) * 16;
+                    __m256i al = _mm256_setzero_si256(), ah = al;
+                    for (int pr = 0; pr < NP; pr++) {
+                        const __m128i r0 = _mm_loadu_si128((const __m128i *)(px + toff[2 * pr]));
+                        const __m128i r1 = _mm_loadu_si128((const __m128i *)(px + toff[2 * pr + 1]));
+                        const __m256i x0 = xsg ? _mm256_cvtepi8_epi16(r0) : _mm256_cvtepu8_epi16(r0);
+                        const __m256i x1 = xsg ? _mm256_cvtepi8_epi16(r1) : _mm256_cvtepu8_epi16(r1);
+                        al = _mm256_add_epi32(al, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), wv[2 * pr]));
+                        ah = _mm256_add_epi32(ah, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), wv[2 * pr + 1]));
+                    }
+                    /* channels 0-7 and 8-15 in order (lane L: al 8L..8L+3, ah 8L+4..8L+7) */
+                    const __m256i e0 = _mm256_sub_epi32(_mm256_permute2x128_si256(al, ah, 0x20), f0);
+                    const __m256i e1 = _mm256_sub_epi32(_mm256_permute2x128_si256(al, ah, 0x31), f1);
+                    const size_t p = ((size_t)od * OH + oh) * OW + ow;
+                    dw_store8(otype, stage, 16 * p, 8, e0, m0, lo, hi, zp);
+                    dw_store8(otype, stage, 16 * p + 8, 8, e1, m1, lo, hi, zp);
+                }
+            if (otype == RQ_OUT_S32)
+                rq_transpose_u32__avx2((const int32_t *)stage, 16, (int32_t *)c->y + (size_t)c0 * P, P, P, ncb);
+            else
+                rq_transpose_u8__avx2((const uint8_t *)stage, 16, (uint8_t *)c->y + (size_t)c0 * P, P, P, ncb);
+        }
+        rq_aligned_free(wv); rq_aligned_free(stage);
+        rq_aligned_free(xb); rq_aligned_free(xt);
+    }
+    return rc;
+}

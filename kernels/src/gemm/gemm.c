@@ -20,6 +20,7 @@ static const char *const KNAMES[RQ_K_COUNT] = {
     "conv_rows_tdp__amx", "gemm_u8s8_sat16__avx512", "gemm_u8s8_sat16__avx512vnni",
     "conv_implicit_vnni4__avx512vnni", "gemm_vnni4__avxvnni", "dwconv__avx2", "gemv_vnni4__avxvnni", "gemv_i16__avx2",
     "dwconv_dpbusd__avxvnni", "dwconv_nhwc__avx512", "dwconv_nhwc_dpbusd__avx512vnni",
+    "dwconv_nhwc__avx2",
 };
 
 /* rq_gemm.h: A's rows [0, rows) as rows of Kp bytes (its raw values, zero past M and past K),

@@ -80,7 +80,7 @@ enum {
     RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
     RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_CONV_AMX_ROWS = 12, RQ_K_AVX512_SAT16 = 13,
     RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_DW_AVX2 = 17, RQ_K_AVXVNNI_GEMV = 18, RQ_K_AVX2_GEMV = 19, RQ_K_DW_AVXVNNI = 20,
-    RQ_K_DW_NHWC = 21, RQ_K_DW_NHWC_VNNI = 22, RQ_K_COUNT
+    RQ_K_DW_NHWC = 21, RQ_K_DW_NHWC_VNNI = 22, RQ_K_DW_NHWC_AVX2 = 23, RQ_K_COUNT
 };
 const char *rq_gemm_kernel_name(int k);
 
@@ -357,6 +357,7 @@ void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n);
 int rq_dwconv__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
 int rq_dwconv_nhwc__avx512(const rq_conv_args *a, int nthreads) __attribute__((weak));
 int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *a, int nthreads) __attribute__((weak));
+int rq_dwconv_nhwc__avx2(const rq_conv_args *a, int nthreads) __attribute__((weak));
 int rq_dwconv__avx2(const rq_conv_args *a, int nthreads) __attribute__((weak));
 /* vpdpbusd depthwise on ymm (conv_avx2.c): sw 1, dw 1, KW <= 4, KH <= 16, int8 w with w_zp 0 */
 int rq_dwconv_dp__avxvnni(const rq_conv_args *a, int nthreads) __attribute__((weak));
