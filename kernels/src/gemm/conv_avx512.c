@@ -240,10 +240,7 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
     const size_t xbn = (size_t)z.Dp * Hp * Wp * 32, HW = (size_t)z.D * H * W;
     int32_t toff[2 * 64 + 2];
     if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
-    for (int t = 0; t < 2 * NP; t++) {   /* (an odd count's last pair: tap 0 again, weight 0) */
-        const int tt = t < KK ? t : 0;
-        toff[t] = (((tt / KK2) * z.dd * Hp + (tt % KK2 / KW) * c->dh) * Wp + (tt % KW) * c->dw) * 32;
-    }
+    dw_nhwc_taps(c, Hp, Wp, 32, 2 * NP, toff);   /* (past KK: tap 0 again, weight 0) */
     const int otype = c->out_type, xsg = c->x_signed;
     const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
     const __m512i lo16 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);

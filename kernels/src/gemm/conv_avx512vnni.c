@@ -132,10 +132,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
     if (NG > 32) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
     const size_t xbn = (size_t)z.Dp * Hp * Wp * 64, HW = (size_t)z.D * H * W;
     int32_t toff[4 * 32];
-    for (int t = 0; t < 4 * NG; t++) {   /* (taps past KK: tap 0 again, weight 0) */
-        const int tt = t < KK ? t : 0;
-        toff[t] = (((tt / KK2) * z.dd * Hp + (tt % KK2 / KW) * c->dh) * Wp + (tt % KW) * c->dw) * 64;
-    }
+    dw_nhwc_taps(c, Hp, Wp, 64, 4 * NG, toff);   /* (past KK: tap 0 again, weight 0) */
     const int otype = c->out_type, ax = c->x_signed;
     const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
     const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
