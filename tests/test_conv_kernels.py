@@ -1206,6 +1206,44 @@ def test_depthwise_vbmi_and_plain_variants(monkeypatch):
         _cpu.reset()
 
 
+def test_depthwise_channels_last_vbmi_and_plain(monkeypatch):
+    """The channels-last vpdpbusd kernel pads each channel's taps to 16 bytes four channels a
+    vpermb where the CPU has AVX512_VBMI (kernels of up to 16 taps) and channel by channel
+    otherwise; both give the reference's bits: channel counts around the groups of 4 and the
+    64-channel blocks, 1 to 25 taps, 2-D and 3-D, both types of x, input planes whose pixel count
+    is not a multiple of 16 (the block transpose's last step), pads wider than the kernel."""
+    if "avx512vnni" not in AVAILABLE:
+        pytest.skip("no VNNI channels-last kernel here")
+    rng = np.random.default_rng(47)
+    refquant.set_num_threads(1)     # (one thread: a block of 64 channels or fewer goes channels last)
+    try:
+        for vbmi in _vbmi_variants(monkeypatch):
+            assert bool(_cpu.features()["avx512vbmi"]) == vbmi
+            for C, sp, k, pads, st, xt in ((1, (7, 7), (3, 3), [1, 1, 1, 1], [1, 1], np.uint8),
+                                           (5, (5, 9), (1, 1), [0, 0, 0, 0], [1, 1], np.int8),
+                                           (63, (7, 7), (3, 3), [1, 1, 1, 1], [1, 1], np.uint8),
+                                           (66, (14, 14), (3, 3), [1, 1, 1, 1], [2, 2], np.int8),
+                                           (130, (3, 11), (4, 4), [2, 3, 4, 1], [1, 2], np.uint8),
+                                           (67, (6, 6), (5, 5), [2, 2, 2, 2], [1, 1], np.int8),
+                                           (40, (2, 5, 6), (3, 3, 3), [1, 1, 1, 1, 1, 1], [1, 1, 1], np.uint8),
+                                           (9, (3, 4, 4), (2, 2, 2), [0, 1, 0, 1, 0, 1], [1, 1, 2], np.int8)):
+                x = _rand(rng, xt, (1, C) + sp)
+                w = _rand(rng, np.int8, (C, 1) + k)
+                b = rng.integers(-20000, 20000, C).astype(np.int32)
+                args = (x, np.float32(0.05), _zp(rng, xt), w, np.float32(0.01), np.int8(0), np.float32(0.2),
+                        np.uint8(100), b)
+                kw = dict(group=C, pads=pads, strides=st)
+                got = refquant.qlinear_conv(*args, **kw)
+                assert refquant.last_path()["path"] == "dwconv_nhwc_dpbusd__avx512vnni", refquant.last_path()
+                _check(got, R.qlinear_conv(*args, **kw), f"dw nhwc vbmi={vbmi} C={C} sp={sp} k={k}")
+                _check(refquant.conv_integer(x, w, args[2], **kw), R.conv_integer(x, w, args[2], **kw),
+                       f"dw nhwc int32 vbmi={vbmi} C={C}")
+    finally:
+        refquant.set_num_threads(None)
+        monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+        _cpu.reset()
+
+
 def _packed_conv_w_model(w, cp):
     """The packed layout of conv weights, written out in numpy: B[k, co] = w[co, ci, t] with
     k = t*cp + ci (channels past Cin zero weights), B ^ 0x80 for uint8 weights, VNNI-4 panels of
