@@ -123,17 +123,17 @@ static inline __attribute__((always_inline)) void nhwc_flush16(__m512i ob[16], i
 
 /* the block's 64 channels into the padded block xb (the pads written by dw_nhwc_pads): 16
  * pixels at a time, the 64 channel rows' 16 bytes as 4 lanes of 16 zmm rows, nhwc_tr16x4, each
- * pixel's 64 bytes stored in its padded place (against conv_dw_nhwc.inc's byte transpose into a
- * channels-last copy and the copy's rows moved into place: about 0.7 us of 1024 ch 7x7, 13.4 us);
- * channels past ncb hold x_zp */
-static void nhwc_block64(const rq_conv_args *c, int c0, int ncb, int Hp, int Wp, uint8_t *xb) {
+ * pixel's 64 bytes stored in its padded place ioff[p] (-1: a pixel no output reads); channels
+ * past ncb hold x_zp.  (conv_dw_nhwc.inc's byte transpose into a channels-last copy, the copy's
+ * rows then moved into place, took about 0.7 us more of a 1024-channel 7x7 layer's 13.4 and
+ * 1 us more of 512 channels 14x14 stride 2's 10.6.) */
+static void nhwc_block64(const rq_conv_args *c, int c0, int ncb, int Hp, int Wp, const ptrdiff_t *ioff, uint8_t *xb) {
     const rq_conv_depth z = rq_conv_depth_of(c);
     const int H = c->H, W = c->W;
     const size_t DHW = (size_t)z.D * H * W;
     const uint8_t *xs = c->x + (size_t)c0 * DHW;
     const __m128i zz = _mm_set1_epi8((char)c->x_zp);
     dw_nhwc_pads(c, 64, Hp, Wp, xb);
-    int d = 0, h = 0, w = 0;   /* the next pixel's input coordinates */
     for (size_t p0 = 0; p0 < DHW; p0 += 16) {
         const int n = DHW - p0 < 16 ? (int)(DHW - p0) : 16;
         const __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
@@ -148,12 +148,8 @@ static void nhwc_block64(const rq_conv_args *c, int c0, int ncb, int Hp, int Wp,
                                                          l[2], 2), l[3], 3);
         }
         nhwc_tr16x4(r);
-        for (int j = 0; j < n; j++) {
-            const int dp = d + z.pd, hp = h + c->pt, wp = w + c->pl;
-            if (dp < z.Dp && hp < Hp && wp < Wp)
-                _mm512_store_si512((void *)(xb + (((size_t)dp * Hp + hp) * Wp + wp) * 64), r[j]);
-            if (++w == W) { w = 0; if (++h == H) { h = 0; d++; } }
-        }
+        for (int j = 0; j < n; j++)
+            if (ioff[p0 + j] >= 0) _mm512_store_si512((void *)(xb + ioff[p0 + j]), r[j]);
     }
 }
 
@@ -237,7 +233,14 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
     int32_t toff[4 * 32];
     dw_nhwc_taps(c, Hp, Wp, 64, 4 * NG, toff);   /* (past KK: tap 0 again, weight 0) */
     size_t *pofs = (size_t *)rq_aligned_alloc(sizeof(size_t) * (size_t)P + 64);   /* pixel p's window */
-    if (!pofs) return RQ_ENOMEM;
+    ptrdiff_t *ioff = (ptrdiff_t *)rq_aligned_alloc(sizeof(ptrdiff_t) * (size_t)z.D * c->H * c->W + 64);
+    if (!pofs || !ioff) { rq_aligned_free(pofs); rq_aligned_free(ioff); return RQ_ENOMEM; }
+    for (int d = 0, p = 0; d < z.D; d++)   /* input pixel p's place in the padded block */
+        for (int h = 0; h < c->H; h++)
+            for (int w = 0; w < c->W; w++, p++) {
+                const int dp = d + z.pd, hp = h + c->pt, wp = w + c->pl;
+                ioff[p] = dp < z.Dp && hp < Hp && wp < Wp ? (ptrdiff_t)((((size_t)dp * Hp + hp) * Wp + wp) * 64) : -1;
+            }
     for (int od = 0, p = 0; od < z.OD; od++)
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++, p++)
@@ -253,7 +256,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
      * wT[t][c], channels past C and taps past KK 0 */
     const int KKp = (KK + 15) / 16 * 16, Cq = nb * 64;
     uint8_t *wpad = (uint8_t *)rq_aligned_alloc((size_t)Cq * KKp + 64), *wT = (uint8_t *)rq_aligned_alloc((size_t)Cq * KKp + 64);
-    if (!wpad || !wT) { rq_aligned_free(wpad); rq_aligned_free(wT); rq_aligned_free(pofs); return RQ_ENOMEM; }
+    if (!wpad || !wT) { rq_aligned_free(wpad); rq_aligned_free(wT); rq_aligned_free(pofs); rq_aligned_free(ioff); return RQ_ENOMEM; }
     const int cdone = KKp == 16 && rq_cpu_feature(RQ_FEAT_AVX512VBMI) ? nhwc_wpad16_vbmi(c->w, C, KK, wpad) : 0;
     memset(wpad + (size_t)cdone * KKp, 0, (size_t)(Cq - cdone) * KKp);
     for (int ch = cdone; ch < C; ch++)
@@ -280,7 +283,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
         for (int b = 0; b < nb; b++) {
             if (!wv || !stage || !xb) continue;
             const int c0 = 64 * b, ncb = C - c0 < 64 ? C - c0 : 64;
-            nhwc_block64(c, c0, ncb, Hp, Wp, xb);   /* then x_used */
+            nhwc_block64(c, c0, ncb, Hp, Wp, ioff, xb);   /* then x_used */
             if (ax) {
                 const __m512i f = _mm512_set1_epi8((char)0x80);
                 for (size_t i = 0; i < xbn; i += 64)
@@ -326,6 +329,6 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
         rq_aligned_free(wv); rq_aligned_free(stage);
         rq_aligned_free(xb);
     }
-    rq_aligned_free(wT); rq_aligned_free(pofs);
+    rq_aligned_free(wT); rq_aligned_free(pofs); rq_aligned_free(ioff);
     return rc;
 }
