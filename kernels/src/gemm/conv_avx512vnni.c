@@ -112,6 +112,15 @@ static inline __attribute__((always_inline)) void nhwc_flush16(__m512i ob[16], i
                                                               int ncb) {
     for (int i = n; i < 16; i++) ob[i] = _mm512_setzero_si512();
     nhwc_tr16x4(ob);
+    if (n == 16 && ncb == 64) {   /* (whole rows of 16: plain stores) */
+        for (int j = 0; j < 16; j++) {
+            _mm_storeu_si128((__m128i *)(y + (size_t)j * P), _mm512_castsi512_si128(ob[j]));
+            _mm_storeu_si128((__m128i *)(y + (size_t)(16 + j) * P), _mm512_extracti32x4_epi32(ob[j], 1));
+            _mm_storeu_si128((__m128i *)(y + (size_t)(32 + j) * P), _mm512_extracti32x4_epi32(ob[j], 2));
+            _mm_storeu_si128((__m128i *)(y + (size_t)(48 + j) * P), _mm512_extracti32x4_epi32(ob[j], 3));
+        }
+        return;
+    }
     const __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
     for (int j = 0; j < 16; j++) {   /* channel 16 L + j: lane L of ob[j] */
         if (j < ncb) _mm_mask_storeu_epi8(y + (size_t)j * P, m, _mm512_castsi512_si128(ob[j]));
