@@ -1124,9 +1124,43 @@ def _conv_fits(xs, ws, out):
     return 0 < k and max(hw, ohw, k, ws[0]) <= _INT_MAX
 
 
+_GEO_INTS = {}     # the same by a key of int-only attributes (_lean_geo's first look)
+
+
+def _int_key(v):
+    """A tuple of v's elements when v is a list / tuple of Python ints (bool excluded), None
+    for None; False otherwise."""
+    if v is None:
+        return None
+    if type(v) is list or type(v) is tuple:
+        for e in v:
+            if type(e) is not int:
+                return False
+        return tuple(v)
+    return False
+
+
 def _lean_geo(xs, ws, dilations, group, kernel_shape, pads, strides):
     """(geometry kwargs of _k.conv2d, output spatial shape) of a 2-D conv, cached by shapes and
-    attributes; None when _conv_geometry refuses them (the generic path raises the error)."""
+    attributes; None when _conv_geometry refuses them (the generic path raises the error).
+    Attributes of Python ints only (the usual call) look in _GEO_INTS first, whose key is
+    cheaper than _geo_key's typed one (0.6 -> 0.2 us)."""
+    ik = None
+    if type(group) is int:
+        d, k, p, s = _int_key(dilations), _int_key(kernel_shape), _int_key(pads), _int_key(strides)
+        if d is not False and k is not False and p is not False and s is not False:
+            ik = (xs, ws, group, d, k, p, s)
+            ent = _GEO_INTS.get(ik)
+            if ent is not None:
+                return ent
+    ent = _lean_geo_typed(xs, ws, dilations, group, kernel_shape, pads, strides)
+    if ent is not None and ik is not None:
+        _memo_put(_GEO_INTS, ik, ent, 256)
+    return ent
+
+
+def _lean_geo_typed(xs, ws, dilations, group, kernel_shape, pads, strides):
+    """_lean_geo's entry by _geo_key (any attribute types)."""
     attrs = dict(dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
     key = _geo_key(xs, ws, attrs)
     if key is None:
