@@ -64,6 +64,7 @@ int rq_dwconv_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
 void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows, int cols);
 void rq_transpose_u32__avx512(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows, int cols);
 #include "conv_dw_nhwc.inc"
+#include "conv_dw_nhwc_zmm.inc"
 
 static inline void nhwc_il4(__m512i r0, __m512i r1, __m512i r2, __m512i r3, __m512i *v) {
     const __m512i t0 = _mm512_unpacklo_epi8(r0, r1), t1 = _mm512_unpackhi_epi8(r0, r1);
@@ -81,37 +82,12 @@ static inline void nhwc_lanes4(const __m512i *in, __m512i *out) {
     out[2] = _mm512_shuffle_i32x4(t1, t3, 0x88); out[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
 }
 
-/* conv_tr16.inc's 16 x 16 byte transpose network in each 128-bit lane of zmm rows: r[i] lane L
- * = row i's 16 bytes of block L in, r[j] lane L = column j of block L out */
-static inline __attribute__((always_inline)) void nhwc_tr16x4(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[4 * i + 0] = _mm512_unpacklo_epi16(t[4 * i + 0], t[4 * i + 2]);
-        r[4 * i + 1] = _mm512_unpackhi_epi16(t[4 * i + 0], t[4 * i + 2]);
-        r[4 * i + 2] = _mm512_unpacklo_epi16(t[4 * i + 1], t[4 * i + 3]);
-        r[4 * i + 3] = _mm512_unpackhi_epi16(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int i = 0; i < 2; i++)
-        for (int q = 0; q < 4; q++) {
-            t[8 * i + 2 * q] = _mm512_unpacklo_epi32(r[8 * i + q], r[8 * i + 4 + q]);
-            t[8 * i + 2 * q + 1] = _mm512_unpackhi_epi32(r[8 * i + q], r[8 * i + 4 + q]);
-        }
-    for (int c2 = 0; c2 < 8; c2++) {
-        r[2 * c2] = _mm512_unpacklo_epi64(t[c2], t[8 + c2]);
-        r[2 * c2 + 1] = _mm512_unpackhi_epi64(t[c2], t[8 + c2]);
-    }
-}
-
 /* up to 16 pixels' 64 channel bytes (ob[i]: pixel p0 + i, channels in order) into the NCHW
  * output: transposed in registers, 16 bytes (n pixels) per channel row (channels < ncb) */
 static inline __attribute__((always_inline)) void nhwc_flush16(__m512i ob[16], int n, uint8_t *y, size_t P,
                                                               int ncb) {
     for (int i = n; i < 16; i++) ob[i] = _mm512_setzero_si512();
-    nhwc_tr16x4(ob);
+    dw_tr16x4(ob);
     if (n == 16 && ncb == 64) {   /* (whole rows of 16: plain stores) */
         for (int j = 0; j < 16; j++) {
             _mm_storeu_si128((__m128i *)(y + (size_t)j * P), _mm512_castsi512_si128(ob[j]));
@@ -127,38 +103,6 @@ static inline __attribute__((always_inline)) void nhwc_flush16(__m512i ob[16], i
         if (16 + j < ncb) _mm_mask_storeu_epi8(y + (size_t)(16 + j) * P, m, _mm512_extracti32x4_epi32(ob[j], 1));
         if (32 + j < ncb) _mm_mask_storeu_epi8(y + (size_t)(32 + j) * P, m, _mm512_extracti32x4_epi32(ob[j], 2));
         if (48 + j < ncb) _mm_mask_storeu_epi8(y + (size_t)(48 + j) * P, m, _mm512_extracti32x4_epi32(ob[j], 3));
-    }
-}
-
-/* the block's 64 channels into the padded block xb (the pads written by dw_nhwc_pads): 16
- * pixels at a time, the 64 channel rows' 16 bytes as 4 lanes of 16 zmm rows, nhwc_tr16x4, each
- * pixel's 64 bytes stored in its padded place ioff[p] (-1: a pixel no output reads); channels
- * past ncb hold x_zp.  (conv_dw_nhwc.inc's byte transpose into a channels-last copy, the copy's
- * rows then moved into place, took about 0.7 us more of a 1024-channel 7x7 layer's 13.4 and
- * 1 us more of 512 channels 14x14 stride 2's 10.6.) */
-static void nhwc_block64(const rq_conv_args *c, int c0, int ncb, int Hp, int Wp, const ptrdiff_t *ioff, uint8_t *xb) {
-    const rq_conv_depth z = rq_conv_depth_of(c);
-    const int H = c->H, W = c->W;
-    const size_t DHW = (size_t)z.D * H * W;
-    const uint8_t *xs = c->x + (size_t)c0 * DHW;
-    const __m128i zz = _mm_set1_epi8((char)c->x_zp);
-    dw_nhwc_pads(c, 64, Hp, Wp, xb);
-    for (size_t p0 = 0; p0 < DHW; p0 += 16) {
-        const int n = DHW - p0 < 16 ? (int)(DHW - p0) : 16;
-        const __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
-        __m512i r[16];
-        for (int i = 0; i < 16; i++) {
-            __m128i l[4];
-            for (int L = 0; L < 4; L++) {
-                const int ch = 16 * L + i;
-                l[L] = ch < ncb ? _mm_maskz_loadu_epi8(m, xs + (size_t)ch * DHW + p0) : zz;
-            }
-            r[i] = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(l[0]), l[1], 1),
-                                                         l[2], 2), l[3], 3);
-        }
-        nhwc_tr16x4(r);
-        for (int j = 0; j < n; j++)
-            if (ioff[p0 + j] >= 0) _mm512_store_si512((void *)(xb + ioff[p0 + j]), r[j]);
     }
 }
 
@@ -241,19 +185,9 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
     const size_t xbn = (size_t)z.Dp * Hp * Wp * 64;
     int32_t toff[4 * 32];
     dw_nhwc_taps(c, Hp, Wp, 64, 4 * NG, toff);   /* (past KK: tap 0 again, weight 0) */
-    size_t *pofs = (size_t *)rq_aligned_alloc(sizeof(size_t) * (size_t)P + 64);   /* pixel p's window */
-    ptrdiff_t *ioff = (ptrdiff_t *)rq_aligned_alloc(sizeof(ptrdiff_t) * (size_t)z.D * c->H * c->W + 64);
-    if (!pofs || !ioff) { rq_aligned_free(pofs); rq_aligned_free(ioff); return RQ_ENOMEM; }
-    for (int d = 0, p = 0; d < z.D; d++)   /* input pixel p's place in the padded block */
-        for (int h = 0; h < c->H; h++)
-            for (int w = 0; w < c->W; w++, p++) {
-                const int dp = d + z.pd, hp = h + c->pt, wp = w + c->pl;
-                ioff[p] = dp < z.Dp && hp < Hp && wp < Wp ? (ptrdiff_t)((((size_t)dp * Hp + hp) * Wp + wp) * 64) : -1;
-            }
-    for (int od = 0, p = 0; od < z.OD; od++)
-        for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++, p++)
-                pofs[p] = ((((size_t)od * z.sd * Hp + (size_t)oh * c->sh) * Wp + (size_t)ow * c->sw) * 64);
+    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc_zmm.inc) */
+    dw_nhwc_offsets(c, Hp, Wp, 64, &pofs, &ioff);
+    if (!pofs) return RQ_ENOMEM;
     const int otype = c->out_type, ax = c->x_signed;
     const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
     const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
@@ -292,7 +226,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
         for (int b = 0; b < nb; b++) {
             if (!wv || !stage || !xb) continue;
             const int c0 = 64 * b, ncb = C - c0 < 64 ? C - c0 : 64;
-            nhwc_block64(c, c0, ncb, Hp, Wp, ioff, xb);   /* then x_used */
+            dw_nhwc_block_zmm(c, c0, ncb, 64, Hp, Wp, ioff, xb);   /* then x_used */
             if (ax) {
                 const __m512i f = _mm512_set1_epi8((char)0x80);
                 for (size_t i = 0; i < xbn; i += 64)
