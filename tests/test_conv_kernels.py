@@ -797,6 +797,37 @@ def test_depthwise_channels_last(isa_cap, C, H, W, k, s, d, p, xt, wt, wzk, prof
         _k.set_dw_nhwc(None)
 
 
+@pytest.mark.parametrize("isa_cap", [p for p in ISA_PARAMS if p.values[0] in ("avx2", "avx512", "avx512vnni")],
+                         indirect=True)
+def test_depthwise_channels_last_flush_edges(isa_cap):
+    """The channels-last kernels write their 8-bit outputs back to NCHW in register transposes
+    of 16 pixels (vpdpbusd kernel) or 32 (the AVX-512 multiply-add kernel, two runs of 16 in a
+    vector): output planes of 15-17, 31-33, 47-49, 63-65 and 98 pixels, so that the last flush of
+    a block is whole, one short, one over, or lands in either half; channel counts with a partial
+    last block of each size (16 / 32 / 64); int8 weights with zero w_zp (the vpdpbusd form at the
+    VNNI level) and uint8 weights (the multiply-add form).  One thread (every block channels
+    last); the whole output compared, so a run written past its row would show in the next
+    channel's row."""
+    rng = np.random.default_rng(53)
+    refquant.set_num_threads(1)
+    try:
+        for H, W in ((3, 5), (4, 4), (1, 17), (31, 1), (2, 16), (3, 11), (47, 1), (7, 7), (3, 21),
+                     (4, 16), (5, 13), (7, 14)):
+            for C, wt in ((40, np.uint8), (72, np.int8), (23, np.int8)):
+                x = _rand(rng, np.uint8, (1, C, H, W))
+                w = _rand(rng, wt, (C, 1, 3, 3))
+                wz = wt(128) if wt == np.uint8 else wt(0)
+                args = (x, np.float32(0.05), np.uint8(7), w, np.float32(0.01), wz, np.float32(0.3),
+                        np.uint8(100), rng.integers(-5000, 5000, C).astype(np.int32))
+                kw = dict(group=C, pads=[1, 1, 1, 1])
+                got = refquant.qlinear_conv(*args, **kw)
+                path = refquant.last_path()["path"]
+                assert path.startswith("dwconv_nhwc"), (path, isa_cap, H, W, C)
+                _check(got, R.qlinear_conv(*args, **kw), f"{isa_cap} {path} {H}x{W} C={C}")
+    finally:
+        refquant.set_num_threads(None)
+
+
 def test_depthwise_channels_last_threads():
     """The channels-last depthwise kernels split their channel blocks over the threads (with
     fewer blocks than threads the per-channel kernels run): the same bits on 1 and 2 threads;

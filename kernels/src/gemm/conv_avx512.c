@@ -225,22 +225,46 @@ static inline void dw_chan_avx512(const rq_conv_args *c, int co, const uint8_t *
  * fused epilogue (rq_dwconv__avx512's) per pixel into a (pixel x 32) block transposed into the
  * NCHW output.  Other epilogues: the caller's int32 route (out_type RQ_OUT_S32). */
 #include "conv_dw_nhwc.inc"
+#include "conv_dw_nhwc_zmm.inc"
 
 static inline __m512i dw_cvt32x2_16(__m512i a, __m512i b) {   /* 32 int32 -> 32 int16 */
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(a)), _mm512_cvtepi32_epi16(b), 1);
 }
 
+/* up to 32 pixels' 32 channel bytes (pixel i < 16: the low half of ob[i], pixel 16 + i: the high
+ * half) into the NCHW output y (channel rows P apart): dw_tr16x4 leaves lane L of ob[j] = channel
+ * 16 (L % 2) + j, pixels 16 (L / 2) .. + 15; n pixels, channels < ncb */
+static inline __attribute__((always_inline)) void dw_nhwc_flush32(__m512i ob[16], int n, uint8_t *y, size_t P,
+                                                                 int ncb) {
+    dw_tr16x4(ob);
+    const __mmask16 m0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+    const __mmask16 m1 = n >= 32 ? (__mmask16)0xFFFF : n <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n - 16)) - 1u);
+    for (int j = 0; j < 16; j++) {
+        if (j < ncb) {
+            _mm_mask_storeu_epi8(y + (size_t)j * P, m0, _mm512_castsi512_si128(ob[j]));
+            if (m1) _mm_mask_storeu_epi8(y + (size_t)j * P + 16, m1, _mm512_extracti32x4_epi32(ob[j], 2));
+        }
+        if (16 + j < ncb) {
+            _mm_mask_storeu_epi8(y + (size_t)(16 + j) * P, m0, _mm512_extracti32x4_epi32(ob[j], 1));
+            if (m1) _mm_mask_storeu_epi8(y + (size_t)(16 + j) * P + 16, m1, _mm512_extracti32x4_epi32(ob[j], 3));
+        }
+    }
+}
+
 int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
-    const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
+    const int C = c->C, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
     if (c->Cout != C || c->group != C || c->sat16) return RQ_EARG;
     const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
     const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
     const int Cp = (C + 31) / 32 * 32, KK2 = KH * KW, KK = z.KD * KK2, NP = (KK + 1) / 2;   /* tap pairs */
     const int P = z.OD * OH * OW;
-    const size_t xbn = (size_t)z.Dp * Hp * Wp * 32, HW = (size_t)z.D * H * W;
+    const size_t xbn = (size_t)z.Dp * Hp * Wp * 32;
     int32_t toff[2 * 64 + 2];
     if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
     dw_nhwc_taps(c, Hp, Wp, 32, 2 * NP, toff);   /* (past KK: tap 0 again, weight 0) */
+    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc_zmm.inc) */
+    dw_nhwc_offsets(c, Hp, Wp, 32, &pofs, &ioff);
+    if (!pofs) return RQ_ENOMEM;
     const int otype = c->out_type, xsg = c->x_signed;
     const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
     const __m512i lo16 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
@@ -257,18 +281,17 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
         /* per block: the interleaved weight pairs (lo / hi halves), the fix and multiplier in
          * channel order, the block's (pixel x 32) results */
         __m512i *wv = (__m512i *)rq_aligned_alloc(sizeof(__m512i) * (size_t)(2 * NP));
-        void *stage = rq_aligned_alloc((size_t)P * 32 * (otype == RQ_OUT_S32 ? 4 : 1) + 64);
+        void *stage = rq_aligned_alloc(otype == RQ_OUT_S32 ? (size_t)P * 32 * 4 + 64 : 64);
         uint8_t *wtb = (uint8_t *)rq_aligned_alloc((size_t)KK * 32 + 64);
-        /* the block's padded input, channels last (32 a pixel), and its unpadded transpose */
-        uint8_t *xb = (uint8_t *)rq_aligned_alloc(xbn + 64), *xt = (uint8_t *)rq_aligned_alloc(HW * 32 + 64);
-        if (!wv || !stage || !wtb || !xb || !xt) rc = RQ_ENOMEM;
+        uint8_t *xb = (uint8_t *)rq_aligned_alloc(xbn + 64);   /* the block's padded input, channels last */
+        if (!wv || !stage || !wtb || !xb) rc = RQ_ENOMEM;
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
         for (int b = 0; b < nb; b++) {
-            if (!wv || !stage || !wtb || !xb || !xt) continue;
+            if (!wv || !stage || !wtb || !xb) continue;
             const int c0 = 32 * b, ncb = C - c0 < 32 ? C - c0 : 32;
-            dw_nhwc_block(c, c0, ncb, 32, Hp, Wp, xt, xb);   /* (conv_dw_nhwc.inc) */
+            dw_nhwc_block_zmm(c, c0, ncb, 32, Hp, Wp, ioff, xb);   /* (conv_dw_nhwc_zmm.inc) */
             /* the block's weights, tap-major (32 channels a tap: a transpose), w' = w - w_zp in
              * int16, interleaved by tap pairs; sum_t w' per channel by vpmaddwd with ones */
             const __mmask32 mc = ncb >= 32 ? 0xFFFFFFFFu : (1u << ncb) - 1u;
@@ -306,44 +329,50 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
                 m0 = _mm512_maskz_loadu_ps((__mmask16)mc, c->mult + c0);
                 m1 = _mm512_maskz_loadu_ps((__mmask16)(mc >> 16), c->mult + c0 + 16);
             }
-            for (int od = 0; od < z.OD; od++)
-            for (int oh = 0; oh < OH; oh++)
-                for (int ow = 0; ow < OW; ow++) {
-                    const uint8_t *px = xb + (((size_t)od * z.sd * Hp + (size_t)oh * c->sh) * Wp + (size_t)ow * c->sw) * 32;
-                    __m512i al = _mm512_setzero_si512(), ah = al;
-                    for (int pr = 0; pr < NP; pr++) {
-                        const __m256i r0 = _mm256_loadu_si256((const __m256i *)(px + toff[2 * pr]));
-                        const __m256i r1 = _mm256_loadu_si256((const __m256i *)(px + toff[2 * pr + 1]));
-                        const __m512i x0 = xsg ? _mm512_cvtepi8_epi16(r0) : _mm512_cvtepu8_epi16(r0);
-                        const __m512i x1 = xsg ? _mm512_cvtepi8_epi16(r1) : _mm512_cvtepu8_epi16(r1);
-                        al = _mm512_add_epi32(al, _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), wv[2 * pr]));
-                        ah = _mm512_add_epi32(ah, _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), wv[2 * pr + 1]));
-                    }
-                    /* channels 0-15 and 16-31 in order (lane L: al 8L..8L+3, ah 8L+4..8L+7) */
-                    const __m512i e0 = _mm512_sub_epi32(_mm512_permutex2var_epi32(al, lo16, ah), f0);
-                    const __m512i e1 = _mm512_sub_epi32(_mm512_permutex2var_epi32(al, hi16, ah), f1);
-                    const size_t p = ((size_t)od * OH + oh) * OW + ow;
-                    if (otype == RQ_OUT_S32) {
-                        _mm512_store_si512((void *)((int32_t *)stage + 32 * p), e0);
-                        _mm512_store_si512((void *)((int32_t *)stage + 32 * p + 16), e1);
-                    } else {
-                        const __m512 v0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e0), m0), lo), hi);
-                        const __m512 v1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e1), m1), lo), hi);
-                        /* (in [qmin, qmax] after the clamp: the saturating packs are exact) */
-                        __m512i tq = _mm512_packs_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(v0), zp),
-                                                        _mm512_add_epi32(_mm512_cvtps_epi32(v1), zp));
-                        tq = otype == RQ_OUT_U8 ? _mm512_packus_epi16(tq, tq) : _mm512_packs_epi16(tq, tq);
-                        tq = _mm512_permutexvar_epi32(pack_perm, tq);
-                        _mm256_store_si256((__m256i *)((uint8_t *)stage + 32 * p), _mm512_castsi512_si256(tq));
-                    }
+            __m512i ob[16];   /* (8-bit outputs: the last pixels' bytes, flushed 32 at a time) */
+            int nob = 0;
+            uint8_t *yb = (uint8_t *)c->y + (size_t)c0 * P;
+            for (size_t p = 0; p < (size_t)P; p++) {   /* (a flat loop over the window offsets) */
+                const uint8_t *px = xb + pofs[p];
+                __m512i al = _mm512_setzero_si512(), ah = al;
+                for (int pr = 0; pr < NP; pr++) {
+                    const __m256i r0 = _mm256_loadu_si256((const __m256i *)(px + toff[2 * pr]));
+                    const __m256i r1 = _mm256_loadu_si256((const __m256i *)(px + toff[2 * pr + 1]));
+                    const __m512i x0 = xsg ? _mm512_cvtepi8_epi16(r0) : _mm512_cvtepu8_epi16(r0);
+                    const __m512i x1 = xsg ? _mm512_cvtepi8_epi16(r1) : _mm512_cvtepu8_epi16(r1);
+                    al = _mm512_add_epi32(al, _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), wv[2 * pr]));
+                    ah = _mm512_add_epi32(ah, _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), wv[2 * pr + 1]));
                 }
+                /* channels 0-15 and 16-31 in order (lane L: al 8L..8L+3, ah 8L+4..8L+7) */
+                const __m512i e0 = _mm512_sub_epi32(_mm512_permutex2var_epi32(al, lo16, ah), f0);
+                const __m512i e1 = _mm512_sub_epi32(_mm512_permutex2var_epi32(al, hi16, ah), f1);
+                if (otype == RQ_OUT_S32) {
+                    _mm512_store_si512((void *)((int32_t *)stage + 32 * p), e0);
+                    _mm512_store_si512((void *)((int32_t *)stage + 32 * p + 16), e1);
+                    continue;
+                }
+                const __m512 v0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e0), m0), lo), hi);
+                const __m512 v1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e1), m1), lo), hi);
+                /* (in [qmin, qmax] after the clamp: the saturating packs are exact) */
+                __m512i tq = _mm512_packs_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(v0), zp),
+                                                _mm512_add_epi32(_mm512_cvtps_epi32(v1), zp));
+                tq = otype == RQ_OUT_U8 ? _mm512_packus_epi16(tq, tq) : _mm512_packs_epi16(tq, tq);
+                tq = _mm512_permutexvar_epi32(pack_perm, tq);   /* the 32 channels in the low half */
+                /* pixels 16 apart share a vector of the flush (a byte transpose of the block's
+                 * (pixel x 32) bytes in memory, rq_transpose_u8, took a fifth of a 7x7 layer) */
+                ob[nob & 15] = nob < 16 ? tq : _mm512_inserti64x4(ob[nob & 15], _mm512_castsi512_si256(tq), 1);
+                if (++nob == 32 || p + 1 == (size_t)P) {
+                    for (int i = nob; i < 16; i++) ob[i] = _mm512_setzero_si512();
+                    dw_nhwc_flush32(ob, nob, yb + (p + 1 - (size_t)nob), (size_t)P, ncb);
+                    nob = 0;
+                }
+            }
             if (otype == RQ_OUT_S32)
                 rq_transpose_u32__avx512((const int32_t *)stage, 32, (int32_t *)c->y + (size_t)c0 * P, P, P, ncb);
-            else
-                rq_transpose_u8__avx512((const uint8_t *)stage, 32, (uint8_t *)c->y + (size_t)c0 * P, P, P, ncb);
         }
         rq_aligned_free(wv); rq_aligned_free(stage); rq_aligned_free(wtb);
-        rq_aligned_free(xb); rq_aligned_free(xt);
+        rq_aligned_free(xb);
     }
+    rq_aligned_free(pofs); rq_aligned_free(ioff);
     return rc;
 }
