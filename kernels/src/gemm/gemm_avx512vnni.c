@@ -371,6 +371,9 @@ int rq_pack_conv_w__avx512vnni(rq_packed_b *pb, const uint8_t *w, int Cin, int C
 #ifndef RQ_IA_EPI_PAIRS
 #define RQ_IA_EPI_PAIRS 2    /* implicit conv: panel pairs per epilogue call */
 #endif
+#ifndef RQ_VNNI_DIRECT_C
+#define RQ_VNNI_DIRECT_C 1   /* 0: int32 results through the epilogue always (A/B measurements) */
+#endif
 #ifndef RQ_VNNI_DIRECT_A
 #define RQ_VNNI_DIRECT_A 1   /* 0: always copy A (A/B measurements) */
 #endif
@@ -578,6 +581,13 @@ static void vnni_task(void *ctx, int64_t t) {
     const int jb = (int)(t / J->nrc), rc = (int)(t % J->nrc), jbw = J->jbw;
     int32_t out[MR * 32 * RQ_VNNI_EPI_PAIRS] __attribute__((aligned(64)));
     const ptrdiff_t ldo = 32 * RQ_VNNI_EPI_PAIRS;
+    /* an int32 result with no correction but the column term (MatMulInteger with a per-tensor
+     * zero point of A and B_used's zero points all zero): whole 8 x 32 tiles write C straight
+     * from the kernel, raw - colfix, instead of through out and the epilogue (128x768x768, 1
+     * thread: see docs/performance.md, session 23) */
+    const rq_epi *e = J->e;
+    const int direct = RQ_VNNI_DIRECT_C && e->out_type == RQ_OUT_S32 && e->c_cs == 1 && !e->rowfix && !e->za_row &&
+                       !e->zb_col && !e->bias;
     for (int rb = rc * J->rchunk; rb < imin(J->nrb, (rc + 1) * J->rchunk); rb++) {
         const int i0 = rb * MR, mi = imin(MR, M - i0);
         const int inplace = i0 < ipack0;
@@ -586,6 +596,23 @@ static void vnni_task(void *ctx, int64_t t) {
         const int pe = imin(J->npp, (jb + 1) * jbw);
         for (int pq = jb * jbw; pq < pe; pq += RQ_VNNI_EPI_PAIRS) {   /* one epilogue call a group */
             const int pqe = imin(pe, pq + RQ_VNNI_EPI_PAIRS);
+            if (direct && mi == MR && 32 * pqe <= N) {
+                for (int pp = pq; pp < pqe; pp++) {
+                    const uint8_t *b0 = J->pb->data + (size_t)2 * pp * Kp * 16;
+                    int32_t *ct = (int32_t *)e->C + (ptrdiff_t)i0 * e->c_rs + 32 * pp;
+                    kern_8x32(arow, lda, ngk, b0, b0 + (size_t)Kp * 16, ct, e->c_rs);
+                    if (e->colfix) {   /* (the tile is in L1: raw - colfix in place) */
+                        const __m512i f0 = _mm512_loadu_si512((const void *)(e->colfix + 32 * pp));
+                        const __m512i f1 = _mm512_loadu_si512((const void *)(e->colfix + 32 * pp + 16));
+                        for (int r = 0; r < MR; r++) {
+                            int32_t *cr = ct + (ptrdiff_t)r * e->c_rs;
+                            _mm512_storeu_si512((void *)cr, _mm512_sub_epi32(_mm512_loadu_si512((const void *)cr), f0));
+                            _mm512_storeu_si512((void *)(cr + 16), _mm512_sub_epi32(_mm512_loadu_si512((const void *)(cr + 16)), f1));
+                        }
+                    }
+                }
+                continue;
+            }
             for (int pp = pq; pp < pqe; pp++) {
                 const int p0 = 2 * pp;
                 const uint8_t *b0 = J->pb->data + (size_t)p0 * Kp * 16;
