@@ -1193,6 +1193,19 @@ def test_qlinear_conv_compiled_entry():
         refquant.qlinear_conv(*base, kernel_shape=[2, 2])
 
 
+def _dw_int8w_both(rng, x, w, kw, path, what):
+    """QLinearConv (a random bias, int8 weights with a zero zero point) and ConvInteger of the
+    depthwise conv x * w: the kernel `path` ran, and both equal the reference's bits."""
+    C = x.shape[1]
+    b = rng.integers(-20000, 20000, C).astype(np.int32)
+    args = (x, np.float32(0.05), _zp(rng, x.dtype.type), w, np.float32(0.01), np.int8(0), np.float32(0.2),
+            np.uint8(100), b)
+    got = refquant.qlinear_conv(*args, **kw)
+    assert refquant.last_path()["path"] == path, refquant.last_path()
+    _check(got, R.qlinear_conv(*args, **kw), what)
+    _check(refquant.conv_integer(x, w, args[2], **kw), R.conv_integer(x, w, args[2], **kw), what + " (int32)")
+
+
 def test_depthwise_vbmi_and_plain_variants(monkeypatch):
     """The depthwise vpdpbusd kernel builds its 16 overlapping windows with one vpermb where the
     CPU has AVX512_VBMI and with vpermd + vpshufb otherwise (REFQUANT_DISABLE_ISA=avx512vbmi
@@ -1222,15 +1235,8 @@ def test_depthwise_vbmi_and_plain_variants(monkeypatch):
                 C = 24
                 x = _rand(rng, xt, (1, C, 9, W))
                 w = _rand(rng, np.int8, (C, 1, KH, KW))
-                b = rng.integers(-20000, 20000, C).astype(np.int32)
-                args = (x, np.float32(0.05), _zp(rng, xt), w, np.float32(0.01), np.int8(0), np.float32(0.2),
-                        np.uint8(100), b)
-                kw = dict(group=C, pads=pads, strides=[sh, sw], dilations=[dh, 1])
-                got = refquant.qlinear_conv(*args, **kw)
-                assert refquant.last_path()["path"] == "dwconv_dpbusd__avx512vnni", refquant.last_path()
-                _check(got, R.qlinear_conv(*args, **kw), f"dw vbmi={vbmi} W={W} K={KH}x{KW} sw={sw}")
-                _check(refquant.conv_integer(x, w, args[2], **kw), R.conv_integer(x, w, args[2], **kw),
-                       f"dw int32 vbmi={vbmi} sw={sw}")
+                _dw_int8w_both(rng, x, w, dict(group=C, pads=pads, strides=[sh, sw], dilations=[dh, 1]),
+                               "dwconv_dpbusd__avx512vnni", f"dw vbmi={vbmi} W={W} K={KH}x{KW} sw={sw}")
     finally:
         _k.set_dw_nhwc(None)
         monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
@@ -1260,15 +1266,8 @@ def test_depthwise_channels_last_vbmi_and_plain(monkeypatch):
                                            (9, (3, 4, 4), (2, 2, 2), [0, 1, 0, 1, 0, 1], [1, 1, 2], np.int8)):
                 x = _rand(rng, xt, (1, C) + sp)
                 w = _rand(rng, np.int8, (C, 1) + k)
-                b = rng.integers(-20000, 20000, C).astype(np.int32)
-                args = (x, np.float32(0.05), _zp(rng, xt), w, np.float32(0.01), np.int8(0), np.float32(0.2),
-                        np.uint8(100), b)
-                kw = dict(group=C, pads=pads, strides=st)
-                got = refquant.qlinear_conv(*args, **kw)
-                assert refquant.last_path()["path"] == "dwconv_nhwc_dpbusd__avx512vnni", refquant.last_path()
-                _check(got, R.qlinear_conv(*args, **kw), f"dw nhwc vbmi={vbmi} C={C} sp={sp} k={k}")
-                _check(refquant.conv_integer(x, w, args[2], **kw), R.conv_integer(x, w, args[2], **kw),
-                       f"dw nhwc int32 vbmi={vbmi} C={C}")
+                _dw_int8w_both(rng, x, w, dict(group=C, pads=pads, strides=st), "dwconv_nhwc_dpbusd__avx512vnni",
+                               f"dw nhwc vbmi={vbmi} C={C} sp={sp} k={k}")
     finally:
         refquant.set_num_threads(None)
         monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)

@@ -78,40 +78,33 @@ static rq_cache *rq_cache_get(void) {
     return c;
 }
 
+/* the best fit (the smallest block of at least n bytes) taken out of a list of kept blocks, or
+ * NULL; *total (if given) less its size */
+static void *cache_take(void **blk, size_t *cap, int *cnt, size_t n, size_t *total) {
+    int best = -1;
+    for (int i = 0; i < *cnt; i++)
+        if (cap[i] >= n && (best < 0 || cap[i] < cap[best])) best = i;
+    if (best < 0) return NULL;
+    void *raw = blk[best];
+    if (total) *total -= cap[best];
+    (*cnt)--;
+    blk[best] = blk[*cnt]; cap[best] = cap[*cnt];
+    return raw;
+}
+
 void *rq_aligned_alloc(size_t n) {
     void *raw = NULL;
     n = (n + 63) & ~(size_t)63;
     if (n == 0) n = 64;
     if (n >= RQ_CACHE_MIN && !RQ_NO_SCRATCH_CACHE) {
         rq_cache *c = rq_cache_get();
-        if (c) {
-            int best = -1;
-            for (int i = 0; i < c->n; i++)
-                if (c->cap[i] >= n && (best < 0 || c->cap[i] < c->cap[best])) best = i;
-            if (best >= 0) {
-                raw = c->blk[best];
-                c->total -= c->cap[best];
-                c->n--;
-                c->blk[best] = c->blk[c->n]; c->cap[best] = c->cap[c->n];
-                return (char *)raw + RQ_HDR;
-            }
-        }
+        if (c && (raw = cache_take(c->blk, c->cap, &c->n, n, &c->total)) != NULL) return (char *)raw + RQ_HDR;
     } else if (!RQ_NO_SCRATCH_CACHE) {
         /* small blocks: the best fit among the thread's kept ones (posix_memalign and free of
          * each kernel's few small scratch blocks per call cost glibc's fastbin consolidation:
          * 15% of a small depthwise call's time) */
         rq_cache *c = rq_cache_get();
-        if (c) {
-            int best = -1;
-            for (int i = 0; i < c->sn; i++)
-                if (c->scap[i] >= n && (best < 0 || c->scap[i] < c->scap[best])) best = i;
-            if (best >= 0) {
-                raw = c->sblk[best];
-                c->sn--;
-                c->sblk[best] = c->sblk[c->sn]; c->scap[best] = c->scap[c->sn];
-                return (char *)raw + RQ_HDR;
-            }
-        }
+        if (c && (raw = cache_take(c->sblk, c->scap, &c->sn, n, NULL)) != NULL) return (char *)raw + RQ_HDR;
     }
     if (posix_memalign(&raw, 64, n + RQ_HDR) != 0) return NULL;
     *(size_t *)raw = n;
