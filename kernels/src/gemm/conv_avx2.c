@@ -269,20 +269,70 @@ void rq_transpose_u32__avx2(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrd
  * (int16) interleaved with vpunpck and multiplied by the interleaved w' = w - w_zp with vpmaddwd
  * (exact: |x|, |w'| <= 255); per pixel the block's 16 results (dw_store8's epilogue) into a
  * (pixel x 16) block transposed into the NCHW output. */
-#define DW_NHWC_TR rq_transpose_u8__avx2
 #include "conv_dw_nhwc.inc"
-#undef DW_NHWC_TR
+
+/* the block's 16 channels into the padded block xb (the pads by dw_nhwc_pads): 32 pixels at a
+ * time, channel i's two runs of 16 pixels as the lanes of ymm row i, tr16x2_net, then the lanes
+ * of row j are pixels j and 16 + j, each stored in its padded place ioff[q] (-1: a pixel no
+ * output reads); channels past ncb hold x_zp (against conv_dw_nhwc.inc's xmm transpose into a
+ * channels-last copy, its rows then moved into place) */
+static void dw_nhwc_block_ymm(const rq_conv_args *c, int c0, int ncb, int Hp, int Wp, const ptrdiff_t *ioff,
+                              uint8_t *xb) {
+    const rq_conv_depth z = rq_conv_depth_of(c);
+    const size_t DHW = (size_t)z.D * c->H * c->W;
+    const uint8_t *xs = c->x + (size_t)c0 * DHW;
+    const __m128i zz = _mm_set1_epi8((char)c->x_zp);
+    static const uint8_t tail_ix[32] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                        0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                        0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
+    dw_nhwc_pads(c, 16, Hp, Wp, xb);
+    for (size_t p0 = 0; p0 < DHW; p0 += 32) {
+        const size_t n = DHW - p0 < 32 ? DHW - p0 : 32;
+        __m256i r[16];
+        for (int i = 0; i < 16; i++) {
+            __m128i l[2] = {zz, zz};
+            if (i < ncb) {
+                const uint8_t *src = xs + (size_t)i * DHW + p0;
+                for (int s = 0; s < 2; s++) {
+                    const size_t ns = n > 16 * (size_t)s ? n - 16 * (size_t)s : 0;
+                    if (ns >= 16) {
+                        l[s] = _mm_loadu_si128((const __m128i *)(src + 16 * s));
+                    } else if (ns > 0 && DHW >= 16) {
+                        /* (no masked byte loads below AVX-512) the 16 bytes ending at the run's
+                         * end, inside the channel's row, shifted down by pshufb */
+                        const __m128i v = _mm_loadu_si128((const __m128i *)(src + 16 * s + ns - 16));
+                        l[s] = _mm_shuffle_epi8(v, _mm_loadu_si128((const __m128i *)(tail_ix + 16 - ns)));
+                    } else if (ns > 0) {   /* a plane of fewer than 16 pixels */
+                        uint8_t tmp[16] = {0};
+                        memcpy(tmp, src + 16 * s, ns);
+                        l[s] = _mm_loadu_si128((const __m128i *)tmp);
+                    }
+                }
+            }
+            r[i] = _mm256_inserti128_si256(_mm256_castsi128_si256(l[0]), l[1], 1);
+        }
+        tr16x2_net(r);
+        for (size_t j = 0; j < 16 && j < n; j++) {
+            if (ioff[p0 + j] >= 0) _mm_store_si128((__m128i *)(xb + ioff[p0 + j]), _mm256_castsi256_si128(r[j]));
+            if (16 + j < n && ioff[p0 + 16 + j] >= 0)
+                _mm_store_si128((__m128i *)(xb + ioff[p0 + 16 + j]), _mm256_extracti128_si256(r[j], 1));
+        }
+    }
+}
 
 int rq_dwconv_nhwc__avx2(const rq_conv_args *c, int nthreads) {
-    const int C = c->C, H = c->H, W = c->W, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
+    const int C = c->C, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
     if (c->Cout != C || c->group != C || c->sat16) return RQ_EARG;
     const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
     const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
     const int KK2 = KH * KW, KK = z.KD * KK2, NP = (KK + 1) / 2, P = z.OD * OH * OW, nb = (C + 15) / 16;
     if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
-    const size_t xbn = (size_t)z.Dp * Hp * Wp * 16, HW = (size_t)z.D * H * W;
+    const size_t xbn = (size_t)z.Dp * Hp * Wp * 16;
     int32_t toff[2 * 64 + 2];
     dw_nhwc_taps(c, Hp, Wp, 16, 2 * NP, toff);   /* (past KK: tap 0 again, weight 0) */
+    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc.inc) */
+    dw_nhwc_offsets(c, Hp, Wp, 16, &pofs, &ioff);
+    if (!pofs) return RQ_ENOMEM;
     const int otype = c->out_type, xsg = c->x_signed;
     const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
     const __m256 lo = _mm256_set1_ps((float)(qmin - c->y_zp)), hi = _mm256_set1_ps((float)(qmax - c->y_zp));
@@ -295,15 +345,15 @@ int rq_dwconv_nhwc__avx2(const rq_conv_args *c, int nthreads) {
     {
         __m256i *wv = (__m256i *)rq_aligned_alloc(sizeof(__m256i) * (size_t)(2 * NP));
         void *stage = rq_aligned_alloc((size_t)P * 16 * es + 64);
-        uint8_t *xb = (uint8_t *)rq_aligned_alloc(xbn + 64), *xt = (uint8_t *)rq_aligned_alloc(HW * 16 + 64);
-        if (!wv || !stage || !xb || !xt) rc = RQ_ENOMEM;
+        uint8_t *xb = (uint8_t *)rq_aligned_alloc(xbn + 64);   /* the block's padded input, channels last */
+        if (!wv || !stage || !xb) rc = RQ_ENOMEM;
 #if defined(_OPENMP)
 #pragma omp for schedule(static)
 #endif
         for (int b = 0; b < nb; b++) {
-            if (!wv || !stage || !xb || !xt) continue;
+            if (!wv || !stage || !xb) continue;
             const int c0 = 16 * b, ncb = C - c0 < 16 ? C - c0 : 16;
-            dw_nhwc_block(c, c0, ncb, 16, Hp, Wp, xt, xb);   /* (conv_dw_nhwc.inc) */
+            dw_nhwc_block_ymm(c, c0, ncb, Hp, Wp, ioff, xb);
             /* w' per tap and channel (channels past C: 0), interleaved by tap pairs; the fix
              * x_zp * sum w' - bias and the multipliers per channel */
             int16_t wt[2][16];
@@ -343,33 +393,31 @@ int rq_dwconv_nhwc__avx2(const rq_conv_args *c, int nthreads) {
             }
             const __m256i f0 = _mm256_loadu_si256((const __m256i *)fix), f1 = _mm256_loadu_si256((const __m256i *)(fix + 8));
             const __m256 m0 = _mm256_loadu_ps(mul), m1 = _mm256_loadu_ps(mul + 8);
-            for (int od = 0; od < z.OD; od++)
-            for (int oh = 0; oh < OH; oh++)
-                for (int ow = 0; ow < OW; ow++) {
-                    const uint8_t *px = xb + (((size_t)od * z.sd * Hp + (size_t)oh * c->sh) * Wp + (size_t)ow * c->sw) * 16;
-                    __m256i al = _mm256_setzero_si256(), ah = al;
-                    for (int pr = 0; pr < NP; pr++) {
-                        const __m128i r0 = _mm_loadu_si128((const __m128i *)(px + toff[2 * pr]));
-                        const __m128i r1 = _mm_loadu_si128((const __m128i *)(px + toff[2 * pr + 1]));
-                        const __m256i x0 = xsg ? _mm256_cvtepi8_epi16(r0) : _mm256_cvtepu8_epi16(r0);
-                        const __m256i x1 = xsg ? _mm256_cvtepi8_epi16(r1) : _mm256_cvtepu8_epi16(r1);
-                        al = _mm256_add_epi32(al, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), wv[2 * pr]));
-                        ah = _mm256_add_epi32(ah, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), wv[2 * pr + 1]));
-                    }
-                    /* channels 0-7 and 8-15 in order (lane L: al 8L..8L+3, ah 8L+4..8L+7) */
-                    const __m256i e0 = _mm256_sub_epi32(_mm256_permute2x128_si256(al, ah, 0x20), f0);
-                    const __m256i e1 = _mm256_sub_epi32(_mm256_permute2x128_si256(al, ah, 0x31), f1);
-                    const size_t p = ((size_t)od * OH + oh) * OW + ow;
-                    dw_store8(otype, stage, 16 * p, 8, e0, m0, lo, hi, zp);
-                    dw_store8(otype, stage, 16 * p + 8, 8, e1, m1, lo, hi, zp);
+            for (size_t p = 0; p < (size_t)P; p++) {   /* (a flat loop over the window offsets) */
+                const uint8_t *px = xb + pofs[p];
+                __m256i al = _mm256_setzero_si256(), ah = al;
+                for (int pr = 0; pr < NP; pr++) {
+                    const __m128i r0 = _mm_loadu_si128((const __m128i *)(px + toff[2 * pr]));
+                    const __m128i r1 = _mm_loadu_si128((const __m128i *)(px + toff[2 * pr + 1]));
+                    const __m256i x0 = xsg ? _mm256_cvtepi8_epi16(r0) : _mm256_cvtepu8_epi16(r0);
+                    const __m256i x1 = xsg ? _mm256_cvtepi8_epi16(r1) : _mm256_cvtepu8_epi16(r1);
+                    al = _mm256_add_epi32(al, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), wv[2 * pr]));
+                    ah = _mm256_add_epi32(ah, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), wv[2 * pr + 1]));
                 }
+                /* channels 0-7 and 8-15 in order (lane L: al 8L..8L+3, ah 8L+4..8L+7) */
+                const __m256i e0 = _mm256_sub_epi32(_mm256_permute2x128_si256(al, ah, 0x20), f0);
+                const __m256i e1 = _mm256_sub_epi32(_mm256_permute2x128_si256(al, ah, 0x31), f1);
+                dw_store8(otype, stage, 16 * p, 8, e0, m0, lo, hi, zp);
+                dw_store8(otype, stage, 16 * p + 8, 8, e1, m1, lo, hi, zp);
+            }
             if (otype == RQ_OUT_S32)
                 rq_transpose_u32__avx2((const int32_t *)stage, 16, (int32_t *)c->y + (size_t)c0 * P, P, P, ncb);
             else
                 rq_transpose_u8__avx2((const uint8_t *)stage, 16, (uint8_t *)c->y + (size_t)c0 * P, P, P, ncb);
         }
         rq_aligned_free(wv); rq_aligned_free(stage);
-        rq_aligned_free(xb); rq_aligned_free(xt);
+        rq_aligned_free(xb);
     }
+    rq_aligned_free(pofs); rq_aligned_free(ioff);
     return rc;
 }

@@ -63,6 +63,7 @@ int rq_dwconv_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
  * acc 3) bring the bytes back into channel order. */
 void rq_transpose_u8__avx512(const uint8_t *src, ptrdiff_t ss, uint8_t *dst, ptrdiff_t ds, int rows, int cols);
 void rq_transpose_u32__avx512(const int32_t *src, ptrdiff_t ss, int32_t *dst, ptrdiff_t ds, int rows, int cols);
+#include "conv_tr16.inc"
 #include "conv_dw_nhwc.inc"
 #include "conv_dw_nhwc_zmm.inc"
 
