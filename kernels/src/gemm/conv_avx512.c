@@ -262,7 +262,7 @@ int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
     int32_t toff[2 * 64 + 2];
     if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
     dw_nhwc_taps(c, Hp, Wp, 32, 2 * NP, toff);   /* (past KK: tap 0 again, weight 0) */
-    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc_zmm.inc) */
+    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc.inc) */
     dw_nhwc_offsets(c, Hp, Wp, 32, &pofs, &ioff);
     if (!pofs) return RQ_ENOMEM;
     const int otype = c->out_type, xsg = c->x_signed;

@@ -186,7 +186,7 @@ int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
     const size_t xbn = (size_t)z.Dp * Hp * Wp * 64;
     int32_t toff[4 * 32];
     dw_nhwc_taps(c, Hp, Wp, 64, 4 * NG, toff);   /* (past KK: tap 0 again, weight 0) */
-    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc_zmm.inc) */
+    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc.inc) */
     dw_nhwc_offsets(c, Hp, Wp, 64, &pofs, &ioff);
     if (!pofs) return RQ_ENOMEM;
     const int otype = c->out_type, ax = c->x_signed;

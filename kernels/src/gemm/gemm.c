@@ -41,7 +41,7 @@ uint8_t *rq_sat16_rows(const rq_gemm_args *a, int rows, int Kp) {
 
 const char *rq_gemm_kernel_name(int k) { return (k >= 0 && k < RQ_K_COUNT) ? KNAMES[k] : "none"; }
 
-/* ---- scratch allocation with a small per-thread cache of large blocks ----
+/* ---- scratch allocation with a small per-thread cache of freed blocks ----
  * Kernels allocate their packing / output scratch per call.  Large blocks (>= 64 KiB) freed by
  * a thread are kept (up to 8 blocks, 128 MiB) and handed back to the next allocation of that
  * thread that fits, so repeated calls do not pay mmap/munmap and first-touch page faults;
@@ -50,9 +50,14 @@ const char *rq_gemm_kernel_name(int k) { return (k >= 0 && k < RQ_K_COUNT) ? KNA
 #define RQ_HDR 64
 #define RQ_CACHE_MIN ((size_t)65536)
 #define RQ_CACHE_MAX_TOTAL ((size_t)128 << 20)
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)   /* GCC's -fsanitize=address */
 #define RQ_NO_SCRATCH_CACHE 1   /* AddressSanitizer: every block its own allocation, sized as asked */
-#else
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)   /* clang's */
+#define RQ_NO_SCRATCH_CACHE 1
+#endif
+#endif
+#ifndef RQ_NO_SCRATCH_CACHE
 #define RQ_NO_SCRATCH_CACHE 0
 #endif
 #define RQ_SCACHE_N 16   /* blocks under RQ_CACHE_MIN kept too, at most 16 (1 MiB) */
