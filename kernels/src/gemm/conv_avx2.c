@@ -321,20 +321,14 @@ static void dw_nhwc_block_ymm(const rq_conv_args *c, int c0, int ncb, int Hp, in
 }
 
 int rq_dwconv_nhwc__avx2(const rq_conv_args *c, int nthreads) {
-    const int C = c->C, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    if (c->Cout != C || c->group != C || c->sat16) return RQ_EARG;
-    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
-    const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
-    const int KK2 = KH * KW, KK = z.KD * KK2, NP = (KK + 1) / 2, P = z.OD * OH * OW, nb = (C + 15) / 16;
-    if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
-    const size_t xbn = (size_t)z.Dp * Hp * Wp * 16;
-    int32_t toff[2 * 64 + 2];
-    dw_nhwc_taps(c, Hp, Wp, 16, 2 * NP, toff);   /* (past KK: tap 0 again, weight 0) */
-    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc.inc) */
-    dw_nhwc_offsets(c, Hp, Wp, 16, &pofs, &ioff);
-    if (!pofs) return RQ_ENOMEM;
-    const int otype = c->out_type, xsg = c->x_signed;
-    const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
+    int32_t toff[128];
+    dw_nhwc_plan pl;   /* (conv_dw_nhwc.inc: tap pairs) */
+    const int prc = dw_nhwc_plan_of(c, 16, 2, toff, &pl);
+    if (prc != RQ_OK) return prc;
+    const int C = c->C, Hp = pl.Hp, Wp = pl.Wp, KK = pl.KK, NP = pl.ng, P = pl.P, nb = (C + 15) / 16;
+    const size_t xbn = pl.xbn;
+    size_t *pofs = pl.pofs; ptrdiff_t *ioff = pl.ioff;
+    const int otype = c->out_type, xsg = c->x_signed, qmin = pl.qmin, qmax = pl.qmax;
     const __m256 lo = _mm256_set1_ps((float)(qmin - c->y_zp)), hi = _mm256_set1_ps((float)(qmax - c->y_zp));
     const __m256i zp = _mm256_set1_epi32(c->y_zp);
     const size_t es = otype == RQ_OUT_S32 ? 4 : 1;

@@ -252,21 +252,14 @@ static inline __attribute__((always_inline)) void dw_nhwc_flush32(__m512i ob[16]
 }
 
 int rq_dwconv_nhwc__avx512(const rq_conv_args *c, int nthreads) {
-    const int C = c->C, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    if (c->Cout != C || c->group != C || c->sat16) return RQ_EARG;
-    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
-    const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
-    const int Cp = (C + 31) / 32 * 32, KK2 = KH * KW, KK = z.KD * KK2, NP = (KK + 1) / 2;   /* tap pairs */
-    const int P = z.OD * OH * OW;
-    const size_t xbn = (size_t)z.Dp * Hp * Wp * 32;
-    int32_t toff[2 * 64 + 2];
-    if (NP > 64) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
-    dw_nhwc_taps(c, Hp, Wp, 32, 2 * NP, toff);   /* (past KK: tap 0 again, weight 0) */
-    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc.inc) */
-    dw_nhwc_offsets(c, Hp, Wp, 32, &pofs, &ioff);
-    if (!pofs) return RQ_ENOMEM;
-    const int otype = c->out_type, xsg = c->x_signed;
-    const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
+    int32_t toff[128];
+    dw_nhwc_plan pl;   /* (conv_dw_nhwc.inc: tap pairs) */
+    const int prc = dw_nhwc_plan_of(c, 32, 2, toff, &pl);
+    if (prc != RQ_OK) return prc;
+    const int C = c->C, Cp = (C + 31) / 32 * 32, Hp = pl.Hp, Wp = pl.Wp, KK = pl.KK, NP = pl.ng, P = pl.P;
+    const size_t xbn = pl.xbn;
+    size_t *pofs = pl.pofs; ptrdiff_t *ioff = pl.ioff;
+    const int otype = c->out_type, xsg = c->x_signed, qmin = pl.qmin, qmax = pl.qmax;
     const __m512i lo16 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
     const __m512i hi16 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
     const __m512i pack_perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);

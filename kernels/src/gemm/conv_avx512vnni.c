@@ -175,22 +175,17 @@ __attribute__((target("avx512vbmi"))) static int nhwc_wpad16_vbmi(const uint8_t 
 }
 
 int rq_dwconv_nhwc_dp__avx512vnni(const rq_conv_args *c, int nthreads) {
-    const int C = c->C, KH = c->KH, KW = c->KW, OH = c->OH, OW = c->OW;
-    if (c->Cout != C || c->group != C || c->sat16 || !c->w_signed) return RQ_EARG;
+    if (!c->w_signed) return RQ_EARG;
     for (int i = 0; i < c->w_zp_n; i++)
         if (c->w_zp[i]) return RQ_EARG;
-    const int Hp = (OH - 1) * c->sh + (KH - 1) * c->dh + 1, Wp = (OW - 1) * c->sw + (KW - 1) * c->dw + 1;
-    const rq_conv_depth z = rq_conv_depth_of(c);   /* a 3-D conv: Dp padded planes, taps (kd, kh, kw) */
-    const int KK2 = KH * KW, KK = z.KD * KK2, NG = (KK + 3) / 4, P = z.OD * OH * OW, nb = (C + 63) / 64;
-    if (NG > 32) return RQ_EARG;        /* (the dispatcher keeps to KD * KH * KW <= 128) */
-    const size_t xbn = (size_t)z.Dp * Hp * Wp * 64;
-    int32_t toff[4 * 32];
-    dw_nhwc_taps(c, Hp, Wp, 64, 4 * NG, toff);   /* (past KK: tap 0 again, weight 0) */
-    size_t *pofs; ptrdiff_t *ioff;   /* (conv_dw_nhwc.inc) */
-    dw_nhwc_offsets(c, Hp, Wp, 64, &pofs, &ioff);
-    if (!pofs) return RQ_ENOMEM;
-    const int otype = c->out_type, ax = c->x_signed;
-    const int qmin = otype == RQ_OUT_U8 ? 0 : -128, qmax = otype == RQ_OUT_U8 ? 255 : 127;
+    int32_t toff[128];
+    dw_nhwc_plan pl;   /* (conv_dw_nhwc.inc: groups of 4 taps) */
+    const int prc = dw_nhwc_plan_of(c, 64, 4, toff, &pl);
+    if (prc != RQ_OK) return prc;
+    const int C = c->C, Hp = pl.Hp, Wp = pl.Wp, KK = pl.KK, NG = pl.ng, P = pl.P, nb = (C + 63) / 64;
+    const size_t xbn = pl.xbn;
+    size_t *pofs = pl.pofs; ptrdiff_t *ioff = pl.ioff;
+    const int otype = c->out_type, ax = c->x_signed, qmin = pl.qmin, qmax = pl.qmax;
     const __m512 lo = _mm512_set1_ps((float)(qmin - c->y_zp)), hi = _mm512_set1_ps((float)(qmax - c->y_zp));
     const __m512i zp = _mm512_set1_epi32(c->y_zp);
     const uint32_t xzu = (uint32_t)c->x_zp + (ax ? 128u : 0u);
