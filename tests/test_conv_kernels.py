@@ -81,14 +81,16 @@ def _run_both(rng, x, w, xz, wz, attrs, what):
     _check(got[0], R.qlinear_conv(*args, **attrs), f"qlinear_conv {what} [{got[1]}]")
 
 
-def _vbmi_variants(monkeypatch):
-    """AVX512_VBMI turned off (REFQUANT_DISABLE_ISA=avx512vbmi), then on where the CPU has it:
-    yields the setting after resetting the CPU state (the caller restores the environment)."""
+def _vbmi_variants(monkeypatch, also_off=()):
+    """AVX512_VBMI turned off (REFQUANT_DISABLE_ISA=avx512vbmi), then on where the CPU has it,
+    with the levels in `also_off` disabled in both: yields the setting after resetting the CPU
+    state (the caller restores the environment)."""
     for vbmi in [False] + ([True] if _cpu.features().get("avx512vbmi") else []):
-        if vbmi:
-            monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
+        off = list(also_off) + ([] if vbmi else ["avx512vbmi"])
+        if off:
+            monkeypatch.setenv("REFQUANT_DISABLE_ISA", ",".join(off))
         else:
-            monkeypatch.setenv("REFQUANT_DISABLE_ISA", "avx512vbmi")
+            monkeypatch.delenv("REFQUANT_DISABLE_ISA", raising=False)
         _cpu.reset()
         yield vbmi
 
@@ -771,8 +773,8 @@ def test_depthwise_channels_last(isa_cap, C, H, W, k, s, d, p, xt, wt, wzk, prof
         nt = refquant.get_num_threads()
         on = (nhwc and narrow and isa_cap != "scalar"
               and (nt <= 1 or -(-C // (16 if low else 64 if vnni else 32)) >= nt))
-        if C == 1 and not path.startswith("dwconv"):   # (one channel, many taps: the GEMM route)
-            assert k[0] * k[1] > 9, path
+        if C == 1 and not path.startswith("dwconv"):   # (one channel, many taps: the GEMM route;
+            assert k[0] * k[1] > 9 or path == "conv_rows_tdp__amx", path   # under AMX the rows conv)
             on = False
         assert path.startswith("dwconv_nhwc") == on, (path, isa_cap, got.shape)
         assert not on or path == kern, (path, kern)
@@ -1253,8 +1255,8 @@ def test_depthwise_channels_last_vbmi_and_plain(monkeypatch):
         pytest.skip("no VNNI channels-last kernel here")
     rng = np.random.default_rng(47)
     refquant.set_num_threads(1)     # (one thread: a block of 64 channels or fewer goes channels last)
-    try:
-        for vbmi in _vbmi_variants(monkeypatch):
+    try:    # (AMX off: under AMX one input channel runs the row-implicit conv instead)
+        for vbmi in _vbmi_variants(monkeypatch, also_off=("amx",)):
             assert bool(_cpu.features()["avx512vbmi"]) == vbmi
             for C, sp, k, pads, st, xt in ((1, (7, 7), (3, 3), [1, 1, 1, 1], [1, 1], np.uint8),
                                            (5, (5, 9), (1, 1), [0, 0, 0, 0], [1, 1], np.int8),
