@@ -843,7 +843,7 @@ def _dequantize_scale_then_subtract(x, x_scale, x_zero_point, axis, block_size, 
 
 def _decode_two(a, two):
     """int2 / uint2 codes (the low 2 bits of each byte) as int8 / uint8 values."""
-    b = np.ascontiguousarray(a).view(np.uint8) & np.uint8(3)
+    b = np.ascontiguousarray(a).view(np.uint8).reshape(a.shape) & np.uint8(3)   # (0-d stays 0-d)
     if two[2] < 0:
         return ((b ^ np.uint8(2)).view(np.int8) - np.int8(2)).astype(np.int8, copy=False)
     return b

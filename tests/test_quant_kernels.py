@@ -1760,9 +1760,16 @@ def test_two_bit_quantize_dequantize(isa):
                             continue
                         n_fast += 1
                         assert "2" in res[1].split("_")[2], res[1]
-                        assert res[0].dtype == want.dtype and np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), \
+                        assert res[0].dtype == want.dtype and res[0].shape == want.shape, (res[0].shape, want.shape)
+                        assert np.array_equal(res[0].view(np.uint8), want.view(np.uint8)), \
                             (np.dtype(qt).name, name, np.dtype(xd).name, kw, res[1])
     assert n_fast > 100
+    # 0-d codes stay 0-d (the decode to 8 bits once returned shape (1,); tools/fuzz_kernels.py found it)
+    for qt in (ml_dtypes.int2, ml_dtypes.uint2):
+        for z in (None, np.array(1).astype(qt)):
+            res = F.dequantize_linear(np.array(1).astype(qt), np.float32(0.5), z, profile=ONNX, isa=isa)
+            want = R.dequantize_linear(np.array(1).astype(qt), np.float32(0.5), z)
+            assert res is not None and res[0].shape == () == want.shape and res[0] == want, (res, want)
     # below opset 25 the types do not exist: the reference's error
     with pytest.raises(TypeError):
         refquant.dequantize_linear(np.zeros(4, ml_dtypes.int2), np.float32(1.0), opset=23)
