@@ -4,7 +4,8 @@ Conventions checked here: per-ISA compile units chosen by file-name suffix with 
 flags (never global -m flags), -O3 -ffp-contract=off and never -ffast-math, OpenMP when
 available, one extension ``refquant._<family>`` per ``kernels/_<family>.pyx``.
 
-AddressSanitizer (opt-in, marker ``asan``; about a minute):
+AddressSanitizer (opt-in, marker ``asan``; a few minutes: a sample of every kernel family at every
+level, then 25 s of tools/fuzz_kernels.py):
 
     pytest -m asan tests/test_build.py
 
@@ -606,3 +607,13 @@ def test_kernels_under_address_sanitizer(tmp_path):
     r = subprocess.run([sys.executable, str(script), str(work), os.path.join(ROOT, "tests")], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and "ASAN-SAMPLE-OK" in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
+    # then random calls of every family at every level (tools/fuzz_kernels.py: shapes, layouts,
+    # misaligned views, packed weights, profiles, 1-2 threads) under the same sanitizers
+    fuzz = ("import sys, runpy; sys.path.insert(0, sys.argv[1]); import refquant; "
+            "assert refquant.__file__.startswith(sys.argv[1]), refquant.__file__; "
+            "sys.argv = [sys.argv[2], '--seconds', '25', '--seed', '24', '--quiet']; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", fuzz, str(work), os.path.join(ROOT, "tools", "fuzz_kernels.py")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "0 differ, 0 raised in one only" in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
+    print(r.stdout.strip().splitlines()[-1])
