@@ -7,7 +7,9 @@ random shapes (around the kernels' tile sizes), dtypes, zero points (per tensor,
 column, per channel), scales (per tensor, per axis, blocked), conv attributes (1-D to 3-D,
 groups and depthwise, strides, dilations, pads, auto_pad), memory layouts (C order, Fortran
 order, strided and misaligned views), packed weights, a profile, and a kernel level and thread
-count of this machine.  ``refquant.<op>`` (which runs a fast kernel where one covers the call)
+count of this machine; one case in twenty gets a bad argument (a zero, negative, NaN, Inf or
+subnormal scale, a wrong-length scale vector, a zero point of the wrong type or range, an
+operand of another type).  ``refquant.<op>`` (which runs a fast kernel where one covers the call)
 and ``refquant.reference.<op>`` (the definition) must return the same bits, or both raise.
 
     python tools/fuzz_kernels.py --seconds 60                # every family, every level here
@@ -37,6 +39,7 @@ except ImportError:     # pragma: no cover - ml_dtypes is a dependency of refqua
     ml_dtypes = None
 
 FAMILIES = ("qdq", "dynamic", "gemm", "conv")
+BAD_INPUT_RATE = 0.05       # the share of cases with one argument made bad (_corrupt)
 LEVELS = ("scalar", "avx2", "avxvnni", "avx512", "avx512vnni", "amx")
 
 
@@ -354,7 +357,42 @@ _ONNX_OP = {"quantize_linear": "QuantizeLinear", "dequantize_linear": "Dequantiz
 # where each op takes zero points (made zero for a symmetric-only profile such as tensorrt)
 _ZP_POS = {"quantize_linear": (2,), "dequantize_linear": (2,), "matmul_integer": (2, 3),
            "qlinear_matmul": (2, 5, 7), "qgemm": (2, 5, 8), "conv_integer": (2, 3), "qlinear_conv": (2, 5, 7)}
+# where each op takes scales
+_SCALE_POS = {"quantize_linear": (1,), "dequantize_linear": (1,), "qlinear_matmul": (1, 4, 6),
+              "qgemm": (1, 4, 7), "qlinear_conv": (1, 4, 6)}
 _MODELS = {}
+
+
+def _corrupt(rng, op, args):
+    """One argument made bad, the way users get it wrong: a scale of 0, negative, NaN, Inf or
+    subnormal, a scale vector one too long, a zero point of the wrong type or out of its
+    operand's range (as int32), an operand of int32 / float64.  The reference raises or defines
+    the result; the fast path must do the same."""
+    args = list(args)
+    kind = rng.choice(["scale", "zp", "operand"])
+    sp = [i for i in _SCALE_POS.get(op, ()) if i < len(args) and args[i] is not None]
+    zp = [i for i in _ZP_POS.get(op, ()) if i < len(args) and args[i] is not None]
+    if kind == "scale" and sp:
+        i = int(rng.choice(sp))
+        a = np.array(args[i], copy=True)
+        bad = rng.choice([0.0, -0.5, np.nan, np.inf, 1e-41, -0.0])
+        if a.ndim and rng.random() < 0.3:
+            a = np.concatenate([a, a[..., :1]], axis=-1)
+        elif a.ndim:
+            a.flat[int(rng.integers(0, a.size))] = bad
+        else:
+            a = np.array(bad, a.dtype)
+        args[i] = a
+    elif kind == "zp" and zp:
+        i = int(rng.choice(zp))
+        a = np.asarray(args[i])
+        args[i] = (a.astype(np.int32) + np.int32(rng.choice([256, -300, 70000]))) if rng.random() < 0.5 else \
+            a.astype(rng.choice([np.int32, np.uint16, np.float32]))
+    else:
+        x = args[0]
+        if type(x).__name__ != "PackedWeights":
+            args[0] = np.asarray(x).astype(rng.choice([np.int32, np.float64, np.int64]))
+    return tuple(args)
 
 
 def _profiles_for(op, profiles):
@@ -389,6 +427,8 @@ def make_case(seed, index, families, levels, threads, profiles):
                      else a for i, a in enumerate(args))
     if op != "dynamic_quantize_linear" or prof != "onnx":
         kw = dict(kw, profile=prof)
+    if rng.random() < BAD_INPUT_RATE:
+        args = _corrupt(rng, op, args)
     return fam, level, nt, prof, op, args, kw
 
 
@@ -438,6 +478,7 @@ def describe(args, kw):
 # ------------------------------------------------------------------ driver
 
 def main(argv=None):
+    global BAD_INPUT_RATE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--seconds", type=float, default=30.0, help="time budget (default 30)")
@@ -448,12 +489,17 @@ def main(argv=None):
                     help=f"kernel levels ({', '.join(LEVELS)}; default: every one this machine runs)")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--profiles", nargs="+", default=None, help="default: every built-in profile")
+    ap.add_argument("--bad-rate", type=float, default=BAD_INPUT_RATE, metavar="P",
+                    help=f"share of cases with one bad argument (default {BAD_INPUT_RATE})")
     ap.add_argument("--case-timeout", type=float, default=60.0, metavar="S",
                     help="a case running longer is reported as a hang: stacks dumped, exit status 3 (0: off)")
     ap.add_argument("--replay", type=int, default=None, metavar="I", help="run case I alone and describe it")
     ap.add_argument("--quiet", action="store_true", help="only the summary and mismatches")
     a = ap.parse_args(argv)
 
+    BAD_INPUT_RATE = a.bad_rate
+    import warnings
+    warnings.filterwarnings("ignore", category=RuntimeWarning)    # (overflow / NaN casts the cases make on purpose)
     here = available_levels()
     levels = here if a.levels is None else a.levels
     missing = [lv for lv in levels if lv not in here]
