@@ -294,7 +294,12 @@ def case_conv(rng):
     lim = {1: 300, 2: 40, 3: 12}[nd]
     sp = tuple(int(rng.integers(1, lim)) for _ in range(nd))
     while C * int(np.prod(sp)) * max(1, Cout // group) * int(np.prod(k)) > 6_000_000:
-        sp = tuple(max(1, v // 2) for v in sp)
+        if max(sp) > 1:
+            sp = tuple(max(1, v // 2) for v in sp)
+        else:               # (a big kernel on many channels: fewer output channels)
+            Cout = max(group, Cout // 2 // group * group)
+            if Cout == group:
+                break
     xt = np.uint8 if rng.random() < 0.6 else np.int8
     wt = np.int8 if rng.random() < 0.75 else np.uint8
     N = int(rng.choice([1, 1, 2]))
