@@ -9,7 +9,8 @@ groups and depthwise, strides, dilations, pads, auto_pad), memory layouts (C ord
 order, strided and misaligned views), packed weights, a profile, and a kernel level and thread
 count of this machine; one case in twenty gets a bad argument (a zero, negative, NaN, Inf or
 subnormal scale, a wrong-length scale vector, a zero point of the wrong type or range, an
-operand of another type).  ``refquant.<op>`` (which runs a fast kernel where one covers the call)
+operand of another type), and one Q/DQ case in four writes into a preallocated ``out=`` between
+guard bytes that must stay untouched.  ``refquant.<op>`` (which runs a fast kernel where one covers the call)
 and ``refquant.reference.<op>`` (the definition) must return the same bits, or both raise.
 
     python tools/fuzz_kernels.py --seconds 60                # every family, every level here
@@ -196,6 +197,8 @@ def case_qdq(rng):
             kw["output_dtype"] = tname
         if rng.random() < 0.1:
             kw["saturate"] = 0
+        if rng.random() < 0.25:
+            kw["_out"] = int(rng.integers(0, 3))     # write into a preallocated out= (see run_case)
         return "quantize_linear", (x, scale, zp), kw
     zp = _zp_typed(rng, tname, sshape)
     info_lo, info_hi = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535),
@@ -204,6 +207,8 @@ def case_qdq(rng):
     x = rng.integers(info_lo, info_hi + 1, size=shape).astype(zp.dtype)
     x = _layout(rng, x) if x.dtype.itemsize > 1 or x.dtype in (np.uint8, np.int8) else x
     sdt = np.float32 if rng.random() < 0.75 else np.float16
+    if rng.random() < 0.25:
+        kw["_out"] = int(rng.integers(0, 3))
     return "dequantize_linear", (x, _scale(rng, sshape, sdt), zp if rng.random() < 0.85 else None), kw
 
 
@@ -437,15 +442,32 @@ def make_case(seed, index, families, levels, threads, profiles):
     return fam, level, nt, prof, op, args, kw
 
 
+def _guarded_out(want, misalign):
+    """A C-contiguous array of want's shape and dtype inside a buffer of 0xA5 guard bytes (64
+    each side, the array starting ``misalign`` bytes past a 64-byte line): (out, buffer, start)."""
+    nb = want.nbytes
+    buf = np.full(nb + 192, 0xA5, np.uint8)
+    start = 64 + (-buf.ctypes.data) % 64 + misalign * want.dtype.itemsize
+    return buf[start:start + nb].view(want.dtype).reshape(want.shape), buf, start
+
+
 def run_case(op, args, kw, level, nt):
     """Run the case both ways: (status, fast path, detail); status is "same", "both_raise",
-    "differ" or "raise_mismatch"."""
+    "differ" or "raise_mismatch".  A case with ``_out`` in kw writes the fast result into a
+    preallocated out= between guard bytes, which must stay untouched."""
     ref_err = fast_err = None
     want = got = None
+    kw = dict(kw)
+    out_mode = kw.pop("_out", None)
     try:
         want = getattr(R, op)(*_reference_args(args), **kw)
     except Exception as e:          # noqa: BLE001 - the fast path must raise too
         ref_err = e
+    guard = None
+    if out_mode is not None and ref_err is None and isinstance(want, np.ndarray):
+        out, buf, start = _guarded_out(want, out_mode)
+        guard = (out, buf, start, buf.copy())
+        kw["out"] = out
     if level != "reference":
         _use_level(level)
     refquant.set_num_threads(nt)
@@ -462,6 +484,13 @@ def run_case(op, args, kw, level, nt):
         if ref_err is not None and fast_err is not None:
             return "both_raise", path, f"{type(ref_err).__name__} / {type(fast_err).__name__}"
         return "raise_mismatch", path, f"reference: {ref_err!r}; fast: {fast_err!r}"
+    if guard is not None:
+        out, buf, start, before = guard
+        if got is not out:
+            return "differ", path, "out= given, another array returned"
+        nb = want.nbytes
+        if not (np.array_equal(buf[:start], before[:start]) and np.array_equal(buf[start + nb:], before[start + nb:])):
+            return "differ", path, "a guard byte around out= was overwritten"
     return ("same" if _same(got, want) else "differ"), path, ""
 
 
