@@ -2,7 +2,8 @@
 """Differential fuzzing of refquant's fast kernels against its numpy reference.
 
 Every case is a random call of one op -- QuantizeLinear, DequantizeLinear,
-DynamicQuantizeLinear, MatMulInteger, QLinearMatMul, QGemm, ConvInteger or QLinearConv -- with
+DynamicQuantizeLinear, MatMulInteger, QLinearMatMul, QGemm, ConvInteger, QLinearConv or
+refquant.requantize -- with
 random shapes (around the kernels' tile sizes), dtypes, zero points (per tensor, per row or
 column, per channel), scales (per tensor, per axis, blocked), conv attributes (1-D to 3-D,
 groups and depthwise, strides, dilations, pads, auto_pad), memory layouts (C order, Fortran
@@ -39,7 +40,7 @@ try:
 except ImportError:     # pragma: no cover - ml_dtypes is a dependency of refquant
     ml_dtypes = None
 
-FAMILIES = ("qdq", "dynamic", "gemm", "conv")
+FAMILIES = ("qdq", "dynamic", "gemm", "conv", "requant")
 BAD_INPUT_RATE = 0.05       # the share of cases with one argument made bad (_corrupt)
 LEVELS = ("scalar", "avx2", "avxvnni", "avx512", "avx512vnni", "amx")
 
@@ -335,7 +336,28 @@ def case_conv(rng):
     return "qlinear_conv", args, kw
 
 
-BUILDERS = {"qdq": case_qdq, "dynamic": case_dynamic, "gemm": case_gemm, "conv": case_conv}
+def case_requant(rng):
+    """Requantize of an int32 accumulator: per-tensor or per-channel multipliers and zero points
+    along an axis, an int32 bias, uint8 / int8 outputs."""
+    nd = int(rng.integers(1, 4))
+    shape = tuple(_dim(rng, 80) for _ in range(nd))
+    acc = (rng.integers(-2 ** 31, 2 ** 31, size=shape, dtype=np.int64) >> int(rng.choice([0, 8, 16]))).astype(np.int32)
+    axis = int(rng.integers(-nd, nd)) if rng.random() < 0.5 else -1
+    n = shape[axis]
+    pc = rng.random() < 0.4
+    m = (_scale(rng, (n,) if pc else ()) * 1e-3).astype(np.float32)
+    odt = str(rng.choice(["uint8", "int8"]))
+    zp = _zp(rng, np.dtype(odt).type, n if pc and rng.random() < 0.5 else None) if rng.random() < 0.8 else None
+    kw = dict(output_dtype=odt)
+    if axis != -1:
+        kw["axis"] = axis
+    if rng.random() < 0.5:
+        kw["bias"] = rng.integers(-100000, 100000, size=(n,) if rng.random() < 0.7 else ()).astype(np.int32)
+    return "requantize", (_layout(rng, acc), m, zp), kw
+
+
+BUILDERS = {"qdq": case_qdq, "dynamic": case_dynamic, "gemm": case_gemm, "conv": case_conv,
+            "requant": case_requant}
 
 
 # ------------------------------------------------------------------ one case
@@ -363,12 +385,12 @@ def _reference_args(args):
 _ONNX_OP = {"quantize_linear": "QuantizeLinear", "dequantize_linear": "DequantizeLinear",
             "dynamic_quantize_linear": "DynamicQuantizeLinear", "matmul_integer": "MatMulInteger",
             "qlinear_matmul": "QLinearMatMul", "qgemm": "QGemm", "conv_integer": "ConvInteger",
-            "qlinear_conv": "QLinearConv"}
+            "qlinear_conv": "QLinearConv", "requantize": "Requantize"}
 # where each op takes zero points (made zero for a symmetric-only profile such as tensorrt)
-_ZP_POS = {"quantize_linear": (2,), "dequantize_linear": (2,), "matmul_integer": (2, 3),
+_ZP_POS = {"quantize_linear": (2,), "dequantize_linear": (2,), "matmul_integer": (2, 3), "requantize": (2,),
            "qlinear_matmul": (2, 5, 7), "qgemm": (2, 5, 8), "conv_integer": (2, 3), "qlinear_conv": (2, 5, 7)}
 # where each op takes scales
-_SCALE_POS = {"quantize_linear": (1,), "dequantize_linear": (1,), "qlinear_matmul": (1, 4, 6),
+_SCALE_POS = {"quantize_linear": (1,), "dequantize_linear": (1,), "qlinear_matmul": (1, 4, 6), "requantize": (1,),
               "qgemm": (1, 4, 7), "qlinear_conv": (1, 4, 6)}
 _MODELS = {}
 
