@@ -37,3 +37,10 @@ def test_fuzz_cli_help():
     r = subprocess.run([sys.executable, os.path.join(HERE, "..", "tools", "fuzz_kernels.py"), "--help"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--replay" in r.stdout and "--case-timeout" in r.stdout
+
+
+@pytest.mark.slow
+def test_fuzz_a_minute_at_more_threads_than_cores(capsys):
+    """A minute of every family at 1, 2 and 3 threads (slow: run with -m slow)."""
+    assert fuzz_kernels.main(["--seconds", "60", "--seed", "77", "--threads", "1", "2", "3", "--quiet"]) == 0
+    assert "0 differ, 0 raised in one only" in capsys.readouterr().out
