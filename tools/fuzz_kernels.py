@@ -3,17 +3,16 @@
 
 Every case is a random call of one op -- QuantizeLinear, DequantizeLinear,
 DynamicQuantizeLinear, MatMulInteger, QLinearMatMul, QGemm, ConvInteger, QLinearConv or
-refquant.requantize -- with
-random shapes (around the kernels' tile sizes), dtypes, zero points (per tensor, per row or
-column, per channel), scales (per tensor, per axis, blocked), conv attributes (1-D to 3-D,
-groups and depthwise, strides, dilations, pads, auto_pad), memory layouts (C order, Fortran
-order, strided and misaligned views), packed weights, a profile, and a kernel level and thread
-count of this machine; one case in twenty gets a bad argument (a zero, negative, NaN, Inf or
-subnormal scale, a wrong-length scale vector, a zero point of the wrong type or range, an
-operand of another type), and one Q/DQ case in four writes into a preallocated ``out=`` between
-guard bytes that must stay untouched.  ``refquant.<op>`` (which runs a fast kernel where one covers the call)
-and ``refquant.reference.<op>`` (the definition) must return the same bits, or both raise
-the same exception class.
+refquant.requantize -- with random shapes (around the kernels' tile sizes), dtypes, zero points
+(per tensor, per row or column, per channel), scales (per tensor, per axis, blocked), conv
+attributes (1-D to 3-D, groups and depthwise, strides, dilations, pads, auto_pad), memory
+layouts (C order, Fortran order, strided and misaligned views), packed weights, a profile, and
+a kernel level and thread count of this machine.  One case in twenty gets a bad argument (a
+zero, negative, NaN, Inf or subnormal scale, a wrong-length scale vector, a zero point of the
+wrong type or range, an operand of another type), and one Q/DQ case in four writes into a
+preallocated ``out=`` between guard bytes that must stay untouched.  ``refquant.<op>`` (which
+runs a fast kernel where one covers the call) and ``refquant.reference.<op>`` (the definition)
+must return the same bits, or both raise the same exception class.
 
     python tools/fuzz_kernels.py --seconds 60                # every family, every level here
     python tools/fuzz_kernels.py --ops conv --levels amx --threads 1 4 --seconds 300
@@ -21,8 +20,9 @@ the same exception class.
 
 Each case draws from ``numpy.random.default_rng([seed, index])``, so ``--seed S --replay I``
 rebuilds case I exactly (its level and thread count included) and prints what it ran.  The
-exit status is 1 when any case differed, 3 when one ran past ``--case-timeout``, 0 otherwise; the summary counts the kernels that ran
-(``refquant.last_path()``), so a run shows which paths it covered.
+exit status is 1 when any case differed, 3 when one ran past ``--case-timeout``, 0 otherwise;
+the summary counts the kernels that ran (``refquant.last_path()``), so a run shows which paths
+it covered.
 """
 from __future__ import annotations
 
@@ -117,7 +117,9 @@ def _layout(rng, a):
     """The same values in another memory layout: C order, Fortran order, a strided view of a
     larger array, or a view one byte past an allocation's start (misaligned)."""
     r = rng.random()
-    if r < 0.55 or a.ndim == 0 or a.size == 0:
+    if a.ndim == 0 or a.size == 0:
+        return a.copy()         # (np.ascontiguousarray would make a 0-d array 1-d)
+    if r < 0.55:
         return np.ascontiguousarray(a)
     if r < 0.7:
         return np.asfortranarray(a)
