@@ -6,7 +6,8 @@ DynamicQuantizeLinear, MatMulInteger, QLinearMatMul, QGemm, ConvInteger, QLinear
 refquant.requantize -- with random shapes (around the kernels' tile sizes), dtypes, zero points
 (per tensor, per row or column, per channel), scales (per tensor, per axis, blocked), conv
 attributes (1-D to 3-D, groups and depthwise, strides, dilations, pads, auto_pad), memory
-layouts (C order, Fortran order, strided and misaligned views), packed weights, a profile, and
+layouts (C order, Fortran order, strided and misaligned views), float32 / float16 / bfloat16
+data and scales, packed weights, a profile, and
 a kernel level and thread count of this machine.  One case in twenty gets a bad argument (a
 zero, negative, NaN, Inf or subnormal scale, a wrong-length scale vector, a zero point of the
 wrong type or range, an operand of another type), and one Q/DQ case in four writes into a
@@ -153,7 +154,7 @@ def _floats(rng, shape, dtype, scale):
         idx = rng.integers(0, n, max(1, n // 50))
         x[idx] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 1e-40, -1e-42, 3e38], idx.size)
     with np.errstate(over="ignore", invalid="ignore"):
-        return x.astype(dtype).reshape(shape)
+        return x.astype(np.float32).astype(dtype).reshape(shape)
 
 
 # ------------------------------------------------------------------ case builders
@@ -173,8 +174,10 @@ def _zp_typed(rng, tname, shape):
 
 def case_qdq(rng):
     """QuantizeLinear or DequantizeLinear: per tensor, per axis or blocked."""
-    tname = str(rng.choice(_QTYPES[:6] if ml_dtypes is None else _QTYPES)) if ml_dtypes else \
-        str(rng.choice(_QTYPES[:4]))
+    tname = str(rng.choice(_QTYPES if ml_dtypes is not None else _QTYPES[:4]))
+    fts = [np.float32, np.float16] + ([ml_dtypes.bfloat16] if ml_dtypes is not None else [])
+    fp = [0.6, 0.25, 0.15][:len(fts)]
+    ft = fts[int(rng.choice(len(fts), p=np.array(fp) / sum(fp)))]      # x / scale type
     nd = int(rng.integers(0, 4))
     shape = tuple(_dim(rng, 70) for _ in range(nd))
     if int(np.prod(shape)) > 200_000:
@@ -193,7 +196,7 @@ def case_qdq(rng):
             kw["block_size"] = bs
             sshape = tuple(-(-d // bs) if i == axis % nd else d for i, d in enumerate(shape))
     if rng.random() < 0.5:
-        xdt = np.float32 if rng.random() < 0.7 else np.float16
+        xdt = ft
         scale = _scale(rng, sshape, xdt)
         x = _layout(rng, _floats(rng, shape, xdt, scale))
         zp = _zp_typed(rng, tname, sshape) if rng.random() < 0.8 else None
@@ -210,7 +213,7 @@ def case_qdq(rng):
                         "uint2": (0, 3), "int2": (-2, 1)}[tname]
     x = rng.integers(info_lo, info_hi + 1, size=shape).astype(zp.dtype)
     x = _layout(rng, x) if x.dtype.itemsize > 1 or x.dtype in (np.uint8, np.int8) else x
-    sdt = np.float32 if rng.random() < 0.75 else np.float16
+    sdt = ft
     if rng.random() < 0.25:
         kw["_out"] = int(rng.integers(0, 3))
     return "dequantize_linear", (x, _scale(rng, sshape, sdt), zp if rng.random() < 0.85 else None), kw
