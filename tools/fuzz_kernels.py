@@ -7,7 +7,7 @@ refquant.requantize -- with random shapes (around the kernels' tile sizes), dtyp
 (per tensor, per row or column, per channel), scales (per tensor, per axis, blocked), conv
 attributes (1-D to 3-D, groups and depthwise, strides, dilations, pads, auto_pad), memory
 layouts (C order, Fortran order, strided and misaligned views), float32 / float16 / bfloat16
-data and scales, packed weights, a profile, and
+data and scales, the float8 / float6 / float4 types, packed weights, a profile, and
 a kernel level and thread count of this machine.  One case in twenty gets a bad argument (a
 zero, negative, NaN, Inf or subnormal scale, a wrong-length scale vector, a zero point of the
 wrong type or range, an operand of another type), and one Q/DQ case in four writes into a
@@ -172,8 +172,34 @@ def _zp_typed(rng, tname, shape):
     return v.astype(dt)
 
 
+# the float types' ONNX names and ml_dtypes names
+_FTYPES = {"float8e4m3fn": "float8_e4m3fn", "float8e4m3fnuz": "float8_e4m3fnuz", "float8e5m2": "float8_e5m2",
+           "float8e5m2fnuz": "float8_e5m2fnuz", "float4e2m1": "float4_e2m1fn", "float6e2m3": "float6_e2m3fn",
+           "float6e3m2": "float6_e3m2fn"}
+
+
+def _float_qdq(rng, ft, shape, sshape, kw):
+    """QuantizeLinear to / DequantizeLinear from a float8 / float6 / float4 type (zero points
+    absent or zero)."""
+    fname = str(rng.choice([k for k, v in _FTYPES.items() if hasattr(ml_dtypes, v)]))
+    fdt = np.dtype(getattr(ml_dtypes, _FTYPES[fname]))
+    scale = _scale(rng, sshape, ft)
+    zp = np.zeros(sshape, fdt) if rng.random() < 0.5 else None
+    if rng.random() < 0.5:
+        x = _layout(rng, _floats(rng, shape, ft, scale))
+        if zp is None:
+            kw["output_dtype"] = fname
+        if fname.startswith("float8") and rng.random() < 0.3:
+            kw["saturate"] = 0
+        return "quantize_linear", (x, scale, zp), kw
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = (rng.standard_normal(shape) * rng.choice([1.0, 30.0, 1e4])).astype(np.float32).astype(fdt)
+    return "dequantize_linear", (_layout(rng, x), scale, zp), kw
+
+
 def case_qdq(rng):
-    """QuantizeLinear or DequantizeLinear: per tensor, per axis or blocked."""
+    """QuantizeLinear or DequantizeLinear: per tensor, per axis or blocked; integer types, and
+    (one case in five) the float8 / float6 / float4 types."""
     tname = str(rng.choice(_QTYPES if ml_dtypes is not None else _QTYPES[:4]))
     fts = [np.float32, np.float16] + ([ml_dtypes.bfloat16] if ml_dtypes is not None else [])
     fp = [0.6, 0.25, 0.15][:len(fts)]
@@ -195,6 +221,8 @@ def case_qdq(rng):
             bs = int(rng.choice([1, 2, 3, 4, 8, 16, 32]))
             kw["block_size"] = bs
             sshape = tuple(-(-d // bs) if i == axis % nd else d for i, d in enumerate(shape))
+    if ml_dtypes is not None and rng.random() < 0.2:
+        return _float_qdq(rng, ft, shape, sshape, kw)
     if rng.random() < 0.5:
         xdt = ft
         scale = _scale(rng, sshape, xdt)
