@@ -280,13 +280,18 @@ def case_gemm(rng):
     B = _ints(rng, bt, (K, N))
     packed = rng.random() < 0.2
     if kind == "mmi":
-        if rng.random() < 0.15:            # a batch of A against one B
+        if rng.random() < 0.15:            # a batch of A against one B (or a batch of B)
             A = _ints(rng, at, (int(rng.integers(2, 4)), M, K))
+            if rng.random() < 0.3:
+                B = _ints(rng, bt, (A.shape[0] if rng.random() < 0.8 else 1, K, N))
+                packed = False
         az = _zp(rng, at, M if rng.random() < 0.15 and A.ndim == 2 else None) if rng.random() < 0.8 else None
         bz = _zp(rng, bt, N if rng.random() < 0.3 else None) if rng.random() < 0.8 else None
         Bv = refquant.pack_weights(B) if packed else _layout(rng, B)
         return "matmul_integer", (_layout(rng, A), Bv, az, bz), {}
     if kind == "qlm":
+        if rng.random() < 0.1:             # batched a
+            A = _ints(rng, at, (int(rng.integers(2, 4)), M, K))
         pc = rng.random() < 0.4
         yt = np.uint8 if rng.random() < 0.6 else np.int8
         bsc = _scale(rng, (N,) if pc else (), np.float32) * 0.05
