@@ -36,6 +36,7 @@ import numpy as np
 
 import refquant
 from refquant import reference as R
+from refquant._dtypes import qrange, resolve_dtype
 
 try:
     import ml_dtypes
@@ -44,35 +45,28 @@ except ImportError:     # pragma: no cover - ml_dtypes is a dependency of refqua
 
 FAMILIES = ("qdq", "dynamic", "gemm", "conv", "requant")
 BAD_INPUT_RATE = 0.05       # the share of cases with one argument made bad (_corrupt)
-LEVELS = ("scalar", "avx2", "avxvnni", "avx512", "avx512vnni", "amx")
+try:
+    from refquant._levels import LEVELS
+except ImportError:         # (no compiled kernels: the reference alone)
+    LEVELS = ("reference",)
 
 
 # ------------------------------------------------------------------ kernel levels
 
 def _use_level(level):
-    """Cap the kernels at ``level`` (None: no cap); "avx2" turns AVX-VNNI off, "avxvnni" is the
-    AVX2 level with it on."""
-    from refquant import _cpu
-    if level is None:
-        _cpu.set_features_off(None)
-        _cpu.set_isa_cap(None)
-        return
-    _cpu.set_features_off(["avxvnni"] if level == "avx2" else None)
-    _cpu.set_isa_cap("avx2" if level == "avxvnni" else level)
+    """Cap the kernels at ``level`` (refquant._levels.use; None: no cap)."""
+    from refquant import _levels
+    _levels.use(level)
 
 
 def available_levels():
     """The kernel levels this machine and build can run, lowest first ("reference" alone when
     the compiled kernels are missing)."""
     try:
-        from refquant import _cpu
+        from refquant import _levels
+        return _levels.available()
     except ImportError:
         return ["reference"]
-    isas = list(_cpu.available_isas())
-    out = [lv for lv in LEVELS if lv in isas]
-    if "avx2" in isas and _cpu.features().get("avxvnni"):
-        out.insert(out.index("avx2") + 1, "avxvnni")
-    return out
 
 
 # ------------------------------------------------------------------ random pieces
@@ -165,11 +159,9 @@ _QTYPES = ("uint8", "int8", "uint16", "int16", "uint4", "int4", "uint2", "int2")
 
 def _zp_typed(rng, tname, shape):
     """A zero point of ONNX type ``tname`` (ml_dtypes for the 4- and 2-bit ones)."""
-    lo, hi = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767),
-              "uint4": (0, 15), "int4": (-8, 7), "uint2": (0, 3), "int2": (-2, 1)}[tname]
+    lo, hi = qrange(tname)
     v = rng.integers(lo, hi + 1, size=shape) if rng.random() < 0.7 else np.zeros(shape, np.int64)
-    dt = np.dtype(tname) if tname in ("uint8", "int8", "uint16", "int16") else np.dtype(getattr(ml_dtypes, tname))
-    return v.astype(dt)
+    return v.astype(resolve_dtype(tname))
 
 
 # the float types' ONNX names and ml_dtypes names
@@ -236,10 +228,8 @@ def case_qdq(rng):
             kw["_out"] = int(rng.integers(0, 3))     # write into a preallocated out= (see run_case)
         return "quantize_linear", (x, scale, zp), kw
     zp = _zp_typed(rng, tname, sshape)
-    info_lo, info_hi = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535),
-                        "int16": (-32768, 32767), "uint4": (0, 15), "int4": (-8, 7),
-                        "uint2": (0, 3), "int2": (-2, 1)}[tname]
-    x = rng.integers(info_lo, info_hi + 1, size=shape).astype(zp.dtype)
+    lo, hi = qrange(tname)
+    x = rng.integers(lo, hi + 1, size=shape).astype(zp.dtype)
     x = _layout(rng, x) if x.dtype.itemsize > 1 or x.dtype in (np.uint8, np.int8) else x
     sdt = ft
     if rng.random() < 0.25:
