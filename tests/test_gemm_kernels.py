@@ -975,6 +975,38 @@ def test_gemv_column_blocks():
             refquant.set_num_threads(None)
 
 
+def test_few_rows_gemv_or_packed_by_threads():
+    """Few rows of a plain B at the AVX-512 VNNI level (no AMX): 1 to 8 rows run the GEMV at 1
+    thread; at 2 threads, 6 to 8 rows with B in the L2 (past half of it, where 5 rows keep the
+    GEMV) pack B and run the VNNI GEMM (both threads pack); a B beyond the L2 keeps the GEMV.  Every one gives the reference's
+    bits."""
+    if "avx512vnni" not in AVAILABLE:
+        pytest.skip("no AVX-512 VNNI here")
+    l2 = _cpu.caches()["l2"]
+    rng = np.random.default_rng(61)
+    small = 64   # the largest square B (of whole 64-column groups) within the L2, past half of it
+    while (small + 64) ** 2 <= l2:
+        small += 64
+    big = 2 * small
+    cases = ((8, small, 2, "gemm_vnni4__avx512vnni"), (6, small, 2, "gemm_vnni4__avx512vnni"),
+             (5, small, 2, "gemv_vnni4__avx512vnni"), (8, small, 1, "gemv_vnni4__avx512vnni"),
+             (8, big, 2, "gemv_vnni4__avx512vnni"))
+    _use_level("avx512vnni")
+    try:
+        for M, n, t, want in cases:
+            A = _rand(rng, np.uint8, (M, n))
+            B = _rand(rng, np.int8, (n, n))
+            refquant.set_num_threads(t)
+            try:
+                got = F.matmul_integer(A, B, np.uint8(117), np.int8(0), profile=ONNX)
+            finally:
+                refquant.set_num_threads(None)
+            assert got[1] == want, (M, n, t, got[1])
+            _check(got[0], R.matmul_integer(A, B, np.uint8(117), np.int8(0)), f"M={M} B {n}x{n} t={t}")
+    finally:
+        _use_level(None)
+
+
 def test_outputs_start_on_a_cache_line():
     """Outputs of 16 KiB or more that the kernels allocate start on a 64-byte boundary (AMX tile
     rows stored straight into them must not straddle two lines), and are ordinary writable

@@ -573,6 +573,9 @@ int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
 #ifndef RQ_GEMV_SA2
 #define RQ_GEMV_SA2 1     /* 0: rows whose A - za does not fit int8 through B's column sums */
 #endif
+#ifndef RQ_GEMV_MT_PACK_M
+#define RQ_GEMV_MT_PACK_M 6   /* see rq_gemm_choose */
+#endif
 #ifndef RQ_AMX_MIN_M
 #define RQ_AMX_MIN_M 5
 #endif
@@ -589,13 +592,18 @@ int rq_gemm_choose(const rq_gemm_args *a) {
              : (isa >= RQ_ISA_AVX512 && rq_gemm_sat16__avx512) ? RQ_K_AVX512_SAT16
              : (isa >= RQ_ISA_AVX2 && rq_gemm_sat16__avx2) ? RQ_K_AVX2_SAT16 : RQ_K_SCALAR_SAT16;
     /* plain B, few rows: the register-blocked GEMV; from RQ_AMX_MIN_M rows on at several threads
-     * with B in the L2, the AMX driver (2 threads, 8 x 768 x 768: 18-20 against 25 us) */
+     * with B in half the L2, the AMX driver (2 threads, 8 x 768 x 768: 18-20 against 25 us);
+     * without AMX, from RQ_GEMV_MT_PACK_M rows on at several threads with B in the L2, B packed
+     * (by both threads) and the VNNI GEMM (Zen 5, 2 threads, fresh processes alternating, median
+     * of six: 8 x 768 x 768 24 -> 14 us, 7 x 768 x 768 22 -> 16, 6 x 768 x 768 19 -> 13,
+     * 8 x 1024 x 768 37 -> 17, 8 x 1024 x 1024 30 -> 27; 5 rows stay: 5 x 1024 x 1024 21 -> 30) */
     const int nt = a->nthreads > 0 ? a->nthreads : rq_num_threads();
+    const size_t kn = (size_t)a->K * a->N, l2 = (size_t)rq_l2_bytes();
+    const int amx = isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable();
+    const size_t mt_gemv_min = !amx && a->M >= RQ_GEMV_MT_PACK_M ? l2 : l2 / 2;
     const int gemv = isa >= RQ_ISA_AVX512VNNI && rq_gemv_vnni__avx512vnni && a->M <= RQ_GEMV_MAX_M &&
-                     !a->packed && a->b_cs == 1 &&
-                     (a->M < RQ_AMX_MIN_M || nt == 1 || (size_t)a->K * a->N > (size_t)rq_l2_bytes() / 2);
-    if (isa >= RQ_ISA_AMX && rq_gemm_amx__amx && a->M >= RQ_AMX_MIN_M && !gemv && rq_amx_enable())
-        return RQ_K_AMX;
+                     !a->packed && a->b_cs == 1 && (a->M < RQ_AMX_MIN_M || nt == 1 || kn > mt_gemv_min);
+    if (amx && a->M >= RQ_AMX_MIN_M && !gemv) return RQ_K_AMX;
     if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni)
         return gemv ? RQ_K_VNNI_GEMV : RQ_K_VNNI;
     /* 1 to 4 rows of a plain B below VNNI: the int16 GEMV reads B in place (AVX2 instructions,
