@@ -761,6 +761,9 @@ typedef struct {
     1-8 rows, session 14 with the pool: 1x768x768 10.8 -> 9.8 us, 4x768x768 19.9 -> 16.1,
     1x512x512 no gain; before the pool, 768x768 was even or slower) */
 #endif
+#ifndef RQ_GEMV_SLICES
+#define RQ_GEMV_SLICES 4    /* GEMV column slices per thread (gemv_run) */
+#endif
 #ifndef RQ_GEMV_STREAM_MAXR
 #define RQ_GEMV_STREAM_MAXR 4   /* rows of A_used up to which gemv_stream runs (at most 4) */
 #endif
@@ -1190,7 +1193,12 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
         rq_parallel(nth, nthreads, gemv_kslice, &J);
         rq_parallel(nchunk, nchunk >= 4 * nthreads ? nthreads : 1, gemv_ksum, &J);
     } else {
-        rq_parallel(nth, nthreads, gemv_slice, &J);
+        /* column slices, RQ_GEMV_SLICES per thread where there are enough chunks: a worker
+         * descheduled inside its slice (another process's thread, or numpy's OpenBLAS threads
+         * polling after numpy starts, on the same core) then holds up one small slice, the
+         * caller taking the rest */
+        if (nth > 1) J.nth = imin(nchunk, RQ_GEMV_SLICES * nth);
+        rq_parallel(J.nth, nthreads, gemv_slice, &J);
     }
     rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc); free(nz);
     return RQ_OK;
