@@ -1161,9 +1161,13 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
     int nth = 1;
     if (nthreads > 1 && (size_t)K * N > (size_t)RQ_GEMV_MT_MIN) nth = nchunk < nthreads ? nchunk : nthreads;
     const int kslices = nth > 1 && Kp / 8 >= 64 * nth;
+    /* K slices: up to RQ_GEMV_SLICES per thread, each of at least 64 8-row groups (as the
+     * column slices below: a descheduled worker holds up one small slice) */
+    int nks = nth;
+    while (kslices && nks < RQ_GEMV_SLICES * nth && Kp / 8 >= 64 * (nks + nth)) nks += nth;
     uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)RA * Kp + 64);
     int32_t *at = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * ((size_t)RA * (Kp / 4) + 16));
-    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(kslices ? nth : 1) * R * N64);
+    int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(kslices ? nks : 1) * R * N64);
     if (!ap || !at || !acc) { rq_aligned_free(ap); rq_aligned_free(at); rq_aligned_free(acc); return RQ_ENOMEM; }
     const uint8_t ax = a->a_signed && !sa ? 0x80 : 0;
     for (int i = 0; i < (sa == 2 ? RA : M); i++) {
@@ -1190,7 +1194,8 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
                   (size_t)K * N > (size_t)rq_l2_bytes() / 2 ? RQ_GEMV_BAND_MEM : RQ_GEMV_BAND,
                   R <= RQ_GEMV_STREAM_MAXR, sa, RA, nz, a->B - co, co};
     if (kslices) {
-        rq_parallel(nth, nthreads, gemv_kslice, &J);
+        J.nth = nks;
+        rq_parallel(nks, nthreads, gemv_kslice, &J);
         rq_parallel(nchunk, nchunk >= 4 * nthreads ? nthreads : 1, gemv_ksum, &J);
     } else {
         /* column slices, RQ_GEMV_SLICES per thread where there are enough chunks: a worker
