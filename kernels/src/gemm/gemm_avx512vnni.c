@@ -739,7 +739,7 @@ typedef struct {
 } gemv_job;
 
 /* One slice of K (slice t of nth, whole 8-row groups): all columns, raw sums into the slice's
- * own accumulators (acc + t * R * N64).  Each thread streams one contiguous part of B (measured
+ * own accumulators (acc + t * R * N64).  Each thread streams contiguous parts of B (measured
  * at 2 threads, 1 x 4096 x 4096: column slices 66 GOPS, K slices see rq_gemv_vnni__avx512vnni);
  * the partial sums are added afterwards in int32 (wraparound: the same bits as one slice). */
 /* one group of 8 B rows (two k-groups, g2) over 64-column chunks [ch0, ch1): the R rows of
@@ -1155,9 +1155,10 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
     const int RA = sa == 2 ? 2 * R : R;    /* sa 2: a->A holds 2 M rows, two halves per row */
     if (R > RQ_GEMV_MAXR || (sa && (csum_out || R > RQ_GEMV_STREAM_MAXR))) return RQ_EARG;
     const int nchunk = N64 / 64;
-    /* one column slice per thread (long contiguous row segments keep the prefetchers streaming),
-     * claimed dynamically (rq_pool.h): an absent worker's slice is run by the caller; with
-     * enough K, K slices (see gemv_kslice) with per-thread accumulators added afterwards */
+    /* column slices (long contiguous row segments keep the prefetchers streaming), a few per
+     * thread (below), claimed dynamically (rq_pool.h): an absent worker's slices are run by the
+     * caller; with enough K, K slices (see gemv_kslice) with accumulators of their own, added
+     * afterwards */
     int nth = 1;
     if (nthreads > 1 && (size_t)K * N > (size_t)RQ_GEMV_MT_MIN) nth = nchunk < nthreads ? nchunk : nthreads;
     const int kslices = nth > 1 && Kp / 8 >= 64 * nth;
