@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import os
 import sys
 import time
 
@@ -62,6 +63,8 @@ _ORDER = {
 def _session(model, threads):
     import onnxruntime as ort
     so = ort.SessionOptions()
+    if os.environ.get("REFQUANT_BENCH_ORT_SPIN_STOP", "") not in ("", "0"):
+        so.add_session_config_entry("session.force_spinning_stop", "1")   # see run_all.py
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])

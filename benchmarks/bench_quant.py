@@ -53,6 +53,8 @@ def _ort_session(op, x_dtype, y_dtype, scale, zp, shape, axis, threads):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
     so = ort.SessionOptions()
+    if os.environ.get("REFQUANT_BENCH_ORT_SPIN_STOP", "") not in ("", "0"):
+        so.add_session_config_entry("session.force_spinning_stop", "1")   # see run_all.py
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -71,6 +73,8 @@ def _ort_dynamic_session(shape, threads):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
     so = ort.SessionOptions()
+    if os.environ.get("REFQUANT_BENCH_ORT_SPIN_STOP", "") not in ("", "0"):
+        so.add_session_config_entry("session.force_spinning_stop", "1")   # see run_all.py
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -230,6 +234,8 @@ def bench_float8(n, threads_list, reps):
             import onnxruntime as ort
             from onnx import TensorProto, helper, numpy_helper
             so = ort.SessionOptions()
+            if os.environ.get("REFQUANT_BENCH_ORT_SPIN_STOP", "") not in ("", "0"):
+                so.add_session_config_entry("session.force_spinning_stop", "1")   # see run_all.py
             so.intra_op_num_threads = th
             so.inter_op_num_threads = 1
             # (ORT's Python binding takes no float8 arrays: DequantizeLinear's input is an

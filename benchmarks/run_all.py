@@ -22,7 +22,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--ort-spin-stop", action="store_true",
+                    help="ORT sessions with session.force_spinning_stop=1: ORT's worker threads stop "
+                         "polling when a run returns, so at 2+ threads they do not take a core from "
+                         "refquant's next call, but ORT's own runs slow down (each wakes its workers); "
+                         "sets REFQUANT_BENCH_ORT_SPIN_STOP=1 for every benchmark")
     args = ap.parse_args(argv)
+    if args.ort_spin_stop:
+        os.environ["REFQUANT_BENCH_ORT_SPIN_STOP"] = "1"
     merged, rc = {}, 0
     benches = [("bench_quant.py", ["--reps", "5" if args.quick else "15", "--float8"]),
                ("bench_gemm.py", ["--budget", "0.2"] if args.quick else []),
