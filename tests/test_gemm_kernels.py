@@ -978,7 +978,8 @@ def test_gemv_column_blocks():
 def test_few_rows_gemv_or_packed_by_threads():
     """Few rows of a plain B at the AVX-512 VNNI level (no AMX): 1 to 8 rows run the GEMV at 1
     thread; at 2 threads, 6 to 8 rows with B in the L2 (past half of it, where 5 rows keep the
-    GEMV) pack B and run the VNNI GEMM (both threads pack); a B beyond the L2 keeps the GEMV.  Every one gives the reference's
+    GEMV, and so do 3 threads) pack B and run the VNNI GEMM (both threads pack); a B beyond the
+    L2 keeps the GEMV.  Every one gives the reference's
     bits."""
     if "avx512vnni" not in AVAILABLE:
         pytest.skip("no AVX-512 VNNI here")
@@ -990,7 +991,7 @@ def test_few_rows_gemv_or_packed_by_threads():
     big = 2 * small
     cases = ((8, small, 2, "gemm_vnni4__avx512vnni"), (6, small, 2, "gemm_vnni4__avx512vnni"),
              (5, small, 2, "gemv_vnni4__avx512vnni"), (8, small, 1, "gemv_vnni4__avx512vnni"),
-             (8, big, 2, "gemv_vnni4__avx512vnni"))
+             (8, big, 2, "gemv_vnni4__avx512vnni"), (8, small, 3, "gemv_vnni4__avx512vnni"))
     _use_level("avx512vnni")
     try:
         for M, n, t, want in cases:

@@ -596,11 +596,13 @@ int rq_gemm_choose(const rq_gemm_args *a) {
      * without AMX, from RQ_GEMV_MT_PACK_M rows on at several threads with B in the L2, B packed
      * (by both threads) and the VNNI GEMM (Zen 5, 2 threads, fresh processes alternating, median
      * of six: 8 x 768 x 768 24 -> 14 us, 7 x 768 x 768 22 -> 16, 6 x 768 x 768 19 -> 13,
-     * 8 x 1024 x 768 37 -> 17, 8 x 1024 x 1024 30 -> 27; 5 rows stay: 5 x 1024 x 1024 21 -> 30) */
+     * 8 x 1024 x 768 37 -> 17, 8 x 1024 x 1024 30 -> 27; 5 rows stay: 5 x 1024 x 1024 21 -> 30).
+     * Measured at 2 threads only, so only there: with more, the GEMV's column slices spread over
+     * more threads than the packed GEMM's few column blocks of so few rows */
     const int nt = a->nthreads > 0 ? a->nthreads : rq_num_threads();
     const size_t kn = (size_t)a->K * a->N, l2 = (size_t)rq_l2_bytes();
     const int amx = isa >= RQ_ISA_AMX && rq_gemm_amx__amx && rq_amx_enable();
-    const size_t mt_gemv_min = !amx && a->M >= RQ_GEMV_MT_PACK_M ? l2 : l2 / 2;
+    const size_t mt_gemv_min = !amx && nt == 2 && a->M >= RQ_GEMV_MT_PACK_M ? l2 : l2 / 2;
     const int gemv = isa >= RQ_ISA_AVX512VNNI && rq_gemv_vnni__avx512vnni && a->M <= RQ_GEMV_MAX_M &&
                      !a->packed && a->b_cs == 1 && (a->M < RQ_AMX_MIN_M || nt == 1 || kn > mt_gemv_min);
     if (amx && a->M >= RQ_AMX_MIN_M && !gemv) return RQ_K_AMX;
