@@ -1163,9 +1163,12 @@ static int gemv_run(const rq_gemm_args *a, const rq_epi *e, int32_t *csum_out, i
     if (nthreads > 1 && (size_t)K * N > (size_t)RQ_GEMV_MT_MIN) nth = nchunk < nthreads ? nchunk : nthreads;
     const int kslices = nth > 1 && Kp / 8 >= 64 * nth;
     /* K slices: up to RQ_GEMV_SLICES per thread, each of at least 64 8-row groups (as the
-     * column slices below: a descheduled worker holds up one small slice) */
+     * column slices below: a descheduled worker holds up one small slice), their accumulators
+     * within four times the L2 in all (many threads keep one slice each) */
     int nks = nth;
-    while (kslices && nks < RQ_GEMV_SLICES * nth && Kp / 8 >= 64 * (nks + nth)) nks += nth;
+    while (kslices && nks < RQ_GEMV_SLICES * nth && Kp / 8 >= 64 * (nks + nth) &&
+           sizeof(int32_t) * (size_t)(nks + nth) * R * N64 <= 4 * (size_t)rq_l2_bytes())
+        nks += nth;
     uint8_t *ap = (uint8_t *)rq_aligned_alloc((size_t)RA * Kp + 64);
     int32_t *at = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * ((size_t)RA * (Kp / 4) + 16));
     int32_t *acc = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(kslices ? nks : 1) * R * N64);
