@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 hyp = pytest.importorskip("hypothesis", reason="hypothesis drives the sweeps")
-from hypothesis import given, settings, strategies as st, HealthCheck  # noqa: E402
+from hypothesis import example, given, settings, strategies as st, HealthCheck  # noqa: E402
 
 import refquant  # noqa: E402
 from refquant import reference as R  # noqa: E402
@@ -127,20 +127,24 @@ def test_conv2d_sweep(isa_cap, C, M, H, W, k, s, d, p, g, xt, wt, wzk, seed):
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(C=st.sampled_from([64, 128]), M=st.sampled_from([1, 16, 31, 64]), H=st.integers(1, 14),
-       W=st.integers(1, 20), k=st.sampled_from([(1, 1), (3, 3), (1, 3), (2, 2)]),
-       d=st.sampled_from([(1, 1), (2, 1)]), pad=st.integers(0, 2), xt=st.sampled_from(["u8", "s8"]),
-       seed=st.integers(0, 2 ** 31 - 1))
-def test_conv2d_implicit_amx_shapes(isa_cap, C, M, H, W, k, d, pad, xt, seed):
-    """Shapes the implicit AMX conv and the 1x1 GEMM path take (stride 1, Cin % 64 == 0, int8 w)."""
+       W=st.integers(1, 20), k=st.sampled_from([(1, 1), (3, 3), (1, 3), (3, 1), (2, 2)]),
+       d=st.sampled_from([(1, 1), (2, 1)]), pads=st.tuples(*[st.integers(0, 3)] * 4),
+       xt=st.sampled_from(["u8", "s8"]), seed=st.integers(0, 2 ** 31 - 1))
+@example(C=128, M=32, H=5, W=6, k=(3, 1), d=(1, 1), pads=(1, 2, 0, 0), xt="u8", seed=0)
+def test_conv2d_implicit_amx_shapes(isa_cap, C, M, H, W, k, d, pads, xt, seed):
+    """Shapes the implicit AMX conv and the 1x1 GEMM path take (stride 1, Cin % 64 == 0, int8 w),
+    each side's pad drawn on its own.  The example: a left pad and no bottom pad, where the
+    implicit AMX conv's padded copy ran past its buffer (found by the fuzzer under the emulated
+    AMX build, tests/test_build.py)."""
     rng = np.random.default_rng(seed)
     xdt = np.uint8 if xt == "u8" else np.int8
     eff = [(k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1]
-    if H + 2 * pad < eff[0] or W + 2 * pad < eff[1]:
+    if H + pads[0] + pads[2] < eff[0] or W + pads[1] + pads[3] < eff[1]:
         return
     x = _rand(rng, xdt, (1, C, H, W))
     w = _rand(rng, np.int8, (M, C, k[0], k[1]))
-    attrs = dict(dilations=list(d), pads=[pad] * 4)
-    _run_both(rng, x, w, _zp(rng, xdt), np.int8(0), attrs, f"implicit C={C} M={M} {H}x{W} k={k}")
+    attrs = dict(dilations=list(d), pads=list(pads))
+    _run_both(rng, x, w, _zp(rng, xdt), np.int8(0), attrs, f"implicit C={C} M={M} {H}x{W} k={k} pads={pads}")
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)

@@ -600,9 +600,12 @@ def main(argv=None):
         return fam, level, nt, op, args, kw, st, path, detail
 
     if a.replay is not None:
-        fam, level, nt, op, args, kw, st, path, detail = one(a.replay)
+        # described before it runs, so that a case that crashes the process is still shown
+        fam, level, nt, prof, op, args, kw = make_case(a.seed, a.replay, a.ops, levels, a.threads, profiles)
         print(f"case {a.replay} (seed {a.seed}): {op} at level {level}, {nt} thread(s)\n"
-              f"  args: {describe(args, kw)}\n  result: {st}  path: {path}  {detail}")
+              f"  args: {describe(args, kw)}", flush=True)
+        st, path, detail = run_case(op, args, kw, level, nt)
+        print(f"  result: {st}  path: {path}  {detail}")
         return 0 if st in ("same", "both_raise") else 1
 
     import threading

@@ -548,7 +548,10 @@ static int conv_implicit_amx(const rq_conv_args *c, int isa, int nt) {
     const int Mv = c->OH * Wp, nib = (Mv + 15) / 16, nc = C / 64;
     const int Kc = c->KH * c->KW * C, nkc = Kc / 64;
     size_t npix = (size_t)nib * 16 + (size_t)(c->KH - 1) * c->dh * Wp + (size_t)(c->KW - 1) * c->dw + 1;
-    if (npix < (size_t)Hp * Wp) npix = (size_t)Hp * Wp;
+    /* and every pixel the copy below writes: up to the last row's right pad and the left pad
+     * after it (with no bottom pad, a left pad of pl pixels past Hp * Wp; a 3x1 kernel with pads
+     * (1, 2, 0, 0) on 128 channels ran the memsets past the buffer) */
+    if (npix < (size_t)Hp * Wp + c->pl) npix = (size_t)Hp * Wp + c->pl;
     uint8_t *xp = (uint8_t *)rq_aligned_alloc(npix * C + 64);
     int64_t *koff = (int64_t *)rq_aligned_alloc(sizeof(int64_t) * (size_t)nkc);
     int32_t *colfix = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(c->Cout + 32));
