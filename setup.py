@@ -26,7 +26,9 @@ Build conventions (kernel authors code against these):
   ``REFQUANT_NO_OPENMP=1`` builds without OpenMP, ``REFQUANT_SANITIZE=address`` adds
   ``-fsanitize=address -fno-omit-frame-pointer`` to compile and link (see
   tests/test_build.py for the AddressSanitizer recipe), ``REFQUANT_DEBUG=1`` builds -O0 -g,
-  ``REFQUANT_BUILD_JOBS=N`` compiles N C files at once (default: the usable CPUs).
+  ``REFQUANT_BUILD_JOBS=N`` compiles N C files at once (default: the usable CPUs),
+  ``REFQUANT_AMX_EMU=1`` emulates the AMX tile instructions in C and reports AMX present, so
+  that the AMX drivers run (slowly) and can be tested on a CPU without AMX (tests/test_build.py).
 """
 from __future__ import annotations
 
@@ -146,6 +148,10 @@ class RQBuildExt(build_ext):
             # never -ffast-math; make it explicit in case the environment's CFLAGS carry it
             base += ["-fno-fast-math"] if self._probe("int x;", ["-fno-fast-math"]) else []
         link = []
+        if _env_flag("REFQUANT_AMX_EMU") and not msvc:
+            # the AMX tile instructions emulated in C (kernels/src/gemm/rq_amx_emu.h) and AMX
+            # reported present: tests the AMX drivers on CPUs without it; never for use
+            base += ["-DRQ_AMX_EMU"]
         san = os.environ.get("REFQUANT_SANITIZE", "").strip()
         if san and not msvc:
             sflags = [f"-fsanitize={san}", "-fno-omit-frame-pointer"]

@@ -166,6 +166,11 @@ static int detect_features(void)
         }
     }
 #endif
+#ifdef RQ_AMX_EMU
+    /* REFQUANT_AMX_EMU builds: the tile instructions are emulated (rq_amx_emu.h), so AMX is
+     * reported present wherever the AVX-512 VNNI level below it is */
+    f |= (1 << RQ_FEAT_AMX_TILE) | (1 << RQ_FEAT_AMX_INT8) | (1 << RQ_FEAT_OS_TILE);
+#endif
     return f;
 }
 
@@ -194,7 +199,9 @@ static int hw_level_from(int f, int with_amx_permission)
 
 static int request_amx_permission(void)
 {
-#if RQ_X86_GNU && defined(__linux__) && defined(SYS_arch_prctl)
+#if defined(RQ_AMX_EMU)
+    return 1;   /* emulated tiles need no permission */
+#elif RQ_X86_GNU && defined(__linux__) && defined(SYS_arch_prctl)
     /* ARCH_GET_XCOMP_PERM = 0x1022, ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 */
     unsigned long bitmask = 0;
     if (syscall(SYS_arch_prctl, 0x1022, &bitmask) == 0 && (bitmask & (1UL << 18))) return 1;
