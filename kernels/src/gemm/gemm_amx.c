@@ -11,6 +11,9 @@
 #include <immintrin.h>
 #include <string.h>
 #include <stdlib.h>
+#ifdef RQ_AMX_EMU
+#include "rq_amx_emu.h"   /* tests on CPUs without AMX: REFQUANT_AMX_EMU=1 builds */
+#endif
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -22,6 +25,7 @@
 #define RQ_PF 1
 #endif
 static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
 
 typedef struct {
     uint8_t palette, start_row, res[14];
@@ -37,6 +41,36 @@ static void amx_config(void) {
     _tile_loadconfig(&c);
 }
 
+/* The plain-B driver packs the next 64-column group while the tile unit works on the current
+ * one: 0 off (each group packed before its tile work), 1 a share of the packing after each
+ * tile call, 2 a share inside each call's k loop.  REFQUANT_AMX_OVERLAP (0, 1, 2) overrides
+ * the default, for measurements. */
+#ifndef RQ_AMX_OVERLAP
+#define RQ_AMX_OVERLAP 2
+#endif
+static int amx_overlap_mode(void) {
+    static volatile int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("REFQUANT_AMX_OVERLAP");
+        mode = e && e[0] >= '0' && e[0] <= '2' && !e[1] ? e[0] - '0' : RQ_AMX_OVERLAP;
+    }
+    return mode;
+}
+
+/* packing of one group in steps (rq_pack_b_group_step__avx512vnni): k-groups [g, gend) to do,
+ * per a step inside a tile call's k loop */
+typedef struct {
+    rq_packed_b *pb; const uint8_t *B; ptrdiff_t b_rs; int g, gend, per;
+    int32_t cs[64];
+} amx_pk;
+
+static void pk_step(amx_pk *pk, int n) {
+    if (pk->g >= pk->gend) return;
+    const int e = pk->gend - pk->g > n ? pk->g + n : pk->gend;
+    rq_pack_b_group_step__avx512vnni(pk->pb, pk->B, pk->b_rs, pk->g, e, pk->cs);
+    pk->g = e;
+}
+
 /* accumulator start: zero, or (ci) one row of 16 int32 column constants in every row (a
  * stride-0 tile load): sums then start from -colfix[j], folded in exactly (wraparound) */
 #define CINIT(t, cp) do { if (ci) _tile_loadd(t, (cp), 0); else _tile_zero(t); } while (0)
@@ -44,7 +78,7 @@ static void amx_config(void) {
 #define DEF_KERNELS(SFX, OP, ALD, PFB)                                                                           \
 static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
                       const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc,  \
-                      ptrdiff_t bnext, const int32_t *ci) {                                       \
+                      ptrdiff_t bnext, const int32_t *ci, amx_pk *pk) {                           \
     if (acc) {                                                                                    \
         _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4);                          \
         _tile_loadd(2, out + 16 * ldo, ldo * 4); _tile_loadd(3, out + 16 * ldo + 16, ldo * 4);    \
@@ -56,6 +90,7 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     ALD(5, a1 + koff[0], as);                                                             \
     for (int kc = 0; kc < nkc - 1; kc++) {                                                        \
         const size_t nb = (size_t)(kc + 1) * 1024;                                                \
+        if (pk) pk_step(pk, pk->per);                                                             \
         if (RQ_PF && PFB) {                                                                       \
             /* B one chunk ahead (measured 1-2% ahead of 2, 3, 4); past the end of this K     \
              * range, the next panel pair's first chunk (prefetch never faults).  A is not      \
@@ -83,10 +118,11 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
 }                                                                                                 \
 static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
                       const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc,  \
-                      const int32_t *ci) {                                                        \
+                      const int32_t *ci, amx_pk *pk) {                                            \
     if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4); }                \
     else { CINIT(0, ci); CINIT(1, ci + 16); }                                                     \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
+        if (pk) pk_step(pk, pk->per);                                                             \
         ALD(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
         _tile_loadd(7, b1 + (size_t)kc * 1024, 64);                                               \
@@ -96,10 +132,12 @@ static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
     _tile_stored(0, out, ldo * 4); _tile_stored(1, out + 16, ldo * 4);                                    \
 }                                                                                                 \
 static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
-                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc, const int32_t *ci) { \
+                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc, const int32_t *ci, \
+                      amx_pk *pk) {                                                               \
     if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(2, out + 16 * ldo, ldo * 4); }          \
     else { CINIT(0, ci); CINIT(2, ci); }                                                          \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
+        if (pk) pk_step(pk, pk->per);                                                             \
         ALD(4, a0 + koff[kc], as);                                                        \
         ALD(5, a1 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
@@ -109,9 +147,11 @@ static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     _tile_stored(0, out, ldo * 4); _tile_stored(2, out + 16 * ldo, ldo * 4);                                   \
 }                                                                                                 \
 static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,                        \
-                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc, const int32_t *ci) { \
+                      const uint8_t *b0, int nkc, int32_t *out, int ldo, int acc, const int32_t *ci, \
+                      amx_pk *pk) {                                                               \
     if (acc) _tile_loadd(0, out, ldo * 4); else { CINIT(0, ci); }                                 \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
+        if (pk) pk_step(pk, pk->per);                                                             \
         ALD(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
         OP(0, 4, 6);                                                                              \
@@ -240,10 +280,10 @@ static void amx_task(void *ctx, int64_t t) {
                 const ptrdiff_t bnext = (ptrdiff_t)Kp * 32;   /* the next panel pair */
 #define RQ_AMX_CALL(S)                                                                            \
                 do {                                                                              \
-                    if (two_i && two_j) k22_##S(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, bnext, ci); \
-                    else if (two_j) k12_##S(a0, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, ci); \
-                    else if (two_i) k21_##S(a0, a1, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci); \
-                    else k11_##S(a0, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci);            \
+                    if (two_i && two_j) k22_##S(a0, a1, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, bnext, ci, NULL); \
+                    else if (two_j) k12_##S(a0, koff, A->a_tile_stride, b0, b1, nk, out, ld, acc, ci, NULL); \
+                    else if (two_i) k21_##S(a0, a1, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci, NULL); \
+                    else k11_##S(a0, koff, A->a_tile_stride, b0, nk, out, ld, acc, ci, NULL);            \
                 } while (0)
                 switch (sgn) {   /* A int8: +1; B raw uint8: +2 */
                 case 0: RQ_AMX_CALL(us); break;
@@ -375,7 +415,10 @@ static void plain_task(void *vctx, int64_t t) {
     const int Kp = ((K > 0 ? K : 1) + 63) / 64 * 64, nkc = Kp / 64;
     const int nib = A->nib, nib2 = (nib + 1) / 2;
     const int ldo = 64 + 16;   /* strip: 32 rows x 64 columns (+64 bytes against 4K aliasing) */
-    uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)Kp * 64);
+    /* overlap: the next group packed during this group's tile calls, into the other buffer */
+    const int g0 = (int)(J->ng * t / J->ntask), g1 = (int)(J->ng * (t + 1) / J->ntask);
+    const int ov = !J->pack && rq_pack_b_group_step__avx512vnni && g1 - g0 > 1 ? amx_overlap_mode() : 0;
+    uint8_t *buf = (uint8_t *)rq_aligned_alloc((size_t)Kp * 64 * (ov ? 2 : 1));
     /* two strips: a strip's epilogue runs behind the next strip's tile work (as amx_task) */
     const size_t ssz = (size_t)32 * ldo + 64;
     int32_t *strips = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * 2 * ssz + 256);
@@ -395,20 +438,47 @@ static void plain_task(void *vctx, int64_t t) {
     const int sgn = (A->a_signed ? 1 : 0) + (b_signed ? 0 : 2);
     const ptrdiff_t as = A->a_tile_stride;
     amx_config();
-    const int g0 = (int)(J->ng * t / J->ntask), g1 = (int)(J->ng * (t + 1) / J->ntask);
     rq_epi pe;   /* the pending epilogue: its group's columns, rows [pi0, pi0 + pmi) */
     int pi0 = -1, pmi = 0, pn = 0, sidx = 0;
     const int lead = J->lead;   /* group g starts at column g * 64, or with a lead group at
                                  * lead + (g - 1) * 64 (g > 0) */
 #define RQ_GCOL(g) ((g) == 0 ? 0 : lead ? lead + ((g) - 1) * 64 : (g) * 64)
+    /* group g's block, packed into buffer (g - g0) & 1 under overlap */
+#define RQ_GBLK(bk, g)                                                                            \
+    do {                                                                                          \
+        const int c0_ = RQ_GCOL(g), n_ = imin(RQ_GCOL((g) + 1), N) - c0_;                        \
+        (bk).data = buf + (ov ? (size_t)(((g) - g0) & 1) * Kp * 64 : 0); (bk).csum = J->csum + c0_; \
+        (bk).K = K; (bk).N = n_; (bk).Kp = Kp; (bk).Np = (n_ + 15) / 16 * 16;                     \
+        (bk).b_signed = b_signed; (bk).b_raw = !b_signed;                                         \
+    } while (0)
+    rq_packed_b nblk;   /* the next group's block (overlap) */
+    amx_pk pk;
+    pk.g = pk.gend = 0;
     for (int g = g0; g < g1; g++) {
         const int c0 = RQ_GCOL(g), n = imin(RQ_GCOL(g + 1), N) - c0;
         const int npan = (n + 15) / 16, npp = (npan + 1) / 2;
         rq_packed_b blk;
-        blk.data = buf; blk.csum = J->csum + c0; blk.K = K; blk.N = n; blk.Kp = Kp;
-        blk.Np = npan * 16; blk.b_signed = b_signed; blk.b_raw = !b_signed;
-        int rc = J->pack ? J->pack(J->pctx, &blk, c0) : rq_pack_b_rows__avx512vnni(&blk, J->B + c0, J->b_rs, 1);
-        if (rc != RQ_OK) { J->err = rc; break; }
+        RQ_GBLK(blk, g);
+        if (ov && g > g0) {
+            pk_step(&pk, Kp);   /* the rest of this group's packing, begun in the last group */
+        } else {
+            int rc = J->pack ? J->pack(J->pctx, &blk, c0) : rq_pack_b_rows__avx512vnni(&blk, J->B + c0, J->b_rs, 1);
+            if (rc != RQ_OK) { J->err = rc; break; }
+        }
+        /* the next group, packed in steps through this group's tile calls (nib2 * npp calls
+         * of nkc k steps each) */
+        amx_pk *pkp = NULL;
+        int per1 = 0;
+        if (ov && g + 1 < g1) {
+            RQ_GBLK(nblk, g + 1);
+            pk.pb = &nblk; pk.B = J->B + RQ_GCOL(g + 1); pk.b_rs = J->b_rs;
+            pk.g = 0; pk.gend = Kp / 4;
+            memset(pk.cs, 0, sizeof(pk.cs));
+            const int ncalls = nib2 * npp;
+            per1 = (Kp / 4 + ncalls - 1) / ncalls;
+            pk.per = (per1 + imax(nkc - 1, 1) - 1) / imax(nkc - 1, 1);   /* (k22: nkc - 1 steps) */
+            if (ov == 2) pkp = &pk;
+        }
         rq_epi eb;
         J->prep(J->ctx, c0, n, &eb);   /* columns [c0, c0 + n) only: tasks never share one */
         const int dc = direct_ok(&eb);
@@ -436,7 +506,7 @@ static void plain_task(void *vctx, int64_t t) {
             int32_t *strip = strips + (size_t)sidx * ssz;
             for (int pp = pm ? it / nib2 : 0; pp < (pm ? it / nib2 + 1 : npp); pp++) {
                 const int p = 2 * pp, two_j = p + 1 < npan, j = p * 16;
-                const uint8_t *b0 = buf + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
+                const uint8_t *b0 = blk.data + (size_t)p * Kp * 16, *b1 = b0 + (size_t)Kp * 16;
                 /* whole tiles straight into C: a pair's 32 columns, or a single panel's 16 (the
                  * narrower lead group and a 16-column last group need no copy-out) */
                 const int full = dc && two_i && i0 + 32 <= eb.M && (two_j ? j + 32 <= n : j + 16 <= n);
@@ -447,10 +517,10 @@ static void plain_task(void *vctx, int64_t t) {
                 const ptrdiff_t bnext = pp + 1 < npp ? (ptrdiff_t)Kp * 32 : -(ptrdiff_t)Kp * 32 * pp;
 #define RQ_AMXP_CALL(S)                                                                           \
                 do {                                                                              \
-                    if (two_i && two_j) k22_##S(a0, a1, A->koff, as, b0, b1, nkc, out, ld, 0, bnext, cij); \
-                    else if (two_j) k12_##S(a0, A->koff, as, b0, b1, nkc, out, ld, 0, cij);       \
-                    else if (two_i) k21_##S(a0, a1, A->koff, as, b0, nkc, out, ld, 0, cij);       \
-                    else k11_##S(a0, A->koff, as, b0, nkc, out, ld, 0, cij);                      \
+                    if (two_i && two_j) k22_##S(a0, a1, A->koff, as, b0, b1, nkc, out, ld, 0, bnext, cij, pkp); \
+                    else if (two_j) k12_##S(a0, A->koff, as, b0, b1, nkc, out, ld, 0, cij, pkp);       \
+                    else if (two_i) k21_##S(a0, a1, A->koff, as, b0, nkc, out, ld, 0, cij, pkp);       \
+                    else k11_##S(a0, A->koff, as, b0, nkc, out, ld, 0, cij, pkp);                      \
                 } while (0)
                 switch (sgn) {
                 case 0: RQ_AMXP_CALL(us_s); break;
@@ -459,6 +529,7 @@ static void plain_task(void *vctx, int64_t t) {
                 default: RQ_AMXP_CALL(su_s); break;
                 }
 #undef RQ_AMXP_CALL
+                if (ov == 1) pk_step(&pk, per1);
                 if (dc && !full)   /* an edge block: copy out its part */
                     epi(&e2, i0, mi, j, imin(32, n - j), out, ldo);
             }
@@ -469,6 +540,7 @@ static void plain_task(void *vctx, int64_t t) {
         }
     }
 #undef RQ_GCOL
+#undef RQ_GBLK
     if (pi0 >= 0) epi(&pe, pi0, pmi, 0, pn, strips + (size_t)(sidx ^ 1) * ssz, ldo);
     _tile_release();
     rq_aligned_free(buf); rq_aligned_free(strips); rq_aligned_free(cinit); rq_aligned_free(abuf);
@@ -547,10 +619,10 @@ static int kslab_block(const kslab_job *J, int c0, int n, int k0, uint8_t *slab,
             int32_t *out = J->R + (size_t)ib * 16 * J->ldr + c0 + (size_t)p * 16;
 #define RQ_KS_CALL(S)                                                                             \
             do {                                                                                  \
-                if (two_i && two_j) k22_##S(a0, a1, koff, as, b0, b1, nk, out, J->ldr, acc, (ptrdiff_t)Kpp * 32, NULL); \
-                else if (two_j) k12_##S(a0, koff, as, b0, b1, nk, out, J->ldr, acc, NULL);       \
-                else if (two_i) k21_##S(a0, a1, koff, as, b0, nk, out, J->ldr, acc, NULL);       \
-                else k11_##S(a0, koff, as, b0, nk, out, J->ldr, acc, NULL);                      \
+                if (two_i && two_j) k22_##S(a0, a1, koff, as, b0, b1, nk, out, J->ldr, acc, (ptrdiff_t)Kpp * 32, NULL, NULL); \
+                else if (two_j) k12_##S(a0, koff, as, b0, b1, nk, out, J->ldr, acc, NULL, NULL);       \
+                else if (two_i) k21_##S(a0, a1, koff, as, b0, nk, out, J->ldr, acc, NULL, NULL);       \
+                else k11_##S(a0, koff, as, b0, nk, out, J->ldr, acc, NULL, NULL);                      \
             } while (0)
             switch (J->sgn) {
             case 0: RQ_KS_CALL(us); break;

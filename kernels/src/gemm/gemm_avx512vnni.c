@@ -94,6 +94,25 @@ static void packb_cg_range(const packb_job *J, int cg, int g0, int g1, __m512i *
     }
 }
 
+/* k-groups [g0, g1) of a one-group pb (pb->N <= 64, B at its first column): packed, column sums
+ * accumulated in cs[64] (zeroed by the caller before the first step), stored into pb->csum by
+ * the step that ends at Kp / 4.  Steps in any split give the bytes and sums of one
+ * rq_pack_b_rows__avx512vnni call on the group (the AMX plain-B driver packs the next group in
+ * steps between the current group's tile calls). */
+void rq_pack_b_group_step__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int g0, int g1,
+                                      int32_t *cs) {
+    packb_job J = {pb, B, b_rs};
+    __m512i c[4];
+    for (int p = 0; p < 4; p++) c[p] = _mm512_loadu_si512((const void *)(cs + 16 * p));
+    packb_cg_range(&J, 0, g0, g1, c);
+    if (g1 >= pb->Kp / 4) {
+        const int npan = imin(4, pb->Np / 16);
+        for (int p = 0; p < npan; p++) _mm512_storeu_si512(pb->csum + 16 * p, c[p]);
+    } else {
+        for (int p = 0; p < 4; p++) _mm512_storeu_si512((void *)(cs + 16 * p), c[p]);
+    }
+}
+
 /* one task: two 64-column groups (2t, 2t+1).  Whole groups with whole k-groups take an
  * unmasked loop that interleaves both (twice the loads in flight); edges the generic one. */
 static void packb_cg(void *ctx, int64_t t) {

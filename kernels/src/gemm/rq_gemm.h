@@ -286,6 +286,10 @@ int rq_gemm_avxvnni_at(int isa);
 uint8_t *rq_sat16_rows(const rq_gemm_args *a, int rows, int Kp);
 int rq_pack_b_rows__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
     __attribute__((weak));
+/* one 64-column group's k-groups [g0, g1) (pb->N <= 64; gemm_avx512vnni.c): column sums
+ * accumulated in cs[64], stored into pb->csum by the step ending at Kp / 4 */
+void rq_pack_b_group_step__avx512vnni(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int g0, int g1,
+                                      int32_t *cs) __attribute__((weak));
 /* the same bytes and column sums with AVX2 (B with a unit column stride; gemm_avx2.c) */
 int rq_pack_b_rows__avx2(rq_packed_b *pb, const uint8_t *B, ptrdiff_t b_rs, int nthreads)
     __attribute__((weak));
