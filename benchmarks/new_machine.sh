@@ -46,6 +46,10 @@ timeout 300 python3 benchmarks/bench_conv.py --threads 1 --budget "$B" --layers 
 step "bench_conv rc=$?"
 timeout 120 python3 benchmarks/bench_quant.py --threads 1 --json "$OUT/quant.json" > "$OUT/quant.txt" 2>&1
 step "bench_quant rc=$?"
+# AMX only (skips itself elsewhere): the plain-B driver's packing overlap modes, fresh processes
+timeout 200 python3 benchmarks/bench_amx_overlap.py --rounds 4 > "$OUT/amx_overlap.txt" 2>&1
+step "bench_amx_overlap rc=$?"
+grep -E "^[12] |nothing" "$OUT/amx_overlap.txt"
 grep -E "^==|alternating" "$OUT/gemm.txt"
 grep -E "^==|rq QLinearConv  " "$OUT/conv.txt"
 grep -E "ratio" "$OUT/quant.txt"

@@ -157,6 +157,8 @@ def show_config(file=None, *, as_json=False):
         b = cfg["build"]
         p(f"  compiled ISAs:   {', '.join(cfg['compiled_isas'])}")
         p(f"  supported ISAs:  {', '.join(cfg['supported_isas'])} (CPU and OS)")
+        if "-DRQ_AMX_EMU" in str(b.get("cflags", "")).split():
+            p("  AMX:             EMULATED in C (a REFQUANT_AMX_EMU=1 test build: slow, never for use)")
         lvl = cfg["isa_level"]
         caps = []
         if cfg.get("isa_cap"):

@@ -12,7 +12,9 @@ level, then 25 s of tools/fuzz_kernels.py):
 copies setup.py, pyproject.toml, kernels/ and refquant/ into a scratch folder, rebuilds the
 extensions there with ``REFQUANT_SANITIZE=address,undefined,float-cast-overflow`` (adds
 ``-fsanitize=... -fno-omit-frame-pointer`` to every compile and link; AddressSanitizer alone
-where gcc lacks libubsan), and runs a sample of the quantize kernels
+where gcc lacks libubsan) and ``REFQUANT_AMX_EMU=1`` (the AMX tile instructions emulated in C,
+kernels/src/gemm/rq_amx_emu.h, so that the AMX drivers run on any AVX-512 VNNI CPU and their
+tile loads and stores go through memcpy, which the sanitizers see), and runs a sample of the quantize kernels
 (every ISA level, every output type, sizes and offsets around the vector widths, per-axis) and,
 when built, the GEMM kernels, in a child Python started with
 ``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0``.
@@ -595,7 +597,11 @@ def test_kernels_under_address_sanitizer(tmp_path):
     libubsan = subprocess.run(["gcc", "-print-file-name=libubsan.so"], capture_output=True,
                               text=True).stdout.strip()
     ubsan = os.path.isabs(libubsan) and os.path.exists(libubsan)
-    env = dict(os.environ, REFQUANT_SANITIZE="address,undefined,float-cast-overflow" if ubsan else "address")
+    # the AMX tile instructions emulated in C (REFQUANT_AMX_EMU): the AMX drivers run on any
+    # CPU with AVX-512 VNNI, and every byte a tile load or store touches goes through memcpy,
+    # which the sanitizers see (a real tileloadd is not instrumented)
+    env = dict(os.environ, REFQUANT_SANITIZE="address,undefined,float-cast-overflow" if ubsan else "address",
+               REFQUANT_AMX_EMU="1")
     b = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=work, env=env,
                        capture_output=True, text=True)
     assert b.returncode == 0, b.stdout[-3000:] + b.stderr[-3000:]
@@ -617,3 +623,18 @@ def test_kernels_under_address_sanitizer(tmp_path):
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "0 differ, 0 raised in one only" in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
     print(r.stdout.strip().splitlines()[-1])
+    # the (emulated) AMX level alone, GEMM and conv, with the plain-B driver's packing overlapped
+    # inside the tile calls (REFQUANT_AMX_OVERLAP=2) and between them (1)
+    amx = ("import sys; sys.path.insert(0, sys.argv[1]); from refquant import _levels; "
+           "print('amx' in _levels.available())")
+    r = subprocess.run([sys.executable, "-c", amx, str(work)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    if r.stdout.strip() == "True":
+        for mode in ("2", "1"):
+            f2 = fuzz.replace("'--seconds', '25', '--seed', '24'",
+                              f"'--seconds', '12', '--seed', '26{mode}', '--levels', 'amx', '--ops', 'gemm', "
+                              f"'conv', '--threads', '1', '2', '3'")
+            r = subprocess.run([sys.executable, "-c", f2, str(work), os.path.join(ROOT, "tools", "fuzz_kernels.py")],
+                               cwd=tmp_path, env=dict(env, REFQUANT_AMX_OVERLAP=mode), capture_output=True,
+                               text=True, timeout=300)
+            assert r.returncode == 0 and "0 differ, 0 raised in one only" in r.stdout, (r.stdout[-2000:] + r.stderr[-6000:])
+            print(r.stdout.strip().splitlines()[-1])
