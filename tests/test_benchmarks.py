@@ -73,3 +73,13 @@ def test_bench_quant_smoke(tmp_path):
     lb = js["lowfloat_blocked"]
     assert {r["type"] for r in lb} == {"float8_e4m3fn", "float4_e2m1fn"}
     assert all(r["kernel_quantize"].startswith("rq_quantize_f32") and r["rq_d_s"] > 0 for r in lb)
+
+
+def test_bench_amx_overlap_smoke():
+    """The AMX packing-overlap A/B: on a CPU without AMX it says so and exits 0; with AMX, one
+    short round of the three modes and the table."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_amx_overlap.py"), "--rounds", "1",
+                        "--budget", "0.01"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "nothing to compare" in r.stdout or "mode 2 us" in r.stdout, r.stdout
