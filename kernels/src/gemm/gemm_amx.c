@@ -75,7 +75,7 @@ static void pk_step(amx_pk *pk, int n) {
  * stride-0 tile load): sums then start from -colfix[j], folded in exactly (wraparound) */
 #define CINIT(t, cp) do { if (ci) _tile_loadd(t, (cp), 0); else _tile_zero(t); } while (0)
 
-#define DEF_KERNELS(SFX, OP, ALD, PFB)                                                                           \
+#define DEF_KERNELS(SFX, OP, ALD, PFB, PK)                                                                           \
 static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff, ptrdiff_t as,    \
                       const uint8_t *b0, const uint8_t *b1, int nkc, int32_t *out, int ldo, int acc,  \
                       ptrdiff_t bnext, const int32_t *ci, amx_pk *pk) {                           \
@@ -90,7 +90,7 @@ static void k22_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     ALD(5, a1 + koff[0], as);                                                             \
     for (int kc = 0; kc < nkc - 1; kc++) {                                                        \
         const size_t nb = (size_t)(kc + 1) * 1024;                                                \
-        if (pk) pk_step(pk, pk->per);                                                             \
+        if (PK && pk) pk_step(pk, pk->per);                                                             \
         if (RQ_PF && PFB) {                                                                       \
             /* B one chunk ahead (measured 1-2% ahead of 2, 3, 4); past the end of this K     \
              * range, the next panel pair's first chunk (prefetch never faults).  A is not      \
@@ -122,7 +122,7 @@ static void k12_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
     if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4); }                \
     else { CINIT(0, ci); CINIT(1, ci + 16); }                                                     \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
-        if (pk) pk_step(pk, pk->per);                                                             \
+        if (PK && pk) pk_step(pk, pk->per);                                                             \
         ALD(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
         _tile_loadd(7, b1 + (size_t)kc * 1024, 64);                                               \
@@ -137,7 +137,7 @@ static void k21_##SFX(const uint8_t *a0, const uint8_t *a1, const int64_t *koff,
     if (acc) { _tile_loadd(0, out, ldo * 4); _tile_loadd(2, out + 16 * ldo, ldo * 4); }          \
     else { CINIT(0, ci); CINIT(2, ci); }                                                          \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
-        if (pk) pk_step(pk, pk->per);                                                             \
+        if (PK && pk) pk_step(pk, pk->per);                                                             \
         ALD(4, a0 + koff[kc], as);                                                        \
         ALD(5, a1 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
@@ -151,7 +151,7 @@ static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
                       amx_pk *pk) {                                                               \
     if (acc) _tile_loadd(0, out, ldo * 4); else { CINIT(0, ci); }                                 \
     for (int kc = 0; kc < nkc; kc++) {                                                            \
-        if (pk) pk_step(pk, pk->per);                                                             \
+        if (PK && pk) pk_step(pk, pk->per);                                                             \
         ALD(4, a0 + koff[kc], as);                                                        \
         _tile_loadd(6, b0 + (size_t)kc * 1024, 64);                                               \
         OP(0, 4, 6);                                                                              \
@@ -159,16 +159,17 @@ static void k11_##SFX(const uint8_t *a0, const int64_t *koff, ptrdiff_t as,     
     _tile_stored(0, out, ldo * 4);                                                                \
 }
 
-DEF_KERNELS(us, _tile_dpbusd, _tile_loadd, 1)
-DEF_KERNELS(ss, _tile_dpbssd, _tile_loadd, 1)
-DEF_KERNELS(uu, _tile_dpbuud, _tile_loadd, 1)   /* raw uint8 B (rq_packed_b.b_raw) */
-DEF_KERNELS(su, _tile_dpbsud, _tile_loadd, 1)
+DEF_KERNELS(us, _tile_dpbusd, _tile_loadd, 1, 0)
+DEF_KERNELS(ss, _tile_dpbssd, _tile_loadd, 1, 0)
+DEF_KERNELS(uu, _tile_dpbuud, _tile_loadd, 1, 0)   /* raw uint8 B (rq_packed_b.b_raw) */
+/* (PK 0 above: the packed-B kernels compile without the packing steps, as before them) */
+DEF_KERNELS(su, _tile_dpbsud, _tile_loadd, 1, 0)
 /* A tiles loaded with the non-temporal hint (tileloaddt1): the plain-B driver below keeps a small
  * packed-B buffer in L1 and streams A past it (measured at 128x768x768: 56.7 -> 49.3 us) */
-DEF_KERNELS(us_s, _tile_dpbusd, _tile_stream_loadd, RQ_PLAIN_PFB)
-DEF_KERNELS(ss_s, _tile_dpbssd, _tile_stream_loadd, RQ_PLAIN_PFB)
-DEF_KERNELS(uu_s, _tile_dpbuud, _tile_stream_loadd, RQ_PLAIN_PFB)
-DEF_KERNELS(su_s, _tile_dpbsud, _tile_stream_loadd, RQ_PLAIN_PFB)
+DEF_KERNELS(us_s, _tile_dpbusd, _tile_stream_loadd, RQ_PLAIN_PFB, 1)
+DEF_KERNELS(ss_s, _tile_dpbssd, _tile_stream_loadd, RQ_PLAIN_PFB, 1)
+DEF_KERNELS(uu_s, _tile_dpbuud, _tile_stream_loadd, RQ_PLAIN_PFB, 1)
+DEF_KERNELS(su_s, _tile_dpbsud, _tile_stream_loadd, RQ_PLAIN_PFB, 1)
 
 /* rows i0 .. i0 + 31 of a lazy A into buf, tile-packed [2][nkc][16][64], zero padded past M and
  * past K (rq_amx_a.lazy) */
