@@ -618,11 +618,85 @@ def test_dispatch_picks_best_and_demotes():
             _use_level(None)
     expect = {"scalar": "gemm_s32__scalar", "avx2": "gemm_i16__avx2", "avxvnni": "gemm_vnni4__avxvnni",
               "avx512": "gemm_i16__avx512",
-              "avx512vnni": "gemm_vnni4__avx512vnni", "amx": "gemm_tdp__amx"}
+              "avx512vnni": "gemm_vnni4_plain__avx512vnni", "amx": "gemm_tdp__amx"}
     for cap, n in names.items():
         assert n == expect[cap], (cap, n)
     best = AVAILABLE[-1]
-    assert F.kernel_names()["MatMulInteger"] == expect[best]
+    assert F.kernel_names()["MatMulInteger"] in (expect[best], "gemm_vnni4__avx512vnni")
+
+
+def _vnni_plain_cases(rng):
+    """Shapes and layouts of the VNNI GEMM that reads a plain B in place: rows 9 to 112 in blocks
+    of 6 (and the first block's 5 with the row of ones), column chunks of 64 starting where B's
+    rows start past a cache line, K not a multiple of 4, uint8 B (flipped), int8 / strided A."""
+    for M in (9, 10, 11, 12, 13, 14, 15, 17, 23, 35, 64, 112):
+        for N, K in ((1, 5), (63, 64), (64, 3), (65, 7), (130, 66), (200, 129), (257, 31)):
+            yield M, N, K, int(rng.integers(0, 64))
+
+
+@pytest.mark.skipif("avx512vnni" not in AVAILABLE, reason="avx512vnni not compiled/supported here")
+def test_vnni_plain_b_in_place():
+    rng = np.random.default_rng(2727)
+    _use_level("avx512vnni")
+    try:
+        for t in (1, 2):
+            refquant.set_num_threads(t)
+            for M, N, K, off in _vnni_plain_cases(rng):
+                at, bt = (np.uint8, np.int8) if rng.random() < 0.5 else (
+                    rng.choice([np.uint8, np.int8]), rng.choice([np.uint8, np.int8]))
+                A = _rand(rng, at, (M, K))
+                if rng.random() < 0.3:
+                    A = _layout(rng, A, "strided")
+                rs = -(-(N + off) // 64) * 64 + (64 if rng.random() < 0.5 else 0)   # whole lines
+                buf = np.zeros(K * rs + 128, np.uint8)
+                base = (-buf.ctypes.data) % 64 + off
+                Bb = buf[base:base + K * rs].view(bt).reshape(K, rs)
+                Bb[...] = _rand(rng, bt, (K, rs))
+                B = Bb[:, :N]
+                zpa = _rand(rng, at, ()) if rng.random() < 0.8 else at(0)
+                zpb = _rand(rng, bt, (N,)) if rng.random() < 0.3 else (
+                    _rand(rng, bt, ()) if rng.random() < 0.5 else bt(0))
+                y = refquant.matmul_integer(A, B, zpa, zpb)
+                path = refquant.last_path()["path"]
+                want = M >= 16 or t == 1
+                assert (path == "gemm_vnni4_plain__avx512vnni") == want, (M, N, K, t, path)
+                np.testing.assert_array_equal(y, R.matmul_integer(A, B, zpa, zpb), err_msg=str((M, N, K, off, t)))
+                if np.ndim(zpb) == 0:
+                    ys = np.float32(rng.uniform(0.5, 40.0)) * np.float32(K)
+                    for yz in (np.uint8(rng.integers(0, 256)), np.int8(rng.integers(-128, 128))):
+                        q = refquant.qlinear_matmul(A, np.float32(0.02), zpa, B, np.float32(0.01), zpb, ys, yz)
+                        r = R.qlinear_matmul(A, np.float32(0.02), zpa, B, np.float32(0.01), zpb, ys, yz)
+                        np.testing.assert_array_equal(q, r, err_msg=str((M, N, K, off, t, yz.dtype)))
+    finally:
+        refquant.set_num_threads(None)
+        _use_level(None)
+
+
+@pytest.mark.skipif("avx512vnni" not in AVAILABLE or "amx" in AVAILABLE,
+                    reason="the no-packing VNNI path runs where AMX does not")
+def test_vnni_plain_switch_and_limits():
+    """REFQUANT_VNNI_PLAIN=0 packs B as before; power-of-two row strides of 16 lines or more, a
+    packed B and more than 112 rows keep the packed kernel."""
+    import subprocess, sys
+    code = ("import numpy as np, refquant; refquant.set_num_threads(1); "
+            "refquant.matmul_integer(np.ones((32, 96), np.uint8), np.ones((96, 96), np.int8)); "
+            "print(refquant.last_path()['path'])")
+    for v, want in (("0", "gemm_vnni4__avx512vnni"), ("1", "gemm_vnni4_plain__avx512vnni")):
+        env = dict(__import__("os").environ, REFQUANT_VNNI_PLAIN=v)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == want
+    refquant.set_num_threads(1)
+    try:
+        A = np.ones((32, 64), np.uint8)
+        for B, want in ((np.ones((64, 1024), np.int8), "gemm_vnni4__avx512vnni"),
+                        (np.ones((64, 768), np.int8), "gemm_vnni4_plain__avx512vnni"),
+                        (refquant.pack_weights(np.ones((64, 768), np.int8)), "gemm_vnni4__avx512vnni")):
+            refquant.matmul_integer(A, B)
+            assert refquant.last_path()["path"] == want
+        refquant.matmul_integer(np.ones((113, 64), np.uint8), np.ones((64, 768), np.int8))
+        assert refquant.last_path()["path"] == "gemm_vnni4__avx512vnni"
+    finally:
+        refquant.set_num_threads(None)
 
 
 # ------------------------------------------------------------------ slow: bigger shapes

@@ -20,7 +20,7 @@ static const char *const KNAMES[RQ_K_COUNT] = {
     "conv_rows_tdp__amx", "gemm_u8s8_sat16__avx512", "gemm_u8s8_sat16__avx512vnni",
     "conv_implicit_vnni4__avx512vnni", "gemm_vnni4__avxvnni", "dwconv__avx2", "gemv_vnni4__avxvnni", "gemv_i16__avx2",
     "dwconv_dpbusd__avxvnni", "dwconv_nhwc__avx512", "dwconv_nhwc_dpbusd__avx512vnni",
-    "dwconv_nhwc__avx2",
+    "dwconv_nhwc__avx2", "gemm_vnni4_plain__avx512vnni",
 };
 
 /* rq_gemm.h: A's rows [0, rows) as rows of Kp bytes (its raw values, zero past M and past K),
@@ -561,7 +561,33 @@ void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) { epi_shift_co
 #endif
 /* 0: never the 64-column plain-B AMX driver (benchmarks compare the two paths in one process) */
 int rq_amx_plain_on = 1;
-int rq_amx_kslab_on = 1;   /* (a switch for in-process A/B measurements) */
+int rq_amx_kslab_on = 1;
+/* VNNI GEMM on a plain B without packing (gemm_vnni_plain): REFQUANT_VNNI_PLAIN=0 turns it off
+ * (B packed, then the packed kernel, as before session 27), for measurements and tests */
+static int vnni_plain_on(void) {
+    static volatile int on = -1;
+    if (on < 0) {
+        const char *v = getenv("REFQUANT_VNNI_PLAIN");
+        on = !(v && v[0] == '0' && !v[1]);
+    }
+    return on;
+}
+#ifndef RQ_VNNI_PLAIN_MAX_M
+#define RQ_VNNI_PLAIN_MAX_M 112   /* 128 rows: even with the packed kernel, 256: 3% slower */
+#endif
+/* B's rows a multiple of 16 cache lines apart map a chunk's lines to few cache sets: the no-packing
+ * kernel re-reads them for every 6 rows of A (Zen 5, 1 thread, against packing: 32 x 4096 x 4096
+ * 2.5 -> 8.6 ms, 64 x 1024 x 1024 168 -> 208 us, 32 x 2048 x 256 54 -> 61 us; row strides of
+ * 640, 768, 1536 bytes gained) */
+static int vnni_plain_stride_ok(ptrdiff_t rs) {
+    if (rs <= 0 || rs % 64) return rs > 0;
+    ptrdiff_t l = rs / 64, g = 1;
+    while (g < 64 && l % (2 * g) == 0) g *= 2;   /* the power of 2 in the line stride, up to 64 */
+    return g <= 8;
+}
+#ifndef RQ_VNNI_PLAIN_L2_NUM
+#define RQ_VNNI_PLAIN_L2_NUM 6   /* B up to this many eighths of the L2 */
+#endif   /* (a switch for in-process A/B measurements) */
 
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
 #ifndef RQ_GEMV_MAX_M
@@ -606,8 +632,16 @@ int rq_gemm_choose(const rq_gemm_args *a) {
     const int gemv = isa >= RQ_ISA_AVX512VNNI && rq_gemv_vnni__avx512vnni && a->M <= RQ_GEMV_MAX_M &&
                      !a->packed && a->b_cs == 1 && (a->M < RQ_AMX_MIN_M || nt == 1 || kn > mt_gemv_min);
     if (amx && a->M >= RQ_AMX_MIN_M && !gemv) return RQ_K_AMX;
-    if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni)
+    if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni) {
+        /* no AMX, a plain B in L2 and more rows than the GEMV takes: B read in place, no packing
+         * (Zen 5, docs/performance.md, session 27; at 2 threads from 16 rows: 12 x 768 x 768 was
+         * 18 -> 20 us, 16 x 768 x 768 17-20 -> 13-14) */
+        if (!gemv && !a->packed && a->b_cs == 1 && !a->sat16 && rq_gemm_vnni_plain__avx512vnni && vnni_plain_on() &&
+            a->M > RQ_GEMV_MAX_M && a->M <= RQ_VNNI_PLAIN_MAX_M && (nt <= 1 || a->M >= 16) &&
+            vnni_plain_stride_ok(a->b_rs) && kn <= l2 * RQ_VNNI_PLAIN_L2_NUM / 8)
+            return RQ_K_VNNI_PLAIN;
         return gemv ? RQ_K_VNNI_GEMV : RQ_K_VNNI;
+    }
     /* 1 to 4 rows of a plain B below VNNI: the int16 GEMV reads B in place (AVX2 instructions,
      * also at the AVX-512 BW level; 1 x 4096 x 4096 at 1 thread, B packed first: AVX2 6.0 ms,
      * AVX-512 BW 4.2 ms) */
@@ -801,6 +835,65 @@ static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) 
     }
     rq_aligned_free(ap); rq_aligned_free(rsum); rq_aligned_free(koff);
     rq_aligned_free(csum); rq_aligned_free(buf);
+    epi_free(bf);
+    return rc;
+}
+
+/* VNNI GEMM on a plain B read in place (rq_gemm_vnni_plain__avx512vnni): no packing pass.  A_used
+ * is read in place (uint8 A, unit column stride, K a multiple of 4) or copied (A ^ 0x80 for int8
+ * A, rows rounded up to 4 bytes with zeros); B_used's column sums come from the kernel's row of
+ * ones, chunk by chunk, and each chunk's column terms are filled right after them. */
+typedef struct { const rq_gemm_args *a; const rq_epi *e; epi_bufs *bf; const int32_t *csum; int da, db; } vplain_ctx;
+
+static void vplain_prep(void *ctx, int c0, int n, rq_epi *eb) {
+    const vplain_ctx *P = (const vplain_ctx *)ctx;
+    if (P->csum) epi_fill_cols(P->bf, P->a, P->da, P->db, P->csum, c0, c0 + n);
+    epi_shift_cols(eb, P->e, c0, n);
+}
+
+static int gemm_vnni_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int isa, int nt) {
+    const int M = a->M, N = a->N, K = a->K, K4 = rup(K > 0 ? K : 1, 4);
+    const int da = a->a_signed ? 128 : 0, db = a->b_signed ? 0 : -128;
+    const int inplace = !a->a_signed && a->a_cs == 1 && K % 4 == 0;
+    uint8_t *ac = inplace ? NULL : (uint8_t *)rq_aligned_alloc((size_t)M * K4 + 64);
+    int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
+    int32_t *csum = NULL;
+    int rc = (rsum && (inplace || ac)) ? RQ_OK : RQ_ENOMEM;
+    if (rc == RQ_OK && !inplace) {
+        const uint8_t ax = a->a_signed ? 0x80 : 0;
+        for (int i = 0; i < M; i++) {
+            uint8_t *d = ac + (size_t)i * K4;
+            const uint8_t *s = a->A + (ptrdiff_t)i * a->a_rs;
+            if (a->a_cs == 1) for (int k = 0; k < K; k++) d[k] = s[k] ^ ax;
+            else for (int k = 0; k < K; k++) d[k] = s[k * a->a_cs] ^ ax;
+            memset(d + K, 0, (size_t)(K4 - K));
+        }
+    }
+    int zb_any = 0;
+    for (int j = 0; j < a->b_zp_n; j++) zb_any |= (a->b_zp[j] + db) != 0;
+    if (rc == RQ_OK && zb_any) {
+        if (a->a_cs == 1 && rq_row_sums__avx512 && isa >= RQ_ISA_AVX512)
+            rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, 0, rsum);
+        else
+            for (int i = 0; i < M; i++) {
+                uint32_t s = 0;
+                const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+                if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(src[k * a->a_cs] ^ 0x80);
+                else for (int k = 0; k < K; k++) s += src[k * a->a_cs];
+                rsum[i] = (int32_t)s;
+            }
+    }
+    if (rc == RQ_OK) rc = epi_corrections(e, bf, a, da, db, rsum, NULL);
+    if (rc == RQ_OK && bf->colterm) {   /* the column sums are wanted */
+        csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 64));
+        if (!csum) rc = RQ_ENOMEM;
+    }
+    if (rc == RQ_OK) {
+        vplain_ctx P = {a, e, bf, csum, da, db};
+        rc = rq_gemm_vnni_plain__avx512vnni(inplace ? a->A : ac, inplace ? a->a_rs : K4, a, e, csum,
+                                             vplain_prep, &P, nt);
+    }
+    rq_aligned_free(ac); rq_aligned_free(rsum); rq_aligned_free(csum);
     epi_free(bf);
     return rc;
 }
@@ -1240,6 +1333,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
             (nt > 1 && N >= 128 * nt && M <= RQ_JIT_THREADS_MAX_M))
             return gemm_amx_jit(a, &e, &bf, nt);
     }
+    if (kern == RQ_K_VNNI_PLAIN) return gemm_vnni_plain(a, &e, &bf, isa, nt);   /* (rq_gemm_choose) */
     if (!pb) {
         /* AMX packs a uint8 B raw (tdpbuud / tdpbsud, no row-sum term for b_zp = 0) */
         own = pack_b_mode(a->B, a->b_rs, a->b_cs, K, N, a->b_signed, kern == RQ_K_AMX, isa, nt);

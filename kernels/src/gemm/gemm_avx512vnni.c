@@ -1294,3 +1294,178 @@ int rq_gemv_vnni_sa2__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nth
 #include "gemm_sat16_avx512.inc"
 #undef SAT16_FN
 #undef SAT16_ACC
+
+/* ---------------------------------------------------------------- GEMM on a plain B, no packing
+ *
+ * rq_gemm_vnni_plain__avx512vnni: B read in place, row-major, 64 columns at a time.  Per
+ * k-group, its 4 rows' 64 bytes are interleaved by in-lane unpacks (interleave4: lane-scrambled
+ * VNNI vectors) and multiplied by R <= 6 rows of A (24 accumulators); the sums are put back in
+ * column order once, after the K loop.  The unpacks run on ports the vpdpbusd leave free on a
+ * Zen 5 (a loop of 12 vpdpbusd with 8 vpunpcklbw beside them ran at the rate of the vpdpbusd
+ * alone; lane-crossing shuffles slowed it), so B needs no packing pass: with B in L2 this runs at
+ * the packed kernel's speed (docs/performance.md, session 27).  The first row block of each
+ * column chunk takes 5 rows and a row of ones when the column sums are wanted (csum). */
+#ifndef RQ_NP_ASM
+#define RQ_NP_ASM 1   /* vpdpbusd by inline asm: GCC 12 copied all 24 accumulators between
+                       * registers every k-group with the intrinsic here (2.3x slower) */
+#endif
+#if RQ_NP_ASM && defined(__GNUC__)
+#define RQ_NP_DP(c, av, bv) __asm__("vpdpbusd %2, %1, %0" : "+v"(c) : "v"(av), "v"(bv))
+#else
+#define RQ_NP_DP(c, av, bv) ((c) = _mm512_dpbusd_epi32((c), (av), (bv)))
+#endif
+#define RQ_NP_MAXR 6
+
+typedef struct {
+    const uint8_t *ap; ptrdiff_t lda;   /* A_used rows (K bytes, rounded up to 4 with zeros) */
+    const uint8_t *B; ptrdiff_t b_rs;   /* B - co: chunk c holds the columns [64 c - co, 64 c - co + 64) */
+    int M, N, K, co, nch, xb;
+    int32_t *csum;                      /* NULL, or B_used's column sums (column j at csum[j]) */
+    rq_cols_prep_fn prep; void *ctx; rq_epi_fn epi;
+    const rq_epi *e;                    /* the whole call's epilogue (its form: direct int32 stores or not) */
+} np_job;
+
+/* rows k .. k + 3 of the chunk at p (row stride rs), nk of them inside K (4 but in the last
+ * k-group), m: the chunk's columns inside B; uint8 B flipped to int8 (xb) */
+static inline __attribute__((always_inline)) void np_rows4(const uint8_t *p, ptrdiff_t rs, int nk, __mmask64 m,
+                                                            const int MASKED, const int XB, __m512i v[4]) {
+    __m512i r[4];
+    for (int t = 0; t < 4; t++) {
+        if (t >= nk) { r[t] = _mm512_setzero_si512(); continue; }
+        r[t] = MASKED ? _mm512_maskz_loadu_epi8(m, (const void *)(p + t * rs))
+                      : _mm512_loadu_si512((const void *)(p + t * rs));
+        if (XB) r[t] = _mm512_xor_si512(r[t], _mm512_set1_epi8((char)0x80));
+    }
+    interleave4(r[0], r[1], r[2], r[3], v);
+}
+
+/* s (lane-scrambled, 4 vectors) back in column order into d[0 .. 63] */
+static inline __attribute__((always_inline)) void np_unscramble(__m512i s0, __m512i s1, __m512i s2, __m512i s3,
+                                                                 int32_t *d) {
+    const __m512i t0 = _mm512_shuffle_i32x4(s0, s1, 0x44), t1 = _mm512_shuffle_i32x4(s0, s1, 0xEE);
+    const __m512i t2 = _mm512_shuffle_i32x4(s2, s3, 0x44), t3 = _mm512_shuffle_i32x4(s2, s3, 0xEE);
+    _mm512_store_si512((void *)d, _mm512_shuffle_i32x4(t0, t2, 0x88));
+    _mm512_store_si512((void *)(d + 16), _mm512_shuffle_i32x4(t0, t2, 0xDD));
+    _mm512_store_si512((void *)(d + 32), _mm512_shuffle_i32x4(t1, t3, 0x88));
+    _mm512_store_si512((void *)(d + 48), _mm512_shuffle_i32x4(t1, t3, 0xDD));
+}
+
+/* R rows of A_used (a[r], a[r] + k bytes) against one chunk (p = its first row), all of K; with
+ * ONES a row of ones after them (the chunk's column sums); raw sums into out[R + ONES][64].
+ * The accumulators are named variables, not an array: GCC kept an array of them on the stack
+ * around the inline asm. */
+#define RQ_NP_ROW(r)                                                                               \
+    if (R + ONES > r) {                                                                            \
+        const __m512i av = (ONES && r == R) ? _mm512_set1_epi8(1) : _mm512_set1_epi32(rq_ld_i32(a[r] + k)); \
+        RQ_NP_DP(s##r##0, av, v[0]); RQ_NP_DP(s##r##1, av, v[1]);                                  \
+        RQ_NP_DP(s##r##2, av, v[2]); RQ_NP_DP(s##r##3, av, v[3]);                                  \
+    }
+#define RQ_NP_ROWS RQ_NP_ROW(0) RQ_NP_ROW(1) RQ_NP_ROW(2) RQ_NP_ROW(3) RQ_NP_ROW(4) RQ_NP_ROW(5)
+#define RQ_NP_OUT(r) if (R + ONES > r) np_unscramble(s##r##0, s##r##1, s##r##2, s##r##3, out + 64 * r);
+static inline __attribute__((always_inline)) void np_kern(const uint8_t *const *a, const uint8_t *p, ptrdiff_t rs,
+                                                           int K, __mmask64 m, int32_t *out, const int R,
+                                                           const int ONES, const int MASKED, const int XB) {
+    __m512i s00 = _mm512_setzero_si512(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00,
+            s13 = s00, s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00,
+            s40 = s00, s41 = s00, s42 = s00, s43 = s00, s50 = s00, s51 = s00, s52 = s00, s53 = s00;
+    const int K4 = K & ~3;
+    int k = 0;
+    for (; k < K4; k += 4, p += 4 * rs) {
+        __m512i v[4];
+        np_rows4(p, rs, 4, m, MASKED, XB, v);
+        RQ_NP_ROWS
+    }
+    if (k < K) {   /* the last k-group's rows past K are zero (A_used is zero there too) */
+        __m512i v[4];
+        np_rows4(p, rs, K - k, m, MASKED, XB, v);
+        RQ_NP_ROWS
+    }
+    RQ_NP_OUT(0) RQ_NP_OUT(1) RQ_NP_OUT(2) RQ_NP_OUT(3) RQ_NP_OUT(4) RQ_NP_OUT(5)
+}
+#undef RQ_NP_ROW
+#undef RQ_NP_ROWS
+#undef RQ_NP_OUT
+
+static void np_block(const np_job *J, const uint8_t *const *a, const uint8_t *p, __mmask64 m, int32_t *out,
+                     int R, int ones, int masked) {
+    const ptrdiff_t rs = J->b_rs;
+    const int K = J->K;
+#define RQ_NP_K(RR, O) \
+    if (masked) { if (J->xb) np_kern(a, p, rs, K, m, out, RR, O, 1, 1); else np_kern(a, p, rs, K, m, out, RR, O, 1, 0); } \
+    else { if (J->xb) np_kern(a, p, rs, K, m, out, RR, O, 0, 1); else np_kern(a, p, rs, K, m, out, RR, O, 0, 0); }
+    if (ones) { RQ_NP_K(5, 1) return; }
+    switch (R) {
+    case 6: RQ_NP_K(6, 0) break;
+    case 5: RQ_NP_K(5, 0) break;
+    case 4: RQ_NP_K(4, 0) break;
+    case 3: RQ_NP_K(3, 0) break;
+    case 2: RQ_NP_K(2, 0) break;
+    default: RQ_NP_K(1, 0) break;
+    }
+#undef RQ_NP_K
+}
+
+/* chunks [t * nch / ntask, ...) of the column chunks, every row */
+typedef struct { const np_job *J; int ntask; } np_tasks;
+
+static void np_task(void *ctx, int64_t t) {
+    const np_tasks *T = (const np_tasks *)ctx;
+    const np_job *J = T->J;
+    const int c0 = (int)((int64_t)J->nch * t / T->ntask), c1 = (int)((int64_t)J->nch * (t + 1) / T->ntask);
+    int32_t out[(RQ_NP_MAXR + 1) * 64] __attribute__((aligned(64)));
+    for (int c = c0; c < c1; c++) {
+        const int jv = 64 * c - J->co;                 /* the chunk's first (virtual) column */
+        const int jlo = jv < 0 ? 0 : jv, jhi = jv + 64 < J->N ? jv + 64 : J->N;
+        const int masked = jv < 0 || jv + 64 > J->N;
+        const __mmask64 m = masked ? (_cvtu64_mask64(jhi - jv >= 64 ? ~0ULL : (1ULL << (jhi - jv)) - 1) &
+                                      _cvtu64_mask64(~0ULL << (jlo - jv)))
+                                   : _cvtu64_mask64(~0ULL);
+        const uint8_t *p = J->B + 64 * (ptrdiff_t)c;
+        rq_epi eb;
+        int prepped = 0;
+        const rq_epi *e0 = J->e;
+        /* an int32 result with no correction but the column term (as vnni_task's direct tiles) */
+        const int direct = e0->out_type == RQ_OUT_S32 && e0->c_cs == 1 && !e0->rowfix && !e0->za_row &&
+                           !e0->zb_col && !e0->bias;
+        for (int i = 0; i < J->M;) {
+            const int rem = J->M - i, first = i == 0 && J->csum;
+            const int R = first ? 5 : (rem >= 9 || rem == 6 ? 6 : (rem >= 7 ? 4 : rem));
+            const uint8_t *a[RQ_NP_MAXR];
+            for (int r = 0; r < RQ_NP_MAXR; r++) a[r] = J->ap + (ptrdiff_t)(i + (r < R ? r : R - 1)) * J->lda;
+            np_block(J, a, p, m, out, R, first, masked);
+            if (first)
+                for (int j = jlo; j < jhi; j++) J->csum[j] = out[64 * 5 + (j - jv)];
+            if (!prepped) { J->prep(J->ctx, jlo, jhi - jlo, &eb); prepped = 1; }
+            if (direct) {   /* int32 C = raw - colfix, stored straight from the block */
+                for (int q = 0; q < 4; q++) {
+                    const int j = jv + 16 * q;
+                    if (j + 16 <= jlo || j >= jhi) continue;
+                    const int lo = j < jlo ? jlo - j : 0, hi = j + 16 > jhi ? jhi - j : 16;
+                    const __mmask16 mq = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+                    const __m512i f = eb.colfix ? _mm512_maskz_loadu_epi32(mq, eb.colfix + (j - jlo))
+                                                : _mm512_setzero_si512();
+                    int32_t *cq = (int32_t *)eb.C + (ptrdiff_t)i * eb.c_rs + (j - jlo);
+                    for (int r = 0; r < R; r++)
+                        _mm512_mask_storeu_epi32(cq + (ptrdiff_t)r * eb.c_rs, mq,
+                                                 _mm512_sub_epi32(_mm512_load_si512((const void *)(out + 64 * r + 16 * q)), f));
+                }
+            } else {
+                J->epi(&eb, i, R, 0, jhi - jlo, out + (jlo - jv), 64);
+            }
+            i += R;
+        }
+    }
+}
+
+int rq_gemm_vnni_plain__avx512vnni(const uint8_t *ap, ptrdiff_t lda, const rq_gemm_args *a, const rq_epi *e,
+                                   int32_t *csum, rq_cols_prep_fn prep, void *ctx, int nthreads) {
+    const int N = a->N;
+    /* B's rows all starting co bytes past a cache line (numpy's usual 16): chunks of whole lines */
+    const int co = (a->b_rs % 64 == 0 && N >= 128) ? (int)((uintptr_t)a->B % 64) : 0;
+    np_job J = {ap, lda, a->B - co, a->b_rs, a->M, N, a->K, co, (N + co + 63) / 64, !a->b_signed,
+                csum, prep, ctx, rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar, e};
+    const int nt = imax(1, imin(nthreads, J.nch));
+    np_tasks T = {&J, nt};
+    rq_parallel(nt, nt, np_task, &T);
+    return RQ_OK;
+}

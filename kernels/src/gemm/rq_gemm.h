@@ -80,7 +80,9 @@ enum {
     RQ_K_AMX = 5, RQ_K_DW_SCALAR = 6, RQ_K_DW_AVX512 = 7, RQ_K_CONV_AMX_IMPLICIT = 8,
     RQ_K_AVX2_SAT16 = 9, RQ_K_DW_VNNI = 10, RQ_K_AVX512_I16 = 11, RQ_K_CONV_AMX_ROWS = 12, RQ_K_AVX512_SAT16 = 13,
     RQ_K_VNNI_SAT16 = 14, RQ_K_CONV_VNNI_IMPLICIT = 15, RQ_K_AVXVNNI = 16, RQ_K_DW_AVX2 = 17, RQ_K_AVXVNNI_GEMV = 18, RQ_K_AVX2_GEMV = 19, RQ_K_DW_AVXVNNI = 20,
-    RQ_K_DW_NHWC = 21, RQ_K_DW_NHWC_VNNI = 22, RQ_K_DW_NHWC_AVX2 = 23, RQ_K_COUNT
+    RQ_K_DW_NHWC = 21, RQ_K_DW_NHWC_VNNI = 22, RQ_K_DW_NHWC_AVX2 = 23,
+    RQ_K_VNNI_PLAIN = 24,   /* the VNNI GEMM reading a plain B in place (no packing) */
+    RQ_K_COUNT
 };
 const char *rq_gemm_kernel_name(int k);
 
@@ -338,6 +340,13 @@ typedef void (*rq_cols_prep_fn)(void *ctx, int c0, int n, rq_epi *eb);
 int rq_gemm_amx_plain__amx(const rq_amx_a *A, const uint8_t *B, ptrdiff_t b_rs, int K, int N,
                            int b_signed, int32_t *csum, rq_cols_prep_fn prep, void *ctx,
                            int nthreads) __attribute__((weak));
+/* VNNI GEMM on a plain row-major B (unit column stride) read in place, no packing pass: 64
+ * columns at a time, 6 rows of A_used (ap, rows lda apart, K bytes then zeros up to a multiple
+ * of 4) at a time; e: the call's epilogue (prep gives each chunk's); csum (NULL: not wanted) gets B_used's column sums, chunk by chunk, before
+ * prep(ctx, c0, n, eb) is called for the chunk's columns and its epilogue runs. */
+int rq_gemm_vnni_plain__avx512vnni(const uint8_t *ap, ptrdiff_t lda, const rq_gemm_args *a, const rq_epi *e,
+                                   int32_t *csum, rq_cols_prep_fn prep, void *ctx, int nthreads)
+    __attribute__((weak));
 /* The same driver with each 64-column group packed by pack(pctx, blk, c0) (blk: the group's
  * buffer, K, N = its width, b_signed, b_raw = !b_signed; csum = the caller's csum + c0) instead
  * of from a row-major B: conv weights packed group by group stay in L1 / L2 (no K limit). */
