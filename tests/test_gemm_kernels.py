@@ -626,11 +626,14 @@ def test_dispatch_picks_best_and_demotes():
 
 
 def _vnni_plain_cases(rng):
-    """Shapes and layouts of the VNNI GEMM that reads a plain B in place: rows 9 to 112 in blocks
+    """Shapes and layouts of the VNNI GEMM that reads a plain B in place: rows 9 to 160 in blocks
     of 6 (and the first block's 5 with the row of ones), column chunks of 64 starting where B's
-    rows start past a cache line, K not a multiple of 4, uint8 B (flipped), int8 / strided A."""
-    for M in (9, 10, 11, 12, 13, 14, 15, 17, 23, 35, 64, 112):
-        for N, K in ((1, 5), (63, 64), (64, 3), (65, 7), (130, 66), (200, 129), (257, 31)):
+    rows start past a cache line (the last chunk's columns merged into the first chunk's free
+    lanes where they fit: N = 128, 192, 256), K not a multiple of 4, uint8 B (flipped), int8 /
+    strided A."""
+    for M in (9, 10, 11, 12, 13, 14, 15, 17, 23, 35, 64, 112, 128, 160):
+        for N, K in ((1, 5), (63, 64), (64, 3), (65, 7), (128, 9), (130, 66), (190, 40), (192, 64),
+                     (200, 129), (256, 13), (257, 31)):
             yield M, N, K, int(rng.integers(0, 64))
 
 
@@ -676,7 +679,7 @@ def test_vnni_plain_b_in_place():
                     reason="the no-packing VNNI path runs where AMX does not")
 def test_vnni_plain_switch_and_limits():
     """REFQUANT_VNNI_PLAIN=0 packs B as before; power-of-two row strides of 16 lines or more, a
-    packed B and more than 112 rows keep the packed kernel."""
+    packed B and more than 160 rows keep the packed kernel."""
     import subprocess, sys
     code = ("import numpy as np, refquant; refquant.set_num_threads(1); "
             "refquant.matmul_integer(np.ones((32, 96), np.uint8), np.ones((96, 96), np.int8)); "
@@ -693,7 +696,7 @@ def test_vnni_plain_switch_and_limits():
                         (refquant.pack_weights(np.ones((64, 768), np.int8)), "gemm_vnni4__avx512vnni")):
             refquant.matmul_integer(A, B)
             assert refquant.last_path()["path"] == want
-        refquant.matmul_integer(np.ones((113, 64), np.uint8), np.ones((64, 768), np.int8))
+        refquant.matmul_integer(np.ones((161, 64), np.uint8), np.ones((64, 768), np.int8))
         assert refquant.last_path()["path"] == "gemm_vnni4__avx512vnni"
     finally:
         refquant.set_num_threads(None)

@@ -573,7 +573,9 @@ static int vnni_plain_on(void) {
     return on;
 }
 #ifndef RQ_VNNI_PLAIN_MAX_M
-#define RQ_VNNI_PLAIN_MAX_M 112   /* 128 rows: even with the packed kernel, 256: 3% slower */
+#define RQ_VNNI_PLAIN_MAX_M 160   /* x 768 x 768, Zen 5, 1 thread, fresh processes alternating, us,
+    packed kernel -> this: 64 rows 87-90 -> 81-83, 128 162-170 -> 162, 192 234-243 -> 236-244,
+    256 311-322 -> 312-323; 2 threads: 64 rows 46 -> 44, 128 85 -> 85, 192 121 -> 128 */
 #endif
 /* B's rows a multiple of 16 cache lines apart map a chunk's lines to few cache sets: the no-packing
  * kernel re-reads them for every 6 rows of A (Zen 5, 1 thread, against packing: 32 x 4096 x 4096

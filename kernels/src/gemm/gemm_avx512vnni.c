@@ -1315,6 +1315,9 @@ int rq_gemv_vnni_sa2__avx512vnni(const rq_gemm_args *a, const rq_epi *e, int nth
 #define RQ_NP_DP(c, av, bv) ((c) = _mm512_dpbusd_epi32((c), (av), (bv)))
 #endif
 #define RQ_NP_MAXR 6
+#ifndef RQ_NP_MERGE
+#define RQ_NP_MERGE 1
+#endif
 
 typedef struct {
     const uint8_t *ap; ptrdiff_t lda;   /* A_used rows (K bytes, rounded up to 4 with zeros) */
@@ -1323,16 +1326,21 @@ typedef struct {
     int32_t *csum;                      /* NULL, or B_used's column sums (column j at csum[j]) */
     rq_cols_prep_fn prep; void *ctx; rq_epi_fn epi;
     const rq_epi *e;                    /* the whole call's epilogue (its form: direct int32 stores or not) */
+    int merge;                          /* 1: chunk 0 also runs the last chunk's columns (np_task) */
 } np_job;
 
 /* rows k .. k + 3 of the chunk at p (row stride rs), nk of them inside K (4 but in the last
- * k-group), m: the chunk's columns inside B; uint8 B flipped to int8 (xb) */
+ * k-group), m: the chunk's columns inside B (MASKED 1); MASKED 2 (the merged edge chunk): the
+ * lanes m from p, the lanes m2 from p + d2; uint8 B flipped to int8 (xb) */
 static inline __attribute__((always_inline)) void np_rows4(const uint8_t *p, ptrdiff_t rs, int nk, __mmask64 m,
-                                                            const int MASKED, const int XB, __m512i v[4]) {
+                                                            __mmask64 m2, ptrdiff_t d2, const int MASKED,
+                                                            const int XB, __m512i v[4]) {
     __m512i r[4];
     for (int t = 0; t < 4; t++) {
         if (t >= nk) { r[t] = _mm512_setzero_si512(); continue; }
-        r[t] = MASKED ? _mm512_maskz_loadu_epi8(m, (const void *)(p + t * rs))
+        r[t] = MASKED == 2 ? _mm512_mask_loadu_epi8(_mm512_maskz_loadu_epi8(m, (const void *)(p + t * rs)), m2,
+                                                    (const void *)(p + t * rs + d2))
+             : MASKED ? _mm512_maskz_loadu_epi8(m, (const void *)(p + t * rs))
                       : _mm512_loadu_si512((const void *)(p + t * rs));
         if (XB) r[t] = _mm512_xor_si512(r[t], _mm512_set1_epi8((char)0x80));
     }
@@ -1363,8 +1371,9 @@ static inline __attribute__((always_inline)) void np_unscramble(__m512i s0, __m5
 #define RQ_NP_ROWS RQ_NP_ROW(0) RQ_NP_ROW(1) RQ_NP_ROW(2) RQ_NP_ROW(3) RQ_NP_ROW(4) RQ_NP_ROW(5)
 #define RQ_NP_OUT(r) if (R + ONES > r) np_unscramble(s##r##0, s##r##1, s##r##2, s##r##3, out + 64 * r);
 static inline __attribute__((always_inline)) void np_kern(const uint8_t *const *a, const uint8_t *p, ptrdiff_t rs,
-                                                           int K, __mmask64 m, int32_t *out, const int R,
-                                                           const int ONES, const int MASKED, const int XB) {
+                                                           int K, __mmask64 m, __mmask64 m2, ptrdiff_t d2,
+                                                           int32_t *out, const int R, const int ONES,
+                                                           const int MASKED, const int XB) {
     __m512i s00 = _mm512_setzero_si512(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00,
             s13 = s00, s20 = s00, s21 = s00, s22 = s00, s23 = s00, s30 = s00, s31 = s00, s32 = s00, s33 = s00,
             s40 = s00, s41 = s00, s42 = s00, s43 = s00, s50 = s00, s51 = s00, s52 = s00, s53 = s00;
@@ -1372,12 +1381,12 @@ static inline __attribute__((always_inline)) void np_kern(const uint8_t *const *
     int k = 0;
     for (; k < K4; k += 4, p += 4 * rs) {
         __m512i v[4];
-        np_rows4(p, rs, 4, m, MASKED, XB, v);
+        np_rows4(p, rs, 4, m, m2, d2, MASKED, XB, v);
         RQ_NP_ROWS
     }
     if (k < K) {   /* the last k-group's rows past K are zero (A_used is zero there too) */
         __m512i v[4];
-        np_rows4(p, rs, K - k, m, MASKED, XB, v);
+        np_rows4(p, rs, K - k, m, m2, d2, MASKED, XB, v);
         RQ_NP_ROWS
     }
     RQ_NP_OUT(0) RQ_NP_OUT(1) RQ_NP_OUT(2) RQ_NP_OUT(3) RQ_NP_OUT(4) RQ_NP_OUT(5)
@@ -1386,13 +1395,14 @@ static inline __attribute__((always_inline)) void np_kern(const uint8_t *const *
 #undef RQ_NP_ROWS
 #undef RQ_NP_OUT
 
-static void np_block(const np_job *J, const uint8_t *const *a, const uint8_t *p, __mmask64 m, int32_t *out,
-                     int R, int ones, int masked) {
+static void np_block(const np_job *J, const uint8_t *const *a, const uint8_t *p, __mmask64 m, __mmask64 m2,
+                     ptrdiff_t d2, int32_t *out, int R, int ones, int masked) {
     const ptrdiff_t rs = J->b_rs;
     const int K = J->K;
+#define RQ_NP_X(RR, O, MK) \
+    if (J->xb) np_kern(a, p, rs, K, m, m2, d2, out, RR, O, MK, 1); else np_kern(a, p, rs, K, m, m2, d2, out, RR, O, MK, 0);
 #define RQ_NP_K(RR, O) \
-    if (masked) { if (J->xb) np_kern(a, p, rs, K, m, out, RR, O, 1, 1); else np_kern(a, p, rs, K, m, out, RR, O, 1, 0); } \
-    else { if (J->xb) np_kern(a, p, rs, K, m, out, RR, O, 0, 1); else np_kern(a, p, rs, K, m, out, RR, O, 0, 0); }
+    if (masked == 2) { RQ_NP_X(RR, O, 2) } else if (masked) { RQ_NP_X(RR, O, 1) } else { RQ_NP_X(RR, O, 0) }
     if (ones) { RQ_NP_K(5, 1) return; }
     switch (R) {
     case 6: RQ_NP_K(6, 0) break;
@@ -1403,55 +1413,74 @@ static void np_block(const np_job *J, const uint8_t *const *a, const uint8_t *p,
     default: RQ_NP_K(1, 0) break;
     }
 #undef RQ_NP_K
+#undef RQ_NP_X
 }
 
 /* chunks [t * nch / ntask, ...) of the column chunks, every row */
 typedef struct { const np_job *J; int ntask; } np_tasks;
 
+/* the outputs of one row block (rows [i, i + R)) for the columns [j0, j0 + n), lanes from ol of
+ * out: straight int32 stores of raw - colfix, or the epilogue (eb: e restricted to the columns) */
+static void np_finish(const np_job *J, const rq_epi *eb, int direct, int i, int R, const int32_t *out, int ol,
+                      int n) {
+    if (!direct) { J->epi(eb, i, R, 0, n, out + ol, 64); return; }
+    for (int q = 0; q < 4; q++) {
+        const int l = 16 * q;                     /* lanes [l, l + 16) */
+        if (l + 16 <= ol || l >= ol + n) continue;
+        const int lo = l < ol ? ol - l : 0, hi = l + 16 > ol + n ? ol + n - l : 16;
+        const __mmask16 mq = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+        const __m512i f = eb->colfix ? _mm512_maskz_loadu_epi32(mq, eb->colfix + (l - ol)) : _mm512_setzero_si512();
+        int32_t *cq = (int32_t *)eb->C + (ptrdiff_t)i * eb->c_rs + (l - ol);
+        for (int r = 0; r < R; r++)
+            _mm512_mask_storeu_epi32(cq + (ptrdiff_t)r * eb->c_rs, mq,
+                                     _mm512_sub_epi32(_mm512_load_si512((const void *)(out + 64 * r + l)), f));
+    }
+}
+
+static inline __mmask64 np_lanes(int lo, int hi) {   /* lanes [lo, hi) of 64 */
+    return _cvtu64_mask64((hi >= 64 ? ~0ULL : (1ULL << hi) - 1) & (~0ULL << lo));
+}
+
 static void np_task(void *ctx, int64_t t) {
     const np_tasks *T = (const np_tasks *)ctx;
     const np_job *J = T->J;
-    const int c0 = (int)((int64_t)J->nch * t / T->ntask), c1 = (int)((int64_t)J->nch * (t + 1) / T->ntask);
+    /* the chunks this task runs; with J->merge, chunk 0 also takes the last one's columns */
+    const int nrun = J->nch - J->merge;
+    const int c0 = (int)((int64_t)nrun * t / T->ntask), c1 = (int)((int64_t)nrun * (t + 1) / T->ntask);
     int32_t out[(RQ_NP_MAXR + 1) * 64] __attribute__((aligned(64)));
+    const rq_epi *e0 = J->e;
+    /* an int32 result with no correction but the column term (as vnni_task's direct tiles) */
+    const int direct = e0->out_type == RQ_OUT_S32 && e0->c_cs == 1 && !e0->rowfix && !e0->za_row &&
+                       !e0->zb_col && !e0->bias;
     for (int c = c0; c < c1; c++) {
         const int jv = 64 * c - J->co;                 /* the chunk's first (virtual) column */
         const int jlo = jv < 0 ? 0 : jv, jhi = jv + 64 < J->N ? jv + 64 : J->N;
-        const int masked = jv < 0 || jv + 64 > J->N;
-        const __mmask64 m = masked ? (_cvtu64_mask64(jhi - jv >= 64 ? ~0ULL : (1ULL << (jhi - jv)) - 1) &
-                                      _cvtu64_mask64(~0ULL << (jlo - jv)))
-                                   : _cvtu64_mask64(~0ULL);
+        const int merged = J->merge && c == 0;
+        /* merged: the last chunk's columns [jv2, N) in lanes [0, N - jv2), which the first
+         * chunk's co missing columns leave free */
+        const int jv2 = 64 * (J->nch - 1) - J->co, n2 = merged ? J->N - jv2 : 0;
+        const int masked = merged ? 2 : (jv < 0 || jv + 64 > J->N);
+        const __mmask64 m = masked ? np_lanes(jlo - jv, jhi - jv) : np_lanes(0, 64);
+        const __mmask64 m2 = np_lanes(0, n2);
+        const ptrdiff_t d2 = 64 * (ptrdiff_t)(J->nch - 1);
         const uint8_t *p = J->B + 64 * (ptrdiff_t)c;
-        rq_epi eb;
-        int prepped = 0;
-        const rq_epi *e0 = J->e;
-        /* an int32 result with no correction but the column term (as vnni_task's direct tiles) */
-        const int direct = e0->out_type == RQ_OUT_S32 && e0->c_cs == 1 && !e0->rowfix && !e0->za_row &&
-                           !e0->zb_col && !e0->bias;
+        rq_epi eb, eb2;
         for (int i = 0; i < J->M;) {
             const int rem = J->M - i, first = i == 0 && J->csum;
             const int R = first ? 5 : (rem >= 9 || rem == 6 ? 6 : (rem >= 7 ? 4 : rem));
             const uint8_t *a[RQ_NP_MAXR];
             for (int r = 0; r < RQ_NP_MAXR; r++) a[r] = J->ap + (ptrdiff_t)(i + (r < R ? r : R - 1)) * J->lda;
-            np_block(J, a, p, m, out, R, first, masked);
-            if (first)
+            np_block(J, a, p, m, m2, d2, out, R, first, masked);
+            if (first) {
                 for (int j = jlo; j < jhi; j++) J->csum[j] = out[64 * 5 + (j - jv)];
-            if (!prepped) { J->prep(J->ctx, jlo, jhi - jlo, &eb); prepped = 1; }
-            if (direct) {   /* int32 C = raw - colfix, stored straight from the block */
-                for (int q = 0; q < 4; q++) {
-                    const int j = jv + 16 * q;
-                    if (j + 16 <= jlo || j >= jhi) continue;
-                    const int lo = j < jlo ? jlo - j : 0, hi = j + 16 > jhi ? jhi - j : 16;
-                    const __mmask16 mq = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-                    const __m512i f = eb.colfix ? _mm512_maskz_loadu_epi32(mq, eb.colfix + (j - jlo))
-                                                : _mm512_setzero_si512();
-                    int32_t *cq = (int32_t *)eb.C + (ptrdiff_t)i * eb.c_rs + (j - jlo);
-                    for (int r = 0; r < R; r++)
-                        _mm512_mask_storeu_epi32(cq + (ptrdiff_t)r * eb.c_rs, mq,
-                                                 _mm512_sub_epi32(_mm512_load_si512((const void *)(out + 64 * r + 16 * q)), f));
-                }
-            } else {
-                J->epi(&eb, i, R, 0, jhi - jlo, out + (jlo - jv), 64);
+                for (int j = jv2; j < jv2 + n2; j++) J->csum[j] = out[64 * 5 + (j - jv2)];
             }
+            if (i == 0) {
+                J->prep(J->ctx, jlo, jhi - jlo, &eb);
+                if (n2) J->prep(J->ctx, jv2, n2, &eb2);
+            }
+            np_finish(J, &eb, direct, i, R, out, jlo - jv, jhi - jlo);
+            if (n2) np_finish(J, &eb2, direct, i, R, out, 0, n2);
             i += R;
         }
     }
@@ -1461,10 +1490,16 @@ int rq_gemm_vnni_plain__avx512vnni(const uint8_t *ap, ptrdiff_t lda, const rq_ge
                                    int32_t *csum, rq_cols_prep_fn prep, void *ctx, int nthreads) {
     const int N = a->N;
     /* B's rows all starting co bytes past a cache line (numpy's usual 16): chunks of whole lines */
-    const int co = (a->b_rs % 64 == 0 && N >= 128) ? (int)((uintptr_t)a->B % 64) : 0;
+#ifndef RQ_NP_CO
+#define RQ_NP_CO 1
+#endif
+    const int co = (RQ_NP_CO && a->b_rs % 64 == 0 && N >= 128) ? (int)((uintptr_t)a->B % 64) : 0;
     np_job J = {ap, lda, a->B - co, a->b_rs, a->M, N, a->K, co, (N + co + 63) / 64, !a->b_signed,
-                csum, prep, ctx, rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar, e};
-    const int nt = imax(1, imin(nthreads, J.nch));
+                csum, prep, ctx, rq_epi_rows__avx512 ? rq_epi_rows__avx512 : rq_epi_rows__scalar, e, 0};
+    /* the last chunk's columns fit in the first one's co free lanes: one chunk runs both (768
+     * columns 16 bytes past a line: 12 chunks, not 13) */
+    J.merge = RQ_NP_MERGE && co > 0 && J.nch >= 3 && N - (64 * (J.nch - 1) - co) <= co;
+    const int nt = imax(1, imin(nthreads, J.nch - J.merge));
     np_tasks T = {&J, nt};
     rq_parallel(nt, nt, np_task, &T);
     return RQ_OK;
