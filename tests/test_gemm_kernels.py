@@ -678,11 +678,11 @@ def test_vnni_plain_b_in_place():
 @pytest.mark.skipif("avx512vnni" not in AVAILABLE or "amx" in AVAILABLE,
                     reason="the no-packing VNNI path runs where AMX does not")
 def test_vnni_plain_switch_and_limits():
-    """REFQUANT_VNNI_PLAIN=0 packs B as before; power-of-two row strides of 16 lines or more, a
-    packed B and more than 160 rows keep the packed kernel."""
+    """REFQUANT_VNNI_PLAIN=0 packs B as before; row strides that are not whole cache lines or are
+    a multiple of 16 lines, a packed B and more than 160 rows keep the packed kernel."""
     import subprocess, sys
     code = ("import numpy as np, refquant; refquant.set_num_threads(1); "
-            "refquant.matmul_integer(np.ones((32, 96), np.uint8), np.ones((96, 96), np.int8)); "
+            "refquant.matmul_integer(np.ones((32, 96), np.uint8), np.ones((96, 128), np.int8)); "
             "print(refquant.last_path()['path'])")
     for v, want in (("0", "gemm_vnni4__avx512vnni"), ("1", "gemm_vnni4_plain__avx512vnni")):
         env = dict(__import__("os").environ, REFQUANT_VNNI_PLAIN=v)
@@ -692,6 +692,7 @@ def test_vnni_plain_switch_and_limits():
     try:
         A = np.ones((32, 64), np.uint8)
         for B, want in ((np.ones((64, 1024), np.int8), "gemm_vnni4__avx512vnni"),
+                        (np.ones((64, 784), np.int8), "gemm_vnni4__avx512vnni"),   # rows not whole lines
                         (np.ones((64, 768), np.int8), "gemm_vnni4_plain__avx512vnni"),
                         (refquant.pack_weights(np.ones((64, 768), np.int8)), "gemm_vnni4__avx512vnni")):
             refquant.matmul_integer(A, B)

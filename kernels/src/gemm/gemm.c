@@ -582,7 +582,9 @@ static int vnni_plain_on(void) {
  * 2.5 -> 8.6 ms, 64 x 1024 x 1024 168 -> 208 us, 32 x 2048 x 256 54 -> 61 us; row strides of
  * 640, 768, 1536 bytes gained) */
 static int vnni_plain_stride_ok(ptrdiff_t rs) {
-    if (rs <= 0 || rs % 64) return rs > 0;
+    /* rows not whole cache lines apart: most 64-byte row loads would straddle two lines (the 1x1
+     * conv 512 -> 128 at 28 x 28, B rows 784 bytes apart: 120-123 -> 136-137 us) */
+    if (rs <= 0 || rs % 64) return 0;
     ptrdiff_t l = rs / 64, g = 1;
     while (g < 64 && l % (2 * g) == 0) g *= 2;   /* the power of 2 in the line stride, up to 64 */
     return g <= 8;
