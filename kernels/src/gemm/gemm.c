@@ -843,6 +843,22 @@ static int gemm_amx_jit(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int nt) 
     return rc;
 }
 
+/* the row sums of A_used (A ^ 0x80 for int8 A) over K, modulo 2^32 */
+static void a_used_row_sums(const rq_gemm_args *a, int isa, int32_t *rsum) {
+    const int M = a->M, K = a->K;
+    if (a->a_cs == 1 && rq_row_sums__avx512 && isa >= RQ_ISA_AVX512) {
+        rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, 0, rsum);
+        return;
+    }
+    for (int i = 0; i < M; i++) {
+        uint32_t s = 0;
+        const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
+        if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(src[k * a->a_cs] ^ 0x80);
+        else for (int k = 0; k < K; k++) s += src[k * a->a_cs];
+        rsum[i] = (int32_t)s;
+    }
+}
+
 /* VNNI GEMM on a plain B read in place (rq_gemm_vnni_plain__avx512vnni): no packing pass.  A_used
  * is read in place (uint8 A, unit column stride, K a multiple of 4) or copied (A ^ 0x80 for int8
  * A, rows rounded up to 4 bytes with zeros); B_used's column sums come from the kernel's row of
@@ -876,16 +892,7 @@ static int gemm_vnni_plain(const rq_gemm_args *a, rq_epi *e, epi_bufs *bf, int i
     int zb_any = 0;
     for (int j = 0; j < a->b_zp_n; j++) zb_any |= (a->b_zp[j] + db) != 0;
     if (rc == RQ_OK && zb_any) {
-        if (a->a_cs == 1 && rq_row_sums__avx512 && isa >= RQ_ISA_AVX512)
-            rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, 0, rsum);
-        else
-            for (int i = 0; i < M; i++) {
-                uint32_t s = 0;
-                const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
-                if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(src[k * a->a_cs] ^ 0x80);
-                else for (int k = 0; k < K; k++) s += src[k * a->a_cs];
-                rsum[i] = (int32_t)s;
-            }
+        a_used_row_sums(a, isa, rsum);
     }
     if (rc == RQ_OK) rc = epi_corrections(e, bf, a, da, db, rsum, NULL);
     if (rc == RQ_OK && bf->colterm) {   /* the column sums are wanted */
@@ -1225,15 +1232,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         int32_t *rsum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(M + 16));
         int32_t *csum = (int32_t *)rq_aligned_alloc(sizeof(int32_t) * (size_t)(N + 64));
         if (!rsum || !csum) { rq_aligned_free(rsum); rq_aligned_free(csum); return RQ_ENOMEM; }
-        if (a->a_cs == 1 && rq_row_sums__avx512 && isa >= RQ_ISA_AVX512) {
-            rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, 0, rsum);
-        } else {
-            for (int i = 0; i < M; i++) {
-                uint32_t s = 0;
-                for (int k = 0; k < K; k++) s += (uint32_t)(a->A[i * a->a_rs + k * a->a_cs] ^ (a->a_signed ? 0x80 : 0));
-                rsum[i] = (int32_t)s;
-            }
-        }
+        a_used_row_sums(a, isa, rsum);
         /* pass 1 computes csum only if needed: the kernel fills csum and calls the epilogue after
          * the corrections are known, so corrections are set up through a callback-free 2-phase:
          * the kernel writes raw sums into C-sized scratch, then we correct. */
@@ -1389,16 +1388,7 @@ int rq_gemm_run(const rq_gemm_args *a, int *kernel_used) {
         if (rc == RQ_OK && !zb_any) {
             memset(rsum, 0, sizeof(int32_t) * (size_t)M);
         } else if (rc == RQ_OK) {
-            if (a->a_cs == 1 && rq_row_sums__avx512 && isa >= RQ_ISA_AVX512)
-                rq_row_sums__avx512(a->A, a->a_rs, M, K, a->a_signed ? 0x80 : 0, 0, rsum);
-            else
-                for (int i = 0; i < M; i++) {
-                    uint32_t s = 0;
-                    const uint8_t *src = a->A + (ptrdiff_t)i * a->a_rs;
-                    if (a->a_signed) for (int k = 0; k < K; k++) s += (uint32_t)(src[k * a->a_cs] ^ 0x80);
-                    else for (int k = 0; k < K; k++) s += src[k * a->a_cs];
-                    rsum[i] = (int32_t)s;
-                }
+            a_used_row_sums(a, isa, rsum);
         }
         if (rc == RQ_OK) rc = epi_corrections(&e, &bf, a, da, db, rsum, pb->csum);
         if (rc == RQ_OK)
