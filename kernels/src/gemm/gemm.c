@@ -581,17 +581,22 @@ static int vnni_plain_on(void) {
  * kernel re-reads them for every 6 rows of A (Zen 5, 1 thread, against packing: 32 x 4096 x 4096
  * 2.5 -> 8.6 ms, 64 x 1024 x 1024 168 -> 208 us, 32 x 2048 x 256 54 -> 61 us; row strides of
  * 640, 768, 1536 bytes gained) */
-static int vnni_plain_stride_ok(ptrdiff_t rs) {
+static int vnni_plain_b_ok(const rq_gemm_args *a) {
     /* rows not whole cache lines apart: most 64-byte row loads would straddle two lines (the 1x1
      * conv 512 -> 128 at 28 x 28, B rows 784 bytes apart: 120-123 -> 136-137 us) */
+    const ptrdiff_t rs = a->b_rs;
     if (rs <= 0 || rs % 64) return 0;
     ptrdiff_t l = rs / 64, g = 1;
     while (g < 64 && l % (2 * g) == 0) g *= 2;   /* the power of 2 in the line stride, up to 64 */
-    return g <= 8;
+    if (g > 8) return 0;
+    /* a column chunk (K lines, in g times as many L2 sets' worth as they would take at a stride of
+     * odd lines) and all of A stay in half the L2 while every row block re-reads the chunk:
+     * B's size does not matter, it is read once (Zen 5, 1 thread, against packing: 64 x 3136 x
+     * 256 127 -> 115 us, 32 x 4160 x 4096 2.22 -> 1.65 ms, 128 x 2240 x 768 470 -> 460 us; over
+     * the limit, 64 x 11008 x 4096 10.5 -> 15.2 ms) */
+    return (size_t)a->K * ((size_t)a->M + 64 * (size_t)g) <= (size_t)rq_l2_bytes() / 2;
 }
-#ifndef RQ_VNNI_PLAIN_L2_NUM
-#define RQ_VNNI_PLAIN_L2_NUM 6   /* B up to this many eighths of the L2 */
-#endif   /* (a switch for in-process A/B measurements) */
+   /* (a switch for in-process A/B measurements) */
 
 /* minimum M for the AMX path and maximum M for the GEMV path (tuned by measurement) */
 #ifndef RQ_GEMV_MAX_M
@@ -642,7 +647,7 @@ int rq_gemm_choose(const rq_gemm_args *a) {
          * 18 -> 20 us, 16 x 768 x 768 17-20 -> 13-14) */
         if (!gemv && !a->packed && a->b_cs == 1 && !a->sat16 && rq_gemm_vnni_plain__avx512vnni && vnni_plain_on() &&
             a->M > RQ_GEMV_MAX_M && a->M <= RQ_VNNI_PLAIN_MAX_M && (nt <= 1 || a->M >= 16) &&
-            vnni_plain_stride_ok(a->b_rs) && kn <= l2 * RQ_VNNI_PLAIN_L2_NUM / 8)
+            vnni_plain_b_ok(a))
             return RQ_K_VNNI_PLAIN;
         return gemv ? RQ_K_VNNI_GEMV : RQ_K_VNNI;
     }
