@@ -151,6 +151,7 @@ cdef extern from "rq_gemm.h" nogil:
         int D, KD, OD, sd, dd, pd
     int rq_conv_run(const rq_conv_args *args, int *kernel_used)
     void rq_set_dw_nhwc(int on)
+    void rq_set_vnni_plain(int on)
 
 
 cdef extern int rq_amx_kslab_on
@@ -1008,6 +1009,13 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
     if rc != 0:
         raise RuntimeError(f"conv2d: kernel error {rc}")
     return rq_gemm_kernel_name(kern).decode()
+
+
+def set_vnni_plain(on):
+    """Whether the VNNI GEMM reads a plain B in place where it applies (``gemm_vnni4_plain__avx512vnni``,
+    2 to 160 rows without AMX): True (the default), False (the GEMV or the packed kernel, as before),
+    None (the REFQUANT_VNNI_PLAIN environment variable decides, "0" = off)."""
+    rq_set_vnni_plain(-1 if on is None else (1 if on else 0))
 
 
 def set_dw_nhwc(on):

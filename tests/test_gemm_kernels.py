@@ -44,6 +44,14 @@ def isa_cap(request):
     _use_level(None)
 
 
+@pytest.fixture
+def no_vnni_plain():
+    """The GEMV's own tests: shapes that the VNNI GEMM on a plain B in place would otherwise take."""
+    _k.set_vnni_plain(False)
+    yield
+    _k.set_vnni_plain(None)
+
+
 def _rand(rng, dt, shape, extreme=0.2):
     lo, hi = (0, 255) if dt == np.uint8 else (-128, 127)
     a = rng.integers(lo, hi + 1, shape).astype(dt)
@@ -626,12 +634,12 @@ def test_dispatch_picks_best_and_demotes():
 
 
 def _vnni_plain_cases(rng):
-    """Shapes and layouts of the VNNI GEMM that reads a plain B in place: rows 9 to 160 in blocks
-    of 6 (and the first block's 5 with the row of ones), column chunks of 64 starting where B's
+    """Shapes and layouts of the VNNI GEMM that reads a plain B in place: rows 2 to 160 in blocks
+    of 6 (and the first block's up to 5 with the row of ones), column chunks of 64 starting where B's
     rows start past a cache line (the last chunk's columns merged into the first chunk's free
     lanes where they fit: N = 128, 192, 256), K not a multiple of 4, uint8 B (flipped), int8 /
     strided A."""
-    for M in (9, 10, 11, 12, 13, 14, 15, 17, 23, 35, 64, 112, 128, 160):
+    for M in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 23, 35, 64, 112, 128, 160):
         for N, K in ((1, 5), (63, 64), (64, 3), (65, 7), (128, 9), (130, 66), (190, 40), (192, 64),
                      (200, 129), (256, 13), (257, 31)):
             yield M, N, K, int(rng.integers(0, 64))
@@ -699,7 +707,14 @@ def test_vnni_plain_switch_and_limits():
             assert refquant.last_path()["path"] == want
         refquant.matmul_integer(np.ones((161, 64), np.uint8), np.ones((64, 768), np.int8))
         assert refquant.last_path()["path"] == "gemm_vnni4__avx512vnni"
+        refquant.matmul_integer(np.ones((1, 64), np.uint8), np.ones((64, 768), np.int8))
+        assert refquant.last_path()["path"] == "gemv_vnni4__avx512vnni"       # one row: the GEMV
+        for on, want in ((False, "gemv_vnni4__avx512vnni"), (None, "gemm_vnni4_plain__avx512vnni")):
+            _k.set_vnni_plain(on)
+            refquant.matmul_integer(np.ones((4, 64), np.uint8), np.ones((64, 768), np.int8))
+            assert refquant.last_path()["path"] == want
     finally:
+        _k.set_vnni_plain(None)
         refquant.set_num_threads(None)
 
 
@@ -851,6 +866,7 @@ def test_gemv_k_slices():
                 _check_threads(A, B, za, zb, f"gemv {at.__name__}{bt.__name__} M={M} N={N} K={K}")
 
 
+@pytest.mark.usefixtures("no_vnni_plain")
 def test_gemv_register_bands():
     """The GEMV kernel (plain B, 1 to 8 rows, also where AMX runs): 1 to 4 rows of A_used (rows
     plus the column-sum row) stream 8 B rows at a time (gemv_stream), 5 to 9 run the
@@ -874,6 +890,7 @@ def test_gemv_register_bands():
                 _assert_gemv_path(A, B, za, zb, what)
 
 
+@pytest.mark.usefixtures("no_vnni_plain")
 def test_gemv_stream_views():
     """The streaming GEMV (1 to 4 rows of A_used) reads B rows through their stride: B a column
     slice of a wider array, starting 1 to 63 bytes past a cache line, rows of a stride that is
@@ -896,6 +913,7 @@ def test_gemv_stream_views():
 
 
 
+@pytest.mark.usefixtures("no_vnni_plain")
 def test_gemv_line_aligned_chunks():
     """B's rows all starting the same distance past a cache line (a row stride that is a
     multiple of 64 bytes, numpy's large arrays 16 bytes past a line), N >= 512: the GEMV's
@@ -957,6 +975,7 @@ def test_gemv_signed_a_operand():
 
 
 
+@pytest.mark.usefixtures("no_vnni_plain")
 def test_gemv_split_a_operand():
     """GEMV rows whose A - za does not fit int8 but lies in [-255, 254] (uint8 A with za other
     than 0 and 128, int8 A with za other than 0) run with A - za as two int8 halves, both

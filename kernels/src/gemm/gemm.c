@@ -562,16 +562,23 @@ void rq_epi_shift_cols(rq_epi *d, const rq_epi *e, int c0, int n) { epi_shift_co
 /* 0: never the 64-column plain-B AMX driver (benchmarks compare the two paths in one process) */
 int rq_amx_plain_on = 1;
 int rq_amx_kslab_on = 1;
-/* VNNI GEMM on a plain B without packing (gemm_vnni_plain): REFQUANT_VNNI_PLAIN=0 turns it off
- * (B packed, then the packed kernel, as before session 27), for measurements and tests */
+/* VNNI GEMM on a plain B without packing (gemm_vnni_plain): REFQUANT_VNNI_PLAIN=0 or
+ * rq_set_vnni_plain(0) turns it off (the GEMV, or B packed and the packed kernel, as before
+ * session 27), for measurements and for the tests of those kernels; rq_set_vnni_plain(-1) goes
+ * back to the environment's setting */
+static volatile int vnni_plain_mode = -1;
+void rq_set_vnni_plain(int on) { vnni_plain_mode = on < 0 ? -1 : on != 0; }
 static int vnni_plain_on(void) {
-    static volatile int on = -1;
-    if (on < 0) {
+    int m = vnni_plain_mode;
+    if (m < 0) {
         const char *v = getenv("REFQUANT_VNNI_PLAIN");
-        on = !(v && v[0] == '0' && !v[1]);
+        m = !(v && v[0] == '0' && !v[1]);
     }
-    return on;
+    return m;
 }
+#ifndef RQ_VNNI_PLAIN_MIN_M
+#define RQ_VNNI_PLAIN_MIN_M 2   /* 1 row: even with the GEMV (1 x 768 x 768 6.6-6.8 -> 6.2-6.7 us) */
+#endif
 #ifndef RQ_VNNI_PLAIN_MAX_M
 #define RQ_VNNI_PLAIN_MAX_M 160   /* x 768 x 768, Zen 5, 1 thread, fresh processes alternating, us,
     packed kernel -> this: 64 rows 87-90 -> 81-83, 128 162-170 -> 162, 192 234-243 -> 236-244,
@@ -642,11 +649,11 @@ int rq_gemm_choose(const rq_gemm_args *a) {
                      !a->packed && a->b_cs == 1 && (a->M < RQ_AMX_MIN_M || nt == 1 || kn > mt_gemv_min);
     if (amx && a->M >= RQ_AMX_MIN_M && !gemv) return RQ_K_AMX;
     if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni) {
-        /* no AMX, a plain B in L2 and more rows than the GEMV takes: B read in place, no packing
-         * (Zen 5, docs/performance.md, session 27; at 2 threads from 16 rows: 12 x 768 x 768 was
-         * 18 -> 20 us, 16 x 768 x 768 17-20 -> 13-14) */
-        if (!gemv && !a->packed && a->b_cs == 1 && !a->sat16 && rq_gemm_vnni_plain__avx512vnni && vnni_plain_on() &&
-            a->M > RQ_GEMV_MAX_M && a->M <= RQ_VNNI_PLAIN_MAX_M && (nt <= 1 || a->M >= 16) &&
+        /* no AMX, a plain B whose chunk stays in L2: B read in place, no packing, also in place
+         * of the GEMV from RQ_VNNI_PLAIN_MIN_M rows (Zen 5, docs/performance.md, session 27; at 2
+         * threads from 16 rows: 12 x 768 x 768 was 18 -> 20 us, 16 x 768 x 768 17-20 -> 13-14) */
+        if (!amx && !a->packed && a->b_cs == 1 && !a->sat16 && rq_gemm_vnni_plain__avx512vnni && vnni_plain_on() &&
+            a->M >= RQ_VNNI_PLAIN_MIN_M && a->M <= RQ_VNNI_PLAIN_MAX_M && (nt <= 1 || a->M >= 16) &&
             vnni_plain_b_ok(a))
             return RQ_K_VNNI_PLAIN;
         return gemv ? RQ_K_VNNI_GEMV : RQ_K_VNNI;

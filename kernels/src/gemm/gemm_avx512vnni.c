@@ -1403,7 +1403,16 @@ static void np_block(const np_job *J, const uint8_t *const *a, const uint8_t *p,
     if (J->xb) np_kern(a, p, rs, K, m, m2, d2, out, RR, O, MK, 1); else np_kern(a, p, rs, K, m, m2, d2, out, RR, O, MK, 0);
 #define RQ_NP_K(RR, O) \
     if (masked == 2) { RQ_NP_X(RR, O, 2) } else if (masked) { RQ_NP_X(RR, O, 1) } else { RQ_NP_X(RR, O, 0) }
-    if (ones) { RQ_NP_K(5, 1) return; }
+    if (ones) {   /* the first block: up to 5 rows and the row of ones */
+        switch (R) {
+        case 5: RQ_NP_K(5, 1) break;
+        case 4: RQ_NP_K(4, 1) break;
+        case 3: RQ_NP_K(3, 1) break;
+        case 2: RQ_NP_K(2, 1) break;
+        default: RQ_NP_K(1, 1) break;
+        }
+        return;
+    }
     switch (R) {
     case 6: RQ_NP_K(6, 0) break;
     case 5: RQ_NP_K(5, 0) break;
@@ -1467,13 +1476,13 @@ static void np_task(void *ctx, int64_t t) {
         rq_epi eb, eb2;
         for (int i = 0; i < J->M;) {
             const int rem = J->M - i, first = i == 0 && J->csum;
-            const int R = first ? 5 : (rem >= 9 || rem == 6 ? 6 : (rem >= 7 ? 4 : rem));
+            const int R = first ? (rem < 5 ? rem : 5) : (rem >= 9 || rem == 6 ? 6 : (rem >= 7 ? 4 : rem));
             const uint8_t *a[RQ_NP_MAXR];
             for (int r = 0; r < RQ_NP_MAXR; r++) a[r] = J->ap + (ptrdiff_t)(i + (r < R ? r : R - 1)) * J->lda;
             np_block(J, a, p, m, m2, d2, out, R, first, masked);
             if (first) {
-                for (int j = jlo; j < jhi; j++) J->csum[j] = out[64 * 5 + (j - jv)];
-                for (int j = jv2; j < jv2 + n2; j++) J->csum[j] = out[64 * 5 + (j - jv2)];
+                for (int j = jlo; j < jhi; j++) J->csum[j] = out[64 * R + (j - jv)];
+                for (int j = jv2; j < jv2 + n2; j++) J->csum[j] = out[64 * R + (j - jv2)];
             }
             if (i == 0) {
                 J->prep(J->ctx, jlo, jhi - jlo, &eb);

@@ -201,6 +201,9 @@ int rq_conv_run(const rq_conv_args *args, int *kernel_used);
 /* 0: depthwise convs keep the per-channel kernels on narrow rows too; 1: the channels-last
  * kernel takes those (the default); -1: REFQUANT_DW_NHWC decides (0 = off) */
 void rq_set_dw_nhwc(int on);
+/* 0: no VNNI GEMM on a plain B in place (gemm_vnni4_plain), 1: where it is chosen (the default),
+ * -1: REFQUANT_VNNI_PLAIN decides ("0" = off) */
+void rq_set_vnni_plain(int on);
 /* Pack conv weights [Cout, Cin, KH, KW] (group 1) as the GEMM B operand with K ordered
  * (kh, kw, ci): B[k, co]. */
 rq_packed_b *rq_pack_conv_w(const uint8_t *w, int Cout, int Cin, int KH, int KW, int w_signed,
