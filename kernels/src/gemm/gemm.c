@@ -651,9 +651,10 @@ int rq_gemm_choose(const rq_gemm_args *a) {
     if (isa >= RQ_ISA_AVX512VNNI && rq_gemm_vnni__avx512vnni) {
         /* no AMX, a plain B whose chunk stays in L2: B read in place, no packing, also in place
          * of the GEMV from RQ_VNNI_PLAIN_MIN_M rows (Zen 5, docs/performance.md, session 27; at 2
-         * threads from 16 rows: 12 x 768 x 768 was 18 -> 20 us, 16 x 768 x 768 17-20 -> 13-14) */
+         * threads, x 768 x 768, us: 2 rows 10-12 -> 5, 4 rows 15 -> 5-6, 8 rows 15-16 -> 8, 12
+         * rows 18-19 -> 11, 16 rows 17-20 -> 13-14) */
         if (!amx && !a->packed && a->b_cs == 1 && !a->sat16 && rq_gemm_vnni_plain__avx512vnni && vnni_plain_on() &&
-            a->M >= RQ_VNNI_PLAIN_MIN_M && a->M <= RQ_VNNI_PLAIN_MAX_M && (nt <= 1 || a->M >= 16) &&
+            a->M >= RQ_VNNI_PLAIN_MIN_M && a->M <= RQ_VNNI_PLAIN_MAX_M &&
             vnni_plain_b_ok(a))
             return RQ_K_VNNI_PLAIN;
         return gemv ? RQ_K_VNNI_GEMV : RQ_K_VNNI;
