@@ -708,6 +708,13 @@ def test_vnni_plain_switch_and_limits():
         assert refquant.last_path()["path"] == "gemm_vnni4__avx512vnni"
         refquant.matmul_integer(np.ones((1, 64), np.uint8), np.ones((64, 768), np.int8))
         assert refquant.last_path()["path"] == "gemv_vnni4__avx512vnni"       # one row: the GEMV
+        # a chunk of B (K lines; rows 3 lines apart) and all of A within half the L2, or not
+        half = _cpu.caches()["l2"] // 2
+        K = 4096
+        for M in (24, 140):
+            plain = K * (M + 64) <= half
+            refquant.matmul_integer(np.ones((M, K), np.uint8), np.ones((K, 192), np.int8))
+            assert (refquant.last_path()["path"] == "gemm_vnni4_plain__avx512vnni") == plain, (M, half)
         for on, want in ((False, "gemv_vnni4__avx512vnni"), (None, "gemm_vnni4_plain__avx512vnni")):
             _k.set_vnni_plain(on)
             refquant.matmul_integer(np.ones((4, 64), np.uint8), np.ones((64, 768), np.int8))
