@@ -335,10 +335,8 @@ def _prepare_quantize(x, y_scale, y_zero_point, axis, block_size, output_dtype, 
         return None
     if variant and P == _F16:
         # a vendor formula in float16 precision: x, 1/s and v = x * r (or x / s) each rounded to
-        # float16 (RQ_QV_P16); not with the zero point added before rounding (a float16 sum of
-        # a float16 and an integer is not one float32 operation rounded again)
-        if variant & (_QV_ZPB | _QV_FMA):
-            return None
+        # float16 (RQ_QV_P16); the zero point before rounding as the float16 sum v + fl16(zp),
+        # or (q_fma) x * r + zp rounded once to float16 (kernels/src/quant/rq_quant.h)
         variant |= _QV_P16
     per_tensor = s.ndim == 0 or (s.ndim == 1 and s.size == 1 and not block_size)
     blocked = bool(block_size) and not per_tensor

@@ -1326,8 +1326,8 @@ def test_quantize_variants_float16_precision(isa):
     and x * r or x / s each rounded to float16, RQ_QV_P16): tflite-xnnpack, tensorrt,
     onnx-reference and tflite-reference (int32 wraparound) run the kernels, with the
     reference's bits on float16 ties and their neighbours, specials and huge values, per tensor
-    and per axis, float16 and float32 x; formulas with the zero point before rounding (pytorch)
-    stay on the reference."""
+    and per axis, float16 and float32 x.  The zero point before rounding (pytorch): the next
+    test."""
     rng = np.random.default_rng(37)
     profs = [get_profile(p) for p in ("tflite-xnnpack", "tensorrt", "onnx-reference", "tflite-reference")]
     profs.append(ONNX.replace(name="p16-div-away", q_rounding="half_away", q_nan="qmax"))
@@ -1363,9 +1363,49 @@ def test_quantize_variants_float16_precision(isa):
                 assert_bitexact(res[0], ref, f"{prof.name} {dt} per axis")
             else:   # a per-axis override the kernels do not implement
                 assert F._q_variant(prof, True, dt, bool(np.any(zv != 0))) is None, prof.name
-    # the zero point before rounding in float16: the reference
-    x = np.linspace(-5, 5, 101).astype(np.float16)
-    assert F.quantize_linear(x, np.float16(0.1), np.uint8(3), profile=get_profile("pytorch")) is None
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_quantize_zero_point_before_rounding_float16(isa):
+    """The zero point added before rounding, in float16 precision (RQ_QV_ZPB | RQ_QV_P16):
+    pytorch per tensor, fl16(fma(x, r, zp)) rounded once (the kernels round x * r + zp to
+    float32 *to odd*, then to float16), and per axis, fl16(fl16(x * r) + fl16(zp)); also the
+    division form.  Every 8- and 16-bit type, zero points past 2048 (not float16 integers),
+    every float16 x (all 65536 codes); the reference's bits, on inputs where rounding x * r +
+    zp to the nearest float32 first gives other bits."""
+    from refquant.reference.quantize import _fma_round_to
+    X16 = np.arange(65536, dtype=np.uint16).view(np.float16)
+    pt = get_profile("pytorch")
+    div = ONNX.replace(name="zpb-div-f16", q_zero_point="before_rounding", q_nan="qmax")
+    naive_differs = 0
+    for dt in (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint16)):
+        qmin, qmax = _qrange(dt)
+        zps = [0, 3, qmax, qmin] + ([2049, -2051 if qmin < 0 else 40001] if qmax > 255 else [])
+        for s in (np.float16(0.0123), np.float16(1 / 3), np.float16(3.0), np.float16(0.00061)):
+            for z in zps:
+                zp = np.array(z, dt)
+                x = X16
+                for prof in (pt, div):
+                    res, ref = _run_both(F.quantize_linear, R.quantize_linear, x, s, zp, isa=isa, profile=prof)
+                    assert res is not None, (prof.name, dt)
+                    v = F._q_variant(prof, False, dt, z != 0)
+                    assert "_zpb" in res[1] and "_p16" in res[1] and res[1].endswith(
+                        "__" + (isa if _k.variant_simd(v | F._QV_P16) else "scalar")), res[1]
+                    assert_bitexact(res[0], ref, f"{prof.name} {dt} s={s} zp={z}")
+                r16 = (np.float16(1) / s).astype(np.float16)
+                with np.errstate(all="ignore"):
+                    naive = (x.astype(np.float32) * np.float32(r16) + np.float32(z)).astype(np.float16)
+                    exact = _fma_round_to(x, r16, np.float64(z), np.float16)
+                naive_differs += int(np.sum((naive != exact) & ~np.isnan(exact)))
+            # per axis (pytorch: x * r rounded, then the zero point added in float16)
+            sv = np.array([s, np.float16(0.37), np.float16(2.5), np.float16(0.0051)], np.float16)
+            zv = np.array([zps[-1], zps[1], zps[0], zps[2]]).astype(dt)
+            xa = X16.reshape(-1, 4, 2)[:, :, ::-1]   # every code, a negative stride, axis 1
+            res, ref = _run_both(F.quantize_linear, R.quantize_linear, xa, sv, zv, isa=isa, axis=1,
+                                 profile=pt)
+            assert res is not None and "_zpb" in res[1] and "_p16" in res[1], res and res[1]
+            assert_bitexact(res[0], ref, f"pytorch {dt} per axis")
+    assert naive_differs > 0   # the inputs reach the cases a float32 rounding to nearest gets wrong
 
 
 # --------------------------------------------------------------------------------------------

@@ -177,8 +177,28 @@ AI __m256i qv_core8(__m256 xf, __m256 s, __m256 r, __m256 zpf, __m256i zp, __m25
     const __m256 one = _mm256_set1_ps(1.0f);
     if (V & RQ_QV_P16) xf = round_f16(xf);
     __m256 v = (V & RQ_QV_RECIP) ? _mm256_mul_ps(xf, r) : _mm256_div_ps(xf, s);
-    if (V & RQ_QV_P16) v = round_f16(v);
-    __m256 w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm256_fmadd_ps(xf, r, zpf) : _mm256_add_ps(v, zpf)) : v;
+    if ((V & RQ_QV_P16) && !((V & RQ_QV_ZPB) && (V & RQ_QV_FMA))) v = round_f16(v);
+    __m256 w;
+    if ((V & RQ_QV_ZPB) && (V & RQ_QV_P16)) {
+        if (V & RQ_QV_FMA) {
+            /* v = x * r exact; v + zp rounded to odd (rq_add_odd), then to float16 */
+            const __m256 t = _mm256_add_ps(v, zpf), bb = _mm256_sub_ps(t, v), z = _mm256_setzero_ps();
+            const __m256 e = _mm256_add_ps(_mm256_sub_ps(v, _mm256_sub_ps(t, bb)), _mm256_sub_ps(zpf, bb));
+            const __m256i u = _mm256_castps_si256(t), i1 = _mm256_set1_epi32(1);
+            const __m256i even = _mm256_cmpeq_epi32(_mm256_and_si256(u, i1), _mm256_setzero_si256());
+            const __m256i fix = _mm256_and_si256(even, _mm256_castps_si256(_mm256_and_ps(
+                _mm256_cmp_ps(e, z, _CMP_NEQ_OQ), _mm256_cmp_ps(_mm256_sub_ps(t, t), z, _CMP_EQ_OQ))));
+            const __m256i down = _mm256_castps_si256(_mm256_xor_ps(_mm256_cmp_ps(e, z, _CMP_GT_OQ),
+                                                                   _mm256_cmp_ps(t, z, _CMP_GT_OQ)));
+            /* +1 where e and t lie on the same side of zero, else -1 */
+            const __m256i d = _mm256_sub_epi32(i1, _mm256_and_si256(down, _mm256_set1_epi32(2)));
+            w = round_f16(_mm256_castsi256_ps(_mm256_add_epi32(u, _mm256_and_si256(fix, d))));
+        } else {
+            w = round_f16(_mm256_add_ps(v, round_f16(zpf)));
+        }
+    } else {
+        w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm256_fmadd_ps(xf, r, zpf) : _mm256_add_ps(v, zpf)) : v;
+    }
     const __m256 nan = _mm256_cmp_ps(w, w, _CMP_UNORD_Q);
     if (V & RQ_QV_WRAP) {   /* see quant_avx512.c qv_core */
         __m256 t;

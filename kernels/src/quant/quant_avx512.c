@@ -234,8 +234,27 @@ AI __m512i qv_core(__m512 xf, __m512 s, __m512 r, __m512 zpf, __m512i zp, __m512
 {
     if (V & RQ_QV_P16) xf = round_f16(xf);
     __m512 v = (V & RQ_QV_RECIP) ? _mm512_mul_ps(xf, r) : _mm512_div_ps(xf, s);
-    if (V & RQ_QV_P16) v = round_f16(v);
-    __m512 w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm512_fmadd_ps(xf, r, zpf) : _mm512_add_ps(v, zpf)) : v;
+    if ((V & RQ_QV_P16) && !((V & RQ_QV_ZPB) && (V & RQ_QV_FMA))) v = round_f16(v);
+    __m512 w;
+    if ((V & RQ_QV_ZPB) && (V & RQ_QV_P16)) {
+        if (V & RQ_QV_FMA) {
+            /* v = x * r exact; v + zp rounded to odd (rq_add_odd), then to float16 */
+            const __m512 t = _mm512_add_ps(v, zpf), bb = _mm512_sub_ps(t, v);
+            const __m512 e = _mm512_add_ps(_mm512_sub_ps(v, _mm512_sub_ps(t, bb)), _mm512_sub_ps(zpf, bb));
+            const __m512i u = _mm512_castps_si512(t), one = _mm512_set1_epi32(1);
+            const __mmask16 fix = _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_NEQ_OQ) &
+                                  _mm512_cmp_ps_mask(_mm512_sub_ps(t, t), _mm512_setzero_ps(), _CMP_EQ_OQ) &
+                                  _mm512_testn_epi32_mask(u, one);
+            const __mmask16 up = ~(_mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_GT_OQ) ^
+                                   _mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_GT_OQ));
+            const __m512i d = _mm512_mask_mov_epi32(_mm512_set1_epi32(-1), up, one);
+            w = round_f16(_mm512_castsi512_ps(_mm512_mask_add_epi32(u, fix, u, d)));
+        } else {
+            w = round_f16(_mm512_add_ps(v, round_f16(zpf)));
+        }
+    } else {
+        w = (V & RQ_QV_ZPB) ? ((V & RQ_QV_FMA) ? _mm512_fmadd_ps(xf, r, zpf) : _mm512_add_ps(v, zpf)) : v;
+    }
     const __mmask16 nan = _mm512_cmp_ps_mask(w, w, _CMP_UNORD_Q);
     if (V & RQ_QV_WRAP) {
         /* rounded unclamped (roundscale keeps huge, infinite and NaN values); cvttps2dq gives

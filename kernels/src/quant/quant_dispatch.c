@@ -412,7 +412,6 @@ int rq_quantize(const void *x, int in_type, void *y, int out_type, const float *
     if (outer < 0 || D < 1 || inner < 0 || block < 0 || out_type < 0 || out_type >= RQ_Q_I32 ||
         (in_type != RQ_F_F32 && in_type != RQ_F_F16) || (variant && div_f16) || div_f16 < 0 || div_f16 > 2 ||
         (variant & ~(RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_P16 | ((4 << RQ_QV_NAN_SHIFT) - 1))) ||
-        ((variant & RQ_QV_P16) && (variant & RQ_QV_ZPB)) ||
         ((variant & RQ_QV_NANWRAP) && !(variant & RQ_QV_WRAP)) ||
         ((variant & RQ_QV_RAWAY) && (variant & RQ_QV_RUP)))
         return -1;

@@ -100,10 +100,13 @@ enum { RQ_QV_RECIP = 1, RQ_QV_ZPB = 2, RQ_QV_FMA = 4, RQ_QV_RAWAY = 8, RQ_QV_RUP
        RQ_QV_NAN_SHIFT = 5 /* 2 bits: 0 qmin, 1 qmax, 2 zero point, 3 zero */,
        RQ_QV_WRAP = 128,   /* int32 wraparound (onnx.reference / tflite reference) */
        RQ_QV_NANWRAP = 256 /* with WRAP: NaN keeps the wrapped code (no NaN override) */,
-       RQ_QV_P16 = 512     /* float16 precision P (not with ZPB): x and 1/s rounded to float16,
-                            * v = fl16(x * r) or fl16(x / s); each a single float32 operation on
-                            * float16 operands rounded once more, which is the float16 result
-                            * (24 >= 2 * 11 + 2 bits) */ };
+       RQ_QV_P16 = 512     /* float16 precision P: x and 1/s rounded to float16, v = fl16(x * r)
+                            * or fl16(x / s); each a single float32 operation on float16 operands
+                            * rounded once more, which is the float16 result (24 >= 2 * 11 + 2
+                            * bits).  With ZPB: w = fl16(v + fl16(zp)) (the same argument); with
+                            * ZPB | FMA: x * r is exact in float32 (22 bits), x * r + zp is
+                            * rounded to float32 *to odd* (TwoSum; rq_add_odd), then to float16:
+                            * the float16 fma rounded once (24 >= 11 + 2 bits) */ };
 
 typedef struct rq_dqrun_args {
     const void *x;        /* quantized input */

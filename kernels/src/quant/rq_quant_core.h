@@ -114,6 +114,18 @@ RQ_INLINE float rq_round_rule(float v, int variant)
     return rq_rne_small(v);
 }
 
+/* p + c rounded to float32 *to odd* (p, c finite float32 with an exact float32 sum error:
+ * TwoSum): the RNE sum when exact, else its neighbour with an odd last bit on the exact sum's
+ * side.  Rounded once more to float16 (24 >= 11 + 2 bits) it is the float16 sum rounded once. */
+RQ_INLINE float rq_add_odd(float p, float c)
+{
+    const float t = p + c, bb = t - p;
+    const float e = (p - (t - bb)) + (c - bb);   /* p + c == t + e exactly */
+    uint32_t u = rq_f32_bits(t);
+    if (e != 0.0f && t - t == 0.0f && !(u & 1u)) u += ((e > 0.0f) == (t > 0.0f)) ? 1u : (uint32_t)-1;
+    return rq_bits_f32(u);
+}
+
 /* One QuantizeLinear element under a variant (rq_quant.h), float32 division precision. */
 RQ_INLINE int32_t rq_quantize1v(float xf, float s, int32_t zp, int32_t qmin, int32_t qmax, int variant)
 {
@@ -123,8 +135,15 @@ RQ_INLINE int32_t rq_quantize1v(float xf, float s, int32_t zp, int32_t qmin, int
     int32_t add;
     if (p16) xf = rq_round_f16(xf);
     if (variant & RQ_QV_ZPB) {
-        w = (variant & RQ_QV_FMA) ? fmaf(xf, r, (float)zp)
-                                  : ((variant & RQ_QV_RECIP) ? xf * r : xf / s) + (float)zp;
+        if (p16) {
+            /* float16: fma(x, r, zp) rounded once (x * r exact in float32, the sum to odd,
+             * then to float16), or fl16(fl16(v) + fl16(zp)) */
+            w = (variant & RQ_QV_FMA) ? rq_round_f16(rq_add_odd(xf * r, (float)zp))
+                : rq_round_f16(rq_round_f16((variant & RQ_QV_RECIP) ? xf * r : xf / s) + rq_round_f16((float)zp));
+        } else {
+            w = (variant & RQ_QV_FMA) ? fmaf(xf, r, (float)zp)
+                                      : ((variant & RQ_QV_RECIP) ? xf * r : xf / s) + (float)zp;
+        }
         lo = (float)qmin; hi = (float)qmax; add = 0;
     } else {
         w = (variant & RQ_QV_RECIP) ? xf * r : xf / s;
@@ -204,7 +223,9 @@ RQ_INLINE float rq_dequantize1(int32_t q, int32_t zp, float s, int out_f16)
     X(RQ_QV_RECIP | RQ_QV_P16, __VA_ARGS__)                                                      \
     X(RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_P16, __VA_ARGS__)                                       \
     X(RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RAWAY | RQ_QV_P16, __VA_ARGS__)                         \
-    X(RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RECIP | RQ_QV_P16, __VA_ARGS__)
+    X(RQ_QV_WRAP | RQ_QV_NANWRAP | RQ_QV_RECIP | RQ_QV_P16, __VA_ARGS__)                         \
+    X(RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_P16, __VA_ARGS__)                                          \
+    X(RQ_QV_RECIP | RQ_QV_ZPB | RQ_QV_FMA | RQ_QV_P16, __VA_ARGS__)
 #define RQ_QV_CASE_(V, RUN, a, F16, PS) case (V): RUN(a, F16, PS, (V)); break;
 /* RUN(a, F16, PS, V) runs variant V with the flags as constants */
 #define RQ_QV_SWITCH(RUN, a, F16, PS)                                                            \
