@@ -160,8 +160,11 @@ torch.quantize_per_tensor: inv = fl32(1/s), v = fl32(fma(x, inv, zp)) (one round
 Quantize<T, LEGACY=true> compiled with FMA), RNE, clamp; NaN -> qmax, +-Inf and huge values
 saturate.  A 1-D scale follows torch.quantize_per_channel: v = fl32(fl32(x*inv) + zp) (two
 roundings), RNE, clamp; NaN -> the code 0 whatever the zero point (override "per_axis").
-Dequantize: (q - zp) * s in float32.  Only float32 x; int8/uint8 outputs (qint32 NaN handling
-differs: INT32_MIN, not modelled).  Verified live against torch 2.13.0+cpu: QuantizeLinear
+Dequantize: (q - zp) * s in float32.  torch takes only float32 x (a Half tensor raises "Quantize
+only works on Float Tensor") and int8/uint8/int32 outputs (qint32 NaN handling differs:
+INT32_MIN, not modelled); other types are refquant's extension, the same formula in the spec's
+precision (float16 x: x, inv, x*inv and the sum each rounded to float16, the fused form rounded
+once), not torch's behaviour.  Verified live against torch 2.13.0+cpu: QuantizeLinear
 (per-tensor and per-axis, int8/uint8) and DequantizeLinear (tests/test_profiles_pytorch.py).""",
 ))
 

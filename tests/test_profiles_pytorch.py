@@ -26,6 +26,16 @@ def test_quantize_per_tensor_and_per_channel(seed, n, dtype, per_axis):
     assert_exact("pytorch", "pytorch", "QuantizeLinear", inp, {"axis": 1} if per_axis else {})
 
 
+def test_quantize_float16_is_an_extension():
+    """torch.quantize_per_tensor refuses a Half tensor, so the profile's float16 QuantizeLinear
+    (its formula in float16 precision) is refquant's extension, as its doc says."""
+    need("pytorch")
+    import torch
+    with pytest.raises(RuntimeError, match="Float"):
+        torch.quantize_per_tensor(torch.tensor([0.5], dtype=torch.float16), 0.1, 3, torch.quint8)
+    assert "refquant's extension" in get_profile("pytorch").doc
+
+
 def test_quantize_known_examples():
     """SEMANTICS 4.1: x*(1/s) with the zero point before rounding, per_tensor fused (FMA),
     per_channel not; NaN -> qmax per tensor, code 0 per channel."""
