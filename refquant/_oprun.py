@@ -29,8 +29,26 @@ _FUNCS = {
 }
 
 
-def run_reference(op, inputs, attributes=None, *, profile="onnx", opset=None):
-    """The reference output of ``op`` (ONNX name) on ``inputs`` (dict keyed by ONNX input names)."""
+_FAST = {}
+
+
+def _fast_funcs():
+    """{ONNX op: refquant.<op>}: the dispatching functions (a fast kernel where one covers the
+    call, else the reference; the same bits either way)."""
+    if not _FAST:
+        from . import _dispatch as D
+        _FAST.update({
+            "QuantizeLinear": D.quantize_linear, "DequantizeLinear": D.dequantize_linear,
+            "DynamicQuantizeLinear": D.dynamic_quantize_linear, "MatMulInteger": D.matmul_integer,
+            "QLinearMatMul": D.qlinear_matmul, "ConvInteger": D.conv_integer,
+            "QLinearConv": D.qlinear_conv, "QGemm": D.qgemm})
+    return _FAST
+
+
+def run_reference(op, inputs, attributes=None, *, profile="onnx", opset=None, kernels=False):
+    """The reference output of ``op`` (ONNX name) on ``inputs`` (dict keyed by ONNX input names).
+    ``kernels=True`` runs ``refquant.<op>`` instead: a fast kernel where one covers the call,
+    which returns the reference's bits (REFQUANT_DISABLE_FAST=1 turns the kernels off)."""
     if op not in _FUNCS:
         raise ValueError(f"op: unknown op {op!r}; known: {', '.join(_FUNCS)}")
     names = OP_INPUTS[op]
@@ -43,7 +61,7 @@ def run_reference(op, inputs, attributes=None, *, profile="onnx", opset=None):
     kwargs = dict(attributes or {})
     kwargs["profile"] = profile
     kwargs["opset"] = opset
-    return _FUNCS[op](*args, **kwargs)
+    return (_fast_funcs() if kernels else _FUNCS)[op](*args, **kwargs)
 
 
 def _float_codes_ordered(a):

@@ -13,9 +13,12 @@ Execution.  The graph runs node by node in topological order on ``onnx.reference
 
 - QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger, QLinearMatMul,
   ConvInteger, QLinearConv, com.microsoft QGemm, com.microsoft MatMulIntegerToFloat and the
-  fused kernels below: ``refquant.reference.*`` (``refquant._oprun.run_reference``) with the
-  node's explicit attributes and the model's opset (the profile's arithmetic: rounding, division,
-  requantization, int16 pair saturation, symmetric-only rejection with the engine's message).
+  fused kernels below: ``refquant.<op>`` (``refquant._oprun.run_reference(kernels=True)``: a
+  fast kernel where one covers the call, which returns ``refquant.reference.<op>``'s bits, else
+  the reference itself; ``run_model(kernels=False)`` or REFQUANT_DISABLE_FAST=1 runs the
+  reference alone) with the node's explicit attributes and the model's opset (the profile's
+  arithmetic: rounding, division, requantization, int16 pair saturation, symmetric-only
+  rejection with the engine's message).
 - every other op (Conv, MatMul, Gemm, Add, Relu, Clip, pools, Reshape, Softmax, ...):
   ``onnx.reference``'s numpy implementation, in the tensor's dtype (float32 stays float32).  A
   float Conv/MatMul sums in numpy's order, not an engine's: float tensors can differ from an
@@ -1310,9 +1313,10 @@ def _max_pool_2d_fast(self, x, auto_pad, ceil_mode, dilations, kernel_shape, new
     return (y,)
 
 
-def _make_ops(profile, fusions_by_output):
+def _make_ops(profile, fusions_by_output, kernels=True):
     from onnx.reference.op_run import OpRun
     from ._oprun import run_reference, OP_INPUTS
+    ops = _op_funcs(kernels)
 
     def node_attrs(self):
         return _attrs(self.onnx_node)
@@ -1339,12 +1343,11 @@ def _make_ops(profile, fusions_by_output):
             if domain == "com.microsoft" and opname in ("QuantizeLinear", "DequantizeLinear"):
                 op_ver = None
             if self.onnx_node.name.endswith(_S8U8) and opname in ("QLinearConv", "QLinearMatMul", "QGemm"):
-                return (_s8_to_u8_run(opname, ins, at, profile),)
+                return (_s8_to_u8_run(opname, ins, at, profile, kernels),)
             if opname == "MatMulInteger":
-                from .reference import matmul_integer
-                return (matmul_integer(*[ins.get(k) for k in names], profile=profile),)
+                return (ops.matmul_integer(*[ins.get(k) for k in names], profile=profile),)
             r = run_reference(opname, ins, at, profile=profile,
-                              opset=None if opname == "QGemm" else op_ver)
+                              opset=None if opname == "QGemm" else op_ver, kernels=kernels)
             return tuple(r) if isinstance(r, tuple) else (r,)
 
         return type(opname, (OpRun,), {"op_domain": domain, "_run": _run})
@@ -1352,11 +1355,10 @@ def _make_ops(profile, fusions_by_output):
     classes = [make_q(op, dom) for (dom, op) in _QOPS]
 
     def _mitf(self, A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None, **kw):
-        from .reference import matmul_integer
         if np.asarray(A).dtype == np.int8 and self.onnx_node.name.endswith(_S8U8):
             A = _shift_u8(A)
             a_zero_point = _shift_u8(np.int8(0) if a_zero_point is None else a_zero_point)
-        acc = matmul_integer(A, B, a_zero_point, b_zero_point, profile=profile)
+        acc = ops.matmul_integer(A, B, a_zero_point, b_zero_point, profile=profile)
         s = (np.asarray(a_scale, np.float32) * np.asarray(b_scale, np.float32)).astype(np.float32)
         y = (acc.astype(np.float32) * s).astype(np.float32)
         if bias is not None:
@@ -1366,7 +1368,7 @@ def _make_ops(profile, fusions_by_output):
     classes.append(type("MatMulIntegerToFloat", (OpRun,), {"op_domain": "com.microsoft", "_run": _mitf}))
 
     def _trt(self, *args, **kw):
-        return (_run_trt_fused(args, node_attrs(self), profile),)
+        return (_run_trt_fused(args, node_attrs(self), profile, ops),)
 
     classes.append(type("TensorRTFused", (OpRun,), {"op_domain": _DOMAIN, "_run": _trt}))
 
@@ -1826,7 +1828,7 @@ def _shift_u8(v):
     return (np.asarray(v).astype(np.int16) + 128).astype(np.uint8)
 
 
-def _s8_to_u8_run(opname, ins, at, profile):
+def _s8_to_u8_run(opname, ins, at, profile, kernels=True):
     """ORT's QDQS8ToU8Transformer (level 2, x86): int8 activations become uint8 (codes and zero
     point + 128) before the fused kernel, so the integer GEMM is u8 x s8 (exactly the same
     accumulator, but subject to int16 pair saturation on AVX2).  The int8 output is
@@ -1839,15 +1841,16 @@ def _s8_to_u8_run(opname, ins, at, profile):
     out_i8 = yz in ins and np.asarray(ins[yz]).dtype == np.int8
     if out_i8:
         ins[yz] = _shift_u8(ins[yz])
-    r = run_reference(opname, ins, at, profile=profile)
+    r = run_reference(opname, ins, at, profile=profile, kernels=kernels)
     if out_i8:
         r = (np.asarray(r).astype(np.int16) - 128).astype(np.int8)
     return r
 
 
-def _run_trt_fused(args, at, profile):
-    """TensorRT fused kernel: see the module docstring."""
-    from .reference import qlinear_conv, qgemm, conv_integer, matmul_integer
+def _run_trt_fused(args, at, profile, ops=None):
+    """TensorRT fused kernel: see the module docstring.  ops: _op_funcs(...)."""
+    ops = ops or _op_funcs(False)
+    qlinear_conv, qgemm, conv_integer, matmul_integer = ops.qlinear_conv, ops.qgemm, ops.conv_integer, ops.matmul_integer
     from .reference.requant import round_to_int
     from ._dtypes import qrange
     args = list(args) + [None] * (9 - len(args))
@@ -1922,8 +1925,20 @@ def _run_trt_fused(args, at, profile):
     return yi.astype(y.dtype)
 
 
-def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False, overrides=None):
-    """Run an ONNX model on the reference and return every intermediate and output tensor.
+def _op_funcs(kernels):
+    """The integer ops the model runner calls: ``refquant.<op>`` (kernels=True: a fast kernel
+    where one covers the call, the reference's bits, as tests/test_*_kernels.py and
+    tools/fuzz_kernels.py check) or ``refquant.reference.<op>``."""
+    if kernels:
+        from . import _dispatch as mod
+    else:
+        from . import reference as mod
+    return mod
+
+
+def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False, overrides=None,
+              kernels=True):
+    """Run an ONNX model with the reference's arithmetic; return every intermediate and output tensor.
 
     model    onnx.ModelProto, a path to a .onnx file, or serialized bytes.
     inputs   dict {graph input name: numpy array} (dtype and static dimensions are checked).
@@ -1938,11 +1953,15 @@ def run_model(model, inputs, *, profile="onnx", fuse=None, return_fusions=False,
              layer on the engine's inputs).  The returned value of an overridden tensor is still
              the one its producer computes.  Names that do not exist in the executed graph
              (inside a fusion) are ignored.
+    kernels  True (default): the integer ops run ``refquant.<op>``, a fast kernel wherever one
+             covers the call (the reference's bits; a ResNet-50-like chain of 24 QLinearConv
+             layers: 0.54 s -> see docs/performance.md, session 28); False: every op on
+             ``refquant.reference`` itself.  REFQUANT_DISABLE_FAST=1 also turns the kernels off.
 
     Returns {tensor name: numpy array} for every node output of the executed graph, in
     topological order (a Python dict keeps insertion order).
     """
-    values, _m, fusions = _execute(model, inputs, profile, fuse, overrides=overrides)
+    values, _m, fusions = _execute(model, inputs, profile, fuse, overrides=overrides, kernels=kernels)
     if return_fusions:
         return values, fusions
     return values
@@ -1991,7 +2010,7 @@ def _fuse_profile_error(exc, prof, fuse, m=None):
     return None
 
 
-def _execute(model, inputs, profile, fuse, overrides=None):
+def _execute(model, inputs, profile, fuse, overrides=None, kernels=True):
     """(values, executed ModelProto, fusions): run_model's work, with the rewritten graph."""
     from onnx.reference import ReferenceEvaluator
     from .profile import get_profile
@@ -2008,7 +2027,7 @@ def _execute(model, inputs, profile, fuse, overrides=None):
         feeds = dict(feeds, **extra)
     else:
         run_m = m
-    classes = _make_ops(prof, {f.output: f for f in fusions})
+    classes = _make_ops(prof, {f.output: f for f in fusions}, kernels)
     try:
         ev = ReferenceEvaluator(run_m, new_ops=classes)
     except Exception as exc:  # noqa: BLE001

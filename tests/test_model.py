@@ -318,6 +318,33 @@ def test_qlinear_model_runs_integer_ops():
     assert np.array_equal(vals["c1"], c1)
 
 
+@pytest.mark.parametrize("builder", [qdq_conv_chain, qdq_gemm_chain, qlinear_chain, tie_model])
+def test_kernels_give_the_reference_tensors(builder):
+    """run_model's integer ops on refquant.<op> (kernels=True, the default) and on the reference
+    alone (kernels=False): the same tensors, bit for bit, under every fuse mode and several
+    profiles (or the same error class); the kernels did run."""
+    import refquant
+    m, shp = builder()
+    x = random_input(shp, scale=3.0) if builder is not tie_model else np.arange(-8, 8).astype(np.float32)
+    ran_kernel = False
+    for prof in ("onnx", "onnxruntime", "onnxruntime-avx2", "pytorch-fbgemm", "tensorrt"):
+        for fuse in (None, "onnxruntime-basic", "onnxruntime", "tensorrt"):
+            try:
+                ref = run_model(m, {"x": x}, profile=prof, fuse=fuse, kernels=False)
+            except Exception as exc:  # noqa: BLE001
+                with pytest.raises(type(exc)):
+                    run_model(m, {"x": x}, profile=prof, fuse=fuse)
+                continue
+            got = run_model(m, {"x": x}, profile=prof, fuse=fuse)
+            ran_kernel |= refquant.last_path()["path"] != "reference"
+            assert list(got) == list(ref), (prof, fuse)
+            for k in ref:
+                a, b = np.asarray(ref[k]), np.asarray(got[k])
+                assert a.dtype == b.dtype and a.shape == b.shape, (prof, fuse, k)
+                assert a.tobytes() == b.tobytes(), (prof, fuse, k)
+    assert ran_kernel
+
+
 # ----------------------------------------------------------------------- against onnxruntime
 
 ort = pytest.importorskip("onnxruntime", reason="checks against onnxruntime")
