@@ -1303,7 +1303,9 @@ def test_pack_conv_w_layout(monkeypatch):
     """Conv weights packed in one pass (per 16-channel panel: each group of 4 input channels'
     taps permuted to tap-major dwords with vpermb, then a 16x16 int32 transpose; AVX512_VBMI) and
     by the staged packer (transpose, row reorder, VNNI-4 packer; without VBMI or below VNNI) give
-    the same bytes and column sums as the layout written out in numpy: channel counts around the
+    the same bytes and column sums as the layout written out in numpy (with 2 to 10 taps, whole
+    blocks of 64 input channels go 16 groups at a time: one vpermt2b per 16 (group, tap) dwords,
+    then the transpose; 64, 70 and 136 channels reach it): channel counts around the
     groups of 4, padded channels (the implicit conv's whole 64-byte chunks), output channels around
     the 16-column panels, kernels 1x1 to 4x4 and 1x7 / 5x5 (past the one-pass packer's 16 taps),
     int8 / uint8, 1 and 2 threads."""
@@ -1312,8 +1314,8 @@ def test_pack_conv_w_layout(monkeypatch):
     try:
         for vbmi in _vbmi_variants(monkeypatch):
             for Co in (1, 16, 17, 40):
-                for Ci in (1, 3, 4, 13, 64, 70):
-                    for KH, KW in ((1, 1), (3, 3), (2, 3), (4, 4), (5, 5), (1, 7)):
+                for Ci in (1, 3, 4, 13, 64, 70, 136):
+                    for KH, KW in ((1, 1), (3, 3), (2, 3), (2, 2), (4, 4), (5, 5), (1, 7), (2, 5)):
                         dt = np.int8 if rng.random() < 0.5 else np.uint8
                         w = _rand(rng, dt, (Co, Ci, KH, KW))
                         for cp in sorted({Ci, -(-Ci // 4) * 4, -(-Ci // 64) * 64}):

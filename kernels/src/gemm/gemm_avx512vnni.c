@@ -298,10 +298,24 @@ static inline void tr16x16_epi32(__m512i *r) {
     }
 }
 
+#ifndef RQ_PACKW_RUNS_MAX_KK
+/* conv weights with 2 to this many taps: 16 groups at a time (packw_panel; 0: never).  Zen 5, 1
+ * thread, the packer alone, 512 -> 512 channels, us: 1x2 44 -> 16, 1x3 / 3x1 48 -> 27, 2x2 49-54
+ * -> 33-45, 2x3 55-62 -> 52, 2x4 90 -> 84-88, but 3x3 64 -> 75 (not understood: the loop below
+ * uses 9 of its 16 transposed dwords there, and still wins) */
+#define RQ_PACKW_RUNS_MAX_KK 8
+#endif
 #ifndef RQ_PACKW_PF
 #define RQ_PACKW_PF 4
 #endif
-typedef struct { rq_packed_b *pb; const uint8_t *w; int Cin, Cp, KK; const uint8_t *idx; } packw_job;
+typedef struct {
+    rq_packed_b *pb; const uint8_t *w; int Cin, Cp, KK; const uint8_t *idx;
+    /* 16 groups (64 input channels) at a time (NULL: off): the row's (group, tap) dwords in
+     * runs of 16, run m gathered by one two-register byte permute (idx2 + 64 m) from the 128
+     * bytes at base[m] past the block's first byte */
+    const uint8_t *idx2; const int *base;
+    const int *dst;   /* run m's slot sl: panel row t * (Cp / 4) + gl of the block (dst[16 m + sl]) */
+} packw_job;
 
 /* one panel (16 output channels): for every group of 4 input channels, each channel's 4*KK bytes
  * w[co, 4g .. 4g+3, 0 .. KK-1] (contiguous) permuted to tap-major dwords (vpermb), then a 16x16
@@ -339,7 +353,45 @@ __attribute__((target("avx512vbmi"))) static void packw_panel(void *ctx, int64_t
             }
         }
     }
-    for (int g = 0; KK > 1 && g < Cp / 4; g++) {
+    int gstart = 0;
+    if (KK > 1 && J->idx2) {
+        /* whole blocks of 16 groups, every channel real: each 16-dword run of the rows' (group,
+         * tap) pairs (group-major) is one vpermt2b of a row's 128-byte window, then a 16x16
+         * transpose gives 16 panel rows; no dword of the transposes is wasted (the loop below
+         * uses KK of 16); the column sums in 4 chains */
+        const int nblk = imin(Cin / 4, Cp / 4) / 16;
+        __m512i csb[4] = {cs, _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        for (int b = 0; b < nblk; b++) {
+            const int g0 = 16 * b;
+            const size_t bstart = (size_t)4 * g0 * KK;
+            for (int m = 0; m < KK; m++) {
+                const size_t off = bstart + (size_t)J->base[m];
+                const ptrdiff_t rem = (ptrdiff_t)rowlen - (ptrdiff_t)off;   /* bytes left in the row */
+                const __mmask64 ml = rem >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << rem) - 1);
+                const __mmask64 mh = rem >= 128 ? ~(__mmask64)0 : rem > 64 ? (((__mmask64)1 << (rem - 64)) - 1) : 0;
+                const __m512i ix = _mm512_loadu_si512((const void *)(J->idx2 + 64 * m));
+                __m512i v[16];
+                for (int c = 0; c < 16; c++) {
+                    if (c < nco) {
+                        const uint8_t *rp = J->w + (size_t)(co0 + c) * rowlen + off;
+                        const __m512i lo = rem >= 128 ? _mm512_loadu_si512((const void *)rp) : _mm512_maskz_loadu_epi8(ml, rp);
+                        const __m512i hi = rem >= 128 ? _mm512_loadu_si512((const void *)(rp + 64)) : _mm512_maskz_loadu_epi8(mh, rp + 64);
+                        v[c] = _mm512_xor_si512(_mm512_permutex2var_epi8(lo, ix, hi), x);
+                    } else {
+                        v[c] = _mm512_setzero_si512();
+                    }
+                }
+                tr16x16_epi32(v);
+                for (int sl = 0; sl < 16; sl++) {
+                    _mm512_store_si512((void *)(panel + ((size_t)J->dst[16 * m + sl] + g0) * 64), v[sl]);
+                    csb[sl & 3] = _mm512_dpbusd_epi32(csb[sl & 3], ones, v[sl]);
+                }
+            }
+        }
+        cs = _mm512_add_epi32(_mm512_add_epi32(csb[0], csb[1]), _mm512_add_epi32(csb[2], csb[3]));
+        gstart = 16 * nblk;
+    }
+    for (int g = gstart; KK > 1 && g < Cp / 4; g++) {
         int nci = Cin - 4 * g;
         nci = nci > 4 ? 4 : (nci < 0 ? 0 : nci);
         const int nb = nci * KK;
@@ -375,7 +427,23 @@ int rq_pack_conv_w__avx512vnni(rq_packed_b *pb, const uint8_t *w, int Cin, int C
         const int t = d / 4, j = d % 4;
         idx[d] = (uint8_t)(t < KK ? j * KK + t : 0);
     }
-    packw_job J = {pb, w, Cin, Cp, KK, idx};
+    /* the 16-group runs: run m holds the (group, tap) pairs 16 m .. 16 m + 15 (group-major);
+     * its bytes must lie in one 128-byte window (true up to KK = 10) */
+    uint8_t idx2[16 * 64] __attribute__((aligned(64)));
+    int base[16], dst[256];
+    int runs_ok = KK > 1 && KK <= RQ_PACKW_RUNS_MAX_KK && KK <= 16;
+    for (int m = 0; runs_ok && m < KK; m++) {
+        const int p0 = 16 * m;
+        base[m] = 4 * (p0 / KK) * KK + p0 % KK;
+        for (int d = 0; d < 64; d++) {
+            const int pr = p0 + d / 4, j = d % 4, gl = pr / KK, t = pr % KK;
+            const int src = (4 * gl + j) * KK + t - base[m];
+            if (src < 0 || src >= 128) { runs_ok = 0; break; }
+            idx2[64 * m + d] = (uint8_t)src;
+            if (j == 0) dst[pr] = t * (Cp / 4) + gl;
+        }
+    }
+    packw_job J = {pb, w, Cin, Cp, KK, idx, runs_ok ? idx2 : NULL, base, dst};
     const int npan = pb->Np / 16;
     rq_parallel(npan, ((size_t)pb->K * pb->N > RQ_PACK_MT_MIN) ? (nthreads > 0 ? nthreads : 1) : 1, packw_panel, &J);
     return RQ_OK;
