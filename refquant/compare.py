@@ -888,7 +888,7 @@ def _cause_pair_saturation(ctx, node, op, ins, at, obs, mk):
     p = get_profile(ctx.profile)
 
     def run(prof):
-        r = _s8_to_u8_run(op, ins, at, prof) if shifted else run_reference(op, ins, at, profile=prof)
+        r = _s8_to_u8_run(op, ins, at, prof) if shifted else run_reference(op, ins, at, profile=prof, kernels=True)
         return np.asarray(r[0] if isinstance(r, tuple) else r)
 
     def same(alt):
@@ -923,8 +923,10 @@ def _cause_pair_saturation(ctx, node, op, ins, at, obs, mk):
 
 
 def _exact_requant_value(op, ins, at):
-    """(acc + bias) * sx * sw / sy - y_zp in float64 (steps before rounding), or None."""
-    from .reference import conv_integer, matmul_integer
+    """(acc + bias) * sx * sw / sy - y_zp in float64 (steps before rounding), or None.  (The
+    accumulators come from refquant.<op>: a kernel where one covers the call, the reference's
+    bits.)"""
+    from ._dispatch import conv_integer, matmul_integer
     try:
         if op == "QLinearConv":
             conv_at = {k: at[k] for k in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
