@@ -315,6 +315,19 @@ def test_int16_pair_saturation_in_convolution():
     assert r.suggestions[0]["field"] == "int16_pair_saturation" and r.suggestions[0]["to"] is True
 
 
+def test_kernels_and_reference_explain_alike(monkeypatch):
+    """explain re-runs the op under each candidate on refquant.<op> (kernels where they cover the
+    call and profile); with REFQUANT_DISABLE_FAST=1 (the reference alone) the report is the same."""
+    rng = np.random.default_rng(3)
+    d, a = CS.conv_case(rng, 1, 16, 9, 9, 24, 3, 3, pads=(1, 1, 1, 1), tie=True)
+    obs = np.asarray(E.run_reference("QLinearConv", d, a, profile="onnxruntime-avx2")).copy()
+    obs.flat[::37] ^= 1
+    fast = explain("QLinearConv", d, obs, attributes=a)
+    monkeypatch.setenv("REFQUANT_DISABLE_FAST", "1")
+    ref = explain("QLinearConv", d, obs, attributes=a)
+    assert str(fast) == str(ref) and fast.matches == ref.matches
+
+
 def test_cli_live_engine(tmp_path, capsys):
     need("tflite-reference")
     inp = _q()

@@ -34,9 +34,14 @@ def resolve_profile(profile, op):
 
 
 def run_reference(op: str, inputs: dict, attributes: dict | None = None, *, profile="onnx",
-                  opset: int | None = None):
-    """``refquant.reference.<op>`` on an ONNX-style input dict; a tuple for DynamicQuantizeLinear."""
-    from .. import reference as R
+                  opset: int | None = None, kernels: bool = False):
+    """``refquant.reference.<op>`` on an ONNX-style input dict; a tuple for DynamicQuantizeLinear.
+    ``kernels=True``: ``refquant.<op>`` instead (a fast kernel where one covers the call, the
+    reference's bits)."""
+    if kernels:
+        from .. import _dispatch as R
+    else:
+        from .. import reference as R
     inputs = check_inputs(op, inputs)
     attributes = dict(attributes or {})
     bad = set(attributes) - set(_ATTRS[op])
