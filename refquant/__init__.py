@@ -20,6 +20,29 @@ from . import reference
 # later ``import refquant.explain`` must not rebind refquant.explain to the module
 from .explain import explain, Explanation
 
+
+def _warn_if_unbuilt():
+    """A source checkout imported before its kernels were built (``pip install .`` installs a
+    built copy elsewhere, but Python run from the checkout's root imports this folder): say so,
+    as every op would otherwise run the numpy reference silently (same bits, much slower)."""
+    import importlib.machinery
+    import os
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.environ.get("REFQUANT_DISABLE_FAST") or not os.path.isfile(os.path.join(here, "..", "setup.py")):
+        return
+    if any(os.path.isfile(os.path.join(here, "_gemm" + sfx)) for sfx in importlib.machinery.EXTENSION_SUFFIXES):
+        return
+    import warnings
+    warnings.warn(
+        f"refquant is imported from the source folder {here}, whose C kernels are not built: every "
+        "op runs the numpy reference (same bits, slower). Build them in place with "
+        "`pip install -e .` (or `python setup.py build_ext --inplace`), or run Python from "
+        "another folder to use an installed copy. REFQUANT_DISABLE_FAST=1 silences this.",
+        RuntimeWarning, stacklevel=3)
+
+
+_warn_if_unbuilt()
+
 # Names whose modules load on first use (heavier imports, optional engines).
 _LAZY = {
     "tensorrt_profile": ("refquant._builtin_profiles", "tensorrt_profile"),

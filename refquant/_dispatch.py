@@ -25,6 +25,7 @@ allocation and page faults of a fresh output, as inference engines' arenas do.
 from __future__ import annotations
 
 import importlib
+import inspect as _inspect
 import os
 
 import numpy as np
@@ -165,6 +166,8 @@ def _try_fast(op, module, func, args, kwargs, **extra):
     if (not (_fast_profile_ok(prof, op) or _symmetric_call_ok(prof, op, args, kwargs))
             or _weights_refused(prof, op, args, kwargs)):
         return None
+    if _masked(args) or _masked(kwargs.values()):
+        return None     # numpy.ma arrays anywhere: the reference refuses them (TypeError)
     args, kwargs = _aligned_args(args, kwargs)
     try:
         if not kwargs and not extra:
@@ -177,6 +180,13 @@ def _try_fast(op, module, func, args, kwargs, **extra):
         return None
     _ran(op, res[1])
     return res
+
+
+def _masked(values):
+    for v in values:
+        if isinstance(v, np.ma.MaskedArray):
+            return True
+    return False
 
 
 def _aligned_args(args, kwargs):
@@ -512,3 +522,48 @@ def kernel_info():
             infos[module] = fn() if fn is not None else {}
         out[op] = infos[module].get(op, "reference")
     return out
+
+
+# ---- what help() and inspect.signature show for the dispatching functions ---------------------
+# The wrappers above take (*args, **kwargs) so that the common call costs little; the names,
+# order and defaults they accept are the reference's, which validates every argument.  Give
+# them the reference's signature and docstring, with the dispatch rule in front.
+
+_DISPATCH_NOTE = (
+    "Runs a fast C kernel where one covers the call (dtypes, layout, profile) and the numpy\n"
+    "reference ``refquant.reference.{name}`` otherwise: the same bits either way, or the same\n"
+    "error class.  ``refquant.last_path()`` names the path that ran; REFQUANT_DISABLE_FAST=1\n"
+    "forces the reference.{extra}\n\n"
+    "The reference's documentation follows.\n\n")
+_OUT_NOTE = (
+    "\n\n``out`` (refquant extension, keyword only): a preallocated C-contiguous array of the\n"
+    "result's shape and dtype to write into, as inference engines reuse buffers; it is returned.")
+
+
+def _document(fn, ref_fn, *, out=False):
+    sig = _inspect.signature(ref_fn)
+    if out:
+        params = list(sig.parameters.values())
+        params.append(_inspect.Parameter("out", _inspect.Parameter.KEYWORD_ONLY, default=None))
+        sig = sig.replace(parameters=params)
+    fn.__signature__ = sig
+    fn.__doc__ = (_DISPATCH_NOTE.format(name=ref_fn.__name__, extra=_OUT_NOTE if out else "")
+                  + _inspect.cleandoc(ref_fn.__doc__ or ""))
+
+
+for _fn, _rf, _out in ((quantize_linear, _ref.quantize_linear, True),
+                       (dequantize_linear, _ref.dequantize_linear, True),
+                       (dynamic_quantize_linear, _ref.dynamic_quantize_linear, False),
+                       (matmul_integer, _ref.matmul_integer, False),
+                       (qlinear_matmul, _ref.qlinear_matmul, False),
+                       (qgemm, _ref.qgemm, False),
+                       (conv_integer, _ref.conv_integer, False),
+                       (qlinear_conv, _ref.qlinear_conv, False),
+                       (requantize, _ref.requantize, False)):
+    _document(_fn, _rf, out=_out)
+del _fn, _rf, _out
+pack_weights.__signature__ = _inspect.Signature(
+    [_inspect.Parameter("B", _inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+pack_weights.__doc__ = (_inspect.cleandoc(_ref_pack_weights.__doc__ or "")
+                        + "\n\nThe compiled packer (``refquant._gemm_fast.pack_weights``) runs where"
+                        " the kernels are built;\nthe packed layout is the kernels' own.")

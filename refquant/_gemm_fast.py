@@ -88,7 +88,7 @@ def _zp_vec(z, dtype, n):
             return None
         v = int(z)
         return np.array([v], np.int32) if lo <= v <= hi else None
-    if isinstance(z, PackedWeights):
+    if isinstance(z, (PackedWeights, np.ma.MaskedArray)):
         return None
     za = np.asarray(z)
     if isinstance(z, np.ndarray) and za.dtype != dtype:
@@ -133,7 +133,7 @@ def _f32_scale(s, allow_vector=False):
         if not 0.0 < s <= _FLT_MAX:
             raise _Slow
         v = np.float32(s)
-    elif isinstance(s, np.ndarray) and s.dtype == np.float32:
+    elif type(s) is np.ndarray and s.dtype == np.float32:   # not a subclass (numpy.ma)
         if s.size == 1 and s.ndim <= 1:
             v = s.reshape(())[()]
         elif allow_vector and s.ndim == 1:
@@ -837,6 +837,8 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0, profile, opset=None):
     # an int32 C is added to the accumulator under every rq_bias; fixed point: LiteRT's
     # FULLY_CONNECTED with a bias (tflite-optimized), acc + C then TFLite's fixed-point multiplier
+    if not _rg._qgemm_attrs_ok(alpha, transA, transB):
+        return None    # the reference names the bad attribute
     r = _qlinear_operands("QGemm", A, B, b_scale, b_zero_point, profile, two_d=True)
     if r is None:
         return _qgemm_ref_epilogue(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
@@ -1026,7 +1028,7 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
         group = int(attrs.get("group", 1))
     except (TypeError, ValueError):
         return None
-    if not _conv_fits(X.shape, W.shape, out):
+    if not _conv_fits(X.shape, W.shape, out, (*strides, *dil)):
         return None
     sat16 = False
     if profile.int16_pair_saturation and X.dtype != W.dtype:
@@ -1113,15 +1115,16 @@ def _qc_prof(profile, xdt=None, asym=False):
 _INT_MAX = 2**31 - 1
 
 
-def _conv_fits(xs, ws, out):
+def _conv_fits(xs, ws, out, steps=()):
     """Whether the kernels' C int sizes hold this conv (pixels in and out, K = C*KH*KW > 0, output
-    channels; ``_gemm._conv_fits`` checks the same before any C code runs): checked before the
-    per-image copies, so that a huge input goes to the reference without a copy first."""
+    channels, the strides and dilations in ``steps``; ``_gemm._conv_fits`` checks the same before
+    any C code runs): checked before the per-image copies, so that a huge input goes to the
+    reference without a copy first."""
     hw = math.prod(int(v) for v in xs[2:])
     ohw = math.prod(int(v) for v in out)
     k = math.prod(int(v) for v in ws[1:])
     # (K = 0, no input channels: the reference's all-zero sums plus bias; the kernels refuse it)
-    return 0 < k and max(hw, ohw, k, ws[0]) <= _INT_MAX
+    return 0 < k and max(hw, ohw, k, ws[0], *steps) <= _INT_MAX
 
 
 _GEO_INTS = {}     # the same by a key of int-only attributes (_lean_geo's first look)
@@ -1171,7 +1174,7 @@ def _lean_geo_typed(xs, ws, dilations, group, kernel_shape, pads, strides):
             pb, pe, st, dl, out = _geometry(xs, ws, attrs, key)
         except (TypeError, ValueError):
             return None
-        if not _conv_fits(xs, ws, out):
+        if not _conv_fits(xs, ws, out, (*st, *dl)):
             return None
         ent = (dict(group=int(group), kernel=(ws[2], ws[3]), strides=tuple(st), dilations=tuple(dl),
                     pads=(pb[0], pb[1], pe[0], pe[1]), sat16=False), tuple(out))
@@ -1390,7 +1393,7 @@ def _conv3d_acc(x, w, xz, wz, attrs, profile, scratch=False):
     N, D, M = X.shape[0], X.shape[2], W.shape[0]
     OD, OH, OW = out
     if min(out) <= 0 or N == 0 or M == 0 or not _conv_fits(X.shape[:2] + X.shape[3:], W.shape[:2] + W.shape[3:],
-                                                          out[1:]):
+                                                          out[1:], (*st, *dl)):
         return None
     xzv = _zp_vec(xz, X.dtype, -1)
     wzv = _zp_vec(wz, W.dtype, M)
@@ -1754,7 +1757,10 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
         return None
     shape = acc.shape
     nd = acc.ndim
-    ax = int(axis) % nd if nd and isinstance(axis, (int, np.integer)) else None
+    if (not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_))
+            or (nd and not -nd <= axis < nd)):
+        return None    # the reference names the bad axis
+    ax = int(axis) % nd if nd else None
     nch = shape[ax] if ax is not None else 1
     rows = ax is not None and ax != nd - 1          # per-channel values per row
     R = math.prod(shape[:ax + 1]) if rows else (math.prod(shape[:-1]) if nd else 1)

@@ -16,9 +16,20 @@ class PackedWeights:
     """Weights packed once for repeated calls.  ``.original`` is the unpacked array."""
 
     def __init__(self, original, packed=None, info=None):
-        self.original = np.asarray(original)
+        # the packed copy must keep matching the original: hold a read-only array and hand out
+        # read-only views of it (a view of a read-only base cannot be made writable again)
+        a = np.asarray(original)
+        if a.flags.writeable or not a.flags.owndata:   # (pack_weights passes its own frozen copy)
+            a = np.array(a, copy=True)
+            a.setflags(write=False)
+        self._original = a.view()
         self.packed = packed
         self.info = dict(info or {})
+
+    @property
+    def original(self):
+        """The unpacked weights (read-only)."""
+        return self._original
 
     @property
     def shape(self):
@@ -52,6 +63,8 @@ def pack_weights(B, **kwargs):
         raise TypeError(f"pack_weights: unexpected keyword arguments {sorted(kwargs)}")
     if isinstance(B, PackedWeights):
         return B
+    from ._dtypes import refuse_masked
+    refuse_masked(B, "B")
     orig = np.array(B, copy=True)
     orig.setflags(write=False)
     packed, layout = None, "plain"

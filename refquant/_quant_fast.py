@@ -220,7 +220,8 @@ def _plain(a):
 
 def _scalar_f32(v):
     """float value of a float32 scale given as np.float32 / 0-d / (1,) array, else None."""
-    if isinstance(v, (np.ndarray, np.generic)) and v.dtype == _F32 and v.size == 1 and v.ndim <= 1:
+    # exact types: a subclass (numpy.ma's masked arrays) takes the full validation, which refuses it
+    if (type(v) is np.ndarray or isinstance(v, np.generic)) and v.dtype == _F32 and v.size == 1 and v.ndim <= 1:
         return float(v.reshape(-1)[0]) if v.ndim else float(v)
     return None
 

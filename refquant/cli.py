@@ -119,6 +119,12 @@ def main(argv=None):
         return 0
     try:
         rc = run(args)
+    except ModuleNotFoundError as exc:   # an optional engine / model package missing
+        from ._cliutil import _OPTIONAL, import_error_message
+        if (exc.name or "").split(".")[0] not in _OPTIONAL:
+            raise
+        print(f"refquant {args.command}: {import_error_message(exc)}", file=sys.stderr)
+        return 2
     except BrokenPipeError:              # e.g. `refquant conformance | head`: stop quietly
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1168,6 +1168,9 @@ def compare_model(model, inputs, *, engine=None, observed=None, profile=None,
     from .profile import get_profile
     if (engine is None) == (observed is None):
         raise ValueError("engine, observed: give exactly one (an engine to run, or observed arrays)")
+    for name, v in (("tolerance", tolerance), ("float_rtol", float_rtol)):
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
     model = load_model(model)
     notes = []
     aliases = {}
@@ -1319,12 +1322,8 @@ def _check_observed(model, inputs, ref, consts, obs, notes):
 # --------------------------------------------------------------------------- CLI
 
 def _load_npz(path, argname):
-    if not os.path.exists(path):
-        raise ValueError(f"{argname}: file {path!r} does not exist")
-    if path.endswith(".npy"):
-        raise ValueError(f"{argname}: expected an .npz archive keyed by tensor names, got {path!r}")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    from ._cliutil import load_arrays
+    return load_arrays(path, argname, npy=False)
 
 
 def add_parser(subparsers):
@@ -1351,9 +1350,10 @@ def add_parser(subparsers):
                    choices=["auto", "none", "onnxruntime-basic", "onnxruntime", "tensorrt"],
                    help="reference fusion mode (default auto: matches --ort-optimization; none "
                         "for --observed)")
-    p.add_argument("--tolerance", type=float, default=0, metavar="STEPS",
+    from ._cliutil import nonnegative_float
+    p.add_argument("--tolerance", type=nonnegative_float, default=0, metavar="STEPS",
                    help="steps a quantized tensor may differ before it counts (default 0)")
-    p.add_argument("--float-rtol", type=float, default=None,
+    p.add_argument("--float-rtol", type=nonnegative_float, default=None,
                    help="relative tolerance (to max|reference|) for float tensors off a quantization "
                         "grid (default by dtype: 1e-5 float32, 5e-3 float16, 4e-2 bfloat16)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON ('-': stdout)")
@@ -1387,7 +1387,8 @@ def run(args):
             np.savez(args.save_reference, **{k: v for k, v in vals.items()
                                              if isinstance(v, np.ndarray)})
     except (ValueError, TypeError, OSError, ImportError) as exc:
-        print(f"refquant compare: {exc}", file=sys.stderr)
+        from ._cliutil import import_error_message
+        print(f"refquant compare: {import_error_message(exc)}", file=sys.stderr)
         return 2
     if args.json == "-":
         print(json.dumps(res.to_dict(), indent=1))

@@ -21,7 +21,9 @@ equals the spec); 1 when an output is not reproduced (a mis-model or an engine e
 with ``--strict``, deviates from the spec; 2 on bad input or when nothing was compared: an
 unknown --engine or --op, a bad --cases directory, no cases, or no recorded (or, with
 ``--live``, runnable) outputs of the engines asked for -- a gate that compares nothing fails.
-``--json FILE`` writes ``{"n_cases", "engines", "results": [...], "summary": {...}}``;
+``--json FILE`` writes ``{"verdict", "n_cases", "engines", "results": [...], "summary": [...]}``
+(``verdict``: "pass" or "fail", as the exit status; ``n_reproduced``, ``n_not_reproduced``,
+``n_not_modelled``, ``n_spec_match`` count the outputs);
 ``--html FILE`` a table.  The JSON is strict (no ``Infinity``/``NaN`` tokens): a non-finite
 number, e.g. ``max_steps`` of an output whose shape differs or that holds NaN where the
 reference does not, is written as the string ``"inf"`` (``"-inf"``, ``"nan"``).
@@ -217,7 +219,8 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
         key = f"{r['op']}|{r['engine']}"
         s = summary.setdefault(key, {"op": r["op"], "engine": r["engine"], "cases": 0,
                                      "spec_match": 0, "profile_match": 0, "profile_checked": 0,
-                                     "max_steps": 0.0, "errors": 0, "not_applicable": 0})
+                                     "max_steps": 0.0, "errors": 0, "not_applicable": 0,
+                                     "not_modelled": 0})
         if r.get("status") == "not-applicable":
             s["not_applicable"] += 1
             continue
@@ -230,9 +233,19 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
         if r.get("profile_match") is not None:
             s["profile_checked"] += 1
             s["profile_match"] += bool(r["profile_match"])
+        elif "profile_error" in r:
+            s["not_modelled"] += 1
     n_na = sum(r.get("status") == "not-applicable" for r in results)
-    return {"n_cases": len(cases), "n_results": len(results), "n_not_applicable": n_na,
-            "n_compared": len(results) - n_na, "profile": profile,
+    compared = [r for r in results if "status" not in r]
+    n_bad = len(_failures({"results": results}))
+    return {"verdict": "fail" if n_bad else "pass",
+            "n_cases": len(cases), "n_results": len(results), "n_not_applicable": n_na,
+            "n_compared": len(results) - n_na,
+            "n_spec_match": sum(bool(r["spec_match"]) for r in compared),
+            "n_reproduced": sum(r.get("profile_match") is True for r in compared),
+            "n_not_reproduced": n_bad,
+            "n_not_modelled": sum(r.get("profile_match") is None for r in compared),
+            "live": bool(live), "profile": profile,
             "cases_dir": str(cases_dir or default_cases_dir()), "engines": versions,
             "seconds": round(time.time() - t0, 2), "results": results,
             "summary": list(summary.values()),
@@ -251,19 +264,28 @@ def format_report(rep, *, quiet=False):
     lines = [f"refquant conformance: {rep['n_cases']} golden cases, {rep['n_results']} engine "
              f"outputs, compared with profile {rep['profile']!r}"]
     if rep["engines"]:
-        lines.append("engines: " + ", ".join(f"{e} {v or '?'}" for e, v in
-                                             sorted(rep["engines"].items())))
+        lines.append(("engines (run now): " if rep.get("live") else
+                      "engines (versions that recorded the outputs): ")
+                     + ", ".join(f"{e} {v or '?'}" for e, v in sorted(rep["engines"].items())))
     hdr = f"{'op':<22} {'engine':<18} {'cases':>5}  {'= spec':>7}  {'max steps':>9}  {'own profile':>12}"
     lines += ["", hdr, "-" * len(hdr)]
     for s in sorted(rep["summary"], key=lambda s: (s["op"], s["engine"])):
         own = (f"{s['profile_match']}/{s['profile_checked']}" if s["profile_checked"] else "n/a")
         notes = [f"{s['errors']} errors"] if s["errors"] else []
+        if s.get("not_modelled"):
+            notes.append(f"{s['not_modelled']} outside its profile")
         if s.get("not_applicable"):
             notes.append(f"{s['not_applicable']} not applicable to profile {rep['profile']}")
         lines.append(f"{s['op']:<22} {s['engine']:<18} {s['cases']:>5}  "
                      f"{s['spec_match']:>3}/{s['cases']:<3}  {_fmt_steps(s['max_steps']):>9}  "
                      f"{own:>12}" + (f"  ({'; '.join(notes)})" if notes else ""))
     if not quiet:
+        lines += ["", f"= spec: outputs equal bit for bit to refquant's reference under profile "
+                      f"{rep['profile']!r}" + (" (the ONNX specification)" if rep["profile"] == "onnx" else "")
+                      + "; max steps: the largest difference, in steps of the output scale;",
+                  "own profile: outputs that refquant's profile of that engine reproduces bit for bit "
+                  "(n/a: no profile models the engine).  Spec deviations are expected of vendors; a "
+                  "failure is an output its own profile does not reproduce."]
         dev = [r for r in rep["results"] if "status" not in r and not r["spec_match"]]
         if dev:
             lines += ["", f"spec deviations ({len(dev)}):"]
@@ -271,7 +293,7 @@ def format_report(rep, *, quiet=False):
                 why = ""
                 ex = r.get("explanation") or {}
                 if ex.get("matches"):
-                    why = " -- reproduced by " + ", ".join(ex["matches"][:4])
+                    why = " -- reproduced by " + _names(ex["matches"], first=r.get("profile"))
                 elif ex.get("summary"):
                     why = " -- " + str(ex["summary"])[:100]
                 lines.append(f"  {r['engine']:<18} {r['case']:<44} {r['n_diff']:>5}/"
@@ -282,6 +304,11 @@ def format_report(rep, *, quiet=False):
                       f"mis-model):"]
         for r in na:
             lines.append(f"  {r['engine']:<18} {r['case']:<44} {r['error']}")
+    nm = [r for r in rep["results"] if "profile_error" in r]
+    if nm and not quiet:
+        lines += ["", f"outside the engine's own profile ({len(nm)}; compared with the spec only):"]
+        for r in nm:
+            lines.append(f"  {r['engine']:<18} {r['case']:<44} {r['profile_error']}")
     bad = _failures(rep)
     if bad:
         lines += ["", f"NOT REPRODUCED by refquant's own profile ({len(bad)}):"]
@@ -289,7 +316,30 @@ def format_report(rep, *, quiet=False):
             lines.append(f"  {r['engine']:<18} {r['case']:<44} "
                          + (r.get("error") or f"{r.get('profile_n_diff')} elements differ, max "
                             f"{_fmt_steps(r.get('profile_max_steps', 0))} steps"))
+    if "verdict" in rep and rep["n_results"]:
+        n_cmp = rep["n_compared"]
+        n_dev = n_cmp - rep["n_spec_match"]
+        lines += ["", (f"verdict: FAIL: {rep['n_not_reproduced']} of {n_cmp} engine outputs not "
+                       f"reproduced by refquant (listed above)") if rep["n_not_reproduced"] else
+                  (f"verdict: FAIL (--strict): {n_dev} of {n_cmp} engine outputs deviate from the "
+                   f"spec") if rep["verdict"] == "fail" else
+                  (f"verdict: PASS: refquant reproduces all {rep['n_reproduced']} engine outputs it "
+                   f"models bit for bit" + (f" ({rep['n_not_modelled']} compared with the spec only)"
+                                            if rep["n_not_modelled"] else "")
+                   + f"; {rep['n_spec_match']} of {n_cmp} equal the spec"
+                   + (f" ({n_cmp - rep['n_spec_match']} vendor deviations"
+                      + (", listed above)" if not quiet else ")") if n_cmp - rep["n_spec_match"] else ""))]
     return "\n".join(lines)
+
+
+def _names(names, first=None, limit=5):
+    """The profile names, the engine's own first, at most ``limit`` then "(+n more)"."""
+    names = list(names)
+    if first in names:
+        names.remove(first)
+        names.insert(0, first)
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" (+{more} more)" if more > 0 else "")
 
 
 def _failures(rep):
@@ -326,7 +376,8 @@ def _html(rep):
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "conformance", help="compare engine outputs on the golden cases with the reference",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=(__doc__.split("\n\n", 1)[1].replace("**", "").replace("``", "'")
+                     if __doc__ else None),
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--engine", action="append", default=None,
                    help="only this engine's outputs (repeatable); with --live, run it now.  An "
@@ -370,6 +421,10 @@ def run(args):
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     for sk in rep.get("skipped", []):
         print(f"refquant conformance: warning: {sk['reason']}; skipped", file=sys.stderr)
+    if args.strict:
+        rep["strict"] = True
+        if rep.get("n_spec_match", 0) < rep.get("n_compared", 0):
+            rep["verdict"] = "fail"
     print(format_report(rep, quiet=args.quiet))
     try:
         if args.json:

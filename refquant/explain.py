@@ -379,6 +379,16 @@ def _compare(op, inputs, expected, observed, info, attributes=None):
             except ValueError:
                 raise ValueError(f"observed: shape {o.shape} does not match the op's output shape "
                                  f"{e.shape}") from None
+        if not _is_float(e.dtype) and _is_float(o.dtype):
+            # integer codes saved as floats: compared exactly when every value is an integer
+            of = o.astype(np.float64)
+            ok = np.isfinite(of) & (of == np.round(of))
+            if not ok.all():
+                i = int(np.flatnonzero(~ok.reshape(-1))[0])
+                raise ValueError(f"observed: {op} outputs {e.dtype} codes, but the observed array is "
+                                 f"{o.dtype} with the non-integer value {float(of.reshape(-1)[i])!r} at flat "
+                                 f"index {i}; give the engine's integer output")
+            o = of.astype(np.int64)
         out_is_float = _is_float(e.dtype) or _is_float(o.dtype)
         try:
             qr = None if out_is_float else _qr(e.dtype)

@@ -85,12 +85,11 @@ def parse_attr(text: str):
     return name, one(val)
 
 
-def load_arrays(path: str) -> dict:
+def load_arrays(path: str, option: str = "--inputs") -> dict:
     """{name: array} from an .npz, or {"observed": array} from an .npy."""
-    if path.endswith(".npy"):
-        return {"observed": np.load(path, allow_pickle=False)}
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    from ._cliutil import load_arrays as _load
+    got = _load(path, option)
+    return {"observed": got} if isinstance(got, np.ndarray) else got
 
 
 def _observed(args, inputs):
@@ -102,7 +101,7 @@ def _observed(args, inputs):
             raise ValueError(f"--engine: {args.inputs} already holds an 'observed' array; drop it or "
                              "drop --engine")
     if args.observed:
-        arrs = load_arrays(args.observed)
+        arrs = load_arrays(args.observed, "--observed")
         for k in ("observed", "y", "Y"):
             if k in arrs:
                 if args.op == "DynamicQuantizeLinear" and "y_scale" in arrs and "y_zero_point" in arrs:
@@ -122,7 +121,10 @@ def _observed(args, inputs):
 
 
 def _attrs(args):
-    attrs = json.loads(args.attributes) if args.attributes else {}
+    try:
+        attrs = json.loads(args.attributes) if args.attributes else {}
+    except ValueError as exc:
+        raise ValueError(f"--attributes: not valid JSON ({exc}); e.g. '{{\"axis\": 0}}'") from None
     if not isinstance(attrs, dict):
         raise ValueError("--attributes: expected a JSON object")
     for a in args.attr:

@@ -571,11 +571,20 @@ def _run(args):
         return 0
     if cmd == "generate":
         d = args.cases or default_cases_dir()
-        n = generate(d, overwrite=args.overwrite)
+        try:
+            n = generate(d, overwrite=args.overwrite)
+        except (OSError, ValueError) as exc:
+            print(f"refquant golden generate: {exc}", file=sys.stderr)
+            return 2
         print(f"wrote {n} cases to {d}")
         return 0
     if cmd == "list":
-        for c in load_cases(args.cases):
+        try:
+            cases = load_cases(args.cases)
+        except (OSError, ValueError) as exc:
+            print(f"refquant golden list: {exc}", file=sys.stderr)
+            return 2
+        for c in cases:
             print(f"{c.op:<22} {c.name:<44} {', '.join(sorted(c.outputs)) or '-'}")
         return 0
     if cmd == "record":

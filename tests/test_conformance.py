@@ -15,7 +15,8 @@ import ml_dtypes
 import pytest
 
 from refquant import golden
-from refquant.conformance import run_conformance, check_case
+from refquant.cli import main
+from refquant.conformance import run_conformance, check_case, format_report
 from refquant._oprun import diff_steps, run_reference
 
 
@@ -101,6 +102,29 @@ def test_bundled_golden_cases_are_reproduced_by_their_profiles():
     bad = [(r["engine"], r["case"], r.get("profile_n_diff"), r.get("error"))
            for r in rep["results"] if r.get("profile_match") is False or "status" in r]
     assert not bad, bad
+    # the verdict and its counts agree with the results
+    assert rep["verdict"] == "pass" and rep["n_not_reproduced"] == 0
+    compared = [r for r in rep["results"] if "status" not in r]
+    assert rep["n_reproduced"] + rep["n_not_modelled"] == len(compared) == rep["n_compared"]
+    assert rep["n_spec_match"] == sum(r["spec_match"] for r in compared) < len(compared)
+    text = format_report(rep)
+    assert text.splitlines()[-1].startswith(f"verdict: PASS: refquant reproduces all {rep['n_reproduced']} ")
+    assert "own profile: outputs that refquant's profile of that engine reproduces" in text
+
+
+def test_verdict_fails_on_a_mis_model_and_under_strict(tmp_path, capsys):
+    out = tmp_path / "rep.json"
+    assert main(["conformance", "--quiet", "--no-explain", "--strict", "--json", str(out)]) == 1
+    rep = json.loads(out.read_text())
+    assert rep["verdict"] == "fail" and rep["n_not_reproduced"] == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("verdict: FAIL (--strict): ")
+    rep = run_conformance(op="MatMulInteger", explain=False)
+    r0 = next(r for r in rep["results"] if r.get("profile_match"))
+    r0["profile_match"], r0["profile_n_diff"], r0["profile_max_steps"] = False, 3, 1.0
+    rep["verdict"], rep["n_not_reproduced"] = "fail", 1
+    text = format_report(rep, quiet=True)
+    assert "NOT REPRODUCED by refquant's own profile (1)" in text
+    assert text.splitlines()[-1].startswith(f"verdict: FAIL: 1 of {rep['n_compared']} engine outputs")
 
 
 def test_cli_conformance_json(tmp_path):

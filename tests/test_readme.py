@@ -27,3 +27,15 @@ def test_readme_examples_run_and_print_their_comments():
         for exp, got in zip(expected, printed):
             want = exp.rsplit(": ", 1)[-1]        # "<prose>: <output>" or just "<output>"
             assert want in got, (exp, got)
+
+
+def test_calibration_doc_example_runs_and_prints_its_comments():
+    doc = README.parent / "docs" / "calibration.md"
+    code = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)[0]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(compile(code, str(doc), "exec"), {"__name__": "__doc__"})
+    out = buf.getvalue()
+    for want in re.findall(r"^# (\(array\(.*\)\))", code, re.M):   # the commented results
+        assert want in out, want
+    assert out.count("zero point") >= 10

@@ -56,6 +56,16 @@ class CalibrationResult:
     details: dict = dataclasses.field(default_factory=dict)
     notes: list = dataclasses.field(default_factory=list)
 
+    def __post_init__(self):
+        # the same types from every tool and method: float32 arrays for the range, the scale and
+        # amax, an array of the quantized type for the zero point (0-d when per tensor)
+        for name in ("rmin", "rmax", "scale", "amax"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, np.ndarray) and v.dtype == np.float32):
+                setattr(self, name, np.asarray(v, np.float32))
+        if self.zero_point is not None and not isinstance(self.zero_point, np.ndarray):
+            self.zero_point = np.asarray(self.zero_point)
+
     def to_dict(self) -> dict:
         """JSON-ready dict (floats as Python floats, plus the float32 bit patterns of the scale)."""
         def conv(v):
@@ -143,8 +153,10 @@ def prepare_batches(data, *, tool: str, axis=None, conversions=None) -> list[np.
             batches = [np.asarray(data)]
         except Exception as exc:  # noqa: BLE001
             raise TypeError(f"data: expected an array or a list of arrays, got {type(data).__name__}") from exc
+    from .._dtypes import refuse_masked
     out = []
     for i, b in enumerate(batches):
+        refuse_masked(b, "data" if len(batches) == 1 else f"data[{i}]")
         a = np.asarray(b)
         ml = a.dtype.kind == "V" and a.dtype.names is None and \
             a.dtype.type.__module__.split(".")[0] == "ml_dtypes"      # bfloat16, float8, int4 ...

@@ -27,22 +27,16 @@ from .. import _json
 
 def load_batches(path: str) -> list:
     """The batches of a .npy / .npz file (never unpickled: object arrays are refused)."""
-    import zipfile
+    from .._cliutil import load_arrays
     try:
-        if path.endswith(".npy"):
-            return [np.load(path)]
-        z = np.load(path)
-        if isinstance(z, np.ndarray):               # an .npy under another name
-            return [z]
-        with z:
-            keys = sorted(z.files)
-            if not keys:
-                raise CalibrationError(f"{path}: the archive holds no arrays")
-            return [z[k] for k in keys]
-    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, CalibrationError):
-            raise
-        raise CalibrationError(f"{path}: cannot read calibration data as .npy/.npz ({exc})") from None
+        got = load_arrays(path, "DATA")
+    except ValueError as exc:
+        raise CalibrationError(str(exc)) from None
+    if isinstance(got, np.ndarray):
+        return [got]
+    if not got:
+        raise CalibrationError(f"{path}: the archive holds no arrays")
+    return [got[k] for k in sorted(got)]
 
 
 def add_parser(subparsers):
@@ -55,16 +49,26 @@ def add_parser(subparsers):
 
 def _add_arguments(p):
     p.add_argument("data", help=".npz (batches in sorted key order) or .npy")
-    p.add_argument("--tool", default="onnxruntime", choices=TOOLS)
+    p.add_argument("--tool", default="onnxruntime", choices=TOOLS,
+                   help="whose calibration to reproduce (default: onnxruntime)")
     p.add_argument("--method", default=None, choices=METHODS, help="default: the tool's own default")
-    p.add_argument("--per-channel", dest="axis", type=int, default=None, metavar="AXIS")
-    p.add_argument("--dtype", default="int8")
-    p.add_argument("--symmetric", action="store_true")
-    p.add_argument("--reduce-range", action="store_true")
-    p.add_argument("--num-bins", type=int, default=None)
-    p.add_argument("--num-quantized-bins", type=int, default=None)
-    p.add_argument("--percentile", type=float, default=None)
-    p.add_argument("--averaging-constant", type=float, default=None)
+    p.add_argument("--per-channel", dest="axis", type=int, default=None, metavar="AXIS",
+                   help="one range per index along AXIS (default: one range per tensor)")
+    p.add_argument("--dtype", default="int8",
+                   help="quantized type the scale and zero point are for (default: int8; also uint8, "
+                        "int16, uint16, int4, uint4, ... as the tool allows)")
+    p.add_argument("--symmetric", action="store_true",
+                   help="symmetric range: zero point at the type's middle, scale from max|x|")
+    p.add_argument("--reduce-range", action="store_true",
+                   help="one bit less of range (7-bit int8 / uint8), as the tools' reduce_range")
+    p.add_argument("--num-bins", type=int, default=None,
+                   help="histogram bins for the histogram methods (default: the tool's)")
+    p.add_argument("--num-quantized-bins", type=int, default=None,
+                   help="entropy method: quantized bins of the KL search (default: the tool's)")
+    p.add_argument("--percentile", type=float, default=None,
+                   help="percentile method: the percentile kept, e.g. 99.99 (default: the tool's)")
+    p.add_argument("--averaging-constant", type=float, default=None,
+                   help="moving_average_minmax: the weight of each new batch (default: the tool's)")
     p.add_argument("--strides", type=int, default=None, metavar="N",
                    help="onnxruntime: CalibStridedMinMax, N batches per collect_data call (every method)")
     p.add_argument("--calib-symmetric", default=None, choices=("true", "false"),

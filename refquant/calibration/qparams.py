@@ -294,7 +294,8 @@ def compute_scale_zero_point(rmin, rmax, *, dtype="int8", symmetric=False, reduc
         scale, zp = _torch(rmin, rmax, dt, bool(symmetric), bool(reduce_range))
     else:
         scale, zp, _ = _nvidia(rmin, rmax, dt, bool(reduce_range), tool)
-    return scale, zp
+    # the same types from every tool: float32 / ``dtype`` arrays (0-d for scalar ranges)
+    return np.asarray(scale, np.float32), np.asarray(zp)
 
 
 def nvidia_scale(amax, dt, tool):

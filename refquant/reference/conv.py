@@ -51,6 +51,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .._dtypes import refuse_masked
 from ..profile import get_profile
 from .gemm import (_int_tensor, _zp, _symmetric_check, _weight_check, _check_opset, _pair_terms, _INT8,
                    _MAX_EXACT_K, _multiplier_check)
@@ -65,9 +66,13 @@ def _ints(v, n, argname, default, minimum):
     if v is None:
         return [default] * n
     try:
-        vals = [int(t) for t in v]
+        vals = list(v)
     except TypeError:
         raise TypeError(f"{argname}: expected a list of ints, got {v!r}") from None
+    # ONNX attributes of type INTS: a float (1.9), a string or a bool is not silently truncated
+    if not all(isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_)) for t in vals):
+        raise TypeError(f"{argname}: expected a list of ints, got {v!r}")
+    vals = [int(t) for t in vals]
     if len(vals) != n:
         raise ValueError(f"{argname}: expected {n} values for a {n}-D convolution, got {len(vals)}")
     if any(t < minimum for t in vals):
@@ -97,7 +102,7 @@ def _conv_geometry(x_shape, w_shape, auto_pad, dilations, group, kernel_shape, p
     if w_shape[1] * group != C:
         raise ValueError(f"w: w.shape[1] * group must equal the input channels: {w_shape[1]} * {group} != {C}")
     kernel = list(w_shape[2:])
-    if kernel_shape is not None and [int(k) for k in kernel_shape] != kernel:
+    if kernel_shape is not None and _ints(kernel_shape, len(kernel), "kernel_shape", 1, 1) != kernel:
         raise ValueError(f"kernel_shape: {list(kernel_shape)} does not match the weight shape {kernel}")
     if any(k < 1 for k in kernel):
         raise ValueError(f"w: empty kernel {kernel}")
@@ -352,6 +357,7 @@ def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y
     bias = None
     bias_scale = None
     if B is not None:
+        refuse_masked(B, "B")
         b = np.asarray(B)
         if b.ndim != 1 or b.shape[0] != M:
             raise ValueError(f"B: bias must be 1-D with {M} elements (output channels), got shape {b.shape}")

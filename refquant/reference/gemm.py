@@ -104,6 +104,7 @@ def _zp(zp, dtype, argname, tensor_name):
     """Zero point as int64 array; numpy arrays must have the tensor's dtype."""
     if zp is None:
         return None
+    _refuse_masked(zp, argname)
     z = np.asarray(unwrap(zp))
     if isinstance(zp, (np.ndarray, np.generic)) and z.dtype != dtype:
         raise TypeError(f"{argname}: must have the type of {tensor_name} ({dtype}), got {z.dtype}")
@@ -632,6 +633,18 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
                   alpha, transA, transB, profile, opset, _int_gemm)
 
 
+def _flag_ok(v):
+    return isinstance(v, (int, np.integer)) and int(v) in (0, 1)    # bools are ints: fine
+
+
+def _qgemm_attrs_ok(alpha, transA, transB):
+    """QGemm's attributes have their ONNX types: transA / transB ints 0 or 1, alpha a float
+    (a Python or numpy real number, or a 0-d real array)."""
+    return (_flag_ok(transA) and _flag_ok(transB)
+            and (isinstance(alpha, (int, float, np.integer, np.floating))
+                 or (type(alpha) is np.ndarray and alpha.ndim == 0 and alpha.dtype.kind in "iuf")))
+
+
 def _qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zero_point, alpha,
            transA, transB, profile, opset, int_gemm):
     """qgemm with the integer GEMM given (see _qlinear_matmul)."""
@@ -639,6 +652,12 @@ def _qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zer
     _check_opset("QGemm", opset, 1)
     A = _int_tensor(A, "A")
     B = _int_tensor(B, "B")
+    if not _qgemm_attrs_ok(alpha, transA, transB):
+        for v, n in ((transA, "transA"), (transB, "transB")):
+            if not _flag_ok(v):
+                raise TypeError(f"{n}: expected 0 or 1, got {v!r}")
+        raise TypeError(f"alpha: expected a real number, got {alpha!r}")
+    _refuse_masked(C, "C")
     if A.ndim != 2:
         raise ValueError(f"A: QGemm takes a 2-D A, got shape {A.shape}")
     if B.ndim != 2:

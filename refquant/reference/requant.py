@@ -110,7 +110,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._dtypes import resolve_dtype, qrange, is_integer
+from .._dtypes import resolve_dtype, qrange, is_integer, refuse_masked
 from ..profile import get_profile, ProfileError
 
 __all__ = ["requantize", "form_multiplier", "quantize_multiplier",
@@ -136,6 +136,7 @@ def check_scale(scale, argname: str) -> np.ndarray:
     exactly, Python floats and float64 round to float32).  Every element finite and > 0."""
     if scale is None:
         raise ValueError(f"{argname}: a scale is required")
+    refuse_masked(scale, argname)
     s = np.asarray(scale)
     if s.dtype.kind in "iub" or s.dtype == object or s.dtype.kind in "SUc":
         raise TypeError(f"{argname}: scales must be float (float32, float16, bfloat16), got {s.dtype}")
@@ -369,7 +370,16 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
     if not is_integer(out_dt):
         raise TypeError(f"output_dtype: requantize produces integer types, got {out_dt}")
     lo, hi = qrange(out_dt)
+    for v, n in ((acc, "acc"), (multiplier, "multiplier"), (y_zero_point, "y_zero_point"),
+                 (bias, "bias"), (bias_scale, "bias_scale")):
+        refuse_masked(v, n)
+    for i, v in enumerate(scales or ()):
+        refuse_masked(v, f"scales[{i}]")
     a = np.asarray(acc)
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis: expected an int, got {axis!r}")
+    if a.ndim and not -a.ndim <= axis < a.ndim:
+        raise ValueError(f"axis: {axis} is outside [{-a.ndim}, {a.ndim - 1}] for a {a.ndim}-D accumulator")
     if a.dtype.kind not in "iu":
         raise TypeError(f"acc: integer accumulator expected, got {a.dtype}")
     if a.dtype != np.int32:

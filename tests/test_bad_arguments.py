@@ -1,0 +1,125 @@
+"""Bad arguments get the same error from the fast path and the reference, never a result from
+one of them: masked arrays in any position, attributes of the wrong type, out-of-range axes,
+sizes beyond the kernels' ints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import refquant
+
+R = refquant.reference
+f32 = np.float32
+_rng = np.random.default_rng(7)
+A = _rng.integers(0, 256, (4, 6), dtype=np.uint8)
+B = _rng.integers(-128, 128, (6, 5), dtype=np.int8)
+X = _rng.integers(0, 256, (1, 2, 6, 6), dtype=np.uint8)
+W = _rng.integers(-128, 128, (3, 2, 3, 3), dtype=np.int8)
+XF = np.linspace(-3, 3, 24, dtype=np.float32)
+
+# op name -> (positional args, keyword args) of a valid call
+CALLS = {
+    "quantize_linear": ((XF, f32(0.05), np.uint8(3)), {}),
+    "dequantize_linear": ((A, f32(0.05), np.uint8(3)), {}),
+    "matmul_integer": ((A, B, np.uint8(3), np.int8(1)), {}),
+    "qlinear_matmul": ((A, f32(0.02), np.uint8(3), B, f32(0.01), np.int8(0), f32(0.1), np.uint8(128)), {}),
+    "qgemm": ((A, f32(0.02), np.uint8(3), B, f32(0.01), np.int8(0),
+               np.arange(5, dtype=np.int32), f32(0.1), np.uint8(128)), {}),
+    "conv_integer": ((X, W, np.uint8(3), np.int8(0)), {}),
+    "qlinear_conv": ((X, f32(0.02), np.uint8(3), W, np.full(3, 0.01, f32), np.zeros(3, np.int8),
+                      f32(0.5), np.uint8(128), np.arange(3, dtype=np.int32)), {}),
+    "requantize": ((np.arange(12, dtype=np.int32).reshape(4, 3) * 100, np.full(3, 0.01, f32), np.int8(2)),
+                   {"output_dtype": "int8", "bias": np.arange(3, dtype=np.int32)}),
+}
+
+
+def _outcome(fn, args, kwargs):
+    try:
+        return ("ok", fn(*args, **kwargs))
+    except Exception as exc:  # noqa: BLE001 - the class is what both paths must agree on
+        return ("raise", type(exc))
+
+
+def _same(name, args, kwargs):
+    fast = _outcome(getattr(refquant, name), args, kwargs)
+    ref = _outcome(getattr(R, name), args, kwargs)
+    assert fast[0] == ref[0], (name, fast, ref)
+    if fast[0] == "raise":
+        assert fast[1] is ref[1], (name, fast[1], ref[1])
+    else:
+        a, b = fast[1], ref[1]
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    return fast
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_valid_calls_agree(name):
+    args, kwargs = CALLS[name]
+    assert _same(name, args, kwargs)[0] == "ok"
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_masked_array_in_any_position_is_refused_by_both(name):
+    args, kwargs = CALLS[name]
+    for i, v in enumerate(args):
+        if v is None:
+            continue
+        bad = args[:i] + (np.ma.array(v, mask=False),) + args[i + 1:]
+        got = _same(name, bad, kwargs)
+        assert got == ("raise", TypeError), (name, i)
+    for k, v in kwargs.items():
+        if isinstance(v, np.ndarray):
+            got = _same(name, args, dict(kwargs, **{k: np.ma.array(v, mask=False)}))
+            assert got == ("raise", TypeError), (name, k)
+    with pytest.raises(TypeError, match="masked arrays are not supported"):
+        refquant.pack_weights(np.ma.array(B, mask=True))
+    with pytest.raises(TypeError, match="masked arrays are not supported"):
+        refquant.calibrate(np.ma.array([1.0, 1000.0], mask=[0, 1], dtype=np.float32))
+
+
+@pytest.mark.parametrize("attrs", [{"strides": [1.9, 1.9]}, {"pads": [0.9] * 4}, {"strides": ["2", "2"]},
+                                   {"dilations": [True, 1]}, {"kernel_shape": [3.0, 3.0]}])
+@pytest.mark.parametrize("name", ["conv_integer", "qlinear_conv"])
+def test_conv_int_attributes_are_ints(name, attrs):
+    args, _ = CALLS[name]
+    assert _same(name, args, attrs) == ("raise", TypeError)
+
+
+@pytest.mark.parametrize("kw", [{"transA": "0"}, {"transB": 2}, {"transA": 0.5}, {"alpha": "1"},
+                                {"alpha": np.ones(2, f32)}])
+def test_qgemm_attribute_types(kw):
+    args, _ = CALLS["qgemm"]
+    assert _same("qgemm", args, kw) == ("raise", TypeError)
+    ok = _same("qgemm", args, {"transA": False, "transB": np.int64(0), "alpha": f32(2)})
+    assert ok[0] == "ok"
+
+
+@pytest.mark.parametrize("axis, exc", [(2, ValueError), (-3, ValueError), (5, ValueError),
+                                       (1.0, TypeError), (True, TypeError)])
+def test_requantize_axis_checked(axis, exc):
+    args, kwargs = CALLS["requantize"]
+    args = (args[0], np.full(4, 0.01, f32), args[2])
+    assert _same("requantize", args, dict(output_dtype="int8", axis=axis)) == ("raise", exc)
+    assert _same("requantize", args, dict(output_dtype="int8", axis=-2))[0] == "ok"
+
+
+@pytest.mark.parametrize("attr", ["strides", "dilations"])
+@pytest.mark.parametrize("name", ["conv_integer", "qlinear_conv"])
+def test_conv_steps_beyond_int32_run_the_reference(name, attr):
+    """A stride or dilation >= 2**31 is past the kernels' ints: the reference runs (a 1x1
+    kernel keeps the dilated window inside x)."""
+    args = list(CALLS[name][0])
+    args[0] = _rng.integers(0, 256, (1, 2, 5, 5), dtype=np.uint8)
+    w_pos = 1 if name == "conv_integer" else 3
+    args[w_pos] = _rng.integers(-128, 128, (3, 2, 1, 1), dtype=np.int8)
+    fast = _same(name, tuple(args), {attr: [2 ** 31, 1]})
+    assert fast[0] == "ok" and fast[1].shape[2:] == ((1, 5) if attr == "strides" else (5, 5))
+    assert refquant.last_path()["path"] == "reference"
+
+
+def test_packed_weights_original_stays_read_only():
+    Wp = refquant.pack_weights(np.ones((8, 16), np.int8))
+    with pytest.raises(ValueError):
+        Wp.original.setflags(write=True)
+    with pytest.raises(ValueError):
+        Wp.original[0, 0] = 5
