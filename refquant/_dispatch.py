@@ -224,6 +224,8 @@ def _with_out(op, func, ref_func, args, kwargs, out):
     if out.shape != y.shape or out.dtype != y.dtype:
         raise ValueError(f"out: must have the result's shape {y.shape} and dtype {y.dtype}, "
                          f"got {out.shape} {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out: the array is read-only")
     np.copyto(out, y)
     return out
 

@@ -94,15 +94,28 @@ def _as_bytes(buf) -> np.ndarray:
     return a.reshape(-1).astype(np.uint8)
 
 
+def _dim(s):
+    if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+        raise TypeError
+    return int(s)
+
+
 def unpack(buf, dtype, shape) -> np.ndarray:
     """Unpack an ONNX byte buffer (bytes, bytearray, memoryview or a uint8 array) into an array
     of ``dtype`` and ``shape``.  Bytes beyond the ones the shape needs are ignored."""
     dt = resolve_dtype(dtype, argname="dtype")
-    shape = tuple(int(s) for s in np.atleast_1d(shape)) if np.ndim(shape) else (
-        (int(shape),) if shape != () else ())
+    try:
+        shape = tuple(_dim(s) for s in np.atleast_1d(shape)) if np.ndim(shape) else (
+            (_dim(shape),) if shape != () else ())
+    except (TypeError, ValueError):
+        raise TypeError(f"unpack: shape must be an int or a sequence of ints, got {shape!r}") from None
     if any(d < 0 for d in shape):
         raise ValueError(f"unpack: shape {shape} has a negative dimension")
-    n = int(np.prod(shape, dtype=np.int64))
+    n = 1
+    for d in shape:
+        n *= d                       # exact (Python ints): a product past int64 is refused below
+    if n > np.iinfo(np.int64).max // 8:
+        raise ValueError(f"unpack: shape {shape} has {n} elements, more than any buffer holds")
     buf = _as_bytes(buf)
     nb = bits(dt)
     need = (n * nb + 7) // 8

@@ -123,3 +123,11 @@ def test_packed_weights_original_stays_read_only():
         Wp.original.setflags(write=True)
     with pytest.raises(ValueError):
         Wp.original[0, 0] = 5
+
+
+@pytest.mark.parametrize("name", sorted(set(CALLS) - {"requantize"}))
+def test_opset_newer_than_known(name):
+    args, kwargs = CALLS[name]
+    assert _same(name, args, dict(kwargs, opset=99)) == ("raise", ValueError)
+    with pytest.raises(ValueError, match="newer than the newest opset refquant knows|opset"):
+        getattr(R, name)(*args, **dict(kwargs, opset=99))

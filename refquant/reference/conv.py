@@ -14,8 +14,9 @@ Shapes: x (N, C, D1..Dn), w (M, C/group, k1..kn), n = 1, 2 or 3 (any n >= 1 work
 - ``auto_pad``: NOTSET (use ``pads``, default 0), VALID (no padding), SAME_UPPER /
   SAME_LOWER: out = ceil(D / s), total = max(0, (out - 1) * s + (k - 1) * d + 1 - D);
   SAME_UPPER puts total // 2 at the beginning (the extra one at the end), SAME_LOWER
-  puts (total + 1) // 2 at the beginning.  ``pads`` together with a non-NOTSET
-  auto_pad is rejected.
+  puts (total + 1) // 2 at the beginning.  Non-zero ``pads`` together with a non-NOTSET
+  auto_pad are rejected (all-zero pads are accepted, as onnx's reference evaluator accepts
+  them; onnxruntime refuses any ``pads`` there).
 - ``group``: C and M must both be divisible by it; w.shape[1] == C / group.
   Depthwise = group == C.
 - Accumulation: im2col (numpy ``sliding_window_view``, a view) + the exact float64 GEMM of

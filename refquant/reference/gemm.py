@@ -77,6 +77,9 @@ def _check_opset(op, opset, first, last=None):
         raise TypeError(f"opset: expected an int or None, got {opset!r}") from None
     if o < first:
         raise ValueError(f"opset: {op} exists from opset {first}, got opset {o}")
+    from .quantize import LATEST_OPSET
+    if o > LATEST_OPSET:
+        raise ValueError(f"opset: {o} is newer than the newest opset refquant knows ({LATEST_OPSET})")
     return o
 
 
@@ -179,8 +182,11 @@ def _row_param(v, a_shape, argname):
         return v.reshape(())
     M = a_shape[-2] if len(a_shape) >= 2 else 1
     if v.ndim == 1:
-        if len(a_shape) < 2 or v.shape[0] != M:
-            raise ValueError(f"{argname}: a 1-D per-row value needs {M} elements (rows of a 2-D "
+        if len(a_shape) < 2:
+            raise ValueError(f"{argname}: a 1-D input (one row) takes a scalar zero point / scale, "
+                             f"got shape {v.shape}")
+        if v.shape[0] != M:
+            raise ValueError(f"{argname}: a 1-D per-row value needs {M} elements (the rows of the "
                              f"input), got shape {v.shape}")
         return v.reshape(M, 1)
     if v.shape[-1] != 1 or v.shape[-2] != M or len(a_shape) < 2:

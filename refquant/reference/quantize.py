@@ -298,10 +298,10 @@ def _granularity(x_shape, scale, zp, axis, block_size, opset, sname, zname):
     per_tensor = scale.ndim == 0 or (scale.ndim == 1 and scale.size == 1 and not block_size)
     if per_tensor:
         return axis
-    if not -r <= axis < r if r else True:
-        raise ValueError(f"axis: {axis} is outside [-{r}, {r - 1}] for an input of rank {r}")
     if r == 0:
         raise ValueError(f"{sname}: a 0-d input takes a scalar scale, got shape {scale.shape}")
+    if not -r <= axis < r:
+        raise ValueError(f"axis: {axis} is outside [-{r}, {r - 1}] for an input of rank {r}")
     axis = axis % r
     if not block_size:
         if scale.ndim != 1:
