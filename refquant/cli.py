@@ -64,8 +64,9 @@ def _cmd_demo(args):
             continue
         print(f"  {prof:<18} {y.tolist()}")
     s = np.float32(0.00214854861)
-    print(f"\nuint8, x = {x[6]!r}, scale = {s!r}: x/s = {np.float32(x[6] / s)!r}, "
-          f"x*(1/s) = {np.float32(x[6] * np.float32(1 / s))!r}")
+    f = lambda v: repr(float(v))  # noqa: E731 - float32 values, shown as Python floats
+    print(f"\nuint8, x = {f(x[6])}, scale = {f(s)} (float32): x/s = {f(np.float32(x[6] / s))}, "
+          f"x*(1/s) = {f(np.float32(x[6] * np.float32(1 / s)))}")
     for prof in ("onnx", "pytorch"):
         try:
             y = refquant.reference.quantize_linear(x[6:], s, np.uint8(0), profile=prof)

@@ -197,7 +197,9 @@ class CompareResult:
                          f"{', '.join(self.only_observed[:20])}"
                          + (" ..." if len(self.only_observed) > 20 else ""))
         if self.only_reference:
-            lines.append(f"not observable on the engine side (inside fusions or renamed): "
+            where = ("missing from the observed arrays (not compared)" if self.engine == "observed"
+                     else "not observable on the engine side (inside fusions or renamed)")
+            lines.append(f"{where}: "
                          f"{', '.join(self.only_reference[:20])}"
                          + (" ..." if len(self.only_reference) > 20 else ""))
         for n in self.notes:

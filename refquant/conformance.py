@@ -421,6 +421,9 @@ def run(args):
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     for sk in rep.get("skipped", []):
         print(f"refquant conformance: warning: {sk['reason']}; skipped", file=sys.stderr)
+    if rep["n_cases"] == 0:
+        print(f"refquant conformance: no cases found in {rep['cases_dir']}", file=sys.stderr)
+        return 2
     if args.strict:
         rep["strict"] = True
         if rep.get("n_spec_match", 0) < rep.get("n_compared", 0):
@@ -435,9 +438,6 @@ def run(args):
                 f.write(_html(rep))
     except OSError as exc:
         print(f"refquant conformance: cannot write the report: {exc}", file=sys.stderr)
-        return 2
-    if rep["n_cases"] == 0:
-        print("refquant conformance: no cases found", file=sys.stderr)
         return 2
     if rep["n_results"] and not rep["n_compared"]:
         print(f"refquant conformance: nothing compared: profile {args.profile!r} applies to none of "

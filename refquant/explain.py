@@ -22,7 +22,8 @@ Method
    ``nan_inf_input`` (x is NaN or +-Inf), ``overflow`` (|x/s| >= 2^31),
    ``saturation_boundary`` (either value sits on qmin/qmax, or the exact value lies beyond the
    range), ``large_accumulator`` (|acc| > 2^24, float32 conversion rounds),
-   ``rounding_tie`` (the exact value is within 2^-20 relative of k + 0.5), ``int16_pair`` (u8 x
+   ``rounding_tie`` (the exact value is within 2^-20 relative of k + 0.5 and the outputs differ
+   by one step), ``int16_pair`` (u8 x
    s8 k-pair sums leave int16 and saturating them, as vpmaddubsw does, accounts for the
    difference), ``float_rounding`` (float
    outputs within 2 ulps), ``nan_vs_finite`` / ``nan_vs_inf`` / ``inf_vs_finite`` / ``inf_sign``
@@ -360,7 +361,8 @@ def _classify(op, idx, e, o, info, qrange, out_is_float):
     acc = info.get("acc")
     if acc is not None and np.size(acc) > idx and abs(int(np.asarray(acc).reshape(-1)[idx])) > 2 ** 24:
         return "large_accumulator"
-    if vv is not None and np.isfinite(vv):
+    if vv is not None and np.isfinite(vv) and abs(float(e) - float(o)) <= 1:
+        # a tie decides between two neighbours: it explains a difference of one step, not more
         frac = vv - np.floor(vv)
         if abs(frac - 0.5) <= 2.0 ** -20 * max(1.0, abs(vv)):
             return "rounding_tie"

@@ -697,6 +697,24 @@ def add_parser(subparsers):
     return p
 
 
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul",
+              "MatMulInteger", "QLinearConv", "ConvInteger", "QGemm", "QLinearAdd", "QLinearMul",
+              "QLinearSigmoid", "QLinearLeakyRelu", "QLinearAveragePool", "QLinearGlobalAveragePool",
+              "QLinearConcat", "QAttention", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+              "MatMulNBits", "QLinearSoftmax", "QLinearReduceMean", "QLinearWhere"}
+
+
+def _has_quantized_ops(model):
+    """Whether the model (a path or ModelProto) has any quantized op, in its functions too."""
+    try:
+        import onnx
+        m = onnx.load(model, load_external_data=False) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else model
+    except Exception:  # noqa: BLE001 - only a wording choice depends on it
+        return True
+    nodes = list(m.graph.node) + [n for f in m.functions for n in f.node]
+    return any(n.op_type in _QUANT_OPS for n in nodes)
+
+
 def run(args):
     try:
         findings = lint_model(args.model, args.target)
@@ -708,7 +726,9 @@ def run(args):
                           "findings": [f.to_dict() for f in findings]}, indent=1))
     else:
         if not findings:
-            print(f"refquant lint: no findings ({args.model}, target {args.target or 'generic'})")
+            print(f"refquant lint: no findings ({args.model}, target {args.target or 'generic'}"
+                  + ("; the model has no quantized ops" if not _has_quantized_ops(args.model) else "")
+                  + ")")
         for f in findings:
             print(f)
         counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}

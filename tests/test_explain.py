@@ -351,3 +351,12 @@ def test_explain_finds_the_conversion_beyond_int32():
     r = explain("QLinearMatMul", ins, obs, candidates=["onnx"])
     assert "rq_float_to_int = 'int32_min'" in str(r)
     assert "pytorch-fbgemm" in explain("QLinearMatMul", ins, obs).matches
+
+
+def test_a_tie_explains_one_step_only():
+    """An input on a rounding tie whose output is several steps off is not classed a tie."""
+    x = np.array([2.5, 3.5, 0.25], np.float32)
+    inputs = {"x": x, "y_scale": np.float32(1.0), "y_zero_point": np.int8(0)}
+    r = explain("QuantizeLinear", inputs, np.array([3, 11, 0], np.int8), candidates=["onnx"])
+    classes = r.comparisons[0].classes
+    assert classes == {"rounding_tie": 1, "other": 1}, classes
