@@ -62,7 +62,7 @@ ONNX_REFERENCE = register_profile(Profile(
     q_float_zero_point="ignore_float8", q_division_precision="numpy_promotion",
     dq_subtract="float32",
     dql_zero_range_scale=1.0 / 255.0,
-    rq_multiplier="fp32", rq_precision="float64", rq_acc_to_float="float64",
+    rq_multiplier="scale_type", rq_precision="float64", rq_acc_to_float="float64",
     rq_zero_point="before_rounding",
     ops=_QDQ + ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul",
                 "QLinearConv"),
@@ -71,7 +71,9 @@ against it).  QuantizeLinear: v = x / s in numpy's promoted type (an int32 x wit
 divides in float64), np.rint, cast to int32 *before* the clip: NaN, +-Inf and |v| >= 2^31 become
 INT32_MIN, then + zp wraps in int32 (a negative zp turns INT32_MIN into qmax).  float8 outputs
 ignore the zero point.  DequantizeLinear: fl32(x) - fl32(zp) (int32 x above 2^24 rounds).
-QLinearMatMul/QLinearConv: M = fl32(fl32(a_s*b_s)/y_s), acc * M in float64, rint(acc*M + zp).
+QLinearMatMul/QLinearConv: M = a_s*b_s/y_s in the scales' type (fl32(fl32(a_s*b_s)/y_s) for
+float32 scales; QLinearMatMul-21's float16 / bfloat16 scales give a float16 / bfloat16 M), acc * M
+in float64, rint(acc*M + zp).
 DynamicQuantizeLinear: an all-zero input gets scale 1/255 (operator precedence in the source).
 Not modelled: QGemm (com.microsoft, not in onnx).  MatMulInteger with a per-row a_zero_point
 raises a broadcast error in the evaluator; refquant computes the spec's result.

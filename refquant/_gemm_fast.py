@@ -248,6 +248,8 @@ def _fast_multiplier(a_s, b_s, y_s, p, alpha=None):
     _vec_key, the memoised array read-only).  Raises _Slow when it does not
     apply (the reference's checks and form_multiplier decide)."""
     kind = p.rq_multiplier
+    if kind == "scale_type":     # float32 scales here (_f32_scale): the float32 rule
+        kind = "fp32"
     a = _f32_scale(a_s)
     b = _f32_scale(b_s, allow_vector=True)
     y = None if y_s is None else _f32_scale(y_s)
@@ -788,6 +790,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
             for s_, n in ((a_scale, "a_scale"), (b_scale, "b_scale"), (y_scale, "y_scale")):
                 check_scale(s_, n)
                 _rg._check_scale_dtype(s_, n, 21 if opset is None else int(opset))
+            _rg._check_scale_types_match((a_scale, b_scale, y_scale), ("a_scale", "b_scale", "y_scale"))
             Mul = None
         if not (isinstance(a_scale, np.generic) and isinstance(a_zero_point, (np.generic, type(None)))):
             _rg._same_shape(a_scale, a_zero_point, "a_scale", "a_zero_point")

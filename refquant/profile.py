@@ -70,6 +70,10 @@ DynamicQuantizeLinear
 
 Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(acc * M) + zp)
     rq_multiplier ["fp32"]           how M = a_s*b_s/y_s is formed: "fp32": fl32(fl32(a_s*b_s)/y_s);
+                                     "scale_type": the same in the scales' own type, fl_T(fl_T(a_s*b_s)
+                                     /y_s) with T float16 / bfloat16 when every scale has that type
+                                     (QLinearMatMul-21's float16 scales in onnx's reference
+                                     evaluator), else float32;
                                      "fp32_reciprocal": fl32(fl32(a_s*b_s)*fl32(1/y_s)) (QNNPACK);
                                      "fp64": (double)a_s*(double)b_s/(double)y_s (TFLite);
                                      "fp64_f32product": (double)fl32(a_s*b_s)/(double)y_s (TFLite's
@@ -183,7 +187,7 @@ _CHOICES = {
     "q_float_zero_point": ("add_nonzero", "add", "add_nonzero_float8", "ignore", "ignore_float8"),
     "q_float8_saturate0": ("cast", "onnxruntime", "saturate"),
     "dq_subtract": ("exact", "float32", "scale_then_subtract"),
-    "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64", "fp64_f32product", "onednn"),
+    "rq_multiplier": ("fp32", "fp32_reciprocal", "fp64", "fp64_f32product", "onednn", "scale_type"),
     "rq_method": ("float", "fixed_point"),
     "rq_precision": ("float32", "float64"),
     "rq_acc_to_float": ("float32", "float64"),

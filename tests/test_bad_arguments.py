@@ -131,3 +131,27 @@ def test_opset_newer_than_known(name):
     assert _same(name, args, dict(kwargs, opset=99)) == ("raise", ValueError)
     with pytest.raises(ValueError, match="newer than the newest opset refquant knows|opset"):
         getattr(R, name)(*args, **dict(kwargs, opset=99))
+
+
+@pytest.mark.parametrize("call, ok", [
+    (lambda m: m.quantize_linear(XF, np.int32(2), np.int8(0), opset=10), False),   # tensor(float) scale
+    (lambda m: m.quantize_linear(XF, np.int32(2), np.int8(0), opset=21), False),   # T1: x's type
+    (lambda m: m.quantize_linear(np.int32([5, 7]), f32(2), np.int8(0), opset=19), False),
+    (lambda m: m.quantize_linear(np.int32([5, 7]), np.int32(2), np.int8(0), opset=19), True),
+    (lambda m: m.quantize_linear(np.int32([5, 7]), f32(2), np.int8(0), opset=13), True),
+    (lambda m: m.quantize_linear(XF, np.int32(2), np.int8(0)), True),              # T2 includes int32
+    (lambda m: m.quantize_linear(XF, 2, np.int8(0), opset=10), True),              # a Python int: converted
+    (lambda m: m.dequantize_linear(A, np.int32(2), np.uint8(0)), False),
+    (lambda m: m.qlinear_matmul(A, np.float16(0.02), np.uint8(3), B, f32(0.01), np.int8(0), np.float16(0.1),
+                                np.uint8(128), opset=21), False),                  # TS: one scale type
+    (lambda m: m.qlinear_matmul(A, np.float16(0.02), np.uint8(3), B, np.float16(0.01), np.int8(0),
+                                np.float16(0.1), np.uint8(128), opset=21), True),
+])
+def test_schema_scale_types(call, ok):
+    """The ONNX schemas' type constraints on scales, the same on both paths."""
+    fast, ref = _outcome(call, (refquant,), {}), _outcome(call, (R,), {})
+    assert fast[0] == ref[0] == ("ok" if ok else "raise"), (fast, ref)
+    if ok:
+        assert np.array_equal(fast[1], ref[1])
+    else:
+        assert fast[1] is ref[1] is TypeError

@@ -85,6 +85,40 @@ def test_qlinear_matmul(seed, ab, K, per_column, tie):
     assert_exact(ENG, "onnx-reference", "QLinearMatMul", d)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=SEEDS, sdt=st.sampled_from(["float16", "bfloat16"]), ab=st.sampled_from([("uint8", "int8"), ("uint8", "uint8")]),
+       per_column=st.booleans())
+def test_qlinear_matmul_21_narrow_scales(seed, sdt, ab, per_column):
+    """QLinearMatMul-21 with float16 / bfloat16 scales: the evaluator forms M in the scales' type
+    (a_scale * b_scale / y_scale on float16 arrays), rq_multiplier="scale_type"."""
+    need(ENG)
+    import ml_dtypes
+    dt = np.float16 if sdt == "float16" else ml_dtypes.bfloat16
+    rng = np.random.default_rng(seed)
+    M, K, N = (int(v) for v in rng.integers(1, 17, 3))
+    a = rng.integers(0, 256, (M, K)).astype(ab[0])
+    b = (rng.integers(-128, 128, (K, N)) if ab[1] == "int8" else rng.integers(0, 256, (K, N))).astype(ab[1])
+    bs = (rng.uniform(0.001, 0.1, N) if per_column else rng.uniform(0.001, 0.1, ())).astype(dt)
+    inp = {"a": a, "a_scale": np.asarray(rng.uniform(0.001, 0.1), dt), "a_zero_point": np.asarray(rng.integers(0, 256), a.dtype),
+           "b": b, "b_scale": bs, "b_zero_point": np.zeros(bs.shape, b.dtype),
+           "y_scale": np.asarray(rng.uniform(0.05, 2.0), dt), "y_zero_point": np.asarray(rng.integers(0, 256), np.uint8)}
+    assert_exact(ENG, "onnx-reference", "QLinearMatMul", inp, opset=21)
+
+
+def test_qlinear_matmul_21_float16_scale_rounding():
+    """acc 4400, scales 0.1 * 0.1 / 0.3 in float16: M = 0.03329 (float32 M would give 0.033312):
+    4400 * M = 146.50 -> 146 where the float32 multiplier gives 147."""
+    need(ENG)
+    h = np.float16
+    inp = {"a": np.array([[44]], np.uint8), "a_scale": h(0.1), "a_zero_point": np.uint8(0),
+           "b": np.array([[100]], np.uint8), "b_scale": h(0.1), "b_zero_point": np.uint8(0),
+           "y_scale": h(0.3), "y_zero_point": np.uint8(0)}
+    args = [inp[k] for k in E.OP_INPUTS["QLinearMatMul"]]
+    assert R.qlinear_matmul(*args, profile="onnx-reference", opset=21).item() == 146
+    assert R.qlinear_matmul(*args, profile="onnx", opset=21).item() == 147
+    assert_exact(ENG, "onnx-reference", "QLinearMatMul", inp, opset=21)
+
+
 def test_qlinear_matmul_zero_point_before_rounding():
     """SEMANTICS 1.3: acc*M = [0.5, 1.5, 2.5, 3.5], y_zp = 1: ORT [1, 3, 3, 5], onnx.reference [2, 2, 4, 4]."""
     need(ENG)

@@ -512,6 +512,15 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
                            y_zero_point, profile, opset, _int_gemm)
 
 
+def _check_scale_types_match(scales, names):
+    """QLinearMatMul-21's scales share one type (TS): typed numpy scales of different float
+    types are refused (Python floats take the others' type)."""
+    typed = {n: np.asarray(s).dtype for s, n in zip(scales, names) if isinstance(s, (np.ndarray, np.generic))}
+    if len(set(typed.values())) > 1:
+        raise TypeError(f"{', '.join(names)}: QLinearMatMul's scales share one type, got "
+                        + ", ".join(f"{n} {d}" for n, d in typed.items()))
+
+
 def _qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
                     profile, opset, int_gemm):
     """qlinear_matmul with the integer GEMM ``int_gemm(A, B, azp, bzp, p)`` given: the fast glue
@@ -535,6 +544,7 @@ def _qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
     for s, n in ((a_scale, "a_scale"), (b_scale, "b_scale"), (y_scale, "y_scale")):
         check_scale(s, n)
         _check_scale_dtype(s, n, op)
+    _check_scale_types_match((a_scale, b_scale, y_scale), ("a_scale", "b_scale", "y_scale"))
     if np.size(y_scale) != 1:
         raise ValueError(f"y_scale: must be a scalar (per-tensor), got shape {np.shape(y_scale)}")
     _same_shape(a_scale, a_zero_point, "a_scale", "a_zero_point")

@@ -342,6 +342,14 @@ def _convert_scale(scale, x_dt, opset, argname, *, quantize):
     """Scale as an array of an allowed scale type (Python floats / float64 converted)."""
     s = _as_array(scale, argname)
     given = None
+    if s.dtype.kind in "iu" and isinstance(scale, (np.ndarray, np.generic)):
+        # a typed integer tensor (not a Python int): only where the schema allows int32 scales,
+        # QuantizeLinear from opset 19 (at 19 / 21 with int32 x: y_scale shares x's type)
+        if not (quantize and s.dtype == _I32 and (opset >= 23 or (opset >= 19 and x_dt == _I32))):
+            raise TypeError(f"{argname}: type {s.dtype} is not allowed at opset {opset} (allowed: "
+                            f"{_names(_scale_types(opset))}"
+                            + ("; an int32 scale needs opset >= 23, or opset 19 / 21 with an int32 x"
+                               if quantize else "") + ")")
     if s.dtype == _F64 or s.dtype.kind in "iu":
         given = s
         # Python floats / ints and float64 arrays: rounded to the input's float type (float32
@@ -456,10 +464,11 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
             if x.dtype == _F64 else _byteorder_hint(x.dtype, lambda d: d in _q_input_types(opset))
         raise TypeError(f"x: type {x.dtype} is not allowed for QuantizeLinear at opset {opset} "
                         f"(allowed: {_names(_q_input_types(opset))}){hint}")
+    s_typed = np.asarray(y_scale).dtype if isinstance(y_scale, (np.ndarray, np.generic)) else None
     s = _convert_scale(y_scale, x.dtype, opset, "y_scale", quantize=True)
-    if 19 <= opset < 23 and x.dtype != _I32 and s.dtype != x.dtype:
+    if 19 <= opset < 23 and (s.dtype != x.dtype if x.dtype != _I32 else s_typed not in (None, _I32)):
         raise TypeError(f"y_scale: at opset {opset} y_scale must have x's type {x.dtype}, got "
-                        f"{s.dtype} (mixed types need opset >= 23)")
+                        f"{s_typed or s.dtype} (mixed types need opset >= 23)")
     if opset < 19 and s.ndim > 1:
         raise ValueError("y_scale: must be a scalar or a 1-D vector before opset 21")
     zp, out_dt = _resolve_zero_point(y_zero_point, output_dtype, "y_zero_point", opset)

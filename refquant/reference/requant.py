@@ -156,6 +156,17 @@ def _as_f32(s):
     return np.asarray(s).astype(np.float32)
 
 
+def _narrow_scale_type(*scales):
+    """float16 / bfloat16 when every given scale (None: absent) is a numpy array or scalar of
+    that one type, else None (float32)."""
+    dts = {np.asarray(s).dtype for s in scales if s is not None}
+    if len(dts) == 1 and all(isinstance(s, (np.ndarray, np.generic)) for s in scales if s is not None):
+        dt = dts.pop()
+        if dt == np.float16 or dt == resolve_dtype("bfloat16"):
+            return dt
+    return None
+
+
 def form_multiplier(a_scale, b_scale, y_scale=None, *, profile="onnx", alpha=None,
                     names=("a_scale", "b_scale", "y_scale")) -> np.ndarray:
     """The requantization multiplier M = (alpha *) a_scale * b_scale / y_scale per ``rq_multiplier``.
@@ -165,6 +176,7 @@ def form_multiplier(a_scale, b_scale, y_scale=None, *, profile="onnx", alpha=Non
     division (QGemm with float output).
     """
     p = get_profile(profile)
+    narrow = _narrow_scale_type(a_scale, b_scale, y_scale) if p.rq_multiplier == "scale_type" else None
     a = check_scale(a_scale, names[0])
     b = check_scale(b_scale, names[1])
     y = None if y_scale is None else check_scale(y_scale, names[2])
@@ -189,13 +201,24 @@ def form_multiplier(a_scale, b_scale, y_scale=None, *, profile="onnx", alpha=Non
         if y is not None:
             m = m / np.asarray(y, dtype=np.float64)
         return np.asarray(m, dtype=np.float64)
+    if narrow is not None:
+        # each operation in float32, rounded to T: the single rounding in T (24 >= 2 * 11 + 2
+        # bits, so the double rounding is innocuous for *, /), as numpy / ml_dtypes compute T
+        with np.errstate(over="ignore", under="ignore"):
+            m = _as_f32(a)
+            if alpha is not None:
+                m = (np.float32(alpha) * m).astype(narrow).astype(np.float32)
+            m = (m * _as_f32(b)).astype(narrow).astype(np.float32)
+            if y is not None:
+                m = (m / _as_f32(y)).astype(narrow).astype(np.float32)
+        return np.asarray(m, dtype=np.float32)
     with np.errstate(over="ignore", under="ignore"):
         m = _as_f32(a)
         if alpha is not None:
             m = np.float32(alpha) * m
         m = (m * _as_f32(b)).astype(np.float32)
         if y is not None:
-            if p.rq_multiplier == "fp32":
+            if p.rq_multiplier in ("fp32", "scale_type"):
                 m = (m / _as_f32(y)).astype(np.float32)
             else:  # fp32_reciprocal
                 m = (m * (np.float32(1.0) / _as_f32(y)).astype(np.float32)).astype(np.float32)

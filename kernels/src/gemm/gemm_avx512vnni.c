@@ -343,9 +343,13 @@ __attribute__((target("avx512vbmi"))) static void packw_panel(void *ctx, int64_t
             nb = nb > 64 ? 64 : (nb < 0 ? 0 : nb);
             const __mmask64 lm = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
             __m512i v[16];
-            for (int c = 0; c < 16; c++)
-                v[c] = c < nco ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(lm, J->w + (size_t)(co0 + c) * rowlen + (size_t)4 * g0), x)
-                               : _mm512_setzero_si512();
+            const uint8_t *rp = J->w + (size_t)co0 * rowlen + (size_t)4 * g0;
+            if (nco == 16 && nb == 64) {
+                for (int c = 0; c < 16; c++) v[c] = _mm512_xor_si512(_mm512_loadu_si512((const void *)(rp + c * rowlen)), x);
+            } else {
+                for (int c = 0; c < 16; c++)
+                    v[c] = _mm512_maskz_xor_epi32(c < nco ? (__mmask16)0xFFFF : 0, _mm512_maskz_loadu_epi8(c < nco ? lm : 0, rp + (c < nco ? c : 0) * rowlen), x);
+            }
             tr16x16_epi32(v);
             for (int j = 0; j < ng; j++) {
                 _mm512_store_si512((void *)(panel + (size_t)(g0 + j) * 64), v[j]);
@@ -361,31 +365,42 @@ __attribute__((target("avx512vbmi"))) static void packw_panel(void *ctx, int64_t
          * uses KK of 16); the column sums in 4 chains */
         const int nblk = imin(Cin / 4, Cp / 4) / 16;
         __m512i csb[4] = {cs, _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        const uint8_t *const __restrict w = J->w;
+        const uint8_t *const __restrict idx2 = J->idx2;
+        const int *const __restrict dst = J->dst, *const __restrict base = J->base;
+        const int cgs = Cp / 4;
         for (int b = 0; b < nblk; b++) {
             const int g0 = 16 * b;
             const size_t bstart = (size_t)4 * g0 * KK;
             for (int m = 0; m < KK; m++) {
-                const size_t off = bstart + (size_t)J->base[m];
+                const size_t off = bstart + (size_t)base[m];
                 const ptrdiff_t rem = (ptrdiff_t)rowlen - (ptrdiff_t)off;   /* bytes left in the row */
                 const __mmask64 ml = rem >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << rem) - 1);
                 const __mmask64 mh = rem >= 128 ? ~(__mmask64)0 : rem > 64 ? (((__mmask64)1 << (rem - 64)) - 1) : 0;
-                const __m512i ix = _mm512_loadu_si512((const void *)(J->idx2 + 64 * m));
+                const __m512i ix = _mm512_loadu_si512((const void *)(idx2 + 64 * m));
+                const uint8_t *rp = w + (size_t)co0 * rowlen + off;
                 __m512i v[16];
-                for (int c = 0; c < 16; c++) {
-                    if (c < nco) {
-                        const uint8_t *rp = J->w + (size_t)(co0 + c) * rowlen + off;
-                        const __m512i lo = rem >= 128 ? _mm512_loadu_si512((const void *)rp) : _mm512_maskz_loadu_epi8(ml, rp);
-                        const __m512i hi = rem >= 128 ? _mm512_loadu_si512((const void *)(rp + 64)) : _mm512_maskz_loadu_epi8(mh, rp + 64);
-                        v[c] = _mm512_xor_si512(_mm512_permutex2var_epi8(lo, ix, hi), x);
-                    } else {
-                        v[c] = _mm512_setzero_si512();
+                if (nco == 16 && rem >= 128) {
+                    for (int c = 0; c < 16; c++)
+                        v[c] = _mm512_xor_si512(_mm512_permutex2var_epi8(_mm512_loadu_si512((const void *)(rp + c * rowlen)), ix,
+                                                                        _mm512_loadu_si512((const void *)(rp + c * rowlen + 64))), x);
+                } else {
+                    for (int c = 0; c < 16; c++) {
+                        const int cc = c < nco ? c : 0;
+                        const __mmask16 vm = c < nco ? (__mmask16)0xFFFF : 0;
+                        const __m512i lo = _mm512_maskz_loadu_epi8(ml, rp + cc * rowlen);
+                        const __m512i hi = _mm512_maskz_loadu_epi8(mh, rp + cc * rowlen + 64);
+                        v[c] = _mm512_maskz_xor_epi32(vm, _mm512_permutex2var_epi8(lo, ix, hi), x);
                     }
                 }
                 tr16x16_epi32(v);
+                uint8_t *pg = panel + (size_t)g0 * 64;
+                const int *ds = dst + 16 * m;
                 for (int sl = 0; sl < 16; sl++) {
-                    _mm512_store_si512((void *)(panel + ((size_t)J->dst[16 * m + sl] + g0) * 64), v[sl]);
+                    _mm512_store_si512((void *)(pg + (size_t)ds[sl] * 64), v[sl]);
                     csb[sl & 3] = _mm512_dpbusd_epi32(csb[sl & 3], ones, v[sl]);
                 }
+                (void)cgs;
             }
         }
         cs = _mm512_add_epi32(_mm512_add_epi32(csb[0], csb[1]), _mm512_add_epi32(csb[2], csb[3]));
