@@ -94,7 +94,9 @@ Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(ac
                                      gemmlowp/TFLite reference), "single" (TFLITE_SINGLE_ROUNDING,
                                      half-up once), "double_half_up" (ruy x86: half-up twice).
     rq_bias ["int32"]                "int32": bias added to acc before conversion; "float": fbgemm's
-                                     fl32(acc) + fl32(b / (a_s*b_s)) with a float bias;
+                                     fl32(acc) + fl32(b / (a_s*b_s)) with a float bias (its
+                                     per-channel path); "float_rcp_fma": fbgemm's per-tensor path,
+                                     fma(b, fl32(1 / fl32(a_s*b_s)), fl32(acc)) rounded once;
                                      "float_after_scaling": acc*M + b/y_s (a TensorRT option).
     rq_epilogue_dtype ["float32"]    "float32" or "float16" epilogue (TensorRT option).
     rq_float_to_int ["saturate"]     the float -> integer conversion of the scaled value when it
@@ -194,7 +196,7 @@ _CHOICES = {
     "rq_rounding": ("half_even", "half_away", "half_up"),
     "rq_zero_point": ("after_rounding", "before_rounding"),
     "rq_fixed_rounding": ("double", "single", "double_half_up"),
-    "rq_bias": ("int32", "float", "float_after_scaling"),
+    "rq_bias": ("int32", "float", "float_rcp_fma", "float_after_scaling"),
     "rq_epilogue_dtype": ("float32", "float16"),
     "rq_float_to_int": ("saturate", "int32_min", "int32_min_wrap", "int32_min_wrap_negative"),
     "rq_nan": ("int32_min", "zero", "qmax"),

@@ -150,9 +150,13 @@ def test_onednn_zero_point_before_rounding_at_ties():
 def test_fbgemm_and_qnnpack_differ_in_multiplier_and_bias():
     """SEMANTICS 7.8: float bias (fbgemm) vs int32 bias (qnnpack); the profiles name the fields."""
     from refquant import get_profile
-    assert get_profile("pytorch-fbgemm").diff(get_profile("pytorch-qnnpack")) == {
-        "rq_multiplier": ("fp32", "fp32_reciprocal"), "rq_bias": ("float", "int32"),
-        "int16_pair_saturation": ("fbgemm_depthwise", False)}
+    d = get_profile("pytorch-fbgemm").diff(get_profile("pytorch-qnnpack"))
+    assert set(d) == {"rq_multiplier", "rq_bias", "int16_pair_saturation", "overrides"}
+    assert d["rq_multiplier"] == ("fp32", "fp32_reciprocal") and d["rq_bias"] == ("float", "int32")
+    assert d["int16_pair_saturation"] == ("fbgemm_depthwise", False)
+    # per-tensor weights: fbgemm's bias by reciprocal and fma (the override the other lacks)
+    assert get_profile("pytorch-fbgemm").for_op("QGemm", per_axis=False).rq_bias == "float_rcp_fma"
+    assert get_profile("pytorch-fbgemm").for_op("QGemm", per_axis=True).rq_bias == "float"
 
 
 @pytest.mark.parametrize("engine", LINEAR)
@@ -221,3 +225,52 @@ def test_onednn_epilogue_order():
         obs = E.run("pytorch-onednn", "QGemm", d)
         assert np.array_equal(obs, _onednn_model(d))
         assert np.array_equal(E.run_reference("QGemm", d, profile="pytorch-onednn"), obs)
+
+def _tie_bias(rng, S, n):
+    """Float biases one ulp off k*S: with M = 1/4 they put v*M next to half-integer ties, where
+    fbgemm's per-tensor fma(b, 1/S, acc) and the division fl32(acc + fl32(b/S)) part."""
+    return np.array([np.nextafter(np.float32(k * float(S)), np.float32(rng.choice([-1e9, 1e9])))
+                     for k in rng.integers(-500, 500, n)], np.float32)
+
+
+@pytest.mark.parametrize("eng, w_zp", [("pytorch-fbgemm", 0), ("pytorch-fbgemm", 3), ("pytorch-x86", 3)])
+def test_fbgemm_per_tensor_float_bias_is_one_fma(eng, w_zp):
+    """fbgemm's per-tensor requantization multiplies the float bias by fl32(1/(sx*sw)) and adds it
+    to fl32(acc) in one fused multiply-add (rq_bias='float_rcp_fma'); its per-channel path divides.
+    Tie-prone cases: QGemm (K = 1..3) and QLinearConv (1x1 and depthwise 3x3); a subnormal
+    sx*sw makes the reciprocal infinite (qmin everywhere)."""
+    need(eng)
+    rng = np.random.default_rng(29)
+    f = np.float32
+    n_el = 0
+    for t in range(40):
+        a_s, w_s = f(rng.uniform(0.001, 0.05)), f(rng.uniform(0.001, 0.05))
+        S = f(a_s * w_s)
+        N, K = int(rng.integers(1, 9)), int(rng.integers(1, 4))
+        d = {"A": rng.integers(0, 256, (4, K)).astype(np.uint8), "a_scale": a_s, "a_zero_point": np.uint8(rng.integers(0, 256)),
+             "B": rng.integers(-128, 128, (K, N)).astype(np.int8), "b_scale": w_s, "b_zero_point": np.int8(w_zp),
+             "C": _tie_bias(rng, S, N), "y_scale": f(S * 4), "y_zero_point": np.uint8(128)}
+        n_el += assert_exact(eng, eng, "QGemm", d)
+        C = 8
+        dw = t % 2 == 1
+        w = rng.integers(-3, 4, (C, 1, 3, 3) if dw else (4, C, 1, 1)).astype(np.int8)
+        Mo = w.shape[0]
+        d = {"x": rng.integers(0, 256, (1, C, 5, 5)).astype(np.uint8), "x_scale": a_s,
+             "x_zero_point": np.uint8(rng.integers(0, 256)), "w": w, "w_scale": w_s, "w_zero_point": np.int8(w_zp),
+             "y_scale": f(S * 4), "y_zero_point": np.uint8(128), "B": _tie_bias(rng, S, Mo)}
+        at = {"kernel_shape": [3, 3], "pads": [1] * 4, "group": C} if dw else {"kernel_shape": [1, 1]}
+        if eng == "pytorch-x86" or w_zp == 0 or not dw:
+            n_el += assert_exact(eng, eng, "QLinearConv", d, at)
+    assert n_el > 2000
+    # the division form misses some of these: the override is needed
+    div = get_profile(eng).replace(overrides=tuple(o for o in get_profile(eng).overrides
+                                                   if "float_rcp_fma" not in repr(o)))
+    one = {"A": np.array([[95]], np.uint8), "a_scale": f(0.002940051), "a_zero_point": np.uint8(0),
+           "B": np.array([[1]], np.int8), "b_scale": f(0.026900874), "b_zero_point": np.int8(0),
+           "C": np.array([-0.0032426878], f), "y_scale": f(0.00031635977), "y_zero_point": np.uint8(128)}
+    assert E.run(eng, "QGemm", one).item() == 141 == E.run_reference("QGemm", one, profile=eng).item()
+    assert engine_differs(eng, div, "QGemm", one)[0] == 1
+    tiny = {"A": np.array([[10]], np.uint8), "a_scale": f(1e-30), "a_zero_point": np.uint8(0),
+            "B": np.array([[1]], np.int8), "b_scale": f(1e-10), "b_zero_point": np.int8(w_zp),
+            "C": np.array([0.0], f), "y_scale": f(4e-40), "y_zero_point": np.uint8(100)}
+    assert_exact(eng, eng, "QGemm", tiny)

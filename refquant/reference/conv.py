@@ -366,7 +366,7 @@ def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y
             bias = b
         elif b.dtype.kind == "f" and p.rq_bias != "int32":
             bias = b.astype(np.float32)
-            if p.rq_bias == "float":
+            if p.rq_bias in ("float", "float_rcp_fma"):
                 bias_scale = (xs.reshape(()) * ws.reshape(-1)).astype(np.float32)
                 if bias_scale.size == 1:
                     bias_scale = bias_scale.reshape(())

@@ -747,7 +747,7 @@ def _qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zer
     _multiplier_check(p, M)
     bias_scale = None
     if bias is not None:
-        if p.rq_bias == "float":     # fbgemm: b / fl32(act_scale * w_scale)
+        if p.rq_bias in ("float", "float_rcp_fma"):   # fbgemm: b / fl32(act_scale * w_scale)
             bias_scale = form_multiplier(a_s, bs, None, profile="onnx", alpha=alpha)   # fl32(fl32(alpha*a_s)*b_s)
         else:                        # float_after_scaling: b / y_scale
             bias_scale = check_scale(y_scale, "y_scale").reshape(())

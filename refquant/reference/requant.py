@@ -39,6 +39,11 @@ each one.  The steps, in order, and the fields that choose them:
    - ``"float"`` (fbgemm ``ReQuantizeOutput``): ``v = fl32(fl32(acc) + fl32(b / fl32(a_s*w_s)))``
      for a float bias ``b`` (``bias_scale`` = the fl32 product a_s*w_s), or
      ``fl32(fl32(acc) + fl32(bias))`` for an integer bias (already in accumulator units).
+   - ``"float_rcp_fma"`` (fbgemm's per-tensor ``requantizeOutputProcessingAvx2``: the bias times
+     ``set1(1.0 / act_times_w_scale)``, added to the accumulator by one fused multiply-add):
+     ``v = fma(b, fl32(1 / fl32(a_s*w_s)), fl32(acc))``, rounded once to float32.  A subnormal
+     a_s*w_s makes the reciprocal infinite: ``v`` is +-Inf (NaN for b = 0), then INT32_MIN.
+     An integer bias as ``"float"``.
    - ``"float_after_scaling"``: ``v = fl(fl(acc) * M) + fl(b / y_s)`` (float bias,
      ``bias_scale`` = y_s) or ``fl(fl(acc)*M) + fl(fl(bias) * M)`` (integer bias).
 
@@ -165,6 +170,26 @@ def _narrow_scale_type(*scales):
         if dt == np.float16 or dt == resolve_dtype("bfloat16"):
             return dt
     return None
+
+
+def fma_f32(a, b, c) -> np.ndarray:
+    """fl32(a * b + c) rounded once (a fused multiply-add) for float32 arrays, elementwise.
+
+    a * b is exact in float64 (24 + 24 bits).  The sum is rounded to float64 *to odd* (TwoSum's
+    error term moves an inexact even result one ulp toward the exact sum), and that to float32
+    is then the correct rounding (53 >= 24 + 2).  Inf / NaN operands give the IEEE results."""
+    a = np.asarray(a, np.float32).astype(np.float64)
+    b = np.asarray(b, np.float32).astype(np.float64)
+    c = np.asarray(c, np.float32).astype(np.float64)
+    with np.errstate(all="ignore"):
+        p = a * b
+        s = p + c
+        bb = s - p
+        err = (p - (s - bb)) + (c - bb)
+        fix = np.isfinite(s) & (err != 0) & ((s.view(np.int64) & 1) == 0)
+        if np.any(fix):
+            s = np.where(fix, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+        return s.astype(np.float32)
 
 
 def form_multiplier(a_scale, b_scale, y_scale=None, *, profile="onnx", alpha=None,
@@ -464,7 +489,11 @@ def requantize(acc, multiplier, y_zero_point, *, output_dtype, bias=None, profil
         if p.rq_multiplier == "onednn":
             v = _onednn_scale(af, scales, bias_int, bias_float, ndim, axis, shape, p)
             bias_int = bias_float = None
-        elif p.rq_bias == "float":
+        elif p.rq_bias == "float_rcp_fma" and bias_float is not None and bias_scale is not None:
+            rcp = (np.float32(1.0) / _as_f32(_per_axis(bias_scale, ndim, axis, "bias_scale", shape))
+                   ).astype(np.float32)
+            af = fma_f32(bias_float, rcp, af.astype(np.float32)).astype(P)
+        elif p.rq_bias in ("float", "float_rcp_fma"):
             if bias_int is not None:
                 bf = bias_int.astype(np.float32)
             elif bias_float is not None:

@@ -299,11 +299,13 @@ static inline void tr16x16_epi32(__m512i *r) {
 }
 
 #ifndef RQ_PACKW_RUNS_MAX_KK
-/* conv weights with 2 to this many taps: 16 groups at a time (packw_panel; 0: never).  Zen 5, 1
- * thread, the packer alone, 512 -> 512 channels, us: 1x2 44 -> 16, 1x3 / 3x1 48 -> 27, 2x2 49-54
- * -> 33-45, 2x3 55-62 -> 52, 2x4 90 -> 84-88, but 3x3 64 -> 75 (not understood: the loop below
- * uses 9 of its 16 transposed dwords there, and still wins) */
-#define RQ_PACKW_RUNS_MAX_KK 8
+/* conv weights with 2 to this many taps: 16 groups at a time (packw_panel; 0: never; the
+ * 128-byte windows hold a run up to 10 taps).  Zen 5, 1 thread, the packer alone, 512 -> 512
+ * channels, us: 1x2 44 -> 16, 1x3 / 3x1 48 -> 20, 2x2 49-54 -> 31-34, 2x3 55-62 -> 52, 2x4 90
+ * -> 84-88, 3x3 64-66 -> 58-60, 2x5 70 either way.  (Session 28's first version was slower at
+ * 3x3, 64 -> 75: its 16 rows went through the stack -- a branch per row for channels past N and
+ * the job's fields reloaded after every store; session 29 loads whole panels branch-free.) */
+#define RQ_PACKW_RUNS_MAX_KK 10
 #endif
 #ifndef RQ_PACKW_PF
 #define RQ_PACKW_PF 4
