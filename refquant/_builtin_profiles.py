@@ -179,6 +179,7 @@ PYTORCH_FAKEQUANT = register_profile(Profile(
              "aten/src/ATen/native/quantized/FakeQuantPerTensorAffine.cpp",
              "aten/src/ATen/native/quantized/FakeQuantPerChannelAffine.cpp"),
     q_scale_op="multiply_reciprocal", q_zero_point="after_rounding", q_nan="qmin",
+    q_fp16_division="float32",
     overrides=(("per_axis", {"q_overflow": "int64_min"}),),
     ops=_QDQ,
     doc="""torch.fake_quantize_per_tensor_affine and fake_quantize_per_channel_affine (torch
@@ -187,8 +188,11 @@ clamp with fmin/fmax, so NaN -> qmin; +-Inf and huge values saturate per-tensor,
 per-channel kernel converts zp + nearbyint(x*inv) to int64 first, so |v| >= 2^63 and +-Inf give
 qmin (override per_axis: q_overflow="int64_min"; 9.2e18 -> qmax, 9.3e18 -> qmin); the op returns (q - zp) * s, refquant returns the code q
 (as quantize_linear does; the engine adapter inverts the float exactly).  Any integer range
-(int8, uint8, int16, uint16, int4 ...) works through quant_min/quant_max.  Verified live against
-torch 2.13.0+cpu: QuantizeLinear per-tensor and per-axis (tests/test_profiles_pytorch.py).""",
+(int8, uint8, int16, uint16, int4 ...) works through quant_min/quant_max.  float16 / bfloat16
+inputs compute in float32 (x widened exactly; q_fp16_division="float32"): torch's Half / BFloat16
+fake-quantize output is its float32 result cast down.  Verified live against torch 2.13.0+cpu:
+QuantizeLinear per-tensor and per-axis, float32, float16 and bfloat16 x
+(tests/test_profiles_pytorch.py).""",
 ))
 
 _TORCH_LINEAR_DOC = """torch.ops.quantized.linear / conv2d with torch.backends.quantized.engine =
@@ -308,7 +312,11 @@ PYTORCH_QNNPACK = register_profile(Profile(
     rq_multiplier="fp32_reciprocal", rq_bias="int32", rq_float_to_int="int32_min",
     extra={"multiplier": "normal",
            "multiplier_error": "QNNPACK refuses it ('failed to create op with requantization scale: "
-                               "...: requantization scale must be finite and positive', std::isnormal)"},
+                               "...: requantization scale must be finite and positive', std::isnormal)",
+           "bias_scale": "normal",
+           "bias_scale_error": "torch quantizes the bias (zeros when there is none) to int32 with scale "
+                               "a_scale*b_scale: 1/scale overflows to inf, the bias becomes INT32_MIN and "
+                               "the outputs collapse to qmin or qmax (measured); not modelled"},
     **_TORCH_Q,
     doc=_TORCH_LINEAR_DOC.format(
         engine="qnnpack",

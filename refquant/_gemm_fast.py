@@ -567,7 +567,8 @@ def _lean_prof(cache, profile, adt, asym, op, entry, n_ok):
 
 def _mult_rules(p):
     """Whether the profile puts rules on the multiplier that _mult_ok must check per call."""
-    return p.rq_float_to_int != "saturate" or (p.extra or {}).get("multiplier") == "normal"
+    ex = p.extra or {}
+    return p.rq_float_to_int != "saturate" or ex.get("multiplier") == "normal" or ex.get("bias_scale") == "normal"
 
 
 def _qm_entry(p):
@@ -592,7 +593,21 @@ _F2I_LIMIT = 2.0 ** 30
 _F32_TINY = float(np.finfo(np.float32).tiny)
 
 
-def _mult_ok(p, mult, fbias=None):
+def _bias_scale_normal(scales):
+    """Whether every fl32(a_s * b_s) (scales = (a_s, b_s), b_s scalar or per column) has a finite
+    float32 reciprocal; None (not given): False."""
+    if scales is None:
+        return False
+    try:
+        with np.errstate(all="ignore"):   # the smallest product of positive scales
+            S = np.float32(np.min(np.asarray(scales[0], np.float32)) * np.min(np.asarray(scales[1], np.float32)))
+    except (TypeError, ValueError):
+        return False
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(np.float32(1) / S))
+
+
+def _mult_ok(p, mult, fbias=None, scales=None):
     """Whether the kernels give the profile's result for this multiplier M (float32, scalar or
     per column) whatever the accumulators:
     - rq_float_to_int other than "saturate": the kernels' saturating conversion equals it when
@@ -600,6 +615,8 @@ def _mult_ok(p, mult, fbias=None):
     - Profile.extra["multiplier"] == "normal" (QNNPACK refuses a zero or subnormal M): every M
       normal, else the reference raises the engine's error.
     A NaN anywhere fails both comparisons (the reference decides)."""
+    if (p.extra or {}).get("bias_scale") == "normal" and not _bias_scale_normal(scales):
+        return False    # the reference refuses a subnormal activation x weight scale product
     normal = (p.extra or {}).get("multiplier") == "normal"
     f2i = p.rq_float_to_int != "saturate"
     if not (normal or f2i):
@@ -646,7 +663,8 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
     if not ok:
         return None
     m = _lean_mult(a_scale, b_scale, y_scale)
-    if m is None or (rules and not _mult_ok(_for_op(profile, "QLinearMatMul", False, adt, zb != 0), m)):
+    if m is None or (rules and not _mult_ok(_for_op(profile, "QLinearMatMul", False, adt, zb != 0), m,
+                                            scales=(a_scale, b_scale))):
         return None
     return _k.matmul_q8(a, Bo, za, zb, float(m), yz, ydt == _S8, _packed_for(pk, Bo),
                         bool(sat and adt != bdt))
@@ -830,7 +848,7 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
         m = _mult32(Mul) if od is None else np.ascontiguousarray(bprime.reshape(-1), np.float32)
     if od is not None and not np.all(np.isfinite(Mul)):
         return None     # the reference refuses a multiplier that overflowed (oneDNN's constants may not)
-    if m is None or not _mult_ok(p, Mul):
+    if m is None or not _mult_ok(p, Mul, scales=(a_scale, b_scale)):
         return None
     return _matmul_core(A, B, za, zb, out_dt, packed=pk, mult=m, y_zp=int(yz[0]),
                         sat16=_sat16(p, A, B), od=od, fx=fx)
@@ -960,7 +978,7 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
             return None     # the reference refuses a multiplier that overflowed
     else:
         m = _mult32(Mul)
-    if m is None or not _mult_ok(p, Mul if fx is not None else m):
+    if m is None or not _mult_ok(p, Mul if fx is not None else m, scales=(a_scale, b_scale)):
         return None
     out = _k.empty_aligned((Mr, N), out_dt)
     kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, mult=m,
@@ -1270,7 +1288,8 @@ def _qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_sca
         return None
     geo, o2 = g
     m = _lean_mult(x_scale, w_scale, y_scale)
-    if m is None or (rules and not _mult_ok(_for_op(profile, "QLinearConv", False, x.dtype, wz != 0), m)):
+    if m is None or (rules and not _mult_ok(_for_op(profile, "QLinearConv", False, x.dtype, wz != 0), m,
+                                            scales=(x_scale, w_scale))):
         return None
     if pk is not None and (pk.kind != "conv" or geo["group"] != 1):
         pk = None
@@ -1693,7 +1712,7 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
         except (TypeError, ValueError):
             return None
     m = _mult32(Mul)
-    if m is None or not _mult_ok(p, Mul, fbias):
+    if m is None or not _mult_ok(p, Mul, fbias, scales=(x_scale, w_scale)):
         return None
     kw = dict(bias=bias, mult=m, y_zp=int(yz[0]))
     if fbias is not None:

@@ -274,3 +274,64 @@ def test_fbgemm_per_tensor_float_bias_is_one_fma(eng, w_zp):
             "B": np.array([[1]], np.int8), "b_scale": f(1e-10), "b_zero_point": np.int8(w_zp),
             "C": np.array([0.0], f), "y_scale": f(4e-40), "y_zero_point": np.uint8(100)}
     assert_exact(eng, eng, "QGemm", tiny)
+
+
+@pytest.mark.parametrize("low", ["float16", "bfloat16"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fakequant_half_inputs_compute_in_float32(low, per_channel):
+    """torch.fake_quantize_* on a Half / BFloat16 tensor: q from the float32 arithmetic
+    (q_fp16_division="float32"); the op's output is fl_low((q - zp) * s)."""
+    need("pytorch-fakequant")
+    import ml_dtypes
+    import torch
+    npdt, tdt = (np.float16, torch.float16) if low == "float16" else (ml_dtypes.bfloat16, torch.bfloat16)
+    rng = np.random.default_rng(31)
+    f = np.float32
+    n_el = 0
+    for t in range(60):
+        qmin, qmax, odt = (0, 255, np.uint8) if t % 2 else (-128, 127, np.int8)
+        C, n = 3, int(rng.integers(1, 30))
+        s = np.array([rng.choice([0.5, 0.1, 0.0173, 3.0, 0.002]) for _ in range(C if per_channel else 1)], f)
+        s = s.astype(npdt).astype(f)                      # scales exact in both types
+        zp = rng.integers(qmin, qmax + 1, s.shape)
+        k = rng.integers(-140, 140, (C, n))
+        x = ((k + 0.5) * s.reshape(-1, 1) if t % 3 else rng.uniform(-150, 150, (C, n)) * s.reshape(-1, 1)).astype(npdt)
+        xt = torch.from_numpy(x.astype(f)).to(tdt)
+        if per_channel:
+            y = torch.fake_quantize_per_channel_affine(xt, torch.from_numpy(s), torch.from_numpy(zp.astype(np.int32)),
+                                                       0, qmin, qmax)
+            q = R.quantize_linear(x, s.astype(npdt), zp.astype(odt), axis=0, profile="pytorch-fakequant")
+            want = ((q.astype(np.int64) - zp.reshape(-1, 1)).astype(f) * s.reshape(-1, 1)).astype(f).astype(npdt)
+        else:
+            y = torch.fake_quantize_per_tensor_affine(xt, float(s[0]), int(zp[0]), qmin, qmax)
+            q = R.quantize_linear(x, s[0].astype(npdt), odt(zp[0]), profile="pytorch-fakequant")
+            want = ((q.astype(np.int64) - int(zp[0])).astype(f) * s[0]).astype(f).astype(npdt)
+        got = y.float().numpy().astype(npdt)
+        assert np.array_equal(got.astype(f), want.astype(f)), (t, x[got.astype(f) != want.astype(f)])
+        n_el += x.size
+    assert n_el > 1000
+
+
+def test_qnnpack_scale_product_without_a_float32_reciprocal_is_refused():
+    """torch quantizes QNNPACK's bias (zeros when there is none) with scale a_s*b_s; at
+    a_s*b_s <= 2^-128 its float32 reciprocal is inf, the bias INT32_MIN, and the outputs collapse
+    to qmin or qmax (the int32 sum wraps; measured):
+    the profile refuses that, on both paths, and still models 3e-39 (a finite reciprocal)."""
+    need("pytorch-qnnpack")
+    import refquant
+    from refquant import ProfileError
+    f = np.float32
+    for b_s, y_s, ok in ((1e-10, 4.04e-38, False), (3e-9, 1e-36, True)):
+        d = {"a": np.array([[20, 3]], np.uint8), "a_scale": f(1e-30), "a_zero_point": np.uint8(16),
+             "b": np.array([[1], [2]], np.int8), "b_scale": f(b_s), "b_zero_point": np.int8(0),
+             "y_scale": f(y_s), "y_zero_point": np.uint8(87)}
+        args = [d[k] for k in E.OP_INPUTS["QLinearMatMul"]]
+        if ok:
+            assert_exact("pytorch-qnnpack", "pytorch-qnnpack", "QLinearMatMul", d)
+            assert np.array_equal(refquant.qlinear_matmul(*args, profile="pytorch-qnnpack"),
+                                  R.qlinear_matmul(*args, profile="pytorch-qnnpack"))
+        else:
+            assert E.run("pytorch-qnnpack", "QLinearMatMul", d).item() in (0, 255)   # INT32_MIN bias, wrapped
+            for fn in (refquant.qlinear_matmul, R.qlinear_matmul):
+                with pytest.raises(ProfileError, match="no finite float32 reciprocal"):
+                    fn(*args, profile="pytorch-qnnpack")

@@ -378,7 +378,7 @@ def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y
     ws1 = ws.reshape(-1) if ws.size != 1 else ws.reshape(())
     Mul = form_multiplier(xs.reshape(()), ws1, ys.reshape(()), profile=p,
                           names=("x_scale", "w_scale", "y_scale"))
-    _multiplier_check(p, Mul)
+    _multiplier_check(p, Mul, (xs.reshape(()), ws1))
     scales = (xs.reshape(()), ws1, ys.reshape(())) if p.rq_multiplier == "onednn" else None
     return (requant or requantize)(acc, Mul, None if yz is None else yz.reshape(()), output_dtype=out_dt,
                                    bias=bias, profile=p, axis=1, bias_scale=bias_scale, scales=scales)

@@ -161,10 +161,20 @@ def _weight_check(p, wdt, wzp, argname):
                        f"{np.unique(np.asarray(wzp))[:4].tolist()}; {why}")
 
 
-def _multiplier_check(p, M):
+def _multiplier_check(p, M, scales=None):
     """Profile.extra["multiplier"] == "normal": the engine refuses a requantization scale that
-    is zero or subnormal in float32 (QNNPACK: ``std::isnormal``); raise its error."""
-    if (getattr(p, "extra", None) or {}).get("multiplier") != "normal":
+    is zero or subnormal in float32 (QNNPACK: ``std::isnormal``); raise its error.
+    Profile.extra["bias_scale"] == "normal": an fl32(a_s * b_s) (``scales``) whose float32
+    reciprocal overflows (<= 2^-128) is refused (the engine's result there is not modelled:
+    ``bias_scale_error``)."""
+    ex = getattr(p, "extra", None) or {}
+    if ex.get("bias_scale") == "normal" and scales is not None:
+        with np.errstate(all="ignore"):   # the smallest product (scales are > 0): min * min
+            S = np.float32(np.min(check_scale(scales[0], "a_scale")) * np.min(check_scale(scales[1], "b_scale")))
+        if not np.isfinite(np.float32(1) / S):
+            raise ProfileError(f"profile {p.name!r}: a_scale*b_scale = {float(S)!r} (float32) has no finite "
+                               f"float32 reciprocal; {ex.get('bias_scale_error', 'not modelled')}")
+    if ex.get("multiplier") != "normal":
         return
     m = np.asarray(M, dtype=np.float32)
     bad = ~(m >= np.finfo(np.float32).tiny)
@@ -571,7 +581,7 @@ def _qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
                      asymmetric_weights=_nonzero(bzp))
     acc = int_gemm(a, b, azp, bzp, p)
     M = _matmul_multiplier(a_scale, b_scale, y_scale, a.shape, b.shape, acc.shape, p)
-    _multiplier_check(p, M)
+    _multiplier_check(p, M, (a_scale, b_scale))
     scales = None
     if p.rq_multiplier == "onednn":   # the scales one by one (requant.py), shaped like M
         one = np.ones((), np.float32)
@@ -744,7 +754,7 @@ def _qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zer
         S32 = S.astype(np.float32)
         return (acc.astype(np.float32) * S32).astype(np.float32)
     M = form_multiplier(a_s, bs, np.asarray(y_scale).reshape(()), profile=p, alpha=alpha)
-    _multiplier_check(p, M)
+    _multiplier_check(p, M, (a_s, bs))
     bias_scale = None
     if bias is not None:
         if p.rq_bias in ("float", "float_rcp_fma"):   # fbgemm: b / fl32(act_scale * w_scale)
