@@ -396,12 +396,20 @@ TFLITE_OPTIMIZED = register_profile(Profile(
     rq_multiplier="fp64", rq_method="fixed_point", rq_fixed_rounding="double_half_up",
     overrides=(("tail", {"q_scale_op": "divide", "q_rounding": "half_away",
                          "q_division_precision": "float64", "dq_subtract": "exact"}),
+               # per-channel QUANTIZE / DEQUANTIZE run the reference kernels ('tflite-reference')
+               ("per_axis", {"q_vector_width": 0, "q_scale_op": "divide", "q_rounding": "half_away",
+                             "dq_vector_width": 0, "dq_subtract": "exact"}),
                ("QLinearMatMul+per_tensor", {"rq_multiplier": "fp64_f32product"}),
                ("QGemm+per_tensor", {"rq_multiplier": "fp64_f32product"}),
                ("QLinearConv+uint8", {"rq_multiplier": "fp64_f32product"})),
     extra={"weights": "int8_zero_point_0",
            "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
-                            "of 0 (uint8 weights: any zero point)"},
+                            "of 0 (uint8 weights: any zero point)",
+           "groups": "refuse",
+           "groups_error": "LiteRT runs grouped / depthwise convolutions as DEPTHWISE_CONV_2D, whose "
+                           "optimized kernels round differently from CONV_2D's (kernel-dependent; "
+                           "measured 1-step differences in 0.1-0.5% of int8 outputs); not modelled "
+                           "('tflite-reference' and 'tflite-xnnpack' match them)"},
     ops=_QDQ + _QLIN,
     doc="""LiteRT 2.3.0 with OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES on x86-64 (AVX-512):
 QUANTIZE: the flattened tensor is processed in blocks of 8 with RNE(fl32(x * fl32(1/s))) + zp;
@@ -410,7 +418,9 @@ the last n mod 8 elements go through a scalar loop computing std::round(double(x
 at index 8 of a 9-element tensor (q_vector_width=8 with a "tail" override).  Both loops share
 the int32 conversion artefacts of the reference kernel (NaN, +-Inf, huge -> INT32_MIN, + zp
 wraps).  DEQUANTIZE: blocks of 8 compute fl32(fl32(q*s) - fl32(zp*s)), the tail (q - zp)*s
-exactly (measured bit patterns: 0 of ~10,000 differ).  FULLY_CONNECTED and CONV_2D run
+exactly (measured bit patterns: 0 of ~10,000 differ).  Per-channel QUANTIZE and DEQUANTIZE
+(quantizedDimension) run the reference kernels: override "per_axis" gives them the
+'tflite-reference' arithmetic (measured: 0 of 2,069 differ; the blocks-of-8 model missed 352).  FULLY_CONNECTED and CONV_2D run
 through ruy: Q31 multiplier of the double M as in QuantizeMultiplier, then
 RHU(RHU(acc*qm / 2^31) / 2^-shift) -- both roundings half up (like SQRDMULH then SRSHL); the
 source of this exact sequence on x86 was not located (ruy's portable path rounds once), the

@@ -122,7 +122,10 @@ def _weights_refused(prof, op, args, kwargs):
     """True when the profile's engine refuses this call's weight zero point (Profile.extra
     ["weights"]: the reference raises its ProfileError; the kernels would compute): the call
     then goes to the reference."""
-    if op not in _WEIGHT_OPS or not (getattr(prof, "extra", None) or {}).get("weights"):
+    extra = getattr(prof, "extra", None) or {}
+    if op == "QLinearConv" and extra.get("groups") == "refuse" and kwargs.get("group", 1) != 1:
+        return True      # the reference raises the profile's error (or the argument's)
+    if op not in _WEIGHT_OPS or not extra.get("weights"):
         return False
     names = ("b", "b_zero_point") if op != "QLinearConv" else ("w", "w_zero_point")
     w = args[3] if len(args) > 3 else kwargs.get(names[0])

@@ -427,6 +427,9 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     C-contiguous output of the right dtype and shape (benchmarks); ``isa``: cap (tests)."""
     if isinstance(x, np.generic):
         x = np.asarray(x)
+    if getattr(profile, "q_vector_width", 0) and np.ndim(y_scale) == 1 and not block_size:
+        # per axis: the reference applies the profile's "per_axis" override first
+        profile = profile.for_op("QuantizeLinear", per_axis=True)
     if getattr(profile, "q_vector_width", 0):
         if out is not None:
             return None
@@ -853,6 +856,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     """Fast DequantizeLinear; ``(y, kernel_name)`` or None.  ``_sts``: the kernels'
     fl32(fl32(x*s) - fl32(zp*s)) form (_dequantize_scale_then_subtract's main part)."""
     prof = profile
+    if prof.overrides:   # as the reference: a "per_axis" override applies before anything else
+        prof = prof.for_op("DequantizeLinear", per_axis=bool(np.ndim(x_scale) == 1 and not block_size))
     if (prof.dq_subtract == "scale_then_subtract" and getattr(prof, "dq_vector_width", 0)
             and out is None):
         if isinstance(x, np.generic):

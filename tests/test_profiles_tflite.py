@@ -138,3 +138,57 @@ def test_requant_tie_table():
                      {"x": x, "x_scale": np.float32(0.5), "x_zero_point": np.int8(0), "w": np.ones((1, 1, 1, 1), np.int8),
                       "w_scale": np.float32([0.5]), "w_zero_point": np.int8([0]), "y_scale": np.float32(1.0),
                       "y_zero_point": np.int8(0)}, {"kernel_shape": [1, 1]})
+
+
+@pytest.mark.parametrize("engine", ["tflite-reference", "tflite-optimized"])
+def test_per_channel_quantize_dequantize(engine):
+    """Per-channel QUANTIZE / DEQUANTIZE (quantizedDimension = 1, models built by hand): LiteRT's
+    optimized resolver runs the reference kernels there, which 'tflite-optimized' takes through its
+    "per_axis" override (its blocks-of-8 model missed 352 of 2,118 elements)."""
+    need(engine)
+    from refquant.engines import _tflite as T
+    S = T._schema()
+
+    def run(op, x, s, zp, odt):
+        b = T._Builder()
+        if op == "QuantizeLinear":
+            ti, to = b.tensor("x", x.shape, np.float32), b.tensor("y", x.shape, odt, s, zp, 1)
+            b.op(S.BuiltinOperator.QUANTIZE, 2, [ti], [to], S.BuiltinOptions.QuantizeOptions, S.QuantizeOptionsT())
+        else:
+            ti, to = b.tensor("x", x.shape, x.dtype, s, zp, 1), b.tensor("y", x.shape, np.float32)
+            b.op(S.BuiltinOperator.DEQUANTIZE, 5, [ti], [to], S.BuiltinOptions.DequantizeOptions, S.DequantizeOptionsT())
+        T._guard_scales(engine, b)
+        return T._interpret(engine, b.finish([ti], [to]), np.ascontiguousarray(x))
+
+    rng = np.random.default_rng(41)
+    n_el = 0
+    for t in range(40):
+        ch, n = int(rng.integers(2, 5)), int(rng.integers(1, 12))
+        s = rng.choice(CS.SCALES[CS.SCALES > 1e-30], ch).astype(np.float32)
+        zp = rng.integers(-128, 128, ch).astype(np.int8)
+        x = np.stack([CS.tie_values(rng, n, s[j], -128, 127, zp[j]) for j in range(ch)], 1)
+        got = run("QuantizeLinear", x, s, zp, np.int8)
+        want = E.run_reference("QuantizeLinear", {"x": x, "y_scale": s, "y_zero_point": zp}, {"axis": 1}, profile=engine)
+        assert CS.compare(want, got)[0] == 0
+        q = rng.integers(-128, 128, (n, ch)).astype(np.int8)
+        got = run("DequantizeLinear", q, s, zp, None)
+        want = E.run_reference("DequantizeLinear", {"x": q, "x_scale": s, "x_zero_point": zp}, {"axis": 1}, profile=engine)
+        assert CS.compare(want, got)[0] == 0
+        n_el += x.size + q.size
+    assert n_el > 500
+
+
+def test_optimized_refuses_grouped_conv():
+    """LiteRT runs a grouped conv as DEPTHWISE_CONV_2D, whose optimized int8 kernels round
+    unlike CONV_2D: 'tflite-optimized' refuses group > 1 on both paths rather than compute it
+    with CONV_2D's arithmetic; the other two profiles model it."""
+    import refquant
+    from refquant import ProfileError
+    rng = np.random.default_rng(0)
+    f = np.float32
+    args = (rng.integers(0, 256, (1, 4, 5, 5)).astype(np.uint8), f(0.02), np.uint8(3),
+            rng.integers(-128, 128, (4, 1, 3, 3)).astype(np.int8), f(0.01), np.int8(0), f(0.1), np.uint8(128))
+    for fn in (refquant.qlinear_conv, R.qlinear_conv):
+        with pytest.raises(ProfileError, match="DEPTHWISE_CONV_2D"):
+            fn(*args, group=4, pads=[1] * 4, profile="tflite-optimized")
+        assert fn(*args, pads=[1] * 4, group=4, profile="tflite-reference").shape == (1, 4, 5, 5)

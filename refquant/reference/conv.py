@@ -244,6 +244,9 @@ def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
     if p is not None:
         _symmetric_check(p, x_zero_point=xz, w_zero_point=wz)
         _weight_check(p, w.dtype, wz, "w (the weight)")
+        if group > 1 and (getattr(p, "extra", None) or {}).get("groups") == "refuse":
+            from ..profile import ProfileError
+            raise ProfileError(f"profile {p.name!r}: group={group}: {p.extra.get('groups_error', 'not modelled')}")
     xzv = 0 if xz is None else int(xz.reshape(-1)[0])
     Kd = int(np.prod(kernel)) * (C // group)
     if Kd >= _MAX_EXACT_K:

@@ -658,6 +658,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     """
     prof = get_profile(profile)
     prof.check_op("DequantizeLinear")
+    # a "per_axis" override (e.g. LiteRT's per-channel DEQUANTIZE, the reference kernel) applies
+    # before the vector blocks are formed, as for QuantizeLinear
+    prof = prof.for_op("DequantizeLinear", per_axis=bool(np.ndim(x_scale) == 1 and not block_size))
     if prof.dq_vector_width:
         return _dq_vector_and_tail(prof, x, x_scale, x_zero_point, dict(
             axis=axis, block_size=block_size, output_dtype=output_dtype, opset=opset))
