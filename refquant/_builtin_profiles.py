@@ -127,11 +127,14 @@ ONNXRUNTIME_AVX2 = register_profile(ONNXRUNTIME.replace(
     sources=_ORT_SOURCES + ("onnxruntime/core/mlas/lib/x86_64/QgemmU8X8KernelAvx2.S",
                             "onnxruntime/core/mlas/lib/x86_64/QgemmU8S8KernelAvx2.S",
                             "microsoft/onnxruntime#16105 (the saturating inputs)"),
-    int16_pair_saturation=True,
+    int16_pair_saturation="mlas",
     doc="""What ONNX Runtime computes on an x86 CPU with AVX2 but without VNNI (and SSE4.1): the
 u8 x s8 GEMM kernel multiplies with vpmaddubsw, which sums each adjacent k-pair
-a[k]*b[k] + a[k+1]*b[k+1] into a *saturating* int16 before vpmaddwd widens to int32.  Everything
-else is the 'onnxruntime' profile.  u8 x u8 and s8 x s8 go through other kernels (no
+a[k]*b[k] + a[k+1]*b[k+1] into a *saturating* int16 before vpmaddwd widens to int32
+(int16_pair_saturation="mlas").  Depthwise QLinearConv (one input and one output channel a
+group) runs MlasConvDepthwise instead, which widens both operands to int16 and multiplies
+into int32 (qdwconv_avx2.cpp): exact, no saturation.  Everything else is the 'onnxruntime'
+profile.  u8 x u8 and s8 x s8 go through other kernels (no
 saturation is modelled for them by the GEMM reference).  NOT verified live: this machine has
 VNNI/AMX, where MLAS never saturates.  Tested on hand-derived cases instead: ORT #16105
 (x = [210, 198, 234] u8, w = [-81, -80, 127] s8: the first pair is 210*-81 + 198*-80 = -32850,

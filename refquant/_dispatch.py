@@ -388,7 +388,7 @@ def _mi_lean_for(prof):
     if fn is not None:
         p = prof.for_op("MatMulInteger")
         if (_fast_profile_ok(prof, "MatMulInteger") and p.accumulator == "int32_wrap"
-                and p.int16_pair_saturation is not True):
+                and p.int16_pair_saturation not in (True, "mlas")):
             return fn
     return None
 

@@ -57,7 +57,7 @@ def _rq_ok(p, bias=True, float_bias=False, onednn=False, fixed=False, after_scal
         form = p.rq_zero_point == "after_rounding"
     return (p.rq_method == "float" and form
             and p.rq_precision == "float32" and p.rq_rounding == "half_even"
-            and (p.rq_bias == "int32" or not bias or (float_bias and p.rq_bias == "float")
+            and (p.rq_bias == "int32" or not bias or (float_bias and p.rq_bias in ("float", "float_rcp_fma"))
                  or (onednn and p.rq_multiplier == "onednn")
                  or (after_scaling and p.rq_bias == "float_after_scaling"))
             and p.rq_epilogue_dtype == "float32" and p.accumulator == "int32_wrap")
@@ -387,9 +387,9 @@ def _matmul_core(A, B, za, zb, out_dtype, *, packed=None, mult=None, y_zp=0, bia
 
 
 def _sat16(p, A, B):
-    """int16 pair saturation for a GEMM: only ``int16_pair_saturation is True`` (the string
+    """int16 pair saturation for a GEMM: ``int16_pair_saturation`` True or "mlas" (the other string
     scopes such as "fbgemm_depthwise" name convolution kernels; see reference/gemm.py)."""
-    return bool(p.int16_pair_saturation is True and A.dtype != B.dtype)
+    return bool(p.int16_pair_saturation in (True, "mlas") and A.dtype != B.dtype)
 
 
 # ----------------------------------------------------------------------------- GEMM ops
@@ -448,7 +448,7 @@ def _mi_prof(profile):
     ent = _MI_PROF.get(id(profile))
     if ent is None or ent[0] is not profile:
         p = _for_op(profile, "MatMulInteger")
-        ent = (profile, p.accumulator == "int32_wrap", p.int16_pair_saturation is True)
+        ent = (profile, p.accumulator == "int32_wrap", p.int16_pair_saturation in (True, "mlas"))
         _memo_put(_MI_PROF, id(profile), ent, 64)   # the entry keeps the profile alive: its id stays unique
     return ent
 
@@ -572,7 +572,7 @@ def _mult_rules(p):
 
 
 def _qm_entry(p):
-    return (bool(_rq_ok(p, bias=False) and p.rq_multiplier == "fp32"), p.int16_pair_saturation is True,
+    return (bool(_rq_ok(p, bias=False) and p.rq_multiplier == "fp32"), p.int16_pair_saturation in (True, "mlas"),
             _mult_rules(p))
 
 
@@ -1036,7 +1036,7 @@ def _geometry(xs, ws, attrs, key=None):
     return r
 
 
-def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
+def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile, op="ConvInteger"):
     """Validate; return (x4, w4, xz, wz, geometry dict, packed) for a 2-D (or 1-D) conv, or None."""
     if profile.accumulator != "int32_wrap":
         return None
@@ -1057,8 +1057,8 @@ def _conv_common(x, w, x_zero_point, w_zero_point, attrs, profile):
         # (kernel position, channel) -- the GEMM path reproduces it; "fbgemm_depthwise" = the
         # convs of fbgemm's depthwise fast path, whose pairs of taps are that order's pairs for
         # one channel a group (the reference models both with the same pairs)
-        sat16 = profile.int16_pair_saturation is True or _rc._pair_saturation_applies(
-            profile, X.dtype, W.dtype, X.shape, W.shape, group, strides, dil, pb, pe)
+        sat16 = _rc._pair_saturation_applies(profile, X.dtype, W.dtype, X.shape, W.shape, group, strides,
+                                             dil, pb, pe, op)
     nd = X.ndim - 2
     depth = None
     if nd == 3:
@@ -1391,7 +1391,7 @@ def _conv3d_operands(x, w, attrs):
         return None
 
 
-def _conv3d_acc(x, w, xz, wz, attrs, profile, scratch=False):
+def _conv3d_acc(x, w, xz, wz, attrs, profile, scratch=False, op="ConvInteger"):
     """ConvInteger's int32 accumulator of a 3-D conv (N, C, D, H, W) by the 2-D kernels:
 
         acc[n, :, od] = wrap32(sum_kd conv2d(x[n, :, od*sd + kd*dd - pad_d] - xz, w[:, :, kd] - wz))
@@ -1408,9 +1408,8 @@ def _conv3d_acc(x, w, xz, wz, attrs, profile, scratch=False):
     if ops is None:
         return None
     X, W, pb, pe, st, dl, out, group = ops
-    if profile.int16_pair_saturation and X.dtype != W.dtype and (
-            profile.int16_pair_saturation is True or _rc._pair_saturation_applies(
-                profile, X.dtype, W.dtype, X.shape, W.shape, group, st, dl, pb, pe)):
+    if profile.int16_pair_saturation and X.dtype != W.dtype and _rc._pair_saturation_applies(
+            profile, X.dtype, W.dtype, X.shape, W.shape, group, st, dl, pb, pe, op):
         return None
     N, D, M = X.shape[0], X.shape[2], W.shape[0]
     OD, OH, OW = out
@@ -1538,7 +1537,7 @@ def _qlinear_conv_3d(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
         z2 = None if wz is None else (np.asarray(wz).reshape(-1).astype(w_.dtype) if np.size(wz) > 1
                                       else w_.dtype.type(np.asarray(wz).reshape(-1)[0]))
         r = _conv3d_acc(x_, w_, z1, z2, attrs, pc if pc is not None else _for_op(profile0, "QLinearConv"),
-                        scratch=True)
+                        scratch=True, op="QLinearConv")
         if r is None:
             return None
         used.append(r[1])
@@ -1618,7 +1617,10 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
     if profile is None:
         return None
     p = profile
-    if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True, after_scaling=True):
+    # (fbgemm's per-tensor float bias, fma(b, 1/S, acc): the reference's epilogue over the kernels'
+    # accumulators; an int32 bias there is the "float" form's fl32(acc) + fl32(b))
+    if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True, after_scaling=True) or (
+            p.rq_bias == "float_rcp_fma" and B is not None and np.asarray(B).dtype.kind == "f"):
         return _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
                                           y_zero_point, B, auto_pad, dilations, group, kernel_shape,
                                           pads, strides, profile0, opset)
@@ -1640,7 +1642,7 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
         return None
     r = _conv_common(x, w, x_zero_point, w_zero_point,
                      dict(auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                          pads=pads, strides=strides), p)
+                          pads=pads, strides=strides), p, op="QLinearConv")
     if r is None:
         return None
     X4, W4, xz, wz, geo, o2, nd, pk = r
@@ -1680,7 +1682,7 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
                     return None
             else:
                 return None
-        elif p.rq_bias == "float":
+        elif p.rq_bias in ("float", "float_rcp_fma"):
             # fbgemm (requant module doc): an int32 bias in accumulator units -> fl32(b); a float
             # bias -> fl32(b / fl32(x_s * w_s[m])); added in float32 after fl32(acc)
             if b.dtype == np.int32:

@@ -857,7 +857,9 @@ def _cause_integer_op(ctx, node, td):
 
 
 _PAIR_MODE_TEXT = {
-    True: "x86 vpmaddubsw pair sums, as in ONNX Runtime's AVX2 MLAS kernels on CPUs without VNNI",
+    True: "x86 vpmaddubsw pair sums in every u8 x s8 GEMM and convolution",
+    "mlas": "x86 vpmaddubsw pair sums, as in ONNX Runtime's AVX2 MLAS kernels on CPUs without VNNI "
+            "(depthwise QLinearConv exact)",
     "fbgemm_depthwise": "fbgemm's depthwise-convolution fast path (AVX2 vpmaddubsw code that "
                         "saturates on every x86 CPU, VNNI or not)",
 }

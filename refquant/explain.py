@@ -63,7 +63,7 @@ FIELDS_READ = {
     "QGemm": _RQ,
     "QLinearConv": _RQ,
 }
-_EXTRA_VALUES = {"q_fma": (False, True), "int16_pair_saturation": (False, True, "fbgemm_depthwise"),
+_EXTRA_VALUES = {"q_fma": (False, True), "int16_pair_saturation": (False, True, "mlas", "fbgemm_depthwise"),
                  "q_vector_width": (0, 8), "dq_vector_width": (0, 8),
                  "dql_zero_range_scale": (1.0, float(np.float32(1.0) / np.float32(255.0)), 1.0 / 255.0)}
 _TOPIC = {

@@ -476,6 +476,10 @@ class _Linter:
             if kind == "conv":
                 if w.ndim < 3:
                     continue
+                if (op in ("QLinearConv", "Conv") and (self.prof is None or self.prof.name.startswith("onnxruntime"))
+                        and w.shape[1] == 1
+                        and w.shape[0] == int(_attrs(n).get("group", 1))):
+                    continue    # ORT's depthwise QLinearConv (MlasConvDepthwise) widens: exact
                 M, Cg = w.shape[:2]
                 cols = np.moveaxis(w.reshape(M, Cg, -1), 1, 2).reshape(M, -1)   # (kpos, c), c fastest
             elif kind == "gemm":
@@ -552,7 +556,7 @@ class _Linter:
                     "G % 8 == 0, 3/5/7 kernel, 'same' pads), which saturates on every x86 CPU",
                     f"{seven} or deploy only on VNNI/AMX CPUs; run_model(profile={self.prof.name!r}) "
                     "follows the depthwise rule")
-        if mode is True:
+        if mode in (True, "mlas"):
             return (f"target {self.prof.name} saturates them (AVX2 vpmaddubsw, a CPU without VNNI)",
                     f"{seven} or deploy only on VNNI/AMX/ARM CPUs; run_model(profile={self.prof.name!r}) "
                     "computes the saturated result")

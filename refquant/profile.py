@@ -122,7 +122,9 @@ Requantization (QLinearMatMul, QLinearConv, QGemm, requantize): y = sat(round(ac
 Integer GEMM
     int16_pair_saturation [False]    u8 x s8 products summed pairwise (k, k+1) into a saturating
                                      int16 before int32 accumulation (x86 vpmaddubsw, AVX2 MLAS/fbgemm):
-                                     False, True (every GEMM/conv), or "fbgemm_depthwise" (only the
+                                     False, True (every GEMM/conv), "mlas" (ONNX Runtime's AVX2
+                                     kernels: every GEMM/conv but depthwise QLinearConv, whose
+                                     MlasConvDepthwise widens exactly), or "fbgemm_depthwise" (only the
                                      convolutions that take fbgemm's depthwise fast path, AVX2 code
                                      that saturates even on VNNI CPUs; see reference/conv.py).
     accumulator ["int32_wrap"]       "int32_wrap": exact sum, two's-complement wrap at 32 bits.
@@ -279,11 +281,11 @@ class Profile:
                 raise ValueError(f"Profile field {fname}={v!r}: expected an int >= 0")
         if not isinstance(self.q_fma, bool):
             raise TypeError("Profile field q_fma must be bool")
-        if self.int16_pair_saturation not in (False, True, "fbgemm_depthwise") or \
+        if self.int16_pair_saturation not in (False, True, "fbgemm_depthwise", "mlas") or \
                 isinstance(self.int16_pair_saturation, (int, float)) and \
                 not isinstance(self.int16_pair_saturation, bool):
             raise ValueError(f"Profile field int16_pair_saturation={self.int16_pair_saturation!r}: "
-                             "expected False, True or 'fbgemm_depthwise'")
+                             "expected False, True, 'mlas' or 'fbgemm_depthwise'")
         try:
             zr = float(self.dql_zero_range_scale)
         except (TypeError, ValueError):

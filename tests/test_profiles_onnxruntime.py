@@ -310,3 +310,25 @@ def test_quantize_dequantize_int4(seed, dt, mode):
     assert_exact(ENG, "onnxruntime", "QuantizeLinear", {"x": x, "y_scale": s, "y_zero_point": zp}, attrs)
     q = rng.integers(qmin, qmax + 1, (8, 6)).astype(qdt)
     assert_exact(ENG, "onnxruntime", "DequantizeLinear", {"x": q, "x_scale": s, "x_zero_point": zp}, attrs)
+
+
+def test_avx2_depthwise_qlinearconv_does_not_saturate():
+    """ORT runs depthwise QLinearConv (one input and one output channel a group) with
+    MlasConvDepthwise, which widens both operands to int16 and multiplies into int32
+    (qdwconv_avx2.cpp): no pair saturates there ('mlas').  A channel multiplier of 2 (a grouped
+    GEMM) and ConvInteger (im2col + GEMM) keep the vpmaddubsw saturation."""
+    from refquant import reference as R
+    import refquant
+    rng = np.random.default_rng(5)
+    C = 8
+    x = rng.choice([0, 255], (1, C, 7, 7)).astype(np.uint8)
+    f = np.float32
+    for mult, saturates in ((1, False), (2, True)):
+        w = rng.choice([-128, 127, -127], (C * mult, 1, 3, 3)).astype(np.int8)
+        args = (x, f(0.02), np.uint8(0), w, f(0.001), np.int8(0), f(0.5), np.uint8(128))
+        kw = dict(group=C, pads=[1, 1, 1, 1])
+        for fn in (R.qlinear_conv, refquant.qlinear_conv):
+            a2 = fn(*args, profile="onnxruntime-avx2", **kw)
+            assert np.array_equal(a2, fn(*args, profile="onnxruntime", **kw)) != saturates, (mult, fn)
+        ci = R.conv_integer(x, w, np.uint8(0), np.int8(0), profile="onnxruntime-avx2", **kw)
+        assert not np.array_equal(ci, R.conv_integer(x, w, np.uint8(0), np.int8(0), **kw))

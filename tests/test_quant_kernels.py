@@ -894,13 +894,17 @@ def test_dequantize_scale_then_subtract_blocks_of_8():
             d = shape[axis]
             sv = rng.uniform(1e-3, 2.0, d).astype(np.float32)
             for zv in (None, np.zeros(d, dt), rng.integers(info.min, info.max, d).astype(dt)):
+                # per axis: LiteRT's reference kernel (override per_axis): the exact subtraction
                 y = refquant.dequantize_linear(x, sv, zv, axis=axis, profile=prof)
-                assert refquant.last_path()["path"].startswith("rq_dequantize_sts_")
+                path = refquant.last_path()["path"]
+                assert path.startswith("rq_dequantize_") and not path.startswith("rq_dequantize_sts_"), path
                 assert_bitexact(y, R.dequantize_linear(x, sv, zv, axis=axis, profile=prof),
                                 f"{dt.__name__} {shape} axis={axis}")
     # every ISA level's kernel (the scale-then-subtract runs: rq_dqrun_args.sts), the runs of a
-    # per-axis scale both per element (axis last) and per run (axis first)
+    # per-axis scale both per element (axis last) and per run (axis first): a profile keeping the
+    # blocks of 8 per axis too (tflite-optimized without its per_axis override)
     P = get_profile(prof)
+    P = P.replace(name="blocks-per-axis", overrides=tuple(o for o in P.overrides if o[0] != "per_axis"))
     for isa in AVAILABLE:
         for dt in (np.uint8, np.int8, np.uint16, np.int16):
             info = np.iinfo(dt)
@@ -914,7 +918,7 @@ def test_dequantize_scale_then_subtract_blocks_of_8():
                     res = F.dequantize_linear(x, sv, zv, profile=P, isa=isa, **kw)
                     assert res is not None and res[1].startswith("rq_dequantize_sts_") and \
                         res[1].endswith("__" + isa), res and res[1]
-                    assert_bitexact(res[0], R.dequantize_linear(x, sv, zv, profile=prof, **kw),
+                    assert_bitexact(res[0], R.dequantize_linear(x, sv, zv, profile=P, **kw),
                                     f"{isa} {dt.__name__} {shape} axis={axis}")
     x = _random_q(rng, np.dtype(np.uint8), 100)
     for args, kw in (((x, np.float32(0.1), np.int8(3)), {}),                 # zp of another type

@@ -25,11 +25,14 @@ Shapes: x (N, C, D1..Dn), w (M, C/group, k1..kn), n = 1, 2 or 3 (any n >= 1 work
   fastest -- the NHWC im2col order of ORT's QLinearConv and fbgemm; it only matters
   for ``Profile.int16_pair_saturation``, where pairs (k, k+1) of that order of the raw
   (x, w) values are summed into a saturating int16 when one operand is uint8 and the
-  other int8 (the padded taps hold the raw x_zp).  Applied to every convolution,
-  depthwise included.  Not modelled (UNCONFIRMED, no AVX2-only machine to measure on):
-  ORT routes depthwise QLinearConv (C/group == M/group == 1) to MlasConvDepthwise, a
-  separate kernel that may not saturate, and ORT's ConvInteger uses an NCHW im2col
-  (reduction order (channel, kernel position), W as the GEMM's A operand).
+  other int8 (the padded taps hold the raw x_zp).  True: every convolution.  "mlas" (ONNX
+  Runtime's AVX2 kernels): every convolution except QLinearConv's depthwise ones
+  (C/group == M/group == 1): ORT routes those to
+  MlasConvDepthwise, which widens both operands to int16 and multiplies into int32
+  (``_mm256_mullo_epi16`` / ``_mm256_mulhi_epi16``, qdwconv_avx2.cpp; the symmetric kernel
+  widens to int32 before ``vpmaddwd``): no pair saturates.  Not modelled (UNCONFIRMED, no
+  AVX2-only machine to measure on): ORT's ConvInteger uses an NCHW im2col (reduction order
+  (channel, kernel position), W as the GEMM's A operand).
   ``int16_pair_saturation="fbgemm_depthwise"`` (when the Profile field admits it)
   saturates only convolutions that take fbgemm's depthwise fast path, see
   :func:`fbgemm_depthwise_fast_path`: that kernel is AVX2 code (vpmaddubsw) even on VNNI /
@@ -208,12 +211,18 @@ def _asymmetric(zp) -> bool:
     return bool(z.dtype.kind in "iu" and z.any())
 
 
-def _pair_saturation_applies(p, xdt, wdt, x_shape, w_shape, group, strides, dilations, pb, pe) -> bool:
+def _pair_saturation_applies(p, xdt, wdt, x_shape, w_shape, group, strides, dilations, pb, pe,
+                             op="ConvInteger") -> bool:
     if p is None or {xdt, wdt} != {np.dtype(np.uint8), np.dtype(np.int8)}:
         return False
     mode = p.int16_pair_saturation
     if mode is True:
         return True
+    if mode == "mlas":
+        # every conv but QLinearConv's depthwise ones (one input and one output channel a
+        # group): ORT runs those with MlasConvDepthwise, which widens to int16 and multiplies
+        # into int32 (mullo/mulhi, qdwconv_avx2.cpp) -- exact
+        return not (op == "QLinearConv" and x_shape[1] // group == 1 and w_shape[0] // group == 1)
     if mode == "fbgemm_depthwise":
         return fbgemm_depthwise_fast_path(x_shape, w_shape, group=group, strides=strides, dilations=dilations,
                                           pads_begin=pb, pads_end=pe)
@@ -222,7 +231,7 @@ def _pair_saturation_applies(p, xdt, wdt, x_shape, w_shape, group, strides, dila
 
 def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET", dilations=None,
                      group=1, kernel_shape=None, pads=None, strides=None, profile=None, exact=False,
-                     count_pairs=False, int_conv=None):
+                     count_pairs=False, int_conv=None, op="ConvInteger"):
     """Accumulator of ConvInteger: int32 (wrapped) or, with exact=True, int64; and the count
     of saturating int16 pairs (u8 x s8 only, when count_pairs) or None.  ``int_conv(x, w, xz,
     wz)`` (the fast glue's): the int32 accumulator by the kernels, after every check here, for
@@ -252,7 +261,7 @@ def _conv_accumulate(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NO
     if Kd >= _MAX_EXACT_K:
         raise ValueError(f"w: reduction size {Kd} too large for the exact float64 accumulation")
     pair_sat = _pair_saturation_applies(p, x.dtype, w.dtype, x.shape, w.shape, int(group), strides, dilations,
-                                        pb, pe)
+                                        pb, pe, op)
     if int_conv is not None and not (exact or count_pairs or pair_sat):
         acc = int_conv(x, w, xz, wz)
         if acc is not None:
@@ -357,7 +366,7 @@ def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y
                                     asymmetric_weights=_asymmetric(w_zero_point))
     acc, _ = _conv_accumulate(x_, w_, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
                               group=group, kernel_shape=kernel_shape, pads=pads, strides=strides, profile=p,
-                              int_conv=int_conv)
+                              int_conv=int_conv, op="QLinearConv")
     bias = None
     bias_scale = None
     if B is not None:

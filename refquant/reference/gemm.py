@@ -361,9 +361,9 @@ def _pair_filtered(a0, a1, b0, b1, c, count_only):
 
 
 def _use_pair_saturation(p, A, B):
-    # True = every u8 x s8 GEMM; other (string) values name kernel-specific scopes that only
+    # True / "mlas" = every u8 x s8 GEMM; "fbgemm_depthwise" names a scope that only
     # convolutions use (see conv._pair_saturation_applies)
-    if p.int16_pair_saturation is not True:
+    if p.int16_pair_saturation not in (True, "mlas"):
         return False
     return {A.dtype, B.dtype} == {np.dtype(np.uint8), np.dtype(np.int8)}
 
