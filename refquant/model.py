@@ -129,6 +129,14 @@ FUSE_MODES = (None, "onnxruntime-basic", "onnxruntime", "tensorrt")
 _FUSE_ALIASES = {"onnxruntime-extended": "onnxruntime", "onnxruntime-all": "onnxruntime",
                  "ort": "onnxruntime", "onnxruntime-disabled": None, "none": None}
 
+def _onnx_domain(n):
+    """An ONNX-domain node, or com.microsoft's QuantizeLinear / DequantizeLinear (what
+    onnxruntime.quantization writes with UseQDQContribOps, and for 16-bit / 4-bit types before
+    opset 21): ORT's QDQ selectors match both alike (QDQ::MatchQNode / MatchDQNode)."""
+    return n.domain in ("", "ai.onnx") or (
+        n.domain == "com.microsoft" and n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+
+
 # ops refquant runs (domain, op_type) -> refquant op name
 _QOPS = {
     ("", "QuantizeLinear"): "QuantizeLinear",
@@ -271,11 +279,13 @@ class _Graph:
                     self.consumers.setdefault(t, []).append(i)
 
     def prod(self, tensor, op_type=None):
+        """The producer of ``tensor`` (its node index), or None; with ``op_type``, only an ONNX-domain
+        node of that type (com.microsoft's QuantizeLinear / DequantizeLinear count as ONNX's)."""
         i = self.producer.get(tensor)
         if i is None:
             return None
         n = self.nodes[i]
-        if op_type is not None and (n.op_type != op_type or n.domain not in ("", "ai.onnx")):
+        if op_type is not None and (n.op_type != op_type or not _onnx_domain(n)):
             return None
         return i
 
@@ -322,7 +332,7 @@ def _dq_info(G, tensor):
 
 def _q_info(G, i):
     n = G.nodes[i]
-    if n.op_type != "QuantizeLinear" or n.domain not in ("", "ai.onnx"):
+    if n.op_type != "QuantizeLinear" or not _onnx_domain(n):
         return None
     s = G.const(n.input[1]) if len(n.input) > 1 else None
     if s is None or np.size(s) != 1:
@@ -352,7 +362,7 @@ def _tensor_dtype(G, tensor):
     i = G.producer.get(tensor)
     if i is not None:
         n = G.nodes[i]
-        if n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx"):
+        if n.op_type == "QuantizeLinear" and _onnx_domain(n):
             q = _q_info(G, i)
             if q is not None:
                 return q["dtype"]
@@ -553,7 +563,10 @@ def _rewrite(model, fuse):
     fusions = []
     new_inits = {}
     if fuse in ("onnxruntime-basic", "onnxruntime"):
-        # ORT level 1, in its order: QDQPropagation, then WeightBiasQuantization
+        # ORT level 1, in its order: CommonSubexpressionElimination (modelled for Q / DQ nodes:
+        # the dedicated pairs of onnxruntime.quantization's DedicatedQDQPair), QDQPropagation,
+        # then WeightBiasQuantization
+        _cse_qdq(m)
         m, f1 = _propagate_qdq(m)
         fusions += f1
         G = _Graph(m)
@@ -770,6 +783,47 @@ class _Prop:
         self.m.graph.node.extend(self.nodes)
 
 
+def _cse_qdq(m):
+    """ORT's CommonSubexpressionElimination for QuantizeLinear / DequantizeLinear nodes, in place:
+    a node with the same op, domain, attributes and inputs (constants compared by type, shape and
+    bytes) as an earlier one is removed and its consumers read the earlier one's output, repeated
+    until nothing changes (two dedicated Q nodes of one tensor merge, then their DQs).  A node
+    whose output is a graph output stays (ORT keeps those)."""
+    from onnx import AttributeProto, numpy_helper
+    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for n in m.graph.node for a in n.attribute):
+        return m      # subgraphs may read a merged tensor by name: left as written
+    consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    outs = {o.name for o in m.graph.output}
+
+    def in_key(t):
+        c = consts.get(t)
+        return ("t", t) if c is None else ("c", c.dtype.str, c.shape, c.tobytes())
+
+    changed = True
+    while changed:
+        changed = False
+        seen, rename, keep = {}, {}, []
+        for n in m.graph.node:
+            for k, t in enumerate(n.input):
+                if t in rename:
+                    n.input[k] = rename[t]
+            if (n.op_type in ("QuantizeLinear", "DequantizeLinear") and _onnx_domain(n)
+                    and len(n.output) == 1 and n.output[0] not in outs):
+                key = (n.op_type, n.domain, tuple(a.SerializeToString() for a in n.attribute),
+                       tuple(in_key(t) for t in n.input))
+                first = seen.get(key)
+                if first is not None:
+                    rename[n.output[0]] = first
+                    changed = True
+                    continue
+                seen[key] = n.output[0]
+            keep.append(n)
+        if changed:
+            del m.graph.node[:]
+            m.graph.node.extend(keep)
+    return m
+
+
 def _propagate_qdq(m):
     """ORT QDQPropagationTransformer (level 1): Q backward, then DQ forward, across MaxPool,
     Reshape, Transpose, Squeeze, Unsqueeze and Slice (ORT's accepted opset versions).
@@ -929,7 +983,7 @@ def _act_and_q(G, out_tensor):
         act = c
         t = G.nodes[c].output[0]
         c = c2
-    if c is not None and G.nodes[c].op_type == "QuantizeLinear" and G.nodes[c].domain in ("", "ai.onnx"):
+    if c is not None and G.nodes[c].op_type == "QuantizeLinear" and _onnx_domain(G.nodes[c]):
         return act, c, t
     return act, None, t
 
@@ -1052,7 +1106,7 @@ def _s8_convertible(G, qi):
     if len(c) != 1 or q["output"] in G.graph_outputs:
         return False
     d = G.nodes[c[0]]
-    if d.op_type != "DequantizeLinear" or d.domain not in ("", "ai.onnx"):
+    if d.op_type != "DequantizeLinear" or not _onnx_domain(d):
         return False
     s2 = G.const(d.input[1]) if len(d.input) > 1 else None
     z2 = G.const(d.input[2]) if len(d.input) > 2 and d.input[2] else None

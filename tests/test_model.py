@@ -925,3 +925,46 @@ def test_fuse_profile_combinations_name_the_real_cause(tmp_path, capsys):
                "--engine", "reference:tensorrt", "--profile", "onnx", "--fuse", "tensorrt"])
     err = capsys.readouterr().err
     assert rc == 2 and "float-bias profile" in err and "Issues with types" not in err
+
+
+def _add_unit(domain="", dedicated=False):
+    """DQ -> Add -> Q -> DQ, the Q/DQ in ``domain`` (com.microsoft: UseQDQContribOps); with
+    ``dedicated``, two identical Q -> DQ pairs after the Add (DedicatedQDQPair)."""
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("sa", 0.05), ("sb", 0.075), ("sc", 0.1))]
+    inits.append(numpy_helper.from_array(np.array(128, np.uint8), "z"))
+    Q = lambda i, o, **k: helper.make_node("QuantizeLinear", i, o, domain=domain, **k)     # noqa: E731
+    D = lambda i, o, **k: helper.make_node("DequantizeLinear", i, o, domain=domain, **k)   # noqa: E731
+    nodes = [Q(["a", "sa", "z"], ["aq"]), Q(["b", "sb", "z"], ["bq"]), D(["aq", "sa", "z"], ["ad"]),
+             D(["bq", "sb", "z"], ["bd"]), helper.make_node("Add", ["ad", "bd"], ["s"]),
+             Q(["s", "sc", "z"], ["sq_1"]), D(["sq_1", "sc", "z"], ["y1"])]
+    outs = [helper.make_tensor_value_info("y1", TensorProto.FLOAT, [256])]
+    if dedicated:
+        nodes += [Q(["s", "sc", "z"], ["sq_2"]), D(["sq_2", "sc", "z"], ["y2"])]
+        outs.append(helper.make_tensor_value_info("y2", TensorProto.FLOAT, [256]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [256]) for n in "ab"],
+                          outs, inits)
+    ops = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.microsoft", 1)] if domain else [])
+    return helper.make_model(g, opset_imports=ops)
+
+
+@pytest.mark.parametrize("domain, dedicated", [("", False), ("com.microsoft", False), ("", True),
+                                               ("com.microsoft", True)])
+def test_contrib_qdq_and_dedicated_pairs_fuse_as_ort(domain, dedicated):
+    """com.microsoft QuantizeLinear / DequantizeLinear fuse like ONNX's (ORT's QDQ selectors match
+    both), and two identical Q nodes of one tensor merge first (ORT's common-subexpression
+    elimination), so the Add still becomes a QLinearAdd; the reference then equals ORT."""
+    ort = pytest.importorskip("onnxruntime")
+    m = _add_unit(domain, dedicated)
+    assert [f.kind for f in plan_fusions(m, "onnxruntime")] == ["QLinearAdd"]
+    r = np.random.default_rng(0)
+    x = {"a": (r.integers(0, 256, 256) - 128).astype(np.float32) * np.float32(0.05),
+         "b": (r.integers(0, 256, 256) - 128).astype(np.float32) * np.float32(0.075)}
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    got = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, x)
+    v = run_model(m, x, profile="onnxruntime", fuse="onnxruntime")
+    assert np.array_equal(got[0], v["y1"])
+    unfused = run_model(m, x, profile="onnxruntime", fuse=None)
+    assert not np.array_equal(unfused["y1"], v["y1"])       # the fusion matters on this input
+    res = refquant.compare_model(m, x, engine="onnxruntime", ort_optimization="extended")
+    assert res.first_divergence is None
