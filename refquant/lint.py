@@ -431,6 +431,45 @@ class _Linter:
                      "acc + bias can wrap in int32")
 
     # ----------------------------------------------------------------- int16 pairs
+    def _weight_codes(self, t):
+        """A constant weight's integer codes: an initializer, or QuantizeLinear of a constant
+        float tensor with constant parameters (AddQDQPairToWeight), folded by the reference."""
+        w = self.const(t)
+        if w is not None:
+            return w
+        i = self.G.producer.get(t)
+        if i is None:
+            return None
+        n = self.G.nodes[i]
+        if n.op_type != "QuantizeLinear" or n.domain not in ("", "ai.onnx", "com.microsoft"):
+            return None
+        x = self.const(n.input[0])
+        sc = self.const(n.input[1]) if len(n.input) > 1 else None
+        zp = self.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        if x is None or sc is None:
+            return None
+        a = _attrs(n)
+        try:
+            from .reference import quantize_linear
+            return quantize_linear(np.asarray(x), np.asarray(sc), None if zp is None else np.asarray(zp),
+                                   axis=int(a.get("axis", 1)), block_size=int(a.get("block_size", 0) or 0))
+        except Exception:  # noqa: BLE001 - not foldable here: not checked
+            return None
+
+    def _ort_integer_units(self):
+        """Labels of the float Conv / MatMul / Gemm nodes ONNX Runtime fuses into integer
+        kernels (plan_fusions with "onnxruntime", the extended level), computed once."""
+        if not hasattr(self, "_ort_units"):
+            from .model import plan_fusions
+            try:
+                fus = plan_fusions(self.model, "onnxruntime")
+            except Exception:  # noqa: BLE001 - a model the planner cannot read: check every unit
+                self._ort_units = set(self.G.labels)
+            else:
+                self._ort_units = {lab for f in fus if f.kind in ("QLinearConv", "QLinearMatMul", "QGemm",
+                                                                 "MatMulIntegerToFloat") for lab in f.nodes}
+        return self._ort_units
+
     def check_pairs(self):
         from .model import _dq_info, _tensor_dtype
         G = self.G
@@ -453,12 +492,20 @@ class _Linter:
                 site = ({"Conv": "conv", "MatMul": "matmul", "Gemm": "gemm"}[op], dx["q"], dw["q"])
             if site is None:
                 continue
+            if op in ("Conv", "MatMul", "Gemm") and (self.prof is None or self.prof.name.startswith("onnxruntime")) \
+                    and G.labels[i] not in self._ort_integer_units():
+                continue    # ORT keeps this unit in float (no integer kernel, nothing to saturate)
             kind, xn, wn = site
             if self.prof is not None and (self.trt or self.tflite or
                                           self.prof.name.startswith("pytorch-qnnpack")):
                 continue    # GPU / ARM-style kernels widen to int16 or int32 before multiplying
             xdt = _tensor_dtype(G, xn)
-            w = self.const(wn)
+            if xdt is None and op in ("QLinearConv", "QLinearMatMul", "QGemm"):
+                # an activation from another com.microsoft op (QLinearAdd, QGemm ...): its type
+                # is the op's activation zero point's
+                z = self.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+                xdt = None if z is None else np.asarray(z).dtype
+            w = self._weight_codes(wn)
             if w is None or np.asarray(w).dtype != np.int8:
                 continue
             converted = False

@@ -566,6 +566,9 @@ def _rewrite(model, fuse):
         # ORT level 1, in its order: CommonSubexpressionElimination (modelled for Q / DQ nodes:
         # the dedicated pairs of onnxruntime.quantization's DedicatedQDQPair), QDQPropagation,
         # then WeightBiasQuantization
+        for i, n in enumerate(m.graph.node):   # labels stay the original graph's after removals
+            if not n.name:
+                n.name = _label(n, i)
         _cse_qdq(m)
         m, f1 = _propagate_qdq(m)
         fusions += f1

@@ -353,3 +353,44 @@ def test_engine_limits_agree_between_lint_and_profile():
     with pytest.raises(ProfileError, match="DequantizeLinear with int32") as e:
         run_model(b, x, profile="tensorrt", fuse="tensorrt")
     assert "float-bias profile" not in str(e.value)
+
+
+def test_int16_pairs_ort_depthwise_and_folded_weights():
+    """ORT's depthwise QLinearConv widens exactly (no RQ401 for ORT targets, still for fbgemm);
+    weights written as Q(float constant) (AddQDQPairToWeight) are folded and checked."""
+    rq = lambda mm, t: [x for x in lint_model(mm, t) if x.code == "RQ401"]  # noqa: E731
+    dw = _u8_conv(C=8, M=8, group=8)
+    assert not rq(dw, None) and not rq(dw, "onnxruntime-avx2")
+    assert rq(dw, "pytorch-fbgemm")
+    from onnx import numpy_helper
+    m = _u8_conv()
+    inits = {i.name: i for i in m.graph.initializer}
+    dq = next(n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+              and numpy_helper.to_array(inits[n.input[0]]).dtype == np.int8)
+    codes = numpy_helper.to_array(inits[dq.input[0]])
+    scale = numpy_helper.to_array(inits[dq.input[1]])
+    wf = (codes.astype(np.float32) * scale.reshape((-1,) + (1,) * (codes.ndim - 1)) if scale.ndim
+          else codes.astype(np.float32) * scale).astype(np.float32)
+    m.graph.initializer.remove(inits[dq.input[0]])
+    m.graph.initializer.append(numpy_helper.from_array(wf, "w_float"))
+    q = helper.make_node("QuantizeLinear", ["w_float", dq.input[1]] + list(dq.input[2:3]), [dq.input[0]],
+                         name="wq", **({"axis": 0} if scale.ndim else {}))
+    m.graph.node.insert(0, q)
+    assert rq(m, None), "the folded weight pairs saturate as the initializer's did"
+
+
+def test_int16_pairs_com_microsoft_activation_type():
+    """A QLinearConv whose activation comes from a com.microsoft op (its type unknown to shape
+    inference) takes the type of its activation zero point."""
+    m, _ = qlinear_chain()
+    conv = next(n for n in m.graph.node if n.op_type == "QLinearConv")
+    before = [x.node for x in lint_model(m) if x.code == "RQ401"]
+    # feed the conv from a com.microsoft QLinearAdd (x + 0): shape inference cannot type it
+    x_in = conv.input[0]
+    add = helper.make_node("QLinearAdd", [x_in, conv.input[1], conv.input[2], x_in, conv.input[1], conv.input[2],
+                                          conv.input[1], conv.input[2]], ["x_added"], domain="com.microsoft")
+    conv.input[0] = "x_added"
+    m.graph.node.insert(list(m.graph.node).index(conv), add)
+    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    after = [x.node for x in lint_model(m) if x.code == "RQ401"]
+    assert before and sorted(after) == sorted(before)
