@@ -182,6 +182,10 @@ def load_model(model):
     """A ModelProto from a ModelProto, a path, or serialized bytes."""
     import onnx
     if isinstance(model, onnx.ModelProto):
+        from onnx.external_data_helper import uses_external_data
+        if any(uses_external_data(t) and not t.raw_data for t in model.graph.initializer):
+            raise ValueError("model: its external data is not loaded (onnx.load(..., load_external_data="
+                             "False)); pass the model's path, or load it with load_external_data=True")
         return model
     if isinstance(model, (bytes, bytearray)):
         return _parsed(lambda: onnx.load_from_string(bytes(model)), "model: the bytes")

@@ -968,3 +968,14 @@ def test_contrib_qdq_and_dedicated_pairs_fuse_as_ort(domain, dedicated):
     assert not np.array_equal(unfused["y1"], v["y1"])       # the fusion matters on this input
     res = refquant.compare_model(m, x, engine="onnxruntime", ort_optimization="extended")
     assert res.first_divergence is None
+
+
+def test_model_without_its_external_data_is_refused(tmp_path):
+    import onnx
+    m = _add_unit()
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True, size_threshold=0)
+    bare = onnx.load(str(path), load_external_data=False)
+    with pytest.raises(ValueError, match="external data is not loaded"):
+        run_model(bare, {"a": np.zeros(256, np.float32), "b": np.zeros(256, np.float32)})
+    assert run_model(str(path), {"a": np.zeros(256, np.float32), "b": np.zeros(256, np.float32)})["y1"].shape == (256,)
