@@ -851,13 +851,28 @@ def _decode_two(a, two):
     return b
 
 
+_DQ_AXIS = {}   # id(profile) -> (profile, whether a "per_axis" override sets dq_* fields)
+
+
+def _dq_axis_override(prof):
+    ent = _DQ_AXIS.get(id(prof))
+    if ent is None or ent[0] is not prof:
+        has = any("per_axis" in sel.split("+") and any(str(k).startswith("dq_") for k in dict(fields))
+                  for sel, fields in prof.overrides)
+        if len(_DQ_AXIS) > 64:
+            _DQ_AXIS.clear()
+        ent = _DQ_AXIS[id(prof)] = (prof, has)   # the entry keeps the profile alive
+    return ent[1]
+
+
 def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, output_dtype=None,
                       profile, opset=None, out=None, isa=None, _sts=0):
     """Fast DequantizeLinear; ``(y, kernel_name)`` or None.  ``_sts``: the kernels'
     fl32(fl32(x*s) - fl32(zp*s)) form (_dequantize_scale_then_subtract's main part)."""
     prof = profile
-    if prof.overrides:   # as the reference: a "per_axis" override applies before anything else
-        prof = prof.for_op("DequantizeLinear", per_axis=bool(np.ndim(x_scale) == 1 and not block_size))
+    if prof.overrides and _dq_axis_override(prof) and np.ndim(x_scale) == 1 and not block_size:
+        # as the reference: a "per_axis" override with dq fields applies before anything else
+        prof = prof.for_op("DequantizeLinear", per_axis=True)
     if (prof.dq_subtract == "scale_then_subtract" and getattr(prof, "dq_vector_width", 0)
             and out is None):
         if isinstance(x, np.generic):
