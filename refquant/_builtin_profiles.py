@@ -362,7 +362,10 @@ TFLITE_REFERENCE = register_profile(Profile(
     ),
     extra={"weights": "int8_zero_point_0",
            "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
-                            "of 0 (uint8 weights: any zero point)"},
+                            "of 0 (uint8 weights: any zero point)",
+           "per_channel_conv": "int8_int16_input",
+           "per_channel_conv_error": "LiteRT refuses per-channel CONV_2D weights with a uint8 input "
+                                     "(kernel_util.cc: input->type == kTfLiteInt8 || kTfLiteInt16)"},
     ops=_QDQ + _QLIN,
     doc="""LiteRT 2.3.0 with the reference op resolver (OpResolverType.BUILTIN_REF).
 QUANTIZE: int32(TfLiteRound(fl32(x / s))) + zp, clamp; TfLiteRound is std::round (half away
@@ -408,6 +411,9 @@ TFLITE_OPTIMIZED = register_profile(Profile(
     extra={"weights": "int8_zero_point_0",
            "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
                             "of 0 (uint8 weights: any zero point)",
+           "per_channel_conv": "int8_int16_input",
+           "per_channel_conv_error": "LiteRT refuses per-channel CONV_2D weights with a uint8 input "
+                                     "(kernel_util.cc: input->type == kTfLiteInt8 || kTfLiteInt16)",
            "groups": "refuse",
            "groups_error": "LiteRT runs grouped / depthwise convolutions as DEPTHWISE_CONV_2D, whose "
                            "optimized kernels round differently from CONV_2D's (kernel-dependent; "
@@ -446,7 +452,10 @@ TFLITE_XNNPACK = register_profile(Profile(
     rq_multiplier="fp32", rq_method="float", rq_float_to_int="int32_min_wrap_negative",
     extra={"weights": "int8_zero_point_0",
            "weights_error": "TFLite's int8 quantization spec requires weight (filter) zero points "
-                            "of 0 (uint8 weights: any zero point)"},
+                            "of 0 (uint8 weights: any zero point)",
+           "per_channel_conv": "int8_int16_input",
+           "per_channel_conv_error": "LiteRT refuses per-channel CONV_2D weights with a uint8 input "
+                                     "(kernel_util.cc: input->type == kTfLiteInt8 || kTfLiteInt16)"},
     ops=_QDQ + _QLIN,
     doc="""LiteRT 2.3.0 with its default XNNPACK delegate (OpResolverType.AUTO); int8/uint8 only
 (int16 QUANTIZE is not delegated).  QUANTIZE: fl32(x * fl32(1/s)), clamped in float (NaN ->

@@ -125,6 +125,9 @@ def _weights_refused(prof, op, args, kwargs):
     extra = getattr(prof, "extra", None) or {}
     if op == "QLinearConv" and extra.get("groups") == "refuse" and kwargs.get("group", 1) != 1:
         return True      # the reference raises the profile's error (or the argument's)
+    if (op == "QLinearConv" and extra.get("per_channel_conv") and len(args) > 4 and np.size(args[4]) > 1
+            and getattr(args[0], "dtype", None) == np.uint8):
+        return True      # per-channel weights with a uint8 input: the reference raises (tflite)
     if op not in _WEIGHT_OPS or not extra.get("weights"):
         return False
     names = ("b", "b_zero_point") if op != "QLinearConv" else ("w", "w_zero_point")

@@ -192,3 +192,23 @@ def test_optimized_refuses_grouped_conv():
         with pytest.raises(ProfileError, match="DEPTHWISE_CONV_2D"):
             fn(*args, group=4, pads=[1] * 4, profile="tflite-optimized")
         assert fn(*args, pads=[1] * 4, group=4, profile="tflite-reference").shape == (1, 4, 5, 5)
+
+
+@pytest.mark.parametrize("engine", TFL)
+def test_per_channel_conv_needs_int8_input(engine):
+    """LiteRT refuses per-channel CONV_2D weights with a uint8 input (kernel_util.cc); the
+    profiles refuse the same call on both paths instead of computing it."""
+    need(engine)
+    import refquant
+    from refquant import ProfileError
+    rng = np.random.default_rng(0)
+    f = np.float32
+    d = {"x": rng.integers(0, 256, (1, 4, 5, 5)).astype(np.uint8), "x_scale": f(0.02), "x_zero_point": np.uint8(3),
+         "w": rng.integers(0, 256, (3, 4, 3, 3)).astype(np.uint8), "w_scale": np.array([0.01, 0.02, 0.03], f),
+         "w_zero_point": np.full(3, 128, np.uint8), "y_scale": f(0.5), "y_zero_point": np.uint8(128)}
+    with pytest.raises(E.EngineUnsupported, match="kTfLiteInt8"):
+        E.run(engine, "QLinearConv", d, {"pads": [1] * 4})
+    args = [d[k] for k in E.OP_INPUTS["QLinearConv"] if k in d]
+    for fn in (refquant.qlinear_conv, R.qlinear_conv):
+        with pytest.raises(ProfileError, match="per-channel w_scale with a uint8 x"):
+            fn(*args, pads=[1] * 4, profile=engine)

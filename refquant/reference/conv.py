@@ -364,6 +364,11 @@ def _qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y
     # the overrides selected by the weight-scale granularity and the activation type
     p = get_profile(profile).for_op("QLinearConv", per_axis=bool(ws.size > 1), dtype=x_.dtype,
                                     asymmetric_weights=_asymmetric(w_zero_point))
+    if (ws.size > 1 and x_.dtype == np.uint8
+            and (getattr(p, "extra", None) or {}).get("per_channel_conv") == "int8_int16_input"):
+        from ..profile import ProfileError
+        raise ProfileError(f"profile {p.name!r}: per-channel w_scale with a uint8 x: "
+                           f"{p.extra.get('per_channel_conv_error', 'refused by the engine')}")
     acc, _ = _conv_accumulate(x_, w_, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations,
                               group=group, kernel_shape=kernel_shape, pads=pads, strides=strides, profile=p,
                               int_conv=int_conv, op="QLinearConv")
