@@ -1,5 +1,6 @@
 """compute_scale_zero_point vs the tools' own functions, properties, bad input, the CLI."""
 import json
+import re
 import subprocess
 import sys
 import xml.dom.minidom
@@ -446,3 +447,18 @@ def test_ort_version_option():
         compute_scale_zero_point(-1.0, 1.0, tool="pytorch", ort_version="1.30.0")
     with pytest.raises(CalibrationError, match="ort_version"):
         calibrate([np.ones(3, np.float32)], tool="pytorch", ort_version="1.30.0")
+
+
+def test_empty_batch_among_others_follows_each_tool():
+    """torch's observers and ORT's minmax skip an empty batch; ORT's moving average takes it into
+    its range as (inf, -inf), ORT's histogram methods and ModelOpt fail on it: refused there."""
+    bs = [np.linspace(-1, 2, 300, dtype=np.float32), np.zeros(0, np.float32)]
+    full = [bs[0]]
+    for tool, method in (("pytorch", "minmax"), ("pytorch", "histogram"), ("onnxruntime", "minmax")):
+        a, b = calibrate(bs, tool=tool, method=method), calibrate(full, tool=tool, method=method)
+        assert a.scale.tobytes() == b.scale.tobytes() and a.zero_point == b.zero_point, (tool, method)
+    for tool, method, why in (("onnxruntime", "moving_average_minmax", "(inf, -inf)"),
+                              ("onnxruntime", "entropy", "inhomogeneous"),
+                              ("modelopt", "minmax", "empty tensor")):
+        with pytest.raises(CalibrationError, match=r"batch 1 is empty.*" + re.escape(why)):
+            calibrate(bs, tool=tool, method=method)

@@ -129,7 +129,7 @@ def calibrate(data, *, method="minmax", tool="onnxruntime", dtype="int8", symmet
     if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
         raise CalibrationError(f"axis: expected an integer or None, got {axis!r}")
     conversions = []
-    batches = prepare_batches(data, tool=tool, axis=axis, conversions=conversions)
+    batches = prepare_batches(data, tool=tool, axis=axis, conversions=conversions, method=method)
     result = mod.calibrate(batches, method=method, dtype=dtype_name(dt), dt=dt, symmetric=bool(symmetric),
                            reduce_range=bool(reduce_range), axis=None if axis is None else int(axis),
                            num_bins=nb, num_quantized_bins=nq, percentile=p,

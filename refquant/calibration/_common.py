@@ -17,13 +17,16 @@ METHODS = ("minmax", "moving_average_minmax", "percentile", "entropy", "mse", "d
 #: modelopt 0.47).
 NONFINITE_BEHAVIOUR = {
     "onnxruntime": "onnxruntime: MinMax skips NaN (ReduceMin/ReduceMax) but keeps +-Inf in the range; "
-                   "Entropy skips NaN and fails on Inf; Percentile fails on both ('range ... is not "
-                   "finite' from np.histogram).",
+                   "Entropy skips NaN and fails on Inf; Percentile fails on both with its default "
+                   "calib_symmetric ('range ... is not finite' from np.histogram) but skips NaN without "
+                   "it; Distribution skips NaN.",
     "pytorch": "torch: MinMax observers propagate NaN into min/max and scale, and take +-Inf as the range; "
                "HistogramObserver drops +-Inf with a warning and fails on NaN (torch.histc range not finite).",
     "tensorrt": "TensorRT: not documented; its calibrators build histograms of |x| that NaN/Inf break.",
     "modelopt": "ModelOpt: MaxCalibrator asserts ('detected nan/inf values in amax'); the histogram "
-                "calibrators fail in torch.histc ('range ... is not finite').",
+                "calibrators fail in torch.histc ('range ... is not finite') when the NaN is in the "
+                "first batch, and after it silently drop the later batches' values beyond the first "
+                "range.",
 }
 
 
@@ -130,7 +133,25 @@ def dtype_name(dtype) -> str:
         return dt.name
 
 
-def prepare_batches(data, *, tool: str, axis=None, conversions=None) -> list[np.ndarray]:
+# an empty batch among others, where a tool does not just skip it (measured, onnxruntime 1.32,
+# nvidia-modelopt 0.47): (tool, method or None for every method) -> why refquant refuses it
+_EMPTY_BATCH = {
+    ("onnxruntime", "moving_average_minmax"):
+        "ONNX Runtime's moving-average calibrator takes ReduceMin / ReduceMax of the empty tensor, "
+        "(inf, -inf), into its range, which then gives scale 1.0 and zero point 0 (an infinite "
+        "scale with calib_symmetric)",
+    ("onnxruntime", "entropy"): "ONNX Runtime's histogram calibrators stack the batches and fail on "
+                                "an empty one ('inhomogeneous shape')",
+    ("onnxruntime", "percentile"): "ONNX Runtime's histogram calibrators stack the batches and fail "
+                                   "on an empty one ('inhomogeneous shape')",
+    ("onnxruntime", "distribution"): "ONNX Runtime's histogram calibrators stack the batches and fail "
+                                     "on an empty one ('inhomogeneous shape')",
+    ("modelopt", None): "ModelOpt's calibrators fail on an empty tensor (max() / min() need a "
+                        "reduction dim)",
+}
+
+
+def prepare_batches(data, *, tool: str, axis=None, conversions=None, method=None) -> list[np.ndarray]:
     """data (one array, or a list/tuple/iterator of arrays = successive batches) -> float32 arrays.
 
     A flat list of numbers is one batch.  Every batch is converted to float32 first: refquant
@@ -138,7 +159,9 @@ def prepare_batches(data, *, tool: str, axis=None, conversions=None) -> list[np.
     observers on float32 tensors).  Tools fed other dtypes compute differently (ORT on a float16
     model keeps float16 ranges and scales; torch's HistogramObserver bins a float16 / float64
     tensor in that dtype); that is not modelled.
-    Empty batches are skipped (every tool's observer ignores them); no batch at all, NaN or Inf
+    Empty batches are skipped where the tool's observer skips them (torch; ORT's minmax); where
+    the tool fails or takes them into its range (_EMPTY_BATCH) they raise CalibrationError; no
+    batch at all, NaN or Inf
     (including float64 values beyond float32's range) raise :class:`CalibrationError`; structured,
     complex, string and object arrays raise TypeError.
     """
@@ -154,7 +177,7 @@ def prepare_batches(data, *, tool: str, axis=None, conversions=None) -> list[np.
         except Exception as exc:  # noqa: BLE001
             raise TypeError(f"data: expected an array or a list of arrays, got {type(data).__name__}") from exc
     from .._dtypes import refuse_masked
-    out = []
+    out, empties = [], []
     for i, b in enumerate(batches):
         refuse_masked(b, "data" if len(batches) == 1 else f"data[{i}]")
         a = np.asarray(b)
@@ -180,6 +203,7 @@ def prepare_batches(data, *, tool: str, axis=None, conversions=None) -> list[np.
                 conversions.append((i, str(a.dtype)))
         a = a32
         if a.size == 0:
+            empties.append(i)
             continue
         if not np.all(np.isfinite(a)):
             n_nan = int(np.isnan(a).sum())
@@ -196,6 +220,10 @@ def prepare_batches(data, *, tool: str, axis=None, conversions=None) -> list[np.
         out.append(a)
     if not out:
         raise CalibrationError("data: no values to calibrate on (empty data or only empty batches)")
+    why = _EMPTY_BATCH.get((tool, method)) or _EMPTY_BATCH.get((tool, None))
+    if empties and why:
+        raise CalibrationError(f"data: batch {empties[0]} is empty; {why}. refquant refuses it: "
+                               f"remove the empty batch (the other tools skip it)")
     if axis is not None:
         ax = int(axis)
         chans = {b.shape[ax % b.ndim] for b in out}
