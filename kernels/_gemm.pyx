@@ -99,6 +99,8 @@ cdef extern from "rq_gemm.h" nogil:
         const int32_t *bias
         Py_ssize_t bias_rs, bias_cs
         const float *fbias
+        int fbias_fma
+        float fbias_rcp
         int od
         float od_s1, od_s3
         const float *fbias2
@@ -137,6 +139,8 @@ cdef extern from "rq_gemm.h" nogil:
         void *y
         const int32_t *bias
         const float *fbias
+        int fbias_fma
+        float fbias_rcp
         int od
         float od_s1, od_s3
         const float *fbias2
@@ -273,14 +277,20 @@ def _fx_arrays(fx, bint s32_out, Py_ssize_t n):
 
 
 cdef object _set_bias(rq_gemm_args *g, object bias):
-    """g's int32 bias: an (M, N) int32 view (any strides; 0 = broadcast), or None.  Returns the
-    array, which the caller keeps alive while the kernel runs."""
+    """g's bias: an (M, N) int32 or float32 view (any strides; 0 = broadcast), or None.  A
+    float32 one is fbgemm's float bias (rq_gemm_args.fbias, 8-bit outputs).  Returns the array,
+    which the caller keeps alive while the kernel runs."""
     if bias is None:
         return None
     cdef cnp.ndarray bi = <cnp.ndarray?>bias
-    if bi.dtype != np.int32 or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
-        raise ValueError("bias: int32 (M, N) view expected")
-    g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
+    if bi.dtype not in (np.int32, np.float32) or bi.ndim != 2 or bi.shape[0] != g.M or bi.shape[1] != g.N:
+        raise ValueError("bias: int32 or float32 (M, N) view expected")
+    if bi.dtype == np.float32:
+        if g.out_type == RQ_OUT_S32:
+            raise ValueError("bias: a float32 bias needs 8-bit outputs")
+        g.fbias = <const float *>cnp.PyArray_DATA(bi)
+    else:
+        g.bias = <const int32_t *>cnp.PyArray_DATA(bi)
     g.bias_rs = bi.strides[0] // 4; g.bias_cs = bi.strides[1] // 4
     return bi
 
@@ -297,12 +307,14 @@ cdef object _set_fx(rq_gemm_args *g, object fx, bint s32_out, Py_ssize_t n):
 
 
 def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, int y_zp=0,
-         bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False, od=None, fx=None):
+         bint sat16=False, int isa=-1, int nthreads=0, bint choose_only=False, od=None, fx=None,
+         fbias_rcp=None):
     """out[i, j] = epilogue(sum_k (A[i,k]-a_zp)(B[k,j]-b_zp)); returns the kernel name.
 
     A (M, K), B (K, N) uint8/int8 with any strides; a_zp int32 (1 or M), b_zp int32 (1 or N);
-    out (M, N) int32 / uint8 / int8 (any strides); bias int32 broadcast to (M, N) or None;
-    mult float32 (1 or N) for 8-bit outputs.
+    out (M, N) int32 / uint8 / int8 (any strides); bias int32 broadcast to (M, N) or None, or
+    float32 (fbgemm's float bias, 8-bit outputs: fl32(acc) + bias, or with fbias_rcp, a float32,
+    fma(bias, fbias_rcp, fl32(acc)) rounded once); mult float32 (1 or N) for 8-bit outputs.
     """
     cdef cnp.ndarray a = <cnp.ndarray?>A
     cdef cnp.ndarray b = <cnp.ndarray?>B
@@ -340,10 +352,14 @@ def gemm(A, B, a_zp, b_zp, out, *, PackedB packed=None, bias=None, mult=None, in
         raise ValueError("out: not writeable")
     g.C = cnp.PyArray_DATA(o)
     g.c_rs = o.strides[0] // o.dtype.itemsize; g.c_cs = o.strides[1] // o.dtype.itemsize
-    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
+    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL; g.fbias_fma = 0; g.fbias_rcp = 0
     g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
     g.fx_mode = 0; g.fx_qm = NULL; g.fx_sh = NULL
     keep = _set_bias(&g, bias)
+    if fbias_rcp is not None:
+        if g.fbias == NULL:
+            raise ValueError("fbias_rcp: needs a float32 bias")
+        g.fbias_fma = 1; g.fbias_rcp = <float>fbias_rcp
     g.mult = NULL; g.mult_n = 0; g.mult_rows = 0
     if od is not None:      # oneDNN's epilogue: (a_s', fl32(1/y_s)); mult holds b_s'
         if g.out_type == RQ_OUT_S32:
@@ -478,7 +494,7 @@ cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB 
         g.b_zp = <const int32_t *>cnp.PyArray_DATA(zcol); g.b_zp_n = g.N
     g.out_type = out_type
     g.C = cnp.PyArray_DATA(o); g.c_rs = g.N; g.c_cs = 1
-    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL
+    g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL; g.fbias_fma = 0; g.fbias_rcp = 0
     g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
     g.fx_mode = 0; g.fx_qm = NULL; g.fx_sh = NULL
     if out_type == RQ_OUT_S32:
@@ -857,7 +873,7 @@ def qlinear_conv_lean(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     c.w_zp = &wz32; c.w_zp_n = 1
     c.out_type = RQ_OUT_S8 if ty == cnp.NPY_INT8 else RQ_OUT_U8
     c.bias = bp
-    c.fbias = NULL
+    c.fbias = NULL; c.fbias_fma = 0; c.fbias_rcp = 0
     c.od = 0; c.od_s1 = 1; c.od_s3 = 1; c.fbias2 = NULL
     c.fx_mode = 0; c.fx_qm = NULL; c.fx_sh = NULL
     c.mult = &m; c.mult_n = 1
@@ -899,10 +915,11 @@ _KNAMES = [rq_gemm_kernel_name(k).decode() for k in range(RQ_K_COUNT)]
 
 def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, pads,
            PackedB packed=None, bias=None, mult=None, int y_zp=0, bint sat16=False, int isa=-1,
-           int nthreads=0, fbias=None, od=None, fx=None, depth=None):
+           int nthreads=0, fbias=None, od=None, fx=None, depth=None, fbias_rcp=None):
     """One image: x (C, H, W) contiguous, w (Cout, C/group, KH, KW) contiguous,
     out (Cout, OH, OW) contiguous int32/uint8/int8.  fbias: float32 (Cout,) bias added after the
-    int32 -> float32 conversion (fbgemm's rq_bias="float"; 8-bit outputs, no int bias).
+    int32 -> float32 conversion (fbgemm's rq_bias="float"; 8-bit outputs, no int bias); with
+    fbias_rcp (a float32), fma(fbias, fbias_rcp, fl32(acc)) rounded once (rq_bias="float_rcp_fma").
     depth: a 3-D depthwise conv (group == C, no sat16): (KD, sd, dd, pd) -- kernel depth,
     stride, dilation and front pad along the depth -- with x (C, D, H, W), w (Cout, 1, KD, KH, KW)
     and out (Cout, OD, OH, OW); kernel, strides, dilations and pads stay the (H, W) ones.
@@ -984,7 +1001,11 @@ def conv2d(x, w, int x_zp, w_zp, out, *, int group, kernel, strides, dilations, 
             if fb2.shape[0] != c.Cout:
                 raise ValueError("od bias: Cout elements expected")
             c.fbias2 = <const float *>cnp.PyArray_DATA(fb2)
-    c.fbias = NULL
+    c.fbias = NULL; c.fbias_fma = 0; c.fbias_rcp = 0
+    if fbias_rcp is not None:
+        if fbias is None:
+            raise ValueError("fbias_rcp: needs fbias")
+        c.fbias_fma = 1; c.fbias_rcp = <float>fbias_rcp
     if fbias is not None:
         if bias is not None or o.dtype.itemsize != 1:
             raise ValueError("fbias: 8-bit outputs and no int32 bias only")

@@ -912,16 +912,20 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
     zb = _zp_vec(b_zero_point, B.dtype, N)
     if za is None or zb is None:
         return None
-    bias = None
+    bias = fsrc = None
     if C is not None:
         Cc = np.asarray(C)
-        if Cc.dtype != np.int32:
-            return None
         ok = Cc.ndim <= 2 and (Cc.size == 1 or (Cc.ndim == 1 and Cc.shape[0] == N) or
                                (Cc.ndim == 2 and Cc.shape[0] in (1, Mr) and Cc.shape[1] in (1, N)))
         if not ok:
             return None
-        bias = np.broadcast_to(Cc.reshape(() if Cc.size == 1 else Cc.shape), (Mr, N))
+        if Cc.dtype == np.int32:
+            bias = np.broadcast_to(Cc.reshape(() if Cc.size == 1 else Cc.shape), (Mr, N))
+        elif (Cc.dtype.kind == "f" and y_zero_point is not None and p.rq_bias in ("float", "float_rcp_fma")
+              and p.rq_multiplier != "onednn" and p.rq_method != "fixed_point"):
+            fsrc = Cc.reshape(() if Cc.size == 1 else Cc.shape)   # fbgemm's float bias (below)
+        else:
+            return None
     sat = _sat16(p, At, Bt)
     a_s = np.asarray(a_scale).reshape(())
     bsv = bs.reshape(-1) if bs.size != 1 else bs.reshape(())
@@ -978,12 +982,54 @@ def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=No
             return None     # the reference refuses a multiplier that overflowed
     else:
         m = _mult32(Mul)
-    if m is None or not _mult_ok(p, Mul if fx is not None else m, scales=(a_scale, b_scale)):
+    fb = rcp = None
+    if fsrc is not None:
+        fb, rcp = _qgemm_float_bias(fsrc, a_s, bsv, alpha, p, fast_scales)
+        if fb is None:
+            return None
+        bias = np.broadcast_to(fb, (Mr, N))
+    if m is None or not _mult_ok(p, Mul if fx is not None else m,
+                                 None if fb is None else (fb if rcp is None else fb * np.float64(rcp)),
+                                 scales=(a_scale, b_scale)):
         return None
     out = _k.empty_aligned((Mr, N), out_dt)
     kern = _k.gemm(At, Bt, za, zb, out, packed=_packed_for(pk, Bt), bias=bias, mult=m,
-                   y_zp=int(yz[0]), sat16=sat, fx=fx, od=od)
+                   y_zp=int(yz[0]), sat16=sat, fx=fx, od=od, fbias_rcp=rcp)
     return out, kern
+
+
+def _qgemm_float_bias(c, a_s, b_s, alpha, p, f32_scales=False):
+    """QGemm's float C under fbgemm's float bias (requant module doc; the reference's qgemm):
+    with the bias scale S = fl32(fl32(alpha * a_s) * b_s[j]), rq_bias "float" gives the bias
+    fl32(C / S) that the kernels add to fl32(acc); "float_rcp_fma" (S one scalar) gives C itself
+    and fl32(1 / S), which the kernels take as fma(C, 1/S, fl32(acc)).  Returns (float32 bias
+    broadcastable to (M, N), reciprocal or None), or (None, None) for the reference: a bias that
+    is not finite, or a per-column S under "float_rcp_fma".  f32_scales: the scales passed
+    _f32_scale (S formed here with form_multiplier's float32 operations, without its checks)."""
+    if f32_scales:
+        with np.errstate(over="ignore", under="ignore"):
+            S = np.float32(np.float32(alpha) * np.float32(a_s)) * np.asarray(b_s, np.float32)
+    else:
+        try:
+            S = form_multiplier(a_s, b_s, None, profile="onnx", alpha=alpha)
+        except (TypeError, ValueError):
+            return None, None
+    cf = np.asarray(c).astype(np.float32)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        if p.rq_bias == "float_rcp_fma":
+            if np.size(S) != 1:
+                return None, None
+            rcp = np.float32(np.float32(1.0) / np.asarray(S, np.float32).reshape(()))
+            fb = cf
+            if not np.isfinite(rcp) or (fb.size and float(np.max(np.abs(fb))) * abs(float(rcp)) >= 1e38):
+                return None, None
+            rcp = float(rcp)
+        else:
+            fb = (cf / np.asarray(S, np.float32)).astype(np.float32)
+            rcp = None
+    if not np.all(np.isfinite(fb)):
+        return None, None
+    return fb, rcp
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -1598,6 +1644,40 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                                  auto_pad, dilations, group, kernel_shape, pads, strides, profile0, opset)
 
 
+def _rcp_fma_bias(b, a_s, w_s, alpha=None):
+    """fbgemm's per-tensor float bias (rq_bias="float_rcp_fma"): the bias as float32 and the
+    float32 reciprocal of the bias scale fl32(fl32(alpha * a_s) * w_s) (requant module doc),
+    which the kernels' epilogue takes as fma(b, rcp, fl32(acc)), rounded once."""
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        a = np.asarray(a_s, np.float32).reshape(())
+        if alpha is not None:
+            a = np.float32(np.float32(alpha) * a)
+        bsc = np.float32(a * np.asarray(w_s, np.float32).reshape(()))
+        rcp = np.float32(np.float32(1.0) / bsc)
+    return np.ascontiguousarray(np.asarray(b).astype(np.float32)), float(rcp)
+
+
+def _rcp_fma_slow(p, b, a_s, w_s):
+    """Whether a float bias under rq_bias="float_rcp_fma" needs the reference's epilogue: a
+    bias scale that is not one float32 scalar, a reciprocal or bias that is not finite, or a
+    product b * rcp near float32's range (the kernels and the reference then agree only by
+    reasoning about infinities; the reference decides)."""
+    if p.rq_bias != "float_rcp_fma" or b is None:
+        return False
+    bb = np.asarray(b)
+    if bb.dtype.kind != "f":
+        return False
+    if np.size(a_s) != 1 or np.size(w_s) != 1:
+        return True
+    try:
+        fb, rcp = _rcp_fma_bias(bb, a_s, w_s)
+    except (TypeError, ValueError):
+        return True
+    if not (np.isfinite(rcp) and np.all(np.isfinite(fb))):
+        return True
+    return bool(fb.size and float(np.max(np.abs(fb))) * abs(rcp) >= 1e38)
+
+
 def _depthwise_3d(x, w, group):
     """Whether a 5-D conv is depthwise (one input channel a group, at least two groups; any
     channel multiplier): _conv_common runs it on the depthwise kernels with the depth.  (One
@@ -1617,10 +1697,8 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
     if profile is None:
         return None
     p = profile
-    # (fbgemm's per-tensor float bias, fma(b, 1/S, acc): the reference's epilogue over the kernels'
-    # accumulators; an int32 bias there is the "float" form's fl32(acc) + fl32(b))
     if not _rq_ok(p, bias=B is not None, float_bias=True, onednn=True, fixed=True, after_scaling=True) or (
-            p.rq_bias == "float_rcp_fma" and B is not None and np.asarray(B).dtype.kind == "f"):
+            _rcp_fma_slow(p, B, x_scale, w_scale)):
         return _qlinear_conv_ref_epilogue(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
                                           y_zero_point, B, auto_pad, dilations, group, kernel_shape,
                                           pads, strides, profile0, opset)
@@ -1657,7 +1735,7 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
     yz = _zp_vec(y_zero_point, out_dt, -1)
     if yz is None:
         return None
-    bias = fbias = fbias2 = od = None
+    bias = fbias = fbias2 = od = rcp = None
     if p.rq_multiplier == "onednn":
         try:
             s1, wprime, s3 = _onednn_params(x_scale, w_scale, y_scale)
@@ -1684,9 +1762,12 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
                 return None
         elif p.rq_bias in ("float", "float_rcp_fma"):
             # fbgemm (requant module doc): an int32 bias in accumulator units -> fl32(b); a float
-            # bias -> fl32(b / fl32(x_s * w_s[m])); added in float32 after fl32(acc)
+            # bias -> fl32(b / fl32(x_s * w_s[m])); added in float32 after fl32(acc); per tensor
+            # (float_rcp_fma) fma(b, fl32(1 / fl32(x_s * w_s)), fl32(acc)) rounded once
             if b.dtype == np.int32:
                 fbias = b.astype(np.float32)
+            elif p.rq_bias == "float_rcp_fma":
+                fbias, rcp = _rcp_fma_bias(b, xs, ws)
             elif b.dtype.kind == "f":
                 with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
                     bsc = (np.asarray(xs, np.float32).reshape(()) * np.asarray(ws, np.float32).reshape(-1)
@@ -1714,11 +1795,14 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
         except (TypeError, ValueError):
             return None
     m = _mult32(Mul)
-    if m is None or not _mult_ok(p, Mul, fbias, scales=(x_scale, w_scale)):
+    if m is None or not _mult_ok(p, Mul, fbias if rcp is None else fbias * np.float64(rcp),
+                                 scales=(x_scale, w_scale)):
         return None
     kw = dict(bias=bias, mult=m, y_zp=int(yz[0]))
     if fbias is not None:
         kw = dict(kw, bias=None, fbias=fbias)
+        if rcp is not None:
+            kw["fbias_rcp"] = rcp
     if p.rq_multiplier == "onednn":
         kw["mult"] = np.ascontiguousarray(np.broadcast_to(wprime.reshape(-1), (Mc,)) if wprime.size > 1
                                           else wprime.reshape(1), np.float32)

@@ -859,6 +859,59 @@ def test_float_bias_profiles_without_bias_take_the_kernel():
         assert refquant.last_path()["path"] != "reference", p
 
 
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_fbgemm_float_bias_in_the_kernels(isa_cap):
+    """fbgemm's float bias runs in the kernels' epilogue with the reference's bits: QGemm's float C
+    (rq_bias "float": fl32(C / S) added to fl32(acc); per-tensor weights, "float_rcp_fma":
+    fma(C, fl32(1 / S), fl32(acc)) rounded once) in every broadcast form, with alpha, transA /
+    transB and packed weights, and QLinearConv's per-tensor float B (the GEMM, implicit and
+    depthwise convs).  Biases one ulp off k * S with M = 1/4 and small sums put v next to
+    half-integer ties, where the fused and unfused forms part.  A NaN bias goes to the reference."""
+    rng = np.random.default_rng(2301)
+    p = "pytorch-fbgemm"
+    f = np.float32
+
+    def tie_bias(S, shape):
+        k = rng.integers(-500, 500, shape)
+        return np.nextafter((k * S).astype(f), rng.choice(np.array([-1e9, 1e9], f), shape)).astype(f)
+
+    for M, K, N in ((4, 2, 70), (9, 3, 64), (64, 1, 130), (3, 40, 20)):
+        A = _rand(rng, np.uint8, (M, K))
+        B = _rand(rng, np.int8, (K, N))
+        for bs in (f(1 / 7), f(1 / 7) * np.array([1, 0.5, 0.25, 0.125], f)[rng.integers(0, 4, N)]):
+            zb = np.int8(0) if np.ndim(bs) == 0 else np.zeros(N, np.int8)
+            for alpha in (1.0, 0.5):
+                S = f(f(alpha) * f(1 / 3)) * f(1 / 7)
+                for shape in ((N,), (1, N), (M, N), (M, 1), ()):
+                    C = tie_bias(S, shape)
+                    args = (A, f(1 / 3), np.uint8(rng.integers(0, 256)), B, bs, zb, C, f(S * 4), np.uint8(128))
+                    want = R.qgemm(*args, alpha=alpha, profile=p)
+                    _check(refquant.qgemm(*args, alpha=alpha, profile=p), want, f"{p} C{shape} {alpha}")
+                    assert "reference" not in refquant.last_path()["path"], (shape, alpha)
+                    got = refquant.qgemm(A.T.copy(), *args[1:3], B.T.copy(), *args[4:], alpha=alpha,
+                                         transA=1, transB=1, profile=p)
+                    _check(got, want, f"{p} transposed C{shape}")
+                    got = refquant.qgemm(A, *args[1:3], refquant.pack_weights(B), *args[4:], alpha=alpha,
+                                         profile=p)
+                    _check(got, want, f"{p} packed C{shape}")
+        C = np.full(N, np.nan, f)
+        args = (A, f(1 / 3), np.uint8(3), B, f(0.1), np.int8(0), C, f(0.37), np.uint8(9))
+        _check(refquant.qgemm(*args, profile=p), R.qgemm(*args, profile=p), "NaN C")
+        assert refquant.last_path()["path"] == "reference"
+    S = f(f(1 / 3) * f(1 / 7))
+    for xs, wsh, attrs in (((1, 8, 9, 9), (16, 8, 1, 1), dict()),
+                           ((2, 16, 7, 7), (64, 16, 1, 1), dict()),
+                           ((1, 4, 6, 10), (64, 4, 3, 3), dict(pads=[1, 1, 1, 1])),
+                           ((1, 32, 10, 10), (32, 1, 3, 3), dict(group=32, pads=[1, 1, 1, 1]))):
+        x = _rand(rng, np.uint8, xs)
+        w = rng.integers(-3, 4, wsh).astype(np.int8)
+        cargs = (x, f(1 / 3), np.uint8(rng.integers(0, 256)), w, f(1 / 7), np.int8(0), f(S * 4), np.uint8(128),
+                 tie_bias(S, wsh[0]))
+        want = R.qlinear_conv(*cargs, profile=p, **attrs)
+        _check(refquant.qlinear_conv(*cargs, profile=p, **attrs), want, f"{p} conv {wsh}")
+        assert "reference" not in refquant.last_path()["path"], wsh
+
+
 def test_gemv_k_slices():
     """GEMV (M <= 4) with threads splits K (each thread streams its own part of B, partial int32
     sums added afterwards): the same bits as one thread, every dtype pair, zero points, K not a

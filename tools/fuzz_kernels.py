@@ -300,13 +300,34 @@ def case_gemm(rng):
     C = (rng.integers(-50000, 50000, size=(N,) if rng.random() < 0.6 else (M, N)).astype(np.int32)
          if rng.random() < 0.6 else None)
     kw = dict(alpha=float(rng.choice([1.0, 0.5, 2.0, 0.3])), transA=tA, transB=tB)
-    args = [_layout(rng, A2), _scale(rng) * 0.05, _zp(rng, at),
+    a_s, b_s = _scale(rng) * 0.05, _scale(rng, (N,) if pc else ()) * 0.05
+    if C is not None and rng.random() < 0.3:     # a float C (fbgemm's float bias; others refuse it)
+        shape = [(N,), (1, N), (M, N), (M, 1), ()][int(rng.integers(0, 5))]
+        C = _float_bias(rng, shape, np.float32(np.float32(kw["alpha"]) * np.float32(a_s)) * np.min(b_s))
+    args = [_layout(rng, A2), a_s, _zp(rng, at),
             refquant.pack_weights(B2) if packed and not tB else _layout(rng, B2),
-            _scale(rng, (N,) if pc else ()) * 0.05, _zp(rng, bt, N if pc and rng.random() < 0.5 else None), C]
+            b_s, _zp(rng, bt, N if pc and rng.random() < 0.5 else None), C]
     if rng.random() < 0.7:
         yt = np.uint8 if rng.random() < 0.6 else np.int8
         args += [np.float32(_scale(rng) * 10), _zp(rng, yt)]
     return "qgemm", tuple(args), kw
+
+
+def _float_bias(rng, shape, S):
+    """A float32 bias: half of the time tie-prone (one ulp off k * S / 2, S the bias scale
+    act_scale * w_scale, where fbgemm's fused and unfused bias forms part), else plain random;
+    now and then float64, or with a NaN / Inf."""
+    f = np.float32
+    if rng.random() < 0.5:
+        k = rng.integers(-3000, 3000, shape)
+        b = np.nextafter((k * (S / 2)).astype(f), rng.choice(np.array([-1e9, 1e9], f), shape)).astype(f)
+    else:
+        b = (rng.standard_normal(shape) * rng.choice([0.01, 1.0, 100.0])).astype(f)
+    b = np.asarray(b, f)
+    if b.size and rng.random() < 0.05:
+        b = b.copy()
+        b.flat[int(rng.integers(0, b.size))] = rng.choice([np.nan, np.inf, -np.inf])
+    return b.astype(np.float64) if rng.random() < 0.1 else b
 
 
 def case_conv(rng):
@@ -359,8 +380,11 @@ def case_conv(rng):
                                 wz if rng.random() < 0.8 else None), kw
     yt = np.uint8 if rng.random() < 0.6 else np.int8
     ws = _scale(rng, (Cout,) if rng.random() < 0.4 else ()) * 0.02
+    xs = np.float32(_scale(rng) * 0.05)
     b = rng.integers(-200000, 200000, Cout).astype(np.int32) if rng.random() < 0.6 else None
-    args = (_layout(rng, x), np.float32(_scale(rng) * 0.05), _zp(rng, xt), wv, ws, wz,
+    if b is not None and rng.random() < 0.3:     # a float bias (fbgemm's; others refuse it)
+        b = _float_bias(rng, (Cout,), np.float32(xs * np.min(ws)))
+    args = (_layout(rng, x), xs, _zp(rng, xt), wv, ws, wz,
             np.float32(_scale(rng) * 5), _zp(rng, yt), b)
     return "qlinear_conv", args, kw
 

@@ -55,6 +55,7 @@ static inline size_t osize(int t) { return t == RQ_OUT_S32 ? 4 : 1; }
 static void epi_conv_base(rq_epi *e, const rq_conv_args *c) {
     memset(e, 0, sizeof(*e));
     e->bias = c->bias; e->bias_rs = 0; e->bias_cs = 1; e->fbias = c->fbias;
+    e->fbias_fma = c->fbias_fma; e->fbias_rcp = c->fbias_rcp;
     e->od = c->od; e->od_s1 = c->od_s1; e->od_s3 = c->od_s3; e->fbias2 = c->fbias2;
     e->fx_mode = c->fx_mode; e->fx_qm = c->fx_qm; e->fx_sh = c->fx_sh;
     e->mult = c->mult; e->mult_n = c->mult_n; e->y_zp = c->y_zp;
@@ -395,6 +396,7 @@ static int conv_generic(const rq_conv_args *c, int isa, int nt, int *kern) {
         if (c->fbias) { a.fbias = c->fbias + g * Cog; a.bias_rs = 0; a.bias_cs = 1; }
         if (c->fbias2) { a.fbias2 = c->fbias2 + g * Cog; a.bias_rs = 0; a.bias_cs = 1; }
         a.od = c->od; a.od_s1 = c->od_s1; a.od_s3 = c->od_s3;
+        a.fbias_fma = c->fbias_fma; a.fbias_rcp = c->fbias_rcp;
         a.fx_mode = c->fx_mode;
         if (c->fx_mode) {
             a.fx_qm = c->fx_qm + (c->mult_n == 1 ? 0 : g * Cog);
@@ -907,6 +909,7 @@ int rq_conv_run(const rq_conv_args *c, int *kernel_used) {
         if (c->fbias) { a.fbias = c->fbias; a.bias_rs = 1; a.bias_cs = 0; }
         if (c->fbias2) { a.fbias2 = c->fbias2; a.bias_rs = 1; a.bias_cs = 0; }
         a.od = c->od; a.od_s1 = c->od_s1; a.od_s3 = c->od_s3;
+        a.fbias_fma = c->fbias_fma; a.fbias_rcp = c->fbias_rcp;
         a.fx_mode = c->fx_mode; a.fx_qm = c->fx_qm; a.fx_sh = c->fx_sh;
         a.mult = c->mult; a.mult_n = c->mult_n; a.mult_rows = c->mult && c->mult_n != 1;
         a.y_zp = c->y_zp; a.isa = isa; a.nthreads = nt;

@@ -340,7 +340,11 @@ static inline int32_t epi_requant(const rq_epi *e, int i, int j, int32_t acc) {
     }
     float m = e->mult_rows ? e->mult[i] : e->mult[e->mult_n == 1 ? 0 : j];
     float af = (float)acc;
-    if (e->fbias) af = af + e->fbias[i * e->bias_rs + j * e->bias_cs];   /* float32 add */
+    if (e->fbias) {
+        const float b = e->fbias[i * e->bias_rs + j * e->bias_cs];
+        af = e->fbias_fma ? fmaf(b, e->fbias_rcp, af)   /* one rounding (fbgemm's per-tensor path) */
+                          : af + b;                      /* float32 add */
+    }
     if (e->od) {   /* oneDNN: the scales one by one, the zero point before rounding */
         float t = af * e->od_s1;
         t = t * m;
@@ -443,6 +447,7 @@ static void epi_base(rq_epi *e, const rq_gemm_args *a) {
     memset(e, 0, sizeof(*e));
     e->M = a->M; e->N = a->N; e->K = a->K;
     e->bias = a->bias; e->bias_rs = a->bias_rs; e->bias_cs = a->bias_cs; e->fbias = a->fbias;
+    e->fbias_fma = a->fbias_fma; e->fbias_rcp = a->fbias_rcp;
     e->od = a->od; e->od_s1 = a->od_s1; e->od_s3 = a->od_s3; e->fbias2 = a->fbias2;
     e->fx_mode = a->fx_mode; e->fx_qm = a->fx_qm; e->fx_sh = a->fx_sh;
     e->mult = a->mult; e->mult_n = a->mult_n; e->mult_rows = a->mult_rows; e->y_zp = a->y_zp;

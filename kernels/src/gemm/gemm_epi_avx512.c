@@ -72,7 +72,8 @@ static inline __attribute__((always_inline)) void q8_rows(
     const int32_t *const colfix = e->colfix, *const rowfix = e->rowfix, *const bias = e->bias;
     const int bcol = bias && e->bias_cs == 1;            /* bias indexed by column */
     const float *const fbias = e->fbias, *const mult = e->mult;
-    const int fcol = fbias && e->bias_cs == 1, mult_rows = e->mult_rows;
+    const int fcol = fbias && e->bias_cs == 1, mult_rows = e->mult_rows, ffma = e->fbias_fma;
+    const __m512 frcp = _mm512_set1_ps(e->fbias_rcp);
     const float *const fbias2 = OD ? e->fbias2 : NULL;   /* oneDNN: a float bias after the scales */
     const int f2col = fbias2 && e->bias_cs == 1;
     const __m512 lo = _mm512_set1_ps((float)(e->qmin - e->y_zp));
@@ -119,7 +120,10 @@ static inline __attribute__((always_inline)) void q8_rows(
                 if (HT) a = _mm512_add_epi32(a, LD(tab + c));                                     \
                 if (B2) a = _mm512_add_epi32(a, LD(bp + c));                                      \
                 __m512 af = _mm512_cvtepi32_ps(a);                                                \
-                if (fp) af = _mm512_add_ps(af, fcol ? LDF(fp + c) : fb);                          \
+                if (fp) {                                                                         \
+                    const __m512 fbv = fcol ? LDF(fp + c) : fb;                                   \
+                    af = ffma ? _mm512_fmadd_ps(fbv, frcp, af) : _mm512_add_ps(af, fbv);          \
+                }                                                                                 \
                 __m512 v;                                                                         \
                 if (OD) {                                                                         \
                     v = _mm512_mul_ps(_mm512_mul_ps(af, od_s1), PC ? LDF(mc + c) : mrow);        \
@@ -153,7 +157,10 @@ static inline __attribute__((always_inline)) void q8_rows(
                     if (HT) a = _mm512_add_epi32(a, RQ_LD(tab + cc));
                     if (B2) a = _mm512_add_epi32(a, RQ_LD(bp + cc));
                     __m512 af = _mm512_cvtepi32_ps(a);
-                    if (fp) af = _mm512_add_ps(af, fcol ? RQ_LDF(fp + cc) : fb);
+                    if (fp) {
+                        const __m512 fbv = fcol ? RQ_LDF(fp + cc) : fb;
+                        af = ffma ? _mm512_fmadd_ps(fbv, frcp, af) : _mm512_add_ps(af, fbv);
+                    }
                     __m512 v;
                     if (OD) {   /* the codes themselves, in [qmin, qmax] */
                         v = _mm512_mul_ps(_mm512_mul_ps(af, od_s1), PC ? RQ_LDF(mc + cc) : mrow);
@@ -350,7 +357,8 @@ void rq_epi_rows__avx512(const rq_epi *e, int i0, int mi, int j0, int nj, const 
                 float t[16];
                 for (int q = 0; q < 16; q++)
                     t[q] = (m >> q) & 1 ? e->fbias[i * e->bias_rs + (j + q) * e->bias_cs] : 0.0f;
-                af = _mm512_add_ps(af, _mm512_loadu_ps(t));
+                af = e->fbias_fma ? _mm512_fmadd_ps(_mm512_loadu_ps(t), _mm512_set1_ps(e->fbias_rcp), af)
+                                  : _mm512_add_ps(af, _mm512_loadu_ps(t));
             }
             __m512 v = _mm512_mul_ps(af, mm);
             if (e->od) {

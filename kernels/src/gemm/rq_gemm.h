@@ -127,8 +127,10 @@ typedef struct rq_gemm_args {
     /* epilogue: int32 bias[i, j] at bias + i*bias_rs + j*bias_cs (elements; 0 = broadcast) */
     const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
     /* or a float32 bias (fbgemm's rq_bias="float", 8-bit outputs only), same indexing, added
-     * after the conversion: v = fl32(fl32(fl32(acc) + fbias[i, j]) * M); bias must be NULL */
-    const float *fbias;
+     * after the conversion: v = fl32(fl32(fl32(acc) + fbias[i, j]) * M); bias must be NULL.
+     * fbias_fma = 1 (fbgemm's per-tensor rq_bias="float_rcp_fma"): the bias is taken times the
+     * float32 fbias_rcp in one rounding instead, v = fl32(fma(fbias[i, j], fbias_rcp, fl32(acc)) * M) */
+    const float *fbias; int fbias_fma; float fbias_rcp;
     /* oneDNN's epilogue (od = 1; rq_multiplier "onednn", zero point before rounding):
      * t = fl32(acc) [+ fbias]; t = fl32(t * od_s1); t = fl32(t * M[j]); [t = fl32(t + fbias2)];
      * t = fl32(t * od_s3); q = clamp(RNE(fl32(t + y_zp)), qmin, qmax).  fbias2 indexed like bias. */
@@ -172,6 +174,7 @@ typedef struct rq_conv_args {
     int out_type; void *y;               /* y[co, oh, ow] contiguous */
     const int32_t *bias;                 /* Cout or NULL */
     const float *fbias;                  /* Cout or NULL: float bias (rq_gemm_args.fbias) */
+    int fbias_fma; float fbias_rcp;      /* rq_gemm_args.fbias_fma / fbias_rcp */
     int od; float od_s1, od_s3; const float *fbias2;   /* oneDNN epilogue (rq_gemm_args) */
     int fx_mode; const int32_t *fx_qm, *fx_sh;           /* fixed point (rq_gemm_args) */
     const float *mult; int mult_n;
@@ -226,6 +229,7 @@ typedef struct rq_epi {
     const int32_t *rsum;     /* M */
     const int32_t *bias; ptrdiff_t bias_rs, bias_cs;
     const float *fbias;      /* float bias (rq_gemm_args.fbias), indexed like bias */
+    int fbias_fma; float fbias_rcp;                      /* (rq_gemm_args) */
     int od; float od_s1, od_s3; const float *fbias2;   /* oneDNN epilogue (rq_gemm_args) */
     int fx_mode; const int32_t *fx_qm, *fx_sh;           /* fixed point (rq_gemm_args) */
     const float *mult; int mult_n; int mult_rows;
