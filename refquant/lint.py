@@ -17,7 +17,8 @@ Rules (code: what is checked)
   error (x/s overflows, engines that flush denormals divide by zero).
 - RQ102 fp16-unrepresentable scale: a scale below fp16's smallest normal (6.1e-5) loses precision
   in an fp16 network (TensorRT FP16/strongly typed fp16, ORT fp16 models), below 2^-24 it becomes
-  0, above 65504 Inf (warning; error where the scale itself is float16).
+  0, above 65504 Inf (warning; error where the scale itself is float16; info for the subnormal
+  float32 scales of 16-bit quantization, which are usual, unless the target is TensorRT).
 - RQ103 zero point: its type must be the quantized tensor's type (DequantizeLinear x vs zp),
   scalar where the op needs it (QLinearConv x/y, QLinearMatMul a/y); uint4 without a zero
   point gets the implicit 0 while MatMulNBits-style kernels default to 8 (onnxruntime#31692).
@@ -168,7 +169,9 @@ class _Linter:
                 from .model import _tensor_dtype
                 x_dt = _tensor_dtype(self.G, n.input[xi])
             # an int32 bias DQ's scale is sx*sw, tiny by construction: no fp16 check
-            self.check_scale(i, sname, np.asarray(s), fp16=(x_dt != np.dtype(np.int32)))
+            qt = np.asarray(z).dtype if z is not None else (x_dt if op == "DequantizeLinear" else None)
+            self.check_scale(i, sname, np.asarray(s), fp16=(x_dt != np.dtype(np.int32)),
+                             wide=qt is not None and qt in (np.dtype(np.int16), np.dtype(np.uint16)))
             if z is not None:
                 z = np.asarray(z)
                 if x_dt is not None and z.dtype != x_dt:
@@ -200,7 +203,10 @@ class _Linter:
                 self.add("error", "RQ105", i, f"zero point {zname!r} is not a constant",
                          "TensorRT needs build-time constant zero points")
 
-    def check_scale(self, i, name, s, fp16=True):
+    def check_scale(self, i, name, s, fp16=True, wide=False):
+        """RQ101 / RQ102 for one scale.  wide: the quantized type is 16-bit, whose fine steps
+        give float32 scales below fp16's normal range by design (range / 65535): with no fp16
+        target (TensorRT) that is reported as info, not a warning."""
         sf = s.astype(np.float64)
         bad = ~np.isfinite(sf) | (sf <= 0)
         if bad.any():
@@ -222,10 +228,12 @@ class _Linter:
                 self.add(sev, "RQ102", i, f"scale {name!r} becomes 0 in float16 (min {rest.min():.3g})",
                          "an fp16 network (TensorRT FP16, fp16 ONNX models) loses this scale entirely")
             elif (rest < _FP16_MIN_NORMAL).any():
-                self.add(sev if s.dtype == np.float16 else "warning", "RQ102", i,
+                quiet = wide and s.dtype != np.float16 and not self.trt
+                self.add(sev if s.dtype == np.float16 else ("info" if quiet else "warning"), "RQ102", i,
                          f"scale {name!r} is subnormal in float16 (min {rest.min():.3g} < 6.1e-5)",
                          "in fp16 the scale keeps fewer than 11 significant bits: quantized values "
-                         "change in fp16 networks (TensorRT-Incubator#392)")
+                         "change in fp16 networks (TensorRT-Incubator#392)"
+                         + ("; usual for 16-bit quantization, harmless in float32 engines" if quiet else ""))
             if (rest > 65504).any():
                 self.add(sev, "RQ102", i, f"scale {name!r} overflows float16 (max {rest.max():.3g})",
                          "Inf in an fp16 network")

@@ -85,6 +85,19 @@ def test_fp16_unrepresentable_scale():
     assert any(x.code == "RQ102" and "overflows" in x.message for x in f)
 
 
+def test_fp16_subnormal_scale_of_16_bit_quantization_is_info():
+    """16-bit activations (range / 65535) have float32 scales below fp16's normal range by design:
+    info without an fp16 target, a warning for TensorRT; 8-bit ones stay a warning."""
+    m = layer(x_dt=np.int16, sx=1e-5, sy=1e-5)
+    f = [x for x in lint_model(m) if x.code == "RQ102"]
+    assert f and all(x.severity == "info" for x in f), f
+    assert {x.node for x in f} >= {"q_in", "dq_in", "q_y", "dq_out"}
+    f = [x for x in lint_model(m, "tensorrt") if x.code == "RQ102"]
+    assert f and all(x.severity == "warning" for x in f), f
+    f = [x for x in lint_model(layer(sx=1e-5)) if x.code == "RQ102"]
+    assert f and all(x.severity == "warning" for x in f), f
+
+
 def test_zero_point_type_mismatch():
     m = layer(zw=np.zeros(8, np.uint8))
     f = lint_model(m)
