@@ -775,6 +775,8 @@ def _qgemm_ref_epilogue(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y
 
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *,
                    profile, opset=None):
+    if y_scale is None:
+        return None      # the reference: "y_scale: a scale is required"
     if opset is None and type(a) is np.ndarray and a.ndim == 2:
         sa, sb, sy = _lean_scale(a_scale), _lean_scale(b_scale), _lean_scale(y_scale)
         if sa is not None and sb is not None and sy is not None:
@@ -1620,6 +1622,8 @@ def _no_nan_epilogue(fb, *scales):
 def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
                  auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None,
                  profile, opset=None):
+    if y_scale is None:
+        return None      # the reference: "y_scale: a scale is required"
     if (opset is None and type(x) is np.ndarray and x.ndim == 4 and auto_pad == "NOTSET"
             and type(group) is int):
         sx, sw, sy = _lean_scale(x_scale), _lean_scale(w_scale), _lean_scale(y_scale)
@@ -1766,7 +1770,7 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
             # (float_rcp_fma) fma(b, fl32(1 / fl32(x_s * w_s)), fl32(acc)) rounded once
             if b.dtype == np.int32:
                 fbias = b.astype(np.float32)
-            elif p.rq_bias == "float_rcp_fma":
+            elif p.rq_bias == "float_rcp_fma" and b.dtype.kind == "f":
                 fbias, rcp = _rcp_fma_bias(b, xs, ws)
             elif b.dtype.kind == "f":
                 with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
@@ -1775,6 +1779,8 @@ def _qlinear_conv_general(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_
                     fbias = np.ascontiguousarray((b.astype(np.float32) / bsc).astype(np.float32))
                 if fbias.shape[0] != Mc:
                     fbias = np.broadcast_to(fbias, (Mc,)).copy()
+                if not np.all(np.isfinite(fbias)):
+                    return None     # NaN / Inf: the reference's rq_nan and saturation rules
             else:
                 return None
         elif p.rq_bias == "float_after_scaling":

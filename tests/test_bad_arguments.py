@@ -155,3 +155,37 @@ def test_schema_scale_types(call, ok):
         assert np.array_equal(fast[1], ref[1])
     else:
         assert fast[1] is ref[1] is TypeError
+
+
+@pytest.mark.parametrize("name", ["qlinear_matmul", "qlinear_conv"])
+def test_missing_y_scale_is_refused_by_both(name):
+    """y_scale=None: the reference requires a scale (the fast path took it as QGemm's float
+    output until session 30)."""
+    args, kwargs = CALLS[name]
+    args = args[:6] + (None,) + args[7:]
+    assert _same(name, args, kwargs) == ("raise", ValueError)
+
+
+@pytest.mark.parametrize("bias", [np.array([5, -3, 1], np.int64), np.array([1, 0, 1], np.uint8),
+                                  np.array([True, False, True]), np.array(["1.5", "2", "3"]),
+                                  np.array([1, 2, 3], np.complex64)])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_float_bias_profile_refuses_other_bias_types(bias, per_channel):
+    """Under fbgemm's float bias (per tensor: rq_bias "float_rcp_fma") only int32 and float
+    biases are taken; anything else is the reference's TypeError on both paths."""
+    ws = np.full(3, 0.01, f32) if per_channel else f32(0.01)
+    wz = np.zeros(3, np.int8) if per_channel else np.int8(0)
+    args = (X, f32(0.02), np.uint8(3), W, ws, wz, f32(0.5), np.uint8(128), bias)
+    assert _same("qlinear_conv", args, {"profile": "pytorch-fbgemm"}) == ("raise", TypeError)
+
+
+@pytest.mark.parametrize("rq_nan", ["zero", "qmax"])
+def test_non_finite_float_bias_takes_the_reference(rq_nan):
+    """A NaN / Inf float bias gives the reference's rq_nan / saturation results (the kernels'
+    own clamping of NaN differs by level), also in custom profiles that saturate."""
+    p = refquant.profile.get_profile("pytorch-fbgemm").replace(rq_float_to_int="saturate", rq_nan=rq_nan)
+    for ws in (np.array([0.01, 0.02, 0.03], f32), f32(0.01)):
+        wz = np.zeros(3, np.int8) if np.ndim(ws) else np.int8(0)
+        for b in (np.array([np.nan, 1.0, np.inf], f32), np.array([-np.inf, 2.0, 0.0], f32)):
+            args = (X, f32(0.02), np.uint8(3), W, ws, wz, f32(0.5), np.uint8(128), b)
+            assert _same("qlinear_conv", args, {"profile": p})[0] == "ok"
