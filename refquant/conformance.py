@@ -17,12 +17,17 @@ point) is listed as "not applicable to this profile" and not compared; it is no 
 engine recorded in the cases; ``--op`` an ONNX op name (any letter case).
 
 Exit status: 0 when refquant reproduces every engine output (and, with ``--strict``, every one
-equals the spec); 1 when an output is not reproduced (a mis-model or an engine error) or,
+equals the spec); 1 when an output is not reproduced (a mis-model, or an engine error -- one
+raised now with ``--live`` or recorded in the case file by ``refquant golden record``) or,
 with ``--strict``, deviates from the spec; 2 on bad input or when nothing was compared: an
-unknown --engine or --op, a bad --cases directory, no cases, or no recorded (or, with
+unknown --engine or --op, a bad --cases directory, no cases, an unreadable case file (a
+truncated or corrupt .npz; a .npz that is no golden case at all is skipped with a warning), a
+case the reference refuses (an unknown op, an invalid opset or input), ``--live`` with an
+engine that cannot run here (tensorrt without its package), or no recorded (or, with
 ``--live``, runnable) outputs of the engines asked for -- a gate that compares nothing fails.
-``--json FILE`` writes ``{"verdict", "n_cases", "engines", "results": [...], "summary": [...]}``
-(``verdict``: "pass" or "fail", as the exit status; ``n_reproduced``, ``n_not_reproduced``,
+``--json FILE`` (``-``: stdout, the text report then goes to stderr) writes ``{"verdict",
+"n_cases", "engines", "results": [...], "summary": [...]}`` (``verdict``: "pass", "fail" or
+"error", as the exit status 0, 1, 2; ``n_reproduced``, ``n_not_reproduced``,
 ``n_not_modelled``, ``n_spec_match`` count the outputs);
 ``--html FILE`` a table.  The JSON is strict (no ``Infinity``/``NaN`` tokens): a non-finite
 number, e.g. ``max_steps`` of an output whose shape differs or that holds NaN where the
@@ -152,8 +157,8 @@ def check_case(case, engine, observed, *, profile="onnx", explain=True):
     except ProfileError as exc:    # --profile cannot run this case: nothing to say about the engine
         res.update(status="not-applicable", error=str(exc))
         return res
-    except Exception as exc:
-        res.update(status="spec-error", error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:       # the reference refuses the case itself: a bad case file
+        res.update(status="spec-error", error=f"the reference refuses the case: {type(exc).__name__}: {exc}")
         return res
     nd, mx, n = _compare(case.op, spec, observed, case.inputs, case.attributes)
     res.update(n_elements=n, spec_match=(nd == 0), n_diff=nd, max_steps=mx)
@@ -180,13 +185,25 @@ def check_case(case, engine, observed, *, profile="onnx", explain=True):
 
 def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", live=False,
                     explain=True, progress=None):
-    """Run the comparison over a case directory; returns the JSON-ready report dict."""
+    """Run the comparison over a case directory; returns the JSON-ready report dict (its
+    ``verdict`` as the CLI's exit status: "pass", "fail", or "error" for an unreadable case
+    file, a case the reference refuses, or nothing compared).  ``engines``: a name or a list
+    of names (group names such as torch expand).  No case (an empty directory, an --op with
+    none) raises ValueError."""
     op = _canonical_op(op, cases_dir)
     skipped = []
     cases = load_cases(cases_dir, op=op, skipped=skipped)
     get_profile(profile)  # validate early
+    if not cases:
+        raise ValueError(f"no cases found in {cases_dir or default_cases_dir()}"
+                         + (f" for {op}" if op else ""))
+    if isinstance(engines, str):
+        engines = [engines]
     if engines:
         engines = _check_engines(engines, cases)
+    if live and engines and "tensorrt" in engines:
+        from .golden import _tensorrt_version
+        _tensorrt_version()      # RuntimeError (one line) where the tensorrt package is missing
     results, versions = [], {}
     t0 = time.time()
     for i, c in enumerate(cases):
@@ -196,8 +213,12 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
             from . import engines as _eng
             for e in engines or []:
                 try:
-                    out = _eng.run(e, c.op, c.inputs, c.attributes,
-                                   opset=c.opset if c.op != "QGemm" else None)
+                    if e == "tensorrt":   # pragma: no cover - an NVIDIA GPU host with TensorRT
+                        from .golden import _record_tensorrt
+                        out = _record_tensorrt(c)
+                    else:
+                        out = _eng.run(e, c.op, c.inputs, c.attributes,
+                                       opset=c.opset if c.op != "QGemm" else None)
                 except _eng.EngineUnsupported:
                     continue
                 except _eng.EngineUnavailable as exc:
@@ -206,7 +227,7 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
                     results.append({"case": c.name, "op": c.op, "engine": e, "status": "engine-error",
                                     "error": f"{type(exc).__name__}: {exc}"})
                     continue
-                versions[e] = _eng.available().get(e)
+                versions[e] = _eng.available().get(e) if e != "tensorrt" else _tensorrt_ver()
                 results.append(check_case(c, e, out, profile=profile, explain=explain))
         else:
             for e, out in sorted(c.outputs.items()):
@@ -214,6 +235,15 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
                     continue
                 versions[e] = c.output_meta.get(e, {}).get("version")
                 results.append(check_case(c, e, out, profile=profile, explain=explain))
+            # an error the engine raised when the outputs were recorded (no output stored)
+            for e, m in sorted(c.output_meta.items()):
+                note = str((m or {}).get("note") or "")
+                if e in c.outputs or not note.startswith("error:") or (engines and e not in engines):
+                    continue
+                versions[e] = m.get("version")
+                first = note[6:].strip().splitlines()[0] if note[6:].strip() else "?"
+                results.append({"case": c.name, "op": c.op, "engine": e, "status": "engine-error",
+                                "error": f"engine error when recorded: {first}", "detail": note[6:].strip()})
     summary = {}
     for r in results:
         key = f"{r['op']}|{r['engine']}"
@@ -238,7 +268,9 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
     n_na = sum(r.get("status") == "not-applicable" for r in results)
     compared = [r for r in results if "status" not in r]
     n_bad = len(_failures({"results": results}))
-    return {"verdict": "fail" if n_bad else "pass",
+    corrupt = [f for f, why in skipped if getattr(why, "corrupt", True)]
+    error = bool(corrupt or not compared or any(r.get("status") == "spec-error" for r in results))
+    return {"verdict": "error" if error else "fail" if n_bad else "pass",
             "n_cases": len(cases), "n_results": len(results), "n_not_applicable": n_na,
             "n_compared": len(results) - n_na,
             "n_spec_match": sum(bool(r["spec_match"]) for r in compared),
@@ -249,7 +281,13 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
             "cases_dir": str(cases_dir or default_cases_dir()), "engines": versions,
             "seconds": round(time.time() - t0, 2), "results": results,
             "summary": list(summary.values()),
-            "skipped": [{"file": f, "reason": why} for f, why in skipped]}
+            "skipped": [{"file": f, "reason": str(why), "unreadable": getattr(why, "corrupt", True)}
+                        for f, why in skipped]}
+
+
+def _tensorrt_ver():  # pragma: no cover - an NVIDIA GPU host with TensorRT
+    from .golden import _tensorrt_version
+    return _tensorrt_version()
 
 
 def _fmt_steps(x):
@@ -309,7 +347,12 @@ def format_report(rep, *, quiet=False):
         lines += ["", f"outside the engine's own profile ({len(nm)}; compared with the spec only):"]
         for r in nm:
             lines.append(f"  {r['engine']:<18} {r['case']:<44} {r['profile_error']}")
-    bad = _failures(rep)
+    refused = [r for r in rep["results"] if r.get("status") == "spec-error"]
+    if refused:
+        lines += ["", f"BAD CASES: the reference refuses them ({len(refused)}; not compared):"]
+        for r in refused:
+            lines.append(f"  {r['engine']:<18} {r['case']:<44} {r['error']}")
+    bad = [r for r in _failures(rep) if r.get("status") != "spec-error"]
     if bad:
         lines += ["", f"NOT REPRODUCED by refquant's own profile ({len(bad)}):"]
         for r in bad:
@@ -319,11 +362,17 @@ def format_report(rep, *, quiet=False):
     if "verdict" in rep and rep["n_results"]:
         n_cmp = rep["n_compared"]
         n_dev = n_cmp - rep["n_spec_match"]
-        lines += ["", (f"verdict: FAIL: {rep['n_not_reproduced']} of {n_cmp} engine outputs not "
-                       f"reproduced by refquant (listed above)") if rep["n_not_reproduced"] else
+        n_bad = len(bad)
+        lines += ["", (f"verdict: ERROR: bad input (see the messages below); "
+                       + (f"{n_bad} of {n_cmp} engine outputs not reproduced" if n_bad else
+                          f"the {n_cmp} outputs compared are reproduced")) if rep["verdict"] == "error" else
+                  (f"verdict: FAIL: {n_bad} of {n_cmp} engine outputs not "
+                   f"reproduced by refquant (listed above)") if n_bad else
                   (f"verdict: FAIL (--strict): {n_dev} of {n_cmp} engine outputs deviate from the "
                    f"spec") if rep["verdict"] == "fail" else
-                  (f"verdict: PASS: refquant reproduces all {rep['n_reproduced']} engine outputs it "
+                  (f"verdict: PASS: no refquant profile models these outputs; {rep['n_spec_match']} of "
+                   f"{n_cmp} equal the spec" if not rep["n_reproduced"] else
+                   f"verdict: PASS: refquant reproduces all {rep['n_reproduced']} engine outputs it "
                    f"models bit for bit" + (f" ({rep['n_not_modelled']} compared with the spec only)"
                                             if rep["n_not_modelled"] else "")
                    + f"; {rep['n_spec_match']} of {n_cmp} equal the spec"
@@ -387,7 +436,8 @@ def add_parser(subparsers):
     p.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
     p.add_argument("--live", action="store_true",
                    help="run the --engine engines now instead of reading recorded outputs")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="write the report as JSON ('-': stdout; the text report then goes to stderr)")
     p.add_argument("--html", default=None, metavar="FILE", help="write the report as HTML")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 on any spec deviation too (for an engine that must conform)")
@@ -415,22 +465,26 @@ def run(args):
         rep = run_conformance(args.cases, engines=engines, op=args.op, profile=args.profile,
                               live=args.live, explain=not args.no_explain, progress=progress)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        if not args.quiet and sys.stderr.isatty():
+            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
         print(f"refquant conformance: {exc}", file=sys.stderr)
         return 2
     if not args.quiet and sys.stderr.isatty():
         print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    unreadable = [sk for sk in rep.get("skipped", []) if sk.get("unreadable")]
     for sk in rep.get("skipped", []):
-        print(f"refquant conformance: warning: {sk['reason']}; skipped", file=sys.stderr)
-    if rep["n_cases"] == 0:
-        print(f"refquant conformance: no cases found in {rep['cases_dir']}", file=sys.stderr)
-        return 2
+        print(f"refquant conformance: {'error' if sk.get('unreadable') else 'warning'}: {sk['reason']}; "
+              f"skipped", file=sys.stderr)
     if args.strict:
         rep["strict"] = True
-        if rep.get("n_spec_match", 0) < rep.get("n_compared", 0):
+        if rep["verdict"] == "pass" and rep.get("n_spec_match", 0) < rep.get("n_compared", 0):
             rep["verdict"] = "fail"
-    print(format_report(rep, quiet=args.quiet))
+    print(format_report(rep, quiet=args.quiet), file=sys.stderr if args.json == "-" else sys.stdout)
     try:
-        if args.json:
+        if args.json == "-":
+            _json.dump(rep, sys.stdout, indent=1, default=float)
+            print()
+        elif args.json:
             with open(args.json, "w") as f:
                 _json.dump(rep, f, indent=1, default=float)
         if args.html:
@@ -451,6 +505,15 @@ def run(args):
         print(f"refquant conformance: nothing compared: no {'live' if args.live else 'recorded'} "
               f"outputs of {which}" + (f" for {args.op}" if args.op else "")
               + f" in {rep['cases_dir']} ({how})", file=sys.stderr)
+        return 2
+    if unreadable:
+        print(f"refquant conformance: {len(unreadable)} case file{'s' if len(unreadable) > 1 else ''} "
+              f"could not be read (listed above): the report is incomplete", file=sys.stderr)
+        return 2
+    refused = [r for r in rep["results"] if r.get("status") == "spec-error"]
+    if refused:
+        print(f"refquant conformance: the reference refuses {len(refused)} case"
+              f"{'s' if len(refused) > 1 else ''} (listed above): bad case files", file=sys.stderr)
         return 2
     bad = _failures(rep)
     if bad:

@@ -105,11 +105,23 @@ def save_case(path, case: Case):
 
 
 class CaseFormatError(ValueError):
-    """A file that is not a readable golden case (the message names the file)."""
+    """A file that is not a readable golden case (the message names the file).  ``corrupt``:
+    False for a readable .npz that is no golden case (no 'meta' entry: a stray inputs file),
+    True for a file that cannot be read or whose meta is broken (truncated, not a zip, bad
+    JSON) -- a case file that was damaged."""
+
+    def __init__(self, message, corrupt=True):
+        super().__init__(message)
+        self.corrupt = corrupt
 
 
 class GoldenCaseWarning(UserWarning):
-    """A file in a case directory was skipped (not a golden case)."""
+    """A file in a case directory was skipped (not a golden case); ``corrupt`` as
+    :class:`CaseFormatError`'s (a damaged case file, not a stray one)."""
+
+    def __init__(self, message, corrupt=False):
+        super().__init__(message)
+        self.corrupt = corrupt
 
 
 def load_case(path) -> Case:
@@ -117,11 +129,16 @@ def load_case(path) -> Case:
     anything else."""
     import zipfile
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic != b"PK\x03\x04":
+            raise CaseFormatError(f"{path}: not a readable golden case (not an .npz file"
+                                  + ("; empty" if not magic else "") + ")")
         with np.load(path, allow_pickle=False) as z:
             if not hasattr(z, "files") or "meta" not in z.files:
                 raise CaseFormatError(f"{path}: not a golden case (no 'meta' entry"
                                       + (f"; it holds {sorted(z.files)[:5]}" if hasattr(z, "files") else "")
-                                      + ")")
+                                      + ")", corrupt=False)
             meta = json.loads(str(z["meta"]))
             arrs = {k: _dec(z[k], m["dtype"], tuple(m["shape"])) for k, m in meta["arrays"].items()}
             missing = [k for k in ("name", "op", "attributes", "opset") if k not in meta]
@@ -133,7 +150,7 @@ def load_case(path) -> Case:
         raise
     except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
         raise CaseFormatError(f"{path}: not a readable golden case ({type(exc).__name__}: "
-                              f"{str(exc)[:120]})") from None
+                              f"{_first_sentence(str(exc))})") from None
     inputs = {k[3:]: v for k, v in arrs.items() if k.startswith("in.")}
     outputs = {}
     for k, v in sorted(arrs.items()):
@@ -148,6 +165,15 @@ def load_case(path) -> Case:
     return Case(meta["name"], meta["op"], inputs, meta["attributes"], opset=meta["opset"],
                 tags=meta.get("tags", ()), description=meta.get("description", ""),
                 outputs=outputs, output_meta=meta.get("outputs", {}), path=str(path))
+
+
+def _first_sentence(msg, limit=160):
+    """An exception's message cut at its first sentence (numpy's allow_pickle hint is no help
+    here), at most ``limit`` characters, never mid-word."""
+    msg = msg.split(". ", 1)[0].strip()
+    if len(msg) > limit:
+        msg = msg[:limit].rsplit(" ", 1)[0] + " ..."
+    return msg
 
 
 def default_cases_dir() -> pathlib.Path:
@@ -168,8 +194,9 @@ def load_cases(cases_dir=None, *, op=None, skipped=None):
     """All cases under ``cases_dir`` (recursively), sorted by path; optionally one op only.
 
     A ``.npz`` that is not a golden case (a stray inputs file, a corrupt file) is skipped: its
-    (path, reason) is appended to ``skipped`` when a list is given, else a
-    :class:`GoldenCaseWarning` naming the file is issued."""
+    (path, CaseFormatError) is appended to ``skipped`` when a list is given (the error's
+    ``corrupt`` tells a damaged case file from a stray one), else a :class:`GoldenCaseWarning`
+    naming the file is issued."""
     import warnings
     d = pathlib.Path(cases_dir) if cases_dir else default_cases_dir()
     if not d.is_dir():
@@ -182,9 +209,9 @@ def load_cases(cases_dir=None, *, op=None, skipped=None):
             c = load_case(p)
         except CaseFormatError as exc:
             if skipped is not None:
-                skipped.append((str(p), str(exc)))
+                skipped.append((str(p), exc))
             else:
-                warnings.warn(f"{exc}; skipped", GoldenCaseWarning, stacklevel=2)
+                warnings.warn(GoldenCaseWarning(f"{exc}; skipped", exc.corrupt), stacklevel=2)
             continue
         if op is None or c.op == op:
             out.append(c)
@@ -430,8 +457,15 @@ def _record_tensorrt(case):  # pragma: no cover - needs an NVIDIA GPU and Tensor
 def record(engine, cases_dir=None, *, op=None, progress=None, opset_policy="case"):
     """Run ``engine`` on every case in ``cases_dir`` and store its outputs in the case files.
 
-    Returns (n_recorded, n_not_applicable, errors: list of (case, message)).
+    Returns (n_recorded, n_not_applicable, errors: list of (case, message)).  A group name
+    (torch, tflite) records each of its engines; the counts are then summed.
     """
+    if engine in ENGINE_GROUPS:
+        tot_ok, tot_na, tot_err = 0, 0, []
+        for e in ENGINE_GROUPS[engine]:
+            ok, na, err = record(e, cases_dir, op=op, progress=progress, opset_policy=opset_policy)
+            tot_ok, tot_na, tot_err = tot_ok + ok, tot_na + na, tot_err + [(f"{c} ({e})", m) for c, m in err]
+        return tot_ok, tot_na, tot_err
     from . import engines as _engines
     from .conformance import _canonical_op
     cases = load_cases(cases_dir, op=_canonical_op(op))
@@ -487,6 +521,16 @@ ENGINE_GROUPS = {
 }
 
 
+def _check_record_engines(engines):
+    """ValueError (one line) for a name ``record`` does not know, before anything runs."""
+    from . import engines as _engines
+    known = list(_engines.ENGINES) + ["tensorrt"]
+    bad = [e for e in engines if e not in known]
+    if bad:
+        raise ValueError(f"--engine: unknown engine{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+                         f"known: {', '.join(known + list(ENGINE_GROUPS))}")
+
+
 def expand_engines(names):
     """Engine names with the group names (torch, tflite) expanded, order kept, no repeats."""
     out = []
@@ -537,7 +581,12 @@ def add_parser(subparsers):
     g = sub.add_parser("generate", help="write the standard case set (keeps recorded outputs)")
     g.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
     g.add_argument("--overwrite", action="store_true", help="drop previously recorded outputs")
-    r = sub.add_parser("record", help="run an engine on every case and store its outputs")
+    r = sub.add_parser("record", help="run an engine on every case and store its outputs",
+                       description="Run each --engine on every case and store its outputs in the case "
+                                   "files.  Exit status 0; 1 when an engine raised on a case (the error "
+                                   "is recorded in the case file, and refquant conformance reports it); "
+                                   "2 on bad input (an unknown engine, no cases, an unreadable case "
+                                   "file, an engine whose package is missing).")
     r.add_argument("--engine", required=True, action="append",
                    help="onnxruntime, onnx-reference, openvino, torch (= every pytorch-* engine), "
                         "pytorch[-fakequant|-fbgemm|-x86|-qnnpack|-onednn], tflite (= the three "
@@ -546,21 +595,35 @@ def add_parser(subparsers):
     r.add_argument("--op", default=None, help="only cases of this ONNX op (any letter case)")
     r.add_argument("--quiet", action="store_true")
     ls = sub.add_parser("list", help="list the cases and which engines were recorded")
-    ls.add_argument("--cases", default=None)
+    ls.add_argument("--cases", default=None, help="case directory (default: the bundled golden/)")
     p.set_defaults(_run=run, _golden_parser=p)
     return p
 
 
 def run(args):
+    """The golden CLI; a damaged case file (truncated, not an .npz) makes it exit 2 after the
+    work on the readable ones, a stray .npz (no golden case) is a warning."""
     import warnings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GoldenCaseWarning)
         rc = _run(args)
+    n_bad = 0
+    seen = set()
     for w in caught:
         if issubclass(w.category, GoldenCaseWarning):
-            print(f"refquant golden: warning: {w.message}", file=sys.stderr)
+            msg = str(w.message)
+            if msg in seen:          # (record loads the cases once per engine)
+                continue
+            seen.add(msg)
+            bad = getattr(w.message, "corrupt", False)
+            n_bad += bad
+            print(f"refquant golden: {'error' if bad else 'warning'}: {msg}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if n_bad and rc == 0:
+        print(f"refquant golden: {n_bad} case file{'s' if n_bad > 1 else ''} could not be read "
+              f"(listed above)", file=sys.stderr)
+        rc = 2
     return rc
 
 
@@ -584,26 +647,44 @@ def _run(args):
         except (OSError, ValueError) as exc:
             print(f"refquant golden list: {exc}", file=sys.stderr)
             return 2
+        if not cases:
+            print(f"refquant golden list: no cases found in {args.cases or default_cases_dir()}",
+                  file=sys.stderr)
+            return 2
         for c in cases:
             print(f"{c.op:<22} {c.name:<44} {', '.join(sorted(c.outputs)) or '-'}")
         return 0
     if cmd == "record":
         rc = 0
-        for engine in expand_engines(args.engine):
+        engines = expand_engines(args.engine)
+        try:
+            _check_record_engines(engines)
+            if not load_cases(args.cases, skipped=[]):
+                raise ValueError(f"no cases found in {args.cases or default_cases_dir()} (write the "
+                                 f"standard set with: refquant golden generate --cases DIR)")
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"refquant golden record: {exc}", file=sys.stderr)
+            return 2
+        tty = sys.stderr.isatty()
+        for engine in engines:
             def progress(i, n, c, _e=engine):
-                if not args.quiet:
+                if not args.quiet and tty:
                     print(f"\r[{i + 1}/{n}] {_e}: {c.name:<50}", end="", file=sys.stderr,
                           flush=True)
             try:
                 ok, na, errors = record(engine, args.cases, op=args.op, progress=progress)
             except (ValueError, RuntimeError, FileNotFoundError) as exc:
+                if not args.quiet and tty:
+                    print(file=sys.stderr)
                 print(f"refquant golden record: {exc}", file=sys.stderr)
                 rc = 2
                 continue
-            if not args.quiet:
+            if not args.quiet and tty:
                 print(file=sys.stderr)
             print(f"{engine}: recorded {ok} cases, {na} not applicable, {len(errors)} errors")
             for name, msg in errors:
-                print(f"  error in {name}: {msg}")
+                print(f"  error in {name}: {msg.splitlines()[0] if msg else msg}")
+            if errors and rc == 0:
+                rc = 1       # engine errors are findings (recorded; conformance reports them)
         return rc
     return 2

@@ -228,14 +228,28 @@ def test_stray_or_corrupt_npz_in_cases_dir_is_skipped_with_a_warning(tmp_path, c
                   if w.category is golden.GoldenCaseWarning) == ["broken.npz", "my_inputs.npz"]
     skipped = []
     assert len(golden.load_cases(d, skipped=skipped)) == n and len(skipped) == 2
+    assert [getattr(e, "corrupt", None) for _, e in sorted(skipped)] == [True, False]
     golden.record("onnx-reference", d, op="QLinearMatMul")
     capsys.readouterr()
-    assert _conf(["--cases", str(d), "--op", "QLinearMatMul"]) in (0, 1)
+    # a damaged case file: the report is incomplete -> exit 2 (verdict "error"); a stray .npz
+    # that is no golden case is a warning only
+    assert _conf(["--cases", str(d), "--op", "QLinearMatMul"]) == 2
     err = capsys.readouterr().err
     assert "my_inputs.npz" in err and "broken.npz" in err and "Traceback" not in err
+    assert "could not be read" in err and "not an .npz file" in err
+    assert run_conformance(d, op="QLinearMatMul")["verdict"] == "error"
     from refquant.cli import main
-    assert main(["golden", "list", "--cases", str(d)]) == 0
+    assert main(["golden", "list", "--cases", str(d)]) == 2
     assert "broken.npz" in capsys.readouterr().err
+    (d / "QuantizeLinear" / "broken.npz").unlink()
+    assert _conf(["--cases", str(d), "--op", "QLinearMatMul"]) == 0
+    assert "warning: " in capsys.readouterr().err
+    assert main(["golden", "list", "--cases", str(d)]) == 0
+    # a truncated case file is damaged too
+    f = sorted((d / "QLinearMatMul").glob("*.npz"))[0]
+    f.write_bytes(f.read_bytes()[:200])
+    assert _conf(["--cases", str(d), "--op", "QLinearMatMul"]) == 2
+    assert f.name in capsys.readouterr().err
 
 
 def test_unwritable_report_paths_exit_2_before_the_run(tmp_path, capsys):
@@ -249,3 +263,62 @@ def test_unwritable_report_paths_exit_2_before_the_run(tmp_path, capsys):
         assert _conf(["--op", "QGemm", opt, str(tmp_path / "no_dir" / "r.out")]) == 2
         err = capsys.readouterr().err
         assert f"{opt}: cannot write" in err and "does not exist" in err
+
+
+def test_bad_cases_engine_errors_and_api_gates(tmp_path, capsys):
+    """A case the reference refuses is bad input (exit 2, verdict "error"), not a mis-model; an
+    engine error recorded in the case file is reported (exit 1) like a live one; the Python API
+    refuses an empty directory, takes one engine name as a string, and does not pass a run that
+    compared nothing; --json - writes the JSON to stdout."""
+    d = tmp_path / "cases"
+    golden.generate(d)
+    golden.record("onnx-reference", d, op="QLinearMatMul")
+    capsys.readouterr()
+    files = sorted((d / "QLinearMatMul").glob("*.npz"))
+    c = golden.load_case(files[0])
+    c.opset = 3                                       # QLinearMatMul has no opset 3
+    golden.save_case(files[0], c)
+    assert _conf(["--cases", str(d), "--op", "QLinearMatMul"]) == 2
+    cap = capsys.readouterr()
+    assert "BAD CASES" in cap.out and "NOT REPRODUCED" not in cap.out and "refuses 1 case" in cap.err
+    assert run_conformance(d, op="QLinearMatMul")["verdict"] == "error"
+    c.opset = 21
+    c.outputs.pop("onnx-reference")
+    c.output_meta["onnx-reference"] = {"version": "x", "note": "error: RuntimeError: it broke\nsecond line"}
+    golden.save_case(files[0], c)
+    assert _conf(["--cases", str(d), "--op", "QLinearMatMul"]) == 1
+    out = capsys.readouterr().out
+    assert "engine error when recorded: RuntimeError: it broke" in out and "second line" not in out
+    rep = run_conformance(d, op="QLinearMatMul", engines="onnx-reference")
+    assert rep["verdict"] == "fail" and any(r.get("status") == "engine-error" for r in rep["results"])
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="no cases found"):
+        run_conformance(tmp_path / "nothing")
+    assert run_conformance(d, op="QLinearMatMul", engines=["onnxruntime"])["verdict"] == "error"
+    assert _conf(["--cases", str(d), "--op", "QLinearMatMul", "--json", "-"]) == 1
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["verdict"] == "fail" and "verdict: FAIL" in cap.err
+
+
+def test_live_tensorrt_without_its_package_is_one_line(capsys):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here")
+    except ImportError:
+        pass
+    assert _conf(["--live", "--engine", "tensorrt", "--op", "QuantizeLinear"]) == 2
+    err = capsys.readouterr().err
+    assert "tensorrt package is not installed" in err and len(err.strip().splitlines()) == 1
+
+
+def test_record_checks_engine_names_and_cases_first(tmp_path, capsys):
+    d = tmp_path / "cases"
+    golden.generate(d)
+    assert main(["golden", "record", "--engine", "onnx-reference", "--engine", "bogus", "--cases", str(d),
+                 "--quiet"]) == 2
+    assert "unknown engine 'bogus'" in capsys.readouterr().err
+    assert all(not golden.load_case(f).outputs for f in d.rglob("*.npz"))     # nothing recorded
+    (tmp_path / "empty").mkdir()
+    assert main(["golden", "record", "--engine", "onnx-reference", "--cases", str(tmp_path / "empty")]) == 2
+    assert "no cases found" in capsys.readouterr().err
+    assert main(["golden", "list", "--cases", str(tmp_path / "empty")]) == 2

@@ -39,3 +39,21 @@ def test_calibration_doc_example_runs_and_prints_its_comments():
     for want in re.findall(r"^# (\(array\(.*\)\))", code, re.M):   # the commented results
         assert want in out, want
     assert out.count("zero point") >= 10
+
+
+def test_conformance_doc_own_engine_example_runs(tmp_path, monkeypatch, capsys):
+    """docs/conformance.md's "Your own engine" snippet, with the spec's reference as the engine:
+    the recorded outputs then pass `refquant conformance --engine my-npu --strict`."""
+    doc = README.parent / "docs" / "conformance.md"
+    code = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)[0]
+    from refquant._oprun import run_reference
+    monkeypatch.chdir(tmp_path)
+
+    def my_engine(op, inputs, attributes):
+        return run_reference(op, inputs, attributes, profile="onnx")
+
+    exec(compile(code, str(doc), "exec"), {"__name__": "__doc__", "my_engine": my_engine})
+    from refquant.cli import main
+    assert main(["conformance", "--engine", "my-npu", "--strict", "--cases", "my_cases/", "--quiet",
+                 "--no-explain"]) == 0
+    assert "verdict: PASS" in capsys.readouterr().out
