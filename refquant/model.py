@@ -159,7 +159,11 @@ class Fusion:
     """One rewrite a fusion mode applies.
 
     kind     "bias_quantization", "QLinearConv", "QLinearMatMul", "QGemm",
-             "MatMulIntegerToFloat", "tensorrt_conv", "tensorrt_gemm", "tensorrt_matmul"
+             "MatMulIntegerToFloat", "qdq_propagation" (ORT's QDQ propagation: a Q/DQ pair
+             repeated across MaxPool, Reshape and the other ops of _CAN_PROPAGATE),
+             "weight_quantization" (ORT's WeightBiasQuantization: a float Conv / Gemm weight
+             after a quantized input gets a Q/DQ pair of its own),
+             "tensorrt_conv", "tensorrt_gemm", "tensorrt_matmul"
     nodes    labels of the original nodes the rewrite replaces or changes (name, or
              ``<op_type>_<index>`` for unnamed nodes)
     output   the tensor the fused kernel writes (for bias_quantization: the new bias tensor)
