@@ -6,6 +6,9 @@ import io
 import pathlib
 import re
 
+import numpy as np
+import pytest
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -57,3 +60,23 @@ def test_conformance_doc_own_engine_example_runs(tmp_path, monkeypatch, capsys):
     assert main(["conformance", "--engine", "my-npu", "--strict", "--cases", "my_cases/", "--quiet",
                  "--no-explain"]) == 0
     assert "verdict: PASS" in capsys.readouterr().out
+
+
+def test_examples_module_writes_the_debugging_doc_files(tmp_path, capsys):
+    """`python -m refquant.examples DIR` writes docs/debugging.md's model.onnx and inputs.npz, and
+    the doc's run_model snippet runs on them."""
+    pytest.importorskip("onnx")
+    from refquant import examples
+    assert examples.main([str(tmp_path)]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    doc = README.parent / "docs" / "debugging.md"
+    code = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)[0]
+    import os
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        ns = {"__name__": "__doc__"}
+        exec(compile(code, str(doc), "exec"), ns)
+    finally:
+        os.chdir(cwd)
+    assert ns["vals"]["yq"].dtype == np.uint8 and ns["vals"]["yq"].shape == (1, 16, 16, 16)
