@@ -455,7 +455,8 @@ def empty_aligned(shape, dtype):
 
 
 cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed, bint sat16,
-                      int out_type, float mult, int y_zp, cnp.ndarray mcol=None, cnp.ndarray zcol=None):
+                      int out_type, float mult, int y_zp, cnp.ndarray mcol=None, cnp.ndarray zcol=None,
+                      cnp.ndarray bcol=None):
     """matmul_s32 / matmul_q8: one 2-D GEMM, per-tensor zero points, int32 or requantized
     8-bit output (float32 multiplier, zero point after rounding)."""
     cdef rq_gemm_args g
@@ -495,6 +496,11 @@ cdef tuple _lean_gemm(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB 
     g.out_type = out_type
     g.C = cnp.PyArray_DATA(o); g.c_rs = g.N; g.c_cs = 1
     g.bias = NULL; g.bias_rs = 0; g.bias_cs = 0; g.fbias = NULL; g.fbias_fma = 0; g.fbias_rcp = 0
+    if bcol is not None:        # int32 (N,), C-contiguous: a bias per column, broadcast over rows
+        if (_ntype(bcol) != cnp.NPY_INT32 or bcol.ndim != 1 or bcol.shape[0] != g.N
+                or not cnp.PyArray_IS_C_CONTIGUOUS(bcol)):
+            raise ValueError("bias: C-contiguous int32 (N,) expected")
+        g.bias = <const int32_t *>cnp.PyArray_DATA(bcol); g.bias_rs = 0; g.bias_cs = 1
     g.od = 0; g.od_s1 = 1; g.od_s3 = 1; g.fbias2 = NULL
     g.fx_mode = 0; g.fx_qm = NULL; g.fx_sh = NULL
     if out_type == RQ_OUT_S32:
@@ -527,12 +533,14 @@ def matmul_s32(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, PackedB packed=
 
 
 def matmul_q8(cnp.ndarray a, cnp.ndarray b, int a_zp, int b_zp, float mult, int y_zp, bint y_signed,
-              PackedB packed=None, bint sat16=False):
-    """Lean requantized GEMM for the common QLinearMatMul call: as matmul_s32, then
-    y = clamp(RNE(fl32(fl32(acc) * mult)) + y_zp) as uint8 (or int8 with y_signed); mult is the
-    float32 multiplier the caller formed (finite, >= 0), y_zp in the output's range.  Same
-    kernel, same bits as gemm() with mult and y_zp."""
-    return _lean_gemm(a, b, a_zp, b_zp, packed, sat16, RQ_OUT_S8 if y_signed else RQ_OUT_U8, mult, y_zp)
+              PackedB packed=None, bint sat16=False, cnp.ndarray bias=None):
+    """Lean requantized GEMM for the common QLinearMatMul / QGemm call: as matmul_s32, then
+    y = clamp(RNE(fl32(fl32(wrap32(acc + bias[j])) * mult)) + y_zp) as uint8 (or int8 with
+    y_signed); mult is the float32 multiplier the caller formed (finite, >= 0), y_zp in the
+    output's range, bias None or a C-contiguous int32 (N,) (QGemm's C).  Same kernel, same
+    bits as gemm() with mult, y_zp and bias."""
+    return _lean_gemm(a, b, a_zp, b_zp, packed, sat16, RQ_OUT_S8 if y_signed else RQ_OUT_U8, mult, y_zp,
+                      None, None, bias)
 
 
 cdef inline int _zp8(object z, int typenum, int *out):

@@ -576,6 +576,15 @@ def _qm_entry(p):
             _mult_rules(p))
 
 
+_QG_PROF = {}      # the same for QGemm (its own overrides)
+
+
+def _qg_prof(profile, adt, asym):
+    """(profile, lean path allowed, sat16 flag, multiplier rules) for QGemm with an int32 C or
+    none (added to the accumulator under every rq_bias: _qm_entry's conditions)."""
+    return _lean_prof(_QG_PROF, profile, adt, asym, "QGemm", _qm_entry, 1)
+
+
 def _qm_prof(profile, adt=None, asym=False):
     """(profile, lean path allowed, sat16 flag, multiplier rules) for QLinearMatMul (see _lean_prof;
     ``adt`` None: the compiled lean entry, allowed only where the multiplier has no rules)."""
@@ -668,6 +677,37 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
         return None
     return _k.matmul_q8(a, Bo, za, zb, float(m), yz, ydt == _S8, _packed_for(pk, Bo),
                         bool(sat and adt != bdt))
+
+
+def _qgemm_lean(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zero_point, profile):
+    """The common QGemm call (alpha 1, no transposes, no opset) without the generic glue: as
+    _qlinear_matmul_lean, with an 8-bit output whose zero point is a uint8 / int8 numpy scalar
+    and C None or a C-contiguous int32 (N,) (added to the accumulator); None: the generic path."""
+    pk, Bo = _split_packed(B)
+    if type(Bo) is not np.ndarray or Bo.ndim != 2 or type(A) is not np.ndarray or A.ndim != 2:
+        return None
+    adt, bdt = A.dtype, Bo.dtype
+    if not (adt in _I8 and bdt in _I8 and A.shape[1] == Bo.shape[0] and A.shape[0] > 0
+            and A.shape[1] > 0 and Bo.shape[1] > 0) or (adt == _S8 and bdt != _S8):
+        return None
+    if not (isinstance(y_zero_point, np.generic) and y_zero_point.dtype in _I8):
+        return None
+    if C is not None and not (type(C) is np.ndarray and C.dtype == np.int32 and C.ndim == 1
+                              and C.shape[0] == Bo.shape[1] and C.flags.c_contiguous):
+        return None
+    za = _lean_zp(a_zero_point, adt)
+    zb = _lean_zp(b_zero_point, bdt)
+    if za is None or zb is None:
+        return None
+    _, ok, sat, rules = _qg_prof(profile, adt, zb != 0)
+    if not ok:
+        return None
+    m = _lean_mult(a_scale, b_scale, y_scale)
+    if m is None or (rules and not _mult_ok(_for_op(profile, "QGemm", False, adt, zb != 0), m,
+                                            scales=(a_scale, b_scale))):
+        return None
+    return _k.matmul_q8(A, Bo, za, zb, float(m), int(y_zero_point), y_zero_point.dtype == _S8,
+                        _packed_for(pk, Bo), bool(sat and adt != bdt), C)
 
 
 def _lean_mult(a_s, b_s, y_s):
@@ -858,6 +898,13 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
 
 def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
           y_zero_point=None, *, alpha=1.0, transA=0, transB=0, profile, opset=None):
+    if (opset is None and y_zero_point is not None and type(transA) is int and type(transB) is int
+            and transA == 0 and transB == 0 and type(alpha) is float and alpha == 1.0):
+        sa, sb, sy = _lean_scale(a_scale), _lean_scale(b_scale), _lean_scale(y_scale)
+        if sa is not None and sb is not None and sy is not None:
+            r = _qgemm_lean(A, sa, a_zero_point, B, sb, b_zero_point, C, sy, y_zero_point, profile)
+            if r is not None:
+                return r
     # an int32 C is added to the accumulator under every rq_bias; fixed point: LiteRT's
     # FULLY_CONNECTED with a bias (tflite-optimized), acc + C then TFLite's fixed-point multiplier
     if not _rg._qgemm_attrs_ok(alpha, transA, transB):

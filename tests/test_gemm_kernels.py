@@ -1465,6 +1465,40 @@ def test_qgemm_scalar_forms_and_alpha():
                         assert path != "reference", (a_s, b_s, alpha, y_s)
 
 
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+def test_qgemm_lean_path(isa_cap):
+    """The common QGemm call (alpha 1, no transposes, float32 scalar scales, a uint8 / int8
+    numpy zero point for y, C absent or a contiguous int32 (N,)) runs without the generic glue:
+    the reference's bits for uint8 / int8 A and outputs, every zero point, packed B, profiles
+    with int16 pair saturation (onnxruntime-avx2) and with multiplier rules (qnnpack, fbgemm's
+    INT32_MIN conversion); C's other forms, views and the declined calls give the same bits
+    through the generic path or the reference."""
+    rng = np.random.default_rng(1445)
+    f = np.float32
+    for prof in ("onnx", "onnxruntime", "onnxruntime-avx2", "pytorch-qnnpack", "pytorch-fbgemm",
+                 "tflite-xnnpack", "tflite-optimized"):
+        for M, K, N in ((1, 64, 48), (5, 33, 17), (64, 128, 96)):
+            for adt, bdt in ((np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8)):
+                A, B = _rand(rng, adt, (M, K)), _rand(rng, bdt, (K, N))
+                za = adt(rng.integers(np.iinfo(adt).min, np.iinfo(adt).max + 1))
+                zb = bdt(0) if prof.startswith(("tflite", "pytorch")) else \
+                    bdt(rng.integers(np.iinfo(bdt).min, np.iinfo(bdt).max + 1))
+                C = rng.integers(-5000, 5000, N).astype(np.int32)
+                for Cv in (None, C, C[None], C[::-1].copy()[::-1]):
+                    for yz in (np.uint8(128), np.int8(-3)):
+                        args = (A, f(0.02), za, B, f(0.011), zb, Cv, f(0.3), yz)
+                        _same_as_reference(lambda: refquant.qgemm(*args, profile=prof),
+                                           lambda: R.qgemm(*args, profile=prof), f"{prof} {adt} {bdt}")
+                args = (A, f(0.02), za, refquant.pack_weights(B), f(0.011), zb, C, f(0.3), np.uint8(9))
+                _same_as_reference(lambda: refquant.qgemm(*args, profile=prof),
+                                   lambda: R.qgemm(A, *args[1:3], B, *args[4:], profile=prof), f"{prof} packed")
+    # a tiny y_scale: fbgemm's INT32_MIN conversion (the multiplier rule declines the lean path)
+    A, B = _rand(rng, np.uint8, (4, 40)), _rand(rng, np.int8, (40, 16))
+    args = (A, f(0.5), np.uint8(0), B, f(0.5), np.int8(0), None, f(1e-9), np.uint8(100))
+    _same_as_reference(lambda: refquant.qgemm(*args, profile="pytorch-fbgemm"),
+                       lambda: R.qgemm(*args, profile="pytorch-fbgemm"), "fbgemm tiny y_scale")
+
+
 def test_compiled_entries_fold_batch_dimensions():
     """A C-contiguous A (..., M, K) against a 2-D B (the transformer case) takes the compiled
     MatMulInteger / QLinearMatMul entries with its batch dimensions folded into the rows; other
