@@ -479,7 +479,8 @@ def run(args):
         rep["strict"] = True
         if rep["verdict"] == "pass" and rep.get("n_spec_match", 0) < rep.get("n_compared", 0):
             rep["verdict"] = "fail"
-    print(format_report(rep, quiet=args.quiet), file=sys.stderr if args.json == "-" else sys.stdout)
+    if rep["n_results"]:     # (nothing compared: the one-line error below, no empty table)
+        print(format_report(rep, quiet=args.quiet), file=sys.stderr if args.json == "-" else sys.stdout)
     try:
         if args.json == "-":
             _json.dump(rep, sys.stdout, indent=1, default=float)
