@@ -1924,3 +1924,40 @@ def test_requantize_declines_to_reference():
         np.testing.assert_array_equal(got, R.requantize(*c["args"], **c["kw"]))
     refquant.requantize(acc, m, np.uint8(3), output_dtype=np.uint8)
     assert refquant.last_path()["path"].startswith("rq_epi_rows__")
+
+
+def test_concurrent_python_threads_gemm_and_conv():
+    """GEMM and conv kernels release the GIL: Python threads calling them at once (plain and
+    packed B, the GEMV, an implicit conv) get the same bits as one call at a time."""
+    import threading
+    rng = np.random.default_rng(31)
+    shapes = [(1, 2048, 256), (64, 256, 256), (37, 300, 130), (3, 1000, 64)]
+    cases = [(_rand(rng, np.uint8, (M, K)), _rand(rng, np.int8, (K, N))) for M, K, N in shapes]
+    cases.append((cases[1][0], refquant.pack_weights(cases[1][1])))
+    q = (np.float32(0.02), np.uint8(3))
+    r = (np.float32(0.01), np.int8(0), np.float32(0.5), np.uint8(9))
+    want = [R.qlinear_matmul(A, *q, refquant._packed.unwrap(B) if not isinstance(B, np.ndarray) else B, *r)
+            for A, B in cases]
+    x = _rand(rng, np.uint8, (1, 32, 14, 14))
+    w = _rand(rng, np.int8, (64, 32, 3, 3))
+    wc = R.qlinear_conv(x, *q, w, *r, pads=[1, 1, 1, 1])
+    bad = []
+
+    def work(t):
+        for it in range(12):
+            i = (t + it) % len(cases)
+            if not np.array_equal(refquant.qlinear_matmul(cases[i][0], *q, cases[i][1], *r), want[i]):
+                bad.append(("gemm", t, it))
+            if it % 4 == 0 and not np.array_equal(refquant.qlinear_conv(x, *q, w, *r, pads=[1, 1, 1, 1]), wc):
+                bad.append(("conv", t, it))
+
+    refquant.set_num_threads(2)
+    try:
+        ts = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        refquant.set_num_threads(None)
+    assert not bad, bad[:5]
