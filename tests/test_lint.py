@@ -407,30 +407,3 @@ def test_int16_pairs_com_microsoft_activation_type():
     m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     after = [x.node for x in lint_model(m) if x.code == "RQ401"]
     assert before and sorted(after) == sorted(before)
-
-
-def _dq_bias_layer(scale_factor):
-    """layer() with its bias as DQ(int32 codes, sx*sw*scale_factor) (per channel)."""
-    from onnx import helper
-    sw = np.full(8, 0.01, np.float32)
-    m = layer(sw=sw, bias=np.zeros(8, np.float32))
-    sb = (np.float32(0.02) * sw * np.float32(scale_factor)).astype(np.float32)
-    g = m.graph
-    keep = [i for i in g.initializer if i.name != "b"]
-    del g.initializer[:]
-    g.initializer.extend(keep + [_init("b_q", np.arange(8, dtype=np.int32) * 100), _init("sb", sb),
-                                 _init("zb", np.zeros(8, np.int32))])
-    g.node.insert(0, helper.make_node("DequantizeLinear", ["b_q", "sb", "zb"], ["b"], name="dq_b", axis=0))
-    return m
-
-
-def test_bias_scale_mismatch_is_an_error_for_tflite():
-    """A DQ'd bias whose scale is not x_scale * w_scale: ORT does not fuse (warning); LiteRT
-    refuses the model beyond 1e-6 relative (error), and accepts it within."""
-    f = lint_model(_dq_bias_layer(1.01))
-    assert ("RQ301", "warning") in codes(f)
-    f = lint_model(_dq_bias_layer(1.01), "tflite-reference")
-    assert ("RQ301", "error") in codes(f) and any("LiteRT refuses" in x.hint for x in f)
-    f = lint_model(_dq_bias_layer(1 + 2e-7), "tflite-optimized")
-    assert not [x for x in f if x.code == "RQ301" and x.severity == "error"]
-    assert not [x for x in lint_model(_dq_bias_layer(1.0), "tflite-reference") if x.code == "RQ301"]
