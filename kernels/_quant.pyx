@@ -561,3 +561,22 @@ def dynamic_quantize_lean(x, float zero_range_scale, Py_ssize_t max_bytes):
     (<float *>cnp.PyArray_DATA(s0))[0] = scale
     (<uint8_t *>cnp.PyArray_DATA(z0))[0] = <uint8_t>z
     return (y, s0, z0), lvl
+
+
+def pack_nibbles(cnp.ndarray codes):
+    """ONNX's packed 4-bit layout of a C-contiguous uint8 array of 4-bit codes (one code in the
+    low nibble of each byte, upper bits zero, as the quantize kernels store them): byte i holds
+    code 2i in its low nibble and code 2i+1 in its high one (a zero high nibble for an odd
+    count).  Returns a new 1-D uint8 array of (n + 1) // 2 bytes.  One pass, GIL released."""
+    if _ntype(codes) != cnp.NPY_UINT8 or not cnp.PyArray_IS_C_CONTIGUOUS(codes):
+        raise TypeError("codes: C-contiguous uint8 expected")
+    cdef Py_ssize_t n = codes.size, m = (n + 1) // 2, i
+    cdef cnp.ndarray out = np.empty(m, np.uint8)
+    cdef const uint8_t *c = <const uint8_t *>cnp.PyArray_DATA(codes)
+    cdef uint8_t *o = <uint8_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        for i in range(n // 2):
+            o[i] = <uint8_t>((c[2 * i] & 0x0F) | ((c[2 * i + 1] & 0x0F) << 4))
+        if n % 2:
+            o[m - 1] = <uint8_t>(c[n - 1] & 0x0F)
+    return out

@@ -309,11 +309,10 @@ def quantize_linear_packed(x, y_scale, y_zero_point=None, **kwargs):
         import ml_dtypes
         _NIBBLE = (np.dtype(ml_dtypes.uint4), np.dtype(ml_dtypes.int4), np.dtype(ml_dtypes.float4_e2m1fn))
     if y.dtype in _NIBBLE and str(_LAST["path"]).startswith("rq_quantize_"):
-        # the kernels store each 4-bit code in the low nibble of its byte (upper bits zero)
-        c = np.ascontiguousarray(y).reshape(-1).view(np.uint8)
-        if c.size % 2:
-            c = np.concatenate([c, np.zeros(1, np.uint8)])
-        return c[0::2] | (c[1::2] << np.uint8(4))
+        # the kernels store each 4-bit code in the low nibble of its byte (upper bits zero):
+        # one compiled pass packs them (16M codes: numpy's strided | and << took 9.6 ms)
+        from . import _quant
+        return _quant.pack_nibbles(np.ascontiguousarray(y).reshape(-1).view(np.uint8))
     return pack(y)
 
 

@@ -30,6 +30,9 @@ from refquant.profile import get_profile  # noqa: E402
 
 from _isa_levels import LEVELS as ISAS, available as _available_levels, use as _use_level  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import fuzz_kernels  # noqa: E402
+
 AVAILABLE = _available_levels()
 ISA_PARAMS = [pytest.param(i, marks=pytest.mark.skipif(i not in AVAILABLE,
                                                        reason=f"{i} not compiled/supported here"))
@@ -117,11 +120,45 @@ def test_conv2d_sweep(isa_cap, C, M, H, W, k, s, d, p, g, xt, wt, wzk, seed):
     eff = [(k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1]
     if H + p[0] + p[2] < eff[0] or W + p[1] + p[3] < eff[1]:
         return
-    x = _rand(rng, xdt, (int(rng.integers(1, 3)), C, H, W))
-    w = _rand(rng, wdt, (M, C // group, k[0], k[1]))
+    # x and w in any memory layout (C / Fortran order, strided, misaligned: the fuzzer's)
+    x = fuzz_kernels._layout(rng, _rand(rng, xdt, (int(rng.integers(1, 3)), C, H, W)))
+    w = fuzz_kernels._layout(rng, _rand(rng, wdt, (M, C // group, k[0], k[1])))
     wz = {"zero": wdt(0), "scalar": _zp(rng, wdt), "channel": _zp(rng, wdt, M)}[wzk]
     attrs = dict(group=group, strides=list(s), dilations=list(d), pads=[p[0], p[1], p[2], p[3]])
     _run_both(rng, x, w, _zp(rng, xdt), wz, attrs, f"C={C} M={M} HxW={H}x{W} k={k} s={s} d={d} p={p} g={group}")
+
+
+@pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
+@pytest.mark.parametrize("odt", [np.int32, np.uint8, np.int8])
+def test_conv_guard_bytes(isa_cap, odt):
+    """The conv kernels write exactly their output: a sentinel frame around it stays untouched
+    (GEMM, implicit, 1x1 and depthwise paths)."""
+    rng = np.random.default_rng(2)
+    for xs, wsh, g, kw in (((8, 9, 9), (16, 8, 3, 3), 1, dict(pads=(1, 1, 1, 1))),
+                           ((64, 7, 7), (64, 64, 1, 1), 1, dict(pads=(0, 0, 0, 0))),
+                           ((64, 6, 10), (32, 64, 3, 3), 1, dict(pads=(1, 0, 2, 1))),
+                           ((32, 11, 5), (32, 1, 3, 3), 32, dict(pads=(1, 1, 1, 1))),
+                           ((6, 8, 8), (9, 2, 2, 2), 3, dict(pads=(0, 1, 0, 1)))):
+        x = _rand(rng, np.uint8, xs)
+        w = _rand(rng, np.int8, wsh)
+        KH, KW = wsh[2:]
+        pt, pl, pb, pr = kw["pads"]
+        OH, OW = xs[1] + pt + pb - KH + 1, xs[2] + pl + pr - KW + 1
+        n = wsh[0] * OH * OW
+        sentinel = 0x5A5A5A5A if odt == np.int32 else 0x5A
+        big = np.full(n + 128, sentinel, odt)
+        out = big[64:64 + n].reshape(wsh[0], OH, OW)
+        geo = dict(group=g, kernel=(KH, KW), strides=(1, 1), dilations=(1, 1), pads=kw["pads"])
+        attrs = dict(group=g, pads=[pt, pl, pb, pr])
+        acc = R.conv_integer(x[None], w, np.uint8(5), np.int8(0), **attrs)[0]
+        if odt == np.int32:
+            _k.conv2d(x, w, 5, np.zeros(1, np.int32), out, **geo)
+            want = acc
+        else:
+            _k.conv2d(x, w, 5, np.zeros(1, np.int32), out, mult=np.float32([0.003]), y_zp=7, **geo)
+            want = R.requantize(acc, np.float32(0.003), odt(7), output_dtype=odt)
+        _check(out.copy(), want, f"conv {xs} {wsh} g={g} {odt.__name__}")
+        assert (big[:64] == sentinel).all() and (big[64 + n:] == sentinel).all(), (xs, wsh, isa_cap)
 
 
 @pytest.mark.parametrize("isa_cap", ISA_PARAMS, indirect=True)
@@ -1646,3 +1683,26 @@ def test_depthwise_avxvnni_dpbusd():
         _k.set_dw_nhwc(None)
         refquant.set_num_threads(None)
         _use_level(None)
+
+
+def test_conv_dispatch_demotes():
+    """QLinearConv's kernels follow the ISA cap: at each available level the 3x3 conv and the
+    depthwise conv run a kernel of that level (the name's suffix; at the AMX level these small
+    convs may take the AVX-512 VNNI kernels)."""
+    rng = np.random.default_rng(5)
+    x = _rand(rng, np.uint8, (1, 8, 9, 9))
+    w = _rand(rng, np.int8, (16, 8, 3, 3))
+    wd = _rand(rng, np.int8, (8, 1, 3, 3))
+    q = (np.float32(0.02), np.uint8(3))
+    r = (np.float32(0.01), np.int8(0), np.float32(0.5), np.uint8(9))
+    for cap in AVAILABLE:
+        _use_level(cap)
+        try:
+            for ww, g in ((w, 1), (wd, 8)):
+                got = refquant.qlinear_conv(x, *q, ww, *r, group=g, pads=[1, 1, 1, 1])
+                path = refquant.last_path()["path"]
+                ok = ("__" + cap,) + (("__avx512vnni",) if cap == "amx" else ())
+                assert path.endswith(ok), (cap, g, path)
+                _check(got, R.qlinear_conv(x, *q, ww, *r, group=g, pads=[1, 1, 1, 1]), f"{cap} g={g}")
+        finally:
+            _use_level(None)

@@ -1961,3 +1961,39 @@ def test_concurrent_python_threads_gemm_and_conv():
     finally:
         refquant.set_num_threads(None)
     assert not bad, bad[:5]
+
+
+def test_kernels_release_the_gil():
+    """A Python thread keeps running while one long kernel call is in progress (the kernels
+    release the GIL): its counter moves during the call.  A 50 ms switch interval, far longer
+    than the call (a few ms), keeps the interpreter from handing the GIL over at its own
+    pace: with the GIL held through the call the counter would not move."""
+    import sys
+    import threading
+    import time
+    rng = np.random.default_rng(3)
+    A, B = _rand(rng, np.uint8, (1024, 1024)), _rand(rng, np.int8, (1024, 1024))
+    count, stop = [0], threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            count[0] += 1
+
+    refquant.set_num_threads(1)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.05)
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.01)
+        moved = 0
+        for _ in range(5):          # the largest move over a few calls (a loaded machine may
+            c0 = count[0]           # not schedule the thread during every one)
+            refquant.matmul_integer(A, B, np.uint8(3), np.int8(0))
+            moved = max(moved, count[0] - c0)
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(interval)
+        refquant.set_num_threads(None)
+    assert moved > 1000, moved
