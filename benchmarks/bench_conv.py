@@ -39,6 +39,8 @@ import time
 
 import numpy as np
 
+from _peers import peer_ratios, print_peer_ratios
+
 LAYERS = {
     "3x3": dict(C=64, M=64, H=56, W=56, k=3, pad=1, group=1),
     "1x1": dict(C=256, M=64, H=56, W=56, k=1, pad=0, group=1),
@@ -211,6 +213,9 @@ def bench_layer(name, threads, budget, use_torch, rng):
         for v in res.values():
             if "gops" in v:
                 v["ratio_vs_ort_qlinearconv"] = v["gops"] / o
+    res["vs_peers"] = peer_ratios(res, [("rq QLinearConv", "ort QLinearConv"), ("rq ConvInteger", "ort ConvInteger")]
+                                  + [("rq QLinearConv", f"torch {e} {f}") for e in ("fbgemm", "x86", "onednn")
+                                     for f in ("nchw", "nhwc")])
     return res
 
 
@@ -241,6 +246,9 @@ def main(argv=None):
             out["results"][f"{name} t{t}"] = r
             print(f"\n== {name} threads={t}")
             for k, v in r.items():
+                if k == "vs_peers":
+                    print_peer_ratios(v, 26)
+                    continue
                 if "gops" not in v:
                     print(f"  {k:26s} {v}")
                     continue

@@ -34,6 +34,8 @@ import time
 
 import numpy as np
 
+from _peers import peer_ratios, print_peer_ratios
+
 DEFAULT_SHAPES = ["1x4096x4096", "128x768x768", "512x512x512", "1024x1024x1024", "2048x2048x2048"]
 
 
@@ -258,6 +260,11 @@ def bench_shape(M, N, K, threads, budget, use_torch, use_numpy, rng):
     for k in ("rq qlinear u8s8", "rq qlinear u8s8 packed"):
         if qo and k in res:
             res[k]["ratio_vs_ort_qlinear"] = res[k]["gops"] / qo
+    # refquant against every peer: the integer GEMM against ORT's and numpy's float32 sgemm, the
+    # requantized one (uint8 out) against ORT's QLinearMatMul and torch's quantized Linear
+    res["vs_peers"] = peer_ratios(res, [("rq u8s8", "ort MatMulInteger u8s8"), ("rq u8s8", "numpy f32 matmul"),
+                                        ("rq qlinear u8s8", "ort QLinearMatMul u8s8")]
+                                  + [("rq qlinear u8s8", f"torch linear {e}") for e in ("fbgemm", "x86", "onednn")])
     return res
 
 
@@ -298,6 +305,9 @@ def main(argv=None):
             out["results"][f"{shp} t{t}"] = r
             print(f"\n== {M}x{N}x{K}  threads={t}")
             for k, v in r.items():
+                if k == "vs_peers":
+                    print_peer_ratios(v, 28)
+                    continue
                 if k == "alternating":
                     print(f"  {'alternating (ratio)':28s} " + "  ".join(f"{kk}={vv:.2f}x" for kk, vv in v.items()))
                     continue
