@@ -39,7 +39,8 @@ import time
 
 import numpy as np
 
-from _peers import peer_ratios, print_peer_ratios
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # _peers, also when imported
+from _peers import peer_ratios, print_peer_ratios  # noqa: E402
 
 LAYERS = {
     "3x3": dict(C=64, M=64, H=56, W=56, k=3, pad=1, group=1),

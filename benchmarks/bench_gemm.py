@@ -34,7 +34,8 @@ import time
 
 import numpy as np
 
-from _peers import peer_ratios, print_peer_ratios
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # _peers, also when imported
+from _peers import peer_ratios, print_peer_ratios  # noqa: E402
 
 DEFAULT_SHAPES = ["1x4096x4096", "128x768x768", "512x512x512", "1024x1024x1024", "2048x2048x2048"]
 

@@ -80,16 +80,35 @@ def fast_enabled():
     return v.strip() in ("", "0")
 
 
+_SYM = {}   # id(profile) -> (profile, symmetric_only anywhere: the profile's or an override's)
+
+
+def _symmetric_only(prof):
+    """Whether the profile, or any of its overrides, is symmetric-only (an override's
+    symmetric_only applies to the calls it selects; the zero-point check below covers them all)."""
+    ent = _SYM.get(id(prof))
+    if ent is None or ent[0] is not prof:
+        sym = bool(prof.symmetric_only) or any(
+            dict(fields).get("symmetric_only") for _, fields in (prof.overrides or ()))
+        ent = (prof, sym)
+        if len(_SYM) > 256:
+            _SYM.clear()
+        _SYM[id(prof)] = ent
+    return ent[1]
+
+
 def _fast_profile_ok(prof, op):
-    """Whether a fast kernel may be asked at all.  Symmetric-only profiles (tensorrt) reach
-    only the QuantizeLinear / DequantizeLinear glue, which checks the zero points itself (the
-    reference raises the profile's error on non-zero ones)."""
+    """Whether a fast kernel may be asked at all.  Symmetric-only profiles (tensorrt, or an
+    override that makes some calls symmetric-only) reach only the QuantizeLinear /
+    DequantizeLinear glue, which checks the zero points itself (the reference raises the
+    profile's error on non-zero ones), and GEMM / conv calls whose zero points are all zero
+    (_symmetric_call_ok)."""
     if op == "Requantize":
         # the reference's requantize applies every profile's epilogue (Profile.ops lists the
         # ONNX ops a profile models); the glue checks the epilogue fields
         return True
     return (prof.ops is None or op in prof.ops) and (
-        not prof.symmetric_only or op in ("QuantizeLinear", "DequantizeLinear"))
+        not _symmetric_only(prof) or op in ("QuantizeLinear", "DequantizeLinear"))
 
 
 # the zero-point arguments of the GEMM / conv ops (position, name)
@@ -102,7 +121,7 @@ def _symmetric_call_ok(prof, op, args, kwargs):
     """A symmetric-only profile's (tensorrt) GEMM / conv call whose zero points are all absent
     or zero: the reference would not raise its symmetric error (the only check it adds), so the
     glue may take the call (its other checks are the same as for any profile)."""
-    if not prof.symmetric_only or op not in _ZP_ARGS or (prof.ops is not None and op not in prof.ops):
+    if not _symmetric_only(prof) or op not in _ZP_ARGS or (prof.ops is not None and op not in prof.ops):
         return False
     from .reference.gemm import _nonzero
     try:

@@ -196,7 +196,7 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
     get_profile(profile)  # validate early
     if not cases:
         raise ValueError(f"no cases found in {cases_dir or default_cases_dir()}"
-                         + (f" for {op}" if op else ""))
+                         + (f" for {op}" if op else "") + _unreadable_note(skipped))
     if isinstance(engines, str):
         engines = [engines]
     if engines:
@@ -269,7 +269,10 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
     compared = [r for r in results if "status" not in r]
     n_bad = len(_failures({"results": results}))
     corrupt = [f for f, why in skipped if getattr(why, "corrupt", True)]
-    error = bool(corrupt or not compared or any(r.get("status") == "spec-error" for r in results))
+    # bad input or nothing compared (the CLI's exit 2): damaged case files, cases the reference
+    # refuses, no engine output at all, or none the profile applies to
+    error = bool(corrupt or not results or len(results) == n_na
+                 or any(r.get("status") == "spec-error" for r in results))
     return {"verdict": "error" if error else "fail" if n_bad else "pass",
             "n_cases": len(cases), "n_results": len(results), "n_not_applicable": n_na,
             "n_compared": len(results) - n_na,
@@ -283,6 +286,15 @@ def run_conformance(cases_dir=None, *, engines=None, op=None, profile="onnx", li
             "summary": list(summary.values()),
             "skipped": [{"file": f, "reason": str(why), "unreadable": getattr(why, "corrupt", True)}
                         for f, why in skipped]}
+
+
+def _unreadable_note(skipped):
+    """"; N files could not be read: a, b" for the damaged ones among ``skipped`` ('' if none)."""
+    bad = [f for f, why in skipped if getattr(why, "corrupt", True)]
+    if not bad:
+        return ""
+    names = ", ".join(str(f).rsplit("/", 1)[-1] for f in bad[:5]) + (" ..." if len(bad) > 5 else "")
+    return f"; {len(bad)} file{'s' if len(bad) > 1 else ''} could not be read: {names}"
 
 
 def _tensorrt_ver():  # pragma: no cover - an NVIDIA GPU host with TensorRT

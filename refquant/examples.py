@@ -128,7 +128,8 @@ def write_debugging_example(directory="."):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: python -m refquant.examples [DIR]\n\n" + __doc__.split("\n\n")[1])
+        print("usage: python -m refquant.examples [DIR]\n\nWrites model.onnx and inputs.npz (the "
+              "examples of docs/debugging.md) into DIR (default: the current folder).")
         return 0
     try:
         paths = write_debugging_example(argv[0] if argv else ".")

@@ -115,6 +115,16 @@ class CaseFormatError(ValueError):
         self.corrupt = corrupt
 
 
+class SkipReason(str):
+    """Why ``load_cases`` skipped a file (the CaseFormatError's message, a str), with its
+    ``corrupt`` flag."""
+
+    def __new__(cls, message, corrupt=True):
+        obj = super().__new__(cls, message)
+        obj.corrupt = corrupt
+        return obj
+
+
 class GoldenCaseWarning(UserWarning):
     """A file in a case directory was skipped (not a golden case); ``corrupt`` as
     :class:`CaseFormatError`'s (a damaged case file, not a stray one)."""
@@ -194,9 +204,9 @@ def load_cases(cases_dir=None, *, op=None, skipped=None):
     """All cases under ``cases_dir`` (recursively), sorted by path; optionally one op only.
 
     A ``.npz`` that is not a golden case (a stray inputs file, a corrupt file) is skipped: its
-    (path, CaseFormatError) is appended to ``skipped`` when a list is given (the error's
-    ``corrupt`` tells a damaged case file from a stray one), else a :class:`GoldenCaseWarning`
-    naming the file is issued."""
+    (path, reason) is appended to ``skipped`` when a list is given (the reason, a
+    :class:`SkipReason` str, has ``corrupt``: a damaged case file rather than a stray one), else
+    a :class:`GoldenCaseWarning` naming the file is issued."""
     import warnings
     d = pathlib.Path(cases_dir) if cases_dir else default_cases_dir()
     if not d.is_dir():
@@ -209,7 +219,7 @@ def load_cases(cases_dir=None, *, op=None, skipped=None):
             c = load_case(p)
         except CaseFormatError as exc:
             if skipped is not None:
-                skipped.append((str(p), exc))
+                skipped.append((str(p), SkipReason(str(exc), exc.corrupt)))
             else:
                 warnings.warn(GoldenCaseWarning(f"{exc}; skipped", exc.corrupt), stacklevel=2)
             continue
@@ -620,7 +630,7 @@ def run(args):
             print(f"refquant golden: {'error' if bad else 'warning'}: {msg}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if n_bad and rc == 0:
+    if n_bad:     # bad input: 2, whatever else happened (an engine error alone is 1)
         print(f"refquant golden: {n_bad} case file{'s' if n_bad > 1 else ''} could not be read "
               f"(listed above)", file=sys.stderr)
         rc = 2
@@ -659,9 +669,12 @@ def _run(args):
         engines = expand_engines(args.engine)
         try:
             _check_record_engines(engines)
-            if not load_cases(args.cases, skipped=[]):
-                raise ValueError(f"no cases found in {args.cases or default_cases_dir()} (write the "
-                                 f"standard set with: refquant golden generate --cases DIR)")
+            sk = []
+            if not load_cases(args.cases, skipped=sk):
+                from .conformance import _unreadable_note
+                raise ValueError(f"no cases found in {args.cases or default_cases_dir()}"
+                                 + _unreadable_note(sk) + " (write the standard set with: refquant "
+                                 "golden generate --cases DIR)")
         except (ValueError, FileNotFoundError) as exc:
             print(f"refquant golden record: {exc}", file=sys.stderr)
             return 2

@@ -189,3 +189,19 @@ def test_non_finite_float_bias_takes_the_reference(rq_nan):
         for b in (np.array([np.nan, 1.0, np.inf], f32), np.array([-np.inf, 2.0, 0.0], f32)):
             args = (X, f32(0.02), np.uint8(3), W, ws, wz, f32(0.5), np.uint8(128), b)
             assert _same("qlinear_conv", args, {"profile": p})[0] == "ok"
+
+
+def test_symmetric_only_override_is_honoured_by_the_fast_path():
+    """symmetric_only set by a per-op override: a non-zero weight zero point gets the
+    reference's ProfileError on both paths; zero ones run the kernels."""
+    p = refquant.profile.get_profile("onnx").replace(name="sym-override",
+                                                      overrides=(("QGemm", {"symmetric_only": True}),
+                                                                 ("QLinearMatMul", {"symmetric_only": True})))
+    for name in ("qgemm", "qlinear_matmul"):
+        args, _ = CALLS[name]
+        bad = args[:5] + (np.int8(3),) + args[6:]
+        assert _same(name, bad, {"profile": p}) == ("raise", refquant.profile.ProfileError)
+        good = list(args)
+        good[2] = np.uint8(0)
+        good[-1] = np.uint8(0)           # every zero point zero (y's too)
+        assert _same(name, tuple(good), {"profile": p})[0] == "ok"

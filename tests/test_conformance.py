@@ -322,3 +322,32 @@ def test_record_checks_engine_names_and_cases_first(tmp_path, capsys):
     assert main(["golden", "record", "--engine", "onnx-reference", "--cases", str(tmp_path / "empty")]) == 2
     assert "no cases found" in capsys.readouterr().err
     assert main(["golden", "list", "--cases", str(tmp_path / "empty")]) == 2
+
+
+def test_exit_status_and_verdict_agree_on_edge_cases(tmp_path, capsys):
+    """Every result an engine error: exit 1 and verdict "fail" (not "error"); a damaged file
+    beside an engine error: golden record exits 2; load_cases' skip reasons are strings (JSON
+    serialisable) carrying ``corrupt``; a folder whose only case files are damaged names them."""
+    d = tmp_path / "c1"
+    golden.generate(d)
+    f = sorted((d / "QLinearMatMul").glob("*.npz"))[0]
+    for g in d.rglob("*.npz"):
+        if g != f:
+            g.unlink()
+    c = golden.load_case(f)
+    c.output_meta["onnxruntime"] = {"version": "x", "note": "error: RuntimeError: boom"}
+    golden.save_case(f, c)
+    assert _conf(["--cases", str(d), "--json", "-"]) == 1
+    assert json.loads(capsys.readouterr().out)["verdict"] == "fail"
+    assert run_conformance(d)["verdict"] == "fail"
+    (d / "QLinearMatMul" / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["golden", "record", "--engine", "onnx-reference", "--cases", str(d), "--quiet"]) == 2
+    assert "could not be read" in capsys.readouterr().err
+    skipped = []
+    golden.load_cases(d, skipped=skipped)
+    assert json.dumps(skipped) and skipped[0][1].corrupt and isinstance(skipped[0][1], str)
+    f.unlink()
+    with pytest.raises(ValueError, match="1 file could not be read: bad.npz"):
+        run_conformance(d)
+    assert _conf(["--cases", str(d)]) == 2
+    assert "bad.npz" in capsys.readouterr().err
