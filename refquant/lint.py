@@ -46,7 +46,8 @@ Rules (code: what is checked)
   (error), beyond 2^30 is near overflow with the accumulator added (warning), beyond 2^24 the
   float32 epilogue (cvtdq2ps) starts rounding (info).  Integer biases of QLinearConv/QGemm: the
   same limits on |bias| + the worst-case accumulator.  A bias DQ whose scale differs from
-  sx*sw blocks ORT's QLinear fusion (warning).
+  sx*sw blocks ORT's QLinear fusion (warning); for a TFLite target, beyond 0.02 output steps
+  (|sx*sw - sb| / sy) LiteRT refuses a FULLY_CONNECTED or uint8 CONV_2D layer (error).
 - RQ401 int16 pair saturation (AVX2 without VNNI, vpmaddubsw): for every u8 x s8 integer GEMM
   or convolution (QLinear*, *Integer, or a QDQ unit ORT fuses into one), the number of weight
   pairs (k, k+1) in the kernel's reduction order for which an activation in [0, 255] can push
@@ -374,6 +375,36 @@ class _Linter:
             elif op == "QGemm" and len(n.input) > 6 and n.input[6]:
                 self._bias_int(i, n, self.const(n.input[6]), n.input[3])
 
+    def _tflite_refuses_bias_scale(self, i, n, dx, want, got):
+        """LiteRT's check (kernel_util.cc GetQuantizedConvolutionMultipler, for FULLY_CONNECTED
+        and the legacy uint8 CONV_2D path, per-tensor weights): |fl32(x_s * w_s) - bias_scale| /
+        y_scale <= 0.02, y_scale the Q the layer's output reaches (through Relu / Clip)."""
+        if not self.tflite or want.size != 1:
+            return False
+        if dx.get("zp") is not None:
+            x_u8 = np.asarray(dx["zp"]).dtype == np.uint8
+        else:
+            from .model import _tensor_dtype
+            x_u8 = _tensor_dtype(self.G, dx["q"]) == np.dtype(np.uint8)
+        if n.op_type == "Conv" and not x_u8:
+            return False
+        G = self.G
+        j = i
+        while True:
+            c = G.consumers.get(G.nodes[j].output[0], [])
+            if len(c) != 1:
+                return False
+            j = c[0]
+            if G.nodes[j].op_type == "QuantizeLinear":
+                break
+            if G.nodes[j].op_type not in ("Relu", "Clip"):
+                return False
+        sy = self.const(G.nodes[j].input[1])
+        if sy is None or np.size(sy) != 1 or not float(np.asarray(sy).reshape(())) > 0:
+            return False
+        diff = abs(float(want.reshape(())) - float(np.asarray(got).reshape(-1)[0]))
+        return diff / float(np.asarray(sy).reshape(())) > 0.02
+
     def _bias_qdq(self, i, n):
         from .model import _dq_info
         G = self.G
@@ -391,7 +422,12 @@ class _Linter:
             want = (np.asarray(dx["scale"], np.float32) * np.asarray(dw["scale"], np.float32)).astype(np.float32)
             got = np.asarray(db["scale"], np.float32)
             if got.size == want.size:
-                if not np.array_equal(got.reshape(want.shape), want):
+                if self._tflite_refuses_bias_scale(i, n, dx, want, got):
+                    self.add("error", "RQ301", db["index"], "bias scale differs from x_scale * w_scale "
+                             "by more than 0.02 output steps", "LiteRT refuses the model (kernel_util.cc "
+                             "GetQuantizedConvolutionMultipler: |x_scale * w_scale - bias_scale| / "
+                             "y_scale <= 0.02, for FULLY_CONNECTED and uint8 CONV_2D)")
+                elif not np.array_equal(got.reshape(want.shape), want):
                     self.add("warning", "RQ301", db["index"], "bias scale differs from "
                              "x_scale * w_scale", "ORT's QDQ selectors then do not fuse the Conv into "
                              "QLinearConv; the engine and the float simulation diverge")

@@ -407,3 +407,33 @@ def test_int16_pairs_com_microsoft_activation_type():
     m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     after = [x.node for x in lint_model(m) if x.code == "RQ401"]
     assert before and sorted(after) == sorted(before)
+
+
+def _dq_bias_layer(scale_factor, x_dt=np.uint8, zx=128):
+    """layer() with per-tensor weights and its bias as DQ(int32 codes, sx*sw*scale_factor)."""
+    from onnx import helper
+    sw = np.float32(0.01)
+    m = layer(x_dt=x_dt, zx=zx, sw=sw, bias=np.zeros(8, np.float32))
+    sb = np.float32(np.float32(0.02) * sw * np.float32(scale_factor))
+    g = m.graph
+    keep = [i for i in g.initializer if i.name != "b"]
+    del g.initializer[:]
+    g.initializer.extend(keep + [_init("b_q", np.arange(8, dtype=np.int32) * 100), _init("sb", sb),
+                                 _init("zb", np.int32(0))])
+    g.node.insert(0, helper.make_node("DequantizeLinear", ["b_q", "sb", "zb"], ["b"], name="dq_b"))
+    return m
+
+
+def test_bias_scale_mismatch_tflite_rule():
+    """A DQ'd bias whose scale is not x_scale * w_scale: ORT does not fuse (warning); LiteRT
+    refuses a uint8 CONV_2D when |sx*sw - sb| / sy > 0.02 (error), int8 convs are not checked
+    there (warning only)."""
+    assert ("RQ301", "warning") in codes(lint_model(_dq_bias_layer(1.01)))
+    # sx*sw = 2e-4, sy = 0.05: a factor 7 puts the difference at 0.024 output steps
+    f = lint_model(_dq_bias_layer(7.0), "tflite-reference")
+    assert ("RQ301", "error") in codes(f) and any("LiteRT refuses" in x.hint for x in f)
+    f = lint_model(_dq_bias_layer(1.01), "tflite-optimized")
+    assert ("RQ301", "warning") in codes(f) and ("RQ301", "error") not in codes(f)
+    f = lint_model(_dq_bias_layer(7.0, x_dt=np.int8, zx=0), "tflite-reference")
+    assert ("RQ301", "error") not in codes(f)
+    assert not [x for x in lint_model(_dq_bias_layer(1.0), "tflite-reference") if x.code == "RQ301"]
