@@ -177,13 +177,18 @@ def run(engine: str, op: str, inputs: dict, attributes: dict | None = None, *, o
     if engine == "openvino":
         return mod.run(op, inputs, attributes, opset)
     if engine.startswith("pytorch"):
-        if op == "QuantizeLinear":
-            return (mod.fake_quantize if engine == "pytorch-fakequant" else mod.quantize)(inputs, attributes)
-        if op == "DequantizeLinear":
-            return mod.dequantize(inputs, attributes)
-        qe = engine.split("-", 1)[1]
-        return {"QLinearMatMul": mod.qlinear_matmul, "QGemm": mod.qgemm,
-                "QLinearConv": mod.qlinear_conv}[op](qe, inputs, attributes)
+        import warnings
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates its quantized tensors, which these engines exist to run
+            warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions",
+                                    category=UserWarning)
+            if op == "QuantizeLinear":
+                return (mod.fake_quantize if engine == "pytorch-fakequant" else mod.quantize)(inputs, attributes)
+            if op == "DequantizeLinear":
+                return mod.dequantize(inputs, attributes)
+            qe = engine.split("-", 1)[1]
+            return {"QLinearMatMul": mod.qlinear_matmul, "QGemm": mod.qgemm,
+                    "QLinearConv": mod.qlinear_conv}[op](qe, inputs, attributes)
     if engine.startswith("tflite"):
         fn = {"QuantizeLinear": mod.quantize, "DequantizeLinear": mod.dequantize,
               "QLinearMatMul": mod.qlinear_matmul, "QGemm": mod.qgemm,
