@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 
@@ -123,6 +124,8 @@ class Explanation:
     suggestions: list = dataclasses.field(default_factory=list)   # dicts: profile, field, from, to, topic
     opset: int | None = None
     step_unit: str = "output steps"
+    # with a match: the single changes of the spec ("onnx") that give the observation (same dicts)
+    spec_causes: list = dataclasses.field(default_factory=list)
 
     def comparison(self, name):
         for c in self.comparisons:
@@ -135,7 +138,7 @@ class Explanation:
             "op": self.op, "opset": self.opset, "n": self.n, "matches": list(self.matches),
             "nearest": self.nearest, "step_unit": self.step_unit,
             "profiles": [c.to_dict() for c in self.comparisons],
-            "suggestions": list(self.suggestions),
+            "suggestions": list(self.suggestions), "spec_causes": list(self.spec_causes),
         })
 
     def to_json(self, **kw):
@@ -146,6 +149,9 @@ class Explanation:
                  + (f", opset {self.opset}" if self.opset else "") + ")"]
         if self.matches:
             lines.append("Reproduced exactly by: " + ", ".join(self.matches))
+            for s in self.spec_causes:
+                lines.append(f"The spec ({s['profile']}) gives it with one change: {s['field']} = "
+                             f"{s['to']!r} (was {s['from']!r}; {s['topic']})")
         else:
             lines.append("No candidate profile reproduces the observed output exactly.")
         others = [c for c in self.comparisons if c.status == "differs"]
@@ -211,11 +217,19 @@ _REQUIRED = {
 }
 
 
-def _raise_input_error(errors):
+_SPEC = "onnx"     # the profile of the ONNX specification
+
+
+def _raise_input_error(errors, op=None, inputs=()):
     """No candidate could run the call.  When they all failed with the same input error (not a
-    profile's own limit), the reference itself rejects the inputs: raise that error."""
+    profile's own limit), the reference itself rejects the inputs: raise that error (a missing
+    trailing input as explain's own "needs" message)."""
     plain = [e for e in errors if not isinstance(e, ProfileError)]
     if plain and len({(type(e), str(e)) for e in plain}) == 1:
+        m = re.search(r"missing \d+ required positional arguments?: (.*)$", str(plain[0]))
+        if isinstance(plain[0], TypeError) and m:
+            names = ", ".join(re.findall(r"'(\w+)'", m.group(1)))
+            raise ValueError(f"inputs: {op} needs {names} (given: {', '.join(inputs)})") from None
         raise plain[0]
 
 
@@ -236,6 +250,8 @@ def _as_outputs(op, observed):
             raise ValueError(f"observed: DynamicQuantizeLinear has 3 outputs (y, y_scale, y_zero_point), "
                              f"got {len(observed)} arrays")
         return tuple(_as_array(f"observed[{i}]", o) for i, o in enumerate(observed))
+    if isinstance(observed, list) and observed and all(np.ndim(o) == 0 for o in observed):
+        observed = np.asarray(observed)      # a list of numbers: the values themselves
     if isinstance(observed, (tuple, list)) and op != "DynamicQuantizeLinear":
         if len(observed) != 1:
             raise ValueError(f"observed: {op} has one output, got {len(observed)} arrays")
@@ -391,6 +407,7 @@ def _compare(op, inputs, expected, observed, info, attributes=None):
                                  f"{o.dtype} with the non-integer value {float(of.reshape(-1)[i])!r} at flat "
                                  f"index {i}; give the engine's integer output")
             o = of.astype(np.int64)
+        _check_observed_type(op, k, e, o)
         out_is_float = _is_float(e.dtype) or _is_float(o.dtype)
         try:
             qr = None if out_is_float else _qr(e.dtype)
@@ -443,6 +460,34 @@ def _compare(op, inputs, expected, observed, info, attributes=None):
     if np.isfinite(max_steps) and max_steps == int(max_steps):
         max_steps = int(max_steps)
     return n_diff, max_steps, classes, examples
+
+
+def _check_observed_type(op, k, e, o):
+    """The observed output k must be of the op's output kind: integer codes within the output
+    type's range (another integer dtype is fine: int64 from a text file), or floats of the
+    output's float type.  Else the comparison would report every element as a mismatch."""
+    from ._dtypes import qrange as _qr
+    name = "observed" if k == 0 else f"observed[{k}]"
+    if not _is_float(e.dtype):
+        if o.dtype.kind in "iu" and o.size:
+            try:
+                lo, hi = _qr(e.dtype)
+            except TypeError:
+                return
+            omin, omax = int(o.min()), int(o.max())
+            if omin < lo or omax > hi:
+                raise ValueError(f"{name}: values {omin} .. {omax} ({o.dtype}) lie outside {e.dtype}'s range "
+                                 f"[{lo}, {hi}], {op}'s output type here (set by its zero point): codes "
+                                 f"of another type (e.g. int8 codes stored as uint8), or not the op's "
+                                 f"output (e.g. an int32 accumulator)")
+        return
+    if o.dtype.kind in "iub":
+        raise TypeError(f"{name}: {o.dtype} values, but {op}'s output here is {e.dtype}: give the "
+                        f"engine's {e.dtype} output (for the integer codes, explain the op that "
+                        f"produced them)")
+    if _is_float(o.dtype) and np.dtype(o.dtype).itemsize < np.dtype(e.dtype).itemsize:
+        raise TypeError(f"{name}: {o.dtype} values, but {op}'s output here is {e.dtype} (set by its "
+                        f"scale's type): a narrower type cannot hold the engine's {e.dtype} output")
 
 
 def _is_float(dt):
@@ -559,17 +604,16 @@ def explain(op, inputs, observed, *, attributes=None, candidates=None, opset=Non
         comps.append(ProfileComparison(p.name, "match" if nd == 0 else "differs", nd, ms, cl, ex))
         outputs[p.name] = p
     if not outputs:
-        _raise_input_error(errors)
+        _raise_input_error(errors, op, inputs)
     matches = [c.profile for c in comps if c.status == "match"]
     ranked = sorted((c for c in comps if c.status != "cannot_express"), key=lambda c: (c.n_diff, c.max_steps))
     nearest = ranked[0].profile if ranked else None
     if n is None:
         n = int(sum(np.size(o) for o in obs))
-    suggestions = []
-    if not matches and ranked:
-        seen = set()
-        for c in ranked[:_SEARCH_NEAREST]:
-            for field, old, new, variant in _variants(outputs[c.profile], op):
+    def single_field(profiles):
+        found, seen = [], set()
+        for name in profiles:
+            for field, old, new, variant in _variants(outputs[name], op):
                 key = tuple(sorted(variant.arithmetic().items(), key=lambda kv: kv[0]).__repr__())
                 if key in seen:
                     continue
@@ -580,8 +624,16 @@ def explain(op, inputs, observed, *, attributes=None, candidates=None, opset=Non
                 except (ProfileError, ValueError, TypeError, NotImplementedError):
                     continue
                 if nd == 0:
-                    suggestions.append({"profile": c.profile, "field": field, "from": old, "to": new,
-                                        "topic": _TOPIC.get(field, field)})
+                    found.append({"profile": name, "field": field, "from": old, "to": new,
+                                  "topic": _TOPIC.get(field, field)})
+        return found
+
+    suggestions, spec_causes = [], []
+    if not matches and ranked:
+        suggestions = single_field([c.profile for c in ranked[:_SEARCH_NEAREST]])
+    elif matches and _SPEC in outputs and _SPEC not in matches:
+        # reproduced by a vendor profile: which one arithmetic choice takes the spec there
+        spec_causes = single_field([_SPEC])
     return Explanation(op=op, n=n, matches=matches, comparisons=comps, nearest=nearest,
-                       suggestions=suggestions, opset=opset,
+                       suggestions=suggestions, opset=opset, spec_causes=spec_causes,
                        step_unit="output steps" if op != "DynamicQuantizeLinear" else "output steps")

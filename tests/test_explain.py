@@ -361,3 +361,48 @@ def test_a_tie_explains_one_step_only():
     r = explain("QuantizeLinear", inputs, np.array([3, 11, 0], np.int8), candidates=["onnx"])
     classes = r.comparisons[0].classes
     assert classes == {"rounding_tie": 1, "other": 1}, classes
+
+
+def test_spec_cause_named_when_a_vendor_profile_matches():
+    """An output that vendor profiles reproduce and the spec does not: the one arithmetic change
+    that takes the spec there is named (x * fl32(1/s) instead of x / s here)."""
+    import refquant
+    s = np.float32(0.1)
+    x = ((np.arange(-120, 120) + 0.5) * s).astype(np.float32)     # ties and their neighbours
+    x = np.concatenate([x, np.nextafter(x, np.float32(1e9)), np.nextafter(x, np.float32(-1e9))])
+    div = refquant.reference.quantize_linear(x, s, np.int8(0), profile="onnx")
+    rcp = refquant.reference.quantize_linear(x, s, np.int8(0), profile="tflite-xnnpack")
+    assert (div != rcp).any()
+    e = explain("QuantizeLinear", {"x": x, "y_scale": s, "y_zero_point": np.int8(0)}, rcp)
+    assert "tflite-xnnpack" in e.matches and "onnx" not in e.matches
+    assert any(c["field"] == "q_scale_op" for c in e.spec_causes), e.spec_causes
+    assert "The spec (onnx) gives it with one change: q_scale_op" in str(e)
+    assert e.to_dict()["spec_causes"]
+
+
+def test_observed_of_the_wrong_kind_is_refused():
+    """Observed arrays that cannot be the op's output get a clear error instead of a false
+    "no profile matches": codes outside the output type's range (int8 codes stored as uint8, an
+    int32 accumulator), integers for a float output, a narrower float type; a list of numbers
+    and int64 codes in range are taken."""
+    x = np.array([-1.3, 0.2, 2.6, -12.0], np.float32)
+    inp = {"x": x, "y_scale": np.float32(0.1), "y_zero_point": np.int8(0)}
+    codes = np.array([-13, 2, 26, -120], np.int8)
+    assert "onnx" in explain("QuantizeLinear", inp, codes.astype(np.int64)).matches
+    assert "onnx" in explain("QuantizeLinear", inp, codes.tolist()).matches
+    with pytest.raises(ValueError, match="outside int8's range"):
+        explain("QuantizeLinear", inp, codes.view(np.uint8))
+    dq = {"x": codes, "x_scale": np.float32(0.1), "x_zero_point": np.int8(0)}
+    with pytest.raises(TypeError, match="output here is float32"):
+        explain("DequantizeLinear", dq, codes)
+    with pytest.raises(TypeError, match="narrower type"):
+        explain("DequantizeLinear", dq, (codes * np.float32(0.1)).astype(np.float16))
+    a = np.ones((2, 3), np.uint8)
+    b = np.ones((3, 2), np.int8)
+    qm = {"a": a, "a_scale": np.float32(0.1), "a_zero_point": np.uint8(0), "b": b,
+          "b_scale": np.float32(0.1), "b_zero_point": np.int8(0), "y_scale": np.float32(0.01)}
+    with pytest.raises(ValueError, match="QLinearMatMul needs y_zero_point"):
+        explain("QLinearMatMul", qm, np.zeros((2, 2), np.uint8))
+    qm["y_zero_point"] = np.uint8(0)
+    with pytest.raises(ValueError, match="outside uint8's range"):
+        explain("QLinearMatMul", qm, np.full((2, 2), 3000, np.int32))
