@@ -668,15 +668,22 @@ def _qlinear_matmul_lean(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_s
     yz = _lean_zp(y_zero_point, ydt)
     if za is None or zb is None or yz is None:
         return None
-    _, ok, sat, rules = _qm_prof(profile, adt, zb != 0)
+    return _lean_q8("QLinearMatMul", _qm_prof(profile, adt, zb != 0), profile, a, Bo, pk, za, zb,
+                    (a_scale, b_scale, y_scale), yz, ydt == _S8)
+
+
+def _lean_q8(op, ent, profile, a, Bo, pk, za, zb, scales, yz, y_signed, bias=None):
+    """The lean paths' last steps: the profile entry's verdict (``ent`` = (profile, ok, sat16,
+    multiplier rules)), the multiplier formed and checked, the requantized GEMM run."""
+    _, ok, sat, rules = ent
     if not ok:
         return None
-    m = _lean_mult(a_scale, b_scale, y_scale)
-    if m is None or (rules and not _mult_ok(_for_op(profile, "QLinearMatMul", False, adt, zb != 0), m,
-                                            scales=(a_scale, b_scale))):
+    m = _lean_mult(*scales)
+    if m is None or (rules and not _mult_ok(_for_op(profile, op, False, a.dtype, zb != 0), m,
+                                            scales=scales[:2])):
         return None
-    return _k.matmul_q8(a, Bo, za, zb, float(m), yz, ydt == _S8, _packed_for(pk, Bo),
-                        bool(sat and adt != bdt))
+    return _k.matmul_q8(a, Bo, za, zb, float(m), yz, y_signed, _packed_for(pk, Bo),
+                        bool(sat and a.dtype != Bo.dtype), bias)
 
 
 def _qgemm_lean(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, y_zero_point, profile):
@@ -699,15 +706,8 @@ def _qgemm_lean(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale, 
     zb = _lean_zp(b_zero_point, bdt)
     if za is None or zb is None:
         return None
-    _, ok, sat, rules = _qg_prof(profile, adt, zb != 0)
-    if not ok:
-        return None
-    m = _lean_mult(a_scale, b_scale, y_scale)
-    if m is None or (rules and not _mult_ok(_for_op(profile, "QGemm", False, adt, zb != 0), m,
-                                            scales=(a_scale, b_scale))):
-        return None
-    return _k.matmul_q8(A, Bo, za, zb, float(m), int(y_zero_point), y_zero_point.dtype == _S8,
-                        _packed_for(pk, Bo), bool(sat and adt != bdt), C)
+    return _lean_q8("QGemm", _qg_prof(profile, adt, zb != 0), profile, A, Bo, pk, za, zb,
+                    (a_scale, b_scale, y_scale), int(y_zero_point), y_zero_point.dtype == _S8, C)
 
 
 def _lean_mult(a_s, b_s, y_s):
