@@ -19,3 +19,18 @@ def same_as_reference(fast, ref, what, check):
         return None
     check(fast(), want, what)
     return refquant.last_path()["path"]
+
+
+def run_in_threads(work, n, kernel_threads=2):
+    """work(i) for i in range(n), each on its own Python thread, all at once, with the kernels'
+    thread count set to ``kernel_threads`` (the default restored after)."""
+    import threading
+    refquant.set_num_threads(kernel_threads)
+    try:
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        refquant.set_num_threads(None)

@@ -24,7 +24,7 @@ from refquant import reference as R  # noqa: E402
 _k = pytest.importorskip("refquant._gemm", reason="compiled kernels not built (pip install -e .)")
 from refquant import _cpu, _gemm_fast as F  # noqa: E402
 from refquant.profile import get_profile  # noqa: E402
-from _same_bits import same_as_reference  # noqa: E402
+from _same_bits import run_in_threads, same_as_reference  # noqa: E402
 
 from _isa_levels import LEVELS as ISAS, available as _available_levels, use as _use_level  # noqa: E402
 
@@ -1929,7 +1929,6 @@ def test_requantize_declines_to_reference():
 def test_concurrent_python_threads_gemm_and_conv():
     """GEMM and conv kernels release the GIL: Python threads calling them at once (plain and
     packed B, the GEMV, an implicit conv) get the same bits as one call at a time."""
-    import threading
     rng = np.random.default_rng(31)
     shapes = [(1, 2048, 256), (64, 256, 256), (37, 300, 130), (3, 1000, 64)]
     cases = [(_rand(rng, np.uint8, (M, K)), _rand(rng, np.int8, (K, N))) for M, K, N in shapes]
@@ -1951,15 +1950,7 @@ def test_concurrent_python_threads_gemm_and_conv():
             if it % 4 == 0 and not np.array_equal(refquant.qlinear_conv(x, *q, w, *r, pads=[1, 1, 1, 1]), wc):
                 bad.append(("conv", t, it))
 
-    refquant.set_num_threads(2)
-    try:
-        ts = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-    finally:
-        refquant.set_num_threads(None)
+    run_in_threads(work, 4)
     assert not bad, bad[:5]
 
 

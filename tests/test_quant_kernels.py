@@ -29,7 +29,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 import refquant  # noqa: E402
 from refquant import reference as R  # noqa: E402
 from refquant.profile import get_profile  # noqa: E402
-from _same_bits import same_as_reference  # noqa: E402
+from _same_bits import run_in_threads, same_as_reference  # noqa: E402
 
 _k = pytest.importorskip("refquant._quant", reason="compiled kernels not built (pip install -e .)")
 from refquant import _cpu, _quant_fast as F  # noqa: E402
@@ -552,7 +552,6 @@ def test_blocked(isa, seed, dt, shape, axis_pick, bs_pick, f16):
 def test_concurrent_python_threads():
     """Kernels release the GIL; several Python threads calling at once get correct bits (the
     pool runs one job at a time, the others run serially on their own thread)."""
-    import threading
     rng = np.random.default_rng(21)
     xs = [hard_values(rng, 200_003, 0.05, 0, np.int8) for _ in range(4)]
     want = [R.quantize_linear(x, np.float32(0.05), np.int8(1)) for x in xs]
@@ -565,15 +564,7 @@ def test_concurrent_python_threads():
         except Exception as exc:   # pragma: no cover
             errors.append(exc)
 
-    refquant.set_num_threads(2)
-    try:
-        ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-    finally:
-        refquant.set_num_threads(None)
+    run_in_threads(work, 4)
     assert not errors
     for g, w in zip(got, want):
         assert_bitexact(g, w, "threads")
